@@ -1,0 +1,176 @@
+# hyperbuf - one plain GNU Makefile.
+#   make            build everything into build/
+#   make run        build, start hyperbufd on configs/local.conf, share frames end to end
+#   make check      build with ASan+UBSan into build/asan/ and run every test suite
+#   make bench      benchmarks, printed as ratios against a baseline measured in the same run
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make clean
+.POSIX:
+.SUFFIXES:
+
+VERSION   := 0.1.0
+SOMAJOR   := 0
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+BINDIR    ?= $(PREFIX)/bin
+SBINDIR   ?= $(PREFIX)/sbin
+LIBDIR    ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR    ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+
+# SAN=1 builds with AddressSanitizer + UndefinedBehaviorSanitizer (make check does this).
+SAN       ?= 0
+B         ?= build
+
+CC        ?= cc
+CFLAGS    ?= -O2 -g
+WARN      := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wpointer-arith -Wstrict-prototypes
+DEPS_CFLAGS := $(shell pkg-config --cflags libprotobuf-c inih libpng 2>/dev/null)
+DEPS_LIBS_LIB := $(shell pkg-config --libs libprotobuf-c 2>/dev/null)
+ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -D_GNU_SOURCE \
+	-DHB_VERSION_STRING='"$(VERSION)"' -DHB_SYSCONFDIR='"$(SYSCONFDIR)"' \
+	-Iinclude -Iprotocol -I$(B)/gen -I. $(DEPS_CFLAGS)
+ifeq ($(SAN),1)
+ALL_CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDSAN := -fsanitize=address,undefined
+endif
+LDFLAGS ?=
+
+# ---- build dependencies (Debian packages only) ------------------------------------------
+DEB_PKGS := libev-dev libprotobuf-c-dev protobuf-c-compiler libinih-dev libpng-dev pkg-config
+DEPS_OK := $(B)/.deps-ok
+$(DEPS_OK):
+	@missing=""; \
+	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
+	command -v protoc-c >/dev/null || missing="$$missing protobuf-c-compiler"; \
+	[ -f /usr/include/ev.h ] || missing="$$missing libev-dev"; \
+	pkg-config --exists libprotobuf-c 2>/dev/null || missing="$$missing libprotobuf-c-dev"; \
+	pkg-config --exists inih 2>/dev/null || missing="$$missing libinih-dev"; \
+	pkg-config --exists libpng 2>/dev/null || missing="$$missing libpng-dev"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing build dependencies:$$missing"; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PKGS) || exit 1; \
+		else \
+			echo "missing build dependencies:$$missing"; \
+			echo "run: sudo apt-get install $(DEB_PKGS)"; exit 1; \
+		fi; \
+	fi
+	@mkdir -p $(@D) && touch $@
+
+# ---- sources ---------------------------------------------------------------------------
+PROTO_SRC   := $(wildcard protocol/*.c)
+LIB_SRC     := $(wildcard libclient/*.c) backends/kvm/pool_window.c
+DAEMON_SRC  := $(wildcard daemon/*.c) $(filter-out backends/kvm/pool_window.c,$(wildcard backends/kvm/*.c))
+GEN_C       := $(B)/gen/hyperbuf.pb-c.c
+GEN_H       := $(B)/gen/hyperbuf.pb-c.h
+
+obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
+PROTO_OBJ  := $(call obj,$(PROTO_SRC)) $(B)/obj/gen/hyperbuf.pb-c.o
+LIB_OBJ    := $(call obj,$(LIB_SRC))
+DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
+
+LIBSO      := $(B)/libhyperbuf.so.$(VERSION)
+LIBA       := $(B)/libhyperbuf.a
+PROGS      := $(B)/hyperbufd $(B)/hyperbufctl $(B)/hyperbuf-demo
+
+all: $(PROGS) $(LIBSO) $(B)/libhyperbuf.so $(LIBA) $(B)/hyperbuf.pc
+
+$(GEN_C) $(GEN_H): protocol/hyperbuf.proto | $(DEPS_OK)
+	@mkdir -p $(B)/gen
+	protoc-c --proto_path=protocol --c_out=$(B)/gen protocol/hyperbuf.proto
+
+$(B)/obj/gen/%.o: $(B)/gen/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Wno-error -c $< -o $@
+
+$(B)/obj/%.o: %.c $(GEN_H) | $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
+
+$(LIBSO): $(LIB_OBJ) $(PROTO_OBJ) libclient/libhyperbuf.map
+	$(CC) $(LDSAN) -shared -Wl,-soname,libhyperbuf.so.$(SOMAJOR) \
+		-Wl,--version-script=libclient/libhyperbuf.map -o $@ $(LIB_OBJ) $(PROTO_OBJ) \
+		$(DEPS_LIBS_LIB) $(LDFLAGS)
+$(B)/libhyperbuf.so: $(LIBSO)
+	ln -sf libhyperbuf.so.$(VERSION) $(B)/libhyperbuf.so.$(SOMAJOR)
+	ln -sf libhyperbuf.so.$(VERSION) $@
+$(LIBA): $(LIB_OBJ) $(PROTO_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/hyperbufd: $(DAEMON_OBJ) $(PROTO_OBJ)
+	$(CC) $(LDSAN) -o $@ $^ -lev $(shell pkg-config --libs inih libprotobuf-c) $(LDFLAGS)
+$(B)/hyperbufctl: $(call obj,tools/hyperbufctl.c) $(PROTO_OBJ)
+	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(LDFLAGS)
+$(B)/hyperbuf-demo: $(call obj,tools/demo.c tools/pattern.c tools/png.c) $(LIBA)
+	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c libpng) $(LDFLAGS)
+
+$(B)/hyperbuf.pc: hyperbuf.pc.in Makefile
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+		-e 's|@VERSION@|$(VERSION)|' $< > $@
+
+# ---- tests -----------------------------------------------------------------------------
+TEST_SRC   := $(wildcard tests/test_*.c)
+TEST_BINS  := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC))
+TEST_SUPPORT := $(call obj,tests/harness.c tests/util.c tools/pattern.c)
+
+$(B)/tests/%: $(call obj,tests/%.c) $(TEST_SUPPORT) $(LIBA) $(PROTO_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) -lpthread $(LDFLAGS)
+
+tests: all $(TEST_BINS) $(B)/bench
+
+# make check: the sanitized build in build/asan, every suite, one closing line.
+check:
+	$(MAKE) SAN=1 B=build/asan tests
+	sh tests/run-tests.sh build/asan
+
+check-unit:
+	$(MAKE) SAN=1 B=build/asan tests
+	sh tests/run-tests.sh build/asan 'test_unit_*'
+
+# ---- run and bench ---------------------------------------------------------------------
+run: all
+	$(B)/hyperbuf-demo --daemon $(B)/hyperbufd --config configs/local.conf
+
+$(B)/bench: $(call obj,tests/bench.c tools/pattern.c) $(LIBA) $(PROTO_OBJ)
+	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(LDFLAGS)
+
+bench: all $(B)/bench
+	$(B)/bench --daemon $(B)/hyperbufd
+
+# ---- install ---------------------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
+		$(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(MANDIR)/man8
+	install -m 755 $(B)/hyperbufd $(DESTDIR)$(SBINDIR)/hyperbufd
+	install -m 755 $(B)/hyperbufctl $(DESTDIR)$(BINDIR)/hyperbufctl
+	install -m 755 $(LIBSO) $(DESTDIR)$(LIBDIR)/libhyperbuf.so.$(VERSION)
+	ln -sf libhyperbuf.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libhyperbuf.so.$(SOMAJOR)
+	ln -sf libhyperbuf.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libhyperbuf.so
+	install -m 644 $(LIBA) $(DESTDIR)$(LIBDIR)/libhyperbuf.a
+	install -m 644 include/hyperbuf.h $(DESTDIR)$(INCLUDEDIR)/hyperbuf.h
+	install -m 644 $(B)/hyperbuf.pc $(DESTDIR)$(LIBDIR)/pkgconfig/hyperbuf.pc
+	install -m 644 docs/hyperbufctl.1 $(DESTDIR)$(MANDIR)/man1/hyperbufctl.1
+	install -m 644 docs/hyperbuf.conf.5 $(DESTDIR)$(MANDIR)/man5/hyperbuf.conf.5
+	install -m 644 docs/hyperbufd.8 $(DESTDIR)$(MANDIR)/man8/hyperbufd.8
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/hyperbufd $(DESTDIR)$(BINDIR)/hyperbufctl \
+		$(DESTDIR)$(LIBDIR)/libhyperbuf.so* $(DESTDIR)$(LIBDIR)/libhyperbuf.a \
+		$(DESTDIR)$(INCLUDEDIR)/hyperbuf.h $(DESTDIR)$(LIBDIR)/pkgconfig/hyperbuf.pc \
+		$(DESTDIR)$(MANDIR)/man1/hyperbufctl.1 $(DESTDIR)$(MANDIR)/man5/hyperbuf.conf.5 \
+		$(DESTDIR)$(MANDIR)/man8/hyperbufd.8
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build
+
+.PHONY: all tests check check-unit run bench install uninstall format clean

@@ -1,0 +1,50 @@
+/* Protocol-wide constants shared by the daemon and the library. */
+#ifndef HB_PROTOCOL_LIMITS_H
+#define HB_PROTOCOL_LIMITS_H
+
+#define HB_PROTOCOL_VERSION 1u
+
+/* Every frame is a 4-byte little-endian length and that many payload bytes. A length above
+ * HB_FRAME_MAX is a protocol violation, detected before anything is allocated. */
+#define HB_FRAME_HEADER 4u
+#define HB_FRAME_MAX (256u * 1024u)
+
+/* Pages and reference directories. */
+#define HB_PAGE_SIZE 4096u
+#define HB_PAGE_SHIFT 12u
+#define HB_REFS_PER_PAGE (HB_PAGE_SIZE / 4u) /* 1024 32-bit refs per directory page */
+#define HB_REFDIR_MAX_DEPTH 3u
+
+/* Hard ceilings a configuration can't exceed. */
+#define HB_META_LIMIT 4096u          /* == HB_META_MAX in hyperbuf.h */
+#define HB_EVENT_QUEUE_LIMIT 65536u
+#define HB_MAX_GROUPS 64u
+
+/* Session roles in Hello. */
+#define HB_ROLE_CLIENT 0u
+#define HB_ROLE_CONTROL 1u
+
+/* Control.what */
+#define HB_CTL_STATUS 1u
+#define HB_CTL_DOMAINS 2u
+#define HB_CTL_EXPORTS 3u
+#define HB_CTL_IMPORTS 4u
+#define HB_CTL_STATS 5u
+#define HB_CTL_TIMELINES 6u
+
+/* The pool header in page 0 of every KVM group pool. All fields little-endian. Guests use it
+ * to tell their ivshmem BARs apart; nobody trusts it for anything else, since every member can
+ * write the pool. */
+#define HB_POOL_MAGIC "HYPERBUF"
+#define HB_POOL_LAYOUT_VERSION 1u
+struct hb_pool_header {
+	char magic[8];     /* HB_POOL_MAGIC, no NUL */
+	uint32_t layout;   /* HB_POOL_LAYOUT_VERSION */
+	uint32_t group;    /* group id, as in Welcome.groups */
+	uint64_t size;     /* pool bytes, a power of two */
+	uint32_t page_size;
+	uint32_t reserved;
+	char name[32];     /* group name, NUL padded */
+};
+
+#endif

@@ -1,0 +1,66 @@
+/*
+ * The multi-level reference directory: one root reference describes any number of pages.
+ *
+ * A directory page holds HB_REFS_PER_PAGE (1024) little-endian 32-bit refs. Depth 1: the root
+ * lists the data pages (up to 1024 pages = 4 MiB). Depth 2: the root lists level-1 pages that
+ * list data pages (up to 2^20 pages = 4 GiB). Depth 3: one more level (up to 2^30 pages).
+ * The depth is the smallest that fits. Each directory page is filled from the front; the
+ * last page of a level holds ((n - 1) % 1024) + 1 entries and the rest of it is zero.
+ *
+ * Refs are opaque 32-bit numbers: KVM pool page numbers, Xen grant refs.
+ * Directory pages usually live in memory a hostile peer can write, so the walker reads each
+ * ref exactly once into private memory and checks it with a validator the caller supplies.
+ */
+#ifndef HB_PROTOCOL_REFDIR_H
+#define HB_PROTOCOL_REFDIR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct hb_refdir {
+	uint32_t root;   /* ref of the root directory page */
+	uint32_t depth;  /* 1..3 */
+	uint32_t pages;  /* data pages, >= 1 */
+	uint32_t first_offset; /* data starts this many bytes into the first page (< page size) */
+	uint64_t size;   /* exact byte size; must fit in pages * page - first_offset */
+};
+
+/* Smallest depth for n data pages (1..3), or -EFBIG if n is 0 or over 2^30. */
+int hb_refdir_depth(uint64_t pages);
+
+/* Number of directory pages a directory for n data pages needs at its depth (0 if invalid). */
+uint64_t hb_refdir_dir_pages(uint64_t pages);
+
+/*
+ * Build. The caller has allocated hb_refdir_dir_pages(n) directory pages; dir_refs[] are their
+ * refs and dir_mem[] pointers to their (writable) memory, in any order the builder chooses to
+ * use them: the root is dir_refs[0], then level after level. Fills the pages and *out (size and
+ * first_offset are copied from the arguments). Returns 0 or -EINVAL (bad counts, size not fitting).
+ */
+int hb_refdir_build(const uint32_t *data_refs, uint32_t n, const uint32_t *dir_refs,
+		    void *const *dir_mem, uint64_t size, uint32_t first_offset,
+		    struct hb_refdir *out);
+
+/* Walker callbacks. */
+struct hb_refdir_ops {
+	/* Returns the memory of directory page ref, and its readable length in *len (a page
+	 * shorter than HB_PAGE_SIZE is rejected). NULL on failure. */
+	const void *(*map)(void *ctx, uint32_t ref, size_t *len);
+	/* Undoes map (may be NULL). */
+	void (*unmap)(void *ctx, uint32_t ref, const void *mem);
+	/* 0 if ref may be used as a directory page (is_dir=1) or data page (is_dir=0), else
+	 * a negative errno that the walk returns. */
+	int (*validate)(void *ctx, uint32_t ref, int is_dir);
+	void *ctx;
+};
+
+/*
+ * Walks d and writes its d->pages data refs to out[]. Checks the descriptor (depth matches the
+ * page count, size fits, offset below a page), every ref through ops->validate, rejects a
+ * directory page that appears twice (a cycle, -ELOOP), a data ref equal to a directory ref
+ * (-ELOOP), short pages and non-zero slack in a partial directory page (-EBADMSG).
+ * Returns 0 or a negative errno.
+ */
+int hb_refdir_walk(const struct hb_refdir *d, const struct hb_refdir_ops *ops, uint32_t *out);
+
+#endif
