@@ -114,11 +114,23 @@ $(B)/hyperbuf.pc: hyperbuf.pc.in Makefile
 		-e 's|@VERSION@|$(VERSION)|' $< > $@
 
 # ---- tests -----------------------------------------------------------------------------
-TEST_SRC   := $(wildcard tests/test_*.c)
-TEST_BINS  := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRC))
-TEST_SUPPORT := $(call obj,tests/harness.c tests/util.c tools/pattern.c)
+# test_unit_*: protocol/ and daemon units, no daemon process. test_it_*: the real daemon and
+# library, emulated VMs. Each links only what it needs so parts can be built on their own.
+UNIT_SRC   := $(wildcard tests/test_unit_*.c)
+IT_SRC     := $(wildcard tests/test_it_*.c)
+UNIT_BINS  := $(patsubst tests/%.c,$(B)/tests/%,$(UNIT_SRC))
+IT_BINS    := $(patsubst tests/%.c,$(B)/tests/%,$(IT_SRC))
+TEST_BINS  := $(UNIT_BINS) $(IT_BINS)
+UNIT_LIBS_test_unit_config := -linih
 
-$(B)/tests/%: $(call obj,tests/%.c) $(TEST_SUPPORT) $(LIBA) $(PROTO_OBJ)
+$(UNIT_BINS): $(B)/tests/%: $(call obj,tests/%.c) $(call obj,tests/harness.c) $(PROTO_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(LDSAN) -o $@ $^ $(UNIT_LIBS_$*) \
+		$(shell pkg-config --libs libprotobuf-c) $(LDFLAGS)
+$(B)/tests/test_unit_config: $(call obj,daemon/config.c daemon/log.c)
+
+IT_SUPPORT := $(call obj,tests/harness.c tests/util.c tools/pattern.c)
+$(IT_BINS): $(B)/tests/%: $(call obj,tests/%.c) $(IT_SUPPORT) $(LIBA)
 	@mkdir -p $(@D)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) -lpthread $(LDFLAGS)
 
