@@ -30,7 +30,7 @@ DEPS_CFLAGS := $(shell pkg-config --cflags libprotobuf-c inih libpng 2>/dev/null
 DEPS_LIBS_LIB := $(shell pkg-config --libs libprotobuf-c 2>/dev/null)
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -D_GNU_SOURCE \
 	-DHB_VERSION_STRING='"$(VERSION)"' -DHB_SYSCONFDIR='"$(SYSCONFDIR)"' \
-	-Iinclude -Iprotocol -I$(B)/gen -I. $(DEPS_CFLAGS)
+	-Iinclude -iquote protocol -iquote $(B)/gen -iquote . $(DEPS_CFLAGS)
 ifeq ($(SAN),1)
 ALL_CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDSAN := -fsanitize=address,undefined

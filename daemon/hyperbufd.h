@@ -1,0 +1,246 @@
+/*
+ * hyperbufd internals: the daemon state, sessions, domains, buffers and imports.
+ *
+ * Ownership in one paragraph: a session owns the buffers it allocated and the imports it holds.
+ * A buffer is also kept alive by its imports: when its owner frees it (or dies) it becomes an
+ * orphan, and its pages go back to the pool only when the last import is released. Exports are
+ * a state of the buffer (one buffer, one peer, at most one live hid); the hid table finds them.
+ */
+#ifndef HB_HYPERBUFD_H
+#define HB_HYPERBUFD_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "frame.h"
+#include "hyperbuf.h"
+#include "hyperbuf.pb-c.h"
+#include "list.h"
+#include "refdir.h"
+
+#define HBD_HID_BUCKET_BITS 12
+#define HBD_OUT_MAX (8u * 1024u * 1024u) /* replies a client may leave unread before it is dropped */
+#define HBD_MAX_SESSIONS 1024
+
+struct hbd;
+struct hbd_session;
+
+/* Statistics shown by `hyperbufctl stats`. bytes_copied exists to prove a negative: no code
+ * path of the daemon copies buffer contents, so nothing ever adds to it. */
+struct hbd_stats {
+	uint64_t messages_in, messages_out;
+	uint64_t events_sent, events_dropped;
+	uint64_t errors_protocol; /* sessions dropped for protocol violations */
+	uint64_t errors_request;  /* error replies */
+	uint64_t sessions_total;
+	uint64_t exports_total, imports_total;
+	uint64_t bytes_shared_total; /* bytes of every import ever made */
+	uint64_t bytes_copied;
+	uint64_t pages_punched;
+};
+
+struct hbd_domain {
+	struct hb_list link;
+	uint32_t id;
+	char name[HB_NAME_MAX];
+	unsigned sessions;      /* client sessions (not control) */
+	unsigned ivshmem_peers; /* ivshmem connections bound to this domain */
+	bool present;           /* has sessions or bound ivshmem peers */
+	uint32_t exports;       /* live exports (quota exports_per_domain) */
+	uint32_t imports;       /* live imports held */
+	uint64_t pages;         /* pool pages its buffers use (quota pages_per_domain) */
+};
+
+enum hbd_export_state {
+	HBD_EXPORT_NONE = 0, /* never exported, or re-export pending a fresh hid */
+	HBD_EXPORT_LIVE,
+	HBD_EXPORT_PENDING,  /* a delayed unexport is scheduled */
+	HBD_EXPORT_DONE,     /* unexported; hid still answers queries while the buffer lives */
+};
+
+struct hbd_buffer {
+	struct hb_list owner_link; /* in owner->buffers, or d->orphans */
+	struct hb_list hash_link;  /* in the hid table while it has a hid */
+	struct hbd *d;
+	uint64_t handle;
+	struct hbd_session *owner; /* NULL once freed by its owner: an orphan kept by imports */
+	uint32_t exporter, peer;
+	uint64_t size;
+	uint32_t flags; /* HB_BUFFER_PEER_WRITABLE */
+
+	/* Backend placement. */
+	uint32_t group;
+	uint32_t *refs;      /* data pages then directory pages */
+	uint32_t data_pages, dir_pages;
+	struct hb_refdir desc;
+
+	enum hbd_export_state state;
+	bool has_hid;
+	struct hb_id hid;
+	uint8_t *meta;
+	uint32_t meta_len;
+	ev_timer unexport_timer;
+	unsigned importers; /* live imports */
+};
+
+struct hbd_import {
+	struct hb_list link; /* in session->imports */
+	uint64_t handle;
+	struct hbd_buffer *buf;
+	bool writable;
+};
+
+struct hbd_event {
+	struct hb_list link;
+	uint32_t type;
+	struct hb_id hid;
+	bool has_hid;
+	uint32_t domain;
+	uint64_t size;
+	uint32_t meta_len;
+	uint8_t meta[];
+};
+
+struct hbd_out_fd {
+	size_t offset; /* the fd goes with the byte at this offset of session->out */
+	int fd;
+};
+
+struct hbd_session {
+	struct hb_list link;
+	struct hbd *d;
+	int fd;
+	ev_io rio, wio;
+	uint64_t serial;
+	char label[48]; /* for logs: "vm1#7" */
+	struct hbd_domain *dom;
+	pid_t pid;      /* SO_PEERCRED, for logs; -1 if unknown */
+	uid_t uid;
+	bool hello, control, closing;
+	unsigned busy; /* inside its own read handler: close defers the free */
+
+	struct hb_bytes in, out;
+	struct hbd_out_fd out_fds[4];
+	unsigned n_out_fds;
+
+	struct hb_list events;
+	unsigned n_events;
+	bool overflow;
+
+	uint64_t attached; /* bit (group id - 1) */
+	struct hb_list buffers;
+	struct hb_list imports;
+};
+
+/* What a backend does for the daemon. KVM: pools and the ivshmem server. Xen adds its own. */
+struct hbd_backend_ops {
+	const char *name;
+	int (*start)(struct hbd *d);
+	void (*stop)(struct hbd *d);
+	/* 0 if domains a and b may share, -EPERM (no common group), -ENODEV (unknown domain). */
+	int (*can_share)(struct hbd *d, uint32_t a, uint32_t b);
+	/* Places a buffer of b->size for (b->exporter -> b->peer): fills group, refs, desc and
+	 * writes the directory. -ENOSPC, -EFBIG, -ENOMEM, -EPERM. */
+	int (*alloc)(struct hbd *d, struct hbd_session *s, struct hbd_buffer *b);
+	/* Returns b's pages to the backend; they read as zero afterwards. */
+	void (*release)(struct hbd *d, struct hbd_buffer *b);
+	/* Binds s to a group; for host sessions *fd_out is a pool fd to send (caller closes). */
+	int (*attach)(struct hbd *d, struct hbd_session *s, uint32_t group, uint32_t ivshmem_peer,
+		      int *fd_out);
+	/* Adds the domain's groups to a Welcome (allocated with the protobuf-c default allocator;
+	 * freed with welcome_free). */
+	int (*welcome)(struct hbd *d, uint32_t domain, Welcome *w);
+	void (*welcome_free)(Welcome *w);
+	/* Appends "key: value" statistics. */
+	void (*stats)(struct hbd *d, void (*put)(void *ctx, const char *key, uint64_t v), void *ctx);
+};
+
+extern const struct hbd_backend_ops hbd_kvm_backend;
+
+struct hbd_listener {
+	int fd;
+	ev_io io;
+	struct hbd *d;
+	uint32_t domain;
+	char path[HB_SUN_PATH_MAX];
+};
+
+struct hbd {
+	struct ev_loop *loop;
+	struct hb_config *cfg;
+	const char *config_path; /* NULL: embedded default */
+	const struct hbd_backend_ops *backend;
+	void *backend_data;
+	uint64_t start_ms;
+
+	struct hbd_listener host;
+	struct hbd_listener *vm_listeners;
+	unsigned n_vm_listeners;
+
+	struct hb_list sessions;
+	unsigned n_sessions;
+	struct hb_list domains;
+	struct hb_list orphans; /* freed buffers kept alive by imports */
+	struct hb_list hids[1u << HBD_HID_BUCKET_BITS];
+	uint32_t next_serial;
+	uint64_t next_handle;
+	uint64_t next_session;
+
+	ev_signal sig_term, sig_int, sig_hup;
+	struct hbd_stats stats;
+};
+
+/* main.c / server.c */
+uint64_t hbd_now_ms(void);
+int hbd_listen_unix(const char *path, int backlog);
+int hbd_server_start(struct hbd *d);
+void hbd_server_stop(struct hbd *d);
+
+/* session.c: session I/O */
+struct hbd_session *hbd_session_new(struct hbd *d, int fd, struct hbd_domain *dom);
+/* Ends a session: cleanup as in PROTOCOL.md §6. reason is logged. */
+void hbd_session_close(struct hbd_session *s, const char *reason);
+/* Queues a framed reply (takes no ownership of msg). Returns 0 or -errno (session dropped). */
+int hbd_session_send(struct hbd_session *s, const ServerMsg *msg, int fd);
+/* The session said Hello: count it in its domain (control sessions are not clients). */
+void hbd_session_mark_hello(struct hbd_session *s, bool control);
+void hbd_session_event(struct hbd_session *s, uint32_t type, const struct hb_id *hid,
+		       uint32_t domain, uint64_t size, const uint8_t *meta, uint32_t meta_len);
+
+/* request.c: one request in, one reply out */
+void hbd_request(struct hbd_session *s, ClientMsg *msg);
+
+/* registry.c: buffers, exports, imports */
+int hbd_buffer_alloc(struct hbd_session *s, uint32_t peer, uint64_t size, uint32_t flags,
+		     struct hbd_buffer **out);
+struct hbd_buffer *hbd_buffer_find(struct hbd_session *s, uint64_t handle);
+void hbd_buffer_free(struct hbd_buffer *b);
+int hbd_export(struct hbd_buffer *b, const uint8_t *meta, size_t meta_len, struct hb_id *hid);
+int hbd_unexport(struct hbd_session *s, const struct hb_id *hid, uint32_t delay_ms);
+struct hbd_buffer *hbd_hid_lookup(struct hbd *d, const struct hb_id *hid);
+int hbd_import(struct hbd_session *s, const struct hb_id *hid, uint32_t flags,
+	       struct hbd_import **out);
+struct hbd_import *hbd_import_find(struct hbd_session *s, uint64_t handle);
+void hbd_import_release(struct hbd_session *s, struct hbd_import *im);
+uint32_t hbd_buffer_info_flags(const struct hbd_buffer *b);
+const char *hbd_export_state_name(enum hbd_export_state st);
+
+/* domain.c */
+struct hbd_domain *hbd_domain_get(struct hbd *d, uint32_t id);
+/* Called when a session or an ivshmem peer of the domain goes away. */
+void hbd_domain_check_gone(struct hbd *d, struct hbd_domain *dom);
+/* Queues an event for every client session of domain id (except `except`). */
+void hbd_domain_event(struct hbd *d, uint32_t id, uint32_t type, const struct hb_id *hid,
+		      uint32_t from, uint64_t size, const uint8_t *meta, uint32_t meta_len);
+
+/* control.c */
+int hbd_control(struct hbd_session *s, uint32_t what, ControlReply **out);
+void hbd_control_free(ControlReply *r);
+
+/* notify.c: sd_notify without libsystemd */
+int hbd_notify(const char *state);
+
+#endif

@@ -1,0 +1,114 @@
+/*
+ * The daemon's log: one line per message on stderr, "hyperbufd: LEVEL: message", with
+ * " (file:line)" appended while the level is debug. Under systemd, journald adds the time and
+ * the unit; elsewhere stderr is whatever the supervisor made it.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "daemon/log.h"
+
+/* Long enough for any message we write on purpose; longer ones are cut, never split. */
+#define HB_LOG_LINE_MAX 2048
+
+static enum hb_log_level log_level = HB_LOG_INFO;
+
+static const char *const level_names[] = {
+	[HB_LOG_ERROR] = "error",
+	[HB_LOG_WARN] = "warn",
+	[HB_LOG_INFO] = "info",
+	[HB_LOG_DEBUG] = "debug",
+};
+
+void hb_log_set_level(enum hb_log_level level)
+{
+	if (level < HB_LOG_ERROR)
+		level = HB_LOG_ERROR;
+	if (level > HB_LOG_DEBUG)
+		level = HB_LOG_DEBUG;
+	log_level = level;
+}
+
+enum hb_log_level hb_log_get_level(void)
+{
+	return log_level;
+}
+
+int hb_log_parse_level(const char *name)
+{
+	unsigned i;
+
+	if (!name)
+		return -1;
+	for (i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
+		if (strcasecmp(name, level_names[i]) == 0)
+			return (int)i;
+	/* The spelling syslog and most daemons use; accepting it costs nothing. */
+	if (strcasecmp(name, "warning") == 0)
+		return HB_LOG_WARN;
+	return -1;
+}
+
+const char *hb_log_level_name(enum hb_log_level level)
+{
+	if (level < HB_LOG_ERROR || level > HB_LOG_DEBUG)
+		return "?";
+	return level_names[level];
+}
+
+void hb_log_at(enum hb_log_level level, const char *file, int line, const char *fmt, ...)
+{
+	char buf[HB_LOG_LINE_MAX];
+	int saved_errno = errno;
+	size_t len, i;
+	va_list ap;
+	int n;
+
+	if (level > log_level)
+		goto out;
+
+	n = snprintf(buf, sizeof(buf), "hyperbufd: %s: ", hb_log_level_name(level));
+	if (n < 0)
+		goto out;
+	len = (size_t)n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf + len, sizeof(buf) - len, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		goto out;
+	len = len + (size_t)n < sizeof(buf) ? len + (size_t)n : sizeof(buf) - 1;
+
+	/* Messages quote names and paths that came from configs and peers: a newline in one must
+	 * not forge a second log line, so every control character becomes '?'. */
+	for (i = 0; i < len; i++)
+		if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
+			buf[i] = '?';
+
+	if (log_level >= HB_LOG_DEBUG && file)
+		snprintf(buf + len, sizeof(buf) - len, " (%s:%d)", file, line);
+	len = strlen(buf);
+	/* Room for the newline is always kept, even when the message was cut. */
+	if (len > sizeof(buf) - 2)
+		len = sizeof(buf) - 2;
+	buf[len++] = '\n';
+
+	/* One write per line, so lines from concurrent writers (the sanitizers, a forked child)
+	 * never interleave mid-line. A failing stderr has nowhere to report to. */
+	while (len > 0) {
+		ssize_t w = write(STDERR_FILENO, buf, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;
+		/* A short write on a pipe only happens under signals; finish the line. */
+		memmove(buf, buf + w, len - (size_t)w);
+		len -= (size_t)w;
+	}
+out:
+	errno = saved_errno;
+}

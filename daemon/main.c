@@ -1,0 +1,169 @@
+/*
+ * hyperbufd: the hyperbuf host daemon. Foreground, logs to stderr, READY=1 once every socket
+ * exists, SIGTERM/SIGINT for a clean shutdown, SIGHUP to reload a valid config.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "hyperbufd.h"
+#include "log.h"
+
+#define HBD_DEFAULT_CONFIG HB_SYSCONFDIR "/hyperbuf/hyperbufd.conf"
+
+uint64_t hbd_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static struct hb_config *load_config(const char *path, char *err, size_t errlen)
+{
+	if (path)
+		return hb_config_load_file(path, err, errlen);
+	return hb_config_load_string(hb_config_default_text, "/", err, errlen);
+}
+
+static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	hb_info("%s: shutting down", strsignal(w->signum));
+	ev_break(loop, EVBREAK_ALL);
+}
+
+/* Reload: apply only a valid config, and only what can change under running VMs: the log
+ * level and the [limits]. VMs and groups own sockets and pools that guests have mapped, so
+ * changing them needs a restart; say so instead of half-applying it. */
+static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct hbd *d = w->data;
+	struct hb_config *next, *cur = d->cfg;
+	char err[512];
+
+	next = load_config(d->config_path, err, sizeof(err));
+	if (!next) {
+		hb_err("reload: %s; keeping the running configuration", err);
+		return;
+	}
+	if (next->n_vms != cur->n_vms || next->n_groups != cur->n_groups ||
+	    memcmp(next->vms, cur->vms, sizeof(next->vms[0]) * next->n_vms) ||
+	    memcmp(next->groups, cur->groups, sizeof(next->groups[0]) * next->n_groups) ||
+	    strcmp(next->socket, cur->socket) || next->backend != cur->backend)
+		hb_warn("reload: [vm], [group] and [daemon] socket/backend changes need a restart; "
+			"applying log level and [limits] only");
+	cur->log_level = next->log_level;
+	cur->exports_per_domain = next->exports_per_domain;
+	cur->pages_per_domain = next->pages_per_domain;
+	cur->event_queue = next->event_queue;
+	cur->meta_max = next->meta_max;
+	hb_config_free(next);
+	hb_log_set_level(cur->log_level);
+	hb_info("reload: configuration applied (exports_per_domain=%u pages_per_domain=%llu "
+		"event_queue=%u meta_max=%u)",
+		cur->exports_per_domain, (unsigned long long)cur->pages_per_domain,
+		cur->event_queue, cur->meta_max);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: hyperbufd [-c CONFIG] [-n] [-d] [-v]\n"
+		   "  -c CONFIG  config file (default " HBD_DEFAULT_CONFIG
+		   ", else the embedded default)\n"
+		   "  -n         check the config and exit (0 if valid)\n"
+		   "  -d         debug logging\n"
+		   "  -v         print the version and exit\n");
+}
+
+int main(int argc, char **argv)
+{
+	struct hbd d = {0};
+	const char *config_path = NULL;
+	bool check_only = false, debug = false;
+	char err[512];
+	int opt, status = 1;
+
+	while ((opt = getopt(argc, argv, "c:ndvh")) != -1) {
+		switch (opt) {
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'n':
+			check_only = true;
+			break;
+		case 'd':
+			debug = true;
+			break;
+		case 'v':
+			printf("hyperbufd %s (protocol %u)\n", HB_VERSION_STRING, HB_PROTOCOL_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (!config_path && access(HBD_DEFAULT_CONFIG, F_OK) == 0)
+		config_path = HBD_DEFAULT_CONFIG;
+
+	d.cfg = load_config(config_path, err, sizeof(err));
+	if (!d.cfg) {
+		fprintf(stderr, "hyperbufd: %s\n", err);
+		return 1;
+	}
+	if (check_only) {
+		printf("%s: configuration is valid\n", config_path ? config_path : "(embedded)");
+		hb_config_free(d.cfg);
+		return 0;
+	}
+	hb_log_set_level(debug ? HB_LOG_DEBUG : d.cfg->log_level);
+	if (debug)
+		d.cfg->log_level = HB_LOG_DEBUG;
+	d.config_path = config_path;
+	d.start_ms = hbd_now_ms();
+	d.loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+	if (!d.loop) {
+		hb_err("cannot create the event loop");
+		goto err_config;
+	}
+	/* A peer that hangs up while we write must not kill the daemon. */
+	signal(SIGPIPE, SIG_IGN);
+	umask(077);
+
+	if (hbd_server_start(&d) < 0)
+		goto err_loop;
+
+	ev_signal_init(&d.sig_term, on_stop, SIGTERM);
+	ev_signal_init(&d.sig_int, on_stop, SIGINT);
+	ev_signal_init(&d.sig_hup, on_hup, SIGHUP);
+	d.sig_hup.data = &d;
+	ev_signal_start(d.loop, &d.sig_term);
+	ev_signal_start(d.loop, &d.sig_int);
+	ev_signal_start(d.loop, &d.sig_hup);
+
+	hb_info("hyperbufd %s ready: backend %s, config %s", HB_VERSION_STRING, d.backend->name,
+		config_path ? config_path : "(embedded default)");
+	hbd_notify("READY=1");
+	ev_run(d.loop, 0);
+	hbd_notify("STOPPING=1");
+	status = 0;
+
+	hbd_server_stop(&d);
+err_loop:
+	ev_loop_destroy(d.loop);
+err_config:
+	hb_config_free(d.cfg);
+	return status;
+}

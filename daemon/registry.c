@@ -1,0 +1,323 @@
+/*
+ * The export registry: buffers, their export state and hid, imports, delayed unexports, and
+ * the rule that pages go back to the pool only when nobody maps them any more.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hid.h"
+#include "limits.h" /* protocol/limits.h: -iquote keeps <limits.h> the system one */
+#include "hyperbufd.h"
+#include "log.h"
+
+static struct hb_list *hid_bucket(struct hbd *d, const struct hb_id *hid)
+{
+	return &d->hids[hb_hid_hash(hid, HBD_HID_BUCKET_BITS)];
+}
+
+struct hbd_buffer *hbd_hid_lookup(struct hbd *d, const struct hb_id *hid)
+{
+	struct hbd_buffer *b;
+
+	if (!hb_hid_plausible(hid))
+		return NULL;
+	hb_list_for_each_safe(b, hid_bucket(d, hid), struct hbd_buffer, hash_link)
+	{
+		/* All 128 bits, every time: the random part is what makes hids unguessable. */
+		if (memcmp(b->hid.bytes, hid->bytes, sizeof(hid->bytes)) == 0)
+			return b;
+	}
+	return NULL;
+}
+
+static void hid_forget(struct hbd_buffer *b)
+{
+	if (!b->has_hid)
+		return;
+	hb_list_remove(&b->hash_link);
+	b->has_hid = false;
+}
+
+static int hid_assign(struct hbd_buffer *b)
+{
+	struct hbd *d = b->d;
+	int r;
+
+	hid_forget(b);
+	do {
+		if (++d->next_serial == 0 || d->next_serial == UINT32_MAX)
+			d->next_serial = 1;
+		r = hb_hid_generate(d->next_serial, &b->hid);
+		if (r < 0)
+			return r;
+	} while (hbd_hid_lookup(d, &b->hid));
+	hb_list_insert_tail(hid_bucket(d, &b->hid), &b->hash_link);
+	b->has_hid = true;
+	return 0;
+}
+
+uint32_t hbd_buffer_info_flags(const struct hbd_buffer *b)
+{
+	uint32_t f = 0;
+
+	if (b->state == HBD_EXPORT_DONE || b->state == HBD_EXPORT_NONE)
+		f |= HB_INFO_UNEXPORTED;
+	if (b->state == HBD_EXPORT_PENDING)
+		f |= HB_INFO_UNEXPORT_PENDING;
+	if (b->flags & HB_BUFFER_PEER_WRITABLE)
+		f |= HB_INFO_PEER_WRITABLE;
+	return f;
+}
+
+const char *hbd_export_state_name(enum hbd_export_state st)
+{
+	switch (st) {
+	case HBD_EXPORT_NONE:
+		return "allocated";
+	case HBD_EXPORT_LIVE:
+		return "exported";
+	case HBD_EXPORT_PENDING:
+		return "unexport-pending";
+	case HBD_EXPORT_DONE:
+		return "unexported";
+	}
+	return "?";
+}
+
+int hbd_buffer_alloc(struct hbd_session *s, uint32_t peer, uint64_t size, uint32_t flags,
+		     struct hbd_buffer **out)
+{
+	struct hbd *d = s->d;
+	struct hbd_buffer *b;
+	uint64_t pages;
+	int r;
+
+	if (size == 0 || peer == s->dom->id || (flags & ~HB_BUFFER_PEER_WRITABLE))
+		return -EINVAL;
+	r = d->backend->can_share(d, s->dom->id, peer);
+	if (r < 0)
+		return r;
+	if (size > ((uint64_t)1 << 30) * HB_PAGE_SIZE)
+		return -EFBIG;
+	pages = (size + HB_PAGE_SIZE - 1) / HB_PAGE_SIZE;
+	pages += hb_refdir_dir_pages(pages);
+	if (s->dom->pages + pages > d->cfg->pages_per_domain)
+		return -EDQUOT;
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->d = d;
+	b->exporter = s->dom->id;
+	b->peer = peer;
+	b->size = size;
+	b->flags = flags;
+	hb_list_init(&b->hash_link);
+	r = d->backend->alloc(d, s, b);
+	if (r < 0)
+		goto err_free;
+	b->handle = d->next_handle++;
+	b->owner = s;
+	s->dom->pages += b->data_pages + b->dir_pages;
+	hb_list_insert_tail(&s->buffers, &b->owner_link);
+	hb_debug("%s: buffer %llu: %llu bytes for domain %u, %u+%u pages in group %u", s->label,
+		 (unsigned long long)b->handle, (unsigned long long)size, peer, b->data_pages,
+		 b->dir_pages, b->group);
+	*out = b;
+	return 0;
+
+err_free:
+	free(b);
+	return r;
+}
+
+struct hbd_buffer *hbd_buffer_find(struct hbd_session *s, uint64_t handle)
+{
+	struct hbd_buffer *b;
+
+	hb_list_for_each_safe(b, &s->buffers, struct hbd_buffer, owner_link)
+	{
+		if (b->handle == handle)
+			return b;
+	}
+	return NULL;
+}
+
+/* Pages go back only when no owner and no import is left. */
+static void buffer_reclaim_if_unused(struct hbd_buffer *b)
+{
+	struct hbd *d = b->d;
+	struct hbd_domain *dom;
+
+	if (b->owner || b->importers)
+		return;
+	hb_list_remove(&b->owner_link);
+	hid_forget(b);
+	ev_timer_stop(d->loop, &b->unexport_timer);
+	dom = hbd_domain_get(d, b->exporter);
+	if (dom)
+		dom->pages -= b->data_pages + b->dir_pages;
+	d->backend->release(d, b);
+	hb_debug("buffer %llu: pages returned to group %u", (unsigned long long)b->handle,
+		 b->group);
+	free(b->refs);
+	free(b->meta);
+	free(b);
+}
+
+/* The unexport takes effect: no new imports, the peer hears about it. */
+static void unexport_now(struct hbd_buffer *b)
+{
+	struct hbd *d = b->d;
+	struct hbd_domain *dom;
+
+	if (b->state != HBD_EXPORT_LIVE && b->state != HBD_EXPORT_PENDING)
+		return;
+	ev_timer_stop(d->loop, &b->unexport_timer);
+	b->state = HBD_EXPORT_DONE;
+	dom = hbd_domain_get(d, b->exporter);
+	if (dom && dom->exports)
+		dom->exports--;
+	hbd_domain_event(d, b->peer, HB_EVENT_UNEXPORTED, &b->hid, b->exporter, b->size, NULL, 0);
+}
+
+static void on_unexport_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct hbd_buffer *b = w->data;
+
+	unexport_now(b);
+	buffer_reclaim_if_unused(b);
+}
+
+void hbd_buffer_free(struct hbd_buffer *b)
+{
+	struct hbd *d = b->d;
+
+	unexport_now(b);
+	if (b->owner) {
+		hb_list_remove(&b->owner_link);
+		b->owner = NULL;
+		hb_list_insert_tail(&d->orphans, &b->owner_link);
+	}
+	buffer_reclaim_if_unused(b);
+}
+
+int hbd_export(struct hbd_buffer *b, const uint8_t *meta, size_t meta_len, struct hb_id *hid)
+{
+	struct hbd *d = b->d;
+	struct hbd_domain *dom = b->owner->dom;
+	bool fresh = b->state == HBD_EXPORT_NONE || b->state == HBD_EXPORT_DONE;
+	uint8_t *copy = NULL;
+	int r;
+
+	if (fresh && dom->exports >= d->cfg->exports_per_domain)
+		return -EDQUOT;
+	if (meta_len) {
+		copy = malloc(meta_len);
+		if (!copy)
+			return -ENOMEM;
+		memcpy(copy, meta, meta_len);
+	}
+	if (fresh) {
+		r = hid_assign(b);
+		if (r < 0) {
+			free(copy);
+			return r;
+		}
+		dom->exports++;
+		d->stats.exports_total++;
+	}
+	/* A re-export during the delay cancels the pending unexport. */
+	ev_timer_stop(d->loop, &b->unexport_timer);
+	b->state = HBD_EXPORT_LIVE;
+	free(b->meta);
+	b->meta = copy;
+	b->meta_len = (uint32_t)meta_len;
+	*hid = b->hid;
+	hbd_domain_event(d, b->peer, HB_EVENT_EXPORTED, &b->hid, b->exporter, b->size, b->meta,
+			 b->meta_len);
+	return 0;
+}
+
+int hbd_unexport(struct hbd_session *s, const struct hb_id *hid, uint32_t delay_ms)
+{
+	struct hbd_buffer *b = hbd_hid_lookup(s->d, hid);
+
+	if (!b || (b->exporter != s->dom->id && b->peer != s->dom->id))
+		return -ENOENT;
+	if (b->owner != s)
+		return -EPERM;
+	if (b->state != HBD_EXPORT_LIVE)
+		return 0; /* pending or done: the first unexport stands */
+	if (delay_ms == 0) {
+		unexport_now(b);
+		return 0;
+	}
+	b->state = HBD_EXPORT_PENDING;
+	ev_timer_init(&b->unexport_timer, on_unexport_timer, delay_ms / 1000.0, 0.);
+	b->unexport_timer.data = b;
+	ev_timer_start(s->d->loop, &b->unexport_timer);
+	return 0;
+}
+
+int hbd_import(struct hbd_session *s, const struct hb_id *hid, uint32_t flags,
+	       struct hbd_import **out)
+{
+	struct hbd *d = s->d;
+	struct hbd_buffer *b = hbd_hid_lookup(d, hid);
+	struct hbd_import *im;
+	bool writable = flags & HB_IMPORT_WRITE;
+
+	if (flags & ~HB_IMPORT_WRITE)
+		return -EINVAL;
+	/* Unknown, forged, withdrawn, or for somebody else: one answer for all of them. */
+	if (!b || b->peer != s->dom->id ||
+	    (b->state != HBD_EXPORT_LIVE && b->state != HBD_EXPORT_PENDING))
+		return -ENOENT;
+	if (writable && !(b->flags & HB_BUFFER_PEER_WRITABLE))
+		return -EACCES;
+	if (!(s->attached & (1ull << (b->group - 1))))
+		return -ENOENT;
+	im = calloc(1, sizeof(*im));
+	if (!im)
+		return -ENOMEM;
+	im->handle = d->next_handle++;
+	im->buf = b;
+	im->writable = writable;
+	hb_list_insert_tail(&s->imports, &im->link);
+	b->importers++;
+	s->dom->imports++;
+	d->stats.imports_total++;
+	d->stats.bytes_shared_total += b->size;
+	if (b->owner)
+		hbd_session_event(b->owner, HB_EVENT_IMPORTED, &b->hid, s->dom->id, b->size, NULL,
+				  0);
+	*out = im;
+	return 0;
+}
+
+struct hbd_import *hbd_import_find(struct hbd_session *s, uint64_t handle)
+{
+	struct hbd_import *im;
+
+	hb_list_for_each_safe(im, &s->imports, struct hbd_import, link)
+	{
+		if (im->handle == handle)
+			return im;
+	}
+	return NULL;
+}
+
+void hbd_import_release(struct hbd_session *s, struct hbd_import *im)
+{
+	struct hbd_buffer *b = im->buf;
+
+	hb_list_remove(&im->link);
+	free(im);
+	s->dom->imports--;
+	b->importers--;
+	if (b->importers == 0 && b->owner && b->has_hid)
+		hbd_session_event(b->owner, HB_EVENT_RELEASED, &b->hid, s->dom->id, b->size, NULL,
+				  0);
+	buffer_reclaim_if_unused(b);
+}

@@ -1,0 +1,241 @@
+/*
+ * Listening sockets and the daemon's life: the host socket (domain 0 and hyperbufctl), one
+ * channel socket per configured VM, then the backend (which adds its own sockets).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "hyperbufd.h"
+#include "log.h"
+
+/* mkdir -p for the folder holding a socket. */
+static int make_parent_dirs(const char *path)
+{
+	char tmp[HB_SUN_PATH_MAX];
+	size_t len = strlen(path);
+
+	if (len >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	memcpy(tmp, path, len + 1);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	return 0;
+}
+
+/* A socket file left by a daemon that died is removed; one that answers is somebody else's. */
+static int clear_stale_socket(const char *path, const struct sockaddr_un *addr)
+{
+	struct stat st;
+	int fd, r;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode)) {
+		hb_err("%s exists and is not a socket; refusing to replace it", path);
+		return -EEXIST;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	r = connect(fd, (const struct sockaddr *)addr, sizeof(*addr));
+	close(fd);
+	if (r == 0) {
+		hb_err("%s: another daemon is listening there", path);
+		return -EADDRINUSE;
+	}
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+int hbd_listen_unix(const char *path, int backlog)
+{
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	int fd, r;
+
+	if (strlen(path) >= sizeof(addr.sun_path)) {
+		hb_err("%s: socket path longer than %zu bytes", path, sizeof(addr.sun_path) - 1);
+		return -ENAMETOOLONG;
+	}
+	strcpy(addr.sun_path, path);
+	r = make_parent_dirs(path);
+	if (r < 0) {
+		hb_err("%s: cannot create its folder: %s", path, strerror(-r));
+		return r;
+	}
+	r = clear_stale_socket(path, &addr);
+	if (r < 0)
+		return r;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(fd, backlog) < 0) {
+		r = -errno;
+		hb_err("%s: %s", path, strerror(-r));
+		goto err_close;
+	}
+	return fd;
+
+err_close:
+	close(fd);
+	return r;
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct hbd_listener *l = w->data;
+	struct hbd *d = l->d;
+	int fd;
+
+	for (;;) {
+		fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				hb_warn("%s: accept: %s", l->path, strerror(errno));
+			return;
+		}
+		if (d->n_sessions >= HBD_MAX_SESSIONS) {
+			hb_warn("%s: %u sessions already; refusing a new one", l->path,
+				d->n_sessions);
+			close(fd);
+			continue;
+		}
+		if (!hbd_session_new(d, fd, hbd_domain_get(d, l->domain)))
+			close(fd);
+	}
+}
+
+static int listener_open(struct hbd *d, struct hbd_listener *l, const char *path,
+			 uint32_t domain, mode_t mode)
+{
+	l->d = d;
+	l->domain = domain;
+	snprintf(l->path, sizeof(l->path), "%s", path);
+	l->fd = hbd_listen_unix(path, 64);
+	if (l->fd < 0)
+		return l->fd;
+	if (chmod(path, mode) < 0)
+		hb_warn("%s: chmod: %s", path, strerror(errno));
+	ev_io_init(&l->io, on_accept, l->fd, EV_READ);
+	l->io.data = l;
+	ev_io_start(d->loop, &l->io);
+	return 0;
+}
+
+static void listener_close(struct hbd *d, struct hbd_listener *l)
+{
+	if (l->fd < 0)
+		return;
+	ev_io_stop(d->loop, &l->io);
+	close(l->fd);
+	unlink(l->path);
+	l->fd = -1;
+}
+
+int hbd_server_start(struct hbd *d)
+{
+	struct hb_config *cfg = d->cfg;
+	int r;
+
+	hb_list_init(&d->sessions);
+	hb_list_init(&d->domains);
+	hb_list_init(&d->orphans);
+	for (size_t i = 0; i < sizeof(d->hids) / sizeof(d->hids[0]); i++)
+		hb_list_init(&d->hids[i]);
+	d->next_serial = 1;
+	d->next_handle = 1;
+	d->host.fd = -1;
+
+	if (cfg->backend != HB_BACKEND_KVM) {
+		hb_err("backend xen is not available in this build yet; use backend = kvm");
+		return -ENOTSUP;
+	}
+	d->backend = &hbd_kvm_backend;
+
+	/* Domains known from the config exist from the start, so DOMAINS lists them. */
+	if (!hbd_domain_get(d, 0))
+		return -ENOMEM;
+	for (unsigned i = 0; i < cfg->n_vms; i++)
+		if (!hbd_domain_get(d, cfg->vms[i].id))
+			return -ENOMEM;
+
+	/* 0660: the host socket is for a trusted group of local users; VM sockets are the
+	 * hypervisor's only (0600). */
+	r = listener_open(d, &d->host, cfg->socket, 0, 0660);
+	if (r < 0)
+		goto err;
+	d->vm_listeners = calloc(cfg->n_vms ? cfg->n_vms : 1, sizeof(*d->vm_listeners));
+	if (!d->vm_listeners) {
+		r = -ENOMEM;
+		goto err;
+	}
+	for (unsigned i = 0; i < cfg->n_vms; i++)
+		d->vm_listeners[i].fd = -1;
+	d->n_vm_listeners = cfg->n_vms;
+	for (unsigned i = 0; i < cfg->n_vms; i++) {
+		r = listener_open(d, &d->vm_listeners[i], cfg->vms[i].channel, cfg->vms[i].id, 0600);
+		if (r < 0)
+			goto err;
+	}
+	r = d->backend->start(d);
+	if (r < 0)
+		goto err;
+	return 0;
+
+err:
+	hbd_server_stop(d);
+	return r;
+}
+
+void hbd_server_stop(struct hbd *d)
+{
+	struct hbd_session *s;
+	struct hbd_domain *dom;
+	struct hbd_buffer *b;
+
+	listener_close(d, &d->host);
+	for (unsigned i = 0; i < d->n_vm_listeners; i++)
+		listener_close(d, &d->vm_listeners[i]);
+	free(d->vm_listeners);
+	d->vm_listeners = NULL;
+	d->n_vm_listeners = 0;
+
+	if (d->sessions.next) {
+		hb_list_for_each_safe(s, &d->sessions, struct hbd_session, link)
+			hbd_session_close(s, "daemon shutting down");
+	}
+	/* Orphans survive only while an import holds them; with every session gone, none do.
+	 * Anything left here is a bookkeeping bug: free it, loudly. */
+	if (d->orphans.next) {
+		hb_list_for_each_safe(b, &d->orphans, struct hbd_buffer, owner_link)
+		{
+			hb_err("buffer %llu still has %u importers at shutdown",
+			       (unsigned long long)b->handle, b->importers);
+			b->importers = 0;
+			hbd_buffer_free(b);
+		}
+	}
+	if (d->backend)
+		d->backend->stop(d);
+	if (d->domains.next) {
+		hb_list_for_each_safe(dom, &d->domains, struct hbd_domain, link)
+		{
+			hb_list_remove(&dom->link);
+			free(dom);
+		}
+	}
+}

@@ -1,0 +1,369 @@
+/*
+ * Client sessions: framing in, replies and events out, and the cleanup when a session ends.
+ * Every byte a peer sends is hostile: lengths are checked before allocating, a violation drops
+ * that session with a logged reason, and nothing a client does can stall the loop.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "hyperbufd.h"
+#include "log.h"
+
+#define HBD_READ_CHUNK 65536u
+/* Events are serialised only while less than this is waiting in the output buffer, so the
+ * bounded event queue, not the byte buffer, absorbs a slow reader. */
+#define HBD_EVENT_LOW_WATER 65536u
+
+static void on_read(struct ev_loop *loop, ev_io *w, int revents);
+static void on_write(struct ev_loop *loop, ev_io *w, int revents);
+
+struct hbd_session *hbd_session_new(struct hbd *d, int fd, struct hbd_domain *dom)
+{
+	struct hbd_session *s = calloc(1, sizeof(*s));
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (!s)
+		return NULL;
+	s->d = d;
+	s->fd = fd;
+	s->dom = dom;
+	s->serial = ++d->next_session;
+	s->pid = -1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+		s->pid = cred.pid;
+		s->uid = cred.uid;
+	}
+	snprintf(s->label, sizeof(s->label), "%s#%llu", dom->name, (unsigned long long)s->serial);
+	hb_list_init(&s->events);
+	hb_list_init(&s->buffers);
+	hb_list_init(&s->imports);
+	ev_io_init(&s->rio, on_read, fd, EV_READ);
+	ev_io_init(&s->wio, on_write, fd, EV_WRITE);
+	s->rio.data = s->wio.data = s;
+	ev_io_start(d->loop, &s->rio);
+	hb_list_insert_tail(&d->sessions, &s->link);
+	d->n_sessions++;
+	d->stats.sessions_total++;
+	hb_debug("%s: connected (pid %d uid %u)", s->label, (int)s->pid, (unsigned)s->uid);
+	return s;
+}
+
+static void event_free_all(struct hbd_session *s)
+{
+	struct hbd_event *ev;
+
+	hb_list_for_each_safe(ev, &s->events, struct hbd_event, link)
+	{
+		hb_list_remove(&ev->link);
+		free(ev);
+	}
+	s->n_events = 0;
+}
+
+void hbd_session_close(struct hbd_session *s, const char *reason)
+{
+	struct hbd *d = s->d;
+	struct hbd_buffer *b;
+	struct hbd_import *im;
+	bool was_client = s->hello && !s->control;
+
+	if (s->closing)
+		return;
+	s->closing = true;
+	hb_info("%s: session ended: %s", s->label, reason);
+	ev_io_stop(d->loop, &s->rio);
+	ev_io_stop(d->loop, &s->wio);
+
+	/* Imports first: a buffer this session both owns and imports is then reclaimed once. */
+	hb_list_for_each_safe(im, &s->imports, struct hbd_import, link)
+		hbd_import_release(s, im);
+	hb_list_for_each_safe(b, &s->buffers, struct hbd_buffer, owner_link)
+		hbd_buffer_free(b);
+
+	event_free_all(s);
+	for (unsigned i = 0; i < s->n_out_fds; i++)
+		close(s->out_fds[i].fd);
+	hb_bytes_free(&s->in);
+	hb_bytes_free(&s->out);
+	close(s->fd);
+	hb_list_remove(&s->link);
+	hb_list_init(&s->link);
+	d->n_sessions--;
+	if (was_client) {
+		s->dom->sessions--;
+		hbd_domain_check_gone(d, s->dom);
+	}
+	/* A session closed from inside its own read handler is freed when that returns. */
+	if (!s->busy)
+		free(s);
+}
+
+/* Drops a session for a protocol violation. */
+static void session_violation(struct hbd_session *s, const char *what)
+{
+	s->d->stats.errors_protocol++;
+	hb_warn("%s: protocol violation: %s; dropping the session", s->label, what);
+	hbd_session_close(s, what);
+}
+
+int hbd_session_send(struct hbd_session *s, const ServerMsg *msg, int fd)
+{
+	size_t offset = s->out.len;
+	int r;
+
+	if (s->closing)
+		return -EPIPE;
+	if (fd >= 0 && s->n_out_fds == sizeof(s->out_fds) / sizeof(s->out_fds[0]))
+		return -ENOBUFS;
+	r = hb_frame_put_server(&s->out, msg, HB_FRAME_MAX);
+	if (r < 0) {
+		hb_err("%s: cannot frame a reply: %s", s->label, strerror(-r));
+		return r;
+	}
+	if (fd >= 0) {
+		int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		if (dup_fd < 0)
+			return -errno;
+		s->out_fds[s->n_out_fds].offset = offset;
+		s->out_fds[s->n_out_fds].fd = dup_fd;
+		s->n_out_fds++;
+	}
+	s->d->stats.messages_out++;
+	ev_io_start(s->d->loop, &s->wio);
+	return 0;
+}
+
+void hbd_session_event(struct hbd_session *s, uint32_t type, const struct hb_id *hid,
+		       uint32_t domain, uint64_t size, const uint8_t *meta, uint32_t meta_len)
+{
+	struct hbd_event *ev;
+
+	if (s->closing)
+		return;
+	if (s->n_events >= s->d->cfg->event_queue) {
+		/* Keep the oldest: they say what happened first, and the OVERFLOW that follows
+		 * tells the client to resynchronise with hb_query. */
+		s->overflow = true;
+		s->d->stats.events_dropped++;
+		ev_io_start(s->d->loop, &s->wio);
+		return;
+	}
+	ev = calloc(1, sizeof(*ev) + meta_len);
+	if (!ev) {
+		s->overflow = true;
+		s->d->stats.events_dropped++;
+		return;
+	}
+	ev->type = type;
+	if (hid) {
+		ev->hid = *hid;
+		ev->has_hid = true;
+	}
+	ev->domain = domain;
+	ev->size = size;
+	ev->meta_len = meta_len;
+	if (meta_len)
+		memcpy(ev->meta, meta, meta_len);
+	hb_list_insert_tail(&s->events, &ev->link);
+	s->n_events++;
+	ev_io_start(s->d->loop, &s->wio);
+}
+
+static int put_event(struct hbd_session *s, uint32_t type, const struct hbd_event *ev)
+{
+	ServerMsg msg = SERVER_MSG__INIT;
+	Event e = EVENT__INIT;
+
+	msg.body_case = SERVER_MSG__BODY_EVENT;
+	msg.event = &e;
+	e.type = type;
+	if (ev) {
+		if (ev->has_hid) {
+			e.hid.data = (uint8_t *)ev->hid.bytes;
+			e.hid.len = sizeof(ev->hid.bytes);
+		}
+		e.domain = ev->domain;
+		e.size = ev->size;
+		e.meta.data = (uint8_t *)ev->meta;
+		e.meta.len = ev->meta_len;
+	}
+	s->d->stats.events_sent++;
+	return hbd_session_send(s, &msg, -1);
+}
+
+/* Moves queued events into the output buffer while it is nearly empty. */
+static int fill_events(struct hbd_session *s)
+{
+	struct hbd_event *ev;
+	int r;
+
+	hb_list_for_each_safe(ev, &s->events, struct hbd_event, link)
+	{
+		if (s->out.len >= HBD_EVENT_LOW_WATER)
+			return 0;
+		r = put_event(s, ev->type, ev);
+		if (r < 0)
+			return r;
+		hb_list_remove(&ev->link);
+		free(ev);
+		s->n_events--;
+	}
+	if (s->overflow && s->out.len < HBD_EVENT_LOW_WATER) {
+		s->overflow = false;
+		return put_event(s, HB_EVENT_OVERFLOW, NULL);
+	}
+	return 0;
+}
+
+/* Writes as much as the socket takes. An fd goes out with the first byte of its frame, and
+ * a sendmsg never spans into the next fd's frame. */
+static int flush_out(struct hbd_session *s)
+{
+	while (s->out.len) {
+		size_t len = s->out.len;
+		struct msghdr mh = {0};
+		struct iovec iov;
+		union {
+			char buf[CMSG_SPACE(sizeof(int))];
+			struct cmsghdr align;
+		} ctrl;
+		bool with_fd = s->n_out_fds && s->out_fds[0].offset == 0;
+		ssize_t n;
+
+		if (s->n_out_fds > (with_fd ? 1u : 0u))
+			len = s->out_fds[with_fd ? 1 : 0].offset;
+		iov.iov_base = s->out.data;
+		iov.iov_len = len;
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		if (with_fd) {
+			struct cmsghdr *cm;
+			memset(&ctrl, 0, sizeof(ctrl));
+			mh.msg_control = ctrl.buf;
+			mh.msg_controllen = sizeof(ctrl.buf);
+			cm = CMSG_FIRSTHDR(&mh);
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_RIGHTS;
+			cm->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(cm), &s->out_fds[0].fd, sizeof(int));
+		}
+		n = sendmsg(s->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				return 0;
+			return -errno;
+		}
+		if (with_fd) {
+			close(s->out_fds[0].fd);
+			memmove(&s->out_fds[0], &s->out_fds[1],
+				sizeof(s->out_fds[0]) * (s->n_out_fds - 1));
+			s->n_out_fds--;
+		}
+		hb_bytes_consume(&s->out, (size_t)n);
+		for (unsigned i = 0; i < s->n_out_fds; i++)
+			s->out_fds[i].offset -= (size_t)n;
+	}
+	return 0;
+}
+
+static void on_write(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct hbd_session *s = w->data;
+	int r;
+
+	for (;;) {
+		r = fill_events(s);
+		if (r == 0)
+			r = flush_out(s);
+		if (r < 0) {
+			hbd_session_close(s, strerror(-r));
+			return;
+		}
+		if (s->out.len)
+			break; /* the socket is full: wait for EV_WRITE */
+		if (hb_list_empty(&s->events) && !s->overflow) {
+			ev_io_stop(loop, w);
+			return;
+		}
+	}
+	if (s->out.len > HBD_OUT_MAX) {
+		s->d->stats.errors_protocol++;
+		hbd_session_close(s, "client does not read its replies");
+	}
+}
+
+/* Handles every whole frame in the input buffer. */
+static void handle_frames(struct hbd_session *s)
+{
+	const uint8_t *payload;
+	ClientMsg *msg;
+	long n;
+
+	while (!s->closing) {
+		n = hb_frame_peek(s->in.data, s->in.len, HB_FRAME_MAX, &payload);
+		if (n == 0)
+			return;
+		if (n < 0) {
+			session_violation(s, "frame length out of range");
+			return;
+		}
+		msg = hb_frame_get_client(payload, (size_t)n);
+		if (!msg) {
+			session_violation(s, "malformed message");
+			return;
+		}
+		hb_bytes_consume(&s->in, HB_FRAME_HEADER + (size_t)n);
+		s->d->stats.messages_in++;
+		hbd_request(s, msg);
+		client_msg__free_unpacked(msg, NULL);
+	}
+}
+
+static void on_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct hbd_session *s = w->data;
+	ssize_t n;
+	int r;
+
+	r = hb_bytes_reserve(&s->in, HBD_READ_CHUNK);
+	if (r < 0) {
+		hbd_session_close(s, "out of memory");
+		return;
+	}
+	n = recv(s->fd, s->in.data + s->in.len, HBD_READ_CHUNK, MSG_DONTWAIT);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EINTR)
+			return;
+		hbd_session_close(s, strerror(errno));
+		return;
+	}
+	if (n == 0) {
+		if (s->in.len)
+			s->d->stats.errors_protocol++;
+		hbd_session_close(s, s->in.len ? "disconnected in the middle of a frame"
+					       : "disconnected");
+		return;
+	}
+	s->in.len += (size_t)n;
+	s->busy++;
+	handle_frames(s);
+	s->busy--;
+	if (s->closing)
+		free(s);
+}
+
+void hbd_session_mark_hello(struct hbd_session *s, bool control)
+{
+	s->hello = true;
+	s->control = control;
+	if (!control) {
+		s->dom->sessions++;
+		s->dom->present = true;
+	}
+}

@@ -1,0 +1,270 @@
+/*
+ * Frame codec. Frames are a 4-byte little-endian length and one protobuf-c message; see
+ * frame.h and docs/PROTOCOL.md section 1. Everything here runs on bytes a hostile peer chose,
+ * so lengths are checked before anything is allocated and unpacked messages are validated
+ * for what protobuf itself cannot express.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
+#include "limits.h"
+
+#define HB_HID_WIRE_LEN 16u
+
+void hb_bytes_free(struct hb_bytes *b)
+{
+	if (!b)
+		return;
+	free(b->data);
+	b->data = NULL;
+	b->len = 0;
+	b->cap = 0;
+}
+
+int hb_bytes_reserve(struct hb_bytes *b, size_t n)
+{
+	size_t need, cap;
+	uint8_t *data;
+
+	if (b->cap - b->len >= n)
+		return 0;
+	if (n > SIZE_MAX - b->len)
+		return -ENOMEM;
+	need = b->len + n;
+	/* Grow geometrically so a stream of small appends stays linear. */
+	cap = b->cap ? b->cap : 256;
+	while (cap < need) {
+		if (cap > SIZE_MAX / 2) {
+			cap = need;
+			break;
+		}
+		cap *= 2;
+	}
+	data = realloc(b->data, cap);
+	if (!data)
+		return -ENOMEM;
+	b->data = data;
+	b->cap = cap;
+	return 0;
+}
+
+void hb_bytes_consume(struct hb_bytes *b, size_t n)
+{
+	if (n >= b->len) {
+		b->len = 0;
+		return;
+	}
+	memmove(b->data, b->data + n, b->len - n);
+	b->len -= n;
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+long hb_frame_peek(const uint8_t *in, size_t len, uint32_t max, const uint8_t **payload)
+{
+	uint32_t plen;
+
+	if (len < HB_FRAME_HEADER)
+		return 0;
+	/* Judge the announced length as soon as it is complete, so a reader never grows its
+	 * buffer for a frame it is going to reject anyway. */
+	plen = get_le32(in);
+	if (plen == 0 || plen > max)
+		return -EMSGSIZE;
+	if (len - HB_FRAME_HEADER < plen)
+		return 0;
+	if (payload)
+		*payload = in + HB_FRAME_HEADER;
+	return (long)plen;
+}
+
+static int frame_put(struct hb_bytes *out, const ProtobufCMessage *msg, uint32_t max)
+{
+	size_t size, packed;
+	uint8_t *p;
+	int r;
+
+	size = protobuf_c_message_get_packed_size(msg);
+	/* A zero-length frame is a violation on the wire (every valid message has a non-zero
+	 * id or a body), so refuse to emit one rather than let the peer drop us. */
+	if (size == 0 || size > max || size > UINT32_MAX)
+		return -EMSGSIZE;
+	r = hb_bytes_reserve(out, HB_FRAME_HEADER + size);
+	if (r < 0)
+		return r;
+	p = out->data + out->len;
+	put_le32(p, (uint32_t)size);
+	packed = protobuf_c_message_pack(msg, p + HB_FRAME_HEADER);
+	if (packed != size)
+		return -EMSGSIZE; /* cannot happen with a consistent message; leave out untouched */
+	out->len += HB_FRAME_HEADER + size;
+	return 0;
+}
+
+int hb_frame_put_client(struct hb_bytes *out, const ClientMsg *msg, uint32_t max)
+{
+	return frame_put(out, &msg->base, max);
+}
+
+int hb_frame_put_server(struct hb_bytes *out, const ServerMsg *msg, uint32_t max)
+{
+	return frame_put(out, &msg->base, max);
+}
+
+/*
+ * A hid the message cannot do without (the one a request names, the one an export returns)
+ * must be exactly 16 bytes: consumers copy 16 bytes out of it without looking again. Optional
+ * ones (events that concern no buffer, control views) are empty or 16 bytes.
+ */
+static bool hid_required_ok(const ProtobufCBinaryData *b)
+{
+	return b->len == HB_HID_WIRE_LEN && b->data;
+}
+
+static bool hid_optional_ok(const ProtobufCBinaryData *b)
+{
+	return b->len == 0 || hid_required_ok(b);
+}
+
+static bool meta_ok(const ProtobufCBinaryData *b)
+{
+	return b->len <= HB_META_LIMIT && (b->len == 0 || b->data);
+}
+
+static bool client_valid(const ClientMsg *m)
+{
+	if (m->id == 0)
+		return false;
+	switch (m->body_case) {
+	case CLIENT_MSG__BODY__NOT_SET:
+		/* A body this build does not know unpacks as unset; the daemon answers it with
+		 * EOPNOTSUPP instead of dropping the session, so it is not a violation here. */
+		return true;
+	case CLIENT_MSG__BODY_HELLO:
+		return m->hello != NULL;
+	case CLIENT_MSG__BODY_ATTACH:
+		return m->attach != NULL;
+	case CLIENT_MSG__BODY_ALLOC:
+		return m->alloc != NULL;
+	case CLIENT_MSG__BODY_FREE:
+		return m->free != NULL;
+	case CLIENT_MSG__BODY_EXPORT:
+		return m->export && meta_ok(&m->export->meta);
+	case CLIENT_MSG__BODY_UNEXPORT:
+		return m->unexport && hid_required_ok(&m->unexport->hid);
+	case CLIENT_MSG__BODY_IMPORT:
+		return m->import && hid_required_ok(&m->import->hid);
+	case CLIENT_MSG__BODY_RELEASE:
+		return m->release != NULL;
+	case CLIENT_MSG__BODY_QUERY:
+		return m->query && hid_required_ok(&m->query->hid);
+	case CLIENT_MSG__BODY_CONTROL:
+		return m->control != NULL;
+	default:
+		return false;
+	}
+}
+
+static bool event_valid(const Event *ev)
+{
+	if (!meta_ok(&ev->meta))
+		return false;
+	switch (ev->type) {
+	case 1: /* HB_EVENT_EXPORTED .. HB_EVENT_RELEASED name a buffer */
+	case 2:
+	case 3:
+	case 4:
+		return hid_required_ok(&ev->hid);
+	default:
+		return hid_optional_ok(&ev->hid);
+	}
+}
+
+static bool control_valid(const ControlReply *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->n_exports; i++)
+		if (!c->exports[i] || !hid_optional_ok(&c->exports[i]->hid))
+			return false;
+	for (i = 0; i < c->n_imports; i++)
+		if (!c->imports[i] || !hid_optional_ok(&c->imports[i]->hid))
+			return false;
+	return true;
+}
+
+static bool server_valid(const ServerMsg *m)
+{
+	/* id 0 is reserved for events, and events never answer a request. */
+	if ((m->id == 0) != (m->body_case == SERVER_MSG__BODY_EVENT))
+		return false;
+	/* An error reply carries nothing but the error. */
+	if (m->error != 0 && m->body_case != SERVER_MSG__BODY__NOT_SET)
+		return false;
+	switch (m->body_case) {
+	case SERVER_MSG__BODY__NOT_SET:
+		return true; /* the empty reply of Attach, Free, Unexport, Release, and errors */
+	case SERVER_MSG__BODY_WELCOME:
+		return m->welcome != NULL;
+	case SERVER_MSG__BODY_ALLOC:
+		return m->alloc && m->alloc->desc;
+	case SERVER_MSG__BODY_EXPORT:
+		return m->export && hid_required_ok(&m->export->hid);
+	case SERVER_MSG__BODY_IMPORT:
+		return m->import && m->import->desc && meta_ok(&m->import->meta);
+	case SERVER_MSG__BODY_QUERY:
+		return m->query && meta_ok(&m->query->meta);
+	case SERVER_MSG__BODY_EVENT:
+		return m->event && event_valid(m->event);
+	case SERVER_MSG__BODY_CONTROL:
+		return m->control && control_valid(m->control);
+	default:
+		return false;
+	}
+}
+
+ClientMsg *hb_frame_get_client(const uint8_t *payload, size_t len)
+{
+	ClientMsg *m;
+
+	if (!payload || len == 0 || len > HB_FRAME_MAX)
+		return NULL;
+	m = client_msg__unpack(NULL, len, payload);
+	if (!m)
+		return NULL;
+	if (!client_valid(m)) {
+		client_msg__free_unpacked(m, NULL);
+		return NULL;
+	}
+	return m;
+}
+
+ServerMsg *hb_frame_get_server(const uint8_t *payload, size_t len)
+{
+	ServerMsg *m;
+
+	if (!payload || len == 0 || len > HB_FRAME_MAX)
+		return NULL;
+	m = server_msg__unpack(NULL, len, payload);
+	if (!m)
+		return NULL;
+	if (!server_valid(m)) {
+		server_msg__free_unpacked(m, NULL);
+		return NULL;
+	}
+	return m;
+}
