@@ -5,7 +5,6 @@
 #   make bench      benchmarks, printed as ratios against a baseline measured in the same run
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make clean
-.POSIX:
 .SUFFIXES:
 
 VERSION   := 0.1.0

@@ -115,7 +115,7 @@ struct hbd_session {
 	int fd;
 	ev_io rio, wio;
 	uint64_t serial;
-	char label[48]; /* for logs: "vm1#7" */
+	char label[96]; /* for logs: "vm1#7" */
 	struct hbd_domain *dom;
 	pid_t pid;      /* SO_PEERCRED, for logs; -1 if unknown */
 	uid_t uid;

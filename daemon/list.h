@@ -33,6 +33,14 @@ static inline int hb_list_empty(const struct hb_list *l)
 	return l->next == l;
 }
 
+static inline size_t hb_list_length(const struct hb_list *l)
+{
+	size_t n = 0;
+	for (const struct hb_list *e = l->next; e != l; e = e->next)
+		n++;
+	return n;
+}
+
 #define hb_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* Iterates over a list whose elements may be removed (the current one) inside the loop. */

@@ -250,7 +250,7 @@ reply:
 	hbd_session_send(s, &reply, r < 0 ? -1 : fd);
 	if (fd >= 0)
 		close(fd);
-	if (welcome.n_groups)
+	if (welcome.groups)
 		s->d->backend->welcome_free(&welcome);
 	if (control)
 		hbd_control_free(control);

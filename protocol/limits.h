@@ -2,6 +2,8 @@
 #ifndef HB_PROTOCOL_LIMITS_H
 #define HB_PROTOCOL_LIMITS_H
 
+#include <stdint.h>
+
 #define HB_PROTOCOL_VERSION 1u
 
 /* Every frame is a 4-byte little-endian length and that many payload bytes. A length above

@@ -1,0 +1,242 @@
+/* The ivshmem-doorbell server (see ivshmem.h). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon/hyperbufd.h"
+#include "daemon/log.h"
+#include "ivshmem.h"
+
+/* One message: 8 bytes little-endian, at most one fd. QEMU reads them in order, and a failed
+ * send (the peer is not reading) drops that peer rather than block the daemon. */
+static int send_msg(int sock, int64_t value, int fd)
+{
+	uint8_t buf[8];
+	struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctrl;
+	uint64_t v = (uint64_t)value;
+	ssize_t n;
+
+	for (int i = 0; i < 8; i++)
+		buf[i] = (uint8_t)(v >> (8 * i));
+	if (fd >= 0) {
+		struct cmsghdr *cm;
+		memset(&ctrl, 0, sizeof(ctrl));
+		mh.msg_control = ctrl.buf;
+		mh.msg_controllen = sizeof(ctrl.buf);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	}
+	n = sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n < 0)
+		return -errno;
+	return n == (ssize_t)sizeof(buf) ? 0 : -EIO;
+}
+
+static void peer_free(struct ivshmem_peer *p)
+{
+	for (unsigned k = 0; k < IVSHMEM_MAX_VECTORS; k++) {
+		if (p->irq[k] >= 0)
+			close(p->irq[k]);
+		if (p->to_daemon[k] >= 0)
+			close(p->to_daemon[k]);
+	}
+	if (p->sock >= 0)
+		close(p->sock);
+	free(p);
+}
+
+static void peer_disconnect(struct ivshmem_peer *p, const char *why)
+{
+	struct ivshmem_server *srv = p->srv;
+	struct ivshmem_peer *o;
+
+	hb_info("ivshmem %s: peer %u left (%s)", srv->path, p->id, why);
+	ev_io_stop(srv->loop, &p->io);
+	hb_list_remove(&p->link);
+	srv->n_peers--;
+	/* Everybody who knew the peer hears its id with no fd. */
+	hb_list_for_each_safe(o, &srv->peers, struct ivshmem_peer, link)
+	{
+		if (send_msg(o->sock, p->id, -1) < 0)
+			hb_warn("ivshmem %s: cannot tell peer %u that %u left", srv->path, o->id,
+				p->id);
+	}
+	if (srv->on_gone)
+		srv->on_gone(srv, p);
+	peer_free(p);
+}
+
+/* QEMU never writes to this socket: any byte or EOF means the peer is gone. */
+static void on_peer(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct ivshmem_peer *p = w->data;
+	char c;
+	ssize_t n = recv(p->sock, &c, 1, MSG_DONTWAIT);
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	peer_disconnect(p, n == 0 ? "hung up" : n < 0 ? strerror(errno) : "sent data");
+}
+
+static uint16_t free_id(struct ivshmem_server *srv)
+{
+	/* Small ids: QEMU grows a per-peer array up to the largest id it sees. */
+	for (uint32_t id = 1; id <= 65535; id++) {
+		if (!ivshmem_server_peer(srv, id))
+			return (uint16_t)id;
+	}
+	return 0;
+}
+
+static int greet(struct ivshmem_server *srv, struct ivshmem_peer *p)
+{
+	struct ivshmem_peer *o;
+	int r;
+
+	/* 1. version, 2. the peer's id, 3. -1 with the pool: QEMU reads these synchronously
+	 * while realizing the device. */
+	if ((r = send_msg(p->sock, 0, -1)) < 0 || (r = send_msg(p->sock, p->id, -1)) < 0 ||
+	    (r = send_msg(p->sock, -1, srv->pool_fd)) < 0)
+		return r;
+	/* 4. the peers it may ring: the daemon (private eventfds: the daemon knows who rang),
+	 * then every other peer, each once per vector. */
+	for (unsigned k = 0; k < srv->vectors; k++)
+		if ((r = send_msg(p->sock, IVSHMEM_DAEMON_ID, p->to_daemon[k])) < 0)
+			return r;
+	hb_list_for_each_safe(o, &srv->peers, struct ivshmem_peer, link)
+	{
+		if (o == p)
+			continue;
+		for (unsigned k = 0; k < srv->vectors; k++)
+			if ((r = send_msg(p->sock, o->id, o->irq[k])) < 0)
+				return r;
+	}
+	/* 5. its own interrupt eventfds. */
+	for (unsigned k = 0; k < srv->vectors; k++)
+		if ((r = send_msg(p->sock, p->id, p->irq[k])) < 0)
+			return r;
+	return 0;
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct ivshmem_server *srv = w->data;
+	struct ivshmem_peer *p, *o;
+	int fd, r;
+
+	fd = accept4(srv->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (fd < 0)
+		return;
+	if (srv->n_peers >= IVSHMEM_MAX_PEERS) {
+		hb_warn("ivshmem %s: %u peers already; refusing", srv->path, srv->n_peers);
+		close(fd);
+		return;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		close(fd);
+		return;
+	}
+	p->srv = srv;
+	p->sock = fd;
+	for (unsigned k = 0; k < IVSHMEM_MAX_VECTORS; k++)
+		p->irq[k] = p->to_daemon[k] = -1;
+	p->id = free_id(srv);
+	for (unsigned k = 0; k < srv->vectors; k++) {
+		p->irq[k] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		p->to_daemon[k] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (p->irq[k] < 0 || p->to_daemon[k] < 0)
+			goto err_peer;
+	}
+	if (!p->id)
+		goto err_peer;
+	r = greet(srv, p);
+	if (r < 0) {
+		hb_warn("ivshmem %s: greeting peer %u failed: %s", srv->path, p->id, strerror(-r));
+		goto err_peer;
+	}
+	/* Announce the newcomer to the others. */
+	hb_list_for_each_safe(o, &srv->peers, struct ivshmem_peer, link)
+	{
+		for (unsigned k = 0; k < srv->vectors; k++)
+			send_msg(o->sock, p->id, p->irq[k]);
+	}
+	hb_list_insert_tail(&srv->peers, &p->link);
+	srv->n_peers++;
+	ev_io_init(&p->io, on_peer, fd, EV_READ);
+	p->io.data = p;
+	ev_io_start(loop, &p->io);
+	hb_info("ivshmem %s: peer %u connected", srv->path, p->id);
+	return;
+
+err_peer:
+	peer_free(p);
+}
+
+int ivshmem_server_start(struct ivshmem_server *srv, struct ev_loop *loop, const char *path,
+			 int pool_fd, unsigned vectors)
+{
+	srv->loop = loop;
+	snprintf(srv->path, sizeof(srv->path), "%s", path);
+	srv->pool_fd = pool_fd;
+	srv->vectors = vectors ? vectors : 1;
+	if (srv->vectors > IVSHMEM_MAX_VECTORS)
+		return -EINVAL;
+	hb_list_init(&srv->peers);
+	srv->listen_fd = hbd_listen_unix(path, 16);
+	if (srv->listen_fd < 0)
+		return srv->listen_fd;
+	/* Whoever can connect gets the pool: the hypervisor's user only. */
+	chmod(path, 0600);
+	ev_io_init(&srv->io, on_accept, srv->listen_fd, EV_READ);
+	srv->io.data = srv;
+	ev_io_start(loop, &srv->io);
+	return 0;
+}
+
+void ivshmem_server_stop(struct ivshmem_server *srv)
+{
+	struct ivshmem_peer *p;
+
+	if (!srv->loop)
+		return;
+	srv->on_gone = NULL;
+	hb_list_for_each_safe(p, &srv->peers, struct ivshmem_peer, link)
+	{
+		ev_io_stop(srv->loop, &p->io);
+		hb_list_remove(&p->link);
+		peer_free(p);
+	}
+	if (srv->listen_fd >= 0) {
+		ev_io_stop(srv->loop, &srv->io);
+		close(srv->listen_fd);
+		unlink(srv->path);
+	}
+	srv->listen_fd = -1;
+	srv->loop = NULL;
+}
+
+struct ivshmem_peer *ivshmem_server_peer(struct ivshmem_server *srv, uint32_t id)
+{
+	struct ivshmem_peer *p;
+
+	hb_list_for_each_safe(p, &srv->peers, struct ivshmem_peer, link)
+	{
+		if (p->id == id)
+			return p;
+	}
+	return NULL;
+}

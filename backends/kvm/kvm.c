@@ -1,0 +1,330 @@
+/*
+ * The KVM backend, daemon side: one sealed memfd pool per [group], served to QEMU (and to
+ * emulated VMs) by an ivshmem-doorbell server, and to host sessions by fd passing. A buffer
+ * lives in a pool whose members may all see it: the smallest group holding both domains.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/hyperbufd.h"
+#include "daemon/log.h"
+#include "ivshmem.h"
+#include "limits.h" /* protocol/limits.h */
+#include "pool.h"
+
+struct kvm_group {
+	struct hbd *d;
+	struct hb_config_group cfg;
+	struct kvm_pool pool;
+	struct ivshmem_server srv;
+};
+
+struct kvm_backend {
+	struct kvm_group *groups;
+	unsigned n_groups;
+};
+
+static struct kvm_backend *kvm(struct hbd *d)
+{
+	return d->backend_data;
+}
+
+static bool group_has(const struct kvm_group *g, uint32_t domain)
+{
+	for (unsigned i = 0; i < g->cfg.n_members; i++)
+		if (g->cfg.members[i] == domain)
+			return true;
+	return false;
+}
+
+static struct kvm_group *group_by_id(struct hbd *d, uint32_t id)
+{
+	struct kvm_backend *k = kvm(d);
+
+	for (unsigned i = 0; i < k->n_groups; i++)
+		if (k->groups[i].cfg.id == id)
+			return &k->groups[i];
+	return NULL;
+}
+
+static void on_peer_gone(struct ivshmem_server *srv, struct ivshmem_peer *p)
+{
+	struct kvm_group *g = srv->data;
+	struct hbd_domain *dom;
+
+	if (!p->bound)
+		return;
+	dom = hbd_domain_get(g->d, p->domain);
+	if (!dom)
+		return;
+	dom->ivshmem_peers--;
+	hbd_domain_check_gone(g->d, dom);
+}
+
+static void kvm_stop(struct hbd *d)
+{
+	struct kvm_backend *k = kvm(d);
+
+	if (!k)
+		return;
+	for (unsigned i = 0; i < k->n_groups; i++) {
+		ivshmem_server_stop(&k->groups[i].srv);
+		kvm_pool_fini(&k->groups[i].pool);
+	}
+	free(k->groups);
+	free(k);
+	d->backend_data = NULL;
+}
+
+static int kvm_start(struct hbd *d)
+{
+	struct kvm_backend *k = calloc(1, sizeof(*k));
+	int r;
+
+	if (!k)
+		return -ENOMEM;
+	d->backend_data = k;
+	k->groups = calloc(d->cfg->n_groups ? d->cfg->n_groups : 1, sizeof(*k->groups));
+	if (!k->groups) {
+		r = -ENOMEM;
+		goto err;
+	}
+	for (unsigned i = 0; i < d->cfg->n_groups; i++) {
+		struct kvm_group *g = &k->groups[i];
+
+		g->d = d;
+		g->cfg = d->cfg->groups[i];
+		g->srv.listen_fd = -1;
+		k->n_groups++;
+		r = kvm_pool_init(&g->pool, g->cfg.name, g->cfg.id, g->cfg.size);
+		if (r < 0) {
+			hb_err("group %s: cannot create its %llu-byte pool: %s", g->cfg.name,
+			       (unsigned long long)g->cfg.size, strerror(-r));
+			goto err;
+		}
+		g->srv.data = g;
+		g->srv.on_gone = on_peer_gone;
+		r = ivshmem_server_start(&g->srv, d->loop, g->cfg.ivshmem, g->pool.fd,
+					 g->cfg.vectors);
+		if (r < 0) {
+			hb_err("group %s: ivshmem server on %s: %s", g->cfg.name, g->cfg.ivshmem,
+			       strerror(-r));
+			goto err;
+		}
+		hb_info("group %s (id %u): %llu MiB pool, ivshmem server %s", g->cfg.name,
+			g->cfg.id, (unsigned long long)(g->cfg.size >> 20), g->cfg.ivshmem);
+	}
+	return 0;
+
+err:
+	kvm_stop(d);
+	return r;
+}
+
+static bool domain_known(struct hbd *d, uint32_t id)
+{
+	return id == 0 || hb_config_vm_by_id(d->cfg, id);
+}
+
+static int kvm_can_share(struct hbd *d, uint32_t a, uint32_t b)
+{
+	struct kvm_backend *k = kvm(d);
+
+	if (!domain_known(d, a) || !domain_known(d, b))
+		return -ENODEV;
+	for (unsigned i = 0; i < k->n_groups; i++)
+		if (group_has(&k->groups[i], a) && group_has(&k->groups[i], b))
+			return 0;
+	return -EPERM;
+}
+
+/* The most private pool both domains are in and the session attached to. */
+static struct kvm_group *choose_group(struct hbd *d, struct hbd_session *s, uint32_t peer)
+{
+	struct kvm_backend *k = kvm(d);
+	struct kvm_group *best = NULL;
+
+	for (unsigned i = 0; i < k->n_groups; i++) {
+		struct kvm_group *g = &k->groups[i];
+
+		if (!group_has(g, s->dom->id) || !group_has(g, peer) ||
+		    !(s->attached & (1ull << (g->cfg.id - 1))))
+			continue;
+		if (!best || g->cfg.n_members < best->cfg.n_members)
+			best = g;
+	}
+	return best;
+}
+
+static int kvm_alloc(struct hbd *d, struct hbd_session *s, struct hbd_buffer *b)
+{
+	struct kvm_group *g = choose_group(d, s, b->peer);
+	uint64_t data = (b->size + HB_PAGE_SIZE - 1) / HB_PAGE_SIZE;
+	uint64_t dir = hb_refdir_dir_pages(data);
+	void **dir_mem;
+	int r;
+
+	if (!g)
+		return -ENODEV; /* a group exists (can_share said so) but this session has no pool */
+	if (data + dir > g->pool.pages - 1)
+		return -EFBIG;
+	b->refs = malloc((data + dir) * sizeof(uint32_t));
+	dir_mem = calloc(dir, sizeof(void *));
+	if (!b->refs || !dir_mem) {
+		r = -ENOMEM;
+		goto err;
+	}
+	r = kvm_pool_alloc(&g->pool, (uint32_t)(data + dir), b->refs);
+	if (r < 0)
+		goto err;
+	b->group = g->cfg.id;
+	b->data_pages = (uint32_t)data;
+	b->dir_pages = (uint32_t)dir;
+	for (uint64_t i = 0; i < dir; i++)
+		dir_mem[i] = kvm_pool_page(&g->pool, b->refs[data + i]);
+	r = hb_refdir_build(b->refs, (uint32_t)data, b->refs + data, dir_mem, b->size, 0, &b->desc);
+	if (r < 0) {
+		kvm_pool_free(&g->pool, b->refs, (uint32_t)(data + dir));
+		goto err;
+	}
+	free(dir_mem);
+	return 0;
+
+err:
+	free(dir_mem);
+	free(b->refs);
+	b->refs = NULL;
+	return r;
+}
+
+static void kvm_release(struct hbd *d, struct hbd_buffer *b)
+{
+	struct kvm_group *g = group_by_id(d, b->group);
+
+	if (g && b->refs)
+		kvm_pool_free(&g->pool, b->refs, b->data_pages + b->dir_pages);
+}
+
+static int kvm_attach(struct hbd *d, struct hbd_session *s, uint32_t group, uint32_t peer_id,
+		      int *fd_out)
+{
+	struct kvm_group *g = group_by_id(d, group);
+	struct ivshmem_peer *p;
+
+	if (!g || !group_has(g, s->dom->id))
+		return -ENOENT;
+	if (s->dom->id == 0) {
+		/* A host process maps the pool from the memfd itself. */
+		*fd_out = fcntl(g->pool.fd, F_DUPFD_CLOEXEC, 3);
+		if (*fd_out < 0)
+			return -errno;
+	} else {
+		/* A VM proves which ivshmem connection is its own by naming the id the server
+		 * gave it; identity still comes from the channel the session arrived on. */
+		p = ivshmem_server_peer(&g->srv, peer_id);
+		if (!p)
+			return -ENOENT;
+		if (p->bound && p->domain != s->dom->id)
+			return -EBUSY;
+		if (!p->bound) {
+			p->bound = true;
+			p->domain = s->dom->id;
+			s->dom->ivshmem_peers++;
+			s->dom->present = true;
+		}
+	}
+	s->attached |= 1ull << (group - 1);
+	return 0;
+}
+
+static void kvm_welcome_free(Welcome *w)
+{
+	for (size_t i = 0; i < w->n_groups; i++) {
+		if (!w->groups[i])
+			continue;
+		free(w->groups[i]->members);
+		free(w->groups[i]);
+	}
+	free(w->groups);
+	w->groups = NULL;
+	w->n_groups = 0;
+}
+
+static int kvm_welcome(struct hbd *d, uint32_t domain, Welcome *w)
+{
+	struct kvm_backend *k = kvm(d);
+
+	w->groups = calloc(k->n_groups ? k->n_groups : 1, sizeof(*w->groups));
+	if (!w->groups)
+		return -ENOMEM;
+	for (unsigned i = 0; i < k->n_groups; i++) {
+		struct kvm_group *g = &k->groups[i];
+		GroupInfo *gi;
+
+		if (!group_has(g, domain))
+			continue;
+		gi = calloc(1, sizeof(*gi));
+		if (!gi)
+			goto err;
+		group_info__init(gi);
+		w->groups[w->n_groups++] = gi;
+		gi->members = calloc(g->cfg.n_members, sizeof(uint32_t));
+		if (!gi->members)
+			goto err;
+		gi->id = g->cfg.id;
+		gi->name = g->cfg.name;
+		gi->pool_size = g->pool.size;
+		memcpy(gi->members, g->cfg.members, g->cfg.n_members * sizeof(uint32_t));
+		gi->n_members = g->cfg.n_members;
+		gi->ivshmem_path = g->cfg.ivshmem;
+	}
+	return 0;
+
+err:
+	kvm_welcome_free(w);
+	return -ENOMEM;
+}
+
+static void kvm_stats(struct hbd *d, void (*put)(void *ctx, const char *key, uint64_t v),
+		      void *ctx)
+{
+	struct kvm_backend *k = kvm(d);
+	uint64_t used = 0, total = 0, punched = 0;
+	char key[128];
+
+	for (unsigned i = 0; i < k->n_groups; i++) {
+		used += k->groups[i].pool.used;
+		total += k->groups[i].pool.pages - 1;
+		punched += k->groups[i].pool.punched;
+	}
+	put(ctx, "pages_used", used);
+	put(ctx, "pages_total", total);
+	put(ctx, "pages_punched", punched);
+	for (unsigned i = 0; i < k->n_groups; i++) {
+		struct kvm_group *g = &k->groups[i];
+
+		snprintf(key, sizeof(key), "pool.%s.pages_used", g->cfg.name);
+		put(ctx, key, g->pool.used);
+		snprintf(key, sizeof(key), "pool.%s.pages_total", g->cfg.name);
+		put(ctx, key, g->pool.pages - 1);
+		snprintf(key, sizeof(key), "pool.%s.ivshmem_peers", g->cfg.name);
+		put(ctx, key, g->srv.n_peers);
+	}
+}
+
+const struct hbd_backend_ops hbd_kvm_backend = {
+	.name = "kvm",
+	.start = kvm_start,
+	.stop = kvm_stop,
+	.can_share = kvm_can_share,
+	.alloc = kvm_alloc,
+	.release = kvm_release,
+	.attach = kvm_attach,
+	.welcome = kvm_welcome,
+	.welcome_free = kvm_welcome_free,
+	.stats = kvm_stats,
+};

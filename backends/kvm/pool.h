@@ -1,0 +1,35 @@
+/*
+ * A group's shared pool: a sealed power-of-two memfd with a header page, and the page
+ * allocator for it. The allocator's state lives only in daemon memory; the pool itself is
+ * writable by every member of the group and trusted for nothing.
+ */
+#ifndef HB_KVM_POOL_H
+#define HB_KVM_POOL_H
+
+#include <stdint.h>
+
+struct kvm_pool {
+	int fd;
+	uint8_t *map;      /* the daemon's read-write mapping of the whole pool */
+	uint64_t size;
+	uint32_t pages;    /* page 0 is the header */
+	uint32_t used;     /* allocated pages (header excluded) */
+	uint64_t *bitmap;  /* 1 = in use; bit 0 (the header) always set */
+	uint32_t hint;     /* where the next first-fit search starts */
+	uint64_t punched;  /* pages hole-punched so far */
+};
+
+/* Creates the memfd (MFD_CLOEXEC|MFD_ALLOW_SEALING), sizes and seals it (SHRINK|GROW|SEAL),
+ * maps it and writes the header. size must be a power of two >= 64 KiB. */
+int kvm_pool_init(struct kvm_pool *p, const char *name, uint32_t group, uint64_t size);
+void kvm_pool_fini(struct kvm_pool *p);
+
+/* Allocates n pages: one contiguous run when there is one, else scattered pages. The pages
+ * are hole-punched first, so they read as zero whatever a group member wrote into free
+ * memory. Returns 0, -ENOSPC, or -EFBIG (more pages than the pool has). */
+int kvm_pool_alloc(struct kvm_pool *p, uint32_t n, uint32_t *refs);
+/* Frees pages and punches them: every mapping of the pool reads zeros there afterwards. */
+void kvm_pool_free(struct kvm_pool *p, const uint32_t *refs, uint32_t n);
+void *kvm_pool_page(struct kvm_pool *p, uint32_t ref);
+
+#endif
