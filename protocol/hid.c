@@ -9,7 +9,7 @@
 
 #include "hid.h"
 
-#define HID_LEN 16u
+#define HID_LEN        16u
 #define HID_SERIAL_LEN 4u
 
 static uint32_t get_le32(const uint8_t *p)

@@ -15,8 +15,8 @@
 
 #include "harness.h"
 
-#define HBT_MAX_CASES 512
-#define HBT_EXIT_SKIP 77
+#define HBT_MAX_CASES     512
+#define HBT_EXIT_SKIP     77
 #define HBT_DEFAULT_ALARM 120
 
 struct hbt_case {

@@ -112,7 +112,9 @@ start_job() {
 
 n=0
 for prog in "$HB_BUILD"/tests/test_*; do
-	[ -f "$prog" ] && [ -x "$prog" ] || continue
+	if [ ! -f "$prog" ] || [ ! -x "$prog" ]; then
+		continue
+	fi
 	base=${prog##*/}
 	# shellcheck disable=SC2254 # GLOB is a pattern on purpose
 	case $base in

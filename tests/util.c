@@ -1,0 +1,653 @@
+/*
+ * Integration-test helpers (tests/util.h): a real hyperbufd in a private temp folder, the
+ * hyperbufctl CLI, child processes, event waits.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hyperbuf.h"
+#include "tests/harness.h"
+#include "tests/util.h"
+
+#define SLOTS            8
+#define SLOT_LEN         1024
+#define START_TIMEOUT_MS 10000
+#define STOP_TIMEOUT_MS  10000
+#define CTL_MAX_ARGS     32
+#define MAX_DAEMONS      16
+
+/* Rotating static buffers, so several helpers can be used in one expression (per thread). */
+static __thread char slot_buf[SLOTS][SLOT_LEN];
+static __thread unsigned slot_next;
+
+static char *slot(void)
+{
+	return slot_buf[slot_next++ % SLOTS];
+}
+
+static const char *slot_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static const char *slot_printf(const char *fmt, ...)
+{
+	char *s = slot();
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(s, SLOT_LEN, fmt, ap);
+	va_end(ap);
+	if (n < 0 || n >= SLOT_LEN)
+		hbt_fail(__FILE__, __LINE__, "path too long: %s...", s);
+	return s;
+}
+
+uint64_t hbt_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+const char *hbt_build_dir(void)
+{
+	const char *b = getenv("HB_BUILD");
+
+	return b && *b ? b : "build";
+}
+
+const char *hbt_prog(const char *name)
+{
+	return slot_printf("%s/%s", hbt_build_dir(), name);
+}
+
+const char *hbt_addr_host(const struct hbt_daemon *d)
+{
+	return slot_printf("unix:%s", d->socket);
+}
+
+const char *hbt_addr_vm(const struct hbt_daemon *d, int n)
+{
+	return slot_printf("vm:%s/vm%d.sock", d->dir, n);
+}
+
+const char *hbt_path(const struct hbt_daemon *d, const char *name)
+{
+	return slot_printf("%s/%s", d->dir, name);
+}
+
+/* ---- daemons a failing case leaves behind ------------------------------------------------ */
+
+/*
+ * Called by the harness (weak reference in tests/harness.c) when a case fails or skips: stops
+ * the daemons this process started and removes their folders. A child made by hbt_fork
+ * inherits the table but not the daemons, hence the owner check.
+ */
+static struct {
+	pid_t owner;
+	struct hbt_daemon *d;
+} live[MAX_DAEMONS];
+
+static void live_add(struct hbt_daemon *d)
+{
+	int i;
+
+	for (i = 0; i < MAX_DAEMONS; i++) {
+		if (!live[i].d) {
+			live[i].owner = getpid();
+			live[i].d = d;
+			return;
+		}
+	}
+}
+
+static void live_del(struct hbt_daemon *d)
+{
+	int i;
+
+	for (i = 0; i < MAX_DAEMONS; i++) {
+		if (live[i].d == d)
+			live[i].d = NULL;
+	}
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (flag == FTW_DP || flag == FTW_D)
+		rmdir(path);
+	else
+		unlink(path);
+	return 0;
+}
+
+static void rm_rf(const char *dir)
+{
+	if (dir[0])
+		nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+void hbt_cleanup_hook(void);
+void hbt_cleanup_hook(void)
+{
+	pid_t self = getpid();
+	int i;
+
+	for (i = 0; i < MAX_DAEMONS; i++) {
+		struct hbt_daemon *d = live[i].d;
+
+		if (!d || live[i].owner != self)
+			continue;
+		live[i].d = NULL;
+		if (d->pid > 0) {
+			kill(d->pid, SIGKILL);
+			waitpid(d->pid, NULL, 0);
+			d->pid = 0;
+		}
+		rm_rf(d->dir);
+	}
+}
+
+/* ---- starting and stopping ---------------------------------------------------------------- */
+
+static void print_log(const struct hbt_daemon *d)
+{
+	char buf[4096];
+	size_t n;
+	FILE *f = fopen(d->log, "r");
+
+	fflush(stdout);
+	fprintf(stderr, "---- %s ----\n", d->log);
+	if (!f) {
+		fprintf(stderr, "(no log: %s)\n", strerror(errno));
+		return;
+	}
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		fwrite(buf, 1, n, stderr);
+	fclose(f);
+	fprintf(stderr, "---- end of log ----\n");
+	fflush(stderr);
+}
+
+static int status_code(int status)
+{
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return -1;
+}
+
+static void make_dir(struct hbt_daemon *d)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	/* sun_path is 108 bytes and the daemon's sockets live in this folder: a long $TMPDIR
+	 * would push them over, so fall back to /tmp. */
+	if (!tmp || !*tmp || strlen(tmp) > 48)
+		tmp = "/tmp";
+	memset(d, 0, sizeof(*d));
+	snprintf(d->dir, sizeof(d->dir), "%s/hbt.XXXXXX", tmp);
+	if (!mkdtemp(d->dir)) {
+		d->dir[0] = '\0';
+		hbt_fail(__FILE__, __LINE__, "mkdtemp in %s: %s", tmp, strerror(errno));
+	}
+	snprintf(d->config, sizeof(d->config), "%s/hyperbufd.conf", d->dir);
+	snprintf(d->socket, sizeof(d->socket), "%s/host.sock", d->dir);
+	snprintf(d->log, sizeof(d->log), "%s/hyperbufd.log", d->dir);
+}
+
+/* Writes text to d->config with every "%s" replaced by d->dir. */
+static void write_config(struct hbt_daemon *d, const char *text, const char *extra)
+{
+	FILE *f = fopen(d->config, "w");
+	const char *p;
+
+	if (!f)
+		goto err;
+	for (p = text; *p; p++) {
+		if (p[0] == '%' && p[1] == 's') {
+			fputs(d->dir, f);
+			p++;
+		} else {
+			fputc(*p, f);
+		}
+	}
+	if (extra) {
+		fputc('\n', f);
+		fputs(extra, f);
+		fputc('\n', f);
+	}
+	if (fclose(f) != 0)
+		goto err;
+	return;
+err:
+	rm_rf(d->dir);
+	hbt_fail(__FILE__, __LINE__, "writing %s: %s", d->config, strerror(errno));
+}
+
+static const char standard_topology[] = "[daemon]\n"
+					"backend = kvm\n"
+					"socket = host.sock\n"
+					"log = debug\n"
+					"\n"
+					"[vm vm1]\n"
+					"id = 1\n"
+					"channel = vm1.sock\n"
+					"\n"
+					"[vm vm2]\n"
+					"id = 2\n"
+					"channel = vm2.sock\n"
+					"\n"
+					"[vm vm3]\n"
+					"id = 3\n"
+					"channel = vm3.sock\n"
+					"\n"
+					"[group a]\n"
+					"members = host, vm1\n"
+					"size = 64M\n"
+					"ivshmem = group-a.sock\n"
+					"\n"
+					"[group b]\n"
+					"members = vm1, vm2\n"
+					"size = 128M\n"
+					"ivshmem = group-b.sock\n"
+					"\n"
+					"[group c]\n"
+					"members = vm2, vm3\n"
+					"size = 16M\n"
+					"ivshmem = group-c.sock\n";
+
+/* The readiness socket the daemon reports READY=1 to, as systemd's would be. */
+static int notify_socket(const struct hbt_daemon *d, char *path, size_t len)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd;
+
+	snprintf(path, len, "%s/notify.sock", d->dir);
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -1;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+extern char **environ;
+
+/* The daemon's environment: ours with NOTIFY_SOCKET set. Built before forking, since the child
+ * of a threaded test must not allocate. */
+static char **daemon_env(const char *notify)
+{
+	size_t n = 0, i, j = 0;
+	char **env, *var;
+
+	while (environ[n])
+		n++;
+	env = calloc(n + 2, sizeof(*env));
+	if (!env || asprintf(&var, "NOTIFY_SOCKET=%s", notify) < 0)
+		hbt_fail(__FILE__, __LINE__, "out of memory");
+	for (i = 0; i < n; i++) {
+		if (strncmp(environ[i], "NOTIFY_SOCKET=", 14) != 0)
+			env[j++] = environ[i];
+	}
+	env[j++] = var;
+	env[j] = NULL;
+	return env;
+}
+
+static void free_env(char **env)
+{
+	size_t i = 0;
+
+	while (env[i + 1])
+		i++;
+	free(env[i]); /* ours is always last */
+	free(env);
+}
+
+static void exec_daemon(const struct hbt_daemon *d, const char *prog, char **env, pid_t parent)
+{
+	char *argv[] = {(char *)prog, "-c", (char *)d->config, NULL};
+	int fd;
+
+	/* If the test process dies (timeout, crash), the daemon must not outlive it. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != parent)
+		_exit(127);
+	fd = open("/dev/null", O_RDONLY);
+	if (fd >= 0) {
+		dup2(fd, STDIN_FILENO);
+		close(fd);
+	}
+	fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+	if (fd >= 0) {
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		close(fd);
+	}
+	execve(prog, argv, env);
+	dprintf(STDERR_FILENO, "exec %s: %s\n", prog, strerror(errno));
+	_exit(127);
+}
+
+/* Waits for READY=1 on fd; returns NULL, or a message explaining why not. */
+static const char *wait_ready(struct hbt_daemon *d, int fd)
+{
+	uint64_t deadline = hbt_now_ms() + START_TIMEOUT_MS;
+	char buf[4096];
+	int status;
+
+	for (;;) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		uint64_t now = hbt_now_ms();
+		ssize_t n;
+		pid_t w;
+		int r;
+
+		w = waitpid(d->pid, &status, WNOHANG);
+		if (w == d->pid) {
+			d->pid = 0;
+			return slot_printf("hyperbufd exited before READY=1 (status %d)",
+					   status_code(status));
+		}
+		if (now >= deadline)
+			return "hyperbufd did not say READY=1 within 10 s";
+		/* Short slices, so an early exit is noticed without waiting out the deadline. */
+		r = poll(&pfd, 1, deadline - now < 50 ? (int)(deadline - now) : 50);
+		if (r < 0 && errno != EINTR)
+			return slot_printf("poll: %s", strerror(errno));
+		if (r <= 0)
+			continue;
+		while ((n = recv(fd, buf, sizeof(buf) - 1, 0)) > 0) {
+			char *line, *save = NULL;
+
+			buf[n] = '\0';
+			/* sd_notify datagrams are newline-separated assignments. */
+			for (line = strtok_r(buf, "\n", &save); line;
+			     line = strtok_r(NULL, "\n", &save)) {
+				if (strcmp(line, "READY=1") == 0)
+					return NULL;
+			}
+		}
+	}
+}
+
+/* Starts hyperbufd on d->config (already written) and waits until it is ready. */
+static void launch(struct hbt_daemon *d)
+{
+	char notify[300];
+	const char *prog = hbt_prog("hyperbufd"), *why;
+	pid_t parent = getpid();
+	char **env;
+	int fd;
+
+	if (access(prog, X_OK) < 0) {
+		rm_rf(d->dir);
+		hbt_fail(__FILE__, __LINE__, "%s: %s (set HB_BUILD?)", prog, strerror(errno));
+	}
+	fd = notify_socket(d, notify, sizeof(notify));
+	if (fd < 0) {
+		rm_rf(d->dir);
+		hbt_fail(__FILE__, __LINE__, "notify socket: %s", strerror(errno));
+	}
+	env = daemon_env(notify);
+
+	fflush(stdout);
+	fflush(stderr);
+	d->pid = fork();
+	if (d->pid < 0) {
+		close(fd);
+		rm_rf(d->dir);
+		hbt_fail(__FILE__, __LINE__, "fork: %s", strerror(errno));
+	}
+	if (d->pid == 0)
+		exec_daemon(d, prog, env, parent);
+	free_env(env);
+	live_add(d);
+
+	why = wait_ready(d, fd);
+	close(fd);
+	if (why) {
+		if (d->pid > 0) {
+			kill(d->pid, SIGKILL);
+			waitpid(d->pid, NULL, 0);
+			d->pid = 0;
+		}
+		print_log(d);
+		live_del(d);
+		rm_rf(d->dir);
+		hbt_fail(__FILE__, __LINE__, "%s", why);
+	}
+}
+
+void hbt_daemon_start_config(struct hbt_daemon *d, const char *config_text)
+{
+	make_dir(d);
+	write_config(d, config_text, NULL);
+	launch(d);
+}
+
+void hbt_daemon_start(struct hbt_daemon *d, const char *extra)
+{
+	/* extra is appended verbatim: only a whole config of the caller's gets "%s" replaced. */
+	make_dir(d);
+	write_config(d, standard_topology, extra);
+	launch(d);
+}
+
+int hbt_daemon_stop(struct hbt_daemon *d)
+{
+	uint64_t deadline = hbt_now_ms() + STOP_TIMEOUT_MS;
+	int status = 0, code;
+	pid_t w = 0;
+
+	live_del(d);
+	if (d->pid <= 0) {
+		rm_rf(d->dir);
+		return -1;
+	}
+	kill(d->pid, SIGTERM);
+	while (hbt_now_ms() < deadline) {
+		w = waitpid(d->pid, &status, WNOHANG);
+		if (w == d->pid || (w < 0 && errno != EINTR))
+			break;
+		sleep_ms(10);
+	}
+	if (w != d->pid) {
+		fprintf(stderr, "hyperbufd (pid %d) ignored SIGTERM for 10 s: killed\n",
+			(int)d->pid);
+		kill(d->pid, SIGKILL);
+		while (waitpid(d->pid, &status, 0) < 0 && errno == EINTR)
+			;
+		code = 128 + SIGKILL;
+	} else {
+		code = status_code(status);
+	}
+	d->pid = 0;
+	if (code != 0) {
+		fprintf(stderr, "hyperbufd exit status %d\n", code);
+		print_log(d);
+	}
+	rm_rf(d->dir);
+	return code;
+}
+
+/* ---- hyperbufctl -------------------------------------------------------------------------- */
+
+int hbt_ctl(const struct hbt_daemon *d, char *out, size_t outlen, const char *args)
+{
+	char *argv[CTL_MAX_ARGS + 4];
+	char *copy, *tok, *save = NULL;
+	const char *prog = hbt_prog("hyperbufctl");
+	size_t used = 0;
+	int pipefd[2], status, argc = 0;
+	pid_t pid;
+
+	if (out && outlen)
+		out[0] = '\0';
+	/* Split before forking: the child of a threaded test may not allocate. */
+	copy = strdup(args ? args : "");
+	if (!copy)
+		hbt_fail(__FILE__, __LINE__, "out of memory");
+	argv[argc++] = (char *)prog;
+	argv[argc++] = "-s";
+	argv[argc++] = (char *)d->socket;
+	for (tok = strtok_r(copy, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+		if (argc >= CTL_MAX_ARGS + 3)
+			hbt_fail(__FILE__, __LINE__, "hbt_ctl: too many arguments: %s", args);
+		argv[argc++] = tok;
+	}
+	argv[argc] = NULL;
+
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		hbt_fail(__FILE__, __LINE__, "pipe: %s", strerror(errno));
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0)
+		hbt_fail(__FILE__, __LINE__, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		dup2(pipefd[1], STDOUT_FILENO);
+		execv(prog, argv);
+		dprintf(STDERR_FILENO, "exec %s: %s\n", prog, strerror(errno));
+		_exit(127);
+	}
+	close(pipefd[1]);
+	free(copy);
+
+	/* Read everything, keeping what fits, so the child never blocks on a full pipe. */
+	for (;;) {
+		char buf[4096];
+		ssize_t n = read(pipefd[0], buf, sizeof(buf));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (out && outlen > 1 && used < outlen - 1) {
+			size_t take = (size_t)n < outlen - 1 - used ? (size_t)n : outlen - 1 - used;
+
+			memcpy(out + used, buf, take);
+			used += take;
+			out[used] = '\0';
+		}
+	}
+	close(pipefd[0]);
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR)
+			hbt_fail(__FILE__, __LINE__, "waitpid: %s", strerror(errno));
+	}
+	return status_code(status);
+}
+
+long long hbt_stat(const struct hbt_daemon *d, const char *key)
+{
+	size_t len = 256 * 1024, klen = strlen(key);
+	char *out = malloc(len);
+	long long value = -1;
+	char *line, *save = NULL;
+
+	if (!out)
+		hbt_fail(__FILE__, __LINE__, "out of memory");
+	if (hbt_ctl(d, out, len, "stats") != 0)
+		goto out_free;
+	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *end;
+
+		while (*line == ' ' || *line == '\t')
+			line++;
+		if (strncmp(line, key, klen) != 0 || line[klen] != ':')
+			continue;
+		errno = 0;
+		value = strtoll(line + klen + 1, &end, 10);
+		if (errno || end == line + klen + 1)
+			value = -1;
+		break;
+	}
+out_free:
+	free(out);
+	return value;
+}
+
+/* ---- children and events ------------------------------------------------------------------ */
+
+pid_t hbt_fork(int (*fn)(void *arg), void *arg)
+{
+	pid_t pid;
+
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0)
+		hbt_fail(__FILE__, __LINE__, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		/* A child must not outlive a test that timed out. exit(), not _exit(): the leak
+		 * checker looks at what the child did too. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		exit(fn(arg));
+	}
+	return pid;
+}
+
+int hbt_wait_child(pid_t pid)
+{
+	int status;
+
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR)
+			return -1;
+	}
+	return status_code(status);
+}
+
+int hbt_wait_event(struct hb_client *c, int type, struct hb_event *ev, int timeout_ms)
+{
+	uint64_t deadline = hbt_now_ms() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms);
+
+	for (;;) {
+		uint64_t now;
+
+		while (hb_next_event(c, ev) == 0) {
+			if ((int)ev->type == type)
+				return 0;
+		}
+		now = hbt_now_ms();
+		if (now >= deadline)
+			return -1;
+		if (hb_dispatch(c, (int)(deadline - now)) < 0 && errno != EINTR && errno != EAGAIN)
+			return -1;
+	}
+}
