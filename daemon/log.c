@@ -18,10 +18,10 @@
 static enum hb_log_level log_level = HB_LOG_INFO;
 
 static const char *const level_names[] = {
-	[HB_LOG_ERROR] = "error",
-	[HB_LOG_WARN] = "warn",
-	[HB_LOG_INFO] = "info",
-	[HB_LOG_DEBUG] = "debug",
+    [HB_LOG_ERROR] = "error",
+    [HB_LOG_WARN] = "warn",
+    [HB_LOG_INFO] = "info",
+    [HB_LOG_DEBUG] = "debug",
 };
 
 void hb_log_set_level(enum hb_log_level level)

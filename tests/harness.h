@@ -18,6 +18,10 @@ void hbt_fail(const char *file, int line, const char *fmt, ...)
 	__attribute__((noreturn, format(printf, 3, 4)));
 void hbt_skip(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 
+/* Weak hook called when a case fails or skips, before the process exits: tests/util.c uses it
+ * to stop the daemons this process started and remove their folders. */
+void hbt_cleanup_hook(void);
+
 #define TEST(name)                                                                         \
 	static void name(void);                                                            \
 	__attribute__((constructor)) static void hbt_reg_##name(void)                      \

@@ -56,8 +56,8 @@ long long hbt_stat(const struct hbt_daemon *d, const char *key);
 pid_t hbt_fork(int (*fn)(void *arg), void *arg);
 int hbt_wait_child(pid_t pid);
 
-/* Dispatches c until an event of this type arrives (others are skipped and counted in
- * *skipped if non-NULL) or timeout_ms passes; returns 0 with *ev filled, -1 on timeout. */
+/* Dispatches c until an event of this type arrives (other events are skipped) or timeout_ms
+ * passes; returns 0 with *ev filled, -1 on timeout. */
 struct hb_client;
 struct hb_event;
 int hbt_wait_event(struct hb_client *c, int type, struct hb_event *ev, int timeout_ms);
