@@ -20,7 +20,7 @@ void hbt_skip(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2
 
 /* Weak hook called when a case fails or skips, before the process exits: tests/util.c uses it
  * to stop the daemons this process started and remove their folders. */
-void hbt_cleanup_hook(void);
+void hbt_cleanup_hook(void) __attribute__((weak));
 
 #define TEST(name)                                                                         \
 	static void name(void);                                                            \
