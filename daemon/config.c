@@ -1,0 +1,1143 @@
+/*
+ * hyperbufd configuration: INI text parsed with inih into a struct hb_config, then validated as
+ * a whole. Nothing here touches the running daemon, so a SIGHUP can load a new config, look at
+ * it, and throw it away if it is wrong. The format is documented in docs/hyperbuf.conf.5.
+ *
+ * inih hands us key/value pairs but, as Debian builds it, neither line numbers nor section
+ * starts (INI_HANDLER_LINENO and INI_CALL_HANDLER_ON_NEW_SECTION are 0), and it cuts section
+ * names at 50 bytes. So the text goes through our own line reader (ini_parse_stream): it counts
+ * lines, sees every section header itself (an empty [vm x] still exists and still needs its
+ * channel), and feeds inih lines without leading blanks so an indented key is never taken for
+ * the continuation of the previous value. inih still does the key = value splitting, comments
+ * and whitespace.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ini.h>
+
+#include "daemon/config.h"
+#include "daemon/log.h"
+#include "protocol/limits.h"
+
+#ifndef HB_SYSCONFDIR
+#define HB_SYSCONFDIR "/etc"
+#endif
+
+#define DEFAULT_SOCKET             "/run/hyperbuf/hyperbufd.sock"
+#define DEFAULT_EXPORTS_PER_DOMAIN 4096u
+#define MAX_EXPORTS_PER_DOMAIN     1000000u
+#define DEFAULT_PAGES_PER_DOMAIN   1048576u
+#define DEFAULT_EVENT_QUEUE        256u
+#define MIN_EVENT_QUEUE            16u
+#define DEFAULT_META_MAX           1024u
+#define MIN_META_MAX               1024u
+#define MAX_VM_ID                  0x80000000u /* 2^31 */
+#define MAX_XEN_DOMID              0x7fefu     /* DOMID_FIRST_RESERVED - 1 */
+#define DEFAULT_GROUP_SIZE         (64ull << 20)
+#define MIN_GROUP_SIZE             (64ull << 10)
+#define MAX_GROUP_SIZE             (64ull << 30)
+#define MAX_VECTORS                64u
+/* The pool header carries the group name NUL padded in 32 bytes; a longer name would be cut
+ * there, and guests tell their pools apart by it. */
+#define GROUP_NAME_MAX (sizeof(((struct hb_pool_header *)0)->name) - 1)
+/* A config is a few KiB; a file far larger than this is a mistake, not a config. */
+#define CONFIG_FILE_MAX  (1u << 20)
+#define XEN_CAPABILITIES "/proc/xen/capabilities"
+
+const char hb_config_default_text[] =
+    "; hyperbufd's built-in configuration, used when no -c is given and\n"
+    "; " HB_SYSCONFDIR "/hyperbuf/hyperbufd.conf does not exist: host clients only, no VMs,\n"
+    "; the backend chosen at start (xen in a Xen dom0, else kvm).\n"
+    "[daemon]\n"
+    "socket = " DEFAULT_SOCKET "\n";
+
+enum section { SEC_NONE, SEC_DAEMON, SEC_LIMITS, SEC_VM, SEC_GROUP, SEC_XEN, SEC_BAD };
+
+/* Keys per section, in the order of the key_line slots. NULL-terminated. */
+static const char *const daemon_keys[] = {"backend", "socket", "log", NULL};
+static const char *const limits_keys[] = {"exports_per_domain", "pages_per_domain", "event_queue",
+					  "meta_max", NULL};
+static const char *const vm_keys[] = {"id", "channel", NULL};
+static const char *const group_keys[] = {"members", "size", "ivshmem", "vectors", NULL};
+static const char *const xen_keys[] = {"domains", NULL};
+#define MAX_KEYS 8
+
+enum { K_BACKEND, K_SOCKET, K_LOG };
+enum { K_EXPORTS, K_PAGES, K_EVENT_QUEUE, K_META_MAX };
+enum { K_ID, K_CHANNEL };
+enum { K_MEMBERS, K_SIZE, K_IVSHMEM, K_VECTORS };
+enum { K_DOMAINS };
+
+struct vm_extra {
+	unsigned line; /* of the [vm NAME] header */
+	unsigned id_line;
+	unsigned channel_line;
+};
+
+struct group_extra {
+	unsigned line; /* of the [group NAME] header */
+	unsigned members_line;
+	unsigned ivshmem_line;
+	char *members; /* raw list, resolved once every [vm] is known */
+};
+
+struct parse {
+	struct hb_config *c;
+	const char *name; /* the file name in messages */
+	char *base;       /* absolute folder that relative paths are relative to */
+
+	/* The line reader's position. */
+	const char *pos, *end;
+	unsigned lineno;
+
+	/* The section being read. */
+	enum section sec;
+	char sec_title[160];
+	unsigned sec_index;
+	unsigned key_line[MAX_KEYS];
+
+	unsigned daemon_line, limits_line, xen_line;
+	unsigned backend_line, socket_line;
+	struct vm_extra vms[HB_CONFIG_MAX_VMS];
+	struct group_extra groups[HB_CONFIG_MAX_GROUPS];
+
+	/* The first error wins: later ones are usually consequences of it. */
+	bool failed;
+	bool oom;
+	unsigned err_line;
+	char err[400];
+};
+
+static void fail(struct parse *p, unsigned line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void fail(struct parse *p, unsigned line, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (p->failed)
+		return;
+	p->failed = true;
+	p->err_line = line;
+	va_start(ap, fmt);
+	vsnprintf(p->err, sizeof(p->err), fmt, ap);
+	va_end(ap);
+}
+
+static void set_err(char *err, size_t errlen, const char *name, unsigned line, const char *msg)
+{
+	if (!err || errlen == 0)
+		return;
+	if (line)
+		snprintf(err, errlen, "%s:%u: %s", name, line, msg);
+	else
+		snprintf(err, errlen, "%s: %s", name, msg);
+}
+
+/* ---- values ------------------------------------------------------------------------------ */
+
+/* Plain decimal only: no sign, no blanks, no 0x, no overflow. */
+static bool parse_u64(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (!*s)
+		return false;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return false;
+		if (v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
+			return false;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	*out = v;
+	return true;
+}
+
+static bool number(struct parse *p, const char *key, const char *value, uint64_t min, uint64_t max,
+		   uint64_t *out)
+{
+	unsigned line = p->lineno;
+
+	if (!parse_u64(value, out)) {
+		fail(p, line, "%s = '%s': not a number", key, value);
+		return false;
+	}
+	if (*out < min || *out > max) {
+		if (max == UINT64_MAX)
+			fail(p, line, "%s = %s: must be at least %llu", key, value,
+			     (unsigned long long)min);
+		else
+			fail(p, line, "%s = %s: out of range (%llu..%llu)", key, value,
+			     (unsigned long long)min, (unsigned long long)max);
+		return false;
+	}
+	return true;
+}
+
+/* "64M": a byte count with an optional K, M or G (binary) suffix. */
+static bool parse_size(const char *s, uint64_t *out)
+{
+	char digits[32];
+	size_t len = strlen(s);
+	unsigned shift = 0;
+	uint64_t v;
+
+	if (len == 0 || len >= sizeof(digits))
+		return false;
+	switch (s[len - 1]) {
+	case 'K':
+	case 'k':
+		shift = 10;
+		break;
+	case 'M':
+	case 'm':
+		shift = 20;
+		break;
+	case 'G':
+	case 'g':
+		shift = 30;
+		break;
+	}
+	if (shift)
+		len--;
+	memcpy(digits, s, len);
+	digits[len] = '\0';
+	if (!parse_u64(digits, &v) || v > (UINT64_MAX >> shift))
+		return false;
+	*out = v << shift;
+	return true;
+}
+
+/* Letters, digits, '_', '.', '-': names end up in logs, in hyperbufctl tables, in pool headers
+ * and (comma-separated) in members lists, so nothing that needs quoting anywhere. */
+static bool valid_name(const char *s, size_t max)
+{
+	size_t n = 0;
+
+	for (; *s; s++, n++)
+		if (!isalnum((unsigned char)*s) && *s != '_' && *s != '.' && *s != '-')
+			return false;
+	return n > 0 && n <= max;
+}
+
+/*
+ * Joins base and a relative path. Leading "./" and "../" are folded into base here, which is
+ * exact because base is canonical (realpath) whenever the folder exists; the result is shorter,
+ * and socket paths have little room.
+ */
+static char *join_path(const char *base, const char *rel)
+{
+	size_t blen = strlen(base);
+	char *out, *slash;
+
+	out = malloc(blen + strlen(rel) + 2);
+	if (!out)
+		return NULL;
+	memcpy(out, base, blen + 1);
+	for (;;) {
+		if (rel[0] == '.' && rel[1] == '/') {
+			rel += 2;
+		} else if (rel[0] == '.' && rel[1] == '.' && rel[2] == '/') {
+			slash = strrchr(out, '/');
+			if (slash == out)
+				out[1] = '\0';
+			else if (slash)
+				*slash = '\0';
+			rel += 3;
+		} else {
+			break;
+		}
+		while (*rel == '/')
+			rel++;
+	}
+	blen = strlen(out);
+	if (blen == 0 || out[blen - 1] != '/')
+		out[blen++] = '/';
+	strcpy(out + blen, rel);
+	return out;
+}
+
+/* A socket path: absolute as given, relative to the config's folder otherwise; it must fit in
+ * sockaddr_un, which holds HB_SUN_PATH_MAX - 1 bytes and a NUL. */
+static bool path(struct parse *p, const char *key, const char *value, char out[HB_SUN_PATH_MAX])
+{
+	unsigned line = p->lineno;
+	char *full;
+	size_t len;
+
+	if (!*value) {
+		fail(p, line, "%s: empty path", key);
+		return false;
+	}
+	if (value[0] == '/') {
+		full = strdup(value);
+	} else {
+		full = join_path(p->base, value);
+	}
+	if (!full) {
+		p->oom = true;
+		fail(p, line, "out of memory");
+		return false;
+	}
+	len = strlen(full);
+	if (len >= HB_SUN_PATH_MAX) {
+		/* Name the resolved path: for a relative one, that is where the length went. */
+		bool rel = value[0] != '/';
+
+		fail(p, line, "%s%s%s: %s is %zu bytes long; a socket path holds at most %d", key,
+		     rel ? " = " : "", rel ? value : "", full, len, HB_SUN_PATH_MAX - 1);
+		free(full);
+		return false;
+	}
+	memcpy(out, full, len + 1);
+	free(full);
+	return true;
+}
+
+/* ---- sections ---------------------------------------------------------------------------- */
+
+static const char *const *section_keys(enum section sec)
+{
+	switch (sec) {
+	case SEC_DAEMON:
+		return daemon_keys;
+	case SEC_LIMITS:
+		return limits_keys;
+	case SEC_VM:
+		return vm_keys;
+	case SEC_GROUP:
+		return group_keys;
+	case SEC_XEN:
+		return xen_keys;
+	default:
+		return NULL;
+	}
+}
+
+static void begin_singleton(struct parse *p, enum section sec, unsigned *seen, const char *type,
+			    const char *name)
+{
+	if (*name) {
+		fail(p, p->lineno, "[%s] takes no name", type);
+		p->sec = SEC_BAD;
+		return;
+	}
+	if (*seen) {
+		fail(p, p->lineno, "duplicate section [%s] (first at line %u)", type, *seen);
+		p->sec = SEC_BAD;
+		return;
+	}
+	*seen = p->lineno;
+	p->sec = sec;
+}
+
+static void begin_vm(struct parse *p, const char *name)
+{
+	struct hb_config *c = p->c;
+	unsigned i;
+
+	if (!valid_name(name, HB_NAME_MAX - 1)) {
+		fail(p, p->lineno, "[vm %s]: a name is 1 to %d letters, digits, '_', '.' or '-'",
+		     name, HB_NAME_MAX - 1);
+		return;
+	}
+	if (strcmp(name, "host") == 0) {
+		fail(p, p->lineno, "[vm host]: \"host\" is domain 0 and cannot name a VM");
+		return;
+	}
+	for (i = 0; i < c->n_vms; i++)
+		if (strcmp(c->vms[i].name, name) == 0) {
+			fail(p, p->lineno, "duplicate [vm %s] (first at line %u)", name,
+			     p->vms[i].line);
+			return;
+		}
+	if (c->n_vms == HB_CONFIG_MAX_VMS) {
+		fail(p, p->lineno, "too many [vm] sections (at most %d)", HB_CONFIG_MAX_VMS);
+		return;
+	}
+	p->sec_index = c->n_vms++;
+	strcpy(c->vms[p->sec_index].name, name);
+	p->vms[p->sec_index].line = p->lineno;
+	p->sec = SEC_VM;
+}
+
+static void begin_group(struct parse *p, const char *name)
+{
+	struct hb_config *c = p->c;
+	struct hb_config_group *g;
+	unsigned i;
+
+	if (!valid_name(name, GROUP_NAME_MAX)) {
+		fail(p, p->lineno,
+		     "[group %s]: a name is 1 to %zu letters, digits, '_', '.' or '-'", name,
+		     GROUP_NAME_MAX);
+		return;
+	}
+	for (i = 0; i < c->n_groups; i++)
+		if (strcmp(c->groups[i].name, name) == 0) {
+			fail(p, p->lineno, "duplicate [group %s] (first at line %u)", name,
+			     p->groups[i].line);
+			return;
+		}
+	if (c->n_groups == HB_CONFIG_MAX_GROUPS) {
+		fail(p, p->lineno, "too many [group] sections (at most %d)", HB_CONFIG_MAX_GROUPS);
+		return;
+	}
+	p->sec_index = c->n_groups++;
+	g = &c->groups[p->sec_index];
+	strcpy(g->name, name);
+	g->id = p->sec_index + 1; /* 1.. in file order; 0 means "no group" on the wire */
+	g->size = DEFAULT_GROUP_SIZE;
+	g->vectors = 1;
+	p->groups[p->sec_index].line = p->lineno;
+	p->sec = SEC_GROUP;
+}
+
+/* s[0..len) is a trimmed line starting with '['. */
+static void begin_section(struct parse *p, const char *s, size_t len)
+{
+	char inner[128], type[16];
+	const char *close, *rest, *name;
+	size_t n, tlen;
+
+	memset(p->key_line, 0, sizeof(p->key_line));
+	p->sec = SEC_BAD; /* until the header proves good: keys under a bad one are not reported */
+
+	close = memchr(s, ']', len);
+	if (!close) {
+		fail(p, p->lineno, "section header without ']'");
+		return;
+	}
+	for (rest = close + 1; rest < s + len && isspace((unsigned char)*rest); rest++)
+		;
+	if (rest < s + len && *rest != ';' && *rest != '#') {
+		fail(p, p->lineno, "unexpected text after ']'");
+		return;
+	}
+	n = (size_t)(close - s - 1);
+	if (n >= sizeof(inner)) {
+		fail(p, p->lineno, "section header too long");
+		return;
+	}
+	memcpy(inner, s + 1, n);
+	inner[n] = '\0';
+	/* Trim, then split "TYPE NAME" at the first blank. */
+	while (n > 0 && isspace((unsigned char)inner[n - 1]))
+		inner[--n] = '\0';
+	name = inner;
+	while (isspace((unsigned char)*name))
+		name++;
+	for (tlen = 0; name[tlen] && !isspace((unsigned char)name[tlen]); tlen++)
+		;
+	if (tlen == 0 || tlen >= sizeof(type)) {
+		fail(p, p->lineno, "unknown section [%s]", inner);
+		return;
+	}
+	memcpy(type, name, tlen);
+	type[tlen] = '\0';
+	for (name += tlen; isspace((unsigned char)*name); name++)
+		;
+	snprintf(p->sec_title, sizeof(p->sec_title), "%s%s%s", type, *name ? " " : "", name);
+
+	if (strcmp(type, "daemon") == 0) {
+		begin_singleton(p, SEC_DAEMON, &p->daemon_line, type, name);
+	} else if (strcmp(type, "limits") == 0) {
+		begin_singleton(p, SEC_LIMITS, &p->limits_line, type, name);
+	} else if (strcmp(type, "xen") == 0) {
+		begin_singleton(p, SEC_XEN, &p->xen_line, type, name);
+	} else if (strcmp(type, "vm") == 0 || strcmp(type, "group") == 0) {
+		if (!*name) {
+			fail(p, p->lineno, "[%s] needs a name: [%s NAME]", type, type);
+			return;
+		}
+		if (type[0] == 'v')
+			begin_vm(p, name);
+		else
+			begin_group(p, name);
+	} else {
+		fail(p, p->lineno, "unknown section [%s]", p->sec_title);
+	}
+}
+
+/* ---- inih callbacks ---------------------------------------------------------------------- */
+
+/*
+ * inih's line source. Returns one whole line per call (so its line count stays ours), without
+ * leading blanks. A line too long for inih's buffer is reported here and replaced by an empty
+ * one: inih would otherwise cut it and parse the tail as a line of its own.
+ */
+static char *read_line(char *buf, int num, void *stream)
+{
+	struct parse *p = stream;
+	const char *start, *nl;
+	size_t len;
+
+	if (p->pos >= p->end)
+		return NULL;
+	start = p->pos;
+	nl = memchr(start, '\n', (size_t)(p->end - start));
+	len = (size_t)((nl ? nl : p->end) - start);
+	p->pos = nl ? nl + 1 : p->end;
+	p->lineno++;
+
+	if (p->lineno == 1 && len >= 3 && memcmp(start, "\xef\xbb\xbf", 3) == 0) {
+		start += 3; /* a UTF-8 BOM, as editors on some systems write */
+		len -= 3;
+	}
+	while (len > 0 && (*start == ' ' || *start == '\t')) {
+		start++;
+		len--;
+	}
+	while (len > 0 && isspace((unsigned char)start[len - 1]))
+		len--;
+
+	if (num < 2 || len > (size_t)num - 2) {
+		fail(p, p->lineno, "line too long (at most %d characters)", num < 2 ? 0 : num - 2);
+		buf[0] = '\0';
+		return buf;
+	}
+	memcpy(buf, start, len);
+	buf[len] = '\0';
+	if (len > 0 && buf[0] == '[')
+		begin_section(p, buf, len);
+	return buf;
+}
+
+static void daemon_key(struct parse *p, int k, const char *key, const char *value)
+{
+	struct hb_config *c = p->c;
+	int level;
+
+	switch (k) {
+	case K_BACKEND:
+		p->backend_line = p->lineno;
+		if (strcmp(value, "kvm") == 0)
+			c->backend = HB_BACKEND_KVM;
+		else if (strcmp(value, "xen") == 0)
+			c->backend = HB_BACKEND_XEN;
+		else if (strcmp(value, "auto") == 0)
+			p->backend_line = 0; /* decided in finish(), as if unset */
+		else
+			fail(p, p->lineno, "backend = '%s': must be kvm, xen or auto", value);
+		break;
+	case K_SOCKET:
+		p->socket_line = p->lineno;
+		path(p, key, value, c->socket);
+		break;
+	case K_LOG:
+		level = hb_log_parse_level(value);
+		if (level < 0)
+			fail(p, p->lineno, "log = '%s': must be error, warn, info or debug", value);
+		else
+			c->log_level = level;
+		break;
+	}
+}
+
+static void limits_key(struct parse *p, int k, const char *key, const char *value)
+{
+	struct hb_config *c = p->c;
+	uint64_t v;
+
+	switch (k) {
+	case K_EXPORTS:
+		if (number(p, key, value, 1, MAX_EXPORTS_PER_DOMAIN, &v))
+			c->exports_per_domain = (uint32_t)v;
+		break;
+	case K_PAGES:
+		if (number(p, key, value, 1, UINT64_MAX, &v))
+			c->pages_per_domain = v;
+		break;
+	case K_EVENT_QUEUE:
+		if (number(p, key, value, MIN_EVENT_QUEUE, HB_EVENT_QUEUE_LIMIT, &v))
+			c->event_queue = (uint32_t)v;
+		break;
+	case K_META_MAX:
+		if (number(p, key, value, MIN_META_MAX, HB_META_LIMIT, &v))
+			c->meta_max = (uint32_t)v;
+		break;
+	}
+}
+
+static void vm_key(struct parse *p, int k, const char *key, const char *value)
+{
+	struct hb_config *c = p->c;
+	struct hb_config_vm *vm = &c->vms[p->sec_index];
+	uint64_t v;
+	unsigned i;
+
+	switch (k) {
+	case K_ID:
+		if (!number(p, key, value, 1, MAX_VM_ID, &v))
+			break;
+		for (i = 0; i < c->n_vms; i++)
+			if (i != p->sec_index && c->vms[i].id == v) {
+				fail(p, p->lineno, "id %llu is already the id of [vm %s] (line %u)",
+				     (unsigned long long)v, c->vms[i].name, p->vms[i].id_line);
+				return;
+			}
+		vm->id = (uint32_t)v;
+		p->vms[p->sec_index].id_line = p->lineno;
+		break;
+	case K_CHANNEL:
+		if (path(p, key, value, vm->channel))
+			p->vms[p->sec_index].channel_line = p->lineno;
+		break;
+	}
+}
+
+static void group_key(struct parse *p, int k, const char *key, const char *value)
+{
+	struct hb_config_group *g = &p->c->groups[p->sec_index];
+	struct group_extra *gx = &p->groups[p->sec_index];
+	uint64_t v;
+
+	switch (k) {
+	case K_MEMBERS:
+		/* Kept raw: a group may name VMs whose sections come later in the file. */
+		gx->members = strdup(value);
+		gx->members_line = p->lineno;
+		if (!gx->members) {
+			p->oom = true;
+			fail(p, p->lineno, "out of memory");
+		}
+		break;
+	case K_SIZE:
+		if (!parse_size(value, &v)) {
+			fail(p, p->lineno, "size = '%s': not a size (a number with K, M or G)",
+			     value);
+			break;
+		}
+		if (v < MIN_GROUP_SIZE || v > MAX_GROUP_SIZE) {
+			fail(p, p->lineno, "size = %s: out of range (64K..64G)", value);
+			break;
+		}
+		if (v & (v - 1)) {
+			fail(p, p->lineno, "size = %s: not a power of two", value);
+			break;
+		}
+		g->size = v;
+		break;
+	case K_IVSHMEM:
+		if (path(p, key, value, g->ivshmem))
+			gx->ivshmem_line = p->lineno;
+		break;
+	case K_VECTORS:
+		if (number(p, key, value, 1, MAX_VECTORS, &v))
+			g->vectors = (unsigned)v;
+		break;
+	}
+}
+
+/* Splits a comma-separated list in place; calls fn for each trimmed item, stops when it
+ * returns false. An empty item ("a,,b", a trailing comma) is passed as "". */
+static bool for_each_item(char *list, bool (*fn)(struct parse *, void *, const char *),
+			  struct parse *p, void *arg)
+{
+	char *item = list, *comma, *end;
+
+	for (;;) {
+		comma = strchr(item, ',');
+		if (comma)
+			*comma = '\0';
+		while (isspace((unsigned char)*item))
+			item++;
+		end = item + strlen(item);
+		while (end > item && isspace((unsigned char)end[-1]))
+			*--end = '\0';
+		if (!fn(p, arg, item))
+			return false;
+		if (!comma)
+			return true;
+		item = comma + 1;
+	}
+}
+
+static bool xen_domain_item(struct parse *p, void *arg, const char *item)
+{
+	struct hb_config *c = p->c;
+	uint64_t v;
+	unsigned i;
+
+	(void)arg;
+	if (strcmp(item, "all") == 0) {
+		fail(p, p->lineno, "domains: \"all\" must stand alone");
+		return false;
+	}
+	if (!parse_u64(item, &v) || v < 1 || v > MAX_XEN_DOMID) {
+		fail(p, p->lineno, "domains: '%s' is not a guest domid (1..%u)", item,
+		     MAX_XEN_DOMID);
+		return false;
+	}
+	for (i = 0; i < c->n_xen_domains; i++)
+		if (c->xen_domains[i] == v) {
+			fail(p, p->lineno, "domains: %llu is listed twice", (unsigned long long)v);
+			return false;
+		}
+	if (c->n_xen_domains == HB_CONFIG_MAX_VMS) {
+		fail(p, p->lineno, "domains: more than %d domids", HB_CONFIG_MAX_VMS);
+		return false;
+	}
+	c->xen_domains[c->n_xen_domains++] = (uint32_t)v;
+	return true;
+}
+
+static void xen_key(struct parse *p, int k, const char *key, const char *value)
+{
+	char *list;
+
+	(void)k;
+	(void)key;
+	if (strcmp(value, "all") == 0) {
+		p->c->xen_all_domains = true;
+		return;
+	}
+	list = strdup(value);
+	if (!list) {
+		p->oom = true;
+		fail(p, p->lineno, "out of memory");
+		return;
+	}
+	for_each_item(list, xen_domain_item, p, NULL);
+	free(list);
+}
+
+static int handle_key(void *user, const char *section, const char *key, const char *value)
+{
+	struct parse *p = user;
+	const char *const *keys;
+	int k;
+
+	(void)section; /* ours is p->sec, which is never cut short */
+	if (p->sec == SEC_BAD)
+		return 1; /* the header was reported; its keys would only add noise */
+	if (p->sec == SEC_NONE) {
+		fail(p, p->lineno, "'%s' is outside any section", key);
+		return 0;
+	}
+	keys = section_keys(p->sec);
+	for (k = 0; keys[k]; k++)
+		if (strcmp(keys[k], key) == 0)
+			break;
+	if (!keys[k]) {
+		fail(p, p->lineno, "unknown key '%s' in [%s]", key, p->sec_title);
+		return 0;
+	}
+	if (p->key_line[k]) {
+		fail(p, p->lineno, "duplicate key '%s' in [%s] (first at line %u)", key,
+		     p->sec_title, p->key_line[k]);
+		return 0;
+	}
+	p->key_line[k] = p->lineno;
+
+	switch (p->sec) {
+	case SEC_DAEMON:
+		daemon_key(p, k, key, value);
+		break;
+	case SEC_LIMITS:
+		limits_key(p, k, key, value);
+		break;
+	case SEC_VM:
+		vm_key(p, k, key, value);
+		break;
+	case SEC_GROUP:
+		group_key(p, k, key, value);
+		break;
+	case SEC_XEN:
+		xen_key(p, k, key, value);
+		break;
+	default:
+		break;
+	}
+	return p->failed ? 0 : 1;
+}
+
+/* ---- whole-file checks ------------------------------------------------------------------- */
+
+/* Xen dom0 is where /proc/xen/capabilities says control_d (xenfs, or the pvops equivalent). */
+static enum hb_backend_kind detect_backend(void)
+{
+	char buf[256];
+	size_t n;
+	FILE *f;
+
+	f = fopen(XEN_CAPABILITIES, "re");
+	if (!f)
+		return HB_BACKEND_KVM;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	return strstr(buf, "control_d") ? HB_BACKEND_XEN : HB_BACKEND_KVM;
+}
+
+static bool group_member_item(struct parse *p, void *arg, const char *item)
+{
+	struct hb_config_group *g = arg;
+	struct hb_config *c = p->c;
+	unsigned line = p->groups[g->id - 1].members_line;
+	uint32_t id;
+	unsigned i;
+
+	if (!*item) {
+		fail(p, line, "[group %s]: empty name in members", g->name);
+		return false;
+	}
+	if (strcmp(item, "host") == 0) {
+		id = 0;
+	} else {
+		for (i = 0; i < c->n_vms; i++)
+			if (strcmp(c->vms[i].name, item) == 0)
+				break;
+		if (i == c->n_vms) {
+			fail(p, line,
+			     "[group %s]: unknown member '%s' (neither \"host\" nor a [vm])",
+			     g->name, item);
+			return false;
+		}
+		id = c->vms[i].id;
+	}
+	for (i = 0; i < g->n_members; i++)
+		if (g->members[i] == id) {
+			fail(p, line, "[group %s]: '%s' is listed twice", g->name, item);
+			return false;
+		}
+	if (g->n_members == HB_CONFIG_MAX_MEMBERS) {
+		fail(p, line, "[group %s]: more than %d members", g->name, HB_CONFIG_MAX_MEMBERS);
+		return false;
+	}
+	g->members[g->n_members++] = id;
+	return true;
+}
+
+struct used_path {
+	const char *path;
+	unsigned line;
+	char what[HB_NAME_MAX + 16];
+};
+
+static void check_paths(struct parse *p)
+{
+	struct hb_config *c = p->c;
+	struct used_path *u;
+	unsigned n = 0, i, j;
+
+	u = calloc(1 + c->n_vms + c->n_groups, sizeof(*u));
+	if (!u) {
+		p->oom = true;
+		fail(p, 0, "out of memory");
+		return;
+	}
+	u[n].path = c->socket;
+	u[n].line = p->socket_line;
+	snprintf(u[n++].what, sizeof(u[0].what), "[daemon] socket");
+	for (i = 0; i < c->n_vms; i++) {
+		u[n].path = c->vms[i].channel;
+		u[n].line = p->vms[i].channel_line;
+		snprintf(u[n++].what, sizeof(u[0].what), "[vm %s]", c->vms[i].name);
+	}
+	for (i = 0; i < c->n_groups; i++) {
+		if (!c->groups[i].ivshmem[0])
+			continue;
+		u[n].path = c->groups[i].ivshmem;
+		u[n].line = p->groups[i].ivshmem_line;
+		snprintf(u[n++].what, sizeof(u[0].what), "[group %s]", c->groups[i].name);
+	}
+	/* Every listening socket needs a path of its own: binding one would unlink the other. */
+	for (j = 1; j < n && !p->failed; j++)
+		for (i = 0; i < j; i++)
+			if (strcmp(u[i].path, u[j].path) == 0) {
+				fail(p, u[j].line ? u[j].line : u[i].line,
+				     "%s uses the path %s, as %s does", u[j].what, u[j].path,
+				     u[i].what);
+				break;
+			}
+	free(u);
+}
+
+static void finish(struct parse *p)
+{
+	struct hb_config *c = p->c;
+	bool detected = false;
+	unsigned i;
+
+	if (!p->backend_line) {
+		c->backend = detect_backend();
+		detected = true;
+	}
+	if (c->backend == HB_BACKEND_XEN && (c->n_vms || c->n_groups)) {
+		fail(p, c->n_vms ? p->vms[0].line : p->groups[0].line,
+		     "[vm] and [group] sections need the kvm backend, and the backend is xen%s",
+		     detected ? " (detected: this is a Xen dom0)" : "");
+		return;
+	}
+	if (c->backend == HB_BACKEND_KVM && p->xen_line) {
+		fail(p, p->xen_line, "[xen] needs the xen backend, and the backend is kvm%s",
+		     detected ? " (detected: this is not a Xen dom0)" : "");
+		return;
+	}
+
+	for (i = 0; i < c->n_vms; i++) {
+		if (!p->vms[i].id_line) {
+			fail(p, p->vms[i].line, "[vm %s]: id is required", c->vms[i].name);
+			return;
+		}
+		if (!p->vms[i].channel_line) {
+			fail(p, p->vms[i].line, "[vm %s]: channel is required", c->vms[i].name);
+			return;
+		}
+	}
+
+	for (i = 0; i < c->n_groups; i++) {
+		struct hb_config_group *g = &c->groups[i];
+		struct group_extra *gx = &p->groups[i];
+
+		if (!gx->members) {
+			fail(p, gx->line, "[group %s]: members is required", g->name);
+			return;
+		}
+		if (!for_each_item(gx->members, group_member_item, p, g))
+			return;
+		if (g->n_members < 2) {
+			fail(p, gx->members_line, "[group %s]: a group needs at least 2 members",
+			     g->name);
+			return;
+		}
+		if (!gx->ivshmem_line) {
+			fail(p, gx->line, "[group %s]: ivshmem is required with the kvm backend",
+			     g->name);
+			return;
+		}
+	}
+
+	check_paths(p);
+}
+
+/* ---- loading ----------------------------------------------------------------------------- */
+
+/* The folder relative paths start from: absolute, canonical when it exists, no trailing '/'. */
+static char *make_base(const char *dir)
+{
+	char *cwd = NULL, *abs, *real;
+	size_t len;
+
+	if (!dir || dir[0] != '/') {
+		cwd = getcwd(NULL, 0);
+		if (!cwd)
+			return NULL;
+	}
+	if (!dir) {
+		abs = cwd;
+		cwd = NULL;
+	} else if (dir[0] != '/') {
+		abs = join_path(cwd, dir);
+	} else {
+		abs = strdup(dir);
+	}
+	free(cwd);
+	if (!abs)
+		return NULL;
+	/* A folder that does not exist (yet) is still a fine base: the paths are only names until
+	 * the daemon binds them. */
+	real = realpath(abs, NULL);
+	if (real) {
+		free(abs);
+		abs = real;
+	}
+	len = strlen(abs);
+	while (len > 1 && abs[len - 1] == '/')
+		abs[--len] = '\0';
+	return abs;
+}
+
+static struct hb_config *load(const char *text, size_t len, const char *name, const char *dir,
+			      char *err, size_t errlen)
+{
+	struct hb_config *c;
+	struct parse *p;
+	unsigned i;
+	int r;
+
+	c = calloc(1, sizeof(*c));
+	p = calloc(1, sizeof(*p));
+	if (!c || !p)
+		goto err_nomem;
+	p->base = make_base(dir);
+	if (!p->base) {
+		int e = errno;
+		set_err(err, errlen, name, 0, "cannot find the folder for relative paths");
+		free(p);
+		free(c);
+		errno = e ? e : ENOMEM;
+		return NULL;
+	}
+
+	strcpy(c->socket, DEFAULT_SOCKET);
+	c->log_level = HB_LOG_INFO;
+	c->exports_per_domain = DEFAULT_EXPORTS_PER_DOMAIN;
+	c->pages_per_domain = DEFAULT_PAGES_PER_DOMAIN;
+	c->event_queue = DEFAULT_EVENT_QUEUE;
+	c->meta_max = DEFAULT_META_MAX;
+
+	p->c = c;
+	p->name = name;
+	p->pos = text;
+	p->end = text + len;
+
+	if (memchr(text, '\0', len)) {
+		fail(p, 0, "contains a NUL byte: not a text file");
+		r = 0;
+	} else {
+		r = ini_parse_stream(read_line, p, handle_key, p);
+	}
+	if (r == -2 || p->oom)
+		goto err_nomem;
+	/* inih reports the first line it could not parse; what we found ourselves by then is
+	 * the more precise message for the same or an earlier line. */
+	if (r > 0 && (!p->failed || (unsigned)r < p->err_line)) {
+		p->failed = false;
+		fail(p, (unsigned)r, "expected 'key = value', '[section]' or a comment");
+	}
+	if (!p->failed)
+		finish(p);
+	if (p->oom)
+		goto err_nomem;
+	if (p->failed) {
+		set_err(err, errlen, name, p->err_line, p->err);
+		goto err_free;
+	}
+
+	for (i = 0; i < HB_CONFIG_MAX_GROUPS; i++)
+		free(p->groups[i].members);
+	free(p->base);
+	free(p);
+	return c;
+
+err_nomem:
+	set_err(err, errlen, name, 0, "out of memory");
+	errno = ENOMEM;
+	goto err_cleanup;
+err_free:
+	errno = EINVAL;
+err_cleanup:
+	if (p) {
+		for (i = 0; i < HB_CONFIG_MAX_GROUPS; i++)
+			free(p->groups[i].members);
+		free(p->base);
+	}
+	free(p);
+	free(c);
+	return NULL;
+}
+
+struct hb_config *hb_config_load_string(const char *text, const char *base_dir, char *err,
+					size_t errlen)
+{
+	if (!text) {
+		set_err(err, errlen, "<string>", 0, "no config text");
+		errno = EINVAL;
+		return NULL;
+	}
+	return load(text, strlen(text), "<string>", base_dir, err, errlen);
+}
+
+struct hb_config *hb_config_load_file(const char *path, char *err, size_t errlen)
+{
+	struct hb_config *c = NULL;
+	char *text = NULL, *copy = NULL, msg[160];
+	struct stat st;
+	size_t len = 0;
+	FILE *f;
+	int e;
+
+	f = fopen(path, "re");
+	if (!f) {
+		e = errno;
+		snprintf(msg, sizeof(msg), "cannot open: %s", strerror(e));
+		set_err(err, errlen, path, 0, msg);
+		errno = e;
+		return NULL;
+	}
+	if (fstat(fileno(f), &st) < 0) {
+		e = errno;
+		snprintf(msg, sizeof(msg), "cannot stat: %s", strerror(e));
+		set_err(err, errlen, path, 0, msg);
+		errno = e;
+		goto err_close;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		set_err(err, errlen, path, 0, "not a regular file");
+		errno = EINVAL;
+		goto err_close;
+	}
+	if ((uint64_t)st.st_size > CONFIG_FILE_MAX) {
+		set_err(err, errlen, path, 0, "too large for a config file (over 1 MiB)");
+		errno = EFBIG;
+		goto err_close;
+	}
+	/* One byte more than the size, so growth between fstat and fread shows as too large. */
+	text = malloc((size_t)st.st_size + 2);
+	if (!text) {
+		set_err(err, errlen, path, 0, "out of memory");
+		errno = ENOMEM;
+		goto err_close;
+	}
+	len = fread(text, 1, (size_t)st.st_size + 1, f);
+	if (ferror(f) || len > (size_t)st.st_size) {
+		set_err(err, errlen, path, 0, ferror(f) ? "read error" : "changed while read");
+		errno = EIO;
+		goto err_free;
+	}
+	text[len] = '\0';
+
+	copy = strdup(path);
+	if (!copy) {
+		set_err(err, errlen, path, 0, "out of memory");
+		errno = ENOMEM;
+		goto err_free;
+	}
+	c = load(text, len, path, dirname(copy), err, errlen);
+	free(copy);
+err_free:
+	free(text);
+err_close:
+	e = errno;
+	fclose(f);
+	errno = e;
+	return c;
+}
+
+void hb_config_free(struct hb_config *c)
+{
+	free(c);
+}
+
+const struct hb_config_vm *hb_config_vm_by_id(const struct hb_config *c, uint32_t id)
+{
+	unsigned i;
+
+	for (i = 0; i < c->n_vms; i++)
+		if (c->vms[i].id == id)
+			return &c->vms[i];
+	return NULL;
+}
+
+const char *hb_config_domain_name(const struct hb_config *c, uint32_t id)
+{
+	const struct hb_config_vm *vm;
+
+	if (id == 0)
+		return "host";
+	vm = hb_config_vm_by_id(c, id);
+	return vm ? vm->name : NULL;
+}

@@ -1,0 +1,611 @@
+/*
+ * Unit tests of daemon/config.c and daemon/log.c: the config is parsed in memory (or from a
+ * temp file), never by a running daemon.
+ */
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon/config.h"
+#include "daemon/log.h"
+#include "tests/harness.h"
+
+/* Relative paths in the in-memory configs resolve against this folder, which does not exist:
+ * the loader then uses it as written. */
+#define BASE "/hbt-base/conf"
+
+static char err[512];
+
+static struct hb_config *load(const char *text)
+{
+	err[0] = '\0';
+	return hb_config_load_string(text, BASE, err, sizeof(err));
+}
+
+/* Loads text that must be rejected with "<string>:LINE: ..." mentioning needle. */
+#define FAILS(text, line, needle) fails_at(__FILE__, __LINE__, text, line, needle)
+
+static void fails_at(const char *file, int l, const char *text, unsigned line, const char *needle)
+{
+	struct hb_config *c = load(text);
+	char prefix[64];
+
+	if (c) {
+		hb_config_free(c);
+		hbt_fail(file, l, "config loaded; want an error at line %u mentioning '%s'", line,
+			 needle);
+	}
+	if (errno != EINVAL)
+		hbt_fail(file, l, "errno %d, want EINVAL", errno);
+	snprintf(prefix, sizeof(prefix), "<string>:%u: ", line);
+	if (strncmp(err, prefix, strlen(prefix)) != 0 || !strstr(err, needle))
+		hbt_fail(file, l, "error '%s', want '%s...%s...'", err, prefix, needle);
+}
+
+static bool xen_dom0(void)
+{
+	char buf[256] = "";
+	FILE *f = fopen("/proc/xen/capabilities", "r");
+
+	if (!f)
+		return false;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = '\0';
+	fclose(f);
+	return strstr(buf, "control_d") != NULL;
+}
+
+/* The standard test topology of tests/util.h, with every key set. */
+static const char standard[] = "; the standard topology\n"
+			       "[daemon]\n"
+			       "backend = kvm\n"
+			       "socket = host.sock\n"
+			       "log = debug ; inline comment\n"
+			       "\n"
+			       "[limits]\n"
+			       "exports_per_domain = 8\n"
+			       "pages_per_domain = 4096\n"
+			       "event_queue = 32\n"
+			       "meta_max = 4096\n"
+			       "\n"
+			       "[vm vm1]\n"
+			       "id = 1\n"
+			       "channel = vm1.sock\n"
+			       "[vm vm2]\n"
+			       "  id = 2\n"
+			       "  channel = vm2.sock\n"
+			       "[vm vm3]\n"
+			       "id = 2147483648\n"
+			       "channel = /run/x/vm3.sock\n"
+			       "\n"
+			       "[group a]\n"
+			       "members = host, vm1\n"
+			       "size = 64M\n"
+			       "ivshmem = group-a.sock\n"
+			       "[group b]\n"
+			       "members = vm1,vm2\n"
+			       "size = 128M\n"
+			       "ivshmem = group-b.sock\n"
+			       "vectors = 4\n"
+			       "[group c]\n"
+			       "members = vm2 , vm3\n"
+			       "size = 16M\n"
+			       "ivshmem = group-c.sock\n";
+
+TEST(standard_config)
+{
+	struct hb_config *c = load(standard);
+
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	CHECK_EQ(c->backend, HB_BACKEND_KVM);
+	CHECK(strcmp(c->socket, BASE "/host.sock") == 0);
+	CHECK_EQ(c->log_level, HB_LOG_DEBUG);
+	CHECK_EQ(c->exports_per_domain, 8);
+	CHECK_EQ(c->pages_per_domain, 4096);
+	CHECK_EQ(c->event_queue, 32);
+	CHECK_EQ(c->meta_max, 4096);
+
+	CHECK_EQ(c->n_vms, 3);
+	CHECK(strcmp(c->vms[0].name, "vm1") == 0);
+	CHECK_EQ(c->vms[0].id, 1);
+	CHECK(strcmp(c->vms[0].channel, BASE "/vm1.sock") == 0);
+	CHECK(strcmp(c->vms[1].name, "vm2") == 0);
+	CHECK_EQ(c->vms[1].id, 2);
+	CHECK(strcmp(c->vms[1].channel, BASE "/vm2.sock") == 0);
+	CHECK_EQ(c->vms[2].id, 2147483648u);
+	CHECK(strcmp(c->vms[2].channel, "/run/x/vm3.sock") == 0);
+
+	CHECK_EQ(c->n_groups, 3);
+	CHECK(strcmp(c->groups[0].name, "a") == 0);
+	CHECK_EQ(c->groups[0].id, 1);
+	CHECK_EQ(c->groups[0].n_members, 2);
+	CHECK_EQ(c->groups[0].members[0], 0);
+	CHECK_EQ(c->groups[0].members[1], 1);
+	CHECK_EQ(c->groups[0].size, 64ull << 20);
+	CHECK(strcmp(c->groups[0].ivshmem, BASE "/group-a.sock") == 0);
+	CHECK_EQ(c->groups[0].vectors, 1);
+	CHECK_EQ(c->groups[1].id, 2);
+	CHECK_EQ(c->groups[1].members[0], 1);
+	CHECK_EQ(c->groups[1].members[1], 2);
+	CHECK_EQ(c->groups[1].size, 128ull << 20);
+	CHECK_EQ(c->groups[1].vectors, 4);
+	CHECK_EQ(c->groups[2].id, 3);
+	CHECK_EQ(c->groups[2].members[1], 2147483648u);
+	CHECK_EQ(c->groups[2].size, 16ull << 20);
+
+	CHECK(!c->xen_all_domains);
+	CHECK_EQ(c->n_xen_domains, 0);
+
+	CHECK(strcmp(hb_config_domain_name(c, 0), "host") == 0);
+	CHECK(strcmp(hb_config_domain_name(c, 2), "vm2") == 0);
+	CHECK(hb_config_domain_name(c, 7) == NULL);
+	CHECK(hb_config_vm_by_id(c, 1) == &c->vms[0]);
+	CHECK(hb_config_vm_by_id(c, 0) == NULL);
+	hb_config_free(c);
+}
+
+TEST(defaults)
+{
+	struct hb_config *c = load("[daemon]\nbackend = kvm\n");
+
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	CHECK_EQ(c->backend, HB_BACKEND_KVM);
+	CHECK(strcmp(c->socket, "/run/hyperbuf/hyperbufd.sock") == 0);
+	CHECK_EQ(c->log_level, HB_LOG_INFO);
+	CHECK_EQ(c->exports_per_domain, 4096);
+	CHECK_EQ(c->pages_per_domain, 1048576);
+	CHECK_EQ(c->event_queue, 256);
+	CHECK_EQ(c->meta_max, 1024);
+	CHECK_EQ(c->n_vms, 0);
+	CHECK_EQ(c->n_groups, 0);
+	hb_config_free(c);
+
+	/* Group defaults: 64M, one vector. */
+	c = load("[vm v]\nid = 5\nchannel = v.sock\n"
+		 "[group g]\nmembers = host, v\nivshmem = g.sock\n");
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	CHECK_EQ(c->groups[0].size, 64ull << 20);
+	CHECK_EQ(c->groups[0].vectors, 1);
+	hb_config_free(c);
+}
+
+TEST(backend_auto)
+{
+	enum hb_backend_kind want = xen_dom0() ? HB_BACKEND_XEN : HB_BACKEND_KVM;
+	struct hb_config *c;
+
+	c = load("");
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	CHECK_EQ(c->backend, want);
+	hb_config_free(c);
+
+	c = load("[daemon]\nbackend = auto\n");
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	CHECK_EQ(c->backend, want);
+	hb_config_free(c);
+
+	c = load("[daemon]\nbackend = xen\n[xen]\ndomains = 3, 5,7\n");
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	CHECK_EQ(c->backend, HB_BACKEND_XEN);
+	CHECK(!c->xen_all_domains);
+	CHECK_EQ(c->n_xen_domains, 3);
+	CHECK_EQ(c->xen_domains[0], 3);
+	CHECK_EQ(c->xen_domains[2], 7);
+	hb_config_free(c);
+
+	c = load("[daemon]\nbackend = xen\n[xen]\ndomains = all\n");
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	CHECK(c->xen_all_domains);
+	hb_config_free(c);
+}
+
+TEST(embedded_default)
+{
+	struct hb_config *c = hb_config_load_string(hb_config_default_text, "/", err, sizeof(err));
+
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	CHECK(strcmp(c->socket, "/run/hyperbuf/hyperbufd.sock") == 0);
+	CHECK_EQ(c->backend, xen_dom0() ? HB_BACKEND_XEN : HB_BACKEND_KVM);
+	CHECK_EQ(c->n_vms, 0);
+	CHECK_EQ(c->n_groups, 0);
+	CHECK_EQ(c->log_level, HB_LOG_INFO);
+	hb_config_free(c);
+}
+
+TEST(error_unknown_key_and_section)
+{
+	FAILS("[daemon]\nbackend = kvm\nfoo = 1\n", 3, "unknown key 'foo' in [daemon]");
+	FAILS("[vm a]\nid = 1\nchanel = a.sock\n", 3, "unknown key 'chanel' in [vm a]");
+	FAILS("[daemon]\n\n[bogus]\n", 3, "unknown section [bogus]");
+	FAILS("[vms a]\nid = 1\n", 1, "unknown section [vms a]");
+	FAILS("[daemon x]\n", 1, "[daemon] takes no name");
+	FAILS("[vm]\n", 1, "needs a name");
+	FAILS("[daemon\n", 1, "without ']'");
+	FAILS("[daemon] junk\n", 1, "after ']'");
+	FAILS("socket = a.sock\n", 1, "outside any section");
+	FAILS("[daemon]\nbackend\n", 2, "expected 'key = value'");
+	FAILS("[daemon]\nlog = info\nlog = debug\n", 3, "duplicate key 'log' in [daemon]");
+	FAILS("[limits]\n[daemon]\n[limits]\n", 3, "duplicate section [limits] (first at line 1)");
+	FAILS("[daemon]\nbackend = hyperv\n", 2, "must be kvm, xen or auto");
+	FAILS("[daemon]\nlog = loud\n", 2, "must be error, warn, info or debug");
+	/* Case matters for keys. */
+	FAILS("[daemon]\nSocket = a.sock\n", 2, "unknown key 'Socket'");
+}
+
+TEST(error_numbers)
+{
+	FAILS("[limits]\nevent_queue = 12x\n", 2, "not a number");
+	FAILS("[limits]\nevent_queue = -16\n", 2, "not a number");
+	FAILS("[limits]\nevent_queue = 0x20\n", 2, "not a number");
+	FAILS("[limits]\nevent_queue =\n", 2, "not a number");
+	FAILS("[limits]\nevent_queue = 99999999999999999999999\n", 2, "not a number");
+	FAILS("[limits]\nevent_queue = 8\n", 2, "out of range (16..65536)");
+	FAILS("[limits]\nevent_queue = 65537\n", 2, "out of range");
+	FAILS("[limits]\nmeta_max = 512\n", 2, "out of range (1024..4096)");
+	FAILS("[limits]\nmeta_max = 4097\n", 2, "out of range");
+	FAILS("[limits]\nexports_per_domain = 0\n", 2, "out of range (1..1000000)");
+	FAILS("[limits]\nexports_per_domain = 1000001\n", 2, "out of range");
+	FAILS("[limits]\npages_per_domain = 0\n", 2, "at least 1");
+	FAILS("[vm a]\nid = 0\nchannel = a.sock\n", 2, "out of range (1..2147483648)");
+	FAILS("[vm a]\nid = 2147483649\nchannel = a.sock\n", 2, "out of range");
+	FAILS("[vm a]\nid = 1\nchannel = a\n[vm b]\nid = 2\nchannel = b\n"
+	      "[group g]\nmembers = a, b\nivshmem = g\nvectors = 0\n",
+	      10, "out of range (1..64)");
+	FAILS("[vm a]\nid = 1\nchannel = a\n[vm b]\nid = 2\nchannel = b\n"
+	      "[group g]\nmembers = a, b\nivshmem = g\nvectors = 65\n",
+	      10, "out of range");
+}
+
+TEST(error_group_size)
+{
+	static const char head[] =
+	    "[vm a]\nid = 1\nchannel = a.sock\n[group g]\nmembers = host, a\n"
+	    "ivshmem = g.sock\n";
+	char text[512];
+	struct hb_config *c;
+
+	snprintf(text, sizeof(text), "%ssize = 96M\n", head);
+	FAILS(text, 7, "not a power of two");
+	snprintf(text, sizeof(text), "%ssize = 100000\n", head);
+	FAILS(text, 7, "not a power of two");
+	snprintf(text, sizeof(text), "%ssize = 32K\n", head);
+	FAILS(text, 7, "out of range (64K..64G)");
+	snprintf(text, sizeof(text), "%ssize = 128G\n", head);
+	FAILS(text, 7, "out of range");
+	snprintf(text, sizeof(text), "%ssize = 64X\n", head);
+	FAILS(text, 7, "not a size");
+	snprintf(text, sizeof(text), "%ssize = M\n", head);
+	FAILS(text, 7, "not a size");
+	snprintf(text, sizeof(text), "%ssize = 99999999999999G\n", head);
+	FAILS(text, 7, "not a size");
+
+	snprintf(text, sizeof(text), "%ssize = 64k\n", head);
+	c = load(text);
+	CHECK(c != NULL);
+	CHECK_EQ(c->groups[0].size, 65536);
+	hb_config_free(c);
+	snprintf(text, sizeof(text), "%ssize = 64G\n", head);
+	c = load(text);
+	CHECK(c != NULL);
+	CHECK_EQ(c->groups[0].size, 64ull << 30);
+	hb_config_free(c);
+	snprintf(text, sizeof(text), "%ssize = 1048576\n", head);
+	c = load(text);
+	CHECK(c != NULL);
+	CHECK_EQ(c->groups[0].size, 1048576);
+	hb_config_free(c);
+}
+
+TEST(error_duplicates)
+{
+	FAILS("[vm a]\nid = 1\nchannel = a.sock\n[vm b]\nid = 1\nchannel = b.sock\n", 5,
+	      "id 1 is already the id of [vm a] (line 2)");
+	FAILS("[vm a]\nid = 1\nchannel = a.sock\n[vm a]\nid = 2\nchannel = b.sock\n", 4,
+	      "duplicate [vm a] (first at line 1)");
+	FAILS("[vm a]\nid = 1\nchannel = a\n[vm b]\nid = 2\nchannel = b\n"
+	      "[group g]\nmembers = a, b\nivshmem = g\n[group g]\nmembers = a, b\nivshmem = h\n",
+	      10, "duplicate [group g]");
+	/* Two sockets on one path: binding the second would unlink the first. */
+	FAILS("[vm a]\nid = 1\nchannel = a.sock\n[vm b]\nid = 2\nchannel = ./a.sock\n", 6,
+	      "[vm b] uses the path " BASE "/a.sock, as [vm a] does");
+	FAILS("[daemon]\nsocket = /run/h.sock\n[vm a]\nid = 1\nchannel = /run/h.sock\n", 5,
+	      "as [daemon] socket does");
+	FAILS("[vm a]\nid = 1\nchannel = a\n[vm b]\nid = 2\nchannel = b\n"
+	      "[group g]\nmembers = a, b\nivshmem = a\n",
+	      9, "[group g] uses the path");
+	FAILS("[daemon]\nbackend = xen\n[xen]\ndomains = 3, 4, 3\n", 4, "3 is listed twice");
+}
+
+TEST(error_members)
+{
+	FAILS("[vm a]\nid = 1\nchannel = a.sock\n[group g]\nmembers = host, vm9\nivshmem = g\n", 5,
+	      "unknown member 'vm9'");
+	FAILS("[vm a]\nid = 1\nchannel = a.sock\n[group g]\nmembers = a\nivshmem = g\n", 5,
+	      "at least 2 members");
+	FAILS("[vm a]\nid = 1\nchannel = a.sock\n[group g]\nmembers = host, a, host\nivshmem = g\n",
+	      5, "'host' is listed twice");
+	FAILS("[vm a]\nid = 1\nchannel = a.sock\n[group g]\nmembers = host,,a\nivshmem = g\n", 5,
+	      "empty name");
+	FAILS("[vm a]\nid = 1\nchannel = a.sock\n[group g]\nmembers =\nivshmem = g\n", 5,
+	      "empty name");
+	FAILS("[vm a]\nid = 1\nchannel = a.sock\n[group g]\nivshmem = g\n", 4,
+	      "[group g]: members is required");
+	FAILS("[vm a]\nid = 1\nchannel = a.sock\n[group g]\nmembers = host, a\n", 4,
+	      "[group g]: ivshmem is required");
+}
+
+TEST(error_required_and_names)
+{
+	FAILS("[vm a]\nid = 1\n", 1, "[vm a]: channel is required");
+	FAILS("[daemon]\n[vm a]\nchannel = a.sock\n", 2, "[vm a]: id is required");
+	/* An empty section still exists (inih alone would never mention it). */
+	FAILS("[vm a]\n", 1, "[vm a]: id is required");
+	FAILS("[vm host]\nid = 1\nchannel = a\n", 1, "cannot name a VM");
+	FAILS("[vm a/b]\nid = 1\nchannel = a\n", 1, "a name is 1 to 63");
+	FAILS("[vm a,b]\nid = 1\nchannel = a\n", 1, "a name is");
+	FAILS("[group abcdefghijabcdefghijabcdefghijab]\n", 1, "a name is 1 to 31");
+	/* vm vs backend */
+	FAILS("[daemon]\nbackend = xen\n[vm a]\nid = 1\nchannel = a\n", 3,
+	      "need the kvm backend, and the backend is xen");
+	FAILS("[daemon]\nbackend = kvm\n[xen]\ndomains = all\n", 3, "[xen] needs the xen backend");
+	FAILS("[daemon]\nbackend = xen\n[xen]\ndomains = all, 3\n", 4, "must stand alone");
+	FAILS("[daemon]\nbackend = xen\n[xen]\ndomains = 0\n", 4, "not a guest domid");
+	FAILS("[daemon]\nbackend = xen\n[xen]\ndomains = 3 4\n", 4, "not a guest domid");
+}
+
+TEST(group_before_vm)
+{
+	struct hb_config *c = load("[group early]\n"
+				   "members = host, late, later\n"
+				   "ivshmem = early.sock\n"
+				   "[group second]\n"
+				   "members = late, later\n"
+				   "ivshmem = second.sock\n"
+				   "[vm late]\n"
+				   "id = 7\n"
+				   "channel = late.sock\n"
+				   "[vm later]\n"
+				   "id = 9\n"
+				   "channel = later.sock\n");
+
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	CHECK_EQ(c->n_groups, 2);
+	CHECK_EQ(c->groups[0].id, 1);
+	CHECK_EQ(c->groups[0].n_members, 3);
+	CHECK_EQ(c->groups[0].members[0], 0);
+	CHECK_EQ(c->groups[0].members[1], 7);
+	CHECK_EQ(c->groups[0].members[2], 9);
+	CHECK_EQ(c->groups[1].id, 2);
+	CHECK_EQ(c->groups[1].members[0], 7);
+	hb_config_free(c);
+}
+
+TEST(path_too_long)
+{
+	char text[512], name[200];
+
+	/* 1 + 106 = 107 bytes fits exactly; 108 does not. */
+	memset(name, 'x', 106);
+	name[106] = '\0';
+	snprintf(text, sizeof(text), "[daemon]\nbackend = kvm\nsocket = /%s\n", name);
+	struct hb_config *c = load(text);
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	CHECK_EQ(strlen(c->socket), 107);
+	hb_config_free(c);
+
+	snprintf(text, sizeof(text), "[daemon]\nbackend = kvm\nsocket = /%sy\n", name);
+	FAILS(text, 3, "is 108 bytes long; a socket path holds at most 107");
+
+	/* Relative: the base folder counts. */
+	memset(name, 'r', 100);
+	name[100] = '\0';
+	snprintf(text, sizeof(text), "[vm a]\nid = 1\nchannel = %s\n", name);
+	FAILS(text, 3, "channel = rrrr");
+	CHECK(strstr(err, ": " BASE "/rrrr") != NULL);
+	CHECK(strstr(err, "bytes long; a socket path holds at most 107") != NULL);
+}
+
+TEST(line_too_long)
+{
+	char text[1024], name[600];
+
+	memset(name, 'x', 500);
+	name[500] = '\0';
+	snprintf(text, sizeof(text), "[daemon]\nbackend = kvm\n; %s\nsocket = a\n", name);
+	FAILS(text, 3, "line too long");
+}
+
+TEST(relative_paths)
+{
+	struct hb_config *c;
+
+	c = load("[daemon]\nbackend = kvm\nsocket = ./a.sock\n"
+		 "[vm a]\nid = 1\nchannel = ../run/a.sock\n"
+		 "[vm b]\nid = 2\nchannel = ../../../../b.sock\n"
+		 "[vm c]\nid = 3\nchannel = sub/../c.sock\n"
+		 "[vm d]\nid = 4\nchannel = /abs/d.sock\n");
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	CHECK(strcmp(c->socket, BASE "/a.sock") == 0);
+	CHECK(strcmp(c->vms[0].channel, "/hbt-base/run/a.sock") == 0);
+	CHECK(strcmp(c->vms[1].channel, "/b.sock") == 0);
+	/* ".." after a named folder stays: that folder might be a symlink. */
+	CHECK(strcmp(c->vms[2].channel, BASE "/sub/../c.sock") == 0);
+	CHECK(strcmp(c->vms[3].channel, "/abs/d.sock") == 0);
+	hb_config_free(c);
+
+	/* A trailing '/' on the base does not double. */
+	c = hb_config_load_string("[daemon]\nbackend = kvm\nsocket = s\n", "/hbt-base/x//", err,
+				  sizeof(err));
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	CHECK(strcmp(c->socket, "/hbt-base/x/s") == 0);
+	hb_config_free(c);
+}
+
+/* Writes text into dir/name; returns the path (static). */
+static const char *write_file(const char *dir, const char *name, const char *text, size_t len)
+{
+	static char path[600];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	CHECK(fd >= 0);
+	CHECK(write(fd, text, len) == (ssize_t)len);
+	close(fd);
+	return path;
+}
+
+TEST(load_file_relative_to_its_folder)
+{
+	static const char text[] = "[daemon]\nbackend = kvm\nsocket = host.sock\n"
+				   "[vm a]\nid = 1\nchannel = ../up.sock\n";
+	char tmpl[] = "/tmp/hbt-config.XXXXXX", *dir, *real, want[700], *parent;
+	struct hb_config *c;
+	const char *path;
+
+	dir = mkdtemp(tmpl);
+	CHECK(dir != NULL);
+	CHECK(mkdir(strcat(strcpy(want, dir), "/etc"), 0700) == 0);
+	path = write_file(want, "hyperbufd.conf", text, strlen(text));
+	c = hb_config_load_file(path, err, sizeof(err));
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	real = realpath(dir, NULL);
+	CHECK(real != NULL);
+	snprintf(want, sizeof(want), "%s/etc/host.sock", real);
+	CHECK(strcmp(c->socket, want) == 0);
+	snprintf(want, sizeof(want), "%s/up.sock", real);
+	CHECK(strcmp(c->vms[0].channel, want) == 0);
+	hb_config_free(c);
+
+	/* Errors name the file. */
+	path = write_file(dir, "bad.conf", "[daemon]\nnope = 1\n", 18);
+	c = hb_config_load_file(path, err, sizeof(err));
+	CHECK(c == NULL);
+	snprintf(want, sizeof(want), "%s:2: unknown key 'nope'", path);
+	CHECK(strncmp(err, want, strlen(want)) == 0);
+
+	path = write_file(dir, "nul.conf", "[daemon]\n\0x = 1\n", 15);
+	c = hb_config_load_file(path, err, sizeof(err));
+	CHECK(c == NULL);
+	CHECK(strstr(err, "NUL byte") != NULL);
+
+	snprintf(want, sizeof(want), "%s/absent.conf", dir);
+	errno = 0;
+	c = hb_config_load_file(want, err, sizeof(err));
+	CHECK(c == NULL);
+	CHECK_EQ(errno, ENOENT);
+	CHECK(strstr(err, "absent.conf: cannot open") != NULL);
+
+	/* A relative path to the config file works too. */
+	parent = strdup(real);
+	CHECK(chdir(dirname(parent)) == 0);
+	snprintf(want, sizeof(want), "%s/etc/hyperbufd.conf", strrchr(real, '/') + 1);
+	c = hb_config_load_file(want, err, sizeof(err));
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	snprintf(want, sizeof(want), "%s/etc/host.sock", real);
+	CHECK(strcmp(c->socket, want) == 0);
+	hb_config_free(c);
+
+	snprintf(want, sizeof(want), "rm -rf '%s'", real);
+	CHECK(system(want) == 0);
+	free(parent);
+	free(real);
+}
+
+TEST(shipped_configs)
+{
+	struct hb_config *c;
+
+	c = hb_config_load_file("configs/local.conf", err, sizeof(err));
+	if (!c && errno == ENOENT)
+		SKIP("configs/local.conf not found (run from the source tree)");
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	CHECK_EQ(c->n_vms, 2);
+	CHECK_EQ(c->n_groups, 2);
+	CHECK_EQ(c->groups[0].size, 64ull << 20);
+	CHECK_EQ(c->groups[1].size, 128ull << 20);
+	CHECK(strstr(c->socket, "/build/run/hyperbufd.sock") != NULL);
+	CHECK(strstr(c->socket, "..") == NULL);
+	hb_config_free(c);
+
+	c = hb_config_load_file("configs/kvm.conf", err, sizeof(err));
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	CHECK(c->n_groups > 0);
+	hb_config_free(c);
+}
+
+TEST(log_levels)
+{
+	CHECK_EQ(hb_log_parse_level("error"), HB_LOG_ERROR);
+	CHECK_EQ(hb_log_parse_level("warn"), HB_LOG_WARN);
+	CHECK_EQ(hb_log_parse_level("warning"), HB_LOG_WARN);
+	CHECK_EQ(hb_log_parse_level("info"), HB_LOG_INFO);
+	CHECK_EQ(hb_log_parse_level("debug"), HB_LOG_DEBUG);
+	CHECK_EQ(hb_log_parse_level("trace"), -1);
+	CHECK_EQ(hb_log_parse_level(""), -1);
+	CHECK(strcmp(hb_log_level_name(HB_LOG_WARN), "warn") == 0);
+	CHECK_EQ(hb_log_get_level(), HB_LOG_INFO);
+}
+
+TEST(log_output)
+{
+	char tmpl[] = "/tmp/hbt-log.XXXXXX", buf[1024];
+	int fd, saved;
+	ssize_t n;
+
+	fd = mkstemp(tmpl);
+	CHECK(fd >= 0);
+	unlink(tmpl);
+	saved = dup(STDERR_FILENO);
+	CHECK(saved >= 0);
+	CHECK(dup2(fd, STDERR_FILENO) == STDERR_FILENO);
+
+	errno = EAGAIN;
+	hb_info("hello %d", 5);
+	hb_debug("not shown at info");
+	hb_warn("two\nlines");
+	hb_log_set_level(HB_LOG_DEBUG);
+	hb_debug("shown");
+	hb_log_set_level(HB_LOG_ERROR);
+	hb_warn("not shown at error");
+	int e = errno;
+
+	CHECK(dup2(saved, STDERR_FILENO) == STDERR_FILENO);
+	close(saved);
+	CHECK_EQ(e, EAGAIN);
+
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	CHECK(n > 0);
+	buf[n] = '\0';
+	close(fd);
+	const char *want = "hyperbufd: info: hello 5\n"
+			   "hyperbufd: warn: two?lines\n"
+			   "hyperbufd: debug: shown (";
+	if (strncmp(buf, want, strlen(want)) != 0)
+		hbt_fail(__FILE__, __LINE__, "log was:\n%s", buf);
+	CHECK(strstr(buf, "test_unit_config.c:") != NULL);
+	CHECK(strstr(buf, "not shown") == NULL);
+	CHECK(buf[n - 1] == '\n');
+	CHECK(buf[n - 2] == ')');
+}
