@@ -1,0 +1,176 @@
+/* The client side of a KVM group pool: see pool_window.h. */
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backends/kvm/pool_window.h"
+#include "limits.h"
+#include "refdir.h"
+
+void hb_pool_window_init(struct hb_pool_window *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->fd = -1;
+}
+
+static bool is_pow2(uint64_t v)
+{
+	return v != 0 && (v & (v - 1)) == 0;
+}
+
+/* The header is in memory every member can write: copy it once, then judge the copy. */
+static int check_header(const struct hb_pool_window *w)
+{
+	struct hb_pool_header h;
+
+	memcpy(&h, w->base, sizeof(h));
+	if (memcmp(h.magic, HB_POOL_MAGIC, sizeof(h.magic)) != 0)
+		return -EPROTO;
+	if (le32toh(h.layout) != HB_POOL_LAYOUT_VERSION || le32toh(h.group) != w->group ||
+	    le64toh(h.size) != w->size || le32toh(h.page_size) != HB_PAGE_SIZE)
+		return -EPROTO;
+	return 0;
+}
+
+int hb_pool_window_open(struct hb_pool_window *w, int fd, uint32_t group, uint64_t size,
+			unsigned flags)
+{
+	struct stat st;
+	void *base;
+	int r;
+
+	hb_pool_window_init(w);
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto err_fd;
+	}
+	/* QEMU refuses a BAR that is not a power of two; so do we, for the same pool. Refs are
+	 * 32-bit page numbers, which bounds the pool at 2^32 pages. */
+	if (st.st_size < 0 || (uint64_t)st.st_size != size || !is_pow2(size) ||
+	    size < HB_PAGE_SIZE || size / HB_PAGE_SIZE > (1ull << 32) || size > SIZE_MAX) {
+		r = -EPROTO;
+		goto err_fd;
+	}
+	if (flags & HB_POOL_WINDOW_SEALED) {
+		/* Without F_SEAL_SHRINK anybody holding the fd could truncate the pool and turn
+		 * every access to our mappings into SIGBUS. */
+		int seals = fcntl(fd, F_GET_SEALS);
+		if (seals < 0 || !(seals & F_SEAL_SHRINK)) {
+			r = -EPROTO;
+			goto err_fd;
+		}
+	}
+	base = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+	if (base == MAP_FAILED) {
+		r = -errno;
+		goto err_fd;
+	}
+	w->fd = fd;
+	w->group = group;
+	w->size = size;
+	w->pages = size / HB_PAGE_SIZE;
+	w->base = base;
+	r = check_header(w);
+	if (r < 0)
+		goto err_map;
+	return 0;
+
+err_map:
+	munmap(base, size);
+err_fd:
+	close(fd);
+	hb_pool_window_init(w);
+	return r;
+}
+
+void hb_pool_window_close(struct hb_pool_window *w)
+{
+	if (w->base)
+		munmap((void *)w->base, w->size);
+	if (w->fd >= 0)
+		close(w->fd);
+	hb_pool_window_init(w);
+}
+
+static const void *walk_map(void *ctx, uint32_t ref, size_t *len)
+{
+	const struct hb_pool_window *w = ctx;
+
+	if (ref >= w->pages)
+		return NULL;
+	*len = HB_PAGE_SIZE;
+	return w->base + (size_t)ref * HB_PAGE_SIZE;
+}
+
+static int walk_validate(void *ctx, uint32_t ref, int is_dir)
+{
+	const struct hb_pool_window *w = ctx;
+
+	/* Page 0 is the header: neither a directory nor data. */
+	if (ref < 1 || ref >= w->pages)
+		return -EBADMSG;
+	return 0;
+}
+
+int hb_pool_window_walk(const struct hb_pool_window *w, const struct hb_refdir *d, uint32_t *refs)
+{
+	const struct hb_refdir_ops ops = {
+	    .map = walk_map,
+	    .unmap = NULL,
+	    .validate = walk_validate,
+	    .ctx = (void *)w,
+	};
+
+	if (!w->base)
+		return -EBADF;
+	return hb_refdir_walk(d, &ops, refs);
+}
+
+int hb_pool_window_map(const struct hb_pool_window *w, const uint32_t *refs, uint32_t n,
+		       bool writable, void **out)
+{
+	int prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
+	size_t len;
+	uint8_t *base;
+	uint32_t i, run;
+	int r;
+
+	if (!w->base || n == 0 || n > w->pages)
+		return -EINVAL;
+	for (i = 0; i < n; i++)
+		if (refs[i] < 1 || refs[i] >= w->pages)
+			return -EINVAL;
+	len = (size_t)n * HB_PAGE_SIZE;
+	/* Reserve the whole range first so the runs land next to each other and nothing else
+	 * can be mapped in between while we fill it. */
+	base = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (base == MAP_FAILED)
+		return -errno;
+	for (i = 0; i < n; i += run) {
+		for (run = 1; i + run < n && refs[i + run] == refs[i] + run; run++)
+			;
+		void *p = mmap(base + (size_t)i * HB_PAGE_SIZE, (size_t)run * HB_PAGE_SIZE, prot,
+			       MAP_SHARED | MAP_FIXED, w->fd, (off_t)refs[i] * HB_PAGE_SIZE);
+		if (p == MAP_FAILED) {
+			r = -errno;
+			goto err_unmap;
+		}
+	}
+	*out = base;
+	return 0;
+
+err_unmap:
+	munmap(base, len);
+	return r;
+}
+
+void hb_pool_window_unmap(void *addr, size_t len)
+{
+	if (addr)
+		munmap(addr, len);
+}

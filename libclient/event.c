@@ -1,0 +1,169 @@
+/*
+ * The event queue and the dispatch entry point.
+ *
+ * The queue has the daemon's rule (PROTOCOL.md §3, Event): at most event_depth events; when
+ * full, the new one is dropped, the oldest are kept, and one OVERFLOW is queued after them.
+ * The OVERFLOW node may exceed the depth by one, so that the loss is always reported.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "libclient/private.h"
+
+static void append(struct hb_client *c, struct hb_event_node *n)
+{
+	n->next = NULL;
+	if (c->ev_tail)
+		c->ev_tail->next = n;
+	else
+		c->ev_head = n;
+	c->ev_tail = n;
+	c->ev_count++;
+}
+
+/* Queues an OVERFLOW unless the newest queued event already is one: a run of losses (ours,
+ * the daemon's, or both) is reported once. */
+static void queue_overflow(struct hb_client *c)
+{
+	struct hb_event_node *n;
+
+	if (c->ev_tail && c->ev_tail->type == HB_EVENT_OVERFLOW)
+		return;
+	n = malloc(sizeof(*n));
+	if (!n) {
+		/* The node kept in reserve for exactly this. */
+		n = c->ev_spare;
+		c->ev_spare = NULL;
+		if (!n)
+			return;
+	}
+	memset(n, 0, sizeof(*n));
+	n->type = HB_EVENT_OVERFLOW;
+	append(c, n);
+}
+
+int hb_event_push(struct hb_client *c, const Event *ev)
+{
+	struct hb_event_node *n;
+
+	if ((ev->hid.len != 0 && ev->hid.len != sizeof(n->id.bytes)) || ev->meta.len > HB_META_MAX)
+		return hb_break(c, EPROTO);
+	/* A newer daemon may know more event types than we do: skip them, they are not ours
+	 * to report. */
+	if (ev->type < HB_EVENT_EXPORTED || ev->type > HB_EVENT_OVERFLOW)
+		return 0;
+	if (ev->type == HB_EVENT_OVERFLOW || c->ev_count >= c->event_depth) {
+		queue_overflow(c);
+		return 0;
+	}
+	n = malloc(sizeof(*n) + ev->meta.len);
+	if (!n) {
+		queue_overflow(c);
+		return 0;
+	}
+	memset(n, 0, sizeof(*n));
+	n->type = (enum hb_event_type)ev->type;
+	if (ev->hid.len)
+		memcpy(n->id.bytes, ev->hid.data, sizeof(n->id.bytes));
+	n->domain = ev->domain;
+	n->size = ev->size;
+	n->meta_len = (uint32_t)ev->meta.len;
+	if (ev->meta.len)
+		memcpy(n->meta, ev->meta.data, ev->meta.len);
+	append(c, n);
+	return 0;
+}
+
+void hb_events_free(struct hb_client *c)
+{
+	while (c->ev_head) {
+		struct hb_event_node *n = c->ev_head;
+		c->ev_head = n->next;
+		free(n);
+	}
+	c->ev_tail = NULL;
+	c->ev_count = 0;
+	free(c->ev_spare);
+	c->ev_spare = NULL;
+}
+
+HB_EXPORT int hb_next_event(struct hb_client *c, struct hb_event *ev)
+{
+	struct hb_event_node *n;
+	int r;
+
+	if (!c || !ev)
+		return hb_fail(-EINVAL);
+	hb_lock(c);
+	n = c->ev_head;
+	if (!n) {
+		/* Events that arrived before a break are still handed out; after them, the
+		 * break itself is the answer. */
+		r = hb_broken(c);
+		hb_unlock(c);
+		return hb_fail(r < 0 ? r : -EAGAIN);
+	}
+	c->ev_head = n->next;
+	if (!c->ev_head)
+		c->ev_tail = NULL;
+	c->ev_count--;
+	if (!c->ev_spare)
+		c->ev_spare = malloc(sizeof(*c->ev_spare));
+	hb_unlock(c);
+
+	ev->type = n->type;
+	ev->id = n->id;
+	ev->domain = n->domain;
+	ev->size = n->size;
+	ev->meta_len = n->meta_len < HB_META_MAX ? n->meta_len : HB_META_MAX;
+	memcpy(ev->meta, n->meta, ev->meta_len);
+	free(n);
+	return 0;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+HB_EXPORT int hb_dispatch(struct hb_client *c, int timeout_ms)
+{
+	struct pollfd pfd[1 + HB_MAX_GROUPS];
+	int64_t deadline = 0;
+	size_t npfd;
+	int r;
+
+	if (!c)
+		return hb_fail(-EINVAL);
+	/* The fds never change after hb_connect, so the set is built once, without the lock. */
+	npfd = hb_pollfds(c, pfd, sizeof(pfd) / sizeof(pfd[0]));
+	if (timeout_ms > 0)
+		deadline = now_ms() + timeout_ms;
+	for (;;) {
+		int wait = timeout_ms;
+
+		hb_lock(c);
+		r = hb_read_available(c, HB_DISPATCH_BATCH);
+		hb_unlock(c);
+		if (r != 0)
+			return r < 0 ? hb_fail(r) : r;
+		if (timeout_ms == 0)
+			return 0;
+		if (timeout_ms > 0) {
+			int64_t left = deadline - now_ms();
+			if (left <= 0)
+				return 0;
+			wait = (int)left;
+		}
+		/* Wait without the lock, so other threads' calls are not held up by a long
+		 * dispatch. Whatever woke us may have been taken by one of those calls (its
+		 * events are queued all the same): then we simply wait again. */
+		if (poll(pfd, npfd, wait) < 0 && errno != EINTR)
+			return -1;
+	}
+}

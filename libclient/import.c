@@ -1,0 +1,155 @@
+/* Imports: map another domain's exported buffer, keep its metadata, release it. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "libclient/private.h"
+
+static void link_import(struct hb_client *c, struct hb_import *im)
+{
+	im->prev = NULL;
+	im->next = c->imports;
+	if (c->imports)
+		c->imports->prev = im;
+	c->imports = im;
+}
+
+static void unlink_import(struct hb_client *c, struct hb_import *im)
+{
+	if (im->prev)
+		im->prev->next = im->next;
+	else
+		c->imports = im->next;
+	if (im->next)
+		im->next->prev = im->prev;
+	im->prev = im->next = NULL;
+}
+
+static int send_release(struct hb_client *c, uint64_t handle)
+{
+	Release rel = RELEASE__INIT;
+	ClientMsg m = CLIENT_MSG__INIT;
+	struct hb_reply reply;
+	int r;
+
+	rel.import = handle;
+	m.body_case = CLIENT_MSG__BODY_RELEASE;
+	m.release = &rel;
+	r = hb_call(c, &m, SERVER_MSG__BODY__NOT_SET, &reply);
+	if (r == 0)
+		hb_reply_free(&reply);
+	return r;
+}
+
+HB_EXPORT struct hb_import *hb_import(struct hb_client *c, const struct hb_id *id, uint32_t flags)
+{
+	Import imp = IMPORT__INIT;
+	ClientMsg m = CLIENT_MSG__INIT;
+	struct hb_reply reply;
+	const ImportReply *ir;
+	struct hb_import *im;
+	uint64_t handle;
+	int r;
+
+	if (!c || !id || (flags & ~HB_IMPORT_WRITE))
+		return errno = EINVAL, NULL;
+	hb_lock(c);
+	imp.hid.len = sizeof(id->bytes);
+	imp.hid.data = (uint8_t *)id->bytes;
+	imp.flags = flags;
+	m.body_case = CLIENT_MSG__BODY_IMPORT;
+	m.import = &imp;
+	r = hb_call(c, &m, SERVER_MSG__BODY_IMPORT, &reply);
+	if (r < 0)
+		goto err_unlock;
+	ir = reply.msg->import;
+	handle = ir->import;
+	if (ir->meta.len > HB_META_MAX) {
+		r = -EPROTO;
+		goto err_reply;
+	}
+	im = calloc(1, sizeof(*im) + ir->meta.len);
+	if (!im) {
+		r = -ENOMEM;
+		goto err_reply;
+	}
+	/* Read-only unless asked: the mapping itself enforces it, a write faults. */
+	r = hb_map_desc(c, ir->desc, flags & HB_IMPORT_WRITE, &im->map);
+	if (r < 0)
+		goto err_import;
+	im->client = c;
+	im->handle = handle;
+	im->hid = *id;
+	im->exporter = ir->exporter;
+	im->flags = ir->flags;
+	im->meta_len = (uint32_t)ir->meta.len;
+	if (ir->meta.len)
+		memcpy(im->meta, ir->meta.data, ir->meta.len);
+	hb_reply_free(&reply);
+	link_import(c, im);
+	hb_unlock(c);
+	return im;
+
+err_import:
+	free(im);
+err_reply:
+	hb_reply_free(&reply);
+	/* The daemon counts this import (and told the exporter): give it back. */
+	send_release(c, handle);
+err_unlock:
+	hb_unlock(c);
+	errno = -r;
+	return NULL;
+}
+
+HB_EXPORT void *hb_import_data(struct hb_import *im)
+{
+	if (!im)
+		return errno = EINVAL, NULL;
+	return im->map.data;
+}
+
+HB_EXPORT size_t hb_import_size(const struct hb_import *im)
+{
+	if (!im) {
+		errno = EINVAL;
+		return 0;
+	}
+	return im->map.size;
+}
+
+HB_EXPORT ssize_t hb_import_metadata(const struct hb_import *im, void *buf, size_t len)
+{
+	if (!im || (!buf && len > 0))
+		return hb_fail(-EINVAL);
+	if (len > im->meta_len)
+		len = im->meta_len;
+	if (len)
+		memcpy(buf, im->meta, len);
+	return (ssize_t)im->meta_len;
+}
+
+void hb_import_destroy(struct hb_import *im)
+{
+	unlink_import(im->client, im);
+	hb_unmap(&im->map);
+	free(im);
+}
+
+HB_EXPORT void hb_import_release(struct hb_import *im)
+{
+	struct hb_client *c;
+	int saved = errno;
+
+	if (!im)
+		return;
+	c = im->client;
+	hb_lock(c);
+	/* The mapping goes whatever the daemon says: after this call the caller has no way to
+	 * reach it anyway. */
+	if (hb_broken(c) == 0)
+		send_release(c, im->handle);
+	hb_import_destroy(im);
+	hb_unlock(c);
+	errno = saved;
+}

@@ -1,0 +1,197 @@
+/*
+ * libhyperbuf internals, shared by the files of libclient/. Nothing here is exported.
+ *
+ * Shape of a client: one stream to the daemon (the channel), a pool window per group, and for
+ * an emulated VM one ivshmem socket per group that stays open for the client's life. Every
+ * public call on a client takes its mutex, so the rest of the library is single-threaded.
+ *
+ * Errors: functions here return 0/positive or a negative errno. A transport failure or a
+ * protocol violation by the daemon "breaks" the client: the errno is kept in c->broken and
+ * every later call fails with it. The fds stay open until hb_disconnect (only shut down), so a
+ * thread polling them never sees an fd number reused under it.
+ */
+#ifndef HB_LIBCLIENT_PRIVATE_H
+#define HB_LIBCLIENT_PRIVATE_H
+
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backends/kvm/pool_window.h"
+#include "frame.h"
+#include "hyperbuf.h"
+#include "hyperbuf.pb-c.h"
+#include "limits.h"
+
+/* The build hides everything (-fvisibility=hidden); public entry points opt back in. */
+#define HB_EXPORT __attribute__((visibility("default")))
+
+#define HB_DEFAULT_ADDRESS "unix:/run/hyperbuf/hyperbufd.sock"
+#define HB_ADDRESS_ENV     "HYPERBUF_ADDRESS"
+
+/* The most fds one frame may bring. The protocol attaches at most one; the rest is slack so
+ * that a misbehaving sender's extra fds are received and closed rather than truncated. */
+#define HB_FRAME_FDS 8
+/* Blocking waits poll in slices of this length, re-checking the client's state each time. */
+#define HB_WAIT_SLICE_MS 1000
+/* Frames one hb_dispatch call handles at most, so a chatty daemon cannot starve the caller. */
+#define HB_DISPATCH_BATCH 1024
+
+/* A sharing group (KVM pool) from the welcome, and how this client reaches its memory. */
+struct hb_group {
+	uint32_t id;
+	uint64_t pool_size;
+	struct hb_pool_window win;
+	/* Emulated VMs only (-1 otherwise): the ivshmem socket. Closing it tells the daemon the
+	 * VM is gone, so it lives as long as the client. */
+	int iv_fd;
+	bool iv_ready;     /* the handshake is over; later messages are drained */
+	uint32_t iv_peer;  /* the peer id the ivshmem server gave us */
+	uint8_t iv_msg[8]; /* a partly received 8-byte message */
+	size_t iv_got;
+	int iv_msg_fd; /* the fd that came with it, -1 if none */
+};
+
+/* A request waiting for its reply. Replies are matched by id, not by order, so that more
+ * than one may be in flight later (fences) without changing the receive path. */
+struct hb_request {
+	uint32_t id;
+	bool done;
+	ServerMsg *reply;
+	int fds[HB_FRAME_FDS];
+	unsigned nfds;
+	struct hb_request *next;
+};
+
+/* A queued event; meta is allocated with the node. */
+struct hb_event_node {
+	struct hb_event_node *next;
+	enum hb_event_type type;
+	struct hb_id id;
+	uint32_t domain;
+	uint64_t size;
+	uint32_t meta_len;
+	uint8_t meta[];
+};
+
+struct hb_client {
+	pthread_mutex_t lock;
+	int fd;     /* the channel to the daemon */
+	bool vm;    /* an emulated VM (vm:), else a host client (unix:) */
+	int broken; /* sticky positive errno, 0 while healthy; atomic reads */
+
+	/* From the welcome. */
+	uint32_t domain;
+	uint32_t meta_max; /* min(daemon's meta_max, HB_META_MAX) */
+	uint32_t event_depth;
+	uint32_t frame_max; /* largest frame we send */
+	struct hb_group *groups;
+	size_t n_groups;
+
+	/* Receive: exactly one frame at a time, so fds can be tied to the frame they came with. */
+	struct hb_bytes rx;
+	int rx_fds[HB_FRAME_FDS];
+	unsigned rx_nfds;
+	struct hb_bytes tx;
+	uint32_t next_id;
+	struct hb_request *requests;
+
+	/* Events, oldest first. An OVERFLOW node past event_depth marks where events were lost. */
+	struct hb_event_node *ev_head, *ev_tail;
+	uint32_t ev_count;
+	/* Kept so an OVERFLOW can be queued even when malloc fails. */
+	struct hb_event_node *ev_spare;
+
+	struct hb_buffer *buffers;
+	struct hb_import *imports;
+};
+
+/* Where a buffer's or an import's pages are mapped. */
+struct hb_mapping {
+	struct hb_group *group;
+	void *base;    /* page-aligned start of the mapping */
+	size_t len;    /* pages * HB_PAGE_SIZE */
+	uint8_t *data; /* base + first_offset */
+	size_t size;   /* exact bytes */
+};
+
+struct hb_buffer {
+	struct hb_client *client;
+	struct hb_buffer *prev, *next;
+	uint64_t handle; /* the daemon's, private to this session */
+	struct hb_mapping map;
+	bool exported; /* hid is valid: the last id hb_export returned */
+	struct hb_id hid;
+};
+
+struct hb_import {
+	struct hb_client *client;
+	struct hb_import *prev, *next;
+	uint64_t handle;
+	struct hb_mapping map;
+	struct hb_id hid;
+	uint32_t exporter;
+	uint32_t flags; /* HB_INFO_* at import time */
+	uint32_t meta_len;
+	uint8_t meta[];
+};
+
+/* ---- client.c ---- */
+void hb_lock(struct hb_client *c);
+void hb_unlock(struct hb_client *c);
+/* Sets errno from a negative errno and returns -1; for the public boundary. */
+int hb_fail(int neg_errno);
+/* A stream socket connected to path, non-blocking and close-on-exec; or a negative errno. */
+int hb_unix_connect(const char *path);
+
+/* ---- transport.c ---- */
+/* Marks the client broken with err (positive errno) unless it already is; returns -broken. */
+int hb_break(struct hb_client *c, int err);
+/* -broken if the client is broken, else 0. Safe without the lock. */
+int hb_broken(const struct hb_client *c);
+/* Sends msg with a fresh id and waits for the reply. want is the body a successful reply must
+ * carry (NOT_SET: any, ignored). Returns 0 and *reply (free with hb_reply_free), -error from
+ * the daemon's reply, or the client's sticky error. */
+struct hb_reply {
+	ServerMsg *msg;
+	int fds[HB_FRAME_FDS];
+	unsigned nfds;
+};
+int hb_call(struct hb_client *c, ClientMsg *msg, ServerMsg__BodyCase want, struct hb_reply *reply);
+void hb_reply_free(struct hb_reply *reply);
+/* Reads and handles whatever has arrived without blocking (ivshmem sockets included), at most
+ * max frames. Returns the number of frames handled or a negative errno. */
+int hb_read_available(struct hb_client *c, int max);
+/* The fds to poll for incoming data: the channel and every ready ivshmem socket. */
+size_t hb_pollfds(const struct hb_client *c, struct pollfd *pfd, size_t max);
+/* recvmsg with SCM_RIGHTS: appends fds to fds[*nfds..max), closes any beyond. Returns bytes
+ * read (0 at EOF) or a negative errno. */
+ssize_t hb_recv_fds(int fd, void *buf, size_t len, int *fds, unsigned *nfds, unsigned max);
+void hb_close_fds(int *fds, unsigned *nfds);
+
+/* ---- attach.c ---- */
+/* Attaches every group of the welcome, c->groups[i] being w->groups[i]: the ivshmem
+ * handshake then Attach for an emulated VM, Attach and its fd for a host client. */
+int hb_attach_groups(struct hb_client *c, const Welcome *w);
+/* Reads later ivshmem messages of every ready group without blocking, closing their fds. */
+int hb_ivshmem_drain(struct hb_client *c);
+void hb_group_close(struct hb_group *g);
+/* Checks desc, walks its directory and maps its pages. -EPROTO for a descriptor the daemon
+ * should never have sent, -EBADMSG for a corrupt directory, else a negative errno. */
+int hb_map_desc(struct hb_client *c, const BufferDesc *desc, bool writable, struct hb_mapping *m);
+void hb_unmap(struct hb_mapping *m);
+
+/* ---- event.c ---- */
+/* Queues an event from the daemon (unknown types are dropped). Returns 0, or breaks the
+ * client on a malformed event (-EPROTO). */
+int hb_event_push(struct hb_client *c, const Event *ev);
+void hb_events_free(struct hb_client *c);
+
+/* ---- buffer.c, import.c ---- */
+/* Unmaps and frees without talking to the daemon (disconnect, broken client). */
+void hb_buffer_destroy(struct hb_buffer *b);
+void hb_import_destroy(struct hb_import *im);
+
+#endif

@@ -1,0 +1,341 @@
+/*
+ * The channel to the daemon: framing, fd passing, requests and replies, sticky errors.
+ *
+ * Frames are received one at a time, never past the end of the current one: the daemon
+ * attaches fds to the first byte of a frame, and a recvmsg that stops at the frame's end can
+ * only ever collect the fds of that frame. The cost is a second recvmsg per frame.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "libclient/private.h"
+
+int hb_broken(const struct hb_client *c)
+{
+	/* Read without the lock by hb_get_fd and hb_dispatch's unlocked poll. */
+	return -__atomic_load_n(&c->broken, __ATOMIC_ACQUIRE);
+}
+
+int hb_break(struct hb_client *c, int err)
+{
+	if (!c->broken) {
+		__atomic_store_n(&c->broken, err, __ATOMIC_RELEASE);
+		/* Shut down rather than close: the fd number stays ours until hb_disconnect, and
+		 * whoever polls it (another thread in hb_dispatch, the application's loop) wakes
+		 * up to an EOF instead of waiting for a daemon that will never speak again. The
+		 * daemon sees the same EOF and ends the session. */
+		shutdown(c->fd, SHUT_RDWR);
+	}
+	return -c->broken;
+}
+
+/* The sticky errno a transport failure leaves behind. */
+static int io_error(int err)
+{
+	return err == EPIPE ? EPIPE : ECONNRESET;
+}
+
+void hb_close_fds(int *fds, unsigned *nfds)
+{
+	for (unsigned i = 0; i < *nfds; i++)
+		close(fds[i]);
+	*nfds = 0;
+}
+
+ssize_t hb_recv_fds(int fd, void *buf, size_t len, int *fds, unsigned *nfds, unsigned max)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * HB_FRAME_FDS)];
+	} cm;
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
+	struct msghdr mh = {
+	    .msg_iov = &iov,
+	    .msg_iovlen = 1,
+	    .msg_control = cm.buf,
+	    .msg_controllen = sizeof(cm.buf),
+	};
+	struct cmsghdr *cmsg;
+	ssize_t n;
+
+	do
+		n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	/* With MSG_CTRUNC the kernel has already closed the fds that did not fit. */
+	for (cmsg = CMSG_FIRSTHDR(&mh); cmsg; cmsg = CMSG_NXTHDR(&mh, cmsg)) {
+		if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t k = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k; i++) {
+			int got;
+			memcpy(&got, CMSG_DATA(cmsg) + i * sizeof(int), sizeof(int));
+			if (*nfds < max)
+				fds[(*nfds)++] = got;
+			else
+				close(got);
+		}
+	}
+	return n;
+}
+
+size_t hb_pollfds(const struct hb_client *c, struct pollfd *pfd, size_t max)
+{
+	size_t n = 0;
+
+	pfd[n++] = (struct pollfd){.fd = c->fd, .events = POLLIN};
+	for (size_t i = 0; i < c->n_groups && n < max; i++)
+		if (c->groups[i].iv_fd >= 0 && c->groups[i].iv_ready)
+			pfd[n++] = (struct pollfd){.fd = c->groups[i].iv_fd, .events = POLLIN};
+	return n;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Receives the rest of the current frame. Returns 1 with the payload, 0 if the socket has
+ * nothing more for now, or a negative errno (the client is then broken, except -ENOMEM). */
+static int rx_frame(struct hb_client *c, const uint8_t **payload, size_t *plen)
+{
+	for (;;) {
+		size_t want;
+		ssize_t n;
+		int r;
+
+		if (c->rx.len >= HB_FRAME_HEADER) {
+			/* The length is checked here, before the payload gets any memory. */
+			long l = hb_frame_peek(c->rx.data, c->rx.len, HB_FRAME_MAX, payload);
+			if (l < 0)
+				return hb_break(c, EPROTO);
+			if (l > 0) {
+				*plen = (size_t)l;
+				return 1;
+			}
+			want = HB_FRAME_HEADER + le32(c->rx.data) - c->rx.len;
+		} else {
+			want = HB_FRAME_HEADER - c->rx.len;
+		}
+		r = hb_bytes_reserve(&c->rx, want);
+		if (r < 0)
+			return r;
+		n = hb_recv_fds(c->fd, c->rx.data + c->rx.len, want, c->rx_fds, &c->rx_nfds,
+				HB_FRAME_FDS);
+		if (n == -EAGAIN || n == -EWOULDBLOCK)
+			return 0;
+		if (n < 0)
+			return hb_break(c, io_error((int)-n));
+		if (n == 0)
+			return hb_break(c, EPIPE);
+		c->rx.len += (size_t)n;
+	}
+}
+
+static struct hb_request *find_request(struct hb_client *c, uint32_t id)
+{
+	for (struct hb_request *q = c->requests; q; q = q->next)
+		if (q->id == id && !q->done)
+			return q;
+	return NULL;
+}
+
+/* Hands one whole frame to whoever waits for it: an event to the queue, a reply to its
+ * request. Anything else from the daemon is a protocol violation. */
+static int handle_frame(struct hb_client *c, const uint8_t *payload, size_t plen)
+{
+	ServerMsg *m = hb_frame_get_server(payload, plen);
+	int fds[HB_FRAME_FDS];
+	unsigned nfds = c->rx_nfds;
+	struct hb_request *q;
+	int r;
+
+	memcpy(fds, c->rx_fds, sizeof(fds));
+	c->rx_nfds = 0;
+	hb_bytes_consume(&c->rx, c->rx.len);
+	if (!m) {
+		r = hb_break(c, EPROTO);
+		goto err_fds;
+	}
+	if (m->id == 0) {
+		/* Events never carry fds. */
+		hb_close_fds(fds, &nfds);
+		if (m->body_case != SERVER_MSG__BODY_EVENT) {
+			r = hb_break(c, EPROTO);
+			goto err_msg;
+		}
+		r = hb_event_push(c, m->event);
+		server_msg__free_unpacked(m, NULL);
+		return r;
+	}
+	q = find_request(c, m->id);
+	if (!q) {
+		r = hb_break(c, EPROTO);
+		goto err_msg;
+	}
+	q->reply = m;
+	memcpy(q->fds, fds, sizeof(fds));
+	q->nfds = nfds;
+	q->done = true;
+	return 0;
+
+err_msg:
+	server_msg__free_unpacked(m, NULL);
+err_fds:
+	hb_close_fds(fds, &nfds);
+	return r;
+}
+
+int hb_read_available(struct hb_client *c, int max)
+{
+	const uint8_t *payload = NULL;
+	size_t plen = 0;
+	int handled, r;
+
+	r = hb_broken(c);
+	if (r < 0)
+		return r;
+	r = hb_ivshmem_drain(c);
+	if (r < 0)
+		return r;
+	for (handled = 0; handled < max; handled++) {
+		r = rx_frame(c, &payload, &plen);
+		if (r < 0)
+			return r;
+		if (r == 0)
+			break;
+		r = handle_frame(c, payload, plen);
+		if (r < 0)
+			return r;
+	}
+	return handled;
+}
+
+/* Waits up to timeout_ms for something to read (and, with POLLOUT, for room to write). */
+static int wait_io(struct hb_client *c, short extra, int timeout_ms)
+{
+	struct pollfd pfd[1 + HB_MAX_GROUPS];
+	size_t n = hb_pollfds(c, pfd, sizeof(pfd) / sizeof(pfd[0]));
+
+	pfd[0].events |= extra;
+	if (poll(pfd, n, timeout_ms) < 0 && errno != EINTR)
+		return -errno;
+	return 0;
+}
+
+/* Sends c->tx whole. While the socket is full it keeps reading, so that neither side can end
+ * up waiting for the other to drain. */
+static int send_all(struct hb_client *c)
+{
+	size_t off = 0;
+	int r;
+
+	while (off < c->tx.len) {
+		ssize_t n =
+		    send(c->fd, c->tx.data + off, c->tx.len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n >= 0) {
+			off += (size_t)n;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return hb_break(c, io_error(errno));
+		r = wait_io(c, POLLOUT, HB_WAIT_SLICE_MS);
+		if (r == 0)
+			r = hb_read_available(c, HB_DISPATCH_BATCH);
+		/* Half a frame on the wire cannot be taken back: the stream is lost. */
+		if (r < 0)
+			return off > 0 ? hb_break(c, ECONNRESET) : r;
+	}
+	return 0;
+}
+
+static int wait_request(struct hb_client *c, struct hb_request *q)
+{
+	int r;
+
+	/* No timeout: the daemon answers every request, and a broken connection ends the
+	 * wait through hb_read_available. */
+	for (;;) {
+		r = hb_read_available(c, HB_DISPATCH_BATCH);
+		if (r < 0)
+			return r;
+		if (q->done)
+			return 0;
+		r = wait_io(c, 0, HB_WAIT_SLICE_MS);
+		if (r < 0)
+			return r;
+	}
+}
+
+static uint32_t next_id(struct hb_client *c)
+{
+	uint32_t id = c->next_id++;
+
+	if (c->next_id == 0)
+		c->next_id = 1;
+	return id;
+}
+
+int hb_call(struct hb_client *c, ClientMsg *msg, ServerMsg__BodyCase want, struct hb_reply *reply)
+{
+	struct hb_request q = {0};
+	struct hb_request **pp;
+	ServerMsg *m;
+	int r;
+
+	memset(reply, 0, sizeof(*reply));
+	r = hb_broken(c);
+	if (r < 0)
+		return r;
+	q.id = next_id(c);
+	msg->id = q.id;
+	hb_bytes_consume(&c->tx, c->tx.len);
+	r = hb_frame_put_client(&c->tx, msg, c->frame_max);
+	if (r < 0)
+		return r;
+	q.next = c->requests;
+	c->requests = &q;
+	r = send_all(c);
+	if (r == 0)
+		r = wait_request(c, &q);
+	for (pp = &c->requests; *pp != &q; pp = &(*pp)->next)
+		;
+	*pp = q.next;
+	if (r < 0)
+		goto err;
+
+	m = q.reply;
+	if (m->error != 0) {
+		/* A positive errno for the caller; anything that cannot be one is nonsense. */
+		r = m->error < 4096 ? -(int)m->error : -EPROTO;
+		goto err;
+	}
+	if (want != SERVER_MSG__BODY__NOT_SET && m->body_case != want) {
+		r = hb_break(c, EPROTO);
+		goto err;
+	}
+	reply->msg = m;
+	memcpy(reply->fds, q.fds, sizeof(q.fds));
+	reply->nfds = q.nfds;
+	return 0;
+
+err:
+	if (q.reply)
+		server_msg__free_unpacked(q.reply, NULL);
+	hb_close_fds(q.fds, &q.nfds);
+	return r;
+}
+
+void hb_reply_free(struct hb_reply *reply)
+{
+	if (reply->msg)
+		server_msg__free_unpacked(reply->msg, NULL);
+	reply->msg = NULL;
+	hb_close_fds(reply->fds, &reply->nfds);
+}
