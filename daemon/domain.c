@@ -42,13 +42,13 @@ void hbd_domain_event(struct hbd *d, uint32_t id, uint32_t type, const struct hb
 	}
 }
 
-/* A domain is gone when its last session and its last ivshmem connection are gone. Its peers
- * (everybody it could share with) hear about it once per disappearance. */
-void hbd_domain_check_gone(struct hbd *d, struct hbd_domain *dom)
+/* Its peers (everybody it could share with) hear about a domain going once per
+ * disappearance; a VM that attaches again is present again. */
+void hbd_domain_check_gone(struct hbd *d, struct hbd_domain *dom, bool pool_lost)
 {
 	struct hbd_domain *other;
 
-	if (!dom->present || dom->sessions || dom->ivshmem_peers)
+	if (!dom->present || dom->ivshmem_peers || (dom->sessions && !pool_lost))
 		return;
 	dom->present = false;
 	hb_info("domain %u (%s) is gone", dom->id, dom->name);

@@ -175,6 +175,7 @@ struct hbd {
 	const struct hbd_backend_ops *backend;
 	void *backend_data;
 	uint64_t start_ms;
+	bool stopping; /* shutting down: clients keep their mappings, so nothing is punched */
 
 	struct hbd_listener host;
 	struct hbd_listener *vm_listeners;
@@ -230,8 +231,10 @@ const char *hbd_export_state_name(enum hbd_export_state st);
 
 /* domain.c */
 struct hbd_domain *hbd_domain_get(struct hbd *d, uint32_t id);
-/* Called when a session or an ivshmem peer of the domain goes away. */
-void hbd_domain_check_gone(struct hbd *d, struct hbd_domain *dom);
+/* Called when a session or an ivshmem peer of the domain goes away. A domain is gone when
+ * its last session and ivshmem connection are gone, or (pool_lost) when the last ivshmem
+ * connection bound to it closes: a VM whose QEMU left its pool is no VM to share with. */
+void hbd_domain_check_gone(struct hbd *d, struct hbd_domain *dom, bool pool_lost);
 /* Queues an event for every client session of domain id (except `except`). */
 void hbd_domain_event(struct hbd *d, uint32_t id, uint32_t type, const struct hb_id *hid,
 		      uint32_t from, uint64_t size, const uint8_t *meta, uint32_t meta_len);

@@ -100,10 +100,6 @@ int hbd_buffer_alloc(struct hbd_session *s, uint32_t peer, uint64_t size, uint32
 		return r;
 	if (size > ((uint64_t)1 << 30) * HB_PAGE_SIZE)
 		return -EFBIG;
-	pages = (size + HB_PAGE_SIZE - 1) / HB_PAGE_SIZE;
-	pages += hb_refdir_dir_pages(pages);
-	if (s->dom->pages + pages > d->cfg->pages_per_domain)
-		return -EDQUOT;
 	b = calloc(1, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
@@ -116,6 +112,15 @@ int hbd_buffer_alloc(struct hbd_session *s, uint32_t peer, uint64_t size, uint32
 	r = d->backend->alloc(d, s, b);
 	if (r < 0)
 		goto err_free;
+	/* The quota is checked once the backend has said the size is possible at all, so a
+	 * buffer larger than any pool is EFBIG, not EDQUOT. */
+	pages = (uint64_t)b->data_pages + b->dir_pages;
+	if (s->dom->pages + pages > d->cfg->pages_per_domain) {
+		d->backend->release(d, b);
+		free(b->refs);
+		r = -EDQUOT;
+		goto err_free;
+	}
 	b->handle = d->next_handle++;
 	b->owner = s;
 	s->dom->pages += b->data_pages + b->dir_pages;

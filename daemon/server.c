@@ -207,6 +207,7 @@ void hbd_server_stop(struct hbd *d)
 	struct hbd_domain *dom;
 	struct hbd_buffer *b;
 
+	d->stopping = true;
 	listener_close(d, &d->host);
 	for (unsigned i = 0; i < d->n_vm_listeners; i++)
 		listener_close(d, &d->vm_listeners[i]);

@@ -97,7 +97,7 @@ void hbd_session_close(struct hbd_session *s, const char *reason)
 	d->n_sessions--;
 	if (was_client) {
 		s->dom->sessions--;
-		hbd_domain_check_gone(d, s->dom);
+		hbd_domain_check_gone(d, s->dom, false);
 	}
 	/* A session closed from inside its own read handler is freed when that returns. */
 	if (!s->busy)

@@ -62,7 +62,7 @@ static void on_peer_gone(struct ivshmem_server *srv, struct ivshmem_peer *p)
 	if (!dom)
 		return;
 	dom->ivshmem_peers--;
-	hbd_domain_check_gone(g->d, dom);
+	hbd_domain_check_gone(g->d, dom, true);
 }
 
 static void kvm_stop(struct hbd *d)
@@ -188,7 +188,7 @@ static int kvm_alloc(struct hbd *d, struct hbd_session *s, struct hbd_buffer *b)
 		dir_mem[i] = kvm_pool_page(&g->pool, b->refs[data + i]);
 	r = hb_refdir_build(b->refs, (uint32_t)data, b->refs + data, dir_mem, b->size, 0, &b->desc);
 	if (r < 0) {
-		kvm_pool_free(&g->pool, b->refs, (uint32_t)(data + dir));
+		kvm_pool_free(&g->pool, b->refs, (uint32_t)(data + dir), true);
 		goto err;
 	}
 	free(dir_mem);
@@ -206,7 +206,7 @@ static void kvm_release(struct hbd *d, struct hbd_buffer *b)
 	struct kvm_group *g = group_by_id(d, b->group);
 
 	if (g && b->refs)
-		kvm_pool_free(&g->pool, b->refs, b->data_pages + b->dir_pages);
+		kvm_pool_free(&g->pool, b->refs, b->data_pages + b->dir_pages, !d->stopping);
 }
 
 static int kvm_attach(struct hbd *d, struct hbd_session *s, uint32_t group, uint32_t peer_id,

@@ -168,7 +168,7 @@ int kvm_pool_alloc(struct kvm_pool *p, uint32_t n, uint32_t *refs)
 	return 0;
 }
 
-void kvm_pool_free(struct kvm_pool *p, const uint32_t *refs, uint32_t n)
+void kvm_pool_free(struct kvm_pool *p, const uint32_t *refs, uint32_t n, bool punch_pages)
 {
 	for (uint32_t i = 0; i < n; i++) {
 		if (refs[i] == 0 || refs[i] >= p->pages || !page_used(p, refs[i])) {
@@ -178,7 +178,8 @@ void kvm_pool_free(struct kvm_pool *p, const uint32_t *refs, uint32_t n)
 		page_set(p, refs[i], false);
 		p->used--;
 	}
-	punch_refs(p, refs, n);
+	if (punch_pages)
+		punch_refs(p, refs, n);
 }
 
 void *kvm_pool_page(struct kvm_pool *p, uint32_t ref)

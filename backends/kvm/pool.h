@@ -6,6 +6,7 @@
 #ifndef HB_KVM_POOL_H
 #define HB_KVM_POOL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct kvm_pool {
@@ -28,8 +29,9 @@ void kvm_pool_fini(struct kvm_pool *p);
  * are hole-punched first, so they read as zero whatever a group member wrote into free
  * memory. Returns 0, -ENOSPC, or -EFBIG (more pages than the pool has). */
 int kvm_pool_alloc(struct kvm_pool *p, uint32_t n, uint32_t *refs);
-/* Frees pages and punches them: every mapping of the pool reads zeros there afterwards. */
-void kvm_pool_free(struct kvm_pool *p, const uint32_t *refs, uint32_t n);
+/* Frees pages and (with punch) punches them: every mapping of the pool reads zeros there
+ * afterwards. At shutdown nothing is punched: clients keep what they map. */
+void kvm_pool_free(struct kvm_pool *p, const uint32_t *refs, uint32_t n, bool punch);
 void *kvm_pool_page(struct kvm_pool *p, uint32_t ref);
 
 #endif
