@@ -119,7 +119,8 @@ UNIT_SRC   := $(wildcard tests/test_unit_*.c)
 IT_SRC     := $(wildcard tests/test_it_*.c)
 UNIT_BINS  := $(patsubst tests/%.c,$(B)/tests/%,$(UNIT_SRC))
 IT_BINS    := $(patsubst tests/%.c,$(B)/tests/%,$(IT_SRC))
-TEST_BINS  := $(UNIT_BINS) $(IT_BINS)
+SH_BINS    := $(patsubst tests/%.sh,$(B)/tests/%,$(wildcard tests/test_sh_*.sh))
+TEST_BINS  := $(UNIT_BINS) $(IT_BINS) $(SH_BINS)
 UNIT_LIBS_test_unit_config := -linih
 
 $(UNIT_BINS): $(B)/tests/%: $(call obj,tests/%.c) $(call obj,tests/harness.c) $(PROTO_OBJ)
@@ -132,6 +133,10 @@ IT_SUPPORT := $(call obj,tests/harness.c tests/util.c tools/pattern.c)
 $(IT_BINS): $(B)/tests/%: $(call obj,tests/%.c) $(IT_SUPPORT) $(LIBA)
 	@mkdir -p $(@D)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) -lpthread $(LDFLAGS)
+
+$(SH_BINS): $(B)/tests/%: tests/%.sh
+	@mkdir -p $(@D)
+	cp $< $@ && chmod +x $@
 
 tests: all $(TEST_BINS) $(B)/bench
 

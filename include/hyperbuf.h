@@ -67,7 +67,11 @@ void hb_disconnect(struct hb_client *c);
 /* The domain the daemon says this client is: 0 for the host, the VM's id otherwise. */
 uint32_t hb_self_domain(const struct hb_client *c);
 
-/* A file descriptor that becomes readable when hb_dispatch has work. Owned by the library. */
+/*
+ * A file descriptor that becomes readable when the daemon sent something for hb_dispatch.
+ * Owned by the library; never read from it. Blocking calls read the socket too and queue any
+ * events they meet, so drain hb_next_event until EAGAIN before you poll again.
+ */
 int hb_get_fd(const struct hb_client *c);
 
 /*

@@ -1,0 +1,87 @@
+#!/bin/sh
+# make install, the installed header and pkg-config file, and the README's client example,
+# built against the installed tree and run against a real daemon. Cases as in harness.h:
+# `--list`, or one case name; exit 0 pass, 1 fail, 77 skip.
+set -u
+B=${HB_BUILD:-build}
+case_name=${1:-}
+
+fail() { echo "FAIL $case_name: $*" >&2; exit 1; }
+
+stage() {
+	tmp=$(mktemp -d /tmp/hbi.XXXXXX) || fail "mktemp"
+	trap 'rm -rf "$tmp"' EXIT
+	dest=$tmp/dest
+	san=
+	# A sanitized build (make check) installs sanitized libraries; the client must match.
+	ldd "$B/hyperbufd" | grep -q libasan && san="-fsanitize=address,undefined"
+	make -s B="$B" SAN="$( [ -n "$san" ] && echo 1 || echo 0)" install DESTDIR="$dest" \
+		PREFIX=/usr/local >"$tmp/install.log" 2>&1 || { cat "$tmp/install.log"; fail "make install"; }
+}
+
+case "$case_name" in
+--list)
+	printf '%s\n' install_layout exported_symbols header_compiles_alone readme_example_runs
+	;;
+install_layout)
+	stage
+	for f in sbin/hyperbufd bin/hyperbufctl lib/libhyperbuf.so lib/libhyperbuf.a \
+		include/hyperbuf.h lib/pkgconfig/hyperbuf.pc share/man/man8/hyperbufd.8 \
+		share/man/man1/hyperbufctl.1 share/man/man5/hyperbuf.conf.5; do
+		[ -e "$dest/usr/local/$f" ] || fail "missing $f"
+	done
+	soname=$(readelf -d "$dest/usr/local/lib/libhyperbuf.so" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
+	[ "$soname" = libhyperbuf.so.0 ] || fail "soname is '$soname'"
+	[ -e "$dest/usr/local/lib/libhyperbuf.so.0" ] || fail "no libhyperbuf.so.0 link"
+	;;
+exported_symbols)
+	stage
+	bad=$(nm -D --defined-only "$dest/usr/local/lib/libhyperbuf.so" | awk '$2 ~ /^[TDBRW]$/ {print $3}' |
+		grep -v '^hb_' | grep -v '^HYPERBUF_' || true)
+	[ -z "$bad" ] || fail "exports more than hb_*: $bad"
+	n=$(nm -D --defined-only "$dest/usr/local/lib/libhyperbuf.so" | grep -c ' T hb_')
+	[ "$n" -ge 20 ] || fail "only $n hb_* functions exported"
+	;;
+header_compiles_alone)
+	tmp=$(mktemp -d /tmp/hbi.XXXXXX) || fail mktemp
+	trap 'rm -rf "$tmp"' EXIT
+	printf '#include <hyperbuf.h>\nint x[HB_META_MAX >= 1024 ? 1 : -1];\n#if HB_VERSION_MAJOR < 0\n#error\n#endif\n' >"$tmp/a.c"
+	${CC:-cc} -std=c11 -Wall -Wextra -Werror -pedantic -Iinclude -c "$tmp/a.c" -o "$tmp/a.o" ||
+		fail "include/hyperbuf.h does not compile alone"
+	;;
+readme_example_runs)
+	stage
+	sed -n '/^```c$/,/^```$/p' README.md | sed '1d;$d' >"$tmp/app.c"
+	[ -s "$tmp/app.c" ] || fail "no C example in README.md"
+	export PKG_CONFIG_SYSROOT_DIR="$dest" PKG_CONFIG_PATH="$dest/usr/local/lib/pkgconfig"
+	flags=$(pkg-config --cflags --libs hyperbuf) || fail "pkg-config --cflags --libs hyperbuf"
+	# shellcheck disable=SC2086
+	${CC:-cc} $san "$tmp/app.c" $flags -o "$tmp/app" || fail "the README example does not build"
+	cat >"$tmp/d.conf" <<CONF
+[daemon]
+socket = host.sock
+[vm vm1]
+id = 1
+channel = vm1.sock
+[group a]
+members = host, vm1
+size = 16M
+ivshmem = group-a.sock
+CONF
+	"$B/hyperbufd" -c "$tmp/d.conf" 2>"$tmp/d.log" &
+	pid=$!
+	i=0
+	while [ ! -S "$tmp/host.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+	out=$(HYPERBUF_ADDRESS="unix:$tmp/host.sock" LD_LIBRARY_PATH="$dest/usr/local/lib" "$tmp/app")
+	rc=$?
+	kill "$pid"; wait "$pid"; drc=$?
+	[ $rc -eq 0 ] || { cat "$tmp/d.log"; fail "the example exited $rc"; }
+	echo "$out" | grep -Eq '^exported [0-9a-f]{32}$' || fail "unexpected output: $out"
+	[ $drc -eq 0 ] || { cat "$tmp/d.log"; fail "daemon exited $drc"; }
+	;;
+*)
+	echo "unknown case '$case_name'" >&2
+	exit 2
+	;;
+esac
+exit 0
