@@ -163,6 +163,7 @@ extern const struct hbd_backend_ops hbd_kvm_backend;
 struct hbd_listener {
 	int fd;
 	ev_io io;
+	ev_timer pause; /* accept paused while out of file descriptors */
 	struct hbd *d;
 	uint32_t domain;
 	char path[HB_SUN_PATH_MAX];

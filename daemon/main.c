@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -69,6 +70,17 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 		"event_queue=%u meta_max=%u)",
 		cur->exports_per_domain, (unsigned long long)cur->pages_per_domain,
 		cur->event_queue, cur->meta_max);
+}
+
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			hb_warn("cannot raise the descriptor limit: %s", strerror(errno));
+	}
 }
 
 static void usage(FILE *f)
@@ -138,6 +150,8 @@ int main(int argc, char **argv)
 		hb_err("cannot create the event loop");
 		goto err_config;
 	}
+	/* Every session, pool and eventfd is a descriptor: take all the kernel allows us. */
+	raise_fd_limit();
 	/* A peer that hangs up while we write must not kill the daemon. */
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);

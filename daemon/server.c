@@ -95,6 +95,13 @@ err_close:
 	return r;
 }
 
+static void on_accept_resume(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct hbd_listener *l = w->data;
+
+	ev_io_start(loop, &l->io);
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct hbd_listener *l = w->data;
@@ -104,8 +111,17 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	for (;;) {
 		fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+			if (errno == EMFILE || errno == ENFILE) {
+				/* The pending connection keeps the socket readable: without a
+				 * pause the loop would spin on it. */
+				hb_warn("%s: accept: %s; pausing for 100 ms", l->path,
+					strerror(errno));
+				ev_io_stop(loop, &l->io);
+				ev_timer_set(&l->pause, 0.1, 0.);
+				ev_timer_start(loop, &l->pause);
+			} else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
 				hb_warn("%s: accept: %s", l->path, strerror(errno));
+			}
 			return;
 		}
 		if (d->n_sessions >= HBD_MAX_SESSIONS) {
@@ -132,6 +148,8 @@ static int listener_open(struct hbd *d, struct hbd_listener *l, const char *path
 		hb_warn("%s: chmod: %s", path, strerror(errno));
 	ev_io_init(&l->io, on_accept, l->fd, EV_READ);
 	l->io.data = l;
+	ev_timer_init(&l->pause, on_accept_resume, 0.1, 0.);
+	l->pause.data = l;
 	ev_io_start(d->loop, &l->io);
 	return 0;
 }
@@ -141,6 +159,7 @@ static void listener_close(struct hbd *d, struct hbd_listener *l)
 	if (l->fd < 0)
 		return;
 	ev_io_stop(d->loop, &l->io);
+	ev_timer_stop(d->loop, &l->pause);
 	close(l->fd);
 	unlink(l->path);
 	l->fd = -1;

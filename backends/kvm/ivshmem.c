@@ -138,8 +138,17 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	int fd, r;
 
 	fd = accept4(srv->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-	if (fd < 0)
+	if (fd < 0) {
+		if (errno == EMFILE || errno == ENFILE) {
+			/* Out of descriptors: the socket stays readable, so pause rather
+			 * than spin. */
+			hb_warn("ivshmem %s: accept: %s; pausing for 100 ms", srv->path,
+				strerror(errno));
+			ev_io_stop(loop, &srv->io);
+			ev_timer_start(loop, &srv->pause);
+		}
 		return;
+	}
 	if (srv->n_peers >= IVSHMEM_MAX_PEERS) {
 		hb_warn("ivshmem %s: %u peers already; refusing", srv->path, srv->n_peers);
 		close(fd);
@@ -186,6 +195,13 @@ err_peer:
 	peer_free(p);
 }
 
+static void on_resume(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct ivshmem_server *srv = w->data;
+
+	ev_io_start(loop, &srv->io);
+}
+
 int ivshmem_server_start(struct ivshmem_server *srv, struct ev_loop *loop, const char *path,
 			 int pool_fd, unsigned vectors)
 {
@@ -203,6 +219,8 @@ int ivshmem_server_start(struct ivshmem_server *srv, struct ev_loop *loop, const
 	chmod(path, 0600);
 	ev_io_init(&srv->io, on_accept, srv->listen_fd, EV_READ);
 	srv->io.data = srv;
+	ev_timer_init(&srv->pause, on_resume, 0.1, 0.);
+	srv->pause.data = srv;
 	ev_io_start(loop, &srv->io);
 	return 0;
 }
@@ -222,6 +240,7 @@ void ivshmem_server_stop(struct ivshmem_server *srv)
 	}
 	if (srv->listen_fd >= 0) {
 		ev_io_stop(srv->loop, &srv->io);
+		ev_timer_stop(srv->loop, &srv->pause);
 		close(srv->listen_fd);
 		unlink(srv->path);
 	}

@@ -36,6 +36,7 @@ struct ivshmem_server {
 	char path[108];
 	int listen_fd;
 	ev_io io;
+	ev_timer pause; /* accept paused while out of file descriptors */
 	int pool_fd;
 	unsigned vectors;
 	struct hb_list peers;
