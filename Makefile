@@ -109,6 +109,7 @@ $(B)/hyperbuf-demo: $(call obj,tools/demo.c tools/pattern.c tools/png.c) $(LIBA)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c libpng) $(LDFLAGS)
 
 $(B)/hyperbuf.pc: hyperbuf.pc.in Makefile
+	@mkdir -p $(@D)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
 		-e 's|@VERSION@|$(VERSION)|' $< > $@
 
