@@ -1,0 +1,1371 @@
+/*
+ * hyperbuf-demo: `make run`. Starts hyperbufd on a config, then shares a moving 1080p test
+ * picture from one emulated VM to another emulated VM and to a host process, zero-copy:
+ *
+ *   producer  vm1 (vm:CHANNEL)   3 buffers per peer, re-exported once per frame
+ *   consumer  vm2 (vm:CHANNEL)   imports each frame, verifies every byte, releases
+ *   consumer  host (unix:SOCKET) the same
+ *
+ * Each party is its own process, as it would be on real VMs. Flow control without fences: the
+ * producer reuses a buffer only after the consumer's RELEASED event for it. At the end the
+ * parent prints what each consumer verified, asks the daemon how many bytes it copied (0 is the
+ * point), writes each consumer's last frame as a PNG, and exits 0 only if everything held.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <hyperbuf.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tools/pattern.h"
+#include "tools/png.h"
+
+#define FRAME_W 1920u
+#define FRAME_H 1080u
+#define FRAME_STRIDE (FRAME_W * 4u)
+#define FRAME_BYTES ((size_t)FRAME_STRIDE * FRAME_H) /* 8 294 400 */
+#define SLOTS 3u
+#define SURFACE "demo-0"
+#define META_SIZE 72u /* struct hb_frame_meta packed: 6 x u32, 2 x u64, char[32] */
+
+#define READY_MS 10000 /* daemon start-up */
+#define STEP_MS 10000  /* longest a single step (an event, a release) may take */
+#define MAX_VMS 16
+/* Not PATH_MAX: <limits.h> is shadowed by protocol/limits.h under the build's -Iprotocol. */
+#define PATH_LEN 4096
+
+static const char *argv0 = "hyperbuf-demo";
+
+/* ---- small helpers --------------------------------------------------------------------- */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	uint32_t v = 0;
+
+	for (int i = 3; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* Little-endian by hand, as pattern.h says: the consumer may be a VM of another build. */
+static void meta_pack(const struct hb_frame_meta *m, uint8_t out[META_SIZE])
+{
+	put32(out + 0, m->version);
+	put32(out + 4, m->width);
+	put32(out + 8, m->height);
+	put32(out + 12, m->stride);
+	put32(out + 16, m->format);
+	put32(out + 20, m->slot);
+	put64(out + 24, m->frame);
+	put64(out + 32, m->produced_ns);
+	memcpy(out + 40, m->surface, sizeof(m->surface));
+}
+
+static void meta_unpack(const uint8_t in[META_SIZE], struct hb_frame_meta *m)
+{
+	m->version = get32(in + 0);
+	m->width = get32(in + 4);
+	m->height = get32(in + 8);
+	m->stride = get32(in + 12);
+	m->format = get32(in + 16);
+	m->slot = get32(in + 20);
+	m->frame = get64(in + 24);
+	m->produced_ns = get64(in + 32);
+	memcpy(m->surface, in + 40, sizeof(m->surface));
+	m->surface[sizeof(m->surface) - 1] = '\0'; /* never trust a peer's string */
+}
+
+static int mkdir_p(const char *path)
+{
+	char tmp[PATH_LEN];
+	size_t len = strlen(path);
+
+	if (len == 0 || len >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	memcpy(tmp, path, len + 1);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* dirname into out, without touching the input ("x" -> ".", "/x" -> "/"). */
+static void dir_of(const char *path, char *out, size_t outlen)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (!slash)
+		snprintf(out, outlen, ".");
+	else if (slash == path)
+		snprintf(out, outlen, "/");
+	else
+		snprintf(out, outlen, "%.*s", (int)(slash - path), path);
+}
+
+/* Reads exactly len bytes before deadline (CLOCK_MONOTONIC ns). 0, -ETIMEDOUT, -EPIPE (EOF),
+ * or another -errno. */
+static int read_full(int fd, void *buf, size_t len, uint64_t deadline)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		uint64_t now = now_ns();
+		int r;
+		ssize_t n;
+
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		r = poll(&pfd, 1, (int)((deadline - now) / 1000000u) + 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			continue;
+		n = read(fd, (char *)buf + got, len - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EPIPE;
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+static int write_full(int fd, const void *buf, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = write(fd, (const char *)buf + done, len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/* waitpid with a deadline; SIGKILLs the child when it passes. Returns the wait status, or -1
+ * if pid is not ours. */
+static int wait_pid_until(pid_t pid, uint64_t deadline, bool *killed)
+{
+	int status;
+
+	*killed = false;
+	for (;;) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			return status;
+		if (r < 0 && errno != EINTR)
+			return -1;
+		if (now_ns() >= deadline && !*killed) {
+			kill(pid, SIGKILL);
+			*killed = true;
+		}
+		usleep(10000);
+	}
+}
+
+static void describe_status(int status, char *out, size_t len)
+{
+	if (status < 0)
+		snprintf(out, len, "unknown");
+	else if (WIFEXITED(status))
+		snprintf(out, len, "exit %d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(out, len, "killed by signal %d (%s)", WTERMSIG(status),
+			 strsignal(WTERMSIG(status)));
+	else
+		snprintf(out, len, "status 0x%x", status);
+}
+
+/* ---- the config: just the keys the demo needs ------------------------------------------ */
+
+struct vm_conf {
+	char name[64];
+	uint32_t id;
+	char channel[PATH_LEN];
+};
+
+struct demo_conf {
+	char socket[PATH_LEN];
+	struct vm_conf vms[MAX_VMS];
+	int nvms;
+};
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
+		*--e = '\0';
+	return s;
+}
+
+/* Relative paths in the config are relative to the config file's folder (DAEMON.md). */
+static int resolve(const char *confdir, const char *value, char *out, size_t outlen)
+{
+	int n;
+
+	if (value[0] == '/')
+		n = snprintf(out, outlen, "%s", value);
+	else
+		n = snprintf(out, outlen, "%s/%s", confdir, value);
+	return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
+}
+
+/*
+ * A tiny INI reader for `[daemon] socket` and `[vm NAME] id, channel`. The daemon parses the
+ * real thing with inih and rejects a bad file before it says READY, so this only has to agree
+ * with it on well-formed input.
+ */
+static int parse_config(const char *path, struct demo_conf *dc)
+{
+	char confdir[PATH_LEN], line[1024];
+	enum { SEC_OTHER, SEC_DAEMON, SEC_VM } sec = SEC_OTHER;
+	struct vm_conf *vm = NULL;
+	int lineno = 0, ret = 0;
+	FILE *f;
+
+	memset(dc, 0, sizeof(*dc));
+	dir_of(path, confdir, sizeof(confdir));
+	f = fopen(path, "r");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		char *s, *eq, *key, *val;
+
+		lineno++;
+		/* Comments: ';' or '#' at the start, ';' after whitespace (inih's rules). */
+		for (char *p = line; *p; p++) {
+			if ((*p == ';' || *p == '#') && (p == line || p[-1] == ' ' || p[-1] == '\t')) {
+				*p = '\0';
+				break;
+			}
+		}
+		s = trim(line);
+		if (!*s)
+			continue;
+		if (*s == '[') {
+			char *end = strchr(s, ']');
+
+			if (!end) {
+				fprintf(stderr, "%s: %s:%d: bad section header\n", argv0, path,
+					lineno);
+				ret = -EINVAL;
+				goto out;
+			}
+			*end = '\0';
+			s = trim(s + 1);
+			vm = NULL;
+			if (strcmp(s, "daemon") == 0) {
+				sec = SEC_DAEMON;
+			} else if (strncmp(s, "vm", 2) == 0 && (s[2] == ' ' || s[2] == '\t')) {
+				sec = SEC_VM;
+				if (dc->nvms == MAX_VMS)
+					continue;
+				vm = &dc->vms[dc->nvms++];
+				snprintf(vm->name, sizeof(vm->name), "%s", trim(s + 3));
+			} else {
+				sec = SEC_OTHER;
+			}
+			continue;
+		}
+		eq = strchr(s, '=');
+		if (!eq)
+			continue;
+		*eq = '\0';
+		key = trim(s);
+		val = trim(eq + 1);
+		if (sec == SEC_DAEMON && strcmp(key, "socket") == 0)
+			ret = resolve(confdir, val, dc->socket, sizeof(dc->socket));
+		else if (sec == SEC_VM && vm && strcmp(key, "channel") == 0)
+			ret = resolve(confdir, val, vm->channel, sizeof(vm->channel));
+		else if (sec == SEC_VM && vm && strcmp(key, "id") == 0)
+			vm->id = (uint32_t)strtoul(val, NULL, 0);
+		if (ret < 0)
+			goto out;
+	}
+	if (!dc->socket[0]) {
+		/* The daemon's built-in default. */
+		snprintf(dc->socket, sizeof(dc->socket), "/run/hyperbuf/hyperbufd.sock");
+	}
+out:
+	fclose(f);
+	return ret;
+}
+
+static const struct vm_conf *find_vm(const struct demo_conf *dc, const char *name, int nth)
+{
+	for (int i = 0; i < dc->nvms; i++)
+		if (strcmp(dc->vms[i].name, name) == 0)
+			return &dc->vms[i];
+	/* No VM of that name: take the nth [vm] section, so any two-VM config works. */
+	return nth < dc->nvms ? &dc->vms[nth] : NULL;
+}
+
+/* ---- results the children send back (each below PIPE_BUF, so one atomic write) ---------- */
+
+#define RESULT_MAGIC 0x48425244u
+
+struct consumer_result {
+	uint32_t magic;
+	uint32_t domain;
+	uint64_t frames_seen;     /* EXPORTED events with a frame in them */
+	uint64_t frames_verified; /* every byte as hb_pattern_frame says */
+	uint64_t bytes_verified;
+	uint64_t failures;
+	uint64_t missed;          /* gaps in the frame numbers */
+	uint64_t lat_min, lat_max, lat_sum; /* ns, produced_ns -> mapped and metadata read */
+	uint64_t last_frame;
+	int32_t png_error;        /* 0, or -errno from writing the PNG; 1: no last frame */
+	char error[200];          /* the first failure, for the summary */
+};
+
+struct producer_result {
+	uint32_t magic;
+	uint32_t domain;
+	uint64_t frames;          /* frames exported to every peer */
+	uint64_t exports;
+	uint64_t failures;
+	uint64_t t_start, t_end;  /* first render .. last release */
+	char error[200];
+};
+
+static void note_error(char *slot, size_t len, uint64_t *failures, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* Counts a failure; keeps the first message and prints every one as it happens. */
+static void note_error(char *slot, size_t len, uint64_t *failures, const char *fmt, ...)
+{
+	char msg[200];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%s: %s\n", argv0, msg);
+	if (!slot[0])
+		snprintf(slot, len, "%s", msg);
+	(*failures)++;
+}
+
+/* ---- consumer ----------------------------------------------------------------------------- */
+
+struct consumer_args {
+	const char *name;     /* "vm2", "host" */
+	char address[PATH_LEN + 8];
+	uint32_t domain;      /* what the daemon must say we are */
+	uint32_t producer;    /* the producer's domain */
+	uint64_t frames;
+	char png[PATH_LEN + 128];
+	int fd;               /* readiness byte, then struct consumer_result */
+	unsigned alarm_s;
+};
+
+#define MAX_HIDS 8
+
+struct consumer {
+	const struct consumer_args *a;
+	struct hb_client *c;
+	struct consumer_result r;
+	unsigned char *last; /* private copy of the last frame, for the PNG only */
+	bool have_last;
+	uint64_t next_frame;
+	struct hb_id hids[MAX_HIDS];
+	bool gone[MAX_HIDS];
+	int nhids;
+	bool producer_gone;
+};
+
+#define CFAIL(cs, ...) note_error((cs)->r.error, sizeof((cs)->r.error), &(cs)->r.failures, __VA_ARGS__)
+
+static int hid_index(struct consumer *cs, const struct hb_id *id, bool add)
+{
+	for (int i = 0; i < cs->nhids; i++)
+		if (hb_id_equal(&cs->hids[i], id))
+			return i;
+	if (!add || cs->nhids == MAX_HIDS)
+		return -1;
+	cs->hids[cs->nhids] = *id;
+	cs->gone[cs->nhids] = false;
+	return cs->nhids++;
+}
+
+static void consume_frame(struct consumer *cs, const struct hb_event *ev)
+{
+	uint8_t raw[HB_META_MAX];
+	struct hb_frame_meta m;
+	struct hb_import *im;
+	const char *who = cs->a->name;
+	ssize_t mlen;
+	uint64_t t;
+	long bad;
+
+	if (ev->domain != cs->a->producer) {
+		CFAIL(cs, "%s: export from domain %u, expected only %u", who, ev->domain,
+		      cs->a->producer);
+		return;
+	}
+	if (hid_index(cs, &ev->id, true) < 0) {
+		CFAIL(cs, "%s: more than %d distinct handles (expected %u)", who, MAX_HIDS, SLOTS);
+		return;
+	}
+	im = hb_import(cs->c, &ev->id, 0);
+	if (!im) {
+		CFAIL(cs, "%s: hb_import: %s", who, strerror(errno));
+		return;
+	}
+	t = now_ns();
+	cs->r.frames_seen++;
+	mlen = hb_import_metadata(im, raw, sizeof(raw));
+	if (mlen != (ssize_t)META_SIZE) {
+		CFAIL(cs, "%s: metadata is %zd bytes, expected %u", who, mlen, META_SIZE);
+		goto out;
+	}
+	/* Flow control means nobody re-exported between the event and our import: the two copies
+	 * of the metadata must agree. */
+	if (ev->meta_len != META_SIZE || memcmp(ev->meta, raw, META_SIZE) != 0)
+		CFAIL(cs, "%s: event and import metadata differ", who);
+	meta_unpack(raw, &m);
+	if (m.version != 1 || m.width != FRAME_W || m.height != FRAME_H ||
+	    m.stride != FRAME_STRIDE || m.format != HB_FOURCC_XRGB8888 || m.slot >= SLOTS ||
+	    strcmp(m.surface, SURFACE) != 0) {
+		CFAIL(cs, "%s: unexpected metadata: v%u %ux%u stride %u format 0x%08x slot %u '%s'",
+		      who, m.version, m.width, m.height, m.stride, m.format, m.slot, m.surface);
+		goto out;
+	}
+	if (hb_import_size(im) != FRAME_BYTES || ev->size != FRAME_BYTES) {
+		CFAIL(cs, "%s: buffer is %zu bytes (event says %" PRIu64 "), expected %zu", who,
+		      hb_import_size(im), ev->size, FRAME_BYTES);
+		goto out;
+	}
+	if (m.frame != cs->next_frame) {
+		if (m.frame > cs->next_frame)
+			cs->r.missed += m.frame - cs->next_frame;
+		CFAIL(cs, "%s: got frame %" PRIu64 ", expected %" PRIu64, who, m.frame,
+		      cs->next_frame);
+	}
+	cs->next_frame = m.frame + 1;
+	if (t >= m.produced_ns) {
+		uint64_t lat = t - m.produced_ns;
+
+		if (!cs->r.lat_min || lat < cs->r.lat_min)
+			cs->r.lat_min = lat;
+		if (lat > cs->r.lat_max)
+			cs->r.lat_max = lat;
+		cs->r.lat_sum += lat;
+	}
+	bad = hb_pattern_frame_check(hb_import_data(im), m.width, m.height, m.stride, m.frame);
+	if (bad != -1) {
+		CFAIL(cs, "%s: frame %" PRIu64 " (slot %u): pixel %ld (x %ld, y %ld) is wrong", who,
+		      m.frame, m.slot, bad, bad % (long)m.width, bad / (long)m.width);
+		goto out;
+	}
+	cs->r.frames_verified++;
+	cs->r.bytes_verified += FRAME_BYTES;
+	if (m.frame + 1 == cs->a->frames) {
+		memcpy(cs->last, hb_import_data(im), FRAME_BYTES);
+		cs->have_last = true;
+		cs->r.last_frame = m.frame;
+	}
+out:
+	hb_import_release(im);
+}
+
+static bool consumer_done(const struct consumer *cs)
+{
+	if (cs->producer_gone)
+		return true;
+	if (cs->r.frames_seen < cs->a->frames || cs->nhids == 0)
+		return false;
+	for (int i = 0; i < cs->nhids; i++)
+		if (!cs->gone[i])
+			return false;
+	return true;
+}
+
+static int run_consumer(const struct consumer_args *a)
+{
+	struct consumer cs = {.a = a};
+	struct hb_event ev;
+	uint64_t idle_since;
+	char ready = 'F';
+	int i;
+
+	alarm(a->alarm_s); /* the last resort against a hang: the parent sees a signal */
+	cs.r.magic = RESULT_MAGIC;
+	cs.r.png_error = 1;
+	cs.last = malloc(FRAME_BYTES);
+	if (!cs.last) {
+		CFAIL(&cs, "%s: out of memory", a->name);
+		goto err_ready;
+	}
+	cs.c = hb_connect(a->address);
+	if (!cs.c) {
+		CFAIL(&cs, "%s: hb_connect(%s): %s", a->name, a->address, strerror(errno));
+		goto err_ready;
+	}
+	cs.r.domain = hb_self_domain(cs.c);
+	if (cs.r.domain != a->domain)
+		CFAIL(&cs, "%s: the daemon says we are domain %u, expected %u", a->name,
+		      cs.r.domain, a->domain);
+	ready = 'R';
+	write_full(a->fd, &ready, 1);
+
+	idle_since = now_ns();
+	while (!consumer_done(&cs)) {
+		int r;
+
+		/* Drain first: a blocking call (hb_import) may have queued events already. */
+		while (hb_next_event(cs.c, &ev) == 0) {
+			idle_since = now_ns();
+			switch (ev.type) {
+			case HB_EVENT_EXPORTED:
+				consume_frame(&cs, &ev);
+				break;
+			case HB_EVENT_UNEXPORTED:
+				i = hid_index(&cs, &ev.id, false);
+				if (i >= 0)
+					cs.gone[i] = true;
+				break;
+			case HB_EVENT_DOMAIN_GONE:
+				if (ev.domain == a->producer)
+					cs.producer_gone = true;
+				break;
+			case HB_EVENT_OVERFLOW:
+				CFAIL(&cs, "%s: event queue overflow: frames were lost", a->name);
+				break;
+			default:
+				break;
+			}
+		}
+		if (consumer_done(&cs))
+			break;
+		if (now_ns() - idle_since > (uint64_t)STEP_MS * 1000000u) {
+			CFAIL(&cs, "%s: no event for %d s after %" PRIu64 " frames", a->name,
+			      STEP_MS / 1000, cs.r.frames_seen);
+			break;
+		}
+		r = hb_dispatch(cs.c, 200);
+		if (r < 0 && errno != EINTR) {
+			CFAIL(&cs, "%s: hb_dispatch: %s", a->name, strerror(errno));
+			break;
+		}
+	}
+	if (cs.r.frames_verified < a->frames && !cs.r.error[0])
+		CFAIL(&cs, "%s: verified %" PRIu64 " of %" PRIu64 " frames", a->name,
+		      cs.r.frames_verified, a->frames);
+	hb_disconnect(cs.c);
+	/* The PNG after the run: it is the consumer's own copy, not part of the share path. */
+	if (cs.have_last) {
+		cs.r.png_error = hb_png_write_xrgb(a->png, cs.last, FRAME_W, FRAME_H, FRAME_STRIDE);
+		if (cs.r.png_error)
+			CFAIL(&cs, "%s: writing %s: %s", a->name, a->png,
+			      strerror(-cs.r.png_error));
+	}
+	free(cs.last);
+	write_full(a->fd, &cs.r, sizeof(cs.r));
+	return cs.r.failures ? 1 : 0;
+
+err_ready:
+	free(cs.last);
+	write_full(a->fd, &ready, 1);
+	write_full(a->fd, &cs.r, sizeof(cs.r));
+	return 1;
+}
+
+/* ---- producer ----------------------------------------------------------------------------- */
+
+struct producer_args {
+	char address[PATH_LEN + 8];
+	uint32_t domain;
+	uint32_t peers[2];
+	const char *peer_names[2];
+	uint64_t frames;
+	int fd;
+	unsigned alarm_s;
+};
+
+struct slot {
+	struct hb_buffer *b;
+	struct hb_id id;
+	bool exported;
+	bool in_flight; /* exported, and the peer has not released it yet */
+};
+
+struct producer {
+	const struct producer_args *a;
+	struct hb_client *c;
+	struct slot s[2][SLOTS];
+	struct producer_result r;
+	struct hb_event ev;
+	bool peer_gone[2];
+};
+
+#define PFAIL(p, ...) note_error((p)->r.error, sizeof((p)->r.error), &(p)->r.failures, __VA_ARGS__)
+
+static void producer_events(struct producer *p)
+{
+	while (hb_next_event(p->c, &p->ev) == 0) {
+		switch (p->ev.type) {
+		case HB_EVENT_RELEASED:
+			for (int k = 0; k < 2; k++)
+				for (unsigned i = 0; i < SLOTS; i++)
+					if (p->s[k][i].exported &&
+					    hb_id_equal(&p->s[k][i].id, &p->ev.id))
+						p->s[k][i].in_flight = false;
+			break;
+		case HB_EVENT_DOMAIN_GONE:
+			for (int k = 0; k < 2; k++)
+				if (p->ev.domain == p->a->peers[k])
+					p->peer_gone[k] = true;
+			break;
+		case HB_EVENT_OVERFLOW:
+			PFAIL(p, "producer: event queue overflow");
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+/* Waits until slot i of peer k is free, or every slot of every peer if k < 0. */
+static int producer_wait(struct producer *p, int k, unsigned i)
+{
+	uint64_t deadline = now_ns() + (uint64_t)STEP_MS * 1000000u;
+
+	for (;;) {
+		bool busy = false;
+
+		producer_events(p);
+		for (int kk = 0; kk < 2; kk++) {
+			if (k >= 0 && kk != k)
+				continue;
+			for (unsigned ii = 0; ii < SLOTS; ii++)
+				if ((k < 0 || ii == i) && p->s[kk][ii].in_flight)
+					busy = true;
+			if (busy && p->peer_gone[kk]) {
+				PFAIL(p, "producer: %s went away", p->a->peer_names[kk]);
+				return -EPIPE;
+			}
+		}
+		if (!busy)
+			return 0;
+		if (now_ns() >= deadline) {
+			PFAIL(p, "producer: no release from %s within %d s",
+			      k >= 0 ? p->a->peer_names[k] : "the consumers", STEP_MS / 1000);
+			return -ETIMEDOUT;
+		}
+		if (hb_dispatch(p->c, 200) < 0 && errno != EINTR) {
+			PFAIL(p, "producer: hb_dispatch: %s", strerror(errno));
+			return -errno;
+		}
+	}
+}
+
+static int run_producer(const struct producer_args *a)
+{
+	struct producer p = {.a = a};
+	struct hb_frame_meta m = {
+		.version = 1,
+		.width = FRAME_W,
+		.height = FRAME_H,
+		.stride = FRAME_STRIDE,
+		.format = HB_FOURCC_XRGB8888,
+	};
+	uint8_t raw[META_SIZE];
+	bool broken = false;
+
+	alarm(a->alarm_s);
+	p.r.magic = RESULT_MAGIC;
+	snprintf(m.surface, sizeof(m.surface), "%s", SURFACE);
+	p.c = hb_connect(a->address);
+	if (!p.c) {
+		PFAIL(&p, "producer: hb_connect(%s): %s", a->address, strerror(errno));
+		goto out;
+	}
+	p.r.domain = hb_self_domain(p.c);
+	if (p.r.domain != a->domain)
+		PFAIL(&p, "producer: the daemon says we are domain %u, expected %u", p.r.domain,
+		      a->domain);
+	for (int k = 0; k < 2; k++) {
+		for (unsigned i = 0; i < SLOTS; i++) {
+			struct slot *s = &p.s[k][i];
+
+			s->b = hb_buffer_alloc(p.c, a->peers[k], FRAME_BYTES, 0);
+			if (!s->b) {
+				PFAIL(&p, "producer: hb_buffer_alloc(peer %u, %zu): %s",
+				      a->peers[k], FRAME_BYTES, strerror(errno));
+				goto err_free;
+			}
+			if (hb_buffer_size(s->b) != FRAME_BYTES) {
+				PFAIL(&p, "producer: buffer is %zu bytes, asked for %zu",
+				      hb_buffer_size(s->b), FRAME_BYTES);
+				goto err_free;
+			}
+		}
+	}
+
+	p.r.t_start = now_ns();
+	for (uint64_t n = 0; n < a->frames; n++) {
+		unsigned i = (unsigned)(n % SLOTS);
+
+		for (int k = 0; k < 2; k++) {
+			struct slot *s = &p.s[k][i];
+			struct hb_id id;
+
+			if (producer_wait(&p, k, i) < 0)
+				goto err_free;
+			/* Rendered once per peer: each peer has its own pages, and copying one
+			 * into the other would be exactly what this project exists to avoid. */
+			hb_pattern_frame(hb_buffer_data(s->b), FRAME_W, FRAME_H, FRAME_STRIDE, n);
+			m.slot = i;
+			m.frame = n;
+			m.produced_ns = now_ns();
+			meta_pack(&m, raw);
+			/* Marked before the call: from here on the consumer may be reading it. */
+			s->in_flight = true;
+			if (hb_export(s->b, raw, sizeof(raw), 0, &id) < 0) {
+				s->in_flight = false;
+				broken = errno == EPIPE || errno == ECONNRESET;
+				PFAIL(&p, "producer: hb_export(frame %" PRIu64 " to %s): %s", n,
+				      a->peer_names[k], strerror(errno));
+				goto err_free;
+			}
+			if (s->exported && !hb_id_equal(&id, &s->id))
+				PFAIL(&p, "producer: re-export of slot %u to %s changed its handle",
+				      i, a->peer_names[k]);
+			s->id = id;
+			s->exported = true;
+			p.r.exports++;
+		}
+		p.r.frames++;
+	}
+	producer_wait(&p, -1, 0);
+	p.r.t_end = now_ns();
+
+err_free:
+	for (int k = 0; k < 2; k++) {
+		for (unsigned i = 0; i < SLOTS; i++) {
+			struct slot *s = &p.s[k][i];
+
+			/* With the connection gone (sticky EPIPE) there is nothing to unexport:
+			 * the daemon did it when we dropped. One message is enough. */
+			if (s->exported && !broken && hb_unexport(p.c, &s->id, 0) < 0) {
+				broken = errno == EPIPE || errno == ECONNRESET;
+				PFAIL(&p, "producer: hb_unexport(slot %u of %s): %s", i,
+				      a->peer_names[k], strerror(errno));
+			}
+			if (s->b)
+				hb_buffer_free(s->b);
+		}
+	}
+	if (!p.r.t_end)
+		p.r.t_end = now_ns();
+	hb_disconnect(p.c);
+out:
+	write_full(a->fd, &p.r, sizeof(p.r));
+	return p.r.failures ? 1 : 0;
+}
+
+/* ---- the daemon ------------------------------------------------------------------------- */
+
+static int notify_fd = -1;
+static char notify_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+
+static void close_notify(void)
+{
+	if (notify_fd >= 0) {
+		close(notify_fd);
+		unlink(notify_path);
+		notify_fd = -1;
+	}
+}
+
+/*
+ * Starts `daemon -c config` with stdout and stderr in log, and waits for READY=1 on a datagram
+ * socket named in NOTIFY_SOCKET, as systemd would. Returns its pid, or -1 (the reason
+ * printed, the daemon reaped).
+ */
+static pid_t start_daemon(const char *daemon, const char *config, const char *log,
+			  uint64_t *ready_ns)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	uint64_t t0 = now_ns(), deadline = t0 + (uint64_t)READY_MS * 1000000u;
+	char desc[64];
+	int sock, status, logfd;
+
+	/* Kept until the daemon has exited: it also says STOPPING=1 there, as under systemd. */
+	notify_fd = -1;
+	bool killed;
+	pid_t pid;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "/tmp/hyperbuf-demo-%d.notify", (int)getpid());
+	unlink(sa.sun_path);
+	sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (sock < 0 || bind(sock, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		fprintf(stderr, "%s: notify socket %s: %s\n", argv0, sa.sun_path, strerror(errno));
+		goto err_sock;
+	}
+	logfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (logfd < 0) {
+		fprintf(stderr, "%s: %s: %s\n", argv0, log, strerror(errno));
+		goto err_sock;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "%s: fork: %s\n", argv0, strerror(errno));
+		close(logfd);
+		goto err_sock;
+	}
+	if (pid == 0) {
+		setenv("NOTIFY_SOCKET", sa.sun_path, 1);
+		dup2(logfd, STDOUT_FILENO);
+		dup2(logfd, STDERR_FILENO);
+		execl(daemon, daemon, "-c", config, (char *)NULL);
+		fprintf(stderr, "%s: exec %s: %s\n", argv0, daemon, strerror(errno));
+		_exit(127);
+	}
+	close(logfd);
+
+	for (;;) {
+		struct pollfd pfd = {.fd = sock, .events = POLLIN};
+		char msg[512];
+		ssize_t n;
+
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			describe_status(status, desc, sizeof(desc));
+			fprintf(stderr, "%s: hyperbufd exited before READY=1 (%s); see %s\n", argv0,
+				desc, log);
+			goto err_sock;
+		}
+		if (now_ns() >= deadline) {
+			fprintf(stderr, "%s: hyperbufd not ready after %d s; see %s\n", argv0,
+				READY_MS / 1000, log);
+			kill(pid, SIGTERM);
+			status = wait_pid_until(pid, now_ns() + 3000000000u, &killed);
+			describe_status(status, desc, sizeof(desc));
+			fprintf(stderr, "%s: hyperbufd %s\n", argv0, desc);
+			goto err_sock;
+		}
+		if (poll(&pfd, 1, 50) <= 0)
+			continue;
+		n = recv(sock, msg, sizeof(msg) - 1, 0);
+		if (n <= 0)
+			continue;
+		msg[n] = '\0';
+		/* The message is newline-separated assignments; READY=1 may be any of them. */
+		for (char *line = strtok(msg, "\n"); line; line = strtok(NULL, "\n")) {
+			if (strcmp(line, "READY=1") == 0) {
+				*ready_ns = now_ns() - t0;
+				notify_fd = sock;
+				snprintf(notify_path, sizeof(notify_path), "%s", sa.sun_path);
+				return pid;
+			}
+		}
+	}
+
+err_sock:
+	if (sock >= 0)
+		close(sock);
+	unlink(sa.sun_path);
+	return -1;
+}
+
+/* Prints the last lines of the daemon's log: on failure that is usually the explanation. */
+static void show_log_tail(const char *log, int lines)
+{
+	char buf[8192];
+	ssize_t n;
+	int fd = open(log, O_RDONLY | O_CLOEXEC), seen = 0;
+	off_t size, from;
+	char *p;
+
+	if (fd < 0)
+		return;
+	size = lseek(fd, 0, SEEK_END);
+	from = size > (off_t)sizeof(buf) - 1 ? size - (off_t)sizeof(buf) + 1 : 0;
+	n = pread(fd, buf, sizeof(buf) - 1, from);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	p = buf + n;
+	while (p > buf && seen <= lines)
+		if (*--p == '\n')
+			seen++;
+	if (*p == '\n')
+		p++;
+	fprintf(stderr, "---- last lines of %s ----\n%s---- end ----\n", log, p);
+}
+
+/* The daemon's own counters that the summary shows; -1 where a key is missing. */
+struct daemon_stats {
+	long long bytes_copied; /* what the whole project is about: must stay 0 */
+	long long bytes_shared_total;
+	long long exports_total;
+	long long imports_total;
+	long long events_dropped;
+};
+
+static void stat_value(char *line, const char *key, long long *value)
+{
+	size_t n = strlen(key);
+	char *rest;
+
+	if (strncmp(line, key, n) != 0)
+		return;
+	rest = trim(line + n);
+	if (rest[0] == ':')
+		*value = strtoll(rest + 1, NULL, 10);
+}
+
+/*
+ * `hyperbufctl -s SOCKET stats`, from next to the daemon binary. Returns 0, or -1 if it did
+ * not run cleanly (st then holds what could be read).
+ */
+static int read_stats(const char *daemon, const char *socket, struct daemon_stats *st)
+{
+	char dir[PATH_LEN], ctl[PATH_LEN + 16], out[16384];
+	uint64_t deadline = now_ns() + 5000000000u;
+	size_t got = 0;
+	int pfd[2], status;
+	bool killed;
+	pid_t pid;
+
+	memset(st, 0xff, sizeof(*st)); /* every field -1 */
+	dir_of(daemon, dir, sizeof(dir));
+	snprintf(ctl, sizeof(ctl), "%s/hyperbufctl", dir);
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return -1;
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		dup2(pfd[1], STDOUT_FILENO);
+		execl(ctl, ctl, "-s", socket, "stats", (char *)NULL);
+		fprintf(stderr, "%s: exec %s: %s\n", argv0, ctl, strerror(errno));
+		_exit(127);
+	}
+	close(pfd[1]);
+	while (got < sizeof(out) - 1) {
+		struct pollfd p = {.fd = pfd[0], .events = POLLIN};
+		ssize_t n;
+
+		if (now_ns() >= deadline || poll(&p, 1, 100) < 0)
+			break;
+		if (!(p.revents & (POLLIN | POLLHUP)))
+			continue;
+		n = read(pfd[0], out + got, sizeof(out) - 1 - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	out[got] = '\0';
+	close(pfd[0]);
+	status = wait_pid_until(pid, deadline, &killed);
+	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+		char *l = trim(line);
+
+		stat_value(l, "bytes_copied", &st->bytes_copied);
+		stat_value(l, "bytes_shared_total", &st->bytes_shared_total);
+		stat_value(l, "exports_total", &st->exports_total);
+		stat_value(l, "imports_total", &st->imports_total);
+		stat_value(l, "events_dropped", &st->events_dropped);
+	}
+	if (status < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		fprintf(stderr, "%s: %s -s %s stats failed\n", argv0, ctl, socket);
+		return -1;
+	}
+	if (st->bytes_copied < 0)
+		fprintf(stderr, "%s: no bytes_copied line in `hyperbufctl stats`\n", argv0);
+	return 0;
+}
+
+/* A path as a person wants to read it: canonical, and relative to the working folder when it
+ * is below it ("configs/../build/run" -> "build/run"). Falls back to the path as given. */
+static void tidy_path(const char *in, char *out, size_t len)
+{
+	char cwd[PATH_LEN], *real = realpath(in, NULL);
+	size_t n;
+
+	snprintf(out, len, "%s", in);
+	if (!real)
+		return;
+	if (getcwd(cwd, sizeof(cwd)) && (n = strlen(cwd)) > 1 && strncmp(real, cwd, n) == 0 &&
+	    real[n] == '/')
+		snprintf(out, len, "%s", real + n + 1);
+	else
+		snprintf(out, len, "%s", real);
+	free(real);
+}
+
+/* ---- the parent ------------------------------------------------------------------------- */
+
+static pid_t spawn(int (*fn)(const void *), const void *arg)
+{
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	/* exit, not _exit: stdio was flushed before the fork, and under ASan the leak check runs
+	 * at exit. */
+	if (pid == 0)
+		exit(fn(arg));
+	return pid;
+}
+
+static int consumer_main(const void *arg)
+{
+	return run_consumer(arg);
+}
+
+static int producer_main(const void *arg)
+{
+	return run_producer(arg);
+}
+
+/* 8294400 -> "8 294 400": the figures a person compares by eye. */
+static const char *grouped(uint64_t v, char *buf, size_t len)
+{
+	char tmp[32];
+	int n = snprintf(tmp, sizeof(tmp), "%" PRIu64, v), o = 0;
+
+	for (int i = 0; i < n && o + 2 < (int)len; i++) {
+		if (i && (n - i) % 3 == 0)
+			buf[o++] = ' ';
+		buf[o++] = tmp[i];
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: %s --daemon PATH [--config PATH] [--frames N] [--out DIR]\n"
+		"  --daemon PATH   the hyperbufd binary to start\n"
+		"  --config PATH   its config (default configs/local.conf); needs two [vm] sections\n"
+		"                  that share a group, and the first in a group with the host\n"
+		"  --frames N      frames to share (default 120)\n"
+		"  --out DIR       where the PNGs and the daemon log go (default: the folder of\n"
+		"                  the daemon's socket)\n",
+		argv0);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"daemon", required_argument, NULL, 'd'}, {"config", required_argument, NULL, 'c'},
+		{"frames", required_argument, NULL, 'n'}, {"out", required_argument, NULL, 'o'},
+		{"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+	};
+	const char *daemon = NULL, *config = "configs/local.conf", *out = NULL;
+	static struct consumer_args cargs[2];
+	static struct producer_args pargs;
+	static struct demo_conf dc;
+	struct consumer_result cres[2];
+	struct producer_result pres;
+	char rundir[PATH_LEN], outdir[PATH_LEN], log[PATH_LEN + 32], desc[64], b1[32], b2[32];
+	const struct vm_conf *pvm, *cvm;
+	uint64_t frames = 120, ready_ns = 0, deadline, t_all;
+	pid_t dpid, cpid[2] = {-1, -1}, ppid = -1;
+	int opt, ret, cfd[2] = {-1, -1}, pfd = -1, dstatus, status;
+	bool ok = true, killed, cgot[2] = {false, false}, pgot = false;
+	unsigned alarm_s;
+	struct daemon_stats st;
+	int stats_ret;
+
+	argv0 = argv[0];
+	while ((opt = getopt_long(argc, argv, "d:c:n:o:h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'd':
+			daemon = optarg;
+			break;
+		case 'c':
+			config = optarg;
+			break;
+		case 'n':
+			frames = strtoull(optarg, NULL, 0);
+			break;
+		case 'o':
+			out = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!daemon || optind != argc || frames == 0 || frames > 1000000) {
+		usage(stderr);
+		return 2;
+	}
+	/* A consumer that dies must not take the parent with it through a pipe write, nor a
+	 * daemon that dies take a client. */
+	signal(SIGPIPE, SIG_IGN);
+
+	ret = parse_config(config, &dc);
+	if (ret < 0) {
+		fprintf(stderr, "%s: %s: %s\n", argv0, config, strerror(-ret));
+		return 1;
+	}
+	pvm = find_vm(&dc, "vm1", 0);
+	cvm = find_vm(&dc, "vm2", 1);
+	if (!pvm || !cvm || pvm == cvm || !pvm->channel[0] || !cvm->channel[0]) {
+		fprintf(stderr, "%s: %s: needs two [vm] sections with a channel\n", argv0, config);
+		return 1;
+	}
+	dir_of(dc.socket, rundir, sizeof(rundir));
+	if ((ret = mkdir_p(rundir)) < 0 || (ret = mkdir_p(out ? out : rundir)) < 0) {
+		fprintf(stderr, "%s: creating %s: %s\n", argv0, out ? out : rundir,
+			strerror(-ret));
+		return 1;
+	}
+	tidy_path(out ? out : rundir, outdir, sizeof(outdir));
+	snprintf(log, sizeof(log), "%s/hyperbufd.log", outdir);
+
+	printf("hyperbuf demo: %" PRIu64 " frames of %ux%u XRGB8888 (%s bytes each), "
+	       "%s (domain %u) -> %s (domain %u) and -> host (domain 0)\n",
+	       frames, FRAME_W, FRAME_H, grouped(FRAME_BYTES, b1, sizeof(b1)), pvm->name, pvm->id,
+	       cvm->name, cvm->id);
+	dpid = start_daemon(daemon, config, log, &ready_ns);
+	if (dpid < 0) {
+		show_log_tail(log, 20);
+		printf("RESULT: FAIL (the daemon did not start)\n");
+		return 1;
+	}
+	printf("  daemon     %s -c %s: pid %d, ready in %.1f ms, log %s\n", daemon, config,
+	       (int)dpid, ready_ns / 1e6, log);
+
+	/* Budget: a hang becomes a failure within about a minute for the default run. Each step
+	 * already has its own STEP_MS limit in the children; this is the backstop. */
+	alarm_s = 50 + (unsigned)(frames / 10);
+	deadline = now_ns() + (uint64_t)(alarm_s + 5) * 1000000000u;
+
+	for (int k = 0; k < 2; k++) {
+		struct consumer_args *a = &cargs[k];
+		int p[2];
+		char ready = 0;
+
+		a->name = k == 0 ? cvm->name : "host";
+		a->domain = k == 0 ? cvm->id : 0;
+		a->producer = pvm->id;
+		a->frames = frames;
+		a->alarm_s = alarm_s;
+		if (k == 0)
+			snprintf(a->address, sizeof(a->address), "vm:%s", cvm->channel);
+		else
+			snprintf(a->address, sizeof(a->address), "unix:%s", dc.socket);
+		snprintf(a->png, sizeof(a->png), "%s/%s-last-frame.png", outdir, a->name);
+		if (pipe2(p, O_CLOEXEC) < 0) {
+			fprintf(stderr, "%s: pipe: %s\n", argv0, strerror(errno));
+			ok = false;
+			goto stop_children;
+		}
+		a->fd = p[1];
+		cpid[k] = spawn(consumer_main, a);
+		close(p[1]);
+		cfd[k] = p[0];
+		if (cpid[k] < 0) {
+			fprintf(stderr, "%s: fork: %s\n", argv0, strerror(errno));
+			ok = false;
+			goto stop_children;
+		}
+		/* Consumers connect before the producer exists, so no EXPORTED is missed. */
+		ret = read_full(cfd[k], &ready, 1, now_ns() + (uint64_t)STEP_MS * 1000000u);
+		if (ret < 0 || ready != 'R') {
+			fprintf(stderr, "%s: consumer %s did not get ready%s%s\n", argv0, a->name,
+				ret < 0 ? ": " : "", ret < 0 ? strerror(-ret) : "");
+			ok = false;
+			goto stop_children;
+		}
+	}
+
+	{
+		int p[2];
+
+		snprintf(pargs.address, sizeof(pargs.address), "vm:%s", pvm->channel);
+		pargs.domain = pvm->id;
+		pargs.peers[0] = cvm->id;
+		pargs.peers[1] = 0;
+		pargs.peer_names[0] = cvm->name;
+		pargs.peer_names[1] = "host";
+		pargs.frames = frames;
+		pargs.alarm_s = alarm_s;
+		if (pipe2(p, O_CLOEXEC) < 0) {
+			fprintf(stderr, "%s: pipe: %s\n", argv0, strerror(errno));
+			ok = false;
+			goto stop_children;
+		}
+		pargs.fd = p[1];
+		ppid = spawn(producer_main, &pargs);
+		close(p[1]);
+		pfd = p[0];
+		if (ppid < 0) {
+			fprintf(stderr, "%s: fork: %s\n", argv0, strerror(errno));
+			ok = false;
+			goto stop_children;
+		}
+	}
+
+	pgot = read_full(pfd, &pres, sizeof(pres), deadline) == 0 && pres.magic == RESULT_MAGIC;
+	for (int k = 0; k < 2; k++)
+		cgot[k] = read_full(cfd[k], &cres[k], sizeof(cres[k]), deadline) == 0 &&
+			  cres[k].magic == RESULT_MAGIC;
+
+stop_children:
+	for (int k = 0; k < 3; k++) {
+		pid_t pid = k < 2 ? cpid[k] : ppid;
+		const char *name = k < 2 ? (cargs[k].name ? cargs[k].name : "consumer") : "producer";
+
+		if (pid <= 0)
+			continue;
+		status = wait_pid_until(pid, deadline, &killed);
+		if (status != 0) {
+			describe_status(status, desc, sizeof(desc));
+			fprintf(stderr, "%s: %s: %s%s\n", argv0, name, desc,
+				killed ? " (killed: out of time)" : "");
+			ok = false;
+		}
+	}
+	stats_ret = read_stats(daemon, dc.socket, &st);
+
+	kill(dpid, SIGTERM);
+	dstatus = wait_pid_until(dpid, now_ns() + 10000000000u, &killed);
+	close_notify();
+	describe_status(dstatus, desc, sizeof(desc));
+
+	/* ---- summary ---- */
+	if (pgot) {
+		t_all = pres.t_end > pres.t_start ? pres.t_end - pres.t_start : 1;
+		printf("  producer   %s: %" PRIu64 " frames x 2 peers (%" PRIu64 " exports, %u "
+		       "buffers per peer) in %.2f s = %.1f fps\n",
+		       pvm->name, pres.frames, pres.exports, SLOTS, t_all / 1e9,
+		       pres.frames * 1e9 / t_all);
+		if (pres.failures || pres.frames != frames) {
+			printf("             FAILED: %s\n", pres.error[0] ? pres.error : "short run");
+			ok = false;
+		}
+	} else {
+		printf("  producer   %s: no result (crashed or timed out)\n", pvm->name);
+		ok = false;
+	}
+	printf("  consumer   frames seen/verified  bytes shared (verified)  "
+	       "latency min/avg/max ms  last frame\n");
+	for (int k = 0; k < 2; k++) {
+		const struct consumer_result *r = &cres[k];
+		char who[80];
+
+		snprintf(who, sizeof(who), "%s (%u)", cargs[k].name ? cargs[k].name : "?",
+			 cargs[k].domain);
+		if (!cgot[k]) {
+			printf("  %-10s no result (crashed or timed out)\n", who);
+			ok = false;
+			continue;
+		}
+		printf("  %-10s %6" PRIu64 " / %-6" PRIu64 "      %15s %-8s %6.2f / %.2f / %.2f   %s\n",
+		       who, r->frames_seen, r->frames_verified,
+		       grouped(r->frames_verified * FRAME_BYTES, b1, sizeof(b1)),
+		       r->bytes_verified == r->frames_verified * FRAME_BYTES ? "" : "(!)",
+		       r->lat_min / 1e6, r->frames_seen ? r->lat_sum / 1e6 / r->frames_seen : 0.0,
+		       r->lat_max / 1e6, r->png_error == 0 ? cargs[k].png : "(no PNG)");
+		if (r->failures || r->frames_verified != frames || r->png_error) {
+			printf("             FAILED: %" PRIu64 " failures, %" PRIu64
+			       " missed; first: %s\n",
+			       r->failures, r->missed, r->error[0] ? r->error : "short run");
+			ok = false;
+		}
+	}
+	if (stats_ret < 0 || st.bytes_copied < 0) {
+		printf("  bytes copied: unknown (could not read `hyperbufctl stats`)\n");
+		ok = false;
+	} else {
+		printf("  bytes copied: %s   (hyperbufctl stats: bytes_copied; exports_total %lld, "
+		       "imports_total %lld, events_dropped %lld)\n",
+		       grouped((uint64_t)st.bytes_copied, b2, sizeof(b2)), st.exports_total,
+		       st.imports_total, st.events_dropped);
+		if (st.bytes_copied != 0)
+			ok = false;
+	}
+	printf("  daemon     %s%s\n", desc, killed ? " (did not stop on SIGTERM: killed)" : "");
+	if (dstatus != 0) {
+		ok = false;
+		show_log_tail(log, 20);
+	}
+	printf("RESULT: %s\n", ok ? "PASS" : "FAIL");
+
+	for (int k = 0; k < 2; k++)
+		if (cfd[k] >= 0)
+			close(cfd[k]);
+	if (pfd >= 0)
+		close(pfd);
+	return ok ? 0 : 1;
+}
