@@ -154,7 +154,7 @@ check-unit:
 run: all
 	$(B)/hyperbuf-demo --daemon $(B)/hyperbufd --config configs/local.conf
 
-$(B)/bench: $(call obj,tests/bench.c tools/pattern.c) $(LIBA) $(PROTO_OBJ)
+$(B)/bench: $(call obj,tests/bench.c tools/pattern.c) $(LIBA)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(LDFLAGS)
 
 bench: all $(B)/bench

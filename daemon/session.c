@@ -292,10 +292,6 @@ static void on_write(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		}
 	}
-	if (s->out.len > HBD_OUT_MAX) {
-		s->d->stats.errors_protocol++;
-		hbd_session_close(s, "client does not read its replies");
-	}
 }
 
 /* Handles every whole frame in the input buffer. */
@@ -322,6 +318,12 @@ static void handle_frames(struct hbd_session *s)
 		s->d->stats.messages_in++;
 		hbd_request(s, msg);
 		client_msg__free_unpacked(msg, NULL);
+		/* Replies only grow here: a client that sends but never reads is cut off
+		 * before it can make the daemon hold an unbounded backlog for it. */
+		if (!s->closing && s->out.len > HBD_OUT_MAX) {
+			session_violation(s, "client does not read its replies");
+			return;
+		}
 	}
 }
 

@@ -1,0 +1,891 @@
+/*
+ * bench: `make bench`. Measures hyperbuf against the obvious alternatives in the same run, on
+ * the same machine, and prints ratios; it asserts nothing (exit 0 unless it could not run).
+ *
+ *   (a) export + import + verify of 4 KiB .. 64 MiB between two emulated VMs (vm1 -> vm2, the
+ *       importer in its own process), against mapping a memfd with MAP_POPULATE and the same
+ *       verify: the price of the protocol over raw shared memory.
+ *   (b) a 1920x1080 XRGB8888 frame passed back and forth by re-export/import/release, against
+ *       sending the same 8 294 400 bytes through a UNIX socketpair: frames/s and latency.
+ *
+ * The daemon is our own, on a config in a temp folder: host + vm1 + vm2, groups {host, vm1}
+ * and {vm1, vm2} of 256 MiB each.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <hyperbuf.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tools/pattern.h"
+
+#define FRAME_W 1920u
+#define FRAME_H 1080u
+#define FRAME_STRIDE (FRAME_W * 4u)
+#define FRAME_BYTES ((size_t)FRAME_STRIDE * FRAME_H)
+#define STEP_MS 30000 /* one step (an event, a record) longer than this is a hang */
+#define MAX_FRAMES 100000u
+
+static const char *argv0 = "bench";
+static pid_t daemon_pid = -1, importer_pid = -1, reader_pid = -1;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int read_full(int fd, void *buf, size_t len, int timeout_ms)
+{
+	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000u;
+	size_t got = 0;
+
+	while (got < len) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		uint64_t now = now_ns();
+		ssize_t n;
+		int r;
+
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		r = poll(&pfd, 1, (int)((deadline - now) / 1000000u) + 1);
+		if (r < 0 && errno != EINTR)
+			return -errno;
+		if (r <= 0)
+			continue;
+		n = read(fd, (char *)buf + got, len - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EPIPE;
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+static int write_full(int fd, const void *buf, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = write(fd, (const char *)buf + done, len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static int wait_pid_ms(pid_t pid, int timeout_ms)
+{
+	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000u;
+	int status;
+
+	for (;;) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			return status;
+		if (r < 0 && errno != EINTR)
+			return -1;
+		if (now_ns() >= deadline) {
+			kill(pid, SIGKILL);
+			deadline = UINT64_MAX; /* now just reap it */
+		}
+		usleep(5000);
+	}
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Sorts v in place. q in [0, 1]: 0.5 median, 0.99 p99 (nearest rank). */
+static uint64_t quantile(uint64_t *v, size_t n, double q)
+{
+	size_t rank;
+
+	if (n == 0)
+		return 0;
+	qsort(v, n, sizeof(*v), cmp_u64);
+	rank = (size_t)(q * (double)n + 0.999999);
+	if (rank < 1)
+		rank = 1;
+	if (rank > n)
+		rank = n;
+	return v[rank - 1];
+}
+
+/* A whole-run watchdog: a hang anywhere ends as a failure, and takes our children along. */
+static void on_alarm(int sig)
+{
+	static const char msg[] = "bench: out of time, giving up\n";
+
+	(void)sig;
+	if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) {
+		/* nothing more to do in a signal handler */
+	}
+	if (importer_pid > 0)
+		kill(importer_pid, SIGKILL);
+	if (reader_pid > 0)
+		kill(reader_pid, SIGKILL);
+	if (daemon_pid > 0)
+		kill(daemon_pid, SIGTERM);
+	_exit(1);
+}
+
+/* ---- the daemon, in a private temp folder ----------------------------------------------- */
+
+struct bench_dir {
+	char dir[64];
+	char config[96], socket[96], vm1[96], vm2[96], log[96], notify[96];
+};
+
+static const char config_text[] = "[daemon]\n"
+				  "backend = kvm\n"
+				  "socket = host.sock\n"
+				  "log = warn\n"
+				  "\n"
+				  "[vm vm1]\n"
+				  "id = 1\n"
+				  "channel = vm1.sock\n"
+				  "\n"
+				  "[vm vm2]\n"
+				  "id = 2\n"
+				  "channel = vm2.sock\n"
+				  "\n"
+				  "[group host-vm1]\n"
+				  "members = host, vm1\n"
+				  "size = 256M\n"
+				  "ivshmem = group-host-vm1.sock\n"
+				  "\n"
+				  "[group vm1-vm2]\n"
+				  "members = vm1, vm2\n"
+				  "size = 256M\n"
+				  "ivshmem = group-vm1-vm2.sock\n";
+
+static int write_config(struct bench_dir *bd)
+{
+	int fd;
+
+	snprintf(bd->dir, sizeof(bd->dir), "/tmp/hyperbuf-bench-XXXXXX");
+	if (!mkdtemp(bd->dir))
+		return -errno;
+	snprintf(bd->config, sizeof(bd->config), "%s/hyperbufd.conf", bd->dir);
+	snprintf(bd->socket, sizeof(bd->socket), "%s/host.sock", bd->dir);
+	snprintf(bd->vm1, sizeof(bd->vm1), "vm:%s/vm1.sock", bd->dir);
+	snprintf(bd->vm2, sizeof(bd->vm2), "vm:%s/vm2.sock", bd->dir);
+	snprintf(bd->log, sizeof(bd->log), "%s/hyperbufd.log", bd->dir);
+	snprintf(bd->notify, sizeof(bd->notify), "%s/notify.sock", bd->dir);
+	fd = open(bd->config, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (write_full(fd, config_text, sizeof(config_text) - 1) < 0) {
+		close(fd);
+		return -EIO;
+	}
+	close(fd);
+	return 0;
+}
+
+static void remove_dir(const struct bench_dir *bd)
+{
+	static const char *const names[] = {
+		"hyperbufd.conf", "host.sock", "vm1.sock", "vm2.sock", "hyperbufd.log",
+		"notify.sock", "group-host-vm1.sock", "group-vm1-vm2.sock",
+	};
+	char path[192];
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", bd->dir, names[i]);
+		unlink(path);
+	}
+	if (rmdir(bd->dir) < 0)
+		fprintf(stderr, "%s: left %s behind: %s\n", argv0, bd->dir, strerror(errno));
+}
+
+static void show_log(const struct bench_dir *bd)
+{
+	char buf[4096];
+	ssize_t n;
+	int fd = open(bd->log, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	fprintf(stderr, "---- %s ----\n", bd->log);
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		fwrite(buf, 1, (size_t)n, stderr);
+	close(fd);
+}
+
+/* Starts the daemon and waits for READY=1 (NOTIFY_SOCKET), 10 s at most. The notify socket
+ * stays open for the daemon's life (it says STOPPING=1 there too). */
+static pid_t start_daemon(const char *daemon, const struct bench_dir *bd, int *notify_fd)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	uint64_t deadline = now_ns() + 10000000000u;
+	int sock, logfd, status;
+	pid_t pid;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", bd->notify);
+	sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (sock < 0 || bind(sock, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		goto err_sock;
+	logfd = open(bd->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (logfd < 0)
+		goto err_sock;
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		close(logfd);
+		goto err_sock;
+	}
+	if (pid == 0) {
+		setenv("NOTIFY_SOCKET", bd->notify, 1);
+		dup2(logfd, STDOUT_FILENO);
+		dup2(logfd, STDERR_FILENO);
+		execl(daemon, daemon, "-c", bd->config, (char *)NULL);
+		fprintf(stderr, "exec %s: %s\n", daemon, strerror(errno));
+		_exit(127);
+	}
+	close(logfd);
+	while (now_ns() < deadline) {
+		struct pollfd pfd = {.fd = sock, .events = POLLIN};
+		char msg[512];
+		ssize_t n;
+
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			fprintf(stderr, "%s: %s exited before READY=1 (status 0x%x)\n", argv0,
+				daemon, status);
+			close(sock);
+			return -1;
+		}
+		if (poll(&pfd, 1, 50) <= 0)
+			continue;
+		n = recv(sock, msg, sizeof(msg) - 1, 0);
+		if (n <= 0)
+			continue;
+		msg[n] = '\0';
+		for (char *line = strtok(msg, "\n"); line; line = strtok(NULL, "\n")) {
+			if (strcmp(line, "READY=1") == 0) {
+				*notify_fd = sock;
+				return pid;
+			}
+		}
+	}
+	fprintf(stderr, "%s: %s not ready after 10 s\n", argv0, daemon);
+	kill(pid, SIGTERM);
+	wait_pid_ms(pid, 3000);
+	close(sock);
+	return -1;
+
+err_sock:
+	fprintf(stderr, "%s: starting the daemon: %s\n", argv0, strerror(errno));
+	if (sock >= 0)
+		close(sock);
+	return -1;
+}
+
+/* ---- the importer: vm2, in its own process ---------------------------------------------- */
+
+enum { CMD_BLOB = 1, CMD_FRAME, CMD_QUIT };
+
+/* What rides in each export's metadata; both ends are this binary on this machine. */
+struct bench_meta {
+	uint32_t magic;
+	uint32_t cmd;
+	uint64_t seed; /* CMD_BLOB: hb_pattern_fill seed; CMD_FRAME: frame number */
+	uint64_t size;
+	uint32_t check; /* CMD_FRAME: verify every pixel too */
+	uint32_t pad;
+	uint64_t t0; /* CLOCK_MONOTONIC just before hb_export */
+};
+
+#define META_MAGIC 0x48424e43u
+
+/* One per import, importer -> exporter, through a pipe. */
+struct record {
+	uint64_t t0, t_imported, t_done;
+	int32_t error; /* 0, or errno of a failed import, or -1 for wrong bytes */
+	uint32_t pad;
+};
+
+static int importer_main(const char *address, int fd)
+{
+	struct hb_client *c;
+	struct hb_event ev;
+	uint64_t idle_since;
+	char ready = 'R';
+
+	alarm(900);
+	c = hb_connect(address);
+	if (!c) {
+		fprintf(stderr, "%s: importer: hb_connect(%s): %s\n", argv0, address,
+			strerror(errno));
+		return 1;
+	}
+	write_full(fd, &ready, 1);
+	idle_since = now_ns();
+	for (;;) {
+		while (hb_next_event(c, &ev) == 0) {
+			struct record rec = {0};
+			struct bench_meta m;
+			struct hb_import *im;
+
+			idle_since = now_ns();
+			if (ev.type != HB_EVENT_EXPORTED)
+				continue;
+			if (ev.meta_len != sizeof(m)) {
+				fprintf(stderr, "%s: importer: metadata of %u bytes\n", argv0,
+					ev.meta_len);
+				continue;
+			}
+			memcpy(&m, ev.meta, sizeof(m));
+			if (m.magic != META_MAGIC)
+				continue;
+			if (m.cmd == CMD_QUIT) {
+				hb_disconnect(c);
+				return 0;
+			}
+			rec.t0 = m.t0;
+			im = hb_import(c, &ev.id, 0);
+			rec.t_imported = now_ns();
+			if (!im) {
+				rec.error = errno;
+			} else if (m.cmd == CMD_BLOB) {
+				if (hb_pattern_check(hb_import_data(im), m.size, m.seed) != m.size)
+					rec.error = -1;
+			} else if (m.check) {
+				if (hb_pattern_frame_check(hb_import_data(im), FRAME_W, FRAME_H,
+							   FRAME_STRIDE, m.seed) != -1)
+					rec.error = -1;
+			}
+			rec.t_done = now_ns();
+			if (im)
+				hb_import_release(im);
+			if (write_full(fd, &rec, sizeof(rec)) < 0)
+				goto err;
+		}
+		if (now_ns() - idle_since > (uint64_t)STEP_MS * 1000000u) {
+			fprintf(stderr, "%s: importer: nothing for %d s\n", argv0, STEP_MS / 1000);
+			goto err;
+		}
+		if (hb_dispatch(c, 500) < 0 && errno != EINTR) {
+			fprintf(stderr, "%s: importer: hb_dispatch: %s\n", argv0, strerror(errno));
+			goto err;
+		}
+	}
+err:
+	hb_disconnect(c);
+	return 1;
+}
+
+/* ---- the socket reader: the baseline of (b), in its own process ------------------------- */
+
+struct sock_run {
+	uint32_t frames; /* 0: quit */
+	uint32_t check;
+};
+
+struct sock_hdr {
+	uint64_t t0;
+	uint64_t frame;
+};
+
+/* Per run: receives frames (header + all bytes), then sends back each frame's latency and the
+ * time the last one was complete. */
+static int reader_main(int sock)
+{
+	unsigned char *buf = malloc(FRAME_BYTES);
+	uint64_t *lat = malloc(sizeof(uint64_t) * MAX_FRAMES);
+	struct sock_run run;
+	int ret = 1;
+
+	alarm(900);
+	if (!buf || !lat)
+		goto out;
+	/* Touched once up front, so page faults are not billed to the first frames. */
+	memset(buf, 0, FRAME_BYTES);
+	while (read_full(sock, &run, sizeof(run), 600000) == 0) {
+		uint64_t t_last = 0;
+
+		if (run.frames == 0 || run.frames > MAX_FRAMES) {
+			ret = 0;
+			break;
+		}
+		for (uint32_t i = 0; i < run.frames; i++) {
+			struct sock_hdr h;
+
+			if (read_full(sock, &h, sizeof(h), STEP_MS) < 0 ||
+			    read_full(sock, buf, FRAME_BYTES, STEP_MS) < 0)
+				goto out;
+			if (run.check && hb_pattern_frame_check(buf, FRAME_W, FRAME_H, FRAME_STRIDE,
+								h.frame) != -1) {
+				fprintf(stderr, "%s: socket reader: frame %" PRIu64 " is wrong\n",
+					argv0, h.frame);
+				goto out;
+			}
+			t_last = now_ns();
+			lat[i] = t_last - h.t0;
+		}
+		if (write_full(sock, &t_last, sizeof(t_last)) < 0 ||
+		    write_full(sock, lat, sizeof(uint64_t) * run.frames) < 0)
+			goto out;
+	}
+out:
+	free(lat);
+	free(buf);
+	return ret;
+}
+
+/* ---- the exporter (this process, vm1) --------------------------------------------------- */
+
+struct bench {
+	struct hb_client *c;
+	int rec_fd;   /* records from the importer */
+	int sock;     /* the socketpair end to the reader */
+	struct hb_event ev;
+};
+
+/* Exports b with m (t0 stamped here), then waits for the importer's record and for RELEASED,
+ * so the next round starts from a quiet system. */
+static int share_once(struct bench *bn, struct hb_buffer *b, struct bench_meta *m,
+		      struct record *rec)
+{
+	uint64_t deadline;
+	struct hb_id id;
+	bool released = false;
+	int ret;
+
+	m->magic = META_MAGIC;
+	m->t0 = now_ns();
+	if (hb_export(b, m, sizeof(*m), 0, &id) < 0) {
+		fprintf(stderr, "%s: hb_export: %s\n", argv0, strerror(errno));
+		return -1;
+	}
+	ret = read_full(bn->rec_fd, rec, sizeof(*rec), STEP_MS);
+	if (ret < 0) {
+		fprintf(stderr, "%s: no word from the importer: %s\n", argv0, strerror(-ret));
+		return -1;
+	}
+	deadline = now_ns() + (uint64_t)STEP_MS * 1000000u;
+	while (!released) {
+		while (hb_next_event(bn->c, &bn->ev) == 0)
+			if (bn->ev.type == HB_EVENT_RELEASED && hb_id_equal(&bn->ev.id, &id))
+				released = true;
+		if (released)
+			break;
+		if (now_ns() >= deadline) {
+			fprintf(stderr, "%s: no RELEASED within %d s\n", argv0, STEP_MS / 1000);
+			return -1;
+		}
+		if (hb_dispatch(bn->c, 100) < 0 && errno != EINTR) {
+			fprintf(stderr, "%s: hb_dispatch: %s\n", argv0, strerror(errno));
+			return -1;
+		}
+	}
+	if (rec->error) {
+		fprintf(stderr, "%s: importer: %s\n", argv0,
+			rec->error < 0 ? "wrong bytes" : strerror(rec->error));
+		return -1;
+	}
+	return 0;
+}
+
+struct blob_result {
+	size_t size;
+	unsigned iters;
+	uint64_t hb_total, hb_import, hb_verify; /* medians, ns */
+	uint64_t base_total, base_map, base_verify;
+};
+
+/* (a) for one size: hyperbuf and the memfd baseline, alternating, so that whatever else the
+ * machine does hits both alike. */
+static int bench_blob(struct bench *bn, size_t size, unsigned iters, struct blob_result *res)
+{
+	uint64_t *hb_t = calloc(iters, 8), *hb_i = calloc(iters, 8), *hb_v = calloc(iters, 8);
+	uint64_t *bs_t = calloc(iters, 8), *bs_m = calloc(iters, 8), *bs_v = calloc(iters, 8);
+	struct hb_buffer *b = NULL;
+	unsigned char *wmap = MAP_FAILED;
+	int fd = -1, ret = -1;
+
+	res->size = size;
+	res->iters = iters;
+	if (!hb_t || !hb_i || !hb_v || !bs_t || !bs_m || !bs_v)
+		goto out;
+	b = hb_buffer_alloc(bn->c, 2, size, 0);
+	if (!b) {
+		fprintf(stderr, "%s: hb_buffer_alloc(%zu): %s\n", argv0, size, strerror(errno));
+		goto out;
+	}
+	fd = memfd_create("bench-baseline", MFD_CLOEXEC);
+	if (fd < 0 || ftruncate(fd, (off_t)size) < 0)
+		goto out;
+	wmap = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (wmap == MAP_FAILED)
+		goto out;
+	for (unsigned it = 0; it < iters; it++) {
+		struct bench_meta m = {.cmd = CMD_BLOB, .seed = it + 1, .size = size};
+		struct record rec;
+		uint64_t t0, t1, t2;
+		unsigned char *map;
+
+		/* Writing the content is the producer's business either way: not timed. */
+		hb_pattern_fill(hb_buffer_data(b), size, m.seed);
+		if (share_once(bn, b, &m, &rec) < 0)
+			goto out;
+		hb_t[it] = rec.t_done - rec.t0;
+		hb_i[it] = rec.t_imported - rec.t0;
+		hb_v[it] = rec.t_done - rec.t_imported;
+
+		hb_pattern_fill(wmap, size, m.seed);
+		t0 = now_ns();
+		map = mmap(NULL, size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+		if (map == MAP_FAILED)
+			goto out;
+		t1 = now_ns();
+		if (hb_pattern_check(map, size, m.seed) != size) {
+			fprintf(stderr, "%s: baseline: wrong bytes\n", argv0);
+			munmap(map, size);
+			goto out;
+		}
+		t2 = now_ns();
+		munmap(map, size);
+		bs_t[it] = t2 - t0;
+		bs_m[it] = t1 - t0;
+		bs_v[it] = t2 - t1;
+	}
+	res->hb_total = quantile(hb_t, iters, 0.5);
+	res->hb_import = quantile(hb_i, iters, 0.5);
+	res->hb_verify = quantile(hb_v, iters, 0.5);
+	res->base_total = quantile(bs_t, iters, 0.5);
+	res->base_map = quantile(bs_m, iters, 0.5);
+	res->base_verify = quantile(bs_v, iters, 0.5);
+	ret = 0;
+out:
+	if (wmap != MAP_FAILED)
+		munmap(wmap, size);
+	if (fd >= 0)
+		close(fd);
+	if (b)
+		hb_buffer_free(b);
+	free(hb_t);
+	free(hb_i);
+	free(hb_v);
+	free(bs_t);
+	free(bs_m);
+	free(bs_v);
+	return ret;
+}
+
+struct frame_result {
+	double fps;
+	uint64_t p50, p99; /* ns */
+};
+
+/* (b) hyperbuf: one buffer, re-exported per frame; the producer waits for RELEASED before the
+ * next re-export (no fences yet), so this is the lock-step worst case. */
+static int bench_frames_hb(struct bench *bn, struct hb_buffer *b, unsigned frames, bool check,
+			   struct frame_result *res)
+{
+	uint64_t *lat = calloc(frames, 8), t_start = 0, t_last = 0;
+	int ret = -1;
+
+	if (!lat)
+		return -1;
+	for (unsigned i = 0; i < frames; i++) {
+		/* The content stays frame 0: the cost measured is the share, not the drawing. */
+		struct bench_meta m = {.cmd = CMD_FRAME, .seed = 0, .size = FRAME_BYTES,
+				       .check = check};
+		struct record rec;
+
+		if (share_once(bn, b, &m, &rec) < 0)
+			goto out;
+		if (i == 0)
+			t_start = rec.t0;
+		t_last = rec.t_done;
+		lat[i] = rec.t_done - rec.t0;
+	}
+	res->fps = frames * 1e9 / (double)(t_last - t_start ? t_last - t_start : 1);
+	res->p50 = quantile(lat, frames, 0.5);
+	res->p99 = quantile(lat, frames, 0.99);
+	ret = 0;
+out:
+	free(lat);
+	return ret;
+}
+
+/* (b) baseline: the writer streams header + frame through the socketpair; the reader reads
+ * every byte (and verifies, if asked). */
+static int bench_frames_sock(struct bench *bn, const void *frame, unsigned frames, bool check,
+			     struct frame_result *res)
+{
+	struct sock_run run = {.frames = frames, .check = check};
+	uint64_t *lat = calloc(frames, 8), t_start, t_last;
+	int ret = -1;
+
+	if (!lat)
+		return -1;
+	if (write_full(bn->sock, &run, sizeof(run)) < 0)
+		goto out;
+	t_start = now_ns();
+	for (unsigned i = 0; i < frames; i++) {
+		struct sock_hdr h = {.t0 = now_ns(), .frame = 0};
+
+		if (write_full(bn->sock, &h, sizeof(h)) < 0 ||
+		    write_full(bn->sock, frame, FRAME_BYTES) < 0)
+			goto out;
+	}
+	if (read_full(bn->sock, &t_last, sizeof(t_last), STEP_MS) < 0 ||
+	    read_full(bn->sock, lat, 8 * (size_t)frames, STEP_MS) < 0) {
+		fprintf(stderr, "%s: socket reader gave no result\n", argv0);
+		goto out;
+	}
+	res->fps = frames * 1e9 / (double)(t_last - t_start ? t_last - t_start : 1);
+	res->p50 = quantile(lat, frames, 0.5);
+	res->p99 = quantile(lat, frames, 0.99);
+	ret = 0;
+out:
+	free(lat);
+	return ret;
+}
+
+static const char *size_name(size_t size, char *buf, size_t len)
+{
+	if (size >= (1u << 20))
+		snprintf(buf, len, "%zu MiB", size >> 20);
+	else
+		snprintf(buf, len, "%zu KiB", size >> 10);
+	return buf;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: %s --daemon PATH [--quick] [--frames N]\n"
+		"  --daemon PATH  the hyperbufd to start (on a config of our own in /tmp)\n"
+		"  --quick        a quarter of the iterations\n"
+		"  --frames N     frames per run in (b) (default 300)\n",
+		argv0);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"daemon", required_argument, NULL, 'd'},
+		{"quick", no_argument, NULL, 'q'},
+		{"frames", required_argument, NULL, 'n'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	static const size_t sizes[] = {4096, 1u << 20, 8u << 20, 64u << 20};
+	static const unsigned iters_full[] = {200, 50, 20, 9};
+	struct blob_result blobs[4];
+	struct frame_result fr_hb[2], fr_sock[2];
+	struct bench bn = {.rec_fd = -1, .sock = -1};
+	struct bench_dir bd;
+	struct hb_buffer *fb = NULL;
+	const char *daemon = NULL;
+	unsigned frames = 300, div = 1;
+	int opt, ret, notify_fd = -1, rec[2], sp[2], status, rc = 1;
+	bool ok = false;
+	char ready, b1[32];
+
+	argv0 = argv[0];
+	while ((opt = getopt_long(argc, argv, "d:qn:h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'd':
+			daemon = optarg;
+			break;
+		case 'q':
+			div = 4;
+			break;
+		case 'n':
+			frames = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!daemon || optind != argc || frames < 2 || frames > MAX_FRAMES) {
+		usage(stderr);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGALRM, on_alarm);
+	alarm(900);
+
+	ret = write_config(&bd);
+	if (ret < 0) {
+		fprintf(stderr, "%s: temp config: %s\n", argv0, strerror(-ret));
+		return 1;
+	}
+	daemon_pid = start_daemon(daemon, &bd, &notify_fd);
+	if (daemon_pid < 0) {
+		show_log(&bd);
+		remove_dir(&bd);
+		return 1;
+	}
+
+	/* Both helpers are forked before this process connects, so neither inherits a client. */
+	if (pipe2(rec, O_CLOEXEC) < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
+		goto out_daemon;
+	fflush(NULL);
+	importer_pid = fork();
+	if (importer_pid == 0) {
+		close(rec[0]);
+		close(sp[0]);
+		close(sp[1]);
+		exit(importer_main(bd.vm2, rec[1])); /* exit: LSan checks there */
+	}
+	close(rec[1]);
+	bn.rec_fd = rec[0];
+	reader_pid = fork();
+	if (reader_pid == 0) {
+		close(rec[0]);
+		close(sp[0]);
+		exit(reader_main(sp[1]));
+	}
+	close(sp[1]);
+	bn.sock = sp[0];
+	if (importer_pid < 0 || reader_pid < 0 || read_full(bn.rec_fd, &ready, 1, 10000) < 0) {
+		fprintf(stderr, "%s: the importer did not start\n", argv0);
+		goto out_children;
+	}
+	bn.c = hb_connect(bd.vm1);
+	if (!bn.c) {
+		fprintf(stderr, "%s: hb_connect(%s): %s\n", argv0, bd.vm1, strerror(errno));
+		goto out_children;
+	}
+
+	printf("hyperbuf bench: vm1 -> vm2 (emulated VMs, separate processes), daemon %s\n",
+	       daemon);
+	printf("\n(a) share and verify every byte, median of N runs\n");
+	printf("    hyperbuf: export -> event -> import (read-only) -> hb_pattern_check, "
+	       "timed in the importer from just before hb_export\n");
+	printf("    baseline: mmap(MAP_SHARED|MAP_POPULATE) of a memfd -> hb_pattern_check, "
+	       "one process\n");
+	printf("    %-8s %4s | %10s %10s %10s %8s | %10s %10s %8s | %s\n", "size", "N",
+	       "hyperbuf", "(import)", "(verify)", "GB/s", "baseline", "(mmap)", "GB/s",
+	       "ratio vs baseline");
+	for (int i = 0; i < 4; i++) {
+		struct blob_result *r = &blobs[i];
+		unsigned n = iters_full[i] / div < 3 ? 3 : iters_full[i] / div;
+
+		if (bench_blob(&bn, sizes[i], n, r) < 0)
+			goto out_client;
+		printf("    %-8s %4u | %8.3fms %8.3fms %8.3fms %8.2f | %8.3fms %8.3fms %8.2f | "
+		       "%.2fx the time\n",
+		       size_name(r->size, b1, sizeof(b1)), r->iters, r->hb_total / 1e6,
+		       r->hb_import / 1e6, r->hb_verify / 1e6, r->size / (double)r->hb_total,
+		       r->base_total / 1e6, r->base_map / 1e6, r->size / (double)r->base_total,
+		       (double)r->hb_total / (double)(r->base_total ? r->base_total : 1));
+		fflush(stdout);
+	}
+
+	fb = hb_buffer_alloc(bn.c, 2, FRAME_BYTES, 0);
+	if (!fb) {
+		fprintf(stderr, "%s: hb_buffer_alloc(frame): %s\n", argv0, strerror(errno));
+		goto out_client;
+	}
+	hb_pattern_frame(hb_buffer_data(fb), FRAME_W, FRAME_H, FRAME_STRIDE, 0);
+	printf("\n(b) %u frames of %ux%u XRGB8888 (%zu bytes), latency from just before the send "
+	       "to the frame being usable by the consumer\n",
+	       frames, FRAME_W, FRAME_H, FRAME_BYTES);
+	printf("    hyperbuf: one buffer, re-export -> event -> import -> release -> RELEASED, "
+	       "lock-step (no fences yet)\n");
+	printf("    baseline: write(header + frame) on a UNIX socketpair, the reader read()s "
+	       "every byte, streaming\n");
+	printf("    %-22s | %9s %9s %9s | %9s %9s %9s | %s\n", "consumer", "fps", "p50 ms",
+	       "p99 ms", "fps", "p50 ms", "p99 ms", "ratio vs baseline (fps, p50 latency)");
+	for (int v = 0; v < 2; v++) {
+		if (bench_frames_hb(&bn, fb, frames, v == 1, &fr_hb[v]) < 0 ||
+		    bench_frames_sock(&bn, hb_buffer_data(fb), frames, v == 1, &fr_sock[v]) < 0)
+			goto out_client;
+		printf("    %-22s | %9.1f %9.3f %9.3f | %9.1f %9.3f %9.3f | %.2fx fps, %.2fx "
+		       "latency\n",
+		       v ? "reads every pixel" : "only maps/receives it", fr_hb[v].fps,
+		       fr_hb[v].p50 / 1e6, fr_hb[v].p99 / 1e6, fr_sock[v].fps,
+		       fr_sock[v].p50 / 1e6, fr_sock[v].p99 / 1e6, fr_hb[v].fps / fr_sock[v].fps,
+		       (double)fr_hb[v].p50 / (double)(fr_sock[v].p50 ? fr_sock[v].p50 : 1));
+		fflush(stdout);
+	}
+	printf("\n    (hyperbuf columns first, then the baseline; ratio = hyperbuf / baseline: "
+	       "below 1 is faster for times, above 1 is faster for fps)\n");
+	ok = true;
+
+out_client:
+	if (bn.c) {
+		/* Tell the importer we are done, through the same path it listens on. */
+		struct bench_meta quit = {.magic = META_MAGIC, .cmd = CMD_QUIT};
+		struct hb_buffer *qb = fb ? fb : hb_buffer_alloc(bn.c, 2, 4096, 0);
+		struct hb_id id;
+
+		if (qb)
+			hb_export(qb, &quit, sizeof(quit), 0, &id);
+		if (qb && qb != fb)
+			hb_buffer_free(qb);
+		if (fb)
+			hb_buffer_free(fb);
+		hb_disconnect(bn.c);
+	}
+out_children:
+	if (bn.sock >= 0) {
+		struct sock_run run = {0};
+
+		write_full(bn.sock, &run, sizeof(run));
+		close(bn.sock);
+	}
+	if (importer_pid > 0 && (status = wait_pid_ms(importer_pid, 10000)) != 0) {
+		fprintf(stderr, "%s: importer ended with status 0x%x\n", argv0, status);
+		ok = false;
+	}
+	if (reader_pid > 0 && (status = wait_pid_ms(reader_pid, 10000)) != 0) {
+		fprintf(stderr, "%s: socket reader ended with status 0x%x\n", argv0, status);
+		ok = false;
+	}
+	importer_pid = reader_pid = -1;
+	if (bn.rec_fd >= 0)
+		close(bn.rec_fd);
+out_daemon:
+	kill(daemon_pid, SIGTERM);
+	status = wait_pid_ms(daemon_pid, 10000);
+	daemon_pid = -1;
+	close(notify_fd);
+	if (status != 0) {
+		fprintf(stderr, "%s: hyperbufd ended with status 0x%x\n", argv0, status);
+		ok = false;
+	}
+	if (!ok)
+		show_log(&bd);
+	remove_dir(&bd);
+	rc = ok ? 0 : 1;
+	return rc;
+}

@@ -1,0 +1,245 @@
+/*
+ * hyperbufctl (DAEMON.md "hyperbufctl"): every command in text and --json, the statistics
+ * moving as they should (bytes_copied never), and a clean failure without a daemon.
+ */
+#include "tests/it_common.h"
+
+#define OUT_LEN (256 * 1024)
+
+static const char *const stat_keys[] = {
+    "sessions",          "buffers",
+    "exports",           "imports",
+    "pages_used",        "messages_in",
+    "messages_out",      "events_sent",
+    "events_dropped",    "errors_protocol",
+    "errors_request",    "bytes_mapped",
+    "bytes_copied",      "pages_punched",
+    "pool.a.pages_used", "pool.a.pages_total",
+    "pool.b.pages_used", "pool.b.pages_total",
+    "pool.c.pages_used", "pool.c.pages_total",
+};
+
+struct share {
+	struct hb_client *v1, *v2;
+	struct hb_buffer *b;
+	struct hb_import *im;
+	struct hb_id id;
+	char hid[33];
+};
+
+static void share_open(struct share *s, const struct hbt_daemon *d)
+{
+	s->v1 = IT_CONNECT(hbt_addr_vm(d, 1));
+	s->v2 = IT_CONNECT(hbt_addr_vm(d, 2));
+	s->b = IT_ALLOC(s->v1, 2, 10000, 0);
+	it_fill(s->b, 1);
+	IT_EXPORT(s->b, "m", 1, &s->id);
+	s->im = IT_IMPORT(s->v2, &s->id, 0);
+	IT_CHECK_IMPORT(s->im, 10000, 1);
+	CHECK_EQ(hb_id_format(&s->id, s->hid), 0);
+}
+
+static void share_close(struct share *s)
+{
+	hb_import_release(s->im);
+	hb_buffer_free(s->b);
+	it_drain(s->v1);
+	it_drain(s->v2);
+	hb_disconnect(s->v1);
+	hb_disconnect(s->v2);
+}
+
+static void ctl_ok(const struct hbt_daemon *d, char *out, const char *args)
+{
+	int code = hbt_ctl(d, out, OUT_LEN, args);
+
+	if (code != 0)
+		hbt_fail(__FILE__, __LINE__, "hyperbufctl %s: exit %d, output:\n%s", args, code,
+			 out);
+}
+
+static void must_contain(const char *out, const char *what, const char *cmd)
+{
+	if (!strstr(out, what))
+		hbt_fail(__FILE__, __LINE__, "hyperbufctl %s: no \"%s\" in:\n%s", cmd, what, out);
+}
+
+TEST(ctl_text_commands)
+{
+	struct hbt_daemon d;
+	struct share s;
+	char *out = malloc(OUT_LEN);
+	size_t i;
+
+	CHECK(out != NULL);
+	hbt_daemon_start(&d, NULL);
+	share_open(&s, &d);
+
+	ctl_ok(&d, out, "status");
+	must_contain(out, HB_VERSION_STRING, "status");
+	must_contain(out, "kvm", "status");
+
+	ctl_ok(&d, out, "domains");
+	must_contain(out, "host", "domains");
+	must_contain(out, "vm1", "domains");
+	must_contain(out, "vm2", "domains");
+	must_contain(out, "vm3", "domains");
+
+	ctl_ok(&d, out, "exports");
+	must_contain(out, s.hid, "exports");
+	must_contain(out, "10000", "exports");
+
+	ctl_ok(&d, out, "imports");
+	must_contain(out, s.hid, "imports");
+
+	ctl_ok(&d, out, "timelines");
+
+	ctl_ok(&d, out, "stats");
+	for (i = 0; i < sizeof(stat_keys) / sizeof(stat_keys[0]); i++) {
+		if (it_kv(out, stat_keys[i]) < 0)
+			hbt_fail(__FILE__, __LINE__, "stats has no \"%s: N\" line:\n%s",
+				 stat_keys[i], out);
+	}
+	CHECK_EQ(it_kv(out, "buffers"), 1);
+	CHECK_EQ(it_kv(out, "exports"), 1);
+	CHECK_EQ(it_kv(out, "imports"), 1);
+	CHECK_EQ(it_kv(out, "pages_used"), it_buffer_pages(10000));
+	CHECK_EQ(it_kv(out, "pool.b.pages_used"), it_buffer_pages(10000));
+	CHECK_EQ(it_kv(out, "pool.a.pages_used"), 0);
+	CHECK_EQ(it_kv(out, "bytes_copied"), 0);
+	CHECK(it_kv(out, "bytes_mapped") >= 10000);
+	CHECK(it_kv(out, "messages_in") > 0);
+	CHECK(it_kv(out, "messages_out") > 0);
+	CHECK(it_kv(out, "events_sent") >= 2); /* EXPORTED, IMPORTED */
+	CHECK_EQ(it_kv(out, "errors_protocol"), 0);
+
+	/* Unexported and free: the views empty out. */
+	share_close(&s);
+	IT_CHECK_STAT(&d, "exports", 0);
+	ctl_ok(&d, out, "exports");
+	CHECK(strstr(out, s.hid) == NULL);
+	ctl_ok(&d, out, "imports");
+	CHECK(strstr(out, s.hid) == NULL);
+	free(out);
+	IT_STOP(&d);
+}
+
+TEST(ctl_json)
+{
+	static const char *const cmds[] = {"--json status",  "--json domains", "--json exports",
+					   "--json imports", "--json stats",   "--json timelines"};
+	struct hbt_daemon d;
+	struct share s;
+	char *out = malloc(OUT_LEN);
+	char quoted[40];
+	size_t i;
+
+	CHECK(out != NULL);
+	hbt_daemon_start(&d, NULL);
+	share_open(&s, &d);
+	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		ctl_ok(&d, out, cmds[i]);
+		if (!it_json_ok(out))
+			hbt_fail(__FILE__, __LINE__, "hyperbufctl %s: not one JSON object:\n%s",
+				 cmds[i], out);
+	}
+	ctl_ok(&d, out, "--json status");
+	must_contain(out, "\"version\"", "--json status");
+	must_contain(out, "\"" HB_VERSION_STRING "\"", "--json status");
+	ctl_ok(&d, out, "--json domains");
+	must_contain(out, "\"vm2\"", "--json domains");
+	snprintf(quoted, sizeof(quoted), "\"%s\"", s.hid);
+	ctl_ok(&d, out, "--json exports");
+	must_contain(out, quoted, "--json exports");
+	ctl_ok(&d, out, "--json imports");
+	must_contain(out, quoted, "--json imports");
+	ctl_ok(&d, out, "--json stats");
+	for (i = 0; i < sizeof(stat_keys) / sizeof(stat_keys[0]); i++) {
+		snprintf(quoted, sizeof(quoted), "\"%s\"", stat_keys[i]);
+		must_contain(out, quoted, "--json stats");
+	}
+	share_close(&s);
+	free(out);
+	IT_STOP(&d);
+}
+
+TEST(ctl_without_daemon)
+{
+	char out[4096];
+	char *argv[] = {(char *)hbt_prog("hyperbufctl"), "-s", "/nonexistent-hyperbuf/x.sock",
+			"stats", NULL};
+	char *argv_json[] = {(char *)hbt_prog("hyperbufctl"),
+			     "-s",
+			     "/nonexistent-hyperbuf/x.sock",
+			     "--json",
+			     "status",
+			     NULL};
+
+	CHECK_EQ(it_run(out, sizeof(out), argv), 1);
+	CHECK(strlen(out) > 0);
+	CHECK_EQ(it_run(out, sizeof(out), argv_json), 1);
+	CHECK(strlen(out) > 0);
+}
+
+TEST(ctl_bad_usage)
+{
+	struct hbt_daemon d;
+	char *out = malloc(OUT_LEN);
+	char buf[4096];
+	char *argv[] = {(char *)hbt_prog("hyperbufctl"), "-s", NULL, "no-such-command", NULL};
+
+	CHECK(out != NULL);
+	hbt_daemon_start(&d, NULL);
+	argv[2] = d.socket;
+	CHECK_EQ(it_run(buf, sizeof(buf), argv), 1);
+	CHECK(strlen(buf) > 0);
+	/* The daemon is unaffected. */
+	ctl_ok(&d, out, "status");
+	free(out);
+	IT_STOP(&d);
+}
+
+/* Counters move with traffic; bytes_copied never does. */
+TEST(ctl_stats_move)
+{
+	struct hbt_daemon d;
+	struct hb_client *v1, *v2;
+	struct hb_buffer *b;
+	struct hb_import *im;
+	struct hb_id id, bad;
+	long long in0, out0, ev0, req0;
+	uint64_t seed = 1;
+
+	hbt_daemon_start(&d, NULL);
+	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+	v2 = IT_CONNECT(hbt_addr_vm(&d, 2));
+	in0 = IT_STAT(&d, "messages_in");
+	out0 = IT_STAT(&d, "messages_out");
+	ev0 = IT_STAT(&d, "events_sent");
+	req0 = IT_STAT(&d, "errors_request");
+
+	b = IT_ALLOC(v1, 2, 4u << 20, 0);
+	it_fill(b, 2);
+	IT_EXPORT(b, NULL, 0, &id);
+	im = IT_IMPORT(v2, &id, 0);
+	IT_CHECK_IMPORT(im, 4u << 20, 2);
+	it_random_id(&bad, &seed);
+	CHECK_ERR(hb_import(v2, &bad, 0), ENOENT);
+
+	CHECK(IT_STAT(&d, "messages_in") >= in0 + 4);   /* alloc, export, import, import */
+	CHECK(IT_STAT(&d, "messages_out") >= out0 + 6); /* their replies, EXPORTED, IMPORTED */
+	CHECK(IT_STAT(&d, "events_sent") >= ev0 + 2);
+	CHECK(IT_STAT(&d, "errors_request") >= req0 + 1);
+	CHECK(IT_STAT(&d, "bytes_mapped") >= 4 << 20);
+	CHECK_EQ(IT_STAT(&d, "bytes_copied"), 0);
+	CHECK_EQ(IT_STAT(&d, "errors_protocol"), 0);
+	hb_import_release(im);
+	hb_buffer_free(b);
+	IT_CHECK_STAT(&d, "bytes_mapped", 0);
+	CHECK_EQ(IT_STAT(&d, "bytes_copied"), 0);
+	it_drain(v1);
+	it_drain(v2);
+	hb_disconnect(v1);
+	hb_disconnect(v2);
+	IT_STOP(&d);
+}
