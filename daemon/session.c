@@ -13,6 +13,7 @@
 
 #include "hyperbufd.h"
 #include "log.h"
+#include "sock.h"
 
 #define HBD_READ_CHUNK 65536u
 /* Events are serialised only while less than this is waiting in the output buffer, so the
@@ -227,37 +228,16 @@ static int flush_out(struct hbd_session *s)
 {
 	while (s->out.len) {
 		size_t len = s->out.len;
-		struct msghdr mh = {0};
-		struct iovec iov;
-		union {
-			char buf[CMSG_SPACE(sizeof(int))];
-			struct cmsghdr align;
-		} ctrl;
 		bool with_fd = s->n_out_fds && s->out_fds[0].offset == 0;
 		ssize_t n;
 
 		if (s->n_out_fds > (with_fd ? 1u : 0u))
 			len = s->out_fds[with_fd ? 1 : 0].offset;
-		iov.iov_base = s->out.data;
-		iov.iov_len = len;
-		mh.msg_iov = &iov;
-		mh.msg_iovlen = 1;
-		if (with_fd) {
-			struct cmsghdr *cm;
-			memset(&ctrl, 0, sizeof(ctrl));
-			mh.msg_control = ctrl.buf;
-			mh.msg_controllen = sizeof(ctrl.buf);
-			cm = CMSG_FIRSTHDR(&mh);
-			cm->cmsg_level = SOL_SOCKET;
-			cm->cmsg_type = SCM_RIGHTS;
-			cm->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(cm), &s->out_fds[0].fd, sizeof(int));
-		}
-		n = sendmsg(s->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		n = hbd_send_with_fd(s->fd, s->out.data, len, with_fd ? s->out_fds[0].fd : -1);
 		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
+			if (n == -EAGAIN || n == -EINTR)
 				return 0;
-			return -errno;
+			return (int)n;
 		}
 		if (with_fd) {
 			close(s->out_fds[0].fd);

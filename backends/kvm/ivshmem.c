@@ -10,6 +10,7 @@
 
 #include "daemon/hyperbufd.h"
 #include "daemon/log.h"
+#include "daemon/sock.h"
 #include "ivshmem.h"
 
 /* One message: 8 bytes little-endian, at most one fd. QEMU reads them in order, and a failed
@@ -17,31 +18,14 @@
 static int send_msg(int sock, int64_t value, int fd)
 {
 	uint8_t buf[8];
-	struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} ctrl;
 	uint64_t v = (uint64_t)value;
 	ssize_t n;
 
 	for (int i = 0; i < 8; i++)
 		buf[i] = (uint8_t)(v >> (8 * i));
-	if (fd >= 0) {
-		struct cmsghdr *cm;
-		memset(&ctrl, 0, sizeof(ctrl));
-		mh.msg_control = ctrl.buf;
-		mh.msg_controllen = sizeof(ctrl.buf);
-		cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	}
-	n = sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	n = hbd_send_with_fd(sock, buf, sizeof(buf), fd);
 	if (n < 0)
-		return -errno;
+		return (int)n;
 	return n == (ssize_t)sizeof(buf) ? 0 : -EIO;
 }
 
