@@ -32,12 +32,12 @@
 
 #include "tools/pattern.h"
 
-#define FRAME_W 1920u
-#define FRAME_H 1080u
+#define FRAME_W      1920u
+#define FRAME_H      1080u
 #define FRAME_STRIDE (FRAME_W * 4u)
-#define FRAME_BYTES ((size_t)FRAME_STRIDE * FRAME_H)
-#define STEP_MS 30000 /* one step (an event, a record) longer than this is a hang */
-#define MAX_FRAMES 100000u
+#define FRAME_BYTES  ((size_t)FRAME_STRIDE * FRAME_H)
+#define STEP_MS      30000 /* one step (an event, a record) longer than this is a hang */
+#define MAX_FRAMES   100000u
 
 static const char *argv0 = "bench";
 static pid_t daemon_pid = -1, importer_pid = -1, reader_pid = -1;
@@ -214,8 +214,14 @@ static int write_config(struct bench_dir *bd)
 static void remove_dir(const struct bench_dir *bd)
 {
 	static const char *const names[] = {
-		"hyperbufd.conf", "host.sock", "vm1.sock", "vm2.sock", "hyperbufd.log",
-		"notify.sock", "group-host-vm1.sock", "group-vm1-vm2.sock",
+	    "hyperbufd.conf",
+	    "host.sock",
+	    "vm1.sock",
+	    "vm2.sock",
+	    "hyperbufd.log",
+	    "notify.sock",
+	    "group-host-vm1.sock",
+	    "group-vm1-vm2.sock",
 	};
 	char path[192];
 
@@ -465,8 +471,8 @@ out:
 
 struct bench {
 	struct hb_client *c;
-	int rec_fd;   /* records from the importer */
-	int sock;     /* the socketpair end to the reader */
+	int rec_fd; /* records from the importer */
+	int sock;   /* the socketpair end to the reader */
 	struct hb_event ev;
 };
 
@@ -618,8 +624,8 @@ static int bench_frames_hb(struct bench *bn, struct hb_buffer *b, unsigned frame
 		return -1;
 	for (unsigned i = 0; i < frames; i++) {
 		/* The content stays frame 0: the cost measured is the share, not the drawing. */
-		struct bench_meta m = {.cmd = CMD_FRAME, .seed = 0, .size = FRAME_BYTES,
-				       .check = check};
+		struct bench_meta m = {
+		    .cmd = CMD_FRAME, .seed = 0, .size = FRAME_BYTES, .check = check};
 		struct record rec;
 
 		if (share_once(bn, b, &m, &rec) < 0)
@@ -695,11 +701,11 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"daemon", required_argument, NULL, 'd'},
-		{"quick", no_argument, NULL, 'q'},
-		{"frames", required_argument, NULL, 'n'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"daemon", required_argument, NULL, 'd'},
+	    {"quick", no_argument, NULL, 'q'},
+	    {"frames", required_argument, NULL, 'n'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	static const size_t sizes[] = {4096, 1u << 20, 8u << 20, 64u << 20};
 	static const unsigned iters_full[] = {200, 50, 20, 9};
@@ -792,9 +798,8 @@ int main(int argc, char **argv)
 	       "timed in the importer from just before hb_export\n");
 	printf("    baseline: mmap(MAP_SHARED|MAP_POPULATE) of a memfd -> hb_pattern_check, "
 	       "one process\n");
-	printf("    %-8s %4s | %10s %10s %10s %8s | %10s %10s %8s | %s\n", "size", "N",
-	       "hyperbuf", "(import)", "(verify)", "GB/s", "baseline", "(mmap)", "GB/s",
-	       "ratio vs baseline");
+	printf("    %-8s %4s | %10s %10s %10s %8s | %10s %10s %8s | %s\n", "size", "N", "hyperbuf",
+	       "(import)", "(verify)", "GB/s", "baseline", "(mmap)", "GB/s", "ratio vs baseline");
 	for (int i = 0; i < 4; i++) {
 		struct blob_result *r = &blobs[i];
 		unsigned n = iters_full[i] / div < 3 ? 3 : iters_full[i] / div;
@@ -832,8 +837,8 @@ int main(int argc, char **argv)
 		printf("    %-22s | %9.1f %9.3f %9.3f | %9.1f %9.3f %9.3f | %.2fx fps, %.2fx "
 		       "latency\n",
 		       v ? "reads every pixel" : "only maps/receives it", fr_hb[v].fps,
-		       fr_hb[v].p50 / 1e6, fr_hb[v].p99 / 1e6, fr_sock[v].fps,
-		       fr_sock[v].p50 / 1e6, fr_sock[v].p99 / 1e6, fr_hb[v].fps / fr_sock[v].fps,
+		       fr_hb[v].p50 / 1e6, fr_hb[v].p99 / 1e6, fr_sock[v].fps, fr_sock[v].p50 / 1e6,
+		       fr_sock[v].p99 / 1e6, fr_hb[v].fps / fr_sock[v].fps,
 		       (double)fr_hb[v].p50 / (double)(fr_sock[v].p50 ? fr_sock[v].p50 : 1));
 		fflush(stdout);
 	}

@@ -33,17 +33,17 @@
 #include "tools/pattern.h"
 #include "tools/png.h"
 
-#define FRAME_W 1920u
-#define FRAME_H 1080u
+#define FRAME_W      1920u
+#define FRAME_H      1080u
 #define FRAME_STRIDE (FRAME_W * 4u)
-#define FRAME_BYTES ((size_t)FRAME_STRIDE * FRAME_H) /* 8 294 400 */
-#define SLOTS 3u
-#define SURFACE "demo-0"
-#define META_SIZE 72u /* struct hb_frame_meta packed: 6 x u32, 2 x u64, char[32] */
+#define FRAME_BYTES  ((size_t)FRAME_STRIDE * FRAME_H) /* 8 294 400 */
+#define SLOTS        3u
+#define SURFACE      "demo-0"
+#define META_SIZE    72u /* struct hb_frame_meta packed: 6 x u32, 2 x u64, char[32] */
 
 #define READY_MS 10000 /* daemon start-up */
-#define STEP_MS 10000  /* longest a single step (an event, a release) may take */
-#define MAX_VMS 16
+#define STEP_MS  10000 /* longest a single step (an event, a release) may take */
+#define MAX_VMS  16
 /* Not PATH_MAX: <limits.h> is shadowed by protocol/limits.h under the build's -Iprotocol. */
 #define PATH_LEN 4096
 
@@ -297,7 +297,8 @@ static int parse_config(const char *path, struct demo_conf *dc)
 		lineno++;
 		/* Comments: ';' or '#' at the start, ';' after whitespace (inih's rules). */
 		for (char *p = line; *p; p++) {
-			if ((*p == ';' || *p == '#') && (p == line || p[-1] == ' ' || p[-1] == '\t')) {
+			if ((*p == ';' || *p == '#') &&
+			    (p == line || p[-1] == ' ' || p[-1] == '\t')) {
 				*p = '\0';
 				break;
 			}
@@ -374,25 +375,25 @@ struct consumer_result {
 	uint64_t frames_verified; /* every byte as hb_pattern_frame says */
 	uint64_t bytes_verified;
 	uint64_t failures;
-	uint64_t missed;          /* gaps in the frame numbers */
+	uint64_t missed;                    /* gaps in the frame numbers */
 	uint64_t lat_min, lat_max, lat_sum; /* ns, produced_ns -> mapped and metadata read */
 	uint64_t last_frame;
-	int32_t png_error;        /* 0, or -errno from writing the PNG; 1: no last frame */
-	char error[200];          /* the first failure, for the summary */
+	int32_t png_error; /* 0, or -errno from writing the PNG; 1: no last frame */
+	char error[200];   /* the first failure, for the summary */
 };
 
 struct producer_result {
 	uint32_t magic;
 	uint32_t domain;
-	uint64_t frames;          /* frames exported to every peer */
+	uint64_t frames; /* frames exported to every peer */
 	uint64_t exports;
 	uint64_t failures;
-	uint64_t t_start, t_end;  /* first render .. last release */
+	uint64_t t_start, t_end; /* first render .. last release */
 	char error[200];
 };
 
 static void note_error(char *slot, size_t len, uint64_t *failures, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 /* Counts a failure; keeps the first message and prints every one as it happens. */
 static void note_error(char *slot, size_t len, uint64_t *failures, const char *fmt, ...)
@@ -412,13 +413,13 @@ static void note_error(char *slot, size_t len, uint64_t *failures, const char *f
 /* ---- consumer ----------------------------------------------------------------------------- */
 
 struct consumer_args {
-	const char *name;     /* "vm2", "host" */
+	const char *name; /* "vm2", "host" */
 	char address[PATH_LEN + 8];
-	uint32_t domain;      /* what the daemon must say we are */
-	uint32_t producer;    /* the producer's domain */
+	uint32_t domain;   /* what the daemon must say we are */
+	uint32_t producer; /* the producer's domain */
 	uint64_t frames;
 	char png[PATH_LEN + 128];
-	int fd;               /* readiness byte, then struct consumer_result */
+	int fd; /* readiness byte, then struct consumer_result */
 	unsigned alarm_s;
 };
 
@@ -437,7 +438,8 @@ struct consumer {
 	bool producer_gone;
 };
 
-#define CFAIL(cs, ...) note_error((cs)->r.error, sizeof((cs)->r.error), &(cs)->r.failures, __VA_ARGS__)
+#define CFAIL(cs, ...)                                                                             \
+	note_error((cs)->r.error, sizeof((cs)->r.error), &(cs)->r.failures, __VA_ARGS__)
 
 static int hid_index(struct consumer *cs, const struct hb_id *id, bool add)
 {
@@ -727,11 +729,11 @@ static int run_producer(const struct producer_args *a)
 {
 	struct producer p = {.a = a};
 	struct hb_frame_meta m = {
-		.version = 1,
-		.width = FRAME_W,
-		.height = FRAME_H,
-		.stride = FRAME_STRIDE,
-		.format = HB_FOURCC_XRGB8888,
+	    .version = 1,
+	    .width = FRAME_W,
+	    .height = FRAME_H,
+	    .stride = FRAME_STRIDE,
+	    .format = HB_FOURCC_XRGB8888,
 	};
 	uint8_t raw[META_SIZE];
 	bool broken = false;
@@ -1107,23 +1109,24 @@ static const char *grouped(uint64_t v, char *buf, size_t len)
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: %s --daemon PATH [--config PATH] [--frames N] [--out DIR]\n"
-		"  --daemon PATH   the hyperbufd binary to start\n"
-		"  --config PATH   its config (default configs/local.conf); needs two [vm] sections\n"
-		"                  that share a group, and the first in a group with the host\n"
-		"  --frames N      frames to share (default 120)\n"
-		"  --out DIR       where the PNGs and the daemon log go (default: the folder of\n"
-		"                  the daemon's socket)\n",
-		argv0);
+	fprintf(
+	    f,
+	    "usage: %s --daemon PATH [--config PATH] [--frames N] [--out DIR]\n"
+	    "  --daemon PATH   the hyperbufd binary to start\n"
+	    "  --config PATH   its config (default configs/local.conf); needs two [vm] sections\n"
+	    "                  that share a group, and the first in a group with the host\n"
+	    "  --frames N      frames to share (default 120)\n"
+	    "  --out DIR       where the PNGs and the daemon log go (default: the folder of\n"
+	    "                  the daemon's socket)\n",
+	    argv0);
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"daemon", required_argument, NULL, 'd'}, {"config", required_argument, NULL, 'c'},
-		{"frames", required_argument, NULL, 'n'}, {"out", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+	    {"daemon", required_argument, NULL, 'd'}, {"config", required_argument, NULL, 'c'},
+	    {"frames", required_argument, NULL, 'n'}, {"out", required_argument, NULL, 'o'},
+	    {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
 	};
 	const char *daemon = NULL, *config = "configs/local.conf", *out = NULL;
 	static struct consumer_args cargs[2];
@@ -1185,8 +1188,7 @@ int main(int argc, char **argv)
 	}
 	dir_of(dc.socket, rundir, sizeof(rundir));
 	if ((ret = mkdir_p(rundir)) < 0 || (ret = mkdir_p(out ? out : rundir)) < 0) {
-		fprintf(stderr, "%s: creating %s: %s\n", argv0, out ? out : rundir,
-			strerror(-ret));
+		fprintf(stderr, "%s: creating %s: %s\n", argv0, out ? out : rundir, strerror(-ret));
 		return 1;
 	}
 	tidy_path(out ? out : rundir, outdir, sizeof(outdir));
@@ -1284,7 +1286,8 @@ int main(int argc, char **argv)
 stop_children:
 	for (int k = 0; k < 3; k++) {
 		pid_t pid = k < 2 ? cpid[k] : ppid;
-		const char *name = k < 2 ? (cargs[k].name ? cargs[k].name : "consumer") : "producer";
+		const char *name =
+		    k < 2 ? (cargs[k].name ? cargs[k].name : "consumer") : "producer";
 
 		if (pid <= 0)
 			continue;
@@ -1311,18 +1314,19 @@ stop_children:
 		       pvm->name, pres.frames, pres.exports, SLOTS, t_all / 1e9,
 		       pres.frames * 1e9 / t_all);
 		if (pres.failures || pres.frames != frames) {
-			printf("             FAILED: %s\n", pres.error[0] ? pres.error : "short run");
+			printf("             FAILED: %s\n",
+			       pres.error[0] ? pres.error : "short run");
 			ok = false;
 		}
 	} else {
 		printf("  producer   %s: no result (crashed or timed out)\n", pvm->name);
 		ok = false;
 	}
-	printf("  consumer   frames seen/verified  bytes shared (verified)  "
-	       "latency min/avg/max ms  last frame\n");
+	printf("  %-10s %7s %9s %24s   %-26s %s\n", "consumer", "seen", "verified",
+	       "bytes shared, verified", "latency ms min/avg/max", "last frame");
 	for (int k = 0; k < 2; k++) {
 		const struct consumer_result *r = &cres[k];
-		char who[80];
+		char who[80], lat[64];
 
 		snprintf(who, sizeof(who), "%s (%u)", cargs[k].name ? cargs[k].name : "?",
 			 cargs[k].domain);
@@ -1331,15 +1335,15 @@ stop_children:
 			ok = false;
 			continue;
 		}
-		printf("  %-10s %6" PRIu64 " / %-6" PRIu64 "      %15s %-8s %6.2f / %.2f / %.2f   %s\n",
-		       who, r->frames_seen, r->frames_verified,
-		       grouped(r->frames_verified * FRAME_BYTES, b1, sizeof(b1)),
-		       r->bytes_verified == r->frames_verified * FRAME_BYTES ? "" : "(!)",
-		       r->lat_min / 1e6, r->frames_seen ? r->lat_sum / 1e6 / r->frames_seen : 0.0,
-		       r->lat_max / 1e6, r->png_error == 0 ? cargs[k].png : "(no PNG)");
+		snprintf(lat, sizeof(lat), "%.2f / %.2f / %.2f", r->lat_min / 1e6,
+			 r->frames_seen ? r->lat_sum / 1e6 / r->frames_seen : 0.0,
+			 r->lat_max / 1e6);
+		printf("  %-10s %7" PRIu64 " %9" PRIu64 " %24s   %-26s %s\n", who, r->frames_seen,
+		       r->frames_verified, grouped(r->bytes_verified, b1, sizeof(b1)), lat,
+		       r->png_error == 0 ? cargs[k].png : "(no PNG)");
 		if (r->failures || r->frames_verified != frames || r->png_error) {
 			printf("             FAILED: %" PRIu64 " failures, %" PRIu64
-			       " missed; first: %s\n",
+			       " frames missed; first: %s\n",
 			       r->failures, r->missed, r->error[0] ? r->error : "short run");
 			ok = false;
 		}
@@ -1348,8 +1352,8 @@ stop_children:
 		printf("  bytes copied: unknown (could not read `hyperbufctl stats`)\n");
 		ok = false;
 	} else {
-		printf("  bytes copied: %s   (hyperbufctl stats: bytes_copied; exports_total %lld, "
-		       "imports_total %lld, events_dropped %lld)\n",
+		printf("  bytes copied: %s  (daemon counters from hyperbufctl stats: bytes_copied; "
+		       "exports_total %lld, imports_total %lld, events_dropped %lld)\n",
 		       grouped((uint64_t)st.bytes_copied, b2, sizeof(b2)), st.exports_total,
 		       st.imports_total, st.events_dropped);
 		if (st.bytes_copied != 0)

@@ -106,15 +106,15 @@ size_t hb_pattern_check(const void *src, size_t len, uint64_t seed)
  * little-endian as DRM's XR24 says.
  */
 
-#define PX(rgb) (0xff000000u | (rgb))
+#define PX(rgb)      (0xff000000u | (rgb))
 #define COUNTER_BITS 32u
-#define BOX_STEP_X 12u /* pixels per frame */
-#define BOX_STEP_Y 7u
-#define GRAD_STEP 2u /* grey levels per frame */
-#define CHUNK 1024u  /* pixels generated at a time, on the stack */
+#define BOX_STEP_X   12u /* pixels per frame */
+#define BOX_STEP_Y   7u
+#define GRAD_STEP    2u    /* grey levels per frame */
+#define CHUNK        1024u /* pixels generated at a time, on the stack */
 
 static const uint32_t bar_rgb[7] = {
-	0xc0c0c0, 0xc0c000, 0x00c0c0, 0x00c000, 0xc000c0, 0xc00000, 0x0000c0,
+    0xc0c0c0, 0xc0c000, 0x00c0c0, 0x00c000, 0xc000c0, 0xc00000, 0x0000c0,
 };
 
 struct frame_geo {
@@ -195,8 +195,7 @@ static void counter_row(const struct frame_geo *g, uint32_t *out, uint32_t x0, u
 }
 
 /* Pixels [x0, x0 + n) of row y, in host order; the caller stores them little-endian. */
-static void gen_span(const struct frame_geo *g, uint32_t y, uint32_t x0, uint32_t n,
-		     uint32_t *out)
+static void gen_span(const struct frame_geo *g, uint32_t y, uint32_t x0, uint32_t n, uint32_t *out)
 {
 	if (y < g->bars_end) {
 		for (unsigned i = 0; i < 7; i++)
