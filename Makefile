@@ -105,7 +105,7 @@ $(B)/hyperbufd: $(DAEMON_OBJ) $(PROTO_OBJ)
 	$(CC) $(LDSAN) -o $@ $^ -lev $(shell pkg-config --libs inih libprotobuf-c) $(LDFLAGS)
 $(B)/hyperbufctl: $(call obj,tools/hyperbufctl.c) $(PROTO_OBJ)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(LDFLAGS)
-$(B)/hyperbuf-demo: $(call obj,tools/demo.c tools/pattern.c tools/png.c) $(LIBA)
+$(B)/hyperbuf-demo: $(call obj,tools/demo.c tools/pattern.c tools/png.c tools/spawn.c) $(LIBA)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c libpng) $(LDFLAGS)
 
 $(B)/hyperbuf.pc: hyperbuf.pc.in Makefile
@@ -154,7 +154,7 @@ check-unit:
 run: all
 	$(B)/hyperbuf-demo --daemon $(B)/hyperbufd --config configs/local.conf
 
-$(B)/bench: $(call obj,tests/bench.c tools/pattern.c) $(LIBA)
+$(B)/bench: $(call obj,tests/bench.c tools/pattern.c tools/spawn.c) $(LIBA)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(LDFLAGS)
 
 bench: all $(B)/bench
