@@ -25,8 +25,8 @@ B         ?= build
 CC        ?= cc
 CFLAGS    ?= -O2 -g
 WARN      := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wpointer-arith -Wstrict-prototypes
-DEPS_CFLAGS := $(shell pkg-config --cflags libprotobuf-c inih libpng 2>/dev/null)
-DEPS_LIBS_LIB := $(shell pkg-config --libs libprotobuf-c 2>/dev/null)
+DEPS_CFLAGS = $(shell pkg-config --cflags libprotobuf-c inih libpng 2>/dev/null)
+DEPS_LIBS_LIB = $(shell pkg-config --libs libprotobuf-c 2>/dev/null)
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -D_GNU_SOURCE \
 	-DHB_VERSION_STRING='"$(VERSION)"' -DHB_SYSCONFDIR='"$(SYSCONFDIR)"' \
 	-Iinclude -iquote protocol -iquote $(B)/gen -iquote . $(DEPS_CFLAGS)
