@@ -44,6 +44,8 @@ struct hb_config {
 	uint64_t pages_per_domain;          /* default 1048576 */
 	uint32_t event_queue;               /* default 256, 16..HB_EVENT_QUEUE_LIMIT */
 	uint32_t meta_max;                  /* default 1024, 1024..HB_META_LIMIT */
+	uint32_t imports_per_domain;        /* default 65536, live imports a domain may hold */
+	uint32_t sessions_per_domain;       /* default 64, connections per domain incl. pre-Hello */
 
 	struct hb_config_vm vms[HB_CONFIG_MAX_VMS];
 	unsigned n_vms;
