@@ -50,12 +50,15 @@ static int add_stats(struct hbd *d, ControlReply *r)
 	const struct hbd_stats *s = &d->stats;
 	struct hbd_domain *dom;
 	uint64_t buffers = 0, orphans = 0, exports = 0, imports = 0, bytes_mapped = 0;
+	uint64_t timelines = 0, fence_waits = 0;
 	struct hbd_session *ss;
 	struct hbd_import *im;
 
 	hb_list_for_each_safe(ss, &d->sessions, struct hbd_session, link)
 	{
 		buffers += hb_list_length(&ss->buffers);
+		timelines += hb_list_length(&ss->timelines);
+		fence_waits += hb_list_length(&ss->waits);
 		hb_list_for_each_safe(im, &ss->imports, struct hbd_import, link)
 		{
 			imports++;
@@ -83,6 +86,11 @@ static int add_stats(struct hbd *d, ControlReply *r)
 	put_stat(&l, "sessions_total", s->sessions_total);
 	put_stat(&l, "exports_total", s->exports_total);
 	put_stat(&l, "imports_total", s->imports_total);
+	put_stat(&l, "timelines", timelines);
+	put_stat(&l, "fence_waits", fence_waits);
+	put_stat(&l, "timelines_total", s->timelines_total);
+	put_stat(&l, "fences_completed", s->fences_completed);
+	put_stat(&l, "fence_sessions_dropped", s->fence_sessions_dropped);
 	d->backend->stats(d, put_stat, &l);
 	r->stats = l.v;
 	r->n_stats = l.n;
@@ -190,6 +198,41 @@ static int add_exports_imports(struct hbd *d, ControlReply *r)
 	return 0;
 }
 
+static int add_timelines(struct hbd *d, ControlReply *r)
+{
+	size_t cap = 0;
+	struct hbd_session *s;
+	struct hbd_timeline *tl;
+
+	hb_list_for_each_safe(s, &d->sessions, struct hbd_session, link)
+	{
+		hb_list_for_each_safe(tl, &s->timelines, struct hbd_timeline, owner_link)
+		{
+			CtlTimeline *ct;
+
+			if (r->n_timelines == cap) {
+				size_t ncap = cap ? cap * 2 : 16;
+				CtlTimeline **v = realloc(r->timelines, ncap * sizeof(*v));
+				if (!v)
+					return -ENOMEM;
+				r->timelines = v;
+				cap = ncap;
+			}
+			ct = calloc(1, sizeof(*ct));
+			if (!ct)
+				return -ENOMEM;
+			ctl_timeline__init(ct);
+			r->timelines[r->n_timelines++] = ct;
+			ct->id = tl->id;
+			ct->owner = s->dom->id;
+			ct->owner_session = s->label;
+			ct->value = tl->value;
+			ct->pending = tl->n_heap > UINT32_MAX ? UINT32_MAX : (uint32_t)tl->n_heap;
+		}
+	}
+	return 0;
+}
+
 int hbd_control(struct hbd_session *s, uint32_t what, ControlReply **out)
 {
 	struct hbd *d = s->d;
@@ -209,7 +252,7 @@ int hbd_control(struct hbd_session *s, uint32_t what, ControlReply **out)
 	r->uptime_ms = hbd_now_ms() - d->start_ms;
 	/* Everything, whatever `what` asked: the views are small and hyperbufctl picks. */
 	if ((err = add_stats(d, r)) < 0 || (err = add_domains(d, r)) < 0 ||
-	    (err = add_exports_imports(d, r)) < 0) {
+	    (err = add_exports_imports(d, r)) < 0 || (err = add_timelines(d, r)) < 0) {
 		hbd_control_free(r);
 		return err;
 	}
@@ -233,5 +276,8 @@ void hbd_control_free(ControlReply *r)
 	for (size_t i = 0; i < r->n_imports; i++)
 		free(r->imports[i]);
 	free(r->imports);
+	for (size_t i = 0; i < r->n_timelines; i++)
+		free(r->timelines[i]);
+	free(r->timelines);
 	free(r);
 }
