@@ -274,8 +274,10 @@ void hb_timeline_destroy(struct hb_timeline *t);
 /*
  * Opens a handle on fence f in any domain the daemon allows: the owner's domain, the domains
  * that share a group with it, and the host. A fence at or below the timeline's current value is
- * born signalled (status 1, fd readable at once); opening the same fence twice gives two
- * handles on one underlying fence (one daemon wait).
+ * born complete, fd readable at once: status 1, or the error hb_timeline_fail gave its point
+ * (the daemon remembers the value ranges of a timeline's last 64 distinct fails; older failed
+ * points read 1). Opening a pending fence again gives another handle on the same underlying
+ * fence (one daemon wait).
  * Errors: EINVAL (NULL, timeline 0), ENOENT (unknown or destroyed timeline, or one this domain
  * may not see: indistinguishable), EDQUOT (fence_waits_per_domain pending waits), EMFILE/
  * ENFILE/ENOMEM (no eventfd), the client's sticky error.
