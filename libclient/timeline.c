@@ -9,6 +9,9 @@
 
 #include "libclient/private.h"
 
+/* The public bound and the one the codec enforces on CpuAccessReply are one number. */
+_Static_assert(HB_RESV_MAX == HB_RESV_LIMIT, "HB_RESV_MAX must equal HB_RESV_LIMIT");
+
 static ProtobufCBinaryData wire_hid(const struct hb_id *id)
 {
 	return (ProtobufCBinaryData){.len = sizeof(id->bytes), .data = (uint8_t *)id->bytes};

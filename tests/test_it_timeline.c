@@ -886,3 +886,74 @@ TEST(slow_client_dropped_not_waited_for)
 	hb_disconnect(v1);
 	IT_STOP(&d);
 }
+
+/*
+ * wait_any reports the lowest complete index; a chain of many merges (each closing the
+ * previous handle) completes and frees through worklists, not recursion; closing the top of a
+ * pending chain frees every node and closes the daemon's waits.
+ */
+TEST(wait_any_and_long_merge_chains)
+{
+	enum { CHAIN = 20000 };
+	struct hbt_daemon d;
+	struct hb_client *v1, *v2;
+	struct hb_timeline *t, *u;
+	struct hb_sync *v[3], *acc, *leaf, *next;
+	size_t idx = 99;
+
+	hbt_daemon_start(&d, NULL);
+	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+	v2 = IT_CONNECT(hbt_addr_vm(&d, 2));
+	t = TL_CREATE(v1);
+	u = TL_CREATE(v1);
+	v[0] = SYNC_OPEN(v2, hb_timeline_id(t), 3);
+	v[1] = SYNC_OPEN(v2, hb_timeline_id(t), 2);
+	v[2] = SYNC_OPEN(v2, hb_timeline_id(u), 1);
+	CHECK_ERR(hb_sync_wait_any(v, 3, 0, &idx), ETIME);
+	CHECK_ERR(hb_sync_wait_any(v, 3, 30, &idx), ETIME);
+	CHECK_ERR(hb_sync_wait_any(v, 0, 0, &idx), EINVAL);
+	CHECK_EQ(hb_timeline_signal(u, 1), 0);
+	CHECK_EQ(hb_sync_wait_any(v, 3, IT_WAIT_MS, &idx), 0);
+	CHECK_EQ(idx, 2);
+	CHECK_EQ(hb_timeline_signal(t, 3), 0);
+	CHECK_EQ(hb_sync_wait(v[0], IT_WAIT_MS), 0);
+	CHECK_EQ(hb_sync_wait_any(v, 3, 0, &idx), 0);
+	CHECK_EQ(idx, 0);
+	for (int i = 0; i < 3; i++)
+		hb_sync_close(v[i]);
+
+	/* A long chain that completes: one member per link, all on one timeline. */
+	acc = SYNC_OPEN(v2, hb_timeline_id(t), 4);
+	for (int i = 0; i < CHAIN; i++) {
+		leaf = SYNC_OPEN(v2, hb_timeline_id(t), 4 + (uint64_t)(i % 50));
+		next = hb_sync_merge(acc, leaf);
+		CHECK(next != NULL);
+		hb_sync_close(acc);
+		hb_sync_close(leaf);
+		acc = next;
+	}
+	CHECK_EQ(IT_STAT(&d, "fence_waits"), 50);
+	CHECK_EQ(hb_timeline_signal(t, 52), 0);
+	CHECK_ERR(hb_sync_wait(acc, 50), ETIME);
+	CHECK_EQ(hb_timeline_fail(t, 53, -ECANCELED), 0);
+	CHECK_EQ(hb_sync_wait(acc, IT_WAIT_MS), 0);
+	CHECK_EQ(hb_sync_status(acc), -ECANCELED);
+	hb_sync_close(acc);
+
+	/* A long chain closed while pending: everything goes, the daemon's waits too. */
+	acc = SYNC_OPEN(v2, hb_timeline_id(u), 100);
+	for (int i = 0; i < CHAIN; i++) {
+		leaf = SYNC_OPEN(v2, hb_timeline_id(u), 100 + (uint64_t)(i % 10));
+		next = hb_sync_merge(leaf, acc);
+		CHECK(next != NULL);
+		hb_sync_close(acc);
+		hb_sync_close(leaf);
+		acc = next;
+	}
+	CHECK_EQ(IT_STAT(&d, "fence_waits"), 10);
+	hb_sync_close(acc);
+	CHECK_EQ(IT_STAT(&d, "fence_waits"), 0);
+	hb_disconnect(v1);
+	hb_disconnect(v2);
+	IT_STOP(&d);
+}
