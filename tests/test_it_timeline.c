@@ -957,3 +957,114 @@ TEST(wait_any_and_long_merge_chains)
 	hb_disconnect(v2);
 	IT_STOP(&d);
 }
+
+/*
+ * Hostile fence requests from a raw session: random bodies with random fields, some naming
+ * real timelines, waits and hids. The session may get errors but never crashes or wedges the
+ * daemon; a hid of the wrong length is a violation that drops only that session.
+ */
+TEST(hostile_fence_requests)
+{
+	struct hbt_daemon d;
+	struct hb_client *v1, *v2;
+	struct hb_timeline *t;
+	struct hb_buffer *b;
+	struct hb_id id;
+	struct it_raw r;
+	ServerMsg *w;
+	uint64_t seed = 0x5eed, ids[3];
+	uint8_t short_hid[15] = {0};
+
+	hbt_daemon_start(&d, NULL);
+	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+	v2 = IT_CONNECT(hbt_addr_vm(&d, 2));
+	t = TL_CREATE(v1);
+	b = IT_ALLOC(v1, 2, 4096, 0);
+	IT_EXPORT(b, NULL, 0, &id);
+	ids[0] = hb_timeline_id(t);
+	ids[1] = 0;
+	ids[2] = UINT64_MAX;
+
+	it_raw_open(&r, hbt_path(&d, "vm2.sock"));
+	w = it_raw_hello(&r, HB_ROLE_CLIENT);
+	server_msg__free_unpacked(w, NULL);
+	for (int i = 0; i < 3000; i++) {
+		ClientMsg m = CLIENT_MSG__INIT;
+		TimelineCreate tc = TIMELINE_CREATE__INIT;
+		TimelineSignal ts = TIMELINE_SIGNAL__INIT;
+		TimelineDestroy td = TIMELINE_DESTROY__INIT;
+		SyncOpen so = SYNC_OPEN__INIT;
+		SyncClose sc = SYNC_CLOSE__INIT;
+		FenceAttach fa = FENCE_ATTACH__INIT;
+		CpuAccess ca = CPU_ACCESS__INIT;
+		uint64_t x = it_rand(&seed), tl = ids[x % 3], val = it_rand(&seed) % 64;
+		ProtobufCBinaryData hid = {sizeof(id.bytes), id.bytes};
+		ServerMsg *s;
+
+		if (x % 5 == 0)
+			tl = it_rand(&seed);
+		if (x % 7 == 0)
+			val = it_rand(&seed);
+		switch ((x >> 8) % 7) {
+		case 0:
+			IT_MSG(m, TIMELINE_CREATE, timeline_create, &tc);
+			break;
+		case 1:
+			ts.timeline = tl;
+			ts.value = val;
+			ts.error = (uint32_t)(it_rand(&seed) % 5000);
+			IT_MSG(m, TIMELINE_SIGNAL, timeline_signal, &ts);
+			break;
+		case 2:
+			td.timeline = tl;
+			IT_MSG(m, TIMELINE_DESTROY, timeline_destroy, &td);
+			break;
+		case 3:
+			so.timeline = tl;
+			so.value = val;
+			IT_MSG(m, SYNC_OPEN, sync_open, &so);
+			break;
+		case 4:
+			sc.wait = it_rand(&seed) % 5000;
+			IT_MSG(m, SYNC_CLOSE, sync_close, &sc);
+			break;
+		case 5:
+			fa.hid = hid;
+			fa.timeline = tl;
+			fa.value = val;
+			fa.usage = (uint32_t)(it_rand(&seed) % 6);
+			IT_MSG(m, FENCE_ATTACH, fence_attach, &fa);
+			break;
+		default:
+			ca.hid = hid;
+			ca.access = (uint32_t)(it_rand(&seed) % 6);
+			IT_MSG(m, CPU_ACCESS, cpu_access, &ca);
+			break;
+		}
+		s = IT_RAW_CALL(&r, &m);
+		if (s->error == 0 && s->body_case == SERVER_MSG__BODY_TIMELINE)
+			ids[2] = s->timeline->timeline; /* its own: signal and destroy it too */
+		server_msg__free_unpacked(s, NULL);
+	}
+	/* A 15-byte hid is a violation: that session goes, nobody else notices. */
+	{
+		ClientMsg m = CLIENT_MSG__INIT;
+		CpuAccess ca = CPU_ACCESS__INIT;
+
+		ca.hid = (ProtobufCBinaryData){sizeof(short_hid), short_hid};
+		ca.access = HB_ACCESS_READ;
+		IT_MSG(m, CPU_ACCESS, cpu_access, &ca);
+		m.id = r.next_id++;
+		CHECK_EQ(it_raw_send(&r, &m), 0);
+		CHECK(it_raw_wait_closed(&r, IT_WAIT_MS));
+	}
+	it_raw_close(&r);
+	/* Everybody else carries on. (The fuzzing attached vm1's timeline at values up to
+	 * 2^64 - 1, so only the last value frees the buffer.) */
+	CHECK_EQ(hb_timeline_signal(t, UINT64_MAX), 0);
+	CHECK_EQ(hb_begin_cpu_access(v2, &id, HB_ACCESS_READ | HB_ACCESS_WRITE, IT_WAIT_MS), 0);
+	hb_buffer_free(b);
+	hb_disconnect(v1);
+	hb_disconnect(v2);
+	IT_STOP(&d);
+}
