@@ -338,8 +338,14 @@ reply:
 	if ((msg->body_case == CLIENT_MSG__BODY_SYNC_OPEN && r == 0 && sync_reply.wait == 0) ||
 	    msg->body_case == CLIENT_MSG__BODY_CPU_ACCESS ||
 	    msg->body_case == CLIENT_MSG__BODY_TIMELINE_SIGNAL ||
-	    msg->body_case == CLIENT_MSG__BODY_TIMELINE_DESTROY)
-		hbd_session_flush_fences(s);
+	    msg->body_case == CLIENT_MSG__BODY_TIMELINE_DESTROY) {
+		/* A completion that cannot be framed must not vanish quietly: the session
+		 * ends, and its library fails every fence it still waits on. */
+		if (hbd_session_flush_fences(s) < 0) {
+			hbd_session_close(s, "cannot frame its fence completions");
+			return;
+		}
+	}
 	if (r < 0) {
 		reply.error = (uint32_t)-r;
 		reply.body_case = SERVER_MSG__BODY__NOT_SET;
