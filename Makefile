@@ -6,6 +6,8 @@
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make clean
 .SUFFIXES:
+# The dependency check below is the first rule in the file; `make` alone must still mean all.
+.DEFAULT_GOAL := all
 
 VERSION   := 0.1.0
 SOMAJOR   := 0
@@ -25,8 +27,8 @@ B         ?= build
 CC        ?= cc
 CFLAGS    ?= -O2 -g
 WARN      := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wpointer-arith -Wstrict-prototypes
-DEPS_CFLAGS := $(shell pkg-config --cflags libprotobuf-c inih libpng 2>/dev/null)
-DEPS_LIBS_LIB := $(shell pkg-config --libs libprotobuf-c 2>/dev/null)
+DEPS_CFLAGS = $(shell pkg-config --cflags libprotobuf-c inih libpng 2>/dev/null)
+DEPS_LIBS_LIB = $(shell pkg-config --libs libprotobuf-c 2>/dev/null)
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -D_GNU_SOURCE \
 	-DHB_VERSION_STRING='"$(VERSION)"' -DHB_SYSCONFDIR='"$(SYSCONFDIR)"' \
 	-Iinclude -iquote protocol -iquote $(B)/gen -iquote . $(DEPS_CFLAGS)
@@ -105,7 +107,7 @@ $(B)/hyperbufd: $(DAEMON_OBJ) $(PROTO_OBJ)
 	$(CC) $(LDSAN) -o $@ $^ -lev $(shell pkg-config --libs inih libprotobuf-c) $(LDFLAGS)
 $(B)/hyperbufctl: $(call obj,tools/hyperbufctl.c) $(PROTO_OBJ)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(LDFLAGS)
-$(B)/hyperbuf-demo: $(call obj,tools/demo.c tools/pattern.c tools/png.c) $(LIBA)
+$(B)/hyperbuf-demo: $(call obj,tools/demo.c tools/pattern.c tools/png.c tools/spawn.c) $(LIBA)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c libpng) $(LDFLAGS)
 
 $(B)/hyperbuf.pc: hyperbuf.pc.in Makefile
@@ -154,7 +156,7 @@ check-unit:
 run: all
 	$(B)/hyperbuf-demo --daemon $(B)/hyperbufd --config configs/local.conf
 
-$(B)/bench: $(call obj,tests/bench.c tools/pattern.c) $(LIBA)
+$(B)/bench: $(call obj,tests/bench.c tools/pattern.c tools/spawn.c) $(LIBA)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(LDFLAGS)
 
 bench: all $(B)/bench

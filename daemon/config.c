@@ -35,6 +35,10 @@
 
 #define DEFAULT_SOCKET             "/run/hyperbuf/hyperbufd.sock"
 #define DEFAULT_EXPORTS_PER_DOMAIN 4096u
+#define DEFAULT_IMPORTS_PER_DOMAIN 65536u
+#define MAX_IMPORTS_PER_DOMAIN 1000000u
+#define DEFAULT_SESSIONS_PER_DOMAIN 64u
+#define MAX_SESSIONS_PER_DOMAIN 1024u
 #define MAX_EXPORTS_PER_DOMAIN     1000000u
 #define DEFAULT_PAGES_PER_DOMAIN   1048576u
 #define DEFAULT_EVENT_QUEUE        256u
@@ -71,12 +75,10 @@ enum section { SEC_NONE, SEC_DAEMON, SEC_LIMITS, SEC_VM, SEC_GROUP, SEC_XEN, SEC
 
 /* Keys per section, in the order of the key_line slots. NULL-terminated. */
 static const char *const daemon_keys[] = {"backend", "socket", "log", NULL};
-static const char *const limits_keys[] = {"exports_per_domain",
-					  "pages_per_domain",
-					  "event_queue",
-					  "meta_max",
-					  "timelines_per_domain",
-					  "fence_waits_per_domain",
+static const char *const limits_keys[] = {"exports_per_domain",   "pages_per_domain",
+					  "event_queue",          "meta_max",
+					  "timelines_per_domain", "fence_waits_per_domain",
+					  "imports_per_domain",   "sessions_per_domain",
 					  NULL};
 static const char *const vm_keys[] = {"id", "channel", NULL};
 static const char *const group_keys[] = {"members", "size", "ivshmem", "vectors", NULL};
@@ -84,7 +86,8 @@ static const char *const xen_keys[] = {"domains", NULL};
 #define MAX_KEYS 8
 
 enum { K_BACKEND, K_SOCKET, K_LOG };
-enum { K_EXPORTS, K_PAGES, K_EVENT_QUEUE, K_META_MAX, K_TIMELINES, K_FENCE_WAITS };
+enum { K_EXPORTS, K_PAGES, K_EVENT_QUEUE, K_META_MAX, K_TIMELINES, K_FENCE_WAITS, K_IMPORTS,
+       K_SESSIONS };
 enum { K_ID, K_CHANNEL };
 enum { K_MEMBERS, K_SIZE, K_IVSHMEM, K_VECTORS };
 enum { K_DOMAINS };
@@ -586,6 +589,14 @@ static void limits_key(struct parse *p, int k, const char *key, const char *valu
 		if (number(p, key, value, 1, MAX_FENCE_WAITS, &v))
 			c->fence_waits_per_domain = (uint32_t)v;
 		break;
+	case K_IMPORTS:
+		if (number(p, key, value, 1, MAX_IMPORTS_PER_DOMAIN, &v))
+			c->imports_per_domain = (uint32_t)v;
+		break;
+	case K_SESSIONS:
+		if (number(p, key, value, 1, MAX_SESSIONS_PER_DOMAIN, &v))
+			c->sessions_per_domain = (uint32_t)v;
+		break;
 	}
 }
 
@@ -1009,6 +1020,8 @@ static struct hb_config *load(const char *text, size_t len, const char *name, co
 	c->meta_max = DEFAULT_META_MAX;
 	c->timelines_per_domain = DEFAULT_TIMELINES;
 	c->fence_waits_per_domain = DEFAULT_FENCE_WAITS;
+	c->imports_per_domain = DEFAULT_IMPORTS_PER_DOMAIN;
+	c->sessions_per_domain = DEFAULT_SESSIONS_PER_DOMAIN;
 
 	p->c = c;
 	p->name = name;

@@ -48,6 +48,8 @@ struct hb_config {
 	/* Pending fence waits per domain (default 65536, 1..2^24); also the most completions a
 	 * session may leave undelivered before it is dropped. */
 	uint32_t fence_waits_per_domain;
+	uint32_t imports_per_domain;        /* default 65536, live imports a domain may hold */
+	uint32_t sessions_per_domain;       /* default 64, connections per domain incl. pre-Hello */
 
 	struct hb_config_vm vms[HB_CONFIG_MAX_VMS];
 	unsigned n_vms;

@@ -5,6 +5,10 @@
 
 #include "hyperbufd.h"
 
+/* A control reply must fit one frame (HB_FRAME_MAX, 256 KiB): listings stop here and the
+ * stat ctl_list_truncated says so. An entry takes well under 100 bytes on the wire. */
+#define HBD_CTL_LIST_MAX 1500u
+
 struct stat_list {
 	CtlStat **v;
 	size_t n, cap;
@@ -91,6 +95,7 @@ static int add_stats(struct hbd *d, ControlReply *r)
 	put_stat(&l, "timelines_total", s->timelines_total);
 	put_stat(&l, "fences_completed", s->fences_completed);
 	put_stat(&l, "fence_sessions_dropped", s->fence_sessions_dropped);
+	put_stat(&l, "ctl_list_truncated", d->ctl_truncated);
 	d->backend->stats(d, put_stat, &l);
 	r->stats = l.v;
 	r->n_stats = l.n;
@@ -130,6 +135,8 @@ static int add_export(ControlReply *r, size_t *cap, struct hbd_buffer *b)
 
 	if (!b->has_hid)
 		return 0;
+	if (r->n_exports >= HBD_CTL_LIST_MAX)
+		return 1;
 	if (r->n_exports == *cap) {
 		size_t ncap = *cap ? *cap * 2 : 16;
 		CtlExport **v = realloc(r->exports, ncap * sizeof(*v));
@@ -149,15 +156,17 @@ static int add_export(ControlReply *r, size_t *cap, struct hbd_buffer *b)
 	ce->peer = b->peer;
 	ce->size = b->size;
 	ce->pages = b->data_pages;
-	ce->importers = b->importers;
+	ce->importers = b->gen_importers;
 	ce->state = (char *)hbd_export_state_name(b->state);
 	ce->group = b->group;
 	return 0;
 }
 
+/* Returns 1 if a listing was cut at HBD_CTL_LIST_MAX, 0, or -errno. */
 static int add_exports_imports(struct hbd *d, ControlReply *r)
 {
 	size_t ecap = 0, icap = 0;
+	int truncated = 0;
 	struct hbd_session *s;
 	struct hbd_buffer *b;
 	struct hbd_import *im;
@@ -166,11 +175,18 @@ static int add_exports_imports(struct hbd *d, ControlReply *r)
 	hb_list_for_each_safe(s, &d->sessions, struct hbd_session, link)
 	{
 		hb_list_for_each_safe(b, &s->buffers, struct hbd_buffer, owner_link)
+		{
 			if ((err = add_export(r, &ecap, b)) < 0)
 				return err;
+			truncated |= err;
+		}
 		hb_list_for_each_safe(im, &s->imports, struct hbd_import, link)
 		{
 			CtlImport *ci;
+			if (r->n_imports >= HBD_CTL_LIST_MAX) {
+				truncated = 1;
+				break;
+			}
 			if (r->n_imports == icap) {
 				size_t ncap = icap ? icap * 2 : 16;
 				CtlImport **v = realloc(r->imports, ncap * sizeof(*v));
@@ -193,9 +209,12 @@ static int add_exports_imports(struct hbd *d, ControlReply *r)
 		}
 	}
 	hb_list_for_each_safe(b, &d->orphans, struct hbd_buffer, owner_link)
+	{
 		if ((err = add_export(r, &ecap, b)) < 0)
 			return err;
-	return 0;
+		truncated |= err;
+	}
+	return truncated;
 }
 
 static int add_timelines(struct hbd *d, ControlReply *r)
@@ -250,14 +269,20 @@ int hbd_control(struct hbd_session *s, uint32_t what, ControlReply **out)
 	r->version = (char *)HB_VERSION_STRING;
 	r->backend = (char *)d->backend->name;
 	r->uptime_ms = hbd_now_ms() - d->start_ms;
-	/* Everything, whatever `what` asked: the views are small and hyperbufctl picks. */
-	if ((err = add_stats(d, r)) < 0 || (err = add_domains(d, r)) < 0 ||
-	    (err = add_exports_imports(d, r)) < 0 || (err = add_timelines(d, r)) < 0) {
-		hbd_control_free(r);
-		return err;
-	}
+	/* Everything, whatever `what` asked: the views are bounded and hyperbufctl picks. The
+	 * export/import listing goes last: its result says whether it was cut. */
+	if ((err = add_domains(d, r)) < 0 || (err = add_timelines(d, r)) < 0 ||
+	    (err = add_exports_imports(d, r)) < 0)
+		goto err;
+	d->ctl_truncated = err;
+	if ((err = add_stats(d, r)) < 0)
+		goto err;
 	*out = r;
 	return 0;
+
+err:
+	hbd_control_free(r);
+	return err;
 }
 
 void hbd_control_free(ControlReply *r)

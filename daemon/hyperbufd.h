@@ -18,6 +18,7 @@
 #include "frame.h"
 #include "hyperbuf.h"
 #include "hyperbuf.pb-c.h"
+#include "limits.h" /* protocol/limits.h */
 #include "list.h"
 #include "refdir.h"
 
@@ -27,6 +28,7 @@
 #define HBD_FAIL_RANGES 64 /* failed value ranges a timeline remembers for late openers */
 #define HBD_OUT_MAX (8u * 1024u * 1024u) /* replies a client may leave unread before it is dropped */
 #define HBD_MAX_SESSIONS 1024
+#define HBD_HELLO_TIMEOUT 10.0 /* seconds */
 
 struct hbd;
 struct hbd_session;
@@ -52,6 +54,7 @@ struct hbd_domain {
 	struct hb_list link;
 	uint32_t id;
 	char name[HB_NAME_MAX];
+	unsigned conns;         /* open connections, before Hello included (sessions_per_domain) */
 	unsigned sessions;      /* client sessions (not control) */
 	unsigned ivshmem_peers; /* ivshmem connections bound to this domain */
 	bool present;           /* has sessions or bound ivshmem peers */
@@ -97,7 +100,9 @@ struct hbd_buffer {
 	uint8_t *meta;
 	uint32_t meta_len;
 	ev_timer unexport_timer;
-	unsigned importers; /* live imports */
+	unsigned importers;     /* live imports, whatever hid they were made under */
+	uint32_t gen;           /* bumped with every fresh hid */
+	unsigned gen_importers; /* live imports made under the current hid */
 
 	struct hbd_resv_entry *resv; /* HB_RESV_LIMIT slots once a fence was attached */
 	unsigned n_resv;
@@ -147,6 +152,7 @@ struct hbd_import {
 	struct hb_list link; /* in session->imports */
 	uint64_t handle;
 	struct hbd_buffer *buf;
+	uint32_t gen; /* the buffer's hid generation when imported */
 	bool writable;
 };
 
@@ -171,6 +177,7 @@ struct hbd_session {
 	struct hbd *d;
 	int fd;
 	ev_io rio, wio;
+	ev_timer hello_timer; /* a connection that never says Hello is closed */
 	uint64_t serial;
 	char label[96]; /* for logs: "vm1#7" */
 	struct hbd_domain *dom;
@@ -180,12 +187,12 @@ struct hbd_session {
 	unsigned busy; /* inside its own read handler: close defers the free */
 
 	struct hb_bytes in, out;
-	struct hbd_out_fd out_fds[4];
+	/* A host session gets one pool fd per group it attaches, once: never more than this. */
+	struct hbd_out_fd out_fds[HB_MAX_GROUPS];
 	unsigned n_out_fds;
 
-	struct hb_list events;
+	struct hb_list events; /* may end with an OVERFLOW marker (type HB_EVENT_OVERFLOW) */
 	unsigned n_events;
-	bool overflow;
 
 	uint64_t attached; /* bit (group id - 1) */
 	struct hb_list buffers;
@@ -241,6 +248,7 @@ struct hbd {
 	void *backend_data;
 	uint64_t start_ms;
 	bool stopping; /* shutting down: clients keep their mappings, so nothing is punched */
+	int ctl_truncated; /* the last control reply cut a listing at HBD_CTL_LIST_MAX */
 
 	struct hbd_listener host;
 	struct hbd_listener *vm_listeners;

@@ -45,6 +45,10 @@ static int hid_assign(struct hbd_buffer *b)
 	int r;
 
 	hid_forget(b);
+	/* Imports made under the previous hid keep the pages alive but no longer count as
+	 * importers of this one. */
+	b->gen++;
+	b->gen_importers = 0;
 	do {
 		if (++d->next_serial == 0 || d->next_serial == UINT32_MAX)
 			d->next_serial = 1;
@@ -251,10 +255,13 @@ int hbd_unexport(struct hbd_session *s, const struct hb_id *hid, uint32_t delay_
 
 	if (!b || (b->exporter != s->dom->id && b->peer != s->dom->id))
 		return -ENOENT;
+	/* Pending or done: the first unexport stands, and asking again is a no-op even once
+	 * the buffer was freed (an orphan has no owner to compare with). */
+	if (b->exporter == s->dom->id && b->state != HBD_EXPORT_LIVE &&
+	    (b->owner == s || !b->owner))
+		return 0;
 	if (b->owner != s)
 		return -EPERM;
-	if (b->state != HBD_EXPORT_LIVE)
-		return 0; /* pending or done: the first unexport stands */
 	if (delay_ms == 0) {
 		unexport_now(b);
 		return 0;
@@ -284,14 +291,18 @@ int hbd_import(struct hbd_session *s, const struct hb_id *hid, uint32_t flags,
 		return -EACCES;
 	if (!(s->attached & (1ull << (b->group - 1))))
 		return -ENOENT;
+	if (s->dom->imports >= d->cfg->imports_per_domain)
+		return -EDQUOT;
 	im = calloc(1, sizeof(*im));
 	if (!im)
 		return -ENOMEM;
 	im->handle = d->next_handle++;
 	im->buf = b;
+	im->gen = b->gen;
 	im->writable = writable;
 	hb_list_insert_tail(&s->imports, &im->link);
 	b->importers++;
+	b->gen_importers++;
 	s->dom->imports++;
 	d->stats.imports_total++;
 	d->stats.bytes_shared_total += b->size;
@@ -317,12 +328,15 @@ struct hbd_import *hbd_import_find(struct hbd_session *s, uint64_t handle)
 void hbd_import_release(struct hbd_session *s, struct hbd_import *im)
 {
 	struct hbd_buffer *b = im->buf;
+	bool current = im->gen == b->gen;
 
 	hb_list_remove(&im->link);
 	free(im);
 	s->dom->imports--;
 	b->importers--;
-	if (b->importers == 0 && b->owner && b->has_hid)
+	if (current)
+		b->gen_importers--;
+	if (current && b->gen_importers == 0 && b->owner && b->has_hid)
 		hbd_session_event(b->owner, HB_EVENT_RELEASED, &b->hid, s->dom->id, b->size, NULL,
 				  0);
 	buffer_reclaim_if_unused(b);

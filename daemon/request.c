@@ -143,7 +143,7 @@ static int do_query(struct hbd_session *s, const Query *m, ServerMsg *reply, Que
 	q->peer = b->peer;
 	q->size = b->size;
 	q->pages = b->data_pages;
-	q->importers = b->importers;
+	q->importers = b->gen_importers;
 	q->flags = hbd_buffer_info_flags(b);
 	q->meta.data = b->meta;
 	q->meta.len = b->meta_len;
@@ -353,7 +353,16 @@ reply:
 		hb_debug("%s: request %u (body %d): %s", s->label, msg->id, msg->body_case,
 			 strerror(-r));
 	}
-	hbd_session_send(s, &reply, r < 0 ? -1 : fd);
+	if (hbd_session_send(s, &reply, r < 0 ? -1 : fd) < 0 && !s->closing) {
+		/* The answer could not be framed (too big, out of memory): the request still
+		 * gets exactly one reply, an error. */
+		ServerMsg err = SERVER_MSG__INIT;
+		err.id = msg->id;
+		err.error = EMSGSIZE;
+		s->d->stats.errors_request++;
+		if (hbd_session_send(s, &err, -1) < 0)
+			hbd_session_close(s, "cannot queue a reply");
+	}
 	if (fd >= 0)
 		close(fd);
 	if (welcome.groups)

@@ -106,6 +106,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct hbd_listener *l = w->data;
 	struct hbd *d = l->d;
+	struct hbd_domain *dom;
 	int fd;
 
 	for (;;) {
@@ -130,7 +131,15 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			close(fd);
 			continue;
 		}
-		if (!hbd_session_new(d, fd, hbd_domain_get(d, l->domain)))
+		dom = hbd_domain_get(d, l->domain);
+		/* Per domain, so one VM opening connections can't lock the others out. */
+		if (!dom || dom->conns >= d->cfg->sessions_per_domain) {
+			hb_warn("%s: domain %u has %u connections (sessions_per_domain); refusing",
+				l->path, l->domain, dom ? dom->conns : 0);
+			close(fd);
+			continue;
+		}
+		if (!hbd_session_new(d, fd, dom))
 			close(fd);
 	}
 }

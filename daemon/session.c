@@ -21,6 +21,7 @@
 #define HBD_EVENT_LOW_WATER 65536u
 
 static void on_read(struct ev_loop *loop, ev_io *w, int revents);
+static void on_hello_timeout(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_write(struct ev_loop *loop, ev_io *w, int revents);
 static void on_drop(struct ev_loop *loop, ev_timer *w, int revents);
 
@@ -48,6 +49,10 @@ struct hbd_session *hbd_session_new(struct hbd *d, int fd, struct hbd_domain *do
 	hb_list_init(&s->timelines);
 	hb_list_init(&s->waits);
 	hb_list_init(&s->done);
+	ev_timer_init(&s->hello_timer, on_hello_timeout, HBD_HELLO_TIMEOUT, 0.);
+	s->hello_timer.data = s;
+	ev_timer_start(d->loop, &s->hello_timer);
+	dom->conns++;
 	ev_io_init(&s->rio, on_read, fd, EV_READ);
 	ev_io_init(&s->wio, on_write, fd, EV_WRITE);
 	ev_timer_init(&s->drop_timer, on_drop, 0., 0.);
@@ -86,6 +91,8 @@ void hbd_session_close(struct hbd_session *s, const char *reason)
 	ev_io_stop(d->loop, &s->rio);
 	ev_io_stop(d->loop, &s->wio);
 	ev_timer_stop(d->loop, &s->drop_timer);
+	ev_timer_stop(d->loop, &s->hello_timer);
+	s->dom->conns--;
 
 	/* Fences before buffers: its timelines complete with -EPIPE for their waiters while
 	 * the domain's bookkeeping is still whole. */
@@ -170,23 +177,27 @@ void hbd_session_drop_later(struct hbd_session *s, const char *reason)
 
 int hbd_session_send(struct hbd_session *s, const ServerMsg *msg, int fd)
 {
-	size_t offset;
-	int r;
+	size_t offset = s->out.len;
+	int dup_fd = -1, r;
 
 	if (s->closing)
 		return -EPIPE;
-	offset = s->out.len;
-	if (fd >= 0 && s->n_out_fds == sizeof(s->out_fds) / sizeof(s->out_fds[0]))
-		return -ENOBUFS;
+	if (fd >= 0) {
+		if (s->n_out_fds == sizeof(s->out_fds) / sizeof(s->out_fds[0]))
+			return -ENOBUFS;
+		/* Duplicate first: a reply must never go out without the fd it promises. */
+		dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		if (dup_fd < 0)
+			return -errno;
+	}
 	r = hb_frame_put_server(&s->out, msg, HB_FRAME_MAX);
 	if (r < 0) {
 		hb_err("%s: cannot frame a reply: %s", s->label, strerror(-r));
+		if (dup_fd >= 0)
+			close(dup_fd);
 		return r;
 	}
-	if (fd >= 0) {
-		int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-		if (dup_fd < 0)
-			return -errno;
+	if (dup_fd >= 0) {
 		s->out_fds[s->n_out_fds].offset = offset;
 		s->out_fds[s->n_out_fds].fd = dup_fd;
 		s->n_out_fds++;
@@ -196,27 +207,13 @@ int hbd_session_send(struct hbd_session *s, const ServerMsg *msg, int fd)
 	return 0;
 }
 
-void hbd_session_event(struct hbd_session *s, uint32_t type, const struct hb_id *hid,
-		       uint32_t domain, uint64_t size, const uint8_t *meta, uint32_t meta_len)
+static struct hbd_event *event_new(uint32_t type, const struct hb_id *hid, uint32_t domain,
+				   uint64_t size, const uint8_t *meta, uint32_t meta_len)
 {
-	struct hbd_event *ev;
+	struct hbd_event *ev = calloc(1, sizeof(*ev) + meta_len);
 
-	if (s->closing)
-		return;
-	if (s->n_events >= s->d->cfg->event_queue) {
-		/* Keep the oldest: they say what happened first, and the OVERFLOW that follows
-		 * tells the client to resynchronise with hb_query. */
-		s->overflow = true;
-		s->d->stats.events_dropped++;
-		ev_io_start(s->d->loop, &s->wio);
-		return;
-	}
-	ev = calloc(1, sizeof(*ev) + meta_len);
-	if (!ev) {
-		s->overflow = true;
-		s->d->stats.events_dropped++;
-		return;
-	}
+	if (!ev)
+		return NULL;
 	ev->type = type;
 	if (hid) {
 		ev->hid = *hid;
@@ -227,29 +224,59 @@ void hbd_session_event(struct hbd_session *s, uint32_t type, const struct hb_id 
 	ev->meta_len = meta_len;
 	if (meta_len)
 		memcpy(ev->meta, meta, meta_len);
+	return ev;
+}
+
+static bool queue_ends_in_overflow(const struct hbd_session *s)
+{
+	return !hb_list_empty(&s->events) &&
+	       hb_container_of(s->events.prev, struct hbd_event, link)->type == HB_EVENT_OVERFLOW;
+}
+
+void hbd_session_event(struct hbd_session *s, uint32_t type, const struct hb_id *hid,
+		       uint32_t domain, uint64_t size, const uint8_t *meta, uint32_t meta_len)
+{
+	struct hbd_event *ev = NULL;
+
+	if (s->closing)
+		return;
+	if (s->n_events < s->d->cfg->event_queue)
+		ev = event_new(type, hid, domain, size, meta, meta_len);
+	if (!ev) {
+		/* Keep the oldest: they say what happened first. One OVERFLOW marker goes right
+		 * after them, where the loss happened, and tells the client to resynchronise
+		 * with hb_query. It is the one node allowed beyond the limit. */
+		s->d->stats.events_dropped++;
+		if (!queue_ends_in_overflow(s)) {
+			ev = event_new(HB_EVENT_OVERFLOW, NULL, 0, 0, NULL, 0);
+			if (!ev)
+				return; /* nothing can be queued: the next event tries again */
+			hb_list_insert_tail(&s->events, &ev->link);
+		}
+		ev_io_start(s->d->loop, &s->wio);
+		return;
+	}
 	hb_list_insert_tail(&s->events, &ev->link);
 	s->n_events++;
 	ev_io_start(s->d->loop, &s->wio);
 }
 
-static int put_event(struct hbd_session *s, uint32_t type, const struct hbd_event *ev)
+static int put_event(struct hbd_session *s, const struct hbd_event *ev)
 {
 	ServerMsg msg = SERVER_MSG__INIT;
 	Event e = EVENT__INIT;
 
 	msg.body_case = SERVER_MSG__BODY_EVENT;
 	msg.event = &e;
-	e.type = type;
-	if (ev) {
-		if (ev->has_hid) {
-			e.hid.data = (uint8_t *)ev->hid.bytes;
-			e.hid.len = sizeof(ev->hid.bytes);
-		}
-		e.domain = ev->domain;
-		e.size = ev->size;
-		e.meta.data = (uint8_t *)ev->meta;
-		e.meta.len = ev->meta_len;
+	e.type = ev->type;
+	if (ev->has_hid) {
+		e.hid.data = (uint8_t *)ev->hid.bytes;
+		e.hid.len = sizeof(ev->hid.bytes);
 	}
+	e.domain = ev->domain;
+	e.size = ev->size;
+	e.meta.data = (uint8_t *)ev->meta;
+	e.meta.len = ev->meta_len;
 	s->d->stats.events_sent++;
 	return hbd_session_send(s, &msg, -1);
 }
@@ -273,16 +300,13 @@ static int fill_events(struct hbd_session *s)
 	{
 		if (s->out.len >= HBD_EVENT_LOW_WATER)
 			return 0;
-		r = put_event(s, ev->type, ev);
+		r = put_event(s, ev);
 		if (r < 0)
 			return r;
+		if (ev->type != HB_EVENT_OVERFLOW)
+			s->n_events--;
 		hb_list_remove(&ev->link);
 		free(ev);
-		s->n_events--;
-	}
-	if (s->overflow && s->out.len < HBD_EVENT_LOW_WATER) {
-		s->overflow = false;
-		return put_event(s, HB_EVENT_OVERFLOW, NULL);
 	}
 	return 0;
 }
@@ -332,24 +356,25 @@ static void on_write(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		if (s->out.len)
 			break; /* the socket is full: wait for EV_WRITE */
-		if (hb_list_empty(&s->events) && !s->overflow && hb_list_empty(&s->done)) {
+		if (hb_list_empty(&s->events) && hb_list_empty(&s->done)) {
 			ev_io_stop(loop, w);
 			return;
 		}
 	}
 }
 
-/* Handles every whole frame in the input buffer. */
+/* Handles every whole frame in the input buffer, then drops them from it in one move. */
 static void handle_frames(struct hbd_session *s)
 {
 	const uint8_t *payload;
+	size_t done = 0;
 	ClientMsg *msg;
 	long n;
 
 	while (!s->closing) {
-		n = hb_frame_peek(s->in.data, s->in.len, HB_FRAME_MAX, &payload);
+		n = hb_frame_peek(s->in.data + done, s->in.len - done, HB_FRAME_MAX, &payload);
 		if (n == 0)
-			return;
+			break;
 		if (n < 0) {
 			session_violation(s, "frame length out of range");
 			return;
@@ -359,7 +384,7 @@ static void handle_frames(struct hbd_session *s)
 			session_violation(s, "malformed message");
 			return;
 		}
-		hb_bytes_consume(&s->in, HB_FRAME_HEADER + (size_t)n);
+		done += HB_FRAME_HEADER + (size_t)n;
 		s->d->stats.messages_in++;
 		hbd_request(s, msg);
 		client_msg__free_unpacked(msg, NULL);
@@ -370,6 +395,8 @@ static void handle_frames(struct hbd_session *s)
 			return;
 		}
 	}
+	if (!s->closing)
+		hb_bytes_consume(&s->in, done);
 }
 
 static void on_read(struct ev_loop *loop, ev_io *w, int revents)
@@ -405,8 +432,17 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
 		free(s);
 }
 
+static void on_hello_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct hbd_session *s = w->data;
+
+	s->d->stats.errors_protocol++;
+	hbd_session_close(s, "no hello within 10 s");
+}
+
 void hbd_session_mark_hello(struct hbd_session *s, bool control)
 {
+	ev_timer_stop(s->d->loop, &s->hello_timer);
 	s->hello = true;
 	s->control = control;
 	if (!control) {

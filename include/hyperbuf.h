@@ -79,7 +79,8 @@ int hb_get_fd(const struct hb_client *c);
 
 /*
  * Reads and handles what the daemon sent, waiting up to timeout_ms (0: do not wait, -1:
- * forever) for the first message. Returns the number of messages handled, or -1.
+ * forever) for the first message; it does not wait while events are already queued for
+ * hb_next_event. Returns the number of messages handled, or -1.
  */
 int hb_dispatch(struct hb_client *c, int timeout_ms);
 

@@ -187,13 +187,17 @@ HB_EXPORT int hb_dispatch(struct hb_client *c, int timeout_ms)
 		deadline = now_ms() + timeout_ms;
 	for (;;) {
 		int wait = timeout_ms;
+		bool queued;
 
 		hb_lock(c);
 		r = hb_read_available(c, HB_DISPATCH_BATCH);
+		/* Events a blocking call already read from the socket leave the fd quiet:
+		 * never sleep on it while they wait in the queue. */
+		queued = c->ev_head != NULL;
 		hb_unlock(c);
 		if (r != 0)
 			return r < 0 ? hb_fail(r) : r;
-		if (timeout_ms == 0)
+		if (timeout_ms == 0 || queued)
 			return 0;
 		if (timeout_ms > 0) {
 			int64_t left = deadline - now_ms();

@@ -20,10 +20,12 @@ static uint32_t get_le32(const uint8_t *p)
 static int fill_random(uint8_t *p, size_t len)
 {
 	while (len > 0) {
-		ssize_t r = getrandom(p, len, 0);
+		/* Never block the daemon's loop: before the kernel's pool is ready at early
+		 * boot this fails with EAGAIN, and the export fails with it rather than stall
+		 * every other client. */
+		ssize_t r = getrandom(p, len, GRND_NONBLOCK);
 
 		if (r < 0) {
-			/* Interrupted while the pool initialises at early boot: just retry. */
 			if (errno == EINTR)
 				continue;
 			return -errno;

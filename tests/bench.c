@@ -16,7 +16,6 @@
 #include <getopt.h>
 #include <hyperbuf.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -25,12 +24,10 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "tools/pattern.h"
+#include "tools/spawn.h"
 
 #define FRAME_W      1920u
 #define FRAME_H      1080u
@@ -38,83 +35,10 @@
 #define FRAME_BYTES  ((size_t)FRAME_STRIDE * FRAME_H)
 #define STEP_MS      30000 /* one step (an event, a record) longer than this is a hang */
 #define MAX_FRAMES   100000u
+#define LOG_LINES    1000 /* of the daemon's log on failure: all of it, up to 8 KiB */
 
 static const char *argv0 = "bench";
 static pid_t daemon_pid = -1, importer_pid = -1, reader_pid = -1;
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int read_full(int fd, void *buf, size_t len, int timeout_ms)
-{
-	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000u;
-	size_t got = 0;
-
-	while (got < len) {
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		uint64_t now = now_ns();
-		ssize_t n;
-		int r;
-
-		if (now >= deadline)
-			return -ETIMEDOUT;
-		r = poll(&pfd, 1, (int)((deadline - now) / 1000000u) + 1);
-		if (r < 0 && errno != EINTR)
-			return -errno;
-		if (r <= 0)
-			continue;
-		n = read(fd, (char *)buf + got, len - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EPIPE;
-		got += (size_t)n;
-	}
-	return 0;
-}
-
-static int write_full(int fd, const void *buf, size_t len)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = write(fd, (const char *)buf + done, len - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		done += (size_t)n;
-	}
-	return 0;
-}
-
-static int wait_pid_ms(pid_t pid, int timeout_ms)
-{
-	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000u;
-	int status;
-
-	for (;;) {
-		pid_t r = waitpid(pid, &status, WNOHANG);
-
-		if (r == pid)
-			return status;
-		if (r < 0 && errno != EINTR)
-			return -1;
-		if (now_ns() >= deadline) {
-			kill(pid, SIGKILL);
-			deadline = UINT64_MAX; /* now just reap it */
-		}
-		usleep(5000);
-	}
-}
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -161,7 +85,7 @@ static void on_alarm(int sig)
 
 struct bench_dir {
 	char dir[64];
-	char config[96], socket[96], vm1[96], vm2[96], log[96], notify[96];
+	char config[96], socket[96], vm1[96], vm2[96], log[96];
 };
 
 static const char config_text[] = "[daemon]\n"
@@ -199,11 +123,10 @@ static int write_config(struct bench_dir *bd)
 	snprintf(bd->vm1, sizeof(bd->vm1), "vm:%s/vm1.sock", bd->dir);
 	snprintf(bd->vm2, sizeof(bd->vm2), "vm:%s/vm2.sock", bd->dir);
 	snprintf(bd->log, sizeof(bd->log), "%s/hyperbufd.log", bd->dir);
-	snprintf(bd->notify, sizeof(bd->notify), "%s/notify.sock", bd->dir);
 	fd = open(bd->config, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	if (write_full(fd, config_text, sizeof(config_text) - 1) < 0) {
+	if (hb_write_full(fd, config_text, sizeof(config_text) - 1) < 0) {
 		close(fd);
 		return -EIO;
 	}
@@ -214,14 +137,8 @@ static int write_config(struct bench_dir *bd)
 static void remove_dir(const struct bench_dir *bd)
 {
 	static const char *const names[] = {
-	    "hyperbufd.conf",
-	    "host.sock",
-	    "vm1.sock",
-	    "vm2.sock",
-	    "hyperbufd.log",
-	    "notify.sock",
-	    "group-host-vm1.sock",
-	    "group-vm1-vm2.sock",
+	    "hyperbufd.conf", "host.sock",           "vm1.sock",           "vm2.sock",
+	    "hyperbufd.log",  "group-host-vm1.sock", "group-vm1-vm2.sock",
 	};
 	char path[192];
 
@@ -231,88 +148,6 @@ static void remove_dir(const struct bench_dir *bd)
 	}
 	if (rmdir(bd->dir) < 0)
 		fprintf(stderr, "%s: left %s behind: %s\n", argv0, bd->dir, strerror(errno));
-}
-
-static void show_log(const struct bench_dir *bd)
-{
-	char buf[4096];
-	ssize_t n;
-	int fd = open(bd->log, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return;
-	fprintf(stderr, "---- %s ----\n", bd->log);
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		fwrite(buf, 1, (size_t)n, stderr);
-	close(fd);
-}
-
-/* Starts the daemon and waits for READY=1 (NOTIFY_SOCKET), 10 s at most. The notify socket
- * stays open for the daemon's life (it says STOPPING=1 there too). */
-static pid_t start_daemon(const char *daemon, const struct bench_dir *bd, int *notify_fd)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	uint64_t deadline = now_ns() + 10000000000u;
-	int sock, logfd, status;
-	pid_t pid;
-
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", bd->notify);
-	sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (sock < 0 || bind(sock, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		goto err_sock;
-	logfd = open(bd->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (logfd < 0)
-		goto err_sock;
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0) {
-		close(logfd);
-		goto err_sock;
-	}
-	if (pid == 0) {
-		setenv("NOTIFY_SOCKET", bd->notify, 1);
-		dup2(logfd, STDOUT_FILENO);
-		dup2(logfd, STDERR_FILENO);
-		execl(daemon, daemon, "-c", bd->config, (char *)NULL);
-		fprintf(stderr, "exec %s: %s\n", daemon, strerror(errno));
-		_exit(127);
-	}
-	close(logfd);
-	while (now_ns() < deadline) {
-		struct pollfd pfd = {.fd = sock, .events = POLLIN};
-		char msg[512];
-		ssize_t n;
-
-		if (waitpid(pid, &status, WNOHANG) == pid) {
-			fprintf(stderr, "%s: %s exited before READY=1 (status 0x%x)\n", argv0,
-				daemon, status);
-			close(sock);
-			return -1;
-		}
-		if (poll(&pfd, 1, 50) <= 0)
-			continue;
-		n = recv(sock, msg, sizeof(msg) - 1, 0);
-		if (n <= 0)
-			continue;
-		msg[n] = '\0';
-		for (char *line = strtok(msg, "\n"); line; line = strtok(NULL, "\n")) {
-			if (strcmp(line, "READY=1") == 0) {
-				*notify_fd = sock;
-				return pid;
-			}
-		}
-	}
-	fprintf(stderr, "%s: %s not ready after 10 s\n", argv0, daemon);
-	kill(pid, SIGTERM);
-	wait_pid_ms(pid, 3000);
-	close(sock);
-	return -1;
-
-err_sock:
-	fprintf(stderr, "%s: starting the daemon: %s\n", argv0, strerror(errno));
-	if (sock >= 0)
-		close(sock);
-	return -1;
 }
 
 /* ---- the importer: vm2, in its own process ---------------------------------------------- */
@@ -353,15 +188,15 @@ static int importer_main(const char *address, int fd)
 			strerror(errno));
 		return 1;
 	}
-	write_full(fd, &ready, 1);
-	idle_since = now_ns();
+	hb_write_full(fd, &ready, 1);
+	idle_since = hb_now_ns();
 	for (;;) {
 		while (hb_next_event(c, &ev) == 0) {
 			struct record rec = {0};
 			struct bench_meta m;
 			struct hb_import *im;
 
-			idle_since = now_ns();
+			idle_since = hb_now_ns();
 			if (ev.type != HB_EVENT_EXPORTED)
 				continue;
 			if (ev.meta_len != sizeof(m)) {
@@ -378,7 +213,7 @@ static int importer_main(const char *address, int fd)
 			}
 			rec.t0 = m.t0;
 			im = hb_import(c, &ev.id, 0);
-			rec.t_imported = now_ns();
+			rec.t_imported = hb_now_ns();
 			if (!im) {
 				rec.error = errno;
 			} else if (m.cmd == CMD_BLOB) {
@@ -389,13 +224,13 @@ static int importer_main(const char *address, int fd)
 							   FRAME_STRIDE, m.seed) != -1)
 					rec.error = -1;
 			}
-			rec.t_done = now_ns();
+			rec.t_done = hb_now_ns();
 			if (im)
 				hb_import_release(im);
-			if (write_full(fd, &rec, sizeof(rec)) < 0)
+			if (hb_write_full(fd, &rec, sizeof(rec)) < 0)
 				goto err;
 		}
-		if (now_ns() - idle_since > (uint64_t)STEP_MS * 1000000u) {
+		if (hb_now_ns() - idle_since > (uint64_t)STEP_MS * 1000000u) {
 			fprintf(stderr, "%s: importer: nothing for %d s\n", argv0, STEP_MS / 1000);
 			goto err;
 		}
@@ -435,7 +270,7 @@ static int reader_main(int sock)
 		goto out;
 	/* Touched once up front, so page faults are not billed to the first frames. */
 	memset(buf, 0, FRAME_BYTES);
-	while (read_full(sock, &run, sizeof(run), 600000) == 0) {
+	while (hb_read_full(sock, &run, sizeof(run), 600000) == 0) {
 		uint64_t t_last = 0;
 
 		if (run.frames == 0 || run.frames > MAX_FRAMES) {
@@ -445,8 +280,8 @@ static int reader_main(int sock)
 		for (uint32_t i = 0; i < run.frames; i++) {
 			struct sock_hdr h;
 
-			if (read_full(sock, &h, sizeof(h), STEP_MS) < 0 ||
-			    read_full(sock, buf, FRAME_BYTES, STEP_MS) < 0)
+			if (hb_read_full(sock, &h, sizeof(h), STEP_MS) < 0 ||
+			    hb_read_full(sock, buf, FRAME_BYTES, STEP_MS) < 0)
 				goto out;
 			if (run.check && hb_pattern_frame_check(buf, FRAME_W, FRAME_H, FRAME_STRIDE,
 								h.frame) != -1) {
@@ -454,11 +289,11 @@ static int reader_main(int sock)
 					argv0, h.frame);
 				goto out;
 			}
-			t_last = now_ns();
+			t_last = hb_now_ns();
 			lat[i] = t_last - h.t0;
 		}
-		if (write_full(sock, &t_last, sizeof(t_last)) < 0 ||
-		    write_full(sock, lat, sizeof(uint64_t) * run.frames) < 0)
+		if (hb_write_full(sock, &t_last, sizeof(t_last)) < 0 ||
+		    hb_write_full(sock, lat, sizeof(uint64_t) * run.frames) < 0)
 			goto out;
 	}
 out:
@@ -487,24 +322,24 @@ static int share_once(struct bench *bn, struct hb_buffer *b, struct bench_meta *
 	int ret;
 
 	m->magic = META_MAGIC;
-	m->t0 = now_ns();
+	m->t0 = hb_now_ns();
 	if (hb_export(b, m, sizeof(*m), 0, &id) < 0) {
 		fprintf(stderr, "%s: hb_export: %s\n", argv0, strerror(errno));
 		return -1;
 	}
-	ret = read_full(bn->rec_fd, rec, sizeof(*rec), STEP_MS);
+	ret = hb_read_full(bn->rec_fd, rec, sizeof(*rec), STEP_MS);
 	if (ret < 0) {
 		fprintf(stderr, "%s: no word from the importer: %s\n", argv0, strerror(-ret));
 		return -1;
 	}
-	deadline = now_ns() + (uint64_t)STEP_MS * 1000000u;
+	deadline = hb_now_ns() + (uint64_t)STEP_MS * 1000000u;
 	while (!released) {
 		while (hb_next_event(bn->c, &bn->ev) == 0)
 			if (bn->ev.type == HB_EVENT_RELEASED && hb_id_equal(&bn->ev.id, &id))
 				released = true;
 		if (released)
 			break;
-		if (now_ns() >= deadline) {
+		if (hb_now_ns() >= deadline) {
 			fprintf(stderr, "%s: no RELEASED within %d s\n", argv0, STEP_MS / 1000);
 			return -1;
 		}
@@ -568,17 +403,17 @@ static int bench_blob(struct bench *bn, size_t size, unsigned iters, struct blob
 		hb_v[it] = rec.t_done - rec.t_imported;
 
 		hb_pattern_fill(wmap, size, m.seed);
-		t0 = now_ns();
+		t0 = hb_now_ns();
 		map = mmap(NULL, size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
 		if (map == MAP_FAILED)
 			goto out;
-		t1 = now_ns();
+		t1 = hb_now_ns();
 		if (hb_pattern_check(map, size, m.seed) != size) {
 			fprintf(stderr, "%s: baseline: wrong bytes\n", argv0);
 			munmap(map, size);
 			goto out;
 		}
-		t2 = now_ns();
+		t2 = hb_now_ns();
 		munmap(map, size);
 		bs_t[it] = t2 - t0;
 		bs_m[it] = t1 - t0;
@@ -655,18 +490,18 @@ static int bench_frames_sock(struct bench *bn, const void *frame, unsigned frame
 
 	if (!lat)
 		return -1;
-	if (write_full(bn->sock, &run, sizeof(run)) < 0)
+	if (hb_write_full(bn->sock, &run, sizeof(run)) < 0)
 		goto out;
-	t_start = now_ns();
+	t_start = hb_now_ns();
 	for (unsigned i = 0; i < frames; i++) {
-		struct sock_hdr h = {.t0 = now_ns(), .frame = 0};
+		struct sock_hdr h = {.t0 = hb_now_ns(), .frame = 0};
 
-		if (write_full(bn->sock, &h, sizeof(h)) < 0 ||
-		    write_full(bn->sock, frame, FRAME_BYTES) < 0)
+		if (hb_write_full(bn->sock, &h, sizeof(h)) < 0 ||
+		    hb_write_full(bn->sock, frame, FRAME_BYTES) < 0)
 			goto out;
 	}
-	if (read_full(bn->sock, &t_last, sizeof(t_last), STEP_MS) < 0 ||
-	    read_full(bn->sock, lat, 8 * (size_t)frames, STEP_MS) < 0) {
+	if (hb_read_full(bn->sock, &t_last, sizeof(t_last), STEP_MS) < 0 ||
+	    hb_read_full(bn->sock, lat, 8 * (size_t)frames, STEP_MS) < 0) {
 		fprintf(stderr, "%s: socket reader gave no result\n", argv0);
 		goto out;
 	}
@@ -713,10 +548,11 @@ int main(int argc, char **argv)
 	struct frame_result fr_hb[2], fr_sock[2];
 	struct bench bn = {.rec_fd = -1, .sock = -1};
 	struct bench_dir bd;
+	struct hb_daemon_spawn ds;
 	struct hb_buffer *fb = NULL;
 	const char *daemon = NULL;
 	unsigned frames = 300, div = 1;
-	int opt, ret, notify_fd = -1, rec[2], sp[2], status, rc = 1;
+	int opt, ret, rec[2], sp[2], status, rc = 1;
 	bool ok = false;
 	char ready, b1[32];
 
@@ -753,9 +589,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: temp config: %s\n", argv0, strerror(-ret));
 		return 1;
 	}
-	daemon_pid = start_daemon(daemon, &bd, &notify_fd);
+	daemon_pid = hb_daemon_spawn(daemon, bd.config, bd.log, 10000, &ds);
 	if (daemon_pid < 0) {
-		show_log(&bd);
+		hb_log_tail(bd.log, LOG_LINES);
 		remove_dir(&bd);
 		return 1;
 	}
@@ -781,7 +617,7 @@ int main(int argc, char **argv)
 	}
 	close(sp[1]);
 	bn.sock = sp[0];
-	if (importer_pid < 0 || reader_pid < 0 || read_full(bn.rec_fd, &ready, 1, 10000) < 0) {
+	if (importer_pid < 0 || reader_pid < 0 || hb_read_full(bn.rec_fd, &ready, 1, 10000) < 0) {
 		fprintf(stderr, "%s: the importer did not start\n", argv0);
 		goto out_children;
 	}
@@ -865,31 +701,33 @@ out_children:
 	if (bn.sock >= 0) {
 		struct sock_run run = {0};
 
-		write_full(bn.sock, &run, sizeof(run));
+		hb_write_full(bn.sock, &run, sizeof(run));
 		close(bn.sock);
 	}
-	if (importer_pid > 0 && (status = wait_pid_ms(importer_pid, 10000)) != 0) {
-		fprintf(stderr, "%s: importer ended with status 0x%x\n", argv0, status);
-		ok = false;
-	}
-	if (reader_pid > 0 && (status = wait_pid_ms(reader_pid, 10000)) != 0) {
-		fprintf(stderr, "%s: socket reader ended with status 0x%x\n", argv0, status);
-		ok = false;
+	for (int k = 0; k < 2; k++) {
+		pid_t pid = k == 0 ? importer_pid : reader_pid;
+
+		if (pid <= 0)
+			continue;
+		hb_wait_pid(pid, 10000, &status);
+		if (status != 0) {
+			fprintf(stderr, "%s: %s ended with status 0x%x\n", argv0,
+				k == 0 ? "importer" : "socket reader", status);
+			ok = false;
+		}
 	}
 	importer_pid = reader_pid = -1;
 	if (bn.rec_fd >= 0)
 		close(bn.rec_fd);
 out_daemon:
-	kill(daemon_pid, SIGTERM);
-	status = wait_pid_ms(daemon_pid, 10000);
+	hb_daemon_stop(&ds, 10000, &status);
 	daemon_pid = -1;
-	close(notify_fd);
 	if (status != 0) {
 		fprintf(stderr, "%s: hyperbufd ended with status 0x%x\n", argv0, status);
 		ok = false;
 	}
 	if (!ok)
-		show_log(&bd);
+		hb_log_tail(bd.log, LOG_LINES);
 	remove_dir(&bd);
 	rc = ok ? 0 : 1;
 	return rc;

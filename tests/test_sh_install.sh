@@ -21,7 +21,8 @@ stage() {
 
 case "$case_name" in
 --list)
-	printf '%s\n' install_layout exported_symbols header_compiles_alone readme_example_runs
+	printf '%s\n' install_layout exported_symbols header_compiles_alone readme_example_runs \
+		plain_make_builds_all
 	;;
 install_layout)
 	stage
@@ -78,6 +79,11 @@ CONF
 	[ $rc -eq 0 ] || { cat "$tmp/d.log"; fail "the example exited $rc"; }
 	echo "$out" | grep -Eq '^exported [0-9a-f]{32}$' || fail "unexpected output: $out"
 	[ $drc -eq 0 ] || { cat "$tmp/d.log"; fail "daemon exited $drc"; }
+	;;
+plain_make_builds_all)
+	# `make` with no goal must mean `all`, whatever rule comes first in the Makefile.
+	goal=$(make -s -n -p B="$B" 2>/dev/null | sed -n 's/^\.DEFAULT_GOAL := //p' | tail -n 1)
+	[ "$goal" = all ] || fail "the default goal is '$goal', not all"
 	;;
 *)
 	echo "unknown case '$case_name'" >&2

@@ -169,6 +169,8 @@ TEST(defaults)
 	CHECK_EQ(c->meta_max, 1024);
 	CHECK_EQ(c->timelines_per_domain, 1024);
 	CHECK_EQ(c->fence_waits_per_domain, 65536);
+	CHECK_EQ(c->imports_per_domain, 65536);
+	CHECK_EQ(c->sessions_per_domain, 64);
 	CHECK_EQ(c->n_vms, 0);
 	CHECK_EQ(c->n_groups, 0);
 	hb_config_free(c);
@@ -265,6 +267,8 @@ TEST(error_numbers)
 	FAILS("[limits]\nexports_per_domain = 0\n", 2, "out of range (1..1000000)");
 	FAILS("[limits]\nexports_per_domain = 1000001\n", 2, "out of range");
 	FAILS("[limits]\npages_per_domain = 0\n", 2, "at least 1");
+	FAILS("[limits]\nimports_per_domain = 0\n", 2, "out of range (1..1000000)");
+	FAILS("[limits]\nsessions_per_domain = 1025\n", 2, "out of range (1..1024)");
 }
 
 /* The fence bounds: both at their edges, both rejected one past them. */

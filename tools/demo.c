@@ -23,15 +23,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "tools/pattern.h"
 #include "tools/png.h"
+#include "tools/spawn.h"
 
 #define FRAME_W      1920u
 #define FRAME_H      1080u
@@ -51,12 +49,12 @@ static const char *argv0 = "hyperbuf-demo";
 
 /* ---- small helpers --------------------------------------------------------------------- */
 
-static uint64_t now_ns(void)
+/* Milliseconds from now to deadline (hb_now_ns), rounded up; 0 once it has passed. */
+static int ms_left(uint64_t deadline)
 {
-	struct timespec ts;
+	uint64_t now = hb_now_ns();
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	return now >= deadline ? 0 : (int)((deadline - now + 999999u) / 1000000u);
 }
 
 static void put32(uint8_t *p, uint32_t v)
@@ -149,90 +147,6 @@ static void dir_of(const char *path, char *out, size_t outlen)
 		snprintf(out, outlen, "/");
 	else
 		snprintf(out, outlen, "%.*s", (int)(slash - path), path);
-}
-
-/* Reads exactly len bytes before deadline (CLOCK_MONOTONIC ns). 0, -ETIMEDOUT, -EPIPE (EOF),
- * or another -errno. */
-static int read_full(int fd, void *buf, size_t len, uint64_t deadline)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		uint64_t now = now_ns();
-		int r;
-		ssize_t n;
-
-		if (now >= deadline)
-			return -ETIMEDOUT;
-		r = poll(&pfd, 1, (int)((deadline - now) / 1000000u) + 1);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			continue;
-		n = read(fd, (char *)buf + got, len - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EPIPE;
-		got += (size_t)n;
-	}
-	return 0;
-}
-
-static int write_full(int fd, const void *buf, size_t len)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = write(fd, (const char *)buf + done, len - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		done += (size_t)n;
-	}
-	return 0;
-}
-
-/* waitpid with a deadline; SIGKILLs the child when it passes. Returns the wait status, or -1
- * if pid is not ours. */
-static int wait_pid_until(pid_t pid, uint64_t deadline, bool *killed)
-{
-	int status;
-
-	*killed = false;
-	for (;;) {
-		pid_t r = waitpid(pid, &status, WNOHANG);
-
-		if (r == pid)
-			return status;
-		if (r < 0 && errno != EINTR)
-			return -1;
-		if (now_ns() >= deadline && !*killed) {
-			kill(pid, SIGKILL);
-			*killed = true;
-		}
-		usleep(10000);
-	}
-}
-
-static void describe_status(int status, char *out, size_t len)
-{
-	if (status < 0)
-		snprintf(out, len, "unknown");
-	else if (WIFEXITED(status))
-		snprintf(out, len, "exit %d", WEXITSTATUS(status));
-	else if (WIFSIGNALED(status))
-		snprintf(out, len, "killed by signal %d (%s)", WTERMSIG(status),
-			 strsignal(WTERMSIG(status)));
-	else
-		snprintf(out, len, "status 0x%x", status);
 }
 
 /* ---- the config: just the keys the demo needs ------------------------------------------ */
@@ -477,7 +391,7 @@ static void consume_frame(struct consumer *cs, const struct hb_event *ev)
 		CFAIL(cs, "%s: hb_import: %s", who, strerror(errno));
 		return;
 	}
-	t = now_ns();
+	t = hb_now_ns();
 	cs->r.frames_seen++;
 	mlen = hb_import_metadata(im, raw, sizeof(raw));
 	if (mlen != (ssize_t)META_SIZE) {
@@ -572,15 +486,15 @@ static int run_consumer(const struct consumer_args *a)
 		CFAIL(&cs, "%s: the daemon says we are domain %u, expected %u", a->name,
 		      cs.r.domain, a->domain);
 	ready = 'R';
-	write_full(a->fd, &ready, 1);
+	hb_write_full(a->fd, &ready, 1);
 
-	idle_since = now_ns();
+	idle_since = hb_now_ns();
 	while (!consumer_done(&cs)) {
 		int r;
 
 		/* Drain first: a blocking call (hb_import) may have queued events already. */
 		while (hb_next_event(cs.c, &ev) == 0) {
-			idle_since = now_ns();
+			idle_since = hb_now_ns();
 			switch (ev.type) {
 			case HB_EVENT_EXPORTED:
 				consume_frame(&cs, &ev);
@@ -603,7 +517,7 @@ static int run_consumer(const struct consumer_args *a)
 		}
 		if (consumer_done(&cs))
 			break;
-		if (now_ns() - idle_since > (uint64_t)STEP_MS * 1000000u) {
+		if (hb_now_ns() - idle_since > (uint64_t)STEP_MS * 1000000u) {
 			CFAIL(&cs, "%s: no event for %d s after %" PRIu64 " frames", a->name,
 			      STEP_MS / 1000, cs.r.frames_seen);
 			break;
@@ -626,13 +540,13 @@ static int run_consumer(const struct consumer_args *a)
 			      strerror(-cs.r.png_error));
 	}
 	free(cs.last);
-	write_full(a->fd, &cs.r, sizeof(cs.r));
+	hb_write_full(a->fd, &cs.r, sizeof(cs.r));
 	return cs.r.failures ? 1 : 0;
 
 err_ready:
 	free(cs.last);
-	write_full(a->fd, &ready, 1);
-	write_full(a->fd, &cs.r, sizeof(cs.r));
+	hb_write_full(a->fd, &ready, 1);
+	hb_write_full(a->fd, &cs.r, sizeof(cs.r));
 	return 1;
 }
 
@@ -694,7 +608,7 @@ static void producer_events(struct producer *p)
 /* Waits until slot i of peer k is free, or every slot of every peer if k < 0. */
 static int producer_wait(struct producer *p, int k, unsigned i)
 {
-	uint64_t deadline = now_ns() + (uint64_t)STEP_MS * 1000000u;
+	uint64_t deadline = hb_now_ns() + (uint64_t)STEP_MS * 1000000u;
 
 	for (;;) {
 		bool busy = false;
@@ -713,7 +627,7 @@ static int producer_wait(struct producer *p, int k, unsigned i)
 		}
 		if (!busy)
 			return 0;
-		if (now_ns() >= deadline) {
+		if (hb_now_ns() >= deadline) {
 			PFAIL(p, "producer: no release from %s within %d s",
 			      k >= 0 ? p->a->peer_names[k] : "the consumers", STEP_MS / 1000);
 			return -ETIMEDOUT;
@@ -768,7 +682,7 @@ static int run_producer(const struct producer_args *a)
 		}
 	}
 
-	p.r.t_start = now_ns();
+	p.r.t_start = hb_now_ns();
 	for (uint64_t n = 0; n < a->frames; n++) {
 		unsigned i = (unsigned)(n % SLOTS);
 
@@ -783,7 +697,7 @@ static int run_producer(const struct producer_args *a)
 			hb_pattern_frame(hb_buffer_data(s->b), FRAME_W, FRAME_H, FRAME_STRIDE, n);
 			m.slot = i;
 			m.frame = n;
-			m.produced_ns = now_ns();
+			m.produced_ns = hb_now_ns();
 			meta_pack(&m, raw);
 			/* Marked before the call: from here on the consumer may be reading it. */
 			s->in_flight = true;
@@ -804,7 +718,7 @@ static int run_producer(const struct producer_args *a)
 		p.r.frames++;
 	}
 	producer_wait(&p, -1, 0);
-	p.r.t_end = now_ns();
+	p.r.t_end = hb_now_ns();
 
 err_free:
 	for (int k = 0; k < 2; k++) {
@@ -823,144 +737,14 @@ err_free:
 		}
 	}
 	if (!p.r.t_end)
-		p.r.t_end = now_ns();
+		p.r.t_end = hb_now_ns();
 	hb_disconnect(p.c);
 out:
-	write_full(a->fd, &p.r, sizeof(p.r));
+	hb_write_full(a->fd, &p.r, sizeof(p.r));
 	return p.r.failures ? 1 : 0;
 }
 
 /* ---- the daemon ------------------------------------------------------------------------- */
-
-static int notify_fd = -1;
-static char notify_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-
-static void close_notify(void)
-{
-	if (notify_fd >= 0) {
-		close(notify_fd);
-		unlink(notify_path);
-		notify_fd = -1;
-	}
-}
-
-/*
- * Starts `daemon -c config` with stdout and stderr in log, and waits for READY=1 on a datagram
- * socket named in NOTIFY_SOCKET, as systemd would. Returns its pid, or -1 (the reason
- * printed, the daemon reaped).
- */
-static pid_t start_daemon(const char *daemon, const char *config, const char *log,
-			  uint64_t *ready_ns)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	uint64_t t0 = now_ns(), deadline = t0 + (uint64_t)READY_MS * 1000000u;
-	char desc[64];
-	int sock, status, logfd;
-
-	/* Kept until the daemon has exited: it also says STOPPING=1 there, as under systemd. */
-	notify_fd = -1;
-	bool killed;
-	pid_t pid;
-
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "/tmp/hyperbuf-demo-%d.notify", (int)getpid());
-	unlink(sa.sun_path);
-	sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (sock < 0 || bind(sock, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		fprintf(stderr, "%s: notify socket %s: %s\n", argv0, sa.sun_path, strerror(errno));
-		goto err_sock;
-	}
-	logfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (logfd < 0) {
-		fprintf(stderr, "%s: %s: %s\n", argv0, log, strerror(errno));
-		goto err_sock;
-	}
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0) {
-		fprintf(stderr, "%s: fork: %s\n", argv0, strerror(errno));
-		close(logfd);
-		goto err_sock;
-	}
-	if (pid == 0) {
-		setenv("NOTIFY_SOCKET", sa.sun_path, 1);
-		dup2(logfd, STDOUT_FILENO);
-		dup2(logfd, STDERR_FILENO);
-		execl(daemon, daemon, "-c", config, (char *)NULL);
-		fprintf(stderr, "%s: exec %s: %s\n", argv0, daemon, strerror(errno));
-		_exit(127);
-	}
-	close(logfd);
-
-	for (;;) {
-		struct pollfd pfd = {.fd = sock, .events = POLLIN};
-		char msg[512];
-		ssize_t n;
-
-		if (waitpid(pid, &status, WNOHANG) == pid) {
-			describe_status(status, desc, sizeof(desc));
-			fprintf(stderr, "%s: hyperbufd exited before READY=1 (%s); see %s\n", argv0,
-				desc, log);
-			goto err_sock;
-		}
-		if (now_ns() >= deadline) {
-			fprintf(stderr, "%s: hyperbufd not ready after %d s; see %s\n", argv0,
-				READY_MS / 1000, log);
-			kill(pid, SIGTERM);
-			status = wait_pid_until(pid, now_ns() + 3000000000u, &killed);
-			describe_status(status, desc, sizeof(desc));
-			fprintf(stderr, "%s: hyperbufd %s\n", argv0, desc);
-			goto err_sock;
-		}
-		if (poll(&pfd, 1, 50) <= 0)
-			continue;
-		n = recv(sock, msg, sizeof(msg) - 1, 0);
-		if (n <= 0)
-			continue;
-		msg[n] = '\0';
-		/* The message is newline-separated assignments; READY=1 may be any of them. */
-		for (char *line = strtok(msg, "\n"); line; line = strtok(NULL, "\n")) {
-			if (strcmp(line, "READY=1") == 0) {
-				*ready_ns = now_ns() - t0;
-				notify_fd = sock;
-				snprintf(notify_path, sizeof(notify_path), "%s", sa.sun_path);
-				return pid;
-			}
-		}
-	}
-
-err_sock:
-	if (sock >= 0)
-		close(sock);
-	unlink(sa.sun_path);
-	return -1;
-}
-
-/* Prints the last lines of the daemon's log: on failure that is usually the explanation. */
-static void show_log_tail(const char *log, int lines)
-{
-	char buf[8192];
-	ssize_t n;
-	int fd = open(log, O_RDONLY | O_CLOEXEC), seen = 0;
-	off_t size, from;
-	char *p;
-
-	if (fd < 0)
-		return;
-	size = lseek(fd, 0, SEEK_END);
-	from = size > (off_t)sizeof(buf) - 1 ? size - (off_t)sizeof(buf) + 1 : 0;
-	n = pread(fd, buf, sizeof(buf) - 1, from);
-	close(fd);
-	if (n <= 0)
-		return;
-	buf[n] = '\0';
-	p = buf + n;
-	while (p > buf && seen <= lines)
-		if (*--p == '\n')
-			seen++;
-	if (*p == '\n')
-		p++;
-	fprintf(stderr, "---- last lines of %s ----\n%s---- end ----\n", log, p);
-}
 
 /* The daemon's own counters that the summary shows; -1 where a key is missing. */
 struct daemon_stats {
@@ -990,10 +774,9 @@ static void stat_value(char *line, const char *key, long long *value)
 static int read_stats(const char *daemon, const char *socket, struct daemon_stats *st)
 {
 	char dir[PATH_LEN], ctl[PATH_LEN + 16], out[16384];
-	uint64_t deadline = now_ns() + 5000000000u;
+	uint64_t deadline = hb_now_ns() + 5000000000u;
 	size_t got = 0;
 	int pfd[2], status;
-	bool killed;
 	pid_t pid;
 
 	memset(st, 0xff, sizeof(*st)); /* every field -1 */
@@ -1019,7 +802,7 @@ static int read_stats(const char *daemon, const char *socket, struct daemon_stat
 		struct pollfd p = {.fd = pfd[0], .events = POLLIN};
 		ssize_t n;
 
-		if (now_ns() >= deadline || poll(&p, 1, 100) < 0)
+		if (hb_now_ns() >= deadline || poll(&p, 1, 100) < 0)
 			break;
 		if (!(p.revents & (POLLIN | POLLHUP)))
 			continue;
@@ -1030,7 +813,7 @@ static int read_stats(const char *daemon, const char *socket, struct daemon_stat
 	}
 	out[got] = '\0';
 	close(pfd[0]);
-	status = wait_pid_until(pid, deadline, &killed);
+	hb_wait_pid(pid, ms_left(deadline), &status);
 	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
 		char *l = trim(line);
 
@@ -1136,12 +919,13 @@ int main(int argc, char **argv)
 	struct producer_result pres;
 	char rundir[PATH_LEN], outdir[PATH_LEN], log[PATH_LEN + 32], desc[64], b1[32], b2[32];
 	const struct vm_conf *pvm, *cvm;
-	uint64_t frames = 120, ready_ns = 0, deadline, t_all;
+	uint64_t frames = 120, deadline, t_all;
 	pid_t dpid, cpid[2] = {-1, -1}, ppid = -1;
 	int opt, ret, cfd[2] = {-1, -1}, pfd = -1, dstatus, status;
 	bool ok = true, killed, cgot[2] = {false, false}, pgot = false;
 	unsigned alarm_s;
 	struct daemon_stats st;
+	struct hb_daemon_spawn ds;
 	int stats_ret;
 
 	argv0 = argv[0];
@@ -1198,19 +982,19 @@ int main(int argc, char **argv)
 	       "%s (domain %u) -> %s (domain %u) and -> host (domain 0)\n",
 	       frames, FRAME_W, FRAME_H, grouped(FRAME_BYTES, b1, sizeof(b1)), pvm->name, pvm->id,
 	       cvm->name, cvm->id);
-	dpid = start_daemon(daemon, config, log, &ready_ns);
+	dpid = hb_daemon_spawn(daemon, config, log, READY_MS, &ds);
 	if (dpid < 0) {
-		show_log_tail(log, 20);
+		hb_log_tail(log, 20);
 		printf("RESULT: FAIL (the daemon did not start)\n");
 		return 1;
 	}
 	printf("  daemon     %s -c %s: pid %d, ready in %.1f ms, log %s\n", daemon, config,
-	       (int)dpid, ready_ns / 1e6, log);
+	       (int)dpid, ds.ready_ns / 1e6, log);
 
 	/* Budget: a hang becomes a failure within about a minute for the default run. Each step
 	 * already has its own STEP_MS limit in the children; this is the backstop. */
 	alarm_s = 50 + (unsigned)(frames / 10);
-	deadline = now_ns() + (uint64_t)(alarm_s + 5) * 1000000000u;
+	deadline = hb_now_ns() + (uint64_t)(alarm_s + 5) * 1000000000u;
 
 	for (int k = 0; k < 2; k++) {
 		struct consumer_args *a = &cargs[k];
@@ -1242,7 +1026,7 @@ int main(int argc, char **argv)
 			goto stop_children;
 		}
 		/* Consumers connect before the producer exists, so no EXPORTED is missed. */
-		ret = read_full(cfd[k], &ready, 1, now_ns() + (uint64_t)STEP_MS * 1000000u);
+		ret = hb_read_full(cfd[k], &ready, 1, STEP_MS);
 		if (ret < 0 || ready != 'R') {
 			fprintf(stderr, "%s: consumer %s did not get ready%s%s\n", argv0, a->name,
 				ret < 0 ? ": " : "", ret < 0 ? strerror(-ret) : "");
@@ -1278,9 +1062,10 @@ int main(int argc, char **argv)
 		}
 	}
 
-	pgot = read_full(pfd, &pres, sizeof(pres), deadline) == 0 && pres.magic == RESULT_MAGIC;
+	pgot = hb_read_full(pfd, &pres, sizeof(pres), ms_left(deadline)) == 0 &&
+	       pres.magic == RESULT_MAGIC;
 	for (int k = 0; k < 2; k++)
-		cgot[k] = read_full(cfd[k], &cres[k], sizeof(cres[k]), deadline) == 0 &&
+		cgot[k] = hb_read_full(cfd[k], &cres[k], sizeof(cres[k]), ms_left(deadline)) == 0 &&
 			  cres[k].magic == RESULT_MAGIC;
 
 stop_children:
@@ -1291,9 +1076,9 @@ stop_children:
 
 		if (pid <= 0)
 			continue;
-		status = wait_pid_until(pid, deadline, &killed);
+		killed = hb_wait_pid(pid, ms_left(deadline), &status) == 1;
 		if (status != 0) {
-			describe_status(status, desc, sizeof(desc));
+			hb_describe_status(status, desc, sizeof(desc));
 			fprintf(stderr, "%s: %s: %s%s\n", argv0, name, desc,
 				killed ? " (killed: out of time)" : "");
 			ok = false;
@@ -1301,10 +1086,8 @@ stop_children:
 	}
 	stats_ret = read_stats(daemon, dc.socket, &st);
 
-	kill(dpid, SIGTERM);
-	dstatus = wait_pid_until(dpid, now_ns() + 10000000000u, &killed);
-	close_notify();
-	describe_status(dstatus, desc, sizeof(desc));
+	killed = hb_daemon_stop(&ds, 10000, &dstatus) == 1;
+	hb_describe_status(dstatus, desc, sizeof(desc));
 
 	/* ---- summary ---- */
 	if (pgot) {
@@ -1362,7 +1145,7 @@ stop_children:
 	printf("  daemon     %s%s\n", desc, killed ? " (did not stop on SIGTERM: killed)" : "");
 	if (dstatus != 0) {
 		ok = false;
-		show_log_tail(log, 20);
+		hb_log_tail(log, 20);
 	}
 	printf("RESULT: %s\n", ok ? "PASS" : "FAIL");
 

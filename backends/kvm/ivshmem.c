@@ -42,6 +42,23 @@ static void peer_free(struct ivshmem_peer *p)
 	free(p);
 }
 
+static void peer_disconnect(struct ivshmem_peer *p, const char *why);
+
+/* A peer that missed a connect or disconnect message has a wrong view of the group: it goes
+ * rather than keep ringing ids that no longer mean what it thinks. */
+static void sweep_broken(struct ivshmem_server *srv)
+{
+	struct ivshmem_peer *o;
+
+	hb_list_for_each_safe(o, &srv->peers, struct ivshmem_peer, link)
+	{
+		if (o->broken) {
+			peer_disconnect(o, "could not be told about another peer");
+			return; /* the list changed under us; that call sweeps the rest */
+		}
+	}
+}
+
 static void peer_disconnect(struct ivshmem_peer *p, const char *why)
 {
 	struct ivshmem_server *srv = p->srv;
@@ -55,12 +72,12 @@ static void peer_disconnect(struct ivshmem_peer *p, const char *why)
 	hb_list_for_each_safe(o, &srv->peers, struct ivshmem_peer, link)
 	{
 		if (send_msg(o->sock, p->id, -1) < 0)
-			hb_warn("ivshmem %s: cannot tell peer %u that %u left", srv->path, o->id,
-				p->id);
+			o->broken = true;
 	}
 	if (srv->on_gone)
 		srv->on_gone(srv, p);
 	peer_free(p);
+	sweep_broken(srv);
 }
 
 /* QEMU never writes to this socket: any byte or EOF means the peer is gone. */
@@ -119,7 +136,9 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct ivshmem_server *srv = w->data;
 	struct ivshmem_peer *p, *o;
-	int fd, r;
+	struct ucred cred;
+	socklen_t credlen = sizeof(cred);
+	int fd, r, sndbuf;
 
 	fd = accept4(srv->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (fd < 0) {
@@ -148,6 +167,17 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	for (unsigned k = 0; k < IVSHMEM_MAX_VECTORS; k++)
 		p->irq[k] = p->to_daemon[k] = -1;
 	p->id = free_id(srv);
+	p->pid = -1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) == 0)
+		p->pid = cred.pid;
+	/* The greeting is 3 + vectors x (peers + 1) messages, each with an fd, sent at once
+	 * (QEMU reads them only after connect returns): make room for all of them. A kernel
+	 * skb with an fd costs about 1 KiB of send buffer. */
+	sndbuf = (int)((3u + srv->vectors * (srv->n_peers + 2u)) * 1024u);
+	if (sndbuf > 16 << 20)
+		sndbuf = 16 << 20;
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof(sndbuf)) < 0)
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 	for (unsigned k = 0; k < srv->vectors; k++) {
 		p->irq[k] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		p->to_daemon[k] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -164,15 +194,17 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	/* Announce the newcomer to the others. */
 	hb_list_for_each_safe(o, &srv->peers, struct ivshmem_peer, link)
 	{
-		for (unsigned k = 0; k < srv->vectors; k++)
-			send_msg(o->sock, p->id, p->irq[k]);
+		for (unsigned k = 0; k < srv->vectors && !o->broken; k++)
+			if (send_msg(o->sock, p->id, p->irq[k]) < 0)
+				o->broken = true;
 	}
 	hb_list_insert_tail(&srv->peers, &p->link);
 	srv->n_peers++;
 	ev_io_init(&p->io, on_peer, fd, EV_READ);
 	p->io.data = p;
 	ev_io_start(loop, &p->io);
-	hb_info("ivshmem %s: peer %u connected", srv->path, p->id);
+	hb_info("ivshmem %s: peer %u connected (pid %d)", srv->path, p->id, (int)p->pid);
+	sweep_broken(srv);
 	return;
 
 err_peer:

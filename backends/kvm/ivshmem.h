@@ -10,6 +10,7 @@
 #include <ev.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "daemon/list.h"
 
@@ -28,6 +29,8 @@ struct ivshmem_peer {
 	int irq[IVSHMEM_MAX_VECTORS];       /* the peer receives interrupts on these */
 	int to_daemon[IVSHMEM_MAX_VECTORS]; /* the peer rings the daemon with these */
 	bool bound;                         /* Attach named this peer */
+	bool broken;                        /* a message to it failed: disconnect it */
+	pid_t pid;                          /* SO_PEERCRED: QEMU, or the emulated VM */
 	uint32_t domain;
 };
 

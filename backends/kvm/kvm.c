@@ -217,6 +217,9 @@ static int kvm_attach(struct hbd *d, struct hbd_session *s, uint32_t group, uint
 
 	if (!g || !group_has(g, s->dom->id))
 		return -ENOENT;
+	/* Once per group: this bounds the pool fds a session can have queued. */
+	if (s->attached & (1ull << (group - 1)))
+		return -EALREADY;
 	if (s->dom->id == 0) {
 		/* A host process maps the pool from the memfd itself. */
 		*fd_out = fcntl(g->pool.fd, F_DUPFD_CLOEXEC, 3);
@@ -228,6 +231,11 @@ static int kvm_attach(struct hbd *d, struct hbd_session *s, uint32_t group, uint
 		p = ivshmem_server_peer(&g->srv, peer_id);
 		if (!p)
 			return -ENOENT;
+		/* QEMU opens both its channel and its ivshmem sockets, and so does an emulated
+		 * VM: a session may only claim an ivshmem connection of its own process, or any
+		 * VM could take over another's by guessing small ids. */
+		if (p->pid > 0 && s->pid > 0 && p->pid != s->pid)
+			return -EPERM;
 		if (p->bound && p->domain != s->dom->id)
 			return -EBUSY;
 		if (!p->bound) {
