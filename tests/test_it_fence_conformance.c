@@ -1248,11 +1248,13 @@ TEST(c24_close_is_local_and_leaks_nothing)
 }
 
 /* 25. The fd is latched and never read by the library: four threads blocked in poll() and
- * two epoll sets (one edge-triggered) all see it readable; it stays readable through many
- * later library calls and polls. */
+ * two epoll sets (one edge-triggered) all see it readable, and so do two more threads blocked
+ * in hb_sync_wait on the same client at the same time; it stays readable through many later
+ * library calls and polls. */
 struct poller {
 	int fd;
-	int epfd; /* -1: plain poll */
+	int epfd;           /* -1: plain poll, -2: hb_sync_wait on s */
+	struct hb_sync *s;  /* for -2 */
 	volatile int saw;
 };
 
@@ -1260,7 +1262,10 @@ static void *poller_fn(void *p)
 {
 	struct poller *pl = p;
 
-	if (pl->epfd < 0) {
+	if (pl->epfd == -2) {
+		if (hb_sync_wait(pl->s, FENCE_WAIT_MS) == 0 && hb_sync_status(pl->s) == 1)
+			pl->saw = 1;
+	} else if (pl->epfd < 0) {
 		struct pollfd q = {.fd = pl->fd, .events = POLLIN};
 
 		if (poll(&q, 1, FENCE_WAIT_MS) == 1 && q.revents == POLLIN)
@@ -1279,18 +1284,19 @@ TEST(c25_fd_latched_many_pollers)
 {
 	struct fx x;
 	struct hb_sync *s;
-	struct poller pl[6];
-	pthread_t th[6];
+	struct poller pl[8];
+	pthread_t th[8];
 	struct epoll_event ev;
 	int i, k;
 
 	fx_start(&x, NULL);
 	s = FENCE_OPEN(x.b, x.tl, 1);
-	for (i = 0; i < 6; i++) {
+	for (i = 0; i < 8; i++) {
 		pl[i].fd = hb_sync_fd(s);
-		pl[i].epfd = -1;
+		pl[i].epfd = i >= 6 ? -2 : -1;
+		pl[i].s = s;
 		pl[i].saw = 0;
-		if (i >= 4) {
+		if (i >= 4 && i < 6) {
 			pl[i].epfd = epoll_create1(EPOLL_CLOEXEC);
 			CHECK(pl[i].epfd >= 0);
 			ev.events = EPOLLIN | (i == 5 ? EPOLLET : 0);
@@ -1302,7 +1308,7 @@ TEST(c25_fd_latched_many_pollers)
 	it_sleep_ms(100); /* let them block */
 	FA_SIGNAL(&x.a, x.ta, 1);
 	FENCE_WAIT_DONE(s); /* this thread reads the daemon's message */
-	for (i = 0; i < 6; i++) {
+	for (i = 0; i < 8; i++) {
 		CHECK(pthread_join(th[i], NULL) == 0);
 		if (!pl[i].saw)
 			hbt_fail(__FILE__, __LINE__, "poller %d never saw POLLIN", i);

@@ -59,8 +59,9 @@ TEST(c42_random_merge_64bit_nested)
  * loop 10000 times: signal my point r, then wait for the other's point r. Each signals while
  * the other may be registering its wait (the kunit "signal mine / add callback on yours" race,
  * run for a count rather than a time so both sides stop at the same round). A lost wakeup is a
- * wait that never returns (10 s bound). A waits with hb_sync_wait, B alternates fd polling and
- * status polling.
+ * wait that does not return, or returns only after RACE_LOST_MS (the library re-checks every
+ * 1 s, which would hide a lost notification). A waits with hb_sync_wait, B alternates fd
+ * polling and status polling.
  */
 #define RACE_ROUNDS 10000
 
@@ -69,14 +70,19 @@ struct race_arg {
 	int sock;
 };
 
+/* A wait this long means the wakeup was lost and only the library's periodic re-check (its
+ * 1 s wait slice) found the completion: a push notification takes microseconds. */
+#define RACE_LOST_MS 800
+
 static int race_loop(struct hb_client *c, struct hb_timeline *mine, uint64_t theirs, int style)
 {
-	uint64_t r;
+	uint64_t r, worst = 0;
 
 	for (r = 1; r <= RACE_ROUNDS; r++) {
 		struct hb_fence f = {.timeline = theirs, .value = r};
 		struct hb_sync *s;
 		struct hb_event ev;
+		uint64_t t0, dt;
 		int st;
 
 		if (hb_timeline_signal(mine, r) != 0)
@@ -84,11 +90,19 @@ static int race_loop(struct hb_client *c, struct hb_timeline *mine, uint64_t the
 		s = hb_sync_open(c, &f);
 		if (!s)
 			return -2;
+		t0 = hbt_now_ms();
 		if (style < 0)
 			st = hb_sync_wait(s, FENCE_WAIT_MS) == 0 ? hb_sync_status(s) : 0;
 		else
 			st = cons_wait(c, s, (int)(r % 2));
+		dt = hbt_now_ms() - t0;
+		worst = dt > worst ? dt : worst;
 		hb_sync_close(s);
+		if (dt >= RACE_LOST_MS) {
+			fprintf(stderr, "race: round %llu: the wait took %llu ms: a lost wakeup\n",
+				(unsigned long long)r, (unsigned long long)dt);
+			return -4;
+		}
 		while (hb_next_event(c, &ev) == 0)
 			;
 		if (st != 1) {
@@ -97,6 +111,8 @@ static int race_loop(struct hb_client *c, struct hb_timeline *mine, uint64_t the
 			return -3;
 		}
 	}
+	printf("race (%s): longest wait %llu ms\n", style < 0 ? "hb_sync_wait" : "fd/status polling",
+	       (unsigned long long)worst);
 	return 0;
 }
 
