@@ -417,6 +417,14 @@ static int order_observer(void *p)
 			}
 		}
 		checks++;
+		/* The signaller pauses now and then until each observer has taken one more
+		 * snapshot, so the check sees intermediate states however loaded the machine. */
+		{
+			char req;
+
+			if (recv(o->sock, &req, 1, MSG_DONTWAIT) == 1 && write(o->sock, "A", 1) != 1)
+				ret = 1;
+		}
 		if (highest_done == ORDER_POINTS || ret || hbt_now_ms() > t_end)
 			break;
 	}
@@ -471,9 +479,14 @@ TEST(c08_importers_see_points_in_order)
 			FA_FAIL(&a, ta, v, -EIO);
 		else
 			FA_SIGNAL(&a, ta, v);
-		/* Pauses now and then, so the observers see many intermediate states. */
-		if (r % 2 == 0)
-			usleep(300);
+		/* Pauses now and then until both observers took a snapshot of this state, so
+		 * they see many intermediate states on any machine (not only an idle one). */
+		if (r % 2 == 0 && v < ORDER_POINTS) {
+			for (k = 0; k < 2; k++)
+				it_pipe_write(sock[k], "S", 1);
+			for (k = 0; k < 2; k++)
+				CHECK_EQ(it_pipe_read(sock[k], &ok, 1, FENCE_WAIT_MS), 0);
+		}
 	}
 	for (k = 0; k < 2; k++) {
 		CHECK_EQ(hbt_wait_child(pid[k]), 0);
