@@ -44,6 +44,12 @@
 #define DEFAULT_EVENT_QUEUE        256u
 #define MIN_EVENT_QUEUE            16u
 #define DEFAULT_META_MAX           1024u
+#define DEFAULT_TIMELINES          1024u
+#define MAX_TIMELINES              1000000u
+#define DEFAULT_FENCE_WAITS        65536u
+/* A pending wait costs the daemon about 100 bytes; 2^24 of them per domain is 1.6 GiB, more
+ * than any sane pipeline needs and still an amount a host can survive. */
+#define MAX_FENCE_WAITS            (1u << 24)
 #define MIN_META_MAX               1024u
 #define MAX_VM_ID                  0x80000000u /* 2^31 */
 #define MAX_XEN_DOMID              0x7fefu     /* DOMID_FIRST_RESERVED - 1 */
@@ -69,9 +75,10 @@ enum section { SEC_NONE, SEC_DAEMON, SEC_LIMITS, SEC_VM, SEC_GROUP, SEC_XEN, SEC
 
 /* Keys per section, in the order of the key_line slots. NULL-terminated. */
 static const char *const daemon_keys[] = {"backend", "socket", "log", NULL};
-static const char *const limits_keys[] = {"exports_per_domain",  "pages_per_domain",
-					  "event_queue",         "meta_max",
-					  "imports_per_domain",  "sessions_per_domain",
+static const char *const limits_keys[] = {"exports_per_domain",   "pages_per_domain",
+					  "event_queue",          "meta_max",
+					  "timelines_per_domain", "fence_waits_per_domain",
+					  "imports_per_domain",   "sessions_per_domain",
 					  NULL};
 static const char *const vm_keys[] = {"id", "channel", NULL};
 static const char *const group_keys[] = {"members", "size", "ivshmem", "vectors", NULL};
@@ -79,7 +86,8 @@ static const char *const xen_keys[] = {"domains", NULL};
 #define MAX_KEYS 8
 
 enum { K_BACKEND, K_SOCKET, K_LOG };
-enum { K_EXPORTS, K_PAGES, K_EVENT_QUEUE, K_META_MAX, K_IMPORTS, K_SESSIONS };
+enum { K_EXPORTS, K_PAGES, K_EVENT_QUEUE, K_META_MAX, K_TIMELINES, K_FENCE_WAITS, K_IMPORTS,
+       K_SESSIONS };
 enum { K_ID, K_CHANNEL };
 enum { K_MEMBERS, K_SIZE, K_IVSHMEM, K_VECTORS };
 enum { K_DOMAINS };
@@ -573,6 +581,14 @@ static void limits_key(struct parse *p, int k, const char *key, const char *valu
 		if (number(p, key, value, MIN_META_MAX, HB_META_LIMIT, &v))
 			c->meta_max = (uint32_t)v;
 		break;
+	case K_TIMELINES:
+		if (number(p, key, value, 1, MAX_TIMELINES, &v))
+			c->timelines_per_domain = (uint32_t)v;
+		break;
+	case K_FENCE_WAITS:
+		if (number(p, key, value, 1, MAX_FENCE_WAITS, &v))
+			c->fence_waits_per_domain = (uint32_t)v;
+		break;
 	case K_IMPORTS:
 		if (number(p, key, value, 1, MAX_IMPORTS_PER_DOMAIN, &v))
 			c->imports_per_domain = (uint32_t)v;
@@ -1002,6 +1018,8 @@ static struct hb_config *load(const char *text, size_t len, const char *name, co
 	c->pages_per_domain = DEFAULT_PAGES_PER_DOMAIN;
 	c->event_queue = DEFAULT_EVENT_QUEUE;
 	c->meta_max = DEFAULT_META_MAX;
+	c->timelines_per_domain = DEFAULT_TIMELINES;
+	c->fence_waits_per_domain = DEFAULT_FENCE_WAITS;
 	c->imports_per_domain = DEFAULT_IMPORTS_PER_DOMAIN;
 	c->sessions_per_domain = DEFAULT_SESSIONS_PER_DOMAIN;
 

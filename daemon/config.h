@@ -44,6 +44,10 @@ struct hb_config {
 	uint64_t pages_per_domain;          /* default 1048576 */
 	uint32_t event_queue;               /* default 256, 16..HB_EVENT_QUEUE_LIMIT */
 	uint32_t meta_max;                  /* default 1024, 1024..HB_META_LIMIT */
+	uint32_t timelines_per_domain;      /* default 1024, 1..1000000 */
+	/* Pending fence waits per domain (default 65536, 1..2^24); also the most completions a
+	 * session may leave undelivered before it is dropped. */
+	uint32_t fence_waits_per_domain;
 	uint32_t imports_per_domain;        /* default 65536, live imports a domain may hold */
 	uint32_t sessions_per_domain;       /* default 64, connections per domain incl. pre-Hello */
 

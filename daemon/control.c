@@ -54,12 +54,15 @@ static int add_stats(struct hbd *d, ControlReply *r)
 	const struct hbd_stats *s = &d->stats;
 	struct hbd_domain *dom;
 	uint64_t buffers = 0, orphans = 0, exports = 0, imports = 0, bytes_mapped = 0;
+	uint64_t timelines = 0, fence_waits = 0;
 	struct hbd_session *ss;
 	struct hbd_import *im;
 
 	hb_list_for_each_safe(ss, &d->sessions, struct hbd_session, link)
 	{
 		buffers += hb_list_length(&ss->buffers);
+		timelines += hb_list_length(&ss->timelines);
+		fence_waits += hb_list_length(&ss->waits);
 		hb_list_for_each_safe(im, &ss->imports, struct hbd_import, link)
 		{
 			imports++;
@@ -87,6 +90,11 @@ static int add_stats(struct hbd *d, ControlReply *r)
 	put_stat(&l, "sessions_total", s->sessions_total);
 	put_stat(&l, "exports_total", s->exports_total);
 	put_stat(&l, "imports_total", s->imports_total);
+	put_stat(&l, "timelines", timelines);
+	put_stat(&l, "fence_waits", fence_waits);
+	put_stat(&l, "timelines_total", s->timelines_total);
+	put_stat(&l, "fences_completed", s->fences_completed);
+	put_stat(&l, "fence_sessions_dropped", s->fence_sessions_dropped);
 	put_stat(&l, "ctl_list_truncated", d->ctl_truncated);
 	d->backend->stats(d, put_stat, &l);
 	r->stats = l.v;
@@ -209,6 +217,41 @@ static int add_exports_imports(struct hbd *d, ControlReply *r)
 	return truncated;
 }
 
+static int add_timelines(struct hbd *d, ControlReply *r)
+{
+	size_t cap = 0;
+	struct hbd_session *s;
+	struct hbd_timeline *tl;
+
+	hb_list_for_each_safe(s, &d->sessions, struct hbd_session, link)
+	{
+		hb_list_for_each_safe(tl, &s->timelines, struct hbd_timeline, owner_link)
+		{
+			CtlTimeline *ct;
+
+			if (r->n_timelines == cap) {
+				size_t ncap = cap ? cap * 2 : 16;
+				CtlTimeline **v = realloc(r->timelines, ncap * sizeof(*v));
+				if (!v)
+					return -ENOMEM;
+				r->timelines = v;
+				cap = ncap;
+			}
+			ct = calloc(1, sizeof(*ct));
+			if (!ct)
+				return -ENOMEM;
+			ctl_timeline__init(ct);
+			r->timelines[r->n_timelines++] = ct;
+			ct->id = tl->id;
+			ct->owner = s->dom->id;
+			ct->owner_session = s->label;
+			ct->value = tl->value;
+			ct->pending = tl->n_heap > UINT32_MAX ? UINT32_MAX : (uint32_t)tl->n_heap;
+		}
+	}
+	return 0;
+}
+
 int hbd_control(struct hbd_session *s, uint32_t what, ControlReply **out)
 {
 	struct hbd *d = s->d;
@@ -226,8 +269,10 @@ int hbd_control(struct hbd_session *s, uint32_t what, ControlReply **out)
 	r->version = (char *)HB_VERSION_STRING;
 	r->backend = (char *)d->backend->name;
 	r->uptime_ms = hbd_now_ms() - d->start_ms;
-	/* Everything, whatever `what` asked: the views are bounded and hyperbufctl picks. */
-	if ((err = add_domains(d, r)) < 0 || (err = add_exports_imports(d, r)) < 0)
+	/* Everything, whatever `what` asked: the views are bounded and hyperbufctl picks. The
+	 * export/import listing goes last: its result says whether it was cut. */
+	if ((err = add_domains(d, r)) < 0 || (err = add_timelines(d, r)) < 0 ||
+	    (err = add_exports_imports(d, r)) < 0)
 		goto err;
 	d->ctl_truncated = err;
 	if ((err = add_stats(d, r)) < 0)
@@ -256,5 +301,8 @@ void hbd_control_free(ControlReply *r)
 	for (size_t i = 0; i < r->n_imports; i++)
 		free(r->imports[i]);
 	free(r->imports);
+	for (size_t i = 0; i < r->n_timelines; i++)
+		free(r->timelines[i]);
+	free(r->timelines);
 	free(r);
 }

@@ -23,6 +23,9 @@
 #include "refdir.h"
 
 #define HBD_HID_BUCKET_BITS 12
+#define HBD_TIMELINE_BUCKET_BITS 10
+#define HBD_WAIT_BUCKET_BITS 12
+#define HBD_FAIL_RANGES 64 /* failed value ranges a timeline remembers for late openers */
 #define HBD_OUT_MAX (8u * 1024u * 1024u) /* replies a client may leave unread before it is dropped */
 #define HBD_MAX_SESSIONS 1024
 #define HBD_HELLO_TIMEOUT 10.0 /* seconds */
@@ -42,6 +45,9 @@ struct hbd_stats {
 	uint64_t bytes_shared_total; /* bytes of every import ever made */
 	uint64_t bytes_copied;
 	uint64_t pages_punched;
+	uint64_t timelines_total;
+	uint64_t fences_completed; /* waits completed (signalled, failed or owner gone) */
+	uint64_t fence_sessions_dropped; /* sessions that fell fence_waits_per_domain behind */
 };
 
 struct hbd_domain {
@@ -55,6 +61,8 @@ struct hbd_domain {
 	uint32_t exports;       /* live exports (quota exports_per_domain) */
 	uint32_t imports;       /* live imports held */
 	uint64_t pages;         /* pool pages its buffers use (quota pages_per_domain) */
+	uint32_t timelines;     /* live timelines (quota timelines_per_domain) */
+	uint32_t fence_waits;   /* pending waits (quota fence_waits_per_domain) */
 };
 
 enum hbd_export_state {
@@ -62,6 +70,12 @@ enum hbd_export_state {
 	HBD_EXPORT_LIVE,
 	HBD_EXPORT_PENDING,  /* a delayed unexport is scheduled */
 	HBD_EXPORT_DONE,     /* unexported; hid still answers queries while the buffer lives */
+};
+
+/* One fence in a buffer's reservation (the dma_resv of an export). */
+struct hbd_resv_entry {
+	uint64_t timeline, value;
+	uint32_t usage; /* HB_ACCESS_WRITE or HB_ACCESS_READ, never both */
 };
 
 struct hbd_buffer {
@@ -89,6 +103,49 @@ struct hbd_buffer {
 	unsigned importers;     /* live imports, whatever hid they were made under */
 	uint32_t gen;           /* bumped with every fresh hid */
 	unsigned gen_importers; /* live imports made under the current hid */
+
+	struct hbd_resv_entry *resv; /* HB_RESV_LIMIT slots once a fence was attached */
+	unsigned n_resv;
+};
+
+/*
+ * A timeline (daemon/timeline.c). Owned by one session; its waits sit in a min-heap ordered
+ * by (value, wait id), so a signal pops them oldest first and the heap's top says at once
+ * whether anything is due.
+ */
+struct hbd_fail_range {
+	uint64_t lo, hi; /* values lo..hi (inclusive) completed with err */
+	int32_t err;
+};
+
+struct hbd_timeline {
+	struct hb_list hash_link;  /* d->timelines[] */
+	struct hb_list owner_link; /* owner->timelines */
+	uint64_t id;
+	struct hbd_session *owner;
+	uint64_t value;
+	struct hbd_wait **heap;
+	size_t n_heap, cap_heap;
+	/* The ranges its fails covered, ascending, so that a fence opened after its point
+	 * failed is born with that error rather than with 1. The oldest go first when full. */
+	struct hbd_fail_range *fails;
+	unsigned n_fails;
+};
+
+/*
+ * A session's wait on (timeline, value). Pending, it is in the timeline's heap, the wait
+ * hash and session->waits. Completed, it leaves the heap and the hash and becomes the queued
+ * completion itself (session->done), so completing never allocates.
+ */
+struct hbd_wait {
+	struct hb_list hash_link;    /* d->waits[] while pending */
+	struct hb_list session_link; /* s->waits while pending, s->done once completed */
+	uint64_t id;
+	struct hbd_session *s;
+	struct hbd_timeline *tl; /* NULL once completed */
+	uint64_t timeline, value;
+	size_t heap_index;
+	int32_t status; /* 1 or -errno once completed */
 };
 
 struct hbd_import {
@@ -140,6 +197,13 @@ struct hbd_session {
 	uint64_t attached; /* bit (group id - 1) */
 	struct hb_list buffers;
 	struct hb_list imports;
+
+	struct hb_list timelines; /* owned */
+	struct hb_list waits;     /* pending */
+	struct hb_list done;      /* completed, not yet framed: the bounded completion queue */
+	unsigned n_done;
+	bool doomed;              /* fell behind: closed from drop_timer, gets nothing more */
+	ev_timer drop_timer;
 };
 
 /* What a backend does for the daemon. KVM: pools and the ivshmem server. Xen adds its own. */
@@ -195,6 +259,9 @@ struct hbd {
 	struct hb_list domains;
 	struct hb_list orphans; /* freed buffers kept alive by imports */
 	struct hb_list hids[1u << HBD_HID_BUCKET_BITS];
+	struct hb_list timelines[1u << HBD_TIMELINE_BUCKET_BITS];
+	struct hb_list waits[1u << HBD_WAIT_BUCKET_BITS];
+	uint32_t timeline_epoch, timeline_counter; /* ids are epoch << 32 | counter */
 	uint32_t next_serial;
 	uint64_t next_handle;
 	uint64_t next_session;
@@ -219,6 +286,36 @@ int hbd_session_send(struct hbd_session *s, const ServerMsg *msg, int fd);
 void hbd_session_mark_hello(struct hbd_session *s, bool control);
 void hbd_session_event(struct hbd_session *s, uint32_t type, const struct hb_id *hid,
 		       uint32_t domain, uint64_t size, const uint8_t *meta, uint32_t meta_len);
+
+/* Moves every queued fence completion into the output ahead of whatever is sent next: done
+ * before a reply that tells the client about a timeline's progress, which must never overtake
+ * a completion queued before it. */
+int hbd_session_flush_fences(struct hbd_session *s);
+/* Drops a session from the next loop iteration: for a session found misbehaving in a path that
+ * must not close anything itself (the signal path). */
+void hbd_session_drop_later(struct hbd_session *s, const char *reason);
+
+/* timeline.c: timelines, waits, reservations */
+void hbd_timelines_init(struct hbd *d);
+int hbd_timeline_create(struct hbd_session *s, uint64_t *id);
+int hbd_timeline_signal(struct hbd_session *s, uint64_t id, uint64_t value, uint32_t error);
+int hbd_timeline_destroy_req(struct hbd_session *s, uint64_t id);
+/* *wait is 0 when the fence was born complete, with *status 1 or the error it failed with;
+ * *owner is the timeline owner's domain. */
+int hbd_sync_open(struct hbd_session *s, uint64_t timeline, uint64_t value, uint64_t *wait,
+		  int32_t *status, uint32_t *owner);
+int hbd_sync_close(struct hbd_session *s, uint64_t wait);
+int hbd_fence_attach(struct hbd_session *s, const struct hb_id *hid, uint64_t timeline,
+		     uint64_t value, uint32_t usage);
+/* The pending fences an access must wait for, at most one per timeline, into out[HB_RESV_LIMIT]. */
+int hbd_cpu_access(struct hbd_session *s, const struct hb_id *hid, uint32_t access,
+		   struct hbd_resv_entry *out, unsigned *n);
+/* Session end: its waits and queued completions go, its timelines complete with -EPIPE. */
+void hbd_session_fences_close(struct hbd_session *s);
+/* Pops one queued completion for framing (NULL if none); free it with hbd_wait_free. */
+struct hbd_wait *hbd_session_next_done(struct hbd_session *s);
+void hbd_wait_free(struct hbd_wait *w);
+struct hbd_timeline *hbd_timeline_find(struct hbd *d, uint64_t id);
 
 /* request.c: one request in, one reply out */
 void hbd_request(struct hbd_session *s, ClientMsg *msg);

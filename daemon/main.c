@@ -64,14 +64,17 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 	cur->pages_per_domain = next->pages_per_domain;
 	cur->event_queue = next->event_queue;
 	cur->meta_max = next->meta_max;
+	cur->timelines_per_domain = next->timelines_per_domain;
+	cur->fence_waits_per_domain = next->fence_waits_per_domain;
 	cur->imports_per_domain = next->imports_per_domain;
 	cur->sessions_per_domain = next->sessions_per_domain;
 	hb_config_free(next);
 	hb_log_set_level(cur->log_level);
 	hb_info("reload: configuration applied (exports_per_domain=%u pages_per_domain=%llu "
-		"event_queue=%u meta_max=%u)",
+		"event_queue=%u meta_max=%u timelines_per_domain=%u fence_waits_per_domain=%u)",
 		cur->exports_per_domain, (unsigned long long)cur->pages_per_domain,
-		cur->event_queue, cur->meta_max);
+		cur->event_queue, cur->meta_max, cur->timelines_per_domain,
+		cur->fence_waits_per_domain);
 }
 
 static void raise_fd_limit(void)

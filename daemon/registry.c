@@ -171,6 +171,7 @@ static void buffer_reclaim_if_unused(struct hbd_buffer *b)
 		 b->group);
 	free(b->refs);
 	free(b->meta);
+	free(b->resv);
 	free(b);
 }
 

@@ -9,6 +9,7 @@
 
 #include "hid.h"
 #include "hyperbufd.h"
+#include "limits.h" /* protocol/limits.h */
 #include "log.h"
 
 static void fill_desc(BufferDesc *out, const struct hbd_buffer *b)
@@ -159,6 +160,60 @@ static int do_unexport(struct hbd_session *s, const Unexport *m)
 	return r < 0 ? r : hbd_unexport(s, &hid, m->delay_ms);
 }
 
+static int do_sync_open(struct hbd_session *s, const SyncOpen *m, ServerMsg *reply, SyncReply *sr)
+{
+	uint64_t wait;
+	int32_t status;
+	uint32_t owner;
+	int r;
+
+	r = hbd_sync_open(s, m->timeline, m->value, &wait, &status, &owner);
+	if (r < 0)
+		return r;
+	sr->wait = wait;
+	sr->status = status;
+	sr->owner = owner;
+	reply->body_case = SERVER_MSG__BODY_SYNC;
+	reply->sync = sr;
+	return 0;
+}
+
+static int do_fence_attach(struct hbd_session *s, const FenceAttach *m)
+{
+	struct hb_id hid;
+	int r = wire_hid(m->hid, &hid);
+
+	return r < 0 ? r : hbd_fence_attach(s, &hid, m->timeline, m->value, m->usage);
+}
+
+/* The reply points into points[] and fences[], which live in hbd_request's frame. */
+static int do_cpu_access(struct hbd_session *s, const CpuAccess *m, ServerMsg *reply,
+			 CpuAccessReply *cr, FencePoint *points, FencePoint **ptrs)
+{
+	struct hbd_resv_entry e[HB_RESV_LIMIT];
+	struct hb_id hid;
+	unsigned n;
+	int r;
+
+	r = wire_hid(m->hid, &hid);
+	if (r < 0)
+		return r;
+	r = hbd_cpu_access(s, &hid, m->access, e, &n);
+	if (r < 0)
+		return r;
+	for (unsigned i = 0; i < n; i++) {
+		fence_point__init(&points[i]);
+		points[i].timeline = e[i].timeline;
+		points[i].value = e[i].value;
+		ptrs[i] = &points[i];
+	}
+	cr->fences = ptrs;
+	cr->n_fences = n;
+	reply->body_case = SERVER_MSG__BODY_CPU_ACCESS;
+	reply->cpu_access = cr;
+	return 0;
+}
+
 void hbd_request(struct hbd_session *s, ClientMsg *msg)
 {
 	ServerMsg reply = SERVER_MSG__INIT;
@@ -167,6 +222,11 @@ void hbd_request(struct hbd_session *s, ClientMsg *msg)
 	ExportReply export_reply = EXPORT_REPLY__INIT;
 	ImportReply import_reply = IMPORT_REPLY__INIT;
 	QueryReply query_reply = QUERY_REPLY__INIT;
+	TimelineReply timeline_reply = TIMELINE_REPLY__INIT;
+	SyncReply sync_reply = SYNC_REPLY__INIT;
+	CpuAccessReply cpu_reply = CPU_ACCESS_REPLY__INIT;
+	FencePoint points[HB_RESV_LIMIT];
+	FencePoint *point_ptrs[HB_RESV_LIMIT];
 	BufferDesc desc = BUFFER_DESC__INIT;
 	ControlReply *control = NULL;
 	struct hbd_buffer *b;
@@ -233,6 +293,32 @@ void hbd_request(struct hbd_session *s, ClientMsg *msg)
 			reply.control = control;
 		}
 		break;
+	case CLIENT_MSG__BODY_TIMELINE_CREATE:
+		r = hbd_timeline_create(s, &timeline_reply.timeline);
+		if (r == 0) {
+			reply.body_case = SERVER_MSG__BODY_TIMELINE;
+			reply.timeline = &timeline_reply;
+		}
+		break;
+	case CLIENT_MSG__BODY_TIMELINE_SIGNAL:
+		r = hbd_timeline_signal(s, msg->timeline_signal->timeline,
+					msg->timeline_signal->value, msg->timeline_signal->error);
+		break;
+	case CLIENT_MSG__BODY_TIMELINE_DESTROY:
+		r = hbd_timeline_destroy_req(s, msg->timeline_destroy->timeline);
+		break;
+	case CLIENT_MSG__BODY_SYNC_OPEN:
+		r = do_sync_open(s, msg->sync_open, &reply, &sync_reply);
+		break;
+	case CLIENT_MSG__BODY_SYNC_CLOSE:
+		r = hbd_sync_close(s, msg->sync_close->wait);
+		break;
+	case CLIENT_MSG__BODY_FENCE_ATTACH:
+		r = do_fence_attach(s, msg->fence_attach);
+		break;
+	case CLIENT_MSG__BODY_CPU_ACCESS:
+		r = do_cpu_access(s, msg->cpu_access, &reply, &cpu_reply, points, point_ptrs);
+		break;
 	default:
 		/* A newer client's request: say so and carry on. */
 		r = -EOPNOTSUPP;
@@ -240,6 +326,26 @@ void hbd_request(struct hbd_session *s, ClientMsg *msg)
 	}
 
 reply:
+	/*
+	 * Replies that reveal a timeline's progress go out behind the completions already
+	 * queued for this session, so nobody learns that point N is complete while its own
+	 * N-1 still looks pending: a SyncOpen born signalled, a CpuAccess snapshot (it leaves
+	 * out what completed), and the owner's own signal and destroy (after which its syncs on
+	 * its timeline are complete, as after SW_SYNC_IOC_INC). Other replies, a pending
+	 * SyncOpen's included, do not wait for the queue: that is what lets a client that does
+	 * not read fall behind by fence_waits_per_domain completions and be dropped for it.
+	 */
+	if ((msg->body_case == CLIENT_MSG__BODY_SYNC_OPEN && r == 0 && sync_reply.wait == 0) ||
+	    msg->body_case == CLIENT_MSG__BODY_CPU_ACCESS ||
+	    msg->body_case == CLIENT_MSG__BODY_TIMELINE_SIGNAL ||
+	    msg->body_case == CLIENT_MSG__BODY_TIMELINE_DESTROY) {
+		/* A completion that cannot be framed must not vanish quietly: the session
+		 * ends, and its library fails every fence it still waits on. */
+		if (hbd_session_flush_fences(s) < 0) {
+			hbd_session_close(s, "cannot frame its fence completions");
+			return;
+		}
+	}
 	if (r < 0) {
 		reply.error = (uint32_t)-r;
 		reply.body_case = SERVER_MSG__BODY__NOT_SET;

@@ -184,6 +184,7 @@ int hbd_server_start(struct hbd *d)
 	hb_list_init(&d->orphans);
 	for (size_t i = 0; i < sizeof(d->hids) / sizeof(d->hids[0]); i++)
 		hb_list_init(&d->hids[i]);
+	hbd_timelines_init(d);
 	d->next_serial = 1;
 	d->next_handle = 1;
 	d->host.fd = -1;

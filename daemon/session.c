@@ -23,6 +23,7 @@
 static void on_read(struct ev_loop *loop, ev_io *w, int revents);
 static void on_hello_timeout(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_write(struct ev_loop *loop, ev_io *w, int revents);
+static void on_drop(struct ev_loop *loop, ev_timer *w, int revents);
 
 struct hbd_session *hbd_session_new(struct hbd *d, int fd, struct hbd_domain *dom)
 {
@@ -45,13 +46,17 @@ struct hbd_session *hbd_session_new(struct hbd *d, int fd, struct hbd_domain *do
 	hb_list_init(&s->events);
 	hb_list_init(&s->buffers);
 	hb_list_init(&s->imports);
+	hb_list_init(&s->timelines);
+	hb_list_init(&s->waits);
+	hb_list_init(&s->done);
 	ev_timer_init(&s->hello_timer, on_hello_timeout, HBD_HELLO_TIMEOUT, 0.);
 	s->hello_timer.data = s;
 	ev_timer_start(d->loop, &s->hello_timer);
 	dom->conns++;
 	ev_io_init(&s->rio, on_read, fd, EV_READ);
 	ev_io_init(&s->wio, on_write, fd, EV_WRITE);
-	s->rio.data = s->wio.data = s;
+	ev_timer_init(&s->drop_timer, on_drop, 0., 0.);
+	s->rio.data = s->wio.data = s->drop_timer.data = s;
 	ev_io_start(d->loop, &s->rio);
 	hb_list_insert_tail(&d->sessions, &s->link);
 	d->n_sessions++;
@@ -85,9 +90,13 @@ void hbd_session_close(struct hbd_session *s, const char *reason)
 	hb_info("%s: session ended: %s", s->label, reason);
 	ev_io_stop(d->loop, &s->rio);
 	ev_io_stop(d->loop, &s->wio);
+	ev_timer_stop(d->loop, &s->drop_timer);
 	ev_timer_stop(d->loop, &s->hello_timer);
 	s->dom->conns--;
 
+	/* Fences before buffers: its timelines complete with -EPIPE for their waiters while
+	 * the domain's bookkeeping is still whole. */
+	hbd_session_fences_close(s);
 	/* Imports first: a buffer this session both owns and imports is then reclaimed once. */
 	hb_list_for_each_safe(im, &s->imports, struct hbd_import, link)
 		hbd_import_release(s, im);
@@ -118,6 +127,52 @@ static void session_violation(struct hbd_session *s, const char *what)
 	s->d->stats.errors_protocol++;
 	hb_warn("%s: protocol violation: %s; dropping the session", s->label, what);
 	hbd_session_close(s, what);
+}
+
+static int frame_fence(struct hbd_session *s, const struct hbd_wait *w)
+{
+	ServerMsg msg = SERVER_MSG__INIT;
+	FenceDone f = FENCE_DONE__INIT;
+
+	msg.body_case = SERVER_MSG__BODY_FENCE;
+	msg.fence = &f;
+	f.wait = w->id;
+	f.timeline = w->timeline;
+	f.value = w->value;
+	f.status = w->status;
+	return hbd_session_send(s, &msg, -1);
+}
+
+int hbd_session_flush_fences(struct hbd_session *s)
+{
+	struct hbd_wait *w;
+	int r;
+
+	while ((w = hbd_session_next_done(s))) {
+		r = frame_fence(s, w);
+		hbd_wait_free(w);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static void on_drop(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct hbd_session *s = w->data;
+
+	hbd_session_close(s, "dropped: it does not read its fence completions");
+}
+
+void hbd_session_drop_later(struct hbd_session *s, const char *reason)
+{
+	if (s->doomed || s->closing)
+		return;
+	s->doomed = true;
+	hb_warn("%s: %s; dropping the session", s->label, reason);
+	/* Nothing more from it; the close itself waits for the loop, out of the caller's way. */
+	ev_io_stop(s->d->loop, &s->rio);
+	ev_timer_start(s->d->loop, &s->drop_timer);
 }
 
 int hbd_session_send(struct hbd_session *s, const ServerMsg *msg, int fd)
@@ -226,11 +281,20 @@ static int put_event(struct hbd_session *s, const struct hbd_event *ev)
 	return hbd_session_send(s, &msg, -1);
 }
 
-/* Moves queued events into the output buffer while it is nearly empty. */
+/* Moves queued fence completions, then events, into the output buffer while it is nearly
+ * empty. */
 static int fill_events(struct hbd_session *s)
 {
 	struct hbd_event *ev;
+	struct hbd_wait *w;
 	int r;
+
+	while (s->out.len < HBD_EVENT_LOW_WATER && (w = hbd_session_next_done(s))) {
+		r = frame_fence(s, w);
+		hbd_wait_free(w);
+		if (r < 0)
+			return r;
+	}
 
 	hb_list_for_each_safe(ev, &s->events, struct hbd_event, link)
 	{
@@ -292,7 +356,7 @@ static void on_write(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		if (s->out.len)
 			break; /* the socket is full: wait for EV_WRITE */
-		if (hb_list_empty(&s->events)) {
+		if (hb_list_empty(&s->events) && hb_list_empty(&s->done)) {
 			ev_io_stop(loop, w);
 			return;
 		}

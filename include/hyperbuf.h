@@ -10,7 +10,8 @@
  *   every later call on that client fails with the same errno (EPIPE or ECONNRESET).
  * - The library owns no thread and no event loop: poll hb_get_fd() and call hb_dispatch().
  * - One struct hb_client may be used from several threads; calls on it are serialised.
- *   Buffers and imports belong to their client and must not outlive it.
+ *   Buffers, imports, timelines and syncs belong to their client and must not outlive it:
+ *   hb_disconnect frees whatever of them is still open.
  */
 #ifndef HYPERBUF_H
 #define HYPERBUF_H
@@ -41,9 +42,11 @@ extern "C" {
 #define HB_INFO_UNEXPORT_PENDING 0x2u /* a delayed unexport is scheduled */
 #define HB_INFO_PEER_WRITABLE 0x4u    /* the buffer was allocated HB_BUFFER_PEER_WRITABLE */
 
-/* Fence usage and CPU access modes (the fence API itself arrives in a later version). */
+/* Fence usage (hb_attach_fence) and CPU access modes (hb_begin/end_cpu_access). */
 #define HB_ACCESS_READ 0x1u
 #define HB_ACCESS_WRITE 0x2u
+/* Pending fences one buffer's reservation holds at most (hb_attach_fence: ENOSPC). */
+#define HB_RESV_MAX 32
 
 /* ---- Connection ------------------------------------------------------------------------ */
 
@@ -186,6 +189,18 @@ enum hb_event_type {
 	HB_EVENT_OVERFLOW,     /* events were lost: resynchronise with hb_query */
 };
 
+/*
+ * HB_EVENT_FENCE: queued once per fence point (timeline, value) that this client holds an
+ * open hb_sync on, when the library learns from the daemon that the point completed (signalled
+ * or failed). The hb_sync's status and fd are updated before the event is queued. Fields:
+ * id.bytes[0..7] the timeline id and id.bytes[8..15] the value, both little-endian (use
+ * hb_event_fence() to read them); domain = the timeline owner's domain; size = the value;
+ * meta_len = 0. There is no event for a fence born signalled, for a fence of a merge that
+ * completes (its members' points each have theirs), or for the completions a lost connection
+ * causes (the connection's errno reports that). The event is a wakeup for event-loop clients;
+ * the truth is hb_sync_status().
+ */
+
 struct hb_event {
 	enum hb_event_type type;
 	struct hb_id id;
@@ -201,6 +216,161 @@ struct hb_event {
  * on overflow the oldest events are kept and one HB_EVENT_OVERFLOW is queued.
  */
 int hb_next_event(struct hb_client *c, struct hb_event *ev);
+
+/* ---- Fences and CPU access (remote synchronisation) -------------------------------------- */
+
+/*
+ * A fence is a point on a timeline: it completes when the timeline's owner signals a value at
+ * or above it. It is a plain value: pass it to other domains in export metadata or any other
+ * channel, and open it there with hb_sync_open.
+ */
+struct hb_fence {
+	uint64_t timeline; /* hb_timeline_id() of the owner's timeline */
+	uint64_t value;
+};
+
+struct hb_timeline;
+struct hb_sync;
+
+/*
+ * Creates a timeline owned by this client, at value 0. Its id is unique across all domains
+ * and is never reused, not even after the daemon restarts (the high 32 bits are a random
+ * epoch drawn at daemon start, the low 32 bits a counter).
+ * Errors: EDQUOT (the domain has timelines_per_domain timelines), ENOMEM, the client's sticky
+ * error.
+ */
+struct hb_timeline *hb_timeline_create(struct hb_client *c);
+
+/* The timeline's id (never 0), to put in struct hb_fence. */
+uint64_t hb_timeline_id(const struct hb_timeline *t);
+
+/*
+ * Moves the timeline to value: every pending point <= value completes with status 1, in
+ * value order (no domain sees a point complete while an earlier one is pending). A value at or
+ * below the current one is a no-op returning 0: values only move forward. Values are plain
+ * 64-bit numbers; nothing wraps. Before the request leaves, a full memory barrier orders this
+ * thread's earlier writes to shared buffers before the signal (release semantics), so a
+ * waiter whose wait returned sees them (after hb_begin_cpu_access on its side).
+ * Only the owner can signal: the daemon refuses anybody else with EPERM (the library only ever
+ * sends its own timelines' ids, so EPERM is seen by raw protocol clients).
+ * Errors: EINVAL (t NULL), the client's sticky error.
+ */
+int hb_timeline_signal(struct hb_timeline *t, uint64_t value);
+
+/*
+ * Like hb_timeline_signal, but each pending point <= value gets the error first and then
+ * completes: its status is error (a negative errno, -4095..-1). Points already completed keep
+ * their status. error 0 or positive or below -4095: EINVAL. A value at or below the current
+ * one is a no-op.
+ */
+int hb_timeline_fail(struct hb_timeline *t, uint64_t value, int error);
+
+/*
+ * Destroys the timeline: every pending point completes with -EPIPE, oldest (lowest value)
+ * first, and the id is never used again; hb_sync_open on it then fails with ENOENT. The same
+ * happens when the owner disconnects, crashes or is dropped by the daemon. NULL is a no-op.
+ */
+void hb_timeline_destroy(struct hb_timeline *t);
+
+/*
+ * Opens a handle on fence f in any domain the daemon allows: the owner's domain, the domains
+ * that share a group with it, and the host. A fence at or below the timeline's current value is
+ * born complete, fd readable at once: status 1, or the error hb_timeline_fail gave its point
+ * (the daemon remembers the value ranges of a timeline's last 64 distinct fails; older failed
+ * points read 1). Opening a pending fence again gives another handle on the same underlying
+ * fence (one daemon wait).
+ * Errors: EINVAL (NULL, timeline 0), ENOENT (unknown or destroyed timeline, or one this domain
+ * may not see: indistinguishable), EDQUOT (fence_waits_per_domain pending waits), EMFILE/
+ * ENFILE/ENOMEM (no eventfd), the client's sticky error.
+ */
+struct hb_sync *hb_sync_open(struct hb_client *c, const struct hb_fence *f);
+
+/*
+ * A new handle that completes when both a and b have completed; a and b stay valid and
+ * unchanged. Status: the first error of any member in time wins, including an error of a member
+ * that had completed before the merge; else 1. Merges of merges nest without limit; a merge
+ * costs O(1) and no daemon round trip. a and b must belong to the same client (EINVAL).
+ * Errors: EINVAL, EMFILE/ENFILE/ENOMEM.
+ */
+struct hb_sync *hb_sync_merge(struct hb_sync *a, struct hb_sync *b);
+
+/*
+ * An eventfd (non-blocking, close-on-exec) owned by the handle that becomes readable when the
+ * fence completes, with or without an error, and stays readable: poll it, NEVER read it (a read
+ * would clear it). It never reports POLLERR for a fence error; ask hb_sync_status. The library
+ * writes it when it learns of the completion, which happens inside library calls on the client
+ * (hb_dispatch, hb_sync_wait, hb_sync_status, any blocking call): an event loop that polls sync
+ * fds must also poll hb_get_fd() and call hb_dispatch(). Valid until hb_sync_close.
+ */
+int hb_sync_fd(const struct hb_sync *s);
+
+/*
+ * Waits until s completes: 0 (whatever its status: an error completion is a completion), or
+ * -1/ETIME after timeout_ms (0: don't block, -1: forever; other negatives are EINVAL). Reads
+ * the daemon's messages while it waits, so events are queued, never lost. Never changes s.
+ * A lost daemon connection completes s with the connection's error: the wait returns 0 and
+ * hb_sync_status tells.
+ */
+int hb_sync_wait(struct hb_sync *s, int timeout_ms);
+
+/*
+ * Waits until at least one of v[0..n) completes; returns 0 with *index the lowest index of a
+ * complete one, or -1/ETIME. n 0 or a NULL entry: EINVAL. Handles may belong to different
+ * clients.
+ */
+int hb_sync_wait_any(struct hb_sync **v, size_t n, int timeout_ms, size_t *index);
+
+/*
+ * 0 pending, 1 signalled, or the negative errno it completed with (-EPIPE: owner gone or
+ * timeline destroyed; the client's sticky error, e.g. -EPIPE or -ECONNRESET, after a lost
+ * connection; whatever hb_timeline_fail set). Reads what the daemon already sent (without
+ * blocking) before it answers, so a busy-wait on the status makes progress. The status is set
+ * before the fd becomes readable: a poller woken by the fd always reads a non-zero status.
+ */
+int hb_sync_status(const struct hb_sync *s);
+
+/* Closes the handle (and its fd). Never signals or cancels the fence for anybody else. NULL is
+ * a no-op. */
+void hb_sync_close(struct hb_sync *s);
+
+/*
+ * Adds fence f to the reservation of the buffer behind id (the implicit-sync set, as a
+ * dma-buf's dma_resv): usage HB_ACCESS_WRITE for the completion of a write to the buffer,
+ * HB_ACCESS_READ for a read (both bits: WRITE). Same rule as the kernel's dma_resv_add_fence: a
+ * fence replaces an entry of the same timeline when its value is not lower and the usage is not
+ * downgraded (READ may become WRITE, never the reverse), or any entry that already completed;
+ * otherwise it is added. A fence that already completed is accepted and changes nothing.
+ * Allowed for the exporter's and the peer's domains; the timeline must be visible to both.
+ * Errors: EINVAL (usage 0 or unknown bits, NULL), ENOENT (unknown hid or timeline, not a side of
+ * this share, timeline not visible to both sides), ENOSPC (the reservation holds
+ * HB_RESV_MAX pending fences).
+ */
+int hb_attach_fence(struct hb_client *c, const struct hb_id *id, const struct hb_fence *f,
+		    uint32_t usage);
+
+/*
+ * Starts CPU access to the buffer behind id: HB_ACCESS_READ waits for the reservation's WRITE
+ * fences; HB_ACCESS_WRITE (alone or with READ) waits for all of them, readers and writers. Then
+ * a full memory barrier orders the caller's later reads after those completions (acquire). A
+ * fence that completed with an error counts as completed. timeout_ms as hb_sync_wait. On
+ * timeout: -1/ETIME and nothing changed: call it again (the bracket is not a lock and keeps no
+ * state, so a retry is always correct; so is a retry after EINTR or EAGAIN).
+ * Errors: EINVAL (access 0 or unknown bits), ENOENT (unknown hid, or this domain is neither
+ * side of the share), ETIME, the client's sticky error.
+ */
+int hb_begin_cpu_access(struct hb_client *c, const struct hb_id *id, uint32_t access,
+			int timeout_ms);
+
+/*
+ * Ends CPU access: never waits for a fence. Issues the memory barrier the platform needs so
+ * the caller's writes are ordered before whatever it does next (typically hb_timeline_signal).
+ * For a buffer this client exported or imports, no daemon round trip is made.
+ * Errors: EINVAL (access 0 or unknown bits), ENOENT (as hb_begin_cpu_access).
+ */
+int hb_end_cpu_access(struct hb_client *c, const struct hb_id *id, uint32_t access);
+
+/* Reads the fence an HB_EVENT_FENCE event names. Returns 0, or -1/EINVAL if ev is not one. */
+int hb_event_fence(const struct hb_event *ev, struct hb_fence *f);
 
 #ifdef __cplusplus
 }

@@ -169,6 +169,8 @@ static void client_destroy(struct hb_client *c)
 		hb_buffer_destroy(c->buffers);
 	while (c->imports)
 		hb_import_destroy(c->imports);
+	hb_fences_destroy(c);
+	hb_timelines_destroy(c);
 	/* The channel first: the daemon ends the session on its EOF. Then the ivshmem sockets,
 	 * whose closing tells it an emulated VM is gone. */
 	if (c->fd >= 0)

@@ -54,6 +54,10 @@ int hb_event_push(struct hb_client *c, const Event *ev)
 	 * to report. */
 	if (ev->type < HB_EVENT_EXPORTED || ev->type > HB_EVENT_OVERFLOW)
 		return 0;
+	/* Fence events are the library's own (hb_event_push_fence), made from FenceDone
+	 * messages; an Event of that type from the daemon would be a forgery. */
+	if (ev->type == HB_EVENT_FENCE)
+		return 0;
 	if (ev->type == HB_EVENT_OVERFLOW || c->ev_count >= c->event_depth) {
 		queue_overflow(c);
 		return 0;
@@ -73,6 +77,43 @@ int hb_event_push(struct hb_client *c, const Event *ev)
 	if (ev->meta.len)
 		memcpy(n->meta, ev->meta.data, ev->meta.len);
 	append(c, n);
+	return 0;
+}
+
+void hb_event_push_fence(struct hb_client *c, uint64_t timeline, uint64_t value, uint32_t owner)
+{
+	struct hb_event_node *n;
+
+	if (c->ev_count >= c->event_depth) {
+		queue_overflow(c);
+		return;
+	}
+	n = malloc(sizeof(*n));
+	if (!n) {
+		queue_overflow(c);
+		return;
+	}
+	memset(n, 0, sizeof(*n));
+	n->type = HB_EVENT_FENCE;
+	for (int i = 0; i < 8; i++) {
+		n->id.bytes[i] = (uint8_t)(timeline >> (8 * i));
+		n->id.bytes[8 + i] = (uint8_t)(value >> (8 * i));
+	}
+	n->domain = owner;
+	n->size = value;
+	append(c, n);
+}
+
+HB_EXPORT int hb_event_fence(const struct hb_event *ev, struct hb_fence *f)
+{
+	if (!ev || !f || ev->type != HB_EVENT_FENCE)
+		return hb_fail(-EINVAL);
+	f->timeline = 0;
+	f->value = 0;
+	for (int i = 7; i >= 0; i--) {
+		f->timeline = f->timeline << 8 | ev->id.bytes[i];
+		f->value = f->value << 8 | ev->id.bytes[8 + i];
+	}
 	return 0;
 }
 

@@ -54,6 +54,53 @@ struct hb_group {
 	int iv_msg_fd; /* the fd that came with it, -1 if none */
 };
 
+/* Buckets of the per-client table of fence points. */
+#define HB_POINT_BUCKETS 1024
+
+/*
+ * A fence point this client waits on: one daemon wait, shared by every hb_sync opened on the
+ * same (timeline, value) while it is pending. It exists only while pending and wanted: it is
+ * freed when it completes (its leaves keep the status) or when its last leaf goes (the
+ * daemon's wait is then closed).
+ */
+struct hb_point {
+	struct hb_point *hnext; /* in c->points[] */
+	uint64_t timeline, value;
+	uint64_t wait; /* the daemon's wait id */
+	uint32_t owner;
+	struct hb_sync **leaves; /* the leaf syncs that wait for it */
+	size_t n_leaves, cap_leaves;
+};
+
+/*
+ * A sync: a leaf (one point) or a merge (two members). Nodes form a DAG: a merge holds a
+ * reference on each member still pending, and a member tells its parents when it completes.
+ * The user's handle is one more reference; a closed handle whose node a merge still needs
+ * lives on without its eventfd.
+ */
+struct hb_sync {
+	struct hb_client *client;
+	struct hb_sync *prev, *next; /* c->syncs: every node, so hb_disconnect frees them all */
+	int status;                  /* 0, 1 or -errno; atomic: hb_sync_status reads it unlocked */
+	uint64_t done_seq;           /* when it completed (c->fence_seq), for "first error wins" */
+	int efd;                     /* -1 once the handle is closed */
+	bool open;                   /* the user still holds the handle */
+	unsigned refs;               /* open + parents */
+	unsigned pending;            /* members (or the point) not complete yet */
+	int error;                   /* first error among completed members */
+	struct hb_point *point;      /* leaf, while its point is pending */
+	struct hb_sync *member[2];   /* merge: members still pending (one reference each) */
+	struct hb_sync **parents;
+	size_t n_parents, cap_parents;
+	struct hb_sync *work; /* worklist link while completing or freeing (no recursion) */
+};
+
+struct hb_timeline {
+	struct hb_client *client;
+	struct hb_timeline *prev, *next; /* c->timelines */
+	uint64_t id;
+};
+
 /* A request waiting for its reply. Replies are matched by id, not by order, so that more
  * than one may be in flight later (fences) without changing the receive path. */
 struct hb_request {
@@ -106,6 +153,12 @@ struct hb_client {
 
 	struct hb_buffer *buffers;
 	struct hb_import *imports;
+
+	/* Fences (sync.c, timeline.c). */
+	struct hb_point *points[HB_POINT_BUCKETS];
+	struct hb_sync *syncs;
+	uint64_t fence_seq;
+	struct hb_timeline *timelines;
 };
 
 /* Where a buffer's or an import's pages are mapped. */
@@ -188,6 +241,30 @@ void hb_unmap(struct hb_mapping *m);
  * client on a malformed event (-EPROTO). */
 int hb_event_push(struct hb_client *c, const Event *ev);
 void hb_events_free(struct hb_client *c);
+
+/* Queues an HB_EVENT_FENCE for a point that completed. */
+void hb_event_push_fence(struct hb_client *c, uint64_t timeline, uint64_t value, uint32_t owner);
+
+/* ---- sync.c ---- */
+/* A FenceDone from the daemon (already validated by the frame codec). */
+void hb_fence_done(struct hb_client *c, const FenceDone *f);
+/* Completes every pending point with err (negative): the connection is lost. */
+void hb_fences_fail_all(struct hb_client *c, int err);
+/* Frees every sync node and point without talking to the daemon (hb_disconnect). */
+void hb_fences_destroy(struct hb_client *c);
+/* hb_sync_open with the lock held. */
+int hb_sync_open_locked(struct hb_client *c, const struct hb_fence *f, struct hb_sync **out);
+/* Drops the user's handle with the lock held; may talk to the daemon. */
+void hb_sync_close_locked(struct hb_sync *s);
+/* Waits, without the lock, for one (all false) or every (all true) of v[0..n) to complete.
+ * Returns 0 (*index: the lowest complete one, for !all), -ETIME, or -EINVAL. */
+int hb_syncs_wait(struct hb_sync **v, size_t n, bool all, int timeout_ms, size_t *index);
+/* The memory barrier that publishes this thread's writes to shared buffers before a signal
+ * (release) and orders later reads after a completed wait (acquire). */
+void hb_shared_memory_barrier(void);
+
+/* ---- timeline.c ---- */
+void hb_timelines_destroy(struct hb_client *c);
 
 /* ---- buffer.c, import.c ---- */
 /* Unmaps and frees without talking to the daemon (disconnect, broken client). */

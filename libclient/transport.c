@@ -28,6 +28,9 @@ int hb_break(struct hb_client *c, int err)
 		 * up to an EOF instead of waiting for a daemon that will never speak again. The
 		 * daemon sees the same EOF and ends the session. */
 		shutdown(c->fd, SHUT_RDWR);
+		/* No completion can arrive any more: every pending fence completes now, with
+		 * this errno, so no poller of a sync fd hangs (fences.md §5.5). */
+		hb_fences_fail_all(c, -err);
 	}
 	return -c->broken;
 }
@@ -144,8 +147,9 @@ static struct hb_request *find_request(struct hb_client *c, uint32_t id)
 	return NULL;
 }
 
-/* Hands one whole frame to whoever waits for it: an event to the queue, a reply to its
- * request. Anything else from the daemon is a protocol violation. */
+/* Hands one whole frame to whoever waits for it: an event to the queue, a fence completion to
+ * its point, a reply to its request (then returns 1). Anything else from the daemon is a
+ * protocol violation. */
 static int handle_frame(struct hb_client *c, const uint8_t *payload, size_t plen)
 {
 	ServerMsg *m = hb_frame_get_server(payload, plen);
@@ -164,6 +168,11 @@ static int handle_frame(struct hb_client *c, const uint8_t *payload, size_t plen
 	if (m->id == 0) {
 		/* Events never carry fds. */
 		hb_close_fds(fds, &nfds);
+		if (m->body_case == SERVER_MSG__BODY_FENCE) {
+			hb_fence_done(c, m->fence);
+			server_msg__free_unpacked(m, NULL);
+			return 0;
+		}
 		if (m->body_case != SERVER_MSG__BODY_EVENT) {
 			r = hb_break(c, EPROTO);
 			goto err_msg;
@@ -181,7 +190,7 @@ static int handle_frame(struct hb_client *c, const uint8_t *payload, size_t plen
 	memcpy(q->fds, fds, sizeof(fds));
 	q->nfds = nfds;
 	q->done = true;
-	return 0;
+	return 1;
 
 err_msg:
 	server_msg__free_unpacked(m, NULL);
@@ -211,6 +220,10 @@ int hb_read_available(struct hb_client *c, int max)
 		r = handle_frame(c, payload, plen);
 		if (r < 0)
 			return r;
+		/* Nothing past a reply: its caller acts on it first. A sync's point must exist
+		 * before the completion that may follow the reply is read. */
+		if (r == 1)
+			return handled + 1;
 	}
 	return handled;
 }

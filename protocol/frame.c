@@ -174,6 +174,20 @@ static bool client_valid(const ClientMsg *m)
 		return m->query && hid_required_ok(&m->query->hid);
 	case CLIENT_MSG__BODY_CONTROL:
 		return m->control != NULL;
+	case CLIENT_MSG__BODY_TIMELINE_CREATE:
+		return m->timeline_create != NULL;
+	case CLIENT_MSG__BODY_TIMELINE_SIGNAL:
+		return m->timeline_signal != NULL;
+	case CLIENT_MSG__BODY_TIMELINE_DESTROY:
+		return m->timeline_destroy != NULL;
+	case CLIENT_MSG__BODY_SYNC_OPEN:
+		return m->sync_open != NULL;
+	case CLIENT_MSG__BODY_SYNC_CLOSE:
+		return m->sync_close != NULL;
+	case CLIENT_MSG__BODY_FENCE_ATTACH:
+		return m->fence_attach && hid_required_ok(&m->fence_attach->hid);
+	case CLIENT_MSG__BODY_CPU_ACCESS:
+		return m->cpu_access && hid_required_ok(&m->cpu_access->hid);
 	default:
 		return false;
 	}
@@ -198,6 +212,10 @@ static bool control_valid(const ControlReply *c)
 {
 	size_t i;
 
+	for (i = 0; i < c->n_timelines; i++)
+		if (!c->timelines[i])
+			return false;
+
 	for (i = 0; i < c->n_exports; i++)
 		if (!c->exports[i] || !hid_optional_ok(&c->exports[i]->hid))
 			return false;
@@ -207,10 +225,30 @@ static bool control_valid(const ControlReply *c)
 	return true;
 }
 
+/* A status as the protocol carries it: 1 (signalled) or a negative errno; 0 (pending) only
+ * where allow_pending says so. */
+static bool status_ok(int32_t st, bool allow_pending)
+{
+	return st == 1 || (st < 0 && st > -(int32_t)HB_ERRNO_LIMIT) || (allow_pending && st == 0);
+}
+
+static bool cpu_access_valid(const CpuAccessReply *r)
+{
+	if (r->n_fences > HB_RESV_LIMIT)
+		return false;
+	for (size_t i = 0; i < r->n_fences; i++)
+		if (!r->fences[i] || r->fences[i]->timeline == 0)
+			return false;
+	return true;
+}
+
 static bool server_valid(const ServerMsg *m)
 {
-	/* id 0 is reserved for events, and events never answer a request. */
-	if ((m->id == 0) != (m->body_case == SERVER_MSG__BODY_EVENT))
+	bool unsolicited = m->body_case == SERVER_MSG__BODY_EVENT ||
+			   m->body_case == SERVER_MSG__BODY_FENCE;
+
+	/* id 0 is reserved for events and fence completions, which never answer a request. */
+	if ((m->id == 0) != unsolicited)
 		return false;
 	/* An error reply carries nothing but the error. */
 	if (m->error != 0 && m->body_case != SERVER_MSG__BODY__NOT_SET)
@@ -232,6 +270,17 @@ static bool server_valid(const ServerMsg *m)
 		return m->event && event_valid(m->event);
 	case SERVER_MSG__BODY_CONTROL:
 		return m->control && control_valid(m->control);
+	case SERVER_MSG__BODY_TIMELINE:
+		return m->timeline && m->timeline->timeline != 0;
+	case SERVER_MSG__BODY_SYNC:
+		/* Pending exactly when there is a wait to complete later. */
+		return m->sync && status_ok(m->sync->status, true) &&
+		       (m->sync->status == 0) == (m->sync->wait != 0);
+	case SERVER_MSG__BODY_CPU_ACCESS:
+		return m->cpu_access && cpu_access_valid(m->cpu_access);
+	case SERVER_MSG__BODY_FENCE:
+		return m->fence && m->fence->wait != 0 && m->fence->timeline != 0 &&
+		       status_ok(m->fence->status, false);
 	default:
 		return false;
 	}

@@ -21,6 +21,8 @@
 #define HB_META_LIMIT 4096u          /* == HB_META_MAX in hyperbuf.h */
 #define HB_EVENT_QUEUE_LIMIT 65536u
 #define HB_MAX_GROUPS 64u
+#define HB_RESV_LIMIT 32u            /* == HB_RESV_MAX in hyperbuf.h: pending fences per buffer */
+#define HB_ERRNO_LIMIT 4096u         /* errnos on the wire are 1..HB_ERRNO_LIMIT-1 */
 
 /* Session roles in Hello. */
 #define HB_ROLE_CLIENT 0u

@@ -7,6 +7,11 @@
  *       verify: the price of the protocol over raw shared memory.
  *   (b) a 1920x1080 XRGB8888 frame passed back and forth by re-export/import/release, against
  *       sending the same 8 294 400 bytes through a UNIX socketpair: frames/s and latency.
+ *   (c) fences between the same two processes: the one-way latency from vm1's
+ *       hb_timeline_signal to vm2's hb_sync_wait returning, and a full vm1 -> vm2 -> vm1 round
+ *       trip (vm1 signals, vm2 wakes and signals its own timeline, vm1 wakes), against the same
+ *       exchange of 8 bytes over a UNIX socketpair and over a pair of eventfds (the floor: a
+ *       kernel wakeup and nothing else).
  *
  * The daemon is our own, on a config in a temp folder: host + vm1 + vm2, groups {host, vm1}
  * and {vm1, vm2} of 256 MiB each.
@@ -21,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -152,14 +158,15 @@ static void remove_dir(const struct bench_dir *bd)
 
 /* ---- the importer: vm2, in its own process ---------------------------------------------- */
 
-enum { CMD_BLOB = 1, CMD_FRAME, CMD_QUIT };
+enum { CMD_BLOB = 1, CMD_FRAME, CMD_QUIT, CMD_FENCE, CMD_PING_SOCK, CMD_PING_EFD };
 
 /* What rides in each export's metadata; both ends are this binary on this machine. */
 struct bench_meta {
 	uint32_t magic;
 	uint32_t cmd;
-	uint64_t seed; /* CMD_BLOB: hb_pattern_fill seed; CMD_FRAME: frame number */
-	uint64_t size;
+	uint64_t seed; /* CMD_BLOB: hb_pattern_fill seed; CMD_FRAME: frame number; CMD_FENCE:
+			* vm1's timeline */
+	uint64_t size; /* CMD_FENCE, CMD_PING_*: rounds */
 	uint32_t check; /* CMD_FRAME: verify every pixel too */
 	uint32_t pad;
 	uint64_t t0; /* CLOCK_MONOTONIC just before hb_export */
@@ -173,6 +180,84 @@ struct record {
 	int32_t error; /* 0, or errno of a failed import, or -1 for wrong bytes */
 	uint32_t pad;
 };
+
+/* (c): the extra channels between the same two processes, made before the fork. */
+#define MAX_PINGS 100000u
+static int ping_sock[2] = {-1, -1};         /* [0] vm1's end, [1] vm2's */
+static int efd_ab = -1, efd_ba = -1;        /* vm1 -> vm2, vm2 -> vm1 */
+
+/*
+ * vm2's side of a (c) run: `rounds` times, wait for vm1's signal, note the time, answer. For
+ * CMD_FENCE, vm1's point r is awaited and vm2's own timeline answers with r; the next wait is
+ * opened before answering, so vm2 is really blocked when vm1 signals. Afterwards the wake
+ * times go back through the record pipe. Returns 0 or -1.
+ */
+static int importer_ping(struct hb_client *c, const struct bench_meta *m, int fd)
+{
+	uint64_t n = m->size, *wake = calloc(n + 1, 8);
+	struct hb_timeline *t = NULL;
+	struct hb_sync *s = NULL;
+	int ret = -1;
+
+	if (!wake || n == 0 || n > MAX_PINGS)
+		goto out;
+	if (m->cmd == CMD_FENCE) {
+		struct hb_fence f = {.timeline = m->seed, .value = 1};
+		uint64_t id;
+
+		t = hb_timeline_create(c);
+		s = t ? hb_sync_open(c, &f) : NULL;
+		if (!s) {
+			fprintf(stderr, "%s: importer: fence setup: %s\n", argv0, strerror(errno));
+			goto out;
+		}
+		id = hb_timeline_id(t);
+		if (hb_write_full(fd, &id, sizeof(id)) < 0)
+			goto out;
+	}
+	for (uint64_t r = 1; r <= n; r++) {
+		uint64_t v = 1;
+
+		if (m->cmd == CMD_FENCE) {
+			struct hb_fence f = {.timeline = m->seed, .value = r + 1};
+			struct hb_sync *next;
+
+			if (hb_sync_wait(s, STEP_MS) < 0 || hb_sync_status(s) != 1)
+				goto out;
+			wake[r] = hb_now_ns();
+			hb_sync_close(s);
+			s = NULL;
+			next = r < n ? hb_sync_open(c, &f) : NULL;
+			if ((r < n && !next) || hb_timeline_signal(t, r) < 0)
+				goto out;
+			s = next;
+		} else if (m->cmd == CMD_PING_SOCK) {
+			if (hb_read_full(ping_sock[1], &v, 8, STEP_MS) < 0)
+				goto out;
+			wake[r] = hb_now_ns();
+			if (hb_write_full(ping_sock[1], &v, 8) < 0)
+				goto out;
+		} else {
+			/* Blocking eventfd reads: the counter is the doorbell. */
+			if (read(efd_ab, &v, 8) != 8)
+				goto out;
+			wake[r] = hb_now_ns();
+			v = 1;
+			if (write(efd_ba, &v, 8) != 8)
+				goto out;
+		}
+	}
+	if (hb_write_full(fd, wake + 1, 8 * n) == 0)
+		ret = 0;
+out:
+	if (ret < 0)
+		fprintf(stderr, "%s: importer: ping (cmd %u) failed: %s\n", argv0, m->cmd,
+			strerror(errno));
+	hb_sync_close(s);
+	hb_timeline_destroy(t);
+	free(wake);
+	return ret;
+}
 
 static int importer_main(const char *address, int fd)
 {
@@ -210,6 +295,12 @@ static int importer_main(const char *address, int fd)
 			if (m.cmd == CMD_QUIT) {
 				hb_disconnect(c);
 				return 0;
+			}
+			if (m.cmd == CMD_FENCE || m.cmd == CMD_PING_SOCK || m.cmd == CMD_PING_EFD) {
+				if (importer_ping(c, &m, fd) < 0)
+					goto err;
+				idle_since = hb_now_ns();
+				continue;
 			}
 			rec.t0 = m.t0;
 			im = hb_import(c, &ev.id, 0);
@@ -448,7 +539,7 @@ struct frame_result {
 };
 
 /* (b) hyperbuf: one buffer, re-exported per frame; the producer waits for RELEASED before the
- * next re-export (no fences yet), so this is the lock-step worst case. */
+ * next re-export (no fences here: (c) measures them), so this is the lock-step worst case. */
 static int bench_frames_hb(struct bench *bn, struct hb_buffer *b, unsigned frames, bool check,
 			   struct frame_result *res)
 {
@@ -511,6 +602,96 @@ static int bench_frames_sock(struct bench *bn, const void *frame, unsigned frame
 	ret = 0;
 out:
 	free(lat);
+	return ret;
+}
+
+/* (c): medians and p99 of a one-way latency and of a round trip, ns. */
+struct ping_result {
+	uint64_t one_p50, one_p99, rt_p50, rt_p99;
+};
+
+/*
+ * (c) vm1's side, for one method: `rounds` exchanges with the importer, which was told through
+ * an export (as every command). CMD_FENCE: a fresh timeline of vm1's per run; vm2 sends the id
+ * of its own first.
+ */
+static int bench_ping(struct bench *bn, struct hb_buffer *cmdb, uint32_t cmd, unsigned rounds,
+		      struct ping_result *res)
+{
+	struct bench_meta m = {.magic = META_MAGIC, .cmd = cmd, .size = rounds};
+	uint64_t *sig = calloc(rounds, 8), *rt = calloc(rounds, 8), *wake = calloc(rounds, 8);
+	struct hb_timeline *t = NULL;
+	uint64_t theirs = 0;
+	struct hb_id id;
+	int ret = -1;
+
+	if (!sig || !rt || !wake)
+		goto out;
+	if (cmd == CMD_FENCE) {
+		t = hb_timeline_create(bn->c);
+		if (!t) {
+			fprintf(stderr, "%s: hb_timeline_create: %s\n", argv0, strerror(errno));
+			goto out;
+		}
+		m.seed = hb_timeline_id(t);
+	}
+	m.t0 = hb_now_ns();
+	if (hb_export(cmdb, &m, sizeof(m), 0, &id) < 0) {
+		fprintf(stderr, "%s: hb_export: %s\n", argv0, strerror(errno));
+		goto out;
+	}
+	if (cmd == CMD_FENCE && hb_read_full(bn->rec_fd, &theirs, sizeof(theirs), STEP_MS) < 0) {
+		fprintf(stderr, "%s: the importer sent no timeline\n", argv0);
+		goto out;
+	}
+	for (unsigned i = 0; i < rounds; i++) {
+		uint64_t r = (uint64_t)i + 1, v = 1;
+
+		if (cmd == CMD_FENCE) {
+			/* Opened before signalling: we are blocked when the answer comes. */
+			struct hb_fence f = {.timeline = theirs, .value = (uint64_t)i + 1};
+			struct hb_sync *s = hb_sync_open(bn->c, &f);
+
+			if (!s)
+				goto out;
+			sig[i] = hb_now_ns();
+			if (hb_timeline_signal(t, r) < 0 || hb_sync_wait(s, STEP_MS) < 0 ||
+			    hb_sync_status(s) != 1) {
+				fprintf(stderr, "%s: fence round %u: %s\n", argv0, i, strerror(errno));
+				hb_sync_close(s);
+				goto out;
+			}
+			rt[i] = hb_now_ns() - sig[i];
+			hb_sync_close(s);
+		} else if (cmd == CMD_PING_SOCK) {
+			sig[i] = hb_now_ns();
+			if (hb_write_full(ping_sock[0], &v, 8) < 0 ||
+			    hb_read_full(ping_sock[0], &v, 8, STEP_MS) < 0)
+				goto out;
+			rt[i] = hb_now_ns() - sig[i];
+		} else {
+			sig[i] = hb_now_ns();
+			if (write(efd_ab, &v, 8) != 8 || read(efd_ba, &v, 8) != 8)
+				goto out;
+			rt[i] = hb_now_ns() - sig[i];
+		}
+	}
+	if (hb_read_full(bn->rec_fd, wake, 8 * (size_t)rounds, STEP_MS) < 0) {
+		fprintf(stderr, "%s: the importer sent no wake times\n", argv0);
+		goto out;
+	}
+	for (unsigned i = 0; i < rounds; i++)
+		wake[i] = wake[i] >= sig[i] ? wake[i] - sig[i] : 0;
+	res->one_p50 = quantile(wake, rounds, 0.5);
+	res->one_p99 = quantile(wake, rounds, 0.99);
+	res->rt_p50 = quantile(rt, rounds, 0.5);
+	res->rt_p99 = quantile(rt, rounds, 0.99);
+	ret = 0;
+out:
+	hb_timeline_destroy(t);
+	free(sig);
+	free(rt);
+	free(wake);
 	return ret;
 }
 
@@ -599,20 +780,29 @@ int main(int argc, char **argv)
 	/* Both helpers are forked before this process connects, so neither inherits a client. */
 	if (pipe2(rec, O_CLOEXEC) < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
 		goto out_daemon;
+	/* (c)'s raw channels between vm1 (this process) and vm2 (the importer). */
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ping_sock) < 0 ||
+	    (efd_ab = eventfd(0, EFD_CLOEXEC)) < 0 || (efd_ba = eventfd(0, EFD_CLOEXEC)) < 0)
+		goto out_daemon;
 	fflush(NULL);
 	importer_pid = fork();
 	if (importer_pid == 0) {
 		close(rec[0]);
 		close(sp[0]);
 		close(sp[1]);
+		close(ping_sock[0]);
 		exit(importer_main(bd.vm2, rec[1])); /* exit: LSan checks there */
 	}
 	close(rec[1]);
+	close(ping_sock[1]);
 	bn.rec_fd = rec[0];
 	reader_pid = fork();
 	if (reader_pid == 0) {
 		close(rec[0]);
 		close(sp[0]);
+		close(ping_sock[0]);
+		close(efd_ab);
+		close(efd_ba);
 		exit(reader_main(sp[1]));
 	}
 	close(sp[1]);
@@ -661,7 +851,7 @@ int main(int argc, char **argv)
 	       "to the frame being usable by the consumer\n",
 	       frames, FRAME_W, FRAME_H, FRAME_BYTES);
 	printf("    hyperbuf: one buffer, re-export -> event -> import -> release -> RELEASED, "
-	       "lock-step (no fences yet)\n");
+	       "lock-step, no fences ((c) measures those)\n");
 	printf("    baseline: write(header + frame) on a UNIX socketpair, the reader read()s "
 	       "every byte, streaming\n");
 	printf("    %-22s | %9s %9s %9s | %9s %9s %9s | %s\n", "consumer", "fps", "p50 ms",
@@ -680,6 +870,48 @@ int main(int argc, char **argv)
 	}
 	printf("\n    (hyperbuf columns first, then the baseline; ratio = hyperbuf / baseline: "
 	       "below 1 is faster for times, above 1 is faster for fps)\n");
+	fflush(stdout);
+
+	{
+		static const uint32_t cmds[3] = {CMD_FENCE, CMD_PING_SOCK, CMD_PING_EFD};
+		static const char *const names[3] = {"hyperbuf fences", "UNIX socketpair",
+						     "eventfd pair"};
+		struct hb_buffer *cmdb = hb_buffer_alloc(bn.c, 2, 4096, 0);
+		struct ping_result pr[3];
+		unsigned rounds = 2000 / div;
+
+		if (!cmdb) {
+			fprintf(stderr, "%s: hb_buffer_alloc(4096): %s\n", argv0, strerror(errno));
+			goto out_client;
+		}
+		printf("\n(c) synchronisation between the same two processes, vm1 <-> vm2, %u "
+		       "rounds each, median and p99 in microseconds\n",
+		       rounds);
+		printf("    one way:    vm1 signals (hb_timeline_signal / write) -> vm2's blocked "
+		       "wait returns (hb_sync_wait / read)\n");
+		printf("    round trip: vm1 signals, vm2 wakes and signals back (its own timeline "
+		       "/ write), vm1's wait returns\n");
+		printf("    %-18s | %9s %9s | %9s %9s | %s\n", "method", "1-way p50", "p99",
+		       "rt p50", "p99", "ratio of round trip p50: vs socketpair, vs eventfd");
+		for (int v = 0; v < 3; v++) {
+			if (bench_ping(&bn, cmdb, cmds[v], rounds, &pr[v]) < 0) {
+				hb_buffer_free(cmdb);
+				goto out_client;
+			}
+		}
+		for (int v = 0; v < 3; v++)
+			printf("    %-18s | %9.1f %9.1f | %9.1f %9.1f | %.2fx, %.2fx\n", names[v],
+			       pr[v].one_p50 / 1e3, pr[v].one_p99 / 1e3, pr[v].rt_p50 / 1e3,
+			       pr[v].rt_p99 / 1e3,
+			       (double)pr[v].rt_p50 / (double)(pr[1].rt_p50 ? pr[1].rt_p50 : 1),
+			       (double)pr[v].rt_p50 / (double)(pr[2].rt_p50 ? pr[2].rt_p50 : 1));
+		printf("    signal-to-wake: fences %.1f us = %.2fx a socketpair write -> read, "
+		       "%.2fx an eventfd doorbell\n",
+		       pr[0].one_p50 / 1e3,
+		       (double)pr[0].one_p50 / (double)(pr[1].one_p50 ? pr[1].one_p50 : 1),
+		       (double)pr[0].one_p50 / (double)(pr[2].one_p50 ? pr[2].one_p50 : 1));
+		hb_buffer_free(cmdb);
+	}
 	ok = true;
 
 out_client:
@@ -719,6 +951,12 @@ out_children:
 	importer_pid = reader_pid = -1;
 	if (bn.rec_fd >= 0)
 		close(bn.rec_fd);
+	if (ping_sock[0] >= 0)
+		close(ping_sock[0]);
+	if (efd_ab >= 0)
+		close(efd_ab);
+	if (efd_ba >= 0)
+		close(efd_ba);
 out_daemon:
 	hb_daemon_stop(&ds, 10000, &status);
 	daemon_pid = -1;

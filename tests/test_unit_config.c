@@ -72,6 +72,8 @@ static const char standard[] = "; the standard topology\n"
 			       "pages_per_domain = 4096\n"
 			       "event_queue = 32\n"
 			       "meta_max = 4096\n"
+			       "timelines_per_domain = 3\n"
+			       "fence_waits_per_domain = 77\n"
 			       "\n"
 			       "[vm vm1]\n"
 			       "id = 1\n"
@@ -110,6 +112,8 @@ TEST(standard_config)
 	CHECK_EQ(c->pages_per_domain, 4096);
 	CHECK_EQ(c->event_queue, 32);
 	CHECK_EQ(c->meta_max, 4096);
+	CHECK_EQ(c->timelines_per_domain, 3);
+	CHECK_EQ(c->fence_waits_per_domain, 77);
 
 	CHECK_EQ(c->n_vms, 3);
 	CHECK(strcmp(c->vms[0].name, "vm1") == 0);
@@ -163,6 +167,8 @@ TEST(defaults)
 	CHECK_EQ(c->pages_per_domain, 1048576);
 	CHECK_EQ(c->event_queue, 256);
 	CHECK_EQ(c->meta_max, 1024);
+	CHECK_EQ(c->timelines_per_domain, 1024);
+	CHECK_EQ(c->fence_waits_per_domain, 65536);
 	CHECK_EQ(c->imports_per_domain, 65536);
 	CHECK_EQ(c->sessions_per_domain, 64);
 	CHECK_EQ(c->n_vms, 0);
@@ -263,6 +269,32 @@ TEST(error_numbers)
 	FAILS("[limits]\npages_per_domain = 0\n", 2, "at least 1");
 	FAILS("[limits]\nimports_per_domain = 0\n", 2, "out of range (1..1000000)");
 	FAILS("[limits]\nsessions_per_domain = 1025\n", 2, "out of range (1..1024)");
+}
+
+/* The fence bounds: both at their edges, both rejected one past them. */
+TEST(fence_limits)
+{
+	struct hb_config *c = load("[limits]\ntimelines_per_domain = 1\n"
+				   "fence_waits_per_domain = 16777216\n");
+
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	CHECK_EQ(c->timelines_per_domain, 1);
+	CHECK_EQ(c->fence_waits_per_domain, 16777216);
+	hb_config_free(c);
+	c = load("[limits]\ntimelines_per_domain = 1000000\nfence_waits_per_domain = 1\n");
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	CHECK_EQ(c->timelines_per_domain, 1000000);
+	CHECK_EQ(c->fence_waits_per_domain, 1);
+	hb_config_free(c);
+	FAILS("[limits]\ntimelines_per_domain = 0\n", 2, "out of range (1..1000000)");
+	FAILS("[limits]\ntimelines_per_domain = 1000001\n", 2, "out of range");
+	FAILS("[limits]\ntimelines_per_domain = -1\n", 2, "not a number");
+	FAILS("[limits]\nfence_waits_per_domain = 0\n", 2, "out of range (1..16777216)");
+	FAILS("[limits]\nfence_waits_per_domain = 16777217\n", 2, "out of range");
+	FAILS("[limits]\nfence_waits_per_domain = 1k\n", 2, "not a number");
+	FAILS("[daemon]\ntimelines_per_domain = 5\n", 2, "unknown");
 	FAILS("[vm a]\nid = 0\nchannel = a.sock\n", 2, "out of range (1..2147483648)");
 	FAILS("[vm a]\nid = 2147483649\nchannel = a.sock\n", 2, "out of range");
 	FAILS("[vm a]\nid = 1\nchannel = a\n[vm b]\nid = 2\nchannel = b\n"

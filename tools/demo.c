@@ -1,15 +1,21 @@
 /*
  * hyperbuf-demo: `make run`. Starts hyperbufd on a config, then shares a moving 1080p test
- * picture from one emulated VM to another emulated VM and to a host process, zero-copy:
+ * picture from one emulated VM to another emulated VM and to a host process, zero-copy, with
+ * fences for synchronisation and flow control:
  *
- *   producer  vm1 (vm:CHANNEL)   3 buffers per peer, re-exported once per frame
- *   consumer  vm2 (vm:CHANNEL)   imports each frame, verifies every byte, releases
+ *   producer  vm1 (vm:CHANNEL)   3 buffers per peer, re-exported once per frame with the
+ *                                frame's WRITE fence in the metadata; begin_cpu_access(WRITE),
+ *                                attach the WRITE fence, render, end, signal
+ *   consumer  vm2 (vm:CHANNEL)   imports each buffer once; per frame: attaches a READ fence (its
+ *                                own timeline), waits for the WRITE fence, begin_cpu_access(READ),
+ *                                verifies every byte, end, signals its READ fence
  *   consumer  host (unix:SOCKET) the same
  *
- * Each party is its own process, as it would be on real VMs. Flow control without fences: the
- * producer reuses a buffer only after the consumer's RELEASED event for it. At the end the
- * parent prints what each consumer verified, asks the daemon how many bytes it copied (0 is the
- * point), writes each consumer's last frame as a PNG, and exits 0 only if everything held.
+ * Each party is its own process, as it would be on real VMs. The producer reuses a buffer only
+ * after the consumers' READ fences on it (its begin_cpu_access(WRITE) waits for them). At the
+ * end the parent prints what each consumer verified and the signal-to-wake latency it saw, asks
+ * the daemon how many bytes it copied (0 is the point), writes each consumer's last frame as a
+ * PNG, and exits 0 only if everything held.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -37,7 +44,8 @@
 #define FRAME_BYTES  ((size_t)FRAME_STRIDE * FRAME_H) /* 8 294 400 */
 #define SLOTS        3u
 #define SURFACE      "demo-0"
-#define META_SIZE    72u /* struct hb_frame_meta packed: 6 x u32, 2 x u64, char[32] */
+#define META_SIZE    88u /* struct hb_frame_meta packed (6 x u32, 2 x u64, char[32]), then the
+                            * frame's WRITE fence: timeline, value (2 x u64) */
 
 #define READY_MS 10000 /* daemon start-up */
 #define STEP_MS  10000 /* longest a single step (an event, a release) may take */
@@ -88,7 +96,8 @@ static uint64_t get64(const uint8_t *p)
 }
 
 /* Little-endian by hand, as pattern.h says: the consumer may be a VM of another build. */
-static void meta_pack(const struct hb_frame_meta *m, uint8_t out[META_SIZE])
+static void meta_pack(const struct hb_frame_meta *m, const struct hb_fence *f,
+		      uint8_t out[META_SIZE])
 {
 	put32(out + 0, m->version);
 	put32(out + 4, m->width);
@@ -99,9 +108,11 @@ static void meta_pack(const struct hb_frame_meta *m, uint8_t out[META_SIZE])
 	put64(out + 24, m->frame);
 	put64(out + 32, m->produced_ns);
 	memcpy(out + 40, m->surface, sizeof(m->surface));
+	put64(out + 72, f->timeline);
+	put64(out + 80, f->value);
 }
 
-static void meta_unpack(const uint8_t in[META_SIZE], struct hb_frame_meta *m)
+static void meta_unpack(const uint8_t in[META_SIZE], struct hb_frame_meta *m, struct hb_fence *f)
 {
 	m->version = get32(in + 0);
 	m->width = get32(in + 4);
@@ -113,6 +124,8 @@ static void meta_unpack(const uint8_t in[META_SIZE], struct hb_frame_meta *m)
 	m->produced_ns = get64(in + 32);
 	memcpy(m->surface, in + 40, sizeof(m->surface));
 	m->surface[sizeof(m->surface) - 1] = '\0'; /* never trust a peer's string */
+	f->timeline = get64(in + 72);
+	f->value = get64(in + 80);
 }
 
 static int mkdir_p(const char *path)
@@ -290,7 +303,10 @@ struct consumer_result {
 	uint64_t bytes_verified;
 	uint64_t failures;
 	uint64_t missed;                    /* gaps in the frame numbers */
-	uint64_t lat_min, lat_max, lat_sum; /* ns, produced_ns -> mapped and metadata read */
+	uint64_t lat_min, lat_max, lat_sum; /* ns, the producer's signal -> our wait returned */
+	uint64_t lat_n;                     /* frames measured */
+	uint64_t born_signalled;            /* frames whose fence had signalled before we waited */
+	uint64_t imports;                   /* hb_import calls: one per slot */
 	uint64_t last_frame;
 	int32_t png_error; /* 0, or -errno from writing the PNG; 1: no last frame */
 	char error[200];   /* the first failure, for the summary */
@@ -301,8 +317,11 @@ struct producer_result {
 	uint32_t domain;
 	uint64_t frames; /* frames exported to every peer */
 	uint64_t exports;
+	uint64_t signals;      /* WRITE fences signalled (one per frame) */
+	uint64_t write_waits;  /* begin_cpu_access(WRITE) calls that had to wait for READ fences */
+	uint64_t write_wait_ns;
 	uint64_t failures;
-	uint64_t t_start, t_end; /* first render .. last release */
+	uint64_t t_start, t_end; /* first render .. last consumer release */
 	char error[200];
 };
 
@@ -324,6 +343,20 @@ static void note_error(char *slot, size_t len, uint64_t *failures, const char *f
 	(*failures)++;
 }
 
+/*
+ * The fences of a frame (one timeline per party, values are frame numbers):
+ *   producer P, frame n: WRITE fence (P, n + 1), attached to the slot before rendering into it
+ *     and signalled after; it rides in the frame's metadata.
+ *   consumer C, frame n: (C, 2n + 1) "acquired": C has attached its READ fence (C, 2n + 2) to
+ *     the slot; (C, 2n + 2) "released": C has finished reading.
+ * The producer reuses a slot for frame n + SLOTS after waiting for C's "acquired" point of
+ * frame n (so C's READ fence is in the slot's reservation) and then begin_cpu_access(WRITE),
+ * which waits for that READ fence: implicit sync does the flow control, the acquired point only
+ * makes sure the fence is there to be waited for.
+ */
+#define ACQUIRED(n) (2 * (uint64_t)(n) + 1)
+#define RELEASED(n) (2 * (uint64_t)(n) + 2)
+
 /* ---- consumer ----------------------------------------------------------------------------- */
 
 struct consumer_args {
@@ -333,8 +366,11 @@ struct consumer_args {
 	uint32_t producer; /* the producer's domain */
 	uint64_t frames;
 	char png[PATH_LEN + 128];
-	int fd; /* readiness byte, then struct consumer_result */
+	int fd; /* readiness byte and our timeline id, then struct consumer_result */
 	unsigned alarm_s;
+	/* Instrumentation only (not the data path): when the producer signalled each frame's
+	 * fence, in memory the parent shared with every child before forking. */
+	const volatile uint64_t *signal_ns;
 };
 
 #define MAX_HIDS 8
@@ -342,11 +378,13 @@ struct consumer_args {
 struct consumer {
 	const struct consumer_args *a;
 	struct hb_client *c;
+	struct hb_timeline *tl;
 	struct consumer_result r;
 	unsigned char *last; /* private copy of the last frame, for the PNG only */
 	bool have_last;
 	uint64_t next_frame;
 	struct hb_id hids[MAX_HIDS];
+	struct hb_import *ims[MAX_HIDS]; /* imported once, on the slot's first frame */
 	bool gone[MAX_HIDS];
 	int nhids;
 	bool producer_gone;
@@ -363,57 +401,70 @@ static int hid_index(struct consumer *cs, const struct hb_id *id, bool add)
 	if (!add || cs->nhids == MAX_HIDS)
 		return -1;
 	cs->hids[cs->nhids] = *id;
+	cs->ims[cs->nhids] = NULL;
 	cs->gone[cs->nhids] = false;
 	return cs->nhids++;
 }
 
 static void consume_frame(struct consumer *cs, const struct hb_event *ev)
 {
-	uint8_t raw[HB_META_MAX];
 	struct hb_frame_meta m;
+	struct hb_fence wf, rf;
 	struct hb_import *im;
+	struct hb_sync *s;
 	const char *who = cs->a->name;
-	ssize_t mlen;
-	uint64_t t;
+	uint64_t t, t_sig, t_wait;
 	long bad;
+	int i, st;
 
 	if (ev->domain != cs->a->producer) {
 		CFAIL(cs, "%s: export from domain %u, expected only %u", who, ev->domain,
 		      cs->a->producer);
 		return;
 	}
-	if (hid_index(cs, &ev->id, true) < 0) {
+	i = hid_index(cs, &ev->id, true);
+	if (i < 0) {
 		CFAIL(cs, "%s: more than %d distinct handles (expected %u)", who, MAX_HIDS, SLOTS);
 		return;
 	}
-	im = hb_import(cs->c, &ev->id, 0);
-	if (!im) {
-		CFAIL(cs, "%s: hb_import: %s", who, strerror(errno));
+	cs->r.frames_seen++;
+	if (ev->meta_len != META_SIZE) {
+		CFAIL(cs, "%s: metadata is %u bytes, expected %u", who, ev->meta_len, META_SIZE);
 		return;
 	}
-	t = hb_now_ns();
-	cs->r.frames_seen++;
-	mlen = hb_import_metadata(im, raw, sizeof(raw));
-	if (mlen != (ssize_t)META_SIZE) {
-		CFAIL(cs, "%s: metadata is %zd bytes, expected %u", who, mlen, META_SIZE);
-		goto out;
-	}
-	/* Flow control means nobody re-exported between the event and our import: the two copies
-	 * of the metadata must agree. */
-	if (ev->meta_len != META_SIZE || memcmp(ev->meta, raw, META_SIZE) != 0)
-		CFAIL(cs, "%s: event and import metadata differ", who);
-	meta_unpack(raw, &m);
+	meta_unpack(ev->meta, &m, &wf);
 	if (m.version != 1 || m.width != FRAME_W || m.height != FRAME_H ||
 	    m.stride != FRAME_STRIDE || m.format != HB_FOURCC_XRGB8888 || m.slot >= SLOTS ||
-	    strcmp(m.surface, SURFACE) != 0) {
-		CFAIL(cs, "%s: unexpected metadata: v%u %ux%u stride %u format 0x%08x slot %u '%s'",
-		      who, m.version, m.width, m.height, m.stride, m.format, m.slot, m.surface);
-		goto out;
+	    strcmp(m.surface, SURFACE) != 0 || m.frame >= cs->a->frames ||
+	    wf.value != m.frame + 1) {
+		CFAIL(cs, "%s: unexpected metadata: v%u %ux%u stride %u format 0x%08x slot %u '%s' "
+			  "frame %" PRIu64 " fence %" PRIu64,
+		      who, m.version, m.width, m.height, m.stride, m.format, m.slot, m.surface,
+		      m.frame, wf.value);
+		return;
 	}
+	/* The slot's first frame: import it, once. Later frames in it reuse the mapping. */
+	if (!cs->ims[i]) {
+		cs->ims[i] = hb_import(cs->c, &ev->id, 0);
+		if (!cs->ims[i]) {
+			CFAIL(cs, "%s: hb_import: %s", who, strerror(errno));
+			goto release;
+		}
+		cs->r.imports++;
+		/* The metadata seen at import time is this very frame's. */
+		{
+			uint8_t raw[HB_META_MAX];
+			ssize_t mlen = hb_import_metadata(cs->ims[i], raw, sizeof(raw));
+
+			if (mlen != (ssize_t)META_SIZE || memcmp(ev->meta, raw, META_SIZE) != 0)
+				CFAIL(cs, "%s: event and import metadata differ", who);
+		}
+	}
+	im = cs->ims[i];
 	if (hb_import_size(im) != FRAME_BYTES || ev->size != FRAME_BYTES) {
 		CFAIL(cs, "%s: buffer is %zu bytes (event says %" PRIu64 "), expected %zu", who,
 		      hb_import_size(im), ev->size, FRAME_BYTES);
-		goto out;
+		goto release;
 	}
 	if (m.frame != cs->next_frame) {
 		if (m.frame > cs->next_frame)
@@ -422,30 +473,84 @@ static void consume_frame(struct consumer *cs, const struct hb_event *ev)
 		      cs->next_frame);
 	}
 	cs->next_frame = m.frame + 1;
-	if (t >= m.produced_ns) {
-		uint64_t lat = t - m.produced_ns;
 
-		if (!cs->r.lat_min || lat < cs->r.lat_min)
+	/* Acquire: our READ fence goes on the slot first, then the producer may know. */
+	rf.timeline = hb_timeline_id(cs->tl);
+	rf.value = RELEASED(m.frame);
+	if (hb_attach_fence(cs->c, &ev->id, &rf, HB_ACCESS_READ) < 0) {
+		CFAIL(cs, "%s: hb_attach_fence(READ, frame %" PRIu64 "): %s", who, m.frame,
+		      strerror(errno));
+		goto release;
+	}
+	if (hb_timeline_signal(cs->tl, ACQUIRED(m.frame)) < 0) {
+		CFAIL(cs, "%s: hb_timeline_signal(acquired %" PRIu64 "): %s", who, m.frame,
+		      strerror(errno));
+		goto release;
+	}
+	/* Wait for the producer's WRITE fence of this frame: it is rendering it right now. */
+	s = hb_sync_open(cs->c, &wf);
+	if (!s) {
+		CFAIL(cs, "%s: hb_sync_open(frame %" PRIu64 "): %s", who, m.frame, strerror(errno));
+		goto release;
+	}
+	t_wait = hb_now_ns();
+	if (hb_sync_wait(s, STEP_MS) < 0) {
+		CFAIL(cs, "%s: frame %" PRIu64 ": no signal within %d s", who, m.frame,
+		      STEP_MS / 1000);
+		hb_sync_close(s);
+		goto release;
+	}
+	t = hb_now_ns();
+	st = hb_sync_status(s);
+	hb_sync_close(s);
+	if (st != 1) {
+		CFAIL(cs, "%s: frame %" PRIu64 ": the producer's fence completed with %s", who,
+		      m.frame, strerror(-st));
+		if (st == -EPIPE)
+			cs->producer_gone = true;
+		goto release;
+	}
+	/* A sample only if we were already blocked when the producer signalled; otherwise the
+	 * fence had completed while we were busy with an earlier frame. */
+	t_sig = cs->a->signal_ns[m.frame];
+	if (!t_sig || t_sig < t_wait) {
+		cs->r.born_signalled++;
+	} else if (t >= t_sig) {
+		uint64_t lat = t - t_sig;
+
+		if (!cs->r.lat_n || lat < cs->r.lat_min)
 			cs->r.lat_min = lat;
 		if (lat > cs->r.lat_max)
 			cs->r.lat_max = lat;
 		cs->r.lat_sum += lat;
+		cs->r.lat_n++;
+	}
+	if (hb_begin_cpu_access(cs->c, &ev->id, HB_ACCESS_READ, STEP_MS) < 0) {
+		CFAIL(cs, "%s: hb_begin_cpu_access(READ, frame %" PRIu64 "): %s", who, m.frame,
+		      strerror(errno));
+		goto release;
 	}
 	bad = hb_pattern_frame_check(hb_import_data(im), m.width, m.height, m.stride, m.frame);
 	if (bad != -1) {
 		CFAIL(cs, "%s: frame %" PRIu64 " (slot %u): pixel %ld (x %ld, y %ld) is wrong", who,
 		      m.frame, m.slot, bad, bad % (long)m.width, bad / (long)m.width);
-		goto out;
+	} else {
+		cs->r.frames_verified++;
+		cs->r.bytes_verified += FRAME_BYTES;
+		if (m.frame + 1 == cs->a->frames) {
+			memcpy(cs->last, hb_import_data(im), FRAME_BYTES);
+			cs->have_last = true;
+			cs->r.last_frame = m.frame;
+		}
 	}
-	cs->r.frames_verified++;
-	cs->r.bytes_verified += FRAME_BYTES;
-	if (m.frame + 1 == cs->a->frames) {
-		memcpy(cs->last, hb_import_data(im), FRAME_BYTES);
-		cs->have_last = true;
-		cs->r.last_frame = m.frame;
-	}
-out:
-	hb_import_release(im);
+	if (hb_end_cpu_access(cs->c, &ev->id, HB_ACCESS_READ) < 0)
+		CFAIL(cs, "%s: hb_end_cpu_access: %s", who, strerror(errno));
+release:
+	/* Released (which implies acquired): the producer must never wait for a frame we gave
+	 * up on, so this happens on every path once the frame number is known. */
+	if (hb_timeline_signal(cs->tl, RELEASED(m.frame)) < 0)
+		CFAIL(cs, "%s: hb_timeline_signal(released %" PRIu64 "): %s", who, m.frame,
+		      strerror(errno));
 }
 
 static bool consumer_done(const struct consumer *cs)
@@ -464,7 +569,7 @@ static int run_consumer(const struct consumer_args *a)
 {
 	struct consumer cs = {.a = a};
 	struct hb_event ev;
-	uint64_t idle_since;
+	uint64_t idle_since, tl_id = 0;
 	char ready = 'F';
 	int i;
 
@@ -485,14 +590,21 @@ static int run_consumer(const struct consumer_args *a)
 	if (cs.r.domain != a->domain)
 		CFAIL(&cs, "%s: the daemon says we are domain %u, expected %u", a->name,
 		      cs.r.domain, a->domain);
+	cs.tl = hb_timeline_create(cs.c);
+	if (!cs.tl) {
+		CFAIL(&cs, "%s: hb_timeline_create: %s", a->name, strerror(errno));
+		goto err_ready;
+	}
+	tl_id = hb_timeline_id(cs.tl);
 	ready = 'R';
 	hb_write_full(a->fd, &ready, 1);
+	hb_write_full(a->fd, &tl_id, sizeof(tl_id));
 
 	idle_since = hb_now_ns();
 	while (!consumer_done(&cs)) {
 		int r;
 
-		/* Drain first: a blocking call (hb_import) may have queued events already. */
+		/* Drain first: a blocking call (a fence wait) may have queued events already. */
 		while (hb_next_event(cs.c, &ev) == 0) {
 			idle_since = hb_now_ns();
 			switch (ev.type) {
@@ -511,7 +623,7 @@ static int run_consumer(const struct consumer_args *a)
 			case HB_EVENT_OVERFLOW:
 				CFAIL(&cs, "%s: event queue overflow: frames were lost", a->name);
 				break;
-			default:
+			default: /* HB_EVENT_FENCE: hb_sync_wait already told us */
 				break;
 			}
 		}
@@ -531,6 +643,10 @@ static int run_consumer(const struct consumer_args *a)
 	if (cs.r.frames_verified < a->frames && !cs.r.error[0])
 		CFAIL(&cs, "%s: verified %" PRIu64 " of %" PRIu64 " frames", a->name,
 		      cs.r.frames_verified, a->frames);
+	for (i = 0; i < cs.nhids; i++)
+		if (cs.ims[i])
+			hb_import_release(cs.ims[i]);
+	hb_timeline_destroy(cs.tl);
 	hb_disconnect(cs.c);
 	/* The PNG after the run: it is the consumer's own copy, not part of the share path. */
 	if (cs.have_last) {
@@ -544,8 +660,13 @@ static int run_consumer(const struct consumer_args *a)
 	return cs.r.failures ? 1 : 0;
 
 err_ready:
+	if (cs.tl)
+		hb_timeline_destroy(cs.tl);
+	if (cs.c)
+		hb_disconnect(cs.c);
 	free(cs.last);
 	hb_write_full(a->fd, &ready, 1);
+	hb_write_full(a->fd, &tl_id, sizeof(tl_id));
 	hb_write_full(a->fd, &cs.r, sizeof(cs.r));
 	return 1;
 }
@@ -556,22 +677,24 @@ struct producer_args {
 	char address[PATH_LEN + 8];
 	uint32_t domain;
 	uint32_t peers[2];
+	uint64_t peer_tl[2]; /* each consumer's timeline */
 	const char *peer_names[2];
 	uint64_t frames;
 	int fd;
 	unsigned alarm_s;
+	volatile uint64_t *signal_ns; /* instrumentation, see struct consumer_args */
 };
 
 struct slot {
 	struct hb_buffer *b;
 	struct hb_id id;
 	bool exported;
-	bool in_flight; /* exported, and the peer has not released it yet */
 };
 
 struct producer {
 	const struct producer_args *a;
 	struct hb_client *c;
+	struct hb_timeline *tl;
 	struct slot s[2][SLOTS];
 	struct producer_result r;
 	struct hb_event ev;
@@ -584,13 +707,6 @@ static void producer_events(struct producer *p)
 {
 	while (hb_next_event(p->c, &p->ev) == 0) {
 		switch (p->ev.type) {
-		case HB_EVENT_RELEASED:
-			for (int k = 0; k < 2; k++)
-				for (unsigned i = 0; i < SLOTS; i++)
-					if (p->s[k][i].exported &&
-					    hb_id_equal(&p->s[k][i].id, &p->ev.id))
-						p->s[k][i].in_flight = false;
-			break;
 		case HB_EVENT_DOMAIN_GONE:
 			for (int k = 0; k < 2; k++)
 				if (p->ev.domain == p->a->peers[k])
@@ -599,44 +715,46 @@ static void producer_events(struct producer *p)
 		case HB_EVENT_OVERFLOW:
 			PFAIL(p, "producer: event queue overflow");
 			break;
-		default:
+		default: /* IMPORTED, RELEASED, FENCE: nothing to do */
 			break;
 		}
 	}
 }
 
-/* Waits until slot i of peer k is free, or every slot of every peer if k < 0. */
-static int producer_wait(struct producer *p, int k, unsigned i)
+/* Waits until consumer k's timeline reaches value (a fence wait, in 200 ms slices so events
+ * keep being read). */
+static int producer_wait(struct producer *p, int k, uint64_t value, const char *what)
 {
+	struct hb_fence f = {.timeline = p->a->peer_tl[k], .value = value};
 	uint64_t deadline = hb_now_ns() + (uint64_t)STEP_MS * 1000000u;
+	struct hb_sync *s = hb_sync_open(p->c, &f);
+	int st;
 
-	for (;;) {
-		bool busy = false;
-
+	if (!s) {
+		PFAIL(p, "producer: hb_sync_open(%s's %s point): %s", p->a->peer_names[k], what,
+		      strerror(errno));
+		return -errno;
+	}
+	while (hb_sync_wait(s, 200) < 0) {
 		producer_events(p);
-		for (int kk = 0; kk < 2; kk++) {
-			if (k >= 0 && kk != k)
-				continue;
-			for (unsigned ii = 0; ii < SLOTS; ii++)
-				if ((k < 0 || ii == i) && p->s[kk][ii].in_flight)
-					busy = true;
-			if (busy && p->peer_gone[kk]) {
-				PFAIL(p, "producer: %s went away", p->a->peer_names[kk]);
-				return -EPIPE;
-			}
-		}
-		if (!busy)
-			return 0;
 		if (hb_now_ns() >= deadline) {
-			PFAIL(p, "producer: no release from %s within %d s",
-			      k >= 0 ? p->a->peer_names[k] : "the consumers", STEP_MS / 1000);
+			PFAIL(p, "producer: %s did not get to %s within %d s", p->a->peer_names[k],
+			      what, STEP_MS / 1000);
+			hb_sync_close(s);
 			return -ETIMEDOUT;
 		}
-		if (hb_dispatch(p->c, 200) < 0 && errno != EINTR) {
-			PFAIL(p, "producer: hb_dispatch: %s", strerror(errno));
-			return -errno;
-		}
 	}
+	st = hb_sync_status(s);
+	hb_sync_close(s);
+	if (st != 1) {
+		if (st == -EPIPE)
+			PFAIL(p, "producer: %s went away", p->a->peer_names[k]);
+		else
+			PFAIL(p, "producer: %s's %s point completed with %s", p->a->peer_names[k],
+			      what, strerror(-st));
+		return st < 0 ? st : -EPROTO;
+	}
+	return 0;
 }
 
 static int run_producer(const struct producer_args *a)
@@ -664,6 +782,11 @@ static int run_producer(const struct producer_args *a)
 	if (p.r.domain != a->domain)
 		PFAIL(&p, "producer: the daemon says we are domain %u, expected %u", p.r.domain,
 		      a->domain);
+	p.tl = hb_timeline_create(p.c);
+	if (!p.tl) {
+		PFAIL(&p, "producer: hb_timeline_create: %s", strerror(errno));
+		goto err_free;
+	}
 	for (int k = 0; k < 2; k++) {
 		for (unsigned i = 0; i < SLOTS; i++) {
 			struct slot *s = &p.s[k][i];
@@ -685,24 +808,38 @@ static int run_producer(const struct producer_args *a)
 	p.r.t_start = hb_now_ns();
 	for (uint64_t n = 0; n < a->frames; n++) {
 		unsigned i = (unsigned)(n % SLOTS);
+		struct hb_fence wf = {.timeline = hb_timeline_id(p.tl), .value = n + 1};
 
 		for (int k = 0; k < 2; k++) {
 			struct slot *s = &p.s[k][i];
 			struct hb_id id;
+			uint64_t t0;
 
-			if (producer_wait(&p, k, i) < 0)
+			/* The slot's previous frame: its consumer's READ fence must be attached
+			 * before begin_cpu_access(WRITE) below can wait for it. */
+			if (n >= SLOTS && producer_wait(&p, k, ACQUIRED(n - SLOTS), "acquired") < 0)
 				goto err_free;
-			/* Rendered once per peer: each peer has its own pages, and copying one
-			 * into the other would be exactly what this project exists to avoid. */
-			hb_pattern_frame(hb_buffer_data(s->b), FRAME_W, FRAME_H, FRAME_STRIDE, n);
+			/* Waits for the consumer's READ fence of the slot's previous frame. (The
+			 * slot's first frame: nobody has its handle yet, nothing to wait for.) */
+			t0 = hb_now_ns();
+			if (s->exported &&
+			    hb_begin_cpu_access(p.c, &s->id, HB_ACCESS_WRITE, STEP_MS) < 0) {
+				PFAIL(&p, "producer: hb_begin_cpu_access(WRITE, slot %u of %s): %s",
+				      i, a->peer_names[k], strerror(errno));
+				goto err_free;
+			}
+			if (hb_now_ns() - t0 > 200000u) { /* more than a round trip: it waited */
+				p.r.write_waits++;
+				p.r.write_wait_ns += hb_now_ns() - t0;
+			}
 			m.slot = i;
 			m.frame = n;
-			m.produced_ns = hb_now_ns();
-			meta_pack(&m, raw);
-			/* Marked before the call: from here on the consumer may be reading it. */
-			s->in_flight = true;
+			m.produced_ns = hb_now_ns(); /* published: the frame is rendered after this */
+			meta_pack(&m, &wf, raw);
+			/* Published before rendering, so the consumer is already waiting for the
+			 * frame's fence when it is signalled; after begin_cpu_access, so the READ
+			 * fence the consumer attaches on seeing it is not one that start waits for. */
 			if (hb_export(s->b, raw, sizeof(raw), 0, &id) < 0) {
-				s->in_flight = false;
 				broken = errno == EPIPE || errno == ECONNRESET;
 				PFAIL(&p, "producer: hb_export(frame %" PRIu64 " to %s): %s", n,
 				      a->peer_names[k], strerror(errno));
@@ -714,10 +851,34 @@ static int run_producer(const struct producer_args *a)
 			s->id = id;
 			s->exported = true;
 			p.r.exports++;
+			if (hb_attach_fence(p.c, &s->id, &wf, HB_ACCESS_WRITE) < 0) {
+				PFAIL(&p, "producer: hb_attach_fence(WRITE, frame %" PRIu64 "): %s",
+				      n, strerror(errno));
+				goto err_free;
+			}
+			/* Rendered once per peer: each peer has its own pages, and copying one
+			 * into the other would be exactly what this project exists to avoid. */
+			hb_pattern_frame(hb_buffer_data(s->b), FRAME_W, FRAME_H, FRAME_STRIDE, n);
+			if (hb_end_cpu_access(p.c, &s->id, HB_ACCESS_WRITE) < 0) {
+				PFAIL(&p, "producer: hb_end_cpu_access: %s", strerror(errno));
+				goto err_free;
+			}
 		}
+		a->signal_ns[n] = hb_now_ns();
+		if (hb_timeline_signal(p.tl, n + 1) < 0) {
+			broken = errno == EPIPE || errno == ECONNRESET;
+			PFAIL(&p, "producer: hb_timeline_signal(frame %" PRIu64 "): %s", n,
+			      strerror(errno));
+			goto err_free;
+		}
+		p.r.signals++;
+		producer_events(&p);
 		p.r.frames++;
 	}
-	producer_wait(&p, -1, 0);
+	/* Done when both consumers released the last frame. */
+	for (int k = 0; k < 2; k++)
+		if (producer_wait(&p, k, RELEASED(a->frames - 1), "released") < 0)
+			goto err_free;
 	p.r.t_end = hb_now_ns();
 
 err_free:
@@ -738,6 +899,7 @@ err_free:
 	}
 	if (!p.r.t_end)
 		p.r.t_end = hb_now_ns();
+	hb_timeline_destroy(p.tl);
 	hb_disconnect(p.c);
 out:
 	hb_write_full(a->fd, &p.r, sizeof(p.r));
@@ -753,6 +915,7 @@ struct daemon_stats {
 	long long exports_total;
 	long long imports_total;
 	long long events_dropped;
+	long long fences_completed;
 };
 
 static void stat_value(char *line, const char *key, long long *value)
@@ -822,6 +985,7 @@ static int read_stats(const char *daemon, const char *socket, struct daemon_stat
 		stat_value(l, "exports_total", &st->exports_total);
 		stat_value(l, "imports_total", &st->imports_total);
 		stat_value(l, "events_dropped", &st->events_dropped);
+		stat_value(l, "fences_completed", &st->fences_completed);
 	}
 	if (status < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		fprintf(stderr, "%s: %s -s %s stats failed\n", argv0, ctl, socket);
@@ -927,6 +1091,7 @@ int main(int argc, char **argv)
 	struct daemon_stats st;
 	struct hb_daemon_spawn ds;
 	int stats_ret;
+	uint64_t *signal_ns;
 
 	argv0 = argv[0];
 	while ((opt = getopt_long(argc, argv, "d:c:n:o:h", longopts, NULL)) != -1) {
@@ -991,6 +1156,17 @@ int main(int argc, char **argv)
 	printf("  daemon     %s -c %s: pid %d, ready in %.1f ms, log %s\n", daemon, config,
 	       (int)dpid, ds.ready_ns / 1e6, log);
 
+	/* When the producer signals each frame's fence, for the consumers' latency figures: shared
+	 * with every child by inheritance (instrumentation, not part of the data path). */
+	signal_ns = mmap(NULL, frames * sizeof(uint64_t), PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (signal_ns == MAP_FAILED) {
+		fprintf(stderr, "%s: mmap: %s\n", argv0, strerror(errno));
+		hb_daemon_stop(&ds, 10000, &dstatus);
+		printf("RESULT: FAIL (out of memory)\n");
+		return 1;
+	}
+
 	/* Budget: a hang becomes a failure within about a minute for the default run. Each step
 	 * already has its own STEP_MS limit in the children; this is the backstop. */
 	alarm_s = 50 + (unsigned)(frames / 10);
@@ -1006,6 +1182,7 @@ int main(int argc, char **argv)
 		a->producer = pvm->id;
 		a->frames = frames;
 		a->alarm_s = alarm_s;
+		a->signal_ns = signal_ns;
 		if (k == 0)
 			snprintf(a->address, sizeof(a->address), "vm:%s", cvm->channel);
 		else
@@ -1025,8 +1202,12 @@ int main(int argc, char **argv)
 			ok = false;
 			goto stop_children;
 		}
-		/* Consumers connect before the producer exists, so no EXPORTED is missed. */
+		/* Consumers connect before the producer exists, so no EXPORTED is missed; each
+		 * sends its timeline's id, which the producer needs to wait for its points. */
 		ret = hb_read_full(cfd[k], &ready, 1, STEP_MS);
+		if (ret == 0)
+			ret = hb_read_full(cfd[k], &pargs.peer_tl[k], sizeof(pargs.peer_tl[k]),
+					   STEP_MS);
 		if (ret < 0 || ready != 'R') {
 			fprintf(stderr, "%s: consumer %s did not get ready%s%s\n", argv0, a->name,
 				ret < 0 ? ": " : "", ret < 0 ? strerror(-ret) : "");
@@ -1046,6 +1227,7 @@ int main(int argc, char **argv)
 		pargs.peer_names[1] = "host";
 		pargs.frames = frames;
 		pargs.alarm_s = alarm_s;
+		pargs.signal_ns = signal_ns;
 		if (pipe2(p, O_CLOEXEC) < 0) {
 			fprintf(stderr, "%s: pipe: %s\n", argv0, strerror(errno));
 			ok = false;
@@ -1096,6 +1278,10 @@ stop_children:
 		       "buffers per peer) in %.2f s = %.1f fps\n",
 		       pvm->name, pres.frames, pres.exports, SLOTS, t_all / 1e9,
 		       pres.frames * 1e9 / t_all);
+		printf("  fences     %s: %" PRIu64 " WRITE fences signalled, one per frame; its "
+		       "begin_cpu_access(WRITE) waited for the consumers' READ fences %" PRIu64
+		       " times (%.1f ms in all)\n",
+		       pvm->name, pres.signals, pres.write_waits, pres.write_wait_ns / 1e6);
 		if (pres.failures || pres.frames != frames) {
 			printf("             FAILED: %s\n",
 			       pres.error[0] ? pres.error : "short run");
@@ -1106,7 +1292,7 @@ stop_children:
 		ok = false;
 	}
 	printf("  %-10s %7s %9s %24s   %-26s %s\n", "consumer", "seen", "verified",
-	       "bytes shared, verified", "latency ms min/avg/max", "last frame");
+	       "bytes shared, verified", "sync latency ms min/avg/max", "last frame");
 	for (int k = 0; k < 2; k++) {
 		const struct consumer_result *r = &cres[k];
 		char who[80], lat[64];
@@ -1118,12 +1304,15 @@ stop_children:
 			ok = false;
 			continue;
 		}
-		snprintf(lat, sizeof(lat), "%.2f / %.2f / %.2f", r->lat_min / 1e6,
-			 r->frames_seen ? r->lat_sum / 1e6 / r->frames_seen : 0.0,
-			 r->lat_max / 1e6);
+		snprintf(lat, sizeof(lat), "%.3f / %.3f / %.3f", r->lat_min / 1e6,
+			 r->lat_n ? r->lat_sum / 1e6 / r->lat_n : 0.0, r->lat_max / 1e6);
 		printf("  %-10s %7" PRIu64 " %9" PRIu64 " %24s   %-26s %s\n", who, r->frames_seen,
 		       r->frames_verified, grouped(r->bytes_verified, b1, sizeof(b1)), lat,
 		       r->png_error == 0 ? cargs[k].png : "(no PNG)");
+		printf("  %-10s (signal in %s -> wait returned here; %" PRIu64 " of %" PRIu64
+		       " frames measured, %" PRIu64 " already signalled when we got to them; %" PRIu64
+		       " imports, one per buffer)\n",
+		       "", pvm->name, r->lat_n, r->frames_seen, r->born_signalled, r->imports);
 		if (r->failures || r->frames_verified != frames || r->png_error) {
 			printf("             FAILED: %" PRIu64 " failures, %" PRIu64
 			       " frames missed; first: %s\n",
@@ -1136,9 +1325,10 @@ stop_children:
 		ok = false;
 	} else {
 		printf("  bytes copied: %s  (daemon counters from hyperbufctl stats: bytes_copied; "
-		       "exports_total %lld, imports_total %lld, events_dropped %lld)\n",
+		       "exports_total %lld, imports_total %lld, events_dropped %lld, "
+		       "fences_completed %lld)\n",
 		       grouped((uint64_t)st.bytes_copied, b2, sizeof(b2)), st.exports_total,
-		       st.imports_total, st.events_dropped);
+		       st.imports_total, st.events_dropped, st.fences_completed);
 		if (st.bytes_copied != 0)
 			ok = false;
 	}
@@ -1154,5 +1344,6 @@ stop_children:
 			close(cfd[k]);
 	if (pfd >= 0)
 		close(pfd);
+	munmap(signal_ns, frames * sizeof(uint64_t));
 	return ok ? 0 : 1;
 }

@@ -536,16 +536,42 @@ err:
 	return -1;
 }
 
-/* The daemon keeps no timelines yet, and ControlReply has no field for them: the view is
- * empty until both grow one. */
+/* Timeline ids are 64-bit (a random epoch and a counter): printed in full, in decimal, as
+ * hb_timeline_id() returns them. OWNER is the owning session, "domain#serial". */
 static int print_timelines(const ControlReply *r, bool json)
 {
-	(void)r;
-	if (json)
-		fputs("{\"timelines\":[]}\n", stdout);
-	else
-		fputs("ID  OWNER  VALUE  PENDING\n", stdout);
+	char id[24], value[24], pending[24];
+	struct table t = {.cols = 4};
+	size_t i;
+
+	if (json) {
+		fputs("{\"timelines\":[", stdout);
+		for (i = 0; i < r->n_timelines; i++) {
+			const CtlTimeline *tl = r->timelines[i];
+
+			printf("%s{\"id\":%llu,\"owner\":%u,\"owner_session\":", i ? "," : "",
+			       (unsigned long long)tl->id, tl->owner);
+			put_json_str(tl->owner_session);
+			printf(",\"value\":%llu,\"pending\":%u}", (unsigned long long)tl->value,
+			       tl->pending);
+		}
+		fputs("]}\n", stdout);
+		return 0;
+	}
+	if (table_row(&t, "ID", "OWNER", "VALUE", "PENDING") < 0)
+		return -1;
+	for (i = 0; i < r->n_timelines; i++) {
+		const CtlTimeline *tl = r->timelines[i];
+
+		if (table_row(&t, U(id, tl->id), tl->owner_session[0] ? tl->owner_session : "-",
+			      U(value, tl->value), U(pending, tl->pending)) < 0)
+			goto err;
+	}
+	table_print(&t);
 	return 0;
+err:
+	free(t.cells);
+	return -1;
 }
 
 static int print_stats(const ControlReply *r, bool json)
@@ -599,7 +625,7 @@ static void help(void)
 	       "  domains    the host and the VMs: connected, exports, imports, pages used\n"
 	       "  exports    live exports: handle, exporter, peer, size, importers, state\n"
 	       "  imports    live imports: handle, importer, exporter, size, mode\n"
-	       "  timelines  fence timelines\n"
+	       "  timelines  fence timelines: id, owning session, value, pending waits\n"
 	       "  stats      the daemon's counters as key: value lines\n");
 }
 

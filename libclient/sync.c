@@ -1,0 +1,660 @@
+/*
+ * Sync handles: what a client waits on (docs/PROTOCOL.md §3 "Fences", fences.md §5.2).
+ *
+ * A leaf sync waits for one fence point; the library keeps one daemon wait per pending
+ * (timeline, value) however many leaves share it. A merge waits for two members and is a
+ * node of a DAG, never a flattened copy, so merging costs O(1) whatever the members hold.
+ * Completion flows up the DAG through a worklist and freeing flows down through another:
+ * neither recurses, because applications build chains of merges as long as they like.
+ *
+ * The contract of every handle: an eventfd that the library writes once, after the status
+ * is stored, and never reads (a latched POLLIN, as a sync_file's); a status that is 0 until
+ * completion and then 1 or a negative errno forever. A lost connection completes every
+ * pending point with the sticky errno, so nobody polls a handle that can never complete.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "libclient/private.h"
+
+/*
+ * What a completion writes into the eventfd: the largest count it can hold. It reads as
+ * POLLIN, like any non-zero count, and as not writable, because not even 1 more fits: so a
+ * completed handle polls exactly POLLIN, as a signalled sync_file does, whatever events are
+ * asked for (a pending one does say POLLOUT if asked, which a sync_file would not).
+ */
+#define HB_SYNC_EFD_DONE 0xfffffffffffffffeull
+
+/* ---- the point table -------------------------------------------------------------------- */
+
+static size_t point_bucket(uint64_t timeline, uint64_t value)
+{
+	uint64_t h = (timeline ^ (value * 0x9e3779b97f4a7c15ull)) * 0xff51afd7ed558ccdull;
+
+	return (size_t)(h >> 54) % HB_POINT_BUCKETS;
+}
+
+static struct hb_point *point_find(struct hb_client *c, uint64_t timeline, uint64_t value)
+{
+	struct hb_point *p = c->points[point_bucket(timeline, value)];
+
+	while (p && (p->timeline != timeline || p->value != value))
+		p = p->hnext;
+	return p;
+}
+
+static void point_hash(struct hb_client *c, struct hb_point *p)
+{
+	size_t b = point_bucket(p->timeline, p->value);
+
+	p->hnext = c->points[b];
+	c->points[b] = p;
+}
+
+static void point_unhash(struct hb_client *c, struct hb_point *p)
+{
+	struct hb_point **pp = &c->points[point_bucket(p->timeline, p->value)];
+
+	while (*pp && *pp != p)
+		pp = &(*pp)->hnext;
+	if (*pp)
+		*pp = p->hnext;
+	p->hnext = NULL;
+}
+
+static void point_free(struct hb_point *p)
+{
+	free(p->leaves);
+	free(p);
+}
+
+/* Room for one more leaf, so adding it later cannot fail. */
+static int point_reserve(struct hb_point *p)
+{
+	struct hb_sync **v;
+	size_t cap;
+
+	if (p->n_leaves < p->cap_leaves)
+		return 0;
+	cap = p->cap_leaves ? p->cap_leaves * 2 : 4;
+	v = realloc(p->leaves, cap * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	p->leaves = v;
+	p->cap_leaves = cap;
+	return 0;
+}
+
+/* ---- sync nodes ------------------------------------------------------------------------- */
+
+static int sync_new(struct hb_client *c, struct hb_sync **out)
+{
+	struct hb_sync *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return -ENOMEM;
+	/* Non-blocking and not a semaphore: one write makes it readable for good, and nobody
+	 * can block on it by mistake. */
+	s->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->efd < 0) {
+		int e = errno;
+		free(s);
+		return -e;
+	}
+	s->client = c;
+	s->open = true;
+	s->refs = 1;
+	s->next = c->syncs;
+	if (c->syncs)
+		c->syncs->prev = s;
+	c->syncs = s;
+	*out = s;
+	return 0;
+}
+
+static void sync_free(struct hb_sync *s)
+{
+	struct hb_client *c = s->client;
+
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		c->syncs = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	if (s->efd >= 0)
+		close(s->efd);
+	free(s->parents);
+	free(s);
+}
+
+/* Room for k more parents, so adding them later cannot fail. */
+static int parents_reserve(struct hb_sync *m, size_t k)
+{
+	struct hb_sync **v;
+	size_t cap = m->cap_parents ? m->cap_parents : 2;
+
+	while (cap - m->n_parents < k)
+		cap *= 2;
+	if (cap == m->cap_parents)
+		return 0;
+	v = realloc(m->parents, cap * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	m->parents = v;
+	m->cap_parents = cap;
+	return 0;
+}
+
+static void parents_remove(struct hb_sync *m, struct hb_sync *p)
+{
+	for (size_t i = 0; i < m->n_parents; i++) {
+		if (m->parents[i] == p) {
+			m->parents[i] = m->parents[--m->n_parents];
+			return;
+		}
+	}
+}
+
+/*
+ * Completes every node on the worklist: status (from ->error) first, then the eventfd, then
+ * the parents, which join the worklist when their last member is done. A completed node no
+ * longer needs its parents' references to its members, so nodes nobody holds are freed here.
+ */
+static void complete_run(struct hb_client *c, struct hb_sync *work)
+{
+	uint64_t seq = ++c->fence_seq;
+
+	while (work) {
+		struct hb_sync *n = work;
+		int st = n->error ? n->error : 1;
+
+		work = n->work;
+		n->work = NULL;
+		n->done_seq = seq;
+		/* The status is visible before the fd wakes anybody (fences.md §1.4, §5.2). */
+		__atomic_store_n(&n->status, st, __ATOMIC_RELEASE);
+		if (n->efd >= 0)
+			eventfd_write(n->efd, HB_SYNC_EFD_DONE);
+		for (size_t i = 0; i < n->n_parents; i++) {
+			struct hb_sync *p = n->parents[i];
+
+			if (p->member[0] == n)
+				p->member[0] = NULL;
+			else if (p->member[1] == n)
+				p->member[1] = NULL;
+			/* Members complete in time order, so the first error seen is the first. */
+			if (st < 0 && !p->error)
+				p->error = st;
+			if (--p->pending == 0) {
+				p->work = work;
+				work = p;
+			}
+		}
+		n->refs -= (unsigned)n->n_parents;
+		n->n_parents = 0;
+		if (n->refs == 0)
+			sync_free(n);
+	}
+}
+
+/* A point completed: its leaves complete with its status, and so on up. */
+static void point_complete(struct hb_client *c, struct hb_point *p, int status)
+{
+	struct hb_sync *work = NULL;
+
+	point_unhash(c, p);
+	for (size_t i = 0; i < p->n_leaves; i++) {
+		struct hb_sync *l = p->leaves[i];
+
+		l->point = NULL;
+		l->pending = 0;
+		if (status < 0)
+			l->error = status;
+		l->work = work;
+		work = l;
+	}
+	point_free(p);
+	complete_run(c, work);
+}
+
+/*
+ * Drops one reference. A node nobody holds is freed; if it was still pending it lets go of its
+ * members (which may be freed in turn) and of its point. Points left without leaves are
+ * unhashed and chained on *cancel (through hnext): the caller closes their daemon waits once
+ * the graph is consistent again, since that talks to the daemon.
+ */
+static void sync_unref(struct hb_sync *s, struct hb_point **cancel)
+{
+	struct hb_sync *work = s;
+
+	if (--s->refs > 0)
+		return;
+	s->work = NULL;
+	while (work) {
+		struct hb_sync *n = work;
+		struct hb_point *p = n->point;
+
+		work = n->work;
+		if (p) {
+			for (size_t i = 0; i < p->n_leaves; i++) {
+				if (p->leaves[i] == n) {
+					p->leaves[i] = p->leaves[--p->n_leaves];
+					break;
+				}
+			}
+			if (p->n_leaves == 0) {
+				point_unhash(n->client, p);
+				p->hnext = *cancel;
+				*cancel = p;
+			}
+		}
+		for (int k = 0; k < 2; k++) {
+			struct hb_sync *m = n->member[k];
+
+			if (!m)
+				continue;
+			n->member[k] = NULL;
+			parents_remove(m, n);
+			if (--m->refs == 0) {
+				m->work = work;
+				work = m;
+			}
+		}
+		sync_free(n);
+	}
+}
+
+/* Closes the daemon waits of points nobody wants any more. A completion already on its way
+ * finds no point and is ignored, which is also why ENOENT here is no error. */
+static void cancel_points(struct hb_client *c, struct hb_point *cancel)
+{
+	while (cancel) {
+		struct hb_point *p = cancel;
+		SyncClose sc = SYNC_CLOSE__INIT;
+		ClientMsg m = CLIENT_MSG__INIT;
+		struct hb_reply reply;
+
+		cancel = p->hnext;
+		if (hb_broken(c) == 0) {
+			sc.wait = p->wait;
+			m.body_case = CLIENT_MSG__BODY_SYNC_CLOSE;
+			m.sync_close = &sc;
+			if (hb_call(c, &m, SERVER_MSG__BODY__NOT_SET, &reply) == 0)
+				hb_reply_free(&reply);
+		}
+		point_free(p);
+	}
+}
+
+void hb_fence_done(struct hb_client *c, const FenceDone *f)
+{
+	struct hb_point *p = point_find(c, f->timeline, f->value);
+	uint32_t owner;
+
+	/* Unknown: a point closed while its completion was in flight (or nonsense from the
+	 * daemon, which this client cannot do anything with either). */
+	if (!p || p->wait != f->wait)
+		return;
+	owner = p->owner;
+	point_complete(c, p, f->status);
+	hb_event_push_fence(c, f->timeline, f->value, owner);
+}
+
+void hb_fences_fail_all(struct hb_client *c, int err)
+{
+	for (size_t i = 0; i < HB_POINT_BUCKETS; i++)
+		while (c->points[i])
+			point_complete(c, c->points[i], err);
+}
+
+void hb_fences_destroy(struct hb_client *c)
+{
+	for (size_t i = 0; i < HB_POINT_BUCKETS; i++) {
+		while (c->points[i]) {
+			struct hb_point *p = c->points[i];
+			c->points[i] = p->hnext;
+			point_free(p);
+		}
+	}
+	while (c->syncs)
+		sync_free(c->syncs);
+}
+
+void hb_shared_memory_barrier(void)
+{
+	/*
+	 * A full fence: MFENCE on x86, DMB ISH on arm64. What it orders on x86, where plain
+	 * write-back stores are already seen by other CPUs in program order (TSO): the compiler
+	 * (no access to the buffer moves across it), earlier stores before later loads (the one
+	 * reordering TSO allows: "write the frame, then read a flag" would otherwise let the
+	 * read pass the write), and the write-combining buffers. Pool memory is mapped
+	 * write-back here (the memfd on the host and in emulated VMs); a guest that maps its
+	 * ivshmem BAR2 write-combining instead (ioremap_wc, resourceN_wc) has stores parked in
+	 * WC buffers that only a fence drains: SFENCE after the writes is the minimum there, and
+	 * MFENCE includes it. The cost is tens of cycles next to a daemon round trip.
+	 */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+/* ---- waiting ---------------------------------------------------------------------------- */
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int sync_status(const struct hb_sync *s)
+{
+	return __atomic_load_n(&s->status, __ATOMIC_ACQUIRE);
+}
+
+/* 1 when the wait is over: one complete (any), or all of them (all). */
+static int check(struct hb_sync **v, size_t n, bool all, size_t *index)
+{
+	for (size_t i = 0; i < n; i++) {
+		int st = sync_status(v[i]);
+
+		if (!all && st != 0) {
+			if (index)
+				*index = i;
+			return 1;
+		}
+		if (all && st == 0)
+			return 0;
+	}
+	return all;
+}
+
+int hb_syncs_wait(struct hb_sync **v, size_t n, bool all, int timeout_ms, size_t *index)
+{
+	struct hb_client **clients = NULL;
+	struct pollfd *pfd = NULL;
+	size_t n_clients = 0, max_pfd;
+	int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
+	int r = 0;
+
+	if (check(v, n, all, index))
+		return 0;
+	clients = calloc(n, sizeof(*clients));
+	if (!clients)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		size_t j;
+		for (j = 0; j < n_clients && clients[j] != v[i]->client; j++)
+			;
+		if (j == n_clients)
+			clients[n_clients++] = v[i]->client;
+	}
+	max_pfd = n + n_clients * (1 + HB_MAX_GROUPS);
+	pfd = calloc(max_pfd, sizeof(*pfd));
+	if (!pfd) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		size_t np = 0;
+		int wait = HB_WAIT_SLICE_MS;
+
+		/* What the daemon already sent may complete them: read it (a broken client
+		 * has completed all its points with its error, so this also ends a wait on a
+		 * lost connection). */
+		for (size_t j = 0; j < n_clients; j++) {
+			hb_lock(clients[j]);
+			hb_read_available(clients[j], HB_DISPATCH_BATCH);
+			hb_unlock(clients[j]);
+		}
+		if (check(v, n, all, index))
+			break;
+		if (timeout_ms == 0) {
+			r = -ETIME;
+			break;
+		}
+		if (timeout_ms > 0) {
+			int64_t left = deadline - now_ms();
+			if (left <= 0) {
+				r = -ETIME;
+				break;
+			}
+			if (left < wait)
+				wait = (int)left;
+		}
+		/* Without the lock: another thread's call may read our completion first, and
+		 * then the eventfd is what wakes us. The slice bounds a wait on a thread that
+		 * read the socket but has not finished handling it yet. */
+		for (size_t i = 0; i < n; i++)
+			if (v[i]->efd >= 0 && sync_status(v[i]) == 0)
+				pfd[np++] = (struct pollfd){.fd = v[i]->efd, .events = POLLIN};
+		for (size_t j = 0; j < n_clients; j++)
+			if (hb_broken(clients[j]) == 0)
+				np += hb_pollfds(clients[j], pfd + np, max_pfd - np);
+		if (poll(pfd, np, wait) < 0 && errno != EINTR) {
+			r = -errno;
+			break;
+		}
+	}
+out:
+	free(pfd);
+	free(clients);
+	return r;
+}
+
+/* ---- the public calls ------------------------------------------------------------------- */
+
+int hb_sync_open_locked(struct hb_client *c, const struct hb_fence *f, struct hb_sync **out)
+{
+	SyncOpen so = SYNC_OPEN__INIT;
+	ClientMsg m = CLIENT_MSG__INIT;
+	struct hb_reply reply;
+	struct hb_point *p, *fresh = NULL;
+	struct hb_sync *s;
+	int r;
+
+	r = hb_broken(c);
+	if (r < 0)
+		return r;
+	r = sync_new(c, &s);
+	if (r < 0)
+		return r;
+	p = point_find(c, f->timeline, f->value);
+	if (!p) {
+		/* Allocated before asking, so that a wait the daemon opened always has a point
+		 * to complete. */
+		fresh = calloc(1, sizeof(*fresh));
+		if (!fresh || point_reserve(fresh) < 0) {
+			r = -ENOMEM;
+			goto err;
+		}
+		so.timeline = f->timeline;
+		so.value = f->value;
+		m.body_case = CLIENT_MSG__BODY_SYNC_OPEN;
+		m.sync_open = &so;
+		r = hb_call(c, &m, SERVER_MSG__BODY_SYNC, &reply);
+		if (r < 0)
+			goto err;
+		fresh->wait = reply.msg->sync->wait;
+		fresh->owner = reply.msg->sync->owner;
+		if (fresh->wait == 0 && reply.msg->sync->status < 0)
+			s->error = reply.msg->sync->status;
+		hb_reply_free(&reply);
+		if (fresh->wait == 0) {
+			/* Born complete: at or below the timeline's value (with the error its
+			 * point failed with, if the daemon remembers one). */
+			point_free(fresh);
+			complete_run(c, s);
+			*out = s;
+			return 0;
+		}
+		fresh->timeline = f->timeline;
+		fresh->value = f->value;
+		point_hash(c, fresh);
+		p = fresh;
+	} else if (point_reserve(p) < 0) {
+		r = -ENOMEM;
+		goto err;
+	}
+	p->leaves[p->n_leaves++] = s;
+	s->point = p;
+	s->pending = 1;
+	*out = s;
+	return 0;
+
+err:
+	if (fresh)
+		point_free(fresh);
+	sync_free(s);
+	return r;
+}
+
+HB_EXPORT struct hb_sync *hb_sync_open(struct hb_client *c, const struct hb_fence *f)
+{
+	struct hb_sync *s = NULL;
+	int r;
+
+	if (!c || !f || f->timeline == 0)
+		return errno = EINVAL, NULL;
+	hb_lock(c);
+	r = hb_sync_open_locked(c, f, &s);
+	hb_unlock(c);
+	if (r < 0)
+		return errno = -r, NULL;
+	return s;
+}
+
+HB_EXPORT struct hb_sync *hb_sync_merge(struct hb_sync *a, struct hb_sync *b)
+{
+	struct hb_sync *in[2] = {a, b}, *s, *first_err = NULL;
+	size_t need_a, need_b;
+	struct hb_client *c;
+	int r;
+
+	if (!a || !b || a->client != b->client || !a->open || !b->open)
+		return errno = EINVAL, NULL;
+	c = a->client;
+	hb_lock(c);
+	r = sync_new(c, &s);
+	if (r < 0)
+		goto err_unlock;
+	/* Every allocation first: past this point the merge cannot fail half-way. */
+	need_a = a->status == 0;
+	need_b = b->status == 0;
+	if (a == b)
+		r = parents_reserve(a, need_a + need_b);
+	else if ((r = parents_reserve(a, need_a)) == 0)
+		r = parents_reserve(b, need_b);
+	if (r < 0) {
+		sync_free(s);
+		goto err_unlock;
+	}
+	for (int k = 0; k < 2; k++) {
+		struct hb_sync *m = in[k];
+
+		if (m->status == 0) {
+			m->parents[m->n_parents++] = s;
+			m->refs++;
+			s->member[k] = m;
+			s->pending++;
+		} else if (m->status < 0 && (!first_err || m->done_seq < first_err->done_seq)) {
+			/* An error from before the merge still counts (fences.md §5.3): the
+			 * earliest one, which no later member can displace. */
+			first_err = m;
+		}
+	}
+	if (first_err)
+		s->error = first_err->status;
+	if (s->pending == 0)
+		complete_run(c, s);
+	hb_unlock(c);
+	return s;
+
+err_unlock:
+	hb_unlock(c);
+	return errno = -r, NULL;
+}
+
+HB_EXPORT int hb_sync_fd(const struct hb_sync *s)
+{
+	if (!s)
+		return hb_fail(-EINVAL);
+	return s->efd;
+}
+
+HB_EXPORT int hb_sync_wait(struct hb_sync *s, int timeout_ms)
+{
+	int r;
+
+	if (!s || timeout_ms < -1)
+		return hb_fail(-EINVAL);
+	r = hb_syncs_wait(&s, 1, false, timeout_ms, NULL);
+	return r < 0 ? hb_fail(r) : 0;
+}
+
+HB_EXPORT int hb_sync_wait_any(struct hb_sync **v, size_t n, int timeout_ms, size_t *index)
+{
+	size_t dummy;
+	int r;
+
+	if (!v || n == 0 || timeout_ms < -1)
+		return hb_fail(-EINVAL);
+	for (size_t i = 0; i < n; i++)
+		if (!v[i])
+			return hb_fail(-EINVAL);
+	r = hb_syncs_wait(v, n, false, timeout_ms, index ? index : &dummy);
+	return r < 0 ? hb_fail(r) : 0;
+}
+
+HB_EXPORT int hb_sync_status(const struct hb_sync *s)
+{
+	int st;
+
+	if (!s) {
+		errno = EINVAL;
+		return -EINVAL;
+	}
+	st = sync_status(s);
+	if (st != 0)
+		return st;
+	/* Take what the daemon already sent, so that a loop on the status makes progress
+	 * without the caller dispatching (fences.md §1.5: a cached status must not lag
+	 * forever). */
+	hb_lock(s->client);
+	hb_read_available(s->client, HB_DISPATCH_BATCH);
+	hb_unlock(s->client);
+	return sync_status(s);
+}
+
+void hb_sync_close_locked(struct hb_sync *s)
+{
+	struct hb_client *c = s->client;
+	struct hb_point *cancel = NULL;
+
+	s->open = false;
+	if (s->efd >= 0) {
+		close(s->efd);
+		s->efd = -1;
+	}
+	sync_unref(s, &cancel);
+	cancel_points(c, cancel);
+}
+
+HB_EXPORT void hb_sync_close(struct hb_sync *s)
+{
+	struct hb_client *c;
+	int saved = errno;
+
+	if (!s)
+		return;
+	c = s->client;
+	hb_lock(c);
+	hb_sync_close_locked(s);
+	hb_unlock(c);
+	errno = saved;
+}
