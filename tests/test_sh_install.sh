@@ -22,7 +22,7 @@ stage() {
 case "$case_name" in
 --list)
 	printf '%s\n' install_layout exported_symbols header_compiles_alone readme_example_runs \
-		plain_make_builds_all
+		plain_make_builds_all api_matches_spec
 	;;
 install_layout)
 	stage
@@ -79,6 +79,16 @@ CONF
 	[ $rc -eq 0 ] || { cat "$tmp/d.log"; fail "the example exited $rc"; }
 	echo "$out" | grep -Eq '^exported [0-9a-f]{32}$' || fail "unexpected output: $out"
 	[ $drc -eq 0 ] || { cat "$tmp/d.log"; fail "daemon exited $drc"; }
+	;;
+api_matches_spec)
+	# Every name and signature of ../shared/spec/API.md, checked by the compiler.
+	tmp=$(mktemp -d /tmp/hbi.XXXXXX) || fail mktemp
+	trap 'rm -rf "$tmp"' EXIT
+	${CC:-cc} -std=c11 -Wall -Wextra -Werror -Iinclude tests/api_signatures.c \
+		"$B/libhyperbuf.a" $(pkg-config --libs libprotobuf-c) -lpthread \
+		$(ldd "$B/hyperbufd" | grep -q libasan && echo -fsanitize=address,undefined) \
+		-o "$tmp/api" || fail "include/hyperbuf.h does not match API.md"
+	"$tmp/api" || fail "the API check program failed"
 	;;
 plain_make_builds_all)
 	# `make` with no goal must mean `all`, whatever rule comes first in the Makefile.
