@@ -6,6 +6,8 @@
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make clean
 .SUFFIXES:
+# The dependency check below is the first rule in the file; `make` alone must still mean all.
+.DEFAULT_GOAL := all
 
 VERSION   := 0.1.0
 SOMAJOR   := 0
