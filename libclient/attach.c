@@ -162,7 +162,8 @@ static int iv_handshake(struct hb_client *c, struct hb_group *g)
 		return -EPROTO;
 	/* The window checks st_size (a power of two, the announced pool size), seals and
 	 * header, and owns fd from here on. */
-	return hb_pool_window_open(&g->win, fd, g->id, g->pool_size, HB_POOL_WINDOW_SEALED);
+	return hb_pool_window_open(&g->win, fd, g->id, g->pool_size, g->pool_instance,
+				   HB_POOL_WINDOW_SEALED);
 
 err_proto:
 	if (fd >= 0)
@@ -222,7 +223,8 @@ static int attach_host(struct hb_client *c, struct hb_group *g)
 	fd = reply.fds[0];
 	reply.nfds = 0;
 	hb_reply_free(&reply);
-	return hb_pool_window_open(&g->win, fd, g->id, g->pool_size, HB_POOL_WINDOW_SEALED);
+	return hb_pool_window_open(&g->win, fd, g->id, g->pool_size, g->pool_instance,
+				   HB_POOL_WINDOW_SEALED);
 }
 
 int hb_attach_groups(struct hb_client *c, const Welcome *w)

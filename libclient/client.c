@@ -137,6 +137,7 @@ static int take_welcome(struct hb_client *c, const Welcome *w)
 				return -EPROTO;
 		c->groups[i].id = gi->id;
 		c->groups[i].pool_size = gi->pool_size;
+		c->groups[i].pool_instance = gi->pool_instance;
 	}
 	return 0;
 }

@@ -43,6 +43,7 @@
 struct hb_group {
 	uint32_t id;
 	uint64_t pool_size;
+	uint32_t pool_instance; /* the header's instance, 0 from an older daemon (not checked) */
 	struct hb_pool_window win;
 	/* Emulated VMs only (-1 otherwise): the ivshmem socket. Closing it tells the daemon the
 	 * VM is gone, so it lives as long as the client. */
