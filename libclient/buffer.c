@@ -158,7 +158,7 @@ HB_EXPORT int hb_export(struct hb_buffer *b, const void *meta, size_t meta_len, 
 		return hb_fail(-EINVAL);
 	/* A VM channel's daemon restarts the session where it sees a resync marker, wherever
 	 * it is: metadata must not put one on the wire (PROTOCOL.md §1.1). */
-	if (c->vm && hb_resync_meta_unsafe(meta, meta_len))
+	if ((c->vm || c->port) && hb_resync_meta_unsafe(meta, meta_len))
 		return hb_fail(-EINVAL);
 
 	hb_lock(c);
