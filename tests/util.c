@@ -149,11 +149,20 @@ static void rm_rf(const char *dir)
 		nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+void (*hbt_cleanup_extra)(void);
+
 void hbt_cleanup_hook(void);
 void hbt_cleanup_hook(void)
 {
 	pid_t self = getpid();
 	int i;
+
+	if (hbt_cleanup_extra) {
+		void (*extra)(void) = hbt_cleanup_extra;
+
+		hbt_cleanup_extra = NULL;
+		extra();
+	}
 
 	for (i = 0; i < MAX_DAEMONS; i++) {
 		struct hbt_daemon *d = live[i].d;

@@ -62,6 +62,10 @@ struct hb_client;
 struct hb_event;
 int hbt_wait_event(struct hb_client *c, int type, struct hb_event *ev, int timeout_ms);
 
+/* When a case fails or skips, the cleanup hook calls this first (if set): a suite that starts
+ * more than daemons (the VM suite's QEMUs) stops them here and says what they printed. */
+extern void (*hbt_cleanup_extra)(void);
+
 /* Milliseconds on CLOCK_MONOTONIC. */
 uint64_t hbt_now_ms(void);
 
