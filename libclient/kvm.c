@@ -31,12 +31,12 @@
 #include "libclient/private.h"
 #include "resync.h"
 
-#define VPORTS_DIR      "/sys/class/virtio-ports"
-#define PCI_DIR         "/sys/bus/pci/devices"
-#define PORT_PREFIX     "org.hyperbuf."
-#define IVSHMEM_VENDOR  0x1af4
-#define IVSHMEM_DEVICE  0x1110
-#define IVPOSITION_OFF  8
+#define VPORTS_DIR     "/sys/class/virtio-ports"
+#define PCI_DIR        "/sys/bus/pci/devices"
+#define PORT_PREFIX    "org.hyperbuf."
+#define IVSHMEM_VENDOR 0x1af4
+#define IVSHMEM_DEVICE 0x1110
+#define IVPOSITION_OFF 8
 /* The daemon answers a resync at once; what takes time is reading whatever stale bytes the
  * previous process left in the port. */
 #define RESYNC_TIMEOUT_MS 10000

@@ -145,8 +145,8 @@ static int rx_frame(struct hb_client *c, const uint8_t **payload, size_t *plen)
 			if (n < 0)
 				n = -errno;
 		} else {
-			n = hb_recv_fds(c->fd, c->rx.data + c->rx.len, want, c->rx_fds,
-					&c->rx_nfds, HB_FRAME_FDS);
+			n = hb_recv_fds(c->fd, c->rx.data + c->rx.len, want, c->rx_fds, &c->rx_nfds,
+					HB_FRAME_FDS);
 		}
 		if (n == -EAGAIN || n == -EWOULDBLOCK)
 			return 0;

@@ -19,9 +19,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HB_RESYNC_MAGIC "\x89HBSYNC\n"
+#define HB_RESYNC_MAGIC     "\x89HBSYNC\n"
 #define HB_RESYNC_MAGIC_LEN 8u
-#define HB_RESYNC_LEN 32u
+#define HB_RESYNC_LEN       32u
 #define HB_RESYNC_NONCE_LEN 16u
 
 struct hb_resync {

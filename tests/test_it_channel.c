@@ -253,7 +253,7 @@ TEST(ivshmem_socket_is_its_vm)
 	g = group_id(w, "g");
 	p = group_id(w, "p");
 	server_msg__free_unpacked(w, NULL);
-	CHECK_EQ(raw_attach(&r2, g, (uint32_t)q1.id), EBUSY); /* vm1's */
+	CHECK_EQ(raw_attach(&r2, g, (uint32_t)q1.id), EBUSY);  /* vm1's */
 	CHECK_EQ(raw_attach(&r2, p, (uint32_t)q2.id), ENOENT); /* group g's id, not p's */
 	CHECK_EQ(raw_attach(&r2, g, (uint32_t)q2.id), 0);
 	it_raw_open(&r1, hbt_path(&d, "vm1-1.sock"));

@@ -439,9 +439,10 @@ TEST(group_ivshmem_per_vm)
 	/* A VM's socket of one group must not be another socket. */
 	FAILS("[vm a]\nid = 1\nchannel = g-a\n[group g]\nmembers = host, a\nivshmem = g-{vm}\n", 6,
 	      "[group g] for vm a uses the path " BASE "/g-a, as [vm a] does");
-	FAILS("[vm a]\nid = 1\nchannel = a\n[vm b]\nid = 2\nchannel = b\n"
-	      "[group g]\nmembers = a, b\nivshmem = x{vm}\n[group h]\nmembers = a, b\nivshmem = xb\n",
-	      12, "[group h] uses the path " BASE "/xb, as [group g] for vm b does");
+	FAILS(
+	    "[vm a]\nid = 1\nchannel = a\n[vm b]\nid = 2\nchannel = b\n"
+	    "[group g]\nmembers = a, b\nivshmem = x{vm}\n[group h]\nmembers = a, b\nivshmem = xb\n",
+	    12, "[group h] uses the path " BASE "/xb, as [group g] for vm b does");
 }
 
 /* {vm} grows a path (a name is up to 63 bytes): every expansion must still fit a socket

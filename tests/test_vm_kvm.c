@@ -20,21 +20,22 @@
 #include "tests/it_common.h"
 #include "tests/kvm/cases.h"
 
-#define VM_WAIT_MS    150000 /* boot and run, under TCG, with another case booting beside it */
-#define VM_CPU_LIMIT  300    /* seconds of CPU a QEMU may use, whatever happens to us */
-#define VM_EXIT_MS    30000  /* from the guest's last word to QEMU's exit (poweroff) */
-#define CASE_ALARM_S  175    /* under run-tests.sh's 180 s */
-#define MAX_VMS       2
+#define VM_WAIT_MS   150000 /* boot and run, under TCG, with another case booting beside it */
+#define VM_CPU_LIMIT 300    /* seconds of CPU a QEMU may use, whatever happens to us */
+#define VM_EXIT_MS   30000  /* from the guest's last word to QEMU's exit (poweroff) */
+#define CASE_ALARM_S 175    /* under run-tests.sh's 180 s */
+#define MAX_VMS      2
 
 /* The daemon: the host and two VMs, three groups with one pool each, per-VM ivshmem sockets
  * and two ports per VM. hv1 and vv have the same size, so a guest in both must tell its two
  * BARs apart by their headers. */
-static const char topology[] = "[daemon]\nbackend = kvm\nsocket = host.sock\nlog = debug\n\n"
-			       "[vm vm1]\nid = 1\nchannel = vm1-{port}.sock\nports = 2\n\n"
-			       "[vm vm2]\nid = 2\nchannel = vm2-{port}.sock\nports = 2\n\n"
-			       "[group hv1]\nmembers = host, vm1\nsize = 16M\nivshmem = hv1-{vm}.sock\n\n"
-			       "[group hv2]\nmembers = host, vm2\nsize = 16M\nivshmem = hv2-{vm}.sock\n\n"
-			       "[group vv]\nmembers = vm1, vm2\nsize = 16M\nivshmem = vv-{vm}.sock\n";
+static const char topology[] =
+    "[daemon]\nbackend = kvm\nsocket = host.sock\nlog = debug\n\n"
+    "[vm vm1]\nid = 1\nchannel = vm1-{port}.sock\nports = 2\n\n"
+    "[vm vm2]\nid = 2\nchannel = vm2-{port}.sock\nports = 2\n\n"
+    "[group hv1]\nmembers = host, vm1\nsize = 16M\nivshmem = hv1-{vm}.sock\n\n"
+    "[group hv2]\nmembers = host, vm2\nsize = 16M\nivshmem = hv2-{vm}.sock\n\n"
+    "[group vv]\nmembers = vm1, vm2\nsize = 16M\nivshmem = vv-{vm}.sock\n";
 
 struct vm {
 	char name[8];
@@ -96,7 +97,8 @@ static void need_vms(void)
 		why[strcspn(why, "\n")] = '\0';
 		SKIP("%s", why[0] ? why : "the guest image could not be built");
 	}
-	if (access(kvm_file("initramfs.cpio.gz"), R_OK) != 0 || access(kvm_file("vmlinuz"), R_OK) != 0)
+	if (access(kvm_file("initramfs.cpio.gz"), R_OK) != 0 ||
+	    access(kvm_file("vmlinuz"), R_OK) != 0)
 		SKIP("no guest image in %s/kvm (make tests builds it)", hbt_build_dir());
 	alarm(CASE_ALARM_S);
 }
@@ -297,7 +299,8 @@ static const char *vm_wait(struct vm *v, const char *what, int timeout_ms)
 				s = strstr(line, "HBVM-");
 				if (!s)
 					continue;
-				if (strncmp(s, "HBVM-INFO", 9) == 0 || strncmp(s, "HBVM-START", 10) == 0)
+				if (strncmp(s, "HBVM-INFO", 9) == 0 ||
+				    strncmp(s, "HBVM-START", 10) == 0)
 					fprintf(stderr, "%s: %s (%.1f s after start)\n", v->name, s,
 						(hbt_now_ms() - v->started_ms) / 1000.0);
 				if (strncmp(s, "HBVM-FAIL", 9) == 0) {
@@ -317,7 +320,8 @@ static const char *vm_wait(struct vm *v, const char *what, int timeout_ms)
 			exited = true;
 		}
 		if (exited || v->pid <= 0)
-			hbt_fail(__FILE__, __LINE__, "%s: QEMU exited before \"%s\"", v->name, what);
+			hbt_fail(__FILE__, __LINE__, "%s: QEMU exited before \"%s\"", v->name,
+				 what);
 		if (hbt_now_ms() >= end)
 			hbt_fail(__FILE__, __LINE__, "%s: no \"%s\" within %d ms", v->name, what,
 				 timeout_ms);
@@ -538,6 +542,23 @@ TEST(vm_processes_and_ports)
 	vm_finish(&v1);
 	IT_CHECK_STAT(&d, "pages_used", 0);
 	hb_disconnect(h);
+	IT_STOP(&d);
+}
+
+/* The daemon restarts under a running guest: QEMU reconnects the ports (reconnect=1), but not
+ * the ivshmem devices, so the guest's library refuses the old pools with ENODEV. */
+TEST(vm_daemon_restart)
+{
+	struct hbt_daemon d;
+	struct vm v1;
+
+	need_vms();
+	hbt_daemon_start_config(&d, topology);
+	vm_start(&v1, &d, 1, "restart");
+	vm_wait(&v1, "HBVM-READY connected", VM_WAIT_MS);
+	/* The old daemon exits cleanly with the QEMU still connected to it. */
+	CHECK_EQ(hbt_daemon_restart(&d), 0);
+	vm_finish(&v1);
 	IT_STOP(&d);
 }
 

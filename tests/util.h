@@ -39,6 +39,9 @@ void hbt_daemon_start_config(struct hbt_daemon *d, const char *config_text);
 /* SIGTERM, waits, returns the exit status (0 expected: sanitizer leak reports make it non-0),
  * prints the daemon log on failure, removes the temp folder. */
 int hbt_daemon_stop(struct hbt_daemon *d);
+/* Stops the daemon as hbt_daemon_stop does, keeping its folder, and starts a new one on the
+ * same config (its sockets at the same paths). Returns the old one's exit status. */
+int hbt_daemon_restart(struct hbt_daemon *d);
 /* "unix:DIR/host.sock" or "vm:DIR/vmN.sock" for VM n; static storage per call slot. */
 const char *hbt_addr_host(const struct hbt_daemon *d);
 const char *hbt_addr_vm(const struct hbt_daemon *d, int n);

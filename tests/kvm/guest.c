@@ -12,7 +12,9 @@
  *
  * Domains: vm1 is 1, vm2 is 2, the host 0 (the topology in test_vm_kvm.c). ROLE is the VM's id.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -20,8 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
-#include <grp.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -258,7 +258,8 @@ static int guest_host(int role)
 			GCHECK(im != NULL);
 			GCHECK(hb_import_metadata(im, meta, sizeof(meta) - 1) == 13);
 			GCHECK(strcmp(meta, "host-to-guest") == 0);
-			off = hb_pattern_check(hb_import_data(im), hb_import_size(im), HBVM_FROM_HOST_SEED);
+			off = hb_pattern_check(hb_import_data(im), hb_import_size(im),
+					       HBVM_FROM_HOST_SEED);
 			if (off != hb_import_size(im))
 				fail(__LINE__, "the host's buffer differs at byte %zu", off);
 			say("HBVM-STEP the host's %zu bytes match", hb_import_size(im));
@@ -419,7 +420,8 @@ static void become_unprivileged(void)
 		if (strncmp(id, "0x1110", 6) != 0)
 			continue;
 		for (size_t i = 0; i < 3; i++) {
-			snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/%s", e->d_name, files[i]);
+			snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/%s", e->d_name,
+				 files[i]);
 			grant(path);
 		}
 	}
@@ -560,6 +562,47 @@ static int ports(int role)
 	return 0;
 }
 
+/* ---- the daemon restarts under a running guest ------------------------------------------ */
+
+static int restart(int role)
+{
+	struct hb_client *c = connect_default();
+	uint64_t end;
+	int r;
+
+	GCHECK(role == 1);
+	say("HBVM-READY connected");
+	/* The daemon goes: the port hangs up, and the client stays broken with one errno. */
+	do
+		r = hb_dispatch(c, 1000);
+	while (r >= 0);
+	GCHECK(errno == EPIPE || errno == ECONNRESET);
+	r = errno;
+	errno = 0;
+	GCHECK(hb_dispatch(c, 0) == -1 && errno == r);
+	hb_disconnect(c);
+	say("HBVM-STEP lost the daemon (%s)", strerror(r));
+	/* QEMU reconnects the port to the new daemon (reconnect=1); until then: ECONNREFUSED.
+	 * But QEMU cannot reconnect an ivshmem device: the BARs are the old daemon's pools, and
+	 * the library must say so rather than map them. */
+	end = now_us() + (uint64_t)WAIT_MS * 1000u;
+	for (;;) {
+		errno = 0;
+		c = hb_connect(NULL);
+		if (c)
+			fail(__LINE__, "connected with the old daemon's pools");
+		if (errno != ECONNREFUSED)
+			break;
+		if (now_us() > end)
+			fail(__LINE__, "the port never came back");
+		sleep_ms(200);
+	}
+	if (errno != ENODEV)
+		fail(__LINE__, "hb_connect after the restart: want ENODEV");
+	say("HBVM-STEP after the restart hb_connect says ENODEV: the VM must restart too");
+	return 0;
+}
+
 /* ---- fenced frame ping-pong between the two guests --------------------------------------- */
 
 /*
@@ -660,6 +703,7 @@ static const struct {
     {"readonly", readonly},
     {"killed", killed},
     {"ports", ports},
+    {"restart", restart},
 #ifdef HB_RESV_MAX
     {"fence_ping_pong", fence_ping_pong},
 #endif
