@@ -274,54 +274,76 @@ static void vm_start(struct vm *v, const struct hbt_daemon *d, int id, const cha
 }
 
 /*
- * Waits for a console line starting with `what` and returns it (static storage). A guest's
- * HBVM-FAIL, its QEMU exiting, or the timeout fail the case. HBVM-INFO lines are passed on to
- * stderr: they are the suite's measurements.
+ * Reads the console from where the last vm_wait stopped. Returns the first line (static
+ * storage, from "HBVM-" on) that starts with `what`, consuming the console up to it (with
+ * consume); NULL if none yet. A guest's HBVM-FAIL fails the case; HBVM-INFO and HBVM-START lines
+ * are passed on to stderr once (they are the suite's measurements).
  */
-static const char *vm_wait(struct vm *v, const char *what, int timeout_ms)
+static const char *vm_scan(struct vm *v, const char *what, bool consume)
 {
 	static char line[512];
+	size_t seen = v->seen;
+	const char *hit = NULL;
+	FILE *f = fopen(v->console, "r");
+
+	if (!f)
+		return NULL;
+	if (fseek(f, (long)seen, SEEK_SET) == 0) {
+		while (!hit && fgets(line, sizeof(line), f)) {
+			char *s;
+
+			if (!strchr(line, '\n'))
+				break; /* the rest of it is still on its way */
+			seen += strlen(line);
+			line[strcspn(line, "\r\n")] = '\0';
+			s = strstr(line, "HBVM-");
+			if (!s)
+				continue;
+			if (strncmp(s, "HBVM-FAIL", 9) == 0) {
+				fclose(f);
+				hbt_fail(__FILE__, __LINE__, "%s: %s", v->name, s);
+			}
+			if (consume &&
+			    (strncmp(s, "HBVM-INFO", 9) == 0 || strncmp(s, "HBVM-START", 10) == 0))
+				fprintf(stderr, "%s: %s (%.1f s after start)\n", v->name, s,
+					(hbt_now_ms() - v->started_ms) / 1000.0);
+			if (what && strncmp(s, what, strlen(what)) == 0)
+				hit = s;
+		}
+	}
+	fclose(f);
+	if (consume)
+		v->seen = seen;
+	return hit;
+}
+
+/* Fails the case if the guest failed or its QEMU is gone. */
+static void vm_check(struct vm *v)
+{
+	int status;
+
+	vm_scan(v, NULL, false);
+	if (v->pid > 0 && waitpid(v->pid, &status, WNOHANG) == v->pid) {
+		v->pid = 0;
+		vm_scan(v, NULL, false);
+		hbt_fail(__FILE__, __LINE__, "%s: QEMU exited (status %#x)", v->name, status);
+	}
+	if (v->pid <= 0)
+		hbt_fail(__FILE__, __LINE__, "%s: QEMU is not running", v->name);
+}
+
+/* Waits for a console line starting with `what` and returns it; fails the case when the
+ * guest fails, its QEMU exits, or the time is up. */
+static const char *vm_wait(struct vm *v, const char *what, int timeout_ms)
+{
 	uint64_t end = hbt_now_ms() + (uint64_t)timeout_ms;
 
 	for (;;) {
-		FILE *f = fopen(v->console, "r");
-		bool exited = false;
-		int status;
+		const char *line = vm_scan(v, what, true);
 
-		if (f && fseek(f, (long)v->seen, SEEK_SET) == 0) {
-			while (fgets(line, sizeof(line), f)) {
-				char *s;
-
-				if (!strchr(line, '\n'))
-					break; /* the rest of it is still on its way */
-				v->seen += strlen(line);
-				line[strcspn(line, "\r\n")] = '\0';
-				s = strstr(line, "HBVM-");
-				if (!s)
-					continue;
-				if (strncmp(s, "HBVM-INFO", 9) == 0 ||
-				    strncmp(s, "HBVM-START", 10) == 0)
-					fprintf(stderr, "%s: %s (%.1f s after start)\n", v->name, s,
-						(hbt_now_ms() - v->started_ms) / 1000.0);
-				if (strncmp(s, "HBVM-FAIL", 9) == 0) {
-					fclose(f);
-					hbt_fail(__FILE__, __LINE__, "%s: %s", v->name, s);
-				}
-				if (strncmp(s, what, strlen(what)) == 0) {
-					fclose(f);
-					return s;
-				}
-			}
-		}
-		if (f)
-			fclose(f);
-		if (v->pid > 0 && waitpid(v->pid, &status, WNOHANG) == v->pid) {
-			v->pid = 0;
-			exited = true;
-		}
-		if (exited || v->pid <= 0)
-			hbt_fail(__FILE__, __LINE__, "%s: QEMU exited before \"%s\"", v->name,
-				 what);
+		if (line)
+			return line;
+		vm_check(v);
 		if (hbt_now_ms() >= end)
 			hbt_fail(__FILE__, __LINE__, "%s: no \"%s\" within %d ms", v->name, what,
 				 timeout_ms);
@@ -354,15 +376,21 @@ static void vm_finish(struct vm *v)
 	untrack(v);
 }
 
-static int wait_event_long(struct hb_client *c, int type, struct hb_event *ev)
+/* Waits for a host event of this type while v runs: a guest that fails or a QEMU that exits
+ * fails the case at once rather than after the timeout. */
+static void vm_wait_event_at(int line, struct vm *v, struct hb_client *c, int type,
+			     struct hb_event *ev)
 {
-	return it_wait_event_at(__FILE__, __LINE__, c, type, ev, VM_WAIT_MS);
+	uint64_t end = hbt_now_ms() + VM_WAIT_MS;
+
+	while (it_wait_event_at(__FILE__, line, c, type, ev, 500) != 0) {
+		vm_check(v);
+		if (hbt_now_ms() >= end)
+			hbt_fail(__FILE__, line, "no %s event within %d ms", it_event_name(type),
+				 VM_WAIT_MS);
+	}
 }
-#define VM_WAIT_EVENT(c, type, ev)                                                                 \
-	do {                                                                                       \
-		if (wait_event_long((c), (type), (ev)) != 0)                                       \
-			hbt_fail(__FILE__, __LINE__, "no %s event", it_event_name(type));          \
-	} while (0)
+#define VM_WAIT_EVENT(v, c, type, ev) vm_wait_event_at(__LINE__, (v), (c), (type), (ev))
 
 /* Guest to guest: vm1 renders a 1920x1080 XRGB8888 frame, vm2 learns of it from its export
  * notification and checks every byte. */
@@ -398,7 +426,7 @@ TEST(vm_guest_and_host)
 	hbt_daemon_start_config(&d, topology);
 	h = IT_CONNECT(hbt_addr_host(&d));
 	vm_start(&v1, &d, 1, "guest_host");
-	VM_WAIT_EVENT(h, HB_EVENT_EXPORTED, &ev);
+	VM_WAIT_EVENT(&v1, h, HB_EVENT_EXPORTED, &ev);
 	CHECK_EQ(ev.domain, 1);
 	im = IT_IMPORT(h, &ev.id, 0);
 	CHECK_EQ(hb_import_metadata(im, meta, sizeof(meta) - 1), 13);
@@ -409,7 +437,7 @@ TEST(vm_guest_and_host)
 	b = IT_ALLOC(h, 1, HBVM_FROM_HOST_SIZE, 0);
 	it_fill(b, HBVM_FROM_HOST_SEED);
 	IT_EXPORT(b, "host-to-guest", 13, &id);
-	VM_WAIT_EVENT(h, HB_EVENT_RELEASED, &ev);
+	VM_WAIT_EVENT(&v1, h, HB_EVENT_RELEASED, &ev);
 	CHECK(hb_id_equal(&ev.id, &id));
 	vm_finish(&v1);
 	hb_buffer_free(b);
@@ -485,7 +513,7 @@ TEST(vm_killed_guest)
 	b = IT_ALLOC(h, 1, HBVM_HOLD_SIZE, 0);
 	it_fill(b, HBVM_HOLD_SEED);
 	IT_EXPORT(b, NULL, 0, &id);
-	VM_WAIT_EVENT(h, HB_EVENT_EXPORTED, &ev);
+	VM_WAIT_EVENT(&v1, h, HB_EVENT_EXPORTED, &ev);
 	theirs = ev.id;
 	im = IT_IMPORT(h, &theirs, 0);
 	IT_CHECK_IMPORT(im, HBVM_KILLED_SIZE, HBVM_KILLED_SEED);
@@ -535,9 +563,9 @@ TEST(vm_processes_and_ports)
 	hbt_daemon_start_config(&d, topology);
 	h = IT_CONNECT(hbt_addr_host(&d));
 	vm_start(&v1, &d, 1, "ports");
-	VM_WAIT_EVENT(h, HB_EVENT_EXPORTED, &ev);
+	VM_WAIT_EVENT(&v1, h, HB_EVENT_EXPORTED, &ev);
 	orphan = ev.id;
-	VM_WAIT_EVENT(h, HB_EVENT_UNEXPORTED, &ev);
+	VM_WAIT_EVENT(&v1, h, HB_EVENT_UNEXPORTED, &ev);
 	CHECK(hb_id_equal(&ev.id, &orphan));
 	vm_finish(&v1);
 	IT_CHECK_STAT(&d, "pages_used", 0);
