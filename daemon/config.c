@@ -80,7 +80,7 @@ static const char *const limits_keys[] = {"exports_per_domain",   "pages_per_dom
 					  "timelines_per_domain", "fence_waits_per_domain",
 					  "imports_per_domain",   "sessions_per_domain",
 					  NULL};
-static const char *const vm_keys[] = {"id", "channel", NULL};
+static const char *const vm_keys[] = {"id", "channel", "ports", NULL};
 static const char *const group_keys[] = {"members", "size", "ivshmem", "vectors", NULL};
 static const char *const xen_keys[] = {"domains", NULL};
 #define MAX_KEYS 8
@@ -88,7 +88,7 @@ static const char *const xen_keys[] = {"domains", NULL};
 enum { K_BACKEND, K_SOCKET, K_LOG };
 enum { K_EXPORTS, K_PAGES, K_EVENT_QUEUE, K_META_MAX, K_TIMELINES, K_FENCE_WAITS, K_IMPORTS,
        K_SESSIONS };
-enum { K_ID, K_CHANNEL };
+enum { K_ID, K_CHANNEL, K_PORTS };
 enum { K_MEMBERS, K_SIZE, K_IVSHMEM, K_VECTORS };
 enum { K_DOMAINS };
 
@@ -96,6 +96,7 @@ struct vm_extra {
 	unsigned line; /* of the [vm NAME] header */
 	unsigned id_line;
 	unsigned channel_line;
+	unsigned ports_line;
 };
 
 struct group_extra {
@@ -319,6 +320,62 @@ static bool path(struct parse *p, const char *key, const char *value, char out[H
 	return true;
 }
 
+/*
+ * Copies tmpl to out with every placeholder ph replaced by value. Returns 0, or -ENAMETOOLONG
+ * when the result does not fit a socket address.
+ */
+static int expand(const char *tmpl, const char *ph, const char *value, char out[HB_SUN_PATH_MAX])
+{
+	size_t n = 0, phl = strlen(ph), vl = strlen(value);
+	const char *q = tmpl;
+
+	while (*q) {
+		if (strncmp(q, ph, phl) == 0) {
+			if (n + vl >= HB_SUN_PATH_MAX)
+				return -ENAMETOOLONG;
+			memcpy(out + n, value, vl);
+			n += vl;
+			q += phl;
+		} else {
+			if (n + 1 >= HB_SUN_PATH_MAX)
+				return -ENAMETOOLONG;
+			out[n++] = *q++;
+		}
+	}
+	out[n] = '\0';
+	return 0;
+}
+
+/* A '{' in a path must start the one placeholder that key knows: a typo such as {VM} would
+ * otherwise become part of a socket name and every VM would share one socket. */
+static bool placeholders(struct parse *p, const char *key, const char *path, const char *ph)
+{
+	const char *q;
+
+	for (q = strchr(path, '{'); q; q = strchr(q + 1, '{')) {
+		if (strncmp(q, ph, strlen(ph)) != 0) {
+			fail(p, p->lineno, "%s = %s: %s is the only placeholder %s knows", key,
+			     path, ph, key);
+			return false;
+		}
+	}
+	return true;
+}
+
+int hb_config_channel_path(const struct hb_config_vm *vm, unsigned port, char out[HB_SUN_PATH_MAX])
+{
+	char num[16];
+
+	snprintf(num, sizeof(num), "%u", port);
+	return expand(vm->channel, HB_CONFIG_PORT_PLACEHOLDER, num, out);
+}
+
+int hb_config_ivshmem_path(const struct hb_config_group *g, const struct hb_config_vm *vm,
+			   char out[HB_SUN_PATH_MAX])
+{
+	return expand(g->ivshmem, HB_CONFIG_VM_PLACEHOLDER, vm ? vm->name : "", out);
+}
+
 /* ---- sections ---------------------------------------------------------------------------- */
 
 static const char *const *section_keys(enum section sec)
@@ -382,6 +439,7 @@ static void begin_vm(struct parse *p, const char *name)
 	}
 	p->sec_index = c->n_vms++;
 	strcpy(c->vms[p->sec_index].name, name);
+	c->vms[p->sec_index].ports = 1;
 	p->vms[p->sec_index].line = p->lineno;
 	p->sec = SEC_VM;
 }
@@ -621,8 +679,15 @@ static void vm_key(struct parse *p, int k, const char *key, const char *value)
 		p->vms[p->sec_index].id_line = p->lineno;
 		break;
 	case K_CHANNEL:
-		if (path(p, key, value, vm->channel))
+		if (path(p, key, value, vm->channel) &&
+		    placeholders(p, key, vm->channel, HB_CONFIG_PORT_PLACEHOLDER))
 			p->vms[p->sec_index].channel_line = p->lineno;
+		break;
+	case K_PORTS:
+		if (number(p, key, value, 1, HB_CONFIG_MAX_PORTS, &v)) {
+			vm->ports = (unsigned)v;
+			p->vms[p->sec_index].ports_line = p->lineno;
+		}
 		break;
 	}
 }
@@ -660,8 +725,11 @@ static void group_key(struct parse *p, int k, const char *key, const char *value
 		g->size = v;
 		break;
 	case K_IVSHMEM:
-		if (path(p, key, value, g->ivshmem))
+		if (path(p, key, value, g->ivshmem) &&
+		    placeholders(p, key, g->ivshmem, HB_CONFIG_VM_PLACEHOLDER)) {
 			gx->ivshmem_line = p->lineno;
+			g->ivshmem_per_vm = strstr(g->ivshmem, HB_CONFIG_VM_PLACEHOLDER) != NULL;
+		}
 		break;
 	case K_VECTORS:
 		if (number(p, key, value, 1, MAX_VECTORS, &v))
@@ -851,48 +919,137 @@ static bool group_member_item(struct parse *p, void *arg, const char *item)
 }
 
 struct used_path {
-	const char *path;
+	char path[HB_SUN_PATH_MAX];
 	unsigned line;
-	char what[HB_NAME_MAX + 16];
+	unsigned order; /* position in the file's order of sockets */
+	char what[2 * HB_NAME_MAX + 32];
 };
+
+static int used_path_cmp(const void *a, const void *b)
+{
+	const struct used_path *x = a, *y = b;
+	int r = strcmp(x->path, y->path);
+
+	return r ? r : (x->order > y->order) - (x->order < y->order);
+}
+
+/* One entry per listening socket the config makes: the host socket, every port of every VM,
+ * every group's socket (one per member VM for a {vm} path). */
+static unsigned used_paths(struct parse *p, struct used_path *u)
+{
+	struct hb_config *c = p->c;
+	unsigned n = 0, i, k, m;
+
+	snprintf(u[n].path, sizeof(u[n].path), "%s", c->socket);
+	u[n].line = p->socket_line;
+	snprintf(u[n].what, sizeof(u[n].what), "[daemon] socket");
+	u[n].order = n;
+	n++;
+	for (i = 0; i < c->n_vms; i++) {
+		for (k = 0; k < c->vms[i].ports; k++, n++) {
+			hb_config_channel_path(&c->vms[i], k, u[n].path);
+			u[n].line = p->vms[i].channel_line;
+			u[n].order = n;
+			if (c->vms[i].ports > 1)
+				snprintf(u[n].what, sizeof(u[n].what), "[vm %s] port %u",
+					 c->vms[i].name, k);
+			else
+				snprintf(u[n].what, sizeof(u[n].what), "[vm %s]", c->vms[i].name);
+		}
+	}
+	for (i = 0; i < c->n_groups; i++) {
+		const struct hb_config_group *g = &c->groups[i];
+
+		for (m = 0; m < g->n_members; m++) {
+			const struct hb_config_vm *vm = hb_config_vm_by_id(c, g->members[m]);
+
+			if (g->ivshmem_per_vm ? !vm : m > 0)
+				continue;
+			hb_config_ivshmem_path(g, vm, u[n].path);
+			u[n].line = p->groups[i].ivshmem_line;
+			u[n].order = n;
+			if (g->ivshmem_per_vm)
+				snprintf(u[n].what, sizeof(u[n].what), "[group %s] for vm %s",
+					 g->name, vm->name);
+			else
+				snprintf(u[n].what, sizeof(u[n].what), "[group %s]", g->name);
+			n++;
+		}
+	}
+	return n;
+}
 
 static void check_paths(struct parse *p)
 {
 	struct hb_config *c = p->c;
-	struct used_path *u;
-	unsigned n = 0, i, j;
+	struct used_path *u, *first = NULL, *second = NULL;
+	unsigned n = 1, i, j;
 
-	u = calloc(1 + c->n_vms + c->n_groups, sizeof(*u));
+	for (i = 0; i < c->n_vms; i++)
+		n += c->vms[i].ports;
+	for (i = 0; i < c->n_groups; i++)
+		n += c->groups[i].n_members;
+	u = calloc(n, sizeof(*u));
 	if (!u) {
 		p->oom = true;
 		fail(p, 0, "out of memory");
 		return;
 	}
-	u[n].path = c->socket;
-	u[n].line = p->socket_line;
-	snprintf(u[n++].what, sizeof(u[0].what), "[daemon] socket");
-	for (i = 0; i < c->n_vms; i++) {
-		u[n].path = c->vms[i].channel;
-		u[n].line = p->vms[i].channel_line;
-		snprintf(u[n++].what, sizeof(u[0].what), "[vm %s]", c->vms[i].name);
+	n = used_paths(p, u);
+	/* Every listening socket needs a path of its own: binding one would unlink the other.
+	 * Sorted, equal paths are neighbours; of all clashes, report the one whose second socket
+	 * comes first in the file, as reading it top to bottom would find it. */
+	qsort(u, n, sizeof(*u), used_path_cmp);
+	for (i = 0; i < n; i = j) {
+		for (j = i + 1; j < n && strcmp(u[i].path, u[j].path) == 0; j++)
+			;
+		if (j - i > 1 && (!second || u[i + 1].order < second->order)) {
+			first = &u[i];
+			second = &u[i + 1];
+		}
 	}
-	for (i = 0; i < c->n_groups; i++) {
-		if (!c->groups[i].ivshmem[0])
-			continue;
-		u[n].path = c->groups[i].ivshmem;
-		u[n].line = p->groups[i].ivshmem_line;
-		snprintf(u[n++].what, sizeof(u[0].what), "[group %s]", c->groups[i].name);
-	}
-	/* Every listening socket needs a path of its own: binding one would unlink the other. */
-	for (j = 1; j < n && !p->failed; j++)
-		for (i = 0; i < j; i++)
-			if (strcmp(u[i].path, u[j].path) == 0) {
-				fail(p, u[j].line ? u[j].line : u[i].line,
-				     "%s uses the path %s, as %s does", u[j].what, u[j].path,
-				     u[i].what);
-				break;
-			}
+	if (second)
+		fail(p, second->line ? second->line : first->line,
+		     "%s uses the path %s, as %s does", second->what, second->path, first->what);
 	free(u);
+}
+
+/* Placeholders are expanded here, once every [vm] is known: the sockets they make must each
+ * fit a socket address, and a VM with several ports needs {port} to tell them apart. */
+static void check_templates(struct parse *p)
+{
+	struct hb_config *c = p->c;
+	char out[HB_SUN_PATH_MAX];
+	unsigned i, m;
+
+	for (i = 0; i < c->n_vms && !p->failed; i++) {
+		const struct hb_config_vm *vm = &c->vms[i];
+		const struct vm_extra *vx = &p->vms[i];
+
+		/* A number is never longer than {port}, so the written path's check covers every
+		 * port's socket. */
+		if (vm->ports > 1 && !strstr(vm->channel, HB_CONFIG_PORT_PLACEHOLDER))
+			fail(p, vx->ports_line,
+			     "[vm %s]: ports = %u needs " HB_CONFIG_PORT_PLACEHOLDER
+			     " in channel (one socket per port)",
+			     vm->name, vm->ports);
+	}
+	for (i = 0; i < c->n_groups && !p->failed; i++) {
+		const struct hb_config_group *g = &c->groups[i];
+
+		if (!g->ivshmem_per_vm)
+			continue;
+		for (m = 0; m < g->n_members && !p->failed; m++) {
+			const struct hb_config_vm *vm = hb_config_vm_by_id(c, g->members[m]);
+
+			if (vm && hb_config_ivshmem_path(g, vm, out) < 0)
+				fail(
+				    p, p->groups[i].ivshmem_line,
+				    "[group %s]: ivshmem %s for vm %s is longer than a socket path "
+				    "(%d bytes)",
+				    g->name, g->ivshmem, vm->name, HB_SUN_PATH_MAX - 1);
+		}
+	}
 }
 
 static void finish(struct parse *p)
@@ -950,7 +1107,9 @@ static void finish(struct parse *p)
 		}
 	}
 
-	check_paths(p);
+	check_templates(p);
+	if (!p->failed)
+		check_paths(p);
 }
 
 /* ---- loading ----------------------------------------------------------------------------- */

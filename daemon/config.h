@@ -15,14 +15,20 @@
 #define HB_CONFIG_MAX_VMS 256
 #define HB_CONFIG_MAX_GROUPS 64
 #define HB_CONFIG_MAX_MEMBERS 64
+#define HB_CONFIG_MAX_PORTS 64 /* virtio-serial ports (channel sockets) per VM */
 #define HB_SUN_PATH_MAX 108 /* sizeof(sockaddr_un.sun_path), NUL included */
 
 enum hb_backend_kind { HB_BACKEND_KVM = 1, HB_BACKEND_XEN = 2 };
 
+/* Placeholders in socket paths: one socket per port of a VM, one per VM member of a group. */
+#define HB_CONFIG_PORT_PLACEHOLDER "{port}"
+#define HB_CONFIG_VM_PLACEHOLDER   "{vm}"
+
 struct hb_config_vm {
 	char name[HB_NAME_MAX];
 	uint32_t id;                        /* 1..2^31 */
-	char channel[HB_SUN_PATH_MAX];      /* absolute after loading */
+	char channel[HB_SUN_PATH_MAX];      /* absolute after loading; may hold {port} */
+	unsigned ports;                     /* channel sockets, 1..HB_CONFIG_MAX_PORTS */
 };
 
 struct hb_config_group {
@@ -31,7 +37,8 @@ struct hb_config_group {
 	uint32_t members[HB_CONFIG_MAX_MEMBERS]; /* domain ids; "host" is 0 */
 	unsigned n_members;
 	uint64_t size;                      /* power of two, >= 64 KiB */
-	char ivshmem[HB_SUN_PATH_MAX];      /* absolute after loading */
+	char ivshmem[HB_SUN_PATH_MAX];      /* absolute after loading; may hold {vm} */
+	bool ivshmem_per_vm;                /* it does: one socket per member VM */
 	unsigned vectors;                   /* eventfds per peer, 1..64, default 1 */
 };
 
@@ -73,6 +80,14 @@ struct hb_config *hb_config_load_file(const char *path, char *err, size_t errlen
 struct hb_config *hb_config_load_string(const char *text, const char *base_dir, char *err,
 					size_t errlen);
 void hb_config_free(struct hb_config *c);
+
+/* The socket of port `port` (0..ports-1) of a VM's channel, {port} replaced by the number.
+ * Returns 0, or -ENAMETOOLONG (never for a loaded config: it checked every port). */
+int hb_config_channel_path(const struct hb_config_vm *vm, unsigned port, char out[HB_SUN_PATH_MAX]);
+/* The ivshmem socket of group g that VM vm connects to: {vm} replaced by its name, or the one
+ * shared socket. Returns 0 or -ENAMETOOLONG (never for a loaded config and a member VM). */
+int hb_config_ivshmem_path(const struct hb_config_group *g, const struct hb_config_vm *vm,
+			   char out[HB_SUN_PATH_MAX]);
 
 /* Lookups; NULL if absent. */
 const struct hb_config_vm *hb_config_vm_by_id(const struct hb_config *c, uint32_t id);

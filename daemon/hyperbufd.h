@@ -186,6 +186,13 @@ struct hbd_session {
 	bool hello, control, closing;
 	unsigned busy; /* inside its own read handler: close defers the free */
 
+	/* A VM channel (a virtio-serial port's socket): it outlives the sessions on it, one guest
+	 * process after another. A resync marker or a new Hello restarts the session in place
+	 * (PROTOCOL.md §1.1). */
+	bool channel;
+	size_t scan_from;  /* input before this offset holds no resync magic */
+	size_t out_unsent; /* bytes of the unit (frame or marker) at the head of out not sent */
+
 	struct hb_bytes in, out;
 	/* A host session gets one pool fd per group it attaches, once: never more than this. */
 	struct hbd_out_fd out_fds[HB_MAX_GROUPS];
@@ -280,6 +287,9 @@ void hbd_server_stop(struct hbd *d);
 struct hbd_session *hbd_session_new(struct hbd *d, int fd, struct hbd_domain *dom);
 /* Ends a session: cleanup as in PROTOCOL.md §6. reason is logged. */
 void hbd_session_close(struct hbd_session *s, const char *reason);
+/* VM channels: ends the session as hbd_session_close would but keeps the connection, and
+ * starts a fresh session on it that has not said Hello. */
+void hbd_session_restart(struct hbd_session *s, const char *reason);
 /* Queues a framed reply (takes no ownership of msg). Returns 0 or -errno (session dropped). */
 int hbd_session_send(struct hbd_session *s, const ServerMsg *msg, int fd);
 /* The session said Hello: count it in its domain (control sessions are not clients). */

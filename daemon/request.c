@@ -35,8 +35,14 @@ static int do_hello(struct hbd_session *s, const Hello *m, ServerMsg *reply, Wel
 	struct hbd *d = s->d;
 	int r;
 
-	if (s->hello)
-		return -EPROTO;
+	if (s->hello) {
+		/* On a VM channel a new Hello is a new guest process: the one before it left
+		 * without a word, since a virtio-serial port does not tell the host when it is
+		 * closed (PROTOCOL.md §1.1). */
+		if (!s->channel)
+			return -EPROTO;
+		hbd_session_restart(s, "a new Hello on the channel");
+	}
 	if (m->version != HB_PROTOCOL_VERSION) {
 		hb_warn("%s: protocol version %u, this daemon speaks %u", s->label, m->version,
 			HB_PROTOCOL_VERSION);

@@ -177,6 +177,7 @@ static void listener_close(struct hbd *d, struct hbd_listener *l)
 int hbd_server_start(struct hbd *d)
 {
 	struct hb_config *cfg = d->cfg;
+	unsigned n;
 	int r;
 
 	hb_list_init(&d->sessions);
@@ -207,18 +208,31 @@ int hbd_server_start(struct hbd *d)
 	r = listener_open(d, &d->host, cfg->socket, 0, 0660);
 	if (r < 0)
 		goto err;
-	d->vm_listeners = calloc(cfg->n_vms ? cfg->n_vms : 1, sizeof(*d->vm_listeners));
+	/* One channel socket per virtio-serial port of each VM: a port takes one guest process
+	 * at a time, so a VM with several ports serves that many processes at once. */
+	n = 0;
+	for (unsigned i = 0; i < cfg->n_vms; i++)
+		n += cfg->vms[i].ports;
+	d->vm_listeners = calloc(n ? n : 1, sizeof(*d->vm_listeners));
 	if (!d->vm_listeners) {
 		r = -ENOMEM;
 		goto err;
 	}
-	for (unsigned i = 0; i < cfg->n_vms; i++)
+	for (unsigned i = 0; i < n; i++)
 		d->vm_listeners[i].fd = -1;
-	d->n_vm_listeners = cfg->n_vms;
+	d->n_vm_listeners = n;
+	n = 0;
 	for (unsigned i = 0; i < cfg->n_vms; i++) {
-		r = listener_open(d, &d->vm_listeners[i], cfg->vms[i].channel, cfg->vms[i].id, 0600);
-		if (r < 0)
-			goto err;
+		for (unsigned k = 0; k < cfg->vms[i].ports; k++) {
+			char path[HB_SUN_PATH_MAX];
+
+			r = hb_config_channel_path(&cfg->vms[i], k, path);
+			if (r == 0)
+				r = listener_open(d, &d->vm_listeners[n++], path, cfg->vms[i].id,
+						  0600);
+			if (r < 0)
+				goto err;
+		}
 	}
 	r = d->backend->start(d);
 	if (r < 0)

@@ -13,6 +13,7 @@
 
 #include "hyperbufd.h"
 #include "log.h"
+#include "resync.h"
 #include "sock.h"
 
 #define HBD_READ_CHUNK 65536u
@@ -38,6 +39,8 @@ struct hbd_session *hbd_session_new(struct hbd *d, int fd, struct hbd_domain *do
 	s->dom = dom;
 	s->serial = ++d->next_session;
 	s->pid = -1;
+	/* Every domain but the host reaches us over its VM's channel sockets. */
+	s->channel = dom->id != 0;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
 		s->pid = cred.pid;
 		s->uid = cred.uid;
@@ -51,7 +54,10 @@ struct hbd_session *hbd_session_new(struct hbd *d, int fd, struct hbd_domain *do
 	hb_list_init(&s->done);
 	ev_timer_init(&s->hello_timer, on_hello_timeout, HBD_HELLO_TIMEOUT, 0.);
 	s->hello_timer.data = s;
-	ev_timer_start(d->loop, &s->hello_timer);
+	/* Host connections must say Hello promptly. A VM channel is QEMU's, connected at VM
+	 * start and idle until a guest process opens the port, however long that takes. */
+	if (!s->channel)
+		ev_timer_start(d->loop, &s->hello_timer);
 	dom->conns++;
 	ev_io_init(&s->rio, on_read, fd, EV_READ);
 	ev_io_init(&s->wio, on_write, fd, EV_WRITE);
@@ -77,12 +83,37 @@ static void event_free_all(struct hbd_session *s)
 	s->n_events = 0;
 }
 
+/*
+ * What ending a session gives back, whatever becomes of its connection (PROTOCOL.md §6): its
+ * imports and buffers, its queued events, its place among its domain's client sessions.
+ * Returns whether it was a client session; the caller then asks whether the domain is gone.
+ */
+static bool session_release(struct hbd_session *s)
+{
+	bool was_client = s->hello && !s->control;
+	struct hbd_buffer *b;
+	struct hbd_import *im;
+
+	/* Fences before buffers: its timelines complete with -EPIPE for their waiters while
+	 * the domain's bookkeeping is still whole. */
+	hbd_session_fences_close(s);
+	/* Imports first: a buffer this session both owns and imports is then reclaimed once. */
+	hb_list_for_each_safe(im, &s->imports, struct hbd_import, link)
+		hbd_import_release(s, im);
+	hb_list_for_each_safe(b, &s->buffers, struct hbd_buffer, owner_link)
+		hbd_buffer_free(b);
+	event_free_all(s);
+	s->hello = s->control = false;
+	s->attached = 0;
+	if (was_client)
+		s->dom->sessions--;
+	return was_client;
+}
+
 void hbd_session_close(struct hbd_session *s, const char *reason)
 {
 	struct hbd *d = s->d;
-	struct hbd_buffer *b;
-	struct hbd_import *im;
-	bool was_client = s->hello && !s->control;
+	bool was_client;
 
 	if (s->closing)
 		return;
@@ -94,16 +125,7 @@ void hbd_session_close(struct hbd_session *s, const char *reason)
 	ev_timer_stop(d->loop, &s->hello_timer);
 	s->dom->conns--;
 
-	/* Fences before buffers: its timelines complete with -EPIPE for their waiters while
-	 * the domain's bookkeeping is still whole. */
-	hbd_session_fences_close(s);
-	/* Imports first: a buffer this session both owns and imports is then reclaimed once. */
-	hb_list_for_each_safe(im, &s->imports, struct hbd_import, link)
-		hbd_import_release(s, im);
-	hb_list_for_each_safe(b, &s->buffers, struct hbd_buffer, owner_link)
-		hbd_buffer_free(b);
-
-	event_free_all(s);
+	was_client = session_release(s);
 	for (unsigned i = 0; i < s->n_out_fds; i++)
 		close(s->out_fds[i].fd);
 	hb_bytes_free(&s->in);
@@ -112,13 +134,36 @@ void hbd_session_close(struct hbd_session *s, const char *reason)
 	hb_list_remove(&s->link);
 	hb_list_init(&s->link);
 	d->n_sessions--;
-	if (was_client) {
-		s->dom->sessions--;
+	if (was_client)
 		hbd_domain_check_gone(d, s->dom, false);
-	}
 	/* A session closed from inside its own read handler is freed when that returns. */
 	if (!s->busy)
 		free(s);
+}
+
+void hbd_session_restart(struct hbd_session *s, const char *reason)
+{
+	struct hbd *d = s->d;
+	bool was_client;
+
+	if (s->closing)
+		return;
+	if (s->hello)
+		hb_info("%s: session ended: %s", s->label, reason);
+	was_client = session_release(s);
+	/* Nobody is left to read what the old session was owed; a frame already partly on the
+	 * wire is finished, so that the stream stays cut at frame boundaries. */
+	if (s->out.len > s->out_unsent)
+		s->out.len = s->out_unsent;
+	for (unsigned i = 0; i < s->n_out_fds; i++)
+		close(s->out_fds[i].fd);
+	s->n_out_fds = 0;
+	s->serial = ++d->next_session;
+	snprintf(s->label, sizeof(s->label), "%s#%llu", s->dom->name,
+		 (unsigned long long)s->serial);
+	d->stats.sessions_total++;
+	if (was_client)
+		hbd_domain_check_gone(d, s->dom, false);
 }
 
 /* Drops a session for a protocol violation. */
@@ -311,6 +356,34 @@ static int fill_events(struct hbd_session *s)
 	return 0;
 }
 
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* VM channels: follows which unit (frame or resync marker) the head of out is in, so that a
+ * restart can drop the old session's output without cutting one in half. out always holds
+ * whole units. */
+static void out_sent(struct hbd_session *s, size_t n)
+{
+	size_t pos = 0;
+
+	while (pos < n) {
+		const uint8_t *u = s->out.data + pos;
+		size_t take;
+
+		if (!s->out_unsent)
+			s->out_unsent =
+			    s->out.len - pos >= HB_RESYNC_MAGIC_LEN &&
+				    memcmp(u, HB_RESYNC_MAGIC, HB_RESYNC_MAGIC_LEN) == 0
+				? HB_RESYNC_LEN
+				: HB_FRAME_HEADER + le32(u);
+		take = n - pos < s->out_unsent ? n - pos : s->out_unsent;
+		pos += take;
+		s->out_unsent -= take;
+	}
+}
+
 /* Writes as much as the socket takes. An fd goes out with the first byte of its frame, and
  * a sendmsg never spans into the next fd's frame. */
 static int flush_out(struct hbd_session *s)
@@ -328,6 +401,8 @@ static int flush_out(struct hbd_session *s)
 				return 0;
 			return (int)n;
 		}
+		if (s->channel)
+			out_sent(s, (size_t)n);
 		if (with_fd) {
 			close(s->out_fds[0].fd);
 			memmove(&s->out_fds[0], &s->out_fds[1],
@@ -363,19 +438,111 @@ static void on_write(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
-/* Handles every whole frame in the input buffer, then drops them from it in one move. */
+static void in_consume(struct hbd_session *s, size_t n)
+{
+	hb_bytes_consume(&s->in, n);
+	s->scan_from = s->scan_from > n ? s->scan_from - n : 0;
+}
+
+/* Queues a resync marker (not a frame) for the client. */
+static int put_marker(struct hbd_session *s, const struct hb_resync *m)
+{
+	int r = hb_bytes_reserve(&s->out, HB_RESYNC_LEN);
+
+	if (r < 0)
+		return r;
+	hb_resync_pack(s->out.data + s->out.len, m);
+	s->out.len += HB_RESYNC_LEN;
+	s->d->stats.messages_out++;
+	ev_io_start(s->d->loop, &s->wio);
+	return 0;
+}
+
+/* A guest process opened the port: whoever used it before is gone (PROTOCOL.md §1.1). */
+static void channel_resync(struct hbd_session *s, const struct hb_resync *m)
+{
+	struct hb_resync reply = {.version = HB_PROTOCOL_VERSION};
+
+	memcpy(reply.nonce, m->nonce, sizeof(reply.nonce));
+	if (m->version != HB_PROTOCOL_VERSION || m->status != 0) {
+		hb_warn("%s: resync marker of version %u (status %u), this daemon speaks %u",
+			s->label, m->version, m->status, HB_PROTOCOL_VERSION);
+		reply.status = EPROTO;
+	}
+	hbd_session_restart(s, "a new guest process resynchronised the channel");
+	hb_debug("%s: channel resynchronised", s->label);
+	if (put_marker(s, &reply) < 0)
+		hbd_session_close(s, "out of memory");
+}
+
+/*
+ * VM channels: looks for resync markers in the input not handled yet, wherever they are: a
+ * frame its writer never finished would otherwise swallow the next process's first bytes.
+ * Returns 1 after consuming input (look again), 0 when the input starts with a frame (or the
+ * start of one) to handle, -1 to wait for more bytes.
+ */
+static int channel_scan(struct hbd_session *s)
+{
+	struct hb_resync m;
+	size_t at, next, lim;
+	bool whole;
+	long n;
+
+	at = s->scan_from +
+	     hb_resync_scan(s->in.data + s->scan_from, s->in.len - s->scan_from, &whole);
+	if (!whole) {
+		s->scan_from = at;
+		return 0;
+	}
+	if (at > 0) {
+		n = hb_frame_peek(s->in.data, s->in.len, HB_FRAME_MAX, NULL);
+		if (n > 0 && HB_FRAME_HEADER + (size_t)n <= at) {
+			s->scan_from = at; /* a whole frame before the marker goes first */
+			return 0;
+		}
+		hb_debug("%s: dropping %zu bytes before a resync marker", s->label, at);
+		in_consume(s, at);
+		return 1;
+	}
+	/* A marker that a later magic cuts short was never written whole (its writer died
+	 * after part of it): the later one wins. */
+	lim = s->in.len < HB_RESYNC_LEN ? s->in.len : HB_RESYNC_LEN;
+	next = 1 + hb_resync_scan(s->in.data + 1, lim - 1, &whole);
+	if (whole) {
+		in_consume(s, next);
+		return 1;
+	}
+	if (s->in.len < HB_RESYNC_LEN)
+		return -1;
+	hb_resync_unpack(s->in.data, &m);
+	in_consume(s, HB_RESYNC_LEN);
+	channel_resync(s, &m);
+	return 1;
+}
+
+/* Handles every whole frame in the input buffer. */
 static void handle_frames(struct hbd_session *s)
 {
 	const uint8_t *payload;
-	size_t done = 0;
 	ClientMsg *msg;
 	long n;
+	int r;
 
 	while (!s->closing) {
-		n = hb_frame_peek(s->in.data + done, s->in.len - done, HB_FRAME_MAX, &payload);
+		if (s->channel) {
+			r = channel_scan(s);
+			if (r > 0)
+				continue;
+			if (r < 0)
+				return;
+		}
+		n = hb_frame_peek(s->in.data, s->in.len, HB_FRAME_MAX, &payload);
 		if (n == 0)
 			break;
 		if (n < 0) {
+			/* Those bytes may be the start of a marker that is still arriving. */
+			if (s->channel && s->scan_from < HB_FRAME_HEADER)
+				return;
 			session_violation(s, "frame length out of range");
 			return;
 		}
@@ -384,7 +551,7 @@ static void handle_frames(struct hbd_session *s)
 			session_violation(s, "malformed message");
 			return;
 		}
-		done += HB_FRAME_HEADER + (size_t)n;
+		in_consume(s, HB_FRAME_HEADER + (size_t)n);
 		s->d->stats.messages_in++;
 		hbd_request(s, msg);
 		client_msg__free_unpacked(msg, NULL);
@@ -395,8 +562,6 @@ static void handle_frames(struct hbd_session *s)
 			return;
 		}
 	}
-	if (!s->closing)
-		hb_bytes_consume(&s->in, done);
 }
 
 static void on_read(struct ev_loop *loop, ev_io *w, int revents)

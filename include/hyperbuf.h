@@ -54,13 +54,17 @@ struct hb_client;
 
 /*
  * Connects to the daemon. address: NULL means $HYPERBUF_ADDRESS, else the platform default
- * (unix:/run/hyperbuf/hyperbufd.sock on the host). Forms:
+ * (kvm: inside a KVM guest, unix:/run/hyperbuf/hyperbufd.sock on the host). Forms:
  *   unix:PATH  a host client (domain 0) of the daemon's socket at PATH
  *   vm:PATH    an emulated VM: PATH is that VM's channel socket; the library then connects to
  *              the ivshmem socket of each of the VM's groups and maps the pool from the fd it
  *              receives, exactly as QEMU would
+ *   kvm:       inside a KVM guest: the first free virtio-serial port org.hyperbuf.N, the pools
+ *              from the guest's ivshmem BARs (docs/KVM.md); kvm:PATH names one port device
  * Errors: EINVAL (bad address), ENOENT/ECONNREFUSED (no daemon), EPROTO (version mismatch or a
- * malformed welcome), ENOMEM.
+ * malformed welcome), ENOMEM; in a KVM guest also EBUSY (every port is taken by another
+ * process), EACCES/EPERM (no permission for the port or the BARs), ENODEV (no ivshmem device
+ * for one of the VM's groups), ETIMEDOUT.
  */
 struct hb_client *hb_connect(const char *address);
 

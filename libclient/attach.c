@@ -162,7 +162,8 @@ static int iv_handshake(struct hb_client *c, struct hb_group *g)
 		return -EPROTO;
 	/* The window checks st_size (a power of two, the announced pool size), seals and
 	 * header, and owns fd from here on. */
-	return hb_pool_window_open(&g->win, fd, g->id, g->pool_size, HB_POOL_WINDOW_SEALED);
+	return hb_pool_window_open(&g->win, fd, g->id, g->pool_size, g->pool_instance,
+				   HB_POOL_WINDOW_SEALED);
 
 err_proto:
 	if (fd >= 0)
@@ -170,8 +171,7 @@ err_proto:
 	return -EPROTO;
 }
 
-static int send_attach(struct hb_client *c, struct hb_group *g, uint32_t peer,
-		       struct hb_reply *reply)
+int hb_send_attach(struct hb_client *c, struct hb_group *g, uint32_t peer, struct hb_reply *reply)
 {
 	Attach a = ATTACH__INIT;
 	ClientMsg m = CLIENT_MSG__INIT;
@@ -200,7 +200,7 @@ static int attach_vm(struct hb_client *c, struct hb_group *g, const GroupInfo *g
 	g->iv_ready = true;
 	/* Tells the daemon which ivshmem peer is us; an fd on this reply would be unexpected
 	 * and is closed with it. */
-	r = send_attach(c, g, g->iv_peer, &reply);
+	r = hb_send_attach(c, g, g->iv_peer, &reply);
 	if (r < 0)
 		return r;
 	hb_reply_free(&reply);
@@ -212,7 +212,7 @@ static int attach_host(struct hb_client *c, struct hb_group *g)
 	struct hb_reply reply;
 	int fd, r;
 
-	r = send_attach(c, g, 0, &reply);
+	r = hb_send_attach(c, g, 0, &reply);
 	if (r < 0)
 		return r;
 	if (reply.nfds != 1) {
@@ -222,11 +222,14 @@ static int attach_host(struct hb_client *c, struct hb_group *g)
 	fd = reply.fds[0];
 	reply.nfds = 0;
 	hb_reply_free(&reply);
-	return hb_pool_window_open(&g->win, fd, g->id, g->pool_size, HB_POOL_WINDOW_SEALED);
+	return hb_pool_window_open(&g->win, fd, g->id, g->pool_size, g->pool_instance,
+				   HB_POOL_WINDOW_SEALED);
 }
 
 int hb_attach_groups(struct hb_client *c, const Welcome *w)
 {
+	if (c->port)
+		return hb_kvm_attach_groups(c);
 	for (size_t i = 0; i < c->n_groups; i++) {
 		int r = c->vm ? attach_vm(c, &c->groups[i], w->groups[i])
 			      : attach_host(c, &c->groups[i]);

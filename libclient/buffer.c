@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "libclient/private.h"
+#include "resync.h"
 
 static void link_buffer(struct hb_client *c, struct hb_buffer *b)
 {
@@ -154,6 +155,10 @@ HB_EXPORT int hb_export(struct hb_buffer *b, const void *meta, size_t meta_len, 
 	if (meta_len > HB_META_MAX || meta_len > c->meta_max)
 		return hb_fail(-EMSGSIZE);
 	if ((!meta && meta_len > 0) || flags != 0)
+		return hb_fail(-EINVAL);
+	/* A VM channel's daemon restarts the session where it sees a resync marker, wherever
+	 * it is: metadata must not put one on the wire (PROTOCOL.md §1.1). */
+	if ((c->vm || c->port) && hb_resync_meta_unsafe(meta, meta_len))
 		return hb_fail(-EINVAL);
 
 	hb_lock(c);

@@ -29,16 +29,14 @@ int hb_fail(int neg_errno)
 	return -1;
 }
 
-enum hb_address_kind { HB_ADDR_UNIX, HB_ADDR_VM };
+enum hb_address_kind { HB_ADDR_UNIX, HB_ADDR_VM, HB_ADDR_KVM };
 
 /*
  * Splits an address into its kind and path. "unix:PATH" and "vm:PATH" need a path that fits
- * sun_path. "kvm:" and "xen:" are the in-guest transports, recognised now so that they fail
- * with ENOTSUP rather than EINVAL until they exist:
- *   kvm:  the real-KVM-guest issue (virtio-serial port org.hyperbuf.0 for the channel, pools
- *         from the ivshmem BAR2 resources through backends/kvm/pool_window.c);
- *   xen:  the Xen backend issue (vchan to dom0, gntshr/gnttab instead of pool windows).
- * Each becomes one more enum hb_address_kind and one more attach path in attach.c.
+ * sun_path. "kvm:" is a KVM guest's: the first free virtio-serial port org.hyperbuf.N, or with
+ * "kvm:PATH" the port device at PATH (kvm.c). "xen:" is recognised now so that it fails with
+ * ENOTSUP rather than EINVAL until the Xen backend exists (vchan to dom0, gntshr/gnttab
+ * instead of pool windows): one more enum hb_address_kind and one more attach path.
  */
 static int parse_address(const char *address, enum hb_address_kind *kind, const char **path)
 {
@@ -48,7 +46,7 @@ static int parse_address(const char *address, enum hb_address_kind *kind, const 
 	} forms[] = {
 	    {"unix:", HB_ADDR_UNIX},
 	    {"vm:", HB_ADDR_VM},
-	    {"kvm:", -ENOTSUP},
+	    {"kvm:", HB_ADDR_KVM},
 	    {"xen:", -ENOTSUP},
 	};
 	struct sockaddr_un sun;
@@ -61,6 +59,8 @@ static int parse_address(const char *address, enum hb_address_kind *kind, const 
 			return forms[i].kind;
 		*kind = forms[i].kind;
 		*path = address + n;
+		if (*kind == HB_ADDR_KVM)
+			return (*path)[0] == '\0' || (*path)[0] == '/' ? 0 : -EINVAL;
 		if ((*path)[0] == '\0' || strlen(*path) >= sizeof(sun.sun_path))
 			return -EINVAL;
 		return 0;
@@ -137,6 +137,7 @@ static int take_welcome(struct hb_client *c, const Welcome *w)
 				return -EPROTO;
 		c->groups[i].id = gi->id;
 		c->groups[i].pool_size = gi->pool_size;
+		c->groups[i].pool_instance = gi->pool_instance;
 	}
 	return 0;
 }
@@ -172,7 +173,10 @@ static void client_destroy(struct hb_client *c)
 	hb_fences_destroy(c);
 	hb_timelines_destroy(c);
 	/* The channel first: the daemon ends the session on its EOF. Then the ivshmem sockets,
-	 * whose closing tells it an emulated VM is gone. */
+	 * whose closing tells it an emulated VM is gone. A port gives the daemon no EOF (it stays
+	 * open on the host for the next process): say goodbye instead. */
+	if (c->fd >= 0 && c->port && !c->broken)
+		hb_kvm_goodbye(c->fd);
 	if (c->fd >= 0)
 		close(c->fd);
 	for (size_t i = 0; i < c->n_groups; i++)
@@ -196,7 +200,7 @@ HB_EXPORT struct hb_client *hb_connect(const char *address)
 	if (!address) {
 		address = secure_getenv(HB_ADDRESS_ENV);
 		if (!address || address[0] == '\0')
-			address = HB_DEFAULT_ADDRESS;
+			address = hb_kvm_guest() ? "kvm:" : HB_DEFAULT_ADDRESS;
 	}
 	r = parse_address(address, &kind, &path);
 	if (r < 0)
@@ -214,6 +218,7 @@ HB_EXPORT struct hb_client *hb_connect(const char *address)
 	}
 	c->fd = -1;
 	c->vm = kind == HB_ADDR_VM;
+	c->port = kind == HB_ADDR_KVM;
 	c->next_id = 1;
 	/* Until the welcome says otherwise. */
 	c->event_depth = 256;
@@ -224,7 +229,7 @@ HB_EXPORT struct hb_client *hb_connect(const char *address)
 		goto err_client;
 	}
 
-	r = hb_unix_connect(path);
+	r = c->port ? hb_kvm_open(path[0] ? path : NULL) : hb_unix_connect(path);
 	if (r < 0)
 		goto err_client;
 	c->fd = r;

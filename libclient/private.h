@@ -43,6 +43,7 @@
 struct hb_group {
 	uint32_t id;
 	uint64_t pool_size;
+	uint32_t pool_instance; /* the header's instance, 0 from an older daemon (not checked) */
 	struct hb_pool_window win;
 	/* Emulated VMs only (-1 otherwise): the ivshmem socket. Closing it tells the daemon the
 	 * VM is gone, so it lives as long as the client. */
@@ -126,7 +127,8 @@ struct hb_event_node {
 struct hb_client {
 	pthread_mutex_t lock;
 	int fd;     /* the channel to the daemon */
-	bool vm;    /* an emulated VM (vm:), else a host client (unix:) */
+	bool vm;    /* an emulated VM (vm:), else a host client (unix:) or a KVM guest */
+	bool port;  /* a KVM guest (kvm:): fd is a virtio-serial port, not a socket */
 	int broken; /* sticky positive errno, 0 while healthy; atomic reads */
 
 	/* From the welcome. */
@@ -224,10 +226,25 @@ size_t hb_pollfds(const struct hb_client *c, struct pollfd *pfd, size_t max);
 ssize_t hb_recv_fds(int fd, void *buf, size_t len, int *fds, unsigned *nfds, unsigned max);
 void hb_close_fds(int *fds, unsigned *nfds);
 
+/* ---- kvm.c: inside a KVM guest ---- */
+/* Opens the first free virtio-serial port org.hyperbuf.N (or path, if not NULL) and
+ * resynchronises the channel (PROTOCOL.md §1.1). Returns the port fd or a negative errno:
+ * -ENOENT (no port), -EBUSY (every port taken by another process), -ECONNREFUSED (no daemon
+ * behind the port), -EPROTO, -ETIMEDOUT. */
+int hb_kvm_open(const char *path);
+/* Finds each group's ivshmem BAR and attaches it (attach.c calls it for a kvm: client). */
+int hb_kvm_attach_groups(struct hb_client *c);
+/* Tells the daemon this process is leaving the port (best effort, never blocks). */
+void hb_kvm_goodbye(int fd);
+/* True inside a KVM guest meant to use hyperbuf: the default address is then kvm:. */
+bool hb_kvm_guest(void);
+
 /* ---- attach.c ---- */
 /* Attaches every group of the welcome, c->groups[i] being w->groups[i]: the ivshmem
  * handshake then Attach for an emulated VM, Attach and its fd for a host client. */
 int hb_attach_groups(struct hb_client *c, const Welcome *w);
+/* Sends Attach for group g naming an ivshmem peer id; the reply is returned (free it). */
+int hb_send_attach(struct hb_client *c, struct hb_group *g, uint32_t peer, struct hb_reply *reply);
 /* Reads later ivshmem messages of every ready group without blocking, closing their fds. */
 int hb_ivshmem_drain(struct hb_client *c);
 void hb_group_close(struct hb_group *g);

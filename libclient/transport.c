@@ -1,11 +1,14 @@
 /*
  * The channel to the daemon: framing, fd passing, requests and replies, sticky errors.
+ * The channel is a socket, or inside a KVM guest a virtio-serial port (c->port), which is a
+ * character device: plain read and write, and no fds ever come with it.
  *
  * Frames are received one at a time, never past the end of the current one: the daemon
  * attaches fds to the first byte of a frame, and a recvmsg that stops at the frame's end can
  * only ever collect the fds of that frame. The cost is a second recvmsg per frame.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -27,7 +30,18 @@ int hb_break(struct hb_client *c, int err)
 		 * whoever polls it (another thread in hb_dispatch, the application's loop) wakes
 		 * up to an EOF instead of waiting for a daemon that will never speak again. The
 		 * daemon sees the same EOF and ends the session. */
-		shutdown(c->fd, SHUT_RDWR);
+		if (!c->port) {
+			shutdown(c->fd, SHUT_RDWR);
+		} else {
+			/* A port cannot be shut down: put /dev/null (always readable, at EOF) in
+			 * its place, which also frees the port for the next process. */
+			int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+			if (nul >= 0) {
+				dup3(nul, c->fd, O_CLOEXEC);
+				close(nul);
+			}
+		}
 		/* No completion can arrive any more: every pending fence completes now, with
 		 * this errno, so no poller of a sync fd hangs (fences.md §5.5). */
 		hb_fences_fail_all(c, -err);
@@ -127,8 +141,16 @@ static int rx_frame(struct hb_client *c, const uint8_t **payload, size_t *plen)
 		r = hb_bytes_reserve(&c->rx, want);
 		if (r < 0)
 			return r;
-		n = hb_recv_fds(c->fd, c->rx.data + c->rx.len, want, c->rx_fds, &c->rx_nfds,
-				HB_FRAME_FDS);
+		if (c->port) {
+			do
+				n = read(c->fd, c->rx.data + c->rx.len, want);
+			while (n < 0 && errno == EINTR);
+			if (n < 0)
+				n = -errno;
+		} else {
+			n = hb_recv_fds(c->fd, c->rx.data + c->rx.len, want, c->rx_fds, &c->rx_nfds,
+					HB_FRAME_FDS);
+		}
 		if (n == -EAGAIN || n == -EWOULDBLOCK)
 			return 0;
 		if (n < 0)
@@ -248,8 +270,9 @@ static int send_all(struct hb_client *c)
 	int r;
 
 	while (off < c->tx.len) {
-		ssize_t n =
-		    send(c->fd, c->tx.data + off, c->tx.len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n = c->port ? write(c->fd, c->tx.data + off, c->tx.len - off)
+				    : send(c->fd, c->tx.data + off, c->tx.len - off,
+					   MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n >= 0) {
 			off += (size_t)n;
 			continue;

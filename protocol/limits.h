@@ -38,7 +38,9 @@
 
 /* The pool header in page 0 of every KVM group pool. All fields little-endian. Guests use it
  * to tell their ivshmem BARs apart; nobody trusts it for anything else, since every member can
- * write the pool. */
+ * write the pool. instance (Welcome's GroupInfo.pool_instance) tells a pool from the one a
+ * previous daemon made for the same group: QEMU cannot reconnect to an ivshmem server, so a VM
+ * that outlived a daemon restart still has the old pool as its BAR. */
 #define HB_POOL_MAGIC "HYPERBUF"
 #define HB_POOL_LAYOUT_VERSION 1u
 struct hb_pool_header {
@@ -47,7 +49,7 @@ struct hb_pool_header {
 	uint32_t group;    /* group id, as in Welcome.groups */
 	uint64_t size;     /* pool bytes, a power of two */
 	uint32_t page_size;
-	uint32_t reserved;
+	uint32_t instance; /* random, non-zero, new for every pool the daemon creates */
 	char name[32];     /* group name, NUL padded */
 };
 

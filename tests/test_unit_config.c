@@ -402,6 +402,103 @@ TEST(error_required_and_names)
 	FAILS("[daemon]\nbackend = xen\n[xen]\ndomains = 3 4\n", 4, "not a guest domid");
 }
 
+/* ports = N: one channel socket per virtio-serial port, told apart by {port}. */
+TEST(vm_ports)
+{
+	struct hb_config *c = load("[vm desk]\n"
+				   "id = 1\n"
+				   "channel = run/desk-{port}.sock\n"
+				   "ports = 3\n"
+				   "[vm one]\n"
+				   "id = 2\n"
+				   "channel = one.sock\n"
+				   "[vm tmpl]\n"
+				   "id = 3\n"
+				   "channel = t{port}/{port}.sock\n"
+				   "ports = 64\n");
+	char out[HB_SUN_PATH_MAX];
+
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	CHECK_EQ(c->vms[0].ports, 3);
+	CHECK(strcmp(c->vms[0].channel, BASE "/run/desk-{port}.sock") == 0);
+	CHECK_EQ(hb_config_channel_path(&c->vms[0], 0, out), 0);
+	CHECK(strcmp(out, BASE "/run/desk-0.sock") == 0);
+	CHECK_EQ(hb_config_channel_path(&c->vms[0], 2, out), 0);
+	CHECK(strcmp(out, BASE "/run/desk-2.sock") == 0);
+	/* The default is one port; a path without {port} is used as written. */
+	CHECK_EQ(c->vms[1].ports, 1);
+	CHECK_EQ(hb_config_channel_path(&c->vms[1], 0, out), 0);
+	CHECK(strcmp(out, BASE "/one.sock") == 0);
+	/* Every occurrence is replaced. */
+	CHECK_EQ(hb_config_channel_path(&c->vms[2], 63, out), 0);
+	CHECK(strcmp(out, BASE "/t63/63.sock") == 0);
+	hb_config_free(c);
+
+	FAILS("[vm a]\nid = 1\nchannel = a.sock\nports = 2\n", 4,
+	      "[vm a]: ports = 2 needs {port} in channel");
+	FAILS("[vm a]\nid = 1\nchannel = a{port}\nports = 0\n", 4, "out of range (1..64)");
+	FAILS("[vm a]\nid = 1\nchannel = a{port}\nports = 65\n", 4, "out of range (1..64)");
+	FAILS("[vm a]\nid = 1\nchannel = a{Port}.sock\n", 3,
+	      "{port} is the only placeholder channel knows");
+	FAILS("[vm a]\nid = 1\nchannel = a{vm}.sock\n", 3, "only placeholder channel knows");
+	/* Expanded sockets clash like written ones. */
+	FAILS("[vm a]\nid = 1\nchannel = c{port}\nports = 2\n[vm b]\nid = 2\nchannel = c1\n", 7,
+	      "[vm b] uses the path " BASE "/c1, as [vm a] port 1 does");
+}
+
+/* {vm} in a group's ivshmem path: one socket per member VM, so the daemon knows which QEMU
+ * is which VM from the socket it connected to. */
+TEST(group_ivshmem_per_vm)
+{
+	struct hb_config *c = load("[vm a]\nid = 1\nchannel = a.sock\n"
+				   "[vm bb]\nid = 2\nchannel = b.sock\n"
+				   "[group g]\nmembers = host, a, bb\nivshmem = g-{vm}.sock\n"
+				   "[group h]\nmembers = a, bb\nivshmem = h.sock\n");
+	char out[HB_SUN_PATH_MAX];
+
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	CHECK(c->groups[0].ivshmem_per_vm);
+	CHECK_EQ(hb_config_ivshmem_path(&c->groups[0], &c->vms[0], out), 0);
+	CHECK(strcmp(out, BASE "/g-a.sock") == 0);
+	CHECK_EQ(hb_config_ivshmem_path(&c->groups[0], &c->vms[1], out), 0);
+	CHECK(strcmp(out, BASE "/g-bb.sock") == 0);
+	CHECK(!c->groups[1].ivshmem_per_vm);
+	CHECK_EQ(hb_config_ivshmem_path(&c->groups[1], &c->vms[1], out), 0);
+	CHECK(strcmp(out, BASE "/h.sock") == 0);
+	hb_config_free(c);
+
+	FAILS("[vm a]\nid = 1\nchannel = a.sock\n[group g]\nmembers = host, a\n"
+	      "ivshmem = g{port}\n",
+	      6, "{vm} is the only placeholder ivshmem knows");
+	/* A VM's socket of one group must not be another socket. */
+	FAILS("[vm a]\nid = 1\nchannel = g-a\n[group g]\nmembers = host, a\nivshmem = g-{vm}\n", 6,
+	      "[group g] for vm a uses the path " BASE "/g-a, as [vm a] does");
+	FAILS(
+	    "[vm a]\nid = 1\nchannel = a\n[vm b]\nid = 2\nchannel = b\n"
+	    "[group g]\nmembers = a, b\nivshmem = x{vm}\n[group h]\nmembers = a, b\nivshmem = xb\n",
+	    12, "[group h] uses the path " BASE "/xb, as [group g] for vm b does");
+}
+
+/* {vm} grows a path (a name is up to 63 bytes): every expansion must still fit a socket
+ * address. ({port} never grows one: a number is shorter than the placeholder.) */
+TEST(placeholder_path_too_long)
+{
+	char text[1024], name[128], vm[64];
+
+	memset(vm, 'v', 40);
+	vm[40] = '\0';
+	memset(name, 'g', 70);
+	name[70] = '\0';
+	snprintf(text, sizeof(text),
+		 "[vm %s]\nid = 1\nchannel = a\n[group g]\nmembers = host, %s\n"
+		 "ivshmem = /%s{vm}\n",
+		 vm, vm, name);
+	FAILS(text, 6, "for vm vvvv");
+	CHECK(strstr(err, "is longer than a socket path (107 bytes)") != NULL);
+}
+
 TEST(group_before_vm)
 {
 	struct hb_config *c = load("[group early]\n"

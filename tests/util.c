@@ -149,11 +149,20 @@ static void rm_rf(const char *dir)
 		nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+void (*hbt_cleanup_extra)(void);
+
 void hbt_cleanup_hook(void);
 void hbt_cleanup_hook(void)
 {
 	pid_t self = getpid();
 	int i;
+
+	if (hbt_cleanup_extra) {
+		void (*extra)(void) = hbt_cleanup_extra;
+
+		hbt_cleanup_extra = NULL;
+		extra();
+	}
 
 	for (i = 0; i < MAX_DAEMONS; i++) {
 		struct hbt_daemon *d = live[i].d;
@@ -292,6 +301,7 @@ static int notify_socket(const struct hbt_daemon *d, char *path, size_t len)
 		return -1;
 	}
 	strcpy(sa.sun_path, path);
+	unlink(path); /* a restart's: the previous daemon's is left */
 	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -1;
@@ -468,17 +478,16 @@ void hbt_daemon_start(struct hbt_daemon *d, const char *extra)
 	launch(d);
 }
 
-int hbt_daemon_stop(struct hbt_daemon *d)
+/* SIGTERM and the exit status; the folder stays. */
+static int stop_process(struct hbt_daemon *d)
 {
 	uint64_t deadline = hbt_now_ms() + STOP_TIMEOUT_MS;
 	int status = 0, code;
 	pid_t w = 0;
 
 	live_del(d);
-	if (d->pid <= 0) {
-		rm_rf(d->dir);
+	if (d->pid <= 0)
 		return -1;
-	}
 	kill(d->pid, SIGTERM);
 	while (hbt_now_ms() < deadline) {
 		w = waitpid(d->pid, &status, WNOHANG);
@@ -501,7 +510,22 @@ int hbt_daemon_stop(struct hbt_daemon *d)
 		fprintf(stderr, "hyperbufd exit status %d\n", code);
 		print_log(d);
 	}
+	return code;
+}
+
+int hbt_daemon_stop(struct hbt_daemon *d)
+{
+	int code = stop_process(d);
+
 	rm_rf(d->dir);
+	return code;
+}
+
+int hbt_daemon_restart(struct hbt_daemon *d)
+{
+	int code = stop_process(d);
+
+	launch(d);
 	return code;
 }
 

@@ -39,6 +39,9 @@ void hbt_daemon_start_config(struct hbt_daemon *d, const char *config_text);
 /* SIGTERM, waits, returns the exit status (0 expected: sanitizer leak reports make it non-0),
  * prints the daemon log on failure, removes the temp folder. */
 int hbt_daemon_stop(struct hbt_daemon *d);
+/* Stops the daemon as hbt_daemon_stop does, keeping its folder, and starts a new one on the
+ * same config (its sockets at the same paths). Returns the old one's exit status. */
+int hbt_daemon_restart(struct hbt_daemon *d);
 /* "unix:DIR/host.sock" or "vm:DIR/vmN.sock" for VM n; static storage per call slot. */
 const char *hbt_addr_host(const struct hbt_daemon *d);
 const char *hbt_addr_vm(const struct hbt_daemon *d, int n);
@@ -61,6 +64,10 @@ int hbt_wait_child(pid_t pid);
 struct hb_client;
 struct hb_event;
 int hbt_wait_event(struct hb_client *c, int type, struct hb_event *ev, int timeout_ms);
+
+/* When a case fails or skips, the cleanup hook calls this first (if set): a suite that starts
+ * more than daemons (the VM suite's QEMUs) stops them here and says what they printed. */
+extern void (*hbt_cleanup_extra)(void);
 
 /* Milliseconds on CLOCK_MONOTONIC. */
 uint64_t hbt_now_ms(void);

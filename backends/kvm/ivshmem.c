@@ -39,6 +39,8 @@ static void peer_free(struct ivshmem_peer *p)
 	}
 	if (p->sock >= 0)
 		close(p->sock);
+	if (p->id && p->srv->ids)
+		p->srv->ids->used[p->id / 64] &= ~(1ull << (p->id % 64));
 	free(p);
 }
 
@@ -64,7 +66,7 @@ static void peer_disconnect(struct ivshmem_peer *p, const char *why)
 	struct ivshmem_server *srv = p->srv;
 	struct ivshmem_peer *o;
 
-	hb_info("ivshmem %s: peer %u left (%s)", srv->path, p->id, why);
+	hb_info("ivshmem %s: peer %u left (%s)", srv->name, p->id, why);
 	ev_io_stop(srv->loop, &p->io);
 	hb_list_remove(&p->link);
 	srv->n_peers--;
@@ -92,12 +94,17 @@ static void on_peer(struct ev_loop *loop, ev_io *w, int revents)
 	peer_disconnect(p, n == 0 ? "hung up" : n < 0 ? strerror(errno) : "sent data");
 }
 
-static uint16_t free_id(struct ivshmem_server *srv)
+/* The lowest id free in every group: small ids, since QEMU grows a per-peer array up to the
+ * largest id it sees; daemon-wide, so an id names one device (see struct ivshmem_ids). */
+static uint16_t take_id(struct ivshmem_server *srv)
 {
-	/* Small ids: QEMU grows a per-peer array up to the largest id it sees. */
-	for (uint32_t id = 1; id <= 65535; id++) {
-		if (!ivshmem_server_peer(srv, id))
+	struct ivshmem_ids *ids = srv->ids;
+
+	for (uint32_t id = 1; id <= IVSHMEM_MAX_ID; id++) {
+		if (!(ids->used[id / 64] & (1ull << (id % 64)))) {
+			ids->used[id / 64] |= 1ull << (id % 64);
 			return (uint16_t)id;
+		}
 	}
 	return 0;
 }
@@ -134,26 +141,27 @@ static int greet(struct ivshmem_server *srv, struct ivshmem_peer *p)
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
-	struct ivshmem_server *srv = w->data;
+	struct ivshmem_listener *l = w->data;
+	struct ivshmem_server *srv = l->srv;
 	struct ivshmem_peer *p, *o;
 	struct ucred cred;
 	socklen_t credlen = sizeof(cred);
 	int fd, r, sndbuf;
 
-	fd = accept4(srv->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (fd < 0) {
 		if (errno == EMFILE || errno == ENFILE) {
 			/* Out of descriptors: the socket stays readable, so pause rather
 			 * than spin. */
-			hb_warn("ivshmem %s: accept: %s; pausing for 100 ms", srv->path,
+			hb_warn("ivshmem %s: accept: %s; pausing for 100 ms", l->path,
 				strerror(errno));
-			ev_io_stop(loop, &srv->io);
-			ev_timer_start(loop, &srv->pause);
+			ev_io_stop(loop, &l->io);
+			ev_timer_start(loop, &l->pause);
 		}
 		return;
 	}
 	if (srv->n_peers >= IVSHMEM_MAX_PEERS) {
-		hb_warn("ivshmem %s: %u peers already; refusing", srv->path, srv->n_peers);
+		hb_warn("ivshmem %s: %u peers already; refusing", srv->name, srv->n_peers);
 		close(fd);
 		return;
 	}
@@ -166,7 +174,9 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	p->sock = fd;
 	for (unsigned k = 0; k < IVSHMEM_MAX_VECTORS; k++)
 		p->irq[k] = p->to_daemon[k] = -1;
-	p->id = free_id(srv);
+	p->bound = l->bound;
+	p->domain = l->domain;
+	p->id = take_id(srv);
 	p->pid = -1;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) == 0)
 		p->pid = cred.pid;
@@ -188,7 +198,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		goto err_peer;
 	r = greet(srv, p);
 	if (r < 0) {
-		hb_warn("ivshmem %s: greeting peer %u failed: %s", srv->path, p->id, strerror(-r));
+		hb_warn("ivshmem %s: greeting peer %u failed: %s", srv->name, p->id, strerror(-r));
 		goto err_peer;
 	}
 	/* Announce the newcomer to the others. */
@@ -203,7 +213,9 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	ev_io_init(&p->io, on_peer, fd, EV_READ);
 	p->io.data = p;
 	ev_io_start(loop, &p->io);
-	hb_info("ivshmem %s: peer %u connected (pid %d)", srv->path, p->id, (int)p->pid);
+	hb_info("ivshmem %s: peer %u connected on %s", srv->name, p->id, l->path);
+	if (srv->on_join)
+		srv->on_join(srv, p);
 	sweep_broken(srv);
 	return;
 
@@ -213,36 +225,57 @@ err_peer:
 
 static void on_resume(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct ivshmem_server *srv = w->data;
+	struct ivshmem_listener *l = w->data;
 
-	ev_io_start(loop, &srv->io);
+	ev_io_start(loop, &l->io);
 }
 
-int ivshmem_server_start(struct ivshmem_server *srv, struct ev_loop *loop, const char *path,
-			 int pool_fd, unsigned vectors)
+int ivshmem_server_start(struct ivshmem_server *srv, struct ev_loop *loop, const char *name,
+			 struct ivshmem_ids *ids, int pool_fd, unsigned vectors)
 {
 	srv->loop = loop;
-	snprintf(srv->path, sizeof(srv->path), "%s", path);
+	snprintf(srv->name, sizeof(srv->name), "%s", name);
+	srv->ids = ids;
 	srv->pool_fd = pool_fd;
 	srv->vectors = vectors ? vectors : 1;
+	hb_list_init(&srv->peers);
+	hb_list_init(&srv->listeners);
 	if (srv->vectors > IVSHMEM_MAX_VECTORS)
 		return -EINVAL;
-	hb_list_init(&srv->peers);
-	srv->listen_fd = hbd_listen_unix(path, 16);
-	if (srv->listen_fd < 0)
-		return srv->listen_fd;
+	return 0;
+}
+
+int ivshmem_server_listen(struct ivshmem_server *srv, const char *path, bool bound, uint32_t domain)
+{
+	struct ivshmem_listener *l = calloc(1, sizeof(*l));
+
+	if (!l)
+		return -ENOMEM;
+	l->srv = srv;
+	l->bound = bound;
+	l->domain = domain;
+	snprintf(l->path, sizeof(l->path), "%s", path);
+	l->fd = hbd_listen_unix(path, 16);
+	if (l->fd < 0) {
+		int r = l->fd;
+
+		free(l);
+		return r;
+	}
 	/* Whoever can connect gets the pool: the hypervisor's user only. */
 	chmod(path, 0600);
-	ev_io_init(&srv->io, on_accept, srv->listen_fd, EV_READ);
-	srv->io.data = srv;
-	ev_timer_init(&srv->pause, on_resume, 0.1, 0.);
-	srv->pause.data = srv;
-	ev_io_start(loop, &srv->io);
+	ev_io_init(&l->io, on_accept, l->fd, EV_READ);
+	l->io.data = l;
+	ev_timer_init(&l->pause, on_resume, 0.1, 0.);
+	l->pause.data = l;
+	ev_io_start(srv->loop, &l->io);
+	hb_list_insert_tail(&srv->listeners, &l->link);
 	return 0;
 }
 
 void ivshmem_server_stop(struct ivshmem_server *srv)
 {
+	struct ivshmem_listener *l;
 	struct ivshmem_peer *p;
 
 	if (!srv->loop)
@@ -254,13 +287,15 @@ void ivshmem_server_stop(struct ivshmem_server *srv)
 		hb_list_remove(&p->link);
 		peer_free(p);
 	}
-	if (srv->listen_fd >= 0) {
-		ev_io_stop(srv->loop, &srv->io);
-		ev_timer_stop(srv->loop, &srv->pause);
-		close(srv->listen_fd);
-		unlink(srv->path);
+	hb_list_for_each_safe(l, &srv->listeners, struct ivshmem_listener, link)
+	{
+		ev_io_stop(srv->loop, &l->io);
+		ev_timer_stop(srv->loop, &l->pause);
+		close(l->fd);
+		unlink(l->path);
+		hb_list_remove(&l->link);
+		free(l);
 	}
-	srv->listen_fd = -1;
 	srv->loop = NULL;
 }
 
@@ -274,4 +309,19 @@ struct ivshmem_peer *ivshmem_server_peer(struct ivshmem_server *srv, uint32_t id
 			return p;
 	}
 	return NULL;
+}
+
+const char *ivshmem_server_path(struct ivshmem_server *srv, uint32_t domain)
+{
+	struct ivshmem_listener *l;
+	const char *shared = NULL;
+
+	hb_list_for_each_safe(l, &srv->listeners, struct ivshmem_listener, link)
+	{
+		if (l->bound && l->domain == domain)
+			return l->path;
+		if (!l->bound)
+			shared = l->path;
+	}
+	return shared;
 }

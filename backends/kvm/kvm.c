@@ -26,6 +26,7 @@ struct kvm_group {
 struct kvm_backend {
 	struct kvm_group *groups;
 	unsigned n_groups;
+	struct ivshmem_ids ids; /* peer ids, unique across the groups */
 };
 
 static struct kvm_backend *kvm(struct hbd *d)
@@ -51,10 +52,35 @@ static struct kvm_group *group_by_id(struct hbd *d, uint32_t id)
 	return NULL;
 }
 
+/* A peer on a VM's own socket is that VM's QEMU from the start: the VM is present before
+ * any guest process says Hello, and its going is noticed even if none ever did. */
+static void on_peer_join(struct ivshmem_server *srv, struct ivshmem_peer *p)
+{
+	struct kvm_group *g = srv->data;
+	struct hbd_domain *dom;
+
+	if (!p->bound)
+		return;
+	dom = hbd_domain_get(g->d, p->domain);
+	if (!dom) {
+		p->bound = false; /* out of memory: treat it as a peer of the shared kind */
+		return;
+	}
+	dom->ivshmem_peers++;
+	dom->present = true;
+}
+
+/*
+ * The VM's last ivshmem connection closed: its QEMU is gone (or its devices were unplugged).
+ * Peers hear DOMAIN_GONE, and the VM's sessions end as a disconnect would, which unexports
+ * what it exported and releases what it imported: pages come back once nobody maps them.
+ * Closing the channel makes a live QEMU reconnect (reconnect=) and its guest process see EOF.
+ */
 static void on_peer_gone(struct ivshmem_server *srv, struct ivshmem_peer *p)
 {
 	struct kvm_group *g = srv->data;
 	struct hbd_domain *dom;
+	struct hbd_session *s;
 
 	if (!p->bound)
 		return;
@@ -63,6 +89,43 @@ static void on_peer_gone(struct ivshmem_server *srv, struct ivshmem_peer *p)
 		return;
 	dom->ivshmem_peers--;
 	hbd_domain_check_gone(g->d, dom, true);
+	if (dom->ivshmem_peers)
+		return;
+	hb_list_for_each_safe(s, &g->d->sessions, struct hbd_session, link)
+	{
+		if (s->dom == dom && !s->closing)
+			hbd_session_close(s, "the VM's ivshmem connections closed");
+	}
+}
+
+/* The group's ivshmem sockets: one per member VM for a {vm} path, else one shared. */
+static int kvm_listen(struct hbd *d, struct kvm_group *g)
+{
+	char path[HB_SUN_PATH_MAX];
+	int r;
+
+	if (!g->cfg.ivshmem_per_vm) {
+		r = ivshmem_server_listen(&g->srv, g->cfg.ivshmem, false, 0);
+		if (r < 0)
+			hb_err("group %s: ivshmem server on %s: %s", g->cfg.name, g->cfg.ivshmem,
+			       strerror(-r));
+		return r;
+	}
+	for (unsigned m = 0; m < g->cfg.n_members; m++) {
+		const struct hb_config_vm *vm = hb_config_vm_by_id(d->cfg, g->cfg.members[m]);
+
+		if (!vm)
+			continue; /* the host maps the pool from its fd */
+		r = hb_config_ivshmem_path(&g->cfg, vm, path);
+		if (r == 0)
+			r = ivshmem_server_listen(&g->srv, path, true, vm->id);
+		if (r < 0) {
+			hb_err("group %s: ivshmem server for vm %s on %s: %s", g->cfg.name,
+			       vm->name, path, strerror(-r));
+			return r;
+		}
+	}
+	return 0;
 }
 
 static void kvm_stop(struct hbd *d)
@@ -98,7 +161,6 @@ static int kvm_start(struct hbd *d)
 
 		g->d = d;
 		g->cfg = d->cfg->groups[i];
-		g->srv.listen_fd = -1;
 		k->n_groups++;
 		r = kvm_pool_init(&g->pool, g->cfg.name, g->cfg.id, g->cfg.size);
 		if (r < 0) {
@@ -106,15 +168,16 @@ static int kvm_start(struct hbd *d)
 			       (unsigned long long)g->cfg.size, strerror(-r));
 			goto err;
 		}
-		g->srv.data = g;
-		g->srv.on_gone = on_peer_gone;
-		r = ivshmem_server_start(&g->srv, d->loop, g->cfg.ivshmem, g->pool.fd,
+		r = ivshmem_server_start(&g->srv, d->loop, g->cfg.name, &k->ids, g->pool.fd,
 					 g->cfg.vectors);
-		if (r < 0) {
-			hb_err("group %s: ivshmem server on %s: %s", g->cfg.name, g->cfg.ivshmem,
-			       strerror(-r));
+		if (r < 0)
 			goto err;
-		}
+		g->srv.data = g;
+		g->srv.on_join = on_peer_join;
+		g->srv.on_gone = on_peer_gone;
+		r = kvm_listen(d, g);
+		if (r < 0)
+			goto err;
 		hb_info("group %s (id %u): %llu MiB pool, ivshmem server %s", g->cfg.name,
 			g->cfg.id, (unsigned long long)(g->cfg.size >> 20), g->cfg.ivshmem);
 	}
@@ -227,7 +290,9 @@ static int kvm_attach(struct hbd *d, struct hbd_session *s, uint32_t group, uint
 			return -errno;
 	} else {
 		/* A VM proves which ivshmem connection is its own by naming the id the server
-		 * gave it; identity still comes from the channel the session arrived on. */
+		 * gave it; identity still comes from the channel the session arrived on. Ids are
+		 * daemon-wide, so a guest that took another group's BAR for this one names a
+		 * peer this group does not have. */
 		p = ivshmem_server_peer(&g->srv, peer_id);
 		if (!p)
 			return -ENOENT;
@@ -288,7 +353,11 @@ static int kvm_welcome(struct hbd *d, uint32_t domain, Welcome *w)
 		gi->pool_size = g->pool.size;
 		memcpy(gi->members, g->cfg.members, g->cfg.n_members * sizeof(uint32_t));
 		gi->n_members = g->cfg.n_members;
-		gi->ivshmem_path = g->cfg.ivshmem;
+		/* The socket this domain connects to; the host has none in a {vm} group. */
+		gi->ivshmem_path = (char *)ivshmem_server_path(&g->srv, domain);
+		if (!gi->ivshmem_path)
+			gi->ivshmem_path = "";
+		gi->pool_instance = g->pool.instance;
 	}
 	return 0;
 

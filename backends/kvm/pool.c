@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon/log.h"
@@ -70,6 +72,13 @@ int kvm_pool_init(struct kvm_pool *p, const char *name, uint32_t group, uint64_t
 	h->group = group;
 	h->size = size;
 	h->page_size = HB_PAGE_SIZE;
+	/* Any non-zero value a previous daemon is unlikely to have drawn: the bytes only tell
+	 * pools apart, they guard nothing. */
+	if (getrandom(&p->instance, sizeof(p->instance), 0) != sizeof(p->instance))
+		p->instance = (uint32_t)time(NULL) ^ (uint32_t)getpid();
+	if (!p->instance)
+		p->instance = 1;
+	h->instance = p->instance;
 	snprintf(h->name, sizeof(h->name), "%s", name);
 	return 0;
 

@@ -18,6 +18,7 @@ struct kvm_pool {
 	uint64_t *bitmap;  /* 1 = in use; bit 0 (the header) always set */
 	uint32_t hint;     /* where the next first-fit search starts */
 	uint64_t punched;  /* pages hole-punched so far */
+	uint32_t instance; /* as in the header: random, non-zero */
 };
 
 /* Creates the memfd (MFD_CLOEXEC|MFD_ALLOW_SEALING), sizes and seals it (SHRINK|GROW|SEAL),

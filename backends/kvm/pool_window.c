@@ -24,7 +24,7 @@ static bool is_pow2(uint64_t v)
 }
 
 /* The header is in memory every member can write: copy it once, then judge the copy. */
-static int check_header(const struct hb_pool_window *w)
+static int check_header(const struct hb_pool_window *w, uint32_t instance)
 {
 	struct hb_pool_header h;
 
@@ -34,11 +34,13 @@ static int check_header(const struct hb_pool_window *w)
 	if (le32toh(h.layout) != HB_POOL_LAYOUT_VERSION || le32toh(h.group) != w->group ||
 	    le64toh(h.size) != w->size || le32toh(h.page_size) != HB_PAGE_SIZE)
 		return -EPROTO;
+	if (instance && le32toh(h.instance) != instance)
+		return -EPROTO;
 	return 0;
 }
 
 int hb_pool_window_open(struct hb_pool_window *w, int fd, uint32_t group, uint64_t size,
-			unsigned flags)
+			uint32_t instance, unsigned flags)
 {
 	struct stat st;
 	void *base;
@@ -79,7 +81,7 @@ int hb_pool_window_open(struct hb_pool_window *w, int fd, uint32_t group, uint64
 	 * it is, and any member can scribble on page 0. Only a BAR found by scanning PCI
 	 * devices (no seals to check) needs the header to be told apart. */
 	if (!(flags & HB_POOL_WINDOW_SEALED)) {
-		r = check_header(w);
+		r = check_header(w, instance);
 		if (r < 0)
 			goto err_map;
 	}

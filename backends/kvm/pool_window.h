@@ -1,7 +1,7 @@
 /*
  * The client side of a KVM group pool: one window on the pool's memory, whatever the fd came
  * from (the pool memfd passed to a host session, the ivshmem socket's fd for an emulated VM,
- * later a guest's sysfs resource2 BAR).
+ * a KVM guest's sysfs resource2 or resource2_wc file of its ivshmem BAR).
  *
  * The window keeps a read-only mapping of the whole pool that is used for two things only:
  * reading the header in page 0 and walking reference directories. Buffer data is never
@@ -37,11 +37,11 @@ void hb_pool_window_init(struct hb_pool_window *w);
 /*
  * Opens a window on fd, which it takes ownership of (closed on failure too). Checks that
  * fstat's size equals size and is a power of two, the seals when asked, and the header in
- * page 0 (magic, layout, group, size, page size). Returns 0, -EPROTO when the pool is not the
- * one announced, or another negative errno.
+ * page 0 (magic, layout, group, size, page size, and instance unless it is 0). Returns 0,
+ * -EPROTO when the pool is not the one announced, or another negative errno.
  */
 int hb_pool_window_open(struct hb_pool_window *w, int fd, uint32_t group, uint64_t size,
-			unsigned flags);
+			uint32_t instance, unsigned flags);
 void hb_pool_window_close(struct hb_pool_window *w);
 
 /* Walks d through the window into refs[d->pages]. Returns 0 or the walker's negative errno. */

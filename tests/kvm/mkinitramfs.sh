@@ -1,0 +1,85 @@
+#!/bin/sh
+# Builds the VM suite's guest: OUT/initramfs.cpio.gz and OUT/vmlinuz, from Debian's packages
+# (busybox-static, linux-image-amd64) and the static guest program.
+#
+# usage: tests/kvm/mkinitramfs.sh OUT GUEST_PROGRAM INIT_SCRIPT
+#   HB_VM_KERNEL   the kernel image to boot (default: the newest /boot/vmlinuz-* whose modules
+#                  are installed)
+#
+# Missing packages are not an error: the reason goes to OUT/missing and the VM tests skip
+# with it, so `make` works on machines without QEMU.
+set -eu
+
+out=$1
+guest=$2
+init=$3
+mkdir -p "$out"
+rm -f "$out/missing"
+
+missing() {
+	echo "$*" >"$out/missing"
+	echo "VM tests will be skipped: $*" >&2
+	exit 0
+}
+
+busybox=$(command -v busybox 2>/dev/null || true)
+[ -n "$busybox" ] || missing "no busybox (apt-get install busybox-static)"
+# The guest has no libc: only a static busybox runs there.
+if ldd "$busybox" >/dev/null 2>&1; then
+	missing "$busybox is not static (apt-get install busybox-static)"
+fi
+command -v cpio >/dev/null 2>&1 || missing "no cpio (apt-get install cpio)"
+
+kernel=${HB_VM_KERNEL:-}
+if [ -z "$kernel" ]; then
+	for k in $(ls -v /boot/vmlinuz-* 2>/dev/null); do
+		[ -d "/lib/modules/${k#/boot/vmlinuz-}" ] && kernel=$k
+	done
+fi
+[ -n "$kernel" ] && [ -r "$kernel" ] ||
+	missing "no readable kernel in /boot (apt-get install linux-image-amd64)"
+kver=${kernel#*/vmlinuz-}
+moddir=/lib/modules/$kver
+[ -f "$moddir/modules.dep" ] || missing "no $moddir/modules.dep for $kernel"
+
+root=$out/root
+rm -rf "$root"
+mkdir -p "$root/bin" "$root/lib/modules"
+cp "$busybox" "$root/bin/busybox"
+cp "$init" "$root/init"
+cp "$guest" "$root/hbguest"
+chmod 755 "$root/init" "$root/hbguest" "$root/bin/busybox"
+
+# The channel is a virtio-serial port: virtio_console behind virtio_pci. Built in or a
+# module depending on the kernel's config; for a module, everything it needs, dependencies
+# first (modules.dep lists "path: dep dep ...").
+: >"$root/lib/modules/load.list"
+want() {
+	path=$(sed -n "s@^\\([^:]*/$1\\.ko[^:]*\\):.*@\\1@p" "$moddir/modules.dep" | head -n 1)
+	if [ -z "$path" ]; then
+		grep -qs "/$1\\.ko" "$moddir/modules.builtin" && return 0
+		missing "$1 is neither a module nor built into $kver"
+	fi
+	base=$(basename "$path")
+	grep -qx "${base%%.ko*}.ko" "$root/lib/modules/load.list" && return 0
+	for dep in $(sed -n "s@^$path:@@p" "$moddir/modules.dep"); do
+		want "$(basename "$dep" | sed 's/\.ko.*//')"
+	done
+	# sh has no locals: the calls above reused path and base.
+	path=$(sed -n "s@^\\([^:]*/$1\\.ko[^:]*\\):.*@\\1@p" "$moddir/modules.dep" | head -n 1)
+	base=$(basename "$path")
+	case $base in
+	*.ko) cp "$moddir/$path" "$root/lib/modules/" ;;
+	*.ko.xz) xz -dc "$moddir/$path" >"$root/lib/modules/${base%.xz}" || missing "cannot unpack $base" ;;
+	*.ko.zst) zstd -qdc "$moddir/$path" >"$root/lib/modules/${base%.zst}" || missing "cannot unpack $base" ;;
+	*.ko.gz) gzip -dc "$moddir/$path" >"$root/lib/modules/${base%.gz}" || missing "cannot unpack $base" ;;
+	*) missing "unknown module format $base" ;;
+	esac
+	echo "${base%%.ko*}.ko" >>"$root/lib/modules/load.list"
+}
+want virtio_pci
+want virtio_console
+
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$out/initramfs.cpio.gz.tmp"
+mv "$out/initramfs.cpio.gz.tmp" "$out/initramfs.cpio.gz"
+ln -sf "$kernel" "$out/vmlinuz"
