@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,15 +46,24 @@ struct conn {
 
 static void errmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* "hyperbufctl: ", the message, then tail, on stderr: errmsg and usage_error. */
+static void vsay(const char *tail, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+static void vsay(const char *tail, const char *fmt, va_list ap)
+{
+	fputs("hyperbufctl: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputs(tail, stderr);
+}
+
 static void errmsg(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("hyperbufctl: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsay("\n", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 static uint64_t now_ms(void)
@@ -348,9 +358,9 @@ struct table {
 	char (*cells)[CELL_MAX]; /* rows * cols, row-major; the first row is the header */
 };
 
-static int table_row(struct table *t, ...)
+/* Adds a row of t->cols cells; 0, or -1 with the reason printed. */
+static int table_row(struct table *t, const char *const cells[])
 {
-	va_list ap;
 	unsigned i;
 
 	if (t->rows == t->cap) {
@@ -363,10 +373,8 @@ static int table_row(struct table *t, ...)
 		t->cells = v;
 		t->cap = cap;
 	}
-	va_start(ap, t);
 	for (i = 0; i < t->cols; i++)
-		snprintf(t->cells[t->rows * t->cols + i], CELL_MAX, "%s", va_arg(ap, const char *));
-	va_end(ap);
+		snprintf(t->cells[t->rows * t->cols + i], CELL_MAX, "%s", cells[i]);
 	t->rows++;
 	return 0;
 }
@@ -392,12 +400,223 @@ static void table_print(struct table *t)
 		}
 		putchar('\n');
 	}
-	free(t->cells);
-	t->cells = NULL;
 }
 
-/* A table cell for a number: v in decimal, in buf (a char array), which it returns. */
-#define U(buf, v) (snprintf(buf, sizeof(buf), "%llu", (unsigned long long)(v)), buf)
+/*
+ * The list views (domains, exports, imports, timelines) are described, not coded: each is a
+ * list of the fields of its row message, and one printer walks the rows for both outputs. A
+ * field with a key is a JSON member, one with a header a text column, in the order given.
+ * Text shows an empty string as "-", a missing hid as "-", a bool as its yes/no word.
+ */
+enum field_kind { F_U32, F_U64, F_BOOL, F_STR, F_HID };
+
+struct field {
+	const char *key;    /* JSON member name, or NULL: text only */
+	const char *header; /* text column header, or NULL: JSON only */
+	enum field_kind kind;
+	size_t off;           /* offsetof the field in the row message */
+	const char *yes, *no; /* F_BOOL: the text cell */
+};
+
+struct view {
+	const char *name; /* the JSON document's one member */
+	const struct field *fields;
+	size_t n_fields;
+	/* Row i of the reply, or NULL past the last. */
+	const void *(*row)(const ControlReply *r, size_t i);
+};
+
+/* A field's text cell, in buf (CELL_MAX bytes), or a string constant or the field itself. */
+static const char *field_text(const struct field *f, const void *row, char *buf)
+{
+	const char *p = (const char *)row + f->off;
+	const char *s;
+
+	switch (f->kind) {
+	case F_U32:
+		snprintf(buf, CELL_MAX, "%u", *(const uint32_t *)p);
+		return buf;
+	case F_U64:
+		snprintf(buf, CELL_MAX, "%llu", (unsigned long long)*(const uint64_t *)p);
+		return buf;
+	case F_BOOL:
+		return *(const protobuf_c_boolean *)p ? f->yes : f->no;
+	case F_STR:
+		s = *(char *const *)p;
+		return s[0] ? s : "-";
+	case F_HID:
+		hid_hex((const ProtobufCBinaryData *)p, buf);
+		return buf;
+	}
+	return "";
+}
+
+static void field_json(const struct field *f, const void *row)
+{
+	const char *p = (const char *)row + f->off;
+
+	switch (f->kind) {
+	case F_U32:
+		printf("%u", *(const uint32_t *)p);
+		break;
+	case F_U64:
+		printf("%llu", (unsigned long long)*(const uint64_t *)p);
+		break;
+	case F_BOOL:
+		fputs(*(const protobuf_c_boolean *)p ? "true" : "false", stdout);
+		break;
+	case F_STR:
+		put_json_str(*(char *const *)p);
+		break;
+	case F_HID:
+		put_json_hid((const ProtobufCBinaryData *)p);
+		break;
+	}
+}
+
+static void print_view_json(const struct view *v, const ControlReply *r)
+{
+	const void *row;
+	size_t i, j;
+	bool first;
+
+	printf("{\"%s\":[", v->name);
+	for (i = 0; (row = v->row(r, i)) != NULL; i++) {
+		fputs(i ? ",{" : "{", stdout);
+		first = true;
+		for (j = 0; j < v->n_fields; j++) {
+			if (!v->fields[j].key)
+				continue;
+			printf("%s\"%s\":", first ? "" : ",", v->fields[j].key);
+			field_json(&v->fields[j], row);
+			first = false;
+		}
+		putchar('}');
+	}
+	fputs("]}\n", stdout);
+}
+
+static int print_view_text(const struct view *v, const ControlReply *r)
+{
+	char bufs[TABLE_MAX_COLS][CELL_MAX];
+	const char *cells[TABLE_MAX_COLS];
+	struct table t = {0};
+	const void *row;
+	size_t i, j;
+	int status = -1;
+
+	for (j = 0; j < v->n_fields; j++)
+		if (v->fields[j].header)
+			cells[t.cols++] = v->fields[j].header;
+	if (table_row(&t, cells) < 0)
+		goto out;
+	for (i = 0; (row = v->row(r, i)) != NULL; i++) {
+		t.cols = 0;
+		for (j = 0; j < v->n_fields; j++)
+			if (v->fields[j].header) {
+				cells[t.cols] = field_text(&v->fields[j], row, bufs[t.cols]);
+				t.cols++;
+			}
+		if (table_row(&t, cells) < 0)
+			goto out;
+	}
+	table_print(&t);
+	status = 0;
+out:
+	free(t.cells);
+	return status;
+}
+
+static int print_view(const struct view *v, const ControlReply *r, bool json)
+{
+	if (!json)
+		return print_view_text(v, r);
+	print_view_json(v, r);
+	return 0;
+}
+
+static const void *domain_row(const ControlReply *r, size_t i)
+{
+	return i < r->n_domains ? r->domains[i] : NULL;
+}
+
+static const void *export_row(const ControlReply *r, size_t i)
+{
+	return i < r->n_exports ? r->exports[i] : NULL;
+}
+
+static const void *import_row(const ControlReply *r, size_t i)
+{
+	return i < r->n_imports ? r->imports[i] : NULL;
+}
+
+static const void *timeline_row(const ControlReply *r, size_t i)
+{
+	return i < r->n_timelines ? r->timelines[i] : NULL;
+}
+
+static const struct field domain_fields[] = {
+    {.key = "id", .header = "ID", .kind = F_U32, .off = offsetof(CtlDomain, id)},
+    {.key = "name", .header = "NAME", .kind = F_STR, .off = offsetof(CtlDomain, name)},
+    {.key = "connected",
+     .header = "CONNECTED",
+     .kind = F_BOOL,
+     .off = offsetof(CtlDomain, connected),
+     .yes = "yes",
+     .no = "no"},
+    {.key = "sessions", .kind = F_U32, .off = offsetof(CtlDomain, sessions)},
+    {.key = "exports", .header = "EXPORTS", .kind = F_U32, .off = offsetof(CtlDomain, exports)},
+    {.key = "imports", .header = "IMPORTS", .kind = F_U32, .off = offsetof(CtlDomain, imports)},
+    {.key = "pages_used", .header = "PAGES", .kind = F_U64, .off = offsetof(CtlDomain, pages_used)},
+};
+
+static const struct field export_fields[] = {
+    {.key = "hid", .header = "HID", .kind = F_HID, .off = offsetof(CtlExport, hid)},
+    {.key = "exporter", .header = "EXPORTER", .kind = F_U32, .off = offsetof(CtlExport, exporter)},
+    {.key = "peer", .header = "PEER", .kind = F_U32, .off = offsetof(CtlExport, peer)},
+    {.key = "size", .header = "SIZE", .kind = F_U64, .off = offsetof(CtlExport, size)},
+    {.key = "pages", .header = "PAGES", .kind = F_U32, .off = offsetof(CtlExport, pages)},
+    {.key = "importers",
+     .header = "IMPORTERS",
+     .kind = F_U32,
+     .off = offsetof(CtlExport, importers)},
+    {.key = "state", .header = "STATE", .kind = F_STR, .off = offsetof(CtlExport, state)},
+    {.key = "group", .kind = F_U32, .off = offsetof(CtlExport, group)},
+};
+
+static const struct field import_fields[] = {
+    {.key = "hid", .header = "HID", .kind = F_HID, .off = offsetof(CtlImport, hid)},
+    {.key = "importer", .header = "IMPORTER", .kind = F_U32, .off = offsetof(CtlImport, importer)},
+    {.key = "exporter", .header = "EXPORTER", .kind = F_U32, .off = offsetof(CtlImport, exporter)},
+    {.key = "size", .header = "SIZE", .kind = F_U64, .off = offsetof(CtlImport, size)},
+    {.key = "writable",
+     .header = "MODE",
+     .kind = F_BOOL,
+     .off = offsetof(CtlImport, writable),
+     .yes = "rw",
+     .no = "ro"},
+};
+
+/* Timeline ids are 64-bit (a random epoch and a counter): printed in full, in decimal, as
+ * hb_timeline_id() returns them. OWNER is the owning session, "domain#serial". */
+static const struct field timeline_fields[] = {
+    {.key = "id", .header = "ID", .kind = F_U64, .off = offsetof(CtlTimeline, id)},
+    {.key = "owner", .kind = F_U32, .off = offsetof(CtlTimeline, owner)},
+    {.key = "owner_session",
+     .header = "OWNER",
+     .kind = F_STR,
+     .off = offsetof(CtlTimeline, owner_session)},
+    {.key = "value", .header = "VALUE", .kind = F_U64, .off = offsetof(CtlTimeline, value)},
+    {.key = "pending", .header = "PENDING", .kind = F_U32, .off = offsetof(CtlTimeline, pending)},
+};
+
+#define LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+static const struct view domains_view = {"domains", domain_fields, LEN(domain_fields), domain_row};
+static const struct view exports_view = {"exports", export_fields, LEN(export_fields), export_row};
+static const struct view imports_view = {"imports", import_fields, LEN(import_fields), import_row};
+static const struct view timelines_view = {"timelines", timeline_fields, LEN(timeline_fields),
+					   timeline_row};
 
 static int print_status(const ControlReply *r, bool json)
 {
@@ -417,161 +636,6 @@ static int print_status(const ControlReply *r, bool json)
 	printf("\nuptime: %llu s\ndomains: %zu\nexports: %zu\nimports: %zu\n",
 	       (unsigned long long)(r->uptime_ms / 1000), r->n_domains, r->n_exports, r->n_imports);
 	return 0;
-}
-
-static int print_domains(const ControlReply *r, bool json)
-{
-	struct table t = {.cols = 6};
-	char id[24], ex[24], im[24], pages[24];
-	size_t i;
-
-	if (json) {
-		fputs("{\"domains\":[", stdout);
-		for (i = 0; i < r->n_domains; i++) {
-			const CtlDomain *d = r->domains[i];
-
-			printf("%s{\"id\":%u,\"name\":", i ? "," : "", d->id);
-			put_json_str(d->name);
-			printf(",\"connected\":%s,\"sessions\":%u,\"exports\":%u,\"imports\":%u,"
-			       "\"pages_used\":%llu}",
-			       d->connected ? "true" : "false", d->sessions, d->exports, d->imports,
-			       (unsigned long long)d->pages_used);
-		}
-		fputs("]}\n", stdout);
-		return 0;
-	}
-	if (table_row(&t, "ID", "NAME", "CONNECTED", "EXPORTS", "IMPORTS", "PAGES") < 0)
-		return -1;
-	for (i = 0; i < r->n_domains; i++) {
-		const CtlDomain *d = r->domains[i];
-
-		if (table_row(&t, U(id, d->id), d->name[0] ? d->name : "-",
-			      d->connected ? "yes" : "no", U(ex, d->exports), U(im, d->imports),
-			      U(pages, d->pages_used)) < 0)
-			goto err;
-	}
-	table_print(&t);
-	return 0;
-err:
-	free(t.cells);
-	return -1;
-}
-
-static int print_exports(const ControlReply *r, bool json)
-{
-	char hid[33], exp[24], peer[24], size[24], pages[24], imp[24];
-	struct table t = {.cols = 7};
-	size_t i;
-
-	if (json) {
-		fputs("{\"exports\":[", stdout);
-		for (i = 0; i < r->n_exports; i++) {
-			const CtlExport *e = r->exports[i];
-
-			printf("%s{\"hid\":", i ? "," : "");
-			put_json_hid(&e->hid);
-			printf(",\"exporter\":%u,\"peer\":%u,\"size\":%llu,"
-			       "\"pages\":%u,\"importers\":%u,\"state\":",
-			       e->exporter, e->peer, (unsigned long long)e->size, e->pages,
-			       e->importers);
-			put_json_str(e->state);
-			printf(",\"group\":%u}", e->group);
-		}
-		fputs("]}\n", stdout);
-		return 0;
-	}
-	if (table_row(&t, "HID", "EXPORTER", "PEER", "SIZE", "PAGES", "IMPORTERS", "STATE") < 0)
-		return -1;
-	for (i = 0; i < r->n_exports; i++) {
-		const CtlExport *e = r->exports[i];
-
-		hid_hex(&e->hid, hid);
-		if (table_row(&t, hid, U(exp, e->exporter), U(peer, e->peer), U(size, e->size),
-			      U(pages, e->pages), U(imp, e->importers),
-			      e->state[0] ? e->state : "-") < 0)
-			goto err;
-	}
-	table_print(&t);
-	return 0;
-err:
-	free(t.cells);
-	return -1;
-}
-
-static int print_imports(const ControlReply *r, bool json)
-{
-	char hid[33], imp[24], exp[24], size[24];
-	struct table t = {.cols = 5};
-	size_t i;
-
-	if (json) {
-		fputs("{\"imports\":[", stdout);
-		for (i = 0; i < r->n_imports; i++) {
-			const CtlImport *m = r->imports[i];
-
-			printf("%s{\"hid\":", i ? "," : "");
-			put_json_hid(&m->hid);
-			printf(",\"importer\":%u,\"exporter\":%u,\"size\":%llu,"
-			       "\"writable\":%s}",
-			       m->importer, m->exporter, (unsigned long long)m->size,
-			       m->writable ? "true" : "false");
-		}
-		fputs("]}\n", stdout);
-		return 0;
-	}
-	if (table_row(&t, "HID", "IMPORTER", "EXPORTER", "SIZE", "MODE") < 0)
-		return -1;
-	for (i = 0; i < r->n_imports; i++) {
-		const CtlImport *m = r->imports[i];
-
-		hid_hex(&m->hid, hid);
-		if (table_row(&t, hid, U(imp, m->importer), U(exp, m->exporter), U(size, m->size),
-			      m->writable ? "rw" : "ro") < 0)
-			goto err;
-	}
-	table_print(&t);
-	return 0;
-err:
-	free(t.cells);
-	return -1;
-}
-
-/* Timeline ids are 64-bit (a random epoch and a counter): printed in full, in decimal, as
- * hb_timeline_id() returns them. OWNER is the owning session, "domain#serial". */
-static int print_timelines(const ControlReply *r, bool json)
-{
-	char id[24], value[24], pending[24];
-	struct table t = {.cols = 4};
-	size_t i;
-
-	if (json) {
-		fputs("{\"timelines\":[", stdout);
-		for (i = 0; i < r->n_timelines; i++) {
-			const CtlTimeline *tl = r->timelines[i];
-
-			printf("%s{\"id\":%llu,\"owner\":%u,\"owner_session\":", i ? "," : "",
-			       (unsigned long long)tl->id, tl->owner);
-			put_json_str(tl->owner_session);
-			printf(",\"value\":%llu,\"pending\":%u}", (unsigned long long)tl->value,
-			       tl->pending);
-		}
-		fputs("]}\n", stdout);
-		return 0;
-	}
-	if (table_row(&t, "ID", "OWNER", "VALUE", "PENDING") < 0)
-		return -1;
-	for (i = 0; i < r->n_timelines; i++) {
-		const CtlTimeline *tl = r->timelines[i];
-
-		if (table_row(&t, U(id, tl->id), tl->owner_session[0] ? tl->owner_session : "-",
-			      U(value, tl->value), U(pending, tl->pending)) < 0)
-			goto err;
-	}
-	table_print(&t);
-	return 0;
-err:
-	free(t.cells);
-	return -1;
 }
 
 static int print_stats(const ControlReply *r, bool json)
@@ -596,16 +660,18 @@ static int print_stats(const ControlReply *r, bool json)
 	return 0;
 }
 
+/* A command prints either a list view or, for status and stats, with its own printer. */
 static const struct command {
 	const char *name;
 	uint32_t what;
+	const struct view *view;
 	int (*print)(const ControlReply *r, bool json);
 } commands[] = {
     {.name = "status", .what = HB_CTL_STATUS, .print = print_status},
-    {.name = "domains", .what = HB_CTL_DOMAINS, .print = print_domains},
-    {.name = "exports", .what = HB_CTL_EXPORTS, .print = print_exports},
-    {.name = "imports", .what = HB_CTL_IMPORTS, .print = print_imports},
-    {.name = "timelines", .what = HB_CTL_TIMELINES, .print = print_timelines},
+    {.name = "domains", .what = HB_CTL_DOMAINS, .view = &domains_view},
+    {.name = "exports", .what = HB_CTL_EXPORTS, .view = &exports_view},
+    {.name = "imports", .what = HB_CTL_IMPORTS, .view = &imports_view},
+    {.name = "timelines", .what = HB_CTL_TIMELINES, .view = &timelines_view},
     {.name = "stats", .what = HB_CTL_STATS, .print = print_stats},
 };
 
@@ -636,11 +702,9 @@ static int usage_error(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("hyperbufctl: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsay("\n" SYNOPSIS, fmt, ap);
 	va_end(ap);
-	fputs("\n" SYNOPSIS, stderr);
 	return 1;
 }
 
@@ -679,7 +743,8 @@ static int run(const char *path, const struct command *cmd, bool json)
 	m = request(&c, &req, SERVER_MSG__BODY_CONTROL, cmd->name);
 	if (!m)
 		goto err_close;
-	if (cmd->print(m->control, json) == 0)
+	if ((cmd->view ? print_view(cmd->view, m->control, json) : cmd->print(m->control, json)) ==
+	    0)
 		status = 0;
 	server_msg__free_unpacked(m, NULL);
 
@@ -737,7 +802,7 @@ int main(int argc, char **argv)
 		return usage_error("no command given");
 	if (optind + 1 != argc)
 		return usage_error("one command at a time, not also '%s'", argv[optind + 1]);
-	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+	for (i = 0; i < LEN(commands); i++)
 		if (strcmp(argv[optind], commands[i].name) == 0)
 			cmd = &commands[i];
 	if (!cmd)
