@@ -174,6 +174,8 @@ static bool client_valid(const ClientMsg *m)
 		return m->query && hid_required_ok(&m->query->hid);
 	case CLIENT_MSG__BODY_CONTROL:
 		return m->control != NULL;
+	case CLIENT_MSG__BODY_GRANT:
+		return m->grant && m->grant->desc;
 	default:
 		return false;
 	}

@@ -22,6 +22,13 @@
 #define HB_EVENT_QUEUE_LIMIT 65536u
 #define HB_MAX_GROUPS 64u
 
+/* Welcome.memory: where buffer pages come from. */
+#define HB_MEMORY_POOL 0u   /* KVM: the daemon allocates pool pages and builds the directory */
+#define HB_MEMORY_GRANTS 1u /* Xen: the client allocates, grants and describes them (Grant) */
+
+/* Event types that never reach the application (PROTOCOL.md §3, Event). */
+#define HB_WIRE_EVENT_RECLAIMED 64u /* Xen: no importer maps the buffer; end its grants */
+
 /* Session roles in Hello. */
 #define HB_ROLE_CLIENT 0u
 #define HB_ROLE_CONTROL 1u
