@@ -86,7 +86,7 @@ LIB_SRC     := $(wildcard libclient/*.c) backends/kvm/pool_window.c
 DAEMON_SRC  := $(wildcard daemon/*.c) $(filter-out backends/kvm/pool_window.c,$(wildcard backends/kvm/*.c))
 # backends/xen: ring.c and desc.c need no Xen library and are always built (unit tests use
 # them); the rest only WITH_XEN=1, the library getting client_none.c otherwise.
-XEN_PURE    :=
+XEN_PURE    := backends/xen/ring.c backends/xen/desc.c
 ifeq ($(WITH_XEN),1)
 LIB_SRC     +=
 DAEMON_SRC  +=
