@@ -89,7 +89,7 @@ DAEMON_SRC  := $(wildcard daemon/*.c) $(filter-out backends/kvm/pool_window.c,$(
 XEN_PURE    := backends/xen/ring.c backends/xen/desc.c
 ifeq ($(WITH_XEN),1)
 LIB_SRC     +=
-DAEMON_SRC  +=
+DAEMON_SRC  += backends/xen/xen.c backends/xen/vchan.c $(XEN_PURE)
 else
 LIB_SRC     +=
 endif
