@@ -88,10 +88,10 @@ DAEMON_SRC  := $(wildcard daemon/*.c) $(filter-out backends/kvm/pool_window.c,$(
 # them); the rest only WITH_XEN=1, the library getting client_none.c otherwise.
 XEN_PURE    := backends/xen/ring.c backends/xen/desc.c
 ifeq ($(WITH_XEN),1)
-LIB_SRC     +=
+LIB_SRC     += backends/xen/client.c $(XEN_PURE)
 DAEMON_SRC  += backends/xen/xen.c backends/xen/vchan.c $(XEN_PURE)
 else
-LIB_SRC     +=
+LIB_SRC     += backends/xen/client_none.c
 endif
 GEN_C       := $(B)/gen/hyperbuf.pb-c.c
 GEN_H       := $(B)/gen/hyperbuf.pb-c.h
