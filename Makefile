@@ -1,8 +1,10 @@
 # hyperbuf - one plain GNU Makefile.
 #   make            build everything into build/
 #   make run        build, start hyperbufd on configs/local.conf, share frames end to end
-#   make check      build with ASan+UBSan into build/asan/ and run every test suite
+#   make check      build with ASan+UBSan into build/asan/ and run every test suite (the VM
+#                   and Xen cases too when QEMU and the Xen packages are installed)
 #   make check-kvm  only the VM suite: real QEMU guests (needs qemu-system-x86, see docs/KVM.md)
+#   make check-xen  only the Xen cases: Xen 4.17 with a dom0 and two domUs under QEMU TCG
 #   make bench      benchmarks, printed as ratios against a baseline measured in the same run
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make clean
@@ -39,6 +41,25 @@ LDSAN := -fsanitize=address,undefined
 endif
 LDFLAGS ?=
 
+# WITH_XEN=1 builds the Xen backend into hyperbufd and the Xen paths (xen: address, grant-based
+# buffers) into libhyperbuf. Default: on when libxen-dev's pkg-config files are installed.
+ifeq ($(origin WITH_XEN),undefined)
+WITH_XEN := $(shell pkg-config --exists xengnttab xenevtchn xenstore xencontrol 2>/dev/null && \
+	echo 1 || echo 0)
+endif
+ifeq ($(WITH_XEN),1)
+ALL_CFLAGS += -DHB_WITH_XEN=1
+XEN_LIBS_LIB = $(shell pkg-config --libs xengnttab xenevtchn xenstore)
+XEN_LIBS_DAEMON = $(shell pkg-config --libs xengnttab xenevtchn xenstore xencontrol)
+XEN_PC_REQUIRES := xengnttab xenevtchn xenstore
+endif
+
+# The knobs that change what an object file contains; a change rebuilds everything.
+KNOBS := SAN=$(SAN) WITH_XEN=$(WITH_XEN)
+KNOBS_STAMP := $(B)/.knobs
+$(shell mkdir -p $(B) && { [ "$$(cat $(KNOBS_STAMP) 2>/dev/null)" = "$(KNOBS)" ] || \
+	echo "$(KNOBS)" > $(KNOBS_STAMP); })
+
 # ---- build dependencies (Debian packages only) ------------------------------------------
 DEB_PKGS := libev-dev libprotobuf-c-dev protobuf-c-compiler libinih-dev libpng-dev pkg-config
 DEPS_OK := $(B)/.deps-ok
@@ -66,6 +87,15 @@ $(DEPS_OK):
 PROTO_SRC   := $(wildcard protocol/*.c)
 LIB_SRC     := $(wildcard libclient/*.c) backends/kvm/pool_window.c
 DAEMON_SRC  := $(wildcard daemon/*.c) $(filter-out backends/kvm/pool_window.c,$(wildcard backends/kvm/*.c))
+# backends/xen: ring.c and desc.c need no Xen library and are always built (unit tests use
+# them); the rest only WITH_XEN=1, the library getting client_none.c otherwise.
+XEN_PURE    := backends/xen/ring.c backends/xen/desc.c
+ifeq ($(WITH_XEN),1)
+LIB_SRC     += backends/xen/client.c $(XEN_PURE)
+DAEMON_SRC  += backends/xen/xen.c backends/xen/vchan.c $(XEN_PURE)
+else
+LIB_SRC     += backends/xen/client_none.c
+endif
 GEN_C       := $(B)/gen/hyperbuf.pb-c.c
 GEN_H       := $(B)/gen/hyperbuf.pb-c.h
 
@@ -88,7 +118,7 @@ $(B)/obj/gen/%.o: $(B)/gen/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -Wno-error -c $< -o $@
 
-$(B)/obj/%.o: %.c $(GEN_H) | $(DEPS_OK)
+$(B)/obj/%.o: %.c $(GEN_H) $(KNOBS_STAMP) | $(DEPS_OK)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
@@ -97,7 +127,7 @@ $(B)/obj/%.o: %.c $(GEN_H) | $(DEPS_OK)
 $(LIBSO): $(LIB_OBJ) $(PROTO_OBJ) libclient/libhyperbuf.map
 	$(CC) $(LDSAN) -shared -Wl,-soname,libhyperbuf.so.$(SOMAJOR) \
 		-Wl,--version-script=libclient/libhyperbuf.map -o $@ $(LIB_OBJ) $(PROTO_OBJ) \
-		$(DEPS_LIBS_LIB) $(LDFLAGS)
+		$(DEPS_LIBS_LIB) $(XEN_LIBS_LIB) $(LDFLAGS)
 $(B)/libhyperbuf.so: $(LIBSO)
 	ln -sf libhyperbuf.so.$(VERSION) $(B)/libhyperbuf.so.$(SOMAJOR)
 	ln -sf libhyperbuf.so.$(VERSION) $@
@@ -105,16 +135,18 @@ $(LIBA): $(LIB_OBJ) $(PROTO_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(B)/hyperbufd: $(DAEMON_OBJ) $(PROTO_OBJ)
-	$(CC) $(LDSAN) -o $@ $^ -lev $(shell pkg-config --libs inih libprotobuf-c) $(LDFLAGS)
+	$(CC) $(LDSAN) -o $@ $^ -lev $(shell pkg-config --libs inih libprotobuf-c) $(XEN_LIBS_DAEMON) \
+		$(LDFLAGS)
 $(B)/hyperbufctl: $(call obj,tools/hyperbufctl.c) $(PROTO_OBJ)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(LDFLAGS)
 $(B)/hyperbuf-demo: $(call obj,tools/demo.c tools/pattern.c tools/png.c tools/spawn.c) $(LIBA)
-	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c libpng) $(LDFLAGS)
+	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c libpng) $(XEN_LIBS_LIB) \
+		$(LDFLAGS)
 
-$(B)/hyperbuf.pc: hyperbuf.pc.in Makefile
+$(B)/hyperbuf.pc: hyperbuf.pc.in Makefile $(KNOBS_STAMP)
 	@mkdir -p $(@D)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
-		-e 's|@VERSION@|$(VERSION)|' $< > $@
+		-e 's|@VERSION@|$(VERSION)|' -e 's|@XEN_REQUIRES@|$(XEN_PC_REQUIRES)|' $< > $@
 
 # ---- tests -----------------------------------------------------------------------------
 # test_unit_*: protocol/ and daemon units, no daemon process. test_it_*: the real daemon and
@@ -134,11 +166,21 @@ $(UNIT_BINS): $(B)/tests/%: $(call obj,tests/%.c) $(call obj,tests/harness.c) $(
 	$(CC) $(LDSAN) -o $@ $^ $(UNIT_LIBS_$*) \
 		$(shell pkg-config --libs libprotobuf-c) $(LDFLAGS)
 $(B)/tests/test_unit_config: $(call obj,daemon/config.c daemon/log.c)
+$(B)/tests/test_unit_xen: $(call obj,$(XEN_PURE))
 
 IT_SUPPORT := $(call obj,tests/harness.c tests/util.c tools/pattern.c)
 $(IT_BINS) $(VM_BINS): $(B)/tests/%: $(call obj,tests/%.c) $(IT_SUPPORT) $(LIBA)
 	@mkdir -p $(@D)
-	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) -lpthread $(LDFLAGS)
+	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(XEN_LIBS_LIB) -lpthread \
+		$(LDFLAGS)
+
+# The program the Xen cases run in dom0 and in the domUs: the public API only, as any user's
+# program would be (tests/xen/README.md).
+XEN_PEER := $(B)/tests/xen/hb-xen-peer
+$(XEN_PEER): $(call obj,tests/xen/peer.c tools/pattern.c) $(LIBA)
+	@mkdir -p $(@D)
+	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(XEN_LIBS_LIB) -lpthread \
+		$(LDFLAGS)
 
 # The VM suite's guest: a static program (libhyperbuf, libprotobuf-c.a from Debian) in a busybox
 # initramfs with the kernel's virtio modules. It runs in the guest, so it is never sanitized:
@@ -146,7 +188,10 @@ $(IT_BINS) $(VM_BINS): $(B)/tests/%: $(call obj,tests/%.c) $(IT_SUPPORT) $(LIBA)
 # script writes $(B)/kvm/missing instead and the VM cases skip, saying why.
 GUEST_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -DHB_VERSION_STRING='"$(VERSION)"' \
 	-Iinclude -iquote protocol -iquote $(B)/gen -iquote . $(DEPS_CFLAGS)
-GUEST_SRC  := tests/kvm/guest.c tools/pattern.c $(LIB_SRC) $(PROTO_SRC)
+# A KVM guest has no Xen: its library gets the Xen-less client whatever WITH_XEN says.
+GUEST_SRC  := tests/kvm/guest.c tools/pattern.c $(PROTO_SRC) \
+	$(filter-out backends/xen/client.c backends/xen/client_none.c,$(LIB_SRC)) \
+	backends/xen/client_none.c
 GUEST_OBJ  := $(patsubst %.c,$(B)/kvm/obj/%.o,$(GUEST_SRC)) $(B)/kvm/obj/gen/hyperbuf.pb-c.o
 $(B)/kvm/obj/gen/%.o: $(B)/gen/%.c
 	@mkdir -p $(@D)
@@ -163,8 +208,13 @@ $(VM_BINS): | $(B)/kvm/initramfs.cpio.gz
 $(SH_BINS): $(B)/tests/%: tests/%.sh
 	@mkdir -p $(@D)
 	cp $< $@ && chmod +x $@
+# test_sh_xen's helpers, next to it as in the tree.
+XEN_SCRIPTS := $(patsubst tests/%,$(B)/tests/%,$(wildcard tests/xen/*.sh))
+$(XEN_SCRIPTS): $(B)/tests/xen/%: tests/xen/%
+	@mkdir -p $(@D)
+	cp $< $@
 
-tests: all $(TEST_BINS) $(B)/bench
+tests: all $(TEST_BINS) $(B)/bench $(XEN_PEER) $(XEN_SCRIPTS)
 
 # make check: the sanitized build in build/asan, every suite, one closing line.
 check:
@@ -179,12 +229,17 @@ check-kvm:
 	$(MAKE) SAN=1 B=build/asan tests
 	sh tests/run-tests.sh build/asan 'test_vm_*'
 
+# The Xen cases alone (they skip, with the reason, when the Xen or QEMU packages are missing).
+check-xen:
+	$(MAKE) SAN=1 B=build/asan tests
+	sh tests/run-tests.sh build/asan 'test_sh_xen'
+
 # ---- run and bench ---------------------------------------------------------------------
 run: all
 	$(B)/hyperbuf-demo --daemon $(B)/hyperbufd --config configs/local.conf
 
 $(B)/bench: $(call obj,tests/bench.c tools/pattern.c tools/spawn.c) $(LIBA)
-	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(LDFLAGS)
+	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(XEN_LIBS_LIB) $(LDFLAGS)
 
 bench: all $(B)/bench
 	$(B)/bench --daemon $(B)/hyperbufd
@@ -219,4 +274,4 @@ format:
 clean:
 	rm -rf build
 
-.PHONY: all tests check check-unit check-kvm run bench install uninstall format clean
+.PHONY: all tests check check-unit check-kvm check-xen run bench install uninstall format clean

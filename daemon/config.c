@@ -82,7 +82,7 @@ static const char *const limits_keys[] = {"exports_per_domain",   "pages_per_dom
 					  NULL};
 static const char *const vm_keys[] = {"id", "channel", "ports", NULL};
 static const char *const group_keys[] = {"members", "size", "ivshmem", "vectors", NULL};
-static const char *const xen_keys[] = {"domains", NULL};
+static const char *const xen_keys[] = {"domains", "grant_budget", "maptrack_budget", NULL};
 #define MAX_KEYS 8
 
 enum { K_BACKEND, K_SOCKET, K_LOG };
@@ -793,10 +793,19 @@ static bool xen_domain_item(struct parse *p, void *arg, const char *item)
 
 static void xen_key(struct parse *p, int k, const char *key, const char *value)
 {
+	uint64_t v;
 	char *list;
 
-	(void)k;
-	(void)key;
+	/* Budgets in pages, 0 meaning "derive it from the domain's tables" (docs/XEN.md). */
+	if (k == 1 || k == 2) {
+		if (number(p, key, value, 0, UINT32_MAX, &v)) {
+			if (k == 1)
+				p->c->xen_grant_budget = (uint32_t)v;
+			else
+				p->c->xen_maptrack_budget = (uint32_t)v;
+		}
+		return;
+	}
 	if (strcmp(value, "all") == 0) {
 		p->c->xen_all_domains = true;
 		return;

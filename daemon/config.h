@@ -66,6 +66,8 @@ struct hb_config {
 	bool xen_all_domains;               /* [xen] domains = all */
 	uint32_t xen_domains[HB_CONFIG_MAX_VMS];
 	unsigned n_xen_domains;
+	uint32_t xen_grant_budget;          /* pages a domain may grant; 0: 3/4 of its table */
+	uint32_t xen_maptrack_budget;       /* pages a domain may map; 0: half of the default */
 };
 
 /* The config compiled into hyperbufd, used when no -c is given and the default file is absent. */

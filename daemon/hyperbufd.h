@@ -89,7 +89,8 @@ struct hbd_buffer {
 	uint32_t flags; /* HB_BUFFER_PEER_WRITABLE */
 
 	/* Backend placement. */
-	uint32_t group;
+	uint64_t creator; /* serial of the session that allocated it */
+	uint32_t group;   /* KVM pool; 0 for grant-based (Xen) buffers */
 	uint32_t *refs;      /* data pages then directory pages */
 	uint32_t data_pages, dir_pages;
 	struct hb_refdir desc;
@@ -234,9 +235,20 @@ struct hbd_backend_ops {
 	void (*welcome_free)(Welcome *w);
 	/* Appends "key: value" statistics. */
 	void (*stats)(struct hbd *d, void (*put)(void *ctx, const char *key, uint64_t v), void *ctx);
+
+	/* Grant-based backends (Xen) only, NULL elsewhere. alloc only reserves: the client then
+	 * allocates and grants the pages itself and describes them with Grant, whose descriptor
+	 * this checks (hostile input) and takes into b->desc. */
+	int (*grant)(struct hbd *d, struct hbd_session *s, struct hbd_buffer *b,
+		     const BufferDesc *desc);
+	/* May s's domain map b now (Xen: its maptrack budget)? NULL: always. */
+	int (*can_import)(struct hbd *d, struct hbd_session *s, const struct hbd_buffer *b);
 };
 
 extern const struct hbd_backend_ops hbd_kvm_backend;
+extern const struct hbd_backend_ops hbd_xen_backend; /* WITH_XEN=1 builds only */
+/* The backend compiled in for kind, or NULL. */
+const struct hbd_backend_ops *hbd_backend_find(enum hb_backend_kind kind);
 
 struct hbd_listener {
 	int fd;

@@ -127,6 +127,7 @@ int hbd_buffer_alloc(struct hbd_session *s, uint32_t peer, uint64_t size, uint32
 	}
 	b->handle = d->next_handle++;
 	b->owner = s;
+	b->creator = s->serial;
 	s->dom->pages += b->data_pages + b->dir_pages;
 	hb_list_insert_tail(&s->buffers, &b->owner_link);
 	hb_debug("%s: buffer %llu: %llu bytes for domain %u, %u+%u pages in group %u", s->label,
@@ -220,6 +221,9 @@ int hbd_export(struct hbd_buffer *b, const uint8_t *meta, size_t meta_len, struc
 	uint8_t *copy = NULL;
 	int r;
 
+	/* A grant-based buffer whose pages were never described (no Grant yet). */
+	if (b->desc.depth == 0)
+		return -EINVAL;
 	if (fresh && dom->exports >= d->cfg->exports_per_domain)
 		return -EDQUOT;
 	if (meta_len) {
@@ -289,10 +293,15 @@ int hbd_import(struct hbd_session *s, const struct hb_id *hid, uint32_t flags,
 		return -ENOENT;
 	if (writable && !(b->flags & HB_BUFFER_PEER_WRITABLE))
 		return -EACCES;
-	if (!(s->attached & (1ull << (b->group - 1))))
+	if (b->group && !(s->attached & (1ull << (b->group - 1))))
 		return -ENOENT;
 	if (s->dom->imports >= d->cfg->imports_per_domain)
 		return -EDQUOT;
+	if (d->backend->can_import) {
+		int r = d->backend->can_import(d, s, b);
+		if (r < 0)
+			return r;
+	}
 	im = calloc(1, sizeof(*im));
 	if (!im)
 		return -ENOMEM;

@@ -158,6 +158,18 @@ static int do_query(struct hbd_session *s, const Query *m, ServerMsg *reply, Que
 	return 0;
 }
 
+/* Xen: the pages of a reserved buffer, as the client granted them. */
+static int do_grant(struct hbd_session *s, const Grant *m)
+{
+	struct hbd_buffer *b = hbd_buffer_find(s, m->buffer);
+
+	if (!b)
+		return -ENOENT;
+	if (!s->d->backend->grant)
+		return -EOPNOTSUPP;
+	return s->d->backend->grant(s->d, s, b, m->desc);
+}
+
 static int do_unexport(struct hbd_session *s, const Unexport *m)
 {
 	struct hb_id hid;
@@ -291,6 +303,9 @@ void hbd_request(struct hbd_session *s, ClientMsg *msg)
 		break;
 	case CLIENT_MSG__BODY_QUERY:
 		r = do_query(s, msg->query, &reply, &query_reply);
+		break;
+	case CLIENT_MSG__BODY_GRANT:
+		r = do_grant(s, msg->grant);
 		break;
 	case CLIENT_MSG__BODY_CONTROL:
 		r = hbd_control(s, msg->control->what, &control);

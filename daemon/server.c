@@ -190,11 +190,11 @@ int hbd_server_start(struct hbd *d)
 	d->next_handle = 1;
 	d->host.fd = -1;
 
-	if (cfg->backend != HB_BACKEND_KVM) {
-		hb_err("backend xen is not available in this build yet; use backend = kvm");
+	d->backend = hbd_backend_find(cfg->backend);
+	if (!d->backend) {
+		hb_err("backend xen is not in this build (it needs libxen-dev); use backend = kvm");
 		return -ENOTSUP;
 	}
-	d->backend = &hbd_kvm_backend;
 
 	/* Domains known from the config exist from the start, so DOMAINS lists them. */
 	if (!hbd_domain_get(d, 0))

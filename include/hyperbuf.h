@@ -54,17 +54,22 @@ struct hb_client;
 
 /*
  * Connects to the daemon. address: NULL means $HYPERBUF_ADDRESS, else the platform default
- * (kvm: inside a KVM guest, unix:/run/hyperbuf/hyperbufd.sock on the host). Forms:
- *   unix:PATH  a host client (domain 0) of the daemon's socket at PATH
+ * (xen: inside a Xen guest, kvm: inside a KVM guest, unix:/run/hyperbuf/hyperbufd.sock on the
+ * host). Forms:
+ *   unix:PATH  a host client (domain 0, or Xen's dom0) of the daemon's socket at PATH
  *   vm:PATH    an emulated VM: PATH is that VM's channel socket; the library then connects to
  *              the ivshmem socket of each of the VM's groups and maps the pool from the fd it
  *              receives, exactly as QEMU would
  *   kvm:       inside a KVM guest: the first free virtio-serial port org.hyperbuf.N, the pools
  *              from the guest's ivshmem BARs (docs/KVM.md); kvm:PATH names one port device
+ *   xen:       inside a Xen guest: the vchan hyperbufd in dom0 publishes for this domain
+ *              (docs/XEN.md); buffers are then pages this process grants, imports grants it
+ *              maps. hb_get_fd is the event-channel device.
  * Errors: EINVAL (bad address), ENOENT/ECONNREFUSED (no daemon), EPROTO (version mismatch or a
  * malformed welcome), ENOMEM; in a KVM guest also EBUSY (every port is taken by another
  * process), EACCES/EPERM (no permission for the port or the BARs), ENODEV (no ivshmem device
- * for one of the VM's groups), ETIMEDOUT.
+ * for one of the VM's groups), ETIMEDOUT; for xen: ENOENT (no Xen devices) or ETIMEDOUT (no
+ * daemon serves this domain within 10 s).
  */
 struct hb_client *hb_connect(const char *address);
 
@@ -113,7 +118,8 @@ struct hb_buffer;
  * multiple; the exact size is kept. flags: 0 or HB_BUFFER_PEER_WRITABLE.
  * Errors: EINVAL (size 0, self as peer, unknown flags), EPERM (policy: no group with that
  * peer), ENODEV (no such domain), ENOSPC (pool full), EDQUOT (domain quota), EFBIG (larger
- * than any pool).
+ * than any pool). On Xen: ENOSPC (the gntalloc limit, or the domain's grant budget), EFBIG
+ * (over the whole grant budget); docs/XEN.md says which knob to turn.
  */
 struct hb_buffer *hb_buffer_alloc(struct hb_client *c, uint32_t peer_domain, size_t size,
 				  uint32_t flags);
@@ -152,9 +158,10 @@ struct hb_import;
  * Maps the buffer behind id. flags: 0 (read-only: a write faults) or HB_IMPORT_WRITE.
  * Errors: ENOENT (unknown, forged, unexported or not exported to this domain: these are
  * indistinguishable), EACCES (write asked for, not allowed), EBADMSG (the shared reference
- * directory is corrupt), ENOMEM.
+ * directory is corrupt), ENOMEM; on Xen ENOSPC (this domain's maptrack budget) and EFBIG
+ * (over gntdev's per-mapping limit).
  * The mapping stays valid until hb_import_release, even after the exporter unexports, frees
- * or dies.
+ * or dies (on Xen, a dead exporter's pages are then replaced by a private copy of them).
  */
 struct hb_import *hb_import(struct hb_client *c, const struct hb_id *id, uint32_t flags);
 void *hb_import_data(struct hb_import *im);

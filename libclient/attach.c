@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backends/xen/client.h"
 #include "libclient/private.h"
 
 /* The highest ivshmem peer id QEMU takes (IVSHMEM_MAX_PEERS). */
@@ -303,6 +304,9 @@ err_refs:
 
 void hb_unmap(struct hb_mapping *m)
 {
-	hb_pool_window_unmap(m->base, m->len);
+	if (m->xen.kind != HB_XEN_NONE)
+		hb_xen_unmap(m);
+	else
+		hb_pool_window_unmap(m->base, m->len);
 	memset(m, 0, sizeof(*m));
 }

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/xen/client.h"
 #include "libclient/private.h"
 #include "resync.h"
 
@@ -66,6 +67,12 @@ HB_EXPORT struct hb_buffer *hb_buffer_alloc(struct hb_client *c, uint32_t peer_d
 	b->client = c;
 
 	hb_lock(c);
+	/* Xen: local limits first, so a buffer that cannot be granted costs no round trip. */
+	if (c->grants) {
+		r = hb_xen_alloc_check(c, size);
+		if (r < 0)
+			goto err_unlock;
+	}
 	a.peer = peer_domain;
 	a.size = size;
 	a.flags = flags;
@@ -75,12 +82,18 @@ HB_EXPORT struct hb_buffer *hb_buffer_alloc(struct hb_client *c, uint32_t peer_d
 	if (r < 0)
 		goto err_unlock;
 	handle = reply.msg->alloc->buffer;
-	/* Exactly the size asked for, or the daemon and we disagree about the buffer. */
-	if (!reply.msg->alloc->desc || reply.msg->alloc->desc->size != size)
-		r = -EPROTO;
-	else
-		r = hb_map_desc(c, reply.msg->alloc->desc, true, &b->map);
-	hb_reply_free(&reply);
+	if (c->grants) {
+		/* The daemon reserved it; the pages are ours to allocate, grant and describe. */
+		hb_reply_free(&reply);
+		r = hb_xen_buffer_make(c, handle, peer_domain, size, flags, &b->map);
+	} else {
+		/* Exactly the size asked for, or the daemon and we disagree about the buffer. */
+		if (!reply.msg->alloc->desc || reply.msg->alloc->desc->size != size)
+			r = -EPROTO;
+		else
+			r = hb_map_desc(c, reply.msg->alloc->desc, true, &b->map);
+		hb_reply_free(&reply);
+	}
 	if (r < 0)
 		goto err_free;
 	b->handle = handle;
@@ -130,6 +143,18 @@ HB_EXPORT void hb_buffer_free(struct hb_buffer *b)
 		return;
 	c = b->client;
 	hb_lock(c);
+	/* Xen: the grants must outlive every importer's mapping, so the pages wait, parked,
+	 * for the daemon's word that nobody maps them (RECLAIMED, which may come right away,
+	 * ahead of the reply to Free). */
+	if (b->map.xen.kind == HB_XEN_EXPORT && hb_broken(c) == 0) {
+		hb_xen_buffer_park(c, b->handle, &b->map);
+		if (send_free(c, b->handle) < 0)
+			hb_xen_reclaimed(c, b->handle); /* nobody left to wait for */
+		hb_buffer_destroy(b);
+		hb_unlock(c);
+		errno = saved;
+		return;
+	}
 	/* Free unexports with delay 0 on the daemon's side. Its failure cannot be reported
 	 * from here, and a broken client has nobody to tell: either way the mapping goes. */
 	if (hb_broken(c) == 0)

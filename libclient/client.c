@@ -8,6 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "backends/xen/client.h"
 #include "libclient/private.h"
 
 /* How long connect(2) may wait for room in the daemon's listen backlog. */
@@ -29,14 +30,13 @@ int hb_fail(int neg_errno)
 	return -1;
 }
 
-enum hb_address_kind { HB_ADDR_UNIX, HB_ADDR_VM, HB_ADDR_KVM };
+enum hb_address_kind { HB_ADDR_UNIX, HB_ADDR_VM, HB_ADDR_KVM, HB_ADDR_XEN };
 
 /*
  * Splits an address into its kind and path. "unix:PATH" and "vm:PATH" need a path that fits
  * sun_path. "kvm:" is a KVM guest's: the first free virtio-serial port org.hyperbuf.N, or with
- * "kvm:PATH" the port device at PATH (kvm.c). "xen:" is recognised now so that it fails with
- * ENOTSUP rather than EINVAL until the Xen backend exists (vchan to dom0, gntshr/gnttab
- * instead of pool windows): one more enum hb_address_kind and one more attach path.
+ * "kvm:PATH" the port device at PATH (kvm.c). "xen:" (a vchan to the daemon in dom0,
+ * backends/xen/client.c) takes none.
  */
 static int parse_address(const char *address, enum hb_address_kind *kind, const char **path)
 {
@@ -47,7 +47,7 @@ static int parse_address(const char *address, enum hb_address_kind *kind, const 
 	    {"unix:", HB_ADDR_UNIX},
 	    {"vm:", HB_ADDR_VM},
 	    {"kvm:", HB_ADDR_KVM},
-	    {"xen:", -ENOTSUP},
+	    {"xen:", HB_ADDR_XEN},
 	};
 	struct sockaddr_un sun;
 
@@ -61,6 +61,8 @@ static int parse_address(const char *address, enum hb_address_kind *kind, const 
 		*path = address + n;
 		if (*kind == HB_ADDR_KVM)
 			return (*path)[0] == '\0' || (*path)[0] == '/' ? 0 : -EINVAL;
+		if (*kind == HB_ADDR_XEN)
+			return (*path)[0] == '\0' ? 0 : -EINVAL;
 		if ((*path)[0] == '\0' || strlen(*path) >= sizeof(sun.sun_path))
 			return -EINVAL;
 		return 0;
@@ -118,6 +120,15 @@ static int take_welcome(struct hb_client *c, const Welcome *w)
 	c->event_depth = w->event_queue;
 	c->frame_max = w->frame_max && w->frame_max < HB_FRAME_MAX ? w->frame_max : HB_FRAME_MAX;
 
+	if (w->memory == HB_MEMORY_GRANTS) {
+		/* Xen: we grant and map pages ourselves; there are no pools. */
+		if (w->n_groups)
+			return -EPROTO;
+		c->grants = true;
+		return hb_xen_grants_open(c);
+	}
+	if (w->memory != HB_MEMORY_POOL)
+		return -EPROTO;
 	if (w->n_groups == 0)
 		return 0;
 	c->groups = calloc(w->n_groups, sizeof(*c->groups));
@@ -173,12 +184,10 @@ static void client_destroy(struct hb_client *c)
 	hb_fences_destroy(c);
 	hb_timelines_destroy(c);
 	/* The channel first: the daemon ends the session on its EOF. Then the ivshmem sockets,
-	 * whose closing tells it an emulated VM is gone. A port gives the daemon no EOF (it stays
-	 * open on the host for the next process): say goodbye instead. */
-	if (c->fd >= 0 && c->port && !c->broken)
-		hb_kvm_goodbye(c->fd);
-	if (c->fd >= 0)
-		close(c->fd);
+	 * whose closing tells it an emulated VM is gone (a port says goodbye instead). */
+	if (c->tp)
+		c->tp->close(c);
+	hb_xen_fini(c);
 	for (size_t i = 0; i < c->n_groups; i++)
 		hb_group_close(&c->groups[i]);
 	free(c->groups);
@@ -199,8 +208,10 @@ HB_EXPORT struct hb_client *hb_connect(const char *address)
 
 	if (!address) {
 		address = secure_getenv(HB_ADDRESS_ENV);
+		/* The platform default: a vchan to dom0 inside a Xen guest, else the host
+		 * socket. */
 		if (!address || address[0] == '\0')
-			address = hb_kvm_guest() ? "kvm:" : HB_DEFAULT_ADDRESS;
+			address = hb_xen_in_guest() ? "xen:" : hb_kvm_guest() ? "kvm:" : HB_DEFAULT_ADDRESS;
 	}
 	r = parse_address(address, &kind, &path);
 	if (r < 0)
@@ -229,10 +240,17 @@ HB_EXPORT struct hb_client *hb_connect(const char *address)
 		goto err_client;
 	}
 
-	r = c->port ? hb_kvm_open(path[0] ? path : NULL) : hb_unix_connect(path);
-	if (r < 0)
-		goto err_client;
-	c->fd = r;
+	if (kind == HB_ADDR_XEN) {
+		r = hb_xen_connect(c);
+		if (r < 0)
+			goto err_client;
+	} else {
+		r = c->port ? hb_kvm_open(path[0] ? path : NULL) : hb_unix_connect(path);
+		if (r < 0)
+			goto err_client;
+		c->fd = r;
+		c->tp = c->port ? &hb_port_transport : &hb_socket_transport;
+	}
 	r = hello(c);
 	if (r < 0)
 		goto err_client;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "backends/xen/client.h"
 #include "libclient/private.h"
 
 static void append(struct hb_client *c, struct hb_event_node *n)
@@ -50,6 +51,16 @@ int hb_event_push(struct hb_client *c, const Event *ev)
 
 	if ((ev->hid.len != 0 && ev->hid.len != sizeof(n->id.bytes)) || ev->meta.len > HB_META_MAX)
 		return hb_break(c, EPROTO);
+	/* Ours, not the application's: a parked buffer's grants may end. */
+	if (ev->type == HB_WIRE_EVENT_RECLAIMED) {
+		if (c->grants)
+			hb_xen_reclaimed(c, ev->buffer);
+		return 0;
+	}
+	/* Xen: nothing may keep a dead domain's pages mapped, or it cannot finish dying. The
+	 * imports from it become private copies before anybody hears of its death. */
+	if (ev->type == HB_EVENT_DOMAIN_GONE && c->grants)
+		hb_xen_domain_gone(c, ev->domain);
 	/* A newer daemon may know more event types than we do: skip them, they are not ours
 	 * to report. */
 	if (ev->type < HB_EVENT_EXPORTED || ev->type > HB_EVENT_OVERFLOW)

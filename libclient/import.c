@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/xen/client.h"
 #include "libclient/private.h"
 
 static void link_import(struct hb_client *c, struct hb_import *im)
@@ -73,8 +74,12 @@ HB_EXPORT struct hb_import *hb_import(struct hb_client *c, const struct hb_id *i
 		r = -ENOMEM;
 		goto err_reply;
 	}
-	/* Read-only unless asked: the mapping itself enforces it, a write faults. */
-	r = hb_map_desc(c, ir->desc, flags & HB_IMPORT_WRITE, &im->map);
+	/* Read-only unless asked: the mapping itself enforces it, a write faults. On Xen the
+	 * grants are the exporter's (read-only ones unless it allowed writing). */
+	if (c->grants)
+		r = hb_xen_import_map(c, ir->desc, ir->exporter, flags & HB_IMPORT_WRITE, &im->map);
+	else
+		r = hb_map_desc(c, ir->desc, flags & HB_IMPORT_WRITE, &im->map);
 	if (r < 0)
 		goto err_import;
 	im->client = c;
@@ -139,17 +144,21 @@ void hb_import_destroy(struct hb_import *im)
 HB_EXPORT void hb_import_release(struct hb_import *im)
 {
 	struct hb_client *c;
+	uint64_t handle;
 	int saved = errno;
 
 	if (!im)
 		return;
 	c = im->client;
 	hb_lock(c);
-	/* The mapping goes whatever the daemon says: after this call the caller has no way to
+	/* Unmap first, then tell: when the daemon hears of the release the pages are no
+	 * longer ours, so the exporter may end its grants (Xen) or the pool may reuse them.
+	 * The mapping goes whatever the daemon says: after this call the caller has no way to
 	 * reach it anyway. */
-	if (hb_broken(c) == 0)
-		send_release(c, im->handle);
+	handle = im->handle;
 	hb_import_destroy(im);
+	if (hb_broken(c) == 0)
+		send_release(c, handle);
 	hb_unlock(c);
 	errno = saved;
 }

@@ -102,6 +102,24 @@ struct hb_timeline {
 	uint64_t id;
 };
 
+/* The stream to the daemon: a socket (unix:, vm:) or a vchan (xen:, backends/xen/client.c).
+ * c->fd is what to poll for input either way (for a vchan, its event channel). */
+struct hb_transport_ops {
+	/* Reads up to len bytes, taking fds as hb_recv_fds does. Returns the count, 0 at the
+	 * end of the stream, -EAGAIN when nothing is there yet, or a negative errno. */
+	ssize_t (*recv)(struct hb_client *c, void *buf, size_t len, int *fds, unsigned *nfds,
+			unsigned max);
+	/* Writes up to len bytes: the count, -EAGAIN when there is no room, or a negative errno. */
+	ssize_t (*send)(struct hb_client *c, const void *buf, size_t len);
+	/* Ends the stream as the daemon sees it, keeping c->fd open (hb_break). */
+	void (*shutdown)(struct hb_client *c);
+	/* Frees it all, c->fd included. */
+	void (*close)(struct hb_client *c);
+	bool pollout; /* c->fd reports room to write */
+};
+extern const struct hb_transport_ops hb_socket_transport;
+extern const struct hb_transport_ops hb_port_transport; /* kvm: a virtio-serial port */
+
 /* A request waiting for its reply. Replies are matched by id, not by order, so that more
  * than one may be in flight later (fences) without changing the receive path. */
 struct hb_request {
@@ -124,12 +142,20 @@ struct hb_event_node {
 	uint8_t meta[];
 };
 
+struct hb_xen;
+
 struct hb_client {
 	pthread_mutex_t lock;
 	int fd;     /* the channel to the daemon */
 	bool vm;    /* an emulated VM (vm:), else a host client (unix:) or a KVM guest */
 	bool port;  /* a KVM guest (kvm:): fd is a virtio-serial port, not a socket */
 	int broken; /* sticky positive errno, 0 while healthy; atomic reads */
+	/* How frames move: a socket, or the Xen vchan. */
+	const struct hb_transport_ops *tp;
+	/* Xen only, else NULL/false: the vchan of xen: and the grant handles; grants says
+	 * buffers are pages this client grants (Welcome.memory). */
+	struct hb_xen *xen;
+	bool grants;
 
 	/* From the welcome. */
 	uint32_t domain;
@@ -163,6 +189,23 @@ struct hb_client {
 	struct hb_timeline *timelines;
 };
 
+/* Xen mappings (backends/xen/client.c): how to give the pages back. */
+enum hb_xen_kind {
+	HB_XEN_NONE = 0,
+	HB_XEN_EXPORT, /* our pages, granted to the peer (gntalloc) */
+	HB_XEN_IMPORT, /* the exporter's pages (gntdev) */
+	HB_XEN_COPY,   /* a private copy that replaced an import when its exporter died */
+};
+struct hb_xen_map {
+	struct hb_xen *x;
+	enum hb_xen_kind kind;
+	bool writable;
+	uint32_t domid; /* import: the exporting domain */
+	uint32_t pages;
+	void *dir; /* export: the directory pages */
+	uint32_t dir_pages;
+};
+
 /* Where a buffer's or an import's pages are mapped. */
 struct hb_mapping {
 	struct hb_group *group;
@@ -170,6 +213,7 @@ struct hb_mapping {
 	size_t len;    /* pages * HB_PAGE_SIZE */
 	uint8_t *data; /* base + first_offset */
 	size_t size;   /* exact bytes */
+	struct hb_xen_map xen;
 };
 
 struct hb_buffer {

@@ -30,18 +30,7 @@ int hb_break(struct hb_client *c, int err)
 		 * whoever polls it (another thread in hb_dispatch, the application's loop) wakes
 		 * up to an EOF instead of waiting for a daemon that will never speak again. The
 		 * daemon sees the same EOF and ends the session. */
-		if (!c->port) {
-			shutdown(c->fd, SHUT_RDWR);
-		} else {
-			/* A port cannot be shut down: put /dev/null (always readable, at EOF) in
-			 * its place, which also frees the port for the next process. */
-			int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
-
-			if (nul >= 0) {
-				dup3(nul, c->fd, O_CLOEXEC);
-				close(nul);
-			}
-		}
+		c->tp->shutdown(c);
 		/* No completion can arrive any more: every pending fence completes now, with
 		 * this errno, so no poller of a sync fd hangs (fences.md §5.5). */
 		hb_fences_fail_all(c, -err);
@@ -61,6 +50,103 @@ void hb_close_fds(int *fds, unsigned *nfds)
 		close(fds[i]);
 	*nfds = 0;
 }
+
+static ssize_t sock_recv(struct hb_client *c, void *buf, size_t len, int *fds, unsigned *nfds,
+			 unsigned max)
+{
+	ssize_t n = hb_recv_fds(c->fd, buf, len, fds, nfds, max);
+
+	return n == -EWOULDBLOCK ? -EAGAIN : n;
+}
+
+static ssize_t sock_send(struct hb_client *c, const void *buf, size_t len)
+{
+	ssize_t n;
+
+	do
+		n = send(c->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	return n;
+}
+
+static void sock_shutdown(struct hb_client *c)
+{
+	shutdown(c->fd, SHUT_RDWR);
+}
+
+static void sock_close(struct hb_client *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+}
+
+const struct hb_transport_ops hb_socket_transport = {
+    .recv = sock_recv,
+    .send = sock_send,
+    .shutdown = sock_shutdown,
+    .close = sock_close,
+    .pollout = true,
+};
+
+/* A KVM guest's virtio-serial port (kvm:, libclient/kvm.c): a character device, no fds. */
+static ssize_t port_recv(struct hb_client *c, void *buf, size_t len, int *fds, unsigned *nfds,
+			 unsigned max)
+{
+	ssize_t n;
+
+	do
+		n = read(c->fd, buf, len);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	return n;
+}
+
+static ssize_t port_send(struct hb_client *c, const void *buf, size_t len)
+{
+	ssize_t n;
+
+	do
+		n = write(c->fd, buf, len);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	return n;
+}
+
+/* A port cannot be shut down: put /dev/null (always readable, at EOF) in its place, which also
+ * frees the port for the next process. */
+static void port_shutdown(struct hb_client *c)
+{
+	int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	if (nul >= 0) {
+		dup3(nul, c->fd, O_CLOEXEC);
+		close(nul);
+	}
+}
+
+/* A port gives the daemon no EOF (it stays open on the host for the next process): say
+ * goodbye instead, unless the connection already broke. */
+static void port_close(struct hb_client *c)
+{
+	if (c->fd >= 0 && !c->broken)
+		hb_kvm_goodbye(c->fd);
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+}
+
+const struct hb_transport_ops hb_port_transport = {
+	.recv = port_recv,
+	.send = port_send,
+	.shutdown = port_shutdown,
+	.close = port_close,
+	.pollout = true,
+};
 
 ssize_t hb_recv_fds(int fd, void *buf, size_t len, int *fds, unsigned *nfds, unsigned max)
 {
@@ -141,17 +227,9 @@ static int rx_frame(struct hb_client *c, const uint8_t **payload, size_t *plen)
 		r = hb_bytes_reserve(&c->rx, want);
 		if (r < 0)
 			return r;
-		if (c->port) {
-			do
-				n = read(c->fd, c->rx.data + c->rx.len, want);
-			while (n < 0 && errno == EINTR);
-			if (n < 0)
-				n = -errno;
-		} else {
-			n = hb_recv_fds(c->fd, c->rx.data + c->rx.len, want, c->rx_fds, &c->rx_nfds,
-					HB_FRAME_FDS);
-		}
-		if (n == -EAGAIN || n == -EWOULDBLOCK)
+		n = c->tp->recv(c, c->rx.data + c->rx.len, want, c->rx_fds, &c->rx_nfds,
+				HB_FRAME_FDS);
+		if (n == -EAGAIN)
 			return 0;
 		if (n < 0)
 			return hb_break(c, io_error((int)-n));
@@ -256,7 +334,9 @@ static int wait_io(struct hb_client *c, short extra, int timeout_ms)
 	struct pollfd pfd[1 + HB_MAX_GROUPS];
 	size_t n = hb_pollfds(c, pfd, sizeof(pfd) / sizeof(pfd[0]));
 
-	pfd[0].events |= extra;
+	/* A vchan's event channel never says "writable": room shows up as an input event. */
+	if (c->tp->pollout)
+		pfd[0].events |= extra;
 	if (poll(pfd, n, timeout_ms) < 0 && errno != EINTR)
 		return -errno;
 	return 0;
@@ -270,17 +350,13 @@ static int send_all(struct hb_client *c)
 	int r;
 
 	while (off < c->tx.len) {
-		ssize_t n = c->port ? write(c->fd, c->tx.data + off, c->tx.len - off)
-				    : send(c->fd, c->tx.data + off, c->tx.len - off,
-					   MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n = c->tp->send(c, c->tx.data + off, c->tx.len - off);
 		if (n >= 0) {
 			off += (size_t)n;
 			continue;
 		}
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return hb_break(c, io_error(errno));
+		if (n != -EAGAIN)
+			return hb_break(c, io_error((int)-n));
 		r = wait_io(c, POLLOUT, HB_WAIT_SLICE_MS);
 		if (r == 0)
 			r = hb_read_available(c, HB_DISPATCH_BATCH);

@@ -188,6 +188,8 @@ static bool client_valid(const ClientMsg *m)
 		return m->fence_attach && hid_required_ok(&m->fence_attach->hid);
 	case CLIENT_MSG__BODY_CPU_ACCESS:
 		return m->cpu_access && hid_required_ok(&m->cpu_access->hid);
+	case CLIENT_MSG__BODY_GRANT:
+		return m->grant && m->grant->desc;
 	default:
 		return false;
 	}

@@ -24,6 +24,13 @@
 #define HB_RESV_LIMIT 32u            /* == HB_RESV_MAX in hyperbuf.h: pending fences per buffer */
 #define HB_ERRNO_LIMIT 4096u         /* errnos on the wire are 1..HB_ERRNO_LIMIT-1 */
 
+/* Welcome.memory: where buffer pages come from. */
+#define HB_MEMORY_POOL 0u   /* KVM: the daemon allocates pool pages and builds the directory */
+#define HB_MEMORY_GRANTS 1u /* Xen: the client allocates, grants and describes them (Grant) */
+
+/* Event types that never reach the application (PROTOCOL.md §3, Event). */
+#define HB_WIRE_EVENT_RECLAIMED 64u /* Xen: no importer maps the buffer; end its grants */
+
 /* Session roles in Hello. */
 #define HB_ROLE_CLIENT 0u
 #define HB_ROLE_CONTROL 1u

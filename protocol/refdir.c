@@ -137,29 +137,18 @@ int hb_refdir_build(const uint32_t *data_refs, uint32_t n, const uint32_t *dir_r
 	return 0;
 }
 
-/*
- * Maps directory page ref, loads its 1024 entries once each, copies the first `used` to dst and
- * checks that the rest are zero. Always unmaps what it mapped.
- */
-static int read_dir_page(const struct hb_refdir_ops *ops, uint32_t ref, uint32_t used,
-			 uint32_t *dst)
+/* The map callbacks have no error channel but errno. Out of memory stays itself; anything
+ * else means a ref does not name a page we can read: corrupt. */
+static int map_error(void)
 {
-	const void *mem;
-	size_t len = 0;
-	uint32_t i, v;
-	int r = 0;
+	return errno == ENOMEM ? -ENOMEM : -EBADMSG;
+}
 
-	errno = 0;
-	mem = ops->map(ops->ctx, ref, &len);
-	if (!mem) {
-		/* The map callback has no error channel but errno. Out of memory stays itself;
-		 * anything else means the ref does not name a page we can read: corrupt. */
-		return errno == ENOMEM ? -ENOMEM : -EBADMSG;
-	}
-	if (len < HB_PAGE_SIZE) {
-		r = -EBADMSG;
-		goto out_unmap;
-	}
+/* Loads the 1024 entries of a mapped directory page once each, copies the first `used` to dst
+ * and checks that the rest are zero. */
+static int parse_dir_page(const void *mem, uint32_t used, uint32_t *dst)
+{
+	uint32_t i, v;
 
 	for (i = 0; i < HB_REFS_PER_PAGE; i++) {
 		if (((uintptr_t)mem & 3u) == 0) {
@@ -171,15 +160,27 @@ static int read_dir_page(const struct hb_refdir_ops *ops, uint32_t ref, uint32_t
 			memcpy(&v, raw, sizeof(v));
 		}
 		v = le32toh(v);
-		if (i < used) {
+		if (i < used)
 			dst[i] = v;
-		} else if (v != 0) {
-			r = -EBADMSG;
-			goto out_unmap;
-		}
+		else if (v != 0)
+			return -EBADMSG;
 	}
+	return 0;
+}
 
-out_unmap:
+/* Maps directory page ref, parses it, unmaps it. */
+static int read_dir_page(const struct hb_refdir_ops *ops, uint32_t ref, uint32_t used,
+			 uint32_t *dst)
+{
+	const void *mem;
+	size_t len = 0;
+	int r;
+
+	errno = 0;
+	mem = ops->map(ops->ctx, ref, &len);
+	if (!mem)
+		return map_error();
+	r = len < HB_PAGE_SIZE ? -EBADMSG : parse_dir_page(mem, used, dst);
 	if (ops->unmap)
 		ops->unmap(ops->ctx, ref, mem);
 	return r;
@@ -211,9 +212,12 @@ int hb_refdir_walk(const struct hb_refdir *d, const struct hb_refdir_ops *ops, u
 	uint64_t cnt[HB_REFDIR_MAX_DEPTH + 1];
 	uint64_t ndir, pos, p, i;
 	uint32_t *order = NULL, *sorted = NULL;
+	const void *level;
 	int depth, l, r;
 
-	if (!d || !ops || !ops->map || !ops->validate || !out)
+	if (!d || !ops || !ops->validate || !out)
+		return -EINVAL;
+	if (ops->map_many ? !ops->unmap_many : !ops->map)
 		return -EINVAL;
 	depth = level_counts(d->pages, cnt);
 	if (depth < 0 || d->depth != (uint32_t)depth)
@@ -249,30 +253,50 @@ int hb_refdir_walk(const struct hb_refdir *d, const struct hb_refdir_ops *ops, u
 		if (r < 0)
 			goto err_free;
 
+		/* Batched: the whole level in one mapping; every ref in it passed the checks. */
+		level = NULL;
+		if (ops->map_many) {
+			errno = 0;
+			level = ops->map_many(ops->ctx, order + pos, (uint32_t)cnt[l]);
+			if (!level) {
+				r = map_error();
+				goto err_free;
+			}
+		}
 		for (p = 0; p < cnt[l]; p++) {
 			uint64_t first = p * HB_REFS_PER_PAGE;
 			uint64_t left = cnt[l - 1] - first;
 			uint32_t used = left < HB_REFS_PER_PAGE ? (uint32_t)left : HB_REFS_PER_PAGE;
 			uint32_t *dst = l == 1 ? out + first : order + next + first;
 
-			r = read_dir_page(ops, order[pos + p], used, dst);
+			if (level)
+				r = parse_dir_page((const uint8_t *)level + p * HB_PAGE_SIZE, used,
+						   dst);
+			else
+				r = read_dir_page(ops, order[pos + p], used, dst);
 			if (r < 0)
-				goto err_free;
+				goto err_level;
 			for (i = 0; i < used; i++) {
 				r = ops->validate(ops->ctx, dst[i], l > 1);
 				if (r < 0)
-					goto err_free;
+					goto err_level;
 				/* Level 1 comes last: sorted[] now holds every directory ref. */
 				if (l == 1 &&
 				    bsearch(&dst[i], sorted, ndir, sizeof(*sorted), cmp_u32)) {
 					r = -ELOOP;
-					goto err_free;
+					goto err_level;
 				}
 			}
 		}
+		if (level)
+			ops->unmap_many(ops->ctx, level, (uint32_t)cnt[l]);
 	}
 	r = 0;
+	goto err_free;
 
+err_level:
+	if (level)
+		ops->unmap_many(ops->ctx, level, (uint32_t)cnt[l]);
 err_free:
 	free(sorted);
 	free(order);

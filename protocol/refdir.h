@@ -52,6 +52,12 @@ struct hb_refdir_ops {
 	 * a negative errno that the walk returns. */
 	int (*validate)(void *ctx, uint32_t ref, int is_dir);
 	void *ctx;
+	/* Optional, for mappings that cost a hypercall each (Xen grants): maps the n directory
+	 * pages refs[] in one batch, contiguously (n * HB_PAGE_SIZE bytes), NULL on failure (errno
+	 * as for map). When set, the walker maps each level with one call, root first, and
+	 * unmap_many (required then) undoes it; map and unmap are not used. */
+	const void *(*map_many)(void *ctx, const uint32_t *refs, uint32_t n);
+	void (*unmap_many)(void *ctx, const void *mem, uint32_t n);
 };
 
 /*
@@ -59,7 +65,8 @@ struct hb_refdir_ops {
  * page count, size fits, offset below a page), every ref through ops->validate, rejects a
  * directory page that appears twice (a cycle, -ELOOP), a data ref equal to a directory ref
  * (-ELOOP), short pages and non-zero slack in a partial directory page (-EBADMSG).
- * Returns 0 or a negative errno.
+ * With ops->map_many, a level's pages are mapped together only once every ref of the level
+ * has passed validate and the cycle check. Returns 0 or a negative errno.
  */
 int hb_refdir_walk(const struct hb_refdir *d, const struct hb_refdir_ops *ops, uint32_t *out);
 

@@ -6,6 +6,8 @@
 #   GLOB selects test programs by name (default 'test_*').
 #   HB_TEST_TIMEOUT  seconds per case (default 180)
 #   HB_JOBS          cases run in parallel (default 2)
+# Cases get HB_BUILD (the build folder, absolute) and HB_RUN_DIR (a scratch folder shared by
+# every case of this run).
 # Exit status: 1 if a case failed or none ran, else 0.
 set -u
 
@@ -35,6 +37,11 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/hb-run.XXXXXX") || exit 2
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 : >"$tmp/results"
+# A folder every case of this run shares, removed at the end: a suite with an expensive setup
+# (the Xen boot of test_sh_xen) does it once per run and keeps the outcome here.
+HB_RUN_DIR=$tmp/shared
+mkdir "$HB_RUN_DIR" || exit 2
+export HB_RUN_DIR
 
 now_ns() {
 	t=$(date +%s%N 2>/dev/null)

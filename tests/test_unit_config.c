@@ -216,6 +216,16 @@ TEST(backend_auto)
 	if (!c)
 		hbt_fail(__FILE__, __LINE__, "%s", err);
 	CHECK(c->xen_all_domains);
+	CHECK_EQ(c->xen_grant_budget, 0);
+	CHECK_EQ(c->xen_maptrack_budget, 0);
+	hb_config_free(c);
+
+	c = load("[daemon]\nbackend = xen\n[xen]\ngrant_budget = 30000\nmaptrack_budget = 17000\n");
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	CHECK_EQ(c->xen_grant_budget, 30000);
+	CHECK_EQ(c->xen_maptrack_budget, 17000);
+	CHECK(!c->xen_all_domains);
 	hb_config_free(c);
 }
 
@@ -398,6 +408,8 @@ TEST(error_required_and_names)
 	      "need the kvm backend, and the backend is xen");
 	FAILS("[daemon]\nbackend = kvm\n[xen]\ndomains = all\n", 3, "[xen] needs the xen backend");
 	FAILS("[daemon]\nbackend = xen\n[xen]\ndomains = all, 3\n", 4, "must stand alone");
+	FAILS("[daemon]\nbackend = xen\n[xen]\ngrant_budget = lots\n", 4, "not a number");
+	FAILS("[daemon]\nbackend = xen\n[xen]\nmaptrack_budget = 5000000000\n", 4, "maptrack_budget");
 	FAILS("[daemon]\nbackend = xen\n[xen]\ndomains = 0\n", 4, "not a guest domid");
 	FAILS("[daemon]\nbackend = xen\n[xen]\ndomains = 3 4\n", 4, "not a guest domid");
 }

@@ -1,0 +1,473 @@
+/*
+ * The Xen backend, daemon side (see xen.h): which guests are served, when they die, budgets,
+ * and the ops the daemon core calls. Buffers are grant-based: the exporting client allocates
+ * its pages with gntalloc, grants them to the peer domain and describes them with Grant; the
+ * daemon reserves, checks, keeps the registry and tells the exporter (RECLAIMED) when no
+ * importer maps the pages any more, so that it ends its grants only then.
+ *
+ * Domain death: @releaseDomain fires (for shutdown, crash, destruction; not reliably for the
+ * final disappearance), so every firing rescans with xc_domain_getinfo and treats a domain
+ * that is shutting down, dying or missing as dead, at once: its sessions end (exports
+ * withdrawn, imports released, DOMAIN_GONE to its peers, whose libraries then unmap what they
+ * mapped from it, so the domain can finish dying), its vchans close.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backends/xen/desc.h"
+#include "daemon/log.h"
+#include "limits.h" /* protocol/limits.h */
+#include "xen.h"
+
+/* Xen's defaults, when a domain's own numbers cannot be read. */
+#define HBX_DEFAULT_GRANT_FRAMES     64u     /* gnttab_max_frames */
+#define HBX_DEFAULT_MAPTRACK_HANDLES 262144u /* gnttab_max_maptrack_frames 1024 * 256 */
+#define HBX_SCAN_BATCH               64u
+
+static struct xen_backend *xen(struct hbd *d)
+{
+	return d->backend_data;
+}
+
+static bool allowed(const struct hb_config *cfg, uint32_t domid)
+{
+	if (domid == 0 || cfg->xen_all_domains)
+		return true;
+	for (unsigned i = 0; i < cfg->n_xen_domains; i++)
+		if (cfg->xen_domains[i] == domid)
+			return true;
+	return false;
+}
+
+/* info for exactly domid; -ENODEV if it does not exist. */
+static int domain_info(struct xen_backend *xb, uint32_t domid, xc_dominfo_t *info)
+{
+	int n = xc_domain_getinfo(xb->xc, domid, 1, info);
+
+	if (n < 0)
+		return -errno;
+	/* getinfo returns the next domain at or after domid: it must be this one. */
+	if (n != 1 || info->domid != domid)
+		return -ENODEV;
+	return 0;
+}
+
+static bool dead(const xc_dominfo_t *info)
+{
+	return info->dying || info->shutdown || info->crashed;
+}
+
+/* Grant refs a domain's table can hold (its max frames, v1 or v2 entries). */
+static uint64_t grant_ceiling(struct xen_backend *xb, uint32_t domid)
+{
+	struct gnttab_query_size q = {.dom = (domid_t)domid};
+	uint64_t per_frame = 4096 / 8; /* v1 entries are 8 bytes */
+
+	if (xc_gnttab_get_version(xb->xc, domid) == 2)
+		per_frame = 4096 / 16;
+	if (xc_gnttab_query_size(xb->xc, &q) < 0 || q.status != GNTST_okay || !q.max_nr_frames)
+		return HBX_DEFAULT_GRANT_FRAMES * per_frame;
+	return (uint64_t)q.max_nr_frames * per_frame;
+}
+
+/* Pages domid may have granted through hyperbuf: 3/4 of its table, or less if configured.
+ * The rest is for its PV frontends, and a grant allocation that runs into the ceiling must
+ * never happen (research/xen.md: Linux 6.1 then fails every later one until reboot). */
+static uint64_t grant_budget(struct xen_backend *xb, uint32_t domid)
+{
+	uint64_t cap = grant_ceiling(xb, domid) / 4 * 3;
+	uint64_t cfg = xb->d->cfg->xen_grant_budget;
+
+	return cfg && cfg < cap ? cfg : cap;
+}
+
+/* Pages domid may have mapped: half of the default maptrack table, each page costing two
+ * handles in a PV domain (gntdev maps the user PTE and the kernel alias). */
+static uint64_t maptrack_budget(struct xen_backend *xb, uint32_t domid)
+{
+	xc_dominfo_t info;
+	bool pv = domain_info(xb, domid, &info) < 0 || !info.hvm;
+
+	if (xb->d->cfg->xen_maptrack_budget)
+		return xb->d->cfg->xen_maptrack_budget;
+	return HBX_DEFAULT_MAPTRACK_HANDLES / 2 / (pv ? 2 : 1);
+}
+
+static struct xen_domain *domain_find(struct xen_backend *xb, uint32_t domid)
+{
+	struct xen_domain *dom;
+
+	hb_list_for_each_safe(dom, &xb->domains, struct xen_domain, link)
+	{
+		if (dom->domid == domid)
+			return dom;
+	}
+	return NULL;
+}
+
+static void domain_serve(struct xen_backend *xb, uint32_t domid)
+{
+	struct xen_domain *dom = calloc(1, sizeof(*dom));
+
+	if (!dom) {
+		hb_err("dom%u: out of memory", domid);
+		return;
+	}
+	dom->xb = xb;
+	dom->domid = domid;
+	dom->seen = true;
+	hb_list_init(&dom->conns);
+	hb_list_insert_tail(&xb->domains, &dom->link);
+	if (hbx_listen(dom) == 0)
+		hb_info("dom%u: serving it (vchan at %s/%u)", domid, xb->base, domid);
+}
+
+/* A served domain died: everything of it goes now. */
+static void domain_gone(struct xen_backend *xb, struct xen_domain *dom, const char *why)
+{
+	struct hbd *d = xb->d;
+	struct hbd_session *s;
+
+	hb_info("dom%u: %s; ending its sessions", dom->domid, why);
+	xb->domains_died++;
+	hb_list_for_each_safe(s, &d->sessions, struct hbd_session, link)
+	{
+		if (s->dom->id == dom->domid && !s->closing)
+			hbd_session_close(s, why);
+	}
+	hbx_domain_close(dom);
+	hb_list_remove(&dom->link);
+	free(dom);
+}
+
+/* Which guests exist: new allowed ones get a listener, served ones that are shutting down,
+ * dying or gone are dead. A failed scan changes nothing. */
+static void rescan(struct xen_backend *xb)
+{
+	xc_dominfo_t info[HBX_SCAN_BATCH];
+	struct xen_domain *dom;
+	uint32_t next = 1;
+	int n;
+
+	hb_list_for_each_safe(dom, &xb->domains, struct xen_domain, link) dom->seen = false;
+	do {
+		n = xc_domain_getinfo(xb->xc, next, HBX_SCAN_BATCH, info);
+		if (n < 0) {
+			hb_warn("xc_domain_getinfo: %s; domains not rescanned", strerror(errno));
+			hb_list_for_each_safe(dom, &xb->domains, struct xen_domain, link)
+			    dom->seen = true;
+			return;
+		}
+		for (int i = 0; i < n; i++) {
+			next = info[i].domid + 1;
+			if (dead(&info[i]))
+				continue;
+			dom = domain_find(xb, info[i].domid);
+			if (dom)
+				dom->seen = true;
+			else if (allowed(xb->d->cfg, info[i].domid))
+				domain_serve(xb, info[i].domid);
+		}
+	} while (n == (int)HBX_SCAN_BATCH);
+	hb_list_for_each_safe(dom, &xb->domains, struct xen_domain, link)
+	{
+		if (!dom->seen)
+			domain_gone(xb, dom, "domain shut down, dying or destroyed");
+	}
+}
+
+static void on_xs(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct xen_backend *xb = w->data;
+	unsigned num;
+	char **v;
+	bool fired = false;
+
+	/* Watches fire for @introduceDomain and @releaseDomain, and spuriously: each firing is
+	 * only a reason to look. */
+	while ((v = xs_check_watch(xb->xs)) != NULL) {
+		free(v);
+		fired = true;
+	}
+	(void)num;
+	if (fired)
+		rescan(xb);
+}
+
+static void on_evtchn(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct xen_backend *xb = w->data;
+	int fd = xenevtchn_fd(xb->evtchn);
+
+	/* One pending port per read; the kernel masked it, so unmask before serving: an event
+	 * that comes while we serve is then delivered again. */
+	for (int k = 0; k < 256; k++) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		xenevtchn_port_or_error_t port;
+
+		if (poll(&p, 1, 0) != 1)
+			break;
+		port = xenevtchn_pending(xb->evtchn);
+		if (port < 0)
+			break;
+		xenevtchn_unmask(xb->evtchn, (evtchn_port_t)port);
+		hbx_port_event(xb, (evtchn_port_t)port);
+	}
+}
+
+static void xen_stop(struct hbd *d)
+{
+	struct xen_backend *xb = xen(d);
+	struct xen_domain *dom;
+
+	if (!xb)
+		return;
+	ev_io_stop(d->loop, &xb->xs_io);
+	ev_io_stop(d->loop, &xb->evtchn_io);
+	if (xb->domains.next) {
+		hb_list_for_each_safe(dom, &xb->domains, struct xen_domain, link)
+		{
+			hbx_domain_close(dom);
+			hb_list_remove(&dom->link);
+			free(dom);
+		}
+	}
+	if (xb->xs) {
+		xs_rm(xb->xs, XBT_NULL, xb->base);
+		xs_unwatch(xb->xs, "@introduceDomain", "introduce");
+		xs_unwatch(xb->xs, "@releaseDomain", "release");
+		xs_close(xb->xs);
+	}
+	if (xb->gntshr)
+		xengntshr_close(xb->gntshr);
+	if (xb->evtchn)
+		xenevtchn_close(xb->evtchn);
+	if (xb->xc)
+		xc_interface_close(xb->xc);
+	free(xb);
+	d->backend_data = NULL;
+}
+
+static int xen_start(struct hbd *d)
+{
+	struct xen_backend *xb = calloc(1, sizeof(*xb));
+	int r;
+
+	if (!xb)
+		return -ENOMEM;
+	d->backend_data = xb;
+	xb->d = d;
+	hb_list_init(&xb->domains);
+	snprintf(xb->base, sizeof(xb->base), "/local/domain/0/data/hyperbuf");
+	xb->xc = xc_interface_open(NULL, NULL, 0);
+	if (!xb->xc) {
+		r = -errno;
+		hb_err("libxenctrl: %s (the xen backend runs in dom0, with xen-privcmd loaded)",
+		       strerror(-r));
+		goto err;
+	}
+	xb->xs = xs_open(0);
+	if (!xb->xs) {
+		r = -errno;
+		hb_err("xenstore: %s (is xenstored running?)", strerror(-r));
+		goto err;
+	}
+	xb->evtchn = xenevtchn_open(NULL, 0);
+	xb->gntshr = xengntshr_open(NULL, 0);
+	if (!xb->evtchn || !xb->gntshr) {
+		r = -errno;
+		hb_err("%s: %s (load xen-evtchn and xen-gntalloc; see docs/XEN.md)",
+		       xb->evtchn ? "/dev/xen/gntalloc" : "/dev/xen/evtchn", strerror(-r));
+		goto err;
+	}
+	/* Whatever a previous daemon published is stale. */
+	xs_rm(xb->xs, XBT_NULL, xb->base);
+	if (!xs_watch(xb->xs, "@introduceDomain", "introduce") ||
+	    !xs_watch(xb->xs, "@releaseDomain", "release")) {
+		r = -errno;
+		hb_err("xenstore watches: %s", strerror(-r));
+		goto err;
+	}
+	ev_io_init(&xb->xs_io, on_xs, xs_fileno(xb->xs), EV_READ);
+	ev_io_init(&xb->evtchn_io, on_evtchn, xenevtchn_fd(xb->evtchn), EV_READ);
+	xb->xs_io.data = xb->evtchn_io.data = xb;
+	ev_io_start(d->loop, &xb->xs_io);
+	ev_io_start(d->loop, &xb->evtchn_io);
+	rescan(xb);
+	hb_info("xen: dom0 grant budget %llu pages; guests: %s",
+		(unsigned long long)grant_budget(xb, 0),
+		d->cfg->xen_all_domains ? "all"
+		: d->cfg->n_xen_domains ? "listed"
+					: "none");
+	return 0;
+
+err:
+	xen_stop(d);
+	return r;
+}
+
+static int xen_can_share(struct hbd *d, uint32_t a, uint32_t b)
+{
+	return allowed(d->cfg, a) && allowed(d->cfg, b) ? 0 : -EPERM;
+}
+
+/* Reserves: the pages themselves are the client's to allocate and grant. */
+static int xen_alloc(struct hbd *d, struct hbd_session *s, struct hbd_buffer *b)
+{
+	struct xen_backend *xb = xen(d);
+	uint64_t pages = hbx_desc_pages(b->size), budget;
+	xc_dominfo_t info;
+	int r;
+
+	if (!pages)
+		return -EFBIG;
+	r = domain_info(xb, b->peer, &info);
+	if (r < 0 || dead(&info))
+		return -ENODEV;
+	budget = grant_budget(xb, s->dom->id);
+	if (pages > budget)
+		return -EFBIG;
+	if (s->dom->pages + pages > budget) {
+		hb_info("%s: %llu more pages would exceed dom%u's grant budget (%llu pages)",
+			s->label, (unsigned long long)pages, s->dom->id,
+			(unsigned long long)budget);
+		return -ENOSPC;
+	}
+	b->group = 0;
+	b->refs = NULL;
+	b->data_pages = (uint32_t)((b->size + HB_PAGE_SIZE - 1) / HB_PAGE_SIZE);
+	b->dir_pages = (uint32_t)(pages - b->data_pages);
+	memset(&b->desc, 0, sizeof(b->desc)); /* depth 0: not exportable before Grant */
+	return 0;
+}
+
+static int xen_grant(struct hbd *d, struct hbd_session *s, struct hbd_buffer *b,
+		     const BufferDesc *m)
+{
+	struct hb_refdir desc = {
+	    .root = m->root_ref,
+	    .depth = m->depth,
+	    .pages = m->pages,
+	    .first_offset = m->first_offset,
+	    .size = m->size,
+	};
+
+	if (b->desc.depth)
+		return -EBUSY;
+	if (m->group != 0 || hbx_desc_check(&desc, b->size) < 0 || desc.pages != b->data_pages) {
+		hb_info("%s: Grant for buffer %llu: a descriptor that does not fit it", s->label,
+			(unsigned long long)b->handle);
+		return -EINVAL;
+	}
+	b->desc = desc;
+	return 0;
+}
+
+/* The pages are no longer mapped by any importer: the allocating session may end its grants
+ * (PROTOCOL.md, RECLAIMED). Sent straight into its output, ahead of any reply in progress,
+ * so a client that is waiting for the reply to Free handles it first. */
+static void xen_release(struct hbd *d, struct hbd_buffer *b)
+{
+	ServerMsg msg = SERVER_MSG__INIT;
+	Event ev = EVENT__INIT;
+	struct hbd_session *s;
+
+	if (d->stopping || !b->creator)
+		return;
+	hb_list_for_each_safe(s, &d->sessions, struct hbd_session, link)
+	{
+		if (s->serial != b->creator)
+			continue;
+		if (s->closing)
+			return;
+		msg.body_case = SERVER_MSG__BODY_EVENT;
+		msg.event = &ev;
+		ev.type = HB_WIRE_EVENT_RECLAIMED;
+		ev.buffer = b->handle;
+		ev.size = b->size;
+		ev.domain = b->peer;
+		hbd_session_send(s, &msg, -1);
+		return;
+	}
+}
+
+static int xen_can_import(struct hbd *d, struct hbd_session *s, const struct hbd_buffer *b)
+{
+	struct xen_backend *xb = xen(d);
+	uint64_t mapped = 0, budget = maptrack_budget(xb, s->dom->id);
+	struct hbd_session *o;
+	struct hbd_import *im;
+
+	/* What the domain maps now, over all its sessions, plus this buffer and its directory
+	 * (mapped for the walk). */
+	hb_list_for_each_safe(o, &d->sessions, struct hbd_session, link)
+	{
+		if (o->dom != s->dom)
+			continue;
+		hb_list_for_each_safe(im, &o->imports, struct hbd_import, link) mapped +=
+		    im->buf->data_pages;
+	}
+	if (mapped + b->data_pages + b->dir_pages > budget) {
+		hb_info("%s: importing %u pages would exceed dom%u's maptrack budget (%llu pages, "
+			"%llu mapped)",
+			s->label, b->data_pages, s->dom->id, (unsigned long long)budget,
+			(unsigned long long)mapped);
+		return -ENOSPC;
+	}
+	return 0;
+}
+
+static int xen_attach(struct hbd *d, struct hbd_session *s, uint32_t group, uint32_t ivshmem_peer,
+		      int *fd_out)
+{
+	return -ENOENT; /* no groups on Xen */
+}
+
+static int xen_welcome(struct hbd *d, uint32_t domain, Welcome *w)
+{
+	w->memory = HB_MEMORY_GRANTS;
+	return 0;
+}
+
+static void xen_welcome_free(Welcome *w)
+{
+}
+
+static void xen_stats(struct hbd *d, void (*put)(void *ctx, const char *key, uint64_t v), void *ctx)
+{
+	struct xen_backend *xb = xen(d);
+	struct xen_domain *dom;
+	uint64_t served = 0, conns = 0;
+
+	hb_list_for_each_safe(dom, &xb->domains, struct xen_domain, link)
+	{
+		served++;
+		conns += dom->n_conns;
+	}
+	put(ctx, "xen.domains_served", served);
+	put(ctx, "xen.vchans_connected", conns);
+	put(ctx, "xen.vchans_total", xb->conns_total);
+	put(ctx, "xen.vchans_refused", xb->conns_refused);
+	put(ctx, "xen.ring_violations", xb->violations);
+	put(ctx, "xen.domains_died", xb->domains_died);
+}
+
+const struct hbd_backend_ops hbd_xen_backend = {
+    .name = "xen",
+    .start = xen_start,
+    .stop = xen_stop,
+    .can_share = xen_can_share,
+    .alloc = xen_alloc,
+    .release = xen_release,
+    .attach = xen_attach,
+    .welcome = xen_welcome,
+    .welcome_free = xen_welcome_free,
+    .stats = xen_stats,
+    .grant = xen_grant,
+    .can_import = xen_can_import,
+};
