@@ -9,6 +9,10 @@ case_name=${1:-}
 fail() { echo "FAIL $case_name: $*" >&2; exit 1; }
 
 stage() {
+	# Cases run in parallel: one make at a time in the build folder, or two could relink
+	# the same library under each other.
+	exec 9>"$B/.install-lock"
+	flock 9
 	tmp=$(mktemp -d /tmp/hbi.XXXXXX) || fail "mktemp"
 	trap 'rm -rf "$tmp"' EXIT
 	dest=$tmp/dest
