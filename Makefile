@@ -34,7 +34,7 @@ DEPS_CFLAGS = $(shell pkg-config --cflags libprotobuf-c inih libpng 2>/dev/null)
 DEPS_LIBS_LIB = $(shell pkg-config --libs libprotobuf-c 2>/dev/null)
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -D_GNU_SOURCE \
 	-DHB_VERSION_STRING='"$(VERSION)"' -DHB_SYSCONFDIR='"$(SYSCONFDIR)"' \
-	-Iinclude -iquote protocol -iquote $(B)/gen -iquote . $(DEPS_CFLAGS)
+	-Iinclude -iquote $(B)/gen -iquote . $(DEPS_CFLAGS)
 ifeq ($(SAN),1)
 ALL_CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDSAN := -fsanitize=address,undefined
@@ -85,6 +85,7 @@ $(DEPS_OK):
 
 # ---- sources ---------------------------------------------------------------------------
 PROTO_SRC   := $(wildcard protocol/*.c)
+COMMON_SRC  := $(wildcard common/*.c)
 LIB_SRC     := $(wildcard libclient/*.c) backends/kvm/pool_window.c
 DAEMON_SRC  := $(wildcard daemon/*.c) $(filter-out backends/kvm/pool_window.c,$(wildcard backends/kvm/*.c))
 # backends/xen: ring.c and desc.c need no Xen library and are always built (unit tests use
@@ -96,11 +97,12 @@ DAEMON_SRC  += backends/xen/xen.c backends/xen/vchan.c $(XEN_PURE)
 else
 LIB_SRC     += backends/xen/client_none.c
 endif
-GEN_C       := $(B)/gen/hyperbuf.pb-c.c
-GEN_H       := $(B)/gen/hyperbuf.pb-c.h
+GEN_C       := $(B)/gen/protocol/hyperbuf.pb-c.c
+GEN_H       := $(B)/gen/protocol/hyperbuf.pb-c.h
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
-PROTO_OBJ  := $(call obj,$(PROTO_SRC)) $(B)/obj/gen/hyperbuf.pb-c.o
+PROTO_OBJ  := $(call obj,$(PROTO_SRC)) $(B)/obj/gen/protocol/hyperbuf.pb-c.o
+COMMON_OBJ := $(call obj,$(COMMON_SRC))
 LIB_OBJ    := $(call obj,$(LIB_SRC))
 DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
 
@@ -112,7 +114,7 @@ all: $(PROGS) $(LIBSO) $(B)/libhyperbuf.so $(LIBA) $(B)/hyperbuf.pc
 
 $(GEN_C) $(GEN_H): protocol/hyperbuf.proto | $(DEPS_OK)
 	@mkdir -p $(B)/gen
-	protoc-c --proto_path=protocol --c_out=$(B)/gen protocol/hyperbuf.proto
+	protoc-c --proto_path=. --c_out=$(B)/gen protocol/hyperbuf.proto
 
 $(B)/obj/gen/%.o: $(B)/gen/%.c
 	@mkdir -p $(@D)
@@ -124,20 +126,20 @@ $(B)/obj/%.o: %.c $(GEN_H) $(KNOBS_STAMP) | $(DEPS_OK)
 
 -include $(shell find $(B)/obj $(B)/kvm/obj -name '*.d' 2>/dev/null)
 
-$(LIBSO): $(LIB_OBJ) $(PROTO_OBJ) libclient/libhyperbuf.map
+$(LIBSO): $(LIB_OBJ) $(PROTO_OBJ) $(COMMON_OBJ) libclient/libhyperbuf.map
 	$(CC) $(LDSAN) -shared -Wl,-soname,libhyperbuf.so.$(SOMAJOR) \
-		-Wl,--version-script=libclient/libhyperbuf.map -o $@ $(LIB_OBJ) $(PROTO_OBJ) \
+		-Wl,--version-script=libclient/libhyperbuf.map -o $@ $(LIB_OBJ) $(PROTO_OBJ) $(COMMON_OBJ) \
 		$(DEPS_LIBS_LIB) $(XEN_LIBS_LIB) $(LDFLAGS)
 $(B)/libhyperbuf.so: $(LIBSO)
 	ln -sf libhyperbuf.so.$(VERSION) $(B)/libhyperbuf.so.$(SOMAJOR)
 	ln -sf libhyperbuf.so.$(VERSION) $@
-$(LIBA): $(LIB_OBJ) $(PROTO_OBJ)
+$(LIBA): $(LIB_OBJ) $(PROTO_OBJ) $(COMMON_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
-$(B)/hyperbufd: $(DAEMON_OBJ) $(PROTO_OBJ)
+$(B)/hyperbufd: $(DAEMON_OBJ) $(PROTO_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDSAN) -o $@ $^ -lev $(shell pkg-config --libs inih libprotobuf-c) $(XEN_LIBS_DAEMON) \
 		$(LDFLAGS)
-$(B)/hyperbufctl: $(call obj,tools/hyperbufctl.c) $(PROTO_OBJ)
+$(B)/hyperbufctl: $(call obj,tools/hyperbufctl.c) $(PROTO_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(LDFLAGS)
 $(B)/hyperbuf-demo: $(call obj,tools/demo.c tools/pattern.c tools/png.c tools/spawn.c) $(LIBA)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c libpng) $(XEN_LIBS_LIB) \
@@ -161,11 +163,12 @@ SH_BINS    := $(patsubst tests/%.sh,$(B)/tests/%,$(wildcard tests/test_sh_*.sh))
 TEST_BINS  := $(UNIT_BINS) $(IT_BINS) $(VM_BINS) $(SH_BINS)
 UNIT_LIBS_test_unit_config := -linih
 
-$(UNIT_BINS): $(B)/tests/%: $(call obj,tests/%.c) $(call obj,tests/harness.c) $(PROTO_OBJ)
+$(UNIT_BINS): $(B)/tests/%: $(call obj,tests/%.c) $(call obj,tests/harness.c) $(PROTO_OBJ) \
+		$(COMMON_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(LDSAN) -o $@ $^ $(UNIT_LIBS_$*) \
 		$(shell pkg-config --libs libprotobuf-c) $(LDFLAGS)
-$(B)/tests/test_unit_config: $(call obj,daemon/config.c daemon/log.c)
+$(B)/tests/test_unit_config: $(call obj,daemon/config.c)
 $(B)/tests/test_unit_xen: $(call obj,$(XEN_PURE))
 
 IT_SUPPORT := $(call obj,tests/harness.c tests/util.c tools/pattern.c)
@@ -187,12 +190,12 @@ $(XEN_PEER): $(call obj,tests/xen/peer.c tools/pattern.c) $(LIBA)
 # its objects are built apart, into $(B)/kvm/. Without busybox-static, cpio or a kernel the
 # script writes $(B)/kvm/missing instead and the VM cases skip, saying why.
 GUEST_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -DHB_VERSION_STRING='"$(VERSION)"' \
-	-Iinclude -iquote protocol -iquote $(B)/gen -iquote . $(DEPS_CFLAGS)
+	-Iinclude -iquote $(B)/gen -iquote . $(DEPS_CFLAGS)
 # A KVM guest has no Xen: its library gets the Xen-less client whatever WITH_XEN says.
-GUEST_SRC  := tests/kvm/guest.c tools/pattern.c $(PROTO_SRC) \
+GUEST_SRC  := tests/kvm/guest.c tools/pattern.c $(PROTO_SRC) $(COMMON_SRC) \
 	$(filter-out backends/xen/client.c backends/xen/client_none.c,$(LIB_SRC)) \
 	backends/xen/client_none.c
-GUEST_OBJ  := $(patsubst %.c,$(B)/kvm/obj/%.o,$(GUEST_SRC)) $(B)/kvm/obj/gen/hyperbuf.pb-c.o
+GUEST_OBJ  := $(patsubst %.c,$(B)/kvm/obj/%.o,$(GUEST_SRC)) $(B)/kvm/obj/gen/protocol/hyperbuf.pb-c.o
 $(B)/kvm/obj/gen/%.o: $(B)/gen/%.c
 	@mkdir -p $(@D)
 	$(CC) $(GUEST_CFLAGS) -Wno-error -c $< -o $@

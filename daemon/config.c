@@ -1,5 +1,5 @@
 /*
- * hyperbufd configuration: INI text parsed with inih into a struct hb_config, then validated as
+ * hyperbufd configuration: INI text parsed with inih into a struct hbc_config, then validated as
  * a whole. Nothing here touches the running daemon, so a SIGHUP can load a new config, look at
  * it, and throw it away if it is wrong. The format is documented in docs/hyperbuf.conf.5.
  *
@@ -25,8 +25,8 @@
 
 #include <ini.h>
 
-#include "daemon/config.h"
-#include "daemon/log.h"
+#include "common/config.h"
+#include "common/log.h"
 #include "protocol/limits.h"
 
 #ifndef HB_SYSCONFDIR
@@ -59,12 +59,12 @@
 #define MAX_VECTORS                64u
 /* The pool header carries the group name NUL padded in 32 bytes; a longer name would be cut
  * there, and guests tell their pools apart by it. */
-#define GROUP_NAME_MAX (sizeof(((struct hb_pool_header *)0)->name) - 1)
+#define GROUP_NAME_MAX (sizeof(((struct hbp_pool_header *)0)->name) - 1)
 /* A config is a few KiB; a file far larger than this is a mistake, not a config. */
 #define CONFIG_FILE_MAX  (1u << 20)
 #define XEN_CAPABILITIES "/proc/xen/capabilities"
 
-const char hb_config_default_text[] =
+const char hbd_config_default_text[] =
     "; hyperbufd's built-in configuration, used when no -c is given and\n"
     "; " HB_SYSCONFDIR "/hyperbuf/hyperbufd.conf does not exist: host clients only, no VMs,\n"
     "; the backend chosen at start (xen in a Xen dom0, else kvm).\n"
@@ -107,7 +107,7 @@ struct group_extra {
 };
 
 struct parse {
-	struct hb_config *c;
+	struct hbc_config *c;
 	const char *name; /* the file name in messages */
 	char *base;       /* absolute folder that relative paths are relative to */
 
@@ -123,8 +123,8 @@ struct parse {
 
 	unsigned daemon_line, limits_line, xen_line;
 	unsigned backend_line, socket_line;
-	struct vm_extra vms[HB_CONFIG_MAX_VMS];
-	struct group_extra groups[HB_CONFIG_MAX_GROUPS];
+	struct vm_extra vms[HBC_CONFIG_MAX_VMS];
+	struct group_extra groups[HBC_CONFIG_MAX_GROUPS];
 
 	/* The first error wins: later ones are usually consequences of it. */
 	bool failed;
@@ -284,8 +284,8 @@ static char *join_path(const char *base, const char *rel)
 }
 
 /* A socket path: absolute as given, relative to the config's folder otherwise; it must fit in
- * sockaddr_un, which holds HB_SUN_PATH_MAX - 1 bytes and a NUL. */
-static bool path(struct parse *p, const char *key, const char *value, char out[HB_SUN_PATH_MAX])
+ * sockaddr_un, which holds HBC_SUN_PATH_MAX - 1 bytes and a NUL. */
+static bool path(struct parse *p, const char *key, const char *value, char out[HBC_SUN_PATH_MAX])
 {
 	unsigned line = p->lineno;
 	char *full;
@@ -306,12 +306,12 @@ static bool path(struct parse *p, const char *key, const char *value, char out[H
 		return false;
 	}
 	len = strlen(full);
-	if (len >= HB_SUN_PATH_MAX) {
+	if (len >= HBC_SUN_PATH_MAX) {
 		/* Name the resolved path: for a relative one, that is where the length went. */
 		bool rel = value[0] != '/';
 
 		fail(p, line, "%s%s%s: %s is %zu bytes long; a socket path holds at most %d", key,
-		     rel ? " = " : "", rel ? value : "", full, len, HB_SUN_PATH_MAX - 1);
+		     rel ? " = " : "", rel ? value : "", full, len, HBC_SUN_PATH_MAX - 1);
 		free(full);
 		return false;
 	}
@@ -324,20 +324,20 @@ static bool path(struct parse *p, const char *key, const char *value, char out[H
  * Copies tmpl to out with every placeholder ph replaced by value. Returns 0, or -ENAMETOOLONG
  * when the result does not fit a socket address.
  */
-static int expand(const char *tmpl, const char *ph, const char *value, char out[HB_SUN_PATH_MAX])
+static int expand(const char *tmpl, const char *ph, const char *value, char out[HBC_SUN_PATH_MAX])
 {
 	size_t n = 0, phl = strlen(ph), vl = strlen(value);
 	const char *q = tmpl;
 
 	while (*q) {
 		if (strncmp(q, ph, phl) == 0) {
-			if (n + vl >= HB_SUN_PATH_MAX)
+			if (n + vl >= HBC_SUN_PATH_MAX)
 				return -ENAMETOOLONG;
 			memcpy(out + n, value, vl);
 			n += vl;
 			q += phl;
 		} else {
-			if (n + 1 >= HB_SUN_PATH_MAX)
+			if (n + 1 >= HBC_SUN_PATH_MAX)
 				return -ENAMETOOLONG;
 			out[n++] = *q++;
 		}
@@ -362,18 +362,18 @@ static bool placeholders(struct parse *p, const char *key, const char *path, con
 	return true;
 }
 
-int hb_config_channel_path(const struct hb_config_vm *vm, unsigned port, char out[HB_SUN_PATH_MAX])
+int hbc_config_channel_path(const struct hbc_config_vm *vm, unsigned port, char out[HBC_SUN_PATH_MAX])
 {
 	char num[16];
 
 	snprintf(num, sizeof(num), "%u", port);
-	return expand(vm->channel, HB_CONFIG_PORT_PLACEHOLDER, num, out);
+	return expand(vm->channel, HBC_CONFIG_PORT_PLACEHOLDER, num, out);
 }
 
-int hb_config_ivshmem_path(const struct hb_config_group *g, const struct hb_config_vm *vm,
-			   char out[HB_SUN_PATH_MAX])
+int hbc_config_ivshmem_path(const struct hbc_config_group *g, const struct hbc_config_vm *vm,
+			   char out[HBC_SUN_PATH_MAX])
 {
-	return expand(g->ivshmem, HB_CONFIG_VM_PLACEHOLDER, vm ? vm->name : "", out);
+	return expand(g->ivshmem, HBC_CONFIG_VM_PLACEHOLDER, vm ? vm->name : "", out);
 }
 
 /* ---- sections ---------------------------------------------------------------------------- */
@@ -415,12 +415,12 @@ static void begin_singleton(struct parse *p, enum section sec, unsigned *seen, c
 
 static void begin_vm(struct parse *p, const char *name)
 {
-	struct hb_config *c = p->c;
+	struct hbc_config *c = p->c;
 	unsigned i;
 
-	if (!valid_name(name, HB_NAME_MAX - 1)) {
+	if (!valid_name(name, HBC_NAME_MAX - 1)) {
 		fail(p, p->lineno, "[vm %s]: a name is 1 to %d letters, digits, '_', '.' or '-'",
-		     name, HB_NAME_MAX - 1);
+		     name, HBC_NAME_MAX - 1);
 		return;
 	}
 	if (strcmp(name, "host") == 0) {
@@ -433,8 +433,8 @@ static void begin_vm(struct parse *p, const char *name)
 			     p->vms[i].line);
 			return;
 		}
-	if (c->n_vms == HB_CONFIG_MAX_VMS) {
-		fail(p, p->lineno, "too many [vm] sections (at most %d)", HB_CONFIG_MAX_VMS);
+	if (c->n_vms == HBC_CONFIG_MAX_VMS) {
+		fail(p, p->lineno, "too many [vm] sections (at most %d)", HBC_CONFIG_MAX_VMS);
 		return;
 	}
 	p->sec_index = c->n_vms++;
@@ -446,8 +446,8 @@ static void begin_vm(struct parse *p, const char *name)
 
 static void begin_group(struct parse *p, const char *name)
 {
-	struct hb_config *c = p->c;
-	struct hb_config_group *g;
+	struct hbc_config *c = p->c;
+	struct hbc_config_group *g;
 	unsigned i;
 
 	if (!valid_name(name, GROUP_NAME_MAX)) {
@@ -462,8 +462,8 @@ static void begin_group(struct parse *p, const char *name)
 			     p->groups[i].line);
 			return;
 		}
-	if (c->n_groups == HB_CONFIG_MAX_GROUPS) {
-		fail(p, p->lineno, "too many [group] sections (at most %d)", HB_CONFIG_MAX_GROUPS);
+	if (c->n_groups == HBC_CONFIG_MAX_GROUPS) {
+		fail(p, p->lineno, "too many [group] sections (at most %d)", HBC_CONFIG_MAX_GROUPS);
 		return;
 	}
 	p->sec_index = c->n_groups++;
@@ -588,16 +588,16 @@ static char *read_line(char *buf, int num, void *stream)
 
 static void daemon_key(struct parse *p, int k, const char *key, const char *value)
 {
-	struct hb_config *c = p->c;
+	struct hbc_config *c = p->c;
 	int level;
 
 	switch (k) {
 	case K_BACKEND:
 		p->backend_line = p->lineno;
 		if (strcmp(value, "kvm") == 0)
-			c->backend = HB_BACKEND_KVM;
+			c->backend = HBC_BACKEND_KVM;
 		else if (strcmp(value, "xen") == 0)
-			c->backend = HB_BACKEND_XEN;
+			c->backend = HBC_BACKEND_XEN;
 		else if (strcmp(value, "auto") == 0)
 			p->backend_line = 0; /* decided in finish(), as if unset */
 		else
@@ -608,7 +608,7 @@ static void daemon_key(struct parse *p, int k, const char *key, const char *valu
 		path(p, key, value, c->socket);
 		break;
 	case K_LOG:
-		level = hb_log_parse_level(value);
+		level = hbc_log_parse_level(value);
 		if (level < 0)
 			fail(p, p->lineno, "log = '%s': must be error, warn, info or debug", value);
 		else
@@ -619,7 +619,7 @@ static void daemon_key(struct parse *p, int k, const char *key, const char *valu
 
 static void limits_key(struct parse *p, int k, const char *key, const char *value)
 {
-	struct hb_config *c = p->c;
+	struct hbc_config *c = p->c;
 	uint64_t v;
 
 	switch (k) {
@@ -632,11 +632,11 @@ static void limits_key(struct parse *p, int k, const char *key, const char *valu
 			c->pages_per_domain = v;
 		break;
 	case K_EVENT_QUEUE:
-		if (number(p, key, value, MIN_EVENT_QUEUE, HB_EVENT_QUEUE_LIMIT, &v))
+		if (number(p, key, value, MIN_EVENT_QUEUE, HBP_EVENT_QUEUE_LIMIT, &v))
 			c->event_queue = (uint32_t)v;
 		break;
 	case K_META_MAX:
-		if (number(p, key, value, MIN_META_MAX, HB_META_LIMIT, &v))
+		if (number(p, key, value, MIN_META_MAX, HBP_META_LIMIT, &v))
 			c->meta_max = (uint32_t)v;
 		break;
 	case K_TIMELINES:
@@ -660,8 +660,8 @@ static void limits_key(struct parse *p, int k, const char *key, const char *valu
 
 static void vm_key(struct parse *p, int k, const char *key, const char *value)
 {
-	struct hb_config *c = p->c;
-	struct hb_config_vm *vm = &c->vms[p->sec_index];
+	struct hbc_config *c = p->c;
+	struct hbc_config_vm *vm = &c->vms[p->sec_index];
 	uint64_t v;
 	unsigned i;
 
@@ -680,11 +680,11 @@ static void vm_key(struct parse *p, int k, const char *key, const char *value)
 		break;
 	case K_CHANNEL:
 		if (path(p, key, value, vm->channel) &&
-		    placeholders(p, key, vm->channel, HB_CONFIG_PORT_PLACEHOLDER))
+		    placeholders(p, key, vm->channel, HBC_CONFIG_PORT_PLACEHOLDER))
 			p->vms[p->sec_index].channel_line = p->lineno;
 		break;
 	case K_PORTS:
-		if (number(p, key, value, 1, HB_CONFIG_MAX_PORTS, &v)) {
+		if (number(p, key, value, 1, HBC_CONFIG_MAX_PORTS, &v)) {
 			vm->ports = (unsigned)v;
 			p->vms[p->sec_index].ports_line = p->lineno;
 		}
@@ -694,7 +694,7 @@ static void vm_key(struct parse *p, int k, const char *key, const char *value)
 
 static void group_key(struct parse *p, int k, const char *key, const char *value)
 {
-	struct hb_config_group *g = &p->c->groups[p->sec_index];
+	struct hbc_config_group *g = &p->c->groups[p->sec_index];
 	struct group_extra *gx = &p->groups[p->sec_index];
 	uint64_t v;
 
@@ -726,9 +726,9 @@ static void group_key(struct parse *p, int k, const char *key, const char *value
 		break;
 	case K_IVSHMEM:
 		if (path(p, key, value, g->ivshmem) &&
-		    placeholders(p, key, g->ivshmem, HB_CONFIG_VM_PLACEHOLDER)) {
+		    placeholders(p, key, g->ivshmem, HBC_CONFIG_VM_PLACEHOLDER)) {
 			gx->ivshmem_line = p->lineno;
-			g->ivshmem_per_vm = strstr(g->ivshmem, HB_CONFIG_VM_PLACEHOLDER) != NULL;
+			g->ivshmem_per_vm = strstr(g->ivshmem, HBC_CONFIG_VM_PLACEHOLDER) != NULL;
 		}
 		break;
 	case K_VECTORS:
@@ -764,7 +764,7 @@ static bool for_each_item(char *list, bool (*fn)(struct parse *, void *, const c
 
 static bool xen_domain_item(struct parse *p, void *arg, const char *item)
 {
-	struct hb_config *c = p->c;
+	struct hbc_config *c = p->c;
 	uint64_t v;
 	unsigned i;
 
@@ -783,8 +783,8 @@ static bool xen_domain_item(struct parse *p, void *arg, const char *item)
 			fail(p, p->lineno, "domains: %llu is listed twice", (unsigned long long)v);
 			return false;
 		}
-	if (c->n_xen_domains == HB_CONFIG_MAX_VMS) {
-		fail(p, p->lineno, "domains: more than %d domids", HB_CONFIG_MAX_VMS);
+	if (c->n_xen_domains == HBC_CONFIG_MAX_VMS) {
+		fail(p, p->lineno, "domains: more than %d domids", HBC_CONFIG_MAX_VMS);
 		return false;
 	}
 	c->xen_domains[c->n_xen_domains++] = (uint32_t)v;
@@ -873,7 +873,7 @@ static int handle_key(void *user, const char *section, const char *key, const ch
 /* ---- whole-file checks ------------------------------------------------------------------- */
 
 /* Xen dom0 is where /proc/xen/capabilities says control_d (xenfs, or the pvops equivalent). */
-static enum hb_backend_kind detect_backend(void)
+static enum hbc_backend_kind detect_backend(void)
 {
 	char buf[256];
 	size_t n;
@@ -881,17 +881,17 @@ static enum hb_backend_kind detect_backend(void)
 
 	f = fopen(XEN_CAPABILITIES, "re");
 	if (!f)
-		return HB_BACKEND_KVM;
+		return HBC_BACKEND_KVM;
 	n = fread(buf, 1, sizeof(buf) - 1, f);
 	fclose(f);
 	buf[n] = '\0';
-	return strstr(buf, "control_d") ? HB_BACKEND_XEN : HB_BACKEND_KVM;
+	return strstr(buf, "control_d") ? HBC_BACKEND_XEN : HBC_BACKEND_KVM;
 }
 
 static bool group_member_item(struct parse *p, void *arg, const char *item)
 {
-	struct hb_config_group *g = arg;
-	struct hb_config *c = p->c;
+	struct hbc_config_group *g = arg;
+	struct hbc_config *c = p->c;
 	unsigned line = p->groups[g->id - 1].members_line;
 	uint32_t id;
 	unsigned i;
@@ -919,8 +919,8 @@ static bool group_member_item(struct parse *p, void *arg, const char *item)
 			fail(p, line, "[group %s]: '%s' is listed twice", g->name, item);
 			return false;
 		}
-	if (g->n_members == HB_CONFIG_MAX_MEMBERS) {
-		fail(p, line, "[group %s]: more than %d members", g->name, HB_CONFIG_MAX_MEMBERS);
+	if (g->n_members == HBC_CONFIG_MAX_MEMBERS) {
+		fail(p, line, "[group %s]: more than %d members", g->name, HBC_CONFIG_MAX_MEMBERS);
 		return false;
 	}
 	g->members[g->n_members++] = id;
@@ -928,10 +928,10 @@ static bool group_member_item(struct parse *p, void *arg, const char *item)
 }
 
 struct used_path {
-	char path[HB_SUN_PATH_MAX];
+	char path[HBC_SUN_PATH_MAX];
 	unsigned line;
 	unsigned order; /* position in the file's order of sockets */
-	char what[2 * HB_NAME_MAX + 32];
+	char what[2 * HBC_NAME_MAX + 32];
 };
 
 static int used_path_cmp(const void *a, const void *b)
@@ -946,7 +946,7 @@ static int used_path_cmp(const void *a, const void *b)
  * every group's socket (one per member VM for a {vm} path). */
 static unsigned used_paths(struct parse *p, struct used_path *u)
 {
-	struct hb_config *c = p->c;
+	struct hbc_config *c = p->c;
 	unsigned n = 0, i, k, m;
 
 	snprintf(u[n].path, sizeof(u[n].path), "%s", c->socket);
@@ -956,7 +956,7 @@ static unsigned used_paths(struct parse *p, struct used_path *u)
 	n++;
 	for (i = 0; i < c->n_vms; i++) {
 		for (k = 0; k < c->vms[i].ports; k++, n++) {
-			hb_config_channel_path(&c->vms[i], k, u[n].path);
+			hbc_config_channel_path(&c->vms[i], k, u[n].path);
 			u[n].line = p->vms[i].channel_line;
 			u[n].order = n;
 			if (c->vms[i].ports > 1)
@@ -967,14 +967,14 @@ static unsigned used_paths(struct parse *p, struct used_path *u)
 		}
 	}
 	for (i = 0; i < c->n_groups; i++) {
-		const struct hb_config_group *g = &c->groups[i];
+		const struct hbc_config_group *g = &c->groups[i];
 
 		for (m = 0; m < g->n_members; m++) {
-			const struct hb_config_vm *vm = hb_config_vm_by_id(c, g->members[m]);
+			const struct hbc_config_vm *vm = hbc_config_vm_by_id(c, g->members[m]);
 
 			if (g->ivshmem_per_vm ? !vm : m > 0)
 				continue;
-			hb_config_ivshmem_path(g, vm, u[n].path);
+			hbc_config_ivshmem_path(g, vm, u[n].path);
 			u[n].line = p->groups[i].ivshmem_line;
 			u[n].order = n;
 			if (g->ivshmem_per_vm)
@@ -990,7 +990,7 @@ static unsigned used_paths(struct parse *p, struct used_path *u)
 
 static void check_paths(struct parse *p)
 {
-	struct hb_config *c = p->c;
+	struct hbc_config *c = p->c;
 	struct used_path *u, *first = NULL, *second = NULL;
 	unsigned n = 1, i, j;
 
@@ -1027,43 +1027,43 @@ static void check_paths(struct parse *p)
  * fit a socket address, and a VM with several ports needs {port} to tell them apart. */
 static void check_templates(struct parse *p)
 {
-	struct hb_config *c = p->c;
-	char out[HB_SUN_PATH_MAX];
+	struct hbc_config *c = p->c;
+	char out[HBC_SUN_PATH_MAX];
 	unsigned i, m;
 
 	for (i = 0; i < c->n_vms && !p->failed; i++) {
-		const struct hb_config_vm *vm = &c->vms[i];
+		const struct hbc_config_vm *vm = &c->vms[i];
 		const struct vm_extra *vx = &p->vms[i];
 
 		/* A number is never longer than {port}, so the written path's check covers every
 		 * port's socket. */
-		if (vm->ports > 1 && !strstr(vm->channel, HB_CONFIG_PORT_PLACEHOLDER))
+		if (vm->ports > 1 && !strstr(vm->channel, HBC_CONFIG_PORT_PLACEHOLDER))
 			fail(p, vx->ports_line,
-			     "[vm %s]: ports = %u needs " HB_CONFIG_PORT_PLACEHOLDER
+			     "[vm %s]: ports = %u needs " HBC_CONFIG_PORT_PLACEHOLDER
 			     " in channel (one socket per port)",
 			     vm->name, vm->ports);
 	}
 	for (i = 0; i < c->n_groups && !p->failed; i++) {
-		const struct hb_config_group *g = &c->groups[i];
+		const struct hbc_config_group *g = &c->groups[i];
 
 		if (!g->ivshmem_per_vm)
 			continue;
 		for (m = 0; m < g->n_members && !p->failed; m++) {
-			const struct hb_config_vm *vm = hb_config_vm_by_id(c, g->members[m]);
+			const struct hbc_config_vm *vm = hbc_config_vm_by_id(c, g->members[m]);
 
-			if (vm && hb_config_ivshmem_path(g, vm, out) < 0)
+			if (vm && hbc_config_ivshmem_path(g, vm, out) < 0)
 				fail(
 				    p, p->groups[i].ivshmem_line,
 				    "[group %s]: ivshmem %s for vm %s is longer than a socket path "
 				    "(%d bytes)",
-				    g->name, g->ivshmem, vm->name, HB_SUN_PATH_MAX - 1);
+				    g->name, g->ivshmem, vm->name, HBC_SUN_PATH_MAX - 1);
 		}
 	}
 }
 
 static void finish(struct parse *p)
 {
-	struct hb_config *c = p->c;
+	struct hbc_config *c = p->c;
 	bool detected = false;
 	unsigned i;
 
@@ -1071,13 +1071,13 @@ static void finish(struct parse *p)
 		c->backend = detect_backend();
 		detected = true;
 	}
-	if (c->backend == HB_BACKEND_XEN && (c->n_vms || c->n_groups)) {
+	if (c->backend == HBC_BACKEND_XEN && (c->n_vms || c->n_groups)) {
 		fail(p, c->n_vms ? p->vms[0].line : p->groups[0].line,
 		     "[vm] and [group] sections need the kvm backend, and the backend is xen%s",
 		     detected ? " (detected: this is a Xen dom0)" : "");
 		return;
 	}
-	if (c->backend == HB_BACKEND_KVM && p->xen_line) {
+	if (c->backend == HBC_BACKEND_KVM && p->xen_line) {
 		fail(p, p->xen_line, "[xen] needs the xen backend, and the backend is kvm%s",
 		     detected ? " (detected: this is not a Xen dom0)" : "");
 		return;
@@ -1095,7 +1095,7 @@ static void finish(struct parse *p)
 	}
 
 	for (i = 0; i < c->n_groups; i++) {
-		struct hb_config_group *g = &c->groups[i];
+		struct hbc_config_group *g = &c->groups[i];
 		struct group_extra *gx = &p->groups[i];
 
 		if (!gx->members) {
@@ -1158,10 +1158,10 @@ static char *make_base(const char *dir)
 	return abs;
 }
 
-static struct hb_config *load(const char *text, size_t len, const char *name, const char *dir,
+static struct hbc_config *load(const char *text, size_t len, const char *name, const char *dir,
 			      char *err, size_t errlen)
 {
-	struct hb_config *c;
+	struct hbc_config *c;
 	struct parse *p;
 	unsigned i;
 	int r;
@@ -1181,7 +1181,7 @@ static struct hb_config *load(const char *text, size_t len, const char *name, co
 	}
 
 	strcpy(c->socket, DEFAULT_SOCKET);
-	c->log_level = HB_LOG_INFO;
+	c->log_level = HBC_LOG_INFO;
 	c->exports_per_domain = DEFAULT_EXPORTS_PER_DOMAIN;
 	c->pages_per_domain = DEFAULT_PAGES_PER_DOMAIN;
 	c->event_queue = DEFAULT_EVENT_QUEUE;
@@ -1219,7 +1219,7 @@ static struct hb_config *load(const char *text, size_t len, const char *name, co
 		goto err_free;
 	}
 
-	for (i = 0; i < HB_CONFIG_MAX_GROUPS; i++)
+	for (i = 0; i < HBC_CONFIG_MAX_GROUPS; i++)
 		free(p->groups[i].members);
 	free(p->base);
 	free(p);
@@ -1233,7 +1233,7 @@ err_free:
 	errno = EINVAL;
 err_cleanup:
 	if (p) {
-		for (i = 0; i < HB_CONFIG_MAX_GROUPS; i++)
+		for (i = 0; i < HBC_CONFIG_MAX_GROUPS; i++)
 			free(p->groups[i].members);
 		free(p->base);
 	}
@@ -1242,7 +1242,7 @@ err_cleanup:
 	return NULL;
 }
 
-struct hb_config *hb_config_load_string(const char *text, const char *base_dir, char *err,
+struct hbc_config *hbd_config_load_string(const char *text, const char *base_dir, char *err,
 					size_t errlen)
 {
 	if (!text) {
@@ -1253,9 +1253,9 @@ struct hb_config *hb_config_load_string(const char *text, const char *base_dir, 
 	return load(text, strlen(text), "<string>", base_dir, err, errlen);
 }
 
-struct hb_config *hb_config_load_file(const char *path, char *err, size_t errlen)
+struct hbc_config *hbd_config_load_file(const char *path, char *err, size_t errlen)
 {
-	struct hb_config *c = NULL;
+	struct hbc_config *c = NULL;
 	char *text = NULL, *copy = NULL, msg[160];
 	struct stat st;
 	size_t len = 0;
@@ -1319,12 +1319,12 @@ err_close:
 	return c;
 }
 
-void hb_config_free(struct hb_config *c)
+void hbc_config_free(struct hbc_config *c)
 {
 	free(c);
 }
 
-const struct hb_config_vm *hb_config_vm_by_id(const struct hb_config *c, uint32_t id)
+const struct hbc_config_vm *hbc_config_vm_by_id(const struct hbc_config *c, uint32_t id)
 {
 	unsigned i;
 
@@ -1334,12 +1334,12 @@ const struct hb_config_vm *hb_config_vm_by_id(const struct hb_config *c, uint32_
 	return NULL;
 }
 
-const char *hb_config_domain_name(const struct hb_config *c, uint32_t id)
+const char *hbc_config_domain_name(const struct hbc_config *c, uint32_t id)
 {
-	const struct hb_config_vm *vm;
+	const struct hbc_config_vm *vm;
 
 	if (id == 0)
 		return "host";
-	vm = hb_config_vm_by_id(c, id);
+	vm = hbc_config_vm_by_id(c, id);
 	return vm ? vm->name : NULL;
 }

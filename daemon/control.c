@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hyperbufd.h"
+#include "daemon/hyperbufd.h"
 
-/* A control reply must fit one frame (HB_FRAME_MAX, 256 KiB): listings stop here and the
+/* A control reply must fit one frame (HBP_FRAME_MAX, 256 KiB): listings stop here and the
  * stat ctl_list_truncated says so. An entry takes well under 100 bytes on the wire. */
 #define HBD_CTL_LIST_MAX 1500u
 
@@ -58,22 +58,22 @@ static int add_stats(struct hbd *d, ControlReply *r)
 	struct hbd_session *ss;
 	struct hbd_import *im;
 
-	hb_list_for_each_safe(ss, &d->sessions, struct hbd_session, link)
+	hbc_list_for_each_safe(ss, &d->sessions, struct hbd_session, link)
 	{
-		buffers += hb_list_length(&ss->buffers);
-		timelines += hb_list_length(&ss->timelines);
-		fence_waits += hb_list_length(&ss->waits);
-		hb_list_for_each_safe(im, &ss->imports, struct hbd_import, link)
+		buffers += hbc_list_length(&ss->buffers);
+		timelines += hbc_list_length(&ss->timelines);
+		fence_waits += hbc_list_length(&ss->waits);
+		hbc_list_for_each_safe(im, &ss->imports, struct hbd_import, link)
 		{
 			imports++;
 			bytes_mapped += im->buf->size;
 		}
 	}
-	hb_list_for_each_safe(dom, &d->domains, struct hbd_domain, link)
+	hbc_list_for_each_safe(dom, &d->domains, struct hbd_domain, link)
 		exports += dom->exports;
 
 	put_stat(&l, "sessions", d->n_sessions);
-	orphans = hb_list_length(&d->orphans);
+	orphans = hbc_list_length(&d->orphans);
 	put_stat(&l, "buffers", buffers);
 	put_stat(&l, "buffers_orphaned", orphans);
 	put_stat(&l, "exports", exports);
@@ -107,11 +107,11 @@ static int add_domains(struct hbd *d, ControlReply *r)
 	struct hbd_domain *dom;
 	size_t n = 0;
 
-	n = hb_list_length(&d->domains);
+	n = hbc_list_length(&d->domains);
 	r->domains = calloc(n ? n : 1, sizeof(*r->domains));
 	if (!r->domains)
 		return -ENOMEM;
-	hb_list_for_each_safe(dom, &d->domains, struct hbd_domain, link)
+	hbc_list_for_each_safe(dom, &d->domains, struct hbd_domain, link)
 	{
 		CtlDomain *cd = calloc(1, sizeof(*cd));
 		if (!cd)
@@ -172,15 +172,15 @@ static int add_exports_imports(struct hbd *d, ControlReply *r)
 	struct hbd_import *im;
 	int err;
 
-	hb_list_for_each_safe(s, &d->sessions, struct hbd_session, link)
+	hbc_list_for_each_safe(s, &d->sessions, struct hbd_session, link)
 	{
-		hb_list_for_each_safe(b, &s->buffers, struct hbd_buffer, owner_link)
+		hbc_list_for_each_safe(b, &s->buffers, struct hbd_buffer, owner_link)
 		{
 			if ((err = add_export(r, &ecap, b)) < 0)
 				return err;
 			truncated |= err;
 		}
-		hb_list_for_each_safe(im, &s->imports, struct hbd_import, link)
+		hbc_list_for_each_safe(im, &s->imports, struct hbd_import, link)
 		{
 			CtlImport *ci;
 			if (r->n_imports >= HBD_CTL_LIST_MAX) {
@@ -208,7 +208,7 @@ static int add_exports_imports(struct hbd *d, ControlReply *r)
 			ci->writable = im->writable;
 		}
 	}
-	hb_list_for_each_safe(b, &d->orphans, struct hbd_buffer, owner_link)
+	hbc_list_for_each_safe(b, &d->orphans, struct hbd_buffer, owner_link)
 	{
 		if ((err = add_export(r, &ecap, b)) < 0)
 			return err;
@@ -223,9 +223,9 @@ static int add_timelines(struct hbd *d, ControlReply *r)
 	struct hbd_session *s;
 	struct hbd_timeline *tl;
 
-	hb_list_for_each_safe(s, &d->sessions, struct hbd_session, link)
+	hbc_list_for_each_safe(s, &d->sessions, struct hbd_session, link)
 	{
-		hb_list_for_each_safe(tl, &s->timelines, struct hbd_timeline, owner_link)
+		hbc_list_for_each_safe(tl, &s->timelines, struct hbd_timeline, owner_link)
 		{
 			CtlTimeline *ct;
 
@@ -260,7 +260,7 @@ int hbd_control(struct hbd_session *s, uint32_t what, ControlReply **out)
 
 	if (s->dom->id != 0)
 		return -EPERM;
-	if (what < HB_CTL_STATUS || what > HB_CTL_TIMELINES)
+	if (what < HBP_CTL_STATUS || what > HBP_CTL_TIMELINES)
 		return -EINVAL;
 	r = calloc(1, sizeof(*r));
 	if (!r)

@@ -4,15 +4,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hyperbufd.h"
-#include "log.h"
+#include "daemon/hyperbufd.h"
+#include "common/log.h"
 
 struct hbd_domain *hbd_domain_get(struct hbd *d, uint32_t id)
 {
 	struct hbd_domain *dom;
 	const char *name;
 
-	hb_list_for_each_safe(dom, &d->domains, struct hbd_domain, link)
+	hbc_list_for_each_safe(dom, &d->domains, struct hbd_domain, link)
 	{
 		if (dom->id == id)
 			return dom;
@@ -21,12 +21,12 @@ struct hbd_domain *hbd_domain_get(struct hbd *d, uint32_t id)
 	if (!dom)
 		return NULL;
 	dom->id = id;
-	name = hb_config_domain_name(d->cfg, id);
+	name = hbc_config_domain_name(d->cfg, id);
 	if (name)
 		snprintf(dom->name, sizeof(dom->name), "%s", name);
 	else
 		snprintf(dom->name, sizeof(dom->name), "dom%u", id);
-	hb_list_insert_tail(&d->domains, &dom->link);
+	hbc_list_insert_tail(&d->domains, &dom->link);
 	return dom;
 }
 
@@ -35,7 +35,7 @@ void hbd_domain_event(struct hbd *d, uint32_t id, uint32_t type, const struct hb
 {
 	struct hbd_session *s;
 
-	hb_list_for_each_safe(s, &d->sessions, struct hbd_session, link)
+	hbc_list_for_each_safe(s, &d->sessions, struct hbd_session, link)
 	{
 		if (s->dom->id == id && s->hello && !s->control && !s->closing)
 			hbd_session_event(s, type, hid, from, size, meta, meta_len);
@@ -52,7 +52,7 @@ void hbd_domain_check_gone(struct hbd *d, struct hbd_domain *dom, bool pool_lost
 		return;
 	dom->present = false;
 	hb_info("domain %u (%s) is gone", dom->id, dom->name);
-	hb_list_for_each_safe(other, &d->domains, struct hbd_domain, link)
+	hbc_list_for_each_safe(other, &d->domains, struct hbd_domain, link)
 	{
 		if (other == dom || d->backend->can_share(d, dom->id, other->id) < 0)
 			continue;

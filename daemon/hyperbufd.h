@@ -14,13 +14,13 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "config.h"
-#include "frame.h"
+#include "common/config.h"
+#include "protocol/frame.h"
 #include "hyperbuf.h"
-#include "hyperbuf.pb-c.h"
-#include "limits.h" /* protocol/limits.h */
-#include "list.h"
-#include "refdir.h"
+#include "protocol/hyperbuf.pb-c.h"
+#include "protocol/limits.h"
+#include "common/list.h"
+#include "protocol/refdir.h"
 
 #define HBD_HID_BUCKET_BITS 12
 #define HBD_TIMELINE_BUCKET_BITS 10
@@ -51,9 +51,9 @@ struct hbd_stats {
 };
 
 struct hbd_domain {
-	struct hb_list link;
+	struct hbc_list link;
 	uint32_t id;
-	char name[HB_NAME_MAX];
+	char name[HBC_NAME_MAX];
 	unsigned conns;         /* open connections, before Hello included (sessions_per_domain) */
 	unsigned sessions;      /* client sessions (not control) */
 	unsigned ivshmem_peers; /* ivshmem connections bound to this domain */
@@ -79,8 +79,8 @@ struct hbd_resv_entry {
 };
 
 struct hbd_buffer {
-	struct hb_list owner_link; /* in owner->buffers, or d->orphans */
-	struct hb_list hash_link;  /* in the hid table while it has a hid */
+	struct hbc_list owner_link; /* in owner->buffers, or d->orphans */
+	struct hbc_list hash_link;  /* in the hid table while it has a hid */
 	struct hbd *d;
 	uint64_t handle;
 	struct hbd_session *owner; /* NULL once freed by its owner: an orphan kept by imports */
@@ -93,7 +93,7 @@ struct hbd_buffer {
 	uint32_t group;   /* KVM pool; 0 for grant-based (Xen) buffers */
 	uint32_t *refs;      /* data pages then directory pages */
 	uint32_t data_pages, dir_pages;
-	struct hb_refdir desc;
+	struct hbp_refdir desc;
 
 	enum hbd_export_state state;
 	bool has_hid;
@@ -105,7 +105,7 @@ struct hbd_buffer {
 	uint32_t gen;           /* bumped with every fresh hid */
 	unsigned gen_importers; /* live imports made under the current hid */
 
-	struct hbd_resv_entry *resv; /* HB_RESV_LIMIT slots once a fence was attached */
+	struct hbd_resv_entry *resv; /* HBP_RESV_LIMIT slots once a fence was attached */
 	unsigned n_resv;
 };
 
@@ -120,8 +120,8 @@ struct hbd_fail_range {
 };
 
 struct hbd_timeline {
-	struct hb_list hash_link;  /* d->timelines[] */
-	struct hb_list owner_link; /* owner->timelines */
+	struct hbc_list hash_link;  /* d->timelines[] */
+	struct hbc_list owner_link; /* owner->timelines */
 	uint64_t id;
 	struct hbd_session *owner;
 	uint64_t value;
@@ -139,8 +139,8 @@ struct hbd_timeline {
  * completion itself (session->done), so completing never allocates.
  */
 struct hbd_wait {
-	struct hb_list hash_link;    /* d->waits[] while pending */
-	struct hb_list session_link; /* s->waits while pending, s->done once completed */
+	struct hbc_list hash_link;    /* d->waits[] while pending */
+	struct hbc_list session_link; /* s->waits while pending, s->done once completed */
 	uint64_t id;
 	struct hbd_session *s;
 	struct hbd_timeline *tl; /* NULL once completed */
@@ -150,7 +150,7 @@ struct hbd_wait {
 };
 
 struct hbd_import {
-	struct hb_list link; /* in session->imports */
+	struct hbc_list link; /* in session->imports */
 	uint64_t handle;
 	struct hbd_buffer *buf;
 	uint32_t gen; /* the buffer's hid generation when imported */
@@ -158,7 +158,7 @@ struct hbd_import {
 };
 
 struct hbd_event {
-	struct hb_list link;
+	struct hbc_list link;
 	uint32_t type;
 	struct hb_id hid;
 	bool has_hid;
@@ -174,7 +174,7 @@ struct hbd_out_fd {
 };
 
 struct hbd_session {
-	struct hb_list link;
+	struct hbc_list link;
 	struct hbd *d;
 	int fd;
 	ev_io rio, wio;
@@ -194,21 +194,21 @@ struct hbd_session {
 	size_t scan_from;  /* input before this offset holds no resync magic */
 	size_t out_unsent; /* bytes of the unit (frame or marker) at the head of out not sent */
 
-	struct hb_bytes in, out;
+	struct hbp_bytes in, out;
 	/* A host session gets one pool fd per group it attaches, once: never more than this. */
-	struct hbd_out_fd out_fds[HB_MAX_GROUPS];
+	struct hbd_out_fd out_fds[HBP_MAX_GROUPS];
 	unsigned n_out_fds;
 
-	struct hb_list events; /* may end with an OVERFLOW marker (type HB_EVENT_OVERFLOW) */
+	struct hbc_list events; /* may end with an OVERFLOW marker (type HB_EVENT_OVERFLOW) */
 	unsigned n_events;
 
 	uint64_t attached; /* bit (group id - 1) */
-	struct hb_list buffers;
-	struct hb_list imports;
+	struct hbc_list buffers;
+	struct hbc_list imports;
 
-	struct hb_list timelines; /* owned */
-	struct hb_list waits;     /* pending */
-	struct hb_list done;      /* completed, not yet framed: the bounded completion queue */
+	struct hbc_list timelines; /* owned */
+	struct hbc_list waits;     /* pending */
+	struct hbc_list done;      /* completed, not yet framed: the bounded completion queue */
 	unsigned n_done;
 	bool doomed;              /* fell behind: closed from drop_timer, gets nothing more */
 	ev_timer drop_timer;
@@ -227,7 +227,7 @@ struct hbd_backend_ops {
 	/* Returns b's pages to the backend; they read as zero afterwards. */
 	void (*release)(struct hbd *d, struct hbd_buffer *b);
 	/* Binds s to a group; for host sessions *fd_out is a pool fd to send (caller closes). */
-	int (*attach)(struct hbd *d, struct hbd_session *s, uint32_t group, uint32_t ivshmem_peer,
+	int (*attach)(struct hbd *d, struct hbd_session *s, uint32_t group, uint32_t hbk_ivshmem_peer,
 		      int *fd_out);
 	/* Adds the domain's groups to a Welcome (allocated with the protobuf-c default allocator;
 	 * freed with welcome_free). */
@@ -248,7 +248,7 @@ struct hbd_backend_ops {
 extern const struct hbd_backend_ops hbd_kvm_backend;
 extern const struct hbd_backend_ops hbd_xen_backend; /* WITH_XEN=1 builds only */
 /* The backend compiled in for kind, or NULL. */
-const struct hbd_backend_ops *hbd_backend_find(enum hb_backend_kind kind);
+const struct hbd_backend_ops *hbd_backend_find(enum hbc_backend_kind kind);
 
 struct hbd_listener {
 	int fd;
@@ -256,12 +256,12 @@ struct hbd_listener {
 	ev_timer pause; /* accept paused while out of file descriptors */
 	struct hbd *d;
 	uint32_t domain;
-	char path[HB_SUN_PATH_MAX];
+	char path[HBC_SUN_PATH_MAX];
 };
 
 struct hbd {
 	struct ev_loop *loop;
-	struct hb_config *cfg;
+	struct hbc_config *cfg;
 	const char *config_path; /* NULL: embedded default */
 	const struct hbd_backend_ops *backend;
 	void *backend_data;
@@ -273,13 +273,13 @@ struct hbd {
 	struct hbd_listener *vm_listeners;
 	unsigned n_vm_listeners;
 
-	struct hb_list sessions;
+	struct hbc_list sessions;
 	unsigned n_sessions;
-	struct hb_list domains;
-	struct hb_list orphans; /* freed buffers kept alive by imports */
-	struct hb_list hids[1u << HBD_HID_BUCKET_BITS];
-	struct hb_list timelines[1u << HBD_TIMELINE_BUCKET_BITS];
-	struct hb_list waits[1u << HBD_WAIT_BUCKET_BITS];
+	struct hbc_list domains;
+	struct hbc_list orphans; /* freed buffers kept alive by imports */
+	struct hbc_list hids[1u << HBD_HID_BUCKET_BITS];
+	struct hbc_list timelines[1u << HBD_TIMELINE_BUCKET_BITS];
+	struct hbc_list waits[1u << HBD_WAIT_BUCKET_BITS];
 	uint32_t timeline_epoch, timeline_counter; /* ids are epoch << 32 | counter */
 	uint32_t next_serial;
 	uint64_t next_handle;
@@ -291,7 +291,7 @@ struct hbd {
 
 /* main.c / server.c */
 uint64_t hbd_now_ms(void);
-int hbd_listen_unix(const char *path, int backlog);
+int hbc_unix_listen(const char *path, int backlog);
 int hbd_server_start(struct hbd *d);
 void hbd_server_stop(struct hbd *d);
 
@@ -329,7 +329,7 @@ int hbd_sync_open(struct hbd_session *s, uint64_t timeline, uint64_t value, uint
 int hbd_sync_close(struct hbd_session *s, uint64_t wait);
 int hbd_fence_attach(struct hbd_session *s, const struct hb_id *hid, uint64_t timeline,
 		     uint64_t value, uint32_t usage);
-/* The pending fences an access must wait for, at most one per timeline, into out[HB_RESV_LIMIT]. */
+/* The pending fences an access must wait for, at most one per timeline, into out[HBP_RESV_LIMIT]. */
 int hbd_cpu_access(struct hbd_session *s, const struct hb_id *hid, uint32_t access,
 		   struct hbd_resv_entry *out, unsigned *n);
 /* Session end: its waits and queued completions go, its timelines complete with -EPIPE. */

@@ -13,9 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "hyperbufd.h"
-#include "log.h"
+#include "common/config.h"
+#include "daemon/hyperbufd.h"
+#include "common/log.h"
 
 #define HBD_DEFAULT_CONFIG HB_SYSCONFDIR "/hyperbuf/hyperbufd.conf"
 
@@ -26,11 +26,11 @@ uint64_t hbd_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static struct hb_config *load_config(const char *path, char *err, size_t errlen)
+static struct hbc_config *load_config(const char *path, char *err, size_t errlen)
 {
 	if (path)
-		return hb_config_load_file(path, err, errlen);
-	return hb_config_load_string(hb_config_default_text, "/", err, errlen);
+		return hbd_config_load_file(path, err, errlen);
+	return hbd_config_load_string(hbd_config_default_text, "/", err, errlen);
 }
 
 static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
@@ -45,19 +45,19 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	struct hbd *d = w->data;
-	struct hb_config *next, *cur = d->cfg;
+	struct hbc_config *next, *cur = d->cfg;
 	char err[512];
 
 	next = load_config(d->config_path, err, sizeof(err));
 	if (!next) {
-		hb_err("reload: %s; keeping the running configuration", err);
+		log_err("reload: %s; keeping the running configuration", err);
 		return;
 	}
 	if (next->n_vms != cur->n_vms || next->n_groups != cur->n_groups ||
 	    memcmp(next->vms, cur->vms, sizeof(next->vms[0]) * next->n_vms) ||
 	    memcmp(next->groups, cur->groups, sizeof(next->groups[0]) * next->n_groups) ||
 	    strcmp(next->socket, cur->socket) || next->backend != cur->backend)
-		hb_warn("reload: [vm], [group] and [daemon] socket/backend changes need a restart; "
+		log_warn("reload: [vm], [group] and [daemon] socket/backend changes need a restart; "
 			"applying log level and [limits] only");
 	cur->log_level = next->log_level;
 	cur->exports_per_domain = next->exports_per_domain;
@@ -68,8 +68,8 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 	cur->fence_waits_per_domain = next->fence_waits_per_domain;
 	cur->imports_per_domain = next->imports_per_domain;
 	cur->sessions_per_domain = next->sessions_per_domain;
-	hb_config_free(next);
-	hb_log_set_level(cur->log_level);
+	hbc_config_free(next);
+	hbc_log_set_level(cur->log_level);
 	hb_info("reload: configuration applied (exports_per_domain=%u pages_per_domain=%llu "
 		"event_queue=%u meta_max=%u timelines_per_domain=%u fence_waits_per_domain=%u)",
 		cur->exports_per_domain, (unsigned long long)cur->pages_per_domain,
@@ -84,7 +84,7 @@ static void raise_fd_limit(void)
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-			hb_warn("cannot raise the descriptor limit: %s", strerror(errno));
+			log_warn("cannot raise the descriptor limit: %s", strerror(errno));
 	}
 }
 
@@ -118,7 +118,7 @@ int main(int argc, char **argv)
 			debug = true;
 			break;
 		case 'v':
-			printf("hyperbufd %s (protocol %u)\n", HB_VERSION_STRING, HB_PROTOCOL_VERSION);
+			printf("hyperbufd %s (protocol %u)\n", HB_VERSION_STRING, HBP_PROTOCOL_VERSION);
 			return 0;
 		case 'h':
 			usage(stdout);
@@ -142,17 +142,17 @@ int main(int argc, char **argv)
 	}
 	if (check_only) {
 		printf("%s: configuration is valid\n", config_path ? config_path : "(embedded)");
-		hb_config_free(d.cfg);
+		hbc_config_free(d.cfg);
 		return 0;
 	}
-	hb_log_set_level(debug ? HB_LOG_DEBUG : d.cfg->log_level);
+	hbc_log_set_level(debug ? HBC_LOG_DEBUG : d.cfg->log_level);
 	if (debug)
-		d.cfg->log_level = HB_LOG_DEBUG;
+		d.cfg->log_level = HBC_LOG_DEBUG;
 	d.config_path = config_path;
 	d.start_ms = hbd_now_ms();
 	d.loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
 	if (!d.loop) {
-		hb_err("cannot create the event loop");
+		log_err("cannot create the event loop");
 		goto err_config;
 	}
 	/* Every session, pool and eventfd is a descriptor: take all the kernel allows us. */
@@ -183,6 +183,6 @@ int main(int argc, char **argv)
 err_loop:
 	ev_loop_destroy(d.loop);
 err_config:
-	hb_config_free(d.cfg);
+	hbc_config_free(d.cfg);
 	return status;
 }

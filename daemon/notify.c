@@ -7,8 +7,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "hyperbufd.h"
-#include "log.h"
+#include "daemon/hyperbufd.h"
+#include "common/log.h"
 
 int hbd_notify(const char *state)
 {
@@ -33,6 +33,6 @@ int hbd_notify(const char *state)
 	r = r < 0 ? -errno : 0;
 	close(fd);
 	if (r < 0)
-		hb_warn("sd_notify(%s) failed: %s", state, strerror(-r));
+		log_warn("sd_notify(%s) failed: %s", state, strerror(-r));
 	return r;
 }

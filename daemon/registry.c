@@ -6,23 +6,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hid.h"
-#include "limits.h" /* protocol/limits.h: -iquote keeps <limits.h> the system one */
-#include "hyperbufd.h"
-#include "log.h"
+#include "protocol/hid.h"
+#include "protocol/limits.h"
+#include "daemon/hyperbufd.h"
+#include "common/log.h"
 
-static struct hb_list *hid_bucket(struct hbd *d, const struct hb_id *hid)
+static struct hbc_list *hid_bucket(struct hbd *d, const struct hb_id *hid)
 {
-	return &d->hids[hb_hid_hash(hid, HBD_HID_BUCKET_BITS)];
+	return &d->hids[hbp_hid_hash(hid, HBD_HID_BUCKET_BITS)];
 }
 
 struct hbd_buffer *hbd_hid_lookup(struct hbd *d, const struct hb_id *hid)
 {
 	struct hbd_buffer *b;
 
-	if (!hb_hid_plausible(hid))
+	if (!hbp_hid_plausible(hid))
 		return NULL;
-	hb_list_for_each_safe(b, hid_bucket(d, hid), struct hbd_buffer, hash_link)
+	hbc_list_for_each_safe(b, hid_bucket(d, hid), struct hbd_buffer, hash_link)
 	{
 		/* All 128 bits, every time: the random part is what makes hids unguessable. */
 		if (memcmp(b->hid.bytes, hid->bytes, sizeof(hid->bytes)) == 0)
@@ -35,7 +35,7 @@ static void hid_forget(struct hbd_buffer *b)
 {
 	if (!b->has_hid)
 		return;
-	hb_list_remove(&b->hash_link);
+	hbc_list_remove(&b->hash_link);
 	b->has_hid = false;
 }
 
@@ -52,11 +52,11 @@ static int hid_assign(struct hbd_buffer *b)
 	do {
 		if (++d->next_serial == 0 || d->next_serial == UINT32_MAX)
 			d->next_serial = 1;
-		r = hb_hid_generate(d->next_serial, &b->hid);
+		r = hbp_hid_generate(d->next_serial, &b->hid);
 		if (r < 0)
 			return r;
 	} while (hbd_hid_lookup(d, &b->hid));
-	hb_list_insert_tail(hid_bucket(d, &b->hid), &b->hash_link);
+	hbc_list_insert_tail(hid_bucket(d, &b->hid), &b->hash_link);
 	b->has_hid = true;
 	return 0;
 }
@@ -102,7 +102,7 @@ int hbd_buffer_alloc(struct hbd_session *s, uint32_t peer, uint64_t size, uint32
 	r = d->backend->can_share(d, s->dom->id, peer);
 	if (r < 0)
 		return r;
-	if (size > ((uint64_t)1 << 30) * HB_PAGE_SIZE)
+	if (size > ((uint64_t)1 << 30) * HBP_PAGE_SIZE)
 		return -EFBIG;
 	b = calloc(1, sizeof(*b));
 	if (!b)
@@ -112,7 +112,7 @@ int hbd_buffer_alloc(struct hbd_session *s, uint32_t peer, uint64_t size, uint32
 	b->peer = peer;
 	b->size = size;
 	b->flags = flags;
-	hb_list_init(&b->hash_link);
+	hbc_list_init(&b->hash_link);
 	r = d->backend->alloc(d, s, b);
 	if (r < 0)
 		goto err_free;
@@ -129,8 +129,8 @@ int hbd_buffer_alloc(struct hbd_session *s, uint32_t peer, uint64_t size, uint32
 	b->owner = s;
 	b->creator = s->serial;
 	s->dom->pages += b->data_pages + b->dir_pages;
-	hb_list_insert_tail(&s->buffers, &b->owner_link);
-	hb_debug("%s: buffer %llu: %llu bytes for domain %u, %u+%u pages in group %u", s->label,
+	hbc_list_insert_tail(&s->buffers, &b->owner_link);
+	log_debug("%s: buffer %llu: %llu bytes for domain %u, %u+%u pages in group %u", s->label,
 		 (unsigned long long)b->handle, (unsigned long long)size, peer, b->data_pages,
 		 b->dir_pages, b->group);
 	*out = b;
@@ -145,7 +145,7 @@ struct hbd_buffer *hbd_buffer_find(struct hbd_session *s, uint64_t handle)
 {
 	struct hbd_buffer *b;
 
-	hb_list_for_each_safe(b, &s->buffers, struct hbd_buffer, owner_link)
+	hbc_list_for_each_safe(b, &s->buffers, struct hbd_buffer, owner_link)
 	{
 		if (b->handle == handle)
 			return b;
@@ -161,14 +161,14 @@ static void buffer_reclaim_if_unused(struct hbd_buffer *b)
 
 	if (b->owner || b->importers)
 		return;
-	hb_list_remove(&b->owner_link);
+	hbc_list_remove(&b->owner_link);
 	hid_forget(b);
 	ev_timer_stop(d->loop, &b->unexport_timer);
 	dom = hbd_domain_get(d, b->exporter);
 	if (dom)
 		dom->pages -= b->data_pages + b->dir_pages;
 	d->backend->release(d, b);
-	hb_debug("buffer %llu: pages returned to group %u", (unsigned long long)b->handle,
+	log_debug("buffer %llu: pages returned to group %u", (unsigned long long)b->handle,
 		 b->group);
 	free(b->refs);
 	free(b->meta);
@@ -206,9 +206,9 @@ void hbd_buffer_free(struct hbd_buffer *b)
 
 	unexport_now(b);
 	if (b->owner) {
-		hb_list_remove(&b->owner_link);
+		hbc_list_remove(&b->owner_link);
 		b->owner = NULL;
-		hb_list_insert_tail(&d->orphans, &b->owner_link);
+		hbc_list_insert_tail(&d->orphans, &b->owner_link);
 	}
 	buffer_reclaim_if_unused(b);
 }
@@ -309,7 +309,7 @@ int hbd_import(struct hbd_session *s, const struct hb_id *hid, uint32_t flags,
 	im->buf = b;
 	im->gen = b->gen;
 	im->writable = writable;
-	hb_list_insert_tail(&s->imports, &im->link);
+	hbc_list_insert_tail(&s->imports, &im->link);
 	b->importers++;
 	b->gen_importers++;
 	s->dom->imports++;
@@ -326,7 +326,7 @@ struct hbd_import *hbd_import_find(struct hbd_session *s, uint64_t handle)
 {
 	struct hbd_import *im;
 
-	hb_list_for_each_safe(im, &s->imports, struct hbd_import, link)
+	hbc_list_for_each_safe(im, &s->imports, struct hbd_import, link)
 	{
 		if (im->handle == handle)
 			return im;
@@ -339,7 +339,7 @@ void hbd_import_release(struct hbd_session *s, struct hbd_import *im)
 	struct hbd_buffer *b = im->buf;
 	bool current = im->gen == b->gen;
 
-	hb_list_remove(&im->link);
+	hbc_list_remove(&im->link);
 	free(im);
 	s->dom->imports--;
 	b->importers--;

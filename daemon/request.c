@@ -7,10 +7,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "hid.h"
-#include "hyperbufd.h"
-#include "limits.h" /* protocol/limits.h */
-#include "log.h"
+#include "protocol/hid.h"
+#include "daemon/hyperbufd.h"
+#include "protocol/limits.h"
+#include "common/log.h"
 
 static void fill_desc(BufferDesc *out, const struct hbd_buffer *b)
 {
@@ -25,7 +25,7 @@ static void fill_desc(BufferDesc *out, const struct hbd_buffer *b)
 /* A hid from the wire; frame validation already checked its length when present. */
 static int wire_hid(ProtobufCBinaryData data, struct hb_id *hid)
 {
-	if (hb_hid_from_wire(data.data, data.len, hid) < 0)
+	if (hbp_hid_from_wire(data.data, data.len, hid) < 0)
 		return -ENOENT; /* absent or malformed: nothing can match it */
 	return 0;
 }
@@ -43,27 +43,27 @@ static int do_hello(struct hbd_session *s, const Hello *m, ServerMsg *reply, Wel
 			return -EPROTO;
 		hbd_session_restart(s, "a new Hello on the channel");
 	}
-	if (m->version != HB_PROTOCOL_VERSION) {
-		hb_warn("%s: protocol version %u, this daemon speaks %u", s->label, m->version,
-			HB_PROTOCOL_VERSION);
+	if (m->version != HBP_PROTOCOL_VERSION) {
+		log_warn("%s: protocol version %u, this daemon speaks %u", s->label, m->version,
+			HBP_PROTOCOL_VERSION);
 		return -EPROTO;
 	}
-	if (m->role != HB_ROLE_CLIENT && m->role != HB_ROLE_CONTROL)
+	if (m->role != HBP_ROLE_CLIENT && m->role != HBP_ROLE_CONTROL)
 		return -EINVAL;
-	if (m->role == HB_ROLE_CONTROL && s->dom->id != 0)
+	if (m->role == HBP_ROLE_CONTROL && s->dom->id != 0)
 		return -EPERM;
-	w->version = HB_PROTOCOL_VERSION;
+	w->version = HBP_PROTOCOL_VERSION;
 	w->domain = s->dom->id;
 	w->domain_name = s->dom->name;
 	w->meta_max = d->cfg->meta_max;
 	w->event_queue = d->cfg->event_queue;
-	w->frame_max = HB_FRAME_MAX;
-	if (m->role == HB_ROLE_CLIENT) {
+	w->frame_max = HBP_FRAME_MAX;
+	if (m->role == HBP_ROLE_CLIENT) {
 		r = d->backend->welcome(d, s->dom->id, w);
 		if (r < 0)
 			return r;
 	}
-	hbd_session_mark_hello(s, m->role == HB_ROLE_CONTROL);
+	hbd_session_mark_hello(s, m->role == HBP_ROLE_CONTROL);
 	reply->body_case = SERVER_MSG__BODY_WELCOME;
 	reply->welcome = w;
 	return 0;
@@ -208,7 +208,7 @@ static int do_fence_attach(struct hbd_session *s, const FenceAttach *m)
 static int do_cpu_access(struct hbd_session *s, const CpuAccess *m, ServerMsg *reply,
 			 CpuAccessReply *cr, FencePoint *points, FencePoint **ptrs)
 {
-	struct hbd_resv_entry e[HB_RESV_LIMIT];
+	struct hbd_resv_entry e[HBP_RESV_LIMIT];
 	struct hb_id hid;
 	unsigned n;
 	int r;
@@ -243,8 +243,8 @@ void hbd_request(struct hbd_session *s, ClientMsg *msg)
 	TimelineReply timeline_reply = TIMELINE_REPLY__INIT;
 	SyncReply sync_reply = SYNC_REPLY__INIT;
 	CpuAccessReply cpu_reply = CPU_ACCESS_REPLY__INIT;
-	FencePoint points[HB_RESV_LIMIT];
-	FencePoint *point_ptrs[HB_RESV_LIMIT];
+	FencePoint points[HBP_RESV_LIMIT];
+	FencePoint *point_ptrs[HBP_RESV_LIMIT];
 	BufferDesc desc = BUFFER_DESC__INIT;
 	ControlReply *control = NULL;
 	struct hbd_buffer *b;
@@ -258,7 +258,7 @@ void hbd_request(struct hbd_session *s, ClientMsg *msg)
 		s->d->stats.errors_protocol++;
 		hbd_session_send(s, &reply, -1);
 		/* Let the reply go out before the hang-up where the socket allows. */
-		hb_warn("%s: request before hello; dropping the session", s->label);
+		log_warn("%s: request before hello; dropping the session", s->label);
 		ev_invoke(s->d->loop, &s->wio, EV_WRITE);
 		hbd_session_close(s, "request before hello");
 		return;
@@ -274,7 +274,7 @@ void hbd_request(struct hbd_session *s, ClientMsg *msg)
 		r = do_hello(s, msg->hello, &reply, &welcome);
 		break;
 	case CLIENT_MSG__BODY_ATTACH:
-		r = s->d->backend->attach(s->d, s, msg->attach->group, msg->attach->ivshmem_peer,
+		r = s->d->backend->attach(s->d, s, msg->attach->group, msg->attach->hbk_ivshmem_peer,
 					  &fd);
 		break;
 	case CLIENT_MSG__BODY_ALLOC:
@@ -371,7 +371,7 @@ reply:
 		reply.error = (uint32_t)-r;
 		reply.body_case = SERVER_MSG__BODY__NOT_SET;
 		s->d->stats.errors_request++;
-		hb_debug("%s: request %u (body %d): %s", s->label, msg->id, msg->body_case,
+		log_debug("%s: request %u (body %d): %s", s->label, msg->id, msg->body_case,
 			 strerror(-r));
 	}
 	if (hbd_session_send(s, &reply, r < 0 ? -1 : fd) < 0 && !s->closing) {

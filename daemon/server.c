@@ -13,13 +13,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "hyperbufd.h"
-#include "log.h"
-
-/* mkdir -p for the folder holding a socket. */
+#include "daemon/hyperbufd.h"
+#include "common/log.h"
 static int make_parent_dirs(const char *path)
 {
-	char tmp[HB_SUN_PATH_MAX];
+	char tmp[HBC_SUN_PATH_MAX];
 	size_t len = strlen(path);
 
 	if (len >= sizeof(tmp))
@@ -45,7 +43,7 @@ static int clear_stale_socket(const char *path, const struct sockaddr_un *addr)
 	if (lstat(path, &st) < 0)
 		return errno == ENOENT ? 0 : -errno;
 	if (!S_ISSOCK(st.st_mode)) {
-		hb_err("%s exists and is not a socket; refusing to replace it", path);
+		log_err("%s exists and is not a socket; refusing to replace it", path);
 		return -EEXIST;
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -54,7 +52,7 @@ static int clear_stale_socket(const char *path, const struct sockaddr_un *addr)
 	r = connect(fd, (const struct sockaddr *)addr, sizeof(*addr));
 	close(fd);
 	if (r == 0) {
-		hb_err("%s: another daemon is listening there", path);
+		log_err("%s: another daemon is listening there", path);
 		return -EADDRINUSE;
 	}
 	if (unlink(path) < 0 && errno != ENOENT)
@@ -62,19 +60,19 @@ static int clear_stale_socket(const char *path, const struct sockaddr_un *addr)
 	return 0;
 }
 
-int hbd_listen_unix(const char *path, int backlog)
+int hbc_unix_listen(const char *path, int backlog)
 {
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
 	int fd, r;
 
 	if (strlen(path) >= sizeof(addr.sun_path)) {
-		hb_err("%s: socket path longer than %zu bytes", path, sizeof(addr.sun_path) - 1);
+		log_err("%s: socket path longer than %zu bytes", path, sizeof(addr.sun_path) - 1);
 		return -ENAMETOOLONG;
 	}
 	strcpy(addr.sun_path, path);
 	r = make_parent_dirs(path);
 	if (r < 0) {
-		hb_err("%s: cannot create its folder: %s", path, strerror(-r));
+		log_err("%s: cannot create its folder: %s", path, strerror(-r));
 		return r;
 	}
 	r = clear_stale_socket(path, &addr);
@@ -85,7 +83,7 @@ int hbd_listen_unix(const char *path, int backlog)
 		return -errno;
 	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(fd, backlog) < 0) {
 		r = -errno;
-		hb_err("%s: %s", path, strerror(-r));
+		log_err("%s: %s", path, strerror(-r));
 		goto err_close;
 	}
 	return fd;
@@ -115,18 +113,18 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			if (errno == EMFILE || errno == ENFILE) {
 				/* The pending connection keeps the socket readable: without a
 				 * pause the loop would spin on it. */
-				hb_warn("%s: accept: %s; pausing for 100 ms", l->path,
+				log_warn("%s: accept: %s; pausing for 100 ms", l->path,
 					strerror(errno));
 				ev_io_stop(loop, &l->io);
 				ev_timer_set(&l->pause, 0.1, 0.);
 				ev_timer_start(loop, &l->pause);
 			} else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
-				hb_warn("%s: accept: %s", l->path, strerror(errno));
+				log_warn("%s: accept: %s", l->path, strerror(errno));
 			}
 			return;
 		}
 		if (d->n_sessions >= HBD_MAX_SESSIONS) {
-			hb_warn("%s: %u sessions already; refusing a new one", l->path,
+			log_warn("%s: %u sessions already; refusing a new one", l->path,
 				d->n_sessions);
 			close(fd);
 			continue;
@@ -134,7 +132,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		dom = hbd_domain_get(d, l->domain);
 		/* Per domain, so one VM opening connections can't lock the others out. */
 		if (!dom || dom->conns >= d->cfg->sessions_per_domain) {
-			hb_warn("%s: domain %u has %u connections (sessions_per_domain); refusing",
+			log_warn("%s: domain %u has %u connections (sessions_per_domain); refusing",
 				l->path, l->domain, dom ? dom->conns : 0);
 			close(fd);
 			continue;
@@ -150,11 +148,11 @@ static int listener_open(struct hbd *d, struct hbd_listener *l, const char *path
 	l->d = d;
 	l->domain = domain;
 	snprintf(l->path, sizeof(l->path), "%s", path);
-	l->fd = hbd_listen_unix(path, 64);
+	l->fd = hbc_unix_listen(path, 64);
 	if (l->fd < 0)
 		return l->fd;
 	if (chmod(path, mode) < 0)
-		hb_warn("%s: chmod: %s", path, strerror(errno));
+		log_warn("%s: chmod: %s", path, strerror(errno));
 	ev_io_init(&l->io, on_accept, l->fd, EV_READ);
 	l->io.data = l;
 	ev_timer_init(&l->pause, on_accept_resume, 0.1, 0.);
@@ -176,15 +174,15 @@ static void listener_close(struct hbd *d, struct hbd_listener *l)
 
 int hbd_server_start(struct hbd *d)
 {
-	struct hb_config *cfg = d->cfg;
+	struct hbc_config *cfg = d->cfg;
 	unsigned n;
 	int r;
 
-	hb_list_init(&d->sessions);
-	hb_list_init(&d->domains);
-	hb_list_init(&d->orphans);
+	hbc_list_init(&d->sessions);
+	hbc_list_init(&d->domains);
+	hbc_list_init(&d->orphans);
 	for (size_t i = 0; i < sizeof(d->hids) / sizeof(d->hids[0]); i++)
-		hb_list_init(&d->hids[i]);
+		hbc_list_init(&d->hids[i]);
 	hbd_timelines_init(d);
 	d->next_serial = 1;
 	d->next_handle = 1;
@@ -192,7 +190,7 @@ int hbd_server_start(struct hbd *d)
 
 	d->backend = hbd_backend_find(cfg->backend);
 	if (!d->backend) {
-		hb_err("backend xen is not in this build (it needs libxen-dev); use backend = kvm");
+		log_err("backend xen is not in this build (it needs libxen-dev); use backend = kvm");
 		return -ENOTSUP;
 	}
 
@@ -224,9 +222,9 @@ int hbd_server_start(struct hbd *d)
 	n = 0;
 	for (unsigned i = 0; i < cfg->n_vms; i++) {
 		for (unsigned k = 0; k < cfg->vms[i].ports; k++) {
-			char path[HB_SUN_PATH_MAX];
+			char path[HBC_SUN_PATH_MAX];
 
-			r = hb_config_channel_path(&cfg->vms[i], k, path);
+			r = hbc_config_channel_path(&cfg->vms[i], k, path);
 			if (r == 0)
 				r = listener_open(d, &d->vm_listeners[n++], path, cfg->vms[i].id,
 						  0600);
@@ -259,15 +257,15 @@ void hbd_server_stop(struct hbd *d)
 	d->n_vm_listeners = 0;
 
 	if (d->sessions.next) {
-		hb_list_for_each_safe(s, &d->sessions, struct hbd_session, link)
+		hbc_list_for_each_safe(s, &d->sessions, struct hbd_session, link)
 			hbd_session_close(s, "daemon shutting down");
 	}
 	/* Orphans survive only while an import holds them; with every session gone, none do.
 	 * Anything left here is a bookkeeping bug: free it, loudly. */
 	if (d->orphans.next) {
-		hb_list_for_each_safe(b, &d->orphans, struct hbd_buffer, owner_link)
+		hbc_list_for_each_safe(b, &d->orphans, struct hbd_buffer, owner_link)
 		{
-			hb_err("buffer %llu still has %u importers at shutdown",
+			log_err("buffer %llu still has %u importers at shutdown",
 			       (unsigned long long)b->handle, b->importers);
 			b->importers = 0;
 			hbd_buffer_free(b);
@@ -276,9 +274,9 @@ void hbd_server_stop(struct hbd *d)
 	if (d->backend)
 		d->backend->stop(d);
 	if (d->domains.next) {
-		hb_list_for_each_safe(dom, &d->domains, struct hbd_domain, link)
+		hbc_list_for_each_safe(dom, &d->domains, struct hbd_domain, link)
 		{
-			hb_list_remove(&dom->link);
+			hbc_list_remove(&dom->link);
 			free(dom);
 		}
 	}

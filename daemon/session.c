@@ -11,10 +11,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "hyperbufd.h"
-#include "log.h"
-#include "resync.h"
-#include "sock.h"
+#include "daemon/hyperbufd.h"
+#include "common/log.h"
+#include "protocol/resync.h"
+#include "common/sock.h"
 
 #define HBD_READ_CHUNK 65536u
 /* Events are serialised only while less than this is waiting in the output buffer, so the
@@ -46,12 +46,12 @@ struct hbd_session *hbd_session_new(struct hbd *d, int fd, struct hbd_domain *do
 		s->uid = cred.uid;
 	}
 	snprintf(s->label, sizeof(s->label), "%s#%llu", dom->name, (unsigned long long)s->serial);
-	hb_list_init(&s->events);
-	hb_list_init(&s->buffers);
-	hb_list_init(&s->imports);
-	hb_list_init(&s->timelines);
-	hb_list_init(&s->waits);
-	hb_list_init(&s->done);
+	hbc_list_init(&s->events);
+	hbc_list_init(&s->buffers);
+	hbc_list_init(&s->imports);
+	hbc_list_init(&s->timelines);
+	hbc_list_init(&s->waits);
+	hbc_list_init(&s->done);
 	ev_timer_init(&s->hello_timer, on_hello_timeout, HBD_HELLO_TIMEOUT, 0.);
 	s->hello_timer.data = s;
 	/* Host connections must say Hello promptly. A VM channel is QEMU's, connected at VM
@@ -64,10 +64,10 @@ struct hbd_session *hbd_session_new(struct hbd *d, int fd, struct hbd_domain *do
 	ev_timer_init(&s->drop_timer, on_drop, 0., 0.);
 	s->rio.data = s->wio.data = s->drop_timer.data = s;
 	ev_io_start(d->loop, &s->rio);
-	hb_list_insert_tail(&d->sessions, &s->link);
+	hbc_list_insert_tail(&d->sessions, &s->link);
 	d->n_sessions++;
 	d->stats.sessions_total++;
-	hb_debug("%s: connected (pid %d uid %u)", s->label, (int)s->pid, (unsigned)s->uid);
+	log_debug("%s: connected (pid %d uid %u)", s->label, (int)s->pid, (unsigned)s->uid);
 	return s;
 }
 
@@ -75,9 +75,9 @@ static void event_free_all(struct hbd_session *s)
 {
 	struct hbd_event *ev;
 
-	hb_list_for_each_safe(ev, &s->events, struct hbd_event, link)
+	hbc_list_for_each_safe(ev, &s->events, struct hbd_event, link)
 	{
-		hb_list_remove(&ev->link);
+		hbc_list_remove(&ev->link);
 		free(ev);
 	}
 	s->n_events = 0;
@@ -98,9 +98,9 @@ static bool session_release(struct hbd_session *s)
 	 * the domain's bookkeeping is still whole. */
 	hbd_session_fences_close(s);
 	/* Imports first: a buffer this session both owns and imports is then reclaimed once. */
-	hb_list_for_each_safe(im, &s->imports, struct hbd_import, link)
+	hbc_list_for_each_safe(im, &s->imports, struct hbd_import, link)
 		hbd_import_release(s, im);
-	hb_list_for_each_safe(b, &s->buffers, struct hbd_buffer, owner_link)
+	hbc_list_for_each_safe(b, &s->buffers, struct hbd_buffer, owner_link)
 		hbd_buffer_free(b);
 	event_free_all(s);
 	s->hello = s->control = false;
@@ -128,11 +128,11 @@ void hbd_session_close(struct hbd_session *s, const char *reason)
 	was_client = session_release(s);
 	for (unsigned i = 0; i < s->n_out_fds; i++)
 		close(s->out_fds[i].fd);
-	hb_bytes_free(&s->in);
-	hb_bytes_free(&s->out);
+	hbp_bytes_free(&s->in);
+	hbp_bytes_free(&s->out);
 	close(s->fd);
-	hb_list_remove(&s->link);
-	hb_list_init(&s->link);
+	hbc_list_remove(&s->link);
+	hbc_list_init(&s->link);
 	d->n_sessions--;
 	if (was_client)
 		hbd_domain_check_gone(d, s->dom, false);
@@ -170,7 +170,7 @@ void hbd_session_restart(struct hbd_session *s, const char *reason)
 static void session_violation(struct hbd_session *s, const char *what)
 {
 	s->d->stats.errors_protocol++;
-	hb_warn("%s: protocol violation: %s; dropping the session", s->label, what);
+	log_warn("%s: protocol violation: %s; dropping the session", s->label, what);
 	hbd_session_close(s, what);
 }
 
@@ -214,7 +214,7 @@ void hbd_session_drop_later(struct hbd_session *s, const char *reason)
 	if (s->doomed || s->closing)
 		return;
 	s->doomed = true;
-	hb_warn("%s: %s; dropping the session", s->label, reason);
+	log_warn("%s: %s; dropping the session", s->label, reason);
 	/* Nothing more from it; the close itself waits for the loop, out of the caller's way. */
 	ev_io_stop(s->d->loop, &s->rio);
 	ev_timer_start(s->d->loop, &s->drop_timer);
@@ -235,9 +235,9 @@ int hbd_session_send(struct hbd_session *s, const ServerMsg *msg, int fd)
 		if (dup_fd < 0)
 			return -errno;
 	}
-	r = hb_frame_put_server(&s->out, msg, HB_FRAME_MAX);
+	r = hbp_frame_put_server(&s->out, msg, HBP_FRAME_MAX);
 	if (r < 0) {
-		hb_err("%s: cannot frame a reply: %s", s->label, strerror(-r));
+		log_err("%s: cannot frame a reply: %s", s->label, strerror(-r));
 		if (dup_fd >= 0)
 			close(dup_fd);
 		return r;
@@ -274,8 +274,8 @@ static struct hbd_event *event_new(uint32_t type, const struct hb_id *hid, uint3
 
 static bool queue_ends_in_overflow(const struct hbd_session *s)
 {
-	return !hb_list_empty(&s->events) &&
-	       hb_container_of(s->events.prev, struct hbd_event, link)->type == HB_EVENT_OVERFLOW;
+	return !hbc_list_empty(&s->events) &&
+	       hbc_container_of(s->events.prev, struct hbd_event, link)->type == HB_EVENT_OVERFLOW;
 }
 
 void hbd_session_event(struct hbd_session *s, uint32_t type, const struct hb_id *hid,
@@ -296,12 +296,12 @@ void hbd_session_event(struct hbd_session *s, uint32_t type, const struct hb_id 
 			ev = event_new(HB_EVENT_OVERFLOW, NULL, 0, 0, NULL, 0);
 			if (!ev)
 				return; /* nothing can be queued: the next event tries again */
-			hb_list_insert_tail(&s->events, &ev->link);
+			hbc_list_insert_tail(&s->events, &ev->link);
 		}
 		ev_io_start(s->d->loop, &s->wio);
 		return;
 	}
-	hb_list_insert_tail(&s->events, &ev->link);
+	hbc_list_insert_tail(&s->events, &ev->link);
 	s->n_events++;
 	ev_io_start(s->d->loop, &s->wio);
 }
@@ -341,7 +341,7 @@ static int fill_events(struct hbd_session *s)
 			return r;
 	}
 
-	hb_list_for_each_safe(ev, &s->events, struct hbd_event, link)
+	hbc_list_for_each_safe(ev, &s->events, struct hbd_event, link)
 	{
 		if (s->out.len >= HBD_EVENT_LOW_WATER)
 			return 0;
@@ -350,7 +350,7 @@ static int fill_events(struct hbd_session *s)
 			return r;
 		if (ev->type != HB_EVENT_OVERFLOW)
 			s->n_events--;
-		hb_list_remove(&ev->link);
+		hbc_list_remove(&ev->link);
 		free(ev);
 	}
 	return 0;
@@ -374,10 +374,10 @@ static void out_sent(struct hbd_session *s, size_t n)
 
 		if (!s->out_unsent)
 			s->out_unsent =
-			    s->out.len - pos >= HB_RESYNC_MAGIC_LEN &&
-				    memcmp(u, HB_RESYNC_MAGIC, HB_RESYNC_MAGIC_LEN) == 0
-				? HB_RESYNC_LEN
-				: HB_FRAME_HEADER + le32(u);
+			    s->out.len - pos >= HBP_RESYNC_MAGIC_LEN &&
+				    memcmp(u, HBP_RESYNC_MAGIC, HBP_RESYNC_MAGIC_LEN) == 0
+				? HBP_RESYNC_LEN
+				: HBP_FRAME_HEADER + le32(u);
 		take = n - pos < s->out_unsent ? n - pos : s->out_unsent;
 		pos += take;
 		s->out_unsent -= take;
@@ -395,7 +395,7 @@ static int flush_out(struct hbd_session *s)
 
 		if (s->n_out_fds > (with_fd ? 1u : 0u))
 			len = s->out_fds[with_fd ? 1 : 0].offset;
-		n = hbd_send_with_fd(s->fd, s->out.data, len, with_fd ? s->out_fds[0].fd : -1);
+		n = hbc_send_with_fd(s->fd, s->out.data, len, with_fd ? s->out_fds[0].fd : -1);
 		if (n < 0) {
 			if (n == -EAGAIN || n == -EINTR)
 				return 0;
@@ -409,7 +409,7 @@ static int flush_out(struct hbd_session *s)
 				sizeof(s->out_fds[0]) * (s->n_out_fds - 1));
 			s->n_out_fds--;
 		}
-		hb_bytes_consume(&s->out, (size_t)n);
+		hbp_bytes_consume(&s->out, (size_t)n);
 		for (unsigned i = 0; i < s->n_out_fds; i++)
 			s->out_fds[i].offset -= (size_t)n;
 	}
@@ -431,7 +431,7 @@ static void on_write(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		if (s->out.len)
 			break; /* the socket is full: wait for EV_WRITE */
-		if (hb_list_empty(&s->events) && hb_list_empty(&s->done)) {
+		if (hbc_list_empty(&s->events) && hbc_list_empty(&s->done)) {
 			ev_io_stop(loop, w);
 			return;
 		}
@@ -440,37 +440,37 @@ static void on_write(struct ev_loop *loop, ev_io *w, int revents)
 
 static void in_consume(struct hbd_session *s, size_t n)
 {
-	hb_bytes_consume(&s->in, n);
+	hbp_bytes_consume(&s->in, n);
 	s->scan_from = s->scan_from > n ? s->scan_from - n : 0;
 }
 
 /* Queues a resync marker (not a frame) for the client. */
-static int put_marker(struct hbd_session *s, const struct hb_resync *m)
+static int put_marker(struct hbd_session *s, const struct hbp_resync *m)
 {
-	int r = hb_bytes_reserve(&s->out, HB_RESYNC_LEN);
+	int r = hbp_bytes_reserve(&s->out, HBP_RESYNC_LEN);
 
 	if (r < 0)
 		return r;
-	hb_resync_pack(s->out.data + s->out.len, m);
-	s->out.len += HB_RESYNC_LEN;
+	hbp_resync_pack(s->out.data + s->out.len, m);
+	s->out.len += HBP_RESYNC_LEN;
 	s->d->stats.messages_out++;
 	ev_io_start(s->d->loop, &s->wio);
 	return 0;
 }
 
 /* A guest process opened the port: whoever used it before is gone (PROTOCOL.md §1.1). */
-static void channel_resync(struct hbd_session *s, const struct hb_resync *m)
+static void channel_resync(struct hbd_session *s, const struct hbp_resync *m)
 {
-	struct hb_resync reply = {.version = HB_PROTOCOL_VERSION};
+	struct hbp_resync reply = {.version = HBP_PROTOCOL_VERSION};
 
 	memcpy(reply.nonce, m->nonce, sizeof(reply.nonce));
-	if (m->version != HB_PROTOCOL_VERSION || m->status != 0) {
-		hb_warn("%s: resync marker of version %u (status %u), this daemon speaks %u",
-			s->label, m->version, m->status, HB_PROTOCOL_VERSION);
+	if (m->version != HBP_PROTOCOL_VERSION || m->status != 0) {
+		log_warn("%s: resync marker of version %u (status %u), this daemon speaks %u",
+			s->label, m->version, m->status, HBP_PROTOCOL_VERSION);
 		reply.status = EPROTO;
 	}
 	hbd_session_restart(s, "a new guest process resynchronised the channel");
-	hb_debug("%s: channel resynchronised", s->label);
+	log_debug("%s: channel resynchronised", s->label);
 	if (put_marker(s, &reply) < 0)
 		hbd_session_close(s, "out of memory");
 }
@@ -483,39 +483,39 @@ static void channel_resync(struct hbd_session *s, const struct hb_resync *m)
  */
 static int channel_scan(struct hbd_session *s)
 {
-	struct hb_resync m;
+	struct hbp_resync m;
 	size_t at, next, lim;
 	bool whole;
 	long n;
 
 	at = s->scan_from +
-	     hb_resync_scan(s->in.data + s->scan_from, s->in.len - s->scan_from, &whole);
+	     hbp_resync_scan(s->in.data + s->scan_from, s->in.len - s->scan_from, &whole);
 	if (!whole) {
 		s->scan_from = at;
 		return 0;
 	}
 	if (at > 0) {
-		n = hb_frame_peek(s->in.data, s->in.len, HB_FRAME_MAX, NULL);
-		if (n > 0 && HB_FRAME_HEADER + (size_t)n <= at) {
+		n = hbp_frame_peek(s->in.data, s->in.len, HBP_FRAME_MAX, NULL);
+		if (n > 0 && HBP_FRAME_HEADER + (size_t)n <= at) {
 			s->scan_from = at; /* a whole frame before the marker goes first */
 			return 0;
 		}
-		hb_debug("%s: dropping %zu bytes before a resync marker", s->label, at);
+		log_debug("%s: dropping %zu bytes before a resync marker", s->label, at);
 		in_consume(s, at);
 		return 1;
 	}
 	/* A marker that a later magic cuts short was never written whole (its writer died
 	 * after part of it): the later one wins. */
-	lim = s->in.len < HB_RESYNC_LEN ? s->in.len : HB_RESYNC_LEN;
-	next = 1 + hb_resync_scan(s->in.data + 1, lim - 1, &whole);
+	lim = s->in.len < HBP_RESYNC_LEN ? s->in.len : HBP_RESYNC_LEN;
+	next = 1 + hbp_resync_scan(s->in.data + 1, lim - 1, &whole);
 	if (whole) {
 		in_consume(s, next);
 		return 1;
 	}
-	if (s->in.len < HB_RESYNC_LEN)
+	if (s->in.len < HBP_RESYNC_LEN)
 		return -1;
-	hb_resync_unpack(s->in.data, &m);
-	in_consume(s, HB_RESYNC_LEN);
+	hbp_resync_unpack(s->in.data, &m);
+	in_consume(s, HBP_RESYNC_LEN);
 	channel_resync(s, &m);
 	return 1;
 }
@@ -536,22 +536,22 @@ static void handle_frames(struct hbd_session *s)
 			if (r < 0)
 				return;
 		}
-		n = hb_frame_peek(s->in.data, s->in.len, HB_FRAME_MAX, &payload);
+		n = hbp_frame_peek(s->in.data, s->in.len, HBP_FRAME_MAX, &payload);
 		if (n == 0)
 			break;
 		if (n < 0) {
 			/* Those bytes may be the start of a marker that is still arriving. */
-			if (s->channel && s->scan_from < HB_FRAME_HEADER)
+			if (s->channel && s->scan_from < HBP_FRAME_HEADER)
 				return;
 			session_violation(s, "frame length out of range");
 			return;
 		}
-		msg = hb_frame_get_client(payload, (size_t)n);
+		msg = hbp_frame_get_client(payload, (size_t)n);
 		if (!msg) {
 			session_violation(s, "malformed message");
 			return;
 		}
-		in_consume(s, HB_FRAME_HEADER + (size_t)n);
+		in_consume(s, HBP_FRAME_HEADER + (size_t)n);
 		s->d->stats.messages_in++;
 		hbd_request(s, msg);
 		client_msg__free_unpacked(msg, NULL);
@@ -570,7 +570,7 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
 	ssize_t n;
 	int r;
 
-	r = hb_bytes_reserve(&s->in, HBD_READ_CHUNK);
+	r = hbp_bytes_reserve(&s->in, HBD_READ_CHUNK);
 	if (r < 0) {
 		hbd_session_close(s, "out of memory");
 		return;

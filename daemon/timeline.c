@@ -21,16 +21,16 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "hyperbufd.h"
-#include "limits.h" /* protocol/limits.h */
-#include "log.h"
+#include "daemon/hyperbufd.h"
+#include "protocol/limits.h"
+#include "common/log.h"
 
-static struct hb_list *timeline_bucket(struct hbd *d, uint64_t id)
+static struct hbc_list *timeline_bucket(struct hbd *d, uint64_t id)
 {
 	return &d->timelines[(id * 0x9e3779b97f4a7c15ull) >> (64 - HBD_TIMELINE_BUCKET_BITS)];
 }
 
-static struct hb_list *wait_bucket(struct hbd *d, uint64_t id)
+static struct hbc_list *wait_bucket(struct hbd *d, uint64_t id)
 {
 	return &d->waits[(id * 0x9e3779b97f4a7c15ull) >> (64 - HBD_WAIT_BUCKET_BITS)];
 }
@@ -52,9 +52,9 @@ static uint32_t random_epoch(uint32_t avoid)
 void hbd_timelines_init(struct hbd *d)
 {
 	for (size_t i = 0; i < sizeof(d->timelines) / sizeof(d->timelines[0]); i++)
-		hb_list_init(&d->timelines[i]);
+		hbc_list_init(&d->timelines[i]);
 	for (size_t i = 0; i < sizeof(d->waits) / sizeof(d->waits[0]); i++)
-		hb_list_init(&d->waits[i]);
+		hbc_list_init(&d->waits[i]);
 	d->timeline_epoch = random_epoch(0);
 	d->timeline_counter = 0;
 }
@@ -65,7 +65,7 @@ struct hbd_timeline *hbd_timeline_find(struct hbd *d, uint64_t id)
 
 	if (id == 0)
 		return NULL;
-	hb_list_for_each_safe(tl, timeline_bucket(d, id), struct hbd_timeline, hash_link)
+	hbc_list_for_each_safe(tl, timeline_bucket(d, id), struct hbd_timeline, hash_link)
 	{
 		if (tl->id == id)
 			return tl;
@@ -169,8 +169,8 @@ static void wait_unlink_pending(struct hbd_wait *w)
 
 	heap_remove(w->tl, w);
 	w->tl = NULL;
-	hb_list_remove(&w->hash_link);
-	hb_list_remove(&w->session_link);
+	hbc_list_remove(&w->hash_link);
+	hbc_list_remove(&w->session_link);
 	if (dom->fence_waits)
 		dom->fence_waits--;
 }
@@ -201,7 +201,7 @@ static void wait_complete(struct hbd *d, struct hbd_wait *w, int32_t status)
 					  "read them");
 		return;
 	}
-	hb_list_insert_tail(&s->done, &w->session_link);
+	hbc_list_insert_tail(&s->done, &w->session_link);
 	s->n_done++;
 	ev_io_start(d->loop, &s->wio);
 }
@@ -210,10 +210,10 @@ struct hbd_wait *hbd_session_next_done(struct hbd_session *s)
 {
 	struct hbd_wait *w;
 
-	if (hb_list_empty(&s->done))
+	if (hbc_list_empty(&s->done))
 		return NULL;
-	w = hb_container_of(s->done.next, struct hbd_wait, session_link);
-	hb_list_remove(&w->session_link);
+	w = hbc_container_of(s->done.next, struct hbd_wait, session_link);
+	hbc_list_remove(&w->session_link);
 	s->n_done--;
 	return w;
 }
@@ -231,13 +231,13 @@ static void timeline_destroy(struct hbd *d, struct hbd_timeline *tl, const char 
 {
 	struct hbd_domain *dom = tl->owner->dom;
 
-	hb_debug("%s: timeline %llu %s at value %llu, %zu waits pending", tl->owner->label,
+	log_debug("%s: timeline %llu %s at value %llu, %zu waits pending", tl->owner->label,
 		 (unsigned long long)tl->id, why, (unsigned long long)tl->value, tl->n_heap);
 	/* Oldest first, as a signal would: the owner is gone, so everybody still waiting learns
 	 * it through the same ordered path (fences.md §4.1, §5.5). */
 	complete_upto(d, tl, UINT64_MAX, -EPIPE);
-	hb_list_remove(&tl->hash_link);
-	hb_list_remove(&tl->owner_link);
+	hbc_list_remove(&tl->hash_link);
+	hbc_list_remove(&tl->owner_link);
 	if (dom->timelines)
 		dom->timelines--;
 	free(tl->heap);
@@ -262,12 +262,12 @@ int hbd_timeline_create(struct hbd_session *s, uint64_t *id)
 	}
 	tl->id = (uint64_t)d->timeline_epoch << 32 | d->timeline_counter;
 	tl->owner = s;
-	hb_list_insert_tail(timeline_bucket(d, tl->id), &tl->hash_link);
-	hb_list_insert_tail(&s->timelines, &tl->owner_link);
+	hbc_list_insert_tail(timeline_bucket(d, tl->id), &tl->hash_link);
+	hbc_list_insert_tail(&s->timelines, &tl->owner_link);
 	s->dom->timelines++;
 	d->stats.timelines_total++;
 	*id = tl->id;
-	hb_debug("%s: timeline %llu created", s->label, (unsigned long long)tl->id);
+	log_debug("%s: timeline %llu created", s->label, (unsigned long long)tl->id);
 	return 0;
 }
 
@@ -333,7 +333,7 @@ int hbd_timeline_signal(struct hbd_session *s, uint64_t id, uint64_t value, uint
 	struct hbd_timeline *tl;
 	int r;
 
-	if (error >= HB_ERRNO_LIMIT)
+	if (error >= HBP_ERRNO_LIMIT)
 		return -EINVAL;
 	r = owned_timeline(s, id, &tl);
 	if (r < 0)
@@ -392,8 +392,8 @@ int hbd_sync_open(struct hbd_session *s, uint64_t timeline, uint64_t value, uint
 		free(w);
 		return r;
 	}
-	hb_list_insert_tail(wait_bucket(d, w->id), &w->hash_link);
-	hb_list_insert_tail(&s->waits, &w->session_link);
+	hbc_list_insert_tail(wait_bucket(d, w->id), &w->hash_link);
+	hbc_list_insert_tail(&s->waits, &w->session_link);
 	s->dom->fence_waits++;
 	*wait = w->id;
 	return 0;
@@ -403,7 +403,7 @@ int hbd_sync_close(struct hbd_session *s, uint64_t id)
 {
 	struct hbd_wait *w;
 
-	hb_list_for_each_safe(w, wait_bucket(s->d, id), struct hbd_wait, hash_link)
+	hbc_list_for_each_safe(w, wait_bucket(s->d, id), struct hbd_wait, hash_link)
 	{
 		/* Another session's wait id is as unknown to this one as a made-up one. */
 		if (w->id == id && w->s == s) {
@@ -423,14 +423,14 @@ void hbd_session_fences_close(struct hbd_session *s)
 	struct hbd_wait *w;
 
 	/* Its own waits first, so that destroying its timelines below queues nothing for it. */
-	hb_list_for_each_safe(w, &s->waits, struct hbd_wait, session_link)
+	hbc_list_for_each_safe(w, &s->waits, struct hbd_wait, session_link)
 	{
 		wait_unlink_pending(w);
 		hbd_wait_free(w);
 	}
 	while ((w = hbd_session_next_done(s)))
 		hbd_wait_free(w);
-	hb_list_for_each_safe(tl, &s->timelines, struct hbd_timeline, owner_link)
+	hbc_list_for_each_safe(tl, &s->timelines, struct hbd_timeline, owner_link)
 	{
 		timeline_destroy(s->d, tl, "lost its owner");
 	}
@@ -489,7 +489,7 @@ int hbd_fence_attach(struct hbd_session *s, const struct hb_id *hid, uint64_t ti
 	e.value = value;
 	e.usage = usage & HB_ACCESS_WRITE ? HB_ACCESS_WRITE : HB_ACCESS_READ;
 	if (!b->resv) {
-		b->resv = calloc(HB_RESV_LIMIT, sizeof(*b->resv));
+		b->resv = calloc(HBP_RESV_LIMIT, sizeof(*b->resv));
 		if (!b->resv)
 			return -ENOMEM;
 	}
@@ -505,7 +505,7 @@ int hbd_fence_attach(struct hbd_session *s, const struct hb_id *hid, uint64_t ti
 			return 0;
 		}
 	}
-	if (b->n_resv == HB_RESV_LIMIT)
+	if (b->n_resv == HBP_RESV_LIMIT)
 		return -ENOSPC;
 	b->resv[b->n_resv++] = e;
 	return 0;

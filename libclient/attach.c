@@ -17,13 +17,11 @@
 
 #include "backends/xen/client.h"
 #include "libclient/private.h"
-
-/* The highest ivshmem peer id QEMU takes (IVSHMEM_MAX_PEERS). */
-#define HB_IVSHMEM_MAX_PEER 65535
+#define HBL_IVSHMEM_MAX_PEER 65535
 /* Messages one drain reads per group at most; the rest waits for the next dispatch. */
-#define HB_IVSHMEM_DRAIN_BATCH 256
+#define HBL_IVSHMEM_DRAIN_BATCH 256
 
-void hb_group_close(struct hb_group *g)
+void hbl_group_close(struct hbl_group *g)
 {
 	if (g->iv_msg_fd >= 0)
 		close(g->iv_msg_fd);
@@ -32,7 +30,7 @@ void hb_group_close(struct hb_group *g)
 		close(g->iv_fd);
 	g->iv_fd = -1;
 	g->iv_ready = false;
-	hb_pool_window_close(&g->win);
+	hbk_pool_window_close(&g->win);
 }
 
 /*
@@ -41,15 +39,15 @@ void hb_group_close(struct hb_group *g)
  * client's sticky one: -EPIPE at EOF, -ECONNRESET on a socket error, -EPROTO for a message
  * carrying more than one fd.
  */
-static int iv_recv(struct hb_group *g, int64_t *val, int *fd)
+static int iv_recv(struct hbl_group *g, int64_t *val, int *fd)
 {
 	while (g->iv_got < sizeof(g->iv_msg)) {
-		int fds[HB_FRAME_FDS];
+		int fds[HBL_FRAME_FDS];
 		unsigned nfds = 0;
-		ssize_t n = hb_recv_fds(g->iv_fd, g->iv_msg + g->iv_got,
-					sizeof(g->iv_msg) - g->iv_got, fds, &nfds, HB_FRAME_FDS);
+		ssize_t n = hbc_recv_fds(g->iv_fd, g->iv_msg + g->iv_got,
+					sizeof(g->iv_msg) - g->iv_got, fds, &nfds, HBL_FRAME_FDS);
 		if (nfds > 0 && (nfds > 1 || g->iv_msg_fd >= 0)) {
-			hb_close_fds(fds, &nfds);
+			hbc_close_fds(fds, &nfds);
 			return -EPROTO;
 		}
 		if (nfds == 1)
@@ -72,26 +70,26 @@ static int iv_recv(struct hb_group *g, int64_t *val, int *fd)
 }
 
 /* A message after the handshake: peers coming (id + eventfd) and going (id alone). */
-static int iv_message(struct hb_group *g, int64_t val, int fd)
+static int iv_message(struct hbl_group *g, int64_t val, int fd)
 {
 	if (fd >= 0)
 		close(fd);
 	/* QEMU rejects these too: ids out of range, a second pool, its own id leaving. */
-	if (val < -1 || val > HB_IVSHMEM_MAX_PEER || val == -1)
+	if (val < -1 || val > HBL_IVSHMEM_MAX_PEER || val == -1)
 		return -EPROTO;
 	if (fd < 0 && (uint64_t)val == g->iv_peer)
 		return -EPROTO;
 	return 0;
 }
 
-int hb_ivshmem_drain(struct hb_client *c)
+int hbl_ivshmem_drain(struct hb_client *c)
 {
 	for (size_t i = 0; i < c->n_groups; i++) {
-		struct hb_group *g = &c->groups[i];
+		struct hbl_group *g = &c->groups[i];
 
 		if (g->iv_fd < 0 || !g->iv_ready)
 			continue;
-		for (int k = 0; k < HB_IVSHMEM_DRAIN_BATCH; k++) {
+		for (int k = 0; k < HBL_IVSHMEM_DRAIN_BATCH; k++) {
 			int64_t val;
 			int fd, r;
 
@@ -103,7 +101,7 @@ int hb_ivshmem_drain(struct hb_client *c)
 			/* The daemon never closes a live VM's ivshmem connection, and QEMU could
 			 * not reconnect either: losing it ends the client. */
 			if (r < 0)
-				return hb_break(c, -r);
+				return hbl_break(c, -r);
 		}
 	}
 	return 0;
@@ -111,7 +109,7 @@ int hb_ivshmem_drain(struct hb_client *c)
 
 /* The next handshake message, waiting for it. The channel is read meanwhile, so that events
  * the daemon sends during our handshake are queued and a dead daemon is noticed. */
-static int iv_next(struct hb_client *c, struct hb_group *g, int64_t *val, int *fd)
+static int iv_next(struct hb_client *c, struct hbl_group *g, int64_t *val, int *fd)
 {
 	for (;;) {
 		struct pollfd pfd[2] = {
@@ -122,10 +120,10 @@ static int iv_next(struct hb_client *c, struct hb_group *g, int64_t *val, int *f
 
 		if (r != 0)
 			return r;
-		if (poll(pfd, 2, HB_WAIT_SLICE_MS) < 0 && errno != EINTR)
+		if (poll(pfd, 2, HBL_WAIT_SLICE_MS) < 0 && errno != EINTR)
 			return -errno;
 		if (pfd[1].revents) {
-			r = hb_read_available(c, HB_DISPATCH_BATCH);
+			r = hbl_read_available(c, HBL_DISPATCH_BATCH);
 			if (r < 0)
 				return r;
 		}
@@ -133,7 +131,7 @@ static int iv_next(struct hb_client *c, struct hb_group *g, int64_t *val, int *f
 }
 
 /* Version, our id, then (after any early peer messages, as QEMU allows) -1 with the pool. */
-static int iv_handshake(struct hb_client *c, struct hb_group *g)
+static int iv_handshake(struct hb_client *c, struct hbl_group *g)
 {
 	int64_t val = 0;
 	int fd = -1, r;
@@ -146,7 +144,7 @@ static int iv_handshake(struct hb_client *c, struct hb_group *g)
 	r = iv_next(c, g, &val, &fd);
 	if (r < 0)
 		return r;
-	if (val < 0 || val > HB_IVSHMEM_MAX_PEER || fd >= 0)
+	if (val < 0 || val > HBL_IVSHMEM_MAX_PEER || fd >= 0)
 		goto err_proto;
 	g->iv_peer = (uint32_t)val;
 	for (;;) {
@@ -163,8 +161,8 @@ static int iv_handshake(struct hb_client *c, struct hb_group *g)
 		return -EPROTO;
 	/* The window checks st_size (a power of two, the announced pool size), seals and
 	 * header, and owns fd from here on. */
-	return hb_pool_window_open(&g->win, fd, g->id, g->pool_size, g->pool_instance,
-				   HB_POOL_WINDOW_SEALED);
+	return hbk_pool_window_open(&g->win, fd, g->id, g->pool_size, g->pool_instance,
+				   HBK_POOL_WINDOW_SEALED);
 
 err_proto:
 	if (fd >= 0)
@@ -172,26 +170,26 @@ err_proto:
 	return -EPROTO;
 }
 
-int hb_send_attach(struct hb_client *c, struct hb_group *g, uint32_t peer, struct hb_reply *reply)
+int hbl_send_attach(struct hb_client *c, struct hbl_group *g, uint32_t peer, struct hbl_reply *reply)
 {
 	Attach a = ATTACH__INIT;
 	ClientMsg m = CLIENT_MSG__INIT;
 
 	a.group = g->id;
-	a.ivshmem_peer = peer;
+	a.hbk_ivshmem_peer = peer;
 	m.body_case = CLIENT_MSG__BODY_ATTACH;
 	m.attach = &a;
-	return hb_call(c, &m, SERVER_MSG__BODY__NOT_SET, reply);
+	return hbl_call(c, &m, SERVER_MSG__BODY__NOT_SET, reply);
 }
 
-static int attach_vm(struct hb_client *c, struct hb_group *g, const GroupInfo *gi)
+static int attach_vm(struct hb_client *c, struct hbl_group *g, const GroupInfo *gi)
 {
-	struct hb_reply reply;
+	struct hbl_reply reply;
 	int r;
 
 	if (!gi->ivshmem_path || gi->ivshmem_path[0] != '/')
 		return -EPROTO;
-	r = hb_unix_connect(gi->ivshmem_path);
+	r = hbc_unix_connect(gi->ivshmem_path);
 	if (r < 0)
 		return r;
 	g->iv_fd = r;
@@ -201,36 +199,36 @@ static int attach_vm(struct hb_client *c, struct hb_group *g, const GroupInfo *g
 	g->iv_ready = true;
 	/* Tells the daemon which ivshmem peer is us; an fd on this reply would be unexpected
 	 * and is closed with it. */
-	r = hb_send_attach(c, g, g->iv_peer, &reply);
+	r = hbl_send_attach(c, g, g->iv_peer, &reply);
 	if (r < 0)
 		return r;
-	hb_reply_free(&reply);
+	hbl_reply_free(&reply);
 	return 0;
 }
 
-static int attach_host(struct hb_client *c, struct hb_group *g)
+static int attach_host(struct hb_client *c, struct hbl_group *g)
 {
-	struct hb_reply reply;
+	struct hbl_reply reply;
 	int fd, r;
 
-	r = hb_send_attach(c, g, 0, &reply);
+	r = hbl_send_attach(c, g, 0, &reply);
 	if (r < 0)
 		return r;
 	if (reply.nfds != 1) {
-		hb_reply_free(&reply);
+		hbl_reply_free(&reply);
 		return -EPROTO;
 	}
 	fd = reply.fds[0];
 	reply.nfds = 0;
-	hb_reply_free(&reply);
-	return hb_pool_window_open(&g->win, fd, g->id, g->pool_size, g->pool_instance,
-				   HB_POOL_WINDOW_SEALED);
+	hbl_reply_free(&reply);
+	return hbk_pool_window_open(&g->win, fd, g->id, g->pool_size, g->pool_instance,
+				   HBK_POOL_WINDOW_SEALED);
 }
 
-int hb_attach_groups(struct hb_client *c, const Welcome *w)
+int hbl_attach_groups(struct hb_client *c, const Welcome *w)
 {
 	if (c->port)
-		return hb_kvm_attach_groups(c);
+		return hbl_kvm_attach_groups(c);
 	for (size_t i = 0; i < c->n_groups; i++) {
 		int r = c->vm ? attach_vm(c, &c->groups[i], w->groups[i])
 			      : attach_host(c, &c->groups[i]);
@@ -240,7 +238,7 @@ int hb_attach_groups(struct hb_client *c, const Welcome *w)
 	return 0;
 }
 
-static struct hb_group *find_group(struct hb_client *c, uint32_t id)
+static struct hbl_group *find_group(struct hb_client *c, uint32_t id)
 {
 	for (size_t i = 0; i < c->n_groups; i++)
 		if (c->groups[i].id == id && c->groups[i].win.base)
@@ -248,10 +246,10 @@ static struct hb_group *find_group(struct hb_client *c, uint32_t id)
 	return NULL;
 }
 
-int hb_map_desc(struct hb_client *c, const BufferDesc *desc, bool writable, struct hb_mapping *m)
+int hbl_map_desc(struct hb_client *c, const BufferDesc *desc, bool writable, struct hbl_mapping *m)
 {
-	struct hb_group *g;
-	struct hb_refdir d;
+	struct hbl_group *g;
+	struct hbp_refdir d;
 	uint32_t *refs;
 	void *base;
 	int r;
@@ -264,35 +262,35 @@ int hb_map_desc(struct hb_client *c, const BufferDesc *desc, bool writable, stru
 	g = find_group(c, desc->group);
 	if (!g)
 		return -EPROTO;
-	if (desc->size == 0 || desc->size >= g->win.size || desc->first_offset >= HB_PAGE_SIZE)
+	if (desc->size == 0 || desc->size >= g->win.size || desc->first_offset >= HBP_PAGE_SIZE)
 		return -EPROTO;
-	if (desc->pages != (desc->first_offset + desc->size + HB_PAGE_SIZE - 1) / HB_PAGE_SIZE ||
+	if (desc->pages != (desc->first_offset + desc->size + HBP_PAGE_SIZE - 1) / HBP_PAGE_SIZE ||
 	    desc->pages >= g->win.pages)
 		return -EPROTO;
 
 	refs = malloc((size_t)desc->pages * sizeof(*refs));
 	if (!refs)
 		return -ENOMEM;
-	d = (struct hb_refdir){
+	d = (struct hbp_refdir){
 	    .root = desc->root_ref,
 	    .depth = desc->depth,
 	    .pages = desc->pages,
 	    .first_offset = desc->first_offset,
 	    .size = desc->size,
 	};
-	r = hb_pool_window_walk(&g->win, &d, refs);
+	r = hbk_pool_window_walk(&g->win, &d, refs);
 	if (r < 0) {
 		r = r == -ENOMEM ? r : -EBADMSG;
 		goto err_refs;
 	}
-	r = hb_pool_window_map(&g->win, refs, desc->pages, writable, &base);
+	r = hbk_pool_window_map(&g->win, refs, desc->pages, writable, &base);
 	if (r < 0)
 		goto err_refs;
 	free(refs);
 
 	m->group = g;
 	m->base = base;
-	m->len = (size_t)desc->pages * HB_PAGE_SIZE;
+	m->len = (size_t)desc->pages * HBP_PAGE_SIZE;
 	m->data = (uint8_t *)base + desc->first_offset;
 	m->size = (size_t)desc->size;
 	return 0;
@@ -302,11 +300,11 @@ err_refs:
 	return r;
 }
 
-void hb_unmap(struct hb_mapping *m)
+void hbl_unmap(struct hbl_mapping *m)
 {
-	if (m->xen.kind != HB_XEN_NONE)
-		hb_xen_unmap(m);
+	if (m->xen.kind != HBX_MAP_NONE)
+		hbx_unmap(m);
 	else
-		hb_pool_window_unmap(m->base, m->len);
+		hbk_pool_window_unmap(m->base, m->len);
 	memset(m, 0, sizeof(*m));
 }

@@ -10,21 +10,19 @@
 
 #include "backends/xen/client.h"
 #include "libclient/private.h"
+#define HBL_CONNECT_TIMEOUT_S 10
 
-/* How long connect(2) may wait for room in the daemon's listen backlog. */
-#define HB_CONNECT_TIMEOUT_S 10
-
-void hb_lock(struct hb_client *c)
+void hbl_lock(struct hb_client *c)
 {
 	pthread_mutex_lock(&c->lock);
 }
 
-void hb_unlock(struct hb_client *c)
+void hbl_unlock(struct hb_client *c)
 {
 	pthread_mutex_unlock(&c->lock);
 }
 
-int hb_fail(int neg_errno)
+int hbl_fail(int neg_errno)
 {
 	errno = -neg_errno;
 	return -1;
@@ -70,13 +68,13 @@ static int parse_address(const char *address, enum hb_address_kind *kind, const 
 	return -EINVAL;
 }
 
-int hb_unix_connect(const char *path)
+int hbc_unix_connect(const char *path)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	/* connect(2) on an AF_UNIX stream waits for backlog room for up to SO_SNDTIMEO; a
 	 * wedged daemon must not hang us forever, so connect blocking with a limit and only
 	 * then switch to non-blocking I/O. */
-	struct timeval tv = {.tv_sec = HB_CONNECT_TIMEOUT_S};
+	struct timeval tv = {.tv_sec = HBL_CONNECT_TIMEOUT_S};
 	int fd, flags, r;
 
 	if (strlen(path) >= sizeof(sun.sun_path))
@@ -108,26 +106,26 @@ err_errno:
 /* Takes what the welcome says, after checking what we rely on. */
 static int take_welcome(struct hb_client *c, const Welcome *w)
 {
-	if (w->version != HB_PROTOCOL_VERSION)
+	if (w->version != HBP_PROTOCOL_VERSION)
 		return -EPROTO;
-	if (w->event_queue == 0 || w->event_queue > HB_EVENT_QUEUE_LIMIT)
+	if (w->event_queue == 0 || w->event_queue > HBP_EVENT_QUEUE_LIMIT)
 		return -EPROTO;
-	if (w->n_groups > HB_MAX_GROUPS)
+	if (w->n_groups > HBP_MAX_GROUPS)
 		return -EPROTO;
 	c->domain = w->domain;
 	/* Our own limit caps the daemon's: hb_export refuses above either, never truncates. */
 	c->meta_max = w->meta_max < HB_META_MAX ? w->meta_max : HB_META_MAX;
 	c->event_depth = w->event_queue;
-	c->frame_max = w->frame_max && w->frame_max < HB_FRAME_MAX ? w->frame_max : HB_FRAME_MAX;
+	c->frame_max = w->frame_max && w->frame_max < HBP_FRAME_MAX ? w->frame_max : HBP_FRAME_MAX;
 
-	if (w->memory == HB_MEMORY_GRANTS) {
+	if (w->memory == HBP_MEMORY_GRANTS) {
 		/* Xen: we grant and map pages ourselves; there are no pools. */
 		if (w->n_groups)
 			return -EPROTO;
 		c->grants = true;
-		return hb_xen_grants_open(c);
+		return hbx_grants_open(c);
 	}
-	if (w->memory != HB_MEMORY_POOL)
+	if (w->memory != HBP_MEMORY_POOL)
 		return -EPROTO;
 	if (w->n_groups == 0)
 		return 0;
@@ -135,8 +133,8 @@ static int take_welcome(struct hb_client *c, const Welcome *w)
 	if (!c->groups)
 		return -ENOMEM;
 	for (size_t i = 0; i < w->n_groups; i++) {
-		struct hb_group *g = &c->groups[i];
-		hb_pool_window_init(&g->win);
+		struct hbl_group *g = &c->groups[i];
+		hbk_pool_window_init(&g->win);
 		g->iv_fd = -1;
 		g->iv_msg_fd = -1;
 	}
@@ -158,48 +156,48 @@ static int hello(struct hb_client *c)
 {
 	Hello h = HELLO__INIT;
 	ClientMsg m = CLIENT_MSG__INIT;
-	struct hb_reply reply;
+	struct hbl_reply reply;
 	int r;
 
-	h.version = HB_PROTOCOL_VERSION;
-	h.role = HB_ROLE_CLIENT;
+	h.version = HBP_PROTOCOL_VERSION;
+	h.role = HBP_ROLE_CLIENT;
 	m.body_case = CLIENT_MSG__BODY_HELLO;
 	m.hello = &h;
-	r = hb_call(c, &m, SERVER_MSG__BODY_WELCOME, &reply);
+	r = hbl_call(c, &m, SERVER_MSG__BODY_WELCOME, &reply);
 	if (r < 0)
 		return r;
 	r = take_welcome(c, reply.msg->welcome);
 	if (r == 0)
-		r = hb_attach_groups(c, reply.msg->welcome);
-	hb_reply_free(&reply);
+		r = hbl_attach_groups(c, reply.msg->welcome);
+	hbl_reply_free(&reply);
 	return r;
 }
 
 static void client_destroy(struct hb_client *c)
 {
 	while (c->buffers)
-		hb_buffer_destroy(c->buffers);
+		hbl_buffer_destroy(c->buffers);
 	while (c->imports)
-		hb_import_destroy(c->imports);
-	hb_fences_destroy(c);
-	hb_timelines_destroy(c);
+		hbl_import_destroy(c->imports);
+	hbl_fences_destroy(c);
+	hbl_timelines_destroy(c);
 	/* The channel first: the daemon ends the session on its EOF. Then the ivshmem sockets,
 	 * whose closing tells it an emulated VM is gone (a port says goodbye instead). */
 	if (c->tp)
 		c->tp->close(c);
-	hb_xen_fini(c);
+	hbx_fini(c);
 	for (size_t i = 0; i < c->n_groups; i++)
-		hb_group_close(&c->groups[i]);
+		hbl_group_close(&c->groups[i]);
 	free(c->groups);
-	hb_close_fds(c->rx_fds, &c->rx_nfds);
-	hb_bytes_free(&c->rx);
-	hb_bytes_free(&c->tx);
-	hb_events_free(c);
+	hbc_close_fds(c->rx_fds, &c->rx_nfds);
+	hbp_bytes_free(&c->rx);
+	hbp_bytes_free(&c->tx);
+	hbl_events_free(c);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
 
-HB_EXPORT struct hb_client *hb_connect(const char *address)
+HBL_PUBLIC struct hb_client *hb_connect(const char *address)
 {
 	enum hb_address_kind kind;
 	const char *path;
@@ -207,11 +205,11 @@ HB_EXPORT struct hb_client *hb_connect(const char *address)
 	int r;
 
 	if (!address) {
-		address = secure_getenv(HB_ADDRESS_ENV);
+		address = secure_getenv(HBL_ADDRESS_ENV);
 		/* The platform default: a vchan to dom0 inside a Xen guest, else the host
 		 * socket. */
 		if (!address || address[0] == '\0')
-			address = hb_xen_in_guest() ? "xen:" : hb_kvm_guest() ? "kvm:" : HB_DEFAULT_ADDRESS;
+			address = hbx_in_guest() ? "xen:" : hbl_kvm_guest() ? "kvm:" : HBL_DEFAULT_ADDRESS;
 	}
 	r = parse_address(address, &kind, &path);
 	if (r < 0)
@@ -233,7 +231,7 @@ HB_EXPORT struct hb_client *hb_connect(const char *address)
 	c->next_id = 1;
 	/* Until the welcome says otherwise. */
 	c->event_depth = 256;
-	c->frame_max = HB_FRAME_MAX;
+	c->frame_max = HBP_FRAME_MAX;
 	c->ev_spare = malloc(sizeof(*c->ev_spare));
 	if (!c->ev_spare) {
 		r = -ENOMEM;
@@ -241,15 +239,15 @@ HB_EXPORT struct hb_client *hb_connect(const char *address)
 	}
 
 	if (kind == HB_ADDR_XEN) {
-		r = hb_xen_connect(c);
+		r = hbx_connect(c);
 		if (r < 0)
 			goto err_client;
 	} else {
-		r = c->port ? hb_kvm_open(path[0] ? path : NULL) : hb_unix_connect(path);
+		r = c->port ? hbl_kvm_open(path[0] ? path : NULL) : hbc_unix_connect(path);
 		if (r < 0)
 			goto err_client;
 		c->fd = r;
-		c->tp = c->port ? &hb_port_transport : &hb_socket_transport;
+		c->tp = c->port ? &hbl_port_transport : &hbl_socket_transport;
 	}
 	r = hello(c);
 	if (r < 0)
@@ -263,7 +261,7 @@ err:
 	return NULL;
 }
 
-HB_EXPORT void hb_disconnect(struct hb_client *c)
+HBL_PUBLIC void hb_disconnect(struct hb_client *c)
 {
 	int saved = errno;
 
@@ -275,7 +273,7 @@ HB_EXPORT void hb_disconnect(struct hb_client *c)
 	errno = saved;
 }
 
-HB_EXPORT uint32_t hb_self_domain(const struct hb_client *c)
+HBL_PUBLIC uint32_t hb_self_domain(const struct hb_client *c)
 {
 	if (!c) {
 		errno = EINVAL;
@@ -284,14 +282,14 @@ HB_EXPORT uint32_t hb_self_domain(const struct hb_client *c)
 	return c->domain;
 }
 
-HB_EXPORT int hb_get_fd(const struct hb_client *c)
+HBL_PUBLIC int hb_get_fd(const struct hb_client *c)
 {
 	int r;
 
 	if (!c)
-		return hb_fail(-EINVAL);
-	r = hb_broken(c);
+		return hbl_fail(-EINVAL);
+	r = hbl_broken(c);
 	if (r < 0)
-		return hb_fail(r);
+		return hbl_fail(r);
 	return c->fd;
 }

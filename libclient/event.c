@@ -13,7 +13,7 @@
 #include "backends/xen/client.h"
 #include "libclient/private.h"
 
-static void append(struct hb_client *c, struct hb_event_node *n)
+static void append(struct hb_client *c, struct hbl_event_node *n)
 {
 	n->next = NULL;
 	if (c->ev_tail)
@@ -28,7 +28,7 @@ static void append(struct hb_client *c, struct hb_event_node *n)
  * the daemon's, or both) is reported once. */
 static void queue_overflow(struct hb_client *c)
 {
-	struct hb_event_node *n;
+	struct hbl_event_node *n;
 
 	if (c->ev_tail && c->ev_tail->type == HB_EVENT_OVERFLOW)
 		return;
@@ -45,27 +45,27 @@ static void queue_overflow(struct hb_client *c)
 	append(c, n);
 }
 
-int hb_event_push(struct hb_client *c, const Event *ev)
+int hbl_event_push(struct hb_client *c, const Event *ev)
 {
-	struct hb_event_node *n;
+	struct hbl_event_node *n;
 
 	if ((ev->hid.len != 0 && ev->hid.len != sizeof(n->id.bytes)) || ev->meta.len > HB_META_MAX)
-		return hb_break(c, EPROTO);
+		return hbl_break(c, EPROTO);
 	/* Ours, not the application's: a parked buffer's grants may end. */
-	if (ev->type == HB_WIRE_EVENT_RECLAIMED) {
+	if (ev->type == HBP_WIRE_EVENT_RECLAIMED) {
 		if (c->grants)
-			hb_xen_reclaimed(c, ev->buffer);
+			hbx_reclaimed(c, ev->buffer);
 		return 0;
 	}
 	/* Xen: nothing may keep a dead domain's pages mapped, or it cannot finish dying. The
 	 * imports from it become private copies before anybody hears of its death. */
 	if (ev->type == HB_EVENT_DOMAIN_GONE && c->grants)
-		hb_xen_domain_gone(c, ev->domain);
+		hbx_domain_gone(c, ev->domain);
 	/* A newer daemon may know more event types than we do: skip them, they are not ours
 	 * to report. */
 	if (ev->type < HB_EVENT_EXPORTED || ev->type > HB_EVENT_OVERFLOW)
 		return 0;
-	/* Fence events are the library's own (hb_event_push_fence), made from FenceDone
+	/* Fence events are the library's own (hbl_event_push_fence), made from FenceDone
 	 * messages; an Event of that type from the daemon would be a forgery. */
 	if (ev->type == HB_EVENT_FENCE)
 		return 0;
@@ -91,9 +91,9 @@ int hb_event_push(struct hb_client *c, const Event *ev)
 	return 0;
 }
 
-void hb_event_push_fence(struct hb_client *c, uint64_t timeline, uint64_t value, uint32_t owner)
+void hbl_event_push_fence(struct hb_client *c, uint64_t timeline, uint64_t value, uint32_t owner)
 {
-	struct hb_event_node *n;
+	struct hbl_event_node *n;
 
 	if (c->ev_count >= c->event_depth) {
 		queue_overflow(c);
@@ -115,10 +115,10 @@ void hb_event_push_fence(struct hb_client *c, uint64_t timeline, uint64_t value,
 	append(c, n);
 }
 
-HB_EXPORT int hb_event_fence(const struct hb_event *ev, struct hb_fence *f)
+HBL_PUBLIC int hb_event_fence(const struct hb_event *ev, struct hb_fence *f)
 {
 	if (!ev || !f || ev->type != HB_EVENT_FENCE)
-		return hb_fail(-EINVAL);
+		return hbl_fail(-EINVAL);
 	f->timeline = 0;
 	f->value = 0;
 	for (int i = 7; i >= 0; i--) {
@@ -128,10 +128,10 @@ HB_EXPORT int hb_event_fence(const struct hb_event *ev, struct hb_fence *f)
 	return 0;
 }
 
-void hb_events_free(struct hb_client *c)
+void hbl_events_free(struct hb_client *c)
 {
 	while (c->ev_head) {
-		struct hb_event_node *n = c->ev_head;
+		struct hbl_event_node *n = c->ev_head;
 		c->ev_head = n->next;
 		free(n);
 	}
@@ -141,21 +141,21 @@ void hb_events_free(struct hb_client *c)
 	c->ev_spare = NULL;
 }
 
-HB_EXPORT int hb_next_event(struct hb_client *c, struct hb_event *ev)
+HBL_PUBLIC int hb_next_event(struct hb_client *c, struct hb_event *ev)
 {
-	struct hb_event_node *n;
+	struct hbl_event_node *n;
 	int r;
 
 	if (!c || !ev)
-		return hb_fail(-EINVAL);
-	hb_lock(c);
+		return hbl_fail(-EINVAL);
+	hbl_lock(c);
 	n = c->ev_head;
 	if (!n) {
 		/* Events that arrived before a break are still handed out; after them, the
 		 * break itself is the answer. */
-		r = hb_broken(c);
-		hb_unlock(c);
-		return hb_fail(r < 0 ? r : -EAGAIN);
+		r = hbl_broken(c);
+		hbl_unlock(c);
+		return hbl_fail(r < 0 ? r : -EAGAIN);
 	}
 	c->ev_head = n->next;
 	if (!c->ev_head)
@@ -163,7 +163,7 @@ HB_EXPORT int hb_next_event(struct hb_client *c, struct hb_event *ev)
 	c->ev_count--;
 	if (!c->ev_spare)
 		c->ev_spare = malloc(sizeof(*c->ev_spare));
-	hb_unlock(c);
+	hbl_unlock(c);
 
 	ev->type = n->type;
 	ev->id = n->id;
@@ -183,31 +183,31 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-HB_EXPORT int hb_dispatch(struct hb_client *c, int timeout_ms)
+HBL_PUBLIC int hb_dispatch(struct hb_client *c, int timeout_ms)
 {
-	struct pollfd pfd[1 + HB_MAX_GROUPS];
+	struct pollfd pfd[1 + HBP_MAX_GROUPS];
 	int64_t deadline = 0;
 	size_t npfd;
 	int r;
 
 	if (!c)
-		return hb_fail(-EINVAL);
+		return hbl_fail(-EINVAL);
 	/* The fds never change after hb_connect, so the set is built once, without the lock. */
-	npfd = hb_pollfds(c, pfd, sizeof(pfd) / sizeof(pfd[0]));
+	npfd = hbl_pollfds(c, pfd, sizeof(pfd) / sizeof(pfd[0]));
 	if (timeout_ms > 0)
 		deadline = now_ms() + timeout_ms;
 	for (;;) {
 		int wait = timeout_ms;
 		bool queued;
 
-		hb_lock(c);
-		r = hb_read_available(c, HB_DISPATCH_BATCH);
+		hbl_lock(c);
+		r = hbl_read_available(c, HBL_DISPATCH_BATCH);
 		/* Events a blocking call already read from the socket leave the fd quiet:
 		 * never sleep on it while they wait in the queue. */
 		queued = c->ev_head != NULL;
-		hb_unlock(c);
+		hbl_unlock(c);
 		if (r != 0)
-			return r < 0 ? hb_fail(r) : r;
+			return r < 0 ? hbl_fail(r) : r;
 		if (timeout_ms == 0 || queued)
 			return 0;
 		if (timeout_ms > 0) {

@@ -4,12 +4,12 @@
 
 #include "libclient/private.h"
 
-HB_EXPORT int hb_id_format(const struct hb_id *id, char out[33])
+HBL_PUBLIC int hb_id_format(const struct hb_id *id, char out[33])
 {
 	static const char hex[] = "0123456789abcdef";
 
 	if (!id || !out)
-		return hb_fail(-EINVAL);
+		return hbl_fail(-EINVAL);
 	for (size_t i = 0; i < sizeof(id->bytes); i++) {
 		out[2 * i] = hex[id->bytes[i] >> 4];
 		out[2 * i + 1] = hex[id->bytes[i] & 0xf];
@@ -29,28 +29,28 @@ static int hex_digit(char ch)
 	return -1;
 }
 
-HB_EXPORT int hb_id_parse(const char *text, struct hb_id *id)
+HBL_PUBLIC int hb_id_parse(const char *text, struct hb_id *id)
 {
 	struct hb_id tmp;
 
 	if (!text || !id)
-		return hb_fail(-EINVAL);
+		return hbl_fail(-EINVAL);
 	/* Exactly 32 digits: no prefix, no whitespace, nothing after. The NUL stops the loop
 	 * at a short string because it is not a digit. */
 	for (size_t i = 0; i < sizeof(tmp.bytes); i++) {
 		int hi = hex_digit(text[2 * i]);
 		int lo = hi < 0 ? -1 : hex_digit(text[2 * i + 1]);
 		if (lo < 0)
-			return hb_fail(-EINVAL);
+			return hbl_fail(-EINVAL);
 		tmp.bytes[i] = (uint8_t)(hi << 4 | lo);
 	}
 	if (text[2 * sizeof(tmp.bytes)] != '\0')
-		return hb_fail(-EINVAL);
+		return hbl_fail(-EINVAL);
 	*id = tmp;
 	return 0;
 }
 
-HB_EXPORT int hb_id_equal(const struct hb_id *a, const struct hb_id *b)
+HBL_PUBLIC int hb_id_equal(const struct hb_id *a, const struct hb_id *b)
 {
 	if (!a || !b)
 		return 0;

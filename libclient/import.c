@@ -30,23 +30,23 @@ static int send_release(struct hb_client *c, uint64_t handle)
 {
 	Release rel = RELEASE__INIT;
 	ClientMsg m = CLIENT_MSG__INIT;
-	struct hb_reply reply;
+	struct hbl_reply reply;
 	int r;
 
 	rel.import = handle;
 	m.body_case = CLIENT_MSG__BODY_RELEASE;
 	m.release = &rel;
-	r = hb_call(c, &m, SERVER_MSG__BODY__NOT_SET, &reply);
+	r = hbl_call(c, &m, SERVER_MSG__BODY__NOT_SET, &reply);
 	if (r == 0)
-		hb_reply_free(&reply);
+		hbl_reply_free(&reply);
 	return r;
 }
 
-HB_EXPORT struct hb_import *hb_import(struct hb_client *c, const struct hb_id *id, uint32_t flags)
+HBL_PUBLIC struct hb_import *hb_import(struct hb_client *c, const struct hb_id *id, uint32_t flags)
 {
 	Import imp = IMPORT__INIT;
 	ClientMsg m = CLIENT_MSG__INIT;
-	struct hb_reply reply;
+	struct hbl_reply reply;
 	const ImportReply *ir;
 	struct hb_import *im;
 	uint64_t handle;
@@ -54,13 +54,13 @@ HB_EXPORT struct hb_import *hb_import(struct hb_client *c, const struct hb_id *i
 
 	if (!c || !id || (flags & ~HB_IMPORT_WRITE))
 		return errno = EINVAL, NULL;
-	hb_lock(c);
+	hbl_lock(c);
 	imp.hid.len = sizeof(id->bytes);
 	imp.hid.data = (uint8_t *)id->bytes;
 	imp.flags = flags;
 	m.body_case = CLIENT_MSG__BODY_IMPORT;
 	m.import = &imp;
-	r = hb_call(c, &m, SERVER_MSG__BODY_IMPORT, &reply);
+	r = hbl_call(c, &m, SERVER_MSG__BODY_IMPORT, &reply);
 	if (r < 0)
 		goto err_unlock;
 	ir = reply.msg->import;
@@ -77,9 +77,9 @@ HB_EXPORT struct hb_import *hb_import(struct hb_client *c, const struct hb_id *i
 	/* Read-only unless asked: the mapping itself enforces it, a write faults. On Xen the
 	 * grants are the exporter's (read-only ones unless it allowed writing). */
 	if (c->grants)
-		r = hb_xen_import_map(c, ir->desc, ir->exporter, flags & HB_IMPORT_WRITE, &im->map);
+		r = hbx_import_map(c, ir->desc, ir->exporter, flags & HB_IMPORT_WRITE, &im->map);
 	else
-		r = hb_map_desc(c, ir->desc, flags & HB_IMPORT_WRITE, &im->map);
+		r = hbl_map_desc(c, ir->desc, flags & HB_IMPORT_WRITE, &im->map);
 	if (r < 0)
 		goto err_import;
 	im->client = c;
@@ -90,31 +90,31 @@ HB_EXPORT struct hb_import *hb_import(struct hb_client *c, const struct hb_id *i
 	im->meta_len = (uint32_t)ir->meta.len;
 	if (ir->meta.len)
 		memcpy(im->meta, ir->meta.data, ir->meta.len);
-	hb_reply_free(&reply);
+	hbl_reply_free(&reply);
 	link_import(c, im);
-	hb_unlock(c);
+	hbl_unlock(c);
 	return im;
 
 err_import:
 	free(im);
 err_reply:
-	hb_reply_free(&reply);
+	hbl_reply_free(&reply);
 	/* The daemon counts this import (and told the exporter): give it back. */
 	send_release(c, handle);
 err_unlock:
-	hb_unlock(c);
+	hbl_unlock(c);
 	errno = -r;
 	return NULL;
 }
 
-HB_EXPORT void *hb_import_data(struct hb_import *im)
+HBL_PUBLIC void *hb_import_data(struct hb_import *im)
 {
 	if (!im)
 		return errno = EINVAL, NULL;
 	return im->map.data;
 }
 
-HB_EXPORT size_t hb_import_size(const struct hb_import *im)
+HBL_PUBLIC size_t hb_import_size(const struct hb_import *im)
 {
 	if (!im) {
 		errno = EINVAL;
@@ -123,10 +123,10 @@ HB_EXPORT size_t hb_import_size(const struct hb_import *im)
 	return im->map.size;
 }
 
-HB_EXPORT ssize_t hb_import_metadata(const struct hb_import *im, void *buf, size_t len)
+HBL_PUBLIC ssize_t hb_import_metadata(const struct hb_import *im, void *buf, size_t len)
 {
 	if (!im || (!buf && len > 0))
-		return hb_fail(-EINVAL);
+		return hbl_fail(-EINVAL);
 	if (len > im->meta_len)
 		len = im->meta_len;
 	if (len)
@@ -134,14 +134,14 @@ HB_EXPORT ssize_t hb_import_metadata(const struct hb_import *im, void *buf, size
 	return (ssize_t)im->meta_len;
 }
 
-void hb_import_destroy(struct hb_import *im)
+void hbl_import_destroy(struct hb_import *im)
 {
 	unlink_import(im->client, im);
-	hb_unmap(&im->map);
+	hbl_unmap(&im->map);
 	free(im);
 }
 
-HB_EXPORT void hb_import_release(struct hb_import *im)
+HBL_PUBLIC void hb_import_release(struct hb_import *im)
 {
 	struct hb_client *c;
 	uint64_t handle;
@@ -150,15 +150,15 @@ HB_EXPORT void hb_import_release(struct hb_import *im)
 	if (!im)
 		return;
 	c = im->client;
-	hb_lock(c);
+	hbl_lock(c);
 	/* Unmap first, then tell: when the daemon hears of the release the pages are no
 	 * longer ours, so the exporter may end its grants (Xen) or the pool may reuse them.
 	 * The mapping goes whatever the daemon says: after this call the caller has no way to
 	 * reach it anyway. */
 	handle = im->handle;
-	hb_import_destroy(im);
-	if (hb_broken(c) == 0)
+	hbl_import_destroy(im);
+	if (hbl_broken(c) == 0)
 		send_release(c, handle);
-	hb_unlock(c);
+	hbl_unlock(c);
 	errno = saved;
 }

@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #include "libclient/private.h"
-#include "resync.h"
+#include "protocol/resync.h"
 
 #define VPORTS_DIR     "/sys/class/virtio-ports"
 #define PCI_DIR        "/sys/bus/pci/devices"
@@ -171,15 +171,15 @@ static int port_write(int fd, const uint8_t *buf, size_t len, int deadline)
  */
 static int resync(int fd)
 {
-	struct hb_resync m = {.version = HB_PROTOCOL_VERSION}, got;
-	uint8_t buf[4096 + HB_RESYNC_LEN];
+	struct hbp_resync m = {.version = HBP_PROTOCOL_VERSION}, got;
+	uint8_t buf[4096 + HBP_RESYNC_LEN];
 	int deadline = now_ms() + RESYNC_TIMEOUT_MS, r;
 	size_t have = 0;
 
 	if (getrandom(m.nonce, sizeof(m.nonce), 0) != (ssize_t)sizeof(m.nonce))
 		return -errno;
-	hb_resync_pack(buf, &m);
-	r = port_write(fd, buf, HB_RESYNC_LEN, deadline);
+	hbp_resync_pack(buf, &m);
+	r = port_write(fd, buf, HBP_RESYNC_LEN, deadline);
 	if (r < 0)
 		return r;
 	for (;;) {
@@ -189,13 +189,13 @@ static int resync(int fd)
 
 		for (;;) {
 			bool whole;
-			size_t at = hb_resync_scan(buf, have, &whole);
+			size_t at = hbp_resync_scan(buf, have, &whole);
 
-			if (whole && have - at >= HB_RESYNC_LEN) {
-				hb_resync_unpack(buf + at, &got);
+			if (whole && have - at >= HBP_RESYNC_LEN) {
+				hbp_resync_unpack(buf + at, &got);
 				if (memcmp(got.nonce, m.nonce, sizeof(m.nonce)) == 0) {
 					/* The daemon sends nothing more before our Hello. */
-					if (have > at + HB_RESYNC_LEN)
+					if (have > at + HBP_RESYNC_LEN)
 						return -EPROTO;
 					return got.status ? -EPROTO : 0;
 				}
@@ -248,7 +248,7 @@ static int open_port(const struct port *p)
 	return fd < 0 ? -errno : fd;
 }
 
-int hb_kvm_open(const char *path)
+int hbl_kvm_open(const char *path)
 {
 	struct port *ports;
 	int n, fd, r, err = 0;
@@ -293,15 +293,15 @@ int hb_kvm_open(const char *path)
 	return err ? err : -EBUSY;
 }
 
-void hb_kvm_goodbye(int fd)
+void hbl_kvm_goodbye(int fd)
 {
-	struct hb_resync m = {.version = HB_PROTOCOL_VERSION};
-	uint8_t buf[HB_RESYNC_LEN];
+	struct hbp_resync m = {.version = HBP_PROTOCOL_VERSION};
+	uint8_t buf[HBP_RESYNC_LEN];
 
 	/* A marker ends our session at once, as a socket's EOF would; the daemon's answer is
 	 * left for the next process to skip. If the port is full, the next process's own
 	 * marker ends the session instead. */
-	hb_resync_pack(buf, &m);
+	hbp_resync_pack(buf, &m);
 	if (write(fd, buf, sizeof(buf)) < 0)
 		return;
 }
@@ -413,29 +413,29 @@ static int open_bar2(const char *bdf)
 }
 
 /* Tries dev for group g: its header must say g, and the daemon must agree it is ours. */
-static int try_device(struct hb_client *c, struct hb_group *g, struct ivdev *dev)
+static int try_device(struct hb_client *c, struct hbl_group *g, struct ivdev *dev)
 {
-	struct hb_reply reply;
+	struct hbl_reply reply;
 	int fd, r;
 
 	fd = open_bar2(dev->bdf);
 	if (fd < 0)
 		return fd;
-	r = hb_pool_window_open(&g->win, fd, g->id, g->pool_size, g->pool_instance, 0);
+	r = hbk_pool_window_open(&g->win, fd, g->id, g->pool_size, g->pool_instance, 0);
 	if (r < 0)
 		return r; /* -EPROTO: another group's pool, or an older daemon's */
-	r = hb_send_attach(c, g, dev->ivposition, &reply);
+	r = hbl_send_attach(c, g, dev->ivposition, &reply);
 	if (r < 0) {
-		hb_pool_window_close(&g->win);
+		hbk_pool_window_close(&g->win);
 		/* ENOENT or EBUSY: that id is not this VM's peer in g, so the header lied. */
 		return r == -ENOENT || r == -EBUSY ? -EPROTO : r;
 	}
-	hb_reply_free(&reply);
+	hbl_reply_free(&reply);
 	dev->taken = true;
 	return 0;
 }
 
-int hb_kvm_attach_groups(struct hb_client *c)
+int hbl_kvm_attach_groups(struct hb_client *c)
 {
 	struct ivdev *devs;
 	int n, r = 0;
@@ -446,7 +446,7 @@ int hb_kvm_attach_groups(struct hb_client *c)
 	if (n < 0)
 		return n;
 	for (size_t i = 0; i < c->n_groups && r == 0; i++) {
-		struct hb_group *g = &c->groups[i];
+		struct hbl_group *g = &c->groups[i];
 
 		r = -ENODEV; /* the VM has no device for this group */
 		for (int k = 0; k < n && r != 0; k++) {
@@ -463,7 +463,7 @@ int hb_kvm_attach_groups(struct hb_client *c)
 	return r;
 }
 
-bool hb_kvm_guest(void)
+bool hbl_kvm_guest(void)
 {
 	char type[32];
 	struct port *ports;
@@ -476,7 +476,7 @@ bool hb_kvm_guest(void)
 	if (read_line("/sys/hypervisor/type", type, sizeof(type)) == 0 && strcmp(type, "xen") == 0)
 		return false;
 	/* A machine running the daemon is a host, even if it is itself a guest of another. */
-	if (access(HB_DEFAULT_ADDRESS + strlen("unix:"), F_OK) == 0)
+	if (access(HBL_DEFAULT_ADDRESS + strlen("unix:"), F_OK) == 0)
 		return false;
 	n = list_ports(&ports);
 	free(ports);

@@ -20,31 +20,29 @@
 #include <stdint.h>
 
 #include "backends/kvm/pool_window.h"
-#include "frame.h"
+#include "protocol/frame.h"
 #include "hyperbuf.h"
-#include "hyperbuf.pb-c.h"
-#include "limits.h"
+#include "protocol/hyperbuf.pb-c.h"
+#include "protocol/limits.h"
+#define HBL_PUBLIC __attribute__((visibility("default")))
 
-/* The build hides everything (-fvisibility=hidden); public entry points opt back in. */
-#define HB_EXPORT __attribute__((visibility("default")))
-
-#define HB_DEFAULT_ADDRESS "unix:/run/hyperbuf/hyperbufd.sock"
-#define HB_ADDRESS_ENV     "HYPERBUF_ADDRESS"
+#define HBL_DEFAULT_ADDRESS "unix:/run/hyperbuf/hyperbufd.sock"
+#define HBL_ADDRESS_ENV     "HYPERBUF_ADDRESS"
 
 /* The most fds one frame may bring. The protocol attaches at most one; the rest is slack so
  * that a misbehaving sender's extra fds are received and closed rather than truncated. */
-#define HB_FRAME_FDS 8
+#define HBL_FRAME_FDS 8
 /* Blocking waits poll in slices of this length, re-checking the client's state each time. */
-#define HB_WAIT_SLICE_MS 1000
+#define HBL_WAIT_SLICE_MS 1000
 /* Frames one hb_dispatch call handles at most, so a chatty daemon cannot starve the caller. */
-#define HB_DISPATCH_BATCH 1024
+#define HBL_DISPATCH_BATCH 1024
 
 /* A sharing group (KVM pool) from the welcome, and how this client reaches its memory. */
-struct hb_group {
+struct hbl_group {
 	uint32_t id;
 	uint64_t pool_size;
 	uint32_t pool_instance; /* the header's instance, 0 from an older daemon (not checked) */
-	struct hb_pool_window win;
+	struct hbk_pool_window win;
 	/* Emulated VMs only (-1 otherwise): the ivshmem socket. Closing it tells the daemon the
 	 * VM is gone, so it lives as long as the client. */
 	int iv_fd;
@@ -56,7 +54,7 @@ struct hb_group {
 };
 
 /* Buckets of the per-client table of fence points. */
-#define HB_POINT_BUCKETS 1024
+#define HBL_POINT_BUCKETS 1024
 
 /*
  * A fence point this client waits on: one daemon wait, shared by every hb_sync opened on the
@@ -64,8 +62,8 @@ struct hb_group {
  * freed when it completes (its leaves keep the status) or when its last leaf goes (the
  * daemon's wait is then closed).
  */
-struct hb_point {
-	struct hb_point *hnext; /* in c->points[] */
+struct hbl_point {
+	struct hbl_point *hnext; /* in c->points[] */
 	uint64_t timeline, value;
 	uint64_t wait; /* the daemon's wait id */
 	uint32_t owner;
@@ -89,7 +87,7 @@ struct hb_sync {
 	unsigned refs;               /* open + parents */
 	unsigned pending;            /* members (or the point) not complete yet */
 	int error;                   /* first error among completed members */
-	struct hb_point *point;      /* leaf, while its point is pending */
+	struct hbl_point *point;      /* leaf, while its point is pending */
 	struct hb_sync *member[2];   /* merge: members still pending (one reference each) */
 	struct hb_sync **parents;
 	size_t n_parents, cap_parents;
@@ -104,36 +102,36 @@ struct hb_timeline {
 
 /* The stream to the daemon: a socket (unix:, vm:) or a vchan (xen:, backends/xen/client.c).
  * c->fd is what to poll for input either way (for a vchan, its event channel). */
-struct hb_transport_ops {
-	/* Reads up to len bytes, taking fds as hb_recv_fds does. Returns the count, 0 at the
+struct hbl_transport_ops {
+	/* Reads up to len bytes, taking fds as hbc_recv_fds does. Returns the count, 0 at the
 	 * end of the stream, -EAGAIN when nothing is there yet, or a negative errno. */
 	ssize_t (*recv)(struct hb_client *c, void *buf, size_t len, int *fds, unsigned *nfds,
 			unsigned max);
 	/* Writes up to len bytes: the count, -EAGAIN when there is no room, or a negative errno. */
 	ssize_t (*send)(struct hb_client *c, const void *buf, size_t len);
-	/* Ends the stream as the daemon sees it, keeping c->fd open (hb_break). */
+	/* Ends the stream as the daemon sees it, keeping c->fd open (hbl_break). */
 	void (*shutdown)(struct hb_client *c);
 	/* Frees it all, c->fd included. */
 	void (*close)(struct hb_client *c);
 	bool pollout; /* c->fd reports room to write */
 };
-extern const struct hb_transport_ops hb_socket_transport;
-extern const struct hb_transport_ops hb_port_transport; /* kvm: a virtio-serial port */
+extern const struct hbl_transport_ops hbl_socket_transport;
+extern const struct hbl_transport_ops hbl_port_transport; /* kvm: a virtio-serial port */
 
 /* A request waiting for its reply. Replies are matched by id, not by order, so that more
  * than one may be in flight later (fences) without changing the receive path. */
-struct hb_request {
+struct hbl_request {
 	uint32_t id;
 	bool done;
 	ServerMsg *reply;
-	int fds[HB_FRAME_FDS];
+	int fds[HBL_FRAME_FDS];
 	unsigned nfds;
-	struct hb_request *next;
+	struct hbl_request *next;
 };
 
 /* A queued event; meta is allocated with the node. */
-struct hb_event_node {
-	struct hb_event_node *next;
+struct hbl_event_node {
+	struct hbl_event_node *next;
 	enum hb_event_type type;
 	struct hb_id id;
 	uint32_t domain;
@@ -142,7 +140,7 @@ struct hb_event_node {
 	uint8_t meta[];
 };
 
-struct hb_xen;
+struct hbx_client;
 
 struct hb_client {
 	pthread_mutex_t lock;
@@ -151,10 +149,10 @@ struct hb_client {
 	bool port;  /* a KVM guest (kvm:): fd is a virtio-serial port, not a socket */
 	int broken; /* sticky positive errno, 0 while healthy; atomic reads */
 	/* How frames move: a socket, or the Xen vchan. */
-	const struct hb_transport_ops *tp;
+	const struct hbl_transport_ops *tp;
 	/* Xen only, else NULL/false: the vchan of xen: and the grant handles; grants says
 	 * buffers are pages this client grants (Welcome.memory). */
-	struct hb_xen *xen;
+	struct hbx_client *xen;
 	bool grants;
 
 	/* From the welcome. */
@@ -162,43 +160,43 @@ struct hb_client {
 	uint32_t meta_max; /* min(daemon's meta_max, HB_META_MAX) */
 	uint32_t event_depth;
 	uint32_t frame_max; /* largest frame we send */
-	struct hb_group *groups;
+	struct hbl_group *groups;
 	size_t n_groups;
 
 	/* Receive: exactly one frame at a time, so fds can be tied to the frame they came with. */
-	struct hb_bytes rx;
-	int rx_fds[HB_FRAME_FDS];
+	struct hbp_bytes rx;
+	int rx_fds[HBL_FRAME_FDS];
 	unsigned rx_nfds;
-	struct hb_bytes tx;
+	struct hbp_bytes tx;
 	uint32_t next_id;
-	struct hb_request *requests;
+	struct hbl_request *requests;
 
 	/* Events, oldest first. An OVERFLOW node past event_depth marks where events were lost. */
-	struct hb_event_node *ev_head, *ev_tail;
+	struct hbl_event_node *ev_head, *ev_tail;
 	uint32_t ev_count;
 	/* Kept so an OVERFLOW can be queued even when malloc fails. */
-	struct hb_event_node *ev_spare;
+	struct hbl_event_node *ev_spare;
 
 	struct hb_buffer *buffers;
 	struct hb_import *imports;
 
 	/* Fences (sync.c, timeline.c). */
-	struct hb_point *points[HB_POINT_BUCKETS];
+	struct hbl_point *points[HBL_POINT_BUCKETS];
 	struct hb_sync *syncs;
 	uint64_t fence_seq;
 	struct hb_timeline *timelines;
 };
 
 /* Xen mappings (backends/xen/client.c): how to give the pages back. */
-enum hb_xen_kind {
-	HB_XEN_NONE = 0,
-	HB_XEN_EXPORT, /* our pages, granted to the peer (gntalloc) */
-	HB_XEN_IMPORT, /* the exporter's pages (gntdev) */
-	HB_XEN_COPY,   /* a private copy that replaced an import when its exporter died */
+enum hbx_map_kind {
+	HBX_MAP_NONE = 0,
+	HBX_MAP_EXPORT, /* our pages, granted to the peer (gntalloc) */
+	HBX_MAP_IMPORT, /* the exporter's pages (gntdev) */
+	HBX_MAP_COPY,   /* a private copy that replaced an import when its exporter died */
 };
-struct hb_xen_map {
-	struct hb_xen *x;
-	enum hb_xen_kind kind;
+struct hbx_map {
+	struct hbx_client *x;
+	enum hbx_map_kind kind;
 	bool writable;
 	uint32_t domid; /* import: the exporting domain */
 	uint32_t pages;
@@ -207,20 +205,20 @@ struct hb_xen_map {
 };
 
 /* Where a buffer's or an import's pages are mapped. */
-struct hb_mapping {
-	struct hb_group *group;
+struct hbl_mapping {
+	struct hbl_group *group;
 	void *base;    /* page-aligned start of the mapping */
-	size_t len;    /* pages * HB_PAGE_SIZE */
+	size_t len;    /* pages * HBP_PAGE_SIZE */
 	uint8_t *data; /* base + first_offset */
 	size_t size;   /* exact bytes */
-	struct hb_xen_map xen;
+	struct hbx_map xen;
 };
 
 struct hb_buffer {
 	struct hb_client *client;
 	struct hb_buffer *prev, *next;
 	uint64_t handle; /* the daemon's, private to this session */
-	struct hb_mapping map;
+	struct hbl_mapping map;
 	bool exported; /* hid is valid: the last id hb_export returned */
 	struct hb_id hid;
 };
@@ -229,7 +227,7 @@ struct hb_import {
 	struct hb_client *client;
 	struct hb_import *prev, *next;
 	uint64_t handle;
-	struct hb_mapping map;
+	struct hbl_mapping map;
 	struct hb_id hid;
 	uint32_t exporter;
 	uint32_t flags; /* HB_INFO_* at import time */
@@ -238,98 +236,98 @@ struct hb_import {
 };
 
 /* ---- client.c ---- */
-void hb_lock(struct hb_client *c);
-void hb_unlock(struct hb_client *c);
+void hbl_lock(struct hb_client *c);
+void hbl_unlock(struct hb_client *c);
 /* Sets errno from a negative errno and returns -1; for the public boundary. */
-int hb_fail(int neg_errno);
+int hbl_fail(int neg_errno);
 /* A stream socket connected to path, non-blocking and close-on-exec; or a negative errno. */
-int hb_unix_connect(const char *path);
+int hbc_unix_connect(const char *path);
 
 /* ---- transport.c ---- */
 /* Marks the client broken with err (positive errno) unless it already is; returns -broken. */
-int hb_break(struct hb_client *c, int err);
+int hbl_break(struct hb_client *c, int err);
 /* -broken if the client is broken, else 0. Safe without the lock. */
-int hb_broken(const struct hb_client *c);
+int hbl_broken(const struct hb_client *c);
 /* Sends msg with a fresh id and waits for the reply. want is the body a successful reply must
- * carry (NOT_SET: any, ignored). Returns 0 and *reply (free with hb_reply_free), -error from
+ * carry (NOT_SET: any, ignored). Returns 0 and *reply (free with hbl_reply_free), -error from
  * the daemon's reply, or the client's sticky error. */
-struct hb_reply {
+struct hbl_reply {
 	ServerMsg *msg;
-	int fds[HB_FRAME_FDS];
+	int fds[HBL_FRAME_FDS];
 	unsigned nfds;
 };
-int hb_call(struct hb_client *c, ClientMsg *msg, ServerMsg__BodyCase want, struct hb_reply *reply);
-void hb_reply_free(struct hb_reply *reply);
+int hbl_call(struct hb_client *c, ClientMsg *msg, ServerMsg__BodyCase want, struct hbl_reply *reply);
+void hbl_reply_free(struct hbl_reply *reply);
 /* Reads and handles whatever has arrived without blocking (ivshmem sockets included), at most
  * max frames. Returns the number of frames handled or a negative errno. */
-int hb_read_available(struct hb_client *c, int max);
+int hbl_read_available(struct hb_client *c, int max);
 /* The fds to poll for incoming data: the channel and every ready ivshmem socket. */
-size_t hb_pollfds(const struct hb_client *c, struct pollfd *pfd, size_t max);
+size_t hbl_pollfds(const struct hb_client *c, struct pollfd *pfd, size_t max);
 /* recvmsg with SCM_RIGHTS: appends fds to fds[*nfds..max), closes any beyond. Returns bytes
  * read (0 at EOF) or a negative errno. */
-ssize_t hb_recv_fds(int fd, void *buf, size_t len, int *fds, unsigned *nfds, unsigned max);
-void hb_close_fds(int *fds, unsigned *nfds);
+ssize_t hbc_recv_fds(int fd, void *buf, size_t len, int *fds, unsigned *nfds, unsigned max);
+void hbc_close_fds(int *fds, unsigned *nfds);
 
 /* ---- kvm.c: inside a KVM guest ---- */
 /* Opens the first free virtio-serial port org.hyperbuf.N (or path, if not NULL) and
  * resynchronises the channel (PROTOCOL.md §1.1). Returns the port fd or a negative errno:
  * -ENOENT (no port), -EBUSY (every port taken by another process), -ECONNREFUSED (no daemon
  * behind the port), -EPROTO, -ETIMEDOUT. */
-int hb_kvm_open(const char *path);
+int hbl_kvm_open(const char *path);
 /* Finds each group's ivshmem BAR and attaches it (attach.c calls it for a kvm: client). */
-int hb_kvm_attach_groups(struct hb_client *c);
+int hbl_kvm_attach_groups(struct hb_client *c);
 /* Tells the daemon this process is leaving the port (best effort, never blocks). */
-void hb_kvm_goodbye(int fd);
+void hbl_kvm_goodbye(int fd);
 /* True inside a KVM guest meant to use hyperbuf: the default address is then kvm:. */
-bool hb_kvm_guest(void);
+bool hbl_kvm_guest(void);
 
 /* ---- attach.c ---- */
 /* Attaches every group of the welcome, c->groups[i] being w->groups[i]: the ivshmem
  * handshake then Attach for an emulated VM, Attach and its fd for a host client. */
-int hb_attach_groups(struct hb_client *c, const Welcome *w);
+int hbl_attach_groups(struct hb_client *c, const Welcome *w);
 /* Sends Attach for group g naming an ivshmem peer id; the reply is returned (free it). */
-int hb_send_attach(struct hb_client *c, struct hb_group *g, uint32_t peer, struct hb_reply *reply);
+int hbl_send_attach(struct hb_client *c, struct hbl_group *g, uint32_t peer, struct hbl_reply *reply);
 /* Reads later ivshmem messages of every ready group without blocking, closing their fds. */
-int hb_ivshmem_drain(struct hb_client *c);
-void hb_group_close(struct hb_group *g);
+int hbl_ivshmem_drain(struct hb_client *c);
+void hbl_group_close(struct hbl_group *g);
 /* Checks desc, walks its directory and maps its pages. -EPROTO for a descriptor the daemon
  * should never have sent, -EBADMSG for a corrupt directory, else a negative errno. */
-int hb_map_desc(struct hb_client *c, const BufferDesc *desc, bool writable, struct hb_mapping *m);
-void hb_unmap(struct hb_mapping *m);
+int hbl_map_desc(struct hb_client *c, const BufferDesc *desc, bool writable, struct hbl_mapping *m);
+void hbl_unmap(struct hbl_mapping *m);
 
 /* ---- event.c ---- */
 /* Queues an event from the daemon (unknown types are dropped). Returns 0, or breaks the
  * client on a malformed event (-EPROTO). */
-int hb_event_push(struct hb_client *c, const Event *ev);
-void hb_events_free(struct hb_client *c);
+int hbl_event_push(struct hb_client *c, const Event *ev);
+void hbl_events_free(struct hb_client *c);
 
 /* Queues an HB_EVENT_FENCE for a point that completed. */
-void hb_event_push_fence(struct hb_client *c, uint64_t timeline, uint64_t value, uint32_t owner);
+void hbl_event_push_fence(struct hb_client *c, uint64_t timeline, uint64_t value, uint32_t owner);
 
 /* ---- sync.c ---- */
 /* A FenceDone from the daemon (already validated by the frame codec). */
-void hb_fence_done(struct hb_client *c, const FenceDone *f);
+void hbl_fence_done(struct hb_client *c, const FenceDone *f);
 /* Completes every pending point with err (negative): the connection is lost. */
-void hb_fences_fail_all(struct hb_client *c, int err);
+void hbl_fences_fail_all(struct hb_client *c, int err);
 /* Frees every sync node and point without talking to the daemon (hb_disconnect). */
-void hb_fences_destroy(struct hb_client *c);
+void hbl_fences_destroy(struct hb_client *c);
 /* hb_sync_open with the lock held. */
-int hb_sync_open_locked(struct hb_client *c, const struct hb_fence *f, struct hb_sync **out);
+int hbl_sync_open_locked(struct hb_client *c, const struct hb_fence *f, struct hb_sync **out);
 /* Drops the user's handle with the lock held; may talk to the daemon. */
-void hb_sync_close_locked(struct hb_sync *s);
+void hbl_sync_close_locked(struct hb_sync *s);
 /* Waits, without the lock, for one (all false) or every (all true) of v[0..n) to complete.
  * Returns 0 (*index: the lowest complete one, for !all), -ETIME, or -EINVAL. */
-int hb_syncs_wait(struct hb_sync **v, size_t n, bool all, int timeout_ms, size_t *index);
+int hbl_syncs_wait(struct hb_sync **v, size_t n, bool all, int timeout_ms, size_t *index);
 /* The memory barrier that publishes this thread's writes to shared buffers before a signal
  * (release) and orders later reads after a completed wait (acquire). */
-void hb_shared_memory_barrier(void);
+void hbl_shared_memory_barrier(void);
 
 /* ---- timeline.c ---- */
-void hb_timelines_destroy(struct hb_client *c);
+void hbl_timelines_destroy(struct hb_client *c);
 
 /* ---- buffer.c, import.c ---- */
 /* Unmaps and frees without talking to the daemon (disconnect, broken client). */
-void hb_buffer_destroy(struct hb_buffer *b);
-void hb_import_destroy(struct hb_import *im);
+void hbl_buffer_destroy(struct hb_buffer *b);
+void hbl_import_destroy(struct hb_import *im);
 
 #endif

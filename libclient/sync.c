@@ -36,19 +36,19 @@ static size_t point_bucket(uint64_t timeline, uint64_t value)
 {
 	uint64_t h = (timeline ^ (value * 0x9e3779b97f4a7c15ull)) * 0xff51afd7ed558ccdull;
 
-	return (size_t)(h >> 54) % HB_POINT_BUCKETS;
+	return (size_t)(h >> 54) % HBL_POINT_BUCKETS;
 }
 
-static struct hb_point *point_find(struct hb_client *c, uint64_t timeline, uint64_t value)
+static struct hbl_point *point_find(struct hb_client *c, uint64_t timeline, uint64_t value)
 {
-	struct hb_point *p = c->points[point_bucket(timeline, value)];
+	struct hbl_point *p = c->points[point_bucket(timeline, value)];
 
 	while (p && (p->timeline != timeline || p->value != value))
 		p = p->hnext;
 	return p;
 }
 
-static void point_hash(struct hb_client *c, struct hb_point *p)
+static void point_hash(struct hb_client *c, struct hbl_point *p)
 {
 	size_t b = point_bucket(p->timeline, p->value);
 
@@ -56,9 +56,9 @@ static void point_hash(struct hb_client *c, struct hb_point *p)
 	c->points[b] = p;
 }
 
-static void point_unhash(struct hb_client *c, struct hb_point *p)
+static void point_unhash(struct hb_client *c, struct hbl_point *p)
 {
-	struct hb_point **pp = &c->points[point_bucket(p->timeline, p->value)];
+	struct hbl_point **pp = &c->points[point_bucket(p->timeline, p->value)];
 
 	while (*pp && *pp != p)
 		pp = &(*pp)->hnext;
@@ -67,14 +67,14 @@ static void point_unhash(struct hb_client *c, struct hb_point *p)
 	p->hnext = NULL;
 }
 
-static void point_free(struct hb_point *p)
+static void point_free(struct hbl_point *p)
 {
 	free(p->leaves);
 	free(p);
 }
 
 /* Room for one more leaf, so adding it later cannot fail. */
-static int point_reserve(struct hb_point *p)
+static int point_reserve(struct hbl_point *p)
 {
 	struct hb_sync **v;
 	size_t cap;
@@ -204,7 +204,7 @@ static void complete_run(struct hb_client *c, struct hb_sync *work)
 }
 
 /* A point completed: its leaves complete with its status, and so on up. */
-static void point_complete(struct hb_client *c, struct hb_point *p, int status)
+static void point_complete(struct hb_client *c, struct hbl_point *p, int status)
 {
 	struct hb_sync *work = NULL;
 
@@ -229,7 +229,7 @@ static void point_complete(struct hb_client *c, struct hb_point *p, int status)
  * unhashed and chained on *cancel (through hnext): the caller closes their daemon waits once
  * the graph is consistent again, since that talks to the daemon.
  */
-static void sync_unref(struct hb_sync *s, struct hb_point **cancel)
+static void sync_unref(struct hb_sync *s, struct hbl_point **cancel)
 {
 	struct hb_sync *work = s;
 
@@ -238,7 +238,7 @@ static void sync_unref(struct hb_sync *s, struct hb_point **cancel)
 	s->work = NULL;
 	while (work) {
 		struct hb_sync *n = work;
-		struct hb_point *p = n->point;
+		struct hbl_point *p = n->point;
 
 		work = n->work;
 		if (p) {
@@ -272,29 +272,29 @@ static void sync_unref(struct hb_sync *s, struct hb_point **cancel)
 
 /* Closes the daemon waits of points nobody wants any more. A completion already on its way
  * finds no point and is ignored, which is also why ENOENT here is no error. */
-static void cancel_points(struct hb_client *c, struct hb_point *cancel)
+static void cancel_points(struct hb_client *c, struct hbl_point *cancel)
 {
 	while (cancel) {
-		struct hb_point *p = cancel;
+		struct hbl_point *p = cancel;
 		SyncClose sc = SYNC_CLOSE__INIT;
 		ClientMsg m = CLIENT_MSG__INIT;
-		struct hb_reply reply;
+		struct hbl_reply reply;
 
 		cancel = p->hnext;
-		if (hb_broken(c) == 0) {
+		if (hbl_broken(c) == 0) {
 			sc.wait = p->wait;
 			m.body_case = CLIENT_MSG__BODY_SYNC_CLOSE;
 			m.sync_close = &sc;
-			if (hb_call(c, &m, SERVER_MSG__BODY__NOT_SET, &reply) == 0)
-				hb_reply_free(&reply);
+			if (hbl_call(c, &m, SERVER_MSG__BODY__NOT_SET, &reply) == 0)
+				hbl_reply_free(&reply);
 		}
 		point_free(p);
 	}
 }
 
-void hb_fence_done(struct hb_client *c, const FenceDone *f)
+void hbl_fence_done(struct hb_client *c, const FenceDone *f)
 {
-	struct hb_point *p = point_find(c, f->timeline, f->value);
+	struct hbl_point *p = point_find(c, f->timeline, f->value);
 	uint32_t owner;
 
 	/* Unknown: a point closed while its completion was in flight (or nonsense from the
@@ -303,21 +303,21 @@ void hb_fence_done(struct hb_client *c, const FenceDone *f)
 		return;
 	owner = p->owner;
 	point_complete(c, p, f->status);
-	hb_event_push_fence(c, f->timeline, f->value, owner);
+	hbl_event_push_fence(c, f->timeline, f->value, owner);
 }
 
-void hb_fences_fail_all(struct hb_client *c, int err)
+void hbl_fences_fail_all(struct hb_client *c, int err)
 {
-	for (size_t i = 0; i < HB_POINT_BUCKETS; i++)
+	for (size_t i = 0; i < HBL_POINT_BUCKETS; i++)
 		while (c->points[i])
 			point_complete(c, c->points[i], err);
 }
 
-void hb_fences_destroy(struct hb_client *c)
+void hbl_fences_destroy(struct hb_client *c)
 {
-	for (size_t i = 0; i < HB_POINT_BUCKETS; i++) {
+	for (size_t i = 0; i < HBL_POINT_BUCKETS; i++) {
 		while (c->points[i]) {
-			struct hb_point *p = c->points[i];
+			struct hbl_point *p = c->points[i];
 			c->points[i] = p->hnext;
 			point_free(p);
 		}
@@ -326,7 +326,7 @@ void hb_fences_destroy(struct hb_client *c)
 		sync_free(c->syncs);
 }
 
-void hb_shared_memory_barrier(void)
+void hbl_shared_memory_barrier(void)
 {
 	/*
 	 * A full fence: MFENCE on x86, DMB ISH on arm64. What it orders on x86, where plain
@@ -374,7 +374,7 @@ static int check(struct hb_sync **v, size_t n, bool all, size_t *index)
 	return all;
 }
 
-int hb_syncs_wait(struct hb_sync **v, size_t n, bool all, int timeout_ms, size_t *index)
+int hbl_syncs_wait(struct hb_sync **v, size_t n, bool all, int timeout_ms, size_t *index)
 {
 	struct hb_client **clients = NULL;
 	struct pollfd *pfd = NULL;
@@ -394,7 +394,7 @@ int hb_syncs_wait(struct hb_sync **v, size_t n, bool all, int timeout_ms, size_t
 		if (j == n_clients)
 			clients[n_clients++] = v[i]->client;
 	}
-	max_pfd = n + n_clients * (1 + HB_MAX_GROUPS);
+	max_pfd = n + n_clients * (1 + HBP_MAX_GROUPS);
 	pfd = calloc(max_pfd, sizeof(*pfd));
 	if (!pfd) {
 		r = -ENOMEM;
@@ -402,15 +402,15 @@ int hb_syncs_wait(struct hb_sync **v, size_t n, bool all, int timeout_ms, size_t
 	}
 	for (;;) {
 		size_t np = 0;
-		int wait = HB_WAIT_SLICE_MS;
+		int wait = HBL_WAIT_SLICE_MS;
 
 		/* What the daemon already sent may complete them: read it (a broken client
 		 * has completed all its points with its error, so this also ends a wait on a
 		 * lost connection). */
 		for (size_t j = 0; j < n_clients; j++) {
-			hb_lock(clients[j]);
-			hb_read_available(clients[j], HB_DISPATCH_BATCH);
-			hb_unlock(clients[j]);
+			hbl_lock(clients[j]);
+			hbl_read_available(clients[j], HBL_DISPATCH_BATCH);
+			hbl_unlock(clients[j]);
 		}
 		if (check(v, n, all, index))
 			break;
@@ -434,8 +434,8 @@ int hb_syncs_wait(struct hb_sync **v, size_t n, bool all, int timeout_ms, size_t
 			if (v[i]->efd >= 0 && sync_status(v[i]) == 0)
 				pfd[np++] = (struct pollfd){.fd = v[i]->efd, .events = POLLIN};
 		for (size_t j = 0; j < n_clients; j++)
-			if (hb_broken(clients[j]) == 0)
-				np += hb_pollfds(clients[j], pfd + np, max_pfd - np);
+			if (hbl_broken(clients[j]) == 0)
+				np += hbl_pollfds(clients[j], pfd + np, max_pfd - np);
 		if (poll(pfd, np, wait) < 0 && errno != EINTR) {
 			r = -errno;
 			break;
@@ -449,16 +449,16 @@ out:
 
 /* ---- the public calls ------------------------------------------------------------------- */
 
-int hb_sync_open_locked(struct hb_client *c, const struct hb_fence *f, struct hb_sync **out)
+int hbl_sync_open_locked(struct hb_client *c, const struct hb_fence *f, struct hb_sync **out)
 {
 	SyncOpen so = SYNC_OPEN__INIT;
 	ClientMsg m = CLIENT_MSG__INIT;
-	struct hb_reply reply;
-	struct hb_point *p, *fresh = NULL;
+	struct hbl_reply reply;
+	struct hbl_point *p, *fresh = NULL;
 	struct hb_sync *s;
 	int r;
 
-	r = hb_broken(c);
+	r = hbl_broken(c);
 	if (r < 0)
 		return r;
 	r = sync_new(c, &s);
@@ -477,14 +477,14 @@ int hb_sync_open_locked(struct hb_client *c, const struct hb_fence *f, struct hb
 		so.value = f->value;
 		m.body_case = CLIENT_MSG__BODY_SYNC_OPEN;
 		m.sync_open = &so;
-		r = hb_call(c, &m, SERVER_MSG__BODY_SYNC, &reply);
+		r = hbl_call(c, &m, SERVER_MSG__BODY_SYNC, &reply);
 		if (r < 0)
 			goto err;
 		fresh->wait = reply.msg->sync->wait;
 		fresh->owner = reply.msg->sync->owner;
 		if (fresh->wait == 0 && reply.msg->sync->status < 0)
 			s->error = reply.msg->sync->status;
-		hb_reply_free(&reply);
+		hbl_reply_free(&reply);
 		if (fresh->wait == 0) {
 			/* Born complete: at or below the timeline's value (with the error its
 			 * point failed with, if the daemon remembers one). */
@@ -514,22 +514,22 @@ err:
 	return r;
 }
 
-HB_EXPORT struct hb_sync *hb_sync_open(struct hb_client *c, const struct hb_fence *f)
+HBL_PUBLIC struct hb_sync *hb_sync_open(struct hb_client *c, const struct hb_fence *f)
 {
 	struct hb_sync *s = NULL;
 	int r;
 
 	if (!c || !f || f->timeline == 0)
 		return errno = EINVAL, NULL;
-	hb_lock(c);
-	r = hb_sync_open_locked(c, f, &s);
-	hb_unlock(c);
+	hbl_lock(c);
+	r = hbl_sync_open_locked(c, f, &s);
+	hbl_unlock(c);
 	if (r < 0)
 		return errno = -r, NULL;
 	return s;
 }
 
-HB_EXPORT struct hb_sync *hb_sync_merge(struct hb_sync *a, struct hb_sync *b)
+HBL_PUBLIC struct hb_sync *hb_sync_merge(struct hb_sync *a, struct hb_sync *b)
 {
 	struct hb_sync *in[2] = {a, b}, *s, *first_err = NULL;
 	size_t need_a, need_b;
@@ -539,7 +539,7 @@ HB_EXPORT struct hb_sync *hb_sync_merge(struct hb_sync *a, struct hb_sync *b)
 	if (!a || !b || a->client != b->client || !a->open || !b->open)
 		return errno = EINVAL, NULL;
 	c = a->client;
-	hb_lock(c);
+	hbl_lock(c);
 	r = sync_new(c, &s);
 	if (r < 0)
 		goto err_unlock;
@@ -572,46 +572,46 @@ HB_EXPORT struct hb_sync *hb_sync_merge(struct hb_sync *a, struct hb_sync *b)
 		s->error = first_err->status;
 	if (s->pending == 0)
 		complete_run(c, s);
-	hb_unlock(c);
+	hbl_unlock(c);
 	return s;
 
 err_unlock:
-	hb_unlock(c);
+	hbl_unlock(c);
 	return errno = -r, NULL;
 }
 
-HB_EXPORT int hb_sync_fd(const struct hb_sync *s)
+HBL_PUBLIC int hb_sync_fd(const struct hb_sync *s)
 {
 	if (!s)
-		return hb_fail(-EINVAL);
+		return hbl_fail(-EINVAL);
 	return s->efd;
 }
 
-HB_EXPORT int hb_sync_wait(struct hb_sync *s, int timeout_ms)
+HBL_PUBLIC int hb_sync_wait(struct hb_sync *s, int timeout_ms)
 {
 	int r;
 
 	if (!s || timeout_ms < -1)
-		return hb_fail(-EINVAL);
-	r = hb_syncs_wait(&s, 1, false, timeout_ms, NULL);
-	return r < 0 ? hb_fail(r) : 0;
+		return hbl_fail(-EINVAL);
+	r = hbl_syncs_wait(&s, 1, false, timeout_ms, NULL);
+	return r < 0 ? hbl_fail(r) : 0;
 }
 
-HB_EXPORT int hb_sync_wait_any(struct hb_sync **v, size_t n, int timeout_ms, size_t *index)
+HBL_PUBLIC int hb_sync_wait_any(struct hb_sync **v, size_t n, int timeout_ms, size_t *index)
 {
 	size_t dummy;
 	int r;
 
 	if (!v || n == 0 || timeout_ms < -1)
-		return hb_fail(-EINVAL);
+		return hbl_fail(-EINVAL);
 	for (size_t i = 0; i < n; i++)
 		if (!v[i])
-			return hb_fail(-EINVAL);
-	r = hb_syncs_wait(v, n, false, timeout_ms, index ? index : &dummy);
-	return r < 0 ? hb_fail(r) : 0;
+			return hbl_fail(-EINVAL);
+	r = hbl_syncs_wait(v, n, false, timeout_ms, index ? index : &dummy);
+	return r < 0 ? hbl_fail(r) : 0;
 }
 
-HB_EXPORT int hb_sync_status(const struct hb_sync *s)
+HBL_PUBLIC int hb_sync_status(const struct hb_sync *s)
 {
 	int st;
 
@@ -625,16 +625,16 @@ HB_EXPORT int hb_sync_status(const struct hb_sync *s)
 	/* Take what the daemon already sent, so that a loop on the status makes progress
 	 * without the caller dispatching (fences.md §1.5: a cached status must not lag
 	 * forever). */
-	hb_lock(s->client);
-	hb_read_available(s->client, HB_DISPATCH_BATCH);
-	hb_unlock(s->client);
+	hbl_lock(s->client);
+	hbl_read_available(s->client, HBL_DISPATCH_BATCH);
+	hbl_unlock(s->client);
 	return sync_status(s);
 }
 
-void hb_sync_close_locked(struct hb_sync *s)
+void hbl_sync_close_locked(struct hb_sync *s)
 {
 	struct hb_client *c = s->client;
-	struct hb_point *cancel = NULL;
+	struct hbl_point *cancel = NULL;
 
 	s->open = false;
 	if (s->efd >= 0) {
@@ -645,7 +645,7 @@ void hb_sync_close_locked(struct hb_sync *s)
 	cancel_points(c, cancel);
 }
 
-HB_EXPORT void hb_sync_close(struct hb_sync *s)
+HBL_PUBLIC void hb_sync_close(struct hb_sync *s)
 {
 	struct hb_client *c;
 	int saved = errno;
@@ -653,8 +653,8 @@ HB_EXPORT void hb_sync_close(struct hb_sync *s)
 	if (!s)
 		return;
 	c = s->client;
-	hb_lock(c);
-	hb_sync_close_locked(s);
-	hb_unlock(c);
+	hbl_lock(c);
+	hbl_sync_close_locked(s);
+	hbl_unlock(c);
 	errno = saved;
 }

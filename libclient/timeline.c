@@ -8,9 +8,7 @@
 #include <string.h>
 
 #include "libclient/private.h"
-
-/* The public bound and the one the codec enforces on CpuAccessReply are one number. */
-_Static_assert(HB_RESV_MAX == HB_RESV_LIMIT, "HB_RESV_MAX must equal HB_RESV_LIMIT");
+_Static_assert(HB_RESV_MAX == HBP_RESV_LIMIT, "HB_RESV_MAX must equal HBP_RESV_LIMIT");
 
 static ProtobufCBinaryData wire_hid(const struct hb_id *id)
 {
@@ -20,11 +18,11 @@ static ProtobufCBinaryData wire_hid(const struct hb_id *id)
 /* A request whose successful reply carries nothing. */
 static int call_empty(struct hb_client *c, ClientMsg *m)
 {
-	struct hb_reply reply;
-	int r = hb_call(c, m, SERVER_MSG__BODY__NOT_SET, &reply);
+	struct hbl_reply reply;
+	int r = hbl_call(c, m, SERVER_MSG__BODY__NOT_SET, &reply);
 
 	if (r == 0)
-		hb_reply_free(&reply);
+		hbl_reply_free(&reply);
 	return r;
 }
 
@@ -38,7 +36,7 @@ static void unlink_timeline(struct hb_client *c, struct hb_timeline *t)
 		t->next->prev = t->prev;
 }
 
-void hb_timelines_destroy(struct hb_client *c)
+void hbl_timelines_destroy(struct hb_client *c)
 {
 	/* The session's end destroys them in the daemon (their waiters get -EPIPE). */
 	while (c->timelines) {
@@ -48,11 +46,11 @@ void hb_timelines_destroy(struct hb_client *c)
 	}
 }
 
-HB_EXPORT struct hb_timeline *hb_timeline_create(struct hb_client *c)
+HBL_PUBLIC struct hb_timeline *hb_timeline_create(struct hb_client *c)
 {
 	TimelineCreate tc = TIMELINE_CREATE__INIT;
 	ClientMsg m = CLIENT_MSG__INIT;
-	struct hb_reply reply;
+	struct hbl_reply reply;
 	struct hb_timeline *t;
 	int r;
 
@@ -61,27 +59,27 @@ HB_EXPORT struct hb_timeline *hb_timeline_create(struct hb_client *c)
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return errno = ENOMEM, NULL;
-	hb_lock(c);
+	hbl_lock(c);
 	m.body_case = CLIENT_MSG__BODY_TIMELINE_CREATE;
 	m.timeline_create = &tc;
-	r = hb_call(c, &m, SERVER_MSG__BODY_TIMELINE, &reply);
+	r = hbl_call(c, &m, SERVER_MSG__BODY_TIMELINE, &reply);
 	if (r < 0) {
-		hb_unlock(c);
+		hbl_unlock(c);
 		free(t);
 		return errno = -r, NULL;
 	}
 	t->client = c;
 	t->id = reply.msg->timeline->timeline;
-	hb_reply_free(&reply);
+	hbl_reply_free(&reply);
 	t->next = c->timelines;
 	if (c->timelines)
 		c->timelines->prev = t;
 	c->timelines = t;
-	hb_unlock(c);
+	hbl_unlock(c);
 	return t;
 }
 
-HB_EXPORT uint64_t hb_timeline_id(const struct hb_timeline *t)
+HBL_PUBLIC uint64_t hb_timeline_id(const struct hb_timeline *t)
 {
 	if (!t) {
 		errno = EINVAL;
@@ -99,34 +97,34 @@ static int signal_to(struct hb_timeline *t, uint64_t value, uint32_t error)
 
 	/* Release: the writes this thread made to shared buffers before signalling reach
 	 * memory before the signal can (the request itself is a syscall, but the compiler and a
-	 * write-combining mapping do not know that; see hb_shared_memory_barrier). */
-	hb_shared_memory_barrier();
-	hb_lock(c);
+	 * write-combining mapping do not know that; see hbl_shared_memory_barrier). */
+	hbl_shared_memory_barrier();
+	hbl_lock(c);
 	ts.timeline = t->id;
 	ts.value = value;
 	ts.error = error;
 	m.body_case = CLIENT_MSG__BODY_TIMELINE_SIGNAL;
 	m.timeline_signal = &ts;
 	r = call_empty(c, &m);
-	hb_unlock(c);
-	return r < 0 ? hb_fail(r) : 0;
+	hbl_unlock(c);
+	return r < 0 ? hbl_fail(r) : 0;
 }
 
-HB_EXPORT int hb_timeline_signal(struct hb_timeline *t, uint64_t value)
+HBL_PUBLIC int hb_timeline_signal(struct hb_timeline *t, uint64_t value)
 {
 	if (!t)
-		return hb_fail(-EINVAL);
+		return hbl_fail(-EINVAL);
 	return signal_to(t, value, 0);
 }
 
-HB_EXPORT int hb_timeline_fail(struct hb_timeline *t, uint64_t value, int error)
+HBL_PUBLIC int hb_timeline_fail(struct hb_timeline *t, uint64_t value, int error)
 {
-	if (!t || error >= 0 || error <= -(int)HB_ERRNO_LIMIT)
-		return hb_fail(-EINVAL);
+	if (!t || error >= 0 || error <= -(int)HBP_ERRNO_LIMIT)
+		return hbl_fail(-EINVAL);
 	return signal_to(t, value, (uint32_t)-error);
 }
 
-HB_EXPORT void hb_timeline_destroy(struct hb_timeline *t)
+HBL_PUBLIC void hb_timeline_destroy(struct hb_timeline *t)
 {
 	TimelineDestroy td = TIMELINE_DESTROY__INIT;
 	ClientMsg m = CLIENT_MSG__INIT;
@@ -136,9 +134,9 @@ HB_EXPORT void hb_timeline_destroy(struct hb_timeline *t)
 	if (!t)
 		return;
 	c = t->client;
-	hb_lock(c);
+	hbl_lock(c);
 	/* A broken client's session is over, and the daemon destroyed the timeline with it. */
-	if (hb_broken(c) == 0) {
+	if (hbl_broken(c) == 0) {
 		td.timeline = t->id;
 		m.body_case = CLIENT_MSG__BODY_TIMELINE_DESTROY;
 		m.timeline_destroy = &td;
@@ -146,7 +144,7 @@ HB_EXPORT void hb_timeline_destroy(struct hb_timeline *t)
 	}
 	unlink_timeline(c, t);
 	free(t);
-	hb_unlock(c);
+	hbl_unlock(c);
 	errno = saved;
 }
 
@@ -157,7 +155,7 @@ static bool access_ok(uint32_t access)
 	return access != 0 && !(access & ~(HB_ACCESS_READ | HB_ACCESS_WRITE));
 }
 
-HB_EXPORT int hb_attach_fence(struct hb_client *c, const struct hb_id *id, const struct hb_fence *f,
+HBL_PUBLIC int hb_attach_fence(struct hb_client *c, const struct hb_id *id, const struct hb_fence *f,
 			      uint32_t usage)
 {
 	FenceAttach fa = FENCE_ATTACH__INIT;
@@ -165,8 +163,8 @@ HB_EXPORT int hb_attach_fence(struct hb_client *c, const struct hb_id *id, const
 	int r;
 
 	if (!c || !id || !f || f->timeline == 0 || !access_ok(usage))
-		return hb_fail(-EINVAL);
-	hb_lock(c);
+		return hbl_fail(-EINVAL);
+	hbl_lock(c);
 	fa.hid = wire_hid(id);
 	fa.timeline = f->timeline;
 	fa.value = f->value;
@@ -174,8 +172,8 @@ HB_EXPORT int hb_attach_fence(struct hb_client *c, const struct hb_id *id, const
 	m.body_case = CLIENT_MSG__BODY_FENCE_ATTACH;
 	m.fence_attach = &fa;
 	r = call_empty(c, &m);
-	hb_unlock(c);
-	return r < 0 ? hb_fail(r) : 0;
+	hbl_unlock(c);
+	return r < 0 ? hbl_fail(r) : 0;
 }
 
 /* Asks the daemon which pending fences an access must wait for (and, by answering, whether
@@ -185,27 +183,27 @@ static int cpu_access_query(struct hb_client *c, const struct hb_id *id, uint32_
 {
 	CpuAccess ca = CPU_ACCESS__INIT;
 	ClientMsg m = CLIENT_MSG__INIT;
-	struct hb_reply reply;
+	struct hbl_reply reply;
 	int r;
 
 	ca.hid = wire_hid(id);
 	ca.access = access;
 	m.body_case = CLIENT_MSG__BODY_CPU_ACCESS;
 	m.cpu_access = &ca;
-	r = hb_call(c, &m, SERVER_MSG__BODY_CPU_ACCESS, &reply);
+	r = hbl_call(c, &m, SERVER_MSG__BODY_CPU_ACCESS, &reply);
 	if (r < 0)
 		return r;
-	/* The frame codec bounded the count by HB_RESV_LIMIT == HB_RESV_MAX. */
+	/* The frame codec bounded the count by HBP_RESV_LIMIT == HB_RESV_MAX. */
 	*n = reply.msg->cpu_access->n_fences;
 	for (size_t i = 0; i < *n; i++) {
 		out[i].timeline = reply.msg->cpu_access->fences[i]->timeline;
 		out[i].value = reply.msg->cpu_access->fences[i]->value;
 	}
-	hb_reply_free(&reply);
+	hbl_reply_free(&reply);
 	return 0;
 }
 
-HB_EXPORT int hb_begin_cpu_access(struct hb_client *c, const struct hb_id *id, uint32_t access,
+HBL_PUBLIC int hb_begin_cpu_access(struct hb_client *c, const struct hb_id *id, uint32_t access,
 				  int timeout_ms)
 {
 	struct hb_fence fences[HB_RESV_MAX];
@@ -214,12 +212,12 @@ HB_EXPORT int hb_begin_cpu_access(struct hb_client *c, const struct hb_id *id, u
 	int r;
 
 	if (!c || !id || !access_ok(access) || timeout_ms < -1)
-		return hb_fail(-EINVAL);
-	hb_lock(c);
+		return hbl_fail(-EINVAL);
+	hbl_lock(c);
 	r = cpu_access_query(c, id, access, fences, &n);
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		struct hb_sync *s;
-		int e = hb_sync_open_locked(c, &fences[i], &s);
+		int e = hbl_sync_open_locked(c, &fences[i], &s);
 
 		/* A timeline destroyed since the answer has completed all its points. */
 		if (e == -ENOENT)
@@ -229,26 +227,26 @@ HB_EXPORT int hb_begin_cpu_access(struct hb_client *c, const struct hb_id *id, u
 		else
 			syncs[ns++] = s;
 	}
-	hb_unlock(c);
+	hbl_unlock(c);
 	if (r == 0 && ns > 0) {
-		r = hb_syncs_wait(syncs, ns, true, timeout_ms, NULL);
+		r = hbl_syncs_wait(syncs, ns, true, timeout_ms, NULL);
 		/* Fences completed by a lost connection were not signalled: nothing says the
 		 * writers are done, so this is no start of access. */
 		if (r == 0)
-			r = hb_broken(c);
+			r = hbl_broken(c);
 	}
 	/* Closing cancels the daemon's waits: a timed-out begin leaves nothing behind, so the
 	 * retry the caller makes starts from scratch (fences.md §2.3 restart rule). */
 	if (ns > 0) {
-		hb_lock(c);
+		hbl_lock(c);
 		for (size_t i = 0; i < ns; i++)
-			hb_sync_close_locked(syncs[i]);
-		hb_unlock(c);
+			hbl_sync_close_locked(syncs[i]);
+		hbl_unlock(c);
 	}
 	if (r < 0)
-		return hb_fail(r);
+		return hbl_fail(r);
 	/* Acquire: reads of the buffer from here on see what the signallers wrote. */
-	hb_shared_memory_barrier();
+	hbl_shared_memory_barrier();
 	return 0;
 }
 
@@ -264,28 +262,28 @@ static bool own_share(struct hb_client *c, const struct hb_id *id)
 	return false;
 }
 
-HB_EXPORT int hb_end_cpu_access(struct hb_client *c, const struct hb_id *id, uint32_t access)
+HBL_PUBLIC int hb_end_cpu_access(struct hb_client *c, const struct hb_id *id, uint32_t access)
 {
 	struct hb_fence fences[HB_RESV_MAX];
 	size_t n;
 	int r = 0;
 
 	if (!c || !id || !access_ok(access))
-		return hb_fail(-EINVAL);
-	hb_lock(c);
+		return hbl_fail(-EINVAL);
+	hbl_lock(c);
 	/* The common case (our own export or import) needs no round trip; anything else is
 	 * checked by the daemon, which knows whether this domain is a side of the share. The
 	 * answer's fences are not waited for: END never waits. */
 	if (!own_share(c, id)) {
-		r = hb_broken(c);
+		r = hbl_broken(c);
 		if (r == 0)
 			r = cpu_access_query(c, id, access, fences, &n);
 	}
-	hb_unlock(c);
+	hbl_unlock(c);
 	if (r < 0)
-		return hb_fail(r);
+		return hbl_fail(r);
 	/* Release: the caller's writes are ordered before whatever it does next, typically
 	 * hb_timeline_signal (which fences again on its own). */
-	hb_shared_memory_barrier();
+	hbl_shared_memory_barrier();
 	return 0;
 }

@@ -16,13 +16,13 @@
 
 #include "libclient/private.h"
 
-int hb_broken(const struct hb_client *c)
+int hbl_broken(const struct hb_client *c)
 {
 	/* Read without the lock by hb_get_fd and hb_dispatch's unlocked poll. */
 	return -__atomic_load_n(&c->broken, __ATOMIC_ACQUIRE);
 }
 
-int hb_break(struct hb_client *c, int err)
+int hbl_break(struct hb_client *c, int err)
 {
 	if (!c->broken) {
 		__atomic_store_n(&c->broken, err, __ATOMIC_RELEASE);
@@ -33,7 +33,7 @@ int hb_break(struct hb_client *c, int err)
 		c->tp->shutdown(c);
 		/* No completion can arrive any more: every pending fence completes now, with
 		 * this errno, so no poller of a sync fd hangs (fences.md §5.5). */
-		hb_fences_fail_all(c, -err);
+		hbl_fences_fail_all(c, -err);
 	}
 	return -c->broken;
 }
@@ -44,7 +44,7 @@ static int io_error(int err)
 	return err == EPIPE ? EPIPE : ECONNRESET;
 }
 
-void hb_close_fds(int *fds, unsigned *nfds)
+void hbc_close_fds(int *fds, unsigned *nfds)
 {
 	for (unsigned i = 0; i < *nfds; i++)
 		close(fds[i]);
@@ -54,7 +54,7 @@ void hb_close_fds(int *fds, unsigned *nfds)
 static ssize_t sock_recv(struct hb_client *c, void *buf, size_t len, int *fds, unsigned *nfds,
 			 unsigned max)
 {
-	ssize_t n = hb_recv_fds(c->fd, buf, len, fds, nfds, max);
+	ssize_t n = hbc_recv_fds(c->fd, buf, len, fds, nfds, max);
 
 	return n == -EWOULDBLOCK ? -EAGAIN : n;
 }
@@ -83,7 +83,7 @@ static void sock_close(struct hb_client *c)
 	c->fd = -1;
 }
 
-const struct hb_transport_ops hb_socket_transport = {
+const struct hbl_transport_ops hbl_socket_transport = {
     .recv = sock_recv,
     .send = sock_send,
     .shutdown = sock_shutdown,
@@ -134,13 +134,13 @@ static void port_shutdown(struct hb_client *c)
 static void port_close(struct hb_client *c)
 {
 	if (c->fd >= 0 && !c->broken)
-		hb_kvm_goodbye(c->fd);
+		hbl_kvm_goodbye(c->fd);
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
 }
 
-const struct hb_transport_ops hb_port_transport = {
+const struct hbl_transport_ops hbl_port_transport = {
 	.recv = port_recv,
 	.send = port_send,
 	.shutdown = port_shutdown,
@@ -148,11 +148,11 @@ const struct hb_transport_ops hb_port_transport = {
 	.pollout = true,
 };
 
-ssize_t hb_recv_fds(int fd, void *buf, size_t len, int *fds, unsigned *nfds, unsigned max)
+ssize_t hbc_recv_fds(int fd, void *buf, size_t len, int *fds, unsigned *nfds, unsigned max)
 {
 	union {
 		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int) * HB_FRAME_FDS)];
+		char buf[CMSG_SPACE(sizeof(int) * HBL_FRAME_FDS)];
 	} cm;
 	struct iovec iov = {.iov_base = buf, .iov_len = len};
 	struct msghdr mh = {
@@ -186,7 +186,7 @@ ssize_t hb_recv_fds(int fd, void *buf, size_t len, int *fds, unsigned *nfds, uns
 	return n;
 }
 
-size_t hb_pollfds(const struct hb_client *c, struct pollfd *pfd, size_t max)
+size_t hbl_pollfds(const struct hb_client *c, struct pollfd *pfd, size_t max)
 {
 	size_t n = 0;
 
@@ -211,37 +211,37 @@ static int rx_frame(struct hb_client *c, const uint8_t **payload, size_t *plen)
 		ssize_t n;
 		int r;
 
-		if (c->rx.len >= HB_FRAME_HEADER) {
+		if (c->rx.len >= HBP_FRAME_HEADER) {
 			/* The length is checked here, before the payload gets any memory. */
-			long l = hb_frame_peek(c->rx.data, c->rx.len, HB_FRAME_MAX, payload);
+			long l = hbp_frame_peek(c->rx.data, c->rx.len, HBP_FRAME_MAX, payload);
 			if (l < 0)
-				return hb_break(c, EPROTO);
+				return hbl_break(c, EPROTO);
 			if (l > 0) {
 				*plen = (size_t)l;
 				return 1;
 			}
-			want = HB_FRAME_HEADER + le32(c->rx.data) - c->rx.len;
+			want = HBP_FRAME_HEADER + le32(c->rx.data) - c->rx.len;
 		} else {
-			want = HB_FRAME_HEADER - c->rx.len;
+			want = HBP_FRAME_HEADER - c->rx.len;
 		}
-		r = hb_bytes_reserve(&c->rx, want);
+		r = hbp_bytes_reserve(&c->rx, want);
 		if (r < 0)
 			return r;
 		n = c->tp->recv(c, c->rx.data + c->rx.len, want, c->rx_fds, &c->rx_nfds,
-				HB_FRAME_FDS);
+				HBL_FRAME_FDS);
 		if (n == -EAGAIN)
 			return 0;
 		if (n < 0)
-			return hb_break(c, io_error((int)-n));
+			return hbl_break(c, io_error((int)-n));
 		if (n == 0)
-			return hb_break(c, EPIPE);
+			return hbl_break(c, EPIPE);
 		c->rx.len += (size_t)n;
 	}
 }
 
-static struct hb_request *find_request(struct hb_client *c, uint32_t id)
+static struct hbl_request *find_request(struct hb_client *c, uint32_t id)
 {
-	for (struct hb_request *q = c->requests; q; q = q->next)
+	for (struct hbl_request *q = c->requests; q; q = q->next)
 		if (q->id == id && !q->done)
 			return q;
 	return NULL;
@@ -252,38 +252,38 @@ static struct hb_request *find_request(struct hb_client *c, uint32_t id)
  * protocol violation. */
 static int handle_frame(struct hb_client *c, const uint8_t *payload, size_t plen)
 {
-	ServerMsg *m = hb_frame_get_server(payload, plen);
-	int fds[HB_FRAME_FDS];
+	ServerMsg *m = hbp_frame_get_server(payload, plen);
+	int fds[HBL_FRAME_FDS];
 	unsigned nfds = c->rx_nfds;
-	struct hb_request *q;
+	struct hbl_request *q;
 	int r;
 
 	memcpy(fds, c->rx_fds, sizeof(fds));
 	c->rx_nfds = 0;
-	hb_bytes_consume(&c->rx, c->rx.len);
+	hbp_bytes_consume(&c->rx, c->rx.len);
 	if (!m) {
-		r = hb_break(c, EPROTO);
+		r = hbl_break(c, EPROTO);
 		goto err_fds;
 	}
 	if (m->id == 0) {
 		/* Events never carry fds. */
-		hb_close_fds(fds, &nfds);
+		hbc_close_fds(fds, &nfds);
 		if (m->body_case == SERVER_MSG__BODY_FENCE) {
-			hb_fence_done(c, m->fence);
+			hbl_fence_done(c, m->fence);
 			server_msg__free_unpacked(m, NULL);
 			return 0;
 		}
 		if (m->body_case != SERVER_MSG__BODY_EVENT) {
-			r = hb_break(c, EPROTO);
+			r = hbl_break(c, EPROTO);
 			goto err_msg;
 		}
-		r = hb_event_push(c, m->event);
+		r = hbl_event_push(c, m->event);
 		server_msg__free_unpacked(m, NULL);
 		return r;
 	}
 	q = find_request(c, m->id);
 	if (!q) {
-		r = hb_break(c, EPROTO);
+		r = hbl_break(c, EPROTO);
 		goto err_msg;
 	}
 	q->reply = m;
@@ -295,20 +295,20 @@ static int handle_frame(struct hb_client *c, const uint8_t *payload, size_t plen
 err_msg:
 	server_msg__free_unpacked(m, NULL);
 err_fds:
-	hb_close_fds(fds, &nfds);
+	hbc_close_fds(fds, &nfds);
 	return r;
 }
 
-int hb_read_available(struct hb_client *c, int max)
+int hbl_read_available(struct hb_client *c, int max)
 {
 	const uint8_t *payload = NULL;
 	size_t plen = 0;
 	int handled, r;
 
-	r = hb_broken(c);
+	r = hbl_broken(c);
 	if (r < 0)
 		return r;
-	r = hb_ivshmem_drain(c);
+	r = hbl_ivshmem_drain(c);
 	if (r < 0)
 		return r;
 	for (handled = 0; handled < max; handled++) {
@@ -331,8 +331,8 @@ int hb_read_available(struct hb_client *c, int max)
 /* Waits up to timeout_ms for something to read (and, with POLLOUT, for room to write). */
 static int wait_io(struct hb_client *c, short extra, int timeout_ms)
 {
-	struct pollfd pfd[1 + HB_MAX_GROUPS];
-	size_t n = hb_pollfds(c, pfd, sizeof(pfd) / sizeof(pfd[0]));
+	struct pollfd pfd[1 + HBP_MAX_GROUPS];
+	size_t n = hbl_pollfds(c, pfd, sizeof(pfd) / sizeof(pfd[0]));
 
 	/* A vchan's event channel never says "writable": room shows up as an input event. */
 	if (c->tp->pollout)
@@ -356,30 +356,30 @@ static int send_all(struct hb_client *c)
 			continue;
 		}
 		if (n != -EAGAIN)
-			return hb_break(c, io_error((int)-n));
-		r = wait_io(c, POLLOUT, HB_WAIT_SLICE_MS);
+			return hbl_break(c, io_error((int)-n));
+		r = wait_io(c, POLLOUT, HBL_WAIT_SLICE_MS);
 		if (r == 0)
-			r = hb_read_available(c, HB_DISPATCH_BATCH);
+			r = hbl_read_available(c, HBL_DISPATCH_BATCH);
 		/* Half a frame on the wire cannot be taken back: the stream is lost. */
 		if (r < 0)
-			return off > 0 ? hb_break(c, ECONNRESET) : r;
+			return off > 0 ? hbl_break(c, ECONNRESET) : r;
 	}
 	return 0;
 }
 
-static int wait_request(struct hb_client *c, struct hb_request *q)
+static int wait_request(struct hb_client *c, struct hbl_request *q)
 {
 	int r;
 
 	/* No timeout: the daemon answers every request, and a broken connection ends the
-	 * wait through hb_read_available. */
+	 * wait through hbl_read_available. */
 	for (;;) {
-		r = hb_read_available(c, HB_DISPATCH_BATCH);
+		r = hbl_read_available(c, HBL_DISPATCH_BATCH);
 		if (r < 0)
 			return r;
 		if (q->done)
 			return 0;
-		r = wait_io(c, 0, HB_WAIT_SLICE_MS);
+		r = wait_io(c, 0, HBL_WAIT_SLICE_MS);
 		if (r < 0)
 			return r;
 	}
@@ -394,21 +394,21 @@ static uint32_t next_id(struct hb_client *c)
 	return id;
 }
 
-int hb_call(struct hb_client *c, ClientMsg *msg, ServerMsg__BodyCase want, struct hb_reply *reply)
+int hbl_call(struct hb_client *c, ClientMsg *msg, ServerMsg__BodyCase want, struct hbl_reply *reply)
 {
-	struct hb_request q = {0};
-	struct hb_request **pp;
+	struct hbl_request q = {0};
+	struct hbl_request **pp;
 	ServerMsg *m;
 	int r;
 
 	memset(reply, 0, sizeof(*reply));
-	r = hb_broken(c);
+	r = hbl_broken(c);
 	if (r < 0)
 		return r;
 	q.id = next_id(c);
 	msg->id = q.id;
-	hb_bytes_consume(&c->tx, c->tx.len);
-	r = hb_frame_put_client(&c->tx, msg, c->frame_max);
+	hbp_bytes_consume(&c->tx, c->tx.len);
+	r = hbp_frame_put_client(&c->tx, msg, c->frame_max);
 	if (r < 0)
 		return r;
 	q.next = c->requests;
@@ -429,7 +429,7 @@ int hb_call(struct hb_client *c, ClientMsg *msg, ServerMsg__BodyCase want, struc
 		goto err;
 	}
 	if (want != SERVER_MSG__BODY__NOT_SET && m->body_case != want) {
-		r = hb_break(c, EPROTO);
+		r = hbl_break(c, EPROTO);
 		goto err;
 	}
 	reply->msg = m;
@@ -440,14 +440,14 @@ int hb_call(struct hb_client *c, ClientMsg *msg, ServerMsg__BodyCase want, struc
 err:
 	if (q.reply)
 		server_msg__free_unpacked(q.reply, NULL);
-	hb_close_fds(q.fds, &q.nfds);
+	hbc_close_fds(q.fds, &q.nfds);
 	return r;
 }
 
-void hb_reply_free(struct hb_reply *reply)
+void hbl_reply_free(struct hbl_reply *reply)
 {
 	if (reply->msg)
 		server_msg__free_unpacked(reply->msg, NULL);
 	reply->msg = NULL;
-	hb_close_fds(reply->fds, &reply->nfds);
+	hbc_close_fds(reply->fds, &reply->nfds);
 }

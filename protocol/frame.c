@@ -9,12 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "frame.h"
-#include "limits.h"
+#include "protocol/frame.h"
+#include "protocol/limits.h"
 
-#define HB_HID_WIRE_LEN 16u
+#define HBP_HID_WIRE_LEN 16u
 
-void hb_bytes_free(struct hb_bytes *b)
+void hbp_bytes_free(struct hbp_bytes *b)
 {
 	if (!b)
 		return;
@@ -24,7 +24,7 @@ void hb_bytes_free(struct hb_bytes *b)
 	b->cap = 0;
 }
 
-int hb_bytes_reserve(struct hb_bytes *b, size_t n)
+int hbp_bytes_reserve(struct hbp_bytes *b, size_t n)
 {
 	size_t need, cap;
 	uint8_t *data;
@@ -51,7 +51,7 @@ int hb_bytes_reserve(struct hb_bytes *b, size_t n)
 	return 0;
 }
 
-void hb_bytes_consume(struct hb_bytes *b, size_t n)
+void hbp_bytes_consume(struct hbp_bytes *b, size_t n)
 {
 	if (n >= b->len) {
 		b->len = 0;
@@ -74,25 +74,25 @@ static void put_le32(uint8_t *p, uint32_t v)
 	p[3] = (uint8_t)(v >> 24);
 }
 
-long hb_frame_peek(const uint8_t *in, size_t len, uint32_t max, const uint8_t **payload)
+long hbp_frame_peek(const uint8_t *in, size_t len, uint32_t max, const uint8_t **payload)
 {
 	uint32_t plen;
 
-	if (len < HB_FRAME_HEADER)
+	if (len < HBP_FRAME_HEADER)
 		return 0;
 	/* Judge the announced length as soon as it is complete, so a reader never grows its
 	 * buffer for a frame it is going to reject anyway. */
 	plen = get_le32(in);
 	if (plen == 0 || plen > max)
 		return -EMSGSIZE;
-	if (len - HB_FRAME_HEADER < plen)
+	if (len - HBP_FRAME_HEADER < plen)
 		return 0;
 	if (payload)
-		*payload = in + HB_FRAME_HEADER;
+		*payload = in + HBP_FRAME_HEADER;
 	return (long)plen;
 }
 
-static int frame_put(struct hb_bytes *out, const ProtobufCMessage *msg, uint32_t max)
+static int frame_put(struct hbp_bytes *out, const ProtobufCMessage *msg, uint32_t max)
 {
 	size_t size, packed;
 	uint8_t *p;
@@ -103,24 +103,24 @@ static int frame_put(struct hb_bytes *out, const ProtobufCMessage *msg, uint32_t
 	 * id or a body), so refuse to emit one rather than let the peer drop us. */
 	if (size == 0 || size > max || size > UINT32_MAX)
 		return -EMSGSIZE;
-	r = hb_bytes_reserve(out, HB_FRAME_HEADER + size);
+	r = hbp_bytes_reserve(out, HBP_FRAME_HEADER + size);
 	if (r < 0)
 		return r;
 	p = out->data + out->len;
 	put_le32(p, (uint32_t)size);
-	packed = protobuf_c_message_pack(msg, p + HB_FRAME_HEADER);
+	packed = protobuf_c_message_pack(msg, p + HBP_FRAME_HEADER);
 	if (packed != size)
 		return -EMSGSIZE; /* cannot happen with a consistent message; leave out untouched */
-	out->len += HB_FRAME_HEADER + size;
+	out->len += HBP_FRAME_HEADER + size;
 	return 0;
 }
 
-int hb_frame_put_client(struct hb_bytes *out, const ClientMsg *msg, uint32_t max)
+int hbp_frame_put_client(struct hbp_bytes *out, const ClientMsg *msg, uint32_t max)
 {
 	return frame_put(out, &msg->base, max);
 }
 
-int hb_frame_put_server(struct hb_bytes *out, const ServerMsg *msg, uint32_t max)
+int hbp_frame_put_server(struct hbp_bytes *out, const ServerMsg *msg, uint32_t max)
 {
 	return frame_put(out, &msg->base, max);
 }
@@ -132,7 +132,7 @@ int hb_frame_put_server(struct hb_bytes *out, const ServerMsg *msg, uint32_t max
  */
 static bool hid_required_ok(const ProtobufCBinaryData *b)
 {
-	return b->len == HB_HID_WIRE_LEN && b->data;
+	return b->len == HBP_HID_WIRE_LEN && b->data;
 }
 
 static bool hid_optional_ok(const ProtobufCBinaryData *b)
@@ -142,7 +142,7 @@ static bool hid_optional_ok(const ProtobufCBinaryData *b)
 
 static bool meta_ok(const ProtobufCBinaryData *b)
 {
-	return b->len <= HB_META_LIMIT && (b->len == 0 || b->data);
+	return b->len <= HBP_META_LIMIT && (b->len == 0 || b->data);
 }
 
 static bool client_valid(const ClientMsg *m)
@@ -231,12 +231,12 @@ static bool control_valid(const ControlReply *c)
  * where allow_pending says so. */
 static bool status_ok(int32_t st, bool allow_pending)
 {
-	return st == 1 || (st < 0 && st > -(int32_t)HB_ERRNO_LIMIT) || (allow_pending && st == 0);
+	return st == 1 || (st < 0 && st > -(int32_t)HBP_ERRNO_LIMIT) || (allow_pending && st == 0);
 }
 
 static bool cpu_access_valid(const CpuAccessReply *r)
 {
-	if (r->n_fences > HB_RESV_LIMIT)
+	if (r->n_fences > HBP_RESV_LIMIT)
 		return false;
 	for (size_t i = 0; i < r->n_fences; i++)
 		if (!r->fences[i] || r->fences[i]->timeline == 0)
@@ -288,11 +288,11 @@ static bool server_valid(const ServerMsg *m)
 	}
 }
 
-ClientMsg *hb_frame_get_client(const uint8_t *payload, size_t len)
+ClientMsg *hbp_frame_get_client(const uint8_t *payload, size_t len)
 {
 	ClientMsg *m;
 
-	if (!payload || len == 0 || len > HB_FRAME_MAX)
+	if (!payload || len == 0 || len > HBP_FRAME_MAX)
 		return NULL;
 	m = client_msg__unpack(NULL, len, payload);
 	if (!m)
@@ -304,11 +304,11 @@ ClientMsg *hb_frame_get_client(const uint8_t *payload, size_t len)
 	return m;
 }
 
-ServerMsg *hb_frame_get_server(const uint8_t *payload, size_t len)
+ServerMsg *hbp_frame_get_server(const uint8_t *payload, size_t len)
 {
 	ServerMsg *m;
 
-	if (!payload || len == 0 || len > HB_FRAME_MAX)
+	if (!payload || len == 0 || len > HBP_FRAME_MAX)
 		return NULL;
 	m = server_msg__unpack(NULL, len, payload);
 	if (!m)

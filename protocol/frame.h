@@ -8,38 +8,36 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "hyperbuf.pb-c.h"
-
-/* A growable byte buffer used for both directions. */
-struct hb_bytes {
+#include "protocol/hyperbuf.pb-c.h"
+struct hbp_bytes {
 	uint8_t *data;
 	size_t len;
 	size_t cap;
 };
 
-void hb_bytes_free(struct hb_bytes *b);
+void hbp_bytes_free(struct hbp_bytes *b);
 /* Makes room for n more bytes; returns 0 or -ENOMEM. */
-int hb_bytes_reserve(struct hb_bytes *b, size_t n);
+int hbp_bytes_reserve(struct hbp_bytes *b, size_t n);
 /* Drops the first n bytes. */
-void hb_bytes_consume(struct hb_bytes *b, size_t n);
+void hbp_bytes_consume(struct hbp_bytes *b, size_t n);
 
 /*
  * Looks at the start of in[0..len): returns the payload length of the next whole frame and sets
  * *payload to it, 0 if more bytes are needed, or -EMSGSIZE if the announced length exceeds max
  * (or is zero: an empty message is never valid). The length is checked before any allocation.
  */
-long hb_frame_peek(const uint8_t *in, size_t len, uint32_t max, const uint8_t **payload);
+long hbp_frame_peek(const uint8_t *in, size_t len, uint32_t max, const uint8_t **payload);
 
 /* Appends a framed message to out. Returns 0, -EMSGSIZE if it would exceed max, -ENOMEM. */
-int hb_frame_put_client(struct hb_bytes *out, const ClientMsg *msg, uint32_t max);
-int hb_frame_put_server(struct hb_bytes *out, const ServerMsg *msg, uint32_t max);
+int hbp_frame_put_client(struct hbp_bytes *out, const ClientMsg *msg, uint32_t max);
+int hbp_frame_put_server(struct hbp_bytes *out, const ServerMsg *msg, uint32_t max);
 
 /*
  * Unpacks and validates a payload. Validation rejects what protobuf accepts but we don't:
- * a missing body, hids that are not 16 bytes, metadata over HB_META_LIMIT, zero request ids
+ * a missing body, hids that are not 16 bytes, metadata over HBP_META_LIMIT, zero request ids
  * on client messages. Returns NULL on any violation (free with the matching free_unpacked).
  */
-ClientMsg *hb_frame_get_client(const uint8_t *payload, size_t len);
-ServerMsg *hb_frame_get_server(const uint8_t *payload, size_t len);
+ClientMsg *hbp_frame_get_client(const uint8_t *payload, size_t len);
+ServerMsg *hbp_frame_get_server(const uint8_t *payload, size_t len);
 
 #endif

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "hid.h"
+#include "protocol/hid.h"
 
 #define HID_LEN        16u
 #define HID_SERIAL_LEN 4u
@@ -36,7 +36,7 @@ static int fill_random(uint8_t *p, size_t len)
 	return 0;
 }
 
-int hb_hid_generate(uint32_t serial, struct hb_id *out)
+int hbp_hid_generate(uint32_t serial, struct hb_id *out)
 {
 	int r;
 
@@ -51,11 +51,11 @@ int hb_hid_generate(uint32_t serial, struct hb_id *out)
 		r = fill_random(out->bytes + HID_SERIAL_LEN, HID_LEN - HID_SERIAL_LEN);
 		if (r < 0)
 			return r;
-	} while (!hb_hid_plausible(out));
+	} while (!hbp_hid_plausible(out));
 	return 0;
 }
 
-int hb_hid_from_wire(const uint8_t *data, size_t len, struct hb_id *out)
+int hbp_hid_from_wire(const uint8_t *data, size_t len, struct hb_id *out)
 {
 	if (!data || !out || len != HID_LEN)
 		return -EINVAL;
@@ -63,7 +63,7 @@ int hb_hid_from_wire(const uint8_t *data, size_t len, struct hb_id *out)
 	return 0;
 }
 
-bool hb_hid_plausible(const struct hb_id *id)
+bool hbp_hid_plausible(const struct hb_id *id)
 {
 	size_t i;
 
@@ -80,7 +80,7 @@ static uint32_t rotl32(uint32_t v, unsigned n)
 	return (v << n) | (v >> (32 - n));
 }
 
-uint32_t hb_hid_hash(const struct hb_id *id, unsigned bits)
+uint32_t hbp_hid_hash(const struct hb_id *id, unsigned bits)
 {
 	uint32_t h;
 

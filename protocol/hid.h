@@ -11,12 +11,12 @@
 #include "hyperbuf.h"
 
 /* Makes a fresh hid with the given serial. Returns 0, or -errno if getrandom fails. */
-int hb_hid_generate(uint32_t serial, struct hb_id *out);
+int hbp_hid_generate(uint32_t serial, struct hb_id *out);
 /* Copies 16 wire bytes into *out; -EINVAL if len != 16. */
-int hb_hid_from_wire(const uint8_t *data, size_t len, struct hb_id *out);
+int hbp_hid_from_wire(const uint8_t *data, size_t len, struct hb_id *out);
 /* A well-formed hid: serial != 0 and not all bits set. Forged ones may still be well-formed. */
-bool hb_hid_plausible(const struct hb_id *id);
+bool hbp_hid_plausible(const struct hb_id *id);
 /* Hash for a table of 2^bits buckets, from the random part. */
-uint32_t hb_hid_hash(const struct hb_id *id, unsigned bits);
+uint32_t hbp_hid_hash(const struct hb_id *id, unsigned bits);
 
 #endif

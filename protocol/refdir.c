@@ -17,14 +17,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "limits.h"
-#include "refdir.h"
+#include "protocol/limits.h"
+#include "protocol/refdir.h"
 
-#define LEVEL1_MAX ((uint64_t)HB_REFS_PER_PAGE)
-#define LEVEL2_MAX (LEVEL1_MAX * HB_REFS_PER_PAGE)
-#define LEVEL3_MAX (LEVEL2_MAX * HB_REFS_PER_PAGE)
+#define LEVEL1_MAX ((uint64_t)HBP_REFS_PER_PAGE)
+#define LEVEL2_MAX (LEVEL1_MAX * HBP_REFS_PER_PAGE)
+#define LEVEL3_MAX (LEVEL2_MAX * HBP_REFS_PER_PAGE)
 
-int hb_refdir_depth(uint64_t pages)
+int hbp_refdir_depth(uint64_t pages)
 {
 	if (pages == 0)
 		return -EFBIG;
@@ -43,22 +43,22 @@ static uint64_t div_up(uint64_t a, uint64_t b)
 }
 
 /* cnt[0] = data pages, cnt[L] = directory pages at level L; returns the depth or -EFBIG. */
-static int level_counts(uint64_t pages, uint64_t cnt[HB_REFDIR_MAX_DEPTH + 1])
+static int level_counts(uint64_t pages, uint64_t cnt[HBP_REFDIR_MAX_DEPTH + 1])
 {
-	int depth = hb_refdir_depth(pages);
+	int depth = hbp_refdir_depth(pages);
 	int l;
 
 	if (depth < 0)
 		return depth;
 	cnt[0] = pages;
-	for (l = 1; l <= (int)HB_REFDIR_MAX_DEPTH; l++)
-		cnt[l] = l <= depth ? div_up(cnt[l - 1], HB_REFS_PER_PAGE) : 0;
+	for (l = 1; l <= (int)HBP_REFDIR_MAX_DEPTH; l++)
+		cnt[l] = l <= depth ? div_up(cnt[l - 1], HBP_REFS_PER_PAGE) : 0;
 	return depth;
 }
 
-uint64_t hb_refdir_dir_pages(uint64_t pages)
+uint64_t hbp_refdir_dir_pages(uint64_t pages)
 {
-	uint64_t cnt[HB_REFDIR_MAX_DEPTH + 1];
+	uint64_t cnt[HBP_REFDIR_MAX_DEPTH + 1];
 	int depth = level_counts(pages, cnt);
 	uint64_t total = 0;
 	int l;
@@ -76,12 +76,12 @@ static bool extent_ok(uint64_t pages, uint32_t first_offset, uint64_t size)
 {
 	uint64_t room;
 
-	if (first_offset >= HB_PAGE_SIZE)
+	if (first_offset >= HBP_PAGE_SIZE)
 		return false;
-	room = pages * HB_PAGE_SIZE - first_offset;
+	room = pages * HBP_PAGE_SIZE - first_offset;
 	if (size > room)
 		return false;
-	return size + first_offset > (pages - 1) * HB_PAGE_SIZE;
+	return size + first_offset > (pages - 1) * HBP_PAGE_SIZE;
 }
 
 static void put_ref(void *page, uint64_t slot, uint32_t ref)
@@ -91,11 +91,11 @@ static void put_ref(void *page, uint64_t slot, uint32_t ref)
 	memcpy((uint8_t *)page + slot * 4, &le, sizeof(le));
 }
 
-int hb_refdir_build(const uint32_t *data_refs, uint32_t n, const uint32_t *dir_refs,
+int hbp_refdir_build(const uint32_t *data_refs, uint32_t n, const uint32_t *dir_refs,
 		    void *const *dir_mem, uint64_t size, uint32_t first_offset,
-		    struct hb_refdir *out)
+		    struct hbp_refdir *out)
 {
-	uint64_t cnt[HB_REFDIR_MAX_DEPTH + 1], base[HB_REFDIR_MAX_DEPTH + 2];
+	uint64_t cnt[HBP_REFDIR_MAX_DEPTH + 1], base[HBP_REFDIR_MAX_DEPTH + 2];
 	uint64_t ndir, i;
 	int depth, l;
 
@@ -119,13 +119,13 @@ int hb_refdir_build(const uint32_t *data_refs, uint32_t n, const uint32_t *dir_r
 	}
 	/* Unused slots must read as zero: the walker rejects anything else as corrupt. */
 	for (i = 0; i < ndir; i++)
-		memset(dir_mem[i], 0, HB_PAGE_SIZE);
+		memset(dir_mem[i], 0, HBP_PAGE_SIZE);
 
 	for (l = depth; l >= 1; l--) {
 		for (i = 0; i < cnt[l - 1]; i++) {
 			uint32_t ref = l == 1 ? data_refs[i] : dir_refs[base[l - 1] + i];
 
-			put_ref(dir_mem[base[l] + i / HB_REFS_PER_PAGE], i % HB_REFS_PER_PAGE, ref);
+			put_ref(dir_mem[base[l] + i / HBP_REFS_PER_PAGE], i % HBP_REFS_PER_PAGE, ref);
 		}
 	}
 
@@ -150,7 +150,7 @@ static int parse_dir_page(const void *mem, uint32_t used, uint32_t *dst)
 {
 	uint32_t i, v;
 
-	for (i = 0; i < HB_REFS_PER_PAGE; i++) {
+	for (i = 0; i < HBP_REFS_PER_PAGE; i++) {
 		if (((uintptr_t)mem & 3u) == 0) {
 			v = ((const volatile uint32_t *)mem)[i];
 		} else {
@@ -169,7 +169,7 @@ static int parse_dir_page(const void *mem, uint32_t used, uint32_t *dst)
 }
 
 /* Maps directory page ref, parses it, unmaps it. */
-static int read_dir_page(const struct hb_refdir_ops *ops, uint32_t ref, uint32_t used,
+static int read_dir_page(const struct hbp_refdir_ops *ops, uint32_t ref, uint32_t used,
 			 uint32_t *dst)
 {
 	const void *mem;
@@ -180,7 +180,7 @@ static int read_dir_page(const struct hb_refdir_ops *ops, uint32_t ref, uint32_t
 	mem = ops->map(ops->ctx, ref, &len);
 	if (!mem)
 		return map_error();
-	r = len < HB_PAGE_SIZE ? -EBADMSG : parse_dir_page(mem, used, dst);
+	r = len < HBP_PAGE_SIZE ? -EBADMSG : parse_dir_page(mem, used, dst);
 	if (ops->unmap)
 		ops->unmap(ops->ctx, ref, mem);
 	return r;
@@ -207,9 +207,9 @@ static int sort_unique(const uint32_t *refs, uint64_t n, uint32_t *sorted)
 	return 0;
 }
 
-int hb_refdir_walk(const struct hb_refdir *d, const struct hb_refdir_ops *ops, uint32_t *out)
+int hbp_refdir_walk(const struct hbp_refdir *d, const struct hbp_refdir_ops *ops, uint32_t *out)
 {
-	uint64_t cnt[HB_REFDIR_MAX_DEPTH + 1];
+	uint64_t cnt[HBP_REFDIR_MAX_DEPTH + 1];
 	uint64_t ndir, pos, p, i;
 	uint32_t *order = NULL, *sorted = NULL;
 	const void *level;
@@ -230,7 +230,7 @@ int hb_refdir_walk(const struct hb_refdir *d, const struct hb_refdir_ops *ops, u
 	 * are read; sorted[] is the set of those known so far, for the cycle checks. At most
 	 * 1 + 1024 + 2^20 entries, for 2^30 data pages.
 	 */
-	ndir = hb_refdir_dir_pages(d->pages);
+	ndir = hbp_refdir_dir_pages(d->pages);
 	order = malloc(ndir * sizeof(*order));
 	sorted = malloc(ndir * sizeof(*sorted));
 	if (!order || !sorted) {
@@ -264,13 +264,13 @@ int hb_refdir_walk(const struct hb_refdir *d, const struct hb_refdir_ops *ops, u
 			}
 		}
 		for (p = 0; p < cnt[l]; p++) {
-			uint64_t first = p * HB_REFS_PER_PAGE;
+			uint64_t first = p * HBP_REFS_PER_PAGE;
 			uint64_t left = cnt[l - 1] - first;
-			uint32_t used = left < HB_REFS_PER_PAGE ? (uint32_t)left : HB_REFS_PER_PAGE;
+			uint32_t used = left < HBP_REFS_PER_PAGE ? (uint32_t)left : HBP_REFS_PER_PAGE;
 			uint32_t *dst = l == 1 ? out + first : order + next + first;
 
 			if (level)
-				r = parse_dir_page((const uint8_t *)level + p * HB_PAGE_SIZE, used,
+				r = parse_dir_page((const uint8_t *)level + p * HBP_PAGE_SIZE, used,
 						   dst);
 			else
 				r = read_dir_page(ops, order[pos + p], used, dst);

@@ -1,7 +1,7 @@
 /*
  * The multi-level reference directory: one root reference describes any number of pages.
  *
- * A directory page holds HB_REFS_PER_PAGE (1024) little-endian 32-bit refs. Depth 1: the root
+ * A directory page holds HBP_REFS_PER_PAGE (1024) little-endian 32-bit refs. Depth 1: the root
  * lists the data pages (up to 1024 pages = 4 MiB). Depth 2: the root lists level-1 pages that
  * list data pages (up to 2^20 pages = 4 GiB). Depth 3: one more level (up to 2^30 pages).
  * The depth is the smallest that fits. Each directory page is filled from the front; the
@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct hb_refdir {
+struct hbp_refdir {
 	uint32_t root;   /* ref of the root directory page */
 	uint32_t depth;  /* 1..3 */
 	uint32_t pages;  /* data pages, >= 1 */
@@ -26,25 +26,25 @@ struct hb_refdir {
 };
 
 /* Smallest depth for n data pages (1..3), or -EFBIG if n is 0 or over 2^30. */
-int hb_refdir_depth(uint64_t pages);
+int hbp_refdir_depth(uint64_t pages);
 
 /* Number of directory pages a directory for n data pages needs at its depth (0 if invalid). */
-uint64_t hb_refdir_dir_pages(uint64_t pages);
+uint64_t hbp_refdir_dir_pages(uint64_t pages);
 
 /*
- * Build. The caller has allocated hb_refdir_dir_pages(n) directory pages; dir_refs[] are their
+ * Build. The caller has allocated hbp_refdir_dir_pages(n) directory pages; dir_refs[] are their
  * refs and dir_mem[] pointers to their (writable) memory, in any order the builder chooses to
  * use them: the root is dir_refs[0], then level after level. Fills the pages and *out (size and
  * first_offset are copied from the arguments). Returns 0 or -EINVAL (bad counts, size not fitting).
  */
-int hb_refdir_build(const uint32_t *data_refs, uint32_t n, const uint32_t *dir_refs,
+int hbp_refdir_build(const uint32_t *data_refs, uint32_t n, const uint32_t *dir_refs,
 		    void *const *dir_mem, uint64_t size, uint32_t first_offset,
-		    struct hb_refdir *out);
+		    struct hbp_refdir *out);
 
 /* Walker callbacks. */
-struct hb_refdir_ops {
+struct hbp_refdir_ops {
 	/* Returns the memory of directory page ref, and its readable length in *len (a page
-	 * shorter than HB_PAGE_SIZE is rejected). NULL on failure. */
+	 * shorter than HBP_PAGE_SIZE is rejected). NULL on failure. */
 	const void *(*map)(void *ctx, uint32_t ref, size_t *len);
 	/* Undoes map (may be NULL). */
 	void (*unmap)(void *ctx, uint32_t ref, const void *mem);
@@ -53,7 +53,7 @@ struct hb_refdir_ops {
 	int (*validate)(void *ctx, uint32_t ref, int is_dir);
 	void *ctx;
 	/* Optional, for mappings that cost a hypercall each (Xen grants): maps the n directory
-	 * pages refs[] in one batch, contiguously (n * HB_PAGE_SIZE bytes), NULL on failure (errno
+	 * pages refs[] in one batch, contiguously (n * HBP_PAGE_SIZE bytes), NULL on failure (errno
 	 * as for map). When set, the walker maps each level with one call, root first, and
 	 * unmap_many (required then) undoes it; map and unmap are not used. */
 	const void *(*map_many)(void *ctx, const uint32_t *refs, uint32_t n);
@@ -68,6 +68,6 @@ struct hb_refdir_ops {
  * With ops->map_many, a level's pages are mapped together only once every ref of the level
  * has passed validate and the cycle check. Returns 0 or a negative errno.
  */
-int hb_refdir_walk(const struct hb_refdir *d, const struct hb_refdir_ops *ops, uint32_t *out);
+int hbp_refdir_walk(const struct hbp_refdir *d, const struct hbp_refdir_ops *ops, uint32_t *out);
 
 #endif

@@ -9,7 +9,7 @@
  * whatever stale bytes reach it first.
  *
  * A marker is 32 bytes: the magic, then version, status and a 16-byte nonce, little-endian.
- * The magic's first four bytes read as a frame length far above HB_FRAME_MAX, so at a frame
+ * The magic's first four bytes read as a frame length far above HBP_FRAME_MAX, so at a frame
  * boundary a marker can never be taken for a frame. No I/O here.
  */
 #ifndef HB_PROTOCOL_RESYNC_H
@@ -19,27 +19,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HB_RESYNC_MAGIC     "\x89HBSYNC\n"
-#define HB_RESYNC_MAGIC_LEN 8u
-#define HB_RESYNC_LEN       32u
-#define HB_RESYNC_NONCE_LEN 16u
+#define HBP_RESYNC_MAGIC     "\x89HBSYNC\n"
+#define HBP_RESYNC_MAGIC_LEN 8u
+#define HBP_RESYNC_LEN       32u
+#define HBP_RESYNC_NONCE_LEN 16u
 
-struct hb_resync {
-	uint32_t version; /* HB_PROTOCOL_VERSION */
+struct hbp_resync {
+	uint32_t version; /* HBP_PROTOCOL_VERSION */
 	uint32_t status;  /* client: 0; daemon: 0, or an errno when it refuses (EPROTO) */
-	uint8_t nonce[HB_RESYNC_NONCE_LEN];
+	uint8_t nonce[HBP_RESYNC_NONCE_LEN];
 };
 
-void hb_resync_pack(uint8_t out[HB_RESYNC_LEN], const struct hb_resync *m);
+void hbp_resync_pack(uint8_t out[HBP_RESYNC_LEN], const struct hbp_resync *m);
 /* Returns 0, or -EPROTO if in does not start with the magic. */
-int hb_resync_unpack(const uint8_t in[HB_RESYNC_LEN], struct hb_resync *m);
+int hbp_resync_unpack(const uint8_t in[HBP_RESYNC_LEN], struct hbp_resync *m);
 
 /*
  * Looks for the magic in p[0..len). Returns the offset of the first whole magic with *whole
  * set; else the offset where the longest tail of p that is a proper prefix of the magic starts
  * (len if none), with *whole clear: up to there, no later byte can complete a magic.
  */
-size_t hb_resync_scan(const uint8_t *p, size_t len, bool *whole);
+size_t hbp_resync_scan(const uint8_t *p, size_t len, bool *whole);
 
 /*
  * True if sending these metadata bytes in an Export would put the magic on the wire: they
@@ -47,6 +47,6 @@ size_t hb_resync_scan(const uint8_t *p, size_t len, bool *whole);
  * following frame could supply, since metadata can be the last field of a message). The
  * library refuses such metadata on VM channels; by chance it happens once in 2^48.
  */
-bool hb_resync_meta_unsafe(const uint8_t *meta, size_t len);
+bool hbp_resync_meta_unsafe(const uint8_t *meta, size_t len);
 
 #endif

@@ -132,7 +132,7 @@ static int write_config(struct bench_dir *bd)
 	fd = open(bd->config, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	if (hb_write_full(fd, config_text, sizeof(config_text) - 1) < 0) {
+	if (tool_write_full(fd, config_text, sizeof(config_text) - 1) < 0) {
 		close(fd);
 		return -EIO;
 	}
@@ -164,7 +164,7 @@ enum { CMD_BLOB = 1, CMD_FRAME, CMD_QUIT, CMD_FENCE, CMD_PING_SOCK, CMD_PING_EFD
 struct bench_meta {
 	uint32_t magic;
 	uint32_t cmd;
-	uint64_t seed; /* CMD_BLOB: hb_pattern_fill seed; CMD_FRAME: frame number; CMD_FENCE:
+	uint64_t seed; /* CMD_BLOB: tool_pattern_fill seed; CMD_FRAME: frame number; CMD_FENCE:
 			* vm1's timeline */
 	uint64_t size; /* CMD_FENCE, CMD_PING_*: rounds */
 	uint32_t check; /* CMD_FRAME: verify every pixel too */
@@ -212,7 +212,7 @@ static int importer_ping(struct hb_client *c, const struct bench_meta *m, int fd
 			goto out;
 		}
 		id = hb_timeline_id(t);
-		if (hb_write_full(fd, &id, sizeof(id)) < 0)
+		if (tool_write_full(fd, &id, sizeof(id)) < 0)
 			goto out;
 	}
 	for (uint64_t r = 1; r <= n; r++) {
@@ -224,7 +224,7 @@ static int importer_ping(struct hb_client *c, const struct bench_meta *m, int fd
 
 			if (hb_sync_wait(s, STEP_MS) < 0 || hb_sync_status(s) != 1)
 				goto out;
-			wake[r] = hb_now_ns();
+			wake[r] = tool_now_ns();
 			hb_sync_close(s);
 			s = NULL;
 			next = r < n ? hb_sync_open(c, &f) : NULL;
@@ -232,22 +232,22 @@ static int importer_ping(struct hb_client *c, const struct bench_meta *m, int fd
 				goto out;
 			s = next;
 		} else if (m->cmd == CMD_PING_SOCK) {
-			if (hb_read_full(ping_sock[1], &v, 8, STEP_MS) < 0)
+			if (tool_read_full(ping_sock[1], &v, 8, STEP_MS) < 0)
 				goto out;
-			wake[r] = hb_now_ns();
-			if (hb_write_full(ping_sock[1], &v, 8) < 0)
+			wake[r] = tool_now_ns();
+			if (tool_write_full(ping_sock[1], &v, 8) < 0)
 				goto out;
 		} else {
 			/* Blocking eventfd reads: the counter is the doorbell. */
 			if (read(efd_ab, &v, 8) != 8)
 				goto out;
-			wake[r] = hb_now_ns();
+			wake[r] = tool_now_ns();
 			v = 1;
 			if (write(efd_ba, &v, 8) != 8)
 				goto out;
 		}
 	}
-	if (hb_write_full(fd, wake + 1, 8 * n) == 0)
+	if (tool_write_full(fd, wake + 1, 8 * n) == 0)
 		ret = 0;
 out:
 	if (ret < 0)
@@ -273,15 +273,15 @@ static int importer_main(const char *address, int fd)
 			strerror(errno));
 		return 1;
 	}
-	hb_write_full(fd, &ready, 1);
-	idle_since = hb_now_ns();
+	tool_write_full(fd, &ready, 1);
+	idle_since = tool_now_ns();
 	for (;;) {
 		while (hb_next_event(c, &ev) == 0) {
 			struct record rec = {0};
 			struct bench_meta m;
 			struct hb_import *im;
 
-			idle_since = hb_now_ns();
+			idle_since = tool_now_ns();
 			if (ev.type != HB_EVENT_EXPORTED)
 				continue;
 			if (ev.meta_len != sizeof(m)) {
@@ -299,29 +299,29 @@ static int importer_main(const char *address, int fd)
 			if (m.cmd == CMD_FENCE || m.cmd == CMD_PING_SOCK || m.cmd == CMD_PING_EFD) {
 				if (importer_ping(c, &m, fd) < 0)
 					goto err;
-				idle_since = hb_now_ns();
+				idle_since = tool_now_ns();
 				continue;
 			}
 			rec.t0 = m.t0;
 			im = hb_import(c, &ev.id, 0);
-			rec.t_imported = hb_now_ns();
+			rec.t_imported = tool_now_ns();
 			if (!im) {
 				rec.error = errno;
 			} else if (m.cmd == CMD_BLOB) {
-				if (hb_pattern_check(hb_import_data(im), m.size, m.seed) != m.size)
+				if (tool_pattern_check(hb_import_data(im), m.size, m.seed) != m.size)
 					rec.error = -1;
 			} else if (m.check) {
-				if (hb_pattern_frame_check(hb_import_data(im), FRAME_W, FRAME_H,
+				if (tool_pattern_frame_check(hb_import_data(im), FRAME_W, FRAME_H,
 							   FRAME_STRIDE, m.seed) != -1)
 					rec.error = -1;
 			}
-			rec.t_done = hb_now_ns();
+			rec.t_done = tool_now_ns();
 			if (im)
 				hb_import_release(im);
-			if (hb_write_full(fd, &rec, sizeof(rec)) < 0)
+			if (tool_write_full(fd, &rec, sizeof(rec)) < 0)
 				goto err;
 		}
-		if (hb_now_ns() - idle_since > (uint64_t)STEP_MS * 1000000u) {
+		if (tool_now_ns() - idle_since > (uint64_t)STEP_MS * 1000000u) {
 			fprintf(stderr, "%s: importer: nothing for %d s\n", argv0, STEP_MS / 1000);
 			goto err;
 		}
@@ -361,7 +361,7 @@ static int reader_main(int sock)
 		goto out;
 	/* Touched once up front, so page faults are not billed to the first frames. */
 	memset(buf, 0, FRAME_BYTES);
-	while (hb_read_full(sock, &run, sizeof(run), 600000) == 0) {
+	while (tool_read_full(sock, &run, sizeof(run), 600000) == 0) {
 		uint64_t t_last = 0;
 
 		if (run.frames == 0 || run.frames > MAX_FRAMES) {
@@ -371,20 +371,20 @@ static int reader_main(int sock)
 		for (uint32_t i = 0; i < run.frames; i++) {
 			struct sock_hdr h;
 
-			if (hb_read_full(sock, &h, sizeof(h), STEP_MS) < 0 ||
-			    hb_read_full(sock, buf, FRAME_BYTES, STEP_MS) < 0)
+			if (tool_read_full(sock, &h, sizeof(h), STEP_MS) < 0 ||
+			    tool_read_full(sock, buf, FRAME_BYTES, STEP_MS) < 0)
 				goto out;
-			if (run.check && hb_pattern_frame_check(buf, FRAME_W, FRAME_H, FRAME_STRIDE,
+			if (run.check && tool_pattern_frame_check(buf, FRAME_W, FRAME_H, FRAME_STRIDE,
 								h.frame) != -1) {
 				fprintf(stderr, "%s: socket reader: frame %" PRIu64 " is wrong\n",
 					argv0, h.frame);
 				goto out;
 			}
-			t_last = hb_now_ns();
+			t_last = tool_now_ns();
 			lat[i] = t_last - h.t0;
 		}
-		if (hb_write_full(sock, &t_last, sizeof(t_last)) < 0 ||
-		    hb_write_full(sock, lat, sizeof(uint64_t) * run.frames) < 0)
+		if (tool_write_full(sock, &t_last, sizeof(t_last)) < 0 ||
+		    tool_write_full(sock, lat, sizeof(uint64_t) * run.frames) < 0)
 			goto out;
 	}
 out:
@@ -413,24 +413,24 @@ static int share_once(struct bench *bn, struct hb_buffer *b, struct bench_meta *
 	int ret;
 
 	m->magic = META_MAGIC;
-	m->t0 = hb_now_ns();
+	m->t0 = tool_now_ns();
 	if (hb_export(b, m, sizeof(*m), 0, &id) < 0) {
 		fprintf(stderr, "%s: hb_export: %s\n", argv0, strerror(errno));
 		return -1;
 	}
-	ret = hb_read_full(bn->rec_fd, rec, sizeof(*rec), STEP_MS);
+	ret = tool_read_full(bn->rec_fd, rec, sizeof(*rec), STEP_MS);
 	if (ret < 0) {
 		fprintf(stderr, "%s: no word from the importer: %s\n", argv0, strerror(-ret));
 		return -1;
 	}
-	deadline = hb_now_ns() + (uint64_t)STEP_MS * 1000000u;
+	deadline = tool_now_ns() + (uint64_t)STEP_MS * 1000000u;
 	while (!released) {
 		while (hb_next_event(bn->c, &bn->ev) == 0)
 			if (bn->ev.type == HB_EVENT_RELEASED && hb_id_equal(&bn->ev.id, &id))
 				released = true;
 		if (released)
 			break;
-		if (hb_now_ns() >= deadline) {
+		if (tool_now_ns() >= deadline) {
 			fprintf(stderr, "%s: no RELEASED within %d s\n", argv0, STEP_MS / 1000);
 			return -1;
 		}
@@ -486,25 +486,25 @@ static int bench_blob(struct bench *bn, size_t size, unsigned iters, struct blob
 		unsigned char *map;
 
 		/* Writing the content is the producer's business either way: not timed. */
-		hb_pattern_fill(hb_buffer_data(b), size, m.seed);
+		tool_pattern_fill(hb_buffer_data(b), size, m.seed);
 		if (share_once(bn, b, &m, &rec) < 0)
 			goto out;
 		hb_t[it] = rec.t_done - rec.t0;
 		hb_i[it] = rec.t_imported - rec.t0;
 		hb_v[it] = rec.t_done - rec.t_imported;
 
-		hb_pattern_fill(wmap, size, m.seed);
-		t0 = hb_now_ns();
+		tool_pattern_fill(wmap, size, m.seed);
+		t0 = tool_now_ns();
 		map = mmap(NULL, size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
 		if (map == MAP_FAILED)
 			goto out;
-		t1 = hb_now_ns();
-		if (hb_pattern_check(map, size, m.seed) != size) {
+		t1 = tool_now_ns();
+		if (tool_pattern_check(map, size, m.seed) != size) {
 			fprintf(stderr, "%s: baseline: wrong bytes\n", argv0);
 			munmap(map, size);
 			goto out;
 		}
-		t2 = hb_now_ns();
+		t2 = tool_now_ns();
 		munmap(map, size);
 		bs_t[it] = t2 - t0;
 		bs_m[it] = t1 - t0;
@@ -581,18 +581,18 @@ static int bench_frames_sock(struct bench *bn, const void *frame, unsigned frame
 
 	if (!lat)
 		return -1;
-	if (hb_write_full(bn->sock, &run, sizeof(run)) < 0)
+	if (tool_write_full(bn->sock, &run, sizeof(run)) < 0)
 		goto out;
-	t_start = hb_now_ns();
+	t_start = tool_now_ns();
 	for (unsigned i = 0; i < frames; i++) {
-		struct sock_hdr h = {.t0 = hb_now_ns(), .frame = 0};
+		struct sock_hdr h = {.t0 = tool_now_ns(), .frame = 0};
 
-		if (hb_write_full(bn->sock, &h, sizeof(h)) < 0 ||
-		    hb_write_full(bn->sock, frame, FRAME_BYTES) < 0)
+		if (tool_write_full(bn->sock, &h, sizeof(h)) < 0 ||
+		    tool_write_full(bn->sock, frame, FRAME_BYTES) < 0)
 			goto out;
 	}
-	if (hb_read_full(bn->sock, &t_last, sizeof(t_last), STEP_MS) < 0 ||
-	    hb_read_full(bn->sock, lat, 8 * (size_t)frames, STEP_MS) < 0) {
+	if (tool_read_full(bn->sock, &t_last, sizeof(t_last), STEP_MS) < 0 ||
+	    tool_read_full(bn->sock, lat, 8 * (size_t)frames, STEP_MS) < 0) {
 		fprintf(stderr, "%s: socket reader gave no result\n", argv0);
 		goto out;
 	}
@@ -635,12 +635,12 @@ static int bench_ping(struct bench *bn, struct hb_buffer *cmdb, uint32_t cmd, un
 		}
 		m.seed = hb_timeline_id(t);
 	}
-	m.t0 = hb_now_ns();
+	m.t0 = tool_now_ns();
 	if (hb_export(cmdb, &m, sizeof(m), 0, &id) < 0) {
 		fprintf(stderr, "%s: hb_export: %s\n", argv0, strerror(errno));
 		goto out;
 	}
-	if (cmd == CMD_FENCE && hb_read_full(bn->rec_fd, &theirs, sizeof(theirs), STEP_MS) < 0) {
+	if (cmd == CMD_FENCE && tool_read_full(bn->rec_fd, &theirs, sizeof(theirs), STEP_MS) < 0) {
 		fprintf(stderr, "%s: the importer sent no timeline\n", argv0);
 		goto out;
 	}
@@ -654,29 +654,29 @@ static int bench_ping(struct bench *bn, struct hb_buffer *cmdb, uint32_t cmd, un
 
 			if (!s)
 				goto out;
-			sig[i] = hb_now_ns();
+			sig[i] = tool_now_ns();
 			if (hb_timeline_signal(t, r) < 0 || hb_sync_wait(s, STEP_MS) < 0 ||
 			    hb_sync_status(s) != 1) {
 				fprintf(stderr, "%s: fence round %u: %s\n", argv0, i, strerror(errno));
 				hb_sync_close(s);
 				goto out;
 			}
-			rt[i] = hb_now_ns() - sig[i];
+			rt[i] = tool_now_ns() - sig[i];
 			hb_sync_close(s);
 		} else if (cmd == CMD_PING_SOCK) {
-			sig[i] = hb_now_ns();
-			if (hb_write_full(ping_sock[0], &v, 8) < 0 ||
-			    hb_read_full(ping_sock[0], &v, 8, STEP_MS) < 0)
+			sig[i] = tool_now_ns();
+			if (tool_write_full(ping_sock[0], &v, 8) < 0 ||
+			    tool_read_full(ping_sock[0], &v, 8, STEP_MS) < 0)
 				goto out;
-			rt[i] = hb_now_ns() - sig[i];
+			rt[i] = tool_now_ns() - sig[i];
 		} else {
-			sig[i] = hb_now_ns();
+			sig[i] = tool_now_ns();
 			if (write(efd_ab, &v, 8) != 8 || read(efd_ba, &v, 8) != 8)
 				goto out;
-			rt[i] = hb_now_ns() - sig[i];
+			rt[i] = tool_now_ns() - sig[i];
 		}
 	}
-	if (hb_read_full(bn->rec_fd, wake, 8 * (size_t)rounds, STEP_MS) < 0) {
+	if (tool_read_full(bn->rec_fd, wake, 8 * (size_t)rounds, STEP_MS) < 0) {
 		fprintf(stderr, "%s: the importer sent no wake times\n", argv0);
 		goto out;
 	}
@@ -729,7 +729,7 @@ int main(int argc, char **argv)
 	struct frame_result fr_hb[2], fr_sock[2];
 	struct bench bn = {.rec_fd = -1, .sock = -1};
 	struct bench_dir bd;
-	struct hb_daemon_spawn ds;
+	struct tool_daemon_spawn ds;
 	struct hb_buffer *fb = NULL;
 	const char *daemon = NULL;
 	unsigned frames = 300, div = 1;
@@ -770,9 +770,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: temp config: %s\n", argv0, strerror(-ret));
 		return 1;
 	}
-	daemon_pid = hb_daemon_spawn(daemon, bd.config, bd.log, 10000, &ds);
+	daemon_pid = tool_daemon_spawn(daemon, bd.config, bd.log, 10000, &ds);
 	if (daemon_pid < 0) {
-		hb_log_tail(bd.log, LOG_LINES);
+		tool_log_tail(bd.log, LOG_LINES);
 		remove_dir(&bd);
 		return 1;
 	}
@@ -807,7 +807,7 @@ int main(int argc, char **argv)
 	}
 	close(sp[1]);
 	bn.sock = sp[0];
-	if (importer_pid < 0 || reader_pid < 0 || hb_read_full(bn.rec_fd, &ready, 1, 10000) < 0) {
+	if (importer_pid < 0 || reader_pid < 0 || tool_read_full(bn.rec_fd, &ready, 1, 10000) < 0) {
 		fprintf(stderr, "%s: the importer did not start\n", argv0);
 		goto out_children;
 	}
@@ -820,9 +820,9 @@ int main(int argc, char **argv)
 	printf("hyperbuf bench: vm1 -> vm2 (emulated VMs, separate processes), daemon %s\n",
 	       daemon);
 	printf("\n(a) share and verify every byte, median of N runs\n");
-	printf("    hyperbuf: export -> event -> import (read-only) -> hb_pattern_check, "
+	printf("    hyperbuf: export -> event -> import (read-only) -> tool_pattern_check, "
 	       "timed in the importer from just before hb_export\n");
-	printf("    baseline: mmap(MAP_SHARED|MAP_POPULATE) of a memfd -> hb_pattern_check, "
+	printf("    baseline: mmap(MAP_SHARED|MAP_POPULATE) of a memfd -> tool_pattern_check, "
 	       "one process\n");
 	printf("    %-8s %4s | %10s %10s %10s %8s | %10s %10s %8s | %s\n", "size", "N", "hyperbuf",
 	       "(import)", "(verify)", "GB/s", "baseline", "(mmap)", "GB/s", "ratio vs baseline");
@@ -846,7 +846,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: hb_buffer_alloc(frame): %s\n", argv0, strerror(errno));
 		goto out_client;
 	}
-	hb_pattern_frame(hb_buffer_data(fb), FRAME_W, FRAME_H, FRAME_STRIDE, 0);
+	tool_pattern_frame(hb_buffer_data(fb), FRAME_W, FRAME_H, FRAME_STRIDE, 0);
 	printf("\n(b) %u frames of %ux%u XRGB8888 (%zu bytes), latency from just before the send "
 	       "to the frame being usable by the consumer\n",
 	       frames, FRAME_W, FRAME_H, FRAME_BYTES);
@@ -933,7 +933,7 @@ out_children:
 	if (bn.sock >= 0) {
 		struct sock_run run = {0};
 
-		hb_write_full(bn.sock, &run, sizeof(run));
+		tool_write_full(bn.sock, &run, sizeof(run));
 		close(bn.sock);
 	}
 	for (int k = 0; k < 2; k++) {
@@ -941,7 +941,7 @@ out_children:
 
 		if (pid <= 0)
 			continue;
-		hb_wait_pid(pid, 10000, &status);
+		tool_wait_pid(pid, 10000, &status);
 		if (status != 0) {
 			fprintf(stderr, "%s: %s ended with status 0x%x\n", argv0,
 				k == 0 ? "importer" : "socket reader", status);
@@ -958,14 +958,14 @@ out_children:
 	if (efd_ba >= 0)
 		close(efd_ba);
 out_daemon:
-	hb_daemon_stop(&ds, 10000, &status);
+	tool_daemon_stop(&ds, 10000, &status);
 	daemon_pid = -1;
 	if (status != 0) {
 		fprintf(stderr, "%s: hyperbufd ended with status 0x%x\n", argv0, status);
 		ok = false;
 	}
 	if (!ok)
-		hb_log_tail(bd.log, LOG_LINES);
+		tool_log_tail(bd.log, LOG_LINES);
 	remove_dir(&bd);
 	rc = ok ? 0 : 1;
 	return rc;

@@ -443,7 +443,7 @@ IT void fa_do(struct fa_state *st, const struct fa_req *q, struct fa_rep *r)
 			r->err = EBADF;
 			break;
 		}
-		hb_pattern_fill(mem, size, q->b);
+		tool_pattern_fill(mem, size, q->b);
 		break;
 	case FA_CHECK:
 		mem = fa_mem(st, i, q->a, &size);
@@ -452,7 +452,7 @@ IT void fa_do(struct fa_state *st, const struct fa_req *q, struct fa_rep *r)
 			r->err = EBADF;
 			break;
 		}
-		r->ret = hb_pattern_check(mem, size, q->b) == size;
+		r->ret = tool_pattern_check(mem, size, q->b) == size;
 		break;
 	case FA_PUT64:
 		mem = fa_mem(st, i, q->a, &size);

@@ -13,7 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "harness.h"
+#include "tests/harness.h"
 
 #define HBT_MAX_CASES     512
 #define HBT_EXIT_SKIP     77

@@ -29,8 +29,8 @@
 #include <unistd.h>
 
 #include "hyperbuf.h"
-#include "hyperbuf.pb-c.h"
-#include "limits.h" /* protocol/limits.h, on the quote path */
+#include "protocol/hyperbuf.pb-c.h"
+#include "protocol/limits.h"
 #include "tests/harness.h"
 #include "tests/util.h"
 #include "tools/pattern.h"
@@ -38,7 +38,7 @@
 #define IT           static __attribute__((unused))
 
 #define IT_WAIT_MS     5000 /* the longest any single expected thing may take */
-#define IT_PAGES(size) (((uint64_t)(size) + HB_PAGE_SIZE - 1) / HB_PAGE_SIZE)
+#define IT_PAGES(size) (((uint64_t)(size) + HBP_PAGE_SIZE - 1) / HBP_PAGE_SIZE)
 
 /* ---- small things ------------------------------------------------------------------------- */
 
@@ -58,7 +58,7 @@ IT uint64_t it_dir_pages(uint64_t n)
 	if (n == 0)
 		return 0;
 	while (n > 1) {
-		n = (n + HB_REFS_PER_PAGE - 1) / HB_REFS_PER_PAGE;
+		n = (n + HBP_REFS_PER_PAGE - 1) / HBP_REFS_PER_PAGE;
 		total += n;
 	}
 	return total ? total : 1;
@@ -169,7 +169,7 @@ IT void it_query_at(const char *file, int line, struct hb_client *c, const struc
 /* Fills a buffer with the shared pattern, and checks an import against it. */
 IT void it_fill(struct hb_buffer *b, uint64_t seed)
 {
-	hb_pattern_fill(hb_buffer_data(b), hb_buffer_size(b), seed);
+	tool_pattern_fill(hb_buffer_data(b), hb_buffer_size(b), seed);
 }
 
 IT void it_check_import_at(const char *file, int line, struct hb_import *im, size_t size,
@@ -179,7 +179,7 @@ IT void it_check_import_at(const char *file, int line, struct hb_import *im, siz
 
 	if (hb_import_size(im) != size)
 		hbt_fail(file, line, "import size %zu, want %zu", hb_import_size(im), size);
-	off = hb_pattern_check(hb_import_data(im), size, seed);
+	off = tool_pattern_check(hb_import_data(im), size, seed);
 	if (off != size)
 		hbt_fail(file, line,
 			 "import differs from the exporter's pattern at byte %zu of %zu", off,
@@ -628,7 +628,7 @@ IT ServerMsg *it_raw_recv(struct it_raw *r, int timeout_ms, int *why)
 		return NULL;
 	}
 	l = hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 24;
-	if (l == 0 || l > HB_FRAME_MAX) {
+	if (l == 0 || l > HBP_FRAME_MAX) {
 		*why = -2;
 		return NULL;
 	}
@@ -693,7 +693,7 @@ IT ServerMsg *it_raw_hello(struct it_raw *r, uint32_t role)
 	Hello h = HELLO__INIT;
 	ServerMsg *s;
 
-	h.version = HB_PROTOCOL_VERSION;
+	h.version = HBP_PROTOCOL_VERSION;
 	h.role = role;
 	m.body_case = CLIENT_MSG__BODY_HELLO;
 	m.hello = &h;
@@ -836,7 +836,7 @@ IT void it_ivsh_close(struct it_ivsh *v)
 
 IT void it_pool_read(int fd, uint64_t page, void *buf)
 {
-	CHECK_EQ(pread(fd, buf, HB_PAGE_SIZE, (off_t)(page * HB_PAGE_SIZE)), HB_PAGE_SIZE);
+	CHECK_EQ(pread(fd, buf, HBP_PAGE_SIZE, (off_t)(page * HBP_PAGE_SIZE)), HBP_PAGE_SIZE);
 }
 
 IT void it_pool_write_ref(int fd, uint64_t page, unsigned index, uint32_t ref)
@@ -844,7 +844,7 @@ IT void it_pool_write_ref(int fd, uint64_t page, unsigned index, uint32_t ref)
 	uint8_t le[4] = {(uint8_t)ref, (uint8_t)(ref >> 8), (uint8_t)(ref >> 16),
 			 (uint8_t)(ref >> 24)};
 
-	CHECK_EQ(pwrite(fd, le, 4, (off_t)(page * HB_PAGE_SIZE + index * 4u)), 4);
+	CHECK_EQ(pwrite(fd, le, 4, (off_t)(page * HBP_PAGE_SIZE + index * 4u)), 4);
 }
 
 /*
@@ -855,8 +855,8 @@ IT void it_pool_write_ref(int fd, uint64_t page, unsigned index, uint32_t ref)
 IT int64_t it_pool_scan(int fd, uint64_t pool_size,
 			bool (*fn)(void *ctx, uint64_t page, const uint8_t *mem), void *ctx)
 {
-	static uint8_t mem[HB_PAGE_SIZE];
-	off_t pos = HB_PAGE_SIZE;
+	static uint8_t mem[HBP_PAGE_SIZE];
+	off_t pos = HBP_PAGE_SIZE;
 
 	while ((uint64_t)pos < pool_size) {
 		off_t data = lseek(fd, pos, SEEK_DATA), hole;
@@ -866,12 +866,12 @@ IT int64_t it_pool_scan(int fd, uint64_t pool_size,
 		hole = lseek(fd, data, SEEK_HOLE);
 		if (hole < 0)
 			hole = (off_t)pool_size;
-		for (pos = data & ~(off_t)(HB_PAGE_SIZE - 1); pos < hole; pos += HB_PAGE_SIZE) {
+		for (pos = data & ~(off_t)(HBP_PAGE_SIZE - 1); pos < hole; pos += HBP_PAGE_SIZE) {
 			if (pos == 0)
 				continue;
-			it_pool_read(fd, (uint64_t)pos / HB_PAGE_SIZE, mem);
-			if (fn(ctx, (uint64_t)pos / HB_PAGE_SIZE, mem))
-				return pos / HB_PAGE_SIZE;
+			it_pool_read(fd, (uint64_t)pos / HBP_PAGE_SIZE, mem);
+			if (fn(ctx, (uint64_t)pos / HBP_PAGE_SIZE, mem))
+				return pos / HBP_PAGE_SIZE;
 		}
 	}
 	return -1;
@@ -887,7 +887,7 @@ IT bool it_find_bytes_fn(void *ctx, uint64_t page, const uint8_t *mem)
 	struct it_find_bytes *f = ctx;
 
 	(void)page;
-	return memmem(mem, HB_PAGE_SIZE, f->needle, f->len) != NULL;
+	return memmem(mem, HBP_PAGE_SIZE, f->needle, f->len) != NULL;
 }
 
 /* The pool page holding these bytes (a run of a buffer's unique pattern), or -1. */
@@ -909,7 +909,7 @@ IT bool it_find_dir_fn(void *ctx, uint64_t page, const uint8_t *mem)
 	struct it_find_dir *f = ctx;
 	unsigned i;
 
-	for (i = 0; i < HB_REFS_PER_PAGE; i++) {
+	for (i = 0; i < HBP_REFS_PER_PAGE; i++) {
 		uint32_t ref = mem[4 * i] | (uint32_t)mem[4 * i + 1] << 8 |
 			       (uint32_t)mem[4 * i + 2] << 16 | (uint32_t)mem[4 * i + 3] << 24;
 
@@ -926,7 +926,7 @@ IT bool it_find_dir_fn(void *ctx, uint64_t page, const uint8_t *mem)
 /* The directory page whose first ref is first and which lists n refs (rest zero), or -1. */
 IT int64_t it_pool_find_dir(int fd, uint64_t pool_size, uint32_t first, unsigned n)
 {
-	struct it_find_dir f = {first, n, pool_size / HB_PAGE_SIZE};
+	struct it_find_dir f = {first, n, pool_size / HBP_PAGE_SIZE};
 
 	return it_pool_scan(fd, pool_size, it_find_dir_fn, &f);
 }

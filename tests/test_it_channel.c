@@ -32,7 +32,7 @@ static uint32_t raw_attach(struct it_raw *r, uint32_t group, uint32_t peer)
 	Attach a = ATTACH__INIT;
 
 	a.group = group;
-	a.ivshmem_peer = peer;
+	a.hbk_ivshmem_peer = peer;
 	IT_MSG(m, ATTACH, attach, &a);
 	return IT_RAW_ERR(r, &m);
 }
@@ -75,12 +75,12 @@ static void check_alive(struct it_raw *r)
 	CHECK_EQ(IT_RAW_ERR(r, &m), ENOENT);
 }
 
-static void marker(uint8_t out[HB_RESYNC_LEN], uint32_t version, uint8_t nonce_byte)
+static void marker(uint8_t out[HBP_RESYNC_LEN], uint32_t version, uint8_t nonce_byte)
 {
-	struct hb_resync m = {.version = version};
+	struct hbp_resync m = {.version = version};
 
 	memset(m.nonce, nonce_byte, sizeof(m.nonce));
-	hb_resync_pack(out, &m);
+	hbp_resync_pack(out, &m);
 }
 
 /* The Hello frame a guest sends after its marker, with request id 1. */
@@ -90,7 +90,7 @@ static size_t hello_frame(uint8_t *out, size_t cap)
 	Hello h = HELLO__INIT;
 	size_t n;
 
-	h.version = HB_PROTOCOL_VERSION;
+	h.version = HBP_PROTOCOL_VERSION;
 	IT_MSG(m, HELLO, hello, &h);
 	m.id = 1;
 	n = client_msg__get_packed_size(&m);
@@ -115,17 +115,17 @@ static uint32_t await_marker(struct it_raw *r, uint8_t nonce_byte, size_t *skipp
 	*skipped = 0;
 	for (;;) {
 		bool whole;
-		size_t at = hb_resync_scan(buf, have, &whole);
+		size_t at = hbp_resync_scan(buf, have, &whole);
 
-		if (whole && have - at >= HB_RESYNC_LEN) {
-			struct hb_resync m;
-			uint8_t want[HB_RESYNC_NONCE_LEN];
+		if (whole && have - at >= HBP_RESYNC_LEN) {
+			struct hbp_resync m;
+			uint8_t want[HBP_RESYNC_NONCE_LEN];
 
-			CHECK_EQ(hb_resync_unpack(buf + at, &m), 0);
+			CHECK_EQ(hbp_resync_unpack(buf + at, &m), 0);
 			memset(want, nonce_byte, sizeof(want));
 			if (memcmp(m.nonce, want, sizeof(want)) == 0) {
 				/* Nothing follows until the guest speaks. */
-				CHECK_EQ(have, at + HB_RESYNC_LEN);
+				CHECK_EQ(have, at + HBP_RESYNC_LEN);
 				*skipped += at;
 				return m.status;
 			}
@@ -146,15 +146,15 @@ static uint32_t await_marker(struct it_raw *r, uint8_t nonce_byte, size_t *skipp
 /* Marker then Hello on r, as a new guest process would; returns the Welcome. */
 static ServerMsg *resync_hello(struct it_raw *r, uint8_t nonce_byte)
 {
-	uint8_t buf[HB_RESYNC_LEN];
+	uint8_t buf[HBP_RESYNC_LEN];
 	size_t skipped;
 	ServerMsg *w;
 
-	marker(buf, HB_PROTOCOL_VERSION, nonce_byte);
+	marker(buf, HBP_PROTOCOL_VERSION, nonce_byte);
 	CHECK_EQ(it_send_all(r->fd, buf, sizeof(buf)), 0);
 	CHECK_EQ(await_marker(r, nonce_byte, &skipped), 0);
 	r->next_id = 1;
-	w = it_raw_hello(r, HB_ROLE_CLIENT);
+	w = it_raw_hello(r, HBP_ROLE_CLIENT);
 	return w;
 }
 
@@ -163,7 +163,7 @@ TEST(ports_and_per_vm_sockets)
 	struct hbt_daemon d;
 	struct it_raw r0, r1, rh;
 	struct it_ivsh q;
-	struct hb_pool_header hdr;
+	struct hbp_pool_header hdr;
 	ServerMsg *w;
 	const GroupInfo *g;
 
@@ -171,9 +171,9 @@ TEST(ports_and_per_vm_sockets)
 	/* Both ports are vm1. */
 	it_raw_open(&r0, hbt_path(&d, "vm1-0.sock"));
 	it_raw_open(&r1, hbt_path(&d, "vm1-1.sock"));
-	w = it_raw_hello(&r1, HB_ROLE_CLIENT);
+	w = it_raw_hello(&r1, HBP_ROLE_CLIENT);
 	server_msg__free_unpacked(w, NULL);
-	w = it_raw_hello(&r0, HB_ROLE_CLIENT);
+	w = it_raw_hello(&r0, HBP_ROLE_CLIENT);
 	CHECK_EQ(w->welcome->domain, 1);
 	CHECK_EQ(w->welcome->n_groups, 2);
 	/* vm1's own ivshmem socket of each group. */
@@ -190,7 +190,7 @@ TEST(ports_and_per_vm_sockets)
 	server_msg__free_unpacked(w, NULL);
 	/* The host has no ivshmem socket in a {vm} group: it gets the pool fd. */
 	it_raw_open(&rh, d.socket);
-	w = it_raw_hello(&rh, HB_ROLE_CLIENT);
+	w = it_raw_hello(&rh, HBP_ROLE_CLIENT);
 	CHECK_EQ(w->welcome->n_groups, 1);
 	CHECK(strcmp(it_welcome_group(w, "g")->ivshmem_path, "") == 0);
 	server_msg__free_unpacked(w, NULL);
@@ -249,7 +249,7 @@ TEST(ivshmem_socket_is_its_vm)
 	CHECK(q1.id != q1p.id && q1.id != q2.id && q1p.id != q2.id);
 
 	it_raw_open(&r2, hbt_path(&d, "vm2.sock"));
-	w = it_raw_hello(&r2, HB_ROLE_CLIENT);
+	w = it_raw_hello(&r2, HBP_ROLE_CLIENT);
 	g = group_id(w, "g");
 	p = group_id(w, "p");
 	server_msg__free_unpacked(w, NULL);
@@ -257,7 +257,7 @@ TEST(ivshmem_socket_is_its_vm)
 	CHECK_EQ(raw_attach(&r2, p, (uint32_t)q2.id), ENOENT); /* group g's id, not p's */
 	CHECK_EQ(raw_attach(&r2, g, (uint32_t)q2.id), 0);
 	it_raw_open(&r1, hbt_path(&d, "vm1-1.sock"));
-	w = it_raw_hello(&r1, HB_ROLE_CLIENT);
+	w = it_raw_hello(&r1, HBP_ROLE_CLIENT);
 	server_msg__free_unpacked(w, NULL);
 	CHECK_EQ(raw_attach(&r1, p, (uint32_t)q1.id), ENOENT);
 	CHECK_EQ(raw_attach(&r1, p, (uint32_t)q1p.id), 0);
@@ -296,7 +296,7 @@ TEST(pool_loss_ends_the_vms_sessions)
 	h = IT_CONNECT(hbt_addr_host(&d));
 	it_ivsh_join(&q, hbt_path(&d, "g-vm1.sock"));
 	it_raw_open(&r, hbt_path(&d, "vm1-0.sock"));
-	w = it_raw_hello(&r, HB_ROLE_CLIENT);
+	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
 	CHECK_EQ(raw_attach(&r, group_id(w, "g"), (uint32_t)q.id), 0);
 	server_msg__free_unpacked(w, NULL);
 	id = raw_share(&r, 0, 3 * 4096);
@@ -337,7 +337,7 @@ TEST(resync_after_a_partial_frame)
 	h = IT_CONNECT(hbt_addr_host(&d));
 	it_ivsh_join(&q, hbt_path(&d, "g-vm1.sock"));
 	it_raw_open(&r, hbt_path(&d, "vm1-0.sock"));
-	w = it_raw_hello(&r, HB_ROLE_CLIENT);
+	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
 	CHECK_EQ(raw_attach(&r, group_id(w, "g"), (uint32_t)q.id), 0);
 	server_msg__free_unpacked(w, NULL);
 	id = raw_share(&r, 0, 4096);
@@ -373,12 +373,12 @@ TEST(resync_drops_stale_output)
 	struct it_raw r;
 	ServerMsg *w;
 	size_t skipped;
-	uint8_t buf[HB_RESYNC_LEN];
+	uint8_t buf[HBP_RESYNC_LEN];
 	int i;
 
 	start(&d);
 	it_raw_open(&r, hbt_path(&d, "vm2.sock"));
-	w = it_raw_hello(&r, HB_ROLE_CLIENT);
+	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
 	server_msg__free_unpacked(w, NULL);
 	/* Requests whose replies nobody reads. */
 	for (i = 0; i < 200; i++) {
@@ -395,12 +395,12 @@ TEST(resync_drops_stale_output)
 	/* Give the daemon time to answer them: the answers then sit in the socket, where a
 	 * restart cannot take them back, ahead of the marker's answer. */
 	it_sleep_ms(300);
-	marker(buf, HB_PROTOCOL_VERSION, 0x17);
+	marker(buf, HBP_PROTOCOL_VERSION, 0x17);
 	CHECK_EQ(it_send_all(r.fd, buf, sizeof(buf)), 0);
 	CHECK_EQ(await_marker(&r, 0x17, &skipped), 0);
 	CHECK(skipped > 0); /* stale replies came first, and were skipped */
 	r.next_id = 1;
-	w = it_raw_hello(&r, HB_ROLE_CLIENT);
+	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
 	CHECK_EQ(w->welcome->domain, 2);
 	server_msg__free_unpacked(w, NULL);
 	check_alive(&r);
@@ -408,7 +408,7 @@ TEST(resync_drops_stale_output)
 	 * then drops their answers before they are sent. Either way the marker's answer is the
 	 * first thing after the stale bytes, and the Welcome the next frame. */
 	{
-		static uint8_t burst[200 * 64 + HB_RESYNC_LEN];
+		static uint8_t burst[200 * 64 + HBP_RESYNC_LEN];
 		size_t n = 0;
 
 		for (i = 0; i < 200; i++) {
@@ -428,12 +428,12 @@ TEST(resync_drops_stale_output)
 			client_msg__pack(&m, burst + n + 4);
 			n += 4 + len;
 		}
-		marker(burst + n, HB_PROTOCOL_VERSION, 0x18);
-		n += HB_RESYNC_LEN;
+		marker(burst + n, HBP_PROTOCOL_VERSION, 0x18);
+		n += HBP_RESYNC_LEN;
 		CHECK_EQ(it_send_all(r.fd, burst, n), 0);
 		CHECK_EQ(await_marker(&r, 0x18, &skipped), 0);
 		r.next_id = 1;
-		w = it_raw_hello(&r, HB_ROLE_CLIENT);
+		w = it_raw_hello(&r, HBP_ROLE_CLIENT);
 		server_msg__free_unpacked(w, NULL);
 		check_alive(&r);
 	}
@@ -448,29 +448,29 @@ TEST(resync_split_and_cut_markers)
 {
 	struct hbt_daemon d;
 	struct it_raw r;
-	uint8_t buf[2 * HB_RESYNC_LEN], hello[64];
+	uint8_t buf[2 * HBP_RESYNC_LEN], hello[64];
 	size_t skipped, n;
 	ServerMsg *s;
 
 	start(&d);
 	it_raw_open(&r, hbt_path(&d, "vm2.sock"));
 	CHECK_EQ(it_send_all(r.fd, "\x10\x00", 2), 0);
-	marker(buf, HB_PROTOCOL_VERSION, 0x33);
-	for (unsigned i = 0; i < HB_RESYNC_LEN; i++) {
+	marker(buf, HBP_PROTOCOL_VERSION, 0x33);
+	for (unsigned i = 0; i < HBP_RESYNC_LEN; i++) {
 		CHECK_EQ(it_send_all(r.fd, buf + i, 1), 0);
 		it_sleep_ms(2);
 	}
 	CHECK_EQ(await_marker(&r, 0x33, &skipped), 0);
-	s = it_raw_hello(&r, HB_ROLE_CLIENT);
+	s = it_raw_hello(&r, HBP_ROLE_CLIENT);
 	server_msg__free_unpacked(s, NULL);
 	check_alive(&r);
 	it_raw_close(&r);
 
 	it_raw_open(&r, hbt_path(&d, "vm2.sock"));
-	marker(buf, HB_PROTOCOL_VERSION, 0x01);
-	marker(buf + 20, HB_PROTOCOL_VERSION, 0x02); /* the first one's writer died at byte 20 */
+	marker(buf, HBP_PROTOCOL_VERSION, 0x01);
+	marker(buf + 20, HBP_PROTOCOL_VERSION, 0x02); /* the first one's writer died at byte 20 */
 	n = hello_frame(hello, sizeof(hello));
-	CHECK_EQ(it_send_all(r.fd, buf, 20 + HB_RESYNC_LEN), 0);
+	CHECK_EQ(it_send_all(r.fd, buf, 20 + HBP_RESYNC_LEN), 0);
 	CHECK_EQ(await_marker(&r, 0x02, &skipped), 0);
 	CHECK_EQ(it_send_all(r.fd, hello, n), 0);
 	s = it_raw_recv(&r, IT_WAIT_MS, NULL);
@@ -491,7 +491,7 @@ TEST(resync_inside_a_whole_frame)
 {
 	struct hbt_daemon d;
 	struct it_raw r;
-	uint8_t hid[16], mk[HB_RESYNC_LEN], *frame;
+	uint8_t hid[16], mk[HBP_RESYNC_LEN], *frame;
 	ClientMsg m = CLIENT_MSG__INIT;
 	Query q = QUERY__INIT;
 	size_t n, skipped;
@@ -499,9 +499,9 @@ TEST(resync_inside_a_whole_frame)
 
 	start(&d);
 	it_raw_open(&r, hbt_path(&d, "vm2.sock"));
-	w = it_raw_hello(&r, HB_ROLE_CLIENT);
+	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
 	server_msg__free_unpacked(w, NULL);
-	marker(mk, HB_PROTOCOL_VERSION, 0x55);
+	marker(mk, HBP_PROTOCOL_VERSION, 0x55);
 	memset(hid, 0, 8);
 	memcpy(hid + 8, mk, 8); /* the magic ends the frame; the rest of the marker follows */
 	q.hid.data = hid;
@@ -509,19 +509,19 @@ TEST(resync_inside_a_whole_frame)
 	IT_MSG(m, QUERY, query, &q);
 	m.id = 77;
 	n = client_msg__get_packed_size(&m);
-	frame = malloc(4 + n + HB_RESYNC_LEN - 8);
+	frame = malloc(4 + n + HBP_RESYNC_LEN - 8);
 	CHECK(frame != NULL);
 	frame[0] = (uint8_t)n;
 	frame[1] = frame[2] = frame[3] = 0;
 	client_msg__pack(&m, frame + 4);
-	CHECK(memcmp(frame + 4 + n - 8, HB_RESYNC_MAGIC, 8) == 0);
-	memcpy(frame + 4 + n, mk + 8, HB_RESYNC_LEN - 8);
-	CHECK_EQ(it_send_all(r.fd, frame, 4 + n + HB_RESYNC_LEN - 8), 0);
+	CHECK(memcmp(frame + 4 + n - 8, HBP_RESYNC_MAGIC, 8) == 0);
+	memcpy(frame + 4 + n, mk + 8, HBP_RESYNC_LEN - 8);
+	CHECK_EQ(it_send_all(r.fd, frame, 4 + n + HBP_RESYNC_LEN - 8), 0);
 	free(frame);
 	CHECK_EQ(await_marker(&r, 0x55, &skipped), 0);
 	CHECK_EQ(skipped, 0); /* no reply to request 77 */
 	r.next_id = 1;
-	w = it_raw_hello(&r, HB_ROLE_CLIENT);
+	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
 	server_msg__free_unpacked(w, NULL);
 	check_alive(&r);
 	it_raw_close(&r);
@@ -532,13 +532,13 @@ TEST(resync_refuses_another_version)
 {
 	struct hbt_daemon d;
 	struct it_raw r;
-	uint8_t buf[HB_RESYNC_LEN];
+	uint8_t buf[HBP_RESYNC_LEN];
 	size_t skipped;
 	ServerMsg *w;
 
 	start(&d);
 	it_raw_open(&r, hbt_path(&d, "vm2.sock"));
-	marker(buf, HB_PROTOCOL_VERSION + 1, 0x66);
+	marker(buf, HBP_PROTOCOL_VERSION + 1, 0x66);
 	CHECK_EQ(it_send_all(r.fd, buf, sizeof(buf)), 0);
 	CHECK_EQ(await_marker(&r, 0x66, &skipped), EPROTO);
 	/* The channel is still usable by a process that speaks this version. */
@@ -571,7 +571,7 @@ TEST(hello_restarts_a_channel_session)
 	IT_EXPORT(b, NULL, 0, &id);
 	it_ivsh_join(&q, hbt_path(&d, "g-vm2.sock"));
 	it_raw_open(&r, hbt_path(&d, "vm2.sock"));
-	w = it_raw_hello(&r, HB_ROLE_CLIENT);
+	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
 	CHECK_EQ(raw_attach(&r, group_id(w, "g"), (uint32_t)q.id), 0);
 	server_msg__free_unpacked(w, NULL);
 	im.hid.data = id.bytes;
@@ -582,7 +582,7 @@ TEST(hello_restarts_a_channel_session)
 	server_msg__free_unpacked(s, NULL);
 	IT_WAIT_EVENT(h, HB_EVENT_IMPORTED, &ev);
 
-	w = it_raw_hello(&r, HB_ROLE_CLIENT);
+	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
 	CHECK_EQ(w->welcome->domain, 2);
 	server_msg__free_unpacked(w, NULL);
 	IT_WAIT_EVENT(h, HB_EVENT_RELEASED, &ev);
@@ -612,16 +612,16 @@ TEST(metadata_cannot_carry_a_marker)
 	v2 = IT_CONNECT(hbt_addr_vm(&d, 2));
 	h = IT_CONNECT(hbt_addr_host(&d));
 	b = IT_ALLOC(v2, 1, 4096, 0);
-	memcpy(meta + 10, HB_RESYNC_MAGIC, 8);
+	memcpy(meta + 10, HBP_RESYNC_MAGIC, 8);
 	CHECK_ERR(hb_export(b, meta, sizeof(meta), 0, &id), EINVAL);
 	memset(meta, 0, sizeof(meta));
-	memcpy(meta + 57, HB_RESYNC_MAGIC, 7);
+	memcpy(meta + 57, HBP_RESYNC_MAGIC, 7);
 	CHECK_ERR(hb_export(b, meta, sizeof(meta), 0, &id), EINVAL);
 	memcpy(meta + 57, "harmless", 7);
 	IT_EXPORT(b, meta, sizeof(meta), &id);
 	/* A host socket is never searched for markers. */
 	hb = IT_ALLOC(h, 2, 4096, 0);
-	memcpy(meta + 10, HB_RESYNC_MAGIC, 8);
+	memcpy(meta + 10, HBP_RESYNC_MAGIC, 8);
 	IT_EXPORT(hb, meta, sizeof(meta), &id);
 	hb_buffer_free(hb);
 	hb_buffer_free(b);

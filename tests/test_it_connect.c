@@ -291,7 +291,7 @@ TEST(sticky_error_after_daemon_stop)
 	CHECK(e2 == EPIPE || e2 == ECONNRESET);
 	check_sticky(v1, bv, &idv, e2);
 	/* The buffer's own mapping is still the process's memory until it is freed. */
-	CHECK_EQ(hb_pattern_check(hb_buffer_data(bv), 5000, 42), 5000);
+	CHECK_EQ(tool_pattern_check(hb_buffer_data(bv), 5000, 42), 5000);
 
 	hb_buffer_free(bh);
 	hb_buffer_free(bv);
@@ -389,7 +389,7 @@ static void *share_worker(void *p)
 			w->failures++;
 			continue;
 		}
-		hb_pattern_fill(hb_buffer_data(b), size, (uint64_t)(w->index * 1000 + i));
+		tool_pattern_fill(hb_buffer_data(b), size, (uint64_t)(w->index * 1000 + i));
 		if (hb_export(b, &i, sizeof(i), 0, &id) != 0) {
 			snprintf(w->why, sizeof(w->why), "export: %s", strerror(errno));
 			w->failures++;

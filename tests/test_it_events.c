@@ -360,7 +360,7 @@ TEST(daemon_queue_overflow_keeps_oldest)
 
 	hbt_daemon_start(&d, "[limits]\nevent_queue = 16\n");
 	it_raw_open(&r, hbt_path(&d, "vm2.sock")); /* a vm2 session that will not read */
-	w = it_raw_hello(&r, HB_ROLE_CLIENT);
+	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
 	server_msg__free_unpacked(w, NULL);
 	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
 	b = IT_ALLOC(v1, 2, 4096, 0);

@@ -196,7 +196,7 @@ static int pp_side_a(void *p)
 				ret = 1;
 				break;
 			}
-			off = hb_pattern_check(hb_import_data(q), PP_SIZE, pp_seed(1, r - 1));
+			off = tool_pattern_check(hb_import_data(q), PP_SIZE, pp_seed(1, r - 1));
 			if (off != PP_SIZE) {
 				fprintf(stderr, "A: round %u: Q differs at byte %zu\n", r - 1, off);
 				ret = 1;
@@ -212,7 +212,7 @@ static int pp_side_a(void *p)
 			ret = 1;
 			break;
 		}
-		hb_pattern_fill(hb_buffer_data(pb), PP_SIZE, pp_seed(0, r));
+		tool_pattern_fill(hb_buffer_data(pb), PP_SIZE, pp_seed(0, r));
 		if (hb_end_cpu_access(c, &mine.hid, HB_ACCESS_WRITE) != 0 ||
 		    hb_timeline_signal(t, r + 1) != 0) {
 			fprintf(stderr, "A: round %u: end/signal: %s\n", r, strerror(errno));
@@ -267,14 +267,14 @@ TEST(c34_data_written_before_signal_visible_after_wait)
 		hb_sync_close(s);
 		CHECK_EQ(hb_attach_fence(b, &a.hid, &rf, HB_ACCESS_READ), 0);
 		CHECK_EQ(hb_begin_cpu_access(b, &a.hid, HB_ACCESS_READ, FENCE_WAIT_MS), 0);
-		off = hb_pattern_check(hb_import_data(pim), PP_SIZE, pp_seed(0, r));
+		off = tool_pattern_check(hb_import_data(pim), PP_SIZE, pp_seed(0, r));
 		if (off != PP_SIZE)
 			hbt_fail(__FILE__, __LINE__, "round %u: P differs at byte %zu of %u", r, off,
 				 PP_SIZE);
 		CHECK_EQ(hb_end_cpu_access(b, &a.hid, HB_ACCESS_READ), 0);
 		CHECK_EQ(hb_begin_cpu_access(b, &mine.hid, HB_ACCESS_WRITE, FENCE_WAIT_MS), 0);
 		CHECK_EQ(hb_attach_fence(b, &mine.hid, &rf, HB_ACCESS_WRITE), 0);
-		hb_pattern_fill(hb_buffer_data(qb), PP_SIZE, pp_seed(1, r));
+		tool_pattern_fill(hb_buffer_data(qb), PP_SIZE, pp_seed(1, r));
 		CHECK_EQ(hb_end_cpu_access(b, &mine.hid, HB_ACCESS_WRITE), 0);
 		FENCE_SIGNAL(t, r + 1);
 		while (hb_next_event(b, &ev) == 0)
@@ -622,7 +622,7 @@ TEST(c39_request_abi_and_invalid_requests)
 	CHECK_ERR(hb_end_cpu_access(x.b, &nobody, R), ENOENT);
 
 	it_raw_open(&r, x.d.socket);
-	server_msg__free_unpacked(it_raw_hello(&r, HB_ROLE_CLIENT), NULL);
+	server_msg__free_unpacked(it_raw_hello(&r, HBP_ROLE_CLIENT), NULL);
 	/* SyncOpen{timeline, value = 5, field 9 = 42 (unknown)} in ClientMsg{id = 100,
 	 * sync_open = 15}, plus an unknown field 99 in ClientMsg itself. */
 	inner[ni++] = 0x08;

@@ -16,8 +16,6 @@
  * are any status < 0, not == -1; the consumer-stress wait style really varies.
  */
 #include "tests/fence_stress.h"
-
-/* An extra VM that shares a group with vm2 only: a third place for timelines (3.7). */
 #define VM4_CONFIG                                                                                 \
 	"[vm vm4]\nid = 4\nchannel = vm4.sock\n\n"                                                 \
 	"[group d]\nmembers = vm2, vm4\nsize = 16M\nivshmem = group-d.sock\n"
@@ -139,7 +137,7 @@ TEST(test_alloc_fence_negative)
 		struct hb_sync *s;
 
 		it_raw_open(&r, d.socket);
-		server_msg__free_unpacked(it_raw_hello(&r, HB_ROLE_CLIENT), NULL);
+		server_msg__free_unpacked(it_raw_hello(&r, HBP_ROLE_CLIENT), NULL);
 		ts.timeline = tl;
 		ts.value = 5;
 		IT_MSG(m, TIMELINE_SIGNAL, timeline_signal, &ts);

@@ -9,8 +9,6 @@
 
 #include "tests/it_common.h"
 
-/* ---- honest bystanders -------------------------------------------------------------------- */
-
 struct honest {
 	struct hb_client *v1, *v2;
 	uint64_t round;
@@ -55,7 +53,7 @@ static void raw_hello(struct it_raw *r, const char *path)
 	ServerMsg *w;
 
 	it_raw_open(r, path);
-	w = it_raw_hello(r, HB_ROLE_CLIENT);
+	w = it_raw_hello(r, HBP_ROLE_CLIENT);
 	server_msg__free_unpacked(w, NULL);
 }
 
@@ -91,7 +89,7 @@ static void check_alive(struct it_raw *r)
 
 TEST(frame_length_violations)
 {
-	static const uint64_t lens[] = {0, HB_FRAME_MAX + 1, 0xffffffffu, 0x80000000u};
+	static const uint64_t lens[] = {0, HBP_FRAME_MAX + 1, 0xffffffffu, 0x80000000u};
 	struct hbt_daemon d;
 	struct honest h;
 	struct it_raw r;
@@ -217,26 +215,26 @@ TEST(hello_rules)
 	honest_open(&h, &d);
 	/* A wrong version: EPROTO, then the daemon closes. */
 	it_raw_open(&r, d.socket);
-	hello.version = HB_PROTOCOL_VERSION + 1;
+	hello.version = HBP_PROTOCOL_VERSION + 1;
 	IT_MSG(m, HELLO, hello, &hello);
 	CHECK_EQ(IT_RAW_ERR(&r, &m), EPROTO);
 	CHECK(it_raw_wait_closed(&r, IT_WAIT_MS));
 	it_raw_close(&r);
 	/* A second Hello: EPROTO, the session goes on. */
 	raw_hello(&r, d.socket);
-	hello.version = HB_PROTOCOL_VERSION;
+	hello.version = HBP_PROTOCOL_VERSION;
 	CHECK_EQ(IT_RAW_ERR(&r, &m), EPROTO);
 	check_alive(&r);
 	/* A control session may ask for the daemon's status. */
 	it_raw_close(&r);
 	it_raw_open(&r, d.socket);
-	s = it_raw_hello(&r, HB_ROLE_CONTROL);
+	s = it_raw_hello(&r, HBP_ROLE_CONTROL);
 	server_msg__free_unpacked(s, NULL);
 	{
 		ClientMsg c = CLIENT_MSG__INIT;
 		Control ctl = CONTROL__INIT;
 
-		ctl.what = HB_CTL_STATUS;
+		ctl.what = HBP_CTL_STATUS;
 		IT_MSG(c, CONTROL, control, &ctl);
 		s = IT_RAW_CALL(&r, &c);
 		CHECK_EQ(s->error, 0);
@@ -251,7 +249,7 @@ TEST(hello_rules)
 		ClientMsg c = CLIENT_MSG__INIT;
 		Control ctl = CONTROL__INIT;
 
-		ctl.what = HB_CTL_STATS;
+		ctl.what = HBP_CTL_STATS;
 		IT_MSG(c, CONTROL, control, &ctl);
 		CHECK_EQ(IT_RAW_ERR(&r, &c), EPERM);
 	}
@@ -389,7 +387,7 @@ static uint32_t raw_host_attached(struct it_raw *r, const struct hbt_daemon *d)
 	ServerMsg *w;
 
 	it_raw_open(r, d->socket);
-	w = it_raw_hello(r, HB_ROLE_CLIENT);
+	w = it_raw_hello(r, HBP_ROLE_CLIENT);
 	at.group = it_welcome_group(w, "a")->id;
 	server_msg__free_unpacked(w, NULL);
 	IT_MSG(m, ATTACH, attach, &at);
@@ -505,10 +503,10 @@ TEST(daemon_checks_meta_max)
 	CHECK_EQ(raw_export(&r, buf, 1024, hid), 0);
 	CHECK_EQ(raw_export(&r, buf, 0, hid2), 0);
 	CHECK(memcmp(hid, hid2, 16) == 0);
-	/* Over HB_META_LIMIT the message itself is invalid: dropped. */
+	/* Over HBP_META_LIMIT the message itself is invalid: dropped. */
 	CHECK_EQ(IT_STAT(&d, "errors_protocol"), errs);
 	{
-		static uint8_t meta[HB_META_LIMIT + 1];
+		static uint8_t meta[HBP_META_LIMIT + 1];
 		ClientMsg m = CLIENT_MSG__INIT;
 		Export e = EXPORT__INIT;
 
@@ -528,7 +526,7 @@ TEST(daemon_checks_meta_max)
 	IT_STOP(&d);
 }
 
-/* A frame of exactly HB_FRAME_MAX bytes is legal (unknown fields pad it out). */
+/* A frame of exactly HBP_FRAME_MAX bytes is legal (unknown fields pad it out). */
 TEST(frame_max_is_inclusive)
 {
 	struct hbt_daemon d;
@@ -547,9 +545,9 @@ TEST(frame_max_is_inclusive)
 	m.id = 77;
 	base = client_msg__get_packed_size(&m);
 	/* field 1000, wire type 2: tag 2 bytes, length 3 bytes, then pad bytes */
-	pad = HB_FRAME_MAX - base - 5;
+	pad = HBP_FRAME_MAX - base - 5;
 	CHECK(pad >= (1u << 14) && pad < (1u << 21));
-	frame = calloc(1, HB_FRAME_MAX);
+	frame = calloc(1, HBP_FRAME_MAX);
 	CHECK(frame != NULL);
 	client_msg__pack(&m, frame);
 	frame[base] = 0xc2;
@@ -557,7 +555,7 @@ TEST(frame_max_is_inclusive)
 	frame[base + 2] = (uint8_t)(0x80 | (pad & 0x7f));
 	frame[base + 3] = (uint8_t)(0x80 | ((pad >> 7) & 0x7f));
 	frame[base + 4] = (uint8_t)(pad >> 14);
-	CHECK_EQ(it_raw_send_frame(&r, frame, HB_FRAME_MAX, UINT64_MAX), 0);
+	CHECK_EQ(it_raw_send_frame(&r, frame, HBP_FRAME_MAX, UINT64_MAX), 0);
 	s = it_raw_recv(&r, IT_WAIT_MS, &why);
 	CHECK(s != NULL);
 	CHECK_EQ(s->id, 77);
@@ -565,7 +563,7 @@ TEST(frame_max_is_inclusive)
 	server_msg__free_unpacked(s, NULL);
 	check_alive(&r);
 	/* One byte more is a violation. */
-	CHECK_EQ(it_raw_send_frame(&r, frame, 0, HB_FRAME_MAX + 1), 0);
+	CHECK_EQ(it_raw_send_frame(&r, frame, 0, HBP_FRAME_MAX + 1), 0);
 	CHECK(it_raw_wait_closed(&r, IT_WAIT_MS));
 	free(frame);
 	it_raw_close(&r);
@@ -592,7 +590,7 @@ TEST(pipelined_and_trickled_frames)
 		ClientMsg hm = CLIENT_MSG__INIT;
 		Hello hello = HELLO__INIT;
 
-		hello.version = HB_PROTOCOL_VERSION;
+		hello.version = HBP_PROTOCOL_VERSION;
 		IT_MSG(hm, HELLO, hello, &hello);
 		hm.id = 1;
 		n = client_msg__get_packed_size(&hm);
@@ -793,7 +791,7 @@ TEST(slow_reader_dropped)
 		Control ctl = CONTROL__INIT;
 		ServerMsg *s;
 
-		ctl.what = HB_CTL_STATS;
+		ctl.what = HBP_CTL_STATS;
 		IT_MSG(m, CONTROL, control, &ctl);
 		s = IT_RAW_CALL(&r, &m);
 		CHECK_EQ(s->error, 0);
@@ -808,7 +806,7 @@ TEST(slow_reader_dropped)
 		Control ctl = CONTROL__INIT;
 		struct pollfd p = {.fd = r.fd, .events = POLLOUT};
 
-		ctl.what = HB_CTL_STATS;
+		ctl.what = HBP_CTL_STATS;
 		IT_MSG(m, CONTROL, control, &ctl);
 		m.id = i;
 		n = client_msg__get_packed_size(&m);
@@ -883,7 +881,7 @@ TEST(hostile_directory)
 	struct hbt_daemon d;
 	struct honest h;
 	struct it_ivsh p;
-	struct hb_pool_header hdr;
+	struct hbp_pool_header hdr;
 	size_t i;
 
 	hbt_daemon_start(&d, NULL);
@@ -918,7 +916,7 @@ TEST(hostile_directory)
 	}
 	/* The daemon never trusted the rewritten pages: the header is intact, nothing leaked. */
 	CHECK_EQ(pread(p.pool_fd, &hdr, sizeof(hdr), 0), sizeof(hdr));
-	CHECK(memcmp(hdr.magic, HB_POOL_MAGIC, 8) == 0);
+	CHECK(memcmp(hdr.magic, HBP_POOL_MAGIC, 8) == 0);
 	CHECK_EQ(hdr.size, 128u << 20);
 	it_ivsh_close(&p);
 	honest_close(&h);
@@ -946,7 +944,7 @@ TEST(many_idle_connections)
 	for (i = 0; i < N; i++) {
 		it_raw_open(&r[i], hbt_path(&d, "vm3.sock"));
 		if (i < LIMIT && i % 2 == 0) {
-			ServerMsg *w = it_raw_hello(&r[i], HB_ROLE_CLIENT);
+			ServerMsg *w = it_raw_hello(&r[i], HBP_ROLE_CLIENT);
 			server_msg__free_unpacked(w, NULL);
 		} else if (i < LIMIT) {
 			CHECK_EQ(it_send_all(r[i].fd, "\x20\x00", 2), 0); /* half a header */

@@ -115,7 +115,7 @@ TEST(import_readonly_faults)
 	if (!it_died_of_fault(code))
 		hbt_fail(__FILE__, __LINE__,
 			 "writer child: exit code %d, want death by SIGSEGV/SIGBUS", code);
-	CHECK_EQ(hb_pattern_check(hb_buffer_data(b), 3 * 4096 + 5, 11), 3 * 4096 + 5);
+	CHECK_EQ(tool_pattern_check(hb_buffer_data(b), 3 * 4096 + 5, 11), 3 * 4096 + 5);
 	/* The dead child's import was released. */
 	IT_WAIT_EVENT(v1, HB_EVENT_RELEASED, &ev);
 	CHECK(hb_id_equal(&ev.id, &arg.id));
@@ -133,7 +133,7 @@ TEST(import_readonly_faults)
 	if (!it_died_of_fault(code))
 		hbt_fail(__FILE__, __LINE__,
 			 "writer child: exit code %d, want death by SIGSEGV/SIGBUS", code);
-	CHECK_EQ(hb_pattern_check(hb_buffer_data(bw), 4096, 12), 4096);
+	CHECK_EQ(tool_pattern_check(hb_buffer_data(bw), 4096, 12), 4096);
 
 	/* A host importer (the pool by fd passing, not ivshmem) is held to the same rule. */
 	bh = IT_ALLOC(v1, 0, 2 * 4096, 0);
@@ -145,7 +145,7 @@ TEST(import_readonly_faults)
 	if (!it_died_of_fault(code))
 		hbt_fail(__FILE__, __LINE__, "host writer child: exit code %d, want SIGSEGV/SIGBUS",
 			 code);
-	CHECK_EQ(hb_pattern_check(hb_buffer_data(bh), 2 * 4096, 13), 2 * 4096);
+	CHECK_EQ(tool_pattern_check(hb_buffer_data(bh), 2 * 4096, 13), 2 * 4096);
 
 	hb_buffer_free(b);
 	hb_buffer_free(bw);
@@ -183,8 +183,8 @@ TEST(import_write)
 	CHECK(info.flags & HB_INFO_PEER_WRITABLE);
 	CHECK_EQ(info.importers, 1);
 	/* The importer writes; the exporter sees it, no re-export needed. */
-	hb_pattern_fill(hb_import_data(im), 20000, 31);
-	CHECK_EQ(hb_pattern_check(hb_buffer_data(rw), 20000, 31), 20000);
+	tool_pattern_fill(hb_import_data(im), 20000, 31);
+	CHECK_EQ(tool_pattern_check(hb_buffer_data(rw), 20000, 31), 20000);
 	/* And the other way round. */
 	it_fill(rw, 32);
 	IT_CHECK_IMPORT(im, 20000, 32);
@@ -319,7 +319,7 @@ static int exporter_child(void *p)
 	b = hb_buffer_alloc(c, a->peer, a->size, 0);
 	if (!b)
 		return 11;
-	hb_pattern_fill(hb_buffer_data(b), a->size, a->seed);
+	tool_pattern_fill(hb_buffer_data(b), a->size, a->seed);
 	if (hb_export(b, NULL, 0, 0, &id) != 0)
 		return 12;
 	it_pipe_write(a->pipe_w, &id, sizeof(id));

@@ -57,7 +57,7 @@ static uint32_t group_id(const struct hbt_daemon *d, int vm, const char *name)
 	uint32_t id;
 
 	it_raw_open(&r, hbt_path(d, vm == 1 ? "vm1.sock" : vm == 2 ? "vm2.sock" : "vm3.sock"));
-	w = it_raw_hello(&r, HB_ROLE_CLIENT);
+	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
 	id = it_welcome_group(w, name)->id;
 	server_msg__free_unpacked(w, NULL);
 	it_raw_close(&r);
@@ -66,14 +66,14 @@ static uint32_t group_id(const struct hbt_daemon *d, int vm, const char *name)
 
 static void check_header(int pool_fd, uint32_t gid, uint64_t size, const char *name)
 {
-	struct hb_pool_header hdr;
+	struct hbp_pool_header hdr;
 
 	CHECK_EQ(pread(pool_fd, &hdr, sizeof(hdr), 0), sizeof(hdr));
-	CHECK(memcmp(hdr.magic, HB_POOL_MAGIC, 8) == 0);
-	CHECK_EQ(hdr.layout, HB_POOL_LAYOUT_VERSION);
+	CHECK(memcmp(hdr.magic, HBP_POOL_MAGIC, 8) == 0);
+	CHECK_EQ(hdr.layout, HBP_POOL_LAYOUT_VERSION);
 	CHECK_EQ(hdr.group, gid);
 	CHECK_EQ(hdr.size, size);
-	CHECK_EQ(hdr.page_size, HB_PAGE_SIZE);
+	CHECK_EQ(hdr.page_size, HBP_PAGE_SIZE);
 	CHECK(strncmp(hdr.name, name, sizeof(hdr.name)) == 0);
 	CHECK(memchr(hdr.name, '\0', sizeof(hdr.name)) != NULL);
 }
@@ -262,13 +262,13 @@ TEST(welcome_contents)
 
 	hbt_daemon_start(&d, NULL);
 	it_raw_open(&r, d.socket);
-	w = it_raw_hello(&r, HB_ROLE_CLIENT);
-	CHECK_EQ(w->welcome->version, HB_PROTOCOL_VERSION);
+	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
+	CHECK_EQ(w->welcome->version, HBP_PROTOCOL_VERSION);
 	CHECK_EQ(w->welcome->domain, 0);
 	CHECK(strcmp(w->welcome->domain_name, "host") == 0);
 	CHECK_EQ(w->welcome->meta_max, 1024);
 	CHECK_EQ(w->welcome->event_queue, 256);
-	CHECK_EQ(w->welcome->frame_max, HB_FRAME_MAX);
+	CHECK_EQ(w->welcome->frame_max, HBP_FRAME_MAX);
 	CHECK_EQ(w->welcome->n_groups, 1);
 	g = it_welcome_group(w, "a");
 	CHECK_EQ(g->pool_size, 64u << 20);
@@ -280,7 +280,7 @@ TEST(welcome_contents)
 	it_raw_close(&r);
 
 	it_raw_open(&r, hbt_path(&d, "vm2.sock"));
-	w = it_raw_hello(&r, HB_ROLE_CLIENT);
+	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
 	CHECK_EQ(w->welcome->domain, 2);
 	CHECK(strcmp(w->welcome->domain_name, "vm2") == 0);
 	CHECK_EQ(w->welcome->n_groups, 2);
@@ -303,7 +303,7 @@ static uint32_t attach(struct it_raw *r, uint32_t group, uint32_t peer)
 	Attach a = ATTACH__INIT;
 
 	a.group = group;
-	a.ivshmem_peer = peer;
+	a.hbk_ivshmem_peer = peer;
 	IT_MSG(m, ATTACH, attach, &a);
 	return IT_RAW_ERR(r, &m);
 }
@@ -326,7 +326,7 @@ TEST(attach_rules)
 
 	/* The host gets the pool fd with the reply. */
 	it_raw_open(&rh, d.socket);
-	w = it_raw_hello(&rh, HB_ROLE_CLIENT);
+	w = it_raw_hello(&rh, HBP_ROLE_CLIENT);
 	server_msg__free_unpacked(w, NULL);
 	CHECK_EQ(attach(&rh, ga, 0), 0);
 	CHECK(rh.passed_fd >= 0);
@@ -341,14 +341,14 @@ TEST(attach_rules)
 	it_drain(v2);
 	it_ivsh_join(&p, hbt_path(&d, "group-b.sock"));
 	it_raw_open(&r1, hbt_path(&d, "vm1.sock"));
-	w = it_raw_hello(&r1, HB_ROLE_CLIENT);
+	w = it_raw_hello(&r1, HBP_ROLE_CLIENT);
 	server_msg__free_unpacked(w, NULL);
 	CHECK_EQ(attach(&r1, gc, (uint32_t)p.id), ENOENT); /* vm1 is not in group c */
 	CHECK_EQ(attach(&r1, gb, 60000), ENOENT);          /* no such peer */
 	CHECK_EQ(attach(&r1, gb, (uint32_t)p.id), 0);
 	/* That peer is vm1's now: vm2 may not claim it. */
 	it_raw_open(&r2, hbt_path(&d, "vm2.sock"));
-	w = it_raw_hello(&r2, HB_ROLE_CLIENT);
+	w = it_raw_hello(&r2, HBP_ROLE_CLIENT);
 	server_msg__free_unpacked(w, NULL);
 	CHECK_EQ(attach(&r2, gb, (uint32_t)p.id), EBUSY);
 	/* When vm1's ivshmem connection closes, vm1 is gone. */

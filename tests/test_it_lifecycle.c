@@ -122,7 +122,7 @@ TEST(freed_pages_come_back_zeroed)
 	struct hb_import *im;
 	struct it_ivsh peer;
 	struct hb_id id;
-	uint8_t page[HB_PAGE_SIZE];
+	uint8_t page[HBP_PAGE_SIZE];
 	int64_t where[8];
 	const size_t size = 8 * 4096;
 	int i;
@@ -194,7 +194,7 @@ static int holder_child(void *p)
 	for (i = 0; i < 2; i++) {
 		struct hb_import *im = hb_import(c, &a->theirs[i], 0);
 
-		if (!im || hb_pattern_check(hb_import_data(im), 30000, 700 + (uint64_t)i) != 30000)
+		if (!im || tool_pattern_check(hb_import_data(im), 30000, 700 + (uint64_t)i) != 30000)
 			return 11;
 	}
 	for (i = 0; i < 3; i++) {
@@ -202,7 +202,7 @@ static int holder_child(void *p)
 
 		if (!b)
 			return 12;
-		hb_pattern_fill(hb_buffer_data(b), HOLDER_SIZE(i), 500 + (uint64_t)i);
+		tool_pattern_fill(hb_buffer_data(b), HOLDER_SIZE(i), 500 + (uint64_t)i);
 		if (hb_export(b, NULL, 0, 0, &ids[i]) != 0)
 			return 13;
 	}
@@ -231,7 +231,7 @@ TEST(sigkill_with_exports_and_imports)
 	memset(&arg, 0, sizeof(arg));
 	for (i = 0; i < 2; i++) {
 		mine[i] = IT_ALLOC(v2, 1, 30000, 0);
-		hb_pattern_fill(hb_buffer_data(mine[i]), 30000, 700 + (uint64_t)i);
+		tool_pattern_fill(hb_buffer_data(mine[i]), 30000, 700 + (uint64_t)i);
 		IT_EXPORT(mine[i], NULL, 0, &arg.theirs[i]);
 		own_pages += it_buffer_pages(30000);
 	}

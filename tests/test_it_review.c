@@ -11,8 +11,6 @@
 
 #include "tests/it_common.h"
 
-/* ---- helpers ------------------------------------------------------------------------------ */
-
 static void raw_hello_at(struct it_raw *r, const char *path, uint32_t role)
 {
 	ServerMsg *w;
@@ -42,7 +40,7 @@ static uint32_t raw_attach(struct it_raw *r, uint32_t group, uint32_t peer)
 	Attach at = ATTACH__INIT;
 
 	at.group = group;
-	at.ivshmem_peer = peer;
+	at.hbk_ivshmem_peer = peer;
 	IT_MSG(m, ATTACH, attach, &at);
 	return IT_RAW_ERR(r, &m);
 }
@@ -118,8 +116,8 @@ static bool try_hello(struct it_raw *r, const char *path)
 	bool ok;
 
 	it_raw_open(r, path);
-	h.version = HB_PROTOCOL_VERSION;
-	h.role = HB_ROLE_CLIENT;
+	h.version = HBP_PROTOCOL_VERSION;
+	h.role = HBP_ROLE_CLIENT;
 	IT_MSG(m, HELLO, hello, &h);
 	m.id = r->next_id++;
 	if (it_raw_send(r, &m) != 0)
@@ -168,8 +166,8 @@ static int wait_stable(int fd)
 TEST(reply_too_big_gets_error_not_silence)
 {
 	enum { N = 1600, LIST_MAX = 1500, NCTL = 4 };
-	static const uint32_t what[NCTL] = {HB_CTL_STATS, HB_CTL_EXPORTS, HB_CTL_IMPORTS,
-					    HB_CTL_DOMAINS};
+	static const uint32_t what[NCTL] = {HBP_CTL_STATS, HBP_CTL_EXPORTS, HBP_CTL_IMPORTS,
+					    HBP_CTL_DOMAINS};
 	struct hbt_daemon d;
 	struct hb_client *v1, *v2;
 	struct it_raw r;
@@ -205,7 +203,7 @@ TEST(reply_too_big_gets_error_not_silence)
 	CHECK_EQ(count_lines(out), 1 + LIST_MAX);
 
 	/* Control requests pipelined in one write: exactly one reply each, in order. */
-	raw_hello_at(&r, d.socket, HB_ROLE_CONTROL);
+	raw_hello_at(&r, d.socket, HBP_ROLE_CONTROL);
 	for (i = 0; i < NCTL; i++) {
 		ClientMsg m = CLIENT_MSG__INIT;
 		Control ctl = CONTROL__INIT;
@@ -241,7 +239,7 @@ TEST(reply_too_big_gets_error_not_silence)
 	}
 	CHECK(it_raw_recv(&r, 300, NULL) == NULL); /* nothing more */
 	it_raw_close(&r);
-	printf("largest control reply: %zu bytes of %u\n", biggest, HB_FRAME_MAX);
+	printf("largest control reply: %zu bytes of %u\n", biggest, HBP_FRAME_MAX);
 
 	/* Below the bound the listing is whole again. */
 	hb_disconnect(v2);
@@ -271,7 +269,7 @@ TEST(pipelined_attaches_all_answered)
 		ClientMsg m = CLIENT_MSG__INIT;
 		Hello h = HELLO__INIT;
 
-		h.version = HB_PROTOCOL_VERSION;
+		h.version = HBP_PROTOCOL_VERSION;
 		IT_MSG(m, HELLO, hello, &h);
 		m.id = 1;
 		put_frame(frames, sizeof(frames), &len, &m);
@@ -340,7 +338,7 @@ TEST(sessions_per_domain)
 	it_raw_open(&quiet, vm3);
 	CHECK(!it_raw_wait_closed(&quiet, 200));
 	CHECK_EQ(ctl_domain_sessions(&d, 3), 0);
-	raw_hello_at(&hello, vm3, HB_ROLE_CLIENT);
+	raw_hello_at(&hello, vm3, HBP_ROLE_CLIENT);
 	CHECK_EQ(ctl_domain_sessions(&d, 3), 1);
 
 	/* ...but it counts against sessions_per_domain, which a reload lowers to 3. */
@@ -645,7 +643,7 @@ static int overflow_try(const struct hbt_daemon *d, struct hb_buffer *b, const s
 	ServerMsg *s;
 	unsigned i, n;
 
-	raw_hello_at(&r, hbt_path(d, "vm2.sock"), HB_ROLE_CLIENT);
+	raw_hello_at(&r, hbt_path(d, "vm2.sock"), HBP_ROLE_CLIENT);
 	/* Sizes, measured: a reply (every id here is a two-byte varint), an event. */
 	{
 		ClientMsg m = CLIENT_MSG__INIT;
@@ -820,7 +818,7 @@ TEST(ivshmem_claim_needs_same_process)
 	CHECK(theirs >= 1 && theirs <= 65535);
 
 	it_raw_open(&r, hbt_path(&d, "vm1.sock"));
-	w = it_raw_hello(&r, HB_ROLE_CLIENT);
+	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
 	group = it_welcome_group(w, "a")->id;
 	server_msg__free_unpacked(w, NULL);
 	/* Another process's connection: not ours to claim. */
@@ -846,7 +844,7 @@ TEST(ivshmem_claim_needs_same_process)
 
 TEST(scribbled_header_does_not_lock_out)
 {
-	static uint8_t page[HB_PAGE_SIZE];
+	static uint8_t page[HBP_PAGE_SIZE];
 	struct hbt_daemon d;
 	struct hb_client *h, *v1;
 	struct hb_buffer *b;

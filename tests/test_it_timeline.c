@@ -55,9 +55,9 @@ IT ServerMsg *ctl_reply(const struct hbt_daemon *d)
 	ServerMsg *w, *s;
 
 	it_raw_open(&r, d->socket);
-	w = it_raw_hello(&r, HB_ROLE_CONTROL);
+	w = it_raw_hello(&r, HBP_ROLE_CONTROL);
 	server_msg__free_unpacked(w, NULL);
-	ctl.what = HB_CTL_TIMELINES;
+	ctl.what = HBP_CTL_TIMELINES;
 	IT_MSG(m, CONTROL, control, &ctl);
 	s = IT_RAW_CALL(&r, &m);
 	it_raw_close(&r);
@@ -212,7 +212,7 @@ TEST(owner_only_and_visibility)
 
 	/* vm2's raw session: sees it (a group with vm1) but does not own it. */
 	it_raw_open(&r, hbt_path(&d, "vm2.sock"));
-	w = it_raw_hello(&r, HB_ROLE_CLIENT);
+	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
 	server_msg__free_unpacked(w, NULL);
 	ts.timeline = f.timeline;
 	ts.value = 1;
@@ -229,7 +229,7 @@ TEST(owner_only_and_visibility)
 
 	/* vm3's: does not even see it. */
 	it_raw_open(&r, hbt_path(&d, "vm3.sock"));
-	w = it_raw_hello(&r, HB_ROLE_CLIENT);
+	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
 	server_msg__free_unpacked(w, NULL);
 	ts.error = 0;
 	IT_MSG(m, TIMELINE_SIGNAL, timeline_signal, &ts);
@@ -833,7 +833,7 @@ TEST(slow_client_dropped_not_waited_for)
 	healthy = SYNC_OPEN(h, hb_timeline_id(t), (uint64_t)WAITS * ROUNDS + 1);
 
 	it_raw_open(&r, hbt_path(&d, "vm2.sock"));
-	w = it_raw_hello(&r, HB_ROLE_CLIENT);
+	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
 	server_msg__free_unpacked(w, NULL);
 	for (round = 0; round < ROUNDS && !dropped; round++) {
 		ClientMsg m = CLIENT_MSG__INIT;
@@ -986,7 +986,7 @@ TEST(hostile_fence_requests)
 	ids[2] = UINT64_MAX;
 
 	it_raw_open(&r, hbt_path(&d, "vm2.sock"));
-	w = it_raw_hello(&r, HB_ROLE_CLIENT);
+	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
 	server_msg__free_unpacked(w, NULL);
 	for (int i = 0; i < 3000; i++) {
 		ClientMsg m = CLIENT_MSG__INIT;

@@ -11,8 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "daemon/config.h"
-#include "daemon/log.h"
+#include "common/config.h"
+#include "common/log.h"
 #include "tests/harness.h"
 
 /* Relative paths in the in-memory configs resolve against this folder, which does not exist:
@@ -21,10 +21,10 @@
 
 static char err[512];
 
-static struct hb_config *load(const char *text)
+static struct hbc_config *load(const char *text)
 {
 	err[0] = '\0';
-	return hb_config_load_string(text, BASE, err, sizeof(err));
+	return hbd_config_load_string(text, BASE, err, sizeof(err));
 }
 
 /* Loads text that must be rejected with "<string>:LINE: ..." mentioning needle. */
@@ -32,11 +32,11 @@ static struct hb_config *load(const char *text)
 
 static void fails_at(const char *file, int l, const char *text, unsigned line, const char *needle)
 {
-	struct hb_config *c = load(text);
+	struct hbc_config *c = load(text);
 	char prefix[64];
 
 	if (c) {
-		hb_config_free(c);
+		hbc_config_free(c);
 		hbt_fail(file, l, "config loaded; want an error at line %u mentioning '%s'", line,
 			 needle);
 	}
@@ -101,13 +101,13 @@ static const char standard[] = "; the standard topology\n"
 
 TEST(standard_config)
 {
-	struct hb_config *c = load(standard);
+	struct hbc_config *c = load(standard);
 
 	if (!c)
 		hbt_fail(__FILE__, __LINE__, "%s", err);
-	CHECK_EQ(c->backend, HB_BACKEND_KVM);
+	CHECK_EQ(c->backend, HBC_BACKEND_KVM);
 	CHECK(strcmp(c->socket, BASE "/host.sock") == 0);
-	CHECK_EQ(c->log_level, HB_LOG_DEBUG);
+	CHECK_EQ(c->log_level, HBC_LOG_DEBUG);
 	CHECK_EQ(c->exports_per_domain, 8);
 	CHECK_EQ(c->pages_per_domain, 4096);
 	CHECK_EQ(c->event_queue, 32);
@@ -146,23 +146,23 @@ TEST(standard_config)
 	CHECK(!c->xen_all_domains);
 	CHECK_EQ(c->n_xen_domains, 0);
 
-	CHECK(strcmp(hb_config_domain_name(c, 0), "host") == 0);
-	CHECK(strcmp(hb_config_domain_name(c, 2), "vm2") == 0);
-	CHECK(hb_config_domain_name(c, 7) == NULL);
-	CHECK(hb_config_vm_by_id(c, 1) == &c->vms[0]);
-	CHECK(hb_config_vm_by_id(c, 0) == NULL);
-	hb_config_free(c);
+	CHECK(strcmp(hbc_config_domain_name(c, 0), "host") == 0);
+	CHECK(strcmp(hbc_config_domain_name(c, 2), "vm2") == 0);
+	CHECK(hbc_config_domain_name(c, 7) == NULL);
+	CHECK(hbc_config_vm_by_id(c, 1) == &c->vms[0]);
+	CHECK(hbc_config_vm_by_id(c, 0) == NULL);
+	hbc_config_free(c);
 }
 
 TEST(defaults)
 {
-	struct hb_config *c = load("[daemon]\nbackend = kvm\n");
+	struct hbc_config *c = load("[daemon]\nbackend = kvm\n");
 
 	if (!c)
 		hbt_fail(__FILE__, __LINE__, "%s", err);
-	CHECK_EQ(c->backend, HB_BACKEND_KVM);
+	CHECK_EQ(c->backend, HBC_BACKEND_KVM);
 	CHECK(strcmp(c->socket, "/run/hyperbuf/hyperbufd.sock") == 0);
-	CHECK_EQ(c->log_level, HB_LOG_INFO);
+	CHECK_EQ(c->log_level, HBC_LOG_INFO);
 	CHECK_EQ(c->exports_per_domain, 4096);
 	CHECK_EQ(c->pages_per_domain, 1048576);
 	CHECK_EQ(c->event_queue, 256);
@@ -173,7 +173,7 @@ TEST(defaults)
 	CHECK_EQ(c->sessions_per_domain, 64);
 	CHECK_EQ(c->n_vms, 0);
 	CHECK_EQ(c->n_groups, 0);
-	hb_config_free(c);
+	hbc_config_free(c);
 
 	/* Group defaults: 64M, one vector. */
 	c = load("[vm v]\nid = 5\nchannel = v.sock\n"
@@ -182,35 +182,35 @@ TEST(defaults)
 		hbt_fail(__FILE__, __LINE__, "%s", err);
 	CHECK_EQ(c->groups[0].size, 64ull << 20);
 	CHECK_EQ(c->groups[0].vectors, 1);
-	hb_config_free(c);
+	hbc_config_free(c);
 }
 
 TEST(backend_auto)
 {
-	enum hb_backend_kind want = xen_dom0() ? HB_BACKEND_XEN : HB_BACKEND_KVM;
-	struct hb_config *c;
+	enum hbc_backend_kind want = xen_dom0() ? HBC_BACKEND_XEN : HBC_BACKEND_KVM;
+	struct hbc_config *c;
 
 	c = load("");
 	if (!c)
 		hbt_fail(__FILE__, __LINE__, "%s", err);
 	CHECK_EQ(c->backend, want);
-	hb_config_free(c);
+	hbc_config_free(c);
 
 	c = load("[daemon]\nbackend = auto\n");
 	if (!c)
 		hbt_fail(__FILE__, __LINE__, "%s", err);
 	CHECK_EQ(c->backend, want);
-	hb_config_free(c);
+	hbc_config_free(c);
 
 	c = load("[daemon]\nbackend = xen\n[xen]\ndomains = 3, 5,7\n");
 	if (!c)
 		hbt_fail(__FILE__, __LINE__, "%s", err);
-	CHECK_EQ(c->backend, HB_BACKEND_XEN);
+	CHECK_EQ(c->backend, HBC_BACKEND_XEN);
 	CHECK(!c->xen_all_domains);
 	CHECK_EQ(c->n_xen_domains, 3);
 	CHECK_EQ(c->xen_domains[0], 3);
 	CHECK_EQ(c->xen_domains[2], 7);
-	hb_config_free(c);
+	hbc_config_free(c);
 
 	c = load("[daemon]\nbackend = xen\n[xen]\ndomains = all\n");
 	if (!c)
@@ -218,7 +218,7 @@ TEST(backend_auto)
 	CHECK(c->xen_all_domains);
 	CHECK_EQ(c->xen_grant_budget, 0);
 	CHECK_EQ(c->xen_maptrack_budget, 0);
-	hb_config_free(c);
+	hbc_config_free(c);
 
 	c = load("[daemon]\nbackend = xen\n[xen]\ngrant_budget = 30000\nmaptrack_budget = 17000\n");
 	if (!c)
@@ -226,21 +226,21 @@ TEST(backend_auto)
 	CHECK_EQ(c->xen_grant_budget, 30000);
 	CHECK_EQ(c->xen_maptrack_budget, 17000);
 	CHECK(!c->xen_all_domains);
-	hb_config_free(c);
+	hbc_config_free(c);
 }
 
 TEST(embedded_default)
 {
-	struct hb_config *c = hb_config_load_string(hb_config_default_text, "/", err, sizeof(err));
+	struct hbc_config *c = hbd_config_load_string(hbd_config_default_text, "/", err, sizeof(err));
 
 	if (!c)
 		hbt_fail(__FILE__, __LINE__, "%s", err);
 	CHECK(strcmp(c->socket, "/run/hyperbuf/hyperbufd.sock") == 0);
-	CHECK_EQ(c->backend, xen_dom0() ? HB_BACKEND_XEN : HB_BACKEND_KVM);
+	CHECK_EQ(c->backend, xen_dom0() ? HBC_BACKEND_XEN : HBC_BACKEND_KVM);
 	CHECK_EQ(c->n_vms, 0);
 	CHECK_EQ(c->n_groups, 0);
-	CHECK_EQ(c->log_level, HB_LOG_INFO);
-	hb_config_free(c);
+	CHECK_EQ(c->log_level, HBC_LOG_INFO);
+	hbc_config_free(c);
 }
 
 TEST(error_unknown_key_and_section)
@@ -284,20 +284,20 @@ TEST(error_numbers)
 /* The fence bounds: both at their edges, both rejected one past them. */
 TEST(fence_limits)
 {
-	struct hb_config *c = load("[limits]\ntimelines_per_domain = 1\n"
+	struct hbc_config *c = load("[limits]\ntimelines_per_domain = 1\n"
 				   "fence_waits_per_domain = 16777216\n");
 
 	if (!c)
 		hbt_fail(__FILE__, __LINE__, "%s", err);
 	CHECK_EQ(c->timelines_per_domain, 1);
 	CHECK_EQ(c->fence_waits_per_domain, 16777216);
-	hb_config_free(c);
+	hbc_config_free(c);
 	c = load("[limits]\ntimelines_per_domain = 1000000\nfence_waits_per_domain = 1\n");
 	if (!c)
 		hbt_fail(__FILE__, __LINE__, "%s", err);
 	CHECK_EQ(c->timelines_per_domain, 1000000);
 	CHECK_EQ(c->fence_waits_per_domain, 1);
-	hb_config_free(c);
+	hbc_config_free(c);
 	FAILS("[limits]\ntimelines_per_domain = 0\n", 2, "out of range (1..1000000)");
 	FAILS("[limits]\ntimelines_per_domain = 1000001\n", 2, "out of range");
 	FAILS("[limits]\ntimelines_per_domain = -1\n", 2, "not a number");
@@ -321,7 +321,7 @@ TEST(error_group_size)
 	    "[vm a]\nid = 1\nchannel = a.sock\n[group g]\nmembers = host, a\n"
 	    "ivshmem = g.sock\n";
 	char text[512];
-	struct hb_config *c;
+	struct hbc_config *c;
 
 	snprintf(text, sizeof(text), "%ssize = 96M\n", head);
 	FAILS(text, 7, "not a power of two");
@@ -342,17 +342,17 @@ TEST(error_group_size)
 	c = load(text);
 	CHECK(c != NULL);
 	CHECK_EQ(c->groups[0].size, 65536);
-	hb_config_free(c);
+	hbc_config_free(c);
 	snprintf(text, sizeof(text), "%ssize = 64G\n", head);
 	c = load(text);
 	CHECK(c != NULL);
 	CHECK_EQ(c->groups[0].size, 64ull << 30);
-	hb_config_free(c);
+	hbc_config_free(c);
 	snprintf(text, sizeof(text), "%ssize = 1048576\n", head);
 	c = load(text);
 	CHECK(c != NULL);
 	CHECK_EQ(c->groups[0].size, 1048576);
-	hb_config_free(c);
+	hbc_config_free(c);
 }
 
 TEST(error_duplicates)
@@ -417,7 +417,7 @@ TEST(error_required_and_names)
 /* ports = N: one channel socket per virtio-serial port, told apart by {port}. */
 TEST(vm_ports)
 {
-	struct hb_config *c = load("[vm desk]\n"
+	struct hbc_config *c = load("[vm desk]\n"
 				   "id = 1\n"
 				   "channel = run/desk-{port}.sock\n"
 				   "ports = 3\n"
@@ -428,24 +428,24 @@ TEST(vm_ports)
 				   "id = 3\n"
 				   "channel = t{port}/{port}.sock\n"
 				   "ports = 64\n");
-	char out[HB_SUN_PATH_MAX];
+	char out[HBC_SUN_PATH_MAX];
 
 	if (!c)
 		hbt_fail(__FILE__, __LINE__, "%s", err);
 	CHECK_EQ(c->vms[0].ports, 3);
 	CHECK(strcmp(c->vms[0].channel, BASE "/run/desk-{port}.sock") == 0);
-	CHECK_EQ(hb_config_channel_path(&c->vms[0], 0, out), 0);
+	CHECK_EQ(hbc_config_channel_path(&c->vms[0], 0, out), 0);
 	CHECK(strcmp(out, BASE "/run/desk-0.sock") == 0);
-	CHECK_EQ(hb_config_channel_path(&c->vms[0], 2, out), 0);
+	CHECK_EQ(hbc_config_channel_path(&c->vms[0], 2, out), 0);
 	CHECK(strcmp(out, BASE "/run/desk-2.sock") == 0);
 	/* The default is one port; a path without {port} is used as written. */
 	CHECK_EQ(c->vms[1].ports, 1);
-	CHECK_EQ(hb_config_channel_path(&c->vms[1], 0, out), 0);
+	CHECK_EQ(hbc_config_channel_path(&c->vms[1], 0, out), 0);
 	CHECK(strcmp(out, BASE "/one.sock") == 0);
 	/* Every occurrence is replaced. */
-	CHECK_EQ(hb_config_channel_path(&c->vms[2], 63, out), 0);
+	CHECK_EQ(hbc_config_channel_path(&c->vms[2], 63, out), 0);
 	CHECK(strcmp(out, BASE "/t63/63.sock") == 0);
-	hb_config_free(c);
+	hbc_config_free(c);
 
 	FAILS("[vm a]\nid = 1\nchannel = a.sock\nports = 2\n", 4,
 	      "[vm a]: ports = 2 needs {port} in channel");
@@ -463,23 +463,23 @@ TEST(vm_ports)
  * is which VM from the socket it connected to. */
 TEST(group_ivshmem_per_vm)
 {
-	struct hb_config *c = load("[vm a]\nid = 1\nchannel = a.sock\n"
+	struct hbc_config *c = load("[vm a]\nid = 1\nchannel = a.sock\n"
 				   "[vm bb]\nid = 2\nchannel = b.sock\n"
 				   "[group g]\nmembers = host, a, bb\nivshmem = g-{vm}.sock\n"
 				   "[group h]\nmembers = a, bb\nivshmem = h.sock\n");
-	char out[HB_SUN_PATH_MAX];
+	char out[HBC_SUN_PATH_MAX];
 
 	if (!c)
 		hbt_fail(__FILE__, __LINE__, "%s", err);
 	CHECK(c->groups[0].ivshmem_per_vm);
-	CHECK_EQ(hb_config_ivshmem_path(&c->groups[0], &c->vms[0], out), 0);
+	CHECK_EQ(hbc_config_ivshmem_path(&c->groups[0], &c->vms[0], out), 0);
 	CHECK(strcmp(out, BASE "/g-a.sock") == 0);
-	CHECK_EQ(hb_config_ivshmem_path(&c->groups[0], &c->vms[1], out), 0);
+	CHECK_EQ(hbc_config_ivshmem_path(&c->groups[0], &c->vms[1], out), 0);
 	CHECK(strcmp(out, BASE "/g-bb.sock") == 0);
 	CHECK(!c->groups[1].ivshmem_per_vm);
-	CHECK_EQ(hb_config_ivshmem_path(&c->groups[1], &c->vms[1], out), 0);
+	CHECK_EQ(hbc_config_ivshmem_path(&c->groups[1], &c->vms[1], out), 0);
 	CHECK(strcmp(out, BASE "/h.sock") == 0);
-	hb_config_free(c);
+	hbc_config_free(c);
 
 	FAILS("[vm a]\nid = 1\nchannel = a.sock\n[group g]\nmembers = host, a\n"
 	      "ivshmem = g{port}\n",
@@ -513,7 +513,7 @@ TEST(placeholder_path_too_long)
 
 TEST(group_before_vm)
 {
-	struct hb_config *c = load("[group early]\n"
+	struct hbc_config *c = load("[group early]\n"
 				   "members = host, late, later\n"
 				   "ivshmem = early.sock\n"
 				   "[group second]\n"
@@ -536,7 +536,7 @@ TEST(group_before_vm)
 	CHECK_EQ(c->groups[0].members[2], 9);
 	CHECK_EQ(c->groups[1].id, 2);
 	CHECK_EQ(c->groups[1].members[0], 7);
-	hb_config_free(c);
+	hbc_config_free(c);
 }
 
 TEST(path_too_long)
@@ -547,11 +547,11 @@ TEST(path_too_long)
 	memset(name, 'x', 106);
 	name[106] = '\0';
 	snprintf(text, sizeof(text), "[daemon]\nbackend = kvm\nsocket = /%s\n", name);
-	struct hb_config *c = load(text);
+	struct hbc_config *c = load(text);
 	if (!c)
 		hbt_fail(__FILE__, __LINE__, "%s", err);
 	CHECK_EQ(strlen(c->socket), 107);
-	hb_config_free(c);
+	hbc_config_free(c);
 
 	snprintf(text, sizeof(text), "[daemon]\nbackend = kvm\nsocket = /%sy\n", name);
 	FAILS(text, 3, "is 108 bytes long; a socket path holds at most 107");
@@ -577,7 +577,7 @@ TEST(line_too_long)
 
 TEST(relative_paths)
 {
-	struct hb_config *c;
+	struct hbc_config *c;
 
 	c = load("[daemon]\nbackend = kvm\nsocket = ./a.sock\n"
 		 "[vm a]\nid = 1\nchannel = ../run/a.sock\n"
@@ -592,15 +592,15 @@ TEST(relative_paths)
 	/* ".." after a named folder stays: that folder might be a symlink. */
 	CHECK(strcmp(c->vms[2].channel, BASE "/sub/../c.sock") == 0);
 	CHECK(strcmp(c->vms[3].channel, "/abs/d.sock") == 0);
-	hb_config_free(c);
+	hbc_config_free(c);
 
 	/* A trailing '/' on the base does not double. */
-	c = hb_config_load_string("[daemon]\nbackend = kvm\nsocket = s\n", "/hbt-base/x//", err,
+	c = hbd_config_load_string("[daemon]\nbackend = kvm\nsocket = s\n", "/hbt-base/x//", err,
 				  sizeof(err));
 	if (!c)
 		hbt_fail(__FILE__, __LINE__, "%s", err);
 	CHECK(strcmp(c->socket, "/hbt-base/x/s") == 0);
-	hb_config_free(c);
+	hbc_config_free(c);
 }
 
 /* Writes text into dir/name; returns the path (static). */
@@ -622,14 +622,14 @@ TEST(load_file_relative_to_its_folder)
 	static const char text[] = "[daemon]\nbackend = kvm\nsocket = host.sock\n"
 				   "[vm a]\nid = 1\nchannel = ../up.sock\n";
 	char tmpl[] = "/tmp/hbt-config.XXXXXX", *dir, *real, want[700], *parent;
-	struct hb_config *c;
+	struct hbc_config *c;
 	const char *path;
 
 	dir = mkdtemp(tmpl);
 	CHECK(dir != NULL);
 	CHECK(mkdir(strcat(strcpy(want, dir), "/etc"), 0700) == 0);
 	path = write_file(want, "hyperbufd.conf", text, strlen(text));
-	c = hb_config_load_file(path, err, sizeof(err));
+	c = hbd_config_load_file(path, err, sizeof(err));
 	if (!c)
 		hbt_fail(__FILE__, __LINE__, "%s", err);
 	real = realpath(dir, NULL);
@@ -638,23 +638,23 @@ TEST(load_file_relative_to_its_folder)
 	CHECK(strcmp(c->socket, want) == 0);
 	snprintf(want, sizeof(want), "%s/up.sock", real);
 	CHECK(strcmp(c->vms[0].channel, want) == 0);
-	hb_config_free(c);
+	hbc_config_free(c);
 
 	/* Errors name the file. */
 	path = write_file(dir, "bad.conf", "[daemon]\nnope = 1\n", 18);
-	c = hb_config_load_file(path, err, sizeof(err));
+	c = hbd_config_load_file(path, err, sizeof(err));
 	CHECK(c == NULL);
 	snprintf(want, sizeof(want), "%s:2: unknown key 'nope'", path);
 	CHECK(strncmp(err, want, strlen(want)) == 0);
 
 	path = write_file(dir, "nul.conf", "[daemon]\n\0x = 1\n", 15);
-	c = hb_config_load_file(path, err, sizeof(err));
+	c = hbd_config_load_file(path, err, sizeof(err));
 	CHECK(c == NULL);
 	CHECK(strstr(err, "NUL byte") != NULL);
 
 	snprintf(want, sizeof(want), "%s/absent.conf", dir);
 	errno = 0;
-	c = hb_config_load_file(want, err, sizeof(err));
+	c = hbd_config_load_file(want, err, sizeof(err));
 	CHECK(c == NULL);
 	CHECK_EQ(errno, ENOENT);
 	CHECK(strstr(err, "absent.conf: cannot open") != NULL);
@@ -663,12 +663,12 @@ TEST(load_file_relative_to_its_folder)
 	parent = strdup(real);
 	CHECK(chdir(dirname(parent)) == 0);
 	snprintf(want, sizeof(want), "%s/etc/hyperbufd.conf", strrchr(real, '/') + 1);
-	c = hb_config_load_file(want, err, sizeof(err));
+	c = hbd_config_load_file(want, err, sizeof(err));
 	if (!c)
 		hbt_fail(__FILE__, __LINE__, "%s", err);
 	snprintf(want, sizeof(want), "%s/etc/host.sock", real);
 	CHECK(strcmp(c->socket, want) == 0);
-	hb_config_free(c);
+	hbc_config_free(c);
 
 	snprintf(want, sizeof(want), "rm -rf '%s'", real);
 	CHECK(system(want) == 0);
@@ -678,9 +678,9 @@ TEST(load_file_relative_to_its_folder)
 
 TEST(shipped_configs)
 {
-	struct hb_config *c;
+	struct hbc_config *c;
 
-	c = hb_config_load_file("configs/local.conf", err, sizeof(err));
+	c = hbd_config_load_file("configs/local.conf", err, sizeof(err));
 	if (!c && errno == ENOENT)
 		SKIP("configs/local.conf not found (run from the source tree)");
 	if (!c)
@@ -691,26 +691,26 @@ TEST(shipped_configs)
 	CHECK_EQ(c->groups[1].size, 128ull << 20);
 	CHECK(strstr(c->socket, "/build/run/hyperbufd.sock") != NULL);
 	CHECK(strstr(c->socket, "..") == NULL);
-	hb_config_free(c);
+	hbc_config_free(c);
 
-	c = hb_config_load_file("configs/kvm.conf", err, sizeof(err));
+	c = hbd_config_load_file("configs/kvm.conf", err, sizeof(err));
 	if (!c)
 		hbt_fail(__FILE__, __LINE__, "%s", err);
 	CHECK(c->n_groups > 0);
-	hb_config_free(c);
+	hbc_config_free(c);
 }
 
 TEST(log_levels)
 {
-	CHECK_EQ(hb_log_parse_level("error"), HB_LOG_ERROR);
-	CHECK_EQ(hb_log_parse_level("warn"), HB_LOG_WARN);
-	CHECK_EQ(hb_log_parse_level("warning"), HB_LOG_WARN);
-	CHECK_EQ(hb_log_parse_level("info"), HB_LOG_INFO);
-	CHECK_EQ(hb_log_parse_level("debug"), HB_LOG_DEBUG);
-	CHECK_EQ(hb_log_parse_level("trace"), -1);
-	CHECK_EQ(hb_log_parse_level(""), -1);
-	CHECK(strcmp(hb_log_level_name(HB_LOG_WARN), "warn") == 0);
-	CHECK_EQ(hb_log_get_level(), HB_LOG_INFO);
+	CHECK_EQ(hbc_log_parse_level("error"), HBC_LOG_ERROR);
+	CHECK_EQ(hbc_log_parse_level("warn"), HBC_LOG_WARN);
+	CHECK_EQ(hbc_log_parse_level("warning"), HBC_LOG_WARN);
+	CHECK_EQ(hbc_log_parse_level("info"), HBC_LOG_INFO);
+	CHECK_EQ(hbc_log_parse_level("debug"), HBC_LOG_DEBUG);
+	CHECK_EQ(hbc_log_parse_level("trace"), -1);
+	CHECK_EQ(hbc_log_parse_level(""), -1);
+	CHECK(strcmp(hbc_log_level_name(HBC_LOG_WARN), "warn") == 0);
+	CHECK_EQ(hbc_log_get_level(), HBC_LOG_INFO);
 }
 
 TEST(log_output)
@@ -728,12 +728,12 @@ TEST(log_output)
 
 	errno = EAGAIN;
 	hb_info("hello %d", 5);
-	hb_debug("not shown at info");
-	hb_warn("two\nlines");
-	hb_log_set_level(HB_LOG_DEBUG);
-	hb_debug("shown");
-	hb_log_set_level(HB_LOG_ERROR);
-	hb_warn("not shown at error");
+	log_debug("not shown at info");
+	log_warn("two\nlines");
+	hbc_log_set_level(HBC_LOG_DEBUG);
+	log_debug("shown");
+	hbc_log_set_level(HBC_LOG_ERROR);
+	log_warn("not shown at error");
 	int e = errno;
 
 	CHECK(dup2(saved, STDERR_FILENO) == STDERR_FILENO);

@@ -1,7 +1,7 @@
 /* Unit tests for protocol/frame.c: framing, round trips, and everything validation rejects. */
 #include <stdint.h>
 
-#include "harness.h"
+#include "tests/harness.h"
 #include "protocol/frame.h"
 #include "protocol/limits.h"
 
@@ -15,42 +15,42 @@ static ProtobufCBinaryData bin(const void *p, size_t len)
 }
 
 /* Frames msg into a fresh buffer, cuts it again and checks the framing; returns the bytes. */
-static struct hb_bytes frame_client(const ClientMsg *m)
+static struct hbp_bytes frame_client(const ClientMsg *m)
 {
-	struct hb_bytes out = {0};
+	struct hbp_bytes out = {0};
 	const uint8_t *payload = NULL;
 	long n;
 
-	CHECK_EQ(hb_frame_put_client(&out, m, HB_FRAME_MAX), 0);
-	CHECK(out.len > HB_FRAME_HEADER);
-	n = hb_frame_peek(out.data, out.len, HB_FRAME_MAX, &payload);
-	CHECK_EQ(n, out.len - HB_FRAME_HEADER);
-	CHECK(payload == out.data + HB_FRAME_HEADER);
+	CHECK_EQ(hbp_frame_put_client(&out, m, HBP_FRAME_MAX), 0);
+	CHECK(out.len > HBP_FRAME_HEADER);
+	n = hbp_frame_peek(out.data, out.len, HBP_FRAME_MAX, &payload);
+	CHECK_EQ(n, out.len - HBP_FRAME_HEADER);
+	CHECK(payload == out.data + HBP_FRAME_HEADER);
 	return out;
 }
 
 static ClientMsg *client_round_trip(const ClientMsg *m)
 {
-	struct hb_bytes out = frame_client(m);
+	struct hbp_bytes out = frame_client(m);
 	ClientMsg *back =
-	    hb_frame_get_client(out.data + HB_FRAME_HEADER, out.len - HB_FRAME_HEADER);
+	    hbp_frame_get_client(out.data + HBP_FRAME_HEADER, out.len - HBP_FRAME_HEADER);
 
-	hb_bytes_free(&out);
+	hbp_bytes_free(&out);
 	return back;
 }
 
 static ServerMsg *server_round_trip(const ServerMsg *m)
 {
-	struct hb_bytes out = {0};
+	struct hbp_bytes out = {0};
 	const uint8_t *payload = NULL;
 	ServerMsg *back;
 	long n;
 
-	CHECK_EQ(hb_frame_put_server(&out, m, HB_FRAME_MAX), 0);
-	n = hb_frame_peek(out.data, out.len, HB_FRAME_MAX, &payload);
-	CHECK_EQ(n, out.len - HB_FRAME_HEADER);
-	back = hb_frame_get_server(payload, (size_t)n);
-	hb_bytes_free(&out);
+	CHECK_EQ(hbp_frame_put_server(&out, m, HBP_FRAME_MAX), 0);
+	n = hbp_frame_peek(out.data, out.len, HBP_FRAME_MAX, &payload);
+	CHECK_EQ(n, out.len - HBP_FRAME_HEADER);
+	back = hbp_frame_get_server(payload, (size_t)n);
+	hbp_bytes_free(&out);
 	return back;
 }
 
@@ -76,7 +76,7 @@ TEST(client_round_trip_every_body)
 	Release rel = RELEASE__INIT;
 	Query q = QUERY__INIT;
 	Control ctl = CONTROL__INIT;
-	uint8_t meta[HB_META_LIMIT];
+	uint8_t meta[HBP_META_LIMIT];
 
 	for (size_t i = 0; i < sizeof(meta); i++)
 		meta[i] = (uint8_t)(i * 31);
@@ -84,25 +84,25 @@ TEST(client_round_trip_every_body)
 	m.id = 1;
 	m.body_case = CLIENT_MSG__BODY_HELLO;
 	m.hello = &hello;
-	hello.version = HB_PROTOCOL_VERSION;
-	hello.role = HB_ROLE_CONTROL;
+	hello.version = HBP_PROTOCOL_VERSION;
+	hello.role = HBP_ROLE_CONTROL;
 	b = client_round_trip(&m);
 	CHECK(b);
 	CHECK_EQ(b->id, 1);
 	CHECK_EQ(b->body_case, CLIENT_MSG__BODY_HELLO);
-	CHECK_EQ(b->hello->version, HB_PROTOCOL_VERSION);
-	CHECK_EQ(b->hello->role, HB_ROLE_CONTROL);
+	CHECK_EQ(b->hello->version, HBP_PROTOCOL_VERSION);
+	CHECK_EQ(b->hello->role, HBP_ROLE_CONTROL);
 	client_msg__free_unpacked(b, NULL);
 
 	m.id = 2;
 	m.body_case = CLIENT_MSG__BODY_ATTACH;
 	m.attach = &attach;
 	attach.group = 3;
-	attach.ivshmem_peer = 65535;
+	attach.hbk_ivshmem_peer = 65535;
 	b = client_round_trip(&m);
 	CHECK(b);
 	CHECK_EQ(b->attach->group, 3);
-	CHECK_EQ(b->attach->ivshmem_peer, 65535);
+	CHECK_EQ(b->attach->hbk_ivshmem_peer, 65535);
 	client_msg__free_unpacked(b, NULL);
 
 	m.id = UINT32_MAX;
@@ -137,7 +137,7 @@ TEST(client_round_trip_every_body)
 	b = client_round_trip(&m);
 	CHECK(b);
 	CHECK_EQ(b->export->buffer, 9);
-	CHECK_EQ(b->export->meta.len, HB_META_LIMIT);
+	CHECK_EQ(b->export->meta.len, HBP_META_LIMIT);
 	CHECK(memcmp(b->export->meta.data, meta, sizeof(meta)) == 0);
 	client_msg__free_unpacked(b, NULL);
 
@@ -185,10 +185,10 @@ TEST(client_round_trip_every_body)
 	m.id = 10;
 	m.body_case = CLIENT_MSG__BODY_CONTROL;
 	m.control = &ctl;
-	ctl.what = HB_CTL_STATS;
+	ctl.what = HBP_CTL_STATS;
 	b = client_round_trip(&m);
 	CHECK(b);
-	CHECK_EQ(b->control->what, HB_CTL_STATS);
+	CHECK_EQ(b->control->what, HBP_CTL_STATS);
 	client_msg__free_unpacked(b, NULL);
 
 	/* A body whose fields are all defaults packs as an empty submessage and still arrives
@@ -230,7 +230,7 @@ TEST(server_round_trip_every_body)
 	w.domain_name = "vm3";
 	w.meta_max = 1024;
 	w.event_queue = 256;
-	w.frame_max = HB_FRAME_MAX;
+	w.frame_max = HBP_FRAME_MAX;
 	w.n_groups = 2;
 	w.groups = groups;
 	g1.id = 1;
@@ -379,7 +379,7 @@ TEST(peek_every_split_point)
 	ClientMsg m = CLIENT_MSG__INIT;
 	Export ex = EXPORT__INIT;
 	uint8_t meta[300];
-	struct hb_bytes out = {0}, stream = {0};
+	struct hbp_bytes out = {0}, stream = {0};
 	const uint8_t *payload;
 	size_t first, k, fed;
 	long n;
@@ -390,41 +390,41 @@ TEST(peek_every_split_point)
 	m.body_case = CLIENT_MSG__BODY_EXPORT;
 	m.export = &ex;
 	ex.meta = bin(meta, sizeof(meta));
-	CHECK_EQ(hb_frame_put_client(&out, &m, HB_FRAME_MAX), 0);
+	CHECK_EQ(hbp_frame_put_client(&out, &m, HBP_FRAME_MAX), 0);
 	first = out.len;
 	m.id = 43;
 	ex.meta = bin(meta, 10);
-	CHECK_EQ(hb_frame_put_client(&out, &m, HB_FRAME_MAX), 0);
+	CHECK_EQ(hbp_frame_put_client(&out, &m, HBP_FRAME_MAX), 0);
 
 	for (k = 0; k < first; k++) {
 		payload = NULL;
-		CHECK_EQ(hb_frame_peek(out.data, k, HB_FRAME_MAX, &payload), 0);
+		CHECK_EQ(hbp_frame_peek(out.data, k, HBP_FRAME_MAX, &payload), 0);
 		CHECK(payload == NULL);
 	}
-	n = hb_frame_peek(out.data, first, HB_FRAME_MAX, &payload);
-	CHECK_EQ(n, first - HB_FRAME_HEADER);
+	n = hbp_frame_peek(out.data, first, HBP_FRAME_MAX, &payload);
+	CHECK_EQ(n, first - HBP_FRAME_HEADER);
 
-	/* Byte by byte through a hb_bytes, the way a reader would. */
+	/* Byte by byte through a hbp_bytes, the way a reader would. */
 	for (fed = 0; fed < out.len; fed++) {
-		CHECK_EQ(hb_bytes_reserve(&stream, 1), 0);
+		CHECK_EQ(hbp_bytes_reserve(&stream, 1), 0);
 		stream.data[stream.len++] = out.data[fed];
-		n = hb_frame_peek(stream.data, stream.len, HB_FRAME_MAX, &payload);
+		n = hbp_frame_peek(stream.data, stream.len, HBP_FRAME_MAX, &payload);
 		CHECK(n >= 0);
 		if (n > 0) {
-			ClientMsg *b = hb_frame_get_client(payload, (size_t)n);
+			ClientMsg *b = hbp_frame_get_client(payload, (size_t)n);
 
 			CHECK(b);
 			CHECK_EQ(b->id, 42 + got);
 			CHECK_EQ(b->export->meta.len, got ? 10 : sizeof(meta));
 			client_msg__free_unpacked(b, NULL);
-			hb_bytes_consume(&stream, HB_FRAME_HEADER + (size_t)n);
+			hbp_bytes_consume(&stream, HBP_FRAME_HEADER + (size_t)n);
 			got++;
 		}
 	}
 	CHECK_EQ(got, 2);
 	CHECK_EQ(stream.len, 0);
-	hb_bytes_free(&stream);
-	hb_bytes_free(&out);
+	hbp_bytes_free(&stream);
+	hbp_bytes_free(&out);
 }
 
 /* Bad lengths are refused from the 4 header bytes alone, before a payload byte exists. */
@@ -434,29 +434,29 @@ TEST(peek_rejects_bad_length_from_header)
 	const uint8_t *payload = NULL;
 
 	memset(hdr, 0, sizeof(hdr));
-	CHECK_EQ(hb_frame_peek(hdr, 4, HB_FRAME_MAX, &payload), -EMSGSIZE);
+	CHECK_EQ(hbp_frame_peek(hdr, 4, HBP_FRAME_MAX, &payload), -EMSGSIZE);
 	memset(hdr, 0xff, sizeof(hdr));
-	CHECK_EQ(hb_frame_peek(hdr, 4, HB_FRAME_MAX, &payload), -EMSGSIZE);
-	/* HB_FRAME_MAX + 1, little-endian */
+	CHECK_EQ(hbp_frame_peek(hdr, 4, HBP_FRAME_MAX, &payload), -EMSGSIZE);
+	/* HBP_FRAME_MAX + 1, little-endian */
 	hdr[0] = 0x01;
 	hdr[1] = 0x00;
 	hdr[2] = 0x04;
 	hdr[3] = 0x00;
-	CHECK_EQ(hb_frame_peek(hdr, 4, HB_FRAME_MAX, &payload), -EMSGSIZE);
-	/* exactly HB_FRAME_MAX: fine, wants more */
+	CHECK_EQ(hbp_frame_peek(hdr, 4, HBP_FRAME_MAX, &payload), -EMSGSIZE);
+	/* exactly HBP_FRAME_MAX: fine, wants more */
 	hdr[0] = 0x00;
-	CHECK_EQ(hb_frame_peek(hdr, 4, HB_FRAME_MAX, &payload), 0);
+	CHECK_EQ(hbp_frame_peek(hdr, 4, HBP_FRAME_MAX, &payload), 0);
 	/* a caller's smaller limit applies */
 	hdr[0] = 0x11;
 	hdr[2] = 0x00; /* 17 */
-	CHECK_EQ(hb_frame_peek(hdr, 4, 16, &payload), -EMSGSIZE);
-	CHECK_EQ(hb_frame_peek(hdr, 4, 17, &payload), 0);
+	CHECK_EQ(hbp_frame_peek(hdr, 4, 16, &payload), -EMSGSIZE);
+	CHECK_EQ(hbp_frame_peek(hdr, 4, 17, &payload), 0);
 	/* fewer than 4 bytes: nothing to judge yet */
-	CHECK_EQ(hb_frame_peek(hdr, 3, 1, &payload), 0);
+	CHECK_EQ(hbp_frame_peek(hdr, 3, 1, &payload), 0);
 	CHECK(payload == NULL);
 
-	CHECK(hb_frame_get_client(hdr, 0) == NULL);
-	CHECK(hb_frame_get_server(hdr, 0) == NULL);
+	CHECK(hbp_frame_get_client(hdr, 0) == NULL);
+	CHECK(hbp_frame_get_server(hdr, 0) == NULL);
 }
 
 TEST(put_respects_max)
@@ -465,7 +465,7 @@ TEST(put_respects_max)
 	ServerMsg s = SERVER_MSG__INIT;
 	Export ex = EXPORT__INIT;
 	uint8_t meta[200] = {0};
-	struct hb_bytes out = {0};
+	struct hbp_bytes out = {0};
 	size_t size;
 
 	m.id = 1;
@@ -473,46 +473,46 @@ TEST(put_respects_max)
 	m.export = &ex;
 	ex.meta = bin(meta, sizeof(meta));
 	size = client_msg__get_packed_size(&m);
-	CHECK_EQ(hb_frame_put_client(&out, &m, (uint32_t)size - 1), -EMSGSIZE);
+	CHECK_EQ(hbp_frame_put_client(&out, &m, (uint32_t)size - 1), -EMSGSIZE);
 	CHECK_EQ(out.len, 0);
-	CHECK_EQ(hb_frame_put_client(&out, &m, (uint32_t)size), 0);
-	CHECK_EQ(out.len, size + HB_FRAME_HEADER);
+	CHECK_EQ(hbp_frame_put_client(&out, &m, (uint32_t)size), 0);
+	CHECK_EQ(out.len, size + HBP_FRAME_HEADER);
 	/* little-endian length prefix */
 	CHECK_EQ(out.data[0], size & 0xff);
 	CHECK_EQ(out.data[1], size >> 8);
 	CHECK_EQ(out.data[2], 0);
 	CHECK_EQ(out.data[3], 0);
 	/* An all-default message would be a zero-length frame, which is never valid. */
-	CHECK_EQ(hb_frame_put_client(&out, &zero, HB_FRAME_MAX), -EMSGSIZE);
-	CHECK_EQ(hb_frame_put_server(&out, &s, HB_FRAME_MAX), -EMSGSIZE);
-	CHECK_EQ(out.len, size + HB_FRAME_HEADER);
-	hb_bytes_free(&out);
+	CHECK_EQ(hbp_frame_put_client(&out, &zero, HBP_FRAME_MAX), -EMSGSIZE);
+	CHECK_EQ(hbp_frame_put_server(&out, &s, HBP_FRAME_MAX), -EMSGSIZE);
+	CHECK_EQ(out.len, size + HBP_FRAME_HEADER);
+	hbp_bytes_free(&out);
 	CHECK(out.data == NULL);
 	CHECK_EQ(out.len, 0);
 	CHECK_EQ(out.cap, 0);
-	hb_bytes_free(&out); /* twice is harmless */
+	hbp_bytes_free(&out); /* twice is harmless */
 }
 
 TEST(bytes_reserve_and_consume)
 {
-	struct hb_bytes b = {0};
+	struct hbp_bytes b = {0};
 
-	CHECK_EQ(hb_bytes_reserve(&b, 0), 0);
-	CHECK_EQ(hb_bytes_reserve(&b, 10), 0);
+	CHECK_EQ(hbp_bytes_reserve(&b, 0), 0);
+	CHECK_EQ(hbp_bytes_reserve(&b, 10), 0);
 	CHECK(b.cap >= 10);
 	memcpy(b.data, "0123456789", 10);
 	b.len = 10;
-	hb_bytes_consume(&b, 3);
+	hbp_bytes_consume(&b, 3);
 	CHECK_EQ(b.len, 7);
 	CHECK(memcmp(b.data, "3456789", 7) == 0);
-	CHECK_EQ(hb_bytes_reserve(&b, 100000), 0);
+	CHECK_EQ(hbp_bytes_reserve(&b, 100000), 0);
 	CHECK(b.cap - b.len >= 100000);
 	CHECK(memcmp(b.data, "3456789", 7) == 0);
-	CHECK_EQ(hb_bytes_reserve(&b, SIZE_MAX), -ENOMEM);
+	CHECK_EQ(hbp_bytes_reserve(&b, SIZE_MAX), -ENOMEM);
 	CHECK_EQ(b.len, 7);
-	hb_bytes_consume(&b, 100);
+	hbp_bytes_consume(&b, 100);
 	CHECK_EQ(b.len, 0);
-	hb_bytes_free(&b);
+	hbp_bytes_free(&b);
 }
 
 TEST(garbage_rejected)
@@ -527,15 +527,15 @@ TEST(garbage_rejected)
 	uint64_t seed = 0x9e3779b97f4a7c15ull;
 	int i, accepted = 0;
 
-	CHECK(hb_frame_get_client(bad_varint, sizeof(bad_varint)) == NULL);
-	CHECK(hb_frame_get_client(wire_type_7, sizeof(wire_type_7)) == NULL);
-	CHECK(hb_frame_get_client(truncated_len, sizeof(truncated_len)) == NULL);
-	CHECK(hb_frame_get_client(id_as_bytes, sizeof(id_as_bytes)) == NULL);
-	CHECK(hb_frame_get_client(all_ff, sizeof(all_ff)) == NULL);
-	CHECK(hb_frame_get_server(bad_varint, sizeof(bad_varint)) == NULL);
-	CHECK(hb_frame_get_server(wire_type_7, sizeof(wire_type_7)) == NULL);
-	CHECK(hb_frame_get_server(truncated_len, sizeof(truncated_len)) == NULL);
-	CHECK(hb_frame_get_server(all_ff, sizeof(all_ff)) == NULL);
+	CHECK(hbp_frame_get_client(bad_varint, sizeof(bad_varint)) == NULL);
+	CHECK(hbp_frame_get_client(wire_type_7, sizeof(wire_type_7)) == NULL);
+	CHECK(hbp_frame_get_client(truncated_len, sizeof(truncated_len)) == NULL);
+	CHECK(hbp_frame_get_client(id_as_bytes, sizeof(id_as_bytes)) == NULL);
+	CHECK(hbp_frame_get_client(all_ff, sizeof(all_ff)) == NULL);
+	CHECK(hbp_frame_get_server(bad_varint, sizeof(bad_varint)) == NULL);
+	CHECK(hbp_frame_get_server(wire_type_7, sizeof(wire_type_7)) == NULL);
+	CHECK(hbp_frame_get_server(truncated_len, sizeof(truncated_len)) == NULL);
+	CHECK(hbp_frame_get_server(all_ff, sizeof(all_ff)) == NULL);
 
 	/* Random bytes: whatever the decoder accepts must have passed validation (and the
 	 * sanitizers watch the rest). */
@@ -550,13 +550,13 @@ TEST(garbage_rejected)
 			seed ^= seed << 17;
 			buf[j] = (uint8_t)seed;
 		}
-		c = hb_frame_get_client(buf, len);
+		c = hbp_frame_get_client(buf, len);
 		if (c) {
 			CHECK(c->id != 0);
 			accepted++;
 			client_msg__free_unpacked(c, NULL);
 		}
-		s = hb_frame_get_server(buf, len);
+		s = hbp_frame_get_server(buf, len);
 		if (s) {
 			CHECK((s->id == 0) == (s->body_case == SERVER_MSG__BODY_EVENT));
 			server_msg__free_unpacked(s, NULL);
@@ -579,7 +579,7 @@ TEST(truncated_message_rejected)
 	im.hid = bin(hid_bytes, 16);
 	n = pack_raw(&m.base, buf, sizeof(buf));
 	for (k = 1; k < n; k++) {
-		ClientMsg *c = hb_frame_get_client(buf, k);
+		ClientMsg *c = hbp_frame_get_client(buf, k);
 
 		/* Only the prefix that ends right after the id is a whole (body-less) message. */
 		if (k == 2) {
@@ -591,7 +591,7 @@ TEST(truncated_message_rejected)
 		}
 	}
 	{
-		ClientMsg *c = hb_frame_get_client(buf, n);
+		ClientMsg *c = hbp_frame_get_client(buf, n);
 
 		CHECK(c);
 		client_msg__free_unpacked(c, NULL);
@@ -611,11 +611,11 @@ TEST(client_id_zero_rejected)
 	hello.version = 1;
 	n = pack_raw(&m.base, buf, sizeof(buf));
 	CHECK(n > 0);
-	CHECK(hb_frame_get_client(buf, n) == NULL);
+	CHECK(hbp_frame_get_client(buf, n) == NULL);
 	m.id = 1;
 	n = pack_raw(&m.base, buf, sizeof(buf));
 	{
-		ClientMsg *c = hb_frame_get_client(buf, n);
+		ClientMsg *c = hbp_frame_get_client(buf, n);
 
 		CHECK(c);
 		client_msg__free_unpacked(c, NULL);
@@ -649,7 +649,7 @@ static int client_hid_len_accepted(ClientMsg__BodyCase body, size_t len)
 		break;
 	}
 	n = pack_raw(&m.base, buf, sizeof(buf));
-	c = hb_frame_get_client(buf, n);
+	c = hbp_frame_get_client(buf, n);
 	if (!c)
 		return 0;
 	client_msg__free_unpacked(c, NULL);
@@ -683,10 +683,10 @@ TEST(hid_wrong_length_rejected)
 	s.export = &er;
 	er.hid = bin(hid, 15);
 	n = pack_raw(&s.base, buf, sizeof(buf));
-	CHECK(hb_frame_get_server(buf, n) == NULL);
+	CHECK(hbp_frame_get_server(buf, n) == NULL);
 	er.hid = bin(hid, 0);
 	n = pack_raw(&s.base, buf, sizeof(buf));
-	CHECK(hb_frame_get_server(buf, n) == NULL);
+	CHECK(hbp_frame_get_server(buf, n) == NULL);
 
 	/* Events about a buffer need one; an event about a domain may have none. */
 	s.id = 0;
@@ -694,14 +694,14 @@ TEST(hid_wrong_length_rejected)
 	s.event = &ev;
 	ev.type = 3; /* IMPORTED */
 	n = pack_raw(&s.base, buf, sizeof(buf));
-	CHECK(hb_frame_get_server(buf, n) == NULL);
+	CHECK(hbp_frame_get_server(buf, n) == NULL);
 	ev.hid = bin(hid, 17);
 	n = pack_raw(&s.base, buf, sizeof(buf));
-	CHECK(hb_frame_get_server(buf, n) == NULL);
+	CHECK(hbp_frame_get_server(buf, n) == NULL);
 	ev.type = 5; /* DOMAIN_GONE */
-	CHECK(hb_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
+	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
 	ev.hid = bin(NULL, 0);
-	b = hb_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf)));
+	b = hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf)));
 	CHECK(b);
 	server_msg__free_unpacked(b, NULL);
 
@@ -712,17 +712,17 @@ TEST(hid_wrong_length_rejected)
 	cr.n_imports = 1;
 	cr.imports = cis;
 	ci.hid = bin(hid, 15);
-	CHECK(hb_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
+	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
 	ci.hid = bin(hid, 16);
-	b = hb_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf)));
+	b = hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf)));
 	CHECK(b);
 	server_msg__free_unpacked(b, NULL);
 }
 
 TEST(oversized_meta_rejected)
 {
-	static uint8_t meta[HB_META_LIMIT + 1];
-	static uint8_t buf[HB_META_LIMIT + 256];
+	static uint8_t meta[HBP_META_LIMIT + 1];
+	static uint8_t buf[HBP_META_LIMIT + 256];
 	ClientMsg m = CLIENT_MSG__INIT, *c;
 	Export ex = EXPORT__INIT;
 	ServerMsg s = SERVER_MSG__INIT, *b;
@@ -735,40 +735,40 @@ TEST(oversized_meta_rejected)
 	m.id = 1;
 	m.body_case = CLIENT_MSG__BODY_EXPORT;
 	m.export = &ex;
-	ex.meta = bin(meta, HB_META_LIMIT);
+	ex.meta = bin(meta, HBP_META_LIMIT);
 	n = pack_raw(&m.base, buf, sizeof(buf));
-	c = hb_frame_get_client(buf, n);
+	c = hbp_frame_get_client(buf, n);
 	CHECK(c);
 	client_msg__free_unpacked(c, NULL);
-	ex.meta = bin(meta, HB_META_LIMIT + 1);
+	ex.meta = bin(meta, HBP_META_LIMIT + 1);
 	n = pack_raw(&m.base, buf, sizeof(buf));
-	CHECK(hb_frame_get_client(buf, n) == NULL);
+	CHECK(hbp_frame_get_client(buf, n) == NULL);
 
 	s.id = 2;
 	s.body_case = SERVER_MSG__BODY_IMPORT;
 	s.import = &ir;
 	ir.desc = &desc;
-	ir.meta = bin(meta, HB_META_LIMIT);
-	b = hb_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf)));
+	ir.meta = bin(meta, HBP_META_LIMIT);
+	b = hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf)));
 	CHECK(b);
 	server_msg__free_unpacked(b, NULL);
-	ir.meta = bin(meta, HB_META_LIMIT + 1);
-	CHECK(hb_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
+	ir.meta = bin(meta, HBP_META_LIMIT + 1);
+	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
 
 	s.body_case = SERVER_MSG__BODY_QUERY;
 	s.query = &qr;
-	qr.meta = bin(meta, HB_META_LIMIT + 1);
-	CHECK(hb_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
+	qr.meta = bin(meta, HBP_META_LIMIT + 1);
+	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
 
 	s.id = 0;
 	s.body_case = SERVER_MSG__BODY_EVENT;
 	s.event = &ev;
 	ev.type = 1;
 	ev.hid = bin(hid_bytes, 16);
-	ev.meta = bin(meta, HB_META_LIMIT + 1);
-	CHECK(hb_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
-	ev.meta = bin(meta, HB_META_LIMIT);
-	b = hb_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf)));
+	ev.meta = bin(meta, HBP_META_LIMIT + 1);
+	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
+	ev.meta = bin(meta, HBP_META_LIMIT);
+	b = hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf)));
 	CHECK(b);
 	server_msg__free_unpacked(b, NULL);
 }
@@ -784,12 +784,12 @@ TEST(unknown_body_accepted_as_not_set)
 	static const uint8_t unknown_no_id[] = {0x9a, 0x06, 0x00};
 	ClientMsg *c;
 
-	c = hb_frame_get_client(unknown, sizeof(unknown));
+	c = hbp_frame_get_client(unknown, sizeof(unknown));
 	CHECK(c);
 	CHECK_EQ(c->id, 7);
 	CHECK_EQ(c->body_case, CLIENT_MSG__BODY__NOT_SET);
 	client_msg__free_unpacked(c, NULL);
-	CHECK(hb_frame_get_client(unknown_no_id, sizeof(unknown_no_id)) == NULL);
+	CHECK(hbp_frame_get_client(unknown_no_id, sizeof(unknown_no_id)) == NULL);
 }
 
 TEST(server_structure_rules)
@@ -807,26 +807,26 @@ TEST(server_structure_rules)
 	s.body_case = SERVER_MSG__BODY_ALLOC;
 	s.alloc = &ar;
 	ar.buffer = 3;
-	CHECK(hb_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
+	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
 	ar.desc = &desc;
-	b = hb_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf)));
+	b = hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf)));
 	CHECK(b);
 	server_msg__free_unpacked(b, NULL);
 
 	s.body_case = SERVER_MSG__BODY_IMPORT;
 	s.import = &ir;
 	ir.import = 4;
-	CHECK(hb_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
+	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
 	ir.desc = &desc;
-	b = hb_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf)));
+	b = hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf)));
 	CHECK(b);
 	server_msg__free_unpacked(b, NULL);
 
 	/* An error reply has no body. */
 	s.error = EACCES;
-	CHECK(hb_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
+	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
 	s.body_case = SERVER_MSG__BODY__NOT_SET;
-	b = hb_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf)));
+	b = hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf)));
 	CHECK(b);
 	CHECK_EQ(b->error, EACCES);
 	server_msg__free_unpacked(b, NULL);
@@ -835,18 +835,18 @@ TEST(server_structure_rules)
 	s.error = 0;
 	s.id = 0;
 	s.body_case = SERVER_MSG__BODY_IMPORT;
-	CHECK(hb_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
+	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
 	s.error = EIO;
 	s.body_case = SERVER_MSG__BODY__NOT_SET;
-	CHECK(hb_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
+	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
 	s.error = 0;
 	s.id = 12;
 	s.body_case = SERVER_MSG__BODY_EVENT;
 	s.event = &ev;
 	ev.type = 7;
-	CHECK(hb_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
+	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
 	s.id = 0;
-	b = hb_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf)));
+	b = hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf)));
 	CHECK(b);
 	server_msg__free_unpacked(b, NULL);
 }

@@ -1,7 +1,7 @@
 /* Unit tests for protocol/hid.c: generation, wire form, plausibility, hashing. */
 #include <stdint.h>
 
-#include "harness.h"
+#include "tests/harness.h"
 #include "protocol/hid.h"
 
 #define N_IDS 1000
@@ -23,9 +23,9 @@ TEST(generated_are_distinct)
 	int i;
 
 	for (i = 0; i < N_IDS; i++) {
-		CHECK_EQ(hb_hid_generate(5, &ids[i]), 0);
+		CHECK_EQ(hbp_hid_generate(5, &ids[i]), 0);
 		CHECK_EQ(serial_of(&ids[i]), 5);
-		CHECK(hb_hid_plausible(&ids[i]));
+		CHECK(hbp_hid_plausible(&ids[i]));
 		/* The same serial every time: only the random part tells them apart. */
 		memset(&random_parts[i], 0, sizeof(random_parts[i]));
 		memcpy(random_parts[i].bytes, ids[i].bytes + 4, 12);
@@ -45,15 +45,15 @@ TEST(serial_preserved_little_endian)
 	size_t i;
 
 	for (i = 0; i < sizeof(serials) / sizeof(serials[0]); i++) {
-		CHECK_EQ(hb_hid_generate(serials[i], &id), 0);
+		CHECK_EQ(hbp_hid_generate(serials[i], &id), 0);
 		CHECK_EQ(serial_of(&id), serials[i]);
-		CHECK(hb_hid_plausible(&id));
+		CHECK(hbp_hid_plausible(&id));
 	}
-	CHECK_EQ(hb_hid_generate(0x12345678, &id), 0);
+	CHECK_EQ(hbp_hid_generate(0x12345678, &id), 0);
 	CHECK_EQ(id.bytes[0], 0x78);
 	CHECK_EQ(id.bytes[3], 0x12);
 	/* Serial 0 is never handed out. */
-	CHECK_EQ(hb_hid_generate(0, &id), -EINVAL);
+	CHECK_EQ(hbp_hid_generate(0, &id), -EINVAL);
 }
 
 TEST(plausible_checks)
@@ -61,26 +61,26 @@ TEST(plausible_checks)
 	struct hb_id id;
 
 	memset(&id, 0, sizeof(id));
-	CHECK(!hb_hid_plausible(&id));
+	CHECK(!hbp_hid_plausible(&id));
 	/* serial 0, random part set: still implausible */
 	memset(id.bytes + 4, 0x5a, 12);
-	CHECK(!hb_hid_plausible(&id));
+	CHECK(!hbp_hid_plausible(&id));
 	id.bytes[2] = 1;
-	CHECK(hb_hid_plausible(&id));
+	CHECK(hbp_hid_plausible(&id));
 	/* all bits set */
 	memset(&id, 0xff, sizeof(id));
-	CHECK(!hb_hid_plausible(&id));
+	CHECK(!hbp_hid_plausible(&id));
 	/* one bit clear anywhere makes it well-formed again */
 	id.bytes[15] = 0xfe;
-	CHECK(hb_hid_plausible(&id));
+	CHECK(hbp_hid_plausible(&id));
 	memset(&id, 0xff, sizeof(id));
 	id.bytes[0] = 0x7f;
-	CHECK(hb_hid_plausible(&id));
+	CHECK(hbp_hid_plausible(&id));
 	/* serial all ones is fine when the rest is not */
 	memset(&id, 0, sizeof(id));
 	memset(id.bytes, 0xff, 4);
-	CHECK(hb_hid_plausible(&id));
-	CHECK(!hb_hid_plausible(NULL));
+	CHECK(hbp_hid_plausible(&id));
+	CHECK(!hbp_hid_plausible(NULL));
 }
 
 TEST(from_wire_length_exact)
@@ -92,12 +92,12 @@ TEST(from_wire_length_exact)
 	for (i = 0; i < 17; i++)
 		wire[i] = (uint8_t)(i + 1);
 	memset(&id, 0, sizeof(id));
-	CHECK_EQ(hb_hid_from_wire(wire, 15, &id), -EINVAL);
-	CHECK_EQ(hb_hid_from_wire(wire, 17, &id), -EINVAL);
-	CHECK_EQ(hb_hid_from_wire(wire, 0, &id), -EINVAL);
-	CHECK_EQ(hb_hid_from_wire(NULL, 16, &id), -EINVAL);
+	CHECK_EQ(hbp_hid_from_wire(wire, 15, &id), -EINVAL);
+	CHECK_EQ(hbp_hid_from_wire(wire, 17, &id), -EINVAL);
+	CHECK_EQ(hbp_hid_from_wire(wire, 0, &id), -EINVAL);
+	CHECK_EQ(hbp_hid_from_wire(NULL, 16, &id), -EINVAL);
 	CHECK_EQ(id.bytes[0], 0);
-	CHECK_EQ(hb_hid_from_wire(wire, 16, &id), 0);
+	CHECK_EQ(hbp_hid_from_wire(wire, 16, &id), 0);
 	CHECK(memcmp(id.bytes, wire, 16) == 0);
 }
 
@@ -109,18 +109,18 @@ TEST(hash_within_range_and_spread)
 	struct hb_id a, b;
 
 	for (i = 0; i < N_IDS; i++)
-		CHECK_EQ(hb_hid_generate(i + 1, &ids[i]), 0);
+		CHECK_EQ(hbp_hid_generate(i + 1, &ids[i]), 0);
 	for (bits = 0; bits <= 32; bits++) {
 		for (i = 0; i < N_IDS; i++) {
-			uint32_t h = hb_hid_hash(&ids[i], bits);
+			uint32_t h = hbp_hid_hash(&ids[i], bits);
 
 			if (bits < 32)
 				CHECK(h < (1ull << bits));
 		}
 	}
 	for (i = 0; i < N_IDS; i++) {
-		CHECK_EQ(hb_hid_hash(&ids[i], 0), 0);
-		counts[hb_hid_hash(&ids[i], 6)]++;
+		CHECK_EQ(hbp_hid_hash(&ids[i], 0), 0);
+		counts[hbp_hid_hash(&ids[i], 6)]++;
 	}
 	/* 1000 over 64 buckets is about 16 each; these bounds fail only when something is
 	 * badly wrong (odds of a false alarm far below 1e-6). */
@@ -134,15 +134,15 @@ TEST(hash_within_range_and_spread)
 	CHECK(most < 45);
 
 	/* The hash comes from the random part: the serial does not move it. */
-	CHECK_EQ(hb_hid_generate(1, &a), 0);
+	CHECK_EQ(hbp_hid_generate(1, &a), 0);
 	b = a;
 	b.bytes[0] = 0x99;
 	b.bytes[3] = 0x42;
-	CHECK_EQ(hb_hid_hash(&a, 20), hb_hid_hash(&b, 20));
+	CHECK_EQ(hbp_hid_hash(&a, 20), hbp_hid_hash(&b, 20));
 	/* and each random byte does */
 	for (i = 4; i < 16; i++) {
 		b = a;
 		b.bytes[i] ^= 0x01;
-		CHECK(hb_hid_hash(&a, 32) != hb_hid_hash(&b, 32));
+		CHECK(hbp_hid_hash(&a, 32) != hbp_hid_hash(&b, 32));
 	}
 }

@@ -5,7 +5,7 @@
  */
 #include <stdint.h>
 
-#include "harness.h"
+#include "tests/harness.h"
 #include "protocol/limits.h"
 #include "protocol/refdir.h"
 
@@ -22,7 +22,7 @@ struct env {
 	uint32_t *out;
 	uint64_t ndir;
 	uint32_t n;
-	struct hb_refdir d;
+	struct hbp_refdir d;
 
 	/* what the callbacks saw */
 	long maps, unmaps, dir_checks, data_checks, mapped_now;
@@ -54,7 +54,7 @@ static const void *env_map(void *ctx, uint32_t ref, size_t *len)
 	e->maps++;
 	e->mapped_now++;
 	e->map_count[ref - DIR_BASE]++;
-	*len = ref == e->short_ref ? e->short_len : HB_PAGE_SIZE;
+	*len = ref == e->short_ref ? e->short_len : HBP_PAGE_SIZE;
 	return e->mem[ref - DIR_BASE];
 }
 
@@ -84,7 +84,7 @@ static int env_validate(void *ctx, uint32_t ref, int is_dir)
 	return 0;
 }
 
-static const struct hb_refdir_ops ops = {
+static const struct hbp_refdir_ops ops = {
     .map = env_map,
     .unmap = env_unmap,
     .validate = env_validate,
@@ -98,7 +98,7 @@ static void env_build(uint32_t n, uint32_t first_offset, uint64_t size, int reve
 
 	memset(&E, 0, sizeof(E));
 	E.n = n;
-	E.ndir = hb_refdir_dir_pages(n);
+	E.ndir = hbp_refdir_dir_pages(n);
 	CHECK(E.ndir > 0);
 	E.mem = calloc(E.ndir, sizeof(*E.mem));
 	E.alloc = calloc(E.ndir, sizeof(*E.alloc));
@@ -108,10 +108,10 @@ static void env_build(uint32_t n, uint32_t first_offset, uint64_t size, int reve
 	E.out = calloc(n, sizeof(*E.out));
 	CHECK(E.mem && E.alloc && E.dir_refs && E.map_count && E.data_refs && E.out);
 	for (i = 0; i < E.ndir; i++) {
-		E.alloc[i] = aligned_alloc(HB_PAGE_SIZE, 2 * HB_PAGE_SIZE);
+		E.alloc[i] = aligned_alloc(HBP_PAGE_SIZE, 2 * HBP_PAGE_SIZE);
 		CHECK(E.alloc[i]);
 		/* Garbage everywhere, so the builder has to zero what it does not use. */
-		memset(E.alloc[i], 0xa5, 2 * HB_PAGE_SIZE);
+		memset(E.alloc[i], 0xa5, 2 * HBP_PAGE_SIZE);
 		E.mem[i] = E.alloc[i] + (misalign ? 1 : 0);
 		E.dir_refs[i] =
 		    reverse ? (uint32_t)(DIR_BASE + E.ndir - 1 - i) : DIR_BASE + (uint32_t)i;
@@ -126,12 +126,12 @@ static void env_build(uint32_t n, uint32_t first_offset, uint64_t size, int reve
 		for (i = 0; i < E.ndir; i++)
 			dir_mem[i] = E.mem[E.dir_refs[i] - DIR_BASE];
 		CHECK_EQ(
-		    hb_refdir_build(E.data_refs, n, E.dir_refs, dir_mem, size, first_offset, &E.d),
+		    hbp_refdir_build(E.data_refs, n, E.dir_refs, dir_mem, size, first_offset, &E.d),
 		    0);
 		free(dir_mem);
 	}
 	CHECK_EQ(E.d.root, E.dir_refs[0]);
-	CHECK_EQ(E.d.depth, hb_refdir_depth(n));
+	CHECK_EQ(E.d.depth, hbp_refdir_depth(n));
 	CHECK_EQ(E.d.pages, n);
 	CHECK_EQ(E.d.first_offset, first_offset);
 	CHECK(E.d.size == size);
@@ -182,7 +182,7 @@ static int walk(void)
 
 	E.maps = E.unmaps = E.dir_checks = E.data_checks = E.mapped_now = 0;
 	memset(E.map_count, 0, E.ndir * sizeof(*E.map_count));
-	r = hb_refdir_walk(&E.d, &ops, E.out);
+	r = hbp_refdir_walk(&E.d, &ops, E.out);
 	CHECK_EQ(E.maps, E.unmaps);
 	CHECK_EQ(E.mapped_now, 0);
 	return r;
@@ -208,53 +208,53 @@ static void walk_ok(void)
 
 TEST(depth_boundaries)
 {
-	CHECK_EQ(hb_refdir_depth(0), -EFBIG);
-	CHECK_EQ(hb_refdir_depth(1), 1);
-	CHECK_EQ(hb_refdir_depth(1024), 1);
-	CHECK_EQ(hb_refdir_depth(1025), 2);
-	CHECK_EQ(hb_refdir_depth(1u << 20), 2);
-	CHECK_EQ(hb_refdir_depth((1u << 20) + 1), 3);
-	CHECK_EQ(hb_refdir_depth(1u << 30), 3);
-	CHECK_EQ(hb_refdir_depth((1u << 30) + 1), -EFBIG);
-	CHECK_EQ(hb_refdir_depth(UINT64_MAX), -EFBIG);
+	CHECK_EQ(hbp_refdir_depth(0), -EFBIG);
+	CHECK_EQ(hbp_refdir_depth(1), 1);
+	CHECK_EQ(hbp_refdir_depth(1024), 1);
+	CHECK_EQ(hbp_refdir_depth(1025), 2);
+	CHECK_EQ(hbp_refdir_depth(1u << 20), 2);
+	CHECK_EQ(hbp_refdir_depth((1u << 20) + 1), 3);
+	CHECK_EQ(hbp_refdir_depth(1u << 30), 3);
+	CHECK_EQ(hbp_refdir_depth((1u << 30) + 1), -EFBIG);
+	CHECK_EQ(hbp_refdir_depth(UINT64_MAX), -EFBIG);
 }
 
 TEST(dir_page_counts)
 {
-	CHECK_EQ(hb_refdir_dir_pages(0), 0);
-	CHECK_EQ(hb_refdir_dir_pages(1), 1);
-	CHECK_EQ(hb_refdir_dir_pages(1024), 1);
-	CHECK_EQ(hb_refdir_dir_pages(1025), 1 + 2);
-	CHECK_EQ(hb_refdir_dir_pages(2048), 1 + 2);
-	CHECK_EQ(hb_refdir_dir_pages(2049), 1 + 3);
-	CHECK_EQ(hb_refdir_dir_pages(1u << 20), 1 + 1024);
-	CHECK_EQ(hb_refdir_dir_pages((1u << 20) + 1), 1 + 2 + 1025);
-	CHECK_EQ(hb_refdir_dir_pages(1u << 30), 1 + 1024 + (1u << 20));
-	CHECK_EQ(hb_refdir_dir_pages((1u << 30) + 1), 0);
+	CHECK_EQ(hbp_refdir_dir_pages(0), 0);
+	CHECK_EQ(hbp_refdir_dir_pages(1), 1);
+	CHECK_EQ(hbp_refdir_dir_pages(1024), 1);
+	CHECK_EQ(hbp_refdir_dir_pages(1025), 1 + 2);
+	CHECK_EQ(hbp_refdir_dir_pages(2048), 1 + 2);
+	CHECK_EQ(hbp_refdir_dir_pages(2049), 1 + 3);
+	CHECK_EQ(hbp_refdir_dir_pages(1u << 20), 1 + 1024);
+	CHECK_EQ(hbp_refdir_dir_pages((1u << 20) + 1), 1 + 2 + 1025);
+	CHECK_EQ(hbp_refdir_dir_pages(1u << 30), 1 + 1024 + (1u << 20));
+	CHECK_EQ(hbp_refdir_dir_pages((1u << 30) + 1), 0);
 }
 
 TEST(round_trip_depth1)
 {
 	/* one page, data at its very end */
-	env_build(1, HB_PAGE_SIZE - 1, 1, 0, 0);
+	env_build(1, HBP_PAGE_SIZE - 1, 1, 0, 0);
 	walk_ok();
 	CHECK_EQ(get_entry(0, 0), DATA_BASE);
 	env_free();
 
 	/* a partial root with an offset and an exact size */
-	env_build(7, 100, 6 * HB_PAGE_SIZE + 1 - 100 + 17, 0, 0);
+	env_build(7, 100, 6 * HBP_PAGE_SIZE + 1 - 100 + 17, 0, 0);
 	walk_ok();
 	env_free();
 
 	/* a full root */
-	env_build(1024, 0, 1024ull * HB_PAGE_SIZE, 0, 0);
+	env_build(1024, 0, 1024ull * HBP_PAGE_SIZE, 0, 0);
 	walk_ok();
 	env_free();
 }
 
 TEST(round_trip_depth2)
 {
-	env_build(1025, 12, 1025ull * HB_PAGE_SIZE - 12, 0, 0);
+	env_build(1025, 12, 1025ull * HBP_PAGE_SIZE - 12, 0, 0);
 	CHECK_EQ(E.d.depth, 2);
 	walk_ok();
 	/* the root lists the two level-1 pages; the second holds one entry */
@@ -265,11 +265,11 @@ TEST(round_trip_depth2)
 	CHECK_EQ(get_entry(2, 1), 0);
 	env_free();
 
-	env_build(5000, 4095, 4999ull * HB_PAGE_SIZE - 4095 + 1, 1, 0);
+	env_build(5000, 4095, 4999ull * HBP_PAGE_SIZE - 4095 + 1, 1, 0);
 	walk_ok();
 	env_free();
 
-	env_build(MIB_PAGES, 0, (uint64_t)MIB_PAGES * HB_PAGE_SIZE, 0, 0);
+	env_build(MIB_PAGES, 0, (uint64_t)MIB_PAGES * HBP_PAGE_SIZE, 0, 0);
 	CHECK_EQ(E.d.depth, 2);
 	walk_ok();
 	env_free();
@@ -280,7 +280,7 @@ TEST(round_trip_depth3)
 	uint32_t n = MIB_PAGES + 1;
 
 	/* directory refs in descending order, to show nothing depends on their values */
-	env_build(n, 1234, (uint64_t)n * HB_PAGE_SIZE - 1234 - 5, 1, 0);
+	env_build(n, 1234, (uint64_t)n * HBP_PAGE_SIZE - 1234 - 5, 1, 0);
 	CHECK_EQ(E.d.depth, 3);
 	CHECK_EQ(E.ndir, 1 + 2 + 1025);
 	walk_ok();
@@ -300,7 +300,7 @@ TEST(round_trip_depth3)
 /* Directory pages the walker can only read byte by byte. */
 TEST(round_trip_misaligned_pages)
 {
-	env_build(3000, 5, 3000ull * HB_PAGE_SIZE - 5, 0, 1);
+	env_build(3000, 5, 3000ull * HBP_PAGE_SIZE - 5, 0, 1);
 	walk_ok();
 	env_free();
 }
@@ -309,12 +309,12 @@ TEST(build_writes_little_endian_and_zero_slack)
 {
 	unsigned i;
 
-	env_build(3, 0, 3 * HB_PAGE_SIZE, 0, 0);
+	env_build(3, 0, 3 * HBP_PAGE_SIZE, 0, 0);
 	CHECK_EQ(page_at(0)[0], DATA_BASE & 0xff);
 	CHECK_EQ(page_at(0)[1], (DATA_BASE >> 8) & 0xff);
 	CHECK_EQ(page_at(0)[2], (DATA_BASE >> 16) & 0xff);
 	CHECK_EQ(page_at(0)[3], DATA_BASE >> 24);
-	for (i = 3; i < HB_REFS_PER_PAGE; i++)
+	for (i = 3; i < HBP_REFS_PER_PAGE; i++)
 		CHECK_EQ(get_entry(0, i), 0);
 	env_free();
 }
@@ -322,28 +322,28 @@ TEST(build_writes_little_endian_and_zero_slack)
 TEST(build_rejects_bad_arguments)
 {
 	uint32_t data[2] = {DATA_BASE, DATA_BASE + 1}, dirs[1] = {DIR_BASE};
-	static uint8_t page[HB_PAGE_SIZE];
+	static uint8_t page[HBP_PAGE_SIZE];
 	void *mem[1] = {page}, *nomem[1] = {NULL};
-	struct hb_refdir d;
+	struct hbp_refdir d;
 
-	CHECK_EQ(hb_refdir_build(data, 2, dirs, mem, 2 * HB_PAGE_SIZE, 0, &d), 0);
-	CHECK_EQ(hb_refdir_build(data, 0, dirs, mem, 0, 0, &d), -EINVAL);
-	CHECK_EQ(hb_refdir_build(data, (1u << 30) + 1, dirs, mem, HB_PAGE_SIZE, 0, &d), -EINVAL);
+	CHECK_EQ(hbp_refdir_build(data, 2, dirs, mem, 2 * HBP_PAGE_SIZE, 0, &d), 0);
+	CHECK_EQ(hbp_refdir_build(data, 0, dirs, mem, 0, 0, &d), -EINVAL);
+	CHECK_EQ(hbp_refdir_build(data, (1u << 30) + 1, dirs, mem, HBP_PAGE_SIZE, 0, &d), -EINVAL);
 	/* does not fit */
-	CHECK_EQ(hb_refdir_build(data, 2, dirs, mem, 2 * HB_PAGE_SIZE + 1, 0, &d), -EINVAL);
-	CHECK_EQ(hb_refdir_build(data, 2, dirs, mem, 2 * HB_PAGE_SIZE, 1, &d), -EINVAL);
+	CHECK_EQ(hbp_refdir_build(data, 2, dirs, mem, 2 * HBP_PAGE_SIZE + 1, 0, &d), -EINVAL);
+	CHECK_EQ(hbp_refdir_build(data, 2, dirs, mem, 2 * HBP_PAGE_SIZE, 1, &d), -EINVAL);
 	/* last page unused */
-	CHECK_EQ(hb_refdir_build(data, 2, dirs, mem, HB_PAGE_SIZE, 0, &d), -EINVAL);
-	CHECK_EQ(hb_refdir_build(data, 2, dirs, mem, HB_PAGE_SIZE - 1, 1, &d), -EINVAL);
-	CHECK_EQ(hb_refdir_build(data, 2, dirs, mem, HB_PAGE_SIZE, 1, &d), 0);
+	CHECK_EQ(hbp_refdir_build(data, 2, dirs, mem, HBP_PAGE_SIZE, 0, &d), -EINVAL);
+	CHECK_EQ(hbp_refdir_build(data, 2, dirs, mem, HBP_PAGE_SIZE - 1, 1, &d), -EINVAL);
+	CHECK_EQ(hbp_refdir_build(data, 2, dirs, mem, HBP_PAGE_SIZE, 1, &d), 0);
 	/* offset */
-	CHECK_EQ(hb_refdir_build(data, 1, dirs, mem, 1, HB_PAGE_SIZE, &d), -EINVAL);
-	CHECK_EQ(hb_refdir_build(data, 1, dirs, mem, 0, 0, &d), -EINVAL);
+	CHECK_EQ(hbp_refdir_build(data, 1, dirs, mem, 1, HBP_PAGE_SIZE, &d), -EINVAL);
+	CHECK_EQ(hbp_refdir_build(data, 1, dirs, mem, 0, 0, &d), -EINVAL);
 	/* missing memory or arrays */
-	CHECK_EQ(hb_refdir_build(data, 2, dirs, nomem, 2 * HB_PAGE_SIZE, 0, &d), -EINVAL);
-	CHECK_EQ(hb_refdir_build(NULL, 2, dirs, mem, 2 * HB_PAGE_SIZE, 0, &d), -EINVAL);
-	CHECK_EQ(hb_refdir_build(data, 2, NULL, mem, 2 * HB_PAGE_SIZE, 0, &d), -EINVAL);
-	CHECK_EQ(hb_refdir_build(data, 2, dirs, mem, 2 * HB_PAGE_SIZE, 0, NULL), -EINVAL);
+	CHECK_EQ(hbp_refdir_build(data, 2, dirs, nomem, 2 * HBP_PAGE_SIZE, 0, &d), -EINVAL);
+	CHECK_EQ(hbp_refdir_build(NULL, 2, dirs, mem, 2 * HBP_PAGE_SIZE, 0, &d), -EINVAL);
+	CHECK_EQ(hbp_refdir_build(data, 2, NULL, mem, 2 * HBP_PAGE_SIZE, 0, &d), -EINVAL);
+	CHECK_EQ(hbp_refdir_build(data, 2, dirs, mem, 2 * HBP_PAGE_SIZE, 0, NULL), -EINVAL);
 }
 
 /* A descriptor rejected before anything was looked at. */
@@ -356,9 +356,9 @@ static void walk_einval(void)
 
 TEST(descriptor_checked_before_mapping)
 {
-	struct hb_refdir good;
+	struct hbp_refdir good;
 
-	env_build(2000, 10, 2000ull * HB_PAGE_SIZE - 10, 0, 0);
+	env_build(2000, 10, 2000ull * HBP_PAGE_SIZE - 10, 0, 0);
 	good = E.d;
 
 	E.d.depth = 1;
@@ -385,14 +385,14 @@ TEST(descriptor_checked_before_mapping)
 	E.d.size++;
 	walk_einval();
 	E.d = good;
-	E.d.size = 1999ull * HB_PAGE_SIZE - 10;
+	E.d.size = 1999ull * HBP_PAGE_SIZE - 10;
 	walk_einval();
 	E.d = good;
 	E.d.size = UINT64_MAX;
 	walk_einval();
 	E.d = good;
-	E.d.first_offset = HB_PAGE_SIZE;
-	E.d.size = 2000ull * HB_PAGE_SIZE - HB_PAGE_SIZE;
+	E.d.first_offset = HBP_PAGE_SIZE;
+	E.d.size = 2000ull * HBP_PAGE_SIZE - HBP_PAGE_SIZE;
 	walk_einval();
 	E.d = good;
 	E.d.first_offset = UINT32_MAX;
@@ -400,22 +400,22 @@ TEST(descriptor_checked_before_mapping)
 
 	/* the tightest sizes that do fit */
 	E.d = good;
-	E.d.size = 1999ull * HB_PAGE_SIZE - 10 + 1;
+	E.d.size = 1999ull * HBP_PAGE_SIZE - 10 + 1;
 	walk_ok();
 	E.d = good;
-	E.d.first_offset = HB_PAGE_SIZE - 1;
-	E.d.size = 2000ull * HB_PAGE_SIZE - (HB_PAGE_SIZE - 1);
+	E.d.first_offset = HBP_PAGE_SIZE - 1;
+	E.d.size = 2000ull * HBP_PAGE_SIZE - (HBP_PAGE_SIZE - 1);
 	walk_ok();
 	E.d = good;
 	E.d.first_offset = 0;
-	E.d.size = 2000ull * HB_PAGE_SIZE;
+	E.d.size = 2000ull * HBP_PAGE_SIZE;
 	walk_ok();
 	env_free();
 }
 
 TEST(cycle_root_points_at_itself)
 {
-	env_build(2000, 0, 2000ull * HB_PAGE_SIZE, 0, 0);
+	env_build(2000, 0, 2000ull * HBP_PAGE_SIZE, 0, 0);
 	set_entry(0, 1, E.d.root);
 	CHECK_EQ(walk(), -ELOOP);
 	/* found before the root was mapped a second time */
@@ -425,7 +425,7 @@ TEST(cycle_root_points_at_itself)
 
 TEST(cycle_level_page_listed_twice)
 {
-	env_build(2000, 0, 2000ull * HB_PAGE_SIZE, 0, 0);
+	env_build(2000, 0, 2000ull * HBP_PAGE_SIZE, 0, 0);
 	set_entry(0, 1, get_entry(0, 0));
 	CHECK_EQ(walk(), -ELOOP);
 	CHECK_EQ(E.maps, 1);
@@ -436,7 +436,7 @@ TEST(cycle_depth3_level_page_points_at_root_or_itself)
 {
 	uint32_t n = MIB_PAGES + 1;
 
-	env_build(n, 0, (uint64_t)n * HB_PAGE_SIZE, 0, 0);
+	env_build(n, 0, (uint64_t)n * HBP_PAGE_SIZE, 0, 0);
 	/* the second level-2 page lists the root as a level-1 page */
 	set_entry(2, 0, E.d.root);
 	CHECK_EQ(walk(), -ELOOP);
@@ -457,13 +457,13 @@ TEST(data_ref_equal_to_directory_ref)
 	uint32_t n = MIB_PAGES + 1;
 
 	/* depth 1: data page = the root */
-	env_build(5, 0, 5 * HB_PAGE_SIZE, 0, 0);
+	env_build(5, 0, 5 * HBP_PAGE_SIZE, 0, 0);
 	set_entry(0, 4, E.d.root);
 	CHECK_EQ(walk(), -ELOOP);
 	env_free();
 
 	/* depth 2: data page = a level-1 page, then = the root */
-	env_build(2000, 0, 2000ull * HB_PAGE_SIZE, 0, 0);
+	env_build(2000, 0, 2000ull * HBP_PAGE_SIZE, 0, 0);
 	set_entry(2, 975, E.dir_refs[1]);
 	CHECK_EQ(walk(), -ELOOP);
 	set_entry(2, 975, E.d.root);
@@ -475,7 +475,7 @@ TEST(data_ref_equal_to_directory_ref)
 	env_free();
 
 	/* depth 3: data page = a level-2 page */
-	env_build(n, 0, (uint64_t)n * HB_PAGE_SIZE, 0, 0);
+	env_build(n, 0, (uint64_t)n * HBP_PAGE_SIZE, 0, 0);
 	set_entry(3 + 1024, 0, E.dir_refs[1]);
 	CHECK_EQ(walk(), -ELOOP);
 	env_free();
@@ -483,7 +483,7 @@ TEST(data_ref_equal_to_directory_ref)
 
 TEST(validator_rejects_refs_outside_pool)
 {
-	env_build(2000, 0, 2000ull * HB_PAGE_SIZE, 0, 0);
+	env_build(2000, 0, 2000ull * HBP_PAGE_SIZE, 0, 0);
 
 	/* a data ref */
 	set_entry(2, 3, POOL_END + 7);
@@ -515,7 +515,7 @@ TEST(validator_rejects_refs_outside_pool)
 
 TEST(validator_told_the_kind)
 {
-	env_build(2000, 0, 2000ull * HB_PAGE_SIZE, 0, 0);
+	env_build(2000, 0, 2000ull * HBP_PAGE_SIZE, 0, 0);
 	E.strict_kinds = 1;
 	walk_ok();
 	/* a data page offered as a directory page, and the reverse */
@@ -529,9 +529,9 @@ TEST(validator_told_the_kind)
 
 TEST(short_page_rejected)
 {
-	env_build(2000, 0, 2000ull * HB_PAGE_SIZE, 0, 0);
+	env_build(2000, 0, 2000ull * HBP_PAGE_SIZE, 0, 0);
 	E.short_ref = E.d.root;
-	E.short_len = HB_PAGE_SIZE - 1;
+	E.short_len = HBP_PAGE_SIZE - 1;
 	CHECK_EQ(walk(), -EBADMSG);
 	CHECK_EQ(E.maps, 1);
 	E.short_ref = E.dir_refs[2];
@@ -546,7 +546,7 @@ TEST(short_page_rejected)
 TEST(nonzero_slack_rejected)
 {
 	/* depth 1: right after the last entry, and in the very last slot */
-	env_build(10, 0, 10 * HB_PAGE_SIZE, 0, 0);
+	env_build(10, 0, 10 * HBP_PAGE_SIZE, 0, 0);
 	set_entry(0, 10, DATA_BASE + 10);
 	CHECK_EQ(walk(), -EBADMSG);
 	set_entry(0, 10, 0);
@@ -557,7 +557,7 @@ TEST(nonzero_slack_rejected)
 	env_free();
 
 	/* depth 2: in the root, and in the partial level-1 page */
-	env_build(2000, 0, 2000ull * HB_PAGE_SIZE, 0, 0);
+	env_build(2000, 0, 2000ull * HBP_PAGE_SIZE, 0, 0);
 	set_entry(0, 2, E.dir_refs[1]);
 	CHECK_EQ(walk(), -EBADMSG);
 	set_entry(0, 2, 0);
@@ -570,7 +570,7 @@ TEST(nonzero_slack_rejected)
 
 TEST(map_failure)
 {
-	env_build(2000, 0, 2000ull * HB_PAGE_SIZE, 0, 0);
+	env_build(2000, 0, 2000ull * HBP_PAGE_SIZE, 0, 0);
 	E.fail_ref = E.d.root;
 	E.fail_errno = EFAULT;
 	CHECK_EQ(walk(), -EBADMSG);
@@ -587,11 +587,11 @@ TEST(map_failure)
 
 TEST(unmap_optional)
 {
-	struct hb_refdir_ops no_unmap = ops;
+	struct hbp_refdir_ops no_unmap = ops;
 
 	no_unmap.unmap = NULL;
-	env_build(1500, 0, 1500ull * HB_PAGE_SIZE, 0, 0);
-	CHECK_EQ(hb_refdir_walk(&E.d, &no_unmap, E.out), 0);
+	env_build(1500, 0, 1500ull * HBP_PAGE_SIZE, 0, 0);
+	CHECK_EQ(hbp_refdir_walk(&E.d, &no_unmap, E.out), 0);
 	CHECK_EQ(E.out[1499], DATA_BASE + 1499);
 	CHECK_EQ(E.unmaps, 0);
 	env_free();
@@ -599,18 +599,18 @@ TEST(unmap_optional)
 
 TEST(walk_rejects_missing_callbacks)
 {
-	struct hb_refdir_ops bad = ops;
-	struct hb_refdir d = {.root = 1, .depth = 1, .pages = 1, .size = 1};
+	struct hbp_refdir_ops bad = ops;
+	struct hbp_refdir d = {.root = 1, .depth = 1, .pages = 1, .size = 1};
 	uint32_t out[1];
 
 	bad.map = NULL;
-	CHECK_EQ(hb_refdir_walk(&d, &bad, out), -EINVAL);
+	CHECK_EQ(hbp_refdir_walk(&d, &bad, out), -EINVAL);
 	bad = ops;
 	bad.validate = NULL;
-	CHECK_EQ(hb_refdir_walk(&d, &bad, out), -EINVAL);
-	CHECK_EQ(hb_refdir_walk(NULL, &ops, out), -EINVAL);
-	CHECK_EQ(hb_refdir_walk(&d, NULL, out), -EINVAL);
-	CHECK_EQ(hb_refdir_walk(&d, &ops, NULL), -EINVAL);
+	CHECK_EQ(hbp_refdir_walk(&d, &bad, out), -EINVAL);
+	CHECK_EQ(hbp_refdir_walk(NULL, &ops, out), -EINVAL);
+	CHECK_EQ(hbp_refdir_walk(&d, NULL, out), -EINVAL);
+	CHECK_EQ(hbp_refdir_walk(&d, &ops, NULL), -EINVAL);
 }
 
 /* ---- batched walks (map_many, one mapping per level: the Xen importer) ---------------- */
@@ -634,10 +634,10 @@ static const void *env_map_many(void *ctx, const uint32_t *refs, uint32_t n)
 			return NULL;
 		}
 	}
-	mem = malloc((size_t)n * HB_PAGE_SIZE);
+	mem = malloc((size_t)n * HBP_PAGE_SIZE);
 	CHECK(mem);
 	for (uint32_t i = 0; i < n; i++) {
-		memcpy(mem + (size_t)i * HB_PAGE_SIZE, e->mem[refs[i] - DIR_BASE], HB_PAGE_SIZE);
+		memcpy(mem + (size_t)i * HBP_PAGE_SIZE, e->mem[refs[i] - DIR_BASE], HBP_PAGE_SIZE);
 		e->map_count[refs[i] - DIR_BASE]++;
 	}
 	batches++;
@@ -653,7 +653,7 @@ static void env_unmap_many(void *ctx, const void *mem, uint32_t n)
 
 static int walk_batched(void)
 {
-	struct hb_refdir_ops b = ops;
+	struct hbp_refdir_ops b = ops;
 	int r;
 
 	b.map = NULL;
@@ -662,7 +662,7 @@ static int walk_batched(void)
 	b.unmap_many = env_unmap_many;
 	batches = batch_pages_now = 0;
 	memset(E.map_count, 0, E.ndir * sizeof(*E.map_count));
-	r = hb_refdir_walk(&E.d, &b, E.out);
+	r = hbp_refdir_walk(&E.d, &b, E.out);
 	CHECK_EQ(batch_pages_now, 0);
 	return r;
 }
@@ -674,7 +674,7 @@ TEST(batched_one_map_per_level)
 	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
 		uint32_t n = sizes[k];
 
-		env_build(n, 0, (uint64_t)n * HB_PAGE_SIZE, k % 2, 0);
+		env_build(n, 0, (uint64_t)n * HBP_PAGE_SIZE, k % 2, 0);
 		memset(E.out, 0, n * sizeof(*E.out));
 		CHECK_EQ(walk_batched(), 0);
 		CHECK_EQ(batches, E.d.depth);
@@ -689,7 +689,7 @@ TEST(batched_one_map_per_level)
 TEST(batched_still_hostile)
 {
 	/* a level page listed twice: caught before the level is mapped */
-	env_build(2000, 0, 2000ull * HB_PAGE_SIZE, 0, 0);
+	env_build(2000, 0, 2000ull * HBP_PAGE_SIZE, 0, 0);
 	set_entry(0, 1, get_entry(0, 0));
 	CHECK_EQ(walk_batched(), -ELOOP);
 	CHECK_EQ(batches, 1);
@@ -713,11 +713,11 @@ TEST(batched_still_hostile)
 
 TEST(batched_needs_unmap_many)
 {
-	struct hb_refdir_ops b = ops;
-	struct hb_refdir d = {.root = 1, .depth = 1, .pages = 1, .size = 1};
+	struct hbp_refdir_ops b = ops;
+	struct hbp_refdir d = {.root = 1, .depth = 1, .pages = 1, .size = 1};
 	uint32_t out[1];
 
 	b.map = NULL;
 	b.map_many = env_map_many;
-	CHECK_EQ(hb_refdir_walk(&d, &b, out), -EINVAL);
+	CHECK_EQ(hbp_refdir_walk(&d, &b, out), -EINVAL);
 }

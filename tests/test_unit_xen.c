@@ -9,10 +9,8 @@
 
 #include "backends/xen/desc.h"
 #include "backends/xen/ring.h"
-#include "limits.h"
+#include "protocol/limits.h"
 #include "tests/harness.h"
-
-/* A control page and two rings, both sides' views of them. */
 struct pair {
 	struct hbx_vchan_page *page;
 	uint8_t *left, *right;
@@ -148,13 +146,13 @@ TEST(hostile_peer_indexes)
 	pair_free(&p);
 }
 
-static struct hb_refdir desc_for(uint64_t size, uint32_t first_offset)
+static struct hbp_refdir desc_for(uint64_t size, uint32_t first_offset)
 {
-	uint64_t pages = (first_offset + size + HB_PAGE_SIZE - 1) / HB_PAGE_SIZE;
+	uint64_t pages = (first_offset + size + HBP_PAGE_SIZE - 1) / HBP_PAGE_SIZE;
 
-	return (struct hb_refdir){
+	return (struct hbp_refdir){
 	    .root = 4242,
-	    .depth = (uint32_t)hb_refdir_depth(pages),
+	    .depth = (uint32_t)hbp_refdir_depth(pages),
 	    .pages = (uint32_t)pages,
 	    .first_offset = first_offset,
 	    .size = size,
@@ -164,7 +162,7 @@ static struct hb_refdir desc_for(uint64_t size, uint32_t first_offset)
 TEST(desc_checks)
 {
 	uint64_t sizes[] = {1, 4096, 4097, 1920 * 1080 * 4, 64ull << 20, (4ull << 30) + 1};
-	struct hb_refdir d;
+	struct hbp_refdir d;
 
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		d = desc_for(sizes[i], 0);

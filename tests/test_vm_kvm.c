@@ -482,7 +482,7 @@ TEST(vm_read_only_enforced)
 	IT_EXPORT(b, NULL, 0, &id);
 	vm_finish(&v1);
 	/* Nothing the guest did reached the host's pages. */
-	CHECK_EQ(hb_pattern_check(hb_buffer_data(b), HBVM_RO_SIZE, HBVM_RO_SEED), HBVM_RO_SIZE);
+	CHECK_EQ(tool_pattern_check(hb_buffer_data(b), HBVM_RO_SIZE, HBVM_RO_SEED), HBVM_RO_SIZE);
 	hb_buffer_free(b);
 	hb_disconnect(h);
 	IT_STOP(&d);

@@ -44,7 +44,7 @@
 #define FRAME_BYTES  ((size_t)FRAME_STRIDE * FRAME_H) /* 8 294 400 */
 #define SLOTS        3u
 #define SURFACE      "demo-0"
-#define META_SIZE    88u /* struct hb_frame_meta packed (6 x u32, 2 x u64, char[32]), then the
+#define META_SIZE    88u /* struct tool_frame_meta packed (6 x u32, 2 x u64, char[32]), then the
                             * frame's WRITE fence: timeline, value (2 x u64) */
 
 #define READY_MS 10000 /* daemon start-up */
@@ -57,10 +57,10 @@ static const char *argv0 = "hyperbuf-demo";
 
 /* ---- small helpers --------------------------------------------------------------------- */
 
-/* Milliseconds from now to deadline (hb_now_ns), rounded up; 0 once it has passed. */
+/* Milliseconds from now to deadline (tool_now_ns), rounded up; 0 once it has passed. */
 static int ms_left(uint64_t deadline)
 {
-	uint64_t now = hb_now_ns();
+	uint64_t now = tool_now_ns();
 
 	return now >= deadline ? 0 : (int)((deadline - now + 999999u) / 1000000u);
 }
@@ -96,7 +96,7 @@ static uint64_t get64(const uint8_t *p)
 }
 
 /* Little-endian by hand, as pattern.h says: the consumer may be a VM of another build. */
-static void meta_pack(const struct hb_frame_meta *m, const struct hb_fence *f,
+static void meta_pack(const struct tool_frame_meta *m, const struct hb_fence *f,
 		      uint8_t out[META_SIZE])
 {
 	put32(out + 0, m->version);
@@ -112,7 +112,7 @@ static void meta_pack(const struct hb_frame_meta *m, const struct hb_fence *f,
 	put64(out + 80, f->value);
 }
 
-static void meta_unpack(const uint8_t in[META_SIZE], struct hb_frame_meta *m, struct hb_fence *f)
+static void meta_unpack(const uint8_t in[META_SIZE], struct tool_frame_meta *m, struct hb_fence *f)
 {
 	m->version = get32(in + 0);
 	m->width = get32(in + 4);
@@ -299,7 +299,7 @@ struct consumer_result {
 	uint32_t magic;
 	uint32_t domain;
 	uint64_t frames_seen;     /* EXPORTED events with a frame in them */
-	uint64_t frames_verified; /* every byte as hb_pattern_frame says */
+	uint64_t frames_verified; /* every byte as tool_pattern_frame says */
 	uint64_t bytes_verified;
 	uint64_t failures;
 	uint64_t missed;                    /* gaps in the frame numbers */
@@ -408,7 +408,7 @@ static int hid_index(struct consumer *cs, const struct hb_id *id, bool add)
 
 static void consume_frame(struct consumer *cs, const struct hb_event *ev)
 {
-	struct hb_frame_meta m;
+	struct tool_frame_meta m;
 	struct hb_fence wf, rf;
 	struct hb_import *im;
 	struct hb_sync *s;
@@ -434,7 +434,7 @@ static void consume_frame(struct consumer *cs, const struct hb_event *ev)
 	}
 	meta_unpack(ev->meta, &m, &wf);
 	if (m.version != 1 || m.width != FRAME_W || m.height != FRAME_H ||
-	    m.stride != FRAME_STRIDE || m.format != HB_FOURCC_XRGB8888 || m.slot >= SLOTS ||
+	    m.stride != FRAME_STRIDE || m.format != TOOL_FOURCC_XRGB8888 || m.slot >= SLOTS ||
 	    strcmp(m.surface, SURFACE) != 0 || m.frame >= cs->a->frames ||
 	    wf.value != m.frame + 1) {
 		CFAIL(cs, "%s: unexpected metadata: v%u %ux%u stride %u format 0x%08x slot %u '%s' "
@@ -493,14 +493,14 @@ static void consume_frame(struct consumer *cs, const struct hb_event *ev)
 		CFAIL(cs, "%s: hb_sync_open(frame %" PRIu64 "): %s", who, m.frame, strerror(errno));
 		goto release;
 	}
-	t_wait = hb_now_ns();
+	t_wait = tool_now_ns();
 	if (hb_sync_wait(s, STEP_MS) < 0) {
 		CFAIL(cs, "%s: frame %" PRIu64 ": no signal within %d s", who, m.frame,
 		      STEP_MS / 1000);
 		hb_sync_close(s);
 		goto release;
 	}
-	t = hb_now_ns();
+	t = tool_now_ns();
 	st = hb_sync_status(s);
 	hb_sync_close(s);
 	if (st != 1) {
@@ -530,7 +530,7 @@ static void consume_frame(struct consumer *cs, const struct hb_event *ev)
 		      strerror(errno));
 		goto release;
 	}
-	bad = hb_pattern_frame_check(hb_import_data(im), m.width, m.height, m.stride, m.frame);
+	bad = tool_pattern_frame_check(hb_import_data(im), m.width, m.height, m.stride, m.frame);
 	if (bad != -1) {
 		CFAIL(cs, "%s: frame %" PRIu64 " (slot %u): pixel %ld (x %ld, y %ld) is wrong", who,
 		      m.frame, m.slot, bad, bad % (long)m.width, bad / (long)m.width);
@@ -597,16 +597,16 @@ static int run_consumer(const struct consumer_args *a)
 	}
 	tl_id = hb_timeline_id(cs.tl);
 	ready = 'R';
-	hb_write_full(a->fd, &ready, 1);
-	hb_write_full(a->fd, &tl_id, sizeof(tl_id));
+	tool_write_full(a->fd, &ready, 1);
+	tool_write_full(a->fd, &tl_id, sizeof(tl_id));
 
-	idle_since = hb_now_ns();
+	idle_since = tool_now_ns();
 	while (!consumer_done(&cs)) {
 		int r;
 
 		/* Drain first: a blocking call (a fence wait) may have queued events already. */
 		while (hb_next_event(cs.c, &ev) == 0) {
-			idle_since = hb_now_ns();
+			idle_since = tool_now_ns();
 			switch (ev.type) {
 			case HB_EVENT_EXPORTED:
 				consume_frame(&cs, &ev);
@@ -629,7 +629,7 @@ static int run_consumer(const struct consumer_args *a)
 		}
 		if (consumer_done(&cs))
 			break;
-		if (hb_now_ns() - idle_since > (uint64_t)STEP_MS * 1000000u) {
+		if (tool_now_ns() - idle_since > (uint64_t)STEP_MS * 1000000u) {
 			CFAIL(&cs, "%s: no event for %d s after %" PRIu64 " frames", a->name,
 			      STEP_MS / 1000, cs.r.frames_seen);
 			break;
@@ -650,13 +650,13 @@ static int run_consumer(const struct consumer_args *a)
 	hb_disconnect(cs.c);
 	/* The PNG after the run: it is the consumer's own copy, not part of the share path. */
 	if (cs.have_last) {
-		cs.r.png_error = hb_png_write_xrgb(a->png, cs.last, FRAME_W, FRAME_H, FRAME_STRIDE);
+		cs.r.png_error = tool_png_write_xrgb(a->png, cs.last, FRAME_W, FRAME_H, FRAME_STRIDE);
 		if (cs.r.png_error)
 			CFAIL(&cs, "%s: writing %s: %s", a->name, a->png,
 			      strerror(-cs.r.png_error));
 	}
 	free(cs.last);
-	hb_write_full(a->fd, &cs.r, sizeof(cs.r));
+	tool_write_full(a->fd, &cs.r, sizeof(cs.r));
 	return cs.r.failures ? 1 : 0;
 
 err_ready:
@@ -665,9 +665,9 @@ err_ready:
 	if (cs.c)
 		hb_disconnect(cs.c);
 	free(cs.last);
-	hb_write_full(a->fd, &ready, 1);
-	hb_write_full(a->fd, &tl_id, sizeof(tl_id));
-	hb_write_full(a->fd, &cs.r, sizeof(cs.r));
+	tool_write_full(a->fd, &ready, 1);
+	tool_write_full(a->fd, &tl_id, sizeof(tl_id));
+	tool_write_full(a->fd, &cs.r, sizeof(cs.r));
 	return 1;
 }
 
@@ -726,7 +726,7 @@ static void producer_events(struct producer *p)
 static int producer_wait(struct producer *p, int k, uint64_t value, const char *what)
 {
 	struct hb_fence f = {.timeline = p->a->peer_tl[k], .value = value};
-	uint64_t deadline = hb_now_ns() + (uint64_t)STEP_MS * 1000000u;
+	uint64_t deadline = tool_now_ns() + (uint64_t)STEP_MS * 1000000u;
 	struct hb_sync *s = hb_sync_open(p->c, &f);
 	int st;
 
@@ -737,7 +737,7 @@ static int producer_wait(struct producer *p, int k, uint64_t value, const char *
 	}
 	while (hb_sync_wait(s, 200) < 0) {
 		producer_events(p);
-		if (hb_now_ns() >= deadline) {
+		if (tool_now_ns() >= deadline) {
 			PFAIL(p, "producer: %s did not get to %s within %d s", p->a->peer_names[k],
 			      what, STEP_MS / 1000);
 			hb_sync_close(s);
@@ -760,12 +760,12 @@ static int producer_wait(struct producer *p, int k, uint64_t value, const char *
 static int run_producer(const struct producer_args *a)
 {
 	struct producer p = {.a = a};
-	struct hb_frame_meta m = {
+	struct tool_frame_meta m = {
 	    .version = 1,
 	    .width = FRAME_W,
 	    .height = FRAME_H,
 	    .stride = FRAME_STRIDE,
-	    .format = HB_FOURCC_XRGB8888,
+	    .format = TOOL_FOURCC_XRGB8888,
 	};
 	uint8_t raw[META_SIZE];
 	bool broken = false;
@@ -805,7 +805,7 @@ static int run_producer(const struct producer_args *a)
 		}
 	}
 
-	p.r.t_start = hb_now_ns();
+	p.r.t_start = tool_now_ns();
 	for (uint64_t n = 0; n < a->frames; n++) {
 		unsigned i = (unsigned)(n % SLOTS);
 		struct hb_fence wf = {.timeline = hb_timeline_id(p.tl), .value = n + 1};
@@ -821,20 +821,20 @@ static int run_producer(const struct producer_args *a)
 				goto err_free;
 			/* Waits for the consumer's READ fence of the slot's previous frame. (The
 			 * slot's first frame: nobody has its handle yet, nothing to wait for.) */
-			t0 = hb_now_ns();
+			t0 = tool_now_ns();
 			if (s->exported &&
 			    hb_begin_cpu_access(p.c, &s->id, HB_ACCESS_WRITE, STEP_MS) < 0) {
 				PFAIL(&p, "producer: hb_begin_cpu_access(WRITE, slot %u of %s): %s",
 				      i, a->peer_names[k], strerror(errno));
 				goto err_free;
 			}
-			if (hb_now_ns() - t0 > 200000u) { /* more than a round trip: it waited */
+			if (tool_now_ns() - t0 > 200000u) { /* more than a round trip: it waited */
 				p.r.write_waits++;
-				p.r.write_wait_ns += hb_now_ns() - t0;
+				p.r.write_wait_ns += tool_now_ns() - t0;
 			}
 			m.slot = i;
 			m.frame = n;
-			m.produced_ns = hb_now_ns(); /* published: the frame is rendered after this */
+			m.produced_ns = tool_now_ns(); /* published: the frame is rendered after this */
 			meta_pack(&m, &wf, raw);
 			/* Published before rendering, so the consumer is already waiting for the
 			 * frame's fence when it is signalled; after begin_cpu_access, so the READ
@@ -858,13 +858,13 @@ static int run_producer(const struct producer_args *a)
 			}
 			/* Rendered once per peer: each peer has its own pages, and copying one
 			 * into the other would be exactly what this project exists to avoid. */
-			hb_pattern_frame(hb_buffer_data(s->b), FRAME_W, FRAME_H, FRAME_STRIDE, n);
+			tool_pattern_frame(hb_buffer_data(s->b), FRAME_W, FRAME_H, FRAME_STRIDE, n);
 			if (hb_end_cpu_access(p.c, &s->id, HB_ACCESS_WRITE) < 0) {
 				PFAIL(&p, "producer: hb_end_cpu_access: %s", strerror(errno));
 				goto err_free;
 			}
 		}
-		a->signal_ns[n] = hb_now_ns();
+		a->signal_ns[n] = tool_now_ns();
 		if (hb_timeline_signal(p.tl, n + 1) < 0) {
 			broken = errno == EPIPE || errno == ECONNRESET;
 			PFAIL(&p, "producer: hb_timeline_signal(frame %" PRIu64 "): %s", n,
@@ -879,7 +879,7 @@ static int run_producer(const struct producer_args *a)
 	for (int k = 0; k < 2; k++)
 		if (producer_wait(&p, k, RELEASED(a->frames - 1), "released") < 0)
 			goto err_free;
-	p.r.t_end = hb_now_ns();
+	p.r.t_end = tool_now_ns();
 
 err_free:
 	for (int k = 0; k < 2; k++) {
@@ -898,11 +898,11 @@ err_free:
 		}
 	}
 	if (!p.r.t_end)
-		p.r.t_end = hb_now_ns();
+		p.r.t_end = tool_now_ns();
 	hb_timeline_destroy(p.tl);
 	hb_disconnect(p.c);
 out:
-	hb_write_full(a->fd, &p.r, sizeof(p.r));
+	tool_write_full(a->fd, &p.r, sizeof(p.r));
 	return p.r.failures ? 1 : 0;
 }
 
@@ -937,7 +937,7 @@ static void stat_value(char *line, const char *key, long long *value)
 static int read_stats(const char *daemon, const char *socket, struct daemon_stats *st)
 {
 	char dir[PATH_LEN], ctl[PATH_LEN + 16], out[16384];
-	uint64_t deadline = hb_now_ns() + 5000000000u;
+	uint64_t deadline = tool_now_ns() + 5000000000u;
 	size_t got = 0;
 	int pfd[2], status;
 	pid_t pid;
@@ -965,7 +965,7 @@ static int read_stats(const char *daemon, const char *socket, struct daemon_stat
 		struct pollfd p = {.fd = pfd[0], .events = POLLIN};
 		ssize_t n;
 
-		if (hb_now_ns() >= deadline || poll(&p, 1, 100) < 0)
+		if (tool_now_ns() >= deadline || poll(&p, 1, 100) < 0)
 			break;
 		if (!(p.revents & (POLLIN | POLLHUP)))
 			continue;
@@ -976,7 +976,7 @@ static int read_stats(const char *daemon, const char *socket, struct daemon_stat
 	}
 	out[got] = '\0';
 	close(pfd[0]);
-	hb_wait_pid(pid, ms_left(deadline), &status);
+	tool_wait_pid(pid, ms_left(deadline), &status);
 	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
 		char *l = trim(line);
 
@@ -1089,7 +1089,7 @@ int main(int argc, char **argv)
 	bool ok = true, killed, cgot[2] = {false, false}, pgot = false;
 	unsigned alarm_s;
 	struct daemon_stats st;
-	struct hb_daemon_spawn ds;
+	struct tool_daemon_spawn ds;
 	int stats_ret;
 	uint64_t *signal_ns;
 
@@ -1147,9 +1147,9 @@ int main(int argc, char **argv)
 	       "%s (domain %u) -> %s (domain %u) and -> host (domain 0)\n",
 	       frames, FRAME_W, FRAME_H, grouped(FRAME_BYTES, b1, sizeof(b1)), pvm->name, pvm->id,
 	       cvm->name, cvm->id);
-	dpid = hb_daemon_spawn(daemon, config, log, READY_MS, &ds);
+	dpid = tool_daemon_spawn(daemon, config, log, READY_MS, &ds);
 	if (dpid < 0) {
-		hb_log_tail(log, 20);
+		tool_log_tail(log, 20);
 		printf("RESULT: FAIL (the daemon did not start)\n");
 		return 1;
 	}
@@ -1162,7 +1162,7 @@ int main(int argc, char **argv)
 			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (signal_ns == MAP_FAILED) {
 		fprintf(stderr, "%s: mmap: %s\n", argv0, strerror(errno));
-		hb_daemon_stop(&ds, 10000, &dstatus);
+		tool_daemon_stop(&ds, 10000, &dstatus);
 		printf("RESULT: FAIL (out of memory)\n");
 		return 1;
 	}
@@ -1170,7 +1170,7 @@ int main(int argc, char **argv)
 	/* Budget: a hang becomes a failure within about a minute for the default run. Each step
 	 * already has its own STEP_MS limit in the children; this is the backstop. */
 	alarm_s = 50 + (unsigned)(frames / 10);
-	deadline = hb_now_ns() + (uint64_t)(alarm_s + 5) * 1000000000u;
+	deadline = tool_now_ns() + (uint64_t)(alarm_s + 5) * 1000000000u;
 
 	for (int k = 0; k < 2; k++) {
 		struct consumer_args *a = &cargs[k];
@@ -1204,9 +1204,9 @@ int main(int argc, char **argv)
 		}
 		/* Consumers connect before the producer exists, so no EXPORTED is missed; each
 		 * sends its timeline's id, which the producer needs to wait for its points. */
-		ret = hb_read_full(cfd[k], &ready, 1, STEP_MS);
+		ret = tool_read_full(cfd[k], &ready, 1, STEP_MS);
 		if (ret == 0)
-			ret = hb_read_full(cfd[k], &pargs.peer_tl[k], sizeof(pargs.peer_tl[k]),
+			ret = tool_read_full(cfd[k], &pargs.peer_tl[k], sizeof(pargs.peer_tl[k]),
 					   STEP_MS);
 		if (ret < 0 || ready != 'R') {
 			fprintf(stderr, "%s: consumer %s did not get ready%s%s\n", argv0, a->name,
@@ -1244,10 +1244,10 @@ int main(int argc, char **argv)
 		}
 	}
 
-	pgot = hb_read_full(pfd, &pres, sizeof(pres), ms_left(deadline)) == 0 &&
+	pgot = tool_read_full(pfd, &pres, sizeof(pres), ms_left(deadline)) == 0 &&
 	       pres.magic == RESULT_MAGIC;
 	for (int k = 0; k < 2; k++)
-		cgot[k] = hb_read_full(cfd[k], &cres[k], sizeof(cres[k]), ms_left(deadline)) == 0 &&
+		cgot[k] = tool_read_full(cfd[k], &cres[k], sizeof(cres[k]), ms_left(deadline)) == 0 &&
 			  cres[k].magic == RESULT_MAGIC;
 
 stop_children:
@@ -1258,9 +1258,9 @@ stop_children:
 
 		if (pid <= 0)
 			continue;
-		killed = hb_wait_pid(pid, ms_left(deadline), &status) == 1;
+		killed = tool_wait_pid(pid, ms_left(deadline), &status) == 1;
 		if (status != 0) {
-			hb_describe_status(status, desc, sizeof(desc));
+			tool_describe_status(status, desc, sizeof(desc));
 			fprintf(stderr, "%s: %s: %s%s\n", argv0, name, desc,
 				killed ? " (killed: out of time)" : "");
 			ok = false;
@@ -1268,8 +1268,8 @@ stop_children:
 	}
 	stats_ret = read_stats(daemon, dc.socket, &st);
 
-	killed = hb_daemon_stop(&ds, 10000, &dstatus) == 1;
-	hb_describe_status(dstatus, desc, sizeof(desc));
+	killed = tool_daemon_stop(&ds, 10000, &dstatus) == 1;
+	tool_describe_status(dstatus, desc, sizeof(desc));
 
 	/* ---- summary ---- */
 	if (pgot) {
@@ -1335,7 +1335,7 @@ stop_children:
 	printf("  daemon     %s%s\n", desc, killed ? " (did not stop on SIGTERM: killed)" : "");
 	if (dstatus != 0) {
 		ok = false;
-		hb_log_tail(log, 20);
+		tool_log_tail(log, 20);
 	}
 	printf("RESULT: %s\n", ok ? "PASS" : "FAIL");
 

@@ -22,8 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "frame.h"
-#include "limits.h"
+#include "protocol/frame.h"
+#include "protocol/limits.h"
 
 #ifndef HB_VERSION_STRING
 #define HB_VERSION_STRING "unknown"
@@ -40,7 +40,7 @@
 struct conn {
 	int fd;
 	const char *path;
-	struct hb_bytes in;
+	struct hbp_bytes in;
 	uint64_t deadline_ms;
 };
 
@@ -129,12 +129,12 @@ static int conn_open(struct conn *c, const char *path)
 
 static int conn_send(struct conn *c, const ClientMsg *m)
 {
-	struct hb_bytes out = {0};
+	struct hbp_bytes out = {0};
 	size_t off = 0;
 	ssize_t w;
 	int r;
 
-	r = hb_frame_put_client(&out, m, HB_FRAME_MAX);
+	r = hbp_frame_put_client(&out, m, HBP_FRAME_MAX);
 	if (r < 0) {
 		errmsg("cannot encode a request: %s", strerror(-r));
 		goto err;
@@ -156,10 +156,10 @@ static int conn_send(struct conn *c, const ClientMsg *m)
 		errmsg("%s: send: %s", c->path, w < 0 ? strerror(errno) : "nothing written");
 		goto err;
 	}
-	hb_bytes_free(&out);
+	hbp_bytes_free(&out);
 	return 0;
 err:
-	hb_bytes_free(&out);
+	hbp_bytes_free(&out);
 	return -1;
 }
 
@@ -173,14 +173,14 @@ static ServerMsg *conn_recv(struct conn *c)
 	long len;
 
 	for (;;) {
-		len = hb_frame_peek(c->in.data, c->in.len, HB_FRAME_MAX, &payload);
+		len = hbp_frame_peek(c->in.data, c->in.len, HBP_FRAME_MAX, &payload);
 		if (len < 0) {
 			errmsg("%s: protocol error: a frame with a bad length", c->path);
 			return NULL;
 		}
 		if (len > 0) {
-			m = hb_frame_get_server(payload, (size_t)len);
-			hb_bytes_consume(&c->in, HB_FRAME_HEADER + (size_t)len);
+			m = hbp_frame_get_server(payload, (size_t)len);
+			hbp_bytes_consume(&c->in, HBP_FRAME_HEADER + (size_t)len);
 			if (!m) {
 				errmsg("%s: protocol error: a malformed message", c->path);
 				return NULL;
@@ -191,7 +191,7 @@ static ServerMsg *conn_recv(struct conn *c)
 			}
 			return m;
 		}
-		if (hb_bytes_reserve(&c->in, READ_CHUNK) < 0) {
+		if (hbp_bytes_reserve(&c->in, READ_CHUNK) < 0) {
 			errmsg("out of memory");
 			return NULL;
 		}
@@ -667,12 +667,12 @@ static const struct command {
 	const struct view *view;
 	int (*print)(const ControlReply *r, bool json);
 } commands[] = {
-    {.name = "status", .what = HB_CTL_STATUS, .print = print_status},
-    {.name = "domains", .what = HB_CTL_DOMAINS, .view = &domains_view},
-    {.name = "exports", .what = HB_CTL_EXPORTS, .view = &exports_view},
-    {.name = "imports", .what = HB_CTL_IMPORTS, .view = &imports_view},
-    {.name = "timelines", .what = HB_CTL_TIMELINES, .view = &timelines_view},
-    {.name = "stats", .what = HB_CTL_STATS, .print = print_stats},
+    {.name = "status", .what = HBP_CTL_STATUS, .print = print_status},
+    {.name = "domains", .what = HBP_CTL_DOMAINS, .view = &domains_view},
+    {.name = "exports", .what = HBP_CTL_EXPORTS, .view = &exports_view},
+    {.name = "imports", .what = HBP_CTL_IMPORTS, .view = &imports_view},
+    {.name = "timelines", .what = HBP_CTL_TIMELINES, .view = &timelines_view},
+    {.name = "stats", .what = HBP_CTL_STATS, .print = print_stats},
 };
 
 #define COMMANDS "status | domains | exports | imports | timelines | stats"
@@ -720,17 +720,17 @@ static int run(const char *path, const struct command *cmd, bool json)
 	if (conn_open(&c, path) < 0)
 		return 1;
 
-	hello.version = HB_PROTOCOL_VERSION;
-	hello.role = HB_ROLE_CONTROL;
+	hello.version = HBP_PROTOCOL_VERSION;
+	hello.role = HBP_ROLE_CONTROL;
 	req.id = HELLO_ID;
 	req.body_case = CLIENT_MSG__BODY_HELLO;
 	req.hello = &hello;
 	m = request(&c, &req, SERVER_MSG__BODY_WELCOME, "hello");
 	if (!m)
 		goto err_close;
-	if (m->welcome->version != HB_PROTOCOL_VERSION) {
+	if (m->welcome->version != HBP_PROTOCOL_VERSION) {
 		errmsg("%s: hyperbufd speaks protocol %u, hyperbufctl %u", path,
-		       m->welcome->version, HB_PROTOCOL_VERSION);
+		       m->welcome->version, HBP_PROTOCOL_VERSION);
 		server_msg__free_unpacked(m, NULL);
 		goto err_close;
 	}
@@ -749,7 +749,7 @@ static int run(const char *path, const struct command *cmd, bool json)
 	server_msg__free_unpacked(m, NULL);
 
 err_close:
-	hb_bytes_free(&c.in);
+	hbp_bytes_free(&c.in);
 	close(c.fd);
 	return status;
 }
@@ -785,7 +785,7 @@ int main(int argc, char **argv)
 			return 0;
 		case 'V':
 			printf("hyperbufctl %s (protocol %u)\n", HB_VERSION_STRING,
-			       HB_PROTOCOL_VERSION);
+			       HBP_PROTOCOL_VERSION);
 			return 0;
 		case ':':
 			if (strncmp(argv[optind - 1], "--", 2) == 0)

@@ -37,7 +37,7 @@ static inline uint64_t stream_word(uint64_t base, uint64_t i)
 	return htole64(mix64(base + (i + 1) * GOLDEN));
 }
 
-void hb_pattern_fill(void *dst, size_t len, uint64_t seed)
+void tool_pattern_fill(void *dst, size_t len, uint64_t seed)
 {
 	unsigned char *p = dst;
 	uint64_t base = stream_base(seed);
@@ -55,7 +55,7 @@ void hb_pattern_fill(void *dst, size_t len, uint64_t seed)
 	}
 }
 
-size_t hb_pattern_check(const void *src, size_t len, uint64_t seed)
+size_t tool_pattern_check(const void *src, size_t len, uint64_t seed)
 {
 	const unsigned char *p = src;
 	uint64_t base = stream_base(seed);
@@ -216,7 +216,7 @@ static void gen_span(const struct frame_geo *g, uint32_t y, uint32_t x0, uint32_
 		out[i] = htole32(out[i]);
 }
 
-void hb_pattern_frame(void *pixels, uint32_t width, uint32_t height, uint32_t stride,
+void tool_pattern_frame(void *pixels, uint32_t width, uint32_t height, uint32_t stride,
 		      uint64_t frame)
 {
 	struct frame_geo g;
@@ -239,7 +239,7 @@ void hb_pattern_frame(void *pixels, uint32_t width, uint32_t height, uint32_t st
 	}
 }
 
-long hb_pattern_frame_check(const void *pixels, uint32_t width, uint32_t height, uint32_t stride,
+long tool_pattern_frame_check(const void *pixels, uint32_t width, uint32_t height, uint32_t stride,
 			    uint64_t frame)
 {
 	struct frame_geo g;

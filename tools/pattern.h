@@ -9,20 +9,20 @@
 #include <stdint.h>
 
 /* Fills len bytes with a pseudo-random stream determined by seed (any len, any alignment). */
-void hb_pattern_fill(void *dst, size_t len, uint64_t seed);
-/* Offset of the first byte that differs from hb_pattern_fill(seed), or len if all match. */
-size_t hb_pattern_check(const void *src, size_t len, uint64_t seed);
+void tool_pattern_fill(void *dst, size_t len, uint64_t seed);
+/* Offset of the first byte that differs from tool_pattern_fill(seed), or len if all match. */
+size_t tool_pattern_check(const void *src, size_t len, uint64_t seed);
 
 /* XRGB8888 moving test pattern (colour bars, a moving box, a frame counter band): pixel value
  * is a pure function of (x, y, frame, width, height). stride is in bytes. */
-void hb_pattern_frame(void *pixels, uint32_t width, uint32_t height, uint32_t stride,
+void tool_pattern_frame(void *pixels, uint32_t width, uint32_t height, uint32_t stride,
 		      uint64_t frame);
 /* Index (y * width + x) of the first wrong pixel, or -1 if the frame is exactly right. */
-long hb_pattern_frame_check(const void *pixels, uint32_t width, uint32_t height, uint32_t stride,
+long tool_pattern_frame_check(const void *pixels, uint32_t width, uint32_t height, uint32_t stride,
 			    uint64_t frame);
 
 /* vmdisplay-style metadata the demo puts in each export (little-endian, packed by hand). */
-struct hb_frame_meta {
+struct tool_frame_meta {
 	uint32_t version;   /* 1 */
 	uint32_t width, height, stride;
 	uint32_t format;    /* DRM fourcc, XR24 */
@@ -32,6 +32,6 @@ struct hb_frame_meta {
 	char surface[32];   /* surface name */
 };
 
-#define HB_FOURCC_XRGB8888 0x34325258u /* 'X' 'R' '2' '4' */
+#define TOOL_FOURCC_XRGB8888 0x34325258u /* 'X' 'R' '2' '4' */
 
 #endif

@@ -9,7 +9,7 @@
  * 8-bit RGB PNG without alpha. Returns 0, or -errno (-EIO when libpng itself fails); a partly
  * written file is removed.
  */
-int hb_png_write_xrgb(const char *path, const void *pixels, uint32_t w, uint32_t h,
+int tool_png_write_xrgb(const char *path, const void *pixels, uint32_t w, uint32_t h,
 		      uint32_t stride);
 
 #endif

@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-uint64_t hb_now_ns(void)
+uint64_t tool_now_ns(void)
 {
 	struct timespec ts;
 
@@ -24,20 +24,20 @@ uint64_t hb_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* now + ms, in hb_now_ns terms; a negative ms is now. */
+/* now + ms, in tool_now_ns terms; a negative ms is now. */
 static uint64_t deadline_in(int timeout_ms)
 {
-	return hb_now_ns() + (timeout_ms > 0 ? (uint64_t)timeout_ms * 1000000u : 0);
+	return tool_now_ns() + (timeout_ms > 0 ? (uint64_t)timeout_ms * 1000000u : 0);
 }
 
-int hb_read_full(int fd, void *buf, size_t len, int timeout_ms)
+int tool_read_full(int fd, void *buf, size_t len, int timeout_ms)
 {
 	uint64_t deadline = deadline_in(timeout_ms);
 	size_t got = 0;
 
 	while (got < len) {
 		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		uint64_t now = hb_now_ns();
+		uint64_t now = tool_now_ns();
 		ssize_t n;
 		int r;
 
@@ -60,7 +60,7 @@ int hb_read_full(int fd, void *buf, size_t len, int timeout_ms)
 	return 0;
 }
 
-int hb_write_full(int fd, const void *buf, size_t len)
+int tool_write_full(int fd, const void *buf, size_t len)
 {
 	size_t done = 0;
 
@@ -76,7 +76,7 @@ int hb_write_full(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-int hb_wait_pid(pid_t pid, int timeout_ms, int *status)
+int tool_wait_pid(pid_t pid, int timeout_ms, int *status)
 {
 	uint64_t deadline = deadline_in(timeout_ms);
 	int killed = 0;
@@ -90,7 +90,7 @@ int hb_wait_pid(pid_t pid, int timeout_ms, int *status)
 			*status = -1;
 			return -errno;
 		}
-		if (!killed && hb_now_ns() >= deadline) {
+		if (!killed && tool_now_ns() >= deadline) {
 			kill(pid, SIGKILL);
 			killed = 1;
 		}
@@ -98,7 +98,7 @@ int hb_wait_pid(pid_t pid, int timeout_ms, int *status)
 	}
 }
 
-void hb_describe_status(int status, char *out, size_t len)
+void tool_describe_status(int status, char *out, size_t len)
 {
 	if (status < 0)
 		snprintf(out, len, "unknown");
@@ -122,12 +122,12 @@ static int says_ready(char *msg)
 	return 0;
 }
 
-pid_t hb_daemon_spawn(const char *daemon, const char *config, const char *log_path, int timeout_ms,
-		      struct hb_daemon_spawn *out)
+pid_t tool_daemon_spawn(const char *daemon, const char *config, const char *log_path, int timeout_ms,
+		      struct tool_daemon_spawn *out)
 {
 	const char *prog = program_invocation_name;
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	uint64_t t0 = hb_now_ns(), deadline = deadline_in(timeout_ms);
+	uint64_t t0 = tool_now_ns(), deadline = deadline_in(timeout_ms);
 	char desc[64];
 	int sock, logfd, status, n;
 	pid_t pid;
@@ -175,17 +175,17 @@ pid_t hb_daemon_spawn(const char *daemon, const char *config, const char *log_pa
 		ssize_t len;
 
 		if (waitpid(pid, &status, WNOHANG) == pid) {
-			hb_describe_status(status, desc, sizeof(desc));
+			tool_describe_status(status, desc, sizeof(desc));
 			fprintf(stderr, "%s: hyperbufd exited before READY=1 (%s); see %s\n", prog,
 				desc, log_path);
 			goto err_sock;
 		}
-		if (hb_now_ns() >= deadline) {
+		if (tool_now_ns() >= deadline) {
 			fprintf(stderr, "%s: hyperbufd not ready after %d s; see %s\n", prog,
 				timeout_ms / 1000, log_path);
 			kill(pid, SIGTERM);
-			hb_wait_pid(pid, 3000, &status);
-			hb_describe_status(status, desc, sizeof(desc));
+			tool_wait_pid(pid, 3000, &status);
+			tool_describe_status(status, desc, sizeof(desc));
 			fprintf(stderr, "%s: hyperbufd %s\n", prog, desc);
 			goto err_sock;
 		}
@@ -200,7 +200,7 @@ pid_t hb_daemon_spawn(const char *daemon, const char *config, const char *log_pa
 	}
 	out->pid = pid;
 	out->notify_fd = sock;
-	out->ready_ns = hb_now_ns() - t0;
+	out->ready_ns = tool_now_ns() - t0;
 	snprintf(out->notify_path, sizeof(out->notify_path), "%s", sa.sun_path);
 	return pid;
 
@@ -213,12 +213,12 @@ err_sock:
 	return -1;
 }
 
-int hb_daemon_stop(struct hb_daemon_spawn *d, int timeout_ms, int *status)
+int tool_daemon_stop(struct tool_daemon_spawn *d, int timeout_ms, int *status)
 {
 	int ret;
 
 	kill(d->pid, SIGTERM);
-	ret = hb_wait_pid(d->pid, timeout_ms, status);
+	ret = tool_wait_pid(d->pid, timeout_ms, status);
 	d->pid = -1;
 	if (d->notify_fd >= 0) {
 		close(d->notify_fd);
@@ -228,7 +228,7 @@ int hb_daemon_stop(struct hb_daemon_spawn *d, int timeout_ms, int *status)
 	return ret;
 }
 
-void hb_log_tail(const char *path, int lines)
+void tool_log_tail(const char *path, int lines)
 {
 	char buf[8192];
 	ssize_t n;

@@ -13,28 +13,28 @@
 #include <sys/un.h>
 
 /* CLOCK_MONOTONIC in nanoseconds. */
-uint64_t hb_now_ns(void);
+uint64_t tool_now_ns(void);
 
 /* Reads exactly len bytes within timeout_ms. 0, -ETIMEDOUT, -EPIPE (EOF first), or another
  * -errno. */
-int hb_read_full(int fd, void *buf, size_t len, int timeout_ms);
+int tool_read_full(int fd, void *buf, size_t len, int timeout_ms);
 
 /* Writes all len bytes, retrying short writes and EINTR. 0 or -errno. */
-int hb_write_full(int fd, const void *buf, size_t len);
+int tool_write_full(int fd, const void *buf, size_t len);
 
 /* Reaps pid, SIGKILLing it once timeout_ms has passed. *status is the wait status, or -1 if pid
  * could not be waited for. Returns 0 if it ended by itself, 1 if it had to be killed, or
  * -errno from waitpid (pid not our child). */
-int hb_wait_pid(pid_t pid, int timeout_ms, int *status);
+int tool_wait_pid(pid_t pid, int timeout_ms, int *status);
 
 /* "exit 3", "killed by signal 9 (Killed)", ...: a wait status as a person reads it (-1:
  * "unknown"). */
-void hb_describe_status(int status, char *out, size_t len);
+void tool_describe_status(int status, char *out, size_t len);
 
-/* A daemon started by hb_daemon_spawn. */
-struct hb_daemon_spawn {
+/* A daemon started by tool_daemon_spawn. */
+struct tool_daemon_spawn {
 	pid_t pid;
-	int notify_fd; /* open until hb_daemon_stop: it says STOPPING=1 there too */
+	int notify_fd; /* open until tool_daemon_stop: it says STOPPING=1 there too */
 	char notify_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	uint64_t ready_ns; /* from the start to READY=1 */
 };
@@ -42,18 +42,18 @@ struct hb_daemon_spawn {
 /*
  * Starts `daemon -c config` with stdout and stderr in log_path (truncated), and waits up to
  * timeout_ms for READY=1 on a datagram socket named in NOTIFY_SOCKET, as systemd would.
- * Returns its pid (out filled in; stop it with hb_daemon_stop), or -1 with the reason printed
+ * Returns its pid (out filled in; stop it with tool_daemon_stop), or -1 with the reason printed
  * on stderr and the daemon reaped.
  */
-pid_t hb_daemon_spawn(const char *daemon, const char *config, const char *log_path, int timeout_ms,
-		      struct hb_daemon_spawn *out);
+pid_t tool_daemon_spawn(const char *daemon, const char *config, const char *log_path, int timeout_ms,
+		      struct tool_daemon_spawn *out);
 
-/* SIGTERMs the daemon, reaps it as hb_wait_pid does (same return, same *status), then closes
+/* SIGTERMs the daemon, reaps it as tool_wait_pid does (same return, same *status), then closes
  * and removes the notify socket. */
-int hb_daemon_stop(struct hb_daemon_spawn *d, int timeout_ms, int *status);
+int tool_daemon_stop(struct tool_daemon_spawn *d, int timeout_ms, int *status);
 
 /* Prints the last lines (at most 8 KiB) of a log on stderr, between marker lines; nothing if
  * it cannot be read. On failure that is usually the explanation. */
-void hb_log_tail(const char *path, int lines);
+void tool_log_tail(const char *path, int lines);
 
 #endif

@@ -9,9 +9,9 @@
 #include <unistd.h>
 
 #include "daemon/hyperbufd.h"
-#include "daemon/log.h"
-#include "daemon/sock.h"
-#include "ivshmem.h"
+#include "common/log.h"
+#include "common/sock.h"
+#include "backends/kvm/ivshmem.h"
 
 /* One message: 8 bytes little-endian, at most one fd. QEMU reads them in order, and a failed
  * send (the peer is not reading) drops that peer rather than block the daemon. */
@@ -23,15 +23,15 @@ static int send_msg(int sock, int64_t value, int fd)
 
 	for (int i = 0; i < 8; i++)
 		buf[i] = (uint8_t)(v >> (8 * i));
-	n = hbd_send_with_fd(sock, buf, sizeof(buf), fd);
+	n = hbc_send_with_fd(sock, buf, sizeof(buf), fd);
 	if (n < 0)
 		return (int)n;
 	return n == (ssize_t)sizeof(buf) ? 0 : -EIO;
 }
 
-static void peer_free(struct ivshmem_peer *p)
+static void peer_free(struct hbk_ivshmem_peer *p)
 {
-	for (unsigned k = 0; k < IVSHMEM_MAX_VECTORS; k++) {
+	for (unsigned k = 0; k < HBK_IVSHMEM_MAX_VECTORS; k++) {
 		if (p->irq[k] >= 0)
 			close(p->irq[k]);
 		if (p->to_daemon[k] >= 0)
@@ -44,15 +44,15 @@ static void peer_free(struct ivshmem_peer *p)
 	free(p);
 }
 
-static void peer_disconnect(struct ivshmem_peer *p, const char *why);
+static void peer_disconnect(struct hbk_ivshmem_peer *p, const char *why);
 
 /* A peer that missed a connect or disconnect message has a wrong view of the group: it goes
  * rather than keep ringing ids that no longer mean what it thinks. */
-static void sweep_broken(struct ivshmem_server *srv)
+static void sweep_broken(struct hbk_ivshmem_server *srv)
 {
-	struct ivshmem_peer *o;
+	struct hbk_ivshmem_peer *o;
 
-	hb_list_for_each_safe(o, &srv->peers, struct ivshmem_peer, link)
+	hbc_list_for_each_safe(o, &srv->peers, struct hbk_ivshmem_peer, link)
 	{
 		if (o->broken) {
 			peer_disconnect(o, "could not be told about another peer");
@@ -61,17 +61,17 @@ static void sweep_broken(struct ivshmem_server *srv)
 	}
 }
 
-static void peer_disconnect(struct ivshmem_peer *p, const char *why)
+static void peer_disconnect(struct hbk_ivshmem_peer *p, const char *why)
 {
-	struct ivshmem_server *srv = p->srv;
-	struct ivshmem_peer *o;
+	struct hbk_ivshmem_server *srv = p->srv;
+	struct hbk_ivshmem_peer *o;
 
 	hb_info("ivshmem %s: peer %u left (%s)", srv->name, p->id, why);
 	ev_io_stop(srv->loop, &p->io);
-	hb_list_remove(&p->link);
+	hbc_list_remove(&p->link);
 	srv->n_peers--;
 	/* Everybody who knew the peer hears its id with no fd. */
-	hb_list_for_each_safe(o, &srv->peers, struct ivshmem_peer, link)
+	hbc_list_for_each_safe(o, &srv->peers, struct hbk_ivshmem_peer, link)
 	{
 		if (send_msg(o->sock, p->id, -1) < 0)
 			o->broken = true;
@@ -85,7 +85,7 @@ static void peer_disconnect(struct ivshmem_peer *p, const char *why)
 /* QEMU never writes to this socket: any byte or EOF means the peer is gone. */
 static void on_peer(struct ev_loop *loop, ev_io *w, int revents)
 {
-	struct ivshmem_peer *p = w->data;
+	struct hbk_ivshmem_peer *p = w->data;
 	char c;
 	ssize_t n = recv(p->sock, &c, 1, MSG_DONTWAIT);
 
@@ -95,12 +95,12 @@ static void on_peer(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 /* The lowest id free in every group: small ids, since QEMU grows a per-peer array up to the
- * largest id it sees; daemon-wide, so an id names one device (see struct ivshmem_ids). */
-static uint16_t take_id(struct ivshmem_server *srv)
+ * largest id it sees; daemon-wide, so an id names one device (see struct hbk_ivshmem_ids). */
+static uint16_t take_id(struct hbk_ivshmem_server *srv)
 {
-	struct ivshmem_ids *ids = srv->ids;
+	struct hbk_ivshmem_ids *ids = srv->ids;
 
-	for (uint32_t id = 1; id <= IVSHMEM_MAX_ID; id++) {
+	for (uint32_t id = 1; id <= HBK_IVSHMEM_MAX_ID; id++) {
 		if (!(ids->used[id / 64] & (1ull << (id % 64)))) {
 			ids->used[id / 64] |= 1ull << (id % 64);
 			return (uint16_t)id;
@@ -109,9 +109,9 @@ static uint16_t take_id(struct ivshmem_server *srv)
 	return 0;
 }
 
-static int greet(struct ivshmem_server *srv, struct ivshmem_peer *p)
+static int greet(struct hbk_ivshmem_server *srv, struct hbk_ivshmem_peer *p)
 {
-	struct ivshmem_peer *o;
+	struct hbk_ivshmem_peer *o;
 	int r;
 
 	/* 1. version, 2. the peer's id, 3. -1 with the pool: QEMU reads these synchronously
@@ -122,9 +122,9 @@ static int greet(struct ivshmem_server *srv, struct ivshmem_peer *p)
 	/* 4. the peers it may ring: the daemon (private eventfds: the daemon knows who rang),
 	 * then every other peer, each once per vector. */
 	for (unsigned k = 0; k < srv->vectors; k++)
-		if ((r = send_msg(p->sock, IVSHMEM_DAEMON_ID, p->to_daemon[k])) < 0)
+		if ((r = send_msg(p->sock, HBK_IVSHMEM_DAEMON_ID, p->to_daemon[k])) < 0)
 			return r;
-	hb_list_for_each_safe(o, &srv->peers, struct ivshmem_peer, link)
+	hbc_list_for_each_safe(o, &srv->peers, struct hbk_ivshmem_peer, link)
 	{
 		if (o == p)
 			continue;
@@ -141,9 +141,9 @@ static int greet(struct ivshmem_server *srv, struct ivshmem_peer *p)
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
-	struct ivshmem_listener *l = w->data;
-	struct ivshmem_server *srv = l->srv;
-	struct ivshmem_peer *p, *o;
+	struct hbk_ivshmem_listener *l = w->data;
+	struct hbk_ivshmem_server *srv = l->srv;
+	struct hbk_ivshmem_peer *p, *o;
 	struct ucred cred;
 	socklen_t credlen = sizeof(cred);
 	int fd, r, sndbuf;
@@ -153,15 +153,15 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		if (errno == EMFILE || errno == ENFILE) {
 			/* Out of descriptors: the socket stays readable, so pause rather
 			 * than spin. */
-			hb_warn("ivshmem %s: accept: %s; pausing for 100 ms", l->path,
+			log_warn("ivshmem %s: accept: %s; pausing for 100 ms", l->path,
 				strerror(errno));
 			ev_io_stop(loop, &l->io);
 			ev_timer_start(loop, &l->pause);
 		}
 		return;
 	}
-	if (srv->n_peers >= IVSHMEM_MAX_PEERS) {
-		hb_warn("ivshmem %s: %u peers already; refusing", srv->name, srv->n_peers);
+	if (srv->n_peers >= HBK_IVSHMEM_MAX_PEERS) {
+		log_warn("ivshmem %s: %u peers already; refusing", srv->name, srv->n_peers);
 		close(fd);
 		return;
 	}
@@ -172,7 +172,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	}
 	p->srv = srv;
 	p->sock = fd;
-	for (unsigned k = 0; k < IVSHMEM_MAX_VECTORS; k++)
+	for (unsigned k = 0; k < HBK_IVSHMEM_MAX_VECTORS; k++)
 		p->irq[k] = p->to_daemon[k] = -1;
 	p->bound = l->bound;
 	p->domain = l->domain;
@@ -198,17 +198,17 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		goto err_peer;
 	r = greet(srv, p);
 	if (r < 0) {
-		hb_warn("ivshmem %s: greeting peer %u failed: %s", srv->name, p->id, strerror(-r));
+		log_warn("ivshmem %s: greeting peer %u failed: %s", srv->name, p->id, strerror(-r));
 		goto err_peer;
 	}
 	/* Announce the newcomer to the others. */
-	hb_list_for_each_safe(o, &srv->peers, struct ivshmem_peer, link)
+	hbc_list_for_each_safe(o, &srv->peers, struct hbk_ivshmem_peer, link)
 	{
 		for (unsigned k = 0; k < srv->vectors && !o->broken; k++)
 			if (send_msg(o->sock, p->id, p->irq[k]) < 0)
 				o->broken = true;
 	}
-	hb_list_insert_tail(&srv->peers, &p->link);
+	hbc_list_insert_tail(&srv->peers, &p->link);
 	srv->n_peers++;
 	ev_io_init(&p->io, on_peer, fd, EV_READ);
 	p->io.data = p;
@@ -225,29 +225,29 @@ err_peer:
 
 static void on_resume(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct ivshmem_listener *l = w->data;
+	struct hbk_ivshmem_listener *l = w->data;
 
 	ev_io_start(loop, &l->io);
 }
 
-int ivshmem_server_start(struct ivshmem_server *srv, struct ev_loop *loop, const char *name,
-			 struct ivshmem_ids *ids, int pool_fd, unsigned vectors)
+int hbk_ivshmem_start(struct hbk_ivshmem_server *srv, struct ev_loop *loop, const char *name,
+			 struct hbk_ivshmem_ids *ids, int pool_fd, unsigned vectors)
 {
 	srv->loop = loop;
 	snprintf(srv->name, sizeof(srv->name), "%s", name);
 	srv->ids = ids;
 	srv->pool_fd = pool_fd;
 	srv->vectors = vectors ? vectors : 1;
-	hb_list_init(&srv->peers);
-	hb_list_init(&srv->listeners);
-	if (srv->vectors > IVSHMEM_MAX_VECTORS)
+	hbc_list_init(&srv->peers);
+	hbc_list_init(&srv->listeners);
+	if (srv->vectors > HBK_IVSHMEM_MAX_VECTORS)
 		return -EINVAL;
 	return 0;
 }
 
-int ivshmem_server_listen(struct ivshmem_server *srv, const char *path, bool bound, uint32_t domain)
+int hbk_ivshmem_listen(struct hbk_ivshmem_server *srv, const char *path, bool bound, uint32_t domain)
 {
-	struct ivshmem_listener *l = calloc(1, sizeof(*l));
+	struct hbk_ivshmem_listener *l = calloc(1, sizeof(*l));
 
 	if (!l)
 		return -ENOMEM;
@@ -255,7 +255,7 @@ int ivshmem_server_listen(struct ivshmem_server *srv, const char *path, bool bou
 	l->bound = bound;
 	l->domain = domain;
 	snprintf(l->path, sizeof(l->path), "%s", path);
-	l->fd = hbd_listen_unix(path, 16);
+	l->fd = hbc_unix_listen(path, 16);
 	if (l->fd < 0) {
 		int r = l->fd;
 
@@ -269,41 +269,41 @@ int ivshmem_server_listen(struct ivshmem_server *srv, const char *path, bool bou
 	ev_timer_init(&l->pause, on_resume, 0.1, 0.);
 	l->pause.data = l;
 	ev_io_start(srv->loop, &l->io);
-	hb_list_insert_tail(&srv->listeners, &l->link);
+	hbc_list_insert_tail(&srv->listeners, &l->link);
 	return 0;
 }
 
-void ivshmem_server_stop(struct ivshmem_server *srv)
+void hbk_ivshmem_stop(struct hbk_ivshmem_server *srv)
 {
-	struct ivshmem_listener *l;
-	struct ivshmem_peer *p;
+	struct hbk_ivshmem_listener *l;
+	struct hbk_ivshmem_peer *p;
 
 	if (!srv->loop)
 		return;
 	srv->on_gone = NULL;
-	hb_list_for_each_safe(p, &srv->peers, struct ivshmem_peer, link)
+	hbc_list_for_each_safe(p, &srv->peers, struct hbk_ivshmem_peer, link)
 	{
 		ev_io_stop(srv->loop, &p->io);
-		hb_list_remove(&p->link);
+		hbc_list_remove(&p->link);
 		peer_free(p);
 	}
-	hb_list_for_each_safe(l, &srv->listeners, struct ivshmem_listener, link)
+	hbc_list_for_each_safe(l, &srv->listeners, struct hbk_ivshmem_listener, link)
 	{
 		ev_io_stop(srv->loop, &l->io);
 		ev_timer_stop(srv->loop, &l->pause);
 		close(l->fd);
 		unlink(l->path);
-		hb_list_remove(&l->link);
+		hbc_list_remove(&l->link);
 		free(l);
 	}
 	srv->loop = NULL;
 }
 
-struct ivshmem_peer *ivshmem_server_peer(struct ivshmem_server *srv, uint32_t id)
+struct hbk_ivshmem_peer *hbk_ivshmem_peer(struct hbk_ivshmem_server *srv, uint32_t id)
 {
-	struct ivshmem_peer *p;
+	struct hbk_ivshmem_peer *p;
 
-	hb_list_for_each_safe(p, &srv->peers, struct ivshmem_peer, link)
+	hbc_list_for_each_safe(p, &srv->peers, struct hbk_ivshmem_peer, link)
 	{
 		if (p->id == id)
 			return p;
@@ -311,12 +311,12 @@ struct ivshmem_peer *ivshmem_server_peer(struct ivshmem_server *srv, uint32_t id
 	return NULL;
 }
 
-const char *ivshmem_server_path(struct ivshmem_server *srv, uint32_t domain)
+const char *hbk_ivshmem_path(struct hbk_ivshmem_server *srv, uint32_t domain)
 {
-	struct ivshmem_listener *l;
+	struct hbk_ivshmem_listener *l;
 	const char *shared = NULL;
 
-	hb_list_for_each_safe(l, &srv->listeners, struct ivshmem_listener, link)
+	hbc_list_for_each_safe(l, &srv->listeners, struct hbk_ivshmem_listener, link)
 	{
 		if (l->bound && l->domain == domain)
 			return l->path;

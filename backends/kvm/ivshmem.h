@@ -17,41 +17,41 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "daemon/list.h"
+#include "common/list.h"
 
-#define IVSHMEM_MAX_VECTORS 64
-#define IVSHMEM_MAX_PEERS   256
-#define IVSHMEM_DAEMON_ID   0
-#define IVSHMEM_MAX_ID      65535 /* QEMU's limit for ids (IVSHMEM_MAX_PEERS in hw/misc/ivshmem.c) */
+#define HBK_IVSHMEM_MAX_VECTORS 64
+#define HBK_IVSHMEM_MAX_PEERS   256
+#define HBK_IVSHMEM_DAEMON_ID   0
+#define HBK_IVSHMEM_MAX_ID      65535 /* QEMU's limit for ids (HBK_IVSHMEM_MAX_PEERS in hw/misc/ivshmem.c) */
 
-struct ivshmem_server;
+struct hbk_ivshmem_server;
 
 /*
  * Peer ids in use across every group's server. Ids are unique daemon-wide, not only per group,
  * so a guest's IVPosition register names one device: a guest that picked the wrong BAR for a
  * group (a member can forge any pool header) names a peer the group's server does not have.
  */
-struct ivshmem_ids {
-	uint64_t used[(IVSHMEM_MAX_ID + 1) / 64];
+struct hbk_ivshmem_ids {
+	uint64_t used[(HBK_IVSHMEM_MAX_ID + 1) / 64];
 };
 
-struct ivshmem_peer {
-	struct hb_list link;
-	struct ivshmem_server *srv;
+struct hbk_ivshmem_peer {
+	struct hbc_list link;
+	struct hbk_ivshmem_server *srv;
 	uint16_t id;
 	int sock;
 	ev_io io;
-	int irq[IVSHMEM_MAX_VECTORS];       /* the peer receives interrupts on these */
-	int to_daemon[IVSHMEM_MAX_VECTORS]; /* the peer rings the daemon with these */
+	int irq[HBK_IVSHMEM_MAX_VECTORS];       /* the peer receives interrupts on these */
+	int to_daemon[HBK_IVSHMEM_MAX_VECTORS]; /* the peer rings the daemon with these */
 	bool bound;                         /* it is `domain`'s: from its socket, or by Attach */
 	bool broken;                        /* a message to it failed: disconnect it */
 	pid_t pid;                          /* SO_PEERCRED: QEMU, or the emulated VM */
 	uint32_t domain;
 };
 
-struct ivshmem_listener {
-	struct hb_list link;
-	struct ivshmem_server *srv;
+struct hbk_ivshmem_listener {
+	struct hbc_list link;
+	struct hbk_ivshmem_server *srv;
 	int fd;
 	ev_io io;
 	ev_timer pause; /* accept paused while out of file descriptors */
@@ -60,31 +60,31 @@ struct ivshmem_listener {
 	char path[108];
 };
 
-struct ivshmem_server {
+struct hbk_ivshmem_server {
 	struct ev_loop *loop;
 	char name[64]; /* for logs */
-	struct ivshmem_ids *ids;
-	struct hb_list listeners;
+	struct hbk_ivshmem_ids *ids;
+	struct hbc_list listeners;
 	int pool_fd;
 	unsigned vectors;
-	struct hb_list peers;
+	struct hbc_list peers;
 	unsigned n_peers;
 	void *data;
 	/* Called once a peer is greeted and listed (peer->bound may be set already). */
-	void (*on_join)(struct ivshmem_server *srv, struct ivshmem_peer *peer);
+	void (*on_join)(struct hbk_ivshmem_server *srv, struct hbk_ivshmem_peer *peer);
 	/* Called after a peer disconnected (peer still valid during the call). */
-	void (*on_gone)(struct ivshmem_server *srv, struct ivshmem_peer *peer);
+	void (*on_gone)(struct hbk_ivshmem_server *srv, struct hbk_ivshmem_peer *peer);
 };
 
-/* Prepares a server for pool_fd; it serves nobody until ivshmem_server_listen. */
-int ivshmem_server_start(struct ivshmem_server *srv, struct ev_loop *loop, const char *name,
-			 struct ivshmem_ids *ids, int pool_fd, unsigned vectors);
+/* Prepares a server for pool_fd; it serves nobody until hbk_ivshmem_listen. */
+int hbk_ivshmem_start(struct hbk_ivshmem_server *srv, struct ev_loop *loop, const char *name,
+			 struct hbk_ivshmem_ids *ids, int pool_fd, unsigned vectors);
 /* Listens on path (0600): with bound, every peer connecting there is `domain`. */
-int ivshmem_server_listen(struct ivshmem_server *srv, const char *path, bool bound,
+int hbk_ivshmem_listen(struct hbk_ivshmem_server *srv, const char *path, bool bound,
 			  uint32_t domain);
-void ivshmem_server_stop(struct ivshmem_server *srv);
-struct ivshmem_peer *ivshmem_server_peer(struct ivshmem_server *srv, uint32_t id);
+void hbk_ivshmem_stop(struct hbk_ivshmem_server *srv);
+struct hbk_ivshmem_peer *hbk_ivshmem_peer(struct hbk_ivshmem_server *srv, uint32_t id);
 /* The listening socket a domain connects to: its own, else the shared one; NULL if none. */
-const char *ivshmem_server_path(struct ivshmem_server *srv, uint32_t domain);
+const char *hbk_ivshmem_path(struct hbk_ivshmem_server *srv, uint32_t domain);
 
 #endif

@@ -11,22 +11,22 @@
 #include <unistd.h>
 
 #include "daemon/hyperbufd.h"
-#include "daemon/log.h"
-#include "ivshmem.h"
-#include "limits.h" /* protocol/limits.h */
-#include "pool.h"
+#include "common/log.h"
+#include "backends/kvm/ivshmem.h"
+#include "protocol/limits.h"
+#include "backends/kvm/pool.h"
 
 struct kvm_group {
 	struct hbd *d;
-	struct hb_config_group cfg;
-	struct kvm_pool pool;
-	struct ivshmem_server srv;
+	struct hbc_config_group cfg;
+	struct hbk_pool pool;
+	struct hbk_ivshmem_server srv;
 };
 
 struct kvm_backend {
 	struct kvm_group *groups;
 	unsigned n_groups;
-	struct ivshmem_ids ids; /* peer ids, unique across the groups */
+	struct hbk_ivshmem_ids ids; /* peer ids, unique across the groups */
 };
 
 static struct kvm_backend *kvm(struct hbd *d)
@@ -54,7 +54,7 @@ static struct kvm_group *group_by_id(struct hbd *d, uint32_t id)
 
 /* A peer on a VM's own socket is that VM's QEMU from the start: the VM is present before
  * any guest process says Hello, and its going is noticed even if none ever did. */
-static void on_peer_join(struct ivshmem_server *srv, struct ivshmem_peer *p)
+static void on_peer_join(struct hbk_ivshmem_server *srv, struct hbk_ivshmem_peer *p)
 {
 	struct kvm_group *g = srv->data;
 	struct hbd_domain *dom;
@@ -76,7 +76,7 @@ static void on_peer_join(struct ivshmem_server *srv, struct ivshmem_peer *p)
  * what it exported and releases what it imported: pages come back once nobody maps them.
  * Closing the channel makes a live QEMU reconnect (reconnect=) and its guest process see EOF.
  */
-static void on_peer_gone(struct ivshmem_server *srv, struct ivshmem_peer *p)
+static void on_peer_gone(struct hbk_ivshmem_server *srv, struct hbk_ivshmem_peer *p)
 {
 	struct kvm_group *g = srv->data;
 	struct hbd_domain *dom;
@@ -91,7 +91,7 @@ static void on_peer_gone(struct ivshmem_server *srv, struct ivshmem_peer *p)
 	hbd_domain_check_gone(g->d, dom, true);
 	if (dom->ivshmem_peers)
 		return;
-	hb_list_for_each_safe(s, &g->d->sessions, struct hbd_session, link)
+	hbc_list_for_each_safe(s, &g->d->sessions, struct hbd_session, link)
 	{
 		if (s->dom == dom && !s->closing)
 			hbd_session_close(s, "the VM's ivshmem connections closed");
@@ -101,26 +101,26 @@ static void on_peer_gone(struct ivshmem_server *srv, struct ivshmem_peer *p)
 /* The group's ivshmem sockets: one per member VM for a {vm} path, else one shared. */
 static int kvm_listen(struct hbd *d, struct kvm_group *g)
 {
-	char path[HB_SUN_PATH_MAX];
+	char path[HBC_SUN_PATH_MAX];
 	int r;
 
 	if (!g->cfg.ivshmem_per_vm) {
-		r = ivshmem_server_listen(&g->srv, g->cfg.ivshmem, false, 0);
+		r = hbk_ivshmem_listen(&g->srv, g->cfg.ivshmem, false, 0);
 		if (r < 0)
-			hb_err("group %s: ivshmem server on %s: %s", g->cfg.name, g->cfg.ivshmem,
+			log_err("group %s: ivshmem server on %s: %s", g->cfg.name, g->cfg.ivshmem,
 			       strerror(-r));
 		return r;
 	}
 	for (unsigned m = 0; m < g->cfg.n_members; m++) {
-		const struct hb_config_vm *vm = hb_config_vm_by_id(d->cfg, g->cfg.members[m]);
+		const struct hbc_config_vm *vm = hbc_config_vm_by_id(d->cfg, g->cfg.members[m]);
 
 		if (!vm)
 			continue; /* the host maps the pool from its fd */
-		r = hb_config_ivshmem_path(&g->cfg, vm, path);
+		r = hbc_config_ivshmem_path(&g->cfg, vm, path);
 		if (r == 0)
-			r = ivshmem_server_listen(&g->srv, path, true, vm->id);
+			r = hbk_ivshmem_listen(&g->srv, path, true, vm->id);
 		if (r < 0) {
-			hb_err("group %s: ivshmem server for vm %s on %s: %s", g->cfg.name,
+			log_err("group %s: ivshmem server for vm %s on %s: %s", g->cfg.name,
 			       vm->name, path, strerror(-r));
 			return r;
 		}
@@ -135,8 +135,8 @@ static void kvm_stop(struct hbd *d)
 	if (!k)
 		return;
 	for (unsigned i = 0; i < k->n_groups; i++) {
-		ivshmem_server_stop(&k->groups[i].srv);
-		kvm_pool_fini(&k->groups[i].pool);
+		hbk_ivshmem_stop(&k->groups[i].srv);
+		hbk_pool_fini(&k->groups[i].pool);
 	}
 	free(k->groups);
 	free(k);
@@ -162,13 +162,13 @@ static int kvm_start(struct hbd *d)
 		g->d = d;
 		g->cfg = d->cfg->groups[i];
 		k->n_groups++;
-		r = kvm_pool_init(&g->pool, g->cfg.name, g->cfg.id, g->cfg.size);
+		r = hbk_pool_init(&g->pool, g->cfg.name, g->cfg.id, g->cfg.size);
 		if (r < 0) {
-			hb_err("group %s: cannot create its %llu-byte pool: %s", g->cfg.name,
+			log_err("group %s: cannot create its %llu-byte pool: %s", g->cfg.name,
 			       (unsigned long long)g->cfg.size, strerror(-r));
 			goto err;
 		}
-		r = ivshmem_server_start(&g->srv, d->loop, g->cfg.name, &k->ids, g->pool.fd,
+		r = hbk_ivshmem_start(&g->srv, d->loop, g->cfg.name, &k->ids, g->pool.fd,
 					 g->cfg.vectors);
 		if (r < 0)
 			goto err;
@@ -190,7 +190,7 @@ err:
 
 static bool domain_known(struct hbd *d, uint32_t id)
 {
-	return id == 0 || hb_config_vm_by_id(d->cfg, id);
+	return id == 0 || hbc_config_vm_by_id(d->cfg, id);
 }
 
 static int kvm_can_share(struct hbd *d, uint32_t a, uint32_t b)
@@ -226,8 +226,8 @@ static struct kvm_group *choose_group(struct hbd *d, struct hbd_session *s, uint
 static int kvm_alloc(struct hbd *d, struct hbd_session *s, struct hbd_buffer *b)
 {
 	struct kvm_group *g = choose_group(d, s, b->peer);
-	uint64_t data = (b->size + HB_PAGE_SIZE - 1) / HB_PAGE_SIZE;
-	uint64_t dir = hb_refdir_dir_pages(data);
+	uint64_t data = (b->size + HBP_PAGE_SIZE - 1) / HBP_PAGE_SIZE;
+	uint64_t dir = hbp_refdir_dir_pages(data);
 	void **dir_mem;
 	int r;
 
@@ -241,17 +241,17 @@ static int kvm_alloc(struct hbd *d, struct hbd_session *s, struct hbd_buffer *b)
 		r = -ENOMEM;
 		goto err;
 	}
-	r = kvm_pool_alloc(&g->pool, (uint32_t)(data + dir), b->refs);
+	r = hbk_pool_alloc(&g->pool, (uint32_t)(data + dir), b->refs);
 	if (r < 0)
 		goto err;
 	b->group = g->cfg.id;
 	b->data_pages = (uint32_t)data;
 	b->dir_pages = (uint32_t)dir;
 	for (uint64_t i = 0; i < dir; i++)
-		dir_mem[i] = kvm_pool_page(&g->pool, b->refs[data + i]);
-	r = hb_refdir_build(b->refs, (uint32_t)data, b->refs + data, dir_mem, b->size, 0, &b->desc);
+		dir_mem[i] = hbk_pool_page(&g->pool, b->refs[data + i]);
+	r = hbp_refdir_build(b->refs, (uint32_t)data, b->refs + data, dir_mem, b->size, 0, &b->desc);
 	if (r < 0) {
-		kvm_pool_free(&g->pool, b->refs, (uint32_t)(data + dir), true);
+		hbk_pool_free(&g->pool, b->refs, (uint32_t)(data + dir), true);
 		goto err;
 	}
 	free(dir_mem);
@@ -269,14 +269,14 @@ static void kvm_release(struct hbd *d, struct hbd_buffer *b)
 	struct kvm_group *g = group_by_id(d, b->group);
 
 	if (g && b->refs)
-		kvm_pool_free(&g->pool, b->refs, b->data_pages + b->dir_pages, !d->stopping);
+		hbk_pool_free(&g->pool, b->refs, b->data_pages + b->dir_pages, !d->stopping);
 }
 
 static int kvm_attach(struct hbd *d, struct hbd_session *s, uint32_t group, uint32_t peer_id,
 		      int *fd_out)
 {
 	struct kvm_group *g = group_by_id(d, group);
-	struct ivshmem_peer *p;
+	struct hbk_ivshmem_peer *p;
 
 	if (!g || !group_has(g, s->dom->id))
 		return -ENOENT;
@@ -293,7 +293,7 @@ static int kvm_attach(struct hbd *d, struct hbd_session *s, uint32_t group, uint
 		 * gave it; identity still comes from the channel the session arrived on. Ids are
 		 * daemon-wide, so a guest that took another group's BAR for this one names a
 		 * peer this group does not have. */
-		p = ivshmem_server_peer(&g->srv, peer_id);
+		p = hbk_ivshmem_peer(&g->srv, peer_id);
 		if (!p)
 			return -ENOENT;
 		/* QEMU opens both its channel and its ivshmem sockets, and so does an emulated
@@ -354,7 +354,7 @@ static int kvm_welcome(struct hbd *d, uint32_t domain, Welcome *w)
 		memcpy(gi->members, g->cfg.members, g->cfg.n_members * sizeof(uint32_t));
 		gi->n_members = g->cfg.n_members;
 		/* The socket this domain connects to; the host has none in a {vm} group. */
-		gi->ivshmem_path = (char *)ivshmem_server_path(&g->srv, domain);
+		gi->ivshmem_path = (char *)hbk_ivshmem_path(&g->srv, domain);
 		if (!gi->ivshmem_path)
 			gi->ivshmem_path = "";
 		gi->pool_instance = g->pool.instance;

@@ -10,19 +10,19 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/log.h"
-#include "limits.h"
-#include "pool.h"
+#include "common/log.h"
+#include "protocol/limits.h"
+#include "backends/kvm/pool.h"
 
 #define BIT_WORD(i) ((i) / 64u)
 #define BIT_MASK(i) (1ull << ((i) % 64u))
 
-static bool page_used(const struct kvm_pool *p, uint32_t i)
+static bool page_used(const struct hbk_pool *p, uint32_t i)
 {
 	return p->bitmap[BIT_WORD(i)] & BIT_MASK(i);
 }
 
-static void page_set(struct kvm_pool *p, uint32_t i, bool used)
+static void page_set(struct hbk_pool *p, uint32_t i, bool used)
 {
 	if (used)
 		p->bitmap[BIT_WORD(i)] |= BIT_MASK(i);
@@ -30,16 +30,16 @@ static void page_set(struct kvm_pool *p, uint32_t i, bool used)
 		p->bitmap[BIT_WORD(i)] &= ~BIT_MASK(i);
 }
 
-int kvm_pool_init(struct kvm_pool *p, const char *name, uint32_t group, uint64_t size)
+int hbk_pool_init(struct hbk_pool *p, const char *name, uint32_t group, uint64_t size)
 {
-	struct hb_pool_header *h;
+	struct hbp_pool_header *h;
 	char fdname[64];
 	int r;
 
 	memset(p, 0, sizeof(*p));
 	p->fd = -1;
 	/* QEMU asserts that BAR2 is a power of two and aborts otherwise: catch it here. */
-	if (size < 65536 || (size & (size - 1)) || size / HB_PAGE_SIZE > UINT32_MAX)
+	if (size < 65536 || (size & (size - 1)) || size / HBP_PAGE_SIZE > UINT32_MAX)
 		return -EINVAL;
 	snprintf(fdname, sizeof(fdname), "hyperbuf-%s", name);
 	p->fd = memfd_create(fdname, MFD_CLOEXEC | MFD_ALLOW_SEALING);
@@ -57,7 +57,7 @@ int kvm_pool_init(struct kvm_pool *p, const char *name, uint32_t group, uint64_t
 		goto err_errno;
 	}
 	p->size = size;
-	p->pages = (uint32_t)(size / HB_PAGE_SIZE);
+	p->pages = (uint32_t)(size / HBP_PAGE_SIZE);
 	p->bitmap = calloc((p->pages + 63) / 64, sizeof(uint64_t));
 	if (!p->bitmap) {
 		r = -ENOMEM;
@@ -66,12 +66,12 @@ int kvm_pool_init(struct kvm_pool *p, const char *name, uint32_t group, uint64_t
 	page_set(p, 0, true);
 	p->hint = 1;
 
-	h = (struct hb_pool_header *)p->map;
-	memcpy(h->magic, HB_POOL_MAGIC, sizeof(h->magic));
-	h->layout = HB_POOL_LAYOUT_VERSION;
+	h = (struct hbp_pool_header *)p->map;
+	memcpy(h->magic, HBP_POOL_MAGIC, sizeof(h->magic));
+	h->layout = HBP_POOL_LAYOUT_VERSION;
 	h->group = group;
 	h->size = size;
-	h->page_size = HB_PAGE_SIZE;
+	h->page_size = HBP_PAGE_SIZE;
 	/* Any non-zero value a previous daemon is unlikely to have drawn: the bytes only tell
 	 * pools apart, they guard nothing. */
 	if (getrandom(&p->instance, sizeof(p->instance), 0) != sizeof(p->instance))
@@ -85,11 +85,11 @@ int kvm_pool_init(struct kvm_pool *p, const char *name, uint32_t group, uint64_t
 err_errno:
 	r = -errno;
 err:
-	kvm_pool_fini(p);
+	hbk_pool_fini(p);
 	return r;
 }
 
-void kvm_pool_fini(struct kvm_pool *p)
+void hbk_pool_fini(struct hbk_pool *p)
 {
 	if (p->map)
 		munmap(p->map, p->size);
@@ -100,20 +100,20 @@ void kvm_pool_fini(struct kvm_pool *p)
 	p->fd = -1;
 }
 
-static void punch(struct kvm_pool *p, uint32_t first, uint32_t count)
+static void punch(struct hbk_pool *p, uint32_t first, uint32_t count)
 {
 	if (fallocate(p->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		      (off_t)first * HB_PAGE_SIZE, (off_t)count * HB_PAGE_SIZE) < 0) {
+		      (off_t)first * HBP_PAGE_SIZE, (off_t)count * HBP_PAGE_SIZE) < 0) {
 		/* shmem supports punching; if it ever fails, zero by hand rather than leak
 		 * one buffer's contents into the next. */
-		hb_warn("pool: hole punch failed (%s); zeroing by hand", strerror(errno));
-		memset(p->map + (size_t)first * HB_PAGE_SIZE, 0, (size_t)count * HB_PAGE_SIZE);
+		log_warn("pool: hole punch failed (%s); zeroing by hand", strerror(errno));
+		memset(p->map + (size_t)first * HBP_PAGE_SIZE, 0, (size_t)count * HBP_PAGE_SIZE);
 	}
 	p->punched += count;
 }
 
 /* Punches the pages of refs[] in runs of consecutive page numbers. */
-static void punch_refs(struct kvm_pool *p, const uint32_t *refs, uint32_t n)
+static void punch_refs(struct hbk_pool *p, const uint32_t *refs, uint32_t n)
 {
 	uint32_t i = 0;
 
@@ -127,7 +127,7 @@ static void punch_refs(struct kvm_pool *p, const uint32_t *refs, uint32_t n)
 }
 
 /* First fit for a run of n free pages starting at or after `from`; 0 if none. */
-static uint32_t find_run(const struct kvm_pool *p, uint32_t from, uint32_t n)
+static uint32_t find_run(const struct hbk_pool *p, uint32_t from, uint32_t n)
 {
 	uint32_t start = from, len = 0;
 
@@ -149,7 +149,7 @@ static uint32_t find_run(const struct kvm_pool *p, uint32_t from, uint32_t n)
 	return 0;
 }
 
-int kvm_pool_alloc(struct kvm_pool *p, uint32_t n, uint32_t *refs)
+int hbk_pool_alloc(struct hbk_pool *p, uint32_t n, uint32_t *refs)
 {
 	uint32_t start, k = 0;
 
@@ -177,11 +177,11 @@ int kvm_pool_alloc(struct kvm_pool *p, uint32_t n, uint32_t *refs)
 	return 0;
 }
 
-void kvm_pool_free(struct kvm_pool *p, const uint32_t *refs, uint32_t n, bool punch_pages)
+void hbk_pool_free(struct hbk_pool *p, const uint32_t *refs, uint32_t n, bool punch_pages)
 {
 	for (uint32_t i = 0; i < n; i++) {
 		if (refs[i] == 0 || refs[i] >= p->pages || !page_used(p, refs[i])) {
-			hb_err("pool: freeing page %u that is not allocated", refs[i]);
+			log_err("pool: freeing page %u that is not allocated", refs[i]);
 			continue;
 		}
 		page_set(p, refs[i], false);
@@ -191,7 +191,7 @@ void kvm_pool_free(struct kvm_pool *p, const uint32_t *refs, uint32_t n, bool pu
 		punch_refs(p, refs, n);
 }
 
-void *kvm_pool_page(struct kvm_pool *p, uint32_t ref)
+void *hbk_pool_page(struct hbk_pool *p, uint32_t ref)
 {
-	return p->map + (size_t)ref * HB_PAGE_SIZE;
+	return p->map + (size_t)ref * HBP_PAGE_SIZE;
 }

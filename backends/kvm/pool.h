@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct kvm_pool {
+struct hbk_pool {
 	int fd;
 	uint8_t *map;      /* the daemon's read-write mapping of the whole pool */
 	uint64_t size;
@@ -23,16 +23,16 @@ struct kvm_pool {
 
 /* Creates the memfd (MFD_CLOEXEC|MFD_ALLOW_SEALING), sizes and seals it (SHRINK|GROW|SEAL),
  * maps it and writes the header. size must be a power of two >= 64 KiB. */
-int kvm_pool_init(struct kvm_pool *p, const char *name, uint32_t group, uint64_t size);
-void kvm_pool_fini(struct kvm_pool *p);
+int hbk_pool_init(struct hbk_pool *p, const char *name, uint32_t group, uint64_t size);
+void hbk_pool_fini(struct hbk_pool *p);
 
 /* Allocates n pages: one contiguous run when there is one, else scattered pages. The pages
  * are hole-punched first, so they read as zero whatever a group member wrote into free
  * memory. Returns 0, -ENOSPC, or -EFBIG (more pages than the pool has). */
-int kvm_pool_alloc(struct kvm_pool *p, uint32_t n, uint32_t *refs);
+int hbk_pool_alloc(struct hbk_pool *p, uint32_t n, uint32_t *refs);
 /* Frees pages and (with punch) punches them: every mapping of the pool reads zeros there
  * afterwards. At shutdown nothing is punched: clients keep what they map. */
-void kvm_pool_free(struct kvm_pool *p, const uint32_t *refs, uint32_t n, bool punch);
-void *kvm_pool_page(struct kvm_pool *p, uint32_t ref);
+void hbk_pool_free(struct hbk_pool *p, const uint32_t *refs, uint32_t n, bool punch);
+void *hbk_pool_page(struct hbk_pool *p, uint32_t ref);
 
 #endif

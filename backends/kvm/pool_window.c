@@ -9,10 +9,10 @@
 #include <unistd.h>
 
 #include "backends/kvm/pool_window.h"
-#include "limits.h"
-#include "refdir.h"
+#include "protocol/limits.h"
+#include "protocol/refdir.h"
 
-void hb_pool_window_init(struct hb_pool_window *w)
+void hbk_pool_window_init(struct hbk_pool_window *w)
 {
 	memset(w, 0, sizeof(*w));
 	w->fd = -1;
@@ -24,29 +24,29 @@ static bool is_pow2(uint64_t v)
 }
 
 /* The header is in memory every member can write: copy it once, then judge the copy. */
-static int check_header(const struct hb_pool_window *w, uint32_t instance)
+static int check_header(const struct hbk_pool_window *w, uint32_t instance)
 {
-	struct hb_pool_header h;
+	struct hbp_pool_header h;
 
 	memcpy(&h, w->base, sizeof(h));
-	if (memcmp(h.magic, HB_POOL_MAGIC, sizeof(h.magic)) != 0)
+	if (memcmp(h.magic, HBP_POOL_MAGIC, sizeof(h.magic)) != 0)
 		return -EPROTO;
-	if (le32toh(h.layout) != HB_POOL_LAYOUT_VERSION || le32toh(h.group) != w->group ||
-	    le64toh(h.size) != w->size || le32toh(h.page_size) != HB_PAGE_SIZE)
+	if (le32toh(h.layout) != HBP_POOL_LAYOUT_VERSION || le32toh(h.group) != w->group ||
+	    le64toh(h.size) != w->size || le32toh(h.page_size) != HBP_PAGE_SIZE)
 		return -EPROTO;
 	if (instance && le32toh(h.instance) != instance)
 		return -EPROTO;
 	return 0;
 }
 
-int hb_pool_window_open(struct hb_pool_window *w, int fd, uint32_t group, uint64_t size,
+int hbk_pool_window_open(struct hbk_pool_window *w, int fd, uint32_t group, uint64_t size,
 			uint32_t instance, unsigned flags)
 {
 	struct stat st;
 	void *base;
 	int r;
 
-	hb_pool_window_init(w);
+	hbk_pool_window_init(w);
 	if (fstat(fd, &st) < 0) {
 		r = -errno;
 		goto err_fd;
@@ -54,11 +54,11 @@ int hb_pool_window_open(struct hb_pool_window *w, int fd, uint32_t group, uint64
 	/* QEMU refuses a BAR that is not a power of two; so do we, for the same pool. Refs are
 	 * 32-bit page numbers, which bounds the pool at 2^32 pages. */
 	if (st.st_size < 0 || (uint64_t)st.st_size != size || !is_pow2(size) ||
-	    size < HB_PAGE_SIZE || size / HB_PAGE_SIZE > (1ull << 32) || size > SIZE_MAX) {
+	    size < HBP_PAGE_SIZE || size / HBP_PAGE_SIZE > (1ull << 32) || size > SIZE_MAX) {
 		r = -EPROTO;
 		goto err_fd;
 	}
-	if (flags & HB_POOL_WINDOW_SEALED) {
+	if (flags & HBK_POOL_WINDOW_SEALED) {
 		/* Without F_SEAL_SHRINK anybody holding the fd could truncate the pool and turn
 		 * every access to our mappings into SIGBUS. */
 		int seals = fcntl(fd, F_GET_SEALS);
@@ -75,12 +75,12 @@ int hb_pool_window_open(struct hb_pool_window *w, int fd, uint32_t group, uint64
 	w->fd = fd;
 	w->group = group;
 	w->size = size;
-	w->pages = size / HB_PAGE_SIZE;
+	w->pages = size / HBP_PAGE_SIZE;
 	w->base = base;
 	/* A sealed fd came from the daemon's own socket: that, not page 0, says which pool
 	 * it is, and any member can scribble on page 0. Only a BAR found by scanning PCI
 	 * devices (no seals to check) needs the header to be told apart. */
-	if (!(flags & HB_POOL_WINDOW_SEALED)) {
+	if (!(flags & HBK_POOL_WINDOW_SEALED)) {
 		r = check_header(w, instance);
 		if (r < 0)
 			goto err_map;
@@ -91,32 +91,32 @@ err_map:
 	munmap(base, size);
 err_fd:
 	close(fd);
-	hb_pool_window_init(w);
+	hbk_pool_window_init(w);
 	return r;
 }
 
-void hb_pool_window_close(struct hb_pool_window *w)
+void hbk_pool_window_close(struct hbk_pool_window *w)
 {
 	if (w->base)
 		munmap((void *)w->base, w->size);
 	if (w->fd >= 0)
 		close(w->fd);
-	hb_pool_window_init(w);
+	hbk_pool_window_init(w);
 }
 
 static const void *walk_map(void *ctx, uint32_t ref, size_t *len)
 {
-	const struct hb_pool_window *w = ctx;
+	const struct hbk_pool_window *w = ctx;
 
 	if (ref >= w->pages)
 		return NULL;
-	*len = HB_PAGE_SIZE;
-	return w->base + (size_t)ref * HB_PAGE_SIZE;
+	*len = HBP_PAGE_SIZE;
+	return w->base + (size_t)ref * HBP_PAGE_SIZE;
 }
 
 static int walk_validate(void *ctx, uint32_t ref, int is_dir)
 {
-	const struct hb_pool_window *w = ctx;
+	const struct hbk_pool_window *w = ctx;
 
 	/* Page 0 is the header: neither a directory nor data. */
 	if (ref < 1 || ref >= w->pages)
@@ -124,9 +124,9 @@ static int walk_validate(void *ctx, uint32_t ref, int is_dir)
 	return 0;
 }
 
-int hb_pool_window_walk(const struct hb_pool_window *w, const struct hb_refdir *d, uint32_t *refs)
+int hbk_pool_window_walk(const struct hbk_pool_window *w, const struct hbp_refdir *d, uint32_t *refs)
 {
-	const struct hb_refdir_ops ops = {
+	const struct hbp_refdir_ops ops = {
 	    .map = walk_map,
 	    .unmap = NULL,
 	    .validate = walk_validate,
@@ -135,10 +135,10 @@ int hb_pool_window_walk(const struct hb_pool_window *w, const struct hb_refdir *
 
 	if (!w->base)
 		return -EBADF;
-	return hb_refdir_walk(d, &ops, refs);
+	return hbp_refdir_walk(d, &ops, refs);
 }
 
-int hb_pool_window_map(const struct hb_pool_window *w, const uint32_t *refs, uint32_t n,
+int hbk_pool_window_map(const struct hbk_pool_window *w, const uint32_t *refs, uint32_t n,
 		       bool writable, void **out)
 {
 	int prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
@@ -152,7 +152,7 @@ int hb_pool_window_map(const struct hb_pool_window *w, const uint32_t *refs, uin
 	for (i = 0; i < n; i++)
 		if (refs[i] < 1 || refs[i] >= w->pages)
 			return -EINVAL;
-	len = (size_t)n * HB_PAGE_SIZE;
+	len = (size_t)n * HBP_PAGE_SIZE;
 	/* Reserve the whole range first so the runs land next to each other and nothing else
 	 * can be mapped in between while we fill it. */
 	base = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -161,8 +161,8 @@ int hb_pool_window_map(const struct hb_pool_window *w, const uint32_t *refs, uin
 	for (i = 0; i < n; i += run) {
 		for (run = 1; i + run < n && refs[i + run] == refs[i] + run; run++)
 			;
-		void *p = mmap(base + (size_t)i * HB_PAGE_SIZE, (size_t)run * HB_PAGE_SIZE, prot,
-			       MAP_SHARED | MAP_FIXED, w->fd, (off_t)refs[i] * HB_PAGE_SIZE);
+		void *p = mmap(base + (size_t)i * HBP_PAGE_SIZE, (size_t)run * HBP_PAGE_SIZE, prot,
+			       MAP_SHARED | MAP_FIXED, w->fd, (off_t)refs[i] * HBP_PAGE_SIZE);
 		if (p == MAP_FAILED) {
 			r = -errno;
 			goto err_unmap;
@@ -176,7 +176,7 @@ err_unmap:
 	return r;
 }
 
-void hb_pool_window_unmap(void *addr, size_t len)
+void hbk_pool_window_unmap(void *addr, size_t len)
 {
 	if (addr)
 		munmap(addr, len);

@@ -18,21 +18,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "refdir.h"
+#include "protocol/refdir.h"
 
-struct hb_pool_window {
+struct hbk_pool_window {
 	int fd;              /* owned; -1 when closed */
 	uint32_t group;      /* group id, as in Welcome.groups */
 	uint64_t size;       /* pool bytes, a power of two */
-	uint64_t pages;      /* size / HB_PAGE_SIZE; every valid ref is below this */
+	uint64_t pages;      /* size / HBP_PAGE_SIZE; every valid ref is below this */
 	const uint8_t *base; /* the whole pool, PROT_READ | MAP_SHARED */
 };
 
-/* hb_pool_window_open flags */
-#define HB_POOL_WINDOW_SEALED 0x1u /* fd is a daemon memfd: F_SEAL_SHRINK must be set */
+/* hbk_pool_window_open flags */
+#define HBK_POOL_WINDOW_SEALED 0x1u /* fd is a daemon memfd: F_SEAL_SHRINK must be set */
 
 /* An empty window (fd -1), safe to close. */
-void hb_pool_window_init(struct hb_pool_window *w);
+void hbk_pool_window_init(struct hbk_pool_window *w);
 
 /*
  * Opens a window on fd, which it takes ownership of (closed on failure too). Checks that
@@ -40,20 +40,20 @@ void hb_pool_window_init(struct hb_pool_window *w);
  * page 0 (magic, layout, group, size, page size, and instance unless it is 0). Returns 0,
  * -EPROTO when the pool is not the one announced, or another negative errno.
  */
-int hb_pool_window_open(struct hb_pool_window *w, int fd, uint32_t group, uint64_t size,
+int hbk_pool_window_open(struct hbk_pool_window *w, int fd, uint32_t group, uint64_t size,
 			uint32_t instance, unsigned flags);
-void hb_pool_window_close(struct hb_pool_window *w);
+void hbk_pool_window_close(struct hbk_pool_window *w);
 
 /* Walks d through the window into refs[d->pages]. Returns 0 or the walker's negative errno. */
-int hb_pool_window_walk(const struct hb_pool_window *w, const struct hb_refdir *d, uint32_t *refs);
+int hbk_pool_window_walk(const struct hbk_pool_window *w, const struct hbp_refdir *d, uint32_t *refs);
 
 /*
  * Maps the n pages refs[] into one contiguous range, PROT_READ or PROT_READ | PROT_WRITE,
  * MAP_SHARED. Every ref must be a valid page (1 <= ref < pages). Returns 0 with *out, or a
- * negative errno. Undo with hb_pool_window_unmap(*out, n * HB_PAGE_SIZE).
+ * negative errno. Undo with hbk_pool_window_unmap(*out, n * HBP_PAGE_SIZE).
  */
-int hb_pool_window_map(const struct hb_pool_window *w, const uint32_t *refs, uint32_t n,
+int hbk_pool_window_map(const struct hbk_pool_window *w, const uint32_t *refs, uint32_t n,
 		       bool writable, void **out);
-void hb_pool_window_unmap(void *addr, size_t len);
+void hbk_pool_window_unmap(void *addr, size_t len);
 
 #endif

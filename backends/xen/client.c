@@ -28,7 +28,7 @@
 #include "backends/xen/desc.h"
 #include "backends/xen/ring.h"
 #include "libclient/private.h"
-#include "refdir.h"
+#include "protocol/refdir.h"
 
 #define HBX_CONNECT_TIMEOUT_MS 10000
 #define HBX_VCHAN_BASE         "/local/domain/0/data/hyperbuf"
@@ -36,14 +36,14 @@
 #define HBX_GNTDEV_LIMIT       "/sys/module/xen_gntdev/parameters/limit"
 
 /* Buffers freed by the application whose grants wait for RECLAIMED. */
-struct hb_parked {
-	struct hb_parked *next;
+struct hbx_parked {
+	struct hbx_parked *next;
 	uint64_t handle;
 	void *data, *dir;
 	uint32_t pages, dir_pages;
 };
 
-struct hb_xen {
+struct hbx_client {
 	/* The vchan (xen: clients only). */
 	xenevtchn_handle *evtchn;
 	evtchn_port_t port;
@@ -59,7 +59,7 @@ struct hb_xen {
 	xengnttab_handle *gt;
 	xengntshr_handle *gs;
 	int grants_err; /* positive errno when gs could not be opened */
-	struct hb_parked *parked;
+	struct hbx_parked *parked;
 };
 
 __attribute__((format(printf, 1, 2))) static void why(const char *fmt, ...)
@@ -108,7 +108,7 @@ static bool file_has(const char *path, const char *word)
 	return strstr(buf, word) != NULL;
 }
 
-bool hb_xen_in_guest(void)
+bool hbx_in_guest(void)
 {
 	if (!file_has("/sys/hypervisor/type", "xen"))
 		return false;
@@ -119,7 +119,7 @@ bool hb_xen_in_guest(void)
 	return access("/run/hyperbuf/hyperbufd.sock", F_OK) != 0;
 }
 
-static struct hb_xen *xen_state(struct hb_client *c)
+static struct hbx_client *xen_state(struct hb_client *c)
 {
 	if (!c->xen)
 		c->xen = calloc(1, sizeof(*c->xen));
@@ -138,7 +138,7 @@ static int64_t now_ms(void)
 
 /* Consumes every pending event and unmasks the port. Called before the rings are looked at:
  * whatever the daemon does after that raises a new event. */
-static void drain_events(struct hb_xen *x)
+static void drain_events(struct hbx_client *x)
 {
 	int fd = xenevtchn_fd(x->evtchn);
 
@@ -158,7 +158,7 @@ static void drain_events(struct hb_xen *x)
 static ssize_t vchan_recv(struct hb_client *c, void *buf, size_t len, int *fds, unsigned *nfds,
 			  unsigned max)
 {
-	struct hb_xen *x = c->xen;
+	struct hbx_client *x = c->xen;
 	size_t n;
 
 	if (x->rx_off == x->rx_len) {
@@ -187,7 +187,7 @@ static ssize_t vchan_recv(struct hb_client *c, void *buf, size_t len, int *fds, 
 
 static ssize_t vchan_send(struct hb_client *c, const void *buf, size_t len)
 {
-	struct hb_xen *x = c->xen;
+	struct hbx_client *x = c->xen;
 	long w = hbx_ring_write(&x->tx, buf, len);
 
 	if (w < 0)
@@ -201,7 +201,7 @@ static ssize_t vchan_send(struct hb_client *c, const void *buf, size_t len)
 
 static void vchan_shutdown(struct hb_client *c)
 {
-	struct hb_xen *x = c->xen;
+	struct hbx_client *x = c->xen;
 
 	if (x && x->page) {
 		hbx_live_store(&x->page->cli_live, HBX_LIVE_GONE);
@@ -211,7 +211,7 @@ static void vchan_shutdown(struct hb_client *c)
 
 /* Unmaps the rings and the control page (its unmap-notify zeroes cli_live and signals the
  * daemon), then unbinds. */
-static void vchan_release(struct hb_xen *x)
+static void vchan_release(struct hbx_client *x)
 {
 	if (x->left)
 		xengnttab_unmap(x->gt, x->left, x->ring_pages);
@@ -228,7 +228,7 @@ static void vchan_release(struct hb_xen *x)
 
 static void vchan_close(struct hb_client *c)
 {
-	struct hb_xen *x = c->xen;
+	struct hbx_client *x = c->xen;
 
 	if (x) {
 		vchan_release(x);
@@ -239,7 +239,7 @@ static void vchan_close(struct hb_client *c)
 	c->fd = -1;
 }
 
-static const struct hb_transport_ops vchan_transport = {
+static const struct hbl_transport_ops vchan_transport = {
     .recv = vchan_recv,
     .send = vchan_send,
     .shutdown = vchan_shutdown,
@@ -268,7 +268,7 @@ static int read_ulong(struct xs_handle *xs, xs_transaction_t t, const char *path
  * One attempt at claiming the listener published in dir: -EAGAIN when there is none yet, or
  * another client of this domain took it first (an unbound port accepts one binding).
  */
-static int vchan_claim(struct hb_xen *x, struct xs_handle *xs, const char *dir)
+static int vchan_claim(struct hbx_client *x, struct xs_handle *xs, const char *dir)
 {
 	uint32_t lrefs[1u << (HBX_RING_ORDER_MAX - 12)], rrefs[1u << (HBX_RING_ORDER_MAX - 12)];
 	unsigned long ref = 0, remote = 0;
@@ -324,9 +324,9 @@ err:
 	return -EAGAIN;
 }
 
-int hb_xen_connect(struct hb_client *c)
+int hbx_connect(struct hb_client *c)
 {
-	struct hb_xen *x = xen_state(c);
+	struct hbx_client *x = xen_state(c);
 	struct xs_handle *xs;
 	unsigned long self;
 	int64_t deadline;
@@ -384,9 +384,9 @@ int hb_xen_connect(struct hb_client *c)
 
 /* ---- grants ------------------------------------------------------------------------------ */
 
-int hb_xen_grants_open(struct hb_client *c)
+int hbx_grants_open(struct hb_client *c)
 {
-	struct hb_xen *x = xen_state(c);
+	struct hbx_client *x = xen_state(c);
 
 	if (!x)
 		return -ENOMEM;
@@ -402,7 +402,7 @@ int hb_xen_grants_open(struct hb_client *c)
 	return 0;
 }
 
-static void end_grants(struct hb_xen *x, void *data, uint32_t pages, void *dir, uint32_t dir_pages)
+static void end_grants(struct hbx_client *x, void *data, uint32_t pages, void *dir, uint32_t dir_pages)
 {
 	/* A page some importer still maps is kept by the kernel and its grant ended late. */
 	if (data)
@@ -411,14 +411,14 @@ static void end_grants(struct hb_xen *x, void *data, uint32_t pages, void *dir, 
 		xengntshr_unshare(x->gs, dir, dir_pages);
 }
 
-void hb_xen_fini(struct hb_client *c)
+void hbx_fini(struct hb_client *c)
 {
-	struct hb_xen *x = c->xen;
+	struct hbx_client *x = c->xen;
 
 	if (!x)
 		return;
 	while (x->parked) {
-		struct hb_parked *p = x->parked;
+		struct hbx_parked *p = x->parked;
 
 		x->parked = p->next;
 		end_grants(x, p->data, p->pages, p->dir, p->dir_pages);
@@ -434,9 +434,9 @@ void hb_xen_fini(struct hb_client *c)
 	c->xen = NULL;
 }
 
-int hb_xen_alloc_check(struct hb_client *c, uint64_t size)
+int hbx_alloc_check(struct hb_client *c, uint64_t size)
 {
-	struct hb_xen *x = c->xen;
+	struct hbx_client *x = c->xen;
 	uint64_t pages = hbx_desc_pages(size);
 	long limit;
 
@@ -454,12 +454,12 @@ int hb_xen_alloc_check(struct hb_client *c, uint64_t size)
 	return 0;
 }
 
-static int send_grant(struct hb_client *c, uint64_t handle, const struct hb_refdir *d)
+static int send_grant(struct hb_client *c, uint64_t handle, const struct hbp_refdir *d)
 {
 	Grant g = GRANT__INIT;
 	BufferDesc desc = BUFFER_DESC__INIT;
 	ClientMsg m = CLIENT_MSG__INIT;
-	struct hb_reply reply;
+	struct hbl_reply reply;
 	int r;
 
 	desc.group = 0;
@@ -472,22 +472,22 @@ static int send_grant(struct hb_client *c, uint64_t handle, const struct hb_refd
 	g.desc = &desc;
 	m.body_case = CLIENT_MSG__BODY_GRANT;
 	m.grant = &g;
-	r = hb_call(c, &m, SERVER_MSG__BODY__NOT_SET, &reply);
+	r = hbl_call(c, &m, SERVER_MSG__BODY__NOT_SET, &reply);
 	if (r == 0)
-		hb_reply_free(&reply);
+		hbl_reply_free(&reply);
 	return r;
 }
 
-int hb_xen_buffer_make(struct hb_client *c, uint64_t handle, uint32_t peer, uint64_t size,
-		       uint32_t flags, struct hb_mapping *m)
+int hbx_buffer_make(struct hb_client *c, uint64_t handle, uint32_t peer, uint64_t size,
+		       uint32_t flags, struct hbl_mapping *m)
 {
-	struct hb_xen *x = c->xen;
-	uint32_t n = (uint32_t)((size + HB_PAGE_SIZE - 1) / HB_PAGE_SIZE);
-	uint32_t nd = (uint32_t)hb_refdir_dir_pages(n);
+	struct hbx_client *x = c->xen;
+	uint32_t n = (uint32_t)((size + HBP_PAGE_SIZE - 1) / HBP_PAGE_SIZE);
+	uint32_t nd = (uint32_t)hbp_refdir_dir_pages(n);
 	uint32_t *refs = NULL, *drefs = NULL;
 	void **dir_mem = NULL;
 	uint8_t *data = NULL, *dir = NULL;
-	struct hb_refdir d;
+	struct hbp_refdir d;
 	int r;
 
 	memset(m, 0, sizeof(*m));
@@ -516,8 +516,8 @@ int hb_xen_buffer_make(struct hb_client *c, uint64_t handle, uint32_t peer, uint
 		goto err;
 	}
 	for (uint32_t i = 0; i < nd; i++)
-		dir_mem[i] = dir + (size_t)i * HB_PAGE_SIZE;
-	r = hb_refdir_build(refs, n, drefs, dir_mem, size, 0, &d);
+		dir_mem[i] = dir + (size_t)i * HBP_PAGE_SIZE;
+	r = hbp_refdir_build(refs, n, drefs, dir_mem, size, 0, &d);
 	if (r == 0)
 		r = send_grant(c, handle, &d);
 	if (r < 0)
@@ -526,12 +526,12 @@ int hb_xen_buffer_make(struct hb_client *c, uint64_t handle, uint32_t peer, uint
 	free(drefs);
 	free(dir_mem);
 	m->base = data;
-	m->len = (size_t)n * HB_PAGE_SIZE;
+	m->len = (size_t)n * HBP_PAGE_SIZE;
 	m->data = data;
 	m->size = (size_t)size;
-	m->xen = (struct hb_xen_map){
+	m->xen = (struct hbx_map){
 	    .x = x,
-	    .kind = HB_XEN_EXPORT,
+	    .kind = HBX_MAP_EXPORT,
 	    .writable = true,
 	    .domid = peer,
 	    .pages = n,
@@ -548,14 +548,14 @@ err:
 	return r;
 }
 
-void hb_xen_buffer_park(struct hb_client *c, uint64_t handle, struct hb_mapping *m)
+void hbx_buffer_park(struct hb_client *c, uint64_t handle, struct hbl_mapping *m)
 {
-	struct hb_xen *x = c->xen;
-	struct hb_parked *p = malloc(sizeof(*p));
+	struct hbx_client *x = c->xen;
+	struct hbx_parked *p = malloc(sizeof(*p));
 
 	if (!p)
 		return; /* the mapping is unshared now, and the kernel ends busy grants late */
-	*p = (struct hb_parked){
+	*p = (struct hbx_parked){
 	    .next = x->parked,
 	    .handle = handle,
 	    .data = m->base,
@@ -568,14 +568,14 @@ void hb_xen_buffer_park(struct hb_client *c, uint64_t handle, struct hb_mapping 
 	m->xen.dir = NULL;
 }
 
-void hb_xen_reclaimed(struct hb_client *c, uint64_t handle)
+void hbx_reclaimed(struct hb_client *c, uint64_t handle)
 {
-	struct hb_xen *x = c->xen;
+	struct hbx_client *x = c->xen;
 
 	if (!x)
 		return;
-	for (struct hb_parked **pp = &x->parked; *pp; pp = &(*pp)->next) {
-		struct hb_parked *p = *pp;
+	for (struct hbx_parked **pp = &x->parked; *pp; pp = &(*pp)->next) {
+		struct hbx_parked *p = *pp;
 
 		if (p->handle != handle)
 			continue;
@@ -587,7 +587,7 @@ void hb_xen_reclaimed(struct hb_client *c, uint64_t handle)
 }
 
 struct walk_ctx {
-	struct hb_xen *x;
+	struct hbx_client *x;
 	uint32_t domid;
 };
 
@@ -611,18 +611,18 @@ static void walk_unmap_many(void *ctx, const void *mem, uint32_t n)
 	xengnttab_unmap(w->x->gt, (void *)mem, n);
 }
 
-int hb_xen_import_map(struct hb_client *c, const BufferDesc *desc, uint32_t exporter, bool writable,
-		      struct hb_mapping *m)
+int hbx_import_map(struct hb_client *c, const BufferDesc *desc, uint32_t exporter, bool writable,
+		      struct hbl_mapping *m)
 {
-	struct hb_xen *x = c->xen;
+	struct hbx_client *x = c->xen;
 	struct walk_ctx w = {.x = x, .domid = exporter};
-	const struct hb_refdir_ops ops = {
+	const struct hbp_refdir_ops ops = {
 	    .validate = walk_validate,
 	    .map_many = walk_map_many,
 	    .unmap_many = walk_unmap_many,
 	    .ctx = &w,
 	};
-	struct hb_refdir d;
+	struct hbp_refdir d;
 	uint64_t pages;
 	uint32_t *refs;
 	long limit;
@@ -633,9 +633,9 @@ int hb_xen_import_map(struct hb_client *c, const BufferDesc *desc, uint32_t expo
 	if (!x || !x->gt)
 		return -ENODEV;
 	/* From the daemon, which checked the exporter's Grant: wrong means a daemon bug. */
-	if (!desc || desc->group != 0 || desc->size == 0 || desc->first_offset >= HB_PAGE_SIZE)
+	if (!desc || desc->group != 0 || desc->size == 0 || desc->first_offset >= HBP_PAGE_SIZE)
 		return -EPROTO;
-	pages = (desc->first_offset + desc->size + HB_PAGE_SIZE - 1) / HB_PAGE_SIZE;
+	pages = (desc->first_offset + desc->size + HBP_PAGE_SIZE - 1) / HBP_PAGE_SIZE;
 	if (desc->pages != pages)
 		return -EPROTO;
 	limit = sysfs_long(HBX_GNTDEV_LIMIT);
@@ -648,7 +648,7 @@ int hb_xen_import_map(struct hb_client *c, const BufferDesc *desc, uint32_t expo
 	refs = malloc(pages * sizeof(*refs));
 	if (!refs)
 		return -ENOMEM;
-	d = (struct hb_refdir){
+	d = (struct hbp_refdir){
 	    .root = desc->root_ref,
 	    .depth = desc->depth,
 	    .pages = desc->pages,
@@ -657,7 +657,7 @@ int hb_xen_import_map(struct hb_client *c, const BufferDesc *desc, uint32_t expo
 	};
 	/* The directory is the exporter's, so hostile: refs are checked, and a ref not granted
 	 * to us makes its batch fail. */
-	r = hb_refdir_walk(&d, &ops, refs);
+	r = hbp_refdir_walk(&d, &ops, refs);
 	if (r < 0) {
 		free(refs);
 		return r == -ENOMEM ? r : r == -EINVAL ? -EPROTO : -EBADMSG;
@@ -672,12 +672,12 @@ int hb_xen_import_map(struct hb_client *c, const BufferDesc *desc, uint32_t expo
 		return r == -ENOMEM ? r : -EBADMSG;
 	}
 	m->base = data;
-	m->len = (size_t)pages * HB_PAGE_SIZE;
+	m->len = (size_t)pages * HBP_PAGE_SIZE;
 	m->data = (uint8_t *)data + desc->first_offset;
 	m->size = (size_t)desc->size;
-	m->xen = (struct hb_xen_map){
+	m->xen = (struct hbx_map){
 	    .x = x,
-	    .kind = HB_XEN_IMPORT,
+	    .kind = HBX_MAP_IMPORT,
 	    .writable = writable,
 	    .domid = exporter,
 	    .pages = (uint32_t)pages,
@@ -685,23 +685,23 @@ int hb_xen_import_map(struct hb_client *c, const BufferDesc *desc, uint32_t expo
 	return 0;
 }
 
-void hb_xen_unmap(struct hb_mapping *m)
+void hbx_unmap(struct hbl_mapping *m)
 {
-	struct hb_xen *x = m->xen.x;
+	struct hbx_client *x = m->xen.x;
 
 	switch (m->xen.kind) {
-	case HB_XEN_EXPORT:
+	case HBX_MAP_EXPORT:
 		end_grants(x, m->base, m->xen.pages, m->xen.dir, m->xen.dir_pages);
 		break;
-	case HB_XEN_IMPORT:
+	case HBX_MAP_IMPORT:
 		if (m->base)
 			xengnttab_unmap(x->gt, m->base, m->xen.pages);
 		break;
-	case HB_XEN_COPY:
+	case HBX_MAP_COPY:
 		if (m->base)
 			munmap(m->base, m->len);
 		break;
-	case HB_XEN_NONE:
+	case HBX_MAP_NONE:
 		break;
 	}
 	memset(&m->xen, 0, sizeof(m->xen));
@@ -713,7 +713,7 @@ void hb_xen_unmap(struct hb_mapping *m)
  * address range is never empty for another thread to take), and gntdev is then told to drop
  * its record of the grants, which the mremap already unmapped.
  */
-static int detach(struct hb_xen *x, struct hb_mapping *m)
+static int detach(struct hbx_client *x, struct hbl_mapping *m)
 {
 	struct ioctl_gntdev_get_offset_for_vaddr q = {.vaddr = (uintptr_t)m->base};
 	struct ioctl_gntdev_unmap_grant_ref u = {0};
@@ -733,7 +733,7 @@ static int detach(struct hb_xen *x, struct hb_mapping *m)
 				munmap(copy, m->len);
 			m->base = NULL;
 		}
-		m->xen.kind = HB_XEN_COPY;
+		m->xen.kind = HBX_MAP_COPY;
 		return -ENOMEM;
 	}
 	memcpy(copy, m->base, m->len);
@@ -748,19 +748,19 @@ static int detach(struct hb_xen *x, struct hb_mapping *m)
 	u.index = q.offset;
 	u.count = q.count;
 	ioctl(fd, IOCTL_GNTDEV_UNMAP_GRANT_REF, &u);
-	m->xen.kind = HB_XEN_COPY;
+	m->xen.kind = HBX_MAP_COPY;
 	return 0;
 }
 
-void hb_xen_domain_gone(struct hb_client *c, uint32_t domid)
+void hbx_domain_gone(struct hb_client *c, uint32_t domid)
 {
-	struct hb_xen *x = c->xen;
+	struct hbx_client *x = c->xen;
 	unsigned n = 0;
 
 	if (!x)
 		return;
 	for (struct hb_import *im = c->imports; im; im = im->next) {
-		if (im->map.xen.kind != HB_XEN_IMPORT || im->map.xen.domid != domid)
+		if (im->map.xen.kind != HBX_MAP_IMPORT || im->map.xen.domid != domid)
 			continue;
 		int r = detach(x, &im->map);
 		if (r < 0)

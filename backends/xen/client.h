@@ -6,7 +6,7 @@
  * - the vchan transport of "xen:" clients (a process in a guest domain): it claims the
  *   listener hyperbufd publishes for its domain and moves frames through the rings;
  * - grant-based buffers, for every client whose daemon is Xen (Welcome.memory ==
- *   HB_MEMORY_GRANTS), dom0's unix-socket clients included: an exporter allocates its pages
+ *   HBP_MEMORY_GRANTS), dom0's unix-socket clients included: an exporter allocates its pages
  *   with gntalloc, grants them to the peer (read-only unless HB_BUFFER_PEER_WRITABLE) and
  *   describes them in a reference directory of read-only granted pages; an importer maps the
  *   directory one level per batched grant map, then the data in one more.
@@ -19,51 +19,51 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "hyperbuf.pb-c.h"
+#include "protocol/hyperbuf.pb-c.h"
 
 struct hb_client;
-struct hb_mapping;
+struct hbl_mapping;
 
 /* Whether this process runs in a Xen guest (not dom0): the default address is then "xen:". */
-bool hb_xen_in_guest(void);
+bool hbx_in_guest(void);
 
 /* xen: connects to hyperbufd's vchan for this domain (waiting up to 10 s for one to be
  * published): sets c->fd (the event channel, to poll), c->tp and c->xen. ENOENT when this is
  * no Xen domain or the Xen modules are not loaded, ETIMEDOUT when no daemon serves it. */
-int hb_xen_connect(struct hb_client *c);
+int hbx_connect(struct hb_client *c);
 
-/* The welcome said HB_MEMORY_GRANTS: opens gntalloc and gntdev. A domain without them can
+/* The welcome said HBP_MEMORY_GRANTS: opens gntalloc and gntdev. A domain without them can
  * still connect; its allocations and imports then fail with ENODEV. */
-int hb_xen_grants_open(struct hb_client *c);
+int hbx_grants_open(struct hb_client *c);
 
 /* Ends every parked grant and closes whatever c->xen holds (hb_disconnect). */
-void hb_xen_fini(struct hb_client *c);
+void hbx_fini(struct hb_client *c);
 
 /* Before Alloc: ENOSPC if size needs more pages than the gntalloc limit allows at all,
  * ENODEV without gntalloc. */
-int hb_xen_alloc_check(struct hb_client *c, uint64_t size);
+int hbx_alloc_check(struct hb_client *c, uint64_t size);
 
 /* After Alloc reserved buffer `handle`: allocates and grants its pages and directory to peer,
  * sends Grant, and fills m. On failure nothing stays granted. */
-int hb_xen_buffer_make(struct hb_client *c, uint64_t handle, uint32_t peer, uint64_t size,
-		       uint32_t flags, struct hb_mapping *m);
+int hbx_buffer_make(struct hb_client *c, uint64_t handle, uint32_t peer, uint64_t size,
+		       uint32_t flags, struct hbl_mapping *m);
 
 /* hb_buffer_free: the grants of m wait for RECLAIMED (takes the pages out of m). */
-void hb_xen_buffer_park(struct hb_client *c, uint64_t handle, struct hb_mapping *m);
+void hbx_buffer_park(struct hb_client *c, uint64_t handle, struct hbl_mapping *m);
 /* RECLAIMED: nobody maps buffer `handle` any more; its grants end. */
-void hb_xen_reclaimed(struct hb_client *c, uint64_t handle);
+void hbx_reclaimed(struct hb_client *c, uint64_t handle);
 
 /* Maps an import of exporter's buffer desc. EPROTO for a descriptor the daemon should never
  * have sent, EBADMSG for a directory that is corrupt or names pages not granted to us, EFBIG
  * over the gntdev per-map limit, ENODEV without gntdev. */
-int hb_xen_import_map(struct hb_client *c, const BufferDesc *desc, uint32_t exporter, bool writable,
-		      struct hb_mapping *m);
+int hbx_import_map(struct hb_client *c, const BufferDesc *desc, uint32_t exporter, bool writable,
+		      struct hbl_mapping *m);
 
 /* Gives m's pages back (unshares, unmaps, or frees a copy). */
-void hb_xen_unmap(struct hb_mapping *m);
+void hbx_unmap(struct hbl_mapping *m);
 
 /* DOMAIN_GONE: every import from domid becomes a private copy of its last contents, at the
  * same address with the same protection, and its grant mappings go. */
-void hb_xen_domain_gone(struct hb_client *c, uint32_t domid);
+void hbx_domain_gone(struct hb_client *c, uint32_t domid);
 
 #endif

@@ -8,7 +8,7 @@
 
 #include <stdint.h>
 
-#include "refdir.h"
+#include "protocol/refdir.h"
 
 /* Grant refs below this are reserved (GNTTAB_NR_RESERVED_ENTRIES: the toolstack's console
  * and xenstore pages); no shared buffer page can have one. */
@@ -20,7 +20,7 @@
  * and offset need, the depth is the smallest for it, and the root is not a reserved ref.
  * Returns 0 or -EINVAL.
  */
-int hbx_desc_check(const struct hb_refdir *d, uint64_t size);
+int hbx_desc_check(const struct hbp_refdir *d, uint64_t size);
 
 /* Pages a buffer of size bytes takes: data pages plus directory pages (0 if impossible). */
 uint64_t hbx_desc_pages(uint64_t size);

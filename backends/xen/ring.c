@@ -3,7 +3,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "ring.h"
+#include "backends/xen/ring.h"
 
 _Static_assert(offsetof(struct hbx_vchan_page, left_order) == 16, "vchan_interface layout");
 _Static_assert(offsetof(struct hbx_vchan_page, cli_live) == 20, "vchan_interface layout");

@@ -17,13 +17,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "daemon/log.h"
-#include "xen.h"
+#include "common/log.h"
+#include "backends/xen/xen.h"
 
 #define HBX_PUMP_CHUNK 65536u
 
 struct hbx_conn {
-	struct hb_list link; /* in dom->conns once accepted */
+	struct hbc_list link; /* in dom->conns once accepted */
 	struct xen_domain *dom;
 	evtchn_port_t port; /* ours */
 	bool bound;
@@ -34,7 +34,7 @@ struct hbx_conn {
 	bool accepted;
 	int fd; /* our end of the session's socketpair, -1 while listening */
 	ev_io rio, wio;
-	struct hb_bytes to_sess, from_sess;
+	struct hbp_bytes to_sess, from_sess;
 	bool sess_eof;
 	char label[32];
 };
@@ -61,8 +61,8 @@ static void conn_free(struct hbx_conn *c)
 		xengntshr_unshare(xb->gntshr, c->page, 1);
 	if (c->bound)
 		xenevtchn_unbind(xb->evtchn, c->port);
-	hb_bytes_free(&c->to_sess);
-	hb_bytes_free(&c->from_sess);
+	hbp_bytes_free(&c->to_sess);
+	hbp_bytes_free(&c->from_sess);
 	free(c);
 }
 
@@ -70,9 +70,9 @@ static void conn_close(struct hbx_conn *c, const char *why)
 {
 	struct xen_domain *dom = c->dom;
 
-	hb_debug("%s: vchan closed: %s", c->label, why);
+	log_debug("%s: vchan closed: %s", c->label, why);
 	if (c->accepted) {
-		hb_list_remove(&c->link);
+		hbc_list_remove(&c->link);
 		dom->n_conns--;
 	} else if (dom->listener == c) {
 		dom->listener = NULL;
@@ -130,7 +130,7 @@ int hbx_listen(struct xen_domain *dom)
 	int r;
 
 	if (dom->n_conns >= HBX_MAX_CONNS_PER_DOMAIN) {
-		hb_warn("dom%u: %u connections; the next listener waits for one to close",
+		log_warn("dom%u: %u connections; the next listener waits for one to close",
 			dom->domid, dom->n_conns);
 		return -EMFILE;
 	}
@@ -139,7 +139,7 @@ int hbx_listen(struct xen_domain *dom)
 		return -ENOMEM;
 	c->dom = dom;
 	c->fd = -1;
-	hb_list_init(&c->link);
+	hbc_list_init(&c->link);
 	port = xenevtchn_bind_unbound_port(xb->evtchn, dom->domid);
 	if (port < 0)
 		goto err_errno;
@@ -162,16 +162,16 @@ int hbx_listen(struct xen_domain *dom)
 	hbx_ring_init(&c->tx, &c->page->right, c->right, HBX_RING_SIZE, true, 0);
 	r = publish(c);
 	if (r < 0) {
-		hb_err("dom%u: cannot publish the vchan in xenstore: %s", dom->domid, strerror(-r));
+		log_err("dom%u: cannot publish the vchan in xenstore: %s", dom->domid, strerror(-r));
 		goto err;
 	}
 	dom->listener = c;
-	hb_debug("%s: listening (ring-ref %u)", c->label, c->page_ref);
+	log_debug("%s: listening (ring-ref %u)", c->label, c->page_ref);
 	return 0;
 
 err_errno:
 	r = -errno;
-	hb_err("dom%u: cannot set up a vchan: %s (are xen-gntalloc and xen-evtchn loaded? "
+	log_err("dom%u: cannot set up a vchan: %s (are xen-gntalloc and xen-evtchn loaded? "
 	       "is the gntalloc limit exhausted?)",
 	       dom->domid, strerror(-r));
 err:
@@ -193,10 +193,10 @@ static int pump_in(struct hbx_conn *c, bool *moved)
 				}
 				return -errno;
 			}
-			hb_bytes_consume(&c->to_sess, (size_t)n);
+			hbp_bytes_consume(&c->to_sess, (size_t)n);
 			continue;
 		}
-		int r = hb_bytes_reserve(&c->to_sess, HBX_RING_SIZE);
+		int r = hbp_bytes_reserve(&c->to_sess, HBX_RING_SIZE);
 		if (r < 0)
 			return r;
 		long got = hbx_ring_read(&c->rx, c->to_sess.data, HBX_RING_SIZE);
@@ -222,13 +222,13 @@ static int pump_out(struct hbx_conn *c, bool *moved)
 				ev_io_stop(loop, &c->rio);
 				return 0;
 			}
-			hb_bytes_consume(&c->from_sess, (size_t)w);
+			hbp_bytes_consume(&c->from_sess, (size_t)w);
 			*moved = true;
 			continue;
 		}
 		if (c->sess_eof)
 			return -EPIPE; /* the session ended and all it said is in the ring */
-		int r = hb_bytes_reserve(&c->from_sess, HBX_PUMP_CHUNK);
+		int r = hbp_bytes_reserve(&c->from_sess, HBX_PUMP_CHUNK);
 		if (r < 0)
 			return r;
 		ssize_t n = recv(c->fd, c->from_sess.data, HBX_PUMP_CHUNK, MSG_DONTWAIT);
@@ -254,13 +254,13 @@ static void conn_pump(struct hbx_conn *c)
 	r = pump_in(c, &moved);
 	if (r == -EPROTO) {
 		xb->violations++;
-		hb_warn("%s: the client moved its ring index impossibly; dropping it", c->label);
+		log_warn("%s: the client moved its ring index impossibly; dropping it", c->label);
 	}
 	if (r == 0)
 		r = pump_out(c, &moved);
 	if (r == -EPROTO) {
 		xb->violations++;
-		hb_warn("%s: the client moved its ring index impossibly; dropping it", c->label);
+		log_warn("%s: the client moved its ring index impossibly; dropping it", c->label);
 	}
 	/* Every move is signalled: the client never waits on a notify flag (ring.h). */
 	if (moved)
@@ -295,7 +295,7 @@ static void accept_conn(struct hbx_conn *c)
 	if (d->n_sessions >= HBD_MAX_SESSIONS ||
 	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
 		xb->conns_refused++;
-		hb_warn("%s: cannot take a new session", c->label);
+		log_warn("%s: cannot take a new session", c->label);
 		conn_free(c);
 		hbx_listen(dom);
 		return;
@@ -311,14 +311,14 @@ static void accept_conn(struct hbx_conn *c)
 	}
 	c->fd = sv[1];
 	c->accepted = true;
-	hb_list_insert_tail(&dom->conns, &c->link);
+	hbc_list_insert_tail(&dom->conns, &c->link);
 	dom->n_conns++;
 	xb->conns_total++;
 	ev_io_init(&c->rio, on_sock, c->fd, EV_READ);
 	ev_io_init(&c->wio, on_sock, c->fd, EV_WRITE);
 	c->rio.data = c->wio.data = c;
 	ev_io_start(d->loop, &c->rio);
-	hb_debug("%s: vchan connected", c->label);
+	log_debug("%s: vchan connected", c->label);
 	hbx_listen(dom);
 	conn_pump(c);
 }
@@ -344,13 +344,13 @@ void hbx_port_event(struct xen_backend *xb, evtchn_port_t port)
 	struct xen_domain *dom;
 	struct hbx_conn *c;
 
-	hb_list_for_each_safe(dom, &xb->domains, struct xen_domain, link)
+	hbc_list_for_each_safe(dom, &xb->domains, struct xen_domain, link)
 	{
 		if (dom->listener && dom->listener->port == port) {
 			listener_event(dom->listener);
 			return;
 		}
-		hb_list_for_each_safe(c, &dom->conns, struct hbx_conn, link)
+		hbc_list_for_each_safe(c, &dom->conns, struct hbx_conn, link)
 		{
 			if (c->port == port) {
 				conn_pump(c);
@@ -369,7 +369,7 @@ void hbx_domain_close(struct xen_domain *dom)
 	dom->closing = true;
 	if (dom->listener)
 		conn_close(dom->listener, "domain closed");
-	hb_list_for_each_safe(c, &dom->conns, struct hbx_conn, link) conn_close(c, "domain closed");
+	hbc_list_for_each_safe(c, &dom->conns, struct hbx_conn, link) conn_close(c, "domain closed");
 	snprintf(dir, sizeof(dir), "%s/%u", xb->base, dom->domid);
 	xs_rm(xb->xs, XBT_NULL, dir);
 }

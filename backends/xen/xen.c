@@ -20,11 +20,9 @@
 #include <unistd.h>
 
 #include "backends/xen/desc.h"
-#include "daemon/log.h"
-#include "limits.h" /* protocol/limits.h */
-#include "xen.h"
-
-/* Xen's defaults, when a domain's own numbers cannot be read. */
+#include "common/log.h"
+#include "protocol/limits.h"
+#include "backends/xen/xen.h"
 #define HBX_DEFAULT_GRANT_FRAMES     64u     /* gnttab_max_frames */
 #define HBX_DEFAULT_MAPTRACK_HANDLES 262144u /* gnttab_max_maptrack_frames 1024 * 256 */
 #define HBX_SCAN_BATCH               64u
@@ -34,7 +32,7 @@ static struct xen_backend *xen(struct hbd *d)
 	return d->backend_data;
 }
 
-static bool allowed(const struct hb_config *cfg, uint32_t domid)
+static bool allowed(const struct hbc_config *cfg, uint32_t domid)
 {
 	if (domid == 0 || cfg->xen_all_domains)
 		return true;
@@ -102,7 +100,7 @@ static struct xen_domain *domain_find(struct xen_backend *xb, uint32_t domid)
 {
 	struct xen_domain *dom;
 
-	hb_list_for_each_safe(dom, &xb->domains, struct xen_domain, link)
+	hbc_list_for_each_safe(dom, &xb->domains, struct xen_domain, link)
 	{
 		if (dom->domid == domid)
 			return dom;
@@ -115,14 +113,14 @@ static void domain_serve(struct xen_backend *xb, uint32_t domid)
 	struct xen_domain *dom = calloc(1, sizeof(*dom));
 
 	if (!dom) {
-		hb_err("dom%u: out of memory", domid);
+		log_err("dom%u: out of memory", domid);
 		return;
 	}
 	dom->xb = xb;
 	dom->domid = domid;
 	dom->seen = true;
-	hb_list_init(&dom->conns);
-	hb_list_insert_tail(&xb->domains, &dom->link);
+	hbc_list_init(&dom->conns);
+	hbc_list_insert_tail(&xb->domains, &dom->link);
 	if (hbx_listen(dom) == 0)
 		hb_info("dom%u: serving it (vchan at %s/%u)", domid, xb->base, domid);
 }
@@ -135,13 +133,13 @@ static void domain_gone(struct xen_backend *xb, struct xen_domain *dom, const ch
 
 	hb_info("dom%u: %s; ending its sessions", dom->domid, why);
 	xb->domains_died++;
-	hb_list_for_each_safe(s, &d->sessions, struct hbd_session, link)
+	hbc_list_for_each_safe(s, &d->sessions, struct hbd_session, link)
 	{
 		if (s->dom->id == dom->domid && !s->closing)
 			hbd_session_close(s, why);
 	}
 	hbx_domain_close(dom);
-	hb_list_remove(&dom->link);
+	hbc_list_remove(&dom->link);
 	free(dom);
 }
 
@@ -154,12 +152,12 @@ static void rescan(struct xen_backend *xb)
 	uint32_t next = 1;
 	int n;
 
-	hb_list_for_each_safe(dom, &xb->domains, struct xen_domain, link) dom->seen = false;
+	hbc_list_for_each_safe(dom, &xb->domains, struct xen_domain, link) dom->seen = false;
 	do {
 		n = xc_domain_getinfo(xb->xc, next, HBX_SCAN_BATCH, info);
 		if (n < 0) {
-			hb_warn("xc_domain_getinfo: %s; domains not rescanned", strerror(errno));
-			hb_list_for_each_safe(dom, &xb->domains, struct xen_domain, link)
+			log_warn("xc_domain_getinfo: %s; domains not rescanned", strerror(errno));
+			hbc_list_for_each_safe(dom, &xb->domains, struct xen_domain, link)
 			    dom->seen = true;
 			return;
 		}
@@ -174,7 +172,7 @@ static void rescan(struct xen_backend *xb)
 				domain_serve(xb, info[i].domid);
 		}
 	} while (n == (int)HBX_SCAN_BATCH);
-	hb_list_for_each_safe(dom, &xb->domains, struct xen_domain, link)
+	hbc_list_for_each_safe(dom, &xb->domains, struct xen_domain, link)
 	{
 		if (!dom->seen)
 			domain_gone(xb, dom, "domain shut down, dying or destroyed");
@@ -230,10 +228,10 @@ static void xen_stop(struct hbd *d)
 	ev_io_stop(d->loop, &xb->xs_io);
 	ev_io_stop(d->loop, &xb->evtchn_io);
 	if (xb->domains.next) {
-		hb_list_for_each_safe(dom, &xb->domains, struct xen_domain, link)
+		hbc_list_for_each_safe(dom, &xb->domains, struct xen_domain, link)
 		{
 			hbx_domain_close(dom);
-			hb_list_remove(&dom->link);
+			hbc_list_remove(&dom->link);
 			free(dom);
 		}
 	}
@@ -262,26 +260,26 @@ static int xen_start(struct hbd *d)
 		return -ENOMEM;
 	d->backend_data = xb;
 	xb->d = d;
-	hb_list_init(&xb->domains);
+	hbc_list_init(&xb->domains);
 	snprintf(xb->base, sizeof(xb->base), "/local/domain/0/data/hyperbuf");
 	xb->xc = xc_interface_open(NULL, NULL, 0);
 	if (!xb->xc) {
 		r = -errno;
-		hb_err("libxenctrl: %s (the xen backend runs in dom0, with xen-privcmd loaded)",
+		log_err("libxenctrl: %s (the xen backend runs in dom0, with xen-privcmd loaded)",
 		       strerror(-r));
 		goto err;
 	}
 	xb->xs = xs_open(0);
 	if (!xb->xs) {
 		r = -errno;
-		hb_err("xenstore: %s (is xenstored running?)", strerror(-r));
+		log_err("xenstore: %s (is xenstored running?)", strerror(-r));
 		goto err;
 	}
 	xb->evtchn = xenevtchn_open(NULL, 0);
 	xb->gntshr = xengntshr_open(NULL, 0);
 	if (!xb->evtchn || !xb->gntshr) {
 		r = -errno;
-		hb_err("%s: %s (load xen-evtchn and xen-gntalloc; see docs/XEN.md)",
+		log_err("%s: %s (load xen-evtchn and xen-gntalloc; see docs/XEN.md)",
 		       xb->evtchn ? "/dev/xen/gntalloc" : "/dev/xen/evtchn", strerror(-r));
 		goto err;
 	}
@@ -290,7 +288,7 @@ static int xen_start(struct hbd *d)
 	if (!xs_watch(xb->xs, "@introduceDomain", "introduce") ||
 	    !xs_watch(xb->xs, "@releaseDomain", "release")) {
 		r = -errno;
-		hb_err("xenstore watches: %s", strerror(-r));
+		log_err("xenstore watches: %s", strerror(-r));
 		goto err;
 	}
 	ev_io_init(&xb->xs_io, on_xs, xs_fileno(xb->xs), EV_READ);
@@ -340,7 +338,7 @@ static int xen_alloc(struct hbd *d, struct hbd_session *s, struct hbd_buffer *b)
 	}
 	b->group = 0;
 	b->refs = NULL;
-	b->data_pages = (uint32_t)((b->size + HB_PAGE_SIZE - 1) / HB_PAGE_SIZE);
+	b->data_pages = (uint32_t)((b->size + HBP_PAGE_SIZE - 1) / HBP_PAGE_SIZE);
 	b->dir_pages = (uint32_t)(pages - b->data_pages);
 	memset(&b->desc, 0, sizeof(b->desc)); /* depth 0: not exportable before Grant */
 	return 0;
@@ -349,7 +347,7 @@ static int xen_alloc(struct hbd *d, struct hbd_session *s, struct hbd_buffer *b)
 static int xen_grant(struct hbd *d, struct hbd_session *s, struct hbd_buffer *b,
 		     const BufferDesc *m)
 {
-	struct hb_refdir desc = {
+	struct hbp_refdir desc = {
 	    .root = m->root_ref,
 	    .depth = m->depth,
 	    .pages = m->pages,
@@ -379,7 +377,7 @@ static void xen_release(struct hbd *d, struct hbd_buffer *b)
 
 	if (d->stopping || !b->creator)
 		return;
-	hb_list_for_each_safe(s, &d->sessions, struct hbd_session, link)
+	hbc_list_for_each_safe(s, &d->sessions, struct hbd_session, link)
 	{
 		if (s->serial != b->creator)
 			continue;
@@ -387,7 +385,7 @@ static void xen_release(struct hbd *d, struct hbd_buffer *b)
 			return;
 		msg.body_case = SERVER_MSG__BODY_EVENT;
 		msg.event = &ev;
-		ev.type = HB_WIRE_EVENT_RECLAIMED;
+		ev.type = HBP_WIRE_EVENT_RECLAIMED;
 		ev.buffer = b->handle;
 		ev.size = b->size;
 		ev.domain = b->peer;
@@ -405,11 +403,11 @@ static int xen_can_import(struct hbd *d, struct hbd_session *s, const struct hbd
 
 	/* What the domain maps now, over all its sessions, plus this buffer and its directory
 	 * (mapped for the walk). */
-	hb_list_for_each_safe(o, &d->sessions, struct hbd_session, link)
+	hbc_list_for_each_safe(o, &d->sessions, struct hbd_session, link)
 	{
 		if (o->dom != s->dom)
 			continue;
-		hb_list_for_each_safe(im, &o->imports, struct hbd_import, link) mapped +=
+		hbc_list_for_each_safe(im, &o->imports, struct hbd_import, link) mapped +=
 		    im->buf->data_pages;
 	}
 	if (mapped + b->data_pages + b->dir_pages > budget) {
@@ -422,7 +420,7 @@ static int xen_can_import(struct hbd *d, struct hbd_session *s, const struct hbd
 	return 0;
 }
 
-static int xen_attach(struct hbd *d, struct hbd_session *s, uint32_t group, uint32_t ivshmem_peer,
+static int xen_attach(struct hbd *d, struct hbd_session *s, uint32_t group, uint32_t hbk_ivshmem_peer,
 		      int *fd_out)
 {
 	return -ENOENT; /* no groups on Xen */
@@ -430,7 +428,7 @@ static int xen_attach(struct hbd *d, struct hbd_session *s, uint32_t group, uint
 
 static int xen_welcome(struct hbd *d, uint32_t domain, Welcome *w)
 {
-	w->memory = HB_MEMORY_GRANTS;
+	w->memory = HBP_MEMORY_GRANTS;
 	return 0;
 }
 
@@ -444,7 +442,7 @@ static void xen_stats(struct hbd *d, void (*put)(void *ctx, const char *key, uin
 	struct xen_domain *dom;
 	uint64_t served = 0, conns = 0;
 
-	hb_list_for_each_safe(dom, &xb->domains, struct xen_domain, link)
+	hbc_list_for_each_safe(dom, &xb->domains, struct xen_domain, link)
 	{
 		served++;
 		conns += dom->n_conns;

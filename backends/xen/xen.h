@@ -33,7 +33,7 @@ struct xen_backend {
 	xenevtchn_handle *evtchn;
 	xengntshr_handle *gntshr;
 	ev_io xs_io, evtchn_io;
-	struct hb_list domains; /* struct xen_domain, the guests served */
+	struct hbc_list domains; /* struct xen_domain, the guests served */
 	char base[64];          /* /local/domain/0/data/hyperbuf */
 	uint64_t conns_total, conns_refused, violations, domains_died;
 };
@@ -41,13 +41,13 @@ struct xen_backend {
 struct hbx_conn;
 
 struct xen_domain {
-	struct hb_list link;
+	struct hbc_list link;
 	struct xen_backend *xb;
 	uint32_t domid;
 	bool seen;    /* alive at the last scan */
 	bool closing; /* going away: no new listener */
 	struct hbx_conn *listener;
-	struct hb_list conns; /* accepted connections */
+	struct hbc_list conns; /* accepted connections */
 	unsigned n_conns;
 };
 

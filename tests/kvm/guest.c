@@ -164,7 +164,7 @@ static void export_until_imported(struct hb_client *c, struct hb_buffer *b, cons
 static int g2g_frame(int role)
 {
 	struct hb_client *c = connect_default();
-	struct hb_frame_meta meta, got;
+	struct tool_frame_meta meta, got;
 	struct hb_event ev;
 	struct hb_id id;
 	uint64_t t0;
@@ -175,14 +175,14 @@ static int g2g_frame(int role)
 
 		GCHECK(b != NULL);
 		t0 = now_us();
-		hb_pattern_frame(hb_buffer_data(b), FRAME_W, FRAME_H, FRAME_W * 4, FRAME_NO);
+		tool_pattern_frame(hb_buffer_data(b), FRAME_W, FRAME_H, FRAME_W * 4, FRAME_NO);
 		say("HBVM-INFO render_ms=%.1f", (now_us() - t0) / 1000.0);
 		memset(&meta, 0, sizeof(meta));
 		meta.version = 1;
 		meta.width = FRAME_W;
 		meta.height = FRAME_H;
 		meta.stride = FRAME_W * 4;
-		meta.format = HB_FOURCC_XRGB8888;
+		meta.format = TOOL_FOURCC_XRGB8888;
 		meta.frame = FRAME_NO;
 		snprintf(meta.surface, sizeof(meta.surface), "vm1-test-pattern");
 		export_until_imported(c, b, &meta, sizeof(meta), &id);
@@ -200,9 +200,9 @@ static int g2g_frame(int role)
 		GCHECK(im != NULL);
 		GCHECK(hb_import_metadata(im, &got, sizeof(got)) == (ssize_t)sizeof(got));
 		GCHECK(got.width == FRAME_W && got.height == FRAME_H && got.frame == FRAME_NO);
-		GCHECK(got.format == HB_FOURCC_XRGB8888 && got.stride == FRAME_W * 4);
+		GCHECK(got.format == TOOL_FOURCC_XRGB8888 && got.stride == FRAME_W * 4);
 		t0 = now_us();
-		bad = hb_pattern_frame_check(hb_import_data(im), FRAME_W, FRAME_H, FRAME_W * 4,
+		bad = tool_pattern_frame_check(hb_import_data(im), FRAME_W, FRAME_H, FRAME_W * 4,
 					     FRAME_NO);
 		say("HBVM-INFO check_ms=%.1f", (now_us() - t0) / 1000.0);
 		if (bad >= 0)
@@ -230,7 +230,7 @@ static int guest_host(int role)
 	GCHECK(role == 1);
 	b = hb_buffer_alloc(c, 0, size, 0);
 	GCHECK(b != NULL);
-	hb_pattern_fill(hb_buffer_data(b), size, HBVM_TO_HOST_SEED);
+	tool_pattern_fill(hb_buffer_data(b), size, HBVM_TO_HOST_SEED);
 	export_until_imported(c, b, "guest-to-host", 13, &id);
 	/* Round trips: a Query and its answer through the port, QEMU and the daemon. */
 	for (int i = 0; i < RTT_ROUNDS; i++) {
@@ -258,7 +258,7 @@ static int guest_host(int role)
 			GCHECK(im != NULL);
 			GCHECK(hb_import_metadata(im, meta, sizeof(meta) - 1) == 13);
 			GCHECK(strcmp(meta, "host-to-guest") == 0);
-			off = hb_pattern_check(hb_import_data(im), hb_import_size(im),
+			off = tool_pattern_check(hb_import_data(im), hb_import_size(im),
 					       HBVM_FROM_HOST_SEED);
 			if (off != hb_import_size(im))
 				fail(__LINE__, "the host's buffer differs at byte %zu", off);
@@ -454,7 +454,7 @@ static int readonly(int role)
 	GCHECK(hb_import(c, &ev.id, HB_IMPORT_WRITE) == NULL && errno == EACCES);
 	im = hb_import(c, &ev.id, 0);
 	GCHECK(im != NULL);
-	GCHECK(hb_pattern_check(hb_import_data(im), hb_import_size(im), HBVM_RO_SEED) ==
+	GCHECK(tool_pattern_check(hb_import_data(im), hb_import_size(im), HBVM_RO_SEED) ==
 	       hb_import_size(im));
 	p = hb_import_data(im);
 	before = p[100];
@@ -490,11 +490,11 @@ static int killed(int role)
 	wait_event(c, HB_EVENT_EXPORTED, 0, &ev);
 	im = hb_import(c, &ev.id, 0);
 	GCHECK(im != NULL);
-	GCHECK(hb_pattern_check(hb_import_data(im), HBVM_HOLD_SIZE, HBVM_HOLD_SEED) ==
+	GCHECK(tool_pattern_check(hb_import_data(im), HBVM_HOLD_SIZE, HBVM_HOLD_SEED) ==
 	       HBVM_HOLD_SIZE);
 	b = hb_buffer_alloc(c, 0, HBVM_KILLED_SIZE, 0);
 	GCHECK(b != NULL);
-	hb_pattern_fill(hb_buffer_data(b), HBVM_KILLED_SIZE, HBVM_KILLED_SEED);
+	tool_pattern_fill(hb_buffer_data(b), HBVM_KILLED_SIZE, HBVM_KILLED_SEED);
 	export_until_imported(c, b, "doomed", 6, &id);
 	say("HBVM-READY holding");
 	for (;;)
@@ -666,7 +666,7 @@ static int fence_ping_pong(int role)
 		if (role == 1) {
 			if (k == 1)
 				t0 = now_us();
-			hb_pattern_frame(out, FRAME_W, 64, FRAME_W * 4, k);
+			tool_pattern_frame(out, FRAME_W, 64, FRAME_W * 4, k);
 			GCHECK(hb_timeline_signal(mine, k) == 0);
 		}
 		s = hb_sync_open(c, &f);
@@ -674,11 +674,11 @@ static int fence_ping_pong(int role)
 		GCHECK(hb_sync_wait(s, WAIT_MS) == 0);
 		GCHECK(hb_sync_status(s) == 1);
 		hb_sync_close(s);
-		if (hb_pattern_frame_check(in, FRAME_W, 64, FRAME_W * 4, k) >= 0)
+		if (tool_pattern_frame_check(in, FRAME_W, 64, FRAME_W * 4, k) >= 0)
 			fail(__LINE__, "frame %llu was not complete when its fence signalled",
 			     (unsigned long long)k);
 		if (role == 2) {
-			hb_pattern_frame(out, FRAME_W, 64, FRAME_W * 4, k);
+			tool_pattern_frame(out, FRAME_W, 64, FRAME_W * 4, k);
 			GCHECK(hb_timeline_signal(mine, k) == 0);
 		}
 	}

@@ -118,22 +118,22 @@ static int wait_event(struct hb_client *c, int type, long from, struct hb_event 
 static void fill(void *p, size_t size, const struct opts *o)
 {
 	if (o->frame)
-		hb_pattern_frame(p, FRAME_W, FRAME_H, FRAME_W * 4, o->seed);
+		tool_pattern_frame(p, FRAME_W, FRAME_H, FRAME_W * 4, o->seed);
 	else
-		hb_pattern_fill(p, size, o->seed);
+		tool_pattern_fill(p, size, o->seed);
 }
 
 /* 0 if p holds exactly what fill() wrote. */
 static int check(const void *p, size_t size, const struct opts *o)
 {
 	if (o->frame) {
-		long bad = hb_pattern_frame_check(p, FRAME_W, FRAME_H, FRAME_W * 4, o->seed);
+		long bad = tool_pattern_frame_check(p, FRAME_W, FRAME_H, FRAME_W * 4, o->seed);
 		if (bad >= 0)
 			return fail("frame: first wrong pixel %ld", bad);
 		printf("frame %ux%u checked: every byte right\n", FRAME_W, FRAME_H);
 		return 0;
 	}
-	size_t at = hb_pattern_check(p, size, o->seed);
+	size_t at = tool_pattern_check(p, size, o->seed);
 	if (at != size)
 		return fail("first wrong byte at %zu of %zu", at, size);
 	printf("%zu bytes checked: every byte right\n", size);

@@ -10,35 +10,33 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "daemon/log.h"
+#include "common/log.h"
+#define HBC_LOG_LINE_MAX 2048
 
-/* Long enough for any message we write on purpose; longer ones are cut, never split. */
-#define HB_LOG_LINE_MAX 2048
-
-static enum hb_log_level log_level = HB_LOG_INFO;
+static enum hbc_log_level log_level = HBC_LOG_INFO;
 
 static const char *const level_names[] = {
-    [HB_LOG_ERROR] = "error",
-    [HB_LOG_WARN] = "warn",
-    [HB_LOG_INFO] = "info",
-    [HB_LOG_DEBUG] = "debug",
+    [HBC_LOG_ERROR] = "error",
+    [HBC_LOG_WARN] = "warn",
+    [HBC_LOG_INFO] = "info",
+    [HBC_LOG_DEBUG] = "debug",
 };
 
-void hb_log_set_level(enum hb_log_level level)
+void hbc_log_set_level(enum hbc_log_level level)
 {
-	if (level < HB_LOG_ERROR)
-		level = HB_LOG_ERROR;
-	if (level > HB_LOG_DEBUG)
-		level = HB_LOG_DEBUG;
+	if (level < HBC_LOG_ERROR)
+		level = HBC_LOG_ERROR;
+	if (level > HBC_LOG_DEBUG)
+		level = HBC_LOG_DEBUG;
 	log_level = level;
 }
 
-enum hb_log_level hb_log_get_level(void)
+enum hbc_log_level hbc_log_get_level(void)
 {
 	return log_level;
 }
 
-int hb_log_parse_level(const char *name)
+int hbc_log_parse_level(const char *name)
 {
 	unsigned i;
 
@@ -49,20 +47,20 @@ int hb_log_parse_level(const char *name)
 			return (int)i;
 	/* The spelling syslog and most daemons use; accepting it costs nothing. */
 	if (strcasecmp(name, "warning") == 0)
-		return HB_LOG_WARN;
+		return HBC_LOG_WARN;
 	return -1;
 }
 
-const char *hb_log_level_name(enum hb_log_level level)
+const char *hbc_log_level_name(enum hbc_log_level level)
 {
-	if (level < HB_LOG_ERROR || level > HB_LOG_DEBUG)
+	if (level < HBC_LOG_ERROR || level > HBC_LOG_DEBUG)
 		return "?";
 	return level_names[level];
 }
 
-void hb_log_at(enum hb_log_level level, const char *file, int line, const char *fmt, ...)
+void hbc_log_at(enum hbc_log_level level, const char *file, int line, const char *fmt, ...)
 {
-	char buf[HB_LOG_LINE_MAX];
+	char buf[HBC_LOG_LINE_MAX];
 	int saved_errno = errno;
 	size_t len, i;
 	va_list ap;
@@ -71,7 +69,7 @@ void hb_log_at(enum hb_log_level level, const char *file, int line, const char *
 	if (level > log_level)
 		goto out;
 
-	n = snprintf(buf, sizeof(buf), "hyperbufd: %s: ", hb_log_level_name(level));
+	n = snprintf(buf, sizeof(buf), "hyperbufd: %s: ", hbc_log_level_name(level));
 	if (n < 0)
 		goto out;
 	len = (size_t)n;
@@ -89,7 +87,7 @@ void hb_log_at(enum hb_log_level level, const char *file, int line, const char *
 		if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
 			buf[i] = '?';
 
-	if (log_level >= HB_LOG_DEBUG && file)
+	if (log_level >= HBC_LOG_DEBUG && file)
 		snprintf(buf + len, sizeof(buf) - len, " (%s:%d)", file, line);
 	len = strlen(buf);
 	/* Room for the newline is always kept, even when the message was cut. */

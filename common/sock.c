@@ -3,9 +3,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "sock.h"
+#include "common/sock.h"
 
-ssize_t hbd_send_with_fd(int sock, const void *buf, size_t len, int fd)
+ssize_t hbc_send_with_fd(int sock, const void *buf, size_t len, int fd)
 {
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};

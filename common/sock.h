@@ -7,6 +7,6 @@
 
 /* One non-blocking sendmsg of buf[0..len) with fd attached (SCM_RIGHTS) when fd >= 0.
  * Returns bytes sent, or -errno (never raises SIGPIPE). */
-ssize_t hbd_send_with_fd(int sock, const void *buf, size_t len, int fd);
+ssize_t hbc_send_with_fd(int sock, const void *buf, size_t len, int fd);
 
 #endif

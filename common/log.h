@@ -1,0 +1,24 @@
+/* The daemon's log: one line per message on stderr (journald adds time and unit). */
+#ifndef HB_LOG_H
+#define HB_LOG_H
+
+#include <stdarg.h>
+
+enum hbc_log_level { HBC_LOG_ERROR = 0, HBC_LOG_WARN, HBC_LOG_INFO, HBC_LOG_DEBUG };
+
+void hbc_log_set_level(enum hbc_log_level level);
+enum hbc_log_level hbc_log_get_level(void);
+/* "error" | "warn" | "info" | "debug" -> level; -1 if unknown. */
+int hbc_log_parse_level(const char *name);
+const char *hbc_log_level_name(enum hbc_log_level level);
+
+/* Preserves errno, so `hb_log(..., "%s", strerror(errno))` patterns stay safe. */
+void hbc_log_at(enum hbc_log_level level, const char *file, int line, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+#define log_err(...) hbc_log_at(HBC_LOG_ERROR, __FILE__, __LINE__, __VA_ARGS__)
+#define log_warn(...) hbc_log_at(HBC_LOG_WARN, __FILE__, __LINE__, __VA_ARGS__)
+#define hb_info(...) hbc_log_at(HBC_LOG_INFO, __FILE__, __LINE__, __VA_ARGS__)
+#define log_debug(...) hbc_log_at(HBC_LOG_DEBUG, __FILE__, __LINE__, __VA_ARGS__)
+
+#endif
