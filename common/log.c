@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "common/log.h"
+
+/* Long enough for any message we write on purpose; longer ones are cut, never split. */
 #define HBC_LOG_LINE_MAX 2048
 
 static enum hbc_log_level log_level = HBC_LOG_INFO;

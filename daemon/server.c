@@ -15,6 +15,8 @@
 
 #include "daemon/hyperbufd.h"
 #include "common/log.h"
+
+/* mkdir -p for the folder holding a socket. */
 static int make_parent_dirs(const char *path)
 {
 	char tmp[HBC_SUN_PATH_MAX];

@@ -17,6 +17,8 @@
 
 #include "backends/xen/client.h"
 #include "libclient/private.h"
+
+/* The highest ivshmem peer id QEMU takes (HBK_IVSHMEM_MAX_PEERS). */
 #define HBL_IVSHMEM_MAX_PEER 65535
 /* Messages one drain reads per group at most; the rest waits for the next dispatch. */
 #define HBL_IVSHMEM_DRAIN_BATCH 256

@@ -10,6 +10,8 @@
 
 #include "backends/xen/client.h"
 #include "libclient/private.h"
+
+/* How long connect(2) may wait for room in the daemon's listen backlog. */
 #define HBL_CONNECT_TIMEOUT_S 10
 
 void hbl_lock(struct hb_client *c)

@@ -24,6 +24,8 @@
 #include "hyperbuf.h"
 #include "protocol/hyperbuf.pb-c.h"
 #include "protocol/limits.h"
+
+/* The build hides everything (-fvisibility=hidden); public entry points opt back in. */
 #define HBL_PUBLIC __attribute__((visibility("default")))
 
 #define HBL_DEFAULT_ADDRESS "unix:/run/hyperbuf/hyperbufd.sock"

@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "libclient/private.h"
+
+/* The public bound and the one the codec enforces on CpuAccessReply are one number. */
 _Static_assert(HB_RESV_MAX == HBP_RESV_LIMIT, "HB_RESV_MAX must equal HBP_RESV_LIMIT");
 
 static ProtobufCBinaryData wire_hid(const struct hb_id *id)

@@ -9,6 +9,8 @@
 #include <stdint.h>
 
 #include "protocol/hyperbuf.pb-c.h"
+
+/* A growable byte buffer used for both directions. */
 struct hbp_bytes {
 	uint8_t *data;
 	size_t len;

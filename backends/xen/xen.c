@@ -23,6 +23,8 @@
 #include "common/log.h"
 #include "protocol/limits.h"
 #include "backends/xen/xen.h"
+
+/* Xen's defaults, when a domain's own numbers cannot be read. */
 #define HBX_DEFAULT_GRANT_FRAMES     64u     /* gnttab_max_frames */
 #define HBX_DEFAULT_MAPTRACK_HANDLES 262144u /* gnttab_max_maptrack_frames 1024 * 256 */
 #define HBX_SCAN_BATCH               64u
