@@ -1,9 +1,20 @@
 /* Socket helpers (see sock.h). */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include "common/log.h"
 #include "common/sock.h"
+
+/* How long connect(2) may wait for room in a listener's backlog. */
+#define HBC_CONNECT_TIMEOUT_S 10
+/* The most fds one recvmsg takes in. */
+#define HBC_RECV_FDS 8
 
 ssize_t hbc_send_with_fd(int sock, const void *buf, size_t len, int fd)
 {
@@ -30,3 +41,163 @@ ssize_t hbc_send_with_fd(int sock, const void *buf, size_t len, int fd)
 	n = sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 	return n < 0 ? -errno : n;
 }
+
+ssize_t hbc_recv_fds(int fd, void *buf, size_t len, int *fds, unsigned *nfds, unsigned max)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * HBC_RECV_FDS)];
+	} cm;
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
+	struct msghdr mh = {
+	    .msg_iov = &iov,
+	    .msg_iovlen = 1,
+	    .msg_control = cm.buf,
+	    .msg_controllen = sizeof(cm.buf),
+	};
+	struct cmsghdr *cmsg;
+	ssize_t n;
+
+	do
+		n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	/* With MSG_CTRUNC the kernel has already closed the fds that did not fit. */
+	for (cmsg = CMSG_FIRSTHDR(&mh); cmsg; cmsg = CMSG_NXTHDR(&mh, cmsg)) {
+		if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t k = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k; i++) {
+			int got;
+			memcpy(&got, CMSG_DATA(cmsg) + i * sizeof(int), sizeof(int));
+			if (*nfds < max)
+				fds[(*nfds)++] = got;
+			else
+				close(got);
+		}
+	}
+	return n;
+}
+
+void hbc_close_fds(int *fds, unsigned *nfds)
+{
+	for (unsigned i = 0; i < *nfds; i++)
+		close(fds[i]);
+	*nfds = 0;
+}
+
+int hbc_unix_connect(const char *path)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	/* connect(2) on an AF_UNIX stream waits for backlog room for up to SO_SNDTIMEO; a
+	 * wedged daemon must not hang us forever, so connect blocking with a limit and only
+	 * then switch to non-blocking I/O. */
+	struct timeval tv = {.tv_sec = HBC_CONNECT_TIMEOUT_S};
+	int fd, flags, r;
+
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -EINVAL;
+	strcpy(sun.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+		goto err_errno;
+	while ((r = connect(fd, (struct sockaddr *)&sun, sizeof(sun))) < 0 && errno == EINTR)
+		;
+	if (r < 0) {
+		if (errno == EAGAIN || errno == EINPROGRESS)
+			errno = ETIMEDOUT;
+		goto err_errno;
+	}
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+		goto err_errno;
+	return fd;
+
+err_errno:
+	r = -errno;
+	close(fd);
+	return r;
+}
+
+/* mkdir -p for the folder holding a socket. */
+static int make_parent_dirs(const char *path)
+{
+	char tmp[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	size_t len = strlen(path);
+
+	if (len >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	memcpy(tmp, path, len + 1);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	return 0;
+}
+
+/* A socket file left by a daemon that died is removed; one that answers is somebody else's. */
+static int clear_stale_socket(const char *path, const struct sockaddr_un *addr)
+{
+	struct stat st;
+	int fd, r;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode)) {
+		log_err("%s exists and is not a socket; refusing to replace it", path);
+		return -EEXIST;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	r = connect(fd, (const struct sockaddr *)addr, sizeof(*addr));
+	close(fd);
+	if (r == 0) {
+		log_err("%s: another daemon is listening there", path);
+		return -EADDRINUSE;
+	}
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+int hbc_unix_listen(const char *path, int backlog)
+{
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	int fd, r;
+
+	if (strlen(path) >= sizeof(addr.sun_path)) {
+		log_err("%s: socket path longer than %zu bytes", path, sizeof(addr.sun_path) - 1);
+		return -ENAMETOOLONG;
+	}
+	strcpy(addr.sun_path, path);
+	r = make_parent_dirs(path);
+	if (r < 0) {
+		log_err("%s: cannot create its folder: %s", path, strerror(-r));
+		return r;
+	}
+	r = clear_stale_socket(path, &addr);
+	if (r < 0)
+		return r;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(fd, backlog) < 0) {
+		r = -errno;
+		log_err("%s: %s", path, strerror(-r));
+		goto err_close;
+	}
+	return fd;
+
+err_close:
+	close(fd);
+	return r;
+}
+

@@ -1,6 +1,10 @@
-/* Socket helpers shared by the daemon's sessions and the ivshmem server. */
-#ifndef HB_SOCK_H
-#define HB_SOCK_H
+/*
+ * Socket helpers shared by the daemon, the backends and the library: fd passing, and AF_UNIX
+ * stream sockets made the way every door of hyperbuf needs them (non-blocking, close-on-exec).
+ * Functions return a negative errno on failure.
+ */
+#ifndef HB_COMMON_SOCK_H
+#define HB_COMMON_SOCK_H
 
 #include <stddef.h>
 #include <sys/types.h>
@@ -8,5 +12,23 @@
 /* One non-blocking sendmsg of buf[0..len) with fd attached (SCM_RIGHTS) when fd >= 0.
  * Returns bytes sent, or -errno (never raises SIGPIPE). */
 ssize_t hbc_send_with_fd(int sock, const void *buf, size_t len, int fd);
+
+/* One non-blocking recvmsg: appends received fds to fds[*nfds..max) and closes any beyond
+ * (close-on-exec as they arrive). Returns bytes read (0 at EOF) or -errno (-EAGAIN). */
+ssize_t hbc_recv_fds(int sock, void *buf, size_t len, int *fds, unsigned *nfds, unsigned max);
+/* Closes fds[0..*nfds) and sets *nfds to 0. */
+void hbc_close_fds(int *fds, unsigned *nfds);
+
+/* A stream socket connected to path, non-blocking and close-on-exec. connect(2) itself may
+ * wait up to 10 s for room in the listener's backlog. -EINVAL if path does not fit sun_path. */
+int hbc_unix_connect(const char *path);
+
+/*
+ * A listening stream socket at path (non-blocking, close-on-exec), its folder created if
+ * missing. A socket file left by a process that died is replaced; one that answers is another
+ * listener's (-EADDRINUSE), and a file that is no socket is never touched (-EEXIST). Logs why
+ * it failed, naming the path.
+ */
+int hbc_unix_listen(const char *path, int backlog);
 
 #endif

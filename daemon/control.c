@@ -66,7 +66,7 @@ static int add_stats(struct hbd *d, ControlReply *r)
 		hbc_list_for_each_safe(im, &ss->imports, struct hbd_import, link)
 		{
 			imports++;
-			bytes_mapped += im->buf->size;
+			bytes_mapped += im->buf->mem.size;
 		}
 	}
 	hbc_list_for_each_safe(dom, &d->domains, struct hbd_domain, link)
@@ -96,7 +96,7 @@ static int add_stats(struct hbd *d, ControlReply *r)
 	put_stat(&l, "fences_completed", s->fences_completed);
 	put_stat(&l, "fence_sessions_dropped", s->fence_sessions_dropped);
 	put_stat(&l, "ctl_list_truncated", d->ctl_truncated);
-	d->backend->stats(d, put_stat, &l);
+	d->backend->stats(d->backend_state, put_stat, &l);
 	r->stats = l.v;
 	r->n_stats = l.n;
 	return l.err;
@@ -152,13 +152,13 @@ static int add_export(ControlReply *r, size_t *cap, struct hbd_buffer *b)
 	r->exports[r->n_exports++] = ce;
 	ce->hid.data = b->hid.bytes;
 	ce->hid.len = sizeof(b->hid.bytes);
-	ce->exporter = b->exporter;
-	ce->peer = b->peer;
-	ce->size = b->size;
-	ce->pages = b->data_pages;
+	ce->exporter = b->mem.exporter;
+	ce->peer = b->mem.peer;
+	ce->size = b->mem.size;
+	ce->pages = b->mem.data_pages;
 	ce->importers = b->gen_importers;
 	ce->state = (char *)hbd_export_state_name(b->state);
-	ce->group = b->group;
+	ce->group = b->mem.group;
 	return 0;
 }
 
@@ -203,8 +203,8 @@ static int add_exports_imports(struct hbd *d, ControlReply *r)
 			ci->hid.data = im->buf->hid.bytes;
 			ci->hid.len = im->buf->has_hid ? sizeof(im->buf->hid.bytes) : 0;
 			ci->importer = s->dom->id;
-			ci->exporter = im->buf->exporter;
-			ci->size = im->buf->size;
+			ci->exporter = im->buf->mem.exporter;
+			ci->size = im->buf->mem.size;
 			ci->writable = im->writable;
 		}
 	}
@@ -268,7 +268,7 @@ int hbd_control(struct hbd_session *s, uint32_t what, ControlReply **out)
 	control_reply__init(r);
 	r->version = (char *)HB_VERSION_STRING;
 	r->backend = (char *)d->backend->name;
-	r->uptime_ms = hbd_now_ms() - d->start_ms;
+	r->uptime_ms = hbc_now_ms() - d->start_ms;
 	/* Everything, whatever `what` asked: the views are bounded and hyperbufctl picks. The
 	 * export/import listing goes last: its result says whether it was cut. */
 	if ((err = add_domains(d, r)) < 0 || (err = add_timelines(d, r)) < 0 ||

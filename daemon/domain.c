@@ -48,13 +48,13 @@ void hbd_domain_check_gone(struct hbd *d, struct hbd_domain *dom, bool pool_lost
 {
 	struct hbd_domain *other;
 
-	if (!dom->present || dom->ivshmem_peers || (dom->sessions && !pool_lost))
+	if (!dom->present || dom->links || (dom->sessions && !pool_lost))
 		return;
 	dom->present = false;
-	hb_info("domain %u (%s) is gone", dom->id, dom->name);
+	log_info("domain %u (%s) is gone", dom->id, dom->name);
 	hbc_list_for_each_safe(other, &d->domains, struct hbd_domain, link)
 	{
-		if (other == dom || d->backend->can_share(d, dom->id, other->id) < 0)
+		if (other == dom || d->backend->can_share(d->backend_state, dom->id, other->id) < 0)
 			continue;
 		hbd_domain_event(d, other->id, HB_EVENT_DOMAIN_GONE, NULL, dom->id, 0, NULL, 0);
 	}

@@ -14,12 +14,14 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "backends/backend.h"
+#include "common/clock.h"
 #include "common/config.h"
-#include "protocol/frame.h"
+#include "common/list.h"
 #include "hyperbuf.h"
+#include "protocol/frame.h"
 #include "protocol/hyperbuf.pb-c.h"
 #include "protocol/limits.h"
-#include "common/list.h"
 #include "protocol/refdir.h"
 
 #define HBD_HID_BUCKET_BITS 12
@@ -56,8 +58,8 @@ struct hbd_domain {
 	char name[HBC_NAME_MAX];
 	unsigned conns;         /* open connections, before Hello included (sessions_per_domain) */
 	unsigned sessions;      /* client sessions (not control) */
-	unsigned ivshmem_peers; /* ivshmem connections bound to this domain */
-	bool present;           /* has sessions or bound ivshmem peers */
+	unsigned links;         /* hypervisor connections bound to it (KVM: ivshmem) */
+	bool present;           /* has sessions or links */
 	uint32_t exports;       /* live exports (quota exports_per_domain) */
 	uint32_t imports;       /* live imports held */
 	uint64_t pages;         /* pool pages its buffers use (quota pages_per_domain) */
@@ -82,18 +84,9 @@ struct hbd_buffer {
 	struct hbc_list owner_link; /* in owner->buffers, or d->orphans */
 	struct hbc_list hash_link;  /* in the hid table while it has a hid */
 	struct hbd *d;
-	uint64_t handle;
 	struct hbd_session *owner; /* NULL once freed by its owner: an orphan kept by imports */
-	uint32_t exporter, peer;
-	uint64_t size;
-	uint32_t flags; /* HB_BUFFER_PEER_WRITABLE */
-
-	/* Backend placement. */
-	uint64_t creator; /* serial of the session that allocated it */
-	uint32_t group;   /* KVM pool; 0 for grant-based (Xen) buffers */
-	uint32_t *refs;      /* data pages then directory pages */
-	uint32_t data_pages, dir_pages;
-	struct hbp_refdir desc;
+	/* Who, for whom, how big, and where the backend put it. */
+	struct hbb_buffer mem;
 
 	enum hbd_export_state state;
 	bool has_hid;
@@ -214,41 +207,10 @@ struct hbd_session {
 	ev_timer drop_timer;
 };
 
-/* What a backend does for the daemon. KVM: pools and the ivshmem server. Xen adds its own. */
-struct hbd_backend_ops {
-	const char *name;
-	int (*start)(struct hbd *d);
-	void (*stop)(struct hbd *d);
-	/* 0 if domains a and b may share, -EPERM (no common group), -ENODEV (unknown domain). */
-	int (*can_share)(struct hbd *d, uint32_t a, uint32_t b);
-	/* Places a buffer of b->size for (b->exporter -> b->peer): fills group, refs, desc and
-	 * writes the directory. -ENOSPC, -EFBIG, -ENOMEM, -EPERM. */
-	int (*alloc)(struct hbd *d, struct hbd_session *s, struct hbd_buffer *b);
-	/* Returns b's pages to the backend; they read as zero afterwards. */
-	void (*release)(struct hbd *d, struct hbd_buffer *b);
-	/* Binds s to a group; for host sessions *fd_out is a pool fd to send (caller closes). */
-	int (*attach)(struct hbd *d, struct hbd_session *s, uint32_t group, uint32_t hbk_ivshmem_peer,
-		      int *fd_out);
-	/* Adds the domain's groups to a Welcome (allocated with the protobuf-c default allocator;
-	 * freed with welcome_free). */
-	int (*welcome)(struct hbd *d, uint32_t domain, Welcome *w);
-	void (*welcome_free)(Welcome *w);
-	/* Appends "key: value" statistics. */
-	void (*stats)(struct hbd *d, void (*put)(void *ctx, const char *key, uint64_t v), void *ctx);
-
-	/* Grant-based backends (Xen) only, NULL elsewhere. alloc only reserves: the client then
-	 * allocates and grants the pages itself and describes them with Grant, whose descriptor
-	 * this checks (hostile input) and takes into b->desc. */
-	int (*grant)(struct hbd *d, struct hbd_session *s, struct hbd_buffer *b,
-		     const BufferDesc *desc);
-	/* May s's domain map b now (Xen: its maptrack budget)? NULL: always. */
-	int (*can_import)(struct hbd *d, struct hbd_session *s, const struct hbd_buffer *b);
-};
-
-extern const struct hbd_backend_ops hbd_kvm_backend;
-extern const struct hbd_backend_ops hbd_xen_backend; /* WITH_XEN=1 builds only */
-/* The backend compiled in for kind, or NULL. */
-const struct hbd_backend_ops *hbd_backend_find(enum hbc_backend_kind kind);
+/* The backend compiled in under this name ("kvm", "xen"), or NULL (daemon/backend.c). */
+const struct hbb_host_ops *hbd_backend_find(enum hbc_backend_kind kind);
+/* The services the daemon hands its backend (daemon/backend.c). */
+void hbd_backend_services_init(struct hbd *d, struct hbb_host_services *svc);
 
 struct hbd_listener {
 	int fd;
@@ -263,8 +225,12 @@ struct hbd {
 	struct ev_loop *loop;
 	struct hbc_config *cfg;
 	const char *config_path; /* NULL: embedded default */
-	const struct hbd_backend_ops *backend;
-	void *backend_data;
+	const struct hbb_host_ops *backend;
+	void *backend_state;
+	struct hbb_host_services services; /* what the backend may ask of us */
+	/* Handles one request of a session (daemon/request.c; set by main.c). The session code
+	 * calls it for every frame, so it needs to know nothing about requests. */
+	void (*handle_request)(struct hbd_session *s, ClientMsg *msg);
 	uint64_t start_ms;
 	bool stopping; /* shutting down: clients keep their mappings, so nothing is punched */
 	int ctl_truncated; /* the last control reply cut a listing at HBD_CTL_LIST_MAX */
@@ -289,13 +255,14 @@ struct hbd {
 	struct hbd_stats stats;
 };
 
-/* main.c / server.c */
-uint64_t hbd_now_ms(void);
-int hbc_unix_listen(const char *path, int backlog);
+/* server.c */
 int hbd_server_start(struct hbd *d);
 void hbd_server_stop(struct hbd *d);
 
 /* session.c: session I/O */
+/* 0 if a new connection of dom may become a session (the daemon's and the domain's session
+ * limits), else -EMFILE, logged with door (the socket or vchan it came by). */
+int hbd_session_admit(struct hbd *d, const struct hbd_domain *dom, const char *door);
 struct hbd_session *hbd_session_new(struct hbd *d, int fd, struct hbd_domain *dom);
 /* Ends a session: cleanup as in PROTOCOL.md §6. reason is logged. */
 void hbd_session_close(struct hbd_session *s, const char *reason);
@@ -306,6 +273,8 @@ void hbd_session_restart(struct hbd_session *s, const char *reason);
 int hbd_session_send(struct hbd_session *s, const ServerMsg *msg, int fd);
 /* The session said Hello: count it in its domain (control sessions are not clients). */
 void hbd_session_mark_hello(struct hbd_session *s, bool control);
+/* The session as its backend sees it. */
+struct hbb_caller hbd_session_caller(const struct hbd_session *s);
 void hbd_session_event(struct hbd_session *s, uint32_t type, const struct hb_id *hid,
 		       uint32_t domain, uint64_t size, const uint8_t *meta, uint32_t meta_len);
 

@@ -19,13 +19,6 @@
 
 #define HBD_DEFAULT_CONFIG HB_SYSCONFDIR "/hyperbuf/hyperbufd.conf"
 
-uint64_t hbd_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static struct hbc_config *load_config(const char *path, char *err, size_t errlen)
 {
 	if (path)
@@ -35,7 +28,7 @@ static struct hbc_config *load_config(const char *path, char *err, size_t errlen
 
 static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 {
-	hb_info("%s: shutting down", strsignal(w->signum));
+	log_info("%s: shutting down", strsignal(w->signum));
 	ev_break(loop, EVBREAK_ALL);
 }
 
@@ -70,7 +63,7 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 	cur->sessions_per_domain = next->sessions_per_domain;
 	hbc_config_free(next);
 	hbc_log_set_level(cur->log_level);
-	hb_info("reload: configuration applied (exports_per_domain=%u pages_per_domain=%llu "
+	log_info("reload: configuration applied (exports_per_domain=%u pages_per_domain=%llu "
 		"event_queue=%u meta_max=%u timelines_per_domain=%u fence_waits_per_domain=%u)",
 		cur->exports_per_domain, (unsigned long long)cur->pages_per_domain,
 		cur->event_queue, cur->meta_max, cur->timelines_per_domain,
@@ -149,7 +142,8 @@ int main(int argc, char **argv)
 	if (debug)
 		d.cfg->log_level = HBC_LOG_DEBUG;
 	d.config_path = config_path;
-	d.start_ms = hbd_now_ms();
+	d.start_ms = hbc_now_ms();
+	d.handle_request = hbd_request;
 	d.loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
 	if (!d.loop) {
 		log_err("cannot create the event loop");
@@ -172,7 +166,7 @@ int main(int argc, char **argv)
 	ev_signal_start(d.loop, &d.sig_int);
 	ev_signal_start(d.loop, &d.sig_hup);
 
-	hb_info("hyperbufd %s ready: backend %s, config %s", HB_VERSION_STRING, d.backend->name,
+	log_info("hyperbufd %s ready: backend %s, config %s", HB_VERSION_STRING, d.backend->name,
 		config_path ? config_path : "(embedded default)");
 	hbd_notify("READY=1");
 	ev_run(d.loop, 0);

@@ -69,7 +69,7 @@ uint32_t hbd_buffer_info_flags(const struct hbd_buffer *b)
 		f |= HB_INFO_UNEXPORTED;
 	if (b->state == HBD_EXPORT_PENDING)
 		f |= HB_INFO_UNEXPORT_PENDING;
-	if (b->flags & HB_BUFFER_PEER_WRITABLE)
+	if (b->mem.flags & HB_BUFFER_PEER_WRITABLE)
 		f |= HB_INFO_PEER_WRITABLE;
 	return f;
 }
@@ -93,13 +93,14 @@ int hbd_buffer_alloc(struct hbd_session *s, uint32_t peer, uint64_t size, uint32
 		     struct hbd_buffer **out)
 {
 	struct hbd *d = s->d;
+	struct hbb_caller who;
 	struct hbd_buffer *b;
 	uint64_t pages;
 	int r;
 
 	if (size == 0 || peer == s->dom->id || (flags & ~HB_BUFFER_PEER_WRITABLE))
 		return -EINVAL;
-	r = d->backend->can_share(d, s->dom->id, peer);
+	r = d->backend->can_share(d->backend_state, s->dom->id, peer);
 	if (r < 0)
 		return r;
 	if (size > ((uint64_t)1 << 30) * HBP_PAGE_SIZE)
@@ -108,31 +109,31 @@ int hbd_buffer_alloc(struct hbd_session *s, uint32_t peer, uint64_t size, uint32
 	if (!b)
 		return -ENOMEM;
 	b->d = d;
-	b->exporter = s->dom->id;
-	b->peer = peer;
-	b->size = size;
-	b->flags = flags;
+	b->mem.exporter = s->dom->id;
+	b->mem.peer = peer;
+	b->mem.size = size;
+	b->mem.flags = flags;
 	hbc_list_init(&b->hash_link);
-	r = d->backend->alloc(d, s, b);
+	who = hbd_session_caller(s);
+	r = d->backend->alloc(d->backend_state, &who, &b->mem);
 	if (r < 0)
 		goto err_free;
 	/* The quota is checked once the backend has said the size is possible at all, so a
 	 * buffer larger than any pool is EFBIG, not EDQUOT. */
-	pages = (uint64_t)b->data_pages + b->dir_pages;
+	pages = (uint64_t)b->mem.data_pages + b->mem.dir_pages;
 	if (s->dom->pages + pages > d->cfg->pages_per_domain) {
-		d->backend->release(d, b);
-		free(b->refs);
+		d->backend->release(d->backend_state, &b->mem, false);
 		r = -EDQUOT;
 		goto err_free;
 	}
-	b->handle = d->next_handle++;
+	b->mem.handle = d->next_handle++;
 	b->owner = s;
-	b->creator = s->serial;
-	s->dom->pages += b->data_pages + b->dir_pages;
+	b->mem.creator = s->serial;
+	s->dom->pages += b->mem.data_pages + b->mem.dir_pages;
 	hbc_list_insert_tail(&s->buffers, &b->owner_link);
 	log_debug("%s: buffer %llu: %llu bytes for domain %u, %u+%u pages in group %u", s->label,
-		 (unsigned long long)b->handle, (unsigned long long)size, peer, b->data_pages,
-		 b->dir_pages, b->group);
+		 (unsigned long long)b->mem.handle, (unsigned long long)size, peer, b->mem.data_pages,
+		 b->mem.dir_pages, b->mem.group);
 	*out = b;
 	return 0;
 
@@ -147,7 +148,7 @@ struct hbd_buffer *hbd_buffer_find(struct hbd_session *s, uint64_t handle)
 
 	hbc_list_for_each_safe(b, &s->buffers, struct hbd_buffer, owner_link)
 	{
-		if (b->handle == handle)
+		if (b->mem.handle == handle)
 			return b;
 	}
 	return NULL;
@@ -164,13 +165,12 @@ static void buffer_reclaim_if_unused(struct hbd_buffer *b)
 	hbc_list_remove(&b->owner_link);
 	hid_forget(b);
 	ev_timer_stop(d->loop, &b->unexport_timer);
-	dom = hbd_domain_get(d, b->exporter);
+	dom = hbd_domain_get(d, b->mem.exporter);
 	if (dom)
-		dom->pages -= b->data_pages + b->dir_pages;
-	d->backend->release(d, b);
-	log_debug("buffer %llu: pages returned to group %u", (unsigned long long)b->handle,
-		 b->group);
-	free(b->refs);
+		dom->pages -= b->mem.data_pages + b->mem.dir_pages;
+	d->backend->release(d->backend_state, &b->mem, d->stopping);
+	log_debug("buffer %llu: pages returned to group %u", (unsigned long long)b->mem.handle,
+		 b->mem.group);
 	free(b->meta);
 	free(b->resv);
 	free(b);
@@ -186,10 +186,10 @@ static void unexport_now(struct hbd_buffer *b)
 		return;
 	ev_timer_stop(d->loop, &b->unexport_timer);
 	b->state = HBD_EXPORT_DONE;
-	dom = hbd_domain_get(d, b->exporter);
+	dom = hbd_domain_get(d, b->mem.exporter);
 	if (dom && dom->exports)
 		dom->exports--;
-	hbd_domain_event(d, b->peer, HB_EVENT_UNEXPORTED, &b->hid, b->exporter, b->size, NULL, 0);
+	hbd_domain_event(d, b->mem.peer, HB_EVENT_UNEXPORTED, &b->hid, b->mem.exporter, b->mem.size, NULL, 0);
 }
 
 static void on_unexport_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -222,7 +222,7 @@ int hbd_export(struct hbd_buffer *b, const uint8_t *meta, size_t meta_len, struc
 	int r;
 
 	/* A grant-based buffer whose pages were never described (no Grant yet). */
-	if (b->desc.depth == 0)
+	if (b->mem.desc.depth == 0)
 		return -EINVAL;
 	if (fresh && dom->exports >= d->cfg->exports_per_domain)
 		return -EDQUOT;
@@ -248,7 +248,7 @@ int hbd_export(struct hbd_buffer *b, const uint8_t *meta, size_t meta_len, struc
 	b->meta = copy;
 	b->meta_len = (uint32_t)meta_len;
 	*hid = b->hid;
-	hbd_domain_event(d, b->peer, HB_EVENT_EXPORTED, &b->hid, b->exporter, b->size, b->meta,
+	hbd_domain_event(d, b->mem.peer, HB_EVENT_EXPORTED, &b->hid, b->mem.exporter, b->mem.size, b->meta,
 			 b->meta_len);
 	return 0;
 }
@@ -257,11 +257,11 @@ int hbd_unexport(struct hbd_session *s, const struct hb_id *hid, uint32_t delay_
 {
 	struct hbd_buffer *b = hbd_hid_lookup(s->d, hid);
 
-	if (!b || (b->exporter != s->dom->id && b->peer != s->dom->id))
+	if (!b || (b->mem.exporter != s->dom->id && b->mem.peer != s->dom->id))
 		return -ENOENT;
 	/* Pending or done: the first unexport stands, and asking again is a no-op even once
 	 * the buffer was freed (an orphan has no owner to compare with). */
-	if (b->exporter == s->dom->id && b->state != HBD_EXPORT_LIVE &&
+	if (b->mem.exporter == s->dom->id && b->state != HBD_EXPORT_LIVE &&
 	    (b->owner == s || !b->owner))
 		return 0;
 	if (b->owner != s)
@@ -288,17 +288,18 @@ int hbd_import(struct hbd_session *s, const struct hb_id *hid, uint32_t flags,
 	if (flags & ~HB_IMPORT_WRITE)
 		return -EINVAL;
 	/* Unknown, forged, withdrawn, or for somebody else: one answer for all of them. */
-	if (!b || b->peer != s->dom->id ||
+	if (!b || b->mem.peer != s->dom->id ||
 	    (b->state != HBD_EXPORT_LIVE && b->state != HBD_EXPORT_PENDING))
 		return -ENOENT;
-	if (writable && !(b->flags & HB_BUFFER_PEER_WRITABLE))
+	if (writable && !(b->mem.flags & HB_BUFFER_PEER_WRITABLE))
 		return -EACCES;
-	if (b->group && !(s->attached & (1ull << (b->group - 1))))
+	if (b->mem.group && !(s->attached & (1ull << (b->mem.group - 1))))
 		return -ENOENT;
 	if (s->dom->imports >= d->cfg->imports_per_domain)
 		return -EDQUOT;
 	if (d->backend->can_import) {
-		int r = d->backend->can_import(d, s, b);
+		struct hbb_caller who = hbd_session_caller(s);
+		int r = d->backend->can_import(d->backend_state, &who, &b->mem);
 		if (r < 0)
 			return r;
 	}
@@ -314,9 +315,9 @@ int hbd_import(struct hbd_session *s, const struct hb_id *hid, uint32_t flags,
 	b->gen_importers++;
 	s->dom->imports++;
 	d->stats.imports_total++;
-	d->stats.bytes_shared_total += b->size;
+	d->stats.bytes_shared_total += b->mem.size;
 	if (b->owner)
-		hbd_session_event(b->owner, HB_EVENT_IMPORTED, &b->hid, s->dom->id, b->size, NULL,
+		hbd_session_event(b->owner, HB_EVENT_IMPORTED, &b->hid, s->dom->id, b->mem.size, NULL,
 				  0);
 	*out = im;
 	return 0;
@@ -346,7 +347,7 @@ void hbd_import_release(struct hbd_session *s, struct hbd_import *im)
 	if (current)
 		b->gen_importers--;
 	if (current && b->gen_importers == 0 && b->owner && b->has_hid)
-		hbd_session_event(b->owner, HB_EVENT_RELEASED, &b->hid, s->dom->id, b->size, NULL,
+		hbd_session_event(b->owner, HB_EVENT_RELEASED, &b->hid, s->dom->id, b->mem.size, NULL,
 				  0);
 	buffer_reclaim_if_unused(b);
 }

@@ -1,26 +1,38 @@
 /*
- * One request in, exactly one reply out (docs/PROTOCOL.md §2–3). Handlers return 0 or a
- * negative errno; the errno goes back to the client in ServerMsg.error.
+ * One request in, exactly one reply out (docs/PROTOCOL.md §2–3). Each request body has one
+ * handler in the table at the bottom; a handler returns 0 or a negative errno, which goes back
+ * to the client in ServerMsg.error.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "protocol/hid.h"
-#include "daemon/hyperbufd.h"
-#include "protocol/limits.h"
 #include "common/log.h"
+#include "daemon/hyperbufd.h"
+#include "protocol/desc.h"
+#include "protocol/hid.h"
+#include "protocol/limits.h"
 
-static void fill_desc(BufferDesc *out, const struct hbd_buffer *b)
-{
-	out->group = b->group;
-	out->root_ref = b->desc.root;
-	out->depth = b->desc.depth;
-	out->pages = b->desc.pages;
-	out->first_offset = b->desc.first_offset;
-	out->size = b->desc.size;
-}
+/* Everything one reply may point into; it lives in hbd_request's frame. */
+struct reply {
+	ServerMsg msg;
+	Welcome welcome;
+	AllocReply alloc;
+	ExportReply export;
+	ImportReply import;
+	QueryReply query;
+	TimelineReply timeline;
+	SyncReply sync;
+	CpuAccessReply cpu;
+	FencePoint points[HBP_RESV_LIMIT];
+	FencePoint *point_ptrs[HBP_RESV_LIMIT];
+	BufferDesc desc;
+	struct hb_id hid;
+	ControlReply *control;
+	int fd;      /* sent with the reply (Attach of a host session), closed after */
+	bool flush;  /* queued fence completions must go out first (see hbd_request) */
+};
 
 /* A hid from the wire; frame validation already checked its length when present. */
 static int wire_hid(ProtobufCBinaryData data, struct hb_id *hid)
@@ -30,10 +42,12 @@ static int wire_hid(ProtobufCBinaryData data, struct hb_id *hid)
 	return 0;
 }
 
-static int do_hello(struct hbd_session *s, const Hello *m, ServerMsg *reply, Welcome *w)
+static int do_hello(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
 {
+	const Hello *m = cm->hello;
 	struct hbd *d = s->d;
-	int r;
+	Welcome *w = &r->welcome;
+	int err;
 
 	if (s->hello) {
 		/* On a VM channel a new Hello is a new guest process: the one before it left
@@ -45,7 +59,7 @@ static int do_hello(struct hbd_session *s, const Hello *m, ServerMsg *reply, Wel
 	}
 	if (m->version != HBP_PROTOCOL_VERSION) {
 		log_warn("%s: protocol version %u, this daemon speaks %u", s->label, m->version,
-			HBP_PROTOCOL_VERSION);
+			 HBP_PROTOCOL_VERSION);
 		return -EPROTO;
 	}
 	if (m->role != HBP_ROLE_CLIENT && m->role != HBP_ROLE_CONTROL)
@@ -59,38 +73,76 @@ static int do_hello(struct hbd_session *s, const Hello *m, ServerMsg *reply, Wel
 	w->event_queue = d->cfg->event_queue;
 	w->frame_max = HBP_FRAME_MAX;
 	if (m->role == HBP_ROLE_CLIENT) {
-		r = d->backend->welcome(d, s->dom->id, w);
-		if (r < 0)
-			return r;
+		err = d->backend->welcome(d->backend_state, s->dom->id, w);
+		if (err < 0)
+			return err;
 	}
 	hbd_session_mark_hello(s, m->role == HBP_ROLE_CONTROL);
-	reply->body_case = SERVER_MSG__BODY_WELCOME;
-	reply->welcome = w;
+	r->msg.body_case = SERVER_MSG__BODY_WELCOME;
+	r->msg.welcome = w;
 	return 0;
 }
 
-static int do_alloc(struct hbd_session *s, const Alloc *m, ServerMsg *reply, AllocReply *ar,
-		    BufferDesc *desc)
+static int do_attach(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
 {
+	struct hbb_caller who = hbd_session_caller(s);
+	uint32_t group = cm->attach->group;
+	int err;
+
+	if (group == 0 || group > HBP_MAX_GROUPS)
+		return -ENOENT;
+	err = s->d->backend->attach(s->d->backend_state, &who, group, cm->attach->ivshmem_peer,
+				    &r->fd);
+	if (err == 0)
+		s->attached |= 1ull << (group - 1);
+	return err;
+}
+
+static int do_alloc(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
+{
+	const Alloc *m = cm->alloc;
 	struct hbd_buffer *b;
-	int r;
+	int err;
 
-	r = hbd_buffer_alloc(s, m->peer, m->size, m->flags, &b);
-	if (r < 0)
-		return r;
-	ar->buffer = b->handle;
-	fill_desc(desc, b);
-	ar->desc = desc;
-	reply->body_case = SERVER_MSG__BODY_ALLOC;
-	reply->alloc = ar;
+	err = hbd_buffer_alloc(s, m->peer, m->size, m->flags, &b);
+	if (err < 0)
+		return err;
+	r->alloc.buffer = b->mem.handle;
+	hbp_desc_from_refdir(&r->desc, &b->mem.desc, b->mem.group);
+	r->alloc.desc = &r->desc;
+	r->msg.body_case = SERVER_MSG__BODY_ALLOC;
+	r->msg.alloc = &r->alloc;
 	return 0;
 }
 
-static int do_export(struct hbd_session *s, const Export *m, ServerMsg *reply, ExportReply *er,
-		     struct hb_id *hid)
+static int do_free(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
 {
+	struct hbd_buffer *b = hbd_buffer_find(s, cm->free->buffer);
+
+	if (!b)
+		return -ENOENT;
+	hbd_buffer_free(b);
+	return 0;
+}
+
+/* Xen: the pages of a reserved buffer, as the client granted them. */
+static int do_grant(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
+{
+	struct hbd_buffer *b = hbd_buffer_find(s, cm->grant->buffer);
+	struct hbb_caller who = hbd_session_caller(s);
+
+	if (!b)
+		return -ENOENT;
+	if (!s->d->backend->grant)
+		return -EOPNOTSUPP;
+	return s->d->backend->grant(s->d->backend_state, &who, &b->mem, cm->grant->desc);
+}
+
+static int do_export(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
+{
+	const Export *m = cm->export;
 	struct hbd_buffer *b = hbd_buffer_find(s, m->buffer);
-	int r;
+	int err;
 
 	if (!b)
 		return -ENOENT;
@@ -98,299 +150,291 @@ static int do_export(struct hbd_session *s, const Export *m, ServerMsg *reply, E
 		return -EINVAL;
 	if (m->meta.len > s->d->cfg->meta_max)
 		return -EMSGSIZE;
-	r = hbd_export(b, m->meta.data, m->meta.len, hid);
-	if (r < 0)
-		return r;
-	er->hid.data = hid->bytes;
-	er->hid.len = sizeof(hid->bytes);
-	reply->body_case = SERVER_MSG__BODY_EXPORT;
-	reply->export = er;
+	err = hbd_export(b, m->meta.data, m->meta.len, &r->hid);
+	if (err < 0)
+		return err;
+	r->export.hid.data = r->hid.bytes;
+	r->export.hid.len = sizeof(r->hid.bytes);
+	r->msg.body_case = SERVER_MSG__BODY_EXPORT;
+	r->msg.export = &r->export;
 	return 0;
 }
 
-static int do_import(struct hbd_session *s, const Import *m, ServerMsg *reply, ImportReply *ir,
-		     BufferDesc *desc)
+static int do_unexport(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
+{
+	int err = wire_hid(cm->unexport->hid, &r->hid);
+
+	return err < 0 ? err : hbd_unexport(s, &r->hid, cm->unexport->delay_ms);
+}
+
+static int do_import(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
 {
 	struct hbd_import *im;
-	struct hb_id hid;
-	int r;
+	struct hbd_buffer *b;
+	int err;
 
-	r = wire_hid(m->hid, &hid);
-	if (r < 0)
-		return r;
-	r = hbd_import(s, &hid, m->flags, &im);
-	if (r < 0)
-		return r;
-	ir->import = im->handle;
-	fill_desc(desc, im->buf);
-	ir->desc = desc;
-	ir->exporter = im->buf->exporter;
-	ir->flags = hbd_buffer_info_flags(im->buf);
-	ir->meta.data = im->buf->meta;
-	ir->meta.len = im->buf->meta_len;
-	reply->body_case = SERVER_MSG__BODY_IMPORT;
-	reply->import = ir;
+	err = wire_hid(cm->import->hid, &r->hid);
+	if (err == 0)
+		err = hbd_import(s, &r->hid, cm->import->flags, &im);
+	if (err < 0)
+		return err;
+	b = im->buf;
+	r->import.import = im->handle;
+	hbp_desc_from_refdir(&r->desc, &b->mem.desc, b->mem.group);
+	r->import.desc = &r->desc;
+	r->import.exporter = b->mem.exporter;
+	r->import.flags = hbd_buffer_info_flags(b);
+	r->import.meta.data = b->meta;
+	r->import.meta.len = b->meta_len;
+	r->msg.body_case = SERVER_MSG__BODY_IMPORT;
+	r->msg.import = &r->import;
 	return 0;
 }
 
-static int do_query(struct hbd_session *s, const Query *m, ServerMsg *reply, QueryReply *q)
+static int do_release(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
 {
-	struct hbd_buffer *b;
-	struct hb_id hid;
-	int r;
+	struct hbd_import *im = hbd_import_find(s, cm->release->import);
 
-	r = wire_hid(m->hid, &hid);
-	if (r < 0)
-		return r;
-	b = hbd_hid_lookup(s->d, &hid);
-	if (!b || (b->exporter != s->dom->id && b->peer != s->dom->id))
+	if (!im)
 		return -ENOENT;
-	q->exporter = b->exporter;
-	q->peer = b->peer;
-	q->size = b->size;
-	q->pages = b->data_pages;
+	hbd_import_release(s, im);
+	return 0;
+}
+
+static int do_query(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
+{
+	QueryReply *q = &r->query;
+	struct hbd_buffer *b;
+	int err;
+
+	err = wire_hid(cm->query->hid, &r->hid);
+	if (err < 0)
+		return err;
+	b = hbd_hid_lookup(s->d, &r->hid);
+	if (!b || (b->mem.exporter != s->dom->id && b->mem.peer != s->dom->id))
+		return -ENOENT;
+	q->exporter = b->mem.exporter;
+	q->peer = b->mem.peer;
+	q->size = b->mem.size;
+	q->pages = b->mem.data_pages;
 	q->importers = b->gen_importers;
 	q->flags = hbd_buffer_info_flags(b);
 	q->meta.data = b->meta;
 	q->meta.len = b->meta_len;
-	reply->body_case = SERVER_MSG__BODY_QUERY;
-	reply->query = q;
+	r->msg.body_case = SERVER_MSG__BODY_QUERY;
+	r->msg.query = q;
 	return 0;
 }
 
-/* Xen: the pages of a reserved buffer, as the client granted them. */
-static int do_grant(struct hbd_session *s, const Grant *m)
+static int do_control(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
 {
-	struct hbd_buffer *b = hbd_buffer_find(s, m->buffer);
+	int err = hbd_control(s, cm->control->what, &r->control);
 
-	if (!b)
-		return -ENOENT;
-	if (!s->d->backend->grant)
-		return -EOPNOTSUPP;
-	return s->d->backend->grant(s->d, s, b, m->desc);
+	if (err == 0) {
+		r->msg.body_case = SERVER_MSG__BODY_CONTROL;
+		r->msg.control = r->control;
+	}
+	return err;
 }
 
-static int do_unexport(struct hbd_session *s, const Unexport *m)
+static int do_timeline_create(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
 {
-	struct hb_id hid;
-	int r = wire_hid(m->hid, &hid);
+	int err = hbd_timeline_create(s, &r->timeline.timeline);
 
-	return r < 0 ? r : hbd_unexport(s, &hid, m->delay_ms);
+	if (err == 0) {
+		r->msg.body_case = SERVER_MSG__BODY_TIMELINE;
+		r->msg.timeline = &r->timeline;
+	}
+	return err;
 }
 
-static int do_sync_open(struct hbd_session *s, const SyncOpen *m, ServerMsg *reply, SyncReply *sr)
+static int do_timeline_signal(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
 {
-	uint64_t wait;
-	int32_t status;
-	uint32_t owner;
-	int r;
+	const TimelineSignal *m = cm->timeline_signal;
 
-	r = hbd_sync_open(s, m->timeline, m->value, &wait, &status, &owner);
-	if (r < 0)
-		return r;
-	sr->wait = wait;
-	sr->status = status;
-	sr->owner = owner;
-	reply->body_case = SERVER_MSG__BODY_SYNC;
-	reply->sync = sr;
+	return hbd_timeline_signal(s, m->timeline, m->value, m->error);
+}
+
+static int do_timeline_destroy(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
+{
+	return hbd_timeline_destroy_req(s, cm->timeline_destroy->timeline);
+}
+
+static int do_sync_open(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
+{
+	SyncReply *sr = &r->sync;
+	int err;
+
+	err = hbd_sync_open(s, cm->sync_open->timeline, cm->sync_open->value, &sr->wait,
+			    &sr->status, &sr->owner);
+	if (err < 0)
+		return err;
+	/* Born complete: it reveals the timeline's progress (see hbd_request). */
+	r->flush = sr->wait == 0;
+	r->msg.body_case = SERVER_MSG__BODY_SYNC;
+	r->msg.sync = sr;
 	return 0;
 }
 
-static int do_fence_attach(struct hbd_session *s, const FenceAttach *m)
+static int do_sync_close(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
 {
-	struct hb_id hid;
-	int r = wire_hid(m->hid, &hid);
-
-	return r < 0 ? r : hbd_fence_attach(s, &hid, m->timeline, m->value, m->usage);
+	return hbd_sync_close(s, cm->sync_close->wait);
 }
 
-/* The reply points into points[] and fences[], which live in hbd_request's frame. */
-static int do_cpu_access(struct hbd_session *s, const CpuAccess *m, ServerMsg *reply,
-			 CpuAccessReply *cr, FencePoint *points, FencePoint **ptrs)
+static int do_fence_attach(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
+{
+	const FenceAttach *m = cm->fence_attach;
+	int err = wire_hid(m->hid, &r->hid);
+
+	return err < 0 ? err : hbd_fence_attach(s, &r->hid, m->timeline, m->value, m->usage);
+}
+
+static int do_cpu_access(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
 {
 	struct hbd_resv_entry e[HBP_RESV_LIMIT];
-	struct hb_id hid;
 	unsigned n;
-	int r;
+	int err;
 
-	r = wire_hid(m->hid, &hid);
-	if (r < 0)
-		return r;
-	r = hbd_cpu_access(s, &hid, m->access, e, &n);
-	if (r < 0)
-		return r;
+	err = wire_hid(cm->cpu_access->hid, &r->hid);
+	if (err == 0)
+		err = hbd_cpu_access(s, &r->hid, cm->cpu_access->access, e, &n);
+	if (err < 0)
+		return err;
 	for (unsigned i = 0; i < n; i++) {
-		fence_point__init(&points[i]);
-		points[i].timeline = e[i].timeline;
-		points[i].value = e[i].value;
-		ptrs[i] = &points[i];
+		fence_point__init(&r->points[i]);
+		r->points[i].timeline = e[i].timeline;
+		r->points[i].value = e[i].value;
+		r->point_ptrs[i] = &r->points[i];
 	}
-	cr->fences = ptrs;
-	cr->n_fences = n;
-	reply->body_case = SERVER_MSG__BODY_CPU_ACCESS;
-	reply->cpu_access = cr;
+	r->cpu.fences = r->point_ptrs;
+	r->cpu.n_fences = n;
+	r->msg.body_case = SERVER_MSG__BODY_CPU_ACCESS;
+	r->msg.cpu_access = &r->cpu;
 	return 0;
+}
+
+/*
+ * Replies that reveal a timeline's progress go out behind the completions already queued for
+ * the session (flush), so nobody learns that point N is complete while its own N-1 still looks
+ * pending: a SyncOpen born signalled (the handler decides), a CpuAccess snapshot (it leaves out
+ * what completed), and the owner's own signal and destroy (after which its syncs on its
+ * timeline are complete, as after SW_SYNC_IOC_INC). Other replies, a pending SyncOpen's
+ * included, do not wait for the queue: that is what lets a client that does not read fall
+ * behind by fence_waits_per_domain completions and be dropped for it.
+ */
+static const struct {
+	int (*fn)(struct hbd_session *s, const ClientMsg *m, struct reply *r);
+	bool flush;
+} handlers[] = {
+    [CLIENT_MSG__BODY_HELLO] = {do_hello, false},
+    [CLIENT_MSG__BODY_ATTACH] = {do_attach, false},
+    [CLIENT_MSG__BODY_ALLOC] = {do_alloc, false},
+    [CLIENT_MSG__BODY_FREE] = {do_free, false},
+    [CLIENT_MSG__BODY_EXPORT] = {do_export, false},
+    [CLIENT_MSG__BODY_UNEXPORT] = {do_unexport, false},
+    [CLIENT_MSG__BODY_IMPORT] = {do_import, false},
+    [CLIENT_MSG__BODY_RELEASE] = {do_release, false},
+    [CLIENT_MSG__BODY_QUERY] = {do_query, false},
+    [CLIENT_MSG__BODY_CONTROL] = {do_control, false},
+    [CLIENT_MSG__BODY_TIMELINE_CREATE] = {do_timeline_create, false},
+    [CLIENT_MSG__BODY_TIMELINE_SIGNAL] = {do_timeline_signal, true},
+    [CLIENT_MSG__BODY_TIMELINE_DESTROY] = {do_timeline_destroy, true},
+    [CLIENT_MSG__BODY_SYNC_OPEN] = {do_sync_open, false},
+    [CLIENT_MSG__BODY_SYNC_CLOSE] = {do_sync_close, false},
+    [CLIENT_MSG__BODY_FENCE_ATTACH] = {do_fence_attach, false},
+    [CLIENT_MSG__BODY_CPU_ACCESS] = {do_cpu_access, true},
+    [CLIENT_MSG__BODY_GRANT] = {do_grant, false},
+};
+
+/* Runs the handler of the request's body. */
+static int handle(struct hbd_session *s, const ClientMsg *msg, struct reply *r)
+{
+	size_t k = (size_t)msg->body_case;
+
+	/* A control session owns nothing. */
+	if (s->control && msg->body_case != CLIENT_MSG__BODY_CONTROL &&
+	    msg->body_case != CLIENT_MSG__BODY_HELLO)
+		return -EPERM;
+	/* A newer client's request: say so and carry on. */
+	if (k >= sizeof(handlers) / sizeof(handlers[0]) || !handlers[k].fn)
+		return -EOPNOTSUPP;
+	r->flush = handlers[k].flush;
+	return handlers[k].fn(s, msg, r);
+}
+
+/* Requests before Hello are violations: answered (EPROTO), then the session is dropped. */
+static void refuse_before_hello(struct hbd_session *s, const ClientMsg *msg)
+{
+	ServerMsg reply = SERVER_MSG__INIT;
+
+	reply.id = msg->id;
+	reply.error = EPROTO;
+	s->d->stats.errors_protocol++;
+	hbd_session_send(s, &reply, -1);
+	log_warn("%s: request before hello; dropping the session", s->label);
+	/* Let the reply go out before the hang-up where the socket allows. */
+	ev_invoke(s->d->loop, &s->wio, EV_WRITE);
+	hbd_session_close(s, "request before hello");
+}
+
+/* Queues the reply; a reply that cannot be framed (too big, out of memory) still answers the
+ * request, with an error. */
+static void send_reply(struct hbd_session *s, const ClientMsg *msg, struct reply *r, int err)
+{
+	if (err < 0) {
+		r->msg.error = (uint32_t)-err;
+		r->msg.body_case = SERVER_MSG__BODY__NOT_SET;
+		s->d->stats.errors_request++;
+		log_debug("%s: request %u (body %d): %s", s->label, msg->id, msg->body_case,
+			  strerror(-err));
+	}
+	if (hbd_session_send(s, &r->msg, err < 0 ? -1 : r->fd) < 0 && !s->closing) {
+		ServerMsg fallback = SERVER_MSG__INIT;
+
+		fallback.id = msg->id;
+		fallback.error = EMSGSIZE;
+		s->d->stats.errors_request++;
+		if (hbd_session_send(s, &fallback, -1) < 0)
+			hbd_session_close(s, "cannot queue a reply");
+	}
 }
 
 void hbd_request(struct hbd_session *s, ClientMsg *msg)
 {
-	ServerMsg reply = SERVER_MSG__INIT;
-	Welcome welcome = WELCOME__INIT;
-	AllocReply alloc_reply = ALLOC_REPLY__INIT;
-	ExportReply export_reply = EXPORT_REPLY__INIT;
-	ImportReply import_reply = IMPORT_REPLY__INIT;
-	QueryReply query_reply = QUERY_REPLY__INIT;
-	TimelineReply timeline_reply = TIMELINE_REPLY__INIT;
-	SyncReply sync_reply = SYNC_REPLY__INIT;
-	CpuAccessReply cpu_reply = CPU_ACCESS_REPLY__INIT;
-	FencePoint points[HBP_RESV_LIMIT];
-	FencePoint *point_ptrs[HBP_RESV_LIMIT];
-	BufferDesc desc = BUFFER_DESC__INIT;
-	ControlReply *control = NULL;
-	struct hbd_buffer *b;
-	struct hbd_import *im;
-	struct hb_id hid;
-	int fd = -1, r;
+	struct reply r = {
+	    .msg = SERVER_MSG__INIT,
+	    .welcome = WELCOME__INIT,
+	    .alloc = ALLOC_REPLY__INIT,
+	    .export = EXPORT_REPLY__INIT,
+	    .import = IMPORT_REPLY__INIT,
+	    .query = QUERY_REPLY__INIT,
+	    .timeline = TIMELINE_REPLY__INIT,
+	    .sync = SYNC_REPLY__INIT,
+	    .cpu = CPU_ACCESS_REPLY__INIT,
+	    .desc = BUFFER_DESC__INIT,
+	    .fd = -1,
+	};
+	int err;
 
-	reply.id = msg->id;
 	if (!s->hello && msg->body_case != CLIENT_MSG__BODY_HELLO) {
-		reply.error = EPROTO;
-		s->d->stats.errors_protocol++;
-		hbd_session_send(s, &reply, -1);
-		/* Let the reply go out before the hang-up where the socket allows. */
-		log_warn("%s: request before hello; dropping the session", s->label);
-		ev_invoke(s->d->loop, &s->wio, EV_WRITE);
-		hbd_session_close(s, "request before hello");
+		refuse_before_hello(s, msg);
 		return;
 	}
-	if (s->control && msg->body_case != CLIENT_MSG__BODY_CONTROL &&
-	    msg->body_case != CLIENT_MSG__BODY_HELLO) {
-		r = -EPERM; /* a control session owns nothing */
-		goto reply;
-	}
-
-	switch (msg->body_case) {
-	case CLIENT_MSG__BODY_HELLO:
-		r = do_hello(s, msg->hello, &reply, &welcome);
-		break;
-	case CLIENT_MSG__BODY_ATTACH:
-		r = s->d->backend->attach(s->d, s, msg->attach->group, msg->attach->hbk_ivshmem_peer,
-					  &fd);
-		break;
-	case CLIENT_MSG__BODY_ALLOC:
-		r = do_alloc(s, msg->alloc, &reply, &alloc_reply, &desc);
-		break;
-	case CLIENT_MSG__BODY_FREE:
-		b = hbd_buffer_find(s, msg->free->buffer);
-		r = b ? 0 : -ENOENT;
-		if (b)
-			hbd_buffer_free(b);
-		break;
-	case CLIENT_MSG__BODY_EXPORT:
-		r = do_export(s, msg->export, &reply, &export_reply, &hid);
-		break;
-	case CLIENT_MSG__BODY_UNEXPORT:
-		r = do_unexport(s, msg->unexport);
-		break;
-	case CLIENT_MSG__BODY_IMPORT:
-		r = do_import(s, msg->import, &reply, &import_reply, &desc);
-		break;
-	case CLIENT_MSG__BODY_RELEASE:
-		im = hbd_import_find(s, msg->release->import);
-		r = im ? 0 : -ENOENT;
-		if (im)
-			hbd_import_release(s, im);
-		break;
-	case CLIENT_MSG__BODY_QUERY:
-		r = do_query(s, msg->query, &reply, &query_reply);
-		break;
-	case CLIENT_MSG__BODY_GRANT:
-		r = do_grant(s, msg->grant);
-		break;
-	case CLIENT_MSG__BODY_CONTROL:
-		r = hbd_control(s, msg->control->what, &control);
-		if (r == 0) {
-			reply.body_case = SERVER_MSG__BODY_CONTROL;
-			reply.control = control;
-		}
-		break;
-	case CLIENT_MSG__BODY_TIMELINE_CREATE:
-		r = hbd_timeline_create(s, &timeline_reply.timeline);
-		if (r == 0) {
-			reply.body_case = SERVER_MSG__BODY_TIMELINE;
-			reply.timeline = &timeline_reply;
-		}
-		break;
-	case CLIENT_MSG__BODY_TIMELINE_SIGNAL:
-		r = hbd_timeline_signal(s, msg->timeline_signal->timeline,
-					msg->timeline_signal->value, msg->timeline_signal->error);
-		break;
-	case CLIENT_MSG__BODY_TIMELINE_DESTROY:
-		r = hbd_timeline_destroy_req(s, msg->timeline_destroy->timeline);
-		break;
-	case CLIENT_MSG__BODY_SYNC_OPEN:
-		r = do_sync_open(s, msg->sync_open, &reply, &sync_reply);
-		break;
-	case CLIENT_MSG__BODY_SYNC_CLOSE:
-		r = hbd_sync_close(s, msg->sync_close->wait);
-		break;
-	case CLIENT_MSG__BODY_FENCE_ATTACH:
-		r = do_fence_attach(s, msg->fence_attach);
-		break;
-	case CLIENT_MSG__BODY_CPU_ACCESS:
-		r = do_cpu_access(s, msg->cpu_access, &reply, &cpu_reply, points, point_ptrs);
-		break;
-	default:
-		/* A newer client's request: say so and carry on. */
-		r = -EOPNOTSUPP;
-		break;
-	}
-
-reply:
-	/*
-	 * Replies that reveal a timeline's progress go out behind the completions already
-	 * queued for this session, so nobody learns that point N is complete while its own
-	 * N-1 still looks pending: a SyncOpen born signalled, a CpuAccess snapshot (it leaves
-	 * out what completed), and the owner's own signal and destroy (after which its syncs on
-	 * its timeline are complete, as after SW_SYNC_IOC_INC). Other replies, a pending
-	 * SyncOpen's included, do not wait for the queue: that is what lets a client that does
-	 * not read fall behind by fence_waits_per_domain completions and be dropped for it.
-	 */
-	if ((msg->body_case == CLIENT_MSG__BODY_SYNC_OPEN && r == 0 && sync_reply.wait == 0) ||
-	    msg->body_case == CLIENT_MSG__BODY_CPU_ACCESS ||
-	    msg->body_case == CLIENT_MSG__BODY_TIMELINE_SIGNAL ||
-	    msg->body_case == CLIENT_MSG__BODY_TIMELINE_DESTROY) {
-		/* A completion that cannot be framed must not vanish quietly: the session
-		 * ends, and its library fails every fence it still waits on. */
-		if (hbd_session_flush_fences(s) < 0) {
-			hbd_session_close(s, "cannot frame its fence completions");
-			return;
-		}
-	}
-	if (r < 0) {
-		reply.error = (uint32_t)-r;
-		reply.body_case = SERVER_MSG__BODY__NOT_SET;
-		s->d->stats.errors_request++;
-		log_debug("%s: request %u (body %d): %s", s->label, msg->id, msg->body_case,
-			 strerror(-r));
-	}
-	if (hbd_session_send(s, &reply, r < 0 ? -1 : fd) < 0 && !s->closing) {
-		/* The answer could not be framed (too big, out of memory): the request still
-		 * gets exactly one reply, an error. */
-		ServerMsg err = SERVER_MSG__INIT;
-		err.id = msg->id;
-		err.error = EMSGSIZE;
-		s->d->stats.errors_request++;
-		if (hbd_session_send(s, &err, -1) < 0)
-			hbd_session_close(s, "cannot queue a reply");
-	}
-	if (fd >= 0)
-		close(fd);
-	if (welcome.groups)
-		s->d->backend->welcome_free(&welcome);
-	if (control)
-		hbd_control_free(control);
-	if (msg->body_case == CLIENT_MSG__BODY_HELLO && r < 0 && !s->hello) {
+	r.msg.id = msg->id;
+	err = handle(s, msg, &r);
+	/* A completion that cannot be framed must not vanish quietly: the session ends, and its
+	 * library fails every fence it still waits on. */
+	if (r.flush && hbd_session_flush_fences(s) < 0)
+		hbd_session_close(s, "cannot frame its fence completions");
+	else
+		send_reply(s, msg, &r, err);
+	if (r.fd >= 0)
+		close(r.fd);
+	if (r.welcome.groups || r.welcome.n_groups)
+		s->d->backend->welcome_free(s->d->backend_state, &r.welcome);
+	if (r.control)
+		hbd_control_free(r.control);
+	if (msg->body_case == CLIENT_MSG__BODY_HELLO && err < 0 && !s->hello) {
 		ev_invoke(s->d->loop, &s->wio, EV_WRITE);
 		hbd_session_close(s, "hello refused");
 	}

@@ -13,87 +13,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "daemon/hyperbufd.h"
 #include "common/log.h"
-
-/* mkdir -p for the folder holding a socket. */
-static int make_parent_dirs(const char *path)
-{
-	char tmp[HBC_SUN_PATH_MAX];
-	size_t len = strlen(path);
-
-	if (len >= sizeof(tmp))
-		return -ENAMETOOLONG;
-	memcpy(tmp, path, len + 1);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	return 0;
-}
-
-/* A socket file left by a daemon that died is removed; one that answers is somebody else's. */
-static int clear_stale_socket(const char *path, const struct sockaddr_un *addr)
-{
-	struct stat st;
-	int fd, r;
-
-	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISSOCK(st.st_mode)) {
-		log_err("%s exists and is not a socket; refusing to replace it", path);
-		return -EEXIST;
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	r = connect(fd, (const struct sockaddr *)addr, sizeof(*addr));
-	close(fd);
-	if (r == 0) {
-		log_err("%s: another daemon is listening there", path);
-		return -EADDRINUSE;
-	}
-	if (unlink(path) < 0 && errno != ENOENT)
-		return -errno;
-	return 0;
-}
-
-int hbc_unix_listen(const char *path, int backlog)
-{
-	struct sockaddr_un addr = {.sun_family = AF_UNIX};
-	int fd, r;
-
-	if (strlen(path) >= sizeof(addr.sun_path)) {
-		log_err("%s: socket path longer than %zu bytes", path, sizeof(addr.sun_path) - 1);
-		return -ENAMETOOLONG;
-	}
-	strcpy(addr.sun_path, path);
-	r = make_parent_dirs(path);
-	if (r < 0) {
-		log_err("%s: cannot create its folder: %s", path, strerror(-r));
-		return r;
-	}
-	r = clear_stale_socket(path, &addr);
-	if (r < 0)
-		return r;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -errno;
-	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(fd, backlog) < 0) {
-		r = -errno;
-		log_err("%s: %s", path, strerror(-r));
-		goto err_close;
-	}
-	return fd;
-
-err_close:
-	close(fd);
-	return r;
-}
+#include "common/sock.h"
+#include "daemon/hyperbufd.h"
 
 static void on_accept_resume(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -125,21 +47,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			}
 			return;
 		}
-		if (d->n_sessions >= HBD_MAX_SESSIONS) {
-			log_warn("%s: %u sessions already; refusing a new one", l->path,
-				d->n_sessions);
-			close(fd);
-			continue;
-		}
 		dom = hbd_domain_get(d, l->domain);
-		/* Per domain, so one VM opening connections can't lock the others out. */
-		if (!dom || dom->conns >= d->cfg->sessions_per_domain) {
-			log_warn("%s: domain %u has %u connections (sessions_per_domain); refusing",
-				l->path, l->domain, dom ? dom->conns : 0);
-			close(fd);
-			continue;
-		}
-		if (!hbd_session_new(d, fd, dom))
+		if (!dom || hbd_session_admit(d, dom, l->path) < 0 || !hbd_session_new(d, fd, dom))
 			close(fd);
 	}
 }
@@ -234,7 +143,8 @@ int hbd_server_start(struct hbd *d)
 				goto err;
 		}
 	}
-	r = d->backend->start(d);
+	hbd_backend_services_init(d, &d->services);
+	r = d->backend->start(&d->services, &d->backend_state);
 	if (r < 0)
 		goto err;
 	return 0;
@@ -268,13 +178,13 @@ void hbd_server_stop(struct hbd *d)
 		hbc_list_for_each_safe(b, &d->orphans, struct hbd_buffer, owner_link)
 		{
 			log_err("buffer %llu still has %u importers at shutdown",
-			       (unsigned long long)b->handle, b->importers);
+			       (unsigned long long)b->mem.handle, b->importers);
 			b->importers = 0;
 			hbd_buffer_free(b);
 		}
 	}
 	if (d->backend)
-		d->backend->stop(d);
+		d->backend->stop(d->backend_state);
 	if (d->domains.next) {
 		hbc_list_for_each_safe(dom, &d->domains, struct hbd_domain, link)
 		{

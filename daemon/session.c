@@ -71,6 +71,21 @@ struct hbd_session *hbd_session_new(struct hbd *d, int fd, struct hbd_domain *do
 	return s;
 }
 
+int hbd_session_admit(struct hbd *d, const struct hbd_domain *dom, const char *door)
+{
+	if (d->n_sessions >= HBD_MAX_SESSIONS) {
+		log_warn("%s: %u sessions already; refusing a new one", door, d->n_sessions);
+		return -EMFILE;
+	}
+	/* Per domain, so one VM opening connections can't lock the others out. */
+	if (dom->conns >= d->cfg->sessions_per_domain) {
+		log_warn("%s: domain %u has %u connections (sessions_per_domain); refusing", door,
+			 dom->id, dom->conns);
+		return -EMFILE;
+	}
+	return 0;
+}
+
 static void event_free_all(struct hbd_session *s)
 {
 	struct hbd_event *ev;
@@ -118,7 +133,7 @@ void hbd_session_close(struct hbd_session *s, const char *reason)
 	if (s->closing)
 		return;
 	s->closing = true;
-	hb_info("%s: session ended: %s", s->label, reason);
+	log_info("%s: session ended: %s", s->label, reason);
 	ev_io_stop(d->loop, &s->rio);
 	ev_io_stop(d->loop, &s->wio);
 	ev_timer_stop(d->loop, &s->drop_timer);
@@ -149,7 +164,7 @@ void hbd_session_restart(struct hbd_session *s, const char *reason)
 	if (s->closing)
 		return;
 	if (s->hello)
-		hb_info("%s: session ended: %s", s->label, reason);
+		log_info("%s: session ended: %s", s->label, reason);
 	was_client = session_release(s);
 	/* Nobody is left to read what the old session was owed; a frame already partly on the
 	 * wire is finished, so that the stream stays cut at frame boundaries. */
@@ -553,7 +568,7 @@ static void handle_frames(struct hbd_session *s)
 		}
 		in_consume(s, HBP_FRAME_HEADER + (size_t)n);
 		s->d->stats.messages_in++;
-		hbd_request(s, msg);
+		s->d->handle_request(s, msg);
 		client_msg__free_unpacked(msg, NULL);
 		/* Replies only grow here: a client that sends but never reads is cut off
 		 * before it can make the daemon hold an unbounded backlog for it. */
@@ -603,6 +618,17 @@ static void on_hello_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 
 	s->d->stats.errors_protocol++;
 	hbd_session_close(s, "no hello within 10 s");
+}
+
+struct hbb_caller hbd_session_caller(const struct hbd_session *s)
+{
+	return (struct hbb_caller){
+	    .domain = s->dom->id,
+	    .pid = s->pid,
+	    .session = s->serial,
+	    .attached = s->attached,
+	    .label = s->label,
+	};
 }
 
 void hbd_session_mark_hello(struct hbd_session *s, bool control)

@@ -42,7 +42,7 @@ static uint32_t random_epoch(uint32_t avoid)
 	for (;;) {
 		if (getrandom(&e, sizeof(e), 0) != (ssize_t)sizeof(e)) {
 			/* No entropy (a very early boot): the clock still differs between runs. */
-			e = (uint32_t)(hbd_now_ms() * 2654435761u);
+			e = (uint32_t)(hbc_now_ms() * 2654435761u);
 		}
 		if (e != avoid)
 			return e;
@@ -80,7 +80,7 @@ static bool timeline_visible(struct hbd *d, const struct hbd_timeline *tl, uint3
 {
 	uint32_t owner = tl->owner->dom->id;
 
-	return domain == owner || domain == 0 || d->backend->can_share(d, owner, domain) == 0;
+	return domain == owner || domain == 0 || d->backend->can_share(d->backend_state, owner, domain) == 0;
 }
 
 /* ---- the wait heap ---------------------------------------------------------------------- */
@@ -459,7 +459,7 @@ static struct hbd_buffer *share_lookup(struct hbd_session *s, const struct hb_id
 {
 	struct hbd_buffer *b = hbd_hid_lookup(s->d, hid);
 
-	if (!b || (b->exporter != s->dom->id && b->peer != s->dom->id))
+	if (!b || (b->mem.exporter != s->dom->id && b->mem.peer != s->dom->id))
 		return NULL;
 	return b;
 }
@@ -480,8 +480,8 @@ int hbd_fence_attach(struct hbd_session *s, const struct hb_id *hid, uint64_t ti
 	tl = hbd_timeline_find(d, timeline);
 	/* Both sides of the share must be able to wait on it: a fence the other side could not
 	 * open would make its CPU access wait on something it cannot see. */
-	if (!tl || !timeline_visible(d, tl, s->dom->id) || !timeline_visible(d, tl, b->exporter) ||
-	    !timeline_visible(d, tl, b->peer))
+	if (!tl || !timeline_visible(d, tl, s->dom->id) || !timeline_visible(d, tl, b->mem.exporter) ||
+	    !timeline_visible(d, tl, b->mem.peer))
 		return -ENOENT;
 	if (value <= tl->value)
 		return 0; /* already complete: nobody would ever wait for it */

@@ -178,7 +178,7 @@ int hbl_send_attach(struct hb_client *c, struct hbl_group *g, uint32_t peer, str
 	ClientMsg m = CLIENT_MSG__INIT;
 
 	a.group = g->id;
-	a.hbk_ivshmem_peer = peer;
+	a.ivshmem_peer = peer;
 	m.body_case = CLIENT_MSG__BODY_ATTACH;
 	m.attach = &a;
 	return hbl_call(c, &m, SERVER_MSG__BODY__NOT_SET, reply);

@@ -11,9 +11,6 @@
 #include "backends/xen/client.h"
 #include "libclient/private.h"
 
-/* How long connect(2) may wait for room in the daemon's listen backlog. */
-#define HBL_CONNECT_TIMEOUT_S 10
-
 void hbl_lock(struct hb_client *c)
 {
 	pthread_mutex_lock(&c->lock);
@@ -68,41 +65,6 @@ static int parse_address(const char *address, enum hb_address_kind *kind, const 
 		return 0;
 	}
 	return -EINVAL;
-}
-
-int hbc_unix_connect(const char *path)
-{
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	/* connect(2) on an AF_UNIX stream waits for backlog room for up to SO_SNDTIMEO; a
-	 * wedged daemon must not hang us forever, so connect blocking with a limit and only
-	 * then switch to non-blocking I/O. */
-	struct timeval tv = {.tv_sec = HBL_CONNECT_TIMEOUT_S};
-	int fd, flags, r;
-
-	if (strlen(path) >= sizeof(sun.sun_path))
-		return -EINVAL;
-	strcpy(sun.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
-		goto err_errno;
-	while ((r = connect(fd, (struct sockaddr *)&sun, sizeof(sun))) < 0 && errno == EINTR)
-		;
-	if (r < 0) {
-		if (errno == EAGAIN || errno == EINPROGRESS)
-			errno = ETIMEDOUT;
-		goto err_errno;
-	}
-	flags = fcntl(fd, F_GETFL);
-	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
-		goto err_errno;
-	return fd;
-
-err_errno:
-	r = -errno;
-	close(fd);
-	return r;
 }
 
 /* Takes what the welcome says, after checking what we rely on. */

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "backends/kvm/pool_window.h"
+#include "common/sock.h"
 #include "protocol/frame.h"
 #include "hyperbuf.h"
 #include "protocol/hyperbuf.pb-c.h"
@@ -242,8 +243,6 @@ void hbl_lock(struct hb_client *c);
 void hbl_unlock(struct hb_client *c);
 /* Sets errno from a negative errno and returns -1; for the public boundary. */
 int hbl_fail(int neg_errno);
-/* A stream socket connected to path, non-blocking and close-on-exec; or a negative errno. */
-int hbc_unix_connect(const char *path);
 
 /* ---- transport.c ---- */
 /* Marks the client broken with err (positive errno) unless it already is; returns -broken. */
@@ -265,10 +264,6 @@ void hbl_reply_free(struct hbl_reply *reply);
 int hbl_read_available(struct hb_client *c, int max);
 /* The fds to poll for incoming data: the channel and every ready ivshmem socket. */
 size_t hbl_pollfds(const struct hb_client *c, struct pollfd *pfd, size_t max);
-/* recvmsg with SCM_RIGHTS: appends fds to fds[*nfds..max), closes any beyond. Returns bytes
- * read (0 at EOF) or a negative errno. */
-ssize_t hbc_recv_fds(int fd, void *buf, size_t len, int *fds, unsigned *nfds, unsigned max);
-void hbc_close_fds(int *fds, unsigned *nfds);
 
 /* ---- kvm.c: inside a KVM guest ---- */
 /* Opens the first free virtio-serial port org.hyperbuf.N (or path, if not NULL) and

@@ -44,13 +44,6 @@ static int io_error(int err)
 	return err == EPIPE ? EPIPE : ECONNRESET;
 }
 
-void hbc_close_fds(int *fds, unsigned *nfds)
-{
-	for (unsigned i = 0; i < *nfds; i++)
-		close(fds[i]);
-	*nfds = 0;
-}
-
 static ssize_t sock_recv(struct hb_client *c, void *buf, size_t len, int *fds, unsigned *nfds,
 			 unsigned max)
 {
@@ -147,44 +140,6 @@ const struct hbl_transport_ops hbl_port_transport = {
 	.close = port_close,
 	.pollout = true,
 };
-
-ssize_t hbc_recv_fds(int fd, void *buf, size_t len, int *fds, unsigned *nfds, unsigned max)
-{
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int) * HBL_FRAME_FDS)];
-	} cm;
-	struct iovec iov = {.iov_base = buf, .iov_len = len};
-	struct msghdr mh = {
-	    .msg_iov = &iov,
-	    .msg_iovlen = 1,
-	    .msg_control = cm.buf,
-	    .msg_controllen = sizeof(cm.buf),
-	};
-	struct cmsghdr *cmsg;
-	ssize_t n;
-
-	do
-		n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	/* With MSG_CTRUNC the kernel has already closed the fds that did not fit. */
-	for (cmsg = CMSG_FIRSTHDR(&mh); cmsg; cmsg = CMSG_NXTHDR(&mh, cmsg)) {
-		if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS)
-			continue;
-		size_t k = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < k; i++) {
-			int got;
-			memcpy(&got, CMSG_DATA(cmsg) + i * sizeof(int), sizeof(int));
-			if (*nfds < max)
-				fds[(*nfds)++] = got;
-			else
-				close(got);
-		}
-	}
-	return n;
-}
 
 size_t hbl_pollfds(const struct hb_client *c, struct pollfd *pfd, size_t max)
 {

@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "protocol/limits.h"
+
 struct hbp_refdir {
 	uint32_t root;   /* ref of the root directory page */
 	uint32_t depth;  /* 1..3 */
@@ -24,6 +26,13 @@ struct hbp_refdir {
 	uint32_t first_offset; /* data starts this many bytes into the first page (< page size) */
 	uint64_t size;   /* exact byte size; must fit in pages * page - first_offset */
 };
+
+/* Data pages a buffer of size bytes spans when it starts first_offset bytes into its first
+ * page: the one formula for a descriptor's page count. */
+static inline uint64_t hbp_refdir_span(uint64_t size, uint32_t first_offset)
+{
+	return (first_offset + size + HBP_PAGE_SIZE - 1) / HBP_PAGE_SIZE;
+}
 
 /* Smallest depth for n data pages (1..3), or -EFBIG if n is 0 or over 2^30. */
 int hbp_refdir_depth(uint64_t pages);

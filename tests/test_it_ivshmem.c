@@ -303,7 +303,7 @@ static uint32_t attach(struct it_raw *r, uint32_t group, uint32_t peer)
 	Attach a = ATTACH__INIT;
 
 	a.group = group;
-	a.hbk_ivshmem_peer = peer;
+	a.ivshmem_peer = peer;
 	IT_MSG(m, ATTACH, attach, &a);
 	return IT_RAW_ERR(r, &m);
 }

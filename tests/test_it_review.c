@@ -40,7 +40,7 @@ static uint32_t raw_attach(struct it_raw *r, uint32_t group, uint32_t peer)
 	Attach at = ATTACH__INIT;
 
 	at.group = group;
-	at.hbk_ivshmem_peer = peer;
+	at.ivshmem_peer = peer;
 	IT_MSG(m, ATTACH, attach, &at);
 	return IT_RAW_ERR(r, &m);
 }

@@ -727,7 +727,7 @@ TEST(log_output)
 	CHECK(dup2(fd, STDERR_FILENO) == STDERR_FILENO);
 
 	errno = EAGAIN;
-	hb_info("hello %d", 5);
+	log_info("hello %d", 5);
 	log_debug("not shown at info");
 	log_warn("two\nlines");
 	hbc_log_set_level(HBC_LOG_DEBUG);

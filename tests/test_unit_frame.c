@@ -98,11 +98,11 @@ TEST(client_round_trip_every_body)
 	m.body_case = CLIENT_MSG__BODY_ATTACH;
 	m.attach = &attach;
 	attach.group = 3;
-	attach.hbk_ivshmem_peer = 65535;
+	attach.ivshmem_peer = 65535;
 	b = client_round_trip(&m);
 	CHECK(b);
 	CHECK_EQ(b->attach->group, 3);
-	CHECK_EQ(b->attach->hbk_ivshmem_peer, 65535);
+	CHECK_EQ(b->attach->ivshmem_peer, 65535);
 	client_msg__free_unpacked(b, NULL);
 
 	m.id = UINT32_MAX;

@@ -8,10 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "daemon/hyperbufd.h"
+#include "backends/kvm/ivshmem.h"
 #include "common/log.h"
 #include "common/sock.h"
-#include "backends/kvm/ivshmem.h"
 
 /* One message: 8 bytes little-endian, at most one fd. QEMU reads them in order, and a failed
  * send (the peer is not reading) drops that peer rather than block the daemon. */
@@ -66,7 +65,7 @@ static void peer_disconnect(struct hbk_ivshmem_peer *p, const char *why)
 	struct hbk_ivshmem_server *srv = p->srv;
 	struct hbk_ivshmem_peer *o;
 
-	hb_info("ivshmem %s: peer %u left (%s)", srv->name, p->id, why);
+	log_info("ivshmem %s: peer %u left (%s)", srv->name, p->id, why);
 	ev_io_stop(srv->loop, &p->io);
 	hbc_list_remove(&p->link);
 	srv->n_peers--;
@@ -213,7 +212,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	ev_io_init(&p->io, on_peer, fd, EV_READ);
 	p->io.data = p;
 	ev_io_start(loop, &p->io);
-	hb_info("ivshmem %s: peer %u connected on %s", srv->name, p->id, l->path);
+	log_info("ivshmem %s: peer %u connected on %s", srv->name, p->id, l->path);
 	if (srv->on_join)
 		srv->on_join(srv, p);
 	sweep_broken(srv);

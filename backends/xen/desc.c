@@ -11,7 +11,7 @@ int hbx_desc_check(const struct hbp_refdir *d, uint64_t size)
 
 	if (size == 0 || d->size != size || d->first_offset >= HBP_PAGE_SIZE)
 		return -EINVAL;
-	pages = (d->first_offset + size + HBP_PAGE_SIZE - 1) / HBP_PAGE_SIZE;
+	pages = hbp_refdir_span(size, d->first_offset);
 	if (d->pages != pages)
 		return -EINVAL;
 	depth = hbp_refdir_depth(pages);
@@ -24,7 +24,7 @@ int hbx_desc_check(const struct hbp_refdir *d, uint64_t size)
 
 uint64_t hbx_desc_pages(uint64_t size)
 {
-	uint64_t pages = (size + HBP_PAGE_SIZE - 1) / HBP_PAGE_SIZE;
+	uint64_t pages = hbp_refdir_span(size, 0);
 	uint64_t dir = hbp_refdir_dir_pages(pages);
 
 	return dir ? pages + dir : 0;

@@ -17,8 +17,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "common/log.h"
 #include "backends/xen/xen.h"
+#include "common/log.h"
+#include "protocol/frame.h"
 
 #define HBX_PUMP_CHUNK 65536u
 
@@ -44,8 +45,8 @@ static void conn_free(struct hbx_conn *c)
 	struct xen_backend *xb = c->dom->xb;
 
 	if (c->fd >= 0) {
-		ev_io_stop(xb->d->loop, &c->rio);
-		ev_io_stop(xb->d->loop, &c->wio);
+		ev_io_stop(xb->svc->loop, &c->rio);
+		ev_io_stop(xb->svc->loop, &c->wio);
 		close(c->fd);
 	}
 	if (c->page)
@@ -188,7 +189,7 @@ static int pump_in(struct hbx_conn *c, bool *moved)
 					 MSG_DONTWAIT | MSG_NOSIGNAL);
 			if (n < 0) {
 				if (errno == EAGAIN || errno == EINTR) {
-					ev_io_start(c->dom->xb->d->loop, &c->wio);
+					ev_io_start(c->dom->xb->svc->loop, &c->wio);
 					return 0;
 				}
 				return -errno;
@@ -210,7 +211,7 @@ static int pump_in(struct hbx_conn *c, bool *moved)
 /* Session socket -> ring. */
 static int pump_out(struct hbx_conn *c, bool *moved)
 {
-	struct ev_loop *loop = c->dom->xb->d->loop;
+	struct ev_loop *loop = c->dom->xb->svc->loop;
 
 	for (;;) {
 		if (c->from_sess.len) {
@@ -287,24 +288,19 @@ static void accept_conn(struct hbx_conn *c)
 {
 	struct xen_domain *dom = c->dom;
 	struct xen_backend *xb = dom->xb;
-	struct hbd *d = xb->d;
-	struct hbd_domain *hd;
-	int sv[2];
+	const struct hbb_host_services *svc = xb->svc;
+	int sv[2], r = 0;
 
 	dom->listener = NULL;
-	if (d->n_sessions >= HBD_MAX_SESSIONS ||
-	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
-		xb->conns_refused++;
-		log_warn("%s: cannot take a new session", c->label);
-		conn_free(c);
-		hbx_listen(dom);
-		return;
-	}
-	hd = hbd_domain_get(d, dom->domid);
-	if (!hd || !hbd_session_new(d, sv[0], hd)) {
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
+		r = -errno;
+	} else if ((r = svc->session_open(svc->ctx, dom->domid, sv[0])) < 0) {
 		close(sv[0]);
 		close(sv[1]);
+	}
+	if (r < 0) {
 		xb->conns_refused++;
+		log_warn("%s: cannot take a new session: %s", c->label, strerror(-r));
 		conn_free(c);
 		hbx_listen(dom);
 		return;
@@ -317,7 +313,7 @@ static void accept_conn(struct hbx_conn *c)
 	ev_io_init(&c->rio, on_sock, c->fd, EV_READ);
 	ev_io_init(&c->wio, on_sock, c->fd, EV_WRITE);
 	c->rio.data = c->wio.data = c;
-	ev_io_start(d->loop, &c->rio);
+	ev_io_start(svc->loop, &c->rio);
 	log_debug("%s: vchan connected", c->label);
 	hbx_listen(dom);
 	conn_pump(c);

@@ -1,7 +1,7 @@
 /*
- * The Xen backend, daemon side (in dom0). Private to backends/xen/xen.c and vchan.c.
+ * The Xen backend, host side (in dom0). Private to backends/xen/host.c and vchan.c.
  *
- * xen.c: the backend ops, the guest domains served (found through libxenctrl, followed with
+ * host.c: the backend ops, the guest domains served (found through libxenctrl, followed with
  * the @introduceDomain and @releaseDomain xenstore watches), budgets and the RECLAIMED event.
  * vchan.c: per served domain, one vchan server listening at
  * /local/domain/0/data/hyperbuf/<domid>/{ring-ref,event-channel} (readable by that domain
@@ -19,21 +19,25 @@
 #include <xengnttab.h>
 #include <xenstore.h>
 
+#include <ev.h>
+
+#include "backends/backend.h"
 #include "backends/xen/ring.h"
-#include "daemon/hyperbufd.h"
+#include "common/list.h"
 
 /* Connections one guest domain may hold at once (each costs dom0 an event channel and
  * 2 * HBX_RING_PAGES + 1 granted pages): a guest cannot exhaust dom0 by connecting. */
 #define HBX_MAX_CONNS_PER_DOMAIN 64
 
 struct xen_backend {
-	struct hbd *d;
+	const struct hbb_host_services *svc;
 	struct xs_handle *xs;
 	xc_interface *xc;
 	xenevtchn_handle *evtchn;
 	xengntshr_handle *gntshr;
 	ev_io xs_io, evtchn_io;
 	struct hbc_list domains; /* struct xen_domain, the guests served */
+	bool stopping;
 	char base[64];          /* /local/domain/0/data/hyperbuf */
 	uint64_t conns_total, conns_refused, violations, domains_died;
 };

@@ -20,19 +20,15 @@
 #include <unistd.h>
 
 #include "backends/xen/desc.h"
+#include "backends/xen/xen.h"
+#include "protocol/desc.h"
 #include "common/log.h"
 #include "protocol/limits.h"
-#include "backends/xen/xen.h"
 
 /* Xen's defaults, when a domain's own numbers cannot be read. */
 #define HBX_DEFAULT_GRANT_FRAMES     64u     /* gnttab_max_frames */
 #define HBX_DEFAULT_MAPTRACK_HANDLES 262144u /* gnttab_max_maptrack_frames 1024 * 256 */
 #define HBX_SCAN_BATCH               64u
-
-static struct xen_backend *xen(struct hbd *d)
-{
-	return d->backend_data;
-}
 
 static bool allowed(const struct hbc_config *cfg, uint32_t domid)
 {
@@ -81,7 +77,7 @@ static uint64_t grant_ceiling(struct xen_backend *xb, uint32_t domid)
 static uint64_t grant_budget(struct xen_backend *xb, uint32_t domid)
 {
 	uint64_t cap = grant_ceiling(xb, domid) / 4 * 3;
-	uint64_t cfg = xb->d->cfg->xen_grant_budget;
+	uint64_t cfg = xb->svc->cfg->xen_grant_budget;
 
 	return cfg && cfg < cap ? cfg : cap;
 }
@@ -93,8 +89,8 @@ static uint64_t maptrack_budget(struct xen_backend *xb, uint32_t domid)
 	xc_dominfo_t info;
 	bool pv = domain_info(xb, domid, &info) < 0 || !info.hvm;
 
-	if (xb->d->cfg->xen_maptrack_budget)
-		return xb->d->cfg->xen_maptrack_budget;
+	if (xb->svc->cfg->xen_maptrack_budget)
+		return xb->svc->cfg->xen_maptrack_budget;
 	return HBX_DEFAULT_MAPTRACK_HANDLES / 2 / (pv ? 2 : 1);
 }
 
@@ -124,22 +120,15 @@ static void domain_serve(struct xen_backend *xb, uint32_t domid)
 	hbc_list_init(&dom->conns);
 	hbc_list_insert_tail(&xb->domains, &dom->link);
 	if (hbx_listen(dom) == 0)
-		hb_info("dom%u: serving it (vchan at %s/%u)", domid, xb->base, domid);
+		log_info("dom%u: serving it (vchan at %s/%u)", domid, xb->base, domid);
 }
 
 /* A served domain died: everything of it goes now. */
 static void domain_gone(struct xen_backend *xb, struct xen_domain *dom, const char *why)
 {
-	struct hbd *d = xb->d;
-	struct hbd_session *s;
-
-	hb_info("dom%u: %s; ending its sessions", dom->domid, why);
+	log_info("dom%u: %s; ending its sessions", dom->domid, why);
 	xb->domains_died++;
-	hbc_list_for_each_safe(s, &d->sessions, struct hbd_session, link)
-	{
-		if (s->dom->id == dom->domid && !s->closing)
-			hbd_session_close(s, why);
-	}
+	xb->svc->domain_dead(xb->svc->ctx, dom->domid, why);
 	hbx_domain_close(dom);
 	hbc_list_remove(&dom->link);
 	free(dom);
@@ -170,7 +159,7 @@ static void rescan(struct xen_backend *xb)
 			dom = domain_find(xb, info[i].domid);
 			if (dom)
 				dom->seen = true;
-			else if (allowed(xb->d->cfg, info[i].domid))
+			else if (allowed(xb->svc->cfg, info[i].domid))
 				domain_serve(xb, info[i].domid);
 		}
 	} while (n == (int)HBX_SCAN_BATCH);
@@ -220,15 +209,16 @@ static void on_evtchn(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
-static void xen_stop(struct hbd *d)
+static void xen_stop(void *state)
 {
-	struct xen_backend *xb = xen(d);
+	struct xen_backend *xb = state;
 	struct xen_domain *dom;
 
 	if (!xb)
 		return;
-	ev_io_stop(d->loop, &xb->xs_io);
-	ev_io_stop(d->loop, &xb->evtchn_io);
+	xb->stopping = true;
+	ev_io_stop(xb->svc->loop, &xb->xs_io);
+	ev_io_stop(xb->svc->loop, &xb->evtchn_io);
 	if (xb->domains.next) {
 		hbc_list_for_each_safe(dom, &xb->domains, struct xen_domain, link)
 		{
@@ -250,18 +240,17 @@ static void xen_stop(struct hbd *d)
 	if (xb->xc)
 		xc_interface_close(xb->xc);
 	free(xb);
-	d->backend_data = NULL;
 }
 
-static int xen_start(struct hbd *d)
+static int xen_start(const struct hbb_host_services *svc, void **state)
 {
+	const struct hbc_config *cfg = svc->cfg;
 	struct xen_backend *xb = calloc(1, sizeof(*xb));
 	int r;
 
 	if (!xb)
 		return -ENOMEM;
-	d->backend_data = xb;
-	xb->d = d;
+	xb->svc = svc;
 	hbc_list_init(&xb->domains);
 	snprintf(xb->base, sizeof(xb->base), "/local/domain/0/data/hyperbuf");
 	xb->xc = xc_interface_open(NULL, NULL, 0);
@@ -296,31 +285,32 @@ static int xen_start(struct hbd *d)
 	ev_io_init(&xb->xs_io, on_xs, xs_fileno(xb->xs), EV_READ);
 	ev_io_init(&xb->evtchn_io, on_evtchn, xenevtchn_fd(xb->evtchn), EV_READ);
 	xb->xs_io.data = xb->evtchn_io.data = xb;
-	ev_io_start(d->loop, &xb->xs_io);
-	ev_io_start(d->loop, &xb->evtchn_io);
+	ev_io_start(svc->loop, &xb->xs_io);
+	ev_io_start(svc->loop, &xb->evtchn_io);
 	rescan(xb);
-	hb_info("xen: dom0 grant budget %llu pages; guests: %s",
+	log_info("xen: dom0 grant budget %llu pages; guests: %s",
 		(unsigned long long)grant_budget(xb, 0),
-		d->cfg->xen_all_domains ? "all"
-		: d->cfg->n_xen_domains ? "listed"
-					: "none");
+		cfg->xen_all_domains ? "all" : cfg->n_xen_domains ? "listed" : "none");
+	*state = xb;
 	return 0;
 
 err:
-	xen_stop(d);
+	xen_stop(xb);
 	return r;
 }
 
-static int xen_can_share(struct hbd *d, uint32_t a, uint32_t b)
+static int xen_can_share(void *state, uint32_t a, uint32_t b)
 {
-	return allowed(d->cfg, a) && allowed(d->cfg, b) ? 0 : -EPERM;
+	struct xen_backend *xb = state;
+
+	return allowed(xb->svc->cfg, a) && allowed(xb->svc->cfg, b) ? 0 : -EPERM;
 }
 
 /* Reserves: the pages themselves are the client's to allocate and grant. */
-static int xen_alloc(struct hbd *d, struct hbd_session *s, struct hbd_buffer *b)
+static int xen_alloc(void *state, const struct hbb_caller *who, struct hbb_buffer *b)
 {
-	struct xen_backend *xb = xen(d);
-	uint64_t pages = hbx_desc_pages(b->size), budget;
+	struct xen_backend *xb = state;
+	uint64_t pages = hbx_desc_pages(b->size), budget, held;
 	xc_dominfo_t info;
 	int r;
 
@@ -329,38 +319,34 @@ static int xen_alloc(struct hbd *d, struct hbd_session *s, struct hbd_buffer *b)
 	r = domain_info(xb, b->peer, &info);
 	if (r < 0 || dead(&info))
 		return -ENODEV;
-	budget = grant_budget(xb, s->dom->id);
+	budget = grant_budget(xb, who->domain);
 	if (pages > budget)
 		return -EFBIG;
-	if (s->dom->pages + pages > budget) {
-		hb_info("%s: %llu more pages would exceed dom%u's grant budget (%llu pages)",
-			s->label, (unsigned long long)pages, s->dom->id,
-			(unsigned long long)budget);
+	held = xb->svc->pages_held(xb->svc->ctx, who->domain);
+	if (held + pages > budget) {
+		log_info("%s: %llu more pages would exceed dom%u's grant budget (%llu pages)",
+			 who->label, (unsigned long long)pages, who->domain,
+			 (unsigned long long)budget);
 		return -ENOSPC;
 	}
 	b->group = 0;
 	b->refs = NULL;
-	b->data_pages = (uint32_t)((b->size + HBP_PAGE_SIZE - 1) / HBP_PAGE_SIZE);
+	b->data_pages = (uint32_t)hbp_refdir_span(b->size, 0);
 	b->dir_pages = (uint32_t)(pages - b->data_pages);
 	memset(&b->desc, 0, sizeof(b->desc)); /* depth 0: not exportable before Grant */
 	return 0;
 }
 
-static int xen_grant(struct hbd *d, struct hbd_session *s, struct hbd_buffer *b,
+static int xen_grant(void *state, const struct hbb_caller *who, struct hbb_buffer *b,
 		     const BufferDesc *m)
 {
-	struct hbp_refdir desc = {
-	    .root = m->root_ref,
-	    .depth = m->depth,
-	    .pages = m->pages,
-	    .first_offset = m->first_offset,
-	    .size = m->size,
-	};
+	struct hbp_refdir desc;
 
 	if (b->desc.depth)
 		return -EBUSY;
-	if (m->group != 0 || hbx_desc_check(&desc, b->size) < 0 || desc.pages != b->data_pages) {
-		hb_info("%s: Grant for buffer %llu: a descriptor that does not fit it", s->label,
+	if (m->group != 0 || hbp_desc_to_refdir(m, &desc) < 0 || hbx_desc_check(&desc, b->size) < 0 ||
+	    desc.pages != b->data_pages) {
+		log_info("%s: Grant for buffer %llu: a descriptor that does not fit it", who->label,
 			(unsigned long long)b->handle);
 		return -EINVAL;
 	}
@@ -371,76 +357,51 @@ static int xen_grant(struct hbd *d, struct hbd_session *s, struct hbd_buffer *b,
 /* The pages are no longer mapped by any importer: the allocating session may end its grants
  * (PROTOCOL.md, RECLAIMED). Sent straight into its output, ahead of any reply in progress,
  * so a client that is waiting for the reply to Free handles it first. */
-static void xen_release(struct hbd *d, struct hbd_buffer *b)
+static void xen_release(void *state, struct hbb_buffer *b, bool shutdown)
 {
-	ServerMsg msg = SERVER_MSG__INIT;
-	Event ev = EVENT__INIT;
-	struct hbd_session *s;
+	struct xen_backend *xb = state;
 
-	if (d->stopping || !b->creator)
-		return;
-	hbc_list_for_each_safe(s, &d->sessions, struct hbd_session, link)
-	{
-		if (s->serial != b->creator)
-			continue;
-		if (s->closing)
-			return;
-		msg.body_case = SERVER_MSG__BODY_EVENT;
-		msg.event = &ev;
-		ev.type = HBP_WIRE_EVENT_RECLAIMED;
-		ev.buffer = b->handle;
-		ev.size = b->size;
-		ev.domain = b->peer;
-		hbd_session_send(s, &msg, -1);
-		return;
-	}
+	if (!shutdown && b->creator)
+		xb->svc->reclaimed(xb->svc->ctx, b);
 }
 
-static int xen_can_import(struct hbd *d, struct hbd_session *s, const struct hbd_buffer *b)
+static int xen_can_import(void *state, const struct hbb_caller *who, const struct hbb_buffer *b)
 {
-	struct xen_backend *xb = xen(d);
-	uint64_t mapped = 0, budget = maptrack_budget(xb, s->dom->id);
-	struct hbd_session *o;
-	struct hbd_import *im;
-
+	struct xen_backend *xb = state;
+	uint64_t budget = maptrack_budget(xb, who->domain);
 	/* What the domain maps now, over all its sessions, plus this buffer and its directory
 	 * (mapped for the walk). */
-	hbc_list_for_each_safe(o, &d->sessions, struct hbd_session, link)
-	{
-		if (o->dom != s->dom)
-			continue;
-		hbc_list_for_each_safe(im, &o->imports, struct hbd_import, link) mapped +=
-		    im->buf->data_pages;
-	}
+	uint64_t mapped = xb->svc->pages_mapped(xb->svc->ctx, who->domain);
+
 	if (mapped + b->data_pages + b->dir_pages > budget) {
-		hb_info("%s: importing %u pages would exceed dom%u's maptrack budget (%llu pages, "
-			"%llu mapped)",
-			s->label, b->data_pages, s->dom->id, (unsigned long long)budget,
-			(unsigned long long)mapped);
+		log_info("%s: importing %u pages would exceed dom%u's maptrack budget (%llu pages, "
+			 "%llu mapped)",
+			 who->label, b->data_pages, who->domain, (unsigned long long)budget,
+			 (unsigned long long)mapped);
 		return -ENOSPC;
 	}
 	return 0;
 }
 
-static int xen_attach(struct hbd *d, struct hbd_session *s, uint32_t group, uint32_t hbk_ivshmem_peer,
+static int xen_attach(void *state, const struct hbb_caller *who, uint32_t group, uint32_t peer_id,
 		      int *fd_out)
 {
 	return -ENOENT; /* no groups on Xen */
 }
 
-static int xen_welcome(struct hbd *d, uint32_t domain, Welcome *w)
+static int xen_welcome(void *state, uint32_t domain, Welcome *w)
 {
 	w->memory = HBP_MEMORY_GRANTS;
 	return 0;
 }
 
-static void xen_welcome_free(Welcome *w)
+static void xen_welcome_free(void *state, Welcome *w)
 {
 }
 
-static void xen_stats(struct hbd *d, void (*put)(void *ctx, const char *key, uint64_t v), void *ctx)
+static void xen_stats(void *state, void (*put)(void *ctx, const char *key, uint64_t v), void *ctx)
 {
-	struct xen_backend *xb = xen(d);
+	struct xen_backend *xb = state;
 	struct xen_domain *dom;
 	uint64_t served = 0, conns = 0;
 
@@ -457,7 +418,8 @@ static void xen_stats(struct hbd *d, void (*put)(void *ctx, const char *key, uin
 	put(ctx, "xen.domains_died", xb->domains_died);
 }
 
-const struct hbd_backend_ops hbd_xen_backend = {
+const struct hbb_host_ops hbx_host_ops = {
+    .version = HBB_HOST_VERSION,
     .name = "xen",
     .start = xen_start,
     .stop = xen_stop,

@@ -1,7 +1,8 @@
 /*
- * The KVM backend, daemon side: one sealed memfd pool per [group], served to QEMU (and to
- * emulated VMs) by an ivshmem-doorbell server, and to host sessions by fd passing. A buffer
- * lives in a pool whose members may all see it: the smallest group holding both domains.
+ * The KVM backend, host side (struct hbb_host_ops for hyperbufd): one sealed memfd pool per
+ * [group], served to QEMU (and to emulated VMs) by an ivshmem-doorbell server, and to host
+ * sessions by fd passing. A buffer lives in a pool whose members may all see it: the smallest
+ * group holding both domains.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -10,29 +11,25 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon/hyperbufd.h"
-#include "common/log.h"
+#include "backends/backend.h"
 #include "backends/kvm/ivshmem.h"
-#include "protocol/limits.h"
 #include "backends/kvm/pool.h"
+#include "common/log.h"
+#include "protocol/limits.h"
 
 struct kvm_group {
-	struct hbd *d;
+	const struct hbb_host_services *svc;
 	struct hbc_config_group cfg;
 	struct hbk_pool pool;
 	struct hbk_ivshmem_server srv;
 };
 
 struct kvm_backend {
+	const struct hbb_host_services *svc;
 	struct kvm_group *groups;
 	unsigned n_groups;
 	struct hbk_ivshmem_ids ids; /* peer ids, unique across the groups */
 };
-
-static struct kvm_backend *kvm(struct hbd *d)
-{
-	return d->backend_data;
-}
 
 static bool group_has(const struct kvm_group *g, uint32_t domain)
 {
@@ -42,10 +39,8 @@ static bool group_has(const struct kvm_group *g, uint32_t domain)
 	return false;
 }
 
-static struct kvm_group *group_by_id(struct hbd *d, uint32_t id)
+static struct kvm_group *group_by_id(struct kvm_backend *k, uint32_t id)
 {
-	struct kvm_backend *k = kvm(d);
-
 	for (unsigned i = 0; i < k->n_groups; i++)
 		if (k->groups[i].cfg.id == id)
 			return &k->groups[i];
@@ -57,17 +52,10 @@ static struct kvm_group *group_by_id(struct hbd *d, uint32_t id)
 static void on_peer_join(struct hbk_ivshmem_server *srv, struct hbk_ivshmem_peer *p)
 {
 	struct kvm_group *g = srv->data;
-	struct hbd_domain *dom;
 
-	if (!p->bound)
-		return;
-	dom = hbd_domain_get(g->d, p->domain);
-	if (!dom) {
-		p->bound = false; /* out of memory: treat it as a peer of the shared kind */
-		return;
-	}
-	dom->ivshmem_peers++;
-	dom->present = true;
+	/* Out of memory: treat it as a peer of the shared kind. */
+	if (p->bound && g->svc->domain_link(g->svc->ctx, p->domain, true) < 0)
+		p->bound = false;
 }
 
 /*
@@ -79,27 +67,13 @@ static void on_peer_join(struct hbk_ivshmem_server *srv, struct hbk_ivshmem_peer
 static void on_peer_gone(struct hbk_ivshmem_server *srv, struct hbk_ivshmem_peer *p)
 {
 	struct kvm_group *g = srv->data;
-	struct hbd_domain *dom;
-	struct hbd_session *s;
 
-	if (!p->bound)
-		return;
-	dom = hbd_domain_get(g->d, p->domain);
-	if (!dom)
-		return;
-	dom->ivshmem_peers--;
-	hbd_domain_check_gone(g->d, dom, true);
-	if (dom->ivshmem_peers)
-		return;
-	hbc_list_for_each_safe(s, &g->d->sessions, struct hbd_session, link)
-	{
-		if (s->dom == dom && !s->closing)
-			hbd_session_close(s, "the VM's ivshmem connections closed");
-	}
+	if (p->bound)
+		g->svc->domain_link(g->svc->ctx, p->domain, false);
 }
 
 /* The group's ivshmem sockets: one per member VM for a {vm} path, else one shared. */
-static int kvm_listen(struct hbd *d, struct kvm_group *g)
+static int kvm_listen(struct kvm_backend *k, struct kvm_group *g)
 {
 	char path[HBC_SUN_PATH_MAX];
 	int r;
@@ -112,7 +86,7 @@ static int kvm_listen(struct hbd *d, struct kvm_group *g)
 		return r;
 	}
 	for (unsigned m = 0; m < g->cfg.n_members; m++) {
-		const struct hbc_config_vm *vm = hbc_config_vm_by_id(d->cfg, g->cfg.members[m]);
+		const struct hbc_config_vm *vm = hbc_config_vm_by_id(k->svc->cfg, g->cfg.members[m]);
 
 		if (!vm)
 			continue; /* the host maps the pool from its fd */
@@ -128,9 +102,9 @@ static int kvm_listen(struct hbd *d, struct kvm_group *g)
 	return 0;
 }
 
-static void kvm_stop(struct hbd *d)
+static void kvm_stop(void *state)
 {
-	struct kvm_backend *k = kvm(d);
+	struct kvm_backend *k = state;
 
 	if (!k)
 		return;
@@ -140,27 +114,27 @@ static void kvm_stop(struct hbd *d)
 	}
 	free(k->groups);
 	free(k);
-	d->backend_data = NULL;
 }
 
-static int kvm_start(struct hbd *d)
+static int kvm_start(const struct hbb_host_services *svc, void **state)
 {
+	const struct hbc_config *cfg = svc->cfg;
 	struct kvm_backend *k = calloc(1, sizeof(*k));
 	int r;
 
 	if (!k)
 		return -ENOMEM;
-	d->backend_data = k;
-	k->groups = calloc(d->cfg->n_groups ? d->cfg->n_groups : 1, sizeof(*k->groups));
+	k->svc = svc;
+	k->groups = calloc(cfg->n_groups ? cfg->n_groups : 1, sizeof(*k->groups));
 	if (!k->groups) {
 		r = -ENOMEM;
 		goto err;
 	}
-	for (unsigned i = 0; i < d->cfg->n_groups; i++) {
+	for (unsigned i = 0; i < cfg->n_groups; i++) {
 		struct kvm_group *g = &k->groups[i];
 
-		g->d = d;
-		g->cfg = d->cfg->groups[i];
+		g->svc = svc;
+		g->cfg = cfg->groups[i];
 		k->n_groups++;
 		r = hbk_pool_init(&g->pool, g->cfg.name, g->cfg.id, g->cfg.size);
 		if (r < 0) {
@@ -168,36 +142,37 @@ static int kvm_start(struct hbd *d)
 			       (unsigned long long)g->cfg.size, strerror(-r));
 			goto err;
 		}
-		r = hbk_ivshmem_start(&g->srv, d->loop, g->cfg.name, &k->ids, g->pool.fd,
+		r = hbk_ivshmem_start(&g->srv, svc->loop, g->cfg.name, &k->ids, g->pool.fd,
 					 g->cfg.vectors);
 		if (r < 0)
 			goto err;
 		g->srv.data = g;
 		g->srv.on_join = on_peer_join;
 		g->srv.on_gone = on_peer_gone;
-		r = kvm_listen(d, g);
+		r = kvm_listen(k, g);
 		if (r < 0)
 			goto err;
-		hb_info("group %s (id %u): %llu MiB pool, ivshmem server %s", g->cfg.name,
+		log_info("group %s (id %u): %llu MiB pool, ivshmem server %s", g->cfg.name,
 			g->cfg.id, (unsigned long long)(g->cfg.size >> 20), g->cfg.ivshmem);
 	}
+	*state = k;
 	return 0;
 
 err:
-	kvm_stop(d);
+	kvm_stop(k);
 	return r;
 }
 
-static bool domain_known(struct hbd *d, uint32_t id)
+static bool domain_known(const struct kvm_backend *k, uint32_t id)
 {
-	return id == 0 || hbc_config_vm_by_id(d->cfg, id);
+	return id == 0 || hbc_config_vm_by_id(k->svc->cfg, id);
 }
 
-static int kvm_can_share(struct hbd *d, uint32_t a, uint32_t b)
+static int kvm_can_share(void *state, uint32_t a, uint32_t b)
 {
-	struct kvm_backend *k = kvm(d);
+	struct kvm_backend *k = state;
 
-	if (!domain_known(d, a) || !domain_known(d, b))
+	if (!domain_known(k, a) || !domain_known(k, b))
 		return -ENODEV;
 	for (unsigned i = 0; i < k->n_groups; i++)
 		if (group_has(&k->groups[i], a) && group_has(&k->groups[i], b))
@@ -206,16 +181,16 @@ static int kvm_can_share(struct hbd *d, uint32_t a, uint32_t b)
 }
 
 /* The most private pool both domains are in and the session attached to. */
-static struct kvm_group *choose_group(struct hbd *d, struct hbd_session *s, uint32_t peer)
+static struct kvm_group *choose_group(struct kvm_backend *k, const struct hbb_caller *who,
+				      uint32_t peer)
 {
-	struct kvm_backend *k = kvm(d);
 	struct kvm_group *best = NULL;
 
 	for (unsigned i = 0; i < k->n_groups; i++) {
 		struct kvm_group *g = &k->groups[i];
 
-		if (!group_has(g, s->dom->id) || !group_has(g, peer) ||
-		    !(s->attached & (1ull << (g->cfg.id - 1))))
+		if (!group_has(g, who->domain) || !group_has(g, peer) ||
+		    !(who->attached & (1ull << (g->cfg.id - 1))))
 			continue;
 		if (!best || g->cfg.n_members < best->cfg.n_members)
 			best = g;
@@ -223,10 +198,10 @@ static struct kvm_group *choose_group(struct hbd *d, struct hbd_session *s, uint
 	return best;
 }
 
-static int kvm_alloc(struct hbd *d, struct hbd_session *s, struct hbd_buffer *b)
+static int kvm_alloc(void *state, const struct hbb_caller *who, struct hbb_buffer *b)
 {
-	struct kvm_group *g = choose_group(d, s, b->peer);
-	uint64_t data = (b->size + HBP_PAGE_SIZE - 1) / HBP_PAGE_SIZE;
+	struct kvm_group *g = choose_group(state, who, b->peer);
+	uint64_t data = hbp_refdir_span(b->size, 0);
 	uint64_t dir = hbp_refdir_dir_pages(data);
 	void **dir_mem;
 	int r;
@@ -264,26 +239,29 @@ err:
 	return r;
 }
 
-static void kvm_release(struct hbd *d, struct hbd_buffer *b)
+static void kvm_release(void *state, struct hbb_buffer *b, bool shutdown)
 {
-	struct kvm_group *g = group_by_id(d, b->group);
+	struct kvm_group *g = group_by_id(state, b->group);
 
 	if (g && b->refs)
-		hbk_pool_free(&g->pool, b->refs, b->data_pages + b->dir_pages, !d->stopping);
+		hbk_pool_free(&g->pool, b->refs, b->data_pages + b->dir_pages, !shutdown);
+	free(b->refs);
+	b->refs = NULL;
 }
 
-static int kvm_attach(struct hbd *d, struct hbd_session *s, uint32_t group, uint32_t peer_id,
+static int kvm_attach(void *state, const struct hbb_caller *who, uint32_t group, uint32_t peer_id,
 		      int *fd_out)
 {
-	struct kvm_group *g = group_by_id(d, group);
+	struct kvm_group *g = group_by_id(state, group);
 	struct hbk_ivshmem_peer *p;
+	int r;
 
-	if (!g || !group_has(g, s->dom->id))
+	if (!g || !group_has(g, who->domain))
 		return -ENOENT;
 	/* Once per group: this bounds the pool fds a session can have queued. */
-	if (s->attached & (1ull << (group - 1)))
+	if (who->attached & (1ull << (group - 1)))
 		return -EALREADY;
-	if (s->dom->id == 0) {
+	if (who->domain == 0) {
 		/* A host process maps the pool from the memfd itself. */
 		*fd_out = fcntl(g->pool.fd, F_DUPFD_CLOEXEC, 3);
 		if (*fd_out < 0)
@@ -299,22 +277,22 @@ static int kvm_attach(struct hbd *d, struct hbd_session *s, uint32_t group, uint
 		/* QEMU opens both its channel and its ivshmem sockets, and so does an emulated
 		 * VM: a session may only claim an ivshmem connection of its own process, or any
 		 * VM could take over another's by guessing small ids. */
-		if (p->pid > 0 && s->pid > 0 && p->pid != s->pid)
+		if (p->pid > 0 && who->pid > 0 && p->pid != who->pid)
 			return -EPERM;
-		if (p->bound && p->domain != s->dom->id)
+		if (p->bound && p->domain != who->domain)
 			return -EBUSY;
 		if (!p->bound) {
+			r = g->svc->domain_link(g->svc->ctx, who->domain, true);
+			if (r < 0)
+				return r;
 			p->bound = true;
-			p->domain = s->dom->id;
-			s->dom->ivshmem_peers++;
-			s->dom->present = true;
+			p->domain = who->domain;
 		}
 	}
-	s->attached |= 1ull << (group - 1);
 	return 0;
 }
 
-static void kvm_welcome_free(Welcome *w)
+static void kvm_welcome_free(void *state, Welcome *w)
 {
 	for (size_t i = 0; i < w->n_groups; i++) {
 		if (!w->groups[i])
@@ -327,9 +305,9 @@ static void kvm_welcome_free(Welcome *w)
 	w->n_groups = 0;
 }
 
-static int kvm_welcome(struct hbd *d, uint32_t domain, Welcome *w)
+static int kvm_welcome(void *state, uint32_t domain, Welcome *w)
 {
-	struct kvm_backend *k = kvm(d);
+	struct kvm_backend *k = state;
 
 	w->groups = calloc(k->n_groups ? k->n_groups : 1, sizeof(*w->groups));
 	if (!w->groups)
@@ -362,14 +340,13 @@ static int kvm_welcome(struct hbd *d, uint32_t domain, Welcome *w)
 	return 0;
 
 err:
-	kvm_welcome_free(w);
+	kvm_welcome_free(k, w);
 	return -ENOMEM;
 }
 
-static void kvm_stats(struct hbd *d, void (*put)(void *ctx, const char *key, uint64_t v),
-		      void *ctx)
+static void kvm_stats(void *state, void (*put)(void *ctx, const char *key, uint64_t v), void *ctx)
 {
-	struct kvm_backend *k = kvm(d);
+	struct kvm_backend *k = state;
 	uint64_t used = 0, total = 0, punched = 0;
 	char key[128];
 
@@ -393,7 +370,8 @@ static void kvm_stats(struct hbd *d, void (*put)(void *ctx, const char *key, uin
 	}
 }
 
-const struct hbd_backend_ops hbd_kvm_backend = {
+const struct hbb_host_ops hbk_host_ops = {
+	.version = HBB_HOST_VERSION,
 	.name = "kvm",
 	.start = kvm_start,
 	.stop = kvm_stop,

@@ -1,0 +1,153 @@
+/*
+ * The daemon's side of backends/backend.h: which host backends this hyperbufd has, and the
+ * services it hands the one the config names. A backend reaches the daemon only through
+ * these functions, never through its structs.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "daemon/hyperbufd.h"
+
+static const struct {
+	enum hbc_backend_kind kind;
+	const struct hbb_host_ops *ops;
+} backends[] = {
+    {HBC_BACKEND_KVM, &hbk_host_ops},
+#ifdef HB_WITH_XEN
+    {HBC_BACKEND_XEN, &hbx_host_ops},
+#endif
+};
+
+const struct hbb_host_ops *hbd_backend_find(enum hbc_backend_kind kind)
+{
+	for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++)
+		if (backends[i].kind == kind)
+			return backends[i].ops;
+	return NULL;
+}
+
+static void end_sessions(struct hbd *d, const struct hbd_domain *dom, const char *why)
+{
+	struct hbd_session *s;
+
+	hbc_list_for_each_safe(s, &d->sessions, struct hbd_session, link)
+	{
+		if (s->dom == dom && !s->closing)
+			hbd_session_close(s, why);
+	}
+}
+
+/*
+ * A link going is a VM leaving its pool (KVM: its QEMU is gone, or its devices were unplugged):
+ * peers hear DOMAIN_GONE, and once no link is left its sessions end as a disconnect would,
+ * which unexports what it exported and releases what it imported. Closing the channel makes a
+ * live QEMU reconnect (reconnect=) and its guest process see EOF.
+ */
+static int svc_domain_link(void *ctx, uint32_t domain, bool up)
+{
+	struct hbd *d = ctx;
+	struct hbd_domain *dom = hbd_domain_get(d, domain);
+
+	if (!dom)
+		return -ENOMEM;
+	if (up) {
+		dom->links++;
+		dom->present = true;
+		return 0;
+	}
+	dom->links--;
+	hbd_domain_check_gone(d, dom, true);
+	if (!dom->links)
+		end_sessions(d, dom, "the VM's ivshmem connections closed");
+	return 0;
+}
+
+static void svc_domain_dead(void *ctx, uint32_t domain, const char *why)
+{
+	struct hbd *d = ctx;
+	struct hbd_domain *dom = hbd_domain_get(d, domain);
+
+	if (dom)
+		end_sessions(d, dom, why);
+}
+
+static int svc_session_open(void *ctx, uint32_t domain, int fd)
+{
+	struct hbd *d = ctx;
+	struct hbd_domain *dom = hbd_domain_get(d, domain);
+	int r;
+
+	if (!dom)
+		return -ENOMEM;
+	r = hbd_session_admit(d, dom, "vchan");
+	if (r < 0)
+		return r;
+	return hbd_session_new(d, fd, dom) ? 0 : -ENOMEM;
+}
+
+/* Sent straight into the creator's output, ahead of any reply in progress, so a client that
+ * waits for the reply to Free handles it first (PROTOCOL.md, RECLAIMED). */
+static void svc_reclaimed(void *ctx, const struct hbb_buffer *b)
+{
+	struct hbd *d = ctx;
+	ServerMsg msg = SERVER_MSG__INIT;
+	Event ev = EVENT__INIT;
+	struct hbd_session *s;
+
+	hbc_list_for_each_safe(s, &d->sessions, struct hbd_session, link)
+	{
+		if (s->serial != b->creator)
+			continue;
+		if (s->closing)
+			return;
+		msg.body_case = SERVER_MSG__BODY_EVENT;
+		msg.event = &ev;
+		ev.type = HBP_WIRE_EVENT_RECLAIMED;
+		ev.buffer = b->handle;
+		ev.size = b->size;
+		ev.domain = b->peer;
+		hbd_session_send(s, &msg, -1);
+		return;
+	}
+}
+
+static uint64_t svc_pages_held(void *ctx, uint32_t domain)
+{
+	struct hbd_domain *dom = hbd_domain_get(ctx, domain);
+
+	return dom ? dom->pages : 0;
+}
+
+static uint64_t svc_pages_mapped(void *ctx, uint32_t domain)
+{
+	struct hbd *d = ctx;
+	struct hbd_session *s;
+	struct hbd_import *im;
+	uint64_t pages = 0;
+
+	hbc_list_for_each_safe(s, &d->sessions, struct hbd_session, link)
+	{
+		if (s->dom->id != domain)
+			continue;
+		hbc_list_for_each_safe(im, &s->imports, struct hbd_import, link)
+			pages += im->buf->mem.data_pages;
+	}
+	return pages;
+}
+
+void hbd_backend_services_init(struct hbd *d, struct hbb_host_services *svc)
+{
+	*svc = (struct hbb_host_services){
+	    .version = HBB_HOST_VERSION,
+	    .ctx = d,
+	    .loop = d->loop,
+	    .cfg = d->cfg,
+	    .domain_link = svc_domain_link,
+	    .domain_dead = svc_domain_dead,
+	    .session_open = svc_session_open,
+	    .reclaimed = svc_reclaimed,
+	    .pages_held = svc_pages_held,
+	    .pages_mapped = svc_pages_mapped,
+	};
+}

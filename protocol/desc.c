@@ -1,0 +1,29 @@
+/* Buffer descriptors and reference directories (see desc.h). */
+#include <errno.h>
+
+#include "protocol/desc.h"
+
+void hbp_desc_from_refdir(BufferDesc *out, const struct hbp_refdir *d, uint32_t group)
+{
+	out->group = group;
+	out->root_ref = d->root;
+	out->depth = d->depth;
+	out->pages = d->pages;
+	out->first_offset = d->first_offset;
+	out->size = d->size;
+}
+
+int hbp_desc_to_refdir(const BufferDesc *in, struct hbp_refdir *d)
+{
+	if (!in || in->size == 0 || in->first_offset >= HBP_PAGE_SIZE ||
+	    in->pages != hbp_refdir_span(in->size, in->first_offset))
+		return -EPROTO;
+	*d = (struct hbp_refdir){
+	    .root = in->root_ref,
+	    .depth = in->depth,
+	    .pages = in->pages,
+	    .first_offset = in->first_offset,
+	    .size = in->size,
+	};
+	return 0;
+}
