@@ -86,16 +86,22 @@ $(DEPS_OK):
 # ---- sources ---------------------------------------------------------------------------
 PROTO_SRC   := $(wildcard protocol/*.c)
 COMMON_SRC  := $(wildcard common/*.c)
-LIB_SRC     := $(wildcard libclient/*.c) backends/kvm/pool_window.c
-DAEMON_SRC  := $(wildcard daemon/*.c) $(filter-out backends/kvm/pool_window.c,$(wildcard backends/kvm/*.c))
-# backends/xen: ring.c and desc.c need no Xen library and are always built (unit tests use
-# them); the rest only WITH_XEN=1, the library getting client_none.c otherwise.
+# Each backend has a host side (linked into hyperbufd) and a guest side (into libhyperbuf),
+# behind backends/backend.h. backends/xen: ring.c and desc.c need no Xen library and are always
+# built (unit tests use them); the rest only WITH_XEN=1, the library getting none.c otherwise.
+KVM_HOST    := backends/kvm/host.c backends/kvm/ivshmem.c backends/kvm/pool.c
+KVM_GUEST   := backends/kvm/guest.c backends/kvm/ivshmem_client.c backends/kvm/bars.c \
+	backends/kvm/port.c backends/kvm/pool_window.c
 XEN_PURE    := backends/xen/ring.c backends/xen/desc.c
+XEN_HOST    := backends/xen/host.c backends/xen/vchan.c
+XEN_GUEST   := backends/xen/grants.c backends/xen/vchan_client.c
+LIB_SRC     := $(wildcard libclient/*.c) $(KVM_GUEST)
+DAEMON_SRC  := $(wildcard daemon/*.c) $(KVM_HOST)
 ifeq ($(WITH_XEN),1)
-LIB_SRC     += backends/xen/client.c $(XEN_PURE)
-DAEMON_SRC  += backends/xen/xen.c backends/xen/vchan.c $(XEN_PURE)
+LIB_SRC     += $(XEN_GUEST) $(XEN_PURE)
+DAEMON_SRC  += $(XEN_HOST) $(XEN_PURE)
 else
-LIB_SRC     += backends/xen/client_none.c
+LIB_SRC     += backends/xen/none.c
 endif
 GEN_C       := $(B)/gen/protocol/hyperbuf.pb-c.c
 GEN_H       := $(B)/gen/protocol/hyperbuf.pb-c.h
@@ -193,8 +199,7 @@ GUEST_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -DHB_VERSION_STRING='"
 	-Iinclude -iquote $(B)/gen -iquote . $(DEPS_CFLAGS)
 # A KVM guest has no Xen: its library gets the Xen-less client whatever WITH_XEN says.
 GUEST_SRC  := tests/kvm/guest.c tools/pattern.c $(PROTO_SRC) $(COMMON_SRC) \
-	$(filter-out backends/xen/client.c backends/xen/client_none.c,$(LIB_SRC)) \
-	backends/xen/client_none.c
+	$(filter-out $(XEN_GUEST) $(XEN_PURE) backends/xen/none.c,$(LIB_SRC)) backends/xen/none.c
 GUEST_OBJ  := $(patsubst %.c,$(B)/kvm/obj/%.o,$(GUEST_SRC)) $(B)/kvm/obj/gen/protocol/hyperbuf.pb-c.o
 $(B)/kvm/obj/gen/%.o: $(B)/gen/%.c
 	@mkdir -p $(@D)

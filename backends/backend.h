@@ -197,7 +197,7 @@ struct hbb_guest_ops {
 	uint32_t version; /* HBB_GUEST_VERSION */
 	const char *name;
 	/* After the welcome: attaches the groups it lists (KVM) or opens the grant devices (Xen).
-	 * svc stays valid until close. */
+	 * svc stays valid until close. Sets *state only on success. */
 	int (*open)(const struct hbb_guest_services *svc, const Welcome *w,
 		    enum hbb_attach_mode mode, void **state);
 	/* Gives everything back without talking to the daemon (parked grants end). */

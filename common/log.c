@@ -1,5 +1,5 @@
 /*
- * The daemon's log: one line per message on stderr, "hyperbufd: LEVEL: message", with
+ * The log: one line per message on stderr, "IDENT: LEVEL: message", with
  * " (file:line)" appended while the level is debug. Under systemd, journald adds the time and
  * the unit; elsewhere stderr is whatever the supervisor made it.
  */
@@ -16,6 +16,12 @@
 #define HBC_LOG_LINE_MAX 2048
 
 static enum hbc_log_level log_level = HBC_LOG_INFO;
+static const char *log_ident = "hyperbufd";
+
+void hbc_log_set_ident(const char *ident)
+{
+	log_ident = ident;
+}
 
 static const char *const level_names[] = {
     [HBC_LOG_ERROR] = "error",
@@ -26,8 +32,8 @@ static const char *const level_names[] = {
 
 void hbc_log_set_level(enum hbc_log_level level)
 {
-	if (level < HBC_LOG_ERROR)
-		level = HBC_LOG_ERROR;
+	if (level < HBC_LOG_SILENT)
+		level = HBC_LOG_SILENT;
 	if (level > HBC_LOG_DEBUG)
 		level = HBC_LOG_DEBUG;
 	log_level = level;
@@ -71,7 +77,7 @@ void hbc_log_at(enum hbc_log_level level, const char *file, int line, const char
 	if (level > log_level)
 		goto out;
 
-	n = snprintf(buf, sizeof(buf), "hyperbufd: %s: ", hbc_log_level_name(level));
+	n = snprintf(buf, sizeof(buf), "%s: %s: ", log_ident, hbc_log_level_name(level));
 	if (n < 0)
 		goto out;
 	len = (size_t)n;

@@ -1,10 +1,23 @@
-/* The daemon's log: one line per message on stderr (journald adds time and unit). */
-#ifndef HB_LOG_H
-#define HB_LOG_H
+/*
+ * The log: one line per message on stderr, "IDENT: LEVEL: message" (journald adds time and
+ * unit). The daemon logs as "hyperbufd" at its configured level; the library as "libhyperbuf",
+ * silent unless HYPERBUF_DEBUG is set.
+ */
+#ifndef HB_COMMON_LOG_H
+#define HB_COMMON_LOG_H
 
 #include <stdarg.h>
 
-enum hbc_log_level { HBC_LOG_ERROR = 0, HBC_LOG_WARN, HBC_LOG_INFO, HBC_LOG_DEBUG };
+enum hbc_log_level {
+	HBC_LOG_SILENT = -1,
+	HBC_LOG_ERROR = 0,
+	HBC_LOG_WARN,
+	HBC_LOG_INFO,
+	HBC_LOG_DEBUG,
+};
+
+/* The program name every line starts with (default "hyperbufd"); ident must outlive its use. */
+void hbc_log_set_ident(const char *ident);
 
 void hbc_log_set_level(enum hbc_log_level level);
 enum hbc_log_level hbc_log_get_level(void);
@@ -12,7 +25,7 @@ enum hbc_log_level hbc_log_get_level(void);
 int hbc_log_parse_level(const char *name);
 const char *hbc_log_level_name(enum hbc_log_level level);
 
-/* Preserves errno, so `hb_log(..., "%s", strerror(errno))` patterns stay safe. */
+/* Preserves errno, so `log_err("%s", strerror(errno))` patterns stay safe. */
 void hbc_log_at(enum hbc_log_level level, const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 

@@ -2,7 +2,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "libclient/private.h"
+#include "libclient/client.h"
 
 HBL_PUBLIC int hb_id_format(const struct hb_id *id, char out[33])
 {

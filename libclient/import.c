@@ -3,50 +3,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backends/xen/client.h"
-#include "libclient/private.h"
-
-static void link_import(struct hb_client *c, struct hb_import *im)
-{
-	im->prev = NULL;
-	im->next = c->imports;
-	if (c->imports)
-		c->imports->prev = im;
-	c->imports = im;
-}
-
-static void unlink_import(struct hb_client *c, struct hb_import *im)
-{
-	if (im->prev)
-		im->prev->next = im->next;
-	else
-		c->imports = im->next;
-	if (im->next)
-		im->next->prev = im->prev;
-	im->prev = im->next = NULL;
-}
+#include "libclient/client.h"
 
 static int send_release(struct hb_client *c, uint64_t handle)
 {
 	Release rel = RELEASE__INIT;
 	ClientMsg m = CLIENT_MSG__INIT;
-	struct hbl_reply reply;
-	int r;
 
 	rel.import = handle;
 	m.body_case = CLIENT_MSG__BODY_RELEASE;
 	m.release = &rel;
-	r = hbl_call(c, &m, SERVER_MSG__BODY__NOT_SET, &reply);
-	if (r == 0)
-		hbl_reply_free(&reply);
-	return r;
+	return hbl_call_simple(c, &m);
 }
 
 HBL_PUBLIC struct hb_import *hb_import(struct hb_client *c, const struct hb_id *id, uint32_t flags)
 {
 	Import imp = IMPORT__INIT;
 	ClientMsg m = CLIENT_MSG__INIT;
-	struct hbl_reply reply;
+	struct hbb_reply reply;
 	const ImportReply *ir;
 	struct hb_import *im;
 	uint64_t handle;
@@ -65,10 +39,7 @@ HBL_PUBLIC struct hb_import *hb_import(struct hb_client *c, const struct hb_id *
 		goto err_unlock;
 	ir = reply.msg->import;
 	handle = ir->import;
-	if (ir->meta.len > HB_META_MAX) {
-		r = -EPROTO;
-		goto err_reply;
-	}
+	/* The frame codec bounded the metadata by HBP_META_LIMIT == HB_META_MAX. */
 	im = calloc(1, sizeof(*im) + ir->meta.len);
 	if (!im) {
 		r = -ENOMEM;
@@ -76,10 +47,7 @@ HBL_PUBLIC struct hb_import *hb_import(struct hb_client *c, const struct hb_id *
 	}
 	/* Read-only unless asked: the mapping itself enforces it, a write faults. On Xen the
 	 * grants are the exporter's (read-only ones unless it allowed writing). */
-	if (c->grants)
-		r = hbx_import_map(c, ir->desc, ir->exporter, flags & HB_IMPORT_WRITE, &im->map);
-	else
-		r = hbl_map_desc(c, ir->desc, flags & HB_IMPORT_WRITE, &im->map);
+	r = c->mem.ops->import(c->mem.state, ir, flags & HB_IMPORT_WRITE, &im->map);
 	if (r < 0)
 		goto err_import;
 	im->client = c;
@@ -91,7 +59,7 @@ HBL_PUBLIC struct hb_import *hb_import(struct hb_client *c, const struct hb_id *
 	if (ir->meta.len)
 		memcpy(im->meta, ir->meta.data, ir->meta.len);
 	hbl_reply_free(&reply);
-	link_import(c, im);
+	hbc_list_insert_tail(&c->imports, &im->link);
 	hbl_unlock(c);
 	return im;
 
@@ -136,9 +104,25 @@ HBL_PUBLIC ssize_t hb_import_metadata(const struct hb_import *im, void *buf, siz
 
 void hbl_import_destroy(struct hb_import *im)
 {
-	unlink_import(im->client, im);
-	hbl_unmap(&im->map);
+	struct hbl_memory *mem = &im->client->mem;
+
+	hbc_list_remove(&im->link);
+	mem->ops->unmap(mem->state, &im->map);
 	free(im);
+}
+
+void hbl_imports_peer_gone(struct hb_client *c, uint32_t domain)
+{
+	struct hbl_memory *mem = &c->mem;
+	struct hb_import *im;
+
+	if (!mem->ops || !mem->ops->peer_gone)
+		return;
+	hbc_list_for_each_safe(im, &c->imports, struct hb_import, link)
+	{
+		if (im->exporter == domain)
+			mem->ops->peer_gone(mem->state, domain, &im->map);
+	}
 }
 
 HBL_PUBLIC void hb_import_release(struct hb_import *im)
@@ -157,7 +141,7 @@ HBL_PUBLIC void hb_import_release(struct hb_import *im)
 	 * reach it anyway. */
 	handle = im->handle;
 	hbl_import_destroy(im);
-	if (hbl_broken(c) == 0)
+	if (hbl_conn_broken(&c->conn) == 0)
 		send_release(c, handle);
 	hbl_unlock(c);
 	errno = saved;

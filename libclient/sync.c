@@ -17,10 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "libclient/private.h"
+#include "libclient/client.h"
 
 /*
  * What a completion writes into the eventfd: the largest count it can hold. It reads as
@@ -28,7 +27,7 @@
  * completed handle polls exactly POLLIN, as a signalled sync_file does, whatever events are
  * asked for (a pending one does say POLLOUT if asked, which a sync_file would not).
  */
-#define HB_SYNC_EFD_DONE 0xfffffffffffffffeull
+#define HBL_SYNC_EFD_DONE 0xfffffffffffffffeull
 
 /* ---- the point table -------------------------------------------------------------------- */
 
@@ -41,7 +40,7 @@ static size_t point_bucket(uint64_t timeline, uint64_t value)
 
 static struct hbl_point *point_find(struct hb_client *c, uint64_t timeline, uint64_t value)
 {
-	struct hbl_point *p = c->points[point_bucket(timeline, value)];
+	struct hbl_point *p = c->fences.points[point_bucket(timeline, value)];
 
 	while (p && (p->timeline != timeline || p->value != value))
 		p = p->hnext;
@@ -52,13 +51,13 @@ static void point_hash(struct hb_client *c, struct hbl_point *p)
 {
 	size_t b = point_bucket(p->timeline, p->value);
 
-	p->hnext = c->points[b];
-	c->points[b] = p;
+	p->hnext = c->fences.points[b];
+	c->fences.points[b] = p;
 }
 
 static void point_unhash(struct hb_client *c, struct hbl_point *p)
 {
-	struct hbl_point **pp = &c->points[point_bucket(p->timeline, p->value)];
+	struct hbl_point **pp = &c->fences.points[point_bucket(p->timeline, p->value)];
 
 	while (*pp && *pp != p)
 		pp = &(*pp)->hnext;
@@ -109,24 +108,14 @@ static int sync_new(struct hb_client *c, struct hb_sync **out)
 	s->client = c;
 	s->open = true;
 	s->refs = 1;
-	s->next = c->syncs;
-	if (c->syncs)
-		c->syncs->prev = s;
-	c->syncs = s;
+	hbc_list_insert_tail(&c->fences.syncs, &s->link);
 	*out = s;
 	return 0;
 }
 
 static void sync_free(struct hb_sync *s)
 {
-	struct hb_client *c = s->client;
-
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		c->syncs = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
+	hbc_list_remove(&s->link);
 	if (s->efd >= 0)
 		close(s->efd);
 	free(s->parents);
@@ -168,7 +157,7 @@ static void parents_remove(struct hb_sync *m, struct hb_sync *p)
  */
 static void complete_run(struct hb_client *c, struct hb_sync *work)
 {
-	uint64_t seq = ++c->fence_seq;
+	uint64_t seq = ++c->fences.seq;
 
 	while (work) {
 		struct hb_sync *n = work;
@@ -180,7 +169,7 @@ static void complete_run(struct hb_client *c, struct hb_sync *work)
 		/* The status is visible before the fd wakes anybody (fences.md §1.4, §5.2). */
 		__atomic_store_n(&n->status, st, __ATOMIC_RELEASE);
 		if (n->efd >= 0)
-			eventfd_write(n->efd, HB_SYNC_EFD_DONE);
+			eventfd_write(n->efd, HBL_SYNC_EFD_DONE);
 		for (size_t i = 0; i < n->n_parents; i++) {
 			struct hb_sync *p = n->parents[i];
 
@@ -278,15 +267,13 @@ static void cancel_points(struct hb_client *c, struct hbl_point *cancel)
 		struct hbl_point *p = cancel;
 		SyncClose sc = SYNC_CLOSE__INIT;
 		ClientMsg m = CLIENT_MSG__INIT;
-		struct hbl_reply reply;
 
 		cancel = p->hnext;
-		if (hbl_broken(c) == 0) {
+		if (hbl_conn_broken(&c->conn) == 0) {
 			sc.wait = p->wait;
 			m.body_case = CLIENT_MSG__BODY_SYNC_CLOSE;
 			m.sync_close = &sc;
-			if (hbl_call(c, &m, SERVER_MSG__BODY__NOT_SET, &reply) == 0)
-				hbl_reply_free(&reply);
+			hbl_call_simple(c, &m);
 		}
 		point_free(p);
 	}
@@ -303,148 +290,34 @@ void hbl_fence_done(struct hb_client *c, const FenceDone *f)
 		return;
 	owner = p->owner;
 	point_complete(c, p, f->status);
-	hbl_event_push_fence(c, f->timeline, f->value, owner);
+	hbl_events_push_fence(c, f->timeline, f->value, owner);
 }
 
 void hbl_fences_fail_all(struct hb_client *c, int err)
 {
 	for (size_t i = 0; i < HBL_POINT_BUCKETS; i++)
-		while (c->points[i])
-			point_complete(c, c->points[i], err);
+		while (c->fences.points[i])
+			point_complete(c, c->fences.points[i], err);
+}
+
+void hbl_fences_init(struct hbl_fences *f)
+{
+	hbc_list_init(&f->syncs);
 }
 
 void hbl_fences_destroy(struct hb_client *c)
 {
+	struct hb_sync *s;
+
 	for (size_t i = 0; i < HBL_POINT_BUCKETS; i++) {
-		while (c->points[i]) {
-			struct hbl_point *p = c->points[i];
-			c->points[i] = p->hnext;
+		while (c->fences.points[i]) {
+			struct hbl_point *p = c->fences.points[i];
+			c->fences.points[i] = p->hnext;
 			point_free(p);
 		}
 	}
-	while (c->syncs)
-		sync_free(c->syncs);
-}
-
-void hbl_shared_memory_barrier(void)
-{
-	/*
-	 * A full fence: MFENCE on x86, DMB ISH on arm64. What it orders on x86, where plain
-	 * write-back stores are already seen by other CPUs in program order (TSO): the compiler
-	 * (no access to the buffer moves across it), earlier stores before later loads (the one
-	 * reordering TSO allows: "write the frame, then read a flag" would otherwise let the
-	 * read pass the write), and the write-combining buffers. Pool memory is mapped
-	 * write-back here (the memfd on the host and in emulated VMs); a guest that maps its
-	 * ivshmem BAR2 write-combining instead (ioremap_wc, resourceN_wc) has stores parked in
-	 * WC buffers that only a fence drains: SFENCE after the writes is the minimum there, and
-	 * MFENCE includes it. The cost is tens of cycles next to a daemon round trip.
-	 */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-}
-
-/* ---- waiting ---------------------------------------------------------------------------- */
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int sync_status(const struct hb_sync *s)
-{
-	return __atomic_load_n(&s->status, __ATOMIC_ACQUIRE);
-}
-
-/* 1 when the wait is over: one complete (any), or all of them (all). */
-static int check(struct hb_sync **v, size_t n, bool all, size_t *index)
-{
-	for (size_t i = 0; i < n; i++) {
-		int st = sync_status(v[i]);
-
-		if (!all && st != 0) {
-			if (index)
-				*index = i;
-			return 1;
-		}
-		if (all && st == 0)
-			return 0;
-	}
-	return all;
-}
-
-int hbl_syncs_wait(struct hb_sync **v, size_t n, bool all, int timeout_ms, size_t *index)
-{
-	struct hb_client **clients = NULL;
-	struct pollfd *pfd = NULL;
-	size_t n_clients = 0, max_pfd;
-	int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
-	int r = 0;
-
-	if (check(v, n, all, index))
-		return 0;
-	clients = calloc(n, sizeof(*clients));
-	if (!clients)
-		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		size_t j;
-		for (j = 0; j < n_clients && clients[j] != v[i]->client; j++)
-			;
-		if (j == n_clients)
-			clients[n_clients++] = v[i]->client;
-	}
-	max_pfd = n + n_clients * (1 + HBP_MAX_GROUPS);
-	pfd = calloc(max_pfd, sizeof(*pfd));
-	if (!pfd) {
-		r = -ENOMEM;
-		goto out;
-	}
-	for (;;) {
-		size_t np = 0;
-		int wait = HBL_WAIT_SLICE_MS;
-
-		/* What the daemon already sent may complete them: read it (a broken client
-		 * has completed all its points with its error, so this also ends a wait on a
-		 * lost connection). */
-		for (size_t j = 0; j < n_clients; j++) {
-			hbl_lock(clients[j]);
-			hbl_read_available(clients[j], HBL_DISPATCH_BATCH);
-			hbl_unlock(clients[j]);
-		}
-		if (check(v, n, all, index))
-			break;
-		if (timeout_ms == 0) {
-			r = -ETIME;
-			break;
-		}
-		if (timeout_ms > 0) {
-			int64_t left = deadline - now_ms();
-			if (left <= 0) {
-				r = -ETIME;
-				break;
-			}
-			if (left < wait)
-				wait = (int)left;
-		}
-		/* Without the lock: another thread's call may read our completion first, and
-		 * then the eventfd is what wakes us. The slice bounds a wait on a thread that
-		 * read the socket but has not finished handling it yet. */
-		for (size_t i = 0; i < n; i++)
-			if (v[i]->efd >= 0 && sync_status(v[i]) == 0)
-				pfd[np++] = (struct pollfd){.fd = v[i]->efd, .events = POLLIN};
-		for (size_t j = 0; j < n_clients; j++)
-			if (hbl_broken(clients[j]) == 0)
-				np += hbl_pollfds(clients[j], pfd + np, max_pfd - np);
-		if (poll(pfd, np, wait) < 0 && errno != EINTR) {
-			r = -errno;
-			break;
-		}
-	}
-out:
-	free(pfd);
-	free(clients);
-	return r;
+	hbc_list_for_each_safe(s, &c->fences.syncs, struct hb_sync, link)
+		sync_free(s);
 }
 
 /* ---- the public calls ------------------------------------------------------------------- */
@@ -453,12 +326,12 @@ int hbl_sync_open_locked(struct hb_client *c, const struct hb_fence *f, struct h
 {
 	SyncOpen so = SYNC_OPEN__INIT;
 	ClientMsg m = CLIENT_MSG__INIT;
-	struct hbl_reply reply;
+	struct hbb_reply reply;
 	struct hbl_point *p, *fresh = NULL;
 	struct hb_sync *s;
 	int r;
 
-	r = hbl_broken(c);
+	r = hbl_conn_broken(&c->conn);
 	if (r < 0)
 		return r;
 	r = sync_new(c, &s);
@@ -585,50 +458,6 @@ HBL_PUBLIC int hb_sync_fd(const struct hb_sync *s)
 	if (!s)
 		return hbl_fail(-EINVAL);
 	return s->efd;
-}
-
-HBL_PUBLIC int hb_sync_wait(struct hb_sync *s, int timeout_ms)
-{
-	int r;
-
-	if (!s || timeout_ms < -1)
-		return hbl_fail(-EINVAL);
-	r = hbl_syncs_wait(&s, 1, false, timeout_ms, NULL);
-	return r < 0 ? hbl_fail(r) : 0;
-}
-
-HBL_PUBLIC int hb_sync_wait_any(struct hb_sync **v, size_t n, int timeout_ms, size_t *index)
-{
-	size_t dummy;
-	int r;
-
-	if (!v || n == 0 || timeout_ms < -1)
-		return hbl_fail(-EINVAL);
-	for (size_t i = 0; i < n; i++)
-		if (!v[i])
-			return hbl_fail(-EINVAL);
-	r = hbl_syncs_wait(v, n, false, timeout_ms, index ? index : &dummy);
-	return r < 0 ? hbl_fail(r) : 0;
-}
-
-HBL_PUBLIC int hb_sync_status(const struct hb_sync *s)
-{
-	int st;
-
-	if (!s) {
-		errno = EINVAL;
-		return -EINVAL;
-	}
-	st = sync_status(s);
-	if (st != 0)
-		return st;
-	/* Take what the daemon already sent, so that a loop on the status makes progress
-	 * without the caller dispatching (fences.md §1.5: a cached status must not lag
-	 * forever). */
-	hbl_lock(s->client);
-	hbl_read_available(s->client, HBL_DISPATCH_BATCH);
-	hbl_unlock(s->client);
-	return sync_status(s);
 }
 
 void hbl_sync_close_locked(struct hb_sync *s)

@@ -7,43 +7,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "libclient/private.h"
+#include "libclient/client.h"
+#include "protocol/limits.h"
 
 /* The public bound and the one the codec enforces on CpuAccessReply are one number. */
 _Static_assert(HB_RESV_MAX == HBP_RESV_LIMIT, "HB_RESV_MAX must equal HBP_RESV_LIMIT");
 
-static ProtobufCBinaryData wire_hid(const struct hb_id *id)
-{
-	return (ProtobufCBinaryData){.len = sizeof(id->bytes), .data = (uint8_t *)id->bytes};
-}
-
-/* A request whose successful reply carries nothing. */
-static int call_empty(struct hb_client *c, ClientMsg *m)
-{
-	struct hbl_reply reply;
-	int r = hbl_call(c, m, SERVER_MSG__BODY__NOT_SET, &reply);
-
-	if (r == 0)
-		hbl_reply_free(&reply);
-	return r;
-}
-
-static void unlink_timeline(struct hb_client *c, struct hb_timeline *t)
-{
-	if (t->prev)
-		t->prev->next = t->next;
-	else
-		c->timelines = t->next;
-	if (t->next)
-		t->next->prev = t->prev;
-}
-
 void hbl_timelines_destroy(struct hb_client *c)
 {
+	struct hb_timeline *t;
+
 	/* The session's end destroys them in the daemon (their waiters get -EPIPE). */
-	while (c->timelines) {
-		struct hb_timeline *t = c->timelines;
-		unlink_timeline(c, t);
+	hbc_list_for_each_safe(t, &c->timelines, struct hb_timeline, link)
+	{
+		hbc_list_remove(&t->link);
 		free(t);
 	}
 }
@@ -52,7 +29,7 @@ HBL_PUBLIC struct hb_timeline *hb_timeline_create(struct hb_client *c)
 {
 	TimelineCreate tc = TIMELINE_CREATE__INIT;
 	ClientMsg m = CLIENT_MSG__INIT;
-	struct hbl_reply reply;
+	struct hbb_reply reply;
 	struct hb_timeline *t;
 	int r;
 
@@ -73,10 +50,7 @@ HBL_PUBLIC struct hb_timeline *hb_timeline_create(struct hb_client *c)
 	t->client = c;
 	t->id = reply.msg->timeline->timeline;
 	hbl_reply_free(&reply);
-	t->next = c->timelines;
-	if (c->timelines)
-		c->timelines->prev = t;
-	c->timelines = t;
+	hbc_list_insert_tail(&c->timelines, &t->link);
 	hbl_unlock(c);
 	return t;
 }
@@ -107,7 +81,7 @@ static int signal_to(struct hb_timeline *t, uint64_t value, uint32_t error)
 	ts.error = error;
 	m.body_case = CLIENT_MSG__BODY_TIMELINE_SIGNAL;
 	m.timeline_signal = &ts;
-	r = call_empty(c, &m);
+	r = hbl_call_simple(c, &m);
 	hbl_unlock(c);
 	return r < 0 ? hbl_fail(r) : 0;
 }
@@ -138,13 +112,13 @@ HBL_PUBLIC void hb_timeline_destroy(struct hb_timeline *t)
 	c = t->client;
 	hbl_lock(c);
 	/* A broken client's session is over, and the daemon destroyed the timeline with it. */
-	if (hbl_broken(c) == 0) {
+	if (hbl_conn_broken(&c->conn) == 0) {
 		td.timeline = t->id;
 		m.body_case = CLIENT_MSG__BODY_TIMELINE_DESTROY;
 		m.timeline_destroy = &td;
-		call_empty(c, &m);
+		hbl_call_simple(c, &m);
 	}
-	unlink_timeline(c, t);
+	hbc_list_remove(&t->link);
 	free(t);
 	hbl_unlock(c);
 	errno = saved;
@@ -167,13 +141,13 @@ HBL_PUBLIC int hb_attach_fence(struct hb_client *c, const struct hb_id *id, cons
 	if (!c || !id || !f || f->timeline == 0 || !access_ok(usage))
 		return hbl_fail(-EINVAL);
 	hbl_lock(c);
-	fa.hid = wire_hid(id);
+	fa.hid = hbl_wire_hid(id);
 	fa.timeline = f->timeline;
 	fa.value = f->value;
 	fa.usage = usage;
 	m.body_case = CLIENT_MSG__BODY_FENCE_ATTACH;
 	m.fence_attach = &fa;
-	r = call_empty(c, &m);
+	r = hbl_call_simple(c, &m);
 	hbl_unlock(c);
 	return r < 0 ? hbl_fail(r) : 0;
 }
@@ -185,10 +159,10 @@ static int cpu_access_query(struct hb_client *c, const struct hb_id *id, uint32_
 {
 	CpuAccess ca = CPU_ACCESS__INIT;
 	ClientMsg m = CLIENT_MSG__INIT;
-	struct hbl_reply reply;
+	struct hbb_reply reply;
 	int r;
 
-	ca.hid = wire_hid(id);
+	ca.hid = hbl_wire_hid(id);
 	ca.access = access;
 	m.body_case = CLIENT_MSG__BODY_CPU_ACCESS;
 	m.cpu_access = &ca;
@@ -235,7 +209,7 @@ HBL_PUBLIC int hb_begin_cpu_access(struct hb_client *c, const struct hb_id *id, 
 		/* Fences completed by a lost connection were not signalled: nothing says the
 		 * writers are done, so this is no start of access. */
 		if (r == 0)
-			r = hbl_broken(c);
+			r = hbl_conn_broken(&c->conn);
 	}
 	/* Closing cancels the daemon's waits: a timed-out begin leaves nothing behind, so the
 	 * retry the caller makes starts from scratch (fences.md §2.3 restart rule). */
@@ -255,12 +229,19 @@ HBL_PUBLIC int hb_begin_cpu_access(struct hb_client *c, const struct hb_id *id, 
 /* Whether this client itself exported or imports the buffer behind id. */
 static bool own_share(struct hb_client *c, const struct hb_id *id)
 {
-	for (struct hb_buffer *b = c->buffers; b; b = b->next)
+	struct hb_buffer *b;
+	struct hb_import *im;
+
+	hbc_list_for_each_safe(b, &c->buffers, struct hb_buffer, link)
+	{
 		if (b->exported && hb_id_equal(&b->hid, id))
 			return true;
-	for (struct hb_import *im = c->imports; im; im = im->next)
+	}
+	hbc_list_for_each_safe(im, &c->imports, struct hb_import, link)
+	{
 		if (hb_id_equal(&im->hid, id))
 			return true;
+	}
 	return false;
 }
 
@@ -277,7 +258,7 @@ HBL_PUBLIC int hb_end_cpu_access(struct hb_client *c, const struct hb_id *id, ui
 	 * checked by the daemon, which knows whether this domain is a side of the share. The
 	 * answer's fences are not waited for: END never waits. */
 	if (!own_share(c, id)) {
-		r = hbl_broken(c);
+		r = hbl_conn_broken(&c->conn);
 		if (r == 0)
 			r = cpu_access_query(c, id, access, fences, &n);
 	}

@@ -1,18 +1,11 @@
 /*
- * Inside a KVM guest (kvm:): the channel is a virtio-serial port, the pools are the BAR2 of the
- * guest's ivshmem-doorbell devices, mapped through sysfs. docs/KVM.md has the VM side.
+ * Inside a KVM guest (kvm:): the channel to the daemon is a virtio-serial port.
  *
  * Ports: a VM has ports org.hyperbuf.0..N-1, found by name under /sys/class/virtio-ports. The
  * guest driver lets one process open a port at a time (a second open fails with EBUSY), so the
  * first free one wins and N processes can be clients at once. A port outlives its processes,
  * and QEMU tells the daemon nothing when one closes it: each process starts with a resync
  * marker and leaves with one (protocol/resync.h).
- *
- * Pools: every ivshmem device is PCI 1af4:1110, so a device is told apart by the header in the
- * first page of its BAR2 (group, size, instance). Every member of a group can write that
- * header, so it is only a hint: Attach names the device's IVPosition register (BAR0 offset 8,
- * set by QEMU from the id the daemon gave this VM's connection), and the daemon accepts it
- * only if that id is this VM's peer in that group. A device whose header lies is skipped.
  */
 #include <ctype.h>
 #include <dirent.h>
@@ -22,36 +15,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/random.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "libclient/private.h"
+#include "backends/kvm/guest.h"
+#include "common/file.h"
+#include "protocol/limits.h"
 #include "protocol/resync.h"
 
-#define VPORTS_DIR     "/sys/class/virtio-ports"
-#define PCI_DIR        "/sys/bus/pci/devices"
-#define PORT_PREFIX    "org.hyperbuf."
-#define IVSHMEM_VENDOR 0x1af4
-#define IVSHMEM_DEVICE 0x1110
-#define IVPOSITION_OFF 8
+#define VPORTS_DIR  "/sys/class/virtio-ports"
+#define PORT_PREFIX "org.hyperbuf."
 /* The daemon answers a resync at once; what takes time is reading whatever stale bytes the
  * previous process left in the port. */
 #define RESYNC_TIMEOUT_MS 10000
+/* Where a host's daemon listens: a machine that has it is a host, whatever else it is. */
+#define HOST_SOCKET "/run/hyperbuf/hyperbufd.sock"
 
 struct port {
 	unsigned n;    /* N of org.hyperbuf.N */
 	char dev[64];  /* vportXpY */
 	char name[64]; /* org.hyperbuf.N */
-};
-
-struct ivdev {
-	char bdf[64];
-	uint64_t size; /* BAR2 */
-	uint32_t ivposition;
-	bool taken;
 };
 
 static int now_ms(void)
@@ -60,23 +44,6 @@ static int now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int)(ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-}
-
-/* The first line of a small sysfs file, without its newline. */
-static int read_line(const char *path, char *buf, size_t len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, len - 1);
-	close(fd);
-	if (n < 0)
-		return -errno;
-	buf[n] = '\0';
-	buf[strcspn(buf, "\n")] = '\0';
-	return 0;
 }
 
 static int port_cmp(const void *a, const void *b)
@@ -106,7 +73,7 @@ static int list_ports(struct port **out)
 		if (e->d_name[0] == '.' || strlen(e->d_name) >= sizeof(ports->dev))
 			continue;
 		snprintf(path, sizeof(path), VPORTS_DIR "/%s/name", e->d_name);
-		if (read_line(path, name, sizeof(name)) < 0 ||
+		if (hbc_read_line(path, name, sizeof(name)) < 0 ||
 		    strncmp(name, PORT_PREFIX, strlen(PORT_PREFIX)) != 0)
 			continue;
 		if (!isdigit((unsigned char)*digits))
@@ -248,7 +215,7 @@ static int open_port(const struct port *p)
 	return fd < 0 ? -errno : fd;
 }
 
-int hbl_kvm_open(const char *path)
+static int port_open(const char *path)
 {
 	struct port *ports;
 	int n, fd, r, err = 0;
@@ -293,7 +260,7 @@ int hbl_kvm_open(const char *path)
 	return err ? err : -EBUSY;
 }
 
-void hbl_kvm_goodbye(int fd)
+static void port_goodbye(int fd)
 {
 	struct hbp_resync m = {.version = HBP_PROTOCOL_VERSION};
 	uint8_t buf[HBP_RESYNC_LEN];
@@ -306,187 +273,88 @@ void hbl_kvm_goodbye(int fd)
 		return;
 }
 
-static bool is_ivshmem(const char *bdf)
+/* The port as a transport: a character device, plain read and write, no fds. */
+static ssize_t port_recv(struct hbb_transport *t, void *buf, size_t len, int *fds, unsigned *nfds,
+			 unsigned max)
 {
-	char path[512], v[32], d[32];
+	ssize_t n;
 
-	snprintf(path, sizeof(path), PCI_DIR "/%s/vendor", bdf);
-	if (read_line(path, v, sizeof(v)) < 0)
-		return false;
-	snprintf(path, sizeof(path), PCI_DIR "/%s/device", bdf);
-	if (read_line(path, d, sizeof(d)) < 0)
-		return false;
-	return strtoul(v, NULL, 16) == IVSHMEM_VENDOR && strtoul(d, NULL, 16) == IVSHMEM_DEVICE;
+	do
+		n = read(t->fd, buf, len);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	return n;
 }
 
-/* IVPosition from BAR0 (a 256-byte register block: 32-bit reads only). */
-static int read_ivposition(const char *bdf, uint32_t *out)
+static ssize_t port_send(struct hbb_transport *t, const void *buf, size_t len)
 {
-	char path[512];
-	struct stat st;
-	void *regs;
-	int fd;
+	ssize_t n;
 
-	snprintf(path, sizeof(path), PCI_DIR "/%s/resource0", bdf);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0 || st.st_size < IVPOSITION_OFF + 4) {
-		close(fd);
-		return -ENODEV;
-	}
-	regs = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-	close(fd);
-	if (regs == MAP_FAILED)
-		return -errno;
-	*out = *(volatile uint32_t *)((uint8_t *)regs + IVPOSITION_OFF);
-	munmap(regs, (size_t)st.st_size);
-	return 0;
+	do
+		n = write(t->fd, buf, len);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	return n;
 }
 
-/* The guest's ivshmem devices. Returns how many, or a negative errno (EACCES: the sysfs
- * files are root's unless a udev rule gives them away, see configs/). */
-static int list_ivdevs(struct ivdev **out)
+/* A port cannot be shut down: put /dev/null (always readable, at EOF) in its place, which also
+ * frees the port for the next process. */
+static void port_shutdown(struct hbb_transport *t)
 {
-	struct ivdev *devs = NULL, *grown;
-	struct dirent *e;
-	size_t n = 0, cap = 0;
-	DIR *dir;
-	int r = 0;
+	int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
 
-	*out = NULL;
-	dir = opendir(PCI_DIR);
-	if (!dir)
-		return 0;
-	while ((e = readdir(dir))) {
-		char path[512];
-		struct stat st;
-		uint32_t pos = 0;
-
-		if (e->d_name[0] == '.' || strlen(e->d_name) >= sizeof(devs->bdf) ||
-		    !is_ivshmem(e->d_name))
-			continue;
-		snprintf(path, sizeof(path), PCI_DIR "/%s/resource2", e->d_name);
-		if (stat(path, &st) < 0)
-			continue; /* no BAR2: not a device we can use */
-		r = read_ivposition(e->d_name, &pos);
-		if (r < 0)
-			break;
-		if (n == cap) {
-			cap = cap ? 2 * cap : 4;
-			grown = realloc(devs, cap * sizeof(*devs));
-			if (!grown) {
-				r = -ENOMEM;
-				break;
-			}
-			devs = grown;
-		}
-		memcpy(devs[n].bdf, e->d_name, strlen(e->d_name) + 1); /* length checked above */
-		devs[n].size = (uint64_t)st.st_size;
-		devs[n].ivposition = pos;
-		devs[n].taken = false;
-		n++;
+	if (nul >= 0) {
+		dup3(nul, t->fd, O_CLOEXEC);
+		close(nul);
 	}
-	closedir(dir);
-	if (r < 0) {
-		free(devs);
-		return r;
-	}
-	*out = devs;
-	return (int)n;
 }
 
-/* BAR2 as a file to map: write-combining where the kernel offers it (a prefetchable BAR),
- * else uncached. Neither is cached memory: see the limits in docs/KVM.md. */
-static int open_bar2(const char *bdf)
+/* A port gives the daemon no EOF (it stays open on the host for the next process): say
+ * goodbye instead, unless the connection already broke. */
+static void port_close(struct hbb_transport *t, bool broken)
 {
-	char path[512];
-	int fd;
-
-	snprintf(path, sizeof(path), PCI_DIR "/%s/resource2_wc", bdf);
-	fd = open(path, O_RDWR | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT) {
-		snprintf(path, sizeof(path), PCI_DIR "/%s/resource2", bdf);
-		fd = open(path, O_RDWR | O_CLOEXEC);
-	}
-	return fd < 0 ? -errno : fd;
+	if (t->fd >= 0 && !broken)
+		port_goodbye(t->fd);
+	if (t->fd >= 0)
+		close(t->fd);
+	t->fd = -1;
 }
 
-/* Tries dev for group g: its header must say g, and the daemon must agree it is ours. */
-static int try_device(struct hb_client *c, struct hbl_group *g, struct ivdev *dev)
-{
-	struct hbl_reply reply;
-	int fd, r;
+static const struct hbb_transport_ops port_transport = {
+	.version = HBB_GUEST_VERSION,
+	.recv = port_recv,
+	.send = port_send,
+	.shutdown = port_shutdown,
+	.close = port_close,
+	.pollout = true,
+};
 
-	fd = open_bar2(dev->bdf);
+int hbk_port_open(const char *path, struct hbb_transport *t)
+{
+	int fd = port_open(path);
+
 	if (fd < 0)
 		return fd;
-	r = hbk_pool_window_open(&g->win, fd, g->id, g->pool_size, g->pool_instance, 0);
-	if (r < 0)
-		return r; /* -EPROTO: another group's pool, or an older daemon's */
-	r = hbl_send_attach(c, g, dev->ivposition, &reply);
-	if (r < 0) {
-		hbk_pool_window_close(&g->win);
-		/* ENOENT or EBUSY: that id is not this VM's peer in g, so the header lied. */
-		return r == -ENOENT || r == -EBUSY ? -EPROTO : r;
-	}
-	hbl_reply_free(&reply);
-	dev->taken = true;
+	*t = (struct hbb_transport){.ops = &port_transport, .fd = fd};
 	return 0;
 }
 
-int hbl_kvm_attach_groups(struct hb_client *c)
-{
-	struct ivdev *devs;
-	int n, r = 0;
-
-	if (c->n_groups == 0)
-		return 0;
-	n = list_ivdevs(&devs);
-	if (n < 0)
-		return n;
-	for (size_t i = 0; i < c->n_groups && r == 0; i++) {
-		struct hbl_group *g = &c->groups[i];
-
-		r = -ENODEV; /* the VM has no device for this group */
-		for (int k = 0; k < n && r != 0; k++) {
-			if (devs[k].taken || devs[k].size != g->pool_size)
-				continue;
-			r = try_device(c, g, &devs[k]);
-			if (r < 0 && r != -EPROTO)
-				break;
-			if (r == -EPROTO)
-				r = -ENODEV;
-		}
-	}
-	free(devs);
-	return r;
-}
-
-bool hbl_kvm_guest(void)
+bool hbk_in_guest(void)
 {
 	char type[32];
 	struct port *ports;
-	struct dirent *e;
-	DIR *dir;
-	bool found = false;
 	int n;
 
 	/* A Xen guest, even one with virtio devices, talks to dom0 instead. */
-	if (read_line("/sys/hypervisor/type", type, sizeof(type)) == 0 && strcmp(type, "xen") == 0)
+	if (hbc_read_line("/sys/hypervisor/type", type, sizeof(type)) == 0 &&
+	    strcmp(type, "xen") == 0)
 		return false;
 	/* A machine running the daemon is a host, even if it is itself a guest of another. */
-	if (access(HBL_DEFAULT_ADDRESS + strlen("unix:"), F_OK) == 0)
+	if (access(HOST_SOCKET, F_OK) == 0)
 		return false;
 	n = list_ports(&ports);
 	free(ports);
-	if (n > 0)
-		return true;
-	dir = opendir(PCI_DIR);
-	if (!dir)
-		return false;
-	while (!found && (e = readdir(dir)))
-		found = e->d_name[0] != '.' && is_ivshmem(e->d_name);
-	closedir(dir);
-	return found;
+	return n > 0 || hbk_bars_present();
 }

@@ -1,0 +1,60 @@
+/*
+ * The KVM backend, guest side (part of libhyperbuf): private to backends/kvm/guest.c,
+ * ivshmem_client.c and bars.c. The ops table itself is hbk_guest_ops (backends/backend.h).
+ *
+ * A client reaches each group's pool one of three ways (enum hbb_attach_mode): a host process
+ * gets the pool memfd with Attach's reply; an emulated VM connects to the group's ivshmem
+ * socket and speaks the ivshmem protocol as QEMU does (ivshmem_client.c); a process inside a
+ * KVM guest maps its ivshmem devices' BAR2 through sysfs (bars.c). Whatever the way, the pool
+ * is one hbk_pool_window, and buffers are mapped from reference directories in it.
+ */
+#ifndef HB_BACKENDS_KVM_GUEST_H
+#define HB_BACKENDS_KVM_GUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backends/backend.h"
+#include "backends/kvm/pool_window.h"
+
+/* A sharing group from the welcome, and how this client reaches its memory. */
+struct hbk_group {
+	uint32_t id;
+	uint64_t pool_size;
+	uint32_t pool_instance; /* the header's instance, 0 from an older daemon (not checked) */
+	struct hbk_pool_window win;
+	/* Emulated VMs only (-1 otherwise): the ivshmem socket. Closing it tells the daemon the
+	 * VM is gone, so it lives as long as the client. */
+	int iv_fd;
+	bool iv_ready;     /* the handshake is over; later messages are drained */
+	uint32_t iv_peer;  /* the peer id the ivshmem server gave us */
+	uint8_t iv_msg[8]; /* a partly received 8-byte message */
+	size_t iv_got;
+	int iv_msg_fd; /* the fd that came with it, -1 if none */
+};
+
+struct hbk_guest {
+	const struct hbb_guest_services *svc;
+	struct hbk_group *groups;
+	size_t n_groups;
+};
+
+/* Sends Attach for group g naming an ivshmem peer id; the reply is returned (free it). */
+int hbk_send_attach(struct hbk_guest *k, struct hbk_group *g, uint32_t peer_id,
+		    struct hbb_reply *reply);
+
+/* ivshmem_client.c: an emulated VM's group, attached as QEMU would: connect to ivshmem_path,
+ * the handshake (the pool fd), then Attach naming the peer id we were given. */
+int hbk_ivshmem_attach(struct hbk_guest *k, struct hbk_group *g, const char *ivshmem_path);
+/* Reads later ivshmem messages of every ready group without blocking, closing their fds.
+ * A negative errno (the connection is gone, or the server broke the protocol) is fatal. */
+int hbk_ivshmem_drain(struct hbk_guest *k);
+size_t hbk_ivshmem_pollfds(struct hbk_guest *k, struct pollfd *pfd, size_t max);
+
+/* bars.c: inside a KVM guest, finds each group's ivshmem device and attaches its BAR2. */
+int hbk_bars_attach(struct hbk_guest *k);
+/* Whether this machine has an ivshmem PCI device (it is a KVM guest with a pool). */
+bool hbk_bars_present(void);
+
+#endif

@@ -1,0 +1,40 @@
+/* Small reads of sysfs and procfs files (see file.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/file.h"
+
+int hbc_read_line(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return 0;
+}
+
+long hbc_read_long(const char *path)
+{
+	char buf[32];
+
+	if (hbc_read_line(path, buf, sizeof(buf)) < 0 || !buf[0])
+		return -1;
+	return strtol(buf, NULL, 10);
+}
+
+bool hbc_file_has(const char *path, const char *word)
+{
+	char buf[256];
+
+	return hbc_read_line(path, buf, sizeof(buf)) == 0 && strstr(buf, word) != NULL;
+}

@@ -1,0 +1,158 @@
+/* Requests and their replies (see call.h). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/sock.h"
+#include "libclient/client.h"
+#include "protocol/limits.h"
+
+size_t hbl_pollfds(const struct hb_client *c, struct pollfd *pfd, size_t max)
+{
+	size_t n = 0;
+
+	pfd[n++] = (struct pollfd){.fd = c->conn.tp.fd, .events = POLLIN};
+	if (c->mem.ops && c->mem.ops->pollfds)
+		n += c->mem.ops->pollfds(c->mem.state, pfd + n, max - n);
+	return n;
+}
+
+/* Waits up to timeout_ms for something to read (and, with POLLOUT, for room to write). */
+static int wait_io(struct hb_client *c, short extra, int timeout_ms)
+{
+	struct pollfd pfd[1 + HBP_MAX_GROUPS];
+	size_t n = hbl_pollfds(c, pfd, sizeof(pfd) / sizeof(pfd[0]));
+
+	/* A vchan's event channel never says "writable": room shows up as an input event. */
+	if (c->conn.tp.ops->pollout)
+		pfd[0].events |= extra;
+	if (poll(pfd, n, timeout_ms) < 0 && errno != EINTR)
+		return -errno;
+	return 0;
+}
+
+/* Sends conn.tx whole. While the transport is full it keeps reading, so that neither side can
+ * end up waiting for the other to drain. */
+static int send_all(struct hb_client *c)
+{
+	size_t off = 0;
+	int r;
+
+	while ((r = hbl_conn_flush(&c->conn, &off)) == -EAGAIN) {
+		r = wait_io(c, POLLOUT, HBL_WAIT_SLICE_MS);
+		if (r == 0)
+			r = c->calls.pump(c, HBL_DISPATCH_BATCH);
+		/* Half a frame on the wire cannot be taken back: the stream is lost. */
+		if (r < 0)
+			return off > 0 ? hbl_conn_break(&c->conn, ECONNRESET) : r;
+	}
+	return r;
+}
+
+/* No timeout: the daemon answers every request, and a broken connection ends the wait
+ * through the pump. */
+static int wait_reply(struct hb_client *c, struct hbl_request *q)
+{
+	int r;
+
+	for (;;) {
+		r = c->calls.pump(c, HBL_DISPATCH_BATCH);
+		if (r < 0)
+			return r;
+		if (q->done)
+			return 0;
+		r = wait_io(c, 0, HBL_WAIT_SLICE_MS);
+		if (r < 0)
+			return r;
+	}
+}
+
+static uint32_t next_id(struct hbl_calls *calls)
+{
+	uint32_t id = calls->next_id++;
+
+	if (calls->next_id == 0)
+		calls->next_id = 1;
+	return id;
+}
+
+static void forget(struct hbl_calls *calls, struct hbl_request *q)
+{
+	struct hbl_request **pp;
+
+	for (pp = &calls->pending; *pp != q; pp = &(*pp)->next)
+		;
+	*pp = q->next;
+}
+
+int hbl_call(struct hb_client *c, ClientMsg *msg, ServerMsg__BodyCase want,
+	     struct hbb_reply *reply)
+{
+	struct hbl_request q = {0};
+	int r;
+
+	memset(reply, 0, sizeof(*reply));
+	r = hbl_conn_broken(&c->conn);
+	if (r < 0)
+		return r;
+	q.id = next_id(&c->calls);
+	msg->id = q.id;
+	hbp_bytes_consume(&c->conn.tx, c->conn.tx.len);
+	r = hbp_frame_put_client(&c->conn.tx, msg, c->conn.frame_max);
+	if (r < 0)
+		return r;
+	q.next = c->calls.pending;
+	c->calls.pending = &q;
+	r = send_all(c);
+	if (r == 0)
+		r = wait_reply(c, &q);
+	forget(&c->calls, &q);
+	if (r == 0 && q.reply.msg->error != 0)
+		/* A positive errno for the caller; anything that cannot be one is nonsense. */
+		r = q.reply.msg->error < HBP_ERRNO_LIMIT ? -(int)q.reply.msg->error : -EPROTO;
+	else if (r == 0 && want != SERVER_MSG__BODY__NOT_SET && q.reply.msg->body_case != want)
+		r = hbl_conn_break(&c->conn, EPROTO);
+	if (r < 0) {
+		hbl_reply_free(&q.reply);
+		return r;
+	}
+	*reply = q.reply;
+	return 0;
+}
+
+int hbl_call_simple(struct hb_client *c, ClientMsg *msg)
+{
+	struct hbb_reply reply;
+	int r = hbl_call(c, msg, SERVER_MSG__BODY__NOT_SET, &reply);
+
+	if (r == 0)
+		hbl_reply_free(&reply);
+	return r;
+}
+
+void hbl_reply_free(struct hbb_reply *reply)
+{
+	if (reply->msg)
+		server_msg__free_unpacked(reply->msg, NULL);
+	reply->msg = NULL;
+	hbc_close_fds(reply->fds, &reply->nfds);
+}
+
+int hbl_call_complete(struct hb_client *c, ServerMsg *m, int *fds, unsigned nfds)
+{
+	struct hbl_request *q;
+
+	for (q = c->calls.pending; q; q = q->next)
+		if (q->id == m->id && !q->done)
+			break;
+	if (!q) {
+		server_msg__free_unpacked(m, NULL);
+		hbc_close_fds(fds, &nfds);
+		return hbl_conn_break(&c->conn, EPROTO);
+	}
+	q->reply.msg = m;
+	memcpy(q->reply.fds, fds, nfds * sizeof(int));
+	q->reply.nfds = nfds;
+	q->done = true;
+	return 0;
+}

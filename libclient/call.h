@@ -1,0 +1,51 @@
+/*
+ * Requests and their replies. A request gets a fresh id and waits for the reply with that id:
+ * replies are matched by id, not by order, so that more than one may be in flight (from
+ * several threads' calls, or fence waits) without changing the receive path. While it waits,
+ * every other frame is handed to the router (dispatch.c), so events are never lost.
+ */
+#ifndef HB_LIBCLIENT_CALL_H
+#define HB_LIBCLIENT_CALL_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backends/backend.h"
+#include "protocol/hyperbuf.pb-c.h"
+
+struct hb_client;
+
+/* A request waiting for its reply. */
+struct hbl_request {
+	uint32_t id;
+	bool done;
+	struct hbb_reply reply;
+	struct hbl_request *next;
+};
+
+struct hbl_calls {
+	uint32_t next_id;
+	struct hbl_request *pending;
+	/* Reads and routes what has arrived (dispatch.c's hbl_pump; client.c sets it): the
+	 * request code waits through it without knowing what the frames mean. */
+	int (*pump)(struct hb_client *c, int max);
+};
+
+/* Sends msg with a fresh id and waits for the reply. want is the body a successful reply must
+ * carry (NOT_SET: any). Returns 0 and *reply (free with hbl_reply_free), -error from the
+ * daemon's reply, or the client's sticky error. */
+int hbl_call(struct hb_client *c, ClientMsg *msg, ServerMsg__BodyCase want,
+	     struct hbb_reply *reply);
+/* hbl_call for a request whose successful reply carries nothing. */
+int hbl_call_simple(struct hb_client *c, ClientMsg *msg);
+void hbl_reply_free(struct hbb_reply *reply);
+
+/* The reply to request m->id arrived (dispatch.c): 0, or -EPROTO if nobody asked. Takes m and
+ * the fds. */
+int hbl_call_complete(struct hb_client *c, ServerMsg *m, int *fds, unsigned nfds);
+
+/* The fds to poll for incoming data: the channel and the backend's own (ivshmem sockets). */
+size_t hbl_pollfds(const struct hb_client *c, struct pollfd *pfd, size_t max);
+
+#endif

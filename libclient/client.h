@@ -1,0 +1,121 @@
+/*
+ * libhyperbuf internals: the client and the parts each file owns. Nothing here is exported.
+ *
+ * A client is one connection to the daemon (conn.c: a transport and its framing), the
+ * requests in flight on it (call.c), the frame router (dispatch.c), the memory of its backend
+ * (memory.c: KVM pools or Xen grants, behind backends/backend.h), its event queue (events.c),
+ * its fence points and sync handles (sync.c), and what it owns: timelines, buffers, imports.
+ * Each part is a struct of its own, defined by its file's header; only client.c, which wires
+ * them together, touches them all.
+ *
+ * Every public call takes the client's mutex, so the rest of the library is single-threaded.
+ * Errors: functions here return 0/positive or a negative errno. A transport failure or a
+ * protocol violation by the daemon "breaks" the client: the errno is kept in conn.broken and
+ * every later call fails with it. The fds stay open until hb_disconnect (only shut down), so a
+ * thread polling them never sees an fd number reused under it.
+ */
+#ifndef HB_LIBCLIENT_CLIENT_H
+#define HB_LIBCLIENT_CLIENT_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/list.h"
+#include "hyperbuf.h"
+#include "libclient/call.h"
+#include "libclient/conn.h"
+#include "libclient/events.h"
+#include "libclient/fences.h"
+#include "libclient/memory.h"
+#include "protocol/hyperbuf.pb-c.h"
+
+/* The build hides everything (-fvisibility=hidden); public entry points opt back in. */
+#define HBL_PUBLIC __attribute__((visibility("default")))
+
+/* Blocking waits poll in slices of this length, re-checking the client's state each time. */
+#define HBL_WAIT_SLICE_MS 1000
+/* Frames one dispatch handles at most, so a chatty daemon cannot starve the caller. */
+#define HBL_DISPATCH_BATCH 1024
+
+struct hb_client {
+	pthread_mutex_t lock;
+	struct hbl_conn conn;     /* conn.c */
+	struct hbl_calls calls;   /* call.c */
+	struct hbl_memory mem;    /* memory.c */
+	struct hbl_events events; /* events.c */
+	struct hbl_fences fences; /* sync.c */
+	struct hbc_list timelines; /* timeline.c: struct hb_timeline */
+	struct hbc_list buffers;   /* buffer.c: struct hb_buffer */
+	struct hbc_list imports;   /* import.c: struct hb_import */
+
+	/* From the welcome (client.c). */
+	uint32_t domain;
+	uint32_t meta_max;  /* min(daemon's meta_max, HB_META_MAX) */
+	bool vm_channel;    /* a VM's channel: metadata must never carry a resync marker */
+};
+
+struct hb_buffer {
+	struct hb_client *client;
+	struct hbc_list link; /* client->buffers */
+	uint64_t handle;      /* the daemon's, private to this session */
+	struct hbb_mapping map;
+	bool exported; /* hid is valid: the last id hb_export returned */
+	struct hb_id hid;
+};
+
+struct hb_import {
+	struct hb_client *client;
+	struct hbc_list link; /* client->imports */
+	uint64_t handle;
+	struct hbb_mapping map;
+	struct hb_id hid;
+	uint32_t exporter;
+	uint32_t flags; /* HB_INFO_* at import time */
+	uint32_t meta_len;
+	uint8_t meta[];
+};
+
+struct hb_timeline {
+	struct hb_client *client;
+	struct hbc_list link; /* client->timelines */
+	uint64_t id;
+};
+
+static inline void hbl_lock(struct hb_client *c)
+{
+	pthread_mutex_lock(&c->lock);
+}
+
+static inline void hbl_unlock(struct hb_client *c)
+{
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Sets errno from a negative errno and returns -1; for the public boundary. */
+static inline int hbl_fail(int neg_errno)
+{
+	errno = -neg_errno;
+	return -1;
+}
+
+/* A hid as the wire carries it. */
+static inline ProtobufCBinaryData hbl_wire_hid(const struct hb_id *id)
+{
+	return (ProtobufCBinaryData){.len = sizeof(id->bytes), .data = (uint8_t *)id->bytes};
+}
+
+/* buffer.c, import.c, timeline.c: unmap and free without talking to the daemon (disconnect,
+ * broken client). */
+void hbl_buffer_destroy(struct hb_buffer *b);
+void hbl_import_destroy(struct hb_import *im);
+void hbl_timelines_destroy(struct hb_client *c);
+/* import.c: DOMAIN_GONE; the backend may have to change imports of that domain's memory. */
+void hbl_imports_peer_gone(struct hb_client *c, uint32_t domain);
+
+/* dispatch.c: reads and handles whatever has arrived without blocking (the backend's own fds
+ * included), at most max frames. Returns the number of frames handled or a negative errno. */
+int hbl_pump(struct hb_client *c, int max);
+
+#endif

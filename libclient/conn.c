@@ -1,0 +1,174 @@
+/* The connection to the daemon: transport, framing, sticky errors (see conn.h). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/sock.h"
+#include "libclient/conn.h"
+#include "protocol/limits.h"
+
+int hbl_conn_broken(const struct hbl_conn *conn)
+{
+	/* Read without the lock by hb_get_fd and hb_dispatch's unlocked poll. */
+	return -__atomic_load_n(&conn->broken, __ATOMIC_ACQUIRE);
+}
+
+int hbl_conn_break(struct hbl_conn *conn, int err)
+{
+	if (!conn->broken) {
+		__atomic_store_n(&conn->broken, err, __ATOMIC_RELEASE);
+		/* Shut down rather than close: the fd number stays ours until hb_disconnect, and
+		 * whoever polls it (another thread in hb_dispatch, the application's loop) wakes
+		 * up to an EOF instead of waiting for a daemon that will never speak again. The
+		 * daemon sees the same EOF and ends the session. */
+		conn->tp.ops->shutdown(&conn->tp);
+		/* No completion can arrive any more: every pending fence completes now, with
+		 * this errno, so no poller of a sync fd hangs (fences.md §5.5). */
+		if (conn->on_break)
+			conn->on_break(conn->ctx, err);
+	}
+	return -conn->broken;
+}
+
+/* The sticky errno a transport failure leaves behind. */
+static int io_error(int err)
+{
+	return err == EPIPE ? EPIPE : ECONNRESET;
+}
+
+/* ---- the socket transport (unix:, vm:) -------------------------------------------------- */
+
+static ssize_t sock_recv(struct hbb_transport *t, void *buf, size_t len, int *fds, unsigned *nfds,
+			 unsigned max)
+{
+	ssize_t n = hbc_recv_fds(t->fd, buf, len, fds, nfds, max);
+
+	return n == -EWOULDBLOCK ? -EAGAIN : n;
+}
+
+static ssize_t sock_send(struct hbb_transport *t, const void *buf, size_t len)
+{
+	ssize_t n;
+
+	do
+		n = send(t->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	return n;
+}
+
+static void sock_shutdown(struct hbb_transport *t)
+{
+	shutdown(t->fd, SHUT_RDWR);
+}
+
+static void sock_close(struct hbb_transport *t, bool broken)
+{
+	if (t->fd >= 0)
+		close(t->fd);
+	t->fd = -1;
+}
+
+static const struct hbb_transport_ops socket_transport = {
+    .version = HBB_GUEST_VERSION,
+    .recv = sock_recv,
+    .send = sock_send,
+    .shutdown = sock_shutdown,
+    .close = sock_close,
+    .pollout = true,
+};
+
+int hbl_conn_open_socket(struct hbl_conn *conn, const char *path)
+{
+	int fd = hbc_unix_connect(path);
+
+	if (fd < 0)
+		return fd;
+	conn->tp = (struct hbb_transport){.ops = &socket_transport, .fd = fd};
+	return 0;
+}
+
+void hbl_conn_close(struct hbl_conn *conn)
+{
+	if (conn->tp.ops)
+		conn->tp.ops->close(&conn->tp, conn->broken != 0);
+	conn->tp.ops = NULL;
+	hbc_close_fds(conn->rx_fds, &conn->rx_nfds);
+	hbp_bytes_free(&conn->rx);
+	hbp_bytes_free(&conn->tx);
+}
+
+/* ---- frames ------------------------------------------------------------------------------ */
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Receives the rest of the current frame. Returns its payload length, 0 if the transport has
+ * nothing more for now, or a negative errno (broken, except -ENOMEM). */
+static long rx_frame(struct hbl_conn *conn, const uint8_t **payload)
+{
+	for (;;) {
+		size_t want;
+		ssize_t n;
+		long l;
+		int r;
+
+		if (conn->rx.len >= HBP_FRAME_HEADER) {
+			/* The length is checked here, before the payload gets any memory. */
+			l = hbp_frame_peek(conn->rx.data, conn->rx.len, HBP_FRAME_MAX, payload);
+			if (l != 0)
+				return l < 0 ? hbl_conn_break(conn, EPROTO) : l;
+			want = HBP_FRAME_HEADER + le32(conn->rx.data) - conn->rx.len;
+		} else {
+			want = HBP_FRAME_HEADER - conn->rx.len;
+		}
+		r = hbp_bytes_reserve(&conn->rx, want);
+		if (r < 0)
+			return r;
+		n = conn->tp.ops->recv(&conn->tp, conn->rx.data + conn->rx.len, want, conn->rx_fds,
+				       &conn->rx_nfds, HBB_FRAME_FDS);
+		if (n == -EAGAIN)
+			return 0;
+		if (n <= 0)
+			return hbl_conn_break(conn, n == 0 ? EPIPE : io_error((int)-n));
+		conn->rx.len += (size_t)n;
+	}
+}
+
+int hbl_conn_read_frame(struct hbl_conn *conn, ServerMsg **msg, int *fds, unsigned *nfds)
+{
+	const uint8_t *payload = NULL;
+	long plen = rx_frame(conn, &payload);
+
+	if (plen <= 0)
+		return (int)plen;
+	*msg = hbp_frame_get_server(payload, (size_t)plen);
+	memcpy(fds, conn->rx_fds, sizeof(conn->rx_fds));
+	*nfds = conn->rx_nfds;
+	conn->rx_nfds = 0;
+	hbp_bytes_consume(&conn->rx, conn->rx.len);
+	if (!*msg) {
+		hbc_close_fds(fds, nfds);
+		return hbl_conn_break(conn, EPROTO);
+	}
+	return 1;
+}
+
+int hbl_conn_flush(struct hbl_conn *conn, size_t *off)
+{
+	while (*off < conn->tx.len) {
+		ssize_t n = conn->tp.ops->send(&conn->tp, conn->tx.data + *off, conn->tx.len - *off);
+
+		if (n == -EAGAIN)
+			return -EAGAIN;
+		if (n < 0)
+			return hbl_conn_break(conn, io_error((int)-n));
+		*off += (size_t)n;
+	}
+	return 0;
+}

@@ -1,0 +1,56 @@
+/*
+ * The connection to the daemon: a transport (a socket for unix: and vm:, a virtio-serial port
+ * for kvm:, a vchan for xen:, all behind struct hbb_transport) and the framing on it, with the
+ * sticky error that ends it. It knows nothing of what the frames mean.
+ *
+ * Frames are received one at a time, never past the end of the current one: the daemon
+ * attaches fds to the first byte of a frame, and a recvmsg that stops at the frame's end can
+ * only ever collect the fds of that frame. The cost is a second recvmsg per frame.
+ */
+#ifndef HB_LIBCLIENT_CONN_H
+#define HB_LIBCLIENT_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backends/backend.h"
+#include "protocol/frame.h"
+#include "protocol/hyperbuf.pb-c.h"
+
+struct hbl_conn {
+	struct hbb_transport tp;
+	int broken; /* sticky positive errno, 0 while healthy; atomic reads */
+	uint32_t frame_max; /* largest frame we send (the welcome's, capped by ours) */
+	struct hbp_bytes rx;
+	int rx_fds[HBB_FRAME_FDS];
+	unsigned rx_nfds;
+	struct hbp_bytes tx;
+	/* Called once, when the connection breaks: no completion can arrive any more, so
+	 * every pending fence must complete now (client.c wires it to sync.c). */
+	void (*on_break)(void *ctx, int err);
+	void *ctx;
+};
+
+/* A connection over a unix socket (unix:PATH, vm:PATH). */
+int hbl_conn_open_socket(struct hbl_conn *conn, const char *path);
+/* Frees everything, the transport's fd included. */
+void hbl_conn_close(struct hbl_conn *conn);
+
+/* -broken if the connection is broken, else 0. Safe without the client's lock. */
+int hbl_conn_broken(const struct hbl_conn *conn);
+/* Marks the connection broken with err (positive errno) unless it already is, shuts the
+ * transport down (pollers wake to an EOF) and calls on_break; returns -broken. */
+int hbl_conn_break(struct hbl_conn *conn, int err);
+
+/* The next whole frame, unpacked and validated by the frame codec: 1 with *msg (free with
+ * server_msg__free_unpacked) and the fds that came with it moved to fds[] (*nfds), 0 if the
+ * transport has nothing more for now, or a negative errno (the connection is then broken,
+ * except for -ENOMEM). */
+int hbl_conn_read_frame(struct hbl_conn *conn, ServerMsg **msg, int *fds, unsigned *nfds);
+
+/* Writes as much of conn->tx from *off as the transport takes now. 0 when all is written,
+ * -EAGAIN when it is full, or a negative errno (broken). */
+int hbl_conn_flush(struct hbl_conn *conn, size_t *off);
+
+#endif

@@ -1,0 +1,128 @@
+/*
+ * The frame router: the one place that decides who a frame from the daemon is for. A reply
+ * goes to the request that waits for it (call.c), a fence completion to its point (sync.c),
+ * an event to the queue (events.c) after the backend has seen what concerns its memory
+ * (RECLAIMED never reaches the application; DOMAIN_GONE may change imports first). Anything
+ * else from the daemon is a protocol violation. hb_dispatch, the application's entry, is here.
+ */
+#include <errno.h>
+#include <poll.h>
+
+#include "common/clock.h"
+#include "common/sock.h"
+#include "libclient/client.h"
+#include "protocol/limits.h"
+
+/* An event from the daemon. */
+static void route_event(struct hb_client *c, const Event *ev)
+{
+	const struct hbl_memory *mem = &c->mem;
+
+	/* Ours, not the application's: a parked buffer's pages may go. */
+	if (ev->type == HBP_WIRE_EVENT_RECLAIMED) {
+		if (mem->ops && mem->ops->reclaimed)
+			mem->ops->reclaimed(mem->state, ev->buffer);
+		return;
+	}
+	/* Xen: nothing may keep a dead domain's pages mapped, or it cannot finish dying. The
+	 * imports from it become private copies before anybody hears of its death. */
+	if (ev->type == HB_EVENT_DOMAIN_GONE)
+		hbl_imports_peer_gone(c, ev->domain);
+	hbl_events_push(c, ev);
+}
+
+/* Hands one frame to whoever it is for: 1 for a reply (its caller acts on it first), 0 for
+ * anything else, or a negative errno (the client is broken). */
+static int route(struct hb_client *c, ServerMsg *m, int *fds, unsigned nfds)
+{
+	int r = 0;
+
+	if (m->id != 0) {
+		r = hbl_call_complete(c, m, fds, nfds);
+		return r < 0 ? r : 1;
+	}
+	/* Events and fence completions never carry fds. */
+	hbc_close_fds(fds, &nfds);
+	if (m->body_case == SERVER_MSG__BODY_FENCE)
+		hbl_fence_done(c, m->fence);
+	else if (m->body_case == SERVER_MSG__BODY_EVENT)
+		route_event(c, m->event);
+	else
+		r = hbl_conn_break(&c->conn, EPROTO);
+	server_msg__free_unpacked(m, NULL);
+	return r;
+}
+
+int hbl_pump(struct hb_client *c, int max)
+{
+	int fds[HBB_FRAME_FDS];
+	unsigned nfds = 0;
+	ServerMsg *m;
+	int handled, r;
+
+	r = hbl_conn_broken(&c->conn);
+	if (r < 0)
+		return r;
+	if (c->mem.ops && c->mem.ops->drain) {
+		/* The daemon never closes a live VM's ivshmem connection, and QEMU could not
+		 * reconnect either: losing it ends the client. */
+		r = c->mem.ops->drain(c->mem.state);
+		if (r < 0)
+			return hbl_conn_break(&c->conn, -r);
+	}
+	for (handled = 0; handled < max; handled++) {
+		r = hbl_conn_read_frame(&c->conn, &m, fds, &nfds);
+		if (r <= 0)
+			return r < 0 ? r : handled;
+		r = route(c, m, fds, nfds);
+		if (r < 0)
+			return r;
+		/* Nothing past a reply: its caller acts on it first. A sync's point must exist
+		 * before the completion that may follow the reply is read. */
+		if (r == 1)
+			return handled + 1;
+	}
+	return handled;
+}
+
+HBL_PUBLIC int hb_dispatch(struct hb_client *c, int timeout_ms)
+{
+	struct pollfd pfd[1 + HBP_MAX_GROUPS];
+	uint64_t deadline = 0;
+	size_t npfd;
+	int r;
+
+	if (!c)
+		return hbl_fail(-EINVAL);
+	/* The fds never change after hb_connect, so the set is built once, without the lock. */
+	npfd = hbl_pollfds(c, pfd, sizeof(pfd) / sizeof(pfd[0]));
+	if (timeout_ms > 0)
+		deadline = hbc_now_ms() + (uint64_t)timeout_ms;
+	for (;;) {
+		int wait = timeout_ms;
+		bool queued;
+
+		hbl_lock(c);
+		r = hbl_pump(c, HBL_DISPATCH_BATCH);
+		/* Events a blocking call already read from the socket leave the fd quiet:
+		 * never sleep on it while they wait in the queue. */
+		queued = hbl_events_queued(c);
+		hbl_unlock(c);
+		if (r != 0)
+			return r < 0 ? hbl_fail(r) : r;
+		if (timeout_ms == 0 || queued)
+			return 0;
+		if (timeout_ms > 0) {
+			uint64_t now = hbc_now_ms();
+
+			if (now >= deadline)
+				return 0;
+			wait = (int)(deadline - now);
+		}
+		/* Wait without the lock, so other threads' calls are not held up by a long
+		 * dispatch. Whatever woke us may have been taken by one of those calls (its
+		 * events are queued all the same): then we simply wait again. */
+		if (poll(pfd, npfd, wait) < 0 && errno != EINTR)
+			return -1;
+	}
+}

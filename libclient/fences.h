@@ -1,0 +1,92 @@
+/*
+ * Fence points and sync handles (sync.c, sync_wait.c; docs/PROTOCOL.md §3 "Fences").
+ *
+ * A point is one daemon wait on (timeline, value), shared by every hb_sync opened on it while
+ * it is pending. A sync is a leaf (one point) or a merge (two members); nodes form a DAG.
+ */
+#ifndef HB_LIBCLIENT_FENCES_H
+#define HB_LIBCLIENT_FENCES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/list.h"
+#include "hyperbuf.h"
+#include "protocol/hyperbuf.pb-c.h"
+
+struct hb_client;
+
+/* Buckets of the per-client table of fence points. */
+#define HBL_POINT_BUCKETS 1024
+
+/*
+ * A fence point this client waits on. It exists only while pending and wanted: it is freed
+ * when it completes (its leaves keep the status) or when its last leaf goes (the daemon's wait
+ * is then closed).
+ */
+struct hbl_point {
+	struct hbl_point *hnext; /* in fences.points[] */
+	uint64_t timeline, value;
+	uint64_t wait; /* the daemon's wait id */
+	uint32_t owner;
+	struct hb_sync **leaves; /* the leaf syncs that wait for it */
+	size_t n_leaves, cap_leaves;
+};
+
+/*
+ * A sync: a leaf (one point) or a merge (two members). A merge holds a reference on each
+ * member still pending, and a member tells its parents when it completes. The user's handle is
+ * one more reference; a closed handle whose node a merge still needs lives on without its
+ * eventfd.
+ */
+struct hb_sync {
+	struct hb_client *client;
+	struct hbc_list link; /* fences.syncs: every node, so hb_disconnect frees them all */
+	int status;           /* 0, 1 or -errno; atomic: hb_sync_status reads it unlocked */
+	uint64_t done_seq;    /* when it completed (fences.seq), for "first error wins" */
+	int efd;              /* -1 once the handle is closed */
+	bool open;            /* the user still holds the handle */
+	unsigned refs;        /* open + parents */
+	unsigned pending;     /* members (or the point) not complete yet */
+	int error;            /* first error among completed members */
+	struct hbl_point *point;    /* leaf, while its point is pending */
+	struct hb_sync *member[2];  /* merge: members still pending (one reference each) */
+	struct hb_sync **parents;
+	size_t n_parents, cap_parents;
+	struct hb_sync *work; /* worklist link while completing or freeing (no recursion) */
+};
+
+struct hbl_fences {
+	struct hbl_point *points[HBL_POINT_BUCKETS];
+	struct hbc_list syncs;
+	uint64_t seq;
+};
+
+static inline int hbl_sync_status(const struct hb_sync *s)
+{
+	return __atomic_load_n(&s->status, __ATOMIC_ACQUIRE);
+}
+
+/* sync.c */
+void hbl_fences_init(struct hbl_fences *f);
+/* A FenceDone from the daemon (already validated by the frame codec). */
+void hbl_fence_done(struct hb_client *c, const FenceDone *f);
+/* Completes every pending point with err (negative): the connection is lost. */
+void hbl_fences_fail_all(struct hb_client *c, int err);
+/* Frees every sync node and point without talking to the daemon (hb_disconnect). */
+void hbl_fences_destroy(struct hb_client *c);
+/* hb_sync_open with the lock held. */
+int hbl_sync_open_locked(struct hb_client *c, const struct hb_fence *f, struct hb_sync **out);
+/* Drops the user's handle with the lock held; may talk to the daemon. */
+void hbl_sync_close_locked(struct hb_sync *s);
+
+/* sync_wait.c */
+/* Waits, without the lock, for one (all false) or every (all true) of v[0..n) to complete.
+ * Returns 0 (*index: the lowest complete one, for !all), -ETIME, or -EINVAL. */
+int hbl_syncs_wait(struct hb_sync **v, size_t n, bool all, int timeout_ms, size_t *index);
+/* The memory barrier that publishes this thread's writes to shared buffers before a signal
+ * (release) and orders later reads after a completed wait (acquire). */
+void hbl_shared_memory_barrier(void);
+
+#endif
