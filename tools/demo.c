@@ -38,14 +38,11 @@
 #include "tools/png.h"
 #include "tools/spawn.h"
 
-#define FRAME_W      1920u
-#define FRAME_H      1080u
-#define FRAME_STRIDE (FRAME_W * 4u)
-#define FRAME_BYTES  ((size_t)FRAME_STRIDE * FRAME_H) /* 8 294 400 */
-#define SLOTS        3u
-#define SURFACE      "demo-0"
-#define META_SIZE    88u /* struct tool_frame_meta packed (6 x u32, 2 x u64, char[32]), then the
-                            * frame's WRITE fence: timeline, value (2 x u64) */
+#define SLOTS   3u
+#define SURFACE "demo-0"
+#define META_SIZE                                                                                  \
+	88u /* struct tool_frame_meta packed (6 x u32, 2 x u64, char[32]), then the                \
+	     * frame's WRITE fence: timeline, value (2 x u64) */
 
 #define READY_MS 10000 /* daemon start-up */
 #define STEP_MS  10000 /* longest a single step (an event, a release) may take */
@@ -317,8 +314,8 @@ struct producer_result {
 	uint32_t domain;
 	uint64_t frames; /* frames exported to every peer */
 	uint64_t exports;
-	uint64_t signals;      /* WRITE fences signalled (one per frame) */
-	uint64_t write_waits;  /* begin_cpu_access(WRITE) calls that had to wait for READ fences */
+	uint64_t signals;     /* WRITE fences signalled (one per frame) */
+	uint64_t write_waits; /* begin_cpu_access(WRITE) calls that had to wait for READ fences */
 	uint64_t write_wait_ns;
 	uint64_t failures;
 	uint64_t t_start, t_end; /* first render .. last consumer release */
@@ -433,12 +430,13 @@ static void consume_frame(struct consumer *cs, const struct hb_event *ev)
 		return;
 	}
 	meta_unpack(ev->meta, &m, &wf);
-	if (m.version != 1 || m.width != FRAME_W || m.height != FRAME_H ||
-	    m.stride != FRAME_STRIDE || m.format != TOOL_FOURCC_XRGB8888 || m.slot >= SLOTS ||
+	if (m.version != 1 || m.width != TOOL_FRAME_W || m.height != TOOL_FRAME_H ||
+	    m.stride != TOOL_FRAME_STRIDE || m.format != TOOL_FOURCC_XRGB8888 || m.slot >= SLOTS ||
 	    strcmp(m.surface, SURFACE) != 0 || m.frame >= cs->a->frames ||
 	    wf.value != m.frame + 1) {
-		CFAIL(cs, "%s: unexpected metadata: v%u %ux%u stride %u format 0x%08x slot %u '%s' "
-			  "frame %" PRIu64 " fence %" PRIu64,
+		CFAIL(cs,
+		      "%s: unexpected metadata: v%u %ux%u stride %u format 0x%08x slot %u '%s' "
+		      "frame %" PRIu64 " fence %" PRIu64,
 		      who, m.version, m.width, m.height, m.stride, m.format, m.slot, m.surface,
 		      m.frame, wf.value);
 		return;
@@ -461,9 +459,9 @@ static void consume_frame(struct consumer *cs, const struct hb_event *ev)
 		}
 	}
 	im = cs->ims[i];
-	if (hb_import_size(im) != FRAME_BYTES || ev->size != FRAME_BYTES) {
+	if (hb_import_size(im) != TOOL_FRAME_BYTES || ev->size != TOOL_FRAME_BYTES) {
 		CFAIL(cs, "%s: buffer is %zu bytes (event says %" PRIu64 "), expected %zu", who,
-		      hb_import_size(im), ev->size, FRAME_BYTES);
+		      hb_import_size(im), ev->size, TOOL_FRAME_BYTES);
 		goto release;
 	}
 	if (m.frame != cs->next_frame) {
@@ -536,9 +534,9 @@ static void consume_frame(struct consumer *cs, const struct hb_event *ev)
 		      m.frame, m.slot, bad, bad % (long)m.width, bad / (long)m.width);
 	} else {
 		cs->r.frames_verified++;
-		cs->r.bytes_verified += FRAME_BYTES;
+		cs->r.bytes_verified += TOOL_FRAME_BYTES;
 		if (m.frame + 1 == cs->a->frames) {
-			memcpy(cs->last, hb_import_data(im), FRAME_BYTES);
+			memcpy(cs->last, hb_import_data(im), TOOL_FRAME_BYTES);
 			cs->have_last = true;
 			cs->r.last_frame = m.frame;
 		}
@@ -576,7 +574,7 @@ static int run_consumer(const struct consumer_args *a)
 	alarm(a->alarm_s); /* the last resort against a hang: the parent sees a signal */
 	cs.r.magic = RESULT_MAGIC;
 	cs.r.png_error = 1;
-	cs.last = malloc(FRAME_BYTES);
+	cs.last = malloc(TOOL_FRAME_BYTES);
 	if (!cs.last) {
 		CFAIL(&cs, "%s: out of memory", a->name);
 		goto err_ready;
@@ -650,7 +648,8 @@ static int run_consumer(const struct consumer_args *a)
 	hb_disconnect(cs.c);
 	/* The PNG after the run: it is the consumer's own copy, not part of the share path. */
 	if (cs.have_last) {
-		cs.r.png_error = tool_png_write_xrgb(a->png, cs.last, FRAME_W, FRAME_H, FRAME_STRIDE);
+		cs.r.png_error = tool_png_write_xrgb(a->png, cs.last, TOOL_FRAME_W, TOOL_FRAME_H,
+						     TOOL_FRAME_STRIDE);
 		if (cs.r.png_error)
 			CFAIL(&cs, "%s: writing %s: %s", a->name, a->png,
 			      strerror(-cs.r.png_error));
@@ -762,9 +761,9 @@ static int run_producer(const struct producer_args *a)
 	struct producer p = {.a = a};
 	struct tool_frame_meta m = {
 	    .version = 1,
-	    .width = FRAME_W,
-	    .height = FRAME_H,
-	    .stride = FRAME_STRIDE,
+	    .width = TOOL_FRAME_W,
+	    .height = TOOL_FRAME_H,
+	    .stride = TOOL_FRAME_STRIDE,
 	    .format = TOOL_FOURCC_XRGB8888,
 	};
 	uint8_t raw[META_SIZE];
@@ -791,15 +790,15 @@ static int run_producer(const struct producer_args *a)
 		for (unsigned i = 0; i < SLOTS; i++) {
 			struct slot *s = &p.s[k][i];
 
-			s->b = hb_buffer_alloc(p.c, a->peers[k], FRAME_BYTES, 0);
+			s->b = hb_buffer_alloc(p.c, a->peers[k], TOOL_FRAME_BYTES, 0);
 			if (!s->b) {
 				PFAIL(&p, "producer: hb_buffer_alloc(peer %u, %zu): %s",
-				      a->peers[k], FRAME_BYTES, strerror(errno));
+				      a->peers[k], TOOL_FRAME_BYTES, strerror(errno));
 				goto err_free;
 			}
-			if (hb_buffer_size(s->b) != FRAME_BYTES) {
+			if (hb_buffer_size(s->b) != TOOL_FRAME_BYTES) {
 				PFAIL(&p, "producer: buffer is %zu bytes, asked for %zu",
-				      hb_buffer_size(s->b), FRAME_BYTES);
+				      hb_buffer_size(s->b), TOOL_FRAME_BYTES);
 				goto err_free;
 			}
 		}
@@ -834,11 +833,13 @@ static int run_producer(const struct producer_args *a)
 			}
 			m.slot = i;
 			m.frame = n;
-			m.produced_ns = tool_now_ns(); /* published: the frame is rendered after this */
+			m.produced_ns =
+			    tool_now_ns(); /* published: the frame is rendered after this */
 			meta_pack(&m, &wf, raw);
 			/* Published before rendering, so the consumer is already waiting for the
 			 * frame's fence when it is signalled; after begin_cpu_access, so the READ
-			 * fence the consumer attaches on seeing it is not one that start waits for. */
+			 * fence the consumer attaches on seeing it is not one that start waits for.
+			 */
 			if (hb_export(s->b, raw, sizeof(raw), 0, &id) < 0) {
 				broken = errno == EPIPE || errno == ECONNRESET;
 				PFAIL(&p, "producer: hb_export(frame %" PRIu64 " to %s): %s", n,
@@ -858,7 +859,8 @@ static int run_producer(const struct producer_args *a)
 			}
 			/* Rendered once per peer: each peer has its own pages, and copying one
 			 * into the other would be exactly what this project exists to avoid. */
-			tool_pattern_frame(hb_buffer_data(s->b), FRAME_W, FRAME_H, FRAME_STRIDE, n);
+			tool_pattern_frame(hb_buffer_data(s->b), TOOL_FRAME_W, TOOL_FRAME_H,
+					   TOOL_FRAME_STRIDE, n);
 			if (hb_end_cpu_access(p.c, &s->id, HB_ACCESS_WRITE) < 0) {
 				PFAIL(&p, "producer: hb_end_cpu_access: %s", strerror(errno));
 				goto err_free;
@@ -1145,8 +1147,8 @@ int main(int argc, char **argv)
 
 	printf("hyperbuf demo: %" PRIu64 " frames of %ux%u XRGB8888 (%s bytes each), "
 	       "%s (domain %u) -> %s (domain %u) and -> host (domain 0)\n",
-	       frames, FRAME_W, FRAME_H, grouped(FRAME_BYTES, b1, sizeof(b1)), pvm->name, pvm->id,
-	       cvm->name, cvm->id);
+	       frames, TOOL_FRAME_W, TOOL_FRAME_H, grouped(TOOL_FRAME_BYTES, b1, sizeof(b1)),
+	       pvm->name, pvm->id, cvm->name, cvm->id);
 	dpid = tool_daemon_spawn(daemon, config, log, READY_MS, &ds);
 	if (dpid < 0) {
 		tool_log_tail(log, 20);
@@ -1207,7 +1209,7 @@ int main(int argc, char **argv)
 		ret = tool_read_full(cfd[k], &ready, 1, STEP_MS);
 		if (ret == 0)
 			ret = tool_read_full(cfd[k], &pargs.peer_tl[k], sizeof(pargs.peer_tl[k]),
-					   STEP_MS);
+					     STEP_MS);
 		if (ret < 0 || ready != 'R') {
 			fprintf(stderr, "%s: consumer %s did not get ready%s%s\n", argv0, a->name,
 				ret < 0 ? ": " : "", ret < 0 ? strerror(-ret) : "");
@@ -1247,8 +1249,9 @@ int main(int argc, char **argv)
 	pgot = tool_read_full(pfd, &pres, sizeof(pres), ms_left(deadline)) == 0 &&
 	       pres.magic == RESULT_MAGIC;
 	for (int k = 0; k < 2; k++)
-		cgot[k] = tool_read_full(cfd[k], &cres[k], sizeof(cres[k]), ms_left(deadline)) == 0 &&
-			  cres[k].magic == RESULT_MAGIC;
+		cgot[k] =
+		    tool_read_full(cfd[k], &cres[k], sizeof(cres[k]), ms_left(deadline)) == 0 &&
+		    cres[k].magic == RESULT_MAGIC;
 
 stop_children:
 	for (int k = 0; k < 3; k++) {
@@ -1310,7 +1313,8 @@ stop_children:
 		       r->frames_verified, grouped(r->bytes_verified, b1, sizeof(b1)), lat,
 		       r->png_error == 0 ? cargs[k].png : "(no PNG)");
 		printf("  %-10s (signal in %s -> wait returned here; %" PRIu64 " of %" PRIu64
-		       " frames measured, %" PRIu64 " already signalled when we got to them; %" PRIu64
+		       " frames measured, %" PRIu64
+		       " already signalled when we got to them; %" PRIu64
 		       " imports, one per buffer)\n",
 		       "", pvm->name, r->lat_n, r->frames_seen, r->born_signalled, r->imports);
 		if (r->failures || r->frames_verified != frames || r->png_error) {
