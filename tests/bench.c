@@ -392,6 +392,39 @@ out:
 	return ret;
 }
 
+/* ---- starting the two helpers ------------------------------------------------------------ */
+
+/* What a helper process gets: its end of its channel, and the ends it does not use, which it
+ * closes first so that each channel ends (EOF) when the processes that use it are done. */
+struct helper_start {
+	const char *address; /* the importer's: vm2's channel */
+	int fd;              /* the record pipe (importer) or the socketpair (reader) */
+	int unused[5];       /* -1: none */
+};
+
+static void close_unused(const struct helper_start *h)
+{
+	for (size_t i = 0; i < sizeof(h->unused) / sizeof(h->unused[0]); i++)
+		if (h->unused[i] >= 0)
+			close(h->unused[i]);
+}
+
+static int importer_start(const void *arg)
+{
+	const struct helper_start *h = arg;
+
+	close_unused(h);
+	return importer_main(h->address, h->fd);
+}
+
+static int reader_start(const void *arg)
+{
+	const struct helper_start *h = arg;
+
+	close_unused(h);
+	return reader_main(h->fd);
+}
+
 /* ---- the exporter (this process, vm1) --------------------------------------------------- */
 
 struct bench {
@@ -730,6 +763,7 @@ int main(int argc, char **argv)
 	struct bench bn = {.rec_fd = -1, .sock = -1};
 	struct bench_dir bd;
 	struct tool_daemon_spawn ds;
+	struct helper_start importer, reader;
 	struct hb_buffer *fb = NULL;
 	const char *daemon = NULL;
 	unsigned frames = 300, div = 1;
@@ -784,27 +818,15 @@ int main(int argc, char **argv)
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ping_sock) < 0 ||
 	    (efd_ab = eventfd(0, EFD_CLOEXEC)) < 0 || (efd_ba = eventfd(0, EFD_CLOEXEC)) < 0)
 		goto out_daemon;
-	fflush(NULL);
-	importer_pid = fork();
-	if (importer_pid == 0) {
-		close(rec[0]);
-		close(sp[0]);
-		close(sp[1]);
-		close(ping_sock[0]);
-		exit(importer_main(bd.vm2, rec[1])); /* exit: LSan checks there */
-	}
+	importer = (struct helper_start){
+	    .address = bd.vm2, .fd = rec[1], .unused = {rec[0], sp[0], sp[1], ping_sock[0], -1}};
+	importer_pid = tool_fork_call(importer_start, &importer);
 	close(rec[1]);
 	close(ping_sock[1]);
 	bn.rec_fd = rec[0];
-	reader_pid = fork();
-	if (reader_pid == 0) {
-		close(rec[0]);
-		close(sp[0]);
-		close(ping_sock[0]);
-		close(efd_ab);
-		close(efd_ba);
-		exit(reader_main(sp[1]));
-	}
+	reader = (struct helper_start){.fd = sp[1],
+				       .unused = {rec[0], sp[0], ping_sock[0], efd_ab, efd_ba}};
+	reader_pid = tool_fork_call(reader_start, &reader);
 	close(sp[1]);
 	bn.sock = sp[0];
 	if (importer_pid < 0 || reader_pid < 0 || tool_read_full(bn.rec_fd, &ready, 1, 10000) < 0) {

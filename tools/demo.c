@@ -54,14 +54,6 @@ static const char *argv0 = "hyperbuf-demo";
 
 /* ---- small helpers --------------------------------------------------------------------- */
 
-/* Milliseconds from now to deadline (tool_now_ns), rounded up; 0 once it has passed. */
-static int ms_left(uint64_t deadline)
-{
-	uint64_t now = tool_now_ns();
-
-	return now >= deadline ? 0 : (int)((deadline - now + 999999u) / 1000000u);
-}
-
 static void put32(uint8_t *p, uint32_t v)
 {
 	for (int i = 0; i < 4; i++)
@@ -978,7 +970,7 @@ static int read_stats(const char *daemon, const char *socket, struct daemon_stat
 	}
 	out[got] = '\0';
 	close(pfd[0]);
-	tool_wait_pid(pid, ms_left(deadline), &status);
+	tool_wait_pid(pid, tool_ms_left(deadline), &status);
 	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
 		char *l = trim(line);
 
@@ -1017,19 +1009,6 @@ static void tidy_path(const char *in, char *out, size_t len)
 }
 
 /* ---- the parent ------------------------------------------------------------------------- */
-
-static pid_t spawn(int (*fn)(const void *), const void *arg)
-{
-	pid_t pid;
-
-	fflush(NULL);
-	pid = fork();
-	/* exit, not _exit: stdio was flushed before the fork, and under ASan the leak check runs
-	 * at exit. */
-	if (pid == 0)
-		exit(fn(arg));
-	return pid;
-}
 
 static int consumer_main(const void *arg)
 {
@@ -1196,7 +1175,7 @@ int main(int argc, char **argv)
 			goto stop_children;
 		}
 		a->fd = p[1];
-		cpid[k] = spawn(consumer_main, a);
+		cpid[k] = tool_fork_call(consumer_main, a);
 		close(p[1]);
 		cfd[k] = p[0];
 		if (cpid[k] < 0) {
@@ -1236,7 +1215,7 @@ int main(int argc, char **argv)
 			goto stop_children;
 		}
 		pargs.fd = p[1];
-		ppid = spawn(producer_main, &pargs);
+		ppid = tool_fork_call(producer_main, &pargs);
 		close(p[1]);
 		pfd = p[0];
 		if (ppid < 0) {
@@ -1246,12 +1225,12 @@ int main(int argc, char **argv)
 		}
 	}
 
-	pgot = tool_read_full(pfd, &pres, sizeof(pres), ms_left(deadline)) == 0 &&
+	pgot = tool_read_full(pfd, &pres, sizeof(pres), tool_ms_left(deadline)) == 0 &&
 	       pres.magic == RESULT_MAGIC;
 	for (int k = 0; k < 2; k++)
-		cgot[k] =
-		    tool_read_full(cfd[k], &cres[k], sizeof(cres[k]), ms_left(deadline)) == 0 &&
-		    cres[k].magic == RESULT_MAGIC;
+		cgot[k] = tool_read_full(cfd[k], &cres[k], sizeof(cres[k]),
+					 tool_ms_left(deadline)) == 0 &&
+			  cres[k].magic == RESULT_MAGIC;
 
 stop_children:
 	for (int k = 0; k < 3; k++) {
@@ -1261,7 +1240,7 @@ stop_children:
 
 		if (pid <= 0)
 			continue;
-		killed = tool_wait_pid(pid, ms_left(deadline), &status) == 1;
+		killed = tool_wait_pid(pid, tool_ms_left(deadline), &status) == 1;
 		if (status != 0) {
 			tool_describe_status(status, desc, sizeof(desc));
 			fprintf(stderr, "%s: %s: %s%s\n", argv0, name, desc,

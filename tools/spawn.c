@@ -30,6 +30,13 @@ static uint64_t deadline_in(int timeout_ms)
 	return tool_now_ns() + (timeout_ms > 0 ? (uint64_t)timeout_ms * 1000000u : 0);
 }
 
+int tool_ms_left(uint64_t deadline)
+{
+	uint64_t now = tool_now_ns();
+
+	return now >= deadline ? 0 : (int)((deadline - now + 999999u) / 1000000u);
+}
+
 int tool_read_full(int fd, void *buf, size_t len, int timeout_ms)
 {
 	uint64_t deadline = deadline_in(timeout_ms);
@@ -74,6 +81,19 @@ int tool_write_full(int fd, const void *buf, size_t len)
 		done += (size_t)n;
 	}
 	return 0;
+}
+
+pid_t tool_fork_call(int (*fn)(const void *arg), const void *arg)
+{
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	/* exit, not _exit: stdio was flushed before the fork, and under ASan the leak check runs
+	 * at exit. */
+	if (pid == 0)
+		exit(fn(arg));
+	return pid;
 }
 
 int tool_wait_pid(pid_t pid, int timeout_ms, int *status)
@@ -122,8 +142,8 @@ static int says_ready(char *msg)
 	return 0;
 }
 
-pid_t tool_daemon_spawn(const char *daemon, const char *config, const char *log_path, int timeout_ms,
-		      struct tool_daemon_spawn *out)
+pid_t tool_daemon_spawn(const char *daemon, const char *config, const char *log_path,
+			int timeout_ms, struct tool_daemon_spawn *out)
 {
 	const char *prog = program_invocation_name;
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
