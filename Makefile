@@ -106,6 +106,9 @@ COMMON_OBJ := $(call obj,$(COMMON_SRC))
 LIB_OBJ    := $(call obj,$(LIB_SRC))
 DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
 
+# The config loader, linked by hyperbufd and also by the demo and test_unit_config.
+DAEMON_CONFIG_OBJ := $(call obj,daemon/config.c)
+
 LIBSO      := $(B)/libhyperbuf.so.$(VERSION)
 LIBA       := $(B)/libhyperbuf.a
 PROGS      := $(B)/hyperbufd $(B)/hyperbufctl $(B)/hyperbuf-demo
@@ -141,8 +144,10 @@ $(B)/hyperbufd: $(DAEMON_OBJ) $(PROTO_OBJ) $(COMMON_OBJ)
 		$(LDFLAGS)
 $(B)/hyperbufctl: $(call obj,tools/hyperbufctl.c) $(PROTO_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(LDFLAGS)
-$(B)/hyperbuf-demo: $(call obj,tools/demo.c tools/pattern.c tools/png.c tools/spawn.c) $(LIBA)
-	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c libpng) $(XEN_LIBS_LIB) \
+# The demo reads the daemon's config with the daemon's own loader.
+$(B)/hyperbuf-demo: $(call obj,tools/demo.c tools/pattern.c tools/png.c tools/spawn.c) \
+		$(DAEMON_CONFIG_OBJ) $(LIBA)
+	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs inih libprotobuf-c libpng) $(XEN_LIBS_LIB) \
 		$(LDFLAGS)
 
 $(B)/hyperbuf.pc: hyperbuf.pc.in Makefile $(KNOBS_STAMP)
@@ -168,7 +173,7 @@ $(UNIT_BINS): $(B)/tests/%: $(call obj,tests/%.c) $(call obj,tests/harness.c) $(
 	@mkdir -p $(@D)
 	$(CC) $(LDSAN) -o $@ $^ $(UNIT_LIBS_$*) \
 		$(shell pkg-config --libs libprotobuf-c) $(LDFLAGS)
-$(B)/tests/test_unit_config: $(call obj,daemon/config.c)
+$(B)/tests/test_unit_config: $(DAEMON_CONFIG_OBJ)
 $(B)/tests/test_unit_xen: $(call obj,$(XEN_PURE))
 
 IT_SUPPORT := $(call obj,tests/harness.c tests/util.c tools/pattern.c)

@@ -34,6 +34,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/config.h"
 #include "tools/pattern.h"
 #include "tools/png.h"
 #include "tools/spawn.h"
@@ -46,7 +47,6 @@
 
 #define READY_MS 10000 /* daemon start-up */
 #define STEP_MS  10000 /* longest a single step (an event, a release) may take */
-#define MAX_VMS  16
 /* Not PATH_MAX: <limits.h> is shadowed by protocol/limits.h under the build's -Iprotocol. */
 #define PATH_LEN 4096
 
@@ -151,20 +151,9 @@ static void dir_of(const char *path, char *out, size_t outlen)
 		snprintf(out, outlen, "%.*s", (int)(slash - path), path);
 }
 
-/* ---- the config: just the keys the demo needs ------------------------------------------ */
+/* ---- the config: the daemon's own loader ---------------------------------------------- */
 
-struct vm_conf {
-	char name[64];
-	uint32_t id;
-	char channel[PATH_LEN];
-};
-
-struct demo_conf {
-	char socket[PATH_LEN];
-	struct vm_conf vms[MAX_VMS];
-	int nvms;
-};
-
+/* Strips blanks and line ends from both sides of s, in place. */
 static char *trim(char *s)
 {
 	char *e;
@@ -177,107 +166,24 @@ static char *trim(char *s)
 	return s;
 }
 
-/* Relative paths in the config are relative to the config file's folder (DAEMON.md). */
-static int resolve(const char *confdir, const char *value, char *out, size_t outlen)
+static const struct hbc_config_vm *find_vm(const struct hbc_config *cfg, const char *name,
+					   unsigned nth)
 {
-	int n;
-
-	if (value[0] == '/')
-		n = snprintf(out, outlen, "%s", value);
-	else
-		n = snprintf(out, outlen, "%s/%s", confdir, value);
-	return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
-}
-
-/*
- * A tiny INI reader for `[daemon] socket` and `[vm NAME] id, channel`. The daemon parses the
- * real thing with inih and rejects a bad file before it says READY, so this only has to agree
- * with it on well-formed input.
- */
-static int parse_config(const char *path, struct demo_conf *dc)
-{
-	char confdir[PATH_LEN], line[1024];
-	enum { SEC_OTHER, SEC_DAEMON, SEC_VM } sec = SEC_OTHER;
-	struct vm_conf *vm = NULL;
-	int lineno = 0, ret = 0;
-	FILE *f;
-
-	memset(dc, 0, sizeof(*dc));
-	dir_of(path, confdir, sizeof(confdir));
-	f = fopen(path, "r");
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f)) {
-		char *s, *eq, *key, *val;
-
-		lineno++;
-		/* Comments: ';' or '#' at the start, ';' after whitespace (inih's rules). */
-		for (char *p = line; *p; p++) {
-			if ((*p == ';' || *p == '#') &&
-			    (p == line || p[-1] == ' ' || p[-1] == '\t')) {
-				*p = '\0';
-				break;
-			}
-		}
-		s = trim(line);
-		if (!*s)
-			continue;
-		if (*s == '[') {
-			char *end = strchr(s, ']');
-
-			if (!end) {
-				fprintf(stderr, "%s: %s:%d: bad section header\n", argv0, path,
-					lineno);
-				ret = -EINVAL;
-				goto out;
-			}
-			*end = '\0';
-			s = trim(s + 1);
-			vm = NULL;
-			if (strcmp(s, "daemon") == 0) {
-				sec = SEC_DAEMON;
-			} else if (strncmp(s, "vm", 2) == 0 && (s[2] == ' ' || s[2] == '\t')) {
-				sec = SEC_VM;
-				if (dc->nvms == MAX_VMS)
-					continue;
-				vm = &dc->vms[dc->nvms++];
-				snprintf(vm->name, sizeof(vm->name), "%s", trim(s + 3));
-			} else {
-				sec = SEC_OTHER;
-			}
-			continue;
-		}
-		eq = strchr(s, '=');
-		if (!eq)
-			continue;
-		*eq = '\0';
-		key = trim(s);
-		val = trim(eq + 1);
-		if (sec == SEC_DAEMON && strcmp(key, "socket") == 0)
-			ret = resolve(confdir, val, dc->socket, sizeof(dc->socket));
-		else if (sec == SEC_VM && vm && strcmp(key, "channel") == 0)
-			ret = resolve(confdir, val, vm->channel, sizeof(vm->channel));
-		else if (sec == SEC_VM && vm && strcmp(key, "id") == 0)
-			vm->id = (uint32_t)strtoul(val, NULL, 0);
-		if (ret < 0)
-			goto out;
-	}
-	if (!dc->socket[0]) {
-		/* The daemon's built-in default. */
-		snprintf(dc->socket, sizeof(dc->socket), "/run/hyperbuf/hyperbufd.sock");
-	}
-out:
-	fclose(f);
-	return ret;
-}
-
-static const struct vm_conf *find_vm(const struct demo_conf *dc, const char *name, int nth)
-{
-	for (int i = 0; i < dc->nvms; i++)
-		if (strcmp(dc->vms[i].name, name) == 0)
-			return &dc->vms[i];
+	for (unsigned i = 0; i < cfg->n_vms; i++)
+		if (strcmp(cfg->vms[i].name, name) == 0)
+			return &cfg->vms[i];
 	/* No VM of that name: take the nth [vm] section, so any two-VM config works. */
-	return nth < dc->nvms ? &dc->vms[nth] : NULL;
+	return nth < cfg->n_vms ? &cfg->vms[nth] : NULL;
+}
+
+/* "vm:" and the VM's first channel socket: where an emulated VM's process connects. */
+static void vm_address(const struct hbc_config_vm *vm, char *out, size_t len)
+{
+	char channel[HBC_SUN_PATH_MAX];
+
+	/* Cannot fail: the loader checked every port's path. */
+	hbc_config_channel_path(vm, 0, channel);
+	snprintf(out, len, "vm:%s", channel);
 }
 
 /* ---- results the children send back (each below PIPE_BUF, so one atomic write) ---------- */
@@ -1059,11 +965,12 @@ int main(int argc, char **argv)
 	const char *daemon = NULL, *config = "configs/local.conf", *out = NULL;
 	static struct consumer_args cargs[2];
 	static struct producer_args pargs;
-	static struct demo_conf dc;
+	static struct hbc_config *cfg;
 	struct consumer_result cres[2];
 	struct producer_result pres;
 	char rundir[PATH_LEN], outdir[PATH_LEN], log[PATH_LEN + 32], desc[64], b1[32], b2[32];
-	const struct vm_conf *pvm, *cvm;
+	const struct hbc_config_vm *pvm, *cvm;
+	char err[512];
 	uint64_t frames = 120, deadline, t_all;
 	pid_t dpid, cpid[2] = {-1, -1}, ppid = -1;
 	int opt, ret, cfd[2] = {-1, -1}, pfd = -1, dstatus, status;
@@ -1105,18 +1012,20 @@ int main(int argc, char **argv)
 	 * daemon that dies take a client. */
 	signal(SIGPIPE, SIG_IGN);
 
-	ret = parse_config(config, &dc);
-	if (ret < 0) {
-		fprintf(stderr, "%s: %s: %s\n", argv0, config, strerror(-ret));
+	/* The daemon's own loader: what the demo connects to is what the daemon listens on. */
+	cfg = hbd_config_load_file(config, err, sizeof(err));
+	if (!cfg) {
+		fprintf(stderr, "%s: %s\n", argv0, err);
 		return 1;
 	}
-	pvm = find_vm(&dc, "vm1", 0);
-	cvm = find_vm(&dc, "vm2", 1);
-	if (!pvm || !cvm || pvm == cvm || !pvm->channel[0] || !cvm->channel[0]) {
-		fprintf(stderr, "%s: %s: needs two [vm] sections with a channel\n", argv0, config);
+	pvm = find_vm(cfg, "vm1", 0);
+	cvm = find_vm(cfg, "vm2", 1);
+	if (!pvm || !cvm || pvm == cvm) {
+		fprintf(stderr, "%s: %s: needs two [vm] sections\n", argv0, config);
+		hbc_config_free(cfg);
 		return 1;
 	}
-	dir_of(dc.socket, rundir, sizeof(rundir));
+	dir_of(cfg->socket, rundir, sizeof(rundir));
 	if ((ret = mkdir_p(rundir)) < 0 || (ret = mkdir_p(out ? out : rundir)) < 0) {
 		fprintf(stderr, "%s: creating %s: %s\n", argv0, out ? out : rundir, strerror(-ret));
 		return 1;
@@ -1165,9 +1074,9 @@ int main(int argc, char **argv)
 		a->alarm_s = alarm_s;
 		a->signal_ns = signal_ns;
 		if (k == 0)
-			snprintf(a->address, sizeof(a->address), "vm:%s", cvm->channel);
+			vm_address(cvm, a->address, sizeof(a->address));
 		else
-			snprintf(a->address, sizeof(a->address), "unix:%s", dc.socket);
+			snprintf(a->address, sizeof(a->address), "unix:%s", cfg->socket);
 		snprintf(a->png, sizeof(a->png), "%s/%s-last-frame.png", outdir, a->name);
 		if (pipe2(p, O_CLOEXEC) < 0) {
 			fprintf(stderr, "%s: pipe: %s\n", argv0, strerror(errno));
@@ -1200,7 +1109,7 @@ int main(int argc, char **argv)
 	{
 		int p[2];
 
-		snprintf(pargs.address, sizeof(pargs.address), "vm:%s", pvm->channel);
+		vm_address(pvm, pargs.address, sizeof(pargs.address));
 		pargs.domain = pvm->id;
 		pargs.peers[0] = cvm->id;
 		pargs.peers[1] = 0;
@@ -1248,7 +1157,7 @@ stop_children:
 			ok = false;
 		}
 	}
-	stats_ret = read_stats(daemon, dc.socket, &st);
+	stats_ret = read_stats(daemon, cfg->socket, &st);
 
 	killed = tool_daemon_stop(&ds, 10000, &dstatus) == 1;
 	tool_describe_status(dstatus, desc, sizeof(desc));
@@ -1328,5 +1237,6 @@ stop_children:
 	if (pfd >= 0)
 		close(pfd);
 	munmap(signal_ns, frames * sizeof(uint64_t));
+	hbc_config_free(cfg);
 	return ok ? 0 : 1;
 }
