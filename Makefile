@@ -145,8 +145,9 @@ $(B)/hyperbufd: $(DAEMON_OBJ) $(PROTO_OBJ) $(COMMON_OBJ)
 $(B)/hyperbufctl: $(call obj,tools/hyperbufctl.c) $(PROTO_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(LDFLAGS)
 # The demo reads the daemon's config with the daemon's own loader.
-$(B)/hyperbuf-demo: $(call obj,tools/demo.c tools/pattern.c tools/png.c tools/spawn.c) \
-		$(DAEMON_CONFIG_OBJ) $(LIBA)
+DEMO_SRC := tools/demo.c tools/demo_consumer.c tools/demo_producer.c tools/demo_report.c \
+	tools/pattern.c tools/png.c tools/spawn.c
+$(B)/hyperbuf-demo: $(call obj,$(DEMO_SRC)) $(DAEMON_CONFIG_OBJ) $(LIBA)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs inih libprotobuf-c libpng) $(XEN_LIBS_LIB) \
 		$(LDFLAGS)
 
