@@ -142,7 +142,8 @@ $(LIBA): $(LIB_OBJ) $(PROTO_OBJ) $(COMMON_OBJ)
 $(B)/hyperbufd: $(DAEMON_OBJ) $(PROTO_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDSAN) -o $@ $^ -lev $(shell pkg-config --libs inih libprotobuf-c) $(XEN_LIBS_DAEMON) \
 		$(LDFLAGS)
-$(B)/hyperbufctl: $(call obj,tools/hyperbufctl.c) $(PROTO_OBJ) $(COMMON_OBJ)
+CTL_SRC := tools/hyperbufctl.c tools/hyperbufctl_conn.c tools/hyperbufctl_print.c
+$(B)/hyperbufctl: $(call obj,$(CTL_SRC)) $(PROTO_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(LDFLAGS)
 # The demo reads the daemon's config with the daemon's own loader.
 DEMO_SRC := tools/demo.c tools/demo_consumer.c tools/demo_producer.c tools/demo_report.c \
