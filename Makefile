@@ -112,6 +112,9 @@ COMMON_OBJ := $(call obj,$(COMMON_SRC))
 LIB_OBJ    := $(call obj,$(LIB_SRC))
 DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
 
+# The config loader, linked by hyperbufd and also by the demo and test_unit_config.
+DAEMON_CONFIG_OBJ := $(call obj,daemon/config.c)
+
 LIBSO      := $(B)/libhyperbuf.so.$(VERSION)
 LIBA       := $(B)/libhyperbuf.a
 PROGS      := $(B)/hyperbufd $(B)/hyperbufctl $(B)/hyperbuf-demo
@@ -145,10 +148,14 @@ $(LIBA): $(LIB_OBJ) $(PROTO_OBJ) $(COMMON_OBJ)
 $(B)/hyperbufd: $(DAEMON_OBJ) $(PROTO_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDSAN) -o $@ $^ -lev $(shell pkg-config --libs inih libprotobuf-c) $(XEN_LIBS_DAEMON) \
 		$(LDFLAGS)
-$(B)/hyperbufctl: $(call obj,tools/hyperbufctl.c) $(PROTO_OBJ) $(COMMON_OBJ)
+CTL_SRC := tools/hyperbufctl.c tools/hyperbufctl_conn.c tools/hyperbufctl_print.c
+$(B)/hyperbufctl: $(call obj,$(CTL_SRC)) $(PROTO_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(LDFLAGS)
-$(B)/hyperbuf-demo: $(call obj,tools/demo.c tools/pattern.c tools/png.c tools/spawn.c) $(LIBA)
-	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c libpng) $(XEN_LIBS_LIB) \
+# The demo reads the daemon's config with the daemon's own loader.
+DEMO_SRC := tools/demo.c tools/demo_consumer.c tools/demo_producer.c tools/demo_report.c \
+	tools/pattern.c tools/png.c tools/spawn.c
+$(B)/hyperbuf-demo: $(call obj,$(DEMO_SRC)) $(DAEMON_CONFIG_OBJ) $(LIBA)
+	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs inih libprotobuf-c libpng) $(XEN_LIBS_LIB) \
 		$(LDFLAGS)
 
 $(B)/hyperbuf.pc: hyperbuf.pc.in Makefile $(KNOBS_STAMP)
@@ -174,7 +181,7 @@ $(UNIT_BINS): $(B)/tests/%: $(call obj,tests/%.c) $(call obj,tests/harness.c) $(
 	@mkdir -p $(@D)
 	$(CC) $(LDSAN) -o $@ $^ $(UNIT_LIBS_$*) \
 		$(shell pkg-config --libs libprotobuf-c) $(LDFLAGS)
-$(B)/tests/test_unit_config: $(call obj,daemon/config.c)
+$(B)/tests/test_unit_config: $(DAEMON_CONFIG_OBJ)
 $(B)/tests/test_unit_xen: $(call obj,$(XEN_PURE))
 
 IT_SUPPORT := $(call obj,tests/harness.c tests/util.c tools/pattern.c)

@@ -35,13 +35,9 @@
 #include "tools/pattern.h"
 #include "tools/spawn.h"
 
-#define FRAME_W      1920u
-#define FRAME_H      1080u
-#define FRAME_STRIDE (FRAME_W * 4u)
-#define FRAME_BYTES  ((size_t)FRAME_STRIDE * FRAME_H)
-#define STEP_MS      30000 /* one step (an event, a record) longer than this is a hang */
-#define MAX_FRAMES   100000u
-#define LOG_LINES    1000 /* of the daemon's log on failure: all of it, up to 8 KiB */
+#define STEP_MS    30000 /* one step (an event, a record) longer than this is a hang */
+#define MAX_FRAMES 100000u
+#define LOG_LINES  1000 /* of the daemon's log on failure: all of it, up to 8 KiB */
 
 static const char *argv0 = "bench";
 static pid_t daemon_pid = -1, importer_pid = -1, reader_pid = -1;
@@ -164,9 +160,9 @@ enum { CMD_BLOB = 1, CMD_FRAME, CMD_QUIT, CMD_FENCE, CMD_PING_SOCK, CMD_PING_EFD
 struct bench_meta {
 	uint32_t magic;
 	uint32_t cmd;
-	uint64_t seed; /* CMD_BLOB: tool_pattern_fill seed; CMD_FRAME: frame number; CMD_FENCE:
-			* vm1's timeline */
-	uint64_t size; /* CMD_FENCE, CMD_PING_*: rounds */
+	uint64_t seed;  /* CMD_BLOB: tool_pattern_fill seed; CMD_FRAME: frame number; CMD_FENCE:
+			 * vm1's timeline */
+	uint64_t size;  /* CMD_FENCE, CMD_PING_*: rounds */
 	uint32_t check; /* CMD_FRAME: verify every pixel too */
 	uint32_t pad;
 	uint64_t t0; /* CLOCK_MONOTONIC just before hb_export */
@@ -183,8 +179,8 @@ struct record {
 
 /* (c): the extra channels between the same two processes, made before the fork. */
 #define MAX_PINGS 100000u
-static int ping_sock[2] = {-1, -1};         /* [0] vm1's end, [1] vm2's */
-static int efd_ab = -1, efd_ba = -1;        /* vm1 -> vm2, vm2 -> vm1 */
+static int ping_sock[2] = {-1, -1};  /* [0] vm1's end, [1] vm2's */
+static int efd_ab = -1, efd_ba = -1; /* vm1 -> vm2, vm2 -> vm1 */
 
 /*
  * vm2's side of a (c) run: `rounds` times, wait for vm1's signal, note the time, answer. For
@@ -308,11 +304,13 @@ static int importer_main(const char *address, int fd)
 			if (!im) {
 				rec.error = errno;
 			} else if (m.cmd == CMD_BLOB) {
-				if (tool_pattern_check(hb_import_data(im), m.size, m.seed) != m.size)
+				if (tool_pattern_check(hb_import_data(im), m.size, m.seed) !=
+				    m.size)
 					rec.error = -1;
 			} else if (m.check) {
-				if (tool_pattern_frame_check(hb_import_data(im), FRAME_W, FRAME_H,
-							   FRAME_STRIDE, m.seed) != -1)
+				if (tool_pattern_frame_check(hb_import_data(im), TOOL_FRAME_W,
+							     TOOL_FRAME_H, TOOL_FRAME_STRIDE,
+							     m.seed) != -1)
 					rec.error = -1;
 			}
 			rec.t_done = tool_now_ns();
@@ -351,7 +349,7 @@ struct sock_hdr {
  * time the last one was complete. */
 static int reader_main(int sock)
 {
-	unsigned char *buf = malloc(FRAME_BYTES);
+	unsigned char *buf = malloc(TOOL_FRAME_BYTES);
 	uint64_t *lat = malloc(sizeof(uint64_t) * MAX_FRAMES);
 	struct sock_run run;
 	int ret = 1;
@@ -360,7 +358,7 @@ static int reader_main(int sock)
 	if (!buf || !lat)
 		goto out;
 	/* Touched once up front, so page faults are not billed to the first frames. */
-	memset(buf, 0, FRAME_BYTES);
+	memset(buf, 0, TOOL_FRAME_BYTES);
 	while (tool_read_full(sock, &run, sizeof(run), 600000) == 0) {
 		uint64_t t_last = 0;
 
@@ -372,10 +370,11 @@ static int reader_main(int sock)
 			struct sock_hdr h;
 
 			if (tool_read_full(sock, &h, sizeof(h), STEP_MS) < 0 ||
-			    tool_read_full(sock, buf, FRAME_BYTES, STEP_MS) < 0)
+			    tool_read_full(sock, buf, TOOL_FRAME_BYTES, STEP_MS) < 0)
 				goto out;
-			if (run.check && tool_pattern_frame_check(buf, FRAME_W, FRAME_H, FRAME_STRIDE,
-								h.frame) != -1) {
+			if (run.check &&
+			    tool_pattern_frame_check(buf, TOOL_FRAME_W, TOOL_FRAME_H,
+						     TOOL_FRAME_STRIDE, h.frame) != -1) {
 				fprintf(stderr, "%s: socket reader: frame %" PRIu64 " is wrong\n",
 					argv0, h.frame);
 				goto out;
@@ -391,6 +390,39 @@ out:
 	free(lat);
 	free(buf);
 	return ret;
+}
+
+/* ---- starting the two helpers ------------------------------------------------------------ */
+
+/* What a helper process gets: its end of its channel, and the ends it does not use, which it
+ * closes first so that each channel ends (EOF) when the processes that use it are done. */
+struct helper_start {
+	const char *address; /* the importer's: vm2's channel */
+	int fd;              /* the record pipe (importer) or the socketpair (reader) */
+	int unused[5];       /* -1: none */
+};
+
+static void close_unused(const struct helper_start *h)
+{
+	for (size_t i = 0; i < sizeof(h->unused) / sizeof(h->unused[0]); i++)
+		if (h->unused[i] >= 0)
+			close(h->unused[i]);
+}
+
+static int importer_start(const void *arg)
+{
+	const struct helper_start *h = arg;
+
+	close_unused(h);
+	return importer_main(h->address, h->fd);
+}
+
+static int reader_start(const void *arg)
+{
+	const struct helper_start *h = arg;
+
+	close_unused(h);
+	return reader_main(h->fd);
 }
 
 /* ---- the exporter (this process, vm1) --------------------------------------------------- */
@@ -551,7 +583,7 @@ static int bench_frames_hb(struct bench *bn, struct hb_buffer *b, unsigned frame
 	for (unsigned i = 0; i < frames; i++) {
 		/* The content stays frame 0: the cost measured is the share, not the drawing. */
 		struct bench_meta m = {
-		    .cmd = CMD_FRAME, .seed = 0, .size = FRAME_BYTES, .check = check};
+		    .cmd = CMD_FRAME, .seed = 0, .size = TOOL_FRAME_BYTES, .check = check};
 		struct record rec;
 
 		if (share_once(bn, b, &m, &rec) < 0)
@@ -588,7 +620,7 @@ static int bench_frames_sock(struct bench *bn, const void *frame, unsigned frame
 		struct sock_hdr h = {.t0 = tool_now_ns(), .frame = 0};
 
 		if (tool_write_full(bn->sock, &h, sizeof(h)) < 0 ||
-		    tool_write_full(bn->sock, frame, FRAME_BYTES) < 0)
+		    tool_write_full(bn->sock, frame, TOOL_FRAME_BYTES) < 0)
 			goto out;
 	}
 	if (tool_read_full(bn->sock, &t_last, sizeof(t_last), STEP_MS) < 0 ||
@@ -657,7 +689,8 @@ static int bench_ping(struct bench *bn, struct hb_buffer *cmdb, uint32_t cmd, un
 			sig[i] = tool_now_ns();
 			if (hb_timeline_signal(t, r) < 0 || hb_sync_wait(s, STEP_MS) < 0 ||
 			    hb_sync_status(s) != 1) {
-				fprintf(stderr, "%s: fence round %u: %s\n", argv0, i, strerror(errno));
+				fprintf(stderr, "%s: fence round %u: %s\n", argv0, i,
+					strerror(errno));
 				hb_sync_close(s);
 				goto out;
 			}
@@ -730,6 +763,7 @@ int main(int argc, char **argv)
 	struct bench bn = {.rec_fd = -1, .sock = -1};
 	struct bench_dir bd;
 	struct tool_daemon_spawn ds;
+	struct helper_start importer, reader;
 	struct hb_buffer *fb = NULL;
 	const char *daemon = NULL;
 	unsigned frames = 300, div = 1;
@@ -784,27 +818,15 @@ int main(int argc, char **argv)
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ping_sock) < 0 ||
 	    (efd_ab = eventfd(0, EFD_CLOEXEC)) < 0 || (efd_ba = eventfd(0, EFD_CLOEXEC)) < 0)
 		goto out_daemon;
-	fflush(NULL);
-	importer_pid = fork();
-	if (importer_pid == 0) {
-		close(rec[0]);
-		close(sp[0]);
-		close(sp[1]);
-		close(ping_sock[0]);
-		exit(importer_main(bd.vm2, rec[1])); /* exit: LSan checks there */
-	}
+	importer = (struct helper_start){
+	    .address = bd.vm2, .fd = rec[1], .unused = {rec[0], sp[0], sp[1], ping_sock[0], -1}};
+	importer_pid = tool_fork_call(importer_start, &importer);
 	close(rec[1]);
 	close(ping_sock[1]);
 	bn.rec_fd = rec[0];
-	reader_pid = fork();
-	if (reader_pid == 0) {
-		close(rec[0]);
-		close(sp[0]);
-		close(ping_sock[0]);
-		close(efd_ab);
-		close(efd_ba);
-		exit(reader_main(sp[1]));
-	}
+	reader = (struct helper_start){.fd = sp[1],
+				       .unused = {rec[0], sp[0], ping_sock[0], efd_ab, efd_ba}};
+	reader_pid = tool_fork_call(reader_start, &reader);
 	close(sp[1]);
 	bn.sock = sp[0];
 	if (importer_pid < 0 || reader_pid < 0 || tool_read_full(bn.rec_fd, &ready, 1, 10000) < 0) {
@@ -841,15 +863,15 @@ int main(int argc, char **argv)
 		fflush(stdout);
 	}
 
-	fb = hb_buffer_alloc(bn.c, 2, FRAME_BYTES, 0);
+	fb = hb_buffer_alloc(bn.c, 2, TOOL_FRAME_BYTES, 0);
 	if (!fb) {
 		fprintf(stderr, "%s: hb_buffer_alloc(frame): %s\n", argv0, strerror(errno));
 		goto out_client;
 	}
-	tool_pattern_frame(hb_buffer_data(fb), FRAME_W, FRAME_H, FRAME_STRIDE, 0);
+	tool_pattern_frame(hb_buffer_data(fb), TOOL_FRAME_W, TOOL_FRAME_H, TOOL_FRAME_STRIDE, 0);
 	printf("\n(b) %u frames of %ux%u XRGB8888 (%zu bytes), latency from just before the send "
 	       "to the frame being usable by the consumer\n",
-	       frames, FRAME_W, FRAME_H, FRAME_BYTES);
+	       frames, TOOL_FRAME_W, TOOL_FRAME_H, TOOL_FRAME_BYTES);
 	printf("    hyperbuf: one buffer, re-export -> event -> import -> release -> RELEASED, "
 	       "lock-step, no fences ((c) measures those)\n");
 	printf("    baseline: write(header + frame) on a UNIX socketpair, the reader read()s "

@@ -217,7 +217,7 @@ static void gen_span(const struct frame_geo *g, uint32_t y, uint32_t x0, uint32_
 }
 
 void tool_pattern_frame(void *pixels, uint32_t width, uint32_t height, uint32_t stride,
-		      uint64_t frame)
+			uint64_t frame)
 {
 	struct frame_geo g;
 	uint32_t buf[CHUNK];
@@ -240,7 +240,7 @@ void tool_pattern_frame(void *pixels, uint32_t width, uint32_t height, uint32_t 
 }
 
 long tool_pattern_frame_check(const void *pixels, uint32_t width, uint32_t height, uint32_t stride,
-			    uint64_t frame)
+			      uint64_t frame)
 {
 	struct frame_geo g;
 	uint32_t buf[CHUNK];

@@ -12,7 +12,8 @@ static void destroy(png_structp png, png_infop info)
 	png_destroy_write_struct(&png, info ? &info : NULL);
 }
 
-int tool_png_write_xrgb(const char *path, const void *pixels, uint32_t w, uint32_t h, uint32_t stride)
+int tool_png_write_xrgb(const char *path, const void *pixels, uint32_t w, uint32_t h,
+			uint32_t stride)
 {
 	/* volatile: these change after setjmp and are read again after a longjmp from libpng. */
 	png_structp volatile png = NULL;

@@ -10,6 +10,6 @@
  * written file is removed.
  */
 int tool_png_write_xrgb(const char *path, const void *pixels, uint32_t w, uint32_t h,
-		      uint32_t stride);
+			uint32_t stride);
 
 #endif

@@ -30,6 +30,13 @@ static uint64_t deadline_in(int timeout_ms)
 	return tool_now_ns() + (timeout_ms > 0 ? (uint64_t)timeout_ms * 1000000u : 0);
 }
 
+int tool_ms_left(uint64_t deadline)
+{
+	uint64_t now = tool_now_ns();
+
+	return now >= deadline ? 0 : (int)((deadline - now + 999999u) / 1000000u);
+}
+
 int tool_read_full(int fd, void *buf, size_t len, int timeout_ms)
 {
 	uint64_t deadline = deadline_in(timeout_ms);
@@ -74,6 +81,19 @@ int tool_write_full(int fd, const void *buf, size_t len)
 		done += (size_t)n;
 	}
 	return 0;
+}
+
+pid_t tool_fork_call(int (*fn)(const void *arg), const void *arg)
+{
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	/* exit, not _exit: stdio was flushed before the fork, and under ASan the leak check runs
+	 * at exit. */
+	if (pid == 0)
+		exit(fn(arg));
+	return pid;
 }
 
 int tool_wait_pid(pid_t pid, int timeout_ms, int *status)
@@ -122,45 +142,50 @@ static int says_ready(char *msg)
 	return 0;
 }
 
-pid_t tool_daemon_spawn(const char *daemon, const char *config, const char *log_path, int timeout_ms,
-		      struct tool_daemon_spawn *out)
+/* A datagram socket at /tmp/PROGRAM-PID.notify for the daemon's READY=1, its path in sa; -1
+ * with the reason printed. */
+static int notify_socket(struct sockaddr_un *sa)
 {
 	const char *prog = program_invocation_name;
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	uint64_t t0 = tool_now_ns(), deadline = deadline_in(timeout_ms);
-	char desc[64];
-	int sock, logfd, status, n;
-	pid_t pid;
+	int sock, n;
 
-	out->pid = -1;
-	out->notify_fd = -1;
-	out->ready_ns = 0;
-	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "/tmp/%s-%d.notify",
+	n = snprintf(sa->sun_path, sizeof(sa->sun_path), "/tmp/%s-%d.notify",
 		     program_invocation_short_name, (int)getpid());
-	if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
-		fprintf(stderr, "%s: notify socket %s: %s\n", prog, sa.sun_path,
+	if (n < 0 || (size_t)n >= sizeof(sa->sun_path)) {
+		fprintf(stderr, "%s: notify socket %s: %s\n", prog, sa->sun_path,
 			strerror(ENAMETOOLONG));
 		return -1;
 	}
-	unlink(sa.sun_path);
+	unlink(sa->sun_path);
 	sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (sock < 0 || bind(sock, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		fprintf(stderr, "%s: notify socket %s: %s\n", prog, sa.sun_path, strerror(errno));
-		goto err_sock;
+	if (sock < 0 || bind(sock, (struct sockaddr *)sa, sizeof(*sa)) < 0) {
+		fprintf(stderr, "%s: notify socket %s: %s\n", prog, sa->sun_path, strerror(errno));
+		if (sock >= 0)
+			close(sock);
+		unlink(sa->sun_path);
+		return -1;
 	}
-	logfd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	return sock;
+}
+
+/* Forks `daemon -c config` with NOTIFY_SOCKET set and stdout and stderr in log_path. */
+static pid_t start_daemon(const char *daemon, const char *config, const char *log_path,
+			  const char *notify_path)
+{
+	const char *prog = program_invocation_name;
+	int logfd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	pid_t pid;
+
 	if (logfd < 0) {
 		fprintf(stderr, "%s: %s: %s\n", prog, log_path, strerror(errno));
-		goto err_sock;
+		return -1;
 	}
 	fflush(NULL);
 	pid = fork();
-	if (pid < 0) {
+	if (pid < 0)
 		fprintf(stderr, "%s: fork: %s\n", prog, strerror(errno));
-		goto err_log;
-	}
 	if (pid == 0) {
-		setenv("NOTIFY_SOCKET", sa.sun_path, 1);
+		setenv("NOTIFY_SOCKET", notify_path, 1);
 		dup2(logfd, STDOUT_FILENO);
 		dup2(logfd, STDERR_FILENO);
 		execl(daemon, daemon, "-c", config, (char *)NULL);
@@ -168,6 +193,16 @@ pid_t tool_daemon_spawn(const char *daemon, const char *config, const char *log_
 		_exit(127);
 	}
 	close(logfd);
+	return pid;
+}
+
+/* Waits for READY=1 on sock until deadline. 0, or -1 with the reason printed and the daemon
+ * reaped (SIGTERMed first if it is still running). */
+static int wait_ready(pid_t pid, int sock, uint64_t deadline, int timeout_ms, const char *log_path)
+{
+	const char *prog = program_invocation_name;
+	char desc[64];
+	int status;
 
 	for (;;) {
 		struct pollfd pfd = {.fd = sock, .events = POLLIN};
@@ -178,7 +213,7 @@ pid_t tool_daemon_spawn(const char *daemon, const char *config, const char *log_
 			tool_describe_status(status, desc, sizeof(desc));
 			fprintf(stderr, "%s: hyperbufd exited before READY=1 (%s); see %s\n", prog,
 				desc, log_path);
-			goto err_sock;
+			return -1;
 		}
 		if (tool_now_ns() >= deadline) {
 			fprintf(stderr, "%s: hyperbufd not ready after %d s; see %s\n", prog,
@@ -187,7 +222,7 @@ pid_t tool_daemon_spawn(const char *daemon, const char *config, const char *log_
 			tool_wait_pid(pid, 3000, &status);
 			tool_describe_status(status, desc, sizeof(desc));
 			fprintf(stderr, "%s: hyperbufd %s\n", prog, desc);
-			goto err_sock;
+			return -1;
 		}
 		if (poll(&pfd, 1, 50) <= 0)
 			continue;
@@ -196,19 +231,35 @@ pid_t tool_daemon_spawn(const char *daemon, const char *config, const char *log_
 			continue;
 		msg[len] = '\0';
 		if (says_ready(msg))
-			break;
+			return 0;
 	}
+}
+
+pid_t tool_daemon_spawn(const char *daemon, const char *config, const char *log_path,
+			int timeout_ms, struct tool_daemon_spawn *out)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	uint64_t t0 = tool_now_ns(), deadline = deadline_in(timeout_ms);
+	int sock;
+	pid_t pid;
+
+	out->pid = -1;
+	out->notify_fd = -1;
+	out->ready_ns = 0;
+	sock = notify_socket(&sa);
+	if (sock < 0)
+		return -1;
+	pid = start_daemon(daemon, config, log_path, sa.sun_path);
+	if (pid < 0 || wait_ready(pid, sock, deadline, timeout_ms, log_path) < 0)
+		goto err_sock;
 	out->pid = pid;
 	out->notify_fd = sock;
 	out->ready_ns = tool_now_ns() - t0;
 	snprintf(out->notify_path, sizeof(out->notify_path), "%s", sa.sun_path);
 	return pid;
 
-err_log:
-	close(logfd);
 err_sock:
-	if (sock >= 0)
-		close(sock);
+	close(sock);
 	unlink(sa.sun_path);
 	return -1;
 }

@@ -15,12 +15,20 @@
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t tool_now_ns(void);
 
+/* Milliseconds from now to deadline (a tool_now_ns value), rounded up; 0 once it has passed. */
+int tool_ms_left(uint64_t deadline);
+
 /* Reads exactly len bytes within timeout_ms. 0, -ETIMEDOUT, -EPIPE (EOF first), or another
  * -errno. */
 int tool_read_full(int fd, void *buf, size_t len, int timeout_ms);
 
 /* Writes all len bytes, retrying short writes and EINTR. 0 or -errno. */
 int tool_write_full(int fd, const void *buf, size_t len);
+
+/* Forks a child that runs fn(arg) and exits with what it returns. stdio is flushed first, so
+ * nothing buffered is written twice. Returns the child's pid, or -1 (errno set) to the
+ * parent. */
+pid_t tool_fork_call(int (*fn)(const void *arg), const void *arg);
 
 /* Reaps pid, SIGKILLing it once timeout_ms has passed. *status is the wait status, or -1 if pid
  * could not be waited for. Returns 0 if it ended by itself, 1 if it had to be killed, or
@@ -45,8 +53,8 @@ struct tool_daemon_spawn {
  * Returns its pid (out filled in; stop it with tool_daemon_stop), or -1 with the reason printed
  * on stderr and the daemon reaped.
  */
-pid_t tool_daemon_spawn(const char *daemon, const char *config, const char *log_path, int timeout_ms,
-		      struct tool_daemon_spawn *out);
+pid_t tool_daemon_spawn(const char *daemon, const char *config, const char *log_path,
+			int timeout_ms, struct tool_daemon_spawn *out);
 
 /* SIGTERMs the daemon, reaps it as tool_wait_pid does (same return, same *status), then closes
  * and removes the notify socket. */

@@ -1,0 +1,56 @@
+/*
+ * hyperbufctl in three files: hyperbufctl.c reads the command line and runs one command,
+ * hyperbufctl_conn.c holds the control session with hyperbufd (connect, Hello, one request,
+ * its reply), hyperbufctl_print.c prints the reply as text or as one JSON document.
+ */
+#ifndef HB_TOOLS_HYPERBUFCTL_H
+#define HB_TOOLS_HYPERBUFCTL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "protocol/frame.h"
+
+#define CTL_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* "hyperbufctl: ", the message, then tail, on stderr: every message goes through here. */
+void tool_ctl_vsay(const char *tail, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+/* An error message: "hyperbufctl: " and the message, one line on stderr. */
+void tool_ctl_errmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- the session (hyperbufctl_conn.c) ----------------------------------------------------- */
+
+struct tool_ctl_conn {
+	int fd; /* -1: not connected */
+	const char *path;
+	struct hbp_bytes in;
+	uint64_t deadline_ms; /* for the whole session */
+};
+
+/* Connects to hyperbufd's socket at path and says Hello as a control client. 0, or -1 with
+ * the reason printed; tool_ctl_close either way. */
+int tool_ctl_connect(struct tool_ctl_conn *c, const char *path);
+/* Sends a request and returns its reply, checked to answer it with the expected body; NULL
+ * with the reason printed. what names the request in messages. */
+ServerMsg *tool_ctl_request(struct tool_ctl_conn *c, const ClientMsg *req, ServerMsg__BodyCase want,
+			    const char *what);
+void tool_ctl_close(struct tool_ctl_conn *c);
+
+/* ---- the printers (hyperbufctl_print.c) --------------------------------------------------- */
+
+/* A list view (domains, exports, imports, timelines): one described table, two outputs. */
+struct tool_ctl_view;
+extern const struct tool_ctl_view tool_ctl_domains_view;
+extern const struct tool_ctl_view tool_ctl_exports_view;
+extern const struct tool_ctl_view tool_ctl_imports_view;
+extern const struct tool_ctl_view tool_ctl_timelines_view;
+
+/* Each prints r on stdout, as text or as one JSON document. 0, or -1 with the reason
+ * printed. */
+int tool_ctl_print_view(const struct tool_ctl_view *v, const ControlReply *r, bool json);
+int tool_ctl_print_status(const ControlReply *r, bool json);
+int tool_ctl_print_stats(const ControlReply *r, bool json);
+
+#endif
