@@ -320,32 +320,6 @@ static bool path(struct parse *p, const char *key, const char *value, char out[H
 	return true;
 }
 
-/*
- * Copies tmpl to out with every placeholder ph replaced by value. Returns 0, or -ENAMETOOLONG
- * when the result does not fit a socket address.
- */
-static int expand(const char *tmpl, const char *ph, const char *value, char out[HBC_SUN_PATH_MAX])
-{
-	size_t n = 0, phl = strlen(ph), vl = strlen(value);
-	const char *q = tmpl;
-
-	while (*q) {
-		if (strncmp(q, ph, phl) == 0) {
-			if (n + vl >= HBC_SUN_PATH_MAX)
-				return -ENAMETOOLONG;
-			memcpy(out + n, value, vl);
-			n += vl;
-			q += phl;
-		} else {
-			if (n + 1 >= HBC_SUN_PATH_MAX)
-				return -ENAMETOOLONG;
-			out[n++] = *q++;
-		}
-	}
-	out[n] = '\0';
-	return 0;
-}
-
 /* A '{' in a path must start the one placeholder that key knows: a typo such as {VM} would
  * otherwise become part of a socket name and every VM would share one socket. */
 static bool placeholders(struct parse *p, const char *key, const char *path, const char *ph)
@@ -360,20 +334,6 @@ static bool placeholders(struct parse *p, const char *key, const char *path, con
 		}
 	}
 	return true;
-}
-
-int hbc_config_channel_path(const struct hbc_config_vm *vm, unsigned port, char out[HBC_SUN_PATH_MAX])
-{
-	char num[16];
-
-	snprintf(num, sizeof(num), "%u", port);
-	return expand(vm->channel, HBC_CONFIG_PORT_PLACEHOLDER, num, out);
-}
-
-int hbc_config_ivshmem_path(const struct hbc_config_group *g, const struct hbc_config_vm *vm,
-			   char out[HBC_SUN_PATH_MAX])
-{
-	return expand(g->ivshmem, HBC_CONFIG_VM_PLACEHOLDER, vm ? vm->name : "", out);
 }
 
 /* ---- sections ---------------------------------------------------------------------------- */
@@ -1317,29 +1277,4 @@ err_close:
 	fclose(f);
 	errno = e;
 	return c;
-}
-
-void hbc_config_free(struct hbc_config *c)
-{
-	free(c);
-}
-
-const struct hbc_config_vm *hbc_config_vm_by_id(const struct hbc_config *c, uint32_t id)
-{
-	unsigned i;
-
-	for (i = 0; i < c->n_vms; i++)
-		if (c->vms[i].id == id)
-			return &c->vms[i];
-	return NULL;
-}
-
-const char *hbc_config_domain_name(const struct hbc_config *c, uint32_t id)
-{
-	const struct hbc_config_vm *vm;
-
-	if (id == 0)
-		return "host";
-	vm = hbc_config_vm_by_id(c, id);
-	return vm ? vm->name : NULL;
 }
