@@ -26,6 +26,7 @@
 #include <ini.h>
 
 #include "common/config.h"
+#include "daemon/config.h"
 #include "common/log.h"
 #include "protocol/limits.h"
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/config.h"
+#include "daemon/config.h"
 #include "daemon/hyperbufd.h"
 #include "common/log.h"
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/config.h"
+#include "daemon/config.h"
 #include "common/log.h"
 #include "tests/harness.h"
 
