@@ -87,6 +87,9 @@ $(DEPS_OK):
 PROTO_SRC   := $(wildcard protocol/*.c)
 COMMON_SRC  := $(wildcard common/*.c)
 LIB_SRC     := $(wildcard libclient/*.c) backends/kvm/pool_window.c
+# The daemon's config code (loading, checking, reloading): part of hyperbufd, and linked on its
+# own by test_unit_config, as by any program that loads a config.
+CONFIG_SRC  := $(wildcard daemon/config*.c)
 DAEMON_SRC  := $(wildcard daemon/*.c) $(filter-out backends/kvm/pool_window.c,$(wildcard backends/kvm/*.c))
 # backends/xen: ring.c and desc.c need no Xen library and are always built (unit tests use
 # them); the rest only WITH_XEN=1, the library getting client_none.c otherwise.
@@ -168,7 +171,7 @@ $(UNIT_BINS): $(B)/tests/%: $(call obj,tests/%.c) $(call obj,tests/harness.c) $(
 	@mkdir -p $(@D)
 	$(CC) $(LDSAN) -o $@ $^ $(UNIT_LIBS_$*) \
 		$(shell pkg-config --libs libprotobuf-c) $(LDFLAGS)
-$(B)/tests/test_unit_config: $(call obj,daemon/config.c)
+$(B)/tests/test_unit_config: $(call obj,$(CONFIG_SRC))
 $(B)/tests/test_unit_xen: $(call obj,$(XEN_PURE))
 
 IT_SUPPORT := $(call obj,tests/harness.c tests/util.c tools/pattern.c)

@@ -1,8 +1,8 @@
 /*
  * The daemon's side of the configuration: loading a config file into the model of
- * common/config.h. A config is loaded and checked whole before anybody uses it, and loading
- * touches nothing of the running daemon, so a SIGHUP can load a new config, look at it, and
- * throw it away if it is wrong.
+ * common/config.h, and reloading one into a running daemon. A config is loaded and checked
+ * whole before anybody uses it, and loading touches nothing of the running daemon, so a SIGHUP
+ * can load a new config, look at it, and throw it away if it is wrong.
  */
 #ifndef HB_DAEMON_CONFIG_H
 #define HB_DAEMON_CONFIG_H
@@ -22,5 +22,15 @@ struct hbc_config *hbd_config_load_file(const char *path, char *err, size_t errl
 /* Same for a config held in memory; base_dir resolves relative paths. */
 struct hbc_config *hbd_config_load_string(const char *text, const char *base_dir, char *err,
 					  size_t errlen);
+
+/*
+ * A reload: copies from next, a loaded config, what can change under running VMs into running:
+ * the log level (the caller sets the logger's) and the [limits]. When next also changes what
+ * is fixed until a restart ([vm], [group], the [daemon] socket or backend), that part is not
+ * applied: returns 1 and writes to what (len bytes) which changes need a restart, for the log.
+ * Otherwise returns 0 with what empty. [xen] changes are neither applied nor reported.
+ */
+int hbd_config_reload(struct hbc_config *running, const struct hbc_config *next, char *what,
+		      size_t len);
 
 #endif
