@@ -26,8 +26,9 @@
 #include <ini.h>
 
 #include "common/config.h"
-#include "daemon/config.h"
 #include "common/log.h"
+#include "daemon/config.h"
+#include "daemon/config_parse.h"
 #include "protocol/limits.h"
 
 #ifndef HB_SYSCONFDIR
@@ -72,8 +73,6 @@ const char hbd_config_default_text[] =
     "[daemon]\n"
     "socket = " DEFAULT_SOCKET "\n";
 
-enum section { SEC_NONE, SEC_DAEMON, SEC_LIMITS, SEC_VM, SEC_GROUP, SEC_XEN, SEC_BAD };
-
 /* Keys per section, in the order of the key_line slots. NULL-terminated. */
 static const char *const daemon_keys[] = {"backend", "socket", "log", NULL};
 static const char *const limits_keys[] = {"exports_per_domain",   "pages_per_domain",
@@ -84,7 +83,6 @@ static const char *const limits_keys[] = {"exports_per_domain",   "pages_per_dom
 static const char *const vm_keys[] = {"id", "channel", "ports", NULL};
 static const char *const group_keys[] = {"members", "size", "ivshmem", "vectors", NULL};
 static const char *const xen_keys[] = {"domains", "grant_budget", "maptrack_budget", NULL};
-#define MAX_KEYS 8
 
 enum { K_BACKEND, K_SOCKET, K_LOG };
 enum { K_EXPORTS, K_PAGES, K_EVENT_QUEUE, K_META_MAX, K_TIMELINES, K_FENCE_WAITS, K_IMPORTS,
@@ -93,51 +91,7 @@ enum { K_ID, K_CHANNEL, K_PORTS };
 enum { K_MEMBERS, K_SIZE, K_IVSHMEM, K_VECTORS };
 enum { K_DOMAINS };
 
-struct vm_extra {
-	unsigned line; /* of the [vm NAME] header */
-	unsigned id_line;
-	unsigned channel_line;
-	unsigned ports_line;
-};
-
-struct group_extra {
-	unsigned line; /* of the [group NAME] header */
-	unsigned members_line;
-	unsigned ivshmem_line;
-	char *members; /* raw list, resolved once every [vm] is known */
-};
-
-struct parse {
-	struct hbc_config *c;
-	const char *name; /* the file name in messages */
-	char *base;       /* absolute folder that relative paths are relative to */
-
-	/* The line reader's position. */
-	const char *pos, *end;
-	unsigned lineno;
-
-	/* The section being read. */
-	enum section sec;
-	char sec_title[160];
-	unsigned sec_index;
-	unsigned key_line[MAX_KEYS];
-
-	unsigned daemon_line, limits_line, xen_line;
-	unsigned backend_line, socket_line;
-	struct vm_extra vms[HBC_CONFIG_MAX_VMS];
-	struct group_extra groups[HBC_CONFIG_MAX_GROUPS];
-
-	/* The first error wins: later ones are usually consequences of it. */
-	bool failed;
-	bool oom;
-	unsigned err_line;
-	char err[400];
-};
-
-static void fail(struct parse *p, unsigned line, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void fail(struct parse *p, unsigned line, const char *fmt, ...)
+void hbd_config_fail(struct hbd_config_parse *p, unsigned line, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -180,22 +134,22 @@ static bool parse_u64(const char *s, uint64_t *out)
 	return true;
 }
 
-static bool number(struct parse *p, const char *key, const char *value, uint64_t min, uint64_t max,
-		   uint64_t *out)
+static bool number(struct hbd_config_parse *p, const char *key, const char *value, uint64_t min,
+		   uint64_t max, uint64_t *out)
 {
 	unsigned line = p->lineno;
 
 	if (!parse_u64(value, out)) {
-		fail(p, line, "%s = '%s': not a number", key, value);
+		hbd_config_fail(p, line, "%s = '%s': not a number", key, value);
 		return false;
 	}
 	if (*out < min || *out > max) {
 		if (max == UINT64_MAX)
-			fail(p, line, "%s = %s: must be at least %llu", key, value,
-			     (unsigned long long)min);
+			hbd_config_fail(p, line, "%s = %s: must be at least %llu", key, value,
+					(unsigned long long)min);
 		else
-			fail(p, line, "%s = %s: out of range (%llu..%llu)", key, value,
-			     (unsigned long long)min, (unsigned long long)max);
+			hbd_config_fail(p, line, "%s = %s: out of range (%llu..%llu)", key, value,
+					(unsigned long long)min, (unsigned long long)max);
 		return false;
 	}
 	return true;
@@ -286,14 +240,15 @@ static char *join_path(const char *base, const char *rel)
 
 /* A socket path: absolute as given, relative to the config's folder otherwise; it must fit in
  * sockaddr_un, which holds HBC_SUN_PATH_MAX - 1 bytes and a NUL. */
-static bool path(struct parse *p, const char *key, const char *value, char out[HBC_SUN_PATH_MAX])
+static bool path(struct hbd_config_parse *p, const char *key, const char *value,
+		 char out[HBC_SUN_PATH_MAX])
 {
 	unsigned line = p->lineno;
 	char *full;
 	size_t len;
 
 	if (!*value) {
-		fail(p, line, "%s: empty path", key);
+		hbd_config_fail(p, line, "%s: empty path", key);
 		return false;
 	}
 	if (value[0] == '/') {
@@ -303,7 +258,7 @@ static bool path(struct parse *p, const char *key, const char *value, char out[H
 	}
 	if (!full) {
 		p->oom = true;
-		fail(p, line, "out of memory");
+		hbd_config_fail(p, line, "out of memory");
 		return false;
 	}
 	len = strlen(full);
@@ -311,8 +266,9 @@ static bool path(struct parse *p, const char *key, const char *value, char out[H
 		/* Name the resolved path: for a relative one, that is where the length went. */
 		bool rel = value[0] != '/';
 
-		fail(p, line, "%s%s%s: %s is %zu bytes long; a socket path holds at most %d", key,
-		     rel ? " = " : "", rel ? value : "", full, len, HBC_SUN_PATH_MAX - 1);
+		hbd_config_fail(
+		    p, line, "%s%s%s: %s is %zu bytes long; a socket path holds at most %d", key,
+		    rel ? " = " : "", rel ? value : "", full, len, HBC_SUN_PATH_MAX - 1);
 		free(full);
 		return false;
 	}
@@ -323,14 +279,16 @@ static bool path(struct parse *p, const char *key, const char *value, char out[H
 
 /* A '{' in a path must start the one placeholder that key knows: a typo such as {VM} would
  * otherwise become part of a socket name and every VM would share one socket. */
-static bool placeholders(struct parse *p, const char *key, const char *path, const char *ph)
+static bool placeholders(struct hbd_config_parse *p, const char *key, const char *path,
+			 const char *ph)
 {
 	const char *q;
 
 	for (q = strchr(path, '{'); q; q = strchr(q + 1, '{')) {
 		if (strncmp(q, ph, strlen(ph)) != 0) {
-			fail(p, p->lineno, "%s = %s: %s is the only placeholder %s knows", key,
-			     path, ph, key);
+			hbd_config_fail(p, p->lineno,
+					"%s = %s: %s is the only placeholder %s knows", key, path,
+					ph, key);
 			return false;
 		}
 	}
@@ -339,92 +297,97 @@ static bool placeholders(struct parse *p, const char *key, const char *path, con
 
 /* ---- sections ---------------------------------------------------------------------------- */
 
-static const char *const *section_keys(enum section sec)
+static const char *const *section_keys(enum hbd_config_section sec)
 {
 	switch (sec) {
-	case SEC_DAEMON:
+	case HBD_SEC_DAEMON:
 		return daemon_keys;
-	case SEC_LIMITS:
+	case HBD_SEC_LIMITS:
 		return limits_keys;
-	case SEC_VM:
+	case HBD_SEC_VM:
 		return vm_keys;
-	case SEC_GROUP:
+	case HBD_SEC_GROUP:
 		return group_keys;
-	case SEC_XEN:
+	case HBD_SEC_XEN:
 		return xen_keys;
 	default:
 		return NULL;
 	}
 }
 
-static void begin_singleton(struct parse *p, enum section sec, unsigned *seen, const char *type,
-			    const char *name)
+static void begin_singleton(struct hbd_config_parse *p, enum hbd_config_section sec, unsigned *seen,
+			    const char *type, const char *name)
 {
 	if (*name) {
-		fail(p, p->lineno, "[%s] takes no name", type);
-		p->sec = SEC_BAD;
+		hbd_config_fail(p, p->lineno, "[%s] takes no name", type);
+		p->sec = HBD_SEC_BAD;
 		return;
 	}
 	if (*seen) {
-		fail(p, p->lineno, "duplicate section [%s] (first at line %u)", type, *seen);
-		p->sec = SEC_BAD;
+		hbd_config_fail(p, p->lineno, "duplicate section [%s] (first at line %u)", type,
+				*seen);
+		p->sec = HBD_SEC_BAD;
 		return;
 	}
 	*seen = p->lineno;
 	p->sec = sec;
 }
 
-static void begin_vm(struct parse *p, const char *name)
+static void begin_vm(struct hbd_config_parse *p, const char *name)
 {
 	struct hbc_config *c = p->c;
 	unsigned i;
 
 	if (!valid_name(name, HBC_NAME_MAX - 1)) {
-		fail(p, p->lineno, "[vm %s]: a name is 1 to %d letters, digits, '_', '.' or '-'",
-		     name, HBC_NAME_MAX - 1);
+		hbd_config_fail(p, p->lineno,
+				"[vm %s]: a name is 1 to %d letters, digits, '_', '.' or '-'", name,
+				HBC_NAME_MAX - 1);
 		return;
 	}
 	if (strcmp(name, "host") == 0) {
-		fail(p, p->lineno, "[vm host]: \"host\" is domain 0 and cannot name a VM");
+		hbd_config_fail(p, p->lineno,
+				"[vm host]: \"host\" is domain 0 and cannot name a VM");
 		return;
 	}
 	for (i = 0; i < c->n_vms; i++)
 		if (strcmp(c->vms[i].name, name) == 0) {
-			fail(p, p->lineno, "duplicate [vm %s] (first at line %u)", name,
-			     p->vms[i].line);
+			hbd_config_fail(p, p->lineno, "duplicate [vm %s] (first at line %u)", name,
+					p->vms[i].line);
 			return;
 		}
 	if (c->n_vms == HBC_CONFIG_MAX_VMS) {
-		fail(p, p->lineno, "too many [vm] sections (at most %d)", HBC_CONFIG_MAX_VMS);
+		hbd_config_fail(p, p->lineno, "too many [vm] sections (at most %d)",
+				HBC_CONFIG_MAX_VMS);
 		return;
 	}
 	p->sec_index = c->n_vms++;
 	strcpy(c->vms[p->sec_index].name, name);
 	c->vms[p->sec_index].ports = 1;
 	p->vms[p->sec_index].line = p->lineno;
-	p->sec = SEC_VM;
+	p->sec = HBD_SEC_VM;
 }
 
-static void begin_group(struct parse *p, const char *name)
+static void begin_group(struct hbd_config_parse *p, const char *name)
 {
 	struct hbc_config *c = p->c;
 	struct hbc_config_group *g;
 	unsigned i;
 
 	if (!valid_name(name, GROUP_NAME_MAX)) {
-		fail(p, p->lineno,
-		     "[group %s]: a name is 1 to %zu letters, digits, '_', '.' or '-'", name,
-		     GROUP_NAME_MAX);
+		hbd_config_fail(p, p->lineno,
+				"[group %s]: a name is 1 to %zu letters, digits, '_', '.' or '-'",
+				name, GROUP_NAME_MAX);
 		return;
 	}
 	for (i = 0; i < c->n_groups; i++)
 		if (strcmp(c->groups[i].name, name) == 0) {
-			fail(p, p->lineno, "duplicate [group %s] (first at line %u)", name,
-			     p->groups[i].line);
+			hbd_config_fail(p, p->lineno, "duplicate [group %s] (first at line %u)",
+					name, p->groups[i].line);
 			return;
 		}
 	if (c->n_groups == HBC_CONFIG_MAX_GROUPS) {
-		fail(p, p->lineno, "too many [group] sections (at most %d)", HBC_CONFIG_MAX_GROUPS);
+		hbd_config_fail(p, p->lineno, "too many [group] sections (at most %d)",
+				HBC_CONFIG_MAX_GROUPS);
 		return;
 	}
 	p->sec_index = c->n_groups++;
@@ -434,33 +397,34 @@ static void begin_group(struct parse *p, const char *name)
 	g->size = DEFAULT_GROUP_SIZE;
 	g->vectors = 1;
 	p->groups[p->sec_index].line = p->lineno;
-	p->sec = SEC_GROUP;
+	p->sec = HBD_SEC_GROUP;
 }
 
 /* s[0..len) is a trimmed line starting with '['. */
-static void begin_section(struct parse *p, const char *s, size_t len)
+static void begin_section(struct hbd_config_parse *p, const char *s, size_t len)
 {
 	char inner[128], type[16];
 	const char *close, *rest, *name;
 	size_t n, tlen;
 
 	memset(p->key_line, 0, sizeof(p->key_line));
-	p->sec = SEC_BAD; /* until the header proves good: keys under a bad one are not reported */
+	p->sec =
+	    HBD_SEC_BAD; /* until the header proves good: keys under a bad one are not reported */
 
 	close = memchr(s, ']', len);
 	if (!close) {
-		fail(p, p->lineno, "section header without ']'");
+		hbd_config_fail(p, p->lineno, "section header without ']'");
 		return;
 	}
 	for (rest = close + 1; rest < s + len && isspace((unsigned char)*rest); rest++)
 		;
 	if (rest < s + len && *rest != ';' && *rest != '#') {
-		fail(p, p->lineno, "unexpected text after ']'");
+		hbd_config_fail(p, p->lineno, "unexpected text after ']'");
 		return;
 	}
 	n = (size_t)(close - s - 1);
 	if (n >= sizeof(inner)) {
-		fail(p, p->lineno, "section header too long");
+		hbd_config_fail(p, p->lineno, "section header too long");
 		return;
 	}
 	memcpy(inner, s + 1, n);
@@ -474,7 +438,7 @@ static void begin_section(struct parse *p, const char *s, size_t len)
 	for (tlen = 0; name[tlen] && !isspace((unsigned char)name[tlen]); tlen++)
 		;
 	if (tlen == 0 || tlen >= sizeof(type)) {
-		fail(p, p->lineno, "unknown section [%s]", inner);
+		hbd_config_fail(p, p->lineno, "unknown section [%s]", inner);
 		return;
 	}
 	memcpy(type, name, tlen);
@@ -484,14 +448,14 @@ static void begin_section(struct parse *p, const char *s, size_t len)
 	snprintf(p->sec_title, sizeof(p->sec_title), "%s%s%s", type, *name ? " " : "", name);
 
 	if (strcmp(type, "daemon") == 0) {
-		begin_singleton(p, SEC_DAEMON, &p->daemon_line, type, name);
+		begin_singleton(p, HBD_SEC_DAEMON, &p->daemon_line, type, name);
 	} else if (strcmp(type, "limits") == 0) {
-		begin_singleton(p, SEC_LIMITS, &p->limits_line, type, name);
+		begin_singleton(p, HBD_SEC_LIMITS, &p->limits_line, type, name);
 	} else if (strcmp(type, "xen") == 0) {
-		begin_singleton(p, SEC_XEN, &p->xen_line, type, name);
+		begin_singleton(p, HBD_SEC_XEN, &p->xen_line, type, name);
 	} else if (strcmp(type, "vm") == 0 || strcmp(type, "group") == 0) {
 		if (!*name) {
-			fail(p, p->lineno, "[%s] needs a name: [%s NAME]", type, type);
+			hbd_config_fail(p, p->lineno, "[%s] needs a name: [%s NAME]", type, type);
 			return;
 		}
 		if (type[0] == 'v')
@@ -499,7 +463,7 @@ static void begin_section(struct parse *p, const char *s, size_t len)
 		else
 			begin_group(p, name);
 	} else {
-		fail(p, p->lineno, "unknown section [%s]", p->sec_title);
+		hbd_config_fail(p, p->lineno, "unknown section [%s]", p->sec_title);
 	}
 }
 
@@ -512,7 +476,7 @@ static void begin_section(struct parse *p, const char *s, size_t len)
  */
 static char *read_line(char *buf, int num, void *stream)
 {
-	struct parse *p = stream;
+	struct hbd_config_parse *p = stream;
 	const char *start, *nl;
 	size_t len;
 
@@ -536,7 +500,8 @@ static char *read_line(char *buf, int num, void *stream)
 		len--;
 
 	if (num < 2 || len > (size_t)num - 2) {
-		fail(p, p->lineno, "line too long (at most %d characters)", num < 2 ? 0 : num - 2);
+		hbd_config_fail(p, p->lineno, "line too long (at most %d characters)",
+				num < 2 ? 0 : num - 2);
 		buf[0] = '\0';
 		return buf;
 	}
@@ -547,7 +512,7 @@ static char *read_line(char *buf, int num, void *stream)
 	return buf;
 }
 
-static void daemon_key(struct parse *p, int k, const char *key, const char *value)
+static void daemon_key(struct hbd_config_parse *p, int k, const char *key, const char *value)
 {
 	struct hbc_config *c = p->c;
 	int level;
@@ -562,7 +527,8 @@ static void daemon_key(struct parse *p, int k, const char *key, const char *valu
 		else if (strcmp(value, "auto") == 0)
 			p->backend_line = 0; /* decided in finish(), as if unset */
 		else
-			fail(p, p->lineno, "backend = '%s': must be kvm, xen or auto", value);
+			hbd_config_fail(p, p->lineno, "backend = '%s': must be kvm, xen or auto",
+					value);
 		break;
 	case K_SOCKET:
 		p->socket_line = p->lineno;
@@ -571,14 +537,15 @@ static void daemon_key(struct parse *p, int k, const char *key, const char *valu
 	case K_LOG:
 		level = hbc_log_parse_level(value);
 		if (level < 0)
-			fail(p, p->lineno, "log = '%s': must be error, warn, info or debug", value);
+			hbd_config_fail(p, p->lineno,
+					"log = '%s': must be error, warn, info or debug", value);
 		else
 			c->log_level = level;
 		break;
 	}
 }
 
-static void limits_key(struct parse *p, int k, const char *key, const char *value)
+static void limits_key(struct hbd_config_parse *p, int k, const char *key, const char *value)
 {
 	struct hbc_config *c = p->c;
 	uint64_t v;
@@ -619,7 +586,7 @@ static void limits_key(struct parse *p, int k, const char *key, const char *valu
 	}
 }
 
-static void vm_key(struct parse *p, int k, const char *key, const char *value)
+static void vm_key(struct hbd_config_parse *p, int k, const char *key, const char *value)
 {
 	struct hbc_config *c = p->c;
 	struct hbc_config_vm *vm = &c->vms[p->sec_index];
@@ -632,8 +599,9 @@ static void vm_key(struct parse *p, int k, const char *key, const char *value)
 			break;
 		for (i = 0; i < c->n_vms; i++)
 			if (i != p->sec_index && c->vms[i].id == v) {
-				fail(p, p->lineno, "id %llu is already the id of [vm %s] (line %u)",
-				     (unsigned long long)v, c->vms[i].name, p->vms[i].id_line);
+				hbd_config_fail(
+				    p, p->lineno, "id %llu is already the id of [vm %s] (line %u)",
+				    (unsigned long long)v, c->vms[i].name, p->vms[i].id_line);
 				return;
 			}
 		vm->id = (uint32_t)v;
@@ -653,10 +621,10 @@ static void vm_key(struct parse *p, int k, const char *key, const char *value)
 	}
 }
 
-static void group_key(struct parse *p, int k, const char *key, const char *value)
+static void group_key(struct hbd_config_parse *p, int k, const char *key, const char *value)
 {
 	struct hbc_config_group *g = &p->c->groups[p->sec_index];
-	struct group_extra *gx = &p->groups[p->sec_index];
+	struct hbd_config_group_source *gx = &p->groups[p->sec_index];
 	uint64_t v;
 
 	switch (k) {
@@ -666,21 +634,21 @@ static void group_key(struct parse *p, int k, const char *key, const char *value
 		gx->members_line = p->lineno;
 		if (!gx->members) {
 			p->oom = true;
-			fail(p, p->lineno, "out of memory");
+			hbd_config_fail(p, p->lineno, "out of memory");
 		}
 		break;
 	case K_SIZE:
 		if (!parse_size(value, &v)) {
-			fail(p, p->lineno, "size = '%s': not a size (a number with K, M or G)",
-			     value);
+			hbd_config_fail(p, p->lineno,
+					"size = '%s': not a size (a number with K, M or G)", value);
 			break;
 		}
 		if (v < MIN_GROUP_SIZE || v > MAX_GROUP_SIZE) {
-			fail(p, p->lineno, "size = %s: out of range (64K..64G)", value);
+			hbd_config_fail(p, p->lineno, "size = %s: out of range (64K..64G)", value);
 			break;
 		}
 		if (v & (v - 1)) {
-			fail(p, p->lineno, "size = %s: not a power of two", value);
+			hbd_config_fail(p, p->lineno, "size = %s: not a power of two", value);
 			break;
 		}
 		g->size = v;
@@ -701,8 +669,8 @@ static void group_key(struct parse *p, int k, const char *key, const char *value
 
 /* Splits a comma-separated list in place; calls fn for each trimmed item, stops when it
  * returns false. An empty item ("a,,b", a trailing comma) is passed as "". */
-static bool for_each_item(char *list, bool (*fn)(struct parse *, void *, const char *),
-			  struct parse *p, void *arg)
+static bool for_each_item(char *list, bool (*fn)(struct hbd_config_parse *, void *, const char *),
+			  struct hbd_config_parse *p, void *arg)
 {
 	char *item = list, *comma, *end;
 
@@ -723,7 +691,7 @@ static bool for_each_item(char *list, bool (*fn)(struct parse *, void *, const c
 	}
 }
 
-static bool xen_domain_item(struct parse *p, void *arg, const char *item)
+static bool xen_domain_item(struct hbd_config_parse *p, void *arg, const char *item)
 {
 	struct hbc_config *c = p->c;
 	uint64_t v;
@@ -731,28 +699,29 @@ static bool xen_domain_item(struct parse *p, void *arg, const char *item)
 
 	(void)arg;
 	if (strcmp(item, "all") == 0) {
-		fail(p, p->lineno, "domains: \"all\" must stand alone");
+		hbd_config_fail(p, p->lineno, "domains: \"all\" must stand alone");
 		return false;
 	}
 	if (!parse_u64(item, &v) || v < 1 || v > MAX_XEN_DOMID) {
-		fail(p, p->lineno, "domains: '%s' is not a guest domid (1..%u)", item,
-		     MAX_XEN_DOMID);
+		hbd_config_fail(p, p->lineno, "domains: '%s' is not a guest domid (1..%u)", item,
+				MAX_XEN_DOMID);
 		return false;
 	}
 	for (i = 0; i < c->n_xen_domains; i++)
 		if (c->xen_domains[i] == v) {
-			fail(p, p->lineno, "domains: %llu is listed twice", (unsigned long long)v);
+			hbd_config_fail(p, p->lineno, "domains: %llu is listed twice",
+					(unsigned long long)v);
 			return false;
 		}
 	if (c->n_xen_domains == HBC_CONFIG_MAX_VMS) {
-		fail(p, p->lineno, "domains: more than %d domids", HBC_CONFIG_MAX_VMS);
+		hbd_config_fail(p, p->lineno, "domains: more than %d domids", HBC_CONFIG_MAX_VMS);
 		return false;
 	}
 	c->xen_domains[c->n_xen_domains++] = (uint32_t)v;
 	return true;
 }
 
-static void xen_key(struct parse *p, int k, const char *key, const char *value)
+static void xen_key(struct hbd_config_parse *p, int k, const char *key, const char *value)
 {
 	uint64_t v;
 	char *list;
@@ -774,7 +743,7 @@ static void xen_key(struct parse *p, int k, const char *key, const char *value)
 	list = strdup(value);
 	if (!list) {
 		p->oom = true;
-		fail(p, p->lineno, "out of memory");
+		hbd_config_fail(p, p->lineno, "out of memory");
 		return;
 	}
 	for_each_item(list, xen_domain_item, p, NULL);
@@ -783,15 +752,15 @@ static void xen_key(struct parse *p, int k, const char *key, const char *value)
 
 static int handle_key(void *user, const char *section, const char *key, const char *value)
 {
-	struct parse *p = user;
+	struct hbd_config_parse *p = user;
 	const char *const *keys;
 	int k;
 
 	(void)section; /* ours is p->sec, which is never cut short */
-	if (p->sec == SEC_BAD)
+	if (p->sec == HBD_SEC_BAD)
 		return 1; /* the header was reported; its keys would only add noise */
-	if (p->sec == SEC_NONE) {
-		fail(p, p->lineno, "'%s' is outside any section", key);
+	if (p->sec == HBD_SEC_NONE) {
+		hbd_config_fail(p, p->lineno, "'%s' is outside any section", key);
 		return 0;
 	}
 	keys = section_keys(p->sec);
@@ -799,30 +768,30 @@ static int handle_key(void *user, const char *section, const char *key, const ch
 		if (strcmp(keys[k], key) == 0)
 			break;
 	if (!keys[k]) {
-		fail(p, p->lineno, "unknown key '%s' in [%s]", key, p->sec_title);
+		hbd_config_fail(p, p->lineno, "unknown key '%s' in [%s]", key, p->sec_title);
 		return 0;
 	}
 	if (p->key_line[k]) {
-		fail(p, p->lineno, "duplicate key '%s' in [%s] (first at line %u)", key,
-		     p->sec_title, p->key_line[k]);
+		hbd_config_fail(p, p->lineno, "duplicate key '%s' in [%s] (first at line %u)", key,
+				p->sec_title, p->key_line[k]);
 		return 0;
 	}
 	p->key_line[k] = p->lineno;
 
 	switch (p->sec) {
-	case SEC_DAEMON:
+	case HBD_SEC_DAEMON:
 		daemon_key(p, k, key, value);
 		break;
-	case SEC_LIMITS:
+	case HBD_SEC_LIMITS:
 		limits_key(p, k, key, value);
 		break;
-	case SEC_VM:
+	case HBD_SEC_VM:
 		vm_key(p, k, key, value);
 		break;
-	case SEC_GROUP:
+	case HBD_SEC_GROUP:
 		group_key(p, k, key, value);
 		break;
-	case SEC_XEN:
+	case HBD_SEC_XEN:
 		xen_key(p, k, key, value);
 		break;
 	default:
@@ -849,7 +818,7 @@ static enum hbc_backend_kind detect_backend(void)
 	return strstr(buf, "control_d") ? HBC_BACKEND_XEN : HBC_BACKEND_KVM;
 }
 
-static bool group_member_item(struct parse *p, void *arg, const char *item)
+static bool group_member_item(struct hbd_config_parse *p, void *arg, const char *item)
 {
 	struct hbc_config_group *g = arg;
 	struct hbc_config *c = p->c;
@@ -858,7 +827,7 @@ static bool group_member_item(struct parse *p, void *arg, const char *item)
 	unsigned i;
 
 	if (!*item) {
-		fail(p, line, "[group %s]: empty name in members", g->name);
+		hbd_config_fail(p, line, "[group %s]: empty name in members", g->name);
 		return false;
 	}
 	if (strcmp(item, "host") == 0) {
@@ -868,20 +837,22 @@ static bool group_member_item(struct parse *p, void *arg, const char *item)
 			if (strcmp(c->vms[i].name, item) == 0)
 				break;
 		if (i == c->n_vms) {
-			fail(p, line,
-			     "[group %s]: unknown member '%s' (neither \"host\" nor a [vm])",
-			     g->name, item);
+			hbd_config_fail(
+			    p, line,
+			    "[group %s]: unknown member '%s' (neither \"host\" nor a [vm])",
+			    g->name, item);
 			return false;
 		}
 		id = c->vms[i].id;
 	}
 	for (i = 0; i < g->n_members; i++)
 		if (g->members[i] == id) {
-			fail(p, line, "[group %s]: '%s' is listed twice", g->name, item);
+			hbd_config_fail(p, line, "[group %s]: '%s' is listed twice", g->name, item);
 			return false;
 		}
 	if (g->n_members == HBC_CONFIG_MAX_MEMBERS) {
-		fail(p, line, "[group %s]: more than %d members", g->name, HBC_CONFIG_MAX_MEMBERS);
+		hbd_config_fail(p, line, "[group %s]: more than %d members", g->name,
+				HBC_CONFIG_MAX_MEMBERS);
 		return false;
 	}
 	g->members[g->n_members++] = id;
@@ -905,7 +876,7 @@ static int used_path_cmp(const void *a, const void *b)
 
 /* One entry per listening socket the config makes: the host socket, every port of every VM,
  * every group's socket (one per member VM for a {vm} path). */
-static unsigned used_paths(struct parse *p, struct used_path *u)
+static unsigned used_paths(struct hbd_config_parse *p, struct used_path *u)
 {
 	struct hbc_config *c = p->c;
 	unsigned n = 0, i, k, m;
@@ -949,7 +920,7 @@ static unsigned used_paths(struct parse *p, struct used_path *u)
 	return n;
 }
 
-static void check_paths(struct parse *p)
+static void check_paths(struct hbd_config_parse *p)
 {
 	struct hbc_config *c = p->c;
 	struct used_path *u, *first = NULL, *second = NULL;
@@ -962,7 +933,7 @@ static void check_paths(struct parse *p)
 	u = calloc(n, sizeof(*u));
 	if (!u) {
 		p->oom = true;
-		fail(p, 0, "out of memory");
+		hbd_config_fail(p, 0, "out of memory");
 		return;
 	}
 	n = used_paths(p, u);
@@ -979,14 +950,15 @@ static void check_paths(struct parse *p)
 		}
 	}
 	if (second)
-		fail(p, second->line ? second->line : first->line,
-		     "%s uses the path %s, as %s does", second->what, second->path, first->what);
+		hbd_config_fail(p, second->line ? second->line : first->line,
+				"%s uses the path %s, as %s does", second->what, second->path,
+				first->what);
 	free(u);
 }
 
 /* Placeholders are expanded here, once every [vm] is known: the sockets they make must each
  * fit a socket address, and a VM with several ports needs {port} to tell them apart. */
-static void check_templates(struct parse *p)
+static void check_templates(struct hbd_config_parse *p)
 {
 	struct hbc_config *c = p->c;
 	char out[HBC_SUN_PATH_MAX];
@@ -994,15 +966,15 @@ static void check_templates(struct parse *p)
 
 	for (i = 0; i < c->n_vms && !p->failed; i++) {
 		const struct hbc_config_vm *vm = &c->vms[i];
-		const struct vm_extra *vx = &p->vms[i];
+		const struct hbd_config_vm_source *vx = &p->vms[i];
 
 		/* A number is never longer than {port}, so the written path's check covers every
 		 * port's socket. */
 		if (vm->ports > 1 && !strstr(vm->channel, HBC_CONFIG_PORT_PLACEHOLDER))
-			fail(p, vx->ports_line,
-			     "[vm %s]: ports = %u needs " HBC_CONFIG_PORT_PLACEHOLDER
-			     " in channel (one socket per port)",
-			     vm->name, vm->ports);
+			hbd_config_fail(p, vx->ports_line,
+					"[vm %s]: ports = %u needs " HBC_CONFIG_PORT_PLACEHOLDER
+					" in channel (one socket per port)",
+					vm->name, vm->ports);
 	}
 	for (i = 0; i < c->n_groups && !p->failed; i++) {
 		const struct hbc_config_group *g = &c->groups[i];
@@ -1013,7 +985,7 @@ static void check_templates(struct parse *p)
 			const struct hbc_config_vm *vm = hbc_config_vm_by_id(c, g->members[m]);
 
 			if (vm && hbc_config_ivshmem_path(g, vm, out) < 0)
-				fail(
+				hbd_config_fail(
 				    p, p->groups[i].ivshmem_line,
 				    "[group %s]: ivshmem %s for vm %s is longer than a socket path "
 				    "(%d bytes)",
@@ -1022,7 +994,7 @@ static void check_templates(struct parse *p)
 	}
 }
 
-static void finish(struct parse *p)
+static void finish(struct hbd_config_parse *p)
 {
 	struct hbc_config *c = p->c;
 	bool detected = false;
@@ -1033,46 +1005,51 @@ static void finish(struct parse *p)
 		detected = true;
 	}
 	if (c->backend == HBC_BACKEND_XEN && (c->n_vms || c->n_groups)) {
-		fail(p, c->n_vms ? p->vms[0].line : p->groups[0].line,
-		     "[vm] and [group] sections need the kvm backend, and the backend is xen%s",
-		     detected ? " (detected: this is a Xen dom0)" : "");
+		hbd_config_fail(
+		    p, c->n_vms ? p->vms[0].line : p->groups[0].line,
+		    "[vm] and [group] sections need the kvm backend, and the backend is xen%s",
+		    detected ? " (detected: this is a Xen dom0)" : "");
 		return;
 	}
 	if (c->backend == HBC_BACKEND_KVM && p->xen_line) {
-		fail(p, p->xen_line, "[xen] needs the xen backend, and the backend is kvm%s",
-		     detected ? " (detected: this is not a Xen dom0)" : "");
+		hbd_config_fail(p, p->xen_line,
+				"[xen] needs the xen backend, and the backend is kvm%s",
+				detected ? " (detected: this is not a Xen dom0)" : "");
 		return;
 	}
 
 	for (i = 0; i < c->n_vms; i++) {
 		if (!p->vms[i].id_line) {
-			fail(p, p->vms[i].line, "[vm %s]: id is required", c->vms[i].name);
+			hbd_config_fail(p, p->vms[i].line, "[vm %s]: id is required",
+					c->vms[i].name);
 			return;
 		}
 		if (!p->vms[i].channel_line) {
-			fail(p, p->vms[i].line, "[vm %s]: channel is required", c->vms[i].name);
+			hbd_config_fail(p, p->vms[i].line, "[vm %s]: channel is required",
+					c->vms[i].name);
 			return;
 		}
 	}
 
 	for (i = 0; i < c->n_groups; i++) {
 		struct hbc_config_group *g = &c->groups[i];
-		struct group_extra *gx = &p->groups[i];
+		struct hbd_config_group_source *gx = &p->groups[i];
 
 		if (!gx->members) {
-			fail(p, gx->line, "[group %s]: members is required", g->name);
+			hbd_config_fail(p, gx->line, "[group %s]: members is required", g->name);
 			return;
 		}
 		if (!for_each_item(gx->members, group_member_item, p, g))
 			return;
 		if (g->n_members < 2) {
-			fail(p, gx->members_line, "[group %s]: a group needs at least 2 members",
-			     g->name);
+			hbd_config_fail(p, gx->members_line,
+					"[group %s]: a group needs at least 2 members", g->name);
 			return;
 		}
 		if (!gx->ivshmem_line) {
-			fail(p, gx->line, "[group %s]: ivshmem is required with the kvm backend",
-			     g->name);
+			hbd_config_fail(p, gx->line,
+					"[group %s]: ivshmem is required with the kvm backend",
+					g->name);
 			return;
 		}
 	}
@@ -1123,7 +1100,7 @@ static struct hbc_config *load(const char *text, size_t len, const char *name, c
 			      char *err, size_t errlen)
 {
 	struct hbc_config *c;
-	struct parse *p;
+	struct hbd_config_parse *p;
 	unsigned i;
 	int r;
 
@@ -1158,7 +1135,7 @@ static struct hbc_config *load(const char *text, size_t len, const char *name, c
 	p->end = text + len;
 
 	if (memchr(text, '\0', len)) {
-		fail(p, 0, "contains a NUL byte: not a text file");
+		hbd_config_fail(p, 0, "contains a NUL byte: not a text file");
 		r = 0;
 	} else {
 		r = ini_parse_stream(read_line, p, handle_key, p);
@@ -1169,7 +1146,7 @@ static struct hbc_config *load(const char *text, size_t len, const char *name, c
 	 * the more precise message for the same or an earlier line. */
 	if (r > 0 && (!p->failed || (unsigned)r < p->err_line)) {
 		p->failed = false;
-		fail(p, (unsigned)r, "expected 'key = value', '[section]' or a comment");
+		hbd_config_fail(p, (unsigned)r, "expected 'key = value', '[section]' or a comment");
 	}
 	if (!p->failed)
 		finish(p);

@@ -1,0 +1,73 @@
+/*
+ * One config load in progress: the state the daemon's config files (daemon/config*.c) share,
+ * and nothing else includes. Besides the model, a parse keeps where things were written, so an
+ * error can name the line.
+ */
+#ifndef HB_DAEMON_CONFIG_PARSE_H
+#define HB_DAEMON_CONFIG_PARSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/config.h"
+
+enum hbd_config_section {
+	HBD_SEC_NONE, /* before the first header */
+	HBD_SEC_DAEMON,
+	HBD_SEC_LIMITS,
+	HBD_SEC_VM,
+	HBD_SEC_GROUP,
+	HBD_SEC_XEN,
+	HBD_SEC_BAD, /* a header that was reported: its keys are skipped */
+};
+
+/* The most keys a section has ([limits]). */
+#define HBD_CONFIG_MAX_KEYS 8
+
+struct hbd_config_vm_source {
+	unsigned line; /* of the [vm NAME] header */
+	unsigned id_line;
+	unsigned channel_line;
+	unsigned ports_line;
+};
+
+struct hbd_config_group_source {
+	unsigned line; /* of the [group NAME] header */
+	unsigned members_line;
+	unsigned ivshmem_line;
+	char *members; /* raw list, resolved once every [vm] is known */
+};
+
+struct hbd_config_parse {
+	struct hbc_config *c;
+	const char *name; /* the file name in messages */
+	char *base;       /* absolute folder that relative paths are relative to */
+
+	/* The line reader's position. */
+	const char *pos, *end;
+	unsigned lineno;
+
+	/* The section being read. */
+	enum hbd_config_section sec;
+	char sec_title[160];
+	unsigned sec_index;
+	unsigned key_line[HBD_CONFIG_MAX_KEYS];
+
+	unsigned daemon_line, limits_line, xen_line;
+	unsigned backend_line, socket_line;
+	struct hbd_config_vm_source vms[HBC_CONFIG_MAX_VMS];
+	struct hbd_config_group_source groups[HBC_CONFIG_MAX_GROUPS];
+
+	/* The first error wins: later ones are usually consequences of it. */
+	bool failed;
+	bool oom;
+	unsigned err_line;
+	char err[400];
+};
+
+/* Records an error at line (0: none), unless one was recorded already. */
+void hbd_config_fail(struct hbd_config_parse *p, unsigned line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif
