@@ -70,4 +70,12 @@ struct hbd_config_parse {
 void hbd_config_fail(struct hbd_config_parse *p, unsigned line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* config_check.c: the checks that need the whole file; decides an unset backend. */
+void hbd_config_check(struct hbd_config_parse *p);
+
+/* Calls fn for each item of a comma-separated list, until it returns false. */
+bool hbd_config_for_each_item(char *list,
+			      bool (*fn)(struct hbd_config_parse *, void *, const char *),
+			      struct hbd_config_parse *p, void *arg);
+
 #endif
