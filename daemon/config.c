@@ -113,187 +113,6 @@ static void set_err(char *err, size_t errlen, const char *name, unsigned line, c
 		snprintf(err, errlen, "%s: %s", name, msg);
 }
 
-/* ---- values ------------------------------------------------------------------------------ */
-
-/* Plain decimal only: no sign, no blanks, no 0x, no overflow. */
-static bool parse_u64(const char *s, uint64_t *out)
-{
-	uint64_t v = 0;
-
-	if (!*s)
-		return false;
-	for (; *s; s++) {
-		if (*s < '0' || *s > '9')
-			return false;
-		if (v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
-			return false;
-		v = v * 10 + (uint64_t)(*s - '0');
-	}
-	*out = v;
-	return true;
-}
-
-static bool number(struct hbd_config_parse *p, const char *key, const char *value, uint64_t min,
-		   uint64_t max, uint64_t *out)
-{
-	unsigned line = p->lineno;
-
-	if (!parse_u64(value, out)) {
-		hbd_config_fail(p, line, "%s = '%s': not a number", key, value);
-		return false;
-	}
-	if (*out < min || *out > max) {
-		if (max == UINT64_MAX)
-			hbd_config_fail(p, line, "%s = %s: must be at least %llu", key, value,
-					(unsigned long long)min);
-		else
-			hbd_config_fail(p, line, "%s = %s: out of range (%llu..%llu)", key, value,
-					(unsigned long long)min, (unsigned long long)max);
-		return false;
-	}
-	return true;
-}
-
-/* "64M": a byte count with an optional K, M or G (binary) suffix. */
-static bool parse_size(const char *s, uint64_t *out)
-{
-	char digits[32];
-	size_t len = strlen(s);
-	unsigned shift = 0;
-	uint64_t v;
-
-	if (len == 0 || len >= sizeof(digits))
-		return false;
-	switch (s[len - 1]) {
-	case 'K':
-	case 'k':
-		shift = 10;
-		break;
-	case 'M':
-	case 'm':
-		shift = 20;
-		break;
-	case 'G':
-	case 'g':
-		shift = 30;
-		break;
-	}
-	if (shift)
-		len--;
-	memcpy(digits, s, len);
-	digits[len] = '\0';
-	if (!parse_u64(digits, &v) || v > (UINT64_MAX >> shift))
-		return false;
-	*out = v << shift;
-	return true;
-}
-
-/* Letters, digits, '_', '.', '-': names end up in logs, in hyperbufctl tables, in pool headers
- * and (comma-separated) in members lists, so nothing that needs quoting anywhere. */
-static bool valid_name(const char *s, size_t max)
-{
-	size_t n = 0;
-
-	for (; *s; s++, n++)
-		if (!isalnum((unsigned char)*s) && *s != '_' && *s != '.' && *s != '-')
-			return false;
-	return n > 0 && n <= max;
-}
-
-/*
- * Joins base and a relative path. Leading "./" and "../" are folded into base here, which is
- * exact because base is canonical (realpath) whenever the folder exists; the result is shorter,
- * and socket paths have little room.
- */
-static char *join_path(const char *base, const char *rel)
-{
-	size_t blen = strlen(base);
-	char *out, *slash;
-
-	out = malloc(blen + strlen(rel) + 2);
-	if (!out)
-		return NULL;
-	memcpy(out, base, blen + 1);
-	for (;;) {
-		if (rel[0] == '.' && rel[1] == '/') {
-			rel += 2;
-		} else if (rel[0] == '.' && rel[1] == '.' && rel[2] == '/') {
-			slash = strrchr(out, '/');
-			if (slash == out)
-				out[1] = '\0';
-			else if (slash)
-				*slash = '\0';
-			rel += 3;
-		} else {
-			break;
-		}
-		while (*rel == '/')
-			rel++;
-	}
-	blen = strlen(out);
-	if (blen == 0 || out[blen - 1] != '/')
-		out[blen++] = '/';
-	strcpy(out + blen, rel);
-	return out;
-}
-
-/* A socket path: absolute as given, relative to the config's folder otherwise; it must fit in
- * sockaddr_un, which holds HBC_SUN_PATH_MAX - 1 bytes and a NUL. */
-static bool path(struct hbd_config_parse *p, const char *key, const char *value,
-		 char out[HBC_SUN_PATH_MAX])
-{
-	unsigned line = p->lineno;
-	char *full;
-	size_t len;
-
-	if (!*value) {
-		hbd_config_fail(p, line, "%s: empty path", key);
-		return false;
-	}
-	if (value[0] == '/') {
-		full = strdup(value);
-	} else {
-		full = join_path(p->base, value);
-	}
-	if (!full) {
-		p->oom = true;
-		hbd_config_fail(p, line, "out of memory");
-		return false;
-	}
-	len = strlen(full);
-	if (len >= HBC_SUN_PATH_MAX) {
-		/* Name the resolved path: for a relative one, that is where the length went. */
-		bool rel = value[0] != '/';
-
-		hbd_config_fail(
-		    p, line, "%s%s%s: %s is %zu bytes long; a socket path holds at most %d", key,
-		    rel ? " = " : "", rel ? value : "", full, len, HBC_SUN_PATH_MAX - 1);
-		free(full);
-		return false;
-	}
-	memcpy(out, full, len + 1);
-	free(full);
-	return true;
-}
-
-/* A '{' in a path must start the one placeholder that key knows: a typo such as {VM} would
- * otherwise become part of a socket name and every VM would share one socket. */
-static bool placeholders(struct hbd_config_parse *p, const char *key, const char *path,
-			 const char *ph)
-{
-	const char *q;
-
-	for (q = strchr(path, '{'); q; q = strchr(q + 1, '{')) {
-		if (strncmp(q, ph, strlen(ph)) != 0) {
-			hbd_config_fail(p, p->lineno,
-					"%s = %s: %s is the only placeholder %s knows", key, path,
-					ph, key);
-			return false;
-		}
-	}
-	return true;
-}
-
 /* ---- sections ---------------------------------------------------------------------------- */
 
 static const char *const *section_keys(enum hbd_config_section sec)
@@ -337,7 +156,7 @@ static void begin_vm(struct hbd_config_parse *p, const char *name)
 	struct hbc_config *c = p->c;
 	unsigned i;
 
-	if (!valid_name(name, HBC_NAME_MAX - 1)) {
+	if (!hbd_config_valid_name(name, HBC_NAME_MAX - 1)) {
 		hbd_config_fail(p, p->lineno,
 				"[vm %s]: a name is 1 to %d letters, digits, '_', '.' or '-'", name,
 				HBC_NAME_MAX - 1);
@@ -372,7 +191,7 @@ static void begin_group(struct hbd_config_parse *p, const char *name)
 	struct hbc_config_group *g;
 	unsigned i;
 
-	if (!valid_name(name, GROUP_NAME_MAX)) {
+	if (!hbd_config_valid_name(name, GROUP_NAME_MAX)) {
 		hbd_config_fail(p, p->lineno,
 				"[group %s]: a name is 1 to %zu letters, digits, '_', '.' or '-'",
 				name, GROUP_NAME_MAX);
@@ -531,7 +350,7 @@ static void daemon_key(struct hbd_config_parse *p, int k, const char *key, const
 		break;
 	case K_SOCKET:
 		p->socket_line = p->lineno;
-		path(p, key, value, c->socket);
+		hbd_config_path(p, key, value, c->socket);
 		break;
 	case K_LOG:
 		level = hbc_log_parse_level(value);
@@ -551,35 +370,35 @@ static void limits_key(struct hbd_config_parse *p, int k, const char *key, const
 
 	switch (k) {
 	case K_EXPORTS:
-		if (number(p, key, value, 1, MAX_EXPORTS_PER_DOMAIN, &v))
+		if (hbd_config_number(p, key, value, 1, MAX_EXPORTS_PER_DOMAIN, &v))
 			c->exports_per_domain = (uint32_t)v;
 		break;
 	case K_PAGES:
-		if (number(p, key, value, 1, UINT64_MAX, &v))
+		if (hbd_config_number(p, key, value, 1, UINT64_MAX, &v))
 			c->pages_per_domain = v;
 		break;
 	case K_EVENT_QUEUE:
-		if (number(p, key, value, MIN_EVENT_QUEUE, HBP_EVENT_QUEUE_LIMIT, &v))
+		if (hbd_config_number(p, key, value, MIN_EVENT_QUEUE, HBP_EVENT_QUEUE_LIMIT, &v))
 			c->event_queue = (uint32_t)v;
 		break;
 	case K_META_MAX:
-		if (number(p, key, value, MIN_META_MAX, HBP_META_LIMIT, &v))
+		if (hbd_config_number(p, key, value, MIN_META_MAX, HBP_META_LIMIT, &v))
 			c->meta_max = (uint32_t)v;
 		break;
 	case K_TIMELINES:
-		if (number(p, key, value, 1, MAX_TIMELINES, &v))
+		if (hbd_config_number(p, key, value, 1, MAX_TIMELINES, &v))
 			c->timelines_per_domain = (uint32_t)v;
 		break;
 	case K_FENCE_WAITS:
-		if (number(p, key, value, 1, MAX_FENCE_WAITS, &v))
+		if (hbd_config_number(p, key, value, 1, MAX_FENCE_WAITS, &v))
 			c->fence_waits_per_domain = (uint32_t)v;
 		break;
 	case K_IMPORTS:
-		if (number(p, key, value, 1, MAX_IMPORTS_PER_DOMAIN, &v))
+		if (hbd_config_number(p, key, value, 1, MAX_IMPORTS_PER_DOMAIN, &v))
 			c->imports_per_domain = (uint32_t)v;
 		break;
 	case K_SESSIONS:
-		if (number(p, key, value, 1, MAX_SESSIONS_PER_DOMAIN, &v))
+		if (hbd_config_number(p, key, value, 1, MAX_SESSIONS_PER_DOMAIN, &v))
 			c->sessions_per_domain = (uint32_t)v;
 		break;
 	}
@@ -594,7 +413,7 @@ static void vm_key(struct hbd_config_parse *p, int k, const char *key, const cha
 
 	switch (k) {
 	case K_ID:
-		if (!number(p, key, value, 1, MAX_VM_ID, &v))
+		if (!hbd_config_number(p, key, value, 1, MAX_VM_ID, &v))
 			break;
 		for (i = 0; i < c->n_vms; i++)
 			if (i != p->sec_index && c->vms[i].id == v) {
@@ -607,12 +426,12 @@ static void vm_key(struct hbd_config_parse *p, int k, const char *key, const cha
 		p->vms[p->sec_index].id_line = p->lineno;
 		break;
 	case K_CHANNEL:
-		if (path(p, key, value, vm->channel) &&
-		    placeholders(p, key, vm->channel, HBC_CONFIG_PORT_PLACEHOLDER))
+		if (hbd_config_path(p, key, value, vm->channel) &&
+		    hbd_config_placeholders(p, key, vm->channel, HBC_CONFIG_PORT_PLACEHOLDER))
 			p->vms[p->sec_index].channel_line = p->lineno;
 		break;
 	case K_PORTS:
-		if (number(p, key, value, 1, HBC_CONFIG_MAX_PORTS, &v)) {
+		if (hbd_config_number(p, key, value, 1, HBC_CONFIG_MAX_PORTS, &v)) {
 			vm->ports = (unsigned)v;
 			p->vms[p->sec_index].ports_line = p->lineno;
 		}
@@ -637,7 +456,7 @@ static void group_key(struct hbd_config_parse *p, int k, const char *key, const 
 		}
 		break;
 	case K_SIZE:
-		if (!parse_size(value, &v)) {
+		if (!hbd_config_parse_size(value, &v)) {
 			hbd_config_fail(p, p->lineno,
 					"size = '%s': not a size (a number with K, M or G)", value);
 			break;
@@ -653,41 +472,16 @@ static void group_key(struct hbd_config_parse *p, int k, const char *key, const 
 		g->size = v;
 		break;
 	case K_IVSHMEM:
-		if (path(p, key, value, g->ivshmem) &&
-		    placeholders(p, key, g->ivshmem, HBC_CONFIG_VM_PLACEHOLDER)) {
+		if (hbd_config_path(p, key, value, g->ivshmem) &&
+		    hbd_config_placeholders(p, key, g->ivshmem, HBC_CONFIG_VM_PLACEHOLDER)) {
 			gx->ivshmem_line = p->lineno;
 			g->ivshmem_per_vm = strstr(g->ivshmem, HBC_CONFIG_VM_PLACEHOLDER) != NULL;
 		}
 		break;
 	case K_VECTORS:
-		if (number(p, key, value, 1, MAX_VECTORS, &v))
+		if (hbd_config_number(p, key, value, 1, MAX_VECTORS, &v))
 			g->vectors = (unsigned)v;
 		break;
-	}
-}
-
-/* Splits a comma-separated list in place; calls fn for each trimmed item, stops when it
- * returns false. An empty item ("a,,b", a trailing comma) is passed as "". */
-bool hbd_config_for_each_item(char *list,
-			      bool (*fn)(struct hbd_config_parse *, void *, const char *),
-			      struct hbd_config_parse *p, void *arg)
-{
-	char *item = list, *comma, *end;
-
-	for (;;) {
-		comma = strchr(item, ',');
-		if (comma)
-			*comma = '\0';
-		while (isspace((unsigned char)*item))
-			item++;
-		end = item + strlen(item);
-		while (end > item && isspace((unsigned char)end[-1]))
-			*--end = '\0';
-		if (!fn(p, arg, item))
-			return false;
-		if (!comma)
-			return true;
-		item = comma + 1;
 	}
 }
 
@@ -702,7 +496,7 @@ static bool xen_domain_item(struct hbd_config_parse *p, void *arg, const char *i
 		hbd_config_fail(p, p->lineno, "domains: \"all\" must stand alone");
 		return false;
 	}
-	if (!parse_u64(item, &v) || v < 1 || v > MAX_XEN_DOMID) {
+	if (!hbd_config_parse_u64(item, &v) || v < 1 || v > MAX_XEN_DOMID) {
 		hbd_config_fail(p, p->lineno, "domains: '%s' is not a guest domid (1..%u)", item,
 				MAX_XEN_DOMID);
 		return false;
@@ -728,7 +522,7 @@ static void xen_key(struct hbd_config_parse *p, int k, const char *key, const ch
 
 	/* Budgets in pages, 0 meaning "derive it from the domain's tables" (docs/XEN.md). */
 	if (k == 1 || k == 2) {
-		if (number(p, key, value, 0, UINT32_MAX, &v)) {
+		if (hbd_config_number(p, key, value, 0, UINT32_MAX, &v)) {
 			if (k == 1)
 				p->c->xen_grant_budget = (uint32_t)v;
 			else
@@ -817,7 +611,7 @@ static char *make_base(const char *dir)
 		abs = cwd;
 		cwd = NULL;
 	} else if (dir[0] != '/') {
-		abs = join_path(cwd, dir);
+		abs = hbd_config_join_path(cwd, dir);
 	} else {
 		abs = strdup(dir);
 	}

@@ -73,7 +73,18 @@ void hbd_config_fail(struct hbd_config_parse *p, unsigned line, const char *fmt,
 /* config_check.c: the checks that need the whole file; decides an unset backend. */
 void hbd_config_check(struct hbd_config_parse *p);
 
-/* Calls fn for each item of a comma-separated list, until it returns false. */
+/* config_values.c: one function per kind of value. Those given p record what is wrong with
+ * the value, at p->lineno; the others only say whether it is well formed. */
+bool hbd_config_parse_u64(const char *s, uint64_t *out);
+bool hbd_config_number(struct hbd_config_parse *p, const char *key, const char *value, uint64_t min,
+		       uint64_t max, uint64_t *out);
+bool hbd_config_parse_size(const char *s, uint64_t *out);
+bool hbd_config_valid_name(const char *s, size_t max);
+char *hbd_config_join_path(const char *base, const char *rel);
+bool hbd_config_path(struct hbd_config_parse *p, const char *key, const char *value,
+		     char out[HBC_SUN_PATH_MAX]);
+bool hbd_config_placeholders(struct hbd_config_parse *p, const char *key, const char *path,
+			     const char *ph);
 bool hbd_config_for_each_item(char *list,
 			      bool (*fn)(struct hbd_config_parse *, void *, const char *),
 			      struct hbd_config_parse *p, void *arg);
