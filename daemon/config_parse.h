@@ -70,6 +70,9 @@ struct hbd_config_parse {
 void hbd_config_fail(struct hbd_config_parse *p, unsigned line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* config_keys.c: the inih handler for one key = value of the section being read. */
+int hbd_config_handle_key(void *user, const char *section, const char *key, const char *value);
+
 /* config_check.c: the checks that need the whole file; decides an unset backend. */
 void hbd_config_check(struct hbd_config_parse *p);
 
