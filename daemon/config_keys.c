@@ -54,7 +54,13 @@ enum {
 };
 enum { K_ID, K_CHANNEL, K_PORTS };
 enum { K_MEMBERS, K_SIZE, K_IVSHMEM, K_VECTORS };
-enum { K_DOMAINS };
+enum { K_DOMAINS, K_GRANT_BUDGET, K_MAPTRACK_BUDGET };
+
+/* A parse has HBD_CONFIG_MAX_KEYS slots for the lines of a section's keys (config_parse.h). */
+#define KEYS_FIT(keys) (sizeof(keys) / sizeof(keys[0]) - 1 <= HBD_CONFIG_MAX_KEYS)
+_Static_assert(KEYS_FIT(daemon_keys) && KEYS_FIT(limits_keys) && KEYS_FIT(vm_keys) &&
+		   KEYS_FIT(group_keys) && KEYS_FIT(xen_keys),
+	       "a section has more keys than HBD_CONFIG_MAX_KEYS");
 
 static const char *const *section_keys(enum hbd_config_section sec)
 {
@@ -265,9 +271,9 @@ static void xen_key(struct hbd_config_parse *p, int k, const char *key, const ch
 	char *list;
 
 	/* Budgets in pages, 0 meaning "derive it from the domain's tables" (docs/XEN.md). */
-	if (k == 1 || k == 2) {
+	if (k == K_GRANT_BUDGET || k == K_MAPTRACK_BUDGET) {
 		if (hbd_config_number(p, key, value, 0, UINT32_MAX, &v)) {
-			if (k == 1)
+			if (k == K_GRANT_BUDGET)
 				p->c->xen_grant_budget = (uint32_t)v;
 			else
 				p->c->xen_maptrack_budget = (uint32_t)v;
