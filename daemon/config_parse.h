@@ -1,7 +1,14 @@
 /*
- * One config load in progress: the state the daemon's config files (daemon/config*.c) share,
- * and nothing else includes. Besides the model, a parse keeps where things were written, so an
- * error can name the line.
+ * One config load in progress: the state the daemon's config files share, and nothing else
+ * includes. A load goes
+ *
+ *   config_load.c    text and defaults in, a checked struct hbc_config or "FILE:LINE: what" out
+ *   config_parse.c   the INI reading: lines and section headers
+ *   config_keys.c    what every key accepts and what it sets
+ *   config_values.c  the kinds of values: numbers, sizes, names, socket paths, lists
+ *   config_check.c   the checks a whole config needs once every section is known
+ *
+ * Besides the model, a parse keeps where things were written, so an error can name the line.
  */
 #ifndef HB_DAEMON_CONFIG_PARSE_H
 #define HB_DAEMON_CONFIG_PARSE_H
@@ -66,9 +73,13 @@ struct hbd_config_parse {
 	char err[400];
 };
 
-/* Records an error at line (0: none), unless one was recorded already. */
+/* Records an error at line (0: about the file as a whole), unless one was recorded already. */
 void hbd_config_fail(struct hbd_config_parse *p, unsigned line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* config_parse.c: reads text[0..len) into p->c, every key through hbd_config_handle_key().
+ * Afterwards p->failed or p->oom says whether it went wrong. */
+void hbd_config_read(struct hbd_config_parse *p, const char *text, size_t len);
 
 /* config_keys.c: the inih handler for one key = value of the section being read. */
 int hbd_config_handle_key(void *user, const char *section, const char *key, const char *value);

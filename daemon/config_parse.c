@@ -1,7 +1,5 @@
 /*
- * hyperbufd configuration: INI text parsed with inih into a struct hbc_config, then validated as
- * a whole. Nothing here touches the running daemon, so a SIGHUP can load a new config, look at
- * it, and throw it away if it is wrong. The format is documented in docs/hyperbuf.conf.5.
+ * The INI reading: lines and section headers, the keys handed to config_keys.c.
  *
  * inih hands us key/value pairs but, as Debian builds it, neither line numbers nor section
  * starts (INI_HANDLER_LINENO and INI_CALL_HANDLER_ON_NEW_SECTION are 0), and it cuts section
@@ -12,51 +10,22 @@
  * and whitespace.
  */
 #include <ctype.h>
-#include <errno.h>
-#include <libgen.h>
 #include <stdarg.h>
 #include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <ini.h>
 
 #include "common/config.h"
-#include "common/log.h"
-#include "daemon/config.h"
 #include "daemon/config_parse.h"
 #include "protocol/limits.h"
 
-#ifndef HB_SYSCONFDIR
-#define HB_SYSCONFDIR "/etc"
-#endif
-
-#define DEFAULT_SOCKET             "/run/hyperbuf/hyperbufd.sock"
-#define DEFAULT_EXPORTS_PER_DOMAIN 4096u
-#define DEFAULT_IMPORTS_PER_DOMAIN  65536u
-#define DEFAULT_SESSIONS_PER_DOMAIN 64u
-#define DEFAULT_PAGES_PER_DOMAIN   1048576u
-#define DEFAULT_EVENT_QUEUE         256u
-#define DEFAULT_META_MAX           1024u
-#define DEFAULT_TIMELINES           1024u
-#define DEFAULT_FENCE_WAITS         65536u
-#define DEFAULT_GROUP_SIZE          (64ull << 20)
+/* A [group]'s size unless it says otherwise. */
+#define DEFAULT_GROUP_SIZE (64ull << 20)
 /* The pool header carries the group name NUL padded in 32 bytes; a longer name would be cut
  * there, and guests tell their pools apart by it. */
 #define GROUP_NAME_MAX (sizeof(((struct hbp_pool_header *)0)->name) - 1)
-/* A config is a few KiB; a file far larger than this is a mistake, not a config. */
-#define CONFIG_FILE_MAX (1u << 20)
-
-const char hbd_config_default_text[] =
-    "; hyperbufd's built-in configuration, used when no -c is given and\n"
-    "; " HB_SYSCONFDIR "/hyperbuf/hyperbufd.conf does not exist: host clients only, no VMs,\n"
-    "; the backend chosen at start (xen in a Xen dom0, else kvm).\n"
-    "[daemon]\n"
-    "socket = " DEFAULT_SOCKET "\n";
 
 void hbd_config_fail(struct hbd_config_parse *p, unsigned line, const char *fmt, ...)
 {
@@ -70,18 +39,6 @@ void hbd_config_fail(struct hbd_config_parse *p, unsigned line, const char *fmt,
 	vsnprintf(p->err, sizeof(p->err), fmt, ap);
 	va_end(ap);
 }
-
-static void set_err(char *err, size_t errlen, const char *name, unsigned line, const char *msg)
-{
-	if (!err || errlen == 0)
-		return;
-	if (line)
-		snprintf(err, errlen, "%s:%u: %s", name, line, msg);
-	else
-		snprintf(err, errlen, "%s: %s", name, msg);
-}
-
-/* ---- sections ---------------------------------------------------------------------------- */
 
 static void begin_singleton(struct hbd_config_parse *p, enum hbd_config_section sec, unsigned *seen,
 			    const char *type, const char *name)
@@ -176,8 +133,8 @@ static void begin_section(struct hbd_config_parse *p, const char *s, size_t len)
 	size_t n, tlen;
 
 	memset(p->key_line, 0, sizeof(p->key_line));
-	p->sec =
-	    HBD_SEC_BAD; /* until the header proves good: keys under a bad one are not reported */
+	/* Until the header proves good: keys under a bad one are not reported. */
+	p->sec = HBD_SEC_BAD;
 
 	close = memchr(s, ']', len);
 	if (!close) {
@@ -235,8 +192,6 @@ static void begin_section(struct hbd_config_parse *p, const char *s, size_t len)
 	}
 }
 
-/* ---- inih callbacks ---------------------------------------------------------------------- */
-
 /*
  * inih's line source. Returns one whole line per call (so its line count stays ours), without
  * leading blanks. A line too long for inih's buffer is reported here and replaced by an empty
@@ -280,200 +235,25 @@ static char *read_line(char *buf, int num, void *stream)
 	return buf;
 }
 
-/* ---- loading ----------------------------------------------------------------------------- */
-
-/* The folder relative paths start from: absolute, canonical when it exists, no trailing '/'. */
-static char *make_base(const char *dir)
+void hbd_config_read(struct hbd_config_parse *p, const char *text, size_t len)
 {
-	char *cwd = NULL, *abs, *real;
-	size_t len;
-
-	if (!dir || dir[0] != '/') {
-		cwd = getcwd(NULL, 0);
-		if (!cwd)
-			return NULL;
-	}
-	if (!dir) {
-		abs = cwd;
-		cwd = NULL;
-	} else if (dir[0] != '/') {
-		abs = hbd_config_join_path(cwd, dir);
-	} else {
-		abs = strdup(dir);
-	}
-	free(cwd);
-	if (!abs)
-		return NULL;
-	/* A folder that does not exist (yet) is still a fine base: the paths are only names until
-	 * the daemon binds them. */
-	real = realpath(abs, NULL);
-	if (real) {
-		free(abs);
-		abs = real;
-	}
-	len = strlen(abs);
-	while (len > 1 && abs[len - 1] == '/')
-		abs[--len] = '\0';
-	return abs;
-}
-
-static struct hbc_config *load(const char *text, size_t len, const char *name, const char *dir,
-			      char *err, size_t errlen)
-{
-	struct hbc_config *c;
-	struct hbd_config_parse *p;
-	unsigned i;
 	int r;
 
-	c = calloc(1, sizeof(*c));
-	p = calloc(1, sizeof(*p));
-	if (!c || !p)
-		goto err_nomem;
-	p->base = make_base(dir);
-	if (!p->base) {
-		int e = errno;
-		set_err(err, errlen, name, 0, "cannot find the folder for relative paths");
-		free(p);
-		free(c);
-		errno = e ? e : ENOMEM;
-		return NULL;
-	}
-
-	strcpy(c->socket, DEFAULT_SOCKET);
-	c->log_level = HBC_LOG_INFO;
-	c->exports_per_domain = DEFAULT_EXPORTS_PER_DOMAIN;
-	c->pages_per_domain = DEFAULT_PAGES_PER_DOMAIN;
-	c->event_queue = DEFAULT_EVENT_QUEUE;
-	c->meta_max = DEFAULT_META_MAX;
-	c->timelines_per_domain = DEFAULT_TIMELINES;
-	c->fence_waits_per_domain = DEFAULT_FENCE_WAITS;
-	c->imports_per_domain = DEFAULT_IMPORTS_PER_DOMAIN;
-	c->sessions_per_domain = DEFAULT_SESSIONS_PER_DOMAIN;
-
-	p->c = c;
-	p->name = name;
 	p->pos = text;
 	p->end = text + len;
-
 	if (memchr(text, '\0', len)) {
 		hbd_config_fail(p, 0, "contains a NUL byte: not a text file");
-		r = 0;
-	} else {
-		r = ini_parse_stream(read_line, p, hbd_config_handle_key, p);
+		return;
 	}
-	if (r == -2 || p->oom)
-		goto err_nomem;
+	r = ini_parse_stream(read_line, p, hbd_config_handle_key, p);
+	if (r == -2)
+		p->oom = true; /* inih could not allocate its line buffer */
+	if (p->oom)
+		return;
 	/* inih reports the first line it could not parse; what we found ourselves by then is
 	 * the more precise message for the same or an earlier line. */
 	if (r > 0 && (!p->failed || (unsigned)r < p->err_line)) {
 		p->failed = false;
 		hbd_config_fail(p, (unsigned)r, "expected 'key = value', '[section]' or a comment");
 	}
-	if (!p->failed)
-		hbd_config_check(p);
-	if (p->oom)
-		goto err_nomem;
-	if (p->failed) {
-		set_err(err, errlen, name, p->err_line, p->err);
-		goto err_free;
-	}
-
-	for (i = 0; i < HBC_CONFIG_MAX_GROUPS; i++)
-		free(p->groups[i].members);
-	free(p->base);
-	free(p);
-	return c;
-
-err_nomem:
-	set_err(err, errlen, name, 0, "out of memory");
-	errno = ENOMEM;
-	goto err_cleanup;
-err_free:
-	errno = EINVAL;
-err_cleanup:
-	if (p) {
-		for (i = 0; i < HBC_CONFIG_MAX_GROUPS; i++)
-			free(p->groups[i].members);
-		free(p->base);
-	}
-	free(p);
-	free(c);
-	return NULL;
-}
-
-struct hbc_config *hbd_config_load_string(const char *text, const char *base_dir, char *err,
-					size_t errlen)
-{
-	if (!text) {
-		set_err(err, errlen, "<string>", 0, "no config text");
-		errno = EINVAL;
-		return NULL;
-	}
-	return load(text, strlen(text), "<string>", base_dir, err, errlen);
-}
-
-struct hbc_config *hbd_config_load_file(const char *path, char *err, size_t errlen)
-{
-	struct hbc_config *c = NULL;
-	char *text = NULL, *copy = NULL, msg[160];
-	struct stat st;
-	size_t len = 0;
-	FILE *f;
-	int e;
-
-	f = fopen(path, "re");
-	if (!f) {
-		e = errno;
-		snprintf(msg, sizeof(msg), "cannot open: %s", strerror(e));
-		set_err(err, errlen, path, 0, msg);
-		errno = e;
-		return NULL;
-	}
-	if (fstat(fileno(f), &st) < 0) {
-		e = errno;
-		snprintf(msg, sizeof(msg), "cannot stat: %s", strerror(e));
-		set_err(err, errlen, path, 0, msg);
-		errno = e;
-		goto err_close;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		set_err(err, errlen, path, 0, "not a regular file");
-		errno = EINVAL;
-		goto err_close;
-	}
-	if ((uint64_t)st.st_size > CONFIG_FILE_MAX) {
-		set_err(err, errlen, path, 0, "too large for a config file (over 1 MiB)");
-		errno = EFBIG;
-		goto err_close;
-	}
-	/* One byte more than the size, so growth between fstat and fread shows as too large. */
-	text = malloc((size_t)st.st_size + 2);
-	if (!text) {
-		set_err(err, errlen, path, 0, "out of memory");
-		errno = ENOMEM;
-		goto err_close;
-	}
-	len = fread(text, 1, (size_t)st.st_size + 1, f);
-	if (ferror(f) || len > (size_t)st.st_size) {
-		set_err(err, errlen, path, 0, ferror(f) ? "read error" : "changed while read");
-		errno = EIO;
-		goto err_free;
-	}
-	text[len] = '\0';
-
-	copy = strdup(path);
-	if (!copy) {
-		set_err(err, errlen, path, 0, "out of memory");
-		errno = ENOMEM;
-		goto err_free;
-	}
-	c = load(text, len, path, dirname(copy), err, errlen);
-	free(copy);
-err_free:
-	free(text);
-err_close:
-	e = errno;
-	fclose(f);
-	errno = e;
-	return c;
 }
