@@ -86,6 +86,9 @@ $(DEPS_OK):
 # ---- sources ---------------------------------------------------------------------------
 PROTO_SRC   := $(wildcard protocol/*.c)
 COMMON_SRC  := $(wildcard common/*.c)
+# The daemon's config code (loading, checking, reloading): part of hyperbufd, and linked on its
+# own by test_unit_config and the demo, as by any program that loads a config.
+CONFIG_SRC  := $(wildcard daemon/config*.c)
 # Each backend has a host side (linked into hyperbufd) and a guest side (into libhyperbuf),
 # behind backends/backend.h. backends/xen: ring.c and desc.c need no Xen library and are always
 # built (unit tests use them); the rest only WITH_XEN=1, the library getting none.c otherwise.
@@ -113,7 +116,7 @@ LIB_OBJ    := $(call obj,$(LIB_SRC))
 DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
 
 # The config loader, linked by hyperbufd and also by the demo and test_unit_config.
-DAEMON_CONFIG_OBJ := $(call obj,daemon/config.c)
+DAEMON_CONFIG_OBJ := $(call obj,$(CONFIG_SRC))
 
 LIBSO      := $(B)/libhyperbuf.so.$(VERSION)
 LIBA       := $(B)/libhyperbuf.a

@@ -1,7 +1,7 @@
 /*
- * hyperbufd configuration (INI, parsed with inih). See docs/hyperbuf.conf.5.
- * A config is loaded whole and validated before anybody uses it, so SIGHUP can swap it in
- * only when valid.
+ * The hyperbufd configuration model: what a config file (docs/hyperbuf.conf.5) says, once loaded.
+ * The daemon loads and validates a config whole before anybody uses it (daemon/config.h), so
+ * SIGHUP can swap it in only when valid; the backends only read it, through this header.
  */
 #ifndef HB_CONFIG_H
 #define HB_CONFIG_H
@@ -70,26 +70,17 @@ struct hbc_config {
 	uint32_t xen_maptrack_budget;       /* pages a domain may map; 0: half of the default */
 };
 
-/* The config compiled into hyperbufd, used when no -c is given and the default file is absent. */
-extern const char hbd_config_default_text[];
-
-/*
- * Loads and validates. path: the file (relative paths inside are relative to its folder).
- * On error returns NULL and writes "FILE:LINE: what is wrong" to err.
- */
-struct hbc_config *hbd_config_load_file(const char *path, char *err, size_t errlen);
-/* Same for a config held in memory; base_dir resolves relative paths. */
-struct hbc_config *hbd_config_load_string(const char *text, const char *base_dir, char *err,
-					size_t errlen);
+/* A config from hbd_config_load_*() (daemon/config.h); NULL is fine. */
 void hbc_config_free(struct hbc_config *c);
 
 /* The socket of port `port` (0..ports-1) of a VM's channel, {port} replaced by the number.
  * Returns 0, or -ENAMETOOLONG (never for a loaded config: it checked every port). */
-int hbc_config_channel_path(const struct hbc_config_vm *vm, unsigned port, char out[HBC_SUN_PATH_MAX]);
+int hbc_config_channel_path(const struct hbc_config_vm *vm, unsigned port,
+			    char out[HBC_SUN_PATH_MAX]);
 /* The ivshmem socket of group g that VM vm connects to: {vm} replaced by its name, or the one
  * shared socket. Returns 0 or -ENAMETOOLONG (never for a loaded config and a member VM). */
 int hbc_config_ivshmem_path(const struct hbc_config_group *g, const struct hbc_config_vm *vm,
-			   char out[HBC_SUN_PATH_MAX]);
+			    char out[HBC_SUN_PATH_MAX]);
 
 /* Lookups; NULL if absent. */
 const struct hbc_config_vm *hbc_config_vm_by_id(const struct hbc_config *c, uint32_t id);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/config.h"
+#include "daemon/config.h"
 #include "daemon/hyperbufd.h"
 #include "common/log.h"
 
@@ -32,36 +33,23 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
-/* Reload: apply only a valid config, and only what can change under running VMs: the log
- * level and the [limits]. VMs and groups own sockets and pools that guests have mapped, so
- * changing them needs a restart; say so instead of half-applying it. */
+/* Reload: apply only a valid config, and of it only what hbd_config_reload() can apply to running
+ * VMs; the log says what else would need a restart. */
 static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	struct hbd *d = w->data;
 	struct hbc_config *next, *cur = d->cfg;
-	char err[512];
+	char err[512], restart[128];
 
 	next = load_config(d->config_path, err, sizeof(err));
 	if (!next) {
 		log_err("reload: %s; keeping the running configuration", err);
 		return;
 	}
-	if (next->n_vms != cur->n_vms || next->n_groups != cur->n_groups ||
-	    memcmp(next->vms, cur->vms, sizeof(next->vms[0]) * next->n_vms) ||
-	    memcmp(next->groups, cur->groups, sizeof(next->groups[0]) * next->n_groups) ||
-	    strcmp(next->socket, cur->socket) || next->backend != cur->backend)
-		log_warn("reload: [vm], [group] and [daemon] socket/backend changes need a restart; "
-			"applying log level and [limits] only");
-	cur->log_level = next->log_level;
-	cur->exports_per_domain = next->exports_per_domain;
-	cur->pages_per_domain = next->pages_per_domain;
-	cur->event_queue = next->event_queue;
-	cur->meta_max = next->meta_max;
-	cur->timelines_per_domain = next->timelines_per_domain;
-	cur->fence_waits_per_domain = next->fence_waits_per_domain;
-	cur->imports_per_domain = next->imports_per_domain;
-	cur->sessions_per_domain = next->sessions_per_domain;
+	if (hbd_config_reload(cur, next, restart, sizeof(restart)))
+		log_warn("reload: %s; applying log level and [limits] only", restart);
 	hbc_config_free(next);
+	/* Only now: the warning above still goes out at the old level. */
 	hbc_log_set_level(cur->log_level);
 	log_info("reload: configuration applied (exports_per_domain=%u pages_per_domain=%llu "
 		"event_queue=%u meta_max=%u timelines_per_domain=%u fence_waits_per_domain=%u)",

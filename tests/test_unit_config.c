@@ -1,6 +1,6 @@
 /*
- * Unit tests of daemon/config.c and daemon/log.c: the config is parsed in memory (or from a
- * temp file), never by a running daemon.
+ * Unit tests of the daemon's config code (daemon/config*.c) and common/log.c: the config is
+ * parsed in memory (or from a temp file), never by a running daemon.
  */
 #include <fcntl.h>
 #include <libgen.h>
@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/config.h"
+#include "daemon/config.h"
 #include "common/log.h"
 #include "tests/harness.h"
 
@@ -698,6 +699,98 @@ TEST(shipped_configs)
 		hbt_fail(__FILE__, __LINE__, "%s", err);
 	CHECK(c->n_groups > 0);
 	hbc_config_free(c);
+}
+
+/* Reloads (daemon/config_reload.c): a running config and the next one, both loaded from text.
+ * Whatever hbd_config_reload() returns, the log level and every [limits] value come from next,
+ * and the rest stays as it was. */
+#define RELOAD_DAEMON "[daemon]\nbackend = kvm\nsocket = host.sock\n"
+#define RELOAD_VM     "[vm vm1]\nid = 1\nchannel = vm1.sock\n"
+#define RELOAD_GROUP  "[group a]\nmembers = host, vm1\nivshmem = a.sock\n"
+#define RELOAD_LIMITS                                                                              \
+	"[limits]\nexports_per_domain = 5\npages_per_domain = 6\nevent_queue = 17\n"               \
+	"meta_max = 2048\ntimelines_per_domain = 7\nfence_waits_per_domain = 8\n"                  \
+	"imports_per_domain = 9\nsessions_per_domain = 10\n"
+
+static int reload(const char *running_text, const char *next_text, char *what, size_t len)
+{
+	struct hbc_config *running = load(running_text), *before = load(running_text), *next;
+	int r;
+
+	if (!running || !before)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	next = load(next_text);
+	if (!next)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	r = hbd_config_reload(running, next, what, len);
+
+	CHECK_EQ(running->log_level, next->log_level);
+	CHECK_EQ(running->exports_per_domain, next->exports_per_domain);
+	CHECK_EQ(running->pages_per_domain, next->pages_per_domain);
+	CHECK_EQ(running->event_queue, next->event_queue);
+	CHECK_EQ(running->meta_max, next->meta_max);
+	CHECK_EQ(running->timelines_per_domain, next->timelines_per_domain);
+	CHECK_EQ(running->fence_waits_per_domain, next->fence_waits_per_domain);
+	CHECK_EQ(running->imports_per_domain, next->imports_per_domain);
+	CHECK_EQ(running->sessions_per_domain, next->sessions_per_domain);
+
+	CHECK_EQ(running->backend, before->backend);
+	CHECK(strcmp(running->socket, before->socket) == 0);
+	CHECK_EQ(running->n_vms, before->n_vms);
+	CHECK(memcmp(running->vms, before->vms, sizeof(running->vms)) == 0);
+	CHECK_EQ(running->n_groups, before->n_groups);
+	CHECK(memcmp(running->groups, before->groups, sizeof(running->groups)) == 0);
+	hbc_config_free(next);
+	hbc_config_free(before);
+	hbc_config_free(running);
+	return r;
+}
+
+TEST(reload_applies_log_level_and_limits)
+{
+	char what[128] = "unset";
+
+	CHECK_EQ(reload(RELOAD_DAEMON RELOAD_VM RELOAD_GROUP,
+			RELOAD_DAEMON "log = warn\n" RELOAD_VM RELOAD_GROUP RELOAD_LIMITS, what,
+			sizeof(what)),
+		 0);
+	CHECK_EQ(what[0], '\0');
+}
+
+TEST(reload_reports_what_needs_a_restart)
+{
+	/* Each changes one thing fixed until a restart, and the [limits]. */
+	static const char *const next[] = {
+	    /* vm1's id */
+	    RELOAD_DAEMON "[vm vm1]\nid = 2\nchannel = vm1.sock\n" RELOAD_GROUP RELOAD_LIMITS,
+	    /* vm1's channel */
+	    RELOAD_DAEMON "[vm vm1]\nid = 1\nchannel = other.sock\n" RELOAD_GROUP RELOAD_LIMITS,
+	    /* one [vm] more */
+	    RELOAD_DAEMON RELOAD_VM RELOAD_GROUP
+	    "[vm vm2]\nid = 2\nchannel = vm2.sock\n" RELOAD_LIMITS,
+	    /* one [group] less */
+	    RELOAD_DAEMON RELOAD_VM RELOAD_LIMITS,
+	    /* the group's size */
+	    RELOAD_DAEMON RELOAD_VM
+	    "[group a]\nmembers = host, vm1\nsize = 128M\nivshmem = a.sock\n" RELOAD_LIMITS,
+	    /* the host socket */
+	    "[daemon]\nbackend = kvm\nsocket = other.sock\n" RELOAD_VM RELOAD_GROUP RELOAD_LIMITS,
+	};
+	char what[128];
+	size_t i;
+
+	for (i = 0; i < sizeof(next) / sizeof(next[0]); i++) {
+		what[0] = '\0';
+		if (reload(RELOAD_DAEMON RELOAD_VM RELOAD_GROUP, next[i], what, sizeof(what)) != 1)
+			hbt_fail(__FILE__, __LINE__, "no restart reported for:\n%s", next[i]);
+		CHECK(strcmp(what,
+			     "[vm], [group] and [daemon] socket/backend changes need a restart") ==
+		      0);
+	}
+	/* The backend, from kvm to xen (which takes no [vm] or [group]). */
+	CHECK_EQ(reload("[daemon]\nbackend = kvm\n", "[daemon]\nbackend = xen\n" RELOAD_LIMITS,
+			what, sizeof(what)),
+		 1);
 }
 
 TEST(log_levels)

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "common/config.h"
+#include "daemon/config.h"
 #include "tools/demo.h"
 
 #define READY_MS 10000 /* daemon start-up */

@@ -1,0 +1,217 @@
+/*
+ * The kinds of values a config holds, each checked the one way: plain decimal numbers in a
+ * range, sizes with a K, M or G suffix, names, socket paths (relative ones resolved against the
+ * config's folder) with their placeholders, comma-separated lists.
+ */
+#include <ctype.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/config.h"
+#include "daemon/config_parse.h"
+
+/* Plain decimal only: no sign, no blanks, no 0x, no overflow. */
+bool hbd_config_parse_u64(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (!*s)
+		return false;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return false;
+		if (v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
+			return false;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	*out = v;
+	return true;
+}
+
+bool hbd_config_number(struct hbd_config_parse *p, const char *key, const char *value, uint64_t min,
+		       uint64_t max, uint64_t *out)
+{
+	unsigned line = p->lineno;
+
+	if (!hbd_config_parse_u64(value, out)) {
+		hbd_config_fail(p, line, "%s = '%s': not a number", key, value);
+		return false;
+	}
+	if (*out < min || *out > max) {
+		if (max == UINT64_MAX)
+			hbd_config_fail(p, line, "%s = %s: must be at least %llu", key, value,
+					(unsigned long long)min);
+		else
+			hbd_config_fail(p, line, "%s = %s: out of range (%llu..%llu)", key, value,
+					(unsigned long long)min, (unsigned long long)max);
+		return false;
+	}
+	return true;
+}
+
+/* "64M": a byte count with an optional K, M or G (binary) suffix. */
+bool hbd_config_parse_size(const char *s, uint64_t *out)
+{
+	char digits[32];
+	size_t len = strlen(s);
+	unsigned shift = 0;
+	uint64_t v;
+
+	if (len == 0 || len >= sizeof(digits))
+		return false;
+	switch (s[len - 1]) {
+	case 'K':
+	case 'k':
+		shift = 10;
+		break;
+	case 'M':
+	case 'm':
+		shift = 20;
+		break;
+	case 'G':
+	case 'g':
+		shift = 30;
+		break;
+	}
+	if (shift)
+		len--;
+	memcpy(digits, s, len);
+	digits[len] = '\0';
+	if (!hbd_config_parse_u64(digits, &v) || v > (UINT64_MAX >> shift))
+		return false;
+	*out = v << shift;
+	return true;
+}
+
+/* Letters, digits, '_', '.', '-': names end up in logs, in hyperbufctl tables, in pool headers
+ * and (comma-separated) in members lists, so nothing that needs quoting anywhere. */
+bool hbd_config_valid_name(const char *s, size_t max)
+{
+	size_t n = 0;
+
+	for (; *s; s++, n++)
+		if (!isalnum((unsigned char)*s) && *s != '_' && *s != '.' && *s != '-')
+			return false;
+	return n > 0 && n <= max;
+}
+
+/*
+ * Joins base and a relative path. Leading "./" and "../" are folded into base here, which is
+ * exact because base is canonical (realpath) whenever the folder exists; the result is shorter,
+ * and socket paths have little room.
+ */
+char *hbd_config_join_path(const char *base, const char *rel)
+{
+	size_t blen = strlen(base);
+	char *out, *slash;
+
+	out = malloc(blen + strlen(rel) + 2);
+	if (!out)
+		return NULL;
+	memcpy(out, base, blen + 1);
+	for (;;) {
+		if (rel[0] == '.' && rel[1] == '/') {
+			rel += 2;
+		} else if (rel[0] == '.' && rel[1] == '.' && rel[2] == '/') {
+			slash = strrchr(out, '/');
+			if (slash == out)
+				out[1] = '\0';
+			else if (slash)
+				*slash = '\0';
+			rel += 3;
+		} else {
+			break;
+		}
+		while (*rel == '/')
+			rel++;
+	}
+	blen = strlen(out);
+	if (blen == 0 || out[blen - 1] != '/')
+		out[blen++] = '/';
+	strcpy(out + blen, rel);
+	return out;
+}
+
+/* A socket path: absolute as given, relative to the config's folder otherwise; it must fit in
+ * sockaddr_un, which holds HBC_SUN_PATH_MAX - 1 bytes and a NUL. */
+bool hbd_config_path(struct hbd_config_parse *p, const char *key, const char *value,
+		     char out[HBC_SUN_PATH_MAX])
+{
+	unsigned line = p->lineno;
+	char *full;
+	size_t len;
+
+	if (!*value) {
+		hbd_config_fail(p, line, "%s: empty path", key);
+		return false;
+	}
+	if (value[0] == '/') {
+		full = strdup(value);
+	} else {
+		full = hbd_config_join_path(p->base, value);
+	}
+	if (!full) {
+		p->oom = true;
+		hbd_config_fail(p, line, "out of memory");
+		return false;
+	}
+	len = strlen(full);
+	if (len >= HBC_SUN_PATH_MAX) {
+		/* Name the resolved path: for a relative one, that is where the length went. */
+		bool rel = value[0] != '/';
+
+		hbd_config_fail(
+		    p, line, "%s%s%s: %s is %zu bytes long; a socket path holds at most %d", key,
+		    rel ? " = " : "", rel ? value : "", full, len, HBC_SUN_PATH_MAX - 1);
+		free(full);
+		return false;
+	}
+	memcpy(out, full, len + 1);
+	free(full);
+	return true;
+}
+
+/* A '{' in a path must start the one placeholder that key knows: a typo such as {VM} would
+ * otherwise become part of a socket name and every VM would share one socket. */
+bool hbd_config_placeholders(struct hbd_config_parse *p, const char *key, const char *path,
+			     const char *ph)
+{
+	const char *q;
+
+	for (q = strchr(path, '{'); q; q = strchr(q + 1, '{')) {
+		if (strncmp(q, ph, strlen(ph)) != 0) {
+			hbd_config_fail(p, p->lineno,
+					"%s = %s: %s is the only placeholder %s knows", key, path,
+					ph, key);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Splits a comma-separated list in place; calls fn for each trimmed item, stops when it
+ * returns false. An empty item ("a,,b", a trailing comma) is passed as "". */
+bool hbd_config_for_each_item(char *list,
+			      bool (*fn)(struct hbd_config_parse *, void *, const char *),
+			      struct hbd_config_parse *p, void *arg)
+{
+	char *item = list, *comma, *end;
+
+	for (;;) {
+		comma = strchr(item, ',');
+		if (comma)
+			*comma = '\0';
+		while (isspace((unsigned char)*item))
+			item++;
+		end = item + strlen(item);
+		while (end > item && isspace((unsigned char)end[-1]))
+			*--end = '\0';
+		if (!fn(p, arg, item))
+			return false;
+		if (!comma)
+			return true;
+		item = comma + 1;
+	}
+}
