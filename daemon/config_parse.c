@@ -27,19 +27,6 @@
  * there, and guests tell their pools apart by it. */
 #define GROUP_NAME_MAX (sizeof(((struct hbp_pool_header *)0)->name) - 1)
 
-void hbd_config_fail(struct hbd_config_parse *p, unsigned line, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (p->failed)
-		return;
-	p->failed = true;
-	p->err_line = line;
-	va_start(ap, fmt);
-	vsnprintf(p->err, sizeof(p->err), fmt, ap);
-	va_end(ap);
-}
-
 static void begin_singleton(struct hbd_config_parse *p, enum hbd_config_section sec, unsigned *seen,
 			    const char *type, const char *name)
 {

@@ -1,9 +1,12 @@
 /*
  * The kinds of values a config holds, each checked the one way: plain decimal numbers in a
  * range, sizes with a K, M or G suffix, names, socket paths (relative ones resolved against the
- * config's folder) with their placeholders, comma-separated lists.
+ * config's folder) with their placeholders, comma-separated lists; and the first error found,
+ * which is the one a load reports.
  */
 #include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -11,6 +14,20 @@
 
 #include "common/config.h"
 #include "daemon/config_parse.h"
+
+/* Only the first error counts: what follows it is often its consequence. */
+void hbd_config_fail(struct hbd_config_parse *p, unsigned line, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (p->failed)
+		return;
+	p->failed = true;
+	p->err_line = line;
+	va_start(ap, fmt);
+	vsnprintf(p->err, sizeof(p->err), fmt, ap);
+	va_end(ap);
+}
 
 /* Plain decimal only: no sign, no blanks, no 0x, no overflow. */
 bool hbd_config_parse_u64(const char *s, uint64_t *out)

@@ -23,6 +23,7 @@
 #include "protocol/hyperbuf.pb-c.h"
 #include "protocol/limits.h"
 #include "protocol/refdir.h"
+#include "protocol/resync.h"
 
 #define HBD_HID_BUCKET_BITS 12
 #define HBD_TIMELINE_BUCKET_BITS 10
@@ -231,6 +232,9 @@ struct hbd {
 	/* Handles one request of a session (daemon/request.c; set by main.c). The session code
 	 * calls it for every frame, so it needs to know nothing about requests. */
 	void (*handle_request)(struct hbd_session *s, ClientMsg *msg);
+	/* Gives back what a session owns when it ends or restarts (daemon/release.c; set by
+	 * main.c): the session code only does I/O and knows nothing of buffers or fences. */
+	void (*session_release)(struct hbd_session *s);
 	uint64_t start_ms;
 	bool stopping; /* shutting down: clients keep their mappings, so nothing is punched */
 	int ctl_truncated; /* the last control reply cut a listing at HBD_CTL_LIST_MAX */
@@ -271,6 +275,21 @@ void hbd_session_close(struct hbd_session *s, const char *reason);
 void hbd_session_restart(struct hbd_session *s, const char *reason);
 /* Queues a framed reply (takes no ownership of msg). Returns 0 or -errno (session dropped). */
 int hbd_session_send(struct hbd_session *s, const ServerMsg *msg, int fd);
+/* Drops the first n bytes of the session's input. */
+void hbd_session_consume(struct hbd_session *s, size_t n);
+
+/* channel.c: VM channels' resync markers */
+/* n bytes of the output went out: follows which unit (frame or marker) its head is in. */
+void hbd_channel_sent(struct hbd_session *s, size_t n);
+/* What the head of a VM channel's unhandled input is. */
+enum hbd_scan {
+	HBD_SCAN_WAIT,   /* more bytes are needed to tell */
+	HBD_SCAN_FRAME,  /* a frame, or the start of one: handle it */
+	HBD_SCAN_DROP,   /* *len stale bytes to drop (a dead process's, or a cut marker) */
+	HBD_SCAN_MARKER, /* a resync marker of *len bytes, unpacked into *m */
+};
+enum hbd_scan hbd_channel_scan(struct hbd_session *s, size_t *len, struct hbp_resync *m);
+
 /* The session said Hello: count it in its domain (control sessions are not clients). */
 void hbd_session_mark_hello(struct hbd_session *s, bool control);
 /* The session as its backend sees it. */
@@ -303,7 +322,10 @@ int hbd_cpu_access(struct hbd_session *s, const struct hb_id *hid, uint32_t acce
 		   struct hbd_resv_entry *out, unsigned *n);
 /* Session end: its waits and queued completions go, its timelines complete with -EPIPE. */
 void hbd_session_fences_close(struct hbd_session *s);
-/* Pops one queued completion for framing (NULL if none); free it with hbd_wait_free. */
+/* release.c: what a session owns goes back (its timelines, waits, imports and buffers). */
+void hbd_session_release(struct hbd_session *s);
+/* session.c: pops one queued completion for framing (NULL if none); free it with
+ * hbd_wait_free. */
 struct hbd_wait *hbd_session_next_done(struct hbd_session *s);
 void hbd_wait_free(struct hbd_wait *w);
 struct hbd_timeline *hbd_timeline_find(struct hbd *d, uint64_t id);

@@ -132,6 +132,7 @@ int main(int argc, char **argv)
 	d.config_path = config_path;
 	d.start_ms = hbc_now_ms();
 	d.handle_request = hbd_request;
+	d.session_release = hbd_session_release;
 	d.loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
 	if (!d.loop) {
 		log_err("cannot create the event loop");

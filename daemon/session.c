@@ -98,37 +98,34 @@ static void event_free_all(struct hbd_session *s)
 	s->n_events = 0;
 }
 
-/*
- * What ending a session gives back, whatever becomes of its connection (PROTOCOL.md §6): its
- * imports and buffers, its queued events, its place among its domain's client sessions.
- * Returns whether it was a client session; the caller then asks whether the domain is gone.
- */
-static bool session_release(struct hbd_session *s)
+/* What ending a session gives back (PROTOCOL.md §6): what it owns (d->session_release) and
+ * its queued events. */
+static void session_release(struct hbd_session *s)
 {
-	bool was_client = s->hello && !s->control;
-	struct hbd_buffer *b;
-	struct hbd_import *im;
-
-	/* Fences before buffers: its timelines complete with -EPIPE for their waiters while
-	 * the domain's bookkeeping is still whole. */
-	hbd_session_fences_close(s);
-	/* Imports first: a buffer this session both owns and imports is then reclaimed once. */
-	hbc_list_for_each_safe(im, &s->imports, struct hbd_import, link)
-		hbd_import_release(s, im);
-	hbc_list_for_each_safe(b, &s->buffers, struct hbd_buffer, owner_link)
-		hbd_buffer_free(b);
+	s->d->session_release(s);
 	event_free_all(s);
-	s->hello = s->control = false;
-	s->attached = 0;
-	if (was_client)
-		s->dom->sessions--;
-	return was_client;
+}
+
+void hbd_wait_free(struct hbd_wait *w)
+{
+	free(w);
+}
+
+struct hbd_wait *hbd_session_next_done(struct hbd_session *s)
+{
+	struct hbd_wait *w;
+
+	if (hbc_list_empty(&s->done))
+		return NULL;
+	w = hbc_container_of(s->done.next, struct hbd_wait, session_link);
+	hbc_list_remove(&w->session_link);
+	s->n_done--;
+	return w;
 }
 
 void hbd_session_close(struct hbd_session *s, const char *reason)
 {
 	struct hbd *d = s->d;
-	bool was_client;
 
 	if (s->closing)
 		return;
@@ -140,7 +137,7 @@ void hbd_session_close(struct hbd_session *s, const char *reason)
 	ev_timer_stop(d->loop, &s->hello_timer);
 	s->dom->conns--;
 
-	was_client = session_release(s);
+	session_release(s);
 	for (unsigned i = 0; i < s->n_out_fds; i++)
 		close(s->out_fds[i].fd);
 	hbp_bytes_free(&s->in);
@@ -149,8 +146,6 @@ void hbd_session_close(struct hbd_session *s, const char *reason)
 	hbc_list_remove(&s->link);
 	hbc_list_init(&s->link);
 	d->n_sessions--;
-	if (was_client)
-		hbd_domain_check_gone(d, s->dom, false);
 	/* A session closed from inside its own read handler is freed when that returns. */
 	if (!s->busy)
 		free(s);
@@ -159,13 +154,12 @@ void hbd_session_close(struct hbd_session *s, const char *reason)
 void hbd_session_restart(struct hbd_session *s, const char *reason)
 {
 	struct hbd *d = s->d;
-	bool was_client;
 
 	if (s->closing)
 		return;
 	if (s->hello)
 		log_info("%s: session ended: %s", s->label, reason);
-	was_client = session_release(s);
+	session_release(s);
 	/* Nobody is left to read what the old session was owed; a frame already partly on the
 	 * wire is finished, so that the stream stays cut at frame boundaries. */
 	if (s->out.len > s->out_unsent)
@@ -177,8 +171,6 @@ void hbd_session_restart(struct hbd_session *s, const char *reason)
 	snprintf(s->label, sizeof(s->label), "%s#%llu", s->dom->name,
 		 (unsigned long long)s->serial);
 	d->stats.sessions_total++;
-	if (was_client)
-		hbd_domain_check_gone(d, s->dom, false);
 }
 
 /* Drops a session for a protocol violation. */
@@ -371,34 +363,6 @@ static int fill_events(struct hbd_session *s)
 	return 0;
 }
 
-static uint32_t le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-/* VM channels: follows which unit (frame or resync marker) the head of out is in, so that a
- * restart can drop the old session's output without cutting one in half. out always holds
- * whole units. */
-static void out_sent(struct hbd_session *s, size_t n)
-{
-	size_t pos = 0;
-
-	while (pos < n) {
-		const uint8_t *u = s->out.data + pos;
-		size_t take;
-
-		if (!s->out_unsent)
-			s->out_unsent =
-			    s->out.len - pos >= HBP_RESYNC_MAGIC_LEN &&
-				    memcmp(u, HBP_RESYNC_MAGIC, HBP_RESYNC_MAGIC_LEN) == 0
-				? HBP_RESYNC_LEN
-				: HBP_FRAME_HEADER + le32(u);
-		take = n - pos < s->out_unsent ? n - pos : s->out_unsent;
-		pos += take;
-		s->out_unsent -= take;
-	}
-}
-
 /* Writes as much as the socket takes. An fd goes out with the first byte of its frame, and
  * a sendmsg never spans into the next fd's frame. */
 static int flush_out(struct hbd_session *s)
@@ -417,7 +381,7 @@ static int flush_out(struct hbd_session *s)
 			return (int)n;
 		}
 		if (s->channel)
-			out_sent(s, (size_t)n);
+			hbd_channel_sent(s, (size_t)n);
 		if (with_fd) {
 			close(s->out_fds[0].fd);
 			memmove(&s->out_fds[0], &s->out_fds[1],
@@ -453,12 +417,13 @@ static void on_write(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
-static void in_consume(struct hbd_session *s, size_t n)
+void hbd_session_consume(struct hbd_session *s, size_t n)
 {
 	hbp_bytes_consume(&s->in, n);
 	s->scan_from = s->scan_from > n ? s->scan_from - n : 0;
 }
 
+/* Handles every whole frame in the input buffer. */
 /* Queues a resync marker (not a frame) for the client. */
 static int put_marker(struct hbd_session *s, const struct hbp_resync *m)
 {
@@ -490,52 +455,29 @@ static void channel_resync(struct hbd_session *s, const struct hbp_resync *m)
 		hbd_session_close(s, "out of memory");
 }
 
-/*
- * VM channels: looks for resync markers in the input not handled yet, wherever they are: a
- * frame its writer never finished would otherwise swallow the next process's first bytes.
- * Returns 1 after consuming input (look again), 0 when the input starts with a frame (or the
- * start of one) to handle, -1 to wait for more bytes.
- */
-static int channel_scan(struct hbd_session *s)
+/* What a VM channel's input starts with: 1 if it was handled (look again), 0 for a frame (or
+ * the start of one), -1 to wait for more bytes. */
+static int channel_input(struct hbd_session *s)
 {
 	struct hbp_resync m;
-	size_t at, next, lim;
-	bool whole;
-	long n;
+	size_t len = 0;
 
-	at = s->scan_from +
-	     hbp_resync_scan(s->in.data + s->scan_from, s->in.len - s->scan_from, &whole);
-	if (!whole) {
-		s->scan_from = at;
-		return 0;
-	}
-	if (at > 0) {
-		n = hbp_frame_peek(s->in.data, s->in.len, HBP_FRAME_MAX, NULL);
-		if (n > 0 && HBP_FRAME_HEADER + (size_t)n <= at) {
-			s->scan_from = at; /* a whole frame before the marker goes first */
-			return 0;
-		}
-		log_debug("%s: dropping %zu bytes before a resync marker", s->label, at);
-		in_consume(s, at);
-		return 1;
-	}
-	/* A marker that a later magic cuts short was never written whole (its writer died
-	 * after part of it): the later one wins. */
-	lim = s->in.len < HBP_RESYNC_LEN ? s->in.len : HBP_RESYNC_LEN;
-	next = 1 + hbp_resync_scan(s->in.data + 1, lim - 1, &whole);
-	if (whole) {
-		in_consume(s, next);
-		return 1;
-	}
-	if (s->in.len < HBP_RESYNC_LEN)
+	switch (hbd_channel_scan(s, &len, &m)) {
+	case HBD_SCAN_WAIT:
 		return -1;
-	hbp_resync_unpack(s->in.data, &m);
-	in_consume(s, HBP_RESYNC_LEN);
-	channel_resync(s, &m);
-	return 1;
+	case HBD_SCAN_FRAME:
+		return 0;
+	case HBD_SCAN_DROP:
+		hbd_session_consume(s, len);
+		return 1;
+	case HBD_SCAN_MARKER:
+		hbd_session_consume(s, len);
+		channel_resync(s, &m);
+		return 1;
+	}
+	return -1;
 }
 
-/* Handles every whole frame in the input buffer. */
 static void handle_frames(struct hbd_session *s)
 {
 	const uint8_t *payload;
@@ -545,7 +487,7 @@ static void handle_frames(struct hbd_session *s)
 
 	while (!s->closing) {
 		if (s->channel) {
-			r = channel_scan(s);
+			r = channel_input(s);
 			if (r > 0)
 				continue;
 			if (r < 0)
@@ -566,7 +508,7 @@ static void handle_frames(struct hbd_session *s)
 			session_violation(s, "malformed message");
 			return;
 		}
-		in_consume(s, HBP_FRAME_HEADER + (size_t)n);
+		hbd_session_consume(s, HBP_FRAME_HEADER + (size_t)n);
 		s->d->stats.messages_in++;
 		s->d->handle_request(s, msg);
 		client_msg__free_unpacked(msg, NULL);

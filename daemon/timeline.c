@@ -157,11 +157,6 @@ static void heap_remove(struct hbd_timeline *tl, struct hbd_wait *w)
 
 /* ---- waits ------------------------------------------------------------------------------ */
 
-void hbd_wait_free(struct hbd_wait *w)
-{
-	free(w);
-}
-
 /* Takes a pending wait out of everything that finds it as pending. */
 static void wait_unlink_pending(struct hbd_wait *w)
 {
@@ -204,18 +199,6 @@ static void wait_complete(struct hbd *d, struct hbd_wait *w, int32_t status)
 	hbc_list_insert_tail(&s->done, &w->session_link);
 	s->n_done++;
 	ev_io_start(d->loop, &s->wio);
-}
-
-struct hbd_wait *hbd_session_next_done(struct hbd_session *s)
-{
-	struct hbd_wait *w;
-
-	if (hbc_list_empty(&s->done))
-		return NULL;
-	w = hbc_container_of(s->done.next, struct hbd_wait, session_link);
-	hbc_list_remove(&w->session_link);
-	s->n_done--;
-	return w;
 }
 
 /* Completes every pending wait of tl at or below value, lowest first. */

@@ -31,22 +31,6 @@
 #define READY_MS 10000 /* daemon start-up */
 #define STOP_MS  10000 /* from SIGTERM to the daemon's exit */
 
-/* ---- shared by the children ---------------------------------------------------------------- */
-
-void tool_note_error(char *slot, size_t len, uint64_t *failures, const char *fmt, ...)
-{
-	char msg[200];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "%s: %s\n", program_invocation_name, msg);
-	if (!slot[0])
-		snprintf(slot, len, "%s", msg);
-	(*failures)++;
-}
-
 /* ---- the command line and the config ------------------------------------------------------- */
 
 static void usage(FILE *f)

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -323,4 +324,20 @@ bool tool_report_summary(const struct tool_demo *d)
 	ok &= report_daemon_end(d);
 	printf("RESULT: %s\n", ok ? "PASS" : "FAIL");
 	return ok;
+}
+
+/* An error a child notes for the report: the first one is kept in its slot, every one is
+ * counted and printed. */
+void tool_note_error(char *slot, size_t len, uint64_t *failures, const char *fmt, ...)
+{
+	char msg[200];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%s: %s\n", program_invocation_name, msg);
+	if (!slot[0])
+		snprintf(slot, len, "%s", msg);
+	(*failures)++;
 }

@@ -68,39 +68,6 @@ static int take_groups(struct hbk_guest *k, const Welcome *w)
 	return 0;
 }
 
-int hbk_send_attach(struct hbk_guest *k, struct hbk_group *g, uint32_t peer_id,
-		    struct hbb_reply *reply)
-{
-	Attach a = ATTACH__INIT;
-	ClientMsg m = CLIENT_MSG__INIT;
-
-	a.group = g->id;
-	a.ivshmem_peer = peer_id;
-	m.body_case = CLIENT_MSG__BODY_ATTACH;
-	m.attach = &a;
-	return k->svc->request(k->svc->ctx, &m, SERVER_MSG__BODY__NOT_SET, reply);
-}
-
-/* A host process maps the pool from the memfd that comes with Attach's reply. */
-static int attach_host(struct hbk_guest *k, struct hbk_group *g)
-{
-	struct hbb_reply reply;
-	int fd, r;
-
-	r = hbk_send_attach(k, g, 0, &reply);
-	if (r < 0)
-		return r;
-	if (reply.nfds != 1) {
-		k->svc->reply_free(&reply);
-		return -EPROTO;
-	}
-	fd = reply.fds[0];
-	reply.nfds = 0;
-	k->svc->reply_free(&reply);
-	return hbk_pool_window_open(&g->win, fd, g->id, g->pool_size, g->pool_instance,
-				    HBK_POOL_WINDOW_SEALED);
-}
-
 static int attach_groups(struct hbk_guest *k, const Welcome *w, enum hbb_attach_mode mode)
 {
 	if (mode == HBB_ATTACH_GUEST)
@@ -108,7 +75,7 @@ static int attach_groups(struct hbk_guest *k, const Welcome *w, enum hbb_attach_
 	for (size_t i = 0; i < k->n_groups; i++) {
 		int r = mode == HBB_ATTACH_EMULATED
 			    ? hbk_ivshmem_attach(k, &k->groups[i], w->groups[i]->ivshmem_path)
-			    : attach_host(k, &k->groups[i]);
+			    : hbk_host_attach(k, &k->groups[i]);
 		if (r < 0)
 			return r;
 	}

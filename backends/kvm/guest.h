@@ -1,6 +1,6 @@
 /*
  * The KVM backend, guest side (part of libhyperbuf): private to backends/kvm/guest.c,
- * ivshmem_client.c and bars.c. The ops table itself is hbk_guest_ops (backends/backend.h).
+ * attach.c, ivshmem_client.c, bars.c and port.c. The ops table itself is hbk_guest_ops (backends/backend.h).
  *
  * A client reaches each group's pool one of three ways (enum hbb_attach_mode): a host process
  * gets the pool memfd with Attach's reply; an emulated VM connects to the group's ivshmem
@@ -40,9 +40,12 @@ struct hbk_guest {
 	size_t n_groups;
 };
 
-/* Sends Attach for group g naming an ivshmem peer id; the reply is returned (free it). */
+/* attach.c: sends Attach for group g naming an ivshmem peer id; the reply is returned (free
+ * it with svc->reply_free). */
 int hbk_send_attach(struct hbk_guest *k, struct hbk_group *g, uint32_t peer_id,
 		    struct hbb_reply *reply);
+/* A host process's Attach: the pool memfd comes with the reply, and opens g's window. */
+int hbk_host_attach(struct hbk_guest *k, struct hbk_group *g);
 
 /* ivshmem_client.c: an emulated VM's group, attached as QEMU would: connect to ivshmem_path,
  * the handshake (the pool fd), then Attach naming the peer id we were given. */
