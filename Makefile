@@ -146,7 +146,13 @@ $(LIBSO): $(LIB_OBJ) $(PROTO_OBJ) $(COMMON_OBJ) libclient/libhyperbuf.map
 $(B)/libhyperbuf.so: $(LIBSO)
 	ln -sf libhyperbuf.so.$(VERSION) $(B)/libhyperbuf.so.$(SOMAJOR)
 	ln -sf libhyperbuf.so.$(VERSION) $@
-$(LIBA): $(LIB_OBJ) $(PROTO_OBJ) $(COMMON_OBJ)
+# The static library is one relocatable object whose hidden symbols are made local: like the
+# shared one, it gives a program hb_* and nothing else to clash with.
+$(B)/libhyperbuf.o: $(LIB_OBJ) $(PROTO_OBJ) $(COMMON_OBJ)
+	$(CC) $(LDSAN) -r -nostdlib -o $@.tmp $^
+	objcopy --localize-hidden $@.tmp $@
+	rm -f $@.tmp
+$(LIBA): $(B)/libhyperbuf.o
 	rm -f $@ && ar rcs $@ $^
 
 $(B)/hyperbufd: $(DAEMON_OBJ) $(PROTO_OBJ) $(COMMON_OBJ)
@@ -158,7 +164,7 @@ $(B)/hyperbufctl: $(call obj,$(CTL_SRC)) $(PROTO_OBJ) $(COMMON_OBJ)
 # The demo reads the daemon's config with the daemon's own loader.
 DEMO_SRC := tools/demo.c tools/demo_consumer.c tools/demo_producer.c tools/demo_report.c \
 	tools/pattern.c tools/png.c tools/spawn.c
-$(B)/hyperbuf-demo: $(call obj,$(DEMO_SRC)) $(DAEMON_CONFIG_OBJ) $(LIBA)
+$(B)/hyperbuf-demo: $(call obj,$(DEMO_SRC)) $(DAEMON_CONFIG_OBJ) $(COMMON_OBJ) $(LIBA)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs inih libprotobuf-c libpng) $(XEN_LIBS_LIB) \
 		$(LDFLAGS)
 
@@ -188,7 +194,9 @@ $(UNIT_BINS): $(B)/tests/%: $(call obj,tests/%.c) $(call obj,tests/harness.c) $(
 $(B)/tests/test_unit_config: $(DAEMON_CONFIG_OBJ)
 $(B)/tests/test_unit_xen: $(call obj,$(XEN_PURE))
 
-IT_SUPPORT := $(call obj,tests/harness.c tests/util.c tools/pattern.c)
+# Tests that speak the protocol themselves (hostile frames) link protocol/ and common/ on their
+# own: the library's copies are local to it.
+IT_SUPPORT := $(call obj,tests/harness.c tests/util.c tools/pattern.c) $(PROTO_OBJ) $(COMMON_OBJ)
 $(IT_BINS) $(VM_BINS): $(B)/tests/%: $(call obj,tests/%.c) $(IT_SUPPORT) $(LIBA)
 	@mkdir -p $(@D)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(XEN_LIBS_LIB) -lpthread \

@@ -46,6 +46,11 @@ exported_symbols)
 	[ -z "$bad" ] || fail "exports more than hb_*: $bad"
 	n=$(nm -D --defined-only "$dest/usr/local/lib/libhyperbuf.so" | grep -c ' T hb_')
 	[ "$n" -ge 20 ] || fail "only $n hb_* functions exported"
+	# The static library too: its internal names are local, so a program linking it
+	# statically sees hb_* only (and can have a frame.c or a log_err of its own).
+	bad=$(nm -g --defined-only "$dest/usr/local/lib/libhyperbuf.a" 2>/dev/null |
+		awk 'NF == 3 && $2 ~ /^[TDBRW]$/ {print $3}' | grep -v '^hb_' || true)
+	[ -z "$bad" ] || fail "libhyperbuf.a exports more than hb_*: $(echo $bad | head -c 400)"
 	;;
 header_compiles_alone)
 	tmp=$(mktemp -d /tmp/hbi.XXXXXX) || fail mktemp
