@@ -1,8 +1,9 @@
 # hyperbuf - one plain GNU Makefile.
 #   make            build everything into build/
 #   make run        build, start hyperbufd on configs/local.conf, share frames end to end
-#   make check      build with ASan+UBSan into build/asan/ and run every test suite (the VM
-#                   and Xen cases too when QEMU and the Xen packages are installed)
+#   make check      the house checks (tools/check-layers.sh, tools/check-size.sh), then build
+#                   with ASan+UBSan into build/asan/ and run every test suite (the VM and Xen
+#                   cases too when QEMU and the Xen packages are installed)
 #   make check-kvm  only the VM suite: real QEMU guests (needs qemu-system-x86, see docs/KVM.md)
 #   make check-xen  only the Xen cases: Xen 4.17 with a dom0 and two domUs under QEMU TCG
 #   make bench      benchmarks, printed as ratios against a baseline measured in the same run
@@ -243,8 +244,14 @@ $(XEN_SCRIPTS): $(B)/tests/xen/%: tests/xen/%
 
 tests: all $(TEST_BINS) $(B)/bench $(XEN_PEER) $(XEN_SCRIPTS)
 
-# make check: the sanitized build in build/asan, every suite, one closing line.
-check:
+# The house checks, before anything is built: the floors (every include goes down or stays in its
+# folder) and the sizes (no product file over 600 lines, no function over 100).
+house:
+	sh tools/check-layers.sh
+	sh tools/check-size.sh
+
+# make check: the house checks, the sanitized build in build/asan, every suite, one closing line.
+check: house
 	$(MAKE) SAN=1 B=build/asan tests
 	sh tests/run-tests.sh build/asan
 
@@ -301,4 +308,4 @@ format:
 clean:
 	rm -rf build
 
-.PHONY: all tests check check-unit check-kvm check-xen run bench install uninstall format clean
+.PHONY: all house tests check check-unit check-kvm check-xen run bench install uninstall format clean
