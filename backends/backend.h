@@ -63,8 +63,8 @@ struct hbb_buffer {
 	uint32_t flags; /* HB_BUFFER_PEER_WRITABLE */
 
 	/* Placement. */
-	uint32_t group;    /* KVM pool; 0 for grant-based buffers */
-	uint32_t *refs;    /* the backend's; data pages, then directory pages */
+	uint32_t group; /* KVM pool; 0 for grant-based buffers */
+	uint32_t *refs; /* the backend's; data pages, then directory pages */
 	uint32_t data_pages, dir_pages;
 	struct hbp_refdir desc; /* depth 0 until the pages are described (Xen: Grant) */
 };
@@ -169,7 +169,8 @@ struct hbb_guest_services {
 	/* Sends msg and waits for its reply. want: the body a successful reply carries (NOT_SET:
 	 * any). 0 with *reply (free with reply_free), -errno from the daemon, or the connection's
 	 * sticky error. */
-	int (*request)(void *ctx, ClientMsg *msg, ServerMsg__BodyCase want, struct hbb_reply *reply);
+	int (*request)(void *ctx, ClientMsg *msg, ServerMsg__BodyCase want,
+		       struct hbb_reply *reply);
 	void (*reply_free)(struct hbb_reply *reply);
 	/* Handles whatever the daemon sent so far, without blocking: a handshake that waits on
 	 * another socket calls it when channel_fd is readable, so events are never lost. */

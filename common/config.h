@@ -11,12 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HBC_NAME_MAX 64
-#define HBC_CONFIG_MAX_VMS 256
-#define HBC_CONFIG_MAX_GROUPS 64
+#define HBC_NAME_MAX           64
+#define HBC_CONFIG_MAX_VMS     256
+#define HBC_CONFIG_MAX_GROUPS  64
 #define HBC_CONFIG_MAX_MEMBERS 64
-#define HBC_CONFIG_MAX_PORTS 64 /* virtio-serial ports (channel sockets) per VM */
-#define HBC_SUN_PATH_MAX 108 /* sizeof(sockaddr_un.sun_path), NUL included */
+#define HBC_CONFIG_MAX_PORTS   64  /* virtio-serial ports (channel sockets) per VM */
+#define HBC_SUN_PATH_MAX       108 /* sizeof(sockaddr_un.sun_path), NUL included */
 
 enum hbc_backend_kind { HBC_BACKEND_KVM = 1, HBC_BACKEND_XEN = 2 };
 
@@ -26,48 +26,48 @@ enum hbc_backend_kind { HBC_BACKEND_KVM = 1, HBC_BACKEND_XEN = 2 };
 
 struct hbc_config_vm {
 	char name[HBC_NAME_MAX];
-	uint32_t id;                        /* 1..2^31 */
-	char channel[HBC_SUN_PATH_MAX];      /* absolute after loading; may hold {port} */
-	unsigned ports;                     /* channel sockets, 1..HBC_CONFIG_MAX_PORTS */
+	uint32_t id;                    /* 1..2^31 */
+	char channel[HBC_SUN_PATH_MAX]; /* absolute after loading; may hold {port} */
+	unsigned ports;                 /* channel sockets, 1..HBC_CONFIG_MAX_PORTS */
 };
 
 struct hbc_config_group {
 	char name[HBC_NAME_MAX];
-	uint32_t id;                        /* 1.. in file order */
+	uint32_t id;                              /* 1.. in file order */
 	uint32_t members[HBC_CONFIG_MAX_MEMBERS]; /* domain ids; "host" is 0 */
 	unsigned n_members;
-	uint64_t size;                      /* power of two, >= 64 KiB */
-	char ivshmem[HBC_SUN_PATH_MAX];      /* absolute after loading; may hold {vm} */
-	bool ivshmem_per_vm;                /* it does: one socket per member VM */
-	unsigned vectors;                   /* eventfds per peer, 1..64, default 1 */
+	uint64_t size;                  /* power of two, >= 64 KiB */
+	char ivshmem[HBC_SUN_PATH_MAX]; /* absolute after loading; may hold {vm} */
+	bool ivshmem_per_vm;            /* it does: one socket per member VM */
+	unsigned vectors;               /* eventfds per peer, 1..64, default 1 */
 };
 
 struct hbc_config {
 	enum hbc_backend_kind backend;
-	char socket[HBC_SUN_PATH_MAX];       /* host clients and hyperbufctl; absolute */
-	int log_level;                      /* enum hbc_log_level */
+	char socket[HBC_SUN_PATH_MAX]; /* host clients and hyperbufctl; absolute */
+	int log_level;                 /* enum hbc_log_level */
 
-	uint32_t exports_per_domain;        /* default 4096 */
-	uint64_t pages_per_domain;          /* default 1048576 */
-	uint32_t event_queue;               /* default 256, 16..HBP_EVENT_QUEUE_LIMIT */
-	uint32_t meta_max;                  /* default 1024, 1024..HBP_META_LIMIT */
-	uint32_t timelines_per_domain;      /* default 1024, 1..1000000 */
+	uint32_t exports_per_domain;   /* default 4096 */
+	uint64_t pages_per_domain;     /* default 1048576 */
+	uint32_t event_queue;          /* default 256, 16..HBP_EVENT_QUEUE_LIMIT */
+	uint32_t meta_max;             /* default 1024, 1024..HBP_META_LIMIT */
+	uint32_t timelines_per_domain; /* default 1024, 1..1000000 */
 	/* Pending fence waits per domain (default 65536, 1..2^24); also the most completions a
 	 * session may leave undelivered before it is dropped. */
 	uint32_t fence_waits_per_domain;
-	uint32_t imports_per_domain;        /* default 65536, live imports a domain may hold */
-	uint32_t sessions_per_domain;       /* default 64, connections per domain incl. pre-Hello */
+	uint32_t imports_per_domain;  /* default 65536, live imports a domain may hold */
+	uint32_t sessions_per_domain; /* default 64, connections per domain incl. pre-Hello */
 
 	struct hbc_config_vm vms[HBC_CONFIG_MAX_VMS];
 	unsigned n_vms;
 	struct hbc_config_group groups[HBC_CONFIG_MAX_GROUPS];
 	unsigned n_groups;
 
-	bool xen_all_domains;               /* [xen] domains = all */
+	bool xen_all_domains; /* [xen] domains = all */
 	uint32_t xen_domains[HBC_CONFIG_MAX_VMS];
 	unsigned n_xen_domains;
-	uint32_t xen_grant_budget;          /* pages a domain may grant; 0: 3/4 of its table */
-	uint32_t xen_maptrack_budget;       /* pages a domain may map; 0: half of the default */
+	uint32_t xen_grant_budget;    /* pages a domain may grant; 0: 3/4 of its table */
+	uint32_t xen_maptrack_budget; /* pages a domain may map; 0: half of the default */
 };
 
 /* A config from hbd_config_load_*() (daemon/config.h); NULL is fine. */

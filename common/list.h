@@ -44,9 +44,9 @@ static inline size_t hbc_list_length(const struct hbc_list *l)
 #define hbc_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* Iterates over a list whose elements may be removed (the current one) inside the loop. */
-#define hbc_list_for_each_safe(pos, head, type, member)                                       \
-	for (struct hbc_list *pos##_l = (head)->next, *pos##_n = pos##_l->next;               \
-	     pos##_l != (head) && ((pos) = hbc_container_of(pos##_l, type, member), 1);       \
+#define hbc_list_for_each_safe(pos, head, type, member)                                            \
+	for (struct hbc_list *pos##_l = (head)->next, *pos##_n = pos##_l->next;                    \
+	     pos##_l != (head) && ((pos) = hbc_container_of(pos##_l, type, member), 1);            \
 	     pos##_l = pos##_n, pos##_n = pos##_l->next)
 
 #endif

@@ -27,11 +27,11 @@ const char *hbc_log_level_name(enum hbc_log_level level);
 
 /* Preserves errno, so `log_err("%s", strerror(errno))` patterns stay safe. */
 void hbc_log_at(enum hbc_log_level level, const char *file, int line, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
-#define log_err(...) hbc_log_at(HBC_LOG_ERROR, __FILE__, __LINE__, __VA_ARGS__)
-#define log_warn(...) hbc_log_at(HBC_LOG_WARN, __FILE__, __LINE__, __VA_ARGS__)
-#define log_info(...) hbc_log_at(HBC_LOG_INFO, __FILE__, __LINE__, __VA_ARGS__)
+#define log_err(...)   hbc_log_at(HBC_LOG_ERROR, __FILE__, __LINE__, __VA_ARGS__)
+#define log_warn(...)  hbc_log_at(HBC_LOG_WARN, __FILE__, __LINE__, __VA_ARGS__)
+#define log_info(...)  hbc_log_at(HBC_LOG_INFO, __FILE__, __LINE__, __VA_ARGS__)
 #define log_debug(...) hbc_log_at(HBC_LOG_DEBUG, __FILE__, __LINE__, __VA_ARGS__)
 
 #endif

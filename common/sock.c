@@ -200,4 +200,3 @@ err_close:
 	close(fd);
 	return r;
 }
-

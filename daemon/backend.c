@@ -130,8 +130,8 @@ static uint64_t svc_pages_mapped(void *ctx, uint32_t domain)
 	{
 		if (s->dom->id != domain)
 			continue;
-		hbc_list_for_each_safe(im, &s->imports, struct hbd_import, link)
-			pages += im->buf->mem.data_pages;
+		hbc_list_for_each_safe(im, &s->imports, struct hbd_import, link) pages +=
+		    im->buf->mem.data_pages;
 	}
 	return pages;
 }

@@ -69,8 +69,7 @@ static int add_stats(struct hbd *d, ControlReply *r)
 			bytes_mapped += im->buf->mem.size;
 		}
 	}
-	hbc_list_for_each_safe(dom, &d->domains, struct hbd_domain, link)
-		exports += dom->exports;
+	hbc_list_for_each_safe(dom, &d->domains, struct hbd_domain, link) exports += dom->exports;
 
 	put_stat(&l, "sessions", d->n_sessions);
 	orphans = hbc_list_length(&d->orphans);

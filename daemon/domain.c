@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/hyperbufd.h"
 #include "common/log.h"
+#include "daemon/hyperbufd.h"
 
 struct hbd_domain *hbd_domain_get(struct hbd *d, uint32_t id)
 {

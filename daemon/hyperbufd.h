@@ -25,12 +25,13 @@
 #include "protocol/refdir.h"
 #include "protocol/resync.h"
 
-#define HBD_HID_BUCKET_BITS 12
+#define HBD_HID_BUCKET_BITS      12
 #define HBD_TIMELINE_BUCKET_BITS 10
-#define HBD_WAIT_BUCKET_BITS 12
-#define HBD_FAIL_RANGES 64 /* failed value ranges a timeline remembers for late openers */
-#define HBD_OUT_MAX (8u * 1024u * 1024u) /* replies a client may leave unread before it is dropped */
-#define HBD_MAX_SESSIONS 1024
+#define HBD_WAIT_BUCKET_BITS     12
+#define HBD_FAIL_RANGES          64 /* failed value ranges a timeline remembers for late openers */
+#define HBD_OUT_MAX                                                                                \
+	(8u * 1024u * 1024u) /* replies a client may leave unread before it is dropped */
+#define HBD_MAX_SESSIONS  1024
 #define HBD_HELLO_TIMEOUT 10.0 /* seconds */
 
 struct hbd;
@@ -49,7 +50,7 @@ struct hbd_stats {
 	uint64_t bytes_copied;
 	uint64_t pages_punched;
 	uint64_t timelines_total;
-	uint64_t fences_completed; /* waits completed (signalled, failed or owner gone) */
+	uint64_t fences_completed;       /* waits completed (signalled, failed or owner gone) */
 	uint64_t fence_sessions_dropped; /* sessions that fell fence_waits_per_domain behind */
 };
 
@@ -57,22 +58,22 @@ struct hbd_domain {
 	struct hbc_list link;
 	uint32_t id;
 	char name[HBC_NAME_MAX];
-	unsigned conns;         /* open connections, before Hello included (sessions_per_domain) */
-	unsigned sessions;      /* client sessions (not control) */
-	unsigned links;         /* hypervisor connections bound to it (KVM: ivshmem) */
-	bool present;           /* has sessions or links */
-	uint32_t exports;       /* live exports (quota exports_per_domain) */
-	uint32_t imports;       /* live imports held */
-	uint64_t pages;         /* pool pages its buffers use (quota pages_per_domain) */
-	uint32_t timelines;     /* live timelines (quota timelines_per_domain) */
-	uint32_t fence_waits;   /* pending waits (quota fence_waits_per_domain) */
+	unsigned conns;       /* open connections, before Hello included (sessions_per_domain) */
+	unsigned sessions;    /* client sessions (not control) */
+	unsigned links;       /* hypervisor connections bound to it (KVM: ivshmem) */
+	bool present;         /* has sessions or links */
+	uint32_t exports;     /* live exports (quota exports_per_domain) */
+	uint32_t imports;     /* live imports held */
+	uint64_t pages;       /* pool pages its buffers use (quota pages_per_domain) */
+	uint32_t timelines;   /* live timelines (quota timelines_per_domain) */
+	uint32_t fence_waits; /* pending waits (quota fence_waits_per_domain) */
 };
 
 enum hbd_export_state {
 	HBD_EXPORT_NONE = 0, /* never exported, or re-export pending a fresh hid */
 	HBD_EXPORT_LIVE,
-	HBD_EXPORT_PENDING,  /* a delayed unexport is scheduled */
-	HBD_EXPORT_DONE,     /* unexported; hid still answers queries while the buffer lives */
+	HBD_EXPORT_PENDING, /* a delayed unexport is scheduled */
+	HBD_EXPORT_DONE,    /* unexported; hid still answers queries while the buffer lives */
 };
 
 /* One fence in a buffer's reservation (the dma_resv of an export). */
@@ -176,7 +177,7 @@ struct hbd_session {
 	uint64_t serial;
 	char label[96]; /* for logs: "vm1#7" */
 	struct hbd_domain *dom;
-	pid_t pid;      /* SO_PEERCRED, for logs; -1 if unknown */
+	pid_t pid; /* SO_PEERCRED, for logs; -1 if unknown */
 	uid_t uid;
 	bool hello, control, closing;
 	unsigned busy; /* inside its own read handler: close defers the free */
@@ -204,7 +205,7 @@ struct hbd_session {
 	struct hbc_list waits;     /* pending */
 	struct hbc_list done;      /* completed, not yet framed: the bounded completion queue */
 	unsigned n_done;
-	bool doomed;              /* fell behind: closed from drop_timer, gets nothing more */
+	bool doomed; /* fell behind: closed from drop_timer, gets nothing more */
 	ev_timer drop_timer;
 };
 
@@ -236,7 +237,7 @@ struct hbd {
 	 * main.c): the session code only does I/O and knows nothing of buffers or fences. */
 	void (*session_release)(struct hbd_session *s);
 	uint64_t start_ms;
-	bool stopping; /* shutting down: clients keep their mappings, so nothing is punched */
+	bool stopping;     /* shutting down: clients keep their mappings, so nothing is punched */
 	int ctl_truncated; /* the last control reply cut a listing at HBD_CTL_LIST_MAX */
 
 	struct hbd_listener host;
@@ -317,7 +318,8 @@ int hbd_sync_open(struct hbd_session *s, uint64_t timeline, uint64_t value, uint
 int hbd_sync_close(struct hbd_session *s, uint64_t wait);
 int hbd_fence_attach(struct hbd_session *s, const struct hb_id *hid, uint64_t timeline,
 		     uint64_t value, uint32_t usage);
-/* The pending fences an access must wait for, at most one per timeline, into out[HBP_RESV_LIMIT]. */
+/* The pending fences an access must wait for, at most one per timeline, into out[HBP_RESV_LIMIT].
+ */
 int hbd_cpu_access(struct hbd_session *s, const struct hb_id *hid, uint32_t access,
 		   struct hbd_resv_entry *out, unsigned *n);
 /* Session end: its waits and queued completions go, its timelines complete with -EPIPE. */

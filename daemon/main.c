@@ -14,9 +14,9 @@
 #include <unistd.h>
 
 #include "common/config.h"
+#include "common/log.h"
 #include "daemon/config.h"
 #include "daemon/hyperbufd.h"
-#include "common/log.h"
 
 #define HBD_DEFAULT_CONFIG HB_SYSCONFDIR "/hyperbuf/hyperbufd.conf"
 
@@ -52,10 +52,10 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 	/* Only now: the warning above still goes out at the old level. */
 	hbc_log_set_level(cur->log_level);
 	log_info("reload: configuration applied (exports_per_domain=%u pages_per_domain=%llu "
-		"event_queue=%u meta_max=%u timelines_per_domain=%u fence_waits_per_domain=%u)",
-		cur->exports_per_domain, (unsigned long long)cur->pages_per_domain,
-		cur->event_queue, cur->meta_max, cur->timelines_per_domain,
-		cur->fence_waits_per_domain);
+		 "event_queue=%u meta_max=%u timelines_per_domain=%u fence_waits_per_domain=%u)",
+		 cur->exports_per_domain, (unsigned long long)cur->pages_per_domain,
+		 cur->event_queue, cur->meta_max, cur->timelines_per_domain,
+		 cur->fence_waits_per_domain);
 }
 
 static void raise_fd_limit(void)
@@ -99,7 +99,8 @@ int main(int argc, char **argv)
 			debug = true;
 			break;
 		case 'v':
-			printf("hyperbufd %s (protocol %u)\n", HB_VERSION_STRING, HBP_PROTOCOL_VERSION);
+			printf("hyperbufd %s (protocol %u)\n", HB_VERSION_STRING,
+			       HBP_PROTOCOL_VERSION);
 			return 0;
 		case 'h':
 			usage(stdout);
@@ -156,7 +157,7 @@ int main(int argc, char **argv)
 	ev_signal_start(d.loop, &d.sig_hup);
 
 	log_info("hyperbufd %s ready: backend %s, config %s", HB_VERSION_STRING, d.backend->name,
-		config_path ? config_path : "(embedded default)");
+		 config_path ? config_path : "(embedded default)");
 	hbd_notify("READY=1");
 	ev_run(d.loop, 0);
 	hbd_notify("STOPPING=1");

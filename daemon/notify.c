@@ -7,8 +7,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "daemon/hyperbufd.h"
 #include "common/log.h"
+#include "daemon/hyperbufd.h"
 
 int hbd_notify(const char *state)
 {

@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
+#include "daemon/hyperbufd.h"
 #include "protocol/hid.h"
 #include "protocol/limits.h"
-#include "daemon/hyperbufd.h"
-#include "common/log.h"
 
 static struct hbc_list *hid_bucket(struct hbd *d, const struct hb_id *hid)
 {
@@ -132,8 +132,8 @@ int hbd_buffer_alloc(struct hbd_session *s, uint32_t peer, uint64_t size, uint32
 	s->dom->pages += b->mem.data_pages + b->mem.dir_pages;
 	hbc_list_insert_tail(&s->buffers, &b->owner_link);
 	log_debug("%s: buffer %llu: %llu bytes for domain %u, %u+%u pages in group %u", s->label,
-		 (unsigned long long)b->mem.handle, (unsigned long long)size, peer, b->mem.data_pages,
-		 b->mem.dir_pages, b->mem.group);
+		  (unsigned long long)b->mem.handle, (unsigned long long)size, peer,
+		  b->mem.data_pages, b->mem.dir_pages, b->mem.group);
 	*out = b;
 	return 0;
 
@@ -170,7 +170,7 @@ static void buffer_reclaim_if_unused(struct hbd_buffer *b)
 		dom->pages -= b->mem.data_pages + b->mem.dir_pages;
 	d->backend->release(d->backend_state, &b->mem, d->stopping);
 	log_debug("buffer %llu: pages returned to group %u", (unsigned long long)b->mem.handle,
-		 b->mem.group);
+		  b->mem.group);
 	free(b->meta);
 	free(b->resv);
 	free(b);
@@ -189,7 +189,8 @@ static void unexport_now(struct hbd_buffer *b)
 	dom = hbd_domain_get(d, b->mem.exporter);
 	if (dom && dom->exports)
 		dom->exports--;
-	hbd_domain_event(d, b->mem.peer, HB_EVENT_UNEXPORTED, &b->hid, b->mem.exporter, b->mem.size, NULL, 0);
+	hbd_domain_event(d, b->mem.peer, HB_EVENT_UNEXPORTED, &b->hid, b->mem.exporter, b->mem.size,
+			 NULL, 0);
 }
 
 static void on_unexport_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -248,8 +249,8 @@ int hbd_export(struct hbd_buffer *b, const uint8_t *meta, size_t meta_len, struc
 	b->meta = copy;
 	b->meta_len = (uint32_t)meta_len;
 	*hid = b->hid;
-	hbd_domain_event(d, b->mem.peer, HB_EVENT_EXPORTED, &b->hid, b->mem.exporter, b->mem.size, b->meta,
-			 b->meta_len);
+	hbd_domain_event(d, b->mem.peer, HB_EVENT_EXPORTED, &b->hid, b->mem.exporter, b->mem.size,
+			 b->meta, b->meta_len);
 	return 0;
 }
 
@@ -317,8 +318,8 @@ int hbd_import(struct hbd_session *s, const struct hb_id *hid, uint32_t flags,
 	d->stats.imports_total++;
 	d->stats.bytes_shared_total += b->mem.size;
 	if (b->owner)
-		hbd_session_event(b->owner, HB_EVENT_IMPORTED, &b->hid, s->dom->id, b->mem.size, NULL,
-				  0);
+		hbd_session_event(b->owner, HB_EVENT_IMPORTED, &b->hid, s->dom->id, b->mem.size,
+				  NULL, 0);
 	*out = im;
 	return 0;
 }
@@ -347,7 +348,7 @@ void hbd_import_release(struct hbd_session *s, struct hbd_import *im)
 	if (current)
 		b->gen_importers--;
 	if (current && b->gen_importers == 0 && b->owner && b->has_hid)
-		hbd_session_event(b->owner, HB_EVENT_RELEASED, &b->hid, s->dom->id, b->mem.size, NULL,
-				  0);
+		hbd_session_event(b->owner, HB_EVENT_RELEASED, &b->hid, s->dom->id, b->mem.size,
+				  NULL, 0);
 	buffer_reclaim_if_unused(b);
 }

@@ -17,10 +17,8 @@ void hbd_session_release(struct hbd_session *s)
 	 * the domain's bookkeeping is still whole. */
 	hbd_session_fences_close(s);
 	/* Imports first: a buffer this session both owns and imports is then reclaimed once. */
-	hbc_list_for_each_safe(im, &s->imports, struct hbd_import, link)
-		hbd_import_release(s, im);
-	hbc_list_for_each_safe(b, &s->buffers, struct hbd_buffer, owner_link)
-		hbd_buffer_free(b);
+	hbc_list_for_each_safe(im, &s->imports, struct hbd_import, link) hbd_import_release(s, im);
+	hbc_list_for_each_safe(b, &s->buffers, struct hbd_buffer, owner_link) hbd_buffer_free(b);
 	s->hello = s->control = false;
 	s->attached = 0;
 	if (was_client) {

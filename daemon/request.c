@@ -30,8 +30,8 @@ struct reply {
 	BufferDesc desc;
 	struct hb_id hid;
 	ControlReply *control;
-	int fd;      /* sent with the reply (Attach of a host session), closed after */
-	bool flush;  /* queued fence completions must go out first (see hbd_request) */
+	int fd;     /* sent with the reply (Attach of a host session), closed after */
+	bool flush; /* queued fence completions must go out first (see hbd_request) */
 };
 
 /* A hid from the wire; frame validation already checked its length when present. */

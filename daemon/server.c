@@ -38,7 +38,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 				/* The pending connection keeps the socket readable: without a
 				 * pause the loop would spin on it. */
 				log_warn("%s: accept: %s; pausing for 100 ms", l->path,
-					strerror(errno));
+					 strerror(errno));
 				ev_io_stop(loop, &l->io);
 				ev_timer_set(&l->pause, 0.1, 0.);
 				ev_timer_start(loop, &l->pause);
@@ -53,8 +53,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
-static int listener_open(struct hbd *d, struct hbd_listener *l, const char *path,
-			 uint32_t domain, mode_t mode)
+static int listener_open(struct hbd *d, struct hbd_listener *l, const char *path, uint32_t domain,
+			 mode_t mode)
 {
 	l->d = d;
 	l->domain = domain;
@@ -101,7 +101,8 @@ int hbd_server_start(struct hbd *d)
 
 	d->backend = hbd_backend_find(cfg->backend);
 	if (!d->backend) {
-		log_err("backend xen is not in this build (it needs libxen-dev); use backend = kvm");
+		log_err(
+		    "backend xen is not in this build (it needs libxen-dev); use backend = kvm");
 		return -ENOTSUP;
 	}
 
@@ -170,7 +171,7 @@ void hbd_server_stop(struct hbd *d)
 
 	if (d->sessions.next) {
 		hbc_list_for_each_safe(s, &d->sessions, struct hbd_session, link)
-			hbd_session_close(s, "daemon shutting down");
+		    hbd_session_close(s, "daemon shutting down");
 	}
 	/* Orphans survive only while an import holds them; with every session gone, none do.
 	 * Anything left here is a bookkeeping bug: free it, loudly. */
@@ -178,7 +179,7 @@ void hbd_server_stop(struct hbd *d)
 		hbc_list_for_each_safe(b, &d->orphans, struct hbd_buffer, owner_link)
 		{
 			log_err("buffer %llu still has %u importers at shutdown",
-			       (unsigned long long)b->mem.handle, b->importers);
+				(unsigned long long)b->mem.handle, b->importers);
 			b->importers = 0;
 			hbd_buffer_free(b);
 		}

@@ -11,10 +11,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "daemon/hyperbufd.h"
 #include "common/log.h"
-#include "protocol/resync.h"
 #include "common/sock.h"
+#include "daemon/hyperbufd.h"
+#include "protocol/resync.h"
 
 #define HBD_READ_CHUNK 65536u
 /* Events are serialised only while less than this is waiting in the output buffer, so the
@@ -446,7 +446,7 @@ static void channel_resync(struct hbd_session *s, const struct hbp_resync *m)
 	memcpy(reply.nonce, m->nonce, sizeof(reply.nonce));
 	if (m->version != HBP_PROTOCOL_VERSION || m->status != 0) {
 		log_warn("%s: resync marker of version %u (status %u), this daemon speaks %u",
-			s->label, m->version, m->status, HBP_PROTOCOL_VERSION);
+			 s->label, m->version, m->status, HBP_PROTOCOL_VERSION);
 		reply.status = EPROTO;
 	}
 	hbd_session_restart(s, "a new guest process resynchronised the channel");

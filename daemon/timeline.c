@@ -21,9 +21,9 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "common/log.h"
 #include "daemon/hyperbufd.h"
 #include "protocol/limits.h"
-#include "common/log.h"
 
 static struct hbc_list *timeline_bucket(struct hbd *d, uint64_t id)
 {
@@ -80,7 +80,8 @@ static bool timeline_visible(struct hbd *d, const struct hbd_timeline *tl, uint3
 {
 	uint32_t owner = tl->owner->dom->id;
 
-	return domain == owner || domain == 0 || d->backend->can_share(d->backend_state, owner, domain) == 0;
+	return domain == owner || domain == 0 ||
+	       d->backend->can_share(d->backend_state, owner, domain) == 0;
 }
 
 /* ---- the wait heap ---------------------------------------------------------------------- */
@@ -215,7 +216,7 @@ static void timeline_destroy(struct hbd *d, struct hbd_timeline *tl, const char 
 	struct hbd_domain *dom = tl->owner->dom;
 
 	log_debug("%s: timeline %llu %s at value %llu, %zu waits pending", tl->owner->label,
-		 (unsigned long long)tl->id, why, (unsigned long long)tl->value, tl->n_heap);
+		  (unsigned long long)tl->id, why, (unsigned long long)tl->value, tl->n_heap);
 	/* Oldest first, as a signal would: the owner is gone, so everybody still waiting learns
 	 * it through the same ordered path (fences.md §4.1, §5.5). */
 	complete_upto(d, tl, UINT64_MAX, -EPIPE);
@@ -463,8 +464,8 @@ int hbd_fence_attach(struct hbd_session *s, const struct hb_id *hid, uint64_t ti
 	tl = hbd_timeline_find(d, timeline);
 	/* Both sides of the share must be able to wait on it: a fence the other side could not
 	 * open would make its CPU access wait on something it cannot see. */
-	if (!tl || !timeline_visible(d, tl, s->dom->id) || !timeline_visible(d, tl, b->mem.exporter) ||
-	    !timeline_visible(d, tl, b->mem.peer))
+	if (!tl || !timeline_visible(d, tl, s->dom->id) ||
+	    !timeline_visible(d, tl, b->mem.exporter) || !timeline_visible(d, tl, b->mem.peer))
 		return -ENOENT;
 	if (value <= tl->value)
 		return 0; /* already complete: nobody would ever wait for it */

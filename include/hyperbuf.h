@@ -38,12 +38,12 @@ extern "C" {
 #define HB_IMPORT_WRITE 0x1u /* map read-write; needs HB_BUFFER_PEER_WRITABLE, else EACCES */
 
 /* struct hb_info.flags */
-#define HB_INFO_UNEXPORTED 0x1u       /* withdrawn: new imports fail with ENOENT */
+#define HB_INFO_UNEXPORTED       0x1u /* withdrawn: new imports fail with ENOENT */
 #define HB_INFO_UNEXPORT_PENDING 0x2u /* a delayed unexport is scheduled */
-#define HB_INFO_PEER_WRITABLE 0x4u    /* the buffer was allocated HB_BUFFER_PEER_WRITABLE */
+#define HB_INFO_PEER_WRITABLE    0x4u /* the buffer was allocated HB_BUFFER_PEER_WRITABLE */
 
 /* Fence usage (hb_attach_fence) and CPU access modes (hb_begin/end_cpu_access). */
-#define HB_ACCESS_READ 0x1u
+#define HB_ACCESS_READ  0x1u
 #define HB_ACCESS_WRITE 0x2u
 /* Pending fences one buffer's reservation holds at most (hb_attach_fence: ENOSPC). */
 #define HB_RESV_MAX 32
@@ -175,12 +175,12 @@ void hb_import_release(struct hb_import *im);
 /* ---- Query ------------------------------------------------------------------------------- */
 
 struct hb_info {
-	uint32_t exporter;  /* exporting domain */
-	uint32_t peer;      /* domain the buffer is exported to */
-	uint64_t size;      /* exact bytes */
+	uint32_t exporter; /* exporting domain */
+	uint32_t peer;     /* domain the buffer is exported to */
+	uint64_t size;     /* exact bytes */
 	uint32_t pages;
 	uint32_t importers; /* live imports */
-	uint32_t flags;     /* HB_INFO_UNEXPORTED | HB_INFO_UNEXPORT_PENDING | HB_INFO_PEER_WRITABLE */
+	uint32_t flags; /* HB_INFO_UNEXPORTED | HB_INFO_UNEXPORT_PENDING | HB_INFO_PEER_WRITABLE */
 	uint32_t meta_len;
 	uint8_t meta[HB_META_MAX];
 };

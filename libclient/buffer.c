@@ -19,7 +19,7 @@ static int send_free(struct hb_client *c, uint64_t handle)
 }
 
 HBL_PUBLIC struct hb_buffer *hb_buffer_alloc(struct hb_client *c, uint32_t peer_domain, size_t size,
-					    uint32_t flags)
+					     uint32_t flags)
 {
 	Alloc a = ALLOC__INIT;
 	ClientMsg m = CLIENT_MSG__INIT;
@@ -123,7 +123,7 @@ HBL_PUBLIC void hb_buffer_free(struct hb_buffer *b)
 }
 
 HBL_PUBLIC int hb_export(struct hb_buffer *b, const void *meta, size_t meta_len, uint32_t flags,
-			struct hb_id *id)
+			 struct hb_id *id)
 {
 	Export e = EXPORT__INIT;
 	ClientMsg m = CLIENT_MSG__INIT;

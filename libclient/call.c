@@ -85,8 +85,7 @@ static void forget(struct hbl_calls *calls, struct hbl_request *q)
 	*pp = q->next;
 }
 
-int hbl_call(struct hb_client *c, ClientMsg *msg, ServerMsg__BodyCase want,
-	     struct hbb_reply *reply)
+int hbl_call(struct hb_client *c, ClientMsg *msg, ServerMsg__BodyCase want, struct hbb_reply *reply)
 {
 	struct hbl_request q = {0};
 	int r;

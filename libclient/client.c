@@ -151,10 +151,8 @@ static void client_destroy(struct hb_client *c)
 	struct hb_buffer *b;
 	struct hb_import *im;
 
-	hbc_list_for_each_safe(b, &c->buffers, struct hb_buffer, link)
-		hbl_buffer_destroy(b);
-	hbc_list_for_each_safe(im, &c->imports, struct hb_import, link)
-		hbl_import_destroy(im);
+	hbc_list_for_each_safe(b, &c->buffers, struct hb_buffer, link) hbl_buffer_destroy(b);
+	hbc_list_for_each_safe(im, &c->imports, struct hb_import, link) hbl_import_destroy(im);
 	hbl_fences_destroy(c);
 	hbl_timelines_destroy(c);
 	/* The channel first: the daemon ends the session on its EOF. Then the backend's own
@@ -174,7 +172,7 @@ static void log_setup(void)
 
 	hbc_log_set_ident("libhyperbuf");
 	hbc_log_set_level(debug && debug[0] && strcmp(debug, "0") != 0 ? HBC_LOG_DEBUG
-								      : HBC_LOG_SILENT);
+								       : HBC_LOG_SILENT);
 }
 
 HBL_PUBLIC struct hb_client *hb_connect(const char *address)
@@ -197,7 +195,7 @@ HBL_PUBLIC struct hb_client *hb_connect(const char *address)
 	c->vm_channel = kind == HBL_ADDR_VM || kind == HBL_ADDR_KVM;
 	r = open_transport(c, kind, path);
 	if (r == 0)
-		r = hello(c, kind == HBL_ADDR_VM	? HBB_ATTACH_EMULATED
+		r = hello(c, kind == HBL_ADDR_VM    ? HBB_ATTACH_EMULATED
 			     : kind == HBL_ADDR_KVM ? HBB_ATTACH_GUEST
 						    : HBB_ATTACH_HOST);
 	if (r < 0) {

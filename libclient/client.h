@@ -41,19 +41,19 @@
 
 struct hb_client {
 	pthread_mutex_t lock;
-	struct hbl_conn conn;     /* conn.c */
-	struct hbl_calls calls;   /* call.c */
-	struct hbl_memory mem;    /* memory.c */
-	struct hbl_events events; /* events.c */
-	struct hbl_fences fences; /* sync.c */
+	struct hbl_conn conn;      /* conn.c */
+	struct hbl_calls calls;    /* call.c */
+	struct hbl_memory mem;     /* memory.c */
+	struct hbl_events events;  /* events.c */
+	struct hbl_fences fences;  /* sync.c */
 	struct hbc_list timelines; /* timeline.c: struct hb_timeline */
 	struct hbc_list buffers;   /* buffer.c: struct hb_buffer */
 	struct hbc_list imports;   /* import.c: struct hb_import */
 
 	/* From the welcome (client.c). */
 	uint32_t domain;
-	uint32_t meta_max;  /* min(daemon's meta_max, HB_META_MAX) */
-	bool vm_channel;    /* a VM's channel: metadata must never carry a resync marker */
+	uint32_t meta_max; /* min(daemon's meta_max, HB_META_MAX) */
+	bool vm_channel;   /* a VM's channel: metadata must never carry a resync marker */
 };
 
 struct hb_buffer {

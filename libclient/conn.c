@@ -162,7 +162,8 @@ int hbl_conn_read_frame(struct hbl_conn *conn, ServerMsg **msg, int *fds, unsign
 int hbl_conn_flush(struct hbl_conn *conn, size_t *off)
 {
 	while (*off < conn->tx.len) {
-		ssize_t n = conn->tp.ops->send(&conn->tp, conn->tx.data + *off, conn->tx.len - *off);
+		ssize_t n =
+		    conn->tp.ops->send(&conn->tp, conn->tx.data + *off, conn->tx.len - *off);
 
 		if (n == -EAGAIN)
 			return -EAGAIN;

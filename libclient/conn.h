@@ -20,7 +20,7 @@
 
 struct hbl_conn {
 	struct hbb_transport tp;
-	int broken; /* sticky positive errno, 0 while healthy; atomic reads */
+	int broken;         /* sticky positive errno, 0 while healthy; atomic reads */
 	uint32_t frame_max; /* largest frame we send (the welcome's, capped by ours) */
 	struct hbp_bytes rx;
 	int rx_fds[HBB_FRAME_FDS];

@@ -85,8 +85,7 @@ void hbl_events_push(struct hb_client *c, const Event *ev)
 	append(q, n);
 }
 
-void hbl_events_push_fence(struct hb_client *c, uint64_t timeline, uint64_t value,
-			   uint32_t owner)
+void hbl_events_push_fence(struct hb_client *c, uint64_t timeline, uint64_t value, uint32_t owner)
 {
 	struct hbl_events *q = &c->events;
 	struct hbl_event_node *n;

@@ -39,8 +39,7 @@ void hbl_events_free(struct hbl_events *q);
  * this build does not know, and FENCE, which only the library makes, are dropped). */
 void hbl_events_push(struct hb_client *c, const Event *ev);
 /* Queues an HB_EVENT_FENCE for a point that completed. */
-void hbl_events_push_fence(struct hb_client *c, uint64_t timeline, uint64_t value,
-			   uint32_t owner);
+void hbl_events_push_fence(struct hb_client *c, uint64_t timeline, uint64_t value, uint32_t owner);
 bool hbl_events_queued(const struct hb_client *c);
 
 #endif

@@ -42,16 +42,16 @@ struct hbl_point {
  */
 struct hb_sync {
 	struct hb_client *client;
-	struct hbc_list link; /* fences.syncs: every node, so hb_disconnect frees them all */
-	int status;           /* 0, 1 or -errno; atomic: hb_sync_status reads it unlocked */
-	uint64_t done_seq;    /* when it completed (fences.seq), for "first error wins" */
-	int efd;              /* -1 once the handle is closed */
-	bool open;            /* the user still holds the handle */
-	unsigned refs;        /* open + parents */
-	unsigned pending;     /* members (or the point) not complete yet */
-	int error;            /* first error among completed members */
-	struct hbl_point *point;    /* leaf, while its point is pending */
-	struct hb_sync *member[2];  /* merge: members still pending (one reference each) */
+	struct hbc_list link;      /* fences.syncs: every node, so hb_disconnect frees them all */
+	int status;                /* 0, 1 or -errno; atomic: hb_sync_status reads it unlocked */
+	uint64_t done_seq;         /* when it completed (fences.seq), for "first error wins" */
+	int efd;                   /* -1 once the handle is closed */
+	bool open;                 /* the user still holds the handle */
+	unsigned refs;             /* open + parents */
+	unsigned pending;          /* members (or the point) not complete yet */
+	int error;                 /* first error among completed members */
+	struct hbl_point *point;   /* leaf, while its point is pending */
+	struct hb_sync *member[2]; /* merge: members still pending (one reference each) */
 	struct hb_sync **parents;
 	size_t n_parents, cap_parents;
 	struct hb_sync *work; /* worklist link while completing or freeing (no recursion) */

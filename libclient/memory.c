@@ -4,8 +4,7 @@
 #include "libclient/client.h"
 #include "protocol/limits.h"
 
-static int svc_request(void *ctx, ClientMsg *msg, ServerMsg__BodyCase want,
-		       struct hbb_reply *reply)
+static int svc_request(void *ctx, ClientMsg *msg, ServerMsg__BodyCase want, struct hbb_reply *reply)
 {
 	return hbl_call(ctx, msg, want, reply);
 }

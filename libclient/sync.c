@@ -316,8 +316,7 @@ void hbl_fences_destroy(struct hb_client *c)
 			point_free(p);
 		}
 	}
-	hbc_list_for_each_safe(s, &c->fences.syncs, struct hb_sync, link)
-		sync_free(s);
+	hbc_list_for_each_safe(s, &c->fences.syncs, struct hb_sync, link) sync_free(s);
 }
 
 /* ---- the public calls ------------------------------------------------------------------- */

@@ -131,8 +131,8 @@ static bool access_ok(uint32_t access)
 	return access != 0 && !(access & ~(HB_ACCESS_READ | HB_ACCESS_WRITE));
 }
 
-HBL_PUBLIC int hb_attach_fence(struct hb_client *c, const struct hb_id *id, const struct hb_fence *f,
-			      uint32_t usage)
+HBL_PUBLIC int hb_attach_fence(struct hb_client *c, const struct hb_id *id,
+			       const struct hb_fence *f, uint32_t usage)
 {
 	FenceAttach fa = FENCE_ATTACH__INIT;
 	ClientMsg m = CLIENT_MSG__INIT;
@@ -180,7 +180,7 @@ static int cpu_access_query(struct hb_client *c, const struct hb_id *id, uint32_
 }
 
 HBL_PUBLIC int hb_begin_cpu_access(struct hb_client *c, const struct hb_id *id, uint32_t access,
-				  int timeout_ms)
+				   int timeout_ms)
 {
 	struct hb_fence fences[HB_RESV_MAX];
 	struct hb_sync *syncs[HB_RESV_MAX];

@@ -246,8 +246,8 @@ static bool cpu_access_valid(const CpuAccessReply *r)
 
 static bool server_valid(const ServerMsg *m)
 {
-	bool unsolicited = m->body_case == SERVER_MSG__BODY_EVENT ||
-			   m->body_case == SERVER_MSG__BODY_FENCE;
+	bool unsolicited =
+	    m->body_case == SERVER_MSG__BODY_EVENT || m->body_case == SERVER_MSG__BODY_FENCE;
 
 	/* id 0 is reserved for events and fence completions, which never answer a request. */
 	if ((m->id == 0) != unsolicited)

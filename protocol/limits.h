@@ -9,38 +9,38 @@
 /* Every frame is a 4-byte little-endian length and that many payload bytes. A length above
  * HBP_FRAME_MAX is a protocol violation, detected before anything is allocated. */
 #define HBP_FRAME_HEADER 4u
-#define HBP_FRAME_MAX (256u * 1024u)
+#define HBP_FRAME_MAX    (256u * 1024u)
 
 /* Pages and reference directories. */
-#define HBP_PAGE_SIZE 4096u
-#define HBP_PAGE_SHIFT 12u
-#define HBP_REFS_PER_PAGE (HBP_PAGE_SIZE / 4u) /* 1024 32-bit refs per directory page */
+#define HBP_PAGE_SIZE        4096u
+#define HBP_PAGE_SHIFT       12u
+#define HBP_REFS_PER_PAGE    (HBP_PAGE_SIZE / 4u) /* 1024 32-bit refs per directory page */
 #define HBP_REFDIR_MAX_DEPTH 3u
 
 /* Hard ceilings a configuration can't exceed. */
-#define HBP_META_LIMIT 4096u          /* == HB_META_MAX in hyperbuf.h */
+#define HBP_META_LIMIT        4096u /* == HB_META_MAX in hyperbuf.h */
 #define HBP_EVENT_QUEUE_LIMIT 65536u
-#define HBP_MAX_GROUPS 64u
-#define HBP_RESV_LIMIT 32u            /* == HB_RESV_MAX in hyperbuf.h: pending fences per buffer */
-#define HBP_ERRNO_LIMIT 4096u         /* errnos on the wire are 1..HBP_ERRNO_LIMIT-1 */
+#define HBP_MAX_GROUPS        64u
+#define HBP_RESV_LIMIT        32u   /* == HB_RESV_MAX in hyperbuf.h: pending fences per buffer */
+#define HBP_ERRNO_LIMIT       4096u /* errnos on the wire are 1..HBP_ERRNO_LIMIT-1 */
 
 /* Welcome.memory: where buffer pages come from. */
-#define HBP_MEMORY_POOL 0u   /* KVM: the daemon allocates pool pages and builds the directory */
+#define HBP_MEMORY_POOL   0u /* KVM: the daemon allocates pool pages and builds the directory */
 #define HBP_MEMORY_GRANTS 1u /* Xen: the client allocates, grants and describes them (Grant) */
 
 /* Event types that never reach the application (PROTOCOL.md §3, Event). */
 #define HBP_WIRE_EVENT_RECLAIMED 64u /* Xen: no importer maps the buffer; end its grants */
 
 /* Session roles in Hello. */
-#define HBP_ROLE_CLIENT 0u
+#define HBP_ROLE_CLIENT  0u
 #define HBP_ROLE_CONTROL 1u
 
 /* Control.what */
-#define HBP_CTL_STATUS 1u
-#define HBP_CTL_DOMAINS 2u
-#define HBP_CTL_EXPORTS 3u
-#define HBP_CTL_IMPORTS 4u
-#define HBP_CTL_STATS 5u
+#define HBP_CTL_STATUS    1u
+#define HBP_CTL_DOMAINS   2u
+#define HBP_CTL_EXPORTS   3u
+#define HBP_CTL_IMPORTS   4u
+#define HBP_CTL_STATS     5u
 #define HBP_CTL_TIMELINES 6u
 
 /* The pool header in page 0 of every KVM group pool. All fields little-endian. Guests use it
@@ -48,13 +48,13 @@
  * write the pool. instance (Welcome's GroupInfo.pool_instance) tells a pool from the one a
  * previous daemon made for the same group: QEMU cannot reconnect to an ivshmem server, so a VM
  * that outlived a daemon restart still has the old pool as its BAR. */
-#define HBP_POOL_MAGIC "HYPERBUF"
+#define HBP_POOL_MAGIC          "HYPERBUF"
 #define HBP_POOL_LAYOUT_VERSION 1u
 struct hbp_pool_header {
-	char magic[8];     /* HBP_POOL_MAGIC, no NUL */
-	uint32_t layout;   /* HBP_POOL_LAYOUT_VERSION */
-	uint32_t group;    /* group id, as in Welcome.groups */
-	uint64_t size;     /* pool bytes, a power of two */
+	char magic[8];   /* HBP_POOL_MAGIC, no NUL */
+	uint32_t layout; /* HBP_POOL_LAYOUT_VERSION */
+	uint32_t group;  /* group id, as in Welcome.groups */
+	uint64_t size;   /* pool bytes, a power of two */
 	uint32_t page_size;
 	uint32_t instance; /* random, non-zero, new for every pool the daemon creates */
 	char name[32];     /* group name, NUL padded */

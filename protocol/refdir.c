@@ -92,8 +92,8 @@ static void put_ref(void *page, uint64_t slot, uint32_t ref)
 }
 
 int hbp_refdir_build(const uint32_t *data_refs, uint32_t n, const uint32_t *dir_refs,
-		    void *const *dir_mem, uint64_t size, uint32_t first_offset,
-		    struct hbp_refdir *out)
+		     void *const *dir_mem, uint64_t size, uint32_t first_offset,
+		     struct hbp_refdir *out)
 {
 	uint64_t cnt[HBP_REFDIR_MAX_DEPTH + 1], base[HBP_REFDIR_MAX_DEPTH + 2];
 	uint64_t ndir, i;
@@ -125,7 +125,8 @@ int hbp_refdir_build(const uint32_t *data_refs, uint32_t n, const uint32_t *dir_
 		for (i = 0; i < cnt[l - 1]; i++) {
 			uint32_t ref = l == 1 ? data_refs[i] : dir_refs[base[l - 1] + i];
 
-			put_ref(dir_mem[base[l] + i / HBP_REFS_PER_PAGE], i % HBP_REFS_PER_PAGE, ref);
+			put_ref(dir_mem[base[l] + i / HBP_REFS_PER_PAGE], i % HBP_REFS_PER_PAGE,
+				ref);
 		}
 	}
 
@@ -266,7 +267,8 @@ int hbp_refdir_walk(const struct hbp_refdir *d, const struct hbp_refdir_ops *ops
 		for (p = 0; p < cnt[l]; p++) {
 			uint64_t first = p * HBP_REFS_PER_PAGE;
 			uint64_t left = cnt[l - 1] - first;
-			uint32_t used = left < HBP_REFS_PER_PAGE ? (uint32_t)left : HBP_REFS_PER_PAGE;
+			uint32_t used =
+			    left < HBP_REFS_PER_PAGE ? (uint32_t)left : HBP_REFS_PER_PAGE;
 			uint32_t *dst = l == 1 ? out + first : order + next + first;
 
 			if (level)

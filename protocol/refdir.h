@@ -20,11 +20,11 @@
 #include "protocol/limits.h"
 
 struct hbp_refdir {
-	uint32_t root;   /* ref of the root directory page */
-	uint32_t depth;  /* 1..3 */
-	uint32_t pages;  /* data pages, >= 1 */
+	uint32_t root;         /* ref of the root directory page */
+	uint32_t depth;        /* 1..3 */
+	uint32_t pages;        /* data pages, >= 1 */
 	uint32_t first_offset; /* data starts this many bytes into the first page (< page size) */
-	uint64_t size;   /* exact byte size; must fit in pages * page - first_offset */
+	uint64_t size;         /* exact byte size; must fit in pages * page - first_offset */
 };
 
 /* Data pages a buffer of size bytes spans when it starts first_offset bytes into its first
@@ -47,8 +47,8 @@ uint64_t hbp_refdir_dir_pages(uint64_t pages);
  * first_offset are copied from the arguments). Returns 0 or -EINVAL (bad counts, size not fitting).
  */
 int hbp_refdir_build(const uint32_t *data_refs, uint32_t n, const uint32_t *dir_refs,
-		    void *const *dir_mem, uint64_t size, uint32_t first_offset,
-		    struct hbp_refdir *out);
+		     void *const *dir_mem, uint64_t size, uint32_t first_offset,
+		     struct hbp_refdir *out);
 
 /* Walker callbacks. */
 struct hbp_refdir_ops {

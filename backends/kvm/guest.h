@@ -1,6 +1,7 @@
 /*
  * The KVM backend, guest side (part of libhyperbuf): private to backends/kvm/guest.c,
- * attach.c, ivshmem_client.c, bars.c and port.c. The ops table itself is hbk_guest_ops (backends/backend.h).
+ * attach.c, ivshmem_client.c, bars.c and port.c. The ops table itself is hbk_guest_ops
+ * (backends/backend.h).
  *
  * A client reaches each group's pool one of three ways (enum hbb_attach_mode): a host process
  * gets the pool memfd with Attach's reply; an emulated VM connects to the group's ivshmem

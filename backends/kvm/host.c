@@ -82,11 +82,12 @@ static int kvm_listen(struct kvm_backend *k, struct kvm_group *g)
 		r = hbk_ivshmem_listen(&g->srv, g->cfg.ivshmem, false, 0);
 		if (r < 0)
 			log_err("group %s: ivshmem server on %s: %s", g->cfg.name, g->cfg.ivshmem,
-			       strerror(-r));
+				strerror(-r));
 		return r;
 	}
 	for (unsigned m = 0; m < g->cfg.n_members; m++) {
-		const struct hbc_config_vm *vm = hbc_config_vm_by_id(k->svc->cfg, g->cfg.members[m]);
+		const struct hbc_config_vm *vm =
+		    hbc_config_vm_by_id(k->svc->cfg, g->cfg.members[m]);
 
 		if (!vm)
 			continue; /* the host maps the pool from its fd */
@@ -95,7 +96,7 @@ static int kvm_listen(struct kvm_backend *k, struct kvm_group *g)
 			r = hbk_ivshmem_listen(&g->srv, path, true, vm->id);
 		if (r < 0) {
 			log_err("group %s: ivshmem server for vm %s on %s: %s", g->cfg.name,
-			       vm->name, path, strerror(-r));
+				vm->name, path, strerror(-r));
 			return r;
 		}
 	}
@@ -139,11 +140,11 @@ static int kvm_start(const struct hbb_host_services *svc, void **state)
 		r = hbk_pool_init(&g->pool, g->cfg.name, g->cfg.id, g->cfg.size);
 		if (r < 0) {
 			log_err("group %s: cannot create its %llu-byte pool: %s", g->cfg.name,
-			       (unsigned long long)g->cfg.size, strerror(-r));
+				(unsigned long long)g->cfg.size, strerror(-r));
 			goto err;
 		}
 		r = hbk_ivshmem_start(&g->srv, svc->loop, g->cfg.name, &k->ids, g->pool.fd,
-					 g->cfg.vectors);
+				      g->cfg.vectors);
 		if (r < 0)
 			goto err;
 		g->srv.data = g;
@@ -153,7 +154,7 @@ static int kvm_start(const struct hbb_host_services *svc, void **state)
 		if (r < 0)
 			goto err;
 		log_info("group %s (id %u): %llu MiB pool, ivshmem server %s", g->cfg.name,
-			g->cfg.id, (unsigned long long)(g->cfg.size >> 20), g->cfg.ivshmem);
+			 g->cfg.id, (unsigned long long)(g->cfg.size >> 20), g->cfg.ivshmem);
 	}
 	*state = k;
 	return 0;
@@ -207,7 +208,8 @@ static int kvm_alloc(void *state, const struct hbb_caller *who, struct hbb_buffe
 	int r;
 
 	if (!g)
-		return -ENODEV; /* a group exists (can_share said so) but this session has no pool */
+		return -ENODEV; /* a group exists (can_share said so) but this session has no pool
+				 */
 	if (data + dir > g->pool.pages - 1)
 		return -EFBIG;
 	b->refs = malloc((data + dir) * sizeof(uint32_t));
@@ -224,7 +226,8 @@ static int kvm_alloc(void *state, const struct hbb_caller *who, struct hbb_buffe
 	b->dir_pages = (uint32_t)dir;
 	for (uint64_t i = 0; i < dir; i++)
 		dir_mem[i] = hbk_pool_page(&g->pool, b->refs[data + i]);
-	r = hbp_refdir_build(b->refs, (uint32_t)data, b->refs + data, dir_mem, b->size, 0, &b->desc);
+	r = hbp_refdir_build(b->refs, (uint32_t)data, b->refs + data, dir_mem, b->size, 0,
+			     &b->desc);
 	if (r < 0) {
 		hbk_pool_free(&g->pool, b->refs, (uint32_t)(data + dir), true);
 		goto err;
@@ -371,15 +374,15 @@ static void kvm_stats(void *state, void (*put)(void *ctx, const char *key, uint6
 }
 
 const struct hbb_host_ops hbk_host_ops = {
-	.version = HBB_HOST_VERSION,
-	.name = "kvm",
-	.start = kvm_start,
-	.stop = kvm_stop,
-	.can_share = kvm_can_share,
-	.alloc = kvm_alloc,
-	.release = kvm_release,
-	.attach = kvm_attach,
-	.welcome = kvm_welcome,
-	.welcome_free = kvm_welcome_free,
-	.stats = kvm_stats,
+    .version = HBB_HOST_VERSION,
+    .name = "kvm",
+    .start = kvm_start,
+    .stop = kvm_stop,
+    .can_share = kvm_can_share,
+    .alloc = kvm_alloc,
+    .release = kvm_release,
+    .attach = kvm_attach,
+    .welcome = kvm_welcome,
+    .welcome_free = kvm_welcome_free,
+    .stats = kvm_stats,
 };

@@ -153,7 +153,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			/* Out of descriptors: the socket stays readable, so pause rather
 			 * than spin. */
 			log_warn("ivshmem %s: accept: %s; pausing for 100 ms", l->path,
-				strerror(errno));
+				 strerror(errno));
 			ev_io_stop(loop, &l->io);
 			ev_timer_start(loop, &l->pause);
 		}
@@ -230,7 +230,7 @@ static void on_resume(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 int hbk_ivshmem_start(struct hbk_ivshmem_server *srv, struct ev_loop *loop, const char *name,
-			 struct hbk_ivshmem_ids *ids, int pool_fd, unsigned vectors)
+		      struct hbk_ivshmem_ids *ids, int pool_fd, unsigned vectors)
 {
 	srv->loop = loop;
 	snprintf(srv->name, sizeof(srv->name), "%s", name);
@@ -244,7 +244,8 @@ int hbk_ivshmem_start(struct hbk_ivshmem_server *srv, struct ev_loop *loop, cons
 	return 0;
 }
 
-int hbk_ivshmem_listen(struct hbk_ivshmem_server *srv, const char *path, bool bound, uint32_t domain)
+int hbk_ivshmem_listen(struct hbk_ivshmem_server *srv, const char *path, bool bound,
+		       uint32_t domain)
 {
 	struct hbk_ivshmem_listener *l = calloc(1, sizeof(*l));
 

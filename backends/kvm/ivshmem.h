@@ -22,7 +22,8 @@
 #define HBK_IVSHMEM_MAX_VECTORS 64
 #define HBK_IVSHMEM_MAX_PEERS   256
 #define HBK_IVSHMEM_DAEMON_ID   0
-#define HBK_IVSHMEM_MAX_ID      65535 /* QEMU's limit for ids (HBK_IVSHMEM_MAX_PEERS in hw/misc/ivshmem.c) */
+#define HBK_IVSHMEM_MAX_ID                                                                         \
+	65535 /* QEMU's limit for ids (HBK_IVSHMEM_MAX_PEERS in hw/misc/ivshmem.c) */
 
 struct hbk_ivshmem_server;
 
@@ -43,9 +44,9 @@ struct hbk_ivshmem_peer {
 	ev_io io;
 	int irq[HBK_IVSHMEM_MAX_VECTORS];       /* the peer receives interrupts on these */
 	int to_daemon[HBK_IVSHMEM_MAX_VECTORS]; /* the peer rings the daemon with these */
-	bool bound;                         /* it is `domain`'s: from its socket, or by Attach */
-	bool broken;                        /* a message to it failed: disconnect it */
-	pid_t pid;                          /* SO_PEERCRED: QEMU, or the emulated VM */
+	bool bound;  /* it is `domain`'s: from its socket, or by Attach */
+	bool broken; /* a message to it failed: disconnect it */
+	pid_t pid;   /* SO_PEERCRED: QEMU, or the emulated VM */
 	uint32_t domain;
 };
 
@@ -78,10 +79,10 @@ struct hbk_ivshmem_server {
 
 /* Prepares a server for pool_fd; it serves nobody until hbk_ivshmem_listen. */
 int hbk_ivshmem_start(struct hbk_ivshmem_server *srv, struct ev_loop *loop, const char *name,
-			 struct hbk_ivshmem_ids *ids, int pool_fd, unsigned vectors);
+		      struct hbk_ivshmem_ids *ids, int pool_fd, unsigned vectors);
 /* Listens on path (0600): with bound, every peer connecting there is `domain`. */
 int hbk_ivshmem_listen(struct hbk_ivshmem_server *srv, const char *path, bool bound,
-			  uint32_t domain);
+		       uint32_t domain);
 void hbk_ivshmem_stop(struct hbk_ivshmem_server *srv);
 struct hbk_ivshmem_peer *hbk_ivshmem_peer(struct hbk_ivshmem_server *srv, uint32_t id);
 /* The listening socket a domain connects to: its own, else the shared one; NULL if none. */

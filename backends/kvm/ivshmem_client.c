@@ -35,7 +35,7 @@ static int iv_recv(struct hbk_group *g, int64_t *val, int *fd)
 		int fds[HBB_FRAME_FDS];
 		unsigned nfds = 0;
 		ssize_t n = hbc_recv_fds(g->iv_fd, g->iv_msg + g->iv_got,
-					sizeof(g->iv_msg) - g->iv_got, fds, &nfds, HBB_FRAME_FDS);
+					 sizeof(g->iv_msg) - g->iv_got, fds, &nfds, HBB_FRAME_FDS);
 		if (nfds > 0 && (nfds > 1 || g->iv_msg_fd >= 0)) {
 			hbc_close_fds(fds, &nfds);
 			return -EPROTO;
@@ -154,7 +154,7 @@ static int iv_handshake(struct hbk_guest *k, struct hbk_group *g)
 	/* The window checks st_size (a power of two, the announced pool size), seals and
 	 * header, and owns fd from here on. */
 	return hbk_pool_window_open(&g->win, fd, g->id, g->pool_size, g->pool_instance,
-				   HBK_POOL_WINDOW_SEALED);
+				    HBK_POOL_WINDOW_SEALED);
 
 err_proto:
 	if (fd >= 0)

@@ -10,9 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backends/kvm/pool.h"
 #include "common/log.h"
 #include "protocol/limits.h"
-#include "backends/kvm/pool.h"
 
 #define BIT_WORD(i) ((i) / 64u)
 #define BIT_MASK(i) (1ull << ((i) % 64u))

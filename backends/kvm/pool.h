@@ -11,7 +11,7 @@
 
 struct hbk_pool {
 	int fd;
-	uint8_t *map;      /* the daemon's read-write mapping of the whole pool */
+	uint8_t *map; /* the daemon's read-write mapping of the whole pool */
 	uint64_t size;
 	uint32_t pages;    /* page 0 is the header */
 	uint32_t used;     /* allocated pages (header excluded) */

@@ -40,7 +40,7 @@ static int check_header(const struct hbk_pool_window *w, uint32_t instance)
 }
 
 int hbk_pool_window_open(struct hbk_pool_window *w, int fd, uint32_t group, uint64_t size,
-			uint32_t instance, unsigned flags)
+			 uint32_t instance, unsigned flags)
 {
 	struct stat st;
 	void *base;
@@ -124,7 +124,8 @@ static int walk_validate(void *ctx, uint32_t ref, int is_dir)
 	return 0;
 }
 
-int hbk_pool_window_walk(const struct hbk_pool_window *w, const struct hbp_refdir *d, uint32_t *refs)
+int hbk_pool_window_walk(const struct hbk_pool_window *w, const struct hbp_refdir *d,
+			 uint32_t *refs)
 {
 	const struct hbp_refdir_ops ops = {
 	    .map = walk_map,
@@ -139,7 +140,7 @@ int hbk_pool_window_walk(const struct hbk_pool_window *w, const struct hbp_refdi
 }
 
 int hbk_pool_window_map(const struct hbk_pool_window *w, const uint32_t *refs, uint32_t n,
-		       bool writable, void **out)
+			bool writable, void **out)
 {
 	int prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
 	size_t len;

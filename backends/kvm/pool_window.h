@@ -41,11 +41,12 @@ void hbk_pool_window_init(struct hbk_pool_window *w);
  * -EPROTO when the pool is not the one announced, or another negative errno.
  */
 int hbk_pool_window_open(struct hbk_pool_window *w, int fd, uint32_t group, uint64_t size,
-			uint32_t instance, unsigned flags);
+			 uint32_t instance, unsigned flags);
 void hbk_pool_window_close(struct hbk_pool_window *w);
 
 /* Walks d through the window into refs[d->pages]. Returns 0 or the walker's negative errno. */
-int hbk_pool_window_walk(const struct hbk_pool_window *w, const struct hbp_refdir *d, uint32_t *refs);
+int hbk_pool_window_walk(const struct hbk_pool_window *w, const struct hbp_refdir *d,
+			 uint32_t *refs);
 
 /*
  * Maps the n pages refs[] into one contiguous range, PROT_READ or PROT_READ | PROT_WRITE,
@@ -53,7 +54,7 @@ int hbk_pool_window_walk(const struct hbk_pool_window *w, const struct hbp_refdi
  * negative errno. Undo with hbk_pool_window_unmap(*out, n * HBP_PAGE_SIZE).
  */
 int hbk_pool_window_map(const struct hbk_pool_window *w, const uint32_t *refs, uint32_t n,
-		       bool writable, void **out);
+			bool writable, void **out);
 void hbk_pool_window_unmap(void *addr, size_t len);
 
 #endif

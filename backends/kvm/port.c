@@ -323,12 +323,12 @@ static void port_close(struct hbb_transport *t, bool broken)
 }
 
 static const struct hbb_transport_ops port_transport = {
-	.version = HBB_GUEST_VERSION,
-	.recv = port_recv,
-	.send = port_send,
-	.shutdown = port_shutdown,
-	.close = port_close,
-	.pollout = true,
+    .version = HBB_GUEST_VERSION,
+    .recv = port_recv,
+    .send = port_send,
+    .shutdown = port_shutdown,
+    .close = port_close,
+    .pollout = true,
 };
 
 int hbk_port_open(const char *path, struct hbb_transport *t)

@@ -21,8 +21,8 @@
 
 #include "backends/xen/desc.h"
 #include "backends/xen/xen.h"
-#include "protocol/desc.h"
 #include "common/log.h"
+#include "protocol/desc.h"
 #include "protocol/limits.h"
 
 /* Xen's defaults, when a domain's own numbers cannot be read. */
@@ -257,7 +257,7 @@ static int xen_start(const struct hbb_host_services *svc, void **state)
 	if (!xb->xc) {
 		r = -errno;
 		log_err("libxenctrl: %s (the xen backend runs in dom0, with xen-privcmd loaded)",
-		       strerror(-r));
+			strerror(-r));
 		goto err;
 	}
 	xb->xs = xs_open(0);
@@ -271,7 +271,7 @@ static int xen_start(const struct hbb_host_services *svc, void **state)
 	if (!xb->evtchn || !xb->gntshr) {
 		r = -errno;
 		log_err("%s: %s (load xen-evtchn and xen-gntalloc; see docs/XEN.md)",
-		       xb->evtchn ? "/dev/xen/gntalloc" : "/dev/xen/evtchn", strerror(-r));
+			xb->evtchn ? "/dev/xen/gntalloc" : "/dev/xen/evtchn", strerror(-r));
 		goto err;
 	}
 	/* Whatever a previous daemon published is stale. */
@@ -289,8 +289,10 @@ static int xen_start(const struct hbb_host_services *svc, void **state)
 	ev_io_start(svc->loop, &xb->evtchn_io);
 	rescan(xb);
 	log_info("xen: dom0 grant budget %llu pages; guests: %s",
-		(unsigned long long)grant_budget(xb, 0),
-		cfg->xen_all_domains ? "all" : cfg->n_xen_domains ? "listed" : "none");
+		 (unsigned long long)grant_budget(xb, 0),
+		 cfg->xen_all_domains ? "all"
+		 : cfg->n_xen_domains ? "listed"
+				      : "none");
 	*state = xb;
 	return 0;
 
@@ -344,10 +346,10 @@ static int xen_grant(void *state, const struct hbb_caller *who, struct hbb_buffe
 
 	if (b->desc.depth)
 		return -EBUSY;
-	if (m->group != 0 || hbp_desc_to_refdir(m, &desc) < 0 || hbx_desc_check(&desc, b->size) < 0 ||
-	    desc.pages != b->data_pages) {
+	if (m->group != 0 || hbp_desc_to_refdir(m, &desc) < 0 ||
+	    hbx_desc_check(&desc, b->size) < 0 || desc.pages != b->data_pages) {
 		log_info("%s: Grant for buffer %llu: a descriptor that does not fit it", who->label,
-			(unsigned long long)b->handle);
+			 (unsigned long long)b->handle);
 		return -EINVAL;
 	}
 	b->desc = desc;

@@ -132,7 +132,7 @@ int hbx_listen(struct xen_domain *dom)
 
 	if (dom->n_conns >= HBX_MAX_CONNS_PER_DOMAIN) {
 		log_warn("dom%u: %u connections; the next listener waits for one to close",
-			dom->domid, dom->n_conns);
+			 dom->domid, dom->n_conns);
 		return -EMFILE;
 	}
 	c = calloc(1, sizeof(*c));
@@ -163,7 +163,8 @@ int hbx_listen(struct xen_domain *dom)
 	hbx_ring_init(&c->tx, &c->page->right, c->right, HBX_RING_SIZE, true, 0);
 	r = publish(c);
 	if (r < 0) {
-		log_err("dom%u: cannot publish the vchan in xenstore: %s", dom->domid, strerror(-r));
+		log_err("dom%u: cannot publish the vchan in xenstore: %s", dom->domid,
+			strerror(-r));
 		goto err;
 	}
 	dom->listener = c;
@@ -173,8 +174,8 @@ int hbx_listen(struct xen_domain *dom)
 err_errno:
 	r = -errno;
 	log_err("dom%u: cannot set up a vchan: %s (are xen-gntalloc and xen-evtchn loaded? "
-	       "is the gntalloc limit exhausted?)",
-	       dom->domid, strerror(-r));
+		"is the gntalloc limit exhausted?)",
+		dom->domid, strerror(-r));
 err:
 	conn_free(c);
 	return r;
@@ -365,7 +366,8 @@ void hbx_domain_close(struct xen_domain *dom)
 	dom->closing = true;
 	if (dom->listener)
 		conn_close(dom->listener, "domain closed");
-	hbc_list_for_each_safe(c, &dom->conns, struct hbx_conn, link) conn_close(c, "domain closed");
+	hbc_list_for_each_safe(c, &dom->conns, struct hbx_conn, link)
+	    conn_close(c, "domain closed");
 	snprintf(dir, sizeof(dir), "%s/%u", xb->base, dom->domid);
 	xs_rm(xb->xs, XBT_NULL, dir);
 }

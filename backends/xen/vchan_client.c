@@ -70,8 +70,8 @@ static void drain_events(struct hbx_vchan *x)
 	}
 }
 
-static ssize_t vchan_recv(struct hbb_transport *t, void *buf, size_t len, int *fds,
-			  unsigned *nfds, unsigned max)
+static ssize_t vchan_recv(struct hbb_transport *t, void *buf, size_t len, int *fds, unsigned *nfds,
+			  unsigned max)
 {
 	struct hbx_vchan *x = t->priv;
 	size_t n;

@@ -38,7 +38,7 @@ struct xen_backend {
 	ev_io xs_io, evtchn_io;
 	struct hbc_list domains; /* struct xen_domain, the guests served */
 	bool stopping;
-	char base[64];          /* /local/domain/0/data/hyperbuf */
+	char base[64]; /* /local/domain/0/data/hyperbuf */
 	uint64_t conns_total, conns_refused, violations, domains_died;
 };
 
