@@ -195,9 +195,11 @@ $(UNIT_BINS): $(B)/tests/%: $(call obj,tests/%.c) $(call obj,tests/harness.c) $(
 $(B)/tests/test_unit_config: $(DAEMON_CONFIG_OBJ)
 $(B)/tests/test_unit_xen: $(call obj,$(XEN_PURE))
 
-# Tests that speak the protocol themselves (hostile frames) link protocol/ and common/ on their
-# own: the library's copies are local to it.
-IT_SUPPORT := $(call obj,tests/harness.c tests/util.c tools/pattern.c) $(PROTO_OBJ) $(COMMON_OBJ)
+# What every integration and VM suite links: the harness, the daemon launcher and the helpers of
+# tests/it_common.h. Tests that speak the protocol themselves (hostile frames) link protocol/ and
+# common/ on their own: the library's copies are local to it.
+IT_SUPPORT := $(call obj,tests/harness.c tests/util.c tests/it_common.c tools/pattern.c) \
+	$(PROTO_OBJ) $(COMMON_OBJ)
 $(IT_BINS) $(VM_BINS): $(B)/tests/%: $(call obj,tests/%.c) $(IT_SUPPORT) $(LIBA)
 	@mkdir -p $(@D)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(XEN_LIBS_LIB) -lpthread \

@@ -22,6 +22,8 @@
 
 #include "tests/it_common.h"
 
+#define IT static __attribute__((unused))
+
 #define FENCE_WAIT_MS 10000 /* anything that should happen "soon": generous, never a benchmark */
 
 /* ---- time ----------------------------------------------------------------------------------- */

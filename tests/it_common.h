@@ -1,10 +1,11 @@
 /*
- * Helpers shared by the integration suites (tests/test_it_*.c) only: checked wrappers around
- * the public API, event waits that keep every event, a raw protocol session that frames
- * messages by hand (for what the library would never send), a fake QEMU ivshmem peer, reads of
- * a pool through its memfd, child processes and small text checks.
+ * Helpers shared by the integration suites (tests/test_it_*.c, and the VM suite): checked
+ * wrappers around the public API, event waits that keep every event, a raw protocol session
+ * that frames messages by hand (for what the library would never send), a fake QEMU ivshmem
+ * peer, reads of a pool through its memfd, child processes and small text checks.
  *
- * Everything here is static: each suite is one translation unit.
+ * Defined in tests/it_common.c, linked into every such suite. The system headers below are the
+ * ones the suites use; they get them from here.
  */
 #ifndef HB_IT_COMMON_H
 #define HB_IT_COMMON_H
@@ -35,223 +36,82 @@
 #include "tests/util.h"
 #include "tools/pattern.h"
 
-#define IT           static __attribute__((unused))
-
 #define IT_WAIT_MS     5000 /* the longest any single expected thing may take */
 #define IT_PAGES(size) (((uint64_t)(size) + HBP_PAGE_SIZE - 1) / HBP_PAGE_SIZE)
 
 /* ---- small things ------------------------------------------------------------------------- */
 
-IT void it_sleep_ms(unsigned ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
+/* Sleeps ms milliseconds, resuming after signals. */
+void it_sleep_ms(unsigned ms);
 /* Directory pages of a buffer of n data pages (1 for <= 1024, then one level more). */
-IT uint64_t it_dir_pages(uint64_t n)
-{
-	uint64_t total = 0;
-
-	if (n == 0)
-		return 0;
-	while (n > 1) {
-		n = (n + HBP_REFS_PER_PAGE - 1) / HBP_REFS_PER_PAGE;
-		total += n;
-	}
-	return total ? total : 1;
-}
-
+uint64_t it_dir_pages(uint64_t n);
 /* Every pool page a buffer of size bytes uses: data pages and directory pages. */
-IT uint64_t it_buffer_pages(uint64_t size)
-{
-	return IT_PAGES(size) + it_dir_pages(IT_PAGES(size));
-}
-
+uint64_t it_buffer_pages(uint64_t size);
 /* A deterministic random stream for fuzzing (xorshift64*); print the seed on failure. */
-IT uint64_t it_rand(uint64_t *s)
-{
-	uint64_t x = *s ? *s : 0x9e3779b97f4a7c15ull;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545f4914f6cdd1dull;
-}
-
-IT void it_random_id(struct hb_id *id, uint64_t *seed)
-{
-	uint64_t a = it_rand(seed), b = it_rand(seed);
-
-	memcpy(id->bytes, &a, 8);
-	memcpy(id->bytes + 8, &b, 8);
-}
-
-IT const char *it_id_text(const struct hb_id *id)
-{
-	static char slots[4][33];
-	static unsigned n;
-	char *s = slots[n++ % 4];
-
-	if (hb_id_format(id, s) != 0)
-		snprintf(s, 33, "(unformattable)");
-	return s;
-}
-
-IT const char *it_event_name(int type)
-{
-	static const char *names[] = {"?",        "EXPORTED",    "UNEXPORTED", "IMPORTED",
-				      "RELEASED", "DOMAIN_GONE", "FENCE",      "OVERFLOW"};
-
-	return type >= 1 && type <= 7 ? names[type] : "?";
-}
+uint64_t it_rand(uint64_t *s);
+/* A random hid from the stream of it_rand. */
+void it_random_id(struct hb_id *id, uint64_t *seed);
+/* The hid's text form, in one of 4 rotating static buffers. */
+const char *it_id_text(const struct hb_id *id);
+/* "EXPORTED", "FENCE", ...: the name of an event type ("?" if unknown). */
+const char *it_event_name(int type);
 
 /* ---- checked API calls (failures name the caller's line) ----------------------------------- */
 
-IT struct hb_client *it_connect_at(const char *file, int line, const char *addr)
-{
-	struct hb_client *c = hb_connect(addr);
-
-	if (!c)
-		hbt_fail(file, line, "hb_connect(%s): %s", addr, strerror(errno));
-	return c;
-}
+/* hb_connect(addr), failing the test if it fails. */
+struct hb_client *it_connect_at(const char *file, int line, const char *addr);
 #define IT_CONNECT(addr) it_connect_at(__FILE__, __LINE__, (addr))
 
-IT struct hb_buffer *it_alloc_at(const char *file, int line, struct hb_client *c, uint32_t peer,
-				 size_t size, uint32_t flags)
-{
-	struct hb_buffer *b = hb_buffer_alloc(c, peer, size, flags);
-
-	if (!b)
-		hbt_fail(file, line, "hb_buffer_alloc(peer %u, %zu bytes, flags %#x): %s", peer,
-			 size, flags, strerror(errno));
-	return b;
-}
+/* hb_buffer_alloc, failing the test if it fails. */
+struct hb_buffer *it_alloc_at(const char *file, int line, struct hb_client *c, uint32_t peer,
+			      size_t size, uint32_t flags);
 #define IT_ALLOC(c, peer, size, flags) it_alloc_at(__FILE__, __LINE__, (c), (peer), (size), (flags))
 
-IT void it_export_at(const char *file, int line, struct hb_buffer *b, const void *meta,
-		     size_t meta_len, struct hb_id *id)
-{
-	if (hb_export(b, meta, meta_len, 0, id) != 0)
-		hbt_fail(file, line, "hb_export(%zu bytes of metadata): %s", meta_len,
-			 strerror(errno));
-}
+/* hb_export with no unexport delay, failing the test if it fails. */
+void it_export_at(const char *file, int line, struct hb_buffer *b, const void *meta,
+		  size_t meta_len, struct hb_id *id);
 #define IT_EXPORT(b, meta, len, id) it_export_at(__FILE__, __LINE__, (b), (meta), (len), (id))
 
-IT struct hb_import *it_import_at(const char *file, int line, struct hb_client *c,
-				  const struct hb_id *id, uint32_t flags)
-{
-	struct hb_import *im = hb_import(c, id, flags);
-
-	if (!im)
-		hbt_fail(file, line, "hb_import(%s, flags %#x): %s", it_id_text(id), flags,
-			 strerror(errno));
-	return im;
-}
+/* hb_import, failing the test if it fails. */
+struct hb_import *it_import_at(const char *file, int line, struct hb_client *c,
+			       const struct hb_id *id, uint32_t flags);
 #define IT_IMPORT(c, id, flags) it_import_at(__FILE__, __LINE__, (c), (id), (flags))
 
-IT void it_query_at(const char *file, int line, struct hb_client *c, const struct hb_id *id,
-		    struct hb_info *info)
-{
-	memset(info, 0x5a, sizeof(*info));
-	if (hb_query(c, id, info) != 0)
-		hbt_fail(file, line, "hb_query(%s): %s", it_id_text(id), strerror(errno));
-}
+/* hb_query into *info (first filled with 0x5a bytes), failing the test if it fails. */
+void it_query_at(const char *file, int line, struct hb_client *c, const struct hb_id *id,
+		 struct hb_info *info);
 #define IT_QUERY(c, id, info) it_query_at(__FILE__, __LINE__, (c), (id), (info))
 
 /* The daemon must exit 0 (a leak report or a crash makes it non-zero). */
 #define IT_STOP(d) CHECK_EQ(hbt_daemon_stop(d), 0)
 
-/* Fills a buffer with the shared pattern, and checks an import against it. */
-IT void it_fill(struct hb_buffer *b, uint64_t seed)
-{
-	tool_pattern_fill(hb_buffer_data(b), hb_buffer_size(b), seed);
-}
+/* Fills a buffer with the shared pattern of this seed (tools/pattern.h). */
+void it_fill(struct hb_buffer *b, uint64_t seed);
 
-IT void it_check_import_at(const char *file, int line, struct hb_import *im, size_t size,
-			   uint64_t seed)
-{
-	size_t off;
-
-	if (hb_import_size(im) != size)
-		hbt_fail(file, line, "import size %zu, want %zu", hb_import_size(im), size);
-	off = tool_pattern_check(hb_import_data(im), size, seed);
-	if (off != size)
-		hbt_fail(file, line,
-			 "import differs from the exporter's pattern at byte %zu of %zu", off,
-			 size);
-}
+/* Fails the test unless the import is size bytes long and holds the pattern of seed. */
+void it_check_import_at(const char *file, int line, struct hb_import *im, size_t size,
+			uint64_t seed);
 #define IT_CHECK_IMPORT(im, size, seed) it_check_import_at(__FILE__, __LINE__, (im), (size), (seed))
 
-IT bool it_all_bytes(const void *p, size_t len, uint8_t v)
-{
-	const uint8_t *b = p;
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		if (b[i] != v)
-			return false;
-	}
-	return true;
-}
+/* True if every one of the len bytes at p is v. */
+bool it_all_bytes(const void *p, size_t len, uint8_t v);
 
 /* ---- events ------------------------------------------------------------------------------- */
 
 /* The next event (of any type) within timeout_ms: 0, or -1 on timeout. Any error other than
  * EAGAIN from hb_next_event, or any hb_dispatch error, fails the test. */
-IT int it_next_event_at(const char *file, int line, struct hb_client *c, struct hb_event *ev,
-			int timeout_ms)
-{
-	uint64_t end = hbt_now_ms() + (uint64_t)timeout_ms;
-
-	for (;;) {
-		uint64_t now;
-
-		if (hb_next_event(c, ev) == 0)
-			return 0;
-		if (errno != EAGAIN)
-			hbt_fail(file, line, "hb_next_event: %s", strerror(errno));
-		now = hbt_now_ms();
-		if (now >= end)
-			return -1;
-		if (hb_dispatch(c, (int)(end - now)) < 0)
-			hbt_fail(file, line, "hb_dispatch: %s", strerror(errno));
-	}
-}
+int it_next_event_at(const char *file, int line, struct hb_client *c, struct hb_event *ev,
+		     int timeout_ms);
 #define IT_NEXT_EVENT(c, ev, ms) it_next_event_at(__FILE__, __LINE__, (c), (ev), (ms))
 
 /* The very next event must be of this type (and arrive within IT_WAIT_MS). */
-IT void it_expect_event_at(const char *file, int line, struct hb_client *c, int type,
-			   struct hb_event *ev)
-{
-	if (it_next_event_at(file, line, c, ev, IT_WAIT_MS) != 0)
-		hbt_fail(file, line, "no %s event within %d ms", it_event_name(type), IT_WAIT_MS);
-	if ((int)ev->type != type)
-		hbt_fail(file, line, "next event is %s (domain %u, id %s), want %s",
-			 it_event_name(ev->type), ev->domain, it_id_text(&ev->id),
-			 it_event_name(type));
-}
+void it_expect_event_at(const char *file, int line, struct hb_client *c, int type,
+			struct hb_event *ev);
 #define IT_EXPECT_EVENT(c, type, ev) it_expect_event_at(__FILE__, __LINE__, (c), (type), (ev))
 
 /* Skips other events until one of this type arrives; -1 on timeout. */
-IT int it_wait_event_at(const char *file, int line, struct hb_client *c, int type,
-			struct hb_event *ev, int timeout_ms)
-{
-	uint64_t end = hbt_now_ms() + (uint64_t)timeout_ms;
-
-	for (;;) {
-		uint64_t now = hbt_now_ms();
-
-		if (it_next_event_at(file, line, c, ev, now >= end ? 0 : (int)(end - now)) != 0)
-			return -1;
-		if ((int)ev->type == type)
-			return 0;
-	}
-}
+int it_wait_event_at(const char *file, int line, struct hb_client *c, int type, struct hb_event *ev,
+		     int timeout_ms);
 #define IT_WAIT_EVENT(c, type, ev)                                                                 \
 	do {                                                                                       \
 		if (it_wait_event_at(__FILE__, __LINE__, (c), (type), (ev), IT_WAIT_MS) != 0)      \
@@ -260,54 +120,22 @@ IT int it_wait_event_at(const char *file, int line, struct hb_client *c, int typ
 	} while (0)
 
 /* Nothing may arrive during ms milliseconds. */
-IT void it_expect_quiet_at(const char *file, int line, struct hb_client *c, int ms)
-{
-	struct hb_event ev;
-
-	if (it_next_event_at(file, line, c, &ev, ms) == 0)
-		hbt_fail(file, line, "unexpected %s event (domain %u, id %s)",
-			 it_event_name(ev.type), ev.domain, it_id_text(&ev.id));
-}
+void it_expect_quiet_at(const char *file, int line, struct hb_client *c, int ms);
 #define IT_EXPECT_QUIET(c, ms) it_expect_quiet_at(__FILE__, __LINE__, (c), (ms))
 
 /* Handles whatever is in flight (ivshmem peer notices, welcome leftovers) and drops every
  * queued event, so a case starts from a known empty queue. */
-IT void it_drain(struct hb_client *c)
-{
-	struct hb_event ev;
-
-	while (hb_dispatch(c, 100) > 0)
-		;
-	while (hb_next_event(c, &ev) == 0)
-		;
-}
+void it_drain(struct hb_client *c);
 
 /* ---- daemon statistics -------------------------------------------------------------------- */
 
-IT long long it_stat_at(const char *file, int line, const struct hbt_daemon *d, const char *key)
-{
-	long long v = hbt_stat(d, key);
-
-	if (v < 0)
-		hbt_fail(file, line, "hyperbufctl stats has no \"%s\"", key);
-	return v;
-}
+/* A statistic of `hyperbufctl stats`; fails the test if it is missing. */
+long long it_stat_at(const char *file, int line, const struct hbt_daemon *d, const char *key);
 #define IT_STAT(d, key) it_stat_at(__FILE__, __LINE__, (d), (key))
 
 /* Polls a statistic until it has the wanted value (requests are asynchronous for some calls,
  * e.g. a release); returns the last value read, which the caller checks. */
-IT long long it_wait_stat(const struct hbt_daemon *d, const char *key, long long want)
-{
-	uint64_t end = hbt_now_ms() + IT_WAIT_MS;
-	long long v;
-
-	for (;;) {
-		v = hbt_stat(d, key);
-		if (v == want || hbt_now_ms() >= end)
-			return v;
-		it_sleep_ms(50);
-	}
-}
+long long it_wait_stat(const struct hbt_daemon *d, const char *key, long long want);
 #define IT_CHECK_STAT(d, key, want) CHECK_EQ(it_wait_stat((d), (key), (want)), (want))
 
 /* ---- processes ---------------------------------------------------------------------------- */
@@ -317,133 +145,21 @@ IT long long it_wait_stat(const struct hbt_daemon *d, const char *key, long long
  * runtime catches them otherwise (and its interceptors may refuse a sigaction), turning a fault
  * into exit(1). A child that must die by the fault calls this first.
  */
-IT void it_default_fault_signals(void)
-{
-	struct {
-		void *handler;
-		unsigned long flags;
-		void *restorer;
-		uint64_t mask;
-	} ksa;
+void it_default_fault_signals(void);
+/* True if an hbt_wait_child code says the child died of SIGSEGV or SIGBUS. */
+bool it_died_of_fault(int code);
 
-	memset(&ksa, 0, sizeof(ksa));
-	ksa.handler = (void *)SIG_DFL;
-	syscall(SYS_rt_sigaction, SIGSEGV, &ksa, NULL, sizeof(ksa.mask));
-	syscall(SYS_rt_sigaction, SIGBUS, &ksa, NULL, sizeof(ksa.mask));
-}
-
-IT bool it_died_of_fault(int code)
-{
-	return code == 128 + SIGSEGV || code == 128 + SIGBUS;
-}
-
-/* Reads or writes exactly n bytes on a pipe within IT_WAIT_MS; fails the test otherwise. */
-IT void it_pipe_write(int fd, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-
-	while (n > 0) {
-		ssize_t w = write(fd, b, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		CHECK(w > 0);
-		b += w;
-		n -= (size_t)w;
-	}
-}
-
-IT int it_pipe_read(int fd, void *p, size_t n, int timeout_ms)
-{
-	uint8_t *b = p;
-	uint64_t end = hbt_now_ms() + (uint64_t)timeout_ms;
-
-	while (n > 0) {
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		uint64_t now = hbt_now_ms();
-		ssize_t r;
-
-		if (now >= end)
-			return -1;
-		if (poll(&pfd, 1, (int)(end - now)) <= 0)
-			continue;
-		r = read(fd, b, n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		b += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
+/* Writes exactly n bytes on a pipe (retrying short writes); fails the test otherwise. */
+void it_pipe_write(int fd, const void *p, size_t n);
+/* Reads exactly n bytes within timeout_ms: 0, or -1 on timeout, EOF or an error. */
+int it_pipe_read(int fd, void *p, size_t n, int timeout_ms);
 
 /* Runs argv (argv[0] a path) with stdout and stderr captured together into out; returns the
  * exit status (128 + signal when killed). Gives up after 20 s. */
-IT int it_run(char *out, size_t outlen, char *const argv[])
-{
-	int pfd[2], status;
-	size_t used = 0;
-	uint64_t end;
-	pid_t pid;
+int it_run(char *out, size_t outlen, char *const argv[]);
 
-	out[0] = '\0';
-	CHECK(pipe2(pfd, O_CLOEXEC) == 0);
-	fflush(stdout);
-	fflush(stderr);
-	pid = fork();
-	CHECK(pid >= 0);
-	if (pid == 0) {
-		dup2(pfd[1], STDOUT_FILENO);
-		dup2(pfd[1], STDERR_FILENO);
-		execv(argv[0], argv);
-		dprintf(STDERR_FILENO, "exec %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	close(pfd[1]);
-	end = hbt_now_ms() + 20000;
-	for (;;) {
-		struct pollfd p = {.fd = pfd[0], .events = POLLIN};
-		char buf[4096];
-		ssize_t n;
-
-		if (hbt_now_ms() >= end) {
-			kill(pid, SIGKILL);
-			break;
-		}
-		if (poll(&p, 1, 100) <= 0)
-			continue;
-		n = read(pfd[0], buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		if (used + 1 < outlen) {
-			size_t take = (size_t)n < outlen - 1 - used ? (size_t)n : outlen - 1 - used;
-
-			memcpy(out + used, buf, take);
-			used += take;
-			out[used] = '\0';
-		}
-	}
-	close(pfd[0]);
-	while (waitpid(pid, &status, 0) < 0) {
-		if (errno != EINTR)
-			return -1;
-	}
-	if (WIFEXITED(status))
-		return WEXITSTATUS(status);
-	return 128 + WTERMSIG(status);
-}
-
-IT void it_write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	CHECK(f != NULL);
-	CHECK(fputs(text, f) >= 0);
-	CHECK(fclose(f) == 0);
-}
+/* Writes text to path (created or truncated); fails the test if it cannot. */
+void it_write_file(const char *path, const char *text);
 
 /* The standard topology of tests/util.h, with relative paths (resolved against the config's
  * folder), plus the caller's [limits] or other lines. */
@@ -459,101 +175,17 @@ IT void it_write_file(const char *path, const char *text)
 /* ---- sockets ------------------------------------------------------------------------------ */
 
 /* A connected AF_UNIX stream socket, or -1 with errno. */
-IT int it_unix_connect(const char *path)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd, e;
+int it_unix_connect(const char *path);
 
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-		return fd;
-	e = errno;
-	close(fd);
-	errno = e;
-	return -1;
-}
-
-IT int it_send_all(int fd, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-
-	while (n > 0) {
-		ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -1;
-		b += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
+/* Sends all n bytes (MSG_NOSIGNAL, retrying short sends): 0, or -1 with errno. */
+int it_send_all(int fd, const void *p, size_t n);
 
 /*
  * Reads exactly n bytes within timeout_ms, collecting at most one passed descriptor into *fd
  * (if fd is non-NULL; extra ones are closed and counted in *nfds). Returns 1, 0 on EOF (or a
  * reset), -1 on timeout.
  */
-IT int it_recv_full(int sock, void *p, size_t n, int timeout_ms, int *fd, int *nfds)
-{
-	uint8_t *b = p;
-	uint64_t end = hbt_now_ms() + (uint64_t)timeout_ms;
-
-	while (n > 0) {
-		union {
-			struct cmsghdr h;
-			char buf[CMSG_SPACE(8 * sizeof(int))];
-		} ctl;
-		struct iovec iov = {.iov_base = b, .iov_len = n};
-		struct msghdr mh = {.msg_iov = &iov,
-				    .msg_iovlen = 1,
-				    .msg_control = ctl.buf,
-				    .msg_controllen = sizeof(ctl.buf)};
-		struct pollfd pfd = {.fd = sock, .events = POLLIN};
-		struct cmsghdr *cm;
-		uint64_t now = hbt_now_ms();
-		ssize_t r;
-
-		if (now >= end)
-			return -1;
-		if (poll(&pfd, 1, (int)(end - now)) <= 0)
-			continue;
-		r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-		if (r < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (r <= 0)
-			return 0;
-		for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-			int k, cnt;
-
-			if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-				continue;
-			cnt = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-			for (k = 0; k < cnt; k++) {
-				int got;
-
-				memcpy(&got, CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
-				if (nfds)
-					(*nfds)++;
-				if (fd && *fd < 0)
-					*fd = got;
-				else
-					close(got);
-			}
-		}
-		b += r;
-		n -= (size_t)r;
-	}
-	return 1;
-}
+int it_recv_full(int sock, void *p, size_t n, int timeout_ms, int *fd, int *nfds);
 
 /* ---- a raw protocol session -------------------------------------------------------------- */
 
@@ -563,156 +195,36 @@ struct it_raw {
 	int passed_fd; /* a descriptor that came with the last frame, or -1 */
 };
 
-IT void it_raw_open(struct it_raw *r, const char *path)
-{
-	r->fd = it_unix_connect(path);
-	if (r->fd < 0)
-		hbt_fail(__FILE__, __LINE__, "connect %s: %s", path, strerror(errno));
-	r->next_id = 1;
-	r->passed_fd = -1;
-}
+/* Connects r to the socket at path (no Hello yet); fails the test if it cannot. */
+void it_raw_open(struct it_raw *r, const char *path);
 
-IT void it_raw_close(struct it_raw *r)
-{
-	if (r->fd >= 0)
-		close(r->fd);
-	if (r->passed_fd >= 0)
-		close(r->passed_fd);
-	r->fd = -1;
-	r->passed_fd = -1;
-}
+/* Closes r and the descriptor the last frame passed, if any. */
+void it_raw_close(struct it_raw *r);
 
 /* A frame with this payload; len_override != UINT64_MAX announces another length. */
-IT int it_raw_send_frame(struct it_raw *r, const void *payload, size_t len, uint64_t len_override)
-{
-	uint32_t l = len_override != UINT64_MAX ? (uint32_t)len_override : (uint32_t)len;
-	uint8_t hdr[4] = {(uint8_t)l, (uint8_t)(l >> 8), (uint8_t)(l >> 16), (uint8_t)(l >> 24)};
-
-	if (it_send_all(r->fd, hdr, 4) < 0)
-		return -1;
-	return len ? it_send_all(r->fd, payload, len) : 0;
-}
+int it_raw_send_frame(struct it_raw *r, const void *payload, size_t len, uint64_t len_override);
 
 /* Packs and sends m as it is (its id included, even 0). */
-IT int it_raw_send(struct it_raw *r, const ClientMsg *m)
-{
-	size_t n = client_msg__get_packed_size(m);
-	uint8_t *buf = malloc(n ? n : 1);
-	int ret;
-
-	CHECK(buf != NULL);
-	client_msg__pack(m, buf);
-	ret = it_raw_send_frame(r, buf, n, UINT64_MAX);
-	free(buf);
-	return ret;
-}
+int it_raw_send(struct it_raw *r, const ClientMsg *m);
 
 /* The next frame from the daemon, unpacked; NULL on EOF, timeout or a bad frame, with *why
  * (if non-NULL) 0 for EOF, -1 for a timeout, -2 for a bad frame. */
-IT ServerMsg *it_raw_recv(struct it_raw *r, int timeout_ms, int *why)
-{
-	uint8_t hdr[4], *payload;
-	uint32_t l;
-	ServerMsg *m;
-	int st, dummy;
-
-	if (!why)
-		why = &dummy;
-	if (r->passed_fd >= 0) {
-		close(r->passed_fd);
-		r->passed_fd = -1;
-	}
-	st = it_recv_full(r->fd, hdr, 4, timeout_ms, &r->passed_fd, NULL);
-	if (st <= 0) {
-		*why = st;
-		return NULL;
-	}
-	l = hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 24;
-	if (l == 0 || l > HBP_FRAME_MAX) {
-		*why = -2;
-		return NULL;
-	}
-	payload = malloc(l);
-	CHECK(payload != NULL);
-	st = it_recv_full(r->fd, payload, l, IT_WAIT_MS, NULL, NULL);
-	if (st <= 0) {
-		free(payload);
-		*why = st == 0 ? 0 : -2;
-		return NULL;
-	}
-	m = server_msg__unpack(NULL, l, payload);
-	free(payload);
-	if (!m)
-		*why = -2;
-	return m;
-}
+ServerMsg *it_raw_recv(struct it_raw *r, int timeout_ms, int *why);
 
 /* Sends m with a fresh id and returns the reply with that id (events in between are
  * dropped). Fails the test if no reply comes. */
-IT ServerMsg *it_raw_call_at(const char *file, int line, struct it_raw *r, ClientMsg *m)
-{
-	uint64_t end = hbt_now_ms() + IT_WAIT_MS;
-
-	m->id = r->next_id++;
-	if (it_raw_send(r, m) != 0)
-		hbt_fail(file, line, "sending request %u: %s", m->id, strerror(errno));
-	for (;;) {
-		uint64_t now = hbt_now_ms();
-		int why;
-		ServerMsg *s = it_raw_recv(r, now >= end ? 0 : (int)(end - now), &why);
-
-		if (!s)
-			hbt_fail(file, line, "no reply to request %u (%s)", m->id,
-				 why == 0    ? "connection closed"
-				 : why == -1 ? "timeout"
-					     : "bad frame");
-		if (s->id == m->id)
-			return s;
-		if (s->id != 0)
-			hbt_fail(file, line, "reply %u to request %u", s->id, m->id);
-		server_msg__free_unpacked(s, NULL);
-	}
-}
+ServerMsg *it_raw_call_at(const char *file, int line, struct it_raw *r, ClientMsg *m);
 #define IT_RAW_CALL(r, m) it_raw_call_at(__FILE__, __LINE__, (r), (m))
 
 /* Like IT_RAW_CALL but only the reply's error code matters: returns it. */
-IT uint32_t it_raw_call_err_at(const char *file, int line, struct it_raw *r, ClientMsg *m)
-{
-	ServerMsg *s = it_raw_call_at(file, line, r, m);
-	uint32_t e = s->error;
-
-	server_msg__free_unpacked(s, NULL);
-	return e;
-}
+uint32_t it_raw_call_err_at(const char *file, int line, struct it_raw *r, ClientMsg *m);
 #define IT_RAW_ERR(r, m) it_raw_call_err_at(__FILE__, __LINE__, (r), (m))
 
 /* Hello with this role; returns the Welcome reply (free with server_msg__free_unpacked). */
-IT ServerMsg *it_raw_hello(struct it_raw *r, uint32_t role)
-{
-	ClientMsg m = CLIENT_MSG__INIT;
-	Hello h = HELLO__INIT;
-	ServerMsg *s;
+ServerMsg *it_raw_hello(struct it_raw *r, uint32_t role);
 
-	h.version = HBP_PROTOCOL_VERSION;
-	h.role = role;
-	m.body_case = CLIENT_MSG__BODY_HELLO;
-	m.hello = &h;
-	s = IT_RAW_CALL(r, &m);
-	if (s->error != 0 || s->body_case != SERVER_MSG__BODY_WELCOME)
-		hbt_fail(__FILE__, __LINE__, "Hello: error %u, body %d", s->error, s->body_case);
-	return s;
-}
-
-IT const GroupInfo *it_welcome_group(const ServerMsg *w, const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < w->welcome->n_groups; i++) {
-		if (strcmp(w->welcome->groups[i]->name, name) == 0)
-			return w->welcome->groups[i];
-	}
-	hbt_fail(__FILE__, __LINE__, "welcome lists no group \"%s\"", name);
-}
+/* The group of this name in a Welcome; fails the test if it lists none. */
+const GroupInfo *it_welcome_group(const ServerMsg *w, const char *name);
 
 /* Builders for single requests (the body lives in the caller's frame). */
 #define IT_MSG(m, kind, field, body)                                                               \
@@ -723,46 +235,13 @@ IT const GroupInfo *it_welcome_group(const ServerMsg *w, const char *name)
 
 /* True once the daemon closed the connection (EOF or reset) within timeout_ms; whatever it
  * sent before is read and dropped. */
-IT bool it_raw_wait_closed(struct it_raw *r, int timeout_ms)
-{
-	uint64_t end = hbt_now_ms() + (uint64_t)timeout_ms;
-
-	for (;;) {
-		struct pollfd pfd = {.fd = r->fd, .events = POLLIN};
-		uint64_t now = hbt_now_ms();
-		char buf[4096];
-		ssize_t n;
-
-		if (now >= end)
-			return false;
-		if (poll(&pfd, 1, (int)(end - now)) <= 0)
-			continue;
-		n = recv(r->fd, buf, sizeof(buf), MSG_DONTWAIT);
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-			return true;
-	}
-}
+bool it_raw_wait_closed(struct it_raw *r, int timeout_ms);
 
 /* ---- a fake QEMU on an ivshmem-doorbell socket --------------------------------------------- */
 
 /* One 8-byte server message: 1 with *val, *fd (-1 if none) and *nfds; 0 on EOF; -1 on
  * timeout. */
-IT int it_ivsh_recv(int sock, int64_t *val, int *fd, int *nfds, int timeout_ms)
-{
-	uint8_t b[8];
-	uint64_t v = 0;
-	int i, st;
-
-	*fd = -1;
-	*nfds = 0;
-	st = it_recv_full(sock, b, 8, timeout_ms, fd, nfds);
-	if (st <= 0)
-		return st;
-	for (i = 7; i >= 0; i--)
-		v = v << 8 | b[i];
-	*val = (int64_t)v;
-	return 1;
-}
+int it_ivsh_recv(int sock, int64_t *val, int *fd, int *nfds, int timeout_ms);
 
 #define IT_IVSH_MAX_PEERS 32
 struct it_ivsh {
@@ -778,158 +257,32 @@ struct it_ivsh {
 
 /* Connects and reads the whole greeting (one vector): version, id, pool, the other peers in
  * any order, then our own id. Fails the test on anything unexpected. */
-IT void it_ivsh_join(struct it_ivsh *v, const char *path)
-{
-	int64_t val;
-	int fd, nfds;
+void it_ivsh_join(struct it_ivsh *v, const char *path);
 
-	memset(v, 0, sizeof(*v));
-	v->pool_fd = v->own_fd = -1;
-	v->sock = it_unix_connect(path);
-	if (v->sock < 0)
-		hbt_fail(__FILE__, __LINE__, "connect %s: %s", path, strerror(errno));
-	CHECK_EQ(it_ivsh_recv(v->sock, &val, &fd, &nfds, IT_WAIT_MS), 1);
-	CHECK_EQ(val, 0);
-	CHECK_EQ(nfds, 0);
-	CHECK_EQ(it_ivsh_recv(v->sock, &v->id, &fd, &nfds, IT_WAIT_MS), 1);
-	CHECK(v->id >= 1 && v->id <= 65535);
-	CHECK_EQ(nfds, 0);
-	CHECK_EQ(it_ivsh_recv(v->sock, &val, &v->pool_fd, &nfds, IT_WAIT_MS), 1);
-	CHECK_EQ(val, -1);
-	CHECK_EQ(nfds, 1);
-	{
-		struct stat st;
-
-		CHECK(fstat(v->pool_fd, &st) == 0);
-		v->pool_size = (uint64_t)st.st_size;
-	}
-	for (;;) {
-		CHECK_EQ(it_ivsh_recv(v->sock, &val, &fd, &nfds, IT_WAIT_MS), 1);
-		CHECK_EQ(nfds, 1);
-		if (val == v->id) {
-			v->own_fd = fd;
-			return;
-		}
-		CHECK(v->n_peers < IT_IVSH_MAX_PEERS);
-		v->peer_id[v->n_peers] = val;
-		v->peer_fd[v->n_peers++] = fd;
-	}
-}
-
-IT void it_ivsh_close(struct it_ivsh *v)
-{
-	int i;
-
-	if (v->sock >= 0)
-		close(v->sock);
-	if (v->pool_fd >= 0)
-		close(v->pool_fd);
-	if (v->own_fd >= 0)
-		close(v->own_fd);
-	for (i = 0; i < v->n_peers; i++)
-		close(v->peer_fd[i]);
-	memset(v, 0, sizeof(*v));
-	v->sock = v->pool_fd = v->own_fd = -1;
-}
+/* Closes the connection and every descriptor the greeting brought. */
+void it_ivsh_close(struct it_ivsh *v);
 
 /* ---- reading and writing a pool through its memfd ------------------------------------------ */
 
-IT void it_pool_read(int fd, uint64_t page, void *buf)
-{
-	CHECK_EQ(pread(fd, buf, HBP_PAGE_SIZE, (off_t)(page * HBP_PAGE_SIZE)), HBP_PAGE_SIZE);
-}
+/* Reads pool page `page` into buf (HBP_PAGE_SIZE bytes); fails the test if it cannot. */
+void it_pool_read(int fd, uint64_t page, void *buf);
 
-IT void it_pool_write_ref(int fd, uint64_t page, unsigned index, uint32_t ref)
-{
-	uint8_t le[4] = {(uint8_t)ref, (uint8_t)(ref >> 8), (uint8_t)(ref >> 16),
-			 (uint8_t)(ref >> 24)};
-
-	CHECK_EQ(pwrite(fd, le, 4, (off_t)(page * HBP_PAGE_SIZE + index * 4u)), 4);
-}
+/* Writes ref, little-endian, as entry index of directory page `page`. */
+void it_pool_write_ref(int fd, uint64_t page, unsigned index, uint32_t ref);
 
 /*
  * Calls fn(ctx, page, mem) for every page of the pool that holds data (SEEK_DATA: holes are
  * skipped, so nothing is faulted in), page 0 excluded, until fn returns true; returns that
  * page, or -1.
  */
-IT int64_t it_pool_scan(int fd, uint64_t pool_size,
-			bool (*fn)(void *ctx, uint64_t page, const uint8_t *mem), void *ctx)
-{
-	static uint8_t mem[HBP_PAGE_SIZE];
-	off_t pos = HBP_PAGE_SIZE;
-
-	while ((uint64_t)pos < pool_size) {
-		off_t data = lseek(fd, pos, SEEK_DATA), hole;
-
-		if (data < 0)
-			return -1;
-		hole = lseek(fd, data, SEEK_HOLE);
-		if (hole < 0)
-			hole = (off_t)pool_size;
-		for (pos = data & ~(off_t)(HBP_PAGE_SIZE - 1); pos < hole; pos += HBP_PAGE_SIZE) {
-			if (pos == 0)
-				continue;
-			it_pool_read(fd, (uint64_t)pos / HBP_PAGE_SIZE, mem);
-			if (fn(ctx, (uint64_t)pos / HBP_PAGE_SIZE, mem))
-				return pos / HBP_PAGE_SIZE;
-		}
-	}
-	return -1;
-}
-
-struct it_find_bytes {
-	const void *needle;
-	size_t len;
-};
-
-IT bool it_find_bytes_fn(void *ctx, uint64_t page, const uint8_t *mem)
-{
-	struct it_find_bytes *f = ctx;
-
-	(void)page;
-	return memmem(mem, HBP_PAGE_SIZE, f->needle, f->len) != NULL;
-}
+int64_t it_pool_scan(int fd, uint64_t pool_size,
+		     bool (*fn)(void *ctx, uint64_t page, const uint8_t *mem), void *ctx);
 
 /* The pool page holding these bytes (a run of a buffer's unique pattern), or -1. */
-IT int64_t it_pool_find_bytes(int fd, uint64_t pool_size, const void *needle, size_t len)
-{
-	struct it_find_bytes f = {needle, len};
-
-	return it_pool_scan(fd, pool_size, it_find_bytes_fn, &f);
-}
-
-struct it_find_dir {
-	uint32_t first; /* entry 0 must be this ref */
-	unsigned n;     /* entries used; the rest of the page must be zero */
-	uint64_t pool_pages;
-};
-
-IT bool it_find_dir_fn(void *ctx, uint64_t page, const uint8_t *mem)
-{
-	struct it_find_dir *f = ctx;
-	unsigned i;
-
-	for (i = 0; i < HBP_REFS_PER_PAGE; i++) {
-		uint32_t ref = mem[4 * i] | (uint32_t)mem[4 * i + 1] << 8 |
-			       (uint32_t)mem[4 * i + 2] << 16 | (uint32_t)mem[4 * i + 3] << 24;
-
-		if (i == 0 && ref != f->first)
-			return false;
-		if (i < f->n && (ref == 0 || ref >= f->pool_pages || ref == page))
-			return false;
-		if (i >= f->n && ref != 0)
-			return false;
-	}
-	return true;
-}
+int64_t it_pool_find_bytes(int fd, uint64_t pool_size, const void *needle, size_t len);
 
 /* The directory page whose first ref is first and which lists n refs (rest zero), or -1. */
-IT int64_t it_pool_find_dir(int fd, uint64_t pool_size, uint32_t first, unsigned n)
-{
-	struct it_find_dir f = {first, n, pool_size / HBP_PAGE_SIZE};
-
-	return it_pool_scan(fd, pool_size, it_find_dir_fn, &f);
-}
+int64_t it_pool_find_dir(int fd, uint64_t pool_size, uint32_t first, unsigned n);
 
 /* ---- text --------------------------------------------------------------------------------- */
 
@@ -937,68 +290,9 @@ IT int64_t it_pool_find_dir(int fd, uint64_t pool_size, uint32_t first, unsigned
  * A small structural check of a JSON document: one top-level object, balanced braces and
  * brackets outside strings, string escapes well formed, nothing but whitespace after it.
  */
-IT bool it_json_ok(const char *s)
-{
-	char stack[64];
-	int depth = 0;
-	bool in_str = false, started = false;
-
-	while (*s == ' ' || *s == '\n' || *s == '\t' || *s == '\r')
-		s++;
-	if (*s != '{')
-		return false;
-	for (; *s; s++) {
-		char ch = *s;
-
-		if (in_str) {
-			if (ch == '\\') {
-				if (!s[1])
-					return false;
-				s++;
-			} else if (ch == '"') {
-				in_str = false;
-			} else if ((unsigned char)ch < 0x20) {
-				return false;
-			}
-			continue;
-		}
-		if (started && depth == 0) {
-			if (ch != ' ' && ch != '\n' && ch != '\t' && ch != '\r')
-				return false;
-			continue;
-		}
-		if (ch == '"') {
-			in_str = true;
-		} else if (ch == '{' || ch == '[') {
-			if (depth == (int)sizeof(stack))
-				return false;
-			stack[depth++] = ch;
-			started = true;
-		} else if (ch == '}' || ch == ']') {
-			if (depth == 0 || stack[depth - 1] != (ch == '}' ? '{' : '['))
-				return false;
-			depth--;
-		}
-	}
-	return started && depth == 0 && !in_str;
-}
+bool it_json_ok(const char *s);
 
 /* The value of a "key: value" line in text, or -1. */
-IT long long it_kv(const char *text, const char *key)
-{
-	size_t klen = strlen(key);
-	const char *p = text;
-
-	while (p && *p) {
-		while (*p == ' ' || *p == '\t')
-			p++;
-		if (strncmp(p, key, klen) == 0 && p[klen] == ':')
-			return strtoll(p + klen + 1, NULL, 10);
-		p = strchr(p, '\n');
-		if (p)
-			p++;
-	}
-	return -1;
-}
+long long it_kv(const char *text, const char *key);
 
 #endif

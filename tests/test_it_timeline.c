@@ -47,7 +47,7 @@ static int fd_ready(const struct hb_sync *s)
 }
 
 /* Control-session Control request: the ControlReply (free with server_msg__free_unpacked). */
-IT ServerMsg *ctl_reply(const struct hbt_daemon *d)
+static ServerMsg *ctl_reply(const struct hbt_daemon *d)
 {
 	struct it_raw r;
 	ClientMsg m = CLIENT_MSG__INIT;
