@@ -200,10 +200,16 @@ $(B)/tests/test_unit_xen: $(call obj,$(XEN_PURE))
 # common/ on their own: the library's copies are local to it.
 IT_SUPPORT := $(call obj,tests/harness.c tests/util.c tests/it_common.c tools/pattern.c) \
 	$(PROTO_OBJ) $(COMMON_OBJ)
+# Objects a suite adds below come after the archive in $^: they are linked before it.
 $(IT_BINS) $(VM_BINS): $(B)/tests/%: $(call obj,tests/%.c) $(IT_SUPPORT) $(LIBA)
 	@mkdir -p $(@D)
-	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(XEN_LIBS_LIB) -lpthread \
-		$(LDFLAGS)
+	$(CC) $(LDSAN) -o $@ $(filter-out $(LIBA),$^) $(LIBA) $(shell pkg-config --libs libprotobuf-c) \
+		$(XEN_LIBS_LIB) -lpthread $(LDFLAGS)
+# The fence suites add the agent and the fence helpers (tests/fence_common.h); two of them the
+# ported stress selftests (tests/fence_stress.h) too.
+FENCE_BINS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_it_fence_*.c))
+$(FENCE_BINS): $(call obj,tests/fence_common.c)
+$(B)/tests/test_it_fence_selftests $(B)/tests/test_it_fence_stress: $(call obj,tests/fence_stress.c)
 
 # The program the Xen cases run in dom0 and in the domUs: the public API only, as any user's
 # program would be (tests/xen/README.md).

@@ -94,7 +94,7 @@ static int race_loop(struct hb_client *c, struct hb_timeline *mine, uint64_t the
 		if (style < 0)
 			st = hb_sync_wait(s, FENCE_WAIT_MS) == 0 ? hb_sync_status(s) : 0;
 		else
-			st = cons_wait(c, s, (int)(r % 2));
+			st = hbt_cons_wait(c, s, (int)(r % 2));
 		dt = hbt_now_ms() - t0;
 		worst = dt > worst ? dt : worst;
 		hb_sync_close(s);
