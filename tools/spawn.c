@@ -1,6 +1,6 @@
 /*
- * Process plumbing for the demo and the benchmarks (see spawn.h). Messages go to stderr,
- * prefixed with the program's name as it was started.
+ * Process plumbing for the demo, the benchmarks and the tests (see spawn.h). Messages go to
+ * stderr, prefixed with the program's name as it was started.
  */
 #include "tools/spawn.h"
 
@@ -8,13 +8,17 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+extern char **environ;
 
 uint64_t tool_now_ns(void)
 {
@@ -142,24 +146,51 @@ static int says_ready(char *msg)
 	return 0;
 }
 
-/* A datagram socket at /tmp/PROGRAM-PID.notify for the daemon's READY=1, its path in sa; -1
- * with the reason printed. */
-static int notify_socket(struct sockaddr_un *sa)
+/* A failure's reason: on stderr after the program's name, or, if opts->why is set, appended
+ * to it ("; " between two). */
+static void say(const struct tool_daemon_opts *opts, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void say(const struct tool_daemon_opts *opts, const char *fmt, ...)
 {
-	const char *prog = program_invocation_name;
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (opts->why && opts->why_len) {
+		size_t used = strlen(opts->why);
+
+		if (used && used + 2 < opts->why_len) {
+			memcpy(opts->why + used, "; ", 3);
+			used += 2;
+		}
+		if (used + 1 < opts->why_len)
+			vsnprintf(opts->why + used, opts->why_len - used, fmt, ap);
+	} else {
+		fprintf(stderr, "%s: ", program_invocation_name);
+		vfprintf(stderr, fmt, ap);
+		fputc('\n', stderr);
+	}
+	va_end(ap);
+}
+
+/* A datagram socket for the daemon's READY=1 at opts->notify_path, or /tmp/PROGRAM-PID.notify,
+ * its path in sa; -1 with the reason said. */
+static int notify_socket(struct sockaddr_un *sa, const struct tool_daemon_opts *opts)
+{
 	int sock, n;
 
-	n = snprintf(sa->sun_path, sizeof(sa->sun_path), "/tmp/%s-%d.notify",
-		     program_invocation_short_name, (int)getpid());
+	if (opts->notify_path)
+		n = snprintf(sa->sun_path, sizeof(sa->sun_path), "%s", opts->notify_path);
+	else
+		n = snprintf(sa->sun_path, sizeof(sa->sun_path), "/tmp/%s-%d.notify",
+			     program_invocation_short_name, (int)getpid());
 	if (n < 0 || (size_t)n >= sizeof(sa->sun_path)) {
-		fprintf(stderr, "%s: notify socket %s: %s\n", prog, sa->sun_path,
-			strerror(ENAMETOOLONG));
+		say(opts, "notify socket %s: %s", sa->sun_path, strerror(ENAMETOOLONG));
 		return -1;
 	}
 	unlink(sa->sun_path);
 	sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (sock < 0 || bind(sock, (struct sockaddr *)sa, sizeof(*sa)) < 0) {
-		fprintf(stderr, "%s: notify socket %s: %s\n", prog, sa->sun_path, strerror(errno));
+		say(opts, "notify socket %s: %s", sa->sun_path, strerror(errno));
 		if (sock >= 0)
 			close(sock);
 		unlink(sa->sun_path);
@@ -168,39 +199,102 @@ static int notify_socket(struct sockaddr_un *sa)
 	return sock;
 }
 
-/* Forks `daemon -c config` with NOTIFY_SOCKET set and stdout and stderr in log_path. */
-static pid_t start_daemon(const char *daemon, const char *config, const char *log_path,
-			  const char *notify_path)
+/* The daemon's environment: ours with NOTIFY_SOCKET=path, made before the fork (the child of a
+ * threaded program must not allocate). Free with free_env. */
+static char **notify_env(const char *path)
 {
-	const char *prog = program_invocation_name;
-	int logfd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	pid_t pid;
+	size_t n = 0, i, j = 0;
+	char **env, *var;
+
+	while (environ[n])
+		n++;
+	env = calloc(n + 2, sizeof(*env));
+	if (!env)
+		return NULL;
+	if (asprintf(&var, "NOTIFY_SOCKET=%s", path) < 0) {
+		free(env);
+		return NULL;
+	}
+	for (i = 0; i < n; i++) {
+		if (strncmp(environ[i], "NOTIFY_SOCKET=", 14) != 0)
+			env[j++] = environ[i];
+	}
+	env[j++] = var;
+	env[j] = NULL;
+	return env;
+}
+
+static void free_env(char **env)
+{
+	size_t i = 0;
+
+	while (env[i + 1])
+		i++;
+	free(env[i]); /* ours is always last */
+	free(env);
+}
+
+/* The child: its stdio, then the daemon. Nothing here allocates. */
+static void exec_daemon(const char *daemon, const char *config, int logfd, char **env,
+			const struct tool_daemon_opts *opts, pid_t parent)
+{
+	char *argv[] = {(char *)daemon, "-c", (char *)config, NULL};
+	int fd;
+
+	if (opts->tied) {
+		/* A caller that dies (a test's timeout, a crash) takes the daemon with it. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(127);
+		fd = open("/dev/null", O_RDONLY);
+		if (fd >= 0) {
+			dup2(fd, STDIN_FILENO);
+			close(fd);
+		}
+	}
+	dup2(logfd, STDOUT_FILENO);
+	dup2(logfd, STDERR_FILENO);
+	execve(daemon, argv, env);
+	fprintf(stderr, "%s: exec %s: %s\n", program_invocation_name, daemon, strerror(errno));
+	_exit(127);
+}
+
+/* Forks `daemon -c config` with NOTIFY_SOCKET set and stdout and stderr in log_path (appended
+ * to if opts->log_append, else truncated). */
+static pid_t start_daemon(const char *daemon, const char *config, const char *log_path,
+			  const char *notify_path, const struct tool_daemon_opts *opts)
+{
+	int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (opts->log_append ? O_APPEND : O_TRUNC);
+	int logfd = open(log_path, flags, 0644);
+	pid_t parent = getpid(), pid;
+	char **env;
 
 	if (logfd < 0) {
-		fprintf(stderr, "%s: %s: %s\n", prog, log_path, strerror(errno));
+		say(opts, "%s: %s", log_path, strerror(errno));
+		return -1;
+	}
+	env = notify_env(notify_path);
+	if (!env) {
+		say(opts, "environment: %s", strerror(ENOMEM));
+		close(logfd);
 		return -1;
 	}
 	fflush(NULL);
 	pid = fork();
 	if (pid < 0)
-		fprintf(stderr, "%s: fork: %s\n", prog, strerror(errno));
-	if (pid == 0) {
-		setenv("NOTIFY_SOCKET", notify_path, 1);
-		dup2(logfd, STDOUT_FILENO);
-		dup2(logfd, STDERR_FILENO);
-		execl(daemon, daemon, "-c", config, (char *)NULL);
-		fprintf(stderr, "%s: exec %s: %s\n", prog, daemon, strerror(errno));
-		_exit(127);
-	}
+		say(opts, "fork: %s", strerror(errno));
+	if (pid == 0)
+		exec_daemon(daemon, config, logfd, env, opts, parent);
+	free_env(env);
 	close(logfd);
 	return pid;
 }
 
-/* Waits for READY=1 on sock until deadline. 0, or -1 with the reason printed and the daemon
+/* Waits for READY=1 on sock until deadline. 0, or -1 with the reason said and the daemon
  * reaped (SIGTERMed first if it is still running). */
-static int wait_ready(pid_t pid, int sock, uint64_t deadline, int timeout_ms, const char *log_path)
+static int wait_ready(pid_t pid, int sock, uint64_t deadline, int timeout_ms, const char *log_path,
+		      const struct tool_daemon_opts *opts)
 {
-	const char *prog = program_invocation_name;
 	char desc[64];
 	int status;
 
@@ -211,17 +305,16 @@ static int wait_ready(pid_t pid, int sock, uint64_t deadline, int timeout_ms, co
 
 		if (waitpid(pid, &status, WNOHANG) == pid) {
 			tool_describe_status(status, desc, sizeof(desc));
-			fprintf(stderr, "%s: hyperbufd exited before READY=1 (%s); see %s\n", prog,
-				desc, log_path);
+			say(opts, "hyperbufd exited before READY=1 (%s); see %s", desc, log_path);
 			return -1;
 		}
 		if (tool_now_ns() >= deadline) {
-			fprintf(stderr, "%s: hyperbufd not ready after %d s; see %s\n", prog,
-				timeout_ms / 1000, log_path);
+			say(opts, "hyperbufd not ready after %d s; see %s", timeout_ms / 1000,
+			    log_path);
 			kill(pid, SIGTERM);
 			tool_wait_pid(pid, 3000, &status);
 			tool_describe_status(status, desc, sizeof(desc));
-			fprintf(stderr, "%s: hyperbufd %s\n", prog, desc);
+			say(opts, "hyperbufd %s", desc);
 			return -1;
 		}
 		if (poll(&pfd, 1, 50) <= 0)
@@ -235,22 +328,28 @@ static int wait_ready(pid_t pid, int sock, uint64_t deadline, int timeout_ms, co
 	}
 }
 
-pid_t tool_daemon_spawn(const char *daemon, const char *config, const char *log_path,
-			int timeout_ms, struct tool_daemon_spawn *out)
+pid_t tool_daemon_start(const char *daemon, const char *config, const char *log_path,
+			int timeout_ms, const struct tool_daemon_opts *opts,
+			struct tool_daemon_spawn *out)
 {
+	static const struct tool_daemon_opts none;
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	uint64_t t0 = tool_now_ns(), deadline = deadline_in(timeout_ms);
 	int sock;
 	pid_t pid;
 
+	if (!opts)
+		opts = &none;
+	if (opts->why && opts->why_len)
+		opts->why[0] = '\0';
 	out->pid = -1;
 	out->notify_fd = -1;
 	out->ready_ns = 0;
-	sock = notify_socket(&sa);
+	sock = notify_socket(&sa, opts);
 	if (sock < 0)
 		return -1;
-	pid = start_daemon(daemon, config, log_path, sa.sun_path);
-	if (pid < 0 || wait_ready(pid, sock, deadline, timeout_ms, log_path) < 0)
+	pid = start_daemon(daemon, config, log_path, sa.sun_path, opts);
+	if (pid < 0 || wait_ready(pid, sock, deadline, timeout_ms, log_path, opts) < 0)
 		goto err_sock;
 	out->pid = pid;
 	out->notify_fd = sock;
@@ -262,6 +361,12 @@ err_sock:
 	close(sock);
 	unlink(sa.sun_path);
 	return -1;
+}
+
+pid_t tool_daemon_spawn(const char *daemon, const char *config, const char *log_path,
+			int timeout_ms, struct tool_daemon_spawn *out)
+{
+	return tool_daemon_start(daemon, config, log_path, timeout_ms, NULL, out);
 }
 
 int tool_daemon_stop(struct tool_daemon_spawn *d, int timeout_ms, int *status)

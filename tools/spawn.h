@@ -1,8 +1,8 @@
 /*
  * Process plumbing shared by the demo and the benchmarks: a monotonic clock, whole reads and
  * writes on pipes and sockets, waiting for a child with a time limit, and starting hyperbufd
- * the way systemd would (NOTIFY_SOCKET, READY=1). The integration tests have their own
- * launcher in tests/util.c.
+ * the way systemd would (NOTIFY_SOCKET, READY=1); the integration tests start theirs with
+ * tool_daemon_start (tests/util.c).
  */
 #ifndef HB_TOOLS_SPAWN_H
 #define HB_TOOLS_SPAWN_H
@@ -51,10 +51,33 @@ struct tool_daemon_spawn {
  * Starts `daemon -c config` with stdout and stderr in log_path (truncated), and waits up to
  * timeout_ms for READY=1 on a datagram socket named in NOTIFY_SOCKET, as systemd would.
  * Returns its pid (out filled in; stop it with tool_daemon_stop), or -1 with the reason printed
- * on stderr and the daemon reaped.
+ * on stderr and the daemon reaped. It is tool_daemon_start with no options.
  */
 pid_t tool_daemon_spawn(const char *daemon, const char *config, const char *log_path,
 			int timeout_ms, struct tool_daemon_spawn *out);
+
+/* What tool_daemon_start may do beyond tool_daemon_spawn; all zero is tool_daemon_spawn. */
+struct tool_daemon_opts {
+	/* The notify socket to bind (a file left there is replaced); NULL: /tmp/PROG-PID.notify. */
+	const char *notify_path;
+	/* Append to the log instead of truncating it: a restart keeps the earlier run's lines. */
+	int log_append;
+	/* Tie the daemon to the calling thread: it gets SIGTERM when that thread ends (a test that
+	 * times out or crashes leaves no daemon behind), and its stdin is /dev/null. */
+	int tied;
+	/* If set, the reason for a failure is written here (why_len bytes) instead of on stderr. */
+	char *why;
+	size_t why_len;
+};
+
+/*
+ * tool_daemon_spawn with options (NULL: none). The NOTIFY_SOCKET environment is built before
+ * the fork, so the child of a threaded caller does not allocate. Stop the daemon with
+ * tool_daemon_stop. The integration tests start theirs with it (tests/util.c).
+ */
+pid_t tool_daemon_start(const char *daemon, const char *config, const char *log_path,
+			int timeout_ms, const struct tool_daemon_opts *opts,
+			struct tool_daemon_spawn *out);
 
 /* SIGTERMs the daemon, reaps it as tool_wait_pid does (same return, same *status), then closes
  * and removes the notify socket. */
