@@ -198,8 +198,8 @@ $(B)/tests/test_unit_xen: $(call obj,$(XEN_PURE))
 # What every integration and VM suite links: the harness, the daemon launcher and the helpers of
 # tests/it_common.h. Tests that speak the protocol themselves (hostile frames) link protocol/ and
 # common/ on their own: the library's copies are local to it.
-IT_SUPPORT := $(call obj,tests/harness.c tests/util.c tests/it_common.c tools/pattern.c) \
-	$(PROTO_OBJ) $(COMMON_OBJ)
+IT_SUPPORT := $(call obj,tests/harness.c tests/util.c tests/it_common.c tools/pattern.c \
+	tools/spawn.c) $(PROTO_OBJ) $(COMMON_OBJ)
 # Objects a suite adds below come after the archive in $^: they are linked before it.
 $(IT_BINS) $(VM_BINS): $(B)/tests/%: $(call obj,tests/%.c) $(IT_SUPPORT) $(LIBA)
 	@mkdir -p $(@D)

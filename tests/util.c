@@ -1,27 +1,25 @@
 /*
- * Integration-test helpers (tests/util.h): a real hyperbufd in a private temp folder, the
- * hyperbufctl CLI, child processes, event waits.
+ * Integration-test helpers (tests/util.h): a real hyperbufd in a private temp folder (started
+ * and stopped by tools/spawn.c, as the demo and the bench start theirs), the hyperbufctl CLI,
+ * child processes, event waits.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "hyperbuf.h"
 #include "tests/harness.h"
 #include "tests/util.h"
+#include "tools/spawn.h"
 
 #define SLOTS            8
 #define SLOT_LEN         1024
@@ -56,18 +54,7 @@ static const char *slot_printf(const char *fmt, ...)
 
 uint64_t hbt_now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+	return tool_now_ns() / 1000000u;
 }
 
 const char *hbt_build_dir(void)
@@ -149,6 +136,20 @@ static void rm_rf(const char *dir)
 		nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* SIGKILL, reap, and close the notify socket: for a daemon whose end no longer matters. */
+static void kill_daemon(struct hbt_daemon *d)
+{
+	if (d->pid > 0) {
+		kill(d->pid, SIGKILL);
+		waitpid(d->pid, NULL, 0);
+		d->pid = 0;
+	}
+	if (d->spawn.notify_fd >= 0) {
+		close(d->spawn.notify_fd);
+		d->spawn.notify_fd = -1;
+	}
+}
+
 void (*hbt_cleanup_extra)(void);
 
 void hbt_cleanup_hook(void);
@@ -170,11 +171,7 @@ void hbt_cleanup_hook(void)
 		if (!d || live[i].owner != self)
 			continue;
 		live[i].d = NULL;
-		if (d->pid > 0) {
-			kill(d->pid, SIGKILL);
-			waitpid(d->pid, NULL, 0);
-			d->pid = 0;
-		}
+		kill_daemon(d);
 		rm_rf(d->dir);
 	}
 }
@@ -218,6 +215,8 @@ static void make_dir(struct hbt_daemon *d)
 	if (!tmp || !*tmp || strlen(tmp) > 48)
 		tmp = "/tmp";
 	memset(d, 0, sizeof(*d));
+	d->spawn.pid = -1;
+	d->spawn.notify_fd = -1;
 	snprintf(d->dir, sizeof(d->dir), "%s/hbt.XXXXXX", tmp);
 	if (!mkdtemp(d->dir)) {
 		d->dir[0] = '\0';
@@ -289,178 +288,31 @@ static const char standard_topology[] = "[daemon]\n"
 					"size = 16M\n"
 					"ivshmem = group-c.sock\n";
 
-/* The readiness socket the daemon reports READY=1 to, as systemd's would be. */
-static int notify_socket(const struct hbt_daemon *d, char *path, size_t len)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd;
-
-	snprintf(path, len, "%s/notify.sock", d->dir);
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	strcpy(sa.sun_path, path);
-	unlink(path); /* a restart's: the previous daemon's is left */
-	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -1;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int e = errno;
-
-		close(fd);
-		errno = e;
-		return -1;
-	}
-	return fd;
-}
-
-extern char **environ;
-
-/* The daemon's environment: ours with NOTIFY_SOCKET set. Built before forking, since the child
- * of a threaded test must not allocate. */
-static char **daemon_env(const char *notify)
-{
-	size_t n = 0, i, j = 0;
-	char **env, *var;
-
-	while (environ[n])
-		n++;
-	env = calloc(n + 2, sizeof(*env));
-	if (!env || asprintf(&var, "NOTIFY_SOCKET=%s", notify) < 0)
-		hbt_fail(__FILE__, __LINE__, "out of memory");
-	for (i = 0; i < n; i++) {
-		if (strncmp(environ[i], "NOTIFY_SOCKET=", 14) != 0)
-			env[j++] = environ[i];
-	}
-	env[j++] = var;
-	env[j] = NULL;
-	return env;
-}
-
-static void free_env(char **env)
-{
-	size_t i = 0;
-
-	while (env[i + 1])
-		i++;
-	free(env[i]); /* ours is always last */
-	free(env);
-}
-
-static void exec_daemon(const struct hbt_daemon *d, const char *prog, char **env, pid_t parent)
-{
-	char *argv[] = {(char *)prog, "-c", (char *)d->config, NULL};
-	int fd;
-
-	/* If the test process dies (timeout, crash), the daemon must not outlive it. */
-	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	if (getppid() != parent)
-		_exit(127);
-	fd = open("/dev/null", O_RDONLY);
-	if (fd >= 0) {
-		dup2(fd, STDIN_FILENO);
-		close(fd);
-	}
-	fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-	if (fd >= 0) {
-		dup2(fd, STDOUT_FILENO);
-		dup2(fd, STDERR_FILENO);
-		close(fd);
-	}
-	execve(prog, argv, env);
-	dprintf(STDERR_FILENO, "exec %s: %s\n", prog, strerror(errno));
-	_exit(127);
-}
-
-/* Waits for READY=1 on fd; returns NULL, or a message explaining why not. */
-static const char *wait_ready(struct hbt_daemon *d, int fd)
-{
-	uint64_t deadline = hbt_now_ms() + START_TIMEOUT_MS;
-	char buf[4096];
-	int status;
-
-	for (;;) {
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		uint64_t now = hbt_now_ms();
-		ssize_t n;
-		pid_t w;
-		int r;
-
-		w = waitpid(d->pid, &status, WNOHANG);
-		if (w == d->pid) {
-			d->pid = 0;
-			return slot_printf("hyperbufd exited before READY=1 (status %d)",
-					   status_code(status));
-		}
-		if (now >= deadline)
-			return "hyperbufd did not say READY=1 within 10 s";
-		/* Short slices, so an early exit is noticed without waiting out the deadline. */
-		r = poll(&pfd, 1, deadline - now < 50 ? (int)(deadline - now) : 50);
-		if (r < 0 && errno != EINTR)
-			return slot_printf("poll: %s", strerror(errno));
-		if (r <= 0)
-			continue;
-		while ((n = recv(fd, buf, sizeof(buf) - 1, 0)) > 0) {
-			char *line, *save = NULL;
-
-			buf[n] = '\0';
-			/* sd_notify datagrams are newline-separated assignments. */
-			for (line = strtok_r(buf, "\n", &save); line;
-			     line = strtok_r(NULL, "\n", &save)) {
-				if (strcmp(line, "READY=1") == 0)
-					return NULL;
-			}
-		}
-	}
-}
-
-/* Starts hyperbufd on d->config (already written) and waits until it is ready. */
+/*
+ * Starts hyperbufd on d->config (already written) and waits until it says READY=1 on
+ * DIR/notify.sock, as systemd would. Its output goes to d->log, appended to (a restart keeps
+ * the first run's lines), and it gets SIGTERM if this test dies.
+ */
 static void launch(struct hbt_daemon *d)
 {
-	char notify[300];
-	const char *prog = hbt_prog("hyperbufd"), *why;
-	pid_t parent = getpid();
-	char **env;
-	int fd;
+	const char *prog = hbt_prog("hyperbufd");
+	char notify[300], why[512];
+	struct tool_daemon_opts opts = {
+	    .notify_path = notify, .log_append = 1, .tied = 1, .why = why, .why_len = sizeof(why)};
 
 	if (access(prog, X_OK) < 0) {
 		rm_rf(d->dir);
 		hbt_fail(__FILE__, __LINE__, "%s: %s (set HB_BUILD?)", prog, strerror(errno));
 	}
-	fd = notify_socket(d, notify, sizeof(notify));
-	if (fd < 0) {
-		rm_rf(d->dir);
-		hbt_fail(__FILE__, __LINE__, "notify socket: %s", strerror(errno));
-	}
-	env = daemon_env(notify);
-
-	fflush(stdout);
-	fflush(stderr);
-	d->pid = fork();
+	snprintf(notify, sizeof(notify), "%s/notify.sock", d->dir);
+	d->pid = tool_daemon_start(prog, d->config, d->log, START_TIMEOUT_MS, &opts, &d->spawn);
 	if (d->pid < 0) {
-		close(fd);
-		rm_rf(d->dir);
-		hbt_fail(__FILE__, __LINE__, "fork: %s", strerror(errno));
-	}
-	if (d->pid == 0)
-		exec_daemon(d, prog, env, parent);
-	free_env(env);
-	live_add(d);
-
-	why = wait_ready(d, fd);
-	close(fd);
-	if (why) {
-		if (d->pid > 0) {
-			kill(d->pid, SIGKILL);
-			waitpid(d->pid, NULL, 0);
-			d->pid = 0;
-		}
+		d->pid = 0;
 		print_log(d);
-		live_del(d);
 		rm_rf(d->dir);
 		hbt_fail(__FILE__, __LINE__, "%s", why);
 	}
+	live_add(d);
 }
 
 void hbt_daemon_start_config(struct hbt_daemon *d, const char *config_text)
@@ -481,26 +333,15 @@ void hbt_daemon_start(struct hbt_daemon *d, const char *extra)
 /* SIGTERM and the exit status; the folder stays. */
 static int stop_process(struct hbt_daemon *d)
 {
-	uint64_t deadline = hbt_now_ms() + STOP_TIMEOUT_MS;
-	int status = 0, code;
-	pid_t w = 0;
+	int status = -1, code;
 
 	live_del(d);
 	if (d->pid <= 0)
 		return -1;
-	kill(d->pid, SIGTERM);
-	while (hbt_now_ms() < deadline) {
-		w = waitpid(d->pid, &status, WNOHANG);
-		if (w == d->pid || (w < 0 && errno != EINTR))
-			break;
-		sleep_ms(10);
-	}
-	if (w != d->pid) {
+	/* 0: it exited; 1: it ignored SIGTERM and was killed; < 0: it could not be waited for. */
+	if (tool_daemon_stop(&d->spawn, STOP_TIMEOUT_MS, &status) != 0) {
 		fprintf(stderr, "hyperbufd (pid %d) ignored SIGTERM for 10 s: killed\n",
 			(int)d->pid);
-		kill(d->pid, SIGKILL);
-		while (waitpid(d->pid, &status, 0) < 0 && errno == EINTR)
-			;
 		code = 128 + SIGKILL;
 	} else {
 		code = status_code(status);

@@ -10,12 +10,15 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "tools/spawn.h"
+
 struct hbt_daemon {
-	pid_t pid;
-	char dir[256];          /* private temp folder: config, sockets, logs */
-	char config[300];       /* dir/hyperbufd.conf */
-	char socket[300];       /* dir/host.sock: the host address is "unix:" socket */
-	char log[300];          /* dir/hyperbufd.log: the daemon's stderr */
+	pid_t pid;                      /* 0 when not running */
+	char dir[256];                  /* private temp folder: config, sockets, logs */
+	char config[300];               /* dir/hyperbufd.conf */
+	char socket[300];               /* dir/host.sock: the host address is "unix:" socket */
+	char log[300];                  /* dir/hyperbufd.log: the daemon's stdout and stderr */
+	struct tool_daemon_spawn spawn; /* the launcher's (tools/spawn.h): dir/notify.sock */
 };
 
 /* The build folder the tests were built in ($HB_BUILD, default "build"). */
@@ -30,8 +33,8 @@ const char *hbt_prog(const char *name);
  *   group b: vm1, vm2   size 128M  ivshmem group-b.sock
  *   group c: vm2, vm3   size 16M   ivshmem group-c.sock
  * extra: more INI text appended (e.g. "[limits]\nexports_per_domain = 4\n"), or NULL.
- * Starts build/hyperbufd -c config and waits until it says READY=1 (NOTIFY_SOCKET), 10 s max.
- * Fails the test (CHECK) if it cannot.
+ * Starts build/hyperbufd -c config with tool_daemon_start and waits until it says READY=1
+ * (NOTIFY_SOCKET), 10 s max. Fails the test, with the daemon's log, if it cannot.
  */
 void hbt_daemon_start(struct hbt_daemon *d, const char *extra);
 /* Same with a whole config text of the caller's ("%s" in it is replaced by d->dir). */
