@@ -161,16 +161,9 @@ int it_run(char *out, size_t outlen, char *const argv[]);
 /* Writes text to path (created or truncated); fails the test if it cannot. */
 void it_write_file(const char *path, const char *text);
 
-/* The standard topology of tests/util.h, with relative paths (resolved against the config's
- * folder), plus the caller's [limits] or other lines. */
-#define IT_TOPOLOGY                                                                                \
-	"[daemon]\nbackend = kvm\nsocket = host.sock\nlog = debug\n\n"                             \
-	"[vm vm1]\nid = 1\nchannel = vm1.sock\n\n"                                                 \
-	"[vm vm2]\nid = 2\nchannel = vm2.sock\n\n"                                                 \
-	"[vm vm3]\nid = 3\nchannel = vm3.sock\n\n"                                                 \
-	"[group a]\nmembers = host, vm1\nsize = 64M\nivshmem = group-a.sock\n\n"                   \
-	"[group b]\nmembers = vm1, vm2\nsize = 128M\nivshmem = group-b.sock\n\n"                   \
-	"[group c]\nmembers = vm2, vm3\nsize = 16M\nivshmem = group-c.sock\n\n"
+/* The standard topology of tests/util.h (HBT_TOPOLOGY and a blank line), for the caller to
+ * add [limits] or other lines to. */
+#define IT_TOPOLOGY HBT_TOPOLOGY "\n"
 
 /* ---- sockets ------------------------------------------------------------------------------ */
 

@@ -256,37 +256,7 @@ err:
 	hbt_fail(__FILE__, __LINE__, "writing %s: %s", d->config, strerror(errno));
 }
 
-static const char standard_topology[] = "[daemon]\n"
-					"backend = kvm\n"
-					"socket = host.sock\n"
-					"log = debug\n"
-					"\n"
-					"[vm vm1]\n"
-					"id = 1\n"
-					"channel = vm1.sock\n"
-					"\n"
-					"[vm vm2]\n"
-					"id = 2\n"
-					"channel = vm2.sock\n"
-					"\n"
-					"[vm vm3]\n"
-					"id = 3\n"
-					"channel = vm3.sock\n"
-					"\n"
-					"[group a]\n"
-					"members = host, vm1\n"
-					"size = 64M\n"
-					"ivshmem = group-a.sock\n"
-					"\n"
-					"[group b]\n"
-					"members = vm1, vm2\n"
-					"size = 128M\n"
-					"ivshmem = group-b.sock\n"
-					"\n"
-					"[group c]\n"
-					"members = vm2, vm3\n"
-					"size = 16M\n"
-					"ivshmem = group-c.sock\n";
+static const char standard_topology[] = HBT_TOPOLOGY;
 
 /*
  * Starts hyperbufd on d->config (already written) and waits until it says READY=1 on
