@@ -645,6 +645,39 @@ const GroupInfo *it_welcome_group(const ServerMsg *w, const char *name)
 
 /* Builders for single requests (the body lives in the caller's frame). */
 
+void hbt_raw_session(struct it_raw *r, const char *path, uint32_t role)
+{
+	ServerMsg *w;
+
+	it_raw_open(r, path);
+	w = it_raw_hello(r, role);
+	server_msg__free_unpacked(w, NULL);
+}
+
+uint32_t hbt_raw_attach(struct it_raw *r, uint32_t group, uint32_t peer)
+{
+	ClientMsg m = CLIENT_MSG__INIT;
+	Attach at = ATTACH__INIT;
+
+	at.group = group;
+	at.ivshmem_peer = peer;
+	IT_MSG(m, ATTACH, attach, &at);
+	return IT_RAW_ERR(r, &m);
+}
+
+void hbt_put_frame(uint8_t *buf, size_t cap, size_t *len, const ClientMsg *m)
+{
+	size_t n = client_msg__get_packed_size(m);
+
+	CHECK(*len + 4 + n <= cap);
+	buf[*len] = (uint8_t)n;
+	buf[*len + 1] = (uint8_t)(n >> 8);
+	buf[*len + 2] = (uint8_t)(n >> 16);
+	buf[*len + 3] = (uint8_t)(n >> 24);
+	client_msg__pack(m, buf + *len + 4);
+	*len += 4 + n;
+}
+
 /* True once the daemon closed the connection (EOF or reset) within timeout_ms; whatever it
  * sent before is read and dropped. */
 bool it_raw_wait_closed(struct it_raw *r, int timeout_ms)

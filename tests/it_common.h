@@ -219,6 +219,18 @@ ServerMsg *it_raw_hello(struct it_raw *r, uint32_t role);
 /* The group of this name in a Welcome; fails the test if it lists none. */
 const GroupInfo *it_welcome_group(const ServerMsg *w, const char *name);
 
+/* it_raw_open, then Hello with this role; the Welcome is dropped. */
+void hbt_raw_session(struct it_raw *r, const char *path, uint32_t role);
+
+/* Attach to group, naming ivshmem peer (0 for the host); returns the reply's error code. A pool
+ * memfd that comes with the reply is in r->passed_fd until the next frame. */
+uint32_t hbt_raw_attach(struct it_raw *r, uint32_t group, uint32_t peer);
+
+/* Appends m as one frame (its packed length, 4 bytes little-endian, then m packed) at
+ * buf + *len and advances *len; fails the test if it does not fit in cap bytes. For requests
+ * sent together in one write, or a byte at a time. */
+void hbt_put_frame(uint8_t *buf, size_t cap, size_t *len, const ClientMsg *m);
+
 /* Builders for single requests (the body lives in the caller's frame). */
 #define IT_MSG(m, kind, field, body)                                                               \
 	do {                                                                                       \

@@ -26,17 +26,6 @@ static uint32_t group_id(const ServerMsg *w, const char *name)
 	return it_welcome_group(w, name)->id;
 }
 
-static uint32_t raw_attach(struct it_raw *r, uint32_t group, uint32_t peer)
-{
-	ClientMsg m = CLIENT_MSG__INIT;
-	Attach a = ATTACH__INIT;
-
-	a.group = group;
-	a.ivshmem_peer = peer;
-	IT_MSG(m, ATTACH, attach, &a);
-	return IT_RAW_ERR(r, &m);
-}
-
 /* Alloc for peer and export; returns the hid. */
 static struct hb_id raw_share(struct it_raw *r, uint32_t peer, uint64_t size)
 {
@@ -88,18 +77,13 @@ static size_t hello_frame(uint8_t *out, size_t cap)
 {
 	ClientMsg m = CLIENT_MSG__INIT;
 	Hello h = HELLO__INIT;
-	size_t n;
+	size_t n = 0;
 
 	h.version = HBP_PROTOCOL_VERSION;
 	IT_MSG(m, HELLO, hello, &h);
 	m.id = 1;
-	n = client_msg__get_packed_size(&m);
-	CHECK(n + 4 <= cap);
-	out[0] = (uint8_t)n;
-	out[1] = (uint8_t)(n >> 8);
-	out[2] = out[3] = 0;
-	client_msg__pack(&m, out + 4);
-	return n + 4;
+	hbt_put_frame(out, cap, &n, &m);
+	return n;
 }
 
 /*
@@ -170,9 +154,7 @@ TEST(ports_and_per_vm_sockets)
 	start(&d);
 	/* Both ports are vm1. */
 	it_raw_open(&r0, hbt_path(&d, "vm1-0.sock"));
-	it_raw_open(&r1, hbt_path(&d, "vm1-1.sock"));
-	w = it_raw_hello(&r1, HBP_ROLE_CLIENT);
-	server_msg__free_unpacked(w, NULL);
+	hbt_raw_session(&r1, hbt_path(&d, "vm1-1.sock"), HBP_ROLE_CLIENT);
 	w = it_raw_hello(&r0, HBP_ROLE_CLIENT);
 	CHECK_EQ(w->welcome->domain, 1);
 	CHECK_EQ(w->welcome->n_groups, 2);
@@ -253,14 +235,12 @@ TEST(ivshmem_socket_is_its_vm)
 	g = group_id(w, "g");
 	p = group_id(w, "p");
 	server_msg__free_unpacked(w, NULL);
-	CHECK_EQ(raw_attach(&r2, g, (uint32_t)q1.id), EBUSY);  /* vm1's */
-	CHECK_EQ(raw_attach(&r2, p, (uint32_t)q2.id), ENOENT); /* group g's id, not p's */
-	CHECK_EQ(raw_attach(&r2, g, (uint32_t)q2.id), 0);
-	it_raw_open(&r1, hbt_path(&d, "vm1-1.sock"));
-	w = it_raw_hello(&r1, HBP_ROLE_CLIENT);
-	server_msg__free_unpacked(w, NULL);
-	CHECK_EQ(raw_attach(&r1, p, (uint32_t)q1.id), ENOENT);
-	CHECK_EQ(raw_attach(&r1, p, (uint32_t)q1p.id), 0);
+	CHECK_EQ(hbt_raw_attach(&r2, g, (uint32_t)q1.id), EBUSY);  /* vm1's */
+	CHECK_EQ(hbt_raw_attach(&r2, p, (uint32_t)q2.id), ENOENT); /* group g's id, not p's */
+	CHECK_EQ(hbt_raw_attach(&r2, g, (uint32_t)q2.id), 0);
+	hbt_raw_session(&r1, hbt_path(&d, "vm1-1.sock"), HBP_ROLE_CLIENT);
+	CHECK_EQ(hbt_raw_attach(&r1, p, (uint32_t)q1.id), ENOENT);
+	CHECK_EQ(hbt_raw_attach(&r1, p, (uint32_t)q1p.id), 0);
 	it_raw_close(&r1);
 	CHECK_EQ(IT_STAT(&d, "pool.g.ivshmem_peers"), 2);
 
@@ -297,7 +277,7 @@ TEST(pool_loss_ends_the_vms_sessions)
 	it_ivsh_join(&q, hbt_path(&d, "g-vm1.sock"));
 	it_raw_open(&r, hbt_path(&d, "vm1-0.sock"));
 	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
-	CHECK_EQ(raw_attach(&r, group_id(w, "g"), (uint32_t)q.id), 0);
+	CHECK_EQ(hbt_raw_attach(&r, group_id(w, "g"), (uint32_t)q.id), 0);
 	server_msg__free_unpacked(w, NULL);
 	id = raw_share(&r, 0, 3 * 4096);
 	IT_WAIT_EVENT(h, HB_EVENT_EXPORTED, &ev);
@@ -338,7 +318,7 @@ TEST(resync_after_a_partial_frame)
 	it_ivsh_join(&q, hbt_path(&d, "g-vm1.sock"));
 	it_raw_open(&r, hbt_path(&d, "vm1-0.sock"));
 	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
-	CHECK_EQ(raw_attach(&r, group_id(w, "g"), (uint32_t)q.id), 0);
+	CHECK_EQ(hbt_raw_attach(&r, group_id(w, "g"), (uint32_t)q.id), 0);
 	server_msg__free_unpacked(w, NULL);
 	id = raw_share(&r, 0, 4096);
 	IT_WAIT_EVENT(h, HB_EVENT_EXPORTED, &ev);
@@ -377,9 +357,7 @@ TEST(resync_drops_stale_output)
 	int i;
 
 	start(&d);
-	it_raw_open(&r, hbt_path(&d, "vm2.sock"));
-	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
-	server_msg__free_unpacked(w, NULL);
+	hbt_raw_session(&r, hbt_path(&d, "vm2.sock"), HBP_ROLE_CLIENT);
 	/* Requests whose replies nobody reads. */
 	for (i = 0; i < 200; i++) {
 		uint8_t hid[16] = {1};
@@ -415,18 +393,13 @@ TEST(resync_drops_stale_output)
 			uint8_t hid[16] = {2};
 			ClientMsg m = CLIENT_MSG__INIT;
 			Query q = QUERY__INIT;
-			size_t len;
 
 			q.hid.data = hid;
 			q.hid.len = 16;
 			IT_MSG(m, QUERY, query, &q);
 			m.id = (uint32_t)(500 + i);
-			len = client_msg__get_packed_size(&m);
-			CHECK(len + 4 <= 64);
-			burst[n] = (uint8_t)len;
-			burst[n + 1] = burst[n + 2] = burst[n + 3] = 0;
-			client_msg__pack(&m, burst + n + 4);
-			n += 4 + len;
+			/* Room is left for the marker. */
+			hbt_put_frame(burst, sizeof(burst) - HBP_RESYNC_LEN, &n, &m);
 		}
 		marker(burst + n, HBP_PROTOCOL_VERSION, 0x18);
 		n += HBP_RESYNC_LEN;
@@ -498,9 +471,7 @@ TEST(resync_inside_a_whole_frame)
 	ServerMsg *w;
 
 	start(&d);
-	it_raw_open(&r, hbt_path(&d, "vm2.sock"));
-	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
-	server_msg__free_unpacked(w, NULL);
+	hbt_raw_session(&r, hbt_path(&d, "vm2.sock"), HBP_ROLE_CLIENT);
 	marker(mk, HBP_PROTOCOL_VERSION, 0x55);
 	memset(hid, 0, 8);
 	memcpy(hid + 8, mk, 8); /* the magic ends the frame; the rest of the marker follows */
@@ -572,7 +543,7 @@ TEST(hello_restarts_a_channel_session)
 	it_ivsh_join(&q, hbt_path(&d, "g-vm2.sock"));
 	it_raw_open(&r, hbt_path(&d, "vm2.sock"));
 	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
-	CHECK_EQ(raw_attach(&r, group_id(w, "g"), (uint32_t)q.id), 0);
+	CHECK_EQ(hbt_raw_attach(&r, group_id(w, "g"), (uint32_t)q.id), 0);
 	server_msg__free_unpacked(w, NULL);
 	im.hid.data = id.bytes;
 	im.hid.len = 16;

@@ -353,15 +353,13 @@ TEST(daemon_queue_overflow_keeps_oldest)
 	struct it_raw r;
 	struct hb_id id;
 	static uint8_t meta[1024];
-	ServerMsg *w, *s;
+	ServerMsg *s;
 	uint32_t next = 0, n;
 	bool overflow = false;
 	int why, i;
 
 	hbt_daemon_start(&d, "[limits]\nevent_queue = 16\n");
-	it_raw_open(&r, hbt_path(&d, "vm2.sock")); /* a vm2 session that will not read */
-	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
-	server_msg__free_unpacked(w, NULL);
+	hbt_raw_session(&r, hbt_path(&d, "vm2.sock"), HBP_ROLE_CLIENT); /* one that will not read */
 	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
 	b = IT_ALLOC(v1, 2, 4096, 0);
 	for (i = 0; i < 2000; i++) {

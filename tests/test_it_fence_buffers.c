@@ -621,8 +621,7 @@ TEST(c39_request_abi_and_invalid_requests)
 	CHECK_ERR(hb_begin_cpu_access(x.b, &nobody, R, 0), ENOENT);
 	CHECK_ERR(hb_end_cpu_access(x.b, &nobody, R), ENOENT);
 
-	it_raw_open(&r, x.d.socket);
-	server_msg__free_unpacked(it_raw_hello(&r, HBP_ROLE_CLIENT), NULL);
+	hbt_raw_session(&r, x.d.socket, HBP_ROLE_CLIENT);
 	/* SyncOpen{timeline, value = 5, field 9 = 42 (unknown)} in ClientMsg{id = 100,
 	 * sync_open = 15}, plus an unknown field 99 in ClientMsg itself. */
 	inner[ni++] = 0x08;

@@ -136,8 +136,7 @@ TEST(test_alloc_fence_negative)
 		TimelineSignal ts = TIMELINE_SIGNAL__INIT;
 		struct hb_sync *s;
 
-		it_raw_open(&r, d.socket);
-		server_msg__free_unpacked(it_raw_hello(&r, HBP_ROLE_CLIENT), NULL);
+		hbt_raw_session(&r, d.socket, HBP_ROLE_CLIENT);
 		ts.timeline = tl;
 		ts.value = 5;
 		IT_MSG(m, TIMELINE_SIGNAL, timeline_signal, &ts);

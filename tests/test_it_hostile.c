@@ -48,15 +48,6 @@ static void honest_close(struct honest *h)
 
 /* ---- raw sessions ------------------------------------------------------------------------- */
 
-static void raw_hello(struct it_raw *r, const char *path)
-{
-	ServerMsg *w;
-
-	it_raw_open(r, path);
-	w = it_raw_hello(r, HBP_ROLE_CLIENT);
-	server_msg__free_unpacked(w, NULL);
-}
-
 /* The daemon hung up on r, and counted it as one more protocol error. */
 #define CHECK_DROPPED(d, r, before)                                                                \
 	do {                                                                                       \
@@ -103,7 +94,7 @@ TEST(frame_length_violations)
 	for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
 		/* After Hello, and as the very first bytes. The payload is never sent: the daemon
 		 * must decide on the header alone. */
-		raw_hello(&r, d.socket);
+		hbt_raw_session(&r, d.socket, HBP_ROLE_CLIENT);
 		CHECK_EQ(it_raw_send_frame(&r, NULL, 0, lens[i]), 0);
 		CHECK_DROPPED(&d, &r, errs);
 		it_raw_open(&r, hbt_path(&d, "vm3.sock"));
@@ -124,13 +115,13 @@ TEST(truncated_frame_then_eof)
 
 	hbt_daemon_start(&d, NULL);
 	honest_open(&h, &d);
-	raw_hello(&r, d.socket);
+	hbt_raw_session(&r, d.socket, HBP_ROLE_CLIENT);
 	CHECK_EQ(it_raw_send_frame(&r, junk, sizeof(junk), 100), 0);
 	CHECK(shutdown(r.fd, SHUT_WR) == 0);
 	CHECK(it_raw_wait_closed(&r, IT_WAIT_MS));
 	it_raw_close(&r);
 	/* Half a header. */
-	raw_hello(&r, d.socket);
+	hbt_raw_session(&r, d.socket, HBP_ROLE_CLIENT);
 	CHECK_EQ(it_send_all(r.fd, "\x10\x00", 2), 0);
 	CHECK(shutdown(r.fd, SHUT_WR) == 0);
 	CHECK(it_raw_wait_closed(&r, IT_WAIT_MS));
@@ -162,7 +153,7 @@ TEST(garbage_protobuf)
 	honest_open(&h, &d);
 	errs = IT_STAT(&d, "errors_protocol");
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		raw_hello(&r, d.socket);
+		hbt_raw_session(&r, d.socket, HBP_ROLE_CLIENT);
 		CHECK_EQ(it_raw_send_frame(&r, bad[i].bytes, bad[i].len, UINT64_MAX), 0);
 		CHECK_DROPPED(&d, &r, errs);
 		HONEST_CHECK(&h);
@@ -221,15 +212,13 @@ TEST(hello_rules)
 	CHECK(it_raw_wait_closed(&r, IT_WAIT_MS));
 	it_raw_close(&r);
 	/* A second Hello: EPROTO, the session goes on. */
-	raw_hello(&r, d.socket);
+	hbt_raw_session(&r, d.socket, HBP_ROLE_CLIENT);
 	hello.version = HBP_PROTOCOL_VERSION;
 	CHECK_EQ(IT_RAW_ERR(&r, &m), EPROTO);
 	check_alive(&r);
 	/* A control session may ask for the daemon's status. */
 	it_raw_close(&r);
-	it_raw_open(&r, d.socket);
-	s = it_raw_hello(&r, HBP_ROLE_CONTROL);
-	server_msg__free_unpacked(s, NULL);
+	hbt_raw_session(&r, d.socket, HBP_ROLE_CONTROL);
 	{
 		ClientMsg c = CLIENT_MSG__INIT;
 		Control ctl = CONTROL__INIT;
@@ -244,7 +233,7 @@ TEST(hello_rules)
 	}
 	it_raw_close(&r);
 	/* Control from a VM: EPERM. */
-	raw_hello(&r, hbt_path(&d, "vm1.sock"));
+	hbt_raw_session(&r, hbt_path(&d, "vm1.sock"), HBP_ROLE_CLIENT);
 	{
 		ClientMsg c = CLIENT_MSG__INIT;
 		Control ctl = CONTROL__INIT;
@@ -274,7 +263,7 @@ TEST(request_id_zero)
 	hbt_daemon_start(&d, NULL);
 	honest_open(&h, &d);
 	errs = IT_STAT(&d, "errors_protocol");
-	raw_hello(&r, d.socket);
+	hbt_raw_session(&r, d.socket, HBP_ROLE_CLIENT);
 	m = query_msg(&q, hid, 16);
 	m.id = 0;
 	CHECK_EQ(it_raw_send(&r, &m), 0);
@@ -303,7 +292,7 @@ TEST(unknown_body)
 	hbt_daemon_start(&d, NULL);
 	honest_open(&h, &d);
 	errs = IT_STAT(&d, "errors_protocol");
-	raw_hello(&r, d.socket);
+	hbt_raw_session(&r, d.socket, HBP_ROLE_CLIENT);
 	CHECK_EQ(it_raw_send_frame(&r, varint_body, sizeof(varint_body), UINT64_MAX), 0);
 	s = it_raw_recv(&r, IT_WAIT_MS, &why);
 	CHECK(s != NULL);
@@ -350,7 +339,7 @@ TEST(wrong_length_hid)
 		Unexport un = UNEXPORT__INIT;
 		Query q;
 
-		raw_hello(&r, hbt_path(&d, "vm2.sock"));
+		hbt_raw_session(&r, hbt_path(&d, "vm2.sock"), HBP_ROLE_CLIENT);
 		im.hid.data = hid;
 		im.hid.len = lens[i];
 		IT_MSG(m, IMPORT, import, &im);
@@ -358,13 +347,13 @@ TEST(wrong_length_hid)
 		CHECK_EQ(it_raw_send(&r, &m), 0);
 		CHECK_DROPPED(&d, &r, errs);
 
-		raw_hello(&r, d.socket);
+		hbt_raw_session(&r, d.socket, HBP_ROLE_CLIENT);
 		m = query_msg(&q, hid, lens[i]);
 		m.id = 3;
 		CHECK_EQ(it_raw_send(&r, &m), 0);
 		CHECK_DROPPED(&d, &r, errs);
 
-		raw_hello(&r, d.socket);
+		hbt_raw_session(&r, d.socket, HBP_ROLE_CLIENT);
 		un.hid.data = hid;
 		un.hid.len = lens[i];
 		IT_MSG(m, UNEXPORT, unexport, &un);
@@ -382,17 +371,15 @@ TEST(wrong_length_hid)
 /* Hello + Attach to group a (the reply's pool fd is closed); returns the group id. */
 static uint32_t raw_host_attached(struct it_raw *r, const struct hbt_daemon *d)
 {
-	ClientMsg m = CLIENT_MSG__INIT;
-	Attach at = ATTACH__INIT;
 	ServerMsg *w;
+	uint32_t group;
 
 	it_raw_open(r, d->socket);
 	w = it_raw_hello(r, HBP_ROLE_CLIENT);
-	at.group = it_welcome_group(w, "a")->id;
+	group = it_welcome_group(w, "a")->id;
 	server_msg__free_unpacked(w, NULL);
-	IT_MSG(m, ATTACH, attach, &at);
-	CHECK_EQ(IT_RAW_ERR(r, &m), 0);
-	return at.group;
+	CHECK_EQ(hbt_raw_attach(r, group, 0), 0);
+	return group;
 }
 
 static uint64_t raw_alloc(struct it_raw *r, uint32_t peer, uint64_t size)
@@ -540,7 +527,7 @@ TEST(frame_max_is_inclusive)
 	int why;
 
 	hbt_daemon_start(&d, NULL);
-	raw_hello(&r, d.socket);
+	hbt_raw_session(&r, d.socket, HBP_ROLE_CLIENT);
 	m = query_msg(&q, hid, 16);
 	m.id = 77;
 	base = client_msg__get_packed_size(&m);
@@ -593,11 +580,9 @@ TEST(pipelined_and_trickled_frames)
 		hello.version = HBP_PROTOCOL_VERSION;
 		IT_MSG(hm, HELLO, hello, &hello);
 		hm.id = 1;
-		n = client_msg__get_packed_size(&hm);
-		one[0] = (uint8_t)n;
-		one[1] = one[2] = one[3] = 0;
-		client_msg__pack(&hm, one + 4);
-		for (i = 0; i < n + 4; i++) {
+		n = 0;
+		hbt_put_frame(one, sizeof(one), &n, &hm);
+		for (i = 0; i < n; i++) {
 			CHECK_EQ(it_send_all(r.fd, one + i, 1), 0);
 			it_sleep_ms(5);
 		}
@@ -614,11 +599,7 @@ TEST(pipelined_and_trickled_frames)
 	for (i = 0; i < 50; i++) {
 		m = query_msg(&q, hid, 16);
 		m.id = 1000 + (uint32_t)i;
-		n = client_msg__get_packed_size(&m);
-		all[len] = (uint8_t)n;
-		all[len + 1] = all[len + 2] = all[len + 3] = 0;
-		client_msg__pack(&m, all + len + 4);
-		len += 4 + n;
+		hbt_put_frame(all, 50 * 64, &len, &m);
 	}
 	CHECK_EQ(it_send_all(r.fd, all, len), 0);
 	for (i = 0; i < 50; i++) {
@@ -785,7 +766,7 @@ TEST(slow_reader_dropped)
 	hbt_daemon_start(&d, NULL);
 	honest_open(&h, &d);
 	errs = IT_STAT(&d, "errors_protocol");
-	raw_hello(&r, d.socket);
+	hbt_raw_session(&r, d.socket, HBP_ROLE_CLIENT);
 	{
 		ClientMsg m = CLIENT_MSG__INIT;
 		Control ctl = CONTROL__INIT;
@@ -809,16 +790,14 @@ TEST(slow_reader_dropped)
 		ctl.what = HBP_CTL_STATS;
 		IT_MSG(m, CONTROL, control, &ctl);
 		m.id = i;
-		n = client_msg__get_packed_size(&m);
-		frame[0] = (uint8_t)n;
-		frame[1] = frame[2] = frame[3] = 0;
-		client_msg__pack(&m, frame + 4);
+		n = 0;
+		hbt_put_frame(frame, sizeof(frame), &n, &m);
 		/* Send only when a whole small frame fits (POLLOUT), so the stream stays framed. */
 		if (poll(&p, 1, 200) <= 0)
 			continue;
 		if (p.revents & (POLLERR | POLLHUP))
 			closed = true;
-		else if (send(r.fd, frame, n + 4, MSG_NOSIGNAL) < 0)
+		else if (send(r.fd, frame, n, MSG_NOSIGNAL) < 0)
 			closed = errno == EPIPE || errno == ECONNRESET;
 		/* Once about 2 MiB of replies are due, let the daemon fill our socket and stall
 		 * on it: from then on only its own buffer can grow. */

@@ -297,17 +297,6 @@ TEST(welcome_contents)
 	IT_STOP(&d);
 }
 
-static uint32_t attach(struct it_raw *r, uint32_t group, uint32_t peer)
-{
-	ClientMsg m = CLIENT_MSG__INIT;
-	Attach a = ATTACH__INIT;
-
-	a.group = group;
-	a.ivshmem_peer = peer;
-	IT_MSG(m, ATTACH, attach, &a);
-	return IT_RAW_ERR(r, &m);
-}
-
 TEST(attach_rules)
 {
 	struct hbt_daemon d;
@@ -316,7 +305,6 @@ TEST(attach_rules)
 	struct it_ivsh p;
 	struct hb_event ev;
 	struct stat st;
-	ServerMsg *w;
 	uint32_t ga, gb, gc;
 
 	hbt_daemon_start(&d, NULL);
@@ -325,32 +313,26 @@ TEST(attach_rules)
 	gc = group_id(&d, 2, "c");
 
 	/* The host gets the pool fd with the reply. */
-	it_raw_open(&rh, d.socket);
-	w = it_raw_hello(&rh, HBP_ROLE_CLIENT);
-	server_msg__free_unpacked(w, NULL);
-	CHECK_EQ(attach(&rh, ga, 0), 0);
+	hbt_raw_session(&rh, d.socket, HBP_ROLE_CLIENT);
+	CHECK_EQ(hbt_raw_attach(&rh, ga, 0), 0);
 	CHECK(rh.passed_fd >= 0);
 	CHECK(fstat(rh.passed_fd, &st) == 0);
 	CHECK_EQ(st.st_size, 64u << 20);
 	check_header(rh.passed_fd, ga, 64u << 20, "a");
-	CHECK_EQ(attach(&rh, gb, 0), ENOENT); /* not a member */
-	CHECK_EQ(attach(&rh, 999, 0), ENOENT);
+	CHECK_EQ(hbt_raw_attach(&rh, gb, 0), ENOENT); /* not a member */
+	CHECK_EQ(hbt_raw_attach(&rh, 999, 0), ENOENT);
 
 	/* A VM names the ivshmem peer the server gave it. */
 	v2 = IT_CONNECT(hbt_addr_vm(&d, 2));
 	it_drain(v2);
 	it_ivsh_join(&p, hbt_path(&d, "group-b.sock"));
-	it_raw_open(&r1, hbt_path(&d, "vm1.sock"));
-	w = it_raw_hello(&r1, HBP_ROLE_CLIENT);
-	server_msg__free_unpacked(w, NULL);
-	CHECK_EQ(attach(&r1, gc, (uint32_t)p.id), ENOENT); /* vm1 is not in group c */
-	CHECK_EQ(attach(&r1, gb, 60000), ENOENT);          /* no such peer */
-	CHECK_EQ(attach(&r1, gb, (uint32_t)p.id), 0);
+	hbt_raw_session(&r1, hbt_path(&d, "vm1.sock"), HBP_ROLE_CLIENT);
+	CHECK_EQ(hbt_raw_attach(&r1, gc, (uint32_t)p.id), ENOENT); /* vm1 is not in group c */
+	CHECK_EQ(hbt_raw_attach(&r1, gb, 60000), ENOENT);          /* no such peer */
+	CHECK_EQ(hbt_raw_attach(&r1, gb, (uint32_t)p.id), 0);
 	/* That peer is vm1's now: vm2 may not claim it. */
-	it_raw_open(&r2, hbt_path(&d, "vm2.sock"));
-	w = it_raw_hello(&r2, HBP_ROLE_CLIENT);
-	server_msg__free_unpacked(w, NULL);
-	CHECK_EQ(attach(&r2, gb, (uint32_t)p.id), EBUSY);
+	hbt_raw_session(&r2, hbt_path(&d, "vm2.sock"), HBP_ROLE_CLIENT);
+	CHECK_EQ(hbt_raw_attach(&r2, gb, (uint32_t)p.id), EBUSY);
 	/* When vm1's ivshmem connection closes, vm1 is gone. */
 	it_ivsh_close(&p);
 	IT_WAIT_EVENT(v2, HB_EVENT_DOMAIN_GONE, &ev);

@@ -11,40 +11,6 @@
 
 #include "tests/it_common.h"
 
-static void raw_hello_at(struct it_raw *r, const char *path, uint32_t role)
-{
-	ServerMsg *w;
-
-	it_raw_open(r, path);
-	w = it_raw_hello(r, role);
-	server_msg__free_unpacked(w, NULL);
-}
-
-/* Appends m as one frame (length + payload) at buf + *len. */
-static void put_frame(uint8_t *buf, size_t cap, size_t *len, const ClientMsg *m)
-{
-	size_t n = client_msg__get_packed_size(m);
-
-	CHECK(*len + 4 + n <= cap);
-	buf[*len] = (uint8_t)n;
-	buf[*len + 1] = (uint8_t)(n >> 8);
-	buf[*len + 2] = (uint8_t)(n >> 16);
-	buf[*len + 3] = (uint8_t)(n >> 24);
-	client_msg__pack(m, buf + *len + 4);
-	*len += 4 + n;
-}
-
-static uint32_t raw_attach(struct it_raw *r, uint32_t group, uint32_t peer)
-{
-	ClientMsg m = CLIENT_MSG__INIT;
-	Attach at = ATTACH__INIT;
-
-	at.group = group;
-	at.ivshmem_peer = peer;
-	IT_MSG(m, ATTACH, attach, &at);
-	return IT_RAW_ERR(r, &m);
-}
-
 static size_t count_lines(const char *s)
 {
 	size_t n = 0;
@@ -203,7 +169,7 @@ TEST(reply_too_big_gets_error_not_silence)
 	CHECK_EQ(count_lines(out), 1 + LIST_MAX);
 
 	/* Control requests pipelined in one write: exactly one reply each, in order. */
-	raw_hello_at(&r, d.socket, HBP_ROLE_CONTROL);
+	hbt_raw_session(&r, d.socket, HBP_ROLE_CONTROL);
 	for (i = 0; i < NCTL; i++) {
 		ClientMsg m = CLIENT_MSG__INIT;
 		Control ctl = CONTROL__INIT;
@@ -211,7 +177,7 @@ TEST(reply_too_big_gets_error_not_silence)
 		ctl.what = what[i];
 		IT_MSG(m, CONTROL, control, &ctl);
 		m.id = 100 + (uint32_t)i;
-		put_frame(frames, sizeof(frames), &len, &m);
+		hbt_put_frame(frames, sizeof(frames), &len, &m);
 	}
 	CHECK_EQ(it_send_all(r.fd, frames, len), 0);
 	for (i = 0; i < NCTL; i++) {
@@ -272,7 +238,7 @@ TEST(pipelined_attaches_all_answered)
 		h.version = HBP_PROTOCOL_VERSION;
 		IT_MSG(m, HELLO, hello, &h);
 		m.id = 1;
-		put_frame(frames, sizeof(frames), &len, &m);
+		hbt_put_frame(frames, sizeof(frames), &len, &m);
 	}
 	for (i = 0; i < NATTACH; i++) {
 		ClientMsg m = CLIENT_MSG__INIT;
@@ -281,7 +247,7 @@ TEST(pipelined_attaches_all_answered)
 		at.group = 1; /* group a: groups are numbered from 1 in file order */
 		IT_MSG(m, ATTACH, attach, &at);
 		m.id = 2 + (uint32_t)i;
-		put_frame(frames, sizeof(frames), &len, &m);
+		hbt_put_frame(frames, sizeof(frames), &len, &m);
 	}
 	CHECK_EQ(it_send_all(r.fd, frames, len), 0);
 
@@ -313,9 +279,9 @@ TEST(pipelined_attaches_all_answered)
 	CHECK(it_raw_recv(&r, 300, &why) == NULL);
 	CHECK_EQ(why, -1);
 	r.next_id = 50;
-	CHECK_EQ(raw_attach(&r, 1, 0), EALREADY);
+	CHECK_EQ(hbt_raw_attach(&r, 1, 0), EALREADY);
 	CHECK_EQ(r.passed_fd, -1);
-	CHECK_EQ(raw_attach(&r, 2, 0), ENOENT); /* group b: the host is not a member */
+	CHECK_EQ(hbt_raw_attach(&r, 2, 0), ENOENT); /* group b: the host is not a member */
 	it_raw_close(&r);
 	IT_STOP(&d);
 }
@@ -338,7 +304,7 @@ TEST(sessions_per_domain)
 	it_raw_open(&quiet, vm3);
 	CHECK(!it_raw_wait_closed(&quiet, 200));
 	CHECK_EQ(ctl_domain_sessions(&d, 3), 0);
-	raw_hello_at(&hello, vm3, HBP_ROLE_CLIENT);
+	hbt_raw_session(&hello, vm3, HBP_ROLE_CLIENT);
 	CHECK_EQ(ctl_domain_sessions(&d, 3), 1);
 
 	/* ...but it counts against sessions_per_domain, which a reload lowers to 3. */
@@ -573,7 +539,7 @@ static void send_queries(struct it_raw *r, const struct hb_id *hid, unsigned cou
 		q.hid.len = 16;
 		IT_MSG(m, QUERY, query, &q);
 		m.id = (*next_id)++;
-		put_frame(buf, cap, &len, &m);
+		hbt_put_frame(buf, cap, &len, &m);
 	}
 	CHECK_EQ(it_send_all(r->fd, buf, len), 0);
 	free(buf);
@@ -643,7 +609,7 @@ static int overflow_try(const struct hbt_daemon *d, struct hb_buffer *b, const s
 	ServerMsg *s;
 	unsigned i, n;
 
-	raw_hello_at(&r, hbt_path(d, "vm2.sock"), HBP_ROLE_CLIENT);
+	hbt_raw_session(&r, hbt_path(d, "vm2.sock"), HBP_ROLE_CLIENT);
 	/* Sizes, measured: a reply (every id here is a two-byte varint), an event. */
 	{
 		ClientMsg m = CLIENT_MSG__INIT;
@@ -822,12 +788,12 @@ TEST(ivshmem_claim_needs_same_process)
 	group = it_welcome_group(w, "a")->id;
 	server_msg__free_unpacked(w, NULL);
 	/* Another process's connection: not ours to claim. */
-	CHECK_EQ(raw_attach(&r, group, (uint32_t)theirs), EPERM);
+	CHECK_EQ(hbt_raw_attach(&r, group, (uint32_t)theirs), EPERM);
 	/* Our own: fine. */
 	it_ivsh_join(&mine, hbt_path(&d, "group-a.sock"));
 	CHECK(mine.id != theirs);
-	CHECK_EQ(raw_attach(&r, group, (uint32_t)mine.id), 0);
-	CHECK_EQ(raw_attach(&r, group, (uint32_t)theirs), EALREADY);
+	CHECK_EQ(hbt_raw_attach(&r, group, (uint32_t)mine.id), 0);
+	CHECK_EQ(hbt_raw_attach(&r, group, (uint32_t)theirs), EALREADY);
 
 	it_pipe_write(down[1], "x", 1);
 	CHECK_EQ(hbt_wait_child(child), 0);

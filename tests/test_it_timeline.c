@@ -52,11 +52,9 @@ static ServerMsg *ctl_reply(const struct hbt_daemon *d)
 	struct it_raw r;
 	ClientMsg m = CLIENT_MSG__INIT;
 	Control ctl = CONTROL__INIT;
-	ServerMsg *w, *s;
+	ServerMsg *s;
 
-	it_raw_open(&r, d->socket);
-	w = it_raw_hello(&r, HBP_ROLE_CONTROL);
-	server_msg__free_unpacked(w, NULL);
+	hbt_raw_session(&r, d->socket, HBP_ROLE_CONTROL);
 	ctl.what = HBP_CTL_TIMELINES;
 	IT_MSG(m, CONTROL, control, &ctl);
 	s = IT_RAW_CALL(&r, &m);
@@ -199,7 +197,6 @@ TEST(owner_only_and_visibility)
 	ClientMsg m = CLIENT_MSG__INIT;
 	TimelineSignal ts = TIMELINE_SIGNAL__INIT;
 	TimelineDestroy td = TIMELINE_DESTROY__INIT;
-	ServerMsg *w;
 
 	hbt_daemon_start(&d, NULL);
 	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
@@ -211,9 +208,7 @@ TEST(owner_only_and_visibility)
 	f.value = 1;
 
 	/* vm2's raw session: sees it (a group with vm1) but does not own it. */
-	it_raw_open(&r, hbt_path(&d, "vm2.sock"));
-	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
-	server_msg__free_unpacked(w, NULL);
+	hbt_raw_session(&r, hbt_path(&d, "vm2.sock"), HBP_ROLE_CLIENT);
 	ts.timeline = f.timeline;
 	ts.value = 1;
 	IT_MSG(m, TIMELINE_SIGNAL, timeline_signal, &ts);
@@ -228,9 +223,7 @@ TEST(owner_only_and_visibility)
 	it_raw_close(&r);
 
 	/* vm3's: does not even see it. */
-	it_raw_open(&r, hbt_path(&d, "vm3.sock"));
-	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
-	server_msg__free_unpacked(w, NULL);
+	hbt_raw_session(&r, hbt_path(&d, "vm3.sock"), HBP_ROLE_CLIENT);
 	ts.error = 0;
 	IT_MSG(m, TIMELINE_SIGNAL, timeline_signal, &ts);
 	CHECK_EQ(IT_RAW_ERR(&r, &m), ENOENT);
@@ -819,7 +812,6 @@ TEST(slow_client_dropped_not_waited_for)
 	struct hb_timeline *t;
 	struct hb_sync *healthy;
 	struct it_raw r;
-	ServerMsg *w;
 	uint64_t v = 0, worst = 0;
 	bool dropped = false;
 	int round;
@@ -832,9 +824,7 @@ TEST(slow_client_dropped_not_waited_for)
 	t = TL_CREATE(v1);
 	healthy = SYNC_OPEN(h, hb_timeline_id(t), (uint64_t)WAITS * ROUNDS + 1);
 
-	it_raw_open(&r, hbt_path(&d, "vm2.sock"));
-	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
-	server_msg__free_unpacked(w, NULL);
+	hbt_raw_session(&r, hbt_path(&d, "vm2.sock"), HBP_ROLE_CLIENT);
 	for (round = 0; round < ROUNDS && !dropped; round++) {
 		ClientMsg m = CLIENT_MSG__INIT;
 		SyncOpen so = SYNC_OPEN__INIT;
@@ -971,7 +961,6 @@ TEST(hostile_fence_requests)
 	struct hb_buffer *b;
 	struct hb_id id;
 	struct it_raw r;
-	ServerMsg *w;
 	uint64_t seed = 0x5eed, ids[3];
 	uint8_t short_hid[15] = {0};
 
@@ -985,9 +974,7 @@ TEST(hostile_fence_requests)
 	ids[1] = 0;
 	ids[2] = UINT64_MAX;
 
-	it_raw_open(&r, hbt_path(&d, "vm2.sock"));
-	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
-	server_msg__free_unpacked(w, NULL);
+	hbt_raw_session(&r, hbt_path(&d, "vm2.sock"), HBP_ROLE_CLIENT);
 	for (int i = 0; i < 3000; i++) {
 		ClientMsg m = CLIENT_MSG__INIT;
 		TimelineCreate tc = TIMELINE_CREATE__INIT;
