@@ -945,3 +945,14 @@ long long it_kv(const char *text, const char *key)
 	}
 	return -1;
 }
+
+size_t hbt_count_substr(const char *s, const char *needle)
+{
+	size_t n = 0, len = strlen(needle);
+
+	while ((s = strstr(s, needle)) != NULL) {
+		n++;
+		s += len;
+	}
+	return n;
+}

@@ -20,17 +20,6 @@ static size_t count_lines(const char *s)
 	return n;
 }
 
-static size_t count_substr(const char *s, const char *needle)
-{
-	size_t n = 0, len = strlen(needle);
-
-	while ((s = strstr(s, needle)) != NULL) {
-		n++;
-		s += len;
-	}
-	return n;
-}
-
 /* "sessions" of domain id in `hyperbufctl --json domains`, or -1 if it is not listed. */
 static long long ctl_domain_sessions(const struct hbt_daemon *d, uint32_t id)
 {
@@ -164,7 +153,7 @@ TEST(reply_too_big_gets_error_not_silence)
 	CHECK_EQ(count_lines(out), 1 + LIST_MAX); /* the header, then 1500 rows */
 	CHECK_EQ(hbt_ctl(&d, out, outlen, "--json exports"), 0);
 	CHECK(it_json_ok(out));
-	CHECK_EQ(count_substr(out, "\"hid\":"), LIST_MAX);
+	CHECK_EQ(hbt_count_substr(out, "\"hid\":"), LIST_MAX);
 	CHECK_EQ(hbt_ctl(&d, out, outlen, "imports"), 0);
 	CHECK_EQ(count_lines(out), 1 + LIST_MAX);
 
@@ -473,7 +462,7 @@ TEST(reexport_counts_only_new_imports)
 	IT_QUERY(v2, &id2, &info);
 	CHECK_EQ(info.importers, 0);
 	CHECK_EQ(hbt_ctl(&d, out, sizeof(out), "--json exports"), 0);
-	CHECK_EQ(count_substr(out, "\"hid\":"), 1);
+	CHECK_EQ(hbt_count_substr(out, "\"hid\":"), 1);
 	CHECK(strstr(out, "\"importers\":0") != NULL);
 	IT_CHECK_IMPORT(old, 8192, 0x6e6);
 
