@@ -1,6 +1,7 @@
 /*
  * hyperbufctl (DAEMON.md "hyperbufctl"): every command in text and --json, the statistics
- * moving as they should (bytes_copied never), and a clean failure without a daemon.
+ * moving as they should (bytes_copied never), a clean failure without a daemon, and listings
+ * too long for one reply cut short, saying so.
  */
 #include "tests/it_common.h"
 
@@ -241,5 +242,107 @@ TEST(ctl_stats_move)
 	it_drain(v2);
 	hb_disconnect(v1);
 	hb_disconnect(v2);
+	IT_STOP(&d);
+}
+
+static size_t count_lines(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+/*
+ * Control listings are bounded, and every request gets its reply: with 1600 exports and 1600
+ * imports every view still answers, cut at 1500 entries and saying so, and the largest reply
+ * fits a frame. (The daemon's EMSGSIZE fallback for a reply it cannot frame stays out of reach
+ * from outside once listings are bounded: nothing else is that big.)
+ */
+TEST(reply_too_big_gets_error_not_silence)
+{
+	enum { N = 1600, LIST_MAX = 1500, NCTL = 4 };
+	static const uint32_t what[NCTL] = {HBP_CTL_STATS, HBP_CTL_EXPORTS, HBP_CTL_IMPORTS,
+					    HBP_CTL_DOMAINS};
+	struct hbt_daemon d;
+	struct hb_client *v1, *v2;
+	struct it_raw r;
+	struct hb_id id;
+	size_t outlen = 1 << 20, len = 0, biggest = 0;
+	uint8_t frames[1024];
+	char *out;
+	int i;
+
+	hbt_daemon_start(&d, "[limits]\nexports_per_domain = 4000\n");
+	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+	v2 = IT_CONNECT(hbt_addr_vm(&d, 2));
+	/* Both listings over the bound: the largest control reply there can be. */
+	for (i = 0; i < N; i++) {
+		struct hb_buffer *b = IT_ALLOC(v1, 2, 64, 0);
+
+		IT_EXPORT(b, NULL, 0, &id);
+		IT_IMPORT(v2, &id, 0);
+	}
+	out = malloc(outlen);
+	CHECK(out != NULL);
+
+	/* hyperbufctl answers, and says the listing was cut. */
+	CHECK_EQ(hbt_ctl(&d, out, outlen, "stats"), 0);
+	CHECK_EQ(it_kv(out, "exports"), N);
+	CHECK_EQ(it_kv(out, "ctl_list_truncated"), 1);
+	CHECK_EQ(hbt_ctl(&d, out, outlen, "exports"), 0);
+	CHECK_EQ(count_lines(out), 1 + LIST_MAX); /* the header, then 1500 rows */
+	CHECK_EQ(hbt_ctl(&d, out, outlen, "--json exports"), 0);
+	CHECK(it_json_ok(out));
+	CHECK_EQ(hbt_count_substr(out, "\"hid\":"), LIST_MAX);
+	CHECK_EQ(hbt_ctl(&d, out, outlen, "imports"), 0);
+	CHECK_EQ(count_lines(out), 1 + LIST_MAX);
+
+	/* Control requests pipelined in one write: exactly one reply each, in order. */
+	hbt_raw_session(&r, d.socket, HBP_ROLE_CONTROL);
+	for (i = 0; i < NCTL; i++) {
+		ClientMsg m = CLIENT_MSG__INIT;
+		Control ctl = CONTROL__INIT;
+
+		ctl.what = what[i];
+		IT_MSG(m, CONTROL, control, &ctl);
+		m.id = 100 + (uint32_t)i;
+		hbt_put_frame(frames, sizeof(frames), &len, &m);
+	}
+	CHECK_EQ(it_send_all(r.fd, frames, len), 0);
+	for (i = 0; i < NCTL; i++) {
+		int why = 1;
+		ServerMsg *s = it_raw_recv(&r, IT_WAIT_MS, &why);
+		bool truncated = false;
+		size_t k;
+
+		if (!s)
+			hbt_fail(__FILE__, __LINE__, "no reply to control request %d (why %d)", i,
+				 why);
+		CHECK_EQ(s->id, 100 + i);
+		CHECK_EQ(s->error, 0);
+		CHECK_EQ(s->body_case, SERVER_MSG__BODY_CONTROL);
+		CHECK_EQ(s->control->n_exports, LIST_MAX);
+		CHECK_EQ(s->control->n_imports, LIST_MAX);
+		if (server_msg__get_packed_size(s) > biggest)
+			biggest = server_msg__get_packed_size(s);
+		for (k = 0; k < s->control->n_stats; k++) {
+			if (strcmp(s->control->stats[k]->key, "ctl_list_truncated") == 0)
+				truncated = s->control->stats[k]->value == 1;
+		}
+		CHECK(truncated);
+		server_msg__free_unpacked(s, NULL);
+	}
+	CHECK(it_raw_recv(&r, 300, NULL) == NULL); /* nothing more */
+	it_raw_close(&r);
+	printf("largest control reply: %zu bytes of %u\n", biggest, HBP_FRAME_MAX);
+
+	/* Below the bound the listing is whole again. */
+	hb_disconnect(v2);
+	hb_disconnect(v1);
+	IT_CHECK_STAT(&d, "exports", 0);
+	IT_CHECK_STAT(&d, "ctl_list_truncated", 0);
+	free(out);
 	IT_STOP(&d);
 }

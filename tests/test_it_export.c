@@ -1,6 +1,7 @@
 /*
  * Buffers, export, unexport (API.md "Buffers, export, unexport"): every allocation error, exact
- * sizes and zero fill, metadata limits, re-export, delayed unexport and its errors.
+ * sizes and zero fill, metadata limits, re-export (and whose imports a new hid counts), delayed
+ * unexport and its errors, an unexport after free.
  */
 #include "tests/it_common.h"
 
@@ -684,6 +685,112 @@ TEST(alloc_picks_smallest_group)
 	CHECK_EQ(IT_STAT(&d, "pool.x.pages_used"), 0);
 	hb_buffer_free(b);
 	IT_CHECK_STAT(&d, "pages_used", 0);
+	hb_disconnect(v1);
+	hb_disconnect(v2);
+	IT_STOP(&d);
+}
+
+/* An unexport after free (the orphan still imported) is a no-op, from any session of the
+ * exporting domain; the peer still may not unexport it. */
+TEST(unexport_after_free_is_noop)
+{
+	enum { SIZE = 3 * 4096 + 5 };
+	struct hbt_daemon d;
+	struct hb_client *v1, *v1b, *v2;
+	struct hb_buffer *b;
+	struct hb_import *im;
+	struct hb_info info;
+	struct hb_id id;
+
+	hbt_daemon_start(&d, NULL);
+	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+	v1b = IT_CONNECT(hbt_addr_vm(&d, 1));
+	v2 = IT_CONNECT(hbt_addr_vm(&d, 2));
+	b = IT_ALLOC(v1, 2, SIZE, 0);
+	it_fill(b, 0x5eed);
+	IT_EXPORT(b, "orphan", 6, &id);
+	im = IT_IMPORT(v2, &id, 0);
+	hb_buffer_free(b); /* an orphan now: vm2 still maps it */
+
+	CHECK_EQ(hb_unexport(v1, &id, 0), 0);
+	CHECK_EQ(hb_unexport(v1, &id, 100), 0);
+	CHECK_EQ(hb_unexport(v1b, &id, 0), 0);     /* nobody owns it: any exporter session */
+	CHECK_ERR(hb_unexport(v2, &id, 0), EPERM); /* the peer still may not */
+	IT_QUERY(v2, &id, &info);
+	CHECK(info.flags & HB_INFO_UNEXPORTED);
+	CHECK_EQ(info.importers, 1);
+	IT_CHECK_IMPORT(im, SIZE, 0x5eed);
+	IT_CHECK_STAT(&d, "buffers_orphaned", 1);
+
+	hb_import_release(im);
+	IT_CHECK_STAT(&d, "buffers_orphaned", 0);
+	IT_CHECK_STAT(&d, "pages_used", 0);
+	CHECK_ERR(hb_unexport(v1, &id, 0), ENOENT); /* gone with its pages */
+	hb_disconnect(v1);
+	hb_disconnect(v1b);
+	hb_disconnect(v2);
+	IT_STOP(&d);
+}
+
+/* A re-export's hid counts only its own imports: an import made under the old hid is not an
+ * importer of the new one, and its release says nothing about it. */
+TEST(reexport_counts_only_new_imports)
+{
+	static char out[64 * 1024];
+	struct hbt_daemon d;
+	struct hb_client *v1, *v2;
+	struct hb_buffer *b;
+	struct hb_import *old, *im;
+	struct hb_event ev;
+	struct hb_info info;
+	struct hb_id id1, id2;
+
+	hbt_daemon_start(&d, NULL);
+	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+	v2 = IT_CONNECT(hbt_addr_vm(&d, 2));
+	it_drain(v1);
+	it_drain(v2);
+	b = IT_ALLOC(v1, 2, 8192, 0);
+	it_fill(b, 0x6e6);
+	IT_EXPORT(b, NULL, 0, &id1);
+	old = IT_IMPORT(v2, &id1, 0);
+	IT_EXPECT_EVENT(v1, HB_EVENT_IMPORTED, &ev);
+	CHECK(hb_id_equal(&ev.id, &id1));
+	CHECK_EQ(hb_unexport(v1, &id1, 0), 0);
+	IT_EXPORT(b, NULL, 0, &id2);
+	CHECK(!hb_id_equal(&id1, &id2));
+
+	/* The import made under the old hid is not an importer of the new one. */
+	IT_QUERY(v1, &id2, &info);
+	CHECK_EQ(info.importers, 0);
+	CHECK_EQ(info.flags, 0);
+	IT_QUERY(v2, &id2, &info);
+	CHECK_EQ(info.importers, 0);
+	CHECK_EQ(hbt_ctl(&d, out, sizeof(out), "--json exports"), 0);
+	CHECK_EQ(hbt_count_substr(out, "\"hid\":"), 1);
+	CHECK(strstr(out, "\"importers\":0") != NULL);
+	IT_CHECK_IMPORT(old, 8192, 0x6e6);
+
+	/* Releasing it says nothing about the new hid. */
+	hb_import_release(old);
+	IT_EXPECT_QUIET(v1, 500);
+
+	/* An import of the new hid: IMPORTED, then RELEASED, both with the new hid. */
+	im = IT_IMPORT(v2, &id2, 0);
+	IT_EXPECT_EVENT(v1, HB_EVENT_IMPORTED, &ev);
+	CHECK(hb_id_equal(&ev.id, &id2));
+	CHECK_EQ(ev.domain, 2);
+	IT_QUERY(v1, &id2, &info);
+	CHECK_EQ(info.importers, 1);
+	IT_CHECK_IMPORT(im, 8192, 0x6e6);
+	hb_import_release(im);
+	IT_EXPECT_EVENT(v1, HB_EVENT_RELEASED, &ev);
+	CHECK(hb_id_equal(&ev.id, &id2));
+	CHECK_EQ(ev.domain, 2);
+	IT_QUERY(v1, &id2, &info);
+	CHECK_EQ(info.importers, 0);
+	IT_EXPECT_QUIET(v1, 200);
+	hb_buffer_free(b);
 	hb_disconnect(v1);
 	hb_disconnect(v2);
 	IT_STOP(&d);

@@ -1,6 +1,7 @@
 /*
  * Hostile input (PROTOCOL.md §2, §4): raw frames the library would never send, forged and
- * foreign handles, and a group member rewriting the shared reference directory. Each attack
+ * foreign handles, a group member rewriting the shared reference directory, and a VM opening
+ * connections by the hundred (sessions_per_domain). Each attack
  * gets a clean error or a dropped session, counted in errors_protocol, while honest clients
  * carry on: after each one they still allocate, export, import and verify.
  */
@@ -903,6 +904,8 @@ TEST(hostile_directory)
 	IT_STOP(&d);
 }
 
+/* ---- connections per domain ------------------------------------------------------------------ */
+
 /* Hundreds of idle connections (no Hello, half a frame, or a Hello and silence) do not stop
  * honest clients, and all go away cleanly. */
 /* One VM opening connections by the hundred gets sessions_per_domain of them; the rest are
@@ -941,5 +944,130 @@ TEST(many_idle_connections)
 	IT_CHECK_STAT(&d, "sessions", sessions);
 	HONEST_CHECK(&h);
 	honest_close(&h);
+	IT_STOP(&d);
+}
+
+/* "sessions" of domain id in `hyperbufctl --json domains`, or -1 if it is not listed. */
+static long long ctl_domain_sessions(const struct hbt_daemon *d, uint32_t id)
+{
+	static char out[64 * 1024];
+	char key[32];
+	const char *p, *s;
+
+	CHECK_EQ(hbt_ctl(d, out, sizeof(out), "--json domains"), 0);
+	CHECK(it_json_ok(out));
+	snprintf(key, sizeof(key), "{\"id\":%u,", id);
+	p = strstr(out, key);
+	if (!p)
+		return -1;
+	s = strstr(p, "\"sessions\":");
+	CHECK(s != NULL);
+	return strtoll(s + strlen("\"sessions\":"), NULL, 10);
+}
+
+/* Waits until the daemon's log contains text (reload done, say); fails after IT_WAIT_MS. */
+static void wait_log(const struct hbt_daemon *d, const char *text)
+{
+	uint64_t end = hbt_now_ms() + IT_WAIT_MS;
+	static char buf[1 << 20];
+
+	for (;;) {
+		FILE *f = fopen(d->log, "r");
+		size_t n = 0;
+
+		if (f) {
+			n = fread(buf, 1, sizeof(buf) - 1, f);
+			fclose(f);
+		}
+		buf[n] = '\0';
+		if (strstr(buf, text))
+			return;
+		if (hbt_now_ms() >= end)
+			hbt_fail(__FILE__, __LINE__, "no \"%s\" in the daemon log within %d ms",
+				 text, IT_WAIT_MS);
+		it_sleep_ms(20);
+	}
+}
+
+/* Hello on a fresh connection: true if welcomed, false if the daemon hung up first. */
+static bool try_hello(struct it_raw *r, const char *path)
+{
+	ClientMsg m = CLIENT_MSG__INIT;
+	Hello h = HELLO__INIT;
+	ServerMsg *s;
+	bool ok;
+
+	it_raw_open(r, path);
+	h.version = HBP_PROTOCOL_VERSION;
+	h.role = HBP_ROLE_CLIENT;
+	IT_MSG(m, HELLO, hello, &h);
+	m.id = r->next_id++;
+	if (it_raw_send(r, &m) != 0)
+		return false;
+	s = it_raw_recv(r, IT_WAIT_MS, NULL);
+	if (!s)
+		return false;
+	ok = s->id == m.id && s->error == 0 && s->body_case == SERVER_MSG__BODY_WELCOME;
+	server_msg__free_unpacked(s, NULL);
+	CHECK(ok);
+	return true;
+}
+
+/* sessions_per_domain counts connections, and sessions only after Hello; a reload lowers the
+ * limit for the connections that come next, and a closed one frees its place. */
+TEST(sessions_per_domain)
+{
+	struct hbt_daemon d;
+	struct it_raw quiet, hello, third, refused, again;
+	char vm3[300];
+	long long base;
+	uint64_t end;
+
+	hbt_daemon_start(&d, "[limits]\nsessions_per_domain = 4\n");
+	snprintf(vm3, sizeof(vm3), "%s", hbt_path(&d, "vm3.sock"));
+	base = IT_STAT(&d, "sessions");
+
+	/* A connection that never says Hello is not a client session... */
+	it_raw_open(&quiet, vm3);
+	CHECK(!it_raw_wait_closed(&quiet, 200));
+	CHECK_EQ(ctl_domain_sessions(&d, 3), 0);
+	hbt_raw_session(&hello, vm3, HBP_ROLE_CLIENT);
+	CHECK_EQ(ctl_domain_sessions(&d, 3), 1);
+
+	/* ...but it counts against sessions_per_domain, which a reload lowers to 3. */
+	it_write_file(d.config, IT_TOPOLOGY "[limits]\nsessions_per_domain = 3\n");
+	CHECK(kill(d.pid, SIGHUP) == 0);
+	wait_log(&d, "reload: configuration applied");
+	CHECK(try_hello(&third, vm3)); /* the third connection */
+	CHECK_EQ(ctl_domain_sessions(&d, 3), 2);
+	it_raw_open(&refused, vm3); /* the fourth: over the new limit */
+	CHECK(it_raw_wait_closed(&refused, IT_WAIT_MS));
+	it_raw_close(&refused);
+	/* Other domains are not affected. */
+	{
+		struct hb_client *v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+
+		hb_disconnect(v1);
+	}
+
+	/* The silent one going frees its place. */
+	it_raw_close(&quiet);
+	end = hbt_now_ms() + IT_WAIT_MS;
+	for (;;) {
+		if (try_hello(&again, vm3))
+			break;
+		it_raw_close(&again);
+		if (hbt_now_ms() >= end)
+			hbt_fail(__FILE__, __LINE__, "no vm3 connection accepted after one closed");
+		it_sleep_ms(50);
+	}
+	CHECK_EQ(ctl_domain_sessions(&d, 3), 3);
+	it_raw_open(&refused, vm3);
+	CHECK(it_raw_wait_closed(&refused, IT_WAIT_MS));
+	it_raw_close(&refused);
+	it_raw_close(&again);
+	it_raw_close(&third);
+	it_raw_close(&hello);
+	IT_CHECK_STAT(&d, "sessions", base);
 	IT_STOP(&d);
 }

@@ -1,7 +1,8 @@
 /*
  * Import and query (API.md "Import", "Query"): byte-exact content, read-only mappings that
  * fault on write, writable imports that share memory both ways, every ENOENT, mappings that
- * outlive the export and the exporter, metadata, and every field of hb_query.
+ * outlive the export and the exporter, metadata, every field of hb_query, and
+ * imports_per_domain.
  */
 #include "tests/it_common.h"
 
@@ -482,5 +483,56 @@ TEST(query_fields_and_access)
 	hb_disconnect(v2);
 	hb_disconnect(v2b);
 	hb_disconnect(v3);
+	IT_STOP(&d);
+}
+
+/* imports_per_domain: counted per import and per domain (not per session), EDQUOT beyond it;
+ * a release makes room again, and another domain has a quota of its own. */
+TEST(imports_per_domain_edquot)
+{
+	enum { LIMIT = 5 };
+	struct hbt_daemon d;
+	struct hb_client *v1, *v2, *v2b;
+	struct hb_buffer *b[LIMIT + 1], *back;
+	struct hb_import *im[LIMIT + 1], *extra;
+	struct hb_id id[LIMIT + 1], back_id;
+	int i;
+
+	hbt_daemon_start(&d, "[limits]\nimports_per_domain = 5\n");
+	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+	v2 = IT_CONNECT(hbt_addr_vm(&d, 2));
+	v2b = IT_CONNECT(hbt_addr_vm(&d, 2));
+	for (i = 0; i <= LIMIT; i++) {
+		b[i] = IT_ALLOC(v1, 2, 4096 + (size_t)i, 0);
+		it_fill(b[i], 0x1000 + (uint64_t)i);
+		IT_EXPORT(b[i], NULL, 0, &id[i]);
+	}
+	for (i = 0; i < LIMIT; i++)
+		im[i] = IT_IMPORT(v2, &id[i], 0);
+	CHECK_ERR(hb_import(v2, &id[LIMIT], 0), EDQUOT);
+	CHECK_ERR(hb_import(v2, &id[0], 0), EDQUOT);      /* counted per import, not per buffer */
+	CHECK_ERR(hb_import(v2b, &id[LIMIT], 0), EDQUOT); /* per domain, not per session */
+	IT_CHECK_STAT(&d, "imports", LIMIT);
+	/* Another domain has a quota of its own. */
+	back = IT_ALLOC(v2, 1, 4096, 0);
+	IT_EXPORT(back, NULL, 0, &back_id);
+	extra = IT_IMPORT(v1, &back_id, 0);
+
+	/* One released: importing works again (the release is ordered before the import). */
+	hb_import_release(im[0]);
+	im[LIMIT] = IT_IMPORT(v2, &id[LIMIT], 0);
+	IT_CHECK_IMPORT(im[LIMIT], 4096 + LIMIT, 0x1000 + LIMIT);
+	CHECK_ERR(hb_import(v2b, &id[0], 0), EDQUOT);
+	for (i = 1; i <= LIMIT; i++)
+		hb_import_release(im[i]);
+	hb_import_release(extra);
+	for (i = 0; i <= LIMIT; i++)
+		hb_buffer_free(b[i]);
+	hb_buffer_free(back);
+	IT_CHECK_STAT(&d, "imports", 0);
+	IT_CHECK_STAT(&d, "pages_used", 0);
+	hb_disconnect(v1);
+	hb_disconnect(v2);
+	hb_disconnect(v2b);
 	IT_STOP(&d);
 }

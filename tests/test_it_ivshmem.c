@@ -1,8 +1,9 @@
 /*
  * The daemon as QEMU's ivshmem-doorbell server (PROTOCOL.md §5, research/kvm.md §1.5, §1.7):
  * a fake QEMU checks the exact message sequence, the sealed pool memfd and its header, the
- * eventfds, peers joining and leaving; and the Attach step that binds an ivshmem peer to a
- * VM's session, with the Welcome that names the groups.
+ * eventfds, peers joining and leaving, a header nobody relies on; and the Attach step that
+ * binds an ivshmem peer to a VM's session (once per group, by the peer's own process), with the
+ * Welcome that names the groups.
  */
 #include "tests/it_common.h"
 
@@ -342,5 +343,187 @@ TEST(attach_rules)
 	it_raw_close(&r2);
 	it_raw_close(&rh);
 	hb_disconnect(v2);
+	IT_STOP(&d);
+}
+
+/* One Attach per group and session: of seven Attaches pipelined behind a Hello, the first
+ * gets the pool memfd and every other one EALREADY, each exactly one reply. */
+TEST(pipelined_attaches_all_answered)
+{
+	enum { NATTACH = 7 };
+	struct hbt_daemon d;
+	struct it_raw r;
+	uint8_t frames[512];
+	size_t len = 0;
+	ServerMsg *s;
+	struct stat st;
+	int i, why;
+
+	hbt_daemon_start(&d, NULL);
+	it_raw_open(&r, d.socket);
+	{
+		ClientMsg m = CLIENT_MSG__INIT;
+		Hello h = HELLO__INIT;
+
+		h.version = HBP_PROTOCOL_VERSION;
+		IT_MSG(m, HELLO, hello, &h);
+		m.id = 1;
+		hbt_put_frame(frames, sizeof(frames), &len, &m);
+	}
+	for (i = 0; i < NATTACH; i++) {
+		ClientMsg m = CLIENT_MSG__INIT;
+		Attach at = ATTACH__INIT;
+
+		at.group = 1; /* group a: groups are numbered from 1 in file order */
+		IT_MSG(m, ATTACH, attach, &at);
+		m.id = 2 + (uint32_t)i;
+		hbt_put_frame(frames, sizeof(frames), &len, &m);
+	}
+	CHECK_EQ(it_send_all(r.fd, frames, len), 0);
+
+	s = it_raw_recv(&r, IT_WAIT_MS, &why);
+	CHECK(s != NULL);
+	CHECK_EQ(s->id, 1);
+	CHECK_EQ(s->body_case, SERVER_MSG__BODY_WELCOME);
+	CHECK_EQ(it_welcome_group(s, "a")->id, 1);
+	server_msg__free_unpacked(s, NULL);
+	for (i = 0; i < NATTACH; i++) {
+		s = it_raw_recv(&r, IT_WAIT_MS, &why);
+		if (!s)
+			hbt_fail(__FILE__, __LINE__, "Attach %d of %d got no reply (why %d)", i + 1,
+				 NATTACH, why);
+		CHECK_EQ(s->id, 2 + i);
+		if (i == 0) {
+			/* The first one carries the pool memfd. */
+			CHECK_EQ(s->error, 0);
+			CHECK(r.passed_fd >= 0);
+			CHECK(fstat(r.passed_fd, &st) == 0);
+			CHECK_EQ(st.st_size, 64 << 20);
+		} else {
+			CHECK_EQ(s->error, EALREADY);
+			CHECK_EQ(r.passed_fd, -1);
+		}
+		server_msg__free_unpacked(s, NULL);
+	}
+	/* Exactly 8 replies: nothing else comes, and the session is still in business. */
+	CHECK(it_raw_recv(&r, 300, &why) == NULL);
+	CHECK_EQ(why, -1);
+	r.next_id = 50;
+	CHECK_EQ(hbt_raw_attach(&r, 1, 0), EALREADY);
+	CHECK_EQ(r.passed_fd, -1);
+	CHECK_EQ(hbt_raw_attach(&r, 2, 0), ENOENT); /* group b: the host is not a member */
+	it_raw_close(&r);
+	IT_STOP(&d);
+}
+
+/* An ivshmem connection is claimed (Attach) by its own process only: another process's peer
+ * is EPERM. */
+struct peer_child {
+	const char *path;
+	int to_parent, from_parent;
+};
+
+static int peer_child_main(void *arg)
+{
+	struct peer_child *pc = arg;
+	struct it_ivsh p;
+	char done;
+
+	it_ivsh_join(&p, pc->path);
+	it_pipe_write(pc->to_parent, &p.id, sizeof(p.id));
+	if (it_pipe_read(pc->from_parent, &done, 1, 30000) != 0)
+		return 2;
+	it_ivsh_close(&p);
+	return 0;
+}
+
+TEST(ivshmem_claim_needs_same_process)
+{
+	struct hbt_daemon d;
+	struct peer_child pc;
+	struct it_ivsh mine;
+	struct it_raw r;
+	int up[2], down[2];
+	int64_t theirs;
+	pid_t child;
+	ServerMsg *w;
+	uint32_t group;
+
+	hbt_daemon_start(&d, NULL);
+	CHECK(pipe2(up, O_CLOEXEC) == 0);
+	CHECK(pipe2(down, O_CLOEXEC) == 0);
+	pc.path = hbt_path(&d, "group-a.sock");
+	pc.to_parent = up[1];
+	pc.from_parent = down[0];
+	child = hbt_fork(peer_child_main, &pc);
+	CHECK_EQ(it_pipe_read(up[0], &theirs, sizeof(theirs), IT_WAIT_MS), 0);
+	CHECK(theirs >= 1 && theirs <= 65535);
+
+	it_raw_open(&r, hbt_path(&d, "vm1.sock"));
+	w = it_raw_hello(&r, HBP_ROLE_CLIENT);
+	group = it_welcome_group(w, "a")->id;
+	server_msg__free_unpacked(w, NULL);
+	/* Another process's connection: not ours to claim. */
+	CHECK_EQ(hbt_raw_attach(&r, group, (uint32_t)theirs), EPERM);
+	/* Our own: fine. */
+	it_ivsh_join(&mine, hbt_path(&d, "group-a.sock"));
+	CHECK(mine.id != theirs);
+	CHECK_EQ(hbt_raw_attach(&r, group, (uint32_t)mine.id), 0);
+	CHECK_EQ(hbt_raw_attach(&r, group, (uint32_t)theirs), EALREADY);
+
+	it_pipe_write(down[1], "x", 1);
+	CHECK_EQ(hbt_wait_child(child), 0);
+	close(up[0]);
+	close(up[1]);
+	close(down[0]);
+	close(down[1]);
+	it_raw_close(&r);
+	it_ivsh_close(&mine);
+	IT_STOP(&d);
+}
+
+/* A scribbled pool header locks nobody out: with page 0 of group a's pool zeroed by a member,
+ * the host and vm1 still share both ways, and the header stays zero. */
+TEST(scribbled_header_does_not_lock_out)
+{
+	static uint8_t page[HBP_PAGE_SIZE];
+	struct hbt_daemon d;
+	struct hb_client *h, *v1;
+	struct hb_buffer *b;
+	struct hb_import *im;
+	struct it_ivsh p;
+	struct hb_id id;
+
+	hbt_daemon_start(&d, NULL);
+	it_ivsh_join(&p, hbt_path(&d, "group-a.sock"));
+	memset(page, 0, sizeof(page));
+	CHECK_EQ(pwrite(p.pool_fd, page, sizeof(page), 0), sizeof(page));
+
+	h = IT_CONNECT(hbt_addr_host(&d));
+	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+	/* host -> vm1 */
+	b = IT_ALLOC(h, 1, 5 * 4096 + 17, 0);
+	it_fill(b, 0x9a);
+	IT_EXPORT(b, NULL, 0, &id);
+	im = IT_IMPORT(v1, &id, 0);
+	IT_CHECK_IMPORT(im, 5 * 4096 + 17, 0x9a);
+	hb_import_release(im);
+	hb_buffer_free(b);
+	/* vm1 -> host */
+	b = IT_ALLOC(v1, 0, 4096, 0);
+	it_fill(b, 0x9b);
+	IT_EXPORT(b, NULL, 0, &id);
+	im = IT_IMPORT(h, &id, 0);
+	IT_CHECK_IMPORT(im, 4096, 0x9b);
+	hb_import_release(im);
+	hb_buffer_free(b);
+
+	/* The header really is still zero: nobody needed it. */
+	it_pool_read(p.pool_fd, 0, page);
+	CHECK(it_all_bytes(page, sizeof(page), 0));
+	hb_disconnect(h);
+	hb_disconnect(v1);
+	it_ivsh_close(&p);
+	IT_CHECK_STAT(&d, "pages_used", 0);
 	IT_STOP(&d);
 }
