@@ -2,15 +2,13 @@
  * Helpers shared by the fence suites, and the agent process: see tests/fence_common.h.
  */
 #include "tests/fence_common.h"
+#include "tools/spawn.h"
 
 /* ---- time ----------------------------------------------------------------------------------- */
 
 uint64_t fence_now_ns(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	return tool_now_ns();
 }
 
 /* ---- checked calls ------------------------------------------------------------------------ */

@@ -26,7 +26,7 @@
 
 /* ---- time ----------------------------------------------------------------------------------- */
 
-/* CLOCK_MONOTONIC in nanoseconds. */
+/* CLOCK_MONOTONIC in nanoseconds (tool_now_ns). */
 uint64_t fence_now_ns(void);
 
 /* ---- checked calls ------------------------------------------------------------------------ */

@@ -2,6 +2,7 @@
  * Helpers shared by the integration suites: see tests/it_common.h.
  */
 #include "tests/it_common.h"
+#include "tools/spawn.h"
 
 /* ---- small things ------------------------------------------------------------------------- */
 
@@ -282,45 +283,18 @@ bool it_died_of_fault(int code)
 	return code == 128 + SIGSEGV || code == 128 + SIGBUS;
 }
 
-/* Reads or writes exactly n bytes on a pipe within IT_WAIT_MS; fails the test otherwise. */
+/* The whole reads and writes of tools/spawn.c, as a test wants them. */
 void it_pipe_write(int fd, const void *p, size_t n)
 {
-	const uint8_t *b = p;
+	int r = tool_write_full(fd, p, n);
 
-	while (n > 0) {
-		ssize_t w = write(fd, b, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		CHECK(w > 0);
-		b += w;
-		n -= (size_t)w;
-	}
+	if (r != 0)
+		hbt_fail(__FILE__, __LINE__, "writing %zu bytes on fd %d: %s", n, fd, strerror(-r));
 }
 
 int it_pipe_read(int fd, void *p, size_t n, int timeout_ms)
 {
-	uint8_t *b = p;
-	uint64_t end = hbt_now_ms() + (uint64_t)timeout_ms;
-
-	while (n > 0) {
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		uint64_t now = hbt_now_ms();
-		ssize_t r;
-
-		if (now >= end)
-			return -1;
-		if (poll(&pfd, 1, (int)(end - now)) <= 0)
-			continue;
-		r = read(fd, b, n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		b += r;
-		n -= (size_t)r;
-	}
-	return 0;
+	return tool_read_full(fd, p, n, timeout_ms) == 0 ? 0 : -1;
 }
 
 /* Runs argv (argv[0] a path) with stdout and stderr captured together into out; returns the

@@ -149,9 +149,10 @@ void it_default_fault_signals(void);
 /* True if an hbt_wait_child code says the child died of SIGSEGV or SIGBUS. */
 bool it_died_of_fault(int code);
 
-/* Writes exactly n bytes on a pipe (retrying short writes); fails the test otherwise. */
+/* Writes exactly n bytes on a pipe or socket (tool_write_full); fails the test otherwise. */
 void it_pipe_write(int fd, const void *p, size_t n);
-/* Reads exactly n bytes within timeout_ms: 0, or -1 on timeout, EOF or an error. */
+/* Reads exactly n bytes within timeout_ms (> 0), as tool_read_full does: 0, or -1 on timeout,
+ * EOF or an error. */
 int it_pipe_read(int fd, void *p, size_t n, int timeout_ms);
 
 /* Runs argv (argv[0] a path) with stdout and stderr captured together into out; returns the
