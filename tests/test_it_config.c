@@ -3,6 +3,8 @@
  * and bad configs, and SIGHUP reloads that apply a valid config and refuse an invalid one.
  */
 #include "tests/it_common.h"
+
+/* A private folder for configs that no daemon runs on. */
 struct scratch {
 	char dir[64];
 	char file[128];

@@ -7,6 +7,8 @@
  * polling) when the failure happens; every wait here has a bound, so a hang is a failure.
  */
 #include "tests/fence_common.h"
+
+/* Errors a lost daemon connection may leave (the header: EPIPE or ECONNRESET). */
 static bool conn_error(int e)
 {
 	return e == EPIPE || e == ECONNRESET;

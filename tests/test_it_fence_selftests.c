@@ -16,6 +16,8 @@
  * are any status < 0, not == -1; the consumer-stress wait style really varies.
  */
 #include "tests/fence_stress.h"
+
+/* An extra VM that shares a group with vm2 only: a third place for timelines (3.7). */
 #define VM4_CONFIG                                                                                 \
 	"[vm vm4]\nid = 4\nchannel = vm4.sock\n\n"                                                 \
 	"[group d]\nmembers = vm2, vm4\nsize = 16M\nivshmem = group-d.sock\n"

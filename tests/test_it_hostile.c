@@ -10,6 +10,8 @@
 
 #include "tests/it_common.h"
 
+/* ---- honest bystanders -------------------------------------------------------------------- */
+
 struct honest {
 	struct hb_client *v1, *v2;
 	uint64_t round;

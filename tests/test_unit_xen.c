@@ -11,6 +11,8 @@
 #include "backends/xen/ring.h"
 #include "protocol/limits.h"
 #include "tests/harness.h"
+
+/* A control page and two rings, both sides' views of them. */
 struct pair {
 	struct hbx_vchan_page *page;
 	uint8_t *left, *right;
