@@ -11,8 +11,6 @@
 
 /* ---- §3.8: two parties, one counter ------------------------------------------------------- */
 
-/* ---- §3.8: two parties alternating, a plain counter in shared memory ----------------------- */
-
 struct stress2_cfg {
 	const char *addr_a; /* side 0, its own process: owns the counter buffer */
 	const char *addr_b; /* side 1, this process */
