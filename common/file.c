@@ -1,8 +1,10 @@
 /* Small reads of sysfs and procfs files (see file.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/file.h"
@@ -37,4 +39,25 @@ bool hbc_file_has(const char *path, const char *word)
 	char buf[256];
 
 	return hbc_read_line(path, buf, sizeof(buf)) == 0 && strstr(buf, word) != NULL;
+}
+
+int hbc_mkdir_p(const char *dir, mode_t mode)
+{
+	char tmp[PATH_MAX];
+	size_t len = strlen(dir);
+
+	if (len == 0 || len >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	memcpy(tmp, dir, len + 1);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
 }

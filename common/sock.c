@@ -8,6 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/file.h"
 #include "common/log.h"
 #include "common/sock.h"
 
@@ -125,21 +126,17 @@ err_errno:
 /* mkdir -p for the folder holding a socket. */
 static int make_parent_dirs(const char *path)
 {
-	char tmp[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	size_t len = strlen(path);
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char *slash;
 
-	if (len >= sizeof(tmp))
+	if (strlen(path) >= sizeof(dir))
 		return -ENAMETOOLONG;
-	memcpy(tmp, path, len + 1);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	return 0;
+	strcpy(dir, path);
+	slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return 0;
+	*slash = '\0';
+	return hbc_mkdir_p(dir, 0755);
 }
 
 /* A socket file left by a daemon that died is removed; one that answers is somebody else's. */

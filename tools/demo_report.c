@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/config.h"
+#include "common/file.h"
 #include "tools/demo.h"
 
 #define STATS_MS 5000 /* hyperbufctl answers at once from a live daemon */
@@ -33,27 +34,6 @@ static void dir_of(const char *path, char *out, size_t outlen)
 		snprintf(out, outlen, "/");
 	else
 		snprintf(out, outlen, "%.*s", (int)(slash - path), path);
-}
-
-static int mkdir_p(const char *path)
-{
-	char tmp[PATH_MAX];
-	size_t len = strlen(path);
-
-	if (len == 0 || len >= sizeof(tmp))
-		return -ENAMETOOLONG;
-	memcpy(tmp, path, len + 1);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
 }
 
 /* A path as a person wants to read it: canonical, and relative to the working folder when it
@@ -81,9 +61,9 @@ int tool_report_prepare_out(struct tool_demo *d)
 	int ret;
 
 	dir_of(d->cfg->socket, rundir, sizeof(rundir));
-	if ((ret = mkdir_p(rundir)) < 0)
+	if ((ret = hbc_mkdir_p(rundir, 0755)) < 0)
 		failed = rundir;
-	else if ((ret = mkdir_p(d->out ? d->out : rundir)) < 0)
+	else if ((ret = hbc_mkdir_p(d->out ? d->out : rundir, 0755)) < 0)
 		failed = d->out ? d->out : rundir;
 	if (failed) {
 		fprintf(stderr, "%s: creating %s: %s\n", program_invocation_name, failed,
