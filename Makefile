@@ -93,7 +93,8 @@ CONFIG_SRC  := $(wildcard daemon/config*.c)
 # Each backend has a host side (linked into hyperbufd) and a guest side (into libhyperbuf),
 # behind backends/backend.h. backends/xen: ring.c and desc.c need no Xen library and are always
 # built (unit tests use them); the rest only WITH_XEN=1, the library getting none.c otherwise.
-KVM_HOST    := backends/kvm/host.c backends/kvm/ivshmem.c backends/kvm/pool.c
+KVM_HOST    := backends/kvm/host.c backends/kvm/policy.c backends/kvm/ivshmem.c \
+	backends/kvm/pool.c
 KVM_GUEST   := backends/kvm/guest.c backends/kvm/attach.c backends/kvm/ivshmem_client.c \
 	backends/kvm/bars.c \
 	backends/kvm/port.c backends/kvm/pool_window.c

@@ -75,3 +75,15 @@ const char *hbc_config_domain_name(const struct hbc_config *c, uint32_t id)
 	vm = hbc_config_vm_by_id(c, id);
 	return vm ? vm->name : NULL;
 }
+
+int hbc_config_control_path(const char *socket, char out[HBC_SUN_PATH_MAX])
+{
+	size_t n = strlen(socket);
+	int w;
+
+	if (n > 5 && strcmp(socket + n - 5, ".sock") == 0)
+		w = snprintf(out, HBC_SUN_PATH_MAX, "%.*s-control.sock", (int)(n - 5), socket);
+	else
+		w = snprintf(out, HBC_SUN_PATH_MAX, "%s.control", socket);
+	return w < 0 || w >= HBC_SUN_PATH_MAX ? -ENAMETOOLONG : 0;
+}

@@ -18,6 +18,10 @@
 #define HBC_CONFIG_MAX_PORTS   64  /* virtio-serial ports (channel sockets) per VM */
 #define HBC_SUN_PATH_MAX       108 /* sizeof(sockaddr_un.sun_path), NUL included */
 
+#define HBC_CONFIG_PATH_MAX    256 /* other paths (pid files) */
+#define HBC_CONFIG_LABEL_MAX   256 /* LSM labels */
+#define HBC_ID_UNSET           ((uint32_t)-1) /* a uid or gid the config does not name */
+
 enum hbc_backend_kind { HBC_BACKEND_KVM = 1, HBC_BACKEND_XEN = 2 };
 
 /* Placeholders in socket paths: one socket per port of a VM, one per VM member of a group. */
@@ -29,6 +33,14 @@ struct hbc_config_vm {
 	uint32_t id;                    /* 1..2^31 */
 	char channel[HBC_SUN_PATH_MAX]; /* absolute after loading; may hold {port} */
 	unsigned ports;                 /* channel sockets, 1..HBC_CONFIG_MAX_PORTS */
+	/* Who its QEMU is (docs/SECURITY.md): every connection on its sockets must be this uid,
+	 * gid, pid (read from pidfile at each connection) and LSM label; unset ones are not
+	 * checked. Its sockets are owned by uid/gid, mode 0600 (0660 with a group only). */
+	uint32_t uid, gid;                    /* HBC_ID_UNSET: not checked */
+	uint32_t sock_gid; /* its sockets' and folder's group: gid, else the user's primary one */
+	char pidfile[HBC_CONFIG_PATH_MAX];    /* absolute after loading; "" not checked */
+	char label[HBC_CONFIG_LABEL_MAX];     /* SO_PEERSEC; "" not checked */
+	unsigned ivshmem_conns;               /* connections it may have per group, default 1 */
 };
 
 struct hbc_config_group {
@@ -40,11 +52,17 @@ struct hbc_config_group {
 	char ivshmem[HBC_SUN_PATH_MAX]; /* absolute after loading; may hold {vm} */
 	bool ivshmem_per_vm;            /* it does: one socket per member VM */
 	unsigned vectors;               /* eventfds per peer, 1..64, default 1 */
+	/* The most of the pool one member may hold, in percent; 0: an equal share. */
+	unsigned share_pct;
 };
 
 struct hbc_config {
 	enum hbc_backend_kind backend;
-	char socket[HBC_SUN_PATH_MAX]; /* host clients and hyperbufctl; absolute */
+	char socket[HBC_SUN_PATH_MAX];  /* host clients; absolute */
+	uint32_t socket_uid, socket_gid; /* its owner (HBC_ID_UNSET: the daemon's) */
+	unsigned socket_mode;            /* default 0660 */
+	char control[HBC_SUN_PATH_MAX]; /* hyperbufctl's; default: beside socket */
+	uint32_t control_gid;           /* who besides root may use it (HBC_ID_UNSET: nobody) */
 	int log_level;                 /* enum hbc_log_level */
 
 	uint32_t exports_per_domain;   /* default 4096 */
@@ -56,7 +74,10 @@ struct hbc_config {
 	 * session may leave undelivered before it is dropped. */
 	uint32_t fence_waits_per_domain;
 	uint32_t imports_per_domain;  /* default 65536, live imports a domain may hold */
-	uint32_t sessions_per_domain; /* default 64, connections per domain incl. pre-Hello */
+	uint32_t sessions_per_domain; /* default 64, a VM's connections incl. pre-Hello */
+	uint32_t sessions_per_uid;    /* default 64, host sessions of one local user */
+	uint32_t pending_per_uid;     /* default 8, host connections of one user before Hello */
+	uint32_t hello_timeout_ms;    /* default 2000, for host and control connections */
 
 	struct hbc_config_vm vms[HBC_CONFIG_MAX_VMS];
 	unsigned n_vms;
@@ -81,6 +102,10 @@ int hbc_config_channel_path(const struct hbc_config_vm *vm, unsigned port,
  * shared socket. Returns 0 or -ENAMETOOLONG (never for a loaded config and a member VM). */
 int hbc_config_ivshmem_path(const struct hbc_config_group *g, const struct hbc_config_vm *vm,
 			    char out[HBC_SUN_PATH_MAX]);
+
+/* The control socket a host socket's path implies: "X.sock" -> "X-control.sock", else
+ * "X.control". Returns 0 or -ENAMETOOLONG. hyperbufctl finds the daemon's this way. */
+int hbc_config_control_path(const char *socket, char out[HBC_SUN_PATH_MAX]);
 
 /* Lookups; NULL if absent. */
 const struct hbc_config_vm *hbc_config_vm_by_id(const struct hbc_config *c, uint32_t id);

@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 /* Long enough for any message we write on purpose; longer ones are cut, never split. */
@@ -66,28 +67,26 @@ const char *hbc_log_level_name(enum hbc_log_level level)
 	return level_names[level];
 }
 
-void hbc_log_at(enum hbc_log_level level, const char *file, int line, const char *fmt, ...)
+static void log_line(enum hbc_log_level level, const char *file, int line, unsigned suppressed,
+		     const char *fmt, va_list ap)
 {
 	char buf[HBC_LOG_LINE_MAX];
-	int saved_errno = errno;
 	size_t len, i;
-	va_list ap;
 	int n;
-
-	if (level > log_level)
-		goto out;
 
 	n = snprintf(buf, sizeof(buf), "%s: %s: ", log_ident, hbc_log_level_name(level));
 	if (n < 0)
-		goto out;
+		return;
 	len = (size_t)n;
-
-	va_start(ap, fmt);
 	n = vsnprintf(buf + len, sizeof(buf) - len, fmt, ap);
-	va_end(ap);
 	if (n < 0)
-		goto out;
+		return;
 	len = len + (size_t)n < sizeof(buf) ? len + (size_t)n : sizeof(buf) - 1;
+	if (suppressed) {
+		snprintf(buf + len, sizeof(buf) - len, " (%u more like it since the last)",
+			 suppressed);
+		len = strlen(buf);
+	}
 
 	/* Messages quote names and paths that came from configs and peers: a newline in one must
 	 * not forge a second log line, so every control character becomes '?'. */
@@ -115,6 +114,39 @@ void hbc_log_at(enum hbc_log_level level, const char *file, int line, const char
 		memmove(buf, buf + w, len - (size_t)w);
 		len -= (size_t)w;
 	}
+}
+
+void hbc_log_at(enum hbc_log_level level, const char *file, int line, const char *fmt, ...)
+{
+	int saved_errno = errno;
+	va_list ap;
+
+	if (level <= log_level) {
+		va_start(ap, fmt);
+		log_line(level, file, line, 0, fmt, ap);
+		va_end(ap);
+	}
+	errno = saved_errno;
+}
+
+void hbc_log_limited(struct hbc_ratelimit *rl, enum hbc_log_level level, const char *file,
+		     int line, const char *fmt, ...)
+{
+	int saved_errno = errno;
+	uint64_t now = hbc_now_ms();
+	va_list ap;
+
+	if (level > log_level)
+		goto out;
+	if (now < rl->next_ms) {
+		rl->suppressed++;
+		goto out;
+	}
+	va_start(ap, fmt);
+	log_line(level, file, line, rl->suppressed, fmt, ap);
+	va_end(ap);
+	rl->next_ms = now + 1000;
+	rl->suppressed = 0;
 out:
 	errno = saved_errno;
 }

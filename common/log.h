@@ -7,6 +7,7 @@
 #define HB_COMMON_LOG_H
 
 #include <stdarg.h>
+#include <stdint.h>
 
 enum hbc_log_level {
 	HBC_LOG_SILENT = -1,
@@ -29,9 +30,23 @@ const char *hbc_log_level_name(enum hbc_log_level level);
 void hbc_log_at(enum hbc_log_level level, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/*
+ * A cause of log lines a peer can provoke at will (refused connections, quota errors): at most
+ * one line per second gets through, and it says how many were held back since the last one.
+ * One struct per cause.
+ */
+struct hbc_ratelimit {
+	uint64_t next_ms;    /* no line before this */
+	unsigned suppressed; /* lines held back since the last one */
+};
+void hbc_log_limited(struct hbc_ratelimit *rl, enum hbc_log_level level, const char *file,
+		     int line, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
 #define log_err(...)   hbc_log_at(HBC_LOG_ERROR, __FILE__, __LINE__, __VA_ARGS__)
 #define log_warn(...)  hbc_log_at(HBC_LOG_WARN, __FILE__, __LINE__, __VA_ARGS__)
 #define log_info(...)  hbc_log_at(HBC_LOG_INFO, __FILE__, __LINE__, __VA_ARGS__)
 #define log_debug(...) hbc_log_at(HBC_LOG_DEBUG, __FILE__, __LINE__, __VA_ARGS__)
+#define log_warn_limited(rl, ...) hbc_log_limited(rl, HBC_LOG_WARN, __FILE__, __LINE__, __VA_ARGS__)
+#define log_info_limited(rl, ...) hbc_log_limited(rl, HBC_LOG_INFO, __FILE__, __LINE__, __VA_ARGS__)
 
 #endif

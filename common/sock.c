@@ -1,6 +1,7 @@
 /* Socket helpers (see sock.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -165,7 +166,72 @@ static int clear_stale_socket(const char *path, const struct sockaddr_un *addr)
 	return 0;
 }
 
-int hbc_unix_listen(const char *path, int backlog)
+int hbc_dir_check(const char *dir, char *why, size_t len)
+{
+	struct stat st;
+
+	if (lstat(dir, &st) < 0) {
+		snprintf(why, len, "%s", strerror(errno));
+		return -errno;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(why, len, "not a folder");
+		return -ENOTDIR;
+	}
+	if (st.st_uid != geteuid()) {
+		snprintf(why, len, "owned by uid %u, not by this daemon's uid %u",
+			 (unsigned)st.st_uid, (unsigned)geteuid());
+		return -EPERM;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		snprintf(why, len, "mode %04o lets %s write there", (unsigned)(st.st_mode & 07777),
+			 st.st_mode & S_IWOTH ? "others" : "its group");
+		return -EPERM;
+	}
+	return 0;
+}
+
+/* The folder of a socket path must be one hbc_dir_check accepts. */
+static int check_parent(const char *path)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)], why[160];
+	char *slash;
+	int r;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (!slash)
+		return 0;
+	if (slash == dir)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	r = hbc_dir_check(dir, why, sizeof(why));
+	if (r < 0)
+		log_err("refusing to put %s in %s: the folder is %s (it must be this daemon's and "
+			"writable by nobody else: chown it, chmod go-w it, or choose another)",
+			path, dir, why);
+	return r;
+}
+
+/* Gives the socket its owner and mode; any failure is fatal, since a socket left wider open
+ * than configured is a door we did not mean to open. */
+static int set_owner(const char *path, const struct hbc_sock_owner *owner)
+{
+	if ((owner->uid != (uid_t)-1 || owner->gid != (gid_t)-1) &&
+	    chown(path, owner->uid, owner->gid) < 0) {
+		log_err("%s: chown to %d:%d: %s", path, (int)owner->uid, (int)owner->gid,
+			strerror(errno));
+		return -errno;
+	}
+	if (chmod(path, owner->mode) < 0) {
+		log_err("%s: chmod %04o: %s", path, (unsigned)owner->mode, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+int hbc_unix_listen(const char *path, int backlog, const struct hbc_sock_owner *owner)
 {
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
 	int fd, r;
@@ -180,18 +246,32 @@ int hbc_unix_listen(const char *path, int backlog)
 		log_err("%s: cannot create its folder: %s", path, strerror(-r));
 		return r;
 	}
+	r = check_parent(path);
+	if (r < 0)
+		return r;
 	r = clear_stale_socket(path, &addr);
 	if (r < 0)
 		return r;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
-	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(fd, backlog) < 0) {
+	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
 		r = -errno;
 		log_err("%s: %s", path, strerror(-r));
 		goto err_close;
 	}
+	r = set_owner(path, owner);
+	if (r < 0)
+		goto err_unlink;
+	if (listen(fd, backlog) < 0) {
+		r = -errno;
+		log_err("%s: %s", path, strerror(-r));
+		goto err_unlink;
+	}
 	return fd;
+
+err_unlink:
+	unlink(path);
 
 err_close:
 	close(fd);

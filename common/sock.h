@@ -23,12 +23,26 @@ void hbc_close_fds(int *fds, unsigned *nfds);
  * wait up to 10 s for room in the listener's backlog. -EINVAL if path does not fit sun_path. */
 int hbc_unix_connect(const char *path);
 
+/* Who may connect to a listening socket: its owner, group and mode (uid/gid -1: the creator's). */
+struct hbc_sock_owner {
+	uid_t uid;
+	gid_t gid;
+	mode_t mode;
+};
+
 /*
  * A listening stream socket at path (non-blocking, close-on-exec), its folder created if
- * missing. A socket file left by a process that died is replaced; one that answers is another
- * listener's (-EADDRINUSE), and a file that is no socket is never touched (-EEXIST). Logs why
- * it failed, naming the path.
+ * missing (0755). The folder must be ours and not writable by group or others, or whoever can
+ * write there could put a socket of theirs in our place: -EPERM otherwise, naming the folder,
+ * its owner and its mode. A socket file left by a process that died is replaced; one that
+ * answers is another listener's (-EADDRINUSE), and a file that is no socket is never touched
+ * (-EEXIST). The socket gets owner's uid, gid and mode before it listens, so nobody can
+ * connect while it is wider open. Logs why it failed, naming the path.
  */
-int hbc_unix_listen(const char *path, int backlog);
+int hbc_unix_listen(const char *path, int backlog, const struct hbc_sock_owner *owner);
+
+/* 0 if dir is a folder of this process's user that group and others cannot write, else
+ * -EPERM (or -errno) with the reason in why ("owned by uid 1000", "mode 0777"). */
+int hbc_dir_check(const char *dir, char *why, size_t len);
 
 #endif

@@ -27,22 +27,28 @@ const struct hbb_host_ops *hbd_backend_find(enum hbc_backend_kind kind)
 	return NULL;
 }
 
-static void end_sessions(struct hbd *d, const struct hbd_domain *dom, const char *why)
+/* Ends the domain's sessions; with attached_only, those that attached a pool (the others are
+ * new guest processes still on their way to attaching a pool of their own). */
+static void end_sessions(struct hbd *d, const struct hbd_domain *dom, bool attached_only,
+			 const char *why)
 {
 	struct hbd_session *s;
 
 	hbc_list_for_each_safe(s, &d->sessions, struct hbd_session, link)
 	{
-		if (s->dom == dom && !s->closing)
+		if (s->dom == dom && !s->closing && (!attached_only || s->attached))
 			hbd_session_close(s, why);
 	}
 }
 
 /*
  * A link going is a VM leaving its pool (KVM: its QEMU is gone, or its devices were unplugged):
- * peers hear DOMAIN_GONE, and once no link is left its sessions end as a disconnect would,
- * which unexports what it exported and releases what it imported. Closing the channel makes a
- * live QEMU reconnect (reconnect=) and its guest process see EOF.
+ * peers hear DOMAIN_GONE, and once no link is left the sessions that had attached a pool end as
+ * a disconnect would, which unexports what they exported and releases what they imported.
+ * Closing the channel makes a live QEMU reconnect (reconnect=) and its guest process see EOF.
+ * A session that attached nothing yet is not ended: it is a new process of the VM (an emulated
+ * VM reconnecting) whose own ivshmem connections are on their way, and ending it would reset a
+ * connect that did nothing wrong.
  */
 static int svc_domain_link(void *ctx, uint32_t domain, bool up)
 {
@@ -59,7 +65,7 @@ static int svc_domain_link(void *ctx, uint32_t domain, bool up)
 	dom->links--;
 	hbd_domain_check_gone(d, dom, true);
 	if (!dom->links)
-		end_sessions(d, dom, "the VM's ivshmem connections closed");
+		end_sessions(d, dom, true, "the VM's ivshmem connections closed");
 	return 0;
 }
 
@@ -69,21 +75,25 @@ static void svc_domain_dead(void *ctx, uint32_t domain, const char *why)
 	struct hbd_domain *dom = hbd_domain_get(d, domain);
 
 	if (dom)
-		end_sessions(d, dom, why);
+		end_sessions(d, dom, false, why);
 }
 
 static int svc_session_open(void *ctx, uint32_t domain, int fd)
 {
 	struct hbd *d = ctx;
 	struct hbd_domain *dom = hbd_domain_get(d, domain);
+	struct hbc_cred cred;
 	int r;
 
 	if (!dom)
 		return -ENOMEM;
-	r = hbd_session_admit(d, dom, "vchan");
+	if (d->n_sessions >= HBD_MAX_SESSIONS || dom->conns >= d->cfg->sessions_per_domain)
+		return -EUSERS;
+	r = hbc_peer_cred(fd, &cred);
 	if (r < 0)
 		return r;
-	return hbd_session_new(d, fd, dom) ? 0 : -ENOMEM;
+	/* The peer is our own socketpair: the domain is the vchan's, vouched for by Xen. */
+	return hbd_session_new(d, fd, dom, HBD_DOOR_VM, NULL, &cred) ? 0 : -ENOMEM;
 }
 
 /* Sent straight into the creator's output, ahead of any reply in progress, so a client that

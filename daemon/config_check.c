@@ -99,6 +99,11 @@ static unsigned used_paths(struct hbd_config_parse *p, struct used_path *u)
 	snprintf(u[n].what, sizeof(u[n].what), "[daemon] socket");
 	u[n].order = n;
 	n++;
+	snprintf(u[n].path, sizeof(u[n].path), "%s", c->control);
+	u[n].line = p->control_line ? p->control_line : p->socket_line;
+	snprintf(u[n].what, sizeof(u[n].what), "[daemon] control");
+	u[n].order = n;
+	n++;
 	for (i = 0; i < c->n_vms; i++) {
 		for (k = 0; k < c->vms[i].ports; k++, n++) {
 			hbc_config_channel_path(&c->vms[i], k, u[n].path);
@@ -137,7 +142,7 @@ static void check_paths(struct hbd_config_parse *p)
 {
 	struct hbc_config *c = p->c;
 	struct used_path *u, *first = NULL, *second = NULL;
-	unsigned n = 1, i, j;
+	unsigned n = 2, i, j;
 
 	for (i = 0; i < c->n_vms; i++)
 		n += c->vms[i].ports;
@@ -267,6 +272,14 @@ void hbd_config_check(struct hbd_config_parse *p)
 		}
 	}
 
+	/* The control socket lives beside the host socket unless the file says where. */
+	if (!c->control[0] && hbc_config_control_path(c->socket, c->control) < 0) {
+		hbd_config_fail(p, p->socket_line,
+				"socket: %s leaves no room for the control socket beside it (set "
+				"control = PATH)",
+				c->socket);
+		return;
+	}
 	check_templates(p);
 	if (!p->failed)
 		check_paths(p);

@@ -21,6 +21,8 @@
 #define MAX_TIMELINES           1000000u
 #define MAX_IMPORTS_PER_DOMAIN  1000000u
 #define MAX_SESSIONS_PER_DOMAIN 1024u
+#define MAX_HELLO_TIMEOUT_MS    60000u
+#define MAX_IVSHMEM_CONNS       256u /* HBK_IVSHMEM_MAX_PEERS: the group's slots */
 #define MAX_VM_ID               0x80000000u /* 2^31 */
 #define MAX_XEN_DOMID           0x7fefu     /* DOMID_FIRST_RESERVED - 1 */
 #define MIN_GROUP_SIZE          (64ull << 10)
@@ -31,17 +33,32 @@
 #define MAX_FENCE_WAITS (1u << 24)
 
 /* Keys per section, in the order of the key_line slots. NULL-terminated. */
-static const char *const daemon_keys[] = {"backend", "socket", "log", NULL};
+static const char *const daemon_keys[] = {
+    "backend",     "socket", "log", "socket_user", "socket_group", "socket_mode",
+    "control",     "control_group", NULL,
+};
 static const char *const limits_keys[] = {
     "exports_per_domain", "pages_per_domain",     "event_queue",
     "meta_max",           "timelines_per_domain", "fence_waits_per_domain",
-    "imports_per_domain", "sessions_per_domain",  NULL,
+    "imports_per_domain", "sessions_per_domain",  "sessions_per_uid",
+    "pending_per_uid",    "hello_timeout_ms",     NULL,
 };
-static const char *const vm_keys[] = {"id", "channel", "ports", NULL};
-static const char *const group_keys[] = {"members", "size", "ivshmem", "vectors", NULL};
+static const char *const vm_keys[] = {
+    "id", "channel", "ports", "user", "group", "pidfile", "label", "ivshmem_connections", NULL,
+};
+static const char *const group_keys[] = {"members", "size", "ivshmem", "vectors", "share", NULL};
 static const char *const xen_keys[] = {"domains", "grant_budget", "maptrack_budget", NULL};
 
-enum { K_BACKEND, K_SOCKET, K_LOG };
+enum {
+	K_BACKEND,
+	K_SOCKET,
+	K_LOG,
+	K_SOCKET_USER,
+	K_SOCKET_GROUP,
+	K_SOCKET_MODE,
+	K_CONTROL,
+	K_CONTROL_GROUP
+};
 enum {
 	K_EXPORTS,
 	K_PAGES,
@@ -50,10 +67,13 @@ enum {
 	K_TIMELINES,
 	K_FENCE_WAITS,
 	K_IMPORTS,
-	K_SESSIONS
+	K_SESSIONS,
+	K_SESSIONS_PER_UID,
+	K_PENDING_PER_UID,
+	K_HELLO_TIMEOUT
 };
-enum { K_ID, K_CHANNEL, K_PORTS };
-enum { K_MEMBERS, K_SIZE, K_IVSHMEM, K_VECTORS };
+enum { K_ID, K_CHANNEL, K_PORTS, K_USER, K_GROUP, K_PIDFILE, K_LABEL, K_IVSHMEM_CONNS };
+enum { K_MEMBERS, K_SIZE, K_IVSHMEM, K_VECTORS, K_SHARE };
 enum { K_DOMAINS, K_GRANT_BUDGET, K_MAPTRACK_BUDGET };
 
 /* A parse has HBD_CONFIG_MAX_KEYS slots for the lines of a section's keys (config_parse.h). */
@@ -110,6 +130,22 @@ static void daemon_key(struct hbd_config_parse *p, int k, const char *key, const
 		else
 			c->log_level = level;
 		break;
+	case K_SOCKET_USER:
+		hbd_config_user(p, key, value, &c->socket_uid, &(uint32_t){0});
+		break;
+	case K_SOCKET_GROUP:
+		hbd_config_group(p, key, value, &c->socket_gid);
+		break;
+	case K_SOCKET_MODE:
+		hbd_config_mode(p, key, value, &c->socket_mode);
+		break;
+	case K_CONTROL:
+		if (hbd_config_path(p, key, value, c->control))
+			p->control_line = p->lineno;
+		break;
+	case K_CONTROL_GROUP:
+		hbd_config_group(p, key, value, &c->control_gid);
+		break;
 	}
 }
 
@@ -151,6 +187,52 @@ static void limits_key(struct hbd_config_parse *p, int k, const char *key, const
 		if (hbd_config_number(p, key, value, 1, MAX_SESSIONS_PER_DOMAIN, &v))
 			c->sessions_per_domain = (uint32_t)v;
 		break;
+	case K_SESSIONS_PER_UID:
+		if (hbd_config_number(p, key, value, 1, MAX_SESSIONS_PER_DOMAIN, &v))
+			c->sessions_per_uid = (uint32_t)v;
+		break;
+	case K_PENDING_PER_UID:
+		if (hbd_config_number(p, key, value, 1, MAX_SESSIONS_PER_DOMAIN, &v))
+			c->pending_per_uid = (uint32_t)v;
+		break;
+	case K_HELLO_TIMEOUT:
+		if (hbd_config_number(p, key, value, 100, MAX_HELLO_TIMEOUT_MS, &v))
+			c->hello_timeout_ms = (uint32_t)v;
+		break;
+	}
+}
+
+/* Who the VM's QEMU is, and how many connections it may have (docs/SECURITY.md). */
+static void vm_identity_key(struct hbd_config_parse *p, struct hbc_config_vm *vm, int k,
+			    const char *key, const char *value)
+{
+	uint32_t primary;
+	uint64_t v;
+
+	switch (k) {
+	case K_USER:
+		if (hbd_config_user(p, key, value, &vm->uid, &primary) &&
+		    vm->sock_gid == HBC_ID_UNSET)
+			vm->sock_gid = primary;
+		break;
+	case K_GROUP:
+		if (hbd_config_group(p, key, value, &vm->gid))
+			vm->sock_gid = vm->gid;
+		break;
+	case K_PIDFILE:
+		hbd_config_file_path(p, key, value, vm->pidfile);
+		break;
+	case K_LABEL:
+		if (strlen(value) >= sizeof(vm->label))
+			hbd_config_fail(p, p->lineno, "label: longer than %zu bytes",
+					sizeof(vm->label) - 1);
+		else
+			strcpy(vm->label, value);
+		break;
+	case K_IVSHMEM_CONNS:
+		if (hbd_config_number(p, key, value, 1, MAX_IVSHMEM_CONNS, &v))
+			vm->ivshmem_conns = (unsigned)v;
+		break;
 	}
 }
 
@@ -185,6 +267,9 @@ static void vm_key(struct hbd_config_parse *p, int k, const char *key, const cha
 			vm->ports = (unsigned)v;
 			p->vms[p->sec_index].ports_line = p->lineno;
 		}
+		break;
+	default:
+		vm_identity_key(p, vm, k, key, value);
 		break;
 	}
 }
@@ -231,6 +316,9 @@ static void group_key(struct hbd_config_parse *p, int k, const char *key, const 
 	case K_VECTORS:
 		if (hbd_config_number(p, key, value, 1, MAX_VECTORS, &v))
 			g->vectors = (unsigned)v;
+		break;
+	case K_SHARE:
+		hbd_config_percent(p, key, value, &g->share_pct);
 		break;
 	}
 }

@@ -75,6 +75,10 @@ static void begin_vm(struct hbd_config_parse *p, const char *name)
 	p->sec_index = c->n_vms++;
 	strcpy(c->vms[p->sec_index].name, name);
 	c->vms[p->sec_index].ports = 1;
+	c->vms[p->sec_index].uid = HBC_ID_UNSET;
+	c->vms[p->sec_index].gid = HBC_ID_UNSET;
+	c->vms[p->sec_index].sock_gid = HBC_ID_UNSET;
+	c->vms[p->sec_index].ivshmem_conns = 1;
 	p->vms[p->sec_index].line = p->lineno;
 	p->sec = HBD_SEC_VM;
 }

@@ -30,7 +30,7 @@ enum hbd_config_section {
 };
 
 /* The most keys a section has ([limits]). */
-#define HBD_CONFIG_MAX_KEYS 8
+#define HBD_CONFIG_MAX_KEYS 16
 
 struct hbd_config_vm_source {
 	unsigned line; /* of the [vm NAME] header */
@@ -62,7 +62,7 @@ struct hbd_config_parse {
 	unsigned key_line[HBD_CONFIG_MAX_KEYS];
 
 	unsigned daemon_line, limits_line, xen_line;
-	unsigned backend_line, socket_line;
+	unsigned backend_line, socket_line, control_line;
 	struct hbd_config_vm_source vms[HBC_CONFIG_MAX_VMS];
 	struct hbd_config_group_source groups[HBC_CONFIG_MAX_GROUPS];
 
@@ -97,6 +97,16 @@ bool hbd_config_valid_name(const char *s, size_t max);
 char *hbd_config_join_path(const char *base, const char *rel);
 bool hbd_config_path(struct hbd_config_parse *p, const char *key, const char *value,
 		     char out[HBC_SUN_PATH_MAX]);
+bool hbd_config_file_path(struct hbd_config_parse *p, const char *key, const char *value,
+			  char out[HBC_CONFIG_PATH_MAX]);
+bool hbd_config_user(struct hbd_config_parse *p, const char *key, const char *value,
+		     uint32_t *uid, uint32_t *gid);
+bool hbd_config_group(struct hbd_config_parse *p, const char *key, const char *value,
+		      uint32_t *gid);
+bool hbd_config_mode(struct hbd_config_parse *p, const char *key, const char *value,
+		     unsigned *mode);
+bool hbd_config_percent(struct hbd_config_parse *p, const char *key, const char *value,
+			unsigned *pct);
 bool hbd_config_placeholders(struct hbd_config_parse *p, const char *key, const char *path,
 			     const char *ph);
 bool hbd_config_for_each_item(char *list,

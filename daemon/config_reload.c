@@ -16,14 +16,19 @@ static bool needs_restart(const struct hbc_config *running, const struct hbc_con
 	return next->n_vms != running->n_vms || next->n_groups != running->n_groups ||
 	       memcmp(next->vms, running->vms, sizeof(next->vms[0]) * next->n_vms) ||
 	       memcmp(next->groups, running->groups, sizeof(next->groups[0]) * next->n_groups) ||
-	       strcmp(next->socket, running->socket) || next->backend != running->backend;
+	       strcmp(next->socket, running->socket) || next->backend != running->backend ||
+	       strcmp(next->control, running->control) ||
+	       next->socket_uid != running->socket_uid ||
+	       next->socket_gid != running->socket_gid ||
+	       next->socket_mode != running->socket_mode ||
+	       next->control_gid != running->control_gid;
 }
 
 int hbd_config_reload(struct hbc_config *running, const struct hbc_config *next, char *what,
 		      size_t len)
 {
 	static const char restart_msg[] =
-	    "[vm], [group] and [daemon] socket/backend changes need a restart";
+	    "[vm], [group] and [daemon] socket/backend/control changes need a restart";
 	bool restart = needs_restart(running, next);
 
 	if (len)
@@ -37,5 +42,8 @@ int hbd_config_reload(struct hbc_config *running, const struct hbc_config *next,
 	running->fence_waits_per_domain = next->fence_waits_per_domain;
 	running->imports_per_domain = next->imports_per_domain;
 	running->sessions_per_domain = next->sessions_per_domain;
+	running->sessions_per_uid = next->sessions_per_uid;
+	running->pending_per_uid = next->pending_per_uid;
+	running->hello_timeout_ms = next->hello_timeout_ms;
 	return restart;
 }

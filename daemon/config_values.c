@@ -5,6 +5,9 @@
  * which is the one a load reports.
  */
 #include <ctype.h>
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -151,10 +154,10 @@ char *hbd_config_join_path(const char *base, const char *rel)
 	return out;
 }
 
-/* A socket path: absolute as given, relative to the config's folder otherwise; it must fit in
- * sockaddr_un, which holds HBC_SUN_PATH_MAX - 1 bytes and a NUL. */
-bool hbd_config_path(struct hbd_config_parse *p, const char *key, const char *value,
-		     char out[HBC_SUN_PATH_MAX])
+/* A path: absolute as given, relative to the config's folder otherwise; it must fit in out[max]
+ * (what names the kind of path in the message). */
+static bool resolve_path(struct hbd_config_parse *p, const char *key, const char *value, char *out,
+			 size_t max, const char *what)
 {
 	unsigned line = p->lineno;
 	char *full;
@@ -164,30 +167,130 @@ bool hbd_config_path(struct hbd_config_parse *p, const char *key, const char *va
 		hbd_config_fail(p, line, "%s: empty path", key);
 		return false;
 	}
-	if (value[0] == '/') {
-		full = strdup(value);
-	} else {
-		full = hbd_config_join_path(p->base, value);
-	}
+	full = value[0] == '/' ? strdup(value) : hbd_config_join_path(p->base, value);
 	if (!full) {
 		p->oom = true;
 		hbd_config_fail(p, line, "out of memory");
 		return false;
 	}
 	len = strlen(full);
-	if (len >= HBC_SUN_PATH_MAX) {
+	if (len >= max) {
 		/* Name the resolved path: for a relative one, that is where the length went. */
 		bool rel = value[0] != '/';
 
-		hbd_config_fail(
-		    p, line, "%s%s%s: %s is %zu bytes long; a socket path holds at most %d", key,
-		    rel ? " = " : "", rel ? value : "", full, len, HBC_SUN_PATH_MAX - 1);
+		hbd_config_fail(p, line, "%s%s%s: %s is %zu bytes long; %s holds at most %zu",
+				key, rel ? " = " : "", rel ? value : "", full, len, what, max - 1);
 		free(full);
 		return false;
 	}
 	memcpy(out, full, len + 1);
 	free(full);
 	return true;
+}
+
+/* A socket path: it must fit in sockaddr_un, which holds HBC_SUN_PATH_MAX - 1 bytes and a NUL. */
+bool hbd_config_path(struct hbd_config_parse *p, const char *key, const char *value,
+		     char out[HBC_SUN_PATH_MAX])
+{
+	return resolve_path(p, key, value, out, HBC_SUN_PATH_MAX, "a socket path");
+}
+
+bool hbd_config_file_path(struct hbd_config_parse *p, const char *key, const char *value,
+			  char out[HBC_CONFIG_PATH_MAX])
+{
+	return resolve_path(p, key, value, out, HBC_CONFIG_PATH_MAX, "a path");
+}
+
+/* A user by name or number; *gid gets its primary group where the user is known. */
+bool hbd_config_user(struct hbd_config_parse *p, const char *key, const char *value,
+		     uint32_t *uid, uint32_t *gid)
+{
+	struct passwd *pw;
+	uint64_t v;
+
+	if (hbd_config_parse_u64(value, &v)) {
+		if (v >= HBC_ID_UNSET) {
+			hbd_config_fail(p, p->lineno, "%s = %s: not a uid", key, value);
+			return false;
+		}
+		*uid = (uint32_t)v;
+		pw = getpwuid((uid_t)v);
+		*gid = pw ? pw->pw_gid : HBC_ID_UNSET;
+		return true;
+	}
+	pw = getpwnam(value);
+	if (!pw) {
+		hbd_config_fail(p, p->lineno, "%s = %s: no such user", key, value);
+		return false;
+	}
+	*uid = pw->pw_uid;
+	*gid = pw->pw_gid;
+	return true;
+}
+
+/* A group by name or number. */
+bool hbd_config_group(struct hbd_config_parse *p, const char *key, const char *value,
+		      uint32_t *gid)
+{
+	struct group *gr;
+	uint64_t v;
+
+	if (hbd_config_parse_u64(value, &v)) {
+		if (v >= HBC_ID_UNSET) {
+			hbd_config_fail(p, p->lineno, "%s = %s: not a gid", key, value);
+			return false;
+		}
+		*gid = (uint32_t)v;
+		return true;
+	}
+	gr = getgrnam(value);
+	if (!gr) {
+		hbd_config_fail(p, p->lineno, "%s = %s: no such group", key, value);
+		return false;
+	}
+	*gid = gr->gr_gid;
+	return true;
+}
+
+/* A file mode in octal, at most 0777 ("0660", "660"). */
+bool hbd_config_mode(struct hbd_config_parse *p, const char *key, const char *value,
+		     unsigned *mode)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(value, &end, 8);
+	if (!*value || *end || errno || v > 0777) {
+		hbd_config_fail(p, p->lineno, "%s = %s: not a mode (octal, 0 to 0777)", key,
+				value);
+		return false;
+	}
+	*mode = (unsigned)v;
+	return true;
+}
+
+/* A percentage from 1 to 100, "50%" or "50". */
+bool hbd_config_percent(struct hbd_config_parse *p, const char *key, const char *value,
+			unsigned *pct)
+{
+	char buf[16];
+	size_t n = strlen(value);
+	uint64_t v;
+
+	if (n > 0 && n < sizeof(buf) && value[n - 1] == '%')
+		n--;
+	if (n == 0 || n >= sizeof(buf))
+		goto bad;
+	memcpy(buf, value, n);
+	buf[n] = '\0';
+	if (!hbd_config_parse_u64(buf, &v) || v < 1 || v > 100)
+		goto bad;
+	*pct = (unsigned)v;
+	return true;
+bad:
+	hbd_config_fail(p, p->lineno, "%s = %s: not a percentage from 1%% to 100%%", key, value);
+	return false;
 }
 
 /* A '{' in a path must start the one placeholder that key knows: a typo such as {VM} would

@@ -16,8 +16,10 @@
 
 #include "backends/backend.h"
 #include "common/clock.h"
+#include "common/cred.h"
 #include "common/config.h"
 #include "common/list.h"
+#include "common/log.h"
 #include "hyperbuf.h"
 #include "protocol/frame.h"
 #include "protocol/hyperbuf.pb-c.h"
@@ -32,7 +34,6 @@
 #define HBD_OUT_MAX                                                                                \
 	(8u * 1024u * 1024u) /* replies a client may leave unread before it is dropped */
 #define HBD_MAX_SESSIONS  1024
-#define HBD_HELLO_TIMEOUT 10.0 /* seconds */
 
 struct hbd;
 struct hbd_session;
@@ -52,6 +53,8 @@ struct hbd_stats {
 	uint64_t timelines_total;
 	uint64_t fences_completed;       /* waits completed (signalled, failed or owner gone) */
 	uint64_t fence_sessions_dropped; /* sessions that fell fence_waits_per_domain behind */
+	uint64_t refused_credentials;    /* connections whose peer was not who the door lets in */
+	uint64_t refused_limits;         /* connections over a session limit */
 };
 
 struct hbd_domain {
@@ -168,6 +171,21 @@ struct hbd_out_fd {
 	int fd;
 };
 
+/* The daemon's doors (door.c): which socket a session came in by. */
+enum hbd_door {
+	HBD_DOOR_HOST = 1, /* the host socket: local programs, domain 0 */
+	HBD_DOOR_CONTROL,  /* the control socket: hyperbufctl */
+	HBD_DOOR_VM,       /* a VM's channel (or a Xen domain's vchan) */
+};
+
+/* A local user's connections to the host and control sockets (session.c). */
+struct hbd_user {
+	struct hbc_list link; /* d->users */
+	uid_t uid;
+	unsigned pending;  /* connected, no Hello yet (pending_per_uid) */
+	unsigned sessions; /* said Hello (sessions_per_uid) */
+};
+
 struct hbd_session {
 	struct hbc_list link;
 	struct hbd *d;
@@ -179,6 +197,8 @@ struct hbd_session {
 	struct hbd_domain *dom;
 	pid_t pid; /* SO_PEERCRED, for logs; -1 if unknown */
 	uid_t uid;
+	enum hbd_door door;
+	struct hbd_user *user; /* host and control doors: its user's connection counts */
 	bool hello, control, closing;
 	unsigned busy; /* inside its own read handler: close defers the free */
 
@@ -219,8 +239,12 @@ struct hbd_listener {
 	ev_io io;
 	ev_timer pause; /* accept paused while out of file descriptors */
 	struct hbd *d;
+	enum hbd_door door;
 	uint32_t domain;
+	const struct hbc_config_vm *vm; /* HBD_DOOR_VM: whose QEMU may connect */
 	char path[HBC_SUN_PATH_MAX];
+	/* Its refusals' log lines, one cause each. */
+	struct hbc_ratelimit refused_creds, refused_limit;
 };
 
 struct hbd {
@@ -240,12 +264,13 @@ struct hbd {
 	bool stopping;     /* shutting down: clients keep their mappings, so nothing is punched */
 	int ctl_truncated; /* the last control reply cut a listing at HBD_CTL_LIST_MAX */
 
-	struct hbd_listener host;
+	struct hbd_listener host, control;
 	struct hbd_listener *vm_listeners;
 	unsigned n_vm_listeners;
 
 	struct hbc_list sessions;
 	unsigned n_sessions;
+	struct hbc_list users; /* struct hbd_user: host and control connections per uid */
 	struct hbc_list domains;
 	struct hbc_list orphans; /* freed buffers kept alive by imports */
 	struct hbc_list hids[1u << HBD_HID_BUCKET_BITS];
@@ -264,11 +289,24 @@ struct hbd {
 int hbd_server_start(struct hbd *d);
 void hbd_server_stop(struct hbd *d);
 
+/* door.c: the host, control and VM channel sockets, and who each lets in */
+int hbd_doors_open(struct hbd *d);
+void hbd_doors_close(struct hbd *d);
+/* folders.c: a folder holding one VM's sockets only becomes the daemon's, that VM's group's,
+ * mode 0710 (after every socket exists). */
+void hbd_doors_restrict_folders(struct hbd *d);
+
+/* users.c: the entry of uid in d->users (made if needed), NULL without memory; hbd_user_put
+ * frees it once it counts nothing (NULL is fine). */
+struct hbd_user *hbd_user_get(struct hbd *d, uid_t uid);
+void hbd_user_put(struct hbd *d, struct hbd_user *u);
+
 /* session.c: session I/O */
-/* 0 if a new connection of dom may become a session (the daemon's and the domain's session
- * limits), else -EMFILE, logged with door (the socket or vchan it came by). */
-int hbd_session_admit(struct hbd *d, const struct hbd_domain *dom, const char *door);
-struct hbd_session *hbd_session_new(struct hbd *d, int fd, struct hbd_domain *dom);
+/* A session for an admitted connection. user: the host and control doors' (its pending count
+ * already taken), else NULL. cred: the peer's, from the kernel. */
+struct hbd_session *hbd_session_new(struct hbd *d, int fd, struct hbd_domain *dom,
+				    enum hbd_door door, struct hbd_user *user,
+				    const struct hbc_cred *cred);
 /* Ends a session: cleanup as in PROTOCOL.md §6. reason is logged. */
 void hbd_session_close(struct hbd_session *s, const char *reason);
 /* VM channels: ends the session as hbd_session_close would but keeps the connection, and
@@ -291,8 +329,9 @@ enum hbd_scan {
 };
 enum hbd_scan hbd_channel_scan(struct hbd_session *s, size_t *len, struct hbp_resync *m);
 
-/* The session said Hello: count it in its domain (control sessions are not clients). */
-void hbd_session_mark_hello(struct hbd_session *s, bool control);
+/* The session said Hello: count it in its domain (control sessions are not clients) and its
+ * user's sessions. -EUSERS if its user has sessions_per_uid already (nothing counted). */
+int hbd_session_mark_hello(struct hbd_session *s, bool control);
 /* The session as its backend sees it. */
 struct hbb_caller hbd_session_caller(const struct hbd_session *s);
 void hbd_session_event(struct hbd_session *s, uint32_t type, const struct hb_id *hid,

@@ -4,6 +4,8 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,40 +73,55 @@ static void raise_fd_limit(void)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: hyperbufd [-c CONFIG] [-n] [-d] [-v]\n"
+	fprintf(f, "usage: hyperbufd [-c CONFIG] [-n] [-d] [-v] [-u USER] [-g GROUP] [-m MODE]\n"
 		   "  -c CONFIG  config file (default " HBD_DEFAULT_CONFIG
 		   ", else the embedded default)\n"
 		   "  -n         check the config and exit (0 if valid)\n"
 		   "  -d         debug logging\n"
-		   "  -v         print the version and exit\n");
+		   "  -v         print the version and exit\n"
+		   "  -u USER    owner of the host socket (the config's socket_user)\n"
+		   "  -g GROUP   group of the host socket (socket_group): its members may connect\n"
+		   "  -m MODE    mode of the host socket (socket_mode, default 0660)\n");
 }
 
-int main(int argc, char **argv)
-{
-	struct hbd d = {0};
-	const char *config_path = NULL;
-	bool check_only = false, debug = false;
-	char err[512];
-	int opt, status = 1;
+struct options {
+	const char *config_path;
+	bool check_only, debug;
+	const char *socket_user, *socket_group, *socket_mode;
+};
 
-	while ((opt = getopt(argc, argv, "c:ndvh")) != -1) {
+/* 0, 1 (done: --help, -v), or 2 (a usage error). */
+static int parse_options(int argc, char **argv, struct options *o)
+{
+	int opt;
+
+	while ((opt = getopt(argc, argv, "c:ndvhu:g:m:")) != -1) {
 		switch (opt) {
 		case 'c':
-			config_path = optarg;
+			o->config_path = optarg;
 			break;
 		case 'n':
-			check_only = true;
+			o->check_only = true;
 			break;
 		case 'd':
-			debug = true;
+			o->debug = true;
+			break;
+		case 'u':
+			o->socket_user = optarg;
+			break;
+		case 'g':
+			o->socket_group = optarg;
+			break;
+		case 'm':
+			o->socket_mode = optarg;
 			break;
 		case 'v':
 			printf("hyperbufd %s (protocol %u)\n", HB_VERSION_STRING,
 			       HBP_PROTOCOL_VERSION);
-			return 0;
+			return 1;
 		case 'h':
 			usage(stdout);
-			return 0;
+			return 1;
 		default:
 			usage(stderr);
 			return 2;
@@ -114,23 +131,88 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (!config_path && access(HBD_DEFAULT_CONFIG, F_OK) == 0)
-		config_path = HBD_DEFAULT_CONFIG;
+	if (!o->config_path && access(HBD_DEFAULT_CONFIG, F_OK) == 0)
+		o->config_path = HBD_DEFAULT_CONFIG;
+	return 0;
+}
 
-	d.cfg = load_config(config_path, err, sizeof(err));
+/* -u, -g and -m win over the config's socket_user, socket_group and socket_mode. */
+static int apply_socket_options(const struct options *o, struct hbc_config *cfg)
+{
+	char *end;
+
+	if (o->socket_user) {
+		struct passwd *pw = getpwnam(o->socket_user);
+		unsigned long v = strtoul(o->socket_user, &end, 10);
+
+		if (!pw && (*end || !*o->socket_user)) {
+			fprintf(stderr, "hyperbufd: -u %s: no such user\n", o->socket_user);
+			return -1;
+		}
+		cfg->socket_uid = pw ? pw->pw_uid : (uint32_t)v;
+	}
+	if (o->socket_group) {
+		struct group *gr = getgrnam(o->socket_group);
+		unsigned long v = strtoul(o->socket_group, &end, 10);
+
+		if (!gr && (*end || !*o->socket_group)) {
+			fprintf(stderr, "hyperbufd: -g %s: no such group\n", o->socket_group);
+			return -1;
+		}
+		cfg->socket_gid = gr ? gr->gr_gid : (uint32_t)v;
+	}
+	if (o->socket_mode) {
+		unsigned long v = strtoul(o->socket_mode, &end, 8);
+
+		if (*end || !*o->socket_mode || v > 0777) {
+			fprintf(stderr, "hyperbufd: -m %s: not a mode (octal, 0 to 0777)\n",
+				o->socket_mode);
+			return -1;
+		}
+		cfg->socket_mode = (unsigned)v;
+	}
+	return 0;
+}
+
+/* The loop's signals: stop on SIGTERM and SIGINT, reload on SIGHUP. */
+static void watch_signals(struct hbd *d)
+{
+	ev_signal_init(&d->sig_term, on_stop, SIGTERM);
+	ev_signal_init(&d->sig_int, on_stop, SIGINT);
+	ev_signal_init(&d->sig_hup, on_hup, SIGHUP);
+	d->sig_hup.data = d;
+	ev_signal_start(d->loop, &d->sig_term);
+	ev_signal_start(d->loop, &d->sig_int);
+	ev_signal_start(d->loop, &d->sig_hup);
+}
+
+int main(int argc, char **argv)
+{
+	struct hbd d = {0};
+	struct options o = {0};
+	char err[512];
+	int status = 1;
+
+	status = parse_options(argc, argv, &o);
+	if (status)
+		return status == 1 ? 0 : 2;
+	status = 1;
+	d.cfg = load_config(o.config_path, err, sizeof(err));
 	if (!d.cfg) {
 		fprintf(stderr, "hyperbufd: %s\n", err);
 		return 1;
 	}
-	if (check_only) {
-		printf("%s: configuration is valid\n", config_path ? config_path : "(embedded)");
+	if (apply_socket_options(&o, d.cfg) < 0)
+		goto err_config;
+	if (o.check_only) {
+		printf("%s: configuration is valid\n", o.config_path ? o.config_path : "(embedded)");
 		hbc_config_free(d.cfg);
 		return 0;
 	}
-	hbc_log_set_level(debug ? HBC_LOG_DEBUG : d.cfg->log_level);
-	if (debug)
+	hbc_log_set_level(o.debug ? HBC_LOG_DEBUG : d.cfg->log_level);
+	if (o.debug)
 		d.cfg->log_level = HBC_LOG_DEBUG;
-	d.config_path = config_path;
+	d.config_path = o.config_path;
 	d.start_ms = hbc_now_ms();
 	d.handle_request = hbd_request;
 	d.session_release = hbd_session_release;
@@ -147,17 +229,9 @@ int main(int argc, char **argv)
 
 	if (hbd_server_start(&d) < 0)
 		goto err_loop;
-
-	ev_signal_init(&d.sig_term, on_stop, SIGTERM);
-	ev_signal_init(&d.sig_int, on_stop, SIGINT);
-	ev_signal_init(&d.sig_hup, on_hup, SIGHUP);
-	d.sig_hup.data = &d;
-	ev_signal_start(d.loop, &d.sig_term);
-	ev_signal_start(d.loop, &d.sig_int);
-	ev_signal_start(d.loop, &d.sig_hup);
-
+	watch_signals(&d);
 	log_info("hyperbufd %s ready: backend %s, config %s", HB_VERSION_STRING, d.backend->name,
-		 config_path ? config_path : "(embedded default)");
+		 o.config_path ? o.config_path : "(embedded default)");
 	hbd_notify("READY=1");
 	ev_run(d.loop, 0);
 	hbd_notify("STOPPING=1");

@@ -66,6 +66,9 @@ static int do_hello(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
 		return -EINVAL;
 	if (m->role == HBP_ROLE_CONTROL && s->dom->id != 0)
 		return -EPERM;
+	/* The control socket is hyperbufctl's: no client session takes its place there. */
+	if (m->role == HBP_ROLE_CLIENT && s->door == HBD_DOOR_CONTROL)
+		return -EPERM;
 	w->version = HBP_PROTOCOL_VERSION;
 	w->domain = s->dom->id;
 	w->domain_name = s->dom->name;
@@ -77,7 +80,14 @@ static int do_hello(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
 		if (err < 0)
 			return err;
 	}
-	hbd_session_mark_hello(s, m->role == HBP_ROLE_CONTROL);
+	err = hbd_session_mark_hello(s, m->role == HBP_ROLE_CONTROL);
+	if (err < 0) {
+		if (w->groups || w->n_groups)
+			d->backend->welcome_free(d->backend_state, w);
+		memset(w, 0, sizeof(*w));
+		welcome__init(w);
+		return err;
+	}
 	r->msg.body_case = SERVER_MSG__BODY_WELCOME;
 	r->msg.welcome = w;
 	return 0;

@@ -26,25 +26,24 @@ static void on_hello_timeout(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_write(struct ev_loop *loop, ev_io *w, int revents);
 static void on_drop(struct ev_loop *loop, ev_timer *w, int revents);
 
-struct hbd_session *hbd_session_new(struct hbd *d, int fd, struct hbd_domain *dom)
+struct hbd_session *hbd_session_new(struct hbd *d, int fd, struct hbd_domain *dom,
+				    enum hbd_door door, struct hbd_user *user,
+				    const struct hbc_cred *cred)
 {
 	struct hbd_session *s = calloc(1, sizeof(*s));
-	struct ucred cred;
-	socklen_t len = sizeof(cred);
 
 	if (!s)
 		return NULL;
 	s->d = d;
 	s->fd = fd;
 	s->dom = dom;
+	s->door = door;
+	s->user = user;
 	s->serial = ++d->next_session;
-	s->pid = -1;
+	s->pid = cred->pid;
+	s->uid = cred->uid;
 	/* Every domain but the host reaches us over its VM's channel sockets. */
 	s->channel = dom->id != 0;
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
-		s->pid = cred.pid;
-		s->uid = cred.uid;
-	}
 	snprintf(s->label, sizeof(s->label), "%s#%llu", dom->name, (unsigned long long)s->serial);
 	hbc_list_init(&s->events);
 	hbc_list_init(&s->buffers);
@@ -52,11 +51,12 @@ struct hbd_session *hbd_session_new(struct hbd *d, int fd, struct hbd_domain *do
 	hbc_list_init(&s->timelines);
 	hbc_list_init(&s->waits);
 	hbc_list_init(&s->done);
-	ev_timer_init(&s->hello_timer, on_hello_timeout, HBD_HELLO_TIMEOUT, 0.);
+	ev_timer_init(&s->hello_timer, on_hello_timeout, d->cfg->hello_timeout_ms / 1000.0, 0.);
 	s->hello_timer.data = s;
-	/* Host connections must say Hello promptly. A VM channel is QEMU's, connected at VM
-	 * start and idle until a guest process opens the port, however long that takes. */
-	if (!s->channel)
+	/* Host and control connections must say Hello promptly. A VM channel is QEMU's,
+	 * connected at VM start and idle until a guest process opens the port, however long
+	 * that takes. */
+	if (door != HBD_DOOR_VM)
 		ev_timer_start(d->loop, &s->hello_timer);
 	dom->conns++;
 	ev_io_init(&s->rio, on_read, fd, EV_READ);
@@ -69,21 +69,6 @@ struct hbd_session *hbd_session_new(struct hbd *d, int fd, struct hbd_domain *do
 	d->stats.sessions_total++;
 	log_debug("%s: connected (pid %d uid %u)", s->label, (int)s->pid, (unsigned)s->uid);
 	return s;
-}
-
-int hbd_session_admit(struct hbd *d, const struct hbd_domain *dom, const char *door)
-{
-	if (d->n_sessions >= HBD_MAX_SESSIONS) {
-		log_warn("%s: %u sessions already; refusing a new one", door, d->n_sessions);
-		return -EMFILE;
-	}
-	/* Per domain, so one VM opening connections can't lock the others out. */
-	if (dom->conns >= d->cfg->sessions_per_domain) {
-		log_warn("%s: domain %u has %u connections (sessions_per_domain); refusing", door,
-			 dom->id, dom->conns);
-		return -EMFILE;
-	}
-	return 0;
 }
 
 static void event_free_all(struct hbd_session *s)
@@ -136,6 +121,14 @@ void hbd_session_close(struct hbd_session *s, const char *reason)
 	ev_timer_stop(d->loop, &s->drop_timer);
 	ev_timer_stop(d->loop, &s->hello_timer);
 	s->dom->conns--;
+	if (s->user) {
+		if (s->hello)
+			s->user->sessions--;
+		else
+			s->user->pending--;
+		hbd_user_put(d, s->user);
+		s->user = NULL;
+	}
 
 	session_release(s);
 	for (unsigned i = 0; i < s->n_out_fds; i++)
@@ -559,7 +552,7 @@ static void on_hello_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 	struct hbd_session *s = w->data;
 
 	s->d->stats.errors_protocol++;
-	hbd_session_close(s, "no hello within 10 s");
+	hbd_session_close(s, "no Hello in time (hello_timeout_ms)");
 }
 
 struct hbb_caller hbd_session_caller(const struct hbd_session *s)
@@ -573,13 +566,27 @@ struct hbb_caller hbd_session_caller(const struct hbd_session *s)
 	};
 }
 
-void hbd_session_mark_hello(struct hbd_session *s, bool control)
+int hbd_session_mark_hello(struct hbd_session *s, bool control)
 {
+	struct hbd_user *u = s->user;
+
+	if (u && u->sessions >= s->d->cfg->sessions_per_uid) {
+		s->d->stats.refused_limits++;
+		log_warn_limited(&s->d->host.refused_limit,
+				 "%s: uid %u has %u sessions (sessions_per_uid); refusing pid %d",
+				 s->label, (unsigned)u->uid, u->sessions, (int)s->pid);
+		return -EUSERS;
+	}
 	ev_timer_stop(s->d->loop, &s->hello_timer);
+	if (u) {
+		u->pending--;
+		u->sessions++;
+	}
 	s->hello = true;
 	s->control = control;
 	if (!control) {
 		s->dom->sessions++;
 		s->dom->present = true;
 	}
+	return 0;
 }

@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/cred.h"
+#include "common/log.h"
 #include "common/sock.h"
 #include "libclient/conn.h"
 #include "protocol/limits.h"
@@ -83,10 +85,23 @@ static const struct hbb_transport_ops socket_transport = {
 
 int hbl_conn_open_socket(struct hbl_conn *conn, const char *path)
 {
-	int fd = hbc_unix_connect(path);
+	int fd = hbc_unix_connect(path), r;
+	uid_t uid;
 
-	if (fd < 0)
+	if (fd < 0) {
+		log_debug("%s: %s", path, strerror(-fd));
 		return fd;
+	}
+	/* Nothing is sent before we know the daemon is the daemon: whoever could put a socket
+	 * in its place must not learn what we would say, nor answer it. */
+	r = hbc_server_check(fd, &uid);
+	if (r < 0) {
+		log_debug("%s is served by uid %u, not by hyperbufd (root, this user, or "
+			  "$HYPERBUF_DAEMON_UID): refusing to talk to it",
+			  path, (unsigned)uid);
+		close(fd);
+		return r;
+	}
 	conn->tp = (struct hbb_transport){.ops = &socket_transport, .fd = fd};
 	return 0;
 }

@@ -7,8 +7,10 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <string.h>
 
 #include "common/clock.h"
+#include "common/log.h"
 #include "common/sock.h"
 #include "libclient/client.h"
 #include "protocol/limits.h"
@@ -43,7 +45,11 @@ static int route(struct hb_client *c, ServerMsg *m, int *fds, unsigned nfds)
 	}
 	/* Events and fence completions never carry fds. */
 	hbc_close_fds(fds, &nfds);
-	if (m->body_case == SERVER_MSG__BODY_FENCE)
+	if (m->error != 0) {
+		/* The daemon refuses this connection, and says why (the frame codec bounded it). */
+		log_debug("the daemon refused the connection: %s", strerror((int)m->error));
+		r = hbl_conn_break(&c->conn, (int)m->error);
+	} else if (m->body_case == SERVER_MSG__BODY_FENCE)
 		hbl_fence_done(c, m->fence);
 	else if (m->body_case == SERVER_MSG__BODY_EVENT)
 		route_event(c, m->event);

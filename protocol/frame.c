@@ -248,7 +248,11 @@ static bool server_valid(const ServerMsg *m)
 {
 	bool unsolicited =
 	    m->body_case == SERVER_MSG__BODY_EVENT || m->body_case == SERVER_MSG__BODY_FENCE;
+	/* The one frame of a connection the daemon refuses: id 0, an error and nothing else. */
+	bool refusal = m->id == 0 && m->body_case == SERVER_MSG__BODY__NOT_SET && m->error != 0;
 
+	if (refusal)
+		return m->error < HBP_ERRNO_LIMIT;
 	/* id 0 is reserved for events and fence completions, which never answer a request. */
 	if ((m->id == 0) != unsolicited)
 		return false;

@@ -10,7 +10,9 @@
 #include "tests/it_common.h"
 
 static const char topology[] = "[daemon]\nbackend = kvm\nsocket = host.sock\nlog = debug\n\n"
-			       "[vm vm1]\nid = 1\nchannel = vm1-{port}.sock\nports = 2\n\n"
+			       "[vm vm1]\nid = 1\nchannel = vm1-{port}.sock\nports = 2\n"
+			       /* two ports: two emulated guest processes, each joining the pools */
+			       "ivshmem_connections = 2\n\n"
 			       "[vm vm2]\nid = 2\nchannel = vm2.sock\n\n"
 			       "[group g]\nmembers = host, vm1, vm2\nsize = 16M\n"
 			       "ivshmem = g-{vm}.sock\n\n"

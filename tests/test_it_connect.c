@@ -471,3 +471,37 @@ TEST(client_shared_by_threads)
 	hb_disconnect(v2);
 	IT_STOP(&d);
 }
+
+/* An emulated VM that connects and disconnects again and again (a guest process that reopens
+ * its port, as fast as it can): every connect works, and every one of them can share. */
+TEST(vm_reconnects_1000_times)
+{
+	struct hbt_daemon d;
+	struct hb_client *host, *c;
+	struct hb_buffer *b;
+	int failures = 0, first_errno = 0;
+
+	hbt_daemon_start(&d, NULL);
+	host = IT_CONNECT(hbt_addr_host(&d));
+	for (int i = 0; i < 1000; i++) {
+		c = hb_connect(hbt_addr_vm(&d, 1));
+		if (!c) {
+			if (!failures++)
+				first_errno = errno;
+			continue;
+		}
+		/* Every tenth one shares with the host, so its pool is really attached. */
+		if (i % 10 == 0) {
+			b = hb_buffer_alloc(c, 0, 4096, 0);
+			CHECK(b != NULL);
+			hb_buffer_free(b);
+		}
+		hb_disconnect(c);
+	}
+	if (failures)
+		fprintf(stderr, "%d of 1000 connects failed, the first with %s\n", failures,
+			strerror(first_errno));
+	CHECK_EQ(failures, 0);
+	hb_disconnect(host);
+	IT_STOP(&d);
+}

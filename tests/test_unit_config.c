@@ -784,7 +784,7 @@ TEST(reload_reports_what_needs_a_restart)
 		if (reload(RELOAD_DAEMON RELOAD_VM RELOAD_GROUP, next[i], what, sizeof(what)) != 1)
 			hbt_fail(__FILE__, __LINE__, "no restart reported for:\n%s", next[i]);
 		CHECK(strcmp(what,
-			     "[vm], [group] and [daemon] socket/backend changes need a restart") ==
+			     "[vm], [group] and [daemon] socket/backend/control changes need a restart") ==
 		      0);
 	}
 	/* The backend, from kvm to xen (which takes no [vm] or [group]). */

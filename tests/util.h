@@ -29,9 +29,9 @@ const char *hbt_prog(const char *name);
 /* The standard topology's config text (below), its paths relative to the config's folder. */
 #define HBT_TOPOLOGY                                                                               \
 	"[daemon]\nbackend = kvm\nsocket = host.sock\nlog = debug\n\n"                             \
-	"[vm vm1]\nid = 1\nchannel = vm1.sock\n\n"                                                 \
-	"[vm vm2]\nid = 2\nchannel = vm2.sock\n\n"                                                 \
-	"[vm vm3]\nid = 3\nchannel = vm3.sock\n\n"                                                 \
+	"[vm vm1]\nid = 1\nchannel = vm1.sock\nivshmem_connections = 16\n\n"                       \
+	"[vm vm2]\nid = 2\nchannel = vm2.sock\nivshmem_connections = 16\n\n"                       \
+	"[vm vm3]\nid = 3\nchannel = vm3.sock\nivshmem_connections = 16\n\n"                       \
 	"[group a]\nmembers = host, vm1\nsize = 64M\nivshmem = group-a.sock\n\n"                   \
 	"[group b]\nmembers = vm1, vm2\nsize = 128M\nivshmem = group-b.sock\n\n"                   \
 	"[group c]\nmembers = vm2, vm3\nsize = 16M\nivshmem = group-c.sock\n"

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/config.h"
 #include "protocol/frame.h"
 
 #define CTL_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -24,7 +25,8 @@ void tool_ctl_errmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 
 struct tool_ctl_conn {
 	int fd; /* -1: not connected */
-	const char *path;
+	const char *path; /* the socket it talks to: control (beside the given one) or given */
+	char control[HBC_SUN_PATH_MAX];
 	struct hbp_bytes in;
 	uint64_t deadline_ms; /* for the whole session */
 };

@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/config.h"
+#include "common/cred.h"
 #include "protocol/limits.h"
 #include "tools/hyperbufctl.h"
 
@@ -69,31 +71,58 @@ static int wait_fd(struct tool_ctl_conn *c, short events)
 	}
 }
 
-static int conn_open(struct tool_ctl_conn *c, const char *path)
+/* A connection to path, or -errno (nothing printed). */
+static int try_connect(const char *path)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	size_t len = strlen(path);
+	int fd;
 
-	c->path = path;
-	c->deadline_ms = now_ms() + TIMEOUT_MS;
-	if (len == 0 || len >= sizeof(sa.sun_path)) {
-		tool_ctl_errmsg("%s: not a socket path (1 to %zu bytes)", path,
-				sizeof(sa.sun_path) - 1);
-		return -1;
-	}
-	memcpy(sa.sun_path, path, len + 1);
-	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->fd < 0) {
-		tool_ctl_errmsg("socket: %s", strerror(errno));
-		return -1;
-	}
-	if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int e = errno;
 
-		tool_ctl_errmsg("cannot connect to %s: %s%s", path, strerror(e),
-				e == ENOENT || e == ECONNREFUSED ? " (is hyperbufd running?)" : "");
-		close(c->fd);
-		c->fd = -1;
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
+/*
+ * The daemon's control socket beside path (hyperbufd-control.sock: root's, never full), else
+ * path itself, which also takes control sessions. Whichever answers must be hyperbufd:
+ * root, this user, or $HYPERBUF_DAEMON_UID, before anything is sent.
+ */
+static int conn_open(struct tool_ctl_conn *c, const char *path)
+{
+	size_t len = strlen(path);
+	uid_t uid;
+	int fd = -ENOENT;
+
+	c->deadline_ms = now_ms() + TIMEOUT_MS;
+	if (len == 0 || len >= HBC_SUN_PATH_MAX) {
+		tool_ctl_errmsg("%s: not a socket path (1 to %d bytes)", path,
+				HBC_SUN_PATH_MAX - 1);
+		return -1;
+	}
+	if (hbc_config_control_path(path, c->control) == 0)
+		fd = try_connect(c->control);
+	c->path = fd >= 0 ? c->control : path;
+	if (fd < 0)
+		fd = try_connect(path);
+	if (fd < 0) {
+		tool_ctl_errmsg("cannot connect to %s: %s%s", path, strerror(-fd),
+				fd == -ENOENT || fd == -ECONNREFUSED ? " (is hyperbufd running?)"
+								     : "");
+		return -1;
+	}
+	c->fd = fd;
+	if (hbc_server_check(fd, &uid) < 0) {
+		tool_ctl_errmsg("%s is served by uid %u, not by hyperbufd (root or uid %u); if it "
+				"is yours, set HYPERBUF_DAEMON_UID=%u",
+				c->path, (unsigned)uid, (unsigned)geteuid(), (unsigned)uid);
 		return -1;
 	}
 	return 0;

@@ -11,32 +11,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "backends/backend.h"
-#include "backends/kvm/ivshmem.h"
-#include "backends/kvm/pool.h"
-#include "common/log.h"
+#include "backends/kvm/host.h"
 #include "protocol/limits.h"
-
-struct kvm_group {
-	const struct hbb_host_services *svc;
-	struct hbc_config_group cfg;
-	struct hbk_pool pool;
-	struct hbk_ivshmem_server srv;
-};
-
-struct kvm_backend {
-	const struct hbb_host_services *svc;
-	struct kvm_group *groups;
-	unsigned n_groups;
-	struct hbk_ivshmem_ids ids; /* peer ids, unique across the groups */
-};
 
 static bool group_has(const struct kvm_group *g, uint32_t domain)
 {
-	for (unsigned i = 0; i < g->cfg.n_members; i++)
-		if (g->cfg.members[i] == domain)
-			return true;
-	return false;
+	return hbk_member(g, domain) >= 0;
 }
 
 static struct kvm_group *group_by_id(struct kvm_backend *k, uint32_t id)
@@ -72,14 +52,28 @@ static void on_peer_gone(struct hbk_ivshmem_server *srv, struct hbk_ivshmem_peer
 		g->svc->domain_link(g->svc->ctx, p->domain, false);
 }
 
+/* A VM's own ivshmem socket is its QEMU's user's, 0600 (0660 when only its group is known). */
+static struct hbc_sock_owner owner_of(const struct hbc_config_vm *vm)
+{
+	return (struct hbc_sock_owner){
+	    .uid = vm->uid != HBC_ID_UNSET ? (uid_t)vm->uid : (uid_t)-1,
+	    .gid = vm->sock_gid != HBC_ID_UNSET ? (gid_t)vm->sock_gid : (gid_t)-1,
+	    .mode = vm->uid == HBC_ID_UNSET && vm->sock_gid != HBC_ID_UNSET ? 0660 : 0600,
+	};
+}
+
 /* The group's ivshmem sockets: one per member VM for a {vm} path, else one shared. */
 static int kvm_listen(struct kvm_backend *k, struct kvm_group *g)
 {
 	char path[HBC_SUN_PATH_MAX];
+	struct hbc_sock_owner owner;
 	int r;
 
 	if (!g->cfg.ivshmem_per_vm) {
-		r = hbk_ivshmem_listen(&g->srv, g->cfg.ivshmem, false, 0);
+		/* The daemon's user only: with VMs of their own users, use {vm} sockets. */
+		owner = (struct hbc_sock_owner){(uid_t)-1, (gid_t)-1, 0600};
+		r = hbk_ivshmem_listen(&g->srv, g->cfg.ivshmem, false, 0, &owner,
+				       HBK_CLAIM_SECONDS);
 		if (r < 0)
 			log_err("group %s: ivshmem server on %s: %s", g->cfg.name, g->cfg.ivshmem,
 				strerror(-r));
@@ -91,9 +85,10 @@ static int kvm_listen(struct kvm_backend *k, struct kvm_group *g)
 
 		if (!vm)
 			continue; /* the host maps the pool from its fd */
+		owner = owner_of(vm);
 		r = hbc_config_ivshmem_path(&g->cfg, vm, path);
 		if (r == 0)
-			r = hbk_ivshmem_listen(&g->srv, path, true, vm->id);
+			r = hbk_ivshmem_listen(&g->srv, path, true, vm->id, &owner, 0);
 		if (r < 0) {
 			log_err("group %s: ivshmem server for vm %s on %s: %s", g->cfg.name,
 				vm->name, path, strerror(-r));
@@ -150,6 +145,7 @@ static int kvm_start(const struct hbb_host_services *svc, void **state)
 		g->srv.data = g;
 		g->srv.on_join = on_peer_join;
 		g->srv.on_gone = on_peer_gone;
+		hbk_policy_init(g);
 		r = kvm_listen(k, g);
 		if (r < 0)
 			goto err;
@@ -212,6 +208,12 @@ static int kvm_alloc(void *state, const struct hbb_caller *who, struct hbb_buffe
 				 */
 	if (data + dir > g->pool.pages - 1)
 		return -EFBIG;
+	/* A full pool is ENOSPC whoever asks; a member over its share of it is EDQUOT. */
+	if (data + dir > g->pool.pages - 1 - g->pool.used)
+		return -ENOSPC;
+	r = hbk_share_charge(g, b->exporter, (int64_t)(data + dir));
+	if (r < 0)
+		return r;
 	b->refs = malloc((data + dir) * sizeof(uint32_t));
 	dir_mem = calloc(dir, sizeof(void *));
 	if (!b->refs || !dir_mem) {
@@ -236,6 +238,7 @@ static int kvm_alloc(void *state, const struct hbb_caller *who, struct hbb_buffe
 	return 0;
 
 err:
+	hbk_share_charge(g, b->exporter, -(int64_t)(data + dir));
 	free(dir_mem);
 	free(b->refs);
 	b->refs = NULL;
@@ -246,8 +249,10 @@ static void kvm_release(void *state, struct hbb_buffer *b, bool shutdown)
 {
 	struct kvm_group *g = group_by_id(state, b->group);
 
-	if (g && b->refs)
+	if (g && b->refs) {
 		hbk_pool_free(&g->pool, b->refs, b->data_pages + b->dir_pages, !shutdown);
+		hbk_share_charge(g, b->exporter, -(int64_t)(b->data_pages + b->dir_pages));
+	}
 	free(b->refs);
 	b->refs = NULL;
 }
@@ -285,11 +290,12 @@ static int kvm_attach(void *state, const struct hbb_caller *who, uint32_t group,
 		if (p->bound && p->domain != who->domain)
 			return -EBUSY;
 		if (!p->bound) {
-			r = g->svc->domain_link(g->svc->ctx, who->domain, true);
+			r = hbk_policy_claim(g, p, who->domain);
+			if (r == 0)
+				r = g->svc->domain_link(g->svc->ctx, who->domain, true);
 			if (r < 0)
 				return r;
-			p->bound = true;
-			p->domain = who->domain;
+			hbk_ivshmem_bind(p, who->domain);
 		}
 	}
 	return 0;

@@ -30,6 +30,7 @@ static int send_msg(int sock, int64_t value, int fd)
 
 static void peer_free(struct hbk_ivshmem_peer *p)
 {
+	ev_timer_stop(p->srv->loop, &p->claim);
 	for (unsigned k = 0; k < HBK_IVSHMEM_MAX_VECTORS; k++) {
 		if (p->irq[k] >= 0)
 			close(p->irq[k]);
@@ -138,14 +139,49 @@ static int greet(struct hbk_ivshmem_server *srv, struct hbk_ivshmem_peer *p)
 	return 0;
 }
 
+static void on_unclaimed(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct hbk_ivshmem_peer *p = w->data;
+
+	if (!p->bound)
+		peer_disconnect(p, "no session claimed it in time");
+}
+
+/* The greeting is 3 + vectors x (peers + 1) messages, each with an fd, sent at once (QEMU reads
+ * them only after connect returns): make room for all of them. A kernel skb with an fd costs
+ * about 1 KiB of send buffer. */
+static void size_send_buffer(struct hbk_ivshmem_server *srv, int fd)
+{
+	int sndbuf = (int)((3u + srv->vectors * (srv->n_peers + 2u)) * 1024u);
+
+	if (sndbuf > 16 << 20)
+		sndbuf = 16 << 20;
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof(sndbuf)) < 0)
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+}
+
+/* Whether the connection may join: the slot table, then the server's admission rules. */
+static bool admit(struct hbk_ivshmem_listener *l, int fd, struct hbc_cred *cred)
+{
+	struct hbk_ivshmem_server *srv = l->srv;
+
+	if (srv->n_peers >= HBK_IVSHMEM_MAX_PEERS) {
+		log_warn_limited(&srv->refused, "ivshmem %s: %u peers already; refusing", srv->name,
+				 srv->n_peers);
+		return false;
+	}
+	if (hbc_peer_cred(fd, cred) < 0)
+		return false;
+	return !srv->admit || srv->admit(srv, l, cred) == 0;
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct hbk_ivshmem_listener *l = w->data;
 	struct hbk_ivshmem_server *srv = l->srv;
 	struct hbk_ivshmem_peer *p, *o;
-	struct ucred cred;
-	socklen_t credlen = sizeof(cred);
-	int fd, r, sndbuf;
+	struct hbc_cred cred;
+	int fd, r;
 
 	fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (fd < 0) {
@@ -159,8 +195,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		return;
 	}
-	if (srv->n_peers >= HBK_IVSHMEM_MAX_PEERS) {
-		log_warn("ivshmem %s: %u peers already; refusing", srv->name, srv->n_peers);
+	if (!admit(l, fd, &cred)) {
 		close(fd);
 		return;
 	}
@@ -176,17 +211,11 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	p->bound = l->bound;
 	p->domain = l->domain;
 	p->id = take_id(srv);
-	p->pid = -1;
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) == 0)
-		p->pid = cred.pid;
-	/* The greeting is 3 + vectors x (peers + 1) messages, each with an fd, sent at once
-	 * (QEMU reads them only after connect returns): make room for all of them. A kernel
-	 * skb with an fd costs about 1 KiB of send buffer. */
-	sndbuf = (int)((3u + srv->vectors * (srv->n_peers + 2u)) * 1024u);
-	if (sndbuf > 16 << 20)
-		sndbuf = 16 << 20;
-	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof(sndbuf)) < 0)
-		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	p->pid = cred.pid;
+	p->cred = cred;
+	ev_timer_init(&p->claim, on_unclaimed, l->claim_s, 0.);
+	p->claim.data = p;
+	size_send_buffer(srv, fd);
 	for (unsigned k = 0; k < srv->vectors; k++) {
 		p->irq[k] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		p->to_daemon[k] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -212,6 +241,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	ev_io_init(&p->io, on_peer, fd, EV_READ);
 	p->io.data = p;
 	ev_io_start(loop, &p->io);
+	if (!p->bound && l->claim_s > 0)
+		ev_timer_start(loop, &p->claim);
 	log_info("ivshmem %s: peer %u connected on %s", srv->name, p->id, l->path);
 	if (srv->on_join)
 		srv->on_join(srv, p);
@@ -245,7 +276,7 @@ int hbk_ivshmem_start(struct hbk_ivshmem_server *srv, struct ev_loop *loop, cons
 }
 
 int hbk_ivshmem_listen(struct hbk_ivshmem_server *srv, const char *path, bool bound,
-		       uint32_t domain)
+		       uint32_t domain, const struct hbc_sock_owner *owner, double claim_s)
 {
 	struct hbk_ivshmem_listener *l = calloc(1, sizeof(*l));
 
@@ -254,16 +285,16 @@ int hbk_ivshmem_listen(struct hbk_ivshmem_server *srv, const char *path, bool bo
 	l->srv = srv;
 	l->bound = bound;
 	l->domain = domain;
+	l->claim_s = claim_s;
 	snprintf(l->path, sizeof(l->path), "%s", path);
-	l->fd = hbc_unix_listen(path, 16);
+	/* Whoever can connect gets the pool: owner says who (the VM's QEMU's user, 0600). */
+	l->fd = hbc_unix_listen(path, 16, owner);
 	if (l->fd < 0) {
 		int r = l->fd;
 
 		free(l);
 		return r;
 	}
-	/* Whoever can connect gets the pool: the hypervisor's user only. */
-	chmod(path, 0600);
 	ev_io_init(&l->io, on_accept, l->fd, EV_READ);
 	l->io.data = l;
 	ev_timer_init(&l->pause, on_resume, 0.1, 0.);
@@ -324,4 +355,24 @@ const char *hbk_ivshmem_path(struct hbk_ivshmem_server *srv, uint32_t domain)
 			shared = l->path;
 	}
 	return shared;
+}
+
+unsigned hbk_ivshmem_count(struct hbk_ivshmem_server *srv, bool bound, uint32_t domain)
+{
+	struct hbk_ivshmem_peer *p;
+	unsigned n = 0;
+
+	hbc_list_for_each_safe(p, &srv->peers, struct hbk_ivshmem_peer, link)
+	{
+		if (p->bound == bound && (!bound || p->domain == domain))
+			n++;
+	}
+	return n;
+}
+
+void hbk_ivshmem_bind(struct hbk_ivshmem_peer *p, uint32_t domain)
+{
+	p->bound = true;
+	p->domain = domain;
+	ev_timer_stop(p->srv->loop, &p->claim);
 }

@@ -17,7 +17,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/cred.h"
 #include "common/list.h"
+#include "common/log.h"
+#include "common/sock.h"
 
 #define HBK_IVSHMEM_MAX_VECTORS 64
 #define HBK_IVSHMEM_MAX_PEERS   256
@@ -47,7 +50,9 @@ struct hbk_ivshmem_peer {
 	bool bound;  /* it is `domain`'s: from its socket, or by Attach */
 	bool broken; /* a message to it failed: disconnect it */
 	pid_t pid;   /* SO_PEERCRED: QEMU, or the emulated VM */
+	struct hbc_cred cred; /* all of SO_PEERCRED and SO_PEERSEC */
 	uint32_t domain;
+	ev_timer claim; /* shared socket: dropped unless a session claims it in time */
 };
 
 struct hbk_ivshmem_listener {
@@ -58,6 +63,7 @@ struct hbk_ivshmem_listener {
 	ev_timer pause; /* accept paused while out of file descriptors */
 	bool bound;     /* a VM's own socket: peers connecting here are `domain` */
 	uint32_t domain;
+	double claim_s; /* shared socket: how long a peer may stay unclaimed */
 	char path[108];
 };
 
@@ -71,6 +77,12 @@ struct hbk_ivshmem_server {
 	struct hbc_list peers;
 	unsigned n_peers;
 	void *data;
+	struct hbc_ratelimit refused; /* log lines of refused connections */
+	/* Decides whether a connection may join (0) or is refused (negative errno, logged by it),
+	 * before anything is sent to it. l->bound and l->domain say whose socket it came in on.
+	 * NULL: everybody who can connect joins. */
+	int (*admit)(struct hbk_ivshmem_server *srv, struct hbk_ivshmem_listener *l,
+		     const struct hbc_cred *cred);
 	/* Called once a peer is greeted and listed (peer->bound may be set already). */
 	void (*on_join)(struct hbk_ivshmem_server *srv, struct hbk_ivshmem_peer *peer);
 	/* Called after a peer disconnected (peer still valid during the call). */
@@ -80,9 +92,15 @@ struct hbk_ivshmem_server {
 /* Prepares a server for pool_fd; it serves nobody until hbk_ivshmem_listen. */
 int hbk_ivshmem_start(struct hbk_ivshmem_server *srv, struct ev_loop *loop, const char *name,
 		      struct hbk_ivshmem_ids *ids, int pool_fd, unsigned vectors);
-/* Listens on path (0600): with bound, every peer connecting there is `domain`. */
+/* Listens on path, owned as owner says: with bound, every peer connecting there is `domain`.
+ * On a shared socket (!bound) a peer that no session claims (binds) within claim_s seconds is
+ * dropped, so connections nobody owns cannot sit in the group's slots. */
 int hbk_ivshmem_listen(struct hbk_ivshmem_server *srv, const char *path, bool bound,
-		       uint32_t domain);
+		       uint32_t domain, const struct hbc_sock_owner *owner, double claim_s);
+/* Peers bound to domain, and peers bound to nobody yet. */
+unsigned hbk_ivshmem_count(struct hbk_ivshmem_server *srv, bool bound, uint32_t domain);
+/* A session claimed p for its domain (Attach on a shared socket). */
+void hbk_ivshmem_bind(struct hbk_ivshmem_peer *p, uint32_t domain);
 void hbk_ivshmem_stop(struct hbk_ivshmem_server *srv);
 struct hbk_ivshmem_peer *hbk_ivshmem_peer(struct hbk_ivshmem_server *srv, uint32_t id);
 /* The listening socket a domain connects to: its own, else the shared one; NULL if none. */

@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "backends/kvm/guest.h"
+#include "common/cred.h"
+#include "common/log.h"
 #include "common/sock.h"
 
 /* The highest ivshmem peer id QEMU takes (IVSHMEM_MAX_PEERS in hw/misc/ivshmem.c). */
@@ -165,6 +167,7 @@ err_proto:
 int hbk_ivshmem_attach(struct hbk_guest *k, struct hbk_group *g, const char *ivshmem_path)
 {
 	struct hbb_reply reply;
+	uid_t uid;
 	int r;
 
 	if (!ivshmem_path || ivshmem_path[0] != '/')
@@ -173,6 +176,12 @@ int hbk_ivshmem_attach(struct hbk_guest *k, struct hbk_group *g, const char *ivs
 	if (r < 0)
 		return r;
 	g->iv_fd = r;
+	/* The pool comes from whoever answers: it must be the daemon. */
+	if (hbc_server_check(g->iv_fd, &uid) < 0) {
+		log_debug("%s is served by uid %u, not by hyperbufd: refusing its pool",
+			  ivshmem_path, (unsigned)uid);
+		return -EACCES;
+	}
 	r = iv_handshake(k, g);
 	if (r < 0)
 		return r;

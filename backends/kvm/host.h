@@ -1,0 +1,49 @@
+/*
+ * The KVM backend, host side: private to backends/kvm/host.c (the ops) and policy.c (who may
+ * join a group's pool, and how much of it each member may hold).
+ */
+#ifndef HB_BACKENDS_KVM_HOST_H
+#define HB_BACKENDS_KVM_HOST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backends/backend.h"
+#include "backends/kvm/ivshmem.h"
+#include "backends/kvm/pool.h"
+#include "common/log.h"
+
+/* How long a connection to a group's shared ivshmem socket may stay unclaimed by a session. */
+#define HBK_CLAIM_SECONDS 10.0
+
+struct kvm_group {
+	const struct hbb_host_services *svc;
+	struct hbc_config_group cfg;
+	struct hbk_pool pool;
+	struct hbk_ivshmem_server srv;
+	/* Pages each member holds (cfg.members order) and the most one may hold. */
+	uint32_t held[HBC_CONFIG_MAX_MEMBERS];
+	uint32_t share_pages;
+	struct hbc_ratelimit quota_log;
+};
+
+struct kvm_backend {
+	const struct hbb_host_services *svc;
+	struct kvm_group *groups;
+	unsigned n_groups;
+	struct hbk_ivshmem_ids ids; /* peer ids, unique across the groups */
+};
+
+/* policy.c */
+/* Sets up g's admission (the ivshmem server's admit callback) and its members' shares. */
+void hbk_policy_init(struct kvm_group *g);
+/* The member index of domain in g, or -1. */
+int hbk_member(const struct kvm_group *g, uint32_t domain);
+/* Charges (pages > 0) or gives back (< 0) pages to domain's share of g's pool. Charging over
+ * the share is -EDQUOT, logged with the group, the domain and the limit. */
+int hbk_share_charge(struct kvm_group *g, uint32_t domain, int64_t pages);
+/* A session of domain claims ivshmem peer p of g (Attach on a shared socket): -EBUSY over
+ * the VM's ivshmem_connections. */
+int hbk_policy_claim(struct kvm_group *g, struct hbk_ivshmem_peer *p, uint32_t domain);
+
+#endif

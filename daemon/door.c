@@ -1,0 +1,305 @@
+/*
+ * The daemon's doors: the host socket (local programs, domain 0), the control socket
+ * (hyperbufctl), and one channel socket per port of each VM. Every door checks who is knocking
+ * before a session exists (docs/SECURITY.md):
+ *
+ * - a VM's channel lets in only its QEMU: the [vm]'s user, group, pid file and label, checked
+ *   against the kernel's SO_PEERCRED/SO_PEERSEC; its socket belongs to that user, mode 0600;
+ * - the host socket counts connections per local user, so one user cannot lock others out,
+ *   and a connection that has not said Hello within hello_timeout_ms is closed;
+ * - the control socket is root's (and control_group's), so hyperbufctl always gets in.
+ *
+ * A refused connection gets one frame, ServerMsg{id 0, error}, and is closed; the refusal is
+ * logged, at most once a second per door and cause, with a count of the others.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/cred.h"
+#include "common/log.h"
+#include "common/sock.h"
+#include "daemon/hyperbufd.h"
+
+/* Tells the peer why (one frame, best effort: it may already be gone) and hangs up. */
+static void refuse(int fd, int err)
+{
+	ServerMsg msg = SERVER_MSG__INIT;
+	struct hbp_bytes out = {0};
+
+	msg.error = (uint32_t)err;
+	if (hbp_frame_put_server(&out, &msg, HBP_FRAME_MAX) == 0)
+		(void)!send(fd, out.data, out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	hbp_bytes_free(&out);
+	close(fd);
+}
+
+static const char *door_name(const struct hbd_listener *l)
+{
+	switch (l->door) {
+	case HBD_DOOR_HOST:
+		return "host socket";
+	case HBD_DOOR_CONTROL:
+		return "control socket";
+	default:
+		return l->vm ? l->vm->name : "vm";
+	}
+}
+
+/* A VM's channel: its QEMU or nobody, then its connection limit. */
+static int admit_vm(struct hbd_listener *l, struct hbd_domain *dom, const struct hbc_cred *cred)
+{
+	char why[HBC_CONFIG_PATH_MAX + 128];
+
+	if (l->vm && hbc_vm_cred_check(l->vm, cred, why, sizeof(why)) < 0) {
+		l->d->stats.refused_credentials++;
+		log_warn_limited(&l->refused_creds,
+				 "vm %s: refused a connection on %s from pid %d uid %u: %s",
+				 l->vm->name, l->path, (int)cred->pid, (unsigned)cred->uid, why);
+		return -EACCES;
+	}
+	if (dom->conns >= l->d->cfg->sessions_per_domain) {
+		l->d->stats.refused_limits++;
+		log_warn_limited(&l->refused_limit,
+				 "%s: domain %u has %u connections (sessions_per_domain); refusing",
+				 l->path, dom->id, dom->conns);
+		return -EUSERS;
+	}
+	return 0;
+}
+
+/* The host and control sockets: a user's connections that have not said Hello are bounded
+ * on their own, so they never hold a slot another user needs. */
+static int admit_user(struct hbd_listener *l, const struct hbc_cred *cred, struct hbd_user **out)
+{
+	struct hbd *d = l->d;
+	struct hbd_user *u = hbd_user_get(d, cred->uid);
+
+	if (!u)
+		return -ENOMEM;
+	if (u->pending >= d->cfg->pending_per_uid) {
+		d->stats.refused_limits++;
+		log_warn_limited(&l->refused_limit,
+				 "%s: uid %u already has %u connections that have not said Hello "
+				 "(pending_per_uid); refusing pid %d",
+				 l->path, (unsigned)cred->uid, u->pending, (int)cred->pid);
+		hbd_user_put(d, u);
+		return -EUSERS;
+	}
+	u->pending++;
+	*out = u;
+	return 0;
+}
+
+/* One accepted connection: a session, or a refusal. */
+static void admit(struct hbd_listener *l, int fd)
+{
+	struct hbd *d = l->d;
+	struct hbd_user *user = NULL;
+	struct hbd_domain *dom;
+	struct hbc_cred cred;
+	int r;
+
+	r = hbc_peer_cred(fd, &cred);
+	dom = hbd_domain_get(d, l->domain);
+	if (r == 0 && !dom)
+		r = -ENOMEM;
+	if (r == 0 && d->n_sessions >= HBD_MAX_SESSIONS) {
+		d->stats.refused_limits++;
+		log_warn_limited(&l->refused_limit, "%s: %u sessions already; refusing a new one",
+				 l->path, d->n_sessions);
+		r = -EUSERS;
+	}
+	if (r == 0)
+		r = l->door == HBD_DOOR_VM ? admit_vm(l, dom, &cred) : admit_user(l, &cred, &user);
+	if (r == 0 && !hbd_session_new(d, fd, dom, l->door, user, &cred)) {
+		if (user) {
+			user->pending--;
+			hbd_user_put(d, user);
+		}
+		r = -ENOMEM;
+	}
+	if (r < 0)
+		refuse(fd, -r);
+}
+
+static void on_accept_resume(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct hbd_listener *l = w->data;
+
+	ev_io_start(loop, &l->io);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct hbd_listener *l = w->data;
+	int fd;
+
+	for (;;) {
+		fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd >= 0) {
+			admit(l, fd);
+			continue;
+		}
+		if (errno == EMFILE || errno == ENFILE) {
+			/* The pending connection keeps the socket readable: without a pause the
+			 * loop would spin on it. */
+			log_warn("%s: accept: %s; pausing for 100 ms", l->path, strerror(errno));
+			ev_io_stop(loop, &l->io);
+			ev_timer_set(&l->pause, 0.1, 0.);
+			ev_timer_start(loop, &l->pause);
+		} else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
+			log_warn("%s: accept: %s", l->path, strerror(errno));
+		}
+		return;
+	}
+}
+
+static int listener_open(struct hbd *d, struct hbd_listener *l, const char *path,
+			 const struct hbc_sock_owner *owner)
+{
+	l->d = d;
+	snprintf(l->path, sizeof(l->path), "%s", path);
+	l->fd = hbc_unix_listen(path, 64, owner);
+	if (l->fd < 0)
+		return l->fd;
+	ev_io_init(&l->io, on_accept, l->fd, EV_READ);
+	l->io.data = l;
+	ev_timer_init(&l->pause, on_accept_resume, 0.1, 0.);
+	l->pause.data = l;
+	ev_io_start(d->loop, &l->io);
+	log_debug("%s: the %s listens (mode %04o)", path, door_name(l), (unsigned)owner->mode);
+	return 0;
+}
+
+static void listener_close(struct hbd *d, struct hbd_listener *l)
+{
+	if (l->fd < 0)
+		return;
+	ev_io_stop(d->loop, &l->io);
+	ev_timer_stop(d->loop, &l->pause);
+	close(l->fd);
+	unlink(l->path);
+	l->fd = -1;
+}
+
+/* A VM's sockets belong to its QEMU's user: 0600, or 0660 when only its group is known. */
+static struct hbc_sock_owner vm_owner(const struct hbc_config_vm *vm)
+{
+	return (struct hbc_sock_owner){
+	    .uid = vm->uid != HBC_ID_UNSET ? (uid_t)vm->uid : (uid_t)-1,
+	    .gid = vm->sock_gid != HBC_ID_UNSET ? (gid_t)vm->sock_gid : (gid_t)-1,
+	    .mode = vm->uid == HBC_ID_UNSET && vm->sock_gid != HBC_ID_UNSET ? 0660 : 0600,
+	};
+}
+
+static int open_host_doors(struct hbd *d)
+{
+	const struct hbc_config *cfg = d->cfg;
+	struct hbc_sock_owner host = {
+	    .uid = cfg->socket_uid != HBC_ID_UNSET ? (uid_t)cfg->socket_uid : (uid_t)-1,
+	    .gid = cfg->socket_gid != HBC_ID_UNSET ? (gid_t)cfg->socket_gid : (gid_t)-1,
+	    .mode = cfg->socket_mode,
+	};
+	/* Root and, if configured, one admin group: hyperbufctl's door, never full. */
+	struct hbc_sock_owner control = {
+	    .uid = (uid_t)-1,
+	    .gid = cfg->control_gid != HBC_ID_UNSET ? (gid_t)cfg->control_gid : (gid_t)-1,
+	    .mode = cfg->control_gid != HBC_ID_UNSET ? 0660 : 0600,
+	};
+	int r;
+
+	d->host.door = HBD_DOOR_HOST;
+	r = listener_open(d, &d->host, cfg->socket, &host);
+	if (r < 0)
+		return r;
+	d->control.door = HBD_DOOR_CONTROL;
+	return listener_open(d, &d->control, cfg->control, &control);
+}
+
+/* One channel socket per virtio-serial port of each VM: a port takes one guest process at a
+ * time, so a VM with several ports serves that many processes at once. */
+static int open_vm_doors(struct hbd *d)
+{
+	const struct hbc_config *cfg = d->cfg;
+	char path[HBC_SUN_PATH_MAX];
+	unsigned n = 0;
+	int r;
+
+	for (unsigned i = 0; i < cfg->n_vms; i++)
+		n += cfg->vms[i].ports;
+	d->vm_listeners = calloc(n ? n : 1, sizeof(*d->vm_listeners));
+	if (!d->vm_listeners)
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++)
+		d->vm_listeners[i].fd = -1;
+	d->n_vm_listeners = n;
+	n = 0;
+	for (unsigned i = 0; i < cfg->n_vms; i++) {
+		const struct hbc_config_vm *vm = &cfg->vms[i];
+		struct hbc_sock_owner owner = vm_owner(vm);
+
+		for (unsigned k = 0; k < vm->ports; k++) {
+			struct hbd_listener *l = &d->vm_listeners[n++];
+
+			l->door = HBD_DOOR_VM;
+			l->domain = vm->id;
+			l->vm = vm;
+			r = hbc_config_channel_path(vm, k, path);
+			if (r == 0)
+				r = listener_open(d, l, path, &owner);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+/* Says, once at start, which VMs any process of the daemon's user could speak for. */
+static void warn_unisolated(const struct hbc_config *cfg)
+{
+	char names[512] = "";
+	size_t len = 0;
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < cfg->n_vms; i++) {
+		if (hbc_vm_has_cred(&cfg->vms[i]))
+			continue;
+		if (len < sizeof(names))
+			len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s",
+						n ? ", " : "", cfg->vms[i].name);
+		n++;
+	}
+	if (n)
+		log_warn("VMs are not isolated from each other: %s %s no user, group, pidfile or "
+			 "label, so any process running as uid %u can use %s sockets "
+			 "(docs/SECURITY.md)",
+			 names, n == 1 ? "has" : "have", (unsigned)geteuid(),
+			 n == 1 ? "its" : "their");
+}
+
+int hbd_doors_open(struct hbd *d)
+{
+	int r = open_host_doors(d);
+
+	if (r == 0)
+		r = open_vm_doors(d);
+	if (r == 0)
+		warn_unisolated(d->cfg);
+	return r;
+}
+
+void hbd_doors_close(struct hbd *d)
+{
+	listener_close(d, &d->host);
+	listener_close(d, &d->control);
+	for (unsigned i = 0; i < d->n_vm_listeners; i++)
+		listener_close(d, &d->vm_listeners[i]);
+	free(d->vm_listeners);
+	d->vm_listeners = NULL;
+	d->n_vm_listeners = 0;
+}
