@@ -31,6 +31,7 @@
 #define HBD_TIMELINE_BUCKET_BITS 10
 #define HBD_WAIT_BUCKET_BITS     12
 #define HBD_FAIL_RANGES          64 /* failed value ranges a timeline remembers for late openers */
+#define HBD_SEEN_BY_MAX          4096 /* domains one timeline may be shared with */
 #define HBD_OUT_MAX                                                                                \
 	(8u * 1024u * 1024u) /* replies a client may leave unread before it is dropped */
 #define HBD_MAX_SESSIONS  1024
@@ -129,6 +130,10 @@ struct hbd_timeline {
 	 * failed is born with that error rather than with 1. The oldest go first when full. */
 	struct hbd_fail_range *fails;
 	unsigned n_fails;
+	/* Who besides its owner's domain may open it: the domains the owner gave a fence to
+	 * (attached to a buffer shared with them, or shared explicitly). */
+	uint32_t *seen_by;
+	unsigned n_seen_by, cap_seen_by;
 };
 
 /*
@@ -276,7 +281,6 @@ struct hbd {
 	struct hbc_list hids[1u << HBD_HID_BUCKET_BITS];
 	struct hbc_list timelines[1u << HBD_TIMELINE_BUCKET_BITS];
 	struct hbc_list waits[1u << HBD_WAIT_BUCKET_BITS];
-	uint32_t timeline_epoch, timeline_counter; /* ids are epoch << 32 | counter */
 	uint32_t next_serial;
 	uint64_t next_handle;
 	uint64_t next_session;
@@ -350,6 +354,8 @@ void hbd_timelines_init(struct hbd *d);
 int hbd_timeline_create(struct hbd_session *s, uint64_t *id);
 int hbd_timeline_signal(struct hbd_session *s, uint64_t id, uint64_t value, uint32_t error);
 int hbd_timeline_destroy_req(struct hbd_session *s, uint64_t id);
+/* The owner lets domain open the timeline's fences: -EPERM if it cannot share with it. */
+int hbd_timeline_share(struct hbd_session *s, uint64_t id, uint32_t domain);
 /* *wait is 0 when the fence was born complete, with *status 1 or the error it failed with;
  * *owner is the timeline owner's domain. */
 int hbd_sync_open(struct hbd_session *s, uint64_t timeline, uint64_t value, uint64_t *wait,

@@ -270,6 +270,13 @@ static int do_timeline_destroy(struct hbd_session *s, const ClientMsg *cm, struc
 	return hbd_timeline_destroy_req(s, cm->timeline_destroy->timeline);
 }
 
+static int do_timeline_share(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
+{
+	const TimelineShare *m = cm->timeline_share;
+
+	return hbd_timeline_share(s, m->timeline, m->domain);
+}
+
 static int do_sync_open(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
 {
 	SyncReply *sr = &r->sync;
@@ -354,6 +361,7 @@ static const struct {
     [CLIENT_MSG__BODY_FENCE_ATTACH] = {do_fence_attach, false},
     [CLIENT_MSG__BODY_CPU_ACCESS] = {do_cpu_access, true},
     [CLIENT_MSG__BODY_GRANT] = {do_grant, false},
+    [CLIENT_MSG__BODY_TIMELINE_SHARE] = {do_timeline_share, false},
 };
 
 /* Runs the handler of the request's body. */

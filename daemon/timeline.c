@@ -12,9 +12,11 @@
  *   queue is full is dropped from the next loop iteration instead of being waited for. Its
  *   library sees the connection end and fails every pending fence, so no completion is lost
  *   silently.
- * - Timeline ids are epoch << 32 | counter with a random 32-bit epoch drawn at start (and
- *   again should the counter ever wrap), so ids are not reused by this daemon nor, barring a
- *   2^-32 coincidence, by the next one: a handle from before a restart finds nothing.
+ * - Timeline ids are 64 random bits (getrandom), so a domain cannot find another's timelines
+ *   by counting, and ids are not reused by this daemon nor, barring a 2^-64 coincidence, by
+ *   the next one. A timeline is visible only to its owner's domain and to the domains the
+ *   owner gave a fence to (attached to a buffer shared with them, or shared explicitly);
+ *   everybody else is told ENOENT, as for an id that does not exist.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -35,18 +37,14 @@ static struct hbc_list *wait_bucket(struct hbd *d, uint64_t id)
 	return &d->waits[(id * 0x9e3779b97f4a7c15ull) >> (64 - HBD_WAIT_BUCKET_BITS)];
 }
 
-static uint32_t random_epoch(uint32_t avoid)
+/* A fresh id: 64 random bits, never 0 (no timeline) and never one in use. */
+static int random_id(struct hbd *d, uint64_t *id)
 {
-	uint32_t e;
-
-	for (;;) {
-		if (getrandom(&e, sizeof(e), 0) != (ssize_t)sizeof(e)) {
-			/* No entropy (a very early boot): the clock still differs between runs. */
-			e = (uint32_t)(hbc_now_ms() * 2654435761u);
-		}
-		if (e != avoid)
-			return e;
-	}
+	do {
+		if (getrandom(id, sizeof(*id), 0) != (ssize_t)sizeof(*id))
+			return errno ? -errno : -EAGAIN;
+	} while (*id == 0 || hbd_timeline_find(d, *id));
+	return 0;
 }
 
 void hbd_timelines_init(struct hbd *d)
@@ -55,8 +53,6 @@ void hbd_timelines_init(struct hbd *d)
 		hbc_list_init(&d->timelines[i]);
 	for (size_t i = 0; i < sizeof(d->waits) / sizeof(d->waits[0]); i++)
 		hbc_list_init(&d->waits[i]);
-	d->timeline_epoch = random_epoch(0);
-	d->timeline_counter = 0;
 }
 
 struct hbd_timeline *hbd_timeline_find(struct hbd *d, uint64_t id)
@@ -73,15 +69,40 @@ struct hbd_timeline *hbd_timeline_find(struct hbd *d, uint64_t id)
 	return NULL;
 }
 
-/* Who may wait on a timeline: its owner's domain, the host, and every domain that shares a
- * group with the owner's (the domains a fence value can meaningfully travel to). Everybody
- * else is told ENOENT, the same answer as for an id that does not exist. */
+/* Who may wait on a timeline: its owner's domain and the domains it was shared with. */
 static bool timeline_visible(struct hbd *d, const struct hbd_timeline *tl, uint32_t domain)
 {
-	uint32_t owner = tl->owner->dom->id;
+	if (domain == tl->owner->dom->id)
+		return true;
+	for (unsigned i = 0; i < tl->n_seen_by; i++)
+		if (tl->seen_by[i] == domain)
+			return true;
+	return false;
+}
 
-	return domain == owner || domain == 0 ||
-	       d->backend->can_share(d->backend_state, owner, domain) == 0;
+/* Lets domain see tl. -ENOSPC past HBD_SEEN_BY_MAX domains, -ENOMEM. */
+static int timeline_show(struct hbd_timeline *tl, uint32_t domain)
+{
+	uint32_t *v;
+	unsigned cap;
+
+	if (domain == tl->owner->dom->id)
+		return 0;
+	for (unsigned i = 0; i < tl->n_seen_by; i++)
+		if (tl->seen_by[i] == domain)
+			return 0;
+	if (tl->n_seen_by == tl->cap_seen_by) {
+		if (tl->cap_seen_by >= HBD_SEEN_BY_MAX)
+			return -ENOSPC;
+		cap = tl->cap_seen_by ? tl->cap_seen_by * 2 : 4;
+		v = realloc(tl->seen_by, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		tl->seen_by = v;
+		tl->cap_seen_by = cap;
+	}
+	tl->seen_by[tl->n_seen_by++] = domain;
+	return 0;
 }
 
 /* ---- the wait heap ---------------------------------------------------------------------- */
@@ -226,6 +247,7 @@ static void timeline_destroy(struct hbd *d, struct hbd_timeline *tl, const char 
 		dom->timelines--;
 	free(tl->heap);
 	free(tl->fails);
+	free(tl->seen_by);
 	free(tl);
 }
 
@@ -233,18 +255,18 @@ int hbd_timeline_create(struct hbd_session *s, uint64_t *id)
 {
 	struct hbd *d = s->d;
 	struct hbd_timeline *tl;
+	int r;
 
 	if (s->dom->timelines >= d->cfg->timelines_per_domain)
 		return -EDQUOT;
 	tl = calloc(1, sizeof(*tl));
 	if (!tl)
 		return -ENOMEM;
-	if (++d->timeline_counter == 0) {
-		/* 2^32 timelines in one run: move to a fresh epoch rather than wrap. */
-		d->timeline_epoch = random_epoch(d->timeline_epoch);
-		d->timeline_counter = 1;
+	r = random_id(d, &tl->id);
+	if (r < 0) {
+		free(tl);
+		return r;
 	}
-	tl->id = (uint64_t)d->timeline_epoch << 32 | d->timeline_counter;
 	tl->owner = s;
 	hbc_list_insert_tail(timeline_bucket(d, tl->id), &tl->hash_link);
 	hbc_list_insert_tail(&s->timelines, &tl->owner_link);
@@ -331,6 +353,19 @@ int hbd_timeline_signal(struct hbd_session *s, uint64_t id, uint64_t value, uint
 	 * same message as the completion, so no waiter can see the one without the other. */
 	complete_upto(s->d, tl, value, error ? -(int32_t)error : 1);
 	return 0;
+}
+
+int hbd_timeline_share(struct hbd_session *s, uint64_t id, uint32_t domain)
+{
+	struct hbd_timeline *tl;
+	int r = owned_timeline(s, id, &tl);
+
+	if (r < 0)
+		return r;
+	if (domain != s->dom->id &&
+	    s->d->backend->can_share(s->d->backend_state, s->dom->id, domain) < 0)
+		return -EPERM;
+	return timeline_show(tl, domain);
 }
 
 int hbd_timeline_destroy_req(struct hbd_session *s, uint64_t id)
@@ -462,11 +497,22 @@ int hbd_fence_attach(struct hbd_session *s, const struct hb_id *hid, uint64_t ti
 	if (!b)
 		return -ENOENT;
 	tl = hbd_timeline_find(d, timeline);
-	/* Both sides of the share must be able to wait on it: a fence the other side could not
-	 * open would make its CPU access wait on something it cannot see. */
-	if (!tl || !timeline_visible(d, tl, s->dom->id) ||
-	    !timeline_visible(d, tl, b->mem.exporter) || !timeline_visible(d, tl, b->mem.peer))
+	if (!tl || !timeline_visible(d, tl, s->dom->id))
 		return -ENOENT;
+	/* Both sides of the share must be able to wait on it: a fence the other side could not
+	 * open would make its CPU access wait on something it cannot see. The owner attaching
+	 * its fence gives it to both sides; anybody else may only attach what they see. */
+	if (tl->owner->dom == s->dom) {
+		int r = timeline_show(tl, b->mem.exporter);
+
+		if (r == 0)
+			r = timeline_show(tl, b->mem.peer);
+		if (r < 0)
+			return r;
+	} else if (!timeline_visible(d, tl, b->mem.exporter) ||
+		   !timeline_visible(d, tl, b->mem.peer)) {
+		return -ENOENT;
+	}
 	if (value <= tl->value)
 		return 0; /* already complete: nobody would ever wait for it */
 	e.timeline = timeline;

@@ -284,8 +284,21 @@ int hb_timeline_fail(struct hb_timeline *t, uint64_t value, int error);
 void hb_timeline_destroy(struct hb_timeline *t);
 
 /*
- * Opens a handle on fence f in any domain the daemon allows: the owner's domain, the domains
- * that share a group with it, and the host. A fence at or below the timeline's current value is
+ * Lets domain open this timeline's fences (hb_sync_open, and CPU access brackets on buffers
+ * carrying them). A timeline is visible only to its owner's domain and to the domains its
+ * owner gave a fence to: attaching one of its fences to a buffer (hb_attach_fence) gives it
+ * to both sides of that share; this call gives it to one more domain, for fences that travel
+ * by other means (metadata, a side channel). Everybody else gets ENOENT, exactly as for an id
+ * that does not exist; ids are 64 random bits, so they cannot be found by counting.
+ * Sharing again is a no-op returning 0; sharing lasts as long as the timeline.
+ * Errors: EINVAL (t NULL), EPERM (this domain may not share with domain), ENOSPC (the
+ * timeline is shared with 4096 domains already), the client's sticky error.
+ */
+int hb_timeline_share(struct hb_timeline *t, uint32_t domain);
+
+/*
+ * Opens a handle on fence f in any domain the timeline is visible to (hb_timeline_share): the
+ * owner's domain and the domains its owner gave a fence to. A fence at or below the timeline's current value is
  * born complete, fd readable at once: status 1, or the error hb_timeline_fail gave its point
  * (the daemon remembers the value ranges of a timeline's last 64 distinct fails; older failed
  * points read 1). Opening a pending fence again gives another handle on the same underlying

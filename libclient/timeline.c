@@ -100,6 +100,26 @@ HBL_PUBLIC int hb_timeline_fail(struct hb_timeline *t, uint64_t value, int error
 	return signal_to(t, value, (uint32_t)-error);
 }
 
+HBL_PUBLIC int hb_timeline_share(struct hb_timeline *t, uint32_t domain)
+{
+	TimelineShare ts = TIMELINE_SHARE__INIT;
+	ClientMsg m = CLIENT_MSG__INIT;
+	struct hb_client *c;
+	int r;
+
+	if (!t)
+		return hbl_fail(-EINVAL);
+	c = t->client;
+	hbl_lock(c);
+	ts.timeline = t->id;
+	ts.domain = domain;
+	m.body_case = CLIENT_MSG__BODY_TIMELINE_SHARE;
+	m.timeline_share = &ts;
+	r = hbl_call_simple(c, &m);
+	hbl_unlock(c);
+	return r < 0 ? hbl_fail(r) : 0;
+}
+
 HBL_PUBLIC void hb_timeline_destroy(struct hb_timeline *t)
 {
 	TimelineDestroy td = TIMELINE_DESTROY__INIT;

@@ -190,6 +190,8 @@ static bool client_valid(const ClientMsg *m)
 		return m->cpu_access && hid_required_ok(&m->cpu_access->hid);
 	case CLIENT_MSG__BODY_GRANT:
 		return m->grant && m->grant->desc;
+	case CLIENT_MSG__BODY_TIMELINE_SHARE:
+		return m->timeline_share != NULL;
 	default:
 		return false;
 	}

@@ -202,6 +202,9 @@ static int importer_ping(struct hb_client *c, const struct bench_meta *m, int fd
 		uint64_t id;
 
 		t = hb_timeline_create(c);
+		/* The fences travel in metadata: each side lets the other see its timeline. */
+		if (t && hb_timeline_share(t, 1) < 0)
+			t = (hb_timeline_destroy(t), NULL);
 		s = t ? hb_sync_open(c, &f) : NULL;
 		if (!s) {
 			fprintf(stderr, "%s: importer: fence setup: %s\n", argv0, strerror(errno));
@@ -661,8 +664,8 @@ static int bench_ping(struct bench *bn, struct hb_buffer *cmdb, uint32_t cmd, un
 		goto out;
 	if (cmd == CMD_FENCE) {
 		t = hb_timeline_create(bn->c);
-		if (!t) {
-			fprintf(stderr, "%s: hb_timeline_create: %s\n", argv0, strerror(errno));
+		if (!t || hb_timeline_share(t, 2) < 0) {
+			fprintf(stderr, "%s: hb_timeline_create/share: %s\n", argv0, strerror(errno));
 			goto out;
 		}
 		m.seed = hb_timeline_id(t);

@@ -19,6 +19,7 @@ struct hb_timeline *fence_tl_create_at(const char *file, int line, struct hb_cli
 
 	if (!t)
 		hbt_fail(file, line, "hb_timeline_create: %s", strerror(errno));
+	hbt_timeline_share_all(t);
 	return t;
 }
 
@@ -231,6 +232,7 @@ static void fa_do(struct fa_state *st, const struct fa_req *q, struct fa_rep *r)
 			r->err = errno;
 			break;
 		}
+		hbt_timeline_share_all(st->tl[i]);
 		r->ret = i;
 		r->val = hb_timeline_id(st->tl[i]);
 		break;

@@ -86,6 +86,8 @@ static int stress2_side_a(void *p)
 	if (!c)
 		return 20;
 	t = hb_timeline_create(c);
+	if (t)
+		hbt_timeline_share_all(t);
 	buf = hb_buffer_alloc(c, arg->cfg->dom_b, 4096, HB_BUFFER_PEER_WRITABLE);
 	if (!t || !buf || hb_export(buf, NULL, 0, 0, &hello.hid) != 0)
 		return 21;
@@ -210,6 +212,7 @@ static int cons_producer(void *p)
 	t = hb_timeline_create(c);
 	if (!t || it_pipe_read(a->sock, &hello, sizeof(hello), FENCE_WAIT_MS) != 0)
 		return 21;
+	hbt_timeline_share_all(t);
 	im = hb_import(c, &hello.hid, HB_IMPORT_WRITE);
 	if (!im)
 		return 22;

@@ -930,3 +930,14 @@ size_t hbt_count_substr(const char *s, const char *needle)
 	}
 	return n;
 }
+
+void hbt_timeline_share_all(struct hb_timeline *t)
+{
+	for (uint32_t dom = 0; dom <= 4; dom++) {
+		int r = hb_timeline_share(t, dom);
+
+		if (r < 0 && errno != EPERM)
+			hbt_fail(__FILE__, __LINE__, "hb_timeline_share(%u): %s", dom,
+				 strerror(errno));
+	}
+}

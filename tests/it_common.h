@@ -304,4 +304,9 @@ long long it_kv(const char *text, const char *key);
 /* How many times needle occurs in s, not overlapping. */
 size_t hbt_count_substr(const char *s, const char *needle);
 
+/* Lets every domain of the test topologies (0..4) that t's domain can share with open t's
+ * fences (hb_timeline_share): the fence suites pass fence values around by hand, as an
+ * application passing them in metadata would, and test fences, not visibility. */
+void hbt_timeline_share_all(struct hb_timeline *t);
+
 #endif

@@ -166,6 +166,8 @@ static int pp_side_a(void *p)
 	if (!c)
 		return 20;
 	t = hb_timeline_create(c);
+	if (t)
+		hbt_timeline_share_all(t);
 	pb = hb_buffer_alloc(c, 2, PP_SIZE, 0);
 	if (!t || !pb || hb_export(pb, NULL, 0, 0, &mine.hid) != 0)
 		return 21;

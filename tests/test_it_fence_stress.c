@@ -129,6 +129,7 @@ static int race_side_a(void *p)
 	t = hb_timeline_create(c);
 	if (!t)
 		return 21;
+	hbt_timeline_share_all(t);
 	mine = hb_timeline_id(t);
 	if (write(a->sock, &mine, sizeof(mine)) != (ssize_t)sizeof(mine) ||
 	    it_pipe_read(a->sock, &theirs, sizeof(theirs), FENCE_WAIT_MS) != 0)

@@ -20,6 +20,7 @@ static struct hb_timeline *tl_create_at(const char *file, int line, struct hb_cl
 		hbt_fail(file, line, "hb_timeline_create: %s", strerror(errno));
 	if (hb_timeline_id(t) == 0)
 		hbt_fail(file, line, "timeline id 0");
+	hbt_timeline_share_all(t);
 	return t;
 }
 
@@ -184,8 +185,9 @@ TEST(completions_in_value_order)
 	IT_STOP(&d);
 }
 
-/* Only the owner signals: EPERM for a domain that sees the timeline, ENOENT for one that
- * does not; vm3 (no group with vm1) cannot wait on it, the host can. */
+/* Visibility: a timeline is the owner's domain's until the owner shares it (ENOENT for everybody
+ * else, as for an id that does not exist); a domain it was shared with may wait but not signal
+ * (EPERM); the owner may share only with domains it can share buffers with. */
 TEST(owner_only_and_visibility)
 {
 	struct hbt_daemon d;
@@ -203,15 +205,23 @@ TEST(owner_only_and_visibility)
 	v2 = IT_CONNECT(hbt_addr_vm(&d, 2));
 	v3 = IT_CONNECT(hbt_addr_vm(&d, 3));
 	h = IT_CONNECT(hbt_addr_host(&d));
-	t = TL_CREATE(v1);
+	t = hb_timeline_create(v1); /* not shared with anybody yet */
+	CHECK(t != NULL);
 	f.timeline = hb_timeline_id(t);
 	f.value = 1;
 
-	/* vm2's raw session: sees it (a group with vm1) but does not own it. */
+	/* Nobody but vm1 sees it: vm2 and the host share groups with vm1, and still ENOENT. */
+	CHECK_ERR(hb_sync_open(v2, &f), ENOENT);
+	CHECK_ERR(hb_sync_open(h, &f), ENOENT);
 	hbt_raw_session(&r, hbt_path(&d, "vm2.sock"), HBP_ROLE_CLIENT);
 	ts.timeline = f.timeline;
 	ts.value = 1;
 	IT_MSG(m, TIMELINE_SIGNAL, timeline_signal, &ts);
+	CHECK_EQ(IT_RAW_ERR(&r, &m), ENOENT);
+
+	/* Shared with vm2: it sees the timeline, but does not own it. */
+	CHECK_EQ(hb_timeline_share(t, 2), 0);
+	CHECK_EQ(hb_timeline_share(t, 2), 0); /* again: a no-op */
 	CHECK_EQ(IT_RAW_ERR(&r, &m), EPERM);
 	ts.error = EIO;
 	CHECK_EQ(IT_RAW_ERR(&r, &m), EPERM);
@@ -222,7 +232,9 @@ TEST(owner_only_and_visibility)
 	CHECK_EQ(IT_RAW_ERR(&r, &m), ENOENT);
 	it_raw_close(&r);
 
-	/* vm3's: does not even see it. */
+	/* vm3 shares no group with vm1: it may not be given the timeline, and does not see it. */
+	CHECK_ERR(hb_timeline_share(t, 3), EPERM);
+	CHECK_ERR(hb_timeline_share(NULL, 3), EINVAL);
 	hbt_raw_session(&r, hbt_path(&d, "vm3.sock"), HBP_ROLE_CLIENT);
 	ts.error = 0;
 	IT_MSG(m, TIMELINE_SIGNAL, timeline_signal, &ts);
@@ -240,7 +252,8 @@ TEST(owner_only_and_visibility)
 	CHECK_ERR(hb_sync_open(v2, &f), ENOENT);
 	f.timeline = hb_timeline_id(t);
 
-	/* The host and the owner's own domain may wait. */
+	/* Shared with the host, it may wait; the owner's own domain always may. */
+	CHECK_EQ(hb_timeline_share(t, 0), 0);
 	s = hb_sync_open(h, &f);
 	CHECK(s != NULL);
 	hb_sync_close(s);
@@ -254,6 +267,66 @@ TEST(owner_only_and_visibility)
 	hb_disconnect(v1);
 	hb_disconnect(v2);
 	hb_disconnect(v3);
+	hb_disconnect(h);
+	IT_STOP(&d);
+}
+
+/* Ids are 64 random bits: a domain that knows one finds no other by counting around it, and
+ * an attached fence gives the timeline to both sides of the share, nobody else. */
+TEST(timeline_ids_random_and_private)
+{
+	struct hbt_daemon d;
+	struct hb_client *v1, *v2, *h;
+	struct hb_timeline *t[64], *mine;
+	struct hb_buffer *b;
+	struct hb_id id;
+	struct hb_fence f;
+	struct hb_sync *s;
+	uint64_t ors = 0, ands = ~0ull;
+	int found = 0;
+
+	hbt_daemon_start(&d, NULL);
+	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+	v2 = IT_CONNECT(hbt_addr_vm(&d, 2));
+	h = IT_CONNECT(hbt_addr_host(&d));
+	for (int i = 0; i < 64; i++) {
+		t[i] = hb_timeline_create(i % 2 ? h : v1);
+		CHECK(t[i] != NULL);
+		ors |= hb_timeline_id(t[i]);
+		ands &= hb_timeline_id(t[i]);
+	}
+	/* 64 random ids: every bit is set in some and clear in some (a 64 * 2^-63 chance of a
+	 * false failure); sequential or epoch-based ids would fail this. */
+	CHECK(ors == ~0ull && ands == 0);
+	/* vm2, which shares a group with vm1, guesses around each of vm1's ids: nothing. */
+	mine = hb_timeline_create(v2);
+	CHECK(mine != NULL);
+	for (int i = 0; i < 64; i += 2)
+		for (int k = -32; k <= 32; k++) {
+			f.timeline = hb_timeline_id(t[i]) + (uint64_t)(int64_t)k;
+			f.value = 1;
+			s = f.timeline == hb_timeline_id(mine) ? NULL : hb_sync_open(v2, &f);
+			found += s != NULL;
+			if (s)
+				hb_sync_close(s);
+		}
+	CHECK_EQ(found, 0);
+	/* Attached by its owner to a buffer exported to vm2: both sides see it; the host not. */
+	b = IT_ALLOC(v1, 2, 4096, 0);
+	IT_EXPORT(b, NULL, 0, &id);
+	f.timeline = hb_timeline_id(t[0]);
+	f.value = 5;
+	CHECK_EQ(hb_attach_fence(v1, &id, &f, HB_ACCESS_WRITE), 0);
+	s = hb_sync_open(v2, &f);
+	CHECK(s != NULL);
+	hb_sync_close(s);
+	CHECK_ERR(hb_sync_open(h, &f), ENOENT);
+	hb_buffer_free(b);
+	for (int i = 0; i < 64; i++)
+		hb_timeline_destroy(t[i]);
+	hb_timeline_destroy(mine);
+	hb_disconnect(v1);
+	hb_disconnect(v2);
 	hb_disconnect(h);
 	IT_STOP(&d);
 }
@@ -415,6 +488,7 @@ static int owner_child(void *p)
 
 	if (!c || !(t = hb_timeline_create(c)) || hb_timeline_signal(t, 1) != 0)
 		return 10;
+	hbt_timeline_share_all(t);
 	id = hb_timeline_id(t);
 	if (write(a->pipe_w, &id, sizeof(id)) != sizeof(id))
 		return 11;

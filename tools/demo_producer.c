@@ -103,6 +103,12 @@ static int producer_setup(struct producer *p)
 		return -1;
 	}
 	for (int k = 0; k < 2; k++) {
+		/* The fences travel in the metadata: each consumer must be let see them. */
+		if (hb_timeline_share(p->tl, p->a->peers[k]) < 0) {
+			PFAIL(p, "producer: hb_timeline_share(%u): %s", p->a->peers[k],
+			      strerror(errno));
+			return -1;
+		}
 		for (unsigned i = 0; i < DEMO_SLOTS; i++) {
 			struct slot *s = &p->s[k][i];
 

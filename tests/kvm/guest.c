@@ -631,6 +631,8 @@ static int fence_ping_pong(int role)
 	void *out, *in = NULL;
 
 	GCHECK(mine != NULL);
+	/* Its fences travel in metadata, so the peer must be let see the timeline. */
+	GCHECK(hb_timeline_share(mine, peer) == 0);
 	/* Each guest exports a frame to the other with its timeline id in the metadata. */
 	b = hb_buffer_alloc(c, peer, (size_t)FRAME_W * FRAME_H * 4, 0);
 	GCHECK(b != NULL);

@@ -430,6 +430,9 @@ static int cmd_fence(int ping, uint32_t other)
 
 	if (!t)
 		return fail("hb_timeline_create: %s", strerror(errno));
+	/* Its fences travel in the shared buffer, so the other side must be let see them. */
+	if (hb_timeline_share(t, other) < 0)
+		return fail("hb_timeline_share(dom%u): %s", other, strerror(errno));
 	mine = hb_timeline_id(t);
 	b = hb_buffer_alloc(c, other, 4096, HB_BUFFER_PEER_WRITABLE);
 	if (!b)
