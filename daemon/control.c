@@ -94,6 +94,8 @@ static int add_stats(struct hbd *d, ControlReply *r)
 	put_stat(&l, "timelines_total", s->timelines_total);
 	put_stat(&l, "fences_completed", s->fences_completed);
 	put_stat(&l, "fence_sessions_dropped", s->fence_sessions_dropped);
+	put_stat(&l, "refused_credentials", s->refused_credentials);
+	put_stat(&l, "refused_limits", s->refused_limits);
 	put_stat(&l, "ctl_list_truncated", d->ctl_truncated);
 	d->backend->stats(d->backend_state, put_stat, &l);
 	r->stats = l.v;

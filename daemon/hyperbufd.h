@@ -249,7 +249,7 @@ struct hbd_listener {
 	const struct hbc_config_vm *vm; /* HBD_DOOR_VM: whose QEMU may connect */
 	char path[HBC_SUN_PATH_MAX];
 	/* Its refusals' log lines, one cause each. */
-	struct hbc_ratelimit refused_creds, refused_limit;
+	struct hbc_ratelimit refused_creds, refused_limit, refused_sessions;
 };
 
 struct hbd {

@@ -572,7 +572,7 @@ int hbd_session_mark_hello(struct hbd_session *s, bool control)
 
 	if (u && u->sessions >= s->d->cfg->sessions_per_uid) {
 		s->d->stats.refused_limits++;
-		log_warn_limited(&s->d->host.refused_limit,
+		log_warn_limited(&s->d->host.refused_sessions,
 				 "%s: uid %u has %u sessions (sessions_per_uid); refusing pid %d",
 				 s->label, (unsigned)u->uid, u->sessions, (int)s->pid);
 		return -EUSERS;

@@ -174,16 +174,45 @@ int hbl_conn_read_frame(struct hbl_conn *conn, ServerMsg **msg, int *fds, unsign
 	return 1;
 }
 
+/*
+ * The daemon refuses a connection with one frame, ServerMsg{id 0, error}, and hangs up: a
+ * send that fails then has that frame waiting to be read, and its errno is the one to keep
+ * (EACCES, EUSERS), not the EPIPE the hang-up made. 0 if no such frame is there.
+ */
+static int pending_refusal(struct hbl_conn *conn)
+{
+	const uint8_t *payload = NULL;
+	long plen = rx_frame(conn, &payload);
+	ServerMsg *m;
+	int err = 0;
+
+	if (plen <= 0)
+		return 0;
+	m = hbp_frame_get_server(payload, (size_t)plen);
+	if (m && m->id == 0 && m->error && m->body_case == SERVER_MSG__BODY__NOT_SET)
+		err = (int)m->error;
+	if (m)
+		server_msg__free_unpacked(m, NULL);
+	hbp_bytes_consume(&conn->rx, conn->rx.len);
+	return err;
+}
+
 int hbl_conn_flush(struct hbl_conn *conn, size_t *off)
 {
 	while (*off < conn->tx.len) {
 		ssize_t n =
 		    conn->tp.ops->send(&conn->tp, conn->tx.data + *off, conn->tx.len - *off);
+		int refusal;
 
 		if (n == -EAGAIN)
 			return -EAGAIN;
-		if (n < 0)
-			return hbl_conn_break(conn, io_error((int)-n));
+		if (n < 0) {
+			refusal = pending_refusal(conn);
+			if (refusal)
+				log_debug("the daemon refused the connection: %s",
+					  strerror(refusal));
+			return hbl_conn_break(conn, refusal ? refusal : io_error((int)-n));
+		}
 		*off += (size_t)n;
 	}
 	return 0;

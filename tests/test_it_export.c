@@ -796,3 +796,38 @@ TEST(reexport_counts_only_new_imports)
 	hb_disconnect(v2);
 	IT_STOP(&d);
 }
+
+/* Each member may hold its share of a pool (an equal part by default): a two-VM pool gives
+ * each half, so one VM cannot starve the other; over it is EDQUOT, logged with the group, the
+ * domain and the limit. */
+TEST(pool_share_is_fair)
+{
+	struct hbt_daemon d;
+	struct hb_client *v1, *v2;
+	struct hb_buffer *b1, *b2;
+	char log[1 << 16];
+	int fd;
+	ssize_t n;
+
+	hbt_daemon_start(&d, NULL);
+	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+	v2 = IT_CONNECT(hbt_addr_vm(&d, 2));
+	/* Group b: 128 MiB, 32767 pages; 16383 each. 64 MiB is 16384 + 17 directory pages. */
+	CHECK_ERR(hb_buffer_alloc(v1, 2, 64u << 20, 0), EDQUOT);
+	b1 = IT_ALLOC(v1, 2, 60u << 20, 0); /* 15360 + 16 */
+	CHECK_ERR(hb_buffer_alloc(v1, 2, 4u << 20, 0), EDQUOT);
+	/* vm2's own half is all there. */
+	b2 = IT_ALLOC(v2, 1, 60u << 20, 0);
+	fd = open(d.log, O_RDONLY | O_CLOEXEC);
+	CHECK(fd >= 0);
+	n = read(fd, log, sizeof(log) - 1);
+	close(fd);
+	log[n > 0 ? n : 0] = '\0';
+	CHECK(strstr(log, "group b: vm1 (domain 1) holds 0 pages; 16401 more would pass its share "
+			  "of the pool (16383 pages, 50%)") != NULL);
+	hb_buffer_free(b1);
+	hb_buffer_free(b2);
+	hb_disconnect(v1);
+	hb_disconnect(v2);
+	IT_STOP(&d);
+}

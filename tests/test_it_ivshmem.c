@@ -527,3 +527,28 @@ TEST(scribbled_header_does_not_lock_out)
 	IT_CHECK_STAT(&d, "pages_used", 0);
 	IT_STOP(&d);
 }
+
+/* A group's shared ivshmem socket holds no more unclaimed connections than its VMs may have
+ * (here vm1, 2): the third is refused before any greeting, so one process cannot fill the
+ * group's slots. */
+TEST(shared_socket_unclaimed_are_bounded)
+{
+	struct hbt_daemon d;
+	struct it_ivsh v[2];
+	int64_t val;
+	int fd, nfds, extra;
+
+	hbt_daemon_start_config(&d, "[daemon]\nbackend = kvm\nsocket = host.sock\nlog = debug\n"
+				    "[vm vm1]\nid = 1\nchannel = vm1.sock\nivshmem_connections = 2\n"
+				    "[group a]\nmembers = host, vm1\nsize = 1M\n"
+				    "ivshmem = group-a.sock\n");
+	for (int i = 0; i < 2; i++)
+		it_ivsh_join(&v[i], hbt_path(&d, "group-a.sock"));
+	extra = it_unix_connect(hbt_path(&d, "group-a.sock"));
+	CHECK(extra >= 0);
+	CHECK(it_ivsh_recv(extra, &val, &fd, &nfds, IT_WAIT_MS) <= 0);
+	close(extra);
+	for (int i = 0; i < 2; i++)
+		it_ivsh_close(&v[i]);
+	IT_STOP(&d);
+}

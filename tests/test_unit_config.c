@@ -544,10 +544,12 @@ TEST(path_too_long)
 {
 	char text[512], name[200];
 
-	/* 1 + 106 = 107 bytes fits exactly; 108 does not. */
+	/* 1 + 106 = 107 bytes fits exactly; 108 does not. (The control socket, beside the host
+	 * socket by default, needs a shorter home then.) */
 	memset(name, 'x', 106);
 	name[106] = '\0';
-	snprintf(text, sizeof(text), "[daemon]\nbackend = kvm\nsocket = /%s\n", name);
+	snprintf(text, sizeof(text), "[daemon]\nbackend = kvm\nsocket = /%s\ncontrol = /c.sock\n",
+		 name);
 	struct hbc_config *c = load(text);
 	if (!c)
 		hbt_fail(__FILE__, __LINE__, "%s", err);
@@ -574,6 +576,57 @@ TEST(line_too_long)
 	name[500] = '\0';
 	snprintf(text, sizeof(text), "[daemon]\nbackend = kvm\n; %s\nsocket = a\n", name);
 	FAILS(text, 3, "line too long");
+}
+
+/* Who a VM's QEMU is, how many connections it may have, a member's share of a pool, who owns
+ * the host socket, and the host's per-user limits (docs/SECURITY.md). */
+TEST(isolation_keys)
+{
+	struct hbc_config *c = load("[daemon]\nbackend = kvm\nsocket = /run/h/hb.sock\n"
+				    "socket_user = 0\nsocket_group = 0\nsocket_mode = 0640\n"
+				    "control_group = 0\n"
+				    "[limits]\nsessions_per_uid = 5\npending_per_uid = 3\n"
+				    "hello_timeout_ms = 1500\n"
+				    "[vm a]\nid = 1\nchannel = /run/h/a.sock\nuser = 61001\n"
+				    "group = 61002\npidfile = /run/h/a.pid\nlabel = svirt_t:c1,c2\n"
+				    "ivshmem_connections = 2\n"
+				    "[vm b]\nid = 2\nchannel = /run/h/b.sock\n"
+				    "[group g]\nmembers = a, b\nsize = 1M\nivshmem = /run/h/g-{vm}.sock\n"
+				    "share = 70%\n");
+
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	CHECK_EQ(c->socket_uid, 0);
+	CHECK_EQ(c->socket_gid, 0);
+	CHECK_EQ(c->socket_mode, 0640);
+	CHECK_EQ(c->control_gid, 0);
+	CHECK(strcmp(c->control, "/run/h/hb-control.sock") == 0);
+	CHECK_EQ(c->sessions_per_uid, 5);
+	CHECK_EQ(c->pending_per_uid, 3);
+	CHECK_EQ(c->hello_timeout_ms, 1500);
+	CHECK_EQ(c->vms[0].uid, 61001);
+	CHECK_EQ(c->vms[0].gid, 61002);
+	CHECK_EQ(c->vms[0].sock_gid, 61002);
+	CHECK(strcmp(c->vms[0].pidfile, "/run/h/a.pid") == 0);
+	CHECK(strcmp(c->vms[0].label, "svirt_t:c1,c2") == 0);
+	CHECK_EQ(c->vms[0].ivshmem_conns, 2);
+	/* Unset: nothing checked, one ivshmem connection, an equal share. */
+	CHECK_EQ(c->vms[1].uid, HBC_ID_UNSET);
+	CHECK_EQ(c->vms[1].gid, HBC_ID_UNSET);
+	CHECK_EQ(c->vms[1].ivshmem_conns, 1);
+	CHECK_EQ(c->groups[0].share_pct, 70);
+	hbc_config_free(c);
+
+	FAILS("[vm a]\nid = 1\nchannel = a.sock\nuser = no-such-user-hb\n", 4,
+	      "user = no-such-user-hb: no such user");
+	FAILS("[vm a]\nid = 1\nchannel = a.sock\ngroup = no-such-group-hb\n", 4,
+	      "group = no-such-group-hb: no such group");
+	FAILS("[vm a]\nid = 1\nchannel = a.sock\nivshmem_connections = 0\n", 4,
+	      "ivshmem_connections");
+	FAILS("[daemon]\nsocket_mode = 0999\n", 2, "socket_mode = 0999: not a mode");
+	FAILS("[group g]\nshare = 0%\n", 2, "share = 0%: not a percentage from 1% to 100%");
+	FAILS("[group g]\nshare = 101\n", 2, "share = 101: not a percentage");
+	FAILS("[limits]\nhello_timeout_ms = 10\n", 2, "hello_timeout_ms");
 }
 
 TEST(relative_paths)

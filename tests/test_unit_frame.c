@@ -831,13 +831,20 @@ TEST(server_structure_rules)
 	CHECK_EQ(b->error, EACCES);
 	server_msg__free_unpacked(b, NULL);
 
-	/* id 0 is an event and nothing else; an event never has a request id. */
+	/* id 0 is an event, a fence completion, or the one frame of a refused connection (an
+	 * error and nothing else, an errno below HBP_ERRNO_LIMIT); an event never has a request
+	 * id. */
 	s.error = 0;
 	s.id = 0;
 	s.body_case = SERVER_MSG__BODY_IMPORT;
 	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
-	s.error = EIO;
+	s.error = EACCES;
 	s.body_case = SERVER_MSG__BODY__NOT_SET;
+	b = hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf)));
+	CHECK(b);
+	CHECK_EQ(b->error, EACCES);
+	server_msg__free_unpacked(b, NULL);
+	s.error = HBP_ERRNO_LIMIT;
 	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
 	s.error = 0;
 	s.id = 12;
