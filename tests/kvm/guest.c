@@ -605,12 +605,6 @@ static int restart(int role)
 
 /* ---- fenced frame ping-pong between the two guests --------------------------------------- */
 
-/*
- * The fence API (spec/API.md "Fences and CPU access") is being built in parallel. HB_RESV_MAX
- * comes with it in hyperbuf.h; until then this case is not built and the host side skips it.
- * Written against the contract, it has not run yet.
- */
-#ifdef HB_RESV_MAX
 #define FENCE_ROUNDS 50
 
 struct pingpong_meta {
@@ -693,7 +687,6 @@ static int fence_ping_pong(int role)
 	hb_disconnect(c);
 	return 0;
 }
-#endif
 
 static const struct {
 	const char *name;
@@ -706,9 +699,7 @@ static const struct {
     {"killed", killed},
     {"ports", ports},
     {"restart", restart},
-#ifdef HB_RESV_MAX
     {"fence_ping_pong", fence_ping_pong},
-#endif
 };
 
 int main(int argc, char **argv)

@@ -388,14 +388,11 @@ static int cmd_alloc_fail(uint32_t peer, uint64_t size, int want)
 }
 
 /*
- * The fenced ping-pong across domains. The fence API (issue 3) is being built in parallel:
- * this is its place, compiled once include/hyperbuf.h has it (HB_RESV_MAX comes with it).
- * ping exports a peer-writable buffer whose metadata carries its timeline id; pong imports
+ * The fenced ping-pong across domains. ping exports a peer-writable buffer whose metadata carries its timeline id; pong imports
  * it writable and exports a small buffer back carrying its own timeline id. Each round, one
  * side writes the round number, signals its timeline, and the other waits on that fence and
  * checks the byte before answering.
  */
-#ifdef HB_RESV_MAX
 #define ROUNDS 20
 
 static int fence_wait(struct hb_client *c, uint64_t timeline, uint64_t value)
@@ -487,14 +484,6 @@ static int cmd_fence(int ping, uint32_t other)
 	hb_disconnect(c);
 	return 0;
 }
-#else
-static int cmd_fence(int ping, uint32_t other)
-{
-	printf("SKIP: the fence API (hb_timeline_create, hb_sync_open) is not in "
-	       "include/hyperbuf.h yet\n");
-	return 77;
-}
-#endif
 
 static uint64_t num(const char *s)
 {
