@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/config.h"
+#include "common/cred.h"
 #include "daemon/config.h"
 #include "common/log.h"
 #include "tests/harness.h"
@@ -751,6 +752,9 @@ TEST(shipped_configs)
 	if (!c)
 		hbt_fail(__FILE__, __LINE__, "%s", err);
 	CHECK(c->n_groups > 0);
+	/* The example isolates its VMs: every one names its QEMU. */
+	for (unsigned i = 0; i < c->n_vms; i++)
+		CHECK(hbc_vm_has_cred(&c->vms[i]));
 	hbc_config_free(c);
 }
 
@@ -763,7 +767,8 @@ TEST(shipped_configs)
 #define RELOAD_LIMITS                                                                              \
 	"[limits]\nexports_per_domain = 5\npages_per_domain = 6\nevent_queue = 17\n"               \
 	"meta_max = 2048\ntimelines_per_domain = 7\nfence_waits_per_domain = 8\n"                  \
-	"imports_per_domain = 9\nsessions_per_domain = 10\n"
+	"imports_per_domain = 9\nsessions_per_domain = 10\nsessions_per_uid = 11\n"            \
+	"pending_per_uid = 3\nhello_timeout_ms = 700\n"
 
 static int reload(const char *running_text, const char *next_text, char *what, size_t len)
 {
@@ -786,6 +791,9 @@ static int reload(const char *running_text, const char *next_text, char *what, s
 	CHECK_EQ(running->fence_waits_per_domain, next->fence_waits_per_domain);
 	CHECK_EQ(running->imports_per_domain, next->imports_per_domain);
 	CHECK_EQ(running->sessions_per_domain, next->sessions_per_domain);
+	CHECK_EQ(running->sessions_per_uid, next->sessions_per_uid);
+	CHECK_EQ(running->pending_per_uid, next->pending_per_uid);
+	CHECK_EQ(running->hello_timeout_ms, next->hello_timeout_ms);
 
 	CHECK_EQ(running->backend, before->backend);
 	CHECK(strcmp(running->socket, before->socket) == 0);
