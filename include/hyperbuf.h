@@ -66,7 +66,10 @@ struct hb_client;
  *              (docs/XEN.md); buffers are then pages this process grants, imports grants it
  *              maps. hb_get_fd is the event-channel device.
  * Errors: EINVAL (bad address), ENOENT/ECONNREFUSED (no daemon), EPROTO (version mismatch or a
- * malformed welcome), ENOMEM; in a KVM guest also EBUSY (every port is taken by another
+ * malformed welcome), ENOMEM, EACCES (the socket is served by a uid other than root, this
+ * user or $HYPERBUF_DAEMON_UID; or the daemon refused this process's credentials: not the
+ * VM's QEMU), EUSERS (the daemon refused a connection over a limit: sessions_per_domain,
+ * pending_per_uid, sessions_per_uid; docs/SECURITY.md); in a KVM guest also EBUSY (every port is taken by another
  * process), EACCES/EPERM (no permission for the port or the BARs), ENODEV (no ivshmem device
  * for one of the VM's groups), ETIMEDOUT; for xen: ENOENT (no Xen devices) or ETIMEDOUT (no
  * daemon serves this domain within 10 s).
@@ -244,9 +247,9 @@ struct hb_timeline;
 struct hb_sync;
 
 /*
- * Creates a timeline owned by this client, at value 0. Its id is unique across all domains
- * and is never reused, not even after the daemon restarts (the high 32 bits are a random
- * epoch drawn at daemon start, the low 32 bits a counter).
+ * Creates a timeline owned by this client, at value 0. Its id is 64 random bits, never reused
+ * while the daemon runs and, barring a 2^-64 coincidence, not after it restarts. Only this
+ * client's domain sees it until the owner shares it (hb_attach_fence, hb_timeline_share).
  * Errors: EDQUOT (the domain has timelines_per_domain timelines), ENOMEM, the client's sticky
  * error.
  */
@@ -364,10 +367,12 @@ void hb_sync_close(struct hb_sync *s);
  * fence replaces an entry of the same timeline when its value is not lower and the usage is not
  * downgraded (READ may become WRITE, never the reverse), or any entry that already completed;
  * otherwise it is added. A fence that already completed is accepted and changes nothing.
- * Allowed for the exporter's and the peer's domains; the timeline must be visible to both.
+ * Allowed for the exporter's and the peer's domains. The timeline's owner attaching its fence
+ * makes the timeline visible to both sides of the share; anybody else may attach only a
+ * fence both sides already see.
  * Errors: EINVAL (usage 0 or unknown bits, NULL), ENOENT (unknown hid or timeline, not a side of
  * this share, timeline not visible to both sides), ENOSPC (the reservation holds
- * HB_RESV_MAX pending fences).
+ * HB_RESV_MAX pending fences, or the timeline is shared with 4096 domains already).
  */
 int hb_attach_fence(struct hb_client *c, const struct hb_id *id, const struct hb_fence *f,
 		    uint32_t usage);

@@ -1,7 +1,7 @@
 /*
- * hyperbufctl's session with hyperbufd: one connection to the host socket, Hello as a control
- * client, then requests and their replies, each within the session's time limit. Every failure
- * is printed here, once, as "hyperbufctl: reason".
+ * hyperbufctl's session with hyperbufd: one connection to the control (or host) socket, Hello
+ * as a control client, then requests and their replies, each within the session's time limit.
+ * Every failure is printed here, once, as "hyperbufctl: reason".
  */
 #include <errno.h>
 #include <poll.h>
