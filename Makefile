@@ -242,6 +242,16 @@ $(B)/kvm/initramfs.cpio.gz: $(B)/kvm/hbguest tests/kvm/init tests/kvm/mkinitramf
 	sh tests/kvm/mkinitramfs.sh $(B)/kvm $(B)/kvm/hbguest tests/kvm/init
 $(VM_BINS): | $(B)/kvm/initramfs.cpio.gz
 
+# hbholder plays systemd's part for a service (notify socket, fd store, Restart=on-failure) where
+# there is no systemd: tests, benchmarks, make run (docs/RESTART.md). hbholder-svc is the fake
+# service its suite, test_sh_holder, runs under it. Neither is a test case: no test_ name.
+HOLDER_BINS := $(B)/tests/hbholder $(B)/tests/hbholder-svc
+$(B)/tests/hbholder: $(call obj,tests/holder.c)
+$(B)/tests/hbholder-svc: $(call obj,tests/test_holder_svc.c)
+$(HOLDER_BINS):
+	@mkdir -p $(@D)
+	$(CC) $(LDSAN) -o $@ $^ $(LDFLAGS)
+
 $(SH_BINS): $(B)/tests/%: tests/%.sh
 	@mkdir -p $(@D)
 	cp $< $@ && chmod +x $@
@@ -251,7 +261,7 @@ $(XEN_SCRIPTS): $(B)/tests/xen/%: tests/xen/%
 	@mkdir -p $(@D)
 	cp $< $@
 
-tests: all $(TEST_BINS) $(B)/bench $(XEN_PEER) $(XEN_SCRIPTS)
+tests: all $(TEST_BINS) $(HOLDER_BINS) $(B)/bench $(XEN_PEER) $(XEN_SCRIPTS)
 
 # The house checks, before anything is built: the floors (every include goes down or stays in its
 # folder) and the sizes (no product file over 600 lines, no function over 100).
