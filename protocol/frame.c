@@ -140,6 +140,12 @@ static bool hid_optional_ok(const ProtobufCBinaryData *b)
 	return b->len == 0 || hid_required_ok(b);
 }
 
+/* A resume token: absent, or exactly HBP_TOKEN_LEN bytes. */
+static bool token_ok(const ProtobufCBinaryData *b)
+{
+	return b->len == 0 || (b->len == HBP_TOKEN_LEN && b->data);
+}
+
 static bool meta_ok(const ProtobufCBinaryData *b)
 {
 	return b->len <= HBP_META_LIMIT && (b->len == 0 || b->data);
@@ -155,7 +161,7 @@ static bool client_valid(const ClientMsg *m)
 		 * EOPNOTSUPP instead of dropping the session, so it is not a violation here. */
 		return true;
 	case CLIENT_MSG__BODY_HELLO:
-		return m->hello != NULL;
+		return m->hello && token_ok(&m->hello->resume);
 	case CLIENT_MSG__BODY_ATTACH:
 		return m->attach != NULL;
 	case CLIENT_MSG__BODY_ALLOC:
@@ -265,7 +271,7 @@ static bool server_valid(const ServerMsg *m)
 	case SERVER_MSG__BODY__NOT_SET:
 		return true; /* the empty reply of Attach, Free, Unexport, Release, and errors */
 	case SERVER_MSG__BODY_WELCOME:
-		return m->welcome != NULL;
+		return m->welcome && token_ok(&m->welcome->token);
 	case SERVER_MSG__BODY_ALLOC:
 		return m->alloc && m->alloc->desc;
 	case SERVER_MSG__BODY_EXPORT:

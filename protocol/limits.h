@@ -31,6 +31,9 @@
 /* Event types that never reach the application (PROTOCOL.md §3, Event). */
 #define HBP_WIRE_EVENT_RECLAIMED 64u /* Xen: no importer maps the buffer; end its grants */
 
+/* A session's resume token (Welcome.token, Hello.resume; PROTOCOL.md §8). */
+#define HBP_TOKEN_LEN 16u
+
 /* Session roles in Hello. */
 #define HBP_ROLE_CLIENT  0u
 #define HBP_ROLE_CONTROL 1u

@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "protocol/frame.h"
+#include "protocol/limits.h"
 #include "protocol/resync.h"
 
 static void put_le32(uint8_t *p, uint32_t v)
@@ -61,4 +63,38 @@ bool hbp_resync_meta_unsafe(const uint8_t *meta, size_t len)
 		return false;
 	at = hbp_resync_scan(meta, len, &whole);
 	return whole || len - at >= HBP_RESYNC_MAGIC_LEN - 2;
+}
+
+enum hbp_split hbp_resync_split(const uint8_t *buf, size_t len, size_t *scan_from, size_t *n,
+				struct hbp_resync *m)
+{
+	size_t at, next, lim;
+	bool whole;
+	long l;
+
+	at = *scan_from + hbp_resync_scan(buf + *scan_from, len - *scan_from, &whole);
+	if (!whole) {
+		*scan_from = at;
+		return HBP_SPLIT_FRAME;
+	}
+	if (at > 0) {
+		l = hbp_frame_peek(buf, len, HBP_FRAME_MAX, NULL);
+		if (l > 0 && HBP_FRAME_HEADER + (size_t)l <= at) {
+			*scan_from = at; /* a whole frame before the marker goes first */
+			return HBP_SPLIT_FRAME;
+		}
+		*n = at;
+		return HBP_SPLIT_DROP;
+	}
+	lim = len < HBP_RESYNC_LEN ? len : HBP_RESYNC_LEN;
+	next = 1 + hbp_resync_scan(buf + 1, lim - 1, &whole);
+	if (whole) {
+		*n = next;
+		return HBP_SPLIT_DROP;
+	}
+	if (len < HBP_RESYNC_LEN)
+		return HBP_SPLIT_WAIT;
+	hbp_resync_unpack(buf, m);
+	*n = HBP_RESYNC_LEN;
+	return HBP_SPLIT_MARKER;
 }

@@ -24,9 +24,14 @@
 #define HBP_RESYNC_LEN       32u
 #define HBP_RESYNC_NONCE_LEN 16u
 
+/* A daemon's marker that answers nobody: it restarted, and every session on the channel must
+ * resynchronise and resume (docs/PROTOCOL.md §8). Not an errno: errnos stay below 4096. */
+#define HBP_RESYNC_RESTARTED 0x10000u
+
 struct hbp_resync {
 	uint32_t version; /* HBP_PROTOCOL_VERSION */
-	uint32_t status;  /* client: 0; daemon: 0, or an errno when it refuses (EPROTO) */
+	/* client: 0; daemon: 0, an errno when it refuses (EPROTO), or HBP_RESYNC_RESTARTED */
+	uint32_t status;
 	uint8_t nonce[HBP_RESYNC_NONCE_LEN];
 };
 
@@ -40,6 +45,25 @@ int hbp_resync_unpack(const uint8_t in[HBP_RESYNC_LEN], struct hbp_resync *m);
  * (len if none), with *whole clear: up to there, no later byte can complete a magic.
  */
 size_t hbp_resync_scan(const uint8_t *p, size_t len, bool *whole);
+
+/* What the head of a channel's unhandled input is (hbp_resync_split). */
+enum hbp_split {
+	HBP_SPLIT_WAIT,   /* more bytes are needed to tell */
+	HBP_SPLIT_FRAME,  /* a frame, or the start of one: handle it */
+	HBP_SPLIT_DROP,   /* *n stale bytes to drop (a dead writer's, or a cut marker) */
+	HBP_SPLIT_MARKER, /* a resync marker of *n bytes, unpacked into *m */
+};
+
+/*
+ * Looks for resync markers in a channel's unhandled input buf[0..len), wherever they are: a
+ * frame its writer never finished would otherwise swallow the next writer's first bytes. It
+ * consumes nothing: it says what the head of the input is and how many bytes that is. A whole
+ * frame before a marker goes first; other bytes before one are dropped; a marker that a later
+ * magic cuts short was never written whole, and the later one wins. *scan_from (0 for fresh
+ * input) remembers how far no magic can start; the caller moves it back by what it consumes.
+ */
+enum hbp_split hbp_resync_split(const uint8_t *buf, size_t len, size_t *scan_from, size_t *n,
+				struct hbp_resync *m);
 
 /*
  * True if sending these metadata bytes in an Export would put the magic on the wire: they
