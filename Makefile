@@ -93,7 +93,7 @@ CONFIG_SRC  := $(wildcard daemon/config*.c)
 # Each backend has a host side (linked into hyperbufd) and a guest side (into libhyperbuf),
 # behind backends/backend.h. backends/xen: ring.c and desc.c need no Xen library and are always
 # built (unit tests use them); the rest only WITH_XEN=1, the library getting none.c otherwise.
-KVM_HOST    := backends/kvm/host.c backends/kvm/policy.c backends/kvm/ivshmem.c \
+KVM_HOST    := backends/kvm/host.c backends/kvm/policy.c backends/kvm/ivshmem.c backends/kvm/restore.c \
 	backends/kvm/pool.c
 KVM_GUEST   := backends/kvm/guest.c backends/kvm/attach.c backends/kvm/ivshmem_client.c \
 	backends/kvm/bars.c \
@@ -111,12 +111,15 @@ LIB_SRC     += backends/xen/none.c
 endif
 GEN_C       := $(B)/gen/protocol/hyperbuf.pb-c.c
 GEN_H       := $(B)/gen/protocol/hyperbuf.pb-c.h
+# The daemon's restart state (daemon/state.proto): hyperbufd's alone.
+STATE_GEN_C := $(B)/gen/daemon/state.pb-c.c
+STATE_GEN_H := $(B)/gen/daemon/state.pb-c.h
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 PROTO_OBJ  := $(call obj,$(PROTO_SRC)) $(B)/obj/gen/protocol/hyperbuf.pb-c.o
 COMMON_OBJ := $(call obj,$(COMMON_SRC))
 LIB_OBJ    := $(call obj,$(LIB_SRC))
-DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
+DAEMON_OBJ := $(call obj,$(DAEMON_SRC)) $(B)/obj/gen/daemon/state.pb-c.o
 
 # The config loader, linked by hyperbufd and also by the demo and test_unit_config.
 DAEMON_CONFIG_OBJ := $(call obj,$(CONFIG_SRC))
@@ -131,11 +134,15 @@ $(GEN_C) $(GEN_H): protocol/hyperbuf.proto | $(DEPS_OK)
 	@mkdir -p $(B)/gen
 	protoc-c --proto_path=. --c_out=$(B)/gen protocol/hyperbuf.proto
 
+$(STATE_GEN_C) $(STATE_GEN_H): daemon/state.proto protocol/hyperbuf.proto | $(DEPS_OK)
+	@mkdir -p $(B)/gen
+	protoc-c --proto_path=. --c_out=$(B)/gen daemon/state.proto
+
 $(B)/obj/gen/%.o: $(B)/gen/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -Wno-error -c $< -o $@
 
-$(B)/obj/%.o: %.c $(GEN_H) $(KNOBS_STAMP) | $(DEPS_OK)
+$(B)/obj/%.o: %.c $(GEN_H) $(STATE_GEN_H) $(KNOBS_STAMP) | $(DEPS_OK)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
@@ -195,6 +202,8 @@ $(UNIT_BINS): $(B)/tests/%: $(call obj,tests/%.c) $(call obj,tests/harness.c) $(
 		$(shell pkg-config --libs libprotobuf-c) $(LDFLAGS)
 $(B)/tests/test_unit_config: $(DAEMON_CONFIG_OBJ)
 $(B)/tests/test_unit_xen: $(call obj,$(XEN_PURE))
+$(B)/tests/test_unit_state: $(call obj,daemon/journal.c daemon/state_read.c) \
+	$(B)/obj/gen/daemon/state.pb-c.o
 
 # What every integration and VM suite links: the harness, the daemon launcher and the helpers of
 # tests/it_common.h. Tests that speak the protocol themselves (hostile frames) link protocol/ and
@@ -261,7 +270,8 @@ $(XEN_SCRIPTS): $(B)/tests/xen/%: tests/xen/%
 	@mkdir -p $(@D)
 	cp $< $@
 
-tests: all $(TEST_BINS) $(HOLDER_BINS) $(B)/bench $(XEN_PEER) $(XEN_SCRIPTS)
+tests: all $(TEST_BINS) $(HOLDER_BINS) $(B)/bench $(XEN_PEER) $(XEN_SCRIPTS) \
+	$(B)/kvm/initramfs.cpio.gz
 
 # The house checks, before anything is built: the floors (every include goes down or stays in its
 # folder) and the sizes (no product file over 600 lines, no function over 100).

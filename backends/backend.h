@@ -40,7 +40,7 @@ struct ev_loop;
 
 /* ---- host side (hyperbufd) ------------------------------------------------------------- */
 
-#define HBB_HOST_VERSION 1u
+#define HBB_HOST_VERSION 2u /* 2: restarts (fd store, restart state) */
 
 /* Who is asking: the daemon's view of the session a request arrived on. */
 struct hbb_caller {
@@ -91,6 +91,26 @@ struct hbb_host_services {
 	/* Pages held by the domain's buffers, and pages its imports map, over all its sessions. */
 	uint64_t (*pages_held)(void *ctx, uint32_t domain);
 	uint64_t (*pages_mapped)(void *ctx, uint32_t domain);
+
+	/* Version 2: restarts (docs/RESTART.md). A backend keeps what must outlive the daemon in
+	 * the fd store, by unique names, and its own small records in the restart state. */
+	/* The descriptor the last daemon kept under name, or -1; the caller owns it, and it stays
+	 * kept under that name until fd_forget. */
+	int (*fd_take)(void *ctx, const char *name);
+	/* Keeps fd (still the caller's) for the next daemon; fd_forget before closing it. */
+	void (*fd_keep)(void *ctx, int fd, const char *name);
+	void (*fd_forget)(void *ctx, const char *name);
+	/* The names of kept descriptors nobody took yet that start with prefix (*cursor from 0). */
+	const char *(*fd_next)(void *ctx, const char *prefix, size_t *cursor);
+	/* The backend's records in the restart state, by key (never 0), written whole. */
+	void (*state_put)(void *ctx, uint64_t key, const void *data, size_t len);
+	void (*state_drop)(void *ctx, uint64_t key);
+	/* True while start() runs for a daemon that the last one left descriptors to: the backend
+	 * then adopts what it kept (pools, sockets, connections) instead of making new ones. */
+	bool restoring;
+	/* Set before stop() when the daemon hands over to the next one (docs/RESTART.md): leave
+	 * socket files, pools and connections as they are (what is closed stays in the store). */
+	bool handover;
 };
 
 struct hbb_host_ops {
@@ -122,6 +142,18 @@ struct hbb_host_ops {
 		     const BufferDesc *desc);
 	/* Optional: may who's domain map b now (Xen: its maptrack budget)? */
 	int (*can_import)(void *state, const struct hbb_caller *who, const struct hbb_buffer *b);
+
+	/* Version 2, all optional: restarts (docs/RESTART.md). */
+	/* Puts every record the backend keeps (a snapshot of the restart state). */
+	void (*save)(void *state,
+		     void (*put)(void *ctx, uint64_t key, const void *data, size_t len), void *ctx);
+	/* A restored buffer takes its placement back (KVM: its pages of the pool). Checks it as
+	 * hostile input: -EBADMSG for pages out of the pool or already taken. */
+	int (*restore_buffer)(void *state, struct hbb_buffer *b);
+	/* One of the backend's records, after every buffer: -EBADMSG if it makes no sense. */
+	int (*restore_record)(void *state, uint64_t key, const void *data, size_t len);
+	/* Restoring is over (ok: the state was taken): what no record claimed goes. */
+	void (*restore_done)(void *state, bool ok);
 };
 
 extern const struct hbb_host_ops hbk_host_ops; /* backends/kvm/host.c */
@@ -232,6 +264,9 @@ extern const struct hbb_guest_ops hbx_guest_ops; /* backends/xen/grants.c (or a 
 /* Transports a backend provides: a KVM guest's virtio-serial port and the Xen vchan. */
 int hbk_port_open(const char *path, struct hbb_transport *t);
 int hbx_vchan_open(struct hbb_transport *t);
+/* A VM channel's resync (PROTOCOL.md §1.1): a marker with a fresh nonce, then everything up to
+ * the daemon's answer dropped. 0, -EPROTO (refused), -ECONNRESET, -ETIMEDOUT. */
+int hbk_channel_resync(int fd, int timeout_ms);
 /* Whether this process runs where the default address is the backend's (kvm:, xen:). */
 bool hbk_in_guest(void);
 bool hbx_in_guest(void);

@@ -78,6 +78,7 @@ struct hbc_config {
 	uint32_t sessions_per_uid;    /* default 64, host sessions of one local user */
 	uint32_t pending_per_uid;     /* default 8, host connections of one user before Hello */
 	uint32_t hello_timeout_ms;    /* default 2000, for host and control connections */
+	uint32_t resume_timeout_ms;   /* default 10000: a restored session waits this long */
 
 	struct hbc_config_vm vms[HBC_CONFIG_MAX_VMS];
 	unsigned n_vms;

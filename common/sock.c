@@ -277,3 +277,27 @@ err_close:
 	close(fd);
 	return r;
 }
+
+int hbc_unix_adopt(int fd, const char *path, const struct hbc_sock_owner *owner)
+{
+	struct sockaddr_un addr;
+	socklen_t len = sizeof(addr);
+	int listening = 0, r;
+	socklen_t olen = sizeof(listening);
+	struct stat st;
+
+	memset(&addr, 0, sizeof(addr));
+	if (getsockname(fd, (struct sockaddr *)&addr, &len) < 0 || addr.sun_family != AF_UNIX ||
+	    strncmp(addr.sun_path, path, sizeof(addr.sun_path)) != 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &olen) < 0 || !listening)
+		return -EINVAL;
+	/* Bound there once; it must still be what the path names, or nobody reaches it. */
+	if (stat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
+		return -ENOENT;
+	r = set_owner(path, owner);
+	if (r < 0)
+		return r;
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	return 0;
+}

@@ -41,6 +41,11 @@ struct hbc_sock_owner {
  */
 int hbc_unix_listen(const char *path, int backlog, const struct hbc_sock_owner *owner);
 
+/* Takes back a listening socket fd a previous process bound to path (a restart: the fd store).
+ * 0 once it is checked (listening, bound to path, and path is still a socket) and owner is
+ * applied again; -EINVAL or -ENOENT if it is not the socket path names any more. */
+int hbc_unix_adopt(int fd, const char *path, const struct hbc_sock_owner *owner);
+
 /* 0 if dir is a folder of this process's user that group and others cannot write, else
  * -EPERM (or -errno) with the reason in why ("owned by uid 1000", "mode 0777"). */
 int hbc_dir_check(const char *dir, char *why, size_t len);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "daemon/fdstore.h"
 #include "daemon/hyperbufd.h"
 
 static const struct {
@@ -146,6 +147,36 @@ static uint64_t svc_pages_mapped(void *ctx, uint32_t domain)
 	return pages;
 }
 
+static int svc_fd_take(void *ctx, const char *name)
+{
+	return hbd_fdstore_take(((struct hbd *)ctx)->fds, name);
+}
+
+static void svc_fd_keep(void *ctx, int fd, const char *name)
+{
+	hbd_fdstore_keep(((struct hbd *)ctx)->fds, fd, name);
+}
+
+static void svc_fd_forget(void *ctx, const char *name)
+{
+	hbd_fdstore_forget(((struct hbd *)ctx)->fds, name);
+}
+
+static const char *svc_fd_next(void *ctx, const char *prefix, size_t *cursor)
+{
+	return hbd_fdstore_next(((struct hbd *)ctx)->fds, prefix, cursor);
+}
+
+static void svc_state_put(void *ctx, uint64_t key, const void *data, size_t len)
+{
+	hbd_state_backend_put(ctx, key, data, len);
+}
+
+static void svc_state_drop(void *ctx, uint64_t key)
+{
+	hbd_state_backend_drop(ctx, key);
+}
+
 void hbd_backend_services_init(struct hbd *d, struct hbb_host_services *svc)
 {
 	*svc = (struct hbb_host_services){
@@ -159,5 +190,11 @@ void hbd_backend_services_init(struct hbd *d, struct hbb_host_services *svc)
 	    .reclaimed = svc_reclaimed,
 	    .pages_held = svc_pages_held,
 	    .pages_mapped = svc_pages_mapped,
+	    .fd_take = svc_fd_take,
+	    .fd_keep = svc_fd_keep,
+	    .fd_forget = svc_fd_forget,
+	    .fd_next = svc_fd_next,
+	    .state_put = svc_state_put,
+	    .state_drop = svc_state_drop,
 	};
 }

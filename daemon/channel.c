@@ -5,7 +5,9 @@
  * in the unhandled input, and the output is kept cut at whole units (frames and markers), so a
  * restart can drop what the old session was owed without cutting one in half.
  */
+#include <errno.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "common/log.h"
 #include "daemon/hyperbufd.h"
@@ -40,44 +42,89 @@ void hbd_channel_sent(struct hbd_session *s, size_t n)
 	}
 }
 
-/*
- * Looks for resync markers in the input not handled yet, wherever they are: a frame its writer
- * never finished would otherwise swallow the next process's first bytes. It consumes nothing
- * itself: it says what the head of the input is (enum hbd_scan) and how many bytes that is.
- */
+/* The shared splitter (protocol/resync.c) over this session's unhandled input. */
 enum hbd_scan hbd_channel_scan(struct hbd_session *s, size_t *len, struct hbp_resync *m)
 {
-	size_t at, next, lim;
-	bool whole;
-	long n;
+	enum hbp_split r = hbp_resync_split(s->in.data, s->in.len, &s->scan_from, len, m);
 
-	at = s->scan_from +
-	     hbp_resync_scan(s->in.data + s->scan_from, s->in.len - s->scan_from, &whole);
-	if (!whole) {
-		s->scan_from = at;
-		return HBD_SCAN_FRAME;
-	}
-	if (at > 0) {
-		n = hbp_frame_peek(s->in.data, s->in.len, HBP_FRAME_MAX, NULL);
-		if (n > 0 && HBP_FRAME_HEADER + (size_t)n <= at) {
-			s->scan_from = at; /* a whole frame before the marker goes first */
-			return HBD_SCAN_FRAME;
-		}
-		log_debug("%s: dropping %zu bytes before a resync marker", s->label, at);
-		*len = at;
-		return HBD_SCAN_DROP;
-	}
-	/* A marker that a later magic cuts short was never written whole (its writer died
-	 * after part of it): the later one wins. */
-	lim = s->in.len < HBP_RESYNC_LEN ? s->in.len : HBP_RESYNC_LEN;
-	next = 1 + hbp_resync_scan(s->in.data + 1, lim - 1, &whole);
-	if (whole) {
-		*len = next;
-		return HBD_SCAN_DROP;
-	}
-	if (s->in.len < HBP_RESYNC_LEN)
+	if (r == HBP_SPLIT_DROP)
+		log_debug("%s: dropping %zu bytes before a resync marker", s->label, *len);
+	switch (r) {
+	case HBP_SPLIT_WAIT:
 		return HBD_SCAN_WAIT;
-	hbp_resync_unpack(s->in.data, m);
-	*len = HBP_RESYNC_LEN;
+	case HBP_SPLIT_FRAME:
+		return HBD_SCAN_FRAME;
+	case HBP_SPLIT_DROP:
+		return HBD_SCAN_DROP;
+	case HBP_SPLIT_MARKER:
+		break;
+	}
 	return HBD_SCAN_MARKER;
+}
+
+/* Queues a resync marker (not a frame) for the client. */
+static int put_marker(struct hbd_session *s, const struct hbp_resync *m)
+{
+	int r = hbp_bytes_reserve(&s->out, HBP_RESYNC_LEN);
+
+	if (r < 0)
+		return r;
+	hbp_resync_pack(s->out.data + s->out.len, m);
+	s->out.len += HBP_RESYNC_LEN;
+	s->d->stats.messages_out++;
+	hbd_session_want_write(s);
+	return 0;
+}
+
+int hbd_session_put_restarted(struct hbd_session *s)
+{
+	struct hbp_resync m = {.version = HBP_PROTOCOL_VERSION, .status = HBP_RESYNC_RESTARTED};
+
+	if (getrandom(m.nonce, sizeof(m.nonce), 0) != (ssize_t)sizeof(m.nonce))
+		memset(m.nonce, 0xa5, sizeof(m.nonce)); /* any nonce: nobody asked for it */
+	return put_marker(s, &m);
+}
+
+/* A guest process opened the port: whoever used it before is gone (PROTOCOL.md §1.1). */
+static void channel_resync(struct hbd_session *s, const struct hbp_resync *m)
+{
+	struct hbp_resync reply = {.version = HBP_PROTOCOL_VERSION};
+
+	memcpy(reply.nonce, m->nonce, sizeof(reply.nonce));
+	if (m->version != HBP_PROTOCOL_VERSION || m->status != 0) {
+		log_warn("%s: resync marker of version %u (status %u), this daemon speaks %u",
+			 s->label, m->version, m->status, HBP_PROTOCOL_VERSION);
+		reply.status = EPROTO;
+	}
+	hbd_session_restart(s, "a new guest process resynchronised the channel");
+	log_debug("%s: channel resynchronised", s->label);
+	if (put_marker(s, &reply) < 0)
+		hbd_session_close(s, "out of memory");
+}
+
+int hbd_channel_input(struct hbd_session *s)
+{
+	struct hbp_resync m;
+	size_t len = 0;
+
+	switch (hbd_channel_scan(s, &len, &m)) {
+	case HBD_SCAN_WAIT:
+		return -1;
+	case HBD_SCAN_FRAME:
+		if (!s->await_marker)
+			return 0;
+		/* Adopted at a restart: what came before the client's marker was meant for the
+		 * last daemon, and may start in the middle of a frame. */
+		hbd_session_consume(s, s->scan_from);
+		return -1;
+	case HBD_SCAN_DROP:
+		hbd_session_consume(s, len);
+		return 1;
+	case HBD_SCAN_MARKER:
+		hbd_session_consume(s, len);
+		s->await_marker = false;
+		channel_resync(s, &m);
+		return 1;
+	}
+	return -1;
 }

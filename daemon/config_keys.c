@@ -22,7 +22,8 @@
 #define MAX_IMPORTS_PER_DOMAIN  1000000u
 #define MAX_SESSIONS_PER_DOMAIN 1024u
 #define MAX_HELLO_TIMEOUT_MS    60000u
-#define MAX_IVSHMEM_CONNS       256u /* HBK_IVSHMEM_MAX_PEERS: the group's slots */
+#define MAX_RESUME_TIMEOUT_MS   600000u
+#define MAX_IVSHMEM_CONNS       256u        /* HBK_IVSHMEM_MAX_PEERS: the group's slots */
 #define MAX_VM_ID               0x80000000u /* 2^31 */
 #define MAX_XEN_DOMID           0x7fefu     /* DOMID_FIRST_RESERVED - 1 */
 #define MIN_GROUP_SIZE          (64ull << 10)
@@ -34,14 +35,23 @@
 
 /* Keys per section, in the order of the key_line slots. NULL-terminated. */
 static const char *const daemon_keys[] = {
-    "backend",     "socket", "log", "socket_user", "socket_group", "socket_mode",
-    "control",     "control_group", NULL,
+    "backend",     "socket",  "log",           "socket_user", "socket_group",
+    "socket_mode", "control", "control_group", NULL,
 };
 static const char *const limits_keys[] = {
-    "exports_per_domain", "pages_per_domain",     "event_queue",
-    "meta_max",           "timelines_per_domain", "fence_waits_per_domain",
-    "imports_per_domain", "sessions_per_domain",  "sessions_per_uid",
-    "pending_per_uid",    "hello_timeout_ms",     NULL,
+    "exports_per_domain",
+    "pages_per_domain",
+    "event_queue",
+    "meta_max",
+    "timelines_per_domain",
+    "fence_waits_per_domain",
+    "imports_per_domain",
+    "sessions_per_domain",
+    "sessions_per_uid",
+    "pending_per_uid",
+    "hello_timeout_ms",
+    "resume_timeout_ms",
+    NULL,
 };
 static const char *const vm_keys[] = {
     "id", "channel", "ports", "user", "group", "pidfile", "label", "ivshmem_connections", NULL,
@@ -70,7 +80,8 @@ enum {
 	K_SESSIONS,
 	K_SESSIONS_PER_UID,
 	K_PENDING_PER_UID,
-	K_HELLO_TIMEOUT
+	K_HELLO_TIMEOUT,
+	K_RESUME_TIMEOUT
 };
 enum { K_ID, K_CHANNEL, K_PORTS, K_USER, K_GROUP, K_PIDFILE, K_LABEL, K_IVSHMEM_CONNS };
 enum { K_MEMBERS, K_SIZE, K_IVSHMEM, K_VECTORS, K_SHARE };
@@ -198,6 +209,10 @@ static void limits_key(struct hbd_config_parse *p, int k, const char *key, const
 	case K_HELLO_TIMEOUT:
 		if (hbd_config_number(p, key, value, 100, MAX_HELLO_TIMEOUT_MS, &v))
 			c->hello_timeout_ms = (uint32_t)v;
+		break;
+	case K_RESUME_TIMEOUT:
+		if (hbd_config_number(p, key, value, 100, MAX_RESUME_TIMEOUT_MS, &v))
+			c->resume_timeout_ms = (uint32_t)v;
 		break;
 	}
 }

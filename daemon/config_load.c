@@ -37,6 +37,7 @@
 #define DEFAULT_SESSIONS_PER_UID    64u
 #define DEFAULT_PENDING_PER_UID     8u
 #define DEFAULT_HELLO_TIMEOUT_MS    2000u
+#define DEFAULT_RESUME_TIMEOUT_MS   10000u
 #define DEFAULT_SOCKET_MODE         0660u
 /* A config is a few KiB; a file far larger than this is a mistake, not a config. */
 #define CONFIG_FILE_MAX (1u << 20)
@@ -74,6 +75,7 @@ static void set_defaults(struct hbc_config *c)
 	c->sessions_per_uid = DEFAULT_SESSIONS_PER_UID;
 	c->pending_per_uid = DEFAULT_PENDING_PER_UID;
 	c->hello_timeout_ms = DEFAULT_HELLO_TIMEOUT_MS;
+	c->resume_timeout_ms = DEFAULT_RESUME_TIMEOUT_MS;
 	c->socket_uid = c->socket_gid = c->control_gid = HBC_ID_UNSET;
 	c->socket_mode = DEFAULT_SOCKET_MODE;
 }

@@ -17,8 +17,7 @@ static bool needs_restart(const struct hbc_config *running, const struct hbc_con
 	       memcmp(next->vms, running->vms, sizeof(next->vms[0]) * next->n_vms) ||
 	       memcmp(next->groups, running->groups, sizeof(next->groups[0]) * next->n_groups) ||
 	       strcmp(next->socket, running->socket) || next->backend != running->backend ||
-	       strcmp(next->control, running->control) ||
-	       next->socket_uid != running->socket_uid ||
+	       strcmp(next->control, running->control) || next->socket_uid != running->socket_uid ||
 	       next->socket_gid != running->socket_gid ||
 	       next->socket_mode != running->socket_mode ||
 	       next->control_gid != running->control_gid;
@@ -45,5 +44,6 @@ int hbd_config_reload(struct hbc_config *running, const struct hbc_config *next,
 	running->sessions_per_uid = next->sessions_per_uid;
 	running->pending_per_uid = next->pending_per_uid;
 	running->hello_timeout_ms = next->hello_timeout_ms;
+	running->resume_timeout_ms = next->resume_timeout_ms;
 	return restart;
 }

@@ -48,13 +48,23 @@ static void put_stat(void *ctx, const char *key, uint64_t value)
 	l->v[l->n++] = st;
 }
 
+/* Restored sessions still waiting for their clients. */
+static uint64_t detached_sessions(struct hbd *d)
+{
+	struct hbd_session *s;
+	uint64_t n = 0;
+
+	hbc_list_for_each_safe(s, &d->sessions, struct hbd_session, link) n += s->detached;
+	return n;
+}
+
 static int add_stats(struct hbd *d, ControlReply *r)
 {
 	struct stat_list l = {0};
 	const struct hbd_stats *s = &d->stats;
 	struct hbd_domain *dom;
 	uint64_t buffers = 0, orphans = 0, exports = 0, imports = 0, bytes_mapped = 0;
-	uint64_t timelines = 0, fence_waits = 0;
+	uint64_t timelines = 0, fence_waits = 0, commits, compactions;
 	struct hbd_session *ss;
 	struct hbd_import *im;
 
@@ -97,6 +107,13 @@ static int add_stats(struct hbd *d, ControlReply *r)
 	put_stat(&l, "refused_credentials", s->refused_credentials);
 	put_stat(&l, "refused_limits", s->refused_limits);
 	put_stat(&l, "ctl_list_truncated", d->ctl_truncated);
+	hbd_state_stats(d, &commits, &compactions);
+	put_stat(&l, "state_kept", hbd_state_on(d));
+	put_stat(&l, "state_commits", commits);
+	put_stat(&l, "state_compactions", compactions);
+	put_stat(&l, "sessions_restored", d->restored);
+	put_stat(&l, "sessions_detached", detached_sessions(d));
+	put_stat(&l, "restore_ms", d->restore_ms);
 	d->backend->stats(d->backend_state, put_stat, &l);
 	r->stats = l.v;
 	r->n_stats = l.n;

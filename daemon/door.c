@@ -23,6 +23,7 @@
 #include "common/cred.h"
 #include "common/log.h"
 #include "common/sock.h"
+#include "daemon/fdstore.h"
 #include "daemon/hyperbufd.h"
 
 /* Tells the peer why (one frame, best effort: it may already be gone) and hangs up. */
@@ -100,6 +101,7 @@ static void admit(struct hbd_listener *l, int fd)
 {
 	struct hbd *d = l->d;
 	struct hbd_user *user = NULL;
+	struct hbd_session *s = NULL;
 	struct hbd_domain *dom;
 	struct hbc_cred cred;
 	int r;
@@ -116,15 +118,28 @@ static void admit(struct hbd_listener *l, int fd)
 	}
 	if (r == 0)
 		r = l->door == HBD_DOOR_VM ? admit_vm(l, dom, &cred) : admit_user(l, &cred, &user);
-	if (r == 0 && !hbd_session_new(d, fd, dom, l->door, user, &cred)) {
-		if (user) {
+	if (r == 0) {
+		s = hbd_session_new(d, fd, dom, l->door, user, &cred);
+		if (!s && user) {
 			user->pending--;
 			hbd_user_put(d, user);
 		}
-		r = -ENOMEM;
+		r = s ? 0 : -ENOMEM;
 	}
-	if (r < 0)
+	if (r < 0) {
 		refuse(fd, -r);
+		return;
+	}
+	/* A VM's channel is QEMU's for the VM's life: it outlives this daemon (docs/RESTART.md). */
+	if (l->door == HBD_DOOR_VM)
+		hbd_channel_keep(s, l);
+}
+
+void hbd_channel_keep(struct hbd_session *s, const struct hbd_listener *l)
+{
+	snprintf(s->fdname, sizeof(s->fdname), "ch.%u.%u.%llu", l->domain, l->port,
+		 (unsigned long long)s->serial);
+	hbd_fdstore_keep(s->d->fds, s->fd, s->fdname);
 }
 
 static void on_accept_resume(struct ev_loop *loop, ev_timer *w, int revents)
@@ -159,12 +174,34 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
+/* The socket the last daemon kept under l->fdname if it still is path's, else a new one; kept
+ * for the next (docs/RESTART.md). */
+static int listener_socket(struct hbd *d, struct hbd_listener *l,
+			   const struct hbc_sock_owner *owner)
+{
+	int fd = hbd_fdstore_take(d->fds, l->fdname);
+
+	if (fd >= 0 && hbc_unix_adopt(fd, l->path, owner) < 0) {
+		log_info("%s: the socket the last daemon kept is not this path's any more; making "
+			 "a new one",
+			 l->path);
+		hbd_fdstore_forget(d->fds, l->fdname);
+		close(fd);
+		fd = -1;
+	}
+	if (fd < 0)
+		fd = hbc_unix_listen(l->path, 64, owner);
+	if (fd >= 0)
+		hbd_fdstore_keep(d->fds, fd, l->fdname);
+	return fd;
+}
+
 static int listener_open(struct hbd *d, struct hbd_listener *l, const char *path,
 			 const struct hbc_sock_owner *owner)
 {
 	l->d = d;
 	snprintf(l->path, sizeof(l->path), "%s", path);
-	l->fd = hbc_unix_listen(path, 64, owner);
+	l->fd = listener_socket(d, l, owner);
 	if (l->fd < 0)
 		return l->fd;
 	ev_io_init(&l->io, on_accept, l->fd, EV_READ);
@@ -182,8 +219,11 @@ static void listener_close(struct hbd *d, struct hbd_listener *l)
 		return;
 	ev_io_stop(d->loop, &l->io);
 	ev_timer_stop(d->loop, &l->pause);
+	hbd_fdstore_forget(d->fds, l->fdname);
 	close(l->fd);
-	unlink(l->path);
+	/* Handing over to the next daemon: its clients keep connecting to this socket. */
+	if (!d->handover)
+		unlink(l->path);
 	l->fd = -1;
 }
 
@@ -214,10 +254,12 @@ static int open_host_doors(struct hbd *d)
 	int r;
 
 	d->host.door = HBD_DOOR_HOST;
+	snprintf(d->host.fdname, sizeof(d->host.fdname), "host");
 	r = listener_open(d, &d->host, cfg->socket, &host);
 	if (r < 0)
 		return r;
 	d->control.door = HBD_DOOR_CONTROL;
+	snprintf(d->control.fdname, sizeof(d->control.fdname), "control");
 	return listener_open(d, &d->control, cfg->control, &control);
 }
 
@@ -249,6 +291,8 @@ static int open_vm_doors(struct hbd *d)
 			l->door = HBD_DOOR_VM;
 			l->domain = vm->id;
 			l->vm = vm;
+			l->port = k;
+			snprintf(l->fdname, sizeof(l->fdname), "vm.%u.%u", vm->id, k);
 			r = hbc_config_channel_path(vm, k, path);
 			if (r == 0)
 				r = listener_open(d, l, path, &owner);
@@ -302,4 +346,68 @@ void hbd_doors_close(struct hbd *d)
 	free(d->vm_listeners);
 	d->vm_listeners = NULL;
 	d->n_vm_listeners = 0;
+}
+
+static struct hbd_listener *vm_listener(struct hbd *d, uint32_t vm, unsigned port)
+{
+	for (unsigned i = 0; i < d->n_vm_listeners; i++)
+		if (d->vm_listeners[i].domain == vm && d->vm_listeners[i].port == port)
+			return &d->vm_listeners[i];
+	return NULL;
+}
+
+/* One kept channel: still this config's VM and port, still its QEMU. */
+static void adopt_channel(struct hbd *d, const char *name)
+{
+	unsigned vm, port;
+	struct hbd_listener *l = NULL;
+	struct hbd_session *s = NULL;
+	struct hbc_cred cred;
+	char why[HBC_CONFIG_PATH_MAX + 128] = "";
+	int fd = hbd_fdstore_take(d->fds, name);
+
+	if (fd < 0)
+		return;
+	if (sscanf(name, "ch.%u.%u.", &vm, &port) == 2)
+		l = vm_listener(d, vm, port);
+	if (l && hbc_peer_cred(fd, &cred) == 0 &&
+	    hbc_vm_cred_check(l->vm, &cred, why, sizeof(why)) == 0)
+		s = hbd_session_new(d, fd, hbd_domain_get(d, vm), HBD_DOOR_VM, NULL, &cred);
+	if (!s) {
+		log_info(
+		    "%s: a kept channel connection that is no VM's of this config any more%s%s; "
+		    "closing it",
+		    name, why[0] ? ": " : "", why);
+		hbd_fdstore_forget(d->fds, name);
+		close(fd);
+		return;
+	}
+	snprintf(s->fdname, sizeof(s->fdname), "%s", name);
+	/* What is in the stream was meant for the last daemon: drop it until the client's
+	 * marker, and tell the client to resynchronise and resume. */
+	s->await_marker = true;
+	if (hbd_session_put_restarted(s) < 0)
+		hbd_session_close(s, "out of memory");
+	else
+		log_info("%s: channel of vm %s port %u taken back", s->label, l->vm->name, port);
+}
+
+void hbd_doors_adopt_channels(struct hbd *d)
+{
+	char names[256][HBD_FDNAME_MAX];
+	size_t cursor = 0, n = 0;
+	const char *nm;
+
+	/* Names first: adopting changes the table being walked. */
+	while ((nm = hbd_fdstore_next(d->fds, "ch.", &cursor))) {
+		if (n == sizeof(names) / sizeof(names[0])) {
+			for (size_t i = 0; i < n; i++)
+				adopt_channel(d, names[i]);
+			n = 0;
+			cursor = 0;
+		}
+		snprintf(names[n++], sizeof(names[0]), "%s", nm);
+	}
+	for (size_t i = 0; i < n; i++)
+		adopt_channel(d, names[i]);
 }

@@ -16,8 +16,8 @@
 
 #include "backends/backend.h"
 #include "common/clock.h"
-#include "common/cred.h"
 #include "common/config.h"
+#include "common/cred.h"
 #include "common/list.h"
 #include "common/log.h"
 #include "hyperbuf.h"
@@ -34,10 +34,23 @@
 #define HBD_SEEN_BY_MAX          4096 /* domains one timeline may be shared with */
 #define HBD_OUT_MAX                                                                                \
 	(8u * 1024u * 1024u) /* replies a client may leave unread before it is dropped */
-#define HBD_MAX_SESSIONS  1024
+#define HBD_MAX_SESSIONS 1024
 
 struct hbd;
 struct hbd_session;
+struct hbd_fdstore;
+struct hbd_state;
+
+/* An object's place in the restart state (daemon/state_write.c): marked when it changes, and
+ * written whole at the next commit. */
+struct hbd_st_mark {
+	struct hbc_list link; /* in the state's dirty list while dirty */
+	uint8_t dirty;        /* HBD_ST_DIRTY_* */
+	uint8_t kind;         /* enum hbd_st_kind of the object it is in */
+	bool known;           /* the journal has it: its end must be written too */
+};
+#define HBD_ST_DIRTY       1u /* the object's record */
+#define HBD_ST_DIRTY_PLACE 2u /* a buffer's placement (StBuffer) as well as its state */
 
 /* Statistics shown by `hyperbufctl stats`. bytes_copied exists to prove a negative: no code
  * path of the daemon copies buffer contents, so nothing ever adds to it. */
@@ -106,6 +119,8 @@ struct hbd_buffer {
 
 	struct hbd_resv_entry *resv; /* HBP_RESV_LIMIT slots once a fence was attached */
 	unsigned n_resv;
+	uint64_t unexport_at_ms; /* CLOCK_MONOTONIC deadline of a pending unexport */
+	struct hbd_st_mark st;
 };
 
 /*
@@ -134,6 +149,7 @@ struct hbd_timeline {
 	 * (attached to a buffer shared with them, or shared explicitly). */
 	uint32_t *seen_by;
 	unsigned n_seen_by, cap_seen_by;
+	struct hbd_st_mark st;
 };
 
 /*
@@ -158,10 +174,12 @@ struct hbd_import {
 	struct hbd_buffer *buf;
 	uint32_t gen; /* the buffer's hid generation when imported */
 	bool writable;
+	bool st_known; /* written to the restart state */
 };
 
 struct hbd_event {
 	struct hbc_list link;
+	uint64_t st_key; /* its record in the restart state, 0 if none */
 	uint32_t type;
 	struct hb_id hid;
 	bool has_hid;
@@ -232,6 +250,21 @@ struct hbd_session {
 	unsigned n_done;
 	bool doomed; /* fell behind: closed from drop_timer, gets nothing more */
 	ev_timer drop_timer;
+
+	/* Restarts (docs/RESTART.md). A client session has a token it resumes with after the
+	 * daemon restarted; a restored session waits detached (no connection) until its client
+	 * resumes it or resume_timer fires. */
+	uint8_t token[HBP_TOKEN_LEN];
+	uint32_t last_request;       /* the last request whose effects the state has */
+	struct hbp_bytes last_reply; /* its reply (packed ServerMsg), for a resume that missed it */
+	uint32_t reply_fd_group;     /* that reply carried this group's pool fd */
+	struct hbp_bytes pending_out; /* a resumed session's frames, sent after the welcome */
+	bool detached;                /* restored: no connection yet */
+	bool gated;                   /* a reply is waiting for room before the next request */
+	bool await_marker; /* a channel adopted at a restart: drop input until a marker */
+	char fdname[32];   /* a kept channel connection's name in the fd store */
+	ev_timer resume_timer;
+	struct hbd_st_mark st;
 };
 
 /* The backend compiled in under this name ("kvm", "xen"), or NULL (daemon/backend.c). */
@@ -248,6 +281,8 @@ struct hbd_listener {
 	uint32_t domain;
 	const struct hbc_config_vm *vm; /* HBD_DOOR_VM: whose QEMU may connect */
 	char path[HBC_SUN_PATH_MAX];
+	char fdname[32]; /* in the fd store: "host", "control", "vm.<id>.<port>" */
+	unsigned port;   /* HBD_DOOR_VM: which of the VM's ports */
 	/* Its refusals' log lines, one cause each. */
 	struct hbc_ratelimit refused_creds, refused_limit, refused_sessions;
 };
@@ -284,9 +319,21 @@ struct hbd {
 	uint32_t next_serial;
 	uint64_t next_handle;
 	uint64_t next_session;
+	uint64_t next_event; /* keys of queued events in the restart state */
 
-	ev_signal sig_term, sig_int, sig_hup;
+	ev_signal sig_term, sig_int, sig_hup, sig_usr2;
 	struct hbd_stats stats;
+
+	/* Restarts (docs/RESTART.md): the descriptors that outlive us, the journal of the state
+	 * (NULL when nothing is kept), and what a start found of the last daemon's. */
+	struct hbd_fdstore *fds;
+	struct hbd_state *state;
+	ev_prepare commit_watcher;
+	bool handover;       /* exiting for a restart: leave the state and sockets as they are */
+	uint32_t restored;   /* sessions a restart brought back */
+	uint64_t restore_ms; /* how long restoring took */
+	char *const *argv;   /* for a re-exec in place */
+	const char *exe;
 };
 
 /* server.c */
@@ -296,6 +343,11 @@ void hbd_server_stop(struct hbd *d);
 /* door.c: the host, control and VM channel sockets, and who each lets in */
 int hbd_doors_open(struct hbd *d);
 void hbd_doors_close(struct hbd *d);
+/* Keeps a VM channel's connection in the fd store, named after its VM, port and session. */
+void hbd_channel_keep(struct hbd_session *s, const struct hbd_listener *l);
+/* Adopts the VM channel connections the last daemon kept: each resynchronises, its client
+ * resumes (docs/RESTART.md). */
+void hbd_doors_adopt_channels(struct hbd *d);
 /* folders.c: a folder holding one VM's sockets only becomes the daemon's, that VM's group's,
  * mode 0710 (after every socket exists). */
 void hbd_doors_restrict_folders(struct hbd *d);
@@ -318,6 +370,10 @@ void hbd_session_close(struct hbd_session *s, const char *reason);
 void hbd_session_restart(struct hbd_session *s, const char *reason);
 /* Queues a framed reply (takes no ownership of msg). Returns 0 or -errno (session dropped). */
 int hbd_session_send(struct hbd_session *s, const ServerMsg *msg, int fd);
+/* Starts writing the session's output when its socket has room (not while detached). */
+void hbd_session_want_write(struct hbd_session *s);
+/* Queues a resync marker that tells the channel's client the daemon restarted. */
+int hbd_session_put_restarted(struct hbd_session *s);
 /* Drops the first n bytes of the session's input. */
 void hbd_session_consume(struct hbd_session *s, size_t n);
 
@@ -332,6 +388,9 @@ enum hbd_scan {
 	HBD_SCAN_MARKER, /* a resync marker of *len bytes, unpacked into *m */
 };
 enum hbd_scan hbd_channel_scan(struct hbd_session *s, size_t *len, struct hbp_resync *m);
+/* What a VM channel's input starts with, handling markers (a resync restarts the session): 1
+ * if something was handled (look again), 0 for a frame (or the start of one), -1 to wait. */
+int hbd_channel_input(struct hbd_session *s);
 
 /* The session said Hello: count it in its domain (control sessions are not clients) and its
  * user's sessions. -EUSERS if its user has sessions_per_uid already (nothing counted). */
@@ -340,6 +399,12 @@ int hbd_session_mark_hello(struct hbd_session *s, bool control);
 struct hbb_caller hbd_session_caller(const struct hbd_session *s);
 void hbd_session_event(struct hbd_session *s, uint32_t type, const struct hb_id *hid,
 		       uint32_t domain, uint64_t size, const uint8_t *meta, uint32_t meta_len);
+/* events.c: an event left the queue (framed for the client, or its session ended). */
+void hbd_session_event_free(struct hbd_session *s, struct hbd_event *ev);
+/* events.c: an event the restart state kept, back at the end of its session's queue. */
+int hbd_session_event_restore(struct hbd_session *s, uint64_t key, uint32_t type,
+			      const struct hb_id *hid, uint32_t domain, uint64_t size,
+			      const uint8_t *meta, uint32_t meta_len);
 
 /* Moves every queued fence completion into the output ahead of whatever is sent next: done
  * before a reply that tells the client about a timeline's progress, which must never overtake
@@ -376,6 +441,8 @@ void hbd_session_release(struct hbd_session *s);
 struct hbd_wait *hbd_session_next_done(struct hbd_session *s);
 void hbd_wait_free(struct hbd_wait *w);
 struct hbd_timeline *hbd_timeline_find(struct hbd *d, uint64_t id);
+/* Files a new timeline (owner and id set) under its id and its owner. */
+void hbd_timeline_insert(struct hbd *d, struct hbd_timeline *tl);
 
 /* request.c: one request in, one reply out */
 void hbd_request(struct hbd_session *s, ClientMsg *msg);
@@ -392,6 +459,8 @@ int hbd_import(struct hbd_session *s, const struct hb_id *hid, uint32_t flags,
 	       struct hbd_import **out);
 struct hbd_import *hbd_import_find(struct hbd_session *s, uint64_t handle);
 void hbd_import_release(struct hbd_session *s, struct hbd_import *im);
+/* Starts (or restarts, after a restore) a pending unexport's timer. */
+void hbd_buffer_arm_unexport(struct hbd_buffer *b, uint32_t delay_ms);
 uint32_t hbd_buffer_info_flags(const struct hbd_buffer *b);
 const char *hbd_export_state_name(enum hbd_export_state st);
 
@@ -411,5 +480,43 @@ void hbd_control_free(ControlReply *r);
 
 /* notify.c: sd_notify without libsystemd */
 int hbd_notify(const char *state);
+
+/* state_write.c: the restart state (docs/RESTART.md; no-ops while nothing is kept) */
+bool hbd_state_on(const struct hbd *d);
+void hbd_state_mark_session(struct hbd_session *s);
+void hbd_state_mark_buffer(struct hbd_buffer *b, bool placed);
+void hbd_state_mark_timeline(struct hbd_timeline *tl);
+void hbd_state_import_new(struct hbd_session *s, struct hbd_import *im);
+void hbd_state_event_new(struct hbd_session *s, struct hbd_event *ev);
+void hbd_state_forget_event(struct hbd *d, struct hbd_event *ev);
+void hbd_state_forget_session(struct hbd_session *s);
+void hbd_state_forget_buffer(struct hbd_buffer *b);
+void hbd_state_forget_timeline(struct hbd *d, struct hbd_timeline *tl);
+void hbd_state_forget_import(struct hbd *d, struct hbd_import *im);
+void hbd_state_backend_put(struct hbd *d, uint64_t key, const void *data, size_t len);
+void hbd_state_backend_drop(struct hbd *d, uint64_t key);
+/* Makes every change so far durable: before a reply or an event leaves. 0 or -errno (the
+ * state is then given up, logged). */
+int hbd_state_commit(struct hbd *d);
+bool hbd_state_pending(const struct hbd *d);
+/* A fresh journal of the current state, kept as "state.<gen>"; old: the name it replaces. */
+int hbd_state_start(struct hbd *d, unsigned gen, uint64_t lineage, const char *old);
+void hbd_state_stop(struct hbd *d);
+void hbd_state_stats(const struct hbd *d, uint64_t *commits, uint64_t *compactions);
+
+/* state_restore.c: a start that finds the last daemon's state takes it back */
+/* Reads the newest state the fd store kept. 0 with *restore filled (caller frees), 1 if
+ * there is none, or a negative errno: a state that was refused (logged with why). *gen and
+ * name: which one it was. */
+struct hbd_restore;
+int hbd_restore_find(struct hbd *d, struct hbd_restore *restore, unsigned *gen, char *name,
+		     size_t namelen);
+/* Builds the restored objects (sessions detached until their clients resume them). 0, or a
+ * negative errno with everything it built undone. */
+int hbd_restore_apply(struct hbd *d, const struct hbd_restore *restore);
+/* resume.c: a Hello with a token takes over the restored session it names */
+int hbd_session_resume(struct hbd_session *s, const Hello *h, Welcome *w, int *resend_fd_group);
+/* A new client session's random token (-EAGAIN if the kernel has no randomness yet). */
+int hbd_session_new_token(struct hbd_session *s);
 
 #endif

@@ -18,6 +18,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "daemon/config.h"
+#include "daemon/fdstore.h"
 #include "daemon/hyperbufd.h"
 
 #define HBD_DEFAULT_CONFIG HB_SYSCONFDIR "/hyperbuf/hyperbufd.conf"
@@ -29,10 +30,61 @@ static struct hbc_config *load_config(const char *path, char *err, size_t errlen
 	return hbd_config_load_string(hbd_config_default_text, "/", err, errlen);
 }
 
+/* With a service manager that keeps our descriptors, a stop may be a restart: hand over to
+ * the next daemon (if the manager stops the service instead, it drops the store, and that is
+ * the end of the state). Without one, end every session cleanly. */
 static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 {
-	log_info("%s: shutting down", strsignal(w->signum));
+	struct hbd *d = w->data;
+
+	d->handover = hbd_state_on(d);
+	log_info("%s: shutting down%s", strsignal(w->signum),
+		 d->handover ? "; sessions and the state stay for the next daemon" : "");
 	ev_break(loop, EVBREAK_ALL);
+}
+
+/* SIGUSR2: replace this process with the hyperbufd binary at the same path (an upgrade), the
+ * same pid, every kept descriptor and the state handed over as at a restart. */
+static void on_reexec(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct hbd *d = w->data;
+	int r;
+
+	if (!d->exe || access(d->exe, X_OK) < 0) {
+		log_err("re-exec: %s is not there to run; carrying on", d->exe ? d->exe : "?");
+		return;
+	}
+	if (!hbd_state_on(d))
+		hbd_state_start(d, 1, 0, "");
+	if (hbd_state_commit(d) < 0 || !hbd_state_on(d)) {
+		log_err("re-exec: the state could not be kept; carrying on");
+		return;
+	}
+	log_info("re-exec: handing over to %s (pid %d stays)", d->exe, (int)getpid());
+	hbd_notify("RELOADING=1");
+	r = hbd_fdstore_exec(d->fds, d->exe, d->argv);
+	/* The descriptors were moved for the new program: this one cannot go on. */
+	log_err("re-exec of %s failed: %s; exiting (a service manager restarts us from the "
+		"store)",
+		d->exe, strerror(-r));
+	_exit(1);
+}
+
+/* This program's path, taken at start: an upgrade replaces the file, and a re-exec runs the
+ * new one from the same place. */
+static const char *self_path(void)
+{
+	static char path[4096];
+	ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+	const char *deleted = " (deleted)";
+	size_t dl = strlen(deleted);
+
+	if (n <= 0)
+		return NULL;
+	path[n] = '\0';
+	if ((size_t)n > dl && strcmp(path + n - dl, deleted) == 0)
+		path[n - dl] = '\0';
+	return path;
 }
 
 /* Reload: apply only a valid config, and of it only what hbd_config_reload() can apply to running
@@ -174,16 +226,18 @@ static int apply_socket_options(const struct options *o, struct hbc_config *cfg)
 	return 0;
 }
 
-/* The loop's signals: stop on SIGTERM and SIGINT, reload on SIGHUP. */
+/* The loop's signals: stop on SIGTERM and SIGINT, reload on SIGHUP, re-exec on SIGUSR2. */
 static void watch_signals(struct hbd *d)
 {
 	ev_signal_init(&d->sig_term, on_stop, SIGTERM);
 	ev_signal_init(&d->sig_int, on_stop, SIGINT);
 	ev_signal_init(&d->sig_hup, on_hup, SIGHUP);
-	d->sig_hup.data = d;
+	ev_signal_init(&d->sig_usr2, on_reexec, SIGUSR2);
+	d->sig_term.data = d->sig_int.data = d->sig_hup.data = d->sig_usr2.data = d;
 	ev_signal_start(d->loop, &d->sig_term);
 	ev_signal_start(d->loop, &d->sig_int);
 	ev_signal_start(d->loop, &d->sig_hup);
+	ev_signal_start(d->loop, &d->sig_usr2);
 }
 
 int main(int argc, char **argv)
@@ -205,7 +259,8 @@ int main(int argc, char **argv)
 	if (apply_socket_options(&o, d.cfg) < 0)
 		goto err_config;
 	if (o.check_only) {
-		printf("%s: configuration is valid\n", o.config_path ? o.config_path : "(embedded)");
+		printf("%s: configuration is valid\n",
+		       o.config_path ? o.config_path : "(embedded)");
 		hbc_config_free(d.cfg);
 		return 0;
 	}
@@ -214,6 +269,12 @@ int main(int argc, char **argv)
 		d.cfg->log_level = HBC_LOG_DEBUG;
 	d.config_path = o.config_path;
 	d.start_ms = hbc_now_ms();
+	d.argv = argv;
+	d.exe = self_path();
+	if (hbd_fdstore_open(&d.fds) < 0) {
+		log_err("out of memory");
+		goto err_config;
+	}
 	d.handle_request = hbd_request;
 	d.session_release = hbd_session_release;
 	d.loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
@@ -241,6 +302,7 @@ int main(int argc, char **argv)
 err_loop:
 	ev_loop_destroy(d.loop);
 err_config:
+	hbd_fdstore_free(d.fds);
 	hbc_config_free(d.cfg);
 	return status;
 }

@@ -131,6 +131,7 @@ int hbd_buffer_alloc(struct hbd_session *s, uint32_t peer, uint64_t size, uint32
 	b->mem.creator = s->serial;
 	s->dom->pages += b->mem.data_pages + b->mem.dir_pages;
 	hbc_list_insert_tail(&s->buffers, &b->owner_link);
+	hbd_state_mark_buffer(b, true);
 	log_debug("%s: buffer %llu: %llu bytes for domain %u, %u+%u pages in group %u", s->label,
 		  (unsigned long long)b->mem.handle, (unsigned long long)size, peer,
 		  b->mem.data_pages, b->mem.dir_pages, b->mem.group);
@@ -168,6 +169,7 @@ static void buffer_reclaim_if_unused(struct hbd_buffer *b)
 	dom = hbd_domain_get(d, b->mem.exporter);
 	if (dom)
 		dom->pages -= b->mem.data_pages + b->mem.dir_pages;
+	hbd_state_forget_buffer(b);
 	d->backend->release(d->backend_state, &b->mem, d->stopping);
 	log_debug("buffer %llu: pages returned to group %u", (unsigned long long)b->mem.handle,
 		  b->mem.group);
@@ -186,6 +188,7 @@ static void unexport_now(struct hbd_buffer *b)
 		return;
 	ev_timer_stop(d->loop, &b->unexport_timer);
 	b->state = HBD_EXPORT_DONE;
+	hbd_state_mark_buffer(b, false);
 	dom = hbd_domain_get(d, b->mem.exporter);
 	if (dom && dom->exports)
 		dom->exports--;
@@ -201,6 +204,13 @@ static void on_unexport_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	buffer_reclaim_if_unused(b);
 }
 
+void hbd_buffer_arm_unexport(struct hbd_buffer *b, uint32_t delay_ms)
+{
+	ev_timer_init(&b->unexport_timer, on_unexport_timer, delay_ms / 1000.0, 0.);
+	b->unexport_timer.data = b;
+	ev_timer_start(b->d->loop, &b->unexport_timer);
+}
+
 void hbd_buffer_free(struct hbd_buffer *b)
 {
 	struct hbd *d = b->d;
@@ -210,6 +220,7 @@ void hbd_buffer_free(struct hbd_buffer *b)
 		hbc_list_remove(&b->owner_link);
 		b->owner = NULL;
 		hbc_list_insert_tail(&d->orphans, &b->owner_link);
+		hbd_state_mark_buffer(b, false);
 	}
 	buffer_reclaim_if_unused(b);
 }
@@ -249,6 +260,7 @@ int hbd_export(struct hbd_buffer *b, const uint8_t *meta, size_t meta_len, struc
 	b->meta = copy;
 	b->meta_len = (uint32_t)meta_len;
 	*hid = b->hid;
+	hbd_state_mark_buffer(b, false);
 	hbd_domain_event(d, b->mem.peer, HB_EVENT_EXPORTED, &b->hid, b->mem.exporter, b->mem.size,
 			 b->meta, b->meta_len);
 	return 0;
@@ -272,9 +284,9 @@ int hbd_unexport(struct hbd_session *s, const struct hb_id *hid, uint32_t delay_
 		return 0;
 	}
 	b->state = HBD_EXPORT_PENDING;
-	ev_timer_init(&b->unexport_timer, on_unexport_timer, delay_ms / 1000.0, 0.);
-	b->unexport_timer.data = b;
-	ev_timer_start(s->d->loop, &b->unexport_timer);
+	b->unexport_at_ms = hbc_now_ms() + delay_ms;
+	hbd_buffer_arm_unexport(b, delay_ms);
+	hbd_state_mark_buffer(b, false);
 	return 0;
 }
 
@@ -312,6 +324,7 @@ int hbd_import(struct hbd_session *s, const struct hb_id *hid, uint32_t flags,
 	im->gen = b->gen;
 	im->writable = writable;
 	hbc_list_insert_tail(&s->imports, &im->link);
+	hbd_state_import_new(s, im);
 	b->importers++;
 	b->gen_importers++;
 	s->dom->imports++;
@@ -342,6 +355,7 @@ void hbd_import_release(struct hbd_session *s, struct hbd_import *im)
 	bool current = im->gen == b->gen;
 
 	hbc_list_remove(&im->link);
+	hbd_state_forget_import(s->d, im);
 	free(im);
 	s->dom->imports--;
 	b->importers--;

@@ -13,6 +13,7 @@
 #include "protocol/desc.h"
 #include "protocol/hid.h"
 #include "protocol/limits.h"
+#include "protocol/resync.h"
 
 /* Everything one reply may point into; it lives in hbd_request's frame. */
 struct reply {
@@ -32,6 +33,9 @@ struct reply {
 	ControlReply *control;
 	int fd;     /* sent with the reply (Attach of a host session), closed after */
 	bool flush; /* queued fence completions must go out first (see hbd_request) */
+	/* A resume: the reply the client missed (-1: none), with this group's pool fd (0: no fd).
+	 */
+	int resend_fd_group;
 };
 
 /* A hid from the wire; frame validation already checked its length when present. */
@@ -75,10 +79,23 @@ static int do_hello(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
 	w->meta_max = d->cfg->meta_max;
 	w->event_queue = d->cfg->event_queue;
 	w->frame_max = HBP_FRAME_MAX;
+	if (m->resume.len && (m->role != HBP_ROLE_CLIENT || !hbd_state_on(d)))
+		return -ENOENT; /* nothing to resume here */
 	if (m->role == HBP_ROLE_CLIENT) {
+		err = m->resume.len     ? hbd_session_resume(s, m, w, &r->resend_fd_group)
+		      : hbd_state_on(d) ? hbd_session_new_token(s)
+					: 0;
+		if (err < 0)
+			return err;
 		err = d->backend->welcome(d->backend_state, s->dom->id, w);
 		if (err < 0)
 			return err;
+		/* A token only where a restart keeps the state: elsewhere a client must not wait
+		 * for a daemon that will not come back with its session. */
+		if (hbd_state_on(d)) {
+			w->token = (ProtobufCBinaryData){HBP_TOKEN_LEN, s->token};
+			w->resume_ms = d->cfg->resume_timeout_ms;
+		}
 	}
 	err = hbd_session_mark_hello(s, m->role == HBP_ROLE_CONTROL);
 	if (err < 0) {
@@ -103,8 +120,10 @@ static int do_attach(struct hbd_session *s, const ClientMsg *cm, struct reply *r
 		return -ENOENT;
 	err = s->d->backend->attach(s->d->backend_state, &who, group, cm->attach->ivshmem_peer,
 				    &r->fd);
-	if (err == 0)
+	if (err == 0) {
 		s->attached |= 1ull << (group - 1);
+		hbd_state_mark_session(s);
+	}
 	return err;
 }
 
@@ -145,7 +164,11 @@ static int do_grant(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
 		return -ENOENT;
 	if (!s->d->backend->grant)
 		return -EOPNOTSUPP;
-	return s->d->backend->grant(s->d->backend_state, &who, &b->mem, cm->grant->desc);
+	int err = s->d->backend->grant(s->d->backend_state, &who, &b->mem, cm->grant->desc);
+
+	if (err == 0)
+		hbd_state_mark_buffer(b, true);
+	return err;
 }
 
 static int do_export(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
@@ -160,6 +183,10 @@ static int do_export(struct hbd_session *s, const ClientMsg *cm, struct reply *r
 		return -EINVAL;
 	if (m->meta.len > s->d->cfg->meta_max)
 		return -EMSGSIZE;
+	/* Metadata reaches VM channels in events and imports, where a resync marker in it would
+	 * cut the stream (PROTOCOL.md §1.1): nobody may export one, whatever its own channel. */
+	if (hbp_resync_meta_unsafe(m->meta.data, m->meta.len))
+		return -EINVAL;
 	err = hbd_export(b, m->meta.data, m->meta.len, &r->hid);
 	if (err < 0)
 		return err;
@@ -417,6 +444,57 @@ static void send_reply(struct hbd_session *s, const ClientMsg *msg, struct reply
 	}
 }
 
+/* The state changed for this request: keep its reply with it, for a client that resumes after
+ * a restart having missed it (docs/RESTART.md). */
+static void remember_reply(struct hbd_session *s, const ClientMsg *msg, const struct reply *r)
+{
+	size_t len = server_msg__get_packed_size(&r->msg);
+
+	if (!s->hello || s->control || hbp_bytes_reserve(&s->last_reply, len) < 0)
+		return;
+	hbp_bytes_consume(&s->last_reply, s->last_reply.len);
+	server_msg__pack(&r->msg, s->last_reply.data);
+	s->last_reply.len = len;
+	s->last_request = msg->id;
+	s->reply_fd_group =
+	    msg->body_case == CLIENT_MSG__BODY_ATTACH && r->fd >= 0 ? msg->attach->group : 0;
+	hbd_state_mark_session(s);
+}
+
+/* After a resume's welcome: the reply the client missed, then what was framed for the session
+ * while it waited. */
+static void resend(struct hbd_session *s, int fd_group)
+{
+	struct hbb_caller who = hbd_session_caller(s);
+	ServerMsg *m;
+	int fd = -1;
+
+	if (fd_group >= 0) {
+		m = server_msg__unpack(NULL, s->last_reply.len, s->last_reply.data);
+		/* The pool fd an Attach's reply carried: the host gets a new one, as Attach does.
+		 */
+		if (m && fd_group > 0) {
+			who.attached &= ~(1ull << (fd_group - 1));
+			if (s->d->backend->attach(s->d->backend_state, &who, (uint32_t)fd_group, 0,
+						  &fd) < 0)
+				fd = -1;
+		}
+		if (m && hbd_session_send(s, m, fd) < 0)
+			hbd_session_close(s, "cannot queue the reply it missed");
+		if (m)
+			server_msg__free_unpacked(m, NULL);
+		if (fd >= 0)
+			close(fd);
+	}
+	if (!s->closing && s->pending_out.len &&
+	    hbp_bytes_reserve(&s->out, s->pending_out.len) == 0) {
+		memcpy(s->out.data + s->out.len, s->pending_out.data, s->pending_out.len);
+		s->out.len += s->pending_out.len;
+		hbd_session_want_write(s);
+	}
+	hbp_bytes_free(&s->pending_out);
+}
+
 void hbd_request(struct hbd_session *s, ClientMsg *msg)
 {
 	struct reply r = {
@@ -431,6 +509,7 @@ void hbd_request(struct hbd_session *s, ClientMsg *msg)
 	    .cpu = CPU_ACCESS_REPLY__INIT,
 	    .desc = BUFFER_DESC__INIT,
 	    .fd = -1,
+	    .resend_fd_group = -1,
 	};
 	int err;
 
@@ -440,12 +519,16 @@ void hbd_request(struct hbd_session *s, ClientMsg *msg)
 	}
 	r.msg.id = msg->id;
 	err = handle(s, msg, &r);
+	if (err == 0 && msg->body_case != CLIENT_MSG__BODY_HELLO && hbd_state_pending(s->d))
+		remember_reply(s, msg, &r);
 	/* A completion that cannot be framed must not vanish quietly: the session ends, and its
 	 * library fails every fence it still waits on. */
 	if (r.flush && hbd_session_flush_fences(s) < 0)
 		hbd_session_close(s, "cannot frame its fence completions");
 	else
 		send_reply(s, msg, &r, err);
+	if (err == 0 && msg->body_case == CLIENT_MSG__BODY_HELLO && r.welcome.resumed)
+		resend(s, r.resend_fd_group);
 	if (r.fd >= 0)
 		close(r.fd);
 	if (r.welcome.groups || r.welcome.n_groups)

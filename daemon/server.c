@@ -15,11 +15,51 @@
 
 #include "common/log.h"
 #include "common/sock.h"
+#include "daemon/fdstore.h"
 #include "daemon/hyperbufd.h"
+#include "daemon/state.h"
+
+/* Before the loop sleeps: whatever changed since the last commit becomes durable, so that a
+ * daemon killed while idle has nothing in flight. */
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	hbd_state_commit(w->data);
+}
+
+/* What the last daemon left (docs/RESTART.md): its state, then its descriptors, adopted by
+ * whoever owns each kind. Without a state, pools, sockets and channels still come back: VMs
+ * keep running, only sessions are lost. */
+static int restore(struct hbd *d, char *name, size_t namelen, unsigned *gen, uint64_t *lineage)
+{
+	struct hbd_restore rs;
+	int have = hbd_restore_find(d, &rs, gen, name, namelen), r = 0;
+
+	if (have == 0) {
+		r = hbd_restore_apply(d, &rs);
+		*lineage = rs.lineage;
+		hbd_restore_free(&rs);
+		if (r < 0)
+			name[0] = '\0'; /* refused: it goes from the store like any refused one */
+	}
+	if (d->backend->version >= 2 && d->backend->restore_done)
+		d->backend->restore_done(d->backend_state, have == 0 && r == 0);
+	hbd_doors_adopt_channels(d);
+	return have == 0 && r == 0;
+}
+
+static int start_backend(struct hbd *d)
+{
+	hbd_backend_services_init(d, &d->services);
+	d->services.restoring = hbd_fdstore_inherited(d->fds) > 0;
+	return d->backend->start(&d->services, &d->backend_state);
+}
 
 int hbd_server_start(struct hbd *d)
 {
 	struct hbc_config *cfg = d->cfg;
+	char state_name[HBD_FDNAME_MAX] = "";
+	uint64_t t0 = hbc_now_ms(), lineage = 0;
+	unsigned gen = 0;
 	int r;
 
 	hbc_list_init(&d->sessions);
@@ -48,13 +88,23 @@ int hbd_server_start(struct hbd *d)
 			return -ENOMEM;
 
 	r = hbd_doors_open(d);
+	if (r == 0)
+		r = start_backend(d);
 	if (r < 0)
 		goto err;
-	hbd_backend_services_init(d, &d->services);
-	r = d->backend->start(&d->services, &d->backend_state);
-	if (r < 0)
-		goto err;
+	if (hbd_fdstore_inherited(d->fds)) {
+		restore(d, state_name, sizeof(state_name), &gen, &lineage);
+		d->restore_ms = hbc_now_ms() - t0;
+		log_info("restart: %u sessions restored in %llu ms", d->restored,
+			 (unsigned long long)d->restore_ms);
+	}
+	hbd_fdstore_close_untaken(d->fds);
 	hbd_doors_restrict_folders(d);
+	if (hbd_fdstore_enabled(d->fds))
+		hbd_state_start(d, gen + 1, lineage, state_name);
+	ev_prepare_init(&d->commit_watcher, on_prepare);
+	d->commit_watcher.data = d;
+	ev_prepare_start(d->loop, &d->commit_watcher);
 	return 0;
 
 err:
@@ -69,6 +119,15 @@ void hbd_server_stop(struct hbd *d)
 	struct hbd_buffer *b;
 
 	d->stopping = true;
+	if (d->handover) {
+		/* The next daemon takes over from the state as it is now; nothing done on the
+		 * way out (closing sessions, sockets, connections) may change it. */
+		hbd_state_commit(d);
+		hbd_fdstore_freeze(d->fds);
+		d->services.handover = true;
+	}
+	hbd_state_stop(d);
+	ev_prepare_stop(d->loop, &d->commit_watcher);
 	hbd_doors_close(d);
 
 	if (d->sessions.next) {

@@ -8,11 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "common/sock.h"
+#include "daemon/fdstore.h"
 #include "daemon/hyperbufd.h"
 #include "protocol/resync.h"
 
@@ -25,6 +27,15 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents);
 static void on_hello_timeout(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_write(struct ev_loop *loop, ev_io *w, int revents);
 static void on_drop(struct ev_loop *loop, ev_timer *w, int revents);
+static void on_resume_timeout(struct ev_loop *loop, ev_timer *w, int revents);
+static void ungate(struct hbd_session *s);
+
+void hbd_session_want_write(struct hbd_session *s)
+{
+	/* A detached session has nowhere to write: what it is owed waits for its client. */
+	if (!s->detached)
+		ev_io_start(s->d->loop, &s->wio);
+}
 
 struct hbd_session *hbd_session_new(struct hbd *d, int fd, struct hbd_domain *dom,
 				    enum hbd_door door, struct hbd_user *user,
@@ -62,8 +73,10 @@ struct hbd_session *hbd_session_new(struct hbd *d, int fd, struct hbd_domain *do
 	ev_io_init(&s->rio, on_read, fd, EV_READ);
 	ev_io_init(&s->wio, on_write, fd, EV_WRITE);
 	ev_timer_init(&s->drop_timer, on_drop, 0., 0.);
-	s->rio.data = s->wio.data = s->drop_timer.data = s;
-	ev_io_start(d->loop, &s->rio);
+	ev_timer_init(&s->resume_timer, on_resume_timeout, 0., 0.);
+	s->rio.data = s->wio.data = s->drop_timer.data = s->resume_timer.data = s;
+	if (fd >= 0)
+		ev_io_start(d->loop, &s->rio);
 	hbc_list_insert_tail(&d->sessions, &s->link);
 	d->n_sessions++;
 	d->stats.sessions_total++;
@@ -76,10 +89,7 @@ static void event_free_all(struct hbd_session *s)
 	struct hbd_event *ev;
 
 	hbc_list_for_each_safe(ev, &s->events, struct hbd_event, link)
-	{
-		hbc_list_remove(&ev->link);
-		free(ev);
-	}
+	    hbd_session_event_free(s, ev);
 	s->n_events = 0;
 }
 
@@ -120,7 +130,9 @@ void hbd_session_close(struct hbd_session *s, const char *reason)
 	ev_io_stop(d->loop, &s->wio);
 	ev_timer_stop(d->loop, &s->drop_timer);
 	ev_timer_stop(d->loop, &s->hello_timer);
-	s->dom->conns--;
+	ev_timer_stop(d->loop, &s->resume_timer);
+	if (!s->detached)
+		s->dom->conns--;
 	if (s->user) {
 		if (s->hello)
 			s->user->sessions--;
@@ -131,11 +143,17 @@ void hbd_session_close(struct hbd_session *s, const char *reason)
 	}
 
 	session_release(s);
+	hbd_state_forget_session(s);
 	for (unsigned i = 0; i < s->n_out_fds; i++)
 		close(s->out_fds[i].fd);
 	hbp_bytes_free(&s->in);
 	hbp_bytes_free(&s->out);
-	close(s->fd);
+	hbp_bytes_free(&s->last_reply);
+	hbp_bytes_free(&s->pending_out);
+	if (s->fdname[0])
+		hbd_fdstore_forget(d->fds, s->fdname);
+	if (s->fd >= 0)
+		close(s->fd);
 	hbc_list_remove(&s->link);
 	hbc_list_init(&s->link);
 	d->n_sessions--;
@@ -153,6 +171,10 @@ void hbd_session_restart(struct hbd_session *s, const char *reason)
 	if (s->hello)
 		log_info("%s: session ended: %s", s->label, reason);
 	session_release(s);
+	hbd_state_forget_session(s);
+	hbp_bytes_consume(&s->last_reply, s->last_reply.len);
+	s->last_request = 0;
+	s->reply_fd_group = 0;
 	/* Nobody is left to read what the old session was owed; a frame already partly on the
 	 * wire is finished, so that the stream stays cut at frame boundaries. */
 	if (s->out.len > s->out_unsent)
@@ -248,62 +270,8 @@ int hbd_session_send(struct hbd_session *s, const ServerMsg *msg, int fd)
 		s->n_out_fds++;
 	}
 	s->d->stats.messages_out++;
-	ev_io_start(s->d->loop, &s->wio);
+	hbd_session_want_write(s);
 	return 0;
-}
-
-static struct hbd_event *event_new(uint32_t type, const struct hb_id *hid, uint32_t domain,
-				   uint64_t size, const uint8_t *meta, uint32_t meta_len)
-{
-	struct hbd_event *ev = calloc(1, sizeof(*ev) + meta_len);
-
-	if (!ev)
-		return NULL;
-	ev->type = type;
-	if (hid) {
-		ev->hid = *hid;
-		ev->has_hid = true;
-	}
-	ev->domain = domain;
-	ev->size = size;
-	ev->meta_len = meta_len;
-	if (meta_len)
-		memcpy(ev->meta, meta, meta_len);
-	return ev;
-}
-
-static bool queue_ends_in_overflow(const struct hbd_session *s)
-{
-	return !hbc_list_empty(&s->events) &&
-	       hbc_container_of(s->events.prev, struct hbd_event, link)->type == HB_EVENT_OVERFLOW;
-}
-
-void hbd_session_event(struct hbd_session *s, uint32_t type, const struct hb_id *hid,
-		       uint32_t domain, uint64_t size, const uint8_t *meta, uint32_t meta_len)
-{
-	struct hbd_event *ev = NULL;
-
-	if (s->closing)
-		return;
-	if (s->n_events < s->d->cfg->event_queue)
-		ev = event_new(type, hid, domain, size, meta, meta_len);
-	if (!ev) {
-		/* Keep the oldest: they say what happened first. One OVERFLOW marker goes right
-		 * after them, where the loss happened, and tells the client to resynchronise
-		 * with hb_query. It is the one node allowed beyond the limit. */
-		s->d->stats.events_dropped++;
-		if (!queue_ends_in_overflow(s)) {
-			ev = event_new(HB_EVENT_OVERFLOW, NULL, 0, 0, NULL, 0);
-			if (!ev)
-				return; /* nothing can be queued: the next event tries again */
-			hbc_list_insert_tail(&s->events, &ev->link);
-		}
-		ev_io_start(s->d->loop, &s->wio);
-		return;
-	}
-	hbc_list_insert_tail(&s->events, &ev->link);
-	s->n_events++;
-	ev_io_start(s->d->loop, &s->wio);
 }
 
 static int put_event(struct hbd_session *s, const struct hbd_event *ev)
@@ -322,6 +290,7 @@ static int put_event(struct hbd_session *s, const struct hbd_event *ev)
 	e.size = ev->size;
 	e.meta.data = (uint8_t *)ev->meta;
 	e.meta.len = ev->meta_len;
+	e.seq = ev->st_key;
 	s->d->stats.events_sent++;
 	return hbd_session_send(s, &msg, -1);
 }
@@ -348,10 +317,7 @@ static int fill_events(struct hbd_session *s)
 		r = put_event(s, ev);
 		if (r < 0)
 			return r;
-		if (ev->type != HB_EVENT_OVERFLOW)
-			s->n_events--;
-		hbc_list_remove(&ev->link);
-		free(ev);
+		hbd_session_event_free(s, ev);
 	}
 	return 0;
 }
@@ -393,6 +359,8 @@ static void on_write(struct ev_loop *loop, ev_io *w, int revents)
 	struct hbd_session *s = w->data;
 	int r;
 
+	/* Nothing leaves before the state holds what it tells (docs/RESTART.md). */
+	hbd_state_commit(s->d);
 	for (;;) {
 		r = fill_events(s);
 		if (r == 0)
@@ -405,9 +373,11 @@ static void on_write(struct ev_loop *loop, ev_io *w, int revents)
 			break; /* the socket is full: wait for EV_WRITE */
 		if (hbc_list_empty(&s->events) && hbc_list_empty(&s->done)) {
 			ev_io_stop(loop, w);
-			return;
+			break;
 		}
 	}
+	if (s->gated && !s->out.len)
+		ungate(s);
 }
 
 void hbd_session_consume(struct hbd_session *s, size_t n)
@@ -416,61 +386,45 @@ void hbd_session_consume(struct hbd_session *s, size_t n)
 	s->scan_from = s->scan_from > n ? s->scan_from - n : 0;
 }
 
+/*
+ * While the restart state is kept, a session's next request waits until the reply to the last
+ * one is in the kernel's hands: a daemon killed then has at most one request per session whose
+ * effects are kept but whose reply is lost, and a resuming client gets that one again
+ * (docs/RESTART.md). The reply goes out at once; only a full socket makes the session wait.
+ */
+static bool gate(struct hbd_session *s)
+{
+	int r = hbd_state_commit(s->d);
+
+	if (r == 0)
+		r = flush_out(s);
+	if (r < 0) {
+		hbd_session_close(s, strerror(-r));
+		return true;
+	}
+	if (!s->out.len)
+		return false;
+	s->gated = true;
+	ev_io_stop(s->d->loop, &s->rio);
+	hbd_session_want_write(s);
+	return true;
+}
+
+static void handle_frames(struct hbd_session *s);
+
+/* The reply is out: the next request may be handled. */
+static void ungate(struct hbd_session *s)
+{
+	s->gated = false;
+	ev_io_start(s->d->loop, &s->rio);
+	s->busy++;
+	handle_frames(s);
+	s->busy--;
+	if (s->closing && !s->busy)
+		free(s);
+}
+
 /* Handles every whole frame in the input buffer. */
-/* Queues a resync marker (not a frame) for the client. */
-static int put_marker(struct hbd_session *s, const struct hbp_resync *m)
-{
-	int r = hbp_bytes_reserve(&s->out, HBP_RESYNC_LEN);
-
-	if (r < 0)
-		return r;
-	hbp_resync_pack(s->out.data + s->out.len, m);
-	s->out.len += HBP_RESYNC_LEN;
-	s->d->stats.messages_out++;
-	ev_io_start(s->d->loop, &s->wio);
-	return 0;
-}
-
-/* A guest process opened the port: whoever used it before is gone (PROTOCOL.md §1.1). */
-static void channel_resync(struct hbd_session *s, const struct hbp_resync *m)
-{
-	struct hbp_resync reply = {.version = HBP_PROTOCOL_VERSION};
-
-	memcpy(reply.nonce, m->nonce, sizeof(reply.nonce));
-	if (m->version != HBP_PROTOCOL_VERSION || m->status != 0) {
-		log_warn("%s: resync marker of version %u (status %u), this daemon speaks %u",
-			 s->label, m->version, m->status, HBP_PROTOCOL_VERSION);
-		reply.status = EPROTO;
-	}
-	hbd_session_restart(s, "a new guest process resynchronised the channel");
-	log_debug("%s: channel resynchronised", s->label);
-	if (put_marker(s, &reply) < 0)
-		hbd_session_close(s, "out of memory");
-}
-
-/* What a VM channel's input starts with: 1 if it was handled (look again), 0 for a frame (or
- * the start of one), -1 to wait for more bytes. */
-static int channel_input(struct hbd_session *s)
-{
-	struct hbp_resync m;
-	size_t len = 0;
-
-	switch (hbd_channel_scan(s, &len, &m)) {
-	case HBD_SCAN_WAIT:
-		return -1;
-	case HBD_SCAN_FRAME:
-		return 0;
-	case HBD_SCAN_DROP:
-		hbd_session_consume(s, len);
-		return 1;
-	case HBD_SCAN_MARKER:
-		hbd_session_consume(s, len);
-		channel_resync(s, &m);
-		return 1;
-	}
-	return -1;
-}
-
 static void handle_frames(struct hbd_session *s)
 {
 	const uint8_t *payload;
@@ -480,7 +434,7 @@ static void handle_frames(struct hbd_session *s)
 
 	while (!s->closing) {
 		if (s->channel) {
-			r = channel_input(s);
+			r = hbd_channel_input(s);
 			if (r > 0)
 				continue;
 			if (r < 0)
@@ -505,6 +459,8 @@ static void handle_frames(struct hbd_session *s)
 		s->d->stats.messages_in++;
 		s->d->handle_request(s, msg);
 		client_msg__free_unpacked(msg, NULL);
+		if (!s->closing && hbd_state_on(s->d) && gate(s))
+			return;
 		/* Replies only grow here: a client that sends but never reads is cut off
 		 * before it can make the daemon hold an unbounded backlog for it. */
 		if (!s->closing && s->out.len > HBD_OUT_MAX) {
@@ -588,5 +544,13 @@ int hbd_session_mark_hello(struct hbd_session *s, bool control)
 		s->dom->sessions++;
 		s->dom->present = true;
 	}
+	hbd_state_mark_session(s);
 	return 0;
+}
+
+static void on_resume_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct hbd_session *s = w->data;
+
+	hbd_session_close(s, "its client did not resume it in time (resume_timeout_ms)");
 }

@@ -55,6 +55,13 @@ void hbd_timelines_init(struct hbd *d)
 		hbc_list_init(&d->waits[i]);
 }
 
+void hbd_timeline_insert(struct hbd *d, struct hbd_timeline *tl)
+{
+	hbc_list_insert_tail(timeline_bucket(d, tl->id), &tl->hash_link);
+	hbc_list_insert_tail(&tl->owner->timelines, &tl->owner_link);
+	tl->owner->dom->timelines++;
+}
+
 struct hbd_timeline *hbd_timeline_find(struct hbd *d, uint64_t id)
 {
 	struct hbd_timeline *tl;
@@ -102,6 +109,7 @@ static int timeline_show(struct hbd_timeline *tl, uint32_t domain)
 		tl->cap_seen_by = cap;
 	}
 	tl->seen_by[tl->n_seen_by++] = domain;
+	hbd_state_mark_timeline(tl);
 	return 0;
 }
 
@@ -220,7 +228,7 @@ static void wait_complete(struct hbd *d, struct hbd_wait *w, int32_t status)
 	}
 	hbc_list_insert_tail(&s->done, &w->session_link);
 	s->n_done++;
-	ev_io_start(d->loop, &s->wio);
+	hbd_session_want_write(s);
 }
 
 /* Completes every pending wait of tl at or below value, lowest first. */
@@ -245,6 +253,7 @@ static void timeline_destroy(struct hbd *d, struct hbd_timeline *tl, const char 
 	hbc_list_remove(&tl->owner_link);
 	if (dom->timelines)
 		dom->timelines--;
+	hbd_state_forget_timeline(d, tl);
 	free(tl->heap);
 	free(tl->fails);
 	free(tl->seen_by);
@@ -268,10 +277,9 @@ int hbd_timeline_create(struct hbd_session *s, uint64_t *id)
 		return r;
 	}
 	tl->owner = s;
-	hbc_list_insert_tail(timeline_bucket(d, tl->id), &tl->hash_link);
-	hbc_list_insert_tail(&s->timelines, &tl->owner_link);
-	s->dom->timelines++;
+	hbd_timeline_insert(d, tl);
 	d->stats.timelines_total++;
+	hbd_state_mark_timeline(tl);
 	*id = tl->id;
 	log_debug("%s: timeline %llu created", s->label, (unsigned long long)tl->id);
 	return 0;
@@ -349,6 +357,7 @@ int hbd_timeline_signal(struct hbd_session *s, uint64_t id, uint64_t value, uint
 	if (error)
 		remember_fail(tl, tl->value + 1, value, -(int32_t)error);
 	tl->value = value;
+	hbd_state_mark_timeline(tl);
 	/* A fail sets the error on each point as it completes it: the status travels in the
 	 * same message as the completion, so no waiter can see the one without the other. */
 	complete_upto(s->d, tl, value, error ? -(int32_t)error : 1);
@@ -532,12 +541,14 @@ int hbd_fence_attach(struct hbd_session *s, const struct hb_id *hid, uint64_t ti
 		     e.value >= old->value) ||
 		    entry_done(d, old)) {
 			*old = e;
+			hbd_state_mark_buffer(b, false);
 			return 0;
 		}
 	}
 	if (b->n_resv == HBP_RESV_LIMIT)
 		return -ENOSPC;
 	b->resv[b->n_resv++] = e;
+	hbd_state_mark_buffer(b, false);
 	return 0;
 }
 

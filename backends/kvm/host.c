@@ -19,7 +19,7 @@ static bool group_has(const struct kvm_group *g, uint32_t domain)
 	return hbk_member(g, domain) >= 0;
 }
 
-static struct kvm_group *group_by_id(struct kvm_backend *k, uint32_t id)
+struct kvm_group *hbk_group(struct kvm_backend *k, uint32_t id)
 {
 	for (unsigned i = 0; i < k->n_groups; i++)
 		if (k->groups[i].cfg.id == id)
@@ -48,6 +48,7 @@ static void on_peer_gone(struct hbk_ivshmem_server *srv, struct hbk_ivshmem_peer
 {
 	struct kvm_group *g = srv->data;
 
+	hbk_claim_forget(g, p);
 	if (p->bound)
 		g->svc->domain_link(g->svc->ctx, p->domain, false);
 }
@@ -106,7 +107,7 @@ static void kvm_stop(void *state)
 		return;
 	for (unsigned i = 0; i < k->n_groups; i++) {
 		hbk_ivshmem_stop(&k->groups[i].srv);
-		hbk_pool_fini(&k->groups[i].pool);
+		hbk_pool_close(&k->groups[i]);
 	}
 	free(k->groups);
 	free(k);
@@ -132,13 +133,10 @@ static int kvm_start(const struct hbb_host_services *svc, void **state)
 		g->svc = svc;
 		g->cfg = cfg->groups[i];
 		k->n_groups++;
-		r = hbk_pool_init(&g->pool, g->cfg.name, g->cfg.id, g->cfg.size);
-		if (r < 0) {
-			log_err("group %s: cannot create its %llu-byte pool: %s", g->cfg.name,
-				(unsigned long long)g->cfg.size, strerror(-r));
+		r = hbk_pool_open(g);
+		if (r < 0)
 			goto err;
-		}
-		r = hbk_ivshmem_start(&g->srv, svc->loop, g->cfg.name, &k->ids, g->pool.fd,
+		r = hbk_ivshmem_start(&g->srv, svc, g->cfg.id, g->cfg.name, &k->ids, g->pool.fd,
 				      g->cfg.vectors);
 		if (r < 0)
 			goto err;
@@ -149,6 +147,9 @@ static int kvm_start(const struct hbb_host_services *svc, void **state)
 		r = kvm_listen(k, g);
 		if (r < 0)
 			goto err;
+		/* QEMUs the last daemon served keep their connections: they never noticed. */
+		if (svc->restoring)
+			hbk_ivshmem_adopt(&g->srv);
 		log_info("group %s (id %u): %llu MiB pool, ivshmem server %s", g->cfg.name,
 			 g->cfg.id, (unsigned long long)(g->cfg.size >> 20), g->cfg.ivshmem);
 	}
@@ -247,7 +248,7 @@ err:
 
 static void kvm_release(void *state, struct hbb_buffer *b, bool shutdown)
 {
-	struct kvm_group *g = group_by_id(state, b->group);
+	struct kvm_group *g = hbk_group(state, b->group);
 
 	if (g && b->refs) {
 		hbk_pool_free(&g->pool, b->refs, b->data_pages + b->dir_pages, !shutdown);
@@ -260,7 +261,7 @@ static void kvm_release(void *state, struct hbb_buffer *b, bool shutdown)
 static int kvm_attach(void *state, const struct hbb_caller *who, uint32_t group, uint32_t peer_id,
 		      int *fd_out)
 {
-	struct kvm_group *g = group_by_id(state, group);
+	struct kvm_group *g = hbk_group(state, group);
 	struct hbk_ivshmem_peer *p;
 	int r;
 
@@ -296,6 +297,7 @@ static int kvm_attach(void *state, const struct hbb_caller *who, uint32_t group,
 			if (r < 0)
 				return r;
 			hbk_ivshmem_bind(p, who->domain);
+			hbk_claim_keep(g, p);
 		}
 	}
 	return 0;
@@ -391,4 +393,8 @@ const struct hbb_host_ops hbk_host_ops = {
     .welcome = kvm_welcome,
     .welcome_free = kvm_welcome_free,
     .stats = kvm_stats,
+    .save = hbk_save,
+    .restore_buffer = hbk_restore_buffer,
+    .restore_record = hbk_restore_record,
+    .restore_done = hbk_restore_done,
 };

@@ -14,7 +14,7 @@
 #include "common/log.h"
 
 /* How long a connection to a group's shared ivshmem socket may stay unclaimed by a session. */
-#define HBK_CLAIM_SECONDS 10.0
+#define HBK_CLAIM_SECONDS HBK_IVSHMEM_CLAIM_S
 
 struct kvm_group {
 	const struct hbb_host_services *svc;
@@ -34,6 +34,23 @@ struct kvm_backend {
 	struct hbk_ivshmem_ids ids; /* peer ids, unique across the groups */
 };
 
+/* host.c */
+struct kvm_group *hbk_group(struct kvm_backend *k, uint32_t id);
+
+/* restore.c: what a restart keeps of the backend (docs/RESTART.md) */
+/* The pool the last daemon kept for g, if it is still g's; else a new one. Kept either way. */
+int hbk_pool_open(struct kvm_group *g);
+void hbk_pool_close(struct kvm_group *g);
+/* A session claimed p (Attach on a shared socket): the restart state remembers for whom. */
+void hbk_claim_keep(struct kvm_group *g, struct hbk_ivshmem_peer *p);
+/* p goes: so does its claim. */
+void hbk_claim_forget(struct kvm_group *g, struct hbk_ivshmem_peer *p);
+void hbk_save(void *state, void (*put)(void *ctx, uint64_t key, const void *data, size_t len),
+	      void *ctx);
+int hbk_restore_buffer(void *state, struct hbb_buffer *b);
+int hbk_restore_record(void *state, uint64_t key, const void *data, size_t len);
+void hbk_restore_done(void *state, bool ok);
+
 /* policy.c */
 /* Sets up g's admission (the ivshmem server's admit callback) and its members' shares. */
 void hbk_policy_init(struct kvm_group *g);
@@ -42,6 +59,8 @@ int hbk_member(const struct kvm_group *g, uint32_t domain);
 /* Charges (pages > 0) or gives back (< 0) pages to domain's share of g's pool. Charging over
  * the share is -EDQUOT, logged with the group, the domain and the limit. */
 int hbk_share_charge(struct kvm_group *g, uint32_t domain, int64_t pages);
+/* A restored buffer's pages count against its exporter's share, whatever the share is now. */
+void hbk_share_take(struct kvm_group *g, uint32_t domain, uint32_t pages);
 /* A session of domain claims ivshmem peer p of g (Attach on a shared socket): -EBUSY over
  * the VM's ivshmem_connections. */
 int hbk_policy_claim(struct kvm_group *g, struct hbk_ivshmem_peer *p, uint32_t domain);

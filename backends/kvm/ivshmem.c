@@ -28,8 +28,43 @@ static int send_msg(int sock, int64_t value, int fd)
 	return n == (ssize_t)sizeof(buf) ? 0 : -EIO;
 }
 
+/* The fd store's names of a peer's descriptors (docs/RESTART.md). */
+static void peer_name(const struct hbk_ivshmem_peer *p, char *out, size_t len)
+{
+	snprintf(out, len, "ivp.%u.%u.%u", p->id, p->srv->group, p->via);
+}
+
+static void vector_name(const struct hbk_ivshmem_peer *p, char kind, unsigned k, char *out,
+			size_t len)
+{
+	snprintf(out, len, "iv%c.%u.%u", kind, p->id, k);
+}
+
+/* Keeps (keep) or forgets a peer's connection and eventfds for the next daemon. */
+static void peer_store(struct hbk_ivshmem_peer *p, bool keep)
+{
+	const struct hbb_host_services *svc = p->srv->svc;
+	char name[64];
+
+	if (!svc || svc->version < 2 || p->sock < 0)
+		return;
+	peer_name(p, name, sizeof(name));
+	keep ? svc->fd_keep(svc->ctx, p->sock, name) : svc->fd_forget(svc->ctx, name);
+	for (unsigned k = 0; k < p->srv->vectors; k++) {
+		vector_name(p, 'i', k, name, sizeof(name));
+		if (p->irq[k] >= 0)
+			keep ? svc->fd_keep(svc->ctx, p->irq[k], name)
+			     : svc->fd_forget(svc->ctx, name);
+		vector_name(p, 'd', k, name, sizeof(name));
+		if (p->to_daemon[k] >= 0)
+			keep ? svc->fd_keep(svc->ctx, p->to_daemon[k], name)
+			     : svc->fd_forget(svc->ctx, name);
+	}
+}
+
 static void peer_free(struct hbk_ivshmem_peer *p)
 {
+	peer_store(p, false);
 	ev_timer_stop(p->srv->loop, &p->claim);
 	for (unsigned k = 0; k < HBK_IVSHMEM_MAX_VECTORS; k++) {
 		if (p->irq[k] >= 0)
@@ -210,6 +245,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		p->irq[k] = p->to_daemon[k] = -1;
 	p->bound = l->bound;
 	p->domain = l->domain;
+	p->via = l->bound ? l->domain : 0;
 	p->id = take_id(srv);
 	p->pid = cred.pid;
 	p->cred = cred;
@@ -243,6 +279,9 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	ev_io_start(loop, &p->io);
 	if (!p->bound && l->claim_s > 0)
 		ev_timer_start(loop, &p->claim);
+	/* Greeted: QEMU has what it needs for the VM's life, and a restarted daemon must find
+	 * the connection and the eventfds it handed out. */
+	peer_store(p, true);
 	log_info("ivshmem %s: peer %u connected on %s", srv->name, p->id, l->path);
 	if (srv->on_join)
 		srv->on_join(srv, p);
@@ -260,10 +299,13 @@ static void on_resume(struct ev_loop *loop, ev_timer *w, int revents)
 	ev_io_start(loop, &l->io);
 }
 
-int hbk_ivshmem_start(struct hbk_ivshmem_server *srv, struct ev_loop *loop, const char *name,
-		      struct hbk_ivshmem_ids *ids, int pool_fd, unsigned vectors)
+int hbk_ivshmem_start(struct hbk_ivshmem_server *srv, const struct hbb_host_services *svc,
+		      uint32_t group, const char *name, struct hbk_ivshmem_ids *ids, int pool_fd,
+		      unsigned vectors)
 {
-	srv->loop = loop;
+	srv->loop = svc->loop;
+	srv->svc = svc;
+	srv->group = group;
 	snprintf(srv->name, sizeof(srv->name), "%s", name);
 	srv->ids = ids;
 	srv->pool_fd = pool_fd;
@@ -273,6 +315,29 @@ int hbk_ivshmem_start(struct hbk_ivshmem_server *srv, struct ev_loop *loop, cons
 	if (srv->vectors > HBK_IVSHMEM_MAX_VECTORS)
 		return -EINVAL;
 	return 0;
+}
+
+/* The socket the last daemon kept for this listener if it is still path's, else a new one. */
+static int listen_socket(struct hbk_ivshmem_server *srv, struct hbk_ivshmem_listener *l,
+			 const struct hbc_sock_owner *owner)
+{
+	const struct hbb_host_services *svc = srv->svc;
+	char name[64];
+	int fd = -1;
+
+	snprintf(name, sizeof(name), "ivl.%u.%u", srv->group, l->bound ? l->domain : 0);
+	if (svc->version >= 2)
+		fd = svc->fd_take(svc->ctx, name);
+	if (fd >= 0 && hbc_unix_adopt(fd, l->path, owner) < 0) {
+		svc->fd_forget(svc->ctx, name);
+		close(fd);
+		fd = -1;
+	}
+	if (fd < 0)
+		fd = hbc_unix_listen(l->path, 16, owner);
+	if (fd >= 0 && svc->version >= 2)
+		svc->fd_keep(svc->ctx, fd, name);
+	return fd;
 }
 
 int hbk_ivshmem_listen(struct hbk_ivshmem_server *srv, const char *path, bool bound,
@@ -288,7 +353,7 @@ int hbk_ivshmem_listen(struct hbk_ivshmem_server *srv, const char *path, bool bo
 	l->claim_s = claim_s;
 	snprintf(l->path, sizeof(l->path), "%s", path);
 	/* Whoever can connect gets the pool: owner says who (the VM's QEMU's user, 0600). */
-	l->fd = hbc_unix_listen(path, 16, owner);
+	l->fd = listen_socket(srv, l, owner);
 	if (l->fd < 0) {
 		int r = l->fd;
 
@@ -320,10 +385,16 @@ void hbk_ivshmem_stop(struct hbk_ivshmem_server *srv)
 	}
 	hbc_list_for_each_safe(l, &srv->listeners, struct hbk_ivshmem_listener, link)
 	{
+		char name[64];
+
 		ev_io_stop(srv->loop, &l->io);
 		ev_timer_stop(srv->loop, &l->pause);
+		snprintf(name, sizeof(name), "ivl.%u.%u", srv->group, l->bound ? l->domain : 0);
+		srv->svc->fd_forget(srv->svc->ctx, name);
 		close(l->fd);
-		unlink(l->path);
+		/* Handing over: QEMUs started later connect to this very socket. */
+		if (!srv->svc->handover)
+			unlink(l->path);
 		hbc_list_remove(&l->link);
 		free(l);
 	}
@@ -375,4 +446,95 @@ void hbk_ivshmem_bind(struct hbk_ivshmem_peer *p, uint32_t domain)
 	p->bound = true;
 	p->domain = domain;
 	ev_timer_stop(p->srv->loop, &p->claim);
+}
+
+/* One kept peer, "ivp.<id>.<group>.<via>", with its eventfds; NULL if it cannot be. */
+static struct hbk_ivshmem_peer *adopt_peer(struct hbk_ivshmem_server *srv, const char *name,
+					   unsigned id, unsigned via)
+{
+	const struct hbb_host_services *svc = srv->svc;
+	struct hbk_ivshmem_peer *p;
+	char vname[64];
+	int fd = svc->fd_take(svc->ctx, name);
+
+	if (fd < 0)
+		return NULL;
+	p = calloc(1, sizeof(*p));
+	if (!p || id == 0 || id > HBK_IVSHMEM_MAX_ID ||
+	    (srv->ids->used[id / 64] & (1ull << (id % 64))) || hbc_peer_cred(fd, &p->cred) < 0) {
+		svc->fd_forget(svc->ctx, name);
+		close(fd);
+		free(p);
+		return NULL;
+	}
+	p->srv = srv;
+	p->sock = fd;
+	p->id = (uint16_t)id;
+	srv->ids->used[id / 64] |= 1ull << (id % 64);
+	p->pid = p->cred.pid;
+	p->via = via;
+	p->bound = via != 0;
+	p->domain = via;
+	for (unsigned k = 0; k < HBK_IVSHMEM_MAX_VECTORS; k++)
+		p->irq[k] = p->to_daemon[k] = -1;
+	for (unsigned k = 0; k < srv->vectors; k++) {
+		snprintf(vname, sizeof(vname), "ivi.%u.%u", id, k);
+		p->irq[k] = svc->fd_take(svc->ctx, vname);
+		snprintf(vname, sizeof(vname), "ivd.%u.%u", id, k);
+		p->to_daemon[k] = svc->fd_take(svc->ctx, vname);
+		/* A lost one is replaced: only peers that join later use it. */
+		if (p->irq[k] < 0)
+			p->irq[k] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (p->to_daemon[k] < 0)
+			p->to_daemon[k] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	}
+	ev_timer_init(&p->claim, on_unclaimed, HBK_IVSHMEM_CLAIM_S, 0.);
+	p->claim.data = p;
+	return p;
+}
+
+void hbk_ivshmem_adopt(struct hbk_ivshmem_server *srv)
+{
+	const struct hbb_host_services *svc = srv->svc;
+	char names[HBK_IVSHMEM_MAX_PEERS][64];
+	size_t cursor = 0, n = 0;
+	const char *nm;
+
+	if (svc->version < 2)
+		return;
+	while (n < HBK_IVSHMEM_MAX_PEERS && (nm = svc->fd_next(svc->ctx, "ivp.", &cursor)))
+		snprintf(names[n++], sizeof(names[0]), "%s", nm);
+	for (size_t i = 0; i < n; i++) {
+		unsigned id, group, via;
+		struct hbk_ivshmem_peer *p;
+
+		if (sscanf(names[i], "ivp.%u.%u.%u", &id, &group, &via) != 3 || group != srv->group)
+			continue;
+		p = adopt_peer(srv, names[i], id, via);
+		if (!p) {
+			log_info(
+			    "ivshmem %s: kept peer %s cannot be taken back; its VM must restart",
+			    srv->name, names[i]);
+			continue;
+		}
+		hbc_list_insert_tail(&srv->peers, &p->link);
+		srv->n_peers++;
+		ev_io_init(&p->io, on_peer, p->sock, EV_READ);
+		p->io.data = p;
+		ev_io_start(srv->loop, &p->io);
+		log_info("ivshmem %s: peer %u (pid %d) taken back", srv->name, p->id, (int)p->pid);
+		if (srv->on_join)
+			srv->on_join(srv, p);
+	}
+}
+
+void hbk_ivshmem_start_claims(struct hbk_ivshmem_server *srv)
+{
+	struct hbk_ivshmem_peer *p;
+
+	hbc_list_for_each_safe(p, &srv->peers, struct hbk_ivshmem_peer, link)
+	{
+		if (!p->bound && !ev_is_active(&p->claim))
+			ev_timer_start(srv->loop, &p->claim);
+	}
 }

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "backends/backend.h"
 #include "common/cred.h"
 #include "common/list.h"
 #include "common/log.h"
@@ -25,6 +26,7 @@
 #define HBK_IVSHMEM_MAX_VECTORS 64
 #define HBK_IVSHMEM_MAX_PEERS   256
 #define HBK_IVSHMEM_DAEMON_ID   0
+#define HBK_IVSHMEM_CLAIM_S     10.0 /* an unclaimed shared-socket peer waits this long */
 #define HBK_IVSHMEM_MAX_ID                                                                         \
 	65535 /* QEMU's limit for ids (HBK_IVSHMEM_MAX_PEERS in hw/misc/ivshmem.c) */
 
@@ -47,9 +49,11 @@ struct hbk_ivshmem_peer {
 	ev_io io;
 	int irq[HBK_IVSHMEM_MAX_VECTORS];       /* the peer receives interrupts on these */
 	int to_daemon[HBK_IVSHMEM_MAX_VECTORS]; /* the peer rings the daemon with these */
-	bool bound;  /* it is `domain`'s: from its socket, or by Attach */
-	bool broken; /* a message to it failed: disconnect it */
-	pid_t pid;   /* SO_PEERCRED: QEMU, or the emulated VM */
+	bool bound;   /* it is `domain`'s: from its socket, or by Attach */
+	bool claimed; /* bound by Attach (a shared socket): the restart state says to whom */
+	uint32_t via; /* the VM whose own socket it came in on, 0 for the shared one */
+	bool broken;  /* a message to it failed: disconnect it */
+	pid_t pid;    /* SO_PEERCRED: QEMU, or the emulated VM */
 	struct hbc_cred cred; /* all of SO_PEERCRED and SO_PEERSEC */
 	uint32_t domain;
 	ev_timer claim; /* shared socket: dropped unless a session claims it in time */
@@ -70,6 +74,10 @@ struct hbk_ivshmem_listener {
 struct hbk_ivshmem_server {
 	struct ev_loop *loop;
 	char name[64]; /* for logs */
+	/* The daemon's services: the fd store keeps the sockets, pool and peers across a restart
+	 * (docs/RESTART.md), under names made of group and peer id. */
+	const struct hbb_host_services *svc;
+	uint32_t group;
 	struct hbk_ivshmem_ids *ids;
 	struct hbc_list listeners;
 	int pool_fd;
@@ -90,8 +98,16 @@ struct hbk_ivshmem_server {
 };
 
 /* Prepares a server for pool_fd; it serves nobody until hbk_ivshmem_listen. */
-int hbk_ivshmem_start(struct hbk_ivshmem_server *srv, struct ev_loop *loop, const char *name,
-		      struct hbk_ivshmem_ids *ids, int pool_fd, unsigned vectors);
+int hbk_ivshmem_start(struct hbk_ivshmem_server *srv, const struct hbb_host_services *svc,
+		      uint32_t group, const char *name, struct hbk_ivshmem_ids *ids, int pool_fd,
+		      unsigned vectors);
+/* Takes back the peers the last daemon kept for this group (a restart), each as it was: its
+ * id, its eventfds, bound to the VM whose socket it came in on. Nothing is sent to them: they
+ * never noticed. on_join is called for each. */
+void hbk_ivshmem_adopt(struct hbk_ivshmem_server *srv);
+/* After a restore: peers of the shared socket that no kept claim bound may wait for one only
+ * HBK_IVSHMEM_CLAIM_S more seconds. */
+void hbk_ivshmem_start_claims(struct hbk_ivshmem_server *srv);
 /* Listens on path, owned as owner says: with bound, every peer connecting there is `domain`.
  * On a shared socket (!bound) a peer that no session claims (binds) within claim_s seconds is
  * dropped, so connections nobody owns cannot sit in the group's slots. */

@@ -87,10 +87,11 @@ static int admit_shared(struct kvm_group *g, const struct hbk_ivshmem_listener *
 	}
 	unclaimed = hbk_ivshmem_count(&g->srv, false, 0);
 	if (unclaimed >= vms) {
-		log_warn_limited(&g->srv.refused,
-				 "group %s: refused pid %d on ivshmem %s: %u connections wait to be "
-				 "claimed already (the member VMs' ivshmem_connections)",
-				 g->cfg.name, (int)cred->pid, l->path, unclaimed);
+		log_warn_limited(
+		    &g->srv.refused,
+		    "group %s: refused pid %d on ivshmem %s: %u connections wait to be "
+		    "claimed already (the member VMs' ivshmem_connections)",
+		    g->cfg.name, (int)cred->pid, l->path, unclaimed);
 		return -EUSERS;
 	}
 	return 0;
@@ -121,6 +122,14 @@ void hbk_policy_init(struct kvm_group *g)
 		g->share_pages = (uint32_t)((uint64_t)usable * pct / 100);
 }
 
+void hbk_share_take(struct kvm_group *g, uint32_t domain, uint32_t pages)
+{
+	int i = hbk_member(g, domain);
+
+	if (i >= 0)
+		g->held[i] += pages;
+}
+
 int hbk_share_charge(struct kvm_group *g, uint32_t domain, int64_t pages)
 {
 	int i = hbk_member(g, domain);
@@ -132,12 +141,12 @@ int hbk_share_charge(struct kvm_group *g, uint32_t domain, int64_t pages)
 		return 0;
 	}
 	if (g->held[i] + (uint64_t)pages > g->share_pages) {
-		log_info_limited(&g->quota_log,
-				 "group %s: %s (domain %u) holds %u pages; %lld more would pass its "
-				 "share of the pool (%u pages, %u%%)",
-				 g->cfg.name, domain_name(g, domain), domain, g->held[i],
-				 (long long)pages, g->share_pages,
-				 g->cfg.share_pct ? g->cfg.share_pct : 100 / g->cfg.n_members);
+		log_info_limited(
+		    &g->quota_log,
+		    "group %s: %s (domain %u) holds %u pages; %lld more would pass its "
+		    "share of the pool (%u pages, %u%%)",
+		    g->cfg.name, domain_name(g, domain), domain, g->held[i], (long long)pages,
+		    g->share_pages, g->cfg.share_pct ? g->cfg.share_pct : 100 / g->cfg.n_members);
 		return -EDQUOT;
 	}
 	g->held[i] += (uint32_t)pages;
@@ -154,16 +163,18 @@ int hbk_policy_claim(struct kvm_group *g, struct hbk_ivshmem_peer *p, uint32_t d
 		return -EPERM;
 	/* The process is this VM's QEMU (or emulated VM), not another member's. */
 	if (hbc_vm_cred_check(vm, &p->cred, why, sizeof(why)) < 0) {
-		log_warn_limited(&g->srv.refused, "vm %s: cannot claim ivshmem peer %u of group %s: %s",
-				 vm->name, p->id, g->cfg.name, why);
+		log_warn_limited(&g->srv.refused,
+				 "vm %s: cannot claim ivshmem peer %u of group %s: %s", vm->name,
+				 p->id, g->cfg.name, why);
 		return -EPERM;
 	}
 	n = hbk_ivshmem_count(&g->srv, true, domain);
 	if (n >= vm->ivshmem_conns) {
-		log_warn_limited(&g->srv.refused,
-				 "vm %s: cannot claim another ivshmem connection in group %s: it has "
-				 "%u (ivshmem_connections = %u)",
-				 vm->name, g->cfg.name, n, vm->ivshmem_conns);
+		log_warn_limited(
+		    &g->srv.refused,
+		    "vm %s: cannot claim another ivshmem connection in group %s: it has "
+		    "%u (ivshmem_connections = %u)",
+		    vm->name, g->cfg.name, n, vm->ivshmem_conns);
 		return -EBUSY;
 	}
 	return 0;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -194,4 +195,61 @@ void hbk_pool_free(struct hbk_pool *p, const uint32_t *refs, uint32_t n, bool pu
 void *hbk_pool_page(struct hbk_pool *p, uint32_t ref)
 {
 	return p->map + (size_t)ref * HBP_PAGE_SIZE;
+}
+
+int hbk_pool_adopt(struct hbk_pool *p, int fd, uint32_t group, uint64_t size)
+{
+	const struct hbp_pool_header *h;
+	struct stat st;
+	int seals = fcntl(fd, F_GET_SEALS);
+
+	memset(p, 0, sizeof(*p));
+	p->fd = -1;
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != size || seals < 0 ||
+	    (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW))
+		return -EINVAL;
+	p->map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p->map == MAP_FAILED) {
+		p->map = NULL;
+		return -errno;
+	}
+	p->fd = fd;
+	p->size = size;
+	p->pages = (uint32_t)(size / HBP_PAGE_SIZE);
+	h = (const struct hbp_pool_header *)p->map;
+	/* Members can write the header, but not between the last daemon's death and now
+	 * without QEMU's help; still, a header that is not this group's is a different pool. */
+	if (memcmp(h->magic, HBP_POOL_MAGIC, sizeof(h->magic)) != 0 || h->group != group ||
+	    h->size != size || !h->instance)
+		goto err;
+	p->instance = h->instance;
+	p->bitmap = calloc((p->pages + 63) / 64, sizeof(uint64_t));
+	if (!p->bitmap)
+		goto err;
+	page_set(p, 0, true);
+	p->hint = 1;
+	return 0;
+err:
+	munmap(p->map, size);
+	p->map = NULL;
+	p->fd = -1;
+	return -EINVAL;
+}
+
+int hbk_pool_take(struct hbk_pool *p, const uint32_t *refs, uint32_t n)
+{
+	uint32_t i;
+
+	for (i = 0; i < n; i++) {
+		if (refs[i] == 0 || refs[i] >= p->pages || page_used(p, refs[i]))
+			break;
+		page_set(p, refs[i], true);
+	}
+	if (i == n) {
+		p->used += n;
+		return 0;
+	}
+	while (i--)
+		page_set(p, refs[i], false);
+	return -EBADMSG;
 }

@@ -25,6 +25,12 @@ struct hbk_pool {
  * maps it and writes the header. size must be a power of two >= 64 KiB. */
 int hbk_pool_init(struct hbk_pool *p, const char *name, uint32_t group, uint64_t size);
 void hbk_pool_fini(struct hbk_pool *p);
+/* Takes back a pool a previous daemon made (a restart: the fd store), if fd is still group's
+ * pool of that size (sealed, its header intact); the allocator starts empty. -EINVAL if not. */
+int hbk_pool_adopt(struct hbk_pool *p, int fd, uint32_t group, uint64_t size);
+/* Marks refs[0..n) allocated, as a restored buffer holds them: -EBADMSG (nothing marked) if
+ * one is outside the pool, the header, or allocated already. */
+int hbk_pool_take(struct hbk_pool *p, const uint32_t *refs, uint32_t n);
 
 /* Allocates n pages: one contiguous run when there is one, else scattered pages. The pages
  * are hole-punched first, so they read as zero whatever a group member wrote into free

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -108,7 +109,11 @@ static int list_ports(struct port **out)
 static int port_write(int fd, const uint8_t *buf, size_t len, int deadline)
 {
 	while (len) {
-		ssize_t n = write(fd, buf, len);
+		/* A channel socket (an emulated VM) must not raise SIGPIPE; a port is no socket. */
+		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0 && errno == ENOTSOCK)
+			n = write(fd, buf, len);
 
 		if (n > 0) {
 			buf += n;
@@ -131,16 +136,17 @@ static int port_write(int fd, const uint8_t *buf, size_t len, int deadline)
 }
 
 /*
- * Sends a marker with a fresh random nonce and reads until the daemon's marker with that nonce:
+ * Sends a marker with a fresh random nonce and reads until the daemon's marker with that nonce
+ * (backend.h; a port, or an emulated VM's channel socket after a daemon restart):
  * whatever comes before it (the tail of what the daemon was sending the previous process, or
  * markers answering others) is dropped. The nonce cannot be guessed, so nothing a peer put in
  * metadata that the previous process never read can pass for the answer.
  */
-static int resync(int fd)
+int hbk_channel_resync(int fd, int timeout_ms)
 {
 	struct hbp_resync m = {.version = HBP_PROTOCOL_VERSION}, got;
 	uint8_t buf[4096 + HBP_RESYNC_LEN];
-	int deadline = now_ms() + RESYNC_TIMEOUT_MS, r;
+	int deadline = now_ms() + timeout_ms, r;
 	size_t have = 0;
 
 	if (getrandom(m.nonce, sizeof(m.nonce), 0) != (ssize_t)sizeof(m.nonce))
@@ -197,7 +203,7 @@ static int start_port(int fd)
 		return -errno;
 	if (pfd.revents & POLLHUP)
 		return -ECONNREFUSED;
-	return resync(fd);
+	return hbk_channel_resync(fd, RESYNC_TIMEOUT_MS);
 }
 
 static int open_port(const struct port *p)

@@ -1,0 +1,110 @@
+/*
+ * Resuming a session after a restart (docs/PROTOCOL.md §8, docs/RESTART.md). A restored
+ * session waits detached, with everything it owns, until its client says Hello with the
+ * session's token on a new connection (or, on a VM channel, on the same one after a resync).
+ * The connection's own session, which has not said Hello yet, then takes over the restored
+ * one: its serial, token, buffers, imports, timelines, and the events queued meanwhile.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "common/log.h"
+#include "daemon/hyperbufd.h"
+
+/* The restored session a token names, if the connection may take it: the same domain, and on
+ * the host socket the same user. Anything else looks like an unknown token. */
+static struct hbd_session *find(struct hbd *d, const struct hbd_session *s, const uint8_t *token)
+{
+	struct hbd_session *r;
+
+	hbc_list_for_each_safe(r, &d->sessions, struct hbd_session, link)
+	{
+		if (!r->detached || r->closing || memcmp(r->token, token, HBP_TOKEN_LEN) != 0)
+			continue;
+		if (r->dom != s->dom || (r->door == HBD_DOOR_HOST && r->uid != s->uid))
+			return NULL;
+		return r;
+	}
+	return NULL;
+}
+
+static void move_list(struct hbc_list *to, struct hbc_list *from)
+{
+	while (!hbc_list_empty(from)) {
+		struct hbc_list *n = from->next;
+
+		hbc_list_remove(n);
+		hbc_list_insert_tail(to, n);
+	}
+}
+
+/* s takes over everything r owns and is; r is freed (it never had a connection). */
+static void adopt(struct hbd_session *s, struct hbd_session *r)
+{
+	struct hbd *d = s->d;
+	struct hbd_buffer *b;
+	struct hbd_timeline *tl;
+
+	s->serial = r->serial;
+	memcpy(s->token, r->token, HBP_TOKEN_LEN);
+	snprintf(s->label, sizeof(s->label), "%s", r->label);
+	s->attached = r->attached;
+	s->last_request = r->last_request;
+	hbp_bytes_free(&s->last_reply);
+	s->last_reply = r->last_reply;
+	memset(&r->last_reply, 0, sizeof(r->last_reply));
+	s->reply_fd_group = r->reply_fd_group;
+	move_list(&s->buffers, &r->buffers);
+	hbc_list_for_each_safe(b, &s->buffers, struct hbd_buffer, owner_link) b->owner = s;
+	move_list(&s->imports, &r->imports);
+	move_list(&s->timelines, &r->timelines);
+	hbc_list_for_each_safe(tl, &s->timelines, struct hbd_timeline, owner_link) tl->owner = s;
+	move_list(&s->events, &r->events);
+	s->n_events = r->n_events;
+	/* What was framed for it while detached (RECLAIMED) goes out after the welcome. */
+	s->pending_out = r->out;
+	memset(&r->out, 0, sizeof(r->out));
+	/* The journal knows the session by its serial: s is r now. */
+	if (r->st.dirty)
+		hbc_list_remove(&r->st.link);
+	s->st.known = r->st.known;
+	s->st.dirty = 0;
+	/* r stops counting among its domain's sessions; s counts once it is marked as hello'd. */
+	r->dom->sessions--;
+	ev_timer_stop(d->loop, &r->resume_timer);
+	hbc_list_remove(&r->link);
+	d->n_sessions--;
+	hbp_bytes_free(&r->in);
+	free(r);
+}
+
+int hbd_session_resume(struct hbd_session *s, const Hello *h, Welcome *w, int *resend_fd_group)
+{
+	struct hbd_session *r = find(s->d, s, h->resume.data);
+
+	*resend_fd_group = -1;
+	if (!r) {
+		log_info("%s: resume with a token that names no session of this domain here",
+			 s->label);
+		return -ENOENT;
+	}
+	adopt(s, r);
+	log_info("%s: resumed (pid %d)", s->label, (int)s->pid);
+	w->resumed = true;
+	w->last_request = s->last_request;
+	/* The one request whose effects were kept while its reply was lost: it again. */
+	if (h->pending && h->pending == s->last_request && s->last_reply.len)
+		*resend_fd_group = (int)s->reply_fd_group;
+	return 0;
+}
+
+/* A new client session's token. */
+int hbd_session_new_token(struct hbd_session *s)
+{
+	if (getrandom(s->token, HBP_TOKEN_LEN, 0) != (ssize_t)HBP_TOKEN_LEN)
+		return -EAGAIN;
+	return 0;
+}
