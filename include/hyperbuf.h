@@ -7,7 +7,9 @@
  * Conventions:
  * - Every object is opaque and owned by whoever created it until the matching free call.
  * - Errors: functions return -1 or NULL and set errno. A broken daemon connection is sticky:
- *   every later call on that client fails with the same errno (EPIPE or ECONNRESET).
+ *   every later call on that client fails with the same errno (EPIPE or ECONNRESET). A daemon
+ *   that restarts with its state (docs/RESTART.md) is not a broken connection: the library
+ *   resumes the session inside the call that noticed, and queues HB_EVENT_RESTARTED.
  * - The library owns no thread and no event loop: poll hb_get_fd() and call hb_dispatch().
  * - One struct hb_client may be used from several threads; calls on it are serialised.
  *   Buffers, imports, timelines and syncs belong to their client and must not outlive it:
@@ -64,15 +66,15 @@ struct hb_client;
  *              from the guest's ivshmem BARs (docs/KVM.md); kvm:PATH names one port device
  *   xen:       inside a Xen guest: the vchan hyperbufd in dom0 publishes for this domain
  *              (docs/XEN.md); buffers are then pages this process grants, imports grants it
- *              maps. hb_get_fd is the event-channel device.
+ *              maps.
  * Errors: EINVAL (bad address), ENOENT/ECONNREFUSED (no daemon), EPROTO (version mismatch or a
  * malformed welcome), ENOMEM, EACCES (the socket is served by a uid other than root, this
  * user or $HYPERBUF_DAEMON_UID; or the daemon refused this process's credentials: not the
  * VM's QEMU), EUSERS (the daemon refused a connection over a limit: sessions_per_domain,
- * pending_per_uid, sessions_per_uid; docs/SECURITY.md); in a KVM guest also EBUSY (every port is taken by another
- * process), EACCES/EPERM (no permission for the port or the BARs), ENODEV (no ivshmem device
- * for one of the VM's groups), ETIMEDOUT; for xen: ENOENT (no Xen devices) or ETIMEDOUT (no
- * daemon serves this domain within 10 s).
+ * pending_per_uid, sessions_per_uid; docs/SECURITY.md); in a KVM guest also EBUSY (every port is
+ * taken by another process), EACCES/EPERM (no permission for the port or the BARs), ENODEV (no
+ * ivshmem device for one of the VM's groups), ETIMEDOUT; for xen: ENOENT (no Xen devices) or
+ * ETIMEDOUT (no daemon serves this domain within 10 s).
  */
 struct hb_client *hb_connect(const char *address);
 
@@ -83,9 +85,12 @@ void hb_disconnect(struct hb_client *c);
 uint32_t hb_self_domain(const struct hb_client *c);
 
 /*
- * A file descriptor that becomes readable when the daemon sent something for hb_dispatch.
- * Owned by the library; never read from it. Blocking calls read the socket too and queue any
- * events they meet, so drain hb_next_event until EAGAIN before you poll again.
+ * A file descriptor that becomes readable when the daemon sent something for hb_dispatch (an
+ * epoll set of the connection's descriptors: poll, select or add it to your own epoll set).
+ * It stays the same for the client's life, even when the library resumes the session on a new
+ * connection after a daemon restart. Owned by the library; never read from it. Blocking calls
+ * read the socket too and queue any events they meet, so drain hb_next_event until EAGAIN
+ * before you poll again.
  */
 int hb_get_fd(const struct hb_client *c);
 
@@ -140,7 +145,9 @@ void hb_buffer_free(struct hb_buffer *b);
  * and stores the handle in *id. Exporting the same buffer again returns the same id, replaces
  * the metadata, notifies the peer again and cancels a pending delayed unexport. A buffer whose
  * unexport already completed gets a new id. flags: 0.
- * Errors: EMSGSIZE (meta_len over the limit), EDQUOT (exports_per_domain), EINVAL.
+ * Errors: EMSGSIZE (meta_len over the limit), EDQUOT (exports_per_domain), EINVAL (flags, or
+ * metadata that holds the 8-byte resync magic "\x89HBSYNC\n" or ends with its first 6 or 7
+ * bytes, which VM channels reserve: one chance in 2^48 for random bytes; PROTOCOL.md §1.1).
  */
 int hb_export(struct hb_buffer *b, const void *meta, size_t meta_len, uint32_t flags,
 	      struct hb_id *id);
@@ -201,7 +208,18 @@ enum hb_event_type {
 	HB_EVENT_DOMAIN_GONE,  /* a domain you share with died or disconnected */
 	HB_EVENT_FENCE,        /* a fence you wait on signalled (see fences) */
 	HB_EVENT_OVERFLOW,     /* events were lost: resynchronise with hb_query */
+	HB_EVENT_RESTARTED,    /* the daemon restarted and this client resumed its session */
 };
+
+/*
+ * HB_EVENT_RESTARTED (docs/RESTART.md): the daemon was restarted (a crash, an upgrade) and the
+ * library resumed this client's session by itself, inside whatever call noticed: buffers,
+ * imports, mappings, timelines and open syncs are all still valid, a call in flight was
+ * completed or sent again. Events the old daemon had queued but not yet sent may be lost, as
+ * after HB_EVENT_OVERFLOW: resynchronise with hb_query what you depend on. domain = this
+ * client's domain; the other fields are 0. A daemon that keeps no state across restarts (no
+ * service manager's fd store) cannot be resumed: calls then fail with ECONNRESET or EPIPE.
+ */
 
 /*
  * HB_EVENT_FENCE: queued once per fence point (timeline, value) that this client holds an
@@ -301,10 +319,10 @@ int hb_timeline_share(struct hb_timeline *t, uint32_t domain);
 
 /*
  * Opens a handle on fence f in any domain the timeline is visible to (hb_timeline_share): the
- * owner's domain and the domains its owner gave a fence to. A fence at or below the timeline's current value is
- * born complete, fd readable at once: status 1, or the error hb_timeline_fail gave its point
- * (the daemon remembers the value ranges of a timeline's last 64 distinct fails; older failed
- * points read 1). Opening a pending fence again gives another handle on the same underlying
+ * owner's domain and the domains its owner gave a fence to. A fence at or below the timeline's
+ * current value is born complete, fd readable at once: status 1, or the error hb_timeline_fail gave
+ * its point (the daemon remembers the value ranges of a timeline's last 64 distinct fails; older
+ * failed points read 1). Opening a pending fence again gives another handle on the same underlying
  * fence (one daemon wait).
  * Errors: EINVAL (NULL, timeline 0), ENOENT (unknown or destroyed timeline, or one this domain
  * may not see: indistinguishable), EDQUOT (fence_waits_per_domain pending waits), EMFILE/

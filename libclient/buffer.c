@@ -139,9 +139,10 @@ HBL_PUBLIC int hb_export(struct hb_buffer *b, const void *meta, size_t meta_len,
 		return hbl_fail(-EMSGSIZE);
 	if ((!meta && meta_len > 0) || flags != 0)
 		return hbl_fail(-EINVAL);
-	/* A VM channel's daemon restarts the session where it sees a resync marker, wherever
-	 * it is: metadata must not put one on the wire (PROTOCOL.md §1.1). */
-	if (c->vm_channel && hbp_resync_meta_unsafe(meta, meta_len))
+	/* Both ends of a VM channel restart the stream where they see a resync marker, wherever
+	 * it is, and metadata reaches channels in the peer's events and imports: whoever exports,
+	 * it must not carry one (PROTOCOL.md §1.1, §8). */
+	if (hbp_resync_meta_unsafe(meta, meta_len))
 		return hbl_fail(-EINVAL);
 
 	hbl_lock(c);

@@ -35,6 +35,7 @@ static int wait_io(struct hb_client *c, short extra, int timeout_ms)
  * end up waiting for the other to drain. */
 static int send_all(struct hb_client *c)
 {
+	uint32_t resumes = c->resume.resumes;
 	size_t off = 0;
 	int r;
 
@@ -42,10 +43,16 @@ static int send_all(struct hb_client *c)
 		r = wait_io(c, POLLOUT, HBL_WAIT_SLICE_MS);
 		if (r == 0)
 			r = c->calls.pump(c, HBL_DISPATCH_BATCH);
+		/* The pump resumed on a new stream: the request went again with the others. */
+		if (r >= 0 && c->resume.resumes != resumes)
+			return 0;
 		/* Half a frame on the wire cannot be taken back: the stream is lost. */
 		if (r < 0)
 			return off > 0 ? hbl_conn_break(&c->conn, ECONNRESET) : r;
 	}
+	/* Lost while sending: resuming sends every request in flight again, this one too. */
+	if (r == -HBL_LOST && !c->resume.active)
+		r = hbl_resume(c);
 	return r;
 }
 
@@ -100,12 +107,21 @@ int hbl_call(struct hb_client *c, ClientMsg *msg, ServerMsg__BodyCase want, stru
 	r = hbp_frame_put_client(&c->conn.tx, msg, c->conn.frame_max);
 	if (r < 0)
 		return r;
+	/* Kept whole while it waits: a resume after a daemon restart sends it again. */
+	if (c->conn.resumable && !c->resume.active) {
+		q.frame = malloc(c->conn.tx.len);
+		if (!q.frame)
+			return -ENOMEM;
+		memcpy(q.frame, c->conn.tx.data, c->conn.tx.len);
+		q.frame_len = c->conn.tx.len;
+	}
 	q.next = c->calls.pending;
 	c->calls.pending = &q;
 	r = send_all(c);
 	if (r == 0)
 		r = wait_reply(c, &q);
 	forget(&c->calls, &q);
+	free(q.frame);
 	if (r == 0 && q.reply.msg->error != 0)
 		/* A positive errno for the caller; anything that cannot be one is nonsense. */
 		r = q.reply.msg->error < HBP_ERRNO_LIMIT ? -(int)q.reply.msg->error : -EPROTO;

@@ -22,6 +22,8 @@ struct hbl_request {
 	bool done;
 	struct hbb_reply reply;
 	struct hbl_request *next;
+	uint8_t *frame; /* the framed request, while a resume may have to send it again */
+	size_t frame_len;
 };
 
 struct hbl_calls {

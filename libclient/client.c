@@ -1,7 +1,10 @@
 /* Connecting, the welcome, and tearing a client down: the file that wires the parts together. */
 #include <errno.h>
+#include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/un.h>
 
 #include "common/log.h"
@@ -11,8 +14,6 @@
 #define HBL_DEFAULT_ADDRESS "unix:/run/hyperbuf/hyperbufd.sock"
 #define HBL_ADDRESS_ENV     "HYPERBUF_ADDRESS"
 #define HBL_DEBUG_ENV       "HYPERBUF_DEBUG"
-
-enum hbl_address_kind { HBL_ADDR_UNIX, HBL_ADDR_VM, HBL_ADDR_KVM, HBL_ADDR_XEN };
 
 /*
  * Splits an address into its kind and path. "unix:PATH" and "vm:PATH" need a path that fits
@@ -87,6 +88,35 @@ static int take_welcome(struct hb_client *c, const Welcome *w)
 	c->events.depth = w->event_queue;
 	c->conn.frame_max =
 	    w->frame_max && w->frame_max < HBP_FRAME_MAX ? w->frame_max : HBP_FRAME_MAX;
+	hbl_take_resume(c, w);
+	return 0;
+}
+
+void hbl_take_resume(struct hb_client *c, const Welcome *w)
+{
+	/* No token: the daemon keeps nothing across a restart, and a lost stream is the end. */
+	c->conn.resumable = w->token.len == HBP_TOKEN_LEN;
+	if (c->conn.resumable)
+		memcpy(c->resume.token, w->token.data, HBP_TOKEN_LEN);
+	c->resume.ms = w->resume_ms ? w->resume_ms : 10000;
+}
+
+/* hb_get_fd's descriptor: an epoll set of every fd the client reads, so that it stays the same
+ * when a resume replaces the transport. */
+static int make_pub_fd(struct hb_client *c)
+{
+	struct pollfd pfd[1 + HBP_MAX_GROUPS];
+	size_t n = hbl_pollfds(c, pfd, sizeof(pfd) / sizeof(pfd[0]));
+
+	c->conn.pub_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (c->conn.pub_fd < 0)
+		return -errno;
+	for (size_t i = 0; i < n; i++) {
+		struct epoll_event ev = {.events = EPOLLIN};
+
+		if (epoll_ctl(c->conn.pub_fd, EPOLL_CTL_ADD, pfd[i].fd, &ev) < 0)
+			return -errno;
+	}
 	return 0;
 }
 
@@ -109,6 +139,8 @@ static int hello(struct hb_client *c, enum hbb_attach_mode mode)
 	if (r == 0)
 		r = hbl_memory_open(c, reply.msg->welcome, mode);
 	hbl_reply_free(&reply);
+	if (r == 0)
+		r = make_pub_fd(c);
 	return r;
 }
 
@@ -128,6 +160,7 @@ static struct hb_client *client_new(void)
 		return NULL;
 	}
 	c->conn.tp.fd = -1;
+	c->conn.pub_fd = -1;
 	c->conn.frame_max = HBP_FRAME_MAX;
 	c->conn.on_break = on_break;
 	c->conn.ctx = c;
@@ -193,6 +226,9 @@ HBL_PUBLIC struct hb_client *hb_connect(const char *address)
 	if (!c)
 		return errno = ENOMEM, NULL;
 	c->vm_channel = kind == HBL_ADDR_VM || kind == HBL_ADDR_KVM;
+	c->conn.channel = c->vm_channel;
+	c->resume.kind = kind;
+	snprintf(c->resume.path, sizeof(c->resume.path), "%s", path);
 	r = open_transport(c, kind, path);
 	if (r == 0)
 		r = hello(c, kind == HBL_ADDR_VM    ? HBB_ATTACH_EMULATED
@@ -235,5 +271,23 @@ HBL_PUBLIC int hb_get_fd(const struct hb_client *c)
 	r = hbl_conn_broken(&c->conn);
 	if (r < 0)
 		return hbl_fail(r);
-	return c->conn.tp.fd;
+	return c->conn.pub_fd;
+}
+
+int hbl_open_transport(struct hb_client *c, struct hbb_transport *tp)
+{
+	struct hbl_conn tmp = {.pub_fd = -1};
+	int r;
+
+	switch (c->resume.kind) {
+	case HBL_ADDR_XEN:
+		return hbx_vchan_open(tp);
+	case HBL_ADDR_KVM:
+		return -EOPNOTSUPP; /* the port stays ours: a resume resynchronises on it */
+	default:
+		r = hbl_conn_open_socket(&tmp, c->resume.path);
+		if (r == 0)
+			*tp = tmp.tp;
+		return r;
+	}
 }

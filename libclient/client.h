@@ -30,6 +30,7 @@
 #include "libclient/fences.h"
 #include "libclient/memory.h"
 #include "protocol/hyperbuf.pb-c.h"
+#include "protocol/limits.h"
 
 /* The build hides everything (-fvisibility=hidden); public entry points opt back in. */
 #define HBL_PUBLIC __attribute__((visibility("default")))
@@ -53,8 +54,20 @@ struct hb_client {
 	/* From the welcome (client.c). */
 	uint32_t domain;
 	uint32_t meta_max; /* min(daemon's meta_max, HB_META_MAX) */
-	bool vm_channel;   /* a VM's channel: metadata must never carry a resync marker */
+	bool vm_channel;   /* a VM's channel (vm:, kvm:): resync markers in its stream */
+
+	/* Resuming after a daemon restart (resume.c, docs/RESTART.md). */
+	struct hbl_resume {
+		int kind;       /* enum hbl_address_kind */
+		char path[108]; /* unix:, vm:, kvm: path */
+		uint8_t token[HBP_TOKEN_LEN];
+		uint32_t ms; /* how long the daemon keeps a session for its client */
+		bool active; /* resuming now: a loss inside is the attempt's failure */
+		uint32_t resumes;
+	} resume;
 };
+
+enum hbl_address_kind { HBL_ADDR_UNIX, HBL_ADDR_VM, HBL_ADDR_KVM, HBL_ADDR_XEN };
 
 struct hb_buffer {
 	struct hb_client *client;
@@ -113,6 +126,14 @@ void hbl_import_destroy(struct hb_import *im);
 void hbl_timelines_destroy(struct hb_client *c);
 /* import.c: DOMAIN_GONE; the backend may have to change imports of that domain's memory. */
 void hbl_imports_peer_gone(struct hb_client *c, uint32_t domain);
+
+/* resume.c: the stream was lost (conn.lost): reconnect and resume the session within the
+ * daemon's resume time, sending again what was in flight, or break the client. 0 if resumed. */
+int hbl_resume(struct hb_client *c);
+/* client.c: takes a welcome's resume token and time (a resume's too). */
+void hbl_take_resume(struct hb_client *c, const Welcome *w);
+/* client.c: a new transport to the same address (unix:, vm:, xen:), or -EOPNOTSUPP (kvm:). */
+int hbl_open_transport(struct hb_client *c, struct hbb_transport *tp);
 
 /* dispatch.c: reads and handles whatever has arrived without blocking (the backend's own fds
  * included), at most max frames. Returns the number of frames handled or a negative errno. */

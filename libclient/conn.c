@@ -1,7 +1,9 @@
 /* The connection to the daemon: transport, framing, sticky errors (see conn.h). */
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -10,6 +12,7 @@
 #include "common/sock.h"
 #include "libclient/conn.h"
 #include "protocol/limits.h"
+#include "protocol/resync.h"
 
 int hbl_conn_broken(const struct hbl_conn *conn)
 {
@@ -38,6 +41,40 @@ int hbl_conn_break(struct hbl_conn *conn, int err)
 static int io_error(int err)
 {
 	return err == EPIPE ? EPIPE : ECONNRESET;
+}
+
+int hbl_conn_lose(struct hbl_conn *conn, int err, bool restarted)
+{
+	if (!conn->resumable || conn->broken)
+		return hbl_conn_break(conn, err);
+	if (!conn->lost) {
+		conn->lost = true;
+		conn->lost_err = err;
+		conn->restarted = restarted;
+	}
+	return -HBL_LOST;
+}
+
+void hbl_conn_reset_input(struct hbl_conn *conn)
+{
+	hbp_bytes_consume(&conn->rx, conn->rx.len);
+	hbc_close_fds(conn->rx_fds, &conn->rx_nfds);
+	conn->scan_from = 0;
+}
+
+void hbl_conn_replace(struct hbl_conn *conn, const struct hbb_transport *tp)
+{
+	struct epoll_event ev = {.events = EPOLLIN};
+
+	if (conn->tp.ops) {
+		if (conn->pub_fd >= 0)
+			epoll_ctl(conn->pub_fd, EPOLL_CTL_DEL, conn->tp.fd, NULL);
+		conn->tp.ops->close(&conn->tp, true);
+	}
+	conn->tp = *tp;
+	if (conn->pub_fd >= 0)
+		epoll_ctl(conn->pub_fd, EPOLL_CTL_ADD, conn->tp.fd, &ev);
+	hbl_conn_reset_input(conn);
 }
 
 /* ---- the socket transport (unix:, vm:) -------------------------------------------------- */
@@ -111,6 +148,9 @@ void hbl_conn_close(struct hbl_conn *conn)
 	if (conn->tp.ops)
 		conn->tp.ops->close(&conn->tp, conn->broken != 0);
 	conn->tp.ops = NULL;
+	if (conn->pub_fd >= 0)
+		close(conn->pub_fd);
+	conn->pub_fd = -1;
 	hbc_close_fds(conn->rx_fds, &conn->rx_nfds);
 	hbp_bytes_free(&conn->rx);
 	hbp_bytes_free(&conn->tx);
@@ -123,10 +163,82 @@ static uint32_t le32(const uint8_t *p)
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
+/*
+ * A channel's input (vm:, kvm:) is scanned for resync markers wherever they land, as the daemon
+ * scans its side (protocol/resync.c): a marker saying the daemon restarted may cut the frame
+ * the last daemon was sending. As on a socket, nothing past the current frame is read, so a
+ * frame not handled yet is still the fd's to report to whoever polls it.
+ */
+static size_t channel_want(const struct hbl_conn *conn)
+{
+	long l;
+
+	if (conn->rx.len < HBP_FRAME_HEADER)
+		return HBP_FRAME_HEADER - conn->rx.len;
+	l = hbp_frame_peek(conn->rx.data, conn->rx.len, HBP_FRAME_MAX, NULL);
+	if (l >= 0)
+		return HBP_FRAME_HEADER + (size_t)le32(conn->rx.data) - conn->rx.len;
+	/* Not a frame's length: the start of a marker, whose end is on its way. */
+	return conn->rx.len < HBP_RESYNC_LEN ? HBP_RESYNC_LEN - conn->rx.len : 0;
+}
+
+static long rx_channel(struct hbl_conn *conn, const uint8_t **payload)
+{
+	for (;;) {
+		struct hbp_resync m;
+		size_t n = 0, want;
+		ssize_t got;
+		long l;
+		int r;
+
+		switch (hbp_resync_split(conn->rx.data, conn->rx.len, &conn->scan_from, &n, &m)) {
+		case HBP_SPLIT_FRAME:
+			l = hbp_frame_peek(conn->rx.data, conn->rx.len, HBP_FRAME_MAX, payload);
+			if (l > 0)
+				return l;
+			/* Bytes that fail the length check may be a marker still arriving. */
+			if (l < 0 && conn->scan_from >= HBP_FRAME_HEADER)
+				return hbl_conn_break(conn, EPROTO);
+			break;
+		case HBP_SPLIT_WAIT:
+			break;
+		case HBP_SPLIT_DROP:
+			hbl_conn_consume(conn, n);
+			continue;
+		case HBP_SPLIT_MARKER:
+			hbl_conn_consume(conn, n);
+			if (m.status == HBP_RESYNC_RESTARTED)
+				return hbl_conn_lose(conn, ECONNRESET, true);
+			continue; /* an answer to a marker of ours we no longer wait for */
+		}
+		want = channel_want(conn);
+		if (!want)
+			return hbl_conn_break(conn, EPROTO);
+		r = hbp_bytes_reserve(&conn->rx, want);
+		if (r < 0)
+			return r;
+		got = conn->tp.ops->recv(&conn->tp, conn->rx.data + conn->rx.len, want,
+					 conn->rx_fds, &conn->rx_nfds, HBB_FRAME_FDS);
+		if (got == -EAGAIN)
+			return 0;
+		if (got <= 0)
+			return hbl_conn_lose(conn, got == 0 ? EPIPE : io_error((int)-got), false);
+		conn->rx.len += (size_t)got;
+	}
+}
+
+void hbl_conn_consume(struct hbl_conn *conn, size_t n)
+{
+	hbp_bytes_consume(&conn->rx, n);
+	conn->scan_from = conn->scan_from > n ? conn->scan_from - n : 0;
+}
+
 /* Receives the rest of the current frame. Returns its payload length, 0 if the transport has
- * nothing more for now, or a negative errno (broken, except -ENOMEM). */
+ * nothing more for now, -HBL_LOST, or a negative errno (broken, except -ENOMEM). */
 static long rx_frame(struct hbl_conn *conn, const uint8_t **payload)
 {
+	if (conn->channel)
+		return rx_channel(conn, payload);
 	for (;;) {
 		size_t want;
 		ssize_t n;
@@ -150,7 +262,7 @@ static long rx_frame(struct hbl_conn *conn, const uint8_t **payload)
 		if (n == -EAGAIN)
 			return 0;
 		if (n <= 0)
-			return hbl_conn_break(conn, n == 0 ? EPIPE : io_error((int)-n));
+			return hbl_conn_lose(conn, n == 0 ? EPIPE : io_error((int)-n), false);
 		conn->rx.len += (size_t)n;
 	}
 }
@@ -166,7 +278,7 @@ int hbl_conn_read_frame(struct hbl_conn *conn, ServerMsg **msg, int *fds, unsign
 	memcpy(fds, conn->rx_fds, sizeof(conn->rx_fds));
 	*nfds = conn->rx_nfds;
 	conn->rx_nfds = 0;
-	hbp_bytes_consume(&conn->rx, conn->rx.len);
+	hbl_conn_consume(conn, HBP_FRAME_HEADER + (size_t)plen);
 	if (!*msg) {
 		hbc_close_fds(fds, nfds);
 		return hbl_conn_break(conn, EPROTO);
@@ -193,7 +305,7 @@ static int pending_refusal(struct hbl_conn *conn)
 		err = (int)m->error;
 	if (m)
 		server_msg__free_unpacked(m, NULL);
-	hbp_bytes_consume(&conn->rx, conn->rx.len);
+	hbl_conn_consume(conn, HBP_FRAME_HEADER + (size_t)plen);
 	return err;
 }
 
@@ -208,12 +320,37 @@ int hbl_conn_flush(struct hbl_conn *conn, size_t *off)
 			return -EAGAIN;
 		if (n < 0) {
 			refusal = pending_refusal(conn);
-			if (refusal)
+			if (refusal) {
 				log_debug("the daemon refused the connection: %s",
 					  strerror(refusal));
-			return hbl_conn_break(conn, refusal ? refusal : io_error((int)-n));
+				return hbl_conn_break(conn, refusal);
+			}
+			return hbl_conn_lose(conn, io_error((int)-n), false);
 		}
 		*off += (size_t)n;
+	}
+	return 0;
+}
+
+int hbl_conn_write_all(struct hbl_conn *conn, const void *buf, size_t len, int timeout_ms)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		struct pollfd pfd = {.fd = conn->tp.fd, .events = POLLOUT};
+		ssize_t n = conn->tp.ops->send(&conn->tp, (const char *)buf + off, len - off);
+
+		if (n >= 0) {
+			off += (size_t)n;
+			continue;
+		}
+		if (n != -EAGAIN)
+			return (int)n;
+		/* A vchan's event channel never says "writable": room shows up as an event. */
+		if (!conn->tp.ops->pollout)
+			pfd.events = POLLIN;
+		if (poll(&pfd, 1, timeout_ms) <= 0)
+			return -ETIMEDOUT;
 	}
 	return 0;
 }

@@ -18,6 +18,10 @@
 #include "protocol/frame.h"
 #include "protocol/hyperbuf.pb-c.h"
 
+/* What a read or a write returns when the stream is lost but the session may be resumed
+ * (the daemon restarted): the caller resumes (resume.c) or breaks. */
+#define HBL_LOST ENOTCONN
+
 struct hbl_conn {
 	struct hbb_transport tp;
 	int broken;         /* sticky positive errno, 0 while healthy; atomic reads */
@@ -26,6 +30,16 @@ struct hbl_conn {
 	int rx_fds[HBB_FRAME_FDS];
 	unsigned rx_nfds;
 	struct hbp_bytes tx;
+	/* A VM channel (vm:, kvm:): the daemon's resync markers may arrive anywhere in the
+	 * stream (PROTOCOL.md §1.1, §8), so input is scanned for them. */
+	bool channel;
+	size_t scan_from;
+	/* Restarts (docs/RESTART.md): with a token from the welcome, a lost stream is not the
+	 * end: -HBL_LOST says so, and lost_err is what breaks the client if resuming fails. */
+	bool resumable;
+	bool lost, restarted; /* restarted: the daemon's marker said so; the stream is fine */
+	int lost_err;
+	int pub_fd; /* hb_get_fd: an epoll fd holding the transport's, stable across resumes */
 	/* Called once, when the connection breaks: no completion can arrive any more, so
 	 * every pending fence must complete now (client.c wires it to sync.c). */
 	void (*on_break)(void *ctx, int err);
@@ -45,12 +59,25 @@ int hbl_conn_break(struct hbl_conn *conn, int err);
 
 /* The next whole frame, unpacked and validated by the frame codec: 1 with *msg (free with
  * server_msg__free_unpacked) and the fds that came with it moved to fds[] (*nfds), 0 if the
- * transport has nothing more for now, or a negative errno (the connection is then broken,
- * except for -ENOMEM). */
+ * transport has nothing more for now, -HBL_LOST, or a negative errno (the connection is then
+ * broken, except for -ENOMEM). */
 int hbl_conn_read_frame(struct hbl_conn *conn, ServerMsg **msg, int *fds, unsigned *nfds);
 
 /* Writes as much of conn->tx from *off as the transport takes now. 0 when all is written,
- * -EAGAIN when it is full, or a negative errno (broken). */
+ * -EAGAIN when it is full, -HBL_LOST, or a negative errno (broken). */
 int hbl_conn_flush(struct hbl_conn *conn, size_t *off);
+/* Writes buf whole (the transport may be full: waits for room, reading nothing). */
+int hbl_conn_write_all(struct hbl_conn *conn, const void *buf, size_t len, int timeout_ms);
+
+/* The stream is gone or the daemon restarted: -HBL_LOST when the session may be resumed, else
+ * the connection breaks with err (returns -err). */
+int hbl_conn_lose(struct hbl_conn *conn, int err, bool restarted);
+/* A new transport in place of the old one (resuming): the old one is closed, the input
+ * dropped, and hb_get_fd's epoll set follows. */
+void hbl_conn_replace(struct hbl_conn *conn, const struct hbb_transport *tp);
+/* Drops the first n bytes of the input. */
+void hbl_conn_consume(struct hbl_conn *conn, size_t n);
+/* Drops whatever input is buffered (a resync starts the stream afresh). */
+void hbl_conn_reset_input(struct hbl_conn *conn);
 
 #endif

@@ -20,6 +20,13 @@ static void route_event(struct hb_client *c, const Event *ev)
 {
 	const struct hbl_memory *mem = &c->mem;
 
+	/* A restarted daemon sends again the events it cannot know we took: once is enough. */
+	if (ev->seq) {
+		if (ev->seq <= c->events.last_seq)
+			return;
+		c->events.last_seq = ev->seq;
+	}
+
 	/* Ours, not the application's: a parked buffer's pages may go. */
 	if (ev->type == HBP_WIRE_EVENT_RECLAIMED) {
 		if (mem->ops && mem->ops->reclaimed)
@@ -78,6 +85,12 @@ int hbl_pump(struct hb_client *c, int max)
 	}
 	for (handled = 0; handled < max; handled++) {
 		r = hbl_conn_read_frame(&c->conn, &m, fds, &nfds);
+		/* The daemon restarted: resume and carry on reading the new stream. */
+		if (r == -HBL_LOST && !c->resume.active) {
+			r = hbl_resume(c);
+			if (r == 0)
+				continue;
+		}
 		if (r <= 0)
 			return r < 0 ? r : handled;
 		r = route(c, m, fds, nfds);
@@ -93,15 +106,16 @@ int hbl_pump(struct hb_client *c, int max)
 
 HBL_PUBLIC int hb_dispatch(struct hb_client *c, int timeout_ms)
 {
-	struct pollfd pfd[1 + HBP_MAX_GROUPS];
+	struct pollfd pfd[1];
 	uint64_t deadline = 0;
-	size_t npfd;
+	size_t npfd = 1;
 	int r;
 
 	if (!c)
 		return hbl_fail(-EINVAL);
-	/* The fds never change after hb_connect, so the set is built once, without the lock. */
-	npfd = hbl_pollfds(c, pfd, sizeof(pfd) / sizeof(pfd[0]));
+	/* The epoll set of every fd the client reads: the same fd for the client's life, even
+	 * when a resume replaces the transport in it. */
+	pfd[0] = (struct pollfd){.fd = c->conn.pub_fd, .events = POLLIN};
 	if (timeout_ms > 0)
 		deadline = hbc_now_ms() + (uint64_t)timeout_ms;
 	for (;;) {

@@ -110,6 +110,21 @@ void hbl_events_push_fence(struct hb_client *c, uint64_t timeline, uint64_t valu
 	append(q, n);
 }
 
+void hbl_events_push_restarted(struct hb_client *c)
+{
+	struct hbl_events *q = &c->events;
+	struct hbl_event_node *n = q->count < q->depth ? malloc(sizeof(*n)) : NULL;
+
+	if (!n) {
+		queue_overflow(q);
+		return;
+	}
+	memset(n, 0, sizeof(*n));
+	n->type = HB_EVENT_RESTARTED;
+	n->domain = c->domain;
+	append(q, n);
+}
+
 HBL_PUBLIC int hb_event_fence(const struct hb_event *ev, struct hb_fence *f)
 {
 	if (!ev || !f || ev->type != HB_EVENT_FENCE)

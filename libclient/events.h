@@ -31,6 +31,7 @@ struct hbl_events {
 	uint32_t depth; /* the welcome's event_queue */
 	/* Kept so an OVERFLOW can be queued even when malloc fails. */
 	struct hbl_event_node *spare;
+	uint64_t last_seq; /* the daemon's seq of the last event taken (0: none yet) */
 };
 
 int hbl_events_init(struct hbl_events *q, uint32_t depth);
@@ -41,5 +42,7 @@ void hbl_events_push(struct hb_client *c, const Event *ev);
 /* Queues an HB_EVENT_FENCE for a point that completed. */
 void hbl_events_push_fence(struct hb_client *c, uint64_t timeline, uint64_t value, uint32_t owner);
 bool hbl_events_queued(const struct hb_client *c);
+/* Queues the HB_EVENT_RESTARTED of a resumed session. */
+void hbl_events_push_restarted(struct hb_client *c);
 
 #endif

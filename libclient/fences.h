@@ -74,6 +74,8 @@ void hbl_fences_init(struct hbl_fences *f);
 void hbl_fence_done(struct hb_client *c, const FenceDone *f);
 /* Completes every pending point with err (negative): the connection is lost. */
 void hbl_fences_fail_all(struct hb_client *c, int err);
+/* After a resume: opens every pending point again on the new daemon. */
+void hbl_fences_reopen(struct hb_client *c);
 /* Frees every sync node and point without talking to the daemon (hb_disconnect). */
 void hbl_fences_destroy(struct hb_client *c);
 /* hb_sync_open with the lock held. */

@@ -319,6 +319,60 @@ void hbl_fences_destroy(struct hb_client *c)
 	hbc_list_for_each_safe(s, &c->fences.syncs, struct hb_sync, link) sync_free(s);
 }
 
+/*
+ * After a resume (resume.c): the daemon's waits were the old daemon's. Each pending point is
+ * opened again: still pending (a new wait id), complete by now (it completes), or gone (its
+ * timeline ended with its owner while the daemon was away: -EPIPE, as for an owner's death).
+ */
+void hbl_fences_reopen(struct hb_client *c)
+{
+	struct hbl_point **v = NULL, *p;
+	size_t n = 0, cap = 0;
+
+	for (size_t i = 0; i < HBL_POINT_BUCKETS; i++) {
+		for (p = c->fences.points[i]; p; p = p->hnext) {
+			if (n == cap) {
+				struct hbl_point **g =
+				    realloc(v, (cap ? cap * 2 : 16) * sizeof(*v));
+
+				if (!g) {
+					free(v);
+					hbl_fences_fail_all(c, -ENOMEM);
+					return;
+				}
+				v = g;
+				cap = cap ? cap * 2 : 16;
+			}
+			v[n++] = p;
+		}
+	}
+	for (size_t i = 0; i < n && hbl_conn_broken(&c->conn) == 0; i++) {
+		SyncOpen so = SYNC_OPEN__INIT;
+		ClientMsg m = CLIENT_MSG__INIT;
+		struct hbb_reply reply;
+		int r;
+
+		p = v[i];
+		so.timeline = p->timeline;
+		so.value = p->value;
+		m.body_case = CLIENT_MSG__BODY_SYNC_OPEN;
+		m.sync_open = &so;
+		r = hbl_call(c, &m, SERVER_MSG__BODY_SYNC, &reply);
+		if (r == 0 && reply.msg->sync->wait) {
+			p->wait = reply.msg->sync->wait;
+		} else if (r == 0 || r == -ENOENT) {
+			uint64_t timeline = p->timeline, value = p->value;
+			uint32_t owner = p->owner;
+
+			point_complete(c, p, r == 0 ? reply.msg->sync->status : -EPIPE);
+			hbl_events_push_fence(c, timeline, value, owner);
+		}
+		if (r == 0)
+			hbl_reply_free(&reply);
+	}
+	free(v);
+}
+
 /* ---- the public calls ------------------------------------------------------------------- */
 
 int hbl_sync_open_locked(struct hb_client *c, const struct hb_fence *f, struct hb_sync **out)

@@ -1,0 +1,154 @@
+/*
+ * Resuming a session after the daemon restarted (docs/RESTART.md, PROTOCOL.md §8), inside
+ * whatever call noticed: no thread of our own.
+ *
+ * The stream is lost in one of two ways: it ends (a socket's EOF, a vchan's end: the daemon
+ * died and its connections with it), or, on a VM channel the daemon kept across its restart,
+ * a resync marker says RESTARTED. Either way: a new stream to the same place (or a resync on
+ * the kept one), Hello with the welcome's token and the id of the request still in flight,
+ * then what the old daemon never answered goes again. The daemon answers the one request
+ * whose effects it kept but whose reply was lost with that reply, so nothing happens twice.
+ * Fences waited on are opened again: their waits were the old daemon's. All within the time
+ * the daemon keeps a session for its client; after that, the client breaks as it always did.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "libclient/client.h"
+#include "protocol/limits.h"
+
+/* The request of the application still waiting for its reply (the client's lock allows one),
+ * or NULL. */
+static struct hbl_request *in_flight(struct hb_client *c)
+{
+	struct hbl_request *q;
+
+	for (q = c->calls.pending; q; q = q->next)
+		if (!q->done && q->frame)
+			return q;
+	return NULL;
+}
+
+/* A stream to the daemon again: a new connection where the old one ended, or the kept
+ * channel resynchronised. */
+static int reopen(struct hb_client *c, int left_ms)
+{
+	struct hbl_conn *conn = &c->conn;
+	struct hbb_transport tp;
+	int r;
+
+	if (!conn->restarted && c->resume.kind != HBL_ADDR_KVM) {
+		r = hbl_open_transport(c, &tp);
+		if (r < 0)
+			return r;
+		hbl_conn_replace(conn, &tp);
+	} else {
+		hbl_conn_reset_input(conn);
+	}
+	/* A port the daemon kept answers markers; so does a new channel connection. */
+	if (conn->channel) {
+		r = hbk_channel_resync(conn->tp.fd, left_ms < 1000 ? 1000 : left_ms);
+		if (r < 0)
+			return r;
+		hbl_conn_reset_input(conn);
+	}
+	conn->restarted = false;
+	return 0;
+}
+
+/* Hello with the token. *last: the last request whose effects the daemon kept. */
+static int resume_hello(struct hb_client *c, uint32_t pending, uint32_t *last)
+{
+	Hello h = HELLO__INIT;
+	ClientMsg m = CLIENT_MSG__INIT;
+	struct hbb_reply reply;
+	const Welcome *w;
+	int r;
+
+	h.version = HBP_PROTOCOL_VERSION;
+	h.role = HBP_ROLE_CLIENT;
+	h.resume = (ProtobufCBinaryData){HBP_TOKEN_LEN, c->resume.token};
+	h.pending = pending;
+	m.body_case = CLIENT_MSG__BODY_HELLO;
+	m.hello = &h;
+	r = hbl_call(c, &m, SERVER_MSG__BODY_WELCOME, &reply);
+	if (r < 0)
+		return r;
+	w = reply.msg->welcome;
+	if (!w->resumed || w->domain != c->domain || w->version != HBP_PROTOCOL_VERSION)
+		r = -EPROTO;
+	if (r == 0) {
+		*last = w->last_request;
+		hbl_take_resume(c, w);
+	}
+	hbl_reply_free(&reply);
+	return r;
+}
+
+/* Sends again what the old daemon never took: the request in flight, unless its effects were
+ * kept (its reply then comes again on its own). */
+static int send_again(struct hb_client *c, struct hbl_request *q, uint32_t last)
+{
+	if (!q || q->done || q->id == last)
+		return 0;
+	return hbl_conn_write_all(&c->conn, q->frame, q->frame_len, HBL_WAIT_SLICE_MS * 10);
+}
+
+/* An attempt's error that no retry can change. */
+static bool final(int r)
+{
+	return r == -ENOENT || r == -EPROTO || r == -EACCES || r == -EPERM || r == -ENOMEM;
+}
+
+static void pause_ms(unsigned ms)
+{
+	poll(NULL, 0, (int)ms);
+}
+
+int hbl_resume(struct hb_client *c)
+{
+	struct hbl_conn *conn = &c->conn;
+	uint64_t deadline = hbc_now_ms() + c->resume.ms;
+	struct hbl_request *q = in_flight(c);
+	unsigned backoff = 5;
+	uint32_t last = 0;
+	int err = conn->lost_err, r;
+
+	log_debug("the daemon went away (%s); resuming the session for %u ms", strerror(err),
+		  c->resume.ms);
+	c->resume.active = true;
+	for (;;) {
+		uint64_t now = hbc_now_ms();
+
+		conn->lost = false;
+		r = reopen(c, (int)(deadline > now ? deadline - now : 0));
+		if (r == 0)
+			r = resume_hello(c, q && !q->done ? q->id : 0, &last);
+		if (r == 0)
+			break;
+		log_debug("resume: %s", strerror(-r));
+		if (final(r) || hbc_now_ms() + backoff >= deadline)
+			goto fail;
+		pause_ms(backoff);
+		backoff = backoff < 250 ? backoff * 2 : 500;
+	}
+	r = send_again(c, q, last);
+	if (r < 0)
+		goto fail;
+	c->resume.active = false;
+	c->resume.resumes++;
+	log_debug("resumed the session (resume %u)", c->resume.resumes);
+	hbl_fences_reopen(c);
+	hbl_events_push_restarted(c);
+	return hbl_conn_broken(conn);
+
+fail:
+	c->resume.active = false;
+	conn->lost = false;
+	log_debug("cannot resume the session: %s", strerror(-r));
+	return hbl_conn_break(conn, err);
+}
