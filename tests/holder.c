@@ -325,6 +325,13 @@ static void child_exec(struct holder *h)
 	unsetenv("LISTEN_FDS");
 	unsetenv("LISTEN_FDNAMES");
 	setenv("NOTIFY_SOCKET", h->notify_addr.sun_path, 1);
+	/* As systemd 254 and later do when FileDescriptorStoreMax= is set: tells the service a
+	 * store exists, and how big. */
+	unsetenv("FDSTORE");
+	if (h->max) {
+		snprintf(num, sizeof(num), "%u", h->max);
+		setenv("FDSTORE", num, 1);
+	}
 	names = calloc(1, len);
 	if (n && names) {
 		for (size_t i = 0; i < n; i++)

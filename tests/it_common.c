@@ -68,9 +68,10 @@ const char *it_id_text(const struct hb_id *id)
 const char *it_event_name(int type)
 {
 	static const char *names[] = {"?",        "EXPORTED",    "UNEXPORTED", "IMPORTED",
-				      "RELEASED", "DOMAIN_GONE", "FENCE",      "OVERFLOW"};
+				      "RELEASED", "DOMAIN_GONE", "FENCE",      "OVERFLOW",
+				      "RESTARTED"};
 
-	return type >= 1 && type <= 7 ? names[type] : "?";
+	return type >= 1 && type <= 8 ? names[type] : "?";
 }
 
 /* ---- checked API calls (failures name the caller's line) ----------------------------------- */

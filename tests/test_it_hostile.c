@@ -991,7 +991,8 @@ static void wait_log(const struct hbt_daemon *d, const char *text)
 	}
 }
 
-/* Hello on a fresh connection: true if welcomed, false if the daemon hung up first. */
+/* Hello on a fresh connection: true if welcomed, false if the daemon refused it (its refusal
+ * frame, or a hang-up). */
 static bool try_hello(struct it_raw *r, const char *path)
 {
 	ClientMsg m = CLIENT_MSG__INIT;
@@ -1009,6 +1010,11 @@ static bool try_hello(struct it_raw *r, const char *path)
 	s = it_raw_recv(r, IT_WAIT_MS, NULL);
 	if (!s)
 		return false;
+	/* A refusal (PROTOCOL.md §2): one frame, id 0, EUSERS, then the hang-up. */
+	if (s->id == 0 && s->error == EUSERS) {
+		server_msg__free_unpacked(s, NULL);
+		return false;
+	}
 	ok = s->id == m.id && s->error == 0 && s->body_case == SERVER_MSG__BODY_WELCOME;
 	server_msg__free_unpacked(s, NULL);
 	CHECK(ok);

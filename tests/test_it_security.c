@@ -60,18 +60,6 @@ static const char *vm_addr(const struct hbt_daemon *d, int n)
 }
 
 /* The daemon's log, whole (static storage). */
-static const char *daemon_log(const struct hbt_daemon *d)
-{
-	static char text[1 << 20];
-	int fd = open(d->log, O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd < 0 ? -1 : read(fd, text, sizeof(text) - 1);
-
-	if (fd >= 0)
-		close(fd);
-	text[n > 0 ? n : 0] = '\0';
-	return text;
-}
-
 static void check_owner(const char *path, uid_t uid, gid_t gid, mode_t mode)
 {
 	struct stat st;
@@ -200,15 +188,15 @@ TEST(other_users_cannot_speak_for_a_vm)
 	CHECK_EQ(hbt_wait_child(hbt_fork(vm2_tries_vm1, &d)), 0);
 	/* root is not vm1's QEMU: refused by the daemon's own check. */
 	CHECK_ERR(hb_connect(vm_addr(&d, 1)), EACCES);
-	CHECK(strstr(daemon_log(&d), "vm vm1: refused a connection on") != NULL);
-	CHECK(strstr(daemon_log(&d), "uid 0 is not the VM's user 61001") != NULL);
+	CHECK(strstr(hbt_daemon_log(&d), "vm vm1: refused a connection on") != NULL);
+	CHECK(strstr(hbt_daemon_log(&d), "uid 0 is not the VM's user 61001") != NULL);
 	CHECK(IT_STAT(&d, "refused_credentials") >= 1);
 	/* Nor may it join vm1's pool by its ivshmem socket: closed before any greeting. */
 	v.sock = it_unix_connect(hbt_path(&d, "vm1/ivshmem-b.sock"));
 	CHECK(v.sock >= 0);
 	CHECK(it_ivsh_recv(v.sock, &val, &fd, &nfds, IT_WAIT_MS) <= 0);
 	close(v.sock);
-	CHECK(strstr(daemon_log(&d), "refused a connection on ivshmem") != NULL);
+	CHECK(strstr(hbt_daemon_log(&d), "refused a connection on ivshmem") != NULL);
 	IT_STOP(&d);
 }
 
@@ -238,7 +226,7 @@ TEST(one_ivshmem_connection_per_vm)
 
 	start(&d);
 	CHECK_EQ(hbt_wait_child(hbt_fork(vm1_joins_twice, &d)), 0);
-	CHECK(strstr(daemon_log(&d), "it has 1 connection(s) to group b already "
+	CHECK(strstr(hbt_daemon_log(&d), "it has 1 connection(s) to group b already "
 				     "(ivshmem_connections = 1)") != NULL);
 	IT_STOP(&d);
 }
@@ -253,8 +241,8 @@ TEST(pidfile_and_label_are_checked)
 	start(&d);
 	it_write_file(hbt_path(&d, "vm3.pid"), "1\n"); /* init, not us */
 	CHECK_ERR(hb_connect(hbt_addr_vm(&d, 3)), EACCES);
-	CHECK(strstr(daemon_log(&d), "vm vm3: refused") != NULL);
-	CHECK(strstr(daemon_log(&d), "is not the one in") != NULL);
+	CHECK(strstr(hbt_daemon_log(&d), "vm vm3: refused") != NULL);
+	CHECK(strstr(hbt_daemon_log(&d), "is not the one in") != NULL);
 	snprintf(text, sizeof(text), "%d\n", (int)getpid());
 	it_write_file(hbt_path(&d, "vm3.pid"), text);
 	c = IT_CONNECT(hbt_addr_vm(&d, 3));
@@ -262,7 +250,7 @@ TEST(pidfile_and_label_are_checked)
 	/* Whatever label the kernel gives this process (none without an LSM), it is not the
 	 * configured one. */
 	CHECK_ERR(hb_connect(hbt_addr_vm(&d, 4)), EACCES);
-	CHECK(strstr(daemon_log(&d), "is not the VM's label 'hb_test_label'") != NULL);
+	CHECK(strstr(hbt_daemon_log(&d), "is not the VM's label 'hb_test_label'") != NULL);
 	IT_STOP(&d);
 }
 
@@ -351,10 +339,10 @@ TEST(host_limits_are_per_user)
 	start(&d);
 	a.d = b.d = &d;
 	CHECK_EQ(hbt_wait_child(hbt_fork(hogs_pending, &a)), 0);
-	CHECK(strstr(daemon_log(&d), "uid 61003 already has 4 connections that have not said "
+	CHECK(strstr(hbt_daemon_log(&d), "uid 61003 already has 4 connections that have not said "
 				     "Hello (pending_per_uid)") != NULL);
 	CHECK_EQ(hbt_wait_child(hbt_fork(hogs_sessions, &a)), 0);
-	CHECK(strstr(daemon_log(&d), "has 3 sessions (sessions_per_uid)") != NULL);
+	CHECK(strstr(hbt_daemon_log(&d), "has 3 sessions (sessions_per_uid)") != NULL);
 	CHECK_EQ(hbt_wait_child(hbt_fork(another_user_connects, &b)), 0);
 	CHECK_EQ(hbt_ctl(&d, out, sizeof(out), "status"), 0);
 	IT_STOP(&d);
@@ -375,7 +363,7 @@ TEST(refusals_are_rate_limited)
 	/* The count of what was held back comes with the next line that gets through. */
 	it_sleep_ms(1100);
 	CHECK_ERR(hb_connect(vm_addr(&d, 1)), EACCES);
-	log = daemon_log(&d);
+	log = hbt_daemon_log(&d);
 	CHECK(hbt_count_substr(log, "vm vm1: refused a connection on") <= 4);
 	CHECK(strstr(log, "more like it since the last") != NULL);
 	CHECK(IT_STAT(&d, "refused_credentials") >= 300);
@@ -478,11 +466,11 @@ TEST(unisolated_vms_are_named_at_start)
 	struct hbt_daemon d;
 
 	hbt_daemon_start(&d, NULL);
-	CHECK(strstr(daemon_log(&d), "VMs are not isolated from each other: vm1, vm2, vm3 have "
+	CHECK(strstr(hbt_daemon_log(&d), "VMs are not isolated from each other: vm1, vm2, vm3 have "
 				     "no user, group, pidfile or label") != NULL);
 	IT_STOP(&d);
 	/* Here every VM names its QEMU one way or another: no warning. */
 	start(&d);
-	CHECK(strstr(daemon_log(&d), "VMs are not isolated") == NULL);
+	CHECK(strstr(hbt_daemon_log(&d), "VMs are not isolated") == NULL);
 	IT_STOP(&d);
 }

@@ -14,6 +14,7 @@
  * Nothing outlives a case: every QEMU dies with the test process (PR_SET_PDEATHSIG), has a CPU
  * time limit of its own, and is killed and reaped by the case or by the failure hook.
  */
+#include <pthread.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 
@@ -593,6 +594,148 @@ TEST(vm_daemon_restart)
 	/* The old daemon exits cleanly with the QEMU still connected to it. */
 	CHECK_EQ(hbt_daemon_restart(&d), 0);
 	vm_finish(&v1);
+	IT_STOP(&d);
+}
+
+/* ---- the daemon killed under running guests (docs/RESTART.md) ---------------------------- */
+
+struct killer {
+	struct hbt_daemon *d;
+	int kills;
+	uint64_t seed;
+	volatile bool stop;
+	volatile uint64_t frames;  /* the host's frames so far */
+	uint64_t frames_at_last_kill;
+};
+
+/* SIGKILLs the daemon HBVM_STRESS_KILLS times at random points of the workload (random frame
+ * counts of the host's, up to eight tenths of them, plus up to 50 ms), and waits for the
+ * holder to bring it back each time. */
+static void *kill_loop(void *arg)
+{
+	struct killer *k = arg;
+	uint64_t at[HBVM_STRESS_KILLS];
+
+	for (int i = 0; i < HBVM_STRESS_KILLS; i++) {
+		k->seed = k->seed * 6364136223846793005ull + 1442695040888963407ull;
+		at[i] = 2 + (k->seed >> 33) % (HBVM_STRESS_FRAMES * 8 / 10);
+	}
+	for (int i = 1; i < HBVM_STRESS_KILLS; i++)
+		for (int j = i; j > 0 && at[j] < at[j - 1]; j--) {
+			uint64_t t = at[j];
+
+			at[j] = at[j - 1];
+			at[j - 1] = t;
+		}
+	while (k->kills < HBVM_STRESS_KILLS && !k->stop) {
+		if (k->frames < at[k->kills]) {
+			it_sleep_ms(5);
+			continue;
+		}
+		it_sleep_ms((unsigned)(at[k->kills] * 7919 % 50));
+		k->frames_at_last_kill = k->frames;
+		hbt_daemon_crash(k->d);
+		k->kills++;
+	}
+	return NULL;
+}
+
+/* The host's part: vm1's frames for it, each waited for, checked and acked. The killing
+ * starts with the first frame. */
+static void host_consumer(struct vm *v1, struct hb_client *h, struct killer *k,
+			  pthread_t *killer)
+{
+	struct hb_timeline *ack = hb_timeline_create(h);
+	struct hb_buffer *hello = IT_ALLOC(h, 1, 4096, 0);
+	uint64_t ack_id, last = 0, hello_at = 0, producer = 0;
+	struct hb_event ev;
+	struct hb_fence f;
+	struct hb_sync *s;
+	struct hb_id id;
+
+	CHECK(ack && hb_timeline_share(ack, 1) == 0);
+	ack_id = hb_timeline_id(ack);
+	while (last < HBVM_STRESS_FRAMES) {
+		struct hbvm_stress_meta meta;
+		struct hb_import *im;
+
+		if (!last && hbt_now_ms() > hello_at) {
+			IT_EXPORT(hello, &ack_id, sizeof(ack_id), &id);
+			hello_at = hbt_now_ms() + 1000;
+		}
+		if (it_wait_event_at(__FILE__, __LINE__, h, HB_EVENT_EXPORTED, &ev, 500) != 0) {
+			vm_check(v1);
+			continue;
+		}
+		if (ev.domain != 1 || ev.meta_len != sizeof(meta))
+			continue;
+		memcpy(&meta, ev.meta, sizeof(meta));
+		CHECK_EQ(meta.frame, last + 1);
+		im = IT_IMPORT(h, &ev.id, 0);
+		f = (struct hb_fence){meta.timeline, meta.frame};
+		s = hb_sync_open(h, &f);
+		CHECK(s != NULL);
+		CHECK_EQ(hb_sync_wait(s, VM_WAIT_MS), 0);
+		CHECK_EQ(hb_sync_status(s), 1);
+		hb_sync_close(s);
+		IT_CHECK_IMPORT(im, HBVM_STRESS_SIZE, HBVM_STRESS_SEED(meta.frame, 0));
+		hb_import_release(im);
+		last = meta.frame;
+		k->frames = last;
+		producer = meta.timeline;
+		CHECK_EQ(hb_timeline_signal(ack, last), 0);
+		if (last == 1)
+			CHECK_EQ(pthread_create(killer, NULL, kill_loop, k), 0);
+	}
+	/* The ack timeline stays until the producer has seen every ack ("done": frame N + 1). */
+	f = (struct hb_fence){producer, HBVM_STRESS_FRAMES + 1};
+	s = hb_sync_open(h, &f);
+	CHECK(s != NULL);
+	CHECK_EQ(hb_sync_wait(s, VM_WAIT_MS), 0);
+	hb_sync_close(s);
+	hb_buffer_free(hello);
+	hb_timeline_destroy(ack);
+}
+
+/*
+ * Two guests and the host share frames with fences both ways while the daemon is SIGKILLed 20
+ * times and restarted by the holder from its fd store: QEMU keeps its channels and its pools,
+ * the guests are never restarted, every frame arrives and is checked byte for byte, no wait
+ * hangs, and the pools are empty at the end.
+ */
+TEST(vm_daemon_killed_20_times)
+{
+	struct hbt_daemon d;
+	struct killer k = {.seed = 0x2545f4914f6cdd1dull};
+	struct vm v1, v2;
+	struct hb_client *h;
+	pthread_t killer;
+	pid_t qemu1, qemu2;
+
+	need_vms();
+	hbt_daemon_start_held(&d, topology);
+	vm_start(&v1, &d, 1, "restart_stress");
+	vm_start(&v2, &d, 2, "restart_stress");
+	qemu1 = v1.pid;
+	qemu2 = v2.pid;
+	h = IT_CONNECT(hbt_addr_host(&d));
+	k.d = &d;
+	host_consumer(&v1, h, &k, &killer);
+	vm_finish(&v2);
+	vm_finish(&v1);
+	k.stop = true;
+	pthread_join(killer, NULL);
+	fprintf(stderr,
+		"daemon killed %d times while %d frames went to each consumer (the last kill at "
+		"frame %llu)\n",
+		k.kills, HBVM_STRESS_FRAMES, (unsigned long long)k.frames_at_last_kill);
+	/* Every kill came in the middle of the workload. */
+	CHECK_EQ(k.kills, HBVM_STRESS_KILLS);
+	CHECK(k.frames_at_last_kill < HBVM_STRESS_FRAMES);
+	CHECK(qemu1 > 0 && qemu2 > 0); /* the same QEMUs from start to finish (vm_check) */
+	hb_disconnect(h);
+	IT_CHECK_STAT(&d, "pages_used", 0);
+	CHECK_EQ(IT_STAT(&d, "refused_credentials"), 0);
 	IT_STOP(&d);
 }
 

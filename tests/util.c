@@ -270,6 +270,8 @@ static void launch(struct hbt_daemon *d)
 	struct tool_daemon_opts opts = {
 	    .notify_path = notify, .log_append = 1, .tied = 1, .why = why, .why_len = sizeof(why)};
 
+	if (d->held)
+		opts.holder = hbt_prog("tests/hbholder");
 	if (access(prog, X_OK) < 0) {
 		rm_rf(d->dir);
 		hbt_fail(__FILE__, __LINE__, "%s: %s (set HB_BUILD?)", prog, strerror(errno));
@@ -290,6 +292,35 @@ void hbt_daemon_start_config(struct hbt_daemon *d, const char *config_text)
 	make_dir(d);
 	write_config(d, config_text, NULL);
 	launch(d);
+}
+
+void hbt_daemon_start_held(struct hbt_daemon *d, const char *config_text)
+{
+	make_dir(d);
+	d->held = true;
+	write_config(d, config_text ? config_text : standard_topology, NULL);
+	launch(d);
+}
+
+void hbt_daemon_crash(struct hbt_daemon *d)
+{
+	pid_t old = d->spawn.main_pid;
+
+	if (!d->held || old <= 0 || old == d->pid)
+		hbt_fail(__FILE__, __LINE__, "hbt_daemon_crash needs a daemon under the holder");
+	if (kill(old, SIGKILL) < 0)
+		hbt_fail(__FILE__, __LINE__, "kill %d: %s", (int)old, strerror(errno));
+	if (tool_daemon_wait_ready(&d->spawn, START_TIMEOUT_MS) < 0 || d->spawn.main_pid == old) {
+		print_log(d);
+		hbt_fail(__FILE__, __LINE__, "hyperbufd did not come back after SIGKILL");
+	}
+}
+
+int hbt_daemon_reexec(struct hbt_daemon *d)
+{
+	if (kill(d->spawn.main_pid, SIGUSR2) < 0)
+		return -errno;
+	return tool_daemon_wait_ready(&d->spawn, START_TIMEOUT_MS);
 }
 
 void hbt_daemon_start(struct hbt_daemon *d, const char *extra)
@@ -485,4 +516,16 @@ int hbt_wait_event(struct hb_client *c, int type, struct hb_event *ev, int timeo
 		if (hb_dispatch(c, (int)(deadline - now)) < 0 && errno != EINTR && errno != EAGAIN)
 			return -1;
 	}
+}
+
+const char *hbt_daemon_log(const struct hbt_daemon *d)
+{
+	static char text[1 << 20];
+	int fd = open(d->log, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, text, sizeof(text) - 1);
+
+	if (fd >= 0)
+		close(fd);
+	text[n > 0 ? n : 0] = '\0';
+	return text;
 }

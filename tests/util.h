@@ -19,7 +19,18 @@ struct hbt_daemon {
 	char socket[300];               /* dir/host.sock: the host address is "unix:" socket */
 	char log[300];                  /* dir/hyperbufd.log: the daemon's stdout and stderr */
 	struct tool_daemon_spawn spawn; /* the launcher's (tools/spawn.h): dir/notify.sock */
+	bool held;                      /* under tests/hbholder: an fd store, restarts */
 };
+
+/* Starts hyperbufd under tests/hbholder (the fd store, docs/RESTART.md) on config_text (NULL:
+ * the standard topology). */
+void hbt_daemon_start_held(struct hbt_daemon *d, const char *config_text);
+/* The daemon's log so far (the first MiB), in static storage. */
+const char *hbt_daemon_log(const struct hbt_daemon *d);
+/* SIGKILLs a held daemon and waits until the holder has it ready again. */
+void hbt_daemon_crash(struct hbt_daemon *d);
+/* SIGUSR2 (re-exec in place) and the READY=1 of the new program: 0 or -errno. */
+int hbt_daemon_reexec(struct hbt_daemon *d);
 
 /* The build folder the tests were built in ($HB_BUILD, default "build"). */
 const char *hbt_build_dir(void);

@@ -136,14 +136,20 @@ void tool_describe_status(int status, char *out, size_t len)
 }
 
 /* True if a notify datagram (newline-separated assignments) says READY=1 anywhere in it. */
-static int says_ready(char *msg)
+/* Whether a notify datagram says READY=1; a MAINPID= in it (from a holder standing in for
+ * systemd: the daemon's own pid) goes to *main_pid. */
+static int says_ready(char *msg, pid_t *main_pid)
 {
 	char *save;
+	int ready = 0;
 
-	for (char *line = strtok_r(msg, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+	for (char *line = strtok_r(msg, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		if (strcmp(line, "READY=1") == 0)
-			return 1;
-	return 0;
+			ready = 1;
+		else if (strncmp(line, "MAINPID=", 8) == 0 && main_pid)
+			*main_pid = (pid_t)strtol(line + 8, NULL, 10);
+	}
+	return ready;
 }
 
 /* A failure's reason: on stderr after the program's name, or, if opts->why is set, appended
@@ -239,6 +245,8 @@ static void exec_daemon(const char *daemon, const char *config, int logfd, char 
 			const struct tool_daemon_opts *opts, pid_t parent)
 {
 	char *argv[] = {(char *)daemon, "-c", (char *)config, NULL};
+	/* Under a holder: it is the service manager, the daemon its service (docs/RESTART.md). */
+	char *held[] = {(char *)opts->holder, "--", (char *)daemon, "-c", (char *)config, NULL};
 	int fd;
 
 	if (opts->tied) {
@@ -254,7 +262,7 @@ static void exec_daemon(const char *daemon, const char *config, int logfd, char 
 	}
 	dup2(logfd, STDOUT_FILENO);
 	dup2(logfd, STDERR_FILENO);
-	execve(daemon, argv, env);
+	execve(opts->holder ? opts->holder : daemon, opts->holder ? held : argv, env);
 	fprintf(stderr, "%s: exec %s: %s\n", program_invocation_name, daemon, strerror(errno));
 	_exit(127);
 }
@@ -293,7 +301,7 @@ static pid_t start_daemon(const char *daemon, const char *config, const char *lo
 /* Waits for READY=1 on sock until deadline. 0, or -1 with the reason said and the daemon
  * reaped (SIGTERMed first if it is still running). */
 static int wait_ready(pid_t pid, int sock, uint64_t deadline, int timeout_ms, const char *log_path,
-		      const struct tool_daemon_opts *opts)
+		      const struct tool_daemon_opts *opts, pid_t *main_pid)
 {
 	char desc[64];
 	int status;
@@ -323,7 +331,7 @@ static int wait_ready(pid_t pid, int sock, uint64_t deadline, int timeout_ms, co
 		if (len <= 0)
 			continue;
 		msg[len] = '\0';
-		if (says_ready(msg))
+		if (says_ready(msg, main_pid))
 			return 0;
 	}
 }
@@ -349,7 +357,9 @@ pid_t tool_daemon_start(const char *daemon, const char *config, const char *log_
 	if (sock < 0)
 		return -1;
 	pid = start_daemon(daemon, config, log_path, sa.sun_path, opts);
-	if (pid < 0 || wait_ready(pid, sock, deadline, timeout_ms, log_path, opts) < 0)
+	out->main_pid = pid;
+	if (pid < 0 ||
+	    wait_ready(pid, sock, deadline, timeout_ms, log_path, opts, &out->main_pid) < 0)
 		goto err_sock;
 	out->pid = pid;
 	out->notify_fd = sock;
@@ -367,6 +377,27 @@ pid_t tool_daemon_spawn(const char *daemon, const char *config, const char *log_
 			int timeout_ms, struct tool_daemon_spawn *out)
 {
 	return tool_daemon_start(daemon, config, log_path, timeout_ms, NULL, out);
+}
+
+int tool_daemon_wait_ready(struct tool_daemon_spawn *d, int timeout_ms)
+{
+	uint64_t deadline = deadline_in(timeout_ms);
+
+	for (;;) {
+		struct pollfd pfd = {.fd = d->notify_fd, .events = POLLIN};
+		char msg[512];
+		int left = tool_ms_left(deadline);
+		ssize_t len;
+
+		if (left <= 0 || poll(&pfd, 1, left) <= 0)
+			return left <= 0 ? -ETIMEDOUT : -errno;
+		len = recv(d->notify_fd, msg, sizeof(msg) - 1, 0);
+		if (len <= 0)
+			continue;
+		msg[len] = '\0';
+		if (says_ready(msg, &d->main_pid))
+			return 0;
+	}
 }
 
 int tool_daemon_stop(struct tool_daemon_spawn *d, int timeout_ms, int *status)

@@ -42,7 +42,8 @@ void tool_describe_status(int status, char *out, size_t len);
 /* A daemon started by tool_daemon_spawn. */
 struct tool_daemon_spawn {
 	pid_t pid;
-	int notify_fd; /* open until tool_daemon_stop: it says STOPPING=1 there too */
+	pid_t main_pid; /* the daemon itself: pid, or under a holder the MAINPID it forwarded */
+	int notify_fd;  /* open until tool_daemon_stop: it says STOPPING=1 there too */
 	char notify_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	uint64_t ready_ns; /* from the start to READY=1 */
 };
@@ -68,6 +69,10 @@ struct tool_daemon_opts {
 	/* If set, the reason for a failure is written here (why_len bytes) instead of on stderr. */
 	char *why;
 	size_t why_len;
+	/* If set, the daemon runs under this hbholder (tests/holder.c), which plays systemd's
+	 * part: notify socket, fd store, restarts. pid is then the holder's, main_pid the
+	 * daemon's. */
+	const char *holder;
 };
 
 /*
@@ -78,6 +83,10 @@ struct tool_daemon_opts {
 pid_t tool_daemon_start(const char *daemon, const char *config, const char *log_path,
 			int timeout_ms, const struct tool_daemon_opts *opts,
 			struct tool_daemon_spawn *out);
+
+/* Waits up to timeout_ms for the next READY=1 (a daemon restarted under a holder), updating
+ * main_pid. 0 or -ETIMEDOUT. */
+int tool_daemon_wait_ready(struct tool_daemon_spawn *d, int timeout_ms);
 
 /* SIGTERMs the daemon, reaps it as tool_wait_pid does (same return, same *status), then closes
  * and removes the notify socket. */

@@ -25,4 +25,19 @@
 #define HBVM_HOLD_SIZE   (256u << 10)
 #define HBVM_HOLD_SEED   0xfeedull
 
+/* restart_stress: vm1 renders STRESS_FRAMES frames of STRESS_SIZE bytes into three buffers per
+ * consumer (vm2 and the host), fenced both ways, while the host kills the daemon
+ * STRESS_KILLS times. A consumer says hello with a small export whose metadata is its ack
+ * timeline; frames carry struct hbvm_stress_meta. Frame k for consumer c holds the pattern of
+ * seed HBVM_STRESS_SEED(k, c). */
+#define HBVM_STRESS_FRAMES     400
+#define HBVM_STRESS_SIZE       (64u << 10)
+#define HBVM_STRESS_KILLS      20
+#define HBVM_STRESS_SEED(k, c) (0x5eed0000ull + (uint64_t)(k) * 16u + (c))
+
+struct hbvm_stress_meta {
+	uint64_t frame;    /* k, from 1 */
+	uint64_t timeline; /* vm1's: frame k is complete at value k */
+};
+
 #endif

@@ -603,6 +603,139 @@ static int restart(int role)
 	return 0;
 }
 
+/* ---- frames while the daemon is killed over and over (docs/RESTART.md) ------------------ */
+
+/* Waits for fence (t, value): the daemon may restart in the middle, the wait must not hang. */
+static void wait_fence(struct hb_client *c, uint64_t t, uint64_t value)
+{
+	struct hb_fence f = {.timeline = t, .value = value};
+	struct hb_sync *s = hb_sync_open(c, &f);
+
+	GCHECK(s != NULL);
+	if (hb_sync_wait(s, WAIT_MS) < 0)
+		fail(__LINE__, "fence (%llx, %llu): %s", (unsigned long long)t,
+		     (unsigned long long)value, strerror(errno));
+	if (hb_sync_status(s) != 1)
+		fail(__LINE__, "fence (%llx, %llu): status %d", (unsigned long long)t,
+		     (unsigned long long)value, hb_sync_status(s));
+	hb_sync_close(s);
+}
+
+/* vm1: HBVM_STRESS_FRAMES frames to each consumer, three buffers each, a buffer reused only
+ * once its consumer acked the frame it held. */
+static int stress_producer(struct hb_client *c)
+{
+	static const uint32_t consumers[2] = {2, 0};
+	struct hb_timeline *t = hb_timeline_create(c);
+	struct hb_buffer *ring[2][3];
+	uint64_t ack[2] = {0, 0};
+	struct hb_event ev;
+	struct hb_id id;
+
+	GCHECK(t != NULL);
+	for (int j = 0; j < 2; j++) {
+		GCHECK(hb_timeline_share(t, consumers[j]) == 0);
+		for (int i = 0; i < 3; i++) {
+			ring[j][i] = hb_buffer_alloc(c, consumers[j], HBVM_STRESS_SIZE, 0);
+			GCHECK(ring[j][i] != NULL);
+		}
+	}
+	/* Each consumer's ack timeline comes in its hello's metadata. */
+	while (!ack[0] || !ack[1]) {
+		next_event(c, &ev);
+		for (int j = 0; j < 2; j++)
+			if (ev.type == HB_EVENT_EXPORTED && ev.domain == consumers[j] &&
+			    ev.meta_len == sizeof(uint64_t))
+				memcpy(&ack[j], ev.meta, sizeof(uint64_t));
+	}
+	say("HBVM-READY producing");
+	for (uint64_t k = 1; k <= HBVM_STRESS_FRAMES; k++) {
+		struct hbvm_stress_meta meta = {.frame = k, .timeline = hb_timeline_id(t)};
+
+		for (int j = 0; j < 2; j++) {
+			struct hb_buffer *b = ring[j][k % 3];
+
+			if (k > 3)
+				wait_fence(c, ack[j], k - 3);
+			tool_pattern_fill(hb_buffer_data(b), HBVM_STRESS_SIZE,
+					  HBVM_STRESS_SEED(k, consumers[j]));
+			GCHECK(hb_export(b, &meta, sizeof(meta), 0, &id) == 0);
+		}
+		GCHECK(hb_timeline_signal(t, k) == 0);
+	}
+	for (int j = 0; j < 2; j++)
+		wait_fence(c, ack[j], HBVM_STRESS_FRAMES);
+	/* Frame N + 1 is "done": the consumers keep their ack timelines until then. */
+	GCHECK(hb_timeline_signal(t, HBVM_STRESS_FRAMES + 1) == 0);
+	say("HBVM-STEP %d frames to each consumer, all acked", HBVM_STRESS_FRAMES);
+	for (int j = 0; j < 2; j++)
+		for (int i = 0; i < 3; i++)
+			hb_buffer_free(ring[j][i]);
+	hb_timeline_destroy(t);
+	return 0;
+}
+
+/* vm2: imports each frame, waits for its fence, checks every byte, acks it. */
+static int stress_consumer(struct hb_client *c)
+{
+	struct hb_timeline *ack = hb_timeline_create(c);
+	struct hb_buffer *hello = hb_buffer_alloc(c, 1, 4096, 0);
+	uint64_t ack_id, last = 0, restarts = 0, hello_at = 0, producer = 0;
+	struct hb_event ev;
+	struct hb_id id;
+
+	GCHECK(ack && hello && hb_timeline_share(ack, 1) == 0);
+	ack_id = hb_timeline_id(ack);
+	while (last < HBVM_STRESS_FRAMES) {
+		struct hbvm_stress_meta meta;
+		struct hb_import *im;
+
+		/* Until the first frame: the producer may connect after our hello. */
+		if (!last && now_us() > hello_at) {
+			GCHECK(hb_export(hello, &ack_id, sizeof(ack_id), 0, &id) == 0);
+			hello_at = now_us() + 1000000u;
+		}
+		if (hb_next_event(c, &ev) < 0) {
+			GCHECK(errno == EAGAIN && hb_dispatch(c, 200) >= 0);
+			continue;
+		}
+		restarts += ev.type == HB_EVENT_RESTARTED;
+		if (ev.type != HB_EVENT_EXPORTED || ev.domain != 1 || ev.meta_len != sizeof(meta))
+			continue;
+		memcpy(&meta, ev.meta, sizeof(meta));
+		if (meta.frame != last + 1)
+			fail(__LINE__, "frame %llu after %llu", (unsigned long long)meta.frame,
+			     (unsigned long long)last);
+		im = hb_import(c, &ev.id, 0);
+		if (!im)
+			fail(__LINE__, "import of frame %llu: %s", (unsigned long long)meta.frame,
+			     strerror(errno));
+		wait_fence(c, meta.timeline, meta.frame);
+		if (tool_pattern_check(hb_import_data(im), HBVM_STRESS_SIZE,
+				       HBVM_STRESS_SEED(meta.frame, 2)) != HBVM_STRESS_SIZE)
+			fail(__LINE__, "frame %llu: wrong bytes", (unsigned long long)meta.frame);
+		hb_import_release(im);
+		last = meta.frame;
+		producer = meta.timeline;
+		GCHECK(hb_timeline_signal(ack, last) == 0);
+	}
+	wait_fence(c, producer, HBVM_STRESS_FRAMES + 1);
+	say("HBVM-STEP %llu frames checked byte for byte, %llu restarts seen",
+	    (unsigned long long)last, (unsigned long long)restarts);
+	hb_buffer_free(hello);
+	hb_timeline_destroy(ack);
+	return 0;
+}
+
+static int restart_stress(int role)
+{
+	struct hb_client *c = connect_default();
+	int r = role == 1 ? stress_producer(c) : stress_consumer(c);
+
+	hb_disconnect(c);
+	return r;
+}
+
 /* ---- fenced frame ping-pong between the two guests --------------------------------------- */
 
 #define FENCE_ROUNDS 50
@@ -700,6 +833,7 @@ static const struct {
     {"ports", ports},
     {"restart", restart},
     {"fence_ping_pong", fence_ping_pong},
+    {"restart_stress", restart_stress},
 };
 
 int main(int argc, char **argv)
