@@ -310,8 +310,9 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man1/hyperbufctl.1 $(DESTDIR)$(MANDIR)/man5/hyperbuf.conf.5 \
 		$(DESTDIR)$(MANDIR)/man8/hyperbufd.8
 
+# kmod/ is kernel code, in the kernel's style.
 format:
-	clang-format -i $$(git ls-files '*.c' '*.h')
+	clang-format -i $$(git ls-files '*.c' '*.h' ':!kmod')
 
 clean:
 	rm -rf build
