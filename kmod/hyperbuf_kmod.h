@@ -27,10 +27,19 @@
 #define HYPERBUF_CTL_PATH  "/dev/hyperbuf/ctl"
 #define HYPERBUF_POOL_PATH "/dev/hyperbuf/pool-" /* + the PCI address: pool-0000:00:04.0 */
 
-/* The pool header the module checks before it binds a device (protocol/limits.h has the same
- * layout; tests/test_unit_kmod.c holds them to it). */
+/* The pool header in page 0 of a BAR, which the module checks before it binds the device:
+ * protocol/limits.h's struct hbp_pool_header (tests/test_unit_kmod.c holds them together). */
 #define HYPERBUF_POOL_MAGIC  "HYPERBUF"
 #define HYPERBUF_POOL_LAYOUT 1
+struct hyperbuf_pool_header {
+	char magic[8]; /* HYPERBUF_POOL_MAGIC, no NUL */
+	__le32 layout; /* HYPERBUF_POOL_LAYOUT */
+	__le32 group;
+	__le64 size; /* BAR2 bytes */
+	__le32 page_size;
+	__le32 instance;
+	char name[32];
+};
 
 #define HYPERBUF_IOC_MAGIC 0xB8
 

@@ -28,17 +28,6 @@
 #define HB_IVSHMEM_DEVICE 0x1110
 #define HB_POOL_BAR       2
 
-/* protocol/limits.h struct hbp_pool_header, little-endian. */
-struct hb_pool_header {
-	char magic[8];
-	__le32 layout;
-	__le32 group;
-	__le64 size;
-	__le32 page_size;
-	__le32 instance;
-	char name[32];
-};
-
 static void hb_pool_free(struct kref *ref)
 {
 	struct hb_pool *pool = container_of(ref, struct hb_pool, ref);
@@ -117,7 +106,7 @@ static const struct file_operations hb_pool_fops = {
 /* Reads the header in the BAR's first page; 0 if it is a hyperbuf pool of this BAR's size. */
 static int hb_pool_check_header(struct pci_dev *pdev, struct hb_pool *pool)
 {
-	struct hb_pool_header h;
+	struct hyperbuf_pool_header h;
 	void __iomem *p = pci_iomap_range(pdev, HB_POOL_BAR, 0, PAGE_SIZE);
 
 	if (!p)
