@@ -95,7 +95,7 @@ CONFIG_SRC  := $(wildcard daemon/config*.c)
 # built (unit tests use them); the rest only WITH_XEN=1, the library getting none.c otherwise.
 KVM_HOST    := backends/kvm/host.c backends/kvm/ivshmem.c backends/kvm/pool.c
 KVM_GUEST   := backends/kvm/guest.c backends/kvm/attach.c backends/kvm/ivshmem_client.c \
-	backends/kvm/bars.c \
+	backends/kvm/bars.c backends/kvm/dmabuf.c \
 	backends/kvm/port.c backends/kvm/pool_window.c
 XEN_PURE    := backends/xen/ring.c backends/xen/desc.c
 XEN_HOST    := backends/xen/host.c backends/xen/vchan.c
