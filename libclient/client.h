@@ -26,6 +26,7 @@
 #include "hyperbuf.h"
 #include "libclient/call.h"
 #include "libclient/conn.h"
+#include "libclient/dmabuf.h"
 #include "libclient/events.h"
 #include "libclient/fences.h"
 #include "libclient/memory.h"
@@ -49,6 +50,7 @@ struct hb_client {
 	struct hbc_list timelines; /* timeline.c: struct hb_timeline */
 	struct hbc_list buffers;   /* buffer.c: struct hb_buffer */
 	struct hbc_list imports;   /* import.c: struct hb_import */
+	struct hbl_kernel kern;    /* dmabuf.c, syncfile.c: dma-bufs and sync_files */
 
 	/* From the welcome (client.c). */
 	uint32_t domain;
@@ -63,6 +65,7 @@ struct hb_buffer {
 	struct hbb_mapping map;
 	bool exported; /* hid is valid: the last id hb_export returned */
 	struct hb_id hid;
+	struct hbl_dmabufs dmabufs; /* dmabuf.c */
 };
 
 struct hb_import {
@@ -73,6 +76,8 @@ struct hb_import {
 	struct hb_id hid;
 	uint32_t exporter;
 	uint32_t flags; /* HB_INFO_* at import time */
+	bool writable;  /* mapped read-write (HB_IMPORT_WRITE) */
+	struct hbl_dmabufs dmabufs; /* dmabuf.c */
 	uint32_t meta_len;
 	uint8_t meta[];
 };
@@ -113,6 +118,11 @@ void hbl_import_destroy(struct hb_import *im);
 void hbl_timelines_destroy(struct hb_client *c);
 /* import.c: DOMAIN_GONE; the backend may have to change imports of that domain's memory. */
 void hbl_imports_peer_gone(struct hb_client *c, uint32_t domain);
+
+/* timeline.c: the pending fences of the reservation of the buffer behind id that an access
+ * waits for (HB_ACCESS_READ: the writers'; HB_ACCESS_WRITE: all), out[HB_RESV_MAX]. */
+int hbl_resv_query(struct hb_client *c, const struct hb_id *id, uint32_t access,
+		   struct hb_fence *out, size_t *n);
 
 /* dispatch.c: reads and handles whatever has arrived without blocking (the backend's own fds
  * included), at most max frames. Returns the number of frames handled or a negative errno. */

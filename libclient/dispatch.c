@@ -94,6 +94,8 @@ HBL_PUBLIC int hb_dispatch(struct hb_client *c, int timeout_ms)
 
 	if (!c)
 		return hbl_fail(-EINVAL);
+	/* Buffers and imports whose dma-bufs nobody holds any more go now. */
+	hbl_dmabufs_reap(c);
 	/* The fds never change after hb_connect, so the set is built once, without the lock. */
 	npfd = hbl_pollfds(c, pfd, sizeof(pfd) / sizeof(pfd[0]));
 	if (timeout_ms > 0)
