@@ -205,6 +205,8 @@ $(IT_BINS) $(VM_BINS): $(B)/tests/%: $(call obj,tests/%.c) $(IT_SUPPORT) $(LIBA)
 	@mkdir -p $(@D)
 	$(CC) $(LDSAN) -o $@ $(filter-out $(LIBA),$^) $(LIBA) $(shell pkg-config --libs libprotobuf-c) \
 		$(XEN_LIBS_LIB) -lpthread $(LDFLAGS)
+# The VM suites boot their guests with tests/vm_common.c.
+$(VM_BINS): $(call obj,tests/vm_common.c)
 # The fence suites add the agent and the fence helpers (tests/fence_common.h); two of them the
 # ported stress selftests (tests/fence_stress.h) too.
 FENCE_BINS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_it_fence_*.c))
@@ -226,9 +228,10 @@ $(XEN_PEER): $(call obj,tests/xen/peer.c tools/pattern.c) $(LIBA)
 GUEST_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -DHB_VERSION_STRING='"$(VERSION)"' \
 	-Iinclude -iquote $(B)/gen -iquote . $(DEPS_CFLAGS)
 # A KVM guest has no Xen: its library gets the Xen-less client whatever WITH_XEN says.
-GUEST_SRC  := tests/kvm/guest.c tools/pattern.c $(PROTO_SRC) $(COMMON_SRC) \
+GUEST_LIB_SRC := tests/kvm/report.c tools/pattern.c $(PROTO_SRC) $(COMMON_SRC) \
 	$(filter-out $(XEN_GUEST) $(XEN_PURE) backends/xen/none.c,$(LIB_SRC)) backends/xen/none.c
-GUEST_OBJ  := $(patsubst %.c,$(B)/kvm/obj/%.o,$(GUEST_SRC)) $(B)/kvm/obj/gen/protocol/hyperbuf.pb-c.o
+kvm_obj    = $(patsubst %.c,$(B)/kvm/obj/%.o,$(1)) $(B)/kvm/obj/gen/protocol/hyperbuf.pb-c.o
+GUEST_OBJ  := $(call kvm_obj,tests/kvm/guest.c $(GUEST_LIB_SRC))
 $(B)/kvm/obj/gen/%.o: $(B)/gen/%.c
 	@mkdir -p $(@D)
 	$(CC) $(GUEST_CFLAGS) -Wno-error -c $< -o $@
