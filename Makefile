@@ -226,7 +226,7 @@ $(XEN_PEER): $(call obj,tests/xen/peer.c tools/pattern.c) $(LIBA)
 # its objects are built apart, into $(B)/kvm/. Without busybox-static, cpio or a kernel the
 # script writes $(B)/kvm/missing instead and the VM cases skip, saying why.
 GUEST_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -DHB_VERSION_STRING='"$(VERSION)"' \
-	-Iinclude -iquote $(B)/gen -iquote . $(DEPS_CFLAGS)
+	-DHB_SYSCONFDIR='"$(SYSCONFDIR)"' -Iinclude -iquote $(B)/gen -iquote . $(DEPS_CFLAGS)
 # A KVM guest has no Xen: its library gets the Xen-less client whatever WITH_XEN says.
 GUEST_LIB_SRC := tests/kvm/report.c tools/pattern.c $(PROTO_SRC) $(COMMON_SRC) \
 	$(filter-out $(XEN_GUEST) $(XEN_PURE) backends/xen/none.c,$(LIB_SRC)) backends/xen/none.c
@@ -242,7 +242,22 @@ $(B)/kvm/hbguest: $(GUEST_OBJ)
 	$(CC) -static -o $@ $^ -lprotobuf-c -lpthread
 $(B)/kvm/initramfs.cpio.gz: $(B)/kvm/hbguest tests/kvm/init tests/kvm/mkinitramfs.sh
 	sh tests/kvm/mkinitramfs.sh $(B)/kvm $(B)/kvm/hbguest tests/kvm/init
-$(VM_BINS): | $(B)/kvm/initramfs.cpio.gz
+# The dma-buf image (docs/DMABUF.md, tests/test_vm_dmabuf.c): the same busybox guest with vgem,
+# hyperbuf.ko and udmabuf.ko built against the kernel's headers (tests/kvm/mkmodules.sh), a
+# static hyperbufd (its udmabuf case runs the daemon and its clients inside the guest) and the
+# dma-buf guest program. Without the headers or linux-source-6.1, $(B)/kvm/dmabuf/missing says
+# so and those cases skip.
+DMABUF_GUEST_OBJ := $(call kvm_obj,$(wildcard tests/kvm/dmabuf*.c) $(GUEST_LIB_SRC))
+$(B)/kvm/hbdmabuf: $(DMABUF_GUEST_OBJ)
+	$(CC) -static -o $@ $^ -lprotobuf-c -lpthread
+$(B)/kvm/hyperbufd: $(call kvm_obj,$(wildcard daemon/*.c) $(KVM_HOST) $(PROTO_SRC) $(COMMON_SRC))
+	$(CC) -static -o $@ $^ -lev -linih -lprotobuf-c -lm
+KMOD_SRC := $(wildcard kmod/*.c kmod/*.h) kmod/Kbuild tests/kvm/mkmodules.sh tests/kvm/udmabuf_shim.h
+$(B)/kvm/dmabuf/initramfs.cpio.gz: $(B)/kvm/hbdmabuf $(B)/kvm/hyperbufd tests/kvm/init \
+		tests/kvm/mkinitramfs.sh $(KMOD_SRC)
+	HB_VM_MODULES=vgem HB_VM_FILES=$(B)/kvm/hyperbufd HB_VM_KMODS=1 \
+		sh tests/kvm/mkinitramfs.sh $(B)/kvm/dmabuf $(B)/kvm/hbdmabuf tests/kvm/init
+$(VM_BINS): | $(B)/kvm/initramfs.cpio.gz $(B)/kvm/dmabuf/initramfs.cpio.gz
 
 $(SH_BINS): $(B)/tests/%: tests/%.sh
 	@mkdir -p $(@D)
