@@ -268,7 +268,7 @@ $(XEN_SCRIPTS): $(B)/tests/xen/%: tests/xen/%
 	@mkdir -p $(@D)
 	cp $< $@
 
-tests: all $(TEST_BINS) $(B)/bench $(XEN_PEER) $(XEN_SCRIPTS)
+tests: all $(TEST_BINS) $(B)/bench $(B)/bench-vm $(XEN_PEER) $(XEN_SCRIPTS)
 
 # The house checks, before anything is built: the floors (every include goes down or stays in its
 # folder) and the sizes (no product file over 600 lines, no function over 100).
@@ -300,9 +300,16 @@ run: all
 
 $(B)/bench: $(call obj,tests/bench.c tools/pattern.c tools/spawn.c) $(LIBA)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(XEN_LIBS_LIB) $(LDFLAGS)
+# A guest's read bandwidth through hyperbuf.ko's cached mapping against sysfs's resource2 and
+# resource2_wc, in one QEMU guest (tests/bench_vm.c; it skips, saying why, without QEMU).
+$(B)/bench-vm: $(call obj,tests/bench_vm.c tests/vm_common.c) $(IT_SUPPORT) $(LIBA) \
+		| $(B)/kvm/dmabuf/initramfs.cpio.gz
+	$(CC) $(LDSAN) -o $@ $(filter-out $(LIBA),$^) $(LIBA) $(shell pkg-config --libs libprotobuf-c) \
+		$(XEN_LIBS_LIB) -lpthread $(LDFLAGS)
 
-bench: all $(B)/bench
+bench: all $(B)/bench $(B)/bench-vm
 	$(B)/bench --daemon $(B)/hyperbufd
+	HB_BUILD=$(abspath $(B)) $(B)/bench-vm vm_guest_read_bandwidth || [ $$? -eq 77 ]
 
 # ---- install ---------------------------------------------------------------------------
 install: all
