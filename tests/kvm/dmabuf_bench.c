@@ -17,7 +17,7 @@
 #include "tests/kvm/dmabuf.h"
 
 #define PCI_DIR "/sys/bus/pci/devices"
-#define ROUNDS  4
+#define ROUNDS  5
 
 /* The first ivshmem device: its PCI address. */
 static void first_ivshmem(char *bdf, size_t len)
@@ -43,11 +43,20 @@ static void first_ivshmem(char *bdf, size_t len)
 	GCHECK(bdf[0]);
 }
 
-/* MB/s of reading the whole mapping ROUNDS times, 8 bytes at a time. */
+static uint64_t read_all(volatile const uint64_t *p, size_t size)
+{
+	uint64_t sum = 0;
+
+	for (size_t i = 0; i < size / 8; i++)
+		sum += p[i];
+	return sum;
+}
+
+/* MB/s of reading the whole mapping, 8 bytes at a time: the best of ROUNDS reads after one
+ * that faults the mapping in. */
 static double read_mbps(const char *path, size_t size)
 {
-	volatile const uint64_t *p;
-	uint64_t sum = 0, t0, us;
+	uint64_t sum, best = UINT64_MAX;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	void *m;
 
@@ -56,16 +65,18 @@ static double read_mbps(const char *path, size_t size)
 	if (m == MAP_FAILED)
 		fail(__LINE__, "mmap %s", path);
 	close(fd);
-	p = m;
-	t0 = now_us();
-	for (int r = 0; r < ROUNDS; r++)
-		for (size_t i = 0; i < size / 8; i++)
-			sum += p[i];
-	us = now_us() - t0;
+	sum = read_all(m, size);
+	for (int r = 0; r < ROUNDS; r++) {
+		uint64_t t0 = now_us();
+
+		sum += read_all(m, size);
+		if (now_us() - t0 < best)
+			best = now_us() - t0;
+	}
 	munmap(m, size);
-	say("HBVM-STEP %s: %zu bytes x %d in %llu us (checksum %llx)", path, size, ROUNDS,
-	    (unsigned long long)us, (unsigned long long)sum);
-	return (double)size * ROUNDS / (double)(us ? us : 1);
+	say("HBVM-STEP %s: %zu bytes in %llu us at best of %d (checksum %llx)", path, size,
+	    (unsigned long long)best, ROUNDS, (unsigned long long)sum);
+	return (double)size / (double)(best ? best : 1);
 }
 
 int bench_case(int role)
