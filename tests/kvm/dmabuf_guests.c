@@ -61,6 +61,19 @@ static void render_through_dmabuf(struct hb_buffer *b)
 					FRAME_NO) < 0);
 }
 
+/* Before hyperbuf.ko: the pools are mapped through sysfs, and there is no dma-buf. */
+static void without_module(void)
+{
+	struct hb_client *c = connect_default();
+	struct hb_buffer *b = hb_buffer_alloc(c, 2, PAGE, 0);
+
+	GCHECK(b != NULL);
+	GCHECK_ERR(hb_buffer_dmabuf(b, 0), ENODEV);
+	hb_buffer_free(b);
+	hb_disconnect(c);
+	say("HBVM-STEP vm1: no hyperbuf.ko, no dma-buf: ENODEV");
+}
+
 static void wait_fence(struct hb_client *c, uint64_t timeline, uint64_t value)
 {
 	struct hb_fence f = {.timeline = timeline, .value = value};
@@ -83,6 +96,7 @@ static int vm1(void)
 	uint64_t u;
 	struct hb_id id;
 
+	without_module();
 	load_module("hyperbuf", MODULE_PARAMS);
 	c = connect_default();
 	check_cached_window();
