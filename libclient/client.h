@@ -75,8 +75,8 @@ struct hb_import {
 	struct hbb_mapping map;
 	struct hb_id hid;
 	uint32_t exporter;
-	uint32_t flags; /* HB_INFO_* at import time */
-	bool writable;  /* mapped read-write (HB_IMPORT_WRITE) */
+	uint32_t flags;             /* HB_INFO_* at import time */
+	bool writable;              /* mapped read-write (HB_IMPORT_WRITE) */
 	struct hbl_dmabufs dmabufs; /* dmabuf.c */
 	uint32_t meta_len;
 	uint8_t meta[];

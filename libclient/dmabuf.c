@@ -166,7 +166,8 @@ void hbl_dmabufs_reap(struct hb_client *c)
 /* One pending fence of the reservation into the dma-buf's own, as a sync_file. */
 static int import_fence(struct hb_client *c, const struct hb_fence *f, bool write, int dmabuf)
 {
-	struct dma_buf_import_sync_file is = {.flags = write ? DMA_BUF_SYNC_WRITE : DMA_BUF_SYNC_READ};
+	struct dma_buf_import_sync_file is = {.flags =
+						  write ? DMA_BUF_SYNC_WRITE : DMA_BUF_SYNC_READ};
 	struct hb_sync *s;
 	int r;
 

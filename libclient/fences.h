@@ -55,7 +55,7 @@ struct hb_sync {
 	struct hb_sync *member[2]; /* merge: members still pending (one reference each) */
 	struct hb_sync **parents;
 	size_t n_parents, cap_parents;
-	struct hb_sync *work; /* worklist link while completing or freeing (no recursion) */
+	struct hb_sync *work;   /* worklist link while completing or freeing (no recursion) */
 	struct hbl_kfences *kf; /* syncfile.c: kernel fences to signal on completion, or NULL */
 };
 

@@ -84,7 +84,8 @@ int hbl_sync_file_locked(struct hb_client *c, struct hb_sync *s)
 	/* The timeline name SYNC_IOC_FILE_INFO shows: which hyperbuf fence it is. */
 	if (s->point)
 		snprintf(fc.name, sizeof(fc.name), "hb:%llx:%llu",
-			 (unsigned long long)s->point->timeline, (unsigned long long)s->point->value);
+			 (unsigned long long)s->point->timeline,
+			 (unsigned long long)s->point->value);
 	else
 		snprintf(fc.name, sizeof(fc.name), "hyperbuf");
 	if (ioctl(ctl, HYPERBUF_IOC_FENCE_CREATE, &fc) < 0)

@@ -30,11 +30,13 @@ TEST(vm_guest_read_bandwidth)
 
 	vm_need("dmabuf");
 	hbt_daemon_start_config(&d, topology);
-	vm_start_opts(&v, &(struct vm_opts){.image = "dmabuf", .dir = d.dir, .d = &d, .mem_mb = 512},
-		      1, "bench");
+	vm_start_opts(&v,
+		      &(struct vm_opts){.image = "dmabuf", .dir = d.dir, .d = &d, .mem_mb = 512}, 1,
+		      "bench");
 	line = vm_wait(&v, "HBVM-INFO read_mbps", VM_WAIT_MS);
-	CHECK(sscanf(line, "HBVM-INFO read_mbps_resource2=%lf read_mbps_resource2_wc=%lf "
-			   "read_mbps_kmod=%lf kmod_memtype=%63s",
+	CHECK(sscanf(line,
+		     "HBVM-INFO read_mbps_resource2=%lf read_mbps_resource2_wc=%lf "
+		     "read_mbps_kmod=%lf kmod_memtype=%63s",
 		     &uc, &wc, &wb, type) == 4);
 	vm_finish(&v);
 	IT_STOP(&d);
@@ -43,7 +45,8 @@ TEST(vm_guest_read_bandwidth)
 	printf("  resource2     (sysfs, uncached)          %8.0f MB/s  1.00x\n", uc);
 	printf("  resource2_wc  (sysfs, write-combining)   %8.0f MB/s  %.2fx\n", wc,
 	       uc > 0 ? wc / uc : 0);
-	printf("  hyperbuf.ko   (/dev/hyperbuf, cached)    %8.0f MB/s  %.2fx  (the kernel's type for "
-	       "the BAR: %s)\n",
-	       wb, uc > 0 ? wb / uc : 0, type);
+	printf(
+	    "  hyperbuf.ko   (/dev/hyperbuf, cached)    %8.0f MB/s  %.2fx  (the kernel's type for "
+	    "the BAR: %s)\n",
+	    wb, uc > 0 ? wb / uc : 0, type);
 }

@@ -357,8 +357,7 @@ void vm_finish(struct vm *v)
 
 /* Waits for a host event of this type while v runs: a guest that fails or a QEMU that exits
  * fails the case at once rather than after the timeout. */
-void vm_wait_event_at(int line, struct vm *v, struct hb_client *c, int type,
-			     struct hb_event *ev)
+void vm_wait_event_at(int line, struct vm *v, struct hb_client *c, int type, struct hb_event *ev)
 {
 	uint64_t end = hbt_now_ms() + VM_WAIT_MS;
 
@@ -369,4 +368,3 @@ void vm_wait_event_at(int line, struct vm *v, struct hb_client *c, int type,
 				 VM_WAIT_MS);
 	}
 }
-

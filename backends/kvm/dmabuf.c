@@ -139,9 +139,10 @@ static int rdonly_view(int fd)
 
 	if (ctl < 0) {
 		r = errno == ENOENT || errno == ENXIO ? -ENODEV : -errno;
-		log_warn("dma-buf: udmabuf has no read-only mode and %s is missing (%s): a read-only "
-			 "dma-buf needs hyperbuf.ko (docs/DMABUF.md)",
-			 HYPERBUF_CTL_PATH, strerror(errno));
+		log_warn(
+		    "dma-buf: udmabuf has no read-only mode and %s is missing (%s): a read-only "
+		    "dma-buf needs hyperbuf.ko (docs/DMABUF.md)",
+		    HYPERBUF_CTL_PATH, strerror(errno));
 		close(fd);
 		return r;
 	}
@@ -160,9 +161,10 @@ static int pool_dmabuf(const struct hbk_group *g, const struct hbk_pages *p, boo
 	};
 
 	if (!g->kmod) {
-		log_warn("dma-buf: group %u's pool is mapped through sysfs, which makes no dma-bufs: "
-			 "load hyperbuf.ko (docs/DMABUF.md)",
-			 g->id);
+		log_warn(
+		    "dma-buf: group %u's pool is mapped through sysfs, which makes no dma-bufs: "
+		    "load hyperbuf.ko (docs/DMABUF.md)",
+		    g->id);
 		return -ENODEV;
 	}
 	if (ioctl(g->win.fd, HYPERBUF_IOC_POOL_DMABUF, &a) < 0) {

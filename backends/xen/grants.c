@@ -60,7 +60,7 @@ struct hbx_map {
 	uint32_t domid; /* import: the exporting domain */
 	uint32_t pages;
 	uint32_t *refs; /* import: the data pages' grant refs, for a dma-buf of them */
-	void *dir; /* export: the directory pages */
+	void *dir;      /* export: the directory pages */
 	uint32_t dir_pages;
 };
 

@@ -127,7 +127,8 @@ void wait_sync_file(struct hb_client *c, int fd, int timeout_ms)
 
 int export_sync_file(int dmabuf, bool write)
 {
-	struct dma_buf_export_sync_file e = {.flags = write ? DMA_BUF_SYNC_WRITE : DMA_BUF_SYNC_READ};
+	struct dma_buf_export_sync_file e = {.flags =
+						 write ? DMA_BUF_SYNC_WRITE : DMA_BUF_SYNC_READ};
 
 	GCHECK(ioctl(dmabuf, DMA_BUF_IOCTL_EXPORT_SYNC_FILE, &e) == 0);
 	return e.fd;
@@ -135,9 +136,15 @@ int export_sync_file(int dmabuf, bool write)
 
 void check_dmesg(void)
 {
-	static const char *const bad[] = {"WARNING:", "BUG:",   "Oops",  "Call Trace",
-					  "general protection", "UBSAN", "corruption",
-					  "possible circular", "lockdep"};
+	static const char *const bad[] = {"WARNING:",
+					  "BUG:",
+					  "Oops",
+					  "Call Trace",
+					  "general protection",
+					  "UBSAN",
+					  "corruption",
+					  "possible circular",
+					  "lockdep"};
 	int len = klogctl(10 /* SYSLOG_ACTION_SIZE_BUFFER */, NULL, 0);
 	char *buf;
 	int n;

@@ -152,8 +152,8 @@ static void first_fence(struct hb_client *c, struct hb_timeline *u, int dfd, uin
 }
 
 /* A sync_file of (timeline, value) once vm1 was told to go on with step `step`. */
-static int fence_file(struct hb_client *c, struct hb_timeline *u, uint64_t timeline,
-		      uint64_t value, struct hb_sync **s)
+static int fence_file(struct hb_client *c, struct hb_timeline *u, uint64_t timeline, uint64_t value,
+		      struct hb_sync **s)
 {
 	struct hb_fence f = {.timeline = timeline, .value = value};
 	int sf;

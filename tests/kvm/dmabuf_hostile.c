@@ -196,7 +196,8 @@ static void hostile_rdonly(int pool)
 	a.flags = 0;
 	GCHECK(ioctl(ctl, HYPERBUF_IOC_DMABUF_RDONLY, &a) == 0);
 	close(fd);
-	GCHECK(mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, a.out_fd, 0) == MAP_FAILED &&
+	GCHECK(mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, a.out_fd, 0) ==
+		   MAP_FAILED &&
 	       errno == EACCES);
 	p = mmap(NULL, 2 * PAGE, PROT_READ, MAP_SHARED, a.out_fd, 0);
 	GCHECK(p != MAP_FAILED);
@@ -209,7 +210,8 @@ static void hostile_rdonly(int pool)
 	close(vgem);
 	close(a.out_fd);
 	close(ctl);
-	say("HBVM-STEP read-only views: EBADF, EINVAL; the view refuses PROT_WRITE, vgem imports it");
+	say("HBVM-STEP read-only views: EBADF, EINVAL; the view refuses PROT_WRITE, vgem imports "
+	    "it");
 }
 
 void hostile_ioctls(void)

@@ -158,7 +158,8 @@ static int host_side(int sock)
 	GCHECK(sf >= 0 && sync_file_status(sf) == 0);
 	vgem = vgem_open();
 	handle = check_dmabuf_frame(vgem, dfd, VM_FRAME, false, false);
-	say("HBVM-STEP read-only dma-buf of an import: vgem shows the frame; writer's fence pending");
+	say("HBVM-STEP read-only dma-buf of an import: vgem shows the frame; writer's fence "
+	    "pending");
 	step_send(sock, 'C');
 	wait_sync_file(c, sf, HBVM_WAIT_MS);
 	GCHECK(sync_file_status(sf) == 1 && hb_sync_status(s) == 1);

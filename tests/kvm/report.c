@@ -38,7 +38,6 @@ void fail(int line, const char *fmt, ...)
 	exit(1);
 }
 
-
 uint64_t now_us(void)
 {
 	struct timespec ts;
@@ -103,8 +102,8 @@ void wait_event(struct hb_client *c, int type, uint32_t from, struct hb_event *e
  * export, when the EXPORTED event has gone by: re-exporting (same id, the event again, as a
  * producer signals a new frame) every second until it imports covers that.
  */
-void export_until_imported(struct hb_client *c, struct hb_buffer *b, const void *meta,
-				  size_t len, struct hb_id *id)
+void export_until_imported(struct hb_client *c, struct hb_buffer *b, const void *meta, size_t len,
+			   struct hb_id *id)
 {
 	uint64_t end = now_us() + (uint64_t)WAIT_MS * 1000u;
 	struct hb_event ev;

@@ -38,8 +38,8 @@ struct hb_client *connect_default(void);
 void next_event(struct hb_client *c, struct hb_event *ev);
 void wait_event(struct hb_client *c, int type, uint32_t from, struct hb_event *ev);
 /* Exports b (again every second) until the peer imports it. */
-void export_until_imported(struct hb_client *c, struct hb_buffer *b, const void *meta,
-			   size_t len, struct hb_id *id);
+void export_until_imported(struct hb_client *c, struct hb_buffer *b, const void *meta, size_t len,
+			   struct hb_id *id);
 
 struct hbvm_case_fn {
 	const char *name;

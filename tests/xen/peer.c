@@ -337,8 +337,8 @@ static int cmd_import(uint32_t from, const struct opts *o)
 		r = hb_import_dmabuf(im, 0);
 		if (r < 0 && errno != ENODEV)
 			return fail("hb_import_dmabuf: %s, not ENODEV", strerror(errno));
-		printf("dma-buf of the import: %s\n",
-		       r >= 0 ? "made (this gntdev makes them)" : "ENODEV (this gntdev makes none)");
+		printf("dma-buf of the import: %s\n", r >= 0 ? "made (this gntdev makes them)"
+							     : "ENODEV (this gntdev makes none)");
 		if (r >= 0)
 			close(r);
 	}
