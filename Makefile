@@ -244,18 +244,20 @@ $(B)/kvm/initramfs.cpio.gz: $(B)/kvm/hbguest tests/kvm/init tests/kvm/mkinitramf
 	sh tests/kvm/mkinitramfs.sh $(B)/kvm $(B)/kvm/hbguest tests/kvm/init
 # The dma-buf image (docs/DMABUF.md, tests/test_vm_dmabuf.c): the same busybox guest with vgem,
 # hyperbuf.ko and udmabuf.ko built against the kernel's headers (tests/kvm/mkmodules.sh), a
-# static hyperbufd (its udmabuf case runs the daemon and its clients inside the guest) and the
-# dma-buf guest program. Without the headers or linux-source-6.1, $(B)/kvm/dmabuf/missing says
+# static hyperbufd and hyperbufctl (its udmabuf case runs the daemon and its clients inside the
+# guest) and the dma-buf guest program. Without the headers or linux-source-6.1, $(B)/kvm/dmabuf/missing says
 # so and those cases skip.
 DMABUF_GUEST_OBJ := $(call kvm_obj,$(wildcard tests/kvm/dmabuf*.c) $(GUEST_LIB_SRC))
 $(B)/kvm/hbdmabuf: $(DMABUF_GUEST_OBJ)
 	$(CC) -static -o $@ $^ -lprotobuf-c -lpthread
 $(B)/kvm/hyperbufd: $(call kvm_obj,$(wildcard daemon/*.c) $(KVM_HOST) $(PROTO_SRC) $(COMMON_SRC))
 	$(CC) -static -o $@ $^ -lev -linih -lprotobuf-c -lm
+$(B)/kvm/hyperbufctl: $(call kvm_obj,$(CTL_SRC) $(PROTO_SRC) $(COMMON_SRC))
+	$(CC) -static -o $@ $^ -lprotobuf-c
 KMOD_SRC := $(wildcard kmod/*.c kmod/*.h) kmod/Kbuild tests/kvm/mkmodules.sh tests/kvm/udmabuf_shim.h
-$(B)/kvm/dmabuf/initramfs.cpio.gz: $(B)/kvm/hbdmabuf $(B)/kvm/hyperbufd tests/kvm/init \
-		tests/kvm/mkinitramfs.sh $(KMOD_SRC)
-	HB_VM_MODULES=vgem HB_VM_FILES=$(B)/kvm/hyperbufd HB_VM_KMODS=1 \
+$(B)/kvm/dmabuf/initramfs.cpio.gz: $(B)/kvm/hbdmabuf $(B)/kvm/hyperbufd $(B)/kvm/hyperbufctl \
+		tests/kvm/init tests/kvm/mkinitramfs.sh $(KMOD_SRC)
+	HB_VM_MODULES=vgem HB_VM_FILES="$(B)/kvm/hyperbufd $(B)/kvm/hyperbufctl" HB_VM_KMODS=1 \
 		sh tests/kvm/mkinitramfs.sh $(B)/kvm/dmabuf $(B)/kvm/hbdmabuf tests/kvm/init
 $(VM_BINS): | $(B)/kvm/initramfs.cpio.gz $(B)/kvm/dmabuf/initramfs.cpio.gz
 

@@ -13,7 +13,8 @@
  *      pending), a sync_file of the fence is pending; the VM signals; both signal, and a
  *      DMA_BUF_IOCTL_SYNC bracket goes through
  *   5. holders: the host releases its import while its dma-buf is still open: the VM still
- *      counts an importer; the host closes it: the VM hears RELEASED
+ *      counts an importer; the host closes it: the VM hears RELEASED. The host frees its
+ *      buffer while its dma-buf is open: the daemon keeps the pages until it is closed
  *
  * The two clients are processes of their own and pace each other over a socketpair.
  */
@@ -41,6 +42,38 @@ static const char config[] = "[daemon]\nbackend = kvm\nsocket = " DIR "/host.soc
 			     "[vm vm1]\nid = 1\nchannel = " DIR "/vm1.sock\n\n"
 			     "[group hv1]\nmembers = host, vm1\nsize = 64M\n"
 			     "ivshmem = " DIR "/hv1.sock\n";
+
+/* The daemon's pages_used (hyperbufctl stats). */
+static long pages_used(void)
+{
+	char line[256];
+	long n = -1;
+	FILE *f = popen("/hyperbufctl -s " DIR "/host.sock stats", "r");
+
+	GCHECK(f != NULL);
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, "pages_used: ", 12) == 0)
+			n = strtol(line + 12, NULL, 10);
+	GCHECK(pclose(f) == 0 && n >= 0);
+	return n;
+}
+
+/* Step 5, the host's own buffer: freed while its dma-buf is open, its pages stay. */
+static void buffer_holder(struct hb_client *c, struct hb_buffer *b)
+{
+	int fd = hb_buffer_dmabuf(b, 0);
+	long before = pages_used();
+
+	GCHECK(fd >= 0 && before > 0);
+	hb_buffer_free(b);
+	GCHECK(hb_dispatch(c, 0) >= 0);
+	GCHECK(pages_used() == before);
+	close(fd);
+	GCHECK(hb_dispatch(c, 0) >= 0);
+	GCHECK(pages_used() == 0);
+	say("HBVM-STEP holder: a freed buffer kept its %ld pages until its dma-buf was closed",
+	    before);
+}
 
 /* One byte each way: a step the other side may take now. */
 static void step_send(int fd, char step)
@@ -181,7 +214,7 @@ static int host_side(int sock)
 	GCHECK(hb_dispatch(c, 0) >= 0);
 	step_send(sock, 'F');
 	step_wait(sock, 'G');
-	hb_buffer_free(b);
+	buffer_holder(c, b);
 	hb_disconnect(c);
 	return 0;
 }
@@ -248,10 +281,10 @@ static int vm_side(int sock)
 	GCHECK(hb_id_equal(&ev.id, &id));
 	GCHECK(hb_query(c, &id, &info) == 0 && info.importers == 0);
 	say("HBVM-STEP holder: the import stayed until its dma-buf was closed, then RELEASED");
-	step_send(sock, 'G');
 	hb_buffer_free(b);
 	hb_timeline_destroy(t);
 	hb_disconnect(c);
+	step_send(sock, 'G');
 	return 0;
 }
 
