@@ -48,6 +48,21 @@ void vgem_close(int vgem, uint32_t handle)
 	GCHECK(ioctl(vgem, HBVM_DRM_IOCTL_GEM_CLOSE, &gc) == 0);
 }
 
+void vgem_fence_round_trip(int vgem, uint32_t handle, int dmabuf)
+{
+	struct hbvm_vgem_fence_attach at = {.handle = handle, .flags = HBVM_VGEM_FENCE_WRITE};
+	struct hbvm_vgem_fence_signal sig = {0};
+	int es;
+
+	GCHECK(ioctl(vgem, HBVM_DRM_IOCTL_VGEM_FENCE_ATTACH, &at) == 0);
+	es = export_sync_file(dmabuf, false);
+	GCHECK(!readable(es) && sync_file_status(es) == 0);
+	sig.fence = at.out_fence;
+	GCHECK(ioctl(vgem, HBVM_DRM_IOCTL_VGEM_FENCE_SIGNAL, &sig) == 0);
+	GCHECK(readable(es) && sync_file_status(es) == 1);
+	close(es);
+}
+
 static void sync_bracket(int fd, uint64_t flags)
 {
 	struct dma_buf_sync s = {.flags = DMA_BUF_SYNC_START | flags};

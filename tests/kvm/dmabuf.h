@@ -79,6 +79,10 @@ int vgem_open(void);
  */
 uint32_t check_dmabuf_frame(int vgem, int dmabuf, uint64_t frame, bool writable, bool bracket);
 void vgem_close(int vgem, uint32_t handle);
+/* The other way round: vgem attaches a write fence of its own to the dma-buf (through its
+ * handle), readers of the dma-buf (DMA_BUF_IOCTL_EXPORT_SYNC_FILE) wait for it, and vgem
+ * signals it. */
+void vgem_fence_round_trip(int vgem, uint32_t handle, int dmabuf);
 
 /* SYNC_IOC_FILE_INFO's status: 1 signalled, 0 pending, or the fence's error. */
 int sync_file_status(int fd);

@@ -230,6 +230,8 @@ static int vm2(void)
 	first_fence(c, u, dfd, m.timeline);
 	/* vgem gives the same handle for the same dma-buf. */
 	GCHECK(check_dmabuf_frame(vgem, dfd, FRAME_NO, false, true) == handle);
+	vgem_fence_round_trip(vgem, handle, dfd);
+	say("HBVM-STEP vgem's own write fence in the dma-buf's reservation: readers wait for it");
 	later_fences(c, u, m.timeline);
 
 	vgem_close(vgem, handle);
