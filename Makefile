@@ -96,7 +96,7 @@ CONFIG_SRC  := $(wildcard daemon/config*.c)
 KVM_HOST    := backends/kvm/host.c backends/kvm/policy.c backends/kvm/ivshmem.c backends/kvm/restore.c \
 	backends/kvm/pool.c
 KVM_GUEST   := backends/kvm/guest.c backends/kvm/attach.c backends/kvm/ivshmem_client.c \
-	backends/kvm/bars.c \
+	backends/kvm/bars.c backends/kvm/dmabuf.c \
 	backends/kvm/port.c backends/kvm/pool_window.c
 XEN_PURE    := backends/xen/ring.c backends/xen/desc.c
 XEN_HOST    := backends/xen/host.c backends/xen/vchan.c
@@ -215,6 +215,8 @@ $(IT_BINS) $(VM_BINS): $(B)/tests/%: $(call obj,tests/%.c) $(IT_SUPPORT) $(LIBA)
 	@mkdir -p $(@D)
 	$(CC) $(LDSAN) -o $@ $(filter-out $(LIBA),$^) $(LIBA) $(shell pkg-config --libs libprotobuf-c) \
 		$(XEN_LIBS_LIB) -lpthread $(LDFLAGS)
+# The VM suites boot their guests with tests/vm_common.c.
+$(VM_BINS): $(call obj,tests/vm_common.c)
 # The fence suites add the agent and the fence helpers (tests/fence_common.h); two of them the
 # ported stress selftests (tests/fence_stress.h) too.
 FENCE_BINS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_it_fence_*.c))
@@ -234,22 +236,41 @@ $(XEN_PEER): $(call obj,tests/xen/peer.c tools/pattern.c) $(LIBA)
 # its objects are built apart, into $(B)/kvm/. Without busybox-static, cpio or a kernel the
 # script writes $(B)/kvm/missing instead and the VM cases skip, saying why.
 GUEST_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -DHB_VERSION_STRING='"$(VERSION)"' \
-	-Iinclude -iquote $(B)/gen -iquote . $(DEPS_CFLAGS)
+	-DHB_SYSCONFDIR='"$(SYSCONFDIR)"' -Iinclude -iquote $(B)/gen -iquote . $(DEPS_CFLAGS)
 # A KVM guest has no Xen: its library gets the Xen-less client whatever WITH_XEN says.
-GUEST_SRC  := tests/kvm/guest.c tools/pattern.c $(PROTO_SRC) $(COMMON_SRC) \
+GUEST_LIB_SRC := tests/kvm/report.c tools/pattern.c $(PROTO_SRC) $(COMMON_SRC) \
 	$(filter-out $(XEN_GUEST) $(XEN_PURE) backends/xen/none.c,$(LIB_SRC)) backends/xen/none.c
-GUEST_OBJ  := $(patsubst %.c,$(B)/kvm/obj/%.o,$(GUEST_SRC)) $(B)/kvm/obj/gen/protocol/hyperbuf.pb-c.o
+kvm_obj    = $(patsubst %.c,$(B)/kvm/obj/%.o,$(1)) $(B)/kvm/obj/gen/protocol/hyperbuf.pb-c.o
+GUEST_OBJ  := $(call kvm_obj,tests/kvm/guest.c $(GUEST_LIB_SRC))
 $(B)/kvm/obj/gen/%.o: $(B)/gen/%.c
 	@mkdir -p $(@D)
 	$(CC) $(GUEST_CFLAGS) -Wno-error -c $< -o $@
-$(B)/kvm/obj/%.o: %.c $(GEN_H) | $(DEPS_OK)
+$(B)/kvm/obj/%.o: %.c $(GEN_H) $(STATE_GEN_H) | $(DEPS_OK)
 	@mkdir -p $(@D)
 	$(CC) $(GUEST_CFLAGS) -MMD -MP -c $< -o $@
 $(B)/kvm/hbguest: $(GUEST_OBJ)
 	$(CC) -static -o $@ $^ -lprotobuf-c -lpthread
 $(B)/kvm/initramfs.cpio.gz: $(B)/kvm/hbguest tests/kvm/init tests/kvm/mkinitramfs.sh
 	sh tests/kvm/mkinitramfs.sh $(B)/kvm $(B)/kvm/hbguest tests/kvm/init
-$(VM_BINS): | $(B)/kvm/initramfs.cpio.gz
+# The dma-buf image (docs/DMABUF.md, tests/test_vm_dmabuf.c): the same busybox guest with vgem,
+# hyperbuf.ko and udmabuf.ko built against the kernel's headers (tests/kvm/mkmodules.sh), a
+# static hyperbufd and hyperbufctl (its udmabuf case runs the daemon and its clients inside the
+# guest) and the dma-buf guest program. Without the headers or linux-source-6.1, $(B)/kvm/dmabuf/missing says
+# so and those cases skip.
+DMABUF_GUEST_OBJ := $(call kvm_obj,$(wildcard tests/kvm/dmabuf*.c) $(GUEST_LIB_SRC))
+$(B)/kvm/hbdmabuf: $(DMABUF_GUEST_OBJ)
+	$(CC) -static -o $@ $^ -lprotobuf-c -lpthread
+$(B)/kvm/hyperbufd: $(call kvm_obj,$(wildcard daemon/*.c) $(KVM_HOST) $(PROTO_SRC) $(COMMON_SRC)) \
+		$(B)/kvm/obj/gen/daemon/state.pb-c.o
+	$(CC) -static -o $@ $^ -lev -linih -lprotobuf-c -lm
+$(B)/kvm/hyperbufctl: $(call kvm_obj,$(CTL_SRC) $(PROTO_SRC) $(COMMON_SRC))
+	$(CC) -static -o $@ $^ -lprotobuf-c
+KMOD_SRC := $(wildcard kmod/*.c kmod/*.h) kmod/Kbuild tests/kvm/mkmodules.sh tests/kvm/udmabuf_shim.h
+$(B)/kvm/dmabuf/initramfs.cpio.gz: $(B)/kvm/hbdmabuf $(B)/kvm/hyperbufd $(B)/kvm/hyperbufctl \
+		tests/kvm/init tests/kvm/mkinitramfs.sh $(KMOD_SRC)
+	HB_VM_MODULES=vgem HB_VM_FILES="$(B)/kvm/hyperbufd $(B)/kvm/hyperbufctl" HB_VM_KMODS=1 \
+		sh tests/kvm/mkinitramfs.sh $(B)/kvm/dmabuf $(B)/kvm/hbdmabuf tests/kvm/init
+$(VM_BINS): | $(B)/kvm/initramfs.cpio.gz $(B)/kvm/dmabuf/initramfs.cpio.gz
 
 # hbholder plays systemd's part for a service (notify socket, fd store, Restart=on-failure) where
 # there is no systemd: tests, benchmarks, make run (docs/RESTART.md). hbholder-svc is the fake
@@ -270,7 +291,7 @@ $(XEN_SCRIPTS): $(B)/tests/xen/%: tests/xen/%
 	@mkdir -p $(@D)
 	cp $< $@
 
-tests: all $(TEST_BINS) $(HOLDER_BINS) $(B)/bench $(XEN_PEER) $(XEN_SCRIPTS) \
+tests: all $(TEST_BINS) $(HOLDER_BINS) $(B)/bench $(B)/bench-vm $(XEN_PEER) $(XEN_SCRIPTS) \
 	$(B)/kvm/initramfs.cpio.gz
 
 # The house checks, before anything is built: the floors (every include goes down or stays in its
@@ -301,11 +322,18 @@ check-xen:
 run: all
 	$(B)/hyperbuf-demo --daemon $(B)/hyperbufd --config configs/local.conf
 
-$(B)/bench: $(call obj,tests/bench.c tools/pattern.c tools/spawn.c) $(LIBA)
+$(B)/bench: $(call obj,tests/bench.c tests/bench_restart.c tools/pattern.c tools/spawn.c) $(LIBA)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(XEN_LIBS_LIB) $(LDFLAGS)
+# A guest's read bandwidth through hyperbuf.ko's cached mapping against sysfs's resource2 and
+# resource2_wc, in one QEMU guest (tests/bench_vm.c; it skips, saying why, without QEMU).
+$(B)/bench-vm: $(call obj,tests/bench_vm.c tests/vm_common.c) $(IT_SUPPORT) $(LIBA) \
+		| $(B)/kvm/dmabuf/initramfs.cpio.gz
+	$(CC) $(LDSAN) -o $@ $(filter-out $(LIBA),$^) $(LIBA) $(shell pkg-config --libs libprotobuf-c) \
+		$(XEN_LIBS_LIB) -lpthread $(LDFLAGS)
 
-bench: all $(B)/bench
-	$(B)/bench --daemon $(B)/hyperbufd
+bench: all $(B)/bench $(B)/bench-vm $(HOLDER_BINS)
+	$(B)/bench --daemon $(B)/hyperbufd --holder $(B)/tests/hbholder
+	HB_BUILD=$(abspath $(B)) $(B)/bench-vm vm_guest_read_bandwidth || [ $$? -eq 77 ]
 
 # ---- install ---------------------------------------------------------------------------
 install: all
@@ -331,8 +359,9 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man1/hyperbufctl.1 $(DESTDIR)$(MANDIR)/man5/hyperbuf.conf.5 \
 		$(DESTDIR)$(MANDIR)/man8/hyperbufd.8
 
+# kmod/ is kernel code, in the kernel's style.
 format:
-	clang-format -i $$(git ls-files '*.c' '*.h')
+	clang-format -i $$(git ls-files '*.c' '*.h' ':!kmod')
 
 clean:
 	rm -rf build

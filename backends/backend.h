@@ -161,7 +161,7 @@ extern const struct hbb_host_ops hbx_host_ops; /* backends/xen/host.c, WITH_XEN=
 
 /* ---- guest side (libhyperbuf) ------------------------------------------------------------ */
 
-#define HBB_GUEST_VERSION 1u
+#define HBB_GUEST_VERSION 2u
 #define HBB_FRAME_FDS     8u /* fds one frame may bring; the protocol sends one at most */
 
 /* How a process reaches the daemon: a socket, a virtio-serial port, a vchan. */
@@ -256,6 +256,14 @@ struct hbb_guest_ops {
 	 * handling what arrived there; a negative errno from drain breaks the client. */
 	size_t (*pollfds)(void *state, struct pollfd *pfd, size_t max);
 	int (*drain)(void *state);
+	/*
+	 * Version 2. Optional: a dma-buf over exactly m's pages, from its first page (KVM: udmabuf
+	 * on the pool memfd for the host and emulated VMs, hyperbuf.ko's pool device in a guest;
+	 * Xen: gntdev's dma-buf export). Its CPU mmap may write only if writable. Returns a new
+	 * O_CLOEXEC fd, or a negative errno: -ENODEV where this kernel has no way to make one
+	 * (the log says which), -E2BIG over a kernel limit (udmabuf's size_limit_mb, list_limit).
+	 */
+	int (*dmabuf)(void *state, const struct hbb_mapping *m, bool writable);
 };
 
 extern const struct hbb_guest_ops hbk_guest_ops; /* backends/kvm/guest.c */

@@ -419,6 +419,56 @@ int hb_end_cpu_access(struct hb_client *c, const struct hb_id *id, uint32_t acce
 /* Reads the fence an HB_EVENT_FENCE event names. Returns 0, or -1/EINVAL if ev is not one. */
 int hb_event_fence(const struct hb_event *ev, struct hb_fence *f);
 
+/* ---- dma-bufs and sync_files (docs/DMABUF.md) ----------------------------------------- */
+
+/* hb_buffer_dmabuf / hb_import_dmabuf flags */
+#define HB_DMABUF_READ_ONLY 0x1u /* the dma-buf's CPU mmap refuses PROT_WRITE */
+
+/*
+ * A dma-buf over exactly the buffer's pages, for a GPU, a display or a codec: EGL's dma-buf
+ * import, KMS, V4L2, VA-API, GStreamer. A new fd (O_CLOEXEC) the caller owns and closes; byte 0
+ * of the dma-buf is byte 0 of the buffer, its size the buffer's pages (hb_buffer_size rounded
+ * up to the page size). Writable unless flags has HB_DMABUF_READ_ONLY. Made with udmabuf on
+ * the host and in emulated VMs (the pool memfd's pages), with hyperbuf.ko in KVM guests (the
+ * ivshmem BAR's pages); the library makes one per buffer and mode and returns new fds of it.
+ * If the buffer is exported, the pending fences of its reservation (hb_attach_fence) are put
+ * into the dma-buf's own, writers' as writes (DMA_BUF_IOCTL_EXPORT_SYNC_FILE, DMA_BUF_IOCTL_SYNC
+ * and implicit sync wait for them); call again after attaching new fences.
+ * The dma-buf holds the buffer: hb_buffer_free withdraws the export and unmaps, but the pages
+ * stay in use, shared, until nobody holds the dma-buf any more (no fd, mapping or importer);
+ * hb_dispatch notices and frees it then. hb_disconnect ends it early: the dma-buf then keeps
+ * the memory it had, which is no longer shared (host) or may be reused (KVM guest).
+ * Errors: EINVAL (NULL, unknown flags), ENODEV (this kernel cannot make it: no /dev/udmabuf, no
+ * hyperbuf.ko, a read-only dma-buf on the host without hyperbuf.ko, Xen without gntdev's
+ * dma-buf support, or a reservation with pending fences and no hyperbuf.ko to carry them; the
+ * log says which, HYPERBUF_DEBUG=1 prints it), E2BIG (over udmabuf's size_limit_mb or
+ * list_limit), EACCES (no permission for /dev/udmabuf or /dev/hyperbuf/...), EMFILE, ENOMEM,
+ * the client's sticky error.
+ */
+int hb_buffer_dmabuf(struct hb_buffer *b, uint32_t flags);
+
+/*
+ * The same for an import: read-only unless the import is writable (HB_IMPORT_WRITE) and flags
+ * lacks HB_DMABUF_READ_ONLY. The dma-buf holds the import: hb_import_release unmaps at once but
+ * tells the daemon (and the exporter, HB_EVENT_RELEASED) only when nobody holds the dma-buf any
+ * more. Errors as hb_buffer_dmabuf.
+ */
+int hb_import_dmabuf(struct hb_import *im, uint32_t flags);
+
+/*
+ * A sync_file (a new fd, O_CLOEXEC, the caller's to close) whose dma_fence signals when s
+ * completes, with s's error if it fails (SYNC_IOC_FILE_INFO: status 1 or the negative errno):
+ * for KMS's IN_FENCE_FD, EGL_ANDROID_native_fence_sync, Vulkan's sync_fd import, or
+ * DMA_BUF_IOCTL_IMPORT_SYNC_FILE. Made by hyperbuf.ko (/dev/hyperbuf/ctl); the library signals
+ * it when it learns of the completion, that is inside library calls on the client, as for
+ * hb_sync_fd: an event loop must keep calling hb_dispatch. It errors with EPIPE if this
+ * process exits or calls hb_disconnect before, and with ETIMEDOUT after hyperbuf.ko's
+ * fence_timeout_ms (10 s unless changed). s may be closed at once; the sync_file still signals.
+ * Errors: EINVAL (NULL or closed), ENODEV (no hyperbuf.ko), EACCES, ENOSPC (the module's
+ * max_fences pending), EMFILE, ENOMEM.
+ */
+int hb_sync_file(struct hb_sync *s);
+
 #ifdef __cplusplus
 }
 #endif

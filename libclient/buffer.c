@@ -91,6 +91,7 @@ void hbl_buffer_destroy(struct hb_buffer *b)
 	struct hbl_memory *mem = &b->client->mem;
 
 	hbc_list_remove(&b->link);
+	hbl_dmabufs_close(&b->dmabufs);
 	mem->ops->unmap(mem->state, &b->map);
 	free(b);
 }
@@ -106,6 +107,12 @@ HBL_PUBLIC void hb_buffer_free(struct hb_buffer *b)
 	c = b->client;
 	ops = c->mem.ops;
 	hbl_lock(c);
+	/* A dma-buf of it that is still held keeps it (docs/DMABUF.md). */
+	if (hbl_buffer_linger(b)) {
+		hbl_unlock(c);
+		errno = saved;
+		return;
+	}
 	/* Free unexports with delay 0 on the daemon's side. Its failure cannot be reported
 	 * from here, and a broken client has nobody to tell: either way the mapping goes. Xen:
 	 * the grants must outlive every importer's mapping, so the pages wait, parked, for the

@@ -170,6 +170,7 @@ static struct hb_client *client_new(void)
 	hbc_list_init(&c->timelines);
 	hbc_list_init(&c->buffers);
 	hbc_list_init(&c->imports);
+	hbl_kernel_init(&c->kern);
 	/* Until the welcome says otherwise. */
 	if (hbl_events_init(&c->events, 256) < 0) {
 		pthread_mutex_destroy(&c->lock);
@@ -186,6 +187,7 @@ static void client_destroy(struct hb_client *c)
 
 	hbc_list_for_each_safe(b, &c->buffers, struct hb_buffer, link) hbl_buffer_destroy(b);
 	hbc_list_for_each_safe(im, &c->imports, struct hb_import, link) hbl_import_destroy(im);
+	hbl_kernel_destroy(c);
 	hbl_fences_destroy(c);
 	hbl_timelines_destroy(c);
 	/* The channel first: the daemon ends the session on its EOF. Then the backend's own

@@ -26,6 +26,7 @@
 #include "hyperbuf.h"
 #include "libclient/call.h"
 #include "libclient/conn.h"
+#include "libclient/dmabuf.h"
 #include "libclient/events.h"
 #include "libclient/fences.h"
 #include "libclient/memory.h"
@@ -50,6 +51,7 @@ struct hb_client {
 	struct hbc_list timelines; /* timeline.c: struct hb_timeline */
 	struct hbc_list buffers;   /* buffer.c: struct hb_buffer */
 	struct hbc_list imports;   /* import.c: struct hb_import */
+	struct hbl_kernel kern;    /* dmabuf.c, syncfile.c: dma-bufs and sync_files */
 
 	/* From the welcome (client.c). */
 	uint32_t domain;
@@ -76,6 +78,7 @@ struct hb_buffer {
 	struct hbb_mapping map;
 	bool exported; /* hid is valid: the last id hb_export returned */
 	struct hb_id hid;
+	struct hbl_dmabufs dmabufs; /* dmabuf.c */
 };
 
 struct hb_import {
@@ -85,7 +88,9 @@ struct hb_import {
 	struct hbb_mapping map;
 	struct hb_id hid;
 	uint32_t exporter;
-	uint32_t flags; /* HB_INFO_* at import time */
+	uint32_t flags;             /* HB_INFO_* at import time */
+	bool writable;              /* mapped read-write (HB_IMPORT_WRITE) */
+	struct hbl_dmabufs dmabufs; /* dmabuf.c */
 	uint32_t meta_len;
 	uint8_t meta[];
 };
@@ -134,6 +139,10 @@ int hbl_resume(struct hb_client *c);
 void hbl_take_resume(struct hb_client *c, const Welcome *w);
 /* client.c: a new transport to the same address (unix:, vm:, xen:), or -EOPNOTSUPP (kvm:). */
 int hbl_open_transport(struct hb_client *c, struct hbb_transport *tp);
+/* timeline.c: the pending fences of the reservation of the buffer behind id that an access
+ * waits for (HB_ACCESS_READ: the writers'; HB_ACCESS_WRITE: all), out[HB_RESV_MAX]. */
+int hbl_resv_query(struct hb_client *c, const struct hb_id *id, uint32_t access,
+		   struct hb_fence *out, size_t *n);
 
 /* dispatch.c: reads and handles whatever has arrived without blocking (the backend's own fds
  * included), at most max frames. Returns the number of frames handled or a negative errno. */

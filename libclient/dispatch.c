@@ -113,6 +113,8 @@ HBL_PUBLIC int hb_dispatch(struct hb_client *c, int timeout_ms)
 
 	if (!c)
 		return hbl_fail(-EINVAL);
+	/* Buffers and imports whose dma-bufs nobody holds any more go now. */
+	hbl_dmabufs_reap(c);
 	/* The epoll set of every fd the client reads: the same fd for the client's life, even
 	 * when a resume replaces the transport in it. */
 	pfd[0] = (struct pollfd){.fd = c->conn.pub_fd, .events = POLLIN};

@@ -16,6 +16,7 @@
 #include "protocol/hyperbuf.pb-c.h"
 
 struct hb_client;
+struct hbl_kfences;
 
 /* Buckets of the per-client table of fence points. */
 #define HBL_POINT_BUCKETS 1024
@@ -54,7 +55,8 @@ struct hb_sync {
 	struct hb_sync *member[2]; /* merge: members still pending (one reference each) */
 	struct hb_sync **parents;
 	size_t n_parents, cap_parents;
-	struct hb_sync *work; /* worklist link while completing or freeing (no recursion) */
+	struct hb_sync *work;   /* worklist link while completing or freeing (no recursion) */
+	struct hbl_kfences *kf; /* syncfile.c: kernel fences to signal on completion, or NULL */
 };
 
 struct hbl_fences {

@@ -55,6 +55,7 @@ HBL_PUBLIC struct hb_import *hb_import(struct hb_client *c, const struct hb_id *
 	im->hid = *id;
 	im->exporter = ir->exporter;
 	im->flags = ir->flags;
+	im->writable = flags & HB_IMPORT_WRITE;
 	im->meta_len = (uint32_t)ir->meta.len;
 	if (ir->meta.len)
 		memcpy(im->meta, ir->meta.data, ir->meta.len);
@@ -107,6 +108,7 @@ void hbl_import_destroy(struct hb_import *im)
 	struct hbl_memory *mem = &im->client->mem;
 
 	hbc_list_remove(&im->link);
+	hbl_dmabufs_close(&im->dmabufs);
 	mem->ops->unmap(mem->state, &im->map);
 	free(im);
 }
@@ -135,6 +137,12 @@ HBL_PUBLIC void hb_import_release(struct hb_import *im)
 		return;
 	c = im->client;
 	hbl_lock(c);
+	/* A dma-buf of it that is still held keeps it (docs/DMABUF.md). */
+	if (hbl_import_linger(im)) {
+		hbl_unlock(c);
+		errno = saved;
+		return;
+	}
 	/* Unmap first, then tell: when the daemon hears of the release the pages are no
 	 * longer ours, so the exporter may end its grants (Xen) or the pool may reuse them.
 	 * The mapping goes whatever the daemon says: after this call the caller has no way to

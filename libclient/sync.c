@@ -118,6 +118,7 @@ static void sync_free(struct hb_sync *s)
 	hbc_list_remove(&s->link);
 	if (s->efd >= 0)
 		close(s->efd);
+	hbl_kfences_free(s->kf);
 	free(s->parents);
 	free(s);
 }
@@ -170,6 +171,8 @@ static void complete_run(struct hb_client *c, struct hb_sync *work)
 		__atomic_store_n(&n->status, st, __ATOMIC_RELEASE);
 		if (n->efd >= 0)
 			eventfd_write(n->efd, HBL_SYNC_EFD_DONE);
+		/* Its sync_files signal too; the reference they held goes with them. */
+		n->refs -= hbl_kfences_complete(c, n, st);
 		for (size_t i = 0; i < n->n_parents; i++) {
 			struct hb_sync *p = n->parents[i];
 

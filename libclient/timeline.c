@@ -174,8 +174,8 @@ HBL_PUBLIC int hb_attach_fence(struct hb_client *c, const struct hb_id *id,
 
 /* Asks the daemon which pending fences an access must wait for (and, by answering, whether
  * this domain is a side of the share at all). */
-static int cpu_access_query(struct hb_client *c, const struct hb_id *id, uint32_t access,
-			    struct hb_fence *out, size_t *n)
+int hbl_resv_query(struct hb_client *c, const struct hb_id *id, uint32_t access,
+		   struct hb_fence *out, size_t *n)
 {
 	CpuAccess ca = CPU_ACCESS__INIT;
 	ClientMsg m = CLIENT_MSG__INIT;
@@ -210,7 +210,7 @@ HBL_PUBLIC int hb_begin_cpu_access(struct hb_client *c, const struct hb_id *id, 
 	if (!c || !id || !access_ok(access) || timeout_ms < -1)
 		return hbl_fail(-EINVAL);
 	hbl_lock(c);
-	r = cpu_access_query(c, id, access, fences, &n);
+	r = hbl_resv_query(c, id, access, fences, &n);
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		struct hb_sync *s;
 		int e = hbl_sync_open_locked(c, &fences[i], &s);
@@ -280,7 +280,7 @@ HBL_PUBLIC int hb_end_cpu_access(struct hb_client *c, const struct hb_id *id, ui
 	if (!own_share(c, id)) {
 		r = hbl_conn_broken(&c->conn);
 		if (r == 0)
-			r = cpu_access_query(c, id, access, fences, &n);
+			r = hbl_resv_query(c, id, access, fences, &n);
 	}
 	hbl_unlock(c);
 	if (r < 0)

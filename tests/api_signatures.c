@@ -46,6 +46,14 @@ SAME(hb_attach_fence, int,
 SAME(hb_begin_cpu_access, int, (struct hb_client *, const struct hb_id *, uint32_t, int));
 SAME(hb_end_cpu_access, int, (struct hb_client *, const struct hb_id *, uint32_t));
 
+/* What docs/DMABUF.md adds to the contract (not in API.md). */
+SAME(hb_buffer_dmabuf, int, (struct hb_buffer *, uint32_t));
+SAME(hb_import_dmabuf, int, (struct hb_import *, uint32_t));
+SAME(hb_sync_file, int, (struct hb_sync *));
+#if !HB_DMABUF_READ_ONLY
+#error "HB_DMABUF_READ_ONLY is missing"
+#endif
+
 /* The constants are integer constant expressions usable in #if and array sizes. */
 #if !(HB_META_MAX >= 1024) || !HB_BUFFER_PEER_WRITABLE || !HB_IMPORT_WRITE ||                      \
     !HB_INFO_UNEXPORTED || !HB_INFO_UNEXPORT_PENDING || !HB_INFO_PEER_WRITABLE ||                  \

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "tools/pattern.h"
+#include "tests/bench_restart.h"
 #include "tools/spawn.h"
 
 #define STEP_MS    30000 /* one step (an event, a record) longer than this is a hang */
@@ -743,8 +744,9 @@ static const char *size_name(size_t size, char *buf, size_t len)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: %s --daemon PATH [--quick] [--frames N]\n"
+		"usage: %s --daemon PATH [--holder PATH] [--quick] [--frames N]\n"
 		"  --daemon PATH  the hyperbufd to start (on a config of our own in /tmp)\n"
+		"  --holder PATH  tests/hbholder: also time restarts against cold starts (d)\n"
 		"  --quick        a quarter of the iterations\n"
 		"  --frames N     frames per run in (b) (default 300)\n",
 		argv0);
@@ -754,6 +756,7 @@ int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 	    {"daemon", required_argument, NULL, 'd'},
+	    {"holder", required_argument, NULL, 'H'},
 	    {"quick", no_argument, NULL, 'q'},
 	    {"frames", required_argument, NULL, 'n'},
 	    {"help", no_argument, NULL, 'h'},
@@ -768,17 +771,20 @@ int main(int argc, char **argv)
 	struct tool_daemon_spawn ds;
 	struct helper_start importer, reader;
 	struct hb_buffer *fb = NULL;
-	const char *daemon = NULL;
+	const char *daemon = NULL, *holder = NULL;
 	unsigned frames = 300, div = 1;
 	int opt, ret, rec[2], sp[2], status, rc = 1;
 	bool ok = false;
 	char ready, b1[32];
 
 	argv0 = argv[0];
-	while ((opt = getopt_long(argc, argv, "d:qn:h", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "d:H:qn:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'd':
 			daemon = optarg;
+			break;
+		case 'H':
+			holder = optarg;
 			break;
 		case 'q':
 			div = 4;
@@ -992,6 +998,9 @@ out_daemon:
 	if (!ok)
 		tool_log_tail(bd.log, LOG_LINES);
 	remove_dir(&bd);
+	/* (d): its own daemons, under the holder. */
+	if (ok && holder && bench_restart(daemon, holder) < 0)
+		ok = false;
 	rc = ok ? 0 : 1;
 	return rc;
 }

@@ -15,387 +15,9 @@
  * time limit of its own, and is killed and reaped by the case or by the failure hook.
  */
 #include <pthread.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 
-#include "tests/it_common.h"
 #include "tests/kvm/cases.h"
-
-#define VM_WAIT_MS   150000 /* boot and run, under TCG, with another case booting beside it */
-#define VM_CPU_LIMIT 300    /* seconds of CPU a QEMU may use, whatever happens to us */
-#define VM_EXIT_MS   30000  /* from the guest's last word to QEMU's exit (poweroff) */
-#define CASE_ALARM_S 175    /* under run-tests.sh's 180 s */
-#define MAX_VMS      2
-
-/* The daemon: the host and two VMs, three groups with one pool each, per-VM ivshmem sockets
- * and two ports per VM. hv1 and vv have the same size, so a guest in both must tell its two
- * BARs apart by their headers. Each VM names its QEMU by the pid file QEMU writes (as under
- * libvirt, docs/SECURITY.md), so every case also proves real QEMU passes the credential check:
- * QEMU writes it before it opens its chardevs. */
-static const char topology[] =
-    "[daemon]\nbackend = kvm\nsocket = host.sock\nlog = debug\n\n"
-    "[vm vm1]\nid = 1\nchannel = vm1-{port}.sock\nports = 2\npidfile = vm1.pid\n\n"
-    "[vm vm2]\nid = 2\nchannel = vm2-{port}.sock\nports = 2\npidfile = vm2.pid\n\n"
-    "[group hv1]\nmembers = host, vm1\nsize = 16M\nivshmem = hv1-{vm}.sock\n\n"
-    "[group hv2]\nmembers = host, vm2\nsize = 16M\nivshmem = hv2-{vm}.sock\n\n"
-    "[group vv]\nmembers = vm1, vm2\nsize = 16M\nivshmem = vv-{vm}.sock\n";
-
-struct vm {
-	char name[8];
-	int id;
-	pid_t pid;
-	pid_t owner;
-	char console[320];
-	char qemu_log[320];
-	size_t seen; /* console bytes already looked at */
-	uint64_t started_ms;
-};
-
-static struct vm *live[MAX_VMS];
-
-static const char *qemu_path(void)
-{
-	static char found[512];
-	const char *name = getenv("HB_QEMU"), *path;
-	char *copy, *dir, *save = NULL;
-
-	if (name && *name)
-		return access(name, X_OK) == 0 ? name : NULL;
-	path = getenv("PATH");
-	copy = strdup(path && *path ? path : "/usr/bin:/bin");
-	CHECK(copy != NULL);
-	found[0] = '\0';
-	for (dir = strtok_r(copy, ":", &save); dir && !found[0]; dir = strtok_r(NULL, ":", &save)) {
-		snprintf(found, sizeof(found), "%s/qemu-system-x86_64", dir);
-		if (access(found, X_OK) != 0)
-			found[0] = '\0';
-	}
-	free(copy);
-	return found[0] ? found : NULL;
-}
-
-static const char *kvm_file(const char *name)
-{
-	static char path[4][512];
-	static unsigned n;
-	char *p = path[n++ % 4];
-
-	snprintf(p, sizeof(path[0]), "%s/kvm/%s", hbt_build_dir(), name);
-	return p;
-}
-
-/* Skips the case, with the reason, where the suite cannot run. */
-static void need_vms(void)
-{
-	char why[256] = "";
-	FILE *f;
-
-	if (!qemu_path())
-		SKIP("no qemu-system-x86_64 (apt-get install qemu-system-x86)");
-	f = fopen(kvm_file("missing"), "r");
-	if (f) {
-		if (!fgets(why, sizeof(why), f))
-			why[0] = '\0';
-		fclose(f);
-		why[strcspn(why, "\n")] = '\0';
-		SKIP("%s", why[0] ? why : "the guest image could not be built");
-	}
-	if (access(kvm_file("initramfs.cpio.gz"), R_OK) != 0 ||
-	    access(kvm_file("vmlinuz"), R_OK) != 0)
-		SKIP("no guest image in %s/kvm (make tests builds it)", hbt_build_dir());
-	alarm(CASE_ALARM_S);
-}
-
-static void print_file(const char *title, const char *path)
-{
-	char buf[4096];
-	size_t n;
-	FILE *f = fopen(path, "r");
-
-	fprintf(stderr, "---- %s ----\n", title);
-	if (!f) {
-		fprintf(stderr, "(none: %s)\n", strerror(errno));
-		return;
-	}
-	/* The tail is what tells: a console is a few KiB at most. */
-	if (fseek(f, 0, SEEK_END) == 0 && ftell(f) > 6000)
-		fseek(f, -6000, SEEK_END);
-	else
-		fseek(f, 0, SEEK_SET);
-	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-		fwrite(buf, 1, n, stderr);
-	fclose(f);
-	fprintf(stderr, "---- end of %s ----\n", title);
-}
-
-static void vm_reap(struct vm *v, bool kill_it)
-{
-	if (v->pid <= 0)
-		return;
-	if (kill_it)
-		kill(v->pid, SIGKILL);
-	while (waitpid(v->pid, NULL, 0) < 0 && errno == EINTR)
-		;
-	v->pid = 0;
-}
-
-/* The failure hook: say what the guests printed, then make sure no QEMU is left. */
-static void vm_cleanup(void)
-{
-	for (int i = 0; i < MAX_VMS; i++) {
-		struct vm *v = live[i];
-
-		if (!v || v->owner != getpid())
-			continue;
-		live[i] = NULL;
-		print_file(v->name, v->console);
-		print_file("qemu stderr", v->qemu_log);
-		vm_reap(v, true);
-	}
-	fflush(stderr);
-}
-
-static void track(struct vm *v)
-{
-	for (int i = 0; i < MAX_VMS; i++) {
-		if (!live[i]) {
-			live[i] = v;
-			hbt_cleanup_extra = vm_cleanup;
-			return;
-		}
-	}
-	CHECK(!"too many VMs");
-}
-
-static void untrack(struct vm *v)
-{
-	for (int i = 0; i < MAX_VMS; i++) {
-		if (live[i] == v)
-			live[i] = NULL;
-	}
-}
-
-/* The QEMU command line of docs/KVM.md, for VM `id` of the topology above. */
-static void vm_start(struct vm *v, const struct hbt_daemon *d, int id, const char *case_name)
-{
-	static const char *const groups[2][2] = {{"hv1", "vv"}, {"hv2", "vv"}};
-	const char *accel = getenv("HB_VM_ACCEL");
-	char *argv[64], args[40][400];
-	int argc = 0, nargs = 0, fd;
-	pid_t parent = getpid();
-
-#define ARG(s) (argv[argc++] = (char *)(s))
-#define ARGF(...)                                                                                  \
-	(snprintf(args[nargs], sizeof(args[0]), __VA_ARGS__), argv[argc++] = args[nargs++])
-
-	memset(v, 0, sizeof(*v));
-	v->id = id;
-	v->owner = parent;
-	snprintf(v->name, sizeof(v->name), "vm%d", id);
-	snprintf(v->console, sizeof(v->console), "%s/%s.console", d->dir, v->name);
-	snprintf(v->qemu_log, sizeof(v->qemu_log), "%s/%s.qemu.log", d->dir, v->name);
-	if (!accel || !*accel)
-		accel = "tcg";
-
-	ARG(qemu_path());
-	ARG("-name");
-	ARG(v->name);
-	ARG("-accel");
-	ARG(accel);
-	if (strcmp(accel, "kvm") == 0) {
-		ARG("-cpu");
-		ARG("host");
-	}
-	ARG("-machine");
-	ARG("pc");
-	ARG("-m");
-	ARG("256");
-	ARG("-smp");
-	ARG("1");
-	ARG("-nodefaults");
-	ARG("-no-user-config");
-	ARG("-display");
-	ARG("none");
-	ARG("-monitor");
-	ARG("none");
-	ARG("-no-reboot");
-	ARG("-pidfile");
-	ARGF("%s/%s.pid", d->dir, v->name);
-	ARG("-serial");
-	ARGF("file:%s", v->console);
-	ARG("-kernel");
-	ARG(kvm_file("vmlinuz"));
-	ARG("-initrd");
-	ARG(kvm_file("initramfs.cpio.gz"));
-	ARG("-append");
-	ARGF("console=ttyS0 quiet panic=-1 hbvm.case=%s hbvm.role=%d", case_name, id);
-	/* One ivshmem-doorbell device per group, on the VM's own socket of that group. */
-	for (int g = 0; g < 2; g++) {
-		ARG("-chardev");
-		ARGF("socket,id=hbg%d,path=%s/%s-%s.sock", g, d->dir, groups[id - 1][g], v->name);
-		ARG("-device");
-		ARGF("ivshmem-doorbell,chardev=hbg%d,vectors=1", g);
-	}
-	/* Two ports; QEMU reconnects to a restarted daemon. */
-	ARG("-device");
-	ARG("virtio-serial-pci");
-	for (int p = 0; p < 2; p++) {
-		ARG("-chardev");
-		ARGF("socket,id=hbc%d,path=%s/%s-%d.sock,reconnect=1", p, d->dir, v->name, p);
-		ARG("-device");
-		ARGF("virtserialport,chardev=hbc%d,name=org.hyperbuf.%d", p, p);
-	}
-	argv[argc] = NULL;
-	CHECK(argc < (int)(sizeof(argv) / sizeof(argv[0])));
-#undef ARG
-#undef ARGF
-
-	fflush(stdout);
-	fflush(stderr);
-	v->started_ms = hbt_now_ms();
-	v->pid = fork();
-	CHECK(v->pid >= 0);
-	if (v->pid == 0) {
-		struct rlimit cpu = {VM_CPU_LIMIT, VM_CPU_LIMIT + 5};
-
-		/* Dies with us, whatever kills us; and stops by itself if it spins. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(127);
-		setrlimit(RLIMIT_CPU, &cpu);
-		fd = open("/dev/null", O_RDONLY);
-		if (fd >= 0)
-			dup2(fd, STDIN_FILENO);
-		fd = open(v->qemu_log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		if (fd >= 0) {
-			dup2(fd, STDOUT_FILENO);
-			dup2(fd, STDERR_FILENO);
-		}
-		execv(argv[0], argv);
-		dprintf(STDERR_FILENO, "exec %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	track(v);
-}
-
-/*
- * Reads the console from where the last vm_wait stopped. Returns the first line (static
- * storage, from "HBVM-" on) that starts with `what`, consuming the console up to it (with
- * consume); NULL if none yet. A guest's HBVM-FAIL fails the case; HBVM-INFO and HBVM-START lines
- * are passed on to stderr once (they are the suite's measurements).
- */
-static const char *vm_scan(struct vm *v, const char *what, bool consume)
-{
-	static char line[512];
-	size_t seen = v->seen;
-	const char *hit = NULL;
-	FILE *f = fopen(v->console, "r");
-
-	if (!f)
-		return NULL;
-	if (fseek(f, (long)seen, SEEK_SET) == 0) {
-		while (!hit && fgets(line, sizeof(line), f)) {
-			char *s;
-
-			if (!strchr(line, '\n'))
-				break; /* the rest of it is still on its way */
-			seen += strlen(line);
-			line[strcspn(line, "\r\n")] = '\0';
-			s = strstr(line, "HBVM-");
-			if (!s)
-				continue;
-			if (strncmp(s, "HBVM-FAIL", 9) == 0) {
-				fclose(f);
-				hbt_fail(__FILE__, __LINE__, "%s: %s", v->name, s);
-			}
-			if (consume &&
-			    (strncmp(s, "HBVM-INFO", 9) == 0 || strncmp(s, "HBVM-START", 10) == 0))
-				fprintf(stderr, "%s: %s (%.1f s after start)\n", v->name, s,
-					(hbt_now_ms() - v->started_ms) / 1000.0);
-			if (what && strncmp(s, what, strlen(what)) == 0)
-				hit = s;
-		}
-	}
-	fclose(f);
-	if (consume)
-		v->seen = seen;
-	return hit;
-}
-
-/* Fails the case if the guest failed or its QEMU is gone. */
-static void vm_check(struct vm *v)
-{
-	int status;
-
-	vm_scan(v, NULL, false);
-	if (v->pid > 0 && waitpid(v->pid, &status, WNOHANG) == v->pid) {
-		v->pid = 0;
-		vm_scan(v, NULL, false);
-		hbt_fail(__FILE__, __LINE__, "%s: QEMU exited (status %#x)", v->name, status);
-	}
-	if (v->pid <= 0)
-		hbt_fail(__FILE__, __LINE__, "%s: QEMU is not running", v->name);
-}
-
-/* Waits for a console line starting with `what` and returns it; fails the case when the
- * guest fails, its QEMU exits, or the time is up. */
-static const char *vm_wait(struct vm *v, const char *what, int timeout_ms)
-{
-	uint64_t end = hbt_now_ms() + (uint64_t)timeout_ms;
-
-	for (;;) {
-		const char *line = vm_scan(v, what, true);
-
-		if (line)
-			return line;
-		vm_check(v);
-		if (hbt_now_ms() >= end)
-			hbt_fail(__FILE__, __LINE__, "%s: no \"%s\" within %d ms", v->name, what,
-				 timeout_ms);
-		it_sleep_ms(50);
-	}
-}
-
-/* The guest passed; its QEMU then powers off by itself. */
-static void vm_finish(struct vm *v)
-{
-	uint64_t end;
-	int status;
-
-	vm_wait(v, "HBVM-PASS", VM_WAIT_MS);
-	fprintf(stderr, "%s: passed %.1f s after start\n", v->name,
-		(hbt_now_ms() - v->started_ms) / 1000.0);
-	end = hbt_now_ms() + VM_EXIT_MS;
-	while (v->pid > 0 && hbt_now_ms() < end) {
-		if (waitpid(v->pid, &status, WNOHANG) == v->pid) {
-			v->pid = 0;
-			CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-		}
-		it_sleep_ms(50);
-	}
-	if (v->pid > 0)
-		hbt_fail(__FILE__, __LINE__, "%s: QEMU did not exit after the guest passed",
-			 v->name);
-	if (getenv("HB_VM_VERBOSE"))
-		print_file(v->name, v->console);
-	untrack(v);
-}
-
-/* Waits for a host event of this type while v runs: a guest that fails or a QEMU that exits
- * fails the case at once rather than after the timeout. */
-static void vm_wait_event_at(int line, struct vm *v, struct hb_client *c, int type,
-			     struct hb_event *ev)
-{
-	uint64_t end = hbt_now_ms() + VM_WAIT_MS;
-
-	while (it_wait_event_at(__FILE__, line, c, type, ev, 500) != 0) {
-		vm_check(v);
-		if (hbt_now_ms() >= end)
-			hbt_fail(__FILE__, line, "no %s event within %d ms", it_event_name(type),
-				 VM_WAIT_MS);
-	}
-}
-#define VM_WAIT_EVENT(v, c, type, ev) vm_wait_event_at(__LINE__, (v), (c), (type), (ev))
+#include "tests/vm_common.h"
 
 /* Guest to guest: vm1 renders a 1920x1080 XRGB8888 frame, vm2 learns of it from its export
  * notification and checks every byte. Both VMs' QEMUs pass the pid file check. */
@@ -404,8 +26,8 @@ TEST(vm_guest_to_guest_frame)
 	struct hbt_daemon d;
 	struct vm v1, v2;
 
-	need_vms();
-	hbt_daemon_start_config(&d, topology);
+	vm_need("");
+	hbt_daemon_start_config(&d, VM_TOPOLOGY);
 	vm_start(&v1, &d, 1, "g2g_frame");
 	vm_start(&v2, &d, 2, "g2g_frame");
 	vm_finish(&v2);
@@ -429,8 +51,8 @@ TEST(vm_guest_and_host)
 	struct vm v1;
 	char meta[32] = {0};
 
-	need_vms();
-	hbt_daemon_start_config(&d, topology);
+	vm_need("");
+	hbt_daemon_start_config(&d, VM_TOPOLOGY);
 	h = IT_CONNECT(hbt_addr_host(&d));
 	vm_start(&v1, &d, 1, "guest_host");
 	VM_WAIT_EVENT(&v1, h, HB_EVENT_EXPORTED, &ev);
@@ -459,8 +81,8 @@ TEST(vm_writable_share)
 	struct hbt_daemon d;
 	struct vm v1, v2;
 
-	need_vms();
-	hbt_daemon_start_config(&d, topology);
+	vm_need("");
+	hbt_daemon_start_config(&d, VM_TOPOLOGY);
 	vm_start(&v1, &d, 1, "writable");
 	vm_start(&v2, &d, 2, "writable");
 	vm_finish(&v2);
@@ -479,8 +101,8 @@ TEST(vm_read_only_enforced)
 	struct hb_id id;
 	struct vm v1;
 
-	need_vms();
-	hbt_daemon_start_config(&d, topology);
+	vm_need("");
+	hbt_daemon_start_config(&d, VM_TOPOLOGY);
 	h = IT_CONNECT(hbt_addr_host(&d));
 	vm_start(&v1, &d, 1, "readonly");
 	vm_wait(&v1, "HBVM-READY connected", VM_WAIT_MS);
@@ -512,8 +134,8 @@ TEST(vm_killed_guest)
 	uint64_t t0;
 	struct vm v1;
 
-	need_vms();
-	hbt_daemon_start_config(&d, topology);
+	vm_need("");
+	hbt_daemon_start_config(&d, VM_TOPOLOGY);
 	h = IT_CONNECT(hbt_addr_host(&d));
 	vm_start(&v1, &d, 1, "killed");
 	vm_wait(&v1, "HBVM-READY connected", VM_WAIT_MS);
@@ -530,7 +152,7 @@ TEST(vm_killed_guest)
 	t0 = hbt_now_ms();
 	CHECK(kill(v1.pid, SIGKILL) == 0);
 	vm_reap(&v1, false);
-	untrack(&v1);
+	vm_untrack(&v1);
 	while (!gone || !unexported || !released) {
 		CHECK(it_next_event_at(__FILE__, __LINE__, h, &ev, IT_WAIT_MS) == 0);
 		if (ev.type == HB_EVENT_DOMAIN_GONE && ev.domain == 1)
@@ -566,8 +188,8 @@ TEST(vm_processes_and_ports)
 	struct hb_id orphan;
 	struct vm v1;
 
-	need_vms();
-	hbt_daemon_start_config(&d, topology);
+	vm_need("");
+	hbt_daemon_start_config(&d, VM_TOPOLOGY);
 	h = IT_CONNECT(hbt_addr_host(&d));
 	vm_start(&v1, &d, 1, "ports");
 	VM_WAIT_EVENT(&v1, h, HB_EVENT_EXPORTED, &ev);
@@ -587,8 +209,8 @@ TEST(vm_daemon_restart)
 	struct hbt_daemon d;
 	struct vm v1;
 
-	need_vms();
-	hbt_daemon_start_config(&d, topology);
+	vm_need("");
+	hbt_daemon_start_config(&d, VM_TOPOLOGY);
 	vm_start(&v1, &d, 1, "restart");
 	vm_wait(&v1, "HBVM-READY connected", VM_WAIT_MS);
 	/* The old daemon exits cleanly with the QEMU still connected to it. */
@@ -712,8 +334,8 @@ TEST(vm_daemon_killed_20_times)
 	pthread_t killer;
 	pid_t qemu1, qemu2;
 
-	need_vms();
-	hbt_daemon_start_held(&d, topology);
+	vm_need("");
+	hbt_daemon_start_held(&d, VM_TOPOLOGY);
 	vm_start(&v1, &d, 1, "restart_stress");
 	vm_start(&v2, &d, 2, "restart_stress");
 	qemu1 = v1.pid;
@@ -746,8 +368,8 @@ TEST(vm_fenced_ping_pong)
 	struct hbt_daemon d;
 	struct vm v1, v2;
 
-	need_vms();
-	hbt_daemon_start_config(&d, topology);
+	vm_need("");
+	hbt_daemon_start_config(&d, VM_TOPOLOGY);
 	vm_start(&v1, &d, 1, "fence_ping_pong");
 	vm_start(&v2, &d, 2, "fence_ping_pong");
 	vm_finish(&v2);

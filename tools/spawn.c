@@ -246,7 +246,14 @@ static void exec_daemon(const char *daemon, const char *config, int logfd, char 
 {
 	char *argv[] = {(char *)daemon, "-c", (char *)config, NULL};
 	/* Under a holder: it is the service manager, the daemon its service (docs/RESTART.md). */
-	char *held[] = {(char *)opts->holder, "--", (char *)daemon, "-c", (char *)config, NULL};
+	char *held[] = {(char *)opts->holder,
+			"-m",
+			(char *)(opts->holder_max ?: "1024"),
+			"--",
+			(char *)daemon,
+			"-c",
+			(char *)config,
+			NULL};
 	int fd;
 
 	if (opts->tied) {

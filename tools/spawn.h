@@ -73,6 +73,8 @@ struct tool_daemon_opts {
 	 * part: notify socket, fd store, restarts. pid is then the holder's, main_pid the
 	 * daemon's. */
 	const char *holder;
+	/* Its -m (FileDescriptorStoreMax=): NULL is 1024, "0" is no store at all. */
+	const char *holder_max;
 };
 
 /*

@@ -7,6 +7,9 @@
  * it is only a hint: Attach names the device's IVPosition register (BAR0 offset 8, set by QEMU
  * from the id the daemon gave this VM's connection), and the daemon accepts it only if that id
  * is this VM's peer in that group. A device whose header lies is skipped.
+ *
+ * With hyperbuf.ko loaded, a pool's BAR is mapped through the module's node instead of sysfs:
+ * cached, and dma-bufs can be made of it (dmabuf.c). Nothing else changes.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -14,12 +17,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "backends/kvm/guest.h"
 #include "common/file.h"
+#include "kmod/hyperbuf_kmod.h"
+#include "protocol/limits.h"
 
 #define PCI_DIR        "/sys/bus/pci/devices"
 #define IVSHMEM_VENDOR 0x1af4
@@ -123,13 +129,29 @@ static int list_ivdevs(struct ivdev **out)
 	return (int)n;
 }
 
-/* BAR2 as a file to map: write-combining where the kernel offers it (a prefetchable BAR),
- * else uncached. Neither is cached memory: see the limits in docs/KVM.md. */
-static int open_bar2(const char *bdf)
+/* BAR2 as a file to map. hyperbuf.ko's node when the module bound the device: cached, and
+ * the way to dma-bufs (docs/DMABUF.md); *kmod says so. Else sysfs: write-combining where the
+ * kernel offers it (a prefetchable BAR), or uncached (docs/KVM.md, limits). */
+static int open_bar2(const char *bdf, uint64_t size, bool *kmod)
 {
+	struct hyperbuf_pool_info info;
 	char path[512];
 	int fd;
 
+	snprintf(path, sizeof(path), HYPERBUF_POOL_PATH "%s", bdf);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	*kmod = fd >= 0;
+	if (fd >= 0) {
+		if (ioctl(fd, HYPERBUF_IOC_POOL_INFO, &info) == 0 && info.size == size &&
+		    info.page_size == HBP_PAGE_SIZE)
+			return fd;
+		close(fd);
+		return -ENODEV;
+	}
+	/* Where the module bound the device, sysfs cannot map it (PAT refuses a second memory
+	 * type): its node's error is the one to report. */
+	if (errno != ENOENT)
+		return -errno;
 	snprintf(path, sizeof(path), PCI_DIR "/%s/resource2_wc", bdf);
 	fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0 && errno == ENOENT) {
@@ -143,14 +165,17 @@ static int open_bar2(const char *bdf)
 static int try_device(struct hbk_guest *k, struct hbk_group *g, struct ivdev *dev)
 {
 	struct hbb_reply reply;
+	bool kmod;
 	int fd, r;
 
-	fd = open_bar2(dev->bdf);
+	fd = open_bar2(dev->bdf, dev->size, &kmod);
 	if (fd < 0)
 		return fd;
-	r = hbk_pool_window_open(&g->win, fd, g->id, g->pool_size, g->pool_instance, 0);
+	r = hbk_pool_window_open(&g->win, fd, g->id, g->pool_size, g->pool_instance,
+				 kmod ? HBK_POOL_WINDOW_DEVICE : 0);
 	if (r < 0)
 		return r; /* -EPROTO: another group's pool, or an older daemon's */
+	g->kmod = kmod;
 	r = hbk_send_attach(k, g, dev->ivposition, &reply);
 	if (r < 0) {
 		hbk_pool_window_close(&g->win);

@@ -33,6 +33,7 @@ static void kvm_close(void *state)
 		return;
 	for (size_t i = 0; i < k->n_groups; i++)
 		group_close(&k->groups[i]);
+	hbk_dmabuf_close(k);
 	free(k->groups);
 	free(k);
 }
@@ -91,6 +92,8 @@ static int kvm_open(const struct hbb_guest_services *svc, const Welcome *w,
 	if (!k)
 		return -ENOMEM;
 	k->svc = svc;
+	k->mode = mode;
+	k->udmabuf_fd = -1;
 	r = take_groups(k, w);
 	if (r == 0)
 		r = attach_groups(k, w, mode);
@@ -118,7 +121,7 @@ static int map_desc(struct hbk_guest *k, const BufferDesc *desc, bool writable,
 {
 	struct hbk_group *g;
 	struct hbp_refdir d;
-	uint32_t *refs;
+	struct hbk_pages *pages;
 	void *base;
 	int r;
 
@@ -128,26 +131,29 @@ static int map_desc(struct hbk_guest *k, const BufferDesc *desc, bool writable,
 	g = find_group(k, desc->group);
 	if (!g || d.size >= g->win.size || d.pages >= g->win.pages)
 		return -EPROTO;
-	refs = malloc((size_t)d.pages * sizeof(*refs));
-	if (!refs)
+	/* The pages stay with the mapping: a dma-buf of it is made of exactly these. */
+	pages = malloc(sizeof(*pages) + (size_t)d.pages * sizeof(pages->refs[0]));
+	if (!pages)
 		return -ENOMEM;
-	r = hbk_pool_window_walk(&g->win, &d, refs);
+	pages->group = g->id;
+	pages->n = d.pages;
+	r = hbk_pool_window_walk(&g->win, &d, pages->refs);
 	if (r < 0) {
 		r = r == -ENOMEM ? r : -EBADMSG;
-		goto err_refs;
+		goto err_pages;
 	}
-	r = hbk_pool_window_map(&g->win, refs, d.pages, writable, &base);
+	r = hbk_pool_window_map(&g->win, pages->refs, d.pages, writable, &base);
 	if (r < 0)
-		goto err_refs;
-	free(refs);
+		goto err_pages;
 	m->base = base;
 	m->len = (size_t)d.pages * HBP_PAGE_SIZE;
 	m->data = (uint8_t *)base + d.first_offset;
 	m->size = (size_t)d.size;
+	m->priv = pages;
 	return 0;
 
-err_refs:
-	free(refs);
+err_pages:
+	free(pages);
 	return r;
 }
 
@@ -170,6 +176,7 @@ static int kvm_import(void *state, const ImportReply *ir, bool writable, struct 
 static void kvm_unmap(void *state, struct hbb_mapping *m)
 {
 	hbk_pool_window_unmap(m->base, m->len);
+	free(m->priv);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -193,4 +200,5 @@ const struct hbb_guest_ops hbk_guest_ops = {
     .unmap = kvm_unmap,
     .pollfds = kvm_pollfds,
     .drain = kvm_drain,
+    .dmabuf = hbk_dmabuf,
 };

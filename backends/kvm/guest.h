@@ -33,12 +33,26 @@ struct hbk_group {
 	uint8_t iv_msg[8]; /* a partly received 8-byte message */
 	size_t iv_got;
 	int iv_msg_fd; /* the fd that came with it, -1 if none */
+	/* KVM guests: the window's fd is hyperbuf.ko's /dev/hyperbuf/pool-<PCI address> (a cached
+	 * mapping, dma-bufs) rather than sysfs's resource2 file. */
+	bool kmod;
 };
 
 struct hbk_guest {
 	const struct hbb_guest_services *svc;
 	struct hbk_group *groups;
 	size_t n_groups;
+	enum hbb_attach_mode mode;
+	int udmabuf_fd; /* /dev/udmabuf once a dma-buf was asked for (host, emulated VMs); or -1 */
+};
+
+/* A mapping's struct hbb_mapping.priv: the pool pages it maps, in order, so that a dma-buf of
+ * it has exactly those pages (the directory itself is in shared memory and may have changed
+ * since). */
+struct hbk_pages {
+	uint32_t group;
+	uint32_t n;
+	uint32_t refs[];
 };
 
 /* attach.c: sends Attach for group g naming an ivshmem peer id; the reply is returned (free
@@ -55,6 +69,10 @@ int hbk_ivshmem_attach(struct hbk_guest *k, struct hbk_group *g, const char *ivs
  * A negative errno (the connection is gone, or the server broke the protocol) is fatal. */
 int hbk_ivshmem_drain(struct hbk_guest *k);
 size_t hbk_ivshmem_pollfds(struct hbk_guest *k, struct pollfd *pfd, size_t max);
+
+/* dmabuf.c: the dma-buf op (backends/backend.h); and closing what it opened. */
+int hbk_dmabuf(void *state, const struct hbb_mapping *m, bool writable);
+void hbk_dmabuf_close(struct hbk_guest *k);
 
 /* bars.c: inside a KVM guest, finds each group's ivshmem device and attaches its BAR2. */
 int hbk_bars_attach(struct hbk_guest *k);

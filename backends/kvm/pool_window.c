@@ -53,6 +53,9 @@ int hbk_pool_window_open(struct hbk_pool_window *w, int fd, uint32_t group, uint
 	}
 	/* QEMU refuses a BAR that is not a power of two; so do we, for the same pool. Refs are
 	 * 32-bit page numbers, which bounds the pool at 2^32 pages. */
+	/* A character device has no size: hyperbuf.ko told the caller the BAR's. */
+	if (flags & HBK_POOL_WINDOW_DEVICE)
+		st.st_size = (off_t)size;
 	if (st.st_size < 0 || (uint64_t)st.st_size != size || !is_pow2(size) ||
 	    size < HBP_PAGE_SIZE || size / HBP_PAGE_SIZE > (1ull << 32) || size > SIZE_MAX) {
 		r = -EPROTO;

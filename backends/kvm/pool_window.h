@@ -1,7 +1,8 @@
 /*
  * The client side of a KVM group pool: one window on the pool's memory, whatever the fd came
  * from (the pool memfd passed to a host session, the ivshmem socket's fd for an emulated VM,
- * a KVM guest's sysfs resource2 or resource2_wc file of its ivshmem BAR).
+ * a KVM guest's sysfs resource2 or resource2_wc file of its ivshmem BAR, or hyperbuf.ko's
+ * /dev/hyperbuf/pool-<PCI address> for that BAR).
  *
  * The window keeps a read-only mapping of the whole pool that is used for two things only:
  * reading the header in page 0 and walking reference directories. Buffer data is never
@@ -30,6 +31,7 @@ struct hbk_pool_window {
 
 /* hbk_pool_window_open flags */
 #define HBK_POOL_WINDOW_SEALED 0x1u /* fd is a daemon memfd: F_SEAL_SHRINK must be set */
+#define HBK_POOL_WINDOW_DEVICE 0x2u /* fd is hyperbuf.ko's pool node: the caller checked size */
 
 /* An empty window (fd -1), safe to close. */
 void hbk_pool_window_init(struct hbk_pool_window *w);

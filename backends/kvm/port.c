@@ -149,10 +149,15 @@ int hbk_channel_resync(int fd, int timeout_ms)
 	int deadline = now_ms() + timeout_ms, r;
 	size_t have = 0;
 
+again:
 	if (getrandom(m.nonce, sizeof(m.nonce), 0) != (ssize_t)sizeof(m.nonce))
 		return -errno;
-	hbp_resync_pack(buf, &m);
-	r = port_write(fd, buf, HBP_RESYNC_LEN, deadline);
+	{
+		uint8_t mk[HBP_RESYNC_LEN];
+
+		hbp_resync_pack(mk, &m);
+		r = port_write(fd, mk, HBP_RESYNC_LEN, deadline);
+	}
 	if (r < 0)
 		return r;
 	for (;;) {
@@ -171,6 +176,12 @@ int hbk_channel_resync(int fd, int timeout_ms)
 					if (have > at + HBP_RESYNC_LEN)
 						return -EPROTO;
 					return got.status ? -EPROTO : 0;
+				}
+				/* A daemon that restarted since took our marker with the last
+				 * one's input: ask again (PROTOCOL.md §8). */
+				if (got.status == HBP_RESYNC_RESTARTED) {
+					have = 0;
+					goto again;
 				}
 				at++; /* somebody else's: skip its magic */
 			}

@@ -8,8 +8,11 @@
  *
  * HYPERBUF_DEBUG=1 in the environment makes the library say on stderr why a Xen limit or
  * device refused something (errno alone cannot name the sysfs knob to turn).
+ *
+ * dma-bufs: gntdev's, of writable imports, where the kernel has them (xen_dmabuf).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -56,7 +59,8 @@ struct hbx_map {
 	bool writable;
 	uint32_t domid; /* import: the exporting domain */
 	uint32_t pages;
-	void *dir; /* export: the directory pages */
+	uint32_t *refs; /* import: the data pages' grant refs, for a dma-buf of them */
+	void *dir;      /* export: the directory pages */
 	uint32_t dir_pages;
 };
 
@@ -296,6 +300,8 @@ static void xen_unmap(void *state, struct hbb_mapping *m)
 			munmap(m->base, m->len);
 		break;
 	}
+	if (xm)
+		free(xm->refs);
 	free(xm);
 	memset(m, 0, sizeof(*m));
 }
@@ -326,9 +332,9 @@ static void walk_unmap_many(void *ctx, const void *mem, uint32_t n)
 }
 
 /* The directory is the exporter's, so hostile: refs are checked, and a ref not granted to us
- * makes its batch fail. Then the data, in one more batch. */
+ * makes its batch fail. Then the data, in one more batch. *refs_out: the data's refs. */
 static int map_grants(struct hbx_guest *x, const struct hbp_refdir *d, uint32_t exporter,
-		      bool writable, void **data)
+		      bool writable, void **data, uint32_t **refs_out)
 {
 	struct walk_ctx w = {.x = x, .domid = exporter};
 	const struct hbp_refdir_ops ops = {
@@ -350,10 +356,13 @@ static int map_grants(struct hbx_guest *x, const struct hbp_refdir *d, uint32_t 
 	*data = xengnttab_map_domain_grant_refs(x->gt, d->pages, exporter, refs,
 						writable ? PROT_READ | PROT_WRITE : PROT_READ);
 	r = *data ? 0 : -errno;
-	free(refs);
-	if (r < 0)
+	if (r < 0) {
+		free(refs);
 		log_debug("xen: mapping %u pages of dom%u: %s", d->pages, exporter, strerror(-r));
-	return r == 0 || r == -ENOMEM ? r : -EBADMSG;
+		return r == -ENOMEM ? r : -EBADMSG;
+	}
+	*refs_out = refs;
+	return 0;
 }
 
 /* EPROTO for a descriptor the daemon should never have sent (it checked the exporter's
@@ -364,6 +373,7 @@ static int xen_import(void *state, const ImportReply *ir, bool writable, struct 
 	struct hbx_guest *x = state;
 	struct hbx_map *xm;
 	struct hbp_refdir d;
+	uint32_t *refs;
 	void *data;
 	long limit;
 	int r;
@@ -383,7 +393,7 @@ static int xen_import(void *state, const ImportReply *ir, bool writable, struct 
 	xm = malloc(sizeof(*xm));
 	if (!xm)
 		return -ENOMEM;
-	r = map_grants(x, &d, ir->exporter, writable, &data);
+	r = map_grants(x, &d, ir->exporter, writable, &data, &refs);
 	if (r < 0) {
 		free(xm);
 		return r;
@@ -393,6 +403,7 @@ static int xen_import(void *state, const ImportReply *ir, bool writable, struct 
 	    .writable = writable,
 	    .domid = ir->exporter,
 	    .pages = d.pages,
+	    .refs = refs,
 	};
 	*m = (struct hbb_mapping){
 	    .base = data,
@@ -470,6 +481,43 @@ static void xen_peer_gone(void *state, uint32_t domid, struct hbb_mapping *m)
 		log_debug("xen: dom%u died; an import of it is now a private copy", domid);
 }
 
+/*
+ * A dma-buf of an import: gntdev maps its grants once more, into a dma-buf
+ * (IOCTL_GNTDEV_DMABUF_EXP_FROM_REFS), where the kernel can: built with
+ * CONFIG_XEN_GNTDEV_DMABUF (Debian 12's is not) and in a PVH or HVM domain (gntdev refuses
+ * it to PV domains). It maps them read-write: a read-only import's grants cannot be mapped
+ * so, and a read-only dma-buf is not offered. The exporter's own pages are not grants it
+ * could map: buffers get none.
+ */
+static int xen_dmabuf(void *state, const struct hbb_mapping *m, bool writable)
+{
+	struct hbx_guest *x = state;
+	struct hbx_map *xm = m->priv;
+	uint32_t fd;
+	int e;
+
+	if (!xm || xm->kind != HBX_MAP_IMPORT || !xm->refs) {
+		log_warn("xen: no dma-buf of this domain's own pages: gntdev makes them of another "
+			 "domain's grants (imports) only");
+		return -ENODEV;
+	}
+	if (!xm->writable || !writable) {
+		log_warn("xen: gntdev maps a dma-buf's grants read-write: only a writable import "
+			 "(HB_IMPORT_WRITE) without HB_DMABUF_READ_ONLY can become one");
+		return -EACCES;
+	}
+	if (xengnttab_dmabuf_exp_from_refs(x->gt, xm->domid, 0, xm->pages, xm->refs, &fd) < 0) {
+		e = errno;
+		log_warn("xen: gntdev made no dma-buf (%s): it needs a kernel built with "
+			 "CONFIG_XEN_GNTDEV_DMABUF (Debian 12's is not) and a PVH or HVM domain "
+			 "(docs/DMABUF.md)",
+			 strerror(e));
+		return e == ENOTTY || e == ENOSYS || e == EOPNOTSUPP || e == EINVAL ? -ENODEV : -e;
+	}
+	fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+	return (int)fd;
+}
+
 const struct hbb_guest_ops hbx_guest_ops = {
     .version = HBB_GUEST_VERSION,
     .name = "xen",
@@ -482,4 +530,5 @@ const struct hbb_guest_ops hbx_guest_ops = {
     .reclaimed = xen_reclaimed,
     .unmap = xen_unmap,
     .peer_gone = xen_peer_gone,
+    .dmabuf = xen_dmabuf,
 };

@@ -5,6 +5,8 @@
 #ifndef HB_TESTS_KVM_CASES_H
 #define HB_TESTS_KVM_CASES_H
 
+#include <stdint.h>
+
 #define HBVM_FRAME_W  1920
 #define HBVM_FRAME_H  1080
 #define HBVM_FRAME_NO 42

@@ -5,6 +5,11 @@
 # usage: tests/kvm/mkinitramfs.sh OUT GUEST_PROGRAM INIT_SCRIPT
 #   HB_VM_KERNEL   the kernel image to boot (default: the newest /boot/vmlinuz-* whose modules
 #                  are installed)
+#   HB_VM_MODULES  more of the kernel's modules to load at boot, dependencies first (the dma-buf
+#                  image: vgem)
+#   HB_VM_FILES    more files for the image's / (the dma-buf image: a static hyperbufd)
+#   HB_VM_KMODS=1  also build hyperbuf.ko and udmabuf.ko for that kernel (tests/kvm/mkmodules.sh)
+#                  into /lib/modules/, for the guest program to load itself
 #
 # Missing packages are not an error: the reason goes to OUT/missing and the VM tests skip
 # with it, so `make` works on machines without QEMU.
@@ -79,6 +84,19 @@ want() {
 }
 want virtio_pci
 want virtio_console
+for m in ${HB_VM_MODULES:-}; do
+	want "$m"
+done
+for f in ${HB_VM_FILES:-}; do
+	cp "$f" "$root/"
+done
+if [ "${HB_VM_KMODS:-}" = 1 ]; then
+	sh "$(dirname "$0")/mkmodules.sh" "$out/mods" "$kernel"
+	[ -f "$out/mods/missing" ] && missing "$(cat "$out/mods/missing")"
+	for m in hyperbuf udmabuf; do
+		strip --strip-debug -o "$root/lib/modules/$m.ko" "$out/mods/$m.ko"
+	done
+fi
 
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$out/initramfs.cpio.gz.tmp"
 mv "$out/initramfs.cpio.gz.tmp" "$out/initramfs.cpio.gz"

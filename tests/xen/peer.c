@@ -332,6 +332,15 @@ static int cmd_import(uint32_t from, const struct opts *o)
 	if (o->write_byte >= 0) {
 		((volatile uint8_t *)hb_import_data(im))[0] = (uint8_t)o->write_byte;
 		printf("wrote %d into the writable import\n", o->write_byte);
+		/* gntdev's dma-bufs need CONFIG_XEN_GNTDEV_DMABUF and a PVH/HVM domain: Debian
+		 * 12's PV domUs have neither, and must say so (docs/DMABUF.md). */
+		r = hb_import_dmabuf(im, 0);
+		if (r < 0 && errno != ENODEV)
+			return fail("hb_import_dmabuf: %s, not ENODEV", strerror(errno));
+		printf("dma-buf of the import: %s\n", r >= 0 ? "made (this gntdev makes them)"
+							     : "ENODEV (this gntdev makes none)");
+		if (r >= 0)
+			close(r);
 	}
 	if (o->twice_enospc) {
 		errno = 0;
