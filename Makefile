@@ -124,7 +124,7 @@ LIBSO      := $(B)/libhyperbuf.so.$(VERSION)
 LIBA       := $(B)/libhyperbuf.a
 PROGS      := $(B)/hyperbufd $(B)/hyperbufctl $(B)/hyperbuf-demo
 
-all: $(PROGS) $(LIBSO) $(B)/libhyperbuf.so $(LIBA) $(B)/hyperbuf.pc
+all: $(PROGS) $(LIBSO) $(B)/libhyperbuf.so $(LIBA) $(B)/hyperbuf.pc gst-plugin
 
 $(GEN_C) $(GEN_H): protocol/hyperbuf.proto | $(DEPS_OK)
 	@mkdir -p $(B)/gen
@@ -168,6 +168,37 @@ DEMO_SRC := tools/demo.c tools/demo_consumer.c tools/demo_producer.c tools/demo_
 $(B)/hyperbuf-demo: $(call obj,$(DEMO_SRC)) $(DAEMON_CONFIG_OBJ) $(COMMON_OBJ) $(LIBA)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs inih libprotobuf-c libpng) $(XEN_LIBS_LIB) \
 		$(LDFLAGS)
+
+# ---- the GStreamer plugin (gst/, docs/GSTREAMER.md) -------------------------------------
+# Built when GStreamer's development packages are installed; without them only the plugin is
+# skipped, and the build says so. It links the static library: the plugin is self-contained.
+GST_PKGS  := gstreamer-1.0 gstreamer-base-1.0 gstreamer-video-1.0
+ifeq ($(origin WITH_GST),undefined)
+WITH_GST := $(shell pkg-config --exists $(GST_PKGS) 2>/dev/null && echo 1 || echo 0)
+endif
+GST_PLUGINDIR ?= $(shell pkg-config --variable=pluginsdir gstreamer-1.0 2>/dev/null || \
+	echo $(LIBDIR)/gstreamer-1.0)
+GST_SRC    := $(wildcard gst/*.c)
+GST_PLUGIN := $(B)/gst/libgsthyperbuf.so
+GST_RUNNER := $(B)/tests/gst/hbgst-run
+ifeq ($(WITH_GST),1)
+# GStreamer's headers are system headers: our warnings are not theirs.
+GST_CFLAGS = $(shell pkg-config --cflags $(GST_PKGS) | sed 's/-I/-isystem /g')
+GST_LIBS   = $(shell pkg-config --libs $(GST_PKGS))
+$(call obj,$(GST_SRC) tests/gst/run.c): ALL_CFLAGS += $(GST_CFLAGS)
+$(GST_PLUGIN): $(call obj,$(GST_SRC)) $(LIBA)
+	@mkdir -p $(@D)
+	$(CC) $(LDSAN) -shared -Wl,--exclude-libs,ALL -o $@ $^ $(GST_LIBS) \
+		$(shell pkg-config --libs libprotobuf-c) $(XEN_LIBS_LIB) -lpthread $(LDFLAGS)
+$(GST_RUNNER): $(call obj,tests/gst/run.c)
+	@mkdir -p $(@D)
+	$(CC) $(LDSAN) -o $@ $^ $(GST_LIBS) $(LDFLAGS)
+gst-plugin: $(GST_PLUGIN)
+else
+gst-plugin:
+	@echo "GStreamer development packages not found: skipping the hyperbuf GStreamer plugin" \
+		"(apt-get install libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev)"
+endif
 
 $(B)/hyperbuf.pc: hyperbuf.pc.in Makefile $(KNOBS_STAMP)
 	@mkdir -p $(@D)
@@ -316,4 +347,4 @@ format:
 clean:
 	rm -rf build
 
-.PHONY: all house tests check check-unit check-kvm check-xen run bench install uninstall format clean
+.PHONY: gst-plugin all house tests check check-unit check-kvm check-xen run bench install uninstall format clean
