@@ -7,7 +7,9 @@
 #   make check-kvm  only the VM suite: real QEMU guests (needs qemu-system-x86, see docs/KVM.md)
 #   make check-xen  only the Xen cases: Xen 4.17 with a dom0 and two domUs under QEMU TCG
 #   make bench      benchmarks, printed as ratios against a baseline measured in the same run
-#   make install    PREFIX=/usr/local DESTDIR=
+#                   (with GStreamer: hyperbufsink ! hyperbufsrc against shmsink ! shmsrc, tcp)
+#   make install    PREFIX=/usr/local DESTDIR=  (the GStreamer plugin into GST_PLUGINDIR,
+#                   GStreamer's own plugin folder by default)
 #   make clean
 .SUFFIXES:
 # The dependency check below is the first rule in the file; `make` alone must still mean all.
@@ -318,8 +320,10 @@ run: all
 $(B)/bench: $(call obj,tests/bench.c tools/pattern.c tools/spawn.c) $(LIBA)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(XEN_LIBS_LIB) $(LDFLAGS)
 
-bench: all $(B)/bench
+# (d), GStreamer: hyperbufsink ! hyperbufsrc next to shmsink ! shmsrc and the tcp pair.
+bench: all $(B)/bench gst-tests
 	$(B)/bench --daemon $(B)/hyperbufd
+	sh tests/gst/bench.sh $(B)
 
 # ---- install ---------------------------------------------------------------------------
 install: all
@@ -337,13 +341,17 @@ install: all
 	install -m 644 docs/hyperbufctl.1 $(DESTDIR)$(MANDIR)/man1/hyperbufctl.1
 	install -m 644 docs/hyperbuf.conf.5 $(DESTDIR)$(MANDIR)/man5/hyperbuf.conf.5
 	install -m 644 docs/hyperbufd.8 $(DESTDIR)$(MANDIR)/man8/hyperbufd.8
+ifeq ($(WITH_GST),1)
+	install -d $(DESTDIR)$(GST_PLUGINDIR)
+	install -m 755 $(GST_PLUGIN) $(DESTDIR)$(GST_PLUGINDIR)/libgsthyperbuf.so
+endif
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/hyperbufd $(DESTDIR)$(BINDIR)/hyperbufctl \
 		$(DESTDIR)$(LIBDIR)/libhyperbuf.so* $(DESTDIR)$(LIBDIR)/libhyperbuf.a \
 		$(DESTDIR)$(INCLUDEDIR)/hyperbuf.h $(DESTDIR)$(LIBDIR)/pkgconfig/hyperbuf.pc \
 		$(DESTDIR)$(MANDIR)/man1/hyperbufctl.1 $(DESTDIR)$(MANDIR)/man5/hyperbuf.conf.5 \
-		$(DESTDIR)$(MANDIR)/man8/hyperbufd.8
+		$(DESTDIR)$(MANDIR)/man8/hyperbufd.8 $(DESTDIR)$(GST_PLUGINDIR)/libgsthyperbuf.so
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -1,7 +1,8 @@
 /*
  * hyperbufsink's flow (gst/tx.h): the consumer's hello, frames out, frames back. The consumer
  * says it is done with frames by signalling its timeline; this side keeps one fence open on
- * it, for the oldest frame in flight, whose status it can read without a round trip. Waits
+ * it (the probe), whose status it can read without a round trip, and opens one only when the
+ * pool runs dry. Waits
  * are cut in WAIT_SLICE_MS slices so that flushing and the timeout are noticed.
  */
 #include <errno.h>
@@ -29,7 +30,8 @@ struct hbg_tx {
 	uint64_t consumer; /* the consumer's timeline, 0 until its hello */
 	struct inflight ring[RING_SIZE];
 	guint head, count;
-	struct hb_sync *oldest; /* (consumer, ring[head].seq + 1) */
+	struct hb_sync *probe; /* (consumer, ring[head + probe_at].seq + 1), see open_probe */
+	guint probe_at;
 	uint64_t next_seq;
 	gint flushing; /* atomic */
 	gboolean closed, peer_gone;
@@ -124,8 +126,8 @@ void hbg_tx_close(struct hbg_tx *tx)
 {
 	g_mutex_lock(&tx->lock);
 	tx->closed = TRUE;
-	hb_sync_close(tx->oldest);
-	tx->oldest = NULL;
+	hb_sync_close(tx->probe);
+	tx->probe = NULL;
 	/* Unreferenced outside the lock: a pool that is gone frees the buffer, and its memory
 	 * drops a reference on tx. */
 	while (tx->count) {
@@ -218,49 +220,73 @@ static enum hbg_tx_status wait_consumer(struct hbg_tx *tx)
 	}
 }
 
-/* The fence for the oldest frame in flight, opened once per frame. */
-static enum hbg_tx_status open_oldest(struct hbg_tx *tx)
+/*
+ * The probe: one fence on the consumer's timeline, for the frame at ring index `probe_at`. A
+ * fast consumer has usually released all but its newest frame by the time the pool runs dry,
+ * so the first probe asks about the second newest: one round trip gives back every frame up
+ * to it. If that one is still held, the probe moves to the oldest, the one to wait for.
+ */
+static enum hbg_tx_status open_probe(struct hbg_tx *tx, guint at)
 {
-	struct hb_fence f = {.timeline = tx->consumer, .value = tx->ring[tx->head].seq + 1};
+	struct hb_fence f = {.timeline = tx->consumer,
+			     .value = tx->ring[(tx->head + at) % RING_SIZE].seq + 1};
 
-	if (tx->oldest)
-		return HBG_TX_OK;
-	tx->oldest = hb_sync_open(tx->c, &f);
-	if (tx->oldest)
+	tx->probe = hb_sync_open(tx->c, &f);
+	tx->probe_at = at;
+	if (tx->probe)
 		return HBG_TX_OK;
 	if (errno == ENOENT) /* the timeline ended before we asked */
 		return fail(tx, HBG_TX_PEER_GONE, "the consumer in domain %u went away", tx->peer);
 	return call_failed(tx, "hb_sync_open");
 }
 
-/* Gives back every frame at the head of the ring the consumer is done with; *released counts
- * them. */
-static enum hbg_tx_status release_done(struct hbg_tx *tx, guint *released)
+/* What the probe says: 0 pending, 1 done (frames up to it given back), or a failure. */
+static enum hbg_tx_status read_probe(struct hbg_tx *tx, guint *released, gboolean *pending)
 {
-	enum hbg_tx_status st;
-	int status;
+	int status = hb_sync_status(tx->probe);
 
-	while (tx->count) {
-		st = open_oldest(tx);
-		if (st != HBG_TX_OK)
-			return st;
-		status = hb_sync_status(tx->oldest);
-		if (status == 0)
-			return HBG_TX_OK;
-		hb_sync_close(tx->oldest);
-		tx->oldest = NULL;
-		if (status < 0)
-			return fail(tx, HBG_TX_PEER_GONE,
-				    "the consumer in domain %u went away (%s)", tx->peer,
-				    g_strerror(-status));
-		/* The caller holds a reference on tx, so a pool that frees this buffer cannot
-		 * drop the last one while we hold the lock. */
+	*pending = status == 0;
+	if (status == 0)
+		return HBG_TX_OK;
+	hb_sync_close(tx->probe);
+	tx->probe = NULL;
+	if (status < 0)
+		return fail(tx, HBG_TX_PEER_GONE, "the consumer in domain %u went away (%s)",
+			    tx->peer, g_strerror(-status));
+	/* The caller holds a reference on tx, so a pool that frees one of these buffers cannot
+	 * drop the last one while we hold the lock. */
+	for (guint i = 0; i <= tx->probe_at; i++) {
 		gst_buffer_unref(tx->ring[tx->head].buf);
 		tx->head = (tx->head + 1) % RING_SIZE;
 		tx->count--;
 		(*released)++;
 	}
 	return HBG_TX_OK;
+}
+
+/* Gives back what the consumer is done with. Without ask, only what an open probe already
+ * says (no round trip); with it, probes as above until something comes back or the probe of
+ * the oldest is pending. */
+static enum hbg_tx_status release_done(struct hbg_tx *tx, gboolean ask, guint *released)
+{
+	enum hbg_tx_status st;
+	gboolean pending;
+
+	if (!tx->probe) {
+		if (!ask || !tx->count)
+			return HBG_TX_OK;
+		st = open_probe(tx, tx->count >= 3 ? tx->count - 2 : 0);
+		if (st != HBG_TX_OK)
+			return st;
+	}
+	st = read_probe(tx, released, &pending);
+	if (st != HBG_TX_OK || !pending || tx->probe_at == 0 || !ask)
+		return st;
+	/* The second newest is still held: the oldest is the one to wait for. */
+	hb_sync_close(tx->probe);
+	tx->probe = NULL;
+	st = open_probe(tx, 0);
+	return st != HBG_TX_OK ? st : read_probe(tx, released, &pending);
 }
 
 static enum hbg_tx_status reclaim_locked(struct hbg_tx *tx, gboolean block)
@@ -271,13 +297,13 @@ static enum hbg_tx_status reclaim_locked(struct hbg_tx *tx, gboolean block)
 
 	for (;;) {
 		read_events(tx);
-		st = release_done(tx, &released);
+		st = release_done(tx, block, &released);
 		if (st != HBG_TX_OK || !block || released || !tx->count)
 			return st;
 		st = check_wait(tx, deadline, "the consumer released no frame");
 		if (st != HBG_TX_OK)
 			return st;
-		if (hb_sync_wait(tx->oldest, WAIT_SLICE_MS) < 0 && errno != ETIME)
+		if (hb_sync_wait(tx->probe, WAIT_SLICE_MS) < 0 && errno != ETIME)
 			return call_failed(tx, "hb_sync_wait");
 	}
 }

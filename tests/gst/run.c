@@ -8,11 +8,13 @@
  *   NAME PROP: N       at the end, for every element with frames-sent, frames-received or
  *                      frames-copied
  *   result: eos | error: MESSAGE | timeout
- *   cpu-ms: N wall-ms: N frames: N
+ *   cpu-ms: N wall-ms: N frames: N span-us: N   (span: from the first frame to the last)
  *
- * usage: hbgst-run [--sum hash|touch|count] [--timeout SECONDS] PIPELINE...
+ * usage: hbgst-run [--sum hash|touch|count] [--frames N] [--timeout SECONDS] PIPELINE...
  *   --sum touch reads every byte without hashing (a consumer that touches the pixels), count
- *   only counts. Exit: 0 EOS, 1 error, 2 usage, 3 timeout.
+ *   only counts. --frames N ends the run as EOS would after N frames through "sum" (for
+ *   sources that never end by themselves, shmsrc and tcpclientsrc). Exit: 0 EOS, 1 error,
+ *   2 usage, 3 timeout.
  *
  * The plugin may be built with the sanitizers: the registry is then built in this process
  * (GST_REGISTRY_FORK=no), as GStreamer's own scanner would not load it.
@@ -28,9 +30,11 @@ enum sum_mode { SUM_HASH, SUM_TOUCH, SUM_COUNT };
 
 struct run {
 	enum sum_mode mode;
+	guint64 stop_after; /* --frames: end (as if EOS) after this many frames, 0: never */
 	GstElement *pipeline;
 	GMainLoop *loop;
 	guint64 frames;
+	gint64 first_us, last_us; /* when the first and the last frame passed "sum" */
 	GstVideoInfo info;
 	GstCaps *caps;
 	int status;
@@ -74,6 +78,17 @@ static guint64 hash_frame(const GstVideoFrame *f)
 	return h;
 }
 
+/* Enough frames: the end, from the main loop (the handoff runs in a streaming thread). */
+static gboolean enough(gpointer data)
+{
+	struct run *r = data;
+
+	printf("result: eos\n");
+	r->status = 0;
+	g_main_loop_quit(r->loop);
+	return FALSE;
+}
+
 static void on_handoff(GstElement *identity, GstBuffer *buf, gpointer data)
 {
 	struct run *r = data;
@@ -83,7 +98,12 @@ static void on_handoff(GstElement *identity, GstBuffer *buf, gpointer data)
 	GstMapInfo map;
 
 	gst_object_unref(pad);
+	r->last_us = g_get_monotonic_time();
+	if (!r->frames)
+		r->first_us = r->last_us;
 	r->frames++;
+	if (r->frames == r->stop_after)
+		g_idle_add(enough, r);
 	if (caps && (!r->caps || !gst_caps_is_equal(caps, r->caps))) {
 		gst_caps_replace(&r->caps, caps);
 		gst_video_info_from_caps(&r->info, caps);
@@ -172,7 +192,8 @@ static void print_counters(GstElement *pipeline)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: hbgst-run [--sum hash|touch|count] [--timeout S] PIPELINE...\n");
+	fprintf(stderr, "usage: hbgst-run [--sum hash|touch|count] [--frames N] [--timeout S] "
+			"PIPELINE...\n");
 	return 2;
 }
 
@@ -193,6 +214,8 @@ int main(int argc, char **argv)
 			r.mode = strcmp(argv[i + 1], "touch") == 0   ? SUM_TOUCH
 				 : strcmp(argv[i + 1], "count") == 0 ? SUM_COUNT
 								     : SUM_HASH;
+		else if (strcmp(argv[i], "--frames") == 0)
+			r.stop_after = g_ascii_strtoull(argv[i + 1], NULL, 10);
 		else if (strcmp(argv[i], "--timeout") == 0)
 			timeout_s = (guint)atoi(argv[i + 1]);
 		else
@@ -220,10 +243,11 @@ int main(int argc, char **argv)
 	gst_element_set_state(r.pipeline, GST_STATE_NULL);
 	print_counters(r.pipeline);
 	getrusage(RUSAGE_SELF, &ru);
-	printf("cpu-ms: %ld wall-ms: %" G_GINT64_FORMAT " frames: %" G_GUINT64_FORMAT "\n",
+	printf("cpu-ms: %ld wall-ms: %" G_GINT64_FORMAT " frames: %" G_GUINT64_FORMAT
+	       " span-us: %" G_GINT64_FORMAT "\n",
 	       ru.ru_utime.tv_sec * 1000 + ru.ru_utime.tv_usec / 1000 + ru.ru_stime.tv_sec * 1000 +
 		   ru.ru_stime.tv_usec / 1000,
-	       (g_get_monotonic_time() - t0) / 1000, r.frames);
+	       (g_get_monotonic_time() - t0) / 1000, r.frames, r.last_us - r.first_us);
 	gst_object_unref(r.pipeline);
 	g_main_loop_unref(r.loop);
 	if (r.caps)
