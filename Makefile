@@ -140,7 +140,7 @@ $(B)/obj/%.o: %.c $(GEN_H) $(KNOBS_STAMP) | $(DEPS_OK)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
--include $(shell find $(B)/obj $(B)/kvm/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(B)/obj $(B)/kvm/obj $(B)/kvm/pic -name '*.d' 2>/dev/null)
 
 $(LIBSO): $(LIB_OBJ) $(PROTO_OBJ) $(COMMON_OBJ) libclient/libhyperbuf.map
 	$(CC) $(LDSAN) -shared -Wl,-soname,libhyperbuf.so.$(SOMAJOR) \
@@ -277,6 +277,33 @@ $(B)/kvm/hbguest: $(GUEST_OBJ)
 $(B)/kvm/initramfs.cpio.gz: $(B)/kvm/hbguest tests/kvm/init tests/kvm/mkinitramfs.sh
 	sh tests/kvm/mkinitramfs.sh $(B)/kvm $(B)/kvm/hbguest tests/kvm/init
 $(VM_BINS): | $(B)/kvm/initramfs.cpio.gz
+
+# The VM suite's GStreamer guests (vm_gst_*, docs/GSTREAMER.md): a second initramfs with
+# GStreamer's libraries, two of its plugins, ours and the pipeline runner, only for those cases.
+# Built apart as the guest program is, never sanitized, position-independent for the plugin.
+ifeq ($(WITH_GST),1)
+KVM_GST_SRC := $(filter-out tests/kvm/guest.c tools/pattern.c,$(GUEST_SRC)) $(GST_SRC)
+KVM_GST_OBJ := $(patsubst %.c,$(B)/kvm/pic/%.o,$(KVM_GST_SRC)) \
+	$(B)/kvm/pic/gen/protocol/hyperbuf.pb-c.o
+KVM_GST_CFLAGS = $(GUEST_CFLAGS) -fPIC -fvisibility=hidden $(GST_CFLAGS)
+$(B)/kvm/pic/gen/%.o: $(B)/gen/%.c
+	@mkdir -p $(@D)
+	$(CC) $(KVM_GST_CFLAGS) -Wno-error -c $< -o $@
+$(B)/kvm/pic/%.o: %.c $(GEN_H) | $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(CC) $(KVM_GST_CFLAGS) -MMD -MP -c $< -o $@
+$(B)/kvm/gst/libgsthyperbuf.so: $(KVM_GST_OBJ)
+	@mkdir -p $(@D)
+	$(CC) -shared -Wl,--exclude-libs,ALL -o $@ $^ $(GST_LIBS) -lprotobuf-c -lpthread
+$(B)/kvm/gst/hbgst-run: $(B)/kvm/pic/tests/gst/run.o
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $(GST_LIBS)
+$(B)/kvm/initramfs-gst.cpio.gz: $(B)/kvm/hbguest $(B)/kvm/gst/libgsthyperbuf.so \
+		$(B)/kvm/gst/hbgst-run tests/kvm/init tests/kvm/gst-case.sh tests/kvm/mkinitramfs.sh
+	HB_VM_GST=$(B)/kvm/gst HB_VM_IMAGE=initramfs-gst.cpio.gz GST_PLUGINDIR=$(GST_PLUGINDIR) \
+		sh tests/kvm/mkinitramfs.sh $(B)/kvm $(B)/kvm/hbguest tests/kvm/init
+$(VM_BINS): | $(B)/kvm/initramfs-gst.cpio.gz
+endif
 
 $(SH_BINS): $(B)/tests/%: tests/%.sh
 	@mkdir -p $(@D)
