@@ -350,6 +350,35 @@ TEST(gst_producer_killed_consumer_ends)
 	IT_STOP(&d);
 }
 
+/*
+ * The daemon restarts under a running pair. The library does not reconnect yet (the connection
+ * error is sticky): both elements must stop with an error that says what happened, not hang or
+ * crash. (When the library reconnects, this case is where the pair goes on instead.)
+ */
+TEST(gst_daemon_restart_is_a_clean_error)
+{
+	struct hbt_daemon d;
+	struct proc p, c;
+	uint64_t end;
+
+	need_gst();
+	hbt_daemon_start(&d, NULL);
+	start(&c, &d, "consumer", hbt_addr_vm(&d, 2),
+	      "hyperbufsrc peer=1 ! identity name=sum ! fakesink");
+	start(&p, &d, "producer", hbt_addr_vm(&d, 1),
+	      "videotestsrc is-live=true ! video/x-raw,format=BGRx,width=320,height=240,"
+	      "framerate=100/1 ! hyperbufsink peer=2");
+	end = hbt_now_ms() + 60000;
+	while (hbt_count_substr(slurp(c.out), "frame ") < 10 && hbt_now_ms() < end)
+		it_sleep_ms(50);
+	CHECK_EQ(hbt_daemon_restart(&d), 0);
+	CHECK_EQ(wait_exit(&c, 10000), 1);
+	CHECK_EQ(wait_exit(&p, 10000), 1);
+	CHECK(strstr(slurp(c.out), "result: error: lost the connection to hyperbufd"));
+	CHECK(strstr(slurp(p.out), "result: error: lost the connection to hyperbufd"));
+	IT_STOP(&d);
+}
+
 /* ---- a hostile producer: this process ------------------------------------------------------ */
 
 /* Waits for a consumer's hello in domain 1 and returns its timeline. */

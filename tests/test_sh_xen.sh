@@ -22,8 +22,8 @@ XEN=$B/xen
 qemu_timeout=${HB_XEN_TIMEOUT:-480}
 
 CASES="xen_boots limits_clear_errors domU_to_dom0_1080p dom0_to_domU domU_to_domU
-share_64mib_depth2 read_only_enforced export_events fenced_ping_pong domain_destroyed
-daemon_clean_exit"
+share_64mib_depth2 read_only_enforced export_events fenced_ping_pong gst_domU_to_domU
+domain_destroyed daemon_clean_exit"
 LAST=daemon_clean_exit
 
 skip() {

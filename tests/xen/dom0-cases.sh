@@ -191,11 +191,14 @@ EOF
 		usleep 100000
 	done
 	# The domUs come after the daemon: it finds them through @introduceDomain.
+	# GStreamer in the domU image (gst_domU_to_domU) needs room to unpack and run.
+	mem=160
+	[ -e /root/domU-has-gst ] && mem=288
 	for dom in 1 2; do
 		cat >/root/domU$dom.cfg <<EOF
 name = "hbu$dom"
 type = "pv"
-memory = 160
+memory = $mem
 vcpus = 1
 kernel = "/root/vmlinuz"
 ramdisk = "/root/domU.cpio.gz"
@@ -304,6 +307,37 @@ case_fenced_ping_pong() {
 	return $prc
 }
 
+# GStreamer between the domUs (docs/GSTREAMER.md): videotestsrc ! hyperbufsink in one,
+# hyperbufsrc in the other, each hashing every frame's pixels; the hashes must agree.
+GST_ENV="HOME=/tmp GST_REGISTRY=/tmp/gst.bin GST_REGISTRY_FORK=no GST_PLUGIN_SYSTEM_PATH=/usr/lib/gst"
+GST_ENV="$GST_ENV ASAN_OPTIONS=detect_leaks=0:quarantine_size_mb=16"
+GST_FRAMES=5
+case_gst_domU_to_domU() {
+	local h1 h2 prc
+	gx "$U1" "test -x /usr/bin/hbgst-run" >/dev/null || {
+		echo "SKIP: no GStreamer in the domU image (the plugin was not built)"
+		return 77
+	}
+	gbg "$U2" gstc "env $GST_ENV hbgst-run --timeout 150 hyperbufsrc peer=$U1 timeout-ms=120000 \
+		! identity name=sum ! fakesink >/tmp/gstc.out 2>&1; r=\$?; tail -n 4 /tmp/gstc.out; exit \$r"
+	gx "$U1" "env $GST_ENV hbgst-run --timeout 150 videotestsrc num-buffers=$GST_FRAMES ! \
+		video/x-raw,format=BGRx,width=1920,height=1080 ! identity name=sum ! \
+		hyperbufsink peer=$U2 timeout-ms=120000 >/tmp/gstp.out 2>&1; r=\$?; \
+		tail -n 4 /tmp/gstp.out; exit \$r"
+	prc=$?
+	gwait "$U2" gstc || { echo "FAIL: the consumer failed"; return 1; }
+	[ $prc -eq 0 ] || { echo "FAIL: the producer failed"; return 1; }
+	h1=$(gx "$U1" "grep -c '^frame' /tmp/gstp.out; grep '^frame' /tmp/gstp.out | md5sum; \
+		grep -c 'frames-copied: 0' /tmp/gstp.out" | sed -n 's/^dom[0-9]*| \([0-9a-f]*\).*/\1/p')
+	h2=$(gx "$U2" "grep -c '^frame' /tmp/gstc.out; grep '^frame' /tmp/gstc.out | md5sum; \
+		grep -c 'frames-copied: 0' /tmp/gstc.out" | sed -n 's/^dom[0-9]*| \([0-9a-f]*\).*/\1/p')
+	echo "producer: $(echo $h1)"
+	echo "consumer: $(echo $h2)"
+	[ "$(echo $h1)" = "$(echo $h2)" ] || { echo "FAIL: the frames differ"; return 1; }
+	[ "$(echo $h1 | cut -d' ' -f1)" = "$GST_FRAMES" ] || { echo "FAIL: not $GST_FRAMES frames"; return 1; }
+	[ "$(echo $h1 | cut -d' ' -f3)" = 1 ] || { echo "FAIL: frames were copied"; return 1; }
+}
+
 # xl destroy a domU that exported to dom0: the dom0 importer gets DOMAIN_GONE and holds no
 # grant mapping of it any more, and the domain finishes dying.
 case_domain_destroyed() {
@@ -362,6 +396,7 @@ if setup >/tmp/setup 2>&1; then
 	run_case read_only_enforced case_read_only_enforced
 	run_case export_events case_export_events
 	run_case fenced_ping_pong case_fenced_ping_pong
+	run_case gst_domU_to_domU case_gst_domU_to_domU
 	run_case domain_destroyed case_domain_destroyed
 	run_case daemon_clean_exit case_daemon_clean_exit
 else
