@@ -106,6 +106,8 @@ if [ -x "$B/tests/gst/hbgst-run" ] && [ -f "$B/gst/libgsthyperbuf.so" ]; then
 			copy_bin "$U" "$gstdir/$p" "/usr/lib/gst/$p"
 		done
 		copy_bin "$U" "$B/gst/libgsthyperbuf.so" /usr/lib/gst/libgsthyperbuf.so
+		cp "$here/gst-case.sh" "$U/usr/bin/hbgst-case"
+		chmod 755 "$U/usr/bin/hbgst-case"
 	fi
 fi
 cp "$here/domU-init.sh" "$U/init"
