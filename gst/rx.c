@@ -255,8 +255,13 @@ static int take_frame(struct hbg_rx *rx, struct hbg_rx_frame *f)
 	if (st != HBG_RX_FRAME)
 		return st;
 	slot = lookup(rx, &ev->id, ev->size, &st);
+	if (slot < 0 && st == HBG_RX_TIMEOUT) {
+		/* Skipped, not held: the producer may have that buffer back. */
+		rx->next_seq = MAX(rx->next_seq, f->img.sequence + 1);
+		return -1;
+	}
 	if (slot < 0)
-		return st == HBG_RX_TIMEOUT ? -1 : (int)st;
+		return st;
 	if (rx->n_held == HELD_MAX)
 		return fail(rx, HBG_RX_ERROR, "downstream holds more than %d frames", HELD_MAX);
 	rx->cache[slot].refs++;

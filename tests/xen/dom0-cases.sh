@@ -310,7 +310,7 @@ case_fenced_ping_pong() {
 # GStreamer between the domUs (docs/GSTREAMER.md): videotestsrc ! hyperbufsink in one,
 # hyperbufsrc in the other (tests/xen/gst-case.sh), each hashing every frame's pixels; the
 # hashes must agree and neither element may have copied a frame.
-GST_FRAMES=5
+GST_FRAMES=3
 case_gst_domU_to_domU() {
 	local p c prc
 	gx "$U1" "test -x /usr/bin/hbgst-run" >/dev/null || {
