@@ -193,7 +193,7 @@ EOF
 	# The domUs come after the daemon: it finds them through @introduceDomain.
 	# GStreamer in the domU image (gst_domU_to_domU) needs room to unpack and run.
 	mem=160
-	[ -e /root/domU-has-gst ] && mem=288
+	[ -e /root/domU-has-gst ] && mem=224
 	for dom in 1 2; do
 		cat >/root/domU$dom.cfg <<EOF
 name = "hbu$dom"
