@@ -14,10 +14,13 @@
 #define WAIT_SLICE_MS 50
 #define RING_SIZE     (2 * HBG_MAX_BUFFERS) /* a caps change may leave two pools in flight */
 #define MARKER_SIZE   4096u
+#define MAPPED_MAX    RING_SIZE /* buffers the consumer is known to keep mapped */
 
 struct inflight {
 	GstBuffer *buf;
 	uint64_t seq;
+	struct hb_id id;
+	gboolean mapped; /* the consumer has imported this buffer (it keeps it mapped) */
 };
 
 struct hbg_tx {
@@ -35,6 +38,8 @@ struct hbg_tx {
 	uint64_t next_seq;
 	gint flushing; /* atomic */
 	gboolean closed, peer_gone;
+	struct hb_id mapped[MAPPED_MAX]; /* hids the consumer imported, the oldest replaced */
+	guint n_mapped;
 	struct hb_buffer *marker; /* carries the EOS description */
 	char why[256];
 	struct hb_event ev;
@@ -165,7 +170,28 @@ void hbg_tx_set_flushing(struct hbg_tx *tx, gboolean flushing)
 	g_atomic_int_set(&tx->flushing, flushing);
 }
 
-/* Hellos name the consumer; its domain's end means it is gone. */
+static gboolean is_mapped(const struct hbg_tx *tx, const struct hb_id *id)
+{
+	for (guint i = 0; i < MIN(tx->n_mapped, MAPPED_MAX); i++)
+		if (hb_id_equal(&tx->mapped[i], id))
+			return TRUE;
+	return FALSE;
+}
+
+/* The consumer imported id: it maps it from now on, whatever we do with the buffer. */
+static void imported(struct hbg_tx *tx, const struct hb_id *id)
+{
+	if (!is_mapped(tx, id))
+		tx->mapped[tx->n_mapped++ % MAPPED_MAX] = *id;
+	for (guint i = 0; i < tx->count; i++) {
+		struct inflight *f = &tx->ring[(tx->head + i) % RING_SIZE];
+
+		if (hb_id_equal(&f->id, id))
+			f->mapped = TRUE;
+	}
+}
+
+/* Hellos name the consumer; imports say what it maps; its domain's end means it is gone. */
 static void read_events(struct hbg_tx *tx)
 {
 	while (hb_next_event(tx->c, &tx->ev) == 0) {
@@ -173,7 +199,9 @@ static void read_events(struct hbg_tx *tx)
 
 		if (tx->ev.domain != tx->peer)
 			continue;
-		if (tx->ev.type == HB_EVENT_EXPORTED) {
+		if (tx->ev.type == HB_EVENT_IMPORTED) {
+			imported(tx, &tx->ev.id);
+		} else if (tx->ev.type == HB_EVENT_EXPORTED) {
 			tl = hbg_hello_unpack(tx->ev.meta, tx->ev.meta_len);
 			if (tl && !tx->consumer) {
 				GST_INFO("consumer in domain %u: timeline %" G_GUINT64_FORMAT,
@@ -319,17 +347,17 @@ enum hbg_tx_status hbg_tx_reclaim(struct hbg_tx *tx, gboolean block)
 }
 
 static enum hbg_tx_status export_locked(struct hbg_tx *tx, struct hb_buffer *b,
-					struct hb_image *img, struct hbg_frame_extra *x)
+					struct hb_image *img, struct hbg_frame_extra *x,
+					struct hb_id *id)
 {
 	uint8_t extra[HBG_FRAME_EXTRA];
-	struct hb_id id;
 
 	img->sequence = tx->next_seq;
 	img->fence.timeline = hb_timeline_id(tx->tl);
 	img->fence.value = 0; /* written before it is sent: complete at export */
 	x->consumer = tx->consumer;
 	hbg_extra_pack(x, extra);
-	if (hb_export_image(b, img, extra, sizeof(extra), &id) < 0)
+	if (hb_export_image(b, img, extra, sizeof(extra), id) < 0)
 		return call_failed(tx, "hb_export_image");
 	tx->next_seq++;
 	return HBG_TX_OK;
@@ -349,12 +377,13 @@ enum hbg_tx_status hbg_tx_send(struct hbg_tx *tx, GstBuffer *buf, struct hb_buff
 		st = reclaim_locked(tx, TRUE);
 	if (st != HBG_TX_OK)
 		goto out;
-	st = export_locked(tx, b, img, x);
+	slot = &tx->ring[(tx->head + tx->count) % RING_SIZE];
+	st = export_locked(tx, b, img, x, &slot->id);
 	if (st != HBG_TX_OK)
 		goto out;
-	slot = &tx->ring[(tx->head + tx->count) % RING_SIZE];
 	slot->buf = gst_buffer_ref(buf);
 	slot->seq = img->sequence;
+	slot->mapped = is_mapped(tx, &slot->id);
 	tx->count++;
 	st = reclaim_locked(tx, FALSE);
 out:
@@ -362,15 +391,51 @@ out:
 	return st;
 }
 
+static gboolean all_mapped(const struct hbg_tx *tx)
+{
+	for (guint i = 0; i < tx->count; i++)
+		if (!tx->ring[(tx->head + i) % RING_SIZE].mapped)
+			return FALSE;
+	return TRUE;
+}
+
+/*
+ * Waits until the consumer maps every frame in flight (or gives it back): the element stops
+ * right after EOS and frees its buffers, and a buffer withdrawn before the consumer imported
+ * it would be a lost frame. Frames it already mapped stay readable, whatever we do.
+ */
+static enum hbg_tx_status wait_mapped(struct hbg_tx *tx)
+{
+	uint64_t deadline = deadline_of(tx);
+	enum hbg_tx_status st;
+	guint released = 0;
+
+	for (;;) {
+		read_events(tx);
+		st = release_done(tx, TRUE, &released);
+		if (st != HBG_TX_OK || all_mapped(tx))
+			return st;
+		st = check_wait(tx, deadline, "the consumer did not map the last frames");
+		if (st != HBG_TX_OK)
+			return st;
+		if (hb_dispatch(tx->c, WAIT_SLICE_MS) < 0)
+			return call_failed(tx, "hb_dispatch");
+	}
+}
+
 enum hbg_tx_status hbg_tx_send_eos(struct hbg_tx *tx)
 {
 	struct hbg_frame_extra x = {0};
 	enum hbg_tx_status st = HBG_TX_OK;
 	struct hb_image img;
+	struct hb_id id;
 
 	g_mutex_lock(&tx->lock);
 	/* Nobody listened: nobody to tell. */
 	if (tx->closed || !tx->consumer || tx->peer_gone)
+		goto out;
+	st = wait_mapped(tx);
+	if (st != HBG_TX_OK)
 		goto out;
 	if (!tx->marker)
 		tx->marker = hb_buffer_alloc(tx->c, tx->peer, MARKER_SIZE, 0);
@@ -380,7 +445,7 @@ enum hbg_tx_status hbg_tx_send_eos(struct hbg_tx *tx)
 	}
 	hb_image_init(&img, 0x34325258u /* XR24 */, 1, 1, 0);
 	img.flags = HB_IMAGE_EOS;
-	st = export_locked(tx, tx->marker, &img, &x);
+	st = export_locked(tx, tx->marker, &img, &x, &id);
 out:
 	g_mutex_unlock(&tx->lock);
 	return st;

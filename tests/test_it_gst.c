@@ -278,6 +278,26 @@ TEST(gst_foreign_memory_copied_once_and_counted)
 	IT_STOP(&d);
 }
 
+/*
+ * A producer that is done before a slow consumer looked at its frames: the sink stops (and
+ * frees its buffers) right after EOS, so it must not reach EOS before the consumer mapped
+ * every frame in flight. Three frames in three buffers, a consumer at 0.4 s per frame: all
+ * three arrive.
+ */
+TEST(gst_eos_waits_until_the_consumer_mapped_every_frame)
+{
+	struct hbt_daemon d;
+
+	need_gst();
+	hbt_daemon_start(&d, NULL);
+	pair(&d, hbt_addr_vm(&d, 1),
+	     "videotestsrc num-buffers=3 ! video/x-raw,format=BGRx,width=640,height=480 ! "
+	     "identity name=sum ! hyperbufsink peer=2",
+	     hbt_addr_vm(&d, 2),
+	     "hyperbufsrc peer=1 ! identity sleep-time=400000 ! identity name=sum ! fakesink", 3);
+	IT_STOP(&d);
+}
+
 /* Exports of the producer's domain 1 that hyperbufctl lists. */
 static size_t exports_of_vm1(const struct hbt_daemon *d)
 {

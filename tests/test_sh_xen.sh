@@ -11,6 +11,7 @@
 # end. Run by hand without HB_RUN_DIR, a case boots in the foreground on its own.
 #
 #   HB_XEN_TIMEOUT  hard limit for QEMU, seconds (default 600: the GStreamer case added ~30 s)
+#   HB_XEN_NO_GST   set: the domUs boot without GStreamer and gst_domU_to_domU says SKIP
 # Outputs: BUILD/xen/{xen,vmlinuz,dom0.cpio.gz,domU.cpio.gz,serial.log}.
 set -u
 B=${HB_BUILD:-build}

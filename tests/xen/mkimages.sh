@@ -96,9 +96,11 @@ base() {
 U=$work/domU
 base "$U"
 for m in xen-evtchn xen-gntdev xen-gntalloc; do copy_module "$U" "$m"; done
-# GStreamer for gst_domU_to_domU, only when the plugin was built: the pipeline runner and the
-# libraries it loads, the core and videotestsrc plugins, and ours (docs/GSTREAMER.md).
-if [ -x "$B/tests/gst/hbgst-run" ] && [ -f "$B/gst/libgsthyperbuf.so" ]; then
+# GStreamer for gst_domU_to_domU, only when the plugin was built (and HB_XEN_NO_GST is not
+# set, for a run that should boot the smaller image): the pipeline runner and the libraries
+# it loads, the core and videotestsrc plugins, and ours (docs/GSTREAMER.md).
+if [ -z "${HB_XEN_NO_GST:-}" ] && [ -x "$B/tests/gst/hbgst-run" ] &&
+	[ -f "$B/gst/libgsthyperbuf.so" ]; then
 	gstdir=$(pkg-config --variable=pluginsdir gstreamer-1.0 2>/dev/null || true)
 	if [ -r "$gstdir/libgstcoreelements.so" ] && [ -r "$gstdir/libgstvideotestsrc.so" ]; then
 		copy_bin "$U" "$B/tests/gst/hbgst-run" /usr/bin/hbgst-run
