@@ -314,7 +314,7 @@ GST_FRAMES=3
 case_gst_domU_to_domU() {
 	local p c prc
 	gx "$U1" "test -x /usr/bin/hbgst-run" >/dev/null || {
-		echo "SKIP: no GStreamer in the domU image (the plugin was not built)"
+		echo "SKIP: no GStreamer in the domU image (the plugin is not built, or HB_XEN_NO_GST is set)"
 		return 77
 	}
 	gbg "$U2" gstc "hbgst-case consume $U1"
