@@ -10,6 +10,9 @@
 #
 # It asserts nothing; the last line says whether the goals of docs/GSTREAMER.md were met.
 # usage: tests/gst/bench.sh BUILD [FRAMES]
+#   HB_GST_BENCH_BUFFERS   hyperbufsink's buffers (default 3, its default)
+#   HB_GST_BENCH_MODES     "count touch" (default), or one of them
+#   HB_GST_BENCH_NO_TCP    set: skip the tcp pair (it is slow)
 set -u
 B=${1:-build}
 N=${2:-600}
@@ -99,7 +102,7 @@ run_hyperbuf() {
 		hyperbufsrc peer=1 ! identity name=sum ! fakesink sync=false >"$tmp/c.out" 2>&1 &
 	c=$!
 	HYPERBUF_ADDRESS=vm:$tmp/vm1.sock "$RUN" --timeout 120 \
-		$SRC ! hyperbufsink peer=2 >"$tmp/p.out" 2>&1
+		$SRC ! hyperbufsink peer=2 buffers=${HB_GST_BENCH_BUFFERS:-3} >"$tmp/p.out" 2>&1
 	wait $c
 	hz=$(getconf CLK_TCK)
 	report "hyperbufsink ! hyperbufsrc" "$1" $((($(daemon_ticks) - t0) * 1000 / hz))
