@@ -7,7 +7,9 @@
 #   make check-kvm  only the VM suite: real QEMU guests (needs qemu-system-x86, see docs/KVM.md)
 #   make check-xen  only the Xen cases: Xen 4.17 with a dom0 and two domUs under QEMU TCG
 #   make bench      benchmarks, printed as ratios against a baseline measured in the same run
-#   make install    PREFIX=/usr/local DESTDIR=
+#                   (with GStreamer: hyperbufsink ! hyperbufsrc against shmsink ! shmsrc, tcp)
+#   make install    PREFIX=/usr/local DESTDIR=  (the GStreamer plugin into GST_PLUGINDIR,
+#                   GStreamer's own plugin folder by default)
 #   make clean
 .SUFFIXES:
 # The dependency check below is the first rule in the file; `make` alone must still mean all.
@@ -128,7 +130,7 @@ LIBSO      := $(B)/libhyperbuf.so.$(VERSION)
 LIBA       := $(B)/libhyperbuf.a
 PROGS      := $(B)/hyperbufd $(B)/hyperbufctl $(B)/hyperbuf-demo
 
-all: $(PROGS) $(LIBSO) $(B)/libhyperbuf.so $(LIBA) $(B)/hyperbuf.pc
+all: $(PROGS) $(LIBSO) $(B)/libhyperbuf.so $(LIBA) $(B)/hyperbuf.pc gst-plugin
 
 $(GEN_C) $(GEN_H): protocol/hyperbuf.proto | $(DEPS_OK)
 	@mkdir -p $(B)/gen
@@ -146,7 +148,7 @@ $(B)/obj/%.o: %.c $(GEN_H) $(STATE_GEN_H) $(KNOBS_STAMP) | $(DEPS_OK)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
--include $(shell find $(B)/obj $(B)/kvm/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(B)/obj $(B)/kvm/obj $(B)/kvm/pic -name '*.d' 2>/dev/null)
 
 $(LIBSO): $(LIB_OBJ) $(PROTO_OBJ) $(COMMON_OBJ) libclient/libhyperbuf.map
 	$(CC) $(LDSAN) -shared -Wl,-soname,libhyperbuf.so.$(SOMAJOR) \
@@ -176,6 +178,41 @@ DEMO_SRC := tools/demo.c tools/demo_consumer.c tools/demo_producer.c tools/demo_
 $(B)/hyperbuf-demo: $(call obj,$(DEMO_SRC)) $(DAEMON_CONFIG_OBJ) $(COMMON_OBJ) $(LIBA)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs inih libprotobuf-c libpng) $(XEN_LIBS_LIB) \
 		$(LDFLAGS)
+
+# ---- the GStreamer plugin (gst/, docs/GSTREAMER.md) -------------------------------------
+# Built when GStreamer's development packages are installed; without them only the plugin is
+# skipped, and the build says so. It links the static library: the plugin is self-contained.
+GST_PKGS  := gstreamer-1.0 gstreamer-base-1.0 gstreamer-video-1.0
+ifeq ($(origin WITH_GST),undefined)
+WITH_GST := $(shell pkg-config --exists $(GST_PKGS) 2>/dev/null && echo 1 || echo 0)
+endif
+GST_PLUGINDIR ?= $(shell pkg-config --variable=pluginsdir gstreamer-1.0 2>/dev/null || \
+	echo $(LIBDIR)/gstreamer-1.0)
+GST_SRC    := $(wildcard gst/*.c)
+GST_PLUGIN := $(B)/gst/libgsthyperbuf.so
+GST_RUNNER := $(B)/tests/gst/hbgst-run
+# The GStreamer suite links the system plugins it needs from GStreamer's own folder.
+$(call obj,tests/test_it_gst.c): ALL_CFLAGS += -DHB_GST_PLUGINDIR='"$(GST_PLUGINDIR)"'
+ifeq ($(WITH_GST),1)
+# GStreamer's headers are system headers: our warnings are not theirs.
+GST_CFLAGS = $(shell pkg-config --cflags $(GST_PKGS) | sed 's/-I/-isystem /g')
+GST_LIBS   = $(shell pkg-config --libs $(GST_PKGS))
+$(call obj,$(GST_SRC) tests/gst/run.c): ALL_CFLAGS += $(GST_CFLAGS)
+$(GST_PLUGIN): $(call obj,$(GST_SRC)) $(LIBA)
+	@mkdir -p $(@D)
+	$(CC) $(LDSAN) -shared -Wl,--exclude-libs,ALL -o $@ $^ $(GST_LIBS) \
+		$(shell pkg-config --libs libprotobuf-c) $(XEN_LIBS_LIB) -lpthread $(LDFLAGS)
+$(GST_RUNNER): $(call obj,tests/gst/run.c)
+	@mkdir -p $(@D)
+	$(CC) $(LDSAN) -o $@ $^ $(GST_LIBS) $(LDFLAGS)
+gst-plugin: $(GST_PLUGIN)
+gst-tests: $(GST_PLUGIN) $(GST_RUNNER)
+else
+gst-tests:
+gst-plugin:
+	@echo "GStreamer development packages not found: skipping the hyperbuf GStreamer plugin" \
+		"(apt-get install libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev)"
+endif
 
 $(B)/hyperbuf.pc: hyperbuf.pc.in Makefile $(KNOBS_STAMP)
 	@mkdir -p $(@D)
@@ -282,6 +319,36 @@ $(HOLDER_BINS):
 	@mkdir -p $(@D)
 	$(CC) $(LDSAN) -o $@ $^ $(LDFLAGS)
 
+# The VM suite's GStreamer guests (vm_gst_*, docs/GSTREAMER.md): a second initramfs with
+# GStreamer's libraries, two of its plugins, ours and the pipeline runner, only for those cases.
+# Built apart as the guest program is, never sanitized, position-independent for the plugin.
+ifeq ($(WITH_GST),1)
+KVM_GST_SRC := $(filter-out tests/kvm/report.c tools/pattern.c,$(GUEST_LIB_SRC)) $(GST_SRC)
+KVM_GST_OBJ := $(patsubst %.c,$(B)/kvm/pic/%.o,$(KVM_GST_SRC)) \
+	$(B)/kvm/pic/gen/protocol/hyperbuf.pb-c.o
+KVM_GST_CFLAGS = $(GUEST_CFLAGS) -fPIC -fvisibility=hidden $(GST_CFLAGS)
+$(B)/kvm/pic/gen/%.o: $(B)/gen/%.c
+	@mkdir -p $(@D)
+	$(CC) $(KVM_GST_CFLAGS) -Wno-error -c $< -o $@
+$(B)/kvm/pic/%.o: %.c $(GEN_H) $(STATE_GEN_H) | $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(CC) $(KVM_GST_CFLAGS) -MMD -MP -c $< -o $@
+$(B)/kvm/gstbin/libgsthyperbuf.so: $(KVM_GST_OBJ)
+	@mkdir -p $(@D)
+	$(CC) -shared -Wl,--exclude-libs,ALL -o $@ $^ $(GST_LIBS) -lprotobuf-c -lpthread
+$(B)/kvm/gstbin/hbgst-run: $(B)/kvm/pic/tests/gst/run.o
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $(GST_LIBS)
+# The image goes to $(B)/kvm/gst/ (vm_need("gst") in tests/vm_common.c), its programs first
+# to $(B)/kvm/gstbin/.
+$(B)/kvm/gst/initramfs.cpio.gz: $(B)/kvm/hbguest $(B)/kvm/gstbin/libgsthyperbuf.so \
+		$(B)/kvm/gstbin/hbgst-run tests/kvm/init tests/kvm/gst-case.sh tests/kvm/mkinitramfs.sh
+	HB_VM_GST=$(B)/kvm/gstbin GST_PLUGINDIR=$(GST_PLUGINDIR) \
+		sh tests/kvm/mkinitramfs.sh $(B)/kvm/gst $(B)/kvm/hbguest tests/kvm/init
+gst-tests: $(B)/kvm/gst/initramfs.cpio.gz
+$(VM_BINS): | $(B)/kvm/gst/initramfs.cpio.gz
+endif
+
 $(SH_BINS): $(B)/tests/%: tests/%.sh
 	@mkdir -p $(@D)
 	cp $< $@ && chmod +x $@
@@ -292,7 +359,7 @@ $(XEN_SCRIPTS): $(B)/tests/xen/%: tests/xen/%
 	cp $< $@
 
 tests: all $(TEST_BINS) $(HOLDER_BINS) $(B)/bench $(B)/bench-vm $(XEN_PEER) $(XEN_SCRIPTS) \
-	$(B)/kvm/initramfs.cpio.gz
+	$(B)/kvm/initramfs.cpio.gz gst-tests
 
 # The house checks, before anything is built: the floors (every include goes down or stays in its
 # folder) and the sizes (no product file over 600 lines, no function over 100).
@@ -331,9 +398,12 @@ $(B)/bench-vm: $(call obj,tests/bench_vm.c tests/vm_common.c) $(IT_SUPPORT) $(LI
 	$(CC) $(LDSAN) -o $@ $(filter-out $(LIBA),$^) $(LIBA) $(shell pkg-config --libs libprotobuf-c) \
 		$(XEN_LIBS_LIB) -lpthread $(LDFLAGS)
 
-bench: all $(B)/bench $(B)/bench-vm $(HOLDER_BINS)
+# (d) restarts against cold starts (under tests/hbholder); bench-vm: a guest's read bandwidth
+# through hyperbuf.ko; bench.sh: hyperbufsink ! hyperbufsrc next to shmsink ! shmsrc and tcp.
+bench: all $(B)/bench $(B)/bench-vm $(HOLDER_BINS) gst-tests
 	$(B)/bench --daemon $(B)/hyperbufd --holder $(B)/tests/hbholder
 	HB_BUILD=$(abspath $(B)) $(B)/bench-vm vm_guest_read_bandwidth || [ $$? -eq 77 ]
+	sh tests/gst/bench.sh $(B)
 
 # ---- install ---------------------------------------------------------------------------
 install: all
@@ -351,13 +421,17 @@ install: all
 	install -m 644 docs/hyperbufctl.1 $(DESTDIR)$(MANDIR)/man1/hyperbufctl.1
 	install -m 644 docs/hyperbuf.conf.5 $(DESTDIR)$(MANDIR)/man5/hyperbuf.conf.5
 	install -m 644 docs/hyperbufd.8 $(DESTDIR)$(MANDIR)/man8/hyperbufd.8
+ifeq ($(WITH_GST),1)
+	install -d $(DESTDIR)$(GST_PLUGINDIR)
+	install -m 755 $(GST_PLUGIN) $(DESTDIR)$(GST_PLUGINDIR)/libgsthyperbuf.so
+endif
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/hyperbufd $(DESTDIR)$(BINDIR)/hyperbufctl \
 		$(DESTDIR)$(LIBDIR)/libhyperbuf.so* $(DESTDIR)$(LIBDIR)/libhyperbuf.a \
 		$(DESTDIR)$(INCLUDEDIR)/hyperbuf.h $(DESTDIR)$(LIBDIR)/pkgconfig/hyperbuf.pc \
 		$(DESTDIR)$(MANDIR)/man1/hyperbufctl.1 $(DESTDIR)$(MANDIR)/man5/hyperbuf.conf.5 \
-		$(DESTDIR)$(MANDIR)/man8/hyperbufd.8
+		$(DESTDIR)$(MANDIR)/man8/hyperbufd.8 $(DESTDIR)$(GST_PLUGINDIR)/libgsthyperbuf.so
 
 # kmod/ is kernel code, in the kernel's style.
 format:
@@ -366,4 +440,4 @@ format:
 clean:
 	rm -rf build
 
-.PHONY: all house tests check check-unit check-kvm check-xen run bench install uninstall format clean
+.PHONY: gst-plugin gst-tests all house tests check check-unit check-kvm check-xen run bench install uninstall format clean

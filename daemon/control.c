@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "daemon/hyperbufd.h"
+#include "protocol/image.h"
 
 /* A control reply must fit one frame (HBP_FRAME_MAX, 256 KiB): listings stop here and the
  * stat ctl_list_truncated says so. An entry takes well under 100 bytes on the wire. */
@@ -147,6 +148,9 @@ static int add_domains(struct hbd *d, ControlReply *r)
 	return 0;
 }
 
+/* "WIDTHxHEIGHT FOURCC": two u32 in decimal, a space, four characters and a NUL. */
+#define CTL_IMAGE_MAX 32
+
 static int add_export(ControlReply *r, size_t *cap, struct hbd_buffer *b)
 {
 	CtlExport *ce;
@@ -163,10 +167,13 @@ static int add_export(ControlReply *r, size_t *cap, struct hbd_buffer *b)
 		r->exports = v;
 		*cap = ncap;
 	}
-	ce = calloc(1, sizeof(*ce));
+	/* The image summary lives in the same allocation, so hbd_control_free frees it too. */
+	ce = calloc(1, sizeof(*ce) + CTL_IMAGE_MAX);
 	if (!ce)
 		return -ENOMEM;
 	ctl_export__init(ce);
+	ce->image = (char *)(ce + 1);
+	hbp_image_summary(b->meta, b->meta_len, b->mem.size, ce->image, CTL_IMAGE_MAX);
 	r->exports[r->n_exports++] = ce;
 	ce->hid.data = b->hid.bytes;
 	ce->hid.len = sizeof(b->hid.bytes);

@@ -469,6 +469,125 @@ int hb_import_dmabuf(struct hb_import *im, uint32_t flags);
  */
 int hb_sync_file(struct hb_sync *s);
 
+/* ---- Images: a standard frame description in the export metadata -------------------------- */
+
+/*
+ * A frame as media stacks describe it (DRM fourcc and modifier, planes, colorimetry, timing),
+ * carried at the start of an export's metadata in a versioned little-endian layout with a magic
+ * (docs/PROTOCOL.md, "Image descriptions"), so a consumer can tell it from an application's own
+ * blob; an application may append its own bytes after it. Every field a peer sent is checked
+ * against the buffer before the library hands it over: planes inside the buffer, strides of a
+ * known linear format at least width * bytes per pixel, no arithmetic overflow. A description
+ * that fails is EBADMSG, never a crash. Applications with their own metadata keep working: a
+ * blob without the magic is ENOMSG.
+ */
+#define HB_IMAGE_MAX_PLANES      4
+#define HB_IMAGE_WIRE_SIZE       160        /* bytes the version 1 description takes */
+#define HB_IMAGE_TIME_NONE       UINT64_MAX /* pts or duration not known */
+#define HB_IMAGE_MODIFIER_LINEAR 0          /* DRM_FORMAT_MOD_LINEAR */
+
+/* struct hb_image.flags (the GStreamer buffer flags a consumer needs, and the end) */
+#define HB_IMAGE_DISCONT 0x1u   /* a discontinuity: frames before it were lost or cut */
+#define HB_IMAGE_DELTA   0x2u   /* not a key frame: decodes only with the frames before it */
+#define HB_IMAGE_EOS     0x100u /* no frame: the producer's stream ended (the pixels are stale) */
+
+/* struct hb_image_color.range (GStreamer's GstVideoColorRange numbering) */
+#define HB_COLOR_RANGE_UNKNOWN 0u
+#define HB_COLOR_RANGE_FULL    1u /* 0..255 */
+#define HB_COLOR_RANGE_LIMITED 2u /* 16..235 */
+/* ITU-T H.273 code point meaning "unspecified" for matrix, transfer and primaries. */
+#define HB_COLOR_UNSPECIFIED 2u
+
+/* Colorimetry as GStreamer's GstVideoColorimetry holds it; matrix, transfer and primaries are
+ * the ITU-T H.273 (ISO/IEC 23091-4) code points that GStreamer (gst_video_color_*_from_iso),
+ * Wayland's color management and V4L2 convert to and from: e.g. BT.709 is 1/1/1, sRGB 0/13/1. */
+struct hb_image_color {
+	uint8_t range;     /* HB_COLOR_RANGE_* */
+	uint8_t matrix;    /* H.273 MatrixCoefficients */
+	uint8_t transfer;  /* H.273 TransferCharacteristics */
+	uint8_t primaries; /* H.273 ColourPrimaries */
+};
+
+struct hb_image_plane {
+	uint64_t offset; /* from the start of the buffer */
+	uint32_t stride; /* bytes from one row to the next */
+};
+
+struct hb_image {
+	uint32_t format;   /* DRM fourcc, e.g. 'X','R','2','4' = 0x34325258 (GStreamer's BGRx) */
+	uint64_t modifier; /* DRM format modifier: HB_IMAGE_MODIFIER_LINEAR for plain rows */
+	uint32_t width, height;
+	uint32_t n_planes; /* 1..HB_IMAGE_MAX_PLANES */
+	struct hb_image_plane planes[HB_IMAGE_MAX_PLANES];
+	struct hb_image_color color;
+	uint64_t pts, duration; /* nanoseconds, or HB_IMAGE_TIME_NONE */
+	uint64_t sequence;      /* the producer's frame number */
+	uint32_t flags;         /* HB_IMAGE_* */
+	/* A fence of the producer's: the frame is complete once it has (timeline 0: it already
+	 * is, at export). The timeline also outlives the frame: a consumer that opens a fence on
+	 * it that is never signalled learns from its -EPIPE that the producer is gone. */
+	struct hb_fence fence;
+};
+
+/*
+ * Fills *img for a linear image of a format the library knows (the RGB formats XR24 AR24 XB24
+ * AB24 RX24 BX24 RG24 BG24 RG16, the YUV formats NV12 NV21 NV16 P010 YU12 YV12 YUYV UYVY, and
+ * R8): planes packed one after the other, each stride rounded up to stride_align bytes (a power
+ * of two, or 0 for 4), the colorimetry unknown/unspecified, no timing, sequence 0, no fence.
+ * Returns the bytes a buffer needs for it, or 0 with errno EINVAL (unknown format, width or
+ * height 0, stride_align not a power of two) or EOVERFLOW (too large to describe).
+ */
+size_t hb_image_init(struct hb_image *img, uint32_t format, uint32_t width, uint32_t height,
+		     uint32_t stride_align);
+
+/*
+ * Checks that img describes pixels inside a buffer of buffer_size bytes: 1..4 planes, width and
+ * height not 0, every plane's rows inside the buffer (offset + stride * (rows - 1) + row bytes
+ * <= buffer_size, without overflow), and for a known format with the linear modifier the
+ * number of planes it has and strides >= width * bytes per pixel. A format the library does not
+ * know, or another modifier, gets the checks that need no knowledge of it: planes starting
+ * inside the buffer. Returns 0, or -1/EBADMSG (EINVAL if img is NULL).
+ */
+int hb_image_check(const struct hb_image *img, size_t buffer_size);
+
+/*
+ * Writes img's wire form (HB_IMAGE_WIRE_SIZE bytes) at the start of out. Returns the bytes
+ * written, or -1 with errno EINVAL (NULL, or flags, n_planes out of range) or ENOSPC (len too
+ * small). It does not check img against a buffer: hb_export_image does.
+ */
+ssize_t hb_image_encode(const struct hb_image *img, void *out, size_t len);
+
+/*
+ * Reads the description at the start of len bytes of metadata into *img and checks it against
+ * a buffer of buffer_size bytes as hb_image_check does. Returns the bytes the description takes
+ * (the application's own bytes, if any, follow), or -1 with errno ENOMSG (no description: the
+ * metadata is an application's blob, or empty), EBADMSG (a description, malformed or not
+ * fitting the buffer), EPROTONOSUPPORT (a description of a later, incompatible version), or
+ * EINVAL (NULL arguments).
+ */
+ssize_t hb_image_decode(const void *meta, size_t len, size_t buffer_size, struct hb_image *img);
+
+/*
+ * Exports b with img's description followed by extra_len bytes of the caller's own (extra may
+ * be NULL when extra_len is 0), as hb_export does. img is checked against the buffer first.
+ * Errors: EBADMSG (img does not fit b), EINVAL, EMSGSIZE (HB_IMAGE_WIRE_SIZE + extra_len over
+ * the limit), and those of hb_export.
+ */
+int hb_export_image(struct hb_buffer *b, const struct hb_image *img, const void *extra,
+		    size_t extra_len, struct hb_id *id);
+
+/* The description an HB_EVENT_EXPORTED event carries, checked against the event's size. Returns
+ * 0, or -1 with errno as hb_image_decode (EINVAL also for an event of another type). */
+int hb_event_image(const struct hb_event *ev, struct hb_image *img);
+
+/* The description in an import's metadata (as seen at import time), checked against the size
+ * of the import. Returns 0, or -1 with errno as hb_image_decode. */
+int hb_import_image(const struct hb_import *im, struct hb_image *img);
+
+/* The format as its four characters and a NUL ("XR24"); a byte that is not printable ASCII is
+ * written as '?'. Returns out. */
+char *hb_image_format_name(uint32_t format, char out[5]);
+
 #ifdef __cplusplus
 }
 #endif

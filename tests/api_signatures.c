@@ -45,6 +45,16 @@ SAME(hb_attach_fence, int,
      (struct hb_client *, const struct hb_id *, const struct hb_fence *, uint32_t));
 SAME(hb_begin_cpu_access, int, (struct hb_client *, const struct hb_id *, uint32_t, int));
 SAME(hb_end_cpu_access, int, (struct hb_client *, const struct hb_id *, uint32_t));
+/* Additions beyond API.md (issue 13, images): hyperbuf.h, "Images". */
+SAME(hb_image_init, size_t, (struct hb_image *, uint32_t, uint32_t, uint32_t, uint32_t));
+SAME(hb_image_check, int, (const struct hb_image *, size_t));
+SAME(hb_image_encode, ssize_t, (const struct hb_image *, void *, size_t));
+SAME(hb_image_decode, ssize_t, (const void *, size_t, size_t, struct hb_image *));
+SAME(hb_export_image, int,
+     (struct hb_buffer *, const struct hb_image *, const void *, size_t, struct hb_id *));
+SAME(hb_event_image, int, (const struct hb_event *, struct hb_image *));
+SAME(hb_import_image, int, (const struct hb_import *, struct hb_image *));
+SAME(hb_image_format_name, char *, (uint32_t, char[5]));
 
 /* What docs/DMABUF.md adds to the contract (not in API.md). */
 SAME(hb_buffer_dmabuf, int, (struct hb_buffer *, uint32_t));

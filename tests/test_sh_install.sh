@@ -38,6 +38,13 @@ install_layout)
 	soname=$(readelf -d "$dest/usr/local/lib/libhyperbuf.so" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
 	[ "$soname" = libhyperbuf.so.0 ] || fail "soname is '$soname'"
 	[ -e "$dest/usr/local/lib/libhyperbuf.so.0" ] || fail "no libhyperbuf.so.0 link"
+	# The GStreamer plugin goes into GStreamer's own folder, where gst-inspect finds it.
+	if pkg-config --exists gstreamer-1.0 gstreamer-video-1.0 2>/dev/null; then
+		gstdir=$(pkg-config --variable=pluginsdir gstreamer-1.0)
+		[ -e "$dest$gstdir/libgsthyperbuf.so" ] || fail "no $gstdir/libgsthyperbuf.so"
+		nm -D --defined-only "$dest$gstdir/libgsthyperbuf.so" | grep -q ' gst_plugin_hyperbuf_get_desc$' ||
+			fail "the plugin does not export gst_plugin_hyperbuf_get_desc"
+	fi
 	;;
 exported_symbols)
 	stage

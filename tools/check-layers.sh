@@ -3,7 +3,7 @@
 # same folder or to a floor below. make check runs it before anything is built.
 #
 #   floor 5  tests/                       may include anything
-#   floor 4  tools/
+#   floor 4  tools/  gst/ (the GStreamer plugin)   side by side
 #   floor 3  daemon/  libclient/          side by side: never each other
 #   floor 2  backends/kvm/  backends/xen/ side by side; both may include backends/backend.h
 #   floor 1  protocol/  common/  kmod/    side by side, pure (kmod/: the kernel module, whose
@@ -40,7 +40,7 @@ BEGIN {
 	floor["protocol"] = 1; floor["common"] = 1; floor["kmod"] = 1
 	floor["backends"] = 2; floor["backends/kvm"] = 2; floor["backends/xen"] = 2
 	floor["daemon"] = 3; floor["libclient"] = 3
-	floor["tools"] = 4
+	floor["tools"] = 4; floor["gst"] = 4
 	floor["tests"] = 5
 	bad = 0
 }

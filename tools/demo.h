@@ -8,6 +8,7 @@
 #ifndef HB_TOOLS_DEMO_H
 #define HB_TOOLS_DEMO_H
 
+#include <errno.h>
 #include <hyperbuf.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -42,9 +43,13 @@
 
 /* ---- the metadata of each export ----------------------------------------------------------- */
 
-/* struct tool_frame_meta packed (6 x u32, 2 x u64, char[32]), then the frame's WRITE fence:
- * timeline, value (2 x u64). */
-#define DEMO_META_SIZE 88u
+/*
+ * The frame goes out as a standard image description (hyperbuf.h, "Images": format, size,
+ * stride, the frame number as its sequence, the frame's WRITE fence as its fence), followed by
+ * the demo's own bytes: slot (u32), produced_ns (u64), surface (char[32]), little-endian.
+ */
+#define DEMO_EXTRA_SIZE 44u
+#define DEMO_META_SIZE  (HB_IMAGE_WIRE_SIZE + DEMO_EXTRA_SIZE)
 
 static inline void demo_put_le(uint8_t *p, uint64_t v, int bytes)
 {
@@ -61,38 +66,49 @@ static inline uint64_t demo_get_le(const uint8_t *p, int bytes)
 	return v;
 }
 
-/* Little-endian by hand, as pattern.h says: the consumer may be a VM of another build. */
-static inline void demo_meta_pack(const struct tool_frame_meta *m, const struct hb_fence *f,
-				  uint8_t out[DEMO_META_SIZE])
+/* m and f as an image description and the demo's bytes. Returns -1 if the library does not
+ * know the format (it always does: XR24). */
+static inline int demo_meta_pack(const struct tool_frame_meta *m, const struct hb_fence *f,
+				 struct hb_image *img, uint8_t extra[DEMO_EXTRA_SIZE])
 {
-	demo_put_le(out + 0, m->version, 4);
-	demo_put_le(out + 4, m->width, 4);
-	demo_put_le(out + 8, m->height, 4);
-	demo_put_le(out + 12, m->stride, 4);
-	demo_put_le(out + 16, m->format, 4);
-	demo_put_le(out + 20, m->slot, 4);
-	demo_put_le(out + 24, m->frame, 8);
-	demo_put_le(out + 32, m->produced_ns, 8);
-	memcpy(out + 40, m->surface, sizeof(m->surface));
-	demo_put_le(out + 72, f->timeline, 8);
-	demo_put_le(out + 80, f->value, 8);
+	if (hb_image_init(img, m->format, m->width, m->height, 0) == 0)
+		return -1;
+	img->planes[0].stride = m->stride;
+	img->color = (struct hb_image_color){HB_COLOR_RANGE_FULL, 0, 13, 1}; /* sRGB */
+	img->sequence = m->frame;
+	img->fence = *f;
+	demo_put_le(extra + 0, m->slot, 4);
+	demo_put_le(extra + 4, m->produced_ns, 8);
+	memcpy(extra + 12, m->surface, sizeof(m->surface));
+	return 0;
 }
 
-static inline void demo_meta_unpack(const uint8_t in[DEMO_META_SIZE], struct tool_frame_meta *m,
-				    struct hb_fence *f)
+/* An EXPORTED event's description (checked by the library against the buffer) and the demo's
+ * bytes. Returns 0, or -1 with errno (ENOMSG, EBADMSG: hb_event_image; EPROTO: not ours). */
+static inline int demo_meta_unpack(const struct hb_event *ev, struct tool_frame_meta *m,
+				   struct hb_fence *f)
 {
-	m->version = (uint32_t)demo_get_le(in + 0, 4);
-	m->width = (uint32_t)demo_get_le(in + 4, 4);
-	m->height = (uint32_t)demo_get_le(in + 8, 4);
-	m->stride = (uint32_t)demo_get_le(in + 12, 4);
-	m->format = (uint32_t)demo_get_le(in + 16, 4);
-	m->slot = (uint32_t)demo_get_le(in + 20, 4);
-	m->frame = demo_get_le(in + 24, 8);
-	m->produced_ns = demo_get_le(in + 32, 8);
-	memcpy(m->surface, in + 40, sizeof(m->surface));
+	struct hb_image img;
+	const uint8_t *extra = ev->meta + HB_IMAGE_WIRE_SIZE;
+
+	if (hb_event_image(ev, &img) < 0)
+		return -1;
+	if (ev->meta_len != DEMO_META_SIZE || img.n_planes != 1) {
+		errno = EPROTO;
+		return -1;
+	}
+	m->version = 1;
+	m->width = img.width;
+	m->height = img.height;
+	m->stride = img.planes[0].stride;
+	m->format = img.format;
+	m->frame = img.sequence;
+	*f = img.fence;
+	m->slot = (uint32_t)demo_get_le(extra + 0, 4);
+	m->produced_ns = demo_get_le(extra + 4, 8);
+	memcpy(m->surface, extra + 12, sizeof(m->surface));
 	m->surface[sizeof(m->surface) - 1] = '\0'; /* never trust a peer's string */
-	f->timeline = demo_get_le(in + 72, 8);
-	f->value = demo_get_le(in + 80, 8);
+	return 0;
 }
 
 /* ---- the children -------------------------------------------------------------------------- */

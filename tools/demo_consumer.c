@@ -74,12 +74,11 @@ static int frame_of_event(struct consumer *cs, const struct hb_event *ev, struct
 		return -1;
 	}
 	cs->r.frames_seen++;
-	if (ev->meta_len != DEMO_META_SIZE) {
-		CFAIL(cs, "%s: metadata is %u bytes, expected %u", who, ev->meta_len,
-		      DEMO_META_SIZE);
+	if (demo_meta_unpack(ev, m, wf) < 0) {
+		CFAIL(cs, "%s: metadata of %u bytes is not a frame: %s", who, ev->meta_len,
+		      strerror(errno));
 		return -1;
 	}
-	demo_meta_unpack(ev->meta, m, wf);
 	if (m->version != 1 || m->width != TOOL_FRAME_W || m->height != TOOL_FRAME_H ||
 	    m->stride != TOOL_FRAME_STRIDE || m->format != TOOL_FOURCC_XRGB8888 ||
 	    m->slot >= DEMO_SLOTS || strcmp(m->surface, DEMO_SURFACE) != 0 ||

@@ -166,16 +166,20 @@ static int publish(struct producer *p, int k, unsigned i, uint64_t n, const stru
 	    .frame = n,
 	};
 	struct slot *s = &p->s[k][i];
-	uint8_t raw[DEMO_META_SIZE];
+	uint8_t extra[DEMO_EXTRA_SIZE];
+	struct hb_image img;
 	struct hb_id id;
 
 	snprintf(m.surface, sizeof(m.surface), "%s", DEMO_SURFACE);
 	m.produced_ns = tool_now_ns(); /* published: the frame is rendered after this */
-	demo_meta_pack(&m, wf, raw);
+	if (demo_meta_pack(&m, wf, &img, extra) < 0) {
+		PFAIL(p, "producer: hb_image_init: %s", strerror(errno));
+		return -1;
+	}
 	/* Published before rendering, so the consumer is already waiting for the frame's fence
 	 * when it is signalled; after begin_cpu_access, so the READ fence the consumer attaches on
 	 * seeing it is not one that start waits for. */
-	if (hb_export(s->b, raw, sizeof(raw), 0, &id) < 0) {
+	if (hb_export_image(s->b, &img, extra, sizeof(extra), &id) < 0) {
 		p->broken = connection_lost();
 		PFAIL(p, "producer: hb_export(frame %" PRIu64 " to %s): %s", n, p->a->peer_names[k],
 		      strerror(errno));

@@ -343,6 +343,7 @@ static const struct field export_fields[] = {
      .off = offsetof(CtlExport, importers)},
     {.key = "state", .header = "STATE", .kind = F_STR, .off = offsetof(CtlExport, state)},
     {.key = "group", .kind = F_U32, .off = offsetof(CtlExport, group)},
+    {.key = "image", .header = "IMAGE", .kind = F_STR, .off = offsetof(CtlExport, image)},
 };
 
 static const struct field import_fields[] = {

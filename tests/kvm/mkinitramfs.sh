@@ -10,6 +10,12 @@
 #   HB_VM_FILES    more files for the image's / (the dma-buf image: a static hyperbufd)
 #   HB_VM_KMODS=1  also build hyperbuf.ko and udmabuf.ko for that kernel (tests/kvm/mkmodules.sh)
 #                  into /lib/modules/, for the guest program to load itself
+#   HB_VM_GST      a folder with libgsthyperbuf.so and hbgst-run: the image also gets them in
+#                  /gst, with GStreamer's core and videotestsrc plugins from GST_PLUGINDIR and
+#                  every library ldd names, and tests/kvm/gst-case.sh as /gst/case.sh
+#   HB_VM_IMAGE    the image's name in OUT (default initramfs.cpio.gz); its reasons for
+#                  missing go to OUT/missing-IMAGE instead of OUT/missing when it is not the
+#                  default
 #
 # Missing packages are not an error: the reason goes to OUT/missing and the VM tests skip
 # with it, so `make` works on machines without QEMU.
@@ -18,11 +24,14 @@ set -eu
 out=$1
 guest=$2
 init=$3
+image=${HB_VM_IMAGE:-initramfs.cpio.gz}
+missing_file=$out/missing
+[ "$image" = initramfs.cpio.gz ] || missing_file=$out/missing-$image
 mkdir -p "$out"
-rm -f "$out/missing"
+rm -f "$missing_file"
 
 missing() {
-	echo "$*" >"$out/missing"
+	echo "$*" >"$missing_file"
 	echo "VM tests will be skipped: $*" >&2
 	exit 0
 }
@@ -47,7 +56,7 @@ kver=${kernel#*/vmlinuz-}
 moddir=/lib/modules/$kver
 [ -f "$moddir/modules.dep" ] || missing "no $moddir/modules.dep for $kernel"
 
-root=$out/root
+root=$out/root-$image
 rm -rf "$root"
 mkdir -p "$root/bin" "$root/lib/modules"
 cp "$busybox" "$root/bin/busybox"
@@ -98,6 +107,29 @@ if [ "${HB_VM_KMODS:-}" = 1 ]; then
 	done
 fi
 
-(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$out/initramfs.cpio.gz.tmp"
-mv "$out/initramfs.cpio.gz.tmp" "$out/initramfs.cpio.gz"
+# copy_with_libs FILE DEST: FILE at DEST in the image, and every library ldd names at its own
+# path (the dynamic loader included).
+copy_with_libs() {
+	mkdir -p "$root$(dirname "$2")"
+	cp -L "$1" "$root$2"
+	for l in $(ldd "$1" | grep -o '/[^ ]*'); do
+		[ -e "$root$l" ] && continue
+		mkdir -p "$root$(dirname "$l")"
+		cp -L "$l" "$root$l"
+	done
+}
+if [ -n "${HB_VM_GST:-}" ]; then
+	plugins=${GST_PLUGINDIR:-$(pkg-config --variable=pluginsdir gstreamer-1.0 2>/dev/null)}
+	for p in libgstcoreelements.so libgstvideotestsrc.so; do
+		[ -r "$plugins/$p" ] || missing "no $plugins/$p (apt-get install gstreamer1.0-plugins-base)"
+		copy_with_libs "$plugins/$p" "/gst/plugins/$p"
+	done
+	copy_with_libs "$HB_VM_GST/libgsthyperbuf.so" /gst/plugins/libgsthyperbuf.so
+	copy_with_libs "$HB_VM_GST/hbgst-run" /gst/hbgst-run
+	cp "$(dirname "$0")/gst-case.sh" "$root/gst/case.sh"
+	chmod 755 "$root/gst/case.sh"
+fi
+
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$out/$image.tmp"
+mv "$out/$image.tmp" "$out/$image"
 ln -sf "$kernel" "$out/vmlinuz"

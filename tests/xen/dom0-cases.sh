@@ -191,11 +191,14 @@ EOF
 		usleep 100000
 	done
 	# The domUs come after the daemon: it finds them through @introduceDomain.
+	# GStreamer in the domU image (gst_domU_to_domU) needs room to unpack and run.
+	mem=160
+	[ -e /root/domU-has-gst ] && mem=224
 	for dom in 1 2; do
 		cat >/root/domU$dom.cfg <<EOF
 name = "hbu$dom"
 type = "pv"
-memory = 160
+memory = $mem
 vcpus = 1
 kernel = "/root/vmlinuz"
 ramdisk = "/root/domU.cpio.gz"
@@ -304,6 +307,31 @@ case_fenced_ping_pong() {
 	return $prc
 }
 
+# GStreamer between the domUs (docs/GSTREAMER.md): videotestsrc ! hyperbufsink in one,
+# hyperbufsrc in the other (tests/xen/gst-case.sh), each hashing every frame's pixels; the
+# hashes must agree and neither element may have copied a frame.
+GST_FRAMES=3
+case_gst_domU_to_domU() {
+	local p c prc
+	gx "$U1" "test -x /usr/bin/hbgst-run" >/dev/null || {
+		echo "SKIP: no GStreamer in the domU image (the plugin is not built, or HB_XEN_NO_GST is set)"
+		return 77
+	}
+	gbg "$U2" gstc "hbgst-case consume $U1"
+	gx "$U1" "hbgst-case produce $U2 $GST_FRAMES" >/tmp/gstp.out
+	prc=$?
+	cat /tmp/gstp.out
+	gwait "$U2" gstc >/tmp/gstc.out
+	crc=$?
+	cat /tmp/gstc.out
+	[ $prc -eq 0 ] && [ $crc -eq 0 ] || { echo "FAIL: producer status $prc, consumer $crc"; return 1; }
+	p=$(sed -n 's/^dom[0-9]*| frames //p' /tmp/gstp.out)
+	c=$(sed -n 's/^dom[0-9]*| frames //p' /tmp/gstc.out)
+	[ -n "$p" ] && [ "$p" = "$c" ] || { echo "FAIL: the frames differ"; return 1; }
+	[ "$p" != "${p#$GST_FRAMES }" ] || { echo "FAIL: not $GST_FRAMES frames"; return 1; }
+	[ "${p##* }" = 1 ] || { echo "FAIL: frames were copied"; return 1; }
+}
+
 # xl destroy a domU that exported to dom0: the dom0 importer gets DOMAIN_GONE and holds no
 # grant mapping of it any more, and the domain finishes dying.
 case_domain_destroyed() {
@@ -362,6 +390,7 @@ if setup >/tmp/setup 2>&1; then
 	run_case read_only_enforced case_read_only_enforced
 	run_case export_events case_export_events
 	run_case fenced_ping_pong case_fenced_ping_pong
+	run_case gst_domU_to_domU case_gst_domU_to_domU
 	run_case domain_destroyed case_domain_destroyed
 	run_case daemon_clean_exit case_daemon_clean_exit
 else

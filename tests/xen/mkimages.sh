@@ -5,7 +5,8 @@
 #   OUT/vmlinuz        the Linux kernel dom0 and the domUs run
 #   OUT/dom0.cpio.gz   dom0: busybox, the Xen toolstack (xenstored, xl, ...), hyperbufd,
 #                      hyperbufctl, hb-xen-peer, the domU image and kernel, tests/xen/dom0-*.sh
-#   OUT/domU.cpio.gz   a domU: busybox, the xenstore tools, hb-xen-peer, tests/xen/domU-init.sh
+#   OUT/domU.cpio.gz   a domU: busybox, the xenstore tools, hb-xen-peer, tests/xen/domU-init.sh,
+#                      and GStreamer with the hyperbuf plugin when it was built
 # Every binary comes with the shared libraries ldd names (the guests run the same Debian
 # userland as this machine), so the sanitized build of make check runs in the guests as is.
 #
@@ -95,6 +96,26 @@ base() {
 U=$work/domU
 base "$U"
 for m in xen-evtchn xen-gntdev xen-gntalloc; do copy_module "$U" "$m"; done
+# GStreamer for gst_domU_to_domU, only when the plugin was built (and HB_XEN_NO_GST is not
+# set, for a run that should boot the smaller image): the pipeline runner and the libraries
+# it loads, the core and videotestsrc plugins, and ours (docs/GSTREAMER.md).
+if [ -z "${HB_XEN_NO_GST:-}" ] && [ -x "$B/tests/gst/hbgst-run" ] &&
+	[ -f "$B/gst/libgsthyperbuf.so" ]; then
+	gstdir=$(pkg-config --variable=pluginsdir gstreamer-1.0 2>/dev/null || true)
+	if [ -r "$gstdir/libgstcoreelements.so" ] && [ -r "$gstdir/libgstvideotestsrc.so" ]; then
+		copy_bin "$U" "$B/tests/gst/hbgst-run" /usr/bin/hbgst-run
+		for p in libgstcoreelements.so libgstvideotestsrc.so; do
+			copy_bin "$U" "$gstdir/$p" "/usr/lib/gst/$p"
+		done
+		copy_bin "$U" "$B/gst/libgsthyperbuf.so" /usr/lib/gst/libgsthyperbuf.so
+		# Debug info is most of their size and every byte of the image is unpacked at each
+		# boot under TCG; the symbols stay for the sanitizers' reports.
+		strip --strip-debug "$U/usr/lib/gst/libgsthyperbuf.so" "$U/usr/bin/hbgst-run" 2>/dev/null ||
+			true
+		cp "$here/gst-case.sh" "$U/usr/bin/hbgst-case"
+		chmod 755 "$U/usr/bin/hbgst-case"
+	fi
+fi
 cp "$here/domU-init.sh" "$U/init"
 chmod 755 "$U/init"
 (cd "$U" && find . | cpio -R 0:0 -H newc -o 2>/dev/null | gzip -1) >"$OUT/domU.cpio.gz"
@@ -113,6 +134,7 @@ copy_bin "$D" "$B/hyperbufd" /usr/sbin/hyperbufd
 copy_bin "$D" "$B/hyperbufctl" /usr/bin/hyperbufctl
 cp "/boot/vmlinuz-$KVER" "$D/root/vmlinuz"
 cp "$OUT/domU.cpio.gz" "$D/root/domU.cpio.gz"
+[ -x "$U/usr/bin/hbgst-run" ] && : >"$D/root/domU-has-gst"
 cp "$here/dom0-init.sh" "$D/init"
 cp "$here/dom0-cases.sh" "$D/root/cases.sh"
 chmod 755 "$D/init" "$D/root/cases.sh"
