@@ -24,7 +24,7 @@ qemu_timeout=${HB_XEN_TIMEOUT:-600}
 
 CASES="xen_boots limits_clear_errors domU_to_dom0_1080p dom0_to_domU domU_to_domU
 share_64mib_depth2 read_only_enforced export_events fenced_ping_pong gst_domU_to_domU
-domain_destroyed daemon_clean_exit"
+daemon_restarts domain_destroyed daemon_clean_exit"
 LAST=daemon_clean_exit
 
 skip() {

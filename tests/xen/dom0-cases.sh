@@ -332,6 +332,41 @@ case_gst_domU_to_domU() {
 	[ "${p##* }" = 1 ] || { echo "FAIL: frames were copied"; return 1; }
 }
 
+# The daemon under hbholder, the fd store's stand-in (docs/RESTART.md), SIGKILLed five times
+# while the domUs play 300 fenced rounds over grants of each other's pages: each client sees
+# its vchan end, claims a new one and resumes its session; the grant mappings, which are the
+# domUs' own, never notice; no round is lost or repeated.
+case_daemon_restarts() {
+	local prc kills=0 pid
+	kill -TERM "$dpid"
+	wait "$dpid"
+	hbholder -l /var/log/hbholder.log -- hyperbufd -c $CONF 2>>$DLOG &
+	dpid=$!
+	i=0
+	until hyperbufctl stats 2>/dev/null | grep -q '^state_kept: 1$'; do
+		i=$((i + 1))
+		[ $i -lt 300 ] || { tail -n 20 $DLOG; echo "FAIL: no daemon under the holder"; return 1; }
+		usleep 100000
+	done
+	gbg "$U2" rpong "$PEER fence-pong $U1 --rounds 300 --pace 20"
+	gbg "$U1" rping "$PEER fence-ping $U2 --rounds 300 --pace 20"
+	sleep 3
+	while [ $kills -lt 5 ]; do
+		pid=$(pidof hyperbufd)
+		[ -n "$pid" ] && kill -KILL $pid && kills=$((kills + 1))
+		sleep 2
+	done
+	echo "daemon killed $kills times"
+	gwait "$U1" rping
+	prc=$?
+	gwait "$U2" rpong || return 1
+	[ $prc -eq 0 ] || return 1
+	cat /var/log/hbholder.log
+	hyperbufctl stats | grep -E 'state_|sessions_restored|restore_ms'
+	grep -c 'resumed' $DLOG
+	grep -q 'resumed' $DLOG || { echo "FAIL: no session resumed"; return 1; }
+}
+
 # xl destroy a domU that exported to dom0: the dom0 importer gets DOMAIN_GONE and holds no
 # grant mapping of it any more, and the domain finishes dying.
 case_domain_destroyed() {
@@ -391,6 +426,7 @@ if setup >/tmp/setup 2>&1; then
 	run_case export_events case_export_events
 	run_case fenced_ping_pong case_fenced_ping_pong
 	run_case gst_domU_to_domU case_gst_domU_to_domU
+	run_case daemon_restarts case_daemon_restarts
 	run_case domain_destroyed case_domain_destroyed
 	run_case daemon_clean_exit case_daemon_clean_exit
 else

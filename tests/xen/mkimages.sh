@@ -39,7 +39,7 @@ XENGZ=$(ls -1 /boot/xen-4.17-amd64.gz 2>/dev/null || true)
 [ -x /bin/busybox ] && /bin/busybox --list | grep -qx insmod ||
 	skip "no static busybox (apt-get install busybox-static)"
 command -v cpio >/dev/null || skip "no cpio (apt-get install cpio)"
-for f in hyperbufd hyperbufctl tests/xen/hb-xen-peer; do
+for f in hyperbufd hyperbufctl tests/xen/hb-xen-peer tests/hbholder; do
 	[ -x "$B/$f" ] || { echo "$B/$f is not built" >&2; exit 1; }
 done
 
@@ -132,6 +132,8 @@ mkdir -p "$D/var/lib/xenstored" "$D/var/lib/xen" "$D/var/log/xen/console" "$D/et
 : >"$D/etc/xen/xl.conf"
 copy_bin "$D" "$B/hyperbufd" /usr/sbin/hyperbufd
 copy_bin "$D" "$B/hyperbufctl" /usr/bin/hyperbufctl
+# The stand-in for systemd's fd store (docs/RESTART.md), for the restart case.
+copy_bin "$D" "$B/tests/hbholder" /usr/sbin/hbholder
 cp "/boot/vmlinuz-$KVER" "$D/root/vmlinuz"
 cp "$OUT/domU.cpio.gz" "$D/root/domU.cpio.gz"
 [ -x "$U/usr/bin/hbgst-run" ] && : >"$D/root/domU-has-gst"

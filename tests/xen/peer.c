@@ -54,6 +54,7 @@ struct opts {
 	uint64_t size;
 	int readonly, write_byte, events, twice_enospc, until_gone;
 	const char *ready_file;
+	uint64_t rounds, pace_ms; /* fence-ping/pong: how many, and a pause between rounds */
 };
 
 /* Says why and exits 1 at once: what a failed check leaves allocated is no leak to report,
@@ -397,10 +398,13 @@ static int cmd_alloc_fail(uint32_t peer, uint64_t size, int want)
 }
 
 /*
- * The fenced ping-pong across domains. ping exports a peer-writable buffer whose metadata carries its timeline id; pong imports
- * it writable and exports a small buffer back carrying its own timeline id. Each round, one
- * side writes the round number, signals its timeline, and the other waits on that fence and
- * checks the byte before answering.
+ * The fenced ping-pong across domains. ping exports a peer-writable buffer whose metadata
+ * carries its timeline id; pong imports it writable and exports a small buffer back carrying
+ * its own timeline id. Each round, one side writes the round number, signals its timeline, and
+ * the other waits on that fence and checks the byte before answering. At the end ping signals
+ * rounds + 1, "done": pong keeps its timeline until then, so ping's last wait finds it. With
+ * --pace, a pause between rounds makes the run last while the daemon is killed under it
+ * (case daemon_restarts): it counts the restarts it went through.
  */
 #define ROUNDS 20
 
@@ -422,8 +426,9 @@ static int fence_wait(struct hb_client *c, uint64_t timeline, uint64_t value)
 	return r;
 }
 
-static int cmd_fence(int ping, uint32_t other)
+static int cmd_fence(int ping, uint32_t other, const struct opts *o)
 {
+	uint64_t rounds = o->rounds ? o->rounds : ROUNDS, restarts = 0;
 	struct hb_client *c = connect_or_die();
 	struct hb_timeline *t = hb_timeline_create(c);
 	struct hb_buffer *b;
@@ -456,6 +461,7 @@ static int cmd_fence(int ping, uint32_t other)
 		if (hb_dispatch(c, 100) < 0)
 			return fail("hb_dispatch: %s", strerror(errno));
 		while (hb_next_event(c, &ev) == 0) {
+			restarts += ev.type == HB_EVENT_RESTARTED;
 			if (ev.type == HB_EVENT_EXPORTED && ev.domain == other && !im &&
 			    ev.meta_len == sizeof(theirs)) {
 				memcpy(&theirs, ev.meta, sizeof(theirs));
@@ -469,7 +475,7 @@ static int cmd_fence(int ping, uint32_t other)
 	}
 	/* ping writes into pong's buffer and pong into ping's: each reads its own. */
 	shared = hb_import_data(im);
-	for (uint64_t i = 1; i <= ROUNDS; i++) {
+	for (uint64_t i = 1; i <= rounds; i++) {
 		if (!ping || i > 1) {
 			uint64_t want = ping ? i - 1 : i;
 			uint8_t got;
@@ -483,10 +489,19 @@ static int cmd_fence(int ping, uint32_t other)
 		shared[0] = (uint8_t)i;
 		if (hb_timeline_signal(t, i) < 0)
 			return fail("hb_timeline_signal: %s", strerror(errno));
+		if (o->pace_ms)
+			usleep((useconds_t)o->pace_ms * 1000u);
+		while (hb_next_event(c, &ev) == 0)
+			restarts += ev.type == HB_EVENT_RESTARTED;
 	}
-	if (ping && fence_wait(c, theirs, ROUNDS))
+	if (ping && fence_wait(c, theirs, rounds))
 		return 1;
-	printf("%d fenced rounds with domain %u\n", ROUNDS, other);
+	if (ping && hb_timeline_signal(t, rounds + 1) < 0)
+		return fail("hb_timeline_signal: %s", strerror(errno));
+	if (!ping && fence_wait(c, theirs, rounds + 1))
+		return 1;
+	printf("%llu fenced rounds with domain %u, %llu daemon restarts gone through\n",
+	       (unsigned long long)rounds, other, (unsigned long long)restarts);
 	hb_import_release(im);
 	hb_buffer_free(b);
 	hb_timeline_destroy(t);
@@ -560,6 +575,10 @@ int main(int argc, char **argv)
 			o.until_gone = 1;
 		else if (OPTV("--ready-file"))
 			o.ready_file = v;
+		else if (OPTV("--rounds"))
+			o.rounds = num(v);
+		else if (OPTV("--pace"))
+			o.pace_ms = num(v);
 		else if (a[0] != '-' && npos < 3)
 			pos[npos++] = a;
 		else {
@@ -581,9 +600,9 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "alloc-fail") == 0 && npos == 3)
 		return cmd_alloc_fail((uint32_t)num(pos[0]), num(pos[1]), (int)num(pos[2]));
 	if (strcmp(cmd, "fence-ping") == 0 && npos == 1)
-		return cmd_fence(1, (uint32_t)num(pos[0]));
+		return cmd_fence(1, (uint32_t)num(pos[0]), &o);
 	if (strcmp(cmd, "fence-pong") == 0 && npos == 1)
-		return cmd_fence(0, (uint32_t)num(pos[0]));
+		return cmd_fence(0, (uint32_t)num(pos[0]), &o);
 	fprintf(stderr, "bad command line (see tests/xen/peer.c)\n");
 	return 2;
 }
