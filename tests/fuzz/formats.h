@@ -19,19 +19,21 @@
  *   HBT_OP_HANGUP | k: connection k hangs up
  *   HBT_OP_PEER_GONE | k: ivshmem peer k hangs up (its QEMU went away)
  *   HBT_OP_MUTE | k: the harness stops reading connection k, or starts again
- *   HBT_OP_SPIN: the loop runs HBT_SPIN_LONG rounds instead of HBT_SPIN_SHORT
+ *   HBT_OP_SPIN: the harness sleeps HBT_SPIN_SLEEP_US, then the loop runs HBT_SPIN_LONG rounds
+ *       instead of HBT_SPIN_SHORT (so that timers of a millisecond fire)
  * Any other op is skipped. A length running past the end is cut to what is there.
  */
-#define HBT_OP_KIND(op)  ((op)&0xe0u)
-#define HBT_OP_ARG(op)   ((op)&0x1fu)
-#define HBT_OP_FRAME     0x00u
-#define HBT_OP_RAW       0x20u
-#define HBT_OP_HANGUP    0x40u
-#define HBT_OP_PEER_GONE 0x60u
-#define HBT_OP_MUTE      0x80u
-#define HBT_OP_SPIN      0xa0u
-#define HBT_SPIN_SHORT   4
-#define HBT_SPIN_LONG    64
+#define HBT_OP_KIND(op)   ((op)&0xe0u)
+#define HBT_OP_ARG(op)    ((op)&0x1fu)
+#define HBT_OP_FRAME      0x00u
+#define HBT_OP_RAW        0x20u
+#define HBT_OP_HANGUP     0x40u
+#define HBT_OP_PEER_GONE  0x60u
+#define HBT_OP_MUTE       0x80u
+#define HBT_OP_SPIN       0xa0u
+#define HBT_SPIN_SHORT    4
+#define HBT_SPIN_LONG     64
+#define HBT_SPIN_SLEEP_US 1100
 
 /* The connections every input starts with: socketpairs handed to hbd_session_new, and two
  * that come in through the daemon's own listening sockets. */

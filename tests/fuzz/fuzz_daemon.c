@@ -8,6 +8,7 @@
  */
 #include <stddef.h>
 #include <stdint.h>
+#include <unistd.h>
 
 #include "tests/fuzz/daemon_rig.h"
 #include "tests/fuzz/formats.h"
@@ -62,6 +63,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			hbt_rig_mute(rig, arg % HBT_N_CONNS);
 			break;
 		case HBT_OP_SPIN:
+			/* Long enough for a timer of a millisecond (a delayed unexport) to be due.
+			 */
+			usleep(HBT_SPIN_SLEEP_US);
 			rounds = HBT_SPIN_LONG;
 			break;
 		default:

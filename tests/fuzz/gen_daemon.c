@@ -451,6 +451,41 @@ static void scen_gone(void)
 	put_scen(&s, "peer-gone");
 }
 
+/* A client that stops reading: its socket fills with replies (Control, Query with a kilobyte
+ * of metadata), then its fence completions pile up until it is dropped, and its events until
+ * they overflow. */
+static void scen_backpressure(void)
+{
+	static char meta[1025];
+	struct scen s = {0};
+
+	memset(meta, 'm', sizeof(meta) - 1);
+	hello(&s, HBT_CONN_HOST_A, HBP_ROLE_CLIENT);
+	hello(&s, HBT_CONN_HOST_B, HBP_ROLE_CLIENT);
+	attach(&s, HBT_CONN_HOST_B, 1, 0);
+	hello(&s, HBT_CONN_VM1_A, HBP_ROLE_CLIENT);
+	attach(&s, HBT_CONN_VM1_A, 1, 1 + HBT_PEER_A);
+	tl_create(&s, HBT_CONN_HOST_B);
+	alloc(&s, HBT_CONN_HOST_B, 1, 4096, 0);
+	export(&s, HBT_CONN_HOST_B, 1, meta);
+	op(&s, HBT_OP_MUTE | HBT_CONN_HOST_A);
+	op(&s, HBT_OP_MUTE | HBT_CONN_VM1_A);
+	for (unsigned i = 0; i < 300; i++) {
+		control(&s, HBT_CONN_HOST_A, HBP_CTL_STATUS);
+		query(&s, HBT_CONN_VM1_A, 1);
+	}
+	for (unsigned i = 1; i <= 10; i++) {
+		sync_open(&s, HBT_CONN_HOST_A, 1, i);
+		tl_signal(&s, HBT_CONN_HOST_B, 1, i, 0);
+		unexport(&s, HBT_CONN_HOST_B, i, 0);
+		export(&s, HBT_CONN_HOST_B, 1, "again");
+	}
+	op(&s, HBT_OP_SPIN);
+	op(&s, HBT_OP_MUTE | HBT_CONN_VM1_A);
+	op(&s, HBT_OP_SPIN);
+	put_scen(&s, "backpressure");
+}
+
 void hbt_gen_daemon(void)
 {
 	scen_share();
@@ -461,5 +496,6 @@ void hbt_gen_daemon(void)
 	scen_rules();
 	scen_quota();
 	scen_gone();
+	scen_backpressure();
 	hbp_bytes_free(&packed);
 }
