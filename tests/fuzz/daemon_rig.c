@@ -1,6 +1,7 @@
 /* hyperbufd in the fuzzer's process (see daemon_rig.h). */
 #include <dirent.h>
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -141,28 +142,31 @@ struct hbt_rig *hbt_rig_start(void)
 }
 
 /* Reads everything a peer was sent; the eventfds and the pool that come with it are closed.
- * Returns the first 16 bytes it read into first (if not NULL). */
-static void drain_peer(struct hbt_rig *r, unsigned k, uint8_t *first, size_t *got)
+ * The first 16 bytes go to first (if not NULL). Returns the bytes read (1 for a hang-up). */
+static size_t drain_peer(struct hbt_rig *r, unsigned k, uint8_t *first, size_t *got)
 {
 	uint8_t buf[512];
 	int fds[8];
 	unsigned nfds = 0;
+	size_t total = 0;
 	ssize_t n;
 
 	while (r->peer[k] >= 0) {
 		n = hbc_recv_fds(r->peer[k], buf, sizeof(buf), fds, &nfds, 8);
 		hbc_close_fds(fds, &nfds);
 		if (n == -EAGAIN)
-			return;
+			break;
 		if (n <= 0) {
 			/* The daemon dropped it (a peer it could not tell about another). */
 			close(r->peer[k]);
 			r->peer[k] = -1;
-			return;
+			return total + 1;
 		}
+		total += (size_t)n;
 		for (ssize_t i = 0; first && i < n && *got < 16; i++)
 			first[(*got)++] = buf[i];
 	}
+	return total;
 }
 
 /* Checks the whole units (frames, and markers on a VM channel) the daemon sent on connection k:
@@ -207,11 +211,13 @@ static void check_units(struct hbt_rig *r, unsigned k)
 	}
 }
 
-static void drain_conn(struct hbt_rig *r, unsigned k)
+/* Reads what the daemon sent on connection k; returns the bytes read (1 for a hang-up). */
+static size_t drain_conn(struct hbt_rig *r, unsigned k)
 {
 	struct hbp_bytes *b = &r->got[k];
 	int fds[8];
 	unsigned nfds = 0;
+	size_t total = 0;
 	ssize_t n;
 
 	while (r->conn[k] >= 0 && !r->mute[k]) {
@@ -221,25 +227,58 @@ static void drain_conn(struct hbt_rig *r, unsigned k)
 		/* The pool memfd of a host Attach: a client would map it. */
 		hbc_close_fds(fds, &nfds);
 		if (n == -EAGAIN)
-			return;
+			break;
 		if (n <= 0) {
 			/* The daemon ended the session. */
 			hbt_rig_hangup(r, k);
-			return;
+			return total + 1;
 		}
 		b->len += (size_t)n;
+		total += (size_t)n;
 		check_units(r, k);
 	}
+	return total;
 }
 
+/* Reads every connection and peer that has something: one poll, then only those. */
+static size_t drain_ready(struct hbt_rig *r)
+{
+	struct pollfd pfd[HBT_N_CONNS + HBT_N_PEERS];
+	unsigned who[HBT_N_CONNS + HBT_N_PEERS], n = 0;
+	size_t total = 0;
+
+	for (unsigned k = 0; k < HBT_N_CONNS; k++)
+		if (r->conn[k] >= 0 && !r->mute[k]) {
+			pfd[n] = (struct pollfd){.fd = r->conn[k], .events = POLLIN};
+			who[n++] = k;
+		}
+	for (unsigned k = 0; k < HBT_N_PEERS; k++)
+		if (r->peer[k] >= 0) {
+			pfd[n] = (struct pollfd){.fd = r->peer[k], .events = POLLIN};
+			who[n++] = HBT_N_CONNS + k;
+		}
+	if (poll(pfd, n, 0) <= 0)
+		return 0;
+	for (unsigned i = 0; i < n; i++) {
+		if (!pfd[i].revents)
+			continue;
+		if (who[i] < HBT_N_CONNS)
+			total += drain_conn(r, who[i]);
+		else
+			total += drain_peer(r, who[i] - HBT_N_CONNS, NULL, NULL);
+	}
+	return total;
+}
+
+/* The loop runs until it has nothing more to say, at most rounds times: a request is read in
+ * one round and its reply written in the next, so two rounds at least, and on while replies
+ * and events keep coming. */
 void hbt_rig_spin(struct hbt_rig *r, unsigned rounds)
 {
 	for (unsigned i = 0; i < rounds; i++) {
 		ev_run(r->d.loop, EVRUN_NOWAIT);
-		for (unsigned k = 0; k < HBT_N_CONNS; k++)
-			drain_conn(r, k);
-		for (unsigned k = 0; k < HBT_N_PEERS; k++)
-			drain_peer(r, k, NULL, NULL);
+		if (!drain_ready(r) && i >= 1)
+			break;
 	}
 }
 
@@ -282,6 +321,7 @@ static void conn_open(struct hbt_rig *r, unsigned k)
 
 	r->channel[k] = conn_domain[k] != 0;
 	r->mute[k] = false;
+	r->stuck[k] = false;
 	if (k == HBT_CONN_HOST_SOCK || k == HBT_CONN_VM2_SOCK) {
 		r->conn[k] = hbc_unix_connect(
 		    rig_path(r, k == HBT_CONN_HOST_SOCK ? "host.sock" : "vm2.sock"));
@@ -324,8 +364,16 @@ void hbt_rig_send(struct hbt_rig *r, unsigned k, const uint8_t *data, size_t len
 	struct msghdr mh = {.msg_iov = framed ? iov : iov + 1, .msg_iovlen = framed ? 2 : 1};
 	size_t left = (framed ? sizeof(head) : 0) + len;
 
-	/* A client that cannot write gives up after a while: the daemon stopped reading it. */
-	for (unsigned tries = 0; r->conn[k] >= 0 && left && tries < HBT_SPIN_LONG; tries++) {
+	/* A client that cannot write gives up after a while: the daemon stopped reading it (a
+	 * session being dropped), and its later writes are dropped at once, so that an input of
+	 * many small writes to it does not take seconds. */
+	if (r->stuck[k])
+		return;
+	for (unsigned tries = 0; r->conn[k] >= 0 && left; tries++) {
+		if (tries == HBT_SPIN_LONG) {
+			r->stuck[k] = true;
+			return;
+		}
 		ssize_t n = sendmsg(r->conn[k], &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (n < 0 && errno != EAGAIN && errno != EINTR)

@@ -27,6 +27,7 @@ struct hbt_rig {
 	int conn[HBT_N_CONNS]; /* the client end, -1 once hung up */
 	bool channel[HBT_N_CONNS];
 	bool mute[HBT_N_CONNS];            /* not read until unmuted */
+	bool stuck[HBT_N_CONNS];           /* the daemon stopped reading it: writes are dropped */
 	struct hbp_bytes got[HBT_N_CONNS]; /* what the daemon sent, not yet a whole unit */
 	int peer[HBT_N_PEERS];             /* the emulated QEMU's end, -1 once gone */
 };

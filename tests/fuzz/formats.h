@@ -20,7 +20,8 @@
  *   HBT_OP_PEER_GONE | k: ivshmem peer k hangs up (its QEMU went away)
  *   HBT_OP_MUTE | k: the harness stops reading connection k, or starts again
  *   HBT_OP_SPIN: the harness sleeps HBT_SPIN_SLEEP_US, then the loop runs HBT_SPIN_LONG rounds
- *       instead of HBT_SPIN_SHORT (so that timers of a millisecond fire)
+ *       instead of HBT_SPIN_SHORT (so that timers of a millisecond fire); only the first
+ *       HBT_SPIN_BUDGET of an input do, the others are skipped
  * Any other op is skipped. A length running past the end is cut to what is there.
  */
 #define HBT_OP_KIND(op)   ((op)&0xe0u)
@@ -34,6 +35,7 @@
 #define HBT_SPIN_SHORT    4
 #define HBT_SPIN_LONG     64
 #define HBT_SPIN_SLEEP_US 1100
+#define HBT_SPIN_BUDGET   32
 
 /* The connections every input starts with: socketpairs handed to hbd_session_new, and two
  * that come in through the daemon's own listening sockets. */

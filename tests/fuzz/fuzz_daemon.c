@@ -38,6 +38,9 @@ static size_t take_len(const uint8_t *data, size_t size, size_t *pos)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	/* Long turns an input may take: an input of nothing but HBT_OP_SPIN must still take
+	 * milliseconds, not seconds (libFuzzer's inputs grow to the largest seed's size). */
+	unsigned long_turns = HBT_SPIN_BUDGET;
 	size_t pos = 0, len;
 
 	hbt_rig_begin(rig);
@@ -63,8 +66,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			hbt_rig_mute(rig, arg % HBT_N_CONNS);
 			break;
 		case HBT_OP_SPIN:
-			/* Long enough for a timer of a millisecond (a delayed unexport) to be due.
-			 */
+			if (!long_turns)
+				break;
+			long_turns--;
+			/* Time enough for a delayed unexport of 1 ms to be due. */
 			usleep(HBT_SPIN_SLEEP_US);
 			rounds = HBT_SPIN_LONG;
 			break;
