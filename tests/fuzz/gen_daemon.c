@@ -486,6 +486,22 @@ static void scen_backpressure(void)
 	put_scen(&s, "backpressure");
 }
 
+/* A host client that does not read gets the pool fd of its Attach queued behind a full socket,
+ * then hangs up: the fd must be closed with the session (the rig counts descriptors). */
+static void scen_fd_queued(void)
+{
+	struct scen s = {0};
+
+	hello(&s, HBT_CONN_HOST_A, HBP_ROLE_CLIENT);
+	op(&s, HBT_OP_MUTE | HBT_CONN_HOST_A);
+	for (unsigned i = 0; i < 300; i++)
+		control(&s, HBT_CONN_HOST_A, HBP_CTL_STATS);
+	attach(&s, HBT_CONN_HOST_A, 1, 0);
+	attach(&s, HBT_CONN_HOST_A, 3, 0);
+	op(&s, HBT_OP_HANGUP | HBT_CONN_HOST_A);
+	put_scen(&s, "fd-queued");
+}
+
 void hbt_gen_daemon(void)
 {
 	scen_share();
@@ -497,5 +513,6 @@ void hbt_gen_daemon(void)
 	scen_quota();
 	scen_gone();
 	scen_backpressure();
+	scen_fd_queued();
 	hbp_bytes_free(&packed);
 }
