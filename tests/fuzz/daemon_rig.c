@@ -12,6 +12,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <sanitizer/common_interface_defs.h>
+
 #include "common/config.h"
 #include "common/log.h"
 #include "common/sock.h"
@@ -47,6 +49,25 @@ static struct hbt_rig rig;
 static bool deterministic;
 static bool verbose; /* HB_FUZZ_VERBOSE: print what the daemon answers (for writing seeds) */
 
+/* The rig's folder and its sockets go, whatever state the daemon is in: when a sanitizer or an
+ * oracle stops the process, nothing else removes them. */
+static void remove_folder(void)
+{
+	char path[sizeof(rig.dir) + 256 + 2];
+	struct dirent *e;
+	DIR *dir = opendir(rig.dir);
+
+	while (dir && (e = readdir(dir))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", rig.dir, e->d_name);
+		unlink(path);
+	}
+	if (dir)
+		closedir(dir);
+	rmdir(rig.dir);
+}
+
 static void __attribute__((noreturn, format(printf, 1, 2))) dirty(const char *fmt, ...)
 {
 	va_list ap;
@@ -56,6 +77,7 @@ static void __attribute__((noreturn, format(printf, 1, 2))) dirty(const char *fm
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "\n");
+	remove_folder();
 	abort();
 }
 
@@ -90,29 +112,25 @@ static int count_fds(void)
 
 static void rig_stop(void)
 {
-	char path[128];
-
 	hbd_server_stop(&rig.d);
 	ev_loop_destroy(rig.d.loop);
 	hbc_config_free(rig.d.cfg);
-	/* The listeners unlink their sockets; the folder is empty again. */
-	snprintf(path, sizeof(path), "%s", rig.dir);
-	rmdir(path);
+	remove_folder();
 }
 
 struct hbt_rig *hbt_rig_start(void)
 {
 	const char *level = getenv("HB_FUZZ_LOG");
-
-	verbose = getenv("HB_FUZZ_VERBOSE") != NULL;
 	char text[2048], err[512];
 	const char *dir;
 
+	verbose = getenv("HB_FUZZ_VERBOSE") != NULL;
 	strcpy(rig.dir, "/tmp/hbfuzz.XXXXXX");
 	if (!mkdtemp(rig.dir)) {
 		perror("mkdtemp");
 		exit(1);
 	}
+	__sanitizer_set_death_callback(remove_folder);
 	dir = rig.dir;
 	snprintf(text, sizeof(text), rig_config, dir, dir, dir, dir, dir, dir, dir);
 	rig.d.cfg = hbd_config_load_string(text, rig.dir, err, sizeof(err));

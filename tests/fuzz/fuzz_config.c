@@ -14,6 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sanitizer/common_interface_defs.h>
+
 #include "common/config.h"
 #include "common/log.h"
 #include "daemon/config.h"
@@ -21,21 +23,23 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FAIL(...)                                                                                  \
-	do {                                                                                       \
-		fprintf(stderr, "fuzz_config: " __VA_ARGS__);                                      \
-		fprintf(stderr, "\n");                                                             \
-		abort();                                                                           \
-	} while (0)
-
 static char dir[] = "/tmp/hbfuzz-config.XXXXXX";
 static char file[sizeof(dir) + 16];
 
+/* Also when a sanitizer or an oracle stops the process. */
 static void cleanup(void)
 {
 	unlink(file);
 	rmdir(dir);
 }
+
+#define FAIL(...)                                                                                  \
+	do {                                                                                       \
+		fprintf(stderr, "fuzz_config: " __VA_ARGS__);                                      \
+		fprintf(stderr, "\n");                                                             \
+		cleanup();                                                                         \
+		abort();                                                                           \
+	} while (0)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -45,6 +49,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	}
 	snprintf(file, sizeof(file), "%s/fuzz.conf", dir);
 	atexit(cleanup);
+	__sanitizer_set_death_callback(cleanup);
 	/* The loader logs nothing itself, but keep it quiet should it start to. */
 	hbc_log_set_level(HBC_LOG_SILENT);
 	return 0;
