@@ -502,6 +502,61 @@ static void scen_fd_queued(void)
 	put_scen(&s, "fd-queued");
 }
 
+/* A guest process that leaves everything behind: vm1 owns a timeline the host waits on and a
+ * buffer the host imported with a fence on it; the next process's resync marker ends all of it
+ * (the wait fails with EPIPE, the import outlives its exporter), and a new Hello does it once
+ * more. */
+static void scen_restart(void)
+{
+	struct scen s = {0};
+
+	hello(&s, HBT_CONN_HOST_A, HBP_ROLE_CLIENT);
+	attach(&s, HBT_CONN_HOST_A, 1, 0);
+	hello(&s, HBT_CONN_VM1_A, HBP_ROLE_CLIENT);
+	attach(&s, HBT_CONN_VM1_A, 1, 1 + HBT_PEER_A);
+	tl_create(&s, HBT_CONN_VM1_A);
+	sync_open(&s, HBT_CONN_HOST_A, 1, 3);
+	alloc(&s, HBT_CONN_VM1_A, 0, 5000, HB_BUFFER_PEER_WRITABLE);
+	export(&s, HBT_CONN_VM1_A, 2, "restart");
+	fence_attach(&s, HBT_CONN_VM1_A, 1, 1, 3, HB_ACCESS_WRITE);
+	import(&s, HBT_CONN_HOST_A, 1, HB_IMPORT_WRITE);
+	unexport(&s, HBT_CONN_VM1_A, 1, 1000);
+	marker(&s, HBT_CONN_VM1_A, HBP_PROTOCOL_VERSION, 0x44);
+	s.id[HBT_CONN_VM1_A] = 0;
+	hello(&s, HBT_CONN_VM1_A, HBP_ROLE_CLIENT);
+	attach(&s, HBT_CONN_VM1_A, 1, 1 + HBT_PEER_A);
+	cpu_access(&s, HBT_CONN_HOST_A, 1, HB_ACCESS_WRITE);
+	tl_create(&s, HBT_CONN_VM1_A);
+	sync_open(&s, HBT_CONN_HOST_A, 2, 1);
+	hello(&s, HBT_CONN_VM1_A, HBP_ROLE_CLIENT);
+	release(&s, HBT_CONN_HOST_A, 3);
+	put_scen(&s, "restart-with-state");
+}
+
+/* vm2's QEMU goes while vm2 owns a timeline others wait on and a buffer vm1 imported. */
+static void scen_gone_fences(void)
+{
+	struct scen s = {0};
+
+	hello(&s, HBT_CONN_VM2, HBP_ROLE_CLIENT);
+	attach(&s, HBT_CONN_VM2, 2, 1 + HBT_PEER_B_VM2);
+	attach(&s, HBT_CONN_VM2, 3, 1 + HBT_PEER_C);
+	hello(&s, HBT_CONN_VM1_A, HBP_ROLE_CLIENT);
+	attach(&s, HBT_CONN_VM1_A, 2, 1 + HBT_PEER_B_VM1);
+	hello(&s, HBT_CONN_HOST_B, HBP_ROLE_CLIENT);
+	tl_create(&s, HBT_CONN_VM2);
+	sync_open(&s, HBT_CONN_VM1_A, 1, 1);
+	sync_open(&s, HBT_CONN_HOST_B, 1, 2);
+	alloc(&s, HBT_CONN_VM2, 1, 8192, 0);
+	export(&s, HBT_CONN_VM2, 3, "gone");
+	import(&s, HBT_CONN_VM1_A, 1, 0);
+	op(&s, HBT_OP_PEER_GONE | HBT_PEER_B_VM2);
+	op(&s, HBT_OP_PEER_GONE | HBT_PEER_C);
+	query(&s, HBT_CONN_VM1_A, 1);
+	release(&s, HBT_CONN_VM1_A, 4);
+	put_scen(&s, "gone-with-fences");
+}
+
 void hbt_gen_daemon(void)
 {
 	scen_share();
@@ -514,5 +569,7 @@ void hbt_gen_daemon(void)
 	scen_gone();
 	scen_backpressure();
 	scen_fd_queued();
+	scen_restart();
+	scen_gone_fences();
 	hbp_bytes_free(&packed);
 }
