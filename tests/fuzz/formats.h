@@ -19,9 +19,11 @@
  *   HBT_OP_HANGUP | k: connection k hangs up
  *   HBT_OP_PEER_GONE | k: ivshmem peer k hangs up (its QEMU went away)
  *   HBT_OP_MUTE | k: the harness stops reading connection k, or starts again
- *   HBT_OP_SPIN: the harness sleeps HBT_SPIN_SLEEP_US, then the loop runs HBT_SPIN_LONG rounds
- *       instead of HBT_SPIN_SHORT (so that timers of a millisecond fire); only the first
- *       HBT_SPIN_BUDGET of an input do, the others are skipped
+ *   HBT_OP_SPIN: the harness sleeps HBT_SPIN_SLEEP_US (so that timers of a millisecond are
+ *       due), then the loop turns up to HBT_SPIN_LONG rounds; only the first HBT_SPIN_BUDGET
+ *       of an input do, the others are skipped
+ * After each record the loop turns until it is quiet (no more bytes come back), at most
+ * HBT_SPIN_SHORT rounds.
  * Any other op is skipped. A length running past the end is cut to what is there.
  */
 #define HBT_OP_KIND(op)   ((op)&0xe0u)
