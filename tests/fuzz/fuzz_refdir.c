@@ -200,6 +200,12 @@ static void check_canonical(struct fake *f, const struct hbp_refdir *d)
 			FAIL("data ref %u is a directory ref", out[i]);
 }
 
+/* Pages spanned, in arithmetic that cannot overflow (the oracle for hbp_refdir_span). */
+static unsigned __int128 exact_span(uint64_t size, uint32_t first_offset)
+{
+	return ((unsigned __int128)size + first_offset + HBP_PAGE_SIZE - 1) / HBP_PAGE_SIZE;
+}
+
 /* The directory a packed BufferDesc names; false if the desc is refused. */
 static bool from_desc(const uint8_t *data, size_t len, struct hbp_refdir *d)
 {
@@ -214,7 +220,7 @@ static bool from_desc(const uint8_t *data, size_t len, struct hbp_refdir *d)
 		if (back.group != in->group || back.root_ref != in->root_ref ||
 		    back.depth != in->depth || back.pages != in->pages ||
 		    back.first_offset != in->first_offset || back.size != in->size ||
-		    d->pages != hbp_refdir_span(d->size, d->first_offset))
+		    d->pages != exact_span(d->size, d->first_offset))
 			FAIL("a BufferDesc and its directory differ");
 	}
 	buffer_desc__free_unpacked(in, NULL);
