@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -557,6 +558,71 @@ static void scen_gone_fences(void)
 	put_scen(&s, "gone-with-fences");
 }
 
+/* A buffer's reservation: fences replaced and appended until it is full, a reader's and a
+ * writer's CPU access; a timeline that fails more ranges than it remembers, and late openers
+ * of points it passed. */
+static void scen_reservations(void)
+{
+	struct scen s = {0};
+
+	hello(&s, HBT_CONN_HOST_A, HBP_ROLE_CLIENT);
+	attach(&s, HBT_CONN_HOST_A, 1, 0);
+	hello(&s, HBT_CONN_VM1_A, HBP_ROLE_CLIENT);
+	attach(&s, HBT_CONN_VM1_A, 1, 1 + HBT_PEER_A);
+	alloc(&s, HBT_CONN_HOST_A, 1, 4096, 0);
+	export(&s, HBT_CONN_HOST_A, 1, "resv");
+	tl_create(&s, HBT_CONN_HOST_A);
+	tl_create(&s, HBT_CONN_VM1_A);
+	fence_attach(&s, HBT_CONN_HOST_A, 1, 2, 5, HB_ACCESS_READ);
+	fence_attach(&s, HBT_CONN_VM1_A, 1, 2, 6, HB_ACCESS_WRITE | HB_ACCESS_READ);
+	for (unsigned i = 0; i < 34; i++)
+		fence_attach(&s, HBT_CONN_HOST_A, 1, 1, 100 - i, HB_ACCESS_WRITE);
+	cpu_access(&s, HBT_CONN_VM1_A, 1, HB_ACCESS_READ);
+	cpu_access(&s, HBT_CONN_HOST_A, 1, HB_ACCESS_WRITE);
+	tl_signal(&s, HBT_CONN_HOST_A, 1, 90, 0);
+	fence_attach(&s, HBT_CONN_HOST_A, 1, 1, 200, HB_ACCESS_WRITE);
+	for (unsigned i = 1; i <= 70; i++)
+		tl_signal(&s, HBT_CONN_VM1_A, 2, 10 + 2 * i, i % 3 ? EIO : 0);
+	for (unsigned i = 0; i < 4; i++)
+		sync_open(&s, HBT_CONN_HOST_A, 2, 1 + 37 * i);
+	tl_signal(&s, HBT_CONN_VM1_A, 2, UINT64_MAX, ECANCELED);
+	sync_open(&s, HBT_CONN_HOST_A, 2, UINT64_MAX);
+	put_scen(&s, "reservations");
+}
+
+/* Export and import rules: flags, metadata over the limit, a write import of a read-only
+ * buffer, a pending unexport seen by query and control, the pages quota across two pools. */
+static void scen_export_rules(void)
+{
+	static char big[2000];
+	struct scen s = {0};
+	CLIENT(m, export, CLIENT_MSG__BODY_EXPORT, Export, EXPORT__INIT);
+
+	memset(big, 'b', sizeof(big) - 1);
+	hello(&s, HBT_CONN_HOST_A, HBP_ROLE_CLIENT);
+	attach(&s, HBT_CONN_HOST_A, 1, 0);
+	attach(&s, HBT_CONN_HOST_A, 3, 0);
+	hello(&s, HBT_CONN_VM1_A, HBP_ROLE_CLIENT);
+	attach(&s, HBT_CONN_VM1_A, 1, 1 + HBT_PEER_A);
+	alloc(&s, HBT_CONN_HOST_A, 1, 4096, 0);
+	m_body.buffer = 1;
+	m_body.flags = 1;
+	frame(&s, HBT_CONN_HOST_A, &m);
+	export(&s, HBT_CONN_HOST_A, 1, big);
+	export(&s, HBT_CONN_HOST_A, 1, "ok");
+	import(&s, HBT_CONN_VM1_A, 1, HB_IMPORT_WRITE);
+	unexport(&s, HBT_CONN_HOST_A, 1, 60000);
+	query(&s, HBT_CONN_VM1_A, 1);
+	import(&s, HBT_CONN_VM1_A, 1, 0);
+	control(&s, HBT_CONN_HOST_A, HBP_CTL_EXPORTS);
+	export(&s, HBT_CONN_HOST_A, 1, "again");
+	unexport(&s, HBT_CONN_VM1_A, 1, 0);
+	alloc(&s, HBT_CONN_HOST_A, 1, 200 * 4096, 0);
+	alloc(&s, HBT_CONN_HOST_A, 3, 200 * 4096, 0);
+	control(&s, HBT_CONN_HOST_A, HBP_CTL_DOMAINS);
+	put_scen(&s, "export-rules");
+}
+
 void hbt_gen_daemon(void)
 {
 	scen_share();
@@ -571,5 +637,7 @@ void hbt_gen_daemon(void)
 	scen_fd_queued();
 	scen_restart();
 	scen_gone_fences();
+	scen_reservations();
+	scen_export_rules();
 	hbp_bytes_free(&packed);
 }
