@@ -1,8 +1,8 @@
 #!/bin/sh
 # Runs the fuzz targets (docs/FUZZING.md), in one of two ways:
-#   tests/fuzz/run.sh fuzz BUILD SECONDS TARGET...  each target fuzzes for SECONDS, starting from
-#       a copy of its seeds and saved crashes in BUILD/run/TARGET/corpus (the tree is never
-#       written); what it finds stays there, a failing input goes to BUILD/run/TARGET/
+#   tests/fuzz/run.sh fuzz BUILD SECONDS TARGET...  each target fuzzes for SECONDS from a copy of
+#       its seeds and saved crashes in BUILD/run/TARGET/corpus (the tree is never written),
+#       with what earlier runs found there; a failing input goes to BUILD/run/TARGET/
 #   tests/fuzz/run.sh regress BUILD TARGET...       every seed and saved crash once, no fuzzing
 # BUILD holds the binaries, BUILD/fuzz_TARGET. A crash, a leak, a timeout, a sanitizer report or
 # an oracle's abort fails the target, naming the input and the command that replays it.
@@ -62,7 +62,10 @@ report() {
 fuzz_one() {
 	t=$1 bin=$build/fuzz_$1
 	dir=$build/run/$t
-	rm -rf "$dir" && mkdir -p "$dir/corpus" || return 1
+	# What earlier runs found stays in the scratch corpus and is fuzzed on; their failing
+	# inputs and logs go.
+	rm -f "$dir"/crash-* "$dir"/leak-* "$dir"/timeout-* "$dir"/oom-* "$dir/log"
+	mkdir -p "$dir/corpus" || return 1
 	inputs "$t" | while IFS= read -r f; do cp "$f" "$dir/corpus/"; done
 	dict=
 	[ -f "$root/tests/fuzz/$t.dict" ] && dict="-dict=$root/tests/fuzz/$t.dict"
