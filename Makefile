@@ -336,8 +336,8 @@ fuzz-regress:
 
 # Rewrites the generated seeds in tests/fuzz/corpus/ (and copies the shipped configs there):
 # after a protocol change, then commit what changed.
-$(B)/tests/fuzz/gen_corpus: $(call obj,tests/fuzz/gen_corpus.c tests/fuzz/gen_daemon.c) \
-		$(PROTO_OBJ) $(COMMON_OBJ)
+$(B)/tests/fuzz/gen_corpus: $(call obj,tests/fuzz/gen_corpus.c tests/fuzz/gen_client.c \
+		tests/fuzz/gen_daemon.c) $(PROTO_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(LDFLAGS)
 fuzz-corpus: $(B)/tests/fuzz/gen_corpus
@@ -384,5 +384,5 @@ format:
 clean:
 	rm -rf build
 
-.PHONY: all house tests check check-unit check-kvm check-xen run bench install uninstall format clean \
-	fuzz fuzz-regress fuzz-targets fuzz-targets-if-clang fuzz-corpus
+.PHONY: all house tests check check-unit check-kvm check-xen run bench install uninstall format \
+	clean fuzz fuzz-regress fuzz-targets fuzz-targets-if-clang fuzz-corpus
