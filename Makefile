@@ -8,6 +8,8 @@
 #   make check-xen  only the Xen cases: Xen 4.17 with a dom0 and two domUs under QEMU TCG
 #   make bench      benchmarks, printed as ratios against a baseline measured in the same run
 #                   (with GStreamer: hyperbufsink ! hyperbufsrc against shmsink ! shmsrc, tcp)
+#   make fuzz       the libFuzzer targets (clang), each FUZZ_SECONDS (10) from its seed corpus
+#   make fuzz-regress  every seed and every saved crash once through its target (make check too)
 #   make install    PREFIX=/usr/local DESTDIR=  (the GStreamer plugin into GST_PLUGINDIR,
 #                   GStreamer's own plugin folder by default)
 #   make clean
@@ -44,6 +46,15 @@ LDSAN := -fsanitize=address,undefined
 endif
 LDFLAGS ?=
 
+# FUZZ=1 is for the fuzz targets' own build (make fuzz runs it with CC=clang into $(B)/fuzz):
+# the product's objects with libFuzzer's coverage hooks, ASan and UBSan. docs/FUZZING.md.
+FUZZ      ?= 0
+ifeq ($(FUZZ),1)
+ALL_CFLAGS += -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=all
+LDFUZZ := -fsanitize=fuzzer,address,undefined
+endif
+
 # WITH_XEN=1 builds the Xen backend into hyperbufd and the Xen paths (xen: address, grant-based
 # buffers) into libhyperbuf. Default: on when libxen-dev's pkg-config files are installed.
 ifeq ($(origin WITH_XEN),undefined)
@@ -58,7 +69,7 @@ XEN_PC_REQUIRES := xengnttab xenevtchn xenstore
 endif
 
 # The knobs that change what an object file contains; a change rebuilds everything.
-KNOBS := SAN=$(SAN) WITH_XEN=$(WITH_XEN)
+KNOBS := SAN=$(SAN) WITH_XEN=$(WITH_XEN)$(if $(filter 1,$(FUZZ)), FUZZ=1)
 KNOBS_STAMP := $(B)/.knobs
 $(shell mkdir -p $(B) && { [ "$$(cat $(KNOBS_STAMP) 2>/dev/null)" = "$(KNOBS)" ] || \
 	echo "$(KNOBS)" > $(KNOBS_STAMP); })
@@ -122,6 +133,9 @@ PROTO_OBJ  := $(call obj,$(PROTO_SRC)) $(B)/obj/gen/protocol/hyperbuf.pb-c.o
 COMMON_OBJ := $(call obj,$(COMMON_SRC))
 LIB_OBJ    := $(call obj,$(LIB_SRC))
 DAEMON_OBJ := $(call obj,$(DAEMON_SRC)) $(B)/obj/gen/daemon/state.pb-c.o
+# hyperbufd without its main(): what runs the daemon in another program's process (the fuzz
+# target tests/fuzz/fuzz_daemon.c).
+DAEMON_CORE_OBJ := $(filter-out $(B)/obj/daemon/main.o,$(DAEMON_OBJ))
 
 # The config loader, linked by hyperbufd and also by the demo and test_unit_config.
 DAEMON_CONFIG_OBJ := $(call obj,$(CONFIG_SRC))
@@ -359,7 +373,7 @@ $(XEN_SCRIPTS): $(B)/tests/xen/%: tests/xen/%
 	cp $< $@
 
 tests: all $(TEST_BINS) $(HOLDER_BINS) $(B)/bench $(B)/bench-vm $(XEN_PEER) $(XEN_SCRIPTS) \
-	$(B)/kvm/initramfs.cpio.gz gst-tests
+	$(B)/kvm/initramfs.cpio.gz gst-tests fuzz-targets-if-clang
 
 # The house checks, before anything is built: the floors (every include goes down or stays in its
 # folder) and the sizes (no product file over 600 lines, no function over 100).
@@ -384,6 +398,60 @@ check-kvm:
 check-xen:
 	$(MAKE) SAN=1 B=build/asan tests
 	sh tests/run-tests.sh build/asan 'test_sh_xen'
+
+# ---- fuzzing (docs/FUZZING.md) ------------------------------------------------------------
+# One libFuzzer target per subject: tests/fuzz/fuzz_NAME.c, seeds in tests/fuzz/corpus/NAME/,
+# saved crashes in tests/fuzz/regress/NAME/. They are built by a make of their own (FUZZ=1,
+# clang, WITH_XEN=0: the Xen host backend needs a hypervisor; its pure checks are a target) into
+# $(B)/fuzz, whenever clang and its libFuzzer runtime are installed (tests/fuzz/have-clang.sh).
+FUZZ_TARGETS := frame refdir config desc daemon
+FUZZ_SECONDS ?= 10
+FUZZ_BINS    := $(patsubst %,$(B)/fuzz_%,$(FUZZ_TARGETS))
+FUZZ_MAKE     = $(MAKE) --no-print-directory FUZZ=1 SAN=0 WITH_XEN=0 CC=clang B=$(B)/fuzz \
+	fuzz-targets
+
+$(FUZZ_BINS): $(B)/fuzz_%: $(call obj,tests/fuzz/fuzz_%.c) $(PROTO_OBJ) $(COMMON_OBJ)
+	$(CC) $(LDFUZZ) -o $@ $^ $(FUZZ_LIBS_$*) $(shell pkg-config --libs libprotobuf-c) $(LDFLAGS)
+$(B)/fuzz_config: $(DAEMON_CONFIG_OBJ)
+$(B)/fuzz_desc: $(call obj,$(XEN_PURE))
+$(B)/fuzz_daemon: $(call obj,tests/fuzz/daemon_rig.c) $(DAEMON_CORE_OBJ)
+FUZZ_LIBS_config := -linih
+FUZZ_LIBS_daemon := -lev -linih
+
+ifeq ($(FUZZ),1)
+fuzz-targets: $(FUZZ_BINS)
+else
+fuzz-targets:
+	@echo "fuzz-targets is the FUZZ=1 build of make fuzz: run make fuzz"; exit 2
+endif
+
+fuzz-targets-if-clang:
+	+@if reason=$$(sh tests/fuzz/have-clang.sh); then $(FUZZ_MAKE); \
+	else echo "fuzz targets not built: $$reason"; fi
+
+# Each target for FUZZ_SECONDS from a copy of its corpus and saved crashes; a crash, leak or
+# timeout fails it, naming the input that did it.
+fuzz:
+	@reason=$$(sh tests/fuzz/have-clang.sh) || { echo "make fuzz: $$reason"; exit 1; }
+	+@$(FUZZ_MAKE)
+	sh tests/fuzz/run.sh fuzz $(B)/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# No fuzzing: every seed and saved crash once through its target (tests/test_sh_fuzz.sh does the
+# same for make check).
+fuzz-regress:
+	+@if reason=$$(sh tests/fuzz/have-clang.sh); then $(FUZZ_MAKE) && \
+		sh tests/fuzz/run.sh regress $(B)/fuzz $(FUZZ_TARGETS); \
+	else echo "SKIP: fuzz-regress: $$reason"; fi
+
+# Rewrites the generated seeds in tests/fuzz/corpus/ (and copies the shipped configs there):
+# after a protocol change, then commit what changed.
+$(B)/tests/fuzz/gen_corpus: $(call obj,tests/fuzz/gen_corpus.c tests/fuzz/gen_client.c \
+		tests/fuzz/gen_daemon.c) $(PROTO_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(LDFLAGS)
+fuzz-corpus: $(B)/tests/fuzz/gen_corpus
+	$(B)/tests/fuzz/gen_corpus tests/fuzz/corpus
+	cp configs/*.conf tests/fuzz/corpus/config/
 
 # ---- run and bench ---------------------------------------------------------------------
 run: all
@@ -440,4 +508,6 @@ format:
 clean:
 	rm -rf build
 
-.PHONY: gst-plugin gst-tests all house tests check check-unit check-kvm check-xen run bench install uninstall format clean
+.PHONY: gst-plugin gst-tests all house tests check check-unit check-kvm check-xen run bench \
+	install uninstall format clean fuzz fuzz-regress fuzz-targets fuzz-targets-if-clang \
+	fuzz-corpus

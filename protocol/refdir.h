@@ -28,10 +28,12 @@ struct hbp_refdir {
 };
 
 /* Data pages a buffer of size bytes spans when it starts first_offset bytes into its first
- * page: the one formula for a descriptor's page count. */
+ * page: the one formula for a descriptor's page count. Exact for every size a peer can write:
+ * first_offset + size would wrap past 2^64 and make a huge size span one page. */
 static inline uint64_t hbp_refdir_span(uint64_t size, uint32_t first_offset)
 {
-	return (first_offset + size + HBP_PAGE_SIZE - 1) / HBP_PAGE_SIZE;
+	return size / HBP_PAGE_SIZE +
+	       (size % HBP_PAGE_SIZE + first_offset + HBP_PAGE_SIZE - 1) / HBP_PAGE_SIZE;
 }
 
 /* Smallest depth for n data pages (1..3), or -EFBIG if n is 0 or over 2^30. */

@@ -207,4 +207,11 @@ TEST(desc_checks)
 	/* nothing */
 	d = desc_for(100, 0);
 	CHECK_EQ(hbx_desc_check(&d, 0), -EINVAL);
+	/* a size so large that size + offset wraps: it spans 2^52 pages, not one (found by
+	 * fuzz_desc, tests/fuzz/regress/desc/) */
+	d = desc_for(100, 0);
+	d.size = UINT64_MAX;
+	d.first_offset = 256;
+	CHECK_EQ(hbp_refdir_span(UINT64_MAX, 256), (1ull << 52) + 1);
+	CHECK_EQ(hbx_desc_check(&d, UINT64_MAX), -EINVAL);
 }
