@@ -92,6 +92,21 @@ static void step_wait(int fd, char step)
 		fail(__LINE__, "step '%c' where '%c' was due", got, step);
 }
 
+/* Whether the daemon's log says "ready": it says so once every door listens (hyperbufd(8)). A
+ * socket file alone is not enough: the doors are bound one after another. */
+static bool daemon_ready(void)
+{
+	char line[512];
+	bool ready = false;
+	FILE *f = fopen(DIR "/hyperbufd.log", "r");
+
+	while (f && !ready && fgets(line, sizeof(line), f))
+		ready = strstr(line, " ready: ") != NULL;
+	if (f)
+		fclose(f);
+	return ready;
+}
+
 static pid_t daemon_start(void)
 {
 	FILE *f;
@@ -110,7 +125,7 @@ static pid_t daemon_start(void)
 		execl("/hyperbufd", "hyperbufd", "-c", DIR "/hb.conf", (char *)NULL);
 		_exit(127);
 	}
-	for (int i = 0; access(DIR "/host.sock", F_OK) != 0; i++) {
+	for (int i = 0; !daemon_ready(); i++) {
 		if (i > 200)
 			fail(__LINE__, "hyperbufd did not start");
 		sleep_ms(50);
