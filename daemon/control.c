@@ -107,6 +107,8 @@ static int add_stats(struct hbd *d, ControlReply *r)
 	put_stat(&l, "fence_sessions_dropped", s->fence_sessions_dropped);
 	put_stat(&l, "refused_credentials", s->refused_credentials);
 	put_stat(&l, "refused_limits", s->refused_limits);
+	put_stat(&l, "loop_turns", s->loop_turns);
+	put_stat(&l, "write_waits", s->write_waits);
 	put_stat(&l, "ctl_list_truncated", d->ctl_truncated);
 	hbd_state_stats(d, &commits, &compactions);
 	put_stat(&l, "state_kept", hbd_state_on(d));

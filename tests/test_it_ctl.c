@@ -18,6 +18,7 @@ static const char *const stat_keys[] = {
     "pool.a.pages_used", "pool.a.pages_total",
     "pool.b.pages_used", "pool.b.pages_total",
     "pool.c.pages_used", "pool.c.pages_total",
+    "loop_turns",        "write_waits",
 };
 
 struct share {
