@@ -345,7 +345,9 @@ struct hb_sync *hb_sync_merge(struct hb_sync *a, struct hb_sync *b);
  * would clear it). It never reports POLLERR for a fence error; ask hb_sync_status. The library
  * writes it when it learns of the completion, which happens inside library calls on the client
  * (hb_dispatch, hb_sync_wait, hb_sync_status, any blocking call): an event loop that polls sync
- * fds must also poll hb_get_fd() and call hb_dispatch(). Valid until hb_sync_close.
+ * fds must also poll hb_get_fd() and call hb_dispatch(). Valid until hb_sync_close. The
+ * eventfd is made by the first call (a handle only waited on costs no descriptor); later
+ * calls return the same one. Errors: EINVAL (NULL or closed), EMFILE/ENFILE/ENOMEM.
  */
 int hb_sync_fd(const struct hb_sync *s);
 

@@ -26,8 +26,12 @@ static int wait_io(struct hb_client *c, short extra, int timeout_ms)
 	/* A vchan's event channel never says "writable": room shows up as an input event. */
 	if (c->conn.tp.ops->pollout)
 		pfd[0].events |= extra;
-	if (poll(pfd, n, timeout_ms) < 0 && errno != EINTR)
-		return -errno;
+	if (poll(pfd, n, timeout_ms) < 0) {
+		if (errno != EINTR)
+			return -errno;
+		return 0;
+	}
+	hbl_polled(c, pfd, n);
 	return 0;
 }
 
@@ -57,20 +61,23 @@ static int send_all(struct hb_client *c)
 }
 
 /* No timeout: the daemon answers every request, and a broken connection ends the wait
- * through the pump. */
+ * through the pump. It polls first: after a send, a reply cannot be there yet unless the
+ * transport shows it (a whole frame already read is handled at once). */
 static int wait_reply(struct hb_client *c, struct hbl_request *q)
 {
 	int r;
 
 	for (;;) {
+		if (!q->done && !hbl_conn_has_frame(&c->conn)) {
+			r = wait_io(c, 0, HBL_WAIT_SLICE_MS);
+			if (r < 0)
+				return r;
+		}
 		r = c->calls.pump(c, HBL_DISPATCH_BATCH);
 		if (r < 0)
 			return r;
 		if (q->done)
 			return 0;
-		r = wait_io(c, 0, HBL_WAIT_SLICE_MS);
-		if (r < 0)
-			return r;
 	}
 }
 
@@ -83,13 +90,20 @@ static uint32_t next_id(struct hbl_calls *calls)
 	return id;
 }
 
-static void forget(struct hbl_calls *calls, struct hbl_request *q)
+/* With more than one reply outstanding, whose fds came in is only clear frame by frame. */
+static void set_exact(struct hb_client *c)
+{
+	c->conn.exact = c->calls.pending && c->calls.pending->next;
+}
+
+static void forget(struct hb_client *c, struct hbl_request *q)
 {
 	struct hbl_request **pp;
 
-	for (pp = &calls->pending; *pp != q; pp = &(*pp)->next)
+	for (pp = &c->calls.pending; *pp != q; pp = &(*pp)->next)
 		;
 	*pp = q->next;
+	set_exact(c);
 }
 
 int hbl_call(struct hb_client *c, ClientMsg *msg, ServerMsg__BodyCase want, struct hbb_reply *reply)
@@ -117,10 +131,11 @@ int hbl_call(struct hb_client *c, ClientMsg *msg, ServerMsg__BodyCase want, stru
 	}
 	q.next = c->calls.pending;
 	c->calls.pending = &q;
+	set_exact(c);
 	r = send_all(c);
 	if (r == 0)
 		r = wait_reply(c, &q);
-	forget(&c->calls, &q);
+	forget(c, &q);
 	free(q.frame);
 	if (r == 0 && q.reply.msg->error != 0)
 		/* A positive errno for the caller; anything that cannot be one is nonsense. */

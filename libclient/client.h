@@ -57,6 +57,9 @@ struct hb_client {
 	uint32_t domain;
 	uint32_t meta_max; /* min(daemon's meta_max, HB_META_MAX) */
 	bool vm_channel;   /* a VM's channel (vm:, kvm:): resync markers in its stream */
+	/* A poll just found the backend's fds (ivshmem sockets) quiet: the next pump need not
+	 * ask them (dispatch.c). */
+	bool mem_quiet;
 
 	/* Resuming after a daemon restart (resume.c, docs/RESTART.md). */
 	struct hbl_resume {
@@ -106,8 +109,15 @@ static inline void hbl_lock(struct hb_client *c)
 	pthread_mutex_lock(&c->lock);
 }
 
+/* dispatch.c: handles the whole frames already received, reading nothing. */
+void hbl_route_buffered(struct hb_client *c);
+
+/* Frames a call read past its reply are routed before anybody else may poll: whoever polls
+ * hb_get_fd would not see them (conn.h). */
 static inline void hbl_unlock(struct hb_client *c)
 {
+	if (c->conn.rx.len >= HBP_FRAME_HEADER)
+		hbl_route_buffered(c);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -147,5 +157,7 @@ int hbl_resv_query(struct hb_client *c, const struct hb_id *id, uint32_t access,
 /* dispatch.c: reads and handles whatever has arrived without blocking (the backend's own fds
  * included), at most max frames. Returns the number of frames handled or a negative errno. */
 int hbl_pump(struct hb_client *c, int max);
+/* The fds of pfd[] (from hbl_pollfds) polled: records whether the backend's were quiet. */
+void hbl_polled(struct hb_client *c, const struct pollfd *pfd, size_t n);
 
 #endif

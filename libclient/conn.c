@@ -37,6 +37,9 @@ int hbl_conn_break(struct hbl_conn *conn, int err)
 	return -conn->broken;
 }
 
+/* Bytes asked of a greedy recvmsg: a few frames' worth; a short answer means "empty". */
+#define HBL_RX_CHUNK 16384
+
 /* The sticky errno a transport failure leaves behind. */
 static int io_error(int err)
 {
@@ -164,10 +167,37 @@ static uint32_t le32(const uint8_t *p)
 }
 
 /*
+ * Receives into the input: want bytes exactly while the connection is read exactly, else as
+ * much as has arrived (at least want). 1 when something came, 0 when the transport has
+ * nothing (or came back short before: see conn.h), or what hbl_conn_lose returns.
+ */
+static int rx_more(struct hbl_conn *conn, size_t want)
+{
+	size_t ask = conn->exact || want > HBL_RX_CHUNK ? want : HBL_RX_CHUNK;
+	ssize_t got;
+	int r;
+
+	if (conn->rx_dry)
+		return 0;
+	r = hbp_bytes_reserve(&conn->rx, ask);
+	if (r < 0)
+		return r;
+	got = conn->tp.ops->recv(&conn->tp, conn->rx.data + conn->rx.len, ask, conn->rx_fds,
+				 &conn->rx_nfds, HBB_FRAME_FDS);
+	if (got == -EAGAIN)
+		return 0;
+	if (got <= 0)
+		return hbl_conn_lose(conn, got == 0 ? EPIPE : io_error((int)-got), false);
+	conn->rx.len += (size_t)got;
+	if (!conn->exact && (size_t)got < ask)
+		conn->rx_dry = true;
+	return 1;
+}
+
+/*
  * A channel's input (vm:, kvm:) is scanned for resync markers wherever they land, as the daemon
  * scans its side (protocol/resync.c): a marker saying the daemon restarted may cut the frame
- * the last daemon was sending. As on a socket, nothing past the current frame is read, so a
- * frame not handled yet is still the fd's to report to whoever polls it.
+ * the last daemon was sending. Whatever follows such a marker is the resync's to discard.
  */
 static size_t channel_want(const struct hbl_conn *conn)
 {
@@ -187,7 +217,6 @@ static long rx_channel(struct hbl_conn *conn, const uint8_t **payload)
 	for (;;) {
 		struct hbp_resync m;
 		size_t n = 0, want;
-		ssize_t got;
 		long l;
 		int r;
 
@@ -214,16 +243,9 @@ static long rx_channel(struct hbl_conn *conn, const uint8_t **payload)
 		want = channel_want(conn);
 		if (!want)
 			return hbl_conn_break(conn, EPROTO);
-		r = hbp_bytes_reserve(&conn->rx, want);
-		if (r < 0)
+		r = rx_more(conn, want);
+		if (r <= 0)
 			return r;
-		got = conn->tp.ops->recv(&conn->tp, conn->rx.data + conn->rx.len, want,
-					 conn->rx_fds, &conn->rx_nfds, HBB_FRAME_FDS);
-		if (got == -EAGAIN)
-			return 0;
-		if (got <= 0)
-			return hbl_conn_lose(conn, got == 0 ? EPIPE : io_error((int)-got), false);
-		conn->rx.len += (size_t)got;
 	}
 }
 
@@ -241,7 +263,6 @@ static long rx_frame(struct hbl_conn *conn, const uint8_t **payload)
 		return rx_channel(conn, payload);
 	for (;;) {
 		size_t want;
-		ssize_t n;
 		long l;
 		int r;
 
@@ -254,17 +275,21 @@ static long rx_frame(struct hbl_conn *conn, const uint8_t **payload)
 		} else {
 			want = HBP_FRAME_HEADER - conn->rx.len;
 		}
-		r = hbp_bytes_reserve(&conn->rx, want);
-		if (r < 0)
+		r = rx_more(conn, want);
+		if (r <= 0)
 			return r;
-		n = conn->tp.ops->recv(&conn->tp, conn->rx.data + conn->rx.len, want, conn->rx_fds,
-				       &conn->rx_nfds, HBB_FRAME_FDS);
-		if (n == -EAGAIN)
-			return 0;
-		if (n <= 0)
-			return hbl_conn_lose(conn, n == 0 ? EPIPE : io_error((int)-n), false);
-		conn->rx.len += (size_t)n;
 	}
+}
+
+void hbl_conn_rearm(struct hbl_conn *conn)
+{
+	conn->rx_dry = false;
+}
+
+bool hbl_conn_has_frame(const struct hbl_conn *conn)
+{
+	/* Markers in a channel's input only ever precede a frame that is still arriving. */
+	return hbp_frame_peek(conn->rx.data, conn->rx.len, HBP_FRAME_MAX, NULL) > 0;
 }
 
 int hbl_conn_read_frame(struct hbl_conn *conn, ServerMsg **msg, int *fds, unsigned *nfds)
@@ -275,9 +300,13 @@ int hbl_conn_read_frame(struct hbl_conn *conn, ServerMsg **msg, int *fds, unsign
 	if (plen <= 0)
 		return (int)plen;
 	*msg = hbp_frame_get_server(payload, (size_t)plen);
-	memcpy(fds, conn->rx_fds, sizeof(conn->rx_fds));
-	*nfds = conn->rx_nfds;
-	conn->rx_nfds = 0;
+	*nfds = 0;
+	/* Read greedily, the fds received are the reply's (conn.h), wherever it is. */
+	if (conn->exact || (*msg && (*msg)->id != 0)) {
+		memcpy(fds, conn->rx_fds, sizeof(conn->rx_fds));
+		*nfds = conn->rx_nfds;
+		conn->rx_nfds = 0;
+	}
 	hbl_conn_consume(conn, HBP_FRAME_HEADER + (size_t)plen);
 	if (!*msg) {
 		hbc_close_fds(fds, nfds);
@@ -294,10 +323,12 @@ int hbl_conn_read_frame(struct hbl_conn *conn, ServerMsg **msg, int *fds, unsign
 static int pending_refusal(struct hbl_conn *conn)
 {
 	const uint8_t *payload = NULL;
-	long plen = rx_frame(conn, &payload);
+	long plen;
 	ServerMsg *m;
 	int err = 0;
 
+	conn->rx_dry = false;
+	plen = rx_frame(conn, &payload);
 	if (plen <= 0)
 		return 0;
 	m = hbp_frame_get_server(payload, (size_t)plen);

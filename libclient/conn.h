@@ -3,9 +3,13 @@
  * for kvm:, a vchan for xen:, all behind struct hbb_transport) and the framing on it, with the
  * sticky error that ends it. It knows nothing of what the frames mean.
  *
- * Frames are received one at a time, never past the end of the current one: the daemon
- * attaches fds to the first byte of a frame, and a recvmsg that stops at the frame's end can
- * only ever collect the fds of that frame. The cost is a second recvmsg per frame.
+ * Input is received greedily, as much as has arrived in one recvmsg, and a recvmsg that
+ * came back short means the transport is empty until the next poll says otherwise (no
+ * recvmsg that returns EAGAIN). Fds: the daemon attaches them to the first byte of a reply
+ * (only replies carry fds), and the kernel ends a recvmsg right after the fds' bytes. With one
+ * request in flight, the fds received can only be its reply's: they are held until a reply
+ * frame is read. With more in flight (a resume sends them again) the fds' frame would be
+ * ambiguous, so the connection is then read exactly: never past the current frame.
  */
 #ifndef HB_LIBCLIENT_CONN_H
 #define HB_LIBCLIENT_CONN_H
@@ -27,8 +31,11 @@ struct hbl_conn {
 	int broken;         /* sticky positive errno, 0 while healthy; atomic reads */
 	uint32_t frame_max; /* largest frame we send (the welcome's, capped by ours) */
 	struct hbp_bytes rx;
-	int rx_fds[HBB_FRAME_FDS];
+	int rx_fds[HBB_FRAME_FDS]; /* received, held for the next reply frame */
 	unsigned rx_nfds;
+	bool exact; /* more than one reply outstanding: read no further than the current frame */
+	bool
+	    rx_dry; /* a recvmsg came back short: nothing more until the transport polls readable */
 	struct hbp_bytes tx;
 	/* A VM channel (vm:, kvm:): the daemon's resync markers may arrive anywhere in the
 	 * stream (PROTOCOL.md §1.1, §8), so input is scanned for them. */
@@ -58,10 +65,15 @@ int hbl_conn_broken(const struct hbl_conn *conn);
 int hbl_conn_break(struct hbl_conn *conn, int err);
 
 /* The next whole frame, unpacked and validated by the frame codec: 1 with *msg (free with
- * server_msg__free_unpacked) and the fds that came with it moved to fds[] (*nfds), 0 if the
- * transport has nothing more for now, -HBL_LOST, or a negative errno (the connection is then
- * broken, except for -ENOMEM). */
+ * server_msg__free_unpacked) and, for a reply, the fds that came with it moved to fds[]
+ * (*nfds), 0 if the transport has nothing more for now, -HBL_LOST, or a negative errno (the
+ * connection is then broken, except for -ENOMEM). Receives at most once after the transport
+ * came back short, until hbl_conn_rearm: the caller polls in between. */
 int hbl_conn_read_frame(struct hbl_conn *conn, ServerMsg **msg, int *fds, unsigned *nfds);
+/* The transport may have more (a poll said so, or a caller wants to know): receive again. */
+void hbl_conn_rearm(struct hbl_conn *conn);
+/* Whether a whole frame waits in the input (a poll would not show it). */
+bool hbl_conn_has_frame(const struct hbl_conn *conn);
 
 /* Writes as much of conn->tx from *off as the transport takes now. 0 when all is written,
  * -EAGAIN when it is full, -HBL_LOST, or a negative errno (broken). */

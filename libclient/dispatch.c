@@ -66,23 +66,14 @@ static int route(struct hb_client *c, ServerMsg *m, int *fds, unsigned nfds)
 	return r;
 }
 
-int hbl_pump(struct hb_client *c, int max)
+/* Reads and routes frames until the transport has nothing more (or max, or a reply). */
+static int route_frames(struct hb_client *c, int max)
 {
 	int fds[HBB_FRAME_FDS];
 	unsigned nfds = 0;
 	ServerMsg *m;
 	int handled, r;
 
-	r = hbl_conn_broken(&c->conn);
-	if (r < 0)
-		return r;
-	if (c->mem.ops && c->mem.ops->drain) {
-		/* The daemon never closes a live VM's ivshmem connection, and QEMU could not
-		 * reconnect either: losing it ends the client. */
-		r = c->mem.ops->drain(c->mem.state);
-		if (r < 0)
-			return hbl_conn_break(&c->conn, -r);
-	}
 	for (handled = 0; handled < max; handled++) {
 		r = hbl_conn_read_frame(&c->conn, &m, fds, &nfds);
 		/* The daemon restarted: resume and carry on reading the new stream. */
@@ -102,6 +93,45 @@ int hbl_pump(struct hb_client *c, int max)
 			return handled + 1;
 	}
 	return handled;
+}
+
+int hbl_pump(struct hb_client *c, int max)
+{
+	int r;
+
+	r = hbl_conn_broken(&c->conn);
+	if (r < 0)
+		return r;
+	if (c->mem.ops && c->mem.ops->drain && !c->mem_quiet) {
+		/* The daemon never closes a live VM's ivshmem connection, and QEMU could not
+		 * reconnect either: losing it ends the client. */
+		r = c->mem.ops->drain(c->mem.state);
+		if (r < 0)
+			return hbl_conn_break(&c->conn, -r);
+	}
+	c->mem_quiet = false;
+	hbl_conn_rearm(&c->conn);
+	return route_frames(c, max);
+}
+
+void hbl_route_buffered(struct hb_client *c)
+{
+	if (hbl_conn_broken(&c->conn) < 0 || !hbl_conn_has_frame(&c->conn))
+		return;
+	/* Reading nothing: errors break the client, which every later call reports. */
+	c->conn.rx_dry = true;
+	route_frames(c, HBL_DISPATCH_BATCH);
+	c->conn.rx_dry = false;
+}
+
+void hbl_polled(struct hb_client *c, const struct pollfd *pfd, size_t n)
+{
+	bool quiet = true;
+
+	for (size_t i = 1; i < n; i++)
+		if (pfd[i].revents)
+			quiet = false;
+	c->mem_quiet = quiet;
 }
 
 HBL_PUBLIC int hb_dispatch(struct hb_client *c, int timeout_ms)

@@ -46,7 +46,7 @@ struct hb_sync {
 	struct hbc_list link;      /* fences.syncs: every node, so hb_disconnect frees them all */
 	int status;                /* 0, 1 or -errno; atomic: hb_sync_status reads it unlocked */
 	uint64_t done_seq;         /* when it completed (fences.seq), for "first error wins" */
-	int efd;                   /* -1 once the handle is closed */
+	int efd;                   /* hb_sync_fd's, made on demand; -1 before and once closed */
 	bool open;                 /* the user still holds the handle */
 	unsigned refs;             /* open + parents */
 	unsigned pending;          /* members (or the point) not complete yet */
@@ -59,9 +59,20 @@ struct hb_sync {
 	struct hbl_kfences *kf; /* syncfile.c: kernel fences to signal on completion, or NULL */
 };
 
+/*
+ * A thread blocked in a wait on this client. A completion that another thread reads wakes it
+ * through the waiting thread's own eventfd, made once per thread and kept for its life: no
+ * descriptor per wait, and no syscall when the waiter reads its completion itself.
+ */
+struct hbl_waiter {
+	struct hbc_list link; /* fences.waiters */
+	int efd;
+};
+
 struct hbl_fences {
 	struct hbl_point *points[HBL_POINT_BUCKETS];
 	struct hbc_list syncs;
+	struct hbc_list waiters; /* struct hbl_waiter */
 	uint64_t seq;
 };
 
@@ -86,6 +97,10 @@ int hbl_sync_open_locked(struct hb_client *c, const struct hb_fence *f, struct h
 void hbl_sync_close_locked(struct hb_sync *s);
 
 /* sync_wait.c */
+/* This thread's wake eventfd (made on first use), or a negative errno. */
+int hbl_thread_wake_fd(void);
+/* Wakes the waiters of other threads: something completed. */
+void hbl_wake_waiters(struct hb_client *c);
 /* Waits, without the lock, for one (all false) or every (all true) of v[0..n) to complete.
  * Returns 0 (*index: the lowest complete one, for !all), -ETIME, or -EINVAL. */
 int hbl_syncs_wait(struct hb_sync **v, size_t n, bool all, int timeout_ms, size_t *index);

@@ -97,14 +97,7 @@ static int sync_new(struct hb_client *c, struct hb_sync **out)
 
 	if (!s)
 		return -ENOMEM;
-	/* Non-blocking and not a semaphore: one write makes it readable for good, and nobody
-	 * can block on it by mistake. */
-	s->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (s->efd < 0) {
-		int e = errno;
-		free(s);
-		return -e;
-	}
+	s->efd = -1; /* made when hb_sync_fd asks: most syncs are only waited on */
 	s->client = c;
 	s->open = true;
 	s->refs = 1;
@@ -160,6 +153,7 @@ static void complete_run(struct hb_client *c, struct hb_sync *work)
 {
 	uint64_t seq = ++c->fences.seq;
 
+	hbl_wake_waiters(c);
 	while (work) {
 		struct hb_sync *n = work;
 		int st = n->error ? n->error : 1;
@@ -306,6 +300,7 @@ void hbl_fences_fail_all(struct hb_client *c, int err)
 void hbl_fences_init(struct hbl_fences *f)
 {
 	hbc_list_init(&f->syncs);
+	hbc_list_init(&f->waiters);
 }
 
 void hbl_fences_destroy(struct hb_client *c)
@@ -509,11 +504,27 @@ err_unlock:
 	return errno = -r, NULL;
 }
 
-HBL_PUBLIC int hb_sync_fd(const struct hb_sync *s)
+HBL_PUBLIC int hb_sync_fd(const struct hb_sync *cs)
 {
+	struct hb_sync *s = (struct hb_sync *)cs; /* the fd is the library's, made here */
+	int r = 0;
+
 	if (!s)
 		return hbl_fail(-EINVAL);
-	return s->efd;
+	hbl_lock(s->client);
+	if (!s->open)
+		r = -EINVAL;
+	else if (s->efd < 0) {
+		/* Non-blocking and not a semaphore: one write makes it readable for good, and
+		 * nobody can block on it by mistake. */
+		s->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (s->efd < 0)
+			r = -errno;
+		else if (hbl_sync_status(s) != 0)
+			eventfd_write(s->efd, HBL_SYNC_EFD_DONE);
+	}
+	hbl_unlock(s->client);
+	return r < 0 ? hbl_fail(r) : s->efd;
 }
 
 void hbl_sync_close_locked(struct hb_sync *s)

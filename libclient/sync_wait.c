@@ -5,7 +5,11 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "common/clock.h"
 #include "libclient/client.h"
@@ -44,50 +48,157 @@ static int check(struct hb_sync **v, size_t n, bool all, size_t *index)
 	return all;
 }
 
+/* ---- who wakes a waiter ------------------------------------------------------------------ */
+
+static pthread_key_t wake_key;
+static pthread_once_t wake_once = PTHREAD_ONCE_INIT;
+static __thread int wake_fd = -1;
+
+static void wake_fd_close(void *p)
+{
+	close((int)(intptr_t)p - 1);
+}
+
+static void wake_key_make(void)
+{
+	pthread_key_create(&wake_key, wake_fd_close);
+}
+
+int hbl_thread_wake_fd(void)
+{
+	if (wake_fd >= 0)
+		return wake_fd;
+	pthread_once(&wake_once, wake_key_make);
+	wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (wake_fd < 0)
+		return -errno;
+	/* Closed when the thread exits (+1: a stored NULL would mean "nothing to close"). */
+	pthread_setspecific(wake_key, (void *)(intptr_t)(wake_fd + 1));
+	return wake_fd;
+}
+
+void hbl_wake_waiters(struct hb_client *c)
+{
+	struct hbl_waiter *w;
+
+	hbc_list_for_each_safe(w, &c->fences.waiters, struct hbl_waiter, link)
+	{
+		if (w->efd != wake_fd)
+			eventfd_write(w->efd, 1);
+	}
+}
+
+/* ---- the wait ------------------------------------------------------------------------------ */
+
+/* The clients of a wait, each registered as a waiter, and where their fds are in the poll set. */
+struct wait_client {
+	struct hb_client *c;
+	struct hbl_waiter w;
+	size_t at, n; /* pfd[at .. at + n): its channel, then its backend's fds */
+};
+
+/* Polls the clients' fds and this thread's wake fd for at most wait ms. */
+static int wait_poll(struct wait_client *cl, size_t n_cl, struct pollfd *pfd, int wake, int wait)
+{
+	size_t np = 0;
+	int r;
+
+	pfd[np++] = (struct pollfd){.fd = wake, .events = POLLIN};
+	for (size_t j = 0; j < n_cl; j++) {
+		cl[j].at = np;
+		cl[j].n = 0;
+		if (hbl_conn_broken(&cl[j].c->conn) == 0)
+			cl[j].n = hbl_pollfds(cl[j].c, pfd + np, 1 + HBP_MAX_GROUPS);
+		np += cl[j].n;
+	}
+	r = poll(pfd, np, wait);
+	if (r < 0)
+		return errno == EINTR ? 0 : -errno;
+	if (pfd[0].revents) {
+		eventfd_t v;
+		eventfd_read(wake, &v);
+	}
+	return 0;
+}
+
+/* Reads what the daemon sent (which may complete them); after a poll, only where it showed
+ * something. A broken client has completed all its points with its error, so this also ends a
+ * wait on a lost connection. */
+static void wait_pump(struct wait_client *cl, size_t n_cl, const struct pollfd *pfd)
+{
+	for (size_t j = 0; j < n_cl; j++) {
+		hbl_lock(cl[j].c);
+		if (cl[j].n)
+			hbl_polled(cl[j].c, pfd + cl[j].at, cl[j].n);
+		hbl_pump(cl[j].c, HBL_DISPATCH_BATCH);
+		hbl_unlock(cl[j].c);
+	}
+}
+
+static void wait_register(struct wait_client *cl, size_t n_cl, bool on)
+{
+	for (size_t j = 0; j < n_cl; j++) {
+		hbl_lock(cl[j].c);
+		if (on)
+			hbc_list_insert_tail(&cl[j].c->fences.waiters, &cl[j].w.link);
+		else
+			hbc_list_remove(&cl[j].w.link);
+		hbl_unlock(cl[j].c);
+	}
+}
+
+/* The distinct clients of v[], each with its waiter. */
+static size_t wait_clients(struct hb_sync **v, size_t n, struct wait_client *cl, int wake)
+{
+	size_t n_cl = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		size_t j;
+		for (j = 0; j < n_cl && cl[j].c != v[i]->client; j++)
+			;
+		if (j == n_cl)
+			cl[n_cl++] = (struct wait_client){.c = v[i]->client, .w.efd = wake};
+	}
+	return n_cl;
+}
+
+/*
+ * The wait: poll, then read where the poll showed something, then look. Without the lock while
+ * it polls: another thread's call may read our completion first, and then our wake fd is what
+ * wakes us. Nothing is read before the first poll: a whole frame already received was handled
+ * when its reader unlocked, and anything else shows in the poll.
+ */
 int hbl_syncs_wait(struct hb_sync **v, size_t n, bool all, int timeout_ms, size_t *index)
 {
-	struct hb_client **clients = NULL;
-	struct pollfd *pfd = NULL;
-	size_t n_clients = 0, max_pfd;
+	struct wait_client one[2], *cl = one;
+	struct pollfd small[1 + 2 * (1 + HBP_MAX_GROUPS)], *pfd = small;
 	uint64_t deadline = timeout_ms > 0 ? hbc_now_ms() + (uint64_t)timeout_ms : 0;
-	int r = 0;
+	size_t n_cl;
+	int wake, r = 0;
 
 	if (check(v, n, all, index))
 		return 0;
-	clients = calloc(n, sizeof(*clients));
-	if (!clients)
-		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		size_t j;
-		for (j = 0; j < n_clients && clients[j] != v[i]->client; j++)
-			;
-		if (j == n_clients)
-			clients[n_clients++] = v[i]->client;
+	if (timeout_ms == 0)
+		return -ETIME;
+	wake = hbl_thread_wake_fd();
+	if (wake < 0)
+		return wake;
+	if (n > 2) {
+		cl = calloc(n, sizeof(*cl));
+		pfd = calloc(1 + n * (1 + HBP_MAX_GROUPS), sizeof(*pfd));
+		if (!cl || !pfd) {
+			r = -ENOMEM;
+			goto out;
+		}
 	}
-	max_pfd = n + n_clients * (1 + HBP_MAX_GROUPS);
-	pfd = calloc(max_pfd, sizeof(*pfd));
-	if (!pfd) {
-		r = -ENOMEM;
-		goto out;
-	}
+	n_cl = wait_clients(v, n, cl, wake);
+	wait_register(cl, n_cl, true);
 	for (;;) {
-		size_t np = 0;
 		int wait = HBL_WAIT_SLICE_MS;
 
-		/* What the daemon already sent may complete them: read it (a broken client
-		 * has completed all its points with its error, so this also ends a wait on a
-		 * lost connection). */
-		for (size_t j = 0; j < n_clients; j++) {
-			hbl_lock(clients[j]);
-			hbl_pump(clients[j], HBL_DISPATCH_BATCH);
-			hbl_unlock(clients[j]);
-		}
+		/* Registered, then checked: a completion read since is in the status or the fd. */
 		if (check(v, n, all, index))
 			break;
-		if (timeout_ms == 0) {
-			r = -ETIME;
-			break;
-		}
 		if (timeout_ms > 0) {
 			uint64_t now = hbc_now_ms();
 
@@ -98,23 +209,17 @@ int hbl_syncs_wait(struct hb_sync **v, size_t n, bool all, int timeout_ms, size_
 			if (deadline - now < (uint64_t)wait)
 				wait = (int)(deadline - now);
 		}
-		/* Without the lock: another thread's call may read our completion first, and
-		 * then the eventfd is what wakes us. The slice bounds a wait on a thread that
-		 * read the socket but has not finished handling it yet. */
-		for (size_t i = 0; i < n; i++)
-			if (v[i]->efd >= 0 && hbl_sync_status(v[i]) == 0)
-				pfd[np++] = (struct pollfd){.fd = v[i]->efd, .events = POLLIN};
-		for (size_t j = 0; j < n_clients; j++)
-			if (hbl_conn_broken(&clients[j]->conn) == 0)
-				np += hbl_pollfds(clients[j], pfd + np, max_pfd - np);
-		if (poll(pfd, np, wait) < 0 && errno != EINTR) {
-			r = -errno;
+		r = wait_poll(cl, n_cl, pfd, wake, wait);
+		if (r < 0)
 			break;
-		}
+		wait_pump(cl, n_cl, pfd);
 	}
+	wait_register(cl, n_cl, false);
 out:
-	free(pfd);
-	free(clients);
+	if (cl != one)
+		free(cl);
+	if (pfd != small)
+		free(pfd);
 	return r;
 }
 
