@@ -288,8 +288,21 @@ void hbl_conn_rearm(struct hbl_conn *conn)
 
 bool hbl_conn_has_frame(const struct hbl_conn *conn)
 {
-	/* Markers in a channel's input only ever precede a frame that is still arriving. */
-	return hbp_frame_peek(conn->rx.data, conn->rx.len, HBP_FRAME_MAX, NULL) > 0;
+	struct hbp_resync m;
+	size_t scan_from = conn->scan_from, n = 0;
+
+	if (!conn->channel || !conn->rx.len)
+		return hbp_frame_peek(conn->rx.data, conn->rx.len, HBP_FRAME_MAX, NULL) > 0;
+	/* A channel's input: a marker (the daemon restarted) or stale bytes to drop are work
+	 * for the reader too, and no poll would show them. */
+	switch (hbp_resync_split(conn->rx.data, conn->rx.len, &scan_from, &n, &m)) {
+	case HBP_SPLIT_WAIT:
+		return false;
+	case HBP_SPLIT_FRAME:
+		return hbp_frame_peek(conn->rx.data, conn->rx.len, HBP_FRAME_MAX, NULL) > 0;
+	default:
+		return true;
+	}
 }
 
 int hbl_conn_read_frame(struct hbl_conn *conn, ServerMsg **msg, int *fds, unsigned *nfds)
