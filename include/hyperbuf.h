@@ -84,6 +84,20 @@ void hb_disconnect(struct hb_client *c);
 /* The domain the daemon says this client is: 0 for the host, the VM's id otherwise. */
 uint32_t hb_self_domain(const struct hb_client *c);
 
+/* What the library did for one client since hb_connect, counted by the library itself: the
+ * cost of a frame or a fence without strace (make bench prints them per round). */
+struct hb_counters {
+	uint64_t recvs;      /* receive calls on the daemon connection (recvmsg, read) */
+	uint64_t sends;      /* send calls on it */
+	uint64_t polls;      /* poll calls of blocking calls and waits */
+	uint64_t wakes;      /* eventfd writes: sync fds, and waiters in other threads */
+	uint64_t frames_in;  /* frames received from the daemon */
+	uint64_t frames_out; /* requests sent */
+};
+
+/* Fills *out with c's counters. Returns 0, or -1/EINVAL (NULL). Safe from any thread. */
+int hb_counters(const struct hb_client *c, struct hb_counters *out);
+
 /*
  * A file descriptor that becomes readable when the daemon sent something for hb_dispatch (an
  * epoll set of the connection's descriptors: poll, select or add it to your own epoll set).

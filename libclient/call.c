@@ -26,6 +26,7 @@ static int wait_io(struct hb_client *c, short extra, int timeout_ms)
 	/* A vchan's event channel never says "writable": room shows up as an input event. */
 	if (c->conn.tp.ops->pollout)
 		pfd[0].events |= extra;
+	hbl_count(&c->conn.n_polls);
 	if (poll(pfd, n, timeout_ms) < 0) {
 		if (errno != EINTR)
 			return -errno;
@@ -65,10 +66,11 @@ static int send_all(struct hb_client *c)
  * transport shows it (a whole frame already read is handled at once). */
 static int wait_reply(struct hb_client *c, struct hbl_request *q)
 {
+	bool read_first = !hbl_conn_polls_all(&c->conn);
 	int r;
 
-	for (;;) {
-		if (!q->done && !hbl_conn_has_frame(&c->conn)) {
+	for (;; read_first = false) {
+		if (!q->done && !read_first && !hbl_conn_has_frame(&c->conn)) {
 			r = wait_io(c, 0, HBL_WAIT_SLICE_MS);
 			if (r < 0)
 				return r;
@@ -121,6 +123,7 @@ int hbl_call(struct hb_client *c, ClientMsg *msg, ServerMsg__BodyCase want, stru
 	r = hbp_frame_put_client(&c->conn.tx, msg, c->conn.frame_max);
 	if (r < 0)
 		return r;
+	hbl_count(&c->conn.n_frames_out);
 	/* Kept whole while it waits: a resume after a daemon restart sends it again. */
 	if (c->conn.resumable && !c->resume.active) {
 		q.frame = malloc(c->conn.tx.len);

@@ -255,6 +255,24 @@ HBL_PUBLIC void hb_disconnect(struct hb_client *c)
 	errno = saved;
 }
 
+HBL_PUBLIC int hb_counters(const struct hb_client *c, struct hb_counters *out)
+{
+	const struct hbl_conn *k;
+
+	if (!c || !out)
+		return hbl_fail(-EINVAL);
+	k = &c->conn;
+	*out = (struct hb_counters){
+	    .recvs = __atomic_load_n(&k->n_recvs, __ATOMIC_RELAXED),
+	    .sends = __atomic_load_n(&k->n_sends, __ATOMIC_RELAXED),
+	    .polls = __atomic_load_n(&k->n_polls, __ATOMIC_RELAXED),
+	    .wakes = __atomic_load_n(&k->n_wakes, __ATOMIC_RELAXED),
+	    .frames_in = __atomic_load_n(&k->n_frames_in, __ATOMIC_RELAXED),
+	    .frames_out = __atomic_load_n(&k->n_frames_out, __ATOMIC_RELAXED),
+	};
+	return 0;
+}
+
 HBL_PUBLIC uint32_t hb_self_domain(const struct hb_client *c)
 {
 	if (!c) {

@@ -182,6 +182,7 @@ static int rx_more(struct hbl_conn *conn, size_t want)
 	r = hbp_bytes_reserve(&conn->rx, ask);
 	if (r < 0)
 		return r;
+	hbl_count(&conn->n_recvs);
 	got = conn->tp.ops->recv(&conn->tp, conn->rx.data + conn->rx.len, ask, conn->rx_fds,
 				 &conn->rx_nfds, HBB_FRAME_FDS);
 	if (got == -EAGAIN)
@@ -189,7 +190,7 @@ static int rx_more(struct hbl_conn *conn, size_t want)
 	if (got <= 0)
 		return hbl_conn_lose(conn, got == 0 ? EPIPE : io_error((int)-got), false);
 	conn->rx.len += (size_t)got;
-	if (!conn->exact && (size_t)got < ask)
+	if (!conn->exact && (size_t)got < ask && hbl_conn_polls_all(conn))
 		conn->rx_dry = true;
 	return 1;
 }
@@ -313,6 +314,7 @@ int hbl_conn_read_frame(struct hbl_conn *conn, ServerMsg **msg, int *fds, unsign
 	if (plen <= 0)
 		return (int)plen;
 	*msg = hbp_frame_get_server(payload, (size_t)plen);
+	hbl_count(&conn->n_frames_in);
 	*nfds = 0;
 	/* Read greedily, the fds received are the reply's (conn.h), wherever it is. */
 	if (conn->exact || (*msg && (*msg)->id != 0)) {
@@ -356,10 +358,11 @@ static int pending_refusal(struct hbl_conn *conn)
 int hbl_conn_flush(struct hbl_conn *conn, size_t *off)
 {
 	while (*off < conn->tx.len) {
-		ssize_t n =
-		    conn->tp.ops->send(&conn->tp, conn->tx.data + *off, conn->tx.len - *off);
+		ssize_t n;
 		int refusal;
 
+		hbl_count(&conn->n_sends);
+		n = conn->tp.ops->send(&conn->tp, conn->tx.data + *off, conn->tx.len - *off);
 		if (n == -EAGAIN)
 			return -EAGAIN;
 		if (n < 0) {

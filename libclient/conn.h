@@ -5,11 +5,11 @@
  *
  * Input is received greedily, as much as has arrived in one recvmsg, and a recvmsg that
  * came back short means the transport is empty until the next poll says otherwise (no
- * recvmsg that returns EAGAIN). Fds: the daemon attaches them to the first byte of a reply
- * (only replies carry fds), and the kernel ends a recvmsg right after the fds' bytes. With one
- * request in flight, the fds received can only be its reply's: they are held until a reply
- * frame is read. With more in flight (a resume sends them again) the fds' frame would be
- * ambiguous, so the connection is then read exactly: never past the current frame.
+ * recvmsg that returns EAGAIN; not for a vchan: see hbl_conn_polls_all). Fds: the daemon attaches
+ * them to the first byte of a reply (only replies carry fds), and the kernel ends a recvmsg right
+ * after the fds' bytes. With one request in flight, the fds received can only be its reply's: they
+ * are held until a reply frame is read. With more in flight (a resume sends them again) the fds'
+ * frame would be ambiguous, so the connection is then read exactly: never past the current frame.
  */
 #ifndef HB_LIBCLIENT_CONN_H
 #define HB_LIBCLIENT_CONN_H
@@ -47,11 +47,28 @@ struct hbl_conn {
 	bool lost, restarted; /* restarted: the daemon's marker said so; the stream is fine */
 	int lost_err;
 	int pub_fd; /* hb_get_fd: an epoll fd holding the transport's, stable across resumes */
+	/* hb_counters: bumped with relaxed atomics (polls happen without the client's lock). */
+	uint64_t n_recvs, n_sends, n_polls, n_wakes, n_frames_in, n_frames_out;
 	/* Called once, when the connection breaks: no completion can arrive any more, so
 	 * every pending fence must complete now (client.c wires it to sync.c). */
 	void (*on_break)(void *ctx, int err);
 	void *ctx;
 };
+
+/* Whether polling the transport shows everything it holds. A socket's or a port's poll does;
+ * a vchan's event channel only tells of new data, not of data its ring or buffer still holds
+ * (its transport says so with pollout false): it is read before it is polled, and a short read
+ * does not mean it is empty. */
+static inline bool hbl_conn_polls_all(const struct hbl_conn *conn)
+{
+	return conn->tp.ops->pollout;
+}
+
+/* Counts one more of *counter (hb_counters). */
+static inline void hbl_count(uint64_t *counter)
+{
+	__atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+}
 
 /* A connection over a unix socket (unix:PATH, vm:PATH). */
 int hbl_conn_open_socket(struct hbl_conn *conn, const char *path);

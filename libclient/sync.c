@@ -163,8 +163,10 @@ static void complete_run(struct hb_client *c, struct hb_sync *work)
 		n->done_seq = seq;
 		/* The status is visible before the fd wakes anybody (fences.md §1.4, §5.2). */
 		__atomic_store_n(&n->status, st, __ATOMIC_RELEASE);
-		if (n->efd >= 0)
+		if (n->efd >= 0) {
+			hbl_count(&c->conn.n_wakes);
 			eventfd_write(n->efd, HBL_SYNC_EFD_DONE);
+		}
 		/* Its sync_files signal too; the reference they held goes with them. */
 		n->refs -= hbl_kfences_complete(c, n, st);
 		for (size_t i = 0; i < n->n_parents; i++) {

@@ -83,8 +83,10 @@ void hbl_wake_waiters(struct hb_client *c)
 
 	hbc_list_for_each_safe(w, &c->fences.waiters, struct hbl_waiter, link)
 	{
-		if (w->efd != wake_fd)
+		if (w->efd != wake_fd) {
+			hbl_count(&c->conn.n_wakes);
 			eventfd_write(w->efd, 1);
+		}
 	}
 }
 
@@ -111,6 +113,8 @@ static int wait_poll(struct wait_client *cl, size_t n_cl, struct pollfd *pfd, in
 			cl[j].n = hbl_pollfds(cl[j].c, pfd + np, 1 + HBP_MAX_GROUPS);
 		np += cl[j].n;
 	}
+	for (size_t j = 0; j < n_cl; j++)
+		hbl_count(&cl[j].c->conn.n_polls);
 	r = poll(pfd, np, wait);
 	if (r < 0)
 		return errno == EINTR ? 0 : -errno;
@@ -165,8 +169,9 @@ static size_t wait_clients(struct hb_sync **v, size_t n, struct wait_client *cl,
 /*
  * The wait: poll, then read where the poll showed something, then look. Without the lock while
  * it polls: another thread's call may read our completion first, and then our wake fd is what
- * wakes us. Nothing is read before the first poll: a whole frame already received was handled
- * when its reader unlocked, and anything else shows in the poll.
+ * wakes us. Nothing is read before the first poll (but from a vchan, whose poll does not show
+ * what its ring holds): a whole frame already received was handled when its reader unlocked,
+ * and anything else shows in the poll.
  */
 int hbl_syncs_wait(struct hb_sync **v, size_t n, bool all, int timeout_ms, size_t *index)
 {
@@ -193,6 +198,14 @@ int hbl_syncs_wait(struct hb_sync **v, size_t n, bool all, int timeout_ms, size_
 	}
 	n_cl = wait_clients(v, n, cl, wake);
 	wait_register(cl, n_cl, true);
+	/* A transport whose poll does not show what it holds is read before the first poll. */
+	for (size_t j = 0; j < n_cl; j++) {
+		if (hbl_conn_polls_all(&cl[j].c->conn))
+			continue;
+		hbl_lock(cl[j].c);
+		hbl_pump(cl[j].c, HBL_DISPATCH_BATCH);
+		hbl_unlock(cl[j].c);
+	}
 	for (;;) {
 		int wait = HBL_WAIT_SLICE_MS;
 

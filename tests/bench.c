@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "tools/pattern.h"
+#include "tests/bench_relay.h"
 #include "tests/bench_restart.h"
 #include "tools/spawn.h"
 
@@ -644,6 +645,8 @@ out:
 /* (c): medians and p99 of a one-way latency and of a round trip, ns. */
 struct ping_result {
 	uint64_t one_p50, one_p99, rt_p50, rt_p99;
+	struct relay_cost cost[2]; /* before and after the rounds */
+	struct hb_id id;           /* the command export, still exported */
 };
 
 /*
@@ -680,6 +683,7 @@ static int bench_ping(struct bench *bn, struct hb_buffer *cmdb, uint32_t cmd, un
 		fprintf(stderr, "%s: the importer sent no timeline\n", argv0);
 		goto out;
 	}
+	relay_cost_take(&res->cost[0], bn->c, daemon_pid);
 	for (unsigned i = 0; i < rounds; i++) {
 		uint64_t r = (uint64_t)i + 1, v = 1;
 
@@ -713,6 +717,8 @@ static int bench_ping(struct bench *bn, struct hb_buffer *cmdb, uint32_t cmd, un
 			rt[i] = tool_now_ns() - sig[i];
 		}
 	}
+	relay_cost_take(&res->cost[1], bn->c, daemon_pid);
+	res->id = id;
 	if (tool_read_full(bn->rec_fd, wake, 8 * (size_t)rounds, STEP_MS) < 0) {
 		fprintf(stderr, "%s: the importer sent no wake times\n", argv0);
 		goto out;
@@ -910,6 +916,7 @@ int main(int argc, char **argv)
 		struct hb_buffer *cmdb = hb_buffer_alloc(bn.c, 2, 4096, 0);
 		struct ping_result pr[3];
 		unsigned rounds = 2000 / div;
+		uint64_t req_p50 = 0, req_p99 = 0;
 
 		if (!cmdb) {
 			fprintf(stderr, "%s: hb_buffer_alloc(4096): %s\n", argv0, strerror(errno));
@@ -941,6 +948,18 @@ int main(int argc, char **argv)
 		       pr[0].one_p50 / 1e3,
 		       (double)pr[0].one_p50 / (double)(pr[1].one_p50 ? pr[1].one_p50 : 1),
 		       (double)pr[0].one_p50 / (double)(pr[2].one_p50 ? pr[2].one_p50 : 1));
+		relay_cost_print("fences", &pr[0].cost[0], &pr[0].cost[1], rounds);
+		if (relay_request_rt(bn.c, &pr[2].id, rounds, &req_p50, &req_p99) < 0) {
+			hb_buffer_free(cmdb);
+			goto out_client;
+		}
+		relay_cost_take(&pr[2].cost[0], bn.c, daemon_pid);
+		printf("    a plain request through the daemon (hb_query), round trip: p50 %.1f us, "
+		       "p99 %.1f us = %.2fx a socketpair round trip (goal: <= 2x)\n",
+		       req_p50 / 1e3, req_p99 / 1e3,
+		       (double)req_p50 / (double)(pr[1].rt_p50 ? pr[1].rt_p50 : 1));
+		relay_cost_print("requests", &pr[2].cost[1],
+				 &pr[2].cost[0], rounds);
 		hb_buffer_free(cmdb);
 	}
 	ok = true;

@@ -1,0 +1,82 @@
+/*
+ * make bench, (c): the relay path's own figures (issue 12, goal 3). The client's system calls
+ * come from hb_counters (the library counts them itself, so a regression shows without strace);
+ * the daemon's CPU time from /proc/PID/schedstat (nanoseconds on the CPU, kept by the
+ * scheduler). A plain request round trip is hb_query on an export: one frame each way.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/bench_relay.h"
+#include "tools/spawn.h"
+
+static uint64_t cpu_ns(pid_t pid)
+{
+	char path[64];
+	unsigned long long ns = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	if (fscanf(f, "%llu", &ns) != 1)
+		ns = 0;
+	fclose(f);
+	return ns;
+}
+
+void relay_cost_take(struct relay_cost *c, struct hb_client *client, pid_t daemon)
+{
+	memset(c, 0, sizeof(*c));
+	hb_counters(client, &c->lib);
+	c->daemon_cpu_ns = daemon > 0 ? cpu_ns(daemon) : 0;
+}
+
+void relay_cost_print(const char *what, const struct relay_cost *a, const struct relay_cost *b,
+		      unsigned rounds)
+{
+	double n = rounds ? rounds : 1;
+	double recvs = (b->lib.recvs - a->lib.recvs) / n, sends = (b->lib.sends - a->lib.sends) / n;
+	double polls = (b->lib.polls - a->lib.polls) / n, wakes = (b->lib.wakes - a->lib.wakes) / n;
+	double in = (b->lib.frames_in - a->lib.frames_in) / n;
+
+	printf("    %s, per round: vm1's library %.1f syscalls (%.1f recv, %.1f send, %.1f poll, "
+	       "%.1f wake) for %.1f frames in; hyperbufd %.1f us of CPU\n",
+	       what, recvs + sends + polls + wakes, recvs, sends, polls, wakes, in,
+	       (double)(b->daemon_cpu_ns - a->daemon_cpu_ns) / n / 1e3);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int relay_request_rt(struct hb_client *c, const struct hb_id *id, unsigned rounds, uint64_t *p50,
+		     uint64_t *p99)
+{
+	uint64_t *t = calloc(rounds ? rounds : 1, sizeof(*t));
+	struct hb_info info;
+
+	if (!t)
+		return -ENOMEM;
+	for (unsigned i = 0; i < rounds; i++) {
+		uint64_t t0 = tool_now_ns();
+
+		if (hb_query(c, id, &info) < 0) {
+			fprintf(stderr, "bench: hb_query: %s\n", strerror(errno));
+			free(t);
+			return -1;
+		}
+		t[i] = tool_now_ns() - t0;
+	}
+	qsort(t, rounds, sizeof(*t), cmp_u64);
+	*p50 = t[rounds / 2];
+	*p99 = t[(size_t)(rounds * 0.99)];
+	free(t);
+	return 0;
+}
