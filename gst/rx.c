@@ -330,8 +330,12 @@ static int poll_once(struct hbg_rx *rx, uint64_t deadline, struct hbg_rx_frame *
 	st = read_events(rx, f);
 	if (st >= 0)
 		return st;
-	if (rx->watch && hb_sync_status(rx->watch) < 0)
+	if (rx->watch && hb_sync_status(rx->watch) < 0) {
+		/* A lost connection fails every fence too: which one was it? */
+		if (hb_dispatch(rx->c, 0) < 0)
+			return call_failed(rx, "hb_dispatch");
 		return fail(rx, HBG_RX_PEER_GONE, "the producer in domain %u went away", rx->peer);
+	}
 	/* Until a producer answers, the hello is repeated for one that connects later. */
 	if (!rx->got_frame && now_ms() - rx->hello_ms >= HBG_HELLO_MS && say_hello(rx) < 0)
 		return call_failed(rx, "hb_export(hello)");

@@ -284,6 +284,9 @@ static enum hbg_tx_status read_probe(struct hbg_tx *tx, guint *released, gboolea
 		return HBG_TX_OK;
 	hb_sync_close(tx->probe);
 	tx->probe = NULL;
+	/* A lost connection fails every fence too: which one was it? */
+	if (status < 0 && hb_dispatch(tx->c, 0) < 0)
+		return call_failed(tx, "hb_dispatch");
 	if (status < 0)
 		return fail(tx, HBG_TX_PEER_GONE, "the consumer in domain %u went away (%s)",
 			    tx->peer, g_strerror(-status));
