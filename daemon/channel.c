@@ -114,9 +114,11 @@ int hbd_channel_input(struct hbd_session *s)
 		if (!s->await_marker)
 			return 0;
 		/* Adopted at a restart: what came before the client's marker was meant for the
-		 * last daemon, and may start in the middle of a frame. */
-		hbd_session_consume(s, s->scan_from);
-		return -1;
+		 * last daemon, and may start in the middle of a frame. The marker may already be
+		 * in the input behind it: look again whenever something went. */
+		len = s->scan_from;
+		hbd_session_consume(s, len);
+		return len ? 1 : -1;
 	case HBD_SCAN_DROP:
 		hbd_session_consume(s, len);
 		return 1;
