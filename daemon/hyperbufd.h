@@ -216,6 +216,10 @@ struct hbd_session {
 	struct hbd *d;
 	int fd;
 	ev_io rio, wio;
+	/* Queued output is written before the loop sleeps (d->flushq); wio only watches a full
+	 * socket (docs/ARCHITECTURE.md, "write first"). */
+	struct hbc_list flush_link;
+	bool flush_queued;
 	ev_timer hello_timer; /* a connection that never says Hello is closed */
 	uint64_t serial;
 	char label[96]; /* for logs: "vm1#7" */
@@ -331,6 +335,7 @@ struct hbd {
 	struct hbd_fdstore *fds;
 	struct hbd_state *state;
 	ev_prepare commit_watcher;
+	struct hbc_list flushq; /* sessions with output to write before the loop sleeps */
 	bool handover;       /* exiting for a restart: leave the state and sockets as they are */
 	uint32_t restored;   /* sessions a restart brought back */
 	uint64_t restore_ms; /* how long restoring took */
@@ -372,8 +377,12 @@ void hbd_session_close(struct hbd_session *s, const char *reason);
 void hbd_session_restart(struct hbd_session *s, const char *reason);
 /* Queues a framed reply (takes no ownership of msg). Returns 0 or -errno (session dropped). */
 int hbd_session_send(struct hbd_session *s, const ServerMsg *msg, int fd);
-/* Starts writing the session's output when its socket has room (not while detached). */
+/* Has the session's output written before the loop sleeps (not while detached): at once if
+ * the socket takes it, else when it has room. */
 void hbd_session_want_write(struct hbd_session *s);
+/* Writes every queued session's output (the loop's prepare step): one send per session per
+ * loop turn, and a write watcher only for a socket that is full. */
+void hbd_sessions_flush(struct hbd *d);
 /* Queues a resync marker that tells the channel's client the daemon restarted. */
 int hbd_session_put_restarted(struct hbd_session *s);
 /* Drops the first n bytes of the session's input. */

@@ -20,13 +20,15 @@
 #include "daemon/state.h"
 
 /* Before the loop sleeps: whatever changed since the last commit becomes durable, so that a
- * daemon killed while idle has nothing in flight. */
+ * daemon killed while idle has nothing in flight; then what that state tells goes out, one
+ * send per session that has something to say. */
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
 	struct hbd *d = w->data;
 
 	d->stats.loop_turns++;
 	hbd_state_commit(d);
+	hbd_sessions_flush(d);
 }
 
 /* What the last daemon left (docs/RESTART.md): its state, then its descriptors, adopted by
@@ -66,6 +68,7 @@ int hbd_server_start(struct hbd *d)
 	int r;
 
 	hbc_list_init(&d->sessions);
+	hbc_list_init(&d->flushq);
 	hbc_list_init(&d->domains);
 	hbc_list_init(&d->orphans);
 	for (size_t i = 0; i < sizeof(d->hids) / sizeof(d->hids[0]); i++)

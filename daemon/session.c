@@ -32,9 +32,12 @@ static void ungate(struct hbd_session *s);
 
 void hbd_session_want_write(struct hbd_session *s)
 {
-	/* A detached session has nowhere to write: what it is owed waits for its client. */
-	if (!s->detached)
-		ev_io_start(s->d->loop, &s->wio);
+	/* A detached session has nowhere to write: what it is owed waits for its client. A
+	 * session already waiting for room is written when it has some. */
+	if (s->detached || s->closing || s->flush_queued || ev_is_active(&s->wio))
+		return;
+	s->flush_queued = true;
+	hbc_list_insert_tail(&s->d->flushq, &s->flush_link);
 }
 
 struct hbd_session *hbd_session_new(struct hbd *d, int fd, struct hbd_domain *dom,
@@ -131,6 +134,10 @@ void hbd_session_close(struct hbd_session *s, const char *reason)
 	ev_timer_stop(d->loop, &s->drop_timer);
 	ev_timer_stop(d->loop, &s->hello_timer);
 	ev_timer_stop(d->loop, &s->resume_timer);
+	if (s->flush_queued) {
+		hbc_list_remove(&s->flush_link);
+		s->flush_queued = false;
+	}
 	if (!s->detached)
 		s->dom->conns--;
 	if (s->user) {
@@ -354,13 +361,17 @@ static int flush_out(struct hbd_session *s)
 	return 0;
 }
 
-static void on_write(struct ev_loop *loop, ev_io *w, int revents)
+/*
+ * Writes what the session is owed until it is all out or the socket is full; only then is the
+ * write watcher armed (and disarmed once it drained): a session that keeps up costs one send
+ * per loop turn and no epoll_ctl. The caller committed the state: nothing leaves before the
+ * state holds what it tells (docs/RESTART.md).
+ */
+static void session_write(struct hbd_session *s)
 {
-	struct hbd_session *s = w->data;
+	struct ev_loop *loop = s->d->loop;
 	int r;
 
-	/* Nothing leaves before the state holds what it tells (docs/RESTART.md). */
-	hbd_state_commit(s->d);
 	for (;;) {
 		r = fill_events(s);
 		if (r == 0)
@@ -370,16 +381,45 @@ static void on_write(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		}
 		if (s->out.len) {
-			s->d->stats.write_waits++;
-			break; /* the socket is full: wait for EV_WRITE */
+			s->d->stats.write_waits += !ev_is_active(&s->wio);
+			ev_io_start(loop, &s->wio); /* the socket is full: wait for room */
+			break;
 		}
 		if (hbc_list_empty(&s->events) && hbc_list_empty(&s->done)) {
-			ev_io_stop(loop, w);
+			ev_io_stop(loop, &s->wio);
 			break;
 		}
 	}
 	if (s->gated && !s->out.len)
 		ungate(s);
+}
+
+static void on_write(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct hbd_session *s = w->data;
+
+	hbd_state_commit(s->d);
+	s->busy++;
+	session_write(s);
+	s->busy--;
+	if (s->closing && !s->busy)
+		free(s);
+}
+
+void hbd_sessions_flush(struct hbd *d)
+{
+	while (!hbc_list_empty(&d->flushq)) {
+		struct hbd_session *s =
+		    hbc_container_of(d->flushq.next, struct hbd_session, flush_link);
+
+		hbc_list_remove(&s->flush_link);
+		s->flush_queued = false;
+		s->busy++;
+		session_write(s);
+		s->busy--;
+		if (s->closing && !s->busy)
+			free(s);
+	}
 }
 
 void hbd_session_consume(struct hbd_session *s, size_t n)
