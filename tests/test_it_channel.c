@@ -603,3 +603,38 @@ TEST(metadata_cannot_carry_a_marker)
 	hb_disconnect(v2);
 	IT_STOP(&d);
 }
+
+/*
+ * After a restart, an adopted channel drops what was meant for the last daemon until the
+ * guest's marker. A whole stale frame and the marker in one write (one read for the daemon):
+ * the marker behind the dropped frame is still answered, not left waiting in the buffer.
+ */
+TEST(adopted_channel_finds_the_marker_behind_a_stale_frame)
+{
+	struct hbt_daemon d;
+	struct it_raw r;
+	uint8_t hid[16] = {1}, buf[512];
+	ClientMsg m = CLIENT_MSG__INIT;
+	Query q = QUERY__INIT;
+	size_t n = 0, skipped;
+
+	hbt_daemon_start_held(&d, topology);
+	hbt_raw_session(&r, hbt_path(&d, "vm2.sock"), HBP_ROLE_CLIENT);
+	hbt_daemon_crash(&d);
+	q.hid.data = hid;
+	q.hid.len = 16;
+	IT_MSG(m, QUERY, query, &q);
+	m.id = 7;
+	hbt_put_frame(buf, sizeof(buf), &n, &m);
+	CHECK(n + HBP_RESYNC_LEN <= sizeof(buf));
+	marker(buf + n, HBP_PROTOCOL_VERSION, 0x5a);
+	CHECK_EQ(it_send_all(r.fd, buf, n + HBP_RESYNC_LEN), 0);
+	/* The RESTARTED marker comes first, then the answer to ours. */
+	CHECK_EQ(await_marker(&r, 0x5a, &skipped), 0);
+	CHECK(skipped >= HBP_RESYNC_LEN);
+	r.next_id = 1;
+	server_msg__free_unpacked(it_raw_hello(&r, HBP_ROLE_CLIENT), NULL);
+	check_alive(&r);
+	it_raw_close(&r);
+	IT_STOP(&d);
+}
