@@ -274,6 +274,12 @@ FENCE_BINS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_it_fence_*
 $(FENCE_BINS): $(call obj,tests/fence_common.c)
 $(B)/tests/test_it_fence_selftests $(B)/tests/test_it_fence_stress: $(call obj,tests/fence_stress.c)
 
+# The conformance suite (tests/conform/, docs/TESTING.md): cases written once as roles, run by
+# a runner per target: test_it_conform (emulated VMs), test_vm_conform (QEMU guests, whose
+# program hbconform is the same cases built static into the image $(B)/kvm/conform/).
+CONFORM_SRC := $(filter-out tests/conform/hub.c,$(wildcard tests/conform/*.c))
+$(B)/tests/test_it_conform $(B)/tests/test_vm_conform: $(call obj,$(CONFORM_SRC) tests/conform/hub.c)
+
 # The program the Xen cases run in dom0 and in the domUs: the public API only, as any user's
 # program would be (tests/xen/README.md).
 XEN_PEER := $(B)/tests/xen/hb-xen-peer
