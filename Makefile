@@ -328,6 +328,13 @@ $(B)/kvm/dmabuf/initramfs.cpio.gz: $(B)/kvm/hbdmabuf $(B)/kvm/hyperbufd $(B)/kvm
 	HB_VM_MODULES=vgem HB_VM_FILES="$(B)/kvm/hyperbufd $(B)/kvm/hyperbufctl" HB_VM_KMODS=1 \
 		sh tests/kvm/mkinitramfs.sh $(B)/kvm/dmabuf $(B)/kvm/hbdmabuf tests/kvm/init
 $(VM_BINS): | $(B)/kvm/initramfs.cpio.gz $(B)/kvm/dmabuf/initramfs.cpio.gz
+# The conformance suite's image (tests/test_vm_conform.c): the same busybox guest, its program
+# the cases of tests/conform/ (tests/kvm/conform.c).
+$(B)/kvm/hbconform: $(call kvm_obj,tests/kvm/conform.c $(CONFORM_SRC) $(GUEST_LIB_SRC))
+	$(CC) -static -o $@ $^ -lprotobuf-c -lpthread
+$(B)/kvm/conform/initramfs.cpio.gz: $(B)/kvm/hbconform tests/kvm/init tests/kvm/mkinitramfs.sh
+	sh tests/kvm/mkinitramfs.sh $(B)/kvm/conform $(B)/kvm/hbconform tests/kvm/init
+$(VM_BINS): | $(B)/kvm/conform/initramfs.cpio.gz
 
 # hbholder plays systemd's part for a service (notify socket, fd store, Restart=on-failure) where
 # there is no systemd: tests, benchmarks, make run (docs/RESTART.md). hbholder-svc is the fake
@@ -379,7 +386,7 @@ $(XEN_SCRIPTS): $(B)/tests/xen/%: tests/xen/%
 	cp $< $@
 
 tests: all $(TEST_BINS) $(HOLDER_BINS) $(B)/bench $(B)/bench-vm $(XEN_PEER) $(XEN_SCRIPTS) \
-	$(B)/kvm/initramfs.cpio.gz gst-tests fuzz-targets-if-clang
+	$(B)/kvm/initramfs.cpio.gz $(B)/kvm/conform/initramfs.cpio.gz gst-tests fuzz-targets-if-clang
 
 # The house checks, before anything is built: the floors (every include goes down or stays in its
 # folder) and the sizes (no product file over 600 lines, no function over 100).
