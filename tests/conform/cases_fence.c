@@ -1,0 +1,434 @@
+/*
+ * Conformance cases: fences across domains (ported from test_it_timeline and
+ * test_it_fence_conformance; docs/TESTING.md lists them). Written once for every target
+ * (tests/conform/conform.h). The owner passes its timeline's id on the side channel, as an
+ * application passes fences in metadata, and shares the timeline with the domain that opens
+ * it. "Not yet" checks come after a point the waiter saw complete, so that a late
+ * notification cannot pass for a correct one.
+ */
+#include <poll.h>
+
+#include "tests/conform/conform.h"
+
+static struct hb_timeline *timeline_for(struct hb_client *c, const char *key)
+{
+	struct hb_timeline *t = hb_timeline_create(c);
+
+	CHECK(t != NULL);
+	for (uint32_t dom = 0; dom <= 2; dom++) {
+		if (dom != cf_domain())
+			CHECK_EQ(hb_timeline_share(t, dom), 0);
+	}
+	cf_put_u64(key, hb_timeline_id(t));
+	return t;
+}
+
+static struct hb_sync *open_at(int line, struct hb_client *c, uint64_t tl, uint64_t value)
+{
+	struct hb_fence f = {.timeline = tl, .value = value};
+	struct hb_sync *s = hb_sync_open(c, &f);
+
+	if (!s)
+		cf_fail(__FILE__, line, "hb_sync_open(%llu): %s", (unsigned long long)value,
+			strerror(errno));
+	return s;
+}
+#define OPEN(c, tl, v) open_at(__LINE__, (c), (tl), (v))
+
+static bool fd_ready(const struct hb_sync *s)
+{
+	struct pollfd p = {.fd = hb_sync_fd(s), .events = POLLIN};
+
+	return poll(&p, 1, 0) == 1;
+}
+
+static void wait_done_at(int line, struct hb_sync *s)
+{
+	if (hb_sync_wait(s, CF_WAIT_MS) != 0)
+		cf_fail(__FILE__, line, "hb_sync_wait: %s", strerror(errno));
+}
+#define WAIT_DONE(s) wait_done_at(__LINE__, (s))
+
+/* The next HB_EVENT_FENCE (others skipped). */
+static void fence_event_at(int line, struct hb_client *c, struct hb_fence *f, uint32_t *dom)
+{
+	struct hb_event ev;
+
+	cf_wait_event_at(__FILE__, line, c, HB_EVENT_FENCE, &ev);
+	CHECK_EQ(hb_event_fence(&ev, f), 0);
+	CHECK_EQ(ev.size, f->value);
+	*dom = ev.domain;
+}
+#define FENCE_EVENT(c, f, dom) fence_event_at(__LINE__, (c), (f), (dom))
+
+/* ---- signal_and_wait_across_vms (test_it_timeline) ------------------------------------------
+ * Points opened in another domain are pending and not ready; a signal completes the points up
+ * to it (and no further), with one FENCE event each naming the owner; lower and equal values
+ * are no-ops; completions are latched. */
+static void sw_owner(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_timeline *t = timeline_for(c, "tl");
+
+	cf_barrier("opened");
+	CHECK_EQ(hb_timeline_signal(t, 3), 0);
+	cf_barrier("three");
+	CHECK_EQ(hb_timeline_signal(t, 2), 0);
+	CHECK_EQ(hb_timeline_signal(t, 3), 0);
+	cf_barrier("noops");
+	cf_barrier("checked");
+	CHECK_EQ(hb_timeline_signal(t, 5), 0);
+	cf_barrier("five");
+	CHECK_EQ(hb_timeline_signal(t, 1000), 0);
+	cf_barrier("done");
+	hb_timeline_destroy(t);
+}
+
+static void sw_waiter(void)
+{
+	struct hb_client *c = cf_connect();
+	uint64_t tl = cf_get_u64("tl");
+	struct hb_sync *s5 = OPEN(c, tl, 5), *s3 = OPEN(c, tl, 3), *s5b = OPEN(c, tl, 5);
+	struct hb_fence f;
+	uint32_t dom;
+
+	CHECK_EQ(hb_sync_status(s5), 0);
+	CHECK(!fd_ready(s5));
+	CHECK_ERR(hb_sync_wait(s5, 0), ETIME);
+	CHECK_ERR(hb_sync_wait(s5, 100), ETIME);
+	cf_barrier("opened");
+	WAIT_DONE(s3);
+	CHECK_EQ(hb_sync_status(s3), 1);
+	CHECK_EQ(hb_sync_status(s5), 0);
+	CHECK(fd_ready(s3));
+	CHECK(!fd_ready(s5));
+	FENCE_EVENT(c, &f, &dom);
+	CHECK_EQ(f.timeline, tl);
+	CHECK_EQ(f.value, 3);
+	CHECK_EQ(dom, 1);
+	cf_barrier("three");
+	cf_barrier("noops");
+	CHECK_ERR(hb_sync_wait(s5, 50), ETIME);
+	cf_barrier("checked");
+	cf_barrier("five");
+	WAIT_DONE(s5);
+	CHECK_EQ(hb_sync_status(s5), 1);
+	CHECK_EQ(hb_sync_status(s5b), 1);
+	CHECK(fd_ready(s5b));
+	FENCE_EVENT(c, &f, &dom);
+	CHECK_EQ(f.value, 5);
+	cf_barrier("done");
+	for (int i = 0; i < 3; i++) {
+		CHECK_EQ(hb_sync_wait(s5, 0), 0);
+		CHECK(fd_ready(s5));
+	}
+	hb_sync_close(s5);
+	hb_sync_close(s3);
+	hb_sync_close(s5b);
+}
+
+CF_CASE(signal_and_wait_across_vms, {1, sw_owner}, {2, sw_waiter})
+
+/* ---- c02/c01: born signalled, and pending (test_it_fence_conformance) -----------------------
+ * A point at or below the value is complete at once in any domain (status 1, fd readable, a
+ * zero wait returns), with no FENCE event; a point above it is pending, its fd not ready even
+ * after dispatching. */
+static void born_owner(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_timeline *t = timeline_for(c, "tl");
+
+	CHECK_EQ(hb_timeline_signal(t, 10), 0);
+	cf_put("signalled", "1");
+	cf_barrier("done");
+	hb_timeline_destroy(t);
+}
+
+static void born_waiter(void)
+{
+	struct hb_client *c = cf_connect();
+	uint64_t tl = cf_get_u64("tl");
+	struct hb_sync *s[3], *later;
+	struct hb_event ev;
+
+	cf_get("signalled");
+	/* The owner's signal returned: a point it reached is born complete here. */
+	s[0] = OPEN(c, tl, 0);
+	s[1] = OPEN(c, tl, 10);
+	s[2] = OPEN(c, tl, 7);
+	for (int i = 0; i < 3; i++) {
+		CHECK_EQ(hb_sync_status(s[i]), 1);
+		CHECK(fd_ready(s[i]));
+		CHECK_EQ(hb_sync_wait(s[i], 0), 0);
+	}
+	later = OPEN(c, tl, 11);
+	CHECK_EQ(hb_sync_status(later), 0);
+	CHECK(!fd_ready(later));
+	CHECK(hb_dispatch(c, 100) >= 0);
+	CHECK(!fd_ready(later));
+	CHECK_ERR(hb_sync_wait(later, 0), ETIME);
+	while (cf_next_event_at(__FILE__, __LINE__, c, &ev, 300) == 0)
+		CHECK(ev.type != HB_EVENT_FENCE);
+	for (int i = 0; i < 3; i++)
+		hb_sync_close(s[i]);
+	hb_sync_close(later);
+	cf_barrier("done");
+}
+
+CF_CASE(fence_born_signalled_and_pending, {1, born_owner}, {2, born_waiter}, {0, born_waiter})
+
+/* ---- c03_advance_to_exactly_n (test_it_fence_conformance) -----------------------------------
+ * Advancing to N completes exactly the points up to N, each reported once by a FENCE event, in
+ * order, naming the owner's timeline and domain; the points above stay pending until reached. */
+static void adv_owner(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_timeline *t = timeline_for(c, "tl");
+
+	cf_barrier("opened");
+	CHECK_EQ(hb_timeline_signal(t, 5), 0);
+	cf_barrier("five");
+	CHECK_EQ(hb_timeline_signal(t, 8), 0);
+	cf_barrier("done");
+	hb_timeline_destroy(t);
+}
+
+static void adv_waiter(void)
+{
+	struct hb_client *c = cf_connect();
+	uint64_t tl = cf_get_u64("tl");
+	struct hb_sync *s[8], *born;
+	struct hb_fence f;
+	uint32_t dom;
+
+	for (int i = 0; i < 8; i++)
+		s[i] = OPEN(c, tl, (uint64_t)i + 1);
+	cf_barrier("opened");
+	WAIT_DONE(s[4]);
+	/* A point the owner reached is born complete, so every earlier one is complete too. */
+	born = OPEN(c, tl, 5);
+	CHECK_EQ(hb_sync_status(born), 1);
+	hb_sync_close(born);
+	for (int i = 0; i < 8; i++) {
+		CHECK_EQ(hb_sync_status(s[i]), i < 5 ? 1 : 0);
+		CHECK_EQ(fd_ready(s[i]), i < 5);
+	}
+	for (int i = 0; i < 5; i++) {
+		FENCE_EVENT(c, &f, &dom);
+		CHECK_EQ(f.timeline, tl);
+		CHECK_EQ(dom, 1);
+		CHECK_EQ(f.value, (uint64_t)i + 1);
+	}
+	CHECK_ERR(hb_sync_wait(s[5], 100), ETIME);
+	cf_barrier("five");
+	WAIT_DONE(s[7]);
+	for (int i = 0; i < 8; i++) {
+		CHECK_EQ(hb_sync_status(s[i]), 1);
+		hb_sync_close(s[i]);
+	}
+	cf_barrier("done");
+}
+
+CF_CASE(c03_advance_to_exactly_n, {1, adv_owner}, {2, adv_waiter})
+
+/* ---- fail_sets_error (test_it_timeline) -----------------------------------------------------
+ * hb_timeline_fail completes the pending points up to its value with the error, in another
+ * domain too; points already complete keep their status, later ones complete normally, and a
+ * failed point opened later is born with the error. */
+static void fail_owner(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_timeline *t = timeline_for(c, "tl");
+
+	CHECK_EQ(hb_timeline_signal(t, 1), 0);
+	cf_barrier("opened");
+	CHECK_EQ(hb_timeline_fail(t, 3, -EIO), 0);
+	cf_barrier("failed");
+	CHECK_EQ(hb_timeline_signal(t, 4), 0);
+	cf_barrier("done");
+	hb_timeline_destroy(t);
+}
+
+static void fail_waiter(void)
+{
+	struct hb_client *c = cf_connect();
+	uint64_t tl = cf_get_u64("tl");
+	struct hb_sync *s[5], *late;
+
+	for (int i = 1; i <= 4; i++)
+		s[i] = OPEN(c, tl, (uint64_t)i);
+	WAIT_DONE(s[1]);
+	cf_barrier("opened");
+	WAIT_DONE(s[3]);
+	CHECK_EQ(hb_sync_status(s[1]), 1);
+	CHECK_EQ(hb_sync_status(s[2]), -EIO);
+	CHECK_EQ(hb_sync_status(s[3]), -EIO);
+	CHECK_EQ(hb_sync_status(s[4]), 0);
+	CHECK(fd_ready(s[3]));
+	late = OPEN(c, tl, 2);
+	CHECK_EQ(hb_sync_status(late), -EIO);
+	hb_sync_close(late);
+	cf_barrier("failed");
+	WAIT_DONE(s[4]);
+	CHECK_EQ(hb_sync_status(s[4]), 1);
+	for (int i = 1; i <= 4; i++)
+		hb_sync_close(s[i]);
+	cf_barrier("done");
+}
+
+CF_CASE(fail_sets_error, {1, fail_owner}, {2, fail_waiter})
+
+/* ---- destroy_gives_epipe (test_it_timeline) -------------------------------------------------
+ * Destroying a timeline completes its pending points with -EPIPE in every domain that waits,
+ * and its id is gone (ENOENT) for any new open. */
+static void destroy_owner(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_timeline *t = timeline_for(c, "tl");
+
+	CHECK_EQ(hb_timeline_signal(t, 2), 0);
+	cf_barrier("opened");
+	hb_timeline_destroy(t);
+	cf_barrier("destroyed");
+}
+
+static void destroy_waiter(void)
+{
+	struct hb_client *c = cf_connect();
+	uint64_t tl = cf_get_u64("tl");
+	struct hb_sync *done = OPEN(c, tl, 2), *a = OPEN(c, tl, 3), *b = OPEN(c, tl, 9);
+	struct hb_fence f = {.timeline = tl, .value = 1};
+
+	cf_barrier("opened");
+	cf_barrier("destroyed");
+	WAIT_DONE(b);
+	WAIT_DONE(a);
+	CHECK_EQ(hb_sync_status(done), 1);
+	CHECK_EQ(hb_sync_status(a), -EPIPE);
+	CHECK_EQ(hb_sync_status(b), -EPIPE);
+	CHECK_ERR(hb_sync_open(c, &f), ENOENT);
+	hb_sync_close(done);
+	hb_sync_close(a);
+	hb_sync_close(b);
+}
+
+CF_CASE(destroy_gives_epipe, {1, destroy_owner}, {2, destroy_waiter}, {0, destroy_waiter})
+
+/* ---- owner gone (test_it_timeline owner_sigkill_oldest_first, as a disconnect) --------------
+ * The owner's client goes: its pending points complete with -EPIPE elsewhere and its timeline
+ * is gone. (The original SIGKILLs the owner: in a KVM guest a dead process's session lasts
+ * until the next process opens its port, docs/KVM.md.) */
+static void gone_owner(void)
+{
+	struct hb_client *c = cf_connect();
+
+	timeline_for(c, "tl");
+	cf_barrier("opened");
+	/* The role returns: its client is disconnected, the timeline with it. */
+}
+
+static void gone_waiter(void)
+{
+	struct hb_client *c = cf_connect();
+	uint64_t tl = cf_get_u64("tl");
+	struct hb_sync *a = OPEN(c, tl, 1), *b = OPEN(c, tl, 2);
+	struct hb_fence f = {.timeline = tl, .value = 1};
+
+	cf_barrier("opened");
+	WAIT_DONE(b);
+	WAIT_DONE(a);
+	CHECK_EQ(hb_sync_status(a), -EPIPE);
+	CHECK_EQ(hb_sync_status(b), -EPIPE);
+	CHECK_ERR(hb_sync_open(c, &f), ENOENT);
+	hb_sync_close(a);
+	hb_sync_close(b);
+}
+
+CF_CASE(owner_disconnect_gives_epipe, {2, gone_owner}, {1, gone_waiter}, {0, gone_waiter})
+
+/* ---- visibility (test_it_timeline owner_only_and_visibility) --------------------------------
+ * A timeline is invisible (ENOENT, as an unknown id) to a domain its owner did not share it
+ * with, and visible after hb_timeline_share. */
+static void vis_owner(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_timeline *t = hb_timeline_create(c);
+
+	CHECK(t != NULL);
+	cf_put_u64("tl", hb_timeline_id(t));
+	cf_get("refused");
+	CHECK_EQ(hb_timeline_share(t, 2), 0);
+	CHECK_EQ(hb_timeline_share(t, 2), 0); /* again: a no-op */
+	cf_put("shared", "1");
+	cf_barrier("done");
+	hb_timeline_destroy(t);
+}
+
+static void vis_other(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_fence f = {.timeline = cf_get_u64("tl"), .value = 1};
+	struct hb_sync *s;
+
+	CHECK_ERR(hb_sync_open(c, &f), ENOENT);
+	f.value = 0;
+	CHECK_ERR(hb_sync_open(c, &f), ENOENT);
+	cf_put("refused", "1");
+	cf_get("shared");
+	s = OPEN(c, f.timeline, 1);
+	CHECK_EQ(hb_sync_status(s), 0);
+	hb_sync_close(s);
+	cf_barrier("done");
+}
+
+CF_CASE(timeline_visibility, {1, vis_owner}, {2, vis_other})
+
+/* ---- c16_wait_any and c18 merge, across owners (test_it_fence_conformance) ------------------
+ * vm2 waits on fences of two owners (the host and vm1): wait_any returns the lowest complete
+ * index, a merge completes only when both members have, and the members stay as they were. */
+static void two_owner(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_timeline *t = timeline_for(c, cf_domain() == 0 ? "tl0" : "tl1");
+
+	cf_barrier("opened");
+	if (cf_domain() == 1)
+		CHECK_EQ(hb_timeline_signal(t, 1), 0);
+	cf_barrier("first");
+	if (cf_domain() == 0)
+		CHECK_EQ(hb_timeline_signal(t, 1), 0);
+	cf_barrier("done");
+	hb_timeline_destroy(t);
+}
+
+static void two_waiter(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_sync *v[2], *m;
+	size_t idx = 99;
+
+	v[0] = OPEN(c, cf_get_u64("tl0"), 1);
+	v[1] = OPEN(c, cf_get_u64("tl1"), 1);
+	m = hb_sync_merge(v[0], v[1]);
+	CHECK(m != NULL);
+	CHECK_ERR(hb_sync_wait_any(v, 2, 0, &idx), ETIME);
+	cf_barrier("opened");
+	CHECK_EQ(hb_sync_wait_any(v, 2, CF_WAIT_MS, &idx), 0);
+	CHECK_EQ(idx, 1);
+	CHECK_EQ(hb_sync_status(v[0]), 0);
+	CHECK_EQ(hb_sync_status(m), 0);
+	CHECK(!fd_ready(m));
+	cf_barrier("first");
+	WAIT_DONE(m);
+	CHECK_EQ(hb_sync_status(m), 1);
+	CHECK_EQ(hb_sync_status(v[0]), 1);
+	CHECK_EQ(hb_sync_status(v[1]), 1);
+	CHECK_EQ(hb_sync_wait_any(v, 2, 0, &idx), 0);
+	CHECK_EQ(idx, 0);
+	hb_sync_close(m);
+	hb_sync_close(v[0]);
+	hb_sync_close(v[1]);
+	cf_barrier("done");
+}
+
+CF_CASE(wait_any_and_merge_across_owners, {0, two_owner}, {1, two_owner}, {2, two_waiter})
