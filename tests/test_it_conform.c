@@ -27,7 +27,7 @@ TEST(emulated)
 	alarm(900);
 	cf_env_apply();
 	hbt_daemon_start_config(&d, CF_EMULATED_TOPOLOGY);
-	cf_hub_init(&h, "emulated", &d);
+	cf_hub_init(&h, "emulated", CF_EMULATED, &d);
 	cf_hub_local(&h, 0, hbt_addr_host(&d));
 	cf_hub_local(&h, 1, hbt_addr_vm(&d, 1));
 	cf_hub_local(&h, 2, hbt_addr_vm(&d, 2));

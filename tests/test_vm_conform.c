@@ -69,7 +69,7 @@ TEST(qemu)
 	alarm(CF_QEMU_ALARM_S);
 	cf_env_apply();
 	hbt_daemon_start_config(&d, VM_TOPOLOGY);
-	cf_hub_init(&h, "qemu", &d);
+	cf_hub_init(&h, "qemu", CF_QEMU, &d);
 	for (int i = 0; i < 2; i++) {
 		struct vm_opts o = {.image = "conform", .dir = d.dir, .d = &d};
 		char side[300];

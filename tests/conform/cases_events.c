@@ -253,9 +253,11 @@ static void order_vm2(void)
 CF_CASE(events_keep_order, {1, order_vm1}, {2, order_vm2})
 
 /* ---- domain_gone (test_it_events) -----------------------------------------------------------
- * A VM whose last session ends is gone for every domain it shares a group with: vm2 goes, the
- * host and vm1 hear DOMAIN_GONE naming it. (The original's vm3, which shares nothing with
- * vm1, and its "nobody else hears" checks need a topology the conformance one is not.) */
+ * A VM whose last session ends while no ivshmem connection is bound to it is gone for every
+ * domain it shares a group with (PROTOCOL.md §6): vm2 goes, the host and vm1 hear DOMAIN_GONE
+ * naming it. (The original's vm3, which shares nothing with vm1, and its "nobody else hears"
+ * checks need a topology the conformance one is not.) Not on QEMU: there QEMU holds the
+ * ivshmem connections, so the domain goes only with QEMU, which lives for the whole run. */
 static void gone_vm2(void)
 {
 	struct hb_client *c = connect_ready();
@@ -273,4 +275,7 @@ static void gone_watcher(void)
 	CHECK_EQ(ev.domain, 2);
 }
 
-CF_CASE(domain_gone, {2, gone_vm2}, {1, gone_watcher}, {0, gone_watcher})
+CF_CASE_EXCEPT(domain_gone, CF_QEMU,
+	       "a KVM guest's domain is gone only when its QEMU exits (PROTOCOL.md 6); the guests "
+	       "live for the whole run",
+	       {2, gone_vm2}, {1, gone_watcher}, {0, gone_watcher})

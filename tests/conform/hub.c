@@ -41,10 +41,12 @@ static void say_line(int fd, const char *fmt, ...)
 	(void)it_send_all(fd, line, (size_t)n + 1);
 }
 
-void cf_hub_init(struct cf_hub *h, const char *target, const struct hbt_daemon *d)
+void cf_hub_init(struct cf_hub *h, const char *target, unsigned target_flag,
+		 const struct hbt_daemon *d)
 {
 	memset(h, 0, sizeof(*h));
 	h->target = target;
+	h->target_flag = target_flag;
 	h->d = d;
 }
 
@@ -444,7 +446,10 @@ void cf_hub_run(struct cf_hub *h)
 	for (unsigned i = 0; (c = cf_case_at(i)) != NULL; i++) {
 		if (only && *only && fnmatch(only, c->name, 0) != 0)
 			continue;
-		run_case(h, c);
+		if (c->not_on & h->target_flag)
+			report(h, c->name, "SKIP", c->why_not);
+		else
+			run_case(h, c);
 	}
 	printf("%s: %d passed, %d failed, %d skipped\n", h->target, h->passed, h->failed,
 	       h->skipped);

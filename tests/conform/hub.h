@@ -36,6 +36,7 @@ struct cf_peer {
 
 struct cf_hub {
 	const char *target;
+	unsigned target_flag; /* CF_EMULATED, CF_QEMU or CF_XEN */
 	const struct hbt_daemon *d;
 	struct cf_peer peer[CF_MAX_PEERS];
 	int n_peers;
@@ -46,7 +47,8 @@ struct cf_hub {
 	void *check_ctx;
 };
 
-void cf_hub_init(struct cf_hub *h, const char *target, const struct hbt_daemon *d);
+void cf_hub_init(struct cf_hub *h, const char *target, unsigned target_flag,
+		 const struct hbt_daemon *d);
 /* $HB_CF_ENV ("NAME=VALUE NAME=VALUE"), set in this process: call before the daemon starts
  * so that it gets them; every server gets them too (cf_hub_add). */
 void cf_env_apply(void);

@@ -14,17 +14,27 @@ struct cf_role {
 	void (*fn)(void);
 };
 
+/* Targets, for the cases that cannot apply to some (docs/TESTING.md lists each, with why). */
+#define CF_EMULATED (1u << 0)
+#define CF_QEMU     (1u << 1)
+#define CF_XEN      (1u << 2)
+
 struct cf_case {
 	const char *name;
 	struct cf_role roles[CF_MAX_ROLES];
+	unsigned not_on;     /* targets where the case cannot apply: it is reported as a skip */
+	const char *why_not; /* ... saying this */
 };
 
 void cf_register(const struct cf_case *c);
 
 /* CF_CASE(name, {dom, fn}, {dom, fn}...): one case and its roles, in the table every target
  * runs. The roles of a case start together; each runs in its own process. */
-#define CF_CASE(cname, ...)                                                                        \
-	static const struct cf_case cf_case_##cname = {#cname, {__VA_ARGS__}};                     \
+#define CF_CASE(cname, ...) CF_CASE_EXCEPT(cname, 0, NULL, __VA_ARGS__)
+
+/* A case that cannot apply to the targets in not_on (CF_QEMU...), for the reason why. */
+#define CF_CASE_EXCEPT(cname, not, why, ...)                                                       \
+	static const struct cf_case cf_case_##cname = {#cname, {__VA_ARGS__}, (not ), (why)};      \
 	__attribute__((constructor)) static void cf_reg_##cname(void)                              \
 	{                                                                                          \
 		cf_register(&cf_case_##cname);                                                     \
