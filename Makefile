@@ -4,7 +4,9 @@
 #   make check      the house checks (tools/check-layers.sh, tools/check-size.sh), then build
 #                   with ASan+UBSan into build/asan/ and run every test suite (the VM and Xen
 #                   cases too when QEMU and the Xen packages are installed)
-#   make check-kvm  only the VM suite: real QEMU guests (needs qemu-system-x86, see docs/KVM.md)
+#   make check-kvm  only the VM suites: real QEMU guests (needs qemu-system-x86, see docs/KVM.md),
+#                   the conformance suite's QEMU target among them
+#   make check-conform  only the conformance suite, on every target (docs/TESTING.md)
 #   make check-xen  only the Xen cases: Xen 4.17 with a dom0 and two domUs under QEMU TCG
 #   make bench      benchmarks, printed as ratios against a baseline measured in the same run
 #                   (with GStreamer: hyperbufsink ! hyperbufsrc against shmsink ! shmsrc, tcp)
@@ -407,6 +409,12 @@ check-kvm:
 	$(MAKE) SAN=1 B=build/asan tests
 	sh tests/run-tests.sh build/asan 'test_vm_*'
 
+# The conformance suite alone (tests/conform/, docs/TESTING.md): every case on each target, the
+# emulated VMs and the QEMU guests (which skip, with the reason, without QEMU).
+check-conform:
+	$(MAKE) SAN=1 B=build/asan tests
+	sh tests/run-tests.sh build/asan 'test_*_conform'
+
 # The Xen cases alone (they skip, with the reason, when the Xen or QEMU packages are missing).
 check-xen:
 	$(MAKE) SAN=1 B=build/asan tests
@@ -521,6 +529,6 @@ format:
 clean:
 	rm -rf build
 
-.PHONY: gst-plugin gst-tests all house tests check check-unit check-kvm check-xen run bench \
+.PHONY: gst-plugin gst-tests all house tests check check-unit check-kvm check-conform check-xen run bench \
 	install uninstall format clean fuzz fuzz-regress fuzz-targets fuzz-targets-if-clang \
 	fuzz-corpus

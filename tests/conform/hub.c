@@ -81,6 +81,8 @@ static void send_env(int fd)
 	CHECK(copy != NULL);
 	for (tok = strtok_r(copy, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save))
 		say_line(fd, "ENV %s", tok);
+	/* And the list itself, for the case that checks every role got it (cases_self.c). */
+	say_line(fd, "ENV HB_CF_ENV=%s", env);
 	free(copy);
 }
 
