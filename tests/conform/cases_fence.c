@@ -432,3 +432,213 @@ static void two_waiter(void)
 }
 
 CF_CASE(wait_any_and_merge_across_owners, {0, two_owner}, {1, two_owner}, {2, two_waiter})
+
+/* ---- c04_signalled_stays_signalled (test_it_fence_conformance) ------------------------------
+ * A completed point stays complete: signalling the same or a lower value, failing it, moving
+ * the timeline on change nothing in the other domain; waits and polls keep returning at once. */
+static void stay_owner(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_timeline *t = timeline_for(c, "tl");
+
+	CHECK_EQ(hb_timeline_signal(t, 2), 0);
+	cf_get("done-2");
+	for (int i = 0; i < 3; i++) {
+		CHECK_EQ(hb_timeline_signal(t, 2), 0);
+		CHECK_EQ(hb_timeline_signal(t, 1), 0);
+		CHECK_EQ(hb_timeline_fail(t, 2, -EIO), 0);
+	}
+	CHECK_EQ(hb_timeline_signal(t, 100), 0);
+	cf_put("moved", "1");
+	cf_barrier("done");
+	hb_timeline_destroy(t);
+}
+
+static void stay_waiter(void)
+{
+	struct hb_client *c = cf_connect();
+	uint64_t tl = cf_get_u64("tl");
+	struct hb_sync *s = OPEN(c, tl, 2), *top;
+
+	WAIT_DONE(s);
+	cf_put("done-2", "1");
+	cf_get("moved");
+	top = OPEN(c, tl, 100);
+	CHECK_EQ(hb_sync_status(top), 1);
+	for (int i = 0; i < 20; i++) {
+		CHECK_EQ(hb_sync_wait(s, 0), 0);
+		CHECK_EQ(hb_sync_wait(s, 10), 0);
+		CHECK(fd_ready(s));
+		CHECK_EQ(hb_sync_status(s), 1);
+	}
+	hb_sync_close(top);
+	hb_sync_close(s);
+	cf_barrier("done");
+}
+
+CF_CASE(c04_signalled_stays_signalled, {1, stay_owner}, {2, stay_waiter})
+
+/* ---- c07_64bit_values_no_wrap (test_it_fence_conformance) -----------------------------------
+ * Values are 64-bit everywhere on the way: jumps of more than 2^31, no truncation at 2^32, no
+ * signed comparison at 2^63, up to UINT64_MAX. */
+static const uint64_t pts[] = {
+    (1ull << 31) + 2, (1ull << 32) - 1, 1ull << 32,       (1ull << 32) + 5, (1ull << 33) + 1,
+    (1ull << 63) - 1, 1ull << 63,       (1ull << 63) + 1, UINT64_MAX - 1,   UINT64_MAX,
+};
+#define N_PTS (sizeof(pts) / sizeof(pts[0]))
+/* The owner's steps, and the last point each completes. */
+static const uint64_t steps[] = {(1ull << 31) + 2, (1ull << 32) + 4, 1ull << 63, UINT64_MAX - 1,
+				 UINT64_MAX};
+static const int last_done[] = {0, 2, 6, 8, 9};
+
+static void wide_owner(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_timeline *t = timeline_for(c, "tl");
+	char key[16];
+
+	CHECK_EQ(hb_timeline_signal(t, 1), 0);
+	for (size_t k = 0; k < sizeof(steps) / sizeof(steps[0]); k++) {
+		snprintf(key, sizeof(key), "step-%zu", k);
+		cf_barrier(key);
+		CHECK_EQ(hb_timeline_signal(t, steps[k]), 0);
+	}
+	cf_barrier("done");
+	hb_timeline_destroy(t);
+}
+
+static void wide_waiter(void)
+{
+	struct hb_client *c = cf_connect();
+	uint64_t tl = cf_get_u64("tl");
+	struct hb_sync *s[N_PTS];
+	char key[16];
+
+	for (size_t i = 0; i < N_PTS; i++)
+		s[i] = OPEN(c, tl, pts[i]);
+	for (size_t k = 0; k < sizeof(steps) / sizeof(steps[0]); k++) {
+		struct hb_sync *born;
+
+		snprintf(key, sizeof(key), "step-%zu", k);
+		cf_barrier(key);
+		WAIT_DONE(s[last_done[k]]);
+		/* The owner reached steps[k]: a point there is born complete, so every point
+		 * up to it is complete here, and none above. */
+		born = OPEN(c, tl, steps[k]);
+		CHECK_EQ(hb_sync_status(born), 1);
+		hb_sync_close(born);
+		for (int i = 0; i < (int)N_PTS; i++)
+			CHECK_EQ(hb_sync_status(s[i]), i <= last_done[k] ? 1 : 0);
+	}
+	for (size_t i = 0; i < N_PTS; i++)
+		hb_sync_close(s[i]);
+	cf_barrier("done");
+}
+
+CF_CASE(c07_64bit_values_no_wrap, {1, wide_owner}, {2, wide_waiter})
+
+/* ---- c12_merge_keeps_errors (test_it_fence_conformance) -------------------------------------
+ * A merge keeps a member's error, whether the member failed before the merge or after it, and
+ * a merge of merges too. */
+static void merr_owner(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_timeline *t = timeline_for(c, "tl");
+
+	cf_barrier("opened");
+	CHECK_EQ(hb_timeline_fail(t, 1, -EIO), 0);
+	CHECK_EQ(hb_timeline_signal(t, 2), 0);
+	cf_barrier("merged");
+	CHECK_EQ(hb_timeline_fail(t, 3, -ENODEV), 0);
+	CHECK_EQ(hb_timeline_signal(t, 4), 0);
+	cf_barrier("done");
+	hb_timeline_destroy(t);
+}
+
+static void merr_waiter(void)
+{
+	struct hb_client *c = cf_connect();
+	uint64_t tl = cf_get_u64("tl");
+	struct hb_sync *early = OPEN(c, tl, 1), *ok1 = OPEN(c, tl, 2), *m1, *late, *ok2, *m2, *m3;
+
+	cf_barrier("opened");
+	WAIT_DONE(ok1);
+	CHECK_EQ(hb_sync_status(early), -EIO);
+	CHECK_EQ(hb_sync_status(ok1), 1);
+	m1 = hb_sync_merge(ok1, early);
+	CHECK(m1 != NULL);
+	WAIT_DONE(m1);
+	CHECK_EQ(hb_sync_status(m1), -EIO);
+	CHECK(fd_ready(m1));
+	late = OPEN(c, tl, 3);
+	ok2 = OPEN(c, tl, 4);
+	m2 = hb_sync_merge(late, ok2);
+	CHECK(m2 != NULL);
+	m3 = hb_sync_merge(ok1, m2);
+	CHECK(m3 != NULL);
+	cf_barrier("merged");
+	WAIT_DONE(m2);
+	CHECK_EQ(hb_sync_status(m2), -ENODEV);
+	WAIT_DONE(m3);
+	CHECK_EQ(hb_sync_status(m3), -ENODEV);
+	hb_sync_close(early);
+	hb_sync_close(ok1);
+	hb_sync_close(m1);
+	hb_sync_close(late);
+	hb_sync_close(ok2);
+	hb_sync_close(m2);
+	hb_sync_close(m3);
+	cf_barrier("done");
+}
+
+CF_CASE(c12_merge_keeps_errors, {1, merr_owner}, {2, merr_waiter})
+
+/* ---- c23_invalid_arguments (test_it_fence_conformance) --------------------------------------
+ * Invalid arguments are EINVAL and change nothing: the handles still complete. (The original's
+ * merge of two clients' handles needs two clients in one domain: a guest's second port.) */
+static void inval_owner(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_timeline *t = timeline_for(c, "tl");
+
+	cf_barrier("checked");
+	CHECK_EQ(hb_timeline_signal(t, 1), 0);
+	cf_barrier("done");
+	hb_timeline_destroy(t);
+}
+
+static void inval_waiter(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_sync *s = OPEN(c, cf_get_u64("tl"), 1);
+	struct hb_timeline *mine = hb_timeline_create(c);
+	struct hb_fence f = {0, 0};
+	struct hb_event ev;
+	size_t idx;
+
+	CHECK(mine != NULL);
+	CHECK_ERR(hb_sync_merge(s, NULL), EINVAL);
+	CHECK_ERR(hb_sync_merge(NULL, s), EINVAL);
+	CHECK_ERR(hb_sync_wait(s, -5), EINVAL);
+	CHECK_ERR(hb_sync_wait_any(NULL, 1, 0, &idx), EINVAL);
+	CHECK_ERR(hb_timeline_fail(mine, 1, 0), EINVAL);
+	CHECK_ERR(hb_timeline_fail(mine, 1, 5), EINVAL);
+	CHECK_ERR(hb_timeline_fail(mine, 1, -4096), EINVAL);
+	CHECK_ERR(hb_timeline_fail(mine, 1, INT32_MIN), EINVAL);
+	CHECK_ERR(hb_timeline_create(NULL), EINVAL);
+	CHECK_ERR(hb_sync_open(c, &f), EINVAL);
+	memset(&ev, 0, sizeof(ev));
+	ev.type = HB_EVENT_EXPORTED;
+	CHECK_ERR(hb_event_fence(&ev, &f), EINVAL);
+	CHECK_ERR(hb_event_fence(NULL, &f), EINVAL);
+	CHECK_EQ(hb_sync_status(s), 0);
+	cf_barrier("checked");
+	WAIT_DONE(s);
+	CHECK_EQ(hb_sync_status(s), 1);
+	CHECK_EQ(hb_timeline_signal(mine, 1), 0);
+	hb_sync_close(s);
+	hb_timeline_destroy(mine);
+	cf_barrier("done");
+}
+
+CF_CASE(c23_invalid_arguments, {1, inval_owner}, {2, inval_waiter})

@@ -61,6 +61,10 @@ void cf_put_id(const char *key, const struct hb_id *id);
 void cf_get_id(const char *key, struct hb_id *id);
 void cf_barrier(const char *name);
 
+/* A statistic of the daemon (`hyperbufctl stats`), which the hub reads on the host; a missing
+ * one fails the role. Other cases do not run meanwhile, but other roles of this one do. */
+long long cf_stat(const char *key);
+
 /* An environment variable the target passed through ($HB_CF_ENV, docs/TESTING.md): roles and
  * the daemon see the same. */
 const char *cf_env(const char *name);

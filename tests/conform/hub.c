@@ -10,7 +10,7 @@
 /* How long the daemon may take to be back where it was after a case (sessions end as the
  * daemon reads the clients' goodbyes). */
 #define CF_SETTLE_MS 20000
-#define CF_MAX_KEYS  64
+#define CF_MAX_KEYS  512
 
 struct cf_run {
 	const struct cf_case *c;
@@ -279,6 +279,9 @@ static void on_line(struct cf_hub *h, struct cf_run *r, struct cf_peer *p, const
 			p->wait = 'G';
 			snprintf(p->want, sizeof(p->want), "%.63s", line + 4);
 		}
+	} else if (strncmp(line, "STAT ", 5) == 0) {
+		/* The daemon's statistic, read on the host: a guest cannot ask it itself. */
+		say_line(p->fd, "VAL %lld", hbt_stat(h->d, line + 5));
 	} else if (strncmp(line, "BARRIER ", 8) == 0) {
 		if (r->why[0])
 			say_line(p->fd, "ABORT");

@@ -7,7 +7,7 @@
  * The stream to the hub carries text lines (tests/conform/hub.c has the other end):
  *   server -> hub  HELLO <domain> | END <case> <status> (the role's exit status; 128+N: signal)
  *   hub -> server  ENV NAME=VALUE | RUN <case> <role index> | QUIT
- *   role -> hub    PUT <key> <value> | GET <key> | BARRIER <name> | FAIL <message>
+ *   role -> hub    PUT <key> <value> | GET <key> | BARRIER <name> | STAT <key> | FAIL <message>
  *   hub -> role    VAL <value> | GO | ABORT (another role of the case failed)
  * A role runs in a child of the server and uses the server's stream while the server waits
  * for it; lines are read a byte at a time, so neither reads what is the other's.
@@ -209,7 +209,8 @@ void cf_put(const char *key, const char *fmt, ...)
 	if (strpbrk(key, " \n") || strchr(val, '\n') || strlen(key) >= CF_KEY_MAX)
 		cf_fail(__FILE__, __LINE__, "bad side-channel key %s", key);
 	if (strcmp(hub_call(key, "PUT %s %s", key, val), "GO") != 0)
-		cf_fail(__FILE__, __LINE__, "put %s refused (set twice?)", key);
+		cf_fail(__FILE__, __LINE__, "put %s refused (set twice, or more than 512 keys)",
+			key);
 }
 
 const char *cf_get(const char *key)
@@ -242,6 +243,16 @@ void cf_put_id(const char *key, const struct hb_id *id)
 void cf_get_id(const char *key, struct hb_id *id)
 {
 	CHECK_EQ(hb_id_parse(cf_get(key), id), 0);
+}
+
+long long cf_stat(const char *key)
+{
+	const char *r = hub_call(key, "STAT %s", key);
+	long long v;
+
+	if (sscanf(r, "VAL %lld", &v) != 1 || v < 0)
+		cf_fail(__FILE__, __LINE__, "the daemon has no statistic %s", key);
+	return v;
 }
 
 void cf_barrier(const char *name)
