@@ -4,7 +4,8 @@
 #
 # usage: tests/run-tests.sh BUILD_DIR [GLOB]
 #   GLOB selects test programs by name (default 'test_*').
-#   HB_TEST_TIMEOUT  seconds per case (default 180)
+#   HB_TEST_TIMEOUT  seconds per case (default 180); a case listed as "NAME SECONDS" by
+#                    `PROG --list` gets SECONDS if that is more (tests/harness.h, TEST_TIMEOUT)
 #   HB_JOBS          cases run in parallel (default 2)
 # Cases get HB_BUILD (the build folder, absolute) and HB_RUN_DIR (a scratch folder shared by
 # every case of this run).
@@ -65,16 +66,16 @@ print_locked() {
 	rmdir "$tmp/lock"
 }
 
-# run_case N PROG CASE: runs one case, records ok/fail/skip in results, reports it.
+# run_case N PROG CASE SECONDS: runs one case, records ok/fail/skip in results, reports it.
 run_case() {
-	n=$1 prog=$2 name=$3
+	n=$1 prog=$2 name=$3 case_timeout=$4
 	base=${prog##*/}
 	log=$tmp/case.$n.log
 	report=$tmp/case.$n.report
 	sub=$tmp/case.$n.sub
 	: >"$sub"
 	start=$(now_ns)
-	HB_SUBRESULTS=$sub timeout -k 10 "$timeout_s" "$prog" "$name" >"$log" 2>&1 </dev/null
+	HB_SUBRESULTS=$sub timeout -k 10 "$case_timeout" "$prog" "$name" >"$log" 2>&1 </dev/null
 	rc=$?
 	end=$(now_ns)
 	secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
@@ -97,7 +98,7 @@ run_case() {
 	*)
 		echo fail >>"$tmp/results"
 		if [ "$rc" -eq 124 ]; then
-			why="timed out after ${timeout_s}s"
+			why="timed out after ${case_timeout}s"
 		elif [ "$rc" -gt 128 ]; then
 			why="killed by signal $((rc - 128))"
 		else
@@ -165,10 +166,14 @@ for prog in "$HB_BUILD"/tests/test_*; do
 		sed 's/^/    /' "$tmp/list.err" | tail -n 40
 		continue
 	fi
-	while IFS= read -r name; do
+	while IFS=' ' read -r name limit; do
 		[ -n "$name" ] || continue
+		case $limit in
+		'' | *[!0-9]*) limit=$timeout_s ;;
+		esac
+		[ "$limit" -lt "$timeout_s" ] && limit=$timeout_s
 		n=$((n + 1))
-		start_job "$n" "$prog" "$name"
+		start_job "$n" "$prog" "$name" "$limit"
 	done <"$tmp/list"
 done
 wait

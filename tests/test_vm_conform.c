@@ -66,6 +66,7 @@ TEST(qemu)
 	int lfd[2], fd[2];
 
 	vm_need("conform");
+	/* vm_need armed the VM suites' alarm, for one case in a boot. */
 	alarm(CF_QEMU_ALARM_S);
 	cf_env_apply();
 	hbt_daemon_start_config(&d, VM_TOPOLOGY);
@@ -99,3 +100,6 @@ TEST(qemu)
 	if (!getenv("HB_SUBRESULTS"))
 		CHECK_EQ(h.failed, 0);
 }
+
+/* Every case in one boot: more than run-tests.sh's default per case. */
+TEST_TIMEOUT(qemu, 900)
