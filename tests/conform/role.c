@@ -141,6 +141,18 @@ const char *cf_env(const char *name)
 	return getenv(name);
 }
 
+/* Ends the role's sessions. A process that just exits is not enough in a KVM guest: its
+ * session lasts until the next process opens the port (docs/KVM.md), and would be left over
+ * into the next case. */
+static void disconnect_all(void)
+{
+	for (int i = 0; i < CF_MAX_CLIENTS; i++) {
+		if (clients[i])
+			hb_disconnect(clients[i]);
+		clients[i] = NULL;
+	}
+}
+
 void cf_fail(const char *file, int line, const char *fmt, ...)
 {
 	char msg[CF_LINE_MAX - 64];
@@ -155,7 +167,9 @@ void cf_fail(const char *file, int line, const char *fmt, ...)
 	fprintf(stderr, "FAIL %s: %s\n", my_case, msg);
 	if (hub_fd >= 0)
 		send_line(hub_fd, "FAIL %s", msg);
-	/* _exit: a failed role is over; what it held goes with its process. */
+	disconnect_all();
+	/* _exit: a failed role is over; leak reports about what it held would only bury the
+	 * message above. */
 	_exit(1);
 }
 
@@ -193,6 +207,7 @@ static const char *hub_call(const char *what, const char *fmt, ...)
 		/* Not this role's failure: the hub already has the one that failed. */
 		send_line(hub_fd, "FAIL domain %u: aborted at %s (another role failed)", my_domain,
 			  what);
+		disconnect_all();
 		_exit(2);
 	}
 	return reply;
@@ -268,11 +283,7 @@ static void run_role(const struct cf_case *c, unsigned idx)
 	my_case = c->name;
 	signal(SIGPIPE, SIG_IGN);
 	c->roles[idx].fn();
-	for (int i = 0; i < CF_MAX_CLIENTS; i++) {
-		if (clients[i])
-			hb_disconnect(clients[i]);
-		clients[i] = NULL;
-	}
+	disconnect_all();
 }
 
 /* Waits for the role's child, killing it after CF_ROLE_LIMIT_S: its exit status, 128+N for a
@@ -303,6 +314,7 @@ static int wait_role(pid_t pid)
 static int start_role(int fd, const char *name, unsigned idx)
 {
 	const struct cf_case *c = cf_case_find(name);
+	int status;
 	pid_t pid;
 
 	if (!c || idx >= CF_MAX_ROLES || !c->roles[idx].fn)
@@ -318,7 +330,16 @@ static int start_role(int fd, const char *name, unsigned idx)
 		fflush(stderr);
 		exit(0);
 	}
-	return send_line(fd, "END %s %d", name, wait_role(pid));
+	status = wait_role(pid);
+	if (status != 0) {
+		/* A role that died may have left its session behind (a guest's port keeps it
+		 * until the next process opens the port): open and close it. */
+		struct hb_client *reset = hb_connect(my_address);
+
+		if (reset)
+			hb_disconnect(reset);
+	}
+	return send_line(fd, "END %s %d", name, status);
 }
 
 int cf_serve(int fd, uint32_t domain, const char *address)
