@@ -311,6 +311,30 @@ static struct cf_peer *peer_of(struct cf_hub *h, uint32_t domain)
 	return NULL;
 }
 
+/* Every role still running waits for something only another could give: the case cannot go
+ * on (a role ended without setting a key or reaching a barrier). Says who waits for what. */
+static bool deadlocked(const struct cf_hub *h, const struct cf_run *r, char *why, size_t len)
+{
+	size_t n = 0;
+	int busy = 0;
+
+	why[0] = '\0';
+	for (int i = 0; i < h->n_peers; i++) {
+		const struct cf_peer *p = &h->peer[i];
+
+		if (!p->busy)
+			continue;
+		if (!p->wait)
+			return false;
+		busy++;
+		if (n < len)
+			n += (size_t)snprintf(why + n, len - n, " domain %u at %s %s", p->domain,
+					      p->wait == 'G' ? "key" : "barrier",
+					      p->wait == 'G' ? p->want : r->barrier);
+	}
+	return busy > 0;
+}
+
 /* Reads what the busy peers say until every role ended or the limit. */
 static void pump(struct cf_hub *h, struct cf_run *r)
 {
@@ -345,6 +369,14 @@ static void pump(struct cf_hub *h, struct cf_run *r)
 					h->peer[i].dead = true;
 			}
 			return;
+		}
+		if (any && !r->why[0]) {
+			char who[300];
+
+			if (deadlocked(h, r, who, sizeof(who))) {
+				case_fail(r, "every role left waits:%s", who);
+				abort_waiters(h);
+			}
 		}
 		if (h->check)
 			h->check(h->check_ctx);
