@@ -642,3 +642,314 @@ static void inval_waiter(void)
 }
 
 CF_CASE(c23_invalid_arguments, {1, inval_owner}, {2, inval_waiter})
+
+/* The owner reached value v: a point there, opened and waited for here. After it, a point
+ * above v still pending is pending for good reason, not for a late notification. */
+static void reached_at(int line, struct hb_client *c, uint64_t tl, uint64_t v)
+{
+	struct hb_sync *s = open_at(line, c, tl, v);
+
+	wait_done_at(line, s);
+	hb_sync_close(s);
+}
+#define REACHED(c, tl, v) reached_at(__LINE__, (c), (tl), (v))
+
+/* ---- c05_same_point_is_one_fence (test_it_fence_conformance) --------------------------------
+ * Two opens of one point are one fence: both complete together with the same status, an error
+ * included, and a merge of the two behaves as the point; an open after the point failed is
+ * born with that error. */
+static void same_owner(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_timeline *t = timeline_for(c, "tl");
+
+	cf_barrier("opened");
+	CHECK_EQ(hb_timeline_signal(t, 2), 0);
+	cf_barrier("two");
+	CHECK_EQ(hb_timeline_signal(t, 3), 0);
+	cf_barrier("three");
+	CHECK_EQ(hb_timeline_fail(t, 5, -ECANCELED), 0);
+	cf_barrier("done");
+	hb_timeline_destroy(t);
+}
+
+static void same_waiter(void)
+{
+	struct hb_client *c = cf_connect();
+	uint64_t tl = cf_get_u64("tl");
+	struct hb_sync *s1 = OPEN(c, tl, 3), *s2 = OPEN(c, tl, 3), *m, *e1 = OPEN(c, tl, 5),
+		       *e2 = OPEN(c, tl, 5);
+
+	m = hb_sync_merge(s1, s2);
+	CHECK(m != NULL);
+	cf_barrier("opened");
+	REACHED(c, tl, 2);
+	CHECK_EQ(hb_sync_status(s1), 0);
+	CHECK_EQ(hb_sync_status(s2), 0);
+	CHECK_EQ(hb_sync_status(m), 0);
+	cf_barrier("two");
+	WAIT_DONE(s1);
+	CHECK_EQ(hb_sync_status(s2), 1);
+	CHECK(fd_ready(s2));
+	CHECK_EQ(hb_sync_status(m), 1);
+	cf_barrier("three");
+	WAIT_DONE(e1);
+	CHECK_EQ(hb_sync_status(e1), -ECANCELED);
+	CHECK_EQ(hb_sync_status(e2), -ECANCELED);
+	hb_sync_close(e2);
+	e2 = OPEN(c, tl, 5);
+	CHECK_EQ(hb_sync_status(e2), -ECANCELED);
+	CHECK(fd_ready(e2));
+	hb_sync_close(s1);
+	hb_sync_close(s2);
+	hb_sync_close(m);
+	hb_sync_close(e1);
+	hb_sync_close(e2);
+	cf_barrier("done");
+}
+
+CF_CASE(c05_same_point_is_one_fence, {1, same_owner}, {2, same_waiter})
+
+/* ---- c09_fail_respects_order (test_it_fence_conformance) ------------------------------------
+ * A fail completes the pending points up to its value with the error, in value order (points
+ * opened out of order), reported by FENCE events in order; a fail over completed points only
+ * touches the pending ones. */
+static void order_owner(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_timeline *t = timeline_for(c, "tl");
+
+	cf_barrier("opened");
+	CHECK_EQ(hb_timeline_signal(t, 3), 0);
+	cf_barrier("three");
+	CHECK_EQ(hb_timeline_fail(t, 7, -EIO), 0);
+	cf_barrier("seven");
+	CHECK_EQ(hb_timeline_signal(t, 10), 0);
+	cf_barrier("ten");
+	CHECK_EQ(hb_timeline_fail(t, 12, -EBUSY), 0);
+	cf_barrier("done");
+	hb_timeline_destroy(t);
+}
+
+static void order_waiter(void)
+{
+	struct hb_client *c = cf_connect();
+	uint64_t tl = cf_get_u64("tl");
+	struct hb_sync *s[12];
+	struct hb_fence f;
+	uint32_t dom;
+
+	for (int i = 11; i >= 0; i--)
+		s[i] = OPEN(c, tl, (uint64_t)i + 1); /* points 12..1: not in value order */
+	cf_barrier("opened");
+	WAIT_DONE(s[2]);
+	cf_drain(c);
+	cf_barrier("three");
+	WAIT_DONE(s[6]);
+	for (int i = 0; i < 12; i++)
+		CHECK_EQ(hb_sync_status(s[i]), i < 3 ? 1 : i < 7 ? -EIO : 0);
+	for (int i = 4; i <= 7; i++) {
+		FENCE_EVENT(c, &f, &dom);
+		CHECK_EQ(f.value, (uint64_t)i);
+	}
+	cf_barrier("seven");
+	WAIT_DONE(s[9]);
+	cf_barrier("ten");
+	WAIT_DONE(s[11]);
+	for (int i = 0; i < 12; i++)
+		CHECK_EQ(hb_sync_status(s[i]), i < 3 ? 1 : i < 7 ? -EIO : i < 10 ? 1 : -EBUSY);
+	for (int i = 0; i < 12; i++)
+		hb_sync_close(s[i]);
+	cf_barrier("done");
+}
+
+CF_CASE(c09_fail_respects_order, {1, order_owner}, {2, order_waiter})
+
+/* ---- c10_error_status_exact (test_it_fence_conformance) -------------------------------------
+ * The status is exactly the error given (any of -4095..-1), 0 until then; errors out of range
+ * are EINVAL and change nothing. */
+static const int errs[] = {-1, -EIO, -ETIMEDOUT, -ENOMEM, -4095};
+#define N_ERRS (sizeof(errs) / sizeof(errs[0]))
+
+static void exact_owner(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_timeline *t = timeline_for(c, "tl");
+	char key[16];
+
+	cf_barrier("opened");
+	CHECK_ERR(hb_timeline_fail(t, 1, 0), EINVAL);
+	CHECK_ERR(hb_timeline_fail(t, 1, EIO), EINVAL);
+	CHECK_ERR(hb_timeline_fail(t, 1, -4096), EINVAL);
+	cf_barrier("refused");
+	for (size_t i = 0; i < N_ERRS; i++) {
+		snprintf(key, sizeof(key), "fail-%zu", i);
+		cf_barrier(key);
+		CHECK_EQ(hb_timeline_fail(t, (uint64_t)i + 1, errs[i]), 0);
+	}
+	cf_barrier("done");
+	hb_timeline_destroy(t);
+}
+
+static void exact_waiter(void)
+{
+	struct hb_client *c = cf_connect();
+	uint64_t tl = cf_get_u64("tl");
+	struct hb_sync *s[N_ERRS];
+	char key[16];
+
+	for (size_t i = 0; i < N_ERRS; i++)
+		s[i] = OPEN(c, tl, (uint64_t)i + 1);
+	cf_barrier("opened");
+	cf_barrier("refused");
+	CHECK_ERR(hb_sync_wait(s[0], 100), ETIME);
+	for (size_t i = 0; i < N_ERRS; i++) {
+		CHECK_EQ(hb_sync_status(s[i]), 0);
+		snprintf(key, sizeof(key), "fail-%zu", i);
+		cf_barrier(key);
+		WAIT_DONE(s[i]);
+		CHECK_EQ(hb_sync_status(s[i]), errs[i]);
+	}
+	for (size_t i = 0; i < N_ERRS; i++)
+		hb_sync_close(s[i]);
+	cf_barrier("done");
+}
+
+CF_CASE(c10_error_status_exact, {1, exact_owner}, {2, exact_waiter})
+
+/* ---- c20_merge_of_complete_members_is_complete (test_it_fence_conformance) ------------------
+ * A merge of complete members is complete at once (readable, a zero wait returns), and a merge
+ * with a failed member is born with its error. */
+static void full_owner(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_timeline *t = timeline_for(c, "tl");
+
+	CHECK_EQ(hb_timeline_signal(t, 5), 0);
+	cf_put("five", "1");
+	cf_barrier("opened");
+	CHECK_EQ(hb_timeline_fail(t, 6, -EFAULT), 0);
+	cf_barrier("done");
+	hb_timeline_destroy(t);
+}
+
+static void full_waiter(void)
+{
+	struct hb_client *c = cf_connect();
+	uint64_t tl = cf_get_u64("tl");
+	struct hb_sync *p0, *p1, *p2, *m, *mf;
+
+	cf_get("five");
+	p0 = OPEN(c, tl, 0);
+	p1 = OPEN(c, tl, 3);
+	m = hb_sync_merge(p0, p1);
+	CHECK(m != NULL);
+	CHECK_EQ(hb_sync_status(m), 1);
+	CHECK(fd_ready(m));
+	CHECK_EQ(hb_sync_wait(m, 0), 0);
+	p2 = OPEN(c, tl, 6);
+	cf_barrier("opened");
+	WAIT_DONE(p2);
+	mf = hb_sync_merge(m, p2);
+	CHECK(mf != NULL);
+	CHECK(fd_ready(mf));
+	CHECK_EQ(hb_sync_status(mf), -EFAULT);
+	hb_sync_close(p0);
+	hb_sync_close(p1);
+	hb_sync_close(p2);
+	hb_sync_close(m);
+	hb_sync_close(mf);
+	cf_barrier("done");
+}
+
+CF_CASE(c20_merge_of_complete_members_is_complete, {1, full_owner}, {2, full_waiter})
+
+/* ---- c21_nested_merges_flatten (test_it_fence_conformance) ----------------------------------
+ * A binary tree of merges (depth 6) over points of three domains' timelines (vm1's, the
+ * host's and vm2's own), and a chain of 2000 merges, complete exactly when the last member
+ * does. */
+static void nest_owner(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_timeline *t = timeline_for(c, cf_domain() == 1 ? "tl-a" : "tl-c");
+
+	cf_barrier("built");
+	CHECK_EQ(hb_timeline_signal(t, cf_domain() == 1 ? 63 : 62), 0);
+	cf_barrier("most");
+	if (cf_domain() == 1)
+		CHECK_EQ(hb_timeline_signal(t, 64), 0);
+	cf_barrier("tree");
+	if (cf_domain() == 1)
+		CHECK_EQ(hb_timeline_signal(t, 999), 0);
+	cf_barrier("999");
+	if (cf_domain() == 1)
+		CHECK_EQ(hb_timeline_signal(t, 1000), 0);
+	cf_barrier("done");
+	hb_timeline_destroy(t);
+}
+
+static struct hb_sync *merge_at(int line, struct hb_sync *a, struct hb_sync *b)
+{
+	struct hb_sync *m = hb_sync_merge(a, b);
+
+	if (!m)
+		cf_fail(__FILE__, line, "hb_sync_merge: %s", strerror(errno));
+	return m;
+}
+#define MERGE(a, b) merge_at(__LINE__, (a), (b))
+
+static void nest_waiter(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_timeline *own = hb_timeline_create(c);
+	struct hb_sync *level[64], *chain, *s;
+	uint64_t tl[3];
+
+	CHECK(own != NULL);
+	tl[0] = cf_get_u64("tl-a");
+	tl[1] = cf_get_u64("tl-c");
+	tl[2] = hb_timeline_id(own);
+	for (int i = 0; i < 64; i++)
+		level[i] = OPEN(c, tl[i % 3], 1 + (uint64_t)i);
+	for (int n = 64; n > 1; n /= 2) {
+		for (int i = 0; i < n / 2; i++) {
+			struct hb_sync *m = MERGE(level[2 * i], level[2 * i + 1]);
+
+			hb_sync_close(level[2 * i]);
+			hb_sync_close(level[2 * i + 1]);
+			level[i] = m;
+		}
+	}
+	s = OPEN(c, tl[0], 1000);
+	chain = MERGE(s, s);
+	for (int i = 0; i < 2000; i++) {
+		struct hb_sync *m = MERGE(chain, i % 2 ? s : level[0]);
+
+		hb_sync_close(chain);
+		chain = m;
+	}
+	cf_barrier("built");
+	/* Tree points: vm1 has 1, 4, .., 64; the host 2, 5, .., 62; vm2 3, 6, .., 63. */
+	CHECK_EQ(hb_timeline_signal(own, 63), 0);
+	REACHED(c, tl[1], 62);
+	REACHED(c, tl[0], 63);
+	CHECK_EQ(hb_sync_status(level[0]), 0);
+	CHECK_EQ(hb_sync_status(chain), 0);
+	cf_barrier("most");
+	WAIT_DONE(level[0]);
+	CHECK_EQ(hb_sync_status(level[0]), 1);
+	CHECK_EQ(hb_sync_status(chain), 0); /* waits for vm1's 1000 too */
+	cf_barrier("tree");
+	REACHED(c, tl[0], 999);
+	CHECK_EQ(hb_sync_status(chain), 0);
+	cf_barrier("999");
+	WAIT_DONE(chain);
+	CHECK_EQ(hb_sync_status(chain), 1);
+	hb_sync_close(chain);
+	hb_sync_close(level[0]);
+	hb_sync_close(s);
+	hb_timeline_destroy(own);
+	cf_barrier("done");
+}
+
+CF_CASE(c21_nested_merges_flatten, {1, nest_owner}, {0, nest_owner}, {2, nest_waiter})
