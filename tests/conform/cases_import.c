@@ -2,6 +2,11 @@
  * Conformance cases: imports (ported from test_it_import; docs/TESTING.md lists them). Written
  * once for every target (tests/conform/conform.h).
  */
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "tests/conform/conform.h"
 
 static bool all_bytes(const void *p, size_t len, uint8_t v)
@@ -245,3 +250,107 @@ static void gone_vm2(void)
 }
 
 CF_CASE(import_survives_exporter_disconnect, {1, gone_vm1}, {2, gone_vm2})
+
+/* ---- import_readonly_faults -----------------------------------------------------------------
+ * A read-only import is a read-only mapping: a write to it kills the writer (SIGSEGV or
+ * SIGBUS), the kernel refuses to write into it on the process's behalf (EFAULT), and the
+ * exporter's bytes are untouched; so for a peer-writable buffer imported without
+ * HB_IMPORT_WRITE, and for the host, whose pool comes by fd passing rather than ivshmem. The
+ * writer is a child of the role (it must die; the role must not). */
+/* The sanitizers catch SIGSEGV (and may refuse a sigaction): the raw system call. */
+static void default_fault_signals(void)
+{
+	struct {
+		void *handler;
+		unsigned long flags;
+		void *restorer;
+		uint64_t mask;
+	} ksa;
+
+	memset(&ksa, 0, sizeof(ksa));
+	ksa.handler = (void *)SIG_DFL;
+	syscall(SYS_rt_sigaction, SIGSEGV, &ksa, NULL, sizeof(ksa.mask));
+	syscall(SYS_rt_sigaction, SIGBUS, &ksa, NULL, sizeof(ksa.mask));
+}
+
+static void write_must_fault(struct hb_import *im)
+{
+	volatile uint8_t *m = hb_import_data(im);
+	size_t size = hb_import_size(im);
+	int pfd[2], status;
+	pid_t pid;
+
+	CHECK_EQ(pipe(pfd), 0);
+	CHECK_EQ(write(pfd[1], "zz", 2), 2);
+	errno = 0;
+	CHECK(read(pfd[0], (void *)(m + 1), 2) == -1 && errno == EFAULT);
+	close(pfd[0]);
+	close(pfd[1]);
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		default_fault_signals();
+		m[0] = 0xa5;
+		m[size - 1] = 0xa5;
+		_exit(0); /* the write went through */
+	}
+	CHECK_EQ(waitpid(pid, &status, 0), pid);
+	if (!WIFSIGNALED(status) || (WTERMSIG(status) != SIGSEGV && WTERMSIG(status) != SIGBUS))
+		cf_fail(__FILE__, __LINE__, "the writer was not killed by a fault (status %#x)",
+			status);
+}
+
+static void ro_exporter(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_buffer *b = CF_ALLOC(c, 2, 3 * 4096 + 5, 0);
+	struct hb_buffer *bw = CF_ALLOC(c, 2, 4096, HB_BUFFER_PEER_WRITABLE);
+	struct hb_buffer *bh = CF_ALLOC(c, 0, 2 * 4096, 0);
+	struct hb_id id;
+
+	cf_fill(hb_buffer_data(b), 3 * 4096 + 5, 11);
+	cf_fill(hb_buffer_data(bw), 4096, 12);
+	cf_fill(hb_buffer_data(bh), 2 * 4096, 13);
+	CF_EXPORT(b, NULL, 0, &id);
+	cf_put_id("ro", &id);
+	CF_EXPORT(bw, NULL, 0, &id);
+	cf_put_id("rw", &id);
+	CF_EXPORT(bh, NULL, 0, &id);
+	cf_put_id("host", &id);
+	cf_barrier("written");
+	CF_CHECK_PATTERN(hb_buffer_data(b), 3 * 4096 + 5, 11);
+	CF_CHECK_PATTERN(hb_buffer_data(bw), 4096, 12);
+	CF_CHECK_PATTERN(hb_buffer_data(bh), 2 * 4096, 13);
+	hb_buffer_free(b);
+	hb_buffer_free(bw);
+	hb_buffer_free(bh);
+}
+
+static void ro_importer(void)
+{
+	struct hb_client *c = cf_connect();
+	const char *const keys[] = {"ro", "rw"};
+	struct hb_import *im;
+	struct hb_id id;
+
+	if (cf_domain() == 0) {
+		cf_get_id("host", &id);
+		im = CF_IMPORT(c, &id, 0);
+		write_must_fault(im);
+		CF_CHECK_PATTERN(hb_import_data(im), 2 * 4096, 13);
+		hb_import_release(im);
+	} else {
+		for (int i = 0; i < 2; i++) {
+			cf_get_id(keys[i], &id);
+			im = CF_IMPORT(c, &id, 0);
+			write_must_fault(im);
+			CF_CHECK_PATTERN(hb_import_data(im), hb_import_size(im), 11 + (uint64_t)i);
+			hb_import_release(im);
+		}
+	}
+	cf_barrier("written");
+}
+
+CF_CASE(import_readonly_faults, {1, ro_exporter}, {2, ro_importer}, {0, ro_importer})
