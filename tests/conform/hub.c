@@ -411,11 +411,11 @@ static void settle(struct cf_hub *h, struct cf_run *r, bool quiet)
 		for (size_t i = 0; i < sizeof(zero) / sizeof(zero[0]); i++) {
 			long long v = hbt_stat(h->d, zero[i]);
 
-			if (v != 0)
+			if (v != 0 && n < sizeof(left))
 				n += (size_t)snprintf(left + n, sizeof(left) - n, " %s=%lld",
 						      zero[i], v);
 		}
-		if (hbt_stat(h->d, "sessions") != h->base_sessions)
+		if (hbt_stat(h->d, "sessions") != h->base_sessions && n < sizeof(left))
 			snprintf(left + n, sizeof(left) - n, " sessions=%lld (was %lld)",
 				 hbt_stat(h->d, "sessions"), h->base_sessions);
 		if (!left[0])
