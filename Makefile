@@ -4,7 +4,9 @@
 #   make check      the house checks (tools/check-layers.sh, tools/check-size.sh), then build
 #                   with ASan+UBSan into build/asan/ and run every test suite (the VM and Xen
 #                   cases too when QEMU and the Xen packages are installed)
-#   make check-kvm  only the VM suite: real QEMU guests (needs qemu-system-x86, see docs/KVM.md)
+#   make check-kvm  only the VM suites: real QEMU guests (needs qemu-system-x86, see docs/KVM.md),
+#                   the conformance suite's QEMU target among them
+#   make check-conform  only the conformance suite, on every target (docs/TESTING.md)
 #   make check-xen  only the Xen cases: Xen 4.17 with a dom0 and two domUs under QEMU TCG
 #   make bench      benchmarks, printed as ratios against a baseline measured in the same run
 #                   (with GStreamer: hyperbufsink ! hyperbufsrc against shmsink ! shmsrc, tcp)
@@ -274,6 +276,12 @@ FENCE_BINS := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_it_fence_*
 $(FENCE_BINS): $(call obj,tests/fence_common.c)
 $(B)/tests/test_it_fence_selftests $(B)/tests/test_it_fence_stress: $(call obj,tests/fence_stress.c)
 
+# The conformance suite (tests/conform/, docs/TESTING.md): cases written once as roles, run by
+# a runner per target: test_it_conform (emulated VMs), test_vm_conform (QEMU guests, whose
+# program hbconform is the same cases built static into the image $(B)/kvm/conform/).
+CONFORM_SRC := $(filter-out tests/conform/hub.c,$(wildcard tests/conform/*.c))
+$(B)/tests/test_it_conform $(B)/tests/test_vm_conform: $(call obj,$(CONFORM_SRC) tests/conform/hub.c)
+
 # The program the Xen cases run in dom0 and in the domUs: the public API only, as any user's
 # program would be (tests/xen/README.md).
 XEN_PEER := $(B)/tests/xen/hb-xen-peer
@@ -322,6 +330,13 @@ $(B)/kvm/dmabuf/initramfs.cpio.gz: $(B)/kvm/hbdmabuf $(B)/kvm/hyperbufd $(B)/kvm
 	HB_VM_MODULES=vgem HB_VM_FILES="$(B)/kvm/hyperbufd $(B)/kvm/hyperbufctl" HB_VM_KMODS=1 \
 		sh tests/kvm/mkinitramfs.sh $(B)/kvm/dmabuf $(B)/kvm/hbdmabuf tests/kvm/init
 $(VM_BINS): | $(B)/kvm/initramfs.cpio.gz $(B)/kvm/dmabuf/initramfs.cpio.gz
+# The conformance suite's image (tests/test_vm_conform.c): the same busybox guest, its program
+# the cases of tests/conform/ (tests/kvm/conform.c).
+$(B)/kvm/hbconform: $(call kvm_obj,tests/kvm/conform.c $(CONFORM_SRC) $(GUEST_LIB_SRC))
+	$(CC) -static -o $@ $^ -lprotobuf-c -lpthread
+$(B)/kvm/conform/initramfs.cpio.gz: $(B)/kvm/hbconform tests/kvm/init tests/kvm/mkinitramfs.sh
+	sh tests/kvm/mkinitramfs.sh $(B)/kvm/conform $(B)/kvm/hbconform tests/kvm/init
+$(VM_BINS): | $(B)/kvm/conform/initramfs.cpio.gz
 
 # hbholder plays systemd's part for a service (notify socket, fd store, Restart=on-failure) where
 # there is no systemd: tests, benchmarks, make run (docs/RESTART.md). hbholder-svc is the fake
@@ -373,7 +388,7 @@ $(XEN_SCRIPTS): $(B)/tests/xen/%: tests/xen/%
 	cp $< $@
 
 tests: all $(TEST_BINS) $(HOLDER_BINS) $(B)/bench $(B)/bench-vm $(XEN_PEER) $(XEN_SCRIPTS) \
-	$(B)/kvm/initramfs.cpio.gz gst-tests fuzz-targets-if-clang
+	$(B)/kvm/initramfs.cpio.gz $(B)/kvm/conform/initramfs.cpio.gz gst-tests fuzz-targets-if-clang
 
 # The house checks, before anything is built: the floors (every include goes down or stays in its
 # folder) and the sizes (no product file over 600 lines, no function over 100).
@@ -393,6 +408,12 @@ check-unit:
 check-kvm:
 	$(MAKE) SAN=1 B=build/asan tests
 	sh tests/run-tests.sh build/asan 'test_vm_*'
+
+# The conformance suite alone (tests/conform/, docs/TESTING.md): every case on each target, the
+# emulated VMs and the QEMU guests (which skip, with the reason, without QEMU).
+check-conform:
+	$(MAKE) SAN=1 B=build/asan tests
+	sh tests/run-tests.sh build/asan 'test_*_conform'
 
 # The Xen cases alone (they skip, with the reason, when the Xen or QEMU packages are missing).
 check-xen:
@@ -508,6 +529,6 @@ format:
 clean:
 	rm -rf build
 
-.PHONY: gst-plugin gst-tests all house tests check check-unit check-kvm check-xen run bench \
+.PHONY: gst-plugin gst-tests all house tests check check-unit check-kvm check-conform check-xen run bench \
 	install uninstall format clean fuzz fuzz-regress fuzz-targets fuzz-targets-if-clang \
 	fuzz-corpus

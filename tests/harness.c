@@ -1,7 +1,8 @@
 /*
  * The test harness behind tests/harness.h.
  *
- *   PROG --list   case names, one per line
+ *   PROG --list   case names, one per line; "NAME SECONDS" for a case with a time limit of its
+ *                 own (TEST_TIMEOUT), which run-tests.sh then uses instead of its default
  *   PROG CASE     runs one case in this process: exit 0 pass, 1 fail, 77 skip
  *   PROG          runs every case, each in a forked child (for use by hand)
  *
@@ -24,6 +25,13 @@ struct hbt_case {
 	void (*fn)(void);
 };
 
+/* TEST_TIMEOUT's, by name: constructors run in no set order, so not in struct hbt_case. */
+static struct {
+	const char *name;
+	unsigned seconds;
+} timeouts[16];
+static int n_timeouts;
+
 static struct hbt_case cases[HBT_MAX_CASES];
 static int n_cases;
 static const char *current = "?";
@@ -33,6 +41,27 @@ static const char *current = "?";
  * leaves behind; unit tests do not link util.c, so it is weak.
  */
 void hbt_cleanup_hook(void) __attribute__((weak));
+
+void hbt_set_timeout(const char *name, unsigned seconds)
+{
+	if (n_timeouts >= (int)(sizeof(timeouts) / sizeof(timeouts[0]))) {
+		fprintf(stderr, "harness: too many TEST_TIMEOUTs, %s dropped\n", name);
+		abort();
+	}
+	timeouts[n_timeouts].name = name;
+	timeouts[n_timeouts].seconds = seconds;
+	n_timeouts++;
+}
+
+/* The case's own time limit, or 0. */
+static unsigned case_timeout(const char *name)
+{
+	for (int i = 0; i < n_timeouts; i++) {
+		if (strcmp(timeouts[i].name, name) == 0)
+			return timeouts[i].seconds;
+	}
+	return 0;
+}
 
 void hbt_register(const char *name, void (*fn)(void))
 {
@@ -122,6 +151,8 @@ static void setup_case(const struct hbt_case *c)
 	sigaction(SIGALRM, &sa, NULL);
 	if (env && *env)
 		secs = (unsigned)strtoul(env, NULL, 10);
+	if (case_timeout(c->name) > secs)
+		secs = case_timeout(c->name);
 	alarm(secs);
 }
 
@@ -196,8 +227,12 @@ int main(int argc, char **argv)
 	if (argc == 1)
 		return run_all(prog);
 	if (argc == 2 && strcmp(argv[1], "--list") == 0) {
-		for (i = 0; i < n_cases; i++)
-			printf("%s\n", cases[i].name);
+		for (i = 0; i < n_cases; i++) {
+			if (case_timeout(cases[i].name))
+				printf("%s %u\n", cases[i].name, case_timeout(cases[i].name));
+			else
+				printf("%s\n", cases[i].name);
+		}
 		return 0;
 	}
 	if (argc == 2 && argv[1][0] != '-') {

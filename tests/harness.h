@@ -30,6 +30,18 @@ void hbt_cleanup_hook(void) __attribute__((weak));
 	}                                                                                  \
 	static void name(void)
 
+/*
+ * TEST_TIMEOUT(name, seconds), after TEST(name): the case's own time limit, above the default
+ * of tests/run-tests.sh (HB_TEST_TIMEOUT, 180 s), for a case that runs many of its own in one
+ * boot (the conformance targets).
+ */
+void hbt_set_timeout(const char *name, unsigned seconds);
+#define TEST_TIMEOUT(name, seconds)                                                        \
+	__attribute__((constructor)) static void hbt_timeout_##name(void)                  \
+	{                                                                                  \
+		hbt_set_timeout(#name, (seconds));                                         \
+	}
+
 #define CHECK(cond)                                                                        \
 	do {                                                                               \
 		if (!(cond))                                                               \

@@ -4,10 +4,16 @@
 #
 # usage: tests/run-tests.sh BUILD_DIR [GLOB]
 #   GLOB selects test programs by name (default 'test_*').
-#   HB_TEST_TIMEOUT  seconds per case (default 180)
+#   HB_TEST_TIMEOUT  seconds per case (default 180); a case listed as "NAME SECONDS" by
+#                    `PROG --list` gets SECONDS if that is more (tests/harness.h, TEST_TIMEOUT)
 #   HB_JOBS          cases run in parallel (default 2)
 # Cases get HB_BUILD (the build folder, absolute) and HB_RUN_DIR (a scratch folder shared by
 # every case of this run).
+# A case that runs many cases of its own (a conformance target: one boot, many cases) writes
+# one line per case to $HB_SUBRESULTS: "ok NAME", "FAIL NAME: why" or "SKIP NAME: why". Each
+# counts in the closing line as a case would, the failures are printed, and a line
+#   CASE: N passed, N failed[, N skipped]
+# says what it ran; the case itself then counts only if it failed (or skipped running any).
 # Exit status: 1 if a case failed or none ran, else 0.
 set -u
 
@@ -60,21 +66,29 @@ print_locked() {
 	rmdir "$tmp/lock"
 }
 
-# run_case N PROG CASE: runs one case, records ok/fail/skip in results, reports it.
+# run_case N PROG CASE SECONDS: runs one case, records ok/fail/skip in results, reports it.
 run_case() {
-	n=$1 prog=$2 name=$3
+	n=$1 prog=$2 name=$3 case_timeout=$4
 	base=${prog##*/}
 	log=$tmp/case.$n.log
 	report=$tmp/case.$n.report
+	sub=$tmp/case.$n.sub
+	: >"$sub"
 	start=$(now_ns)
-	timeout -k 10 "$timeout_s" "$prog" "$name" >"$log" 2>&1 </dev/null
+	HB_SUBRESULTS=$sub timeout -k 10 "$case_timeout" "$prog" "$name" >"$log" 2>&1 </dev/null
 	rc=$?
 	end=$(now_ns)
 	secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
+	: >"$report"
+	if [ -s "$sub" ]; then
+		sub_results "$sub" "$name" "$secs" >"$report.sub"
+	fi
 	case $rc in
 	0)
-		echo ok >>"$tmp/results"
-		printf 'ok   %s %s (%ss)\n' "$base" "$name" "$secs" >"$report"
+		if [ ! -s "$sub" ]; then
+			echo ok >>"$tmp/results"
+			printf 'ok   %s %s (%ss)\n' "$base" "$name" "$secs" >"$report"
+		fi
 		;;
 	77)
 		echo skip >>"$tmp/results"
@@ -84,7 +98,7 @@ run_case() {
 	*)
 		echo fail >>"$tmp/results"
 		if [ "$rc" -eq 124 ]; then
-			why="timed out after ${timeout_s}s"
+			why="timed out after ${case_timeout}s"
 		elif [ "$rc" -gt 128 ]; then
 			why="killed by signal $((rc - 128))"
 		else
@@ -96,8 +110,26 @@ run_case() {
 		} >"$report"
 		;;
 	esac
+	[ -s "$sub" ] && cat "$report.sub" >>"$report"
 	print_locked "$report"
-	rm -f "$log" "$report"
+	rm -f "$log" "$report" "$report.sub" "$sub"
+}
+
+# sub_results FILE CASE SECS: counts a case's own cases into results and reports them.
+sub_results() {
+	p=0 f=0 s=0
+	while IFS= read -r line; do
+		case $line in
+		'ok '*) echo ok >>"$tmp/results" && p=$((p + 1)) ;;
+		'FAIL '*) echo fail >>"$tmp/results" && f=$((f + 1)) && echo "FAIL $2/${line#FAIL }" ;;
+		'SKIP '*) echo skip >>"$tmp/results" && s=$((s + 1)) && echo "skip $2/${line#SKIP }" ;;
+		esac
+	done <"$1"
+	if [ "$s" -ne 0 ]; then
+		echo "$2: $p passed, $f failed, $s skipped ($3s)"
+	else
+		echo "$2: $p passed, $f failed ($3s)"
+	fi
 }
 
 # The worker pool: at most $jobs cases at once. POSIX sh has no "wait for any", so wait for
@@ -134,10 +166,14 @@ for prog in "$HB_BUILD"/tests/test_*; do
 		sed 's/^/    /' "$tmp/list.err" | tail -n 40
 		continue
 	fi
-	while IFS= read -r name; do
+	while IFS=' ' read -r name limit; do
 		[ -n "$name" ] || continue
+		case $limit in
+		'' | *[!0-9]*) limit=$timeout_s ;;
+		esac
+		[ "$limit" -lt "$timeout_s" ] && limit=$timeout_s
 		n=$((n + 1))
-		start_job "$n" "$prog" "$name"
+		start_job "$n" "$prog" "$name" "$limit"
 	done <"$tmp/list"
 done
 wait

@@ -199,6 +199,12 @@ static int vm_args(struct vm *v, const struct vm_opts *o, int id, const char *ca
 		ARG("-device");
 		ARGF("virtserialport,chardev=hbc%d,name=org.hyperbuf.%d", p, p);
 	}
+	if (o->side) {
+		ARG("-chardev");
+		ARGF("socket,id=hbcf,path=%s", o->side);
+		ARG("-device");
+		ARG("virtserialport,chardev=hbcf,name=hbconform");
+	}
 #undef ARG
 #undef ARGF
 	return argc;

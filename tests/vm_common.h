@@ -54,6 +54,8 @@ struct vm_opts {
 	const char *dir;            /* where the console and QEMU's log go */
 	const struct hbt_daemon *d; /* VM_TOPOLOGY's devices on d's sockets; NULL: no devices */
 	int mem_mb;                 /* 0: 256 */
+	const char *side;           /* a socket of the test's: also a virtio-serial port
+				     * "hbconform" on it (the conformance suite's side channel) */
 };
 
 /* A file of a guest image: $HB_BUILD/kvm[/IMAGE]/NAME (static storage, per call slot). */

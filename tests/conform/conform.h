@@ -1,0 +1,140 @@
+/*
+ * The conformance suite's target interface (docs/TESTING.md, "Conformance cases"). A case is
+ * written once, as roles: "this client code as domain N". A target (tests/test_it_conform.c:
+ * emulated VMs, host processes on the daemon's per-VM sockets; tests/test_vm_conform.c: real
+ * QEMU guests) starts the daemon on the conformance topology, places each role in its domain
+ * and collects ok/FAIL with the message. The same role code runs on the host under the
+ * sanitizers and, built static, inside the guests.
+ *
+ * The topology every target gives (the shape of tests/vm_common.h's VM_TOPOLOGY):
+ *   domain 0 the host, 1 vm1, 2 vm2; groups host+vm1, host+vm2, vm1+vm2 of 16 MiB each.
+ * So every two domains can share, and no domain is outside every group of another.
+ *
+ * Roles talk to each other only through the side channel below (small values by key, and
+ * barriers over every role of the case), as two applications would through anything but
+ * hyperbuf. A role fails with CHECK and friends (its message names the file and line); a
+ * role that fails ends the case: the other roles' pending side-channel calls fail too.
+ * A role's clients (cf_connect) are disconnected when it returns.
+ *
+ * Targets run one daemon for every case (a guest boots once): a case must leave the daemon
+ * as it found it (no buffer, timeline, session or page of its own); the runner checks that
+ * after every case and fails the case otherwise.
+ */
+#ifndef HB_TESTS_CONFORM_H
+#define HB_TESTS_CONFORM_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hyperbuf.h"
+#include "tests/conform/table.h"
+
+#define CF_KEY_MAX 64
+#define CF_VAL_MAX 200
+
+/* How long anything expected may take: generous, a guest under TCG is slow. Only a failing
+ * case waits this long. */
+#define CF_WAIT_MS 30000
+
+/* ---- inside a role ------------------------------------------------------------------------ */
+
+/* This role's domain and the case's name. */
+uint32_t cf_domain(void);
+const char *cf_case_name(void);
+
+/* A client of this role's domain (the target's address for it); fails the role if it cannot.
+ * Disconnected when the role returns. */
+struct hb_client *cf_connect(void);
+
+/* The side channel. cf_put publishes a value under a key for this case (a key is set once);
+ * cf_get waits until it is set. cf_barrier waits until every role of the case reached the
+ * barrier of this name. */
+void cf_put(const char *key, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *cf_get(const char *key); /* static storage, until the next cf_get */
+void cf_put_u64(const char *key, uint64_t v);
+uint64_t cf_get_u64(const char *key);
+void cf_put_id(const char *key, const struct hb_id *id);
+void cf_get_id(const char *key, struct hb_id *id);
+void cf_barrier(const char *name);
+
+/* A statistic of the daemon (`hyperbufctl stats`), which the hub reads on the host; a missing
+ * one fails the role. Other cases do not run meanwhile, but other roles of this one do. */
+long long cf_stat(const char *key);
+
+/* An environment variable the target passed through ($HB_CF_ENV, docs/TESTING.md): roles and
+ * the daemon see the same. */
+const char *cf_env(const char *name);
+
+/* ---- checks (as tests/harness.h's, so code moves between the two unchanged) ---------------- */
+
+void cf_fail(const char *file, int line, const char *fmt, ...)
+    __attribute__((noreturn, format(printf, 3, 4)));
+
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond))                                                                       \
+			cf_fail(__FILE__, __LINE__, "CHECK(%s) failed (errno %d: %s)", #cond,      \
+				errno, strerror(errno));                                           \
+	} while (0)
+
+#define CHECK_EQ(a, b)                                                                             \
+	do {                                                                                       \
+		long long cf_a = (long long)(a), cf_b = (long long)(b);                            \
+		if (cf_a != cf_b)                                                                  \
+			cf_fail(__FILE__, __LINE__, "%s == %s failed: %lld != %lld", #a, #b, cf_a, \
+				cf_b);                                                             \
+	} while (0)
+
+/* A call that must fail with -1 (or NULL) and this errno. */
+#define CHECK_ERR(expr, err)                                                                       \
+	do {                                                                                       \
+		errno = 0;                                                                         \
+		long long cf_r = (long long)(intptr_t)(expr);                                      \
+		int cf_e = errno;                                                                  \
+		if ((cf_r != -1 && cf_r != 0) || cf_e != (err))                                    \
+			cf_fail(__FILE__, __LINE__, "%s: want errno %s, got r=%lld errno %d (%s)", \
+				#expr, #err, cf_r, cf_e, strerror(cf_e));                          \
+	} while (0)
+
+/* ---- helpers every case wants ------------------------------------------------------------- */
+
+/* Checked calls: a failure names the caller's line. */
+struct hb_buffer *cf_alloc_at(const char *file, int line, struct hb_client *c, uint32_t peer,
+			      size_t size, uint32_t flags);
+#define CF_ALLOC(c, peer, size, flags) cf_alloc_at(__FILE__, __LINE__, (c), (peer), (size), (flags))
+void cf_export_at(const char *file, int line, struct hb_buffer *b, const void *meta, size_t len,
+		  struct hb_id *id);
+#define CF_EXPORT(b, meta, len, id) cf_export_at(__FILE__, __LINE__, (b), (meta), (len), (id))
+struct hb_import *cf_import_at(const char *file, int line, struct hb_client *c,
+			       const struct hb_id *id, uint32_t flags);
+#define CF_IMPORT(c, id, flags) cf_import_at(__FILE__, __LINE__, (c), (id), (flags))
+
+/* The shared pattern of tools/pattern.h: fill, and check an import holds it. */
+void cf_fill(void *p, size_t size, uint64_t seed);
+void cf_check_pattern_at(const char *file, int line, const void *p, size_t size, uint64_t seed);
+#define CF_CHECK_PATTERN(p, size, seed) cf_check_pattern_at(__FILE__, __LINE__, (p), (size), (seed))
+
+/* The next event within ms: 0, or -1 on timeout (hb_dispatch errors fail the role). */
+int cf_next_event_at(const char *file, int line, struct hb_client *c, struct hb_event *ev, int ms);
+/* The very next event must be of this type (within CF_WAIT_MS). */
+void cf_expect_event_at(const char *file, int line, struct hb_client *c, int type,
+			struct hb_event *ev);
+#define CF_EXPECT_EVENT(c, type, ev) cf_expect_event_at(__FILE__, __LINE__, (c), (type), (ev))
+/* Skips other events until one of this type arrives (within CF_WAIT_MS). */
+void cf_wait_event_at(const char *file, int line, struct hb_client *c, int type,
+		      struct hb_event *ev);
+#define CF_WAIT_EVENT(c, type, ev) cf_wait_event_at(__FILE__, __LINE__, (c), (type), (ev))
+/* Nothing may arrive during ms milliseconds. */
+void cf_expect_quiet_at(const char *file, int line, struct hb_client *c, int ms);
+#define CF_EXPECT_QUIET(c, ms) cf_expect_quiet_at(__FILE__, __LINE__, (c), (ms))
+/* Handles what is in flight and drops every queued event. */
+void cf_drain(struct hb_client *c);
+/* "EXPORTED", "FENCE", ...: an event type's name. */
+const char *cf_event_name(int type);
+void cf_sleep_ms(unsigned ms);
+
+#endif

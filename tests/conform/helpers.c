@@ -1,0 +1,148 @@
+/* The checked calls and event waits of role code (tests/conform/conform.h). */
+#include <stdio.h>
+#include <time.h>
+
+#include "tests/conform/conform.h"
+#include "tools/pattern.h"
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void cf_sleep_ms(unsigned ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static const char *id_text(const struct hb_id *id)
+{
+	static char text[2][33];
+	static unsigned n;
+	char *t = text[n++ % 2];
+
+	if (hb_id_format(id, t) != 0)
+		snprintf(t, 33, "?");
+	return t;
+}
+
+const char *cf_event_name(int type)
+{
+	static const char *const names[] = {"?",        "EXPORTED", "UNEXPORTED",
+					    "IMPORTED", "RELEASED", "DOMAIN_GONE",
+					    "FENCE",    "OVERFLOW", "RESTARTED"};
+
+	return type > 0 && type < (int)(sizeof(names) / sizeof(names[0])) ? names[type] : "?";
+}
+
+struct hb_buffer *cf_alloc_at(const char *file, int line, struct hb_client *c, uint32_t peer,
+			      size_t size, uint32_t flags)
+{
+	struct hb_buffer *b = hb_buffer_alloc(c, peer, size, flags);
+
+	if (!b)
+		cf_fail(file, line, "hb_buffer_alloc(peer %u, %zu, %#x): %s", peer, size, flags,
+			strerror(errno));
+	return b;
+}
+
+void cf_export_at(const char *file, int line, struct hb_buffer *b, const void *meta, size_t len,
+		  struct hb_id *id)
+{
+	if (hb_export(b, meta, len, 0, id) != 0)
+		cf_fail(file, line, "hb_export: %s", strerror(errno));
+}
+
+struct hb_import *cf_import_at(const char *file, int line, struct hb_client *c,
+			       const struct hb_id *id, uint32_t flags)
+{
+	struct hb_import *im = hb_import(c, id, flags);
+
+	if (!im)
+		cf_fail(file, line, "hb_import(%s, %#x): %s", id_text(id), flags, strerror(errno));
+	return im;
+}
+
+void cf_fill(void *p, size_t size, uint64_t seed)
+{
+	tool_pattern_fill(p, size, seed);
+}
+
+void cf_check_pattern_at(const char *file, int line, const void *p, size_t size, uint64_t seed)
+{
+	size_t at = tool_pattern_check(p, size, seed);
+
+	if (at != size)
+		cf_fail(file, line, "byte %zu of %zu differs from the pattern of seed %llu", at,
+			size, (unsigned long long)seed);
+}
+
+int cf_next_event_at(const char *file, int line, struct hb_client *c, struct hb_event *ev, int ms)
+{
+	uint64_t end = now_ms() + (uint64_t)ms;
+
+	for (;;) {
+		uint64_t now;
+
+		if (hb_next_event(c, ev) == 0)
+			return 0;
+		if (errno != EAGAIN)
+			cf_fail(file, line, "hb_next_event: %s", strerror(errno));
+		now = now_ms();
+		if (now >= end)
+			return -1;
+		if (hb_dispatch(c, (int)(end - now)) < 0)
+			cf_fail(file, line, "hb_dispatch: %s", strerror(errno));
+	}
+}
+
+void cf_expect_event_at(const char *file, int line, struct hb_client *c, int type,
+			struct hb_event *ev)
+{
+	if (cf_next_event_at(file, line, c, ev, CF_WAIT_MS) != 0)
+		cf_fail(file, line, "no %s event within %d ms", cf_event_name(type), CF_WAIT_MS);
+	if ((int)ev->type != type)
+		cf_fail(file, line, "next event is %s (domain %u, id %s), want %s",
+			cf_event_name(ev->type), ev->domain, id_text(&ev->id), cf_event_name(type));
+}
+
+void cf_wait_event_at(const char *file, int line, struct hb_client *c, int type,
+		      struct hb_event *ev)
+{
+	uint64_t end = now_ms() + CF_WAIT_MS;
+
+	for (;;) {
+		uint64_t now = now_ms();
+
+		if (cf_next_event_at(file, line, c, ev, now >= end ? 0 : (int)(end - now)) != 0)
+			cf_fail(file, line, "no %s event within %d ms", cf_event_name(type),
+				CF_WAIT_MS);
+		if ((int)ev->type == type)
+			return;
+	}
+}
+
+void cf_expect_quiet_at(const char *file, int line, struct hb_client *c, int ms)
+{
+	struct hb_event ev;
+
+	if (cf_next_event_at(file, line, c, &ev, ms) == 0)
+		cf_fail(file, line, "unexpected %s event (domain %u, id %s)",
+			cf_event_name(ev.type), ev.domain, id_text(&ev.id));
+}
+
+void cf_drain(struct hb_client *c)
+{
+	struct hb_event ev;
+
+	while (hb_dispatch(c, 100) > 0)
+		;
+	while (hb_next_event(c, &ev) == 0)
+		;
+}

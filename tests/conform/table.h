@@ -1,0 +1,54 @@
+/*
+ * The conformance suite's case table, as the targets see it (tests/conform/conform.h is what
+ * case code includes; tests/conform/hub.h the runners' side).
+ */
+#ifndef HB_TESTS_CONFORM_TABLE_H
+#define HB_TESTS_CONFORM_TABLE_H
+
+#include <stdint.h>
+
+#define CF_MAX_ROLES 4
+
+struct cf_role {
+	uint32_t domain; /* 0 the host, 1 vm1, 2 vm2 */
+	void (*fn)(void);
+};
+
+/* Targets, for the cases that cannot apply to some (docs/TESTING.md lists each, with why). */
+#define CF_EMULATED (1u << 0)
+#define CF_QEMU     (1u << 1)
+#define CF_XEN      (1u << 2)
+
+struct cf_case {
+	const char *name;
+	struct cf_role roles[CF_MAX_ROLES];
+	unsigned not_on;     /* targets where the case cannot apply: it is reported as a skip */
+	const char *why_not; /* ... saying this */
+};
+
+void cf_register(const struct cf_case *c);
+
+/* CF_CASE(name, {dom, fn}, {dom, fn}...): one case and its roles, in the table every target
+ * runs. The roles of a case start together; each runs in its own process. */
+#define CF_CASE(cname, ...) CF_CASE_EXCEPT(cname, 0, NULL, __VA_ARGS__)
+
+/* A case that cannot apply to the targets in not_on (CF_QEMU...), for the reason why. */
+#define CF_CASE_EXCEPT(cname, not, why, ...)                                                       \
+	static const struct cf_case cf_case_##cname = {#cname, {__VA_ARGS__}, (not ), (why)};      \
+	__attribute__((constructor)) static void cf_reg_##cname(void)                              \
+	{                                                                                          \
+		cf_register(&cf_case_##cname);                                                     \
+	}
+
+/* The table, in registration order; NULL past the end. */
+const struct cf_case *cf_case_at(unsigned i);
+const struct cf_case *cf_case_find(const char *name);
+
+/* ---- the targets' side (tests/conform/role.c, tests/conform/hub.c) -------------------------- */
+
+/* Serves a stream to the hub (tests/conform/hub.h): HELLO, then runs each role the hub sends,
+ * each in a child process, until QUIT or EOF. address: what cf_connect connects to (NULL: the
+ * library's default, as an application in a guest). Returns 0 after QUIT. */
+int cf_serve(int fd, uint32_t domain, const char *address);
+
+#endif
