@@ -359,8 +359,13 @@ case_daemon_restarts() {
 	echo "daemon killed $kills times"
 	gwait "$U1" rping
 	prc=$?
-	gwait "$U2" rpong || return 1
-	[ $prc -eq 0 ] || return 1
+	gwait "$U2" rpong || prc=1
+	if [ $prc -ne 0 ]; then
+		# What the daemons said about the sessions, for whoever reads the failure.
+		grep -E 'resum|restor|ended|refus|warn|err' $DLOG | tail -n 40
+		tail -n 10 /var/log/hbholder.log
+		return 1
+	fi
 	cat /var/log/hbholder.log
 	hyperbufctl stats | grep -E 'state_|sessions_restored|restore_ms'
 	grep -c 'resumed' $DLOG
