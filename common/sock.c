@@ -124,6 +124,14 @@ err_errno:
 	return r;
 }
 
+/* The mode of the folders made for sockets (hbc_sock_set_dir_mode). */
+static mode_t dir_mode = 0755;
+
+void hbc_sock_set_dir_mode(mode_t mode)
+{
+	dir_mode = mode;
+}
+
 /* mkdir -p for the folder holding a socket. */
 static int make_parent_dirs(const char *path)
 {
@@ -137,7 +145,7 @@ static int make_parent_dirs(const char *path)
 	if (!slash || slash == dir)
 		return 0;
 	*slash = '\0';
-	return hbc_mkdir_p(dir, 0755);
+	return hbc_mkdir_p(dir, dir_mode);
 }
 
 /* A socket file left by a daemon that died is removed; one that answers is somebody else's. */

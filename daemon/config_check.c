@@ -280,6 +280,8 @@ void hbd_config_check(struct hbd_config_parse *p)
 				c->socket);
 		return;
 	}
+	if (c->control_mode == UINT_MAX)
+		c->control_mode = c->control_gid != HBC_ID_UNSET ? 0660 : 0600;
 	check_templates(p);
 	if (!p->failed)
 		check_paths(p);

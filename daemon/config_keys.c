@@ -35,8 +35,8 @@
 
 /* Keys per section, in the order of the key_line slots. NULL-terminated. */
 static const char *const daemon_keys[] = {
-    "backend",     "socket",  "log",           "socket_user", "socket_group",
-    "socket_mode", "control", "control_group", NULL,
+    "backend", "socket",        "log",          "socket_user",     "socket_group", "socket_mode",
+    "control", "control_group", "control_mode", "socket_dir_mode", NULL,
 };
 static const char *const limits_keys[] = {
     "exports_per_domain",
@@ -67,7 +67,9 @@ enum {
 	K_SOCKET_GROUP,
 	K_SOCKET_MODE,
 	K_CONTROL,
-	K_CONTROL_GROUP
+	K_CONTROL_GROUP,
+	K_CONTROL_MODE,
+	K_SOCKET_DIR_MODE
 };
 enum {
 	K_EXPORTS,
@@ -108,6 +110,27 @@ static const char *const *section_keys(enum hbd_config_section sec)
 		return xen_keys;
 	default:
 		return NULL;
+	}
+}
+
+/* The sockets' modes beyond the host socket's. */
+static void daemon_key_more(struct hbd_config_parse *p, int k, const char *key, const char *value)
+{
+	struct hbc_config *c = p->c;
+	switch (k) {
+	case K_CONTROL_MODE:
+		hbd_config_mode(p, key, value, &c->control_mode);
+		break;
+	case K_SOCKET_DIR_MODE:
+		/* A folder others could write to is refused at start (common/sock.c): say so now.
+		 */
+		if (hbd_config_mode(p, key, value, &c->socket_dir_mode) &&
+		    (c->socket_dir_mode & 022))
+			hbd_config_fail(
+			    p, p->lineno,
+			    "%s = %s: a socket folder must be writable by its owner only", key,
+			    value);
+		break;
 	}
 }
 
@@ -156,6 +179,9 @@ static void daemon_key(struct hbd_config_parse *p, int k, const char *key, const
 		break;
 	case K_CONTROL_GROUP:
 		hbd_config_group(p, key, value, &c->control_gid);
+		break;
+	default:
+		daemon_key_more(p, k, key, value);
 		break;
 	}
 }

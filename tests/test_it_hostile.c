@@ -482,7 +482,7 @@ TEST(daemon_checks_meta_max)
 	uint8_t hid[16], hid2[16];
 	long long errs;
 
-	hbt_daemon_start(&d, NULL);
+	hbt_daemon_start(&d, "[limits]\nmeta_max = 1024\n");
 	honest_open(&h, &d);
 	errs = IT_STAT(&d, "errors_protocol");
 	raw_host_attached(&r, &d);

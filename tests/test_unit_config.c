@@ -168,7 +168,7 @@ TEST(defaults)
 	CHECK_EQ(c->exports_per_domain, 4096);
 	CHECK_EQ(c->pages_per_domain, 1048576);
 	CHECK_EQ(c->event_queue, 256);
-	CHECK_EQ(c->meta_max, 1024);
+	CHECK_EQ(c->meta_max, 4096); /* HB_META_MAX */
 	CHECK_EQ(c->timelines_per_domain, 1024);
 	CHECK_EQ(c->fence_waits_per_domain, 65536);
 	CHECK_EQ(c->imports_per_domain, 65536);
@@ -281,6 +281,31 @@ TEST(error_numbers)
 	FAILS("[limits]\npages_per_domain = 0\n", 2, "at least 1");
 	FAILS("[limits]\nimports_per_domain = 0\n", 2, "out of range (1..1000000)");
 	FAILS("[limits]\nsessions_per_domain = 1025\n", 2, "out of range (1..1024)");
+}
+
+/* The control socket's mode and the socket folders' mode: defaults, set, refused. */
+TEST(socket_modes)
+{
+	struct hbc_config *c = load("[daemon]\nbackend = kvm\n");
+
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	CHECK_EQ(c->control_mode, 0600);
+	CHECK_EQ(c->socket_dir_mode, 0755);
+	hbc_config_free(c);
+	c = load("[daemon]\ncontrol_group = root\n");
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	CHECK_EQ(c->control_mode, 0660); /* a group is named: it may use the socket */
+	hbc_config_free(c);
+	c = load("[daemon]\ncontrol_mode = 0640\nsocket_dir_mode = 0750\n");
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	CHECK_EQ(c->control_mode, 0640);
+	CHECK_EQ(c->socket_dir_mode, 0750);
+	hbc_config_free(c);
+	FAILS("[daemon]\nsocket_dir_mode = 0775\n", 2, "writable by its owner only");
+	FAILS("[daemon]\ncontrol_mode = 9\n", 2, "control_mode");
 }
 
 /* The fence bounds: both at their edges, both rejected one past them. */
