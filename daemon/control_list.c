@@ -209,7 +209,8 @@ int hbd_control_page(struct hbd *d, const Control *req, ControlReply *r)
 	if (err < 0)
 		goto out;
 	sort_key_len = p.key_len;
-	qsort(p.v, p.n, sizeof(*p.v), cand_cmp);
+	if (p.n) /* qsort wants an array, even of nothing */
+		qsort(p.v, p.n, sizeof(*p.v), cand_cmp);
 	n = p.n < req->limit ? p.n : req->limit;
 	if (n > HBP_CTL_PAGE_MAX)
 		n = HBP_CTL_PAGE_MAX;

@@ -24,7 +24,7 @@ void tool_ctl_errmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 /* ---- the session (hyperbufctl_conn.c) ----------------------------------------------------- */
 
 struct tool_ctl_conn {
-	int fd; /* -1: not connected */
+	int fd;           /* -1: not connected */
 	const char *path; /* the socket it talks to: control (beside the given one) or given */
 	char control[HBC_SUN_PATH_MAX];
 	struct hbp_bytes in;
@@ -40,6 +40,20 @@ ServerMsg *tool_ctl_request(struct tool_ctl_conn *c, const ClientMsg *req, Serve
 			    const char *what);
 void tool_ctl_close(struct tool_ctl_conn *c);
 
+/* ---- listings, page by page (hyperbufctl_list.c) ------------------------------------------ */
+
+struct tool_ctl_view;
+
+struct tool_ctl_paging {
+	unsigned long limit; /* 0: every row */
+	const char *after;   /* NULL: from the first row */
+};
+
+/* Reads the listing `what` (HBP_CTL_DOMAINS...) in pages and prints it with view v. 0, or -1
+ * with the reason printed. */
+int tool_ctl_list(struct tool_ctl_conn *c, const struct tool_ctl_view *v, uint32_t what,
+		  const struct tool_ctl_paging *pg, bool json);
+
 /* ---- the printers (hyperbufctl_print.c) --------------------------------------------------- */
 
 /* A list view (domains, exports, imports, timelines): one described table, two outputs. */
@@ -52,6 +66,9 @@ extern const struct tool_ctl_view tool_ctl_timelines_view;
 /* Each prints r on stdout, as text or as one JSON document. 0, or -1 with the reason
  * printed. */
 int tool_ctl_print_view(const struct tool_ctl_view *v, const ControlReply *r, bool json);
+/* The same, with "next" (the key to go on from, or NULL) as a member of the JSON document. */
+int tool_ctl_print_page(const struct tool_ctl_view *v, const ControlReply *r, const char *next,
+			bool json);
 int tool_ctl_print_status(const ControlReply *r, bool json);
 int tool_ctl_print_stats(const ControlReply *r, bool json);
 

@@ -187,7 +187,10 @@ static ServerMsg *conn_recv(struct tool_ctl_conn *c)
 				tool_ctl_errmsg("%s: protocol error: a malformed message", c->path);
 				return NULL;
 			}
-			if (m->id == 0) {
+			/* Events are skipped; a refusal (id 0, an error, no body) answers
+			 * whatever we asked. */
+			if (m->id == 0 &&
+			    !(m->error && m->body_case == SERVER_MSG__BODY__NOT_SET)) {
 				server_msg__free_unpacked(m, NULL);
 				continue;
 			}
@@ -218,9 +221,25 @@ static ServerMsg *conn_recv(struct tool_ctl_conn *c)
 	}
 }
 
+/* The daemon's reason for stderr: its words are a peer's bytes, so no control characters
+ * reach the terminal. "" when there is none; else ": " and the words. */
+static const char *reason_text(const ServerMsg *m, char *buf, size_t len)
+{
+	size_t i;
+
+	if (!m->reason[0])
+		return "";
+	snprintf(buf, len, ": %s", m->reason);
+	for (i = 0; buf[i]; i++)
+		if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
+			buf[i] = '?';
+	return buf;
+}
+
 ServerMsg *tool_ctl_request(struct tool_ctl_conn *c, const ClientMsg *req, ServerMsg__BodyCase want,
 			    const char *what)
 {
+	char why[HBP_REASON_MAX + 3];
 	ServerMsg *m;
 
 	if (conn_send(c, req) < 0)
@@ -228,6 +247,12 @@ ServerMsg *tool_ctl_request(struct tool_ctl_conn *c, const ClientMsg *req, Serve
 	m = conn_recv(c);
 	if (!m)
 		return NULL;
+	if (m->id == 0) {
+		tool_ctl_errmsg("%s: hyperbufd refused the connection: %s%s", c->path,
+				m->error < 4096 ? strerror((int)m->error) : "unknown error",
+				reason_text(m, why, sizeof(why)));
+		goto err;
+	}
 	if (m->id != req->id) {
 		tool_ctl_errmsg("%s: protocol error: reply %u to request %u", c->path, m->id,
 				req->id);
@@ -235,8 +260,9 @@ ServerMsg *tool_ctl_request(struct tool_ctl_conn *c, const ClientMsg *req, Serve
 	}
 	if (m->error) {
 		/* The daemon speaks errno; a value we cannot name is still worth showing. */
-		tool_ctl_errmsg("%s: hyperbufd refused %s: %s", c->path, what,
-				m->error < 4096 ? strerror((int)m->error) : "unknown error");
+		tool_ctl_errmsg("%s: hyperbufd refused %s: %s%s", c->path, what,
+				m->error < 4096 ? strerror((int)m->error) : "unknown error",
+				reason_text(m, why, sizeof(why)));
 		goto err;
 	}
 	if (m->body_case != want) {
