@@ -489,6 +489,8 @@ TEST(daemon_checks_meta_max)
 	buf = raw_alloc(&r, 1, 5000);
 	CHECK_EQ(raw_export(&r, buf, 1025, NULL), EMSGSIZE);
 	CHECK_EQ(raw_export(&r, buf, 4096, NULL), EMSGSIZE);
+	/* Logged with both sizes, for whoever has to change one of them. */
+	CHECK(it_file_has(d.log, "metadata of 1025 bytes, over meta_max 1024"));
 	CHECK_EQ(IT_STAT(&d, "exports"), 0);
 	CHECK_EQ(raw_export(&r, buf, 1024, hid), 0);
 	CHECK_EQ(raw_export(&r, buf, 0, hid2), 0);
