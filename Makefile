@@ -11,7 +11,8 @@
 #   make fuzz       the libFuzzer targets (clang), each FUZZ_SECONDS (10) from its seed corpus
 #   make fuzz-regress  every seed and every saved crash once through its target (make check too)
 #   make install    PREFIX=/usr/local DESTDIR=  (the GStreamer plugin into GST_PLUGINDIR,
-#                   GStreamer's own plugin folder by default)
+#                   GStreamer's own plugin folder by default; the systemd unit into
+#                   SYSTEMDUNITDIR, its user into SYSUSERSDIR: docs/DEPLOY.md)
 #   make clean
 .SUFFIXES:
 # The dependency check below is the first rule in the file; `make` alone must still mean all.
@@ -26,7 +27,11 @@ SBINDIR   ?= $(PREFIX)/sbin
 LIBDIR    ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 MANDIR    ?= $(PREFIX)/share/man
+DATADIR   ?= $(PREFIX)/share
 SYSCONFDIR ?= /etc
+# systemd looks in /usr/local/lib/systemd/system as well as /usr/lib/systemd/system.
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 
 # SAN=1 builds with AddressSanitizer + UndefinedBehaviorSanitizer (make check does this).
 SAN       ?= 0
@@ -229,10 +234,14 @@ gst-plugin:
 		"(apt-get install libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev)"
 endif
 
+# The paths in hyperbuf.pc are install-time ones: `make install PREFIX=X` writes its own from
+# hyperbuf.pc.in, whatever PREFIX the build had.
+PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	-e 's|@XEN_REQUIRES@|$(XEN_PC_REQUIRES)|'
 $(B)/hyperbuf.pc: hyperbuf.pc.in Makefile $(KNOBS_STAMP)
 	@mkdir -p $(@D)
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
-		-e 's|@VERSION@|$(VERSION)|' -e 's|@XEN_REQUIRES@|$(XEN_PC_REQUIRES)|' $< > $@
+	$(PC_SED) $< > $@
 
 # ---- tests -----------------------------------------------------------------------------
 # test_unit_*: protocol/ and daemon units, no daemon process. test_it_*: the real daemon and
@@ -478,7 +487,8 @@ bench: all $(B)/bench $(B)/bench-vm $(HOLDER_BINS) gst-tests
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
 		$(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
-		$(DESTDIR)$(MANDIR)/man8
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
+		$(DESTDIR)$(DATADIR)/hyperbuf
 	install -m 755 $(B)/hyperbufd $(DESTDIR)$(SBINDIR)/hyperbufd
 	install -m 755 $(B)/hyperbufctl $(DESTDIR)$(BINDIR)/hyperbufctl
 	install -m 755 $(LIBSO) $(DESTDIR)$(LIBDIR)/libhyperbuf.so.$(VERSION)
@@ -486,7 +496,13 @@ install: all
 	ln -sf libhyperbuf.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libhyperbuf.so
 	install -m 644 $(LIBA) $(DESTDIR)$(LIBDIR)/libhyperbuf.a
 	install -m 644 include/hyperbuf.h $(DESTDIR)$(INCLUDEDIR)/hyperbuf.h
-	install -m 644 $(B)/hyperbuf.pc $(DESTDIR)$(LIBDIR)/pkgconfig/hyperbuf.pc
+	$(PC_SED) hyperbuf.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/hyperbuf.pc
+	chmod 644 $(DESTDIR)$(LIBDIR)/pkgconfig/hyperbuf.pc
+	sed 's|/usr/local/sbin/hyperbufd|$(SBINDIR)/hyperbufd|' configs/hyperbufd.service \
+		> $(DESTDIR)$(SYSTEMDUNITDIR)/hyperbufd.service
+	chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/hyperbufd.service
+	install -m 644 configs/hyperbufd.sysusers $(DESTDIR)$(SYSUSERSDIR)/hyperbuf.conf
+	install -m 644 configs/hyperbufd-xen.conf $(DESTDIR)$(DATADIR)/hyperbuf/hyperbufd-xen.conf
 	install -m 644 docs/hyperbufctl.1 $(DESTDIR)$(MANDIR)/man1/hyperbufctl.1
 	install -m 644 docs/hyperbuf.conf.5 $(DESTDIR)$(MANDIR)/man5/hyperbuf.conf.5
 	install -m 644 docs/hyperbufd.8 $(DESTDIR)$(MANDIR)/man8/hyperbufd.8
@@ -500,7 +516,9 @@ uninstall:
 		$(DESTDIR)$(LIBDIR)/libhyperbuf.so* $(DESTDIR)$(LIBDIR)/libhyperbuf.a \
 		$(DESTDIR)$(INCLUDEDIR)/hyperbuf.h $(DESTDIR)$(LIBDIR)/pkgconfig/hyperbuf.pc \
 		$(DESTDIR)$(MANDIR)/man1/hyperbufctl.1 $(DESTDIR)$(MANDIR)/man5/hyperbuf.conf.5 \
-		$(DESTDIR)$(MANDIR)/man8/hyperbufd.8 $(DESTDIR)$(GST_PLUGINDIR)/libgsthyperbuf.so
+		$(DESTDIR)$(MANDIR)/man8/hyperbufd.8 $(DESTDIR)$(GST_PLUGINDIR)/libgsthyperbuf.so \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/hyperbufd.service $(DESTDIR)$(SYSUSERSDIR)/hyperbuf.conf \
+		$(DESTDIR)$(DATADIR)/hyperbuf/hyperbufd-xen.conf
 
 # kmod/ is kernel code, in the kernel's style.
 format:

@@ -226,14 +226,16 @@ static int check_parent(const char *path)
  * than configured is a door we did not mean to open. */
 static int set_owner(const char *path, const struct hbc_sock_owner *owner)
 {
+	/* The mode first, while the socket is ours: after a chown to another user, chmod would
+	 * need CAP_FOWNER too, and the unit grants CAP_CHOWN only. */
+	if (chmod(path, owner->mode) < 0) {
+		log_err("%s: chmod %04o: %s", path, (unsigned)owner->mode, strerror(errno));
+		return -errno;
+	}
 	if ((owner->uid != (uid_t)-1 || owner->gid != (gid_t)-1) &&
 	    chown(path, owner->uid, owner->gid) < 0) {
 		log_err("%s: chown to %d:%d: %s", path, (int)owner->uid, (int)owner->gid,
 			strerror(errno));
-		return -errno;
-	}
-	if (chmod(path, owner->mode) < 0) {
-		log_err("%s: chmod %04o: %s", path, (unsigned)owner->mode, strerror(errno));
 		return -errno;
 	}
 	return 0;

@@ -120,8 +120,8 @@ static int conn_open(struct tool_ctl_conn *c, const char *path)
 	}
 	c->fd = fd;
 	if (hbc_server_check(fd, &uid) < 0) {
-		tool_ctl_errmsg("%s is served by uid %u, not by hyperbufd (root or uid %u); if it "
-				"is yours, set HYPERBUF_DAEMON_UID=%u",
+		tool_ctl_errmsg("%s is served by uid %u, not by hyperbufd (root, user "
+				"hyperbuf or uid %u); if it is yours, set HYPERBUF_DAEMON_UID=%u",
 				c->path, (unsigned)uid, (unsigned)geteuid(), (unsigned)uid);
 		return -1;
 	}
