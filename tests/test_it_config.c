@@ -176,3 +176,36 @@ TEST(sighup_reload)
 	hb_disconnect(v1);
 	IT_STOP(&d);
 }
+
+static unsigned mode_of(const char *dir, const char *sub)
+{
+	char path[512];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, sub);
+	if (stat(path, &st) < 0)
+		hbt_fail(__FILE__, __LINE__, "stat %s: %s", path, strerror(errno));
+	return st.st_mode & 07777;
+}
+
+/* The folders the daemon makes for its sockets get socket_dir_mode (0755 by default) whatever
+ * its umask (077), so QEMU and local clients reach the sockets without a chmod by hand; the
+ * control socket gets control_mode. */
+TEST(socket_folders_and_modes)
+{
+	struct hbt_daemon d;
+
+	hbt_daemon_start_config(&d, "[daemon]\nsocket = %s/host.sock\n"
+				    "control = %s/ctl/sub/control.sock\ncontrol_mode = 0640\n");
+	CHECK_EQ(mode_of(d.dir, "ctl"), 0755);
+	CHECK_EQ(mode_of(d.dir, "ctl/sub"), 0755);
+	CHECK_EQ(mode_of(d.dir, "ctl/sub/control.sock") & 0777, 0640);
+	IT_STOP(&d);
+
+	hbt_daemon_start_config(&d, "[daemon]\nsocket = %s/host.sock\n"
+				    "control = %s/ctl/sub/control.sock\nsocket_dir_mode = 0750\n");
+	CHECK_EQ(mode_of(d.dir, "ctl"), 0750);
+	CHECK_EQ(mode_of(d.dir, "ctl/sub"), 0750);
+	CHECK_EQ(mode_of(d.dir, "ctl/sub/control.sock") & 0777, 0600);
+	IT_STOP(&d);
+}
