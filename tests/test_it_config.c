@@ -42,6 +42,42 @@ TEST(daemon_version)
 			 HB_VERSION_STRING);
 }
 
+/* -V/--version and -h/--help as hyperbufctl has them; a usage mistake says what it was. */
+TEST(daemon_help_and_version)
+{
+	static const char *const version[] = {"-V", "--version"};
+	static const char *const help[] = {"-h", "--help"};
+	char out[4096];
+	char *argv[] = {(char *)hbt_prog("hyperbufd"), NULL, NULL};
+	size_t i;
+
+	for (i = 0; i < 2; i++) {
+		argv[1] = (char *)version[i];
+		CHECK_EQ(it_run(out, sizeof(out), argv), 0);
+		CHECK(strstr(out, "hyperbufd " HB_VERSION_STRING " (protocol ") == out);
+		argv[1] = (char *)help[i];
+		CHECK_EQ(it_run(out, sizeof(out), argv), 0);
+		CHECK(strstr(out, "usage: hyperbufd") != NULL);
+		CHECK(strstr(out, "--version") != NULL);
+	}
+	argv[1] = "--bogus";
+	CHECK_EQ(it_run(out, sizeof(out), argv), 2);
+	CHECK(strstr(out, "hyperbufd: unknown option --bogus") != NULL);
+	argv[1] = "-c";
+	CHECK_EQ(it_run(out, sizeof(out), argv), 2);
+	CHECK(strstr(out, "needs an argument: -c") != NULL);
+	/* hyperbufctl's -V says the same version. */
+	{
+		char ctl[512];
+		char *cargv[] = {(char *)hbt_prog("hyperbufctl"), "-V", NULL};
+
+		argv[1] = "-V";
+		CHECK_EQ(it_run(out, sizeof(out), argv), 0);
+		CHECK_EQ(it_run(ctl, sizeof(ctl), cargv), 0);
+		CHECK(strcmp(strchr(out, ' '), strchr(ctl, ' ')) == 0);
+	}
+}
+
 TEST(config_check_valid)
 {
 	struct scratch s;
