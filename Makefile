@@ -149,7 +149,7 @@ LIBSO      := $(B)/libhyperbuf.so.$(VERSION)
 LIBA       := $(B)/libhyperbuf.a
 PROGS      := $(B)/hyperbufd $(B)/hyperbufctl $(B)/hyperbuf-demo
 
-all: $(PROGS) $(LIBSO) $(B)/libhyperbuf.so $(LIBA) $(B)/hyperbuf.pc gst-plugin
+all: $(PROGS) $(LIBSO) $(B)/libhyperbuf.so $(LIBA) $(B)/hyperbuf.pc $(B)/man3/.stamp gst-plugin
 
 $(GEN_C) $(GEN_H): protocol/hyperbuf.proto | $(DEPS_OK)
 	@mkdir -p $(B)/gen
@@ -233,6 +233,11 @@ gst-plugin:
 	@echo "GStreamer development packages not found: skipping the hyperbuf GStreamer plugin" \
 		"(apt-get install libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev)"
 endif
+
+# Section-3 pages, one per group of calls, from the header's comments (tools/man3.sh).
+$(B)/man3/.stamp: include/hyperbuf.h tools/man3.sh
+	sh tools/man3.sh include/hyperbuf.h $(@D) $(VERSION)
+	@touch $@
 
 # The paths in hyperbuf.pc are install-time ones: `make install PREFIX=X` writes its own from
 # hyperbuf.pc.in, whatever PREFIX the build had.
@@ -487,7 +492,8 @@ bench: all $(B)/bench $(B)/bench-vm $(HOLDER_BINS) gst-tests
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
 		$(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
-		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(SYSTEMDUNITDIR) \
+		$(DESTDIR)$(SYSUSERSDIR) \
 		$(DESTDIR)$(DATADIR)/hyperbuf
 	install -m 755 $(B)/hyperbufd $(DESTDIR)$(SBINDIR)/hyperbufd
 	install -m 755 $(B)/hyperbufctl $(DESTDIR)$(BINDIR)/hyperbufctl
@@ -506,6 +512,7 @@ install: all
 	install -m 644 docs/hyperbufctl.1 $(DESTDIR)$(MANDIR)/man1/hyperbufctl.1
 	install -m 644 docs/hyperbuf.conf.5 $(DESTDIR)$(MANDIR)/man5/hyperbuf.conf.5
 	install -m 644 docs/hyperbufd.8 $(DESTDIR)$(MANDIR)/man8/hyperbufd.8
+	install -m 644 $(B)/man3/*.3 $(DESTDIR)$(MANDIR)/man3/
 ifeq ($(WITH_GST),1)
 	install -d $(DESTDIR)$(GST_PLUGINDIR)
 	install -m 755 $(GST_PLUGIN) $(DESTDIR)$(GST_PLUGINDIR)/libgsthyperbuf.so
@@ -518,7 +525,7 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man1/hyperbufctl.1 $(DESTDIR)$(MANDIR)/man5/hyperbuf.conf.5 \
 		$(DESTDIR)$(MANDIR)/man8/hyperbufd.8 $(DESTDIR)$(GST_PLUGINDIR)/libgsthyperbuf.so \
 		$(DESTDIR)$(SYSTEMDUNITDIR)/hyperbufd.service $(DESTDIR)$(SYSUSERSDIR)/hyperbuf.conf \
-		$(DESTDIR)$(DATADIR)/hyperbuf/hyperbufd-xen.conf
+		$(DESTDIR)$(DATADIR)/hyperbuf/hyperbufd-xen.conf $(DESTDIR)$(MANDIR)/man3/hb_*.3
 
 # kmod/ is kernel code, in the kernel's style.
 format:

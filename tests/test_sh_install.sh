@@ -43,6 +43,19 @@ install_layout)
 		share/hyperbuf/hyperbufd-xen.conf; do
 		[ -e "$dest/usr/local/$f" ] || fail "missing $f"
 	done
+	# A section-3 page for every exported function, and for every one the other pages name.
+	for fn in $(nm -D --defined-only "$dest/usr/local/lib/libhyperbuf.so" | awk '$2 == "T" && $3 ~ /^hb_/ {sub(/@.*/, "", $3); print $3}'); do
+		[ -e "$dest/usr/local/share/man/man3/$fn.3" ] || fail "no man page for $fn"
+	done
+	for ref in $(grep -ho 'hb_[a-z_]* \{0,1\}(3)' docs/*.[158] docs/*.md | sed 's/ *(3)//' | sort -u); do
+		[ -e "$dest/usr/local/share/man/man3/$ref.3" ] || fail "$ref(3) is named but missing"
+	done
+	if command -v groff >/dev/null; then
+		for page in $(grep -L '^\.so' "$dest"/usr/local/share/man/man3/*.3); do
+			w=$(groff -man -ww -z "$page" 2>&1) || fail "$page: groff: $w"
+			[ -z "$w" ] || fail "$page: $w"
+		done
+	fi
 	soname=$(readelf -d "$dest/usr/local/lib/libhyperbuf.so" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
 	[ "$soname" = libhyperbuf.so.0 ] || fail "soname is '$soname'"
 	[ -e "$dest/usr/local/lib/libhyperbuf.so.0" ] || fail "no libhyperbuf.so.0 link"
