@@ -933,3 +933,44 @@ TEST(log_output)
 	CHECK(buf[n - 1] == '\n');
 	CHECK(buf[n - 2] == ')');
 }
+
+/* With stderr the journal ($JOURNAL_STREAM names it), every line starts with its syslog
+ * priority, so that journalctl -p err separates errors; a stderr redirected elsewhere is not
+ * the journal, whatever the variable says. */
+TEST(log_journal_priorities)
+{
+	char tmpl[] = "/tmp/hbt-log.XXXXXX", buf[1024], stream[64];
+	struct stat st;
+	int fd, saved;
+	ssize_t n;
+
+	fd = mkstemp(tmpl);
+	CHECK(fd >= 0);
+	unlink(tmpl);
+	CHECK(fstat(fd, &st) == 0);
+	saved = dup(STDERR_FILENO);
+	CHECK(saved >= 0);
+	CHECK(dup2(fd, STDERR_FILENO) == STDERR_FILENO);
+	hbc_log_set_level(HBC_LOG_DEBUG);
+	snprintf(stream, sizeof(stream), "%llu:%llu", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino);
+	setenv("JOURNAL_STREAM", stream, 1);
+	log_err("e");
+	log_warn("w");
+	log_info("i");
+	log_debug("d");
+	setenv("JOURNAL_STREAM", "1:2", 1); /* another stream: not ours */
+	log_err("plain");
+	unsetenv("JOURNAL_STREAM");
+	CHECK(dup2(saved, STDERR_FILENO) == STDERR_FILENO);
+	close(saved);
+
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	CHECK(n > 0);
+	buf[n] = '\0';
+	close(fd);
+	if (strncmp(buf, "<3>hyperbufd: error: e (", 24) != 0 ||
+	    !strstr(buf, "\n<4>hyperbufd: warn: w (") || !strstr(buf, "\n<6>hyperbufd: info: i (") ||
+	    !strstr(buf, "\n<7>hyperbufd: debug: d (") || !strstr(buf, "\nhyperbufd: error: plain ("))
+		hbt_fail(__FILE__, __LINE__, "log was:\n%s", buf);
+}
