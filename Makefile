@@ -189,7 +189,7 @@ $(B)/hyperbufd: $(DAEMON_OBJ) $(PROTO_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDSAN) -o $@ $^ -lev $(shell pkg-config --libs inih libprotobuf-c) $(XEN_LIBS_DAEMON) \
 		$(LDFLAGS)
 CTL_SRC := tools/hyperbufctl.c tools/hyperbufctl_conn.c tools/hyperbufctl_list.c \
-	tools/hyperbufctl_print.c
+	tools/hyperbufctl_print.c tools/hyperbufctl_watch.c
 $(B)/hyperbufctl: $(call obj,$(CTL_SRC)) $(PROTO_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(LDFLAGS)
 # The demo reads the daemon's config with the daemon's own loader.

@@ -508,6 +508,9 @@ struct hbd_watch_ev {
 void hbd_watch_emit(struct hbd *d, const struct hbd_watch_ev *ev);
 /* Subscribe: -EPERM for a client session. */
 int hbd_watch_subscribe(struct hbd_session *s);
+/* A request that succeeded: a session's Hello, an export, unexport, import, release, a new
+ * timeline are events. */
+void hbd_watch_done(struct hbd_session *s, const ClientMsg *cm, const ServerMsg *reply);
 /* A session ends: it stops watching; a client session's end is an event. */
 void hbd_watch_session_end(struct hbd_session *s, const char *reason);
 

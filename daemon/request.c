@@ -467,6 +467,8 @@ static void send_reply(struct hbd_session *s, const ClientMsg *msg, struct reply
 		ev.detail = detail;
 		hbd_watch_emit(s->d, &ev);
 	}
+	if (err == 0)
+		hbd_watch_done(s, msg, &r->msg);
 	queued = hbd_session_send(s, &r->msg, err < 0 ? -1 : r->fd) == 0;
 	s->reason[0] = '\0';
 	if (!queued && !s->closing) {

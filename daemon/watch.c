@@ -99,3 +99,55 @@ void hbd_watch_emit(struct hbd *d, const struct hbd_watch_ev *ev)
 			watch_send(s, &e);
 	}
 }
+
+/* The hid of a request's body, if it names one (16 bytes after frame validation). */
+static const struct hb_id *wire_hid(ProtobufCBinaryData b, struct hb_id *out)
+{
+	if (b.len != sizeof(out->bytes))
+		return NULL;
+	memcpy(out->bytes, b.data, sizeof(out->bytes));
+	return out;
+}
+
+void hbd_watch_done(struct hbd_session *s, const ClientMsg *cm, const ServerMsg *reply)
+{
+	struct hbd_watch_ev ev = {.s = s, .domain = s->dom->id};
+	struct hb_id hid;
+	struct hbd_buffer *b;
+
+	if (!s->d->n_subscribed)
+		return;
+	switch (cm->body_case) {
+	case CLIENT_MSG__BODY_HELLO:
+		ev.what = s->control ? NULL : "session";
+		break;
+	case CLIENT_MSG__BODY_EXPORT:
+		b = hbd_buffer_find(s, cm->export->buffer);
+		ev.what = "export";
+		ev.hid = wire_hid(reply->export->hid, &hid);
+		ev.peer = b ? b->mem.peer : 0;
+		ev.size = b ? b->mem.size : 0;
+		break;
+	case CLIENT_MSG__BODY_UNEXPORT:
+		ev.what = "unexport";
+		ev.hid = wire_hid(cm->unexport->hid, &hid);
+		break;
+	case CLIENT_MSG__BODY_IMPORT:
+		ev.what = "import";
+		ev.hid = wire_hid(cm->import->hid, &hid);
+		ev.peer = reply->import->exporter;
+		ev.size = reply->import->desc ? reply->import->desc->size : 0;
+		break;
+	case CLIENT_MSG__BODY_RELEASE:
+		ev.what = "release";
+		break;
+	case CLIENT_MSG__BODY_TIMELINE_CREATE:
+		ev.what = "timeline";
+		ev.timeline = reply->timeline->timeline;
+		break;
+	default:
+		break;
+	}
+	if (ev.what)
+		hbd_watch_emit(s->d, &ev);
+}

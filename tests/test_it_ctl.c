@@ -542,3 +542,57 @@ TEST(ctl_status_limits_and_vm_socket)
 	free(out);
 	IT_STOP(&d);
 }
+
+/*
+ * hyperbufctl events streams what the daemon does, one JSON object per line, from the moment
+ * it says it subscribed; hyperbufctl watch redraws counts, rates and domains.
+ */
+TEST(ctl_events_and_watch)
+{
+	struct hbt_daemon d;
+	struct share s;
+	char outp[300], errp[300], *out = malloc(OUT_LEN);
+	pid_t pid;
+	int status, i;
+
+	CHECK(out != NULL);
+	hbt_daemon_start(&d, NULL);
+	snprintf(outp, sizeof(outp), "%s/events.out", d.dir);
+	snprintf(errp, sizeof(errp), "%s/events.err", d.dir);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		int o = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		int e = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+		dup2(o, STDOUT_FILENO);
+		dup2(e, STDERR_FILENO);
+		execl(hbt_prog("hyperbufctl"), "hyperbufctl", "-s", d.socket, "--json", "--count",
+		      "4", "events", (char *)NULL);
+		_exit(127);
+	}
+	/* Ready when it says so (not a timing assertion: a wait for a line, 20 s at most). */
+	for (i = 0; i < 2000 && !it_file_has(errp, "subscribed"); i++)
+		usleep(10000);
+	CHECK(it_file_has(errp, "subscribed"));
+
+	share_open(&s, &d); /* two sessions, an export, an import: four events */
+	CHECK_EQ(waitpid(pid, &status, 0), pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(it_file_has(outp, "\"what\":\"session\""));
+	CHECK(it_file_has(outp, "\"what\":\"export\""));
+	CHECK(it_file_has(outp, "\"what\":\"import\""));
+	CHECK(it_file_has(outp, s.hid));
+	CHECK(it_file_has(outp, "\"seq\":\"4\""));
+	CHECK(it_file_has(outp, "\"size\":10000"));
+
+	/* watch: two screens, not a terminal, so no escape sequences. */
+	ctl_ok(&d, out, "watch --count 2 --interval 100");
+	CHECK_EQ(hbt_count_substr(out, "messages_in"), 2);
+	must_contain(out, "exports_total", "watch");
+	must_contain(out, "vm2", "watch");
+	CHECK(strchr(out, '\033') == NULL);
+	share_close(&s);
+	free(out);
+	IT_STOP(&d);
+}

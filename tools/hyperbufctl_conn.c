@@ -61,7 +61,8 @@ static int wait_fd(struct tool_ctl_conn *c, short events)
 					TIMEOUT_MS / 1000);
 			return -1;
 		}
-		r = poll(&pfd, 1, (int)(c->deadline_ms - now));
+		/* UINT64_MAX: events, which come when they come. */
+		r = poll(&pfd, 1, c->deadline_ms == UINT64_MAX ? -1 : (int)(c->deadline_ms - now));
 		if (r > 0)
 			return 0;
 		if (r < 0 && errno != EINTR) {
@@ -187,10 +188,11 @@ static ServerMsg *conn_recv(struct tool_ctl_conn *c)
 				tool_ctl_errmsg("%s: protocol error: a malformed message", c->path);
 				return NULL;
 			}
-			/* Events are skipped; a refusal (id 0, an error, no body) answers
-			 * whatever we asked. */
+			/* Events are skipped unless asked for; a refusal (id 0, an error, no
+			 * body) answers whatever we asked. */
 			if (m->id == 0 &&
-			    !(m->error && m->body_case == SERVER_MSG__BODY__NOT_SET)) {
+			    !(m->error && m->body_case == SERVER_MSG__BODY__NOT_SET) &&
+			    !(c->events && m->body_case == SERVER_MSG__BODY_CTL_EVENT)) {
 				server_msg__free_unpacked(m, NULL);
 				continue;
 			}
@@ -242,6 +244,8 @@ ServerMsg *tool_ctl_request(struct tool_ctl_conn *c, const ClientMsg *req, Serve
 	char why[HBP_REASON_MAX + 3];
 	ServerMsg *m;
 
+	/* Each request has its own TIMEOUT_MS: watch asks again and again. */
+	c->deadline_ms = now_ms() + TIMEOUT_MS;
 	if (conn_send(c, req) < 0)
 		return NULL;
 	m = conn_recv(c);
@@ -273,6 +277,23 @@ ServerMsg *tool_ctl_request(struct tool_ctl_conn *c, const ClientMsg *req, Serve
 err:
 	server_msg__free_unpacked(m, NULL);
 	return NULL;
+}
+
+ServerMsg *tool_ctl_event(struct tool_ctl_conn *c)
+{
+	ServerMsg *m;
+
+	c->events = true;
+	c->deadline_ms = UINT64_MAX;
+	m = conn_recv(c);
+	if (m && m->body_case != SERVER_MSG__BODY_CTL_EVENT) {
+		tool_ctl_errmsg("%s: hyperbufd ended the event stream: %s", c->path,
+				m->error && m->error < 4096 ? strerror((int)m->error)
+							    : "unexpected frame");
+		server_msg__free_unpacked(m, NULL);
+		return NULL;
+	}
+	return m;
 }
 
 /* The session's first exchange: Hello, as a control client, in our protocol version. */

@@ -410,6 +410,26 @@ static void put_pairs_json(CtlStat *const *v, size_t n)
 	putchar('}');
 }
 
+void tool_ctl_put_text(const char *s)
+{
+	put_text(s);
+}
+
+void tool_ctl_put_json_str(const char *s)
+{
+	put_json_str(s);
+}
+
+void tool_ctl_hid_hex(const ProtobufCBinaryData *hid, char out[33])
+{
+	hid_hex(hid, out);
+}
+
+int tool_ctl_print_domains(const ControlReply *r)
+{
+	return print_view_text(&tool_ctl_domains_view, r);
+}
+
 int tool_ctl_print_status(const ControlReply *r, bool json)
 {
 	if (json) {
