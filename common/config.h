@@ -65,6 +65,10 @@ struct hbc_config {
 	uint32_t control_gid;           /* who besides root may use it (HBC_ID_UNSET: nobody) */
 	unsigned control_mode;          /* default 0600, 0660 with control_group */
 	unsigned socket_dir_mode;       /* folders the daemon creates for its sockets: 0755 */
+	/* Prometheus text (daemon/metrics.c): served on a socket, written to a file; "": off. */
+	char metrics_socket[HBC_SUN_PATH_MAX];
+	char metrics_file[HBC_CONFIG_PATH_MAX];
+	uint32_t metrics_interval_ms; /* how often metrics_file is written, default 10000 */
 	int log_level;                 /* enum hbc_log_level */
 
 	uint32_t exports_per_domain;   /* default 4096 */

@@ -42,6 +42,7 @@
 #define DEFAULT_SOCKET_MODE         0660u
 #define DEFAULT_CONTROL_MODE        0600u /* 0660 with control_group */
 #define DEFAULT_SOCKET_DIR_MODE     0755u
+#define DEFAULT_METRICS_INTERVAL_MS 10000u
 /* A config is a few KiB; a file far larger than this is a mistake, not a config. */
 #define CONFIG_FILE_MAX (1u << 20)
 
@@ -83,6 +84,7 @@ static void set_defaults(struct hbc_config *c)
 	c->socket_mode = DEFAULT_SOCKET_MODE;
 	c->control_mode = UINT_MAX; /* decided in hbd_config_check(): it depends on control_group */
 	c->socket_dir_mode = DEFAULT_SOCKET_DIR_MODE;
+	c->metrics_interval_ms = DEFAULT_METRICS_INTERVAL_MS;
 }
 
 /* The folder relative paths start from: absolute, canonical when it exists, no trailing '/'. */

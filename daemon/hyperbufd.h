@@ -332,6 +332,7 @@ struct hbd {
 	struct hbd_stats stats;
 	struct hbc_ratelimit meta_log; /* exports refused for their metadata's size */
 	unsigned n_subscribed;         /* control sessions that watch (watch.c) */
+	struct hbd_metrics *metrics;   /* metrics.c: NULL when off */
 
 	/* Restarts (docs/RESTART.md): the descriptors that outlive us, the journal of the state
 	 * (NULL when nothing is kept), and what a start found of the last daemon's. */
@@ -518,6 +519,14 @@ void hbd_watch_session_end(struct hbd_session *s, const char *reason);
 void hbd_reason(struct hbd_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void hbd_explain_alloc(struct hbd_session *s, uint32_t peer, uint64_t size, int err);
 void hbd_explain_hello(struct hbd_session *s, uint32_t role, int err);
+
+/* metrics.c: the counters in Prometheus's text format, on a socket and in a file (off unless
+ * the config says where). Start: 0 or -errno (logged). */
+struct hbd_metrics;
+int hbd_metrics_start(struct hbd *d);
+void hbd_metrics_stop(struct hbd *d);
+/* The text, malloc'ed (NULL: out of memory); *len its length. */
+char *hbd_metrics_text(struct hbd *d, size_t *len);
 
 /* notify.c: sd_notify without libsystemd */
 int hbd_notify(const char *state);

@@ -319,6 +319,10 @@ int main(int argc, char **argv)
 
 	if (hbd_server_start(&d) < 0)
 		goto err_loop;
+	if (hbd_metrics_start(&d) < 0) {
+		hbd_server_stop(&d);
+		goto err_loop;
+	}
 	watch_signals(&d);
 	log_info("hyperbufd %s ready: backend %s, config %s", HB_VERSION_STRING, d.backend->name,
 		 o.config_path ? o.config_path : "(embedded default)");
@@ -327,6 +331,7 @@ int main(int argc, char **argv)
 	hbd_notify("STOPPING=1");
 	status = 0;
 
+	hbd_metrics_stop(&d);
 	hbd_server_stop(&d);
 err_loop:
 	ev_loop_destroy(d.loop);

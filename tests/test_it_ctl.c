@@ -596,3 +596,62 @@ TEST(ctl_events_and_watch)
 	free(out);
 	IT_STOP(&d);
 }
+
+/* The metrics endpoint: off by default; on a socket and in a file when configured, in
+ * Prometheus's text format, with the counters, the pools as labels and the limits. */
+TEST(metrics_socket_and_file)
+{
+	struct hbt_daemon d;
+	struct share s;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char path[300], file[300], cfg[4096];
+	static char text[256 * 1024];
+	size_t len = 0;
+	ssize_t n;
+	int fd, i;
+
+	/* Off by default: the standard daemon has no metrics socket beside its others. */
+	hbt_daemon_start(&d, NULL);
+	CHECK(access(hbt_path(&d, "metrics.sock"), F_OK) < 0);
+	IT_STOP(&d);
+
+	/* The standard topology, its [daemon] section with the metrics keys. */
+	{
+		const char *topo = IT_TOPOLOGY, *cut = strstr(topo, "log = debug\n");
+
+		CHECK(cut != NULL);
+		cut += strlen("log = debug\n");
+		snprintf(cfg, sizeof(cfg),
+			 "%.*smetrics_socket = metrics.sock\nmetrics_file = metrics.prom\n"
+			 "metrics_interval_ms = 1000\n%s",
+			 (int)(cut - topo), topo, cut);
+	}
+	hbt_daemon_start_config(&d, cfg);
+	share_open(&s, &d);
+	snprintf(path, sizeof(path), "%s/metrics.sock", d.dir);
+	snprintf(file, sizeof(file), "%s/metrics.prom", d.dir);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(fd >= 0);
+	CHECK(strlen(path) < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	CHECK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	while ((n = read(fd, text + len, sizeof(text) - 1 - len)) > 0)
+		len += (size_t)n;
+	close(fd);
+	text[len] = '\0';
+	must_contain(text, "# TYPE hyperbuf_exports gauge\nhyperbuf_exports 1\n", "metrics");
+	must_contain(text, "# TYPE hyperbuf_exports_total counter\n", "metrics");
+	must_contain(text, "hyperbuf_pool_pages_used{pool=\"a\"} ", "metrics");
+	must_contain(text, "hyperbuf_limit{name=\"meta_max\"} 4096\n", "metrics");
+	must_contain(text, "hyperbuf_info{version=\"" HB_VERSION_STRING "\",backend=\"kvm\"} 1",
+		     "metrics");
+	/* Each metric's lines together, one TYPE each. */
+	CHECK_EQ(hbt_count_substr(text, "# TYPE hyperbuf_pool_pages_used "), 1);
+
+	/* The file: written at start, then every interval (a wait for it, 20 s at most). */
+	for (i = 0; i < 2000 && !it_file_has(file, "hyperbuf_exports 1"); i++)
+		usleep(10000);
+	CHECK(it_file_has(file, "hyperbuf_exports 1\n"));
+	share_close(&s);
+	IT_STOP(&d);
+}

@@ -6,6 +6,10 @@
 # `--list`, or one case name; exit 0 pass, 1 fail, 77 skip.
 set -u
 B=${HB_BUILD:-build}
+# The build folder as `make check` names it (relative): an absolute B would write dependency
+# files whose targets the relative one never matches, and header changes would stop
+# rebuilding the objects that include them.
+case $B in "$PWD"/*) B=${B#"$PWD"/} ;; esac
 case_name=${1:-}
 
 fail() { echo "FAIL $case_name: $*" >&2; exit 1; }
