@@ -13,6 +13,8 @@
 #   make install    PREFIX=/usr/local DESTDIR=  (the GStreamer plugin into GST_PLUGINDIR,
 #                   GStreamer's own plugin folder by default; the systemd unit into
 #                   SYSTEMDUNITDIR, its user into SYSUSERSDIR: docs/DEPLOY.md)
+#   make abi-baseline  rewrite abi/libhyperbuf.so.0.abi from the build's library (only with a
+#                   new soname, or for additions: tests/test_sh_abi.sh checks it in make check)
 #   make clean
 .SUFFIXES:
 # The dependency check below is the first rule in the file; `make` alone must still mean all.
@@ -527,6 +529,10 @@ uninstall:
 		$(DESTDIR)$(SYSTEMDUNITDIR)/hyperbufd.service $(DESTDIR)$(SYSUSERSDIR)/hyperbuf.conf \
 		$(DESTDIR)$(DATADIR)/hyperbuf/hyperbufd-xen.conf $(DESTDIR)$(MANDIR)/man3/hb_*.3
 
+# libhyperbuf's ABI baseline (tools/abi-check.sh): make check fails on a break of it.
+abi-baseline: $(LIBSO)
+	sh tools/abi-check.sh --write $(LIBSO)
+
 # kmod/ is kernel code, in the kernel's style.
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' ':!kmod')
@@ -536,4 +542,4 @@ clean:
 
 .PHONY: gst-plugin gst-tests all house tests check check-unit check-kvm check-xen run bench \
 	install uninstall format clean fuzz fuzz-regress fuzz-targets fuzz-targets-if-clang \
-	fuzz-corpus
+	fuzz-corpus abi-baseline
