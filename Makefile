@@ -13,7 +13,10 @@
 #   make fuzz       the libFuzzer targets (clang), each FUZZ_SECONDS (10) from its seed corpus
 #   make fuzz-regress  every seed and every saved crash once through its target (make check too)
 #   make install    PREFIX=/usr/local DESTDIR=  (the GStreamer plugin into GST_PLUGINDIR,
-#                   GStreamer's own plugin folder by default)
+#                   GStreamer's own plugin folder by default; the systemd unit into
+#                   SYSTEMDUNITDIR, its user into SYSUSERSDIR: docs/DEPLOY.md)
+#   make abi-baseline  rewrite abi/libhyperbuf.so.0.abi from the build's library (only with a
+#                   new soname, or for additions: tests/test_sh_abi.sh checks it in make check)
 #   make clean
 .SUFFIXES:
 # The dependency check below is the first rule in the file; `make` alone must still mean all.
@@ -28,7 +31,11 @@ SBINDIR   ?= $(PREFIX)/sbin
 LIBDIR    ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 MANDIR    ?= $(PREFIX)/share/man
+DATADIR   ?= $(PREFIX)/share
 SYSCONFDIR ?= /etc
+# systemd looks in /usr/local/lib/systemd/system as well as /usr/lib/systemd/system.
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 
 # SAN=1 builds with AddressSanitizer + UndefinedBehaviorSanitizer (make check does this).
 SAN       ?= 0
@@ -146,7 +153,7 @@ LIBSO      := $(B)/libhyperbuf.so.$(VERSION)
 LIBA       := $(B)/libhyperbuf.a
 PROGS      := $(B)/hyperbufd $(B)/hyperbufctl $(B)/hyperbuf-demo
 
-all: $(PROGS) $(LIBSO) $(B)/libhyperbuf.so $(LIBA) $(B)/hyperbuf.pc gst-plugin
+all: $(PROGS) $(LIBSO) $(B)/libhyperbuf.so $(LIBA) $(B)/hyperbuf.pc $(B)/man3/.stamp gst-plugin
 
 $(GEN_C) $(GEN_H): protocol/hyperbuf.proto | $(DEPS_OK)
 	@mkdir -p $(B)/gen
@@ -185,7 +192,8 @@ $(LIBA): $(B)/libhyperbuf.o
 $(B)/hyperbufd: $(DAEMON_OBJ) $(PROTO_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDSAN) -o $@ $^ -lev $(shell pkg-config --libs inih libprotobuf-c) $(XEN_LIBS_DAEMON) \
 		$(LDFLAGS)
-CTL_SRC := tools/hyperbufctl.c tools/hyperbufctl_conn.c tools/hyperbufctl_print.c
+CTL_SRC := tools/hyperbufctl.c tools/hyperbufctl_conn.c tools/hyperbufctl_list.c \
+	tools/hyperbufctl_print.c tools/hyperbufctl_watch.c
 $(B)/hyperbufctl: $(call obj,$(CTL_SRC)) $(PROTO_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(LDFLAGS)
 # The demo reads the daemon's config with the daemon's own loader.
@@ -230,10 +238,19 @@ gst-plugin:
 		"(apt-get install libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev)"
 endif
 
+# Section-3 pages, one per group of calls, from the header's comments (tools/man3.sh).
+$(B)/man3/.stamp: include/hyperbuf.h tools/man3.sh
+	sh tools/man3.sh include/hyperbuf.h $(@D) $(VERSION)
+	@touch $@
+
+# The paths in hyperbuf.pc are install-time ones: `make install PREFIX=X` writes its own from
+# hyperbuf.pc.in, whatever PREFIX the build had.
+PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	-e 's|@XEN_REQUIRES@|$(XEN_PC_REQUIRES)|'
 $(B)/hyperbuf.pc: hyperbuf.pc.in Makefile $(KNOBS_STAMP)
 	@mkdir -p $(@D)
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
-		-e 's|@VERSION@|$(VERSION)|' -e 's|@XEN_REQUIRES@|$(XEN_PC_REQUIRES)|' $< > $@
+	$(PC_SED) $< > $@
 
 # ---- tests -----------------------------------------------------------------------------
 # test_unit_*: protocol/ and daemon units, no daemon process. test_it_*: the real daemon and
@@ -498,7 +515,9 @@ bench: all $(B)/bench $(B)/bench-vm $(HOLDER_BINS) gst-tests
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
 		$(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
-		$(DESTDIR)$(MANDIR)/man8
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(SYSTEMDUNITDIR) \
+		$(DESTDIR)$(SYSUSERSDIR) \
+		$(DESTDIR)$(DATADIR)/hyperbuf
 	install -m 755 $(B)/hyperbufd $(DESTDIR)$(SBINDIR)/hyperbufd
 	install -m 755 $(B)/hyperbufctl $(DESTDIR)$(BINDIR)/hyperbufctl
 	install -m 755 $(LIBSO) $(DESTDIR)$(LIBDIR)/libhyperbuf.so.$(VERSION)
@@ -506,10 +525,17 @@ install: all
 	ln -sf libhyperbuf.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libhyperbuf.so
 	install -m 644 $(LIBA) $(DESTDIR)$(LIBDIR)/libhyperbuf.a
 	install -m 644 include/hyperbuf.h $(DESTDIR)$(INCLUDEDIR)/hyperbuf.h
-	install -m 644 $(B)/hyperbuf.pc $(DESTDIR)$(LIBDIR)/pkgconfig/hyperbuf.pc
+	$(PC_SED) hyperbuf.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/hyperbuf.pc
+	chmod 644 $(DESTDIR)$(LIBDIR)/pkgconfig/hyperbuf.pc
+	sed 's|/usr/local/sbin/hyperbufd|$(SBINDIR)/hyperbufd|' configs/hyperbufd.service \
+		> $(DESTDIR)$(SYSTEMDUNITDIR)/hyperbufd.service
+	chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/hyperbufd.service
+	install -m 644 configs/hyperbufd.sysusers $(DESTDIR)$(SYSUSERSDIR)/hyperbuf.conf
+	install -m 644 configs/hyperbufd-xen.conf $(DESTDIR)$(DATADIR)/hyperbuf/hyperbufd-xen.conf
 	install -m 644 docs/hyperbufctl.1 $(DESTDIR)$(MANDIR)/man1/hyperbufctl.1
 	install -m 644 docs/hyperbuf.conf.5 $(DESTDIR)$(MANDIR)/man5/hyperbuf.conf.5
 	install -m 644 docs/hyperbufd.8 $(DESTDIR)$(MANDIR)/man8/hyperbufd.8
+	install -m 644 $(B)/man3/*.3 $(DESTDIR)$(MANDIR)/man3/
 ifeq ($(WITH_GST),1)
 	install -d $(DESTDIR)$(GST_PLUGINDIR)
 	install -m 755 $(GST_PLUGIN) $(DESTDIR)$(GST_PLUGINDIR)/libgsthyperbuf.so
@@ -520,7 +546,13 @@ uninstall:
 		$(DESTDIR)$(LIBDIR)/libhyperbuf.so* $(DESTDIR)$(LIBDIR)/libhyperbuf.a \
 		$(DESTDIR)$(INCLUDEDIR)/hyperbuf.h $(DESTDIR)$(LIBDIR)/pkgconfig/hyperbuf.pc \
 		$(DESTDIR)$(MANDIR)/man1/hyperbufctl.1 $(DESTDIR)$(MANDIR)/man5/hyperbuf.conf.5 \
-		$(DESTDIR)$(MANDIR)/man8/hyperbufd.8 $(DESTDIR)$(GST_PLUGINDIR)/libgsthyperbuf.so
+		$(DESTDIR)$(MANDIR)/man8/hyperbufd.8 $(DESTDIR)$(GST_PLUGINDIR)/libgsthyperbuf.so \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/hyperbufd.service $(DESTDIR)$(SYSUSERSDIR)/hyperbuf.conf \
+		$(DESTDIR)$(DATADIR)/hyperbuf/hyperbufd-xen.conf $(DESTDIR)$(MANDIR)/man3/hb_*.3
+
+# libhyperbuf's ABI baseline (tools/abi-check.sh): make check fails on a break of it.
+abi-baseline: $(LIBSO)
+	sh tools/abi-check.sh --write $(LIBSO)
 
 # kmod/ is kernel code, in the kernel's style.
 format:
@@ -531,4 +563,4 @@ clean:
 
 .PHONY: gst-plugin gst-tests all house tests check check-unit check-kvm check-conform check-xen run bench \
 	install uninstall format clean fuzz fuzz-regress fuzz-targets fuzz-targets-if-clang \
-	fuzz-corpus
+	fuzz-corpus abi-baseline

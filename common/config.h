@@ -63,12 +63,18 @@ struct hbc_config {
 	unsigned socket_mode;            /* default 0660 */
 	char control[HBC_SUN_PATH_MAX]; /* hyperbufctl's; default: beside socket */
 	uint32_t control_gid;           /* who besides root may use it (HBC_ID_UNSET: nobody) */
+	unsigned control_mode;          /* default 0600, 0660 with control_group */
+	unsigned socket_dir_mode;       /* folders the daemon creates for its sockets: 0755 */
+	/* Prometheus text (daemon/metrics.c): served on a socket, written to a file; "": off. */
+	char metrics_socket[HBC_SUN_PATH_MAX];
+	char metrics_file[HBC_CONFIG_PATH_MAX];
+	uint32_t metrics_interval_ms; /* how often metrics_file is written, default 10000 */
 	int log_level;                 /* enum hbc_log_level */
 
 	uint32_t exports_per_domain;   /* default 4096 */
 	uint64_t pages_per_domain;     /* default 1048576 */
 	uint32_t event_queue;          /* default 256, 16..HBP_EVENT_QUEUE_LIMIT */
-	uint32_t meta_max;             /* default 1024, 1024..HBP_META_LIMIT */
+	uint32_t meta_max;             /* default HBP_META_LIMIT (4096), 1024..HBP_META_LIMIT */
 	uint32_t timelines_per_domain; /* default 1024, 1..1000000 */
 	/* Pending fence waits per domain (default 65536, 1..2^24); also the most completions a
 	 * session may leave undelivered before it is dropped. */

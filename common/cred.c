@@ -74,6 +74,36 @@ int hbc_vm_cred_check(const struct hbc_config_vm *vm, const struct hbc_cred *cre
 	return 0;
 }
 
+/* HBC_DAEMON_USER's uid from /etc/passwd, where systemd-sysusers and adduser put system
+ * users: read directly, since NSS in a library (and in static builds) is more than this needs.
+ * (uid_t)-1 when there is none. */
+static uid_t daemon_user_uid(void)
+{
+	static const char prefix[] = HBC_DAEMON_USER ":";
+	char line[512], *p, *end;
+	uid_t uid = (uid_t)-1;
+	unsigned long v;
+	FILE *f = fopen("/etc/passwd", "re");
+
+	if (!f)
+		return uid;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, prefix, sizeof(prefix) - 1) != 0)
+			continue;
+		/* name:password:uid:... */
+		p = strchr(line + sizeof(prefix) - 1, ':');
+		if (!p)
+			break;
+		errno = 0;
+		v = strtoul(p + 1, &end, 10);
+		if (errno == 0 && end != p + 1 && *end == ':' && v != (unsigned long)(uid_t)-1)
+			uid = (uid_t)v;
+		break;
+	}
+	fclose(f);
+	return uid;
+}
+
 int hbc_server_check(int sock, uid_t *uid)
 {
 	const char *want = getenv("HYPERBUF_DAEMON_UID");
@@ -86,6 +116,8 @@ int hbc_server_check(int sock, uid_t *uid)
 	if (cred.uid == 0 || cred.uid == geteuid())
 		return 0;
 	if (want && *want && strtoul(want, NULL, 10) == cred.uid)
+		return 0;
+	if (cred.uid == daemon_user_uid())
 		return 0;
 	return -EACCES;
 }

@@ -37,9 +37,13 @@ int hbc_vm_cred_check(const struct hbc_config_vm *vm, const struct hbc_cred *cre
 /* Whether the VM's config names who its QEMU is (any of user, group, pidfile, label). */
 bool hbc_vm_has_cred(const struct hbc_config_vm *vm);
 
+/* The user the shipped systemd unit runs the daemon as (configs/hyperbufd.sysusers). */
+#define HBC_DAEMON_USER "hyperbuf"
+
 /*
  * The server side of sock is a daemon this process may trust: root, this process's own user,
- * or the uid in $HYPERBUF_DAEMON_UID. Returns 0, or -EACCES with *uid set to what was found.
+ * the system user HBC_DAEMON_USER (only root creates users), or the uid in
+ * $HYPERBUF_DAEMON_UID. Returns 0, or -EACCES with *uid set to what was found.
  */
 int hbc_server_check(int sock, uid_t *uid);
 

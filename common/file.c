@@ -41,6 +41,15 @@ bool hbc_file_has(const char *path, const char *word)
 	return hbc_read_line(path, buf, sizeof(buf)) == 0 && strstr(buf, word) != NULL;
 }
 
+/* One folder, mode exactly as asked whatever the umask (a daemon's is 077: its folders would
+ * keep QEMU and local clients out of the sockets in them). An existing one is left alone. */
+static int make_dir(const char *dir, mode_t mode)
+{
+	if (mkdir(dir, mode) < 0)
+		return errno == EEXIST ? 0 : -1;
+	return chmod(dir, mode);
+}
+
 int hbc_mkdir_p(const char *dir, mode_t mode)
 {
 	char tmp[PATH_MAX];
@@ -53,11 +62,9 @@ int hbc_mkdir_p(const char *dir, mode_t mode)
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+		if (make_dir(tmp, mode) < 0)
 			return -errno;
 		*p = '/';
 	}
-	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
+	return make_dir(tmp, mode) < 0 ? -errno : 0;
 }

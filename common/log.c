@@ -1,13 +1,17 @@
 /*
  * The log: one line per message on stderr, "IDENT: LEVEL: message", with
  * " (file:line)" appended while the level is debug. Under systemd, journald adds the time and
- * the unit; elsewhere stderr is whatever the supervisor made it.
+ * the unit, and the line starts with the syslog priority ("<3>" for an error) so that
+ * `journalctl -p err` tells errors apart; elsewhere stderr is whatever the supervisor made it.
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/clock.h"
@@ -67,14 +71,39 @@ const char *hbc_log_level_name(enum hbc_log_level level)
 	return level_names[level];
 }
 
+/* syslog priorities: LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG. */
+static const char level_priority[] = {
+    [HBC_LOG_ERROR] = '3',
+    [HBC_LOG_WARN] = '4',
+    [HBC_LOG_INFO] = '6',
+    [HBC_LOG_DEBUG] = '7',
+};
+
+/* Whether stderr is the journal: systemd says which stream it gave us in $JOURNAL_STREAM
+ * ("DEVICE:INODE"); a stderr redirected since (by a shell, by a test) is not it. Asked at
+ * every line: a dup2 may change the answer, and an fstat costs nothing next to a write. */
+static bool stderr_is_journal(void)
+{
+	const char *env = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	if (!env || sscanf(env, "%llu:%llu", &dev, &ino) != 2)
+		return false;
+	return fstat(STDERR_FILENO, &st) == 0 && (unsigned long long)st.st_dev == dev &&
+	       (unsigned long long)st.st_ino == ino;
+}
+
 static void log_line(enum hbc_log_level level, const char *file, int line, unsigned suppressed,
 		     const char *fmt, va_list ap)
 {
-	char buf[HBC_LOG_LINE_MAX];
+	char buf[HBC_LOG_LINE_MAX], prio[4] = "";
 	size_t len, i;
 	int n;
 
-	n = snprintf(buf, sizeof(buf), "%s: %s: ", log_ident, hbc_log_level_name(level));
+	if (stderr_is_journal())
+		snprintf(prio, sizeof(prio), "<%c>", level_priority[level]);
+	n = snprintf(buf, sizeof(buf), "%s%s: %s: ", prio, log_ident, hbc_log_level_name(level));
 	if (n < 0)
 		return;
 	len = (size_t)n;
@@ -129,8 +158,8 @@ void hbc_log_at(enum hbc_log_level level, const char *file, int line, const char
 	errno = saved_errno;
 }
 
-void hbc_log_limited(struct hbc_ratelimit *rl, enum hbc_log_level level, const char *file,
-		     int line, const char *fmt, ...)
+void hbc_log_limited(struct hbc_ratelimit *rl, enum hbc_log_level level, const char *file, int line,
+		     const char *fmt, ...)
 {
 	int saved_errno = errno;
 	uint64_t now = hbc_now_ms();

@@ -124,6 +124,14 @@ err_errno:
 	return r;
 }
 
+/* The mode of the folders made for sockets (hbc_sock_set_dir_mode). */
+static mode_t dir_mode = 0755;
+
+void hbc_sock_set_dir_mode(mode_t mode)
+{
+	dir_mode = mode;
+}
+
 /* mkdir -p for the folder holding a socket. */
 static int make_parent_dirs(const char *path)
 {
@@ -137,7 +145,7 @@ static int make_parent_dirs(const char *path)
 	if (!slash || slash == dir)
 		return 0;
 	*slash = '\0';
-	return hbc_mkdir_p(dir, 0755);
+	return hbc_mkdir_p(dir, dir_mode);
 }
 
 /* A socket file left by a daemon that died is removed; one that answers is somebody else's. */
@@ -218,14 +226,16 @@ static int check_parent(const char *path)
  * than configured is a door we did not mean to open. */
 static int set_owner(const char *path, const struct hbc_sock_owner *owner)
 {
+	/* The mode first, while the socket is ours: after a chown to another user, chmod would
+	 * need CAP_FOWNER too, and the unit grants CAP_CHOWN only. */
+	if (chmod(path, owner->mode) < 0) {
+		log_err("%s: chmod %04o: %s", path, (unsigned)owner->mode, strerror(errno));
+		return -errno;
+	}
 	if ((owner->uid != (uid_t)-1 || owner->gid != (gid_t)-1) &&
 	    chown(path, owner->uid, owner->gid) < 0) {
 		log_err("%s: chown to %d:%d: %s", path, (int)owner->uid, (int)owner->gid,
 			strerror(errno));
-		return -errno;
-	}
-	if (chmod(path, owner->mode) < 0) {
-		log_err("%s: chmod %04o: %s", path, (unsigned)owner->mode, strerror(errno));
 		return -errno;
 	}
 	return 0;

@@ -30,11 +30,15 @@ struct hbc_sock_owner {
 	mode_t mode;
 };
 
+/* The mode of the folders hbc_unix_listen creates (default 0755: QEMU and local clients must
+ * be able to reach the sockets in them), set exactly, whatever the umask. */
+void hbc_sock_set_dir_mode(mode_t mode);
+
 /*
  * A listening stream socket at path (non-blocking, close-on-exec), its folder created if
- * missing (0755). The folder must be ours and not writable by group or others, or whoever can
- * write there could put a socket of theirs in our place: -EPERM otherwise, naming the folder,
- * its owner and its mode. A socket file left by a process that died is replaced; one that
+ * missing (hbc_sock_set_dir_mode). The folder must be ours and not writable by group or others, or
+ * whoever can write there could put a socket of theirs in our place: -EPERM otherwise, naming the
+ * folder, its owner and its mode. A socket file left by a process that died is replaced; one that
  * answers is another listener's (-EADDRINUSE), and a file that is no socket is never touched
  * (-EEXIST). The socket gets owner's uid, gid and mode before it listens, so nobody can
  * connect while it is wider open. Logs why it failed, naming the path.

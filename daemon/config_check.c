@@ -104,6 +104,13 @@ static unsigned used_paths(struct hbd_config_parse *p, struct used_path *u)
 	snprintf(u[n].what, sizeof(u[n].what), "[daemon] control");
 	u[n].order = n;
 	n++;
+	if (c->metrics_socket[0]) {
+		snprintf(u[n].path, sizeof(u[n].path), "%s", c->metrics_socket);
+		u[n].line = p->metrics_line;
+		snprintf(u[n].what, sizeof(u[n].what), "[daemon] metrics_socket");
+		u[n].order = n;
+		n++;
+	}
 	for (i = 0; i < c->n_vms; i++) {
 		for (k = 0; k < c->vms[i].ports; k++, n++) {
 			hbc_config_channel_path(&c->vms[i], k, u[n].path);
@@ -142,7 +149,7 @@ static void check_paths(struct hbd_config_parse *p)
 {
 	struct hbc_config *c = p->c;
 	struct used_path *u, *first = NULL, *second = NULL;
-	unsigned n = 2, i, j;
+	unsigned n = 3, i, j;
 
 	for (i = 0; i < c->n_vms; i++)
 		n += c->vms[i].ports;
@@ -280,6 +287,8 @@ void hbd_config_check(struct hbd_config_parse *p)
 				c->socket);
 		return;
 	}
+	if (c->control_mode == UINT_MAX)
+		c->control_mode = c->control_gid != HBC_ID_UNSET ? 0660 : 0600;
 	check_templates(p);
 	if (!p->failed)
 		check_paths(p);

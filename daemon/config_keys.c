@@ -23,6 +23,8 @@
 #define MAX_SESSIONS_PER_DOMAIN 1024u
 #define MAX_HELLO_TIMEOUT_MS    60000u
 #define MAX_RESUME_TIMEOUT_MS   600000u
+#define MIN_METRICS_INTERVAL_MS 1000u
+#define MAX_METRICS_INTERVAL_MS 3600000u
 #define MAX_IVSHMEM_CONNS       256u        /* HBK_IVSHMEM_MAX_PEERS: the group's slots */
 #define MAX_VM_ID               0x80000000u /* 2^31 */
 #define MAX_XEN_DOMID           0x7fefu     /* DOMID_FIRST_RESERVED - 1 */
@@ -35,8 +37,20 @@
 
 /* Keys per section, in the order of the key_line slots. NULL-terminated. */
 static const char *const daemon_keys[] = {
-    "backend",     "socket",  "log",           "socket_user", "socket_group",
-    "socket_mode", "control", "control_group", NULL,
+    "backend",
+    "socket",
+    "log",
+    "socket_user",
+    "socket_group",
+    "socket_mode",
+    "control",
+    "control_group",
+    "control_mode",
+    "socket_dir_mode",
+    "metrics_socket",
+    "metrics_file",
+    "metrics_interval_ms",
+    NULL,
 };
 static const char *const limits_keys[] = {
     "exports_per_domain",
@@ -67,7 +81,12 @@ enum {
 	K_SOCKET_GROUP,
 	K_SOCKET_MODE,
 	K_CONTROL,
-	K_CONTROL_GROUP
+	K_CONTROL_GROUP,
+	K_CONTROL_MODE,
+	K_SOCKET_DIR_MODE,
+	K_METRICS_SOCKET,
+	K_METRICS_FILE,
+	K_METRICS_INTERVAL
 };
 enum {
 	K_EXPORTS,
@@ -108,6 +127,41 @@ static const char *const *section_keys(enum hbd_config_section sec)
 		return xen_keys;
 	default:
 		return NULL;
+	}
+}
+
+/* The sockets' modes beyond the host socket's, and the metrics (daemon/metrics.c). */
+static void daemon_key_more(struct hbd_config_parse *p, int k, const char *key, const char *value)
+{
+	struct hbc_config *c = p->c;
+	uint64_t v;
+
+	switch (k) {
+	case K_CONTROL_MODE:
+		hbd_config_mode(p, key, value, &c->control_mode);
+		break;
+	case K_METRICS_SOCKET:
+		if (hbd_config_path(p, key, value, c->metrics_socket))
+			p->metrics_line = p->lineno;
+		break;
+	case K_METRICS_FILE:
+		hbd_config_file_path(p, key, value, c->metrics_file);
+		break;
+	case K_METRICS_INTERVAL:
+		if (hbd_config_number(p, key, value, MIN_METRICS_INTERVAL_MS,
+				      MAX_METRICS_INTERVAL_MS, &v))
+			c->metrics_interval_ms = (uint32_t)v;
+		break;
+	case K_SOCKET_DIR_MODE:
+		/* A folder others could write to is refused at start (common/sock.c): say so now.
+		 */
+		if (hbd_config_mode(p, key, value, &c->socket_dir_mode) &&
+		    (c->socket_dir_mode & 022))
+			hbd_config_fail(
+			    p, p->lineno,
+			    "%s = %s: a socket folder must be writable by its owner only", key,
+			    value);
+		break;
 	}
 }
 
@@ -156,6 +210,9 @@ static void daemon_key(struct hbd_config_parse *p, int k, const char *key, const
 		break;
 	case K_CONTROL_GROUP:
 		hbd_config_group(p, key, value, &c->control_gid);
+		break;
+	default:
+		daemon_key_more(p, k, key, value);
 		break;
 	}
 }

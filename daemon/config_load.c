@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "daemon/config.h"
 #include "daemon/config_parse.h"
+#include "protocol/limits.h"
 
 #ifndef HB_SYSCONFDIR
 #define HB_SYSCONFDIR "/etc"
@@ -29,7 +30,7 @@
 #define DEFAULT_EXPORTS_PER_DOMAIN  4096u
 #define DEFAULT_PAGES_PER_DOMAIN    1048576u
 #define DEFAULT_EVENT_QUEUE         256u
-#define DEFAULT_META_MAX            1024u
+#define DEFAULT_META_MAX            HBP_META_LIMIT /* == HB_META_MAX: all a client can send */
 #define DEFAULT_TIMELINES           1024u
 #define DEFAULT_FENCE_WAITS         65536u
 #define DEFAULT_IMPORTS_PER_DOMAIN  65536u
@@ -39,6 +40,9 @@
 #define DEFAULT_HELLO_TIMEOUT_MS    2000u
 #define DEFAULT_RESUME_TIMEOUT_MS   10000u
 #define DEFAULT_SOCKET_MODE         0660u
+#define DEFAULT_CONTROL_MODE        0600u /* 0660 with control_group */
+#define DEFAULT_SOCKET_DIR_MODE     0755u
+#define DEFAULT_METRICS_INTERVAL_MS 10000u
 /* A config is a few KiB; a file far larger than this is a mistake, not a config. */
 #define CONFIG_FILE_MAX (1u << 20)
 
@@ -78,6 +82,9 @@ static void set_defaults(struct hbc_config *c)
 	c->resume_timeout_ms = DEFAULT_RESUME_TIMEOUT_MS;
 	c->socket_uid = c->socket_gid = c->control_gid = HBC_ID_UNSET;
 	c->socket_mode = DEFAULT_SOCKET_MODE;
+	c->control_mode = UINT_MAX; /* decided in hbd_config_check(): it depends on control_group */
+	c->socket_dir_mode = DEFAULT_SOCKET_DIR_MODE;
+	c->metrics_interval_ms = DEFAULT_METRICS_INTERVAL_MS;
 }
 
 /* The folder relative paths start from: absolute, canonical when it exists, no trailing '/'. */

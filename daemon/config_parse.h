@@ -62,7 +62,7 @@ struct hbd_config_parse {
 	unsigned key_line[HBD_CONFIG_MAX_KEYS];
 
 	unsigned daemon_line, limits_line, xen_line;
-	unsigned backend_line, socket_line, control_line;
+	unsigned backend_line, socket_line, control_line, metrics_line;
 	struct hbd_config_vm_source vms[HBC_CONFIG_MAX_VMS];
 	struct hbd_config_group_source groups[HBC_CONFIG_MAX_GROUPS];
 

@@ -20,7 +20,12 @@ static bool needs_restart(const struct hbc_config *running, const struct hbc_con
 	       strcmp(next->control, running->control) || next->socket_uid != running->socket_uid ||
 	       next->socket_gid != running->socket_gid ||
 	       next->socket_mode != running->socket_mode ||
-	       next->control_gid != running->control_gid;
+	       next->control_gid != running->control_gid ||
+	       next->control_mode != running->control_mode ||
+	       next->socket_dir_mode != running->socket_dir_mode ||
+	       strcmp(next->metrics_socket, running->metrics_socket) ||
+	       strcmp(next->metrics_file, running->metrics_file) ||
+	       next->metrics_interval_ms != running->metrics_interval_ms;
 }
 
 int hbd_config_reload(struct hbc_config *running, const struct hbc_config *next, char *what,

@@ -1,8 +1,10 @@
-/* What hyperbufctl sees: status, domains, exports, imports and counters (docs/PROTOCOL.md). */
+/* What hyperbufctl sees: status, domains, exports, imports, timelines, counters and limits
+ * (docs/PROTOCOL.md §3 Control). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/control.h"
 #include "daemon/hyperbufd.h"
 #include "protocol/image.h"
 
@@ -59,13 +61,12 @@ static uint64_t detached_sessions(struct hbd *d)
 	return n;
 }
 
-static int add_stats(struct hbd *d, ControlReply *r)
+void hbd_stats_walk(struct hbd *d, void (*put)(void *ctx, const char *key, uint64_t value), void *l)
 {
-	struct stat_list l = {0};
 	const struct hbd_stats *s = &d->stats;
 	struct hbd_domain *dom;
 	uint64_t buffers = 0, orphans = 0, exports = 0, imports = 0, bytes_mapped = 0;
-	uint64_t timelines = 0, fence_waits = 0, commits, compactions;
+	uint64_t timelines = 0, fence_waits = 0, commits, compactions, connected = 0, domains = 0;
 	struct hbd_session *ss;
 	struct hbd_import *im;
 
@@ -80,104 +81,120 @@ static int add_stats(struct hbd *d, ControlReply *r)
 			bytes_mapped += im->buf->mem.size;
 		}
 	}
-	hbc_list_for_each_safe(dom, &d->domains, struct hbd_domain, link) exports += dom->exports;
-
-	put_stat(&l, "sessions", d->n_sessions);
-	orphans = hbc_list_length(&d->orphans);
-	put_stat(&l, "buffers", buffers);
-	put_stat(&l, "buffers_orphaned", orphans);
-	put_stat(&l, "exports", exports);
-	put_stat(&l, "imports", imports);
-	put_stat(&l, "bytes_mapped", bytes_mapped);
-	put_stat(&l, "bytes_shared_total", s->bytes_shared_total);
-	put_stat(&l, "bytes_copied", s->bytes_copied);
-	put_stat(&l, "messages_in", s->messages_in);
-	put_stat(&l, "messages_out", s->messages_out);
-	put_stat(&l, "events_sent", s->events_sent);
-	put_stat(&l, "events_dropped", s->events_dropped);
-	put_stat(&l, "errors_protocol", s->errors_protocol);
-	put_stat(&l, "errors_request", s->errors_request);
-	put_stat(&l, "sessions_total", s->sessions_total);
-	put_stat(&l, "exports_total", s->exports_total);
-	put_stat(&l, "imports_total", s->imports_total);
-	put_stat(&l, "timelines", timelines);
-	put_stat(&l, "fence_waits", fence_waits);
-	put_stat(&l, "timelines_total", s->timelines_total);
-	put_stat(&l, "fences_completed", s->fences_completed);
-	put_stat(&l, "fence_sessions_dropped", s->fence_sessions_dropped);
-	put_stat(&l, "refused_credentials", s->refused_credentials);
-	put_stat(&l, "refused_limits", s->refused_limits);
-	put_stat(&l, "loop_turns", s->loop_turns);
-	put_stat(&l, "write_waits", s->write_waits);
-	put_stat(&l, "ctl_list_truncated", d->ctl_truncated);
-	hbd_state_stats(d, &commits, &compactions);
-	put_stat(&l, "state_kept", hbd_state_on(d));
-	put_stat(&l, "state_commits", commits);
-	put_stat(&l, "state_compactions", compactions);
-	put_stat(&l, "sessions_restored", d->restored);
-	put_stat(&l, "sessions_detached", detached_sessions(d));
-	put_stat(&l, "restore_ms", d->restore_ms);
-	d->backend->stats(d->backend_state, put_stat, &l);
-	r->stats = l.v;
-	r->n_stats = l.n;
-	return l.err;
-}
-
-static int add_domains(struct hbd *d, ControlReply *r)
-{
-	struct hbd_domain *dom;
-	size_t n = 0;
-
-	n = hbc_list_length(&d->domains);
-	r->domains = calloc(n ? n : 1, sizeof(*r->domains));
-	if (!r->domains)
-		return -ENOMEM;
 	hbc_list_for_each_safe(dom, &d->domains, struct hbd_domain, link)
 	{
-		CtlDomain *cd = calloc(1, sizeof(*cd));
-		if (!cd)
-			return -ENOMEM;
-		ctl_domain__init(cd);
-		r->domains[r->n_domains++] = cd;
-		cd->id = dom->id;
-		cd->name = dom->name;
-		cd->connected = dom->present;
-		cd->sessions = dom->sessions;
-		cd->exports = dom->exports;
-		cd->imports = dom->imports;
-		cd->pages_used = dom->pages;
+		exports += dom->exports;
+		domains++;
+		connected += dom->present;
 	}
-	return 0;
+
+	put(l, "sessions", d->n_sessions);
+	orphans = hbc_list_length(&d->orphans);
+	put(l, "domains", domains);
+	put(l, "domains_connected", connected);
+	put(l, "buffers", buffers);
+	put(l, "buffers_orphaned", orphans);
+	put(l, "exports", exports);
+	put(l, "imports", imports);
+	put(l, "bytes_mapped", bytes_mapped);
+	put(l, "bytes_shared_total", s->bytes_shared_total);
+	put(l, "bytes_copied", s->bytes_copied);
+	put(l, "messages_in", s->messages_in);
+	put(l, "messages_out", s->messages_out);
+	put(l, "events_sent", s->events_sent);
+	put(l, "events_dropped", s->events_dropped);
+	put(l, "errors_protocol", s->errors_protocol);
+	put(l, "errors_request", s->errors_request);
+	put(l, "sessions_total", s->sessions_total);
+	put(l, "exports_total", s->exports_total);
+	put(l, "imports_total", s->imports_total);
+	put(l, "timelines", timelines);
+	put(l, "fence_waits", fence_waits);
+	put(l, "timelines_total", s->timelines_total);
+	put(l, "fences_completed", s->fences_completed);
+	put(l, "fence_sessions_dropped", s->fence_sessions_dropped);
+	put(l, "refused_credentials", s->refused_credentials);
+	put(l, "refused_limits", s->refused_limits);
+	put(l, "loop_turns", s->loop_turns);
+	put(l, "write_waits", s->write_waits);
+	put(l, "ctl_list_truncated", d->ctl_truncated);
+	hbd_state_stats(d, &commits, &compactions);
+	put(l, "state_kept", hbd_state_on(d));
+	put(l, "state_commits", commits);
+	put(l, "state_compactions", compactions);
+	put(l, "sessions_restored", d->restored);
+	put(l, "sessions_detached", detached_sessions(d));
+	put(l, "restore_ms", d->restore_ms);
+	put(l, "uptime_ms", hbc_now_ms() - d->start_ms);
+	d->backend->stats(d->backend_state, put, l);
+}
+
+void hbd_limits_walk(struct hbd *d, void (*put)(void *ctx, const char *key, uint64_t value),
+		     void *l)
+{
+	const struct hbc_config *c = d->cfg;
+
+	put(l, "meta_max", c->meta_max);
+	put(l, "event_queue", c->event_queue);
+	put(l, "exports_per_domain", c->exports_per_domain);
+	put(l, "pages_per_domain", c->pages_per_domain);
+	put(l, "imports_per_domain", c->imports_per_domain);
+	put(l, "timelines_per_domain", c->timelines_per_domain);
+	put(l, "fence_waits_per_domain", c->fence_waits_per_domain);
+	put(l, "sessions_per_domain", c->sessions_per_domain);
+	put(l, "sessions_per_uid", c->sessions_per_uid);
+	put(l, "pending_per_uid", c->pending_per_uid);
+	put(l, "hello_timeout_ms", c->hello_timeout_ms);
+	put(l, "resume_timeout_ms", c->resume_timeout_ms);
+	put(l, "frame_max", HBP_FRAME_MAX);
+}
+
+static int add_stats(struct hbd *d, ControlReply *r)
+{
+	struct stat_list l = {0}, lim = {0};
+
+	hbd_stats_walk(d, put_stat, &l);
+	r->stats = l.v;
+	r->n_stats = l.n;
+	hbd_limits_walk(d, put_stat, &lim);
+	r->limits = lim.v;
+	r->n_limits = lim.n;
+	return l.err ? l.err : lim.err;
+}
+
+/* ---- rows (shared with control_list.c's pages) ------------------------------------------ */
+
+CtlDomain *hbd_ctl_domain(const struct hbd_domain *dom)
+{
+	CtlDomain *cd = calloc(1, sizeof(*cd));
+
+	if (!cd)
+		return NULL;
+	ctl_domain__init(cd);
+	cd->id = dom->id;
+	cd->name = (char *)dom->name;
+	cd->connected = dom->present;
+	cd->sessions = dom->sessions;
+	cd->exports = dom->exports;
+	cd->imports = dom->imports;
+	cd->pages_used = dom->pages;
+	return cd;
 }
 
 /* "WIDTHxHEIGHT FOURCC": two u32 in decimal, a space, four characters and a NUL. */
 #define CTL_IMAGE_MAX 32
 
-static int add_export(ControlReply *r, size_t *cap, struct hbd_buffer *b)
+CtlExport *hbd_ctl_export(const struct hbd_buffer *b)
 {
-	CtlExport *ce;
-
-	if (!b->has_hid)
-		return 0;
-	if (r->n_exports >= HBD_CTL_LIST_MAX)
-		return 1;
-	if (r->n_exports == *cap) {
-		size_t ncap = *cap ? *cap * 2 : 16;
-		CtlExport **v = realloc(r->exports, ncap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		r->exports = v;
-		*cap = ncap;
-	}
 	/* The image summary lives in the same allocation, so hbd_control_free frees it too. */
-	ce = calloc(1, sizeof(*ce) + CTL_IMAGE_MAX);
+	CtlExport *ce = calloc(1, sizeof(*ce) + CTL_IMAGE_MAX);
+
 	if (!ce)
-		return -ENOMEM;
+		return NULL;
 	ctl_export__init(ce);
 	ce->image = (char *)(ce + 1);
 	hbp_image_summary(b->meta, b->meta_len, b->mem.size, ce->image, CTL_IMAGE_MAX);
-	r->exports[r->n_exports++] = ce;
-	ce->hid.data = b->hid.bytes;
+	ce->hid.data = (uint8_t *)b->hid.bytes;
 	ce->hid.len = sizeof(b->hid.bytes);
 	ce->exporter = b->mem.exporter;
 	ce->peer = b->mem.peer;
@@ -186,7 +203,83 @@ static int add_export(ControlReply *r, size_t *cap, struct hbd_buffer *b)
 	ce->importers = b->gen_importers;
 	ce->state = (char *)hbd_export_state_name(b->state);
 	ce->group = b->mem.group;
+	return ce;
+}
+
+CtlImport *hbd_ctl_import(const struct hbd_session *s, const struct hbd_import *im)
+{
+	CtlImport *ci = calloc(1, sizeof(*ci));
+
+	if (!ci)
+		return NULL;
+	ctl_import__init(ci);
+	ci->hid.data = (uint8_t *)im->buf->hid.bytes;
+	ci->hid.len = im->buf->has_hid ? sizeof(im->buf->hid.bytes) : 0;
+	ci->importer = s->dom->id;
+	ci->exporter = im->buf->mem.exporter;
+	ci->size = im->buf->mem.size;
+	ci->writable = im->writable;
+	ci->id = im->handle;
+	return ci;
+}
+
+CtlTimeline *hbd_ctl_timeline(const struct hbd_session *s, const struct hbd_timeline *tl)
+{
+	CtlTimeline *ct = calloc(1, sizeof(*ct));
+
+	if (!ct)
+		return NULL;
+	ctl_timeline__init(ct);
+	ct->id = tl->id;
+	ct->owner = s->dom->id;
+	ct->owner_session = (char *)s->label;
+	ct->value = tl->value;
+	ct->pending = tl->n_heap > UINT32_MAX ? UINT32_MAX : (uint32_t)tl->n_heap;
+	return ct;
+}
+
+/* Room for one more entry in a reply's list *listp of n entries (capacity *cap, doubled as it
+ * fills). The list's pointer is copied in and out with memcpy: any row type, no aliasing. */
+int hbd_ctl_reserve(void *listp, size_t n, size_t *cap)
+{
+	void *v, *nv;
+	size_t ncap;
+
+	if (n < *cap)
+		return 0;
+	ncap = *cap ? *cap * 2 : 16;
+	memcpy(&v, listp, sizeof(v));
+	nv = realloc(v, ncap * sizeof(void *));
+	if (!nv)
+		return -ENOMEM;
+	memcpy(listp, &nv, sizeof(nv));
+	*cap = ncap;
 	return 0;
+}
+
+/* ---- the unpaged reply: every view, each cut at HBD_CTL_LIST_MAX ------------------------- */
+
+static int add_domains(struct hbd *d, ControlReply *r)
+{
+	struct hbd_domain *dom;
+	size_t cap = 0;
+	int err;
+
+	hbc_list_for_each_safe(dom, &d->domains, struct hbd_domain, link)
+	{
+		if ((err = HBD_CTL_PUSH(r->domains, r->n_domains, cap, hbd_ctl_domain(dom))) < 0)
+			return err;
+	}
+	return 0;
+}
+
+static int add_export(ControlReply *r, size_t *cap, struct hbd_buffer *b)
+{
+	if (!b->has_hid)
+		return 0;
+	if (r->n_exports >= HBD_CTL_LIST_MAX)
+		return 1;
+	return HBD_CTL_PUSH(r->exports, r->n_exports, *cap, hbd_ctl_export(b));
 }
 
 /* Returns 1 if a listing was cut at HBD_CTL_LIST_MAX, 0, or -errno. */
@@ -209,30 +302,13 @@ static int add_exports_imports(struct hbd *d, ControlReply *r)
 		}
 		hbc_list_for_each_safe(im, &s->imports, struct hbd_import, link)
 		{
-			CtlImport *ci;
 			if (r->n_imports >= HBD_CTL_LIST_MAX) {
 				truncated = 1;
 				break;
 			}
-			if (r->n_imports == icap) {
-				size_t ncap = icap ? icap * 2 : 16;
-				CtlImport **v = realloc(r->imports, ncap * sizeof(*v));
-				if (!v)
-					return -ENOMEM;
-				r->imports = v;
-				icap = ncap;
-			}
-			ci = calloc(1, sizeof(*ci));
-			if (!ci)
-				return -ENOMEM;
-			ctl_import__init(ci);
-			r->imports[r->n_imports++] = ci;
-			ci->hid.data = im->buf->hid.bytes;
-			ci->hid.len = im->buf->has_hid ? sizeof(im->buf->hid.bytes) : 0;
-			ci->importer = s->dom->id;
-			ci->exporter = im->buf->mem.exporter;
-			ci->size = im->buf->mem.size;
-			ci->writable = im->writable;
+			if ((err = HBD_CTL_PUSH(r->imports, r->n_imports, icap,
+						hbd_ctl_import(s, im))) < 0)
+				return err;
 		}
 	}
 	hbc_list_for_each_safe(b, &d->orphans, struct hbd_buffer, owner_link)
@@ -249,37 +325,21 @@ static int add_timelines(struct hbd *d, ControlReply *r)
 	size_t cap = 0;
 	struct hbd_session *s;
 	struct hbd_timeline *tl;
+	int err;
 
 	hbc_list_for_each_safe(s, &d->sessions, struct hbd_session, link)
 	{
 		hbc_list_for_each_safe(tl, &s->timelines, struct hbd_timeline, owner_link)
 		{
-			CtlTimeline *ct;
-
-			if (r->n_timelines == cap) {
-				size_t ncap = cap ? cap * 2 : 16;
-				CtlTimeline **v = realloc(r->timelines, ncap * sizeof(*v));
-				if (!v)
-					return -ENOMEM;
-				r->timelines = v;
-				cap = ncap;
-			}
-			ct = calloc(1, sizeof(*ct));
-			if (!ct)
-				return -ENOMEM;
-			ctl_timeline__init(ct);
-			r->timelines[r->n_timelines++] = ct;
-			ct->id = tl->id;
-			ct->owner = s->dom->id;
-			ct->owner_session = s->label;
-			ct->value = tl->value;
-			ct->pending = tl->n_heap > UINT32_MAX ? UINT32_MAX : (uint32_t)tl->n_heap;
+			if ((err = HBD_CTL_PUSH(r->timelines, r->n_timelines, cap,
+						hbd_ctl_timeline(s, tl))) < 0)
+				return err;
 		}
 	}
 	return 0;
 }
 
-int hbd_control(struct hbd_session *s, uint32_t what, ControlReply **out)
+int hbd_control(struct hbd_session *s, const Control *req, ControlReply **out)
 {
 	struct hbd *d = s->d;
 	ControlReply *r;
@@ -287,7 +347,7 @@ int hbd_control(struct hbd_session *s, uint32_t what, ControlReply **out)
 
 	if (s->dom->id != 0)
 		return -EPERM;
-	if (what < HBP_CTL_STATUS || what > HBP_CTL_TIMELINES)
+	if (req->what < HBP_CTL_STATUS || req->what > HBP_CTL_TIMELINES)
 		return -EINVAL;
 	r = calloc(1, sizeof(*r));
 	if (!r)
@@ -296,12 +356,18 @@ int hbd_control(struct hbd_session *s, uint32_t what, ControlReply **out)
 	r->version = (char *)HB_VERSION_STRING;
 	r->backend = (char *)d->backend->name;
 	r->uptime_ms = hbc_now_ms() - d->start_ms;
-	/* Everything, whatever `what` asked: the views are bounded and hyperbufctl picks. The
-	 * export/import listing goes last: its result says whether it was cut. */
-	if ((err = add_domains(d, r)) < 0 || (err = add_timelines(d, r)) < 0 ||
-	    (err = add_exports_imports(d, r)) < 0)
-		goto err;
-	d->ctl_truncated = err;
+	if (req->limit) {
+		/* One page of the listing asked for, with the counters and the limits. */
+		if ((err = hbd_control_page(d, req, r)) < 0)
+			goto err;
+	} else {
+		/* Everything, whatever `what` asked: the views are bounded and the client picks.
+		 * The export/import listing goes last: its result says whether it was cut. */
+		if ((err = add_domains(d, r)) < 0 || (err = add_timelines(d, r)) < 0 ||
+		    (err = add_exports_imports(d, r)) < 0)
+			goto err;
+		d->ctl_truncated = err;
+	}
 	if ((err = add_stats(d, r)) < 0)
 		goto err;
 	*out = r;
@@ -319,6 +385,11 @@ void hbd_control_free(ControlReply *r)
 		free(r->stats[i]);
 	}
 	free(r->stats);
+	for (size_t i = 0; i < r->n_limits; i++) {
+		free(r->limits[i]->key);
+		free(r->limits[i]);
+	}
+	free(r->limits);
 	for (size_t i = 0; i < r->n_domains; i++)
 		free(r->domains[i]);
 	free(r->domains);
@@ -331,5 +402,6 @@ void hbd_control_free(ControlReply *r)
 	for (size_t i = 0; i < r->n_timelines; i++)
 		free(r->timelines[i]);
 	free(r->timelines);
+	free(r->next.data);
 	free(r);
 }

@@ -52,6 +52,7 @@ void hbd_domain_check_gone(struct hbd *d, struct hbd_domain *dom, bool pool_lost
 		return;
 	dom->present = false;
 	log_info("domain %u (%s) is gone", dom->id, dom->name);
+	hbd_watch_emit(d, &(struct hbd_watch_ev){.what = "domain_gone", .domain = dom->id});
 	hbc_list_for_each_safe(other, &d->domains, struct hbd_domain, link)
 	{
 		if (other == dom || d->backend->can_share(d->backend_state, dom->id, other->id) < 0)

@@ -27,12 +27,15 @@
 #include "daemon/hyperbufd.h"
 
 /* Tells the peer why (one frame, best effort: it may already be gone) and hangs up. */
-static void refuse(int fd, int err)
+static void refuse(struct hbd_listener *l, int fd, int err, const char *reason)
 {
 	ServerMsg msg = SERVER_MSG__INIT;
 	struct hbp_bytes out = {0};
+	struct hbd_watch_ev ev = {.what = "refused", .domain = l->domain, .detail = reason};
 
+	hbd_watch_emit(l->d, &ev);
 	msg.error = (uint32_t)err;
+	msg.reason = (char *)reason;
 	if (hbp_frame_put_server(&out, &msg, HBP_FRAME_MAX) == 0)
 		(void)!send(fd, out.data, out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
 	hbp_bytes_free(&out);
@@ -51,8 +54,9 @@ static const char *door_name(const struct hbd_listener *l)
 	}
 }
 
-/* A VM's channel: its QEMU or nobody, then its connection limit. */
-static int admit_vm(struct hbd_listener *l, struct hbd_domain *dom, const struct hbc_cred *cred)
+/* A VM's channel: its QEMU or nobody, then its connection limit. reason: for the peer. */
+static int admit_vm(struct hbd_listener *l, struct hbd_domain *dom, const struct hbc_cred *cred,
+		    char *reason)
 {
 	char why[HBC_CONFIG_PATH_MAX + 128];
 
@@ -61,6 +65,11 @@ static int admit_vm(struct hbd_listener *l, struct hbd_domain *dom, const struct
 		log_warn_limited(&l->refused_creds,
 				 "vm %s: refused a connection on %s from pid %d uid %u: %s",
 				 l->vm->name, l->path, (int)cred->pid, (unsigned)cred->uid, why);
+		/* The details stay in the log: the peer learns only whose door this is. */
+		snprintf(reason, HBP_REASON_MAX,
+			 "%.100s is vm %.32s's channel socket, for its QEMU only (user, group, "
+			 "pidfile, label in the daemon's config)",
+			 l->path, l->vm->name);
 		return -EACCES;
 	}
 	if (dom->conns >= l->d->cfg->sessions_per_domain) {
@@ -68,6 +77,9 @@ static int admit_vm(struct hbd_listener *l, struct hbd_domain *dom, const struct
 		log_warn_limited(&l->refused_limit,
 				 "%s: domain %u has %u connections (sessions_per_domain); refusing",
 				 l->path, dom->id, dom->conns);
+		snprintf(reason, HBP_REASON_MAX,
+			 "domain %u has %u connections already (sessions_per_domain)", dom->id,
+			 dom->conns);
 		return -EUSERS;
 	}
 	return 0;
@@ -75,7 +87,8 @@ static int admit_vm(struct hbd_listener *l, struct hbd_domain *dom, const struct
 
 /* The host and control sockets: a user's connections that have not said Hello are bounded
  * on their own, so they never hold a slot another user needs. */
-static int admit_user(struct hbd_listener *l, const struct hbc_cred *cred, struct hbd_user **out)
+static int admit_user(struct hbd_listener *l, const struct hbc_cred *cred, struct hbd_user **out,
+		      char *reason)
 {
 	struct hbd *d = l->d;
 	struct hbd_user *u = hbd_user_get(d, cred->uid);
@@ -88,6 +101,9 @@ static int admit_user(struct hbd_listener *l, const struct hbc_cred *cred, struc
 				 "%s: uid %u already has %u connections that have not said Hello "
 				 "(pending_per_uid); refusing pid %d",
 				 l->path, (unsigned)cred->uid, u->pending, (int)cred->pid);
+		snprintf(reason, HBP_REASON_MAX,
+			 "uid %u has %u connections that have not said Hello (pending_per_uid)",
+			 (unsigned)cred->uid, u->pending);
 		hbd_user_put(d, u);
 		return -EUSERS;
 	}
@@ -103,7 +119,8 @@ static void admit(struct hbd_listener *l, int fd)
 	struct hbd_user *user = NULL;
 	struct hbd_session *s = NULL;
 	struct hbd_domain *dom;
-	struct hbc_cred cred;
+	struct hbc_cred cred = {.pid = -1};
+	char reason[HBP_REASON_MAX] = "";
 	int r;
 
 	r = hbc_peer_cred(fd, &cred);
@@ -114,10 +131,13 @@ static void admit(struct hbd_listener *l, int fd)
 		d->stats.refused_limits++;
 		log_warn_limited(&l->refused_limit, "%s: %u sessions already; refusing a new one",
 				 l->path, d->n_sessions);
+		snprintf(reason, sizeof(reason), "the daemon has %u sessions, its most",
+			 d->n_sessions);
 		r = -EUSERS;
 	}
 	if (r == 0)
-		r = l->door == HBD_DOOR_VM ? admit_vm(l, dom, &cred) : admit_user(l, &cred, &user);
+		r = l->door == HBD_DOOR_VM ? admit_vm(l, dom, &cred, reason)
+					   : admit_user(l, &cred, &user, reason);
 	if (r == 0) {
 		s = hbd_session_new(d, fd, dom, l->door, user, &cred);
 		if (!s && user) {
@@ -127,7 +147,7 @@ static void admit(struct hbd_listener *l, int fd)
 		r = s ? 0 : -ENOMEM;
 	}
 	if (r < 0) {
-		refuse(fd, -r);
+		refuse(l, fd, -r, reason);
 		return;
 	}
 	/* A VM's channel is QEMU's for the VM's life: it outlives this daemon (docs/RESTART.md). */
@@ -249,10 +269,12 @@ static int open_host_doors(struct hbd *d)
 	struct hbc_sock_owner control = {
 	    .uid = (uid_t)-1,
 	    .gid = cfg->control_gid != HBC_ID_UNSET ? (gid_t)cfg->control_gid : (gid_t)-1,
-	    .mode = cfg->control_gid != HBC_ID_UNSET ? 0660 : 0600,
+	    .mode = cfg->control_mode,
 	};
 	int r;
 
+	/* Folders made for the sockets (all of them, the VMs' too) get the configured mode. */
+	hbc_sock_set_dir_mode(cfg->socket_dir_mode);
 	d->host.door = HBD_DOOR_HOST;
 	snprintf(d->host.fdname, sizeof(d->host.fdname), "host");
 	r = listener_open(d, &d->host, cfg->socket, &host);

@@ -271,6 +271,13 @@ struct hbd_session {
 	char fdname[32];   /* a kept channel connection's name in the fd store */
 	ev_timer resume_timer;
 	struct hbd_st_mark st;
+
+	/* Why the request being handled is refused, in words for the client (explain.c). */
+	char reason[HBP_REASON_MAX];
+	/* A control session that asked for the daemon's events (watch.c). */
+	bool subscribed;
+	uint64_t watch_seq;     /* the last CtlEvent's seq */
+	uint32_t watch_dropped; /* events it missed since the last one it got */
 };
 
 /* The backend compiled in under this name ("kvm", "xen"), or NULL (daemon/backend.c). */
@@ -329,6 +336,9 @@ struct hbd {
 
 	ev_signal sig_term, sig_int, sig_hup, sig_usr2;
 	struct hbd_stats stats;
+	struct hbc_ratelimit meta_log; /* exports refused for their metadata's size */
+	unsigned n_subscribed;         /* control sessions that watch (watch.c) */
+	struct hbd_metrics *metrics;   /* metrics.c: NULL when off */
 
 	/* Restarts (docs/RESTART.md): the descriptors that outlive us, the journal of the state
 	 * (NULL when nothing is kept), and what a start found of the last daemon's. */
@@ -485,9 +495,49 @@ void hbd_domain_check_gone(struct hbd *d, struct hbd_domain *dom, bool pool_lost
 void hbd_domain_event(struct hbd *d, uint32_t id, uint32_t type, const struct hb_id *hid,
 		      uint32_t from, uint64_t size, const uint8_t *meta, uint32_t meta_len);
 
-/* control.c */
-int hbd_control(struct hbd_session *s, uint32_t what, ControlReply **out);
+/* control.c: the views of hyperbufctl (PROTOCOL.md §3 Control) */
+int hbd_control(struct hbd_session *s, const Control *req, ControlReply **out);
 void hbd_control_free(ControlReply *r);
+/* Every counter of `hyperbufctl stats`, in its order, the backend's last. */
+void hbd_stats_walk(struct hbd *d, void (*put)(void *ctx, const char *key, uint64_t value),
+		    void *ctx);
+/* Every limit in force ([limits] and meta_max), as hyperbufctl status shows them. */
+void hbd_limits_walk(struct hbd *d, void (*put)(void *ctx, const char *key, uint64_t value),
+		     void *ctx);
+
+/* control_list.c: one page of a listing, in the order of its keys */
+int hbd_control_page(struct hbd *d, const Control *req, ControlReply *r);
+
+/* watch.c: the daemon's events for subscribed control sessions (PROTOCOL.md §10) */
+struct hbd_watch_ev {
+	const char *what;            /* "export", "session_end", ... */
+	const struct hbd_session *s; /* the session it concerns, or NULL */
+	uint32_t domain, peer;
+	const struct hb_id *hid; /* or NULL */
+	uint64_t size, timeline, value;
+	const char *detail; /* or NULL */
+};
+void hbd_watch_emit(struct hbd *d, const struct hbd_watch_ev *ev);
+/* Subscribe: -EPERM for a client session. */
+int hbd_watch_subscribe(struct hbd_session *s);
+/* A request that succeeded: a session's Hello, an export, unexport, import, release, a new
+ * timeline are events. */
+void hbd_watch_done(struct hbd_session *s, const ClientMsg *cm, const ServerMsg *reply);
+/* A session ends: it stops watching; a client session's end is an event. */
+void hbd_watch_session_end(struct hbd_session *s, const char *reason);
+
+/* explain.c: the words that go with a refusal (ServerMsg.reason) */
+void hbd_reason(struct hbd_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void hbd_explain_alloc(struct hbd_session *s, uint32_t peer, uint64_t size, int err);
+void hbd_explain_hello(struct hbd_session *s, uint32_t role, int err);
+
+/* metrics.c: the counters in Prometheus's text format, on a socket and in a file (off unless
+ * the config says where). Start: 0 or -errno (logged). */
+struct hbd_metrics;
+int hbd_metrics_start(struct hbd *d);
+void hbd_metrics_stop(struct hbd *d);
+/* The text, malloc'ed (NULL: out of memory); *len its length. */
+char *hbd_metrics_text(struct hbd *d, size_t *len);
 
 /* notify.c: sd_notify without libsystemd */
 int hbd_notify(const char *state);

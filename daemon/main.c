@@ -123,17 +123,30 @@ static void raise_fd_limit(void)
 	}
 }
 
+#define SYNOPSIS                                                                                   \
+	"usage: hyperbufd [-c CONFIG] [-n] [-d] [-u USER] [-g GROUP] [-m MODE]\n"                  \
+	"       hyperbufd -h | --help | -V | --version\n"
+
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: hyperbufd [-c CONFIG] [-n] [-d] [-v] [-u USER] [-g GROUP] [-m MODE]\n"
-		   "  -c CONFIG  config file (default " HBD_DEFAULT_CONFIG
-		   ", else the embedded default)\n"
-		   "  -n         check the config and exit (0 if valid)\n"
-		   "  -d         debug logging\n"
-		   "  -v         print the version and exit\n"
-		   "  -u USER    owner of the host socket (the config's socket_user)\n"
-		   "  -g GROUP   group of the host socket (socket_group): its members may connect\n"
-		   "  -m MODE    mode of the host socket (socket_mode, default 0660)\n");
+	fprintf(f, SYNOPSIS
+		"  -c, --config CONFIG        config file (default " HBD_DEFAULT_CONFIG
+		", else the embedded default)\n"
+		"  -n, --check                check the config and exit (0 if valid)\n"
+		"  -d, --debug                debug logging\n"
+		"  -u, --socket-user USER     owner of the host socket (the config's socket_user)\n"
+		"  -g, --socket-group GROUP   group of the host socket (socket_group): its members "
+		"may connect\n"
+		"  -m, --socket-mode MODE     mode of the host socket (socket_mode, default 0660)\n"
+		"  -h, --help                 this help\n"
+		"  -V, --version              print the version and exit (-v too)\n");
+}
+
+/* A usage mistake, as hyperbufctl says it: the reason, then the synopsis. */
+static int usage_error(const char *what, const char *arg)
+{
+	fprintf(stderr, "hyperbufd: %s %s\n" SYNOPSIS, what, arg);
+	return 2;
 }
 
 struct options {
@@ -142,12 +155,25 @@ struct options {
 	const char *socket_user, *socket_group, *socket_mode;
 };
 
-/* 0, 1 (done: --help, -v), or 2 (a usage error). */
+/* 0, 1 (done: --help, --version), or 2 (a usage error). */
 static int parse_options(int argc, char **argv, struct options *o)
 {
+	static const struct option longopts[] = {
+	    {"config", required_argument, NULL, 'c'},
+	    {"check", no_argument, NULL, 'n'},
+	    {"debug", no_argument, NULL, 'd'},
+	    {"socket-user", required_argument, NULL, 'u'},
+	    {"socket-group", required_argument, NULL, 'g'},
+	    {"socket-mode", required_argument, NULL, 'm'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
+	};
+	char letter[3] = "-?";
 	int opt;
 
-	while ((opt = getopt(argc, argv, "c:ndvhu:g:m:")) != -1) {
+	opterr = 0; /* our messages say "hyperbufd:", whatever argv[0] is */
+	while ((opt = getopt_long(argc, argv, ":c:ndvVhu:g:m:", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			o->config_path = optarg;
@@ -167,22 +193,25 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'm':
 			o->socket_mode = optarg;
 			break;
-		case 'v':
+		case 'v': /* the old spelling, kept for scripts */
+		case 'V':
 			printf("hyperbufd %s (protocol %u)\n", HB_VERSION_STRING,
 			       HBP_PROTOCOL_VERSION);
 			return 1;
 		case 'h':
 			usage(stdout);
 			return 1;
+		case ':':
+			letter[1] = (char)optopt;
+			return usage_error("option needs an argument:",
+					   optopt ? letter : argv[optind - 1]);
 		default:
-			usage(stderr);
-			return 2;
+			letter[1] = (char)optopt;
+			return usage_error("unknown option", optopt ? letter : argv[optind - 1]);
 		}
 	}
-	if (optind != argc) {
-		usage(stderr);
-		return 2;
-	}
+	if (optind != argc)
+		return usage_error("unexpected argument", argv[optind]);
 	if (!o->config_path && access(HBD_DEFAULT_CONFIG, F_OK) == 0)
 		o->config_path = HBD_DEFAULT_CONFIG;
 	return 0;
@@ -290,6 +319,10 @@ int main(int argc, char **argv)
 
 	if (hbd_server_start(&d) < 0)
 		goto err_loop;
+	if (hbd_metrics_start(&d) < 0) {
+		hbd_server_stop(&d);
+		goto err_loop;
+	}
 	watch_signals(&d);
 	log_info("hyperbufd %s ready: backend %s, config %s", HB_VERSION_STRING, d.backend->name,
 		 o.config_path ? o.config_path : "(embedded default)");
@@ -298,6 +331,7 @@ int main(int argc, char **argv)
 	hbd_notify("STOPPING=1");
 	status = 0;
 
+	hbd_metrics_stop(&d);
 	hbd_server_stop(&d);
 err_loop:
 	ev_loop_destroy(d.loop);

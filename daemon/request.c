@@ -4,6 +4,7 @@
  * to the client in ServerMsg.error.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -64,15 +65,18 @@ static int do_hello(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
 	if (m->version != HBP_PROTOCOL_VERSION) {
 		log_warn("%s: protocol version %u, this daemon speaks %u", s->label, m->version,
 			 HBP_PROTOCOL_VERSION);
+		hbd_reason(s, "protocol version %u; this daemon speaks %u", m->version,
+			   HBP_PROTOCOL_VERSION);
 		return -EPROTO;
 	}
 	if (m->role != HBP_ROLE_CLIENT && m->role != HBP_ROLE_CONTROL)
 		return -EINVAL;
-	if (m->role == HBP_ROLE_CONTROL && s->dom->id != 0)
+	if ((m->role == HBP_ROLE_CONTROL && s->dom->id != 0) ||
+	    /* The control socket is hyperbufctl's: no client session takes its place there. */
+	    (m->role == HBP_ROLE_CLIENT && s->door == HBD_DOOR_CONTROL)) {
+		hbd_explain_hello(s, m->role, -EPERM);
 		return -EPERM;
-	/* The control socket is hyperbufctl's: no client session takes its place there. */
-	if (m->role == HBP_ROLE_CLIENT && s->door == HBD_DOOR_CONTROL)
-		return -EPERM;
+	}
 	w->version = HBP_PROTOCOL_VERSION;
 	w->domain = s->dom->id;
 	w->domain_name = s->dom->name;
@@ -99,6 +103,7 @@ static int do_hello(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
 	}
 	err = hbd_session_mark_hello(s, m->role == HBP_ROLE_CONTROL);
 	if (err < 0) {
+		hbd_explain_hello(s, m->role, err);
 		if (w->groups || w->n_groups)
 			d->backend->welcome_free(d->backend_state, w);
 		memset(w, 0, sizeof(*w));
@@ -134,8 +139,10 @@ static int do_alloc(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
 	int err;
 
 	err = hbd_buffer_alloc(s, m->peer, m->size, m->flags, &b);
-	if (err < 0)
+	if (err < 0) {
+		hbd_explain_alloc(s, m->peer, m->size, err);
 		return err;
+	}
 	r->alloc.buffer = b->mem.handle;
 	hbp_desc_from_refdir(&r->desc, &b->mem.desc, b->mem.group);
 	r->alloc.desc = &r->desc;
@@ -181,8 +188,17 @@ static int do_export(struct hbd_session *s, const ClientMsg *cm, struct reply *r
 		return -ENOENT;
 	if (m->flags)
 		return -EINVAL;
-	if (m->meta.len > s->d->cfg->meta_max)
+	if (m->meta.len > s->d->cfg->meta_max) {
+		/* Either side may have to change: the exporter its metadata, the admin meta_max. */
+		log_info_limited(
+		    &s->d->meta_log,
+		    "%s: export refused (EMSGSIZE): metadata of %zu bytes, over meta_max "
+		    "%u",
+		    s->label, m->meta.len, s->d->cfg->meta_max);
+		hbd_reason(s, "metadata of %zu bytes is over the daemon's meta_max of %u bytes",
+			   m->meta.len, s->d->cfg->meta_max);
 		return -EMSGSIZE;
+	}
 	/* Metadata reaches VM channels in events and imports, where a resync marker in it would
 	 * cut the stream (PROTOCOL.md §1.1): nobody may export one, whatever its own channel. */
 	if (hbp_resync_meta_unsafe(m->meta.data, m->meta.len))
@@ -265,13 +281,18 @@ static int do_query(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
 
 static int do_control(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
 {
-	int err = hbd_control(s, cm->control->what, &r->control);
+	int err = hbd_control(s, cm->control, &r->control);
 
 	if (err == 0) {
 		r->msg.body_case = SERVER_MSG__BODY_CONTROL;
 		r->msg.control = r->control;
 	}
 	return err;
+}
+
+static int do_subscribe(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
+{
+	return hbd_watch_subscribe(s);
 }
 
 static int do_timeline_create(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
@@ -389,6 +410,7 @@ static const struct {
     [CLIENT_MSG__BODY_CPU_ACCESS] = {do_cpu_access, true},
     [CLIENT_MSG__BODY_GRANT] = {do_grant, false},
     [CLIENT_MSG__BODY_TIMELINE_SHARE] = {do_timeline_share, false},
+    [CLIENT_MSG__BODY_SUBSCRIBE] = {do_subscribe, false},
 };
 
 /* Runs the handler of the request's body. */
@@ -398,7 +420,8 @@ static int handle(struct hbd_session *s, const ClientMsg *msg, struct reply *r)
 
 	/* A control session owns nothing. */
 	if (s->control && msg->body_case != CLIENT_MSG__BODY_CONTROL &&
-	    msg->body_case != CLIENT_MSG__BODY_HELLO)
+	    msg->body_case != CLIENT_MSG__BODY_HELLO &&
+	    msg->body_case != CLIENT_MSG__BODY_SUBSCRIBE)
 		return -EPERM;
 	/* A newer client's request: say so and carry on. */
 	if (k >= sizeof(handlers) / sizeof(handlers[0]) || !handlers[k].fn)
@@ -426,14 +449,29 @@ static void refuse_before_hello(struct hbd_session *s, const ClientMsg *msg)
  * request, with an error. */
 static void send_reply(struct hbd_session *s, const ClientMsg *msg, struct reply *r, int err)
 {
+	bool queued;
+
 	if (err < 0) {
+		struct hbd_watch_ev ev = {.what = "error", .s = s, .domain = s->dom->id};
+		char detail[HBP_CTL_DETAIL_MAX + HBP_REASON_MAX]; /* watch.c cuts it */
+
 		r->msg.error = (uint32_t)-err;
 		r->msg.body_case = SERVER_MSG__BODY__NOT_SET;
+		r->msg.reason = s->reason;
 		s->d->stats.errors_request++;
-		log_debug("%s: request %u (body %d): %s", s->label, msg->id, msg->body_case,
-			  strerror(-err));
+		log_debug("%s: %s #%u refused: %s%s%s", s->label,
+			  hbp_client_body_name(msg->body_case), msg->id, strerror(-err),
+			  s->reason[0] ? ": " : "", s->reason);
+		snprintf(detail, sizeof(detail), "%s: %s%s%s", hbp_client_body_name(msg->body_case),
+			 strerror(-err), s->reason[0] ? ": " : "", s->reason);
+		ev.detail = detail;
+		hbd_watch_emit(s->d, &ev);
 	}
-	if (hbd_session_send(s, &r->msg, err < 0 ? -1 : r->fd) < 0 && !s->closing) {
+	if (err == 0)
+		hbd_watch_done(s, msg, &r->msg);
+	queued = hbd_session_send(s, &r->msg, err < 0 ? -1 : r->fd) == 0;
+	s->reason[0] = '\0';
+	if (!queued && !s->closing) {
 		ServerMsg fallback = SERVER_MSG__INIT;
 
 		fallback.id = msg->id;

@@ -129,6 +129,7 @@ void hbd_session_close(struct hbd_session *s, const char *reason)
 		return;
 	s->closing = true;
 	log_info("%s: session ended: %s", s->label, reason);
+	hbd_watch_session_end(s, reason);
 	ev_io_stop(d->loop, &s->rio);
 	ev_io_stop(d->loop, &s->wio);
 	ev_timer_stop(d->loop, &s->drop_timer);

@@ -58,7 +58,8 @@ struct hb_client;
  * Connects to the daemon. address: NULL means $HYPERBUF_ADDRESS, else the platform default
  * (xen: inside a Xen guest, kvm: inside a KVM guest, unix:/run/hyperbuf/hyperbufd.sock on the
  * host). Forms:
- *   unix:PATH  a host client (domain 0, or Xen's dom0) of the daemon's socket at PATH
+ *   unix:PATH  a host client (domain 0, or Xen's dom0) of the daemon's socket at PATH; a
+ *              bare absolute PATH means the same
  *   vm:PATH    an emulated VM: PATH is that VM's channel socket; the library then connects to
  *              the ivshmem socket of each of the VM's groups and maps the pool from the fd it
  *              receives, exactly as QEMU would
@@ -74,9 +75,22 @@ struct hb_client;
  * pending_per_uid, sessions_per_uid; docs/SECURITY.md); in a KVM guest also EBUSY (every port is
  * taken by another process), EACCES/EPERM (no permission for the port or the BARs), ENODEV (no
  * ivshmem device for one of the VM's groups), ETIMEDOUT; for xen: ENOENT (no Xen devices) or
- * ETIMEDOUT (no daemon serves this domain within 10 s).
+ * ETIMEDOUT (no daemon serves this domain within 10 s). hb_strerror(NULL) says more: the
+ * address, the daemon's reason for a refusal.
  */
 struct hb_client *hb_connect(const char *address);
+
+/*
+ * Words for the last failed call on c, for people and logs (not for parsing): what failed and
+ * what errno alone cannot say, such as the socket's path, the limit and its value, the
+ * domain, or the daemon's own reason ("Export refused by hyperbufd: Message too long:
+ * metadata of 2048 bytes is over the daemon's meta_max of 1024 bytes"). c NULL: the calling
+ * thread's last failed hb_connect. Read it right after the call failed, with errno as that
+ * call left it: when the library has no words for that errno, it is strerror(errno). The
+ * string stays valid until the client's next call (c NULL: the thread's next hb_connect) and
+ * never after hb_disconnect. Never NULL.
+ */
+const char *hb_strerror(const struct hb_client *c);
 
 /* Closes the connection and frees every buffer and import still held through it. */
 void hb_disconnect(struct hb_client *c);

@@ -142,8 +142,13 @@ HBL_PUBLIC int hb_export(struct hb_buffer *b, const void *meta, size_t meta_len,
 		return hbl_fail(-EINVAL);
 	c = b->client;
 	/* Refused, never truncated: metadata is the producer's message to the consumer. */
-	if (meta_len > HB_META_MAX || meta_len > c->meta_max)
+	if (meta_len > HB_META_MAX || meta_len > c->meta_max) {
+		hbl_explain(c, EMSGSIZE,
+			    "hb_export: metadata of %zu bytes is over the %s of %u bytes", meta_len,
+			    c->meta_max < HB_META_MAX ? "daemon's meta_max" : "HB_META_MAX",
+			    c->meta_max < HB_META_MAX ? c->meta_max : HB_META_MAX);
 		return hbl_fail(-EMSGSIZE);
+	}
 	if ((!meta && meta_len > 0) || flags != 0)
 		return hbl_fail(-EINVAL);
 	/* Both ends of a VM channel restart the stream where they see a resync marker, wherever

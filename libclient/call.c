@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "common/sock.h"
 #include "libclient/client.h"
 #include "protocol/limits.h"
@@ -135,15 +136,18 @@ int hbl_call(struct hb_client *c, ClientMsg *msg, ServerMsg__BodyCase want, stru
 	q.next = c->calls.pending;
 	c->calls.pending = &q;
 	set_exact(c);
+	log_debug("-> %s #%u (%zu bytes)", hbp_client_body_name(msg->body_case), q.id,
+		  c->conn.tx.len);
 	r = send_all(c);
 	if (r == 0)
 		r = wait_reply(c, &q);
 	forget(c, &q);
 	free(q.frame);
-	if (r == 0 && q.reply.msg->error != 0)
+	if (r == 0 && q.reply.msg->error != 0) {
 		/* A positive errno for the caller; anything that cannot be one is nonsense. */
 		r = q.reply.msg->error < HBP_ERRNO_LIMIT ? -(int)q.reply.msg->error : -EPROTO;
-	else if (r == 0 && want != SERVER_MSG__BODY__NOT_SET && q.reply.msg->body_case != want)
+		hbl_explain_reply(c, msg->body_case, -r, q.reply.msg->reason);
+	} else if (r == 0 && want != SERVER_MSG__BODY__NOT_SET && q.reply.msg->body_case != want)
 		r = hbl_conn_break(&c->conn, EPROTO);
 	if (r < 0) {
 		hbl_reply_free(&q.reply);

@@ -17,8 +17,9 @@
 
 /*
  * Splits an address into its kind and path. "unix:PATH" and "vm:PATH" need a path that fits
- * sun_path. "kvm:" is a KVM guest's: the first free virtio-serial port org.hyperbuf.N, or with
- * "kvm:PATH" the port device at PATH (backends/kvm/port.c). "xen:" (a vchan to the daemon in
+ * sun_path; a bare absolute path is taken as "unix:PATH" (what people put in
+ * HYPERBUF_ADDRESS). "kvm:" is a KVM guest's: the first free virtio-serial port org.hyperbuf.N, or
+ * with "kvm:PATH" the port device at PATH (backends/kvm/port.c). "xen:" (a vchan to the daemon in
  * dom0, backends/xen/vchan_client.c) takes none.
  */
 static int parse_address(const char *address, enum hbl_address_kind *kind, const char **path)
@@ -34,6 +35,11 @@ static int parse_address(const char *address, enum hbl_address_kind *kind, const
 	};
 	struct sockaddr_un sun;
 
+	if (address[0] == '/') {
+		*kind = HBL_ADDR_UNIX;
+		*path = address;
+		return strlen(address) < sizeof(sun.sun_path) ? 0 : -ENAMETOOLONG;
+	}
 	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
 		size_t n = strlen(forms[i].prefix);
 
@@ -222,8 +228,13 @@ HBL_PUBLIC struct hb_client *hb_connect(const char *address)
 	if (!address)
 		address = default_address();
 	r = parse_address(address, &kind, &path);
-	if (r < 0)
+	if (r < 0) {
+		hbl_explain(NULL, -r,
+			    "'%.200s' is not a hyperbuf address: unix:PATH (or /PATH), vm:PATH, "
+			    "kvm:[PATH] or xen:; a path must be under %zu bytes",
+			    address, sizeof(((struct sockaddr_un *)0)->sun_path));
 		return errno = -r, NULL;
+	}
 	c = client_new();
 	if (!c)
 		return errno = ENOMEM, NULL;
@@ -237,6 +248,7 @@ HBL_PUBLIC struct hb_client *hb_connect(const char *address)
 			     : kind == HBL_ADDR_KVM ? HBB_ATTACH_GUEST
 						    : HBB_ATTACH_HOST);
 	if (r < 0) {
+		hbl_explain_connect(address, c, -r);
 		client_destroy(c);
 		return errno = -r, NULL;
 	}

@@ -41,6 +41,12 @@
 /* Frames one dispatch handles at most, so a chatty daemon cannot starve the caller. */
 #define HBL_DISPATCH_BATCH 1024
 
+/* hb_strerror's words for a failed call, and the errno they explain (explain.c). */
+struct hbl_why {
+	char text[512];
+	int err;
+};
+
 struct hb_client {
 	pthread_mutex_t lock;
 	struct hbl_conn conn;      /* conn.c */
@@ -70,6 +76,8 @@ struct hb_client {
 		bool active; /* resuming now: a loss inside is the attempt's failure */
 		uint32_t resumes;
 	} resume;
+
+	struct hbl_why why; /* explain.c: the last failed call's words */
 };
 
 enum hbl_address_kind { HBL_ADDR_UNIX, HBL_ADDR_VM, HBL_ADDR_KVM, HBL_ADDR_XEN };
@@ -104,9 +112,11 @@ struct hb_timeline {
 	uint64_t id;
 };
 
+/* Every public call that does something takes the lock: a new call, no words yet. */
 static inline void hbl_lock(struct hb_client *c)
 {
 	pthread_mutex_lock(&c->lock);
+	c->why.text[0] = '\0';
 }
 
 /* dispatch.c: handles the whole frames already received, reading nothing. */
@@ -153,6 +163,13 @@ int hbl_open_transport(struct hb_client *c, struct hbb_transport *tp);
  * waits for (HB_ACCESS_READ: the writers'; HB_ACCESS_WRITE: all), out[HB_RESV_MAX]. */
 int hbl_resv_query(struct hb_client *c, const struct hb_id *id, uint32_t access,
 		   struct hb_fence *out, size_t *n);
+
+/* explain.c: words for hb_strerror about a call failing with err (positive), into c (NULL:
+ * hb_connect's, per thread); the daemon's refusal of a request; a failed connect to address. */
+void hbl_explain(struct hb_client *c, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void hbl_explain_reply(struct hb_client *c, int body_case, int err, const char *reason);
+void hbl_explain_connect(const char *address, const struct hb_client *c, int err);
 
 /* dispatch.c: reads and handles whatever has arrived without blocking (the backend's own fds
  * included), at most max frames. Returns the number of frames handled or a negative errno. */

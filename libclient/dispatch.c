@@ -46,6 +46,9 @@ static int route(struct hb_client *c, ServerMsg *m, int *fds, unsigned nfds)
 {
 	int r = 0;
 
+	/* HYPERBUF_DEBUG=1: every frame, whatever the transport carried it, by its name. */
+	log_debug("<- %s #%u%s%s", hbp_server_body_name(m->body_case), m->id, m->error ? ": " : "",
+		  m->error ? strerror((int)m->error) : "");
 	if (m->id != 0) {
 		r = hbl_call_complete(c, m, fds, nfds);
 		return r < 0 ? r : 1;
@@ -54,7 +57,8 @@ static int route(struct hb_client *c, ServerMsg *m, int *fds, unsigned nfds)
 	hbc_close_fds(fds, &nfds);
 	if (m->error != 0) {
 		/* The daemon refuses this connection, and says why (the frame codec bounded it). */
-		log_debug("the daemon refused the connection: %s", strerror((int)m->error));
+		hbl_explain(c, (int)m->error, "hyperbufd refused the connection: %s%s%s",
+			    strerror((int)m->error), m->reason[0] ? ": " : "", m->reason);
 		r = hbl_conn_break(&c->conn, (int)m->error);
 	} else if (m->body_case == SERVER_MSG__BODY_FENCE)
 		hbl_fence_done(c, m->fence);

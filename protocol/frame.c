@@ -179,7 +179,7 @@ static bool client_valid(const ClientMsg *m)
 	case CLIENT_MSG__BODY_QUERY:
 		return m->query && hid_required_ok(&m->query->hid);
 	case CLIENT_MSG__BODY_CONTROL:
-		return m->control != NULL;
+		return m->control && m->control->after.len <= HBP_CTL_KEY_MAX;
 	case CLIENT_MSG__BODY_TIMELINE_CREATE:
 		return m->timeline_create != NULL;
 	case CLIENT_MSG__BODY_TIMELINE_SIGNAL:
@@ -198,6 +198,8 @@ static bool client_valid(const ClientMsg *m)
 		return m->grant && m->grant->desc;
 	case CLIENT_MSG__BODY_TIMELINE_SHARE:
 		return m->timeline_share != NULL;
+	case CLIENT_MSG__BODY_SUBSCRIBE:
+		return m->subscribe != NULL;
 	default:
 		return false;
 	}
@@ -218,9 +220,21 @@ static bool event_valid(const Event *ev)
 	}
 }
 
+/* A string a peer sent, at most max bytes (protobuf-c gives "" for an absent one). */
+static bool text_ok(const char *s, size_t max)
+{
+	return s && strnlen(s, max + 1) <= max;
+}
+
 static bool control_valid(const ControlReply *c)
 {
 	size_t i;
+
+	if (c->next.len > HBP_CTL_KEY_MAX)
+		return false;
+	for (i = 0; i < c->n_limits; i++)
+		if (!c->limits[i])
+			return false;
 
 	for (i = 0; i < c->n_timelines; i++)
 		if (!c->timelines[i])
@@ -233,6 +247,12 @@ static bool control_valid(const ControlReply *c)
 		if (!c->imports[i] || !hid_optional_ok(&c->imports[i]->hid))
 			return false;
 	return true;
+}
+
+static bool ctl_event_valid(const CtlEvent *e)
+{
+	return text_ok(e->what, HBP_CTL_WHAT_MAX) && text_ok(e->detail, HBP_CTL_DETAIL_MAX) &&
+	       text_ok(e->session, HBP_CTL_DETAIL_MAX) && hid_optional_ok(&e->hid);
 }
 
 /* A status as the protocol carries it: 1 (signalled) or a negative errno; 0 (pending) only
@@ -254,11 +274,15 @@ static bool cpu_access_valid(const CpuAccessReply *r)
 
 static bool server_valid(const ServerMsg *m)
 {
-	bool unsolicited =
-	    m->body_case == SERVER_MSG__BODY_EVENT || m->body_case == SERVER_MSG__BODY_FENCE;
+	bool unsolicited = m->body_case == SERVER_MSG__BODY_EVENT ||
+			   m->body_case == SERVER_MSG__BODY_FENCE ||
+			   m->body_case == SERVER_MSG__BODY_CTL_EVENT;
 	/* The one frame of a connection the daemon refuses: id 0, an error and nothing else. */
 	bool refusal = m->id == 0 && m->body_case == SERVER_MSG__BODY__NOT_SET && m->error != 0;
 
+	/* Words come only with an error, and never too many. */
+	if (!text_ok(m->reason, HBP_REASON_MAX) || (m->reason[0] && m->error == 0))
+		return false;
 	if (refusal)
 		return m->error < HBP_ERRNO_LIMIT;
 	/* id 0 is reserved for events and fence completions, which never answer a request. */
@@ -295,6 +319,8 @@ static bool server_valid(const ServerMsg *m)
 	case SERVER_MSG__BODY_FENCE:
 		return m->fence && m->fence->wait != 0 && m->fence->timeline != 0 &&
 		       status_ok(m->fence->status, false);
+	case SERVER_MSG__BODY_CTL_EVENT:
+		return m->ctl_event && ctl_event_valid(m->ctl_event);
 	default:
 		return false;
 	}
@@ -330,4 +356,28 @@ ServerMsg *hbp_frame_get_server(const uint8_t *payload, size_t len)
 		return NULL;
 	}
 	return m;
+}
+
+/* The oneof's field for a body case is the field with that number; its message type has the
+ * name. Read from protoc-c's descriptors, so a new message is named without a table here. */
+static const char *body_name(const ProtobufCMessageDescriptor *desc, int body_case)
+{
+	const ProtobufCFieldDescriptor *f;
+
+	if (body_case == 0)
+		return "(none)";
+	f = protobuf_c_message_descriptor_get_field(desc, (unsigned)body_case);
+	if (!f || f->type != PROTOBUF_C_TYPE_MESSAGE || !f->descriptor)
+		return "?";
+	return ((const ProtobufCMessageDescriptor *)f->descriptor)->short_name;
+}
+
+const char *hbp_client_body_name(int body_case)
+{
+	return body_name(&client_msg__descriptor, body_case);
+}
+
+const char *hbp_server_body_name(int body_case)
+{
+	return body_name(&server_msg__descriptor, body_case);
 }

@@ -42,4 +42,9 @@ int hbp_frame_put_server(struct hbp_bytes *out, const ServerMsg *msg, uint32_t m
 ClientMsg *hbp_frame_get_client(const uint8_t *payload, size_t len);
 ServerMsg *hbp_frame_get_server(const uint8_t *payload, size_t len);
 
+/* The message a body case carries, by its name in hyperbuf.proto ("Export", "ExportReply"),
+ * for logs and traces; "(none)" for an unset body, "?" for one this build does not know. */
+const char *hbp_client_body_name(int body_case);
+const char *hbp_server_body_name(int body_case);
+
 #endif

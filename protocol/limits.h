@@ -46,6 +46,16 @@
 #define HBP_CTL_STATS     5u
 #define HBP_CTL_TIMELINES 6u
 
+/* ServerMsg.reason: the words that come with an error (PROTOCOL.md §2). */
+#define HBP_REASON_MAX 256u
+/* Control paging (PROTOCOL.md §3 Control): a page holds at most this many rows (a reply must
+ * fit one frame), and a key (Control.after, ControlReply.next) at most HBP_CTL_KEY_MAX bytes. */
+#define HBP_CTL_PAGE_MAX 1500u
+#define HBP_CTL_KEY_MAX  16u
+/* CtlEvent (PROTOCOL.md §10): the longest `what` and `detail`. */
+#define HBP_CTL_WHAT_MAX   32u
+#define HBP_CTL_DETAIL_MAX 256u
+
 /* The pool header in page 0 of every KVM group pool. All fields little-endian. Guests use it
  * to tell their ivshmem BARs apart; nobody trusts it for anything else, since every member can
  * write the pool. instance (Welcome's GroupInfo.pool_instance) tells a pool from the one a

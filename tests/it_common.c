@@ -921,6 +921,20 @@ long long it_kv(const char *text, const char *key)
 	return -1;
 }
 
+bool it_file_has(const char *path, const char *needle)
+{
+	static char buf[1 << 20];
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	if (!f)
+		return false;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	return strstr(buf, needle) != NULL;
+}
+
 size_t hbt_count_substr(const char *s, const char *needle)
 {
 	size_t n = 0, len = strlen(needle);

@@ -301,6 +301,9 @@ bool it_json_ok(const char *s);
 /* The value of a "key: value" line in text, or -1. */
 long long it_kv(const char *text, const char *key);
 
+/* Whether the file at path (its first MiB) contains needle. */
+bool it_file_has(const char *path, const char *needle);
+
 /* How many times needle occurs in s, not overlapping. */
 size_t hbt_count_substr(const char *s, const char *needle);
 

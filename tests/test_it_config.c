@@ -42,6 +42,42 @@ TEST(daemon_version)
 			 HB_VERSION_STRING);
 }
 
+/* -V/--version and -h/--help as hyperbufctl has them; a usage mistake says what it was. */
+TEST(daemon_help_and_version)
+{
+	static const char *const version[] = {"-V", "--version"};
+	static const char *const help[] = {"-h", "--help"};
+	char out[4096];
+	char *argv[] = {(char *)hbt_prog("hyperbufd"), NULL, NULL};
+	size_t i;
+
+	for (i = 0; i < 2; i++) {
+		argv[1] = (char *)version[i];
+		CHECK_EQ(it_run(out, sizeof(out), argv), 0);
+		CHECK(strstr(out, "hyperbufd " HB_VERSION_STRING " (protocol ") == out);
+		argv[1] = (char *)help[i];
+		CHECK_EQ(it_run(out, sizeof(out), argv), 0);
+		CHECK(strstr(out, "usage: hyperbufd") != NULL);
+		CHECK(strstr(out, "--version") != NULL);
+	}
+	argv[1] = "--bogus";
+	CHECK_EQ(it_run(out, sizeof(out), argv), 2);
+	CHECK(strstr(out, "hyperbufd: unknown option --bogus") != NULL);
+	argv[1] = "-c";
+	CHECK_EQ(it_run(out, sizeof(out), argv), 2);
+	CHECK(strstr(out, "needs an argument: -c") != NULL);
+	/* hyperbufctl's -V says the same version. */
+	{
+		char ctl[512];
+		char *cargv[] = {(char *)hbt_prog("hyperbufctl"), "-V", NULL};
+
+		argv[1] = "-V";
+		CHECK_EQ(it_run(out, sizeof(out), argv), 0);
+		CHECK_EQ(it_run(ctl, sizeof(ctl), cargv), 0);
+		CHECK(strcmp(strchr(out, ' '), strchr(ctl, ' ')) == 0);
+	}
+}
+
 TEST(config_check_valid)
 {
 	struct scratch s;
@@ -174,5 +210,38 @@ TEST(sighup_reload)
 	for (i = 0; i < 5; i++)
 		hb_buffer_free(b[i]);
 	hb_disconnect(v1);
+	IT_STOP(&d);
+}
+
+static unsigned mode_of(const char *dir, const char *sub)
+{
+	char path[512];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, sub);
+	if (stat(path, &st) < 0)
+		hbt_fail(__FILE__, __LINE__, "stat %s: %s", path, strerror(errno));
+	return st.st_mode & 07777;
+}
+
+/* The folders the daemon makes for its sockets get socket_dir_mode (0755 by default) whatever
+ * its umask (077), so QEMU and local clients reach the sockets without a chmod by hand; the
+ * control socket gets control_mode. */
+TEST(socket_folders_and_modes)
+{
+	struct hbt_daemon d;
+
+	hbt_daemon_start_config(&d, "[daemon]\nsocket = %s/host.sock\n"
+				    "control = %s/ctl/sub/control.sock\ncontrol_mode = 0640\n");
+	CHECK_EQ(mode_of(d.dir, "ctl"), 0755);
+	CHECK_EQ(mode_of(d.dir, "ctl/sub"), 0755);
+	CHECK_EQ(mode_of(d.dir, "ctl/sub/control.sock") & 0777, 0640);
+	IT_STOP(&d);
+
+	hbt_daemon_start_config(&d, "[daemon]\nsocket = %s/host.sock\n"
+				    "control = %s/ctl/sub/control.sock\nsocket_dir_mode = 0750\n");
+	CHECK_EQ(mode_of(d.dir, "ctl"), 0750);
+	CHECK_EQ(mode_of(d.dir, "ctl/sub"), 0750);
+	CHECK_EQ(mode_of(d.dir, "ctl/sub/control.sock") & 0777, 0600);
 	IT_STOP(&d);
 }

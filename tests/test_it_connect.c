@@ -1,7 +1,7 @@
 /*
  * Connection and handles (API.md "Connection", "Handles"): addresses, a missing daemon, who a
  * client is, the pollable fd, hb_dispatch's timeouts and counts, the sticky error after the
- * daemon goes away, and the hid text form.
+ * daemon goes away, the hid text form, hb_strerror's words and HYPERBUF_DEBUG's trace.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -503,5 +503,123 @@ TEST(vm_reconnects_1000_times)
 			strerror(first_errno));
 	CHECK_EQ(failures, 0);
 	hb_disconnect(host);
+	IT_STOP(&d);
+}
+
+#define HAS(text, needle)                                                                          \
+	do {                                                                                       \
+		if (!strstr((text), (needle)))                                                     \
+			hbt_fail(__FILE__, __LINE__, "\"%s\" lacks \"%s\"", (text), (needle));     \
+	} while (0)
+
+/* A failed hb_connect says which address, and what to check; a bare path is unix:. */
+TEST(connect_explains)
+{
+	struct hbt_daemon d;
+	struct hb_client *c;
+	char addr[400];
+
+	CHECK_ERR(hb_connect("unix:/nonexistent-hyperbuf-dir/x.sock"), ENOENT);
+	HAS(hb_strerror(NULL), "unix:/nonexistent-hyperbuf-dir/x.sock");
+	HAS(hb_strerror(NULL), "is hyperbufd running");
+	CHECK_ERR(hb_connect("bogus"), EINVAL);
+	HAS(hb_strerror(NULL), "'bogus' is not a hyperbuf address");
+	/* Words kept for another errno are never shown for this one. */
+	errno = EAGAIN;
+	CHECK(strcmp(hb_strerror(NULL), strerror(EAGAIN)) == 0);
+
+	hbt_daemon_start(&d, NULL);
+	/* HYPERBUF_ADDRESS with a bare path, as people write it. */
+	setenv("HYPERBUF_ADDRESS", d.socket, 1);
+	c = hb_connect(NULL);
+	CHECK(c != NULL);
+	CHECK_EQ(hb_self_domain(c), 0);
+	hb_disconnect(c);
+	unsetenv("HYPERBUF_ADDRESS");
+	c = hb_connect(d.socket);
+	CHECK(c != NULL);
+	hb_disconnect(c);
+
+	/* A client on the control socket: the daemon says whose socket it is. */
+	snprintf(addr, sizeof(addr), "unix:%s", hbt_path(&d, "host-control.sock"));
+	CHECK_ERR(hb_connect(addr), EPERM);
+	HAS(hb_strerror(NULL), addr);
+	HAS(hb_strerror(NULL), "control socket, for hyperbufctl");
+	IT_STOP(&d);
+}
+
+/* A refused request carries the daemon's words; the library's own refusals name the limit. */
+TEST(calls_explain)
+{
+	static uint8_t meta[2048];
+	struct hbt_daemon d;
+	struct hb_client *v1, *host;
+	struct hb_buffer *b;
+	struct hb_id id;
+
+	hbt_daemon_start(&d, "[limits]\nmeta_max = 1024\n");
+	host = IT_CONNECT(hbt_addr_host(&d));
+	errno = 0;
+	CHECK(hb_buffer_alloc(host, 9, 4096, 0) == NULL);
+	CHECK_EQ(errno, ENODEV);
+	HAS(hb_strerror(host), "no domain 9");
+	HAS(hb_strerror(host), "vm1 (1)"); /* the VMs the config does have */
+
+	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+	b = IT_ALLOC(v1, 2, 4096, 0);
+	CHECK_EQ(hb_export(b, meta, sizeof(meta), 0, &id), -1);
+	CHECK_EQ(errno, EMSGSIZE);
+	HAS(hb_strerror(v1), "metadata of 2048 bytes");
+	HAS(hb_strerror(v1), "meta_max of 1024 bytes");
+	/* The next call that succeeds leaves no words behind. */
+	CHECK_EQ(hb_export(b, meta, 16, 0, &id), 0);
+	errno = EMSGSIZE;
+	CHECK(strcmp(hb_strerror(v1), strerror(EMSGSIZE)) == 0);
+	hb_buffer_free(b);
+	it_drain(v1);
+	hb_disconnect(v1);
+	hb_disconnect(host);
+	IT_STOP(&d);
+}
+
+/* HYPERBUF_DEBUG=1 traces every frame by its message's name (this case's process is fresh:
+ * the library reads the variable at its first hb_connect). */
+TEST(debug_traces_messages)
+{
+	char path[] = "/tmp/hbit-trace.XXXXXX";
+	struct hbt_daemon d;
+	struct hb_client *v1;
+	struct hb_buffer *b;
+	struct hb_id id;
+	int fd, saved;
+
+	hbt_daemon_start(&d, NULL);
+	fd = mkstemp(path);
+	CHECK(fd >= 0);
+	saved = dup(STDERR_FILENO);
+	CHECK(saved >= 0);
+	setenv("HYPERBUF_DEBUG", "1", 1);
+	fflush(stderr);
+	dup2(fd, STDERR_FILENO);
+	v1 = hb_connect(hbt_addr_vm(&d, 1));
+	b = v1 ? hb_buffer_alloc(v1, 2, 4096, 0) : NULL;
+	if (b)
+		hb_export(b, "m", 1, 0, &id);
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(fd);
+	unsetenv("HYPERBUF_DEBUG");
+	CHECK(v1 != NULL && b != NULL);
+	CHECK(it_file_has(path, "-> Hello #"));
+	CHECK(it_file_has(path, "<- Welcome #"));
+	CHECK(it_file_has(path, "-> Alloc #"));
+	CHECK(it_file_has(path, "<- AllocReply #"));
+	CHECK(it_file_has(path, "-> Export #"));
+	CHECK(it_file_has(path, "<- ExportReply #"));
+	unlink(path);
+	hb_buffer_free(b);
+	it_drain(v1);
+	hb_disconnect(v1);
 	IT_STOP(&d);
 }

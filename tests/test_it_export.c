@@ -198,7 +198,7 @@ TEST(alloc_exact_size_zero_filled)
 	IT_STOP(&d);
 }
 
-/* Default meta_max (1024) and the build's HB_META_MAX. */
+/* The smallest meta_max a daemon may have (1024) and the build's HB_META_MAX. */
 TEST(export_metadata_limits)
 {
 	struct hbt_daemon d;
@@ -212,7 +212,7 @@ TEST(export_metadata_limits)
 
 	for (i = 0; i < sizeof(meta); i++)
 		meta[i] = (uint8_t)(i * 7 + 1);
-	hbt_daemon_start(&d, NULL);
+	hbt_daemon_start(&d, "[limits]\nmeta_max = 1024\n");
 	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
 	v2 = IT_CONNECT(hbt_addr_vm(&d, 2));
 	it_drain(v2);

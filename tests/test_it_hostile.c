@@ -482,13 +482,15 @@ TEST(daemon_checks_meta_max)
 	uint8_t hid[16], hid2[16];
 	long long errs;
 
-	hbt_daemon_start(&d, NULL);
+	hbt_daemon_start(&d, "[limits]\nmeta_max = 1024\n");
 	honest_open(&h, &d);
 	errs = IT_STAT(&d, "errors_protocol");
 	raw_host_attached(&r, &d);
 	buf = raw_alloc(&r, 1, 5000);
 	CHECK_EQ(raw_export(&r, buf, 1025, NULL), EMSGSIZE);
 	CHECK_EQ(raw_export(&r, buf, 4096, NULL), EMSGSIZE);
+	/* Logged with both sizes, for whoever has to change one of them. */
+	CHECK(it_file_has(d.log, "metadata of 1025 bytes, over meta_max 1024"));
 	CHECK_EQ(IT_STAT(&d, "exports"), 0);
 	CHECK_EQ(raw_export(&r, buf, 1024, hid), 0);
 	CHECK_EQ(raw_export(&r, buf, 0, hid2), 0);

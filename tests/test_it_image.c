@@ -16,7 +16,8 @@ struct pair {
 
 static void pair_open(struct pair *p)
 {
-	hbt_daemon_start(&p->d, NULL);
+	/* The smallest meta_max a daemon may have: the image cases below reach past it. */
+	hbt_daemon_start(&p->d, "[limits]\nmeta_max = 1024\n");
 	p->v1 = IT_CONNECT(hbt_addr_vm(&p->d, 1));
 	p->v2 = IT_CONNECT(hbt_addr_vm(&p->d, 2));
 }

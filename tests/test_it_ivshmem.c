@@ -267,7 +267,7 @@ TEST(welcome_contents)
 	CHECK_EQ(w->welcome->version, HBP_PROTOCOL_VERSION);
 	CHECK_EQ(w->welcome->domain, 0);
 	CHECK(strcmp(w->welcome->domain_name, "host") == 0);
-	CHECK_EQ(w->welcome->meta_max, 1024);
+	CHECK_EQ(w->welcome->meta_max, HB_META_MAX); /* the default: all a client can send */
 	CHECK_EQ(w->welcome->event_queue, 256);
 	CHECK_EQ(w->welcome->frame_max, HBP_FRAME_MAX);
 	CHECK_EQ(w->welcome->n_groups, 1);

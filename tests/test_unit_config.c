@@ -168,7 +168,7 @@ TEST(defaults)
 	CHECK_EQ(c->exports_per_domain, 4096);
 	CHECK_EQ(c->pages_per_domain, 1048576);
 	CHECK_EQ(c->event_queue, 256);
-	CHECK_EQ(c->meta_max, 1024);
+	CHECK_EQ(c->meta_max, 4096); /* HB_META_MAX */
 	CHECK_EQ(c->timelines_per_domain, 1024);
 	CHECK_EQ(c->fence_waits_per_domain, 65536);
 	CHECK_EQ(c->imports_per_domain, 65536);
@@ -281,6 +281,31 @@ TEST(error_numbers)
 	FAILS("[limits]\npages_per_domain = 0\n", 2, "at least 1");
 	FAILS("[limits]\nimports_per_domain = 0\n", 2, "out of range (1..1000000)");
 	FAILS("[limits]\nsessions_per_domain = 1025\n", 2, "out of range (1..1024)");
+}
+
+/* The control socket's mode and the socket folders' mode: defaults, set, refused. */
+TEST(socket_modes)
+{
+	struct hbc_config *c = load("[daemon]\nbackend = kvm\n");
+
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	CHECK_EQ(c->control_mode, 0600);
+	CHECK_EQ(c->socket_dir_mode, 0755);
+	hbc_config_free(c);
+	c = load("[daemon]\ncontrol_group = root\n");
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	CHECK_EQ(c->control_mode, 0660); /* a group is named: it may use the socket */
+	hbc_config_free(c);
+	c = load("[daemon]\ncontrol_mode = 0640\nsocket_dir_mode = 0750\n");
+	if (!c)
+		hbt_fail(__FILE__, __LINE__, "%s", err);
+	CHECK_EQ(c->control_mode, 0640);
+	CHECK_EQ(c->socket_dir_mode, 0750);
+	hbc_config_free(c);
+	FAILS("[daemon]\nsocket_dir_mode = 0775\n", 2, "writable by its owner only");
+	FAILS("[daemon]\ncontrol_mode = 9\n", 2, "control_mode");
 }
 
 /* The fence bounds: both at their edges, both rejected one past them. */
@@ -907,4 +932,45 @@ TEST(log_output)
 	CHECK(strstr(buf, "not shown") == NULL);
 	CHECK(buf[n - 1] == '\n');
 	CHECK(buf[n - 2] == ')');
+}
+
+/* With stderr the journal ($JOURNAL_STREAM names it), every line starts with its syslog
+ * priority, so that journalctl -p err separates errors; a stderr redirected elsewhere is not
+ * the journal, whatever the variable says. */
+TEST(log_journal_priorities)
+{
+	char tmpl[] = "/tmp/hbt-log.XXXXXX", buf[1024], stream[64];
+	struct stat st;
+	int fd, saved;
+	ssize_t n;
+
+	fd = mkstemp(tmpl);
+	CHECK(fd >= 0);
+	unlink(tmpl);
+	CHECK(fstat(fd, &st) == 0);
+	saved = dup(STDERR_FILENO);
+	CHECK(saved >= 0);
+	CHECK(dup2(fd, STDERR_FILENO) == STDERR_FILENO);
+	hbc_log_set_level(HBC_LOG_DEBUG);
+	snprintf(stream, sizeof(stream), "%llu:%llu", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino);
+	setenv("JOURNAL_STREAM", stream, 1);
+	log_err("e");
+	log_warn("w");
+	log_info("i");
+	log_debug("d");
+	setenv("JOURNAL_STREAM", "1:2", 1); /* another stream: not ours */
+	log_err("plain");
+	unsetenv("JOURNAL_STREAM");
+	CHECK(dup2(saved, STDERR_FILENO) == STDERR_FILENO);
+	close(saved);
+
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	CHECK(n > 0);
+	buf[n] = '\0';
+	close(fd);
+	if (strncmp(buf, "<3>hyperbufd: error: e (", 24) != 0 ||
+	    !strstr(buf, "\n<4>hyperbufd: warn: w (") || !strstr(buf, "\n<6>hyperbufd: info: i (") ||
+	    !strstr(buf, "\n<7>hyperbufd: debug: d (") || !strstr(buf, "\nhyperbufd: error: plain ("))
+		hbt_fail(__FILE__, __LINE__, "log was:\n%s", buf);
 }

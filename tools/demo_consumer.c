@@ -103,7 +103,7 @@ static int import_once(struct consumer *cs, int i, const struct hb_event *ev)
 		return 0;
 	cs->ims[i] = hb_import(cs->c, &ev->id, 0);
 	if (!cs->ims[i]) {
-		CFAIL(cs, "%s: hb_import: %s", cs->a->name, strerror(errno));
+		CFAIL(cs, "%s: hb_import: %s", cs->a->name, hb_strerror(cs->c));
 		return -1;
 	}
 	cs->r.imports++;
@@ -142,12 +142,12 @@ static int acquire(struct consumer *cs, const struct hb_id *id, uint64_t frame)
 
 	if (hb_attach_fence(cs->c, id, &rf, HB_ACCESS_READ) < 0) {
 		CFAIL(cs, "%s: hb_attach_fence(READ, frame %" PRIu64 "): %s", cs->a->name, frame,
-		      strerror(errno));
+		      hb_strerror(cs->c));
 		return -1;
 	}
 	if (hb_timeline_signal(cs->tl, DEMO_ACQUIRED(frame)) < 0) {
 		CFAIL(cs, "%s: hb_timeline_signal(acquired %" PRIu64 "): %s", cs->a->name, frame,
-		      strerror(errno));
+		      hb_strerror(cs->c));
 		return -1;
 	}
 	return 0;
@@ -183,7 +183,8 @@ static int wait_for_producer(struct consumer *cs, const struct hb_fence *wf, uin
 	int st;
 
 	if (!s) {
-		CFAIL(cs, "%s: hb_sync_open(frame %" PRIu64 "): %s", who, frame, strerror(errno));
+		CFAIL(cs, "%s: hb_sync_open(frame %" PRIu64 "): %s", who, frame,
+		      hb_strerror(cs->c));
 		return -1;
 	}
 	t_wait = tool_now_ns();
@@ -216,7 +217,7 @@ static void read_frame(struct consumer *cs, const struct hb_id *id, const struct
 
 	if (hb_begin_cpu_access(cs->c, id, HB_ACCESS_READ, DEMO_STEP_MS) < 0) {
 		CFAIL(cs, "%s: hb_begin_cpu_access(READ, frame %" PRIu64 "): %s", who, m->frame,
-		      strerror(errno));
+		      hb_strerror(cs->c));
 		return;
 	}
 	bad =
@@ -234,7 +235,7 @@ static void read_frame(struct consumer *cs, const struct hb_id *id, const struct
 		}
 	}
 	if (hb_end_cpu_access(cs->c, id, HB_ACCESS_READ) < 0)
-		CFAIL(cs, "%s: hb_end_cpu_access: %s", who, strerror(errno));
+		CFAIL(cs, "%s: hb_end_cpu_access: %s", who, hb_strerror(cs->c));
 }
 
 static void consume_frame(struct consumer *cs, const struct hb_event *ev)
@@ -255,7 +256,7 @@ release:
 	 * up on, so this happens on every path once the frame number is known. */
 	if (hb_timeline_signal(cs->tl, DEMO_RELEASED(m.frame)) < 0)
 		CFAIL(cs, "%s: hb_timeline_signal(released %" PRIu64 "): %s", cs->a->name, m.frame,
-		      strerror(errno));
+		      hb_strerror(cs->c));
 }
 
 /* ---- the run ------------------------------------------------------------------------------- */
@@ -317,7 +318,7 @@ static void consume_all(struct consumer *cs)
 			break;
 		}
 		if (hb_dispatch(cs->c, 200) < 0 && errno != EINTR) {
-			CFAIL(cs, "%s: hb_dispatch: %s", cs->a->name, strerror(errno));
+			CFAIL(cs, "%s: hb_dispatch: %s", cs->a->name, hb_strerror(cs->c));
 			break;
 		}
 	}
@@ -338,7 +339,7 @@ static int consumer_connect(struct consumer *cs)
 	}
 	cs->c = hb_connect(a->address);
 	if (!cs->c) {
-		CFAIL(cs, "%s: hb_connect(%s): %s", a->name, a->address, strerror(errno));
+		CFAIL(cs, "%s: hb_connect(%s): %s", a->name, a->address, hb_strerror(NULL));
 		return -1;
 	}
 	cs->r.domain = hb_self_domain(cs->c);
@@ -347,7 +348,7 @@ static int consumer_connect(struct consumer *cs)
 		      cs->r.domain, a->domain);
 	cs->tl = hb_timeline_create(cs->c);
 	if (!cs->tl) {
-		CFAIL(cs, "%s: hb_timeline_create: %s", a->name, strerror(errno));
+		CFAIL(cs, "%s: hb_timeline_create: %s", a->name, hb_strerror(cs->c));
 		return -1;
 	}
 	return 0;

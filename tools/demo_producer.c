@@ -69,7 +69,7 @@ static int producer_wait(struct producer *p, int k, uint64_t value, const char *
 
 	if (!s) {
 		PFAIL(p, "producer: hb_sync_open(%s's %s point): %s", p->a->peer_names[k], what,
-		      strerror(errno));
+		      hb_strerror(p->c));
 		return -errno;
 	}
 	while (hb_sync_wait(s, 200) < 0) {
@@ -99,14 +99,14 @@ static int producer_setup(struct producer *p)
 {
 	p->tl = hb_timeline_create(p->c);
 	if (!p->tl) {
-		PFAIL(p, "producer: hb_timeline_create: %s", strerror(errno));
+		PFAIL(p, "producer: hb_timeline_create: %s", hb_strerror(p->c));
 		return -1;
 	}
 	for (int k = 0; k < 2; k++) {
 		/* The fences travel in the metadata: each consumer must be let see them. */
 		if (hb_timeline_share(p->tl, p->a->peers[k]) < 0) {
 			PFAIL(p, "producer: hb_timeline_share(%u): %s", p->a->peers[k],
-			      strerror(errno));
+			      hb_strerror(p->c));
 			return -1;
 		}
 		for (unsigned i = 0; i < DEMO_SLOTS; i++) {
@@ -115,7 +115,7 @@ static int producer_setup(struct producer *p)
 			s->b = hb_buffer_alloc(p->c, p->a->peers[k], TOOL_FRAME_BYTES, 0);
 			if (!s->b) {
 				PFAIL(p, "producer: hb_buffer_alloc(peer %u, %zu): %s",
-				      p->a->peers[k], TOOL_FRAME_BYTES, strerror(errno));
+				      p->a->peers[k], TOOL_FRAME_BYTES, hb_strerror(p->c));
 				return -1;
 			}
 			if (hb_buffer_size(s->b) != TOOL_FRAME_BYTES) {
@@ -143,7 +143,7 @@ static int begin_write(struct producer *p, int k, unsigned i, uint64_t n)
 	t0 = tool_now_ns();
 	if (s->exported && hb_begin_cpu_access(p->c, &s->id, HB_ACCESS_WRITE, DEMO_STEP_MS) < 0) {
 		PFAIL(p, "producer: hb_begin_cpu_access(WRITE, slot %u of %s): %s", i,
-		      p->a->peer_names[k], strerror(errno));
+		      p->a->peer_names[k], hb_strerror(p->c));
 		return -1;
 	}
 	if (tool_now_ns() - t0 > 200000u) { /* more than a round trip: it waited */
@@ -182,7 +182,7 @@ static int publish(struct producer *p, int k, unsigned i, uint64_t n, const stru
 	if (hb_export_image(s->b, &img, extra, sizeof(extra), &id) < 0) {
 		p->broken = connection_lost();
 		PFAIL(p, "producer: hb_export(frame %" PRIu64 " to %s): %s", n, p->a->peer_names[k],
-		      strerror(errno));
+		      hb_strerror(p->c));
 		return -1;
 	}
 	if (s->exported && !hb_id_equal(&id, &s->id))
@@ -193,7 +193,7 @@ static int publish(struct producer *p, int k, unsigned i, uint64_t n, const stru
 	p->r.exports++;
 	if (hb_attach_fence(p->c, &s->id, wf, HB_ACCESS_WRITE) < 0) {
 		PFAIL(p, "producer: hb_attach_fence(WRITE, frame %" PRIu64 "): %s", n,
-		      strerror(errno));
+		      hb_strerror(p->c));
 		return -1;
 	}
 	return 0;
@@ -211,7 +211,7 @@ static int produce_slot(struct producer *p, int k, unsigned i, uint64_t n,
 	 * would be exactly what this project exists to avoid. */
 	tool_pattern_frame(hb_buffer_data(s->b), TOOL_FRAME_W, TOOL_FRAME_H, TOOL_FRAME_STRIDE, n);
 	if (hb_end_cpu_access(p->c, &s->id, HB_ACCESS_WRITE) < 0) {
-		PFAIL(p, "producer: hb_end_cpu_access: %s", strerror(errno));
+		PFAIL(p, "producer: hb_end_cpu_access: %s", hb_strerror(p->c));
 		return -1;
 	}
 	return 0;
@@ -232,7 +232,7 @@ static int produce_all(struct producer *p)
 		if (hb_timeline_signal(p->tl, n + 1) < 0) {
 			p->broken = connection_lost();
 			PFAIL(p, "producer: hb_timeline_signal(frame %" PRIu64 "): %s", n,
-			      strerror(errno));
+			      hb_strerror(p->c));
 			return -1;
 		}
 		p->r.signals++;
@@ -254,7 +254,7 @@ static void producer_close(struct producer *p)
 			if (s->exported && !p->broken && hb_unexport(p->c, &s->id, 0) < 0) {
 				p->broken = connection_lost();
 				PFAIL(p, "producer: hb_unexport(slot %u of %s): %s", i,
-				      p->a->peer_names[k], strerror(errno));
+				      p->a->peer_names[k], hb_strerror(p->c));
 			}
 			if (s->b)
 				hb_buffer_free(s->b);
@@ -274,7 +274,7 @@ int tool_producer_run(const struct tool_producer_args *a)
 	p.r.magic = DEMO_RESULT_MAGIC;
 	p.c = hb_connect(a->address);
 	if (!p.c) {
-		PFAIL(&p, "producer: hb_connect(%s): %s", a->address, strerror(errno));
+		PFAIL(&p, "producer: hb_connect(%s): %s", a->address, hb_strerror(NULL));
 		goto out;
 	}
 	p.r.domain = hb_self_domain(p.c);

@@ -1,11 +1,13 @@
 /*
  * hyperbufctl: asks a running hyperbufd what it is doing, over the daemon's host socket.
  *
- *   hyperbufctl [-s SOCKET] [--json] status | domains | exports | imports | timelines | stats
+ *   hyperbufctl [-s SOCKET] [--json] [--limit N] [--after KEY] [--count N] [--interval MS]
+ *               status | domains | exports | imports | timelines | stats | events | watch
  *
- * One session per run: Hello (role control), one Control request, print, exit. The daemon
- * fills every view of its ControlReply whatever we ask for; `what` says which one we print.
- * Exit status 0, or 1 with "hyperbufctl: reason" on stderr.
+ * One session per run: Hello (role control), Control requests, print, exit. status and stats
+ * take one unpaged reply; a listing is read page by page (PROTOCOL.md §3 Control, paging), all
+ * of it, or --limit rows after --after. Exit status 0, or 1 with "hyperbufctl: reason" on
+ * stderr.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -32,6 +34,7 @@ static const struct command {
 	uint32_t what;
 	const struct tool_ctl_view *view;
 	int (*print)(const ControlReply *r, bool json);
+	int (*follow)(struct tool_ctl_conn *c, const struct tool_ctl_follow *f);
 } commands[] = {
     {.name = "status", .what = HBP_CTL_STATUS, .print = tool_ctl_print_status},
     {.name = "domains", .what = HBP_CTL_DOMAINS, .view = &tool_ctl_domains_view},
@@ -39,10 +42,12 @@ static const struct command {
     {.name = "imports", .what = HBP_CTL_IMPORTS, .view = &tool_ctl_imports_view},
     {.name = "timelines", .what = HBP_CTL_TIMELINES, .view = &tool_ctl_timelines_view},
     {.name = "stats", .what = HBP_CTL_STATS, .print = tool_ctl_print_stats},
+    {.name = "events", .follow = tool_ctl_events},
+    {.name = "watch", .follow = tool_ctl_watch},
 };
 
-#define COMMANDS "status | domains | exports | imports | timelines | stats"
-#define SYNOPSIS "usage: hyperbufctl [-s SOCKET] [--json] " COMMANDS "\n"
+#define COMMANDS "status | domains | exports | imports | timelines | stats | events | watch"
+#define SYNOPSIS "usage: hyperbufctl [-s SOCKET] [--json] [--limit N] [--after KEY] " COMMANDS "\n"
 
 static void help(void)
 {
@@ -50,15 +55,23 @@ static void help(void)
 	       "  -s, --socket SOCKET  hyperbufd's socket (default $" SOCKET_ENV
 	       ", else " DEFAULT_SOCKET ")\n"
 	       "      --json           print one JSON document\n"
+	       "      --limit N        a listing's first N rows (after KEY); the key to go on\n"
+	       "                       from is printed on stderr (\"next\" with --json)\n"
+	       "      --after KEY      a listing's rows after KEY: a domain's, import's or\n"
+	       "                       timeline's id, an export's hid\n"
+	       "      --count N        events: exit after N events; watch: after N screens\n"
+	       "      --interval MS    watch: between screens (default 1000)\n"
 	       "  -h, --help           this help\n"
 	       "  -V, --version        print the version\n"
 	       "\n"
-	       "  status     version, backend, uptime and counts\n"
+	       "  status     version, backend, uptime, counts and the limits in force\n"
 	       "  domains    the host and the VMs: connected, exports, imports, pages used\n"
 	       "  exports    live exports: handle, exporter, peer, size, importers, state\n"
 	       "  imports    live imports: handle, importer, exporter, size, mode\n"
 	       "  timelines  fence timelines: id, owning session, value, pending waits\n"
-	       "  stats      the daemon's counters as key: value lines\n");
+	       "  stats      the daemon's counters as key: value lines\n"
+	       "  events     the daemon's events as they happen, one line each (--json: JSON)\n"
+	       "  watch      counts, rates and domains, redrawn in place every interval\n");
 }
 
 /* A usage mistake: the reason and the synopsis, not the whole help. */
@@ -75,7 +88,8 @@ static int usage_error(const char *fmt, ...)
 }
 
 /* One session: connect, Hello, the command's Control request, its reply printed. */
-static int run(const char *path, const struct command *cmd, bool json)
+static int run(const char *path, const struct command *cmd, const struct tool_ctl_paging *pg,
+	       const struct tool_ctl_follow *f, bool json)
 {
 	ClientMsg req = CLIENT_MSG__INIT;
 	Control control = CONTROL__INIT;
@@ -85,6 +99,14 @@ static int run(const char *path, const struct command *cmd, bool json)
 
 	if (tool_ctl_connect(&c, path) < 0)
 		goto err_close;
+	if (cmd->follow) {
+		status = cmd->follow(&c, f) == 0 ? 0 : 1;
+		goto err_close;
+	}
+	if (cmd->view) {
+		status = tool_ctl_list(&c, cmd->view, cmd->what, pg, json) == 0 ? 0 : 1;
+		goto err_close;
+	}
 	control.what = cmd->what;
 	req.id = CONTROL_ID;
 	req.body_case = CLIENT_MSG__BODY_CONTROL;
@@ -92,8 +114,7 @@ static int run(const char *path, const struct command *cmd, bool json)
 	m = tool_ctl_request(&c, &req, SERVER_MSG__BODY_CONTROL, cmd->name);
 	if (!m)
 		goto err_close;
-	if ((cmd->view ? tool_ctl_print_view(cmd->view, m->control, json)
-		       : cmd->print(m->control, json)) == 0)
+	if (cmd->print(m->control, json) == 0)
 		status = 0;
 	server_msg__free_unpacked(m, NULL);
 
@@ -109,11 +130,18 @@ int main(int argc, char **argv)
 	    {"json", no_argument, NULL, 'j'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
+	    {"limit", required_argument, NULL, 'l'},
+	    {"after", required_argument, NULL, 'a'},
+	    {"count", required_argument, NULL, 'n'},
+	    {"interval", required_argument, NULL, 'i'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *path = getenv(SOCKET_ENV);
 	const struct command *cmd = NULL;
+	struct tool_ctl_paging pg = {0};
+	struct tool_ctl_follow fw = {.interval_ms = 1000};
 	bool json = false;
+	char *end;
 	size_t i;
 	int opt, status;
 
@@ -127,6 +155,27 @@ int main(int argc, char **argv)
 			break;
 		case 'j':
 			json = true;
+			break;
+		case 'l':
+			errno = 0;
+			pg.limit = strtoul(optarg, &end, 10);
+			if (errno || *end || !*optarg || optarg[0] == '-' || pg.limit == 0 ||
+			    pg.limit > UINT32_MAX)
+				return usage_error("--limit %s: not a number of rows (1 or more)",
+						   optarg);
+			break;
+		case 'a':
+			pg.after = optarg;
+			break;
+		case 'n':
+		case 'i':
+			errno = 0;
+			*(opt == 'n' ? &fw.count : &fw.interval_ms) = strtoul(optarg, &end, 10);
+			if (errno || *end || !*optarg || optarg[0] == '-' ||
+			    (opt == 'i' && (fw.interval_ms < 100 || fw.interval_ms > 3600000)))
+				return usage_error(
+				    "--%s %s: not a number%s", opt == 'n' ? "count" : "interval",
+				    optarg, opt == 'i' ? " of milliseconds (100 to 3600000)" : "");
 			break;
 		case 'h':
 			help();
@@ -155,8 +204,11 @@ int main(int argc, char **argv)
 			cmd = &commands[i];
 	if (!cmd)
 		return usage_error("unknown command '%s'", argv[optind]);
+	if ((pg.limit || pg.after) && !cmd->view)
+		return usage_error("--limit and --after page a listing, not %s", cmd->name);
 
-	status = run(path, cmd, json);
+	fw.json = json;
+	status = run(path, cmd, &pg, &fw, json);
 	/* Output that never reached its reader (a full disk, a closed pipe) is a failure. */
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		tool_ctl_errmsg("cannot write the output: %s", strerror(errno));

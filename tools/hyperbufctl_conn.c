@@ -61,7 +61,8 @@ static int wait_fd(struct tool_ctl_conn *c, short events)
 					TIMEOUT_MS / 1000);
 			return -1;
 		}
-		r = poll(&pfd, 1, (int)(c->deadline_ms - now));
+		/* UINT64_MAX: events, which come when they come. */
+		r = poll(&pfd, 1, c->deadline_ms == UINT64_MAX ? -1 : (int)(c->deadline_ms - now));
 		if (r > 0)
 			return 0;
 		if (r < 0 && errno != EINTR) {
@@ -120,8 +121,8 @@ static int conn_open(struct tool_ctl_conn *c, const char *path)
 	}
 	c->fd = fd;
 	if (hbc_server_check(fd, &uid) < 0) {
-		tool_ctl_errmsg("%s is served by uid %u, not by hyperbufd (root or uid %u); if it "
-				"is yours, set HYPERBUF_DAEMON_UID=%u",
+		tool_ctl_errmsg("%s is served by uid %u, not by hyperbufd (root, user "
+				"hyperbuf or uid %u); if it is yours, set HYPERBUF_DAEMON_UID=%u",
 				c->path, (unsigned)uid, (unsigned)geteuid(), (unsigned)uid);
 		return -1;
 	}
@@ -187,7 +188,11 @@ static ServerMsg *conn_recv(struct tool_ctl_conn *c)
 				tool_ctl_errmsg("%s: protocol error: a malformed message", c->path);
 				return NULL;
 			}
-			if (m->id == 0) {
+			/* Events are skipped unless asked for; a refusal (id 0, an error, no
+			 * body) answers whatever we asked. */
+			if (m->id == 0 &&
+			    !(m->error && m->body_case == SERVER_MSG__BODY__NOT_SET) &&
+			    !(c->events && m->body_case == SERVER_MSG__BODY_CTL_EVENT)) {
 				server_msg__free_unpacked(m, NULL);
 				continue;
 			}
@@ -218,16 +223,40 @@ static ServerMsg *conn_recv(struct tool_ctl_conn *c)
 	}
 }
 
+/* The daemon's reason for stderr: its words are a peer's bytes, so no control characters
+ * reach the terminal. "" when there is none; else ": " and the words. */
+static const char *reason_text(const ServerMsg *m, char *buf, size_t len)
+{
+	size_t i;
+
+	if (!m->reason[0])
+		return "";
+	snprintf(buf, len, ": %s", m->reason);
+	for (i = 0; buf[i]; i++)
+		if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
+			buf[i] = '?';
+	return buf;
+}
+
 ServerMsg *tool_ctl_request(struct tool_ctl_conn *c, const ClientMsg *req, ServerMsg__BodyCase want,
 			    const char *what)
 {
+	char why[HBP_REASON_MAX + 3];
 	ServerMsg *m;
 
+	/* Each request has its own TIMEOUT_MS: watch asks again and again. */
+	c->deadline_ms = now_ms() + TIMEOUT_MS;
 	if (conn_send(c, req) < 0)
 		return NULL;
 	m = conn_recv(c);
 	if (!m)
 		return NULL;
+	if (m->id == 0) {
+		tool_ctl_errmsg("%s: hyperbufd refused the connection: %s%s", c->path,
+				m->error < 4096 ? strerror((int)m->error) : "unknown error",
+				reason_text(m, why, sizeof(why)));
+		goto err;
+	}
 	if (m->id != req->id) {
 		tool_ctl_errmsg("%s: protocol error: reply %u to request %u", c->path, m->id,
 				req->id);
@@ -235,8 +264,9 @@ ServerMsg *tool_ctl_request(struct tool_ctl_conn *c, const ClientMsg *req, Serve
 	}
 	if (m->error) {
 		/* The daemon speaks errno; a value we cannot name is still worth showing. */
-		tool_ctl_errmsg("%s: hyperbufd refused %s: %s", c->path, what,
-				m->error < 4096 ? strerror((int)m->error) : "unknown error");
+		tool_ctl_errmsg("%s: hyperbufd refused %s: %s%s", c->path, what,
+				m->error < 4096 ? strerror((int)m->error) : "unknown error",
+				reason_text(m, why, sizeof(why)));
 		goto err;
 	}
 	if (m->body_case != want) {
@@ -247,6 +277,23 @@ ServerMsg *tool_ctl_request(struct tool_ctl_conn *c, const ClientMsg *req, Serve
 err:
 	server_msg__free_unpacked(m, NULL);
 	return NULL;
+}
+
+ServerMsg *tool_ctl_event(struct tool_ctl_conn *c)
+{
+	ServerMsg *m;
+
+	c->events = true;
+	c->deadline_ms = UINT64_MAX;
+	m = conn_recv(c);
+	if (m && m->body_case != SERVER_MSG__BODY_CTL_EVENT) {
+		tool_ctl_errmsg("%s: hyperbufd ended the event stream: %s", c->path,
+				m->error && m->error < 4096 ? strerror((int)m->error)
+							    : "unexpected frame");
+		server_msg__free_unpacked(m, NULL);
+		return NULL;
+	}
+	return m;
 }
 
 /* The session's first exchange: Hello, as a control client, in our protocol version. */

@@ -169,7 +169,8 @@ static void table_print(struct table *t)
  * field with a key is a JSON member, one with a header a text column, in the order given.
  * Text shows an empty string as "-", a missing hid as "-", a bool as its yes/no word.
  */
-enum field_kind { F_U32, F_U64, F_BOOL, F_STR, F_HID };
+/* F_ID: a 64-bit id, a string in JSON: jq and JavaScript round numbers past 2^53. */
+enum field_kind { F_U32, F_U64, F_ID, F_BOOL, F_STR, F_HID };
 
 struct field {
 	const char *key;    /* JSON member name, or NULL: text only */
@@ -198,6 +199,7 @@ static const char *field_text(const struct field *f, const void *row, char *buf)
 		snprintf(buf, CELL_MAX, "%u", *(const uint32_t *)p);
 		return buf;
 	case F_U64:
+	case F_ID:
 		snprintf(buf, CELL_MAX, "%llu", (unsigned long long)*(const uint64_t *)p);
 		return buf;
 	case F_BOOL:
@@ -223,6 +225,9 @@ static void field_json(const struct field *f, const void *row)
 	case F_U64:
 		printf("%llu", (unsigned long long)*(const uint64_t *)p);
 		break;
+	case F_ID:
+		printf("\"%llu\"", (unsigned long long)*(const uint64_t *)p);
+		break;
 	case F_BOOL:
 		fputs(*(const protobuf_c_boolean *)p ? "true" : "false", stdout);
 		break;
@@ -235,7 +240,7 @@ static void field_json(const struct field *f, const void *row)
 	}
 }
 
-static void print_view_json(const struct tool_ctl_view *v, const ControlReply *r)
+static void print_view_json(const struct tool_ctl_view *v, const ControlReply *r, const char *next)
 {
 	const void *row;
 	size_t i, j;
@@ -254,7 +259,12 @@ static void print_view_json(const struct tool_ctl_view *v, const ControlReply *r
 		}
 		putchar('}');
 	}
-	fputs("]}\n", stdout);
+	putchar(']');
+	if (next) {
+		fputs(",\"next\":", stdout);
+		put_json_str(next);
+	}
+	fputs("}\n", stdout);
 }
 
 static int print_view_text(const struct tool_ctl_view *v, const ControlReply *r)
@@ -288,12 +298,18 @@ out:
 	return status;
 }
 
-int tool_ctl_print_view(const struct tool_ctl_view *v, const ControlReply *r, bool json)
+int tool_ctl_print_page(const struct tool_ctl_view *v, const ControlReply *r, const char *next,
+			bool json)
 {
 	if (!json)
 		return print_view_text(v, r);
-	print_view_json(v, r);
+	print_view_json(v, r, next);
 	return 0;
+}
+
+int tool_ctl_print_view(const struct tool_ctl_view *v, const ControlReply *r, bool json)
+{
+	return tool_ctl_print_page(v, r, NULL, json);
 }
 
 static const void *domain_row(const ControlReply *r, size_t i)
@@ -347,6 +363,7 @@ static const struct field export_fields[] = {
 };
 
 static const struct field import_fields[] = {
+    {.key = "id", .header = "ID", .kind = F_ID, .off = offsetof(CtlImport, id)},
     {.key = "hid", .header = "HID", .kind = F_HID, .off = offsetof(CtlImport, hid)},
     {.key = "importer", .header = "IMPORTER", .kind = F_U32, .off = offsetof(CtlImport, importer)},
     {.key = "exporter", .header = "EXPORTER", .kind = F_U32, .off = offsetof(CtlImport, exporter)},
@@ -360,9 +377,9 @@ static const struct field import_fields[] = {
 };
 
 /* Timeline ids are 64-bit (a random epoch and a counter): printed in full, in decimal, as
- * hb_timeline_id() returns them. OWNER is the owning session, "domain#serial". */
+ * hb_timeline_id() returns them (strings in JSON). OWNER is the owning session, "domain#serial". */
 static const struct field timeline_fields[] = {
-    {.key = "id", .header = "ID", .kind = F_U64, .off = offsetof(CtlTimeline, id)},
+    {.key = "id", .header = "ID", .kind = F_ID, .off = offsetof(CtlTimeline, id)},
     {.key = "owner", .kind = F_U32, .off = offsetof(CtlTimeline, owner)},
     {.key = "owner_session",
      .header = "OWNER",
@@ -381,6 +398,38 @@ const struct tool_ctl_view tool_ctl_imports_view = {"imports", import_fields,
 const struct tool_ctl_view tool_ctl_timelines_view = {"timelines", timeline_fields,
 						      CTL_LEN(timeline_fields), timeline_row};
 
+/* key/value pairs (stats, limits) as one JSON object, in the daemon's order. */
+static void put_pairs_json(CtlStat *const *v, size_t n)
+{
+	putchar('{');
+	for (size_t i = 0; i < n; i++) {
+		fputs(i ? "," : "", stdout);
+		put_json_str(v[i]->key);
+		printf(":%llu", (unsigned long long)v[i]->value);
+	}
+	putchar('}');
+}
+
+void tool_ctl_put_text(const char *s)
+{
+	put_text(s);
+}
+
+void tool_ctl_put_json_str(const char *s)
+{
+	put_json_str(s);
+}
+
+void tool_ctl_hid_hex(const ProtobufCBinaryData *hid, char out[33])
+{
+	hid_hex(hid, out);
+}
+
+int tool_ctl_print_domains(const ControlReply *r)
+{
+	return print_view_text(&tool_ctl_domains_view, r);
+}
+
 int tool_ctl_print_status(const ControlReply *r, bool json)
 {
 	if (json) {
@@ -388,8 +437,11 @@ int tool_ctl_print_status(const ControlReply *r, bool json)
 		put_json_str(r->version);
 		fputs(",\"backend\":", stdout);
 		put_json_str(r->backend);
-		printf(",\"uptime_ms\":%llu,\"domains\":%zu,\"exports\":%zu,\"imports\":%zu}\n",
+		printf(",\"uptime_ms\":%llu,\"domains\":%zu,\"exports\":%zu,\"imports\":%zu",
 		       (unsigned long long)r->uptime_ms, r->n_domains, r->n_exports, r->n_imports);
+		fputs(",\"limits\":", stdout);
+		put_pairs_json(r->limits, r->n_limits);
+		fputs("}\n", stdout);
 		return 0;
 	}
 	fputs("version: ", stdout);
@@ -398,6 +450,14 @@ int tool_ctl_print_status(const ControlReply *r, bool json)
 	put_text(r->backend);
 	printf("\nuptime: %llu s\ndomains: %zu\nexports: %zu\nimports: %zu\n",
 	       (unsigned long long)(r->uptime_ms / 1000), r->n_domains, r->n_exports, r->n_imports);
+	/* The limits in force, as the daemon's config set them ([limits], hyperbuf.conf(5)). */
+	if (r->n_limits)
+		fputs("limits:\n", stdout);
+	for (size_t i = 0; i < r->n_limits; i++) {
+		fputs("  ", stdout);
+		put_text(r->limits[i]->key);
+		printf(": %llu\n", (unsigned long long)r->limits[i]->value);
+	}
 	return 0;
 }
 
@@ -407,13 +467,9 @@ int tool_ctl_print_stats(const ControlReply *r, bool json)
 
 	/* In the daemon's order: it groups related counters. */
 	if (json) {
-		fputs("{\"stats\":{", stdout);
-		for (i = 0; i < r->n_stats; i++) {
-			fputs(i ? "," : "", stdout);
-			put_json_str(r->stats[i]->key);
-			printf(":%llu", (unsigned long long)r->stats[i]->value);
-		}
-		fputs("}}\n", stdout);
+		fputs("{\"stats\":", stdout);
+		put_pairs_json(r->stats, r->n_stats);
+		fputs("}\n", stdout);
 		return 0;
 	}
 	for (i = 0; i < r->n_stats; i++) {
