@@ -93,8 +93,8 @@ static void flags_role(void)
 CF_CASE(export_flags_einval, {0, flags_role}, {1, flags_role}, {2, flags_role})
 
 /* ---- export_metadata_limits -----------------------------------------------------------------
- * The default meta_max (1024): more is EMSGSIZE, as is more than the build's HB_META_MAX, and
- * exports nothing; exactly 1024 and none at all are fine; a refused re-export changes nothing. */
+ * The default meta_max (HB_META_MAX, docs/hyperbuf.conf.5): more is EMSGSIZE and exports
+ * nothing; exactly that much and none at all are fine; a refused re-export changes nothing. */
 static uint8_t meta[HB_META_MAX + 2];
 
 static void meta_fill(void)
@@ -110,17 +110,16 @@ static void limits_vm1(void)
 	struct hb_id id, id2;
 
 	meta_fill();
-	CHECK_ERR(hb_export(b, meta, 1025, 0, &id), EMSGSIZE);
-	CHECK_ERR(hb_export(b, meta, HB_META_MAX, 0, &id), EMSGSIZE);
 	CHECK_ERR(hb_export(b, meta, HB_META_MAX + 1, 0, &id), EMSGSIZE);
+	CHECK_ERR(hb_export(b, meta, HB_META_MAX + 2, 0, &id), EMSGSIZE);
 	cf_barrier("refused");
 	cf_barrier("quiet");
-	CF_EXPORT(b, meta, 1024, &id);
+	CF_EXPORT(b, meta, HB_META_MAX, &id);
 	cf_put_id("id", &id);
 	CF_EXPORT(b2, NULL, 0, &id2);
 	cf_put_id("id2", &id2);
 	cf_get("heard");
-	CHECK_ERR(hb_export(b, meta + 1, 1025, 0, &id2), EMSGSIZE);
+	CHECK_ERR(hb_export(b, meta + 1, HB_META_MAX + 1, 0, &id2), EMSGSIZE);
 	cf_barrier("refused-again");
 	cf_barrier("done");
 	hb_buffer_free(b);
@@ -142,8 +141,8 @@ static void limits_vm2(void)
 	cf_get_id("id2", &id2);
 	CF_EXPECT_EVENT(c, HB_EVENT_EXPORTED, &ev);
 	CHECK(hb_id_equal(&ev.id, &id));
-	CHECK_EQ(ev.meta_len, 1024);
-	CHECK(memcmp(ev.meta, meta, 1024) == 0);
+	CHECK_EQ(ev.meta_len, HB_META_MAX);
+	CHECK(memcmp(ev.meta, meta, HB_META_MAX) == 0);
 	CF_EXPECT_EVENT(c, HB_EVENT_EXPORTED, &ev);
 	CHECK(hb_id_equal(&ev.id, &id2));
 	CHECK_EQ(ev.meta_len, 0);
@@ -151,8 +150,8 @@ static void limits_vm2(void)
 	cf_put("heard", "1");
 	cf_barrier("refused-again");
 	query(c, &id, &info);
-	CHECK_EQ(info.meta_len, 1024);
-	CHECK(memcmp(info.meta, meta, 1024) == 0);
+	CHECK_EQ(info.meta_len, HB_META_MAX);
+	CHECK(memcmp(info.meta, meta, HB_META_MAX) == 0);
 	CF_EXPECT_QUIET(c, 200);
 	cf_barrier("done");
 }
