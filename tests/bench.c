@@ -917,6 +917,7 @@ int main(int argc, char **argv)
 		struct ping_result pr[3];
 		unsigned rounds = 2000 / div;
 		uint64_t req_p50 = 0, req_p99 = 0;
+		struct relay_goals goals = {0};
 
 		if (!cmdb) {
 			fprintf(stderr, "%s: hb_buffer_alloc(4096): %s\n", argv0, strerror(errno));
@@ -960,6 +961,20 @@ int main(int argc, char **argv)
 		       (double)req_p50 / (double)(pr[1].rt_p50 ? pr[1].rt_p50 : 1));
 		relay_cost_print("requests", &pr[2].cost[1],
 				 &pr[2].cost[0], rounds);
+		goals.fence_rt_ratio =
+		    (double)pr[0].rt_p50 / (double)(pr[1].rt_p50 ? pr[1].rt_p50 : 1);
+		goals.request_rt_ratio =
+		    (double)req_p50 / (double)(pr[1].rt_p50 ? pr[1].rt_p50 : 1);
+		goals.lib_per_request =
+		    relay_cost_syscalls(&pr[2].cost[1], &pr[2].cost[0], rounds);
+		goals.lib_per_wait =
+		    relay_cost_syscalls(&pr[0].cost[0], &pr[0].cost[1], rounds) -
+		    2 * goals.lib_per_request;
+		goals.share_4k_ratio = (double)blobs[0].hb_total /
+				       (double)(blobs[0].base_total ? blobs[0].base_total : 1);
+		goals.daemon_us_per_fence_round =
+		    relay_cost_daemon_us(&pr[0].cost[0], &pr[0].cost[1], rounds);
+		relay_goals_print(&goals);
 		hb_buffer_free(cmdb);
 	}
 	ok = true;

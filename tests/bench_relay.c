@@ -5,6 +5,7 @@
  * scheduler). A plain request round trip is hb_query on an export: one frame each way.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,4 +80,45 @@ int relay_request_rt(struct hb_client *c, const struct hb_id *id, unsigned round
 	*p99 = t[(size_t)(rounds * 0.99)];
 	free(t);
 	return 0;
+}
+
+double relay_cost_syscalls(const struct relay_cost *a, const struct relay_cost *b, unsigned rounds)
+{
+	uint64_t n = (b->lib.recvs - a->lib.recvs) + (b->lib.sends - a->lib.sends) +
+		     (b->lib.polls - a->lib.polls) + (b->lib.wakes - a->lib.wakes);
+
+	return (double)n / (rounds ? rounds : 1);
+}
+
+double relay_cost_daemon_us(const struct relay_cost *a, const struct relay_cost *b, unsigned rounds)
+{
+	return (double)(b->daemon_cpu_ns - a->daemon_cpu_ns) / (rounds ? rounds : 1) / 1e3;
+}
+
+static void goal(const char *what, const char *figure, const char *target, bool met)
+{
+	printf("    %-44s %-30s %-14s %s\n", what, figure, target, met ? "met" : "NOT MET");
+}
+
+void relay_goals_print(const struct relay_goals *g)
+{
+	char f[64];
+
+	printf("\n(goals of issue 12, docs/PERFORMANCE.md: the figure of this run, the goal)\n");
+	snprintf(f, sizeof(f), "%.2fx a socketpair rt", g->fence_rt_ratio);
+	goal("1 fenced round trip, emulated VMs", f, "<= 1.5x", g->fence_rt_ratio <= 1.5);
+	printf("    %-44s not measured: no direct doorbell path in guests yet\n",
+	       "2 fenced round trip, QEMU guests");
+	snprintf(f, sizeof(f), "%.2fx a socketpair rt", g->request_rt_ratio);
+	goal("3 request round trip through the daemon", f, "<= 2x", g->request_rt_ratio <= 2);
+	snprintf(f, sizeof(f), "%.1f", g->lib_per_request);
+	goal("3 library system calls per request", f, "<= 3", g->lib_per_request <= 3.05);
+	snprintf(f, sizeof(f), "%.1f, no descriptor made", g->lib_per_wait);
+	goal("3 library system calls per hb_sync_wait", f, "<= 3", g->lib_per_wait <= 3.05);
+	snprintf(f, sizeof(f), "%.2fx mmap+populate", g->share_4k_ratio);
+	goal("4 4 KiB export -> event -> import", f, "<= 3x", g->share_4k_ratio <= 3);
+	printf("    %-44s not measured yet\n", "5 exports/s at 64k live, bytes per export");
+	printf("    %-44s %.1f us per fence round of 6 messages (schedstat); the 60 fps x 16 "
+	       "pairs run is not built\n",
+	       "6 daemon CPU", g->daemon_us_per_fence_round);
 }

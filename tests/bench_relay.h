@@ -19,6 +19,22 @@ void relay_cost_take(struct relay_cost *c, struct hb_client *client, pid_t daemo
 /* Prints, per round between two snapshots, the client's system calls and the daemon's CPU. */
 void relay_cost_print(const char *what, const struct relay_cost *a, const struct relay_cost *b,
 		      unsigned rounds);
+/* Issue 12's goals (docs/PERFORMANCE.md), from figures measured in this run. */
+struct relay_goals {
+	double fence_rt_ratio;   /* fenced round trip p50 / socketpair round trip p50 */
+	double request_rt_ratio; /* hb_query round trip p50 / socketpair round trip p50 */
+	double lib_per_request;  /* library system calls per request */
+	double lib_per_wait;     /* per hb_sync_wait: a fence round's, less its two requests' */
+	double share_4k_ratio;   /* 4 KiB export -> import / mmap+populate */
+	double daemon_us_per_fence_round;
+};
+
+/* Per round between two snapshots: the library's system calls and the daemon's CPU in us. */
+double relay_cost_syscalls(const struct relay_cost *a, const struct relay_cost *b, unsigned rounds);
+double relay_cost_daemon_us(const struct relay_cost *a, const struct relay_cost *b,
+			    unsigned rounds);
+/* One line per goal: the figure, the goal, met or not (or why it is not measured). */
+void relay_goals_print(const struct relay_goals *g);
 /* Times `rounds` hb_query calls on id (one request and its reply each): p50 and p99 in ns. */
 int relay_request_rt(struct hb_client *c, const struct hb_id *id, unsigned rounds, uint64_t *p50,
 		     uint64_t *p99);
