@@ -97,33 +97,15 @@ readme_example_runs)
 	pc=$dest/opt/hyperbuf/lib/pkgconfig/hyperbuf.pc
 	grep -qx 'prefix=/opt/hyperbuf' "$pc" || fail "hyperbuf.pc: $(head -3 "$pc")"
 	grep -qx 'includedir=/opt/hyperbuf/include' "$pc" || fail "hyperbuf.pc: $(head -3 "$pc")"
-	sed -n '/^```c$/,/^```$/p' README.md | sed '1d;$d' >"$tmp/app.c"
-	[ -s "$tmp/app.c" ] || fail "no C example in README.md"
 	export PKG_CONFIG_SYSROOT_DIR="$dest" PKG_CONFIG_PATH="$dest/opt/hyperbuf/lib/pkgconfig"
 	flags=$(pkg-config --cflags --libs hyperbuf) || fail "pkg-config --cflags --libs hyperbuf"
+	. tools/readme-client.sh
 	# shellcheck disable=SC2086
-	${CC:-cc} $san "$tmp/app.c" $flags -o "$tmp/app" || fail "the README example does not build"
-	cat >"$tmp/d.conf" <<CONF
-[daemon]
-socket = host.sock
-[vm vm1]
-id = 1
-channel = vm1.sock
-[group a]
-members = host, vm1
-size = 16M
-ivshmem = group-a.sock
-CONF
-	"$B/hyperbufd" -c "$tmp/d.conf" 2>"$tmp/d.log" &
-	pid=$!
-	i=0
-	while [ ! -S "$tmp/host.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-	out=$(HYPERBUF_ADDRESS="unix:$tmp/host.sock" LD_LIBRARY_PATH="$dest/opt/hyperbuf/lib" "$tmp/app")
-	rc=$?
-	kill "$pid"; wait "$pid"; drc=$?
-	[ $rc -eq 0 ] || { cat "$tmp/d.log"; fail "the example exited $rc"; }
-	echo "$out" | grep -Eq '^exported [0-9a-f]{32}$' || fail "unexpected output: $out"
-	[ $drc -eq 0 ] || { cat "$tmp/d.log"; fail "daemon exited $drc"; }
+	readme_client_build "$tmp/app" "${CC:-cc} $san" $flags || fail "the README example"
+	(
+		export LD_LIBRARY_PATH="$dest/opt/hyperbuf/lib"
+		readme_client_run "$B/hyperbufd" "$tmp/app" "$tmp" unix:
+	) || fail "the README example"
 	;;
 api_matches_spec)
 	# Every name and signature of ../shared/spec/API.md, checked by the compiler.

@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 install=1
 [ "${1:-}" = --no-install ] && install=0
 fail() { echo "deb-check: FAIL: $*" >&2; exit 1; }
+. tools/readme-client.sh
 
 work=$(mktemp -d /tmp/hbdeb.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -41,28 +42,10 @@ else
 fi
 
 flags=$(pkg-config --cflags --libs hyperbuf) || fail "pkg-config hyperbuf"
-sed -n '/^```c$/,/^```$/p' README.md | sed '1d;$d' >"$work/app.c"
 # shellcheck disable=SC2086
-cc "$work/app.c" $flags -o "$work/app" || fail "the README client does not build"
-cat >"$work/d.conf" <<CONF
-[daemon]
-socket = host.sock
-[vm vm1]
-id = 1
-channel = vm1.sock
-[group a]
-members = host, vm1
-size = 16M
-ivshmem = group-a.sock
-CONF
-"$root/usr/sbin/hyperbufd" -c "$work/d.conf" 2>"$work/d.log" &
-pid=$!
-i=0
-while [ ! -S "$work/host.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-out=$(HYPERBUF_ADDRESS="$work/host.sock" "$work/app") || { kill "$pid"; cat "$work/d.log"; fail "the README client: $out"; }
-kill "$pid"
-wait "$pid" || fail "the daemon exited $?"
-echo "$out" | grep -Eq '^exported [0-9a-f]{32}$' || fail "the client printed: $out"
+readme_client_build "$work/app" cc $flags || fail "the README client"
+# A bare path in HYPERBUF_ADDRESS, as an administrator would write it.
+readme_client_run "$root/usr/sbin/hyperbufd" "$work/app" "$work" "" || fail "the README client"
 
 unit=$root/lib/systemd/system/hyperbufd.service
 grep -qx "ExecStart=/usr/sbin/hyperbufd" "$unit" || fail "ExecStart: $(grep ExecStart "$unit")"
