@@ -40,14 +40,13 @@ void relay_cost_print(const char *what, const struct relay_cost *a, const struct
 		      unsigned rounds)
 {
 	double n = rounds ? rounds : 1;
-	double recvs = (b->lib.recvs - a->lib.recvs) / n, sends = (b->lib.sends - a->lib.sends) / n;
-	double polls = (b->lib.polls - a->lib.polls) / n, wakes = (b->lib.wakes - a->lib.wakes) / n;
-	double in = (b->lib.frames_in - a->lib.frames_in) / n;
 
 	printf("    %s, per round: vm1's library %.1f syscalls (%.1f recv, %.1f send, %.1f poll, "
 	       "%.1f wake) for %.1f frames in; hyperbufd %.1f us of CPU\n",
-	       what, recvs + sends + polls + wakes, recvs, sends, polls, wakes, in,
-	       (double)(b->daemon_cpu_ns - a->daemon_cpu_ns) / n / 1e3);
+	       what, relay_cost_syscalls(a, b, rounds), (b->lib.recvs - a->lib.recvs) / n,
+	       (b->lib.sends - a->lib.sends) / n, (b->lib.polls - a->lib.polls) / n,
+	       (b->lib.wakes - a->lib.wakes) / n, (b->lib.frames_in - a->lib.frames_in) / n,
+	       relay_cost_daemon_us(a, b, rounds));
 }
 
 static int cmp_u64(const void *a, const void *b)
