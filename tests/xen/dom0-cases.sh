@@ -182,6 +182,12 @@ log = debug
 domains = all
 maptrack_budget = 17000
 EOF
+	# Export handles need the kernel's random pool, and hyperbufd never blocks on it: before
+	# the pool is ready an export fails with EAGAIN (protocol/hid.c). An emulated dom0 has
+	# no hardware randomness; one blocking read makes the kernel gather jitter until ready.
+	t0=$(date +%s)
+	timeout 120 head -c 1 /dev/random >/dev/null || { echo "no random pool in 120 s"; return 1; }
+	echo "random pool ready after $(($(date +%s) - t0)) s"
 	hyperbufd -c $CONF 2>$DLOG &
 	dpid=$!
 	i=0
