@@ -48,6 +48,7 @@ struct hbb_caller {
 	pid_t pid;         /* SO_PEERCRED of its connection, -1 if unknown */
 	uint64_t session;  /* the session's serial, unique for the daemon's life */
 	uint64_t attached; /* bit g - 1 is set once the session attached group g */
+	uint32_t features; /* HBP_FEATURE_* its Hello announced */
 	const char *label; /* for logs: "vm1#7" */
 };
 

@@ -229,6 +229,7 @@ struct hbd_session {
 	enum hbd_door door;
 	struct hbd_user *user; /* host and control doors: its user's connection counts */
 	bool hello, control, closing;
+	uint32_t features; /* HBP_FEATURE_* its last Hello announced */
 	unsigned busy; /* inside its own read handler: close defers the free */
 
 	/* A VM channel (a virtio-serial port's socket): it outlives the sessions on it, one guest

@@ -234,7 +234,7 @@ int hbd_export(struct hbd_buffer *b, const uint8_t *meta, size_t meta_len, struc
 	int r;
 
 	/* A grant-based buffer whose pages were never described (no Grant yet). */
-	if (b->mem.desc.depth == 0)
+	if (!hbp_refdir_described(&b->mem.desc))
 		return -EINVAL;
 	if (fresh && dom->exports >= d->cfg->exports_per_domain)
 		return -EDQUOT;
@@ -310,6 +310,13 @@ int hbd_import(struct hbd_session *s, const struct hb_id *hid, uint32_t flags,
 		return -ENOENT;
 	if (s->dom->imports >= d->cfg->imports_per_domain)
 		return -EDQUOT;
+	if (b->mem.desc.inline_refs && !(s->features & HBP_FEATURE_INLINE_REFS)) {
+		hbd_reason(s,
+			   "the buffer's %u pages are described inline (PROTOCOL.md §3), which this "
+			   "client's library does not announce: update libhyperbuf in %s",
+			   b->mem.data_pages, s->dom->name);
+		return -EPROTONOSUPPORT;
+	}
 	if (d->backend->can_import) {
 		struct hbb_caller who = hbd_session_caller(s);
 		int r = d->backend->can_import(d->backend_state, &who, &b->mem);

@@ -561,6 +561,7 @@ struct hbb_caller hbd_session_caller(const struct hbd_session *s)
 	    .pid = s->pid,
 	    .session = s->serial,
 	    .attached = s->attached,
+	    .features = s->features,
 	    .label = s->label,
 	};
 }

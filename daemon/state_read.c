@@ -246,9 +246,14 @@ static int check_desc(struct reader *rd, const StBuffer *b)
 		return b->group ? fail(rd, "buffer %llu: pool pages without a directory",
 				       (unsigned long long)b->handle)
 				: 0;
-	if (hbp_desc_to_refdir(b->desc, &d) < 0 || d.depth < 1 || d.depth > HBP_REFDIR_MAX_DEPTH ||
+	if (hbp_desc_to_refdir(b->desc, &d) < 0 || d.depth > HBP_REFDIR_MAX_DEPTH ||
 	    d.pages != b->data_pages || d.size != b->size || b->desc->group != b->group)
 		return fail(rd, "buffer %llu: a directory that does not describe it",
+			    (unsigned long long)b->handle);
+	/* Inline: pool pages only, no directory page, the same refs as the buffer's. */
+	if (d.depth == 0 && (!b->group || b->dir_pages || b->n_refs != d.pages ||
+			     memcmp(d.inline_refs, b->refs, d.pages * sizeof(uint32_t)) != 0))
+		return fail(rd, "buffer %llu: inline refs that are not its pages",
 			    (unsigned long long)b->handle);
 	return 0;
 }

@@ -76,7 +76,7 @@ int hbd_st_put_placement(struct hbd_journal *j, const struct hbd_buffer *b)
 	m.n_refs = b->mem.refs ? (size_t)b->mem.data_pages + b->mem.dir_pages : 0;
 	m.data_pages = b->mem.data_pages;
 	m.dir_pages = b->mem.dir_pages;
-	if (b->mem.desc.depth) {
+	if (hbp_refdir_described(&b->mem.desc)) {
 		hbp_desc_from_refdir(&desc, &b->mem.desc, b->mem.group);
 		m.desc = &desc;
 	}

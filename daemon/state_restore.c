@@ -239,6 +239,9 @@ static int build_buffer(void *ctx, const StRecord *rec)
 		}
 		memcpy(b->mem.refs, m->refs, m->n_refs * sizeof(uint32_t));
 	}
+	/* An inline descriptor names the buffer's own refs, not the record's (freed soon). */
+	if (b->mem.desc.inline_refs)
+		b->mem.desc.inline_refs = b->mem.refs;
 	/* The backend checks the placement as hostile input and takes the pages back. */
 	r = d->backend->restore_buffer ? d->backend->restore_buffer(d->backend_state, &b->mem)
 				       : (m->group ? -EBADMSG : 0);

@@ -373,7 +373,7 @@ static size_t area_size_for(const struct hbc_config *cfg)
 		domains += 64;
 	for (unsigned i = 0; i < cfg->n_groups; i++)
 		bytes += cfg->groups[i].size / HBP_PAGE_SIZE * 6;
-	bytes += domains * cfg->exports_per_domain * (uint64_t)(cfg->meta_max + 256);
+	bytes += domains * cfg->exports_per_domain * (uint64_t)(cfg->meta_max + 512);
 	bytes += domains * cfg->timelines_per_domain * 512ull;
 	bytes += domains * cfg->imports_per_domain * 48ull;
 	if (bytes > (1ull << 30))

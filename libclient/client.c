@@ -136,6 +136,7 @@ static int hello(struct hb_client *c, enum hbb_attach_mode mode)
 
 	h.version = HBP_PROTOCOL_VERSION;
 	h.role = HBP_ROLE_CLIENT;
+	h.features = HBP_FEATURE_INLINE_REFS;
 	m.body_case = CLIENT_MSG__BODY_HELLO;
 	m.hello = &h;
 	r = hbl_call(c, &m, SERVER_MSG__BODY_WELCOME, &reply);

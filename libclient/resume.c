@@ -71,6 +71,7 @@ static int resume_hello(struct hb_client *c, uint32_t pending, uint32_t *last)
 
 	h.version = HBP_PROTOCOL_VERSION;
 	h.role = HBP_ROLE_CLIENT;
+	h.features = HBP_FEATURE_INLINE_REFS;
 	h.resume = (ProtobufCBinaryData){HBP_TOKEN_LEN, c->resume.token};
 	h.pending = pending;
 	m.body_case = CLIENT_MSG__BODY_HELLO;

@@ -16,7 +16,9 @@ void hbp_desc_from_refdir(BufferDesc *out, const struct hbp_refdir *d, uint32_t 
 /*
  * The directory a descriptor names, after the checks every receiver makes: present, a size
  * that is not 0, data starting in the first page, and a page count that is exactly what size
- * and offset span. Depth and refs are the walker's to check. Returns 0 or -EPROTO.
+ * and offset span; inline refs (depth 0) exactly one per page, at most HBP_INLINE_REFS_MAX, and
+ * none with a directory. d->inline_refs then points into in: d lives no longer than in.
+ * Depth and refs are the walker's to check. Returns 0 or -EPROTO.
  */
 int hbp_desc_to_refdir(const BufferDesc *in, struct hbp_refdir *d);
 

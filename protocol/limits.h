@@ -16,6 +16,13 @@
 #define HBP_PAGE_SHIFT       12u
 #define HBP_REFS_PER_PAGE    (HBP_PAGE_SIZE / 4u) /* 1024 32-bit refs per directory page */
 #define HBP_REFDIR_MAX_DEPTH 3u
+/* A buffer of up to this many pages is described inline (BufferDesc.refs, depth 0): it takes
+ * no directory page, and an importer reads no shared memory to find its pages. 64 refs are
+ * 256 bytes of a reply; a bigger buffer's directory page is a small part of it. */
+#define HBP_INLINE_REFS_MAX 64u
+
+/* Hello.features: what a client's library understands beyond version 1's first form. */
+#define HBP_FEATURE_INLINE_REFS 1u /* BufferDesc of depth 0 (refs inline) */
 
 /* Hard ceilings a configuration can't exceed. */
 #define HBP_META_LIMIT        4096u /* == HB_META_MAX in hyperbuf.h */

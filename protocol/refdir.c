@@ -135,6 +135,20 @@ int hbp_refdir_build(const uint32_t *data_refs, uint32_t n, const uint32_t *dir_
 	out->pages = n;
 	out->first_offset = first_offset;
 	out->size = size;
+	out->inline_refs = NULL;
+	return 0;
+}
+
+int hbp_refdir_inline(const uint32_t *data_refs, uint32_t n, uint64_t size, uint32_t first_offset,
+		      struct hbp_refdir *out)
+{
+	if (!data_refs || !out || n == 0 || n > HBP_INLINE_REFS_MAX ||
+	    !extent_ok(n, first_offset, size))
+		return -EINVAL;
+	*out = (struct hbp_refdir){.pages = n,
+				   .first_offset = first_offset,
+				   .size = size,
+				   .inline_refs = data_refs};
 	return 0;
 }
 
@@ -208,6 +222,24 @@ static int sort_unique(const uint32_t *refs, uint64_t n, uint32_t *sorted)
 	return 0;
 }
 
+/* Depth 0: the refs came with the descriptor, in private memory; each is checked as data. */
+static int walk_inline(const struct hbp_refdir *d, const struct hbp_refdir_ops *ops,
+		       uint32_t *out)
+{
+	int r;
+
+	if (!d->inline_refs || d->root != 0 || d->pages == 0 || d->pages > HBP_INLINE_REFS_MAX ||
+	    !extent_ok(d->pages, d->first_offset, d->size))
+		return -EINVAL;
+	for (uint32_t i = 0; i < d->pages; i++) {
+		r = ops->validate(ops->ctx, d->inline_refs[i], 0);
+		if (r < 0)
+			return r;
+		out[i] = d->inline_refs[i];
+	}
+	return 0;
+}
+
 int hbp_refdir_walk(const struct hbp_refdir *d, const struct hbp_refdir_ops *ops, uint32_t *out)
 {
 	uint64_t cnt[HBP_REFDIR_MAX_DEPTH + 1];
@@ -220,6 +252,8 @@ int hbp_refdir_walk(const struct hbp_refdir *d, const struct hbp_refdir_ops *ops
 		return -EINVAL;
 	if (ops->map_many ? !ops->unmap_many : !ops->map)
 		return -EINVAL;
+	if (d->depth == 0)
+		return walk_inline(d, ops, out);
 	depth = level_counts(d->pages, cnt);
 	if (depth < 0 || d->depth != (uint32_t)depth)
 		return -EINVAL;

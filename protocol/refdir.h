@@ -25,7 +25,17 @@ struct hbp_refdir {
 	uint32_t pages;        /* data pages, >= 1 */
 	uint32_t first_offset; /* data starts this many bytes into the first page (< page size) */
 	uint64_t size;         /* exact byte size; must fit in pages * page - first_offset */
+	/* Depth 0 (root 0): no directory, these are the `pages` data refs, at most
+	 * HBP_INLINE_REFS_MAX. Not owned: the buffer's refs, or a received message's. */
+	const uint32_t *inline_refs;
 };
+
+/* Whether d describes pages yet: a directory, or refs inline. A zeroed one does not (a Xen
+ * buffer before its Grant). */
+static inline int hbp_refdir_described(const struct hbp_refdir *d)
+{
+	return d->depth != 0 || d->inline_refs != NULL;
+}
 
 /* Data pages a buffer of size bytes spans when it starts first_offset bytes into its first
  * page: the one formula for a descriptor's page count. Exact for every size a peer can write:
@@ -52,6 +62,11 @@ int hbp_refdir_build(const uint32_t *data_refs, uint32_t n, const uint32_t *dir_
 		     void *const *dir_mem, uint64_t size, uint32_t first_offset,
 		     struct hbp_refdir *out);
 
+/* The inline form (depth 0) for n <= HBP_INLINE_REFS_MAX data refs: *out names data_refs,
+ * which must outlive it. Returns 0 or -EINVAL (bad count, size not fitting). */
+int hbp_refdir_inline(const uint32_t *data_refs, uint32_t n, uint64_t size, uint32_t first_offset,
+		      struct hbp_refdir *out);
+
 /* Walker callbacks. */
 struct hbp_refdir_ops {
 	/* Returns the memory of directory page ref, and its readable length in *len (a page
@@ -77,7 +92,8 @@ struct hbp_refdir_ops {
  * directory page that appears twice (a cycle, -ELOOP), a data ref equal to a directory ref
  * (-ELOOP), short pages and non-zero slack in a partial directory page (-EBADMSG).
  * With ops->map_many, a level's pages are mapped together only once every ref of the level
- * has passed validate and the cycle check. Returns 0 or a negative errno.
+ * has passed validate and the cycle check. Depth 0 maps nothing: each inline ref passes
+ * validate as data. Returns 0 or a negative errno.
  */
 int hbp_refdir_walk(const struct hbp_refdir *d, const struct hbp_refdir_ops *ops, uint32_t *out);
 

@@ -14,12 +14,13 @@ void it_sleep_ms(unsigned ms)
 		;
 }
 
-/* Directory pages of a buffer of n data pages (1 for <= 1024, then one level more). */
+/* Directory pages of a buffer of n data pages, as the library's allocations get them: none up
+ * to HBP_INLINE_REFS_MAX (the refs travel inline), 1 up to 1024, then one level more. */
 uint64_t it_dir_pages(uint64_t n)
 {
 	uint64_t total = 0;
 
-	if (n == 0)
+	if (n <= HBP_INLINE_REFS_MAX)
 		return 0;
 	while (n > 1) {
 		n = (n + HBP_REFS_PER_PAGE - 1) / HBP_REFS_PER_PAGE;
@@ -590,8 +591,15 @@ uint32_t it_raw_call_err_at(const char *file, int line, struct it_raw *r, Client
 	return e;
 }
 
-/* Hello with this role; returns the Welcome reply (free with server_msg__free_unpacked). */
+/* Hello with this role, announcing what today's library does; returns the Welcome reply (free
+ * with server_msg__free_unpacked). */
 ServerMsg *it_raw_hello(struct it_raw *r, uint32_t role)
+{
+	return it_raw_hello_features(r, role, HBP_FEATURE_INLINE_REFS);
+}
+
+/* Hello announcing exactly these HBP_FEATURE_* bits (0: a library from before them). */
+ServerMsg *it_raw_hello_features(struct it_raw *r, uint32_t role, uint32_t features)
 {
 	ClientMsg m = CLIENT_MSG__INIT;
 	Hello h = HELLO__INIT;
@@ -599,6 +607,7 @@ ServerMsg *it_raw_hello(struct it_raw *r, uint32_t role)
 
 	h.version = HBP_PROTOCOL_VERSION;
 	h.role = role;
+	h.features = features;
 	m.body_case = CLIENT_MSG__BODY_HELLO;
 	m.hello = &h;
 	s = IT_RAW_CALL(r, &m);

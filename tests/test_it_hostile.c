@@ -853,11 +853,12 @@ static uint32_t find_root(int fd, uint64_t pool_size, struct hb_buffer *b, uint3
 TEST(hostile_directory)
 {
 	const struct dir_attack attacks[] = {
-	    {"data ref to the header page", 3 * 4096, 1, 1, 0, EBADMSG, EBADMSG},
-	    {"data ref beyond the pool", 3 * 4096, 1, 2, 32768, EBADMSG, EBADMSG},
-	    {"data ref far beyond the pool", 3 * 4096, 1, 0, 0xffffffffu, EBADMSG, EBADMSG},
-	    {"data ref to its own directory", 3 * 4096, 1, 0, -1, EBADMSG, ELOOP},
-	    {"non-zero slack after the last ref", 3 * 4096, 1, 3, 5, EBADMSG, EBADMSG},
+	    /* 65 pages: the smallest buffer with a directory (HBP_INLINE_REFS_MAX + 1). */
+	    {"data ref to the header page", 65 * 4096, 1, 1, 0, EBADMSG, EBADMSG},
+	    {"data ref beyond the pool", 65 * 4096, 1, 2, 32768, EBADMSG, EBADMSG},
+	    {"data ref far beyond the pool", 65 * 4096, 1, 0, 0xffffffffu, EBADMSG, EBADMSG},
+	    {"data ref to its own directory", 65 * 4096, 1, 0, -1, EBADMSG, ELOOP},
+	    {"non-zero slack after the last ref", 65 * 4096, 1, 65, 5, EBADMSG, EBADMSG},
 	    {"level-1 ref to the header page", 1100 * 4096, 2, 1, 0, EBADMSG, EBADMSG},
 	    {"level-1 page listed twice (cycle)", 1100 * 4096, 2, 1, -2, EBADMSG, ELOOP},
 	    {"root listing itself (cycle)", 1100 * 4096, 2, 1, -1, EBADMSG, ELOOP},

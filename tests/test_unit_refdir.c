@@ -7,6 +7,7 @@
 
 #include "tests/harness.h"
 #include "protocol/limits.h"
+#include "protocol/desc.h"
 #include "protocol/refdir.h"
 
 #define DIR_BASE  1u
@@ -720,4 +721,85 @@ TEST(batched_needs_unmap_many)
 	b.map = NULL;
 	b.map_many = env_map_many;
 	CHECK_EQ(hbp_refdir_walk(&d, &b, out), -EINVAL);
+}
+
+/* ---- the inline form (depth 0: the refs in the descriptor, no directory) ------------------ */
+
+static int inline_validate(void *ctx, uint32_t ref, int is_dir)
+{
+	int *calls = ctx;
+
+	CHECK_EQ(is_dir, 0); /* an inline ref is always data */
+	(*calls)++;
+	return ref == 0 || ref >= POOL_END ? -EBADMSG : 0;
+}
+
+static const void *inline_map(void *ctx, uint32_t ref, size_t *len)
+{
+	hbt_fail(__FILE__, __LINE__, "an inline walk mapped ref %u", ref);
+	return NULL;
+}
+
+TEST(inline_walk_maps_nothing_and_checks_every_ref)
+{
+	uint32_t refs[HBP_INLINE_REFS_MAX + 1], out[HBP_INLINE_REFS_MAX];
+	int calls = 0;
+	const struct hbp_refdir_ops iops = {
+	    .map = inline_map, .validate = inline_validate, .ctx = &calls};
+	struct hbp_refdir d;
+
+	for (uint32_t i = 0; i <= HBP_INLINE_REFS_MAX; i++)
+		refs[i] = 100 + i * 7;
+	CHECK_EQ(hbp_refdir_inline(refs, HBP_INLINE_REFS_MAX, 64ull * HBP_PAGE_SIZE, 0, &d), 0);
+	CHECK_EQ(d.depth, 0);
+	CHECK_EQ(d.root, 0);
+	CHECK(hbp_refdir_described(&d));
+	CHECK_EQ(hbp_refdir_walk(&d, &iops, out), 0);
+	CHECK_EQ(calls, HBP_INLINE_REFS_MAX);
+	CHECK(memcmp(out, refs, sizeof(out)) == 0);
+	/* The count, the size and the refs are all checked. */
+	CHECK_EQ(hbp_refdir_inline(refs, HBP_INLINE_REFS_MAX + 1, 65ull * HBP_PAGE_SIZE, 0, &d),
+		 -EINVAL);
+	CHECK_EQ(hbp_refdir_inline(refs, 0, 1, 0, &d), -EINVAL);
+	CHECK_EQ(hbp_refdir_inline(refs, 2, HBP_PAGE_SIZE, 0, &d), -EINVAL); /* 1 page's worth */
+	CHECK_EQ(hbp_refdir_inline(NULL, 1, 1, 0, &d), -EINVAL);
+	CHECK_EQ(hbp_refdir_inline(refs, 3, 3ull * HBP_PAGE_SIZE, 0, &d), 0);
+	refs[1] = POOL_END;
+	CHECK_EQ(hbp_refdir_walk(&d, &iops, out), -EBADMSG);
+	d.inline_refs = NULL; /* depth 0 without refs: nothing described */
+	CHECK(!hbp_refdir_described(&d));
+	CHECK_EQ(hbp_refdir_walk(&d, &iops, out), -EINVAL);
+	d = (struct hbp_refdir){.root = 5, .pages = 1, .size = 1, .inline_refs = refs};
+	CHECK_EQ(hbp_refdir_walk(&d, &iops, out), -EINVAL); /* a root with inline refs */
+	d = (struct hbp_refdir){.pages = 65, .size = 65ull * HBP_PAGE_SIZE, .inline_refs = refs};
+	CHECK_EQ(hbp_refdir_walk(&d, &iops, out), -EINVAL);
+}
+
+/* On the wire: refs with depth 0 and only then, one per page, at most HBP_INLINE_REFS_MAX. */
+TEST(inline_desc_on_the_wire)
+{
+	uint32_t refs[HBP_INLINE_REFS_MAX + 1] = {9, 10, 11};
+	BufferDesc w = BUFFER_DESC__INIT;
+	struct hbp_refdir d, back;
+
+	CHECK_EQ(hbp_refdir_inline(refs, 3, 3ull * HBP_PAGE_SIZE - 5, 0, &d), 0);
+	hbp_desc_from_refdir(&w, &d, 2);
+	CHECK_EQ(w.n_refs, 3);
+	CHECK_EQ(w.depth, 0);
+	CHECK_EQ(hbp_desc_to_refdir(&w, &back), 0);
+	CHECK(back.inline_refs == refs && back.pages == 3 && back.depth == 0);
+	w.n_refs = 2; /* fewer refs than pages */
+	CHECK_EQ(hbp_desc_to_refdir(&w, &back), -EPROTO);
+	w.n_refs = 3;
+	w.root_ref = 4; /* a root as well */
+	CHECK_EQ(hbp_desc_to_refdir(&w, &back), -EPROTO);
+	w.root_ref = 0;
+	w.depth = 1; /* refs with a directory */
+	CHECK_EQ(hbp_desc_to_refdir(&w, &back), -EPROTO);
+	w.depth = 0;
+	w.n_refs = w.pages = HBP_INLINE_REFS_MAX + 1;
+	w.size = (uint64_t)w.pages * HBP_PAGE_SIZE;
+	CHECK_EQ(hbp_desc_to_refdir(&w, &back), -EPROTO);
+	w.n_refs = 0; /* depth 0 and no refs: nothing */
+	CHECK_EQ(hbp_desc_to_refdir(&w, &back), -EPROTO);
 }

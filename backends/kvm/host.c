@@ -200,8 +200,12 @@ static int kvm_alloc(void *state, const struct hbb_caller *who, struct hbb_buffe
 {
 	struct kvm_group *g = choose_group(state, who, b->peer);
 	uint64_t data = hbp_refdir_span(b->size, 0);
-	uint64_t dir = hbp_refdir_dir_pages(data);
-	void **dir_mem;
+	/* A small buffer is described in the replies themselves, for a library that reads that:
+	 * no directory page to take from the pool, none for an importer to read. */
+	bool inline_refs =
+	    (who->features & HBP_FEATURE_INLINE_REFS) && data <= HBP_INLINE_REFS_MAX;
+	uint64_t dir = inline_refs ? 0 : hbp_refdir_dir_pages(data);
+	void **dir_mem = NULL;
 	int r;
 
 	if (!g)
@@ -216,8 +220,9 @@ static int kvm_alloc(void *state, const struct hbb_caller *who, struct hbb_buffe
 	if (r < 0)
 		return r;
 	b->refs = malloc((data + dir) * sizeof(uint32_t));
-	dir_mem = calloc(dir, sizeof(void *));
-	if (!b->refs || !dir_mem) {
+	if (dir)
+		dir_mem = calloc(dir, sizeof(void *));
+	if (!b->refs || (dir && !dir_mem)) {
 		r = -ENOMEM;
 		goto err;
 	}
@@ -229,8 +234,9 @@ static int kvm_alloc(void *state, const struct hbb_caller *who, struct hbb_buffe
 	b->dir_pages = (uint32_t)dir;
 	for (uint64_t i = 0; i < dir; i++)
 		dir_mem[i] = hbk_pool_page(&g->pool, b->refs[data + i]);
-	r = hbp_refdir_build(b->refs, (uint32_t)data, b->refs + data, dir_mem, b->size, 0,
-			     &b->desc);
+	r = inline_refs ? hbp_refdir_inline(b->refs, (uint32_t)data, b->size, 0, &b->desc)
+			: hbp_refdir_build(b->refs, (uint32_t)data, b->refs + data, dir_mem,
+					   b->size, 0, &b->desc);
 	if (r < 0) {
 		hbk_pool_free(&g->pool, b->refs, (uint32_t)(data + dir), true);
 		goto err;

@@ -78,7 +78,9 @@ static void check_wire(const uint8_t *data, size_t len)
 		hbp_desc_from_refdir(&back, &d, in->group);
 		if (back.root_ref != in->root_ref || back.depth != in->depth ||
 		    back.pages != in->pages || back.first_offset != in->first_offset ||
-		    back.size != in->size || back.group != in->group)
+		    back.size != in->size || back.group != in->group ||
+		    back.n_refs != in->n_refs ||
+		    (back.n_refs && memcmp(back.refs, in->refs, back.n_refs * 4) != 0))
 			FAIL("a BufferDesc does not come back from its directory");
 		/* As the daemon's Grant handler sees it: reserved with the size it names. */
 		check_xen(&d, in->size);
@@ -93,7 +95,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct hbp_refdir d;
 
 	memcpy(&f, data, n);
-	d = (struct hbp_refdir){f.root, f.depth, f.pages, f.first_offset, f.size};
+	d = (struct hbp_refdir){.root = f.root,
+				.depth = f.depth,
+				.pages = f.pages,
+				.first_offset = f.first_offset,
+				.size = f.size};
 	check_xen(&d, f.reserved);
 	hbx_desc_pages(f.size);
 	check_wire(data + n, size - n);

@@ -161,6 +161,20 @@ static int cmp_u32(const void *a, const void *b)
 }
 
 /* A walk that succeeded read what hbp_refdir_build writes for the same refs. */
+/* Depth 0: nothing mapped, the refs exactly the inline ones, and they build the same form. */
+static void check_inline(struct fake *f, const struct hbp_refdir *d)
+{
+	struct hbp_refdir again;
+
+	if (f->n_log)
+		FAIL("a walk of inline refs mapped %u pages", f->n_log);
+	if (memcmp(out, d->inline_refs, d->pages * sizeof(*out)) != 0)
+		FAIL("a walk of inline refs gave other refs");
+	if (hbp_refdir_inline(out, d->pages, d->size, d->first_offset, &again) < 0 ||
+	    again.pages != d->pages || again.size != d->size || again.depth != 0)
+		FAIL("the refs of a good inline walk do not build the same descriptor");
+}
+
 static void check_canonical(struct fake *f, const struct hbp_refdir *d)
 {
 	uint64_t ndir = hbp_refdir_dir_pages(d->pages);
@@ -215,6 +229,13 @@ static bool from_desc(const uint8_t *data, size_t len, struct hbp_refdir *d)
 	if (!in)
 		return false;
 	ok = hbp_desc_to_refdir(in, d) == 0;
+	if (ok && d->inline_refs) {
+		/* d must outlive in: the walk below reads the refs. */
+		static uint32_t copy[HBP_INLINE_REFS_MAX];
+
+		memcpy(copy, d->inline_refs, d->pages * sizeof(*copy));
+		d->inline_refs = copy;
+	}
 	if (ok) {
 		hbp_desc_from_refdir(&back, d, in->group);
 		if (back.group != in->group || back.root_ref != in->root_ref ||
@@ -237,8 +258,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int r;
 
 	memcpy(&h, data, pos);
-	d = (struct hbp_refdir){h.root, h.depth, h.pages, h.first_offset,
-				(uint64_t)h.size_hi << 32 | h.size_lo};
+	d = (struct hbp_refdir){.root = h.root,
+				.depth = h.depth,
+				.pages = h.pages,
+				.first_offset = h.first_offset,
+				.size = (uint64_t)h.size_hi << 32 | h.size_lo};
 	if (h.flags & HBT_REFDIR_DESC) {
 		len = pos < size ? data[pos++] : 0;
 		len = len < size - pos ? len : size - pos;
@@ -273,7 +297,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			strerror(-r));
 	if (f.mapped)
 		FAIL("%u mappings left after a walk", f.mapped);
-	if (r == 0)
+	if (r == 0 && d.depth == 0)
+		check_inline(&f, &d);
+	else if (r == 0)
 		check_canonical(&f, &d);
 	else if (r != -EINVAL && r != -EBADMSG && r != -ELOOP && r != -EPERM && r != -ENOMEM)
 		FAIL("the walk returned %d", r);
