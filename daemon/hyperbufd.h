@@ -30,6 +30,7 @@
 #define HBD_HID_BUCKET_BITS      12
 #define HBD_TIMELINE_BUCKET_BITS 10
 #define HBD_WAIT_BUCKET_BITS     12
+#define HBD_HANDLE_BUCKET_BITS   13 /* buffers and imports by handle: 8192 buckets each */
 #define HBD_FAIL_RANGES          64 /* failed value ranges a timeline remembers for late openers */
 #define HBD_SEEN_BY_MAX          4096 /* domains one timeline may be shared with */
 #define HBD_OUT_MAX                                                                                \
@@ -104,6 +105,7 @@ struct hbd_resv_entry {
 struct hbd_buffer {
 	struct hbc_list owner_link; /* in owner->buffers, or d->orphans */
 	struct hbc_list hash_link;  /* in the hid table while it has a hid */
+	struct hbc_list handle_link; /* in d->buffer_handles[] while it has an owner */
 	struct hbd *d;
 	struct hbd_session *owner; /* NULL once freed by its owner: an orphan kept by imports */
 	/* Who, for whom, how big, and where the backend put it. */
@@ -171,7 +173,9 @@ struct hbd_wait {
 };
 
 struct hbd_import {
-	struct hbc_list link; /* in session->imports */
+	struct hbc_list link;        /* in session->imports */
+	struct hbc_list handle_link; /* in d->import_handles[] */
+	uint64_t session;            /* the serial of its session (a resumed one keeps it) */
 	uint64_t handle;
 	struct hbd_buffer *buf;
 	uint32_t gen; /* the buffer's hid generation when imported */
@@ -330,6 +334,10 @@ struct hbd {
 	struct hbc_list hids[1u << HBD_HID_BUCKET_BITS];
 	struct hbc_list timelines[1u << HBD_TIMELINE_BUCKET_BITS];
 	struct hbc_list waits[1u << HBD_WAIT_BUCKET_BITS];
+	/* Requests name buffers and imports by handle: found in one bucket, not a session's list
+	 * of thousands. */
+	struct hbc_list buffer_handles[1u << HBD_HANDLE_BUCKET_BITS];
+	struct hbc_list import_handles[1u << HBD_HANDLE_BUCKET_BITS];
 	uint32_t next_serial;
 	uint64_t next_handle;
 	uint64_t next_session;
@@ -473,6 +481,12 @@ void hbd_request(struct hbd_session *s, ClientMsg *msg);
 int hbd_buffer_alloc(struct hbd_session *s, uint32_t peer, uint64_t size, uint32_t flags,
 		     struct hbd_buffer **out);
 struct hbd_buffer *hbd_buffer_find(struct hbd_session *s, uint64_t handle);
+/* The buffer some session owns under handle (restoring imports), or NULL. */
+struct hbd_buffer *hbd_buffer_by_handle(struct hbd *d, uint64_t handle);
+/* Handle tables: set up empty; a buffer enters when it gets an owner, an import at birth. */
+void hbd_handles_init(struct hbd *d);
+void hbd_buffer_handle_add(struct hbd_buffer *b);
+void hbd_import_handle_add(struct hbd *d, struct hbd_import *im);
 void hbd_buffer_free(struct hbd_buffer *b);
 int hbd_export(struct hbd_buffer *b, const uint8_t *meta, size_t meta_len, struct hb_id *hid);
 int hbd_unexport(struct hbd_session *s, const struct hb_id *hid, uint32_t delay_ms);

@@ -11,6 +11,43 @@
 #include "protocol/hid.h"
 #include "protocol/limits.h"
 
+/* Fibonacci hashing: handles count up from 1, so neighbours must land far apart. */
+static struct hbc_list *handle_bucket(struct hbc_list *table, uint64_t handle)
+{
+	return &table[(handle * 0x9e3779b97f4a7c15ull) >> (64 - HBD_HANDLE_BUCKET_BITS)];
+}
+
+void hbd_handles_init(struct hbd *d)
+{
+	for (size_t i = 0; i < (1u << HBD_HANDLE_BUCKET_BITS); i++) {
+		hbc_list_init(&d->buffer_handles[i]);
+		hbc_list_init(&d->import_handles[i]);
+	}
+}
+
+void hbd_buffer_handle_add(struct hbd_buffer *b)
+{
+	hbc_list_insert_tail(handle_bucket(b->d->buffer_handles, b->mem.handle), &b->handle_link);
+}
+
+void hbd_import_handle_add(struct hbd *d, struct hbd_import *im)
+{
+	hbc_list_insert_tail(handle_bucket(d->import_handles, im->handle), &im->handle_link);
+}
+
+struct hbd_buffer *hbd_buffer_by_handle(struct hbd *d, uint64_t handle)
+{
+	struct hbc_list *bucket = handle_bucket(d->buffer_handles, handle);
+	struct hbd_buffer *b;
+
+	hbc_list_for_each_safe(b, bucket, struct hbd_buffer, handle_link)
+	{
+		if (b->mem.handle == handle)
+			return b;
+	}
+	return NULL;
+}
+
 static struct hbc_list *hid_bucket(struct hbd *d, const struct hb_id *hid)
 {
 	return &d->hids[hbp_hid_hash(hid, HBD_HID_BUCKET_BITS)];
@@ -131,6 +168,7 @@ int hbd_buffer_alloc(struct hbd_session *s, uint32_t peer, uint64_t size, uint32
 	b->mem.creator = s->serial;
 	s->dom->pages += b->mem.data_pages + b->mem.dir_pages;
 	hbc_list_insert_tail(&s->buffers, &b->owner_link);
+	hbd_buffer_handle_add(b);
 	hbd_state_mark_buffer(b, true);
 	log_debug("%s: buffer %llu: %llu bytes for domain %u, %u+%u pages in group %u", s->label,
 		  (unsigned long long)b->mem.handle, (unsigned long long)size, peer,
@@ -145,14 +183,10 @@ err_free:
 
 struct hbd_buffer *hbd_buffer_find(struct hbd_session *s, uint64_t handle)
 {
-	struct hbd_buffer *b;
+	struct hbd_buffer *b = hbd_buffer_by_handle(s->d, handle);
 
-	hbc_list_for_each_safe(b, &s->buffers, struct hbd_buffer, owner_link)
-	{
-		if (b->mem.handle == handle)
-			return b;
-	}
-	return NULL;
+	/* Handles are private to the session that allocated the buffer. */
+	return b && b->owner == s ? b : NULL;
 }
 
 /* Pages go back only when no owner and no import is left. */
@@ -218,6 +252,7 @@ void hbd_buffer_free(struct hbd_buffer *b)
 	unexport_now(b);
 	if (b->owner) {
 		hbc_list_remove(&b->owner_link);
+		hbc_list_remove(&b->handle_link);
 		b->owner = NULL;
 		hbc_list_insert_tail(&d->orphans, &b->owner_link);
 		hbd_state_mark_buffer(b, false);
@@ -311,10 +346,11 @@ int hbd_import(struct hbd_session *s, const struct hb_id *hid, uint32_t flags,
 	if (s->dom->imports >= d->cfg->imports_per_domain)
 		return -EDQUOT;
 	if (b->mem.desc.inline_refs && !(s->features & HBP_FEATURE_INLINE_REFS)) {
-		hbd_reason(s,
-			   "the buffer's %u pages are described inline (PROTOCOL.md §3), which this "
-			   "client's library does not announce: update libhyperbuf in %s",
-			   b->mem.data_pages, s->dom->name);
+		hbd_reason(
+		    s,
+		    "the buffer's %u pages are described inline (PROTOCOL.md §3), which this "
+		    "client's library does not announce: update libhyperbuf in %s",
+		    b->mem.data_pages, s->dom->name);
 		return -EPROTONOSUPPORT;
 	}
 	if (d->backend->can_import) {
@@ -330,7 +366,9 @@ int hbd_import(struct hbd_session *s, const struct hb_id *hid, uint32_t flags,
 	im->buf = b;
 	im->gen = b->gen;
 	im->writable = writable;
+	im->session = s->serial;
 	hbc_list_insert_tail(&s->imports, &im->link);
+	hbd_import_handle_add(d, im);
 	hbd_state_import_new(s, im);
 	b->importers++;
 	b->gen_importers++;
@@ -346,12 +384,13 @@ int hbd_import(struct hbd_session *s, const struct hb_id *hid, uint32_t flags,
 
 struct hbd_import *hbd_import_find(struct hbd_session *s, uint64_t handle)
 {
+	struct hbc_list *bucket = handle_bucket(s->d->import_handles, handle);
 	struct hbd_import *im;
 
-	hbc_list_for_each_safe(im, &s->imports, struct hbd_import, link)
+	hbc_list_for_each_safe(im, bucket, struct hbd_import, handle_link)
 	{
 		if (im->handle == handle)
-			return im;
+			return im->session == s->serial ? im : NULL;
 	}
 	return NULL;
 }
@@ -362,6 +401,7 @@ void hbd_import_release(struct hbd_session *s, struct hbd_import *im)
 	bool current = im->gen == b->gen;
 
 	hbc_list_remove(&im->link);
+	hbc_list_remove(&im->handle_link);
 	hbd_state_forget_import(s->d, im);
 	free(im);
 	s->dom->imports--;

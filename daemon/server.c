@@ -73,6 +73,7 @@ int hbd_server_start(struct hbd *d)
 	hbc_list_init(&d->orphans);
 	for (size_t i = 0; i < sizeof(d->hids) / sizeof(d->hids[0]); i++)
 		hbc_list_init(&d->hids[i]);
+	hbd_handles_init(d);
 	hbd_timelines_init(d);
 	d->next_serial = 1;
 	d->next_handle = 1;

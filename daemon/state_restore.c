@@ -169,6 +169,8 @@ static int buffer_state(struct build *bd, struct hbd_buffer *b, const StBufferSt
 
 	b->owner = owner;
 	hbc_list_insert_tail(owner ? &owner->buffers : &d->orphans, &b->owner_link);
+	if (owner)
+		hbd_buffer_handle_add(b);
 	b->state = (enum hbd_export_state)st->state;
 	b->gen = st->gen;
 	if (st->hid.len) {
@@ -264,16 +266,13 @@ static int build_buffer(void *ctx, const StRecord *rec)
 	return r;
 }
 
+/* An owned buffer from the handle table, else an orphan (kept alive by imports only). */
 static struct hbd_buffer *buffer_by_handle(struct hbd *d, uint64_t handle)
 {
-	struct hbd_session *s;
-	struct hbd_buffer *b;
+	struct hbd_buffer *b = hbd_buffer_by_handle(d, handle);
 
-	hbc_list_for_each_safe(s, &d->sessions, struct hbd_session, link)
-	{
-		hbc_list_for_each_safe(b, &s->buffers, struct hbd_buffer,
-				       owner_link) if (b->mem.handle == handle) return b;
-	}
+	if (b)
+		return b;
 	hbc_list_for_each_safe(b, &d->orphans, struct hbd_buffer,
 			       owner_link) if (b->mem.handle == handle) return b;
 	return NULL;
@@ -295,10 +294,12 @@ static int build_import(void *ctx, const StRecord *rec)
 	if (!im)
 		return -ENOMEM;
 	im->handle = m->handle;
+	im->session = s->serial;
 	im->buf = b;
 	im->gen = m->gen;
 	im->writable = m->writable;
 	hbc_list_insert_tail(&s->imports, &im->link);
+	hbd_import_handle_add(bd->d, im);
 	b->importers++;
 	if (im->gen == b->gen)
 		b->gen_importers++;
