@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -269,6 +270,27 @@ static void watch_signals(struct hbd *d)
 	ev_signal_start(d->loop, &d->sig_usr2);
 }
 
+/*
+ * Hids, timeline ids and resume tokens are unguessable only once the kernel's random pool is
+ * initialised, and the loop never blocks on it (an export would fail with EAGAIN). Early in a
+ * boot, or in a guest without hardware randomness, it may not be yet: wait for it here, once,
+ * saying so, before any door opens.
+ */
+static void wait_for_random_pool(void)
+{
+	uint64_t t0 = hbc_now_ms();
+	uint8_t byte;
+
+	if (getrandom(&byte, 1, GRND_NONBLOCK) == 1)
+		return;
+	log_info("waiting for the kernel's random pool (hids and ids are drawn from it)");
+	hbd_notify("STATUS=waiting for the kernel's random pool");
+	while (getrandom(&byte, 1, 0) < 0 && errno == EINTR)
+		;
+	log_info("the kernel's random pool is ready after %llu ms",
+		 (unsigned long long)(hbc_now_ms() - t0));
+}
+
 int main(int argc, char **argv)
 {
 	struct hbd d = {0};
@@ -316,6 +338,7 @@ int main(int argc, char **argv)
 	/* A peer that hangs up while we write must not kill the daemon. */
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
+	wait_for_random_pool();
 
 	if (hbd_server_start(&d) < 0)
 		goto err_loop;
