@@ -35,6 +35,7 @@
 #include "tools/pattern.h"
 #include "tests/bench_relay.h"
 #include "tests/bench_restart.h"
+#include "tests/bench_scale.h"
 #include "tools/spawn.h"
 
 #define STEP_MS    30000 /* one step (an event, a record) longer than this is a hang */
@@ -1034,6 +1035,9 @@ out_daemon:
 	remove_dir(&bd);
 	/* (d): its own daemons, under the holder. */
 	if (ok && holder && bench_restart(daemon, holder) < 0)
+		ok = false;
+	/* (e): 64 VMs of its own. */
+	if (ok && bench_scale(daemon) < 0)
 		ok = false;
 	rc = ok ? 0 : 1;
 	return rc;
