@@ -81,9 +81,15 @@ void hbt_raw(struct hbt_scen *s, unsigned conn, const void *data, size_t len)
 
 void hbt_hello(struct hbt_scen *s, unsigned conn, uint32_t role)
 {
+	hbt_hello_features(s, conn, role, 0);
+}
+
+void hbt_hello_features(struct hbt_scen *s, unsigned conn, uint32_t role, uint32_t features)
+{
 	CLIENT(m, hello, CLIENT_MSG__BODY_HELLO, Hello, HELLO__INIT);
 	m_body.version = HBP_PROTOCOL_VERSION;
 	m_body.role = role;
+	m_body.features = features;
 	hbt_frame(s, conn, &m);
 }
 

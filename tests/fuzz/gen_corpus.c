@@ -255,6 +255,9 @@ static void gen_refdirs(void)
 	s = (struct dir_seed){.h = {.flags = HBT_REFDIR_DESC, .base = 100}};
 	s.bodies[0] = data3, s.lens[0] = 3;
 	put_dir("from-desc", &s, packed_desc, buffer_desc__pack(&bd, packed_desc));
+	/* Depth 0: the refs in the descriptor, no directory page to map. */
+	bd.root_ref = 0, bd.depth = 0, bd.n_refs = 3, bd.refs = (uint32_t *)data3;
+	put_dir("inline-from-desc", &s, packed_desc, buffer_desc__pack(&bd, packed_desc));
 }
 
 /* ---- fuzz_desc --------------------------------------------------------------------------- */
@@ -278,6 +281,19 @@ static void put_desc(const char *name, uint32_t root, uint32_t off, uint64_t siz
 	hbt_put_file("desc", name, out, sizeof(f) + n);
 }
 
+/* A descriptor with its refs inline (depth 0): the header part says nothing about it. */
+static void put_inline_desc(void)
+{
+	static const uint32_t refs[] = {10, 11, 12};
+	uint8_t out[32 + 64] = {0}; /* fuzz_desc.c: 32 bytes of fields, then the wire form */
+	BufferDesc bd = BUFFER_DESC__INIT;
+	size_t n;
+
+	bd.pages = 3, bd.size = 3 * 4096 - 7, bd.n_refs = 3, bd.refs = (uint32_t *)refs;
+	n = buffer_desc__pack(&bd, out + 32);
+	hbt_put_file("desc", "inline", out, 32 + n);
+}
+
 static void gen_descs(void)
 {
 	put_desc("one-page", 8, 0, 4096);
@@ -285,6 +301,7 @@ static void gen_descs(void)
 	put_desc("depth2", 1000, 0, 1025ull * 4096);
 	put_desc("depth3", 1 << 20, 4095, (1ull << 30) * 4096 - 4095);
 	put_desc("reserved-root", 7, 0, 1);
+	put_inline_desc();
 }
 
 /* ---- fuzz_config: the shipped configs are copied by make fuzz-corpus --------------------- */

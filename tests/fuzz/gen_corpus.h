@@ -39,6 +39,8 @@ void hbt_raw(struct hbt_scen *s, unsigned conn, const void *data, size_t len);
 void hbt_op(struct hbt_scen *s, uint8_t op);
 void hbt_marker(struct hbt_scen *s, unsigned conn, uint32_t version, uint8_t nonce);
 void hbt_hello(struct hbt_scen *s, unsigned conn, uint32_t role);
+/* Hello announcing HBP_FEATURE_* bits (hbt_hello announces none: a library from before them). */
+void hbt_hello_features(struct hbt_scen *s, unsigned conn, uint32_t role, uint32_t features);
 void hbt_attach(struct hbt_scen *s, unsigned conn, uint32_t group, uint32_t peer);
 void hbt_alloc(struct hbt_scen *s, unsigned conn, uint32_t peer, uint64_t size, uint32_t flags);
 void hbt_free_buf(struct hbt_scen *s, unsigned conn, uint64_t buffer);

@@ -34,6 +34,28 @@ static void scen_share(void)
 	hbt_put_scen(&s, "share-host-vm1");
 }
 
+/* Small buffers described inline (HBP_FEATURE_INLINE_REFS): the host's own, imported by a
+ * vm1 session that announced the feature and refused to one that did not; the other way, a
+ * buffer of the older session's has a directory. */
+static void scen_inline(void)
+{
+	struct hbt_scen s = {0};
+
+	hbt_hello_features(&s, HBT_CONN_HOST_A, HBP_ROLE_CLIENT, HBP_FEATURE_INLINE_REFS);
+	hbt_attach(&s, HBT_CONN_HOST_A, 1, 0);
+	hbt_hello(&s, HBT_CONN_VM1_A, HBP_ROLE_CLIENT);
+	hbt_attach(&s, HBT_CONN_VM1_A, 1, 1 + HBT_PEER_A);
+	hbt_alloc(&s, HBT_CONN_HOST_A, 1, 10000, 0);
+	hbt_export(&s, HBT_CONN_HOST_A, 1, "small");
+	hbt_import(&s, HBT_CONN_VM1_A, 1, 0);
+	hbt_hello_features(&s, HBT_CONN_VM1_A, HBP_ROLE_CLIENT, HBP_FEATURE_INLINE_REFS | 2);
+	hbt_attach(&s, HBT_CONN_VM1_A, 1, 1 + HBT_PEER_A);
+	hbt_import(&s, HBT_CONN_VM1_A, 1, 0);
+	hbt_alloc(&s, HBT_CONN_VM1_A, 0, 65 * 4096, 0);
+	hbt_free_buf(&s, HBT_CONN_HOST_A, 1);
+	hbt_put_scen(&s, "inline-small-buffers");
+}
+
 /* vm1 and vm2 through group b (each VM's own ivshmem socket): a writable share, an import
  * that outlives its exporter (an orphan), a delayed unexport. */
 static void scen_orphan(void)
@@ -368,6 +390,7 @@ static void scen_export_rules(void)
 void hbt_gen_daemon(void)
 {
 	scen_share();
+	scen_inline();
 	scen_orphan();
 	scen_fences();
 	scen_control();
