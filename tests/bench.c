@@ -35,6 +35,7 @@
 #include "tools/pattern.h"
 #include "tests/bench_relay.h"
 #include "tests/bench_restart.h"
+#include "tests/bench_fps.h"
 #include "tests/bench_scale.h"
 #include "tools/spawn.h"
 
@@ -1036,8 +1037,10 @@ out_daemon:
 	/* (d): its own daemons, under the holder. */
 	if (ok && holder && bench_restart(daemon, holder) < 0)
 		ok = false;
-	/* (e): 64 VMs of its own. */
+	/* (e): 64 VMs of its own. (f): 32 more, in pairs. */
 	if (ok && bench_scale(daemon) < 0)
+		ok = false;
+	if (ok && bench_fps(daemon, div > 1 ? 2 : 5) < 0)
 		ok = false;
 	rc = ok ? 0 : 1;
 	return rc;

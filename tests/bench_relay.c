@@ -117,7 +117,7 @@ void relay_goals_print(const struct relay_goals *g)
 	snprintf(f, sizeof(f), "%.2fx mmap+populate", g->share_4k_ratio);
 	goal("4 4 KiB export -> event -> import", f, "<= 3x", g->share_4k_ratio <= 3);
 	printf("    %-44s in (e) below\n", "5 exports/s at 64k live, bytes per export");
-	printf("    %-44s %.1f us per fence round of 6 messages (schedstat); the 60 fps x 16 "
-	       "pairs run is not built\n",
+	printf("    %-44s %.1f us per fence round of 6 messages (schedstat); 60 fps x 16 pairs "
+	       "in (f) below\n",
 	       "6 daemon CPU", g->daemon_us_per_fence_round);
 }
