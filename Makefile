@@ -495,7 +495,7 @@ fuzz-corpus: $(B)/tests/fuzz/gen_corpus
 run: all
 	$(B)/hyperbuf-demo --daemon $(B)/hyperbufd --config configs/local.conf
 
-$(B)/bench: $(call obj,tests/bench.c tests/bench_relay.c tests/bench_restart.c tests/bench_scale.c tests/bench_fps.c tools/pattern.c tools/spawn.c) $(LIBA)
+$(B)/bench: $(call obj,tests/bench.c tests/bench_relay.c tests/bench_restart.c tests/bench_scale.c tests/bench_fps.c tests/bench_util.c tools/pattern.c tools/spawn.c) $(LIBA)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(XEN_LIBS_LIB) $(LDFLAGS)
 # A guest's read bandwidth through hyperbuf.ko's cached mapping against sysfs's resource2 and
 # resource2_wc, in one QEMU guest (tests/bench_vm.c; it skips, saying why, without QEMU).

@@ -19,6 +19,7 @@
 
 #include "hyperbuf.h"
 #include "tests/bench_fps.h"
+#include "tests/bench_util.h"
 #include "tools/spawn.h"
 
 #define PAIRS    16
@@ -26,19 +27,12 @@
 #define WAIT_MS  5000
 #define FRAME_NS (1000000000ull / FPS)
 
-struct fps_place {
-	char dir[64], config[128], log[128];
-};
-
-static int write_config(struct fps_place *p)
+static int write_config(struct bench_place *p)
 {
 	FILE *f;
 
-	snprintf(p->dir, sizeof(p->dir), "/tmp/hyperbuf-fps-XXXXXX");
-	if (!mkdtemp(p->dir))
+	if (bench_place_make(p, "fps") < 0)
 		return -errno;
-	snprintf(p->config, sizeof(p->config), "%s/hyperbufd.conf", p->dir);
-	snprintf(p->log, sizeof(p->log), "%s/hyperbufd.log", p->dir);
 	f = fopen(p->config, "w");
 	if (!f)
 		return -errno;
@@ -51,24 +45,9 @@ static int write_config(struct fps_place *p)
 	return fclose(f) == 0 ? 0 : -EIO;
 }
 
-static uint64_t cpu_ns(pid_t pid)
-{
-	char path[64];
-	unsigned long long ns = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)pid);
-	f = fopen(path, "r");
-	if (f && fscanf(f, "%llu", &ns) != 1)
-		ns = 0;
-	if (f)
-		fclose(f);
-	return ns;
-}
-
 /* One side of a pair: its client, its timeline, the peer's timeline id. */
 struct side {
-	const struct fps_place *p;
+	const struct bench_place *p;
 	int vm, peer;    /* this side's VM number and the other's */
 	int to, from;    /* pipes to and from the other side */
 	int ready, go;   /* to and from the parent */
@@ -152,7 +131,7 @@ struct fps_run {
 	unsigned n;
 };
 
-static int start_pair(const struct fps_place *p, struct fps_run *run, int pair, unsigned frames,
+static int start_pair(const struct bench_place *p, struct fps_run *run, int pair, unsigned frames,
 		      bool paced)
 {
 	int ab[2], ba[2];
@@ -198,7 +177,7 @@ static uint64_t run_sides(struct fps_run *run, pid_t daemon, uint64_t *wall)
 	for (unsigned i = 0; i < run->n; i++)
 		if (tool_read_full(run->ready[i], &byte, 1, 60000) < 0)
 			bad = 1;
-	cpu0 = cpu_ns(daemon);
+	cpu0 = bench_cpu_ns(daemon);
 	t0 = tool_now_ns();
 	for (unsigned i = 0; i < run->n && !bad; i++)
 		if (tool_write_full(run->go[i], &byte, 1) < 0)
@@ -207,7 +186,7 @@ static uint64_t run_sides(struct fps_run *run, pid_t daemon, uint64_t *wall)
 		if (tool_read_full(run->ready[i], &byte, 1, 300000) < 0)
 			bad = 1;
 	*wall = tool_now_ns() - t0;
-	cpu0 = cpu_ns(daemon) - cpu0;
+	cpu0 = bench_cpu_ns(daemon) - cpu0;
 	for (unsigned i = 0; i < run->n; i++) {
 		close(run->go[i]);
 		close(run->ready[i]);
@@ -217,7 +196,7 @@ static uint64_t run_sides(struct fps_run *run, pid_t daemon, uint64_t *wall)
 	return bad ? 0 : cpu0;
 }
 
-static uint64_t measure(const struct fps_place *p, pid_t daemon, int pairs, unsigned frames,
+static uint64_t measure(const struct bench_place *p, pid_t daemon, int pairs, unsigned frames,
 			bool paced, uint64_t *wall)
 {
 	struct fps_run run = {.n = 0};
@@ -231,12 +210,12 @@ static uint64_t measure(const struct fps_place *p, pid_t daemon, int pairs, unsi
 int bench_fps(const char *daemon, unsigned seconds)
 {
 	struct tool_daemon_spawn ds;
-	struct fps_place p;
+	struct bench_place p;
 	unsigned frames = seconds * FPS;
 	uint64_t paced, burst, wall_paced = 0, wall_burst = 0;
 	double per_paced, per_burst;
 	int status;
-	char cmd[128], figure[32];
+	char figure[32];
 
 	if (write_config(&p) < 0 || tool_daemon_spawn(daemon, p.config, p.log, 20000, &ds) < 0)
 		return -1;
@@ -247,9 +226,7 @@ int bench_fps(const char *daemon, unsigned seconds)
 		fprintf(stderr, "bench: (f) failed (daemon status 0x%x)\n", status);
 		tool_log_tail(p.log, 20);
 	}
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", p.dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "bench: could not remove %s\n", p.dir);
+	bench_place_remove(&p);
 	if (!paced || !burst || status != 0)
 		return -1;
 	per_paced = paced / 1e3 / ((double)PAIRS * frames);
@@ -265,7 +242,7 @@ int bench_fps(const char *daemon, unsigned seconds)
 	    per_burst, per_paced / per_burst);
 	snprintf(figure, sizeof(figure), "%.1f us", per_paced);
 	printf("\n(goal 6 of issue 12)\n");
-	printf("    %-44s %-30s %-14s %s\n", "6 daemon CPU per fenced frame, 60 fps x 16", figure,
-	       "<= 10 us", per_paced <= 10 ? "met" : "NOT MET");
+	bench_goal("6 daemon CPU per fenced frame, 60 fps x 16", figure, "<= 10 us",
+		   per_paced <= 10);
 	return 0;
 }

@@ -11,29 +11,14 @@
 #include <string.h>
 
 #include "tests/bench_relay.h"
+#include "tests/bench_util.h"
 #include "tools/spawn.h"
-
-static uint64_t cpu_ns(pid_t pid)
-{
-	char path[64];
-	unsigned long long ns = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return 0;
-	if (fscanf(f, "%llu", &ns) != 1)
-		ns = 0;
-	fclose(f);
-	return ns;
-}
 
 void relay_cost_take(struct relay_cost *c, struct hb_client *client, pid_t daemon)
 {
 	memset(c, 0, sizeof(*c));
 	hb_counters(client, &c->lib);
-	c->daemon_cpu_ns = daemon > 0 ? cpu_ns(daemon) : 0;
+	c->daemon_cpu_ns = daemon > 0 ? bench_cpu_ns(daemon) : 0;
 }
 
 void relay_cost_print(const char *what, const struct relay_cost *a, const struct relay_cost *b,
@@ -94,28 +79,23 @@ double relay_cost_daemon_us(const struct relay_cost *a, const struct relay_cost 
 	return (double)(b->daemon_cpu_ns - a->daemon_cpu_ns) / (rounds ? rounds : 1) / 1e3;
 }
 
-static void goal(const char *what, const char *figure, const char *target, bool met)
-{
-	printf("    %-44s %-30s %-14s %s\n", what, figure, target, met ? "met" : "NOT MET");
-}
-
 void relay_goals_print(const struct relay_goals *g)
 {
 	char f[64];
 
 	printf("\n(goals of issue 12, docs/PERFORMANCE.md: the figure of this run, the goal)\n");
 	snprintf(f, sizeof(f), "%.2fx a socketpair rt", g->fence_rt_ratio);
-	goal("1 fenced round trip, emulated VMs", f, "<= 1.5x", g->fence_rt_ratio <= 1.5);
+	bench_goal("1 fenced round trip, emulated VMs", f, "<= 1.5x", g->fence_rt_ratio <= 1.5);
 	printf("    %-44s not measured: no direct doorbell path in guests yet\n",
 	       "2 fenced round trip, QEMU guests");
 	snprintf(f, sizeof(f), "%.2fx a socketpair rt", g->request_rt_ratio);
-	goal("3 request round trip through the daemon", f, "<= 2x", g->request_rt_ratio <= 2);
+	bench_goal("3 request round trip through the daemon", f, "<= 2x", g->request_rt_ratio <= 2);
 	snprintf(f, sizeof(f), "%.1f", g->lib_per_request);
-	goal("3 library system calls per request", f, "<= 3", g->lib_per_request <= 3.05);
+	bench_goal("3 library system calls per request", f, "<= 3", g->lib_per_request <= 3.05);
 	snprintf(f, sizeof(f), "%.1f, no descriptor made", g->lib_per_wait);
-	goal("3 library system calls per hb_sync_wait", f, "<= 3", g->lib_per_wait <= 3.05);
+	bench_goal("3 library system calls per hb_sync_wait", f, "<= 3", g->lib_per_wait <= 3.05);
 	snprintf(f, sizeof(f), "%.2fx mmap+populate", g->share_4k_ratio);
-	goal("4 4 KiB export -> event -> import", f, "<= 3x", g->share_4k_ratio <= 3);
+	bench_goal("4 4 KiB export -> event -> import", f, "<= 3x", g->share_4k_ratio <= 3);
 	printf("    %-44s in (e) below\n", "5 exports/s at 64k live, bytes per export");
 	printf("    %-44s %.1f us per fence round of 6 messages (schedstat); 60 fps x 16 pairs "
 	       "in (f) below\n",

@@ -19,6 +19,7 @@
 
 #include "hyperbuf.h"
 #include "tests/bench_scale.h"
+#include "tests/bench_util.h"
 #include "tools/spawn.h"
 
 #define VMS          64
@@ -27,20 +28,18 @@
 #define VMS_PER_WORK (VMS / WORKERS)
 
 struct scale_place {
-	char dir[64], config[128], log[128], host[128];
+	struct bench_place b;
+	char host[128];
 };
 
 static int write_config(struct scale_place *p)
 {
 	FILE *f;
 
-	snprintf(p->dir, sizeof(p->dir), "/tmp/hyperbuf-scale-XXXXXX");
-	if (!mkdtemp(p->dir))
+	if (bench_place_make(&p->b, "scale") < 0)
 		return -errno;
-	snprintf(p->config, sizeof(p->config), "%s/hyperbufd.conf", p->dir);
-	snprintf(p->log, sizeof(p->log), "%s/hyperbufd.log", p->dir);
-	snprintf(p->host, sizeof(p->host), "unix:%s/host.sock", p->dir);
-	f = fopen(p->config, "w");
+	snprintf(p->host, sizeof(p->host), "unix:%s/host.sock", p->b.dir);
+	f = fopen(p->b.config, "w");
 	if (!f)
 		return -errno;
 	fprintf(f,
@@ -53,16 +52,6 @@ static int write_config(struct scale_place *p)
 			"vm%d\nsize = 16M\nivshmem = g%d.sock\nshare = 100%%\n\n",
 			i, i, i, i, i, i);
 	return fclose(f) == 0 ? 0 : -EIO;
-}
-
-static void remove_place(const struct scale_place *p)
-{
-	char cmd[128];
-
-	/* Sockets of 64 VMs and groups: the folder is ours alone (mkdtemp). */
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", p->dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "bench: could not remove %s\n", p->dir);
 }
 
 static long long status_kb(pid_t pid, const char *key)
@@ -81,21 +70,6 @@ static long long status_kb(pid_t pid, const char *key)
 			kb = strtoll(line + n + 1, NULL, 10);
 	fclose(f);
 	return kb;
-}
-
-static uint64_t cpu_ns(pid_t pid)
-{
-	char path[64];
-	unsigned long long ns = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)pid);
-	f = fopen(path, "r");
-	if (f && fscanf(f, "%llu", &ns) != 1)
-		ns = 0;
-	if (f)
-		fclose(f);
-	return ns;
 }
 
 struct worker_arg {
@@ -118,7 +92,7 @@ static int worker(const void *arg)
 	int r = 1;
 
 	for (int v = 0; v < VMS_PER_WORK; v++) {
-		snprintf(address, sizeof(address), "vm:%s/vm%d.sock", a->p->dir, a->first_vm + v);
+		snprintf(address, sizeof(address), "vm:%s/vm%d.sock", a->p->b.dir, a->first_vm + v);
 		c[v] = hb_connect(address);
 		if (!c[v]) {
 			fprintf(stderr, "bench: %s: %s\n", address, hb_strerror(NULL));
@@ -131,7 +105,8 @@ static int worker(const void *arg)
 				goto out;
 			}
 	}
-	if (tool_write_full(a->ready_fd, &byte, 1) < 0 || tool_read_full(a->go_fd, &byte, 1, 600000))
+	if (tool_write_full(a->ready_fd, &byte, 1) < 0 ||
+	    tool_read_full(a->go_fd, &byte, 1, 600000))
 		goto out;
 	t0 = tool_now_ns();
 	for (int i = 0; i < PER_VM; i++)
@@ -216,7 +191,7 @@ static int run_exports(struct scale_run *s, pid_t daemon, uint64_t *wall_ns, uin
 	for (int w = 0; w < WORKERS; w++)
 		if (tool_read_full(s->ready[w], &byte, 1, 120000) < 0)
 			return -1;
-	*cpu0 = cpu_ns(daemon);
+	*cpu0 = bench_cpu_ns(daemon);
 	t0 = tool_now_ns();
 	for (int w = 0; w < WORKERS; w++)
 		if (tool_write_full(s->go[w], &byte, 1) < 0)
@@ -249,11 +224,6 @@ static int stop_workers(struct scale_run *s)
 	return bad ? -1 : 0;
 }
 
-static void goal_line(const char *what, const char *figure, const char *target, int met)
-{
-	printf("    %-44s %-30s %-14s %s\n", what, figure, target, met ? "met" : "NOT MET");
-}
-
 static void print_scale(double base_qps, uint64_t wall_ns, long long anon0, long long anon1,
 			uint64_t cpu0, uint64_t cpu1)
 {
@@ -275,9 +245,9 @@ static void print_scale(double base_qps, uint64_t wall_ns, long long anon0, long
 	    anon0, anon1, bytes);
 	printf("\n(goal 5 of issue 12)\n");
 	snprintf(f, sizeof(f), "%.0f exports/s", rate);
-	goal_line("5 exports/s to 64k live exports, 64 VMs", f, ">= 100000", rate >= 100000);
+	bench_goal("5 exports/s to 64k live exports, 64 VMs", f, ">= 100000", rate >= 100000);
 	snprintf(f, sizeof(f), "%.0f B", bytes);
-	goal_line("5 daemon memory per live export", f, "<= 512 B", bytes <= 512);
+	bench_goal("5 daemon memory per live export", f, "<= 512 B", bytes <= 512);
 }
 
 int bench_scale(const char *daemon)
@@ -292,14 +262,14 @@ int bench_scale(const char *daemon)
 
 	memset(s.ready, -1, sizeof(s.ready));
 	memset(s.go, -1, sizeof(s.go));
-	if (write_config(&p) < 0 || tool_daemon_spawn(daemon, p.config, p.log, 20000, &ds) < 0)
+	if (write_config(&p) < 0 || tool_daemon_spawn(daemon, p.b.config, p.b.log, 20000, &ds) < 0)
 		return -1;
 	base = queries_per_s(p.host);
 	anon0 = status_kb(ds.main_pid, "RssAnon");
 	r = start_workers(&p, &s);
 	if (r == 0)
 		r = run_exports(&s, ds.main_pid, &wall, &cpu0);
-	cpu1 = cpu_ns(ds.main_pid);
+	cpu1 = bench_cpu_ns(ds.main_pid);
 	anon1 = status_kb(ds.main_pid, "RssAnon");
 	if (stop_workers(&s) < 0)
 		r = -1;
@@ -308,9 +278,9 @@ int bench_scale(const char *daemon)
 		print_scale(base, wall, anon0, anon1, cpu0, cpu1);
 	else {
 		fprintf(stderr, "bench: (e) scale failed (daemon status 0x%x)\n", status);
-		tool_log_tail(p.log, 20);
+		tool_log_tail(p.b.log, 20);
 		r = -1;
 	}
-	remove_place(&p);
+	bench_place_remove(&p.b);
 	return r;
 }
