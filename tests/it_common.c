@@ -591,6 +591,16 @@ uint32_t it_raw_call_err_at(const char *file, int line, struct it_raw *r, Client
 	return e;
 }
 
+uint32_t it_raw_free(struct it_raw *r, uint64_t buffer)
+{
+	ClientMsg m = CLIENT_MSG__INIT;
+	Free f = FREE__INIT;
+
+	f.buffer = buffer;
+	IT_MSG(m, FREE, free, &f);
+	return IT_RAW_ERR(r, &m);
+}
+
 /* Hello with this role, announcing what today's library does; returns the Welcome reply (free
  * with server_msg__free_unpacked). */
 ServerMsg *it_raw_hello(struct it_raw *r, uint32_t role)

@@ -217,6 +217,8 @@ uint32_t it_raw_call_err_at(const char *file, int line, struct it_raw *r, Client
 /* Hello with this role; returns the Welcome reply (free with server_msg__free_unpacked). */
 ServerMsg *it_raw_hello(struct it_raw *r, uint32_t role);
 ServerMsg *it_raw_hello_features(struct it_raw *r, uint32_t role, uint32_t features);
+/* Free by hand; returns the reply's error (0 on success). */
+uint32_t it_raw_free(struct it_raw *r, uint64_t buffer);
 
 /* The group of this name in a Welcome; fails the test if it lists none. */
 const GroupInfo *it_welcome_group(const ServerMsg *w, const char *name);

@@ -431,16 +431,6 @@ static uint32_t raw_export(struct it_raw *r, uint64_t buffer, size_t meta_len, u
 	return err;
 }
 
-static uint32_t raw_free(struct it_raw *r, uint64_t buffer)
-{
-	ClientMsg m = CLIENT_MSG__INIT;
-	Free f = FREE__INIT;
-
-	f.buffer = buffer;
-	IT_MSG(m, FREE, free, &f);
-	return IT_RAW_ERR(r, &m);
-}
-
 static uint32_t raw_release(struct it_raw *r, uint64_t import)
 {
 	ClientMsg m = CLIENT_MSG__INIT;
@@ -641,21 +631,21 @@ TEST(foreign_handles)
 	IT_EXPORT(from_vm1, NULL, 0, &id);
 	CHECK_EQ(raw_import(&a, id.bytes, &imp), 0);
 
-	CHECK_EQ(raw_free(&b, buf), ENOENT);
+	CHECK_EQ(it_raw_free(&b, buf), ENOENT);
 	CHECK_EQ(raw_export(&b, buf, 0, NULL), ENOENT);
 	CHECK_EQ(raw_release(&b, imp), ENOENT);
 	CHECK_EQ(raw_release(&b, buf), ENOENT);
-	CHECK_EQ(raw_free(&b, imp), ENOENT);
-	CHECK_EQ(raw_free(&a, buf + 1000), ENOENT);
+	CHECK_EQ(it_raw_free(&b, imp), ENOENT);
+	CHECK_EQ(it_raw_free(&a, buf + 1000), ENOENT);
 	CHECK_EQ(raw_release(&a, imp + 1000), ENOENT);
-	CHECK_EQ(raw_free(&a, 0), ENOENT);
-	CHECK_EQ(raw_free(&a, UINT64_MAX), ENOENT);
+	CHECK_EQ(it_raw_free(&a, 0), ENOENT);
+	CHECK_EQ(it_raw_free(&a, UINT64_MAX), ENOENT);
 	/* Nothing happened to them: their owner still uses them. */
 	CHECK_EQ(raw_export(&a, buf, 0, hid), 0);
 	CHECK_EQ(raw_release(&a, imp), 0);
 	CHECK_EQ(raw_release(&a, imp), ENOENT); /* once only */
-	CHECK_EQ(raw_free(&a, buf), 0);
-	CHECK_EQ(raw_free(&a, buf), ENOENT);
+	CHECK_EQ(it_raw_free(&a, buf), 0);
+	CHECK_EQ(it_raw_free(&a, buf), ENOENT);
 	check_alive(&b);
 	CHECK_EQ(IT_STAT(&d, "errors_protocol"), errs);
 	it_raw_close(&a);

@@ -40,16 +40,6 @@ static uint64_t raw_alloc(struct it_raw *r, uint64_t size, uint32_t want_depth)
 	return h;
 }
 
-static void raw_free(struct it_raw *r, uint64_t buffer)
-{
-	ClientMsg m = CLIENT_MSG__INIT;
-	Free f = FREE__INIT;
-
-	f.buffer = buffer;
-	IT_MSG(m, FREE, free, &f);
-	CHECK_EQ(IT_RAW_ERR(r, &m), 0);
-}
-
 /* Up to 64 pages: the pages themselves and nothing more; 65: one directory page. The data
  * goes across byte-exact either way, and a 1-page buffer's import maps one page. */
 TEST(small_buffers_take_no_directory_page)
@@ -100,10 +90,10 @@ TEST(older_library_gets_directories_and_a_reason)
 	raw_host(&cur, &d, HBP_FEATURE_INLINE_REFS);
 	h = raw_alloc(&old, 4096, 1);
 	CHECK_EQ(IT_STAT(&d, "pool.a.pages_used"), 2);
-	raw_free(&old, h);
+	CHECK_EQ(it_raw_free(&old, h), 0);
 	h = raw_alloc(&cur, 4096, 0);
 	CHECK_EQ(IT_STAT(&d, "pool.a.pages_used"), 1);
-	raw_free(&cur, h);
+	CHECK_EQ(it_raw_free(&cur, h), 0);
 
 	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
 	b = IT_ALLOC(v1, 0, 8192, 0);
