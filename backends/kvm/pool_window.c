@@ -157,6 +157,16 @@ int hbk_pool_window_map(const struct hbk_pool_window *w, const uint32_t *refs, u
 		if (refs[i] < 1 || refs[i] >= w->pages)
 			return -EINVAL;
 	len = (size_t)n * HBP_PAGE_SIZE;
+	for (run = 1; run < n && refs[run] == refs[0] + run; run++)
+		;
+	/* One run (what the allocator gives whenever the pool has one): one mapping. */
+	if (run == n) {
+		base = mmap(NULL, len, prot, MAP_SHARED, w->fd, (off_t)refs[0] * HBP_PAGE_SIZE);
+		if (base == MAP_FAILED)
+			return -errno;
+		*out = base;
+		return 0;
+	}
 	/* Reserve the whole range first so the runs land next to each other and nothing else
 	 * can be mapped in between while we fill it. */
 	base = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
