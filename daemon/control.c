@@ -117,6 +117,7 @@ void hbd_stats_walk(struct hbd *d, void (*put)(void *ctx, const char *key, uint6
 	put(l, "refused_limits", s->refused_limits);
 	put(l, "loop_turns", s->loop_turns);
 	put(l, "write_waits", s->write_waits);
+	put(l, "socket_calls", s->socket_calls);
 	put(l, "ctl_list_truncated", d->ctl_truncated);
 	hbd_state_stats(d, &commits, &compactions);
 	put(l, "state_kept", hbd_state_on(d));

@@ -72,6 +72,7 @@ struct hbd_stats {
 	uint64_t refused_limits;         /* connections over a session limit */
 	uint64_t loop_turns;             /* event loop iterations (each one epoll_wait) */
 	uint64_t write_waits;            /* times a full socket made a session wait for room */
+	uint64_t socket_calls;           /* recv and send calls on client sockets */
 };
 
 struct hbd_domain {

@@ -342,6 +342,7 @@ static int flush_out(struct hbd_session *s)
 		if (s->n_out_fds > (with_fd ? 1u : 0u))
 			len = s->out_fds[with_fd ? 1 : 0].offset;
 		n = hbc_send_with_fd(s->fd, s->out.data, len, with_fd ? s->out_fds[0].fd : -1);
+		s->d->stats.socket_calls++;
 		if (n < 0) {
 			if (n == -EAGAIN || n == -EINTR)
 				return 0;
@@ -525,6 +526,7 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
 		return;
 	}
 	n = recv(s->fd, s->in.data + s->in.len, HBD_READ_CHUNK, MSG_DONTWAIT);
+	s->d->stats.socket_calls++;
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EINTR)
 			return;

@@ -827,6 +827,15 @@ int main(int argc, char **argv)
 		remove_dir(&bd);
 		return 1;
 	}
+	/* (c) reads the daemon's own counters with the hyperbufctl built beside it. */
+	{
+		const char *slash = strrchr(daemon, '/');
+		char ctl[512];
+
+		snprintf(ctl, sizeof(ctl), "%.*shyperbufctl", slash ? (int)(slash - daemon + 1) : 0,
+			 daemon);
+		relay_cost_daemon(ctl, bd.socket);
+	}
 
 	/* Both helpers are forked before this process connects, so neither inherits a client. */
 	if (pipe2(rec, O_CLOEXEC) < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
@@ -976,6 +985,8 @@ int main(int argc, char **argv)
 				       (double)(blobs[0].base_total ? blobs[0].base_total : 1);
 		goals.daemon_us_per_fence_round =
 		    relay_cost_daemon_us(&pr[0].cost[0], &pr[0].cost[1], rounds);
+		goals.daemon_calls_per_msg =
+		    relay_cost_daemon_calls(&pr[2].cost[1], &pr[2].cost[0]);
 		relay_goals_print(&goals);
 		hb_buffer_free(cmdb);
 	}

@@ -12,7 +12,17 @@
 struct relay_cost {
 	struct hb_counters lib;
 	uint64_t daemon_cpu_ns;
+	/* hyperbufctl stats (0 without relay_cost_daemon): loop_turns, socket_calls,
+	 * write_waits, messages_in + messages_out. */
+	uint64_t d_turns, d_calls, d_waits, d_msgs;
 };
+
+/* Where relay_cost_take reads the daemon's own counters: hyperbufctl and the daemon's socket. */
+void relay_cost_daemon(const char *hyperbufctl, const char *socket);
+/* The daemon's system calls per message between two snapshots: an epoll_wait per loop turn,
+ * its recv and send calls, an epoll_ctl to arm and one to disarm per write wait. 0 if not
+ * known. */
+double relay_cost_daemon_calls(const struct relay_cost *a, const struct relay_cost *b);
 
 /* Takes a snapshot now. */
 void relay_cost_take(struct relay_cost *c, struct hb_client *client, pid_t daemon);
@@ -27,6 +37,7 @@ struct relay_goals {
 	double lib_per_wait;     /* per hb_sync_wait: a fence round's, less its two requests' */
 	double share_4k_ratio;   /* 4 KiB export -> import / mmap+populate */
 	double daemon_us_per_fence_round;
+	double daemon_calls_per_msg; /* requests: the daemon's system calls per message */
 };
 
 /* Per round between two snapshots: the library's system calls and the daemon's CPU in us. */

@@ -19,6 +19,7 @@ static const char *const stat_keys[] = {
     "pool.b.pages_used", "pool.b.pages_total",
     "pool.c.pages_used", "pool.c.pages_total",
     "loop_turns",        "write_waits",
+    "socket_calls",
 };
 
 struct share {
@@ -209,7 +210,7 @@ TEST(ctl_stats_move)
 	struct hb_buffer *b;
 	struct hb_import *im;
 	struct hb_id id, bad;
-	long long in0, out0, ev0, req0;
+	long long in0, out0, ev0, req0, calls0;
 	uint64_t seed = 1;
 
 	hbt_daemon_start(&d, NULL);
@@ -219,6 +220,7 @@ TEST(ctl_stats_move)
 	out0 = IT_STAT(&d, "messages_out");
 	ev0 = IT_STAT(&d, "events_sent");
 	req0 = IT_STAT(&d, "errors_request");
+	calls0 = IT_STAT(&d, "socket_calls");
 
 	b = IT_ALLOC(v1, 2, 4u << 20, 0);
 	it_fill(b, 2);
@@ -232,6 +234,9 @@ TEST(ctl_stats_move)
 	CHECK(IT_STAT(&d, "messages_out") >= out0 + 6); /* their replies, EXPORTED, IMPORTED */
 	CHECK(IT_STAT(&d, "events_sent") >= ev0 + 2);
 	CHECK(IT_STAT(&d, "errors_request") >= req0 + 1);
+	/* Each of the four requests waited for its reply: a recv for each and a send for each
+	 * reply at least (the control sessions of the IT_STATs in between count too). */
+	CHECK(IT_STAT(&d, "socket_calls") >= calls0 + 4 + 4);
 	CHECK(IT_STAT(&d, "bytes_mapped") >= 4 << 20);
 	CHECK_EQ(IT_STAT(&d, "bytes_copied"), 0);
 	CHECK_EQ(IT_STAT(&d, "errors_protocol"), 0);
