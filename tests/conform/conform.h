@@ -137,4 +137,23 @@ void cf_drain(struct hb_client *c);
 const char *cf_event_name(int type);
 void cf_sleep_ms(unsigned ms);
 
+/* ---- fence helpers (a case's owner passes its timeline's id on the side channel) ---------- */
+
+/* A timeline of this role's client, shared with the other domains, its id put under key. */
+struct hb_timeline *cf_timeline_for(struct hb_client *c, const char *key);
+/* Checked hb_sync_open, hb_sync_merge and hb_sync_wait(CF_WAIT_MS). */
+struct hb_sync *cf_sync_open_at(const char *file, int line, struct hb_client *c, uint64_t tl,
+				uint64_t value);
+#define CF_OPEN(c, tl, v) cf_sync_open_at(__FILE__, __LINE__, (c), (tl), (v))
+struct hb_sync *cf_merge_at(const char *file, int line, struct hb_sync *a, struct hb_sync *b);
+#define CF_MERGE(a, b) cf_merge_at(__FILE__, __LINE__, (a), (b))
+void cf_wait_done_at(const char *file, int line, struct hb_sync *s);
+#define CF_WAIT_DONE(s) cf_wait_done_at(__FILE__, __LINE__, (s))
+/* The owner reached value v: a point there, opened and waited for here. After it, a point
+ * above v still pending is pending for good reason, not for a late notification. */
+void cf_reached_at(const char *file, int line, struct hb_client *c, uint64_t tl, uint64_t v);
+#define CF_REACHED(c, tl, v) cf_reached_at(__FILE__, __LINE__, (c), (tl), (v))
+/* A zero-timeout poll of the sync's fd says readable. */
+bool cf_fd_ready(const struct hb_sync *s);
+
 #endif

@@ -1,4 +1,5 @@
 /* The checked calls and event waits of role code (tests/conform/conform.h). */
+#include <poll.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -145,4 +146,61 @@ void cf_drain(struct hb_client *c)
 		;
 	while (hb_next_event(c, &ev) == 0)
 		;
+}
+
+struct hb_timeline *cf_timeline_for(struct hb_client *c, const char *key)
+{
+	struct hb_timeline *t = hb_timeline_create(c);
+
+	if (!t)
+		cf_fail(__FILE__, __LINE__, "hb_timeline_create: %s", strerror(errno));
+	for (uint32_t dom = 0; dom <= 2; dom++) {
+		if (dom != cf_domain() && hb_timeline_share(t, dom) != 0)
+			cf_fail(__FILE__, __LINE__, "hb_timeline_share(%u): %s", dom,
+				strerror(errno));
+	}
+	cf_put_u64(key, hb_timeline_id(t));
+	return t;
+}
+
+struct hb_sync *cf_sync_open_at(const char *file, int line, struct hb_client *c, uint64_t tl,
+				uint64_t value)
+{
+	struct hb_fence f = {.timeline = tl, .value = value};
+	struct hb_sync *s = hb_sync_open(c, &f);
+
+	if (!s)
+		cf_fail(file, line, "hb_sync_open(%llu): %s", (unsigned long long)value,
+			strerror(errno));
+	return s;
+}
+
+struct hb_sync *cf_merge_at(const char *file, int line, struct hb_sync *a, struct hb_sync *b)
+{
+	struct hb_sync *m = hb_sync_merge(a, b);
+
+	if (!m)
+		cf_fail(file, line, "hb_sync_merge: %s", strerror(errno));
+	return m;
+}
+
+void cf_wait_done_at(const char *file, int line, struct hb_sync *s)
+{
+	if (hb_sync_wait(s, CF_WAIT_MS) != 0)
+		cf_fail(file, line, "hb_sync_wait: %s", strerror(errno));
+}
+
+void cf_reached_at(const char *file, int line, struct hb_client *c, uint64_t tl, uint64_t v)
+{
+	struct hb_sync *s = cf_sync_open_at(file, line, c, tl, v);
+
+	cf_wait_done_at(file, line, s);
+	hb_sync_close(s);
+}
+
+bool cf_fd_ready(const struct hb_sync *s)
+{
+	struct pollfd p = {.fd = hb_sync_fd(s), .events = POLLIN};
+
+	return poll(&p, 1, 0) == 1;
 }
