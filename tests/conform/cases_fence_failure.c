@@ -62,19 +62,6 @@ static struct hb_client *victim_kill(pid_t pid)
 	return cf_connect();
 }
 
-/* Waits until the daemon's statistic is want (it follows a session's end a little later). */
-static void stat_becomes(const char *key, long long want)
-{
-	uint64_t end = ms_now() + CF_WAIT_MS;
-	long long v;
-
-	while ((v = cf_stat(key)) != want) {
-		if (ms_now() > end)
-			cf_fail(__FILE__, __LINE__, "%s is %lld, want %lld", key, v, want);
-		cf_sleep_ms(50); /* polling a value, not waiting for an event */
-	}
-}
-
 /* ---- c27_owner_killed_mid_wait (test_it_fence_failure c27) ----------------------------------
  * The owner (a process of vm1's) is SIGKILLed while vm2 blocks on its point 6 and the host on
  * point 5: both wake; every pending point completes with -EPIPE, oldest first (vm2's events
@@ -144,7 +131,7 @@ static void killed_c(void)
 	hb_sync_close(s);
 	cf_barrier("killed");
 	/* Every handle closed and the owner gone: the daemon waits for nothing. */
-	stat_becomes("fence_waits", 0);
+	CF_STAT_BECOMES("fence_waits", 0);
 	CHECK_EQ(cf_stat("timelines"), 0);
 	cf_barrier("done");
 }
@@ -253,7 +240,7 @@ static void ihd_c(void)
 	CHECK_EQ(cf_stat("fence_waits"), 53);
 	victim_kill(pid);
 	/* Only vm2's three waits remain (the dead process's were its own). */
-	stat_becomes("fence_waits", 3);
+	CF_STAT_BECOMES("fence_waits", 3);
 	cf_barrier("killed");
 	cf_barrier("one");
 	cf_barrier("done");

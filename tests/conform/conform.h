@@ -64,6 +64,10 @@ void cf_barrier(const char *name);
 /* A statistic of the daemon (`hyperbufctl stats`), which the hub reads on the host; a missing
  * one fails the role. Other cases do not run meanwhile, but other roles of this one do. */
 long long cf_stat(const char *key);
+/* Waits (CF_WAIT_MS) until the statistic is want: the daemon's counts follow a session's end
+ * or a free a little later. */
+void cf_stat_becomes_at(const char *file, int line, const char *key, long long want);
+#define CF_STAT_BECOMES(key, want) cf_stat_becomes_at(__FILE__, __LINE__, (key), (want))
 
 /* An environment variable the target passed through ($HB_CF_ENV, docs/TESTING.md): roles and
  * the daemon see the same. */

@@ -204,3 +204,15 @@ bool cf_fd_ready(const struct hb_sync *s)
 
 	return poll(&p, 1, 0) == 1;
 }
+
+void cf_stat_becomes_at(const char *file, int line, const char *key, long long want)
+{
+	uint64_t end = now_ms() + CF_WAIT_MS;
+	long long v;
+
+	while ((v = cf_stat(key)) != want) {
+		if (now_ms() > end)
+			cf_fail(file, line, "%s is %lld, want %lld", key, v, want);
+		cf_sleep_ms(50); /* polling a value, not waiting for an event */
+	}
+}
