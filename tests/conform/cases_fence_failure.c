@@ -8,8 +8,6 @@
  * the next process opens the port (docs/KVM.md), so after the kill the role connects: on every
  * target the session of the dead process is over once that connect returned.
  */
-#include <signal.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,45 +19,6 @@ static uint64_t ms_now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-/* Runs fn(arg) in a child of the role, which then waits to be killed; returns once the child
- * wrote a byte on its pipe (fn's "ready"). */
-static pid_t victim_start(void (*fn)(void *), void *arg)
-{
-	int pfd[2];
-	pid_t pid;
-	char ok;
-
-	CHECK(pipe(pfd) == 0);
-	fflush(stdout);
-	fflush(stderr);
-	pid = fork();
-	CHECK(pid >= 0);
-	if (pid == 0) {
-		close(pfd[0]);
-		fn(arg);
-		if (write(pfd[1], "K", 1) != 1)
-			_exit(2);
-		for (;;)
-			pause();
-	}
-	close(pfd[1]);
-	CHECK_EQ(read(pfd[0], &ok, 1), 1);
-	close(pfd[0]);
-	return pid;
-}
-
-/* SIGKILLs the child and reaps it; then connects, which in a KVM guest ends the dead
- * process's session. */
-static struct hb_client *victim_kill(pid_t pid)
-{
-	int status;
-
-	CHECK_EQ(kill(pid, SIGKILL), 0);
-	CHECK_EQ(waitpid(pid, &status, 0), pid);
-	CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-	return cf_connect();
 }
 
 /* ---- c27_owner_killed_mid_wait (test_it_fence_failure c27) ----------------------------------
@@ -78,10 +37,10 @@ static void killed_owner_child(void *arg)
 
 static void killed_owner(void)
 {
-	pid_t pid = victim_start(killed_owner_child, NULL);
+	pid_t pid = cf_victim_start(killed_owner_child, NULL);
 
 	cf_barrier("opened");
-	victim_kill(pid);
+	cf_victim_kill(pid);
 	cf_barrier("killed");
 	cf_barrier("done");
 }
@@ -236,9 +195,9 @@ static void ihd_c(void)
 	pid_t pid;
 
 	cf_get("opened");
-	pid = victim_start(ihd_child, &tl);
+	pid = cf_victim_start(ihd_child, &tl);
 	CHECK_EQ(cf_stat("fence_waits"), 53);
-	victim_kill(pid);
+	cf_victim_kill(pid);
 	/* Only vm2's three waits remain (the dead process's were its own). */
 	CF_STAT_BECOMES("fence_waits", 3);
 	cf_barrier("killed");

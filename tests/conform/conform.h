@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "hyperbuf.h"
 #include "tests/conform/table.h"
@@ -157,6 +158,14 @@ void cf_wait_done_at(const char *file, int line, struct hb_sync *s);
  * above v still pending is pending for good reason, not for a late notification. */
 void cf_reached_at(const char *file, int line, struct hb_client *c, uint64_t tl, uint64_t v);
 #define CF_REACHED(c, tl, v) cf_reached_at(__FILE__, __LINE__, (c), (tl), (v))
+/* A process of this role's domain that can be killed mid-share: cf_victim_start runs fn(arg)
+ * in a child of the role (fn may cf_connect, and use the side channel while the role waits),
+ * then returns once fn returned; the child waits to be killed. cf_victim_kill SIGKILLs and
+ * reaps it, then connects: in a KVM guest a dead process's session lasts until the next
+ * process opens the port (docs/KVM.md), so after it the session is over on every target. */
+pid_t cf_victim_start(void (*fn)(void *), void *arg);
+struct hb_client *cf_victim_kill(pid_t pid);
+
 /* A zero-timeout poll of the sync's fd says readable. */
 bool cf_fd_ready(const struct hb_sync *s);
 

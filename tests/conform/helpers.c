@@ -1,7 +1,10 @@
 /* The checked calls and event waits of role code (tests/conform/conform.h). */
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tests/conform/conform.h"
 #include "tools/pattern.h"
@@ -215,4 +218,43 @@ void cf_stat_becomes_at(const char *file, int line, const char *key, long long w
 			cf_fail(file, line, "%s is %lld, want %lld", key, v, want);
 		cf_sleep_ms(50); /* polling a value, not waiting for an event */
 	}
+}
+
+/* Runs fn(arg) in a child of the role, which then waits to be killed; returns once the child
+ * wrote a byte on its pipe (fn's "ready"). */
+pid_t cf_victim_start(void (*fn)(void *), void *arg)
+{
+	int pfd[2];
+	pid_t pid;
+	char ok;
+
+	CHECK(pipe(pfd) == 0);
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		close(pfd[0]);
+		fn(arg);
+		if (write(pfd[1], "K", 1) != 1)
+			_exit(2);
+		for (;;)
+			pause();
+	}
+	close(pfd[1]);
+	CHECK_EQ(read(pfd[0], &ok, 1), 1);
+	close(pfd[0]);
+	return pid;
+}
+
+/* SIGKILLs the child and reaps it; then connects, which in a KVM guest ends the dead
+ * process's session. */
+struct hb_client *cf_victim_kill(pid_t pid)
+{
+	int status;
+
+	CHECK_EQ(kill(pid, SIGKILL), 0);
+	CHECK_EQ(waitpid(pid, &status, 0), pid);
+	CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	return cf_connect();
 }
