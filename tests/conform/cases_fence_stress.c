@@ -5,8 +5,19 @@
  * the originals: every target runs them, a guest under TCG among them.
  */
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <time.h>
 
 #include "tests/conform/conform.h"
+
+static uint64_t ms_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 /* ---- test_stress_two_threads_shared_timeline ------------------------------------------------
  * vm1 and vm2 alternate strictly on a plain (non-atomic) counter in a buffer vm1 exports to
@@ -240,3 +251,205 @@ static void merge_b(void)
 }
 
 CF_CASE(test_merge_stress_random_merge, {1, merge_owner}, {0, merge_owner}, {2, merge_b})
+
+/* ---- test_consumer_stress_multi_producer_single_consumer ------------------------------------
+ * A consumer (vm1) and five producers, three in vm2 and two on the host, each producer a
+ * thread of its domain's role with a timeline of its own on the role's one client (a guest has
+ * one port; the original's producers are processes). Each round the producers wait for the
+ * consumer's point, bump a count and their slot in the buffer the consumer exports to their
+ * domain (inside WRITE brackets), and signal; the consumer waits for the merge of the five
+ * points and checks every count and slot inside READ brackets. Every participant alternates
+ * the two wait styles (poll the sync fd with the client's; busy-poll the status). 256 rounds
+ * (the original 4096). */
+#define CONS_PRODUCERS 5
+#define CONS_ROUNDS    256
+
+struct cons_slots {
+	uint64_t count;
+	uint64_t slot[CONS_PRODUCERS];
+};
+
+/* Waits for s in one of two styles; its status (0: timed out, -1000: the fd said something
+ * other than POLLIN). */
+static int cons_wait(struct hb_client *c, struct hb_sync *s, int style)
+{
+	uint64_t end = ms_now() + CF_WAIT_MS;
+
+	while (ms_now() < end) {
+		if (style == 0) {
+			struct pollfd p[2] = {{.fd = hb_sync_fd(s), .events = POLLIN},
+					      {.fd = hb_get_fd(c), .events = POLLIN}};
+
+			if (poll(p, 2, 100) < 0 && errno != EINTR)
+				return 0;
+			if (p[0].revents & (POLLERR | POLLHUP | POLLNVAL))
+				return -1000;
+			if (p[0].revents & POLLIN)
+				return hb_sync_status(s);
+			if (p[1].revents && hb_dispatch(c, 0) < 0)
+				return 0;
+		} else if (hb_sync_status(s) != 0) {
+			return hb_sync_status(s);
+		}
+	}
+	return 0;
+}
+
+struct producer {
+	struct hb_client *c;
+	struct hb_timeline *t;
+	const struct hb_id *id;
+	volatile struct cons_slots *sl;
+	uint64_t tlc;
+	int k;
+	char why[160];
+};
+
+static void *producer_fn(void *p)
+{
+	struct producer *pr = p;
+
+	for (unsigned i = 0; i < CONS_ROUNDS; i++) {
+		struct hb_fence f = {.timeline = pr->tlc, .value = i};
+		struct hb_sync *s = hb_sync_open(pr->c, &f);
+		int st = s ? cons_wait(pr->c, s, (int)((i + (unsigned)pr->k) % 2)) : -1;
+
+		hb_sync_close(s);
+		if (st != 1) {
+			snprintf(pr->why, sizeof(pr->why), "round %u: consumer's point status %d",
+				 i, st);
+			return NULL;
+		}
+		if (hb_begin_cpu_access(pr->c, pr->id, HB_ACCESS_WRITE, CF_WAIT_MS) != 0) {
+			snprintf(pr->why, sizeof(pr->why), "round %u: begin: %s", i,
+				 strerror(errno));
+			return NULL;
+		}
+		__atomic_fetch_add(&pr->sl->count, 1, __ATOMIC_RELAXED);
+		pr->sl->slot[pr->k]++;
+		if (hb_end_cpu_access(pr->c, pr->id, HB_ACCESS_WRITE) != 0 ||
+		    hb_timeline_signal(pr->t, i + 1) != 0) {
+			snprintf(pr->why, sizeof(pr->why), "round %u: end/signal: %s", i,
+				 strerror(errno));
+			return NULL;
+		}
+	}
+	return NULL;
+}
+
+/* Producers k0 .. k0 + n - 1 of this domain, threads on one client. */
+static void cons_producers(int k0, int n)
+{
+	struct hb_client *c = cf_connect();
+	struct producer pr[3];
+	pthread_t th[3];
+	struct hb_import *im;
+	struct hb_id id;
+	char key[32];
+
+	snprintf(key, sizeof(key), "hid-%u", cf_domain());
+	cf_get_id(key, &id);
+	im = CF_IMPORT(c, &id, HB_IMPORT_WRITE);
+	for (int j = 0; j < n; j++) {
+		snprintf(key, sizeof(key), "tl-p%d", k0 + j);
+		pr[j] = (struct producer){.c = c,
+					  .t = cf_timeline_for(c, key),
+					  .id = &id,
+					  .sl = hb_import_data(im),
+					  .tlc = cf_get_u64("tl-c"),
+					  .k = k0 + j};
+	}
+	for (int j = 0; j < n; j++)
+		CHECK(pthread_create(&th[j], NULL, producer_fn, &pr[j]) == 0);
+	for (int j = 0; j < n; j++) {
+		CHECK(pthread_join(th[j], NULL) == 0);
+		if (pr[j].why[0])
+			cf_fail(__FILE__, __LINE__, "producer %d: %s", k0 + j, pr[j].why);
+	}
+	cf_barrier("done"); /* the consumer is done with our timelines */
+	for (int j = 0; j < n; j++)
+		hb_timeline_destroy(pr[j].t);
+	hb_import_release(im);
+}
+
+static void cons_vm2(void)
+{
+	cons_producers(0, 3);
+}
+
+static void cons_host(void)
+{
+	cons_producers(3, 2);
+}
+
+/* Producer k counts in the buffer of its domain: 0-2 vm2's (index 0), 3-4 the host's (1). */
+static void cons_check(struct hb_client *c, const struct hb_id *id, volatile struct cons_slots **sl,
+		       unsigned it)
+{
+	for (int b = 0; b < 2; b++)
+		CHECK_EQ(hb_begin_cpu_access(c, &id[b], HB_ACCESS_READ, CF_WAIT_MS), 0);
+	if (sl[0]->count + sl[1]->count != 5ull * it)
+		cf_fail(__FILE__, __LINE__, "round %u: count %llu + %llu, want %u", it,
+			(unsigned long long)sl[0]->count, (unsigned long long)sl[1]->count, 5 * it);
+	for (int k = 0; k < CONS_PRODUCERS; k++) {
+		uint64_t v = sl[k < 3 ? 0 : 1]->slot[k];
+
+		if (v != it)
+			cf_fail(__FILE__, __LINE__, "round %u: producer %d's slot is %llu", it, k,
+				(unsigned long long)v);
+	}
+	for (int b = 0; b < 2; b++)
+		CHECK_EQ(hb_end_cpu_access(c, &id[b], HB_ACCESS_READ), 0);
+}
+
+static void cons_consumer(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_timeline *t = cf_timeline_for(c, "tl-c");
+	struct hb_buffer *buf[2];
+	volatile struct cons_slots *sl[2];
+	uint64_t tl[CONS_PRODUCERS];
+	struct hb_id id[2];
+	char key[32];
+
+	for (int b = 0; b < 2; b++) {
+		buf[b] =
+		    CF_ALLOC(c, b == 0 ? 2 : 0, sizeof(struct cons_slots), HB_BUFFER_PEER_WRITABLE);
+		CF_EXPORT(buf[b], NULL, 0, &id[b]);
+		sl[b] = hb_buffer_data(buf[b]);
+		cf_put_id(b == 0 ? "hid-2" : "hid-0", &id[b]);
+	}
+	for (int k = 0; k < CONS_PRODUCERS; k++) {
+		snprintf(key, sizeof(key), "tl-p%d", k);
+		tl[k] = cf_get_u64(key);
+	}
+	for (unsigned it = 1; it <= CONS_ROUNDS; it++) {
+		struct hb_sync *m = CF_OPEN(c, tl[0], it);
+		struct hb_event ev;
+		int st;
+
+		for (int k = 1; k < CONS_PRODUCERS; k++) {
+			struct hb_sync *s = CF_OPEN(c, tl[k], it), *n = CF_MERGE(m, s);
+
+			hb_sync_close(m);
+			hb_sync_close(s);
+			m = n;
+		}
+		st = cons_wait(c, m, (int)(it % 2));
+		if (st != 1)
+			cf_fail(__FILE__, __LINE__, "round %u: merged producers' status %d", it,
+				st);
+		hb_sync_close(m);
+		cons_check(c, id, sl, it);
+		CHECK_EQ(hb_timeline_signal(t, it), 0);
+		while (hb_next_event(c, &ev) == 0)
+			; /* a FENCE event per point: not needed here */
+	}
+	cf_barrier("done");
+	hb_buffer_free(buf[0]);
+	hb_buffer_free(buf[1]);
+	hb_timeline_destroy(t);
+}
+
+CF_CASE(test_consumer_stress_multi_producer_single_consumer, {1, cons_consumer}, {2, cons_vm2},
+	{0, cons_host})
