@@ -358,3 +358,215 @@ static void chain_waiter(void)
 }
 
 CF_CASE(wait_any_and_long_merge_chains, {1, chain_owner}, {2, chain_waiter})
+
+/* ---- attach_begin_end (test_it_timeline) ----------------------------------------------------
+ * CPU-access brackets against fences between vm1 (exporter) and vm2 (importer), one side
+ * acting between two steps, the other looking after: an idle buffer starts at once; a WRITE
+ * fence holds readers (a timed-out start leaves no daemon wait behind), END never waits; data
+ * written under the bracket is seen after the signal; a READ fence holds writers only; later
+ * points replace an entry and a READ never downgrades a WRITE; failed and completed fences count
+ * as complete; a destroyed timeline completes its fences; neither side of the share (the host)
+ * gets ENOENT, bad bits EINVAL; HB_RESV_MAX pending timelines fill the reservation. */
+#define ABE_SIZE (3 * 4096 + 5)
+#define R        HB_ACCESS_READ
+#define W        HB_ACCESS_WRITE
+
+static void abe_step(int n)
+{
+	char key[16];
+
+	snprintf(key, sizeof(key), "s%d", n);
+	cf_barrier(key);
+}
+
+static void abe_attach_at(int line, struct hb_client *c, const struct hb_id *id, uint64_t tl,
+			  uint64_t v, uint32_t usage)
+{
+	struct hb_fence f = {.timeline = tl, .value = v};
+
+	if (hb_attach_fence(c, id, &f, usage) != 0)
+		cf_fail(__FILE__, line, "hb_attach_fence(%llu, %#x): %s", (unsigned long long)v,
+			usage, strerror(errno));
+}
+#define ABE_ATTACH(c, id, tl, v, u) abe_attach_at(__LINE__, (c), (id), (tl), (v), (u))
+
+/* Refusals from vm1 (the exporter): unknown hids ENOENT, bad bits EINVAL. */
+static void abe_refusals(struct hb_client *c, const struct hb_id *id, uint64_t tw)
+{
+	struct hb_fence f = {.timeline = tw, .value = 400};
+	struct hb_id bogus;
+
+	for (size_t i = 0; i < sizeof(bogus.bytes); i++)
+		bogus.bytes[i] = (uint8_t)(0xab ^ (i * 29));
+	CHECK_ERR(hb_begin_cpu_access(c, &bogus, R, 0), ENOENT);
+	CHECK_ERR(hb_end_cpu_access(c, &bogus, R), ENOENT);
+	CHECK_ERR(hb_attach_fence(c, &bogus, &f, R), ENOENT);
+	CHECK_ERR(hb_begin_cpu_access(c, id, 0, 0), EINVAL);
+	CHECK_ERR(hb_begin_cpu_access(c, id, 4, 0), EINVAL);
+	CHECK_ERR(hb_end_cpu_access(c, id, 0), EINVAL);
+	CHECK_ERR(hb_end_cpu_access(c, id, R | 8), EINVAL);
+	CHECK_ERR(hb_attach_fence(c, id, &f, 0), EINVAL);
+	CHECK_ERR(hb_attach_fence(c, id, &f, 16), EINVAL);
+	CHECK_ERR(hb_begin_cpu_access(c, id, R, -2), EINVAL);
+}
+
+/* HB_RESV_MAX distinct pending timelines fill the reservation; the next is ENOSPC; a
+ * completed entry makes room. */
+static void abe_fill(struct hb_client *c, const struct hb_id *id)
+{
+	struct hb_timeline *many[HB_RESV_MAX + 1];
+	struct hb_fence f;
+
+	for (int i = 0; i <= HB_RESV_MAX; i++) {
+		many[i] = hb_timeline_create(c);
+		CHECK(many[i] != NULL);
+		CHECK_EQ(hb_timeline_share(many[i], 2), 0);
+		f = (struct hb_fence){.timeline = hb_timeline_id(many[i]), .value = 1};
+		if (i < HB_RESV_MAX)
+			CHECK_EQ(hb_attach_fence(c, id, &f, W), 0);
+		else
+			CHECK_ERR(hb_attach_fence(c, id, &f, W), ENOSPC);
+	}
+	CHECK_EQ(hb_timeline_signal(many[0], 1), 0);
+	ABE_ATTACH(c, id, hb_timeline_id(many[HB_RESV_MAX]), 1, W);
+	for (int i = 0; i <= HB_RESV_MAX; i++)
+		hb_timeline_destroy(many[i]);
+}
+
+static void abe_vm1(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_buffer *b = CF_ALLOC(c, 2, ABE_SIZE, HB_BUFFER_PEER_WRITABLE);
+	struct hb_timeline *tw = cf_timeline_for(c, "tw");
+	uint64_t w = hb_timeline_id(tw);
+	struct hb_id id;
+
+	CF_EXPORT(b, NULL, 0, &id);
+	cf_put_id("id", &id);
+	/* An idle buffer: both accesses start at once. */
+	CHECK_EQ(hb_begin_cpu_access(c, &id, R | W, 0), 0);
+	CHECK_EQ(hb_end_cpu_access(c, &id, R | W), 0);
+	abe_step(0);
+	/* vm1 starts writing and publishes its write's completion as a WRITE fence. */
+	CHECK_EQ(hb_begin_cpu_access(c, &id, W, 0), 0);
+	ABE_ATTACH(c, &id, w, 1, W);
+	CHECK_ERR(hb_begin_cpu_access(c, &id, R, 0), ETIME);
+	abe_step(1); /* vm2: held */
+	abe_step(2);
+	cf_fill(hb_buffer_data(b), ABE_SIZE, 3);
+	CHECK_EQ(hb_end_cpu_access(c, &id, W), 0);
+	CHECK_EQ(hb_timeline_signal(tw, 1), 0);
+	abe_step(3); /* vm2: reads, attaches a READ fence */
+	abe_step(4);
+	CHECK_EQ(hb_begin_cpu_access(c, &id, R, 0), 0);
+	CHECK_ERR(hb_begin_cpu_access(c, &id, W, 50), ETIME);
+	CHECK_ERR(hb_begin_cpu_access(c, &id, R | W, 0), ETIME);
+	abe_step(5); /* vm2: signals its READ fence */
+	abe_step(6);
+	CHECK_EQ(hb_begin_cpu_access(c, &id, W, CF_WAIT_MS), 0);
+	/* Replacement: many later points never fill it; a READ never downgrades a WRITE. */
+	for (uint64_t v = 2; v < 2 + 3 * HB_RESV_MAX; v++)
+		ABE_ATTACH(c, &id, w, v, W);
+	ABE_ATTACH(c, &id, w, 200, W);
+	ABE_ATTACH(c, &id, w, 200, R);
+	CHECK_EQ(hb_timeline_signal(tw, 199), 0);
+	abe_step(7); /* vm2: readers held by point 200 */
+	abe_step(8);
+	CHECK_EQ(hb_timeline_signal(tw, 200), 0);
+	abe_step(9); /* vm2: free */
+	abe_step(10);
+	ABE_ATTACH(c, &id, w, 300, W);
+	CHECK_EQ(hb_timeline_fail(tw, 300, -EIO), 0);
+	ABE_ATTACH(c, &id, w, 5, W); /* completed: accepted, changes nothing */
+	abe_step(11);                /* vm2: free; attaches a WRITE fence of its own */
+	abe_step(12);
+	CHECK_ERR(hb_begin_cpu_access(c, &id, R, 0), ETIME);
+	abe_step(13); /* vm2: destroys its timeline */
+	abe_step(14);
+	CHECK_EQ(hb_begin_cpu_access(c, &id, R, CF_WAIT_MS), 0);
+	abe_refusals(c, &id, w);
+	hb_timeline_destroy(tw);
+	abe_fill(c, &id);
+	abe_step(15); /* vm2: free again */
+	abe_step(16);
+	hb_buffer_free(b);
+}
+
+static void abe_vm2(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_timeline *tr = hb_timeline_create(c);
+	uint64_t w = cf_get_u64("tw");
+	struct hb_import *im;
+	struct hb_fence f;
+	struct hb_id id;
+	long long waits;
+
+	CHECK(tr != NULL);
+	CHECK_EQ(hb_timeline_share(tr, 1), 0);
+	cf_get_id("id", &id);
+	im = CF_IMPORT(c, &id, HB_IMPORT_WRITE);
+	CHECK_EQ(hb_begin_cpu_access(c, &id, R, 0), 0);
+	CHECK_EQ(hb_end_cpu_access(c, &id, R), 0);
+	abe_step(0);
+	abe_step(1);
+	waits = cf_stat("fence_waits");
+	CHECK_ERR(hb_begin_cpu_access(c, &id, R, 100), ETIME);
+	CF_STAT_BECOMES("fence_waits", waits); /* nothing left behind */
+	CHECK_ERR(hb_begin_cpu_access(c, &id, R, 0), ETIME);
+	CHECK_ERR(hb_begin_cpu_access(c, &id, W, 0), ETIME);
+	CHECK_EQ(hb_end_cpu_access(c, &id, R), 0); /* END never waits */
+	abe_step(2);
+	abe_step(3);
+	CHECK_EQ(hb_begin_cpu_access(c, &id, R, CF_WAIT_MS), 0);
+	CF_CHECK_PATTERN(hb_import_data(im), ABE_SIZE, 3);
+	CHECK_EQ(hb_end_cpu_access(c, &id, R), 0);
+	ABE_ATTACH(c, &id, hb_timeline_id(tr), 1, R);
+	abe_step(4);
+	abe_step(5);
+	CHECK_EQ(hb_timeline_signal(tr, 1), 0);
+	abe_step(6);
+	abe_step(7);
+	CF_REACHED(c, w, 199);
+	CHECK_ERR(hb_begin_cpu_access(c, &id, R, 0), ETIME);
+	abe_step(8);
+	abe_step(9);
+	CHECK_EQ(hb_begin_cpu_access(c, &id, R | W, CF_WAIT_MS), 0);
+	abe_step(10);
+	abe_step(11);
+	CHECK_EQ(hb_begin_cpu_access(c, &id, R, CF_WAIT_MS), 0); /* the failed fence */
+	CHECK_EQ(hb_begin_cpu_access(c, &id, W, CF_WAIT_MS), 0);
+	ABE_ATTACH(c, &id, hb_timeline_id(tr), 10, W);
+	abe_step(12);
+	abe_step(13);
+	hb_timeline_destroy(tr); /* completes its fences: nobody hangs on a dead timeline */
+	f = (struct hb_fence){.timeline = cf_get_u64("th"), .value = 1};
+	CHECK_ERR(hb_attach_fence(c, &id, &f, R), ENOENT); /* a timeline vm1 cannot see */
+	abe_step(14);
+	abe_step(15);
+	CHECK_EQ(hb_begin_cpu_access(c, &id, W, CF_WAIT_MS), 0);
+	hb_import_release(im);
+	abe_step(16);
+}
+
+/* The host: neither side of the share (and its timeline shared with vm2 only). */
+static void abe_host(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_timeline *th = hb_timeline_create(c);
+	struct hb_fence f = {.timeline = cf_get_u64("tw"), .value = 400};
+	struct hb_id id;
+
+	CHECK(th != NULL);
+	CHECK_EQ(hb_timeline_share(th, 2), 0);
+	cf_put_u64("th", hb_timeline_id(th));
+	cf_get_id("id", &id);
+	CHECK_ERR(hb_begin_cpu_access(c, &id, R, 0), ENOENT);
+	CHECK_ERR(hb_end_cpu_access(c, &id, R), ENOENT);
+	CHECK_ERR(hb_attach_fence(c, &id, &f, R), ENOENT);
+	for (int i = 0; i <= 16; i++)
+		abe_step(i);
+	hb_timeline_destroy(th);
+}
+
+CF_CASE(attach_begin_end, {1, abe_vm1}, {2, abe_vm2}, {0, abe_host})
