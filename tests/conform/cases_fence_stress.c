@@ -53,11 +53,11 @@ static void two_loop(struct hb_client *c, struct hb_timeline *mine, uint64_t the
 	}
 }
 
-static void two_a(void)
+static void two_a_to(uint32_t peer)
 {
 	struct hb_client *c = cf_connect();
 	struct hb_timeline *t = cf_timeline_for(c, "tl-a");
-	struct hb_buffer *b = CF_ALLOC(c, 2, 4096, HB_BUFFER_PEER_WRITABLE);
+	struct hb_buffer *b = CF_ALLOC(c, peer, 4096, HB_BUFFER_PEER_WRITABLE);
 	struct hb_id id;
 
 	CF_EXPORT(b, NULL, 0, &id);
@@ -90,7 +90,21 @@ static void two_b(void)
 	cf_barrier("done");
 }
 
+static void two_a(void)
+{
+	two_a_to(2);
+}
+
 CF_CASE(test_stress_two_threads_shared_timeline, {1, two_a}, {2, two_b})
+
+/* ---- c40_two_party_ping_pong_host_vm1 (test_it_fence_stress c40) ----------------------------
+ * The same ping-pong between vm1 and the host (the original: 4096 rounds). */
+static void two_a_host(void)
+{
+	two_a_to(0);
+}
+
+CF_CASE(c40_two_party_ping_pong_host_vm1, {1, two_a_host}, {0, two_b})
 
 /* ---- test_merge_stress_random_merge ---------------------------------------------------------
  * 32 timelines spread over three domains (i % 3: vm1, the host, vm2 itself); vm2 merges
@@ -129,16 +143,22 @@ static void merge_create(struct hb_client *c, struct hb_timeline **t)
 	}
 }
 
-/* The largest points, which vm2 puts in two keys ("max-0", "max-1", 16 each). */
+/* The largest points, which vm2 puts in four keys ("max-0".."max-3", 8 each). */
+#define MAX_PER_KEY 8
+
 static void merge_get_max(uint64_t *maxv)
 {
-	for (int k = 0; k < 2; k++) {
-		const char *p = cf_get(k ? "max-1" : "max-0");
+	char key[16];
 
-		for (int i = 0; i < MERGE_TIMELINES / 2; i++) {
+	for (int k = 0; k < MERGE_TIMELINES / MAX_PER_KEY; k++) {
+		const char *p;
+
+		snprintf(key, sizeof(key), "max-%d", k);
+		p = cf_get(key);
+		for (int i = 0; i < MAX_PER_KEY; i++) {
 			char *end;
 
-			maxv[k * MERGE_TIMELINES / 2 + i] = strtoull(p, &end, 16);
+			maxv[k * MAX_PER_KEY + i] = strtoull(p, &end, 16);
 			CHECK(end != p);
 			p = end;
 		}
@@ -147,14 +167,17 @@ static void merge_get_max(uint64_t *maxv)
 
 static void merge_put_max(const uint64_t *maxv)
 {
-	for (int k = 0; k < 2; k++) {
+	char key[16];
+
+	for (int k = 0; k < MERGE_TIMELINES / MAX_PER_KEY; k++) {
 		char val[CF_VAL_MAX];
 		int len = 0;
 
-		for (int i = 0; i < MERGE_TIMELINES / 2; i++)
+		for (int i = 0; i < MAX_PER_KEY; i++)
 			len += snprintf(val + len, sizeof(val) - (size_t)len, "%llx ",
-					(unsigned long long)maxv[k * MERGE_TIMELINES / 2 + i]);
-		cf_put(k ? "max-1" : "max-0", "%s", val);
+					(unsigned long long)maxv[k * MAX_PER_KEY + i]);
+		snprintf(key, sizeof(key), "max-%d", k);
+		cf_put(key, "%s", val);
 	}
 }
 
@@ -184,15 +207,25 @@ static void merge_owner(void)
 		hb_timeline_destroy(t[i]);
 }
 
+/* The merging: how many, points vmin + [0, vrange), merges of merges every 64 if nest. */
+struct merge_cfg {
+	unsigned rounds;
+	uint64_t vmin, vrange;
+	bool nest;
+};
+static const struct merge_cfg merge_selftest = {MERGE_ROUNDS, 0, 0x7fffffffu, false};
+static const struct merge_cfg *merge_how = &merge_selftest;
+
 static struct hb_sync *merge_build(struct hb_client *c, const uint64_t *id, uint64_t *maxv)
 {
 	uint64_t seed = 0x5eed0000u;
 	struct hb_sync *acc = CF_OPEN(c, id[0], 0);
 
 	CHECK_EQ(hb_sync_status(acc), 1); /* born signalled */
-	for (unsigned r = 0; r < MERGE_ROUNDS; r++) {
+	for (unsigned r = 0; r < merge_how->rounds; r++) {
 		int k = (int)(lcg(&seed) % MERGE_TIMELINES);
-		uint64_t v = lcg(&seed) % 0x7fffffffu;
+		uint64_t hi = lcg(&seed), lo = lcg(&seed);
+		uint64_t v = merge_how->vmin + ((hi << 31 ^ lo) % merge_how->vrange);
 		struct hb_sync *s = CF_OPEN(c, id[k], v), *n = CF_MERGE(acc, s);
 
 		if (v > maxv[k])
@@ -200,6 +233,13 @@ static struct hb_sync *merge_build(struct hb_client *c, const uint64_t *id, uint
 		hb_sync_close(acc);
 		hb_sync_close(s);
 		acc = n;
+		if (merge_how->nest && r % 64 == 63) {
+			struct hb_sync *self = CF_MERGE(acc, acc), *both = CF_MERGE(self, acc);
+
+			hb_sync_close(acc);
+			hb_sync_close(self);
+			acc = both;
+		}
 		if (r % 512 == 0)
 			cf_drain(c);
 	}
@@ -251,6 +291,19 @@ static void merge_b(void)
 }
 
 CF_CASE(test_merge_stress_random_merge, {1, merge_owner}, {0, merge_owner}, {2, merge_b})
+
+/* ---- c42_random_merge_64bit_nested (test_it_fence_stress c42) -------------------------------
+ * The same over points in [2^32, 2^32 + 2^62), with merges of merges every 64; 2048 merges
+ * (the original 8192). */
+static const struct merge_cfg merge_wide = {2048, 1ull << 32, 1ull << 62, true};
+
+static void merge_b_wide(void)
+{
+	merge_how = &merge_wide;
+	merge_b();
+}
+
+CF_CASE(c42_random_merge_64bit_nested, {1, merge_owner}, {0, merge_owner}, {2, merge_b_wide})
 
 /* ---- test_consumer_stress_multi_producer_single_consumer ------------------------------------
  * A consumer (vm1) and five producers, three in vm2 and two on the host, each producer a
@@ -372,17 +425,17 @@ static void cons_producers(int k0, int n)
 	hb_import_release(im);
 }
 
-static void cons_vm2(void)
+static void cons_three(void)
 {
 	cons_producers(0, 3);
 }
 
-static void cons_host(void)
+static void cons_two(void)
 {
 	cons_producers(3, 2);
 }
 
-/* Producer k counts in the buffer of its domain: 0-2 vm2's (index 0), 3-4 the host's (1). */
+/* Producer k counts in the buffer of its domain: 0-2 the first buffer's, 3-4 the second's. */
 static void cons_check(struct hb_client *c, const struct hb_id *id, volatile struct cons_slots **sl,
 		       unsigned it)
 {
@@ -402,7 +455,8 @@ static void cons_check(struct hb_client *c, const struct hb_id *id, volatile str
 		CHECK_EQ(hb_end_cpu_access(c, &id[b], HB_ACCESS_READ), 0);
 }
 
-static void cons_consumer(void)
+/* The consumer, exporting a buffer to the three producers' domain and one to the two's. */
+static void cons_consumer_for(uint32_t three, uint32_t two)
 {
 	struct hb_client *c = cf_connect();
 	struct hb_timeline *t = cf_timeline_for(c, "tl-c");
@@ -413,11 +467,12 @@ static void cons_consumer(void)
 	char key[32];
 
 	for (int b = 0; b < 2; b++) {
-		buf[b] =
-		    CF_ALLOC(c, b == 0 ? 2 : 0, sizeof(struct cons_slots), HB_BUFFER_PEER_WRITABLE);
+		buf[b] = CF_ALLOC(c, b == 0 ? three : two, sizeof(struct cons_slots),
+				  HB_BUFFER_PEER_WRITABLE);
 		CF_EXPORT(buf[b], NULL, 0, &id[b]);
 		sl[b] = hb_buffer_data(buf[b]);
-		cf_put_id(b == 0 ? "hid-2" : "hid-0", &id[b]);
+		snprintf(key, sizeof(key), "hid-%u", b == 0 ? three : two);
+		cf_put_id(key, &id[b]);
 	}
 	for (int k = 0; k < CONS_PRODUCERS; k++) {
 		snprintf(key, sizeof(key), "tl-p%d", k);
@@ -451,5 +506,21 @@ static void cons_consumer(void)
 	hb_timeline_destroy(t);
 }
 
-CF_CASE(test_consumer_stress_multi_producer_single_consumer, {1, cons_consumer}, {2, cons_vm2},
-	{0, cons_host})
+static void cons_consumer(void)
+{
+	cons_consumer_for(2, 0);
+}
+
+CF_CASE(test_consumer_stress_multi_producer_single_consumer, {1, cons_consumer}, {2, cons_three},
+	{0, cons_two})
+
+/* ---- c41_multi_producer_single_consumer_vm2 (test_it_fence_stress c41) ----------------------
+ * The same with the consumer in vm2, three producers in vm1 and two on the host (the
+ * original's vm3); 256 rounds (the original 2048). */
+static void cons_consumer_vm2(void)
+{
+	cons_consumer_for(1, 0);
+}
+
+CF_CASE(c41_multi_producer_single_consumer_vm2, {2, cons_consumer_vm2}, {1, cons_three},
+	{0, cons_two})
