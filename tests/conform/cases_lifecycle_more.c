@@ -276,3 +276,54 @@ static void acct_host(void)
 }
 
 CF_CASE(pages_accounting, {1, acct_vm1}, {2, acct_vm2}, {0, acct_host})
+
+/* ---- import_survives_exporter_death (test_it_import) ----------------------------------------
+ * The exporter, a process of vm1's, is SIGKILLed: vm2 hears UNEXPORTED, its mapping keeps the
+ * bytes, and the id is ENOENT for a new import. (import_survives_exporter_disconnect is the
+ * orderly form.) */
+static void dead_exporter(void *arg)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_buffer *b = CF_ALLOC(c, 2, 3 * 4096, 0);
+	struct hb_id id;
+
+	(void)arg;
+	cf_fill(hb_buffer_data(b), 3 * 4096, 55);
+	CF_EXPORT(b, NULL, 0, &id);
+	cf_put_id("id", &id);
+}
+
+static void dead_vm1(void)
+{
+	pid_t pid;
+
+	cf_barrier("listening");
+	pid = cf_victim_start(dead_exporter, NULL);
+	cf_barrier("imported");
+	cf_victim_kill(pid);
+	cf_barrier("done");
+}
+
+static void dead_vm2(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_import *im;
+	struct hb_event ev;
+	struct hb_id id;
+
+	cf_drain(c);
+	cf_barrier("listening");
+	cf_get_id("id", &id);
+	im = CF_IMPORT(c, &id, 0);
+	CF_CHECK_PATTERN(hb_import_data(im), 3 * 4096, 55);
+	cf_barrier("imported");
+	CF_WAIT_EVENT(c, HB_EVENT_UNEXPORTED, &ev);
+	CHECK(hb_id_equal(&ev.id, &id));
+	CF_CHECK_PATTERN(hb_import_data(im), 3 * 4096, 55);
+	CHECK_ERR(hb_import(c, &id, 0), ENOENT);
+	CHECK_EQ(cf_stat("buffers_orphaned"), 1);
+	hb_import_release(im);
+	cf_barrier("done");
+}
+
+CF_CASE(import_survives_exporter_death, {1, dead_vm1}, {2, dead_vm2})
