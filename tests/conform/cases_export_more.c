@@ -90,6 +90,7 @@ static void delay_exporter(void)
 	cf_barrier("unexported");
 	CHECK_EQ(hb_query(c, &id, &info), 0);
 	CHECK_EQ(info.importers, 2);
+	cf_barrier("counted");
 	cf_barrier("done");
 	hb_buffer_free(b);
 }
@@ -129,6 +130,7 @@ static void delay_peer(void)
 	CF_CHECK_PATTERN(hb_import_data(im1), 8192, 5);
 	CF_CHECK_PATTERN(hb_import_data(im2), 8192, 5);
 	cf_barrier("unexported");
+	cf_barrier("counted"); /* the exporter counted our two imports */
 	hb_import_release(im1);
 	hb_import_release(im2);
 	cf_barrier("done");
@@ -421,3 +423,69 @@ static void fair_vm2(void)
 
 CF_CASE_EXCEPT(pool_share_is_fair, CF_XEN, "pool shares are the KVM backend's (ivshmem pools)",
 	       {1, fair_vm1}, {2, fair_vm2})
+
+/* ---- forged_hids (test_it_hostile) ----------------------------------------------------------
+ * Forged hids through the library, from both sides of a share: random ones, and the real one
+ * with any one bit of its 96 random bits flipped, are ENOENT for import, query and unexport;
+ * the real one is untouched by all that. */
+static void forge_id(struct hb_id *f, uint64_t *seed)
+{
+	for (size_t i = 0; i < sizeof(f->bytes); i++) {
+		*seed = *seed * 6364136223846793005ull + 1442695040888963407ull;
+		f->bytes[i] = (uint8_t)(*seed >> 56);
+	}
+}
+
+static void forged_exporter(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_buffer *b = CF_ALLOC(c, 2, 4096, 0);
+	struct hb_info info;
+	struct hb_id id, f;
+	uint64_t seed = 0xf0f0;
+
+	CF_EXPORT(b, NULL, 0, &id);
+	cf_put_id("id", &id);
+	for (int i = 0; i < 100; i++) {
+		forge_id(&f, &seed);
+		CHECK_ERR(hb_query(c, &f, &info), ENOENT);
+		CHECK_ERR(hb_unexport(c, &f, 0), ENOENT);
+	}
+	for (int i = 32; i < 128; i++) {
+		f = id;
+		f.bytes[i / 8] ^= (uint8_t)(1u << (i % 8));
+		CHECK_ERR(hb_unexport(c, &f, 0), ENOENT);
+	}
+	cf_barrier("forged");
+	CHECK_EQ(hb_query(c, &id, &info), 0);
+	CHECK_EQ(info.flags, 0);
+	cf_barrier("done");
+	hb_buffer_free(b);
+}
+
+static void forged_peer(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_import *im;
+	struct hb_info info;
+	struct hb_id id, f;
+	uint64_t seed = 0x0f0f;
+
+	cf_get_id("id", &id);
+	for (int i = 0; i < 100; i++) {
+		forge_id(&f, &seed);
+		CHECK_ERR(hb_import(c, &f, 0), ENOENT);
+	}
+	for (int i = 32; i < 128; i++) {
+		f = id;
+		f.bytes[i / 8] ^= (uint8_t)(1u << (i % 8));
+		CHECK_ERR(hb_import(c, &f, 0), ENOENT);
+		CHECK_ERR(hb_query(c, &f, &info), ENOENT);
+	}
+	cf_barrier("forged");
+	im = CF_IMPORT(c, &id, 0);
+	hb_import_release(im);
+	cf_barrier("done");
+}
+
+CF_CASE(forged_hids, {1, forged_exporter}, {2, forged_peer})
