@@ -5,6 +5,7 @@
  * once for every target (tests/conform/conform.h).
  */
 #include <poll.h>
+#include <pthread.h>
 #include <time.h>
 
 #include "tests/conform/conform.h"
@@ -142,3 +143,112 @@ static void counts_peer(void)
 }
 
 CF_CASE(dispatch_timeouts_and_counts, {1, counts_exporter}, {2, counts_peer})
+
+/* ---- client_shared_by_threads (test_it_connect) ---------------------------------------------
+ * "One struct hb_client may be used from several threads; calls on it are serialised": four
+ * threads of vm1's role share and free buffers on its one client while a fifth dispatches;
+ * vm2 hears every EXPORTED and UNEXPORTED. 4 x 20 rounds (the original 4 x 40 with a daemon
+ * of event_queue = 4096: 160 events stay within the default queue here). */
+#define SHARE_THREADS 4
+#define SHARE_ROUNDS  20
+
+struct worker {
+	struct hb_client *c;
+	int index;
+	int *stop;
+	int failures;
+	char why[120];
+};
+
+static void *share_worker(void *p)
+{
+	struct worker *w = p;
+
+	for (int i = 0; i < SHARE_ROUNDS; i++) {
+		size_t size = 4096 * (size_t)(1 + (i + w->index) % 4) + (size_t)w->index;
+		struct hb_buffer *b = hb_buffer_alloc(w->c, 2, size, 0);
+		struct hb_info info;
+		struct hb_id id;
+
+		if (!b) {
+			snprintf(w->why, sizeof(w->why), "alloc: %s", strerror(errno));
+			w->failures++;
+			continue;
+		}
+		cf_fill(hb_buffer_data(b), size, (uint64_t)(w->index * 1000 + i));
+		if (hb_export(b, &i, sizeof(i), 0, &id) != 0) {
+			snprintf(w->why, sizeof(w->why), "export: %s", strerror(errno));
+			w->failures++;
+		} else if (hb_query(w->c, &id, &info) != 0 || info.size != size ||
+			   info.meta_len != sizeof(i)) {
+			snprintf(w->why, sizeof(w->why), "query: %s", strerror(errno));
+			w->failures++;
+		}
+		hb_buffer_free(b);
+	}
+	return NULL;
+}
+
+static void *dispatch_worker(void *p)
+{
+	struct worker *w = p;
+	struct hb_event ev;
+
+	while (!__atomic_load_n(w->stop, __ATOMIC_ACQUIRE)) {
+		if (hb_dispatch(w->c, 5) < 0) {
+			snprintf(w->why, sizeof(w->why), "dispatch: %s", strerror(errno));
+			w->failures++;
+			break;
+		}
+		while (hb_next_event(w->c, &ev) == 0)
+			;
+	}
+	return NULL;
+}
+
+static void threads_vm1(void)
+{
+	struct hb_client *c = cf_connect();
+	struct worker w[SHARE_THREADS + 1];
+	pthread_t t[SHARE_THREADS + 1];
+	int stop = 0;
+
+	cf_barrier("listening");
+	for (int i = 0; i <= SHARE_THREADS; i++) {
+		w[i] = (struct worker){.c = c, .index = i, .stop = &stop};
+		CHECK(pthread_create(&t[i], NULL,
+				     i < SHARE_THREADS ? share_worker : dispatch_worker,
+				     &w[i]) == 0);
+	}
+	for (int i = 0; i < SHARE_THREADS; i++)
+		CHECK(pthread_join(t[i], NULL) == 0);
+	__atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
+	CHECK(pthread_join(t[SHARE_THREADS], NULL) == 0);
+	for (int i = 0; i <= SHARE_THREADS; i++) {
+		if (w[i].failures)
+			cf_fail(__FILE__, __LINE__, "thread %d: %d failures, last: %s", i,
+				w[i].failures, w[i].why);
+	}
+	cf_barrier("done");
+}
+
+static void threads_vm2(void)
+{
+	struct hb_client *c = cf_connect();
+	int exported = 0, unexported = 0;
+	struct hb_event ev;
+
+	cf_drain(c);
+	cf_barrier("listening");
+	while (exported < SHARE_THREADS * SHARE_ROUNDS ||
+	       unexported < SHARE_THREADS * SHARE_ROUNDS) {
+		if (cf_next_event_at(__FILE__, __LINE__, c, &ev, CF_WAIT_MS) != 0)
+			cf_fail(__FILE__, __LINE__, "heard %d EXPORTED and %d UNEXPORTED of %d",
+				exported, unexported, SHARE_THREADS * SHARE_ROUNDS);
+		CHECK(ev.type == HB_EVENT_EXPORTED || ev.type == HB_EVENT_UNEXPORTED);
+		ev.type == HB_EVENT_EXPORTED ? exported++ : unexported++;
+	}
+	cf_barrier("done");
+}
+
+CF_CASE(client_shared_by_threads, {1, threads_vm1}, {2, threads_vm2})
