@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "hyperbuf.h"
 #include "tests/conform/table.h"
@@ -64,6 +65,10 @@ void cf_barrier(const char *name);
 /* A statistic of the daemon (`hyperbufctl stats`), which the hub reads on the host; a missing
  * one fails the role. Other cases do not run meanwhile, but other roles of this one do. */
 long long cf_stat(const char *key);
+/* Waits (CF_WAIT_MS) until the statistic is want: the daemon's counts follow a session's end
+ * or a free a little later. */
+void cf_stat_becomes_at(const char *file, int line, const char *key, long long want);
+#define CF_STAT_BECOMES(key, want) cf_stat_becomes_at(__FILE__, __LINE__, (key), (want))
 
 /* An environment variable the target passed through ($HB_CF_ENV, docs/TESTING.md): roles and
  * the daemon see the same. */
@@ -136,5 +141,32 @@ void cf_drain(struct hb_client *c);
 /* "EXPORTED", "FENCE", ...: an event type's name. */
 const char *cf_event_name(int type);
 void cf_sleep_ms(unsigned ms);
+
+/* ---- fence helpers (a case's owner passes its timeline's id on the side channel) ---------- */
+
+/* A timeline of this role's client, shared with the other domains, its id put under key. */
+struct hb_timeline *cf_timeline_for(struct hb_client *c, const char *key);
+/* Checked hb_sync_open, hb_sync_merge and hb_sync_wait(CF_WAIT_MS). */
+struct hb_sync *cf_sync_open_at(const char *file, int line, struct hb_client *c, uint64_t tl,
+				uint64_t value);
+#define CF_OPEN(c, tl, v) cf_sync_open_at(__FILE__, __LINE__, (c), (tl), (v))
+struct hb_sync *cf_merge_at(const char *file, int line, struct hb_sync *a, struct hb_sync *b);
+#define CF_MERGE(a, b) cf_merge_at(__FILE__, __LINE__, (a), (b))
+void cf_wait_done_at(const char *file, int line, struct hb_sync *s);
+#define CF_WAIT_DONE(s) cf_wait_done_at(__FILE__, __LINE__, (s))
+/* The owner reached value v: a point there, opened and waited for here. After it, a point
+ * above v still pending is pending for good reason, not for a late notification. */
+void cf_reached_at(const char *file, int line, struct hb_client *c, uint64_t tl, uint64_t v);
+#define CF_REACHED(c, tl, v) cf_reached_at(__FILE__, __LINE__, (c), (tl), (v))
+/* A process of this role's domain that can be killed mid-share: cf_victim_start runs fn(arg)
+ * in a child of the role (fn may cf_connect, and use the side channel while the role waits),
+ * then returns once fn returned; the child waits to be killed. cf_victim_kill SIGKILLs and
+ * reaps it, then connects: in a KVM guest a dead process's session lasts until the next
+ * process opens the port (docs/KVM.md), so after it the session is over on every target. */
+pid_t cf_victim_start(void (*fn)(void *), void *arg);
+struct hb_client *cf_victim_kill(pid_t pid);
+
+/* A zero-timeout poll of the sync's fd says readable. */
+bool cf_fd_ready(const struct hb_sync *s);
 
 #endif

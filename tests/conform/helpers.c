@@ -1,6 +1,10 @@
 /* The checked calls and event waits of role code (tests/conform/conform.h). */
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tests/conform/conform.h"
 #include "tools/pattern.h"
@@ -145,4 +149,112 @@ void cf_drain(struct hb_client *c)
 		;
 	while (hb_next_event(c, &ev) == 0)
 		;
+}
+
+struct hb_timeline *cf_timeline_for(struct hb_client *c, const char *key)
+{
+	struct hb_timeline *t = hb_timeline_create(c);
+
+	if (!t)
+		cf_fail(__FILE__, __LINE__, "hb_timeline_create: %s", strerror(errno));
+	for (uint32_t dom = 0; dom <= 2; dom++) {
+		if (dom != cf_domain() && hb_timeline_share(t, dom) != 0)
+			cf_fail(__FILE__, __LINE__, "hb_timeline_share(%u): %s", dom,
+				strerror(errno));
+	}
+	cf_put_u64(key, hb_timeline_id(t));
+	return t;
+}
+
+struct hb_sync *cf_sync_open_at(const char *file, int line, struct hb_client *c, uint64_t tl,
+				uint64_t value)
+{
+	struct hb_fence f = {.timeline = tl, .value = value};
+	struct hb_sync *s = hb_sync_open(c, &f);
+
+	if (!s)
+		cf_fail(file, line, "hb_sync_open(%llu): %s", (unsigned long long)value,
+			strerror(errno));
+	return s;
+}
+
+struct hb_sync *cf_merge_at(const char *file, int line, struct hb_sync *a, struct hb_sync *b)
+{
+	struct hb_sync *m = hb_sync_merge(a, b);
+
+	if (!m)
+		cf_fail(file, line, "hb_sync_merge: %s", strerror(errno));
+	return m;
+}
+
+void cf_wait_done_at(const char *file, int line, struct hb_sync *s)
+{
+	if (hb_sync_wait(s, CF_WAIT_MS) != 0)
+		cf_fail(file, line, "hb_sync_wait: %s", strerror(errno));
+}
+
+void cf_reached_at(const char *file, int line, struct hb_client *c, uint64_t tl, uint64_t v)
+{
+	struct hb_sync *s = cf_sync_open_at(file, line, c, tl, v);
+
+	cf_wait_done_at(file, line, s);
+	hb_sync_close(s);
+}
+
+bool cf_fd_ready(const struct hb_sync *s)
+{
+	struct pollfd p = {.fd = hb_sync_fd(s), .events = POLLIN};
+
+	return poll(&p, 1, 0) == 1;
+}
+
+void cf_stat_becomes_at(const char *file, int line, const char *key, long long want)
+{
+	uint64_t end = now_ms() + CF_WAIT_MS;
+	long long v;
+
+	while ((v = cf_stat(key)) != want) {
+		if (now_ms() > end)
+			cf_fail(file, line, "%s is %lld, want %lld", key, v, want);
+		cf_sleep_ms(50); /* polling a value, not waiting for an event */
+	}
+}
+
+/* Runs fn(arg) in a child of the role, which then waits to be killed; returns once the child
+ * wrote a byte on its pipe (fn's "ready"). */
+pid_t cf_victim_start(void (*fn)(void *), void *arg)
+{
+	int pfd[2];
+	pid_t pid;
+	char ok;
+
+	CHECK(pipe(pfd) == 0);
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		close(pfd[0]);
+		fn(arg);
+		if (write(pfd[1], "K", 1) != 1)
+			_exit(2);
+		for (;;)
+			pause();
+	}
+	close(pfd[1]);
+	CHECK_EQ(read(pfd[0], &ok, 1), 1);
+	close(pfd[0]);
+	return pid;
+}
+
+/* SIGKILLs the child and reaps it; then connects, which in a KVM guest ends the dead
+ * process's session. */
+struct hb_client *cf_victim_kill(pid_t pid)
+{
+	int status;
+
+	CHECK_EQ(kill(pid, SIGKILL), 0);
+	CHECK_EQ(waitpid(pid, &status, 0), pid);
+	CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	return cf_connect();
 }
