@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -303,8 +302,7 @@ static int put_event(struct hbd_session *s, const struct hbd_event *ev)
 	return hbd_session_send(s, &msg, -1);
 }
 
-/* Moves queued fence completions, then events, into the output buffer while it is nearly
- * empty. */
+/* Moves queued fence completions, then events, into a nearly empty output buffer. */
 static int fill_events(struct hbd_session *s)
 {
 	struct hbd_event *ev;
