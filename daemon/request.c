@@ -80,6 +80,7 @@ static int do_hello(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
 	/* Bits this daemon does not know are a newer library's: it gets the forms version 1
 	 * began with. */
 	s->features = m->features & HBP_FEATURE_INLINE_REFS;
+	w->features = HBP_FEATURE_INLINE_REFS;
 	w->version = HBP_PROTOCOL_VERSION;
 	w->domain = s->dom->id;
 	w->domain_name = s->dom->name;

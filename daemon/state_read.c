@@ -250,8 +250,9 @@ static int check_desc(struct reader *rd, const StBuffer *b)
 	    d.pages != b->data_pages || d.size != b->size || b->desc->group != b->group)
 		return fail(rd, "buffer %llu: a directory that does not describe it",
 			    (unsigned long long)b->handle);
-	/* Inline: pool pages only, no directory page, the same refs as the buffer's. */
-	if (d.depth == 0 && (!b->group || b->dir_pages || b->n_refs != d.pages ||
+	/* Inline (pool pages, or a Xen client's grants): no directory page, the same refs as the
+	 * buffer's. */
+	if (d.depth == 0 && (b->dir_pages || b->n_refs != d.pages ||
 			     memcmp(d.inline_refs, b->refs, d.pages * sizeof(uint32_t)) != 0))
 		return fail(rd, "buffer %llu: inline refs that are not its pages",
 			    (unsigned long long)b->handle);
@@ -271,7 +272,8 @@ static int check_buffer(struct reader *rd, const StBuffer *b)
 		return fail(rd, "buffer %llu: impossible size, domains or flags", h);
 	if (b->group > HBP_MAX_GROUPS ||
 	    (b->group && b->n_refs != (size_t)b->data_pages + b->dir_pages) ||
-	    (!b->group && b->n_refs))
+	    /* Grant-based buffers keep refs only when they came inline. */
+	    (!b->group && b->n_refs && (!b->desc || b->desc->depth != 0)))
 		return fail(rd, "buffer %llu: %zu page refs for %u+%u pages", h, b->n_refs,
 			    b->data_pages, b->dir_pages);
 	if (st->state > HBD_EXPORT_DONE || (st->hid.len != 0 && st->hid.len != 16) ||

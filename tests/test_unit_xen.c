@@ -161,6 +161,31 @@ static struct hbp_refdir desc_for(uint64_t size, uint32_t first_offset)
 	};
 }
 
+/* Inline grant refs (depth 0): the pages a small buffer reserves, and the checks of its refs. */
+TEST(desc_checks_inline)
+{
+	uint32_t refs[HBP_INLINE_REFS_MAX + 1];
+	struct hbp_refdir d;
+
+	for (uint32_t i = 0; i <= HBP_INLINE_REFS_MAX; i++)
+		refs[i] = HBX_FIRST_GRANT_REF + 3 * i;
+	CHECK_EQ(hbx_buffer_pages(1, 1), 1);
+	CHECK_EQ(hbx_buffer_pages(64 * 4096, 1), 64);
+	CHECK_EQ(hbx_buffer_pages(64 * 4096 + 1, 1), 65 + 1);
+	CHECK_EQ(hbx_buffer_pages(1, 0), 2);
+	CHECK_EQ(hbx_buffer_pages(0, 1), 0);
+	CHECK_EQ(hbp_refdir_inline(refs, 3, 3 * 4096 - 9, 0, &d), 0);
+	CHECK_EQ(hbx_desc_check(&d, 3 * 4096 - 9), 0);
+	CHECK_EQ(hbx_desc_check(&d, 3 * 4096), -EINVAL); /* not the size reserved */
+	refs[2] = HBX_FIRST_GRANT_REF - 1;               /* a reserved ref */
+	CHECK_EQ(hbx_desc_check(&d, 3 * 4096 - 9), -EINVAL);
+	refs[2] = HBX_FIRST_GRANT_REF + 6;
+	d.inline_refs = NULL; /* depth 0 without refs */
+	CHECK_EQ(hbx_desc_check(&d, 3 * 4096 - 9), -EINVAL);
+	d = (struct hbp_refdir){.pages = 65, .size = 65 * 4096, .inline_refs = refs};
+	CHECK_EQ(hbx_desc_check(&d, 65 * 4096), -EINVAL); /* more than 64 inline */
+}
+
 TEST(desc_checks)
 {
 	uint64_t sizes[] = {1, 4096, 4097, 1920 * 1080 * 4, 64ull << 20, (4ull << 30) + 1};

@@ -42,6 +42,7 @@ struct hbx_parked {
 
 struct hbx_guest {
 	const struct hbb_guest_services *svc;
+	bool inline_refs; /* the daemon takes small buffers' refs inline (Welcome.features) */
 	xengnttab_handle *gt;
 	xengntshr_handle *gs;
 	struct hbx_parked *parked;
@@ -78,6 +79,7 @@ static int xen_open(const struct hbb_guest_services *svc, const Welcome *w,
 	if (!x)
 		return -ENOMEM;
 	x->svc = svc;
+	x->inline_refs = w->features & HBP_FEATURE_INLINE_REFS;
 	x->gt = xengnttab_open(NULL, 0);
 	if (x->gt)
 		x->gs = xengntshr_open(NULL, 0);
@@ -121,7 +123,7 @@ static void xen_close(void *state)
 static int xen_alloc_check(void *state, uint64_t size)
 {
 	struct hbx_guest *x = state;
-	uint64_t pages = hbx_desc_pages(size);
+	uint64_t pages = hbx_buffer_pages(size, x->inline_refs);
 	long limit;
 
 	if (!x->gs)
@@ -168,9 +170,9 @@ static int grant_pages(struct hbx_guest *x, uint32_t peer, uint32_t flags, struc
 
 	*data = xengntshr_share_pages(x->gs, peer, xm->pages, refs,
 				      (flags & HB_BUFFER_PEER_WRITABLE) != 0);
-	if (*data)
+	if (*data && xm->dir_pages)
 		xm->dir = xengntshr_share_pages(x->gs, peer, xm->dir_pages, drefs, 0);
-	if (*data && xm->dir)
+	if (*data && (xm->dir || !xm->dir_pages))
 		return 0;
 	r = -errno;
 	log_debug("xen: granting %u+%u pages to dom%u: %s%s", xm->pages, xm->dir_pages, peer,
@@ -206,10 +208,11 @@ static int xen_alloc(void *state, const AllocReply *ar, uint32_t peer, uint64_t 
 		return -ENOMEM;
 	*xm = (struct hbx_map){.kind = HBX_MAP_EXPORT, .writable = true, .domid = peer};
 	xm->pages = (uint32_t)hbp_refdir_span(size, 0);
-	xm->dir_pages = (uint32_t)hbp_refdir_dir_pages(xm->pages);
+	/* What the daemon reserved: no directory page for a small buffer, if it takes them so. */
+	xm->dir_pages = (uint32_t)(hbx_buffer_pages(size, x->inline_refs) - xm->pages);
 	refs = malloc((size_t)xm->pages * sizeof(*refs));
-	drefs = malloc((size_t)xm->dir_pages * sizeof(*drefs));
-	dir_mem = malloc((size_t)xm->dir_pages * sizeof(*dir_mem));
+	drefs = malloc((size_t)(xm->dir_pages + 1) * sizeof(*drefs));
+	dir_mem = malloc((size_t)(xm->dir_pages + 1) * sizeof(*dir_mem));
 	if (!refs || !drefs || !dir_mem)
 		goto out;
 	r = grant_pages(x, peer, flags, xm, refs, drefs, &data);
@@ -217,7 +220,8 @@ static int xen_alloc(void *state, const AllocReply *ar, uint32_t peer, uint64_t 
 		goto out;
 	for (uint32_t i = 0; i < xm->dir_pages; i++)
 		dir_mem[i] = (uint8_t *)xm->dir + (size_t)i * HBP_PAGE_SIZE;
-	r = hbp_refdir_build(refs, xm->pages, drefs, dir_mem, size, 0, &d);
+	r = xm->dir_pages ? hbp_refdir_build(refs, xm->pages, drefs, dir_mem, size, 0, &d)
+			  : hbp_refdir_inline(refs, xm->pages, size, 0, &d);
 	if (r == 0)
 		r = send_grant(x, ar->buffer, &d);
 	if (r < 0) {

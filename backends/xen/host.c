@@ -312,7 +312,9 @@ static int xen_can_share(void *state, uint32_t a, uint32_t b)
 static int xen_alloc(void *state, const struct hbb_caller *who, struct hbb_buffer *b)
 {
 	struct xen_backend *xb = state;
-	uint64_t pages = hbx_desc_pages(b->size), budget, held;
+	/* A client that describes small buffers inline grants no directory page for them. */
+	uint64_t pages = hbx_buffer_pages(b->size, !!(who->features & HBP_FEATURE_INLINE_REFS));
+	uint64_t budget, held;
 	xc_dominfo_t info;
 	int r;
 
@@ -344,13 +346,24 @@ static int xen_grant(void *state, const struct hbb_caller *who, struct hbb_buffe
 {
 	struct hbp_refdir desc;
 
-	if (b->desc.depth)
+	if (hbp_refdir_described(&b->desc))
 		return -EBUSY;
+	/* The form is the one the reservation counted: inline exactly when no directory page
+	 * was reserved. */
 	if (m->group != 0 || hbp_desc_to_refdir(m, &desc) < 0 ||
-	    hbx_desc_check(&desc, b->size) < 0 || desc.pages != b->data_pages) {
+	    hbx_desc_check(&desc, b->size) < 0 || desc.pages != b->data_pages ||
+	    (desc.depth == 0) != (b->dir_pages == 0)) {
 		log_info("%s: Grant for buffer %llu: a descriptor that does not fit it", who->label,
 			 (unsigned long long)b->handle);
 		return -EINVAL;
+	}
+	if (desc.depth == 0) {
+		/* The refs live in the message: the buffer keeps its own copy. */
+		b->refs = malloc((size_t)desc.pages * sizeof(uint32_t));
+		if (!b->refs)
+			return -ENOMEM;
+		memcpy(b->refs, desc.inline_refs, (size_t)desc.pages * sizeof(uint32_t));
+		desc.inline_refs = b->refs;
 	}
 	b->desc = desc;
 	return 0;
@@ -365,6 +378,8 @@ static void xen_release(void *state, struct hbb_buffer *b, bool shutdown)
 
 	if (!shutdown && b->creator)
 		xb->svc->reclaimed(xb->svc->ctx, b);
+	free(b->refs); /* inline refs (Grant, or a restart's record) */
+	b->refs = NULL;
 }
 
 static int xen_can_import(void *state, const struct hbb_caller *who, const struct hbb_buffer *b)

@@ -51,8 +51,18 @@ static void check_xen(const struct hbp_refdir *d, uint64_t reserved)
 	if (hbx_desc_check(d, reserved) != 0)
 		return;
 	if (d->size != reserved || d->first_offset >= HBP_PAGE_SIZE ||
-	    d->pages != exact_span(d->size, d->first_offset) ||
-	    hbp_refdir_depth(d->pages) != (int)d->depth || d->root < HBX_FIRST_GRANT_REF)
+	    d->pages != exact_span(d->size, d->first_offset))
+		FAIL("hbx_desc_check accepted an inconsistent directory");
+	if (d->depth == 0) {
+		/* Inline: at most 64 refs, none reserved; no directory page to count. */
+		if (!d->inline_refs || d->root || d->pages > HBP_INLINE_REFS_MAX)
+			FAIL("hbx_desc_check accepted an inconsistent inline form");
+		for (uint32_t i = 0; i < d->pages; i++)
+			if (d->inline_refs[i] < HBX_FIRST_GRANT_REF)
+				FAIL("hbx_desc_check accepted a reserved inline ref");
+		return;
+	}
+	if (hbp_refdir_depth(d->pages) != (int)d->depth || d->root < HBX_FIRST_GRANT_REF)
 		FAIL("hbx_desc_check accepted an inconsistent directory");
 	hbp_desc_from_refdir(&wire, d, 0);
 	if (hbp_desc_to_refdir(&wire, &back) != 0 || memcmp(&back, d, sizeof(back)) != 0)
@@ -78,8 +88,7 @@ static void check_wire(const uint8_t *data, size_t len)
 		hbp_desc_from_refdir(&back, &d, in->group);
 		if (back.root_ref != in->root_ref || back.depth != in->depth ||
 		    back.pages != in->pages || back.first_offset != in->first_offset ||
-		    back.size != in->size || back.group != in->group ||
-		    back.n_refs != in->n_refs ||
+		    back.size != in->size || back.group != in->group || back.n_refs != in->n_refs ||
 		    (back.n_refs && memcmp(back.refs, in->refs, back.n_refs * 4) != 0))
 			FAIL("a BufferDesc does not come back from its directory");
 		/* As the daemon's Grant handler sees it: reserved with the size it names. */
