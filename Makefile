@@ -307,6 +307,23 @@ $(XEN_PEER): $(call obj,tests/xen/peer.c tools/pattern.c) $(LIBA)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(XEN_LIBS_LIB) -lpthread \
 		$(LDFLAGS)
 
+# The conformance suite's Xen target (docs/TESTING.md): the hub in dom0 (its daemon, dom0's
+# server) and the cases' server in each domU, over a vchan stream each (tests/xen/cf_stream.c,
+# libxenvchan). Both are the sanitized build, as everything the Xen cases boot.
+XEN_CONFORM_DOM0 := $(B)/tests/xen/hb-xen-conform-dom0
+XEN_CONFORM_DOMU := $(B)/tests/xen/hb-xen-conform
+XEN_CONFORM_OBJ  := $(call obj,tests/xen/cf_stream.c $(CONFORM_SRC))
+$(XEN_CONFORM_DOM0): $(call obj,tests/xen/conform_dom0.c tests/conform/hub.c) $(XEN_CONFORM_OBJ) \
+		$(IT_SUPPORT) $(LIBA)
+$(XEN_CONFORM_DOMU): $(call obj,tests/xen/conform_domU.c tools/pattern.c) $(XEN_CONFORM_OBJ) $(LIBA)
+$(XEN_CONFORM_DOM0) $(XEN_CONFORM_DOMU):
+	@mkdir -p $(@D)
+	$(CC) $(LDSAN) -o $@ $(filter-out $(LIBA),$^) $(LIBA) $(shell pkg-config --libs libprotobuf-c) \
+		$(shell pkg-config --libs xenvchan) $(XEN_LIBS_LIB) -lpthread $(LDFLAGS)
+ifeq ($(WITH_XEN),1)
+XEN_CONFORM := $(XEN_CONFORM_DOM0) $(XEN_CONFORM_DOMU)
+endif
+
 # The VM suite's guest: a static program (libhyperbuf, libprotobuf-c.a from Debian) in a busybox
 # initramfs with the kernel's virtio modules. It runs in the guest, so it is never sanitized:
 # its objects are built apart, into $(B)/kvm/. Without busybox-static, cpio or a kernel the
@@ -404,7 +421,8 @@ $(XEN_SCRIPTS): $(B)/tests/xen/%: tests/xen/%
 	@mkdir -p $(@D)
 	cp $< $@
 
-tests: all $(TEST_BINS) $(HOLDER_BINS) $(B)/bench $(B)/bench-vm $(XEN_PEER) $(XEN_SCRIPTS) \
+tests: all $(TEST_BINS) $(HOLDER_BINS) $(B)/bench $(B)/bench-vm $(XEN_PEER) $(XEN_CONFORM) \
+	$(XEN_SCRIPTS) \
 	$(B)/kvm/initramfs.cpio.gz $(B)/kvm/conform/initramfs.cpio.gz gst-tests fuzz-targets-if-clang
 
 # The house checks, before anything is built: the floors (every include goes down or stays in its
