@@ -7,7 +7,8 @@
 #   make check-kvm  only the VM suites: real QEMU guests (needs qemu-system-x86, see docs/KVM.md),
 #                   the conformance suite's QEMU target among them
 #   make check-conform  only the conformance suite, on every target (docs/TESTING.md)
-#   make check-xen  only the Xen cases: Xen 4.17 with a dom0 and two domUs under QEMU TCG
+#   make check-xen  only the Xen cases: Xen 4.17 with a dom0 and two domUs under QEMU TCG, the
+#                   conformance suite's Xen target among them
 #   make bench      benchmarks, printed as ratios against a baseline measured in the same run
 #                   (with GStreamer: hyperbufsink ! hyperbufsrc against shmsink ! shmsrc, tcp)
 #   make fuzz       the libFuzzer targets (clang), each FUZZ_SECONDS (10) from its seed corpus
@@ -445,15 +446,17 @@ check-kvm:
 	sh tests/run-tests.sh build/asan 'test_vm_*'
 
 # The conformance suite alone (tests/conform/, docs/TESTING.md): every case on each target, the
-# emulated VMs and the QEMU guests (which skip, with the reason, without QEMU).
+# emulated VMs, the QEMU guests and the Xen domUs (which skip, with the reason, without QEMU
+# or the Xen packages).
 check-conform:
 	$(MAKE) SAN=1 B=build/asan tests
 	sh tests/run-tests.sh build/asan 'test_*_conform'
 
-# The Xen cases alone (they skip, with the reason, when the Xen or QEMU packages are missing).
+# The Xen cases alone, the conformance suite's Xen target among them, in one boot (they skip,
+# with the reason, when the Xen or QEMU packages are missing).
 check-xen:
 	$(MAKE) SAN=1 B=build/asan tests
-	sh tests/run-tests.sh build/asan 'test_sh_xen'
+	sh tests/run-tests.sh build/asan 'test_sh_xen*'
 
 # ---- fuzzing (docs/FUZZING.md) ------------------------------------------------------------
 # One libFuzzer target per subject: tests/fuzz/fuzz_NAME.c, seeds in tests/fuzz/corpus/NAME/,
