@@ -71,4 +71,4 @@ TEST(xen)
 		CHECK_EQ(h.failed, 0);
 }
 
-TEST_TIMEOUT(xen, 900)
+TEST_TIMEOUT(xen, 1200)
