@@ -7,7 +7,8 @@
 #   make check-kvm  only the VM suites: real QEMU guests (needs qemu-system-x86, see docs/KVM.md),
 #                   the conformance suite's QEMU target among them
 #   make check-conform  only the conformance suite, on every target (docs/TESTING.md)
-#   make check-xen  only the Xen cases: Xen 4.17 with a dom0 and two domUs under QEMU TCG
+#   make check-xen  only the Xen cases: Xen 4.17 with a dom0 and two domUs under QEMU TCG, the
+#                   conformance suite's Xen target among them
 #   make bench      benchmarks, printed as ratios against a baseline measured in the same run
 #                   (with GStreamer: hyperbufsink ! hyperbufsrc against shmsink ! shmsrc, tcp)
 #   make fuzz       the libFuzzer targets (clang), each FUZZ_SECONDS (10) from its seed corpus
@@ -307,6 +308,23 @@ $(XEN_PEER): $(call obj,tests/xen/peer.c tools/pattern.c) $(LIBA)
 	$(CC) $(LDSAN) -o $@ $^ $(shell pkg-config --libs libprotobuf-c) $(XEN_LIBS_LIB) -lpthread \
 		$(LDFLAGS)
 
+# The conformance suite's Xen target (docs/TESTING.md): the hub in dom0 (its daemon, dom0's
+# server) and the cases' server in each domU, over a vchan stream each (tests/xen/cf_stream.c,
+# libxenvchan). Both are the sanitized build, as everything the Xen cases boot.
+XEN_CONFORM_DOM0 := $(B)/tests/xen/hb-xen-conform-dom0
+XEN_CONFORM_DOMU := $(B)/tests/xen/hb-xen-conform
+XEN_CONFORM_OBJ  := $(call obj,tests/xen/cf_stream.c $(CONFORM_SRC))
+$(XEN_CONFORM_DOM0): $(call obj,tests/xen/conform_dom0.c tests/conform/hub.c) $(XEN_CONFORM_OBJ) \
+		$(IT_SUPPORT) $(LIBA)
+$(XEN_CONFORM_DOMU): $(call obj,tests/xen/conform_domU.c tools/pattern.c) $(XEN_CONFORM_OBJ) $(LIBA)
+$(XEN_CONFORM_DOM0) $(XEN_CONFORM_DOMU):
+	@mkdir -p $(@D)
+	$(CC) $(LDSAN) -o $@ $(filter-out $(LIBA),$^) $(LIBA) $(shell pkg-config --libs libprotobuf-c) \
+		$(shell pkg-config --libs xenvchan) $(XEN_LIBS_LIB) -lpthread $(LDFLAGS)
+ifeq ($(WITH_XEN),1)
+XEN_CONFORM := $(XEN_CONFORM_DOM0) $(XEN_CONFORM_DOMU)
+endif
+
 # The VM suite's guest: a static program (libhyperbuf, libprotobuf-c.a from Debian) in a busybox
 # initramfs with the kernel's virtio modules. It runs in the guest, so it is never sanitized:
 # its objects are built apart, into $(B)/kvm/. Without busybox-static, cpio or a kernel the
@@ -404,7 +422,8 @@ $(XEN_SCRIPTS): $(B)/tests/xen/%: tests/xen/%
 	@mkdir -p $(@D)
 	cp $< $@
 
-tests: all $(TEST_BINS) $(HOLDER_BINS) $(B)/bench $(B)/bench-vm $(XEN_PEER) $(XEN_SCRIPTS) \
+tests: all $(TEST_BINS) $(HOLDER_BINS) $(B)/bench $(B)/bench-vm $(XEN_PEER) $(XEN_CONFORM) \
+	$(XEN_SCRIPTS) \
 	$(B)/kvm/initramfs.cpio.gz $(B)/kvm/conform/initramfs.cpio.gz gst-tests fuzz-targets-if-clang
 
 # The house checks, before anything is built: the floors (every include goes down or stays in its
@@ -427,15 +446,17 @@ check-kvm:
 	sh tests/run-tests.sh build/asan 'test_vm_*'
 
 # The conformance suite alone (tests/conform/, docs/TESTING.md): every case on each target, the
-# emulated VMs and the QEMU guests (which skip, with the reason, without QEMU).
+# emulated VMs, the QEMU guests and the Xen domUs (which skip, with the reason, without QEMU
+# or the Xen packages).
 check-conform:
 	$(MAKE) SAN=1 B=build/asan tests
 	sh tests/run-tests.sh build/asan 'test_*_conform'
 
-# The Xen cases alone (they skip, with the reason, when the Xen or QEMU packages are missing).
+# The Xen cases alone, the conformance suite's Xen target among them, in one boot (they skip,
+# with the reason, when the Xen or QEMU packages are missing).
 check-xen:
 	$(MAKE) SAN=1 B=build/asan tests
-	sh tests/run-tests.sh build/asan 'test_sh_xen'
+	sh tests/run-tests.sh build/asan 'test_sh_xen*'
 
 # ---- fuzzing (docs/FUZZING.md) ------------------------------------------------------------
 # One libFuzzer target per subject: tests/fuzz/fuzz_NAME.c, seeds in tests/fuzz/corpus/NAME/,

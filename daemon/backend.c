@@ -123,11 +123,19 @@ static void svc_reclaimed(void *ctx, const struct hbb_buffer *b)
 	}
 }
 
+/* A lookup, not hbd_domain_get: the Xen backend's stats ask for every domain it serves, and
+ * reading a statistic must not add a domain to the table. */
 static uint64_t svc_pages_held(void *ctx, uint32_t domain)
 {
-	struct hbd_domain *dom = hbd_domain_get(ctx, domain);
+	struct hbd *d = ctx;
+	struct hbd_domain *dom;
 
-	return dom ? dom->pages : 0;
+	hbc_list_for_each_safe(dom, &d->domains, struct hbd_domain, link)
+	{
+		if (dom->id == domain)
+			return dom->pages;
+	}
+	return 0;
 }
 
 static uint64_t svc_pages_mapped(void *ctx, uint32_t domain)

@@ -1,7 +1,8 @@
 #!/bin/sh
 # The Xen cases: Xen 4.17 with a PV dom0 and two PV domUs under QEMU TCG, hyperbufd in dom0,
 # hb-xen-peer (tests/xen/peer.c: the public API only) in all three. Cases as in harness.h:
-# `--list`, or one case name; exit 0 pass, 1 fail, 77 skip.
+# `--list`, or one case name; exit 0 pass, 1 fail, 77 skip. One more case, xen, the
+# conformance suite's Xen target, is tests/test_sh_xen_conform.sh's, run in this boot.
 #
 # One boot runs every case (tests/xen/dom0-cases.sh), which prints a result line per case on
 # the serial console as it goes. The first case of a run starts the boot, detached, in
@@ -10,8 +11,13 @@
 # and no per-case timeout has to cover the boot of all. The last case also waits for QEMU to
 # end. Run by hand without HB_RUN_DIR, a case boots in the foreground on its own.
 #
-#   HB_XEN_TIMEOUT  hard limit for QEMU, seconds (default 600: the GStreamer case added ~30 s)
+#   HB_XEN_TIMEOUT  hard limit for QEMU, seconds (default 1500: the conformance suite, case
+#                   xen, is most of the run)
 #   HB_XEN_NO_GST   set: the domUs boot without GStreamer and gst_domU_to_domU says SKIP
+#   HB_XEN_ONLY     "NAME NAME...": only these cases run in the boot, the others say SKIP (for
+#                   working on one case by hand: HB_XEN_ONLY=xen tests/test_sh_xen.sh xen)
+#   HB_CF_CASES, HB_CF_ENV  the conformance suite's knobs (docs/TESTING.md), for case xen;
+#                   their values may not hold a + or a comma
 # Outputs: BUILD/xen/{xen,vmlinuz,dom0.cpio.gz,domU.cpio.gz,serial.log}.
 set -u
 B=${HB_BUILD:-build}
@@ -20,10 +26,10 @@ self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 # The scripts of tests/xen sit next to this one, in the tree and in BUILD/tests alike.
 scripts=$(dirname "$self")/xen
 XEN=$B/xen
-qemu_timeout=${HB_XEN_TIMEOUT:-600}
+qemu_timeout=${HB_XEN_TIMEOUT:-1500}
 
 CASES="xen_boots limits_clear_errors domU_to_dom0_1080p dom0_to_domU domU_to_domU
-share_64mib_depth2 read_only_enforced export_events fenced_ping_pong gst_domU_to_domU
+share_64mib_depth2 read_only_enforced export_events fenced_ping_pong gst_domU_to_domU xen
 daemon_restarts domain_destroyed daemon_clean_exit"
 LAST=daemon_clean_exit
 
@@ -53,12 +59,19 @@ boot() {
 	# run), and no speculation mitigations, which the emulated CPU would make Xen apply to
 	# every PV guest kernel entry (XPTI) for nothing.
 	XEN_FAST="bootscrub=0 xpti=false spec-ctrl=no pv-l1tf=false"
+	# The knobs reach dom0 on its kernel's command line (tests/xen/dom0-cases.sh reads
+	# /proc/cmdline), a space there written as a + (a comma would split -initrd).
+	knobs=
+	for k in HB_XEN_ONLY HB_CF_CASES HB_CF_ENV; do
+		v=$(eval "printf %s \"\${$k:-}\"" | tr ' ' '+')
+		[ -n "$v" ] && knobs="$knobs hb.$k=$v"
+	done
 	timeout -k 5 "$qemu_timeout" qemu-system-x86_64 -accel tcg -cpu qemu64 -m 1536 -smp 2 \
 		-nographic -monitor none -serial stdio -no-reboot -net none \
 		-device isa-debug-exit,iobase=0xf4,iosize=0x04 \
 		-kernel "$XEN/xen" \
 		-append "console=com1 com1=115200,8n1 dom0_mem=768M,max:768M noreboot $XEN_FAST" \
-		-initrd "$XEN/vmlinuz console=hvc0 earlyprintk=xen quiet mitigations=off rdinit=/init,$XEN/dom0.cpio.gz" \
+		-initrd "$XEN/vmlinuz console=hvc0 earlyprintk=xen quiet mitigations=off rdinit=/init$knobs,$XEN/dom0.cpio.gz" \
 		</dev/null >"$dir/serial.log" 2>&1 &
 	qpid=$!
 	trap 'kill $qpid 2>/dev/null' EXIT INT TERM
@@ -78,7 +91,10 @@ boot() {
 
 case "$case_name" in
 --list)
-	printf '%s\n' $CASES
+	# xen, the conformance suite's Xen target, is test_sh_xen_conform's case: it runs every
+	# case of tests/conform/ in this boot. The cases after it get its time limit too, since
+	# their lines come after all of its.
+	printf '%s\n' $CASES | awk '$0 == "xen" { after = 1; next } { print after ? $0 " 1200" : $0 }'
 	exit 0
 	;;
 --boot)
@@ -131,8 +147,9 @@ while :; do
 	[ -e "$dir/status" ] && break
 	sleep 1
 done
-if [ "$case_name" = "$LAST" ] || [ -z "$line" ]; then
-	# The last case leaves nothing running: it waits for QEMU to end.
+if [ "$case_name" = "$LAST" ] || [ -n "${HB_XEN_ONLY:-}" ] || [ -z "$line" ]; then
+	# The last case leaves nothing running: it waits for QEMU to end. In a boot that runs
+	# only some cases (HB_XEN_ONLY), any of them may be the last to be waited for.
 	i=0
 	while [ ! -e "$dir/status" ] && [ $i -lt 120 ]; do
 		sleep 1
@@ -144,6 +161,12 @@ case $status in
 skip*) skip "${status#skip }" ;;
 esac
 tr -d '\r' <"$dir/serial.log" 2>/dev/null | grep "^\[$case_name\] " | tail -n 80
+# The conformance target's own cases, one line each, for run-tests.sh to count
+# ($HB_SUBRESULTS); by hand, on stdout.
+if [ "$case_name" = xen ]; then
+	tr -d '\r' <"$dir/serial.log" 2>/dev/null | sed -n 's/^\[xen\] HBX-CF //p' |
+		if [ -n "${HB_SUBRESULTS:-}" ]; then cat >>"$HB_SUBRESULTS"; else cat; fi
+fi
 set -- $line
 case ${1:-} in
 ok) exit 0 ;;

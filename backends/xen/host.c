@@ -421,12 +421,17 @@ static void xen_stats(void *state, void (*put)(void *ctx, const char *key, uint6
 	struct xen_backend *xb = state;
 	struct xen_domain *dom;
 	uint64_t served = 0, conns = 0;
+	/* pages_used, as on KVM, is what the buffers hold: here the pages the domains granted,
+	 * counted against their grant budgets until every importer let go. dom0 is not served. */
+	uint64_t used = xb->svc->pages_held(xb->svc->ctx, 0);
 
 	hbc_list_for_each_safe(dom, &xb->domains, struct xen_domain, link)
 	{
 		served++;
 		conns += dom->n_conns;
+		used += xb->svc->pages_held(xb->svc->ctx, dom->domid);
 	}
+	put(ctx, "pages_used", used);
 	put(ctx, "xen.domains_served", served);
 	put(ctx, "xen.vchans_connected", conns);
 	put(ctx, "xen.vchans_total", xb->conns_total);

@@ -2,9 +2,10 @@
  * The conformance suite's target interface (docs/TESTING.md, "Conformance cases"). A case is
  * written once, as roles: "this client code as domain N". A target (tests/test_it_conform.c:
  * emulated VMs, host processes on the daemon's per-VM sockets; tests/test_vm_conform.c: real
- * QEMU guests) starts the daemon on the conformance topology, places each role in its domain
- * and collects ok/FAIL with the message. The same role code runs on the host under the
- * sanitizers and, built static, inside the guests.
+ * QEMU guests; tests/xen/conform_dom0.c: Xen domUs) starts the daemon on the conformance
+ * topology, places each role in its domain and collects ok/FAIL with the message. The same
+ * role code runs on the host under the sanitizers, built static inside the KVM guests, and
+ * sanitized in dom0 and the Xen domUs.
  *
  * The topology every target gives (the shape of tests/vm_common.h's VM_TOPOLOGY):
  *   domain 0 the host, 1 vm1, 2 vm2; groups host+vm1, host+vm2, vm1+vm2 of 16 MiB each.

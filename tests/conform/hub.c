@@ -11,6 +11,8 @@
  * daemon reads the clients' goodbyes). */
 #define CF_SETTLE_MS 20000
 #define CF_MAX_KEYS  512
+/* Room for the output of `hyperbufctl stats`. */
+#define CF_STATS_MAX (64 * 1024)
 
 struct cf_run {
 	const struct cf_case *c;
@@ -394,30 +396,73 @@ static void pump(struct cf_hub *h, struct cf_run *r)
 	}
 }
 
+/* One `hyperbufctl stats`, or NULL: settle looks at several statistics at a time, and each
+ * run of hyperbufctl costs (in a Xen dom0 under TCG, most of a second). */
+static char *stats_read(const struct cf_hub *h)
+{
+	char *text = malloc(CF_STATS_MAX);
+
+	CHECK(text != NULL);
+	if (hbt_ctl(h->d, text, CF_STATS_MAX, "stats") != 0) {
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
+/* The value of its "key: value" line, or -1 (as hbt_stat). */
+static long long stats_get(const char *text, const char *key)
+{
+	size_t klen = strlen(key);
+
+	for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+		char *end;
+		long long v;
+
+		p += strspn(p, " \t");
+		if (strncmp(p, key, klen) != 0 || p[klen] != ':')
+			continue;
+		errno = 0;
+		v = strtoll(p + klen + 1, &end, 10);
+		return errno || end == p + klen + 1 ? -1 : v;
+	}
+	return -1;
+}
+
+/* What the case left in the daemon, as " key=value" words; empty if nothing. *sessions is
+ * the daemon's count (-1 if unread). */
+static void leftovers(const struct cf_hub *h, char *left, size_t len, long long *sessions)
+{
+	static const char *const zero[] = {"buffers", "exports", "imports", "timelines",
+					   "pages_used"};
+	char *st = stats_read(h);
+	size_t n = 0;
+
+	left[0] = '\0';
+	for (size_t i = 0; i < sizeof(zero) / sizeof(zero[0]); i++) {
+		long long v = st ? stats_get(st, zero[i]) : -1;
+
+		if (v != 0 && n < len)
+			n += (size_t)snprintf(left + n, len - n, " %s=%lld", zero[i], v);
+	}
+	*sessions = st ? stats_get(st, "sessions") : -1;
+	if (*sessions != h->base_sessions && n < len)
+		snprintf(left + n, len - n, " sessions=%lld (was %lld)", *sessions,
+			 h->base_sessions);
+	free(st);
+}
+
 /* The daemon must be back where it was before the case: nothing of the case's left. After
  * a failed case (quiet) it only gets the time to be, and what is left is taken as the new
  * state, so that the next case is not blamed for it. */
 static void settle(struct cf_hub *h, struct cf_run *r, bool quiet)
 {
-	static const char *const zero[] = {"buffers", "exports", "imports", "timelines",
-					   "pages_used"};
 	uint64_t end = hbt_now_ms() + CF_SETTLE_MS;
+	long long sessions;
 	char left[200];
 
 	for (;;) {
-		size_t n = 0;
-
-		left[0] = '\0';
-		for (size_t i = 0; i < sizeof(zero) / sizeof(zero[0]); i++) {
-			long long v = hbt_stat(h->d, zero[i]);
-
-			if (v != 0 && n < sizeof(left))
-				n += (size_t)snprintf(left + n, sizeof(left) - n, " %s=%lld",
-						      zero[i], v);
-		}
-		if (hbt_stat(h->d, "sessions") != h->base_sessions && n < sizeof(left))
-			snprintf(left + n, sizeof(left) - n, " sessions=%lld (was %lld)",
-				 hbt_stat(h->d, "sessions"), h->base_sessions);
+		leftovers(h, left, sizeof(left), &sessions);
 		if (!left[0])
 			return;
 		if (hbt_now_ms() > end)
@@ -425,7 +470,7 @@ static void settle(struct cf_hub *h, struct cf_run *r, bool quiet)
 		it_sleep_ms(50);
 	}
 	if (quiet) {
-		h->base_sessions = hbt_stat(h->d, "sessions");
+		h->base_sessions = sessions;
 		return;
 	}
 	case_fail(r, "the case left the daemon with%s", left);

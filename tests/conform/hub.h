@@ -1,9 +1,9 @@
 /*
  * The runners' side of the conformance suite: the hub every domain's server (tests/conform/
  * role.c) talks to, over a stream each (a socketpair to a host process, a virtio-serial port
- * of a guest). It runs every case of the table: starts each role in its domain, answers the
- * side channel, collects ok/FAIL with the message, checks the daemon is back where it was,
- * and prints one line per case:
+ * of a KVM guest, a vchan of a Xen domU). It runs every case of the table: starts each role
+ * in its domain, answers the side channel, collects ok/FAIL with the message, checks the
+ * daemon is back where it was, and prints one line per case:
  *   ok   NAME          FAIL NAME: message          SKIP NAME: reason
  * Each line also goes to $HB_SUBRESULTS (tests/run-tests.sh counts them into its total and
  * prints "TARGET: N passed, N failed").

@@ -144,9 +144,20 @@ share() {
 	[ $erc -eq 0 ] && [ $irc -eq 0 ]
 }
 
+# The host's knobs (tests/test_sh_xen.sh), from the kernel's command line: hb.NAME=VALUE, a
+# + for each space.
+knob() {
+	tr ' ' '\n' </proc/cmdline | sed -n "s/^hb\.$1=//p" | tr '+' ' '
+}
+ONLY=$(knob HB_XEN_ONLY)
+
 # Runs "NAME FUNCTION": the function's output goes to the console prefixed with [NAME].
 run_case() {
 	local name=$1 fn=$2 out rc
+	if [ -n "$ONLY" ] && ! echo " $ONLY " | grep -q " $name "; then
+		echo "HBX-RESULT $name skip not in HB_XEN_ONLY"
+		return
+	fi
 	log "case $name"
 	out=/tmp/case.$name
 	$fn >"$out" 2>&1
@@ -338,6 +349,47 @@ case_gst_domU_to_domU() {
 	[ "${p##* }" = 1 ] || { echo "FAIL: frames were copied"; return 1; }
 }
 
+# The conformance suite (docs/TESTING.md, "The Xen target"): every case of tests/conform/, run
+# by its hub (tests/xen/conform_dom0.c) with a daemon of its own while this one is stopped,
+# roles in dom0 and, through the cases' server (tests/xen/conform_domU.c) over a vchan stream
+# each, in both domUs. Each case's line goes to the host as "[xen] HBX-CF ok NAME",
+# "... FAIL NAME: why" or "... SKIP NAME: why". Then this file's daemon starts again.
+case_xen() {
+	local rc hrc s1 s2
+	kill -TERM "$dpid"
+	wait "$dpid"
+	rc=$?
+	dpid=
+	[ $rc -eq 0 ] || { echo "FAIL: hyperbufd exited with status $rc"; return 1; }
+	rm -f /tmp/cf.sub
+	# They wait for their streams, which the hub publishes once its daemon is up.
+	gbg "$U1" cf "hb-xen-conform serve $U1"
+	gbg "$U2" cf "hb-xen-conform serve $U2"
+	# Its output goes to the console as it comes (fd 7): the run is long. Without the
+	# library's debug lines, which would be most of it (a serial console is slow under TCG).
+	{
+		HB_BUILD=/opt/hb HB_SUBRESULTS=/tmp/cf.sub HB_CF_CASES=$(knob HB_CF_CASES) \
+			HB_CF_ENV=$(knob HB_CF_ENV) env -u HYPERBUF_DEBUG hb-xen-conform-dom0 xen 2>&1
+		echo $? >/tmp/cf.rc
+	} | while IFS= read -r l; do echo "[xen] $l"; done >&7
+	read -r hrc </tmp/cf.rc
+	gwait "$U1" cf
+	s1=$?
+	gwait "$U2" cf
+	s2=$?
+	[ -e /tmp/cf.sub ] && sed 's/^/HBX-CF /' /tmp/cf.sub
+	hyperbufd -c $CONF 2>>$DLOG &
+	dpid=$!
+	i=0
+	until hyperbufctl status >/dev/null 2>&1; do
+		i=$((i + 1))
+		[ $i -lt 300 ] || { echo "FAIL: hyperbufd did not start again"; return 1; }
+		usleep 100000
+	done
+	echo "hub status $hrc, domU servers $s1 and $s2"
+	[ $hrc -eq 0 ] && [ $s1 -eq 0 ] && [ $s2 -eq 0 ]
+}
+
 # The daemon under hbholder, the fd store's stand-in (docs/RESTART.md), SIGKILLed five times
 # while the domUs play 300 fenced rounds over grants of each other's pages: each client sees
 # its vchan end, claims a new one and resumes its session; the grant mappings, which are the
@@ -422,6 +474,8 @@ case_daemon_clean_exit() {
 }
 
 log "dom0 up"
+# The console, for a case whose output should not wait for its end (case_xen).
+exec 7>&1
 if setup >/tmp/setup 2>&1; then
 	sed 's/^/[setup] /' /tmp/setup
 	log "setup done"
@@ -437,6 +491,7 @@ if setup >/tmp/setup 2>&1; then
 	run_case export_events case_export_events
 	run_case fenced_ping_pong case_fenced_ping_pong
 	run_case gst_domU_to_domU case_gst_domU_to_domU
+	run_case xen case_xen
 	run_case daemon_restarts case_daemon_restarts
 	run_case domain_destroyed case_domain_destroyed
 	run_case daemon_clean_exit case_daemon_clean_exit

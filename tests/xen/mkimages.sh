@@ -4,9 +4,11 @@
 #   OUT/xen            the hypervisor, uncompressed (QEMU's -kernel does not take the .gz)
 #   OUT/vmlinuz        the Linux kernel dom0 and the domUs run
 #   OUT/dom0.cpio.gz   dom0: busybox, the Xen toolstack (xenstored, xl, ...), hyperbufd,
-#                      hyperbufctl, hb-xen-peer, the domU image and kernel, tests/xen/dom0-*.sh
-#   OUT/domU.cpio.gz   a domU: busybox, the xenstore tools, hb-xen-peer, tests/xen/domU-init.sh,
-#                      and GStreamer with the hyperbuf plugin when it was built
+#                      hyperbufctl, hb-xen-peer, the conformance hub hb-xen-conform-dom0, the
+#                      domU image and kernel, tests/xen/dom0-*.sh
+#   OUT/domU.cpio.gz   a domU: busybox, the xenstore tools, hb-xen-peer, the conformance server
+#                      hb-xen-conform, tests/xen/domU-init.sh, and GStreamer with the hyperbuf
+#                      plugin when it was built
 # Every binary comes with the shared libraries ldd names (the guests run the same Debian
 # userland as this machine), so the sanitized build of make check runs in the guests as is.
 #
@@ -39,7 +41,8 @@ XENGZ=$(ls -1 /boot/xen-4.17-amd64.gz 2>/dev/null || true)
 [ -x /bin/busybox ] && /bin/busybox --list | grep -qx insmod ||
 	skip "no static busybox (apt-get install busybox-static)"
 command -v cpio >/dev/null || skip "no cpio (apt-get install cpio)"
-for f in hyperbufd hyperbufctl tests/xen/hb-xen-peer tests/hbholder; do
+for f in hyperbufd hyperbufctl tests/xen/hb-xen-peer tests/hbholder tests/xen/hb-xen-conform \
+	tests/xen/hb-xen-conform-dom0; do
 	[ -x "$B/$f" ] || { echo "$B/$f is not built" >&2; exit 1; }
 done
 
@@ -116,6 +119,8 @@ if [ -z "${HB_XEN_NO_GST:-}" ] && [ -x "$B/tests/gst/hbgst-run" ] &&
 		chmod 755 "$U/usr/bin/hbgst-case"
 	fi
 fi
+# The conformance suite's server (tests/xen/conform_domU.c).
+copy_bin "$U" "$B/tests/xen/hb-xen-conform" /usr/bin/hb-xen-conform
 cp "$here/domU-init.sh" "$U/init"
 chmod 755 "$U/init"
 (cd "$U" && find . | cpio -R 0:0 -H newc -o 2>/dev/null | gzip -1) >"$OUT/domU.cpio.gz"
@@ -134,6 +139,12 @@ copy_bin "$D" "$B/hyperbufd" /usr/sbin/hyperbufd
 copy_bin "$D" "$B/hyperbufctl" /usr/bin/hyperbufctl
 # The stand-in for systemd's fd store (docs/RESTART.md), for the restart case.
 copy_bin "$D" "$B/tests/hbholder" /usr/sbin/hbholder
+# The conformance suite's hub (tests/xen/conform_dom0.c), which finds hyperbufd and
+# hyperbufctl in $HB_BUILD as in a build folder: /opt/hb.
+copy_bin "$D" "$B/tests/xen/hb-xen-conform-dom0" /usr/bin/hb-xen-conform-dom0
+mkdir -p "$D/opt/hb"
+ln -s /usr/sbin/hyperbufd "$D/opt/hb/hyperbufd"
+ln -s /usr/bin/hyperbufctl "$D/opt/hb/hyperbufctl"
 cp "/boot/vmlinuz-$KVER" "$D/root/vmlinuz"
 cp "$OUT/domU.cpio.gz" "$D/root/domU.cpio.gz"
 [ -x "$U/usr/bin/hbgst-run" ] && : >"$D/root/domU-has-gst"
