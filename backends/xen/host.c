@@ -301,11 +301,13 @@ err:
 	return r;
 }
 
+/* A domain outside [xen] domains is not one of the daemon's: ENODEV, as a VM outside the
+ * configuration is on KVM (PROTOCOL.md, Alloc); whether it exists is xen_alloc's question. */
 static int xen_can_share(void *state, uint32_t a, uint32_t b)
 {
 	struct xen_backend *xb = state;
 
-	return allowed(xb->svc->cfg, a) && allowed(xb->svc->cfg, b) ? 0 : -EPERM;
+	return allowed(xb->svc->cfg, a) && allowed(xb->svc->cfg, b) ? 0 : -ENODEV;
 }
 
 /* Reserves: the pages themselves are the client's to allocate and grant. */
