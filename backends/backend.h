@@ -236,7 +236,8 @@ struct hbb_guest_ops {
 		    enum hbb_attach_mode mode, void **state);
 	/* Gives everything back without talking to the daemon (parked grants end). */
 	void (*close)(void *state);
-	/* Optional: can a buffer of size bytes be shared at all (Xen: the gntalloc limit)? */
+	/* Optional: may this domain share a buffer of size bytes now (Xen: the gntalloc limit)?
+	 * Asked once the daemon reserved it, so that its EFBIG and ENODEV come first. */
 	int (*alloc_check)(void *state, uint64_t size);
 	/* After Alloc: the buffer's memory, writable. KVM maps the pages the daemon placed; Xen
 	 * grants fresh pages to peer and describes them (Grant). Nothing stays on failure. */

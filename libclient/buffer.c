@@ -37,11 +37,6 @@ HBL_PUBLIC struct hb_buffer *hb_buffer_alloc(struct hb_client *c, uint32_t peer_
 	hbc_list_init(&b->link);
 
 	hbl_lock(c);
-	/* Local limits first (Xen: gntalloc's), so a buffer that cannot be shared costs no
-	 * round trip. */
-	r = c->mem.ops->alloc_check ? c->mem.ops->alloc_check(c->mem.state, size) : 0;
-	if (r < 0)
-		goto err_unlock;
 	a.peer = peer_domain;
 	a.size = size;
 	a.flags = flags;
@@ -51,7 +46,12 @@ HBL_PUBLIC struct hb_buffer *hb_buffer_alloc(struct hb_client *c, uint32_t peer_
 	if (r < 0)
 		goto err_unlock;
 	handle = reply.msg->alloc->buffer;
-	r = c->mem.ops->alloc(c->mem.state, reply.msg->alloc, peer_domain, size, flags, &b->map);
+	/* Local limits (Xen: gntalloc's) after the daemon's: what can never fit is EFBIG and an
+	 * unknown peer ENODEV, as on every backend, before a limit of this domain says ENOSPC. */
+	r = c->mem.ops->alloc_check ? c->mem.ops->alloc_check(c->mem.state, size) : 0;
+	if (r == 0)
+		r = c->mem.ops->alloc(c->mem.state, reply.msg->alloc, peer_domain, size, flags,
+				      &b->map);
 	hbl_reply_free(&reply);
 	if (r < 0)
 		goto err_free;
