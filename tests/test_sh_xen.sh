@@ -11,7 +11,7 @@
 # and no per-case timeout has to cover the boot of all. The last case also waits for QEMU to
 # end. Run by hand without HB_RUN_DIR, a case boots in the foreground on its own.
 #
-#   HB_XEN_TIMEOUT  hard limit for QEMU, seconds (default 1500: the conformance suite, case
+#   HB_XEN_TIMEOUT  hard limit for QEMU, seconds (default 2400: the conformance suite, case
 #                   xen, is most of the run)
 #   HB_XEN_NO_GST   set: the domUs boot without GStreamer and gst_domU_to_domU says SKIP
 #   HB_XEN_ONLY     "NAME NAME...": only these cases run in the boot, the others say SKIP (for
@@ -26,7 +26,7 @@ self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 # The scripts of tests/xen sit next to this one, in the tree and in BUILD/tests alike.
 scripts=$(dirname "$self")/xen
 XEN=$B/xen
-qemu_timeout=${HB_XEN_TIMEOUT:-1500}
+qemu_timeout=${HB_XEN_TIMEOUT:-2400}
 
 CASES="xen_boots limits_clear_errors domU_to_dom0_1080p dom0_to_domU domU_to_domU
 share_64mib_depth2 read_only_enforced export_events fenced_ping_pong gst_domU_to_domU xen
@@ -94,7 +94,7 @@ case "$case_name" in
 	# xen, the conformance suite's Xen target, is test_sh_xen_conform's case: it runs every
 	# case of tests/conform/ in this boot. The cases after it get its time limit too, since
 	# their lines come after all of its.
-	printf '%s\n' $CASES | awk '$0 == "xen" { after = 1; next } { print after ? $0 " 1200" : $0 }'
+	printf '%s\n' $CASES | awk '$0 == "xen" { after = 1; next } { print after ? $0 " 1800" : $0 }'
 	exit 0
 	;;
 --boot)

@@ -11,7 +11,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 case ${1:-} in
 --list)
 	# Every case in one boot: more than run-tests.sh's default per case.
-	echo "xen 1200"
+	echo "xen 1800"
 	exit 0
 	;;
 xen) ;;

@@ -13,7 +13,7 @@
 #include "tests/xen/cf_stream.h"
 
 /* The whole run: every case, a few seconds each in a domU under TCG. */
-#define CF_XEN_ALARM_S 900
+#define CF_XEN_ALARM_S 1500
 /* The domUs' servers start after this program has published their streams. */
 #define CF_XEN_HELLO_MS 120000
 
@@ -71,4 +71,4 @@ TEST(xen)
 		CHECK_EQ(h.failed, 0);
 }
 
-TEST_TIMEOUT(xen, 1200)
+TEST_TIMEOUT(xen, 1800)
