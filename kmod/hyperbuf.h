@@ -24,6 +24,7 @@
 #include <linux/memremap.h>
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
+#include <linux/mutex.h>
 #include <linux/pci.h>
 #include <linux/version.h>
 
@@ -38,6 +39,18 @@
 #define hb_vm_flags_clear(vma, f) ((vma)->vm_flags &= ~(f))
 #endif
 
+/* A pool device's MSI-X vectors at most (QEMU's ivshmem-doorbell takes vectors=N). */
+#define HB_MAX_BELLS 8
+
+struct hb_pool;
+
+/* One MSI-X vector: the eventfd its interrupts signal, and the file that attached it. */
+struct hb_bell {
+	struct hb_pool *pool;
+	struct eventfd_ctx __rcu *ctx;
+	struct file *owner; /* under pool->bell_lock */
+};
+
 struct hb_pool {
 	struct kref ref;
 	struct pci_dev *pdev;
@@ -49,6 +62,12 @@ struct hb_pool {
 	struct dev_pagemap pgmap;
 	struct hyperbuf_pool_info info;
 	struct miscdevice misc;
+	/* bell.c: BAR0's registers, this device's ivshmem peer id, its vectors */
+	void __iomem *regs;
+	u32 peer;
+	unsigned int vectors;
+	struct mutex bell_lock; /* attaching and detaching eventfds */
+	struct hb_bell bell[HB_MAX_BELLS];
 	char name[48];
 	char nodename[64];
 };
@@ -61,6 +80,14 @@ extern unsigned int hb_max_fences;
 int hb_pool_driver_register(void);
 void hb_pool_driver_unregister(void);
 void hb_pool_put(struct hb_pool *pool);
+
+/* bell.c: doorbells (MSI-X vectors to eventfds, the Doorbell register) */
+void hb_bells_setup(struct pci_dev *pdev, struct hb_pool *pool);
+void hb_bells_remove(struct pci_dev *pdev, struct hb_pool *pool);
+void hb_bells_release(struct hb_pool *pool, struct file *file);
+long hb_bell_info(struct hb_pool *pool, void __user *uarg);
+long hb_bell_irqfd(struct hb_pool *pool, struct file *file, void __user *uarg);
+long hb_bell_ring(struct hb_pool *pool, struct file *file, void __user *uarg);
 
 /* dmabuf.c */
 long hb_pool_dmabuf(struct hb_pool *pool, struct file *file, void __user *uarg);

@@ -8,7 +8,8 @@
  *
  *   /dev/hyperbuf/pool-DDDD:BB:DD.F   one per ivshmem PCI device (1af4:1110) whose BAR2 holds a
  *                                     hyperbuf pool (KVM guests). mmap: the pool, cached.
- *                                     ioctls: POOL_INFO, POOL_DMABUF.
+ *                                     ioctls: POOL_INFO, POOL_DMABUF; doorbells:
+ *                                     POOL_BELL_INFO, POOL_IRQFD, POOL_RING.
  *   /dev/hyperbuf/ctl                 always (host and guest): per open file, a set of dma_fences
  *                                     this file signals (FENCE_CREATE, FENCE_SIGNAL), and
  *                                     read-only views of dma-bufs (DMABUF_RDONLY).
@@ -106,8 +107,48 @@ struct hyperbuf_dmabuf_rdonly {
 	__u32 reserved;
 };
 
+/*
+ * Doorbells: the pool device's MSI-X vectors and its Doorbell register (QEMU's
+ * ivshmem-doorbell; docs/DMABUF.md, "Doorbells").
+ *
+ * POOL_BELL_INFO: this device's ivshmem peer id (its IVPosition register: what another member
+ * rings) and its vectors (0: the device has no MSI-X, or the module could not take it).
+ */
+struct hyperbuf_pool_bell_info {
+	__u32 peer;
+	__u32 vectors;
+	__u32 flags;
+	__u32 reserved;
+};
+
+/* POOL_IRQFD: every interrupt on vector `vector` adds 1 to eventfd `fd` (an eventfd(2)), until
+ * this file detaches it (fd -1) or is closed. One file holds a vector at a time; the same file
+ * may replace its eventfd. Errors: EINVAL (vector >= vectors, fd < -1, flags, reserved), EBADF
+ * or EINVAL (fd is no eventfd), EBUSY (another file holds the vector), ENODEV (no doorbells,
+ * or the device is gone), EFAULT. */
+struct hyperbuf_pool_irqfd {
+	__s32 fd;
+	__u32 vector;
+	__u32 flags;
+	__u32 reserved;
+};
+
+/* POOL_RING: rings vector `vector` of ivshmem peer `peer` in this pool's group (the Doorbell
+ * register; QEMU drops a ring for a peer or vector it does not know). Needs a file opened
+ * read-write. Errors: EINVAL (peer or vector over 65535, flags, reserved), EBADF (read-only
+ * file), ENODEV, EFAULT. */
+struct hyperbuf_pool_ring {
+	__u32 peer;
+	__u32 vector;
+	__u32 flags;
+	__u32 reserved;
+};
+
 #define HYPERBUF_IOC_POOL_INFO     _IOR(HYPERBUF_IOC_MAGIC, 0x00, struct hyperbuf_pool_info)
 #define HYPERBUF_IOC_POOL_DMABUF   _IOWR(HYPERBUF_IOC_MAGIC, 0x01, struct hyperbuf_pool_dmabuf)
+#define HYPERBUF_IOC_POOL_BELL_INFO _IOR(HYPERBUF_IOC_MAGIC, 0x02, struct hyperbuf_pool_bell_info)
+#define HYPERBUF_IOC_POOL_IRQFD     _IOW(HYPERBUF_IOC_MAGIC, 0x03, struct hyperbuf_pool_irqfd)
+#define HYPERBUF_IOC_POOL_RING      _IOW(HYPERBUF_IOC_MAGIC, 0x04, struct hyperbuf_pool_ring)
 #define HYPERBUF_IOC_FENCE_CREATE  _IOWR(HYPERBUF_IOC_MAGIC, 0x10, struct hyperbuf_fence_create)
 #define HYPERBUF_IOC_FENCE_SIGNAL  _IOW(HYPERBUF_IOC_MAGIC, 0x11, struct hyperbuf_fence_signal)
 #define HYPERBUF_IOC_DMABUF_RDONLY _IOWR(HYPERBUF_IOC_MAGIC, 0x20, struct hyperbuf_dmabuf_rdonly)

@@ -6,7 +6,7 @@
  * Looking Glass's KVMFR does), and makes /dev/hyperbuf/pool-<PCI address>:
  *
  *   mmap   the pool, write-back cached, PROT_WRITE only through a file opened read-write
- *   ioctl  POOL_INFO, POOL_DMABUF (dmabuf.c)
+ *   ioctl  POOL_INFO, POOL_DMABUF (dmabuf.c), POOL_BELL_INFO, POOL_IRQFD, POOL_RING (bell.c)
  *
  * BAR2 is guest-physical memory QEMU maps from the pool memfd: RAM to the host, so a cached
  * mapping is coherent with the host and the other guests. (Once BAR2 is registered write-back
@@ -53,6 +53,7 @@ static int hb_pool_open(struct inode *inode, struct file *file)
 
 static int hb_pool_release(struct inode *inode, struct file *file)
 {
+	hb_bells_release(file->private_data, file);
 	hb_pool_put(file->private_data);
 	return 0;
 }
@@ -88,6 +89,12 @@ static long hb_pool_ioctl(struct file *file, unsigned int cmd, unsigned long arg
 		return 0;
 	case HYPERBUF_IOC_POOL_DMABUF:
 		return hb_pool_dmabuf(pool, file, (void __user *)arg);
+	case HYPERBUF_IOC_POOL_BELL_INFO:
+		return hb_bell_info(pool, (void __user *)arg);
+	case HYPERBUF_IOC_POOL_IRQFD:
+		return hb_bell_irqfd(pool, file, (void __user *)arg);
+	case HYPERBUF_IOC_POOL_RING:
+		return hb_bell_ring(pool, file, (void __user *)arg);
 	default:
 		return -ENOTTY;
 	}
@@ -174,8 +181,10 @@ static int hb_pool_setup(struct pci_dev *pdev, struct hb_pool *pool)
 	pool->misc.mode = 0600; /* configs/99-hyperbuf.rules: group hyperbuf */
 	pool->misc.fops = &hb_pool_fops;
 	pool->misc.parent = &pdev->dev;
+	hb_bells_setup(pdev, pool);
 	r = misc_register(&pool->misc);
 	if (r) {
+		hb_bells_remove(pdev, pool);
 		if (pool->has_pages)
 			memunmap_pages(&pool->pgmap);
 		pci_release_region(pdev, HB_POOL_BAR);
@@ -216,6 +225,7 @@ static void hb_pool_remove(struct pci_dev *pdev)
 
 	WRITE_ONCE(pool->dead, true);
 	misc_deregister(&pool->misc);
+	hb_bells_remove(pdev, pool);
 	/* Waits for every dma-buf of the pool to be released (each holds a pagemap ref). */
 	if (pool->has_pages)
 		memunmap_pages(&pool->pgmap);

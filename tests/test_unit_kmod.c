@@ -31,6 +31,9 @@ _Static_assert(sizeof(struct hyperbuf_pool_dmabuf) == 24, "pool_dmabuf");
 _Static_assert(sizeof(struct hyperbuf_fence_create) == 48, "fence_create");
 _Static_assert(sizeof(struct hyperbuf_fence_signal) == 16, "fence_signal");
 _Static_assert(sizeof(struct hyperbuf_dmabuf_rdonly) == 16, "dmabuf_rdonly");
+_Static_assert(sizeof(struct hyperbuf_pool_bell_info) == 16, "pool_bell_info");
+_Static_assert(sizeof(struct hyperbuf_pool_irqfd) == 16, "pool_irqfd");
+_Static_assert(sizeof(struct hyperbuf_pool_ring) == 16, "pool_ring");
 
 TEST(pool_magic_matches_the_protocol)
 {
@@ -41,9 +44,10 @@ TEST(pool_magic_matches_the_protocol)
 
 TEST(ioctl_numbers_are_distinct)
 {
-	const unsigned long nr[] = {HYPERBUF_IOC_POOL_INFO, HYPERBUF_IOC_POOL_DMABUF,
-				    HYPERBUF_IOC_FENCE_CREATE, HYPERBUF_IOC_FENCE_SIGNAL,
-				    HYPERBUF_IOC_DMABUF_RDONLY};
+	const unsigned long nr[] = {HYPERBUF_IOC_POOL_INFO,      HYPERBUF_IOC_POOL_DMABUF,
+				    HYPERBUF_IOC_POOL_BELL_INFO, HYPERBUF_IOC_POOL_IRQFD,
+				    HYPERBUF_IOC_POOL_RING,      HYPERBUF_IOC_FENCE_CREATE,
+				    HYPERBUF_IOC_FENCE_SIGNAL,   HYPERBUF_IOC_DMABUF_RDONLY};
 
 	for (size_t i = 0; i < sizeof(nr) / sizeof(nr[0]); i++)
 		for (size_t j = 0; j < i; j++)

@@ -190,6 +190,8 @@ static const struct hbvm_case_fn cases[] = {
     {"udmabuf", udmabuf_case},
     {"guests", guests_case},
     {"bench", bench_case},
+    {"bells", bells_case},
+    {"bellbench", bellbench_case},
 };
 
 int main(int argc, char **argv)

@@ -9,6 +9,8 @@
  *            reservation's fence, sync_files signalled, failed, and failed by a killed peer;
  *            then role 2 runs the hostile ioctls (dmabuf_hostile.c)
  *   bench    (dmabuf_bench.c) read bandwidth of a pool through sysfs and through hyperbuf.ko
+ *   bells    (dmabuf_bells.c) two guests ring each other through hyperbuf.ko's doorbells
+ *   bellbench (dmabuf_bells.c) those doorbells' ping-pong against a fenced one, for bench-vm
  */
 #ifndef HB_TESTS_KVM_DMABUF_H
 #define HB_TESTS_KVM_DMABUF_H
@@ -100,6 +102,9 @@ void check_dmesg(void);
 int udmabuf_case(int role);
 int guests_case(int role);
 int bench_case(int role);
+/* dmabuf_bells.c: doorbells between two guests through hyperbuf.ko (bells, bellbench). */
+int bells_case(int role);
+int bellbench_case(int role);
 /* dmabuf_hostile.c: every ioctl of hyperbuf.ko with hostile input, then unloading it. */
 void hostile_ioctls(void);
 void unload_refused_while_used(void);
