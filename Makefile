@@ -530,6 +530,7 @@ $(B)/bench-vm: $(call obj,tests/bench_vm.c tests/vm_common.c) $(IT_SUPPORT) $(LI
 bench: all $(B)/bench $(B)/bench-vm $(HOLDER_BINS) gst-tests
 	$(B)/bench --daemon $(B)/hyperbufd --holder $(B)/tests/hbholder
 	HB_BUILD=$(abspath $(B)) $(B)/bench-vm vm_guest_read_bandwidth || [ $$? -eq 77 ]
+	HB_BUILD=$(abspath $(B)) $(B)/bench-vm vm_fence_vs_doorbell || [ $$? -eq 77 ]
 	sh tests/gst/bench.sh $(B)
 
 # ---- install ---------------------------------------------------------------------------
