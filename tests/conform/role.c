@@ -136,6 +136,11 @@ const char *cf_case_name(void)
 	return my_case;
 }
 
+const char *cf_serve_address(void)
+{
+	return my_address;
+}
+
 const char *cf_env(const char *name)
 {
 	return getenv(name);
