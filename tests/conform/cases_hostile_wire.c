@@ -194,3 +194,87 @@ static void meta_limit_attack(void)
 	CF_RAW_DROPPED(&r, &errs);
 }
 CF_HOSTILE_CASE(daemon_checks_meta_max, meta_limit_attack)
+
+/* ---- foreign handles ------------------------------------------------------------------------ */
+
+/* Free, Export and Release of every small handle and a few large ones, on a raw session that
+ * owns nothing: ENOENT each, whoever owns a buffer or an import of that number. */
+static void try_handles(void)
+{
+	static const uint64_t big[] = {UINT64_MAX, UINT64_MAX - 1, 1ull << 32, 1000};
+	long long errs = cf_stat("errors_protocol");
+	struct cf_raw r;
+
+	cf_raw_session(&r);
+	for (uint64_t i = 0; i < 64 + sizeof(big) / sizeof(big[0]); i++) {
+		uint64_t h = i < 64 ? i : big[i - 64];
+		ClientMsg m = CLIENT_MSG__INIT;
+		Free f = FREE__INIT;
+		Export e = EXPORT__INIT;
+		Release rel = RELEASE__INIT;
+
+		f.buffer = h;
+		CF_MSG(m, FREE, free, &f);
+		CHECK_EQ(CF_RAW_ERR(&r, &m), ENOENT);
+		e.buffer = h;
+		CF_MSG(m, EXPORT, export, &e);
+		CHECK_EQ(CF_RAW_ERR(&r, &m), ENOENT);
+		rel.import = h;
+		CF_MSG(m, RELEASE, release, &rel);
+		CHECK_EQ(CF_RAW_ERR(&r, &m), ENOENT);
+	}
+	CF_RAW_ALIVE(&r);
+	cf_raw_stop(&r);
+	CHECK_EQ(cf_stat("errors_protocol"), errs);
+}
+
+/* The host: a buffer for vm2 and, once vm1 tried, a raw session of its own domain tries too
+ * (another session of the same domain owns nothing either). */
+static void foreign_host(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_buffer *b = CF_ALLOC(c, 2, 4096, 0);
+	struct hb_id id;
+
+	cf_fill(hb_buffer_data(b), 4096, 41);
+	CF_EXPORT(b, NULL, 0, &id);
+	cf_put_id("host", &id);
+	cf_barrier("held");
+	cf_barrier("vm1_tried");
+	try_handles();
+	cf_barrier("host_tried");
+	cf_barrier("done");
+	hb_buffer_free(b);
+}
+
+static void foreign_vm1(void)
+{
+	cf_barrier("held");
+	try_handles();
+	cf_barrier("vm1_tried");
+	cf_barrier("host_tried");
+	cf_barrier("done");
+}
+
+/* vm2 owns a buffer and an import; after the attacks both still work for it. */
+static void foreign_owner(void)
+{
+	struct hb_client *c = cf_connect();
+	struct hb_buffer *b = CF_ALLOC(c, 1, 4096, 0);
+	struct hb_import *im;
+	struct hb_id id, host, again;
+
+	CF_EXPORT(b, NULL, 0, &id);
+	cf_get_id("host", &host);
+	im = CF_IMPORT(c, &host, 0);
+	cf_barrier("held");
+	cf_barrier("vm1_tried");
+	cf_barrier("host_tried");
+	CF_CHECK_PATTERN(hb_import_data(im), 4096, 41);
+	CF_EXPORT(b, "again", 5, &again);
+	CHECK(memcmp(&id, &again, sizeof(id)) == 0);
+	hb_import_release(im);
+	hb_buffer_free(b);
+	cf_barrier("done");
+}
+CF_CASE(foreign_handles, {0, foreign_host}, {1, foreign_vm1}, {2, foreign_owner})
