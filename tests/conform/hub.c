@@ -524,6 +524,28 @@ static void run_case(struct cf_hub *h, const struct cf_case *c)
 	free(r);
 }
 
+/* $HB_CF_CASES: globs separated by spaces (a + on Xen's command line); unset: every case. */
+static bool wanted(const char *only, const char *name)
+{
+	char glob[128];
+
+	if (!only || !*only)
+		return true;
+	while (*only) {
+		size_t n = strcspn(only, " ");
+
+		if (n > 0 && n < sizeof(glob)) {
+			memcpy(glob, only, n);
+			glob[n] = '\0';
+			if (fnmatch(glob, name, 0) == 0)
+				return true;
+		}
+		only += n;
+		only += strspn(only, " ");
+	}
+	return false;
+}
+
 void cf_hub_run(struct cf_hub *h)
 {
 	const char *only = getenv("HB_CF_CASES");
@@ -531,7 +553,7 @@ void cf_hub_run(struct cf_hub *h)
 
 	h->base_sessions = IT_STAT(h->d, "sessions");
 	for (unsigned i = 0; (c = cf_case_at(i)) != NULL; i++) {
-		if (only && *only && fnmatch(only, c->name, 0) != 0)
+		if (!wanted(only, c->name))
 			continue;
 		if (c->not_on & h->target_flag)
 			report(h, c->name, "SKIP", c->why_not);
