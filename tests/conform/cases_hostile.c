@@ -1,8 +1,8 @@
 /*
  * Hostile framing (test_it_hostile, PROTOCOL.md §1, §2): frames by hand on this domain's own
  * stream to the daemon, the host's socket or a guest's port or vchan (conform.h,
- * cf_raw_open), in every domain in turn. Each attack gets a dropped session, counted in
- * errors_protocol, or a clean answer; honest clients carry on (cf_hostile_in_turn).
+ * cf_raw_open), in every domain at once. Each attack gets a dropped session, counted in
+ * errors_protocol, or a clean answer; honest clients carry on (cf_hostile_everywhere).
  */
 #include "tests/conform/raw.h"
 
@@ -11,16 +11,15 @@
 static void frame_length_attack(void)
 {
 	static const uint64_t lens[] = {0, HBP_FRAME_MAX + 1, 0xffffffffu, 0x80000000u};
-	long long errs = cf_stat("errors_protocol");
 	struct cf_raw r;
 
 	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
 		cf_raw_session(&r);
 		CHECK_EQ(cf_raw_send_frame(&r, NULL, 0, lens[i]), 0);
-		CF_RAW_DROPPED(&r, &errs);
+		CF_RAW_DROPPED(&r, NULL);
 		cf_raw_start(&r);
 		CHECK_EQ(cf_raw_send_frame(&r, NULL, 0, lens[i]), 0);
-		CF_RAW_DROPPED(&r, &errs);
+		CF_RAW_DROPPED(&r, NULL);
 	}
 }
 CF_HOSTILE_CASE(frame_length_violations, frame_length_attack)
@@ -32,6 +31,10 @@ static void truncated_attack(void)
 {
 	uint8_t junk[10] = {0x08, 0x01, 0x52, 0x12};
 	struct cf_raw r;
+
+	/* Leaving mid-frame is a protocol error where the daemon sees it (a socket's or a
+	 * vchan's end); on a KVM port the next marker ends the session, which is none. */
+	cf_hostile_uncounted();
 
 	cf_raw_session(&r);
 	CHECK_EQ(cf_raw_send_frame(&r, junk, sizeof(junk), 100), 0);
@@ -59,13 +62,12 @@ static void garbage_attack(void)
 	    {"\x08\x07\x12\x05\x08", 5},         /* a truncated Hello */
 	    {"\x08", 1},
 	};
-	long long errs = cf_stat("errors_protocol");
 	struct cf_raw r;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		cf_raw_session(&r);
 		CHECK_EQ(cf_raw_send_frame(&r, bad[i].bytes, bad[i].len, UINT64_MAX), 0);
-		CF_RAW_DROPPED(&r, &errs);
+		CF_RAW_DROPPED(&r, NULL);
 	}
 }
 CF_HOSTILE_CASE(garbage_protobuf, garbage_attack)
@@ -74,7 +76,6 @@ CF_HOSTILE_CASE(garbage_protobuf, garbage_attack)
  * more is a violation. */
 static void frame_max_attack(void)
 {
-	long long errs = cf_stat("errors_protocol");
 	uint8_t hid[16] = {7, 7, 7};
 	struct cf_raw r;
 	uint8_t *frame;
@@ -109,7 +110,7 @@ static void frame_max_attack(void)
 	CF_RAW_ALIVE(&r);
 	free(frame);
 	CHECK_EQ(cf_raw_send_frame(&r, NULL, 0, HBP_FRAME_MAX + 1), 0);
-	CF_RAW_DROPPED(&r, &errs);
+	CF_RAW_DROPPED(&r, NULL);
 }
 CF_HOSTILE_CASE(frame_max_is_inclusive, frame_max_attack)
 

@@ -135,7 +135,8 @@ static int recv_full(int fd, void *p, size_t n, int timeout_ms)
 	return 1;
 }
 
-ServerMsg *cf_raw_recv(struct cf_raw *r, int timeout_ms, int *why)
+/* The next frame, events included. */
+static ServerMsg *recv_any(struct cf_raw *r, int timeout_ms, int *why)
 {
 	uint8_t hdr[4], *payload;
 	ServerMsg *m;
@@ -167,6 +168,22 @@ ServerMsg *cf_raw_recv(struct cf_raw *r, int timeout_ms, int *why)
 	if (!m)
 		*why = -2;
 	return m;
+}
+
+ServerMsg *cf_raw_recv(struct cf_raw *r, int timeout_ms, int *why)
+{
+	uint64_t end = now_ms() + (uint64_t)timeout_ms;
+
+	for (;;) {
+		uint64_t now = now_ms();
+		ServerMsg *s = recv_any(r, now >= end ? 0 : (int)(end - now), why);
+
+		/* Events (id 0 with a body: other domains' sessions come and go meanwhile) are
+		 * not what a case waits for; a refusal (id 0, no body) is. */
+		if (!s || s->id != 0 || s->body_case == SERVER_MSG__BODY__NOT_SET)
+			return s;
+		server_msg__free_unpacked(s, NULL);
+	}
 }
 
 ServerMsg *cf_raw_call_at(const char *file, int line, struct cf_raw *r, ClientMsg *m)
