@@ -316,7 +316,11 @@ XEN_CONFORM_DOMU := $(B)/tests/xen/hb-xen-conform
 XEN_CONFORM_OBJ  := $(call obj,tests/xen/cf_stream.c $(CONFORM_SRC))
 $(XEN_CONFORM_DOM0): $(call obj,tests/xen/conform_dom0.c tests/conform/hub.c) $(XEN_CONFORM_OBJ) \
 		$(IT_SUPPORT) $(LIBA)
-$(XEN_CONFORM_DOMU): $(call obj,tests/xen/conform_domU.c tools/pattern.c) $(XEN_CONFORM_OBJ) $(LIBA)
+# The domUs' raw streams (tests/xen/cf_raw.c) claim a vchan as the library does: its
+# transport and the protocol's objects are linked on their own (the archive's are local to it).
+$(XEN_CONFORM_DOMU): $(call obj,tests/xen/conform_domU.c tools/pattern.c tests/xen/cf_raw.c \
+		backends/xen/vchan_client.c backends/xen/ring.c) $(XEN_CONFORM_OBJ) $(PROTO_OBJ) \
+		$(COMMON_OBJ) $(LIBA)
 $(XEN_CONFORM_DOM0) $(XEN_CONFORM_DOMU):
 	@mkdir -p $(@D)
 	$(CC) $(LDSAN) -o $@ $(filter-out $(LIBA),$^) $(LIBA) $(shell pkg-config --libs libprotobuf-c) \

@@ -48,8 +48,8 @@
 uint32_t cf_domain(void);
 const char *cf_case_name(void);
 
-/* The address cf_connect uses: the target's socket for this domain on the host and emulated,
- * NULL (the library's default, as an application's) in a guest. */
+/* The address cf_connect uses (and cf_raw_open opens): the target's socket for this domain on
+ * the host and emulated, NULL (the library's default, as an application's) in a guest. */
 const char *cf_address(void);
 
 /* A client of this role's domain (the target's address for it); fails the role if it cannot.
@@ -173,5 +173,24 @@ struct hb_client *cf_victim_kill(pid_t pid);
 
 /* A zero-timeout poll of the sync's fd says readable. */
 bool cf_fd_ready(const struct hb_sync *s);
+
+/* ---- raw protocol streams (hostile clients; frames by hand: tests/conform/raw.h) ----------- */
+
+/* A stream to the daemon as this role's domain, on which the role writes frames by hand and
+ * reads the daemon's replies, exactly as a hostile program of the domain could: a new
+ * connection on the domain's socket (the host's, an emulated VM's channel); in a KVM guest the
+ * virtio port, after the resync marker every process of a channel starts with (PROTOCOL.md
+ * §1.1), so the stream is a fresh session; in a Xen domU a vchan of its own to the daemon,
+ * pumped through a socketpair (tests/conform/raw.c). The fd reads and writes bytes (it may be
+ * non-blocking: poll). -1 with errno if the domain's transport cannot be had within
+ * CF_WAIT_MS. A guest has one port: while the role holds it, cf_connect in that domain fails. */
+int cf_raw_open(void);
+/* Ends the stream's session as hb_disconnect would (on a KVM port: a marker), and returns
+ * once the domain's transport is usable again (a port the daemon hung up on comes back when
+ * QEMU reconnects). */
+void cf_raw_close(int fd);
+/* Leaves the stream as a process that dies does (on a KVM port nothing tells the daemon: the
+ * next process's marker ends the session), with cf_raw_close's wait. */
+void cf_raw_abandon(int fd);
 
 #endif

@@ -524,7 +524,7 @@ static void run_case(struct cf_hub *h, const struct cf_case *c)
 	free(r);
 }
 
-/* HB_CF_CASES: globs separated by '|' (a comma or a space could not reach dom0's command line);
+/* $HB_CF_CASES: globs separated by '|' or spaces (a space is a + on Xen's command line);
  * unset or empty, every case. */
 static bool wanted(const char *only, const char *name)
 {
@@ -533,15 +533,16 @@ static bool wanted(const char *only, const char *name)
 	if (!only || !*only)
 		return true;
 	while (*only) {
-		size_t n = strcspn(only, "|");
+		size_t n = strcspn(only, "| ");
 
-		if (n < sizeof(glob)) {
+		if (n > 0 && n < sizeof(glob)) {
 			memcpy(glob, only, n);
 			glob[n] = '\0';
 			if (fnmatch(glob, name, 0) == 0)
 				return true;
 		}
-		only += n + (only[n] == '|');
+		only += n;
+		only += strspn(only, "| ");
 	}
 	return false;
 }

@@ -5,7 +5,9 @@
 #ifndef HB_TESTS_CONFORM_TABLE_H
 #define HB_TESTS_CONFORM_TABLE_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define CF_MAX_ROLES 4
 
@@ -50,5 +52,11 @@ const struct cf_case *cf_case_find(const char *name);
  * each in a child process, until QUIT or EOF. address: what cf_connect connects to (NULL: the
  * library's default, as an application in a guest). Returns 0 after QUIT. */
 int cf_serve(int fd, uint32_t domain, const char *address);
+/* A guest program's raw stream (conform.h, cf_raw_open, for a server without an address): open
+ * returns a descriptor on the library's own transport to the daemon, or -errno (-ECONNREFUSED
+ * and -EBUSY are tried again), with *relay the process pumping it (0 if none). port: the
+ * descriptor is a KVM guest's virtio port (a channel: cf_raw_close sends a marker). Set before
+ * cf_serve. */
+void cf_raw_guest(int (*open)(pid_t *relay), bool port);
 
 #endif

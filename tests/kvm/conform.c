@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backends/backend.h"
 #include "tests/conform/table.h"
 #include "tests/kvm/report.h"
 
@@ -49,6 +50,17 @@ static int open_side_port(void)
 	return fd;
 }
 
+/* A role's raw stream (hostile cases): the guest's port, opened as the library opens it (its
+ * resync marker sent and answered: a fresh session). */
+static int raw_port(pid_t *relay)
+{
+	struct hbb_transport t;
+	int r = hbk_port_open(NULL, &t);
+
+	*relay = 0;
+	return r < 0 ? r : t.fd;
+}
+
 int main(int argc, char **argv)
 {
 	int fd;
@@ -62,6 +74,7 @@ int main(int argc, char **argv)
 	fd = open_side_port();
 	if (fd < 0)
 		fail(__LINE__, "no virtio port named %s", SIDE_PORT);
+	cf_raw_guest(raw_port, true);
 	say("HBVM-STEP serving the hub as domain %s", argv[2]);
 	if (cf_serve(fd, (uint32_t)atoi(argv[2]), NULL) != 0)
 		fail(__LINE__, "the hub's stream ended without QUIT");

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "tests/conform/table.h"
+#include "tests/xen/cf_raw.h"
 #include "tests/xen/cf_stream.h"
 
 /* dom0 publishes the stream once its daemon is up: a domU started first waits for it. */
@@ -34,6 +35,8 @@ int main(int argc, char **argv)
 		perror("hb-xen-conform: the stream to dom0");
 		return 1;
 	}
+	/* A role's raw stream (hostile cases) is a vchan of its own, as a client's. */
+	cf_raw_guest(cfx_raw_open, false);
 	printf("dom%d: serving the hub\n", domid);
 	rc = cf_serve(fd, (uint32_t)domid, NULL);
 	close(fd);
