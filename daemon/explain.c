@@ -31,6 +31,51 @@ static void list_vms(const struct hbc_config *cfg, char *out, size_t len)
 				      cfg->vms[i].name, cfg->vms[i].id);
 }
 
+/* "dom1 (1), dom2 (2)": the domUs of [xen] domains, as far as they fit. */
+static void list_xen_domains(const struct hbc_config *cfg, char *out, size_t len)
+{
+	size_t n = 0;
+
+	out[0] = '\0';
+	for (unsigned i = 0; i < cfg->n_xen_domains && n < len; i++)
+		n += (size_t)snprintf(out + n, len - n, "%sdom%u (%u)", i ? ", " : "",
+				      cfg->xen_domains[i], cfg->xen_domains[i]);
+}
+
+static bool xen_listed(const struct hbc_config *cfg, uint32_t id)
+{
+	if (id == 0 || cfg->xen_all_domains)
+		return true;
+	for (unsigned i = 0; i < cfg->n_xen_domains; i++)
+		if (cfg->xen_domains[i] == id)
+			return true;
+	return false;
+}
+
+/* ENODEV: a domain the config does not have is the admin's to add, and the words say where;
+ * one it has is not running (or, on KVM, its QEMU has not attached). */
+static void explain_enodev(struct hbd_session *s, uint32_t peer)
+{
+	const struct hbc_config *cfg = s->d->cfg;
+	char doms[160];
+
+	if (cfg->backend == HBC_BACKEND_KVM && !hbc_config_domain_name(cfg, peer)) {
+		list_vms(cfg, doms, sizeof(doms));
+		hbd_reason(s,
+			   "no domain %u: the daemon's config has no [vm] with id %u (its VMs: %s)",
+			   peer, peer, doms[0] ? doms : "none, it serves the host only");
+	} else if (cfg->backend == HBC_BACKEND_XEN && !xen_listed(cfg, peer)) {
+		list_xen_domains(cfg, doms, sizeof(doms));
+		hbd_reason(
+		    s,
+		    "no domain %u: the daemon's [xen] domains does not list it (its domains: "
+		    "%s)",
+		    peer, doms[0] ? doms : "none, it serves dom0 only");
+	} else {
+		hbd_reason(s, "no domain %u to share with (not running, or not attached)", peer);
+	}
+}
+
 static const char *name_of(const struct hbd *d, uint32_t id)
 {
 	const char *name = hbc_config_domain_name(d->cfg, id);
@@ -41,7 +86,6 @@ static const char *name_of(const struct hbd *d, uint32_t id)
 void hbd_explain_alloc(struct hbd_session *s, uint32_t peer, uint64_t size, int err)
 {
 	const struct hbc_config *cfg = s->d->cfg;
-	char vms[160];
 
 	switch (err) {
 	case -EINVAL:
@@ -51,16 +95,7 @@ void hbd_explain_alloc(struct hbd_session *s, uint32_t peer, uint64_t size, int 
 				   peer);
 		break;
 	case -ENODEV:
-		if (cfg->backend == HBC_BACKEND_KVM && !hbc_config_domain_name(cfg, peer)) {
-			list_vms(cfg, vms, sizeof(vms));
-			hbd_reason(s,
-				   "no domain %u: the daemon's config has no [vm] with id %u (its "
-				   "VMs: %s)",
-				   peer, peer, vms[0] ? vms : "none, it serves the host only");
-		} else {
-			hbd_reason(s, "no domain %u to share with (not running, or not attached)",
-				   peer);
-		}
+		explain_enodev(s, peer);
 		break;
 	case -EPERM:
 		hbd_reason(s, "%s (%u) and %s (%u) are in no [group] together", s->dom->name,

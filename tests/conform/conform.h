@@ -50,6 +50,10 @@
 uint32_t cf_domain(void);
 const char *cf_case_name(void);
 
+/* The address cf_connect uses: the target's socket for this domain on the host and emulated,
+ * NULL (the library's default, as an application's) in a guest. */
+const char *cf_address(void);
+
 /* A client of this role's domain (the target's address for it); fails the role if it cannot.
  * Disconnected when the role returns. */
 struct hb_client *cf_connect(void);

@@ -141,6 +141,11 @@ const char *cf_env(const char *name)
 	return getenv(name);
 }
 
+const char *cf_address(void)
+{
+	return my_address;
+}
+
 /* Ends the role's sessions. A process that just exits is not enough in a KVM guest: its
  * session lasts until the next process opens the port (docs/KVM.md), and would be left over
  * into the next case. */
@@ -311,6 +316,25 @@ static int wait_role(pid_t pid)
 	return WEXITSTATUS(status);
 }
 
+/* A role that died may have left its session behind (a guest's port keeps it until the next
+ * process opens the port): open and close it, in a child, so that the server itself never
+ * starts the library: each role's first hb_connect must be its process's first (the library
+ * reads HYPERBUF_DEBUG once per process). */
+static void reset_session(void)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct hb_client *reset = hb_connect(my_address);
+
+		if (reset)
+			hb_disconnect(reset);
+		_exit(0);
+	}
+	if (pid > 0)
+		wait_role(pid);
+}
+
 static int start_role(int fd, const char *name, unsigned idx)
 {
 	const struct cf_case *c = cf_case_find(name);
@@ -331,14 +355,8 @@ static int start_role(int fd, const char *name, unsigned idx)
 		exit(0);
 	}
 	status = wait_role(pid);
-	if (status != 0) {
-		/* A role that died may have left its session behind (a guest's port keeps it
-		 * until the next process opens the port): open and close it. */
-		struct hb_client *reset = hb_connect(my_address);
-
-		if (reset)
-			hb_disconnect(reset);
-	}
+	if (status != 0)
+		reset_session();
 	return send_line(fd, "END %s %d", name, status);
 }
 
