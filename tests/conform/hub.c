@@ -574,8 +574,13 @@ void cf_hub_run(struct cf_hub *h)
 	bool based = false;
 
 	for (unsigned i = 0; (c = cf_case_at(i)) != NULL; i++) {
-		if (!in_run(h, c))
+		if (!in_run(h, c)) {
+			/* A case of a variant nobody defined would never run: say so once. */
+			if (!h->variant && c->variant && !cf_variant_find(c->variant))
+				report(h, c->name, "FAIL",
+				       "its config variant is not in variants.c");
 			continue;
+		}
 		if (c->not_on & h->target_flag) {
 			report(h, c->name, "SKIP", c->why_not);
 			continue;
