@@ -55,7 +55,7 @@ const char *hbt_prog(const char *name);
  *   group c: vm2, vm3   size 16M   ivshmem group-c.sock
  * extra: more INI text appended (e.g. "[limits]\nexports_per_domain = 4\n"), or NULL.
  * Starts build/hyperbufd -c config with tool_daemon_start and waits until it says READY=1
- * (NOTIFY_SOCKET), 10 s max. Fails the test, with the daemon's log, if it cannot.
+ * (NOTIFY_SOCKET), 30 s max. Fails the test, with the daemon's log, if it cannot.
  */
 void hbt_daemon_start(struct hbt_daemon *d, const char *extra);
 /* Same with a whole config text of the caller's ("%s" in it is replaced by d->dir). */

@@ -290,18 +290,40 @@ static void port_goodbye(int fd)
 		return;
 }
 
-/* The port as a transport: a character device, plain read and write, no fds. */
-static ssize_t port_recv(struct hbb_transport *t, void *buf, size_t len, int *fds, unsigned *nfds,
-			 unsigned max)
+/* One read of the port: the count, 0 at the end, or -errno (-EAGAIN: nothing there). */
+static ssize_t port_read(int fd, void *buf, size_t len)
 {
 	ssize_t n;
 
 	do
-		n = read(t->fd, buf, len);
+		n = read(fd, buf, len);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 	return n;
+}
+
+/*
+ * The port as a transport: a character device, plain read and write, no fds. A read of a
+ * virtio port returns one of the host's buffers at most (about one of the daemon's writes),
+ * so read on while there is room and data: like a socket's recv, a short answer then means
+ * the port is empty (libclient/conn.h), and hb_dispatch handles everything that arrived, on
+ * a port as on a socket (a client that did not dispatch for a while gets its event queue's
+ * bound and OVERFLOW, not every event the port's buffers held).
+ */
+static ssize_t port_recv(struct hbb_transport *t, void *buf, size_t len, int *fds, unsigned *nfds,
+			 unsigned max)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = port_read(t->fd, (char *)buf + got, len - got);
+
+		if (n <= 0)
+			return got ? (ssize_t)got : n;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
 }
 
 static ssize_t port_send(struct hbb_transport *t, const void *buf, size_t len)

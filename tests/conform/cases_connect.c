@@ -147,10 +147,12 @@ CF_CASE(dispatch_timeouts_and_counts, {1, counts_exporter}, {2, counts_peer})
 /* ---- client_shared_by_threads (test_it_connect) ---------------------------------------------
  * "One struct hb_client may be used from several threads; calls on it are serialised": four
  * threads of vm1's role share and free buffers on its one client while a fifth dispatches;
- * vm2 hears every EXPORTED and UNEXPORTED. 4 x 20 rounds (the original 4 x 40 with a daemon
- * of event_queue = 4096: 160 events stay within the default queue here). */
+ * vm2 hears every EXPORTED and UNEXPORTED. 4 x 20 rounds: 160 events stay within the default
+ * queue; client_shared_by_threads_full is the original's 4 x 40 on a daemon of event_queue =
+ * 4096 (the config variant "queue4096"). */
 #define SHARE_THREADS 4
-#define SHARE_ROUNDS  20
+
+static int share_rounds = 20;
 
 struct worker {
 	struct hb_client *c;
@@ -164,7 +166,7 @@ static void *share_worker(void *p)
 {
 	struct worker *w = p;
 
-	for (int i = 0; i < SHARE_ROUNDS; i++) {
+	for (int i = 0; i < share_rounds; i++) {
 		size_t size = 4096 * (size_t)(1 + (i + w->index) % 4) + (size_t)w->index;
 		struct hb_buffer *b = hb_buffer_alloc(w->c, 2, size, 0);
 		struct hb_info info;
@@ -240,11 +242,11 @@ static void threads_vm2(void)
 
 	cf_drain(c);
 	cf_barrier("listening");
-	while (exported < SHARE_THREADS * SHARE_ROUNDS ||
-	       unexported < SHARE_THREADS * SHARE_ROUNDS) {
+	while (exported < SHARE_THREADS * share_rounds ||
+	       unexported < SHARE_THREADS * share_rounds) {
 		if (cf_next_event_at(__FILE__, __LINE__, c, &ev, CF_WAIT_MS) != 0)
 			cf_fail(__FILE__, __LINE__, "heard %d EXPORTED and %d UNEXPORTED of %d",
-				exported, unexported, SHARE_THREADS * SHARE_ROUNDS);
+				exported, unexported, SHARE_THREADS * share_rounds);
 		CHECK(ev.type == HB_EVENT_EXPORTED || ev.type == HB_EVENT_UNEXPORTED);
 		ev.type == HB_EVENT_EXPORTED ? exported++ : unexported++;
 	}
@@ -252,3 +254,17 @@ static void threads_vm2(void)
 }
 
 CF_CASE(client_shared_by_threads, {1, threads_vm1}, {2, threads_vm2})
+
+static void threads_vm1_full(void)
+{
+	share_rounds = 40;
+	threads_vm1();
+}
+
+static void threads_vm2_full(void)
+{
+	share_rounds = 40;
+	threads_vm2();
+}
+
+CF_CASE_IN("queue4096", client_shared_by_threads_full, {1, threads_vm1_full}, {2, threads_vm2_full})

@@ -19,7 +19,9 @@
  *
  * Targets run one daemon for every case (a guest boots once): a case must leave the daemon
  * as it found it (no buffer, timeline, session or page of its own); the runner checks that
- * after every case and fails the case otherwise.
+ * after every case and fails the case otherwise. A case that needs another config of the
+ * daemon names a config variant (CF_CASE_IN, table.h; tests/conform/variants.c): it runs in
+ * that variant's run, on a daemon of the topology plus the variant's text.
  */
 #ifndef HB_TESTS_CONFORM_H
 #define HB_TESTS_CONFORM_H

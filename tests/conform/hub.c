@@ -547,23 +547,69 @@ static bool wanted(const char *only, const char *name)
 	return false;
 }
 
-void cf_hub_run(struct cf_hub *h)
+/* The case runs in this run: h's variant, matching $HB_CF_CASES. */
+static bool in_run(const struct cf_hub *h, const struct cf_case *c)
 {
-	const char *only = getenv("HB_CF_CASES");
+	if (!wanted(getenv("HB_CF_CASES"), c->name))
+		return false;
+	if (!c->variant || !h->variant)
+		return c->variant == h->variant;
+	return strcmp(c->variant, h->variant) == 0;
+}
+
+bool cf_hub_wants(const struct cf_hub *h)
+{
 	const struct cf_case *c;
 
-	h->base_sessions = IT_STAT(h->d, "sessions");
 	for (unsigned i = 0; (c = cf_case_at(i)) != NULL; i++) {
-		if (!wanted(only, c->name))
-			continue;
-		if (c->not_on & h->target_flag)
-			report(h, c->name, "SKIP", c->why_not);
-		else
-			run_case(h, c);
+		if (in_run(h, c) && !(c->not_on & h->target_flag))
+			return true;
 	}
-	printf("%s: %d passed, %d failed, %d skipped\n", h->target, h->passed, h->failed,
-	       h->skipped);
+	return false;
+}
+
+void cf_hub_run(struct cf_hub *h)
+{
+	int passed = h->passed, failed = h->failed, skipped = h->skipped;
+	const struct cf_case *c;
+	bool based = false;
+
+	for (unsigned i = 0; (c = cf_case_at(i)) != NULL; i++) {
+		if (!in_run(h, c)) {
+			/* A case of a variant nobody defined would never run: say so once. */
+			if (!h->variant && c->variant && !cf_variant_find(c->variant))
+				report(h, c->name, "FAIL",
+				       "its config variant is not in variants.c");
+			continue;
+		}
+		if (c->not_on & h->target_flag) {
+			report(h, c->name, "SKIP", c->why_not);
+			continue;
+		}
+		/* Only a run with a case to run has a daemon (a variant's may have none). */
+		if (!based)
+			h->base_sessions = IT_STAT(h->d, "sessions");
+		based = true;
+		run_case(h, c);
+	}
+	printf("%s%s%s%s: %d passed, %d failed, %d skipped\n", h->target, h->variant ? "[" : "",
+	       h->variant ? h->variant : "", h->variant ? "]" : "", h->passed - passed,
+	       h->failed - failed, h->skipped - skipped);
 	fflush(stdout);
+}
+
+int cf_daemon_variant(struct hbt_daemon *d, const char *topology, const char *variant)
+{
+	const struct cf_variant *v = cf_variant_find(variant);
+	FILE *f = fopen(d->config, "w");
+
+	if (!v)
+		hbt_fail(__FILE__, __LINE__, "no config variant %s", variant ? variant : "(null)");
+	CHECK(f != NULL);
+	CHECK(fprintf(f, "%s\n%s", topology, v->config) > 0);
+	CHECK_EQ(fclose(f), 0);
+	/* The same folder, so the same sockets: a server that connects by path goes on. */
+	return hbt_daemon_restart(d);
 }
 
 void cf_hub_quit(struct cf_hub *h)

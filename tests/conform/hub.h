@@ -45,6 +45,9 @@ struct cf_hub {
 	/* Called while a case runs, about every 100 ms: a target whose guests died fails here. */
 	void (*check)(void *ctx);
 	void *check_ctx;
+	/* The config variant this run's daemon has (table.h): NULL the default; cf_hub_run runs
+	 * the cases of this variant only. */
+	const char *variant;
 };
 
 void cf_hub_init(struct cf_hub *h, const char *target, unsigned target_flag,
@@ -57,8 +60,15 @@ void cf_hub_local(struct cf_hub *h, uint32_t domain, const char *address);
 /* A stream whose far end is a server (a guest's): its HELLO names the domain. Fails the test
  * if none comes within timeout_ms. */
 void cf_hub_add(struct cf_hub *h, int fd, int timeout_ms);
-/* Runs every case of the table (or only those whose name matches $HB_CF_CASES, a glob). */
+/* Runs every case of the table of h->variant (or only those whose name matches $HB_CF_CASES,
+ * a glob), reporting the ones that cannot apply to this target as skips; may be called once
+ * per variant, the counts adding up. */
 void cf_hub_run(struct cf_hub *h);
+/* Some case of h->variant would run here: the run needs a daemon of that config. */
+bool cf_hub_wants(const struct cf_hub *h);
+/* Stops d (keeping its folder) and starts it again on topology + the variant's config text:
+ * returns the old daemon's exit status (0: clean, leak-free). */
+int cf_daemon_variant(struct hbt_daemon *d, const char *topology, const char *variant);
 /* QUIT to every server; reaps the local ones, which must exit 0 (leak-free). */
 void cf_hub_quit(struct cf_hub *h);
 

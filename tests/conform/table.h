@@ -26,7 +26,20 @@ struct cf_case {
 	struct cf_role roles[CF_MAX_ROLES];
 	unsigned not_on;     /* targets where the case cannot apply: it is reported as a skip */
 	const char *why_not; /* ... saying this */
+	const char *variant; /* NULL: the default daemon; else the config variant it needs */
 };
+
+/* A config variant of the daemon (tests/conform/variants.c): its [limits] and the like,
+ * appended to the target's topology. A target runs the cases of each variant on a daemon of
+ * that config, after the default run (docs/TESTING.md, "Config variants"). */
+struct cf_variant {
+	const char *name;
+	const char *config;
+};
+
+/* The variants, NULL past the end; and one by name (NULL: none such). */
+const struct cf_variant *cf_variant_at(unsigned i);
+const struct cf_variant *cf_variant_find(const char *name);
 
 void cf_register(const struct cf_case *c);
 
@@ -35,8 +48,14 @@ void cf_register(const struct cf_case *c);
 #define CF_CASE(cname, ...) CF_CASE_EXCEPT(cname, 0, NULL, __VA_ARGS__)
 
 /* A case that cannot apply to the targets in not_on (CF_QEMU...), for the reason why. */
-#define CF_CASE_EXCEPT(cname, not, why, ...)                                                       \
-	static const struct cf_case cf_case_##cname = {#cname, {__VA_ARGS__}, (not ), (why)};      \
+#define CF_CASE_EXCEPT(cname, not, why, ...) CF_CASE_IN_EXCEPT(NULL, cname, not, why, __VA_ARGS__)
+
+/* A case that needs the daemon on the config variant named var ("limits"...): it runs in
+ * that variant's run only. */
+#define CF_CASE_IN(var, cname, ...) CF_CASE_IN_EXCEPT(var, cname, 0, NULL, __VA_ARGS__)
+#define CF_CASE_IN_EXCEPT(var, cname, not, why, ...)                                               \
+	static const struct cf_case cf_case_##cname = {                                            \
+	    #cname, {__VA_ARGS__}, (not ), (why), (var)};                                          \
 	__attribute__((constructor)) static void cf_reg_##cname(void)                              \
 	{                                                                                          \
 		cf_register(&cf_case_##cname);                                                     \

@@ -41,6 +41,7 @@ TEST(xen)
 {
 	struct hbt_daemon d;
 	struct cf_hub h;
+	const struct cf_variant *v;
 	pid_t relay[2];
 	int fd[2];
 
@@ -59,6 +60,14 @@ TEST(xen)
 		CHECK_EQ(h.peer[h.n_peers - 1].domain, i + 1);
 	}
 	cf_hub_run(&h);
+	/* Each config variant's cases on a daemon of that config, in the same boot: the domUs
+	 * need nothing of the daemon at boot, and dom0's server connects by path. */
+	for (unsigned i = 0; (v = cf_variant_at(i)) != NULL; i++) {
+		h.variant = v->name;
+		if (cf_hub_wants(&h))
+			CHECK_EQ(cf_daemon_variant(&d, CF_XEN_TOPOLOGY, v->name), 0);
+		cf_hub_run(&h);
+	}
 	cf_hub_quit(&h);
 	for (int i = 0; i < 2; i++)
 		reap_relay(relay[i]);
