@@ -8,7 +8,8 @@
  *
  * The interrupt handler only reads an RCU-protected eventfd pointer and signals it; attaching
  * and detaching take bell_lock and wait for a grace period before putting the old eventfd, so
- * a handler never signals a freed one. A pool without MSI-X (or with no BAR0) binds as before,
+ * a handler never signals a freed one. A ring writes BAR0 under bell_lock, which removal takes
+ * before it unmaps it. A pool without MSI-X (or with no BAR0) binds as before,
  * without doorbells (POOL_BELL_INFO says vectors 0).
  */
 #include <linux/eventfd.h>
@@ -95,6 +96,7 @@ static void hb_bell_set(struct hb_pool *pool, unsigned int k, struct eventfd_ctx
 
 void hb_bells_remove(struct pci_dev *pdev, struct hb_pool *pool)
 {
+	void __iomem *regs;
 	unsigned int k;
 
 	for (k = 0; k < pool->vectors; k++)
@@ -105,10 +107,12 @@ void hb_bells_remove(struct pci_dev *pdev, struct hb_pool *pool)
 	for (k = 0; k < pool->vectors; k++)
 		hb_bell_set(pool, k, NULL, NULL);
 	pool->vectors = 0;
-	mutex_unlock(&pool->bell_lock);
-	if (pool->regs)
-		pci_iounmap(pdev, pool->regs);
+	/* A ring in flight holds bell_lock while it writes: none writes to an unmapped BAR0. */
+	regs = pool->regs;
 	pool->regs = NULL;
+	mutex_unlock(&pool->bell_lock);
+	if (regs)
+		pci_iounmap(pdev, regs);
 }
 
 /* A file's eventfds go with the file. */
@@ -173,9 +177,14 @@ long hb_bell_ring(struct hb_pool *pool, struct file *file, void __user *uarg)
 		return -EINVAL;
 	if (!(file->f_mode & FMODE_WRITE))
 		return -EBADF;
-	if (READ_ONCE(pool->dead) || !pool->regs)
+	/* Under bell_lock: a device being removed unmaps BAR0 only after the last ring. */
+	mutex_lock(&pool->bell_lock);
+	if (READ_ONCE(pool->dead) || !pool->regs) {
+		mutex_unlock(&pool->bell_lock);
 		return -ENODEV;
+	}
 	/* QEMU drops a ring for a peer or vector it does not know. */
 	writel(a.peer << 16 | a.vector, pool->regs + HB_REG_DOORBELL);
+	mutex_unlock(&pool->bell_lock);
 	return 0;
 }
