@@ -149,7 +149,7 @@ CF_CASE(dispatch_timeouts_and_counts, {1, counts_exporter}, {2, counts_peer})
  * threads of vm1's role share and free buffers on its one client while a fifth dispatches;
  * vm2 hears every EXPORTED and UNEXPORTED. 4 x 20 rounds: 160 events stay within the default
  * queue; client_shared_by_threads_full is the original's 4 x 40 on a daemon of event_queue =
- * 4096 (the config variant "queue4096"). */
+ * 4096 (the config variant "queues"). */
 #define SHARE_THREADS 4
 
 static int share_rounds = 20;
@@ -267,4 +267,4 @@ static void threads_vm2_full(void)
 	threads_vm2();
 }
 
-CF_CASE_IN("queue4096", client_shared_by_threads_full, {1, threads_vm1_full}, {2, threads_vm2_full})
+CF_CASE_IN("queues", client_shared_by_threads_full, {1, threads_vm1_full}, {2, threads_vm2_full})

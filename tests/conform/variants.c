@@ -20,8 +20,10 @@ static const struct cf_variant variants[] = {
 	       "fence_waits_per_domain = 8\n"
 	       "event_queue = 16\n"
 	       "meta_max = 4096\n"},
-    /* A deep event queue: many events while the peer is busy (client_shared_by_threads). */
-    {"queue4096", "[limits]\nevent_queue = 4096\n"},
+    /* A deep event queue: many events while the peer is busy (client_shared_by_threads); and
+     * a completion queue that one round of fence opens fills once a reader's transport is
+     * full (slow_client_dropped_not_waited_for). */
+    {"queues", "[limits]\nevent_queue = 4096\nfence_waits_per_domain = 1000\n"},
     /* The last section of the KVM topologies is [group vv] (vm1, vm2): one member may fill
      * all of its pool (alloc_enospc; no pools on Xen). */
     {"share100", "share = 100%\n"},

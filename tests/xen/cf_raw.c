@@ -20,21 +20,49 @@
 #define RELAY_BUF     65536
 #define RELAY_POLL_MS 20
 
-static int write_all(int fd, const void *p, size_t n)
+/* Moves what sock holds onto the vchan, as far as the vchan takes it: false once it broke. */
+static bool relay_out(struct hbb_transport *t, uint8_t *out, size_t *out_len)
 {
-	const uint8_t *b = p;
+	while (*out_len > 0) {
+		ssize_t n = t->ops->send(t, out, *out_len);
 
-	while (n > 0) {
-		ssize_t w = write(fd, b, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		b += w;
-		n -= (size_t)w;
+		if (n == -EAGAIN)
+			return true;
+		if (n <= 0)
+			return false;
+		memmove(out, out + n, *out_len - (size_t)n);
+		*out_len -= (size_t)n;
 	}
-	return 0;
+	return true;
+}
+
+/* Moves what the daemon sent into sock, as far as sock takes it: the role may not read (a
+ * slow reader is a case of its own), and then the vchan fills and the daemon sees a slow
+ * reader, while the role's requests still go through. 0, or 1 once the daemon ended the
+ * stream (or it broke). */
+static int relay_in(struct hbb_transport *t, int sock, uint8_t *in, size_t *in_len)
+{
+	for (;;) {
+		int fds[HBB_FRAME_FDS];
+		unsigned nfds = 0;
+		ssize_t n;
+
+		while (*in_len > 0) {
+			n = send(sock, in, *in_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (n < 0 && (errno == EAGAIN || errno == EINTR))
+				return 0;
+			if (n <= 0)
+				return 1;
+			memmove(in, in + n, *in_len - (size_t)n);
+			*in_len -= (size_t)n;
+		}
+		n = t->ops->recv(t, in, RELAY_BUF, fds, &nfds, HBB_FRAME_FDS);
+		if (n == -EAGAIN)
+			return 0;
+		if (n <= 0)
+			return 1; /* the daemon ended the stream (0), or it broke */
+		*in_len = (size_t)n;
+	}
 }
 
 /* Moves what the daemon sent into sock, and what sock holds onto the vchan, until the daemon
@@ -43,39 +71,29 @@ static int write_all(int fd, const void *p, size_t n)
 static void relay_run(struct hbb_transport *t, int sock)
 {
 	static uint8_t out[RELAY_BUF], in[RELAY_BUF];
-	size_t out_len = 0;
+	size_t out_len = 0, in_len = 0;
 	bool sock_eof = false, shut = false;
 
 	for (;;) {
-		struct pollfd p[2] = {{.fd = t->fd, .events = POLLIN}, {.fd = sock}};
-		int fds[HBB_FRAME_FDS];
-		unsigned nfds = 0;
-		ssize_t n;
+		struct pollfd p[2] = {{.fd = t->fd}, {.fd = sock}};
 
-		while ((n = t->ops->recv(t, in, sizeof(in), fds, &nfds, HBB_FRAME_FDS)) > 0) {
-			if (write_all(sock, in, (size_t)n) < 0)
-				return;
-		}
-		if (n != -EAGAIN)
-			return; /* the daemon ended the stream (0), or it broke */
-		while (out_len > 0) {
-			n = t->ops->send(t, out, out_len);
-			if (n == -EAGAIN)
-				break;
-			if (n <= 0)
-				return;
-			memmove(out, out + n, out_len - (size_t)n);
-			out_len -= (size_t)n;
-		}
+		if (relay_in(t, sock, in, &in_len) != 0 || !relay_out(t, out, &out_len))
+			return;
 		if (sock_eof && out_len == 0 && !shut) {
 			t->ops->shutdown(t);
 			shut = true;
 		}
+		/* The vchan's fd says "new data" or "room again", and stays readable until recv
+		 * takes the event: while sock is full it is not watched (the timeout retries). */
+		if (in_len == 0)
+			p[0].events = POLLIN;
+		if (in_len > 0)
+			p[1].events |= POLLOUT;
 		if (!sock_eof && out_len < sizeof(out))
-			p[1].events = POLLIN;
+			p[1].events |= POLLIN;
 		if (poll(p, 2, RELAY_POLL_MS) < 0 && errno != EINTR)
 			return;
-		if (p[1].events && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+		if ((p[1].events & POLLIN) && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
 			ssize_t r = read(sock, out + out_len, sizeof(out) - out_len);
 
 			if (r > 0)
