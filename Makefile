@@ -279,8 +279,8 @@ $(B)/tests/test_unit_state: $(call obj,daemon/journal.c daemon/state_read.c) \
 # What every integration and VM suite links: the harness, the daemon launcher and the helpers of
 # tests/it_common.h. Tests that speak the protocol themselves (hostile frames) link protocol/ and
 # common/ on their own: the library's copies are local to it.
-IT_SUPPORT := $(call obj,tests/harness.c tests/util.c tests/it_common.c tools/pattern.c \
-	tools/spawn.c) $(PROTO_OBJ) $(COMMON_OBJ)
+IT_SUPPORT := $(call obj,tests/harness.c tests/util.c tests/it_common.c tests/raw_wire.c \
+	tools/pattern.c tools/spawn.c) $(PROTO_OBJ) $(COMMON_OBJ)
 # Objects a suite adds below come after the archive in $^: they are linked before it.
 $(IT_BINS) $(VM_BINS): $(B)/tests/%: $(call obj,tests/%.c) $(IT_SUPPORT) $(LIBA)
 	@mkdir -p $(@D)
@@ -297,7 +297,7 @@ $(B)/tests/test_it_fence_selftests $(B)/tests/test_it_fence_stress: $(call obj,t
 # The conformance suite (tests/conform/, docs/TESTING.md): cases written once as roles, run by
 # a runner per target: test_it_conform (emulated VMs), test_vm_conform (QEMU guests, whose
 # program hbconform is the same cases built static into the image $(B)/kvm/conform/).
-CONFORM_SRC := $(filter-out tests/conform/hub.c,$(wildcard tests/conform/*.c))
+CONFORM_SRC := $(filter-out tests/conform/hub.c,$(wildcard tests/conform/*.c)) tests/raw_wire.c
 $(B)/tests/test_it_conform $(B)/tests/test_vm_conform: $(call obj,$(CONFORM_SRC) tests/conform/hub.c)
 
 # The program the Xen cases run in dom0 and in the domUs: the public API only, as any user's

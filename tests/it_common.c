@@ -2,6 +2,7 @@
  * Helpers shared by the integration suites: see tests/it_common.h.
  */
 #include "tests/it_common.h"
+#include "tests/raw_wire.h"
 #include "tools/spawn.h"
 
 /* ---- small things ------------------------------------------------------------------------- */
@@ -489,96 +490,35 @@ void it_raw_close(struct it_raw *r)
 	r->passed_fd = -1;
 }
 
-/* A frame with this payload; len_override != UINT64_MAX announces another length. */
 int it_raw_send_frame(struct it_raw *r, const void *payload, size_t len, uint64_t len_override)
 {
-	uint32_t l = len_override != UINT64_MAX ? (uint32_t)len_override : (uint32_t)len;
-	uint8_t hdr[4] = {(uint8_t)l, (uint8_t)(l >> 8), (uint8_t)(l >> 16), (uint8_t)(l >> 24)};
-
-	if (it_send_all(r->fd, hdr, 4) < 0)
-		return -1;
-	return len ? it_send_all(r->fd, payload, len) : 0;
+	return hbw_send_frame(r->fd, payload, len, len_override, IT_WAIT_MS);
 }
 
-/* Packs and sends m as it is (its id included, even 0). */
 int it_raw_send(struct it_raw *r, const ClientMsg *m)
 {
-	size_t n = client_msg__get_packed_size(m);
-	uint8_t *buf = malloc(n ? n : 1);
-	int ret;
-
-	CHECK(buf != NULL);
-	client_msg__pack(m, buf);
-	ret = it_raw_send_frame(r, buf, n, UINT64_MAX);
-	free(buf);
-	return ret;
+	return hbw_send(r->fd, m, IT_WAIT_MS);
 }
 
-/* The next frame from the daemon, unpacked; NULL on EOF, timeout or a bad frame, with *why
- * (if non-NULL) 0 for EOF, -1 for a timeout, -2 for a bad frame. */
 ServerMsg *it_raw_recv(struct it_raw *r, int timeout_ms, int *why)
 {
-	uint8_t hdr[4], *payload;
-	uint32_t l;
-	ServerMsg *m;
-	int st, dummy;
+	int dummy;
 
-	if (!why)
-		why = &dummy;
 	if (r->passed_fd >= 0) {
 		close(r->passed_fd);
 		r->passed_fd = -1;
 	}
-	st = it_recv_full(r->fd, hdr, 4, timeout_ms, &r->passed_fd, NULL);
-	if (st <= 0) {
-		*why = st;
-		return NULL;
-	}
-	l = hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 24;
-	if (l == 0 || l > HBP_FRAME_MAX) {
-		*why = -2;
-		return NULL;
-	}
-	payload = malloc(l);
-	CHECK(payload != NULL);
-	st = it_recv_full(r->fd, payload, l, IT_WAIT_MS, NULL, NULL);
-	if (st <= 0) {
-		free(payload);
-		*why = st == 0 ? 0 : -2;
-		return NULL;
-	}
-	m = server_msg__unpack(NULL, l, payload);
-	free(payload);
-	if (!m)
-		*why = -2;
-	return m;
+	return hbw_recv(r->fd, timeout_ms, IT_WAIT_MS, why ? why : &dummy, &r->passed_fd);
 }
 
-/* Sends m with a fresh id and returns the reply with that id (events in between are
- * dropped). Fails the test if no reply comes. */
 ServerMsg *it_raw_call_at(const char *file, int line, struct it_raw *r, ClientMsg *m)
 {
-	uint64_t end = hbt_now_ms() + IT_WAIT_MS;
+	int why;
+	ServerMsg *s = hbw_call(r->fd, &r->next_id, m, IT_WAIT_MS, &why, &r->passed_fd);
 
-	m->id = r->next_id++;
-	if (it_raw_send(r, m) != 0)
-		hbt_fail(file, line, "sending request %u: %s", m->id, strerror(errno));
-	for (;;) {
-		uint64_t now = hbt_now_ms();
-		int why;
-		ServerMsg *s = it_raw_recv(r, now >= end ? 0 : (int)(end - now), &why);
-
-		if (!s)
-			hbt_fail(file, line, "no reply to request %u (%s)", m->id,
-				 why == 0    ? "connection closed"
-				 : why == -1 ? "timeout"
-					     : "bad frame");
-		if (s->id == m->id)
-			return s;
-		if (s->id != 0)
-			hbt_fail(file, line, "reply %u to request %u", s->id, m->id);
-		server_msg__free_unpacked(s, NULL);
-	}
+	if (!s)
+		hbt_fail(file, line, "request %u: no reply (%s)", m->id, hbw_why(why));
+	return s;
 }
 
 /* Like IT_RAW_CALL but only the reply's error code matters: returns it. */
@@ -661,37 +601,14 @@ uint32_t hbt_raw_attach(struct it_raw *r, uint32_t group, uint32_t peer)
 
 void hbt_put_frame(uint8_t *buf, size_t cap, size_t *len, const ClientMsg *m)
 {
-	size_t n = client_msg__get_packed_size(m);
-
-	CHECK(*len + 4 + n <= cap);
-	buf[*len] = (uint8_t)n;
-	buf[*len + 1] = (uint8_t)(n >> 8);
-	buf[*len + 2] = (uint8_t)(n >> 16);
-	buf[*len + 3] = (uint8_t)(n >> 24);
-	client_msg__pack(m, buf + *len + 4);
-	*len += 4 + n;
+	if (!hbw_put_frame(buf, cap, len, m))
+		hbt_fail(__FILE__, __LINE__, "a frame of %zu bytes past %zu of %zu",
+			 client_msg__get_packed_size(m) + 4, *len, cap);
 }
 
-/* True once the daemon closed the connection (EOF or reset) within timeout_ms; whatever it
- * sent before is read and dropped. */
 bool it_raw_wait_closed(struct it_raw *r, int timeout_ms)
 {
-	uint64_t end = hbt_now_ms() + (uint64_t)timeout_ms;
-
-	for (;;) {
-		struct pollfd pfd = {.fd = r->fd, .events = POLLIN};
-		uint64_t now = hbt_now_ms();
-		char buf[4096];
-		ssize_t n;
-
-		if (now >= end)
-			return false;
-		if (poll(&pfd, 1, (int)(end - now)) <= 0)
-			continue;
-		n = recv(r->fd, buf, sizeof(buf), MSG_DONTWAIT);
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-			return true;
-	}
+	return hbw_wait_closed(r->fd, timeout_ms);
 }
 
 /* ---- a fake QEMU on an ivshmem-doorbell socket --------------------------------------------- */
