@@ -254,3 +254,109 @@ static void other_version_role(void)
 }
 
 CF_CASE(resync_refuses_another_version, {1, other_version_role}, {2, other_version_role})
+
+/* ---- resync_after_a_partial_share_frame (test_it_channel resync_after_a_partial_frame) ------
+ * A guest process made a share with raw requests (its session Attached the group by its
+ * ivshmem peer id first, as the library does), then died in the middle of a frame: 100 bytes
+ * of a 500-byte one. The next process's marker lands inside that frame: the daemon finds it,
+ * ends the old session (the host hears UNEXPORTED, the page comes back), answers it; the
+ * Welcome names the domain, and nothing counts as a protocol error. The marker goes on the
+ * same stream on every target: that is what the next process of a KVM guest writes on the
+ * port (hbk_port_open), and what it would write on an emulated VM's channel, its QEMU's
+ * chardev; a new connection there would be QEMU reconnecting, another story
+ * (truncated_frame_then_eof). The new session then Attaches the same peer id again, as every
+ * next process of a guest does. */
+static uint32_t raw_attach(struct cf_raw *r, const struct cf_pool *p)
+{
+	ClientMsg m = CLIENT_MSG__INIT;
+	Attach a = ATTACH__INIT;
+
+	a.group = p->group;
+	a.ivshmem_peer = p->peer_id;
+	CF_MSG(m, ATTACH, attach, &a);
+	return CF_RAW_ERR(r, &m);
+}
+
+/* Alloc for peer and Export: the hid. */
+static void raw_share(struct cf_raw *r, uint32_t peer, uint64_t size, struct hb_id *id)
+{
+	ClientMsg m = CLIENT_MSG__INIT;
+	Alloc al = ALLOC__INIT;
+	Export ex = EXPORT__INIT;
+	ServerMsg *s;
+
+	al.peer = peer;
+	al.size = size;
+	CF_MSG(m, ALLOC, alloc, &al);
+	s = CF_RAW_CALL(r, &m);
+	CHECK_EQ(s->error, 0);
+	ex.buffer = s->alloc->buffer;
+	server_msg__free_unpacked(s, NULL);
+	m = (ClientMsg)CLIENT_MSG__INIT;
+	CF_MSG(m, EXPORT, export, &ex);
+	s = CF_RAW_CALL(r, &m);
+	CHECK_EQ(s->error, 0);
+	CHECK_EQ(s->export->hid.len, sizeof(id->bytes));
+	memcpy(id->bytes, s->export->hid.data, sizeof(id->bytes));
+	server_msg__free_unpacked(s, NULL);
+}
+
+static void partial_share_vm1(void)
+{
+	static const uint8_t junk[100] = {0x08, 0x05, 0x22};
+	long long errs = cf_stat("errors_protocol");
+	struct cf_pool p;
+	struct cf_raw r;
+	struct hb_id id;
+
+	CHECK_EQ(cf_pool_open(0, &p), 0); /* the group hv1's peer id of this domain */
+	cf_barrier("pool");
+	cf_barrier("ready");
+	cf_raw_session(&r);
+	CHECK_EQ(raw_attach(&r, &p), 0);
+	raw_share(&r, 0, 4096, &id);
+	cf_put_id("id", &id);
+	CHECK_EQ(cf_stat("pages_used"), 1);
+
+	CHECK_EQ(cf_raw_send_frame(&r, NULL, 0, 500), 0);
+	CHECK_EQ(cf_raw_send_all(&r, junk, sizeof(junk)), 0);
+	cf_sleep_ms(100); /* pacing, so the frame's bytes arrive before the marker: not a sync */
+	resync_hello(&r, 0x42);
+	CF_STAT_BECOMES("pages_used", 0);
+	CF_RAW_ALIVE(&r);
+	CHECK_EQ(raw_attach(&r, &p), 0);
+	cf_barrier("unexported");
+	cf_barrier("quiet");
+	cf_raw_stop(&r);
+	CHECK_EQ(cf_stat("errors_protocol"), errs);
+	/* Emulated, the VM's last ivshmem connection: vm1 is gone now, as a QEMU that exits. */
+	cf_pool_close(&p);
+}
+
+static void partial_share_host(void)
+{
+	struct hb_client *c;
+	struct hb_event ev;
+	struct hb_id id;
+
+	/* After vm1's look at its groups: on an emulated VM a session that attached nothing
+	 * ends as the VM does (DOMAIN_GONE), as any of its processes that did not map a pool. */
+	cf_barrier("pool");
+	c = cf_connect();
+	cf_drain(c);
+	cf_barrier("ready");
+	CF_WAIT_EVENT(c, HB_EVENT_EXPORTED, &ev);
+	cf_get_id("id", &id);
+	CHECK(hb_id_equal(&ev.id, &id));
+	CF_EXPECT_EVENT(c, HB_EVENT_UNEXPORTED, &ev);
+	CHECK(hb_id_equal(&ev.id, &id));
+	cf_barrier("unexported");
+	/* vm1 never went: its QEMU (or emulated VM) is still there. */
+	CF_EXPECT_QUIET(c, 200);
+	cf_barrier("quiet");
+}
+
+CF_CASE_EXCEPT(resync_after_a_partial_share_frame, CF_XEN,
+	       "a raw session cannot share on Xen: a buffer's grants are made by the domU's "
+	       "library through gntalloc, and Xen has no groups to Attach",
+	       {0, partial_share_host}, {1, partial_share_vm1})

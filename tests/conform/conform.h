@@ -195,4 +195,30 @@ void cf_raw_close(int fd);
  * next process's marker ends the session), with cf_raw_close's wait. */
 void cf_raw_abandon(int fd);
 
+/* ---- a group's pool, as a member maps it (hostile group members) -------------------------- */
+
+/* The pool of a group this role's domain is a member of, mapped read-write as any program of
+ * the domain could map it: in a KVM guest the BAR2 of its ivshmem device for the group
+ * (sysfs, told apart by the pool header; tests/kvm/conform.c), on an emulated VM a connection
+ * of the role's own on the group's ivshmem socket, as QEMU's, and the pool memfd it is given.
+ * Page 0 is the pool's header (struct hbp_pool_header). */
+struct cf_pool {
+	uint8_t *mem;
+	size_t size;
+	uint32_t group;   /* the group's id (Welcome.groups, the header, Attach) */
+	uint32_t peer_id; /* this domain's ivshmem peer id there: what an Attach names. Emulated,
+			   * the role's own connection, which no session claimed yet (the daemon
+			   * drops it if none does within 10 s: the mapping stays) */
+	int fd;           /* the target's (the ivshmem connection; -1 if none) */
+};
+/* Maps the pool of the group this role's domain shares with domain peer. It asks the daemon
+ * which groups the domain has (a Hello on a raw stream of its own, closed again): a role in a
+ * guest calls it while it holds no client or raw stream (one port). 0, or -1 with errno:
+ * ENODEV where the domains share no pool (a Xen domain: grants, no pools), ENOTSUP on the host
+ * (its processes get the memfd with Attach's reply, not through a group's socket). */
+int cf_pool_open(uint32_t peer, struct cf_pool *p);
+/* Unmaps it and closes what holds it (emulated: the ivshmem connection, whose going the daemon
+ * sees as the VM's QEMU going once no other connection of the VM is left). */
+void cf_pool_close(struct cf_pool *p);
+
 #endif

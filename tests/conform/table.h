@@ -77,5 +77,9 @@ int cf_serve(int fd, uint32_t domain, const char *address);
  * descriptor is a KVM guest's virtio port (a channel: cf_raw_close sends a marker). Set before
  * cf_serve. */
 void cf_raw_guest(int (*open)(pid_t *relay), bool port);
+/* A KVM guest program's pools (conform.h, cf_pool_open): bar returns a descriptor to map the BAR2
+ * of the ivshmem device whose pool header names group and whose size is size, with *peer_id its
+ * IVPosition register, or -errno (-ENODEV: no such device). Set before cf_serve. */
+void cf_pool_guest(int (*bar)(uint32_t group, uint64_t size, uint32_t *peer_id));
 
 #endif
