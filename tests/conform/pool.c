@@ -6,13 +6,13 @@
  * the Welcome names, as its QEMU would, and maps the pool memfd it is given. A Xen domain's
  * Welcome lists no groups: grants, no pools.
  */
-#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "tests/conform/raw.h"
+#include "tests/raw_wire.h"
 
 /* The highest ivshmem peer id (QEMU's IVSHMEM_MAX_PEERS). */
 #define CF_IVSHMEM_MAX_PEER 65535
@@ -68,39 +68,14 @@ static int find_group(uint32_t peer, struct group *out)
 static void ivsh_recv(int sock, int64_t *val, int *fd)
 {
 	uint8_t b[8];
-	size_t got = 0;
 	uint64_t v = 0;
+	int st;
 
 	*fd = -1;
-	while (got < sizeof(b)) {
-		union {
-			struct cmsghdr h;
-			char buf[CMSG_SPACE(sizeof(int))];
-		} c;
-		struct iovec iov = {b + got, sizeof(b) - got};
-		struct msghdr mh = {.msg_iov = &iov,
-				    .msg_iovlen = 1,
-				    .msg_control = c.buf,
-				    .msg_controllen = sizeof(c.buf)};
-		struct pollfd p = {.fd = sock, .events = POLLIN};
-		struct cmsghdr *cm;
-		ssize_t n;
-
-		if (poll(&p, 1, CF_WAIT_MS) != 1)
-			cf_fail(__FILE__, __LINE__, "the ivshmem server said nothing in %d ms",
-				CF_WAIT_MS);
-		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-		if (n <= 0)
-			cf_fail(__FILE__, __LINE__, "the ivshmem server hung up: %s",
-				n ? strerror(errno) : "EOF");
-		cm = CMSG_FIRSTHDR(&mh);
-		if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
-			CHECK(*fd < 0 && cm->cmsg_len == CMSG_LEN(sizeof(int)));
-			memcpy(fd, CMSG_DATA(cm), sizeof(int));
-		}
-		CHECK(!(mh.msg_flags & MSG_CTRUNC));
-		got += (size_t)n;
-	}
+	st = hbw_recv_full(sock, b, sizeof(b), CF_WAIT_MS, fd);
+	if (st != 1)
+		cf_fail(__FILE__, __LINE__, "the ivshmem server %s",
+			st == HBW_TIMEOUT ? "said nothing in time" : "hung up");
 	for (int i = 7; i >= 0; i--)
 		v = v << 8 | b[i];
 	*val = (int64_t)v;

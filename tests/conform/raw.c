@@ -17,6 +17,7 @@
 #include "protocol/limits.h"
 #include "protocol/resync.h"
 #include "tests/conform/conform.h"
+#include "tests/raw_wire.h"
 
 #define CF_RAW_MAX 16
 
@@ -27,14 +28,6 @@ static struct {
 	enum raw_kind kind;
 	pid_t relay;
 } streams[CF_RAW_MAX];
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static int socket_open(const char *path)
 {
@@ -89,7 +82,7 @@ static int open_once(enum raw_kind *kind, pid_t *relay)
 
 int cf_raw_open(void)
 {
-	uint64_t end = now_ms() + CF_WAIT_MS;
+	uint64_t end = hbw_now_ms() + CF_WAIT_MS;
 	enum raw_kind kind = RAW_NONE;
 	pid_t relay = 0;
 	int slot, fd;
@@ -103,7 +96,7 @@ int cf_raw_open(void)
 	/* A port the daemon just hung up on is back when QEMU reconnects; a port is busy
 	 * while another process of the guest holds it. */
 	while ((fd = open_once(&kind, &relay)) == -ECONNREFUSED || fd == -EBUSY) {
-		if (now_ms() > end)
+		if (hbw_now_ms() > end)
 			break;
 		cf_sleep_ms(50);
 	}
@@ -121,14 +114,14 @@ int cf_raw_open(void)
  * reconnected it: polled, as a state, up to CF_WAIT_MS. */
 static void port_wait_back(int fd)
 {
-	uint64_t end = now_ms() + CF_WAIT_MS;
+	uint64_t end = hbw_now_ms() + CF_WAIT_MS;
 
 	for (;;) {
 		struct pollfd p = {.fd = fd, .events = POLLOUT};
 
 		if (poll(&p, 1, 0) < 0 || !(p.revents & POLLHUP))
 			return;
-		if (now_ms() > end)
+		if (hbw_now_ms() > end)
 			cf_fail(__FILE__, __LINE__, "the port did not come back within %d ms",
 				CF_WAIT_MS);
 		cf_sleep_ms(50);

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "tests/conform/conform.h"
+#include "tests/raw_wire.h"
 #include "tools/pattern.h"
 
 #define CF_MAX_CASES   256
@@ -64,21 +65,6 @@ static const char *my_address;
 static const char *my_case = "?";
 static struct hb_client *clients[CF_MAX_CLIENTS];
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t r = write(fd, p, n);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		p += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
-
 static int send_line(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int send_line(int fd, const char *fmt, ...)
 {
@@ -99,7 +85,7 @@ static int send_line(int fd, const char *fmt, ...)
 			line[i] = ' ';
 	}
 	line[n] = '\n';
-	return write_all(fd, line, (size_t)n + 1);
+	return hbw_send_all(fd, line, (size_t)n + 1, CF_WAIT_MS);
 }
 
 /* One line, without its newline: 0, or -1 on EOF or an error. */

@@ -12,27 +12,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/raw_wire.h"
 #include "tests/xen/cf_stream.h"
 
 /* Ring sizes asked of the server: the lines are short, one request and one answer at a time. */
 #define CFX_RING 4096
 /* Events are the relay's wake-up; this bounds a lost one's cost. */
 #define CFX_POLL_MS 500
-
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t r = write(fd, p, n);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		p += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
+/* The socket is blocking: a write waits for room (the bound is for a non-blocking one). */
+#define CFX_WRITE_MS 60000
 
 /* What the vchan holds, into the socket: 0, or -1 when the socket is gone. data_ready also
  * asks the peer for an event at its next write. */
@@ -45,7 +33,7 @@ static int vchan_to_sock(struct libxenvchan *v, int sock)
 		n = libxenvchan_read(v, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf));
 		if (n <= 0)
 			break;
-		if (write_all(sock, buf, (size_t)n) < 0)
+		if (hbw_send_all(sock, buf, (size_t)n, CFX_WRITE_MS) < 0)
 			return -1;
 	}
 	return 0;
@@ -94,14 +82,6 @@ static void relay(struct libxenvchan *v, int sock)
 	}
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
-}
-
 /* The relay's process: the vchan (server for domid in dom0, else dom0's client), then the
  * pump. Keeps only its end of the socketpair: the caller's other descriptors (a hub's other
  * streams) must not stay open here, or their far ends would never see EOF. */
@@ -109,7 +89,7 @@ static void relay_main(bool server, int domid, int timeout_ms, int sock)
 {
 	struct libxenvchan *v = NULL;
 	char path[128];
-	uint64_t end = now_ms() + (uint64_t)timeout_ms;
+	uint64_t end = hbw_now_ms() + (uint64_t)timeout_ms;
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (dup2(sock, 3) < 0)
@@ -120,7 +100,7 @@ static void relay_main(bool server, int domid, int timeout_ms, int sock)
 		v = libxenvchan_server_init(NULL, domid, path, CFX_RING, CFX_RING);
 	} else {
 		/* Until dom0 has published it. */
-		while (!(v = libxenvchan_client_init(NULL, 0, path)) && now_ms() < end)
+		while (!(v = libxenvchan_client_init(NULL, 0, path)) && hbw_now_ms() < end)
 			usleep(200000);
 	}
 	if (!v) {
