@@ -180,6 +180,27 @@ void hb_buffer_free(struct hb_buffer *b);
 int hb_export(struct hb_buffer *b, const void *meta, size_t meta_len, uint32_t flags,
 	      struct hb_id *id);
 
+/* One buffer of hb_export_batch: buffer, meta and meta_len in; id and error out. */
+struct hb_export_item {
+	struct hb_buffer *buffer;
+	const void *meta; /* may be NULL when meta_len is 0 */
+	size_t meta_len;
+	struct hb_id id; /* its handle, where error is 0; zero bytes otherwise */
+	int error;       /* 0, or the errno hb_export would have set for this buffer */
+};
+
+/*
+ * Exports n buffers of c, each as hb_export(items[i].buffer, items[i].meta, items[i].meta_len,
+ * 0, &items[i].id) would, in order, with their requests in flight together: one round trip per
+ * 64 buffers instead of one per buffer, for a program that exports many at once (its frames at
+ * start-up, a burst of small buffers). Each item has its own outcome: one refused (EDQUOT past
+ * exports_per_domain, EMSGSIZE...) does not stop the others. Returns how many were exported
+ * (when fewer than n, errno is the first failed item's error), or -1 with errno and no item
+ * exported: EINVAL (c NULL, items NULL with n > 0, an item's buffer NULL or another client's),
+ * or the client's sticky error.
+ */
+int hb_export_batch(struct hb_client *c, struct hb_export_item *items, size_t n);
+
 /*
  * Withdraws an export after delay_ms: then new imports fail with ENOENT, the peer gets
  * HB_EVENT_UNEXPORTED, and the pages are reclaimed once every import was released.

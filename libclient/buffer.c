@@ -1,5 +1,6 @@
 /* Buffers: allocate, map, free; export, unexport and query the handles they get. */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -129,6 +130,46 @@ HBL_PUBLIC void hb_buffer_free(struct hb_buffer *b)
 	errno = saved;
 }
 
+/* What an export's metadata must be before it is sent: 0 or -errno (explained). */
+static int export_check(struct hb_client *c, const void *meta, size_t meta_len, uint32_t flags)
+{
+	/* Refused, never truncated: metadata is the producer's message to the consumer. */
+	if (meta_len > HB_META_MAX || meta_len > c->meta_max) {
+		hbl_explain(c, EMSGSIZE,
+			    "hb_export: metadata of %zu bytes is over the %s of %u bytes", meta_len,
+			    c->meta_max < HB_META_MAX ? "daemon's meta_max" : "HB_META_MAX",
+			    c->meta_max < HB_META_MAX ? c->meta_max : HB_META_MAX);
+		return -EMSGSIZE;
+	}
+	if ((!meta && meta_len > 0) || flags != 0)
+		return -EINVAL;
+	/* Both ends of a VM channel restart the stream where they see a resync marker, wherever
+	 * it is, and metadata reaches channels in the peer's events and imports: whoever exports,
+	 * it must not carry one (PROTOCOL.md §1.1, §8). */
+	if (hbp_resync_meta_unsafe(meta, meta_len))
+		return -EINVAL;
+	return 0;
+}
+
+/* The Export request for b (its body lives in e). */
+static void export_msg(ClientMsg *m, Export *e, const struct hb_buffer *b, const void *meta,
+		       size_t meta_len)
+{
+	e->buffer = b->handle;
+	e->meta.len = meta_len;
+	e->meta.data = (uint8_t *)meta;
+	m->body_case = CLIENT_MSG__BODY_EXPORT;
+	m->export = e;
+}
+
+/* b is exported under the hid of reply (the frame codec checked that it is 16 bytes). */
+static void export_done(struct hb_buffer *b, const struct hbb_reply *reply, struct hb_id *id)
+{
+	memcpy(id->bytes, reply->msg->export->hid.data, sizeof(id->bytes));
+	b->hid = *id;
+	b->exported = true;
+}
+
 HBL_PUBLIC int hb_export(struct hb_buffer *b, const void *meta, size_t meta_len, uint32_t flags,
 			 struct hb_id *id)
 {
@@ -141,40 +182,88 @@ HBL_PUBLIC int hb_export(struct hb_buffer *b, const void *meta, size_t meta_len,
 	if (!b || !id)
 		return hbl_fail(-EINVAL);
 	c = b->client;
-	/* Refused, never truncated: metadata is the producer's message to the consumer. */
-	if (meta_len > HB_META_MAX || meta_len > c->meta_max) {
-		hbl_explain(c, EMSGSIZE,
-			    "hb_export: metadata of %zu bytes is over the %s of %u bytes", meta_len,
-			    c->meta_max < HB_META_MAX ? "daemon's meta_max" : "HB_META_MAX",
-			    c->meta_max < HB_META_MAX ? c->meta_max : HB_META_MAX);
-		return hbl_fail(-EMSGSIZE);
-	}
-	if ((!meta && meta_len > 0) || flags != 0)
-		return hbl_fail(-EINVAL);
-	/* Both ends of a VM channel restart the stream where they see a resync marker, wherever
-	 * it is, and metadata reaches channels in the peer's events and imports: whoever exports,
-	 * it must not carry one (PROTOCOL.md §1.1, §8). */
-	if (hbp_resync_meta_unsafe(meta, meta_len))
-		return hbl_fail(-EINVAL);
-
-	hbl_lock(c);
-	e.buffer = b->handle;
-	e.meta.len = meta_len;
-	e.meta.data = (uint8_t *)meta;
-	e.flags = flags;
-	m.body_case = CLIENT_MSG__BODY_EXPORT;
-	m.export = &e;
-	r = hbl_call(c, &m, SERVER_MSG__BODY_EXPORT, &reply);
+	r = export_check(c, meta, meta_len, flags);
 	if (r < 0)
-		goto out;
-	/* The frame codec checked that the hid is 16 bytes. */
-	memcpy(id->bytes, reply.msg->export->hid.data, sizeof(id->bytes));
-	b->hid = *id;
-	b->exported = true;
-	hbl_reply_free(&reply);
-out:
+		return hbl_fail(r);
+	hbl_lock(c);
+	export_msg(&m, &e, b, meta, meta_len);
+	r = hbl_call(c, &m, SERVER_MSG__BODY_EXPORT, &reply);
+	if (r == 0) {
+		export_done(b, &reply, id);
+		hbl_reply_free(&reply);
+	}
 	hbl_unlock(c);
 	return r < 0 ? hbl_fail(r) : 0;
+}
+
+/* Requests in flight at once in hb_export_batch: past a few dozen, more gain nothing. */
+#define EXPORT_FLIGHT 64
+
+/* One flight of hb_export_batch (n <= EXPORT_FLIGHT items, checked): how many exported. */
+static size_t export_flight(struct hb_client *c, struct hb_export_item *items, size_t n)
+{
+	Export e[EXPORT_FLIGHT];
+	ClientMsg m[EXPORT_FLIGHT], *msgs[EXPORT_FLIGHT];
+	struct hbl_request qs[EXPORT_FLIGHT];
+	struct hb_export_item *sent[EXPORT_FLIGHT];
+	int errs[EXPORT_FLIGHT];
+	size_t k = 0, done = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct hb_export_item *it = &items[i];
+
+		it->error = -export_check(c, it->meta, it->meta_len, 0);
+		if (it->error)
+			continue;
+		e[k] = (Export)EXPORT__INIT;
+		m[k] = (ClientMsg)CLIENT_MSG__INIT;
+		export_msg(&m[k], &e[k], it->buffer, it->meta, it->meta_len);
+		msgs[k] = &m[k];
+		sent[k++] = it;
+	}
+	if (k == 0)
+		return 0;
+	hbl_call_batch(c, msgs, k, SERVER_MSG__BODY_EXPORT, qs, errs);
+	for (size_t i = 0; i < k; i++) {
+		sent[i]->error = -errs[i];
+		if (errs[i] == 0) {
+			export_done(sent[i]->buffer, &qs[i].reply, &sent[i]->id);
+			hbl_reply_free(&qs[i].reply);
+			done++;
+		}
+	}
+	return done;
+}
+
+HBL_PUBLIC int hb_export_batch(struct hb_client *c, struct hb_export_item *items, size_t n)
+{
+	size_t done = 0;
+	int r;
+
+	if (!c || (!items && n > 0) || n > INT_MAX)
+		return hbl_fail(-EINVAL);
+	for (size_t i = 0; i < n; i++) {
+		if (!items[i].buffer || items[i].buffer->client != c)
+			return hbl_fail(-EINVAL);
+		memset(&items[i].id, 0, sizeof(items[i].id));
+		items[i].error = 0;
+	}
+	hbl_lock(c);
+	for (size_t at = 0; at < n; at += EXPORT_FLIGHT)
+		done +=
+		    export_flight(c, items + at, n - at < EXPORT_FLIGHT ? n - at : EXPORT_FLIGHT);
+	r = hbl_conn_broken(&c->conn);
+	hbl_unlock(c);
+	/* The connection's error, once no item got through, is the call's. */
+	if (done == 0 && r < 0)
+		return hbl_fail(r);
+	for (size_t i = 0; i < n && done < n; i++) {
+		if (items[i].error) {
+			errno = items[i].error; /* the first failure's, for a caller that counts */
+			break;
+		}
+	}
+	return (int)done;
 }
 
 HBL_PUBLIC int hb_unexport(struct hb_client *c, const struct hb_id *id, uint32_t delay_ms)

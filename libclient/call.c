@@ -109,6 +109,53 @@ static void forget(struct hb_client *c, struct hbl_request *q)
 	set_exact(c);
 }
 
+/* Gives msg a fresh id, appends its frame to conn.tx and puts q on the pending list. */
+static int queue_request(struct hb_client *c, ClientMsg *msg, struct hbl_request *q)
+{
+	size_t at = c->conn.tx.len;
+	int r;
+
+	q->id = next_id(&c->calls);
+	msg->id = q->id;
+	r = hbp_frame_put_client(&c->conn.tx, msg, c->conn.frame_max);
+	if (r < 0)
+		return r;
+	hbl_count(&c->conn.n_frames_out);
+	/* Kept whole while it waits: a resume after a daemon restart sends it again. */
+	if (c->conn.resumable && !c->resume.active) {
+		q->frame_len = c->conn.tx.len - at;
+		q->frame = malloc(q->frame_len);
+		if (!q->frame) {
+			c->conn.tx.len = at;
+			return -ENOMEM;
+		}
+		memcpy(q->frame, c->conn.tx.data + at, q->frame_len);
+	}
+	q->next = c->calls.pending;
+	c->calls.pending = q;
+	set_exact(c);
+	log_debug("-> %s #%u (%zu bytes)", hbp_client_body_name(msg->body_case), q->id,
+		  c->conn.tx.len - at);
+	return 0;
+}
+
+/* The reply's verdict: 0, -error from the daemon (explained), or EPROTO (a wrong body). */
+static int reply_verdict(struct hb_client *c, const ClientMsg *msg, ServerMsg__BodyCase want,
+			 const struct hbl_request *q)
+{
+	int r;
+
+	if (q->reply.msg->error != 0) {
+		/* A positive errno for the caller; anything that cannot be one is nonsense. */
+		r = q->reply.msg->error < HBP_ERRNO_LIMIT ? -(int)q->reply.msg->error : -EPROTO;
+		hbl_explain_reply(c, msg->body_case, -r, q->reply.msg->reason);
+		return r;
+	}
+	if (want != SERVER_MSG__BODY__NOT_SET && q->reply.msg->body_case != want)
+		return hbl_conn_break(&c->conn, EPROTO);
+	return 0;
+}
+
 int hbl_call(struct hb_client *c, ClientMsg *msg, ServerMsg__BodyCase want, struct hbb_reply *reply)
 {
 	struct hbl_request q = {0};
@@ -118,43 +165,54 @@ int hbl_call(struct hb_client *c, ClientMsg *msg, ServerMsg__BodyCase want, stru
 	r = hbl_conn_broken(&c->conn);
 	if (r < 0)
 		return r;
-	q.id = next_id(&c->calls);
-	msg->id = q.id;
 	hbp_bytes_consume(&c->conn.tx, c->conn.tx.len);
-	r = hbp_frame_put_client(&c->conn.tx, msg, c->conn.frame_max);
+	r = queue_request(c, msg, &q);
 	if (r < 0)
 		return r;
-	hbl_count(&c->conn.n_frames_out);
-	/* Kept whole while it waits: a resume after a daemon restart sends it again. */
-	if (c->conn.resumable && !c->resume.active) {
-		q.frame = malloc(c->conn.tx.len);
-		if (!q.frame)
-			return -ENOMEM;
-		memcpy(q.frame, c->conn.tx.data, c->conn.tx.len);
-		q.frame_len = c->conn.tx.len;
-	}
-	q.next = c->calls.pending;
-	c->calls.pending = &q;
-	set_exact(c);
-	log_debug("-> %s #%u (%zu bytes)", hbp_client_body_name(msg->body_case), q.id,
-		  c->conn.tx.len);
 	r = send_all(c);
 	if (r == 0)
 		r = wait_reply(c, &q);
 	forget(c, &q);
 	free(q.frame);
-	if (r == 0 && q.reply.msg->error != 0) {
-		/* A positive errno for the caller; anything that cannot be one is nonsense. */
-		r = q.reply.msg->error < HBP_ERRNO_LIMIT ? -(int)q.reply.msg->error : -EPROTO;
-		hbl_explain_reply(c, msg->body_case, -r, q.reply.msg->reason);
-	} else if (r == 0 && want != SERVER_MSG__BODY__NOT_SET && q.reply.msg->body_case != want)
-		r = hbl_conn_break(&c->conn, EPROTO);
+	if (r == 0)
+		r = reply_verdict(c, msg, want, &q);
 	if (r < 0) {
 		hbl_reply_free(&q.reply);
 		return r;
 	}
 	*reply = q.reply;
 	return 0;
+}
+
+int hbl_call_batch(struct hb_client *c, ClientMsg *const *msgs, size_t n, ServerMsg__BodyCase want,
+		   struct hbl_request *qs, int *errs)
+{
+	size_t queued = 0;
+	int r;
+
+	memset(qs, 0, n * sizeof(*qs));
+	r = hbl_conn_broken(&c->conn);
+	if (r < 0)
+		return r;
+	hbp_bytes_consume(&c->conn.tx, c->conn.tx.len);
+	while (queued < n && (r = queue_request(c, msgs[queued], &qs[queued])) == 0)
+		queued++;
+	/* Nothing was sent yet: what was queued goes again at the next call's start. */
+	if (r == 0)
+		r = send_all(c);
+	for (size_t i = 0; i < queued && r == 0; i++)
+		r = wait_reply(c, &qs[i]);
+	for (size_t i = 0; i < queued; i++) {
+		forget(c, &qs[i]);
+		free(qs[i].frame);
+		qs[i].frame = NULL;
+		errs[i] = r < 0 ? r : reply_verdict(c, msgs[i], want, &qs[i]);
+		if (errs[i] < 0)
+			hbl_reply_free(&qs[i].reply);
+	}
+	for (size_t i = queued; i < n; i++)
+		errs[i] = r;
+	return r;
 }
 
 int hbl_call_simple(struct hb_client *c, ClientMsg *msg)

@@ -39,6 +39,12 @@ struct hbl_calls {
  * daemon's reply, or the client's sticky error. */
 int hbl_call(struct hb_client *c, ClientMsg *msg, ServerMsg__BodyCase want,
 	     struct hbb_reply *reply);
+/* n requests in one write, their replies awaited together (one round trip): qs[i] and errs[i]
+ * are msgs[i]'s reply (hbl_reply_free it where errs[i] is 0) and its verdict as hbl_call's.
+ * Returns 0, or the client's error (then no reply is kept and errs says it for every request
+ * queued). */
+int hbl_call_batch(struct hb_client *c, ClientMsg *const *msgs, size_t n, ServerMsg__BodyCase want,
+		   struct hbl_request *qs, int *errs);
 /* hbl_call for a request whose successful reply carries nothing. */
 int hbl_call_simple(struct hb_client *c, ClientMsg *msg);
 void hbl_reply_free(struct hbb_reply *reply);

@@ -831,3 +831,91 @@ TEST(pool_share_is_fair)
 	hb_disconnect(v2);
 	IT_STOP(&d);
 }
+
+/*
+ * hb_export_batch: each item's outcome is its own (metadata refused locally, EDQUOT past
+ * exports_per_domain, a re-export keeps its id), the handles are the ones the peer hears and
+ * imports, 64 requests go out in one send, and a foreign buffer refuses the whole call.
+ */
+TEST(export_batch)
+{
+	enum { N = 130, LIMIT = 100 };
+	static struct hb_export_item it[N];
+	static struct hb_buffer *b[N];
+	static int seq[N];
+	struct hbt_daemon d;
+	struct hb_client *v1, *v2;
+	struct hb_counters before, after;
+	struct hb_event ev;
+	struct hb_buffer *foreign;
+	struct hb_export_item again[2];
+	const char magic[] = "\x89HBSYNC\n";
+	int i, ok = 0, edquot = 0;
+
+	hbt_daemon_start(&d, "[limits]\nexports_per_domain = 100\n");
+	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+	v2 = IT_CONNECT(hbt_addr_vm(&d, 2));
+	for (i = 0; i < N; i++) {
+		b[i] = IT_ALLOC(v1, 2, 4096, 0);
+		it_fill(b[i], 0xba7c + (uint64_t)i);
+		seq[i] = i;
+		it[i] = (struct hb_export_item){.buffer = b[i], .meta = &seq[i], .meta_len = 4};
+	}
+	it[5].meta_len = HB_META_MAX + 1;   /* refused before it is sent */
+	it[7].meta = magic;                 /* a resync marker in metadata */
+	it[7].meta_len = sizeof(magic) - 1;
+	CHECK_EQ(hb_counters(v1, &before), 0);
+	errno = 0;
+	CHECK_EQ(hb_export_batch(v1, it, N), LIMIT);
+	CHECK_EQ(errno, EMSGSIZE); /* the first failed item's */
+	CHECK_EQ(hb_counters(v1, &after), 0);
+	/* 128 requests, two flights: a send or so each, not one per buffer. */
+	CHECK(after.sends - before.sends <= 6);
+	CHECK_EQ(after.frames_out - before.frames_out, N - 2);
+	CHECK_EQ(it[5].error, EMSGSIZE);
+	CHECK_EQ(it[7].error, EINVAL);
+	for (i = 0; i < N; i++) {
+		if (it[i].error == 0)
+			ok++;
+		else if (it[i].error == EDQUOT)
+			edquot++;
+		else
+			CHECK(i == 5 || i == 7);
+	}
+	CHECK_EQ(ok, LIMIT);
+	CHECK_EQ(edquot, N - 2 - LIMIT);
+	IT_CHECK_STAT(&d, "exports", LIMIT);
+	/* The peer hears each, in order, under the handle the item says, and maps its bytes. */
+	for (i = 0; i < N; i++) {
+		struct hb_import *im;
+
+		if (it[i].error)
+			continue;
+		IT_WAIT_EVENT(v2, HB_EVENT_EXPORTED, &ev);
+		CHECK(hb_id_equal(&ev.id, &it[i].id));
+		if (i % 16)
+			continue;
+		im = IT_IMPORT(v2, &it[i].id, 0);
+		IT_CHECK_IMPORT(im, 4096, 0xba7c + (uint64_t)i);
+		hb_import_release(im);
+	}
+	/* A re-export in a batch keeps its id; a foreign buffer refuses the call, nothing sent. */
+	for (i = 0; i < N && it[i].error; i++)
+		;
+	again[0] = (struct hb_export_item){.buffer = b[i]};
+	foreign = IT_ALLOC(v2, 1, 4096, 0);
+	again[1] = (struct hb_export_item){.buffer = foreign};
+	CHECK_ERR(hb_export_batch(v1, again, 2), EINVAL);
+	CHECK_EQ(hb_export_batch(v1, again, 1), 1);
+	CHECK(hb_id_equal(&again[0].id, &it[i].id));
+	CHECK_EQ(hb_export_batch(v1, again, 0), 0);
+	CHECK_ERR(hb_export_batch(NULL, again, 1), EINVAL);
+	IT_CHECK_STAT(&d, "exports", LIMIT);
+	hb_buffer_free(foreign);
+	for (i = 0; i < N; i++)
+		hb_buffer_free(b[i]);
+	IT_CHECK_STAT(&d, "exports", 0);
+	hb_disconnect(v1);
+	hb_disconnect(v2);
+	IT_STOP(&d);
+}
