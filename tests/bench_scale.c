@@ -7,10 +7,12 @@
  *   allocations and with every export live), and its CPU time per export (schedstat);
  * - pool pages per single-page buffer (the control socket's pages_used over the buffers).
  * The baseline in the same run: hb_query round trips on one of the exports, as many per
- * second as one client gets, since an export is one request too.
+ * second as one client gets, since an export is one request too. The whole run is made twice:
+ * hb_export a buffer at a time, then hb_export_batch of each VM's 1000 (64 in flight).
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,7 +79,29 @@ struct worker_arg {
 	int first_vm; /* vm first_vm .. first_vm + VMS_PER_WORK - 1 */
 	int ready_fd; /* writes 1 byte when allocated, then 8 bytes of export ns when done */
 	int go_fd;    /* reads 1 byte to start exporting, then 1 to let go */
+	bool batch;   /* hb_export_batch per VM, else hb_export per buffer */
 };
+
+/* Exports every buffer of the worker's VMs: one at a time, VM after VM in turn, or a batch
+ * per VM. 0 or -1. */
+static int export_all(const struct worker_arg *a, struct hb_client **c,
+		      struct hb_buffer *(*b)[PER_VM])
+{
+	static struct hb_export_item items[PER_VM];
+	struct hb_id id;
+
+	for (int v = 0; a->batch && v < VMS_PER_WORK; v++) {
+		for (int i = 0; i < PER_VM; i++)
+			items[i] = (struct hb_export_item){.buffer = b[v][i]};
+		if (hb_export_batch(c[v], items, PER_VM) != PER_VM)
+			return -1;
+	}
+	for (int i = 0; !a->batch && i < PER_VM; i++)
+		for (int v = 0; v < VMS_PER_WORK; v++)
+			if (hb_export(b[v][i], NULL, 0, 0, &id) < 0)
+				return -1;
+	return 0;
+}
 
 /* Connects its VMs, allocates PER_VM pages each, waits for go, exports them all (VM after VM
  * in turn), reports the time, holds them until told, then frees everything. */
@@ -88,7 +112,6 @@ static int worker(const void *arg)
 	struct hb_client *c[VMS_PER_WORK] = {NULL};
 	char address[160], byte = 1;
 	uint64_t t0, ns;
-	struct hb_id id;
 	int r = 1;
 
 	for (int v = 0; v < VMS_PER_WORK; v++) {
@@ -109,10 +132,8 @@ static int worker(const void *arg)
 	    tool_read_full(a->go_fd, &byte, 1, 600000))
 		goto out;
 	t0 = tool_now_ns();
-	for (int i = 0; i < PER_VM; i++)
-		for (int v = 0; v < VMS_PER_WORK; v++)
-			if (hb_export(b[v][i], NULL, 0, 0, &id) < 0)
-				goto out;
+	if (export_all(a, c, b) < 0)
+		goto out;
 	ns = tool_now_ns() - t0;
 	if (tool_write_full(a->ready_fd, &ns, sizeof(ns)) < 0 ||
 	    tool_read_full(a->go_fd, &byte, 1, 600000))
@@ -161,7 +182,7 @@ struct scale_run {
 	uint64_t max_ns;
 };
 
-static int start_workers(const struct scale_place *p, struct scale_run *s)
+static int start_workers(const struct scale_place *p, struct scale_run *s, bool batch)
 {
 	for (int w = 0; w < WORKERS; w++) {
 		int rp[2], gp[2];
@@ -169,7 +190,7 @@ static int start_workers(const struct scale_place *p, struct scale_run *s)
 
 		if (pipe(rp) < 0 || pipe(gp) < 0)
 			return -1;
-		a = (struct worker_arg){p, 1 + w * VMS_PER_WORK, rp[1], gp[0]};
+		a = (struct worker_arg){p, 1 + w * VMS_PER_WORK, rp[1], gp[0], batch};
 		s->pids[w] = tool_fork_call(worker, &a);
 		close(rp[1]);
 		close(gp[0]);
@@ -224,63 +245,87 @@ static int stop_workers(struct scale_run *s)
 	return bad ? -1 : 0;
 }
 
-static void print_scale(double base_qps, uint64_t wall_ns, long long anon0, long long anon1,
-			uint64_t cpu0, uint64_t cpu1)
+/* One run's figures. */
+struct scale_figures {
+	uint64_t wall_ns, cpu_ns;
+	long long anon0, anon1; /* KiB */
+};
+
+static double rate_of(const struct scale_figures *f)
+{
+	return (double)VMS * PER_VM / (f->wall_ns / 1e9);
+}
+
+static void print_scale(double base_qps, const struct scale_figures *one,
+			const struct scale_figures *batch)
 {
 	const double n = (double)VMS * PER_VM;
-	double rate = n / (wall_ns / 1e9);
-	double bytes = (double)(anon1 - anon0) * 1024 / n;
+	double rate = rate_of(batch), bytes = (double)(batch->anon1 - batch->anon0) * 1024 / n;
 	char f[64];
 
 	printf("\n(e) scale: %d emulated VMs x %d live single-page exports to the host, %d "
 	       "processes\n",
 	       VMS, PER_VM, WORKERS);
-	printf("    exports/s to %d live:  %9.0f   (daemon CPU %.1f us per export)\n", VMS * PER_VM,
-	       rate, (double)(cpu1 - cpu0) / n / 1e3);
-	printf("    baseline, one client's hb_query/s: %9.0f   ratio %.2fx\n", base_qps,
-	       rate / base_qps);
+	printf("    exports/s to %d live, hb_export_batch:  %9.0f   (daemon CPU %.1f us per "
+	       "export)\n",
+	       VMS * PER_VM, rate, (double)batch->cpu_ns / n / 1e3);
+	printf("    exports/s to %d live, hb_export:        %9.0f   (daemon CPU %.1f us per "
+	       "export)   batch %.2fx\n",
+	       VMS * PER_VM, rate_of(one), (double)one->cpu_ns / n / 1e3, rate / rate_of(one));
+	printf("    baseline, one client's hb_query/s: %9.0f   ratio %.2fx (batch), %.2fx (one)\n",
+	       base_qps, rate / base_qps, rate_of(one) / base_qps);
 	printf(
 	    "    daemon anonymous memory: %lld KiB before, %lld KiB with every export live: %.0f B "
 	    "per export (buffer + export)\n",
-	    anon0, anon1, bytes);
+	    batch->anon0, batch->anon1, bytes);
 	printf("\n(goal 5 of issue 12)\n");
-	snprintf(f, sizeof(f), "%.0f exports/s", rate);
+	snprintf(f, sizeof(f), "%.0f exports/s (batch)", rate);
 	bench_goal("5 exports/s to 64k live exports, 64 VMs", f, ">= 100000", rate >= 100000);
 	snprintf(f, sizeof(f), "%.0f B", bytes);
 	bench_goal("5 daemon memory per live export", f, "<= 512 B", bytes <= 512);
 }
 
-int bench_scale(const char *daemon)
+/* One run on its own daemon: base (if not NULL) gets the hb_query baseline. */
+static int scale_once(const char *daemon, bool batch, struct scale_figures *fig, double *base)
 {
 	struct tool_daemon_spawn ds;
 	struct scale_place p;
 	struct scale_run s = {0};
-	long long anon0, anon1;
-	uint64_t cpu0 = 0, cpu1, wall = 0;
-	double base;
+	uint64_t cpu0 = 0;
 	int status, r;
 
 	memset(s.ready, -1, sizeof(s.ready));
 	memset(s.go, -1, sizeof(s.go));
 	if (write_config(&p) < 0 || tool_daemon_spawn(daemon, p.b.config, p.b.log, 20000, &ds) < 0)
 		return -1;
-	base = queries_per_s(p.host);
-	anon0 = status_kb(ds.main_pid, "RssAnon");
-	r = start_workers(&p, &s);
+	if (base)
+		*base = queries_per_s(p.host);
+	fig->anon0 = status_kb(ds.main_pid, "RssAnon");
+	r = start_workers(&p, &s, batch);
 	if (r == 0)
-		r = run_exports(&s, ds.main_pid, &wall, &cpu0);
-	cpu1 = bench_cpu_ns(ds.main_pid);
-	anon1 = status_kb(ds.main_pid, "RssAnon");
+		r = run_exports(&s, ds.main_pid, &fig->wall_ns, &cpu0);
+	fig->cpu_ns = bench_cpu_ns(ds.main_pid) - cpu0;
+	fig->anon1 = status_kb(ds.main_pid, "RssAnon");
 	if (stop_workers(&s) < 0)
 		r = -1;
 	tool_daemon_stop(&ds, 10000, &status);
-	if (r == 0 && status == 0 && base > 0)
-		print_scale(base, wall, anon0, anon1, cpu0, cpu1);
-	else {
+	if (r != 0 || status != 0 || (base && *base <= 0)) {
 		fprintf(stderr, "bench: (e) scale failed (daemon status 0x%x)\n", status);
 		tool_log_tail(p.b.log, 20);
 		r = -1;
 	}
 	bench_place_remove(&p.b);
 	return r;
+}
+
+int bench_scale(const char *daemon)
+{
+	struct scale_figures one, batch;
+	double base = 0;
+
+	if (scale_once(daemon, false, &one, &base) < 0 ||
+	    scale_once(daemon, true, &batch, NULL) < 0)
+		return -1;
+	print_scale(base, &one, &batch);
+	return 0;
 }
