@@ -375,23 +375,7 @@ void it_write_file(const char *path, const char *text)
 /* A connected AF_UNIX stream socket, or -1 with errno. */
 int it_unix_connect(const char *path)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd, e;
-
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-		return fd;
-	e = errno;
-	close(fd);
-	errno = e;
-	return -1;
+	return hbw_unix_connect(path);
 }
 
 int it_send_all(int fd, const void *p, size_t n)
@@ -418,55 +402,7 @@ int it_send_all(int fd, const void *p, size_t n)
  */
 int it_recv_full(int sock, void *p, size_t n, int timeout_ms, int *fd, int *nfds)
 {
-	uint8_t *b = p;
-	uint64_t end = hbt_now_ms() + (uint64_t)timeout_ms;
-
-	while (n > 0) {
-		union {
-			struct cmsghdr h;
-			char buf[CMSG_SPACE(8 * sizeof(int))];
-		} ctl;
-		struct iovec iov = {.iov_base = b, .iov_len = n};
-		struct msghdr mh = {.msg_iov = &iov,
-				    .msg_iovlen = 1,
-				    .msg_control = ctl.buf,
-				    .msg_controllen = sizeof(ctl.buf)};
-		struct pollfd pfd = {.fd = sock, .events = POLLIN};
-		struct cmsghdr *cm;
-		uint64_t now = hbt_now_ms();
-		ssize_t r;
-
-		if (now >= end)
-			return -1;
-		if (poll(&pfd, 1, (int)(end - now)) <= 0)
-			continue;
-		r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-		if (r < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (r <= 0)
-			return 0;
-		for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-			int k, cnt;
-
-			if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-				continue;
-			cnt = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-			for (k = 0; k < cnt; k++) {
-				int got;
-
-				memcpy(&got, CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
-				if (nfds)
-					(*nfds)++;
-				if (fd && *fd < 0)
-					*fd = got;
-				else
-					close(got);
-			}
-		}
-		b += r;
-		n -= (size_t)r;
-	}
-	return 1;
+	return hbw_recv_fds(sock, p, n, timeout_ms, fd, nfds);
 }
 
 /* ---- a raw protocol session -------------------------------------------------------------- */

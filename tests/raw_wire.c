@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,6 +17,27 @@ uint64_t hbw_now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int hbw_unix_connect(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd, e;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+		return fd;
+	e = errno;
+	close(fd);
+	errno = e;
+	return -1;
 }
 
 int hbw_wait_fd(int fd, short events, int timeout_ms)
@@ -101,8 +123,9 @@ bool hbw_put_frame(uint8_t *buf, size_t cap, size_t *len, const ClientMsg *m)
 	return true;
 }
 
-/* Keeps the first descriptor that came in mh in *passed (if that is -1), closes the rest. */
-static void take_fds(struct msghdr *mh, int *passed)
+/* Keeps the first descriptor that came in mh in *passed (if passed and that is -1), closes
+ * the rest, counts them all in *nfds (if not NULL). */
+static void take_fds(struct msghdr *mh, int *passed, int *nfds)
 {
 	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
 		int cnt;
@@ -114,7 +137,9 @@ static void take_fds(struct msghdr *mh, int *passed)
 			int got;
 
 			memcpy(&got, CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
-			if (*passed < 0)
+			if (nfds)
+				(*nfds)++;
+			if (passed && *passed < 0)
 				*passed = got;
 			else
 				close(got);
@@ -122,8 +147,8 @@ static void take_fds(struct msghdr *mh, int *passed)
 	}
 }
 
-/* One read of at most n bytes into b; a socket's descriptors go to passed. */
-static ssize_t read_some(int fd, uint8_t *b, size_t n, int *passed)
+/* One read of at most n bytes into b; on a socket (sock), its descriptors go to take_fds. */
+static ssize_t read_some(int fd, uint8_t *b, size_t n, bool sock, int *passed, int *nfds)
 {
 	union {
 		struct cmsghdr h;
@@ -136,15 +161,17 @@ static ssize_t read_some(int fd, uint8_t *b, size_t n, int *passed)
 			    .msg_controllen = sizeof(ctl.buf)};
 	ssize_t r;
 
-	if (!passed)
+	if (!sock)
 		return read(fd, b, n);
 	r = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 	if (r > 0)
-		take_fds(&mh, passed);
+		take_fds(&mh, passed, nfds);
 	return r;
 }
 
-int hbw_recv_full(int fd, void *p, size_t n, int timeout_ms, int *passed)
+/* Exactly n bytes within timeout_ms (see hbw_recv_full). */
+static int recv_exactly(int fd, void *p, size_t n, int timeout_ms, bool sock, int *passed,
+			int *nfds)
 {
 	uint8_t *b = p;
 	uint64_t end = hbw_now_ms() + (uint64_t)timeout_ms;
@@ -156,7 +183,7 @@ int hbw_recv_full(int fd, void *p, size_t n, int timeout_ms, int *passed)
 			return HBW_TIMEOUT;
 		if (!hbw_wait_fd(fd, POLLIN, left_ms(end)))
 			continue;
-		got = read_some(fd, b, n, passed);
+		got = read_some(fd, b, n, sock, passed, nfds);
 		if (got < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (got <= 0)
@@ -165,6 +192,16 @@ int hbw_recv_full(int fd, void *p, size_t n, int timeout_ms, int *passed)
 		n -= (size_t)got;
 	}
 	return 1;
+}
+
+int hbw_recv_full(int fd, void *p, size_t n, int timeout_ms, int *passed)
+{
+	return recv_exactly(fd, p, n, timeout_ms, passed != NULL, passed, NULL);
+}
+
+int hbw_recv_fds(int fd, void *p, size_t n, int timeout_ms, int *passed, int *nfds)
+{
+	return recv_exactly(fd, p, n, timeout_ms, true, passed, nfds);
 }
 
 ServerMsg *hbw_recv(int fd, int timeout_ms, int rest_ms, int *why, int *passed)

@@ -24,6 +24,8 @@ enum hbw_why {
 };
 
 uint64_t hbw_now_ms(void);
+/* A connected AF_UNIX stream socket (close-on-exec) at path, or -1 with errno. */
+int hbw_unix_connect(const char *path);
 /* 1 once fd polls for events (or hangs up), 0 after timeout_ms. */
 int hbw_wait_fd(int fd, short events, int timeout_ms);
 
@@ -40,6 +42,8 @@ bool hbw_put_frame(uint8_t *buf, size_t cap, size_t *len, const ClientMsg *m);
  * passed non-NULL the stream is a socket: the first descriptor that comes along lands in
  * *passed if that is -1 (the others are closed). */
 int hbw_recv_full(int fd, void *p, size_t n, int timeout_ms, int *passed);
+/* hbw_recv_full on a socket, counting in *nfds (if not NULL) every descriptor that came. */
+int hbw_recv_fds(int fd, void *p, size_t n, int timeout_ms, int *passed, int *nfds);
 /* The next frame, events included, unpacked; NULL with *why. The header must come within
  * timeout_ms, the rest within rest_ms. */
 ServerMsg *hbw_recv(int fd, int timeout_ms, int rest_ms, int *why, int *passed);

@@ -8,7 +8,6 @@
  */
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "tests/conform/raw.h"
@@ -86,14 +85,11 @@ static void ivsh_recv(int sock, int64_t *val, int *fd)
  * greeting (eventfds) is left in the socket. Returns the pool's fd. */
 static int ivsh_join(struct cf_pool *p, const char *path)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int64_t val;
 	int fd;
 
-	strcpy(sa.sun_path, path); /* find_group checked the length */
-	p->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	CHECK(p->fd >= 0);
-	if (connect(p->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+	p->fd = hbw_unix_connect(path);
+	if (p->fd < 0)
 		cf_fail(__FILE__, __LINE__, "connect %s: %s", path, strerror(errno));
 	ivsh_recv(p->fd, &val, &fd);
 	CHECK_EQ(val, 0);

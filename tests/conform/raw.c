@@ -9,7 +9,6 @@
  */
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,25 +27,6 @@ static struct {
 	enum raw_kind kind;
 	pid_t relay;
 } streams[CF_RAW_MAX];
-
-static int socket_open(const char *path)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd;
-
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-		return fd;
-	close(fd);
-	return -1;
-}
 
 /* ---- opening and closing ---------------------------------------------------------------- */
 
@@ -69,7 +49,7 @@ static int open_once(enum raw_kind *kind, pid_t *relay)
 		const char *colon = strchr(address, ':');
 
 		*kind = RAW_SOCKET;
-		r = socket_open(colon ? colon + 1 : address);
+		r = hbw_unix_connect(colon ? colon + 1 : address);
 		return r < 0 ? -errno : r;
 	}
 	if (!guest_open)
