@@ -197,7 +197,9 @@ struct hb_export_item {
  * exports_per_domain, EMSGSIZE...) does not stop the others. Returns how many were exported
  * (when fewer than n, errno is the first failed item's error), or -1 with errno and no item
  * exported: EINVAL (c NULL, items NULL with n > 0, an item's buffer NULL or another client's),
- * or the client's sticky error.
+ * or the client's sticky error. Across a daemon restart (the session resumes, docs/RESTART.md)
+ * an item whose reply was lost with the old daemon fails with ECONNRESET: it may have been
+ * exported, and hb_export of its buffer says its id.
  */
 int hb_export_batch(struct hb_client *c, struct hb_export_item *items, size_t n);
 

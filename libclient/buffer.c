@@ -197,7 +197,7 @@ HBL_PUBLIC int hb_export(struct hb_buffer *b, const void *meta, size_t meta_len,
 }
 
 /* Requests in flight at once in hb_export_batch: past a few dozen, more gain nothing. */
-#define EXPORT_FLIGHT 64
+#define EXPORT_FLIGHT HBL_FLIGHT_MAX
 
 /* One flight of hb_export_batch (n <= EXPORT_FLIGHT items, checked): how many exported. */
 static size_t export_flight(struct hb_client *c, struct hb_export_item *items, size_t n)

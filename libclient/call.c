@@ -145,6 +145,8 @@ static int reply_verdict(struct hb_client *c, const ClientMsg *msg, ServerMsg__B
 {
 	int r;
 
+	if (q->err)
+		return q->err;
 	if (q->reply.msg->error != 0) {
 		/* A positive errno for the caller; anything that cannot be one is nonsense. */
 		r = q->reply.msg->error < HBP_ERRNO_LIMIT ? -(int)q->reply.msg->error : -EPROTO;
@@ -190,6 +192,8 @@ int hbl_call_batch(struct hb_client *c, ClientMsg *const *msgs, size_t n, Server
 	size_t queued = 0;
 	int r;
 
+	if (n > HBL_FLIGHT_MAX)
+		return -EINVAL;
 	memset(qs, 0, n * sizeof(*qs));
 	r = hbl_conn_broken(&c->conn);
 	if (r < 0)

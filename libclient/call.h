@@ -24,7 +24,11 @@ struct hbl_request {
 	struct hbl_request *next;
 	uint8_t *frame; /* the framed request, while a resume may have to send it again */
 	size_t frame_len;
+	int err; /* done without a reply: -ECONNRESET (a resume could not recover it) */
 };
+
+/* Requests one call may have in flight (hbl_call_batch): what a resume can send again. */
+#define HBL_FLIGHT_MAX 64
 
 struct hbl_calls {
 	uint32_t next_id;
@@ -42,7 +46,8 @@ int hbl_call(struct hb_client *c, ClientMsg *msg, ServerMsg__BodyCase want,
 /* n requests in one write, their replies awaited together (one round trip): qs[i] and errs[i]
  * are msgs[i]'s reply (hbl_reply_free it where errs[i] is 0) and its verdict as hbl_call's.
  * Returns 0, or the client's error (then no reply is kept and errs says it for every request
- * queued). */
+ * queued). n <= HBL_FLIGHT_MAX. A request whose reply a daemon restart lost is ECONNRESET
+ * (resume.c). */
 int hbl_call_batch(struct hb_client *c, ClientMsg *const *msgs, size_t n, ServerMsg__BodyCase want,
 		   struct hbl_request *qs, int *errs);
 /* hbl_call for a request whose successful reply carries nothing. */

@@ -21,16 +21,24 @@
 #include "libclient/client.h"
 #include "protocol/limits.h"
 
-/* The request of the application still waiting for its reply (the client's lock allows one),
- * or NULL. */
-static struct hbl_request *in_flight(struct hb_client *c)
+/* The application's requests still waiting for their replies, oldest first: one call's (the
+ * client's lock allows one call), which is one request or a batch (hbl_call_batch). Returns
+ * how many. */
+static size_t in_flight(struct hb_client *c, struct hbl_request **out)
 {
-	struct hbl_request *q;
+	size_t n = 0;
 
-	for (q = c->calls.pending; q; q = q->next)
+	/* The list is newest first, and a batch queues in id order. */
+	for (struct hbl_request *q = c->calls.pending; q && n < HBL_FLIGHT_MAX; q = q->next)
 		if (!q->done && q->frame)
-			return q;
-	return NULL;
+			out[n++] = q;
+	for (size_t i = 0; i < n / 2; i++) {
+		struct hbl_request *t = out[i];
+
+		out[i] = out[n - 1 - i];
+		out[n - 1 - i] = t;
+	}
+	return n;
 }
 
 /* A stream to the daemon again: a new connection where the old one ended, or the kept
@@ -90,13 +98,29 @@ static int resume_hello(struct hb_client *c, uint32_t pending, uint32_t *last)
 	return r;
 }
 
-/* Sends again what the old daemon never took: the request in flight, unless its effects were
- * kept (its reply then comes again on its own). */
-static int send_again(struct hb_client *c, struct hbl_request *q, uint32_t last)
+/* After the resume's welcome: sends again, in order, what the old daemon never kept (ids after
+ * last). The oldest request, named pending in the Hello, gets its reply again if it was last.
+ * Any other whose effects were kept lost its reply with the old stream: it fails with
+ * ECONNRESET, its outcome unknown to the caller (an export is idempotent: exporting the
+ * buffer again says its id). */
+static int send_again(struct hb_client *c, struct hbl_request **qs, size_t n, uint32_t last)
 {
-	if (!q || q->done || q->id == last)
-		return 0;
-	return hbl_conn_write_all(&c->conn, q->frame, q->frame_len, HBL_WAIT_SLICE_MS * 10);
+	for (size_t i = 0; i < n; i++) {
+		struct hbl_request *q = qs[i];
+		int r;
+
+		/* Ids grow (wrapping, never 0); last 0: the daemon kept none of them. */
+		if (last == 0 || (int32_t)(q->id - last) > 0) {
+			r = hbl_conn_write_all(&c->conn, q->frame, q->frame_len,
+					       HBL_WAIT_SLICE_MS * 10);
+			if (r < 0)
+				return r;
+		} else if (i > 0 || q->id != last) {
+			q->done = true;
+			q->err = -ECONNRESET;
+		}
+	}
+	return 0;
 }
 
 /* An attempt's error that no retry can change. */
@@ -114,7 +138,8 @@ int hbl_resume(struct hb_client *c)
 {
 	struct hbl_conn *conn = &c->conn;
 	uint64_t deadline = hbc_now_ms() + c->resume.ms;
-	struct hbl_request *q = in_flight(c);
+	struct hbl_request *qs[HBL_FLIGHT_MAX];
+	size_t n = in_flight(c, qs);
 	unsigned backoff = 5;
 	uint32_t last = 0;
 	int err = conn->lost_err, r;
@@ -128,7 +153,7 @@ int hbl_resume(struct hb_client *c)
 		conn->lost = false;
 		r = reopen(c, (int)(deadline > now ? deadline - now : 0));
 		if (r == 0)
-			r = resume_hello(c, q && !q->done ? q->id : 0, &last);
+			r = resume_hello(c, n ? qs[0]->id : 0, &last);
 		if (r == 0)
 			break;
 		log_debug("resume: %s", strerror(-r));
@@ -137,7 +162,7 @@ int hbl_resume(struct hb_client *c)
 		pause_ms(backoff);
 		backoff = backoff < 250 ? backoff * 2 : 500;
 	}
-	r = send_again(c, q, last);
+	r = send_again(c, qs, n, last);
 	if (r < 0)
 		goto fail;
 	c->resume.active = false;

@@ -8,6 +8,8 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 
 #include "tests/it_common.h"
@@ -379,6 +381,77 @@ TEST(events_queued_for_a_detached_session_survive)
 	CHECK(memcmp(ev.meta, "late", 4) == 0);
 	hb_buffer_free(b);
 	hb_disconnect(h);
+	hb_disconnect(v1);
+	IT_STOP(&d);
+}
+
+struct crash_arg {
+	struct hbt_daemon *d;
+	atomic_int crashed; /* 1 once the daemon is back after SIGKILL */
+};
+
+static void *crash_soon(void *p)
+{
+	struct crash_arg *a = p;
+
+	it_sleep_ms(30);
+	hbt_daemon_crash(a->d);
+	atomic_store(&a->crashed, 1);
+	return NULL;
+}
+
+/*
+ * hb_export_batch while the daemon is killed: 64 requests in flight resume together. The
+ * call returns (no request waits forever for a reply the old daemon took with it); each item
+ * is exported under the id it had, or fails with ECONNRESET (its effects kept, its reply
+ * lost), and hb_export of that buffer then says the same id.
+ */
+TEST(a_batch_resumes_across_a_restart)
+{
+	enum { N = 640 };
+	static struct hb_export_item it[N];
+	static struct hb_buffer *b[N];
+	static struct hb_id first[N];
+	struct crash_arg a = {0};
+	struct hbt_daemon d;
+	struct hb_client *v1;
+	pthread_t t;
+	int rounds = 0, lost = 0, after = 0;
+
+	hbt_daemon_start_held(&d, NULL);
+	a.d = &d;
+	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+	for (int i = 0; i < N; i++)
+		b[i] = IT_ALLOC(v1, 0, 4096, 0);
+	CHECK_EQ(pthread_create(&t, NULL, crash_soon, &a), 0);
+	/* Batches until one more has run after the daemon came back. */
+	while (after < 2) {
+		after += atomic_load(&a.crashed);
+		for (int i = 0; i < N; i++)
+			it[i] = (struct hb_export_item){.buffer = b[i]};
+		CHECK(hb_export_batch(v1, it, N) >= 0);
+		for (int i = 0; i < N; i++) {
+			struct hb_id id = it[i].id;
+
+			if (it[i].error == ECONNRESET) {
+				lost++;
+				IT_EXPORT(b[i], NULL, 0, &id);
+			} else {
+				CHECK_EQ(it[i].error, 0);
+			}
+			if (rounds == 0)
+				first[i] = id;
+			CHECK(hb_id_equal(&id, &first[i]));
+		}
+		rounds++;
+	}
+	CHECK_EQ(pthread_join(t, NULL), 0);
+	printf("# %d batches of %d, %d replies lost to the restart\n", rounds, N, lost);
+	CHECK_EQ(IT_STAT(&d, "sessions_restored"), 1);
+	IT_CHECK_STAT(&d, "exports", N);
+	for (int i = 0; i < N; i++)
+		hb_buffer_free(b[i]);
+	IT_CHECK_STAT(&d, "exports", 0);
 	hb_disconnect(v1);
 	IT_STOP(&d);
 }
