@@ -98,24 +98,38 @@ static int resume_hello(struct hb_client *c, uint32_t pending, uint32_t *last)
 	return r;
 }
 
+/* The oldest of qs still waiting for its reply (the one a Hello names pending), or NULL. */
+static struct hbl_request *oldest_waiting(struct hbl_request **qs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!qs[i]->done)
+			return qs[i];
+	return NULL;
+}
+
 /* After the resume's welcome: sends again, in order, what the old daemon never kept (ids after
  * last). The oldest request, named pending in the Hello, gets its reply again if it was last.
  * Any other whose effects were kept lost its reply with the old stream: it fails with
  * ECONNRESET, its outcome unknown to the caller (an export is idempotent: exporting the
- * buffer again says its id). */
+ * buffer again says its id). An attempt cut short by another restart is made again from the
+ * start: what it decided stays decided. */
 static int send_again(struct hb_client *c, struct hbl_request **qs, size_t n, uint32_t last)
 {
+	struct hbl_request *first = oldest_waiting(qs, n);
+
 	for (size_t i = 0; i < n; i++) {
 		struct hbl_request *q = qs[i];
 		int r;
 
+		if (q->done)
+			continue;
 		/* Ids grow (wrapping, never 0); last 0: the daemon kept none of them. */
 		if (last == 0 || (int32_t)(q->id - last) > 0) {
 			r = hbl_conn_write_all(&c->conn, q->frame, q->frame_len,
 					       HBL_WAIT_SLICE_MS * 10);
 			if (r < 0)
 				return r;
-		} else if (i > 0 || q->id != last) {
+		} else if (q != first || q->id != last) {
 			q->done = true;
 			q->err = -ECONNRESET;
 		}
@@ -152,8 +166,13 @@ int hbl_resume(struct hb_client *c)
 
 		conn->lost = false;
 		r = reopen(c, (int)(deadline > now ? deadline - now : 0));
+		if (r == 0) {
+			struct hbl_request *first = oldest_waiting(qs, n);
+
+			r = resume_hello(c, first ? first->id : 0, &last);
+		}
 		if (r == 0)
-			r = resume_hello(c, n ? qs[0]->id : 0, &last);
+			r = send_again(c, qs, n, last);
 		if (r == 0)
 			break;
 		log_debug("resume: %s", strerror(-r));
@@ -162,9 +181,6 @@ int hbl_resume(struct hb_client *c)
 		pause_ms(backoff);
 		backoff = backoff < 250 ? backoff * 2 : 500;
 	}
-	r = send_again(c, qs, n, last);
-	if (r < 0)
-		goto fail;
 	c->resume.active = false;
 	c->resume.resumes++;
 	log_debug("resumed the session (resume %u)", c->resume.resumes);

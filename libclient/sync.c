@@ -319,58 +319,93 @@ void hbl_fences_destroy(struct hb_client *c)
 	hbc_list_for_each_safe(s, &c->fences.syncs, struct hb_sync, link) sync_free(s);
 }
 
-/*
- * After a resume (resume.c): the daemon's waits were the old daemon's. Each pending point is
- * opened again: still pending (a new wait id), complete by now (it completes), or gone (its
- * timeline ended with its owner while the daemon was away: -EPIPE, as for an owner's death).
- */
-void hbl_fences_reopen(struct hb_client *c)
+struct hbl_point_key {
+	uint64_t timeline, value;
+};
+
+/* The pending points, by key (a key outlives a point that completes meanwhile): 0 or -ENOMEM. */
+static int point_keys(struct hb_client *c, struct hbl_point_key **out, size_t *n_out)
 {
-	struct hbl_point **v = NULL, *p;
+	struct hbl_point_key *v = NULL, *g;
 	size_t n = 0, cap = 0;
 
 	for (size_t i = 0; i < HBL_POINT_BUCKETS; i++) {
-		for (p = c->fences.points[i]; p; p = p->hnext) {
+		for (struct hbl_point *p = c->fences.points[i]; p; p = p->hnext) {
 			if (n == cap) {
-				struct hbl_point **g =
-				    realloc(v, (cap ? cap * 2 : 16) * sizeof(*v));
-
+				cap = cap ? cap * 2 : 16;
+				g = realloc(v, cap * sizeof(*v));
 				if (!g) {
 					free(v);
-					hbl_fences_fail_all(c, -ENOMEM);
-					return;
+					return -ENOMEM;
 				}
 				v = g;
-				cap = cap ? cap * 2 : 16;
 			}
-			v[n++] = p;
+			v[n++] = (struct hbl_point_key){p->timeline, p->value};
 		}
 	}
-	for (size_t i = 0; i < n && hbl_conn_broken(&c->conn) == 0; i++) {
-		SyncOpen so = SYNC_OPEN__INIT;
-		ClientMsg m = CLIENT_MSG__INIT;
-		struct hbb_reply reply;
-		int r;
+	*out = v;
+	*n_out = n;
+	return 0;
+}
 
-		p = v[i];
-		so.timeline = p->timeline;
-		so.value = p->value;
-		m.body_case = CLIENT_MSG__BODY_SYNC_OPEN;
-		m.sync_open = &so;
-		r = hbl_call(c, &m, SERVER_MSG__BODY_SYNC, &reply);
-		if (r == 0 && reply.msg->sync->wait) {
-			p->wait = reply.msg->sync->wait;
-		} else if (r == 0 || r == -ENOENT) {
-			uint64_t timeline = p->timeline, value = p->value;
-			uint32_t owner = p->owner;
+/* Opens point p's wait again: still pending (a new wait id), complete by now (it completes),
+ * or gone (its timeline ended with its owner while the daemon was away: -EPIPE, as for an
+ * owner's death). False if a resume came in the middle: that one opened every point again,
+ * and p may be gone. */
+static bool point_reopen(struct hb_client *c, struct hbl_point *p)
+{
+	uint32_t resumes = c->resume.resumes;
+	SyncOpen so = SYNC_OPEN__INIT;
+	ClientMsg m = CLIENT_MSG__INIT;
+	struct hbb_reply reply;
+	int r;
 
-			point_complete(c, p, r == 0 ? reply.msg->sync->status : -EPIPE);
-			hbl_events_push_fence(c, timeline, value, owner);
-		}
+	so.timeline = p->timeline;
+	so.value = p->value;
+	m.body_case = CLIENT_MSG__BODY_SYNC_OPEN;
+	m.sync_open = &so;
+	r = hbl_call(c, &m, SERVER_MSG__BODY_SYNC, &reply);
+	/* A wait this reply opened is left to complete unseen: its id matches no point. */
+	if (c->resume.resumes != resumes) {
 		if (r == 0)
 			hbl_reply_free(&reply);
+		return false;
 	}
-	free(v);
+	if (r == 0 && reply.msg->sync->wait) {
+		p->wait = reply.msg->sync->wait;
+	} else if (r == 0 || r == -ENOENT) {
+		uint64_t timeline = p->timeline, value = p->value;
+		uint32_t owner = p->owner;
+
+		point_complete(c, p, r == 0 ? reply.msg->sync->status : -EPIPE);
+		hbl_events_push_fence(c, timeline, value, owner);
+	}
+	if (r == 0)
+		hbl_reply_free(&reply);
+	return true;
+}
+
+/*
+ * After a resume (resume.c): the daemon's waits were the old daemon's, so each pending point
+ * is opened again. The daemon may go away again in the middle (the library resumes inside
+ * any call, this one's too): then the inner resume has done it all, and this one stops.
+ */
+void hbl_fences_reopen(struct hb_client *c)
+{
+	struct hbl_point_key *keys;
+	size_t n;
+
+	if (point_keys(c, &keys, &n) < 0) {
+		hbl_fences_fail_all(c, -ENOMEM);
+		return;
+	}
+	for (size_t i = 0; i < n && hbl_conn_broken(&c->conn) == 0; i++) {
+		struct hbl_point *p = point_find(c, keys[i].timeline, keys[i].value);
+
+		if (p && !point_reopen(c, p))
+			break;
+	}
+	free(keys);
 }
 
 /* ---- the public calls ------------------------------------------------------------------- */

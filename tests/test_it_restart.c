@@ -455,3 +455,70 @@ TEST(a_batch_resumes_across_a_restart)
 	hb_disconnect(v1);
 	IT_STOP(&d);
 }
+
+struct reopen_arg {
+	struct hb_sync *last;
+	int status;
+};
+
+static void *wait_last(void *p)
+{
+	struct reopen_arg *a = p;
+
+	a->status = hb_sync_wait(a->last, IT_WAIT_MS) == 0 ? hb_sync_status(a->last) : -errno;
+	return NULL;
+}
+
+/*
+ * The daemon killed again while a client opens its fence waits again after the first kill:
+ * the resume inside that reopening does it all, and the one it interrupted stops there (it
+ * went on with points the inner one had completed and freed: a guest's segfault in
+ * vm_daemon_killed_20_times, a use after free here under ASan).
+ */
+TEST(a_restart_while_fences_are_opened_again)
+{
+	enum { N = 2000 };
+	static struct hb_sync *s[N];
+	struct reopen_arg a = {0};
+	struct hbt_daemon d;
+	struct hb_client *h, *v1;
+	struct hb_timeline *t;
+	long long waits = 0;
+	pthread_t th;
+
+	hbt_daemon_start_held(&d, NULL);
+	h = IT_CONNECT(hbt_addr_host(&d));
+	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+	t = hb_timeline_create(h);
+	CHECK(t != NULL);
+	CHECK_EQ(hb_timeline_share(t, 1), 0);
+	for (int i = 0; i < N; i++) {
+		struct hb_fence f = {hb_timeline_id(t), (uint64_t)i + 1};
+
+		s[i] = hb_sync_open(v1, &f);
+		CHECK(s[i] != NULL);
+	}
+	hbt_daemon_crash(&d);
+	/* Half of them complete while v1 has not noticed yet. */
+	CHECK_EQ(hb_timeline_signal(t, N / 2), 0);
+	a.last = s[N - 1];
+	CHECK_EQ(pthread_create(&th, NULL, wait_last, &a), 0);
+	/* v1 reopens its points one by one: kill the daemon once some are open again. */
+	for (int tries = 0; tries < 20000 && waits < N / 8; tries++)
+		waits = IT_STAT(&d, "fence_waits");
+	printf("# the second kill came with %lld of %d waits open again\n", waits, N / 2);
+	hbt_daemon_crash(&d);
+	CHECK_EQ(hb_timeline_signal(t, N), 0);
+	CHECK_EQ(pthread_join(th, NULL), 0);
+	CHECK_EQ(a.status, 1);
+	for (int i = 0; i < N; i++) {
+		CHECK_EQ(hb_sync_status(s[i]), 1);
+		hb_sync_close(s[i]);
+	}
+	IT_CHECK_STAT(&d, "fence_waits", 0);
+	CHECK_EQ(IT_STAT(&d, "sessions_restored"), 2);
+	hb_timeline_destroy(t);
+	hb_disconnect(h);
+	hb_disconnect(v1);
+	IT_STOP(&d);
+}

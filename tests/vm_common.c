@@ -291,6 +291,13 @@ static const char *vm_scan(struct vm *v, const char *what, bool consume)
 				fclose(f);
 				hbt_fail(__FILE__, __LINE__, "%s: %s", v->name, s);
 			}
+			if (strncmp(s, "HBVM-CRASH", 10) == 0) {
+				fclose(f);
+				hbt_fail(__FILE__, __LINE__,
+					 "%s: %s (addr2line -f -e <its program under build/kvm/> "
+					 "ADDRESS... names them)",
+					 v->name, s);
+			}
 			if (consume &&
 			    (strncmp(s, "HBVM-INFO", 9) == 0 || strncmp(s, "HBVM-START", 10) == 0))
 				fprintf(stderr, "%s: %s (%.1f s after start)\n", v->name, s,

@@ -1,11 +1,14 @@
 /* What the guest programs of the VM suites share: see report.h. */
 #include <errno.h>
+#include <execinfo.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tests/kvm/report.h"
 
@@ -124,6 +127,39 @@ void export_until_imported(struct hb_client *c, struct hb_buffer *b, const void 
 	}
 }
 
+/* A crash in a guest has no core dump and no sanitizer: say where it was, as return addresses
+ * that `addr2line -e build/kvm/hbguest` turns into lines (the program is static, not PIE). */
+static void say_crash(int sig, siginfo_t *si, void *uc)
+{
+	void *frames[32];
+	int n = backtrace(frames, 32);
+	char line[64];
+	int len;
+
+	(void)uc;
+	len = snprintf(line, sizeof(line), "HBVM-CRASH signal %d at %p, stack:", sig, si->si_addr);
+	write(STDOUT_FILENO, line, (size_t)len);
+	for (int i = 0; i < n; i++) {
+		len = snprintf(line, sizeof(line), " %p", frames[i]);
+		write(STDOUT_FILENO, line, (size_t)len);
+	}
+	write(STDOUT_FILENO, "\n", 1);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void catch_crashes(void)
+{
+	static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+	struct sigaction sa = {.sa_sigaction = say_crash, .sa_flags = SA_SIGINFO};
+	void *warm[1];
+
+	/* The unwinder loads its tables on first use: not inside the handler. */
+	backtrace(warm, 1);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
+}
+
 int hbvm_main(int argc, char **argv, const struct hbvm_case_fn *cases, size_t n)
 {
 	int role;
@@ -136,6 +172,7 @@ int hbvm_main(int argc, char **argv, const struct hbvm_case_fn *cases, size_t n)
 	role = atoi(argv[2]);
 	/* The console is a serial line: every line must get out before a poweroff. */
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	catch_crashes();
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(cases[i].name, hbvm_case) == 0) {
 			int r = cases[i].fn(role);
