@@ -487,15 +487,11 @@ ServerMsg *it_raw_hello(struct it_raw *r, uint32_t role)
 /* Hello announcing exactly these HBP_FEATURE_* bits (0: a library from before them). */
 ServerMsg *it_raw_hello_features(struct it_raw *r, uint32_t role, uint32_t features)
 {
-	ClientMsg m = CLIENT_MSG__INIT;
-	Hello h = HELLO__INIT;
+	ClientMsg m;
+	Hello h;
 	ServerMsg *s;
 
-	h.version = HBP_PROTOCOL_VERSION;
-	h.role = role;
-	h.features = features;
-	m.body_case = CLIENT_MSG__BODY_HELLO;
-	m.hello = &h;
+	hbw_hello(&m, &h, role, features);
 	s = IT_RAW_CALL(r, &m);
 	if (s->error != 0 || s->body_case != SERVER_MSG__BODY_WELCOME)
 		hbt_fail(__FILE__, __LINE__, "Hello: error %u, body %d", s->error, s->body_case);

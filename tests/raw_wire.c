@@ -94,6 +94,17 @@ int hbw_send_frame(int fd, const void *payload, size_t len, uint64_t len_overrid
 	return len ? hbw_send_all(fd, payload, len, timeout_ms) : 0;
 }
 
+void hbw_hello(ClientMsg *m, Hello *h, uint32_t role, uint32_t features)
+{
+	*m = (ClientMsg)CLIENT_MSG__INIT;
+	*h = (Hello)HELLO__INIT;
+	h->version = HBP_PROTOCOL_VERSION;
+	h->role = role;
+	h->features = features;
+	m->body_case = CLIENT_MSG__BODY_HELLO;
+	m->hello = h;
+}
+
 int hbw_send(int fd, const ClientMsg *m, int timeout_ms)
 {
 	size_t n = client_msg__get_packed_size(m);

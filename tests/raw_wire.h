@@ -33,6 +33,8 @@ int hbw_wait_fd(int fd, short events, int timeout_ms);
 int hbw_send_all(int fd, const void *p, size_t n, int timeout_ms);
 /* A frame with this payload; len_override != UINT64_MAX announces another length. */
 int hbw_send_frame(int fd, const void *payload, size_t len, uint64_t len_override, int timeout_ms);
+/* m becomes a Hello (in h) with this role and these HBP_FEATURE_* bits, at today's version. */
+void hbw_hello(ClientMsg *m, Hello *h, uint32_t role, uint32_t features);
 /* Packs and sends m as it is (its id included, even 0). */
 int hbw_send(int fd, const ClientMsg *m, int timeout_ms);
 /* Appends m as one frame at buf + *len and advances *len; false if it would pass cap. */

@@ -89,14 +89,11 @@ uint32_t cf_raw_err_at(const char *file, int line, struct cf_raw *r, ClientMsg *
 
 ServerMsg *cf_raw_hello(struct cf_raw *r, uint32_t role)
 {
-	ClientMsg m = CLIENT_MSG__INIT;
-	Hello h = HELLO__INIT;
+	ClientMsg m;
+	Hello h;
 	ServerMsg *s;
 
-	h.version = HBP_PROTOCOL_VERSION;
-	h.role = role;
-	h.features = HBP_FEATURE_INLINE_REFS;
-	CF_MSG(m, HELLO, hello, &h);
+	hbw_hello(&m, &h, role, HBP_FEATURE_INLINE_REFS);
 	s = CF_RAW_CALL(r, &m);
 	if (s->error != 0 || s->body_case != SERVER_MSG__BODY_WELCOME)
 		cf_fail(__FILE__, __LINE__, "Hello: error %u, body %d", s->error, s->body_case);
