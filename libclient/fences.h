@@ -87,8 +87,18 @@ void hbl_fences_init(struct hbl_fences *f);
 void hbl_fence_done(struct hb_client *c, const FenceDone *f);
 /* Completes every pending point with err (negative): the connection is lost. */
 void hbl_fences_fail_all(struct hb_client *c, int err);
-/* After a resume: opens every pending point again on the new daemon. */
-void hbl_fences_reopen(struct hb_client *c);
+/* The pending point (timeline, value), or NULL. */
+struct hbl_point *hbl_point_find(struct hb_client *c, uint64_t timeline, uint64_t value);
+/* Completes p with status (1 or a negative errno) and frees it; its syncs complete. */
+void hbl_point_complete(struct hb_client *c, struct hbl_point *p, int status);
+/* Asks the daemon for a wait on (timeline, value): the Sync reply, or an error. */
+int hbl_sync_open_call(struct hb_client *c, uint64_t timeline, uint64_t value,
+		       struct hbb_reply *reply);
+
+/* sync_reopen.c */
+/* Inside a resume: opens every pending point again on the new daemon. 0, -HBL_LOST (the daemon
+ * went away again: the resume starts over), or the client's error. */
+int hbl_fences_reopen(struct hb_client *c);
 /* Frees every sync node and point without talking to the daemon (hb_disconnect). */
 void hbl_fences_destroy(struct hb_client *c);
 /* hb_sync_open with the lock held. */

@@ -8,8 +8,10 @@
  * the kept one), Hello with the welcome's token and the id of the request still in flight,
  * then what the old daemon never answered goes again. The daemon answers the one request
  * whose effects it kept but whose reply was lost with that reply, so nothing happens twice.
- * Fences waited on are opened again: their waits were the old daemon's. All within the time
- * the daemon keeps a session for its client; after that, the client breaks as it always did.
+ * Fences waited on are opened again: their waits were the old daemon's. A daemon that dies
+ * during any of it makes one more attempt, never a resume inside a resume. All within the
+ * time the daemon keeps a session for its client; after that, the client breaks as it always
+ * did.
  */
 #include <errno.h>
 #include <poll.h>
@@ -174,6 +176,8 @@ int hbl_resume(struct hb_client *c)
 		if (r == 0)
 			r = send_again(c, qs, n, last);
 		if (r == 0)
+			r = hbl_fences_reopen(c);
+		if (r == 0)
 			break;
 		log_debug("resume: %s", strerror(-r));
 		if (final(r) || hbc_now_ms() + backoff >= deadline)
@@ -184,7 +188,6 @@ int hbl_resume(struct hb_client *c)
 	c->resume.active = false;
 	c->resume.resumes++;
 	log_debug("resumed the session (resume %u)", c->resume.resumes);
-	hbl_fences_reopen(c);
 	hbl_events_push_restarted(c);
 	return hbl_conn_broken(conn);
 

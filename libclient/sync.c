@@ -38,7 +38,7 @@ static size_t point_bucket(uint64_t timeline, uint64_t value)
 	return (size_t)(h >> 54) % HBL_POINT_BUCKETS;
 }
 
-static struct hbl_point *point_find(struct hb_client *c, uint64_t timeline, uint64_t value)
+struct hbl_point *hbl_point_find(struct hb_client *c, uint64_t timeline, uint64_t value)
 {
 	struct hbl_point *p = c->fences.points[point_bucket(timeline, value)];
 
@@ -192,7 +192,7 @@ static void complete_run(struct hb_client *c, struct hb_sync *work)
 }
 
 /* A point completed: its leaves complete with its status, and so on up. */
-static void point_complete(struct hb_client *c, struct hbl_point *p, int status)
+void hbl_point_complete(struct hb_client *c, struct hbl_point *p, int status)
 {
 	struct hb_sync *work = NULL;
 
@@ -262,13 +262,17 @@ static void sync_unref(struct hb_sync *s, struct hbl_point **cancel)
  * finds no point and is ignored, which is also why ENOENT here is no error. */
 static void cancel_points(struct hb_client *c, struct hbl_point *cancel)
 {
+	uint32_t resumes = c->resume.resumes;
+
 	while (cancel) {
 		struct hbl_point *p = cancel;
 		SyncClose sc = SYNC_CLOSE__INIT;
 		ClientMsg m = CLIENT_MSG__INIT;
 
 		cancel = p->hnext;
-		if (hbl_conn_broken(&c->conn) == 0) {
+		/* After a resume these waits were the old daemon's (out of the table, nobody
+		 * opened them again), and the new one may have given their ids to other waits. */
+		if (hbl_conn_broken(&c->conn) == 0 && c->resume.resumes == resumes) {
 			sc.wait = p->wait;
 			m.body_case = CLIENT_MSG__BODY_SYNC_CLOSE;
 			m.sync_close = &sc;
@@ -280,7 +284,7 @@ static void cancel_points(struct hb_client *c, struct hbl_point *cancel)
 
 void hbl_fence_done(struct hb_client *c, const FenceDone *f)
 {
-	struct hbl_point *p = point_find(c, f->timeline, f->value);
+	struct hbl_point *p = hbl_point_find(c, f->timeline, f->value);
 	uint32_t owner;
 
 	/* Unknown: a point closed while its completion was in flight (or nonsense from the
@@ -288,7 +292,7 @@ void hbl_fence_done(struct hb_client *c, const FenceDone *f)
 	if (!p || p->wait != f->wait)
 		return;
 	owner = p->owner;
-	point_complete(c, p, f->status);
+	hbl_point_complete(c, p, f->status);
 	hbl_events_push_fence(c, f->timeline, f->value, owner);
 }
 
@@ -296,7 +300,7 @@ void hbl_fences_fail_all(struct hb_client *c, int err)
 {
 	for (size_t i = 0; i < HBL_POINT_BUCKETS; i++)
 		while (c->fences.points[i])
-			point_complete(c, c->fences.points[i], err);
+			hbl_point_complete(c, c->fences.points[i], err);
 }
 
 void hbl_fences_init(struct hbl_fences *f)
@@ -319,101 +323,40 @@ void hbl_fences_destroy(struct hb_client *c)
 	hbc_list_for_each_safe(s, &c->fences.syncs, struct hb_sync, link) sync_free(s);
 }
 
-struct hbl_point_key {
-	uint64_t timeline, value;
-};
-
-/* The pending points, by key (a key outlives a point that completes meanwhile): 0 or -ENOMEM. */
-static int point_keys(struct hb_client *c, struct hbl_point_key **out, size_t *n_out)
+int hbl_sync_open_call(struct hb_client *c, uint64_t timeline, uint64_t value,
+		       struct hbb_reply *reply)
 {
-	struct hbl_point_key *v = NULL, *g;
-	size_t n = 0, cap = 0;
-
-	for (size_t i = 0; i < HBL_POINT_BUCKETS; i++) {
-		for (struct hbl_point *p = c->fences.points[i]; p; p = p->hnext) {
-			if (n == cap) {
-				cap = cap ? cap * 2 : 16;
-				g = realloc(v, cap * sizeof(*v));
-				if (!g) {
-					free(v);
-					return -ENOMEM;
-				}
-				v = g;
-			}
-			v[n++] = (struct hbl_point_key){p->timeline, p->value};
-		}
-	}
-	*out = v;
-	*n_out = n;
-	return 0;
-}
-
-/* Opens point p's wait again: still pending (a new wait id), complete by now (it completes),
- * or gone (its timeline ended with its owner while the daemon was away: -EPIPE, as for an
- * owner's death). False if a resume came in the middle: that one opened every point again,
- * and p may be gone. */
-static bool point_reopen(struct hb_client *c, struct hbl_point *p)
-{
-	uint32_t resumes = c->resume.resumes;
 	SyncOpen so = SYNC_OPEN__INIT;
 	ClientMsg m = CLIENT_MSG__INIT;
-	struct hbb_reply reply;
-	int r;
 
-	so.timeline = p->timeline;
-	so.value = p->value;
+	so.timeline = timeline;
+	so.value = value;
 	m.body_case = CLIENT_MSG__BODY_SYNC_OPEN;
 	m.sync_open = &so;
-	r = hbl_call(c, &m, SERVER_MSG__BODY_SYNC, &reply);
-	/* A wait this reply opened is left to complete unseen: its id matches no point. */
-	if (c->resume.resumes != resumes) {
-		if (r == 0)
-			hbl_reply_free(&reply);
-		return false;
-	}
-	if (r == 0 && reply.msg->sync->wait) {
-		p->wait = reply.msg->sync->wait;
-	} else if (r == 0 || r == -ENOENT) {
-		uint64_t timeline = p->timeline, value = p->value;
-		uint32_t owner = p->owner;
-
-		point_complete(c, p, r == 0 ? reply.msg->sync->status : -EPIPE);
-		hbl_events_push_fence(c, timeline, value, owner);
-	}
-	if (r == 0)
-		hbl_reply_free(&reply);
-	return true;
-}
-
-/*
- * After a resume (resume.c): the daemon's waits were the old daemon's, so each pending point
- * is opened again. The daemon may go away again in the middle (the library resumes inside
- * any call, this one's too): then the inner resume has done it all, and this one stops.
- */
-void hbl_fences_reopen(struct hb_client *c)
-{
-	struct hbl_point_key *keys;
-	size_t n;
-
-	if (point_keys(c, &keys, &n) < 0) {
-		hbl_fences_fail_all(c, -ENOMEM);
-		return;
-	}
-	for (size_t i = 0; i < n && hbl_conn_broken(&c->conn) == 0; i++) {
-		struct hbl_point *p = point_find(c, keys[i].timeline, keys[i].value);
-
-		if (p && !point_reopen(c, p))
-			break;
-	}
-	free(keys);
+	return hbl_call(c, &m, SERVER_MSG__BODY_SYNC, reply);
 }
 
 /* ---- the public calls ------------------------------------------------------------------- */
 
+/* hbl_sync_open_call for a point not in the table yet. After a resume inside the call, the
+ * reply may be the old daemon's (kept and sent again), and the reopening of the other points
+ * read past it, this wait's completion perhaps included, while the point did not exist: asked
+ * again (the first wait completes unseen, its id matching no point). */
+static int open_across_resumes(struct hb_client *c, const struct hb_fence *f,
+			       struct hbb_reply *reply)
+{
+	for (;;) {
+		uint32_t resumes = c->resume.resumes;
+		int r = hbl_sync_open_call(c, f->timeline, f->value, reply);
+
+		if (r < 0 || c->resume.resumes == resumes)
+			return r;
+		hbl_reply_free(reply);
+	}
+}
+
 int hbl_sync_open_locked(struct hb_client *c, const struct hb_fence *f, struct hb_sync **out)
 {
-	SyncOpen so = SYNC_OPEN__INIT;
-	ClientMsg m = CLIENT_MSG__INIT;
 	struct hbb_reply reply;
 	struct hbl_point *p, *fresh = NULL;
 	struct hb_sync *s;
@@ -425,7 +368,7 @@ int hbl_sync_open_locked(struct hb_client *c, const struct hb_fence *f, struct h
 	r = sync_new(c, &s);
 	if (r < 0)
 		return r;
-	p = point_find(c, f->timeline, f->value);
+	p = hbl_point_find(c, f->timeline, f->value);
 	if (!p) {
 		/* Allocated before asking, so that a wait the daemon opened always has a point
 		 * to complete. */
@@ -434,11 +377,7 @@ int hbl_sync_open_locked(struct hb_client *c, const struct hb_fence *f, struct h
 			r = -ENOMEM;
 			goto err;
 		}
-		so.timeline = f->timeline;
-		so.value = f->value;
-		m.body_case = CLIENT_MSG__BODY_SYNC_OPEN;
-		m.sync_open = &so;
-		r = hbl_call(c, &m, SERVER_MSG__BODY_SYNC, &reply);
+		r = open_across_resumes(c, f, &reply);
 		if (r < 0)
 			goto err;
 		fresh->wait = reply.msg->sync->wait;

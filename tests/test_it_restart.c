@@ -522,3 +522,131 @@ TEST(a_restart_while_fences_are_opened_again)
 	hb_disconnect(v1);
 	IT_STOP(&d);
 }
+
+/* A sync opened in the call that resumes: its reply is read inside the reopening of the other
+ * waits, and so is the completion that follows it, before its point exists (the sync used to
+ * wait for ever; a kept SyncOpen's reply sent again also named the old daemon's wait). */
+struct late_arg {
+	struct hbt_daemon *d;
+	struct hb_timeline *t;
+	uint64_t value;
+	long long waits;
+};
+
+static void *signal_when_reopening(void *p)
+{
+	struct late_arg *a = p;
+
+	for (int tries = 0; tries < 200000 && a->waits < 20; tries++)
+		a->waits = IT_STAT(a->d, "fence_waits");
+	CHECK_EQ(hb_timeline_signal(a->t, a->value), 0);
+	return NULL;
+}
+
+TEST(a_sync_opened_across_a_restart_sees_its_completion)
+{
+	enum { N = 2000 };
+	static struct hb_sync *s[N];
+	struct late_arg a = {0};
+	struct hbt_daemon d;
+	struct hb_client *h, *v1;
+	struct hb_timeline *t;
+	struct hb_sync *late;
+	struct hb_fence f;
+	pthread_t th;
+
+	hbt_daemon_start_held(&d, NULL);
+	h = IT_CONNECT(hbt_addr_host(&d));
+	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+	t = hb_timeline_create(h);
+	CHECK(t != NULL);
+	CHECK_EQ(hb_timeline_share(t, 1), 0);
+	/* Pending points, so that the resume has waits to open again, one call each. */
+	for (int i = 0; i < N; i++) {
+		f = (struct hb_fence){hb_timeline_id(t), (uint64_t)i + 1};
+		s[i] = hb_sync_open(v1, &f);
+		CHECK(s[i] != NULL);
+	}
+	hbt_daemon_crash(&d);
+	a.d = &d;
+	a.t = t;
+	a.value = N + 1; /* completes every point, the late one too */
+	CHECK_EQ(pthread_create(&th, NULL, signal_when_reopening, &a), 0);
+	/* This call notices the restart, resumes, sends its SyncOpen again, opens the N waits
+	 * again; the signal lands while it does. */
+	f = (struct hb_fence){hb_timeline_id(t), N + 1};
+	late = hb_sync_open(v1, &f);
+	CHECK(late != NULL);
+	CHECK_EQ(pthread_join(th, NULL), 0);
+	printf("# signalled with %lld waits open\n", a.waits);
+	CHECK_EQ(hb_sync_wait(s[N - 1], IT_WAIT_MS), 0);
+	/* The late one's value was signalled: it must complete. */
+	CHECK_EQ(hb_sync_wait(late, 2000), 0);
+	CHECK_EQ(hb_sync_status(late), 1);
+	hb_sync_close(late);
+	for (int i = 0; i < N; i++)
+		hb_sync_close(s[i]);
+	hb_timeline_destroy(t);
+	hb_disconnect(h);
+	hb_disconnect(v1);
+	IT_STOP(&d);
+}
+
+/* A merge closed as the daemon dies: its points' waits are closed one call each; a resume
+ * inside the first reopens the other points, and the rest of the closes named the old
+ * daemon's wait ids, which the new one had given to the reopened waits (199 of 200 never
+ * completed). */
+TEST(waits_closed_across_a_restart_leave_the_reopened_ones_alone)
+{
+	enum { K = 200 };
+	static struct hb_sync *a[K];
+	struct hbt_daemon d;
+	struct hb_client *h, *v1;
+	struct hb_timeline *t;
+	struct hb_sync *m = NULL;
+	int stuck = 0;
+
+	hbt_daemon_start_held(&d, NULL);
+	h = IT_CONNECT(hbt_addr_host(&d));
+	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+	t = hb_timeline_create(h);
+	CHECK(t != NULL);
+	CHECK_EQ(hb_timeline_share(t, 1), 0);
+	/* First K waits: one merge of them all. */
+	for (int i = 0; i < K; i++) {
+		struct hb_fence f = {hb_timeline_id(t), (uint64_t)i + 1};
+		struct hb_sync *s = hb_sync_open(v1, &f), *n;
+
+		CHECK(s != NULL);
+		if (!m) {
+			m = s;
+			continue;
+		}
+		n = hb_sync_merge(m, s);
+		CHECK(n != NULL);
+		hb_sync_close(m);
+		hb_sync_close(s);
+		m = n;
+	}
+	/* The next K: kept, so the resume opens them again. */
+	for (int i = 0; i < K; i++) {
+		struct hb_fence f = {hb_timeline_id(t), (uint64_t)K + i + 1};
+
+		a[i] = hb_sync_open(v1, &f);
+		CHECK(a[i] != NULL);
+	}
+	hbt_daemon_crash(&d);
+	hb_sync_close(m); /* notices the restart in its first SyncClose */
+	CHECK_EQ(hb_timeline_signal(t, 2 * K), 0);
+	for (int i = 0; i < K; i++) {
+		if (hb_sync_wait(a[i], i == 0 ? 2000 : 10) != 0)
+			stuck++;
+		hb_sync_close(a[i]);
+	}
+	printf("# %d of %d reopened waits never completed\n", stuck, K);
+	CHECK_EQ(stuck, 0);
+	hb_timeline_destroy(t);
+	hb_disconnect(h);
+	hb_disconnect(v1);
+	IT_STOP(&d);
+}
