@@ -31,6 +31,7 @@
 #define HBD_TIMELINE_BUCKET_BITS 10
 #define HBD_WAIT_BUCKET_BITS     12
 #define HBD_HANDLE_BUCKET_BITS   13 /* buffers and imports by handle: 8192 buckets each */
+#define HBD_HANDLE_RESTART_GAP   (1ull << 32) /* handles skipped at a restart (state_restore.c) */
 #define HBD_FAIL_RANGES          64 /* failed value ranges a timeline remembers for late openers */
 #define HBD_SEEN_BY_MAX          4096 /* domains one timeline may be shared with */
 #define HBD_OUT_MAX                                                                                \

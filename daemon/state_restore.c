@@ -430,7 +430,9 @@ int hbd_restore_apply(struct hbd *d, const struct hbd_restore *rs)
 	const StCounters *c = rs->counters->counters;
 	int r;
 
-	d->next_handle = c->next_handle;
+	/* Handles given out after the last commit are not in it: fence waits never are. A
+	 * client may still name one (a SyncClose on its way): give none of them again. */
+	d->next_handle = c->next_handle + HBD_HANDLE_RESTART_GAP;
 	d->next_session = c->next_session;
 	d->next_serial = c->next_serial;
 	d->next_event = c->next_event ? c->next_event - 1 : 0;
