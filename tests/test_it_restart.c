@@ -471,9 +471,9 @@ static void *wait_last(void *p)
 
 /*
  * The daemon killed again while a client opens its fence waits again after the first kill:
- * the resume inside that reopening does it all, and the one it interrupted stops there (it
- * went on with points the inner one had completed and freed: a guest's segfault in
- * vm_daemon_killed_20_times, a use after free here under ASan).
+ * the resume starts over and every wait completes. (A resume used to nest inside the
+ * reopening, and the outer one went on with points the inner one had completed and freed: a
+ * guest's segfault in vm_daemon_killed_20_times, a use after free here under ASan.)
  */
 TEST(a_restart_while_fences_are_opened_again)
 {
