@@ -56,6 +56,8 @@ static int reopen(struct hb_client *c, int left_ms)
 		if (r < 0)
 			return r;
 		hbl_conn_replace(conn, &tp);
+		/* A pool's handshake reads the channel while it waits: this one now. */
+		c->mem.svc.channel_fd = conn->tp.fd;
 	} else {
 		hbl_conn_reset_input(conn);
 	}
