@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -61,11 +62,31 @@ uint64_t hbt_now_ms(void)
 	return tool_now_ns() / 1000000u;
 }
 
+/* The build a test program belongs to: B/tests/test_X runs B's daemon and tools, so that a
+ * case run by hand (without HB_BUILD) never meets another build's older daemon. */
+static const char *own_build_dir(void)
+{
+	static char dir[PATH_MAX];
+	ssize_t n;
+	char *slash;
+
+	if (dir[0])
+		return dir;
+	n = readlink("/proc/self/exe", dir, sizeof(dir) - 1);
+	dir[n > 0 ? n : 0] = '\0';
+	slash = strrchr(dir, '/');
+	if (slash && slash - dir >= 6 && strncmp(slash - 6, "/tests", 6) == 0)
+		slash[-6] = '\0';
+	else
+		snprintf(dir, sizeof(dir), "build");
+	return dir;
+}
+
 const char *hbt_build_dir(void)
 {
 	const char *b = getenv("HB_BUILD");
 
-	return b && *b ? b : "build";
+	return b && *b ? b : own_build_dir();
 }
 
 const char *hbt_prog(const char *name)
