@@ -65,6 +65,42 @@ TEST(clients_resume_after_sigkill)
 	IT_STOP(&d);
 }
 
+/* A held daemon, the host and vm1 connected, and a timeline of the host's that vm1 may wait on. */
+static struct hb_timeline *shared_timeline(struct hbt_daemon *d, struct hb_client **h,
+					   struct hb_client **v1)
+{
+	struct hb_timeline *t;
+
+	hbt_daemon_start_held(d, NULL);
+	*h = IT_CONNECT(hbt_addr_host(d));
+	*v1 = IT_CONNECT(hbt_addr_vm(d, 1));
+	t = hb_timeline_create(*h);
+	CHECK(t != NULL);
+	CHECK_EQ(hb_timeline_share(t, 1), 0);
+	return t;
+}
+
+static void shared_timeline_end(struct hbt_daemon *d, struct hb_client *h, struct hb_client *v1,
+				struct hb_timeline *t)
+{
+	hb_timeline_destroy(t);
+	hb_disconnect(h);
+	hb_disconnect(v1);
+	IT_STOP(d);
+}
+
+/* c's syncs s[0..n) on t's values first, first + 1, ... */
+static void open_syncs(struct hb_client *c, struct hb_timeline *t, struct hb_sync **s, int n,
+		       uint64_t first)
+{
+	for (int i = 0; i < n; i++) {
+		struct hb_fence f = {hb_timeline_id(t), first + (uint64_t)i};
+
+		s[i] = hb_sync_open(c, &f);
+		CHECK(s[i] != NULL);
+	}
+}
+
 /* A fence waited on across the restart completes when its owner signals after it. */
 TEST(fences_survive_a_restart)
 {
@@ -74,12 +110,7 @@ TEST(fences_survive_a_restart)
 	struct hb_sync *s5, *s9;
 	struct hb_fence f;
 
-	hbt_daemon_start_held(&d, NULL);
-	h = IT_CONNECT(hbt_addr_host(&d));
-	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
-	t = hb_timeline_create(h);
-	CHECK(t != NULL);
-	CHECK_EQ(hb_timeline_share(t, 1), 0);
+	t = shared_timeline(&d, &h, &v1);
 	CHECK_EQ(hb_timeline_signal(t, 2), 0);
 	f = (struct hb_fence){hb_timeline_id(t), 5};
 	s5 = hb_sync_open(v1, &f);
@@ -97,10 +128,7 @@ TEST(fences_survive_a_restart)
 	CHECK_EQ(hb_sync_status(s9), -EIO);
 	hb_sync_close(s5);
 	hb_sync_close(s9);
-	hb_timeline_destroy(t);
-	hb_disconnect(h);
-	hb_disconnect(v1);
-	IT_STOP(&d);
+	shared_timeline_end(&d, h, v1, t);
 }
 
 /* A child exports to vm1 and dies with the daemon: its session waits resume_timeout_ms, then
@@ -486,18 +514,8 @@ TEST(a_restart_while_fences_are_opened_again)
 	long long waits = 0;
 	pthread_t th;
 
-	hbt_daemon_start_held(&d, NULL);
-	h = IT_CONNECT(hbt_addr_host(&d));
-	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
-	t = hb_timeline_create(h);
-	CHECK(t != NULL);
-	CHECK_EQ(hb_timeline_share(t, 1), 0);
-	for (int i = 0; i < N; i++) {
-		struct hb_fence f = {hb_timeline_id(t), (uint64_t)i + 1};
-
-		s[i] = hb_sync_open(v1, &f);
-		CHECK(s[i] != NULL);
-	}
+	t = shared_timeline(&d, &h, &v1);
+	open_syncs(v1, t, s, N, 1);
 	hbt_daemon_crash(&d);
 	/* Half of them complete while v1 has not noticed yet. */
 	CHECK_EQ(hb_timeline_signal(t, N / 2), 0);
@@ -517,10 +535,7 @@ TEST(a_restart_while_fences_are_opened_again)
 	}
 	IT_CHECK_STAT(&d, "fence_waits", 0);
 	CHECK_EQ(IT_STAT(&d, "sessions_restored"), 2);
-	hb_timeline_destroy(t);
-	hb_disconnect(h);
-	hb_disconnect(v1);
-	IT_STOP(&d);
+	shared_timeline_end(&d, h, v1, t);
 }
 
 /* A sync opened in the call that resumes: its reply is read inside the reopening of the other
@@ -555,18 +570,9 @@ TEST(a_sync_opened_across_a_restart_sees_its_completion)
 	struct hb_fence f;
 	pthread_t th;
 
-	hbt_daemon_start_held(&d, NULL);
-	h = IT_CONNECT(hbt_addr_host(&d));
-	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
-	t = hb_timeline_create(h);
-	CHECK(t != NULL);
-	CHECK_EQ(hb_timeline_share(t, 1), 0);
+	t = shared_timeline(&d, &h, &v1);
 	/* Pending points, so that the resume has waits to open again, one call each. */
-	for (int i = 0; i < N; i++) {
-		f = (struct hb_fence){hb_timeline_id(t), (uint64_t)i + 1};
-		s[i] = hb_sync_open(v1, &f);
-		CHECK(s[i] != NULL);
-	}
+	open_syncs(v1, t, s, N, 1);
 	hbt_daemon_crash(&d);
 	a.d = &d;
 	a.t = t;
@@ -586,10 +592,7 @@ TEST(a_sync_opened_across_a_restart_sees_its_completion)
 	hb_sync_close(late);
 	for (int i = 0; i < N; i++)
 		hb_sync_close(s[i]);
-	hb_timeline_destroy(t);
-	hb_disconnect(h);
-	hb_disconnect(v1);
-	IT_STOP(&d);
+	shared_timeline_end(&d, h, v1, t);
 }
 
 /* A merge closed as the daemon dies: its points' waits are closed one call each; a resume
@@ -606,12 +609,7 @@ TEST(waits_closed_across_a_restart_leave_the_reopened_ones_alone)
 	struct hb_sync *m = NULL;
 	int stuck = 0;
 
-	hbt_daemon_start_held(&d, NULL);
-	h = IT_CONNECT(hbt_addr_host(&d));
-	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
-	t = hb_timeline_create(h);
-	CHECK(t != NULL);
-	CHECK_EQ(hb_timeline_share(t, 1), 0);
+	t = shared_timeline(&d, &h, &v1);
 	/* First K waits: one merge of them all. */
 	for (int i = 0; i < K; i++) {
 		struct hb_fence f = {hb_timeline_id(t), (uint64_t)i + 1};
@@ -629,12 +627,7 @@ TEST(waits_closed_across_a_restart_leave_the_reopened_ones_alone)
 		m = n;
 	}
 	/* The next K: kept, so the resume opens them again. */
-	for (int i = 0; i < K; i++) {
-		struct hb_fence f = {hb_timeline_id(t), (uint64_t)K + i + 1};
-
-		a[i] = hb_sync_open(v1, &f);
-		CHECK(a[i] != NULL);
-	}
+	open_syncs(v1, t, a, K, K + 1);
 	hbt_daemon_crash(&d);
 	hb_sync_close(m); /* notices the restart in its first SyncClose */
 	CHECK_EQ(hb_timeline_signal(t, 2 * K), 0);
@@ -645,8 +638,5 @@ TEST(waits_closed_across_a_restart_leave_the_reopened_ones_alone)
 	}
 	printf("# %d of %d reopened waits never completed\n", stuck, K);
 	CHECK_EQ(stuck, 0);
-	hb_timeline_destroy(t);
-	hb_disconnect(h);
-	hb_disconnect(v1);
-	IT_STOP(&d);
+	shared_timeline_end(&d, h, v1, t);
 }
