@@ -79,8 +79,8 @@ static int do_hello(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
 	}
 	/* Bits this daemon does not know are a newer library's: it gets the forms version 1
 	 * began with. */
-	s->features = m->features & HBP_FEATURE_INLINE_REFS;
-	w->features = HBP_FEATURE_INLINE_REFS;
+	s->features = m->features & HBP_FEATURES_KNOWN;
+	w->features = HBP_FEATURES_KNOWN;
 	w->version = HBP_PROTOCOL_VERSION;
 	w->domain = s->dom->id;
 	w->domain_name = s->dom->name;
@@ -486,6 +486,12 @@ static void send_reply(struct hbd_session *s, const ClientMsg *msg, struct reply
 	}
 }
 
+/* A request answered only if refused (TimelineSignal.quiet): its library does not wait. */
+static bool is_quiet(const ClientMsg *msg)
+{
+	return msg->body_case == CLIENT_MSG__BODY_TIMELINE_SIGNAL && msg->timeline_signal->quiet;
+}
+
 /* The state changed for this request: keep its reply with it, for a client that resumes after
  * a restart having missed it (docs/RESTART.md). */
 static void remember_reply(struct hbd_session *s, const ClientMsg *msg, const struct reply *r)
@@ -495,8 +501,11 @@ static void remember_reply(struct hbd_session *s, const ClientMsg *msg, const st
 	if (!s->hello || s->control || hbp_bytes_reserve(&s->last_reply, len) < 0)
 		return;
 	hbp_bytes_consume(&s->last_reply, s->last_reply.len);
-	server_msg__pack(&r->msg, s->last_reply.data);
-	s->last_reply.len = len;
+	/* A quiet request's effects are kept, and it has no reply to give again. */
+	if (!is_quiet(msg)) {
+		server_msg__pack(&r->msg, s->last_reply.data);
+		s->last_reply.len = len;
+	}
 	s->last_request = msg->id;
 	s->reply_fd_group =
 	    msg->body_case == CLIENT_MSG__BODY_ATTACH && r->fd >= 0 ? msg->attach->group : 0;
@@ -567,6 +576,8 @@ void hbd_request(struct hbd_session *s, ClientMsg *msg)
 	 * library fails every fence it still waits on. */
 	if (r.flush && hbd_session_flush_fences(s) < 0)
 		hbd_session_close(s, "cannot frame its fence completions");
+	else if (err == 0 && is_quiet(msg))
+		hbd_watch_done(s, msg, &r.msg);
 	else
 		send_reply(s, msg, &r, err);
 	if (err == 0 && msg->body_case == CLIENT_MSG__BODY_HELLO && r.welcome.resumed)

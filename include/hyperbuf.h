@@ -336,6 +336,13 @@ uint64_t hb_timeline_id(const struct hb_timeline *t);
  * waiter whose wait returned sees them (after hb_begin_cpu_access on its side).
  * Only the owner can signal: the daemon refuses anybody else with EPERM (the library only ever
  * sends its own timelines' ids, so EPERM is seen by raw protocol clients).
+ * It returns once the request is written, without waiting for the daemon's answer (a quiet
+ * signal, docs/PROTOCOL.md §3): nothing the daemon checks can fail for the owner, and this
+ * client's later requests are handled after it. A daemon restart meanwhile loses nothing: the
+ * library sends it again when it resumes. Two exceptions wait for the answer: while this
+ * client's domain has an hb_sync open on one of its own timelines (so that those syncs have
+ * completed when the signal returns), and one signal in 65 when the 64 before it are still
+ * unanswered. The same holds for hb_timeline_fail.
  * Errors: EINVAL (t NULL), the client's sticky error.
  */
 int hb_timeline_signal(struct hb_timeline *t, uint64_t value);

@@ -109,33 +109,44 @@ static void forget(struct hb_client *c, struct hbl_request *q)
 	set_exact(c);
 }
 
-/* Gives msg a fresh id, appends its frame to conn.tx and puts q on the pending list. */
-static int queue_request(struct hb_client *c, ClientMsg *msg, struct hbl_request *q)
+/* Gives msg a fresh id and appends its frame to conn.tx; with a resumable connection, *frame
+ * is a copy of it (a resume after a daemon restart sends it again). */
+static int put_request(struct hb_client *c, ClientMsg *msg, uint32_t *id, uint8_t **frame,
+		       size_t *frame_len)
 {
 	size_t at = c->conn.tx.len;
 	int r;
 
-	q->id = next_id(&c->calls);
-	msg->id = q->id;
+	*id = next_id(&c->calls);
+	msg->id = *id;
 	r = hbp_frame_put_client(&c->conn.tx, msg, c->conn.frame_max);
 	if (r < 0)
 		return r;
 	hbl_count(&c->conn.n_frames_out);
-	/* Kept whole while it waits: a resume after a daemon restart sends it again. */
 	if (c->conn.resumable && !c->resume.active) {
-		q->frame_len = c->conn.tx.len - at;
-		q->frame = malloc(q->frame_len);
-		if (!q->frame) {
+		*frame_len = c->conn.tx.len - at;
+		*frame = malloc(*frame_len);
+		if (!*frame) {
 			c->conn.tx.len = at;
 			return -ENOMEM;
 		}
-		memcpy(q->frame, c->conn.tx.data + at, q->frame_len);
+		memcpy(*frame, c->conn.tx.data + at, *frame_len);
 	}
+	log_debug("-> %s #%u (%zu bytes)", hbp_client_body_name(msg->body_case), *id,
+		  c->conn.tx.len - at);
+	return 0;
+}
+
+/* put_request, and q goes on the pending list. */
+static int queue_request(struct hb_client *c, ClientMsg *msg, struct hbl_request *q)
+{
+	int r = put_request(c, msg, &q->id, &q->frame, &q->frame_len);
+
+	if (r < 0)
+		return r;
 	q->next = c->calls.pending;
 	c->calls.pending = q;
 	set_exact(c);
-	log_debug("-> %s #%u (%zu bytes)", hbp_client_body_name(msg->body_case), q->id,
-		  c->conn.tx.len - at);
 	return 0;
 }
 
@@ -237,9 +248,103 @@ void hbl_reply_free(struct hbb_reply *reply)
 	hbc_close_fds(reply->fds, &reply->nfds);
 }
 
+/* ---- posted requests -------------------------------------------------------------------- */
+
+int hbl_post(struct hb_client *c, ClientMsg *msg)
+{
+	struct hbl_calls *calls = &c->calls;
+	struct hbl_posted *p;
+	int r = hbl_conn_broken(&c->conn);
+
+	if (r < 0)
+		return r;
+	if (calls->n_posted == HBL_POSTED_MAX)
+		return -EAGAIN;
+	hbp_bytes_consume(&c->conn.tx, c->conn.tx.len);
+	p = &calls->posted[calls->n_posted];
+	*p = (struct hbl_posted){0};
+	r = put_request(c, msg, &p->id, &p->frame, &p->frame_len);
+	if (r < 0)
+		return r;
+	/* Listed before it leaves: a resume while it is sent sends it again with the rest. */
+	calls->n_posted++;
+	return send_all(c);
+}
+
+static void posted_drop(struct hbl_calls *calls, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		free(calls->posted[i].frame);
+	memmove(calls->posted, calls->posted + n, (calls->n_posted - n) * sizeof(*calls->posted));
+	calls->n_posted -= n;
+}
+
+/* How many posted requests, oldest first, have ids up to id (ids grow, wrapping, never 0). */
+static unsigned posted_upto(const struct hbl_calls *calls, uint32_t id)
+{
+	unsigned n = 0;
+
+	while (n < calls->n_posted && (int32_t)(calls->posted[n].id - id) <= 0)
+		n++;
+	return n;
+}
+
+/* Reply m arrived: the daemon handles a session's requests in order and commits each before
+ * its reply leaves, so every request posted before m's is handled (and kept) too. A reply to a
+ * posted request itself is a refusal: logged, since the library posts only what cannot fail.
+ * Returns whether m was such a reply (then it is consumed). */
+static bool posted_reply(struct hb_client *c, ServerMsg *m)
+{
+	struct hbl_calls *calls = &c->calls;
+	unsigned n = posted_upto(calls, m->id);
+	bool ours = n > 0 && calls->posted[n - 1].id == m->id;
+
+	/* A resume's own calls go to a daemon that has not seen the posted requests yet. */
+	if (c->resume.active && !ours)
+		return false;
+	posted_drop(calls, n);
+	if (!ours)
+		return false;
+	if (m->error)
+		log_err("the daemon refused request #%u, sent without waiting: %s%s%s", m->id,
+			strerror(m->error < HBP_ERRNO_LIMIT ? (int)m->error : EPROTO),
+			m->reason && m->reason[0] ? ": " : "", m->reason ? m->reason : "");
+	server_msg__free_unpacked(m, NULL);
+	return true;
+}
+
+int hbl_posted_send_again(struct hb_client *c, uint32_t last)
+{
+	struct hbl_calls *calls = &c->calls;
+
+	posted_drop(calls, last ? posted_upto(calls, last) : 0);
+	for (unsigned i = 0; i < calls->n_posted; i++) {
+		const struct hbl_posted *p = &calls->posted[i];
+		int r;
+
+		if (!p->frame)
+			continue;
+		r = hbl_conn_write_all(&c->conn, p->frame, p->frame_len, HBL_WAIT_SLICE_MS * 10);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+void hbl_calls_fini(struct hb_client *c)
+{
+	posted_drop(&c->calls, c->calls.n_posted);
+}
+
 int hbl_call_complete(struct hb_client *c, ServerMsg *m, int *fds, unsigned nfds)
 {
 	struct hbl_request *q;
+
+	if (c->calls.n_posted && posted_reply(c, m)) {
+		/* A refusal carries no fds. */
+		hbc_close_fds(fds, &nfds);
+		return 0;
+	}
 
 	for (q = c->calls.pending; q; q = q->next)
 		if (q->id == m->id && !q->done)

@@ -30,9 +30,26 @@ struct hbl_request {
 /* Requests one call may have in flight (hbl_call_batch): what a resume can send again. */
 #define HBL_FLIGHT_MAX 64
 
+/*
+ * A request sent without waiting for its reply (TimelineSignal.quiet): the daemon answers it
+ * only to refuse it. It is kept until a later reply shows the daemon got past it, so that a
+ * resume can send it again to a daemon that never kept it (resume.c).
+ */
+struct hbl_posted {
+	uint32_t id;
+	uint8_t *frame; /* the framed request; NULL on a connection that cannot resume */
+	size_t frame_len;
+};
+
+/* Requests posted and not yet known to be handled; at the limit a request is awaited instead,
+ * and its reply accounts for all of them. */
+#define HBL_POSTED_MAX 64
+
 struct hbl_calls {
 	uint32_t next_id;
 	struct hbl_request *pending;
+	struct hbl_posted posted[HBL_POSTED_MAX]; /* oldest first */
+	unsigned n_posted;
 	/* Reads and routes what has arrived (dispatch.c's hbl_pump; client.c sets it): the
 	 * request code waits through it without knowing what the frames mean. */
 	int (*pump)(struct hb_client *c, int max);
@@ -50,6 +67,15 @@ int hbl_call(struct hb_client *c, ClientMsg *msg, ServerMsg__BodyCase want,
  * (resume.c). */
 int hbl_call_batch(struct hb_client *c, ClientMsg *const *msgs, size_t n, ServerMsg__BodyCase want,
 		   struct hbl_request *qs, int *errs);
+/* Sends msg with a fresh id and returns once it is written: no reply is awaited (the daemon
+ * sends one only to refuse it; it is logged then). Returns 0, -EAGAIN when HBL_POSTED_MAX are
+ * outstanding (make the call with hbl_call instead), or the client's sticky error. */
+int hbl_post(struct hb_client *c, ClientMsg *msg);
+/* The posted requests a resume must send again, oldest first: the new daemon's welcome says
+ * it kept every request up to last (0: none). */
+int hbl_posted_send_again(struct hb_client *c, uint32_t last);
+void hbl_calls_fini(struct hb_client *c);
+
 /* hbl_call for a request whose successful reply carries nothing. */
 int hbl_call_simple(struct hb_client *c, ClientMsg *msg);
 void hbl_reply_free(struct hbb_reply *reply);

@@ -102,6 +102,8 @@ void hbl_take_resume(struct hb_client *c, const Welcome *w)
 {
 	/* No token: the daemon keeps nothing across a restart, and a lost stream is the end. */
 	c->conn.resumable = w->token.len == HBP_TOKEN_LEN;
+	/* A restart may bring a daemon of another version: what it understands, again. */
+	c->features = w->features & HBP_FEATURES_KNOWN;
 	if (c->conn.resumable)
 		memcpy(c->resume.token, w->token.data, HBP_TOKEN_LEN);
 	c->resume.ms = w->resume_ms ? w->resume_ms : 10000;
@@ -136,7 +138,7 @@ static int hello(struct hb_client *c, enum hbb_attach_mode mode)
 
 	h.version = HBP_PROTOCOL_VERSION;
 	h.role = HBP_ROLE_CLIENT;
-	h.features = HBP_FEATURE_INLINE_REFS;
+	h.features = HBP_FEATURES_KNOWN;
 	m.body_case = CLIENT_MSG__BODY_HELLO;
 	m.hello = &h;
 	r = hbl_call(c, &m, SERVER_MSG__BODY_WELCOME, &reply);
@@ -197,6 +199,7 @@ static void client_destroy(struct hb_client *c)
 	hbl_kernel_destroy(c);
 	hbl_fences_destroy(c);
 	hbl_timelines_destroy(c);
+	hbl_calls_fini(c);
 	/* The channel first: the daemon ends the session on its EOF. Then the backend's own
 	 * connections: an emulated VM's ivshmem sockets, whose closing tells the daemon the VM
 	 * is gone (a port says goodbye instead). */

@@ -62,6 +62,7 @@ struct hb_client {
 	/* From the welcome (client.c). */
 	uint32_t domain;
 	uint32_t meta_max; /* min(daemon's meta_max, HB_META_MAX) */
+	uint32_t features; /* HBP_FEATURE_*: what the daemon and this library both understand */
 	bool vm_channel;   /* a VM's channel (vm:, kvm:): resync markers in its stream */
 	/* A poll just found the backend's fds (ivshmem sockets) quiet: the next pump need not
 	 * ask them (dispatch.c). */

@@ -74,6 +74,9 @@ struct hbl_fences {
 	struct hbc_list syncs;
 	struct hbc_list waiters; /* struct hbl_waiter */
 	uint64_t seq;
+	/* Pending points on timelines of this client's domain: while there are any, a signal
+	 * waits for its reply (timeline.c). */
+	size_t own_domain_points;
 };
 
 static inline int hbl_sync_status(const struct hb_sync *s)

@@ -83,7 +83,7 @@ static int resume_hello(struct hb_client *c, uint32_t pending, uint32_t *last)
 
 	h.version = HBP_PROTOCOL_VERSION;
 	h.role = HBP_ROLE_CLIENT;
-	h.features = HBP_FEATURE_INLINE_REFS;
+	h.features = HBP_FEATURES_KNOWN;
 	h.resume = (ProtobufCBinaryData){HBP_TOKEN_LEN, c->resume.token};
 	h.pending = pending;
 	m.body_case = CLIENT_MSG__BODY_HELLO;
@@ -175,6 +175,9 @@ int hbl_resume(struct hb_client *c)
 
 			r = resume_hello(c, first ? first->id : 0, &last);
 		}
+		/* Oldest first: the posted requests went before the call in flight. */
+		if (r == 0)
+			r = hbl_posted_send_again(c, last);
 		if (r == 0)
 			r = send_again(c, qs, n, last);
 		if (r == 0)

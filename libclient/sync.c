@@ -53,6 +53,8 @@ static void point_hash(struct hb_client *c, struct hbl_point *p)
 
 	p->hnext = c->fences.points[b];
 	c->fences.points[b] = p;
+	if (p->owner == c->domain)
+		c->fences.own_domain_points++;
 }
 
 static void point_unhash(struct hb_client *c, struct hbl_point *p)
@@ -61,8 +63,11 @@ static void point_unhash(struct hb_client *c, struct hbl_point *p)
 
 	while (*pp && *pp != p)
 		pp = &(*pp)->hnext;
-	if (*pp)
+	if (*pp) {
 		*pp = p->hnext;
+		if (p->owner == c->domain)
+			c->fences.own_domain_points--;
+	}
 	p->hnext = NULL;
 }
 

@@ -81,7 +81,17 @@ static int signal_to(struct hb_timeline *t, uint64_t value, uint32_t error)
 	ts.error = error;
 	m.body_case = CLIENT_MSG__BODY_TIMELINE_SIGNAL;
 	m.timeline_signal = &ts;
-	r = hbl_call_simple(c, &m);
+	/* Nothing the daemon could refuse: the id is ours, the error in range, and a value
+	 * that is not above the current one is a no-op. So the signal goes without waiting
+	 * for its answer, and nobody wakes for an ack. Unless this domain waits on its own
+	 * timelines: those waits have completed when the signal returns (PROTOCOL.md §3,
+	 * "Delivery"), and the reply is what comes after their completions. */
+	ts.quiet = (c->features & HBP_FEATURE_QUIET_SIGNAL) && c->fences.own_domain_points == 0;
+	r = ts.quiet ? hbl_post(c, &m) : -EAGAIN;
+	if (r == -EAGAIN) {
+		ts.quiet = false;
+		r = hbl_call_simple(c, &m);
+	}
 	hbl_unlock(c);
 	return r < 0 ? hbl_fail(r) : 0;
 }

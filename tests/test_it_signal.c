@@ -1,0 +1,172 @@
+/*
+ * Quiet signals (docs/PROTOCOL.md §3 "Quiet signals"): the owner's TimelineSignal goes without
+ * waiting for an answer, and the daemon answers one only to refuse it. Its waiters complete as
+ * before; the owner's own waits still have completed when its signal returns; a signal the
+ * daemon never read before it died goes again when the owner resumes.
+ */
+#include <signal.h>
+
+#include "tests/it_common.h"
+
+/* h's timeline, shared with vm1. */
+static struct hb_timeline *host_timeline(struct hb_client *h)
+{
+	struct hb_timeline *t = hb_timeline_create(h);
+
+	CHECK(t != NULL);
+	CHECK_EQ(hb_timeline_share(t, 1), 0);
+	return t;
+}
+
+static struct hb_sync *open_at(struct hb_client *c, struct hb_timeline *t, uint64_t value)
+{
+	struct hb_fence f = {hb_timeline_id(t), value};
+	struct hb_sync *s = hb_sync_open(c, &f);
+
+	CHECK(s != NULL);
+	return s;
+}
+
+/* 100 signals: 100 frames out, one reply read in the owner, none framed for the others by the
+ * daemon; vm1's wait on the last value completes. */
+TEST(a_signal_is_sent_without_waiting_for_its_answer)
+{
+	struct hbt_daemon d;
+	struct hb_client *h, *v1;
+	struct hb_counters c0, c1;
+	struct hb_timeline *t;
+	struct hb_sync *s;
+	uint64_t out0;
+
+	hbt_daemon_start(&d, NULL);
+	h = IT_CONNECT(hbt_addr_host(&d));
+	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+	t = host_timeline(h);
+	s = open_at(v1, t, 100);
+	CHECK_EQ(hb_counters(h, &c0), 0);
+	out0 = IT_STAT(&d, "messages_out");
+	for (uint64_t v = 1; v <= 100; v++)
+		CHECK_EQ(hb_timeline_signal(t, v), 0);
+	CHECK_EQ(hb_counters(h, &c1), 0);
+	/* One signal in 65 waits for its answer: 64 unanswered are as many as the library keeps
+	 * for a resume, and the answer accounts for all of them. */
+	CHECK_EQ(c1.frames_out - c0.frames_out, 100);
+	CHECK_EQ(c1.frames_in - c0.frames_in, 1);
+	CHECK_EQ(c1.polls - c0.polls, 1);
+	CHECK_EQ(c1.recvs - c0.recvs, 1);
+	CHECK_EQ(hb_sync_wait(s, IT_WAIT_MS), 0);
+	CHECK_EQ(hb_sync_status(s), 1);
+	/* vm1's completion, and hyperbufctl's own replies; never one per signal. */
+	CHECK(IT_STAT(&d, "messages_out") - out0 < 10);
+	/* The next call's reply is the first frame the owner reads. */
+	CHECK_EQ(hb_timeline_share(t, 1), 0);
+	CHECK_EQ(hb_counters(h, &c0), 0);
+	CHECK_EQ(c0.frames_in - c1.frames_in, 1);
+	hb_sync_close(s);
+	hb_timeline_destroy(t);
+	hb_disconnect(v1);
+	hb_disconnect(h);
+	IT_STOP(&d);
+}
+
+/* An owner that waits on its own timeline gets the signal's answer, which comes after its own
+ * completions: its wait is complete when the signal returns. */
+TEST(an_owner_waiting_on_itself_still_sees_its_signal_complete)
+{
+	struct hbt_daemon d;
+	struct hb_client *h;
+	struct hb_timeline *t;
+	struct hb_sync *s;
+
+	hbt_daemon_start(&d, NULL);
+	h = IT_CONNECT(hbt_addr_host(&d));
+	t = host_timeline(h);
+	for (uint64_t v = 1; v <= 50; v++) {
+		s = open_at(h, t, v);
+		CHECK_EQ(hb_timeline_signal(t, v), 0);
+		CHECK_EQ(hb_sync_status(s), 1);
+		hb_sync_close(s);
+	}
+	hb_timeline_destroy(t);
+	hb_disconnect(h);
+	IT_STOP(&d);
+}
+
+/* The raw protocol: a quiet signal is answered only when refused, with its id; a successful one
+ * leaves the next request's reply as the next frame. */
+TEST(a_quiet_signal_is_answered_only_when_refused)
+{
+	struct hbt_daemon d;
+	struct it_raw r;
+	ClientMsg m = CLIENT_MSG__INIT;
+	TimelineCreate tc = TIMELINE_CREATE__INIT;
+	TimelineSignal ts = TIMELINE_SIGNAL__INIT;
+	ServerMsg *w, *s;
+	uint64_t id;
+
+	hbt_daemon_start(&d, NULL);
+	it_raw_open(&r, d.socket);
+	w = it_raw_hello_features(&r, HBP_ROLE_CLIENT, HBP_FEATURES_KNOWN);
+	CHECK(w && w->welcome);
+	CHECK_EQ(w->welcome->features & HBP_FEATURE_QUIET_SIGNAL, HBP_FEATURE_QUIET_SIGNAL);
+	server_msg__free_unpacked(w, NULL);
+	IT_MSG(m, TIMELINE_CREATE, timeline_create, &tc);
+	s = IT_RAW_CALL(&r, &m);
+	CHECK(s && s->timeline);
+	id = s->timeline->timeline;
+	server_msg__free_unpacked(s, NULL);
+
+	ts.timeline = id;
+	ts.value = 3;
+	ts.quiet = true;
+	IT_MSG(m, TIMELINE_SIGNAL, timeline_signal, &ts);
+	m.id = 500;
+	CHECK_EQ(it_raw_send(&r, &m), 0);
+	/* Refused: somebody else's (here: nobody's) timeline. */
+	ts.timeline = id ^ 1;
+	m.id = 501;
+	CHECK_EQ(it_raw_send(&r, &m), 0);
+	s = it_raw_recv(&r, IT_WAIT_MS, NULL);
+	CHECK(s != NULL);
+	CHECK_EQ(s->id, 501);
+	CHECK_EQ(s->error, ENOENT);
+	server_msg__free_unpacked(s, NULL);
+	/* The accepted one moved the timeline: a loud signal at 3 is a no-op, answered. */
+	ts.timeline = id;
+	ts.quiet = false;
+	s = IT_RAW_CALL(&r, &m);
+	CHECK(s && s->error == 0);
+	server_msg__free_unpacked(s, NULL);
+	it_raw_close(&r);
+	IT_STOP(&d);
+}
+
+/* The daemon, stopped, never reads the signal; it is killed and comes back. vm1's reopened
+ * wait stays pending until the owner resumes and sends the signal again. */
+TEST(a_signal_the_daemon_never_read_goes_again_after_a_restart)
+{
+	struct hbt_daemon d;
+	struct hb_client *h, *v1;
+	struct hb_timeline *t;
+	struct hb_sync *s;
+
+	hbt_daemon_start_held(&d, NULL);
+	h = IT_CONNECT(hbt_addr_host(&d));
+	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+	t = host_timeline(h);
+	s = open_at(v1, t, 7);
+	CHECK_EQ(kill(d.spawn.main_pid, SIGSTOP), 0);
+	CHECK_EQ(hb_timeline_signal(t, 7), 0);
+	hbt_daemon_crash(&d);
+	/* vm1 resumes inside its wait; the new daemon never heard of 7. */
+	CHECK_ERR(hb_sync_wait(s, 300), ETIME);
+	/* Any call of the owner resumes it, and the signal goes with the resume. */
+	CHECK_EQ(hb_timeline_share(t, 1), 0);
+	CHECK_EQ(hb_sync_wait(s, IT_WAIT_MS), 0);
+	CHECK_EQ(hb_sync_status(s), 1);
+	hb_sync_close(s);
+	hb_timeline_destroy(t);
+	hb_disconnect(v1);
+	hb_disconnect(h);
+	IT_STOP(&d);
+}
