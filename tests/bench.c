@@ -158,7 +158,30 @@ static void remove_dir(const struct bench_dir *bd)
 
 /* ---- the importer: vm2, in its own process ---------------------------------------------- */
 
-enum { CMD_BLOB = 1, CMD_FRAME, CMD_QUIT, CMD_FENCE, CMD_PING_SOCK, CMD_PING_EFD };
+enum {
+	CMD_BLOB = 1,
+	CMD_FRAME,
+	CMD_QUIT,
+	CMD_FENCE,
+	CMD_PING_SOCK,
+	CMD_PING_EFD,
+	CMD_FENCE_AWAITED, /* CMD_FENCE, each signal waiting for the daemon's answer */
+};
+
+static bool is_fence(uint32_t cmd)
+{
+	return cmd == CMD_FENCE || cmd == CMD_FENCE_AWAITED;
+}
+
+/* For CMD_FENCE_AWAITED: a sync on the client's own timeline that never completes makes the
+ * library wait for the answer to each of its signals (hb_timeline_signal in hyperbuf.h), the
+ * path every signal took before quiet signals. NULL for other commands. */
+static struct hb_sync *hold_own(struct hb_client *c, struct hb_timeline *t, uint32_t cmd)
+{
+	struct hb_fence f = {.timeline = hb_timeline_id(t), .value = UINT64_MAX};
+
+	return cmd == CMD_FENCE_AWAITED ? hb_sync_open(c, &f) : NULL;
+}
 
 /* What rides in each export's metadata; both ends are this binary on this machine. */
 struct bench_meta {
@@ -196,12 +219,12 @@ static int importer_ping(struct hb_client *c, const struct bench_meta *m, int fd
 {
 	uint64_t n = m->size, *wake = calloc(n + 1, 8);
 	struct hb_timeline *t = NULL;
-	struct hb_sync *s = NULL;
+	struct hb_sync *s = NULL, *hold = NULL;
 	int ret = -1;
 
 	if (!wake || n == 0 || n > MAX_PINGS)
 		goto out;
-	if (m->cmd == CMD_FENCE) {
+	if (is_fence(m->cmd)) {
 		struct hb_fence f = {.timeline = m->seed, .value = 1};
 		uint64_t id;
 
@@ -214,6 +237,7 @@ static int importer_ping(struct hb_client *c, const struct bench_meta *m, int fd
 			fprintf(stderr, "%s: importer: fence setup: %s\n", argv0, strerror(errno));
 			goto out;
 		}
+		hold = hold_own(c, t, m->cmd);
 		id = hb_timeline_id(t);
 		if (tool_write_full(fd, &id, sizeof(id)) < 0)
 			goto out;
@@ -221,7 +245,7 @@ static int importer_ping(struct hb_client *c, const struct bench_meta *m, int fd
 	for (uint64_t r = 1; r <= n; r++) {
 		uint64_t v = 1;
 
-		if (m->cmd == CMD_FENCE) {
+		if (is_fence(m->cmd)) {
 			struct hb_fence f = {.timeline = m->seed, .value = r + 1};
 			struct hb_sync *next;
 
@@ -257,6 +281,7 @@ out:
 		fprintf(stderr, "%s: importer: ping (cmd %u) failed: %s\n", argv0, m->cmd,
 			strerror(errno));
 	hb_sync_close(s);
+	hb_sync_close(hold);
 	hb_timeline_destroy(t);
 	free(wake);
 	return ret;
@@ -299,7 +324,7 @@ static int importer_main(const char *address, int fd)
 				hb_disconnect(c);
 				return 0;
 			}
-			if (m.cmd == CMD_FENCE || m.cmd == CMD_PING_SOCK || m.cmd == CMD_PING_EFD) {
+			if (is_fence(m.cmd) || m.cmd == CMD_PING_SOCK || m.cmd == CMD_PING_EFD) {
 				if (importer_ping(c, &m, fd) < 0)
 					goto err;
 				idle_since = tool_now_ns();
@@ -662,18 +687,20 @@ static int bench_ping(struct bench *bn, struct hb_buffer *cmdb, uint32_t cmd, un
 	struct bench_meta m = {.magic = META_MAGIC, .cmd = cmd, .size = rounds};
 	uint64_t *sig = calloc(rounds, 8), *rt = calloc(rounds, 8), *wake = calloc(rounds, 8);
 	struct hb_timeline *t = NULL;
+	struct hb_sync *hold = NULL;
 	uint64_t theirs = 0;
 	struct hb_id id;
 	int ret = -1;
 
 	if (!sig || !rt || !wake)
 		goto out;
-	if (cmd == CMD_FENCE) {
+	if (is_fence(cmd)) {
 		t = hb_timeline_create(bn->c);
 		if (!t || hb_timeline_share(t, 2) < 0) {
 			fprintf(stderr, "%s: hb_timeline_create/share: %s\n", argv0, strerror(errno));
 			goto out;
 		}
+		hold = hold_own(bn->c, t, cmd);
 		m.seed = hb_timeline_id(t);
 	}
 	m.t0 = tool_now_ns();
@@ -681,7 +708,7 @@ static int bench_ping(struct bench *bn, struct hb_buffer *cmdb, uint32_t cmd, un
 		fprintf(stderr, "%s: hb_export: %s\n", argv0, strerror(errno));
 		goto out;
 	}
-	if (cmd == CMD_FENCE && tool_read_full(bn->rec_fd, &theirs, sizeof(theirs), STEP_MS) < 0) {
+	if (is_fence(cmd) && tool_read_full(bn->rec_fd, &theirs, sizeof(theirs), STEP_MS) < 0) {
 		fprintf(stderr, "%s: the importer sent no timeline\n", argv0);
 		goto out;
 	}
@@ -689,7 +716,7 @@ static int bench_ping(struct bench *bn, struct hb_buffer *cmdb, uint32_t cmd, un
 	for (unsigned i = 0; i < rounds; i++) {
 		uint64_t r = (uint64_t)i + 1, v = 1;
 
-		if (cmd == CMD_FENCE) {
+		if (is_fence(cmd)) {
 			/* Opened before signalling: we are blocked when the answer comes. */
 			struct hb_fence f = {.timeline = theirs, .value = (uint64_t)i + 1};
 			struct hb_sync *s = hb_sync_open(bn->c, &f);
@@ -733,6 +760,7 @@ static int bench_ping(struct bench *bn, struct hb_buffer *cmdb, uint32_t cmd, un
 	res->rt_p99 = quantile(rt, rounds, 0.99);
 	ret = 0;
 out:
+	hb_sync_close(hold);
 	hb_timeline_destroy(t);
 	free(sig);
 	free(rt);
@@ -921,11 +949,14 @@ int main(int argc, char **argv)
 	fflush(stdout);
 
 	{
-		static const uint32_t cmds[3] = {CMD_FENCE, CMD_PING_SOCK, CMD_PING_EFD};
-		static const char *const names[3] = {"hyperbuf fences", "UNIX socketpair",
-						     "eventfd pair"};
+		/* Indices 1 and 2 are the baselines; 3 is the path signals took before. */
+		static const uint32_t cmds[4] = {CMD_FENCE, CMD_PING_SOCK, CMD_PING_EFD,
+						 CMD_FENCE_AWAITED};
+		static const char *const names[4] = {"hyperbuf fences", "UNIX socketpair",
+						     "eventfd pair", "fences, awaited"};
 		struct hb_buffer *cmdb = hb_buffer_alloc(bn.c, 2, 4096, 0);
-		struct ping_result pr[3];
+		struct ping_result pr[4];
+		struct relay_cost req_cost[2]; /* before and after the hb_query rounds */
 		unsigned rounds = 2000 / div;
 		uint64_t req_p50 = 0, req_p99 = 0;
 		struct relay_goals goals = {0};
@@ -943,13 +974,13 @@ int main(int argc, char **argv)
 		       "/ write), vm1's wait returns\n");
 		printf("    %-18s | %9s %9s | %9s %9s | %s\n", "method", "1-way p50", "p99",
 		       "rt p50", "p99", "ratio of round trip p50: vs socketpair, vs eventfd");
-		for (int v = 0; v < 3; v++) {
+		for (int v = 0; v < 4; v++) {
 			if (bench_ping(&bn, cmdb, cmds[v], rounds, &pr[v]) < 0) {
 				hb_buffer_free(cmdb);
 				goto out_client;
 			}
 		}
-		for (int v = 0; v < 3; v++)
+		for (int v = 0; v < 4; v++)
 			printf("    %-18s | %9.1f %9.1f | %9.1f %9.1f | %.2fx, %.2fx\n", names[v],
 			       pr[v].one_p50 / 1e3, pr[v].one_p99 / 1e3, pr[v].rt_p50 / 1e3,
 			       pr[v].rt_p99 / 1e3,
@@ -961,32 +992,32 @@ int main(int argc, char **argv)
 		       (double)pr[0].one_p50 / (double)(pr[1].one_p50 ? pr[1].one_p50 : 1),
 		       (double)pr[0].one_p50 / (double)(pr[2].one_p50 ? pr[2].one_p50 : 1));
 		relay_cost_print("fences", &pr[0].cost[0], &pr[0].cost[1], rounds);
+		relay_cost_print("fences, awaited", &pr[3].cost[0], &pr[3].cost[1], rounds);
+		relay_cost_take(&req_cost[0], bn.c, daemon_pid);
 		if (relay_request_rt(bn.c, &pr[2].id, rounds, &req_p50, &req_p99) < 0) {
 			hb_buffer_free(cmdb);
 			goto out_client;
 		}
-		relay_cost_take(&pr[2].cost[0], bn.c, daemon_pid);
+		relay_cost_take(&req_cost[1], bn.c, daemon_pid);
 		printf("    a plain request through the daemon (hb_query), round trip: p50 %.1f us, "
 		       "p99 %.1f us = %.2fx a socketpair round trip (goal: <= 2x)\n",
 		       req_p50 / 1e3, req_p99 / 1e3,
 		       (double)req_p50 / (double)(pr[1].rt_p50 ? pr[1].rt_p50 : 1));
-		relay_cost_print("requests", &pr[2].cost[1],
-				 &pr[2].cost[0], rounds);
+		relay_cost_print("requests", &req_cost[0], &req_cost[1], rounds);
 		goals.fence_rt_ratio =
 		    (double)pr[0].rt_p50 / (double)(pr[1].rt_p50 ? pr[1].rt_p50 : 1);
 		goals.request_rt_ratio =
 		    (double)req_p50 / (double)(pr[1].rt_p50 ? pr[1].rt_p50 : 1);
-		goals.lib_per_request =
-		    relay_cost_syscalls(&pr[2].cost[1], &pr[2].cost[0], rounds);
-		goals.lib_per_wait =
-		    relay_cost_syscalls(&pr[0].cost[0], &pr[0].cost[1], rounds) -
-		    2 * goals.lib_per_request;
+		goals.lib_per_request = relay_cost_syscalls(&req_cost[0], &req_cost[1], rounds);
+		goals.lib_per_wait = fence_wait_syscalls(&pr[0].cost[0], &pr[0].cost[1], rounds,
+							 goals.lib_per_request);
+		goals.daemon_msgs_per_fence_round =
+		    (double)(pr[0].cost[1].d_msgs - pr[0].cost[0].d_msgs) / rounds;
 		goals.share_4k_ratio = (double)blobs[0].hb_total /
 				       (double)(blobs[0].base_total ? blobs[0].base_total : 1);
 		goals.daemon_us_per_fence_round =
 		    relay_cost_daemon_us(&pr[0].cost[0], &pr[0].cost[1], rounds);
-		goals.daemon_calls_per_msg =
-		    relay_cost_daemon_calls(&pr[2].cost[1], &pr[2].cost[0]);
+		goals.daemon_calls_per_msg = relay_cost_daemon_calls(&req_cost[0], &req_cost[1]);
 		relay_goals_print(&goals);
 		hb_buffer_free(cmdb);
 	}

@@ -37,6 +37,7 @@ struct relay_goals {
 	double lib_per_wait;     /* per hb_sync_wait: a fence round's, less its two requests' */
 	double share_4k_ratio;   /* 4 KiB export -> import / mmap+populate */
 	double daemon_us_per_fence_round;
+	double daemon_msgs_per_fence_round; /* messages in and out (hyperbufctl stats) */
 	double daemon_calls_per_msg; /* requests: the daemon's system calls per message */
 };
 
@@ -44,6 +45,11 @@ struct relay_goals {
 double relay_cost_syscalls(const struct relay_cost *a, const struct relay_cost *b, unsigned rounds);
 double relay_cost_daemon_us(const struct relay_cost *a, const struct relay_cost *b,
 			    unsigned rounds);
+/* A fence round's library system calls less those of its requests: what its hb_sync_wait
+ * cost. A round reads one completion; every other frame in answers a request (per_request
+ * system calls), and every frame out that is not one is a quiet signal (one send). */
+double fence_wait_syscalls(const struct relay_cost *a, const struct relay_cost *b, unsigned rounds,
+			   double per_request);
 /* One line per goal: the figure, the goal, met or not (or why it is not measured). */
 void relay_goals_print(const struct relay_goals *g);
 /* Times `rounds` hb_query calls on id (one request and its reply each): p50 and p99 in ns. */

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -295,12 +296,18 @@ static int notify_recv(struct holder *h)
 /* In the child: the stored fds at 3.. in store order, nothing else open above 2, the LISTEN_*
  * variables (none with an empty store), then PROGRAM. The holder has one thread: the child may
  * allocate. */
-static void child_exec(struct holder *h)
+static void child_exec(struct holder *h, pid_t holder)
 {
 	size_t n = h->n, len = 1;
 	sigset_t none;
 	char num[32], *names;
-	int fd = open("/dev/null", O_RDONLY);
+	int fd;
+
+	/* Unlike systemd, a test's stand-in: a holder that is killed stops its service (SIGTERM,
+	 * a clean stop), so a test that fails and exits leaves no daemon running. */
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != holder)
+		_exit(1);
+	fd = open("/dev/null", O_RDONLY);
 
 	/* As systemd: default dispositions (a shell's `&` ignores SIGINT), nothing blocked. */
 	for (int sig = 1; sig < NSIG; sig++)
@@ -349,10 +356,12 @@ static void child_exec(struct holder *h)
 
 static int spawn(struct holder *h)
 {
+	pid_t self = getpid();
+
 	fflush(NULL);
 	h->child = fork();
 	if (h->child == 0)
-		child_exec(h);
+		child_exec(h, self);
 	if (h->child < 0) {
 		say(h, "fork: %s", strerror(errno));
 		return -1;

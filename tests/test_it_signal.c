@@ -170,3 +170,32 @@ TEST(a_signal_the_daemon_never_read_goes_again_after_a_restart)
 	hb_disconnect(h);
 	IT_STOP(&d);
 }
+
+/* A producer that signals its last frame and disconnects at once: the signal still takes
+ * effect before the owner's end fails what is left. */
+TEST(a_signal_right_before_a_disconnect_is_not_lost)
+{
+	struct hbt_daemon d;
+	struct hb_client *h, *v1;
+	struct hb_timeline *t;
+	struct hb_sync *s[2];
+
+	hbt_daemon_start(&d, NULL);
+	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+	for (int round = 0; round < 20; round++) {
+		h = IT_CONNECT(hbt_addr_host(&d));
+		t = host_timeline(h);
+		s[0] = open_at(v1, t, 1);
+		s[1] = open_at(v1, t, 2);
+		CHECK_EQ(hb_timeline_signal(t, 1), 0);
+		hb_disconnect(h);
+		CHECK_EQ(hb_sync_wait(s[0], IT_WAIT_MS), 0);
+		CHECK_EQ(hb_sync_status(s[0]), 1);
+		CHECK_EQ(hb_sync_wait(s[1], IT_WAIT_MS), 0);
+		CHECK_EQ(hb_sync_status(s[1]), -EPIPE);
+		hb_sync_close(s[0]);
+		hb_sync_close(s[1]);
+	}
+	hb_disconnect(v1);
+	IT_STOP(&d);
+}

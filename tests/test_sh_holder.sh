@@ -116,7 +116,7 @@ case "$case_name" in
 		hangup_drops_fd fdpoll0_keeps_fd max_enforced max_0_disables_store invalid_names \
 		other_pid_ignored failure_restarts restart_limit usr1_restart_keeps_store \
 		usr2_hup_forwarded clean_exit_flushes sigterm_stops_and_flushes \
-		sigterm_from_outside_is_clean usage_errors
+		sigterm_from_outside_is_clean a_killed_holder_stops_its_service usage_errors
 	;;
 store_survives_sigkill)
 	setup
@@ -328,6 +328,16 @@ sigterm_from_outside_is_clean)
 	kill -TERM "$pid"
 	holder_exits 0
 	[ "$(readies)" -eq 1 ] || fail "the service was restarted"
+	;;
+a_killed_holder_stops_its_service)
+	# Not systemd's rule but a test stand-in's: nothing outlives a holder that is killed.
+	setup
+	holder
+	svc=$pid
+	kill -9 "$hpid"
+	wait "$hpid"
+	hpid=
+	wait_for sh -c "! kill -0 $svc 2>/dev/null" || fail "the service $svc outlived its holder"
 	;;
 usage_errors)
 	for args in "" "-m" "-m x --" "-m -1 -- true" "-r 1x -- true" "-z -- true" "--"; do
