@@ -1,13 +1,18 @@
 /*
  * A session's event queue (PROTOCOL.md §3, Event): bounded by event_queue, the oldest kept, one
- * OVERFLOW where the loss happened. Events are framed by the writer (session.c) while the
- * output is nearly empty, so the queue, not the byte buffer, absorbs a slow reader.
+ * OVERFLOW where the loss happened. Events and fence completions are framed here when the
+ * writer (session.c) asks, while the output is nearly empty, so the queue, not the byte buffer,
+ * absorbs a slow reader.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "daemon/hyperbufd.h"
+
+/* Events are serialised only while less than this is waiting in the output buffer, so the
+ * bounded event queue, not the byte buffer, absorbs a slow reader. */
+#define HBD_EVENT_LOW_WATER 65536u
 
 static struct hbd_event *event_new(uint32_t type, const struct hb_id *hid, uint32_t domain,
 				   uint64_t size, const uint8_t *meta, uint32_t meta_len)
@@ -87,5 +92,82 @@ int hbd_session_event_restore(struct hbd_session *s, uint64_t key, uint32_t type
 	hbc_list_insert_tail(&s->events, &ev->link);
 	if (type != HB_EVENT_OVERFLOW)
 		s->n_events++;
+	return 0;
+}
+
+/* ---- framing what a session is owed (its writer is session.c) --------------------------- */
+
+static int frame_fence(struct hbd_session *s, const struct hbd_wait *w)
+{
+	ServerMsg msg = SERVER_MSG__INIT;
+	FenceDone f = FENCE_DONE__INIT;
+
+	msg.body_case = SERVER_MSG__BODY_FENCE;
+	msg.fence = &f;
+	f.wait = w->id;
+	f.timeline = w->timeline;
+	f.value = w->value;
+	f.status = w->status;
+	return hbd_session_send(s, &msg, -1);
+}
+
+int hbd_session_flush_fences(struct hbd_session *s)
+{
+	struct hbd_wait *w;
+	int r;
+
+	while ((w = hbd_session_next_done(s))) {
+		r = frame_fence(s, w);
+		hbd_wait_free(w);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int put_event(struct hbd_session *s, const struct hbd_event *ev)
+{
+	ServerMsg msg = SERVER_MSG__INIT;
+	Event e = EVENT__INIT;
+
+	msg.body_case = SERVER_MSG__BODY_EVENT;
+	msg.event = &e;
+	e.type = ev->type;
+	if (ev->has_hid) {
+		e.hid.data = (uint8_t *)ev->hid.bytes;
+		e.hid.len = sizeof(ev->hid.bytes);
+	}
+	e.domain = ev->domain;
+	e.size = ev->size;
+	e.meta.data = (uint8_t *)ev->meta;
+	e.meta.len = ev->meta_len;
+	e.seq = ev->st_key;
+	s->d->stats.events_sent++;
+	return hbd_session_send(s, &msg, -1);
+}
+
+/* Moves queued fence completions, then events, into a nearly empty output buffer. */
+int hbd_session_fill(struct hbd_session *s)
+{
+	struct hbd_event *ev;
+	struct hbd_wait *w;
+	int r;
+
+	while (s->out.len < HBD_EVENT_LOW_WATER && (w = hbd_session_next_done(s))) {
+		r = frame_fence(s, w);
+		hbd_wait_free(w);
+		if (r < 0)
+			return r;
+	}
+
+	hbc_list_for_each_safe(ev, &s->events, struct hbd_event, link)
+	{
+		if (s->out.len >= HBD_EVENT_LOW_WATER)
+			return 0;
+		r = put_event(s, ev);
+		if (r < 0)
+			return r;
+		hbd_session_event_free(s, ev);
+	}
 	return 0;
 }

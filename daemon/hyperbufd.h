@@ -274,6 +274,7 @@ struct hbd_session {
 	struct hbp_bytes pending_out; /* a resumed session's frames, sent after the welcome */
 	bool detached;                /* restored: no connection yet */
 	bool gated;                   /* a reply is waiting for room before the next request */
+	bool hung_up;                 /* a write failed: its input is handled, its output dropped */
 	bool await_marker; /* a channel adopted at a restart: drop input until a marker */
 	char fdname[32];   /* a kept channel connection's name in the fd store */
 	ev_timer resume_timer;
@@ -442,6 +443,8 @@ int hbd_session_event_restore(struct hbd_session *s, uint64_t key, uint32_t type
  * before a reply that tells the client about a timeline's progress, which must never overtake
  * a completion queued before it. */
 int hbd_session_flush_fences(struct hbd_session *s);
+/* Moves queued fence completions, then events, into a nearly empty output buffer (events.c). */
+int hbd_session_fill(struct hbd_session *s);
 /* Drops a session from the next loop iteration: for a session found misbehaving in a path that
  * must not close anything itself (the signal path). */
 void hbd_session_drop_later(struct hbd_session *s, const char *reason);

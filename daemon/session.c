@@ -18,9 +18,6 @@
 #include "protocol/resync.h"
 
 #define HBD_READ_CHUNK 65536u
-/* Events are serialised only while less than this is waiting in the output buffer, so the
- * bounded event queue, not the byte buffer, absorbs a slow reader. */
-#define HBD_EVENT_LOW_WATER 65536u
 
 static void on_read(struct ev_loop *loop, ev_io *w, int revents);
 static void on_hello_timeout(struct ev_loop *loop, ev_timer *w, int revents);
@@ -203,34 +200,6 @@ static void session_violation(struct hbd_session *s, const char *what)
 	hbd_session_close(s, what);
 }
 
-static int frame_fence(struct hbd_session *s, const struct hbd_wait *w)
-{
-	ServerMsg msg = SERVER_MSG__INIT;
-	FenceDone f = FENCE_DONE__INIT;
-
-	msg.body_case = SERVER_MSG__BODY_FENCE;
-	msg.fence = &f;
-	f.wait = w->id;
-	f.timeline = w->timeline;
-	f.value = w->value;
-	f.status = w->status;
-	return hbd_session_send(s, &msg, -1);
-}
-
-int hbd_session_flush_fences(struct hbd_session *s)
-{
-	struct hbd_wait *w;
-	int r;
-
-	while ((w = hbd_session_next_done(s))) {
-		r = frame_fence(s, w);
-		hbd_wait_free(w);
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
 static void on_drop(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct hbd_session *s = w->data;
@@ -281,57 +250,17 @@ int hbd_session_send(struct hbd_session *s, const ServerMsg *msg, int fd)
 	return 0;
 }
 
-static int put_event(struct hbd_session *s, const struct hbd_event *ev)
-{
-	ServerMsg msg = SERVER_MSG__INIT;
-	Event e = EVENT__INIT;
-
-	msg.body_case = SERVER_MSG__BODY_EVENT;
-	msg.event = &e;
-	e.type = ev->type;
-	if (ev->has_hid) {
-		e.hid.data = (uint8_t *)ev->hid.bytes;
-		e.hid.len = sizeof(ev->hid.bytes);
-	}
-	e.domain = ev->domain;
-	e.size = ev->size;
-	e.meta.data = (uint8_t *)ev->meta;
-	e.meta.len = ev->meta_len;
-	e.seq = ev->st_key;
-	s->d->stats.events_sent++;
-	return hbd_session_send(s, &msg, -1);
-}
-
-/* Moves queued fence completions, then events, into a nearly empty output buffer. */
-static int fill_events(struct hbd_session *s)
-{
-	struct hbd_event *ev;
-	struct hbd_wait *w;
-	int r;
-
-	while (s->out.len < HBD_EVENT_LOW_WATER && (w = hbd_session_next_done(s))) {
-		r = frame_fence(s, w);
-		hbd_wait_free(w);
-		if (r < 0)
-			return r;
-	}
-
-	hbc_list_for_each_safe(ev, &s->events, struct hbd_event, link)
-	{
-		if (s->out.len >= HBD_EVENT_LOW_WATER)
-			return 0;
-		r = put_event(s, ev);
-		if (r < 0)
-			return r;
-		hbd_session_event_free(s, ev);
-	}
-	return 0;
-}
-
 /* Writes as much as the socket takes. An fd goes out with the first byte of its frame, and
  * a sendmsg never spans into the next fd's frame. */
 static int flush_out(struct hbd_session *s)
 {
+	/* Nobody reads any more (write_failed): what it is owed goes nowhere. */
+	if (s->hung_up) {
+		for (unsigned i = 0; i < s->n_out_fds; i++)
+			close(s->out_fds[i].fd);
+		s->n_out_fds = 0;
+		hbp_bytes_consume(&s->out, s->out.len);
+	}
 	while (s->out.len) {
 		size_t len = s->out.len;
 		bool with_fd = s->n_out_fds && s->out_fds[0].offset == 0;
@@ -361,6 +290,35 @@ static int flush_out(struct hbd_session *s)
 	return 0;
 }
 
+static void handle_frames(struct hbd_session *s);
+
+/*
+ * A write to the client failed: it closed its end. What it sent before is still in the socket,
+ * and some of it needs no answer (a quiet signal, PROTOCOL.md §3), so it is handled, its output
+ * dropped, before the session ends: a producer that signals its last frame and exits loses
+ * nothing.
+ */
+static void write_failed(struct hbd_session *s, int err)
+{
+	if ((err == -EPIPE || err == -ECONNRESET) && !s->hung_up) {
+		s->hung_up = true;
+		flush_out(s);
+		s->busy++;
+		handle_frames(s);
+		while (!s->closing && hbp_bytes_reserve(&s->in, HBD_READ_CHUNK) == 0) {
+			ssize_t n =
+			    recv(s->fd, s->in.data + s->in.len, HBD_READ_CHUNK, MSG_DONTWAIT);
+
+			if (n <= 0)
+				break;
+			s->in.len += (size_t)n;
+			handle_frames(s);
+		}
+		s->busy--;
+	}
+	hbd_session_close(s, strerror(-err));
+}
+
 /*
  * Writes what the session is owed until it is all out or the socket is full; only then is the
  * write watcher armed (and disarmed once it drained): a session that keeps up costs one send
@@ -373,11 +331,11 @@ static void session_write(struct hbd_session *s)
 	int r;
 
 	for (;;) {
-		r = fill_events(s);
+		r = hbd_session_fill(s);
 		if (r == 0)
 			r = flush_out(s);
 		if (r < 0) {
-			hbd_session_close(s, strerror(-r));
+			write_failed(s, r);
 			return;
 		}
 		if (s->out.len) {
@@ -438,10 +396,13 @@ static bool gate(struct hbd_session *s)
 {
 	int r = hbd_state_commit(s->d);
 
-	if (r == 0)
-		r = flush_out(s);
 	if (r < 0) {
 		hbd_session_close(s, strerror(-r));
+		return true;
+	}
+	r = flush_out(s);
+	if (r < 0) {
+		write_failed(s, r);
 		return true;
 	}
 	if (!s->out.len)
@@ -451,8 +412,6 @@ static bool gate(struct hbd_session *s)
 	hbd_session_want_write(s);
 	return true;
 }
-
-static void handle_frames(struct hbd_session *s);
 
 /* The reply is out: the next request may be handled. */
 static void ungate(struct hbd_session *s)
@@ -564,32 +523,6 @@ struct hbb_caller hbd_session_caller(const struct hbd_session *s)
 	    .features = s->features,
 	    .label = s->label,
 	};
-}
-
-int hbd_session_mark_hello(struct hbd_session *s, bool control)
-{
-	struct hbd_user *u = s->user;
-
-	if (u && u->sessions >= s->d->cfg->sessions_per_uid) {
-		s->d->stats.refused_limits++;
-		log_warn_limited(&s->d->host.refused_sessions,
-				 "%s: uid %u has %u sessions (sessions_per_uid); refusing pid %d",
-				 s->label, (unsigned)u->uid, u->sessions, (int)s->pid);
-		return -EUSERS;
-	}
-	ev_timer_stop(s->d->loop, &s->hello_timer);
-	if (u) {
-		u->pending--;
-		u->sessions++;
-	}
-	s->hello = true;
-	s->control = control;
-	if (!control) {
-		s->dom->sessions++;
-		s->dom->present = true;
-	}
-	hbd_state_mark_session(s);
-	return 0;
 }
 
 static void on_resume_timeout(struct ev_loop *loop, ev_timer *w, int revents)

@@ -338,8 +338,11 @@ uint64_t hb_timeline_id(const struct hb_timeline *t);
  * sends its own timelines' ids, so EPERM is seen by raw protocol clients).
  * It returns once the request is written, without waiting for the daemon's answer (a quiet
  * signal, docs/PROTOCOL.md §3): nothing the daemon checks can fail for the owner, and this
- * client's later requests are handled after it. A daemon restart meanwhile loses nothing: the
- * library sends it again when it resumes. Two exceptions wait for the answer: while this
+ * client's later requests are handled after it. A daemon restart meanwhile loses nothing if the
+ * client resumes: the library sends the signal again at its next call or hb_dispatch, which
+ * must come within the daemon's resume_timeout_ms (otherwise the session ends, and the
+ * timeline's waiters get -EPIPE as for any owner that ends). hb_disconnect first waits for the
+ * daemon to have every such signal. Two exceptions wait for the answer: while this
  * client's domain has an hb_sync open on one of its own timelines (so that those syncs have
  * completed when the signal returns), and one signal in 65 when the 64 before it are still
  * unanswered. The same holds for hb_timeline_fail.

@@ -341,9 +341,10 @@ int hbl_call_complete(struct hb_client *c, ServerMsg *m, int *fds, unsigned nfds
 	struct hbl_request *q;
 
 	if (c->calls.n_posted && posted_reply(c, m)) {
-		/* A refusal carries no fds. */
+		/* Only replies to Attach carry fds, and Attach is never posted (nor made while
+		 * anything is: hb_connect makes it). */
 		hbc_close_fds(fds, &nfds);
-		return 0;
+		return HBL_POSTED_REPLY;
 	}
 
 	for (q = c->calls.pending; q; q = q->next)

@@ -80,8 +80,10 @@ void hbl_calls_fini(struct hb_client *c);
 int hbl_call_simple(struct hb_client *c, ClientMsg *msg);
 void hbl_reply_free(struct hbb_reply *reply);
 
-/* The reply to request m->id arrived (dispatch.c): 0, or -EPROTO if nobody asked. Takes m and
- * the fds. */
+/* The reply to request m->id arrived (dispatch.c): 0 (a caller waits for it), HBL_POSTED_REPLY
+ * (the answer to a posted request, handled here), or -EPROTO if nobody asked. Takes m and the
+ * fds. */
+#define HBL_POSTED_REPLY 2
 int hbl_call_complete(struct hb_client *c, ServerMsg *m, int *fds, unsigned nfds);
 
 /* The fds to poll for incoming data: the channel and the backend's own (ivshmem sockets). */

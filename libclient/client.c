@@ -14,6 +14,7 @@
 #define HBL_DEFAULT_ADDRESS "unix:/run/hyperbuf/hyperbufd.sock"
 #define HBL_ADDRESS_ENV     "HYPERBUF_ADDRESS"
 #define HBL_DEBUG_ENV       "HYPERBUF_DEBUG"
+#define HBL_SIGNALS_ENV     "HYPERBUF_SIGNALS"
 
 /*
  * Splits an address into its kind and path. "unix:PATH" and "vm:PATH" need a path that fits
@@ -103,7 +104,7 @@ void hbl_take_resume(struct hb_client *c, const Welcome *w)
 	/* No token: the daemon keeps nothing across a restart, and a lost stream is the end. */
 	c->conn.resumable = w->token.len == HBP_TOKEN_LEN;
 	/* A restart may bring a daemon of another version: what it understands, again. */
-	c->features = w->features & HBP_FEATURES_KNOWN;
+	c->features = w->features & c->offered;
 	if (c->conn.resumable)
 		memcpy(c->resume.token, w->token.data, HBP_TOKEN_LEN);
 	c->resume.ms = w->resume_ms ? w->resume_ms : 10000;
@@ -138,7 +139,7 @@ static int hello(struct hb_client *c, enum hbb_attach_mode mode)
 
 	h.version = HBP_PROTOCOL_VERSION;
 	h.role = HBP_ROLE_CLIENT;
-	h.features = HBP_FEATURES_KNOWN;
+	h.features = c->offered;
 	m.body_case = CLIENT_MSG__BODY_HELLO;
 	m.hello = &h;
 	r = hbl_call(c, &m, SERVER_MSG__BODY_WELCOME, &reply);
@@ -158,6 +159,18 @@ static void on_break(void *ctx, int err)
 	hbl_fences_fail_all(ctx, -err);
 }
 
+/* What this client's Hellos offer: everything the library knows, except quiet signals with
+ * HYPERBUF_SIGNALS=awaited (every signal then waits for the daemon's answer, as before quiet
+ * signals: for comparing the two, and the fence suites run both ways). */
+static uint32_t features_offered(void)
+{
+	const char *signals = getenv(HBL_SIGNALS_ENV);
+
+	if (signals && strcmp(signals, "awaited") == 0)
+		return HBP_FEATURES_KNOWN & ~HBP_FEATURE_QUIET_SIGNAL;
+	return HBP_FEATURES_KNOWN;
+}
+
 static struct hb_client *client_new(void)
 {
 	struct hb_client *c = calloc(1, sizeof(*c));
@@ -174,6 +187,7 @@ static struct hb_client *client_new(void)
 	c->conn.on_break = on_break;
 	c->conn.ctx = c;
 	c->calls.next_id = 1;
+	c->offered = features_offered();
 	c->calls.pump = hbl_pump;
 	hbl_fences_init(&c->fences);
 	hbc_list_init(&c->timelines);
@@ -265,6 +279,11 @@ HBL_PUBLIC void hb_disconnect(struct hb_client *c)
 
 	if (!c)
 		return;
+	/* Signals sent without waiting are answered first: a daemon that sees the connection
+	 * end must not find them still unread behind it. */
+	hbl_lock(c);
+	hbl_timelines_settle(c);
+	hbl_unlock(c);
 	/* No Free or Release messages: closing the session makes the daemon unexport, free and
 	 * release everything it holds for us (PROTOCOL.md §6), importers keeping their pages. */
 	client_destroy(c);

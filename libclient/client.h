@@ -62,8 +62,15 @@ struct hb_client {
 	/* From the welcome (client.c). */
 	uint32_t domain;
 	uint32_t meta_max; /* min(daemon's meta_max, HB_META_MAX) */
-	uint32_t features; /* HBP_FEATURE_*: what the daemon and this library both understand */
-	bool vm_channel;   /* a VM's channel (vm:, kvm:): resync markers in its stream */
+	uint32_t offered;  /* HBP_FEATURE_* its Hellos offer (client.c) */
+	uint32_t features; /* of those, what the daemon understands too */
+	/* The last signal sent without waiting (timeline.c): sent again, awaited, it says the
+	 * daemon has every one before it. */
+	struct hbl_posted_signal {
+		uint64_t timeline, value;
+		uint32_t error;
+	} last_posted;
+	bool vm_channel; /* a VM's channel (vm:, kvm:): resync markers in its stream */
 	/* A poll just found the backend's fds (ivshmem sockets) quiet: the next pump need not
 	 * ask them (dispatch.c). */
 	bool mem_quiet;
@@ -150,6 +157,9 @@ static inline ProtobufCBinaryData hbl_wire_hid(const struct hb_id *id)
 void hbl_buffer_destroy(struct hb_buffer *b);
 void hbl_import_destroy(struct hb_import *im);
 void hbl_timelines_destroy(struct hb_client *c);
+/* Waits until the daemon has every signal sent without waiting (one awaited no-op signal), if
+ * any is unanswered: before a disconnect, so none is left unread behind the hang-up. */
+void hbl_timelines_settle(struct hb_client *c);
 /* import.c: DOMAIN_GONE; the backend may have to change imports of that domain's memory. */
 void hbl_imports_peer_gone(struct hb_client *c, uint32_t domain);
 

@@ -10,6 +10,8 @@
  * after the fds' bytes. With one request in flight, the fds received can only be its reply's: they
  * are held until a reply frame is read. With more in flight (a resume sends them again) the fds'
  * frame would be ambiguous, so the connection is then read exactly: never past the current frame.
+ * Requests posted without waiting (call.h) do not count: only a refusal answers one, without fds,
+ * and only Attach replies carry fds, which hb_connect asks for before anything is posted.
  */
 #ifndef HB_LIBCLIENT_CONN_H
 #define HB_LIBCLIENT_CONN_H

@@ -49,9 +49,10 @@ static int route(struct hb_client *c, ServerMsg *m, int *fds, unsigned nfds)
 	/* HYPERBUF_DEBUG=1: every frame, whatever the transport carried it, by its name. */
 	log_debug("<- %s #%u%s%s", hbp_server_body_name(m->body_case), m->id, m->error ? ": " : "",
 		  m->error ? strerror((int)m->error) : "");
+	/* A posted request's answer (call.c) is taken care of: reading goes on. */
 	if (m->id != 0) {
 		r = hbl_call_complete(c, m, fds, nfds);
-		return r < 0 ? r : 1;
+		return r < 0 ? r : r == HBL_POSTED_REPLY ? 0 : 1;
 	}
 	/* Events and fence completions never carry fds. */
 	hbc_close_fds(fds, &nfds);

@@ -83,7 +83,7 @@ static int resume_hello(struct hb_client *c, uint32_t pending, uint32_t *last)
 
 	h.version = HBP_PROTOCOL_VERSION;
 	h.role = HBP_ROLE_CLIENT;
-	h.features = HBP_FEATURES_KNOWN;
+	h.features = c->offered;
 	h.resume = (ProtobufCBinaryData){HBP_TOKEN_LEN, c->resume.token};
 	h.pending = pending;
 	m.body_case = CLIENT_MSG__BODY_HELLO;

@@ -25,6 +25,25 @@ void hbl_timelines_destroy(struct hb_client *c)
 	}
 }
 
+void hbl_timelines_settle(struct hb_client *c)
+{
+	const struct hbl_posted_signal *p = &c->last_posted;
+	TimelineSignal ts = TIMELINE_SIGNAL__INIT;
+	ClientMsg m = CLIENT_MSG__INIT;
+
+	/* Any awaited call since the last posted signal answered for it, and destroying its
+	 * timeline is one: the timeline still exists, and its value is at least p->value, so
+	 * this is a no-op the daemon answers. */
+	if (c->calls.n_posted == 0 || hbl_conn_broken(&c->conn) < 0)
+		return;
+	ts.timeline = p->timeline;
+	ts.value = p->value;
+	ts.error = p->error;
+	m.body_case = CLIENT_MSG__BODY_TIMELINE_SIGNAL;
+	m.timeline_signal = &ts;
+	hbl_call_simple(c, &m);
+}
+
 HBL_PUBLIC struct hb_timeline *hb_timeline_create(struct hb_client *c)
 {
 	TimelineCreate tc = TIMELINE_CREATE__INIT;
@@ -91,6 +110,8 @@ static int signal_to(struct hb_timeline *t, uint64_t value, uint32_t error)
 	if (r == -EAGAIN) {
 		ts.quiet = false;
 		r = hbl_call_simple(c, &m);
+	} else if (r == 0) {
+		c->last_posted = (struct hbl_posted_signal){t->id, value, error};
 	}
 	hbl_unlock(c);
 	return r < 0 ? hbl_fail(r) : 0;

@@ -199,3 +199,133 @@ TEST(a_signal_right_before_a_disconnect_is_not_lost)
 	hb_disconnect(v1);
 	IT_STOP(&d);
 }
+
+/* HYPERBUF_SIGNALS=awaited: the library does not offer quiet signals, and every signal waits
+ * for its answer (the path test_sh_awaited runs the fence suites on). */
+TEST(awaited_signals_on_request)
+{
+	struct hbt_daemon d;
+	struct hb_client *h, *v1;
+	struct hb_counters c0, c1;
+	struct hb_timeline *t;
+	struct hb_sync *s;
+
+	hbt_daemon_start(&d, NULL);
+	CHECK_EQ(setenv("HYPERBUF_SIGNALS", "awaited", 1), 0);
+	h = IT_CONNECT(hbt_addr_host(&d));
+	CHECK_EQ(unsetenv("HYPERBUF_SIGNALS"), 0);
+	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+	t = host_timeline(h);
+	s = open_at(v1, t, 10);
+	CHECK_EQ(hb_counters(h, &c0), 0);
+	for (uint64_t v = 1; v <= 10; v++)
+		CHECK_EQ(hb_timeline_signal(t, v), 0);
+	CHECK_EQ(hb_counters(h, &c1), 0);
+	CHECK_EQ(c1.frames_in - c0.frames_in, 10);
+	CHECK_EQ(hb_sync_wait(s, IT_WAIT_MS), 0);
+	CHECK_EQ(hb_sync_status(s), 1);
+	hb_sync_close(s);
+	hb_timeline_destroy(t);
+	hb_disconnect(v1);
+	hb_disconnect(h);
+	IT_STOP(&d);
+}
+
+/*
+ * The daemon writes to a client that has closed its end (here: the completion of the raw owner's
+ * wait on its own timeline, which its first signal completes) and the write fails. Its second
+ * quiet signal, sent before it closed, is still handled: nothing it sent is dropped with its
+ * output.
+ */
+TEST(signals_sent_before_a_hang_up_survive_a_failed_write)
+{
+	struct hbt_daemon d;
+	struct hb_client *v1;
+	struct hb_sync *s[3];
+	struct it_raw r;
+	ClientMsg m = CLIENT_MSG__INIT;
+	TimelineCreate tc = TIMELINE_CREATE__INIT;
+	TimelineShare sh = TIMELINE_SHARE__INIT;
+	SyncOpen so = SYNC_OPEN__INIT;
+	TimelineSignal ts = TIMELINE_SIGNAL__INIT;
+	ServerMsg *w;
+	uint64_t id;
+
+	hbt_daemon_start_held(&d, NULL);
+	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+	it_raw_open(&r, d.socket);
+	w = it_raw_hello_features(&r, HBP_ROLE_CLIENT, HBP_FEATURES_KNOWN);
+	CHECK(w && w->welcome);
+	server_msg__free_unpacked(w, NULL);
+	IT_MSG(m, TIMELINE_CREATE, timeline_create, &tc);
+	w = IT_RAW_CALL(&r, &m);
+	CHECK(w && w->timeline);
+	id = w->timeline->timeline;
+	server_msg__free_unpacked(w, NULL);
+	sh.timeline = id;
+	sh.domain = 1;
+	IT_MSG(m, TIMELINE_SHARE, timeline_share, &sh);
+	CHECK_EQ(IT_RAW_ERR(&r, &m), 0);
+	so.timeline = id;
+	so.value = 1;
+	IT_MSG(m, SYNC_OPEN, sync_open, &so);
+	CHECK_EQ(IT_RAW_ERR(&r, &m), 0);
+	for (int i = 0; i < 3; i++) {
+		struct hb_fence f = {id, (uint64_t)i + 1};
+
+		s[i] = hb_sync_open(v1, &f);
+		CHECK(s[i] != NULL);
+	}
+
+	/* Both signals and the hang-up are in the socket before the daemon reads any. */
+	CHECK_EQ(kill(d.spawn.main_pid, SIGSTOP), 0);
+	ts.timeline = id;
+	ts.quiet = true;
+	IT_MSG(m, TIMELINE_SIGNAL, timeline_signal, &ts);
+	for (uint64_t v = 1; v <= 2; v++) {
+		ts.value = v;
+		m.id = 100 + (uint32_t)v;
+		CHECK_EQ(it_raw_send(&r, &m), 0);
+	}
+	it_raw_close(&r);
+	CHECK_EQ(kill(d.spawn.main_pid, SIGCONT), 0);
+
+	CHECK_EQ(hb_sync_wait(s[0], IT_WAIT_MS), 0);
+	CHECK_EQ(hb_sync_status(s[0]), 1);
+	CHECK_EQ(hb_sync_wait(s[1], IT_WAIT_MS), 0);
+	CHECK_EQ(hb_sync_status(s[1]), 1);
+	CHECK_EQ(hb_sync_wait(s[2], IT_WAIT_MS), 0);
+	CHECK_EQ(hb_sync_status(s[2]), -EPIPE);
+	for (int i = 0; i < 3; i++)
+		hb_sync_close(s[i]);
+	hb_disconnect(v1);
+	IT_STOP(&d);
+}
+
+/* hb_disconnect waits until the daemon has every signal sent without waiting: one the daemon
+ * never read before it was killed goes again, and its waiter completes instead of failing. */
+TEST(a_disconnect_across_a_restart_keeps_the_last_signal)
+{
+	struct hbt_daemon d;
+	struct hb_client *h, *v1;
+	struct hb_timeline *t;
+	struct hb_sync *s;
+
+	hbt_daemon_start_held(&d, NULL);
+	h = IT_CONNECT(hbt_addr_host(&d));
+	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+	t = host_timeline(h);
+	s = open_at(v1, t, 3);
+	CHECK_EQ(kill(d.spawn.main_pid, SIGSTOP), 0);
+	CHECK_EQ(hb_timeline_signal(t, 3), 0);
+	hbt_daemon_crash(&d);
+	/* vm1 resumes first (its wait is opened again): an owner gone before that would leave
+	 * nothing to open, and the reopened fence fails -EPIPE (docs/RESTART.md). */
+	CHECK_ERR(hb_sync_wait(s, 200), ETIME);
+	hb_disconnect(h);
+	CHECK_EQ(hb_sync_wait(s, IT_WAIT_MS), 0);
+	CHECK_EQ(hb_sync_status(s), 1);
+	hb_sync_close(s);
+	hb_disconnect(v1);
+	IT_STOP(&d);
+}
