@@ -92,7 +92,12 @@ struct hb_client *hb_connect(const char *address);
  */
 const char *hb_strerror(const struct hb_client *c);
 
-/* Closes the connection and frees every buffer and import still held through it. */
+/*
+ * Closes the connection and frees every buffer and import still held through it. Signals sent
+ * without waiting for their answer (hb_timeline_signal) are answered first, one round trip;
+ * if the daemon is restarting just then, that waits for it to come back, as any call would
+ * (at most the daemon's resume_timeout_ms), so that none of them is lost.
+ */
 void hb_disconnect(struct hb_client *c);
 
 /* The domain the daemon says this client is: 0 for the host, the VM's id otherwise. */
@@ -345,7 +350,8 @@ uint64_t hb_timeline_id(const struct hb_timeline *t);
  * daemon to have every such signal. Two exceptions wait for the answer: while this
  * client's domain has an hb_sync open on one of its own timelines (so that those syncs have
  * completed when the signal returns), and one signal in 65 when the 64 before it are still
- * unanswered. The same holds for hb_timeline_fail.
+ * unanswered. The same holds for hb_timeline_fail. HYPERBUF_SIGNALS=awaited in the environment
+ * of hb_connect makes every signal of that client wait for its answer.
  * Errors: EINVAL (t NULL), the client's sticky error.
  */
 int hb_timeline_signal(struct hb_timeline *t, uint64_t value);

@@ -92,6 +92,28 @@ TEST(an_owner_waiting_on_itself_still_sees_its_signal_complete)
 	IT_STOP(&d);
 }
 
+/* A raw session on the host socket that announces every feature (the daemon must have quiet
+ * signals) and owns a fresh timeline: its id. */
+static uint64_t raw_owner(struct it_raw *r, const char *socket)
+{
+	ClientMsg m = CLIENT_MSG__INIT;
+	TimelineCreate tc = TIMELINE_CREATE__INIT;
+	ServerMsg *w;
+	uint64_t id;
+
+	it_raw_open(r, socket);
+	w = it_raw_hello_features(r, HBP_ROLE_CLIENT, HBP_FEATURES_KNOWN);
+	CHECK(w && w->welcome);
+	CHECK_EQ(w->welcome->features & HBP_FEATURE_QUIET_SIGNAL, HBP_FEATURE_QUIET_SIGNAL);
+	server_msg__free_unpacked(w, NULL);
+	IT_MSG(m, TIMELINE_CREATE, timeline_create, &tc);
+	w = IT_RAW_CALL(r, &m);
+	CHECK(w && w->timeline);
+	id = w->timeline->timeline;
+	server_msg__free_unpacked(w, NULL);
+	return id;
+}
+
 /* The raw protocol: a quiet signal is answered only when refused, with its id; a successful one
  * leaves the next request's reply as the next frame. */
 TEST(a_quiet_signal_is_answered_only_when_refused)
@@ -99,22 +121,12 @@ TEST(a_quiet_signal_is_answered_only_when_refused)
 	struct hbt_daemon d;
 	struct it_raw r;
 	ClientMsg m = CLIENT_MSG__INIT;
-	TimelineCreate tc = TIMELINE_CREATE__INIT;
 	TimelineSignal ts = TIMELINE_SIGNAL__INIT;
-	ServerMsg *w, *s;
+	ServerMsg *s;
 	uint64_t id;
 
 	hbt_daemon_start(&d, NULL);
-	it_raw_open(&r, d.socket);
-	w = it_raw_hello_features(&r, HBP_ROLE_CLIENT, HBP_FEATURES_KNOWN);
-	CHECK(w && w->welcome);
-	CHECK_EQ(w->welcome->features & HBP_FEATURE_QUIET_SIGNAL, HBP_FEATURE_QUIET_SIGNAL);
-	server_msg__free_unpacked(w, NULL);
-	IT_MSG(m, TIMELINE_CREATE, timeline_create, &tc);
-	s = IT_RAW_CALL(&r, &m);
-	CHECK(s && s->timeline);
-	id = s->timeline->timeline;
-	server_msg__free_unpacked(s, NULL);
+	id = raw_owner(&r, d.socket);
 
 	ts.timeline = id;
 	ts.value = 3;
@@ -141,25 +153,38 @@ TEST(a_quiet_signal_is_answered_only_when_refused)
 	IT_STOP(&d);
 }
 
-/* The daemon, stopped, never reads the signal; it is killed and comes back. vm1's reopened
- * wait stays pending until the owner resumes and sends the signal again. */
+/*
+ * A held daemon, stopped, never reads h's signal of value; it is killed and comes back. vm1
+ * resumes first, inside a wait on value that the new daemon cannot complete (an owner gone
+ * before vm1 reopens its wait would leave nothing to open: the fence would fail -EPIPE,
+ * docs/RESTART.md). Returns vm1's sync; the signal is lost unless h sends it again.
+ */
+static struct hb_sync *signal_unread_by_a_killed_daemon(struct hbt_daemon *d, struct hb_client **h,
+							struct hb_client **v1,
+							struct hb_timeline **t, uint64_t value)
+{
+	struct hb_sync *s;
+
+	hbt_daemon_start_held(d, NULL);
+	*h = IT_CONNECT(hbt_addr_host(d));
+	*v1 = IT_CONNECT(hbt_addr_vm(d, 1));
+	*t = host_timeline(*h);
+	s = open_at(*v1, *t, value);
+	CHECK_EQ(kill(d->spawn.main_pid, SIGSTOP), 0);
+	CHECK_EQ(hb_timeline_signal(*t, value), 0);
+	hbt_daemon_crash(d);
+	CHECK_ERR(hb_sync_wait(s, 300), ETIME);
+	return s;
+}
+
+/* vm1's reopened wait stays pending until the owner resumes and sends the signal again. */
 TEST(a_signal_the_daemon_never_read_goes_again_after_a_restart)
 {
 	struct hbt_daemon d;
 	struct hb_client *h, *v1;
 	struct hb_timeline *t;
-	struct hb_sync *s;
+	struct hb_sync *s = signal_unread_by_a_killed_daemon(&d, &h, &v1, &t, 7);
 
-	hbt_daemon_start_held(&d, NULL);
-	h = IT_CONNECT(hbt_addr_host(&d));
-	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
-	t = host_timeline(h);
-	s = open_at(v1, t, 7);
-	CHECK_EQ(kill(d.spawn.main_pid, SIGSTOP), 0);
-	CHECK_EQ(hb_timeline_signal(t, 7), 0);
-	hbt_daemon_crash(&d);
-	/* vm1 resumes inside its wait; the new daemon never heard of 7. */
-	CHECK_ERR(hb_sync_wait(s, 300), ETIME);
 	/* Any call of the owner resumes it, and the signal goes with the resume. */
 	CHECK_EQ(hb_timeline_share(t, 1), 0);
 	CHECK_EQ(hb_sync_wait(s, IT_WAIT_MS), 0);
@@ -244,24 +269,14 @@ TEST(signals_sent_before_a_hang_up_survive_a_failed_write)
 	struct hb_sync *s[3];
 	struct it_raw r;
 	ClientMsg m = CLIENT_MSG__INIT;
-	TimelineCreate tc = TIMELINE_CREATE__INIT;
 	TimelineShare sh = TIMELINE_SHARE__INIT;
 	SyncOpen so = SYNC_OPEN__INIT;
 	TimelineSignal ts = TIMELINE_SIGNAL__INIT;
-	ServerMsg *w;
 	uint64_t id;
 
 	hbt_daemon_start_held(&d, NULL);
 	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
-	it_raw_open(&r, d.socket);
-	w = it_raw_hello_features(&r, HBP_ROLE_CLIENT, HBP_FEATURES_KNOWN);
-	CHECK(w && w->welcome);
-	server_msg__free_unpacked(w, NULL);
-	IT_MSG(m, TIMELINE_CREATE, timeline_create, &tc);
-	w = IT_RAW_CALL(&r, &m);
-	CHECK(w && w->timeline);
-	id = w->timeline->timeline;
-	server_msg__free_unpacked(w, NULL);
+	id = raw_owner(&r, d.socket);
 	sh.timeline = id;
 	sh.domain = 1;
 	IT_MSG(m, TIMELINE_SHARE, timeline_share, &sh);
@@ -309,19 +324,8 @@ TEST(a_disconnect_across_a_restart_keeps_the_last_signal)
 	struct hbt_daemon d;
 	struct hb_client *h, *v1;
 	struct hb_timeline *t;
-	struct hb_sync *s;
+	struct hb_sync *s = signal_unread_by_a_killed_daemon(&d, &h, &v1, &t, 3);
 
-	hbt_daemon_start_held(&d, NULL);
-	h = IT_CONNECT(hbt_addr_host(&d));
-	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
-	t = host_timeline(h);
-	s = open_at(v1, t, 3);
-	CHECK_EQ(kill(d.spawn.main_pid, SIGSTOP), 0);
-	CHECK_EQ(hb_timeline_signal(t, 3), 0);
-	hbt_daemon_crash(&d);
-	/* vm1 resumes first (its wait is opened again): an owner gone before that would leave
-	 * nothing to open, and the reopened fence fails -EPIPE (docs/RESTART.md). */
-	CHECK_ERR(hb_sync_wait(s, 200), ETIME);
 	hb_disconnect(h);
 	CHECK_EQ(hb_sync_wait(s, IT_WAIT_MS), 0);
 	CHECK_EQ(hb_sync_status(s), 1);
