@@ -66,7 +66,8 @@ void hbd_stats_walk(struct hbd *d, void (*put)(void *ctx, const char *key, uint6
 	const struct hbd_stats *s = &d->stats;
 	struct hbd_domain *dom;
 	uint64_t buffers = 0, orphans = 0, exports = 0, imports = 0, bytes_mapped = 0;
-	uint64_t timelines = 0, fence_waits = 0, commits, compactions, connected = 0, domains = 0;
+	uint64_t timelines = 0, fence_waits = 0, fence_watches = 0, commits, compactions;
+	uint64_t connected = 0, domains = 0;
 	struct hbd_session *ss;
 	struct hbd_import *im;
 
@@ -75,6 +76,7 @@ void hbd_stats_walk(struct hbd *d, void (*put)(void *ctx, const char *key, uint6
 		buffers += hbc_list_length(&ss->buffers);
 		timelines += hbc_list_length(&ss->timelines);
 		fence_waits += hbc_list_length(&ss->waits);
+		fence_watches += hbc_list_length(&ss->fence_watches);
 		hbc_list_for_each_safe(im, &ss->imports, struct hbd_import, link)
 		{
 			imports++;
@@ -110,6 +112,7 @@ void hbd_stats_walk(struct hbd *d, void (*put)(void *ctx, const char *key, uint6
 	put(l, "imports_total", s->imports_total);
 	put(l, "timelines", timelines);
 	put(l, "fence_waits", fence_waits);
+	put(l, "fence_watches", fence_watches);
 	put(l, "timelines_total", s->timelines_total);
 	put(l, "fences_completed", s->fences_completed);
 	put(l, "fence_sessions_dropped", s->fence_sessions_dropped);

@@ -97,18 +97,25 @@ int hbd_session_event_restore(struct hbd_session *s, uint64_t key, uint32_t type
 
 /* ---- framing what a session is owed (its writer is session.c) --------------------------- */
 
-static int frame_fence(struct hbd_session *s, const struct hbd_wait *w)
+/* Frames a queued completion and frees it; a watch's record is the watch's, framed from its
+ * timeline's state. */
+static int frame_fence(struct hbd_session *s, struct hbd_wait *w)
 {
 	ServerMsg msg = SERVER_MSG__INIT;
 	FenceDone f = FENCE_DONE__INIT;
+	int r;
 
+	if (w->fwatch)
+		return hbd_fence_watch_frame(s, w->fwatch);
 	msg.body_case = SERVER_MSG__BODY_FENCE;
 	msg.fence = &f;
 	f.wait = w->id;
 	f.timeline = w->timeline;
 	f.value = w->value;
 	f.status = w->status;
-	return hbd_session_send(s, &msg, -1);
+	r = hbd_session_send(s, &msg, -1);
+	hbd_wait_free(w);
+	return r;
 }
 
 int hbd_session_flush_fences(struct hbd_session *s)
@@ -118,7 +125,6 @@ int hbd_session_flush_fences(struct hbd_session *s)
 
 	while ((w = hbd_session_next_done(s))) {
 		r = frame_fence(s, w);
-		hbd_wait_free(w);
 		if (r < 0)
 			return r;
 	}
@@ -155,7 +161,6 @@ int hbd_session_fill(struct hbd_session *s)
 
 	while (s->out.len < HBD_EVENT_LOW_WATER && (w = hbd_session_next_done(s))) {
 		r = frame_fence(s, w);
-		hbd_wait_free(w);
 		if (r < 0)
 			return r;
 	}

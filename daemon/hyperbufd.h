@@ -155,6 +155,7 @@ struct hbd_timeline {
 	 * (attached to a buffer shared with them, or shared explicitly). */
 	uint32_t *seen_by;
 	unsigned n_seen_by, cap_seen_by;
+	struct hbc_list fence_watches; /* the sessions told of its progress (fence_watch.c) */
 	struct hbd_st_mark st;
 };
 
@@ -172,6 +173,26 @@ struct hbd_wait {
 	uint64_t timeline, value;
 	size_t heap_index;
 	int32_t status; /* 1 or -errno once completed */
+	/* Set on a watch's own record (fence_watch.c): queued on session->done while the watch
+	 * has progress to tell, framed as TimelineValue, never freed on its own. */
+	struct hbd_fence_watch *fwatch;
+};
+
+/*
+ * A session told of a timeline's progress (PROTOCOL.md §3 "Watches"), so that its library
+ * opens further fences on it without asking. At most one per (session, timeline), counted
+ * with the domain's fence waits; never while the session has a wait pending on the timeline,
+ * so the two cannot overtake each other.
+ */
+struct hbd_fence_watch {
+	struct hbc_list session_link; /* session->fence_watches */
+	struct hbc_list tl_link;      /* timeline->fence_watches */
+	struct hbd_session *s;
+	struct hbd_timeline *tl;
+	uint64_t told;        /* the value the session last heard of */
+	uint64_t arm;         /* told when the timeline reaches it; 0: on any progress */
+	bool queued;          /* push is on session->done */
+	struct hbd_wait push; /* push.fwatch == this */
 };
 
 struct hbd_import {
@@ -259,6 +280,7 @@ struct hbd_session {
 
 	struct hbc_list timelines; /* owned */
 	struct hbc_list waits;     /* pending */
+	struct hbc_list fence_watches; /* struct hbd_fence_watch */
 	struct hbc_list done;      /* completed, not yet framed: the bounded completion queue */
 	unsigned n_done;
 	bool doomed; /* fell behind: closed from drop_timer, gets nothing more */
@@ -458,8 +480,17 @@ int hbd_timeline_destroy_req(struct hbd_session *s, uint64_t id);
 int hbd_timeline_share(struct hbd_session *s, uint64_t id, uint32_t domain);
 /* *wait is 0 when the fence was born complete, with *status 1 or the error it failed with;
  * *owner is the timeline owner's domain. */
-int hbd_sync_open(struct hbd_session *s, uint64_t timeline, uint64_t value, uint64_t *wait,
-		  int32_t *status, uint32_t *owner);
+struct hbd_sync_open {
+	uint64_t timeline, value;
+	bool watch; /* asked for a watch */
+	/* out */
+	uint64_t wait;
+	int32_t status;
+	uint32_t owner;
+	bool watched;  /* a watch was granted: no wait */
+	uint64_t told; /* watched: the value it starts from */
+};
+int hbd_sync_open(struct hbd_session *s, struct hbd_sync_open *o);
 int hbd_sync_close(struct hbd_session *s, uint64_t wait);
 int hbd_fence_attach(struct hbd_session *s, const struct hb_id *hid, uint64_t timeline,
 		     uint64_t value, uint32_t usage);
@@ -469,6 +500,23 @@ int hbd_cpu_access(struct hbd_session *s, const struct hb_id *hid, uint32_t acce
 		   struct hbd_resv_entry *out, unsigned *n);
 /* Session end: its waits and queued completions go, its timelines complete with -EPIPE. */
 void hbd_session_fences_close(struct hbd_session *s);
+/* The status of a point tl has passed, and the highest value above from (at most tl->value)
+ * up to which every point has that same status. */
+uint64_t hbd_timeline_run(const struct hbd_timeline *tl, uint64_t from, int32_t *status);
+/* fence_watch.c. Starts (or restarts) s's watch of tl, told = tl->value, armed at arm (0: any
+ * progress): 0, or -EBUSY (a wait of s on tl is pending), -EDQUOT, -ENOMEM: the open then makes
+ * a wait instead. */
+int hbd_fence_watch_open(struct hbd_session *s, struct hbd_timeline *tl, uint64_t arm);
+/* WatchArm: s's watch of timeline tells next when it reaches value. */
+void hbd_fence_watch_arm(struct hbd_session *s, uint64_t timeline, uint64_t value);
+/* tl moved: each watch is queued to tell its session. */
+void hbd_fence_watches_signal(struct hbd *d, struct hbd_timeline *tl);
+/* tl goes: each watch tells what it has not told yet and that it ended, then goes. */
+void hbd_fence_watches_end(struct hbd_timeline *tl);
+/* The session goes: its watches go, silently. */
+void hbd_session_fence_watches_close(struct hbd_session *s);
+/* Frames what the watch has to tell (a TimelineValue per run of equal status). */
+int hbd_fence_watch_frame(struct hbd_session *s, struct hbd_fence_watch *w);
 /* release.c: what a session owns goes back (its timelines, waits, imports and buffers). */
 void hbd_session_release(struct hbd_session *s);
 /* session.c: pops one queued completion for framing (NULL if none); free it with
@@ -476,6 +524,10 @@ void hbd_session_release(struct hbd_session *s);
 struct hbd_wait *hbd_session_next_done(struct hbd_session *s);
 void hbd_wait_free(struct hbd_wait *w);
 struct hbd_timeline *hbd_timeline_find(struct hbd *d, uint64_t id);
+/* Who may open tl's fences: its owner's domain and the domains it was shared with. */
+bool hbd_timeline_visible(struct hbd *d, const struct hbd_timeline *tl, uint32_t domain);
+/* Lets domain see tl: -ENOSPC past HBD_SEEN_BY_MAX domains, -ENOMEM. */
+int hbd_timeline_show(struct hbd_timeline *tl, uint32_t domain);
 /* Files a new timeline (owner and id set) under its id and its owner. */
 void hbd_timeline_insert(struct hbd *d, struct hbd_timeline *tl);
 
@@ -599,5 +651,8 @@ int hbd_restore_apply(struct hbd *d, const struct hbd_restore *restore);
 int hbd_session_resume(struct hbd_session *s, const Hello *h, Welcome *w, int *resend_fd_group);
 /* A new client session's random token (-EAGAIN if the kernel has no randomness yet). */
 int hbd_session_new_token(struct hbd_session *s);
+/* After a resumed session's Welcome: the reply its client missed (fd_group >= 0; an Attach's
+ * reply gets a new pool fd for group fd_group > 0), then what was framed for it meanwhile. */
+void hbd_session_resend(struct hbd_session *s, int fd_group);
 
 #endif

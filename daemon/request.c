@@ -332,12 +332,20 @@ static int do_timeline_share(struct hbd_session *s, const ClientMsg *cm, struct 
 static int do_sync_open(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
 {
 	SyncReply *sr = &r->sync;
-	int err;
+	struct hbd_sync_open o = {
+	    .timeline = cm->sync_open->timeline,
+	    .value = cm->sync_open->value,
+	    .watch = cm->sync_open->watch && (s->features & HBP_FEATURE_WATCH),
+	};
+	int err = hbd_sync_open(s, &o);
 
-	err = hbd_sync_open(s, cm->sync_open->timeline, cm->sync_open->value, &sr->wait,
-			    &sr->status, &sr->owner);
 	if (err < 0)
 		return err;
+	sr->wait = o.wait;
+	sr->status = o.status;
+	sr->owner = o.owner;
+	sr->watched = o.watched;
+	sr->value = o.told;
 	/* Born complete: it reveals the timeline's progress (see hbd_request). */
 	r->flush = sr->wait == 0;
 	r->msg.body_case = SERVER_MSG__BODY_SYNC;
@@ -348,6 +356,12 @@ static int do_sync_open(struct hbd_session *s, const ClientMsg *cm, struct reply
 static int do_sync_close(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
 {
 	return hbd_sync_close(s, cm->sync_close->wait);
+}
+
+static int do_watch_arm(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
+{
+	hbd_fence_watch_arm(s, cm->watch_arm->timeline, cm->watch_arm->value);
+	return 0;
 }
 
 static int do_fence_attach(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
@@ -415,6 +429,7 @@ static const struct {
     [CLIENT_MSG__BODY_GRANT] = {do_grant, false},
     [CLIENT_MSG__BODY_TIMELINE_SHARE] = {do_timeline_share, false},
     [CLIENT_MSG__BODY_SUBSCRIBE] = {do_subscribe, false},
+    [CLIENT_MSG__BODY_WATCH_ARM] = {do_watch_arm, false},
 };
 
 /* Runs the handler of the request's body. */
@@ -486,10 +501,13 @@ static void send_reply(struct hbd_session *s, const ClientMsg *msg, struct reply
 	}
 }
 
-/* A request answered only if refused (TimelineSignal.quiet): its library does not wait. */
+/* A request answered only if refused (TimelineSignal.quiet, WatchArm.quiet): its library does
+ * not wait. */
 static bool is_quiet(const ClientMsg *msg)
 {
-	return msg->body_case == CLIENT_MSG__BODY_TIMELINE_SIGNAL && msg->timeline_signal->quiet;
+	return (msg->body_case == CLIENT_MSG__BODY_TIMELINE_SIGNAL &&
+		msg->timeline_signal->quiet) ||
+	       (msg->body_case == CLIENT_MSG__BODY_WATCH_ARM && msg->watch_arm->quiet);
 }
 
 /* The state changed for this request: keep its reply with it, for a client that resumes after
@@ -510,40 +528,6 @@ static void remember_reply(struct hbd_session *s, const ClientMsg *msg, const st
 	s->reply_fd_group =
 	    msg->body_case == CLIENT_MSG__BODY_ATTACH && r->fd >= 0 ? msg->attach->group : 0;
 	hbd_state_mark_session(s);
-}
-
-/* After a resume's welcome: the reply the client missed, then what was framed for the session
- * while it waited. */
-static void resend(struct hbd_session *s, int fd_group)
-{
-	struct hbb_caller who = hbd_session_caller(s);
-	ServerMsg *m;
-	int fd = -1;
-
-	if (fd_group >= 0) {
-		m = server_msg__unpack(NULL, s->last_reply.len, s->last_reply.data);
-		/* The pool fd an Attach's reply carried: the host gets a new one, as Attach does.
-		 */
-		if (m && fd_group > 0) {
-			who.attached &= ~(1ull << (fd_group - 1));
-			if (s->d->backend->attach(s->d->backend_state, &who, (uint32_t)fd_group, 0,
-						  &fd) < 0)
-				fd = -1;
-		}
-		if (m && hbd_session_send(s, m, fd) < 0)
-			hbd_session_close(s, "cannot queue the reply it missed");
-		if (m)
-			server_msg__free_unpacked(m, NULL);
-		if (fd >= 0)
-			close(fd);
-	}
-	if (!s->closing && s->pending_out.len &&
-	    hbp_bytes_reserve(&s->out, s->pending_out.len) == 0) {
-		memcpy(s->out.data + s->out.len, s->pending_out.data, s->pending_out.len);
-		s->out.len += s->pending_out.len;
-		hbd_session_want_write(s);
-	}
-	hbp_bytes_free(&s->pending_out);
 }
 
 void hbd_request(struct hbd_session *s, ClientMsg *msg)
@@ -581,7 +565,7 @@ void hbd_request(struct hbd_session *s, ClientMsg *msg)
 	else
 		send_reply(s, msg, &r, err);
 	if (err == 0 && msg->body_case == CLIENT_MSG__BODY_HELLO && r.welcome.resumed)
-		resend(s, r.resend_fd_group);
+		hbd_session_resend(s, r.resend_fd_group);
 	if (r.fd >= 0)
 		close(r.fd);
 	if (r.welcome.groups || r.welcome.n_groups)

@@ -108,3 +108,37 @@ int hbd_session_new_token(struct hbd_session *s)
 		return -EAGAIN;
 	return 0;
 }
+
+/* After a resume's welcome: the reply the client missed, then what was framed for the session
+ * while it waited. */
+void hbd_session_resend(struct hbd_session *s, int fd_group)
+{
+	struct hbb_caller who = hbd_session_caller(s);
+	ServerMsg *m;
+	int fd = -1;
+
+	if (fd_group >= 0) {
+		m = server_msg__unpack(NULL, s->last_reply.len, s->last_reply.data);
+		/* The pool fd an Attach's reply carried: the host gets a new one, as Attach does.
+		 */
+		if (m && fd_group > 0) {
+			who.attached &= ~(1ull << (fd_group - 1));
+			if (s->d->backend->attach(s->d->backend_state, &who, (uint32_t)fd_group, 0,
+						  &fd) < 0)
+				fd = -1;
+		}
+		if (m && hbd_session_send(s, m, fd) < 0)
+			hbd_session_close(s, "cannot queue the reply it missed");
+		if (m)
+			server_msg__free_unpacked(m, NULL);
+		if (fd >= 0)
+			close(fd);
+	}
+	if (!s->closing && s->pending_out.len &&
+	    hbp_bytes_reserve(&s->out, s->pending_out.len) == 0) {
+		memcpy(s->out.data + s->out.len, s->pending_out.data, s->pending_out.len);
+		s->out.len += s->pending_out.len;
+		hbd_session_want_write(s);
+	}
+	hbp_bytes_free(&s->pending_out);
+}

@@ -61,6 +61,7 @@ struct hbd_session *hbd_session_new(struct hbd *d, int fd, struct hbd_domain *do
 	hbc_list_init(&s->timelines);
 	hbc_list_init(&s->waits);
 	hbc_list_init(&s->done);
+	hbc_list_init(&s->fence_watches);
 	ev_timer_init(&s->hello_timer, on_hello_timeout, d->cfg->hello_timeout_ms / 1000.0, 0.);
 	s->hello_timer.data = s;
 	/* Host and control connections must say Hello promptly. A VM channel is QEMU's,

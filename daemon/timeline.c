@@ -1,7 +1,8 @@
 /*
  * Fences in the daemon (docs/PROTOCOL.md §3 "Fences", §7.4): timelines owned by one session,
- * waits that sessions open on (timeline, value), the completions they are owed, and the
- * per-export reservations that give CPU access its implicit sync.
+ * waits that sessions open on (timeline, value) and the completions they are owed. Watches are
+ * in fence_watch.c; the per-export reservations that give CPU access its implicit sync in
+ * resv.c.
  *
  * Rules this file keeps, and why:
  * - Values only move forward and a signal pops waits in (value, id) order, so every session
@@ -57,6 +58,7 @@ void hbd_timelines_init(struct hbd *d)
 
 void hbd_timeline_insert(struct hbd *d, struct hbd_timeline *tl)
 {
+	hbc_list_init(&tl->fence_watches);
 	hbc_list_insert_tail(timeline_bucket(d, tl->id), &tl->hash_link);
 	hbc_list_insert_tail(&tl->owner->timelines, &tl->owner_link);
 	tl->owner->dom->timelines++;
@@ -77,7 +79,7 @@ struct hbd_timeline *hbd_timeline_find(struct hbd *d, uint64_t id)
 }
 
 /* Who may wait on a timeline: its owner's domain and the domains it was shared with. */
-static bool timeline_visible(struct hbd *d, const struct hbd_timeline *tl, uint32_t domain)
+bool hbd_timeline_visible(struct hbd *d, const struct hbd_timeline *tl, uint32_t domain)
 {
 	if (domain == tl->owner->dom->id)
 		return true;
@@ -88,7 +90,7 @@ static bool timeline_visible(struct hbd *d, const struct hbd_timeline *tl, uint3
 }
 
 /* Lets domain see tl. -ENOSPC past HBD_SEEN_BY_MAX domains, -ENOMEM. */
-static int timeline_show(struct hbd_timeline *tl, uint32_t domain)
+int hbd_timeline_show(struct hbd_timeline *tl, uint32_t domain)
 {
 	uint32_t *v;
 	unsigned cap;
@@ -249,6 +251,7 @@ static void timeline_destroy(struct hbd *d, struct hbd_timeline *tl, const char 
 	/* Oldest first, as a signal would: the owner is gone, so everybody still waiting learns
 	 * it through the same ordered path (fences.md §4.1, §5.5). */
 	complete_upto(d, tl, UINT64_MAX, -EPIPE);
+	hbd_fence_watches_end(tl);
 	hbc_list_remove(&tl->hash_link);
 	hbc_list_remove(&tl->owner_link);
 	if (dom->timelines)
@@ -291,7 +294,7 @@ static int owned_timeline(struct hbd_session *s, uint64_t id, struct hbd_timelin
 {
 	struct hbd_timeline *tl = hbd_timeline_find(s->d, id);
 
-	if (!tl || !timeline_visible(s->d, tl, s->dom->id))
+	if (!tl || !hbd_timeline_visible(s->d, tl, s->dom->id))
 		return -ENOENT;
 	if (tl->owner != s)
 		return -EPERM;
@@ -322,24 +325,44 @@ static void remember_fail(struct hbd_timeline *tl, uint64_t lo, uint64_t hi, int
 	tl->fails[tl->n_fails++] = (struct hbd_fail_range){lo, hi, err};
 }
 
-/* The status of a point the timeline has passed: the error of a remembered failed range that
- * holds it, else 1. */
-static int32_t passed_status(const struct hbd_timeline *tl, uint64_t value)
+/* The first remembered failed range that ends at or above value (n_fails if none). */
+static unsigned fail_at_or_above(const struct hbd_timeline *tl, uint64_t value)
 {
 	unsigned lo = 0, hi = tl->n_fails;
 
 	while (lo < hi) {
 		unsigned mid = (lo + hi) / 2;
-		const struct hbd_fail_range *r = &tl->fails[mid];
 
-		if (value < r->lo)
-			hi = mid;
-		else if (value > r->hi)
+		if (tl->fails[mid].hi < value)
 			lo = mid + 1;
 		else
-			return r->err;
+			hi = mid;
 	}
-	return 1;
+	return lo;
+}
+
+/* The status of a point the timeline has passed: the error of a remembered failed range that
+ * holds it, else 1. */
+static int32_t passed_status(const struct hbd_timeline *tl, uint64_t value)
+{
+	unsigned i = fail_at_or_above(tl, value);
+
+	return i < tl->n_fails && tl->fails[i].lo <= value ? tl->fails[i].err : 1;
+}
+
+uint64_t hbd_timeline_run(const struct hbd_timeline *tl, uint64_t from, int32_t *status)
+{
+	unsigned i = fail_at_or_above(tl, from + 1);
+	uint64_t end = tl->value;
+
+	*status = 1;
+	if (i < tl->n_fails && tl->fails[i].lo <= from + 1) {
+		*status = tl->fails[i].err;
+		end = tl->fails[i].hi;
+	} else if (i < tl->n_fails && tl->fails[i].lo - 1 < end) {
+		end = tl->fails[i].lo - 1;
+	}
+	return end < tl->value ? end : tl->value;
 }
 
 int hbd_timeline_signal(struct hbd_session *s, uint64_t id, uint64_t value, uint32_t error)
@@ -361,6 +384,7 @@ int hbd_timeline_signal(struct hbd_session *s, uint64_t id, uint64_t value, uint
 	/* A fail sets the error on each point as it completes it: the status travels in the
 	 * same message as the completion, so no waiter can see the one without the other. */
 	complete_upto(s->d, tl, value, error ? -(int32_t)error : 1);
+	hbd_fence_watches_signal(s->d, tl);
 	return 0;
 }
 
@@ -374,7 +398,7 @@ int hbd_timeline_share(struct hbd_session *s, uint64_t id, uint32_t domain)
 	if (domain != s->dom->id &&
 	    s->d->backend->can_share(s->d->backend_state, s->dom->id, domain) < 0)
 		return -EPERM;
-	return timeline_show(tl, domain);
+	return hbd_timeline_show(tl, domain);
 }
 
 int hbd_timeline_destroy_req(struct hbd_session *s, uint64_t id)
@@ -388,23 +412,29 @@ int hbd_timeline_destroy_req(struct hbd_session *s, uint64_t id)
 	return 0;
 }
 
-int hbd_sync_open(struct hbd_session *s, uint64_t timeline, uint64_t value, uint64_t *wait,
-		  int32_t *status, uint32_t *owner)
+int hbd_sync_open(struct hbd_session *s, struct hbd_sync_open *o)
 {
 	struct hbd *d = s->d;
-	struct hbd_timeline *tl = hbd_timeline_find(d, timeline);
+	struct hbd_timeline *tl = hbd_timeline_find(d, o->timeline);
+	uint64_t timeline = o->timeline, value = o->value;
 	struct hbd_wait *w;
 	int r;
 
-	if (!tl || !timeline_visible(d, tl, s->dom->id))
+	if (!tl || !hbd_timeline_visible(d, tl, s->dom->id))
 		return -ENOENT;
-	*owner = tl->owner->dom->id;
-	if (value <= tl->value) {
-		*wait = 0; /* born complete */
-		*status = passed_status(tl, value);
+	o->owner = tl->owner->dom->id;
+	o->wait = 0;
+	o->status = value <= tl->value ? passed_status(tl, value) : 0; /* else pending */
+	/* Watched, the library keeps the point itself: nothing more here. */
+	/* Its first news when the point it opens passes; after each, news of any progress
+	 * until the library arms it further (PROTOCOL.md §3 "Watches"). */
+	if (o->watch && hbd_fence_watch_open(s, tl, o->status ? 0 : value) == 0) {
+		o->watched = true;
+		o->told = tl->value;
 		return 0;
 	}
-	*status = 0;
+	if (value <= tl->value)
+		return 0; /* born complete */
 	if (s->dom->fence_waits >= d->cfg->fence_waits_per_domain)
 		return -EDQUOT;
 	w = calloc(1, sizeof(*w));
@@ -423,7 +453,7 @@ int hbd_sync_open(struct hbd_session *s, uint64_t timeline, uint64_t value, uint
 	hbc_list_insert_tail(wait_bucket(d, w->id), &w->hash_link);
 	hbc_list_insert_tail(&s->waits, &w->session_link);
 	s->dom->fence_waits++;
-	*wait = w->id;
+	o->wait = w->id;
 	return 0;
 }
 
@@ -450,7 +480,9 @@ void hbd_session_fences_close(struct hbd_session *s)
 	struct hbd_timeline *tl;
 	struct hbd_wait *w;
 
-	/* Its own waits first, so that destroying its timelines below queues nothing for it. */
+	/* Its own waits and watches first, so that destroying its timelines below queues
+	 * nothing for it. */
+	hbd_session_fence_watches_close(s);
 	hbc_list_for_each_safe(w, &s->waits, struct hbd_wait, session_link)
 	{
 		wait_unlink_pending(w);
@@ -462,125 +494,4 @@ void hbd_session_fences_close(struct hbd_session *s)
 	{
 		timeline_destroy(s->d, tl, "lost its owner");
 	}
-}
-
-/* ---- reservations ----------------------------------------------------------------------- */
-
-/* An entry whose fence has completed: its timeline moved past it or no longer exists (a
- * destroyed timeline completed everything). */
-static bool entry_done(struct hbd *d, const struct hbd_resv_entry *e)
-{
-	const struct hbd_timeline *tl = hbd_timeline_find(d, e->timeline);
-
-	return !tl || e->value <= tl->value;
-}
-
-/* Usage strength as dma_resv orders it: WRITE (1) before READ (2); lower is stronger. */
-static unsigned usage_rank(uint32_t usage)
-{
-	return usage == HB_ACCESS_WRITE ? 1 : 2;
-}
-
-/* The buffer a session names for fence purposes: either side of the share, by hid; anybody
- * else gets ENOENT, as hb_query does. */
-static struct hbd_buffer *share_lookup(struct hbd_session *s, const struct hb_id *hid)
-{
-	struct hbd_buffer *b = hbd_hid_lookup(s->d, hid);
-
-	if (!b || (b->mem.exporter != s->dom->id && b->mem.peer != s->dom->id))
-		return NULL;
-	return b;
-}
-
-int hbd_fence_attach(struct hbd_session *s, const struct hb_id *hid, uint64_t timeline,
-		     uint64_t value, uint32_t usage)
-{
-	struct hbd *d = s->d;
-	struct hbd_buffer *b;
-	struct hbd_timeline *tl;
-	struct hbd_resv_entry e;
-
-	if (usage == 0 || (usage & ~(HB_ACCESS_READ | HB_ACCESS_WRITE)))
-		return -EINVAL;
-	b = share_lookup(s, hid);
-	if (!b)
-		return -ENOENT;
-	tl = hbd_timeline_find(d, timeline);
-	if (!tl || !timeline_visible(d, tl, s->dom->id))
-		return -ENOENT;
-	/* Both sides of the share must be able to wait on it: a fence the other side could not
-	 * open would make its CPU access wait on something it cannot see. The owner attaching
-	 * its fence gives it to both sides; anybody else may only attach what they see. */
-	if (tl->owner->dom == s->dom) {
-		int r = timeline_show(tl, b->mem.exporter);
-
-		if (r == 0)
-			r = timeline_show(tl, b->mem.peer);
-		if (r < 0)
-			return r;
-	} else if (!timeline_visible(d, tl, b->mem.exporter) ||
-		   !timeline_visible(d, tl, b->mem.peer)) {
-		return -ENOENT;
-	}
-	if (value <= tl->value)
-		return 0; /* already complete: nobody would ever wait for it */
-	e.timeline = timeline;
-	e.value = value;
-	e.usage = usage & HB_ACCESS_WRITE ? HB_ACCESS_WRITE : HB_ACCESS_READ;
-	if (!b->resv) {
-		b->resv = calloc(HBP_RESV_LIMIT, sizeof(*b->resv));
-		if (!b->resv)
-			return -ENOMEM;
-	}
-	/* dma_resv_add_fence: replace the first entry that is the same timeline, not a
-	 * downgrade and not later than the new fence, or that has completed; else append. */
-	for (unsigned i = 0; i < b->n_resv; i++) {
-		struct hbd_resv_entry *old = &b->resv[i];
-
-		if ((old->timeline == e.timeline && usage_rank(old->usage) >= usage_rank(e.usage) &&
-		     e.value >= old->value) ||
-		    entry_done(d, old)) {
-			*old = e;
-			hbd_state_mark_buffer(b, false);
-			return 0;
-		}
-	}
-	if (b->n_resv == HBP_RESV_LIMIT)
-		return -ENOSPC;
-	b->resv[b->n_resv++] = e;
-	hbd_state_mark_buffer(b, false);
-	return 0;
-}
-
-int hbd_cpu_access(struct hbd_session *s, const struct hb_id *hid, uint32_t access,
-		   struct hbd_resv_entry *out, unsigned *n)
-{
-	struct hbd *d = s->d;
-	struct hbd_buffer *b;
-
-	*n = 0;
-	if (access == 0 || (access & ~(HB_ACCESS_READ | HB_ACCESS_WRITE)))
-		return -EINVAL;
-	b = share_lookup(s, hid);
-	if (!b)
-		return -ENOENT;
-	for (unsigned i = 0; i < b->n_resv; i++) {
-		const struct hbd_resv_entry *e = &b->resv[i];
-		unsigned j;
-
-		/* A reader waits for the writers only; a writer waits for everybody. */
-		if (!(access & HB_ACCESS_WRITE) && e->usage != HB_ACCESS_WRITE)
-			continue;
-		if (entry_done(d, e))
-			continue;
-		/* One per timeline, the highest: its points complete in order, so waiting for the
-		 * last one waits for them all. */
-		for (j = 0; j < *n && out[j].timeline != e->timeline; j++)
-			;
-		if (j == *n)
-			out[(*n)++] = *e;
-		else if (e->value > out[j].value)
-			out[j].value = e->value;
-	}
-	return 0;
 }

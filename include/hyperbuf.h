@@ -351,7 +351,8 @@ uint64_t hb_timeline_id(const struct hb_timeline *t);
  * client's domain has an hb_sync open on one of its own timelines (so that those syncs have
  * completed when the signal returns), and one signal in 65 when the 64 before it are still
  * unanswered. The same holds for hb_timeline_fail. HYPERBUF_SIGNALS=awaited in the environment
- * of hb_connect makes every signal of that client wait for its answer.
+ * of hb_connect makes every signal of that client wait for its answer (and opens every fence
+ * as a wait of its own, hb_sync_open).
  * Errors: EINVAL (t NULL), the client's sticky error.
  */
 int hb_timeline_signal(struct hb_timeline *t, uint64_t value);
@@ -391,9 +392,15 @@ int hb_timeline_share(struct hb_timeline *t, uint32_t domain);
  * its point (the daemon remembers the value ranges of a timeline's last 64 distinct fails; older
  * failed points read 1). Opening a pending fence again gives another handle on the same underlying
  * fence (one daemon wait).
+ * The first fence opened on a timeline asks the daemon to keep this client told of the
+ * timeline's progress (a watch, docs/PROTOCOL.md §3 "Watches"): later fences on it are opened,
+ * completed and closed without a request (one poll reads what already arrived, so that a
+ * timeline destroyed before is ENOENT), and a watch counts once in fence_waits_per_domain
+ * however many fences this client holds on it. HYPERBUF_SIGNALS=awaited at hb_connect: no
+ * watches, every pending fence is a daemon wait.
  * Errors: EINVAL (NULL, timeline 0), ENOENT (unknown or destroyed timeline, or one this domain
- * may not see: indistinguishable), EDQUOT (fence_waits_per_domain pending waits), EMFILE/
- * ENFILE/ENOMEM (no eventfd), the client's sticky error.
+ * may not see: indistinguishable), EDQUOT (fence_waits_per_domain pending waits and watches),
+ * EMFILE/ENFILE/ENOMEM (no eventfd), the client's sticky error.
  */
 struct hb_sync *hb_sync_open(struct hb_client *c, const struct hb_fence *f);
 

@@ -159,15 +159,16 @@ static void on_break(void *ctx, int err)
 	hbl_fences_fail_all(ctx, -err);
 }
 
-/* What this client's Hellos offer: everything the library knows, except quiet signals with
- * HYPERBUF_SIGNALS=awaited (every signal then waits for the daemon's answer, as before quiet
- * signals: for comparing the two, and the fence suites run both ways). */
+/* What this client's Hellos offer: everything the library knows, except quiet signals and
+ * watches with HYPERBUF_SIGNALS=awaited (every signal then waits for the daemon's answer and
+ * every fence is a wait of its own, as before either: for comparing the two, and the fence
+ * suites run both ways). */
 static uint32_t features_offered(void)
 {
 	const char *signals = getenv(HBL_SIGNALS_ENV);
 
 	if (signals && strcmp(signals, "awaited") == 0)
-		return HBP_FEATURES_KNOWN & ~HBP_FEATURE_QUIET_SIGNAL;
+		return HBP_FEATURES_KNOWN & ~(HBP_FEATURE_QUIET_SIGNAL | HBP_FEATURE_WATCH);
 	return HBP_FEATURES_KNOWN;
 }
 

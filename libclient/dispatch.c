@@ -63,6 +63,8 @@ static int route(struct hb_client *c, ServerMsg *m, int *fds, unsigned nfds)
 		r = hbl_conn_break(&c->conn, (int)m->error);
 	} else if (m->body_case == SERVER_MSG__BODY_FENCE)
 		hbl_fence_done(c, m->fence);
+	else if (m->body_case == SERVER_MSG__BODY_TIMELINE_VALUE)
+		hbl_timeline_value(c, m->timeline_value);
 	else if (m->body_case == SERVER_MSG__BODY_EVENT)
 		route_event(c, m->event);
 	else
@@ -161,6 +163,7 @@ HBL_PUBLIC int hb_dispatch(struct hb_client *c, int timeout_ms)
 
 		hbl_lock(c);
 		r = hbl_pump(c, HBL_DISPATCH_BATCH);
+		hbl_watches_settle(c);
 		/* Events a blocking call already read from the socket leave the fd quiet:
 		 * never sleep on it while they wait in the queue. */
 		queued = hbl_events_queued(c);

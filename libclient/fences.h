@@ -20,6 +20,8 @@ struct hbl_kfences;
 
 /* Buckets of the per-client table of fence points. */
 #define HBL_POINT_BUCKETS 1024
+/* Buckets of the per-client table of watched timelines. */
+#define HBL_WATCH_BUCKETS 64
 
 /*
  * A fence point this client waits on. It exists only while pending and wanted: it is freed
@@ -29,8 +31,10 @@ struct hbl_kfences;
 struct hbl_point {
 	struct hbl_point *hnext; /* in fences.points[] */
 	uint64_t timeline, value;
-	uint64_t wait; /* the daemon's wait id */
+	uint64_t wait; /* the daemon's wait id; 0 for a point on a watch (or being reopened) */
 	uint32_t owner;
+	struct hbl_watch *watch; /* the watch that completes it, or NULL */
+	struct hbl_point *wnext; /* in watch->points, ascending by value */
 	struct hb_sync **leaves; /* the leaf syncs that wait for it */
 	size_t n_leaves, cap_leaves;
 };
@@ -60,6 +64,22 @@ struct hb_sync {
 };
 
 /*
+ * A timeline the daemon keeps this client told of (fence_watch.c, PROTOCOL.md §3 "Watches"):
+ * a fence on it above base needs no request. Points in (base, value] completed with status 1
+ * (a failure moves base up to where it ended: such statuses are asked for).
+ */
+struct hbl_watch {
+	struct hbl_watch *hnext; /* in fences.watches[] */
+	uint64_t timeline, base, value;
+	uint32_t owner;
+	struct hbl_point *points; /* pending, ascending by value */
+	/* Where the daemon tells next, as far as this client asked (WatchArm): 0, on any
+	 * progress (after each TimelineValue); else once the timeline reaches it. */
+	uint64_t armed;
+	bool idle; /* told something that completed nothing: arm it further (settle) */
+};
+
+/*
  * A thread blocked in a wait on this client. A completion that another thread reads wakes it
  * through the waiting thread's own eventfd, made once per thread and kept for its life: no
  * descriptor per wait, and no syscall when the waiter reads its completion itself.
@@ -71,6 +91,8 @@ struct hbl_waiter {
 
 struct hbl_fences {
 	struct hbl_point *points[HBL_POINT_BUCKETS];
+	struct hbl_watch *watches[HBL_WATCH_BUCKETS];
+	size_t idle_watches; /* watches with idle set */
 	struct hbc_list syncs;
 	struct hbc_list waiters; /* struct hbl_waiter */
 	uint64_t seq;
@@ -95,8 +117,29 @@ struct hbl_point *hbl_point_find(struct hb_client *c, uint64_t timeline, uint64_
 /* Completes p with status (1 or a negative errno) and frees it; its syncs complete. */
 void hbl_point_complete(struct hb_client *c, struct hbl_point *p, int status);
 /* Asks the daemon for a wait on (timeline, value): the Sync reply, or an error. */
-int hbl_sync_open_call(struct hb_client *c, uint64_t timeline, uint64_t value,
+int hbl_sync_open_call(struct hb_client *c, uint64_t timeline, uint64_t value, bool watch,
 		       struct hbb_reply *reply);
+
+/* fence_watch.c */
+struct hbl_watch *hbl_watch_find(struct hb_client *c, uint64_t timeline);
+/* The watch of timeline after reading what the daemon sent already (a TimelineValue that ends
+ * it, say), or NULL: a fence opened on a timeline destroyed before is ENOENT, as without one.
+ * Outside a call only. */
+struct hbl_watch *hbl_watch_current(struct hb_client *c, uint64_t timeline);
+/* Files w (allocated by the caller, timeline set) as the client's watch of its timeline. */
+void hbl_watch_insert(struct hb_client *c, struct hbl_watch *w);
+/* Puts pending point p (not hashed yet) on w, arming w for it if it would not tell in time. */
+void hbl_watch_attach(struct hb_client *c, struct hbl_watch *w, struct hbl_point *p);
+/* Outside any call: arms the watches that told what nobody waited for, so that a timeline
+ * nobody waits on costs its client nothing (no-op if none, or inside a call). */
+void hbl_watches_settle(struct hb_client *c);
+/* Takes p off its watch, if any. */
+void hbl_watch_detach(struct hbl_point *p);
+/* A TimelineValue from the daemon (validated by the frame codec). */
+void hbl_timeline_value(struct hb_client *c, const TimelineValue *tv);
+/* Forgets every watch (the daemon that kept them is gone, or the client is): their points stay
+ * pending, with no wait, for hbl_fences_reopen. */
+void hbl_watches_drop(struct hb_client *c);
 
 /* sync_reopen.c */
 /* Inside a resume: opens every pending point again on the new daemon. 0, -HBL_LOST (the daemon

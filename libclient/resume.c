@@ -169,6 +169,8 @@ int hbl_resume(struct hb_client *c)
 		uint64_t now = hbc_now_ms();
 
 		conn->lost = false;
+		/* The watches were the old daemon's: their points are opened again below. */
+		hbl_watches_drop(c);
 		r = reopen(c, (int)(deadline > now ? deadline - now : 0));
 		if (r == 0) {
 			struct hbl_request *first = oldest_waiting(qs, n);

@@ -69,6 +69,7 @@ static void point_unhash(struct hb_client *c, struct hbl_point *p)
 			c->fences.own_domain_points--;
 	}
 	p->hnext = NULL;
+	hbl_watch_detach(p);
 }
 
 static void point_free(struct hbl_point *p)
@@ -276,8 +277,9 @@ static void cancel_points(struct hb_client *c, struct hbl_point *cancel)
 
 		cancel = p->hnext;
 		/* After a resume these waits were the old daemon's (out of the table, nobody
-		 * opened them again), and the new one may have given their ids to other waits. */
-		if (hbl_conn_broken(&c->conn) == 0 && c->resume.resumes == resumes) {
+		 * opened them again), and the new one may have given their ids to other waits.
+		 * A point on a watch has no wait to close. */
+		if (p->wait && hbl_conn_broken(&c->conn) == 0 && c->resume.resumes == resumes) {
 			sc.wait = p->wait;
 			m.body_case = CLIENT_MSG__BODY_SYNC_CLOSE;
 			m.sync_close = &sc;
@@ -318,6 +320,7 @@ void hbl_fences_destroy(struct hb_client *c)
 {
 	struct hb_sync *s;
 
+	hbl_watches_drop(c);
 	for (size_t i = 0; i < HBL_POINT_BUCKETS; i++) {
 		while (c->fences.points[i]) {
 			struct hbl_point *p = c->fences.points[i];
@@ -328,7 +331,7 @@ void hbl_fences_destroy(struct hb_client *c)
 	hbc_list_for_each_safe(s, &c->fences.syncs, struct hb_sync, link) sync_free(s);
 }
 
-int hbl_sync_open_call(struct hb_client *c, uint64_t timeline, uint64_t value,
+int hbl_sync_open_call(struct hb_client *c, uint64_t timeline, uint64_t value, bool watch,
 		       struct hbb_reply *reply)
 {
 	SyncOpen so = SYNC_OPEN__INIT;
@@ -336,6 +339,7 @@ int hbl_sync_open_call(struct hb_client *c, uint64_t timeline, uint64_t value,
 
 	so.timeline = timeline;
 	so.value = value;
+	so.watch = watch;
 	m.body_case = CLIENT_MSG__BODY_SYNC_OPEN;
 	m.sync_open = &so;
 	return hbl_call(c, &m, SERVER_MSG__BODY_SYNC, reply);
@@ -347,12 +351,12 @@ int hbl_sync_open_call(struct hb_client *c, uint64_t timeline, uint64_t value,
  * reply may be the old daemon's (kept and sent again), and the reopening of the other points
  * read past it, this wait's completion perhaps included, while the point did not exist: asked
  * again (the first wait completes unseen, its id matching no point). */
-static int open_across_resumes(struct hb_client *c, const struct hb_fence *f,
+static int open_across_resumes(struct hb_client *c, const struct hb_fence *f, bool watch,
 			       struct hbb_reply *reply)
 {
 	for (;;) {
 		uint32_t resumes = c->resume.resumes;
-		int r = hbl_sync_open_call(c, f->timeline, f->value, reply);
+		int r = hbl_sync_open_call(c, f->timeline, f->value, watch, reply);
 
 		if (r < 0 || c->resume.resumes == resumes)
 			return r;
@@ -360,9 +364,69 @@ static int open_across_resumes(struct hb_client *c, const struct hb_fence *f,
 	}
 }
 
-int hbl_sync_open_locked(struct hb_client *c, const struct hb_fence *f, struct hb_sync **out)
+/*
+ * Asks the daemon for (timeline, value), and for a watch of the timeline if there is none
+ * (*watch: allocated by the caller; taken if granted, else left). Returns 1 if the point is
+ * pending (fresh filled in: a wait, or its watch), 0 if it was born complete (s->error set if
+ * it failed), or a negative errno.
+ */
+static int open_remote(struct hb_client *c, const struct hb_fence *f, struct hbl_point *fresh,
+		       struct hbl_watch **watch, struct hb_sync *s)
 {
 	struct hbb_reply reply;
+	const SyncReply *sr;
+	int r = open_across_resumes(c, f, *watch != NULL, &reply);
+
+	if (r < 0)
+		return r;
+	sr = reply.msg->sync;
+	fresh->wait = sr->wait;
+	fresh->owner = sr->owner;
+	if (sr->watched && *watch) {
+		**watch = (struct hbl_watch){.timeline = f->timeline, .owner = sr->owner};
+		(*watch)->base = (*watch)->value = sr->value;
+		/* The daemon armed it at this point if pending (hbd_sync_open). */
+		(*watch)->armed = sr->status == 0 ? f->value : 0;
+		hbl_watch_insert(c, *watch);
+		fresh->watch = *watch;
+		*watch = NULL;
+	}
+	if (sr->status < 0)
+		s->error = sr->status;
+	r = sr->status == 0;
+	hbl_reply_free(&reply);
+	return r;
+}
+
+/* Opens a point for f that is not in the table yet: on the timeline's watch if this client
+ * has one that covers f, else through the daemon. Same returns as open_remote. */
+static int open_point(struct hb_client *c, const struct hb_fence *f, struct hbl_point *fresh,
+		      struct hb_sync *s)
+{
+	struct hbl_watch *w = hbl_watch_current(c, f->timeline), *spare = NULL;
+	int r;
+
+	r = hbl_conn_broken(&c->conn);
+	if (r < 0)
+		return r;
+	if (w && f->value > w->base) {
+		/* The watch tells: passed (with status 1, above base), or pending on it. */
+		fresh->owner = w->owner;
+		fresh->watch = w;
+		return f->value > w->value;
+	}
+	if (!w && (c->features & HBP_FEATURE_WATCH)) {
+		spare = calloc(1, sizeof(*spare));
+		if (!spare)
+			return -ENOMEM;
+	}
+	r = open_remote(c, f, fresh, &spare, s);
+	free(spare);
+	return r;
+}
+
+int hbl_sync_open_locked(struct hb_client *c, const struct hb_fence *f, struct hb_sync **out)
+{
 	struct hbl_point *p, *fresh = NULL;
 	struct hb_sync *s;
 	int r;
@@ -370,6 +434,7 @@ int hbl_sync_open_locked(struct hb_client *c, const struct hb_fence *f, struct h
 	r = hbl_conn_broken(&c->conn);
 	if (r < 0)
 		return r;
+	hbl_watches_settle(c);
 	r = sync_new(c, &s);
 	if (r < 0)
 		return r;
@@ -382,15 +447,10 @@ int hbl_sync_open_locked(struct hb_client *c, const struct hb_fence *f, struct h
 			r = -ENOMEM;
 			goto err;
 		}
-		r = open_across_resumes(c, f, &reply);
+		r = open_point(c, f, fresh, s);
 		if (r < 0)
 			goto err;
-		fresh->wait = reply.msg->sync->wait;
-		fresh->owner = reply.msg->sync->owner;
-		if (fresh->wait == 0 && reply.msg->sync->status < 0)
-			s->error = reply.msg->sync->status;
-		hbl_reply_free(&reply);
-		if (fresh->wait == 0) {
+		if (r == 0) {
 			/* Born complete: at or below the timeline's value (with the error its
 			 * point failed with, if the daemon remembers one). */
 			point_free(fresh);
@@ -410,6 +470,9 @@ int hbl_sync_open_locked(struct hb_client *c, const struct hb_fence *f, struct h
 	s->point = p;
 	s->pending = 1;
 	*out = s;
+	/* Last: arming it may read its completion. */
+	if (p == fresh && fresh->watch)
+		hbl_watch_attach(c, fresh->watch, fresh);
 	return 0;
 
 err:

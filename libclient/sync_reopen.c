@@ -44,7 +44,7 @@ static int point_keys(struct hb_client *c, struct hbl_point_key **out, size_t *n
 static int point_reopen(struct hb_client *c, struct hbl_point *p)
 {
 	struct hbb_reply reply;
-	int r = hbl_sync_open_call(c, p->timeline, p->value, &reply);
+	int r = hbl_sync_open_call(c, p->timeline, p->value, false, &reply);
 
 	if (r == -HBL_LOST)
 		return r;

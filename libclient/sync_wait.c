@@ -135,6 +135,7 @@ static void wait_pump(struct wait_client *cl, size_t n_cl, const struct pollfd *
 		if (cl[j].n)
 			hbl_polled(cl[j].c, pfd + cl[j].at, cl[j].n);
 		hbl_pump(cl[j].c, HBL_DISPATCH_BATCH);
+		hbl_watches_settle(cl[j].c);
 		hbl_unlock(cl[j].c);
 	}
 }

@@ -198,6 +198,8 @@ static bool client_valid(const ClientMsg *m)
 		return m->grant && m->grant->desc;
 	case CLIENT_MSG__BODY_TIMELINE_SHARE:
 		return m->timeline_share != NULL;
+	case CLIENT_MSG__BODY_WATCH_ARM:
+		return m->watch_arm != NULL;
 	case CLIENT_MSG__BODY_SUBSCRIBE:
 		return m->subscribe != NULL;
 	default:
@@ -276,6 +278,7 @@ static bool server_valid(const ServerMsg *m)
 {
 	bool unsolicited = m->body_case == SERVER_MSG__BODY_EVENT ||
 			   m->body_case == SERVER_MSG__BODY_FENCE ||
+			   m->body_case == SERVER_MSG__BODY_TIMELINE_VALUE ||
 			   m->body_case == SERVER_MSG__BODY_CTL_EVENT;
 	/* The one frame of a connection the daemon refuses: id 0, an error and nothing else. */
 	bool refusal = m->id == 0 && m->body_case == SERVER_MSG__BODY__NOT_SET && m->error != 0;
@@ -311,14 +314,23 @@ static bool server_valid(const ServerMsg *m)
 	case SERVER_MSG__BODY_TIMELINE:
 		return m->timeline && m->timeline->timeline != 0;
 	case SERVER_MSG__BODY_SYNC:
-		/* Pending exactly when there is a wait to complete later. */
+		/* Pending exactly when there is a wait to complete later, or a watch (which
+		 * may also come with a point born complete). */
 		return m->sync && status_ok(m->sync->status, true) &&
-		       (m->sync->status == 0) == (m->sync->wait != 0);
+		       !(m->sync->watched && m->sync->wait != 0) &&
+		       (m->sync->wait != 0 ? m->sync->status == 0
+					   : m->sync->watched || m->sync->status != 0);
 	case SERVER_MSG__BODY_CPU_ACCESS:
 		return m->cpu_access && cpu_access_valid(m->cpu_access);
 	case SERVER_MSG__BODY_FENCE:
 		return m->fence && m->fence->wait != 0 && m->fence->timeline != 0 &&
 		       status_ok(m->fence->status, false);
+	case SERVER_MSG__BODY_TIMELINE_VALUE:
+		/* It moves forward, and says how the points it passed ended. */
+		return m->timeline_value && m->timeline_value->timeline != 0 &&
+		       (m->timeline_value->value > m->timeline_value->from ||
+			m->timeline_value->ended) &&
+		       status_ok(m->timeline_value->status, false);
 	case SERVER_MSG__BODY_CTL_EVENT:
 		return m->ctl_event && ctl_event_valid(m->ctl_event);
 	default:

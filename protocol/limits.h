@@ -24,8 +24,10 @@
 /* Hello.features: what a client's library understands beyond version 1's first form. */
 #define HBP_FEATURE_INLINE_REFS  1u /* BufferDesc of depth 0 (refs inline) */
 #define HBP_FEATURE_QUIET_SIGNAL 2u /* TimelineSignal.quiet: no reply unless refused */
+#define HBP_FEATURE_WATCH        4u /* SyncOpen.watch and TimelineValue */
 /* What this daemon and library understand; the daemon keeps the bits both do. */
-#define HBP_FEATURES_KNOWN (HBP_FEATURE_INLINE_REFS | HBP_FEATURE_QUIET_SIGNAL)
+#define HBP_FEATURES_KNOWN                                                                      \
+	(HBP_FEATURE_INLINE_REFS | HBP_FEATURE_QUIET_SIGNAL | HBP_FEATURE_WATCH)
 
 /* Hard ceilings a configuration can't exceed. */
 #define HBP_META_LIMIT        4096u /* == HB_META_MAX in hyperbuf.h */

@@ -7,6 +7,25 @@
 
 /* ---- small things ------------------------------------------------------------------------- */
 
+void it_fences_as_waits(bool on)
+{
+	static bool was_set; /* test_sh_awaited.sh runs whole suites so */
+
+	if (on) {
+		was_set = getenv("HYPERBUF_SIGNALS") != NULL;
+		setenv("HYPERBUF_SIGNALS", "awaited", 1);
+	} else if (!was_set) {
+		unsetenv("HYPERBUF_SIGNALS");
+	}
+}
+
+bool it_fences_watched(void)
+{
+	const char *v = getenv("HYPERBUF_SIGNALS");
+
+	return !v || strcmp(v, "awaited") != 0;
+}
+
 void it_sleep_ms(unsigned ms)
 {
 	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};

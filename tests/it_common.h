@@ -43,6 +43,12 @@
 
 /* Sleeps ms milliseconds, resuming after signals. */
 void it_sleep_ms(unsigned ms);
+/* on: clients connected from now on (fence agents spawned too) open every fence as a wait in
+ * the daemon, never as a point on a watch (HYPERBUF_SIGNALS=awaited): for a case that counts
+ * the daemon's waits or their quota. off: back to the default. */
+void it_fences_as_waits(bool on);
+/* Whether clients connected now open fences on watches (the default). */
+bool it_fences_watched(void);
 /* Directory pages of a buffer of n data pages (1 for <= 1024, then one level more). */
 uint64_t it_dir_pages(uint64_t n);
 /* Every pool page a buffer of size bytes uses: data pages and directory pages. */

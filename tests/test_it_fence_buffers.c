@@ -365,6 +365,8 @@ TEST(c36_start_covers_the_right_fences)
 	uint64_t tl2, waits;
 	int t2;
 
+	/* It sees B's blocked start by its wait in the daemon: B's fences are waits. */
+	it_fences_as_waits(true);
 	bx_start(&x, NULL, 4096);
 	CHECK(B_FREE(&x, R));
 	CHECK(B_FREE(&x, W));
@@ -401,6 +403,7 @@ TEST(c36_start_covers_the_right_fences)
 	SEEN(&x, tl2, 1);
 	CHECK(B_FREE(&x, R | W));
 	bx_stop(&x);
+	it_fences_as_waits(false);
 }
 
 /*

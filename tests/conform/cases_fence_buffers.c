@@ -41,10 +41,11 @@ static void side_a(struct side *s, size_t size)
 	s->im = NULL;
 }
 
-/* B: connects, makes its timeline and imports A's buffer writable. */
-static void side_b(struct side *s)
+/* B: connects, makes its timeline and imports A's buffer writable. waits: every fence B opens
+ * is a wait in the daemon (a case that counts them). */
+static void side_b(struct side *s, bool waits)
 {
-	s->c = cf_connect();
+	s->c = waits ? cf_connect_waits() : cf_connect();
 	s->t = cf_timeline_for(s->c, "tl-b");
 	s->mine = hb_timeline_id(s->t);
 	s->theirs = cf_get_u64("tl-a");
@@ -122,7 +123,7 @@ static void bw_b(void)
 	struct hb_fence f;
 	uint64_t t0;
 
-	side_b(&s);
+	side_b(&s, false);
 	cf_barrier("attached");
 	t0 = ms_now();
 	CHECK_ERR(hb_begin_cpu_access(s.c, &s.id, R, 200), ETIME);
@@ -271,7 +272,7 @@ static void bf_b(void)
 	struct side s;
 	struct hb_fence f;
 
-	side_b(&s);
+	side_b(&s, false);
 	f = (struct hb_fence){.timeline = s.theirs, .value = 1};
 	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		CHECK_ERR(hb_begin_cpu_access(s.c, &s.id, bad[i], 0), EINVAL);
@@ -353,7 +354,7 @@ static void cov_b(void)
 	long long waits;
 	uint64_t end;
 
-	side_b(&s);
+	side_b(&s, true);
 	CHECK(FREE_NOW(&s, R));
 	CHECK(FREE_NOW(&s, W));
 	CHECK(FREE_NOW(&s, R | W));

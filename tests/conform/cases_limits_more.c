@@ -42,7 +42,7 @@ static void bounds_owner(void)
 
 static void bounds_waiter(void)
 {
-	struct hb_client *c = cf_connect();
+	struct hb_client *c = cf_connect_waits();
 	uint64_t tl = cf_get_u64("tl");
 	struct hb_timeline *t[4];
 	struct hb_sync *s[8], *dup, *x;
@@ -127,7 +127,7 @@ static void c32_owner(void)
 
 static void c32_waiter(void)
 {
-	struct hb_client *c = cf_connect();
+	struct hb_client *c = cf_connect_waits();
 	struct hb_sync *s[8], *dup, *born, *more[2];
 	struct hb_fence f;
 	uint64_t tl[4];

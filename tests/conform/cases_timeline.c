@@ -322,7 +322,8 @@ static struct hb_sync *chain_build(struct hb_client *c, uint64_t tl, uint64_t ba
 
 static void chain_waiter(void)
 {
-	struct hb_client *c = cf_connect();
+	/* It counts the daemon's waits a chain holds. */
+	struct hb_client *c = cf_connect_waits();
 	uint64_t t = cf_get_u64("tl-t"), u = cf_get_u64("tl-u");
 	struct hb_sync *v[3] = {CF_OPEN(c, t, 3), CF_OPEN(c, t, 2), CF_OPEN(c, u, 1)}, *acc;
 	size_t idx = 99;

@@ -57,6 +57,10 @@ const char *cf_address(void);
 /* A client of this role's domain (the target's address for it); fails the role if it cannot.
  * Disconnected when the role returns. */
 struct hb_client *cf_connect(void);
+/* The same, for a case about the daemon's own fence waits and their quota: every fence this
+ * client opens is a wait in the daemon, never a point on a watch (HYPERBUF_SIGNALS=awaited;
+ * docs/PROTOCOL.md §3 "Watches"). */
+struct hb_client *cf_connect_waits(void);
 
 /* The side channel. cf_put publishes a value under a key for this case (a key is set once);
  * cf_get waits until it is set. cf_barrier waits until every role of the case reached the

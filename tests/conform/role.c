@@ -17,6 +17,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -179,6 +180,23 @@ struct hb_client *cf_connect(void)
 		return c;
 	}
 	cf_fail(__FILE__, __LINE__, "more than %d clients in one role", CF_MAX_CLIENTS);
+}
+
+struct hb_client *cf_connect_waits(void)
+{
+	const char *was = getenv("HYPERBUF_SIGNALS");
+	char *saved = was ? strdup(was) : NULL;
+	struct hb_client *c;
+
+	/* Read once, when the client is made. */
+	setenv("HYPERBUF_SIGNALS", "awaited", 1);
+	c = cf_connect();
+	if (saved)
+		setenv("HYPERBUF_SIGNALS", saved, 1);
+	else
+		unsetenv("HYPERBUF_SIGNALS");
+	free(saved);
+	return c;
 }
 
 static const char *hub_call(const char *what, const char *fmt, ...)

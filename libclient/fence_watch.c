@@ -1,0 +1,189 @@
+/*
+ * Watched timelines (docs/PROTOCOL.md §3 "Watches"). The first fence opened on a timeline asks
+ * the daemon to keep this client told of the timeline's progress; from then on a fence on it
+ * is a local point: born complete if the timeline has passed it, else completed by the
+ * TimelineValue that passes it. No open, no completion and no close travel per fence.
+ *
+ * A watch lasts as long as its timeline and this connection. A resume forgets them all: the
+ * new daemon has none, and their pending points are opened again as plain waits.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+
+#include "libclient/client.h"
+#include "protocol/limits.h"
+
+static size_t watch_bucket(uint64_t timeline)
+{
+	return (size_t)((timeline * 0x9e3779b97f4a7c15ull) >> 58) % HBL_WATCH_BUCKETS;
+}
+
+struct hbl_watch *hbl_watch_find(struct hb_client *c, uint64_t timeline)
+{
+	struct hbl_watch *w = c->fences.watches[watch_bucket(timeline)];
+
+	while (w && w->timeline != timeline)
+		w = w->hnext;
+	return w;
+}
+
+void hbl_watch_insert(struct hb_client *c, struct hbl_watch *w)
+{
+	size_t b = watch_bucket(w->timeline);
+
+	w->hnext = c->fences.watches[b];
+	c->fences.watches[b] = w;
+}
+
+static void watch_remove(struct hb_client *c, struct hbl_watch *w)
+{
+	struct hbl_watch **pp = &c->fences.watches[watch_bucket(w->timeline)];
+
+	while (*pp && *pp != w)
+		pp = &(*pp)->hnext;
+	if (*pp)
+		*pp = w->hnext;
+	if (w->idle)
+		c->fences.idle_watches--;
+	/* Its points stay pending, with no wait: whoever dropped it opens them again. */
+	while (w->points) {
+		struct hbl_point *p = w->points;
+
+		w->points = p->wnext;
+		p->watch = NULL;
+		p->wnext = NULL;
+	}
+	free(w);
+}
+
+/* WatchArm: without waiting for an answer (there is none), or as a call when too many
+ * requests are posted already. An error is the connection's, and ends every point anyway. */
+static void watch_arm(struct hb_client *c, struct hbl_watch *w, uint64_t value)
+{
+	WatchArm wa = WATCH_ARM__INIT;
+	ClientMsg m = CLIENT_MSG__INIT;
+
+	wa.timeline = w->timeline;
+	wa.value = value;
+	wa.quiet = true;
+	m.body_case = CLIENT_MSG__BODY_WATCH_ARM;
+	m.watch_arm = &wa;
+	w->armed = value;
+	if (hbl_post(c, &m) == -EAGAIN) {
+		wa.quiet = false;
+		hbl_call_simple(c, &m);
+	}
+}
+
+void hbl_watch_attach(struct hb_client *c, struct hbl_watch *w, struct hbl_point *p)
+{
+	struct hbl_point **pp = &w->points;
+
+	/* Ascending: a TimelineValue completes a prefix, in value order. */
+	while (*pp && (*pp)->value < p->value)
+		pp = &(*pp)->wnext;
+	p->wnext = *pp;
+	*pp = p;
+	p->watch = w;
+	if (w->armed && p->value < w->armed)
+		watch_arm(c, w, p->value);
+}
+
+void hbl_watches_settle(struct hb_client *c)
+{
+	/* Only where a request may be sent: not from inside another one's reading. */
+	if (c->fences.idle_watches == 0 || c->calls.pending || c->resume.active)
+		return;
+	for (size_t i = 0; i < HBL_WATCH_BUCKETS && c->fences.idle_watches; i++) {
+		for (struct hbl_watch *w = c->fences.watches[i]; w; w = w->hnext) {
+			if (!w->idle)
+				continue;
+			w->idle = false;
+			c->fences.idle_watches--;
+			/* Told of any progress still: only when it passes the first point. */
+			if (w->armed == 0)
+				watch_arm(c, w, w->points ? w->points->value : UINT64_MAX);
+		}
+	}
+}
+
+void hbl_watch_detach(struct hbl_point *p)
+{
+	struct hbl_point **pp;
+
+	if (!p->watch)
+		return;
+	pp = &p->watch->points;
+	while (*pp && *pp != p)
+		pp = &(*pp)->wnext;
+	if (*pp)
+		*pp = p->wnext;
+	p->watch = NULL;
+	p->wnext = NULL;
+}
+
+void hbl_timeline_value(struct hb_client *c, const TimelineValue *tv)
+{
+	struct hbl_watch *w = hbl_watch_find(c, tv->timeline);
+	bool completed = false;
+
+	/* None: it ended, or the daemon is confused, and this client can do nothing with it. */
+	if (!w)
+		return;
+	if (tv->value > w->value)
+		w->value = tv->value;
+	/* Framing it re-armed the watch for any progress, after every WatchArm up to here. */
+	if (tv->value >= w->armed)
+		w->armed = 0;
+	/* Which points failed, and with what, is the daemon's to say from here down. */
+	if (tv->status < 0)
+		w->base = w->value;
+	while (w->points && (w->points->value <= tv->value || tv->ended)) {
+		struct hbl_point *p = w->points;
+		uint64_t timeline = p->timeline, value = p->value;
+		int status = value <= tv->value ? tv->status : -EPIPE;
+
+		/* Unhashing takes it off the watch. */
+		hbl_point_complete(c, p, status);
+		hbl_events_push_fence(c, timeline, value, w->owner);
+		completed = true;
+	}
+	if (tv->ended) {
+		watch_remove(c, w);
+		return;
+	}
+	/* News nobody waited for: a timeline its client stopped waiting on should not wake it
+	 * at every signal. Armed from outside this read (hbl_watches_settle). */
+	if (!completed && w->armed == 0 && !w->idle) {
+		w->idle = true;
+		c->fences.idle_watches++;
+	}
+}
+
+struct hbl_watch *hbl_watch_current(struct hb_client *c, uint64_t timeline)
+{
+	struct pollfd pfd[1 + HBP_MAX_GROUPS];
+	size_t n;
+
+	if (!hbl_watch_find(c, timeline))
+		return NULL;
+	/* One poll when nothing came: a vchan's poll does not show what its ring holds. */
+	n = hbl_pollfds(c, pfd, 1 + HBP_MAX_GROUPS);
+	if (hbl_conn_polls_all(&c->conn)) {
+		hbl_count(&c->conn.n_polls);
+		if (poll(pfd, n, 0) <= 0)
+			return hbl_watch_find(c, timeline);
+		hbl_polled(c, pfd, n);
+	}
+	hbl_pump(c, HBL_DISPATCH_BATCH);
+	/* Reading may have ended it, or resumed on a daemon that has none. */
+	return hbl_watch_find(c, timeline);
+}
+
+void hbl_watches_drop(struct hb_client *c)
+{
+	for (size_t i = 0; i < HBL_WATCH_BUCKETS; i++)
+		while (c->fences.watches[i])
+			watch_remove(c, c->fences.watches[i]);
+}
