@@ -102,10 +102,13 @@ static const char config_text[] = "[daemon]\n"
 				  "[vm vm1]\n"
 				  "id = 1\n"
 				  "channel = vm1.sock\n"
+				  /* (c)'s relayed fences run on a second client per VM. */
+				  "ivshmem_connections = 2\n"
 				  "\n"
 				  "[vm vm2]\n"
 				  "id = 2\n"
 				  "channel = vm2.sock\n"
+				  "ivshmem_connections = 2\n"
 				  "\n"
 				  "[group host-vm1]\n"
 				  "members = host, vm1\n"
@@ -165,7 +168,7 @@ enum {
 	CMD_FENCE,
 	CMD_PING_SOCK,
 	CMD_PING_EFD,
-	CMD_FENCE_AWAITED, /* CMD_FENCE, each signal waiting for the daemon's answer */
+	CMD_FENCE_AWAITED, /* CMD_FENCE on the path before quiet signals and watches */
 };
 
 static bool is_fence(uint32_t cmd)
@@ -173,14 +176,26 @@ static bool is_fence(uint32_t cmd)
 	return cmd == CMD_FENCE || cmd == CMD_FENCE_AWAITED;
 }
 
-/* For CMD_FENCE_AWAITED: a sync on the client's own timeline that never completes makes the
- * library wait for the answer to each of its signals (hb_timeline_signal in hyperbuf.h), the
- * path every signal took before quiet signals. NULL for other commands. */
-static struct hb_sync *hold_own(struct hb_client *c, struct hb_timeline *t, uint32_t cmd)
+/* The client a fence method runs on: c, or for CMD_FENCE_AWAITED one more client of the same
+ * domain with HYPERBUF_SIGNALS=awaited (API.md), whose every signal waits for the daemon's
+ * answer and every fence is a daemon wait: the path before quiet signals and watches. NULL
+ * (errno set) if it cannot connect. Disconnect it with fence_client_end. */
+static struct hb_client *fence_client(struct hb_client *c, const char *address, uint32_t cmd)
 {
-	struct hb_fence f = {.timeline = hb_timeline_id(t), .value = UINT64_MAX};
+	struct hb_client *a;
 
-	return cmd == CMD_FENCE_AWAITED ? hb_sync_open(c, &f) : NULL;
+	if (cmd != CMD_FENCE_AWAITED)
+		return c;
+	setenv("HYPERBUF_SIGNALS", "awaited", 1);
+	a = hb_connect(address);
+	unsetenv("HYPERBUF_SIGNALS");
+	return a;
+}
+
+static void fence_client_end(struct hb_client *c, struct hb_client *fc)
+{
+	if (fc && fc != c)
+		hb_disconnect(fc);
 }
 
 /* What rides in each export's metadata; both ends are this binary on this machine. */
@@ -215,14 +230,16 @@ static int efd_ab = -1, efd_ba = -1; /* vm1 -> vm2, vm2 -> vm1 */
  * opened before answering, so vm2 is really blocked when vm1 signals. Afterwards the wake
  * times go back through the record pipe. Returns 0 or -1.
  */
-static int importer_ping(struct hb_client *c, const struct bench_meta *m, int fd)
+static int importer_ping(struct hb_client *main_c, const char *address,
+			 const struct bench_meta *m, int fd)
 {
 	uint64_t n = m->size, *wake = calloc(n + 1, 8);
+	struct hb_client *c = fence_client(main_c, address, m->cmd);
 	struct hb_timeline *t = NULL;
-	struct hb_sync *s = NULL, *hold = NULL;
+	struct hb_sync *s = NULL;
 	int ret = -1;
 
-	if (!wake || n == 0 || n > MAX_PINGS)
+	if (!wake || !c || n == 0 || n > MAX_PINGS)
 		goto out;
 	if (is_fence(m->cmd)) {
 		struct hb_fence f = {.timeline = m->seed, .value = 1};
@@ -237,7 +254,6 @@ static int importer_ping(struct hb_client *c, const struct bench_meta *m, int fd
 			fprintf(stderr, "%s: importer: fence setup: %s\n", argv0, strerror(errno));
 			goto out;
 		}
-		hold = hold_own(c, t, m->cmd);
 		id = hb_timeline_id(t);
 		if (tool_write_full(fd, &id, sizeof(id)) < 0)
 			goto out;
@@ -281,8 +297,8 @@ out:
 		fprintf(stderr, "%s: importer: ping (cmd %u) failed: %s\n", argv0, m->cmd,
 			strerror(errno));
 	hb_sync_close(s);
-	hb_sync_close(hold);
 	hb_timeline_destroy(t);
+	fence_client_end(main_c, c);
 	free(wake);
 	return ret;
 }
@@ -325,7 +341,7 @@ static int importer_main(const char *address, int fd)
 				return 0;
 			}
 			if (is_fence(m.cmd) || m.cmd == CMD_PING_SOCK || m.cmd == CMD_PING_EFD) {
-				if (importer_ping(c, &m, fd) < 0)
+				if (importer_ping(c, address, &m, fd) < 0)
 					goto err;
 				idle_since = tool_now_ns();
 				continue;
@@ -461,6 +477,7 @@ static int reader_start(const void *arg)
 
 struct bench {
 	struct hb_client *c;
+	const char *address; /* vm1's */
 	int rec_fd; /* records from the importer */
 	int sock;   /* the socketpair end to the reader */
 	struct hb_event ev;
@@ -686,21 +703,20 @@ static int bench_ping(struct bench *bn, struct hb_buffer *cmdb, uint32_t cmd, un
 {
 	struct bench_meta m = {.magic = META_MAGIC, .cmd = cmd, .size = rounds};
 	uint64_t *sig = calloc(rounds, 8), *rt = calloc(rounds, 8), *wake = calloc(rounds, 8);
+	struct hb_client *fc = fence_client(bn->c, bn->address, cmd);
 	struct hb_timeline *t = NULL;
-	struct hb_sync *hold = NULL;
 	uint64_t theirs = 0;
 	struct hb_id id;
 	int ret = -1;
 
-	if (!sig || !rt || !wake)
+	if (!sig || !rt || !wake || !fc)
 		goto out;
 	if (is_fence(cmd)) {
-		t = hb_timeline_create(bn->c);
+		t = hb_timeline_create(fc);
 		if (!t || hb_timeline_share(t, 2) < 0) {
 			fprintf(stderr, "%s: hb_timeline_create/share: %s\n", argv0, strerror(errno));
 			goto out;
 		}
-		hold = hold_own(bn->c, t, cmd);
 		m.seed = hb_timeline_id(t);
 	}
 	m.t0 = tool_now_ns();
@@ -712,14 +728,14 @@ static int bench_ping(struct bench *bn, struct hb_buffer *cmdb, uint32_t cmd, un
 		fprintf(stderr, "%s: the importer sent no timeline\n", argv0);
 		goto out;
 	}
-	relay_cost_take(&res->cost[0], bn->c, daemon_pid);
+	relay_cost_take(&res->cost[0], fc, daemon_pid);
 	for (unsigned i = 0; i < rounds; i++) {
 		uint64_t r = (uint64_t)i + 1, v = 1;
 
 		if (is_fence(cmd)) {
 			/* Opened before signalling: we are blocked when the answer comes. */
 			struct hb_fence f = {.timeline = theirs, .value = (uint64_t)i + 1};
-			struct hb_sync *s = hb_sync_open(bn->c, &f);
+			struct hb_sync *s = hb_sync_open(fc, &f);
 
 			if (!s)
 				goto out;
@@ -746,7 +762,7 @@ static int bench_ping(struct bench *bn, struct hb_buffer *cmdb, uint32_t cmd, un
 			rt[i] = tool_now_ns() - sig[i];
 		}
 	}
-	relay_cost_take(&res->cost[1], bn->c, daemon_pid);
+	relay_cost_take(&res->cost[1], fc, daemon_pid);
 	res->id = id;
 	if (tool_read_full(bn->rec_fd, wake, 8 * (size_t)rounds, STEP_MS) < 0) {
 		fprintf(stderr, "%s: the importer sent no wake times\n", argv0);
@@ -760,8 +776,8 @@ static int bench_ping(struct bench *bn, struct hb_buffer *cmdb, uint32_t cmd, un
 	res->rt_p99 = quantile(rt, rounds, 0.99);
 	ret = 0;
 out:
-	hb_sync_close(hold);
 	hb_timeline_destroy(t);
+	fence_client_end(bn->c, fc);
 	free(sig);
 	free(rt);
 	free(wake);
@@ -888,6 +904,7 @@ int main(int argc, char **argv)
 		goto out_children;
 	}
 	bn.c = hb_connect(bd.vm1);
+	bn.address = bd.vm1;
 	if (!bn.c) {
 		fprintf(stderr, "%s: hb_connect(%s): %s\n", argv0, bd.vm1, strerror(errno));
 		goto out_children;
@@ -949,11 +966,12 @@ int main(int argc, char **argv)
 	fflush(stdout);
 
 	{
-		/* Indices 1 and 2 are the baselines; 3 is the path signals took before. */
+		/* Indices 1 and 2 are the baselines; 3 is the path fences took before quiet signals
+		 * and watches. */
 		static const uint32_t cmds[4] = {CMD_FENCE, CMD_PING_SOCK, CMD_PING_EFD,
 						 CMD_FENCE_AWAITED};
 		static const char *const names[4] = {"hyperbuf fences", "UNIX socketpair",
-						     "eventfd pair", "fences, awaited"};
+						     "eventfd pair", "fences, relayed"};
 		struct hb_buffer *cmdb = hb_buffer_alloc(bn.c, 2, 4096, 0);
 		struct ping_result pr[4];
 		struct relay_cost req_cost[2]; /* before and after the hb_query rounds */
@@ -992,7 +1010,7 @@ int main(int argc, char **argv)
 		       (double)pr[0].one_p50 / (double)(pr[1].one_p50 ? pr[1].one_p50 : 1),
 		       (double)pr[0].one_p50 / (double)(pr[2].one_p50 ? pr[2].one_p50 : 1));
 		relay_cost_print("fences", &pr[0].cost[0], &pr[0].cost[1], rounds);
-		relay_cost_print("fences, awaited", &pr[3].cost[0], &pr[3].cost[1], rounds);
+		relay_cost_print("fences, relayed", &pr[3].cost[0], &pr[3].cost[1], rounds);
 		relay_cost_take(&req_cost[0], bn.c, daemon_pid);
 		if (relay_request_rt(bn.c, &pr[2].id, rounds, &req_p50, &req_p99) < 0) {
 			hb_buffer_free(cmdb);
