@@ -25,13 +25,22 @@
 
 #include "daemon/hyperbufd.h"
 
+/* Watches are found by (session, timeline) in a hash, so that a WatchArm costs the same
+ * however many sessions watch the timeline. */
+static struct hbc_list *watch_bucket(struct hbd *d, const struct hbd_session *s, uint64_t tl)
+{
+	uint64_t h = (tl ^ (s->serial * 0xff51afd7ed558ccdull)) * 0x9e3779b97f4a7c15ull;
+
+	return &d->fence_watches[h >> (64 - HBD_WAIT_BUCKET_BITS)];
+}
+
 static struct hbd_fence_watch *watch_find(struct hbd_session *s, struct hbd_timeline *tl)
 {
 	struct hbd_fence_watch *w;
 
-	hbc_list_for_each_safe(w, &tl->fence_watches, struct hbd_fence_watch, tl_link)
+	hbc_list_for_each_safe(w, watch_bucket(s->d, s, tl->id), struct hbd_fence_watch, hash_link)
 	{
-		if (w->s == s)
+		if (w->s == s && w->tl == tl)
 			return w;
 	}
 	return NULL;
@@ -53,8 +62,9 @@ static void watch_free(struct hbd_fence_watch *w)
 	unqueue(w);
 	hbc_list_remove(&w->session_link);
 	hbc_list_remove(&w->tl_link);
-	if (dom->fence_waits)
-		dom->fence_waits--;
+	hbc_list_remove(&w->hash_link);
+	if (dom->fence_watches)
+		dom->fence_watches--;
 	free(w);
 }
 
@@ -74,7 +84,7 @@ int hbd_fence_watch_open(struct hbd_session *s, struct hbd_timeline *tl, uint64_
 	 * has waits only for a while after a resume or a refusal. */
 	if (!hbc_list_empty(&s->waits))
 		return -EBUSY;
-	if (s->dom->fence_waits >= s->d->cfg->fence_waits_per_domain)
+	if (s->dom->fence_watches >= s->d->cfg->fence_waits_per_domain)
 		return -EDQUOT;
 	w = calloc(1, sizeof(*w));
 	if (!w)
@@ -87,7 +97,8 @@ int hbd_fence_watch_open(struct hbd_session *s, struct hbd_timeline *tl, uint64_
 	w->push.timeline = tl->id;
 	hbc_list_insert_tail(&s->fence_watches, &w->session_link);
 	hbc_list_insert_tail(&tl->fence_watches, &w->tl_link);
-	s->dom->fence_waits++;
+	hbc_list_insert_tail(watch_bucket(s->d, s, tl->id), &w->hash_link);
+	s->dom->fence_watches++;
 	return 0;
 }
 
@@ -176,6 +187,42 @@ int hbd_fence_watch_frame(struct hbd_session *s, struct hbd_fence_watch *w)
 		return 0;
 	w->arm = 0;
 	return tell_runs(s, w);
+}
+
+/* Tells now, ahead of the session's queue (nothing else of this timeline is in it: a watching
+ * session has no wait), what the queue would tell later; a session that cannot be told goes. */
+static void tell_now(struct hbd_fence_watch *w)
+{
+	struct hbd_session *s = w->s;
+
+	if (!s->doomed && !s->closing && tell_runs(s, w) < 0)
+		hbd_session_drop_later(s, "cannot frame what a fence watch owes it");
+}
+
+void hbd_fence_watches_flush(struct hbd_timeline *tl)
+{
+	struct hbd_fence_watch *w;
+
+	hbc_list_for_each_safe(w, &tl->fence_watches, struct hbd_fence_watch, tl_link)
+	{
+		tell_now(w);
+	}
+}
+
+void hbd_fence_watches_tell_failed(struct hbd_timeline *tl, uint64_t value, int32_t status)
+{
+	struct hbd_fence_watch *w;
+
+	hbc_list_for_each_safe(w, &tl->fence_watches, struct hbd_fence_watch, tl_link)
+	{
+		struct hbd_session *s = w->s;
+
+		if (s->doomed || s->closing || w->told != tl->value)
+			continue;
+		if (send_value(s, tl->id, w->told, value, status, false) < 0)
+			hbd_session_drop_later(s, "cannot frame what a fence watch owes it");
+		w->told = value;
+	}
 }
 
 void hbd_fence_watches_end(struct hbd_timeline *tl)

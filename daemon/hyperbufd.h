@@ -88,7 +88,8 @@ struct hbd_domain {
 	uint32_t imports;     /* live imports held */
 	uint64_t pages;       /* pool pages its buffers use (quota pages_per_domain) */
 	uint32_t timelines;   /* live timelines (quota timelines_per_domain) */
-	uint32_t fence_waits; /* pending waits (quota fence_waits_per_domain) */
+	uint32_t fence_waits;   /* pending waits (quota fence_waits_per_domain) */
+	uint32_t fence_watches; /* watches, with a quota of as many (fence_watch.c) */
 };
 
 enum hbd_export_state {
@@ -180,13 +181,15 @@ struct hbd_wait {
 
 /*
  * A session told of a timeline's progress (PROTOCOL.md §3 "Watches"), so that its library
- * opens further fences on it without asking. At most one per (session, timeline), counted
- * with the domain's fence waits; never while the session has a wait pending on the timeline,
- * so the two cannot overtake each other.
+ * opens further fences on it without asking. At most one per (session, timeline), at most
+ * fence_waits_per_domain per domain (a quota of their own, beside the waits'); made only while
+ * the session has no wait pending, so a wait's completion and a watch's news cannot overtake
+ * each other.
  */
 struct hbd_fence_watch {
 	struct hbc_list session_link; /* session->fence_watches */
 	struct hbc_list tl_link;      /* timeline->fence_watches */
+	struct hbc_list hash_link;    /* d->fence_watches[], by (session, timeline) */
 	struct hbd_session *s;
 	struct hbd_timeline *tl;
 	uint64_t told;        /* the value the session last heard of */
@@ -359,6 +362,7 @@ struct hbd {
 	struct hbc_list hids[1u << HBD_HID_BUCKET_BITS];
 	struct hbc_list timelines[1u << HBD_TIMELINE_BUCKET_BITS];
 	struct hbc_list waits[1u << HBD_WAIT_BUCKET_BITS];
+	struct hbc_list fence_watches[1u << HBD_WAIT_BUCKET_BITS]; /* by (session, timeline) */
 	/* Requests name buffers and imports by handle: found in one bucket, not a session's list
 	 * of thousands. */
 	struct hbc_list buffer_handles[1u << HBD_HANDLE_BUCKET_BITS];
@@ -504,13 +508,19 @@ void hbd_session_fences_close(struct hbd_session *s);
  * up to which every point has that same status. */
 uint64_t hbd_timeline_run(const struct hbd_timeline *tl, uint64_t from, int32_t *status);
 /* fence_watch.c. Starts (or restarts) s's watch of tl, told = tl->value, armed at arm (0: any
- * progress): 0, or -EBUSY (a wait of s on tl is pending), -EDQUOT, -ENOMEM: the open then makes
- * a wait instead. */
+ * progress): 0, or -EBUSY (s has a wait pending), -EDQUOT, -ENOMEM: the open then makes a wait
+ * instead. */
 int hbd_fence_watch_open(struct hbd_session *s, struct hbd_timeline *tl, uint64_t arm);
 /* WatchArm: s's watch of timeline tells next when it reaches value. */
 void hbd_fence_watch_arm(struct hbd_session *s, uint64_t timeline, uint64_t value);
 /* tl moved: each watch is queued to tell its session. */
 void hbd_fence_watches_signal(struct hbd *d, struct hbd_timeline *tl);
+/* tl is about to fail a range, which may make it forget its oldest failed range: each watch
+ * tells what it has not told yet now, while its statuses are still known. */
+void hbd_fence_watches_flush(struct hbd_timeline *tl);
+/* The range (tl->value, value] failed with status and tl could not remember it: each watch
+ * tells that range now (after hbd_fence_watches_flush). Before tl->value moves. */
+void hbd_fence_watches_tell_failed(struct hbd_timeline *tl, uint64_t value, int32_t status);
 /* tl goes: each watch tells what it has not told yet and that it ended, then goes. */
 void hbd_fence_watches_end(struct hbd_timeline *tl);
 /* The session goes: its watches go, silently. */

@@ -54,6 +54,8 @@ void hbd_timelines_init(struct hbd *d)
 		hbc_list_init(&d->timelines[i]);
 	for (size_t i = 0; i < sizeof(d->waits) / sizeof(d->waits[0]); i++)
 		hbc_list_init(&d->waits[i]);
+	for (size_t i = 0; i < sizeof(d->fence_watches) / sizeof(d->fence_watches[0]); i++)
+		hbc_list_init(&d->fence_watches[i]);
 }
 
 void hbd_timeline_insert(struct hbd *d, struct hbd_timeline *tl)
@@ -304,25 +306,26 @@ static int owned_timeline(struct hbd_session *s, uint64_t id, struct hbd_timelin
 
 /* Records that lo..hi failed with err: extends the newest range when it continues it with the
  * same error, else adds one, forgetting the oldest when HBD_FAIL_RANGES are held. Allocation
- * failure only forgets (a late opener then reads 1): the signal itself must not fail. */
-static void remember_fail(struct hbd_timeline *tl, uint64_t lo, uint64_t hi, int32_t err)
+ * failure only forgets (false: a late opener then reads 1): the signal itself must not fail. */
+static bool remember_fail(struct hbd_timeline *tl, uint64_t lo, uint64_t hi, int32_t err)
 {
 	struct hbd_fail_range *last = tl->n_fails ? &tl->fails[tl->n_fails - 1] : NULL;
 
 	if (last && last->hi + 1 == lo && last->err == err) {
 		last->hi = hi;
-		return;
+		return true;
 	}
 	if (!tl->fails) {
 		tl->fails = calloc(HBD_FAIL_RANGES, sizeof(*tl->fails));
 		if (!tl->fails)
-			return;
+			return false;
 	}
 	if (tl->n_fails == HBD_FAIL_RANGES) {
 		memmove(&tl->fails[0], &tl->fails[1], sizeof(tl->fails[0]) * (HBD_FAIL_RANGES - 1));
 		tl->n_fails--;
 	}
 	tl->fails[tl->n_fails++] = (struct hbd_fail_range){lo, hi, err};
+	return true;
 }
 
 /* The first remembered failed range that ends at or above value (n_fails if none). */
@@ -377,8 +380,14 @@ int hbd_timeline_signal(struct hbd_session *s, uint64_t id, uint64_t value, uint
 		return r;
 	if (value <= tl->value)
 		return 0; /* values only move forward; a late or repeated signal changes nothing */
-	if (error)
-		remember_fail(tl, tl->value + 1, value, -(int32_t)error);
+	if (error) {
+		/* Watches tell statuses from the remembered ranges: what they have not told yet
+		 * goes now if one may be forgotten (or none can be kept), while it is known. */
+		if (!tl->fails || tl->n_fails == HBD_FAIL_RANGES)
+			hbd_fence_watches_flush(tl);
+		if (!remember_fail(tl, tl->value + 1, value, -(int32_t)error))
+			hbd_fence_watches_tell_failed(tl, value, -(int32_t)error);
+	}
 	tl->value = value;
 	hbd_state_mark_timeline(tl);
 	/* A fail sets the error on each point as it completes it: the status travels in the

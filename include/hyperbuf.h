@@ -395,12 +395,12 @@ int hb_timeline_share(struct hb_timeline *t, uint32_t domain);
  * The first fence opened on a timeline asks the daemon to keep this client told of the
  * timeline's progress (a watch, docs/PROTOCOL.md §3 "Watches"): later fences on it are opened,
  * completed and closed without a request (one poll reads what already arrived, so that a
- * timeline destroyed before is ENOENT), and a watch counts once in fence_waits_per_domain
- * however many fences this client holds on it. HYPERBUF_SIGNALS=awaited at hb_connect: no
- * watches, every pending fence is a daemon wait.
+ * timeline destroyed before is ENOENT); a watch holds any number of fences and does not count
+ * as a wait (watches have a quota of their own, past which fences are waits).
+ * HYPERBUF_SIGNALS=awaited at hb_connect: no watches, every pending fence is a daemon wait.
  * Errors: EINVAL (NULL, timeline 0), ENOENT (unknown or destroyed timeline, or one this domain
- * may not see: indistinguishable), EDQUOT (fence_waits_per_domain pending waits and watches),
- * EMFILE/ENFILE/ENOMEM (no eventfd), the client's sticky error.
+ * may not see: indistinguishable), EDQUOT (fence_waits_per_domain pending waits), EMFILE/
+ * ENFILE/ENOMEM (no eventfd), the client's sticky error.
  */
 struct hb_sync *hb_sync_open(struct hb_client *c, const struct hb_fence *f);
 

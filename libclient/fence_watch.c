@@ -90,21 +90,29 @@ void hbl_watch_attach(struct hb_client *c, struct hbl_watch *w, struct hbl_point
 		watch_arm(c, w, p->value);
 }
 
+static struct hbl_watch *first_idle(struct hb_client *c)
+{
+	for (size_t i = 0; i < HBL_WATCH_BUCKETS; i++)
+		for (struct hbl_watch *w = c->fences.watches[i]; w; w = w->hnext)
+			if (w->idle)
+				return w;
+	return NULL;
+}
+
 void hbl_watches_settle(struct hb_client *c)
 {
-	/* Only where a request may be sent: not from inside another one's reading. */
-	if (c->fences.idle_watches == 0 || c->calls.pending || c->resume.active)
-		return;
-	for (size_t i = 0; i < HBL_WATCH_BUCKETS && c->fences.idle_watches; i++) {
-		for (struct hbl_watch *w = c->fences.watches[i]; w; w = w->hnext) {
-			if (!w->idle)
-				continue;
-			w->idle = false;
-			c->fences.idle_watches--;
-			/* Told of any progress still: only when it passes the first point. */
-			if (w->armed == 0)
-				watch_arm(c, w, w->points ? w->points->value : UINT64_MAX);
-		}
+	struct hbl_watch *w;
+
+	/* Only where a request may be sent: not from inside another one's reading. Sending
+	 * may read (a full socket, a resume, a call when too many are posted), which may free
+	 * any watch: so each one is found afresh. */
+	while (c->fences.idle_watches && !c->calls.pending && !c->resume.active &&
+	       (w = first_idle(c))) {
+		w->idle = false;
+		c->fences.idle_watches--;
+		/* Told of any progress still: only when it passes the first point. */
+		if (w->armed == 0)
+			watch_arm(c, w, w->points ? w->points->value : UINT64_MAX);
 	}
 }
 
@@ -168,7 +176,9 @@ struct hbl_watch *hbl_watch_current(struct hb_client *c, uint64_t timeline)
 
 	if (!hbl_watch_find(c, timeline))
 		return NULL;
-	/* One poll when nothing came: a vchan's poll does not show what its ring holds. */
+	/* Frames read already first (a batch's rest), then one poll when nothing else came: a
+	 * vchan's poll does not show what its ring holds. */
+	hbl_route_buffered(c);
 	n = hbl_pollfds(c, pfd, 1 + HBP_MAX_GROUPS);
 	if (hbl_conn_polls_all(&c->conn)) {
 		hbl_count(&c->conn.n_polls);

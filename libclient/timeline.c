@@ -34,7 +34,8 @@ void hbl_timelines_settle(struct hb_client *c)
 	/* Any awaited call since the last posted signal answered for it, and destroying its
 	 * timeline is one: the timeline still exists, and its value is at least p->value, so
 	 * this is a no-op the daemon answers. */
-	if (c->calls.n_posted == 0 || hbl_conn_broken(&c->conn) < 0)
+	/* Posted WatchArms alone need nothing: the daemon has no use for them after a close. */
+	if (c->calls.n_posted == 0 || p->timeline == 0 || hbl_conn_broken(&c->conn) < 0)
 		return;
 	ts.timeline = p->timeline;
 	ts.value = p->value;

@@ -514,6 +514,8 @@ TEST(a_restart_while_fences_are_opened_again)
 	long long waits = 0;
 	pthread_t th;
 
+	/* The waits' reopening, one call each: v1's fences are waits, not points on a watch. */
+	it_fences_as_waits(true);
 	t = shared_timeline(&d, &h, &v1);
 	open_syncs(v1, t, s, N, 1);
 	hbt_daemon_crash(&d);
@@ -536,6 +538,7 @@ TEST(a_restart_while_fences_are_opened_again)
 	IT_CHECK_STAT(&d, "fence_waits", 0);
 	CHECK_EQ(IT_STAT(&d, "sessions_restored"), 2);
 	shared_timeline_end(&d, h, v1, t);
+	it_fences_as_waits(false);
 }
 
 /* A sync opened in the call that resumes: its reply is read inside the reopening of the other
@@ -570,6 +573,8 @@ TEST(a_sync_opened_across_a_restart_sees_its_completion)
 	struct hb_fence f;
 	pthread_t th;
 
+	/* The waits' reopening, one call each: v1's fences are waits, not points on a watch. */
+	it_fences_as_waits(true);
 	t = shared_timeline(&d, &h, &v1);
 	/* Pending points, so that the resume has waits to open again, one call each. */
 	open_syncs(v1, t, s, N, 1);
@@ -593,6 +598,7 @@ TEST(a_sync_opened_across_a_restart_sees_its_completion)
 	for (int i = 0; i < N; i++)
 		hb_sync_close(s[i]);
 	shared_timeline_end(&d, h, v1, t);
+	it_fences_as_waits(false);
 }
 
 /* A merge closed as the daemon dies: its points' waits are closed one call each; a resume
@@ -609,6 +615,8 @@ TEST(waits_closed_across_a_restart_leave_the_reopened_ones_alone)
 	struct hb_sync *m = NULL;
 	int stuck = 0;
 
+	/* The waits' reopening, one call each: v1's fences are waits, not points on a watch. */
+	it_fences_as_waits(true);
 	t = shared_timeline(&d, &h, &v1);
 	/* First K waits: one merge of them all. */
 	for (int i = 0; i < K; i++) {
@@ -639,4 +647,5 @@ TEST(waits_closed_across_a_restart_leave_the_reopened_ones_alone)
 	printf("# %d of %d reopened waits never completed\n", stuck, K);
 	CHECK_EQ(stuck, 0);
 	shared_timeline_end(&d, h, v1, t);
+	it_fences_as_waits(false);
 }

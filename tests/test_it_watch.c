@@ -259,14 +259,14 @@ TEST(a_watch_nobody_waits_on_stays_quiet)
 	IT_STOP(&d);
 }
 
-/* A watch counts once in fence_waits_per_domain, whatever it holds; past the quota the
- * watch is declined and the open is a wait, refused as one. */
-TEST(watches_count_in_the_quota)
+/* Watches have a quota of their own, fence_waits_per_domain of them per domain, however many
+ * fences each holds; past it an open is a wait, and past the waits' quota it is EDQUOT. */
+TEST(watches_have_a_quota_of_their_own)
 {
 	struct hbt_daemon d;
 	struct hb_client *h, *v1;
 	struct hb_timeline *t[3];
-	struct hb_sync *s[10];
+	struct hb_sync *s[11];
 	struct hb_fence f;
 
 	hbt_daemon_start(&d, "[limits]\nfence_waits_per_domain = 2\n");
@@ -279,19 +279,67 @@ TEST(watches_count_in_the_quota)
 	s[8] = open_at(v1, t[1], 1);
 	CHECK_EQ(IT_STAT(&d, "fence_watches"), 2);
 	CHECK_EQ(IT_STAT(&d, "fence_waits"), 0);
-	f = (struct hb_fence){hb_timeline_id(t[2]), 1};
+	s[9] = open_at(v1, t[2], 1);
+	s[10] = open_at(v1, t[2], 2);
+	CHECK_EQ(IT_STAT(&d, "fence_watches"), 2);
+	CHECK_EQ(IT_STAT(&d, "fence_waits"), 2);
+	f = (struct hb_fence){hb_timeline_id(t[2]), 3};
 	CHECK_ERR(hb_sync_open(v1, &f), EDQUOT);
-	/* Passed points need no room. */
-	CHECK_EQ(hb_timeline_signal(t[2], 5), 0);
-	CHECK_EQ(hb_timeline_share(t[2], 1), 0);
-	s[9] = open_at(v1, t[2], 5);
-	CHECK_EQ(hb_sync_status(s[9]), 1);
 	CHECK_EQ(hb_timeline_signal(t[0], 8), 0);
+	CHECK_EQ(hb_timeline_signal(t[2], 2), 0);
 	CHECK_EQ(hb_sync_wait(s[7], IT_WAIT_MS), 0);
-	for (int i = 0; i < 10; i++)
+	CHECK_EQ(hb_sync_wait(s[10], IT_WAIT_MS), 0);
+	CHECK_EQ(hb_sync_status(s[9]), 1);
+	CHECK_EQ(hb_sync_status(s[0]), 1);
+	for (int i = 0; i < 11; i++)
 		hb_sync_close(s[i]);
 	for (int i = 0; i < 3; i++)
 		hb_timeline_destroy(t[i]);
+	hb_disconnect(v1);
+	hb_disconnect(h);
+	IT_STOP(&d);
+}
+
+/* More points on one watch than the quota lets be waits, across a restart: the resume opens
+ * the timeline's lowest point again with a watch and puts the others on it, one request in
+ * all, and every point completes when signalled, the ones signalled while the daemon was away
+ * included. */
+TEST(points_on_a_watch_survive_a_restart)
+{
+	enum { N = 3000 };
+	static struct hb_sync *s[N];
+	struct hbt_daemon d;
+	struct hb_client *h, *v1;
+	struct hb_timeline *t;
+	struct hb_counters c0, c1;
+
+	hbt_daemon_start_held_extra(&d, "[limits]\nfence_waits_per_domain = 100\n");
+	h = IT_CONNECT(hbt_addr_host(&d));
+	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+	t = host_timeline(h);
+	for (int i = 0; i < N; i++)
+		s[i] = open_at(v1, t, 1 + (uint64_t)i);
+	hbt_daemon_crash(&d);
+	CHECK_EQ(hb_timeline_signal(t, 10), 0); /* the owner resumes first */
+	CHECK_EQ(hb_timeline_share(t, 1), 0);   /* an awaited call: the daemon has the signal */
+	CHECK_EQ(hb_counters(v1, &c0), 0);
+	CHECK_ERR(hb_sync_wait(s[N - 1], 100), ETIME); /* v1 resumes in here */
+	CHECK_EQ(hb_counters(v1, &c1), 0);
+	/* Hello, and a SyncOpen for each point the timeline passed while the daemon was away
+	 * (their statuses are the daemon's to say; the first one got the watch): nothing for the
+	 * other 2990. */
+	CHECK_EQ(c1.frames_out - c0.frames_out, 1 + 10);
+	CHECK_EQ(hb_sync_status(s[9]), 1);
+	CHECK_EQ(hb_sync_status(s[10]), 0);
+	CHECK_EQ(IT_STAT(&d, "fence_watches"), 1);
+	CHECK_EQ(IT_STAT(&d, "fence_waits"), 0);
+	CHECK_EQ(hb_timeline_signal(t, N), 0);
+	CHECK_EQ(hb_sync_wait(s[N - 1], IT_WAIT_MS), 0);
+	for (int i = 0; i < N; i++) {
+		CHECK_EQ(hb_sync_status(s[i]), 1);
+		hb_sync_close(s[i]);
+	}
+	hb_timeline_destroy(t);
 	hb_disconnect(v1);
 	hb_disconnect(h);
 	IT_STOP(&d);

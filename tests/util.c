@@ -327,6 +327,14 @@ void hbt_daemon_start_held(struct hbt_daemon *d, const char *config_text)
 	launch(d);
 }
 
+void hbt_daemon_start_held_extra(struct hbt_daemon *d, const char *extra)
+{
+	make_dir(d);
+	d->held = true;
+	write_config(d, standard_topology, extra);
+	launch(d);
+}
+
 void hbt_daemon_crash(struct hbt_daemon *d)
 {
 	pid_t old = d->spawn.main_pid;

@@ -25,6 +25,8 @@ struct hbt_daemon {
 /* Starts hyperbufd under tests/hbholder (the fd store, docs/RESTART.md) on config_text (NULL:
  * the standard topology). */
 void hbt_daemon_start_held(struct hbt_daemon *d, const char *config_text);
+/* The same on the standard topology with extra appended (as hbt_daemon_start's). */
+void hbt_daemon_start_held_extra(struct hbt_daemon *d, const char *extra);
 /* The daemon's log so far (the first MiB), in static storage. */
 const char *hbt_daemon_log(const struct hbt_daemon *d);
 /* SIGKILLs a held daemon and waits until the holder has it ready again. */
