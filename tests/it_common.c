@@ -19,6 +19,29 @@ void it_fences_as_waits(bool on)
 	}
 }
 
+struct hb_timeline *it_timeline_at(const char *file, int line, struct hb_client *owner,
+				   uint32_t domain)
+{
+	struct hb_timeline *t = hb_timeline_create(owner);
+
+	if (!t || hb_timeline_share(t, domain) < 0)
+		hbt_fail(file, line, "a timeline shared with domain %u: %s", domain,
+			 strerror(errno));
+	return t;
+}
+
+struct hb_sync *it_sync_at(const char *file, int line, struct hb_client *c, struct hb_timeline *t,
+			   uint64_t value)
+{
+	struct hb_fence f = {hb_timeline_id(t), value};
+	struct hb_sync *s = hb_sync_open(c, &f);
+
+	if (!s)
+		hbt_fail(file, line, "hb_sync_open(%llu): %s", (unsigned long long)value,
+			 strerror(errno));
+	return s;
+}
+
 bool it_fences_watched(void)
 {
 	const char *v = getenv("HYPERBUF_SIGNALS");

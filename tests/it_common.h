@@ -47,6 +47,14 @@ void it_sleep_ms(unsigned ms);
  * the daemon, never as a point on a watch (HYPERBUF_SIGNALS=awaited): for a case that counts
  * the daemon's waits or their quota. off: back to the default. */
 void it_fences_as_waits(bool on);
+/* A timeline of owner's, shared with domain. */
+struct hb_timeline *it_timeline_at(const char *file, int line, struct hb_client *owner,
+				   uint32_t domain);
+#define IT_TIMELINE(owner, domain) it_timeline_at(__FILE__, __LINE__, (owner), (domain))
+/* c's sync on (t, value). */
+struct hb_sync *it_sync_at(const char *file, int line, struct hb_client *c, struct hb_timeline *t,
+			   uint64_t value);
+#define IT_SYNC(c, t, value) it_sync_at(__FILE__, __LINE__, (c), (t), (value))
 /* Whether clients connected now open fences on watches (the default). */
 bool it_fences_watched(void);
 /* Directory pages of a buffer of n data pages (1 for <= 1024, then one level more). */

@@ -8,25 +8,6 @@
 
 #include "tests/it_common.h"
 
-/* h's timeline, shared with vm1. */
-static struct hb_timeline *host_timeline(struct hb_client *h)
-{
-	struct hb_timeline *t = hb_timeline_create(h);
-
-	CHECK(t != NULL);
-	CHECK_EQ(hb_timeline_share(t, 1), 0);
-	return t;
-}
-
-static struct hb_sync *open_at(struct hb_client *c, struct hb_timeline *t, uint64_t value)
-{
-	struct hb_fence f = {hb_timeline_id(t), value};
-	struct hb_sync *s = hb_sync_open(c, &f);
-
-	CHECK(s != NULL);
-	return s;
-}
-
 /* 100 signals: 100 frames out, one reply read in the owner, none framed for the others by the
  * daemon; vm1's wait on the last value completes. */
 TEST(a_signal_is_sent_without_waiting_for_its_answer)
@@ -41,8 +22,8 @@ TEST(a_signal_is_sent_without_waiting_for_its_answer)
 	hbt_daemon_start(&d, NULL);
 	h = IT_CONNECT(hbt_addr_host(&d));
 	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
-	t = host_timeline(h);
-	s = open_at(v1, t, 100);
+	t = IT_TIMELINE(h, 1);
+	s = IT_SYNC(v1, t, 100);
 	CHECK_EQ(hb_counters(h, &c0), 0);
 	out0 = IT_STAT(&d, "messages_out");
 	for (uint64_t v = 1; v <= 100; v++)
@@ -80,9 +61,9 @@ TEST(an_owner_waiting_on_itself_still_sees_its_signal_complete)
 
 	hbt_daemon_start(&d, NULL);
 	h = IT_CONNECT(hbt_addr_host(&d));
-	t = host_timeline(h);
+	t = IT_TIMELINE(h, 1);
 	for (uint64_t v = 1; v <= 50; v++) {
-		s = open_at(h, t, v);
+		s = IT_SYNC(h, t, v);
 		CHECK_EQ(hb_timeline_signal(t, v), 0);
 		CHECK_EQ(hb_sync_status(s), 1);
 		hb_sync_close(s);
@@ -168,8 +149,8 @@ static struct hb_sync *signal_unread_by_a_killed_daemon(struct hbt_daemon *d, st
 	hbt_daemon_start_held(d, NULL);
 	*h = IT_CONNECT(hbt_addr_host(d));
 	*v1 = IT_CONNECT(hbt_addr_vm(d, 1));
-	*t = host_timeline(*h);
-	s = open_at(*v1, *t, value);
+	*t = IT_TIMELINE(*h, 1);
+	s = IT_SYNC(*v1, *t, value);
 	CHECK_EQ(kill(d->spawn.main_pid, SIGSTOP), 0);
 	CHECK_EQ(hb_timeline_signal(*t, value), 0);
 	hbt_daemon_crash(d);
@@ -209,9 +190,9 @@ TEST(a_signal_right_before_a_disconnect_is_not_lost)
 	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
 	for (int round = 0; round < 20; round++) {
 		h = IT_CONNECT(hbt_addr_host(&d));
-		t = host_timeline(h);
-		s[0] = open_at(v1, t, 1);
-		s[1] = open_at(v1, t, 2);
+		t = IT_TIMELINE(h, 1);
+		s[0] = IT_SYNC(v1, t, 1);
+		s[1] = IT_SYNC(v1, t, 2);
 		CHECK_EQ(hb_timeline_signal(t, 1), 0);
 		hb_disconnect(h);
 		CHECK_EQ(hb_sync_wait(s[0], IT_WAIT_MS), 0);
@@ -240,8 +221,8 @@ TEST(awaited_signals_on_request)
 	h = IT_CONNECT(hbt_addr_host(&d));
 	CHECK_EQ(unsetenv("HYPERBUF_SIGNALS"), 0);
 	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
-	t = host_timeline(h);
-	s = open_at(v1, t, 10);
+	t = IT_TIMELINE(h, 1);
+	s = IT_SYNC(v1, t, 10);
 	CHECK_EQ(hb_counters(h, &c0), 0);
 	for (uint64_t v = 1; v <= 10; v++)
 		CHECK_EQ(hb_timeline_signal(t, v), 0);

@@ -7,22 +7,35 @@
  */
 #include "tests/it_common.h"
 
-static struct hb_timeline *host_timeline(struct hb_client *h)
-{
-	struct hb_timeline *t = hb_timeline_create(h);
+/* The usual cast: the host owns t, shared with vm1, which waits on it. */
+struct wx {
+	struct hbt_daemon d;
+	struct hb_client *h, *v1;
+	struct hb_timeline *t;
+};
 
-	CHECK(t != NULL);
-	CHECK_EQ(hb_timeline_share(t, 1), 0);
-	return t;
+static void wx_start(struct wx *x, const char *extra)
+{
+	hbt_daemon_start(&x->d, extra);
+	x->h = IT_CONNECT(hbt_addr_host(&x->d));
+	x->v1 = IT_CONNECT(hbt_addr_vm(&x->d, 1));
+	x->t = IT_TIMELINE(x->h, 1);
 }
 
-static struct hb_sync *open_at(struct hb_client *c, struct hb_timeline *t, uint64_t value)
+static void wx_stop(struct wx *x)
 {
-	struct hb_fence f = {hb_timeline_id(t), value};
-	struct hb_sync *s = hb_sync_open(c, &f);
+	hb_timeline_destroy(x->t);
+	hb_disconnect(x->v1);
+	hb_disconnect(x->h);
+	IT_STOP(&x->d);
+}
 
-	CHECK(s != NULL);
-	return s;
+/* s completes, with 1; then it is closed. */
+static void completes(struct hb_sync *s)
+{
+	CHECK_EQ(hb_sync_wait(s, IT_WAIT_MS), 0);
+	CHECK_EQ(hb_sync_status(s), 1);
+	hb_sync_close(s);
 }
 
 static uint64_t frames_out(struct hb_client *c)
@@ -37,45 +50,37 @@ static uint64_t frames_out(struct hb_client *c)
  * closing them. */
 TEST(fences_after_the_first_on_a_timeline_send_nothing)
 {
-	struct hbt_daemon d;
-	struct hb_client *h, *v1;
-	struct hb_timeline *t;
+	struct wx x;
 	struct hb_sync *s[4];
 	uint64_t out0;
 
-	hbt_daemon_start(&d, NULL);
-	h = IT_CONNECT(hbt_addr_host(&d));
-	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
-	t = host_timeline(h);
-	out0 = frames_out(v1);
-	s[0] = open_at(v1, t, 1);
-	CHECK_EQ(frames_out(v1) - out0, 1);
-	s[1] = open_at(v1, t, 2);
-	s[2] = open_at(v1, t, 3);
-	CHECK_EQ(frames_out(v1) - out0, 1);
-	CHECK_EQ(hb_timeline_signal(t, 2), 0);
+	wx_start(&x, NULL);
+	out0 = frames_out(x.v1);
+	s[0] = IT_SYNC(x.v1, x.t, 1);
+	CHECK_EQ(frames_out(x.v1) - out0, 1);
+	s[1] = IT_SYNC(x.v1, x.t, 2);
+	s[2] = IT_SYNC(x.v1, x.t, 3);
+	CHECK_EQ(frames_out(x.v1) - out0, 1);
+	CHECK_EQ(hb_timeline_signal(x.t, 2), 0);
 	CHECK_EQ(hb_sync_wait(s[1], IT_WAIT_MS), 0);
 	CHECK_EQ(hb_sync_status(s[0]), 1);
 	CHECK_EQ(hb_sync_status(s[1]), 1);
 	CHECK_ERR(hb_sync_wait(s[2], 50), ETIME);
 	/* Passed: born complete, here. */
-	s[3] = open_at(v1, t, 2);
+	s[3] = IT_SYNC(x.v1, x.t, 2);
 	CHECK_EQ(hb_sync_status(s[3]), 1);
 	hb_sync_close(s[3]);
 	hb_sync_close(s[2]);
-	CHECK_EQ(frames_out(v1) - out0, 1);
+	CHECK_EQ(frames_out(x.v1) - out0, 1);
 	/* A closed point is not completed later, and a new one on its value completes. */
-	s[2] = open_at(v1, t, 3);
-	CHECK_EQ(hb_timeline_signal(t, 3), 0);
+	s[2] = IT_SYNC(x.v1, x.t, 3);
+	CHECK_EQ(hb_timeline_signal(x.t, 3), 0);
 	CHECK_EQ(hb_sync_wait(s[2], IT_WAIT_MS), 0);
 	CHECK_EQ(hb_sync_status(s[2]), 1);
-	CHECK_EQ(frames_out(v1) - out0, 1);
+	CHECK_EQ(frames_out(x.v1) - out0, 1);
 	for (int i = 0; i < 3; i++)
 		hb_sync_close(s[i]);
-	hb_timeline_destroy(t);
-	hb_disconnect(v1);
-	hb_disconnect(h);
-	IT_STOP(&d);
+	wx_stop(&x);
 }
 
 /* Ranges told together keep their own statuses, and a point at or below a failure is asked
@@ -83,121 +88,92 @@ TEST(fences_after_the_first_on_a_timeline_send_nothing)
 TEST(failed_ranges_keep_their_errors)
 {
 	static const int want[] = {1, -EIO, -EIO, 1, 1, 1};
-	struct hbt_daemon d;
-	struct hb_client *h, *v1;
-	struct hb_timeline *t;
+	struct wx x;
 	struct hb_sync *s[6], *late;
 
-	hbt_daemon_start(&d, NULL);
-	h = IT_CONNECT(hbt_addr_host(&d));
-	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
-	t = host_timeline(h);
+	wx_start(&x, NULL);
 	for (int i = 0; i < 6; i++)
-		s[i] = open_at(v1, t, (uint64_t)i + 1);
-	CHECK_EQ(hb_timeline_signal(t, 1), 0);
-	CHECK_EQ(hb_timeline_fail(t, 3, -EIO), 0);
-	CHECK_EQ(hb_timeline_signal(t, 6), 0);
+		s[i] = IT_SYNC(x.v1, x.t, (uint64_t)i + 1);
+	CHECK_EQ(hb_timeline_signal(x.t, 1), 0);
+	CHECK_EQ(hb_timeline_fail(x.t, 3, -EIO), 0);
+	CHECK_EQ(hb_timeline_signal(x.t, 6), 0);
 	for (int i = 0; i < 6; i++) {
 		CHECK_EQ(hb_sync_wait(s[i], IT_WAIT_MS), 0);
 		CHECK_EQ(hb_sync_status(s[i]), want[i]);
 		hb_sync_close(s[i]);
 	}
 	for (uint64_t v = 1; v <= 6; v++) {
-		late = open_at(v1, t, v);
+		late = IT_SYNC(x.v1, x.t, v);
 		CHECK_EQ(hb_sync_status(late), want[v - 1]);
 		hb_sync_close(late);
 	}
-	hb_timeline_destroy(t);
-	hb_disconnect(v1);
-	hb_disconnect(h);
-	IT_STOP(&d);
+	wx_stop(&x);
 }
 
 /* The owner signals and leaves before the watcher reads anything: what was signalled
  * completes with 1, the rest with -EPIPE, and the timeline is gone for the next open. */
 TEST(a_signal_right_before_the_timeline_goes_keeps_its_status)
 {
-	struct hbt_daemon d;
-	struct hb_client *h, *v1;
-	struct hb_timeline *t;
+	struct wx x;
 	struct hb_sync *s[2];
 	struct hb_fence f;
 
-	hbt_daemon_start(&d, NULL);
-	h = IT_CONNECT(hbt_addr_host(&d));
-	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
-	t = host_timeline(h);
-	f.timeline = hb_timeline_id(t);
-	s[0] = open_at(v1, t, 5);
-	s[1] = open_at(v1, t, 9);
-	CHECK_EQ(hb_timeline_signal(t, 5), 0);
-	hb_disconnect(h);
+	wx_start(&x, NULL);
+	f.timeline = hb_timeline_id(x.t);
+	s[0] = IT_SYNC(x.v1, x.t, 5);
+	s[1] = IT_SYNC(x.v1, x.t, 9);
+	CHECK_EQ(hb_timeline_signal(x.t, 5), 0);
+	hb_disconnect(x.h);
 	CHECK_EQ(hb_sync_wait(s[1], IT_WAIT_MS), 0);
 	CHECK_EQ(hb_sync_status(s[0]), 1);
 	CHECK_EQ(hb_sync_status(s[1]), -EPIPE);
 	f.value = 9;
-	CHECK(hb_sync_open(v1, &f) == NULL && errno == ENOENT);
+	CHECK(hb_sync_open(x.v1, &f) == NULL && errno == ENOENT);
 	hb_sync_close(s[0]);
 	hb_sync_close(s[1]);
-	hb_disconnect(v1);
-	IT_STOP(&d);
+	hb_disconnect(x.v1);
+	IT_STOP(&x.d);
 }
 
 /* A watcher that reads nothing while its timeline moves 5000 times holds one queued record,
  * not 5000 completions: it is not dropped, and its fence completes when it reads. */
 TEST(a_watcher_that_does_not_read_is_not_dropped)
 {
-	struct hbt_daemon d;
-	struct hb_client *h, *v1;
-	struct hb_timeline *t;
+	struct wx x;
 	struct hb_sync *s;
 
-	hbt_daemon_start(&d, NULL);
-	h = IT_CONNECT(hbt_addr_host(&d));
-	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
-	t = host_timeline(h);
-	s = open_at(v1, t, 5000);
+	wx_start(&x, NULL);
+	s = IT_SYNC(x.v1, x.t, 5000);
 	for (uint64_t v = 1; v <= 5000; v++)
-		CHECK_EQ(hb_timeline_signal(t, v), 0);
-	CHECK_EQ(hb_timeline_share(t, 1), 0); /* an awaited call: the daemon has them all */
-	CHECK_EQ(IT_STAT(&d, "fence_sessions_dropped"), 0);
-	CHECK_EQ(hb_sync_wait(s, IT_WAIT_MS), 0);
-	CHECK_EQ(hb_sync_status(s), 1);
-	hb_sync_close(s);
-	hb_timeline_destroy(t);
-	hb_disconnect(v1);
-	hb_disconnect(h);
-	IT_STOP(&d);
+		CHECK_EQ(hb_timeline_signal(x.t, v), 0);
+	CHECK_EQ(hb_timeline_share(x.t, 1), 0); /* an awaited call: the daemon has them all */
+	CHECK_EQ(IT_STAT(&x.d, "fence_sessions_dropped"), 0);
+	completes(s);
+	wx_stop(&x);
 }
 
 /* Without the feature (HYPERBUF_SIGNALS=awaited) every fence is a request, as before. */
 TEST(without_watches_every_fence_is_a_request)
 {
-	struct hbt_daemon d;
-	struct hb_client *h, *v1;
-	struct hb_timeline *t;
+	struct wx x;
 	struct hb_sync *s[2];
 	uint64_t out0;
 
-	hbt_daemon_start(&d, NULL);
-	h = IT_CONNECT(hbt_addr_host(&d));
-	CHECK_EQ(setenv("HYPERBUF_SIGNALS", "awaited", 1), 0);
-	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
-	CHECK_EQ(unsetenv("HYPERBUF_SIGNALS"), 0);
-	t = host_timeline(h);
-	out0 = frames_out(v1);
-	s[0] = open_at(v1, t, 1);
-	s[1] = open_at(v1, t, 2);
-	CHECK_EQ(frames_out(v1) - out0, 2);
-	CHECK_EQ(hb_timeline_signal(t, 2), 0);
+	wx_start(&x, NULL);
+	hb_disconnect(x.v1);
+	it_fences_as_waits(true);
+	x.v1 = IT_CONNECT(hbt_addr_vm(&x.d, 1));
+	it_fences_as_waits(false);
+	out0 = frames_out(x.v1);
+	s[0] = IT_SYNC(x.v1, x.t, 1);
+	s[1] = IT_SYNC(x.v1, x.t, 2);
+	CHECK_EQ(frames_out(x.v1) - out0, 2);
+	CHECK_EQ(hb_timeline_signal(x.t, 2), 0);
 	CHECK_EQ(hb_sync_wait(s[1], IT_WAIT_MS), 0);
 	CHECK_EQ(hb_sync_status(s[0]), 1);
 	hb_sync_close(s[0]);
 	hb_sync_close(s[1]);
-	hb_timeline_destroy(t);
-	hb_disconnect(v1);
-	hb_disconnect(h);
-	IT_STOP(&d);
+	wx_stop(&x);
 }
 
 /* Two requests of c's that wait for their answers: whatever the daemon framed for c before
@@ -215,48 +191,38 @@ static void round_trip(struct hb_client *c)
  * back, and completes. */
 TEST(a_watch_nobody_waits_on_stays_quiet)
 {
-	struct hbt_daemon d;
-	struct hb_client *h, *v1;
-	struct hb_timeline *t;
+	struct wx x;
 	struct hb_counters c0, c1;
 	struct hb_sync *s;
 
-	hbt_daemon_start(&d, NULL);
-	h = IT_CONNECT(hbt_addr_host(&d));
-	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
-	t = host_timeline(h);
-	s = open_at(v1, t, 1);
-	CHECK_EQ(hb_timeline_signal(t, 1), 0);
+	wx_start(&x, NULL);
+	s = IT_SYNC(x.v1, x.t, 1);
+	CHECK_EQ(hb_timeline_signal(x.t, 1), 0);
 	CHECK_EQ(hb_sync_wait(s, IT_WAIT_MS), 0);
 	hb_sync_close(s);
-	/* Told of 2, which nobody waits for: read (before the reply to a call of v1's), and the
+	/* Told of 2, which nobody waits for: read (before the reply to a call of x.v1's), and the
 	 * next hb_dispatch arms the watch past everything. */
-	CHECK_EQ(hb_timeline_signal(t, 2), 0);
-	CHECK_EQ(hb_timeline_share(t, 1), 0); /* an awaited call: the daemon has the signal */
-	round_trip(v1);
-	CHECK(hb_dispatch(v1, 0) >= 0);
-	round_trip(v1); /* the WatchArm went without an answer: now the daemon has it */
-	CHECK_EQ(hb_counters(v1, &c0), 0);
+	CHECK_EQ(hb_timeline_signal(x.t, 2), 0);
+	CHECK_EQ(hb_timeline_share(x.t, 1), 0); /* an awaited call: the daemon has the signal */
+	round_trip(x.v1);
+	CHECK(hb_dispatch(x.v1, 0) >= 0);
+	round_trip(x.v1); /* the WatchArm went without an answer: now the daemon has it */
+	CHECK_EQ(hb_counters(x.v1, &c0), 0);
 	for (uint64_t v = 3; v <= 202; v++)
-		CHECK_EQ(hb_timeline_signal(t, v), 0);
-	CHECK_EQ(hb_timeline_share(t, 1), 0);
-	round_trip(v1);
-	CHECK_EQ(hb_counters(v1, &c1), 0);
+		CHECK_EQ(hb_timeline_signal(x.t, v), 0);
+	CHECK_EQ(hb_timeline_share(x.t, 1), 0);
+	round_trip(x.v1);
+	CHECK_EQ(hb_counters(x.v1, &c1), 0);
 	/* The two replies of round_trip, nothing else. */
 	CHECK_EQ(c1.frames_in - c0.frames_in, 2);
 	/* A new fence arms it again, without waiting for an answer. */
-	s = open_at(v1, t, 205);
-	CHECK_EQ(hb_counters(v1, &c0), 0);
+	s = IT_SYNC(x.v1, x.t, 205);
+	CHECK_EQ(hb_counters(x.v1, &c0), 0);
 	CHECK_EQ(c0.frames_out - c1.frames_out, 1);
 	CHECK_EQ(c0.frames_in - c1.frames_in, 0);
-	CHECK_EQ(hb_timeline_signal(t, 205), 0);
-	CHECK_EQ(hb_sync_wait(s, IT_WAIT_MS), 0);
-	CHECK_EQ(hb_sync_status(s), 1);
-	hb_sync_close(s);
-	hb_timeline_destroy(t);
-	hb_disconnect(v1);
-	hb_disconnect(h);
-	IT_STOP(&d);
+	CHECK_EQ(hb_timeline_signal(x.t, 205), 0);
+	completes(s);
+	wx_stop(&x);
 }
 
 /* Watches have a quota of their own, fence_waits_per_domain of them per domain, however many
@@ -273,14 +239,14 @@ TEST(watches_have_a_quota_of_their_own)
 	h = IT_CONNECT(hbt_addr_host(&d));
 	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
 	for (int i = 0; i < 3; i++)
-		t[i] = host_timeline(h);
+		t[i] = IT_TIMELINE(h, 1);
 	for (int i = 0; i < 8; i++)
-		s[i] = open_at(v1, t[0], 1 + (uint64_t)i);
-	s[8] = open_at(v1, t[1], 1);
+		s[i] = IT_SYNC(v1, t[0], 1 + (uint64_t)i);
+	s[8] = IT_SYNC(v1, t[1], 1);
 	CHECK_EQ(IT_STAT(&d, "fence_watches"), 2);
 	CHECK_EQ(IT_STAT(&d, "fence_waits"), 0);
-	s[9] = open_at(v1, t[2], 1);
-	s[10] = open_at(v1, t[2], 2);
+	s[9] = IT_SYNC(v1, t[2], 1);
+	s[10] = IT_SYNC(v1, t[2], 2);
 	CHECK_EQ(IT_STAT(&d, "fence_watches"), 2);
 	CHECK_EQ(IT_STAT(&d, "fence_waits"), 2);
 	f = (struct hb_fence){hb_timeline_id(t[2]), 3};
@@ -316,9 +282,9 @@ TEST(points_on_a_watch_survive_a_restart)
 	hbt_daemon_start_held_extra(&d, "[limits]\nfence_waits_per_domain = 100\n");
 	h = IT_CONNECT(hbt_addr_host(&d));
 	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
-	t = host_timeline(h);
+	t = IT_TIMELINE(h, 1);
 	for (int i = 0; i < N; i++)
-		s[i] = open_at(v1, t, 1 + (uint64_t)i);
+		s[i] = IT_SYNC(v1, t, 1 + (uint64_t)i);
 	hbt_daemon_crash(&d);
 	CHECK_EQ(hb_timeline_signal(t, 10), 0); /* the owner resumes first */
 	CHECK_EQ(hb_timeline_share(t, 1), 0);   /* an awaited call: the daemon has the signal */
