@@ -239,6 +239,7 @@ CtlTimeline *hbd_ctl_timeline(const struct hbd_session *s, const struct hbd_time
 	ct->owner_session = (char *)s->label;
 	ct->value = tl->value;
 	ct->pending = tl->n_heap > UINT32_MAX ? UINT32_MAX : (uint32_t)tl->n_heap;
+	ct->watchers = (uint32_t)hbc_list_length(&tl->fence_watches);
 	return ct;
 }
 

@@ -310,3 +310,22 @@ TEST(points_on_a_watch_survive_a_restart)
 	hb_disconnect(h);
 	IT_STOP(&d);
 }
+
+/* hyperbufctl timelines shows a timeline's watchers: their fences are not waits, and PENDING
+ * alone would say nobody waits. */
+TEST(hyperbufctl_lists_a_timelines_watchers)
+{
+	struct wx x;
+	struct hb_sync *s;
+	char out[8192];
+
+	wx_start(&x, NULL);
+	s = IT_SYNC(x.v1, x.t, 5);
+	CHECK_EQ(hbt_ctl(&x.d, out, sizeof(out), "timelines"), 0);
+	CHECK(strstr(out, "PENDING") && strstr(out, "WATCHERS"));
+	CHECK_EQ(hbt_ctl(&x.d, out, sizeof(out), "--json timelines"), 0);
+	CHECK(it_json_ok(out));
+	CHECK(strstr(out, "\"pending\":0") && strstr(out, "\"watchers\":1"));
+	hb_sync_close(s);
+	wx_stop(&x);
+}

@@ -387,6 +387,10 @@ static const struct field timeline_fields[] = {
      .off = offsetof(CtlTimeline, owner_session)},
     {.key = "value", .header = "VALUE", .kind = F_U64, .off = offsetof(CtlTimeline, value)},
     {.key = "pending", .header = "PENDING", .kind = F_U32, .off = offsetof(CtlTimeline, pending)},
+    {.key = "watchers",
+     .header = "WATCHERS",
+     .kind = F_U32,
+     .off = offsetof(CtlTimeline, watchers)},
 };
 
 const struct tool_ctl_view tool_ctl_domains_view = {"domains", domain_fields,
