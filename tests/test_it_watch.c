@@ -329,3 +329,40 @@ TEST(hyperbufctl_lists_a_timelines_watchers)
 	hb_sync_close(s);
 	wx_stop(&x);
 }
+
+/*
+ * A watcher whose output is full (it reads nothing while 256 exports' events with 4 KiB of
+ * metadata each wait for it) cannot be told of its timeline when it moves; meanwhile the owner
+ * fails 70 separate ranges, more than the 64 a timeline remembers. The watch tells what it owes
+ * before the first ranges are forgotten, so v1's points in them still fail with their error
+ * (they would read 1 if the statuses were taken from the timeline when v1 reads).
+ */
+TEST(a_congested_watcher_keeps_the_errors_of_forgotten_ranges)
+{
+	static char meta[4096];
+	struct hb_buffer *b[256];
+	struct hb_sync *s[3];
+	struct hb_id id;
+	struct wx x;
+
+	wx_start(&x, NULL);
+	for (int i = 0; i < 3; i++)
+		s[i] = IT_SYNC(x.v1, x.t, 1 + 2 * (uint64_t)i); /* 1, 3, 5: each will fail */
+	for (int i = 0; i < 256; i++) {
+		b[i] = IT_ALLOC(x.h, 1, 4096, 0);
+		IT_EXPORT(b[i], meta, sizeof(meta), &id);
+	}
+	for (uint64_t v = 1; v <= 140; v += 2) {
+		CHECK_EQ(hb_timeline_fail(x.t, v, -EIO), 0);
+		CHECK_EQ(hb_timeline_signal(x.t, v + 1), 0);
+	}
+	CHECK_EQ(hb_timeline_share(x.t, 1), 0); /* an awaited call: the daemon has them all */
+	for (int i = 0; i < 3; i++) {
+		CHECK_EQ(hb_sync_wait(s[i], IT_WAIT_MS), 0);
+		CHECK_EQ(hb_sync_status(s[i]), -EIO);
+		hb_sync_close(s[i]);
+	}
+	for (int i = 0; i < 256; i++)
+		hb_buffer_free(b[i]);
+	wx_stop(&x);
+}
