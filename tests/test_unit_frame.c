@@ -1,9 +1,9 @@
 /* Unit tests for protocol/frame.c: framing, round trips, and everything validation rejects. */
 #include <stdint.h>
 
-#include "tests/harness.h"
 #include "protocol/frame.h"
 #include "protocol/limits.h"
+#include "tests/harness.h"
 
 static uint8_t hid_bytes[16] = {7, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
 
@@ -856,4 +856,66 @@ TEST(server_structure_rules)
 	b = hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf)));
 	CHECK(b);
 	server_msg__free_unpacked(b, NULL);
+}
+
+/* Watches (PROTOCOL.md §3): a TimelineValue is unsolicited, names a timeline, moves forward
+ * (or ends) and carries a completion status; a watched SyncReply has no wait, and is pending
+ * or born complete. */
+TEST(watch_structure_rules)
+{
+	ServerMsg s = SERVER_MSG__INIT;
+	TimelineValue tv = TIMELINE_VALUE__INIT;
+	SyncReply sr = SYNC_REPLY__INIT;
+	uint8_t buf[256];
+	ServerMsg *b;
+
+	s.body_case = SERVER_MSG__BODY_TIMELINE_VALUE;
+	s.timeline_value = &tv;
+	tv.timeline = 7;
+	tv.from = 3;
+	tv.value = 5;
+	tv.status = 1;
+	b = hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf)));
+	CHECK(b && b->timeline_value->value == 5 && b->timeline_value->from == 3);
+	server_msg__free_unpacked(b, NULL);
+	s.id = 9; /* it answers no request */
+	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
+	s.id = 0;
+	tv.value = 3; /* not forward */
+	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
+	tv.ended = 1; /* an end may say nothing more */
+	tv.status = -EPIPE;
+	b = hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf)));
+	CHECK(b && b->timeline_value->ended);
+	server_msg__free_unpacked(b, NULL);
+	tv.value = 5;
+	tv.status = 0; /* pending is no completion */
+	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
+	tv.status = -(int32_t)HBP_ERRNO_LIMIT;
+	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
+	tv.status = 1;
+	tv.timeline = 0;
+	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
+
+	s.id = 4;
+	s.body_case = SERVER_MSG__BODY_SYNC;
+	s.sync = &sr;
+	sr.watched = 1;
+	sr.value = 2; /* pending on the watch */
+	b = hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf)));
+	CHECK(b && b->sync->watched && b->sync->status == 0);
+	server_msg__free_unpacked(b, NULL);
+	sr.status = 1; /* born complete, watched */
+	b = hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf)));
+	CHECK(b);
+	server_msg__free_unpacked(b, NULL);
+	sr.wait = 11; /* a watch and a wait at once */
+	sr.status = 0;
+	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
+	sr.watched = 0; /* a plain pending wait */
+	b = hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf)));
+	CHECK(b);
+	server_msg__free_unpacked(b, NULL);
+	sr.wait = 0; /* neither a wait nor a watch, and not complete */
+	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
 }
