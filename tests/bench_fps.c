@@ -117,6 +117,11 @@ static int side_main(const void *arg)
 		goto out;
 	if (run_frames(sd, c, t, theirs) == 0 && tool_write_full(sd->ready, &byte, 1) == 0)
 		r = 0;
+	/* The timeline stays until every side is done (the parent's second byte on go): the
+	 * other side's last hb_sync_open may still be on its way, and would find it destroyed
+	 * (ENOENT). */
+	if (r == 0)
+		tool_read_full(sd->go, &byte, 1, 300000);
 out:
 	if (r)
 		fprintf(stderr, "bench: (f) vm%d: %s\n", sd->vm, strerror(errno));
@@ -187,6 +192,10 @@ static uint64_t run_sides(struct fps_run *run, pid_t daemon, uint64_t *wall)
 			bad = 1;
 	*wall = tool_now_ns() - t0;
 	cpu0 = bench_cpu_ns(daemon) - cpu0;
+	/* Every side is done: they may destroy their timelines now. (Not by closing go: every
+	 * side forked later holds a copy of it.) */
+	for (unsigned i = 0; i < run->n; i++)
+		tool_write_full(run->go[i], &byte, 1);
 	for (unsigned i = 0; i < run->n; i++) {
 		close(run->go[i]);
 		close(run->ready[i]);
