@@ -91,7 +91,7 @@ static void on_alarm(int sig)
 
 struct bench_dir {
 	char dir[64];
-	char config[96], socket[96], vm1[96], vm2[96], log[96];
+	char config[96], socket[96], host[96], vm1[96], vm2[96], log[96];
 };
 
 static const char config_text[] = "[daemon]\n"
@@ -129,6 +129,7 @@ static int write_config(struct bench_dir *bd)
 		return -errno;
 	snprintf(bd->config, sizeof(bd->config), "%s/hyperbufd.conf", bd->dir);
 	snprintf(bd->socket, sizeof(bd->socket), "%s/host.sock", bd->dir);
+	snprintf(bd->host, sizeof(bd->host), "unix:%s/host.sock", bd->dir);
 	snprintf(bd->vm1, sizeof(bd->vm1), "vm:%s/vm1.sock", bd->dir);
 	snprintf(bd->vm2, sizeof(bd->vm2), "vm:%s/vm2.sock", bd->dir);
 	snprintf(bd->log, sizeof(bd->log), "%s/hyperbufd.log", bd->dir);
@@ -169,21 +170,35 @@ enum {
 	CMD_PING_SOCK,
 	CMD_PING_EFD,
 	CMD_FENCE_AWAITED, /* CMD_FENCE on the path before quiet signals and watches */
+	CMD_FENCE_HOST,    /* CMD_FENCE between vm1 and a host client in vm2's process */
 };
+
+/* The host's channel, for CMD_FENCE_HOST; set before the importer is forked. */
+static const char *host_address;
 
 static bool is_fence(uint32_t cmd)
 {
-	return cmd == CMD_FENCE || cmd == CMD_FENCE_AWAITED;
+	return cmd == CMD_FENCE || cmd == CMD_FENCE_AWAITED || cmd == CMD_FENCE_HOST;
 }
 
-/* The client a fence method runs on: c, or for CMD_FENCE_AWAITED one more client of the same
+/* The domain vm1's timeline is shared with: vm2, or the host. */
+static uint32_t fence_peer(uint32_t cmd)
+{
+	return cmd == CMD_FENCE_HOST ? 0 : 2;
+}
+
+/* The client a fence method runs on: c; for CMD_FENCE_AWAITED one more client of the same
  * domain with HYPERBUF_SIGNALS=awaited (API.md), whose every signal waits for the daemon's
- * answer and every fence is a daemon wait: the path before quiet signals and watches. NULL
- * (errno set) if it cannot connect. Disconnect it with fence_client_end. */
-static struct hb_client *fence_client(struct hb_client *c, const char *address, uint32_t cmd)
+ * answer and every fence is a daemon wait: the path before quiet signals and watches; in
+ * vm2's process for CMD_FENCE_HOST, a host client. NULL (errno set) if it cannot connect.
+ * Disconnect it with fence_client_end. */
+static struct hb_client *fence_client(struct hb_client *c, const char *address, uint32_t cmd,
+				      bool in_vm2)
 {
 	struct hb_client *a;
 
+	if (cmd == CMD_FENCE_HOST && in_vm2)
+		return hb_connect(host_address);
 	if (cmd != CMD_FENCE_AWAITED)
 		return c;
 	setenv("HYPERBUF_SIGNALS", "awaited", 1);
@@ -234,7 +249,7 @@ static int importer_ping(struct hb_client *main_c, const char *address,
 			 const struct bench_meta *m, int fd)
 {
 	uint64_t n = m->size, *wake = calloc(n + 1, 8);
-	struct hb_client *c = fence_client(main_c, address, m->cmd);
+	struct hb_client *c = fence_client(main_c, address, m->cmd, true);
 	struct hb_timeline *t = NULL;
 	struct hb_sync *s = NULL;
 	int ret = -1;
@@ -703,7 +718,7 @@ static int bench_ping(struct bench *bn, struct hb_buffer *cmdb, uint32_t cmd, un
 {
 	struct bench_meta m = {.magic = META_MAGIC, .cmd = cmd, .size = rounds};
 	uint64_t *sig = calloc(rounds, 8), *rt = calloc(rounds, 8), *wake = calloc(rounds, 8);
-	struct hb_client *fc = fence_client(bn->c, bn->address, cmd);
+	struct hb_client *fc = fence_client(bn->c, bn->address, cmd, false);
 	struct hb_timeline *t = NULL;
 	uint64_t theirs = 0;
 	struct hb_id id;
@@ -713,7 +728,7 @@ static int bench_ping(struct bench *bn, struct hb_buffer *cmdb, uint32_t cmd, un
 		goto out;
 	if (is_fence(cmd)) {
 		t = hb_timeline_create(fc);
-		if (!t || hb_timeline_share(t, 2) < 0) {
+		if (!t || hb_timeline_share(t, fence_peer(cmd)) < 0) {
 			fprintf(stderr, "%s: hb_timeline_create/share: %s\n", argv0, strerror(errno));
 			goto out;
 		}
@@ -888,6 +903,7 @@ int main(int argc, char **argv)
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ping_sock) < 0 ||
 	    (efd_ab = eventfd(0, EFD_CLOEXEC)) < 0 || (efd_ba = eventfd(0, EFD_CLOEXEC)) < 0)
 		goto out_daemon;
+	host_address = bd.host;
 	importer = (struct helper_start){
 	    .address = bd.vm2, .fd = rec[1], .unused = {rec[0], sp[0], sp[1], ping_sock[0], -1}};
 	importer_pid = tool_fork_call(importer_start, &importer);
@@ -967,13 +983,14 @@ int main(int argc, char **argv)
 
 	{
 		/* Indices 1 and 2 are the baselines; 3 is the path fences took before quiet signals
-		 * and watches. */
-		static const uint32_t cmds[4] = {CMD_FENCE, CMD_PING_SOCK, CMD_PING_EFD,
-						 CMD_FENCE_AWAITED};
-		static const char *const names[4] = {"hyperbuf fences", "UNIX socketpair",
-						     "eventfd pair", "fences, relayed"};
+		 * and watches; 4 is vm1 with a host client (goal 1 asks both). */
+		static const uint32_t cmds[5] = {CMD_FENCE, CMD_PING_SOCK, CMD_PING_EFD,
+						 CMD_FENCE_AWAITED, CMD_FENCE_HOST};
+		static const char *const names[5] = {"hyperbuf fences", "UNIX socketpair",
+						     "eventfd pair", "fences, relayed",
+						     "fences, vm1-host"};
 		struct hb_buffer *cmdb = hb_buffer_alloc(bn.c, 2, 4096, 0);
-		struct ping_result pr[4];
+		struct ping_result pr[5];
 		struct relay_cost req_cost[2]; /* before and after the hb_query rounds */
 		unsigned rounds = 2000 / div;
 		uint64_t req_p50 = 0, req_p99 = 0;
@@ -990,15 +1007,17 @@ int main(int argc, char **argv)
 		       "wait returns (hb_sync_wait / read)\n");
 		printf("    round trip: vm1 signals, vm2 wakes and signals back (its own timeline "
 		       "/ write), vm1's wait returns\n");
+		printf("    fences, vm1-host: the same with a host client (unix:) in vm2's process "
+		       "instead of vm2\n");
 		printf("    %-18s | %9s %9s | %9s %9s | %s\n", "method", "1-way p50", "p99",
 		       "rt p50", "p99", "ratio of round trip p50: vs socketpair, vs eventfd");
-		for (int v = 0; v < 4; v++) {
+		for (int v = 0; v < 5; v++) {
 			if (bench_ping(&bn, cmdb, cmds[v], rounds, &pr[v]) < 0) {
 				hb_buffer_free(cmdb);
 				goto out_client;
 			}
 		}
-		for (int v = 0; v < 4; v++)
+		for (int v = 0; v < 5; v++)
 			printf("    %-18s | %9.1f %9.1f | %9.1f %9.1f | %.2fx, %.2fx\n", names[v],
 			       pr[v].one_p50 / 1e3, pr[v].one_p99 / 1e3, pr[v].rt_p50 / 1e3,
 			       pr[v].rt_p99 / 1e3,
@@ -1011,6 +1030,7 @@ int main(int argc, char **argv)
 		       (double)pr[0].one_p50 / (double)(pr[2].one_p50 ? pr[2].one_p50 : 1));
 		relay_cost_print("fences", &pr[0].cost[0], &pr[0].cost[1], rounds);
 		relay_cost_print("fences, relayed", &pr[3].cost[0], &pr[3].cost[1], rounds);
+		relay_cost_print("fences, vm1-host", &pr[4].cost[0], &pr[4].cost[1], rounds);
 		relay_cost_take(&req_cost[0], bn.c, daemon_pid);
 		if (relay_request_rt(bn.c, &pr[2].id, rounds, &req_p50, &req_p99) < 0) {
 			hb_buffer_free(cmdb);
@@ -1024,6 +1044,8 @@ int main(int argc, char **argv)
 		relay_cost_print("requests", &req_cost[0], &req_cost[1], rounds);
 		goals.fence_rt_ratio =
 		    (double)pr[0].rt_p50 / (double)(pr[1].rt_p50 ? pr[1].rt_p50 : 1);
+		goals.fence_host_rt_ratio =
+		    (double)pr[4].rt_p50 / (double)(pr[1].rt_p50 ? pr[1].rt_p50 : 1);
 		goals.request_rt_ratio =
 		    (double)req_p50 / (double)(pr[1].rt_p50 ? pr[1].rt_p50 : 1);
 		goals.lib_per_request = relay_cost_syscalls(&req_cost[0], &req_cost[1], rounds);

@@ -31,14 +31,15 @@ void relay_cost_print(const char *what, const struct relay_cost *a, const struct
 		      unsigned rounds);
 /* Issue 12's goals (docs/PERFORMANCE.md), from figures measured in this run. */
 struct relay_goals {
-	double fence_rt_ratio;   /* fenced round trip p50 / socketpair round trip p50 */
-	double request_rt_ratio; /* hb_query round trip p50 / socketpair round trip p50 */
-	double lib_per_request;  /* library system calls per request */
-	double lib_per_wait;     /* per hb_sync_wait: a fence round's, less its two requests' */
-	double share_4k_ratio;   /* 4 KiB export -> import / mmap+populate */
+	double fence_rt_ratio;      /* fenced round trip p50 / socketpair round trip p50 */
+	double fence_host_rt_ratio; /* the same between vm1 and a host client */
+	double request_rt_ratio;    /* hb_query round trip p50 / socketpair round trip p50 */
+	double lib_per_request;     /* library system calls per request */
+	double lib_per_wait;        /* per hb_sync_wait: a fence round's, less its two requests' */
+	double share_4k_ratio;      /* 4 KiB export -> import / mmap+populate */
 	double daemon_us_per_fence_round;
 	double daemon_msgs_per_fence_round; /* messages in and out (hyperbufctl stats) */
-	double daemon_calls_per_msg; /* requests: the daemon's system calls per message */
+	double daemon_calls_per_msg;        /* requests: the daemon's system calls per message */
 };
 
 /* Per round between two snapshots: the library's system calls and the daemon's CPU in us. */
