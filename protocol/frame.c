@@ -274,11 +274,19 @@ static bool cpu_access_valid(const CpuAccessReply *r)
 	return true;
 }
 
+/* A slot of a group's page 0, with a generation: the library indexes page 0 with it. */
+static bool slot_ok(const FenceSlot *s)
+{
+	return s->group >= 1 && s->group <= HBP_MAX_GROUPS && s->index >= 1 &&
+	       s->index <= HBP_SLOTS && s->gen != 0;
+}
+
 static bool server_valid(const ServerMsg *m)
 {
 	bool unsolicited = m->body_case == SERVER_MSG__BODY_EVENT ||
 			   m->body_case == SERVER_MSG__BODY_FENCE ||
 			   m->body_case == SERVER_MSG__BODY_TIMELINE_VALUE ||
+			   m->body_case == SERVER_MSG__BODY_TIMELINE_SLOT ||
 			   m->body_case == SERVER_MSG__BODY_CTL_EVENT;
 	/* The one frame of a connection the daemon refuses: id 0, an error and nothing else. */
 	bool refusal = m->id == 0 && m->body_case == SERVER_MSG__BODY__NOT_SET && m->error != 0;
@@ -318,6 +326,7 @@ static bool server_valid(const ServerMsg *m)
 		 * may also come with a point born complete). */
 		return m->sync && status_ok(m->sync->status, true) &&
 		       !(m->sync->watched && m->sync->wait != 0) &&
+		       (!m->sync->slot || (m->sync->watched && slot_ok(m->sync->slot))) &&
 		       (m->sync->wait != 0 ? m->sync->status == 0
 					   : m->sync->watched || m->sync->status != 0);
 	case SERVER_MSG__BODY_CPU_ACCESS:
@@ -331,6 +340,9 @@ static bool server_valid(const ServerMsg *m)
 		       (m->timeline_value->value > m->timeline_value->from ||
 			m->timeline_value->ended) &&
 		       status_ok(m->timeline_value->status, false);
+	case SERVER_MSG__BODY_TIMELINE_SLOT:
+		return m->timeline_slot && m->timeline_slot->timeline != 0 &&
+		       m->timeline_slot->slot && slot_ok(m->timeline_slot->slot);
 	case SERVER_MSG__BODY_CTL_EVENT:
 		return m->ctl_event && ctl_event_valid(m->ctl_event);
 	default:

@@ -25,9 +25,10 @@
 #define HBP_FEATURE_INLINE_REFS  1u /* BufferDesc of depth 0 (refs inline) */
 #define HBP_FEATURE_QUIET_SIGNAL 2u /* TimelineSignal.quiet: no reply unless refused */
 #define HBP_FEATURE_WATCH        4u /* SyncOpen.watch and TimelineValue */
+#define HBP_FEATURE_SLOTS        8u /* SyncReply.slot, TimelineSlot: a doorbell to wake it */
 /* What this daemon and library understand; the daemon keeps the bits both do. */
-#define HBP_FEATURES_KNOWN                                                                      \
-	(HBP_FEATURE_INLINE_REFS | HBP_FEATURE_QUIET_SIGNAL | HBP_FEATURE_WATCH)
+#define HBP_FEATURES_KNOWN                                                                         \
+	(HBP_FEATURE_INLINE_REFS | HBP_FEATURE_QUIET_SIGNAL | HBP_FEATURE_WATCH | HBP_FEATURE_SLOTS)
 
 /* Hard ceilings a configuration can't exceed. */
 #define HBP_META_LIMIT        4096u /* == HB_META_MAX in hyperbuf.h */
@@ -84,5 +85,24 @@ struct hbp_pool_header {
 	uint32_t instance; /* random, non-zero, new for every pool the daemon creates */
 	char name[32];     /* group name, NUL padded */
 };
+
+/*
+ * Fence slots (PROTOCOL.md §3 "Fence slots"): the rest of page 0, after the header, holds
+ * HBP_SLOTS 64-byte slots, slot i at byte 64 * i (i = 1..63). Every field little-endian,
+ * naturally aligned, accessed atomically. Every member of the group can write them: a value
+ * is trusted only while gen is the one the daemon gave and POISON is clear, and only by the
+ * group's members, for the group's own timelines.
+ */
+#define HBP_SLOTS       63u
+#define HBP_SLOT_POISON 1u /* flags: a point failed; statuses come from the watch */
+struct hbp_fence_slot {
+	uint64_t value;   /* the highest value known to have succeeded */
+	uint32_t gen;     /* given by the daemon with the slot; 0 when free */
+	uint32_t flags;   /* HBP_SLOT_POISON */
+	uint64_t waiters; /* bit (ivshmem peer id % 64): a waiter about to sleep */
+	uint64_t reserved[5];
+};
+_Static_assert(sizeof(struct hbp_fence_slot) == 64, "a fence slot is 64 bytes");
+_Static_assert(sizeof(struct hbp_pool_header) <= 64, "the header fits before slot 1");
 
 #endif

@@ -919,3 +919,59 @@ TEST(watch_structure_rules)
 	sr.wait = 0; /* neither a wait nor a watch, and not complete */
 	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
 }
+
+/* A fence slot names slot 1..63 of a group's page 0 with a generation, and comes only with a
+ * watch (SyncReply) or, unsolicited, to the owner (TimelineSlot). */
+TEST(slot_structure_rules)
+{
+	ServerMsg s = SERVER_MSG__INIT;
+	SyncReply sr = SYNC_REPLY__INIT;
+	TimelineSlot ts = TIMELINE_SLOT__INIT;
+	FenceSlot fs = FENCE_SLOT__INIT;
+	/* group, index, gen: no group 0, none past the last; no slot 0 (the header) or 64. */
+	static const uint32_t bad[][3] = {
+	    {2, 0, 77}, {2, HBP_SLOTS + 1, 77}, {2, 1, 0}, {0, 1, 77}, {HBP_MAX_GROUPS + 1, 1, 77}};
+	uint8_t buf[256];
+	ServerMsg *b;
+
+	fs.group = 2;
+	fs.index = HBP_SLOTS;
+	fs.gen = 77;
+	s.id = 4;
+	s.body_case = SERVER_MSG__BODY_SYNC;
+	s.sync = &sr;
+	sr.watched = 1;
+	sr.slot = &fs;
+	b = hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf)));
+	CHECK(b && b->sync->slot && b->sync->slot->index == HBP_SLOTS && b->sync->slot->gen == 77);
+	server_msg__free_unpacked(b, NULL);
+	sr.watched = 0; /* a slot without a watch */
+	sr.wait = 11;
+	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
+	sr.watched = 1;
+	sr.wait = 0;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		fs.group = bad[i][0];
+		fs.index = bad[i][1];
+		fs.gen = bad[i][2];
+		CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
+	}
+	fs.group = 2;
+	fs.index = 1;
+	fs.gen = 77;
+
+	s.body_case = SERVER_MSG__BODY_TIMELINE_SLOT;
+	s.timeline_slot = &ts;
+	ts.timeline = 9;
+	ts.slot = &fs;
+	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL); /* id 4 */
+	s.id = 0;
+	b = hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf)));
+	CHECK(b && b->timeline_slot->timeline == 9 && b->timeline_slot->slot->index == 1);
+	server_msg__free_unpacked(b, NULL);
+	ts.slot = NULL;
+	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
+	ts.slot = &fs;
+	ts.timeline = 0;
+	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
+}
