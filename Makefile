@@ -117,10 +117,10 @@ CONFIG_SRC  := $(wildcard daemon/config*.c)
 # behind backends/backend.h. backends/xen: ring.c and desc.c need no Xen library and are always
 # built (unit tests use them); the rest only WITH_XEN=1, the library getting none.c otherwise.
 KVM_HOST    := backends/kvm/host.c backends/kvm/policy.c backends/kvm/ivshmem.c backends/kvm/restore.c \
-	backends/kvm/pool.c
+	backends/kvm/pool.c backends/kvm/slots.c
 KVM_GUEST   := backends/kvm/guest.c backends/kvm/attach.c backends/kvm/ivshmem_client.c \
 	backends/kvm/bars.c backends/kvm/dmabuf.c \
-	backends/kvm/port.c backends/kvm/pool_window.c
+	backends/kvm/port.c backends/kvm/pool_window.c backends/kvm/doorbell.c
 XEN_PURE    := backends/xen/ring.c backends/xen/desc.c
 XEN_HOST    := backends/xen/host.c backends/xen/vchan.c
 XEN_GUEST   := backends/xen/grants.c backends/xen/vchan_client.c

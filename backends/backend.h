@@ -37,10 +37,11 @@
 #include "protocol/refdir.h"
 
 struct ev_loop;
+struct hbp_fence_slot;
 
 /* ---- host side (hyperbufd) ------------------------------------------------------------- */
 
-#define HBB_HOST_VERSION 2u /* 2: restarts (fd store, restart state) */
+#define HBB_HOST_VERSION 3u /* 2: restarts (fd store, restart state); 3: fence slots */
 
 /* Who is asking: the daemon's view of the session a request arrived on. */
 struct hbb_caller {
@@ -155,6 +156,20 @@ struct hbb_host_ops {
 	int (*restore_record)(void *state, uint64_t key, const void *data, size_t len);
 	/* Restoring is over (ok: the state was taken): what no record claimed goes. */
 	void (*restore_done)(void *state, bool ok);
+
+	/* Version 3, all optional: fence slots in a group's shared memory (PROTOCOL.md §3 "Fence
+	 * slots"). The daemon never reads a slot to decide anything; it writes and rings. */
+	/* A free slot of group's pool for a timeline at value: *index and a fresh *gen, the slot
+	 * written (value, gen, no flags, no waiters). -ENOSPC when all are taken, -ENOENT. */
+	int (*slot_take)(void *state, uint32_t group, uint64_t value, uint32_t *index,
+			 uint32_t *gen);
+	/* The timeline reached value: raise the slot's value to it and ring the waiters. */
+	void (*slot_signal)(void *state, uint32_t group, uint32_t index, uint32_t gen,
+			    uint64_t value);
+	/* A point failed: POISON from here on, and ring the waiters. */
+	void (*slot_poison)(void *state, uint32_t group, uint32_t index, uint32_t gen);
+	/* The timeline is gone: poisoned, freed (gen 0), waiters rung. */
+	void (*slot_put)(void *state, uint32_t group, uint32_t index, uint32_t gen);
 };
 
 extern const struct hbb_host_ops hbk_host_ops; /* backends/kvm/host.c */
@@ -162,7 +177,7 @@ extern const struct hbb_host_ops hbx_host_ops; /* backends/xen/host.c, WITH_XEN=
 
 /* ---- guest side (libhyperbuf) ------------------------------------------------------------ */
 
-#define HBB_GUEST_VERSION 2u
+#define HBB_GUEST_VERSION 3u
 #define HBB_FRAME_FDS     8u /* fds one frame may bring; the protocol sends one at most */
 
 /* How a process reaches the daemon: a socket, a virtio-serial port, a vchan. */
@@ -254,8 +269,9 @@ struct hbb_guest_ops {
 	/* Optional: domain died and m maps an import of its memory (Xen: it becomes a private
 	 * copy at the same address, so the domain can finish dying). */
 	void (*peer_gone)(void *state, uint32_t domain, struct hbb_mapping *m);
-	/* Optional: fds to poll besides the channel (an emulated VM's ivshmem sockets), and
-	 * handling what arrived there; a negative errno from drain breaks the client. */
+	/* Optional: fds to poll besides the channel (an emulated VM's ivshmem sockets and
+	 * doorbells), and handling what arrived there: drain returns the doorbell reads it made
+	 * (for the client's counters), or a negative errno, which breaks the client. */
 	size_t (*pollfds)(void *state, struct pollfd *pfd, size_t max);
 	int (*drain)(void *state);
 	/*
@@ -266,6 +282,15 @@ struct hbb_guest_ops {
 	 * (the log says which), -E2BIG over a kernel limit (udmabuf's size_limit_mb, list_limit).
 	 */
 	int (*dmabuf)(void *state, const struct hbb_mapping *m, bool writable);
+
+	/* Version 3, optional: fence slots (PROTOCOL.md §3 "Fence slots"), where this process
+	 * has a doorbell of its own (an emulated VM: the ivshmem server's eventfds). */
+	/* The slot `index` of group's page 0, mapped read-write; NULL if there is none. */
+	struct hbp_fence_slot *(*slot)(void *state, uint32_t group, uint32_t index);
+	/* This process's bit in a slot's waiters for group (its ivshmem peer id % 64), or -1. */
+	int (*slot_bit)(void *state, uint32_t group);
+	/* Rings the doorbell of every peer of group whose bit is in mask. */
+	void (*ring)(void *state, uint32_t group, uint64_t mask);
 };
 
 extern const struct hbb_guest_ops hbk_guest_ops; /* backends/kvm/guest.c */

@@ -22,6 +22,7 @@ static void group_close(struct hbk_group *g)
 		close(g->iv_fd);
 	g->iv_fd = -1;
 	g->iv_ready = false;
+	hbk_bells_close(g);
 	hbk_pool_window_close(&g->win);
 }
 
@@ -54,6 +55,7 @@ static int take_groups(struct hbk_guest *k, const Welcome *w)
 		hbk_pool_window_init(&g->win);
 		g->iv_fd = -1;
 		g->iv_msg_fd = -1;
+		g->bell = -1;
 	}
 	k->n_groups = w->n_groups;
 	for (size_t i = 0; i < w->n_groups; i++) {
@@ -201,4 +203,7 @@ const struct hbb_guest_ops hbk_guest_ops = {
     .pollfds = kvm_pollfds,
     .drain = kvm_drain,
     .dmabuf = hbk_dmabuf,
+    .slot = hbk_slot,
+    .slot_bit = hbk_slot_bit,
+    .ring = hbk_ring,
 };

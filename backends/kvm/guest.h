@@ -33,9 +33,22 @@ struct hbk_group {
 	uint8_t iv_msg[8]; /* a partly received 8-byte message */
 	size_t iv_got;
 	int iv_msg_fd; /* the fd that came with it, -1 if none */
+	/* Emulated VMs' doorbells (doorbell.c), vector 0: our own, rung to wake us (-1 until
+	 * the server sends it), and every other peer's, to wake them. */
+	int bell;
+	unsigned own_fds; /* our own eventfds the server sent so far (one per vector) */
+	struct hbk_bell *bells;
+	size_t n_bells, cap_bells;
+	struct hbp_fence_slot *slots; /* page 0, read-write, once a slot is asked for */
 	/* KVM guests: the window's fd is hyperbuf.ko's /dev/hyperbuf/pool-<PCI address> (a cached
 	 * mapping, dma-bufs) rather than sysfs's resource2 file. */
 	bool kmod;
+};
+
+/* A peer's doorbell: the eventfd that interrupts it on vector 0. */
+struct hbk_bell {
+	uint32_t id;
+	int fd;
 };
 
 struct hbk_guest {
@@ -65,10 +78,22 @@ int hbk_host_attach(struct hbk_guest *k, struct hbk_group *g);
 /* ivshmem_client.c: an emulated VM's group, attached as QEMU would: connect to ivshmem_path,
  * the handshake (the pool fd), then Attach naming the peer id we were given. */
 int hbk_ivshmem_attach(struct hbk_guest *k, struct hbk_group *g, const char *ivshmem_path);
-/* Reads later ivshmem messages of every ready group without blocking, closing their fds.
- * A negative errno (the connection is gone, or the server broke the protocol) is fatal. */
+/* Reads later ivshmem messages of every ready group without blocking (keeping doorbells), and
+ * empties our doorbells: how many doorbell reads, or a negative errno (the connection is gone,
+ * or the server broke the protocol), which is fatal. */
 int hbk_ivshmem_drain(struct hbk_guest *k);
 size_t hbk_ivshmem_pollfds(struct hbk_guest *k, struct pollfd *pfd, size_t max);
+
+/* doorbell.c: an ivshmem message with an eventfd (taken: kept or closed) or without (the
+ * peer went), after the handshake gave us our id. 0 or -ENOMEM. */
+int hbk_bell_message(struct hbk_group *g, uint32_t id, int fd);
+/* Empties our own doorbell, if it is polled: the reads it made (0 or 1). */
+int hbk_bell_drain(struct hbk_group *g);
+void hbk_bells_close(struct hbk_group *g);
+/* The fence slot ops (struct hbb_guest_ops, version 3). */
+struct hbp_fence_slot *hbk_slot(void *state, uint32_t group, uint32_t index);
+int hbk_slot_bit(void *state, uint32_t group);
+void hbk_ring(void *state, uint32_t group, uint64_t mask);
 
 /* dmabuf.c: the dma-buf op (backends/backend.h); and closing what it opened. */
 int hbk_dmabuf(void *state, const struct hbb_mapping *m, bool writable);

@@ -384,6 +384,8 @@ static void kvm_stats(void *state, void (*put)(void *ctx, const char *key, uint6
 		put(ctx, key, g->pool.pages - 1);
 		snprintf(key, sizeof(key), "pool.%s.ivshmem_peers", g->cfg.name);
 		put(ctx, key, g->srv.n_peers);
+		snprintf(key, sizeof(key), "pool.%s.fence_slots", g->cfg.name);
+		put(ctx, key, (uint64_t)__builtin_popcountll(g->pool.slots_used));
 	}
 }
 
@@ -403,4 +405,8 @@ const struct hbb_host_ops hbk_host_ops = {
     .restore_buffer = hbk_restore_buffer,
     .restore_record = hbk_restore_record,
     .restore_done = hbk_restore_done,
+    .slot_take = hbk_slot_take,
+    .slot_signal = hbk_slot_signal,
+    .slot_poison = hbk_slot_poison,
+    .slot_put = hbk_slot_put,
 };

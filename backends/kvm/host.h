@@ -51,6 +51,12 @@ int hbk_restore_buffer(void *state, struct hbb_buffer *b);
 int hbk_restore_record(void *state, uint64_t key, const void *data, size_t len);
 void hbk_restore_done(void *state, bool ok);
 
+/* slots.c: the host ops of fence slots (struct hbb_host_ops, version 3) */
+int hbk_slot_take(void *state, uint32_t group, uint64_t value, uint32_t *index, uint32_t *gen);
+void hbk_slot_signal(void *state, uint32_t group, uint32_t index, uint32_t gen, uint64_t value);
+void hbk_slot_poison(void *state, uint32_t group, uint32_t index, uint32_t gen);
+void hbk_slot_put(void *state, uint32_t group, uint32_t index, uint32_t gen);
+
 /* policy.c */
 /* Sets up g's admission (the ivshmem server's admit callback) and its members' shares. */
 void hbk_policy_init(struct kvm_group *g);

@@ -4,7 +4,7 @@
  * us: 8-byte little-endian signed integers, each with at most one fd. First 0 (the version),
  * then our peer id, then -1 with the pool fd; peers' ids with eventfds (connect) or without
  * (disconnect) may come before the -1 and any time after it. We accept exactly what QEMU 7.2
- * accepts, and close every eventfd: doorbells are not used yet.
+ * accepts, and keep vector 0's eventfds as doorbells (doorbell.c).
  */
 #include <endian.h>
 #include <errno.h>
@@ -64,21 +64,24 @@ static int iv_recv(struct hbk_group *g, int64_t *val, int *fd)
 /* A message after the handshake: peers coming (id + eventfd) and going (id alone). */
 static int iv_message(struct hbk_group *g, int64_t val, int fd)
 {
-	if (fd >= 0)
-		close(fd);
 	/* QEMU rejects these too: ids out of range, a second pool, its own id leaving. */
-	if (val < -1 || val > HBK_IVSHMEM_MAX_PEER || val == -1)
+	if (val < -1 || val > HBK_IVSHMEM_MAX_PEER || val == -1 ||
+	    (fd < 0 && (uint64_t)val == g->iv_peer)) {
+		if (fd >= 0)
+			close(fd);
 		return -EPROTO;
-	if (fd < 0 && (uint64_t)val == g->iv_peer)
-		return -EPROTO;
-	return 0;
+	}
+	return hbk_bell_message(g, (uint32_t)val, fd);
 }
 
 int hbk_ivshmem_drain(struct hbk_guest *k)
 {
+	int bells = 0;
+
 	for (size_t i = 0; i < k->n_groups; i++) {
 		struct hbk_group *g = &k->groups[i];
 
+		bells += hbk_bell_drain(g);
 		if (g->iv_fd < 0 || !g->iv_ready)
 			continue;
 		for (int n = 0; n < HBK_IVSHMEM_DRAIN_BATCH; n++) {
@@ -96,7 +99,7 @@ int hbk_ivshmem_drain(struct hbk_guest *k)
 				return r;
 		}
 	}
-	return 0;
+	return bells;
 }
 
 /* The next handshake message, waiting for it. The channel is read meanwhile, so that events
@@ -199,8 +202,14 @@ size_t hbk_ivshmem_pollfds(struct hbk_guest *k, struct pollfd *pfd, size_t max)
 {
 	size_t n = 0;
 
-	for (size_t i = 0; i < k->n_groups && n < max; i++)
-		if (k->groups[i].iv_fd >= 0 && k->groups[i].iv_ready)
-			pfd[n++] = (struct pollfd){.fd = k->groups[i].iv_fd, .events = POLLIN};
+	for (size_t i = 0; i < k->n_groups && n < max; i++) {
+		const struct hbk_group *g = &k->groups[i];
+
+		if (g->iv_fd >= 0 && g->iv_ready)
+			pfd[n++] = (struct pollfd){.fd = g->iv_fd, .events = POLLIN};
+		/* Only once a fence slot is in use: nothing else rings it. */
+		if (g->bell >= 0 && g->slots && n < max)
+			pfd[n++] = (struct pollfd){.fd = g->bell, .events = POLLIN};
+	}
 	return n;
 }

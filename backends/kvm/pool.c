@@ -81,6 +81,7 @@ int hbk_pool_init(struct hbk_pool *p, const char *name, uint32_t group, uint64_t
 		p->instance = 1;
 	h->instance = p->instance;
 	snprintf(h->name, sizeof(h->name), "%s", name);
+	hbk_slots_reset(p);
 	return 0;
 
 err_errno:
@@ -228,6 +229,7 @@ int hbk_pool_adopt(struct hbk_pool *p, int fd, uint32_t group, uint64_t size)
 		goto err;
 	page_set(p, 0, true);
 	p->hint = 1;
+	hbk_slots_reset(p);
 	return 0;
 err:
 	munmap(p->map, size);

@@ -19,6 +19,10 @@ struct hbk_pool {
 	uint32_t hint;     /* where the next first-fit search starts */
 	uint64_t punched;  /* pages hole-punched so far */
 	uint32_t instance; /* as in the header: random, non-zero */
+	/* Fence slots in page 0 (slots.c): bit i for slot i taken; the next generation. */
+	uint64_t slots_used;
+	uint32_t slot_gen;
+	uint32_t slot_gens[64]; /* what each taken slot was given */
 };
 
 /* Creates the memfd (MFD_CLOEXEC|MFD_ALLOW_SEALING), sizes and seals it (SHRINK|GROW|SEAL),
@@ -40,5 +44,9 @@ int hbk_pool_alloc(struct hbk_pool *p, uint32_t n, uint32_t *refs);
  * afterwards. At shutdown nothing is punched: clients keep what they map. */
 void hbk_pool_free(struct hbk_pool *p, const uint32_t *refs, uint32_t n, bool punch);
 void *hbk_pool_page(struct hbk_pool *p, uint32_t ref);
+
+/* slots.c: page 0's fence slots, all free, every one a previous daemon gave poisoned and
+ * without its generation (a library that has not noticed the restart trusts none of them). */
+void hbk_slots_reset(struct hbk_pool *p);
 
 #endif

@@ -1,0 +1,137 @@
+/*
+ * An emulated VM's doorbells and fence slots (docs/PROTOCOL.md §3 "Fence slots"). The ivshmem
+ * server sends each peer its own interrupt eventfds and every other peer's, one per vector,
+ * vector 0 first (QEMU docs/specs/ivshmem-spec.rst): we keep vector 0 of each. Ours is polled
+ * next to the channel; a peer's is written to wake it when a fence slot it waits on moves.
+ * The server is the daemon (checked when connecting), so these fds are trusted as doorbells;
+ * what a peer writes into a slot is not trusted for anything beyond its group's fences.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "backends/kvm/guest.h"
+#include "protocol/limits.h"
+
+static struct hbk_bell *bell_find(struct hbk_group *g, uint32_t id)
+{
+	for (size_t i = 0; i < g->n_bells; i++)
+		if (g->bells[i].id == id)
+			return &g->bells[i];
+	return NULL;
+}
+
+static int bell_add(struct hbk_group *g, uint32_t id, int fd)
+{
+	if (g->n_bells == g->cap_bells) {
+		size_t cap = g->cap_bells ? 2 * g->cap_bells : 8;
+		struct hbk_bell *v = realloc(g->bells, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		g->bells = v;
+		g->cap_bells = cap;
+	}
+	g->bells[g->n_bells++] = (struct hbk_bell){.id = id, .fd = fd};
+	return 0;
+}
+
+int hbk_bell_message(struct hbk_group *g, uint32_t id, int fd)
+{
+	struct hbk_bell *b = bell_find(g, id);
+
+	if (fd < 0) {
+		/* The peer went: a later peer with its id brings new eventfds. */
+		if (b) {
+			close(b->fd);
+			*b = g->bells[--g->n_bells];
+		}
+		return 0;
+	}
+	/* Ours (vector 0 only), or a peer's first (vector 0); not the daemon's own. */
+	if (id == g->iv_peer) {
+		if (g->own_fds++ == 0 && g->bell < 0) {
+			g->bell = fd;
+			return 0;
+		}
+	} else if (id != 0 && !b) {
+		if (bell_add(g, id, fd) == 0)
+			return 0;
+		close(fd);
+		return -ENOMEM;
+	}
+	close(fd);
+	return 0;
+}
+
+int hbk_bell_drain(struct hbk_group *g)
+{
+	eventfd_t v;
+
+	/* Polled only once a slot is in use; nonblocking, EAGAIN when it did not ring. */
+	if (g->bell < 0 || !g->slots)
+		return 0;
+	eventfd_read(g->bell, &v);
+	return 1;
+}
+
+void hbk_bells_close(struct hbk_group *g)
+{
+	for (size_t i = 0; i < g->n_bells; i++)
+		close(g->bells[i].fd);
+	free(g->bells);
+	g->bells = NULL;
+	g->n_bells = g->cap_bells = 0;
+	if (g->bell >= 0)
+		close(g->bell);
+	g->bell = -1;
+	if (g->slots)
+		munmap(g->slots, HBP_PAGE_SIZE);
+	g->slots = NULL;
+}
+
+static struct hbk_group *group_of(struct hbk_guest *k, uint32_t group)
+{
+	for (size_t i = 0; i < k->n_groups; i++)
+		if (k->groups[i].id == group)
+			return &k->groups[i];
+	return NULL;
+}
+
+struct hbp_fence_slot *hbk_slot(void *state, uint32_t group, uint32_t index)
+{
+	struct hbk_group *g = group_of(state, group);
+
+	/* Only where we can be woken: an emulated VM with its doorbell. */
+	if (!g || g->bell < 0 || g->win.fd < 0 || index < 1 || index > HBP_SLOTS)
+		return NULL;
+	if (!g->slots) {
+		void *p =
+		    mmap(NULL, HBP_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, g->win.fd, 0);
+
+		if (p == MAP_FAILED)
+			return NULL;
+		g->slots = p;
+	}
+	return &g->slots[index];
+}
+
+int hbk_slot_bit(void *state, uint32_t group)
+{
+	struct hbk_group *g = group_of(state, group);
+
+	return g && g->bell >= 0 ? (int)(g->iv_peer % 64) : -1;
+}
+
+void hbk_ring(void *state, uint32_t group, uint64_t mask)
+{
+	struct hbk_group *g = group_of(state, group);
+
+	if (!g)
+		return;
+	for (size_t i = 0; i < g->n_bells && mask; i++)
+		if (mask & (1ull << (g->bells[i].id % 64)))
+			eventfd_write(g->bells[i].fd, 1);
+}
