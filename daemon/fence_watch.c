@@ -199,6 +199,19 @@ static void tell_now(struct hbd_fence_watch *w)
 		hbd_session_drop_later(s, "cannot frame what a fence watch owes it");
 }
 
+void hbd_fence_watches_unslot(struct hbd_timeline *tl)
+{
+	struct hbd_fence_watch *w;
+
+	hbc_list_for_each_safe(w, &tl->fence_watches, struct hbd_fence_watch, tl_link)
+	{
+		/* Past everything: its slot was telling (or nobody waited, and being told of a
+		 * failure once costs that client one message). */
+		if (w->arm == UINT64_MAX)
+			w->arm = 0;
+	}
+}
+
 void hbd_fence_watches_flush(struct hbd_timeline *tl)
 {
 	struct hbd_fence_watch *w;

@@ -157,7 +157,15 @@ struct hbd_timeline {
 	uint32_t *seen_by;
 	unsigned n_seen_by, cap_seen_by;
 	struct hbc_list fence_watches; /* the sessions told of its progress (fence_watch.c) */
+	/* Its fence slots, one per group at most (fence_slot.c). */
+	struct hbd_fence_slot *slots;
+	unsigned n_slots;
 	struct hbd_st_mark st;
+};
+
+/* A timeline's slot in a group's pool (PROTOCOL.md §3 "Fence slots"). */
+struct hbd_fence_slot {
+	uint32_t group, index, gen;
 };
 
 /*
@@ -493,6 +501,7 @@ struct hbd_sync_open {
 	uint32_t owner;
 	bool watched;  /* a watch was granted: no wait */
 	uint64_t told; /* watched: the value it starts from */
+	struct hbd_fence_slot slot; /* watched with a slot: gen != 0 */
 };
 int hbd_sync_open(struct hbd_session *s, struct hbd_sync_open *o);
 int hbd_sync_close(struct hbd_session *s, uint64_t wait);
@@ -515,6 +524,8 @@ int hbd_fence_watch_open(struct hbd_session *s, struct hbd_timeline *tl, uint64_
 void hbd_fence_watch_arm(struct hbd_session *s, uint64_t timeline, uint64_t value);
 /* tl moved: each watch is queued to tell its session. */
 void hbd_fence_watches_signal(struct hbd *d, struct hbd_timeline *tl);
+/* tl's slots were poisoned: watches that left the telling to them tell again. */
+void hbd_fence_watches_unslot(struct hbd_timeline *tl);
 /* tl is about to fail a range, which may make it forget its oldest failed range: each watch
  * tells what it has not told yet now, while its statuses are still known. */
 void hbd_fence_watches_flush(struct hbd_timeline *tl);
@@ -527,6 +538,15 @@ void hbd_fence_watches_end(struct hbd_timeline *tl);
 void hbd_session_fence_watches_close(struct hbd_session *s);
 /* Frames what the watch has to tell (a TimelineValue per run of equal status). */
 int hbd_fence_watch_frame(struct hbd_session *s, struct hbd_fence_watch *w);
+/* fence_slot.c. The slot of tl that watcher s can use, given now if need be (its owner is
+ * told): 0 with *out, or -ENOTSUP (s cannot use one, no backend slots), -ENOENT (no group
+ * both attached), -ENOSPC, -ENOMEM. */
+int hbd_fence_slot_for(struct hbd_session *s, struct hbd_timeline *tl,
+		       struct hbd_fence_slot *out);
+/* tl reached a new value (error: it failed up to it, before the value moves). */
+void hbd_fence_slots_signal(struct hbd_timeline *tl, bool error);
+/* tl goes: its slots are poisoned, freed and rung. */
+void hbd_fence_slots_put(struct hbd_timeline *tl);
 /* release.c: what a session owns goes back (its timelines, waits, imports and buffers). */
 void hbd_session_release(struct hbd_session *s);
 /* session.c: pops one queued completion for framing (NULL if none); free it with

@@ -26,6 +26,7 @@ struct reply {
 	QueryReply query;
 	TimelineReply timeline;
 	SyncReply sync;
+	FenceSlot slot;
 	CpuAccessReply cpu;
 	FencePoint points[HBP_RESV_LIMIT];
 	FencePoint *point_ptrs[HBP_RESV_LIMIT];
@@ -346,6 +347,12 @@ static int do_sync_open(struct hbd_session *s, const ClientMsg *cm, struct reply
 	sr->owner = o.owner;
 	sr->watched = o.watched;
 	sr->value = o.told;
+	if (o.slot.gen) {
+		r->slot.group = o.slot.group;
+		r->slot.index = o.slot.index;
+		r->slot.gen = o.slot.gen;
+		sr->slot = &r->slot;
+	}
 	/* Born complete: it reveals the timeline's progress (see hbd_request). */
 	r->flush = sr->wait == 0;
 	r->msg.body_case = SERVER_MSG__BODY_SYNC;
@@ -541,6 +548,7 @@ void hbd_request(struct hbd_session *s, ClientMsg *msg)
 	    .query = QUERY_REPLY__INIT,
 	    .timeline = TIMELINE_REPLY__INIT,
 	    .sync = SYNC_REPLY__INIT,
+	    .slot = FENCE_SLOT__INIT,
 	    .cpu = CPU_ACCESS_REPLY__INIT,
 	    .desc = BUFFER_DESC__INIT,
 	    .fd = -1,

@@ -253,6 +253,7 @@ static void timeline_destroy(struct hbd *d, struct hbd_timeline *tl, const char 
 	/* Oldest first, as a signal would: the owner is gone, so everybody still waiting learns
 	 * it through the same ordered path (fences.md §4.1, §5.5). */
 	complete_upto(d, tl, UINT64_MAX, -EPIPE);
+	hbd_fence_slots_put(tl);
 	hbd_fence_watches_end(tl);
 	hbc_list_remove(&tl->hash_link);
 	hbc_list_remove(&tl->owner_link);
@@ -381,6 +382,8 @@ int hbd_timeline_signal(struct hbd_session *s, uint64_t id, uint64_t value, uint
 	if (value <= tl->value)
 		return 0; /* values only move forward; a late or repeated signal changes nothing */
 	if (error) {
+		/* No slot may vouch for a point at or below value from here on. */
+		hbd_fence_slots_signal(tl, true);
 		/* Watches tell statuses from the remembered ranges: what they have not told yet
 		 * goes now if one may be forgotten (or none can be kept), while it is known. */
 		if (!tl->fails || tl->n_fails == HBD_FAIL_RANGES)
@@ -389,6 +392,8 @@ int hbd_timeline_signal(struct hbd_session *s, uint64_t id, uint64_t value, uint
 			hbd_fence_watches_tell_failed(tl, value, -(int32_t)error);
 	}
 	tl->value = value;
+	if (!error)
+		hbd_fence_slots_signal(tl, false);
 	hbd_state_mark_timeline(tl);
 	/* A fail sets the error on each point as it completes it: the status travels in the
 	 * same message as the completion, so no waiter can see the one without the other. */
@@ -440,6 +445,12 @@ int hbd_sync_open(struct hbd_session *s, struct hbd_sync_open *o)
 	if (o->watch && hbd_fence_watch_open(s, tl, o->status ? 0 : value) == 0) {
 		o->watched = true;
 		o->told = tl->value;
+		/* With a slot the library hears it there, and arms the watch only if it stalls
+		 * or stops being trusted. */
+		if (hbd_fence_slot_for(s, tl, &o->slot) == 0)
+			hbd_fence_watch_arm(s, tl->id, UINT64_MAX);
+		else
+			o->slot.gen = 0; /* none: the watch alone tells */
 		return 0;
 	}
 	if (value <= tl->value)
