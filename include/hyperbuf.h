@@ -106,10 +106,12 @@ uint32_t hb_self_domain(const struct hb_client *c);
 /* What the library did for one client since hb_connect, counted by the library itself: the
  * cost of a frame or a fence without strace (make bench prints them per round). */
 struct hb_counters {
-	uint64_t recvs;      /* receive calls on the daemon connection (recvmsg, read) */
+	uint64_t recvs;      /* receive calls on the daemon connection (recvmsg, read), and
+			      * reads of this process's fence doorbells */
 	uint64_t sends;      /* send calls on it */
 	uint64_t polls;      /* poll calls of blocking calls and waits */
-	uint64_t wakes;      /* eventfd writes: sync fds, and waiters in other threads */
+	uint64_t wakes;      /* eventfd writes: sync fds, waiters in other threads, and fence
+			      * doorbells of other processes */
 	uint64_t frames_in;  /* frames received from the daemon */
 	uint64_t frames_out; /* requests sent */
 };

@@ -21,7 +21,7 @@ size_t hbl_pollfds(const struct hb_client *c, struct pollfd *pfd, size_t max)
 /* Waits up to timeout_ms for something to read (and, with POLLOUT, for room to write). */
 static int wait_io(struct hb_client *c, short extra, int timeout_ms)
 {
-	struct pollfd pfd[1 + HBP_MAX_GROUPS];
+	struct pollfd pfd[HBL_POLLFDS_MAX];
 	size_t n = hbl_pollfds(c, pfd, sizeof(pfd) / sizeof(pfd[0]));
 
 	/* A vchan's event channel never says "writable": room shows up as an input event. */

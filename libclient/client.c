@@ -110,23 +110,28 @@ void hbl_take_resume(struct hb_client *c, const Welcome *w)
 	c->resume.ms = w->resume_ms ? w->resume_ms : 10000;
 }
 
+int hbl_pub_fd_sync(struct hb_client *c)
+{
+	struct pollfd pfd[HBL_POLLFDS_MAX];
+	size_t n = hbl_pollfds(c, pfd, sizeof(pfd) / sizeof(pfd[0]));
+
+	for (size_t i = 0; i < n; i++) {
+		struct epoll_event ev = {.events = EPOLLIN};
+
+		if (epoll_ctl(c->conn.pub_fd, EPOLL_CTL_ADD, pfd[i].fd, &ev) < 0 && errno != EEXIST)
+			return -errno;
+	}
+	return 0;
+}
+
 /* hb_get_fd's descriptor: an epoll set of every fd the client reads, so that it stays the same
  * when a resume replaces the transport. */
 static int make_pub_fd(struct hb_client *c)
 {
-	struct pollfd pfd[1 + HBP_MAX_GROUPS];
-	size_t n = hbl_pollfds(c, pfd, sizeof(pfd) / sizeof(pfd[0]));
-
 	c->conn.pub_fd = epoll_create1(EPOLL_CLOEXEC);
 	if (c->conn.pub_fd < 0)
 		return -errno;
-	for (size_t i = 0; i < n; i++) {
-		struct epoll_event ev = {.events = EPOLLIN};
-
-		if (epoll_ctl(c->conn.pub_fd, EPOLL_CTL_ADD, pfd[i].fd, &ev) < 0)
-			return -errno;
-	}
-	return 0;
+	return hbl_pub_fd_sync(c);
 }
 
 /* Hello, then the welcome, then the memory it describes (every group attached). */
@@ -137,6 +142,10 @@ static int hello(struct hb_client *c, enum hbb_attach_mode mode)
 	struct hbb_reply reply;
 	int r;
 
+	/* Slots need a doorbell of our own: only an emulated VM has one (its ivshmem
+	 * server's eventfds). */
+	if (mode != HBB_ATTACH_EMULATED)
+		c->offered &= ~HBP_FEATURE_SLOTS;
 	h.version = HBP_PROTOCOL_VERSION;
 	h.role = HBP_ROLE_CLIENT;
 	h.features = c->offered;
@@ -159,16 +168,20 @@ static void on_break(void *ctx, int err)
 	hbl_fences_fail_all(ctx, -err);
 }
 
-/* What this client's Hellos offer: everything the library knows, except quiet signals and
- * watches with HYPERBUF_SIGNALS=awaited (every signal then waits for the daemon's answer and
- * every fence is a wait of its own, as before either: for comparing the two, and the fence
- * suites run both ways). */
+/* What this client's Hellos offer: everything the library knows, except quiet signals,
+ * watches and slots with HYPERBUF_SIGNALS=awaited (every signal then waits for the daemon's
+ * answer and every fence is a wait of its own, as before either), and slots with
+ * HYPERBUF_SIGNALS=watched (fences on watches only): for comparing the paths, and the fence
+ * suites run every way. */
 static uint32_t features_offered(void)
 {
 	const char *signals = getenv(HBL_SIGNALS_ENV);
 
 	if (signals && strcmp(signals, "awaited") == 0)
-		return HBP_FEATURES_KNOWN & ~(HBP_FEATURE_QUIET_SIGNAL | HBP_FEATURE_WATCH);
+		return HBP_FEATURES_KNOWN &
+		       ~(HBP_FEATURE_QUIET_SIGNAL | HBP_FEATURE_WATCH | HBP_FEATURE_SLOTS);
+	if (signals && strcmp(signals, "watched") == 0)
+		return HBP_FEATURES_KNOWN & ~HBP_FEATURE_SLOTS;
 	return HBP_FEATURES_KNOWN;
 }
 

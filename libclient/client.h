@@ -38,6 +38,8 @@
 
 /* Blocking waits poll in slices of this length, re-checking the client's state each time. */
 #define HBL_WAIT_SLICE_MS 1000
+/* What hbl_pollfds gives at most: the channel, and per group an ivshmem socket and a doorbell. */
+#define HBL_POLLFDS_MAX (1 + 2 * HBP_MAX_GROUPS)
 /* Frames one dispatch handles at most, so a chatty daemon cannot starve the caller. */
 #define HBL_DISPATCH_BATCH 1024
 
@@ -74,6 +76,8 @@ struct hb_client {
 	/* A poll just found the backend's fds (ivshmem sockets) quiet: the next pump need not
 	 * ask them (dispatch.c). */
 	bool mem_quiet;
+	/* Likewise for the channel: a poll woken by a doorbell alone reads no socket. */
+	bool chan_quiet;
 
 	/* Resuming after a daemon restart (resume.c, docs/RESTART.md). */
 	struct hbl_resume {
@@ -118,7 +122,13 @@ struct hb_timeline {
 	struct hb_client *client;
 	struct hbc_list link; /* client->timelines */
 	uint64_t id;
+	struct hbl_slot *slots; /* where its signals are written too (fence_slot.c) */
+	unsigned n_slots;
 };
+
+/* client.c: adds to hb_get_fd's epoll set what hbl_pollfds has that it lacks (a doorbell
+ * polled once a fence slot is in use). */
+int hbl_pub_fd_sync(struct hb_client *c);
 
 /* Every public call that does something takes the lock: a new call, no words yet. */
 static inline void hbl_lock(struct hb_client *c)

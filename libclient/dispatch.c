@@ -65,6 +65,8 @@ static int route(struct hb_client *c, ServerMsg *m, int *fds, unsigned nfds)
 		hbl_fence_done(c, m->fence);
 	else if (m->body_case == SERVER_MSG__BODY_TIMELINE_VALUE)
 		hbl_timeline_value(c, m->timeline_value);
+	else if (m->body_case == SERVER_MSG__BODY_TIMELINE_SLOT)
+		hbl_timeline_slot(c, m->timeline_slot);
 	else if (m->body_case == SERVER_MSG__BODY_EVENT)
 		route_event(c, m->event);
 	else
@@ -115,10 +117,16 @@ int hbl_pump(struct hb_client *c, int max)
 		r = c->mem.ops->drain(c->mem.state);
 		if (r < 0)
 			return hbl_conn_break(&c->conn, -r);
+		__atomic_fetch_add(&c->conn.n_recvs, (uint64_t)r, __ATOMIC_RELAXED);
 	}
 	c->mem_quiet = false;
-	hbl_conn_rearm(&c->conn);
-	return route_frames(c, max);
+	if (!c->chan_quiet || !hbl_conn_polls_all(&c->conn))
+		hbl_conn_rearm(&c->conn);
+	c->chan_quiet = false;
+	r = route_frames(c, max);
+	/* What slots say needs no frame: a doorbell, or a value that moved by itself. */
+	hbl_slots_check(c);
+	return r;
 }
 
 void hbl_route_buffered(struct hb_client *c)
@@ -139,6 +147,7 @@ void hbl_polled(struct hb_client *c, const struct pollfd *pfd, size_t n)
 		if (pfd[i].revents)
 			quiet = false;
 	c->mem_quiet = quiet;
+	c->chan_quiet = n > 0 && pfd[0].revents == 0;
 }
 
 HBL_PUBLIC int hb_dispatch(struct hb_client *c, int timeout_ms)

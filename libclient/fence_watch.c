@@ -46,6 +46,8 @@ static void watch_remove(struct hb_client *c, struct hbl_watch *w)
 		*pp = w->hnext;
 	if (w->idle)
 		c->fences.idle_watches--;
+	if (w->slot.p)
+		c->fences.slotted--;
 	/* Its points stay pending, with no wait: whoever dropped it opens them again. */
 	while (w->points) {
 		struct hbl_point *p = w->points;
@@ -86,8 +88,41 @@ void hbl_watch_attach(struct hb_client *c, struct hbl_watch *w, struct hbl_point
 	p->wnext = *pp;
 	*pp = p;
 	p->watch = w;
-	if (w->armed && p->value < w->armed)
+	/* A slot tells without the daemon: our bit goes into it now, for whoever sleeps. */
+	if (w->slot.p) {
+		__atomic_fetch_or(&w->slot.p->waiters, 1ull << w->slot_bit, __ATOMIC_SEQ_CST);
+		hbl_watch_slot_check(c, w);
+	} else if (w->armed && p->value < w->armed) {
 		watch_arm(c, w, p->value);
+	}
+}
+
+void hbl_watch_granted(struct hb_client *c, struct hbl_watch *w, const struct hb_fence *f,
+		       const SyncReply *sr)
+{
+	*w = (struct hbl_watch){.timeline = f->timeline, .owner = sr->owner};
+	w->base = w->value = sr->value;
+	/* The daemon armed it at this point if pending (hbd_sync_open). */
+	w->armed = sr->status == 0 ? f->value : 0;
+	hbl_watch_insert(c, w);
+	if (!sr->slot)
+		return;
+	/* The daemon armed it past everything: the slot tells, or (if we cannot use it)
+	 * settle arms it at its first point. */
+	w->armed = UINT64_MAX;
+	hbl_watch_take_slot(c, w, sr->slot);
+	if (!w->slot.p) {
+		w->idle = true;
+		c->fences.idle_watches++;
+	}
+}
+
+/* Where an idle watch is armed: past everything while its slot tells, else its first point. */
+static uint64_t arm_target(const struct hbl_watch *w)
+{
+	if ((w->slot.p && !w->stalled) || !w->points)
+		return UINT64_MAX;
+	return w->points->value;
 }
 
 static struct hbl_watch *first_idle(struct hb_client *c)
@@ -108,12 +143,16 @@ void hbl_watches_settle(struct hb_client *c)
 	 * any watch: so each one is found afresh. */
 	while (c->fences.idle_watches && !c->calls.pending && !c->resume.active &&
 	       (w = first_idle(c))) {
+		uint64_t target = arm_target(w);
+
 		w->idle = false;
 		c->fences.idle_watches--;
-		/* Told of any progress still: only when it passes the first point. */
-		if (w->armed == 0)
-			watch_arm(c, w, w->points ? w->points->value : UINT64_MAX);
+		/* Told of any progress still, or armed past a point its slot no longer tells:
+		 * only when it passes the first point. */
+		if (w->armed == 0 || w->armed > target)
+			watch_arm(c, w, target);
 	}
+	hbl_slots_arm(c);
 }
 
 void hbl_watch_detach(struct hbl_point *p)
@@ -141,12 +180,16 @@ void hbl_timeline_value(struct hb_client *c, const TimelineValue *tv)
 		return;
 	if (tv->value > w->value)
 		w->value = tv->value;
+	w->stalled = false;
 	/* Framing it re-armed the watch for any progress, after every WatchArm up to here. */
 	if (tv->value >= w->armed)
 		w->armed = 0;
-	/* Which points failed, and with what, is the daemon's to say from here down. */
-	if (tv->status < 0)
+	/* Which points failed, and with what, is the daemon's to say from here down; its slot
+	 * is poisoned already. */
+	if (tv->status < 0) {
 		w->base = w->value;
+		hbl_watch_slot_drop(c, w);
+	}
 	while (w->points && (w->points->value <= tv->value || tv->ended)) {
 		struct hbl_point *p = w->points;
 		uint64_t timeline = p->timeline, value = p->value;
@@ -169,31 +212,59 @@ void hbl_timeline_value(struct hb_client *c, const TimelineValue *tv)
 	}
 }
 
+/* The watch of timeline, its value brought up to its slot's. */
+static struct hbl_watch *watch_fresh(struct hb_client *c, uint64_t timeline)
+{
+	struct hbl_watch *w = hbl_watch_find(c, timeline);
+	uint64_t value;
+
+	if (w && w->slot.p && hbl_slot_value(c, w, &value) && value > w->value)
+		w->value = value;
+	return w;
+}
+
 struct hbl_watch *hbl_watch_current(struct hb_client *c, uint64_t timeline)
 {
-	struct pollfd pfd[1 + HBP_MAX_GROUPS];
+	struct pollfd pfd[HBL_POLLFDS_MAX];
+	struct hbl_watch *w = hbl_watch_find(c, timeline);
+	uint64_t value;
 	size_t n;
 
-	if (!hbl_watch_find(c, timeline))
+	if (!w)
 		return NULL;
 	/* Frames read already first (a batch's rest), then one poll when nothing else came: a
 	 * vchan's poll does not show what its ring holds. */
 	hbl_route_buffered(c);
-	n = hbl_pollfds(c, pfd, 1 + HBP_MAX_GROUPS);
+	/* A slot still trusted is a timeline not destroyed yet: the daemon frees the slot
+	 * before it tells the end. No poll for it. */
+	w = hbl_watch_find(c, timeline);
+	if (w && w->slot.p && hbl_slot_value(c, w, &value)) {
+		if (value > w->value)
+			w->value = value;
+		return w;
+	}
+	n = hbl_pollfds(c, pfd, HBL_POLLFDS_MAX);
 	if (hbl_conn_polls_all(&c->conn)) {
 		hbl_count(&c->conn.n_polls);
 		if (poll(pfd, n, 0) <= 0)
-			return hbl_watch_find(c, timeline);
+			return watch_fresh(c, timeline);
 		hbl_polled(c, pfd, n);
 	}
 	hbl_pump(c, HBL_DISPATCH_BATCH);
 	/* Reading may have ended it, or resumed on a daemon that has none. */
-	return hbl_watch_find(c, timeline);
+	return watch_fresh(c, timeline);
 }
 
 void hbl_watches_drop(struct hb_client *c)
 {
+	struct hb_timeline *t;
+
 	for (size_t i = 0; i < HBL_WATCH_BUCKETS; i++)
 		while (c->fences.watches[i])
 			watch_remove(c, c->fences.watches[i]);
+	/* So were our own timelines' slots: a new daemon gives new ones, or none. */
+	hbc_list_for_each_safe(t, &c->timelines, struct hb_timeline, link)
+	{
+		hbl_timeline_slots_free(t);
+	}
 }

@@ -16,7 +16,15 @@
 #include "protocol/hyperbuf.pb-c.h"
 
 struct hb_client;
+struct hb_timeline;
 struct hbl_kfences;
+struct hbp_fence_slot;
+
+/* A fence slot as this client uses it (fence_slot.c, PROTOCOL.md §3 "Fence slots"). */
+struct hbl_slot {
+	struct hbp_fence_slot *p; /* page 0 of the group's pool, mapped; NULL: none */
+	uint32_t group, gen;
+};
 
 /* Buckets of the per-client table of fence points. */
 #define HBL_POINT_BUCKETS 1024
@@ -77,6 +85,12 @@ struct hbl_watch {
 	 * progress (after each TimelineValue); else once the timeline reaches it. */
 	uint64_t armed;
 	bool idle; /* told something that completed nothing: arm it further (settle) */
+	/* Its timeline's slot, and our bit in its waiters: points complete when its value
+	 * passes them, and the daemon is asked for news only when the slot stalls or stops
+	 * being trusted (then stalled, or no slot). */
+	struct hbl_slot slot;
+	int slot_bit;
+	bool stalled;
 };
 
 /*
@@ -93,6 +107,7 @@ struct hbl_fences {
 	struct hbl_point *points[HBL_POINT_BUCKETS];
 	struct hbl_watch *watches[HBL_WATCH_BUCKETS];
 	size_t idle_watches; /* watches with idle set */
+	size_t slotted;      /* watches with a slot */
 	struct hbc_list syncs;
 	struct hbc_list waiters; /* struct hbl_waiter */
 	uint64_t seq;
@@ -140,6 +155,34 @@ void hbl_timeline_value(struct hb_client *c, const TimelineValue *tv);
 /* Forgets every watch (the daemon that kept them is gone, or the client is): their points stay
  * pending, with no wait, for hbl_fences_reopen. */
 void hbl_watches_drop(struct hb_client *c);
+/* A watch was granted (sr->watched) for f: fills w in and files it. */
+void hbl_watch_granted(struct hb_client *c, struct hbl_watch *w, const struct hb_fence *f,
+		       const SyncReply *sr);
+
+/* fence_slot.c */
+/* Gives w the slot the daemon named, if this client can be woken through it. */
+void hbl_watch_take_slot(struct hb_client *c, struct hbl_watch *w, const FenceSlot *fs);
+/* w's slot goes (untrusted, or w goes): its points wait for the daemon's news again. */
+void hbl_watch_slot_drop(struct hb_client *c, struct hbl_watch *w);
+/* w's slot's value, if it can be trusted; else the slot is dropped (false). */
+bool hbl_slot_value(struct hb_client *c, struct hbl_watch *w, uint64_t *value);
+/* Completes w's points that its slot's value passed; drops a slot that lost trust. */
+void hbl_watch_slot_check(struct hb_client *c, struct hbl_watch *w);
+/* The same for every slotted watch. */
+void hbl_slots_check(struct hb_client *c);
+/* Before sleeping: our bit in the waiters of every slot with points pending, then a check. */
+void hbl_slots_arm(struct hb_client *c);
+/* A wait slice passed with nothing: the slotted watches with points ask the daemon too. */
+void hbl_slots_stalled(struct hb_client *c);
+/* TimelineSlot: a slot of one of our timelines (validated by the frame codec). */
+void hbl_timeline_slot(struct hb_client *c, const TimelineSlot *ts);
+/* Before a signal of t leaves: its slots get the value (or POISON), their waiters rung. True
+ * if one of them is not t's any more: the daemon restarted, and the signal should not go
+ * unanswered (its answer is what tells a VM channel's library to resume). */
+bool hbl_timeline_slots_store(struct hb_client *c, struct hb_timeline *t, uint64_t value,
+			      bool error);
+/* t's slots are forgotten (t goes, or the daemon that gave them did). */
+void hbl_timeline_slots_free(struct hb_timeline *t);
 
 /* sync_reopen.c */
 /* Inside a resume: opens every pending point again on the new daemon. 0, -HBL_LOST (the daemon

@@ -383,11 +383,7 @@ static int open_remote(struct hb_client *c, const struct hb_fence *f, struct hbl
 	fresh->wait = sr->wait;
 	fresh->owner = sr->owner;
 	if (sr->watched && *watch) {
-		**watch = (struct hbl_watch){.timeline = f->timeline, .owner = sr->owner};
-		(*watch)->base = (*watch)->value = sr->value;
-		/* The daemon armed it at this point if pending (hbd_sync_open). */
-		(*watch)->armed = sr->status == 0 ? f->value : 0;
-		hbl_watch_insert(c, *watch);
+		hbl_watch_granted(c, *watch, f, sr);
 		fresh->watch = *watch;
 		*watch = NULL;
 	}

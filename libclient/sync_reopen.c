@@ -74,12 +74,11 @@ static void point_on_watch(struct hb_client *c, struct hbl_watch *w, struct hbl_
 static struct hbl_watch *watch_granted(struct hb_client *c, struct hbl_watch *spare,
 				       const struct hbl_point *p, const SyncReply *sr)
 {
+	const struct hb_fence f = {.timeline = p->timeline, .value = p->value};
+
 	if (!spare || !sr->watched)
 		return NULL;
-	*spare = (struct hbl_watch){.timeline = p->timeline, .owner = sr->owner};
-	spare->base = spare->value = sr->value;
-	spare->armed = sr->status == 0 ? p->value : 0;
-	hbl_watch_insert(c, spare);
+	hbl_watch_granted(c, spare, &f, sr);
 	return spare;
 }
 

@@ -99,7 +99,8 @@ struct wait_client {
 	size_t at, n; /* pfd[at .. at + n): its channel, then its backend's fds */
 };
 
-/* Polls the clients' fds and this thread's wake fd for at most wait ms. */
+/* Polls the clients' fds and this thread's wake fd for at most wait ms: how many fds showed
+ * something (0: the time ran out), or a negative errno. */
 static int wait_poll(struct wait_client *cl, size_t n_cl, struct pollfd *pfd, int wake, int wait)
 {
 	size_t np = 0;
@@ -110,31 +111,34 @@ static int wait_poll(struct wait_client *cl, size_t n_cl, struct pollfd *pfd, in
 		cl[j].at = np;
 		cl[j].n = 0;
 		if (hbl_conn_broken(&cl[j].c->conn) == 0)
-			cl[j].n = hbl_pollfds(cl[j].c, pfd + np, 1 + HBP_MAX_GROUPS);
+			cl[j].n = hbl_pollfds(cl[j].c, pfd + np, HBL_POLLFDS_MAX);
 		np += cl[j].n;
 	}
 	for (size_t j = 0; j < n_cl; j++)
 		hbl_count(&cl[j].c->conn.n_polls);
 	r = poll(pfd, np, wait);
 	if (r < 0)
-		return errno == EINTR ? 0 : -errno;
+		return errno == EINTR ? 1 : -errno;
 	if (pfd[0].revents) {
 		eventfd_t v;
 		eventfd_read(wake, &v);
 	}
-	return 0;
+	return r;
 }
 
 /* Reads what the daemon sent (which may complete them); after a poll, only where it showed
  * something. A broken client has completed all its points with its error, so this also ends a
  * wait on a lost connection. */
-static void wait_pump(struct wait_client *cl, size_t n_cl, const struct pollfd *pfd)
+static void wait_pump(struct wait_client *cl, size_t n_cl, const struct pollfd *pfd, bool stalled)
 {
 	for (size_t j = 0; j < n_cl; j++) {
 		hbl_lock(cl[j].c);
 		if (cl[j].n)
 			hbl_polled(cl[j].c, pfd + cl[j].at, cl[j].n);
 		hbl_pump(cl[j].c, HBL_DISPATCH_BATCH);
+		/* A whole slice without a word: slots that did not move ask the daemon too. */
+		if (stalled)
+			hbl_slots_stalled(cl[j].c);
 		hbl_watches_settle(cl[j].c);
 		hbl_unlock(cl[j].c);
 	}
@@ -177,7 +181,7 @@ static size_t wait_clients(struct hb_sync **v, size_t n, struct wait_client *cl,
 int hbl_syncs_wait(struct hb_sync **v, size_t n, bool all, int timeout_ms, size_t *index)
 {
 	struct wait_client one[2], *cl = one;
-	struct pollfd small[1 + 2 * (1 + HBP_MAX_GROUPS)], *pfd = small;
+	struct pollfd small[1 + 2 * HBL_POLLFDS_MAX], *pfd = small;
 	uint64_t deadline = timeout_ms > 0 ? hbc_now_ms() + (uint64_t)timeout_ms : 0;
 	size_t n_cl;
 	int wake, r = 0;
@@ -191,7 +195,7 @@ int hbl_syncs_wait(struct hb_sync **v, size_t n, bool all, int timeout_ms, size_
 		return wake;
 	if (n > 2) {
 		cl = calloc(n, sizeof(*cl));
-		pfd = calloc(1 + n * (1 + HBP_MAX_GROUPS), sizeof(*pfd));
+		pfd = calloc(1 + n * HBL_POLLFDS_MAX, sizeof(*pfd));
 		if (!cl || !pfd) {
 			r = -ENOMEM;
 			goto out;
@@ -199,12 +203,13 @@ int hbl_syncs_wait(struct hb_sync **v, size_t n, bool all, int timeout_ms, size_
 	}
 	n_cl = wait_clients(v, n, cl, wake);
 	wait_register(cl, n_cl, true);
-	/* A transport whose poll does not show what it holds is read before the first poll. */
+	/* A transport whose poll does not show what it holds is read before the first poll;
+	 * slots get our bit (settle) before it. */
 	for (size_t j = 0; j < n_cl; j++) {
-		if (hbl_conn_polls_all(&cl[j].c->conn))
-			continue;
 		hbl_lock(cl[j].c);
-		hbl_pump(cl[j].c, HBL_DISPATCH_BATCH);
+		if (!hbl_conn_polls_all(&cl[j].c->conn))
+			hbl_pump(cl[j].c, HBL_DISPATCH_BATCH);
+		hbl_watches_settle(cl[j].c);
 		hbl_unlock(cl[j].c);
 	}
 	for (;;) {
@@ -226,7 +231,8 @@ int hbl_syncs_wait(struct hb_sync **v, size_t n, bool all, int timeout_ms, size_
 		r = wait_poll(cl, n_cl, pfd, wake, wait);
 		if (r < 0)
 			break;
-		wait_pump(cl, n_cl, pfd);
+		wait_pump(cl, n_cl, pfd, r == 0 && wait == HBL_WAIT_SLICE_MS);
+		r = 0;
 	}
 	wait_register(cl, n_cl, false);
 out:
@@ -277,6 +283,8 @@ HBL_PUBLIC int hb_sync_status(const struct hb_sync *s)
 	 * forever). */
 	hbl_lock(s->client);
 	hbl_pump(s->client, HBL_DISPATCH_BATCH);
+	/* A watch whose slot stopped telling asks the daemon now, or the loop never ends. */
+	hbl_watches_settle(s->client);
 	hbl_unlock(s->client);
 	return hbl_sync_status(s);
 }

@@ -21,6 +21,7 @@ void hbl_timelines_destroy(struct hb_client *c)
 	hbc_list_for_each_safe(t, &c->timelines, struct hb_timeline, link)
 	{
 		hbc_list_remove(&t->link);
+		hbl_timeline_slots_free(t);
 		free(t);
 	}
 }
@@ -107,6 +108,14 @@ static int signal_to(struct hb_timeline *t, uint64_t value, uint32_t error)
 	 * timelines: those waits have completed when the signal returns (PROTOCOL.md §3,
 	 * "Delivery"), and the reply is what comes after their completions. */
 	ts.quiet = (c->features & HBP_FEATURE_QUIET_SIGNAL) && c->fences.own_domain_points == 0;
+	/* Waiters in a pool we share hear it from its slots first (a failure only as POISON:
+	 * its statuses come from the daemon). A TimelineSlot received already is taken first
+	 * (reading nothing new). */
+	hbl_route_buffered(c);
+	if (hbl_timeline_slots_store(c, t, value, error != 0)) {
+		hbl_timeline_slots_free(t);
+		ts.quiet = false;
+	}
 	r = ts.quiet ? hbl_post(c, &m) : -EAGAIN;
 	if (r == -EAGAIN) {
 		ts.quiet = false;
@@ -171,6 +180,7 @@ HBL_PUBLIC void hb_timeline_destroy(struct hb_timeline *t)
 		hbl_call_simple(c, &m);
 	}
 	hbc_list_remove(&t->link);
+	hbl_timeline_slots_free(t);
 	free(t);
 	hbl_unlock(c);
 	errno = saved;
