@@ -5,7 +5,16 @@
  * would have completed with: failed ranges keep their errors, a point signalled just before
  * its timeline went keeps its status, and a client that does not read is not dropped for it.
  */
+#include <stdlib.h>
+
 #include "tests/it_common.h"
+
+/* The watch itself: its clients use no fence slots (test_it_slot has those), or a watch with
+ * a slot would never be told anything these cases count. */
+__attribute__((constructor)) static void watch_path_only(void)
+{
+	setenv("HYPERBUF_SIGNALS", "watched", 1);
+}
 
 /* The usual cast: the host owns t, shared with vm1, which waits on it. */
 struct wx {

@@ -1,0 +1,334 @@
+/*
+ * Fence slots (docs/PROTOCOL.md §3 "Fence slots"): between two emulated VMs that share a pool
+ * (vm1 and vm2 in group b of the standard topology), a watched timeline's value is in page 0
+ * of the pool and its owner's library rings the waiter's doorbell, so a fence round sends the
+ * daemon nothing but the owner's quiet signal, and the waiter receives nothing at all. A
+ * failure, the owner's end, a restart and a member scribbling on the slot all fall back to what
+ * the daemon tells.
+ */
+#include <dirent.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "protocol/limits.h"
+#include "tests/it_common.h"
+
+/* vm1 owns t, shared with vm2, which waits on it. */
+struct sx {
+	struct hbt_daemon d;
+	struct hb_client *v1, *v2;
+	struct hb_timeline *t;
+};
+
+/* The cast (the daemon under the holder if held, for a restart), and a first fence on t (a
+ * request: the watch and its slot), signalled; then the owner reads what the daemon sent it,
+ * which tells it the slot (before that, the daemon writes the slot when the signal reaches
+ * it). */
+static void sx_start(struct sx *x, bool held)
+{
+	struct hb_sync *s;
+
+	if (held)
+		hbt_daemon_start_held_extra(&x->d, NULL);
+	else
+		hbt_daemon_start(&x->d, NULL);
+	x->v1 = IT_CONNECT(hbt_addr_vm(&x->d, 1));
+	x->v2 = IT_CONNECT(hbt_addr_vm(&x->d, 2));
+	x->t = IT_TIMELINE(x->v1, 2);
+	s = IT_SYNC(x->v2, x->t, 1);
+	CHECK_EQ(hb_timeline_signal(x->t, 1), 0);
+	CHECK_EQ(hb_sync_wait(s, IT_WAIT_MS), 0);
+	CHECK_EQ(hb_sync_status(s), 1);
+	hb_sync_close(s);
+	CHECK(hb_dispatch(x->v1, 0) >= 0);
+}
+
+static void sx_stop(struct sx *x)
+{
+	hb_timeline_destroy(x->t);
+	hb_disconnect(x->v2);
+	hb_disconnect(x->v1);
+	IT_STOP(&x->d);
+}
+
+static struct hb_counters counters(struct hb_client *c)
+{
+	struct hb_counters n;
+
+	CHECK_EQ(hb_counters(c, &n), 0);
+	return n;
+}
+
+/* Signals t to value after ms, from another thread, while the test's thread waits. */
+struct later {
+	pthread_t th;
+	struct hb_timeline *t;
+	uint64_t value;
+	unsigned ms;
+	int error;                   /* 0: a signal; else hb_timeline_fail's */
+	struct hbp_fence_slot *page; /* set: a member scribbles on every slot, before the
+				      * signal and for 1.5 s (a wait slice and more) after */
+};
+
+/* A member of the group writing what it likes: every slot's waiters cleared and value 0. */
+static void scribble(struct hbp_fence_slot *page)
+{
+	for (unsigned i = 1; i <= HBP_SLOTS; i++) {
+		__atomic_store_n(&page[i].waiters, 0, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&page[i].value, 0, __ATOMIC_SEQ_CST);
+	}
+}
+
+static void *later_main(void *arg)
+{
+	struct later *l = arg;
+
+	it_sleep_ms(l->ms);
+	if (l->page)
+		scribble(l->page);
+	if (l->error)
+		hb_timeline_fail(l->t, l->value, l->error);
+	else
+		hb_timeline_signal(l->t, l->value);
+	/* The daemon writes the value too, a moment later: zeroed again and again. */
+	for (int i = 0; l->page && i < 1500; i++) {
+		scribble(l->page);
+		it_sleep_ms(1);
+	}
+	return NULL;
+}
+
+static void later_start(struct later *l)
+{
+	CHECK_EQ(pthread_create(&l->th, NULL, later_main, l), 0);
+}
+
+static void later_join(struct later *l)
+{
+	CHECK_EQ(pthread_join(l->th, NULL), 0);
+}
+
+/* Page 0 of group name's pool, read-write, from a descriptor of it this process holds (an
+ * emulated VM's own ivshmem memfd): what any member of the group can do. */
+static struct hbp_fence_slot *pool_page0(const char *name)
+{
+	char want[64], link[128], path[300];
+	struct dirent *e;
+	DIR *dir = opendir("/proc/self/fd");
+	void *p = MAP_FAILED;
+
+	CHECK(dir != NULL);
+	snprintf(want, sizeof(want), "/memfd:hyperbuf-%s ", name);
+	while (p == MAP_FAILED && (e = readdir(dir))) {
+		ssize_t n;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = '\0';
+		if (strncmp(link, want, strlen(want)) == 0)
+			p = mmap(NULL, HBP_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+				 atoi(e->d_name), 0);
+	}
+	closedir(dir);
+	CHECK(p != MAP_FAILED);
+	return p;
+}
+
+/* Rounds of a blocked wait, woken by a signal from another thread; values from first on. */
+static void blocked_rounds(struct hb_client *waiter, struct hb_timeline *t, uint64_t first)
+{
+	for (uint64_t r = first; r < first + 10; r++) {
+		struct hb_sync *s = IT_SYNC(waiter, t, r);
+		struct later l = {.t = t, .value = r, .ms = 20};
+
+		later_start(&l);
+		CHECK_EQ(hb_sync_wait(s, IT_WAIT_MS), 0);
+		CHECK_EQ(hb_sync_status(s), 1);
+		later_join(&l);
+		hb_sync_close(s);
+	}
+}
+
+/* No frame reaches the waiter and it sends none (a missed doorbell would end in a WatchArm
+ * after a whole wait slice); the owner sends its quiet signals. */
+TEST(a_fence_round_between_vms_takes_no_frame_to_the_waiter)
+{
+	struct sx x;
+	struct hb_counters w0, w1, o0, o1;
+
+	sx_start(&x, false);
+	w0 = counters(x.v2);
+	o0 = counters(x.v1);
+	blocked_rounds(x.v2, x.t, 2);
+	w1 = counters(x.v2);
+	o1 = counters(x.v1);
+	CHECK_EQ(w1.frames_in - w0.frames_in, 0);
+	CHECK_EQ(w1.frames_out - w0.frames_out, 0);
+	CHECK_EQ(o1.frames_out - o0.frames_out, 10);
+	/* One doorbell per round, rung by the owner (counted with its wakes), read by the
+	 * waiter (counted with its receive calls). */
+	CHECK(o1.wakes - o0.wakes >= 10);
+	CHECK(w1.recvs - w0.recvs >= 10);
+	sx_stop(&x);
+}
+
+/* A failure poisons the slot: the failed points get their error from the daemon, and the
+ * points after it still complete (through the watch). */
+TEST(a_failure_is_told_with_its_error)
+{
+	struct sx x;
+	struct hb_sync *s2, *s3, *s5;
+	struct later l;
+
+	sx_start(&x, false);
+	s2 = IT_SYNC(x.v2, x.t, 2);
+	s3 = IT_SYNC(x.v2, x.t, 3);
+	s5 = IT_SYNC(x.v2, x.t, 5);
+	l = (struct later){.t = x.t, .value = 3, .ms = 20, .error = -EIO};
+	later_start(&l);
+	CHECK_EQ(hb_sync_wait(s3, IT_WAIT_MS), 0);
+	later_join(&l);
+	CHECK_EQ(hb_sync_status(s2), -EIO);
+	CHECK_EQ(hb_sync_status(s3), -EIO);
+	CHECK_EQ(hb_sync_status(s5), 0);
+	l = (struct later){.t = x.t, .value = 5, .ms = 20};
+	later_start(&l);
+	CHECK_EQ(hb_sync_wait(s5, IT_WAIT_MS), 0);
+	later_join(&l);
+	CHECK_EQ(hb_sync_status(s5), 1);
+	hb_sync_close(s2);
+	hb_sync_close(s3);
+	hb_sync_close(s5);
+	sx_stop(&x);
+}
+
+/* A member that clears every waiter bit and zeroes every value, around the owner's signal,
+ * delays the wait by a wait slice at most: the watch then asks the daemon (one WatchArm),
+ * whose record is not in the pool. */
+TEST(a_member_scribbling_on_the_slot_only_delays_a_wait)
+{
+	struct sx x;
+	struct hb_sync *s;
+	struct hb_counters w0, w1;
+	struct later l;
+
+	sx_start(&x, false);
+	s = IT_SYNC(x.v2, x.t, 2);
+	w0 = counters(x.v2);
+	l = (struct later){.t = x.t, .value = 2, .ms = 50, .page = pool_page0("b")};
+	later_start(&l);
+	CHECK_EQ(hb_sync_wait(s, IT_WAIT_MS), 0);
+	later_join(&l);
+	CHECK_EQ(hb_sync_status(s), 1);
+	w1 = counters(x.v2);
+	CHECK_EQ(w1.frames_out - w0.frames_out, 1);
+	CHECK(w1.frames_in - w0.frames_in >= 1);
+	munmap(l.page, HBP_PAGE_SIZE);
+	hb_sync_close(s);
+	sx_stop(&x);
+}
+
+/* The owner leaves with a point pending: the slot is poisoned and freed (hyperbufctl stats
+ * counts the pool's slots in use), and the point fails with -EPIPE, as a wait's would. */
+TEST(the_owners_end_fails_a_slotted_point)
+{
+	struct sx x;
+	struct hb_sync *s;
+
+	sx_start(&x, false);
+	CHECK_EQ(IT_STAT(&x.d, "pool.b.fence_slots"), 1);
+	s = IT_SYNC(x.v2, x.t, 7);
+	hb_disconnect(x.v1);
+	CHECK_EQ(hb_sync_wait(s, IT_WAIT_MS), 0);
+	CHECK_EQ(hb_sync_status(s), -EPIPE);
+	CHECK_EQ(IT_STAT(&x.d, "pool.b.fence_slots"), 0);
+	hb_sync_close(s);
+	hb_disconnect(x.v2);
+	IT_STOP(&x.d);
+}
+
+/* Across a daemon restart the old slots are poisoned; the resumed watch gets a new slot and
+ * the point completes when the owner signals after it. The owner does nothing else: its
+ * library sees its slot taken back and sends that signal as a call, which resumes it (an
+ * owner without slots sends its signals at its next call, docs/RESTART.md). */
+TEST(a_slotted_point_survives_a_restart)
+{
+	struct sx x;
+	struct hb_sync *s;
+	struct later l = {.value = 4, .ms = 20};
+
+	sx_start(&x, true);
+	s = IT_SYNC(x.v2, x.t, 4);
+	hbt_daemon_crash(&x.d);
+	CHECK_EQ(hb_timeline_signal(x.t, 3), 0);
+	CHECK_ERR(hb_sync_wait(s, 50), ETIME);
+	l.t = x.t;
+	later_start(&l);
+	CHECK_EQ(hb_sync_wait(s, IT_WAIT_MS), 0);
+	later_join(&l);
+	CHECK_EQ(hb_sync_status(s), 1);
+	hb_sync_close(s);
+	sx_stop(&x);
+}
+
+/* A host process has no doorbell of its own, but its timelines get slots all the same when a
+ * VM of the pool waits: the daemon writes them and rings, instead of sending TimelineValues. */
+TEST(a_host_timeline_reaches_a_vm_through_its_slot)
+{
+	struct hbt_daemon d;
+	struct hb_client *h, *v1;
+	struct hb_timeline *t;
+	struct hb_counters w0, w1;
+
+	hbt_daemon_start(&d, NULL);
+	h = IT_CONNECT(hbt_addr_host(&d));
+	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+	t = IT_TIMELINE(h, 1);
+	blocked_rounds(v1, t, 1);
+	w0 = counters(v1);
+	blocked_rounds(v1, t, 11);
+	w1 = counters(v1);
+	CHECK_EQ(w1.frames_in - w0.frames_in, 0);
+	CHECK_EQ(w1.frames_out - w0.frames_out, 0);
+	hb_timeline_destroy(t);
+	hb_disconnect(v1);
+	hb_disconnect(h);
+	IT_STOP(&d);
+}
+
+/* A waiter with HYPERBUF_SIGNALS=watched, and a host waiter (no doorbell), are told by the
+ * watch: a TimelineValue per round. */
+static void rounds_take_frames(struct hb_client *owner, struct hb_client *waiter, uint32_t domain)
+{
+	struct hb_timeline *t = IT_TIMELINE(owner, domain);
+	struct hb_counters w0, w1;
+
+	w0 = counters(waiter);
+	blocked_rounds(waiter, t, 1);
+	w1 = counters(waiter);
+	CHECK(w1.frames_in - w0.frames_in >= 10);
+	hb_timeline_destroy(t);
+}
+
+TEST(without_a_doorbell_the_watch_tells)
+{
+	struct hbt_daemon d;
+	struct hb_client *h, *v1, *v2;
+
+	hbt_daemon_start(&d, NULL);
+	h = IT_CONNECT(hbt_addr_host(&d));
+	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+	setenv("HYPERBUF_SIGNALS", "watched", 1);
+	v2 = IT_CONNECT(hbt_addr_vm(&d, 2));
+	unsetenv("HYPERBUF_SIGNALS");
+	rounds_take_frames(v1, h, 0);
+	rounds_take_frames(v1, v2, 2);
+	hb_disconnect(v1);
+	hb_disconnect(v2);
+	hb_disconnect(h);
+	IT_STOP(&d);
+}
