@@ -19,8 +19,8 @@ static bool have_slots(const struct hbd *d)
 	return d->backend->version >= 3 && d->backend->slot_take;
 }
 
-/* TimelineSlot to the owner; one that cannot be told goes (its slot would lie to waiters
- * otherwise only in latency, but a session that cannot take a frame is broken anyway). */
+/* TimelineSlot to the owner, if its library can use it. A session that cannot be sent a
+ * frame goes, as for a completion it cannot be sent. */
 static void tell_owner(struct hbd_timeline *tl, const struct hbd_fence_slot *slot)
 {
 	struct hbd_session *o = tl->owner;

@@ -1,8 +1,9 @@
 /*
  * Fence slots (docs/PROTOCOL.md §3 "Fence slots"): a watched timeline's value in page 0 of a
  * pool its owner and this client share, written by the owner's library before its signal
- * leaves, with a doorbell to wake the waiters who set their bit. No message travels per fence
- * while it works; the watch (fence_watch.c) is what this falls back to.
+ * leaves, with a doorbell to wake the waiters who set their bit. While it works the waiter
+ * gets no message per fence (the owner's quiet signal still goes to the daemon, which stays
+ * the record); the watch (fence_watch.c) is what this falls back to.
  *
  * What a slot says is trusted only while its generation is the one the daemon gave and POISON
  * is clear: any member of the group can write it, and a point that failed is told by the
@@ -51,14 +52,6 @@ bool hbl_slot_value(struct hb_client *c, struct hbl_watch *w, uint64_t *value)
 	return false;
 }
 
-static void watch_idle(struct hb_client *c, struct hbl_watch *w)
-{
-	if (!w->idle) {
-		w->idle = true;
-		c->fences.idle_watches++;
-	}
-}
-
 void hbl_watch_take_slot(struct hb_client *c, struct hbl_watch *w, const FenceSlot *fs)
 {
 	const struct hbb_guest_ops *ops = slot_ops(c);
@@ -82,7 +75,7 @@ void hbl_watch_slot_drop(struct hb_client *c, struct hbl_watch *w)
 	w->slot.p = NULL;
 	c->fences.slotted--;
 	/* Armed past everything while the slot told: settle arms it at its first point. */
-	watch_idle(c, w);
+	hbl_watch_set_idle(c, w);
 }
 
 void hbl_watch_slot_check(struct hb_client *c, struct hbl_watch *w)
@@ -141,7 +134,7 @@ static void slot_stalled(struct hb_client *c, struct hbl_watch *w)
 	if (!w->points || w->stalled)
 		return;
 	w->stalled = true;
-	watch_idle(c, w);
+	hbl_watch_set_idle(c, w);
 }
 
 void hbl_slots_stalled(struct hb_client *c)

@@ -111,7 +111,13 @@ void hbl_watch_granted(struct hb_client *c, struct hbl_watch *w, const struct hb
 	 * settle arms it at its first point. */
 	w->armed = UINT64_MAX;
 	hbl_watch_take_slot(c, w, sr->slot);
-	if (!w->slot.p) {
+	if (!w->slot.p)
+		hbl_watch_set_idle(c, w);
+}
+
+void hbl_watch_set_idle(struct hb_client *c, struct hbl_watch *w)
+{
+	if (!w->idle) {
 		w->idle = true;
 		c->fences.idle_watches++;
 	}
@@ -206,31 +212,29 @@ void hbl_timeline_value(struct hb_client *c, const TimelineValue *tv)
 	}
 	/* News nobody waited for: a timeline its client stopped waiting on should not wake it
 	 * at every signal. Armed from outside this read (hbl_watches_settle). */
-	if (!completed && w->armed == 0 && !w->idle) {
-		w->idle = true;
-		c->fences.idle_watches++;
-	}
+	if (!completed && w->armed == 0)
+		hbl_watch_set_idle(c, w);
 }
 
-/* The watch of timeline, its value brought up to its slot's. */
-static struct hbl_watch *watch_fresh(struct hb_client *c, uint64_t timeline)
+/* Brings w's value up to its slot's: true if w (may be NULL) has a slot still trusted. */
+static bool slot_fresh(struct hb_client *c, struct hbl_watch *w)
 {
-	struct hbl_watch *w = hbl_watch_find(c, timeline);
 	uint64_t value;
 
-	if (w && w->slot.p && hbl_slot_value(c, w, &value) && value > w->value)
+	if (!w || !w->slot.p || !hbl_slot_value(c, w, &value))
+		return false;
+	if (value > w->value)
 		w->value = value;
-	return w;
+	return true;
 }
 
 struct hbl_watch *hbl_watch_current(struct hb_client *c, uint64_t timeline)
 {
 	struct pollfd pfd[HBL_POLLFDS_MAX];
-	struct hbl_watch *w = hbl_watch_find(c, timeline);
-	uint64_t value;
+	struct hbl_watch *w;
 	size_t n;
 
-	if (!w)
+	if (!hbl_watch_find(c, timeline))
 		return NULL;
 	/* Frames read already first (a batch's rest), then one poll when nothing else came: a
 	 * vchan's poll does not show what its ring holds. */
@@ -238,21 +242,20 @@ struct hbl_watch *hbl_watch_current(struct hb_client *c, uint64_t timeline)
 	/* A slot still trusted is a timeline not destroyed yet: the daemon frees the slot
 	 * before it tells the end. No poll for it. */
 	w = hbl_watch_find(c, timeline);
-	if (w && w->slot.p && hbl_slot_value(c, w, &value)) {
-		if (value > w->value)
-			w->value = value;
+	if (slot_fresh(c, w))
 		return w;
-	}
 	n = hbl_pollfds(c, pfd, HBL_POLLFDS_MAX);
 	if (hbl_conn_polls_all(&c->conn)) {
 		hbl_count(&c->conn.n_polls);
 		if (poll(pfd, n, 0) <= 0)
-			return watch_fresh(c, timeline);
+			return w;
 		hbl_polled(c, pfd, n);
 	}
 	hbl_pump(c, HBL_DISPATCH_BATCH);
 	/* Reading may have ended it, or resumed on a daemon that has none. */
-	return watch_fresh(c, timeline);
+	w = hbl_watch_find(c, timeline);
+	slot_fresh(c, w);
+	return w;
 }
 
 void hbl_watches_drop(struct hb_client *c)

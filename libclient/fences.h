@@ -155,6 +155,8 @@ void hbl_timeline_value(struct hb_client *c, const TimelineValue *tv);
 /* Forgets every watch (the daemon that kept them is gone, or the client is): their points stay
  * pending, with no wait, for hbl_fences_reopen. */
 void hbl_watches_drop(struct hb_client *c);
+/* w told what nobody waited for, or must be armed anew: settle arms it. */
+void hbl_watch_set_idle(struct hb_client *c, struct hbl_watch *w);
 /* A watch was granted (sr->watched) for f: fills w in and files it. */
 void hbl_watch_granted(struct hb_client *c, struct hbl_watch *w, const struct hb_fence *f,
 		       const SyncReply *sr);
