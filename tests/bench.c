@@ -102,13 +102,13 @@ static const char config_text[] = "[daemon]\n"
 				  "[vm vm1]\n"
 				  "id = 1\n"
 				  "channel = vm1.sock\n"
-				  /* (c)'s relayed fences run on a second client per VM. */
-				  "ivshmem_connections = 2\n"
+				  /* (c)'s watched and relayed fences run on more clients per VM. */
+				  "ivshmem_connections = 3\n"
 				  "\n"
 				  "[vm vm2]\n"
 				  "id = 2\n"
 				  "channel = vm2.sock\n"
-				  "ivshmem_connections = 2\n"
+				  "ivshmem_connections = 3\n"
 				  "\n"
 				  "[group host-vm1]\n"
 				  "members = host, vm1\n"
@@ -171,6 +171,7 @@ enum {
 	CMD_PING_EFD,
 	CMD_FENCE_AWAITED, /* CMD_FENCE on the path before quiet signals and watches */
 	CMD_FENCE_HOST,    /* CMD_FENCE between vm1 and a host client in vm2's process */
+	CMD_FENCE_WATCHED, /* CMD_FENCE on watches, without fence slots */
 };
 
 /* The host's channel, for CMD_FENCE_HOST; set before the importer is forked. */
@@ -178,7 +179,8 @@ static const char *host_address;
 
 static bool is_fence(uint32_t cmd)
 {
-	return cmd == CMD_FENCE || cmd == CMD_FENCE_AWAITED || cmd == CMD_FENCE_HOST;
+	return cmd == CMD_FENCE || cmd == CMD_FENCE_AWAITED || cmd == CMD_FENCE_HOST ||
+	       cmd == CMD_FENCE_WATCHED;
 }
 
 /* The domain vm1's timeline is shared with: vm2, or the host. */
@@ -189,8 +191,9 @@ static uint32_t fence_peer(uint32_t cmd)
 
 /* The client a fence method runs on: c; for CMD_FENCE_AWAITED one more client of the same
  * domain with HYPERBUF_SIGNALS=awaited (API.md), whose every signal waits for the daemon's
- * answer and every fence is a daemon wait: the path before quiet signals and watches; in
- * vm2's process for CMD_FENCE_HOST, a host client. NULL (errno set) if it cannot connect.
+ * answer and every fence is a daemon wait: the path before quiet signals and watches; for
+ * CMD_FENCE_WATCHED one with HYPERBUF_SIGNALS=watched, the path before fence slots; in vm2's
+ * process for CMD_FENCE_HOST, a host client. NULL (errno set) if it cannot connect.
  * Disconnect it with fence_client_end. */
 static struct hb_client *fence_client(struct hb_client *c, const char *address, uint32_t cmd,
 				      bool in_vm2)
@@ -199,9 +202,9 @@ static struct hb_client *fence_client(struct hb_client *c, const char *address, 
 
 	if (cmd == CMD_FENCE_HOST && in_vm2)
 		return hb_connect(host_address);
-	if (cmd != CMD_FENCE_AWAITED)
+	if (cmd != CMD_FENCE_AWAITED && cmd != CMD_FENCE_WATCHED)
 		return c;
-	setenv("HYPERBUF_SIGNALS", "awaited", 1);
+	setenv("HYPERBUF_SIGNALS", cmd == CMD_FENCE_AWAITED ? "awaited" : "watched", 1);
 	a = hb_connect(address);
 	unsetenv("HYPERBUF_SIGNALS");
 	return a;
@@ -983,14 +986,16 @@ int main(int argc, char **argv)
 
 	{
 		/* Indices 1 and 2 are the baselines; 3 is the path fences took before quiet signals
-		 * and watches; 4 is vm1 with a host client (goal 1 asks both). */
-		static const uint32_t cmds[5] = {CMD_FENCE, CMD_PING_SOCK, CMD_PING_EFD,
-						 CMD_FENCE_AWAITED, CMD_FENCE_HOST};
-		static const char *const names[5] = {"hyperbuf fences", "UNIX socketpair",
-						     "eventfd pair", "fences, relayed",
-						     "fences, vm1-host"};
+		 * and watches, 5 the one before fence slots; 4 is vm1 with a host client (goal 1
+		 * asks both). */
+		static const uint32_t cmds[6] = {CMD_FENCE,	    CMD_PING_SOCK,
+						 CMD_PING_EFD,	    CMD_FENCE_AWAITED,
+						 CMD_FENCE_HOST,    CMD_FENCE_WATCHED};
+		static const char *const names[6] = {"hyperbuf fences", "UNIX socketpair",
+						     "eventfd pair",	"fences, relayed",
+						     "fences, vm1-host", "fences, watched"};
 		struct hb_buffer *cmdb = hb_buffer_alloc(bn.c, 2, 4096, 0);
-		struct ping_result pr[5];
+		struct ping_result pr[6];
 		struct relay_cost req_cost[2]; /* before and after the hb_query rounds */
 		unsigned rounds = 2000 / div;
 		uint64_t req_p50 = 0, req_p99 = 0;
@@ -1011,13 +1016,13 @@ int main(int argc, char **argv)
 		       "instead of vm2\n");
 		printf("    %-18s | %9s %9s | %9s %9s | %s\n", "method", "1-way p50", "p99",
 		       "rt p50", "p99", "ratio of round trip p50: vs socketpair, vs eventfd");
-		for (int v = 0; v < 5; v++) {
+		for (int v = 0; v < 6; v++) {
 			if (bench_ping(&bn, cmdb, cmds[v], rounds, &pr[v]) < 0) {
 				hb_buffer_free(cmdb);
 				goto out_client;
 			}
 		}
-		for (int v = 0; v < 5; v++)
+		for (int v = 0; v < 6; v++)
 			printf("    %-18s | %9.1f %9.1f | %9.1f %9.1f | %.2fx, %.2fx\n", names[v],
 			       pr[v].one_p50 / 1e3, pr[v].one_p99 / 1e3, pr[v].rt_p50 / 1e3,
 			       pr[v].rt_p99 / 1e3,
@@ -1030,6 +1035,7 @@ int main(int argc, char **argv)
 		       (double)pr[0].one_p50 / (double)(pr[2].one_p50 ? pr[2].one_p50 : 1));
 		relay_cost_print("fences", &pr[0].cost[0], &pr[0].cost[1], rounds);
 		relay_cost_print("fences, relayed", &pr[3].cost[0], &pr[3].cost[1], rounds);
+		relay_cost_print("fences, watched", &pr[5].cost[0], &pr[5].cost[1], rounds);
 		relay_cost_print("fences, vm1-host", &pr[4].cost[0], &pr[4].cost[1], rounds);
 		relay_cost_take(&req_cost[0], bn.c, daemon_pid);
 		if (relay_request_rt(bn.c, &pr[2].id, rounds, &req_p50, &req_p99) < 0) {

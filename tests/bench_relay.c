@@ -119,10 +119,14 @@ double fence_wait_syscalls(const struct relay_cost *a, const struct relay_cost *
 			   double per_request)
 {
 	double n = rounds ? rounds : 1;
-	double awaited = (double)(b->lib.frames_in - a->lib.frames_in) / n - 1;
-	double quiet = (double)(b->lib.frames_out - a->lib.frames_out) / n - awaited;
+	double in = (double)(b->lib.frames_in - a->lib.frames_in) / n;
+	double awaited = in > 1 ? in - 1 : 0;
+	double out = (double)(b->lib.frames_out - a->lib.frames_out) / n;
+	double rings = (double)(b->lib.wakes - a->lib.wakes) / n;
 
-	return relay_cost_syscalls(a, b, rounds) - awaited * per_request - quiet;
+	/* Every frame out is one send (a request's or a quiet signal's), every wake a doorbell
+	 * rung for a signal; a request costs per_request with its send. */
+	return relay_cost_syscalls(a, b, rounds) - out - rings - awaited * (per_request - 1);
 }
 
 double relay_cost_daemon_us(const struct relay_cost *a, const struct relay_cost *b, unsigned rounds)

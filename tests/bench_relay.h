@@ -46,9 +46,10 @@ struct relay_goals {
 double relay_cost_syscalls(const struct relay_cost *a, const struct relay_cost *b, unsigned rounds);
 double relay_cost_daemon_us(const struct relay_cost *a, const struct relay_cost *b,
 			    unsigned rounds);
-/* A fence round's library system calls less those of its requests: what its hb_sync_wait
- * cost. A round reads one completion; every other frame in answers a request (per_request
- * system calls), and every frame out that is not one is a quiet signal (one send). */
+/* A fence round's library system calls less those of its requests and signals: what its
+ * hb_sync_wait cost. A round reads at most one completion frame (none through a fence slot);
+ * every other frame in answers a request (per_request system calls, its send included), every
+ * frame out is one send, and every wake a doorbell the signal rang. */
 double fence_wait_syscalls(const struct relay_cost *a, const struct relay_cost *b, unsigned rounds,
 			   double per_request);
 /* One line per goal: the figure, the goal, met or not (or why it is not measured). */
