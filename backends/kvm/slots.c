@@ -131,9 +131,9 @@ void hbk_slot_put(void *state, uint32_t group, uint32_t index, uint32_t gen)
 
 	if (!s)
 		return;
-	__atomic_or_fetch(&s->flags, HBP_SLOT_POISON, __ATOMIC_SEQ_CST);
+	/* Poisoned (and its waiters rung) is enough for them to stop trusting it. */
+	hbk_slot_poison(state, group, index, gen);
 	__atomic_store_n(&s->gen, 0, __ATOMIC_SEQ_CST);
-	ring_waiters(g, s);
 	g->pool.slots_used &= ~(1ull << index);
 	g->pool.slot_gens[index] = 0;
 }
