@@ -386,6 +386,8 @@ static void kvm_stats(void *state, void (*put)(void *ctx, const char *key, uint6
 		put(ctx, key, g->srv.n_peers);
 		snprintf(key, sizeof(key), "pool.%s.fence_slots", g->cfg.name);
 		put(ctx, key, (uint64_t)__builtin_popcountll(g->pool.slots_used));
+		snprintf(key, sizeof(key), "pool.%s.fence_rings", g->cfg.name);
+		put(ctx, key, g->pool.slot_rings);
 	}
 }
 

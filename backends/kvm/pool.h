@@ -23,6 +23,7 @@ struct hbk_pool {
 	uint64_t slots_used;
 	uint32_t slot_gen;
 	uint32_t slot_gens[64]; /* what each taken slot was given */
+	uint64_t slot_rings;    /* doorbells the daemon rang for slots (statistics) */
 };
 
 /* Creates the memfd (MFD_CLOEXEC|MFD_ALLOW_SEALING), sizes and seals it (SHRINK|GROW|SEAL),

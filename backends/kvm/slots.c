@@ -64,8 +64,10 @@ static void ring_waiters(struct kvm_group *g, struct hbp_fence_slot *s)
 		return;
 	hbc_list_for_each_safe(p, &g->srv.peers, struct hbk_ivshmem_peer, link)
 	{
-		if ((mask & (1ull << (p->id % 64))) && p->irq[0] >= 0)
+		if ((mask & (1ull << (p->id % 64))) && p->irq[0] >= 0) {
 			eventfd_write(p->irq[0], 1);
+			g->pool.slot_rings++;
+		}
 	}
 }
 
