@@ -289,8 +289,10 @@ struct hbb_guest_ops {
 	struct hbp_fence_slot *(*slot)(void *state, uint32_t group, uint32_t index);
 	/* This process's bit in a slot's waiters for group (its ivshmem peer id % 64), or -1. */
 	int (*slot_bit)(void *state, uint32_t group);
-	/* Rings the doorbell of every peer of group whose bit is in mask. */
-	void (*ring)(void *state, uint32_t group, uint64_t mask);
+	/* Takes from *waiters (atomically) the bits of the peers of group it knows a doorbell
+	 * of, and rings those peers: how many rings. Bits of peers it does not know (yet) stay
+	 * for the daemon, which knows every peer and rings when the signal reaches it. */
+	unsigned (*ring)(void *state, uint32_t group, uint64_t *waiters);
 };
 
 extern const struct hbb_guest_ops hbk_guest_ops; /* backends/kvm/guest.c */

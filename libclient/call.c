@@ -14,7 +14,9 @@ size_t hbl_pollfds(const struct hb_client *c, struct pollfd *pfd, size_t max)
 
 	pfd[n++] = (struct pollfd){.fd = c->conn.tp.fd, .events = POLLIN};
 	if (c->mem.ops && c->mem.ops->pollfds)
-		n += c->mem.ops->pollfds(c->mem.state, pfd + n, max - n);
+		n += c->mem.ops->pollfds(c->mem.state, pfd + n, max - n - 1);
+	if (c->fences.stall_fd >= 0)
+		pfd[n++] = (struct pollfd){.fd = c->fences.stall_fd, .events = POLLIN};
 	return n;
 }
 

@@ -38,8 +38,9 @@
 
 /* Blocking waits poll in slices of this length, re-checking the client's state each time. */
 #define HBL_WAIT_SLICE_MS 1000
-/* What hbl_pollfds gives at most: the channel, and per group an ivshmem socket and a doorbell. */
-#define HBL_POLLFDS_MAX (1 + 2 * HBP_MAX_GROUPS)
+/* What hbl_pollfds gives at most: the channel, per group an ivshmem socket and a doorbell, and
+ * the fence slots' stall timer. */
+#define HBL_POLLFDS_MAX (2 + 2 * HBP_MAX_GROUPS)
 /* Frames one dispatch handles at most, so a chatty daemon cannot starve the caller. */
 #define HBL_DISPATCH_BATCH 1024
 
@@ -124,6 +125,7 @@ struct hb_timeline {
 	uint64_t id;
 	struct hbl_slot *slots; /* where its signals are written too (fence_slot.c) */
 	unsigned n_slots;
+	bool failed; /* it failed a point: slots it hears of later are poisoned at once */
 };
 
 /* client.c: adds to hb_get_fd's epoll set what hbl_pollfds has that it lacks (a doorbell

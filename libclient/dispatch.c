@@ -124,8 +124,9 @@ int hbl_pump(struct hb_client *c, int max)
 		hbl_conn_rearm(&c->conn);
 	c->chan_quiet = false;
 	r = route_frames(c, max);
-	/* What slots say needs no frame: a doorbell, or a value that moved by itself. */
-	hbl_slots_check(c);
+	/* What slots say needs no frame: a doorbell, or a value that moved by itself; and a
+	 * ring read here took our bit, which goes back while points are pending. */
+	hbl_slots_arm(c);
 	return r;
 }
 

@@ -12,8 +12,12 @@
  * a slot that stays still for a whole wait slice makes the watch ask the daemon as well, so a
  * member that clears bits or lowers values delays a wait, never hangs it.
  */
+#include <errno.h>
 #include <stdlib.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
+#include "common/clock.h"
 #include "libclient/client.h"
 #include "protocol/limits.h"
 
@@ -52,19 +56,70 @@ bool hbl_slot_value(struct hb_client *c, struct hbl_watch *w, uint64_t *value)
 	return false;
 }
 
+/* ---- the stall timer --------------------------------------------------------------------- */
+
+/* A one-shot timerfd in hbl_pollfds, armed a wait slice ahead while a slotted point is pending:
+ * it wakes whoever polls (hb_sync_wait, an event loop on hb_get_fd) so that a slot that stayed
+ * still is noticed even where nothing else would wake them. */
+static int stall_timer_open(struct hb_client *c)
+{
+	if (c->fences.stall_fd < 0)
+		c->fences.stall_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	return c->fences.stall_fd < 0 ? -errno : 0;
+}
+
+static void stall_timer_arm(struct hb_client *c, uint64_t now)
+{
+	struct itimerspec its = {
+	    .it_value = {.tv_sec = HBL_WAIT_SLICE_MS / 1000,
+			 .tv_nsec = (long)(HBL_WAIT_SLICE_MS % 1000) * 1000000L},
+	};
+
+	if (timerfd_settime(c->fences.stall_fd, 0, &its, NULL) == 0)
+		c->fences.stall_due = now + HBL_WAIT_SLICE_MS;
+}
+
+/* Empties the timer once it is due (a read that finds it not fired yet changes nothing), and
+ * arms it again while points are pending. */
+static void stall_timer_update(struct hb_client *c, size_t pending, uint64_t now)
+{
+	struct hbl_fences *f = &c->fences;
+	uint64_t fired;
+
+	if (f->stall_fd < 0)
+		return;
+	/* Milliseconds truncate: the timer may fire a little before now reaches due. */
+	if (f->stall_due && now + 2 >= f->stall_due &&
+	    read(f->stall_fd, &fired, sizeof(fired)) == sizeof(fired))
+		f->stall_due = 0;
+	if (pending && !f->stall_due)
+		stall_timer_arm(c, now);
+}
+
+void hbl_slots_close(struct hb_client *c)
+{
+	if (c->fences.stall_fd >= 0)
+		close(c->fences.stall_fd);
+	c->fences.stall_fd = -1;
+	c->fences.stall_due = 0;
+}
+
+/* ---- the waiter's side ---------------------------------------------------------------------- */
+
 void hbl_watch_take_slot(struct hb_client *c, struct hbl_watch *w, const FenceSlot *fs)
 {
 	const struct hbb_guest_ops *ops = slot_ops(c);
 	int bit = ops && ops->slot_bit ? ops->slot_bit(c->mem.state, fs->group) : -1;
 
-	if (bit < 0 || !slot_map(c, fs, &w->slot))
+	if (bit < 0 || stall_timer_open(c) < 0 || !slot_map(c, fs, &w->slot))
 		return;
-	/* Its doorbell must wake hb_get_fd's pollers too; without it, no slot. */
+	/* Its doorbell and the stall timer must wake hb_get_fd's pollers too; else no slot. */
 	if (hbl_pub_fd_sync(c) < 0) {
 		w->slot.p = NULL;
 		return;
 	}
 	w->slot_bit = bit;
+	w->still_since = hbc_now_ms();
 	c->fences.slotted++;
 }
 
@@ -82,14 +137,13 @@ void hbl_watch_slot_check(struct hb_client *c, struct hbl_watch *w)
 {
 	uint64_t value;
 
-	if (!w->slot.p || !w->points)
+	if (!hbl_slot_value(c, w, &value))
 		return;
-	if (!slot_read(&w->slot, &value)) {
-		hbl_watch_slot_drop(c, w);
-		return;
-	}
-	if (value > w->value)
+	if (value > w->value) {
 		w->value = value;
+		w->still_since = hbc_now_ms();
+	}
+	/* In value order, as the watch would: a prefix of its points. */
 	while (w->points && w->points->value <= value) {
 		struct hbl_point *p = w->points;
 		uint64_t timeline = p->timeline, v = p->value;
@@ -100,46 +154,33 @@ void hbl_watch_slot_check(struct hb_client *c, struct hbl_watch *w)
 	}
 }
 
-/* Calls fn for every slotted watch; fn may drop the slot, never the watch. */
-static void for_slotted(struct hb_client *c, void (*fn)(struct hb_client *, struct hbl_watch *))
-{
-	if (!c->fences.slotted)
-		return;
-	for (size_t i = 0; i < HBL_WATCH_BUCKETS; i++)
-		for (struct hbl_watch *w = c->fences.watches[i]; w; w = w->hnext)
-			if (w->slot.p)
-				fn(c, w);
-}
-
-void hbl_slots_check(struct hb_client *c)
-{
-	for_slotted(c, hbl_watch_slot_check);
-}
-
-static void slot_arm(struct hb_client *c, struct hbl_watch *w)
-{
-	if (!w->points)
-		return;
-	__atomic_fetch_or(&w->slot.p->waiters, 1ull << w->slot_bit, __ATOMIC_SEQ_CST);
-	hbl_watch_slot_check(c, w);
-}
-
 void hbl_slots_arm(struct hb_client *c)
 {
-	for_slotted(c, slot_arm);
-}
+	size_t pending = 0;
+	uint64_t now;
 
-static void slot_stalled(struct hb_client *c, struct hbl_watch *w)
-{
-	if (!w->points || w->stalled)
+	if (!c->fences.slotted && !c->fences.stall_due)
 		return;
-	w->stalled = true;
-	hbl_watch_set_idle(c, w);
-}
-
-void hbl_slots_stalled(struct hb_client *c)
-{
-	for_slotted(c, slot_stalled);
+	now = hbc_now_ms();
+	for (size_t i = 0; i < HBL_WATCH_BUCKETS && c->fences.slotted; i++) {
+		/* Checking may drop a slot (never a watch) and complete points. */
+		for (struct hbl_watch *w = c->fences.watches[i]; w; w = w->hnext) {
+			if (!w->slot.p || !w->points)
+				continue;
+			__atomic_fetch_or(&w->slot.p->waiters, 1ull << w->slot_bit,
+					  __ATOMIC_SEQ_CST);
+			hbl_watch_slot_check(c, w);
+			if (!w->slot.p || !w->points)
+				continue;
+			pending++;
+			/* Still for a whole slice: the daemon is asked too (settle arms it). */
+			if (!w->stalled && now - w->still_since >= HBL_WAIT_SLICE_MS) {
+				w->stalled = true;
+				hbl_watch_set_idle(c, w);
+			}
+		}
+	}
+	stall_timer_update(c, pending, now);
 }
 
 /* ---- the owner's side ---------------------------------------------------------------------- */
@@ -155,6 +196,11 @@ void hbl_timeline_slot(struct hb_client *c, const TimelineSlot *ts)
 			continue;
 		if (!slot_map(c, ts->slot, &s))
 			return;
+		/* Given before the daemon handled a fail we sent: no value of ours may go there. */
+		if (t->failed) {
+			__atomic_fetch_or(&s.p->flags, HBP_SLOT_POISON, __ATOMIC_SEQ_CST);
+			return;
+		}
 		/* One per group: a newer one replaces it. */
 		for (unsigned i = 0; i < t->n_slots; i++) {
 			if (t->slots[i].group == s.group) {
@@ -190,24 +236,23 @@ bool hbl_timeline_slots_store(struct hb_client *c, struct hb_timeline *t, uint64
 
 	for (unsigned i = 0; ops && i < t->n_slots; i++) {
 		struct hbl_slot *s = &t->slots[i];
-		uint64_t mask;
+		unsigned rung;
 
 		/* Not ours any more: only a new daemon takes a slot from a live timeline. */
 		if (__atomic_load_n(&s->p->gen, __ATOMIC_SEQ_CST) != s->gen) {
 			stale = true;
 			continue;
 		}
-		if (error)
+		if (error || t->failed)
 			__atomic_fetch_or(&s->p->flags, HBP_SLOT_POISON, __ATOMIC_SEQ_CST);
 		else
 			slot_raise(s->p, value);
-		/* After the store: a waiter that set its bit later reads the new value. */
-		mask = __atomic_exchange_n(&s->p->waiters, 0, __ATOMIC_SEQ_CST);
-		if (mask) {
-			/* About one eventfd write per waiter: counted as wakes. */
-			__atomic_fetch_add(&c->conn.n_wakes, (uint64_t)__builtin_popcountll(mask),
-					   __ATOMIC_RELAXED);
-			ops->ring(c->mem.state, s->group, mask);
+		/* After the store: a waiter that set its bit later reads the new value. The bits of
+		 * peers we cannot ring stay for the daemon. Each ring is an eventfd write: counted
+		 * as wakes. */
+		if (__atomic_load_n(&s->p->waiters, __ATOMIC_SEQ_CST)) {
+			rung = ops->ring(c->mem.state, s->group, &s->p->waiters);
+			__atomic_fetch_add(&c->conn.n_wakes, (uint64_t)rung, __ATOMIC_RELAXED);
 		}
 	}
 	return stale;

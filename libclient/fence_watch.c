@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <stdlib.h>
 
+#include "common/clock.h"
 #include "libclient/client.h"
 #include "protocol/limits.h"
 
@@ -82,6 +83,9 @@ void hbl_watch_attach(struct hb_client *c, struct hbl_watch *w, struct hbl_point
 {
 	struct hbl_point **pp = &w->points;
 
+	/* Waiting on its slot from now: a slice of stillness from here is a stall. */
+	if (!w->points)
+		w->still_since = hbc_now_ms();
 	/* Ascending: a TimelineValue completes a prefix, in value order. */
 	while (*pp && (*pp)->value < p->value)
 		pp = &(*pp)->wnext;
@@ -216,16 +220,14 @@ void hbl_timeline_value(struct hb_client *c, const TimelineValue *tv)
 		hbl_watch_set_idle(c, w);
 }
 
-/* Brings w's value up to its slot's: true if w (may be NULL) has a slot still trusted. */
+/* Brings w up to its slot (its value, and its points the slot passed, in order): true if w
+ * (may be NULL) has a slot still trusted. */
 static bool slot_fresh(struct hb_client *c, struct hbl_watch *w)
 {
-	uint64_t value;
-
-	if (!w || !w->slot.p || !hbl_slot_value(c, w, &value))
+	if (!w || !w->slot.p)
 		return false;
-	if (value > w->value)
-		w->value = value;
-	return true;
+	hbl_watch_slot_check(c, w);
+	return w->slot.p != NULL;
 }
 
 struct hbl_watch *hbl_watch_current(struct hb_client *c, uint64_t timeline)

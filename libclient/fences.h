@@ -91,6 +91,7 @@ struct hbl_watch {
 	struct hbl_slot slot;
 	int slot_bit;
 	bool stalled;
+	uint64_t still_since; /* ms: its slot last moved, or its first pending point came */
 };
 
 /*
@@ -108,6 +109,10 @@ struct hbl_fences {
 	struct hbl_watch *watches[HBL_WATCH_BUCKETS];
 	size_t idle_watches; /* watches with idle set */
 	size_t slotted;      /* watches with a slot */
+	/* Wakes whoever polls while a slotted point is pending, once a wait slice, so that a
+	 * slot that stays still is noticed (fence_slot.c): a timerfd, in hbl_pollfds. */
+	int stall_fd;
+	uint64_t stall_due; /* when it fires next (ms), 0 while disarmed */
 	struct hbc_list syncs;
 	struct hbc_list waiters; /* struct hbl_waiter */
 	uint64_t seq;
@@ -170,12 +175,11 @@ void hbl_watch_slot_drop(struct hb_client *c, struct hbl_watch *w);
 bool hbl_slot_value(struct hb_client *c, struct hbl_watch *w, uint64_t *value);
 /* Completes w's points that its slot's value passed; drops a slot that lost trust. */
 void hbl_watch_slot_check(struct hb_client *c, struct hbl_watch *w);
-/* The same for every slotted watch. */
-void hbl_slots_check(struct hb_client *c);
-/* Before sleeping: our bit in the waiters of every slot with points pending, then a check. */
+/* After any read, and before sleeping: our bit in the waiters of every slot with points
+ * pending, then a check; a slot still for a wait slice asks the daemon too (settle). */
 void hbl_slots_arm(struct hb_client *c);
-/* A wait slice passed with nothing: the slotted watches with points ask the daemon too. */
-void hbl_slots_stalled(struct hb_client *c);
+/* Closes the stall timer. */
+void hbl_slots_close(struct hb_client *c);
 /* TimelineSlot: a slot of one of our timelines (validated by the frame codec). */
 void hbl_timeline_slot(struct hb_client *c, const TimelineSlot *ts);
 /* Before a signal of t leaves: its slots get the value (or POISON), their waiters rung. True

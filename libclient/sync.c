@@ -314,6 +314,7 @@ void hbl_fences_init(struct hbl_fences *f)
 {
 	hbc_list_init(&f->syncs);
 	hbc_list_init(&f->waiters);
+	f->stall_fd = -1;
 }
 
 void hbl_fences_destroy(struct hb_client *c)
@@ -321,6 +322,7 @@ void hbl_fences_destroy(struct hb_client *c)
 	struct hb_sync *s;
 
 	hbl_watches_drop(c);
+	hbl_slots_close(c);
 	for (size_t i = 0; i < HBL_POINT_BUCKETS; i++) {
 		while (c->fences.points[i]) {
 			struct hbl_point *p = c->fences.points[i];

@@ -129,16 +129,13 @@ static int wait_poll(struct wait_client *cl, size_t n_cl, struct pollfd *pfd, in
 /* Reads what the daemon sent (which may complete them); after a poll, only where it showed
  * something. A broken client has completed all its points with its error, so this also ends a
  * wait on a lost connection. */
-static void wait_pump(struct wait_client *cl, size_t n_cl, const struct pollfd *pfd, bool stalled)
+static void wait_pump(struct wait_client *cl, size_t n_cl, const struct pollfd *pfd)
 {
 	for (size_t j = 0; j < n_cl; j++) {
 		hbl_lock(cl[j].c);
 		if (cl[j].n)
 			hbl_polled(cl[j].c, pfd + cl[j].at, cl[j].n);
 		hbl_pump(cl[j].c, HBL_DISPATCH_BATCH);
-		/* A whole slice without a word: slots that did not move ask the daemon too. */
-		if (stalled)
-			hbl_slots_stalled(cl[j].c);
 		hbl_watches_settle(cl[j].c);
 		hbl_unlock(cl[j].c);
 	}
@@ -231,7 +228,7 @@ int hbl_syncs_wait(struct hb_sync **v, size_t n, bool all, int timeout_ms, size_
 		r = wait_poll(cl, n_cl, pfd, wake, wait);
 		if (r < 0)
 			break;
-		wait_pump(cl, n_cl, pfd, r == 0 && wait == HBL_WAIT_SLICE_MS);
+		wait_pump(cl, n_cl, pfd);
 		r = 0;
 	}
 	wait_register(cl, n_cl, false);

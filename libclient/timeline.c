@@ -112,6 +112,8 @@ static int signal_to(struct hb_timeline *t, uint64_t value, uint32_t error)
 	 * its statuses come from the daemon). A TimelineSlot received already is taken first
 	 * (reading nothing new). */
 	hbl_route_buffered(c);
+	if (error)
+		t->failed = true;
 	if (hbl_timeline_slots_store(c, t, value, error != 0)) {
 		hbl_timeline_slots_free(t);
 		ts.quiet = false;

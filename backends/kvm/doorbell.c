@@ -125,13 +125,22 @@ int hbk_slot_bit(void *state, uint32_t group)
 	return g && g->bell >= 0 ? (int)(g->iv_peer % 64) : -1;
 }
 
-void hbk_ring(void *state, uint32_t group, uint64_t mask)
+unsigned hbk_ring(void *state, uint32_t group, uint64_t *waiters)
 {
 	struct hbk_group *g = group_of(state, group);
+	uint64_t known = 0, mask;
+	unsigned rung = 0;
 
 	if (!g)
-		return;
-	for (size_t i = 0; i < g->n_bells && mask; i++)
-		if (mask & (1ull << (g->bells[i].id % 64)))
+		return 0;
+	for (size_t i = 0; i < g->n_bells; i++)
+		known |= 1ull << (g->bells[i].id % 64);
+	mask = __atomic_fetch_and(waiters, ~known, __ATOMIC_SEQ_CST) & known;
+	for (size_t i = 0; i < g->n_bells && mask; i++) {
+		if (mask & (1ull << (g->bells[i].id % 64))) {
 			eventfd_write(g->bells[i].fd, 1);
+			rung++;
+		}
+	}
+	return rung;
 }
