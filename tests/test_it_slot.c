@@ -7,6 +7,7 @@
  * the daemon tells.
  */
 #include <dirent.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -302,6 +303,87 @@ TEST(a_member_scribbling_on_the_slot_only_delays_a_wait)
 	CHECK(w1.frames_in - w0.frames_in >= 1);
 	munmap(l.page, HBP_PAGE_SIZE);
 	hb_sync_close(s);
+	sx_stop(&x);
+}
+
+/* An event loop on hb_get_fd: polls it, dispatches, and looks at the status, until s ends.
+ * Its status, or 0 if a poll ran out (IT_WAIT_MS): nothing woke the loop, neither a doorbell
+ * nor the library's stall timer. */
+static int loop_until_done(struct hb_client *c, struct hb_sync *s)
+{
+	struct pollfd pfd = {.fd = hb_get_fd(c), .events = POLLIN};
+
+	for (int i = 0; i < 1000 && hb_sync_status(s) == 0; i++) {
+		struct hb_event ev;
+
+		if (poll(&pfd, 1, IT_WAIT_MS) <= 0 || hb_dispatch(c, 0) < 0)
+			return 0;
+		while (hb_next_event(c, &ev) == 0)
+			;
+	}
+	return hb_sync_status(s);
+}
+
+/* A waiter that never calls hb_sync_wait is woken by its doorbell through hb_get_fd, and by
+ * the stall timer when a member scribbles on the slot (no wait slice of its own to end). */
+TEST(an_event_loop_is_woken_by_the_doorbell_and_after_a_stall)
+{
+	struct sx x;
+	struct hb_counters w0, w1;
+	struct hb_sync *s;
+	struct later l;
+
+	sx_start(&x, false);
+	w0 = counters(x.v2);
+	s = IT_SYNC(x.v2, x.t, 2);
+	l = (struct later){.t = x.t, .value = 2, .ms = 20};
+	later_start(&l);
+	CHECK_EQ(loop_until_done(x.v2, s), 1);
+	later_join(&l);
+	hb_sync_close(s);
+	w1 = counters(x.v2);
+	CHECK_EQ(w1.frames_in - w0.frames_in, 0);
+	CHECK_EQ(w1.frames_out - w0.frames_out, 0);
+	s = IT_SYNC(x.v2, x.t, 3);
+	l = (struct later){.t = x.t, .value = 3, .ms = 50, .page = pool_page0("b")};
+	later_start(&l);
+	CHECK_EQ(loop_until_done(x.v2, s), 1);
+	later_join(&l);
+	munmap(l.page, HBP_PAGE_SIZE);
+	hb_sync_close(s);
+	sx_stop(&x);
+}
+
+/* A client of vm2 that joined after the owner last read anything: the owner has no doorbell of
+ * it yet, so it leaves its bit, and the daemon rings it when the signal arrives (counted in
+ * pool.b.fence_rings). Without that, the waiter would sleep a whole slice. */
+TEST(a_waiter_the_owner_does_not_know_yet_is_rung_by_the_daemon)
+{
+	struct sx x;
+	struct hb_client *late;
+	struct hb_counters w0, w1;
+	struct hb_sync *s;
+	struct later l;
+
+	uint64_t rings0;
+
+	sx_start(&x, false);
+	late = IT_CONNECT(hbt_addr_vm(&x.d, 2));
+	s = IT_SYNC(late, x.t, 2);
+	w0 = counters(late);
+	rings0 = IT_STAT(&x.d, "pool.b.fence_rings");
+	l = (struct later){.t = x.t, .value = 2, .ms = 20};
+	later_start(&l);
+	CHECK_EQ(hb_sync_wait(s, IT_WAIT_MS), 0);
+	later_join(&l);
+	CHECK_EQ(hb_sync_status(s), 1);
+	/* The daemon rang it (a slice later, the stall timer would have woken it instead). */
+	CHECK(IT_STAT(&x.d, "pool.b.fence_rings") - rings0 >= 1);
+	w1 = counters(late);
+	CHECK_EQ(w1.frames_out - w0.frames_out, 0);
+	CHECK_EQ(w1.frames_in - w0.frames_in, 0);
+	hb_sync_close(s);
+	hb_disconnect(late);
 	sx_stop(&x);
 }
 
