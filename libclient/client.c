@@ -142,9 +142,9 @@ static int hello(struct hb_client *c, enum hbb_attach_mode mode)
 	struct hbb_reply reply;
 	int r;
 
-	/* Slots need a doorbell of our own: only an emulated VM has one (its ivshmem
-	 * server's eventfds). */
-	if (mode != HBB_ATTACH_EMULATED)
+	/* Slots need a doorbell of our own: an emulated VM has one (its ivshmem server's
+	 * eventfds), and a KVM guest may (hyperbuf.ko's vector 0; else the watch tells). */
+	if (mode == HBB_ATTACH_HOST)
 		c->offered &= ~HBP_FEATURE_SLOTS;
 	h.version = HBP_PROTOCOL_VERSION;
 	h.role = HBP_ROLE_CLIENT;

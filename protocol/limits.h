@@ -100,7 +100,11 @@ struct hbp_fence_slot {
 	uint32_t gen;     /* given by the daemon with the slot; 0 when free */
 	uint32_t flags;   /* HBP_SLOT_POISON */
 	uint64_t waiters; /* bit (ivshmem peer id % 64): a waiter about to sleep */
-	uint64_t reserved[5];
+	/* Written by the daemon: the bits of waiters that name exactly one peer of the group,
+	 * the one whose id is the bit, so that a KVM guest (which knows no peer ids) may ring
+	 * them by id. */
+	uint64_t direct;
+	uint64_t reserved[4];
 };
 _Static_assert(sizeof(struct hbp_fence_slot) == 64, "a fence slot is 64 bytes");
 _Static_assert(sizeof(struct hbp_pool_header) <= 64, "the header fits before slot 1");

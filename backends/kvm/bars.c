@@ -176,6 +176,7 @@ static int try_device(struct hbk_guest *k, struct hbk_group *g, struct ivdev *de
 	if (r < 0)
 		return r; /* -EPROTO: another group's pool, or an older daemon's */
 	g->kmod = kmod;
+	g->iv_peer = dev->ivposition;
 	r = hbk_send_attach(k, g, dev->ivposition, &reply);
 	if (r < 0) {
 		hbk_pool_window_close(&g->win);

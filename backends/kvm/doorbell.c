@@ -1,18 +1,29 @@
 /*
- * An emulated VM's doorbells and fence slots (docs/PROTOCOL.md §3 "Fence slots"). The ivshmem
- * server sends each peer its own interrupt eventfds and every other peer's, one per vector,
- * vector 0 first (QEMU docs/specs/ivshmem-spec.rst): we keep vector 0 of each. Ours is polled
- * next to the channel; a peer's is written to wake it when a fence slot it waits on moves.
- * The server is the daemon (checked when connecting), so these fds are trusted as doorbells;
- * what a peer writes into a slot is not trusted for anything beyond its group's fences.
+ * Doorbells and fence slots (docs/PROTOCOL.md §3 "Fence slots").
+ *
+ * An emulated VM: the ivshmem server sends each peer its own interrupt eventfds and every
+ * other peer's, one per vector, vector 0 first (QEMU docs/specs/ivshmem-spec.rst): we keep
+ * vector 0 of each. Ours is polled next to the channel; a peer's is written to wake it when a
+ * fence slot it waits on moves. The server is the daemon (checked when connecting), so these
+ * fds are trusted as doorbells; what a peer writes into a slot is not trusted for anything
+ * beyond its group's fences.
+ *
+ * A KVM guest with hyperbuf.ko (docs/DMABUF.md, "Doorbells"): vector 0 of the pool's device
+ * into an eventfd of ours (POOL_IRQFD, one file per guest at a time), and the Doorbell register
+ * to ring a peer (POOL_RING). A guest knows no peer ids, so it rings only the waiters' bits the
+ * daemon marked `direct` in the slot (the one peer with that id), by id; the daemon rings the
+ * rest when the owner's signal reaches it.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "backends/kvm/guest.h"
+#include "kmod/hyperbuf_kmod.h"
 #include "protocol/limits.h"
 
 static struct hbk_bell *bell_find(struct hbk_group *g, uint32_t id)
@@ -100,11 +111,34 @@ static struct hbk_group *group_of(struct hbk_guest *k, uint32_t group)
 	return NULL;
 }
 
+/* A guest's doorbell, the first time a slot asks for it: vector 0 of the pool's device into
+ * an eventfd. Another process of this guest may hold the vector (EBUSY): then no slots here,
+ * and the watch tells, as without the module's doorbells. */
+static void guest_bell_open(struct hbk_group *g)
+{
+	struct hyperbuf_pool_irqfd a = {.vector = 0};
+
+	if (!g->kmod || g->bell >= 0 || g->bell_failed || g->win.fd < 0)
+		return;
+	g->bell_failed = true;
+	a.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (a.fd < 0)
+		return;
+	if (ioctl(g->win.fd, HYPERBUF_IOC_POOL_IRQFD, &a) < 0) {
+		close(a.fd);
+		return;
+	}
+	g->bell = a.fd;
+	g->bell_failed = false;
+}
+
 struct hbp_fence_slot *hbk_slot(void *state, uint32_t group, uint32_t index)
 {
 	struct hbk_group *g = group_of(state, group);
 
-	/* Only where we can be woken: an emulated VM with its doorbell. */
+	if (g)
+		guest_bell_open(g);
+	/* Only where we can be woken: an emulated VM, or a guest, with its doorbell. */
 	if (!g || g->bell < 0 || g->win.fd < 0 || index < 1 || index > HBP_SLOTS)
 		return NULL;
 	if (!g->slots) {
@@ -122,7 +156,35 @@ int hbk_slot_bit(void *state, uint32_t group)
 {
 	struct hbk_group *g = group_of(state, group);
 
+	if (g)
+		guest_bell_open(g);
 	return g && g->bell >= 0 ? (int)(g->iv_peer % 64) : -1;
+}
+
+/* A guest rings by id the direct bits it took (bit 0 would be the daemon's id: never); a bit
+ * it could not ring goes back for the daemon. */
+static unsigned guest_ring(struct hbk_group *g, uint64_t *waiters)
+{
+	struct hbp_fence_slot *s =
+	    (struct hbp_fence_slot *)((char *)waiters - offsetof(struct hbp_fence_slot, waiters));
+	uint64_t direct = __atomic_load_n(&s->direct, __ATOMIC_SEQ_CST) & ~1ull;
+	uint64_t mask = __atomic_fetch_and(waiters, ~direct, __ATOMIC_SEQ_CST) & direct;
+	uint64_t missed = 0;
+	unsigned rung = 0;
+
+	while (mask) {
+		unsigned b = (unsigned)__builtin_ctzll(mask);
+		struct hyperbuf_pool_ring a = {.peer = b, .vector = 0};
+
+		mask &= mask - 1;
+		if (ioctl(g->win.fd, HYPERBUF_IOC_POOL_RING, &a) == 0)
+			rung++;
+		else
+			missed |= 1ull << b;
+	}
+	if (missed)
+		__atomic_fetch_or(waiters, missed, __ATOMIC_SEQ_CST);
+	return rung;
 }
 
 unsigned hbk_ring(void *state, uint32_t group, uint64_t *waiters)
@@ -133,6 +195,8 @@ unsigned hbk_ring(void *state, uint32_t group, uint64_t *waiters)
 
 	if (!g)
 		return 0;
+	if (g->kmod)
+		return g->bell >= 0 ? guest_ring(g, waiters) : 0;
 	for (size_t i = 0; i < g->n_bells; i++)
 		known |= 1ull << (g->bells[i].id % 64);
 	mask = __atomic_fetch_and(waiters, ~known, __ATOMIC_SEQ_CST) & known;

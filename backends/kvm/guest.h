@@ -29,13 +29,15 @@ struct hbk_group {
 	 * VM is gone, so it lives as long as the client. */
 	int iv_fd;
 	bool iv_ready;     /* the handshake is over; later messages are drained */
-	uint32_t iv_peer;  /* the peer id the ivshmem server gave us */
+	uint32_t iv_peer;  /* the peer id the ivshmem server gave us (a guest: IVPosition) */
 	uint8_t iv_msg[8]; /* a partly received 8-byte message */
 	size_t iv_got;
 	int iv_msg_fd; /* the fd that came with it, -1 if none */
-	/* Emulated VMs' doorbells (doorbell.c), vector 0: our own, rung to wake us (-1 until
-	 * the server sends it), and every other peer's, to wake them. */
+	/* Doorbells (doorbell.c), vector 0: our own, rung to wake us (-1 until the server sends
+	 * it, or a KVM guest's slot first asks hyperbuf.ko for it), and every other peer's, to
+	 * wake them (emulated VMs only: a guest rings through the device). */
 	int bell;
+	bool bell_failed; /* a KVM guest's POOL_IRQFD failed once: no doorbell, no slots */
 	unsigned own_fds; /* our own eventfds the server sent so far (one per vector) */
 	struct hbk_bell *bells;
 	size_t n_bells, cap_bells;

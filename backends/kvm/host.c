@@ -36,6 +36,7 @@ static void on_peer_join(struct hbk_ivshmem_server *srv, struct hbk_ivshmem_peer
 	/* Out of memory: treat it as a peer of the shared kind. */
 	if (p->bound && g->svc->domain_link(g->svc->ctx, p->domain, true) < 0)
 		p->bound = false;
+	hbk_slots_direct(g);
 }
 
 /*
@@ -51,6 +52,7 @@ static void on_peer_gone(struct hbk_ivshmem_server *srv, struct hbk_ivshmem_peer
 	hbk_claim_forget(g, p);
 	if (p->bound)
 		g->svc->domain_link(g->svc->ctx, p->domain, false);
+	hbk_slots_direct(g);
 }
 
 /* A VM's own ivshmem socket is its QEMU's user's, 0600 (0660 when only its group is known). */

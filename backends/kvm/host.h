@@ -56,6 +56,8 @@ int hbk_slot_take(void *state, uint32_t group, uint64_t value, uint32_t *index, 
 void hbk_slot_signal(void *state, uint32_t group, uint32_t index, uint32_t gen, uint64_t value);
 void hbk_slot_poison(void *state, uint32_t group, uint32_t index, uint32_t gen);
 void hbk_slot_put(void *state, uint32_t group, uint32_t index, uint32_t gen);
+/* Rewrites every taken slot's direct bits: g's peers changed. */
+void hbk_slots_direct(struct kvm_group *g);
 
 /* policy.c */
 /* Sets up g's admission (the ivshmem server's admit callback) and its members' shares. */

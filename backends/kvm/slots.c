@@ -71,6 +71,37 @@ static void ring_waiters(struct kvm_group *g, struct hbp_fence_slot *s)
 	}
 }
 
+/* Bit b when the one peer of g whose id is b modulo 64 has id b and a vector 0: a guest
+ * that rings peer b reaches the waiter of bit b and nobody else. */
+static uint64_t direct_bits(struct kvm_group *g)
+{
+	uint64_t seen = 0, shared = 0, exact = 0;
+	struct hbk_ivshmem_peer *p;
+
+	hbc_list_for_each_safe(p, &g->srv.peers, struct hbk_ivshmem_peer, link)
+	{
+		uint64_t bit = 1ull << (p->id % 64);
+
+		shared |= seen & bit;
+		seen |= bit;
+		if (p->id < 64 && p->irq[0] >= 0)
+			exact |= bit;
+	}
+	return exact & ~shared;
+}
+
+void hbk_slots_direct(struct kvm_group *g)
+{
+	uint64_t direct;
+
+	if (!g->pool.map || !g->pool.slots_used)
+		return;
+	direct = direct_bits(g);
+	for (uint32_t i = 1; i <= HBP_SLOTS; i++)
+		if (g->pool.slots_used & (1ull << i))
+			__atomic_store_n(&slot_at(&g->pool, i)->direct, direct, __ATOMIC_SEQ_CST);
+}
+
 int hbk_slot_take(void *state, uint32_t group, uint64_t value, uint32_t *index, uint32_t *gen)
 {
 	struct kvm_group *g = hbk_group(state, group);
@@ -91,6 +122,7 @@ int hbk_slot_take(void *state, uint32_t group, uint64_t value, uint32_t *index, 
 	__atomic_store_n(&s->gen, g->pool.slot_gen, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&s->value, value, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&s->waiters, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&s->direct, direct_bits(g), __ATOMIC_SEQ_CST);
 	__atomic_store_n(&s->flags, 0, __ATOMIC_SEQ_CST);
 	g->pool.slots_used |= 1ull << i;
 	g->pool.slot_gens[i] = g->pool.slot_gen;

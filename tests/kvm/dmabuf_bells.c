@@ -5,9 +5,12 @@
  *
  *   bells      the ioctls' rules (hostile arguments, one file per vector, a closed file lets
  *              go), 50 ping-pongs, and a clean kernel log (test_vm_dmabuf)
+ *              and 40 fenced ping-pongs through the library's fence slots, rung through the
+ *              Doorbell register, with no frame from the daemon
  *   bellbench  the same, then 2000 doorbell ping-pongs and 300 fenced ping-pongs through the
- *              library (timeline signal -> hb_sync_wait, each way) between the same two guests;
- *              vm1 says both medians (HBVM-INFO) for bench-vm
+ *              library (timeline signal -> hb_sync_wait, each way) between the same two guests,
+ *              through slots and then on watches alone; vm1 says the medians (HBVM-INFO) for
+ *              bench-vm
  *
  * The two guests learn each other's peer id and timeline through a buffer vm1 shares with vm2
  * writable.
@@ -25,10 +28,13 @@
 #include "kmod/hyperbuf_kmod.h"
 #include "tests/kvm/dmabuf.h"
 
+/* Fence runs: through fence slots, then (bellbench) on watches alone. */
+enum { RUN_SLOTS, RUN_WATCHED, RUNS };
+
 struct board {
 	volatile uint32_t peer[3]; /* [role]: ivshmem peer id + 1, once its vector is attached */
-	volatile uint64_t timeline[3]; /* [role] */
-	volatile uint32_t done[3];
+	volatile uint64_t timeline[RUNS][3]; /* [run][role] */
+	volatile uint32_t done[RUNS][3];
 };
 
 struct bell {
@@ -232,35 +238,87 @@ static void fence_wait(struct hb_client *c, uint64_t timeline, uint64_t value)
 	hb_sync_close(s);
 }
 
-/* The same rounds through hyperbuf's fences: signal, the peer's wait wakes and signals back. */
-static double fence_ping_pong(struct hb_client *c, struct board *bd, int role, unsigned rounds)
+/* The same rounds through hyperbuf's fences: signal, the peer's wait wakes and signals back.
+ * *used: what c's library did in every round but the first (which opens the watch). */
+static double fence_ping_pong(struct hb_client *c, struct board *bd, int run, int role,
+			      unsigned rounds, struct hb_counters *used)
 {
 	struct hb_timeline *t = hb_timeline_create(c);
 	uint64_t *rtt = calloc(rounds, sizeof(*rtt));
 	int other = 3 - role;
+	struct hb_counters n0 = {0}, n1;
 
 	GCHECK(t != NULL && rtt != NULL);
 	GCHECK(hb_timeline_share(t, (uint32_t)other) == 0);
-	__atomic_store_n(&bd->timeline[role], hb_timeline_id(t), __ATOMIC_RELEASE);
-	board_await((volatile uint32_t *)&bd->timeline[other]);
+	__atomic_store_n(&bd->timeline[run][role], hb_timeline_id(t), __ATOMIC_RELEASE);
+	board_await((volatile uint32_t *)&bd->timeline[run][other]);
 	for (unsigned i = 1; i <= rounds; i++) {
 		uint64_t t0 = now_us();
 
+		if (i == 2)
+			GCHECK(hb_counters(c, &n0) == 0);
 		if (role == 1) {
 			GCHECK(hb_timeline_signal(t, i) == 0);
-			fence_wait(c, bd->timeline[other], i);
+			fence_wait(c, bd->timeline[run][other], i);
 		} else {
-			fence_wait(c, bd->timeline[other], i);
+			fence_wait(c, bd->timeline[run][other], i);
 			GCHECK(hb_timeline_signal(t, i) == 0);
 		}
 		rtt[i - 1] = now_us() - t0;
 	}
+	GCHECK(hb_counters(c, &n1) == 0);
+	*used = (struct hb_counters){
+	    .recvs = n1.recvs - n0.recvs,
+	    .sends = n1.sends - n0.sends,
+	    .polls = n1.polls - n0.polls,
+	    .wakes = n1.wakes - n0.wakes,
+	    .frames_in = n1.frames_in - n0.frames_in,
+	    .frames_out = n1.frames_out - n0.frames_out,
+	};
 	/* Neither destroys its timeline while the other may still wait on it. */
-	__atomic_store_n(&bd->done[role], 1, __ATOMIC_RELEASE);
-	board_await(&bd->done[other]);
+	__atomic_store_n(&bd->done[run][role], 1, __ATOMIC_RELEASE);
+	board_await(&bd->done[run][other]);
 	hb_timeline_destroy(t);
 	double m = median_us(rtt, rounds);
 	free(rtt);
+	return m;
+}
+
+/* Fence slots between guests (docs/PROTOCOL.md §3 "Fence slots"): after the first round the
+ * daemon sends neither side a frame (a missed doorbell would end in a WatchArm a wait slice
+ * later, a frame out and one in), each side's only frames out are its signals, and the owner
+ * rang the waiter by id through the Doorbell register (its wakes). */
+static double slot_rounds(struct hb_client *c, struct board *bd, int role, unsigned rounds)
+{
+	struct hb_counters used;
+	double m = fence_ping_pong(c, bd, RUN_SLOTS, role, rounds, &used);
+
+	say("HBVM-STEP slots: %u rounds: %llu frames in, %llu out, %llu rings, %llu polls", rounds,
+	    (unsigned long long)used.frames_in, (unsigned long long)used.frames_out,
+	    (unsigned long long)used.wakes, (unsigned long long)used.polls);
+	if (used.frames_in > (rounds - 1) / 64 + 1)
+		fail(__LINE__, "%llu frames from the daemon in %u rounds: not through the slots",
+		     (unsigned long long)used.frames_in, rounds - 1);
+	if (used.frames_out != rounds - 1)
+		fail(__LINE__, "%llu frames out in %u rounds: a wait asked the daemon",
+		     (unsigned long long)used.frames_out, rounds - 1);
+	if (used.wakes < 1)
+		fail(__LINE__, "the owner never rang its peer's doorbell");
+	return m;
+}
+
+/* The rounds again on watches alone (the path before slots), with a client of their own. */
+static double watched_rounds(struct board *bd, int role, unsigned rounds)
+{
+	struct hb_counters used;
+	struct hb_client *c;
+	double m;
+
+	setenv("HYPERBUF_SIGNALS", "watched", 1);
+	c = connect_default();
+	unsetenv("HYPERBUF_SIGNALS");
+	m = fence_ping_pong(c, bd, RUN_WATCHED, role, rounds, &used);
+	hb_disconnect(c);
 	return m;
 }
 
@@ -272,7 +330,7 @@ static int bells(int role, bool bench)
 	struct board *bd;
 	struct bell b;
 	uint32_t other;
-	double bell_us, fence_us;
+	double bell_us, fence_us, watched_us;
 
 	/* The library's trace of every message would be most of the console, and of the time. */
 	setenv("HYPERBUF_DEBUG", "0", 1);
@@ -286,13 +344,16 @@ static int bells(int role, bool bench)
 	say("HBVM-STEP bells: peer %u rings peer %u", b.peer, other);
 	bell_us = bell_ping_pong(&b, other, role, bench ? 2000 : 50);
 	say("HBVM-STEP bells: ping-pongs done");
-	if (bench) {
-		fence_us = fence_ping_pong(c, bd, role, 300);
-		if (role == 1)
-			say("HBVM-INFO doorbell_rtt_us=%.1f fence_rtt_us=%.1f", bell_us, fence_us);
-	}
+	/* Frees vector 0: the library takes it for its fence slots. */
 	hostile_bells(&b);
 	close(b.efd);
+	fence_us = slot_rounds(c, bd, role, bench ? 300 : 40);
+	if (bench) {
+		watched_us = watched_rounds(bd, role, 300);
+		if (role == 1)
+			say("HBVM-INFO doorbell_rtt_us=%.1f fence_rtt_us=%.1f watched_rtt_us=%.1f",
+			    bell_us, fence_us, watched_us);
+	}
 	hb_buffer_free(buf);
 	hb_import_release(im);
 	hb_disconnect(c);
