@@ -111,3 +111,14 @@ void hbd_fence_slots_put(struct hbd_timeline *tl)
 	tl->slots = NULL;
 	tl->n_slots = 0;
 }
+
+void hbd_fence_slots_retell(struct hbd_session *s)
+{
+	struct hbd_timeline *tl;
+
+	hbc_list_for_each_safe(tl, &s->timelines, struct hbd_timeline, owner_link)
+	{
+		for (unsigned i = 0; i < tl->n_slots && !s->closing; i++)
+			tell_owner(tl, &tl->slots[i]);
+	}
+}

@@ -547,6 +547,9 @@ int hbd_fence_slot_for(struct hbd_session *s, struct hbd_timeline *tl,
 void hbd_fence_slots_signal(struct hbd_timeline *tl, bool error);
 /* tl goes: its slots are poisoned, freed and rung. */
 void hbd_fence_slots_put(struct hbd_timeline *tl);
+/* A resumed session hears again of its timelines' slots: a restored session has no features
+ * until its Hello, so slots given before that were not told. */
+void hbd_fence_slots_retell(struct hbd_session *s);
 /* release.c: what a session owns goes back (its timelines, waits, imports and buffers). */
 void hbd_session_release(struct hbd_session *s);
 /* session.c: pops one queued completion for framing (NULL if none); free it with

@@ -141,4 +141,5 @@ void hbd_session_resend(struct hbd_session *s, int fd_group)
 		hbd_session_want_write(s);
 	}
 	hbp_bytes_free(&s->pending_out);
+	hbd_fence_slots_retell(s);
 }

@@ -143,9 +143,8 @@ static int hello(struct hb_client *c, enum hbb_attach_mode mode)
 	int r;
 
 	/* Slots need a doorbell of our own: an emulated VM has one (its ivshmem server's
-	 * eventfds), and a KVM guest may (hyperbuf.ko's vector 0; else the watch tells). */
-	if (mode == HBB_ATTACH_HOST)
-		c->offered &= ~HBP_FEATURE_SLOTS;
+	 * eventfds), a host process gets one with Attach, and a KVM guest may (hyperbuf.ko's
+	 * vector 0). Without one, the watch tells. */
 	h.version = HBP_PROTOCOL_VERSION;
 	h.role = HBP_ROLE_CLIENT;
 	h.features = c->offered;

@@ -1013,7 +1013,7 @@ int main(int argc, char **argv)
 		printf("    round trip: vm1 signals, vm2 wakes and signals back (its own timeline "
 		       "/ write), vm1's wait returns\n");
 		printf("    fences, vm1-host: the same with a host client (unix:) in vm2's process "
-		       "instead of vm2\n");
+		       "instead of vm2 (its doorbells come with Attach)\n");
 		printf("    %-18s | %9s %9s | %9s %9s | %s\n", "method", "1-way p50", "p99",
 		       "rt p50", "p99", "ratio of round trip p50: vs socketpair, vs eventfd");
 		for (int v = 0; v < 6; v++) {

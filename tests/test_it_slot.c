@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "backends/kvm/host.h"
 #include "protocol/limits.h"
 #include "tests/it_common.h"
 
@@ -430,33 +431,82 @@ TEST(a_slotted_point_survives_a_restart)
 	sx_stop(&x);
 }
 
-/* A host process has no doorbell of its own, but its timelines get slots all the same when a
- * VM of the pool waits: the daemon writes them and rings, instead of sending TimelineValues. */
-TEST(a_host_timeline_reaches_a_vm_through_its_slot)
+/* Owner o's timeline at domain, and waiter w's first round on it (the watch and its slot);
+ * then o reads what the daemon sent it, which tells it the slot. */
+static struct hb_timeline *slotted(struct hb_client *o, struct hb_client *w, uint32_t domain)
+{
+	struct hb_timeline *t = IT_TIMELINE(o, domain);
+
+	blocked_rounds(w, t, 1);
+	CHECK(hb_dispatch(o, 0) >= 0);
+	return t;
+}
+
+/* Ten blocked rounds from first: no frame reaches the waiter, and the owner rang it itself
+ * (its wakes) rather than leaving it to the daemon. */
+static void rung_rounds(struct hb_client *o, struct hb_client *w, struct hb_timeline *t,
+			uint64_t first)
+{
+	struct hb_counters o0 = counters(o), w0 = counters(w), o1, w1;
+
+	blocked_rounds(w, t, first);
+	o1 = counters(o);
+	w1 = counters(w);
+	CHECK_EQ(w1.frames_in - w0.frames_in, 0);
+	CHECK_EQ(w1.frames_out - w0.frames_out, 0);
+	CHECK(o1.wakes - o0.wakes >= 10);
+}
+
+/* A host process gets doorbells of its own with Attach (an ivshmem connection, PROTOCOL.md §3
+ * "Attach"): a VM rings a host waiter, and a host owner rings a VM, neither through the
+ * daemon. */
+TEST(a_host_and_a_vm_ring_each_other)
 {
 	struct hbt_daemon d;
 	struct hb_client *h, *v1;
-	struct hb_timeline *t;
-	struct hb_counters w0, w1;
+	struct hb_timeline *tv, *th;
 
 	hbt_daemon_start(&d, NULL);
 	h = IT_CONNECT(hbt_addr_host(&d));
 	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
-	t = IT_TIMELINE(h, 1);
-	blocked_rounds(v1, t, 1);
-	w0 = counters(v1);
-	blocked_rounds(v1, t, 11);
-	w1 = counters(v1);
-	CHECK_EQ(w1.frames_in - w0.frames_in, 0);
-	CHECK_EQ(w1.frames_out - w0.frames_out, 0);
-	hb_timeline_destroy(t);
+	tv = slotted(v1, h, 0);
+	th = slotted(h, v1, 1);
+	rung_rounds(v1, h, tv, 11);
+	rung_rounds(h, v1, th, 11);
+	hb_timeline_destroy(th);
+	hb_timeline_destroy(tv);
 	hb_disconnect(v1);
 	hb_disconnect(h);
 	IT_STOP(&d);
 }
 
-/* A waiter with HYPERBUF_SIGNALS=watched, and a host waiter (no doorbell), are told by the
- * watch: a TimelineValue per round. */
+/* The host's ivshmem connection is kept across a restart and bound to the host again (its
+ * claim): the host's library keeps its doorbell, and the rounds after the restart take no
+ * frame either. */
+TEST(a_host_doorbell_survives_a_restart)
+{
+	struct hbt_daemon d;
+	struct hb_client *h, *v1;
+	struct hb_timeline *tv;
+
+	hbt_daemon_start_held_extra(&d, NULL);
+	h = IT_CONNECT(hbt_addr_host(&d));
+	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+	tv = slotted(v1, h, 0);
+	hbt_daemon_crash(&d);
+	/* The first rounds resume both sides, and the watch gets a new slot. */
+	blocked_rounds(h, tv, 11);
+	CHECK(hb_dispatch(v1, 0) >= 0);
+	rung_rounds(v1, h, tv, 21);
+	hb_timeline_destroy(tv);
+	hb_disconnect(v1);
+	hb_disconnect(h);
+	IT_STOP(&d);
+}
+
+/* A waiter with HYPERBUF_SIGNALS=watched, and a host waiter past the group's host doorbells
+ * (HBK_HOST_DOORBELLS: it got the pool memfd), are told by the watch: a TimelineValue per
+ * round. */
 static void rounds_take_frames(struct hb_client *owner, struct hb_client *waiter, uint32_t domain)
 {
 	struct hb_timeline *t = IT_TIMELINE(owner, domain);
@@ -469,21 +519,27 @@ static void rounds_take_frames(struct hb_client *owner, struct hb_client *waiter
 	hb_timeline_destroy(t);
 }
 
+#define HOSTS (HBK_HOST_DOORBELLS + 1)
+
 TEST(without_a_doorbell_the_watch_tells)
 {
 	struct hbt_daemon d;
-	struct hb_client *h, *v1, *v2;
+	struct hb_client *h[HOSTS], *v1, *v2;
 
 	hbt_daemon_start(&d, NULL);
-	h = IT_CONNECT(hbt_addr_host(&d));
+	for (unsigned i = 0; i < HOSTS; i++)
+		h[i] = IT_CONNECT(hbt_addr_host(&d));
 	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
 	setenv("HYPERBUF_SIGNALS", "watched", 1);
 	v2 = IT_CONNECT(hbt_addr_vm(&d, 2));
 	unsetenv("HYPERBUF_SIGNALS");
-	rounds_take_frames(v1, h, 0);
+	rounds_take_frames(v1, h[HOSTS - 1], 0);
 	rounds_take_frames(v1, v2, 2);
+	/* The ones before it have doorbells. */
+	rung_rounds(v1, h[0], slotted(v1, h[0], 0), 11);
 	hb_disconnect(v1);
 	hb_disconnect(v2);
-	hb_disconnect(h);
+	for (unsigned i = 0; i < HOSTS; i++)
+		hb_disconnect(h[i]);
 	IT_STOP(&d);
 }

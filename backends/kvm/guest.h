@@ -80,6 +80,10 @@ int hbk_host_attach(struct hbk_guest *k, struct hbk_group *g);
 /* ivshmem_client.c: an emulated VM's group, attached as QEMU would: connect to ivshmem_path,
  * the handshake (the pool fd), then Attach naming the peer id we were given. */
 int hbk_ivshmem_attach(struct hbk_guest *k, struct hbk_group *g, const char *ivshmem_path);
+/* A host process's group whose Attach reply brought an ivshmem connection (fd, taken) rather
+ * than the pool memfd: the handshake on it, which brings the pool and the doorbells. The
+ * daemon bound it to us already. */
+int hbk_ivshmem_adopt_fd(struct hbk_guest *k, struct hbk_group *g, int fd);
 /* Reads later ivshmem messages of every ready group without blocking (keeping doorbells), and
  * empties our doorbells: how many doorbell reads, or a negative errno (the connection is gone,
  * or the server broke the protocol), which is fatal. */

@@ -34,7 +34,8 @@ static void on_peer_join(struct hbk_ivshmem_server *srv, struct hbk_ivshmem_peer
 	struct kvm_group *g = srv->data;
 
 	/* Out of memory: treat it as a peer of the shared kind. */
-	if (p->bound && g->svc->domain_link(g->svc->ctx, p->domain, true) < 0)
+	/* The host is never gone: its connections are doorbells only. */
+	if (p->bound && p->domain && g->svc->domain_link(g->svc->ctx, p->domain, true) < 0)
 		p->bound = false;
 	hbk_slots_direct(g);
 }
@@ -50,7 +51,7 @@ static void on_peer_gone(struct hbk_ivshmem_server *srv, struct hbk_ivshmem_peer
 	struct kvm_group *g = srv->data;
 
 	hbk_claim_forget(g, p);
-	if (p->bound)
+	if (p->bound && p->domain)
 		g->svc->domain_link(g->svc->ctx, p->domain, false);
 	hbk_slots_direct(g);
 }
@@ -266,6 +267,31 @@ static void kvm_release(void *state, struct hbb_buffer *b, bool shutdown)
 	b->refs = NULL;
 }
 
+/* A host session's ivshmem connection (PROTOCOL.md §3, "Attach"): bound to the host from the
+ * start and claimed for the next daemon, so that a restart binds it again. */
+static bool host_doorbell(struct kvm_group *g, const struct hbb_caller *who, int *fd_out)
+{
+	struct hbc_cred cred = {.pid = who->pid, .uid = (uid_t)-1, .gid = (gid_t)-1};
+	struct hbk_ivshmem_peer *p;
+	unsigned n;
+
+	if (!(who->features & HBP_FEATURE_SLOTS) || g->srv.vectors == 0)
+		return false;
+	n = hbk_ivshmem_count(&g->srv, true, 0);
+	if (n >= HBK_HOST_DOORBELLS) {
+		log_info_limited(&g->srv.refused,
+				 "%s: group %s has %u host doorbells already (the most): the pool "
+				 "memfd instead, fences told by the daemon",
+				 who->label, g->cfg.name, n);
+		return false;
+	}
+	p = hbk_ivshmem_local(&g->srv, &cred, fd_out);
+	if (!p)
+		return false;
+	hbk_claim_keep(g, p);
+	return true;
+}
+
 static int kvm_attach(void *state, const struct hbb_caller *who, uint32_t group, uint32_t peer_id,
 		      int *fd_out)
 {
@@ -279,7 +305,10 @@ static int kvm_attach(void *state, const struct hbb_caller *who, uint32_t group,
 	if (who->attached & (1ull << (group - 1)))
 		return -EALREADY;
 	if (who->domain == 0) {
-		/* A host process maps the pool from the memfd itself. */
+		/* A host process that can use fence slots gets an ivshmem connection of its
+		 * own (its doorbells); else, or past the limit, the pool memfd. */
+		if (host_doorbell(g, who, fd_out))
+			return 0;
 		*fd_out = fcntl(g->pool.fd, F_DUPFD_CLOEXEC, 3);
 		if (*fd_out < 0)
 			return -errno;

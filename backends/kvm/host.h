@@ -15,6 +15,9 @@
 
 /* How long a connection to a group's shared ivshmem socket may stay unclaimed by a session. */
 #define HBK_CLAIM_SECONDS HBK_IVSHMEM_CLAIM_S
+/* Host sessions with doorbells (an ivshmem connection of their own) per group; later ones get
+ * the pool memfd, and their fences are told by the daemon. */
+#define HBK_HOST_DOORBELLS 16u
 
 struct kvm_group {
 	const struct hbb_host_services *svc;

@@ -210,13 +210,82 @@ static bool admit(struct hbk_ivshmem_listener *l, int fd, struct hbc_cred *cred)
 	return !srv->admit || srv->admit(srv, l, cred) == 0;
 }
 
+/* A greeted peer on fd (taken, closed on failure): bound to domain from the start, or waiting
+ * claim_s seconds for a claim. Returns it, or NULL. */
+static struct hbk_ivshmem_peer *peer_join(struct hbk_ivshmem_server *srv, int fd,
+					  const struct hbc_cred *cred, bool bound, uint32_t domain,
+					  double claim_s, const char *where)
+{
+	struct hbk_ivshmem_peer *p, *o;
+	int r;
+
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		close(fd);
+		return NULL;
+	}
+	p->srv = srv;
+	p->sock = fd;
+	for (unsigned k = 0; k < HBK_IVSHMEM_MAX_VECTORS; k++)
+		p->irq[k] = p->to_daemon[k] = -1;
+	p->bound = bound;
+	p->domain = domain;
+	/* Only a VM's own socket binds for good: the host's connections are claimed. */
+	p->via = bound && domain ? domain : 0;
+	p->id = take_id(srv);
+	p->pid = cred->pid;
+	p->cred = *cred;
+	ev_timer_init(&p->claim, on_unclaimed, claim_s, 0.);
+	p->claim.data = p;
+	size_send_buffer(srv, fd);
+	for (unsigned k = 0; k < srv->vectors; k++) {
+		p->irq[k] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		p->to_daemon[k] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (p->irq[k] < 0 || p->to_daemon[k] < 0)
+			goto err_peer;
+	}
+	if (!p->id)
+		goto err_peer;
+	r = greet(srv, p);
+	if (r < 0) {
+		log_warn("ivshmem %s: greeting peer %u failed: %s", srv->name, p->id, strerror(-r));
+		goto err_peer;
+	}
+	/* Announce the newcomer to the others, with room for it: a library reads its connection
+	 * only when it runs (QEMU at once), and a full one would be dropped. */
+	hbc_list_for_each_safe(o, &srv->peers, struct hbk_ivshmem_peer, link)
+	{
+		size_send_buffer(srv, o->sock);
+		for (unsigned k = 0; k < srv->vectors && !o->broken; k++)
+			if (send_msg(o->sock, p->id, p->irq[k]) < 0)
+				o->broken = true;
+	}
+	hbc_list_insert_tail(&srv->peers, &p->link);
+	srv->n_peers++;
+	ev_io_init(&p->io, on_peer, fd, EV_READ);
+	p->io.data = p;
+	ev_io_start(srv->loop, &p->io);
+	if (!p->bound && claim_s > 0)
+		ev_timer_start(srv->loop, &p->claim);
+	/* Greeted: QEMU has what it needs for the VM's life, and a restarted daemon must find
+	 * the connection and the eventfds it handed out. */
+	peer_store(p, true);
+	log_info("ivshmem %s: peer %u connected on %s", srv->name, p->id, where);
+	if (srv->on_join)
+		srv->on_join(srv, p);
+	sweep_broken(srv);
+	return p;
+
+err_peer:
+	peer_free(p);
+	return NULL;
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct hbk_ivshmem_listener *l = w->data;
-	struct hbk_ivshmem_server *srv = l->srv;
-	struct hbk_ivshmem_peer *p, *o;
 	struct hbc_cred cred;
-	int fd, r;
+	int fd;
 
 	fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (fd < 0) {
@@ -234,62 +303,27 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		close(fd);
 		return;
 	}
-	p = calloc(1, sizeof(*p));
-	if (!p) {
-		close(fd);
-		return;
-	}
-	p->srv = srv;
-	p->sock = fd;
-	for (unsigned k = 0; k < HBK_IVSHMEM_MAX_VECTORS; k++)
-		p->irq[k] = p->to_daemon[k] = -1;
-	p->bound = l->bound;
-	p->domain = l->domain;
-	p->via = l->bound ? l->domain : 0;
-	p->id = take_id(srv);
-	p->pid = cred.pid;
-	p->cred = cred;
-	ev_timer_init(&p->claim, on_unclaimed, l->claim_s, 0.);
-	p->claim.data = p;
-	size_send_buffer(srv, fd);
-	for (unsigned k = 0; k < srv->vectors; k++) {
-		p->irq[k] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		p->to_daemon[k] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (p->irq[k] < 0 || p->to_daemon[k] < 0)
-			goto err_peer;
-	}
-	if (!p->id)
-		goto err_peer;
-	r = greet(srv, p);
-	if (r < 0) {
-		log_warn("ivshmem %s: greeting peer %u failed: %s", srv->name, p->id, strerror(-r));
-		goto err_peer;
-	}
-	/* Announce the newcomer to the others. */
-	hbc_list_for_each_safe(o, &srv->peers, struct hbk_ivshmem_peer, link)
-	{
-		for (unsigned k = 0; k < srv->vectors && !o->broken; k++)
-			if (send_msg(o->sock, p->id, p->irq[k]) < 0)
-				o->broken = true;
-	}
-	hbc_list_insert_tail(&srv->peers, &p->link);
-	srv->n_peers++;
-	ev_io_init(&p->io, on_peer, fd, EV_READ);
-	p->io.data = p;
-	ev_io_start(loop, &p->io);
-	if (!p->bound && l->claim_s > 0)
-		ev_timer_start(loop, &p->claim);
-	/* Greeted: QEMU has what it needs for the VM's life, and a restarted daemon must find
-	 * the connection and the eventfds it handed out. */
-	peer_store(p, true);
-	log_info("ivshmem %s: peer %u connected on %s", srv->name, p->id, l->path);
-	if (srv->on_join)
-		srv->on_join(srv, p);
-	sweep_broken(srv);
-	return;
+	peer_join(l->srv, fd, &cred, l->bound, l->domain, l->claim_s, l->path);
+}
 
-err_peer:
-	peer_free(p);
+struct hbk_ivshmem_peer *hbk_ivshmem_local(struct hbk_ivshmem_server *srv,
+					   const struct hbc_cred *cred, int *client_fd)
+{
+	struct hbk_ivshmem_peer *p;
+	int sv[2];
+
+	if (srv->n_peers >= HBK_IVSHMEM_MAX_PEERS)
+		return NULL;
+	/* Both ends nonblocking, as accept4 and the library's connect make them. */
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
+		return NULL;
+	p = peer_join(srv, sv[0], cred, true, 0, 0, "the host socket");
+	if (!p) {
+		close(sv[1]);
+		return NULL;
+	}
+	*client_fd = sv[1];
+	return p;
 }
 
 static void on_resume(struct ev_loop *loop, ev_timer *w, int revents)

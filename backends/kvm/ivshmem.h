@@ -113,6 +113,11 @@ void hbk_ivshmem_start_claims(struct hbk_ivshmem_server *srv);
  * dropped, so connections nobody owns cannot sit in the group's slots. */
 int hbk_ivshmem_listen(struct hbk_ivshmem_server *srv, const char *path, bool bound,
 		       uint32_t domain, const struct hbc_sock_owner *owner, double claim_s);
+/* A host process's own connection, asked for with Attach (PROTOCOL.md §3, "Attach"): one end
+ * of a socketpair, greeted like a QEMU's and bound to the host (domain 0) from the start, for
+ * its fence slots' doorbells; the other end in *client_fd. NULL if none can be made. */
+struct hbk_ivshmem_peer *hbk_ivshmem_local(struct hbk_ivshmem_server *srv,
+					   const struct hbc_cred *cred, int *client_fd);
 /* Peers bound to domain, and peers bound to nobody yet. */
 unsigned hbk_ivshmem_count(struct hbk_ivshmem_server *srv, bool bound, uint32_t domain);
 /* A session claimed p for its domain (Attach on a shared socket). */

@@ -8,6 +8,7 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdint.h>
 #include <string.h>
@@ -190,7 +191,7 @@ int hbk_ivshmem_attach(struct hbk_guest *k, struct hbk_group *g, const char *ivs
 		return r;
 	g->iv_ready = true;
 	/* Tells the daemon which ivshmem peer is us; an fd on this reply would be unexpected
-	 * and is closed with it. */
+	 * and is closed with it (an emulated VM is no host). */
 	r = hbk_send_attach(k, g, g->iv_peer, &reply);
 	if (r < 0)
 		return r;
@@ -212,4 +213,20 @@ size_t hbk_ivshmem_pollfds(struct hbk_guest *k, struct pollfd *pfd, size_t max)
 			pfd[n++] = (struct pollfd){.fd = g->bell, .events = POLLIN};
 	}
 	return n;
+}
+
+int hbk_ivshmem_adopt_fd(struct hbk_guest *k, struct hbk_group *g, int fd)
+{
+	int flags = fcntl(fd, F_GETFL);
+	int r;
+
+	g->iv_fd = fd;
+	/* Read as a connect of ours would be: without blocking. */
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+		return -errno;
+	r = iv_handshake(k, g);
+	if (r < 0)
+		return r;
+	g->iv_ready = true;
+	return 0;
 }

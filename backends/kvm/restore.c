@@ -112,7 +112,8 @@ int hbk_restore_buffer(void *state, struct hbb_buffer *b)
 	return 0;
 }
 
-/* A claim: the peer exists in a group whose member the VM is, and nobody else has it. */
+/* A claim: the peer exists in a group whose member the VM (or the host) is, and nobody else
+ * has it. */
 int hbk_restore_record(void *state, uint64_t key, const void *data, size_t len)
 {
 	struct kvm_backend *k = state;
@@ -128,10 +129,11 @@ int hbk_restore_record(void *state, uint64_t key, const void *data, size_t len)
 
 		if (!p)
 			continue;
-		if (p->bound || domain == 0 || hbk_member(g, domain) < 0)
+		if (p->bound || hbk_member(g, domain) < 0)
 			return -EBADMSG;
-		/* Its QEMU died while no daemon ran: the connection was not kept, nothing to do. */
-		if (g->svc->domain_link(g->svc->ctx, domain, true) < 0)
+		/* Its QEMU died while no daemon ran: the connection was not kept, nothing to do.
+		 * The host's (a host session's doorbells) links nothing. */
+		if (domain && g->svc->domain_link(g->svc->ctx, domain, true) < 0)
 			return -ENOMEM;
 		hbk_ivshmem_bind(p, domain);
 		p->claimed = true;
