@@ -293,6 +293,9 @@ struct hbb_guest_ops {
 	 * of, and rings those peers: how many rings. Bits of peers it does not know (yet) stay
 	 * for the daemon, which knows every peer and rings when the signal reaches it. */
 	unsigned (*ring)(void *state, uint32_t group, uint64_t *waiters);
+	/* Optional: what a poll said of the fds pollfds gave (in order, n of them), so that the
+	 * drain after it reads only those that are ready. A drain not after a poll reads all. */
+	void (*polled)(void *state, const struct pollfd *pfd, size_t n);
 };
 
 extern const struct hbb_guest_ops hbk_guest_ops; /* backends/kvm/guest.c */

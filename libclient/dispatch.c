@@ -149,6 +149,8 @@ void hbl_polled(struct hb_client *c, const struct pollfd *pfd, size_t n)
 			quiet = false;
 	c->mem_quiet = quiet;
 	c->chan_quiet = n > 0 && pfd[0].revents == 0;
+	if (!quiet && c->mem.ops && c->mem.ops->polled)
+		c->mem.ops->polled(c->mem.state, pfd + 1, n - 1);
 }
 
 HBL_PUBLIC int hb_dispatch(struct hb_client *c, int timeout_ms)

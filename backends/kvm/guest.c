@@ -206,4 +206,5 @@ const struct hbb_guest_ops hbk_guest_ops = {
     .slot = hbk_slot,
     .slot_bit = hbk_slot_bit,
     .ring = hbk_ring,
+    .polled = hbk_ivshmem_polled,
 };

@@ -33,6 +33,7 @@ struct hbk_group {
 	uint8_t iv_msg[8]; /* a partly received 8-byte message */
 	size_t iv_got;
 	int iv_msg_fd; /* the fd that came with it, -1 if none */
+	bool iv_readable, bell_readable; /* the last poll said so (hbk_guest.polled) */
 	/* Doorbells (doorbell.c), vector 0: our own, rung to wake us (-1 until the server sends
 	 * it, or a KVM guest's slot first asks hyperbuf.ko for it), and every other peer's, to
 	 * wake them (emulated VMs only: a guest rings through the device). */
@@ -58,6 +59,7 @@ struct hbk_guest {
 	struct hbk_group *groups;
 	size_t n_groups;
 	enum hbb_attach_mode mode;
+	bool polled; /* a poll said which groups' fds are ready: the next drain reads only those */
 	int udmabuf_fd; /* /dev/udmabuf once a dma-buf was asked for (host, emulated VMs); or -1 */
 };
 
@@ -89,6 +91,8 @@ int hbk_ivshmem_adopt_fd(struct hbk_guest *k, struct hbk_group *g, int fd);
  * or the server broke the protocol), which is fatal. */
 int hbk_ivshmem_drain(struct hbk_guest *k);
 size_t hbk_ivshmem_pollfds(struct hbk_guest *k, struct pollfd *pfd, size_t max);
+/* The polled op: notes which of those fds a poll found ready. */
+void hbk_ivshmem_polled(void *state, const struct pollfd *pfd, size_t n);
 
 /* doorbell.c: an ivshmem message with an eventfd (taken: kept or closed) or without (the
  * peer went), after the handshake gave us our id. 0 or -ENOMEM. */

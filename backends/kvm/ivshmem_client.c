@@ -82,8 +82,10 @@ int hbk_ivshmem_drain(struct hbk_guest *k)
 	for (size_t i = 0; i < k->n_groups; i++) {
 		struct hbk_group *g = &k->groups[i];
 
-		bells += hbk_bell_drain(g);
-		if (g->iv_fd < 0 || !g->iv_ready)
+		/* After a poll, only what it found ready: a read of a quiet fd is a wasted call. */
+		if (!k->polled || g->bell_readable)
+			bells += hbk_bell_drain(g);
+		if (g->iv_fd < 0 || !g->iv_ready || (k->polled && !g->iv_readable))
 			continue;
 		for (int n = 0; n < HBK_IVSHMEM_DRAIN_BATCH; n++) {
 			int64_t val;
@@ -100,6 +102,7 @@ int hbk_ivshmem_drain(struct hbk_guest *k)
 				return r;
 		}
 	}
+	k->polled = false;
 	return bells;
 }
 
@@ -197,6 +200,23 @@ int hbk_ivshmem_attach(struct hbk_guest *k, struct hbk_group *g, const char *ivs
 		return r;
 	k->svc->reply_free(&reply);
 	return 0;
+}
+
+void hbk_ivshmem_polled(void *state, const struct pollfd *pfd, size_t n)
+{
+	struct hbk_guest *k = state;
+
+	for (size_t i = 0; i < k->n_groups; i++)
+		k->groups[i].iv_readable = k->groups[i].bell_readable = false;
+	for (size_t j = 0; j < n; j++) {
+		for (size_t i = 0; pfd[j].revents && i < k->n_groups; i++) {
+			struct hbk_group *g = &k->groups[i];
+
+			g->iv_readable |= pfd[j].fd == g->iv_fd;
+			g->bell_readable |= pfd[j].fd == g->bell;
+		}
+	}
+	k->polled = true;
 }
 
 size_t hbk_ivshmem_pollfds(struct hbk_guest *k, struct pollfd *pfd, size_t max)
