@@ -112,6 +112,7 @@ static void kvm_stop(void *state)
 		hbk_ivshmem_stop(&k->groups[i].srv);
 		hbk_pool_close(&k->groups[i]);
 	}
+	hbk_ivshmem_ids_free(&k->ids);
 	free(k->groups);
 	free(k);
 }

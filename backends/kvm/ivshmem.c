@@ -74,7 +74,8 @@ static void peer_free(struct hbk_ivshmem_peer *p)
 	}
 	if (p->sock >= 0)
 		close(p->sock);
-	if (p->id && p->srv->ids)
+	/* A departure let the id go already (it may wait: ivshmem_ids.c); else it is free. */
+	if (p->id && p->srv->ids && !p->left)
 		p->srv->ids->used[p->id / 64] &= ~(1ull << (p->id % 64));
 	free(p);
 }
@@ -105,14 +106,16 @@ static void peer_disconnect(struct hbk_ivshmem_peer *p, const char *why)
 	ev_io_stop(srv->loop, &p->io);
 	hbc_list_remove(&p->link);
 	srv->n_peers--;
-	/* Everybody who knew the peer hears its id with no fd. */
+	/* Everybody who knew the peer hears its id with no fd; nobody knew a private one. */
 	hbc_list_for_each_safe(o, &srv->peers, struct hbk_ivshmem_peer, link)
 	{
-		if (send_msg(o->sock, p->id, -1) < 0)
+		if (!hbk_ivshmem_private(p) && send_msg(o->sock, p->id, -1) < 0)
 			o->broken = true;
 	}
 	if (srv->on_gone)
 		srv->on_gone(srv, p);
+	hbk_ivshmem_left(p);
+	p->left = true;
 	peer_free(p);
 	sweep_broken(srv);
 }
@@ -127,21 +130,6 @@ static void on_peer(struct ev_loop *loop, ev_io *w, int revents)
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	peer_disconnect(p, n == 0 ? "hung up" : n < 0 ? strerror(errno) : "sent data");
-}
-
-/* The lowest id free in every group: small ids, since QEMU grows a per-peer array up to the
- * largest id it sees; daemon-wide, so an id names one device (see struct hbk_ivshmem_ids). */
-static uint16_t take_id(struct hbk_ivshmem_server *srv)
-{
-	struct hbk_ivshmem_ids *ids = srv->ids;
-
-	for (uint32_t id = 1; id <= HBK_IVSHMEM_MAX_ID; id++) {
-		if (!(ids->used[id / 64] & (1ull << (id % 64)))) {
-			ids->used[id / 64] |= 1ull << (id % 64);
-			return (uint16_t)id;
-		}
-	}
-	return 0;
 }
 
 static int greet(struct hbk_ivshmem_server *srv, struct hbk_ivshmem_peer *p)
@@ -161,7 +149,7 @@ static int greet(struct hbk_ivshmem_server *srv, struct hbk_ivshmem_peer *p)
 			return r;
 	hbc_list_for_each_safe(o, &srv->peers, struct hbk_ivshmem_peer, link)
 	{
-		if (o == p)
+		if (o == p || hbk_ivshmem_private(o))
 			continue;
 		for (unsigned k = 0; k < srv->vectors; k++)
 			if ((r = send_msg(p->sock, o->id, o->irq[k])) < 0)
@@ -232,7 +220,7 @@ static struct hbk_ivshmem_peer *peer_join(struct hbk_ivshmem_server *srv, int fd
 	p->domain = domain;
 	/* Only a VM's own socket binds for good: the host's connections are claimed. */
 	p->via = bound && domain ? domain : 0;
-	p->id = take_id(srv);
+	p->id = hbk_ivshmem_take_id(srv->ids);
 	p->pid = cred->pid;
 	p->cred = *cred;
 	ev_timer_init(&p->claim, on_unclaimed, claim_s, 0.);
@@ -251,10 +239,13 @@ static struct hbk_ivshmem_peer *peer_join(struct hbk_ivshmem_server *srv, int fd
 		log_warn("ivshmem %s: greeting peer %u failed: %s", srv->name, p->id, strerror(-r));
 		goto err_peer;
 	}
-	/* Announce the newcomer to the others, with room for it: a library reads its connection
-	 * only when it runs (QEMU at once), and a full one would be dropped. */
+	/* Announce the newcomer to the others (not a private one), with room for it: a library
+	 * reads its connection only when it runs (QEMU at once), and a full one would be
+	 * dropped. */
 	hbc_list_for_each_safe(o, &srv->peers, struct hbk_ivshmem_peer, link)
 	{
+		if (hbk_ivshmem_private(p))
+			break;
 		size_send_buffer(srv, o->sock);
 		for (unsigned k = 0; k < srv->vectors && !o->broken; k++)
 			if (send_msg(o->sock, p->id, p->irq[k]) < 0)
@@ -262,6 +253,7 @@ static struct hbk_ivshmem_peer *peer_join(struct hbk_ivshmem_server *srv, int fd
 	}
 	hbc_list_insert_tail(&srv->peers, &p->link);
 	srv->n_peers++;
+	hbk_ivshmem_joined(p);
 	ev_io_init(&p->io, on_peer, fd, EV_READ);
 	p->io.data = p;
 	ev_io_start(srv->loop, &p->io);
@@ -553,6 +545,7 @@ void hbk_ivshmem_adopt(struct hbk_ivshmem_server *srv)
 		}
 		hbc_list_insert_tail(&srv->peers, &p->link);
 		srv->n_peers++;
+		hbk_ivshmem_joined(p);
 		ev_io_init(&p->io, on_peer, p->sock, EV_READ);
 		p->io.data = p;
 		ev_io_start(srv->loop, &p->io);

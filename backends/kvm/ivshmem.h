@@ -38,7 +38,19 @@ struct hbk_ivshmem_server;
  * group (a member can forge any pool header) names a peer the group's server does not have.
  */
 struct hbk_ivshmem_ids {
-	uint64_t used[(HBK_IVSHMEM_MAX_ID + 1) / 64];
+	uint64_t used[(HBK_IVSHMEM_MAX_ID + 1) / 64]; /* in use, or waiting */
+	uint64_t epoch;                                /* joins so far */
+	struct hbk_ivshmem_wait *waits;                /* ids that left, not free yet */
+	size_t n_waits, cap_waits;
+};
+
+/* An id whose peer left group `group`: free once the `told` peers that were there then (their
+ * epoch below mark) are gone too (ivshmem_ids.c). */
+struct hbk_ivshmem_wait {
+	uint16_t id;
+	uint32_t group;
+	uint64_t mark;
+	unsigned told;
 };
 
 struct hbk_ivshmem_peer {
@@ -54,6 +66,8 @@ struct hbk_ivshmem_peer {
 	uint32_t via; /* the VM whose own socket it came in on, 0 for the shared one */
 	bool broken;  /* a message to it failed: disconnect it */
 	pid_t pid;    /* SO_PEERCRED: QEMU, or the emulated VM */
+	uint64_t epoch; /* when it joined (struct hbk_ivshmem_ids.epoch) */
+	bool left;      /* its departure dealt with its id (hbk_ivshmem_left) */
 	struct hbc_cred cred; /* all of SO_PEERCRED and SO_PEERSEC */
 	uint32_t domain;
 	ev_timer claim; /* shared socket: dropped unless a session claims it in time */
@@ -113,6 +127,18 @@ void hbk_ivshmem_start_claims(struct hbk_ivshmem_server *srv);
  * dropped, so connections nobody owns cannot sit in the group's slots. */
 int hbk_ivshmem_listen(struct hbk_ivshmem_server *srv, const char *path, bool bound,
 		       uint32_t domain, const struct hbc_sock_owner *owner, double claim_s);
+/*
+ * A host session's doorbells (below) are private: no other peer hears of them, joining or
+ * leaving, and only the daemon rings them. QEMU 7.2 frees a peer's eventfd array when it hears
+ * the peer left without forgetting it (hw/misc/ivshmem.c close_peer_eventfds), so an id it
+ * heard leave and later hears join again is a use after free, then a double free: host
+ * processes come and go far more often than VMs, and must not churn the ids QEMU sees.
+ */
+static inline bool hbk_ivshmem_private(const struct hbk_ivshmem_peer *p)
+{
+	return p->bound && p->domain == 0;
+}
+
 /* A host process's own connection, asked for with Attach (PROTOCOL.md §3, "Attach"): one end
  * of a socketpair, greeted like a QEMU's and bound to the host (domain 0) from the start, for
  * its fence slots' doorbells; the other end in *client_fd. NULL if none can be made. */
@@ -126,5 +152,17 @@ void hbk_ivshmem_stop(struct hbk_ivshmem_server *srv);
 struct hbk_ivshmem_peer *hbk_ivshmem_peer(struct hbk_ivshmem_server *srv, uint32_t id);
 /* The listening socket a domain connects to: its own, else the shared one; NULL if none. */
 const char *hbk_ivshmem_path(struct hbk_ivshmem_server *srv, uint32_t domain);
+
+/* ivshmem_ids.c: the lowest free id (0: none); a peer's join; a peer's departure, after it is
+ * off its server's list (its id waits, or is free); a waiting id from the restart state (0, or
+ * -1 for a bad record); the waits, for a full restart state; and freeing them. */
+uint16_t hbk_ivshmem_take_id(struct hbk_ivshmem_ids *ids);
+void hbk_ivshmem_joined(struct hbk_ivshmem_peer *p);
+void hbk_ivshmem_left(struct hbk_ivshmem_peer *p);
+int hbk_ivshmem_wait_restore(struct hbk_ivshmem_server *srv, uint16_t id);
+void hbk_ivshmem_waits_save(const struct hbk_ivshmem_ids *ids,
+			    void (*put)(void *ctx, uint64_t key, const void *data, size_t len),
+			    void *ctx);
+void hbk_ivshmem_ids_free(struct hbk_ivshmem_ids *ids);
 
 #endif

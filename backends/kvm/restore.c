@@ -98,6 +98,7 @@ void hbk_save(void *state, void (*put)(void *ctx, uint64_t key, const void *data
 				put(ctx, CLAIM_KEY(p->id), data, sizeof(data));
 		}
 	}
+	hbk_ivshmem_waits_save(&k->ids, put, ctx);
 }
 
 int hbk_restore_buffer(void *state, struct hbb_buffer *b)
@@ -120,9 +121,17 @@ int hbk_restore_record(void *state, uint64_t key, const void *data, size_t len)
 	const uint8_t *v = data;
 	uint32_t domain;
 
-	if ((key >> 32) != 1 || len != 4)
+	if (((key >> 32) != 1 && (key >> 32) != 2) || len != 4)
 		return -EBADMSG;
 	domain = (uint32_t)v[0] | (uint32_t)v[1] << 8 | (uint32_t)v[2] << 16 | (uint32_t)v[3] << 24;
+	/* An id that waits (ivshmem_ids.c): its data is its group. */
+	if ((key >> 32) == 2) {
+		struct kvm_group *g = hbk_group(k, domain);
+
+		if (!g || (uint32_t)key > HBK_IVSHMEM_MAX_ID)
+			return -EBADMSG;
+		return hbk_ivshmem_wait_restore(&g->srv, (uint16_t)key) < 0 ? -EBADMSG : 0;
+	}
 	for (unsigned i = 0; i < k->n_groups; i++) {
 		struct kvm_group *g = &k->groups[i];
 		struct hbk_ivshmem_peer *p = hbk_ivshmem_peer(&g->srv, (uint32_t)key);

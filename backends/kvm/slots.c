@@ -84,7 +84,9 @@ static uint64_t direct_bits(struct kvm_group *g)
 
 		shared |= seen & bit;
 		seen |= bit;
-		if (p->id < 64 && p->irq[0] >= 0)
+		/* A guest can ring neither an id over 63 nor a private peer (QEMU never heard of
+		 * it): those bits stay for the daemon. */
+		if (p->id < 64 && p->irq[0] >= 0 && !hbk_ivshmem_private(p))
 			exact |= bit;
 	}
 	return exact & ~shared;
