@@ -136,10 +136,10 @@ struct hbp_fence_slot *hbk_slot(void *state, uint32_t group, uint32_t index)
 {
 	struct hbk_group *g = group_of(state, group);
 
-	if (g)
-		guest_bell_open(g);
-	/* Only where we can be woken: an emulated VM, or a guest, with its doorbell. */
-	if (!g || g->bell < 0 || g->win.fd < 0 || index < 1 || index > HBP_SLOTS)
+	/* A waiter needs a doorbell of its own (hbk_slot_bit); an owner only rings others: a
+	 * guest through its device, so its page is enough, and a process with an ivshmem
+	 * connection through the peers' eventfds, which come with its own. */
+	if (!g || g->win.fd < 0 || index < 1 || index > HBP_SLOTS || (!g->kmod && g->bell < 0))
 		return NULL;
 	if (!g->slots) {
 		void *p =
@@ -161,13 +161,20 @@ int hbk_slot_bit(void *state, uint32_t group)
 	return g && g->bell >= 0 ? (int)(g->iv_peer % 64) : -1;
 }
 
-/* A guest rings by id the direct bits it took (bit 0 would be the daemon's id: never); a bit
- * it could not ring goes back for the daemon. */
-static unsigned guest_ring(struct hbk_group *g, uint64_t *waiters)
+/* The direct bits of the slot whose waiters these are (never bit 0: the daemon's id). */
+static uint64_t slot_direct(uint64_t *waiters)
 {
 	struct hbp_fence_slot *s =
 	    (struct hbp_fence_slot *)((char *)waiters - offsetof(struct hbp_fence_slot, waiters));
-	uint64_t direct = __atomic_load_n(&s->direct, __ATOMIC_SEQ_CST) & ~1ull;
+
+	return __atomic_load_n(&s->direct, __ATOMIC_SEQ_CST) & ~1ull;
+}
+
+/* A guest rings by id the direct bits it took; a bit it could not ring goes back for the
+ * daemon. */
+static unsigned guest_ring(struct hbk_group *g, uint64_t *waiters)
+{
+	uint64_t direct = slot_direct(waiters);
 	uint64_t mask = __atomic_fetch_and(waiters, ~direct, __ATOMIC_SEQ_CST) & direct;
 	uint64_t missed = 0;
 	unsigned rung = 0;
@@ -196,9 +203,12 @@ unsigned hbk_ring(void *state, uint32_t group, uint64_t *waiters)
 	if (!g)
 		return 0;
 	if (g->kmod)
-		return g->bell >= 0 ? guest_ring(g, waiters) : 0;
+		return guest_ring(g, waiters);
+	/* Only bits that name one peer (direct): a peer that joined since our last read of the
+	 * ivshmem connection may share a bit with one we know, and would not be rung. */
 	for (size_t i = 0; i < g->n_bells; i++)
 		known |= 1ull << (g->bells[i].id % 64);
+	known &= slot_direct(waiters);
 	mask = __atomic_fetch_and(waiters, ~known, __ATOMIC_SEQ_CST) & known;
 	for (size_t i = 0; i < g->n_bells && mask; i++) {
 		if (mask & (1ull << (g->bells[i].id % 64))) {

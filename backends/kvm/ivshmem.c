@@ -173,12 +173,18 @@ static void on_unclaimed(struct ev_loop *loop, ev_timer *w, int revents)
 /* The greeting is 3 + vectors x (peers + 1) messages, each with an fd, sent at once (QEMU reads
  * them only after connect returns): make room for all of them. A kernel skb with an fd costs
  * about 1 KiB of send buffer. */
-static void size_send_buffer(struct hbk_ivshmem_server *srv, int fd)
+static void size_send_buffer(struct hbk_ivshmem_server *srv, struct hbk_ivshmem_peer *p)
 {
 	int sndbuf = (int)((3u + srv->vectors * (srv->n_peers + 2u)) * 1024u);
+	int fd = p->sock;
 
 	if (sndbuf > 16 << 20)
 		sndbuf = 16 << 20;
+	/* Never less than before: what is queued (a greeting the peer has not read in full)
+	 * does not shrink when peers leave. */
+	if (sndbuf <= p->sndbuf)
+		return;
+	p->sndbuf = sndbuf;
 	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof(sndbuf)) < 0)
 		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 }
@@ -225,7 +231,7 @@ static struct hbk_ivshmem_peer *peer_join(struct hbk_ivshmem_server *srv, int fd
 	p->cred = *cred;
 	ev_timer_init(&p->claim, on_unclaimed, claim_s, 0.);
 	p->claim.data = p;
-	size_send_buffer(srv, fd);
+	size_send_buffer(srv, p);
 	for (unsigned k = 0; k < srv->vectors; k++) {
 		p->irq[k] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		p->to_daemon[k] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -246,7 +252,7 @@ static struct hbk_ivshmem_peer *peer_join(struct hbk_ivshmem_server *srv, int fd
 	{
 		if (hbk_ivshmem_private(p))
 			break;
-		size_send_buffer(srv, o->sock);
+		size_send_buffer(srv, o);
 		for (unsigned k = 0; k < srv->vectors && !o->broken; k++)
 			if (send_msg(o->sock, p->id, p->irq[k]) < 0)
 				o->broken = true;
@@ -528,13 +534,19 @@ void hbk_ivshmem_adopt(struct hbk_ivshmem_server *srv)
 
 	if (svc->version < 2)
 		return;
-	while (n < HBK_IVSHMEM_MAX_PEERS && (nm = svc->fd_next(svc->ctx, "ivp.", &cursor)))
-		snprintf(names[n++], sizeof(names[0]), "%s", nm);
+	/* This group's only (at most as many as a server takes), before taking any: taking
+	 * changes the store under the cursor. */
+	while (n < HBK_IVSHMEM_MAX_PEERS && (nm = svc->fd_next(svc->ctx, "ivp.", &cursor))) {
+		unsigned id, group, via;
+
+		if (sscanf(nm, "ivp.%u.%u.%u", &id, &group, &via) == 3 && group == srv->group)
+			snprintf(names[n++], sizeof(names[0]), "%s", nm);
+	}
 	for (size_t i = 0; i < n; i++) {
 		unsigned id, group, via;
 		struct hbk_ivshmem_peer *p;
 
-		if (sscanf(names[i], "ivp.%u.%u.%u", &id, &group, &via) != 3 || group != srv->group)
+		if (sscanf(names[i], "ivp.%u.%u.%u", &id, &group, &via) != 3)
 			continue;
 		p = adopt_peer(srv, names[i], id, via);
 		if (!p) {

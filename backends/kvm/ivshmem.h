@@ -68,6 +68,7 @@ struct hbk_ivshmem_peer {
 	pid_t pid;    /* SO_PEERCRED: QEMU, or the emulated VM */
 	uint64_t epoch; /* when it joined (struct hbk_ivshmem_ids.epoch) */
 	bool left;      /* its departure dealt with its id (hbk_ivshmem_left) */
+	int sndbuf;     /* the send buffer asked for it so far */
 	struct hbc_cred cred; /* all of SO_PEERCRED and SO_PEERSEC */
 	uint32_t domain;
 	ev_timer claim; /* shared socket: dropped unless a session claims it in time */

@@ -75,6 +75,26 @@ static int iv_message(struct hbk_group *g, int64_t val, int fd)
 	return hbk_bell_message(g, (uint32_t)val, fd);
 }
 
+/* What g's connection holds now (a batch at most), without blocking. */
+static int drain_group(struct hbk_group *g)
+{
+	for (int n = 0; n < HBK_IVSHMEM_DRAIN_BATCH; n++) {
+		int64_t val;
+		int fd, r;
+
+		r = iv_recv(g, &val, &fd);
+		if (r == 0)
+			break;
+		if (r > 0)
+			r = iv_message(g, val, fd);
+		/* The daemon never closes a live VM's ivshmem connection, and QEMU could not
+		 * reconnect either: losing it ends the client. */
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 int hbk_ivshmem_drain(struct hbk_guest *k)
 {
 	int bells = 0;
@@ -87,20 +107,10 @@ int hbk_ivshmem_drain(struct hbk_guest *k)
 			bells += hbk_bell_drain(g);
 		if (g->iv_fd < 0 || !g->iv_ready || (k->polled && !g->iv_readable))
 			continue;
-		for (int n = 0; n < HBK_IVSHMEM_DRAIN_BATCH; n++) {
-			int64_t val;
-			int fd, r;
+		int r = drain_group(g);
 
-			r = iv_recv(g, &val, &fd);
-			if (r == 0)
-				break;
-			if (r > 0)
-				r = iv_message(g, val, fd);
-			/* The daemon never closes a live VM's ivshmem connection, and QEMU could
-			 * not reconnect either: losing it ends the client. */
-			if (r < 0)
-				return r;
-		}
+		if (r < 0)
+			return r;
 	}
 	k->polled = false;
 	return bells;
@@ -193,6 +203,11 @@ int hbk_ivshmem_attach(struct hbk_guest *k, struct hbk_group *g, const char *ivs
 	if (r < 0)
 		return r;
 	g->iv_ready = true;
+	/* The rest of the greeting is there already: the peers' doorbells and, last, ours, which
+	 * a slot needs from the first watch on. */
+	r = drain_group(g);
+	if (r < 0)
+		return r;
 	/* Tells the daemon which ivshmem peer is us; an fd on this reply would be unexpected
 	 * and is closed with it (an emulated VM is no host). */
 	r = hbk_send_attach(k, g, g->iv_peer, &reply);
@@ -248,5 +263,6 @@ int hbk_ivshmem_adopt_fd(struct hbk_guest *k, struct hbk_group *g, int fd)
 	if (r < 0)
 		return r;
 	g->iv_ready = true;
-	return 0;
+	/* The rest of the greeting, our own doorbell last (see hbk_ivshmem_attach). */
+	return drain_group(g);
 }
