@@ -117,7 +117,7 @@ CONFIG_SRC  := $(wildcard daemon/config*.c)
 # behind backends/backend.h. backends/xen: ring.c and desc.c need no Xen library and are always
 # built (unit tests use them); the rest only WITH_XEN=1, the library getting none.c otherwise.
 KVM_HOST    := backends/kvm/host.c backends/kvm/policy.c backends/kvm/ivshmem.c backends/kvm/restore.c \
-	backends/kvm/ivshmem_ids.c \
+	backends/kvm/ivshmem_ids.c backends/kvm/ivshmem_listen.c \
 	backends/kvm/pool.c backends/kvm/slots.c
 KVM_GUEST   := backends/kvm/guest.c backends/kvm/attach.c backends/kvm/ivshmem_client.c \
 	backends/kvm/bars.c backends/kvm/dmabuf.c \

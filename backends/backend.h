@@ -47,6 +47,7 @@ struct hbp_fence_slot;
 struct hbb_caller {
 	uint32_t domain;   /* decided by the door the session came in by, never by the peer */
 	pid_t pid;         /* SO_PEERCRED of its connection, -1 if unknown */
+	uid_t uid;         /* the same, the connection's user */
 	uint64_t session;  /* the session's serial, unique for the daemon's life */
 	uint64_t attached; /* bit g - 1 is set once the session attached group g */
 	uint32_t features; /* HBP_FEATURE_* its Hello announced */

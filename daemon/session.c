@@ -519,6 +519,7 @@ struct hbb_caller hbd_session_caller(const struct hbd_session *s)
 	return (struct hbb_caller){
 	    .domain = s->dom->id,
 	    .pid = s->pid,
+	    .uid = s->uid,
 	    .session = s->serial,
 	    .attached = s->attached,
 	    .features = s->features,

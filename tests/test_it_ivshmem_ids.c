@@ -43,15 +43,16 @@ TEST(an_id_waits_until_everyone_who_heard_it_leave_is_gone)
 	IT_STOP(&d);
 }
 
-/* A host session's doorbells are private: QEMUs never hear of them, so a host client coming
- * and going neither tells the peers anything nor makes an id wait. */
-TEST(host_doorbells_are_told_to_nobody)
+/* A host session's doorbells are parked, not gone, when it ends: the next session of the same
+ * user gets the same id and eventfds back, so the peers hear of it once and never that it
+ * left, and no id waits. */
+TEST(host_doorbells_are_parked_not_gone)
 {
 	struct hbt_daemon d;
 	struct it_ivsh q;
 	struct hb_client *h;
-	int64_t val;
-	int fd = -1, nfds = 0;
+	int64_t val, first = -1;
+	int fd, nfds, n = 0;
 
 	hbt_daemon_start(&d, NULL);
 	it_ivsh_join(&q, hbt_path(&d, "group-a.sock"));
@@ -61,8 +62,20 @@ TEST(host_doorbells_are_told_to_nobody)
 		hb_disconnect(h);
 		IT_CHECK_STAT(&d, "pool.a.ivshmem_peers", 1);
 	}
-	/* Not a message about them reached the raw peer. */
+	/* One announcement (an eventfd per vector, all of one id), and no departure. */
+	while (it_ivsh_recv(q.sock, &val, &fd, &nfds, 200) == 1) {
+		CHECK(fd >= 0);
+		close(fd);
+		CHECK(first < 0 || val == first);
+		first = val;
+		n++;
+	}
+	CHECK(n >= 1);
+	/* The peers' view did not change, so neither did its id. */
+	h = IT_CONNECT(hbt_addr_host(&d));
+	IT_CHECK_STAT(&d, "pool.a.ivshmem_peers", 2);
 	CHECK_EQ(it_ivsh_recv(q.sock, &val, &fd, &nfds, 200), -1);
+	hb_disconnect(h);
 	it_ivsh_close(&q);
 	IT_STOP(&d);
 }
@@ -87,5 +100,32 @@ TEST(a_waiting_id_survives_a_restart)
 	CHECK(c.id != b_id && c.id != a.id);
 	it_ivsh_close(&c);
 	it_ivsh_close(&a);
+	IT_STOP(&d);
+}
+
+/* A restarted daemon does not know the parked host peer any more, but its id stays out of use
+ * while a peer that knows it (here a raw one, as a QEMU) is there. */
+TEST(a_parked_id_waits_after_a_restart)
+{
+	struct hbt_daemon d;
+	struct it_ivsh q, r;
+	struct hb_client *h;
+	int64_t val, parked_id;
+	int fd, nfds;
+
+	hbt_daemon_start_held_extra(&d, NULL);
+	it_ivsh_join(&q, hbt_path(&d, "group-a.sock"));
+	h = IT_CONNECT(hbt_addr_host(&d));
+	CHECK_EQ(it_ivsh_recv(q.sock, &val, &fd, &nfds, IT_WAIT_MS), 1);
+	close(fd);
+	parked_id = val;
+	hb_disconnect(h);
+	IT_CHECK_STAT(&d, "pool.a.ivshmem_peers", 1);
+	hbt_daemon_crash(&d);
+	IT_CHECK_STAT(&d, "pool.a.ivshmem_peers", 1);
+	it_ivsh_join(&r, hbt_path(&d, "group-a.sock"));
+	CHECK(r.id != parked_id && r.id != q.id);
+	it_ivsh_close(&r);
+	it_ivsh_close(&q);
 	IT_STOP(&d);
 }

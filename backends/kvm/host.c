@@ -268,18 +268,35 @@ static void kvm_release(void *state, struct hbb_buffer *b, bool shutdown)
 	b->refs = NULL;
 }
 
+static bool host_parked(struct kvm_group *g, uid_t uid)
+{
+	const struct hbk_ivshmem_peer *p;
+
+	hbc_list_for_each_safe(p, &g->srv.parked, struct hbk_ivshmem_peer, link)
+	{
+		if (p->cred.uid == uid)
+			return true;
+	}
+	return false;
+}
+
 /* A host session's ivshmem connection (PROTOCOL.md §3, "Attach"): bound to the host from the
  * start and claimed for the next daemon, so that a restart binds it again. */
 static bool host_doorbell(struct kvm_group *g, const struct hbb_caller *who, int *fd_out)
 {
-	struct hbc_cred cred = {.pid = who->pid, .uid = (uid_t)-1, .gid = (gid_t)-1};
+	struct hbc_cred cred = {.pid = who->pid, .uid = who->uid, .gid = (gid_t)-1};
 	struct hbk_ivshmem_peer *p;
 	unsigned n;
 
 	if (!(who->features & HBP_FEATURE_SLOTS) || g->srv.vectors == 0)
 		return false;
-	n = hbk_ivshmem_count(&g->srv, true, 0);
-	if (n >= HBK_HOST_DOORBELLS) {
+	/* Live and parked ones; a parked one of another user makes room (its user's next
+	 * session gets the memfd, or a new id). */
+	n = hbk_ivshmem_count(&g->srv, true, 0) + g->srv.n_parked;
+	if (n >= HBK_HOST_DOORBELLS && !host_parked(g, who->uid) &&
+	    hbk_ivshmem_evict_parked(&g->srv))
+		n--;
+	if (n >= HBK_HOST_DOORBELLS && !host_parked(g, who->uid)) {
 		log_info_limited(&g->srv.refused,
 				 "%s: group %s has %u host doorbells already (the most): the pool "
 				 "memfd instead, fences told by the daemon",

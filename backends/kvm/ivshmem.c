@@ -46,10 +46,11 @@ static void peer_store(struct hbk_ivshmem_peer *p, bool keep)
 	const struct hbb_host_services *svc = p->srv->svc;
 	char name[64];
 
-	if (!svc || svc->version < 2 || p->sock < 0)
+	if (!svc || svc->version < 2)
 		return;
 	peer_name(p, name, sizeof(name));
-	keep ? svc->fd_keep(svc->ctx, p->sock, name) : svc->fd_forget(svc->ctx, name);
+	if (p->sock >= 0)
+		keep ? svc->fd_keep(svc->ctx, p->sock, name) : svc->fd_forget(svc->ctx, name);
 	for (unsigned k = 0; k < p->srv->vectors; k++) {
 		vector_name(p, 'i', k, name, sizeof(name));
 		if (p->irq[k] >= 0)
@@ -97,19 +98,27 @@ static void sweep_broken(struct hbk_ivshmem_server *srv)
 	}
 }
 
+static void peer_park(struct hbk_ivshmem_peer *p, const char *why);
+
 static void peer_disconnect(struct hbk_ivshmem_peer *p, const char *why)
 {
 	struct hbk_ivshmem_server *srv = p->srv;
 	struct hbk_ivshmem_peer *o;
 
+	/* A host session's doorbells wait for its user's next session; not those a restart took
+	 * back, whose user nobody knows any more. */
+	if (hbk_ivshmem_is_host(p) && p->cred.uid != (uid_t)-1) {
+		peer_park(p, why);
+		return;
+	}
 	log_info("ivshmem %s: peer %u left (%s)", srv->name, p->id, why);
 	ev_io_stop(srv->loop, &p->io);
 	hbc_list_remove(&p->link);
 	srv->n_peers--;
-	/* Everybody who knew the peer hears its id with no fd; nobody knew a private one. */
+	/* Everybody who knew the peer hears its id with no fd. */
 	hbc_list_for_each_safe(o, &srv->peers, struct hbk_ivshmem_peer, link)
 	{
-		if (!hbk_ivshmem_private(p) && send_msg(o->sock, p->id, -1) < 0)
+		if (send_msg(o->sock, p->id, -1) < 0)
 			o->broken = true;
 	}
 	if (srv->on_gone)
@@ -149,7 +158,7 @@ static int greet(struct hbk_ivshmem_server *srv, struct hbk_ivshmem_peer *p)
 			return r;
 	hbc_list_for_each_safe(o, &srv->peers, struct hbk_ivshmem_peer, link)
 	{
-		if (o == p || hbk_ivshmem_private(o))
+		if (o == p)
 			continue;
 		for (unsigned k = 0; k < srv->vectors; k++)
 			if ((r = send_msg(p->sock, o->id, o->irq[k])) < 0)
@@ -189,26 +198,9 @@ static void size_send_buffer(struct hbk_ivshmem_server *srv, struct hbk_ivshmem_
 		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 }
 
-/* Whether the connection may join: the slot table, then the server's admission rules. */
-static bool admit(struct hbk_ivshmem_listener *l, int fd, struct hbc_cred *cred)
-{
-	struct hbk_ivshmem_server *srv = l->srv;
-
-	if (srv->n_peers >= HBK_IVSHMEM_MAX_PEERS) {
-		log_warn_limited(&srv->refused, "ivshmem %s: %u peers already; refusing", srv->name,
-				 srv->n_peers);
-		return false;
-	}
-	if (hbc_peer_cred(fd, cred) < 0)
-		return false;
-	return !srv->admit || srv->admit(srv, l, cred) == 0;
-}
-
-/* A greeted peer on fd (taken, closed on failure): bound to domain from the start, or waiting
- * claim_s seconds for a claim. Returns it, or NULL. */
-static struct hbk_ivshmem_peer *peer_join(struct hbk_ivshmem_server *srv, int fd,
-					  const struct hbc_cred *cred, bool bound, uint32_t domain,
-					  double claim_s, const char *where)
+struct hbk_ivshmem_peer *hbk_ivshmem_peer_join(struct hbk_ivshmem_server *srv, int fd,
+					       const struct hbc_cred *cred, bool bound,
+					       uint32_t domain, double claim_s, const char *where)
 {
 	struct hbk_ivshmem_peer *p, *o;
 	int r;
@@ -245,13 +237,10 @@ static struct hbk_ivshmem_peer *peer_join(struct hbk_ivshmem_server *srv, int fd
 		log_warn("ivshmem %s: greeting peer %u failed: %s", srv->name, p->id, strerror(-r));
 		goto err_peer;
 	}
-	/* Announce the newcomer to the others (not a private one), with room for it: a library
-	 * reads its connection only when it runs (QEMU at once), and a full one would be
-	 * dropped. */
+	/* Announce the newcomer to the others, with room for it: a library reads its connection
+	 * only when it runs (QEMU at once), and a full one would be dropped. */
 	hbc_list_for_each_safe(o, &srv->peers, struct hbk_ivshmem_peer, link)
 	{
-		if (hbk_ivshmem_private(p))
-			break;
 		size_send_buffer(srv, o);
 		for (unsigned k = 0; k < srv->vectors && !o->broken; k++)
 			if (send_msg(o->sock, p->id, p->irq[k]) < 0)
@@ -279,58 +268,6 @@ err_peer:
 	return NULL;
 }
 
-static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
-{
-	struct hbk_ivshmem_listener *l = w->data;
-	struct hbc_cred cred;
-	int fd;
-
-	fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-	if (fd < 0) {
-		if (errno == EMFILE || errno == ENFILE) {
-			/* Out of descriptors: the socket stays readable, so pause rather
-			 * than spin. */
-			log_warn("ivshmem %s: accept: %s; pausing for 100 ms", l->path,
-				 strerror(errno));
-			ev_io_stop(loop, &l->io);
-			ev_timer_start(loop, &l->pause);
-		}
-		return;
-	}
-	if (!admit(l, fd, &cred)) {
-		close(fd);
-		return;
-	}
-	peer_join(l->srv, fd, &cred, l->bound, l->domain, l->claim_s, l->path);
-}
-
-struct hbk_ivshmem_peer *hbk_ivshmem_local(struct hbk_ivshmem_server *srv,
-					   const struct hbc_cred *cred, int *client_fd)
-{
-	struct hbk_ivshmem_peer *p;
-	int sv[2];
-
-	if (srv->n_peers >= HBK_IVSHMEM_MAX_PEERS)
-		return NULL;
-	/* Both ends nonblocking, as accept4 and the library's connect make them. */
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
-		return NULL;
-	p = peer_join(srv, sv[0], cred, true, 0, 0, "the host socket");
-	if (!p) {
-		close(sv[1]);
-		return NULL;
-	}
-	*client_fd = sv[1];
-	return p;
-}
-
-static void on_resume(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct hbk_ivshmem_listener *l = w->data;
-
-	ev_io_start(loop, &l->io);
-}
-
 int hbk_ivshmem_start(struct hbk_ivshmem_server *srv, const struct hbb_host_services *svc,
 		      uint32_t group, const char *name, struct hbk_ivshmem_ids *ids, int pool_fd,
 		      unsigned vectors)
@@ -343,61 +280,10 @@ int hbk_ivshmem_start(struct hbk_ivshmem_server *srv, const struct hbb_host_serv
 	srv->pool_fd = pool_fd;
 	srv->vectors = vectors ? vectors : 1;
 	hbc_list_init(&srv->peers);
+	hbc_list_init(&srv->parked);
 	hbc_list_init(&srv->listeners);
 	if (srv->vectors > HBK_IVSHMEM_MAX_VECTORS)
 		return -EINVAL;
-	return 0;
-}
-
-/* The socket the last daemon kept for this listener if it is still path's, else a new one. */
-static int listen_socket(struct hbk_ivshmem_server *srv, struct hbk_ivshmem_listener *l,
-			 const struct hbc_sock_owner *owner)
-{
-	const struct hbb_host_services *svc = srv->svc;
-	char name[64];
-	int fd = -1;
-
-	snprintf(name, sizeof(name), "ivl.%u.%u", srv->group, l->bound ? l->domain : 0);
-	if (svc->version >= 2)
-		fd = svc->fd_take(svc->ctx, name);
-	if (fd >= 0 && hbc_unix_adopt(fd, l->path, owner) < 0) {
-		svc->fd_forget(svc->ctx, name);
-		close(fd);
-		fd = -1;
-	}
-	if (fd < 0)
-		fd = hbc_unix_listen(l->path, 16, owner);
-	if (fd >= 0 && svc->version >= 2)
-		svc->fd_keep(svc->ctx, fd, name);
-	return fd;
-}
-
-int hbk_ivshmem_listen(struct hbk_ivshmem_server *srv, const char *path, bool bound,
-		       uint32_t domain, const struct hbc_sock_owner *owner, double claim_s)
-{
-	struct hbk_ivshmem_listener *l = calloc(1, sizeof(*l));
-
-	if (!l)
-		return -ENOMEM;
-	l->srv = srv;
-	l->bound = bound;
-	l->domain = domain;
-	l->claim_s = claim_s;
-	snprintf(l->path, sizeof(l->path), "%s", path);
-	/* Whoever can connect gets the pool: owner says who (the VM's QEMU's user, 0600). */
-	l->fd = listen_socket(srv, l, owner);
-	if (l->fd < 0) {
-		int r = l->fd;
-
-		free(l);
-		return r;
-	}
-	ev_io_init(&l->io, on_accept, l->fd, EV_READ);
-	l->io.data = l;
-	ev_timer_init(&l->pause, on_resume, 0.1, 0.);
-	l->pause.data = l;
-	ev_io_start(srv->loop, &l->io);
-	hbc_list_insert_tail(&srv->listeners, &l->link);
 	return 0;
 }
 
@@ -412,6 +298,11 @@ void hbk_ivshmem_stop(struct hbk_ivshmem_server *srv)
 	hbc_list_for_each_safe(p, &srv->peers, struct hbk_ivshmem_peer, link)
 	{
 		ev_io_stop(srv->loop, &p->io);
+		hbc_list_remove(&p->link);
+		peer_free(p);
+	}
+	hbc_list_for_each_safe(p, &srv->parked, struct hbk_ivshmem_peer, link)
+	{
 		hbc_list_remove(&p->link);
 		peer_free(p);
 	}
@@ -443,21 +334,6 @@ struct hbk_ivshmem_peer *hbk_ivshmem_peer(struct hbk_ivshmem_server *srv, uint32
 			return p;
 	}
 	return NULL;
-}
-
-const char *hbk_ivshmem_path(struct hbk_ivshmem_server *srv, uint32_t domain)
-{
-	struct hbk_ivshmem_listener *l;
-	const char *shared = NULL;
-
-	hbc_list_for_each_safe(l, &srv->listeners, struct hbk_ivshmem_listener, link)
-	{
-		if (l->bound && l->domain == domain)
-			return l->path;
-		if (!l->bound)
-			shared = l->path;
-	}
-	return shared;
 }
 
 unsigned hbk_ivshmem_count(struct hbk_ivshmem_server *srv, bool bound, uint32_t domain)
@@ -576,4 +452,128 @@ void hbk_ivshmem_start_claims(struct hbk_ivshmem_server *srv)
 		if (!p->bound && !ev_is_active(&p->claim))
 			ev_timer_start(srv->loop, &p->claim);
 	}
+}
+
+/* ---- host doorbells: parked, never gone (PROTOCOL.md §3 "Attach", §5) --------------------- */
+
+/* A host session's connection closed: its id and eventfds stay, unannounced, for the next
+ * session of the same user. Telling the peers it left would make its id wait (ivshmem_ids.c),
+ * and host processes come and go far more often than VMs. */
+static void peer_park(struct hbk_ivshmem_peer *p, const char *why)
+{
+	struct hbk_ivshmem_server *srv = p->srv;
+	char name[64];
+
+	log_info("ivshmem %s: host peer %u parked (%s)", srv->name, p->id, why);
+	ev_io_stop(srv->loop, &p->io);
+	hbc_list_remove(&p->link);
+	srv->n_peers--;
+	if (srv->on_gone)
+		srv->on_gone(srv, p);
+	hbk_ivshmem_unlisten(p);
+	if (srv->svc && srv->svc->version >= 2) {
+		peer_name(p, name, sizeof(name));
+		srv->svc->fd_forget(srv->svc->ctx, name);
+	}
+	close(p->sock);
+	p->sock = -1;
+	p->broken = false;
+	hbk_ivshmem_park_record(p, true);
+	hbc_list_insert_tail(&srv->parked, &p->link);
+	srv->n_parked++;
+	sweep_broken(srv);
+}
+
+/* The parked peer of uid back on fd: greeted again as itself (same id, same eventfds, so the
+ * peers that know it need not hear a thing). 0, or a negative errno (p stays parked, fd is
+ * closed). */
+static int peer_unpark(struct hbk_ivshmem_peer *p, int fd, const struct hbc_cred *cred)
+{
+	struct hbk_ivshmem_server *srv = p->srv;
+	eventfd_t v;
+	int r;
+
+	hbc_list_remove(&p->link);
+	srv->n_parked--;
+	p->sock = fd;
+	p->sndbuf = 0;
+	p->pid = cred->pid;
+	for (unsigned k = 0; k < srv->vectors; k++)
+		eventfd_read(p->irq[k], &v); /* rings meant for the last session */
+	size_send_buffer(srv, p);
+	r = greet(srv, p);
+	if (r < 0) {
+		close(fd);
+		p->sock = -1;
+		hbc_list_insert_tail(&srv->parked, &p->link);
+		srv->n_parked++;
+		return r;
+	}
+	hbc_list_insert_tail(&srv->peers, &p->link);
+	srv->n_peers++;
+	hbk_ivshmem_joined(p);
+	ev_io_init(&p->io, on_peer, fd, EV_READ);
+	p->io.data = p;
+	ev_io_start(srv->loop, &p->io);
+	peer_store(p, true);
+	hbk_ivshmem_park_record(p, false);
+	log_info("ivshmem %s: host peer %u back (pid %d)", srv->name, p->id, (int)p->pid);
+	if (srv->on_join)
+		srv->on_join(srv, p);
+	return 0;
+}
+
+struct hbk_ivshmem_peer *hbk_ivshmem_local(struct hbk_ivshmem_server *srv,
+					   const struct hbc_cred *cred, int *client_fd)
+{
+	struct hbk_ivshmem_peer *p, *parked = NULL;
+	int sv[2];
+
+	hbc_list_for_each_safe(p, &srv->parked, struct hbk_ivshmem_peer, link)
+	{
+		if (p->cred.uid == cred->uid) {
+			parked = p;
+			break;
+		}
+	}
+	if (!parked && srv->n_peers >= HBK_IVSHMEM_MAX_PEERS)
+		return NULL;
+	/* Both ends nonblocking, as accept4 and the library's connect make them. */
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
+		return NULL;
+	if (parked)
+		p = peer_unpark(parked, sv[0], cred) == 0 ? parked : NULL;
+	else
+		p = hbk_ivshmem_peer_join(srv, sv[0], cred, true, 0, 0, "the host socket");
+	if (!p) {
+		close(sv[1]);
+		return NULL;
+	}
+	p->cred.uid = cred->uid;
+	*client_fd = sv[1];
+	return p;
+}
+
+bool hbk_ivshmem_evict_parked(struct hbk_ivshmem_server *srv)
+{
+	struct hbk_ivshmem_peer *p, *o;
+
+	hbc_list_for_each_safe(p, &srv->parked, struct hbk_ivshmem_peer, link)
+	{
+		log_info("ivshmem %s: parked host peer %u goes, for another user's", srv->name,
+			 p->id);
+		hbc_list_remove(&p->link);
+		srv->n_parked--;
+		hbc_list_for_each_safe(o, &srv->peers, struct hbk_ivshmem_peer, link)
+		{
+			if (send_msg(o->sock, p->id, -1) < 0)
+				o->broken = true;
+		}
+		hbk_ivshmem_release_id(p);
+		p->left = true;
+		peer_free(p);
+		sweep_broken(srv);
+		return true;
+	}
+	return false;
 }

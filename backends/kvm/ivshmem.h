@@ -99,6 +99,8 @@ struct hbk_ivshmem_server {
 	unsigned vectors;
 	struct hbc_list peers;
 	unsigned n_peers;
+	struct hbc_list parked; /* host doorbells whose session went (hbk_ivshmem_local) */
+	unsigned n_parked;
 	void *data;
 	struct hbc_ratelimit refused; /* log lines of refused connections */
 	/* Decides whether a connection may join (0) or is refused (negative errno, logged by it),
@@ -128,23 +130,22 @@ void hbk_ivshmem_start_claims(struct hbk_ivshmem_server *srv);
  * dropped, so connections nobody owns cannot sit in the group's slots. */
 int hbk_ivshmem_listen(struct hbk_ivshmem_server *srv, const char *path, bool bound,
 		       uint32_t domain, const struct hbc_sock_owner *owner, double claim_s);
-/*
- * A host session's doorbells (below) are private: no other peer hears of them, joining or
- * leaving, and only the daemon rings them. QEMU 7.2 frees a peer's eventfd array when it hears
- * the peer left without forgetting it (hw/misc/ivshmem.c close_peer_eventfds), so an id it
- * heard leave and later hears join again is a use after free, then a double free: host
- * processes come and go far more often than VMs, and must not churn the ids QEMU sees.
- */
-static inline bool hbk_ivshmem_private(const struct hbk_ivshmem_peer *p)
+/* A host session's doorbells (hbk_ivshmem_local): bound to the host. */
+static inline bool hbk_ivshmem_is_host(const struct hbk_ivshmem_peer *p)
 {
 	return p->bound && p->domain == 0;
 }
 
 /* A host process's own connection, asked for with Attach (PROTOCOL.md §3, "Attach"): one end
  * of a socketpair, greeted like a QEMU's and bound to the host (domain 0) from the start, for
- * its fence slots' doorbells; the other end in *client_fd. NULL if none can be made. */
+ * its fence slots' doorbells; the other end in *client_fd. NULL if none can be made. When its
+ * connection closes the peer is parked, not gone: the next session of the same user (cred's
+ * uid) gets it back, same id and eventfds, and no peer hears a thing. */
 struct hbk_ivshmem_peer *hbk_ivshmem_local(struct hbk_ivshmem_server *srv,
 					   const struct hbc_cred *cred, int *client_fd);
+/* Makes room for another user's host doorbells: the oldest parked peer goes for good (the peers
+ * hear it left, and its id waits). false if none is parked. */
+bool hbk_ivshmem_evict_parked(struct hbk_ivshmem_server *srv);
 /* Peers bound to domain, and peers bound to nobody yet. */
 unsigned hbk_ivshmem_count(struct hbk_ivshmem_server *srv, bool bound, uint32_t domain);
 /* A session claimed p for its domain (Attach on a shared socket). */
@@ -154,12 +155,25 @@ struct hbk_ivshmem_peer *hbk_ivshmem_peer(struct hbk_ivshmem_server *srv, uint32
 /* The listening socket a domain connects to: its own, else the shared one; NULL if none. */
 const char *hbk_ivshmem_path(struct hbk_ivshmem_server *srv, uint32_t domain);
 
+/* Between ivshmem.c and ivshmem_listen.c: a greeted peer on fd (taken, closed on failure),
+ * bound to domain from the start, or waiting claim_s seconds for a claim; NULL if it could
+ * not join. where names the socket for the log. */
+struct hbk_ivshmem_peer *hbk_ivshmem_peer_join(struct hbk_ivshmem_server *srv, int fd,
+					       const struct hbc_cred *cred, bool bound,
+					       uint32_t domain, double claim_s, const char *where);
+
 /* ivshmem_ids.c: the lowest free id (0: none); a peer's join; a peer's departure, after it is
  * off its server's list (its id waits, or is free); a waiting id from the restart state (0, or
  * -1 for a bad record); the waits, for a full restart state; and freeing them. */
 uint16_t hbk_ivshmem_take_id(struct hbk_ivshmem_ids *ids);
 void hbk_ivshmem_joined(struct hbk_ivshmem_peer *p);
 void hbk_ivshmem_left(struct hbk_ivshmem_peer *p);
+/* The two halves of a departure: p stops counting for the ids that wait (it is off the list);
+ * p's own id waits for the peers there now, or is free. */
+void hbk_ivshmem_unlisten(struct hbk_ivshmem_peer *p);
+void hbk_ivshmem_release_id(struct hbk_ivshmem_peer *p);
+/* A parked host peer's id is kept from reuse across a restart by a wait record. */
+void hbk_ivshmem_park_record(struct hbk_ivshmem_peer *p, bool parked);
 int hbk_ivshmem_wait_restore(struct hbk_ivshmem_server *srv, uint16_t id);
 void hbk_ivshmem_waits_save(const struct hbk_ivshmem_ids *ids,
 			    void (*put)(void *ctx, uint64_t key, const void *data, size_t len),

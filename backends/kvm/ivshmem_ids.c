@@ -7,10 +7,9 @@
  * writes the new eventfds into freed memory, and when that peer leaves too, it frees the array
  * a second time and aborts. So an id waits, after its peer left, until every peer that heard
  * it leave has gone as well; a QEMU that never heard of an id takes it as new. A host
- * session's doorbells are private (hbk_ivshmem_private): nobody hears of them, so their ids
- * never wait. They are counted among those who heard, like every peer: a peer taken back
- * after a restart is private only once its claim is restored, and counting every peer keeps
- * the count right whatever the order.
+ * session's doorbells are parked rather than gone when their session ends (ivshmem.c), so host
+ * processes coming and going do not make ids wait; a parked id has a wait record, which a
+ * restarted daemon (that forgot the parked peer) turns into a wait.
  *
  * The waits go into the restart state (a record each), so that a restarted daemon keeps them:
  * it waits then for every peer it took back in that group, since it no longer knows which of
@@ -84,15 +83,13 @@ void hbk_ivshmem_joined(struct hbk_ivshmem_peer *p)
 	p->epoch = ++p->srv->ids->epoch;
 }
 
-void hbk_ivshmem_left(struct hbk_ivshmem_peer *p)
+void hbk_ivshmem_unlisten(struct hbk_ivshmem_peer *p)
 {
 	struct hbk_ivshmem_server *srv = p->srv;
 	struct hbk_ivshmem_ids *ids = srv->ids;
-	unsigned told;
 
-	if (!ids || !p->id)
+	if (!ids)
 		return;
-	/* p no longer waits for the ids that left before it. */
 	for (size_t i = 0; i < ids->n_waits;) {
 		struct hbk_ivshmem_wait *w = &ids->waits[i];
 
@@ -104,10 +101,30 @@ void hbk_ivshmem_left(struct hbk_ivshmem_peer *p)
 		wait_record(srv, w->id, false);
 		*w = ids->waits[--ids->n_waits];
 	}
-	/* p's own id: free now if nobody heard it leave (p is off the list already). */
-	told = hbk_ivshmem_private(p) ? 0 : listeners(srv);
-	if (!told || wait_add(srv, p->id, told) < 0)
-		id_free(ids, p->id);
+}
+
+void hbk_ivshmem_release_id(struct hbk_ivshmem_peer *p)
+{
+	struct hbk_ivshmem_server *srv = p->srv;
+	unsigned told = listeners(srv);
+
+	if (!srv->ids || !p->id)
+		return;
+	if (!told || wait_add(srv, p->id, told) < 0) {
+		id_free(srv->ids, p->id);
+		wait_record(srv, p->id, false);
+	}
+}
+
+void hbk_ivshmem_left(struct hbk_ivshmem_peer *p)
+{
+	hbk_ivshmem_unlisten(p);
+	hbk_ivshmem_release_id(p);
+}
+
+void hbk_ivshmem_park_record(struct hbk_ivshmem_peer *p, bool parked)
+{
+	wait_record(p->srv, p->id, parked);
 }
 
 int hbk_ivshmem_wait_restore(struct hbk_ivshmem_server *srv, uint16_t id)

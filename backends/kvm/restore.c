@@ -146,6 +146,9 @@ int hbk_restore_record(void *state, uint64_t key, const void *data, size_t len)
 			return -ENOMEM;
 		hbk_ivshmem_bind(p, domain);
 		p->claimed = true;
+		/* A host session's: whose it was is not kept, so it is not parked when it goes. */
+		if (!domain)
+			p->cred.uid = (uid_t)-1;
 		return 0;
 	}
 	return 0; /* the connection closed while no daemon ran: the claim went with it */

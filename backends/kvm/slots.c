@@ -84,9 +84,8 @@ static uint64_t direct_bits(struct kvm_group *g)
 
 		shared |= seen & bit;
 		seen |= bit;
-		/* A guest can ring neither an id over 63 nor a private peer (QEMU never heard of
-		 * it): those bits stay for the daemon. */
-		if (p->id < 64 && p->irq[0] >= 0 && !hbk_ivshmem_private(p))
+		/* A guest cannot ring an id over 63: those bits stay for the daemon. */
+		if (p->id < 64 && p->irq[0] >= 0)
 			exact |= bit;
 	}
 	return exact & ~shared;
