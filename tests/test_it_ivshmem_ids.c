@@ -129,3 +129,35 @@ TEST(a_parked_id_waits_after_a_restart)
 	it_ivsh_close(&q);
 	IT_STOP(&d);
 }
+
+/* A peer that joins while a host doorbell is parked hears of it in its greeting, since nobody is
+ * told when it comes back; and nobody is told then. */
+TEST(a_peer_that_joins_meanwhile_knows_a_parked_doorbell)
+{
+	struct hbt_daemon d;
+	struct it_ivsh q, r;
+	struct hb_client *h;
+	int64_t val, h_id;
+	int fd, nfds;
+	bool known = false;
+
+	hbt_daemon_start(&d, NULL);
+	it_ivsh_join(&q, hbt_path(&d, "group-a.sock"));
+	h = IT_CONNECT(hbt_addr_host(&d));
+	CHECK_EQ(it_ivsh_recv(q.sock, &val, &fd, &nfds, IT_WAIT_MS), 1);
+	close(fd);
+	h_id = val;
+	hb_disconnect(h);
+	IT_CHECK_STAT(&d, "pool.a.ivshmem_peers", 1);
+	it_ivsh_join(&r, hbt_path(&d, "group-a.sock"));
+	for (int i = 0; i < r.n_peers; i++)
+		known |= r.peer_id[i] == h_id;
+	CHECK(known);
+	h = IT_CONNECT(hbt_addr_host(&d));
+	IT_CHECK_STAT(&d, "pool.a.ivshmem_peers", 3);
+	CHECK_EQ(it_ivsh_recv(r.sock, &val, &fd, &nfds, 200), -1);
+	hb_disconnect(h);
+	it_ivsh_close(&r);
+	it_ivsh_close(&q);
+	IT_STOP(&d);
+}

@@ -99,18 +99,11 @@ static void sweep_broken(struct hbk_ivshmem_server *srv)
 }
 
 static void peer_park(struct hbk_ivshmem_peer *p, const char *why);
-
 static void peer_disconnect(struct hbk_ivshmem_peer *p, const char *why)
 {
 	struct hbk_ivshmem_server *srv = p->srv;
 	struct hbk_ivshmem_peer *o;
 
-	/* A host session's doorbells wait for its user's next session; not those a restart took
-	 * back, whose user nobody knows any more. */
-	if (hbk_ivshmem_is_host(p) && p->cred.uid != (uid_t)-1) {
-		peer_park(p, why);
-		return;
-	}
 	log_info("ivshmem %s: peer %u left (%s)", srv->name, p->id, why);
 	ev_io_stop(srv->loop, &p->io);
 	hbc_list_remove(&p->link);
@@ -138,6 +131,13 @@ static void on_peer(struct ev_loop *loop, ev_io *w, int revents)
 
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
+	/* A host session's doorbells wait for its user's next session when its library closed
+	 * them (not those a restart took back, whose user nobody knows any more); any other end
+	 * is a departure, since the old process may still hold its eventfds. */
+	if (n == 0 && hbk_ivshmem_is_host(p) && p->cred.uid != (uid_t)-1) {
+		peer_park(p, "hung up");
+		return;
+	}
 	peer_disconnect(p, n == 0 ? "hung up" : n < 0 ? strerror(errno) : "sent data");
 }
 
@@ -164,6 +164,14 @@ static int greet(struct hbk_ivshmem_server *srv, struct hbk_ivshmem_peer *p)
 			if ((r = send_msg(p->sock, o->id, o->irq[k])) < 0)
 				return r;
 	}
+	/* Parked host doorbells too: when one comes back nobody is told, so everybody must
+	 * know it already (a guest rings its id blindly once it is direct again). */
+	hbc_list_for_each_safe(o, &srv->parked, struct hbk_ivshmem_peer, link)
+	{
+		for (unsigned k = 0; k < srv->vectors; k++)
+			if ((r = send_msg(p->sock, o->id, o->irq[k])) < 0)
+				return r;
+	}
 	/* 5. its own interrupt eventfds. */
 	for (unsigned k = 0; k < srv->vectors; k++)
 		if ((r = send_msg(p->sock, p->id, p->irq[k])) < 0)
@@ -184,7 +192,7 @@ static void on_unclaimed(struct ev_loop *loop, ev_timer *w, int revents)
  * about 1 KiB of send buffer. */
 static void size_send_buffer(struct hbk_ivshmem_server *srv, struct hbk_ivshmem_peer *p)
 {
-	int sndbuf = (int)((3u + srv->vectors * (srv->n_peers + 2u)) * 1024u);
+	int sndbuf = (int)((3u + srv->vectors * (srv->n_peers + srv->n_parked + 2u)) * 1024u);
 	int fd = p->sock;
 
 	if (sndbuf > 16 << 20)
@@ -462,8 +470,6 @@ void hbk_ivshmem_start_claims(struct hbk_ivshmem_server *srv)
 static void peer_park(struct hbk_ivshmem_peer *p, const char *why)
 {
 	struct hbk_ivshmem_server *srv = p->srv;
-	char name[64];
-
 	log_info("ivshmem %s: host peer %u parked (%s)", srv->name, p->id, why);
 	ev_io_stop(srv->loop, &p->io);
 	hbc_list_remove(&p->link);
@@ -471,13 +477,13 @@ static void peer_park(struct hbk_ivshmem_peer *p, const char *why)
 	if (srv->on_gone)
 		srv->on_gone(srv, p);
 	hbk_ivshmem_unlisten(p);
-	if (srv->svc && srv->svc->version >= 2) {
-		peer_name(p, name, sizeof(name));
-		srv->svc->fd_forget(srv->svc->ctx, name);
-	}
+	/* Not kept for a restart: the next daemon forgets the peer (its id waits, by the
+	 * record), and unparking keeps them again. */
+	peer_store(p, false);
 	close(p->sock);
 	p->sock = -1;
 	p->broken = false;
+	p->parked_at = ev_now(srv->loop);
 	hbk_ivshmem_park_record(p, true);
 	hbc_list_insert_tail(&srv->parked, &p->link);
 	srv->n_parked++;
@@ -558,8 +564,14 @@ bool hbk_ivshmem_evict_parked(struct hbk_ivshmem_server *srv)
 {
 	struct hbk_ivshmem_peer *p, *o;
 
+	if (srv->n_peers >= HBK_IVSHMEM_MAX_PEERS)
+		return false;
 	hbc_list_for_each_safe(p, &srv->parked, struct hbk_ivshmem_peer, link)
 	{
+		/* Each eviction makes an id wait for the VMs' lifetime: not more than one per
+		 * parked doorbell per HBK_IVSHMEM_PARK_MIN_S. */
+		if (ev_now(srv->loop) - p->parked_at < HBK_IVSHMEM_PARK_MIN_S)
+			continue;
 		log_info("ivshmem %s: parked host peer %u goes, for another user's", srv->name,
 			 p->id);
 		hbc_list_remove(&p->link);

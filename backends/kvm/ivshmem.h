@@ -27,6 +27,7 @@
 #define HBK_IVSHMEM_MAX_PEERS   256
 #define HBK_IVSHMEM_DAEMON_ID   0
 #define HBK_IVSHMEM_CLAIM_S     10.0 /* an unclaimed shared-socket peer waits this long */
+#define HBK_IVSHMEM_PARK_MIN_S  60.0 /* a parked host doorbell gives way only after this */
 #define HBK_IVSHMEM_MAX_ID                                                                         \
 	65535 /* QEMU's limit for ids (HBK_IVSHMEM_MAX_PEERS in hw/misc/ivshmem.c) */
 
@@ -69,6 +70,7 @@ struct hbk_ivshmem_peer {
 	uint64_t epoch; /* when it joined (struct hbk_ivshmem_ids.epoch) */
 	bool left;      /* its departure dealt with its id (hbk_ivshmem_left) */
 	int sndbuf;     /* the send buffer asked for it so far */
+	ev_tstamp parked_at; /* a host doorbell: when its session went (hbk_ivshmem_local) */
 	struct hbc_cred cred; /* all of SO_PEERCRED and SO_PEERSEC */
 	uint32_t domain;
 	ev_timer claim; /* shared socket: dropped unless a session claims it in time */
@@ -143,8 +145,9 @@ static inline bool hbk_ivshmem_is_host(const struct hbk_ivshmem_peer *p)
  * uid) gets it back, same id and eventfds, and no peer hears a thing. */
 struct hbk_ivshmem_peer *hbk_ivshmem_local(struct hbk_ivshmem_server *srv,
 					   const struct hbc_cred *cred, int *client_fd);
-/* Makes room for another user's host doorbells: the oldest parked peer goes for good (the peers
- * hear it left, and its id waits). false if none is parked. */
+/* Makes room for another user's host doorbells: the oldest parked peer, parked for at least
+ * HBK_IVSHMEM_PARK_MIN_S, goes for good (the peers hear it left, and its id waits). false if
+ * none can go. */
 bool hbk_ivshmem_evict_parked(struct hbk_ivshmem_server *srv);
 /* Peers bound to domain, and peers bound to nobody yet. */
 unsigned hbk_ivshmem_count(struct hbk_ivshmem_server *srv, bool bound, uint32_t domain);
@@ -178,6 +181,10 @@ int hbk_ivshmem_wait_restore(struct hbk_ivshmem_server *srv, uint16_t id);
 void hbk_ivshmem_waits_save(const struct hbk_ivshmem_ids *ids,
 			    void (*put)(void *ctx, uint64_t key, const void *data, size_t len),
 			    void *ctx);
+/* The wait records of srv's parked host doorbells, for a full restart state. */
+void hbk_ivshmem_parked_save(const struct hbk_ivshmem_server *srv,
+			     void (*put)(void *ctx, uint64_t key, const void *data, size_t len),
+			     void *ctx);
 void hbk_ivshmem_ids_free(struct hbk_ivshmem_ids *ids);
 
 #endif

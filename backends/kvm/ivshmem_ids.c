@@ -130,9 +130,18 @@ void hbk_ivshmem_park_record(struct hbk_ivshmem_peer *p, bool parked)
 int hbk_ivshmem_wait_restore(struct hbk_ivshmem_server *srv, uint16_t id)
 {
 	unsigned told = listeners(srv);
-	/* Still used by a peer taken back, or waiting already: a bad record. */
-	if (id == 0 || (srv->ids->used[id / 64] & (1ull << (id % 64))))
+
+	if (id == 0)
 		return -1;
+	/* Held by a peer taken back (a crash between unparking it and dropping the record): the
+	 * record goes. */
+	if (srv->ids->used[id / 64] & (1ull << (id % 64))) {
+		for (size_t i = 0; i < srv->ids->n_waits; i++)
+			if (srv->ids->waits[i].id == id)
+				return 0;
+		wait_record(srv, id, false);
+		return 0;
+	}
 	if (!told) {
 		wait_record(srv, id, false);
 		return 0;
@@ -152,6 +161,18 @@ void hbk_ivshmem_waits_save(const struct hbk_ivshmem_ids *ids,
 
 		put(ctx, WAIT_KEY(ids->waits[i].id), data, sizeof(data));
 	}
+}
+
+void hbk_ivshmem_parked_save(const struct hbk_ivshmem_server *srv,
+			     void (*put)(void *ctx, uint64_t key, const void *data, size_t len),
+			     void *ctx)
+{
+	const struct hbk_ivshmem_peer *p;
+	uint32_t g = srv->group;
+	uint8_t data[4] = {(uint8_t)g, (uint8_t)(g >> 8), (uint8_t)(g >> 16), (uint8_t)(g >> 24)};
+
+	hbc_list_for_each_safe(p, &srv->parked, struct hbk_ivshmem_peer, link)
+		put(ctx, WAIT_KEY(p->id), data, sizeof(data));
 }
 
 void hbk_ivshmem_ids_free(struct hbk_ivshmem_ids *ids)

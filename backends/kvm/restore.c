@@ -99,6 +99,8 @@ void hbk_save(void *state, void (*put)(void *ctx, uint64_t key, const void *data
 		}
 	}
 	hbk_ivshmem_waits_save(&k->ids, put, ctx);
+	for (unsigned i = 0; i < k->n_groups; i++)
+		hbk_ivshmem_parked_save(&k->groups[i].srv, put, ctx);
 }
 
 int hbk_restore_buffer(void *state, struct hbb_buffer *b)
