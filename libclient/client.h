@@ -126,6 +126,7 @@ struct hb_timeline {
 	struct hbl_slot *slots; /* where its signals are written too (fence_slot.c) */
 	unsigned n_slots;
 	bool failed; /* it failed a point: slots it hears of later are poisoned at once */
+	uint64_t value; /* the highest value signalled or failed: one at or below it is a no-op */
 };
 
 /* client.c: adds to hb_get_fd's epoll set what hbl_pollfds has that it lacks (a doorbell

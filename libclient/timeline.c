@@ -90,6 +90,7 @@ static int signal_to(struct hb_timeline *t, uint64_t value, uint32_t error)
 	TimelineSignal ts = TIMELINE_SIGNAL__INIT;
 	ClientMsg m = CLIENT_MSG__INIT;
 	struct hb_client *c = t->client;
+	bool error_moves = true;
 	int r;
 
 	/* Release: the writes this thread made to shared buffers before signalling reach
@@ -112,9 +113,15 @@ static int signal_to(struct hb_timeline *t, uint64_t value, uint32_t error)
 	 * its statuses come from the daemon). A TimelineSlot received already is taken first
 	 * (reading nothing new). */
 	hbl_route_buffered(c);
-	if (error)
+	/* Values only move forward: a fail at or below the value fails nothing, for the daemon
+	 * too, so it must not poison the slots the daemon still has its watches told by. */
+	if (value <= t->value)
+		error_moves = false;
+	else
+		t->value = value;
+	if (error && error_moves)
 		t->failed = true;
-	if (hbl_timeline_slots_store(c, t, value, error != 0)) {
+	if (hbl_timeline_slots_store(c, t, value, error != 0 && error_moves)) {
 		hbl_timeline_slots_free(t);
 		ts.quiet = false;
 	}

@@ -108,6 +108,23 @@ static void port_wait_back(int fd)
 	}
 }
 
+/* A guest's port is nonblocking, and a loaded host drains its virtqueue late: a full one is
+ * EAGAIN, not a refusal. Waits up to CF_WAIT_MS for room. */
+static int port_write_all(int fd, const void *buf, size_t len)
+{
+	ssize_t n;
+
+	while ((n = write(fd, buf, len)) < 0 && (errno == EAGAIN || errno == EINTR)) {
+		struct pollfd p = {.fd = fd, .events = POLLOUT};
+
+		if (poll(&p, 1, CF_WAIT_MS) == 0) {
+			errno = EAGAIN;
+			return -1;
+		}
+	}
+	return n == (ssize_t)len ? 0 : -1;
+}
+
 static void close_stream(int fd, bool goodbye)
 {
 	int slot;
@@ -125,7 +142,7 @@ static void close_stream(int fd, bool goodbye)
 		port_wait_back(fd);
 		/* What hb_disconnect sends: its session ends at once. */
 		hbp_resync_pack(mk, &m);
-		if (goodbye && write(fd, mk, sizeof(mk)) != (ssize_t)sizeof(mk))
+		if (goodbye && port_write_all(fd, mk, sizeof(mk)) < 0)
 			cf_fail(__FILE__, __LINE__, "the port took no goodbye marker: %s",
 				strerror(errno));
 	}
