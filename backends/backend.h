@@ -292,8 +292,9 @@ struct hbb_guest_ops {
 	int (*slot_bit)(void *state, uint32_t group);
 	/* Takes from *waiters (atomically) the bits of the peers of group it knows a doorbell
 	 * of, and rings those peers: how many rings. Bits of peers it does not know (yet) stay
-	 * for the daemon, which knows every peer and rings when the signal reaches it. */
-	unsigned (*ring)(void *state, uint32_t group, uint64_t *waiters);
+	 * for the daemon, which knows every peer and rings when the signal reaches it: *left
+	 * gets those that were set (a bit set after the take is not among them). */
+	unsigned (*ring)(void *state, uint32_t group, uint64_t *waiters, uint64_t *left);
 	/* Optional: what a poll said of the fds pollfds gave (in order, n of them), so that the
 	 * drain after it reads only those that are ready. A drain not after a poll reads all. */
 	void (*polled)(void *state, const struct pollfd *pfd, size_t n);

@@ -116,6 +116,8 @@ void hbd_stats_walk(struct hbd *d, void (*put)(void *ctx, const char *key, uint6
 	put(l, "timelines_total", s->timelines_total);
 	put(l, "fences_completed", s->fences_completed);
 	put(l, "fence_sessions_dropped", s->fence_sessions_dropped);
+	put(l, "timeline_signals", s->timeline_signals);
+	put(l, "lazy_changes", s->lazy_changes);
 	put(l, "refused_credentials", s->refused_credentials);
 	put(l, "refused_limits", s->refused_limits);
 	put(l, "loop_turns", s->loop_turns);

@@ -120,5 +120,60 @@ void hbd_fence_slots_retell(struct hbd_session *s)
 	{
 		for (unsigned i = 0; i < tl->n_slots && !s->closing; i++)
 			tell_owner(tl, &tl->slots[i]);
+		/* Its library starts eager again after a resume: told anew at the next record. */
+		tl->lazy = false;
 	}
+}
+
+/* ---- lazy records (PROTOCOL.md §3 "Lazy records") ---------------------------------------- */
+
+/* Whether every consumer of tl's value reads it from a slot: no wait in the daemon, and every
+ * watch left to its slot (armed past everything). Then nobody needs the daemon's record but
+ * the record itself, and the owner may keep its signals until asked. */
+static bool lazy_allowed(const struct hbd_timeline *tl)
+{
+	const struct hbd_session *o = tl->owner;
+	struct hbd_fence_watch *w;
+
+	if (!tl->lazy_wanted || !(o->features & HBP_FEATURE_LAZY) || o->closing || o->doomed ||
+	    !tl->n_slots || tl->n_fails || tl->n_heap)
+		return false;
+	hbc_list_for_each_safe(w, &tl->fence_watches, struct hbd_fence_watch, tl_link)
+	{
+		if (w->arm != UINT64_MAX)
+			return false;
+	}
+	return true;
+}
+
+static void tell_lazy(struct hbd_timeline *tl, bool lazy)
+{
+	struct hbd_session *o = tl->owner;
+	ServerMsg msg = SERVER_MSG__INIT;
+	TimelineLazy tz = TIMELINE_LAZY__INIT;
+
+	tl->lazy = lazy;
+	if (o->closing || o->doomed)
+		return;
+	tz.timeline = tl->id;
+	tz.lazy = lazy;
+	msg.body_case = SERVER_MSG__BODY_TIMELINE_LAZY;
+	msg.timeline_lazy = &tz;
+	o->d->stats.lazy_changes++;
+	if (hbd_session_send(o, &msg, -1) < 0)
+		hbd_session_drop_later(o, "cannot frame its timeline's lazy records");
+}
+
+void hbd_fence_lazy_check(struct hbd_timeline *tl)
+{
+	bool allowed = lazy_allowed(tl);
+
+	if (allowed != tl->lazy)
+		tell_lazy(tl, allowed);
+}
+
+void hbd_fence_lazy_end(struct hbd_timeline *tl)
+{
+	if (tl->lazy)
+		tell_lazy(tl, false);
 }

@@ -144,6 +144,8 @@ void hbd_fence_watch_arm(struct hbd_session *s, uint64_t timeline, uint64_t valu
 	w->arm = value;
 	/* Reached already: told now. Not reached: what is queued waits for it (framing looks). */
 	watch_queue(s->d, w);
+	/* Armed at a point, the daemon tells it: its owner must send values again. */
+	hbd_fence_lazy_check(tl);
 }
 
 static int send_value(struct hbd_session *s, uint64_t timeline, uint64_t from, uint64_t value,
@@ -210,6 +212,7 @@ void hbd_fence_watches_unslot(struct hbd_timeline *tl)
 		if (w->arm == UINT64_MAX)
 			w->arm = 0;
 	}
+	hbd_fence_lazy_end(tl);
 }
 
 void hbd_fence_watches_flush(struct hbd_timeline *tl)

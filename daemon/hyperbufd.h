@@ -69,6 +69,8 @@ struct hbd_stats {
 	uint64_t timelines_total;
 	uint64_t fences_completed;       /* waits completed (signalled, failed or owner gone) */
 	uint64_t fence_sessions_dropped; /* sessions that fell fence_waits_per_domain behind */
+	uint64_t timeline_signals;       /* signals and fails owners sent (their records) */
+	uint64_t lazy_changes;           /* TimelineLazy sent: owners let keep or asked again */
 	uint64_t refused_credentials;    /* connections whose peer was not who the door lets in */
 	uint64_t refused_limits;         /* connections over a session limit */
 	uint64_t loop_turns;             /* event loop iterations (each one epoll_wait) */
@@ -160,6 +162,9 @@ struct hbd_timeline {
 	/* Its fence slots, one per group at most (fence_slot.c). */
 	struct hbd_fence_slot *slots;
 	unsigned n_slots;
+	/* Its owner's last signal asked for lazy records (TimelineSignal.lazy), and what the
+	 * owner was last told (TimelineLazy): its signals may stay in its slots. */
+	bool lazy_wanted, lazy;
 	struct hbd_st_mark st;
 };
 
@@ -486,7 +491,9 @@ void hbd_session_drop_later(struct hbd_session *s, const char *reason);
 /* timeline.c: timelines, waits, reservations */
 void hbd_timelines_init(struct hbd *d);
 int hbd_timeline_create(struct hbd_session *s, uint64_t *id);
-int hbd_timeline_signal(struct hbd_session *s, uint64_t id, uint64_t value, uint32_t error);
+/* TimelineSignal; lazy: the owner would keep later signals in the slots (fence_slot.c). */
+int hbd_timeline_signal(struct hbd_session *s, uint64_t id, uint64_t value, uint32_t error,
+			bool lazy);
 int hbd_timeline_destroy_req(struct hbd_session *s, uint64_t id);
 /* The owner lets domain open the timeline's fences: -EPERM if it cannot share with it. */
 int hbd_timeline_share(struct hbd_session *s, uint64_t id, uint32_t domain);
@@ -550,6 +557,12 @@ void hbd_fence_slots_put(struct hbd_timeline *tl);
 /* A resumed session hears again of its timelines' slots: a restored session has no features
  * until its Hello, so slots given before that were not told. */
 void hbd_fence_slots_retell(struct hbd_session *s);
+/* tl's consumers changed, or it moved: its owner hears whether it may keep its records
+ * lazily, when that changes. */
+void hbd_fence_lazy_check(struct hbd_timeline *tl);
+/* A consumer that reads no slot came (a wait, a watch armed at a point): the owner sends its
+ * value again and every value after, if it was lazy. */
+void hbd_fence_lazy_end(struct hbd_timeline *tl);
 /* release.c: what a session owns goes back (its timelines, waits, imports and buffers). */
 void hbd_session_release(struct hbd_session *s);
 /* session.c: pops one queued completion for framing (NULL if none); free it with

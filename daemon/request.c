@@ -315,7 +315,7 @@ static int do_timeline_signal(struct hbd_session *s, const ClientMsg *cm, struct
 {
 	const TimelineSignal *m = cm->timeline_signal;
 
-	return hbd_timeline_signal(s, m->timeline, m->value, m->error);
+	return hbd_timeline_signal(s, m->timeline, m->value, m->error, m->lazy);
 }
 
 static int do_timeline_destroy(struct hbd_session *s, const ClientMsg *cm, struct reply *r)

@@ -369,7 +369,8 @@ uint64_t hbd_timeline_run(const struct hbd_timeline *tl, uint64_t from, int32_t 
 	return end < tl->value ? end : tl->value;
 }
 
-int hbd_timeline_signal(struct hbd_session *s, uint64_t id, uint64_t value, uint32_t error)
+int hbd_timeline_signal(struct hbd_session *s, uint64_t id, uint64_t value, uint32_t error,
+			bool lazy)
 {
 	struct hbd_timeline *tl;
 	int r;
@@ -379,6 +380,8 @@ int hbd_timeline_signal(struct hbd_session *s, uint64_t id, uint64_t value, uint
 	r = owned_timeline(s, id, &tl);
 	if (r < 0)
 		return r;
+	s->d->stats.timeline_signals++;
+	tl->lazy_wanted = lazy;
 	if (value <= tl->value)
 		return 0; /* values only move forward; a late or repeated signal changes nothing */
 	if (error) {
@@ -399,6 +402,9 @@ int hbd_timeline_signal(struct hbd_session *s, uint64_t id, uint64_t value, uint
 	 * same message as the completion, so no waiter can see the one without the other. */
 	complete_upto(s->d, tl, value, error ? -(int32_t)error : 1);
 	hbd_fence_watches_signal(s->d, tl);
+	/* Told here, where the owner is sending records anyway: a timeline whose every waiter
+	 * reads its slots needs no more of them. */
+	hbd_fence_lazy_check(tl);
 	return 0;
 }
 
@@ -451,6 +457,7 @@ int hbd_sync_open(struct hbd_session *s, struct hbd_sync_open *o)
 			hbd_fence_watch_arm(s, tl->id, UINT64_MAX);
 		else
 			o->slot.gen = 0; /* none: the watch alone tells */
+		hbd_fence_lazy_check(tl);
 		return 0;
 	}
 	if (value <= tl->value)
@@ -474,6 +481,8 @@ int hbd_sync_open(struct hbd_session *s, struct hbd_sync_open *o)
 	hbc_list_insert_tail(&s->waits, &w->session_link);
 	s->dom->fence_waits++;
 	o->wait = w->id;
+	/* The value is the daemon's to tell now. */
+	hbd_fence_lazy_end(tl);
 	return 0;
 }
 

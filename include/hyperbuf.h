@@ -360,6 +360,24 @@ uint64_t hb_timeline_id(const struct hb_timeline *t);
 int hb_timeline_signal(struct hb_timeline *t, uint64_t value);
 
 /*
+ * Lazy records (docs/PROTOCOL.md §3 "Lazy records"): on is 1 or 0 (off, the default). While
+ * on, and while the daemon says that every waiter of the timeline reads it from a fence slot
+ * (waiters in a VM or host process that share a pool with this client and were rung through
+ * its doorbells), hb_timeline_signal wakes those waiters and sends the daemon nothing: no
+ * message and no daemon work per fence. One signal in 64 still goes, and so does a signal
+ * that left a waiter the library could not ring. When a waiter that needs the daemon comes
+ * (another domain, a client without a doorbell, a wait that stalled), the daemon makes
+ * hb_get_fd readable, and the library sends the value at its next hb_dispatch, call on this
+ * client, or signal. So turn it on only for a client that something dispatches (an event
+ * loop on hb_get_fd) or that waits or signals again soon; until then, such a waiter waits.
+ * hb_timeline_destroy, hb_disconnect and turning it off send what was kept. An owner that
+ * crashes loses at most the 63 values kept last from the daemon's record: the waiters that
+ * read them in the slot have them, the others get -EPIPE, as if it had crashed before them.
+ * Errors: EINVAL (t NULL, on neither 0 nor 1), the client's sticky error (turning it off).
+ */
+int hb_timeline_set_lazy(struct hb_timeline *t, int on);
+
+/*
  * Like hb_timeline_signal, but each pending point <= value gets the error first and then
  * completes: its status is error (a negative errno, -4095..-1). Points already completed keep
  * their status. error 0 or positive or below -4095: EINVAL. A value at or below the current

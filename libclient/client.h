@@ -38,6 +38,9 @@
 
 /* Blocking waits poll in slices of this length, re-checking the client's state each time. */
 #define HBL_WAIT_SLICE_MS 1000
+/* Signals of a lazy timeline that may stay in its slots in a row: the 64th goes to the daemon
+ * anyway, so a restart or a crash of the owner loses at most this many from the record. */
+#define HBL_LAZY_KEEP 63u
 /* What hbl_pollfds gives at most: the channel, per group an ivshmem socket and a doorbell, and
  * the fence slots' stall timer. */
 #define HBL_POLLFDS_MAX (2 + 2 * HBP_MAX_GROUPS)
@@ -73,6 +76,9 @@ struct hb_client {
 		uint64_t timeline, value;
 		uint32_t error;
 	} last_posted;
+	/* A timeline's value is owed to the daemon (a TimelineLazy took its leave back, or a
+	 * resume): sent where a request may go (hbl_timelines_flush). */
+	bool lazy_owed;
 	bool vm_channel; /* a VM's channel (vm:, kvm:): resync markers in its stream */
 	/* A poll just found the backend's fds (ivshmem sockets) quiet: the next pump need not
 	 * ask them (dispatch.c). */
@@ -127,6 +133,13 @@ struct hb_timeline {
 	unsigned n_slots;
 	bool failed; /* it failed a point: slots it hears of later are poisoned at once */
 	uint64_t value; /* the highest value signalled or failed: one at or below it is a no-op */
+	/* Lazy records (PROTOCOL.md §3), if the application wants them: the daemon said every
+	 * waiter reads its slots (lazy), so a signal may stay there; sent is the highest value
+	 * the daemon was sent, kept how many signals since then stayed. */
+	bool lazy_wanted; /* hb_timeline_set_lazy */
+	bool lazy;
+	uint64_t sent;
+	unsigned kept;
 };
 
 /* client.c: adds to hb_get_fd's epoll set what hbl_pollfds has that it lacks (a doorbell
@@ -173,6 +186,11 @@ void hbl_timelines_destroy(struct hb_client *c);
 /* Waits until the daemon has every signal sent without waiting (one awaited no-op signal), if
  * any is unanswered: before a disconnect, so none is left unread behind the hang-up. */
 void hbl_timelines_settle(struct hb_client *c);
+/* Sends the values of timelines the daemon asked for again (TimelineLazy, a resume), outside
+ * any call; a no-op when none is owed. */
+void hbl_timelines_flush(struct hb_client *c);
+/* TimelineLazy: whether t's signals may stay in its slots (validated by the frame codec). */
+void hbl_timeline_lazy(struct hb_client *c, const TimelineLazy *tz);
 /* import.c: DOMAIN_GONE; the backend may have to change imports of that domain's memory. */
 void hbl_imports_peer_gone(struct hb_client *c, uint32_t domain);
 

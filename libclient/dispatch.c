@@ -67,6 +67,8 @@ static int route(struct hb_client *c, ServerMsg *m, int *fds, unsigned nfds)
 		hbl_timeline_value(c, m->timeline_value);
 	else if (m->body_case == SERVER_MSG__BODY_TIMELINE_SLOT)
 		hbl_timeline_slot(c, m->timeline_slot);
+	else if (m->body_case == SERVER_MSG__BODY_TIMELINE_LAZY)
+		hbl_timeline_lazy(c, m->timeline_lazy);
 	else if (m->body_case == SERVER_MSG__BODY_EVENT)
 		route_event(c, m->event);
 	else

@@ -167,6 +167,12 @@ void hbl_slots_arm(struct hb_client *c)
 		for (struct hbl_watch *w = c->fences.watches[i]; w; w = w->hnext) {
 			if (!w->slot.p || !w->points)
 				continue;
+			/* What the slot passed first: a waiter woken for its point sets no bit
+			 * again (an owner finding a bit still set after its ring takes it for
+			 * one it could not ring, and sends its signal). */
+			hbl_watch_slot_check(c, w);
+			if (!w->slot.p || !w->points)
+				continue;
 			__atomic_fetch_or(&w->slot.p->waiters, 1ull << w->slot_bit,
 					  __ATOMIC_SEQ_CST);
 			hbl_watch_slot_check(c, w);
@@ -228,19 +234,20 @@ static void slot_raise(struct hbp_fence_slot *p, uint64_t value)
 			break;
 }
 
-bool hbl_timeline_slots_store(struct hb_client *c, struct hb_timeline *t, uint64_t value,
-			      bool error)
+unsigned hbl_timeline_slots_store(struct hb_client *c, struct hb_timeline *t, uint64_t value,
+				  bool error)
 {
 	const struct hbb_guest_ops *ops = slot_ops(c);
-	bool stale = false;
+	unsigned how = 0;
 
 	for (unsigned i = 0; ops && i < t->n_slots; i++) {
 		struct hbl_slot *s = &t->slots[i];
+		uint64_t left;
 		unsigned rung;
 
 		/* Not ours any more: only a new daemon takes a slot from a live timeline. */
 		if (__atomic_load_n(&s->p->gen, __ATOMIC_SEQ_CST) != s->gen) {
-			stale = true;
+			how |= HBL_SLOTS_STALE;
 			continue;
 		}
 		if (error || t->failed)
@@ -251,11 +258,16 @@ bool hbl_timeline_slots_store(struct hb_client *c, struct hb_timeline *t, uint64
 		 * peers we cannot ring stay for the daemon. Each ring is an eventfd write: counted
 		 * as wakes. */
 		if (__atomic_load_n(&s->p->waiters, __ATOMIC_SEQ_CST)) {
-			rung = ops->ring(c->mem.state, s->group, &s->p->waiters);
+			rung = ops->ring(c->mem.state, s->group, &s->p->waiters, &left);
 			__atomic_fetch_add(&c->conn.n_wakes, (uint64_t)rung, __ATOMIC_RELAXED);
+			/* A peer we could not ring: the daemon rings it when the signal reaches
+			 * it. (A bit set after the ring belongs to a waiter that read the new
+			 * value before sleeping, and needs nobody.) */
+			if (left)
+				how |= HBL_SLOTS_UNRUNG;
 		}
 	}
-	return stale;
+	return how;
 }
 
 void hbl_timeline_slots_free(struct hb_timeline *t)

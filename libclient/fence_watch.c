@@ -148,6 +148,8 @@ void hbl_watches_settle(struct hb_client *c)
 {
 	struct hbl_watch *w;
 
+	/* Values the daemon asked for again go first: a consumer waits on them. */
+	hbl_timelines_flush(c);
 	/* Only where a request may be sent: not from inside another one's reading. Sending
 	 * may read (a full socket, a resume, a call when too many are posted), which may free
 	 * any watch: so each one is found afresh. */
@@ -267,9 +269,13 @@ void hbl_watches_drop(struct hb_client *c)
 	for (size_t i = 0; i < HBL_WATCH_BUCKETS; i++)
 		while (c->fences.watches[i])
 			watch_remove(c, c->fences.watches[i]);
-	/* So were our own timelines' slots: a new daemon gives new ones, or none. */
+	/* So were our own timelines' slots: a new daemon gives new ones, or none, and knows
+	 * only the values it was sent. */
 	hbc_list_for_each_safe(t, &c->timelines, struct hb_timeline, link)
 	{
 		hbl_timeline_slots_free(t);
+		t->lazy = false;
+		if (!t->failed && t->value > t->sent)
+			c->lazy_owed = true;
 	}
 }

@@ -182,11 +182,15 @@ void hbl_slots_arm(struct hb_client *c);
 void hbl_slots_close(struct hb_client *c);
 /* TimelineSlot: a slot of one of our timelines (validated by the frame codec). */
 void hbl_timeline_slot(struct hb_client *c, const TimelineSlot *ts);
-/* Before a signal of t leaves: its slots get the value (or POISON), their waiters rung. True
- * if one of them is not t's any more: the daemon restarted, and the signal should not go
- * unanswered (its answer is what tells a VM channel's library to resume). */
-bool hbl_timeline_slots_store(struct hb_client *c, struct hb_timeline *t, uint64_t value,
-			      bool error);
+/* Before a signal of t leaves: its slots get the value (or POISON), their waiters rung.
+ * HBL_SLOTS_STALE if one of them is not t's any more: the daemon restarted, and the signal
+ * should not go unanswered (its answer is what tells a VM channel's library to resume);
+ * HBL_SLOTS_UNRUNG if a waiter is left that we cannot ring: the daemon rings it when it
+ * handles the signal, so that signal must go. */
+#define HBL_SLOTS_STALE  1u
+#define HBL_SLOTS_UNRUNG 2u
+unsigned hbl_timeline_slots_store(struct hb_client *c, struct hb_timeline *t, uint64_t value,
+				  bool error);
 /* t's slots are forgotten (t goes, or the daemon that gave them did). */
 void hbl_timeline_slots_free(struct hb_timeline *t);
 

@@ -4,6 +4,7 @@
  * §5.6).
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,26 +25,6 @@ void hbl_timelines_destroy(struct hb_client *c)
 		hbl_timeline_slots_free(t);
 		free(t);
 	}
-}
-
-void hbl_timelines_settle(struct hb_client *c)
-{
-	const struct hbl_posted_signal *p = &c->last_posted;
-	TimelineSignal ts = TIMELINE_SIGNAL__INIT;
-	ClientMsg m = CLIENT_MSG__INIT;
-
-	/* Any awaited call since the last posted signal answered for it, and destroying its
-	 * timeline is one: the timeline still exists, and its value is at least p->value, so
-	 * this is a no-op the daemon answers. */
-	/* Posted WatchArms alone need nothing: the daemon has no use for them after a close. */
-	if (c->calls.n_posted == 0 || p->timeline == 0 || hbl_conn_broken(&c->conn) < 0)
-		return;
-	ts.timeline = p->timeline;
-	ts.value = p->value;
-	ts.error = p->error;
-	m.body_case = CLIENT_MSG__BODY_TIMELINE_SIGNAL;
-	m.timeline_signal = &ts;
-	hbl_call_simple(c, &m);
 }
 
 HBL_PUBLIC struct hb_timeline *hb_timeline_create(struct hb_client *c)
@@ -85,12 +66,68 @@ HBL_PUBLIC uint64_t hb_timeline_id(const struct hb_timeline *t)
 	return t->id;
 }
 
-static int signal_to(struct hb_timeline *t, uint64_t value, uint32_t error)
+/* Sends t's signal (value, error) to the daemon: quiet when nothing in this domain waits on
+ * it, else awaited. Nothing the daemon could refuse: the id is ours, the error in range, and
+ * a value that is not above the current one is a no-op. So the signal goes without waiting
+ * for its answer, and nobody wakes for an ack. Unless this domain waits on its own
+ * timelines: those waits have completed when the signal returns (PROTOCOL.md §3,
+ * "Delivery"), and the reply is what comes after their completions. */
+static int send_record(struct hb_client *c, struct hb_timeline *t, uint64_t value, uint32_t error,
+		       bool awaited)
 {
 	TimelineSignal ts = TIMELINE_SIGNAL__INIT;
 	ClientMsg m = CLIENT_MSG__INIT;
+	int r;
+
+	ts.timeline = t->id;
+	ts.value = value;
+	ts.error = error;
+	m.body_case = CLIENT_MSG__BODY_TIMELINE_SIGNAL;
+	m.timeline_signal = &ts;
+	ts.quiet = !awaited && (c->features & HBP_FEATURE_QUIET_SIGNAL) &&
+		   c->fences.own_domain_points == 0;
+	ts.lazy = t->lazy_wanted && (c->features & HBP_FEATURE_LAZY);
+	r = ts.quiet ? hbl_post(c, &m) : -EAGAIN;
+	if (r == -EAGAIN) {
+		ts.quiet = false;
+		r = hbl_call_simple(c, &m);
+	} else if (r == 0) {
+		c->last_posted = (struct hbl_posted_signal){t->id, value, error};
+	}
+	if (r == 0 && value > t->sent)
+		t->sent = value;
+	if (r == 0)
+		t->kept = 0;
+	return r;
+}
+
+/* Whether a signal that reached t's slots may stay there (PROTOCOL.md §3 "Lazy records"):
+ * the application asked, the daemon said every waiter reads them, every waiter was rung, not
+ * too many stayed since the last record (a restart or a crash loses at most those), and
+ * nothing from the daemon is unread. What it sent is read here first, as a blocking call
+ * would: its TimelineLazy and TimelineSlot are how a lazy owner hears anything. A slot heard
+ * of only now did not get this value: the daemon writes it when the signal reaches it. */
+static bool keep_lazily(struct hb_client *c, struct hb_timeline *t, unsigned slots)
+{
+	struct pollfd pfd = {.fd = c->conn.tp.fd, .events = POLLIN};
+	unsigned n_slots = t->n_slots;
+
+	if (!t->lazy_wanted || t->failed || slots || t->kept >= HBL_LAZY_KEEP ||
+	    c->fences.own_domain_points || !hbl_conn_polls_all(&c->conn) ||
+	    hbl_conn_broken(&c->conn) < 0)
+		return false;
+	hbl_count(&c->conn.n_polls);
+	if (poll(&pfd, 1, 0) != 0)
+		hbl_pump(c, HBL_DISPATCH_BATCH);
+	return t->lazy && t->n_slots && t->n_slots == n_slots && !hbl_conn_has_frame(&c->conn) &&
+	       hbl_conn_broken(&c->conn) == 0;
+}
+
+static int signal_to(struct hb_timeline *t, uint64_t value, uint32_t error)
+{
 	struct hb_client *c = t->client;
-	bool error_moves = true;
+	bool error_moves = true, awaited = false;
+	unsigned slots;
 	int r;
 
 	/* Release: the writes this thread made to shared buffers before signalling reach
@@ -98,17 +135,6 @@ static int signal_to(struct hb_timeline *t, uint64_t value, uint32_t error)
 	 * write-combining mapping do not know that; see hbl_shared_memory_barrier). */
 	hbl_shared_memory_barrier();
 	hbl_lock(c);
-	ts.timeline = t->id;
-	ts.value = value;
-	ts.error = error;
-	m.body_case = CLIENT_MSG__BODY_TIMELINE_SIGNAL;
-	m.timeline_signal = &ts;
-	/* Nothing the daemon could refuse: the id is ours, the error in range, and a value
-	 * that is not above the current one is a no-op. So the signal goes without waiting
-	 * for its answer, and nobody wakes for an ack. Unless this domain waits on its own
-	 * timelines: those waits have completed when the signal returns (PROTOCOL.md §3,
-	 * "Delivery"), and the reply is what comes after their completions. */
-	ts.quiet = (c->features & HBP_FEATURE_QUIET_SIGNAL) && c->fences.own_domain_points == 0;
 	/* Waiters in a pool we share hear it from its slots first (a failure only as POISON:
 	 * its statuses come from the daemon). A TimelineSlot received already is taken first
 	 * (reading nothing new). */
@@ -121,19 +147,80 @@ static int signal_to(struct hb_timeline *t, uint64_t value, uint32_t error)
 		t->value = value;
 	if (error && error_moves)
 		t->failed = true;
-	if (hbl_timeline_slots_store(c, t, value, error != 0 && error_moves)) {
+	slots = hbl_timeline_slots_store(c, t, value, error != 0 && error_moves);
+	if (slots & HBL_SLOTS_STALE) {
 		hbl_timeline_slots_free(t);
-		ts.quiet = false;
+		t->lazy = false;
+		awaited = true;
 	}
-	r = ts.quiet ? hbl_post(c, &m) : -EAGAIN;
-	if (r == -EAGAIN) {
-		ts.quiet = false;
-		r = hbl_call_simple(c, &m);
-	} else if (r == 0) {
-		c->last_posted = (struct hbl_posted_signal){t->id, value, error};
+	if (!error && keep_lazily(c, t, slots)) {
+		t->kept++;
+		r = 0;
+	} else {
+		r = send_record(c, t, value, error, awaited);
 	}
 	hbl_unlock(c);
 	return r < 0 ? hbl_fail(r) : 0;
+}
+
+void hbl_timelines_flush(struct hb_client *c)
+{
+	struct hb_timeline *t;
+
+	if (!c->lazy_owed || c->calls.pending || c->resume.active || hbl_conn_broken(&c->conn) < 0)
+		return;
+	c->lazy_owed = false;
+	/* Sending may resume, which may owe them again: the next settle sends those. */
+	hbc_list_for_each_safe(t, &c->timelines, struct hb_timeline, link)
+	{
+		if (!t->failed && !t->lazy && t->value > t->sent)
+			send_record(c, t, t->value, 0, false);
+	}
+}
+
+void hbl_timeline_lazy(struct hb_client *c, const TimelineLazy *tz)
+{
+	struct hb_timeline *t;
+
+	hbc_list_for_each_safe(t, &c->timelines, struct hb_timeline, link)
+	{
+		if (t->id != tz->timeline)
+			continue;
+		t->lazy = tz->lazy;
+		/* Taken back: a consumer that reads no slot waits on what we kept. */
+		if (!t->lazy && !t->failed && t->value > t->sent)
+			c->lazy_owed = true;
+		return;
+	}
+}
+
+void hbl_timelines_settle(struct hb_client *c)
+{
+	const struct hbl_posted_signal *p = &c->last_posted;
+	TimelineSignal ts = TIMELINE_SIGNAL__INIT;
+	ClientMsg m = CLIENT_MSG__INIT;
+	struct hb_timeline *t;
+
+	/* What stayed in slots goes first: the session's end fails every point above what
+	 * the daemon knows. */
+	hbc_list_for_each_safe(t, &c->timelines, struct hb_timeline, link)
+	{
+		if (hbl_conn_broken(&c->conn) == 0 && !t->failed && t->value > t->sent)
+			send_record(c, t, t->value, 0, false);
+	}
+
+	/* Any awaited call since the last posted signal answered for it, and destroying its
+	 * timeline is one: the timeline still exists, and its value is at least p->value, so
+	 * this is a no-op the daemon answers. */
+	/* Posted WatchArms alone need nothing: the daemon has no use for them after a close. */
+	if (c->calls.n_posted == 0 || p->timeline == 0 || hbl_conn_broken(&c->conn) < 0)
+		return;
+	ts.timeline = p->timeline;
+	ts.value = p->value;
+	ts.error = p->error;
+	m.body_case = CLIENT_MSG__BODY_TIMELINE_SIGNAL;
+	m.timeline_signal = &ts;
+	hbl_call_simple(c, &m);
 }
 
 HBL_PUBLIC int hb_timeline_signal(struct hb_timeline *t, uint64_t value)
@@ -148,6 +235,23 @@ HBL_PUBLIC int hb_timeline_fail(struct hb_timeline *t, uint64_t value, int error
 	if (!t || error >= 0 || error <= -(int)HBP_ERRNO_LIMIT)
 		return hbl_fail(-EINVAL);
 	return signal_to(t, value, (uint32_t)-error);
+}
+
+HBL_PUBLIC int hb_timeline_set_lazy(struct hb_timeline *t, int on)
+{
+	struct hb_client *c;
+	int r = 0;
+
+	if (!t || (on != 0 && on != 1))
+		return hbl_fail(-EINVAL);
+	c = t->client;
+	hbl_lock(c);
+	t->lazy_wanted = on;
+	/* Off: what stayed goes now. On: the next signal asks the daemon. */
+	if (!on && !t->failed && t->value > t->sent && hbl_conn_broken(&c->conn) == 0)
+		r = send_record(c, t, t->value, 0, false);
+	hbl_unlock(c);
+	return r < 0 ? hbl_fail(r) : 0;
 }
 
 HBL_PUBLIC int hb_timeline_share(struct hb_timeline *t, uint32_t domain)
@@ -183,6 +287,9 @@ HBL_PUBLIC void hb_timeline_destroy(struct hb_timeline *t)
 	hbl_lock(c);
 	/* A broken client's session is over, and the daemon destroyed the timeline with it. */
 	if (hbl_conn_broken(&c->conn) == 0) {
+		/* Points up to the value complete, not -EPIPE: the daemon must know it first. */
+		if (!t->failed && t->value > t->sent)
+			send_record(c, t, t->value, 0, false);
 		td.timeline = t->id;
 		m.body_case = CLIENT_MSG__BODY_TIMELINE_DESTROY;
 		m.timeline_destroy = &td;

@@ -287,6 +287,7 @@ static bool server_valid(const ServerMsg *m)
 			   m->body_case == SERVER_MSG__BODY_FENCE ||
 			   m->body_case == SERVER_MSG__BODY_TIMELINE_VALUE ||
 			   m->body_case == SERVER_MSG__BODY_TIMELINE_SLOT ||
+			   m->body_case == SERVER_MSG__BODY_TIMELINE_LAZY ||
 			   m->body_case == SERVER_MSG__BODY_CTL_EVENT;
 	/* The one frame of a connection the daemon refuses: id 0, an error and nothing else. */
 	bool refusal = m->id == 0 && m->body_case == SERVER_MSG__BODY__NOT_SET && m->error != 0;
@@ -343,6 +344,8 @@ static bool server_valid(const ServerMsg *m)
 	case SERVER_MSG__BODY_TIMELINE_SLOT:
 		return m->timeline_slot && m->timeline_slot->timeline != 0 &&
 		       m->timeline_slot->slot && slot_ok(m->timeline_slot->slot);
+	case SERVER_MSG__BODY_TIMELINE_LAZY:
+		return m->timeline_lazy && m->timeline_lazy->timeline != 0;
 	case SERVER_MSG__BODY_CTL_EVENT:
 		return m->ctl_event && ctl_event_valid(m->ctl_event);
 	default:

@@ -22,13 +22,15 @@
 #define HBP_INLINE_REFS_MAX 64u
 
 /* Hello.features: what a client's library understands beyond version 1's first form. */
-#define HBP_FEATURE_INLINE_REFS  1u /* BufferDesc of depth 0 (refs inline) */
-#define HBP_FEATURE_QUIET_SIGNAL 2u /* TimelineSignal.quiet: no reply unless refused */
-#define HBP_FEATURE_WATCH        4u /* SyncOpen.watch and TimelineValue */
-#define HBP_FEATURE_SLOTS        8u /* SyncReply.slot, TimelineSlot: a doorbell to wake it */
+#define HBP_FEATURE_INLINE_REFS  1u  /* BufferDesc of depth 0 (refs inline) */
+#define HBP_FEATURE_QUIET_SIGNAL 2u  /* TimelineSignal.quiet: no reply unless refused */
+#define HBP_FEATURE_WATCH        4u  /* SyncOpen.watch and TimelineValue */
+#define HBP_FEATURE_SLOTS        8u  /* SyncReply.slot, TimelineSlot: a doorbell to wake it */
+#define HBP_FEATURE_LAZY         16u /* TimelineLazy: an owner may keep its signals to itself */
 /* What this daemon and library understand; the daemon keeps the bits both do. */
 #define HBP_FEATURES_KNOWN                                                                         \
-	(HBP_FEATURE_INLINE_REFS | HBP_FEATURE_QUIET_SIGNAL | HBP_FEATURE_WATCH | HBP_FEATURE_SLOTS)
+	(HBP_FEATURE_INLINE_REFS | HBP_FEATURE_QUIET_SIGNAL | HBP_FEATURE_WATCH |                  \
+	 HBP_FEATURE_SLOTS | HBP_FEATURE_LAZY)
 
 /* Hard ceilings a configuration can't exceed. */
 #define HBP_META_LIMIT        4096u /* == HB_META_MAX in hyperbuf.h */

@@ -172,10 +172,11 @@ static uint64_t slot_direct(uint64_t *waiters)
 
 /* A guest rings by id the direct bits it took; a bit it could not ring goes back for the
  * daemon. */
-static unsigned guest_ring(struct hbk_group *g, uint64_t *waiters)
+static unsigned guest_ring(struct hbk_group *g, uint64_t *waiters, uint64_t *left)
 {
 	uint64_t direct = slot_direct(waiters);
-	uint64_t mask = __atomic_fetch_and(waiters, ~direct, __ATOMIC_SEQ_CST) & direct;
+	uint64_t old = __atomic_fetch_and(waiters, ~direct, __ATOMIC_SEQ_CST);
+	uint64_t mask = old & direct;
 	uint64_t missed = 0;
 	unsigned rung = 0;
 
@@ -191,25 +192,29 @@ static unsigned guest_ring(struct hbk_group *g, uint64_t *waiters)
 	}
 	if (missed)
 		__atomic_fetch_or(waiters, missed, __ATOMIC_SEQ_CST);
+	*left = (old & ~direct) | missed;
 	return rung;
 }
 
-unsigned hbk_ring(void *state, uint32_t group, uint64_t *waiters)
+unsigned hbk_ring(void *state, uint32_t group, uint64_t *waiters, uint64_t *left)
 {
 	struct hbk_group *g = group_of(state, group);
-	uint64_t known = 0, mask;
+	uint64_t known = 0, old, mask;
 	unsigned rung = 0;
 
+	*left = 0;
 	if (!g)
 		return 0;
 	if (g->kmod)
-		return guest_ring(g, waiters);
+		return guest_ring(g, waiters, left);
 	/* Only bits that name one peer (direct): a peer that joined since our last read of the
 	 * ivshmem connection may share a bit with one we know, and would not be rung. */
 	for (size_t i = 0; i < g->n_bells; i++)
 		known |= 1ull << (g->bells[i].id % 64);
 	known &= slot_direct(waiters);
-	mask = __atomic_fetch_and(waiters, ~known, __ATOMIC_SEQ_CST) & known;
+	old = __atomic_fetch_and(waiters, ~known, __ATOMIC_SEQ_CST);
+	mask = old & known;
+	*left = old & ~known;
 	for (size_t i = 0; i < g->n_bells && mask; i++) {
 		if (mask & (1ull << (g->bells[i].id % 64))) {
 			eventfd_write(g->bells[i].fd, 1);

@@ -103,7 +103,7 @@ void hbk_bells_close(struct hbk_group *g);
 /* The fence slot ops (struct hbb_guest_ops, version 3). */
 struct hbp_fence_slot *hbk_slot(void *state, uint32_t group, uint32_t index);
 int hbk_slot_bit(void *state, uint32_t group);
-unsigned hbk_ring(void *state, uint32_t group, uint64_t *waiters);
+unsigned hbk_ring(void *state, uint32_t group, uint64_t *waiters, uint64_t *left);
 
 /* dmabuf.c: the dma-buf op (backends/backend.h); and closing what it opened. */
 int hbk_dmabuf(void *state, const struct hbb_mapping *m, bool writable);
