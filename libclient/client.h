@@ -76,8 +76,9 @@ struct hb_client {
 		uint64_t timeline, value;
 		uint32_t error;
 	} last_posted;
-	/* A timeline's value is owed to the daemon (a TimelineLazy took its leave back, or a
-	 * resume): sent where a request may go (hbl_timelines_flush). */
+	/* A timeline's value is owed to the daemon (a TimelineLazy took its leave back, a
+	 * resume, a new slot with a waiter we cannot ring): sent where a request may go, at
+	 * the latest when the call that learnt it unlocks (hbl_timelines_flush). */
 	bool lazy_owed;
 	bool vm_channel; /* a VM's channel (vm:, kvm:): resync markers in its stream */
 	/* A poll just found the backend's fds (ivshmem sockets) quiet: the next pump need not
@@ -131,6 +132,7 @@ struct hb_timeline {
 	uint64_t id;
 	struct hbl_slot *slots; /* where its signals are written too (fence_slot.c) */
 	unsigned n_slots;
+	unsigned slots_epoch; /* moves whenever slots change: a slot new since a store */
 	bool failed; /* it failed a point: slots it hears of later are poisoned at once */
 	uint64_t value; /* the highest value signalled or failed: one at or below it is a no-op */
 	/* Lazy records (PROTOCOL.md §3), if the application wants them: the daemon said every
@@ -138,6 +140,7 @@ struct hb_timeline {
 	 * the daemon was sent, kept how many signals since then stayed. */
 	bool lazy_wanted; /* hb_timeline_set_lazy */
 	bool lazy;
+	bool owed; /* the daemon needs value, whether lazy or not (hbl_timelines_flush) */
 	uint64_t sent;
 	unsigned kept;
 };
@@ -158,10 +161,16 @@ void hbl_route_buffered(struct hb_client *c);
 
 /* Frames a call read past its reply are routed before anybody else may poll: whoever polls
  * hb_get_fd would not see them (conn.h). */
+void hbl_timelines_flush(struct hb_client *c);
+
 static inline void hbl_unlock(struct hb_client *c)
 {
 	if (c->conn.rx.len >= HBP_FRAME_HEADER)
 		hbl_route_buffered(c);
+	/* Whatever call read that the daemon needs a kept value: it goes now, since the read
+	 * left hb_get_fd quiet. */
+	if (c->lazy_owed)
+		hbl_timelines_flush(c);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -189,6 +198,8 @@ void hbl_timelines_settle(struct hb_client *c);
 /* Sends the values of timelines the daemon asked for again (TimelineLazy, a resume), outside
  * any call; a no-op when none is owed. */
 void hbl_timelines_flush(struct hb_client *c);
+/* The daemon needs t's value (if it has not got it): sent by the next flush. */
+void hbl_timeline_owe(struct hb_client *c, struct hb_timeline *t);
 /* TimelineLazy: whether t's signals may stay in its slots (validated by the frame codec). */
 void hbl_timeline_lazy(struct hb_client *c, const TimelineLazy *tz);
 /* import.c: DOMAIN_GONE; the backend may have to change imports of that domain's memory. */

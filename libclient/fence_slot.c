@@ -191,38 +191,6 @@ void hbl_slots_arm(struct hb_client *c)
 
 /* ---- the owner's side ---------------------------------------------------------------------- */
 
-void hbl_timeline_slot(struct hb_client *c, const TimelineSlot *ts)
-{
-	struct hb_timeline *t;
-	struct hbl_slot s, *v;
-
-	hbc_list_for_each_safe(t, &c->timelines, struct hb_timeline, link)
-	{
-		if (t->id != ts->timeline)
-			continue;
-		if (!slot_map(c, ts->slot, &s))
-			return;
-		/* Given before the daemon handled a fail we sent: no value of ours may go there. */
-		if (t->failed) {
-			__atomic_fetch_or(&s.p->flags, HBP_SLOT_POISON, __ATOMIC_SEQ_CST);
-			return;
-		}
-		/* One per group: a newer one replaces it. */
-		for (unsigned i = 0; i < t->n_slots; i++) {
-			if (t->slots[i].group == s.group) {
-				t->slots[i] = s;
-				return;
-			}
-		}
-		v = realloc(t->slots, (t->n_slots + 1) * sizeof(*v));
-		if (!v)
-			return; /* the daemon writes it anyway, a little later */
-		t->slots = v;
-		t->slots[t->n_slots++] = s;
-		return;
-	}
-}
-
 /* Raises the slot's value to value; gives up to another writer that keeps changing it. */
 static void slot_raise(struct hbp_fence_slot *p, uint64_t value)
 {
@@ -232,6 +200,71 @@ static void slot_raise(struct hbp_fence_slot *p, uint64_t value)
 		if (__atomic_compare_exchange_n(&p->value, &old, value, false, __ATOMIC_SEQ_CST,
 						__ATOMIC_SEQ_CST))
 			break;
+}
+
+/* A slot we cannot write: the daemon writes it, from records, so none may be kept. */
+static void slot_lost(struct hb_client *c, struct hb_timeline *t)
+{
+	t->lazy = false;
+	hbl_timeline_owe(c, t);
+}
+
+/* A new slot holds what the daemon knew when it gave it: the values we kept go there now,
+ * and its waiters are rung (those we cannot ring need the daemon, and our value). */
+static void slot_catch_up(struct hb_client *c, struct hb_timeline *t, struct hbl_slot *s)
+{
+	const struct hbb_guest_ops *ops = slot_ops(c);
+	uint64_t left = 0;
+	unsigned rung;
+
+	if (!ops || t->value <= t->sent)
+		return;
+	slot_raise(s->p, t->value);
+	if (__atomic_load_n(&s->p->waiters, __ATOMIC_SEQ_CST)) {
+		rung = ops->ring(c->mem.state, s->group, &s->p->waiters, &left);
+		__atomic_fetch_add(&c->conn.n_wakes, (uint64_t)rung, __ATOMIC_RELAXED);
+	}
+	if (left)
+		hbl_timeline_owe(c, t);
+}
+
+void hbl_timeline_slot(struct hb_client *c, const TimelineSlot *ts)
+{
+	struct hb_timeline *t;
+	struct hbl_slot s, *v;
+
+	hbc_list_for_each_safe(t, &c->timelines, struct hb_timeline, link)
+	{
+		if (t->id != ts->timeline)
+			continue;
+		if (!slot_map(c, ts->slot, &s)) {
+			slot_lost(c, t);
+			return;
+		}
+		/* Given before the daemon handled a fail we sent: no value of ours may go there. */
+		if (t->failed) {
+			__atomic_fetch_or(&s.p->flags, HBP_SLOT_POISON, __ATOMIC_SEQ_CST);
+			return;
+		}
+		t->slots_epoch++;
+		/* One per group: a newer one replaces it. */
+		for (unsigned i = 0; i < t->n_slots; i++) {
+			if (t->slots[i].group == s.group) {
+				t->slots[i] = s;
+				slot_catch_up(c, t, &t->slots[i]);
+				return;
+			}
+		}
+		v = realloc(t->slots, (t->n_slots + 1) * sizeof(*v));
+		if (!v) {
+			slot_lost(c, t);
+			return;
+		}
+		t->slots = v;
+		t->slots[t->n_slots++] = s;
+		slot_catch_up(c, t, &t->slots[t->n_slots - 1]);
+		return;
+	}
 }
 
 unsigned hbl_timeline_slots_store(struct hb_client *c, struct hb_timeline *t, uint64_t value,
@@ -272,6 +305,7 @@ unsigned hbl_timeline_slots_store(struct hb_client *c, struct hb_timeline *t, ui
 
 void hbl_timeline_slots_free(struct hb_timeline *t)
 {
+	t->slots_epoch++;
 	free(t->slots);
 	t->slots = NULL;
 	t->n_slots = 0;

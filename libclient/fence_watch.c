@@ -275,7 +275,6 @@ void hbl_watches_drop(struct hb_client *c)
 	{
 		hbl_timeline_slots_free(t);
 		t->lazy = false;
-		if (!t->failed && t->value > t->sent)
-			c->lazy_owed = true;
+		hbl_timeline_owe(c, t);
 	}
 }

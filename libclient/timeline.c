@@ -110,7 +110,7 @@ static int send_record(struct hb_client *c, struct hb_timeline *t, uint64_t valu
 static bool keep_lazily(struct hb_client *c, struct hb_timeline *t, unsigned slots)
 {
 	struct pollfd pfd = {.fd = c->conn.tp.fd, .events = POLLIN};
-	unsigned n_slots = t->n_slots;
+	unsigned epoch = t->slots_epoch;
 
 	if (!t->lazy_wanted || t->failed || slots || t->kept >= HBL_LAZY_KEEP ||
 	    c->fences.own_domain_points || !hbl_conn_polls_all(&c->conn) ||
@@ -119,8 +119,8 @@ static bool keep_lazily(struct hb_client *c, struct hb_timeline *t, unsigned slo
 	hbl_count(&c->conn.n_polls);
 	if (poll(&pfd, 1, 0) != 0)
 		hbl_pump(c, HBL_DISPATCH_BATCH);
-	return t->lazy && t->n_slots && t->n_slots == n_slots && !hbl_conn_has_frame(&c->conn) &&
-	       hbl_conn_broken(&c->conn) == 0;
+	return t->lazy && t->n_slots && t->slots_epoch == epoch && !t->owed &&
+	       !hbl_conn_has_frame(&c->conn) && hbl_conn_broken(&c->conn) == 0;
 }
 
 static int signal_to(struct hb_timeline *t, uint64_t value, uint32_t error)
@@ -143,7 +143,14 @@ static int signal_to(struct hb_timeline *t, uint64_t value, uint32_t error)
 	 * too, so it must not poison the slots the daemon still has its watches told by. */
 	if (value <= t->value)
 		error_moves = false;
-	else
+	/* A failure fails every point above the daemon's record: the values kept in the slots
+	 * go first, as the successes they were. */
+	if (error && t->value > t->sent && !t->failed) {
+		r = send_record(c, t, t->value, 0, false);
+		if (r < 0)
+			goto out;
+	}
+	if (value > t->value)
 		t->value = value;
 	if (error && error_moves)
 		t->failed = true;
@@ -157,10 +164,20 @@ static int signal_to(struct hb_timeline *t, uint64_t value, uint32_t error)
 		t->kept++;
 		r = 0;
 	} else {
-		r = send_record(c, t, value, error, awaited);
+		/* A lower signal than one kept carries the kept one: the record is the highest. */
+		r = send_record(c, t, error ? value : t->value, error, awaited);
 	}
+out:
 	hbl_unlock(c);
 	return r < 0 ? hbl_fail(r) : 0;
+}
+
+void hbl_timeline_owe(struct hb_client *c, struct hb_timeline *t)
+{
+	if (t->failed || t->value <= t->sent)
+		return;
+	t->owed = true;
+	c->lazy_owed = true;
 }
 
 void hbl_timelines_flush(struct hb_client *c)
@@ -170,10 +187,13 @@ void hbl_timelines_flush(struct hb_client *c)
 	if (!c->lazy_owed || c->calls.pending || c->resume.active || hbl_conn_broken(&c->conn) < 0)
 		return;
 	c->lazy_owed = false;
-	/* Sending may resume, which may owe them again: the next settle sends those. */
+	/* Sending may resume, which may owe them again: the next flush sends those. */
 	hbc_list_for_each_safe(t, &c->timelines, struct hb_timeline, link)
 	{
-		if (!t->failed && !t->lazy && t->value > t->sent)
+		if (!t->owed)
+			continue;
+		t->owed = false;
+		if (!t->failed && t->value > t->sent)
 			send_record(c, t, t->value, 0, false);
 	}
 }
@@ -188,8 +208,8 @@ void hbl_timeline_lazy(struct hb_client *c, const TimelineLazy *tz)
 			continue;
 		t->lazy = tz->lazy;
 		/* Taken back: a consumer that reads no slot waits on what we kept. */
-		if (!t->lazy && !t->failed && t->value > t->sent)
-			c->lazy_owed = true;
+		if (!t->lazy)
+			hbl_timeline_owe(c, t);
 		return;
 	}
 }

@@ -62,6 +62,17 @@ static void rounds(struct lx *x, unsigned n)
 	}
 }
 
+/* The daemon's leave to keep signals (TimelineLazy) comes with the answer to a signal, and
+ * the waiter's slot may be quicker: until the owner has read it, its signals go. A first
+ * round, then the owner's event loop reads the leave. */
+static void lazy_from_now(struct hb_client *owner)
+{
+	struct pollfd pfd = {.fd = hb_get_fd(owner), .events = POLLIN};
+
+	CHECK_EQ(poll(&pfd, 1, IT_WAIT_MS), 1);
+	CHECK(hb_dispatch(owner, 0) >= 0);
+}
+
 static uint64_t frames_out(struct hb_client *c)
 {
 	struct hb_counters n;
@@ -91,6 +102,7 @@ TEST(a_lazy_owner_sends_one_signal_in_64)
 
 	lx_start(&x);
 	rounds(&x, 1);
+	lazy_from_now(x.v1);
 	out0 = frames_out(x.v1);
 	sig0 = IT_STAT(&x.d, "timeline_signals");
 	rounds(&x, ROUNDS);
@@ -129,6 +141,8 @@ TEST(a_waiter_without_a_slot_gets_the_kept_value_from_the_event_loop)
 	struct pollfd pfd;
 
 	lx_start(&x);
+	rounds(&x, 1);
+	lazy_from_now(x.v1);
 	rounds(&x, 10);
 	w = watched_client(&x);
 	s = IT_SYNC(w, x.t, x.value);
@@ -159,6 +173,8 @@ TEST(the_next_signal_sends_what_was_kept)
 	struct hb_sync *s;
 
 	lx_start(&x);
+	rounds(&x, 1);
+	lazy_from_now(x.v1);
 	rounds(&x, 10);
 	w = watched_client(&x);
 	s = IT_SYNC(w, x.t, x.value);
@@ -178,6 +194,8 @@ static void kept_then(struct lx *x, int how)
 	struct hb_client *w;
 	struct hb_sync *s;
 
+	rounds(x, 1);
+	lazy_from_now(x->v1);
 	rounds(x, 10);
 	w = watched_client(x);
 	s = IT_SYNC(w, x->t, x->value);
@@ -234,6 +252,8 @@ TEST(a_restart_loses_nothing_that_was_kept)
 	int i;
 
 	lx_start_held(&x, true);
+	rounds(&x, 1);
+	lazy_from_now(x.v1);
 	rounds(&x, 10);
 	hbt_daemon_crash(&x.d);
 	w = watched_client(&x);
@@ -247,5 +267,94 @@ TEST(a_restart_loses_nothing_that_was_kept)
 	hb_disconnect(w);
 	/* And the rounds go on, lazily again. */
 	rounds(&x, 70);
+	lx_stop(&x);
+}
+
+/* A failure fails the points above the daemon's record: those kept in the slots go first, as
+ * the successes they were. */
+TEST(a_failure_after_kept_values_fails_only_its_own_points)
+{
+	struct lx x;
+	struct hb_client *w;
+	struct hb_sync *kept, *failed;
+
+	lx_start(&x);
+	rounds(&x, 1);
+	lazy_from_now(x.v1);
+	rounds(&x, 10);
+	CHECK_EQ(hb_timeline_fail(x.t, x.value + 5, -EIO), 0);
+	w = watched_client(&x);
+	kept = IT_SYNC(w, x.t, x.value);
+	failed = IT_SYNC(w, x.t, x.value + 1);
+	CHECK_EQ(hb_sync_wait(kept, IT_WAIT_MS), 0);
+	CHECK_EQ(hb_sync_status(kept), 1);
+	CHECK_EQ(hb_sync_wait(failed, IT_WAIT_MS), 0);
+	CHECK_EQ(hb_sync_status(failed), -EIO);
+	hb_sync_close(kept);
+	hb_sync_close(failed);
+	hb_disconnect(w);
+	lx_stop(&x);
+}
+
+/* The daemon's word about one timeline, read while signalling another, is acted on before
+ * that signal returns: the read left hb_get_fd quiet, so nothing else would. */
+TEST(a_value_owed_is_sent_by_the_call_that_read_the_request)
+{
+	struct lx x;
+	struct hb_timeline *t2;
+	struct hb_client *w;
+	struct hb_sync *s;
+	uint64_t v2 = 0;
+
+	lx_start(&x);
+	t2 = IT_TIMELINE(x.v1, 2);
+	CHECK_EQ(hb_timeline_set_lazy(t2, 1), 0);
+	for (int i = 0; i < 10; i++) {
+		s = IT_SYNC(x.v2, t2, ++v2);
+		CHECK_EQ(hb_timeline_signal(t2, v2), 0);
+		CHECK_EQ(hb_sync_wait(s, IT_WAIT_MS), 0);
+		hb_sync_close(s);
+		if (i == 0)
+			lazy_from_now(x.v1);
+	}
+	rounds(&x, 2);
+	w = watched_client(&x);
+	s = IT_SYNC(w, t2, v2);
+	CHECK_EQ(hb_sync_wait(s, 200), -1);
+	/* A signal of the other timeline reads TimelineLazy{false} for t2. */
+	it_sleep_ms(100);
+	rounds(&x, 1);
+	CHECK_EQ(hb_sync_wait(s, IT_WAIT_MS), 0);
+	CHECK_EQ(hb_sync_status(s), 1);
+	hb_sync_close(s);
+	hb_disconnect(w);
+	hb_timeline_destroy(t2);
+	lx_stop(&x);
+}
+
+/* A waiter in another group gets a new slot, which holds the daemon's value: the owner writes
+ * what it kept there when it hears of the slot, and rings it, so the waiter is not left to
+ * its stall (which would ask the daemon, which would wait for the owner). */
+TEST(a_new_slot_gets_the_kept_value)
+{
+	struct lx x;
+	struct hb_client *h;
+	struct hb_sync *s;
+	struct pollfd pfd;
+
+	lx_start(&x);
+	CHECK_EQ(hb_timeline_share(x.t, 0), 0);
+	rounds(&x, 1);
+	lazy_from_now(x.v1);
+	rounds(&x, 10);
+	h = IT_CONNECT(hbt_addr_host(&x.d));
+	s = IT_SYNC(h, x.t, x.value);
+	pfd = (struct pollfd){.fd = hb_get_fd(x.v1), .events = POLLIN};
+	CHECK_EQ(poll(&pfd, 1, IT_WAIT_MS), 1);
+	CHECK(hb_dispatch(x.v1, 0) >= 0);
+	CHECK_EQ(hb_sync_wait(s, IT_WAIT_MS), 0);
+	CHECK_EQ(hb_sync_status(s), 1);
+	hb_sync_close(s);
+	hb_disconnect(h);
 	lx_stop(&x);
 }

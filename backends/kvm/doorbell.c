@@ -203,8 +203,10 @@ unsigned hbk_ring(void *state, uint32_t group, uint64_t *waiters, uint64_t *left
 	unsigned rung = 0;
 
 	*left = 0;
-	if (!g)
+	if (!g) {
+		*left = __atomic_load_n(waiters, __ATOMIC_SEQ_CST);
 		return 0;
+	}
 	if (g->kmod)
 		return guest_ring(g, waiters, left);
 	/* Only bits that name one peer (direct): a peer that joined since our last read of the
