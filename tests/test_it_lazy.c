@@ -92,6 +92,30 @@ static struct hb_client *watched_client(struct lx *x)
 	return c;
 }
 
+/* Rounds with the daemon's leave read, so that the last ten values are kept. */
+static void kept_rounds(struct lx *x)
+{
+	rounds(x, 1);
+	lazy_from_now(x->v1);
+	rounds(x, 10);
+}
+
+/* Kept rounds, then a waiter without a slot on the last value: *w's sync. */
+static struct hb_sync *kept_and_awaited(struct lx *x, struct hb_client **w)
+{
+	kept_rounds(x);
+	*w = watched_client(x);
+	return IT_SYNC(*w, x->t, x->value);
+}
+
+/* s completes with status, and is closed. */
+static void check_done(struct hb_sync *s, int status)
+{
+	CHECK_EQ(hb_sync_wait(s, IT_WAIT_MS), 0);
+	CHECK_EQ(hb_sync_status(s), status);
+	hb_sync_close(s);
+}
+
 /* Every waiter reads the slot: the first signal asks, the daemon answers, and from then on
  * one signal in 64 reaches it. The waits all complete with 1. */
 TEST(a_lazy_owner_sends_one_signal_in_64)
@@ -141,26 +165,18 @@ TEST(a_waiter_without_a_slot_gets_the_kept_value_from_the_event_loop)
 	struct pollfd pfd;
 
 	lx_start(&x);
-	rounds(&x, 1);
-	lazy_from_now(x.v1);
-	rounds(&x, 10);
-	w = watched_client(&x);
-	s = IT_SYNC(w, x.t, x.value);
+	s = kept_and_awaited(&x, &w);
 	/* The daemon's record is behind: nothing tells this waiter yet. */
 	CHECK_EQ(hb_sync_wait(s, 200), -1);
 	CHECK_EQ(errno, ETIME);
 	pfd = (struct pollfd){.fd = hb_get_fd(x.v1), .events = POLLIN};
 	CHECK_EQ(poll(&pfd, 1, IT_WAIT_MS), 1);
 	CHECK(hb_dispatch(x.v1, 0) >= 0);
-	CHECK_EQ(hb_sync_wait(s, IT_WAIT_MS), 0);
-	CHECK_EQ(hb_sync_status(s), 1);
-	hb_sync_close(s);
+	check_done(s, 1);
 	/* From here every signal goes: the watched waiter needs each one. */
 	s = IT_SYNC(w, x.t, x.value + 1);
 	CHECK_EQ(hb_timeline_signal(x.t, ++x.value), 0);
-	CHECK_EQ(hb_sync_wait(s, IT_WAIT_MS), 0);
-	CHECK_EQ(hb_sync_status(s), 1);
-	hb_sync_close(s);
+	check_done(s, 1);
 	hb_disconnect(w);
 	lx_stop(&x);
 }
@@ -173,16 +189,10 @@ TEST(the_next_signal_sends_what_was_kept)
 	struct hb_sync *s;
 
 	lx_start(&x);
-	rounds(&x, 1);
-	lazy_from_now(x.v1);
-	rounds(&x, 10);
-	w = watched_client(&x);
-	s = IT_SYNC(w, x.t, x.value);
+	s = kept_and_awaited(&x, &w);
 	CHECK_EQ(hb_sync_wait(s, 200), -1);
 	rounds(&x, 1);
-	CHECK_EQ(hb_sync_wait(s, IT_WAIT_MS), 0);
-	CHECK_EQ(hb_sync_status(s), 1);
-	hb_sync_close(s);
+	check_done(s, 1);
 	hb_disconnect(w);
 	lx_stop(&x);
 }
@@ -194,11 +204,7 @@ static void kept_then(struct lx *x, int how)
 	struct hb_client *w;
 	struct hb_sync *s;
 
-	rounds(x, 1);
-	lazy_from_now(x->v1);
-	rounds(x, 10);
-	w = watched_client(x);
-	s = IT_SYNC(w, x->t, x->value);
+	s = kept_and_awaited(x, &w);
 	if (how == 0) {
 		hb_timeline_destroy(x->t);
 		x->t = NULL;
@@ -209,9 +215,7 @@ static void kept_then(struct lx *x, int how)
 	} else {
 		CHECK_EQ(hb_timeline_set_lazy(x->t, 0), 0);
 	}
-	CHECK_EQ(hb_sync_wait(s, IT_WAIT_MS), 0);
-	CHECK_EQ(hb_sync_status(s), 1);
-	hb_sync_close(s);
+	check_done(s, 1);
 	hb_disconnect(w);
 }
 
@@ -252,9 +256,7 @@ TEST(a_restart_loses_nothing_that_was_kept)
 	int i;
 
 	lx_start_held(&x, true);
-	rounds(&x, 1);
-	lazy_from_now(x.v1);
-	rounds(&x, 10);
+	kept_rounds(&x);
 	hbt_daemon_crash(&x.d);
 	w = watched_client(&x);
 	s = IT_SYNC(w, x.t, x.value);
@@ -279,19 +281,13 @@ TEST(a_failure_after_kept_values_fails_only_its_own_points)
 	struct hb_sync *kept, *failed;
 
 	lx_start(&x);
-	rounds(&x, 1);
-	lazy_from_now(x.v1);
-	rounds(&x, 10);
+	kept_rounds(&x);
 	CHECK_EQ(hb_timeline_fail(x.t, x.value + 5, -EIO), 0);
 	w = watched_client(&x);
 	kept = IT_SYNC(w, x.t, x.value);
 	failed = IT_SYNC(w, x.t, x.value + 1);
-	CHECK_EQ(hb_sync_wait(kept, IT_WAIT_MS), 0);
-	CHECK_EQ(hb_sync_status(kept), 1);
-	CHECK_EQ(hb_sync_wait(failed, IT_WAIT_MS), 0);
-	CHECK_EQ(hb_sync_status(failed), -EIO);
-	hb_sync_close(kept);
-	hb_sync_close(failed);
+	check_done(kept, 1);
+	check_done(failed, -EIO);
 	hb_disconnect(w);
 	lx_stop(&x);
 }
@@ -324,9 +320,7 @@ TEST(a_value_owed_is_sent_by_the_call_that_read_the_request)
 	/* A signal of the other timeline reads TimelineLazy{false} for t2. */
 	it_sleep_ms(100);
 	rounds(&x, 1);
-	CHECK_EQ(hb_sync_wait(s, IT_WAIT_MS), 0);
-	CHECK_EQ(hb_sync_status(s), 1);
-	hb_sync_close(s);
+	check_done(s, 1);
 	hb_disconnect(w);
 	hb_timeline_destroy(t2);
 	lx_stop(&x);
@@ -344,17 +338,13 @@ TEST(a_new_slot_gets_the_kept_value)
 
 	lx_start(&x);
 	CHECK_EQ(hb_timeline_share(x.t, 0), 0);
-	rounds(&x, 1);
-	lazy_from_now(x.v1);
-	rounds(&x, 10);
+	kept_rounds(&x);
 	h = IT_CONNECT(hbt_addr_host(&x.d));
 	s = IT_SYNC(h, x.t, x.value);
 	pfd = (struct pollfd){.fd = hb_get_fd(x.v1), .events = POLLIN};
 	CHECK_EQ(poll(&pfd, 1, IT_WAIT_MS), 1);
 	CHECK(hb_dispatch(x.v1, 0) >= 0);
-	CHECK_EQ(hb_sync_wait(s, IT_WAIT_MS), 0);
-	CHECK_EQ(hb_sync_status(s), 1);
-	hb_sync_close(s);
+	check_done(s, 1);
 	hb_disconnect(h);
 	lx_stop(&x);
 }
