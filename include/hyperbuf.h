@@ -370,6 +370,8 @@ int hb_timeline_signal(struct hb_timeline *t, uint64_t value);
  * hb_get_fd readable, and the library sends the value at its next hb_dispatch, call on this
  * client, or signal. So turn it on only for a client that something dispatches (an event
  * loop on hb_get_fd) or that waits or signals again soon; until then, such a waiter waits.
+ * A signal that would stay first reads what the daemon sent, as a blocking call does (drain
+ * hb_next_event before you poll hb_get_fd again), and a failure first sends what was kept.
  * hb_timeline_destroy, hb_disconnect and turning it off send what was kept. An owner that
  * crashes loses at most the 63 values kept last from the daemon's record: the waiters that
  * read them in the slot have them, the others get -EPIPE, as if it had crashed before them.

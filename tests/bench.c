@@ -172,6 +172,7 @@ enum {
 	CMD_FENCE_AWAITED, /* CMD_FENCE on the path before quiet signals and watches */
 	CMD_FENCE_HOST,    /* CMD_FENCE between vm1 and a host client in vm2's process */
 	CMD_FENCE_WATCHED, /* CMD_FENCE on watches, without fence slots */
+	CMD_FENCE_LAZY,    /* CMD_FENCE with lazy records on both timelines */
 };
 
 /* The host's channel, for CMD_FENCE_HOST; set before the importer is forked. */
@@ -180,7 +181,7 @@ static const char *host_address;
 static bool is_fence(uint32_t cmd)
 {
 	return cmd == CMD_FENCE || cmd == CMD_FENCE_AWAITED || cmd == CMD_FENCE_HOST ||
-	       cmd == CMD_FENCE_WATCHED;
+	       cmd == CMD_FENCE_WATCHED || cmd == CMD_FENCE_LAZY;
 }
 
 /* The domain vm1's timeline is shared with: vm2, or the host. */
@@ -265,7 +266,8 @@ static int importer_ping(struct hb_client *main_c, const char *address,
 
 		t = hb_timeline_create(c);
 		/* The fences travel in metadata: each side lets the other see its timeline. */
-		if (t && hb_timeline_share(t, 1) < 0)
+		if (t && (hb_timeline_share(t, 1) < 0 ||
+			  hb_timeline_set_lazy(t, m->cmd == CMD_FENCE_LAZY) < 0))
 			t = (hb_timeline_destroy(t), NULL);
 		s = t ? hb_sync_open(c, &f) : NULL;
 		if (!s) {
@@ -731,7 +733,8 @@ static int bench_ping(struct bench *bn, struct hb_buffer *cmdb, uint32_t cmd, un
 		goto out;
 	if (is_fence(cmd)) {
 		t = hb_timeline_create(fc);
-		if (!t || hb_timeline_share(t, fence_peer(cmd)) < 0) {
+		if (!t || hb_timeline_share(t, fence_peer(cmd)) < 0 ||
+		    hb_timeline_set_lazy(t, cmd == CMD_FENCE_LAZY) < 0) {
 			fprintf(stderr, "%s: hb_timeline_create/share: %s\n", argv0, strerror(errno));
 			goto out;
 		}
@@ -814,11 +817,12 @@ static const char *size_name(size_t size, char *buf, size_t len)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: %s --daemon PATH [--holder PATH] [--quick] [--frames N]\n"
+		"usage: %s --daemon PATH [--holder PATH] [--quick] [--frames N] [--only f]\n"
 		"  --daemon PATH  the hyperbufd to start (on a config of our own in /tmp)\n"
 		"  --holder PATH  tests/hbholder: also time restarts against cold starts (d)\n"
 		"  --quick        a quarter of the iterations\n"
-		"  --frames N     frames per run in (b) (default 300)\n",
+		"  --frames N     frames per run in (b) (default 300)\n"
+		"  --only f       section (f) alone (goal 6: daemon CPU per frame)\n",
 		argv0);
 }
 
@@ -829,6 +833,7 @@ int main(int argc, char **argv)
 	    {"holder", required_argument, NULL, 'H'},
 	    {"quick", no_argument, NULL, 'q'},
 	    {"frames", required_argument, NULL, 'n'},
+	    {"only", required_argument, NULL, 'o'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -843,12 +848,13 @@ int main(int argc, char **argv)
 	struct hb_buffer *fb = NULL;
 	const char *daemon = NULL, *holder = NULL;
 	unsigned frames = 300, div = 1;
+	bool only_fps = false;
 	int opt, ret, rec[2], sp[2], status, rc = 1;
 	bool ok = false;
 	char ready, b1[32];
 
 	argv0 = argv[0];
-	while ((opt = getopt_long(argc, argv, "d:H:qn:h", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "d:H:qn:o:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'd':
 			daemon = optarg;
@@ -861,6 +867,13 @@ int main(int argc, char **argv)
 			break;
 		case 'n':
 			frames = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		case 'o':
+			if (strcmp(optarg, "f") != 0) {
+				usage(stderr);
+				return 2;
+			}
+			only_fps = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -877,6 +890,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGALRM, on_alarm);
 	alarm(900);
+	if (only_fps)
+		return bench_fps(daemon, div > 1 ? 2 : 5) < 0 ? 1 : 0;
 
 	ret = write_config(&bd);
 	if (ret < 0) {
@@ -987,15 +1002,17 @@ int main(int argc, char **argv)
 	{
 		/* Indices 1 and 2 are the baselines; 3 is the path fences took before quiet signals
 		 * and watches, 5 the one before fence slots; 4 is vm1 with a host client (goal 1
-		 * asks both). */
-		static const uint32_t cmds[6] = {CMD_FENCE,	    CMD_PING_SOCK,
+		 * asks both); 6 has lazy records on both sides. */
+		static const uint32_t cmds[7] = {CMD_FENCE,	    CMD_PING_SOCK,
 						 CMD_PING_EFD,	    CMD_FENCE_AWAITED,
-						 CMD_FENCE_HOST,    CMD_FENCE_WATCHED};
-		static const char *const names[6] = {"hyperbuf fences", "UNIX socketpair",
+						 CMD_FENCE_HOST,    CMD_FENCE_WATCHED,
+						 CMD_FENCE_LAZY};
+		static const char *const names[7] = {"hyperbuf fences", "UNIX socketpair",
 						     "eventfd pair",	"fences, relayed",
-						     "fences, vm1-host", "fences, watched"};
+						     "fences, vm1-host", "fences, watched",
+						     "fences, lazy"};
 		struct hb_buffer *cmdb = hb_buffer_alloc(bn.c, 2, 4096, 0);
-		struct ping_result pr[6];
+		struct ping_result pr[7];
 		struct relay_cost req_cost[2]; /* before and after the hb_query rounds */
 		unsigned rounds = 2000 / div;
 		uint64_t req_p50 = 0, req_p99 = 0;
@@ -1016,13 +1033,13 @@ int main(int argc, char **argv)
 		       "instead of vm2 (its doorbells come with Attach)\n");
 		printf("    %-18s | %9s %9s | %9s %9s | %s\n", "method", "1-way p50", "p99",
 		       "rt p50", "p99", "ratio of round trip p50: vs socketpair, vs eventfd");
-		for (int v = 0; v < 6; v++) {
+		for (int v = 0; v < 7; v++) {
 			if (bench_ping(&bn, cmdb, cmds[v], rounds, &pr[v]) < 0) {
 				hb_buffer_free(cmdb);
 				goto out_client;
 			}
 		}
-		for (int v = 0; v < 6; v++)
+		for (int v = 0; v < 7; v++)
 			printf("    %-18s | %9.1f %9.1f | %9.1f %9.1f | %.2fx, %.2fx\n", names[v],
 			       pr[v].one_p50 / 1e3, pr[v].one_p99 / 1e3, pr[v].rt_p50 / 1e3,
 			       pr[v].rt_p99 / 1e3,
@@ -1037,6 +1054,7 @@ int main(int argc, char **argv)
 		relay_cost_print("fences, relayed", &pr[3].cost[0], &pr[3].cost[1], rounds);
 		relay_cost_print("fences, watched", &pr[5].cost[0], &pr[5].cost[1], rounds);
 		relay_cost_print("fences, vm1-host", &pr[4].cost[0], &pr[4].cost[1], rounds);
+		relay_cost_print("fences, lazy", &pr[6].cost[0], &pr[6].cost[1], rounds);
 		relay_cost_take(&req_cost[0], bn.c, daemon_pid);
 		if (relay_request_rt(bn.c, &pr[2].id, rounds, &req_p50, &req_p99) < 0) {
 			hb_buffer_free(cmdb);
@@ -1050,6 +1068,8 @@ int main(int argc, char **argv)
 		relay_cost_print("requests", &req_cost[0], &req_cost[1], rounds);
 		goals.fence_rt_ratio =
 		    (double)pr[0].rt_p50 / (double)(pr[1].rt_p50 ? pr[1].rt_p50 : 1);
+		goals.fence_lazy_rt_ratio =
+		    (double)pr[6].rt_p50 / (double)(pr[1].rt_p50 ? pr[1].rt_p50 : 1);
 		goals.fence_host_rt_ratio =
 		    (double)pr[4].rt_p50 / (double)(pr[1].rt_p50 ? pr[1].rt_p50 : 1);
 		goals.request_rt_ratio =

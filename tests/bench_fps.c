@@ -5,9 +5,11 @@
  * returns, it signals point n of its own timeline (the frame is released), and the producer's
  * wait on that returns; the producer then sleeps until the next 1/60 s. Buffers are shared
  * once and re-signalled (as the GStreamer elements do), so a frame is its two fences.
- * The figure is the daemon's CPU time (schedstat) over the frames of all pairs; the baseline in
- * the same run is the same count of fence rounds back to back between one pair (no pacing),
- * which shows what the pacing itself costs (idle wakeups, nothing batched).
+ * The figure is the daemon's CPU time (schedstat) over the frames of all pairs, measured with
+ * every signal a record and then with lazy records (hb_timeline_set_lazy: both waiters read
+ * slots, so one signal in 64 reaches the daemon); the baseline in the same run is the same
+ * count of fence rounds back to back between one pair (no pacing), which shows what the
+ * pacing itself costs (idle wakeups, nothing batched).
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -54,6 +56,7 @@ struct side {
 	unsigned frames; /* frames to run */
 	bool paced;      /* the producer sleeps to the next 1/60 s between frames */
 	bool producer;
+	bool lazy; /* hb_timeline_set_lazy: signals stay in the slots while nobody else waits */
 };
 
 static int wait_point(struct hb_client *c, uint64_t timeline, uint64_t value)
@@ -109,7 +112,8 @@ static int side_main(const void *arg)
 	snprintf(address, sizeof(address), "vm:%s/vm%d.sock", sd->p->dir, sd->vm);
 	c = hb_connect(address);
 	t = c ? hb_timeline_create(c) : NULL;
-	if (!t || hb_timeline_share(t, (uint32_t)sd->peer) < 0)
+	if (!t || hb_timeline_share(t, (uint32_t)sd->peer) < 0 ||
+	    (sd->lazy && hb_timeline_set_lazy(t, 1) < 0))
 		goto out;
 	mine = hb_timeline_id(t);
 	if (tool_write_full(sd->to, &mine, 8) < 0 || tool_read_full(sd->from, &theirs, 8, 30000) ||
@@ -137,7 +141,7 @@ struct fps_run {
 };
 
 static int start_pair(const struct bench_place *p, struct fps_run *run, int pair, unsigned frames,
-		      bool paced)
+		      bool paced, bool lazy)
 {
 	int ab[2], ba[2];
 
@@ -152,7 +156,8 @@ static int start_pair(const struct bench_place *p, struct fps_run *run, int pair
 				  .from = k ? ab[0] : ba[0],
 				  .frames = frames,
 				  .paced = paced,
-				  .producer = k == 0};
+				  .producer = k == 0,
+				  .lazy = lazy};
 
 		if (pipe(rp) < 0 || pipe(gp) < 0)
 			return -1;
@@ -206,14 +211,57 @@ static uint64_t run_sides(struct fps_run *run, pid_t daemon, uint64_t *wall)
 }
 
 static uint64_t measure(const struct bench_place *p, pid_t daemon, int pairs, unsigned frames,
-			bool paced, uint64_t *wall)
+			bool paced, bool lazy, uint64_t *wall)
 {
 	struct fps_run run = {.n = 0};
 
 	for (int i = 0; i < pairs; i++)
-		if (start_pair(p, &run, i, frames, paced) < 0)
+		if (start_pair(p, &run, i, frames, paced, lazy) < 0)
 			return 0;
 	return run_sides(&run, daemon, wall);
+}
+
+/* The daemon's messages in and loop turns (hyperbufctl stats, built beside the daemon). */
+struct fps_counts {
+	unsigned long long msgs_in, turns;
+};
+
+static struct fps_counts daemon_counts(const char *daemon, const struct bench_place *p)
+{
+	const char *slash = strrchr(daemon, '/');
+	struct fps_counts n = {0, 0};
+	char cmd[512], line[256], key[64];
+	unsigned long long v;
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd), "'%.*shyperbufctl' -s '%s/host.sock' stats",
+		 slash ? (int)(slash - daemon + 1) : 0, daemon, p->dir);
+	f = popen(cmd, "r");
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%63[a-z_.]: %llu", key, &v) != 2)
+			continue;
+		if (!strcmp(key, "messages_in"))
+			n.msgs_in = v;
+		else if (!strcmp(key, "loop_turns"))
+			n.turns = v;
+	}
+	if (f)
+		pclose(f);
+	return n;
+}
+
+/* measure, and what the daemon handled per frame meanwhile. */
+static uint64_t measure_counted(const char *daemon, const struct bench_place *p, pid_t pid,
+				bool lazy, unsigned frames, uint64_t *wall, double *msgs,
+				double *turns)
+{
+	struct fps_counts a = daemon_counts(daemon, p), b;
+	uint64_t ns = measure(p, pid, PAIRS, frames, true, lazy, wall);
+
+	b = daemon_counts(daemon, p);
+	*msgs = (double)(b.msgs_in - a.msgs_in) / ((double)PAIRS * frames);
+	*turns = (double)(b.turns - a.turns) / ((double)PAIRS * frames);
+	return ns;
 }
 
 int bench_fps(const char *daemon, unsigned seconds)
@@ -221,37 +269,49 @@ int bench_fps(const char *daemon, unsigned seconds)
 	struct tool_daemon_spawn ds;
 	struct bench_place p;
 	unsigned frames = seconds * FPS;
-	uint64_t paced, burst, wall_paced = 0, wall_burst = 0;
-	double per_paced, per_burst;
+	uint64_t paced, lazy = 0, burst, wall_paced = 0, wall_lazy = 0, wall_burst = 0;
+	double per_paced, per_lazy, per_burst;
+	double msgs[2] = {0, 0}, turns[2] = {0, 0};
 	int status;
 	char figure[32];
 
 	if (write_config(&p) < 0 || tool_daemon_spawn(daemon, p.config, p.log, 20000, &ds) < 0)
 		return -1;
-	paced = measure(&p, ds.main_pid, PAIRS, frames, true, &wall_paced);
-	burst = paced ? measure(&p, ds.main_pid, 1, frames * PAIRS, false, &wall_burst) : 0;
+	paced = measure_counted(daemon, &p, ds.main_pid, false, frames, &wall_paced, &msgs[0],
+				&turns[0]);
+	if (paced)
+		lazy = measure_counted(daemon, &p, ds.main_pid, true, frames, &wall_lazy, &msgs[1],
+				       &turns[1]);
+	burst = lazy ? measure(&p, ds.main_pid, 1, frames * PAIRS, false, false, &wall_burst) : 0;
 	tool_daemon_stop(&ds, 10000, &status);
-	if (!paced || !burst || status != 0) {
+	if (!paced || !lazy || !burst || status != 0) {
 		fprintf(stderr, "bench: (f) failed (daemon status 0x%x)\n", status);
 		tool_log_tail(p.log, 20);
 	}
 	bench_place_remove(&p);
-	if (!paced || !burst || status != 0)
+	if (!paced || !lazy || !burst || status != 0)
 		return -1;
 	per_paced = paced / 1e3 / ((double)PAIRS * frames);
+	per_lazy = lazy / 1e3 / ((double)PAIRS * frames);
 	per_burst = burst / 1e3 / ((double)PAIRS * frames);
 	printf(
 	    "\n(f) %d VM pairs at %d fps for %u s: per frame the producer signals, the consumer's "
 	    "wait returns and it signals back\n",
 	    PAIRS, FPS, seconds);
-	printf("    paced, %d pairs:   daemon CPU %6.1f us per frame (%.0f frames/s over %.1f s)\n",
-	       PAIRS, per_paced, PAIRS * frames / (wall_paced / 1e9), wall_paced / 1e9);
+	printf("    paced, %d pairs:   daemon CPU %6.1f us per frame (%.0f frames/s over %.1f s); "
+	       "per frame %.2f messages in, %.2f loop turns\n",
+	       PAIRS, per_paced, PAIRS * frames / (wall_paced / 1e9), wall_paced / 1e9, msgs[0],
+	       turns[0]);
+	printf("    the same, lazy records (hb_timeline_set_lazy): daemon CPU %6.1f us per frame "
+	       "(%.0f frames/s), ratio %.2fx; per frame %.2f messages in, %.2f loop turns\n",
+	       per_lazy, PAIRS * frames / (wall_lazy / 1e9), per_lazy / per_paced, msgs[1],
+	       turns[1]);
 	printf(
 	    "    baseline, 1 pair back to back, as many frames: %6.1f us per frame; ratio %.2fx\n",
 	    per_burst, per_paced / per_burst);
-	snprintf(figure, sizeof(figure), "%.1f us", per_paced);
+	snprintf(figure, sizeof(figure), "%.1f us", per_lazy);
 	printf("\n(goal 6 of issue 12)\n");
-	bench_goal("6 daemon CPU per fenced frame, 60 fps x 16", figure, "<= 10 us",
-		   per_paced <= 10);
+	bench_goal("6 daemon CPU per fenced frame, 60 fps x 16, lazy", figure, "<= 10 us",
+		   per_lazy <= 10);
 	return 0;
 }

@@ -33,6 +33,7 @@ void relay_cost_print(const char *what, const struct relay_cost *a, const struct
 struct relay_goals {
 	double fence_rt_ratio;      /* fenced round trip p50 / socketpair round trip p50 */
 	double fence_host_rt_ratio; /* the same between vm1 and a host client */
+	double fence_lazy_rt_ratio; /* the same between emulated VMs, with lazy records */
 	double request_rt_ratio;    /* hb_query round trip p50 / socketpair round trip p50 */
 	double lib_per_request;     /* library system calls per request */
 	double lib_per_wait;        /* per hb_sync_wait: a fence round's, less its two requests' */

@@ -19,7 +19,8 @@ static const char *const stat_keys[] = {
     "pool.b.pages_used", "pool.b.pages_total",
     "pool.c.pages_used", "pool.c.pages_total",
     "loop_turns",        "write_waits",
-    "socket_calls",
+    "socket_calls",      "timeline_signals",
+    "lazy_changes",
 };
 
 struct share {

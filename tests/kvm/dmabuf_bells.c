@@ -6,11 +6,12 @@
  *   bells      the ioctls' rules (hostile arguments, one file per vector, a closed file lets
  *              go), 50 ping-pongs, and a clean kernel log (test_vm_dmabuf)
  *              and 40 fenced ping-pongs through the library's fence slots, rung through the
- *              Doorbell register, with no frame from the daemon
+ *              Doorbell register, with no frame from the daemon; then 130 with lazy records
+ *              (hb_timeline_set_lazy), where one signal in 64 reaches the daemon
  *   bellbench  the same, then 2000 doorbell ping-pongs and 300 fenced ping-pongs through the
  *              library (timeline signal -> hb_sync_wait, each way) between the same two guests,
- *              through slots and then on watches alone; vm1 says the medians (HBVM-INFO) for
- *              bench-vm
+ *              through slots, with lazy records, and on watches alone; vm1 says the medians
+ *              (HBVM-INFO) for bench-vm
  *
  * The two guests learn each other's peer id and timeline through a buffer vm1 shares with vm2
  * writable.
@@ -28,8 +29,8 @@
 #include "kmod/hyperbuf_kmod.h"
 #include "tests/kvm/dmabuf.h"
 
-/* Fence runs: through fence slots, then (bellbench) on watches alone. */
-enum { RUN_SLOTS, RUN_WATCHED, RUNS };
+/* Fence runs: through fence slots, with lazy records, then (bellbench) on watches alone. */
+enum { RUN_SLOTS, RUN_LAZY, RUN_WATCHED, RUNS };
 
 struct board {
 	volatile uint32_t peer[3]; /* [role]: ivshmem peer id + 1, once its vector is attached */
@@ -250,6 +251,7 @@ static double fence_ping_pong(struct hb_client *c, struct board *bd, int run, in
 
 	GCHECK(t != NULL && rtt != NULL);
 	GCHECK(hb_timeline_share(t, (uint32_t)other) == 0);
+	GCHECK(hb_timeline_set_lazy(t, run == RUN_LAZY) == 0);
 	__atomic_store_n(&bd->timeline[run][role], hb_timeline_id(t), __ATOMIC_RELEASE);
 	board_await((volatile uint32_t *)&bd->timeline[run][other]);
 	for (unsigned i = 1; i <= rounds; i++) {
@@ -307,6 +309,29 @@ static double slot_rounds(struct hb_client *c, struct board *bd, int role, unsig
 	return m;
 }
 
+/* Lazy records (docs/PROTOCOL.md §3): the same, but the signals stay in the slots. Each
+ * side's first signal asks, the daemon answers, and from then on one signal in 64 leaves the
+ * guest (the 64th, and one that found unread news from the daemon). */
+static double lazy_rounds(struct hb_client *c, struct board *bd, int role, unsigned rounds)
+{
+	struct hb_counters used;
+	double m = fence_ping_pong(c, bd, RUN_LAZY, role, rounds, &used);
+
+	say("HBVM-STEP lazy: %u rounds: %llu frames in, %llu out, %llu rings", rounds,
+	    (unsigned long long)used.frames_in, (unsigned long long)used.frames_out,
+	    (unsigned long long)used.wakes);
+	if (used.frames_out > (rounds - 1) / 64 + 2)
+		fail(__LINE__, "%llu frames out in %u lazy rounds: signals not kept",
+		     (unsigned long long)used.frames_out, rounds - 1);
+	if (used.frames_in > 2)
+		fail(__LINE__, "%llu frames from the daemon in %u lazy rounds",
+		     (unsigned long long)used.frames_in, rounds - 1);
+	if (used.wakes < rounds / 2)
+		fail(__LINE__, "%llu rings in %u lazy rounds: the owner did not ring",
+		     (unsigned long long)used.wakes, rounds - 1);
+	return m;
+}
+
 /* The rounds again on watches alone (the path before slots), with a client of their own. */
 static double watched_rounds(struct board *bd, int role, unsigned rounds)
 {
@@ -330,7 +355,7 @@ static int bells(int role, bool bench)
 	struct board *bd;
 	struct bell b;
 	uint32_t other;
-	double bell_us, fence_us, watched_us;
+	double bell_us, fence_us, lazy_us, watched_us;
 
 	/* The library's trace of every message would be most of the console, and of the time. */
 	setenv("HYPERBUF_DEBUG", "0", 1);
@@ -348,11 +373,13 @@ static int bells(int role, bool bench)
 	hostile_bells(&b);
 	close(b.efd);
 	fence_us = slot_rounds(c, bd, role, bench ? 300 : 40);
+	lazy_us = lazy_rounds(c, bd, role, bench ? 300 : 130);
 	if (bench) {
 		watched_us = watched_rounds(bd, role, 300);
 		if (role == 1)
-			say("HBVM-INFO doorbell_rtt_us=%.1f fence_rtt_us=%.1f watched_rtt_us=%.1f",
-			    bell_us, fence_us, watched_us);
+			say("HBVM-INFO doorbell_rtt_us=%.1f fence_rtt_us=%.1f lazy_rtt_us=%.1f "
+			    "watched_rtt_us=%.1f",
+			    bell_us, fence_us, lazy_us, watched_us);
 	}
 	hb_buffer_free(buf);
 	hb_import_release(im);
