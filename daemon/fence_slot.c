@@ -133,17 +133,9 @@ void hbd_fence_slots_retell(struct hbd_session *s)
 static bool lazy_allowed(const struct hbd_timeline *tl)
 {
 	const struct hbd_session *o = tl->owner;
-	struct hbd_fence_watch *w;
 
-	if (!tl->lazy_wanted || !(o->features & HBP_FEATURE_LAZY) || o->closing || o->doomed ||
-	    !tl->n_slots || tl->n_fails || tl->n_heap)
-		return false;
-	hbc_list_for_each_safe(w, &tl->fence_watches, struct hbd_fence_watch, tl_link)
-	{
-		if (w->arm != UINT64_MAX)
-			return false;
-	}
-	return true;
+	return tl->lazy_wanted && (o->features & HBP_FEATURE_LAZY) && !o->closing && !o->doomed &&
+	       tl->n_slots && !tl->n_fails && !tl->n_heap && !tl->n_told;
 }
 
 static void tell_lazy(struct hbd_timeline *tl, bool lazy)

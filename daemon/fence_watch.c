@@ -46,6 +46,17 @@ static struct hbd_fence_watch *watch_find(struct hbd_session *s, struct hbd_time
 	return NULL;
 }
 
+/* Every change of a watch's arm: its timeline counts the watches its slots do not tell, so
+ * that whether it may be lazy (fence_slot.c) is known without a walk. */
+static void set_arm(struct hbd_fence_watch *w, uint64_t arm)
+{
+	if (w->arm != UINT64_MAX && arm == UINT64_MAX)
+		w->tl->n_told--;
+	else if (w->arm == UINT64_MAX && arm != UINT64_MAX)
+		w->tl->n_told++;
+	w->arm = arm;
+}
+
 static void unqueue(struct hbd_fence_watch *w)
 {
 	if (!w->queued)
@@ -60,6 +71,7 @@ static void watch_free(struct hbd_fence_watch *w)
 	struct hbd_domain *dom = w->s->dom;
 
 	unqueue(w);
+	set_arm(w, UINT64_MAX);
 	hbc_list_remove(&w->session_link);
 	hbc_list_remove(&w->tl_link);
 	hbc_list_remove(&w->hash_link);
@@ -76,7 +88,7 @@ int hbd_fence_watch_open(struct hbd_session *s, struct hbd_timeline *tl, uint64_
 		/* The library lost track of it (it asks only when it has none): start over. */
 		unqueue(w);
 		w->told = tl->value;
-		w->arm = arm;
+		set_arm(w, arm);
 		return 0;
 	}
 	/* Any wait, not only one on tl: looking for one there would cost a walk of the
@@ -92,7 +104,8 @@ int hbd_fence_watch_open(struct hbd_session *s, struct hbd_timeline *tl, uint64_
 	w->s = s;
 	w->tl = tl;
 	w->told = tl->value;
-	w->arm = arm;
+	w->arm = UINT64_MAX; /* counted from there */
+	set_arm(w, arm);
 	w->push.fwatch = w;
 	w->push.timeline = tl->id;
 	hbc_list_insert_tail(&s->fence_watches, &w->session_link);
@@ -141,11 +154,12 @@ void hbd_fence_watch_arm(struct hbd_session *s, uint64_t timeline, uint64_t valu
 	/* None: the timeline ended (its last TimelineValue is on its way), or nonsense. */
 	if (!w)
 		return;
-	w->arm = value;
+	set_arm(w, value);
 	/* Reached already: told now. Not reached: what is queued waits for it (framing looks). */
 	watch_queue(s->d, w);
 	/* Armed at a point, the daemon tells it: its owner must send values again. */
-	hbd_fence_lazy_check(tl);
+	if (value != UINT64_MAX)
+		hbd_fence_lazy_end(tl);
 }
 
 static int send_value(struct hbd_session *s, uint64_t timeline, uint64_t from, uint64_t value,
@@ -187,7 +201,7 @@ int hbd_fence_watch_frame(struct hbd_session *s, struct hbd_fence_watch *w)
 	w->queued = false;
 	if (w->tl->value < w->arm)
 		return 0;
-	w->arm = 0;
+	set_arm(w, 0);
 	return tell_runs(s, w);
 }
 
@@ -210,7 +224,7 @@ void hbd_fence_watches_unslot(struct hbd_timeline *tl)
 		/* Past everything: its slot was telling (or nobody waited, and being told of a
 		 * failure once costs that client one message). */
 		if (w->arm == UINT64_MAX)
-			w->arm = 0;
+			set_arm(w, 0);
 	}
 	hbd_fence_lazy_end(tl);
 }

@@ -159,6 +159,7 @@ struct hbd_timeline {
 	uint32_t *seen_by;
 	unsigned n_seen_by, cap_seen_by;
 	struct hbc_list fence_watches; /* the sessions told of its progress (fence_watch.c) */
+	unsigned n_told; /* of them, those armed at a point: the daemon tells them, not a slot */
 	/* Its fence slots, one per group at most (fence_slot.c). */
 	struct hbd_fence_slot *slots;
 	unsigned n_slots;

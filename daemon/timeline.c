@@ -457,7 +457,9 @@ int hbd_sync_open(struct hbd_session *s, struct hbd_sync_open *o)
 			hbd_fence_watch_arm(s, tl->id, UINT64_MAX);
 		else
 			o->slot.gen = 0; /* none: the watch alone tells */
-		hbd_fence_lazy_check(tl);
+		/* One the daemon tells needs its record. */
+		if (tl->n_told)
+			hbd_fence_lazy_end(tl);
 		return 0;
 	}
 	if (value <= tl->value)

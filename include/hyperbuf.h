@@ -372,6 +372,8 @@ int hb_timeline_signal(struct hb_timeline *t, uint64_t value);
  * loop on hb_get_fd) or that waits or signals again soon; until then, such a waiter waits.
  * A signal that would stay first reads what the daemon sent, as a blocking call does (drain
  * hb_next_event before you poll hb_get_fd again), and a failure first sends what was kept.
+ * Any call on the client that reads the daemon's request for a kept value sends it before it
+ * returns (a send, or a round trip when the value must be awaited).
  * hb_timeline_destroy, hb_disconnect and turning it off send what was kept. An owner that
  * crashes loses at most the 63 values kept last from the daemon's record: the waiters that
  * read them in the slot have them, the others get -EPIPE, as if it had crashed before them.

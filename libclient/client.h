@@ -133,14 +133,15 @@ struct hb_timeline {
 	struct hbl_slot *slots; /* where its signals are written too (fence_slot.c) */
 	unsigned n_slots;
 	unsigned slots_epoch; /* moves whenever slots change: a slot new since a store */
-	bool failed; /* it failed a point: slots it hears of later are poisoned at once */
+	bool failed;          /* it failed a point: slots it hears of later are poisoned at once */
 	uint64_t value; /* the highest value signalled or failed: one at or below it is a no-op */
 	/* Lazy records (PROTOCOL.md §3), if the application wants them: the daemon said every
 	 * waiter reads its slots (lazy), so a signal may stay there; sent is the highest value
 	 * the daemon was sent, kept how many signals since then stayed. */
 	bool lazy_wanted; /* hb_timeline_set_lazy */
 	bool lazy;
-	bool owed; /* the daemon needs value, whether lazy or not (hbl_timelines_flush) */
+	bool owed;      /* the daemon needs value, whether lazy or not (hbl_timelines_flush) */
+	bool slot_lost; /* a slot it was given that it cannot write: no value may be kept */
 	uint64_t sent;
 	unsigned kept;
 };
@@ -159,18 +160,23 @@ static inline void hbl_lock(struct hb_client *c)
 /* dispatch.c: handles the whole frames already received, reading nothing. */
 void hbl_route_buffered(struct hb_client *c);
 
+/* timeline.c: sends the values of timelines the daemon asked for again (TimelineLazy, a
+ * resume), outside any call: true if it could (sending may read more such requests), false
+ * if it may not send now or none is owed. */
+bool hbl_timelines_flush(struct hb_client *c);
+
 /* Frames a call read past its reply are routed before anybody else may poll: whoever polls
  * hb_get_fd would not see them (conn.h). */
-void hbl_timelines_flush(struct hb_client *c);
-
 static inline void hbl_unlock(struct hb_client *c)
 {
 	if (c->conn.rx.len >= HBP_FRAME_HEADER)
 		hbl_route_buffered(c);
 	/* Whatever call read that the daemon needs a kept value: it goes now, since the read
-	 * left hb_get_fd quiet. */
-	if (c->lazy_owed)
-		hbl_timelines_flush(c);
+	 * left hb_get_fd quiet; and what sending it read is routed in turn (a few rounds: a send
+	 * that keeps failing leaves the rest to the next call). */
+	for (int i = 0; i < 4 && c->lazy_owed && hbl_timelines_flush(c); i++)
+		if (c->conn.rx.len >= HBP_FRAME_HEADER)
+			hbl_route_buffered(c);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -196,8 +202,8 @@ void hbl_timelines_destroy(struct hb_client *c);
  * any is unanswered: before a disconnect, so none is left unread behind the hang-up. */
 void hbl_timelines_settle(struct hb_client *c);
 /* Sends the values of timelines the daemon asked for again (TimelineLazy, a resume), outside
- * any call; a no-op when none is owed. */
-void hbl_timelines_flush(struct hb_client *c);
+ * any call: true if it could (sending may read more such requests), false if it may not
+ * send now or none is owed. */
 /* The daemon needs t's value (if it has not got it): sent by the next flush. */
 void hbl_timeline_owe(struct hb_client *c, struct hb_timeline *t);
 /* TimelineLazy: whether t's signals may stay in its slots (validated by the frame codec). */

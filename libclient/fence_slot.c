@@ -202,9 +202,11 @@ static void slot_raise(struct hbp_fence_slot *p, uint64_t value)
 			break;
 }
 
-/* A slot we cannot write: the daemon writes it, from records, so none may be kept. */
+/* A slot we cannot write: the daemon writes it, from records, so none may be kept (and none
+ * asked for) until the slots are given anew. */
 static void slot_lost(struct hb_client *c, struct hb_timeline *t)
 {
+	t->slot_lost = true;
 	t->lazy = false;
 	hbl_timeline_owe(c, t);
 }
@@ -306,6 +308,7 @@ unsigned hbl_timeline_slots_store(struct hb_client *c, struct hb_timeline *t, ui
 void hbl_timeline_slots_free(struct hb_timeline *t)
 {
 	t->slots_epoch++;
+	t->slot_lost = false;
 	free(t->slots);
 	t->slots = NULL;
 	t->n_slots = 0;

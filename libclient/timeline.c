@@ -86,7 +86,7 @@ static int send_record(struct hb_client *c, struct hb_timeline *t, uint64_t valu
 	m.timeline_signal = &ts;
 	ts.quiet = !awaited && (c->features & HBP_FEATURE_QUIET_SIGNAL) &&
 		   c->fences.own_domain_points == 0;
-	ts.lazy = t->lazy_wanted && (c->features & HBP_FEATURE_LAZY);
+	ts.lazy = t->lazy_wanted && !t->slot_lost && (c->features & HBP_FEATURE_LAZY);
 	r = ts.quiet ? hbl_post(c, &m) : -EAGAIN;
 	if (r == -EAGAIN) {
 		ts.quiet = false;
@@ -112,7 +112,7 @@ static bool keep_lazily(struct hb_client *c, struct hb_timeline *t, unsigned slo
 	struct pollfd pfd = {.fd = c->conn.tp.fd, .events = POLLIN};
 	unsigned epoch = t->slots_epoch;
 
-	if (!t->lazy_wanted || t->failed || slots || t->kept >= HBL_LAZY_KEEP ||
+	if (!t->lazy_wanted || t->slot_lost || t->failed || slots || t->kept >= HBL_LAZY_KEEP ||
 	    c->fences.own_domain_points || !hbl_conn_polls_all(&c->conn) ||
 	    hbl_conn_broken(&c->conn) < 0)
 		return false;
@@ -166,6 +166,8 @@ static int signal_to(struct hb_timeline *t, uint64_t value, uint32_t error)
 	} else {
 		/* A lower signal than one kept carries the kept one: the record is the highest. */
 		r = send_record(c, t, error ? value : t->value, error, awaited);
+		if (r < 0 && !error)
+			hbl_timeline_owe(c, t);
 	}
 out:
 	hbl_unlock(c);
@@ -180,12 +182,12 @@ void hbl_timeline_owe(struct hb_client *c, struct hb_timeline *t)
 	c->lazy_owed = true;
 }
 
-void hbl_timelines_flush(struct hb_client *c)
+bool hbl_timelines_flush(struct hb_client *c)
 {
 	struct hb_timeline *t;
 
 	if (!c->lazy_owed || c->calls.pending || c->resume.active || hbl_conn_broken(&c->conn) < 0)
-		return;
+		return false;
 	c->lazy_owed = false;
 	/* Sending may resume, which may owe them again: the next flush sends those. */
 	hbc_list_for_each_safe(t, &c->timelines, struct hb_timeline, link)
@@ -193,9 +195,11 @@ void hbl_timelines_flush(struct hb_client *c)
 		if (!t->owed)
 			continue;
 		t->owed = false;
-		if (!t->failed && t->value > t->sent)
-			send_record(c, t, t->value, 0, false);
+		/* Not sent, on a connection still up: owed still (a broken one ends it all). */
+		if (!t->failed && t->value > t->sent && send_record(c, t, t->value, 0, false) < 0)
+			hbl_timeline_owe(c, t);
 	}
+	return true;
 }
 
 void hbl_timeline_lazy(struct hb_client *c, const TimelineLazy *tz)
