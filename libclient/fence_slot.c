@@ -213,20 +213,31 @@ static void slot_lost(struct hb_client *c, struct hb_timeline *t)
 
 /* A new slot holds what the daemon knew when it gave it: the values we kept go there now,
  * and its waiters are rung (those we cannot ring need the daemon, and our value). */
+/* Rings the waiters of s that we have a doorbell of, after a store (a waiter that set its bit
+ * later reads the new value): true if a bit that was set is left, a peer we cannot ring,
+ * which the daemon rings when a signal reaches it (a bit set after the ring belongs to a
+ * waiter that read the new value before sleeping, and needs nobody). Each ring is an eventfd
+ * or Doorbell write: counted as wakes. */
+static bool slot_ring(struct hb_client *c, const struct hbb_guest_ops *ops, struct hbl_slot *s)
+{
+	uint64_t left = 0;
+	unsigned rung;
+
+	if (!__atomic_load_n(&s->p->waiters, __ATOMIC_SEQ_CST))
+		return false;
+	rung = ops->ring(c->mem.state, s->group, &s->p->waiters, &left);
+	__atomic_fetch_add(&c->conn.n_wakes, (uint64_t)rung, __ATOMIC_RELAXED);
+	return left != 0;
+}
+
 static void slot_catch_up(struct hb_client *c, struct hb_timeline *t, struct hbl_slot *s)
 {
 	const struct hbb_guest_ops *ops = slot_ops(c);
-	uint64_t left = 0;
-	unsigned rung;
 
 	if (!ops || t->value <= t->sent)
 		return;
 	slot_raise(s->p, t->value);
-	if (__atomic_load_n(&s->p->waiters, __ATOMIC_SEQ_CST)) {
-		rung = ops->ring(c->mem.state, s->group, &s->p->waiters, &left);
-		__atomic_fetch_add(&c->conn.n_wakes, (uint64_t)rung, __ATOMIC_RELAXED);
-	}
-	if (left)
+	if (slot_ring(c, ops, s))
 		hbl_timeline_owe(c, t);
 }
 
@@ -277,8 +288,6 @@ unsigned hbl_timeline_slots_store(struct hb_client *c, struct hb_timeline *t, ui
 
 	for (unsigned i = 0; ops && i < t->n_slots; i++) {
 		struct hbl_slot *s = &t->slots[i];
-		uint64_t left;
-		unsigned rung;
 
 		/* Not ours any more: only a new daemon takes a slot from a live timeline. */
 		if (__atomic_load_n(&s->p->gen, __ATOMIC_SEQ_CST) != s->gen) {
@@ -289,18 +298,8 @@ unsigned hbl_timeline_slots_store(struct hb_client *c, struct hb_timeline *t, ui
 			__atomic_fetch_or(&s->p->flags, HBP_SLOT_POISON, __ATOMIC_SEQ_CST);
 		else
 			slot_raise(s->p, value);
-		/* After the store: a waiter that set its bit later reads the new value. The bits of
-		 * peers we cannot ring stay for the daemon. Each ring is an eventfd write: counted
-		 * as wakes. */
-		if (__atomic_load_n(&s->p->waiters, __ATOMIC_SEQ_CST)) {
-			rung = ops->ring(c->mem.state, s->group, &s->p->waiters, &left);
-			__atomic_fetch_add(&c->conn.n_wakes, (uint64_t)rung, __ATOMIC_RELAXED);
-			/* A peer we could not ring: the daemon rings it when the signal reaches
-			 * it. (A bit set after the ring belongs to a waiter that read the new
-			 * value before sleeping, and needs nobody.) */
-			if (left)
-				how |= HBL_SLOTS_UNRUNG;
-		}
+		if (slot_ring(c, ops, s))
+			how |= HBL_SLOTS_UNRUNG;
 	}
 	return how;
 }
