@@ -115,6 +115,22 @@ static struct hbk_group *find_group(struct hbk_guest *k, uint32_t id)
 	return NULL;
 }
 
+/* A small read-only buffer in one run of pages is read where the pool's own read-only mapping
+ * already has it: no mmap, no page fault for pages read before. A bigger or writable one, or
+ * one in pieces, gets a mapping of its own. */
+static int map_pages(struct hbk_group *g, struct hbk_pages *pages, bool writable, void **base)
+{
+	uint32_t i;
+
+	for (i = 1; i < pages->n && pages->refs[i] == pages->refs[0] + i; i++)
+		;
+	if (writable || pages->n > HBP_INLINE_REFS_MAX || i < pages->n)
+		return hbk_pool_window_map(&g->win, pages->refs, pages->n, writable, base);
+	pages->window = true;
+	*base = (void *)(g->win.base + (size_t)pages->refs[0] * HBP_PAGE_SIZE);
+	return 0;
+}
+
 /* Checks desc, walks its directory and maps its pages. The descriptor comes from the daemon:
  * wrong here means a daemon bug (EPROTO). The directory is in shared memory: wrong there
  * means a hostile or broken peer (EBADMSG). */
@@ -139,12 +155,13 @@ static int map_desc(struct hbk_guest *k, const BufferDesc *desc, bool writable,
 		return -ENOMEM;
 	pages->group = g->id;
 	pages->n = d.pages;
+	pages->window = false;
 	r = hbk_pool_window_walk(&g->win, &d, pages->refs);
 	if (r < 0) {
 		r = r == -ENOMEM ? r : -EBADMSG;
 		goto err_pages;
 	}
-	r = hbk_pool_window_map(&g->win, pages->refs, d.pages, writable, &base);
+	r = map_pages(g, pages, writable, &base);
 	if (r < 0)
 		goto err_pages;
 	m->base = base;
@@ -177,7 +194,10 @@ static int kvm_import(void *state, const ImportReply *ir, bool writable, struct 
 
 static void kvm_unmap(void *state, struct hbb_mapping *m)
 {
-	hbk_pool_window_unmap(m->base, m->len);
+	const struct hbk_pages *pages = m->priv;
+
+	if (!pages || !pages->window)
+		hbk_pool_window_unmap(m->base, m->len);
 	free(m->priv);
 	memset(m, 0, sizeof(*m));
 }

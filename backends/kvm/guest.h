@@ -69,6 +69,7 @@ struct hbk_guest {
 struct hbk_pages {
 	uint32_t group;
 	uint32_t n;
+	bool window; /* read through the pool's own mapping: nothing of ours to unmap */
 	uint32_t refs[];
 };
 
