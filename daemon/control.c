@@ -110,6 +110,8 @@ void hbd_stats_walk(struct hbd *d, void (*put)(void *ctx, const char *key, uint6
 	put(l, "sessions_total", s->sessions_total);
 	put(l, "exports_total", s->exports_total);
 	put(l, "imports_total", s->imports_total);
+	put(l, "holds_made", s->holds_made);
+	put(l, "holds_taken", s->holds_taken);
 	put(l, "timelines", timelines);
 	put(l, "fence_waits", fence_waits);
 	put(l, "fence_watches", fence_watches);

@@ -135,6 +135,7 @@ static int put_event(struct hbd_session *s, const struct hbd_event *ev)
 {
 	ServerMsg msg = SERVER_MSG__INIT;
 	Event e = EVENT__INIT;
+	BufferDesc desc = BUFFER_DESC__INIT;
 
 	msg.body_case = SERVER_MSG__BODY_EVENT;
 	msg.event = &e;
@@ -148,6 +149,7 @@ static int put_event(struct hbd_session *s, const struct hbd_event *ev)
 	e.meta.data = (uint8_t *)ev->meta;
 	e.meta.len = ev->meta_len;
 	e.seq = ev->st_key;
+	hbd_hold_put(s, &e, &desc);
 	s->d->stats.events_sent++;
 	return hbd_session_send(s, &msg, -1);
 }

@@ -76,6 +76,7 @@ struct hbd_stats {
 	uint64_t loop_turns;             /* event loop iterations (each one epoll_wait) */
 	uint64_t write_waits;            /* times a full socket made a session wait for room */
 	uint64_t socket_calls;           /* recv and send calls on client sockets */
+	uint64_t holds_made, holds_taken; /* imports made with EXPORTED events, and taken */
 };
 
 struct hbd_domain {
@@ -220,6 +221,7 @@ struct hbd_import {
 	struct hbd_buffer *buf;
 	uint32_t gen; /* the buffer's hid generation when imported */
 	bool writable;
+	bool held;     /* a hold not yet taken (hold.c) */
 	bool st_known; /* written to the restart state */
 };
 
@@ -290,6 +292,8 @@ struct hbd_session {
 
 	struct hbc_list events; /* may end with an OVERFLOW marker (type HB_EVENT_OVERFLOW) */
 	unsigned n_events;
+	unsigned n_held; /* holds not yet taken (hold.c), at most HBP_HOLDS_MAX */
+	bool holds_on;   /* Holds{on}: its EXPORTED events bring holds */
 
 	uint64_t attached; /* bit (group id - 1) */
 	struct hbc_list buffers;
@@ -597,6 +601,22 @@ int hbd_unexport(struct hbd_session *s, const struct hb_id *hid, uint32_t delay_
 struct hbd_buffer *hbd_hid_lookup(struct hbd *d, const struct hb_id *hid);
 int hbd_import(struct hbd_session *s, const struct hb_id *hid, uint32_t flags,
 	       struct hbd_import **out);
+int hbd_import_check(struct hbd_session *s, struct hbd_buffer *b, bool writable);
+struct hbd_import *hbd_import_new(struct hbd_session *s, struct hbd_buffer *b, bool writable,
+				  bool held);
+void hbd_import_counted(struct hbd_session *s, struct hbd_import *im);
+
+/* hold.c: imports made for a client with the EXPORTED event that tells it of a buffer
+ * (PROTOCOL.md §3 "Holds"). */
+/* The hold to put in e, an EXPORTED event about to be framed for s; nothing when s did not ask
+ * for holds, is at HBP_HOLDS_MAX, or could not import the buffer now. */
+void hbd_hold_put(struct hbd_session *s, Event *e, BufferDesc *desc);
+/* Holds{on}: whether s's EXPORTED events bring holds (a session that announced the feature). */
+int hbd_holds_set(struct hbd_session *s, bool on);
+/* Import.hold: the hold becomes s's import (no reply unless refused when quiet). */
+int hbd_hold_take(struct hbd_session *s, const Import *m, struct hbd_import **out);
+/* A resumed session: its holds the library does not name are released. */
+void hbd_holds_prune(struct hbd_session *s, const uint64_t *keep, size_t n);
 struct hbd_import *hbd_import_find(struct hbd_session *s, uint64_t handle);
 void hbd_import_release(struct hbd_session *s, struct hbd_import *im);
 /* Starts (or restarts, after a restore) a pending unexport's timer. */

@@ -325,16 +325,11 @@ int hbd_unexport(struct hbd_session *s, const struct hb_id *hid, uint32_t delay_
 	return 0;
 }
 
-int hbd_import(struct hbd_session *s, const struct hb_id *hid, uint32_t flags,
-	       struct hbd_import **out)
+/* Whether s may import b: the same rules for an Import and for a hold. */
+int hbd_import_check(struct hbd_session *s, struct hbd_buffer *b, bool writable)
 {
 	struct hbd *d = s->d;
-	struct hbd_buffer *b = hbd_hid_lookup(d, hid);
-	struct hbd_import *im;
-	bool writable = flags & HB_IMPORT_WRITE;
 
-	if (flags & ~HB_IMPORT_WRITE)
-		return -EINVAL;
 	/* Unknown, forged, withdrawn, or for somebody else: one answer for all of them. */
 	if (!b || b->mem.peer != s->dom->id ||
 	    (b->state != HBD_EXPORT_LIVE && b->state != HBD_EXPORT_PENDING))
@@ -359,27 +354,66 @@ int hbd_import(struct hbd_session *s, const struct hb_id *hid, uint32_t flags,
 		if (r < 0)
 			return r;
 	}
-	im = calloc(1, sizeof(*im));
+	return 0;
+}
+
+/* A new import of b by s, journaled. A hold (held) keeps the pages like any import, but
+ * counts for the exporter (IMPORTED, RELEASED, Query's importers) only once taken. */
+struct hbd_import *hbd_import_new(struct hbd_session *s, struct hbd_buffer *b, bool writable,
+				  bool held)
+{
+	struct hbd_import *im = calloc(1, sizeof(*im));
+
 	if (!im)
-		return -ENOMEM;
-	im->handle = d->next_handle++;
+		return NULL;
+	im->handle = s->d->next_handle++;
 	im->buf = b;
 	im->gen = b->gen;
 	im->writable = writable;
+	im->held = held;
 	im->session = s->serial;
 	hbc_list_insert_tail(&s->imports, &im->link);
-	hbd_import_handle_add(d, im);
+	hbd_import_handle_add(s->d, im);
 	hbd_state_import_new(s, im);
 	b->importers++;
-	b->gen_importers++;
 	s->dom->imports++;
-	d->stats.imports_total++;
-	d->stats.bytes_shared_total += b->mem.size;
+	if (held)
+		s->n_held++;
+	else
+		hbd_import_counted(s, im);
+	return im;
+}
+
+/* im counts as an import of its buffer from now on: the exporter hears of it. */
+void hbd_import_counted(struct hbd_session *s, struct hbd_import *im)
+{
+	struct hbd_buffer *b = im->buf;
+
+	s->d->stats.imports_total++;
+	s->d->stats.bytes_shared_total += b->mem.size;
+	/* A hold taken after the buffer was exported again counts for that hid, which is gone. */
+	if (im->gen != b->gen)
+		return;
+	b->gen_importers++;
 	if (b->owner)
 		hbd_session_event(b->owner, HB_EVENT_IMPORTED, &b->hid, s->dom->id, b->mem.size,
 				  NULL, 0);
-	*out = im;
-	return 0;
+}
+
+int hbd_import(struct hbd_session *s, const struct hb_id *hid, uint32_t flags,
+	       struct hbd_import **out)
+{
+	struct hbd_buffer *b = hbd_hid_lookup(s->d, hid);
+	bool writable = flags & HB_IMPORT_WRITE;
+	int r;
+
+	if (flags & ~HB_IMPORT_WRITE)
+		return -EINVAL;
+	r = hbd_import_check(s, b, writable);
+	if (r < 0)
+		return r;
+	*out = hbd_import_new(s, b, writable, false);
+	return *out ? 0 : -ENOMEM;
 }
 
 struct hbd_import *hbd_import_find(struct hbd_session *s, uint64_t handle)
@@ -398,14 +432,16 @@ struct hbd_import *hbd_import_find(struct hbd_session *s, uint64_t handle)
 void hbd_import_release(struct hbd_session *s, struct hbd_import *im)
 {
 	struct hbd_buffer *b = im->buf;
-	bool current = im->gen == b->gen;
+	/* A hold never counted: its end is nobody's business but ours. */
+	bool current = !im->held && im->gen == b->gen;
 
 	hbc_list_remove(&im->link);
 	hbc_list_remove(&im->handle_link);
 	hbd_state_forget_import(s->d, im);
-	free(im);
 	s->dom->imports--;
+	s->n_held -= im->held;
 	b->importers--;
+	free(im);
 	if (current)
 		b->gen_importers--;
 	if (current && b->gen_importers == 0 && b->owner && b->has_hid)

@@ -232,6 +232,8 @@ static int do_import(struct hbd_session *s, const ClientMsg *cm, struct reply *r
 	int err;
 
 	err = wire_hid(cm->import->hid, &r->hid);
+	if (err == 0 && cm->import->hold)
+		return hbd_hold_take(s, cm->import, &im);
 	if (err == 0)
 		err = hbd_import(s, &r->hid, cm->import->flags, &im);
 	if (err < 0)
@@ -247,6 +249,11 @@ static int do_import(struct hbd_session *s, const ClientMsg *cm, struct reply *r
 	r->msg.body_case = SERVER_MSG__BODY_IMPORT;
 	r->msg.import = &r->import;
 	return 0;
+}
+
+static int do_holds(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
+{
+	return hbd_holds_set(s, cm->holds->on);
 }
 
 static int do_release(struct hbd_session *s, const ClientMsg *cm, struct reply *r)
@@ -437,6 +444,7 @@ static const struct {
     [CLIENT_MSG__BODY_TIMELINE_SHARE] = {do_timeline_share, false},
     [CLIENT_MSG__BODY_SUBSCRIBE] = {do_subscribe, false},
     [CLIENT_MSG__BODY_WATCH_ARM] = {do_watch_arm, false},
+    [CLIENT_MSG__BODY_HOLDS] = {do_holds, false},
 };
 
 /* Runs the handler of the request's body. */
@@ -514,6 +522,8 @@ static bool is_quiet(const ClientMsg *msg)
 {
 	return (msg->body_case == CLIENT_MSG__BODY_TIMELINE_SIGNAL &&
 		msg->timeline_signal->quiet) ||
+	       (msg->body_case == CLIENT_MSG__BODY_IMPORT && msg->import->hold &&
+		msg->import->quiet) ||
 	       (msg->body_case == CLIENT_MSG__BODY_WATCH_ARM && msg->watch_arm->quiet);
 }
 

@@ -52,6 +52,8 @@ static void adopt(struct hbd_session *s, struct hbd_session *r)
 	memcpy(s->token, r->token, HBP_TOKEN_LEN);
 	snprintf(s->label, sizeof(s->label), "%s", r->label);
 	s->attached = r->attached;
+	s->holds_on = r->holds_on;
+	s->n_held = r->n_held;
 	s->last_request = r->last_request;
 	hbp_bytes_free(&s->last_reply);
 	s->last_reply = r->last_reply;
@@ -93,6 +95,8 @@ int hbd_session_resume(struct hbd_session *s, const Hello *h, Welcome *w, int *r
 	}
 	adopt(s, r);
 	log_info("%s: resumed (pid %d)", s->label, (int)s->pid);
+	/* A hold framed in an event the client never read would keep its pages for good. */
+	hbd_holds_prune(s, h->holds, h->n_holds);
 	w->resumed = true;
 	w->last_request = s->last_request;
 	/* The one request whose effects were kept while its reply was lost: it again. */

@@ -180,6 +180,7 @@ void hbd_session_restart(struct hbd_session *s, const char *reason)
 	hbp_bytes_consume(&s->last_reply, s->last_reply.len);
 	s->last_request = 0;
 	s->reply_fd_group = 0;
+	s->holds_on = false; /* the next process on the channel asks for itself */
 	/* Nobody is left to read what the old session was owed; a frame already partly on the
 	 * wire is finished, so that the stream stays cut at frame boundaries. */
 	if (s->out.len > s->out_unsent)
@@ -333,6 +334,9 @@ static void session_write(struct hbd_session *s)
 
 	for (;;) {
 		r = hbd_session_fill(s);
+		/* The holds framed in events are in the state before the events leave (a state
+		 * that cannot be written is given up on and logged there, not this client's). */
+		hbd_state_commit(s->d);
 		if (r == 0)
 			r = flush_out(s);
 		if (r < 0) {

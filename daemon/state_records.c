@@ -54,6 +54,7 @@ int hbd_st_put_session(struct hbd_journal *j, const struct hbd_session *s)
 	m.last_request = s->last_request;
 	m.last_reply = (ProtobufCBinaryData){s->last_reply.len, s->last_reply.data};
 	m.reply_fd_group = s->reply_fd_group;
+	m.holds = s->holds_on;
 	rec.body_case = ST_RECORD__BODY_SESSION;
 	rec.session = &m;
 	return put(j, &rec);
@@ -124,6 +125,7 @@ int hbd_st_put_import(struct hbd_journal *j, const struct hbd_session *s,
 	m.buffer = im->buf->mem.handle;
 	m.gen = im->gen;
 	m.writable = im->writable;
+	m.held = im->held;
 	rec.body_case = ST_RECORD__BODY_IMPORT;
 	rec.import = &m;
 	return put(j, &rec);

@@ -148,6 +148,7 @@ static int build_session(void *ctx, const StRecord *rec)
 	snprintf(s->label, sizeof(s->label), "%s#%llu", dom->name, (unsigned long long)s->serial);
 	memcpy(s->token, m->token.data, HBP_TOKEN_LEN);
 	s->attached = m->attached;
+	s->holds_on = m->holds;
 	s->last_request = m->last_request;
 	s->reply_fd_group = m->reply_fd_group;
 	if (m->last_reply.len) {
@@ -298,10 +299,13 @@ static int build_import(void *ctx, const StRecord *rec)
 	im->buf = b;
 	im->gen = m->gen;
 	im->writable = m->writable;
+	im->held = m->held;
 	hbc_list_insert_tail(&s->imports, &im->link);
 	hbd_import_handle_add(bd->d, im);
 	b->importers++;
-	if (im->gen == b->gen)
+	if (im->held)
+		s->n_held++;
+	else if (im->gen == b->gen)
 		b->gen_importers++;
 	s->dom->imports++;
 	return 0;

@@ -161,7 +161,8 @@ static bool client_valid(const ClientMsg *m)
 		 * EOPNOTSUPP instead of dropping the session, so it is not a violation here. */
 		return true;
 	case CLIENT_MSG__BODY_HELLO:
-		return m->hello && token_ok(&m->hello->resume);
+		return m->hello && token_ok(&m->hello->resume) &&
+		       m->hello->n_holds <= HBP_HELLO_HOLDS_MAX;
 	case CLIENT_MSG__BODY_ATTACH:
 		return m->attach != NULL;
 	case CLIENT_MSG__BODY_ALLOC:
@@ -200,6 +201,8 @@ static bool client_valid(const ClientMsg *m)
 		return m->timeline_share != NULL;
 	case CLIENT_MSG__BODY_WATCH_ARM:
 		return m->watch_arm != NULL;
+	case CLIENT_MSG__BODY_HOLDS:
+		return m->holds != NULL;
 	case CLIENT_MSG__BODY_SUBSCRIBE:
 		return m->subscribe != NULL;
 	default:
@@ -210,6 +213,9 @@ static bool client_valid(const ClientMsg *m)
 static bool event_valid(const Event *ev)
 {
 	if (!meta_ok(&ev->meta))
+		return false;
+	/* A hold comes with EXPORTED only, and with the pages it holds. */
+	if ((ev->hold || ev->desc) && (ev->type != 1 || !ev->hold || !ev->desc))
 		return false;
 	switch (ev->type) {
 	case 1: /* HB_EVENT_EXPORTED .. HB_EVENT_RELEASED name a buffer */

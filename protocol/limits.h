@@ -27,10 +27,17 @@
 #define HBP_FEATURE_WATCH        4u  /* SyncOpen.watch and TimelineValue */
 #define HBP_FEATURE_SLOTS        8u  /* SyncReply.slot, TimelineSlot: a doorbell to wake it */
 #define HBP_FEATURE_LAZY         16u /* TimelineLazy: an owner may keep its signals to itself */
+#define HBP_FEATURE_HOLDS        32u /* Event.hold: EXPORTED carries an import made for us */
 /* What this daemon and library understand; the daemon keeps the bits both do. */
 #define HBP_FEATURES_KNOWN                                                                         \
 	(HBP_FEATURE_INLINE_REFS | HBP_FEATURE_QUIET_SIGNAL | HBP_FEATURE_WATCH |                  \
-	 HBP_FEATURE_SLOTS | HBP_FEATURE_LAZY)
+	 HBP_FEATURE_SLOTS | HBP_FEATURE_LAZY | HBP_FEATURE_HOLDS)
+
+/* Holds (PROTOCOL.md §3 "Holds"): a session has at most HBP_HOLDS_MAX imports made for its
+ * EXPORTED events and not yet taken or released; a resuming Hello names at most
+ * HBP_HELLO_HOLDS_MAX (those, and the ones its posted Imports took). */
+#define HBP_HOLDS_MAX       16u
+#define HBP_HELLO_HOLDS_MAX 128u
 
 /* Hard ceilings a configuration can't exceed. */
 #define HBP_META_LIMIT        4096u /* == HB_META_MAX in hyperbuf.h */
