@@ -230,8 +230,27 @@ struct hb_import;
  * (over gntdev's per-mapping limit).
  * The mapping stays valid until hb_import_release, even after the exporter unexports, frees
  * or dies (on Xen, a dead exporter's pages are then replaced by a private copy of them).
+ * With hb_set_holds on, read-only, of a small buffer (up to 64 pages) whose
+ * HB_EVENT_EXPORTED hb_next_event handed out last: the import came with the event, and this
+ * call asks the daemon nothing; it succeeds even if the exporter unexported or freed the
+ * buffer since the event, as an import made then would.
+ * A small read-only import may be a window on the pool the library maps anyway: read it only
+ * until hb_import_release, as any import.
  */
 struct hb_import *hb_import(struct hb_client *c, const struct hb_id *id, uint32_t flags);
+
+/*
+ * Holds (docs/PROTOCOL.md §3 "Holds"), off by default: on, the daemon makes with each
+ * HB_EVENT_EXPORTED of a small buffer (up to 64 pages) to this client the read-only import
+ * hb_import would ask for, so that importing it right after hb_next_event costs no round trip
+ * (docs/PERFORMANCE.md goal 4). The price is a contract: read your events. Until the next
+ * hb_next_event gives an unused one back, each event read or waiting in the queue keeps its
+ * buffer's pages from returning to the pool (at most 16 at a time; the exporter hears of
+ * nothing until the import is taken). Kept across daemon restarts.
+ * Errors: EINVAL (c NULL, on neither 0 nor 1), EOPNOTSUPP (the daemon does not make holds),
+ * the client's sticky error.
+ */
+int hb_set_holds(struct hb_client *c, int on);
 void *hb_import_data(struct hb_import *im);
 size_t hb_import_size(const struct hb_import *im);
 
@@ -303,7 +322,10 @@ struct hb_event {
 /*
  * Returns 0 and fills *ev with the oldest queued event, or -1/EAGAIN when none is queued. It
  * does not wait: use hb_get_fd + hb_dispatch. The queue is bounded (the daemon's event_queue);
- * on overflow the oldest events are kept and one HB_EVENT_OVERFLOW is queued.
+ * on overflow the oldest events are kept and one HB_EVENT_OVERFLOW is queued. The import an
+ * HB_EVENT_EXPORTED brings with hb_set_holds on is given back by the next call (which sends
+ * that, as other calls send what the library owes the daemon): import the buffer before
+ * asking for the next event to use it.
  */
 int hb_next_event(struct hb_client *c, struct hb_event *ev);
 

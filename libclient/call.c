@@ -177,6 +177,8 @@ int hbl_call(struct hb_client *c, ClientMsg *msg, ServerMsg__BodyCase want, stru
 	int r;
 
 	memset(reply, 0, sizeof(*reply));
+	/* A hold taken before this request is the daemon's to know first (hold.c). */
+	hbl_holds_send_takes(c);
 	r = hbl_conn_broken(&c->conn);
 	if (r < 0)
 		return r;
@@ -208,6 +210,7 @@ int hbl_call_batch(struct hb_client *c, ClientMsg *const *msgs, size_t n, Server
 	if (n > HBL_FLIGHT_MAX)
 		return -EINVAL;
 	memset(qs, 0, n * sizeof(*qs));
+	hbl_holds_send_takes(c);
 	r = hbl_conn_broken(&c->conn);
 	if (r < 0)
 		return r;
@@ -254,6 +257,12 @@ void hbl_reply_free(struct hbb_reply *reply)
 
 int hbl_post(struct hb_client *c, ClientMsg *msg)
 {
+	return hbl_post_hold(c, msg, 0);
+}
+
+int hbl_post_hold(struct hb_client *c, ClientMsg *msg, uint64_t hold)
+{
+	hbl_holds_send_takes(c);
 	struct hbl_calls *calls = &c->calls;
 	struct hbl_posted *p;
 	int r = hbl_conn_broken(&c->conn);
@@ -264,7 +273,7 @@ int hbl_post(struct hb_client *c, ClientMsg *msg)
 		return -EAGAIN;
 	hbp_bytes_consume(&c->conn.tx, c->conn.tx.len);
 	p = &calls->posted[calls->n_posted];
-	*p = (struct hbl_posted){0};
+	*p = (struct hbl_posted){.hold = hold};
 	r = put_request(c, msg, &p->id, &p->frame, &p->frame_len);
 	if (r < 0)
 		return r;

@@ -233,6 +233,7 @@ static void client_destroy(struct hb_client *c)
 	hbl_conn_close(&c->conn);
 	hbl_memory_close(c);
 	hbl_events_free(&c->events);
+	hbl_holds_fini(c);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }

@@ -59,6 +59,7 @@ struct hb_client {
 	struct hbl_calls calls;    /* call.c */
 	struct hbl_memory mem;     /* memory.c */
 	struct hbl_events events;  /* events.c */
+	struct hbl_holds holds;    /* hold.c */
 	struct hbl_fences fences;  /* sync.c */
 	struct hbc_list timelines; /* timeline.c: struct hb_timeline */
 	struct hbc_list buffers;   /* buffer.c: struct hb_buffer */
@@ -177,6 +178,10 @@ static inline void hbl_unlock(struct hb_client *c)
 	for (int i = 0; i < 4 && c->lazy_owed && hbl_timelines_flush(c); i++)
 		if (c->conn.rx.len >= HBP_FRAME_HEADER)
 			hbl_route_buffered(c);
+	/* Likewise the holds to give back. */
+	if ((c->holds.n_owed || c->holds.n_taking) && hbl_holds_flush(c) &&
+	    c->conn.rx.len >= HBP_FRAME_HEADER)
+		hbl_route_buffered(c);
 	pthread_mutex_unlock(&c->lock);
 }
 

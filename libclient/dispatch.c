@@ -22,8 +22,10 @@ static void route_event(struct hb_client *c, const Event *ev)
 
 	/* A restarted daemon sends again the events it cannot know we took: once is enough. */
 	if (ev->seq) {
-		if (ev->seq <= c->events.last_seq)
+		if (ev->seq <= c->events.last_seq) {
+			hbl_hold_drop(c, ev->hold);
 			return;
+		}
 		c->events.last_seq = ev->seq;
 	}
 

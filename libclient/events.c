@@ -57,6 +57,7 @@ void hbl_events_push(struct hb_client *c, const Event *ev)
 {
 	struct hbl_events *q = &c->events;
 	struct hbl_event_node *n;
+	size_t desc_len;
 
 	/* A newer daemon may know more event types than we do: skip them, they are not ours
 	 * to report. Fence events are the library's own (hbl_events_push_fence), made from
@@ -65,15 +66,25 @@ void hbl_events_push(struct hb_client *c, const Event *ev)
 	    ev->type == HB_EVENT_FENCE)
 		return;
 	if (ev->type == HB_EVENT_OVERFLOW || q->count >= q->depth) {
+		hbl_hold_drop(c, ev->hold);
 		queue_overflow(q);
 		return;
 	}
-	n = malloc(sizeof(*n) + ev->meta.len);
+	/* The frame codec let a hold through only with its desc (frame.c). */
+	desc_len = ev->hold ? buffer_desc__get_packed_size(ev->desc) : 0;
+	n = malloc(sizeof(*n) + ev->meta.len + desc_len);
 	if (!n) {
+		hbl_hold_drop(c, ev->hold);
 		queue_overflow(q);
 		return;
 	}
 	memset(n, 0, sizeof(*n));
+	if (ev->hold) {
+		n->hold = ev->hold;
+		n->hold_info = ev->flags;
+		n->desc = n->meta + ev->meta.len;
+		n->desc_len = (uint32_t)buffer_desc__pack(ev->desc, n->desc);
+	}
 	n->type = (enum hb_event_type)ev->type;
 	if (ev->hid.len)
 		memcpy(n->id.bytes, ev->hid.data, sizeof(n->id.bytes));
@@ -159,6 +170,8 @@ HBL_PUBLIC int hb_next_event(struct hb_client *c, struct hb_event *ev)
 	if (!c || !ev)
 		return hbl_fail(-EINVAL);
 	hbl_lock(c);
+	/* The hold of the event handed out before is not wanted any more (hold.c). */
+	hbl_holds_given(c, NULL);
 	n = c->events.head;
 	if (!n) {
 		/* Events that arrived before a break are still handed out; after them, the
@@ -173,14 +186,17 @@ HBL_PUBLIC int hb_next_event(struct hb_client *c, struct hb_event *ev)
 	c->events.count--;
 	if (!c->events.spare)
 		c->events.spare = malloc(sizeof(*c->events.spare));
-	hbl_unlock(c);
-
 	ev->type = n->type;
 	ev->id = n->id;
 	ev->domain = n->domain;
 	ev->size = n->size;
 	ev->meta_len = n->meta_len < HB_META_MAX ? n->meta_len : HB_META_MAX;
 	memcpy(ev->meta, n->meta, ev->meta_len);
-	free(n);
+	/* One with a hold is kept for hb_import until the next event is asked for. */
+	if (n->hold)
+		hbl_holds_given(c, n);
+	else
+		free(n);
+	hbl_unlock(c);
 	return 0;
 }

@@ -29,6 +29,12 @@ HBL_PUBLIC struct hb_import *hb_import(struct hb_client *c, const struct hb_id *
 	if (!c || !id || (flags & ~HB_IMPORT_WRITE))
 		return errno = EINVAL, NULL;
 	hbl_lock(c);
+	/* The event that told of it may have brought the import with it (hold.c). */
+	im = hbl_hold_take(c, id, flags);
+	if (im) {
+		hbl_unlock(c);
+		return im;
+	}
 	imp.hid.len = sizeof(id->bytes);
 	imp.hid.data = (uint8_t *)id->bytes;
 	imp.flags = flags;

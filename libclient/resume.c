@@ -78,6 +78,7 @@ static int resume_hello(struct hb_client *c, uint32_t pending, uint32_t *last)
 	Hello h = HELLO__INIT;
 	ClientMsg m = CLIENT_MSG__INIT;
 	struct hbb_reply reply;
+	uint64_t holds[HBP_HELLO_HOLDS_MAX];
 	const Welcome *w;
 	int r;
 
@@ -86,6 +87,9 @@ static int resume_hello(struct hb_client *c, uint32_t pending, uint32_t *last)
 	h.features = c->offered;
 	h.resume = (ProtobufCBinaryData){HBP_TOKEN_LEN, c->resume.token};
 	h.pending = pending;
+	/* The daemon gives back every other hold: one in an event we never read would stay. */
+	h.holds = holds;
+	h.n_holds = hbl_holds_known(c, holds, HBP_HELLO_HOLDS_MAX);
 	m.body_case = CLIENT_MSG__BODY_HELLO;
 	m.hello = &h;
 	r = hbl_call(c, &m, SERVER_MSG__BODY_WELCOME, &reply);
@@ -97,6 +101,7 @@ static int resume_hello(struct hb_client *c, uint32_t pending, uint32_t *last)
 	if (r == 0) {
 		*last = w->last_request;
 		hbl_take_resume(c, w);
+		hbl_holds_resumed(c);
 	}
 	hbl_reply_free(&reply);
 	return r;
