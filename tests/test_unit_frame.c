@@ -719,6 +719,47 @@ TEST(hid_wrong_length_rejected)
 	server_msg__free_unpacked(b, NULL);
 }
 
+/* A hold comes with EXPORTED only, and never without the pages it holds (PROTOCOL.md §3
+ * "Holds"); a Hello names at most HBP_HELLO_HOLDS_MAX. */
+TEST(holds_in_events_and_hellos)
+{
+	static uint8_t buf[4096];
+	static uint64_t holds[HBP_HELLO_HOLDS_MAX + 1];
+	static const uint8_t hid[16] = {2, 0, 0, 0, 1};
+	ServerMsg s = SERVER_MSG__INIT, *b;
+	ClientMsg m = CLIENT_MSG__INIT, *c;
+	Event ev = EVENT__INIT;
+	BufferDesc desc = BUFFER_DESC__INIT;
+	Hello h = HELLO__INIT;
+
+	s.body_case = SERVER_MSG__BODY_EVENT;
+	s.event = &ev;
+	ev.type = 1; /* EXPORTED */
+	ev.hid = bin(hid, 16);
+	ev.hold = 7;
+	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
+	ev.desc = &desc;
+	b = hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf)));
+	CHECK(b && b->event->hold == 7 && b->event->desc);
+	server_msg__free_unpacked(b, NULL);
+	ev.hold = 0; /* pages and no hold */
+	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
+	ev.hold = 7;
+	ev.type = 3; /* IMPORTED */
+	CHECK(hbp_frame_get_server(buf, pack_raw(&s.base, buf, sizeof(buf))) == NULL);
+
+	m.id = 1;
+	m.body_case = CLIENT_MSG__BODY_HELLO;
+	m.hello = &h;
+	h.holds = holds;
+	h.n_holds = HBP_HELLO_HOLDS_MAX;
+	c = hbp_frame_get_client(buf, pack_raw(&m.base, buf, sizeof(buf)));
+	CHECK(c);
+	client_msg__free_unpacked(c, NULL);
+	h.n_holds = HBP_HELLO_HOLDS_MAX + 1;
+	CHECK(hbp_frame_get_client(buf, pack_raw(&m.base, buf, sizeof(buf))) == NULL);
+}
+
 TEST(oversized_meta_rejected)
 {
 	static uint8_t meta[HBP_META_LIMIT + 1];
