@@ -173,6 +173,7 @@ enum {
 	CMD_FENCE_HOST,    /* CMD_FENCE between vm1 and a host client in vm2's process */
 	CMD_FENCE_WATCHED, /* CMD_FENCE on watches, without fence slots */
 	CMD_FENCE_LAZY,    /* CMD_FENCE with lazy records on both timelines */
+	CMD_HOLDS,         /* hb_set_holds(seed) in the importer, which answers with a record */
 };
 
 /* The host's channel, for CMD_FENCE_HOST; set before the importer is forked. */
@@ -360,6 +361,12 @@ static int importer_main(const char *address, int fd)
 				hb_disconnect(c);
 				return 0;
 			}
+			if (m.cmd == CMD_HOLDS) {
+				rec.error = hb_set_holds(c, (int)m.seed) < 0 ? errno : 0;
+				if (tool_write_full(fd, &rec, sizeof(rec)) < 0)
+					goto err;
+				continue;
+			}
 			if (is_fence(m.cmd) || m.cmd == CMD_PING_SOCK || m.cmd == CMD_PING_EFD) {
 				if (importer_ping(c, address, &m, fd) < 0)
 					goto err;
@@ -543,6 +550,23 @@ static int share_once(struct bench *bn, struct hb_buffer *b, struct bench_meta *
 	if (rec->error) {
 		fprintf(stderr, "%s: importer: %s\n", argv0,
 			rec->error < 0 ? "wrong bytes" : strerror(rec->error));
+		return -1;
+	}
+	return 0;
+}
+
+/* (a) with or without holds (docs/PROTOCOL.md §3 "Holds"): the importer turns them on or off,
+ * told through an export of b as every command, and says when it did. */
+static int set_holds(struct bench *bn, struct hb_buffer *b, int on)
+{
+	struct bench_meta m = {.magic = META_MAGIC, .cmd = CMD_HOLDS, .seed = (uint64_t)on};
+	struct record rec = {0};
+	struct hb_id id;
+
+	if (hb_export(b, &m, sizeof(m), 0, &id) < 0 ||
+	    tool_read_full(bn->rec_fd, &rec, sizeof(rec), STEP_MS) < 0 || rec.error) {
+		fprintf(stderr, "%s: the importer could not turn holds %s: %s\n", argv0,
+			on ? "on" : "off", strerror(rec.error ? rec.error : errno));
 		return -1;
 	}
 	return 0;
@@ -839,19 +863,19 @@ int main(int argc, char **argv)
 	};
 	static const size_t sizes[] = {4096, 1u << 20, 8u << 20, 64u << 20};
 	static const unsigned iters_full[] = {200, 50, 20, 9};
-	struct blob_result blobs[4];
+	struct blob_result blobs[4], asked;
 	struct frame_result fr_hb[2], fr_sock[2];
 	struct bench bn = {.rec_fd = -1, .sock = -1};
 	struct bench_dir bd;
 	struct tool_daemon_spawn ds;
 	struct helper_start importer, reader;
-	struct hb_buffer *fb = NULL;
+	struct hb_buffer *fb = NULL, *holdb = NULL;
 	const char *daemon = NULL, *holder = NULL;
 	unsigned frames = 300, div = 1;
 	bool only_fps = false;
 	int opt, ret, rec[2], sp[2], status, rc = 1;
 	bool ok = false;
-	char ready, b1[32];
+	char ready, b1[32], b2[48];
 
 	argv0 = argv[0];
 	while ((opt = getopt_long(argc, argv, "d:H:qn:o:h", longopts, NULL)) != -1) {
@@ -949,24 +973,36 @@ int main(int argc, char **argv)
 	printf("\n(a) share and verify every byte, median of N runs\n");
 	printf("    hyperbuf: export -> event -> import (read-only) -> tool_pattern_check, "
 	       "timed in the importer from just before hb_export\n");
+	printf("    the importer turned holds on (hb_set_holds): a small buffer's import comes "
+	       "with its event; \"asked\": holds off, hb_import asks the daemon\n");
 	printf("    baseline: mmap(MAP_SHARED|MAP_POPULATE) of a memfd -> tool_pattern_check, "
 	       "one process\n");
-	printf("    %-8s %4s | %10s %10s %10s %8s | %10s %10s %8s | %s\n", "size", "N", "hyperbuf",
+	printf("    %-13s %4s | %10s %10s %10s %8s | %10s %10s %8s | %s\n", "size", "N", "hyperbuf",
 	       "(import)", "(verify)", "GB/s", "baseline", "(mmap)", "GB/s", "ratio vs baseline");
-	for (int i = 0; i < 4; i++) {
-		struct blob_result *r = &blobs[i];
-		unsigned n = iters_full[i] / div < 3 ? 3 : iters_full[i] / div;
+	holdb = hb_buffer_alloc(bn.c, 2, 4096, 0);
+	if (!holdb || set_holds(&bn, holdb, 1) < 0)
+		goto out_client;
+	for (int i = 0; i < 5; i++) {
+		struct blob_result *r = i < 4 ? &blobs[i] : &asked;
+		unsigned n = iters_full[i % 4] / div < 3 ? 3 : iters_full[i % 4] / div;
 
-		if (bench_blob(&bn, sizes[i], n, r) < 0)
+		/* Last, 4 KiB again the way it went before holds; they stay off for (b) and (c). */
+		if (i == 4 && set_holds(&bn, holdb, 0) < 0)
 			goto out_client;
-		printf("    %-8s %4u | %8.3fms %8.3fms %8.3fms %8.2f | %8.3fms %8.3fms %8.2f | "
+		if (bench_blob(&bn, sizes[i % 4], n, r) < 0)
+			goto out_client;
+		snprintf(b2, sizeof(b2), "%s%s", size_name(r->size, b1, sizeof(b1)),
+			 i == 4 ? ", asked" : "");
+		printf("    %-13s %4u | %8.3fms %8.3fms %8.3fms %8.2f | %8.3fms %8.3fms %8.2f | "
 		       "%.2fx the time\n",
-		       size_name(r->size, b1, sizeof(b1)), r->iters, r->hb_total / 1e6,
-		       r->hb_import / 1e6, r->hb_verify / 1e6, r->size / (double)r->hb_total,
-		       r->base_total / 1e6, r->base_map / 1e6, r->size / (double)r->base_total,
+		       b2, r->iters, r->hb_total / 1e6, r->hb_import / 1e6, r->hb_verify / 1e6,
+		       r->size / (double)r->hb_total, r->base_total / 1e6, r->base_map / 1e6,
+		       r->size / (double)r->base_total,
 		       (double)r->hb_total / (double)(r->base_total ? r->base_total : 1));
 		fflush(stdout);
 	}
+	hb_buffer_free(holdb);
+	holdb = NULL;
 
 	fb = hb_buffer_alloc(bn.c, 2, TOOL_FRAME_BYTES, 0);
 	if (!fb) {
@@ -1081,6 +1117,8 @@ int main(int argc, char **argv)
 		    (double)(pr[0].cost[1].d_msgs - pr[0].cost[0].d_msgs) / rounds;
 		goals.share_4k_ratio = (double)blobs[0].hb_total /
 				       (double)(blobs[0].base_total ? blobs[0].base_total : 1);
+		goals.share_4k_asked =
+		    (double)asked.hb_total / (double)(asked.base_total ? asked.base_total : 1);
 		goals.daemon_us_per_fence_round =
 		    relay_cost_daemon_us(&pr[0].cost[0], &pr[0].cost[1], rounds);
 		goals.daemon_calls_per_msg = relay_cost_daemon_calls(&req_cost[0], &req_cost[1]);
@@ -1102,6 +1140,8 @@ out_client:
 			hb_buffer_free(qb);
 		if (fb)
 			hb_buffer_free(fb);
+		if (holdb)
+			hb_buffer_free(holdb);
 		hb_disconnect(bn.c);
 	}
 out_children:

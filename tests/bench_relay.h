@@ -37,7 +37,8 @@ struct relay_goals {
 	double request_rt_ratio;    /* hb_query round trip p50 / socketpair round trip p50 */
 	double lib_per_request;     /* library system calls per request */
 	double lib_per_wait;        /* per hb_sync_wait: a fence round's, less its two requests' */
-	double share_4k_ratio;      /* 4 KiB export -> import / mmap+populate */
+	double share_4k_ratio;      /* 4 KiB export -> import / mmap+populate, with holds */
+	double share_4k_asked;      /* the same when the importer asks (hb_set_holds off) */
 	double daemon_us_per_fence_round;
 	double daemon_msgs_per_fence_round; /* messages in and out (hyperbufctl stats) */
 	double daemon_calls_per_msg;        /* requests: the daemon's system calls per message */
