@@ -202,6 +202,10 @@ static inline ProtobufCBinaryData hbl_wire_hid(const struct hb_id *id)
  * broken client). */
 void hbl_buffer_destroy(struct hb_buffer *b);
 void hbl_import_destroy(struct hb_import *im);
+/* import.c: the import of the pages ir describes (a reply to Import, or a hold's event), not
+ * yet listed; NULL and *err. */
+struct hb_import *hbl_import_map(struct hb_client *c, const ImportReply *ir, const struct hb_id *id,
+				 bool writable, int *err);
 void hbl_timelines_destroy(struct hb_client *c);
 /* Waits until the daemon has every signal sent without waiting (one awaited no-op signal), if
  * any is unanswered: before a disconnect, so none is left unread behind the hang-up. */

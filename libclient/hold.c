@@ -146,32 +146,21 @@ bool hbl_holds_flush(struct hb_client *c)
 static struct hb_import *map_hold(struct hb_client *c, const struct hbl_event_node *n)
 {
 	ImportReply ir = IMPORT_REPLY__INIT;
-	struct hb_import *im;
+	struct hb_import *im = NULL;
 	int r = -ENOMEM;
 
 	ir.desc = buffer_desc__unpack(NULL, n->desc_len, n->desc);
-	im = calloc(1, sizeof(*im) + n->meta_len);
-	if (ir.desc && im) {
+	if (ir.desc) {
 		ir.import = n->hold;
 		ir.exporter = n->domain;
 		ir.flags = n->hold_info;
-		r = c->mem.ops->import(c->mem.state, &ir, false, &im->map);
-	}
-	if (ir.desc)
+		ir.meta = (ProtobufCBinaryData){n->meta_len, (uint8_t *)n->meta};
+		im = hbl_import_map(c, &ir, &n->id, false, &r);
 		buffer_desc__free_unpacked(ir.desc, NULL);
-	if (r < 0) {
+	}
+	if (!im)
 		log_debug("hold %llu: cannot map it (%s); importing instead",
 			  (unsigned long long)n->hold, strerror(-r));
-		free(im);
-		return NULL;
-	}
-	im->client = c;
-	im->handle = n->hold;
-	im->hid = n->id;
-	im->exporter = n->domain;
-	im->flags = n->hold_info;
-	im->meta_len = n->meta_len;
-	memcpy(im->meta, n->meta, n->meta_len);
 	return im;
 }
 

@@ -16,6 +16,37 @@ static int send_release(struct hb_client *c, uint64_t handle)
 	return hbl_call_simple(c, &m);
 }
 
+struct hb_import *hbl_import_map(struct hb_client *c, const ImportReply *ir, const struct hb_id *id,
+				 bool writable, int *err)
+{
+	/* The frame codec bounded the metadata by HBP_META_LIMIT == HB_META_MAX. */
+	struct hb_import *im = calloc(1, sizeof(*im) + ir->meta.len);
+	int r;
+
+	if (!im) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	/* Read-only unless asked: the mapping itself enforces it, a write faults. On Xen the
+	 * grants are the exporter's (read-only ones unless it allowed writing). */
+	r = c->mem.ops->import(c->mem.state, ir, writable, &im->map);
+	if (r < 0) {
+		free(im);
+		*err = r;
+		return NULL;
+	}
+	im->client = c;
+	im->handle = ir->import;
+	im->hid = *id;
+	im->exporter = ir->exporter;
+	im->flags = ir->flags;
+	im->writable = writable;
+	im->meta_len = (uint32_t)ir->meta.len;
+	if (ir->meta.len)
+		memcpy(im->meta, ir->meta.data, ir->meta.len);
+	return im;
+}
+
 HBL_PUBLIC struct hb_import *hb_import(struct hb_client *c, const struct hb_id *id, uint32_t flags)
 {
 	Import imp = IMPORT__INIT;
@@ -45,33 +76,14 @@ HBL_PUBLIC struct hb_import *hb_import(struct hb_client *c, const struct hb_id *
 		goto err_unlock;
 	ir = reply.msg->import;
 	handle = ir->import;
-	/* The frame codec bounded the metadata by HBP_META_LIMIT == HB_META_MAX. */
-	im = calloc(1, sizeof(*im) + ir->meta.len);
-	if (!im) {
-		r = -ENOMEM;
+	im = hbl_import_map(c, ir, id, flags & HB_IMPORT_WRITE, &r);
+	if (!im)
 		goto err_reply;
-	}
-	/* Read-only unless asked: the mapping itself enforces it, a write faults. On Xen the
-	 * grants are the exporter's (read-only ones unless it allowed writing). */
-	r = c->mem.ops->import(c->mem.state, ir, flags & HB_IMPORT_WRITE, &im->map);
-	if (r < 0)
-		goto err_import;
-	im->client = c;
-	im->handle = handle;
-	im->hid = *id;
-	im->exporter = ir->exporter;
-	im->flags = ir->flags;
-	im->writable = flags & HB_IMPORT_WRITE;
-	im->meta_len = (uint32_t)ir->meta.len;
-	if (ir->meta.len)
-		memcpy(im->meta, ir->meta.data, ir->meta.len);
 	hbl_reply_free(&reply);
 	hbc_list_insert_tail(&c->imports, &im->link);
 	hbl_unlock(c);
 	return im;
 
-err_import:
-	free(im);
 err_reply:
 	hbl_reply_free(&reply);
 	/* The daemon counts this import (and told the exporter): give it back. */
