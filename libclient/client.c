@@ -116,7 +116,8 @@ int hbl_pub_fd_sync(struct hb_client *c)
 	size_t n = hbl_pollfds(c, pfd, sizeof(pfd) / sizeof(pfd[0]));
 
 	for (size_t i = 0; i < n; i++) {
-		struct epoll_event ev = {.events = EPOLLIN};
+		/* The fd in data: hb_dispatch reads only what its epoll_wait names. */
+		struct epoll_event ev = {.events = EPOLLIN, .data.fd = pfd[i].fd};
 
 		if (epoll_ctl(c->conn.pub_fd, EPOLL_CTL_ADD, pfd[i].fd, &ev) < 0 && errno != EEXIST)
 			return -errno;

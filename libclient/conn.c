@@ -75,6 +75,7 @@ void hbl_conn_replace(struct hbl_conn *conn, const struct hbb_transport *tp)
 		conn->tp.ops->close(&conn->tp, true);
 	}
 	conn->tp = *tp;
+	ev.data.fd = conn->tp.fd;
 	if (conn->pub_fd >= 0)
 		epoll_ctl(conn->pub_fd, EPOLL_CTL_ADD, conn->tp.fd, &ev);
 	hbl_conn_reset_input(conn);

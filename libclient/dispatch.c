@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/epoll.h>
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -157,27 +158,52 @@ void hbl_polled(struct hb_client *c, const struct pollfd *pfd, size_t n)
 		c->mem.ops->polled(c->mem.state, pfd + 1, n - 1);
 }
 
+/* What epoll_wait said of hb_get_fd's set, as hbl_polled takes it: the reads that follow skip
+ * the fds with nothing (a doorbell rang: no recvmsg on the channel; a frame came: no read of
+ * the ivshmem socket; nothing at all: no read). Ready fds that are none of the client's (an
+ * answer that says nothing useful) leave everything to be read. */
+static void dispatch_polled(struct hb_client *c, const struct epoll_event *ev, int nev)
+{
+	struct pollfd pfd[HBL_POLLFDS_MAX];
+	size_t n = hbl_pollfds(c, pfd, HBL_POLLFDS_MAX);
+	bool named = false;
+
+	for (size_t i = 0; i < n; i++) {
+		pfd[i].revents = 0;
+		for (int k = 0; k < nev; k++)
+			if (ev[k].data.fd == pfd[i].fd) {
+				/* EPOLLIN, EPOLLERR and EPOLLHUP have poll's values. */
+				uint32_t e = ev[k].events & (EPOLLIN | EPOLLERR | EPOLLHUP);
+
+				pfd[i].revents = (short)e;
+				named = true;
+			}
+	}
+	if (named || nev == 0)
+		hbl_polled(c, pfd, n);
+}
+
 HBL_PUBLIC int hb_dispatch(struct hb_client *c, int timeout_ms)
 {
-	struct pollfd pfd[1];
+	struct epoll_event ev[HBL_POLLFDS_MAX];
 	uint64_t deadline = 0;
-	size_t npfd = 1;
-	int r;
+	int nev, r;
 
 	if (!c)
 		return hbl_fail(-EINVAL);
 	/* Buffers and imports whose dma-bufs nobody holds any more go now. */
 	hbl_dmabufs_reap(c);
-	/* The epoll set of every fd the client reads: the same fd for the client's life, even
-	 * when a resume replaces the transport in it. */
-	pfd[0] = (struct pollfd){.fd = c->conn.pub_fd, .events = POLLIN};
 	if (timeout_ms > 0)
 		deadline = hbc_now_ms() + (uint64_t)timeout_ms;
+	/* One epoll_wait says what to read, where reading every fd would cost a call each. */
+	nev = epoll_wait(c->conn.pub_fd, ev, HBL_POLLFDS_MAX, 0);
 	for (;;) {
 		int wait = timeout_ms;
 		bool queued;
 
 		hbl_lock(c);
+		if (nev >= 0)
+			dispatch_polled(c, ev, nev);
 		r = hbl_pump(c, HBL_DISPATCH_BATCH);
 		hbl_watches_settle(c);
 		/* Events a blocking call already read from the socket leave the fd quiet:
@@ -197,8 +223,11 @@ HBL_PUBLIC int hb_dispatch(struct hb_client *c, int timeout_ms)
 		}
 		/* Wait without the lock, so other threads' calls are not held up by a long
 		 * dispatch. Whatever woke us may have been taken by one of those calls (its
-		 * events are queued all the same): then we simply wait again. */
-		if (poll(pfd, npfd, wait) < 0 && errno != EINTR)
+		 * events are queued all the same): then we simply wait again. The epoll set of
+		 * every fd the client reads is the same fd for the client's life, even when a
+		 * resume replaces the transport in it. */
+		nev = epoll_wait(c->conn.pub_fd, ev, HBL_POLLFDS_MAX, wait);
+		if (nev < 0 && errno != EINTR)
 			return -1;
 	}
 }

@@ -706,3 +706,45 @@ TEST(dispatch_returns_with_queued_events)
 	hb_disconnect(v2);
 	IT_STOP(&d);
 }
+
+/* hb_dispatch reads only what its epoll_wait says is ready: nothing when nothing came (before,
+ * every call read the channel and the ivshmem socket, to find them empty), the channel alone
+ * when a frame came. */
+TEST(dispatch_reads_only_what_is_ready)
+{
+	struct hbt_daemon d;
+	struct hb_client *v1, *v2;
+	struct hb_counters c0, c1;
+	struct hb_buffer *b;
+	struct hb_event ev;
+	struct hb_id id;
+
+	hbt_daemon_start(&d, NULL);
+	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
+	v2 = IT_CONNECT(hbt_addr_vm(&d, 2));
+	it_drain(v1);
+	it_drain(v2);
+	CHECK_EQ(hb_counters(v2, &c0), 0);
+	for (int i = 0; i < 10; i++)
+		CHECK_EQ(hb_dispatch(v2, 0), 0);
+	CHECK_EQ(hb_dispatch(v2, 50), 0);
+	CHECK_EQ(hb_counters(v2, &c1), 0);
+	CHECK_EQ(c1.recvs - c0.recvs, 0);
+
+	b = IT_ALLOC(v1, 2, 4096, 0);
+	for (int i = 0; i < 5; i++) {
+		IT_EXPORT(b, "r", 1, &id);
+		CHECK_EQ(hb_counters(v2, &c0), 0);
+		CHECK(hb_dispatch(v2, 2000) >= 1);
+		CHECK_EQ(hb_counters(v2, &c1), 0);
+		CHECK_EQ(c1.recvs - c0.recvs, 1);
+		CHECK_EQ(hb_next_event(v2, &ev), 0);
+		CHECK_EQ(ev.type, HB_EVENT_EXPORTED);
+		CHECK(hb_id_equal(&ev.id, &id));
+		CHECK_ERR(hb_next_event(v2, &ev), EAGAIN);
+	}
+	hb_buffer_free(b);
+	hb_disconnect(v1);
+	hb_disconnect(v2);
+	IT_STOP(&d);
+}
