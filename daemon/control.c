@@ -228,6 +228,7 @@ CtlImport *hbd_ctl_import(const struct hbd_session *s, const struct hbd_import *
 	ci->size = im->buf->mem.size;
 	ci->writable = im->writable;
 	ci->id = im->handle;
+	ci->held = im->held;
 	return ci;
 }
 

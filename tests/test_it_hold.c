@@ -57,6 +57,20 @@ static int write_child(void *p)
 	return 0;
 }
 
+/* hyperbufctl imports lists the one import, held (not taken yet) or not, in JSON and in its
+ * TAKEN column. */
+static void ctl_imports_held(struct hx *x, bool held)
+{
+	char out[4096];
+
+	CHECK_EQ(hbt_ctl(&x->d, out, sizeof(out), "--json imports"), 0);
+	if (!strstr(out, held ? "\"held\":true" : "\"held\":false"))
+		hbt_fail(__FILE__, __LINE__, "imports --json, held %d expected:\n%s", held, out);
+	CHECK_EQ(hbt_ctl(&x->d, out, sizeof(out), "imports"), 0);
+	if (!strstr(out, "TAKEN") || !strstr(out, held ? " ro    no" : " ro    yes"))
+		hbt_fail(__FILE__, __LINE__, "imports, held %d expected:\n%s", held, out);
+}
+
 /* The daemon stopped (SIGSTOP) cannot answer: hb_import of the event's buffer returns anyway,
  * with the right bytes. The exporter hears of the import once the importer's library runs
  * again (its next call) and the daemon too. */
@@ -73,6 +87,8 @@ TEST(hold_imports_without_asking_the_daemon)
 	hx_start(&x, false);
 	b = share(&x, 4096, 0, 5, &id);
 	CHECK_EQ(IT_STAT(&x.d, "holds_made"), 1);
+	/* The control listing tells the hold from an import the importer has. */
+	ctl_imports_held(&x, true);
 	CHECK_EQ(kill(x.d.pid, SIGSTOP), 0);
 	im = hb_import(x.v2, &id, 0);
 	CHECK_EQ(kill(x.d.pid, SIGCONT), 0);
@@ -86,6 +102,7 @@ TEST(hold_imports_without_asking_the_daemon)
 	IT_WAIT_EVENT(x.v1, HB_EVENT_IMPORTED, &ev);
 	CHECK_EQ(ev.domain, 2);
 	IT_CHECK_STAT(&x.d, "holds_taken", 1);
+	ctl_imports_held(&x, false);
 	CHECK_EQ(IT_STAT(&x.d, "imports_total"), 1);
 	IT_QUERY(x.v1, &id, &info);
 	CHECK_EQ(info.importers, 1);

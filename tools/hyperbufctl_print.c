@@ -374,6 +374,13 @@ static const struct field import_fields[] = {
      .off = offsetof(CtlImport, writable),
      .yes = "rw",
      .no = "ro"},
+    /* A hold the importer has not taken yet: it may go back unused (PROTOCOL.md §3). */
+    {.key = "held",
+     .header = "TAKEN",
+     .kind = F_BOOL,
+     .off = offsetof(CtlImport, held),
+     .yes = "no",
+     .no = "yes"},
 };
 
 /* Timeline ids are 64-bit (a random epoch and a counter): printed in full, in decimal, as
