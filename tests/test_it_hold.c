@@ -5,6 +5,7 @@
  * is asked for; a session has at most HBP_HOLDS_MAX; holds survive a restart, and the ones a
  * resuming client does not name go back. Forged takes are refused.
  */
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 
@@ -521,4 +522,35 @@ TEST(holds_not_named_on_resume_go_back)
 	it_raw_close(&r);
 	hb_disconnect(v1);
 	IT_STOP(&d);
+}
+
+/* The daemon's answer to a give-back (a posted Release) and the event behind it come in one
+ * read: hb_dispatch routes both. Were it to stop at the answer, as at a call's reply, the event
+ * would sit in the library's input where no poll of hb_get_fd shows it. */
+TEST(a_posted_answer_does_not_stop_routing)
+{
+	struct hx x;
+	struct hb_buffer *a, *b;
+	struct hb_event ev;
+	struct hb_id ida, idb;
+	struct pollfd pfd;
+
+	hx_start(&x, false);
+	a = share(&x, 4096, 0, 8, &ida);
+	/* The hold of a, handed out and not imported, goes back: a posted Release. */
+	CHECK_ERR(hb_next_event(x.v2, &ev), EAGAIN);
+	/* Taken back: the answer is on its way, ahead of the next event. */
+	IT_CHECK_STAT(&x.d, "imports", 0);
+	b = IT_ALLOC(x.v1, 2, 4096, 0);
+	IT_EXPORT(b, "n", 1, &idb);
+	pfd = (struct pollfd){.fd = hb_get_fd(x.v2), .events = POLLIN};
+	CHECK_EQ(poll(&pfd, 1, 5000), 1);
+	CHECK_EQ(hb_dispatch(x.v2, 0), 2);
+	CHECK_EQ(hb_next_event(x.v2, &ev), 0);
+	CHECK_EQ(ev.type, HB_EVENT_EXPORTED);
+	CHECK(hb_id_equal(&ev.id, &idb));
+	CHECK_ERR(hb_next_event(x.v2, &ev), EAGAIN);
+	hb_buffer_free(b);
+	hb_buffer_free(a);
+	hx_stop(&x);
 }
