@@ -1,12 +1,23 @@
 /*
  * Events (API.md "Events", PROTOCOL.md §3 Event): who gets which event with which fields, the
  * bounded queue keeping the oldest and adding one OVERFLOW exactly where events were lost,
- * DOMAIN_GONE, and hb_dispatch returning at once while events are queued.
+ * DOMAIN_GONE, hb_dispatch returning at once while events are queued and reading only what
+ * is ready.
  */
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
 
 #include "tests/it_common.h"
+
+/* A daemon on its default config, vm1 and vm2 connected, with what their arrival brought read. */
+static void two_vms(struct hbt_daemon *d, struct hb_client **v1, struct hb_client **v2)
+{
+	hbt_daemon_start(d, NULL);
+	*v1 = IT_CONNECT(hbt_addr_vm(d, 1));
+	*v2 = IT_CONNECT(hbt_addr_vm(d, 2));
+	it_drain(*v1);
+	it_drain(*v2);
+}
 
 TEST(next_event_eagain)
 {
@@ -297,11 +308,7 @@ TEST(events_queued_by_blocking_calls)
 	struct hb_info info;
 	struct hb_id id;
 
-	hbt_daemon_start(&d, NULL);
-	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
-	v2 = IT_CONNECT(hbt_addr_vm(&d, 2));
-	it_drain(v1);
-	it_drain(v2);
+	two_vms(&d, &v1, &v2);
 	b = IT_ALLOC(v1, 2, 4096, 0);
 	IT_EXPORT(b, "e", 1, &id); /* EXPORTED is on its way to v2 before v2 asks anything */
 	IT_QUERY(v2, &id, &info);  /* its reply comes after the event */
@@ -676,11 +683,7 @@ TEST(dispatch_returns_with_queued_events)
 	uint64_t t0, dt;
 	int n;
 
-	hbt_daemon_start(&d, NULL);
-	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
-	v2 = IT_CONNECT(hbt_addr_vm(&d, 2));
-	it_drain(v1);
-	it_drain(v2);
+	two_vms(&d, &v1, &v2);
 	/* With nothing queued it does wait: the timing below means something. */
 	t0 = hbt_now_ms();
 	CHECK_EQ(hb_dispatch(v2, 300), 0);
@@ -719,11 +722,7 @@ TEST(dispatch_reads_only_what_is_ready)
 	struct hb_event ev;
 	struct hb_id id;
 
-	hbt_daemon_start(&d, NULL);
-	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
-	v2 = IT_CONNECT(hbt_addr_vm(&d, 2));
-	it_drain(v1);
-	it_drain(v2);
+	two_vms(&d, &v1, &v2);
 	CHECK_EQ(hb_counters(v2, &c0), 0);
 	for (int i = 0; i < 10; i++)
 		CHECK_EQ(hb_dispatch(v2, 0), 0);
