@@ -597,6 +597,9 @@ void hbd_buffer_handle_add(struct hbd_buffer *b);
 void hbd_import_handle_add(struct hbd *d, struct hbd_import *im);
 void hbd_buffer_free(struct hbd_buffer *b);
 int hbd_export(struct hbd_buffer *b, const uint8_t *meta, size_t meta_len, struct hb_id *hid);
+/* Whether b's export is live under hid (16 bytes), no unexport asked for, even a delayed one:
+ * what a re-export that names its hid needs (PROTOCOL.md §3 "Re-exports"). */
+bool hbd_export_live_as(const struct hbd_buffer *b, const uint8_t *hid);
 int hbd_unexport(struct hbd_session *s, const struct hb_id *hid, uint32_t delay_ms);
 struct hbd_buffer *hbd_hid_lookup(struct hbd *d, const struct hb_id *hid);
 int hbd_import(struct hbd_session *s, const struct hb_id *hid, uint32_t flags,

@@ -301,6 +301,12 @@ int hbd_export(struct hbd_buffer *b, const uint8_t *meta, size_t meta_len, struc
 	return 0;
 }
 
+bool hbd_export_live_as(const struct hbd_buffer *b, const uint8_t *hid)
+{
+	return b->has_hid && b->state == HBD_EXPORT_LIVE &&
+	       memcmp(b->hid.bytes, hid, sizeof(b->hid.bytes)) == 0;
+}
+
 int hbd_unexport(struct hbd_session *s, const struct hb_id *hid, uint32_t delay_ms)
 {
 	struct hbd_buffer *b = hbd_hid_lookup(s->d, hid);

@@ -208,6 +208,10 @@ static int do_export(struct hbd_session *s, const ClientMsg *cm, struct reply *r
 	 * cut the stream (PROTOCOL.md §1.1): nobody may export one, whatever its own channel. */
 	if (hbp_resync_meta_unsafe(m->meta.data, m->meta.len))
 		return -EINVAL;
+	/* A re-export names the hid it keeps (PROTOCOL.md §3 "Re-exports"): its library told
+	 * the application that hid before asking. */
+	if (m->hid.len && !hbd_export_live_as(b, m->hid.data))
+		return -ESTALE;
 	err = hbd_export(b, m->meta.data, m->meta.len, &r->hid);
 	if (err < 0)
 		return err;
@@ -516,11 +520,12 @@ static void send_reply(struct hbd_session *s, const ClientMsg *msg, struct reply
 	}
 }
 
-/* A request answered only if refused (TimelineSignal.quiet, WatchArm.quiet): its library does
- * not wait. */
+/* A request answered only if refused (TimelineSignal.quiet, WatchArm.quiet, a hold's Import,
+ * a re-export's Export): its library does not wait. */
 static bool is_quiet(const ClientMsg *msg)
 {
-	return (msg->body_case == CLIENT_MSG__BODY_TIMELINE_SIGNAL &&
+	return (msg->body_case == CLIENT_MSG__BODY_EXPORT && msg->export->quiet) ||
+	       (msg->body_case == CLIENT_MSG__BODY_TIMELINE_SIGNAL &&
 		msg->timeline_signal->quiet) ||
 	       (msg->body_case == CLIENT_MSG__BODY_IMPORT && msg->import->hold &&
 		msg->import->quiet) ||

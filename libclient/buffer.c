@@ -168,6 +168,26 @@ static void export_done(struct hb_buffer *b, const struct hbb_reply *reply, stru
 	memcpy(id->bytes, reply->msg->export->hid.data, sizeof(id->bytes));
 	b->hid = *id;
 	b->exported = true;
+	b->export_live = true;
+}
+
+/*
+ * A re-export of b, whose export the daemon keeps under b->hid, sent without waiting
+ * (PROTOCOL.md §3 "Re-exports"): nothing the daemon checks can fail but its memory, since
+ * export_check ran and only this session can end the export. A refusal is logged when it
+ * comes. -EAGAIN when it must be asked for instead (an older daemon, too many posted).
+ */
+static int export_post(struct hb_client *c, struct hb_buffer *b, const void *meta, size_t meta_len)
+{
+	Export e = EXPORT__INIT;
+	ClientMsg m = CLIENT_MSG__INIT;
+
+	if (!b->export_live || !(c->features & HBP_FEATURE_QUIET_EXPORT))
+		return -EAGAIN;
+	export_msg(&m, &e, b, meta, meta_len);
+	e.hid = hbl_wire_hid(&b->hid);
+	e.quiet = true;
+	return hbl_post(c, &m);
 }
 
 HBL_PUBLIC int hb_export(struct hb_buffer *b, const void *meta, size_t meta_len, uint32_t flags,
@@ -186,11 +206,16 @@ HBL_PUBLIC int hb_export(struct hb_buffer *b, const void *meta, size_t meta_len,
 	if (r < 0)
 		return hbl_fail(r);
 	hbl_lock(c);
-	export_msg(&m, &e, b, meta, meta_len);
-	r = hbl_call(c, &m, SERVER_MSG__BODY_EXPORT, &reply);
+	r = export_post(c, b, meta, meta_len);
 	if (r == 0) {
-		export_done(b, &reply, id);
-		hbl_reply_free(&reply);
+		*id = b->hid;
+	} else if (r == -EAGAIN) {
+		export_msg(&m, &e, b, meta, meta_len);
+		r = hbl_call(c, &m, SERVER_MSG__BODY_EXPORT, &reply);
+		if (r == 0) {
+			export_done(b, &reply, id);
+			hbl_reply_free(&reply);
+		}
 	}
 	hbl_unlock(c);
 	return r < 0 ? hbl_fail(r) : 0;
@@ -266,6 +291,18 @@ HBL_PUBLIC int hb_export_batch(struct hb_client *c, struct hb_export_item *items
 	return (int)done;
 }
 
+/* The export of ours under id ends (at once or after a delay): its next export asks. */
+static void export_ended(struct hb_client *c, const struct hb_id *id)
+{
+	struct hb_buffer *b;
+
+	hbc_list_for_each_safe(b, &c->buffers, struct hb_buffer, link)
+	{
+		if (b->exported && hb_id_equal(&b->hid, id))
+			b->export_live = false;
+	}
+}
+
 HBL_PUBLIC int hb_unexport(struct hb_client *c, const struct hb_id *id, uint32_t delay_ms)
 {
 	Unexport u = UNEXPORT__INIT;
@@ -275,6 +312,7 @@ HBL_PUBLIC int hb_unexport(struct hb_client *c, const struct hb_id *id, uint32_t
 	if (!c || !id)
 		return hbl_fail(-EINVAL);
 	hbl_lock(c);
+	export_ended(c, id);
 	u.hid = hbl_wire_hid(id);
 	u.delay_ms = delay_ms;
 	m.body_case = CLIENT_MSG__BODY_UNEXPORT;

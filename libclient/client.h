@@ -109,6 +109,9 @@ struct hb_buffer {
 	uint64_t handle;      /* the daemon's, private to this session */
 	struct hbb_mapping map;
 	bool exported; /* hid is valid: the last id hb_export returned */
+	/* The daemon keeps the export under hid: no hb_unexport since. A re-export then needs
+	 * no answer (buffer.c). Only this session can end the export, short of a free. */
+	bool export_live;
 	struct hb_id hid;
 	struct hbl_dmabufs dmabufs; /* dmabuf.c */
 };

@@ -195,8 +195,10 @@ HBL_PUBLIC int hb_dispatch(struct hb_client *c, int timeout_ms)
 	hbl_dmabufs_reap(c);
 	if (timeout_ms > 0)
 		deadline = hbc_now_ms() + (uint64_t)timeout_ms;
-	/* One epoll_wait says what to read, where reading every fd would cost a call each. */
-	nev = epoll_wait(c->conn.pub_fd, ev, HBL_POLLFDS_MAX, 0);
+	/* One epoll_wait says what to read, where reading every fd would cost a call each; a
+	 * vchan is read anyway (hbl_conn_polls_all), and has no other fd beside it. */
+	nev =
+	    hbl_conn_polls_all(&c->conn) ? epoll_wait(c->conn.pub_fd, ev, HBL_POLLFDS_MAX, 0) : -1;
 	for (;;) {
 		int wait = timeout_ms;
 		bool queued;

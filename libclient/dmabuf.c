@@ -108,6 +108,7 @@ bool hbl_buffer_linger(struct hb_buffer *b)
 	if (b->exported)
 		send_unexport(c, &b->hid);
 	b->exported = false;
+	b->export_live = false;
 	c->mem.ops->unmap(c->mem.state, &b->map);
 	hbc_list_remove(&b->link);
 	hbc_list_insert_tail(&c->kern.lingering_buffers, &b->link);

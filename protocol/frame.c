@@ -170,7 +170,9 @@ static bool client_valid(const ClientMsg *m)
 	case CLIENT_MSG__BODY_FREE:
 		return m->free != NULL;
 	case CLIENT_MSG__BODY_EXPORT:
-		return m->export && meta_ok(&m->export->meta);
+		/* A quiet export is a re-export: it names the hid it keeps. */
+		return m->export && meta_ok(&m->export->meta) && hid_optional_ok(&m->export->hid) &&
+		       (!m->export->quiet || m->export->hid.len);
 	case CLIENT_MSG__BODY_UNEXPORT:
 		return m->unexport && hid_required_ok(&m->unexport->hid);
 	case CLIENT_MSG__BODY_IMPORT:

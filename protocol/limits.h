@@ -28,10 +28,11 @@
 #define HBP_FEATURE_SLOTS        8u  /* SyncReply.slot, TimelineSlot: a doorbell to wake it */
 #define HBP_FEATURE_LAZY         16u /* TimelineLazy: an owner may keep its signals to itself */
 #define HBP_FEATURE_HOLDS        32u /* Event.hold: EXPORTED carries an import made for us */
+#define HBP_FEATURE_QUIET_EXPORT 64u /* Export.hid and .quiet: a re-export nobody waits for */
 /* What this daemon and library understand; the daemon keeps the bits both do. */
 #define HBP_FEATURES_KNOWN                                                                         \
 	(HBP_FEATURE_INLINE_REFS | HBP_FEATURE_QUIET_SIGNAL | HBP_FEATURE_WATCH |                  \
-	 HBP_FEATURE_SLOTS | HBP_FEATURE_LAZY | HBP_FEATURE_HOLDS)
+	 HBP_FEATURE_SLOTS | HBP_FEATURE_LAZY | HBP_FEATURE_HOLDS | HBP_FEATURE_QUIET_EXPORT)
 
 /* Holds (PROTOCOL.md §3 "Holds"): a session has at most HBP_HOLDS_MAX imports made for its
  * EXPORTED events and not yet taken or released; a resuming Hello names at most

@@ -463,6 +463,92 @@ static uint32_t raw_import(struct it_raw *r, const uint8_t hid[16], uint64_t *im
 }
 
 /* The daemon applies meta_max itself, whatever a client library checks. */
+/* A quiet re-export (Export.hid, .quiet) by hand; returns the refusal's error, or 0 when no
+ * answer came before the answer to the Query sent after it. */
+static uint32_t raw_reexport(struct it_raw *r, uint64_t buffer, const uint8_t hid[16])
+{
+	ClientMsg m = CLIENT_MSG__INIT, qm;
+	Export e = EXPORT__INIT;
+	Query q;
+	ServerMsg *s;
+	uint32_t err = 0;
+	int why;
+
+	e.buffer = buffer;
+	e.hid.data = (uint8_t *)hid;
+	e.hid.len = 16;
+	e.quiet = true;
+	IT_MSG(m, EXPORT, export, &e);
+	m.id = 700;
+	CHECK_EQ(it_raw_send(r, &m), 0);
+	qm = query_msg(&q, (uint8_t *)hid, 16);
+	qm.id = 701;
+	CHECK_EQ(it_raw_send(r, &qm), 0);
+	s = it_raw_recv(r, IT_WAIT_MS, &why);
+	CHECK(s != NULL);
+	if (s->id == 700) {
+		err = s->error;
+		CHECK(err != 0);
+		server_msg__free_unpacked(s, NULL);
+		s = it_raw_recv(r, IT_WAIT_MS, &why);
+		CHECK(s != NULL);
+	}
+	CHECK_EQ(s->id, 701);
+	server_msg__free_unpacked(s, NULL);
+	return err;
+}
+
+/* A re-export must name the hid its buffer's export is live under: another buffer's, or one
+ * unexported, is ESTALE and exports nothing; the right one is applied without an answer. A
+ * quiet export that names no hid is not a valid message. */
+TEST(reexport_names_its_live_hid)
+{
+	struct hbt_daemon d;
+	struct honest h;
+	struct it_raw r;
+	uint64_t a, b;
+	uint8_t hid_a[16], hid_b[16];
+	long long errs;
+
+	hbt_daemon_start(&d, NULL);
+	honest_open(&h, &d);
+	errs = IT_STAT(&d, "errors_protocol");
+	raw_host_attached(&r, &d);
+	a = raw_alloc(&r, 1, 4096);
+	b = raw_alloc(&r, 1, 4096);
+	CHECK_EQ(raw_export(&r, a, 0, hid_a), 0);
+	CHECK_EQ(raw_export(&r, b, 0, hid_b), 0);
+	CHECK_EQ(raw_reexport(&r, a, hid_b), ESTALE);
+	CHECK_EQ(raw_reexport(&r, a, hid_a), 0);
+	CHECK_EQ(IT_STAT(&d, "exports_total"), 2);
+	{
+		ClientMsg m = CLIENT_MSG__INIT;
+		Unexport u = UNEXPORT__INIT;
+
+		u.hid.data = hid_a;
+		u.hid.len = 16;
+		IT_MSG(m, UNEXPORT, unexport, &u);
+		CHECK_EQ(IT_RAW_ERR(&r, &m), 0);
+	}
+	CHECK_EQ(raw_reexport(&r, a, hid_a), ESTALE);
+	CHECK_EQ(IT_STAT(&d, "exports"), 1);
+	CHECK_EQ(IT_STAT(&d, "errors_protocol"), errs);
+	{
+		ClientMsg m = CLIENT_MSG__INIT;
+		Export e = EXPORT__INIT;
+
+		e.buffer = b;
+		e.quiet = true;
+		IT_MSG(m, EXPORT, export, &e);
+		m.id = 702;
+		CHECK_EQ(it_raw_send(&r, &m), 0);
+	}
+	CHECK_DROPPED(&d, &r, errs);
+	HONEST_CHECK(&h);
+	honest_close(&h);
+	IT_STOP(&d);
+}
+
 TEST(daemon_checks_meta_max)
 {
 	struct hbt_daemon d;

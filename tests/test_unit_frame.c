@@ -760,6 +760,33 @@ TEST(holds_in_events_and_hellos)
 	CHECK(hbp_frame_get_client(buf, pack_raw(&m.base, buf, sizeof(buf))) == NULL);
 }
 
+/* A re-export's hid is 16 bytes when present, and a quiet export must name one. */
+TEST(reexport_names_a_hid)
+{
+	static uint8_t buf[1024];
+	static const uint8_t hid[16] = {2, 0, 0, 0, 1};
+	ClientMsg m = CLIENT_MSG__INIT, *c;
+	Export ex = EXPORT__INIT;
+
+	m.id = 1;
+	m.body_case = CLIENT_MSG__BODY_EXPORT;
+	m.export = &ex;
+	ex.buffer = 5;
+	ex.hid = bin(hid, 16);
+	ex.quiet = 1;
+	c = hbp_frame_get_client(buf, pack_raw(&m.base, buf, sizeof(buf)));
+	CHECK(c && c->export->quiet && c->export->hid.len == 16);
+	client_msg__free_unpacked(c, NULL);
+	ex.hid = bin(hid, 15);
+	CHECK(hbp_frame_get_client(buf, pack_raw(&m.base, buf, sizeof(buf))) == NULL);
+	ex.hid = bin(hid, 0);
+	CHECK(hbp_frame_get_client(buf, pack_raw(&m.base, buf, sizeof(buf))) == NULL);
+	ex.quiet = 0; /* a plain export */
+	c = hbp_frame_get_client(buf, pack_raw(&m.base, buf, sizeof(buf)));
+	CHECK(c && !c->export->quiet);
+	client_msg__free_unpacked(c, NULL);
+}
+
 TEST(oversized_meta_rejected)
 {
 	static uint8_t meta[HBP_META_LIMIT + 1];
