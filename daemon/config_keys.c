@@ -17,7 +17,7 @@
  * [group] (config_parse.c) begins. */
 #define MAX_EXPORTS_PER_DOMAIN  1000000u
 #define MIN_EVENT_QUEUE         16u
-#define MIN_META_MAX            1024u
+#define MIN_META_MAX            HBP_META_MAX_FLOOR
 #define MAX_TIMELINES           1000000u
 #define MAX_IMPORTS_PER_DOMAIN  1000000u
 #define MAX_SESSIONS_PER_DOMAIN 1024u

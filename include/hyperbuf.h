@@ -180,10 +180,11 @@ void hb_buffer_free(struct hb_buffer *b);
  * and stores the handle in *id. Exporting the same buffer again returns the same id, replaces
  * the metadata, notifies the peer again and cancels a pending delayed unexport. A buffer whose
  * unexport already completed gets a new id. flags: 0.
- * Exporting again a buffer this client exported and did not unexport since does not wait for
- * the daemon (PROTOCOL.md §3 "Re-exports"): it returns the same id at once, the peer hears it
- * as before, and a call made after it sees it done. Only the daemon running out of memory
- * could refuse it then; that is logged, not returned.
+ * Exporting again a buffer this client exported and did not unexport since, with at most 1024
+ * bytes of metadata, does not wait for the daemon (PROTOCOL.md §3 "Re-exports"): it returns
+ * the same id at once, the peer hears it as before, and a call made after it sees it done.
+ * Only the daemon running out of memory could refuse it then; that is logged, not returned,
+ * and the buffer's next export waits for the daemon's answer.
  * Errors: EMSGSIZE (meta_len over the limit), EDQUOT (exports_per_domain), EINVAL (flags, or
  * metadata that holds the 8-byte resync magic "\x89HBSYNC\n" or ends with its first 6 or 7
  * bytes, which VM channels reserve: one chance in 2^48 for random bytes; PROTOCOL.md §1.1).

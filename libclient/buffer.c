@@ -1,6 +1,7 @@
 /* Buffers: allocate, map, free; export, unexport and query the handles they get. */
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -171,23 +172,91 @@ static void export_done(struct hb_buffer *b, const struct hbb_reply *reply, stru
 	b->export_live = true;
 }
 
+/* A channel the daemon keeps across its restart takes what we write even while it is away,
+ * and drops it until we resume: what it sent (a restart's marker) is read now, as a blocking
+ * call would, so that the resume sends the re-export again without waiting for a later call.
+ * A socket's write fails instead, and resumes at once. */
+static void read_restart(struct hb_client *c)
+{
+	struct pollfd pfd = {.fd = c->conn.tp.fd, .events = POLLIN};
+
+	if (!c->conn.channel || !hbl_conn_polls_all(&c->conn) || hbl_conn_broken(&c->conn) < 0)
+		return;
+	hbl_count(&c->conn.n_polls);
+	if (poll(&pfd, 1, 0) > 0)
+		hbl_pump(c, HBL_DISPATCH_BATCH);
+}
+
 /*
  * A re-export of b, whose export the daemon keeps under b->hid, sent without waiting
  * (PROTOCOL.md §3 "Re-exports"): nothing the daemon checks can fail but its memory, since
- * export_check ran and only this session can end the export. A refusal is logged when it
- * comes. -EAGAIN when it must be asked for instead (an older daemon, too many posted).
+ * export_check ran, only this session can end the export, and no meta_max refuses metadata
+ * of HBP_META_MAX_FLOOR bytes. A refusal is logged when it comes, and b's next export asks.
+ * -EAGAIN when it must be asked for instead (an older daemon, too many posted, more metadata).
  */
 static int export_post(struct hb_client *c, struct hb_buffer *b, const void *meta, size_t meta_len)
 {
 	Export e = EXPORT__INIT;
 	ClientMsg m = CLIENT_MSG__INIT;
+	int r;
 
-	if (!b->export_live || !(c->features & HBP_FEATURE_QUIET_EXPORT))
+	if (!b->export_live || !(c->features & HBP_FEATURE_QUIET_EXPORT) ||
+	    meta_len > HBP_META_MAX_FLOOR)
 		return -EAGAIN;
 	export_msg(&m, &e, b, meta, meta_len);
 	e.hid = hbl_wire_hid(&b->hid);
 	e.quiet = true;
-	return hbl_post(c, &m);
+	r = hbl_post_tagged(c, &m, (struct hbl_posted){.reexport = b->handle});
+	if (r == 0)
+		read_restart(c);
+	return r;
+}
+
+void hbl_reexport_refused(struct hb_client *c, uint64_t handle)
+{
+	struct hb_buffer *b;
+
+	hbc_list_for_each_safe(b, &c->buffers, struct hb_buffer, link)
+	{
+		if (b->handle == handle)
+			b->export_live = false;
+	}
+}
+
+/* An awaited Query of hid: its answer, whatever it says, tells that every request before it
+ * is handled. */
+static void settle_query(struct hb_client *c, const struct hb_id *hid)
+{
+	Query q = QUERY__INIT;
+	ClientMsg m = CLIENT_MSG__INIT;
+	struct hbb_reply reply;
+
+	q.hid = hbl_wire_hid(hid);
+	m.body_case = CLIENT_MSG__BODY_QUERY;
+	m.query = &q;
+	if (hbl_call(c, &m, SERVER_MSG__BODY_QUERY, &reply) == 0)
+		hbl_reply_free(&reply);
+}
+
+void hbl_reexports_settle(struct hb_client *c)
+{
+	const struct hbl_calls *calls = &c->calls;
+
+	if (hbl_conn_broken(&c->conn) < 0)
+		return;
+	for (unsigned i = calls->n_posted; i-- > 0;) {
+		struct hb_buffer *b;
+
+		if (!calls->posted[i].reexport)
+			continue;
+		hbc_list_for_each_safe(b, &c->buffers, struct hb_buffer, link)
+		{
+			if (b->handle == calls->posted[i].reexport && b->exported) {
+				settle_query(c, &b->hid);
+				return;
+			}
+		}
+	}
 }
 
 HBL_PUBLIC int hb_export(struct hb_buffer *b, const void *meta, size_t meta_len, uint32_t flags,

@@ -257,10 +257,15 @@ void hbl_reply_free(struct hbb_reply *reply)
 
 int hbl_post(struct hb_client *c, ClientMsg *msg)
 {
-	return hbl_post_hold(c, msg, 0);
+	return hbl_post_tagged(c, msg, (struct hbl_posted){0});
 }
 
 int hbl_post_hold(struct hb_client *c, ClientMsg *msg, uint64_t hold)
+{
+	return hbl_post_tagged(c, msg, (struct hbl_posted){.hold = hold});
+}
+
+int hbl_post_tagged(struct hb_client *c, ClientMsg *msg, struct hbl_posted tag)
 {
 	hbl_holds_send_takes(c);
 	struct hbl_calls *calls = &c->calls;
@@ -273,7 +278,7 @@ int hbl_post_hold(struct hb_client *c, ClientMsg *msg, uint64_t hold)
 		return -EAGAIN;
 	hbp_bytes_consume(&c->conn.tx, c->conn.tx.len);
 	p = &calls->posted[calls->n_posted];
-	*p = (struct hbl_posted){.hold = hold};
+	*p = (struct hbl_posted){.hold = tag.hold, .reexport = tag.reexport};
 	r = put_request(c, msg, &p->id, &p->frame, &p->frame_len);
 	if (r < 0)
 		return r;
@@ -309,6 +314,7 @@ static bool posted_reply(struct hb_client *c, ServerMsg *m)
 	struct hbl_calls *calls = &c->calls;
 	unsigned n = posted_upto(calls, m->id);
 	bool ours = n > 0 && calls->posted[n - 1].id == m->id;
+	uint64_t reexport = ours ? calls->posted[n - 1].reexport : 0;
 
 	/* A resume's own calls go to a daemon that has not seen the posted requests yet. */
 	if (c->resume.active && !ours)
@@ -320,6 +326,9 @@ static bool posted_reply(struct hb_client *c, ServerMsg *m)
 		log_err("the daemon refused request #%u, sent without waiting: %s%s%s", m->id,
 			strerror(m->error < HBP_ERRNO_LIMIT ? (int)m->error : EPROTO),
 			m->reason && m->reason[0] ? ": " : "", m->reason ? m->reason : "");
+	/* Whatever the reason, that buffer's next export asks, and hears it. */
+	if (m->error && reexport)
+		hbl_reexport_refused(c, reexport);
 	server_msg__free_unpacked(m, NULL);
 	return true;
 }

@@ -37,8 +37,9 @@ struct hbl_request {
  */
 struct hbl_posted {
 	uint32_t id;
-	uint64_t hold;  /* the hold it takes or gives back (hold.c), or 0 */
-	uint8_t *frame; /* the framed request; NULL on a connection that cannot resume */
+	uint64_t hold;     /* the hold it takes or gives back (hold.c), or 0 */
+	uint64_t reexport; /* the buffer a quiet re-export is of (buffer.c), or 0 */
+	uint8_t *frame;    /* the framed request; NULL on a connection that cannot resume */
 	size_t frame_len;
 };
 
@@ -74,6 +75,8 @@ int hbl_call_batch(struct hb_client *c, ClientMsg *const *msgs, size_t n, Server
 int hbl_post(struct hb_client *c, ClientMsg *msg);
 /* The same for a request that takes or gives back a hold (hold.c), which a resume names. */
 int hbl_post_hold(struct hb_client *c, ClientMsg *msg, uint64_t hold);
+/* hbl_post with the hold and re-export of tag kept with it (for its refusal). */
+int hbl_post_tagged(struct hb_client *c, ClientMsg *msg, struct hbl_posted tag);
 /* The posted requests a resume must send again, oldest first: the new daemon's welcome says
  * it kept every request up to last (0: none). */
 int hbl_posted_send_again(struct hb_client *c, uint32_t last);

@@ -294,10 +294,13 @@ HBL_PUBLIC void hb_disconnect(struct hb_client *c)
 
 	if (!c)
 		return;
-	/* Signals sent without waiting are answered first: a daemon that sees the connection
-	 * end must not find them still unread behind it. */
+	/* Signals and re-exports sent without waiting are answered first: a daemon that sees
+	 * the connection end must not find them still unread behind it (nor lose them in a
+	 * restart just before it). */
 	hbl_lock(c);
 	hbl_timelines_settle(c);
+	if (c->calls.n_posted)
+		hbl_reexports_settle(c);
 	hbl_unlock(c);
 	/* No Free or Release messages: closing the session makes the daemon unexport, free and
 	 * release everything it holds for us (PROTOCOL.md §6), importers keeping their pages. */

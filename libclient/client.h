@@ -213,6 +213,11 @@ void hbl_timelines_destroy(struct hb_client *c);
 /* Waits until the daemon has every signal sent without waiting (one awaited no-op signal), if
  * any is unanswered: before a disconnect, so none is left unread behind the hang-up. */
 void hbl_timelines_settle(struct hb_client *c);
+/* buffer.c: a quiet re-export of the buffer with this handle was refused (its next export
+ * asks); and, before a disconnect, waits until the daemon has every re-export sent without
+ * waiting (one awaited Query), if any is unanswered. */
+void hbl_reexport_refused(struct hb_client *c, uint64_t handle);
+void hbl_reexports_settle(struct hb_client *c);
 /* Sends the values of timelines the daemon asked for again (TimelineLazy, a resume), outside
  * any call: true if it could (sending may read more such requests), false if it may not
  * send now or none is owed. */

@@ -42,6 +42,9 @@
 
 /* Hard ceilings a configuration can't exceed. */
 #define HBP_META_LIMIT        4096u /* == HB_META_MAX in hyperbuf.h */
+/* The smallest meta_max a daemon may be configured with: metadata this size or smaller is
+ * never refused for its size, whatever a reload or a restart brings (a quiet re-export). */
+#define HBP_META_MAX_FLOOR 1024u
 #define HBP_EVENT_QUEUE_LIMIT 65536u
 #define HBP_MAX_GROUPS        64u
 #define HBP_RESV_LIMIT        32u   /* == HB_RESV_MAX in hyperbuf.h: pending fences per buffer */
