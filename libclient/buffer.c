@@ -187,6 +187,20 @@ static void read_restart(struct hb_client *c)
 		hbl_pump(c, HBL_DISPATCH_BATCH);
 }
 
+/* Quiet re-exports a client sends before one waits for its answer: the daemon handles what a
+ * read brings in one turn, so this bounds the events one producer can put in a peer's queue
+ * at once (event_queue is at least 16, 256 by default) to fewer than it holds. */
+#define HBL_REEXPORTS_MAX 8u
+
+static unsigned reexports_unanswered(const struct hb_client *c)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < c->calls.n_posted; i++)
+		n += c->calls.posted[i].reexport != 0;
+	return n;
+}
+
 /*
  * A re-export of b, whose export the daemon keeps under b->hid, sent without waiting
  * (PROTOCOL.md §3 "Re-exports"): nothing the daemon checks can fail but its memory, since
@@ -201,7 +215,7 @@ static int export_post(struct hb_client *c, struct hb_buffer *b, const void *met
 	int r;
 
 	if (!b->export_live || !(c->features & HBP_FEATURE_QUIET_EXPORT) ||
-	    meta_len > HBP_META_MAX_FLOOR)
+	    meta_len > HBP_META_MAX_FLOOR || reexports_unanswered(c) >= HBL_REEXPORTS_MAX)
 		return -EAGAIN;
 	export_msg(&m, &e, b, meta, meta_len);
 	e.hid = hbl_wire_hid(&b->hid);
