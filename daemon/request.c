@@ -520,18 +520,6 @@ static void send_reply(struct hbd_session *s, const ClientMsg *msg, struct reply
 	}
 }
 
-/* A request answered only if refused (TimelineSignal.quiet, WatchArm.quiet, a hold's Import,
- * a re-export's Export): its library does not wait. */
-static bool is_quiet(const ClientMsg *msg)
-{
-	return (msg->body_case == CLIENT_MSG__BODY_EXPORT && msg->export->quiet) ||
-	       (msg->body_case == CLIENT_MSG__BODY_TIMELINE_SIGNAL &&
-		msg->timeline_signal->quiet) ||
-	       (msg->body_case == CLIENT_MSG__BODY_IMPORT && msg->import->hold &&
-		msg->import->quiet) ||
-	       (msg->body_case == CLIENT_MSG__BODY_WATCH_ARM && msg->watch_arm->quiet);
-}
-
 /* The state changed for this request: keep its reply with it, for a client that resumes after
  * a restart having missed it (docs/RESTART.md). */
 static void remember_reply(struct hbd_session *s, const ClientMsg *msg, const struct reply *r)
@@ -542,7 +530,7 @@ static void remember_reply(struct hbd_session *s, const ClientMsg *msg, const st
 		return;
 	hbp_bytes_consume(&s->last_reply, s->last_reply.len);
 	/* A quiet request's effects are kept, and it has no reply to give again. */
-	if (!is_quiet(msg)) {
+	if (!hbp_request_quiet(msg)) {
 		server_msg__pack(&r->msg, s->last_reply.data);
 		s->last_reply.len = len;
 	}
@@ -583,7 +571,7 @@ void hbd_request(struct hbd_session *s, ClientMsg *msg)
 	 * library fails every fence it still waits on. */
 	if (r.flush && hbd_session_flush_fences(s) < 0)
 		hbd_session_close(s, "cannot frame its fence completions");
-	else if (err == 0 && is_quiet(msg))
+	else if (err == 0 && hbp_request_quiet(msg))
 		hbd_watch_done(s, msg, &r.msg);
 	else
 		send_reply(s, msg, &r, err);

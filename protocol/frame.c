@@ -416,3 +416,13 @@ const char *hbp_server_body_name(int body_case)
 {
 	return body_name(&server_msg__descriptor, body_case);
 }
+
+bool hbp_request_quiet(const ClientMsg *msg)
+{
+	return (msg->body_case == CLIENT_MSG__BODY_EXPORT && msg->export->quiet) ||
+	       (msg->body_case == CLIENT_MSG__BODY_TIMELINE_SIGNAL &&
+		msg->timeline_signal->quiet) ||
+	       (msg->body_case == CLIENT_MSG__BODY_IMPORT && msg->import->hold &&
+		msg->import->quiet) ||
+	       (msg->body_case == CLIENT_MSG__BODY_WATCH_ARM && msg->watch_arm->quiet);
+}

@@ -5,6 +5,7 @@
 #ifndef HB_PROTOCOL_FRAME_H
 #define HB_PROTOCOL_FRAME_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,6 +42,10 @@ int hbp_frame_put_server(struct hbp_bytes *out, const ServerMsg *msg, uint32_t m
  */
 ClientMsg *hbp_frame_get_client(const uint8_t *payload, size_t len);
 ServerMsg *hbp_frame_get_server(const uint8_t *payload, size_t len);
+
+/* Whether msg is a request answered only if refused (TimelineSignal.quiet, WatchArm.quiet, a
+ * hold's quiet Import, a quiet re-export's Export): its library does not wait for it. */
+bool hbp_request_quiet(const ClientMsg *msg);
 
 /* The message a body case carries, by its name in hyperbuf.proto ("Export", "ExportReply"),
  * for logs and traces; "(none)" for an unset body, "?" for one this build does not know. */
