@@ -39,6 +39,9 @@ extern "C" {
 /* hb_import flags */
 #define HB_IMPORT_WRITE 0x1u /* map read-write; needs HB_BUFFER_PEER_WRITABLE, else EACCES */
 
+/* hb_export flags */
+#define HB_EXPORT_NOWAIT 0x1u /* a re-export does not wait for the daemon (see hb_export) */
+
 /* struct hb_info.flags */
 #define HB_INFO_UNEXPORTED       0x1u /* withdrawn: new imports fail with ENOENT */
 #define HB_INFO_UNEXPORT_PENDING 0x2u /* a delayed unexport is scheduled */
@@ -179,12 +182,15 @@ void hb_buffer_free(struct hb_buffer *b);
  * Exports b to its peer with meta_len bytes of metadata (meta may be NULL when meta_len is 0)
  * and stores the handle in *id. Exporting the same buffer again returns the same id, replaces
  * the metadata, notifies the peer again and cancels a pending delayed unexport. A buffer whose
- * unexport already completed gets a new id. flags: 0.
- * Exporting again a buffer this client exported and did not unexport since, with at most 1024
+ * unexport already completed gets a new id. flags: 0 or HB_EXPORT_NOWAIT.
+ * Without flags the export is done when this returns, for every client. With HB_EXPORT_NOWAIT,
+ * exporting again a buffer this client exported and did not unexport since, with at most 1024
  * bytes of metadata, does not wait for the daemon (PROTOCOL.md §3 "Re-exports"): it returns
- * the same id at once, the peer hears it as before, and a call made after it sees it done.
- * Only the daemon running out of memory could refuse it then; that is logged, not returned,
- * and the buffer's next export waits for the daemon's answer.
+ * the same id at once, the peer hears it (EXPORTED) as before, and a call made after it on
+ * this client sees it done; another client told out of band may still see the export as it
+ * was before. Only the daemon running out of memory could refuse it then; that is logged,
+ * not returned, and the buffer's next export waits for the daemon's answer. A first export,
+ * or one after hb_unexport, waits whatever the flags.
  * Errors: EMSGSIZE (meta_len over the limit), EDQUOT (exports_per_domain), EINVAL (flags, or
  * metadata that holds the 8-byte resync magic "\x89HBSYNC\n" or ends with its first 6 or 7
  * bytes, which VM channels reserve: one chance in 2^48 for random bytes; PROTOCOL.md §1.1).

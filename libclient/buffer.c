@@ -142,7 +142,7 @@ static int export_check(struct hb_client *c, const void *meta, size_t meta_len, 
 			    c->meta_max < HB_META_MAX ? c->meta_max : HB_META_MAX);
 		return -EMSGSIZE;
 	}
-	if ((!meta && meta_len > 0) || flags != 0)
+	if ((!meta && meta_len > 0) || (flags & ~HB_EXPORT_NOWAIT))
 		return -EINVAL;
 	/* Both ends of a VM channel restart the stream where they see a resync marker, wherever
 	 * it is, and metadata reaches channels in the peer's events and imports: whoever exports,
@@ -289,7 +289,7 @@ HBL_PUBLIC int hb_export(struct hb_buffer *b, const void *meta, size_t meta_len,
 	if (r < 0)
 		return hbl_fail(r);
 	hbl_lock(c);
-	r = export_post(c, b, meta, meta_len);
+	r = flags & HB_EXPORT_NOWAIT ? export_post(c, b, meta, meta_len) : -EAGAIN;
 	if (r == 0) {
 		*id = b->hid;
 	} else if (r == -EAGAIN) {

@@ -566,7 +566,8 @@ TEST(export_flags_einval)
 	hbt_daemon_start(&d, NULL);
 	v1 = IT_CONNECT(hbt_addr_vm(&d, 1));
 	b = IT_ALLOC(v1, 2, 4096, 0);
-	CHECK_ERR(hb_export(b, NULL, 0, 1, &id), EINVAL);
+	/* HB_EXPORT_NOWAIT (1) is the one flag. */
+	CHECK_ERR(hb_export(b, NULL, 0, 2, &id), EINVAL);
 	CHECK_ERR(hb_export(b, NULL, 0, 0x80000000u, &id), EINVAL);
 	CHECK_EQ(IT_STAT(&d, "exports"), 0);
 	hb_buffer_free(b);

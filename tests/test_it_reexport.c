@@ -1,6 +1,7 @@
 /*
- * Re-exports (docs/PROTOCOL.md §3 "Re-exports"): hb_export of a buffer whose export the
- * daemon keeps sends a quiet Export naming its hid and returns without an answer; the peer
+ * Re-exports (docs/PROTOCOL.md §3 "Re-exports"): hb_export with HB_EXPORT_NOWAIT of a buffer
+ * whose export the daemon keeps sends a quiet Export naming its hid and returns without an
+ * answer (without the flag it waits, as always); the peer
  * hears every one, in order. After hb_unexport the next export asks again (a new hid, or the
  * same one while a delayed unexport was pending). A restart in between loses nothing and
  * repeats nothing. The daemon's side of a stale or forged hid is in test_it_hostile.
@@ -68,7 +69,7 @@ TEST(a_reexport_does_not_wait)
 	CHECK_EQ(hb_counters(x.v1, &c1), 0);
 	CHECK_EQ(c1.frames_in - c0.frames_in, 1);
 	for (seq = 1; seq <= 20; seq++) {
-		CHECK_EQ(hb_export(x.b, &seq, 1, 0, &again), 0);
+		CHECK_EQ(hb_export(x.b, &seq, 1, HB_EXPORT_NOWAIT, &again), 0);
 		CHECK(hb_id_equal(&again, &id));
 	}
 	CHECK_EQ(hb_counters(x.v1, &c0), 0);
@@ -80,21 +81,29 @@ TEST(a_reexport_does_not_wait)
 	{
 		static uint8_t big[HBP_META_MAX_FLOOR + 1];
 
-		CHECK_EQ(hb_export(x.b, big, sizeof(big), 0, &again), 0);
+		CHECK_EQ(hb_export(x.b, big, sizeof(big), HB_EXPORT_NOWAIT, &again), 0);
 		CHECK_EQ(hb_counters(x.v1, &c1), 0);
 		CHECK_EQ(c1.frames_in - c0.frames_in, 1);
 		CHECK(hb_id_equal(&again, &id));
 		it_wait_event_at(__FILE__, __LINE__, x.v2, HB_EVENT_EXPORTED, &ev, IT_WAIT_MS);
 		CHECK_EQ(ev.meta_len, sizeof(big));
 		seq = 20;
-		CHECK_EQ(hb_export(x.b, &seq, 1, 0, &again), 0);
+		CHECK_EQ(hb_export(x.b, &seq, 1, HB_EXPORT_NOWAIT, &again), 0);
 		expect_exported(x.v2, &id, seq);
 	}
+	/* Without HB_EXPORT_NOWAIT a re-export is done when it returns, for everybody. */
+	CHECK_EQ(hb_counters(x.v1, &c0), 0);
+	seq = 21;
+	CHECK_EQ(hb_export(x.b, &seq, 1, 0, &again), 0);
+	CHECK_EQ(hb_counters(x.v1, &c1), 0);
+	CHECK_EQ(c1.frames_in - c0.frames_in, 1);
+	expect_exported(x.v2, &id, seq);
+	CHECK_ERR(hb_export(x.b, &seq, 1, 2, &again), EINVAL);
 	IT_CHECK_STAT(&x.d, "exports", 1);
 	im = IT_IMPORT(x.v2, &id, 0);
 	IT_CHECK_IMPORT(im, 4096, 0x4e);
 	CHECK_EQ(hb_import_metadata(im, &seq, 1), 1);
-	CHECK_EQ(seq, 20);
+	CHECK_EQ(seq, 21);
 	hb_import_release(im);
 	rx_stop(&x);
 }
@@ -132,7 +141,7 @@ TEST(export_after_unexport_asks)
 	/* Live again: the next one is sent without waiting. */
 	CHECK_EQ(hb_counters(x.v1, &c0), 0);
 	seq = 3;
-	CHECK_EQ(hb_export(x.b, &seq, 1, 0, &id3), 0);
+	CHECK_EQ(hb_export(x.b, &seq, 1, HB_EXPORT_NOWAIT, &id3), 0);
 	CHECK_EQ(hb_counters(x.v1, &c1), 0);
 	CHECK_EQ(c1.frames_in - c0.frames_in, 0);
 	expect_exported(x.v2, &id2, seq);
@@ -153,7 +162,7 @@ TEST(reexport_across_a_restart)
 	expect_exported(x.v2, &id, seq);
 	hbt_daemon_crash(&x.d);
 	seq = 2;
-	CHECK_EQ(hb_export(x.b, &seq, 1, 0, &again), 0);
+	CHECK_EQ(hb_export(x.b, &seq, 1, HB_EXPORT_NOWAIT, &again), 0);
 	CHECK(hb_id_equal(&again, &id));
 	/* A call after it: whatever the first send met, the re-export is in by its answer. */
 	IT_QUERY(x.v1, &id, &info);
@@ -176,7 +185,7 @@ TEST(a_reexport_right_before_a_disconnect_is_not_lost)
 	expect_exported(x.v2, &id, seq);
 	CHECK_EQ(kill(x.d.spawn.main_pid, SIGSTOP), 0);
 	seq = 2;
-	CHECK_EQ(hb_export(x.b, &seq, 1, 0, &again), 0);
+	CHECK_EQ(hb_export(x.b, &seq, 1, HB_EXPORT_NOWAIT, &again), 0);
 	hbt_daemon_crash(&x.d);
 	hb_disconnect(x.v1);
 	x.v1 = NULL;

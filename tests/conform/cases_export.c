@@ -81,7 +81,8 @@ static void flags_role(void)
 	struct hb_buffer *b = CF_ALLOC(c, cf_domain() == 2 ? 0 : cf_domain() + 1, 4096, 0);
 	struct hb_id id;
 
-	CHECK_ERR(hb_export(b, NULL, 0, 1, &id), EINVAL);
+	/* HB_EXPORT_NOWAIT (1) is the one flag. */
+	CHECK_ERR(hb_export(b, NULL, 0, 2, &id), EINVAL);
 	CHECK_ERR(hb_export(b, NULL, 0, 0x80000000u, &id), EINVAL);
 	cf_barrier("tried");
 	if (cf_domain() == 0)
