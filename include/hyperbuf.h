@@ -410,6 +410,8 @@ int hb_timeline_signal(struct hb_timeline *t, uint64_t value);
  * hb_timeline_destroy, hb_disconnect and turning it off send what was kept. An owner that
  * crashes loses at most the 63 values kept last from the daemon's record: the waiters that
  * read them in the slot have them, the others get -EPIPE, as if it had crashed before them.
+ * HYPERBUF_SIGNALS=lazy in the environment at hb_connect turns it on for every timeline the
+ * client creates (the fence suites run so).
  * Errors: EINVAL (t NULL, on neither 0 nor 1), the client's sticky error (turning it off).
  */
 int hb_timeline_set_lazy(struct hb_timeline *t, int on);

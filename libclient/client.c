@@ -172,7 +172,8 @@ static void on_break(void *ctx, int err)
  * watches and slots with HYPERBUF_SIGNALS=awaited (every signal then waits for the daemon's
  * answer and every fence is a wait of its own, as before either), and slots with
  * HYPERBUF_SIGNALS=watched (fences on watches only): for comparing the paths, and the fence
- * suites run every way. */
+ * suites run every way. HYPERBUF_SIGNALS=lazy offers everything, and every timeline the
+ * client creates asks for lazy records (signals_lazy). */
 static uint32_t features_offered(void)
 {
 	const char *signals = getenv(HBL_SIGNALS_ENV);
@@ -183,6 +184,13 @@ static uint32_t features_offered(void)
 	if (signals && strcmp(signals, "watched") == 0)
 		return HBP_FEATURES_KNOWN & ~HBP_FEATURE_SLOTS;
 	return HBP_FEATURES_KNOWN;
+}
+
+static bool signals_lazy(void)
+{
+	const char *signals = getenv(HBL_SIGNALS_ENV);
+
+	return signals && strcmp(signals, "lazy") == 0;
 }
 
 static struct hb_client *client_new(void)
@@ -202,6 +210,7 @@ static struct hb_client *client_new(void)
 	c->conn.ctx = c;
 	c->calls.next_id = 1;
 	c->offered = features_offered();
+	c->lazy_default = signals_lazy();
 	c->calls.pump = hbl_pump;
 	hbl_fences_init(&c->fences);
 	hbc_list_init(&c->timelines);

@@ -71,6 +71,7 @@ struct hb_client {
 	uint32_t meta_max; /* min(daemon's meta_max, HB_META_MAX) */
 	uint32_t offered;  /* HBP_FEATURE_* its Hellos offer (client.c) */
 	uint32_t features; /* of those, what the daemon understands too */
+	bool lazy_default; /* HYPERBUF_SIGNALS=lazy: new timelines ask for lazy records */
 	/* The last signal sent without waiting (timeline.c): sent again, awaited, it says the
 	 * daemon has every one before it. */
 	struct hbl_posted_signal {

@@ -51,6 +51,7 @@ HBL_PUBLIC struct hb_timeline *hb_timeline_create(struct hb_client *c)
 	}
 	t->client = c;
 	t->id = reply.msg->timeline->timeline;
+	t->lazy_wanted = c->lazy_default;
 	hbl_reply_free(&reply);
 	hbc_list_insert_tail(&c->timelines, &t->link);
 	hbl_unlock(c);
