@@ -355,9 +355,13 @@ enum hbg_tx_status hbg_tx_reclaim(struct hbg_tx *tx, gboolean block)
 	return st;
 }
 
+/* flags: HB_EXPORT_NOWAIT for a frame. The pool's buffers are exported again and again, and
+ * the consumer learns of each from its EXPORTED event, which comes after the export whether
+ * or not we wait: waiting only held up the streaming thread for a round trip per frame. The
+ * EOS marker waits: the element may stop right after it. */
 static enum hbg_tx_status export_locked(struct hbg_tx *tx, struct hb_buffer *b,
 					struct hb_image *img, struct hbg_frame_extra *x,
-					struct hb_id *id)
+					uint32_t flags, struct hb_id *id)
 {
 	uint8_t extra[HBG_FRAME_EXTRA];
 
@@ -366,7 +370,7 @@ static enum hbg_tx_status export_locked(struct hbg_tx *tx, struct hb_buffer *b,
 	img->fence.value = 0; /* written before it is sent: complete at export */
 	x->consumer = tx->consumer;
 	hbg_extra_pack(x, extra);
-	if (hb_export_image(b, img, extra, sizeof(extra), id) < 0)
+	if (hb_export_image_flags(b, img, extra, sizeof(extra), flags, id) < 0)
 		return call_failed(tx, "hb_export_image");
 	tx->next_seq++;
 	return HBG_TX_OK;
@@ -387,7 +391,7 @@ enum hbg_tx_status hbg_tx_send(struct hbg_tx *tx, GstBuffer *buf, struct hb_buff
 	if (st != HBG_TX_OK)
 		goto out;
 	slot = &tx->ring[(tx->head + tx->count) % RING_SIZE];
-	st = export_locked(tx, b, img, x, &slot->id);
+	st = export_locked(tx, b, img, x, HB_EXPORT_NOWAIT, &slot->id);
 	if (st != HBG_TX_OK)
 		goto out;
 	slot->buf = gst_buffer_ref(buf);
@@ -454,7 +458,7 @@ enum hbg_tx_status hbg_tx_send_eos(struct hbg_tx *tx)
 	}
 	hb_image_init(&img, 0x34325258u /* XR24 */, 1, 1, 0);
 	img.flags = HB_IMAGE_EOS;
-	st = export_locked(tx, tx->marker, &img, &x, &id);
+	st = export_locked(tx, tx->marker, &img, &x, 0, &id);
 out:
 	g_mutex_unlock(&tx->lock);
 	return st;

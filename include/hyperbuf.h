@@ -711,6 +711,12 @@ ssize_t hb_image_decode(const void *meta, size_t len, size_t buffer_size, struct
 int hb_export_image(struct hb_buffer *b, const struct hb_image *img, const void *extra,
 		    size_t extra_len, struct hb_id *id);
 
+/* hb_export_image with hb_export's flags: HB_EXPORT_NOWAIT lets a re-export of a frame (a
+ * pool's buffer exported again) return without waiting for the daemon, as for hb_export.
+ * Errors: those of hb_export_image, and EINVAL for an unknown flag. */
+int hb_export_image_flags(struct hb_buffer *b, const struct hb_image *img, const void *extra,
+			  size_t extra_len, uint32_t flags, struct hb_id *id);
+
 /* The description an HB_EVENT_EXPORTED event carries, checked against the event's size. Returns
  * 0, or -1 with errno as hb_image_decode (EINVAL also for an event of another type). */
 int hb_event_image(const struct hb_event *ev, struct hb_image *img);

@@ -55,8 +55,9 @@ HBL_PUBLIC ssize_t hb_image_decode(const void *meta, size_t len, size_t buffer_s
 	return r < 0 ? hbl_fail(r) : n;
 }
 
-HBL_PUBLIC int hb_export_image(struct hb_buffer *b, const struct hb_image *img, const void *extra,
-			       size_t extra_len, struct hb_id *id)
+HBL_PUBLIC int hb_export_image_flags(struct hb_buffer *b, const struct hb_image *img,
+				     const void *extra, size_t extra_len, uint32_t flags,
+				     struct hb_id *id)
 {
 	uint8_t meta[HB_META_MAX];
 	ssize_t n;
@@ -73,7 +74,13 @@ HBL_PUBLIC int hb_export_image(struct hb_buffer *b, const struct hb_image *img, 
 		return hbl_fail((int)n);
 	if (extra_len)
 		memcpy(meta + n, extra, extra_len);
-	return hb_export(b, meta, (size_t)n + extra_len, 0, id);
+	return hb_export(b, meta, (size_t)n + extra_len, flags, id);
+}
+
+HBL_PUBLIC int hb_export_image(struct hb_buffer *b, const struct hb_image *img, const void *extra,
+			       size_t extra_len, struct hb_id *id)
+{
+	return hb_export_image_flags(b, img, extra, extra_len, 0, id);
 }
 
 HBL_PUBLIC int hb_event_image(const struct hb_event *ev, struct hb_image *img)

@@ -124,6 +124,48 @@ TEST(image_export_checks_own_description)
 	pair_close(&p);
 }
 
+/* A frame pool's re-export with HB_EXPORT_NOWAIT (hyperbufsink's frames): the same id at once,
+ * no answer read, and the consumer sees every frame's description in order. The checks of
+ * the description and of the flags come first. */
+TEST(image_reexport_need_not_wait)
+{
+	struct hb_counters c0, c1;
+	struct hb_image img, got;
+	struct hb_buffer *b;
+	struct hb_event ev;
+	struct hb_id id, again;
+	struct pair p;
+	uint64_t seq;
+
+	pair_open(&p);
+	CHECK(hb_image_init(&img, XR24, 64, 64, 0) == 64 * 64 * 4);
+	b = IT_ALLOC(p.v1, 2, 64 * 64 * 4, 0);
+	img.sequence = 1;
+	CHECK_EQ(hb_export_image_flags(b, &img, "x", 1, 0, &id), 0);
+	CHECK_EQ(hb_counters(p.v1, &c0), 0);
+	for (seq = 2; seq <= 5; seq++) {
+		img.sequence = seq;
+		CHECK_EQ(hb_export_image_flags(b, &img, "x", 1, HB_EXPORT_NOWAIT, &again), 0);
+		CHECK(hb_id_equal(&again, &id));
+	}
+	CHECK_EQ(hb_counters(p.v1, &c1), 0);
+	CHECK_EQ(c1.frames_out - c0.frames_out, 4);
+	CHECK_EQ(c1.frames_in - c0.frames_in, 0);
+	for (seq = 1; seq <= 5; seq++) {
+		IT_WAIT_EVENT(p.v2, HB_EVENT_EXPORTED, &ev);
+		CHECK(hb_id_equal(&ev.id, &id));
+		CHECK_EQ(hb_event_image(&ev, &got), 0);
+		CHECK_EQ(got.sequence, seq);
+		CHECK_EQ(ev.meta_len, HB_IMAGE_WIRE_SIZE + 1);
+	}
+	CHECK_ERR(hb_export_image_flags(b, &img, NULL, 0, 2, &again), EINVAL);
+	img.width = 65;
+	CHECK_ERR(hb_export_image_flags(b, &img, NULL, 0, HB_EXPORT_NOWAIT, &again), EBADMSG);
+	IT_EXPECT_QUIET(p.v2, 100);
+	hb_buffer_free(b);
+	pair_close(&p);
+}
+
 /* A hostile producer writes the metadata by hand: every lie is EBADMSG at the consumer. */
 TEST(image_hostile_descriptions_refused)
 {

@@ -20,7 +20,21 @@ need() {
 
 case "$case_name" in
 --list)
-	printf '%s\n' abi_matches_baseline abi_removed_function_fails abi_added_function_passes
+	printf '%s\n' abi_matches_baseline abi_removed_function_fails abi_added_function_passes \
+		debian_symbols_list_every_function
+	;;
+debian_symbols_list_every_function)
+	# The package's symbols file (dpkg-gensymbols) names every function the library exports,
+	# and no other: a function added without it would reach users with no minimum version.
+	lib=$(ls "$B"/libhyperbuf.so.0.*.* 2>/dev/null | head -n 1)
+	[ -n "$lib" ] || fail "no libhyperbuf.so.0.* in $B"
+	tmp=$(mktemp -d /tmp/hba.XXXXXX) || fail mktemp
+	trap 'rm -rf "$tmp"' EXIT
+	nm -D --defined-only "$lib" | awk '$2 == "T" {print $3}' | sed 's/@.*//' | sort >"$tmp/have"
+	sed -n 's/^ \(hb_[a-z0-9_]*\)@.*/\1/p' debian/libhyperbuf0.symbols | sort >"$tmp/listed"
+	[ "$(wc -l <"$tmp/have")" -ge 20 ] || fail "only $(wc -l <"$tmp/have") functions in $lib"
+	diff "$tmp/have" "$tmp/listed" >"$tmp/diff" ||
+		fail "debian/libhyperbuf0.symbols (>) differs from $lib (<): $(cat "$tmp/diff")"
 	;;
 abi_matches_baseline)
 	need
