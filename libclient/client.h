@@ -251,6 +251,9 @@ void hbl_explain_connect(const char *address, const struct hb_client *c, int err
 /* dispatch.c: reads and handles whatever has arrived without blocking (the backend's own fds
  * included), at most max frames. Returns the number of frames handled or a negative errno. */
 int hbl_pump(struct hb_client *c, int max);
+/* hbl_pump of only the fds an epoll_wait on hb_get_fd's set finds ready, then the watches
+ * settled, as hb_dispatch's first look does. Takes the lock: call it without. */
+void hbl_pump_ready(struct hb_client *c);
 /* The fds of pfd[] (from hbl_pollfds) polled: records whether the backend's were quiet. */
 void hbl_polled(struct hb_client *c, const struct pollfd *pfd, size_t n);
 

@@ -183,6 +183,21 @@ static void dispatch_polled(struct hb_client *c, const struct epoll_event *ev, i
 		hbl_polled(c, pfd, n);
 }
 
+void hbl_pump_ready(struct hb_client *c)
+{
+	struct epoll_event ev[HBL_POLLFDS_MAX];
+	int nev =
+	    hbl_conn_polls_all(&c->conn) ? epoll_wait(c->conn.pub_fd, ev, HBL_POLLFDS_MAX, 0) : -1;
+
+	hbl_lock(c);
+	if (nev >= 0)
+		dispatch_polled(c, ev, nev);
+	hbl_pump(c, HBL_DISPATCH_BATCH);
+	/* A watch whose slot stopped telling asks the daemon now, or a loop never ends. */
+	hbl_watches_settle(c);
+	hbl_unlock(c);
+}
+
 HBL_PUBLIC int hb_dispatch(struct hb_client *c, int timeout_ms)
 {
 	struct epoll_event ev[HBL_POLLFDS_MAX];

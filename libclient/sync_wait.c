@@ -277,11 +277,8 @@ HBL_PUBLIC int hb_sync_status(const struct hb_sync *s)
 		return st;
 	/* Take what the daemon already sent, so that a loop on the status makes progress
 	 * without the caller dispatching (fences.md §1.5: a cached status must not lag
-	 * forever). */
-	hbl_lock(s->client);
-	hbl_pump(s->client, HBL_DISPATCH_BATCH);
-	/* A watch whose slot stopped telling asks the daemon now, or the loop never ends. */
-	hbl_watches_settle(s->client);
-	hbl_unlock(s->client);
+	 * forever); reading only what is ready, so that a status polled while nothing comes
+	 * costs one epoll_wait, not a read of every fd. */
+	hbl_pump_ready(s->client);
 	return hbl_sync_status(s);
 }

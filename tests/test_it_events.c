@@ -758,3 +758,43 @@ TEST(dispatch_reads_only_what_is_ready)
 	hb_disconnect(v2);
 	IT_STOP(&d);
 }
+
+/* hb_sync_status of a pending fence reads what has arrived, as hb_dispatch does: only what is
+ * ready. A loop on it while nothing comes reads nothing (before, each call read the channel
+ * and the ivshmem socket: hyperbufsrc's wasted receives, one or two per frame); the signal,
+ * once it came, is read and seen. */
+TEST(sync_status_reads_only_what_is_ready)
+{
+	struct hbt_daemon d;
+	struct hb_client *v1, *v2;
+	struct hb_counters c0, c1;
+	struct hb_timeline *t;
+	struct hb_sync *s;
+	int st = 0;
+
+	two_vms(&d, &v1, &v2);
+	t = hb_timeline_create(v1);
+	CHECK(t != NULL);
+	CHECK_EQ(hb_timeline_share(t, 2), 0);
+	s = hb_sync_open(v2, &(struct hb_fence){.timeline = hb_timeline_id(t), .value = 1});
+	CHECK(s != NULL);
+	it_drain(v2);
+	CHECK_EQ(hb_counters(v2, &c0), 0);
+	for (int i = 0; i < 10; i++)
+		CHECK_EQ(hb_sync_status(s), 0);
+	CHECK_EQ(hb_counters(v2, &c1), 0);
+	CHECK_EQ(c1.recvs - c0.recvs, 0);
+
+	CHECK_EQ(hb_timeline_signal(t, 1), 0);
+	for (int i = 0; i < 200 && st == 0; i++) {
+		st = hb_sync_status(s);
+		if (st == 0)
+			it_sleep_ms(10);
+	}
+	CHECK_EQ(st, 1);
+	hb_sync_close(s);
+	hb_timeline_destroy(t);
+	hb_disconnect(v1);
+	hb_disconnect(v2);
+	IT_STOP(&d);
+}
