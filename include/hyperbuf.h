@@ -505,7 +505,8 @@ int hb_sync_wait_any(struct hb_sync **v, size_t n, int timeout_ms, size_t *index
  * timeline destroyed; the client's sticky error, e.g. -EPIPE or -ECONNRESET, after a lost
  * connection; whatever hb_timeline_fail set). Reads what the daemon already sent (without
  * blocking) before it answers, so a busy-wait on the status makes progress; while nothing
- * came, that costs one epoll_wait and reads nothing (test_it_events). The status is set
+ * came, that costs one epoll_wait and reads nothing (test_it_events; a Xen vchan, which has
+ * no fd that says so, is read every time). The status is set
  * before the fd becomes readable: a poller woken by the fd always reads a non-zero status.
  */
 int hb_sync_status(const struct hb_sync *s);
